@@ -1,0 +1,37 @@
+# Two commands do all the set-up on a fresh Debian/Ubuntu machine:
+#   make lab    installs what is needed, builds the images, opens JupyterLab on notebooks/
+#   make test   installs what is needed and runs the whole test suite
+PY      ?= python3
+VENV    ?= .venv
+VPY     := $(VENV)/bin/python
+ROOT    ?= /var/lib/labkit
+APT_PKGS := busybox-static gcc libc6-dev iproute2 python3-venv file
+
+.PHONY: lab test deps venv images lint clean
+
+deps:
+	@if command -v apt-get >/dev/null 2>&1 && [ "$$(id -u)" = 0 ]; then \
+	  missing=""; for p in $(APT_PKGS); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	  if [ -n "$$missing" ]; then apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q $$missing; fi; \
+	fi
+
+venv: deps
+	@test -x $(VPY) || $(PY) -m venv $(VENV)
+	@$(VPY) -m pip install -q --upgrade pip
+	@$(VPY) -m pip install -q -e '.[notebook,test]'
+
+images: venv
+	$(VENV)/bin/labkit --root $(ROOT) build-lessons
+
+lab: images
+	$(VENV)/bin/jupyter lab --allow-root --notebook-dir=notebooks
+
+test: venv
+	$(VPY) -m pytest -q tests
+
+lint: venv
+	$(VENV)/bin/ruff check labkit tests
+	$(VENV)/bin/mypy labkit
+
+clean:
+	rm -rf $(VENV) *.egg-info

@@ -1,0 +1,54 @@
+"""labkit: learn how containers work by running real ones.
+
+    >>> import labkit
+    >>> lab = labkit.connect()                     # the real backend when the host allows it
+    >>> c = lab.run("busybox", ["echo", "hi"])     # a real PID 1 in its own namespaces
+    >>> c.logs()
+    'hi\\n'
+
+The :class:`Engine` is the only door; :mod:`labkit.errors` holds every error it raises.
+"""
+
+from labkit.engine import Container, Engine, connect
+from labkit.errors import (
+    AmbiguousReference,
+    BuildFailed,
+    Conflict,
+    HostUnsupported,
+    IllegalTransition,
+    InvalidArgument,
+    InvalidName,
+    LabfileError,
+    LabkitError,
+    NameInUse,
+    NoSuchContainer,
+    NoSuchImage,
+    NoSuchVolume,
+    NotFound,
+    StartFailed,
+    VolumeInUse,
+)
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "AmbiguousReference",
+    "BuildFailed",
+    "Conflict",
+    "Container",
+    "Engine",
+    "HostUnsupported",
+    "IllegalTransition",
+    "InvalidArgument",
+    "InvalidName",
+    "LabfileError",
+    "LabkitError",
+    "NameInUse",
+    "NoSuchContainer",
+    "NoSuchImage",
+    "NoSuchVolume",
+    "NotFound",
+    "StartFailed",
+    "VolumeInUse",
+    "connect",
+]

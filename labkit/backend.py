@@ -1,0 +1,78 @@
+"""The seam between the engine and a backend.
+
+The engine owns names, ids, the lifecycle table, images and volumes; a backend
+owns the side effects: the writable layer, the process, its limits. Two
+backends implement this Protocol with the same module names per kernel
+concept (namespaces, overlay, cgroups, network, process): ``linux`` does it
+with the real kernel, ``sim`` in pure Python.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import IO, Iterator, Protocol
+
+from labkit.images.store import Image
+from labkit.model.container import ContainerRecord
+
+
+@dataclass(frozen=True)
+class Launched:
+    """A container's PID 1 is running."""
+
+    pid: int
+    pid_start_time: int
+    shim_pid: int
+    started_at: str
+
+
+@dataclass(frozen=True)
+class Exited:
+    """A container's PID 1 has ended."""
+
+    exit_code: int
+    finished_at: str
+    oom_killed: bool = False
+
+
+class Backend(Protocol):
+    """What the engine asks of a backend. Every method takes the container's record."""
+
+    name: str
+
+    def create(self, record: ContainerRecord, image: Image) -> None:
+        """Make the writable layer and the per-container files."""
+
+    def start(self, record: ContainerRecord, image: Image) -> Launched:
+        """Mount, limit and launch PID 1. Raises StartFailed if the command cannot run."""
+
+    def observe(self, record: ContainerRecord) -> Exited | None:
+        """``None`` while PID 1 of the current start lives; how it ended otherwise."""
+
+    def wait(self, record: ContainerRecord, timeout: float | None) -> bool:
+        """Block until PID 1 has ended (True) or ``timeout`` seconds pass (False)."""
+
+    def signal(self, record: ContainerRecord, signum: int) -> None:
+        """Deliver ``signum`` to PID 1 (kill(2) from the host's PID namespace)."""
+
+    def pause(self, record: ContainerRecord) -> None:
+        """Freeze every process of the container (the cgroup freezer)."""
+
+    def unpause(self, record: ContainerRecord) -> None:
+        """Thaw them."""
+
+    def exec(self, record: ContainerRecord, argv: list[str], env: list[str], workdir: str,
+             stdout: IO[bytes] | int | None, stderr: IO[bytes] | int | None) -> int:
+        """Run one more process inside the running container; return its exit code."""
+
+    def changes(self, record: ContainerRecord, image: Image) -> list[tuple[str, str]]:
+        """``docker diff``: (kind, path) pairs read from the writable layer."""
+
+    def logs(self, record: ContainerRecord) -> Iterator[tuple[str, str, str]]:
+        """(stream, text, time) for every line the container wrote."""
+
+    def storage(self, record: ContainerRecord, image: Image) -> dict[str, str]:
+        """``GraphDriver.Data``: the real layer paths."""
+
+    def remove(self, record: ContainerRecord) -> None:
+        """Delete the writable layer, logs and per-container files."""

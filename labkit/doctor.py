@@ -1,0 +1,95 @@
+"""``labkit doctor``: what this host lets labkit do, in plain words.
+
+Each check says what was found and what it means for a learner. Nothing here
+changes the host; every probe reads a file under /proc or /sys, or looks on PATH.
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+import shutil
+import subprocess
+from typing import Any
+
+
+def _check(name: str, ok: bool, detail: str, meaning: str) -> dict[str, Any]:
+    return {"check": name, "ok": ok, "detail": detail, "meaning": meaning}
+
+
+def _read(path: str) -> str | None:
+    try:
+        with open(path) as f:
+            return f.read().strip()
+    except OSError:
+        return None
+
+
+def checks() -> list[dict[str, Any]]:
+    """Every check, in the order a learner should read them."""
+    out = []
+    root = os.geteuid() == 0
+    out.append(_check(
+        "root", root, f"running as uid {os.geteuid()}",
+        "labkit can create namespaces, mount overlayfs and write cgroups: real containers."
+        if root else "Without root the real backend cannot make containers here; run with sudo.",
+    ))
+    release = platform.release()
+    try:
+        major, minor = (int(x) for x in release.split(".")[:2])
+    except ValueError:
+        major, minor = 0, 0
+    out.append(_check(
+        "kernel", platform.system() == "Linux", f"{platform.system()} {release}",
+        "Containers are made by the Linux kernel; "
+        + ("unprivileged overlayfs needs 5.11 or newer, and this kernel has it." if (major, minor) >= (5, 11)
+           else "this kernel is older than 5.11, so overlayfs needs root."),
+    ))
+    fs = _read("/proc/filesystems") or ""
+    out.append(_check(
+        "overlayfs", "overlay" in fs, "overlay listed in /proc/filesystems" if "overlay" in fs else "not found",
+        "Image layers are stacked read-only under a writable container layer by overlayfs."
+        if "overlay" in fs else "Without overlayfs there is no copy-on-write layer; try 'sudo modprobe overlay'.",
+    ))
+    userns = _read("/proc/sys/user/max_user_namespaces")
+    clone = _read("/proc/sys/kernel/unprivileged_userns_clone")
+    ok = bool(userns and userns != "0") and clone != "0"
+    out.append(_check(
+        "user namespaces", ok, f"max_user_namespaces={userns}" + (f", unprivileged_userns_clone={clone}" if clone else ""),
+        "A user without root can still be root inside a user namespace."
+        if ok else "Unprivileged user namespaces are off: without root only the simulator can run.",
+    ))
+    try:
+        from labkit.linux.cgroups import detect
+
+        layout = detect()
+        lines = layout.describe()
+        out.append(_check("cgroups", True, f"cgroup {layout.version}: " + ", ".join(sorted(layout.controllers)),
+                          " ".join(lines)))
+    except Exception as err:  # a host without cgroupfs mounted
+        out.append(_check("cgroups", False, str(err), "Without cgroups labkit cannot limit memory, pids or CPU."))
+    bb = shutil.which("busybox")
+    static = False
+    if bb:
+        try:
+            static = "statically linked" in subprocess.run(["file", "-L", bb], capture_output=True, text=True).stdout
+        except OSError:
+            static = False
+    out.append(_check(
+        "busybox", bool(bb), f"{bb} ({'static' if static else 'dynamic'})" if bb else "not on PATH",
+        "The base image 'busybox' is built from it, offline." if bb
+        else "The base image will be assembled from this host's own programs and libraries instead.",
+    ))
+    cc = shutil.which("cc") or shutil.which("gcc")
+    out.append(_check(
+        "C compiler", bool(cc), cc or "not found",
+        "Each container's supervisor is a tiny C program (about 1 MB of memory)."
+        if cc else "Each container's supervisor runs in Python instead (about 8 MB of memory each).",
+    ))
+    node = shutil.which("node")
+    out.append(_check(
+        "node", bool(node), node or "not found",
+        "The lesson's frontend-app image runs the real node server.js." if node
+        else "The lesson's frontend-app image uses a busybox stand-in for node.",
+    ))
+    return out

@@ -1,0 +1,818 @@
+"""The Engine: labkit's only door.
+
+The CLI, the notebooks and the graders all call these methods. Each verb is one
+short sequence — load, guard (the lifecycle table), side effect (the backend),
+transition, save — so a reader can follow what ``docker stop`` really does::
+
+    rec = self._get(ref)                          # load (and notice a PID 1 that has exited)
+    guard(rec.status, Verb.STOP, rec.id, ref)     # Docker's error if the table refuses
+    self.backend.signal(rec, SIGTERM)             # the kernel does the work
+    ...wait, then SIGKILL...
+    self._save(rec.with_state(status=EXITED...))  # the new state, atomically on disk
+
+Names, ids, images, volumes and the lifecycle are the engine's; namespaces,
+mounts, cgroups and processes are the backend's (:mod:`labkit.backend`).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import secrets
+import signal as _signal
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import IO, Any, Iterator
+
+from labkit.errors import (
+    HostUnsupported,
+    InvalidArgument,
+    NameInUse,
+    NoSuchContainer,
+    NoSuchImage,
+    NoSuchVolume,
+    StartFailed,
+    VolumeInUse,
+)
+from labkit.model import names as _names
+from labkit.model.container import (
+    ZERO_TIME,
+    ContainerConfig,
+    ContainerRecord,
+    MountSpec,
+    PortSpec,
+    inspect_json,
+    now_rfc3339,
+    parse_time,
+    ps_item,
+    state_json,
+)
+from labkit.model.lifecycle import Status, Unchanged, Verb, guard, is_running
+from labkit.store import Store, read_json, write_json
+
+DEFAULT_ROOT = "/var/lib/labkit"
+MIN_MEMORY = 6 * 1024 * 1024
+VOLUME_RE = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9_.-]+$")
+
+
+def default_root() -> str:
+    """The state root: ``$LABKIT_ROOT``, else ``/var/lib/labkit``."""
+    return os.environ.get("LABKIT_ROOT") or DEFAULT_ROOT
+
+
+def signal_number(sig: str | int) -> int:
+    """``"TERM"``, ``"SIGTERM"``, ``"15"`` or ``15`` → 15; anything else is refused in Docker's words."""
+    if isinstance(sig, int):
+        return sig
+    text = sig.strip().upper()
+    if text.isdigit():
+        return int(text)
+    if not text.startswith("SIG"):
+        text = "SIG" + text
+    try:
+        return int(getattr(_signal.Signals, text))
+    except AttributeError:
+        raise InvalidArgument(f"Invalid signal: {sig}", "Use a name such as SIGTERM or KILL, or a number") from None
+
+
+def parse_port(spec: str) -> PortSpec:
+    """One ``-p`` value: ``[hostip:][hostport:]containerport[/proto]``."""
+    body, _, proto = spec.partition("/")
+    proto = proto or "tcp"
+    parts = body.rsplit(":", 2)
+    host_ip = host_port = ""
+    if len(parts) == 3:
+        host_ip, host_port, cport = parts
+    elif len(parts) == 2:
+        host_port, cport = parts
+    else:
+        (cport,) = parts
+    bad = InvalidArgument(
+        f"invalid port specification: \"{spec}\"", "Write it as HOSTPORT:CONTAINERPORT, e.g. -p 3000:3000"
+    )
+    if proto not in ("tcp", "udp", "sctp") or not cport.isdigit() or (host_port and not host_port.isdigit()):
+        raise bad
+    if not 0 < int(cport) < 65536 or (host_port and not 0 < int(host_port) < 65536):
+        raise bad
+    return PortSpec(int(cport), proto, host_ip, host_port)
+
+
+def parse_env(env: Any) -> list[str]:
+    """Accept a dict, or a list of ``K=V`` / ``K`` (taken from this process's environment)."""
+    if env is None:
+        return []
+    if isinstance(env, dict):
+        return [f"{k}={v}" for k, v in env.items()]
+    out = []
+    for item in env:
+        if "=" in item:
+            out.append(item)
+        elif item in os.environ:
+            out.append(f"{item}={os.environ[item]}")
+    return out
+
+
+def merge_env(base: list[str], extra: list[str]) -> list[str]:
+    """Image env first, the user's values replacing same-named keys (as Docker merges them)."""
+    merged: dict[str, str] = {}
+    for item in [*base, *extra]:
+        key = item.split("=", 1)[0]
+        merged[key] = item
+    return list(merged.values())
+
+
+class Container:
+    """A handle on one container, like docker-py's: one-line verbs over the engine.
+
+    Attributes:
+        id: The full 64-hex id.
+        name: The name, without Docker's leading ``/``.
+    """
+
+    def __init__(self, engine: Engine, cid: str, name: str) -> None:
+        self.engine = engine
+        self.id = cid
+        self.name = name
+
+    @property
+    def short_id(self) -> str:
+        return _names.short_id(self.id)
+
+    @property
+    def status(self) -> str:
+        """The current ``State.Status`` (read fresh each time)."""
+        return self.inspect()["State"]["Status"]
+
+    @property
+    def exit_code(self) -> int:
+        return self.inspect()["State"]["ExitCode"]
+
+    @property
+    def pid(self) -> int:
+        """The host PID of the container's PID 1 (0 when not running)."""
+        return self.inspect()["State"]["Pid"]
+
+    def inspect(self) -> dict[str, Any]:
+        return self.engine.inspect(self.id)
+
+    def start(self) -> None:
+        self.engine.start(self.id)
+
+    def stop(self, timeout: float | None = None) -> None:
+        self.engine.stop(self.id, timeout=timeout)
+
+    def restart(self, timeout: float | None = None) -> None:
+        self.engine.restart(self.id, timeout=timeout)
+
+    def kill(self, signal: str | int = "KILL") -> None:
+        self.engine.kill(self.id, signal=signal)
+
+    def pause(self) -> None:
+        self.engine.pause(self.id)
+
+    def unpause(self) -> None:
+        self.engine.unpause(self.id)
+
+    def remove(self, force: bool = False, volumes: bool = False) -> None:
+        self.engine.rm(self.id, force=force, volumes=volumes)
+
+    def wait(self, timeout: float | None = None) -> int:
+        return self.engine.wait(self.id, timeout=timeout)
+
+    def diff(self) -> list[dict[str, Any]]:
+        return self.engine.diff(self.id)
+
+    def logs(self) -> str:
+        """Everything the container wrote to stdout and stderr, as text."""
+        return "".join(text for _stream, text, _t in self.engine.logs(self.id))
+
+    def exec(self, cmd: list[str] | str, **kw: Any) -> tuple[int, str]:
+        """Run a command inside; return ``(exit_code, output)``."""
+        return self.engine.exec_output(self.id, cmd, **kw)
+
+    def __repr__(self) -> str:
+        return f"<Container {self.short_id} {self.name}>"
+
+
+class Engine:
+    """Docker-shaped verbs over a backend.
+
+    Args:
+        root: The state root (default ``$LABKIT_ROOT`` or ``/var/lib/labkit``).
+        backend: ``"auto"``, ``"linux"``, or a backend object.
+    """
+
+    def __init__(self, root: str | Path | None = None, backend: Any = "auto") -> None:
+        self.store = Store(root or default_root())
+        self.backend, self.backend_reason = _choose_backend(backend, self.store)
+        self.backend_name = self.backend.name
+        self._images = None
+
+    # -- images ----------------------------------------------------------------------------------
+    @property
+    def image_store(self):  # type: ignore[no-untyped-def]
+        if self._images is None:
+            from labkit.images.store import ImageStore
+
+            self._images = ImageStore(str(self.store.images_root))
+        return self._images
+
+    def _image(self, ref: str):  # type: ignore[no-untyped-def]
+        """An image by reference; the base ``busybox`` image is built on first use, offline."""
+        try:
+            return self.image_store.get(ref)
+        except NoSuchImage:
+            from labkit.images.store import parse_ref
+
+            if parse_ref(ref) == ("busybox", "latest"):
+                from labkit.images.base import ensure_busybox
+
+                return ensure_busybox(self.image_store)
+            raise
+
+    def images(self) -> list[dict[str, Any]]:
+        """``GET /images/json``: one item per image."""
+        out = []
+        for img in self.image_store.list():
+            out.append({
+                "Id": img.id,
+                "ParentId": "",
+                "RepoTags": list(img.repo_tags),
+                "RepoDigests": [],
+                "Created": int(parse_time(img.created).timestamp()),
+                "Size": img.size,
+                "SharedSize": -1,
+                "Labels": img.config.get("Labels") or {},
+                "Containers": -1,
+            })
+        return out
+
+    def inspect_image(self, ref: str) -> dict[str, Any]:
+        img = self._image(ref)
+        return {
+            "Id": img.id,
+            "RepoTags": list(img.repo_tags),
+            "Created": img.created,
+            "Config": img.config,
+            "Size": img.size,
+            "RootFS": {"Type": "layers", "Layers": [layer.digest for layer in img.layers]},
+            "GraphDriver": {"Name": "overlay2", "Data": {"LowerDir": ":".join(img.lowerdirs())}},
+        }
+
+    def build(self, path: str, tag: str, file: str | None = None, on_step: Any = print) -> str:
+        """Build an image from a Labfile (or Dockerfile) in ``path``; return its id."""
+        from labkit.images.build import build
+
+        image = build(self.image_store, path, tag, self.backend.build_runner, file=file, on_step=on_step)
+        return image.id
+
+    # -- create / run ----------------------------------------------------------------------------
+    def create(
+        self,
+        image: str,
+        command: list[str] | str | None = None,
+        *,
+        name: str | None = None,
+        entrypoint: list[str] | str | None = None,
+        env: Any = None,
+        workdir: str | None = None,
+        hostname: str | None = None,
+        ports: list[str] | None = None,
+        publish_all: bool = False,
+        volumes: list[str] | None = None,
+        memory: int | str | None = None,
+        memory_swap: int | str | None = None,
+        pids_limit: int | None = None,
+        cpus: float | None = None,
+        restart: str | None = None,
+        network: str | None = None,
+        auto_remove: bool = False,
+        labels: dict[str, str] | None = None,
+        stop_signal: str | None = None,
+        stop_timeout: int | None = None,
+        init: bool = False,
+    ) -> Container:
+        """Create a container (``docker create``): its config, name and writable layer; no process yet."""
+        if isinstance(command, str):
+            command = ["/bin/sh", "-c", command]
+        if isinstance(entrypoint, str):
+            entrypoint = [entrypoint] if entrypoint else []
+        img = self._image(image)
+        icfg = img.config
+        mem = _size(memory)
+        if mem and mem < MIN_MEMORY:
+            raise InvalidArgument("Minimum memory limit allowed is 6MB", "Use --memory 6m or more")
+        swap = _size(memory_swap) if memory_swap not in (None, -1, "-1") else (-1 if memory_swap in (-1, "-1") else 0)
+        if mem and not swap:
+            swap = 2 * mem
+        if cpus is not None and cpus <= 0:
+            raise InvalidArgument(f"invalid argument \"{cpus}\" for \"--cpus\"", "Use a positive number such as 0.5")
+        port_specs = tuple(parse_port(p) for p in (ports or []))
+        exposed = list(icfg.get("ExposedPorts") or {})
+        for p in port_specs:
+            key = f"{p.container_port}/{p.protocol}"
+            if key not in exposed:
+                exposed.append(key)
+        if publish_all:
+            have = {f"{p.container_port}/{p.protocol}" for p in port_specs}
+            port_specs += tuple(
+                PortSpec(int(k.split("/")[0]), k.split("/")[1]) for k in exposed if k not in have
+            )
+        mounts = tuple(self._mount_spec(v) for v in (volumes or []))
+        policy, _, retries = (restart or "no").partition(":")
+        if policy not in ("no", "on-failure", "always", "unless-stopped") or (retries and not retries.isdigit()):
+            raise InvalidArgument(f"invalid restart policy {restart}", "Use no, on-failure[:N], always or unless-stopped")
+        if stop_signal:
+            signal_number(stop_signal)
+        ep = tuple(entrypoint if entrypoint is not None else (icfg.get("Entrypoint") or ()))
+        cmd = tuple(command if command else (() if entrypoint is not None and not command else icfg.get("Cmd") or ()))
+        if not ep and not cmd:
+            raise InvalidArgument("No command specified", "Give a command after the image name, e.g. sh -c 'echo hi'")
+        with self.store.locked():
+            taken = self._names()
+            cid = _names.new_id()
+            if name:
+                name = _names.check_name(name)
+                if name in taken:
+                    raise NameInUse(name, taken[name])
+            else:
+                name = _names.pick_name(taken, cid)
+            for m in mounts:
+                if m.type == "volume" and not self.store.volume_dir(m.source).exists():
+                    self._volume_make(m.source)
+            config = ContainerConfig(
+                id=cid,
+                name=name,
+                created=now_rfc3339(),
+                image=image,
+                image_id=img.id,
+                entrypoint=ep,
+                cmd=cmd,
+                env=tuple(merge_env(list(icfg.get("Env") or []), parse_env(env))),
+                workdir=workdir or icfg.get("WorkingDir") or "/",
+                hostname=hostname or _names.short_id(cid),
+                labels={**(icfg.get("Labels") or {}), **(labels or {})},
+                exposed_ports=tuple(exposed),
+                ports=port_specs,
+                mounts=mounts,
+                memory=mem,
+                memory_swap=swap,
+                nano_cpus=int(round((cpus or 0) * 1e9)),
+                pids_limit=pids_limit if pids_limit else None,
+                restart_policy=policy,
+                restart_max=int(retries or 0),
+                auto_remove=auto_remove,
+                network=network or "none",
+                stop_signal=stop_signal or icfg.get("StopSignal") or "SIGTERM",
+                stop_timeout=stop_timeout,
+                init=init,
+            )
+            record = ContainerRecord(config)
+            self.backend.create(record, img)
+            self.store.save(record)
+        return Container(self, cid, name)
+
+    def run(self, image: str, command: list[str] | str | None = None, *, detach: bool = False, **kw: Any) -> Container:
+        """``docker run``: create, then start; without ``detach`` wait for the exit.
+
+        Returns the container. After an attached run, ``container.exit_code`` and
+        ``container.logs()`` tell what happened (unless ``auto_remove`` removed it).
+        """
+        c = self.create(image, command, **kw)
+        try:
+            self.start(c.id)
+        except StartFailed:
+            if kw.get("auto_remove"):
+                self.rm(c.id, force=True)
+            raise
+        if not detach:
+            self.wait(c.id)
+        return c
+
+    # -- lifecycle verbs -------------------------------------------------------------------------
+    def start(self, ref: str) -> None:
+        """``docker start``: run PID 1 again on the same writable layer (files survive)."""
+        rec = self._get(ref)
+        if isinstance(guard(rec.status, Verb.START, rec.id, ref), Unchanged):
+            return
+        self._launch(rec)
+
+    def _launch(self, rec: ContainerRecord) -> ContainerRecord:
+        img = self._image_of(rec)
+        try:
+            launched = self.backend.start(rec, img)
+        except StartFailed as err:
+            first = rec.state.started_at == ZERO_TIME
+            self._save(rec.with_state(
+                status=Status.CREATED if first else Status.EXITED,
+                exit_code=err.exit_code,
+                error=err.message,
+                pid=0,
+                finished_at=rec.state.finished_at if first else now_rfc3339(),
+            ))
+            raise
+        rec = rec.with_state(
+            status=Status.RUNNING,
+            pid=launched.pid,
+            pid_start_time=launched.pid_start_time,
+            shim_pid=launched.shim_pid,
+            exit_code=0,
+            error="",
+            oom_killed=False,
+            started_at=launched.started_at,
+            starts=rec.state.starts + 1,
+        )
+        self._save(rec)
+        return rec
+
+    def stop(self, ref: str, timeout: float | None = None, signal: str | int | None = None) -> None:
+        """``docker stop``: the stop signal (SIGTERM), ``timeout`` seconds (10), then SIGKILL.
+
+        PID 1 ignores signals it has no handler for, so a plain ``sleep`` takes
+        the full timeout and ends with 137; one that handles SIGTERM ends with 143 (or its own code).
+        """
+        rec = self._get(ref)
+        if isinstance(guard(rec.status, Verb.STOP, rec.id, ref), Unchanged):
+            return
+        if timeout is None:
+            timeout = rec.config.stop_timeout if rec.config.stop_timeout is not None else 10
+        self.backend.signal(rec, signal_number(signal or rec.config.stop_signal))
+        if rec.status is Status.PAUSED:
+            self.backend.unpause(rec)  # Docker resumes a paused container right after the signal
+        if not self.backend.wait(rec, None if timeout < 0 else timeout):
+            self.backend.signal(rec, _signal.SIGKILL)
+            self.backend.wait(rec, None)
+        self._refresh(rec)
+
+    def kill(self, ref: str, signal: str | int = "KILL") -> None:
+        """``docker kill``: deliver a signal (SIGKILL by default, then wait for the exit)."""
+        rec = self._get(ref)
+        guard(rec.status, Verb.KILL, rec.id, ref)
+        sig = signal_number(signal)
+        self.backend.signal(rec, sig)
+        if sig == _signal.SIGKILL:
+            if rec.status is Status.PAUSED:
+                self.backend.unpause(rec)  # a frozen task dies only once thawed (v1 freezer)
+            self.backend.wait(rec, 10)
+        self._refresh(rec)
+
+    def restart(self, ref: str, timeout: float | None = None) -> None:
+        """``docker restart``: stop (if running), then start."""
+        rec = self._get(ref)
+        guard(rec.status, Verb.RESTART, rec.id, ref)
+        if is_running(rec.status):
+            self.stop(rec.id, timeout=timeout)
+        self._launch(self._get(rec.id))
+
+    def pause(self, ref: str) -> None:
+        """``docker pause``: freeze every process through the cgroup freezer."""
+        rec = self._get(ref)
+        guard(rec.status, Verb.PAUSE, rec.id, ref)
+        self.backend.pause(rec)
+        self._save(rec.with_state(status=Status.PAUSED))
+
+    def unpause(self, ref: str) -> None:
+        """``docker unpause``: thaw them."""
+        rec = self._get(ref)
+        guard(rec.status, Verb.UNPAUSE, rec.id, ref)
+        self.backend.unpause(rec)
+        self._save(rec.with_state(status=Status.RUNNING))
+
+    def rm(self, ref: str, force: bool = False, volumes: bool = False) -> None:
+        """``docker rm``: delete the container and its writable layer (``force`` kills it first)."""
+        rec = self._get(ref)
+        guard(rec.status, Verb.RM_FORCE if force else Verb.RM, rec.id, ref)
+        self._remove(rec, volumes)
+
+    def _remove(self, rec: ContainerRecord, volumes: bool = False) -> None:
+        if is_running(rec.status) or rec.status is Status.REMOVING:
+            self._save(rec.with_state(status=Status.REMOVING))
+            try:
+                self.backend.signal(rec, _signal.SIGKILL)
+                if rec.status is Status.PAUSED:
+                    self.backend.unpause(rec)
+            except ProcessLookupError:
+                pass
+            self.backend.wait(rec, 10)
+        else:
+            self._save(rec.with_state(status=Status.REMOVING))
+        self.backend.remove(rec)
+        self.store.delete(rec.id)
+        if volumes:
+            for m in rec.config.mounts:
+                if m.type == "volume" and _anonymous(m.source):
+                    self._volume_delete(m.source)
+
+    def wait(self, ref: str, timeout: float | None = None) -> int:
+        """``docker wait``: block until PID 1 ends; return its exit code."""
+        rec = self._get(ref)
+        if is_running(rec.status):
+            self.backend.wait(rec, timeout)
+            rec = self._refresh(rec)
+        return rec.state.exit_code
+
+    # -- looking ---------------------------------------------------------------------------------
+    def ps(self, all: bool = False) -> list[dict[str, Any]]:
+        """``GET /containers/json``: running containers (``all``: every one), newest first."""
+        from labkit.model.humanize import status_string
+
+        now = datetime.now(timezone.utc)
+        items = []
+        for rec in self._records():
+            if not all and not is_running(rec.status):
+                continue
+            items.append(ps_item(rec, rec.config.image_id, status_string(state_json(rec.state), now)))
+        items.sort(key=lambda i: i["Created"], reverse=True)
+        return items
+
+    def inspect(self, ref: str) -> dict[str, Any]:
+        """``docker inspect``: the container as Docker's JSON, with real host paths."""
+        rec = self._get(ref)
+        img = self._image_of(rec)
+        cdir = self.store.container_dir(rec.id)
+        return inspect_json(
+            rec,
+            storage=self.backend.storage(rec, img),
+            log_path=str(cdir / "json.log"),
+            etc_paths={
+                "ResolvConfPath": str(cdir / "resolv.conf"),
+                "HostnamePath": str(cdir / "hostname"),
+                "HostsPath": str(cdir / "hosts"),
+            },
+            mounts=[self._mount_json(m) for m in rec.config.mounts],
+        )
+
+    def diff(self, ref: str) -> list[dict[str, Any]]:
+        """``docker diff``: what the container changed, read from its writable layer."""
+        from labkit.linux.overlay import KIND
+
+        rec = self._get(ref)
+        return [{"Path": path, "Kind": KIND[kind]} for kind, path in self.backend.changes(rec, self._image_of(rec))]
+
+    def logs(self, ref: str, follow: bool = False, tail: int | None = None,
+             timestamps: bool = False) -> Iterator[tuple[str, str, str]]:
+        """``docker logs``: (stream, text, time) for each line; ``follow`` keeps reading until PID 1 ends."""
+        rec = self._get(ref)
+        lines = list(self.backend.logs(rec))
+        if tail is not None and tail >= 0:
+            lines = lines[len(lines) - tail:] if tail else []
+        yield from lines
+        if not follow:
+            return
+        seen = len(list(self.backend.logs(rec)))
+        while True:
+            running = is_running(self._get(rec.id).status)
+            fresh = list(self.backend.logs(rec))
+            yield from fresh[seen:]
+            seen = len(fresh)
+            if not running:
+                return
+            self.backend.wait(rec, 0.1)
+
+    def exec(self, ref: str, cmd: list[str] | str, *, env: Any = None, workdir: str | None = None,
+             detach: bool = False, stdout: IO[bytes] | int | None = None, stderr: IO[bytes] | int | None = None) -> int:
+        """``docker exec``: one more process inside the running container; return its exit code."""
+        rec = self._get(ref)
+        guard(rec.status, Verb.EXEC, rec.id, ref)
+        argv = ["/bin/sh", "-c", cmd] if isinstance(cmd, str) else list(cmd)
+        merged = merge_env(list(rec.config.env), parse_env(env))
+        return self.backend.exec(rec, argv, merged, workdir or rec.config.workdir, stdout, stderr)
+
+    def exec_output(self, ref: str, cmd: list[str] | str, **kw: Any) -> tuple[int, str]:
+        """Like :meth:`exec`, returning ``(exit_code, stdout+stderr as text)``."""
+        r, w = os.pipe()
+        chunks: list[bytes] = []
+        import threading
+
+        def drain() -> None:
+            while True:
+                data = os.read(r, 65536)
+                if not data:
+                    return
+                chunks.append(data)
+
+        t = threading.Thread(target=drain, daemon=True)
+        t.start()
+        try:
+            code = self.exec(ref, cmd, stdout=w, stderr=w, **kw)
+        finally:
+            os.close(w)
+            t.join()
+            os.close(r)
+        return code, b"".join(chunks).decode(errors="replace")
+
+    def container(self, ref: str) -> Container:
+        """A handle on an existing container."""
+        rec = self._get(ref)
+        return Container(self, rec.id, rec.name)
+
+    # -- volumes ---------------------------------------------------------------------------------
+    def volume_create(self, name: str | None = None) -> dict[str, Any]:
+        """``docker volume create``: a named directory that outlives containers."""
+        name = name or secrets.token_hex(32)
+        if not VOLUME_RE.match(name):
+            raise InvalidArgument(
+                f'create {name}: "{name}" includes invalid characters for a local volume name, '
+                "only \"[a-zA-Z0-9][a-zA-Z0-9_.-]\" are allowed",
+                "Pick a name made of letters, digits, '_', '.' and '-'",
+            )
+        with self.store.locked():
+            return self._volume_make(name)
+
+    def _volume_make(self, name: str) -> dict[str, Any]:
+        vdir = self.store.volume_dir(name)
+        meta = read_json(vdir / "meta.json")
+        if meta:
+            return meta
+        (vdir / "_data").mkdir(parents=True, exist_ok=True)
+        meta = {
+            "CreatedAt": now_rfc3339(),
+            "Driver": "local",
+            "Labels": None,
+            "Mountpoint": str(vdir / "_data"),
+            "Name": name,
+            "Options": None,
+            "Scope": "local",
+        }
+        write_json(vdir / "meta.json", meta)
+        return meta
+
+    def volume_ls(self) -> list[dict[str, Any]]:
+        base = self.store.root / "volumes"
+        metas = [read_json(base / n / "meta.json") for n in sorted(os.listdir(base))]
+        return [m for m in metas if m]
+
+    def inspect_volume(self, name: str) -> dict[str, Any]:
+        meta = read_json(self.store.volume_dir(name) / "meta.json")
+        if not meta:
+            raise NoSuchVolume(name)
+        return meta
+
+    def volume_rm(self, name: str, force: bool = False) -> None:
+        """``docker volume rm``: refused while a container (even a stopped one) uses it."""
+        self.inspect_volume(name)
+        users = [r.id for r in self._records() if any(m.type == "volume" and m.source == name for m in r.config.mounts)]
+        if users:
+            raise VolumeInUse(f"remove {name}: volume is in use - [{', '.join(users)}]",
+                              "Remove the containers that use it first")
+        self._volume_delete(name)
+
+    def _volume_delete(self, name: str) -> None:
+        import shutil
+
+        vdir = self.store.volume_dir(name)
+        if vdir.exists():
+            trash = self.store.root / "tmp" / f"vol-{name}"
+            os.replace(vdir, trash)
+            shutil.rmtree(trash, ignore_errors=True)
+
+    def _mount_spec(self, text: str) -> MountSpec:
+        parts = text.split(":")
+        ro = False
+        if len(parts) == 3 and parts[2] in ("ro", "rw"):
+            ro = parts[2] == "ro"
+            parts = parts[:2]
+        bad = InvalidArgument(f"invalid volume specification: '{text}'",
+                              "Write NAME:/path or /host/path:/path, optionally with :ro")
+        if len(parts) == 1:
+            dest = parts[0]
+            if not dest.startswith("/"):
+                raise bad
+            return MountSpec("volume", secrets.token_hex(32), dest, ro)
+        if len(parts) != 2:
+            raise bad
+        src, dest = parts
+        if not dest.startswith("/") or dest == "/":
+            raise bad
+        if src.startswith("/"):
+            if not os.path.exists(src):
+                os.makedirs(src, exist_ok=True)  # Docker creates a missing bind source as a directory
+            return MountSpec("bind", os.path.realpath(src), dest, ro)
+        if not VOLUME_RE.match(src):
+            raise bad
+        return MountSpec("volume", src, dest, ro)
+
+    def _mount_json(self, m: MountSpec) -> dict[str, Any]:
+        if m.type == "volume":
+            return {"Type": "volume", "Name": m.source, "Source": str(self.store.volume_dir(m.source) / "_data"),
+                    "Destination": m.destination, "Driver": "local", "Mode": "ro" if m.readonly else "z",
+                    "RW": not m.readonly, "Propagation": ""}
+        return {"Type": "bind", "Source": m.source, "Destination": m.destination, "Mode": "ro" if m.readonly else "",
+                "RW": not m.readonly, "Propagation": "rprivate"}
+
+    def host_path(self, m: MountSpec) -> str:
+        """Where a mount's data lives on the host."""
+        return str(self.store.volume_dir(m.source) / "_data") if m.type == "volume" else m.source
+
+    # -- doctor ----------------------------------------------------------------------------------
+    def doctor(self) -> list[dict[str, Any]]:
+        from labkit.doctor import checks
+
+        return checks()
+
+    # -- internals -------------------------------------------------------------------------------
+    def _records(self) -> list[ContainerRecord]:
+        out = []
+        for cid in self.store.container_ids():
+            rec = self.store.load(cid)
+            if rec is not None:
+                rec = self._refresh(rec)
+                if rec is not None:
+                    out.append(rec)
+        return out
+
+    def _names(self) -> dict[str, str]:
+        out = {}
+        for cid in self.store.container_ids():
+            rec = self.store.load(cid)
+            if rec:
+                out[rec.name] = cid
+        return out
+
+    def _get(self, ref: str) -> ContainerRecord:
+        ids = self.store.container_ids()
+        names = self._names()
+        cid = _names.resolve(ref, names, ids)
+        rec = self.store.load(cid) if cid else None
+        if rec is None:
+            raise NoSuchContainer(ref)
+        rec = self._refresh(rec)
+        if rec is None:
+            raise NoSuchContainer(ref)
+        return rec
+
+    def _refresh(self, rec: ContainerRecord) -> ContainerRecord:
+        """Notice that PID 1 has ended since we last looked, and record how."""
+        rec = self.store.load(rec.id) or rec
+        if not is_running(rec.status):
+            return rec
+        ended = self.backend.observe(rec)
+        if ended is None:
+            return rec
+        rec = rec.with_state(status=Status.EXITED, exit_code=ended.exit_code, finished_at=ended.finished_at,
+                             oom_killed=ended.oom_killed, pid=0)
+        self._save(rec)
+        return rec
+
+    def _save(self, rec: ContainerRecord) -> None:
+        self.store.save(rec)
+
+    def _image_of(self, rec: ContainerRecord):  # type: ignore[no-untyped-def]
+        return self.image_store.get(rec.config.image_id)
+
+
+def _anonymous(name: str) -> bool:
+    return bool(re.fullmatch(r"[0-9a-f]{64}", name))
+
+
+def _size(value: int | str | None) -> int:
+    if value in (None, "", 0):
+        return 0
+    if isinstance(value, int):
+        return value
+    from labkit.model.humanize import parse_size
+
+    return parse_size(value)
+
+
+def _choose_backend(backend: Any, store: Store) -> tuple[Any, str]:
+    """Pick the backend: the real one when the host allows it; say why."""
+    if not isinstance(backend, str):
+        return backend, "given"
+    if backend in ("auto", "linux"):
+        problem = _linux_problem()
+        if problem is None:
+            from labkit.linux.backend import LinuxBackend
+
+            return LinuxBackend(store), "root on Linux with overlayfs and cgroups: real containers"
+        if backend == "linux":
+            raise HostUnsupported(f"the linux backend cannot run here: {problem}",
+                                  "Run as root (sudo), or see 'labkit doctor'")
+        raise HostUnsupported(f"no backend can run here: {problem}", "Run as root (sudo), or see 'labkit doctor'")
+    raise InvalidArgument(f"unknown backend {backend!r}", "Use auto or linux")
+
+
+def _linux_problem() -> str | None:
+    """Why the real backend cannot run on this host, or ``None``."""
+    import sys
+
+    if not sys.platform.startswith("linux"):
+        return f"this is {sys.platform}, and containers are a Linux kernel feature"
+    if os.geteuid() != 0:
+        return "it needs root to create namespaces, mount overlayfs and write cgroups"
+    try:
+        with open("/proc/filesystems") as f:
+            if "overlay" not in f.read():
+                return "the kernel has no overlayfs (try 'modprobe overlay')"
+    except OSError:
+        return "/proc is not readable"
+    return None
+
+
+def connect(backend: Any = "auto", root: str | Path | None = None) -> Engine:
+    """Open labkit: ``backend="auto"`` picks the real Linux backend when the host allows it.
+
+    ``engine.backend_name`` says which was chosen and ``engine.backend_reason`` why.
+    """
+    return Engine(root=root, backend=backend)
+

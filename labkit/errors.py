@@ -1,0 +1,178 @@
+"""labkit's errors: one root, Docker's words, and what to try next.
+
+Every error labkit raises on purpose is a :class:`LabkitError`. Each subclass
+also derives from the builtin whose meaning it shares, so ``except LookupError``
+works as a Python programmer expects::
+
+    LabkitError
+    ├── NotFound (LookupError)
+    │   ├── NoSuchContainer          No such container: web
+    │   ├── NoSuchImage              No such image: nginx:latest
+    │   └── NoSuchVolume             get data: no such volume
+    ├── InvalidArgument (ValueError)
+    │   ├── InvalidName              Invalid container name (x), only ...
+    │   ├── AmbiguousReference       multiple IDs found with provided prefix: 3f
+    │   └── LabfileError             Labfile line 3: unknown instruction ...
+    ├── Conflict (RuntimeError)
+    │   ├── NameInUse                Conflict. The container name "/web" is ...
+    │   ├── IllegalTransition        container <id> is not running
+    │   └── VolumeInUse              remove data: volume is in use - [<id>]
+    ├── StartFailed (RuntimeError)   exec: "nope": executable file not found
+    ├── BuildFailed (RuntimeError)   The command '/bin/sh -c false' returned ...
+    └── HostUnsupported (OSError)    the linux backend needs root ...
+
+``str(error)`` is the message Docker would print (so tests and learners can
+compare the two); :attr:`LabkitError.hint` says what to try. The CLI prints
+both on one line and exits non-zero; it never shows a traceback.
+"""
+
+from __future__ import annotations
+
+
+class LabkitError(Exception):
+    """Root of every error labkit raises on purpose.
+
+    Attributes:
+        message: What happened, in Docker's words where Docker has words for it.
+        hint: What to try next, for a learner; may be empty.
+        status: The HTTP status Docker's API would answer with (404, 409, ...).
+    """
+
+    status = 500
+
+    def __init__(self, message: str, hint: str = "") -> None:
+        super().__init__(message)
+        self.message = message
+        self.hint = hint
+
+    def __str__(self) -> str:
+        return self.message
+
+    def one_line(self) -> str:
+        """The message and the hint as one sentence, for a terminal."""
+        if not self.hint:
+            return self.message
+        return f"{self.message.rstrip('.')}. {self.hint}"
+
+
+class NotFound(LabkitError, LookupError):
+    """A container, image or volume that does not exist was named."""
+
+    status = 404
+
+
+class NoSuchContainer(NotFound):
+    """No container has this id, id prefix or name."""
+
+    def __init__(self, ref: str) -> None:
+        super().__init__(f"No such container: {ref}", "Run 'labkit ps -a' to see the containers there are.")
+        self.ref = ref
+
+
+class NoSuchImage(NotFound):
+    """No image has this reference (labkit never pulls: images are built locally)."""
+
+    def __init__(self, ref: str) -> None:
+        super().__init__(
+            f"No such image: {ref}",
+            "labkit works offline and never pulls; run 'labkit images' to list images "
+            "or 'labkit build -t NAME:TAG DIR' to build one",
+        )
+        self.ref = ref
+
+
+class NoSuchVolume(NotFound):
+    """No volume has this name."""
+
+    def __init__(self, name: str) -> None:
+        super().__init__(f"get {name}: no such volume", "Run 'labkit volume ls' to list volumes.")
+        self.name = name
+
+
+class InvalidArgument(LabkitError, ValueError):
+    """An argument is malformed: a bad name, a bad port, a bad size."""
+
+    status = 400
+
+
+class InvalidName(InvalidArgument):
+    """A container name breaks Docker's rule ``[a-zA-Z0-9][a-zA-Z0-9_.-]+``."""
+
+    def __init__(self, name: str) -> None:
+        super().__init__(
+            f"Invalid container name ({name}), only [a-zA-Z0-9][a-zA-Z0-9_.-] are allowed",
+            "Use at least two characters, starting with a letter or digit",
+        )
+        self.name = name
+
+
+class AmbiguousReference(InvalidArgument):
+    """An id prefix matches more than one container."""
+
+    def __init__(self, ref: str) -> None:
+        super().__init__(
+            f"multiple IDs found with provided prefix: {ref}", "Type more characters of the id, or use the name"
+        )
+        self.ref = ref
+
+
+class LabfileError(InvalidArgument):
+    """A Labfile (or Dockerfile) could not be parsed."""
+
+
+class Conflict(LabkitError, RuntimeError):
+    """The request clashes with the current state of things."""
+
+    status = 409
+
+
+class NameInUse(Conflict):
+    """Another container already has this name."""
+
+    def __init__(self, name: str, owner: str) -> None:
+        super().__init__(
+            f'Conflict. The container name "/{name}" is already in use by container "{owner}". '
+            "You have to remove (or rename) that container to be able to reuse that name.",
+            "",
+        )
+        self.name = name
+        self.owner = owner
+
+
+class IllegalTransition(Conflict):
+    """A verb that the lifecycle table forbids from the container's status.
+
+    Attributes:
+        status_from: The container's status when the verb was refused.
+        verb: The verb that was refused.
+    """
+
+    def __init__(self, message: str, status_from: str, verb: str, hint: str = "", http_status: int = 409) -> None:
+        super().__init__(message, hint)
+        self.status_from = status_from
+        self.verb = verb
+        self.status = http_status
+
+
+class VolumeInUse(Conflict):
+    """A volume that a container still mounts cannot be removed."""
+
+
+class StartFailed(LabkitError, RuntimeError):
+    """The container's process could not be started (bad command, bad workdir).
+
+    Attributes:
+        exit_code: 127 when the command was not found, 126 when it could not be run.
+    """
+
+    def __init__(self, message: str, exit_code: int, hint: str = "") -> None:
+        super().__init__(message, hint)
+        self.exit_code = exit_code
+
+
+class BuildFailed(LabkitError, RuntimeError):
+    """A build step failed."""
+
+
+class HostUnsupported(LabkitError, OSError):
+    """This host cannot do what was asked (no root, no overlayfs, ...)."""

@@ -1,0 +1,223 @@
+"""The real backend: containers made by the Linux kernel.
+
+Each engine verb maps to a few kernel operations, done here in order:
+
+* ``create``: mkdir the writable layer (``overlay/<id>/diff``) and the init layer;
+  write ``/etc/hostname``, ``/etc/hosts``, ``/etc/resolv.conf`` for the container.
+* ``start``: mount the overlay (mount(2), fstype ``overlay``); mkdir the cgroups
+  and write the limits (cgroups(7)); fork the supervisor, which unshares a PID
+  namespace and forks PID 1, which unshares the other namespaces, mounts
+  /proc, /dev and /sys, pivot_root(2)s into the overlay, drops capabilities and
+  execs the command (:mod:`labkit.linux.process`).
+* PID 1 exits: the supervisor records the exit status, unmounts the overlay and
+  removes the cgroups — no Python process needs to be alive for that.
+* ``pause``: the cgroup freezer. ``exec``: setns(2) into PID 1's namespaces.
+* ``rm``: delete the writable layer, the init layer and the logs.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal as _signal
+import tempfile
+from pathlib import Path
+from typing import IO, Iterator
+
+from labkit.backend import Exited, Launched
+from labkit.errors import BuildFailed
+from labkit.linux import cgroups, overlay, process
+from labkit.model.container import ContainerRecord, now_rfc3339
+from labkit.store import Store
+
+HOSTS = "127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n"
+
+
+class LinuxBackend:
+    """Real namespaces, overlayfs and cgroups, as root."""
+
+    name = "linux"
+
+    def __init__(self, store: Store, cgroup_layout: cgroups.Layout | None = None) -> None:
+        self.store = store
+        self._layout = cgroup_layout
+
+    @property
+    def layout(self) -> cgroups.Layout:
+        if self._layout is None:
+            self._layout = cgroups.detect()
+        return self._layout
+
+    # -- paths ---------------------------------------------------------------------------------
+    def _layers(self, record: ContainerRecord, image_lowers: list[str]) -> overlay.Layers:
+        return overlay.layers_for(self.store.layer_dir(record.id), self.store.init_dir(record.id), image_lowers)
+
+    def storage(self, record: ContainerRecord, image) -> dict[str, str]:  # type: ignore[no-untyped-def]
+        return self._layers(record, image.lowerdirs()).graph_driver_data()
+
+    # -- verbs ---------------------------------------------------------------------------------
+    def create(self, record: ContainerRecord, image) -> None:  # type: ignore[no-untyped-def]
+        overlay.prepare(self._layers(record, image.lowerdirs()), self.store.init_dir(record.id))
+
+    def _write_etc(self, cdir: Path, record: ContainerRecord) -> dict[str, str]:
+        """The per-container /etc files, bind-mounted over the init layer's placeholders."""
+        cdir.mkdir(parents=True, exist_ok=True)
+        files = {
+            "hostname": record.config.hostname + "\n",
+            "hosts": HOSTS,
+            "resolv.conf": _host_resolv_conf(),
+        }
+        for name, text in files.items():
+            (cdir / name).write_text(text)
+        return {str(cdir / name): f"/etc/{name}" for name in files}
+
+    def start(self, record: ContainerRecord, image) -> Launched:  # type: ignore[no-untyped-def]
+        c = record.config
+        layers = self._layers(record, image.lowerdirs())
+        overlay.prepare(layers, self.store.init_dir(record.id))
+        cdir = self.store.container_dir(record.id)
+        (cdir / "exit.json").unlink(missing_ok=True)
+        etc = self._write_etc(cdir, record)
+        overlay.mount(layers)
+        group = None
+        try:
+            group = cgroups.Cgroup.create(self.layout, record.id, cgroups.Limits(
+                memory=c.memory or None,
+                memory_swap=c.memory_swap or None,
+                nano_cpus=c.nano_cpus or None,
+                pids_limit=c.pids_limit,
+            ))
+            mounts = [process.Mount(src, dst) for src, dst in etc.items()]
+            for m in c.mounts:
+                src = str(self.store.volume_dir(m.source) / "_data") if m.type == "volume" else m.source
+                mounts.append(process.Mount(src, m.destination, m.readonly))
+            spec = process.LaunchSpec(
+                rootfs=layers.merged,
+                argv=list(c.argv),
+                env=list(c.env),
+                cwd=c.workdir,
+                hostname=c.hostname,
+                mounts=tuple(mounts),
+                cgroup_procs=group.procs_files,
+                network="host" if c.network == "host" else "none",
+                state_dir=str(cdir),
+                log_path=str(cdir / "json.log"),
+                oom_file=group.oom_file,
+                cleanup_umounts=(layers.merged,),
+                cleanup_rmdirs=group.dirs,
+            )
+            started = process.start(spec)
+        except BaseException:
+            # process.start() cleans up after a failed exec itself (through the supervisor);
+            # anything that failed before that is undone here, so no half-made state is left.
+            if not (cdir / "exit.json").exists():
+                if group is not None:
+                    group.destroy()
+                overlay.umount(layers)
+            raise
+        return Launched(started.pid, started.pid_start_time, started.shim_pid, now_rfc3339())
+
+    def observe(self, record: ContainerRecord) -> Exited | None:
+        info = process.read_exit(str(self.store.container_dir(record.id)))
+        if info is not None:
+            return Exited(info["ExitCode"], info["FinishedAt"], bool(info.get("OOMKilled")))
+        if process.alive(record.state.shim_pid, 0) or process.alive(record.state.pid, record.state.pid_start_time):
+            return None
+        # The supervisor vanished without a word (killed from outside): PID 1 is gone too.
+        return Exited(255, now_rfc3339())
+
+    def wait(self, record: ContainerRecord, timeout: float | None) -> bool:
+        if process.read_exit(str(self.store.container_dir(record.id))) is not None:
+            return True
+        return process.wait(record.state.shim_pid, timeout)
+
+    def signal(self, record: ContainerRecord, signum: int) -> None:
+        if process.alive(record.state.pid, record.state.pid_start_time):
+            os.kill(record.state.pid, signum)
+
+    def _group(self, record: ContainerRecord) -> cgroups.Cgroup:
+        return cgroups.Cgroup.open(self.layout, record.id)
+
+    def pause(self, record: ContainerRecord) -> None:
+        self._group(record).freeze()
+
+    def unpause(self, record: ContainerRecord) -> None:
+        self._group(record).thaw()
+
+    def exec(self, record: ContainerRecord, argv: list[str], env: list[str], workdir: str,
+             stdout: IO[bytes] | int | None, stderr: IO[bytes] | int | None) -> int:
+        return process.exec_in(record.state.pid, argv, env, workdir, cgroup_procs=self._group(record).procs_files,
+                               stdout=stdout, stderr=stderr)
+
+    def changes(self, record: ContainerRecord, image) -> list[tuple[str, str]]:  # type: ignore[no-untyped-def]
+        return overlay.changes(self._layers(record, image.lowerdirs()))
+
+    def logs(self, record: ContainerRecord) -> Iterator[tuple[str, str, str]]:
+        path = self.store.container_dir(record.id) / "json.log"
+        try:
+            f = open(path, "rb")
+        except FileNotFoundError:
+            return
+        with f:
+            for raw in f:
+                try:
+                    line = json.loads(raw)
+                except ValueError:
+                    continue  # a line being written right now
+                yield line.get("stream", "stdout"), line.get("log", ""), line.get("time", "")
+
+    def remove(self, record: ContainerRecord) -> None:
+        layer_root = self.store.layer_dir(record.id)
+        overlay.umount(overlay.layers_for(layer_root, self.store.init_dir(record.id), []))
+        try:
+            self._group(record).destroy()
+        except Exception:
+            pass
+        overlay.remove(layer_root, self.store.init_dir(record.id))
+
+    # -- building images -----------------------------------------------------------------------
+    def build_runner(self, lowers: list[str], upper: str, argv: list[str], env: list[str], workdir: str) -> tuple[int, str]:
+        """Run one build step (``RUN``) in a real container whose writable layer is ``upper``."""
+        scratch = Path(tempfile.mkdtemp(prefix="build-", dir=self.store.root / "tmp"))
+        work, merged, state = scratch / "work", scratch / "merged", scratch / "state"
+        for d in (work, merged, state):
+            d.mkdir()
+        layers = overlay.Layers(tuple(lowers), upper, str(work), str(merged))
+        try:
+            overlay.mount(layers)
+            spec = process.LaunchSpec(
+                rootfs=str(merged), argv=argv, env=env, cwd=workdir or "/", hostname="buildkit",
+                state_dir=str(state), log_path=str(state / "json.log"), network="host",
+                cleanup_umounts=(str(merged),),
+            )
+            try:
+                started = process.start(spec)
+            except Exception as err:
+                raise BuildFailed(str(err), "Check the RUN line's command") from err
+            process.wait(started.shim_pid, None)
+            info = process.read_exit(str(state)) or {"ExitCode": 255}
+            out = []
+            try:
+                with open(state / "json.log") as f:
+                    out = [json.loads(x).get("log", "") for x in f if x.strip()]
+            except FileNotFoundError:
+                pass
+            return int(info["ExitCode"]), "".join(out)
+        finally:
+            overlay.umount(layers)
+            shutil.rmtree(work, ignore_errors=True)  # overlayfs leaves a root-owned work/work dir
+            shutil.rmtree(scratch, ignore_errors=True)
+
+
+def _host_resolv_conf() -> str:
+    """The host's resolv.conf without loopback name servers (unreachable from a new network namespace)."""
+    try:
+        with open("/etc/resolv.conf") as f:
+            lines = [ln for ln in f if not ln.strip().startswith("nameserver 127.")]
+    except OSError:
+        lines = []
+    return "".join(lines)
+
+
+__all__ = ["LinuxBackend", "_signal"]

@@ -1,0 +1,238 @@
+"""The container's filesystem: image layers under a writable layer, by overlayfs.
+
+A container's root is an overlay mount (Documentation/filesystems/overlayfs.rst)::
+
+    lowerdir = <init layer>:<image layer N>:...:<image layer 1>   (leftmost is top)
+    upperdir = overlay/<id>/diff      the container's writable layer
+    workdir  = overlay/<id>/work      overlayfs's scratch space, same filesystem
+    merged   = overlay/<id>/merged    what the container sees as /
+
+The image layers are shared by every container of the image and never written:
+the kernel copies a file up into ``diff`` on its first write and records a
+delete as a whiteout (a 0/0 character device) there. The init layer holds empty
+placeholders for ``/etc/hostname``, ``/etc/hosts`` and ``/etc/resolv.conf`` so
+that the per-container files bind-mounted over them never show in ``diff``
+(Docker does the same with its ``<id>-init`` layer).
+
+:func:`changes` reads ``diff`` the way ``docker diff`` does.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import stat
+from dataclasses import dataclass
+from pathlib import Path
+
+from labkit.linux import syscalls
+
+#: Files every container gets its own copy of, bind-mounted over the init layer's placeholders.
+ETC_FILES = ("hostname", "hosts", "resolv.conf")
+
+
+@dataclass(frozen=True)
+class Layers:
+    """Where one container's layers live on the host."""
+
+    lowers: tuple[str, ...]  # top first, init layer included
+    upper: str
+    work: str
+    merged: str
+
+    def graph_driver_data(self) -> dict[str, str]:
+        """``inspect``'s ``GraphDriver.Data``."""
+        return {"LowerDir": ":".join(self.lowers), "MergedDir": self.merged, "UpperDir": self.upper, "WorkDir": self.work}
+
+
+def layers_for(layer_root: Path, init_root: Path, image_lowers: list[str]) -> Layers:
+    """The paths of a container's layers (nothing is created)."""
+    return Layers(
+        lowers=(str(init_root / "diff"), *image_lowers),
+        upper=str(layer_root / "diff"),
+        work=str(layer_root / "work"),
+        merged=str(layer_root / "merged"),
+    )
+
+
+def prepare(layers: Layers, init_root: Path) -> None:
+    """Create the writable layer's dirs and the init layer (idempotent)."""
+    for d in (layers.upper, layers.work, layers.merged):
+        os.makedirs(d, exist_ok=True)
+    init = init_root / "diff"
+    (init / "etc").mkdir(parents=True, exist_ok=True)
+    for name in ETC_FILES:
+        (init / "etc" / name).touch()
+    for d in ("proc", "sys", "dev"):
+        (init / d).mkdir(exist_ok=True)
+
+
+def mount(layers: Layers) -> None:
+    """Mount the overlay at ``merged`` (mount(2) with fstype ``overlay``).
+
+    ``index=off`` as Docker does: hard links are broken by copy-up rather than
+    tracked in an index directory.
+    """
+    if os.path.ismount(layers.merged):
+        return
+    opts = f"lowerdir={':'.join(layers.lowers)},upperdir={layers.upper},workdir={layers.work},index=off"
+    syscalls.mount("overlay", layers.merged, "overlay", 0, opts)
+
+
+def umount(layers: Layers) -> None:
+    """Unmount ``merged`` if mounted (MNT_DETACH: a lazy unmount never fails on a busy mount)."""
+    if os.path.ismount(layers.merged):
+        syscalls.umount2(layers.merged, syscalls.MNT_DETACH)
+
+
+def remove(layer_root: Path, init_root: Path) -> None:
+    """Delete the writable layer and the init layer (``rm`` does this; nothing else does)."""
+    for root in (layer_root, init_root):
+        merged = root / "merged"
+        if os.path.ismount(merged):
+            syscalls.umount2(str(merged), syscalls.MNT_DETACH)
+        shutil.rmtree(root, ignore_errors=True)
+
+
+# -- docker diff --------------------------------------------------------------------------------
+
+ADDED, CHANGED, DELETED = "A", "C", "D"
+KIND = {CHANGED: 0, ADDED: 1, DELETED: 2}
+
+
+def is_whiteout(st: os.stat_result) -> bool:
+    """A whiteout is a character device with device number 0/0 (overlayfs.rst, "whiteouts")."""
+    return stat.S_ISCHR(st.st_mode) and st.st_rdev == 0
+
+
+def is_opaque(path: str) -> bool:
+    """An opaque directory carries ``trusted.overlay.opaque=y`` (or ``user.overlay.opaque`` rootless)."""
+    for attr in ("trusted.overlay.opaque", "user.overlay.opaque"):
+        try:
+            if os.getxattr(path, attr, follow_symlinks=False) == b"y":
+                return True
+        except OSError:
+            continue
+    return False
+
+
+def lower_stat(lowers: tuple[str, ...] | list[str], rel: str) -> os.stat_result | None:
+    """What the merged lower layers show at ``rel`` (no leading slash), or ``None``.
+
+    Walks the layers top first: a whiteout hides the name below it, and an
+    opaque ancestor directory hides everything below that layer.
+    """
+    parts = rel.split("/")
+    for layer in lowers:
+        try:
+            st = os.lstat(os.path.join(layer, rel))
+        except FileNotFoundError:
+            st = None
+        except NotADirectoryError:
+            return None
+        if st is not None:
+            return None if is_whiteout(st) else st
+        for i in range(1, len(parts)):
+            anc = os.path.join(layer, *parts[:i])
+            try:
+                ast = os.lstat(anc)
+            except (FileNotFoundError, NotADirectoryError):
+                break
+            if is_whiteout(ast) or not stat.S_ISDIR(ast.st_mode):
+                return None
+            if is_opaque(anc):
+                return None
+    return None
+
+
+def _changed(upper: os.stat_result, lower: os.stat_result) -> bool:
+    """docker diff's rule: mode, owner or device changed; for non-directories also size or mtime."""
+    if (upper.st_mode, upper.st_uid, upper.st_gid, upper.st_rdev) != (lower.st_mode, lower.st_uid, lower.st_gid, lower.st_rdev):
+        return True
+    if stat.S_ISDIR(upper.st_mode):
+        return False
+    return upper.st_size != lower.st_size or int(upper.st_mtime) != int(lower.st_mtime)
+
+
+def changes(layers: Layers) -> list[tuple[str, str]]:
+    """``docker diff`` for this container, read from its upper dir.
+
+    Returns ``(kind, path)`` pairs: ``A`` added, ``C`` changed, ``D`` deleted.
+    A deleted directory's subtree is not listed; a directory with changes below
+    it is listed ``C`` before them; deletions come last among siblings.
+    Works whether or not the container is running (the upper dir is always there).
+    """
+    out: list[tuple[str, str]] = []
+    image_lowers = layers.lowers[1:]  # the init layer's placeholders are not the image's
+
+    def walk(rel_dir: str, parent_added: bool) -> None:
+        full = os.path.join(layers.upper, rel_dir) if rel_dir else layers.upper
+        try:
+            names = sorted(os.listdir(full))
+        except OSError:
+            return
+        deleted: list[str] = []
+        for name in names:
+            rel = f"{rel_dir}/{name}" if rel_dir else name
+            st = os.lstat(os.path.join(layers.upper, rel))
+            if is_whiteout(st):
+                deleted.append("/" + rel)
+                continue
+            below = None if parent_added else lower_stat(image_lowers, rel)
+            if below is None:
+                out.append((ADDED, "/" + rel))
+                if stat.S_ISDIR(st.st_mode):
+                    walk(rel, True)
+                continue
+            if stat.S_ISDIR(st.st_mode):
+                mark = len(out)
+                opaque = is_opaque(os.path.join(layers.upper, rel))
+                walk(rel, opaque)
+                if opaque:
+                    hidden = sorted(_merged_names(image_lowers, rel) - set(os.listdir(os.path.join(layers.upper, rel))))
+                    out.extend((DELETED, f"/{rel}/{h}") for h in hidden)
+                if len(out) > mark or _changed(st, below) or opaque:
+                    out.insert(mark, (CHANGED, "/" + rel))
+            elif _changed(st, below):
+                out.append((CHANGED, "/" + rel))
+        out.extend((DELETED, d) for d in deleted)
+
+    walk("", False)
+    return out
+
+
+def _merged_names(lowers: tuple[str, ...], rel: str) -> set[str]:
+    """The names the lower layers show in directory ``rel`` (whiteouts applied)."""
+    names: set[str] = set()
+    hidden: set[str] = set()
+    for layer in lowers:
+        d = os.path.join(layer, rel)
+        try:
+            entries = os.listdir(d)
+        except OSError:
+            continue
+        for n in entries:
+            if n in names or n in hidden:
+                continue
+            if is_whiteout(os.lstat(os.path.join(d, n))):
+                hidden.add(n)
+            else:
+                names.add(n)
+        if is_opaque(d):
+            break
+    return names
+
+
+def du(path: str) -> tuple[int, int]:
+    """Bytes of regular files and number of entries under ``path`` (for sizes and pictures)."""
+    size = count = 0
+    for root, dirs, files in os.walk(path):
+        for n in files + dirs:
+            count += 1
+            try:
+                st = os.lstat(os.path.join(root, n))
+            except OSError:
+                continue
+            if stat.S_ISREG(st.st_mode):
+                size += st.st_size
+    return size, count

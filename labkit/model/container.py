@@ -1,0 +1,338 @@
+"""A container as labkit records it, and the JSON Docker would show for it.
+
+A :class:`ContainerRecord` is what the engine keeps on disk: the configuration
+fixed at ``create`` (:class:`ContainerConfig`) and the state that the lifecycle
+moves (:class:`ContainerState`). Everything a user reads — ``inspect``'s JSON,
+``ps``'s rows — is derived from a record here, by pure functions, so both
+backends show exactly the same shapes.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import shlex
+from dataclasses import dataclass, field, replace
+from datetime import datetime, timezone
+from typing import Any
+
+from labkit.model.lifecycle import Status, is_running
+
+ZERO_TIME = "0001-01-01T00:00:00Z"
+
+
+def now_rfc3339(moment: datetime | None = None) -> str:
+    """The time as Docker writes it: RFC 3339 in UTC with nanoseconds."""
+    moment = moment or datetime.now(timezone.utc)
+    return moment.strftime("%Y-%m-%dT%H:%M:%S.%f") + "000Z"
+
+
+def parse_time(text: str) -> datetime:
+    """Read a time written by :func:`now_rfc3339` (or Docker's zero time)."""
+    if not text or text.startswith("0001-"):
+        return datetime(1, 1, 1, tzinfo=timezone.utc)
+    base, _, frac = text.rstrip("Z").partition(".")
+    micro = int((frac + "000000")[:6]) if frac else 0
+    return datetime.strptime(base, "%Y-%m-%dT%H:%M:%S").replace(microsecond=micro, tzinfo=timezone.utc)
+
+
+@dataclass(frozen=True)
+class MountSpec:
+    """A volume or bind mount, as ``-v`` asked for it.
+
+    Attributes:
+        type: ``"volume"`` (a named volume labkit manages) or ``"bind"`` (a host path).
+        source: The volume's name, or the host path.
+        destination: Where it appears inside the container.
+        readonly: Mounted read-only (``:ro``).
+    """
+
+    type: str
+    source: str
+    destination: str
+    readonly: bool = False
+
+
+@dataclass(frozen=True)
+class PortSpec:
+    """One ``-p`` binding: host address and port to a container port."""
+
+    container_port: int
+    protocol: str = "tcp"
+    host_ip: str = ""
+    host_port: str = ""
+
+
+@dataclass(frozen=True)
+class ContainerConfig:
+    """What ``create`` fixed, and ``start`` reuses every time."""
+
+    id: str
+    name: str
+    created: str
+    image: str  # as the user typed it
+    image_id: str
+    entrypoint: tuple[str, ...]
+    cmd: tuple[str, ...]
+    env: tuple[str, ...]
+    workdir: str
+    hostname: str
+    labels: dict[str, str] = field(default_factory=dict)
+    exposed_ports: tuple[str, ...] = ()
+    ports: tuple[PortSpec, ...] = ()
+    mounts: tuple[MountSpec, ...] = ()
+    memory: int = 0
+    memory_swap: int = 0
+    nano_cpus: int = 0
+    pids_limit: int | None = None
+    restart_policy: str = "no"
+    restart_max: int = 0
+    auto_remove: bool = False
+    network: str = "none"
+    stop_signal: str = "SIGTERM"
+    stop_timeout: int | None = None
+    init: bool = False
+
+    @property
+    def argv(self) -> tuple[str, ...]:
+        """The command PID 1 runs: entrypoint followed by cmd."""
+        return self.entrypoint + self.cmd
+
+
+@dataclass(frozen=True)
+class ContainerState:
+    """What the lifecycle moves; ``inspect``'s ``State``."""
+
+    status: Status = Status.CREATED
+    pid: int = 0
+    pid_start_time: int = 0
+    shim_pid: int = 0
+    exit_code: int = 0
+    error: str = ""
+    oom_killed: bool = False
+    started_at: str = ZERO_TIME
+    finished_at: str = ZERO_TIME
+    restart_count: int = 0
+    starts: int = 0  # how many times it was started: `wait condition=next-exit` counts these
+
+
+@dataclass(frozen=True)
+class ContainerRecord:
+    """One container: its fixed configuration and its current state."""
+
+    config: ContainerConfig
+    state: ContainerState = field(default_factory=ContainerState)
+
+    @property
+    def id(self) -> str:
+        return self.config.id
+
+    @property
+    def name(self) -> str:
+        return self.config.name
+
+    @property
+    def status(self) -> Status:
+        return self.state.status
+
+    def with_state(self, **changes: Any) -> ContainerRecord:
+        """A copy with some state fields changed."""
+        return replace(self, state=replace(self.state, **changes))
+
+    def to_json(self) -> dict[str, Any]:
+        """A plain dict for the state file."""
+        return {"config": dataclasses.asdict(self.config), "state": dataclasses.asdict(self.state)}
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> ContainerRecord:
+        """Read what :meth:`to_json` wrote."""
+        cfg = dict(data["config"])
+        cfg["mounts"] = tuple(MountSpec(**m) for m in cfg.get("mounts", ()))
+        cfg["ports"] = tuple(PortSpec(**p) for p in cfg.get("ports", ()))
+        for key in ("entrypoint", "cmd", "env", "exposed_ports"):
+            cfg[key] = tuple(cfg.get(key, ()))
+        state = dict(data["state"])
+        state["status"] = Status(state["status"])
+        return cls(ContainerConfig(**cfg), ContainerState(**state))
+
+
+def command_string(argv: tuple[str, ...]) -> str:
+    """``ps``'s COMMAND: the words joined, those with spaces single-quoted."""
+    return " ".join(shlex.quote(a) if (" " in a or not a) else a for a in argv)
+
+
+def port_bindings(ports: tuple[PortSpec, ...]) -> dict[str, list[dict[str, str]]]:
+    """``HostConfig.PortBindings``: what ``-p`` asked for, keyed ``"3000/tcp"``."""
+    out: dict[str, list[dict[str, str]]] = {}
+    for p in ports:
+        out.setdefault(f"{p.container_port}/{p.protocol}", []).append({"HostIp": p.host_ip, "HostPort": p.host_port})
+    return out
+
+
+def state_json(state: ContainerState) -> dict[str, Any]:
+    """``inspect``'s ``State`` block."""
+    running = is_running(state.status)
+    return {
+        "Status": state.status.value,
+        "Running": running,
+        "Paused": state.status is Status.PAUSED,
+        "Restarting": state.status is Status.RESTARTING,
+        "OOMKilled": state.oom_killed,
+        "Dead": state.status is Status.DEAD,
+        "Pid": state.pid if running else 0,
+        "ExitCode": state.exit_code,
+        "Error": state.error,
+        "StartedAt": state.started_at,
+        "FinishedAt": state.finished_at,
+    }
+
+
+def inspect_json(
+    record: ContainerRecord,
+    *,
+    storage: dict[str, str],
+    log_path: str,
+    etc_paths: dict[str, str],
+    mounts: list[dict[str, Any]],
+    network: dict[str, Any] | None = None,
+    driver: str = "overlay2",
+) -> dict[str, Any]:
+    """The object ``docker inspect`` prints for this container, keys in Docker's order.
+
+    Args:
+        record: The container.
+        storage: ``GraphDriver.Data``: LowerDir, MergedDir, UpperDir, WorkDir.
+        log_path: Where its json-file log lives.
+        etc_paths: ResolvConfPath, HostnamePath, HostsPath.
+        mounts: The ``Mounts`` list, with host sources resolved.
+        network: ``NetworkSettings`` (defaults to an empty one).
+        driver: The storage driver's name.
+    """
+    c, s = record.config, record.state
+    argv = c.argv
+    bindings = port_bindings(c.ports)
+    binds = [f"{m.source}:{m.destination}{':ro' if m.readonly else ''}" for m in c.mounts] or None
+    return {
+        "Id": c.id,
+        "Created": c.created,
+        "Path": argv[0] if argv else "",
+        "Args": list(argv[1:]),
+        "State": state_json(s),
+        "Image": c.image_id,
+        "ResolvConfPath": etc_paths.get("ResolvConfPath", ""),
+        "HostnamePath": etc_paths.get("HostnamePath", ""),
+        "HostsPath": etc_paths.get("HostsPath", ""),
+        "LogPath": log_path,
+        "Name": "/" + c.name,
+        "RestartCount": s.restart_count,
+        "Driver": driver,
+        "Platform": "linux",
+        "MountLabel": "",
+        "ProcessLabel": "",
+        "AppArmorProfile": "",
+        "ExecIDs": None,
+        "HostConfig": {
+            "Binds": binds,
+            "LogConfig": {"Type": "json-file", "Config": {}},
+            "NetworkMode": c.network,
+            "PortBindings": bindings,
+            "RestartPolicy": {"Name": c.restart_policy, "MaximumRetryCount": c.restart_max},
+            "AutoRemove": c.auto_remove,
+            "Init": c.init or None,
+            "Memory": c.memory,
+            "MemorySwap": c.memory_swap,
+            "NanoCpus": c.nano_cpus,
+            "CpuQuota": 0,
+            "CpuPeriod": 0,
+            "PidsLimit": c.pids_limit,
+            "CapAdd": None,
+            "CapDrop": None,
+            "Privileged": False,
+            "ReadonlyRootfs": False,
+            "MaskedPaths": list(MASKED_PATHS),
+            "ReadonlyPaths": list(READONLY_PATHS),
+        },
+        "GraphDriver": {"Data": storage, "Name": driver},
+        "Mounts": mounts,
+        "Config": {
+            "Hostname": c.hostname,
+            "Domainname": "",
+            "User": "",
+            "AttachStdin": False,
+            "AttachStdout": False,
+            "AttachStderr": False,
+            "ExposedPorts": {p: {} for p in c.exposed_ports} or None,
+            "Tty": False,
+            "OpenStdin": False,
+            "StdinOnce": False,
+            "Env": list(c.env),
+            "Cmd": list(c.cmd) or None,
+            "Image": c.image,
+            "Volumes": None,
+            "WorkingDir": c.workdir,
+            "Entrypoint": list(c.entrypoint) or None,
+            "OnBuild": None,
+            "Labels": dict(c.labels),
+            "StopSignal": c.stop_signal,
+            **({"StopTimeout": c.stop_timeout} if c.stop_timeout is not None else {}),
+        },
+        "NetworkSettings": network or empty_network_settings(),
+    }
+
+
+def empty_network_settings() -> dict[str, Any]:
+    """``NetworkSettings`` for a container without a bridge address (``--network none``)."""
+    return {
+        "Bridge": "",
+        "SandboxID": "",
+        "SandboxKey": "",
+        "Ports": {},
+        "Gateway": "",
+        "IPAddress": "",
+        "IPPrefixLen": 0,
+        "MacAddress": "",
+        "Networks": {},
+    }
+
+
+def ps_item(record: ContainerRecord, image_id: str, status_text: str) -> dict[str, Any]:
+    """One item of ``GET /containers/json`` (what ``ps`` prints from)."""
+    c = record.config
+    return {
+        "Id": c.id,
+        "Names": ["/" + c.name],
+        "Image": c.image,
+        "ImageID": image_id,
+        "Command": command_string(c.argv),
+        "Created": int(parse_time(c.created).timestamp()),
+        "Ports": [
+            {"IP": p.host_ip or "0.0.0.0", "PrivatePort": p.container_port, "PublicPort": int(p.host_port), "Type": p.protocol}
+            if p.host_port
+            else {"PrivatePort": p.container_port, "Type": p.protocol}
+            for p in c.ports
+        ],
+        "Labels": dict(c.labels),
+        "State": record.status.value,
+        "Status": status_text,
+        "HostConfig": {"NetworkMode": c.network},
+        "Mounts": [{"Type": m.type, "Source": m.source, "Destination": m.destination} for m in c.mounts],
+    }
+
+
+#: Paths Docker masks in every container (bind /dev/null or an empty read-only tmpfs over them).
+MASKED_PATHS = (
+    "/proc/asound",
+    "/proc/acpi",
+    "/proc/interrupts",
+    "/proc/kcore",
+    "/proc/keys",
+    "/proc/latency_stats",
+    "/proc/timer_list",
+    "/proc/timer_stats",
+    "/proc/sched_debug",
+    "/proc/scsi",
+    "/sys/firmware",
+    "/sys/devices/virtual/powercap",
+)
+
+#: Paths Docker makes read-only in every container.
+READONLY_PATHS = ("/proc/bus", "/proc/fs", "/proc/irq", "/proc/sys", "/proc/sysrq-trigger")

@@ -1,0 +1,130 @@
+"""State on disk: one root, atomic writes, readable by any process.
+
+Layout under the state root (``/var/lib/labkit`` as root; ``$LABKIT_ROOT`` or
+``Engine(root=...)`` to move it)::
+
+    containers/<id>/config.json     the ContainerRecord (written whole, atomically)
+    containers/<id>/json.log        stdout/stderr in Docker's json-file format
+    containers/<id>/exit.json       written by the supervisor when PID 1 ends
+    containers/<id>/hostname|hosts|resolv.conf
+    overlay/<id>/{diff,work,merged} the writable layer (diff is UpperDir)
+    overlay/<id>-init/diff          placeholders for the per-container /etc files
+    volumes/<name>/_data            a named volume's data, and volumes/<name>/meta.json
+    images/                         the image store (labkit.images)
+    lock                            flock(2) taken while names and ids change
+
+Every file is written as ``tmp`` then ``rename(2)``, which POSIX makes atomic:
+a reader sees the old file or the new one, never half of one. A killed
+process leaves at worst a ``*.tmp`` file that nothing reads.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import json
+import os
+import shutil
+from pathlib import Path
+from typing import Any, Iterator
+
+from labkit.model.container import ContainerRecord
+
+
+def write_json(path: str | Path, data: Any) -> None:
+    """Write ``data`` as JSON to ``path`` atomically (tmp file + rename)."""
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    with open(tmp, "w") as f:
+        json.dump(data, f, indent=1)
+    os.replace(tmp, path)
+
+
+def read_json(path: str | Path) -> Any | None:
+    """Read a JSON file, or ``None`` if it does not exist (or is being replaced)."""
+    try:
+        with open(path) as f:
+            return json.load(f)
+    except FileNotFoundError:
+        return None
+
+
+class Store:
+    """The state root and the records in it."""
+
+    def __init__(self, root: str | Path) -> None:
+        self.root = Path(root)
+        for sub in ("containers", "overlay", "volumes", "images", "tmp"):
+            (self.root / sub).mkdir(parents=True, exist_ok=True)
+
+    # -- paths ---------------------------------------------------------------
+    def container_dir(self, cid: str) -> Path:
+        return self.root / "containers" / cid
+
+    def layer_dir(self, cid: str) -> Path:
+        return self.root / "overlay" / cid
+
+    def init_dir(self, cid: str) -> Path:
+        return self.root / "overlay" / f"{cid}-init"
+
+    def volume_dir(self, name: str) -> Path:
+        return self.root / "volumes" / name
+
+    @property
+    def images_root(self) -> Path:
+        return self.root / "images"
+
+    # -- locking ---------------------------------------------------------------
+    @contextlib.contextmanager
+    def locked(self) -> Iterator[None]:
+        """Hold the store's lock (flock(2)): one process at a time changes names and ids."""
+        fd = os.open(self.root / "lock", os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            yield
+        finally:
+            os.close(fd)
+
+    # -- containers ----------------------------------------------------------
+    def container_ids(self) -> list[str]:
+        """Every container that has a record (half-made ones have none and are skipped)."""
+        base = self.root / "containers"
+        return sorted(d for d in os.listdir(base) if not d.startswith(".") and (base / d / "config.json").exists())
+
+    def load(self, cid: str) -> ContainerRecord | None:
+        data = read_json(self.container_dir(cid) / "config.json")
+        return ContainerRecord.from_json(data) if data else None
+
+    def save(self, record: ContainerRecord) -> None:
+        """Write a record; a new container's directory appears whole, by rename."""
+        final = self.container_dir(record.id)
+        if final.exists():
+            write_json(final / "config.json", record.to_json())
+            return
+        tmp = self.root / "tmp" / f"c-{record.id}"
+        tmp.mkdir(parents=True, exist_ok=True)
+        write_json(tmp / "config.json", record.to_json())
+        os.replace(tmp, final)
+
+    def delete(self, cid: str) -> None:
+        """Remove a container's directory: renamed away first, so it vanishes at once."""
+        src = self.container_dir(cid)
+        if not src.exists():
+            return
+        trash = self.root / "tmp" / f"rm-{cid}"
+        if trash.exists():
+            shutil.rmtree(trash, ignore_errors=True)
+        os.replace(src, trash)
+        shutil.rmtree(trash, ignore_errors=True)
+
+    def leftovers(self) -> list[Path]:
+        """Temporary entries a killed process left behind (cleaned by :meth:`sweep`)."""
+        return sorted((self.root / "tmp").iterdir())
+
+    def sweep(self) -> None:
+        """Remove what killed processes left in ``tmp/``."""
+        for entry in self.leftovers():
+            if entry.is_dir() and not entry.is_symlink():
+                shutil.rmtree(entry, ignore_errors=True)
+            else:
+                entry.unlink(missing_ok=True)

@@ -1,0 +1,125 @@
+"""Test session rules that hold for every test.
+
+* A test marked ``root`` needs the real kernel. Without root it is skipped; with
+  root, a skip is turned into a failure — real-kernel tests may not quietly
+  vanish where they can run.
+* The session ends by checking that labkit left nothing on the host: no mount,
+  cgroup, process, network namespace, veth or state directory. A leak fails the run.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import tempfile
+from pathlib import Path
+
+import pytest
+
+IS_ROOT = os.geteuid() == 0
+_ROOTS: list[Path] = []
+
+
+def pytest_collection_modifyitems(config, items):
+    if IS_ROOT:
+        return
+    skip = pytest.mark.skip(reason="needs root and the real kernel")
+    for item in items:
+        if item.get_closest_marker("root"):
+            item.add_marker(skip)
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item, call):
+    outcome = yield
+    report = outcome.get_result()
+    if IS_ROOT and report.skipped and item.get_closest_marker("root"):
+        report.outcome = "failed"
+        reason = report.longrepr[2] if isinstance(report.longrepr, tuple) else report.longrepr
+        report.longrepr = f"a real-kernel test was skipped although root is available: {reason}"
+
+
+def state_root() -> Path:
+    """A fresh labkit state root for this session, named so leak checks can find it."""
+    root = Path(tempfile.mkdtemp(prefix="labkit-test-"))
+    _ROOTS.append(root)
+    return root
+
+
+@pytest.fixture(scope="session")
+def session_root() -> Path:
+    """One state root shared by the session's engines (images are built once)."""
+    return state_root()
+
+
+@pytest.fixture(scope="session")
+def shared_engine(session_root):
+    """A real engine on the session's state root (root only)."""
+    if not IS_ROOT:
+        pytest.skip("needs root and the real kernel")
+    import labkit
+
+    return labkit.connect(backend="linux", root=session_root)
+
+
+@pytest.fixture
+def engine(shared_engine):
+    """The session's real engine; every container a test leaves is removed after it."""
+    before = set(shared_engine.store.container_ids())
+    yield shared_engine
+    for cid in set(shared_engine.store.container_ids()) - before:
+        try:
+            shared_engine.rm(cid, force=True)
+        except Exception:
+            pass
+
+
+def leaks() -> list[str]:
+    """Everything of labkit's still on the host: mounts, cgroups, processes, netns, links, state."""
+    found: list[str] = []
+    with open("/proc/self/mounts") as f:
+        found += [f"mount {line.split()[1]}" for line in f if "labkit" in line]
+    for base in ("/sys/fs/cgroup",):
+        for dirpath, dirnames, _ in os.walk(base):
+            if dirpath.count(os.sep) > 5:
+                dirnames[:] = []
+                continue
+            for d in dirnames:
+                if "labkit" in d and os.listdir(os.path.join(dirpath, d)) and _has_children(os.path.join(dirpath, d)):
+                    found.append(f"cgroup {os.path.join(dirpath, d)}")
+    me = {os.getpid(), os.getppid()}
+    out = subprocess.run(["ps", "-eo", "pid=,args="], capture_output=True, text=True).stdout
+    for line in out.splitlines():
+        pid, _, args = line.strip().partition(" ")
+        if "labkit-test-" in args and int(pid) not in me and "pytest" not in args:
+            found.append(f"process {pid} {args[:100]}")
+    if shutil.which("ip"):
+        ns = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True).stdout
+        found += [f"netns {n}" for n in ns.split() if "labkit" in n]
+        links = subprocess.run(["ip", "-o", "link"], capture_output=True, text=True).stdout
+        found += [f"link {ln.split(':')[1].strip()}" for ln in links.splitlines() if "labkit" in ln or ": lk" in ln]
+    for root in _ROOTS:
+        cdir = root / "containers"
+        if cdir.exists():
+            found += [f"state {cdir / c}" for c in os.listdir(cdir) if not c.startswith(".")]
+    return found
+
+
+def _has_children(path: str) -> bool:
+    """A labkit cgroup parent with container groups under it (the empty parent may stay)."""
+    return any(os.path.isdir(os.path.join(path, e)) for e in os.listdir(path))
+
+
+def pytest_sessionfinish(session, exitstatus):
+    if not IS_ROOT:
+        return
+    left = leaks()
+    for root in _ROOTS:
+        shutil.rmtree(root, ignore_errors=True)
+    if left:
+        session.exitstatus = 1
+        tw = session.config.get_terminal_writer()
+        tw.line("labkit left these on the host (a leak fails the run):", red=True)
+        for item in left:
+            tw.line(f"  {item}", red=True)
