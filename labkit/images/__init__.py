@@ -1,0 +1,25 @@
+"""Offline images: layers in overlayfs's own format, named by the digest of their OCI tar.
+
+- :mod:`labkit.images.store`: layers, image configs and tags on disk (atomic, shared between processes).
+- :mod:`labkit.images.oci`: a layer directory as a deterministic OCI layer tar (whiteouts as ``.wh.``).
+- :mod:`labkit.images.base`: ``busybox:latest`` assembled from the host, no registry needed.
+- :mod:`labkit.images.labfile` and :mod:`labkit.images.build`: the Dockerfile subset and its builder.
+- :mod:`labkit.images.lessons`: the lessons' images (``frontend-app:v2.1.0``).
+"""
+
+from labkit.images.base import ensure_busybox
+from labkit.images.build import Runner, build
+from labkit.images.labfile import Instruction, parse
+from labkit.images.store import Image, ImageStore, Layer, parse_ref
+
+__all__ = [
+    "Image",
+    "ImageStore",
+    "Instruction",
+    "Layer",
+    "Runner",
+    "build",
+    "ensure_busybox",
+    "parse",
+    "parse_ref",
+]

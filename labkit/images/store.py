@@ -1,0 +1,596 @@
+"""The image store: content-addressed layers, image configs and tags on disk.
+
+Layout under ``root`` (``/var/lib/labkit/images`` by default; always a parameter)::
+
+    layers/<hex>/diff/        the layer, in overlayfs format: a lowerdir
+    layers/<hex>/layer.json   {"digest", "size", "files"}
+    images/<hex>.json         the image config, Docker's JSON; <hex> is its sha256
+    repositories.json         {"busybox:latest": "sha256:…", …}
+    tmp/                      work in progress; never read as state
+
+``<hex>`` of a layer is the sha256 of its deterministic OCI tar (see
+:mod:`labkit.images.oci`), so identical layers are stored once; ``<hex>`` of
+an image is the sha256 of its config JSON, as in Docker, so the image id says
+exactly what the image is.
+
+Every write is atomic: files are written to a temporary name and renamed,
+and a layer directory is assembled under ``tmp/`` and renamed into
+``layers/`` only once complete, so another process reading the store sees
+either nothing or the finished thing. Read-modify-write of the tags file is
+serialised with ``flock(2)`` on ``<root>/lock``.
+"""
+
+from __future__ import annotations
+
+import builtins
+import contextlib
+import fcntl
+import hashlib
+import json
+import os
+import re
+import shutil
+import tempfile
+import time
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+
+from labkit.errors import AmbiguousReference, BuildFailed, Conflict, InvalidArgument, NoSuchImage
+from labkit.images import oci, tree
+
+DEFAULT_ROOT = "/var/lib/labkit/images"
+
+# docker/distribution's reference grammar (reference/regexp.go), without digests.
+_COMPONENT = r"[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*"
+_DOMAIN = r"(?:[a-zA-Z0-9](?:[a-zA-Z0-9-]*[a-zA-Z0-9])?(?:\.[a-zA-Z0-9](?:[a-zA-Z0-9-]*[a-zA-Z0-9])?)*(?::[0-9]+)?)"
+_NAME_RE = re.compile(rf"^(?:{_DOMAIN}/)?{_COMPONENT}(?:/{_COMPONENT})*$")
+_TAG_RE = re.compile(r"^[\w][\w.-]{0,127}$")
+_HEX_RE = re.compile(r"^[0-9a-f]{1,64}$")
+
+
+def parse_ref(ref: str) -> tuple[str, str]:
+    """Split an image reference into ``(repository, tag)`` the way Docker normalises it.
+
+    ``busybox`` → ``("busybox", "latest")``; ``docker.io/library/nginx:1.25``
+    → ``("nginx", "1.25")``; ``localhost:5000/app`` keeps its registry.
+
+    Raises:
+        InvalidArgument: ``invalid reference format`` (Docker's words) for
+            anything the reference grammar rejects, such as upper case,
+            an empty tag or a digest (labkit images have no registry digests).
+    """
+    if not isinstance(ref, str) or not ref or "@" in ref:
+        raise InvalidArgument("invalid reference format", _ref_hint(ref))
+    name, tag = ref, "latest"
+    slash = ref.rfind("/")
+    colon = ref.rfind(":")
+    if colon > slash:
+        name, tag = ref[:colon], ref[colon + 1 :]
+        if not _TAG_RE.match(tag):
+            raise InvalidArgument("invalid reference format", _ref_hint(ref))
+    if len(name) > 255 or not _NAME_RE.match(name):
+        if name.lower() != name and _NAME_RE.match(name.lower()):
+            raise InvalidArgument(
+                f"invalid reference format: repository name ({name}) must be lowercase", _ref_hint(ref)
+            )
+        raise InvalidArgument("invalid reference format", _ref_hint(ref))
+    for prefix in ("docker.io/library/", "index.docker.io/library/", "docker.io/", "index.docker.io/"):
+        if name.startswith(prefix) and "/" not in name[len(prefix) :]:
+            name = name[len(prefix) :]
+            break
+    return name, tag
+
+
+def _ref_hint(ref: object) -> str:
+    return f"{ref!r} is not NAME[:TAG]; names are lower case, like 'busybox' or 'frontend-app:v2.1.0'"
+
+
+def normalize_ref(ref: str) -> str:
+    """``name:tag`` for a reference (``nginx`` → ``nginx:latest``), or ``ref`` unchanged if it is an id."""
+    if ref.startswith("sha256:"):
+        return ref
+    try:
+        name, tag = parse_ref(ref)
+    except InvalidArgument:
+        return ref
+    return f"{name}:{tag}"
+
+
+def rfc3339_nano(t: float | None = None) -> str:
+    """A UTC time as Go's ``time.RFC3339Nano`` prints it (trailing zeros of the fraction dropped)."""
+    ns = time.time_ns() if t is None else int(round(t * 1e9))
+    secs, frac = divmod(ns, 1_000_000_000)
+    base = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(secs))
+    return f"{base}.{frac:09d}".rstrip("0").rstrip(".") + "Z"
+
+
+def canonical_json(obj: object) -> bytes:
+    """The bytes an image id is computed from: sorted keys, no spaces."""
+    return json.dumps(obj, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
+
+
+@dataclass(frozen=True)
+class Layer:
+    """One read-only layer of an image.
+
+    Attributes:
+        digest: ``sha256:<hex>`` of the layer's OCI tar (its ``diff_id``).
+        path: The directory to give overlayfs as a ``lowerdir``; never written after commit.
+        size: Bytes of regular files.
+        files: Entries below the layer's root (files, directories, links, whiteouts).
+        created_by: The instruction that made it, as ``docker history`` shows it.
+        comment: The layer's role in the lesson's picture ("base OS", "runtime", "app code").
+    """
+
+    digest: str
+    path: str
+    size: int
+    files: int
+    created_by: str = ""
+    comment: str = ""
+
+
+@dataclass(frozen=True)
+class Image:
+    """An image: a stack of layers plus the config a container starts from.
+
+    Attributes:
+        id: ``sha256:<hex>`` of the image config JSON.
+        repo_tags: ``("busybox:latest", …)``; empty for an untagged image.
+        created: When it was made, RFC3339Nano UTC.
+        layers: Bottom layer first.
+        config: Docker's image ``Config``: ``Env``, ``Cmd``, ``Entrypoint``,
+            ``WorkingDir``, ``ExposedPorts``, ``Labels``, ``User``.
+        size: Bytes of regular files over all layers.
+        history: The image's history entries, oldest first (Docker's JSON keys).
+    """
+
+    id: str
+    repo_tags: tuple[str, ...]
+    created: str
+    layers: tuple[Layer, ...]
+    config: dict
+    size: int
+    history: tuple[dict, ...] = field(default=(), compare=False)
+
+    @property
+    def short_id(self) -> str:
+        """The 12 hex characters ``docker images`` shows."""
+        return self.id.split(":", 1)[1][:12]
+
+    def lowerdirs(self) -> list[str]:
+        """The layer directories top first, as overlayfs's ``lowerdir=`` wants them (leftmost is top)."""
+        return [layer.path for layer in reversed(self.layers)]
+
+
+def empty_config() -> dict:
+    """An image config with every key labkit uses, unset."""
+    return {
+        "User": "",
+        "Env": [],
+        "Cmd": None,
+        "Entrypoint": None,
+        "WorkingDir": "",
+        "ExposedPorts": None,
+        "Labels": None,
+    }
+
+
+class ImageStore:
+    """Images and layers under one directory, safe to share between processes.
+
+    Args:
+        root: The store's directory; created if missing.
+    """
+
+    def __init__(self, root: str = DEFAULT_ROOT) -> None:
+        self.root = os.path.abspath(root)
+        for sub in ("layers", "images", "tmp"):
+            os.makedirs(os.path.join(self.root, sub), exist_ok=True)
+
+    # -- paths and small atomic helpers -------------------------------------------------
+
+    @property
+    def tmp_root(self) -> str:
+        """Where work in progress lives (same filesystem as the layers, so a rename publishes it)."""
+        return os.path.join(self.root, "tmp")
+
+    def mkdtemp(self, prefix: str = "labkit-") -> str:
+        """A fresh private directory under ``tmp/``; the caller removes it."""
+        return tempfile.mkdtemp(prefix=prefix, dir=self.tmp_root)
+
+    def _layer_dir(self, digest: str) -> str:
+        return os.path.join(self.root, "layers", digest.split(":", 1)[-1])
+
+    def _image_file(self, image_id: str) -> str:
+        return os.path.join(self.root, "images", image_id.split(":", 1)[-1] + ".json")
+
+    def _write_atomic(self, path: str, data: bytes) -> None:
+        fd, tmp = tempfile.mkstemp(prefix=".labkit-", dir=os.path.dirname(path))
+        try:
+            with os.fdopen(fd, "wb") as f:
+                f.write(data)
+                f.flush()
+                os.fsync(f.fileno())
+            os.chmod(tmp, 0o644)
+            os.rename(tmp, path)  # rename(2) replaces atomically within one filesystem
+        except BaseException:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(tmp)
+            raise
+
+    @contextlib.contextmanager
+    def _locked(self) -> Iterator[None]:
+        with open(os.path.join(self.root, "lock"), "a+") as f:
+            fcntl.flock(f, fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(f, fcntl.LOCK_UN)
+
+    def _tags(self) -> dict[str, str]:
+        try:
+            with open(os.path.join(self.root, "repositories.json"), "rb") as f:
+                return json.load(f)
+        except FileNotFoundError:
+            return {}
+
+    def _save_tags(self, tags: Mapping[str, str]) -> None:
+        self._write_atomic(
+            os.path.join(self.root, "repositories.json"), json.dumps(dict(sorted(tags.items())), indent=1).encode()
+        )
+
+    # -- layers ---------------------------------------------------------------------------
+
+    def commit_layer(self, src_dir: str, created_by: str = "", comment: str = "") -> Layer:
+        """Make the finished directory ``src_dir`` a read-only layer and return it.
+
+        The layer is named by its OCI tar digest. If a layer with that digest
+        exists it is reused (and ``src_dir`` discarded when it was under this
+        store's ``tmp/``). A directory under ``tmp/`` is moved in by
+        ``rename(2)``; anything else is copied, keeping whiteouts, the opaque
+        xattr, owners, modes, times and hard links.
+
+        Raises:
+            BuildFailed: If the directory carries overlayfs ``redirect`` or
+                ``metacopy`` xattrs, which would mean nothing once the
+                directory is a lower layer of another mount.
+        """
+        src_dir = os.path.abspath(src_dir)
+        owned = os.path.commonpath([src_dir, self.tmp_root]) == self.tmp_root
+        work = self.mkdtemp("layer-")
+        try:
+            diff = os.path.join(work, "diff")
+            if owned:
+                os.rename(src_dir, diff)
+            else:
+                tree.copy_tree(src_dir, diff)
+            trouble = tree.clean_overlay_xattrs(diff)
+            if trouble:
+                raise BuildFailed(
+                    "a layer cannot keep overlayfs redirects or metacopy: " + ", ".join(trouble[:3]),
+                    "mount the build container's overlay with redirect_dir=off,metacopy=off",
+                )
+            # The root of a layer is never in its tar, yet in a merged overlay the
+            # topmost layer's root supplies "/"'s owner and mode: make it the usual one.
+            if os.geteuid() == 0:
+                os.chown(diff, 0, 0)
+            os.chmod(diff, 0o755)
+            digest = oci.digest(diff)
+            stats = oci.tree_stats(diff)
+            final = self._layer_dir(digest)
+            if not os.path.isdir(os.path.join(final, "diff")):
+                meta = {"digest": digest, "size": stats.size, "files": stats.files}
+                with open(os.path.join(work, "layer.json"), "w") as f:
+                    json.dump(meta, f)
+                try:
+                    os.rename(work, final)  # publishes diff/ and layer.json together
+                    work = ""
+                except OSError:
+                    if not os.path.isdir(os.path.join(final, "diff")):
+                        raise
+                    # Another process committed the same content first: theirs is as good as ours.
+            return Layer(digest, os.path.join(final, "diff"), stats.size, stats.files, created_by, comment)
+        finally:
+            if work:
+                shutil.rmtree(work, ignore_errors=True)
+
+    def layer(self, digest: str, created_by: str = "", comment: str = "") -> Layer:
+        """The committed layer with this digest.
+
+        Raises:
+            NoSuchImage: If no such layer is stored (the store was damaged).
+        """
+        d = self._layer_dir(digest)
+        try:
+            with open(os.path.join(d, "layer.json")) as f:
+                meta = json.load(f)
+        except FileNotFoundError:
+            raise NoSuchImage(f"layer {digest}") from None
+        return Layer(digest, os.path.join(d, "diff"), meta["size"], meta["files"], created_by, comment)
+
+    def prune_layers(self, digests: Iterable[str] | None = None) -> list[str]:
+        """Remove layers no image uses (only those in ``digests`` when given); return their digests."""
+        with self._locked():
+            used = {d for img in self._load_all() for d in (layer.digest for layer in img.layers)}
+            if digests is None:
+                names = os.listdir(os.path.join(self.root, "layers"))
+                candidates = {f"sha256:{n}" for n in names}
+            else:
+                candidates = set(digests)
+            removed = []
+            for digest in sorted(candidates - used):
+                d = self._layer_dir(digest)
+                if os.path.isdir(d):
+                    # Move aside first so no reader ever sees a half-deleted layer.
+                    trash = self.mkdtemp("trash-")
+                    os.rename(d, os.path.join(trash, "layer"))
+                    shutil.rmtree(trash, ignore_errors=True)
+                    removed.append(digest)
+            return removed
+
+    # -- images ---------------------------------------------------------------------------
+
+    def add_image(
+        self,
+        layers: Sequence[Layer],
+        config: Mapping,
+        tag: str | None = None,
+        history: Sequence[Mapping] | None = None,
+        created: str | None = None,
+    ) -> Image:
+        """Write an image config for ``layers`` and, if given, point ``tag`` at it.
+
+        Args:
+            layers: Committed layers, bottom first.
+            config: Docker's image ``Config`` (missing keys are filled in unset).
+            tag: ``name[:tag]`` to set, or ``None`` for an untagged image.
+            history: Docker's history entries, oldest first; each has
+                ``created_by`` and optional ``comment`` and ``empty_layer``.
+                Non-empty entries must match ``layers`` one to one. Default:
+                one entry per layer from the layers' own fields.
+            created: RFC3339Nano time; default now.
+
+        Returns:
+            The stored image. The same inputs give the same id.
+        """
+        if tag is not None:
+            name, t = parse_ref(tag)
+            tag = f"{name}:{t}"
+        created = created or rfc3339_nano()
+        if history is None:
+            history = [{"created_by": layer.created_by, "comment": layer.comment} for layer in layers]
+        hist = []
+        for entry in history:
+            e = {"created": entry.get("created", created), "created_by": entry.get("created_by", "")}
+            if entry.get("comment"):
+                e["comment"] = entry["comment"]
+            if entry.get("empty_layer"):
+                e["empty_layer"] = True
+            hist.append(e)
+        if sum(1 for e in hist if not e.get("empty_layer")) != len(layers):
+            raise InvalidArgument("image history does not match its layers: one non-empty entry per layer is needed")
+        for layer in layers:
+            if not os.path.isdir(self._layer_dir(layer.digest)):
+                raise NoSuchImage(f"layer {layer.digest}")
+        cfg = empty_config()
+        cfg.update(config)
+        doc = {
+            "architecture": _arch(),
+            "config": cfg,
+            "created": created,
+            "history": hist,
+            "os": "linux",
+            "rootfs": {"type": "layers", "diff_ids": [layer.digest for layer in layers]},
+        }
+        data = canonical_json(doc)
+        image_id = "sha256:" + hashlib.sha256(data).hexdigest()
+        path = self._image_file(image_id)
+        if not os.path.exists(path):
+            self._write_atomic(path, data)
+        if tag is not None:
+            with self._locked():
+                tags = self._tags()
+                tags[tag] = image_id
+                self._save_tags(tags)
+        return self._load(image_id)
+
+    def _load(self, image_id: str, tags: Mapping[str, str] | None = None) -> Image:
+        with open(self._image_file(image_id), "rb") as f:
+            doc = json.load(f)
+        tags = self._tags() if tags is None else tags
+        hist = tuple(doc.get("history", ()))
+        layer_hist = [h for h in hist if not h.get("empty_layer")]
+        diff_ids = doc["rootfs"]["diff_ids"]
+        if len(layer_hist) != len(diff_ids):
+            layer_hist = [{}] * len(diff_ids)
+        layers = tuple(
+            self.layer(d, h.get("created_by", ""), h.get("comment", ""))
+            for d, h in zip(diff_ids, layer_hist, strict=True)
+        )
+        return Image(
+            id=image_id,
+            repo_tags=tuple(sorted(t for t, i in tags.items() if i == image_id)),
+            created=doc["created"],
+            layers=layers,
+            config=doc["config"],
+            size=sum(layer.size for layer in layers),
+            history=hist,
+        )
+
+    def _ids(self) -> list[str]:
+        return sorted(
+            "sha256:" + n[:-5]
+            for n in os.listdir(os.path.join(self.root, "images"))
+            if n.endswith(".json") and not n.startswith(".")
+        )
+
+    def _load_all(self) -> list[Image]:
+        tags = self._tags()
+        return [self._load(i, tags) for i in self._ids()]
+
+    def resolve(self, ref: str) -> str:
+        """The image id ``ref`` names: ``name[:tag]``, ``sha256:<hex>``, or a unique id prefix.
+
+        Raises:
+            NoSuchImage: Nothing matches (the message normalises ``nginx`` to ``nginx:latest``).
+            AmbiguousReference: An id prefix matches several images.
+        """
+        ids = self._ids()
+        if ref.startswith("sha256:"):
+            return self._by_prefix(ref[7:], ids, ref)
+        try:
+            name, tag = parse_ref(ref)
+        except InvalidArgument:
+            name = ""
+        if name:
+            found = self._tags().get(f"{name}:{tag}")
+            if found and found in ids:
+                return found
+        if _HEX_RE.match(ref):
+            return self._by_prefix(ref, ids, normalize_ref(ref))
+        raise NoSuchImage(normalize_ref(ref))
+
+    @staticmethod
+    def _by_prefix(prefix: str, ids: Sequence[str], shown: str) -> str:
+        if not _HEX_RE.match(prefix):
+            raise NoSuchImage(shown)
+        found = [i for i in ids if i[7:].startswith(prefix)]
+        if len(found) > 1:
+            raise AmbiguousReference(prefix)
+        if not found:
+            raise NoSuchImage(shown)
+        return found[0]
+
+    def get(self, ref: str) -> Image:
+        """The image ``ref`` names (see :meth:`resolve`)."""
+        return self._load(self.resolve(ref))
+
+    def exists(self, ref: str) -> bool:
+        """Whether ``ref`` names an image."""
+        try:
+            self.resolve(ref)
+        except (NoSuchImage, AmbiguousReference):
+            return False
+        return True
+
+    def list(self) -> list[Image]:
+        """Every image, newest first (as ``docker images`` orders them)."""
+        return sorted(self._load_all(), key=lambda i: (i.created, i.id), reverse=True)
+
+    def tag(self, image_id: str, ref: str) -> Image:
+        """Point ``ref`` (``name[:tag]``) at the image ``image_id`` names; an old holder of the tag loses it."""
+        target = self.resolve(image_id)
+        name, t = parse_ref(ref)
+        with self._locked():
+            tags = self._tags()
+            tags[f"{name}:{t}"] = target
+            self._save_tags(tags)
+        return self._load(target)
+
+    def remove(
+        self, ref: str, force: bool = False, in_use: Iterable[str] | Mapping[str, str] = ()
+    ) -> builtins.list[dict[str, str]]:
+        """Untag or delete an image, as ``docker rmi`` does.
+
+        Naming one of several tags only removes that tag. Removing the last
+        tag, or naming the image by id, deletes the image and every layer no
+        other image uses.
+
+        Args:
+            ref: A tag, id or id prefix.
+            force: Remove all tags of an image named by id even if it has
+                several; if a container uses the image, untag it but keep it.
+            in_use: Ids of images containers use, or a mapping from such an
+                image id to one container id (used in the message).
+
+        Returns:
+            Docker's answer: ``[{"Untagged": "busybox:latest"}, {"Deleted": "sha256:…"}]``.
+
+        Raises:
+            Conflict: The image is used by a container (and ``force`` is off),
+                or an id names an image with several tags.
+        """
+        image_id = self.resolve(ref)
+        users = dict(in_use) if isinstance(in_use, Mapping) else {i: "" for i in in_use}
+        short = image_id[7:19]
+        digests = [layer.digest for layer in self._load(image_id).layers]
+        result: builtins.list[dict[str, str]] = []
+        with self._locked():
+            tags = self._tags()
+            mine = sorted(t for t, i in tags.items() if i == image_id)
+            tag_ref = normalize_ref(ref) if not ref.startswith("sha256:") and normalize_ref(ref) in mine else ""
+            if tag_ref and len(mine) > 1:
+                del tags[tag_ref]
+                self._save_tags(tags)
+                return [{"Untagged": tag_ref}]
+            if image_id in users and not force:
+                who = users[image_id]
+                hint = "Remove the container first ('labkit rm'), or use --force to untag the image only"
+                if tag_ref:
+                    using = (
+                        f"container {who[:12]} is using its referenced image {short}"
+                        if who
+                        else (f"a container is using its referenced image {short}")
+                    )
+                    raise Conflict(
+                        f'conflict: unable to remove repository reference "{ref}" (must force) - {using}', hint
+                    )
+                using = f"image is being used by container {who[:12]}" if who else "image is being used by a container"
+                raise Conflict(f"conflict: unable to delete {short} (must be forced) - {using}", hint)
+            if not tag_ref and len(mine) > 1 and not force:
+                raise Conflict(
+                    f"conflict: unable to delete {short} (must be forced) - image is referenced in multiple repositories",
+                    "Remove the tags one by one, or use --force",
+                )
+            for t in mine:
+                del tags[t]
+                result.append({"Untagged": t})
+            self._save_tags(tags)
+            if image_id in users:
+                return result  # a container still stacks these layers: keep the image, untagged
+            os.unlink(self._image_file(image_id))
+            result.append({"Deleted": image_id})
+        for digest in self.prune_layers(digests):
+            result.append({"Deleted": digest})
+        return result
+
+    def history(self, ref: str) -> builtins.list[dict]:
+        """``docker history``: one entry per history step, newest first.
+
+        Each entry has Docker's API keys ``Id`` (the image id on the newest
+        entry, ``<missing>`` below, as for any image built elsewhere),
+        ``Created`` (unix seconds), ``CreatedBy``, ``Tags``, ``Size`` and
+        ``Comment``.
+        """
+        img = self.get(ref)
+        out = []
+        layers = iter(img.layers)
+        for entry in img.history:
+            size = 0 if entry.get("empty_layer") else next(layers).size
+            out.append(
+                {
+                    "Id": "<missing>",
+                    "Created": _unix(entry.get("created", img.created)),
+                    "CreatedBy": entry.get("created_by", ""),
+                    "Tags": None,
+                    "Size": size,
+                    "Comment": entry.get("comment", ""),
+                }
+            )
+        out.reverse()
+        if out:
+            out[0]["Id"] = img.id
+            out[0]["Tags"] = list(img.repo_tags) or None
+        return out
+
+
+def _unix(stamp: str) -> int:
+    import calendar
+
+    return calendar.timegm(time.strptime(stamp[:19], "%Y-%m-%dT%H:%M:%S"))
+
+
+def _arch() -> str:
+    machine = os.uname().machine
+    return {"x86_64": "amd64", "aarch64": "arm64", "armv7l": "arm", "i686": "386"}.get(machine, machine)

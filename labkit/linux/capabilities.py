@@ -1,0 +1,81 @@
+"""Capabilities: root's powers, split into pieces a container keeps or loses.
+
+capabilities(7) splits what root may do into about forty named powers. A
+process has several sets of them; the two that matter for a container are
+
+* the **bounding set**: the most any program this process executes can ever
+  get. Dropping a capability from it (``prctl(PR_CAPBSET_DROP)``) is final.
+* the **effective set**: what the kernel checks right now.
+
+Docker starts every container's process with the same 14 capabilities
+(:data:`DOCKER_DEFAULT`). A root process inside keeps uid 0 but cannot, for
+example, mount filesystems (CAP_SYS_ADMIN), load kernel modules
+(CAP_SYS_MODULE) or change the clock (CAP_SYS_TIME). ``grep Cap
+/proc/1/status`` inside a container shows the mask ``00000000a80425fb``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from labkit.linux import syscalls
+
+#: Every capability by number, from <linux/capability.h>.
+NAMES: tuple[str, ...] = (
+    "CHOWN", "DAC_OVERRIDE", "DAC_READ_SEARCH", "FOWNER", "FSETID", "KILL", "SETGID", "SETUID",
+    "SETPCAP", "LINUX_IMMUTABLE", "NET_BIND_SERVICE", "NET_BROADCAST", "NET_ADMIN", "NET_RAW",
+    "IPC_LOCK", "IPC_OWNER", "SYS_MODULE", "SYS_RAWIO", "SYS_CHROOT", "SYS_PTRACE", "SYS_PACCT",
+    "SYS_ADMIN", "SYS_BOOT", "SYS_NICE", "SYS_RESOURCE", "SYS_TIME", "SYS_TTY_CONFIG", "MKNOD",
+    "LEASE", "AUDIT_WRITE", "AUDIT_CONTROL", "SETFCAP", "MAC_OVERRIDE", "MAC_ADMIN", "SYSLOG",
+    "WAKE_ALARM", "BLOCK_SUSPEND", "AUDIT_READ", "PERFMON", "BPF", "CHECKPOINT_RESTORE",
+)  # fmt: skip
+
+#: The capabilities Docker grants a container by default (moby's oci/caps/defaults.go).
+DOCKER_DEFAULT: frozenset[str] = frozenset(
+    {
+        "CHOWN", "DAC_OVERRIDE", "FSETID", "FOWNER", "MKNOD", "NET_RAW", "SETGID", "SETUID",
+        "SETFCAP", "SETPCAP", "NET_BIND_SERVICE", "SYS_CHROOT", "KILL", "AUDIT_WRITE",
+    }
+)  # fmt: skip
+
+
+def mask(names: Iterable[str]) -> int:
+    """The bit mask of the named capabilities (``CHOWN`` is bit 0)."""
+    return sum(1 << NAMES.index(name) for name in set(names))
+
+
+def names_of(bits: int) -> list[str]:
+    """The names of the capabilities set in ``bits``, in kernel order."""
+    return [name for number, name in enumerate(NAMES) if bits >> number & 1]
+
+
+def last_cap(proc: str = "/proc") -> int:
+    """The highest capability number this kernel knows (``/proc/sys/kernel/cap_last_cap``)."""
+    with open(f"{proc}/sys/kernel/cap_last_cap") as f:
+        return int(f.read())
+
+
+def restrict(keep: int, last: int) -> None:
+    """Reduce the calling process to the capabilities in the mask ``keep``.
+
+    Three steps, in the order the kernel requires (capabilities(7)):
+
+    1. drop every other capability from the bounding set, which needs
+       CAP_SETPCAP and so comes while we still have it;
+    2. clear the ambient set, so nothing is re-granted across execve(2);
+    3. capset(2) effective and permitted to ``keep`` and inheritable to
+       nothing, as Docker does since CVE-2022-24769 (an inheritable
+       capability could be regained by a file with inheritable file caps).
+
+    A root process that then executes a program gets permitted = effective =
+    its bounding set, so the program starts with exactly ``keep``.
+
+    Args:
+        keep: Bit mask of capabilities to keep (see :func:`mask`).
+        last: The kernel's highest capability number (see :func:`last_cap`).
+    """
+    for number in range(last + 1):
+        if not keep >> number & 1:
+            syscalls.prctl(syscalls.PR_CAPBSET_DROP, number)
+    syscalls.prctl(syscalls.PR_CAP_AMBIENT, syscalls.PR_CAP_AMBIENT_CLEAR_ALL)
+    syscalls.capset(keep, keep, 0)

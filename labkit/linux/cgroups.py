@@ -1,0 +1,747 @@
+"""Control groups: a container's limits, its accounting and its freezer.
+
+A control group is a directory in a cgroup filesystem; the processes listed in
+its ``cgroup.procs`` share the limits written into its other files (see
+cgroups(7) and the kernel's Documentation/admin-guide/cgroup-v1/ and
+Documentation/admin-guide/cgroup-v2.rst). Hosts come in three shapes, and this
+module handles all of them, detected at run time from the mount table:
+
+- **v1**: one hierarchy per controller (``/sys/fs/cgroup/memory``,
+  ``/sys/fs/cgroup/pids``, ...). A container is one directory *in each*
+  hierarchy, and its process writes itself into every one of them.
+- **v2**: one unified hierarchy (``/sys/fs/cgroup`` is ``cgroup2``). A container
+  is one directory; a parent must list a controller in its
+  ``cgroup.subtree_control`` before its children get that controller's files.
+- **hybrid**: the v1 hierarchies plus a ``cgroup2`` mount (usually
+  ``/sys/fs/cgroup/unified``) that holds few or no controllers but still offers
+  ``cgroup.freeze``, ``cgroup.kill`` and ``cgroup.events`` in child groups. A
+  container joins the v1 hierarchies *and* the unified one, as runc does, so the
+  v2 freezer and ``cgroup.kill`` can be used there too.
+
+Which v1 hierarchies a container joins, and why:
+
+- ``memory``, ``pids``, ``cpu``: the limits (``--memory``, ``--pids-limit``,
+  ``--cpus``) and their accounting.
+- ``cpuacct``: the CPU time the group used (``cpuacct.usage``), which v2 keeps in
+  ``cpu.stat`` of every group.
+- ``freezer``: ``docker pause``.
+- Not ``cpuset`` (labkit sets no CPU pinning, and a new cpuset group would need
+  ``cpuset.cpus``/``cpuset.mems`` copied in before a process may join), nor
+  ``devices`` and ``blkio`` (labkit sets no device or I/O rules; joining them
+  would only add directories to make and remove).
+
+Every path is derived from the mount table passed to :func:`detect`, so tests
+can point it at a temporary directory laid out like cgroupfs, and the file
+operations go through :class:`Cgroupfs`, which tests may replace with one that
+creates interface files the way the kernel does on ``mkdir``.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import re
+import signal
+import time
+from dataclasses import dataclass
+
+from labkit.errors import Conflict, HostUnsupported, InvalidArgument, LabkitError, NotFound
+
+__all__ = ["Cgroup", "Cgroupfs", "Layout", "Limits", "detect", "stale"]
+
+#: Controllers a cgroup v1 mount may carry (named hierarchies such as
+#: ``name=systemd`` carry none and are ignored).
+V1_CONTROLLERS = frozenset(
+    {
+        "blkio",
+        "cpu",
+        "cpuacct",
+        "cpuset",
+        "devices",
+        "freezer",
+        "hugetlb",
+        "memory",
+        "misc",
+        "net_cls",
+        "net_prio",
+        "perf_event",
+        "pids",
+        "rdma",
+    }
+)
+
+#: The v1 hierarchies a container joins (see the module docstring for why).
+JOINED_V1 = ("memory", "pids", "cpu", "cpuacct", "freezer")
+
+#: The controllers enabled for a container's group on the unified hierarchy.
+ENABLED_V2 = ("memory", "pids", "cpu")
+
+#: The CFS bandwidth period Docker uses: ``--cpus 1.5`` is 150000 µs of CPU time
+#: per 100000 µs of wall time (Documentation/scheduler/sched-bwc.rst).
+CPU_PERIOD_US = 100_000
+
+#: The smallest quota the kernel accepts (1 ms), hence Docker's floor of 0.01 CPU.
+_MIN_CPU_QUOTA_US = 1_000
+
+#: The command-line flag each limit's controller serves, for error messages.
+_FLAG = {"memory": "--memory", "pids": "--pids-limit", "cpu": "--cpus"}
+
+#: How often freeze() polls for the frozen state (Docker polls every 10 ms).
+_POLL = 0.01
+
+
+@dataclass(frozen=True)
+class Limits:
+    """The resource limits of one container, in Docker's units.
+
+    Attributes:
+        memory: Memory limit in bytes (``--memory``); None or 0 means unlimited.
+        memory_swap: Memory *plus* swap in bytes (``--memory-swap``); None or 0
+            means twice ``memory`` (Docker's default, applied where the host accounts
+            swap); -1 means unlimited swap.
+        nano_cpus: CPU share in billionths of a CPU (``--cpus 1.5`` is
+            1_500_000_000); None or 0 means unlimited.
+        pids_limit: Most processes at once (``--pids-limit``); None, 0 or a
+            negative number means unlimited.
+    """
+
+    memory: int | None = None
+    memory_swap: int | None = None
+    nano_cpus: int | None = None
+    pids_limit: int | None = None
+
+    def __post_init__(self) -> None:
+        if self.memory is not None and self.memory < 0:
+            raise InvalidArgument(
+                f"invalid memory limit {self.memory}: it must be a number of bytes, 0 or more",
+                "Use a size such as 64m or 1g.",
+            )
+        if self.memory_swap not in (None, 0, -1):
+            if not self.memory:
+                raise InvalidArgument(
+                    "You should always set the Memory limit when using Memoryswap limit, see usage",
+                    "Add --memory, or drop --memory-swap.",
+                )
+            if self.memory_swap < self.memory:
+                raise InvalidArgument(
+                    "Minimum memoryswap limit should be larger than memory limit, see usage",
+                    "--memory-swap counts memory plus swap, so it must be at least --memory (or -1 for unlimited).",
+                )
+        if self.nano_cpus:
+            cpus = os.cpu_count() or 1
+            quota = self.nano_cpus * CPU_PERIOD_US // 1_000_000_000
+            if quota < _MIN_CPU_QUOTA_US or self.nano_cpus > cpus * 1_000_000_000:
+                raise InvalidArgument(
+                    f"Range of CPUs is from 0.01 to {cpus}.00, as there are only {cpus} CPUs available",
+                    f"Use --cpus with a value from 0.01 to {cpus}, such as 0.5.",
+                )
+
+    @property
+    def memory_max(self) -> int | None:
+        """The memory limit in bytes, or None when memory is unlimited."""
+        return self.memory or None
+
+    @property
+    def swap_total(self) -> int | None:
+        """Memory plus swap in bytes; -1 for unlimited swap; None when memory is unlimited."""
+        if not self.memory:
+            return None
+        if not self.memory_swap:
+            return 2 * self.memory
+        return self.memory_swap
+
+    @property
+    def cpu_quota_us(self) -> int | None:
+        """CPU time per :data:`CPU_PERIOD_US` in microseconds, or None when CPU is unlimited."""
+        if not self.nano_cpus:
+            return None
+        return self.nano_cpus * CPU_PERIOD_US // 1_000_000_000
+
+    @property
+    def pids_max(self) -> int | None:
+        """The process limit, or None when it is unlimited (Docker: a value ≤ 0 means none)."""
+        if self.pids_limit is None or self.pids_limit <= 0:
+            return None
+        return self.pids_limit
+
+
+@dataclass(frozen=True)
+class Layout:
+    """The cgroup hierarchies this host offers.
+
+    Attributes:
+        version: ``"v1"``, ``"v2"`` or ``"hybrid"`` (v1 hierarchies plus a cgroup2 mount).
+        controllers: Each controller the host offers, mapped to the mount point of
+            the hierarchy it lives in (all map to the unified mount on v2).
+        unified: The cgroup2 mount point, if there is one.
+        freezer: Which freezer pause uses: ``"v1"`` (``freezer.state``), ``"v2"``
+            (``cgroup.freeze``) or ``"none"``.
+    """
+
+    version: str
+    controllers: dict[str, str]
+    unified: str | None
+    freezer: str
+
+    @property
+    def hierarchies(self) -> tuple[str, ...]:
+        """Every mounted hierarchy that holds a controller, plus the unified one, without repeats."""
+        paths = dict.fromkeys(self.controllers.values())
+        if self.unified:
+            paths[self.unified] = None
+        return tuple(paths)
+
+    def joined(self) -> tuple[str, ...]:
+        """The hierarchies a container's group is made in (see the module docstring)."""
+        paths = dict.fromkeys(self.controllers[c] for c in JOINED_V1 if c in self.controllers)
+        if self.unified:
+            paths[self.unified] = None
+        return tuple(paths)
+
+    def is_unified(self, controller: str) -> bool:
+        """Whether ``controller`` lives in the unified (cgroup2) hierarchy."""
+        return self.unified is not None and self.controllers.get(controller) == self.unified
+
+    def describe(self) -> list[str]:
+        """Plain-words lines saying what this host's cgroups allow, for ``labkit doctor``."""
+        if self.version == "v2":
+            lines = [f"cgroups: v2, one unified hierarchy at {self.unified}."]
+        elif self.version == "hybrid":
+            lines = [
+                "cgroups: hybrid, one v1 hierarchy per controller plus a cgroup2 mount at "
+                f"{self.unified} that containers also join."
+            ]
+        else:
+            lines = ["cgroups: v1, one hierarchy per controller."]
+        for controller, flag in _FLAG.items():
+            where = self.controllers.get(controller)
+            if where is None:
+                lines.append(f"{flag} cannot be enforced: this host has no {controller} controller.")
+            else:
+                kind = "v2" if self.is_unified(controller) else "v1"
+                lines.append(f"{flag} is enforced by the {controller} controller (cgroup {kind}, {where}).")
+        if self.freezer == "v1":
+            lines.append("pause uses the v1 freezer (freezer.state).")
+        elif self.freezer == "v2":
+            lines.append("pause uses the v2 freezer (cgroup.freeze).")
+        else:
+            lines.append("pause cannot work: this host has no cgroup freezer.")
+        return lines
+
+
+def _unescape(field: str) -> str:
+    """Undo the octal escapes (``\\040`` for a space) that /proc/self/mounts uses, see proc(5)."""
+    return re.sub(r"\\([0-7]{3})", lambda m: chr(int(m.group(1), 8)), field)
+
+
+def detect(mounts_file: str = "/proc/self/mounts", freezer: str | None = None) -> Layout:
+    """Find the cgroup hierarchies this host has mounted.
+
+    Args:
+        mounts_file: A mount table in the format of /proc/self/mounts (proc(5)).
+            Its mount points are used as they are, so a table naming a temporary
+            directory gives a layout rooted there.
+        freezer: ``"v1"`` or ``"v2"`` to force which freezer pause uses; by default
+            the v1 freezer controller when mounted, else the v2 ``cgroup.freeze``.
+
+    Returns:
+        The host's :class:`Layout`.
+
+    Raises:
+        HostUnsupported: No cgroup filesystem is mounted, or the forced freezer
+            does not exist here.
+        InvalidArgument: ``freezer`` is not ``"v1"`` or ``"v2"``.
+    """
+    controllers: dict[str, str] = {}
+    unified: str | None = None
+    with open(mounts_file) as table:
+        for line in table:
+            fields = line.split()
+            if len(fields) < 4:
+                continue
+            mount_point, fstype, options = _unescape(fields[1]), fields[2], fields[3].split(",")
+            if fstype == "cgroup":
+                for option in options:
+                    if option in V1_CONTROLLERS:
+                        controllers.setdefault(option, mount_point)
+            elif fstype == "cgroup2" and unified is None:
+                unified = mount_point
+    v1 = bool(controllers)
+    if unified is not None:
+        # cgroup.controllers of the root lists what the unified hierarchy offers;
+        # on a hybrid host it holds only what no v1 hierarchy has bound.
+        try:
+            with open(os.path.join(unified, "cgroup.controllers")) as f:
+                for name in f.read().split():
+                    controllers.setdefault(name, unified)
+        except OSError:
+            pass
+    if not v1 and unified is None:
+        raise HostUnsupported(
+            "this host has no cgroup filesystem mounted, so container limits and pause cannot work",
+            "Mount one (mount -t cgroup2 none /sys/fs/cgroup) or use the simulator backend.",
+        )
+    version = "hybrid" if v1 and unified else "v1" if v1 else "v2"
+    return Layout(version, controllers, unified, _choose_freezer(controllers, unified, freezer))
+
+
+def _choose_freezer(controllers: dict[str, str], unified: str | None, forced: str | None) -> str:
+    """Pick the freezer pause uses: the forced one if it exists, else v1 when mounted, else v2."""
+    has_v1 = "freezer" in controllers and controllers["freezer"] != unified
+    if forced is None:
+        return "v1" if has_v1 else "v2" if unified else "none"
+    if forced not in ("v1", "v2"):
+        raise InvalidArgument(f'unknown freezer "{forced}": it must be "v1" or "v2"')
+    if forced == "v1" and not has_v1:
+        raise HostUnsupported("this host has no v1 freezer controller mounted, so the v1 freezer cannot be used")
+    if forced == "v2" and unified is None:
+        raise HostUnsupported("this host has no cgroup2 mount, so the v2 freezer (cgroup.freeze) cannot be used")
+    return forced
+
+
+class Cgroupfs:
+    """The file operations this module does on a cgroup filesystem.
+
+    cgroupfs files already exist (``mkdir`` makes them), so :meth:`write` never
+    creates one: writing a file that is missing fails with ENOENT, as on the
+    kernel. A test may pass a subclass whose :meth:`mkdir` lays out those files
+    in a temporary directory the way the kernel would.
+    """
+
+    def mkdir(self, path: str) -> None:
+        """Make one group directory."""
+        os.mkdir(path, 0o755)
+
+    def rmdir(self, path: str) -> None:
+        """Remove one group directory (fails with EBUSY while it has processes or children)."""
+        os.rmdir(path)
+
+    def read(self, path: str) -> str:
+        """The whole content of an interface file."""
+        with open(path) as f:
+            return f.read()
+
+    def write(self, path: str, text: str) -> None:
+        """Write ``text`` in one write(2), as cgroupfs expects."""
+        fd = os.open(path, os.O_WRONLY | os.O_TRUNC)  # as a shell `>` does; cgroupfs ignores the truncation
+        try:
+            os.write(fd, text.encode())
+        finally:
+            os.close(fd)
+
+    def exists(self, path: str) -> bool:
+        """Whether an interface file or group directory exists."""
+        return os.path.exists(path)
+
+    def listdir(self, path: str) -> list[str]:
+        """The child groups of a group directory."""
+        return [e.name for e in os.scandir(path) if e.is_dir(follow_symlinks=False)]
+
+
+def _check_name(what: str, value: str, allow_slash: bool) -> None:
+    parts = value.split("/") if allow_slash else [value]
+    if not value or any(p in ("", ".", "..") or (not allow_slash and "/" in p) for p in parts):
+        raise InvalidArgument(
+            f'invalid cgroup {what} "{value}": it must be a relative directory name without "." or ".." parts',
+            "Use a name such as a container id.",
+        )
+
+
+def _keyed(text: str) -> dict[str, int]:
+    """Parse ``key value`` lines (memory.events, memory.oom_control, cgroup.events, cpu.stat)."""
+    out = {}
+    for line in text.splitlines():
+        key, _, value = line.partition(" ")
+        if value.strip().lstrip("-").isdigit():
+            out[key] = int(value)
+    return out
+
+
+class Cgroup:
+    """One container's control group, across every hierarchy it joins.
+
+    Paths are deterministic (``<hierarchy>/<parent>/<name>``), so another
+    process can :meth:`open` the same group by name.
+
+    Attributes:
+        layout: The host layout the group was made for.
+        name: The group's directory name (a container id).
+        parent: The directory, under each hierarchy, that holds labkit's groups.
+        dirs: Every group directory, one per joined hierarchy.
+        procs_files: The ``cgroup.procs`` files a new process writes its pid into.
+        oom_file: ``memory.oom_control`` (v1) or ``memory.events`` (v2), whose
+            ``oom_kill N`` line counts OOM kills; None without a memory controller.
+        written: ``(path, value)`` of every write this object made, in order
+            (controllers enabled, limits, freezer, cgroup.kill), for the step trace.
+    """
+
+    def __init__(self, layout: Layout, name: str, parent: str = "labkit", fs: Cgroupfs | None = None) -> None:
+        _check_name("name", name, allow_slash=False)
+        _check_name("parent", parent, allow_slash=True)
+        self.layout = layout
+        self.name = name
+        self.parent = parent
+        self.fs = fs or Cgroupfs()
+        self._dir = {h: os.path.join(h, parent, name) for h in layout.joined()}
+        self.dirs: tuple[str, ...] = tuple(self._dir.values())
+        self.procs_files: tuple[str, ...] = tuple(os.path.join(d, "cgroup.procs") for d in self.dirs)
+        memory = self.interface_file("memory", "memory.events" if layout.is_unified("memory") else "memory.oom_control")
+        self.oom_file: str | None = memory
+        self.written: list[tuple[str, str]] = []
+
+    def _write(self, path: str, text: str) -> None:
+        """Write an interface file and remember it in :attr:`written`."""
+        self.written.append((path, text))
+        self.fs.write(path, text)
+
+    def __repr__(self) -> str:
+        return f"Cgroup({self.parent}/{self.name}, {self.layout.version})"
+
+    # -- making and opening --------------------------------------------------
+
+    @classmethod
+    def create(
+        cls, layout: Layout, name: str, limits: Limits, parent: str = "labkit", fs: Cgroupfs | None = None
+    ) -> Cgroup:
+        """Make the group in every hierarchy it joins and write its limits.
+
+        An existing group of the same name (left by a crash) is reused and its
+        limits rewritten, as runc does.
+
+        Args:
+            layout: What the host offers (from :func:`detect`).
+            name: The group's directory name, usually the container id.
+            limits: The limits to write.
+            parent: The directory under each hierarchy holding labkit's groups; made if missing, never removed.
+            fs: The file operations to use (the real cgroupfs by default).
+
+        Raises:
+            HostUnsupported: A limit needs a controller this host lacks, or the
+                kernel refused a directory or a value. Nothing is left behind.
+        """
+        group = cls(layout, name, parent, fs)
+        group._require(limits)
+        made: list[str] = []
+        try:
+            for hierarchy, path in group._dir.items():
+                group._make_parents(hierarchy)
+                if not group.fs.exists(path):
+                    group.fs.mkdir(path)
+                made.append(path)
+            group._write_limits(limits)
+        except BaseException as error:
+            for path in reversed(made):
+                try:
+                    group.fs.rmdir(path)
+                except OSError:
+                    pass
+            if isinstance(error, OSError) and not isinstance(error, LabkitError):
+                raise HostUnsupported(
+                    f"could not set up cgroup {parent}/{name}: {error.strerror or error} ({error.filename})",
+                    "Run 'labkit doctor' to see what this host's cgroups allow.",
+                ) from error
+            raise
+        return group
+
+    @classmethod
+    def open(cls, layout: Layout, name: str, parent: str = "labkit", fs: Cgroupfs | None = None) -> Cgroup:
+        """The group another process made, found by name.
+
+        Raises:
+            NotFound: No hierarchy has this group.
+        """
+        group = cls(layout, name, parent, fs)
+        if not any(group.fs.exists(d) for d in group.dirs):
+            raise NotFound(f"no cgroup {parent}/{name} exists on this host", "It was removed or never made.")
+        return group
+
+    def _require(self, limits: Limits) -> None:
+        """Refuse limits whose controller is missing, before anything is made."""
+        wanted = {
+            "memory": limits.memory_max is not None,
+            "pids": limits.pids_max is not None,
+            "cpu": limits.cpu_quota_us is not None,
+        }
+        for controller, needed in wanted.items():
+            if needed and controller not in self.layout.controllers:
+                raise HostUnsupported(
+                    f"this host has no {controller} controller, so {_FLAG[controller]} cannot be enforced",
+                    f"Run without {_FLAG[controller]}, or use a host whose cgroups offer {controller} "
+                    "('labkit doctor' shows what this one offers).",
+                )
+
+    def _make_parents(self, hierarchy: str) -> None:
+        """Make ``<hierarchy>/<parent>``; on the unified hierarchy, enable controllers down to it.
+
+        cgroup v2 gives a group a controller's files only if its parent lists the
+        controller in ``cgroup.subtree_control`` (cgroup-v2.rst, "Enabling and
+        Disabling"), so every level from the root to the parent enables them.
+        """
+        if hierarchy != self.layout.unified:
+            enable = []
+        else:
+            enable = [c for c in ENABLED_V2 if self.layout.is_unified(c)]
+        level = hierarchy
+        for part in [*self.parent.split("/"), None]:
+            if enable:
+                control = os.path.join(level, "cgroup.subtree_control")
+                present = set(self.fs.read(control).split())
+                missing = [c for c in enable if c not in present]
+                if missing:
+                    self._write(control, " ".join(f"+{c}" for c in missing))
+            if part is None:
+                break
+            level = os.path.join(level, part)
+            if not self.fs.exists(level):
+                try:
+                    self.fs.mkdir(level)
+                except FileExistsError:
+                    pass  # another process made it first
+
+    def _write_limits(self, limits: Limits) -> None:
+        memory, total = limits.memory_max, limits.swap_total
+        if memory is not None:
+            if self.layout.is_unified("memory"):
+                self._set("memory", "memory.max", str(memory))
+                swap = self.interface_file("memory", "memory.swap.max")
+                if swap and self.fs.exists(swap) and total is not None:
+                    # memory.swap.max counts swap alone, Docker's MemorySwap counts memory + swap.
+                    self._write(swap, "max" if total == -1 else str(total - memory))
+            else:
+                # The memory limit first: memsw may never be below it (cgroup-v1/memory.rst, 2.5).
+                self._set("memory", "memory.limit_in_bytes", str(memory))
+                memsw = self.interface_file("memory", "memory.memsw.limit_in_bytes")
+                if memsw and self.fs.exists(memsw) and total is not None:
+                    self._write(memsw, str(total))
+        if limits.pids_max is not None:
+            self._set("pids", "pids.max", str(limits.pids_max))
+        quota = limits.cpu_quota_us
+        if quota is not None:
+            if self.layout.is_unified("cpu"):
+                self._set("cpu", "cpu.max", f"{quota} {CPU_PERIOD_US}")
+            else:
+                self._set("cpu", "cpu.cfs_period_us", str(CPU_PERIOD_US))
+                self._set("cpu", "cpu.cfs_quota_us", str(quota))
+
+    # -- paths ----------------------------------------------------------------
+
+    def interface_file(self, controller: str, filename: str) -> str | None:
+        """The file ``filename`` in this group's directory of ``controller``'s hierarchy.
+
+        None when the host has no such controller, e.g. ``interface_file("pids", "pids.max")``.
+        """
+        hierarchy = self.layout.controllers.get(controller)
+        if hierarchy is None or hierarchy not in self._dir:
+            return None
+        return os.path.join(self._dir[hierarchy], filename)
+
+    def _unified(self, filename: str) -> str | None:
+        if self.layout.unified is None:
+            return None
+        return os.path.join(self._dir[self.layout.unified], filename)
+
+    def _set(self, controller: str, filename: str, value: str) -> None:
+        path = self.interface_file(controller, filename)
+        if path is None:
+            raise HostUnsupported(f"this host has no {controller} controller, so {filename} cannot be written")
+        self._write(path, value)
+
+    def _read_int(self, path: str | None) -> int | None:
+        if path is None:
+            return None
+        try:
+            return int(self.fs.read(path).split()[0])
+        except (OSError, ValueError, IndexError):
+            return None
+
+    def _read_keyed(self, path: str | None) -> dict[str, int]:
+        if path is None:
+            return {}
+        try:
+            return _keyed(self.fs.read(path))
+        except OSError:
+            return {}
+
+    # -- processes ------------------------------------------------------------
+
+    def add(self, pid: int) -> None:
+        """Move process ``pid`` (and its threads) into the group in every hierarchy.
+
+        A new container process calls this with its own pid before it execs, so
+        nothing it runs escapes the limits.
+        """
+        for procs in self.procs_files:
+            self.fs.write(procs, str(pid))
+
+    def pids(self) -> list[int]:
+        """Every process in the group, from all its ``cgroup.procs`` files (exited ones are not listed)."""
+        found: set[int] = set()
+        for procs in self.procs_files:
+            try:
+                found.update(int(p) for p in self.fs.read(procs).split())
+            except OSError:
+                continue
+        return sorted(found)
+
+    def kill_all(self, sig: int = signal.SIGKILL) -> None:
+        """Send ``sig`` to every process in the group, then thaw it if it was frozen.
+
+        SIGKILL goes through v2 ``cgroup.kill`` where the group has one: the
+        kernel then also kills children forked while it works. Otherwise each
+        pid is signalled, re-reading the group until no new pid shows up. A
+        frozen group is thawed *after* the signal, as Docker does for a paused
+        container: a v1-frozen task cannot fork, and it acts on the pending
+        signal as soon as it thaws.
+        """
+        was_frozen = self._freeze_requested()
+        kill_file = self._unified("cgroup.kill")
+        if sig == signal.SIGKILL and kill_file is not None and self.fs.exists(kill_file):
+            self._write(kill_file, "1")
+        else:
+            signalled: set[int] = set()
+            while True:
+                fresh = [p for p in self.pids() if p not in signalled]
+                if not fresh:
+                    break
+                for pid in fresh:
+                    try:
+                        os.kill(pid, sig)
+                    except ProcessLookupError:
+                        pass
+                signalled.update(fresh)
+        if was_frozen:
+            self.thaw()
+
+    # -- the freezer ----------------------------------------------------------
+
+    def _freezer_file(self) -> str:
+        if self.layout.freezer == "v1":
+            path = self.interface_file("freezer", "freezer.state")
+        elif self.layout.freezer == "v2":
+            path = self._unified("cgroup.freeze")
+        else:
+            path = None
+        if path is None or not self.fs.exists(path):
+            detail = (
+                "its cgroup v2 has no cgroup.freeze (it needs Linux 5.2 or later)"
+                if self.layout.freezer == "v2"
+                else "it has no cgroup freezer"
+            )
+            raise HostUnsupported(f"this host cannot pause containers: {detail}")
+        return path
+
+    def _freeze_requested(self) -> bool:
+        """Whether a freeze was asked for (even if not yet complete)."""
+        try:
+            path = self._freezer_file()
+        except HostUnsupported:
+            return False
+        state = self.fs.read(path).strip()
+        return state != "THAWED" if self.layout.freezer == "v1" else state == "1"
+
+    def frozen(self) -> bool:
+        """Whether every process in the group is frozen now."""
+        path = self._freezer_file()
+        if self.layout.freezer == "v1":
+            return self.fs.read(path).strip() == "FROZEN"
+        return self._read_keyed(self._unified("cgroup.events")).get("frozen") == 1
+
+    def freeze(self, timeout: float = 5.0) -> None:
+        """Stop every process in the group, and wait until they are all stopped.
+
+        v1 writes ``FROZEN`` to ``freezer.state`` and polls until it reads back
+        ``FROZEN`` rather than ``FREEZING`` (cgroup-v1/freezer-subsystem.rst);
+        v2 writes ``1`` to ``cgroup.freeze`` and polls ``cgroup.events`` for
+        ``frozen 1`` (cgroup-v2.rst, "Core Interface Files").
+
+        Raises:
+            HostUnsupported: The host has no freezer.
+            LabkitError: The group did not freeze within ``timeout`` seconds; it
+                is thawed again before this is raised.
+        """
+        path = self._freezer_file()
+        self._write(path, "FROZEN" if self.layout.freezer == "v1" else "1")
+        deadline = time.monotonic() + timeout
+        while not self.frozen():
+            if time.monotonic() > deadline:
+                self.thaw()
+                raise LabkitError(
+                    f"cgroup {self.parent}/{self.name} did not freeze within {timeout:g} seconds",
+                    "A process may be stuck in the kernel (uninterruptible I/O); try again.",
+                )
+            time.sleep(_POLL)
+
+    def thaw(self) -> None:
+        """Let every process in the group run again."""
+        path = self._freezer_file()
+        self._write(path, "THAWED" if self.layout.freezer == "v1" else "0")
+
+    # -- accounting -----------------------------------------------------------
+
+    def oom_kills(self) -> int:
+        """How many processes the kernel's OOM killer killed in this group (``oom_kill N``)."""
+        return self._read_keyed(self.oom_file).get("oom_kill", 0)
+
+    def memory_usage(self) -> int | None:
+        """Memory charged to the group now, in bytes; None without a memory controller."""
+        name = "memory.current" if self.layout.is_unified("memory") else "memory.usage_in_bytes"
+        return self._read_int(self.interface_file("memory", name))
+
+    def pids_current(self) -> int | None:
+        """Processes and threads in the group now (``pids.current``); None without a pids controller."""
+        return self._read_int(self.interface_file("pids", "pids.current"))
+
+    def cpu_usage_ns(self) -> int | None:
+        """CPU time the group's processes used, in nanoseconds.
+
+        v1 keeps it in ``cpuacct.usage`` (ns); v2 keeps ``usage_usec`` in every
+        group's ``cpu.stat``, whether or not the cpu controller is enabled.
+        """
+        if "cpuacct" in self.layout.controllers and not self.layout.is_unified("cpuacct"):
+            return self._read_int(self.interface_file("cpuacct", "cpuacct.usage"))
+        usec = self._read_keyed(self._unified("cpu.stat")).get("usage_usec")
+        return None if usec is None else usec * 1000
+
+    # -- removal --------------------------------------------------------------
+
+    def destroy(self, timeout: float = 2.0) -> None:
+        """Remove the group's directory in every hierarchy (the parent directory stays).
+
+        rmdir(2) fails with EBUSY while a process is still in the group (a
+        killed process may take a moment to leave), so it is retried until
+        ``timeout``.
+
+        Raises:
+            Conflict: A directory still had processes after ``timeout`` seconds.
+        """
+        deadline = time.monotonic() + timeout
+        busy = []
+        for path in self.dirs:
+            while True:
+                try:
+                    self.fs.rmdir(path)
+                    break
+                except FileNotFoundError:
+                    break
+                except OSError as error:
+                    if error.errno != errno.EBUSY or time.monotonic() > deadline:
+                        busy.append(path)
+                        break
+                    time.sleep(_POLL)
+        if busy:
+            raise Conflict(
+                f"could not remove cgroup {', '.join(busy)}: it still has processes",
+                "Stop them first (kill_all), then remove the group again.",
+            )
+
+
+def stale(layout: Layout, parent: str = "labkit", fs: Cgroupfs | None = None) -> list[str]:
+    """Every group directory under ``<hierarchy>/<parent>`` on this host, for leak checks and ``labkit doctor``."""
+    _check_name("parent", parent, allow_slash=True)
+    fs = fs or Cgroupfs()
+    found: list[str] = []
+    for hierarchy in layout.hierarchies:
+        base = os.path.join(hierarchy, parent)
+        if fs.exists(base):
+            found.extend(os.path.join(base, child) for child in sorted(fs.listdir(base)))
+    return found

@@ -1,0 +1,131 @@
+"""Linux namespaces: what each one isolates, and how to read and join them.
+
+A namespace wraps one global resource so that the processes inside see their
+own copy (namespaces(7)). labkit gives every container six of them:
+
+========  ===============  ================================================
+name      clone flag       what the container gets its own copy of
+========  ===============  ================================================
+pid       CLONE_NEWPID     process ids: its first process is PID 1
+mnt       CLONE_NEWNS      the mount table: its own ``/``, ``/proc``, ``/dev``
+uts       CLONE_NEWUTS     the hostname
+ipc       CLONE_NEWIPC     System V IPC objects and POSIX message queues
+net       CLONE_NEWNET     network devices, addresses, routes, ports
+cgroup    CLONE_NEWCGROUP  the view of the cgroup tree (its cgroup is ``/``)
+========  ===============  ================================================
+
+Each namespace is a kernel object with an inode number; ``/proc/PID/ns/NAME``
+is a link whose text (``pid:[4026532201]``) names it. Two processes share a
+namespace exactly when these texts are equal, which is how the pictures and
+the tests tell "inside" from "outside".
+"""
+
+from __future__ import annotations
+
+import fcntl
+import os
+import socket
+import struct
+from collections.abc import Iterable
+
+from labkit.linux import syscalls
+
+CLONE_NEWNS = 0x00020000
+CLONE_NEWCGROUP = 0x02000000
+CLONE_NEWUTS = 0x04000000
+CLONE_NEWIPC = 0x08000000
+CLONE_NEWUSER = 0x10000000
+CLONE_NEWPID = 0x20000000
+CLONE_NEWNET = 0x40000000
+
+#: The namespaces a container gets, by their ``/proc/PID/ns`` name.
+FLAGS: dict[str, int] = {
+    "pid": CLONE_NEWPID,
+    "mnt": CLONE_NEWNS,
+    "uts": CLONE_NEWUTS,
+    "ipc": CLONE_NEWIPC,
+    "net": CLONE_NEWNET,
+    "cgroup": CLONE_NEWCGROUP,
+}
+
+#: The order ``exec_in`` joins them: cgroup, ipc, uts and net first, then pid
+#: (which only affects children), and mnt last, because after it ``/proc``
+#: paths resolve inside the container.
+JOIN_ORDER = ("cgroup", "ipc", "uts", "net", "pid", "mnt")
+
+
+def container_flags(new_network: bool) -> int:
+    """The unshare(2) flags for a container's first process, except CLONE_NEWPID.
+
+    CLONE_NEWPID is unshared by the supervisor before it forks, since a new PID
+    namespace only applies to the children of the caller (pid_namespaces(7)).
+
+    Args:
+        new_network: Whether the container gets its own network namespace
+            (``--network none`` or a bridge) or shares the host's.
+    """
+    flags = CLONE_NEWNS | CLONE_NEWUTS | CLONE_NEWIPC | CLONE_NEWCGROUP
+    return flags | CLONE_NEWNET if new_network else flags
+
+
+def ns_link(pid: int | str, name: str, proc: str = "/proc") -> str:
+    """The text of ``/proc/PID/ns/NAME``, e.g. ``'net:[4026531840]'``."""
+    return os.readlink(f"{proc}/{pid}/ns/{name}")
+
+
+def ns_links(pid: int | str, names: Iterable[str] = FLAGS, proc: str = "/proc") -> dict[str, str]:
+    """The namespace links of ``pid`` for each of ``names``, keyed by name."""
+    return {name: ns_link(pid, name, proc) for name in names}
+
+
+def ns_inode(pid: int | str, name: str, proc: str = "/proc") -> int:
+    """The inode number that identifies the namespace ``name`` of ``pid``."""
+    return os.stat(f"{proc}/{pid}/ns/{name}").st_ino
+
+
+def open_namespaces(pid: int, names: Iterable[str] = JOIN_ORDER, proc: str = "/proc") -> list[tuple[str, int]]:
+    """Open ``/proc/PID/ns/NAME`` for each name, returning (name, fd) pairs in order.
+
+    Opening all of them before joining any matters: once the mount namespace
+    is joined, ``/proc`` is the container's, where the host PID means nothing.
+    The caller closes the descriptors.
+    """
+    opened: list[tuple[str, int]] = []
+    try:
+        for name in names:
+            opened.append((name, os.open(f"{proc}/{pid}/ns/{name}", os.O_RDONLY | os.O_CLOEXEC)))
+    except OSError:
+        for _, fd in opened:
+            os.close(fd)
+        raise
+    return opened
+
+
+def join(opened: Iterable[tuple[str, int]]) -> None:
+    """setns(2) into each opened namespace, checking its type by name.
+
+    The calling process must be single-threaded (a mount namespace cannot be
+    joined by a thread that shares its filesystem context with others), so this
+    runs in a freshly forked child.
+    """
+    for name, fd in opened:
+        syscalls.setns(fd, FLAGS[name])
+
+
+_SIOCGIFFLAGS = 0x8913
+_SIOCSIFFLAGS = 0x8914
+_IFF_UP = 0x1
+
+
+def loopback_up(name: str = "lo") -> None:
+    """Bring the loopback device of the current network namespace up.
+
+    A new network namespace has exactly one device, ``lo``, and it starts
+    down (network_namespaces(7)); Docker's ``--network none`` leaves it up.
+    This is the ioctl(2) ``ip link set lo up`` makes (netdevice(7)): read
+    the flags, add IFF_UP, write them back.
+    """
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+        request = struct.pack("16sh22x", name.encode(), 0)
+        (flags,) = struct.unpack_from("16xh", fcntl.ioctl(sock.fileno(), _SIOCGIFFLAGS, request))
+        fcntl.ioctl(sock.fileno(), _SIOCSIFFLAGS, struct.pack("16sh22x", name.encode(), flags | _IFF_UP))

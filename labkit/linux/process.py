@@ -1,0 +1,653 @@
+"""A container's process: start it, watch it, run more commands inside it.
+
+:func:`start` turns a mounted rootfs into a running container with three
+forks, so that the container's supervisor belongs to nobody who might go
+away (a notebook kernel, a CLI)::
+
+    caller ──fork──▶ A ──fork──▶ S (setsid; unshare(CLONE_NEWPID)) ──fork──▶ C
+       │             └─ _exit(0)   │                                         │
+       └─ waitpid(A)               └─ execv(shim): logs, waitpid(C),         │
+                                      exit.json, cleanup                     │
+                   C: PID 1 of the new PID namespace — join cgroups; unshare(mnt, uts, ipc,
+                      cgroup[, net]); hostname; lo up; mounts; pivot_root; drop capabilities;
+                      execve(the command)
+
+A exits at once, so S is re-parented to the host's init and the caller owes
+it no waitpid(2). S unshares CLONE_NEWPID, which affects only the children it
+forks afterwards (pid_namespaces(7)): C becomes PID 1 of a new namespace, and
+S, the shim, stays its parent on the host side to reap it.
+
+C reports a failure (command not found, a mount refused) through a pipe that
+closes on a successful execve(2) (``O_CLOEXEC``): an empty read means the
+program runs, a message means it did not, and :func:`start` raises it as
+:class:`~labkit.errors.StartFailed` once the shim has recorded the exit and
+cleaned up.
+"""
+
+from __future__ import annotations
+
+import errno
+import fcntl
+import json
+import os
+import select
+import signal
+import stat
+from collections.abc import Sequence
+from dataclasses import KW_ONLY, dataclass
+from typing import IO, Any
+
+from labkit.errors import InvalidArgument, StartFailed
+from labkit.linux import capabilities, namespaces, rootfs, supervisor, syscalls
+
+#: Name of the file the supervisor writes when the container has exited.
+EXIT_FILE = "exit.json"
+
+#: The PATH Docker uses when the container's environment has none.
+DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+
+_EXEC_PREFIX = "OCI runtime exec failed: exec failed: unable to start container process: "
+_NETWORKS = ("none", "host")
+
+#: A stream for ``exec_in``: a file descriptor, an open file, or None.
+Stream = int | IO[Any] | None
+_last_cap: list[int] = []
+
+
+@dataclass(frozen=True)
+class Mount:
+    """A bind mount of a host path into the container.
+
+    Attributes:
+        source: The host path (a volume's data directory, a file such as
+            the container's ``hosts``).
+        destination: Where it appears inside the container.
+        readonly: Whether the container may write through it.
+    """
+
+    source: str
+    destination: str
+    readonly: bool = False
+
+
+@dataclass(frozen=True)
+class LaunchSpec:
+    """Everything :func:`start` needs to turn a mounted rootfs into a running container.
+
+    Attributes:
+        rootfs: The merged directory of an overlay the caller has mounted.
+        argv: The command; ``argv[0]`` is searched in the container's PATH.
+        env: The environment, as ``KEY=VALUE`` strings.
+        state_dir: Where the supervisor writes ``exit.json``.
+        log_path: The json-file log the output is appended to.
+        cwd: Working directory inside the container; created if missing.
+        hostname: Hostname of the container's UTS namespace ("" keeps the host's).
+        mounts: Bind mounts (volumes, ``/etc/hosts``, ``/etc/hostname``,
+            ``/etc/resolv.conf``), mounted parents first.
+        cgroup_procs: ``cgroup.procs`` files PID 1 joins before it unshares
+            its cgroup namespace, so that its cgroup becomes its ``/``.
+        network: ``"none"`` (a new network namespace with only ``lo``, up) or
+            ``"host"`` (the host's network namespace).
+        oom_file: ``memory.events`` (v2) or ``memory.oom_control`` (v1), read
+            at exit for the ``oom_kill`` count.
+        cleanup_umounts: Mounts the supervisor detaches after the exit.
+        cleanup_rmdirs: Directories (cgroups) it removes after that.
+        readonly_rootfs: Mount the container's ``/`` read-only.
+    """
+
+    rootfs: str
+    argv: list[str]
+    env: list[str]
+    _: KW_ONLY
+    state_dir: str
+    log_path: str
+    cwd: str = "/"
+    hostname: str = ""
+    mounts: tuple[Mount, ...] = ()
+    cgroup_procs: tuple[str, ...] = ()
+    network: str = "none"
+    oom_file: str | None = None
+    cleanup_umounts: tuple[str, ...] = ()
+    cleanup_rmdirs: tuple[str, ...] = ()
+    readonly_rootfs: bool = False
+
+
+@dataclass(frozen=True)
+class Started:
+    """A running container's processes, as the host sees them.
+
+    Attributes:
+        pid: Host PID of the container's PID 1.
+        shim_pid: Host PID of its supervisor.
+        pid_start_time: Field 22 of ``/proc/PID/stat`` (clock ticks since
+            boot) when it started; a reused PID has a different one.
+    """
+
+    pid: int
+    shim_pid: int
+    pid_start_time: int
+
+
+class _Failure(Exception):
+    """A reason the command cannot start, with the exit code Docker gives it."""
+
+    def __init__(self, code: int, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+
+
+def _strerror(err: int) -> str:
+    text = os.strerror(err)
+    return text[:1].lower() + text[1:]
+
+
+# ---------------------------------------------------------------- public API
+
+
+def start(spec: LaunchSpec, supervisor_argv: Sequence[str] | None = None) -> Started:
+    """Start the container described by ``spec`` and return once its command runs.
+
+    Args:
+        spec: What to run and where.
+        supervisor_argv: The supervisor program (argv prefix); defaults to
+            :func:`labkit.linux.supervisor.command` (the C shim, or the
+            Python one on a host without a C compiler).
+
+    Returns:
+        The host PIDs of PID 1 and its supervisor.
+
+    Raises:
+        InvalidArgument: ``spec`` cannot describe a container.
+        StartFailed: The command could not be started (127: not found;
+            126: not executable; 128: the container could not be set up).
+            The supervisor has then written ``exit.json`` and cleaned up.
+    """
+    _validate(spec)
+    shim = list(supervisor_argv) if supervisor_argv else supervisor.command()
+    exit_file = os.path.join(spec.state_dir, EXIT_FILE)
+    for stale in (exit_file, f"{exit_file}.tmp"):
+        if os.path.exists(stale):
+            os.unlink(stale)
+    if not _last_cap:
+        _last_cap.append(capabilities.last_cap())
+    shim_args = [
+        "--exit-file", exit_file, "--log", spec.log_path,
+        *(["--oom", spec.oom_file] if spec.oom_file else []),
+        *[arg for path in spec.cleanup_umounts for arg in ("--umount", path)],
+        *[arg for path in spec.cleanup_rmdirs for arg in ("--rmdir", path)],
+    ]  # fmt: skip
+
+    report_r, report_w = os.pipe()
+    error_r, error_w = os.pipe()
+    first = os.fork()
+    if first == 0:
+        try:
+            if os.fork() == 0:
+                _supervise(spec, shim, shim_args, report_w, error_w)
+        finally:
+            os._exit(0)
+    os.close(report_w)
+    os.close(error_w)
+    try:
+        report = _read_all(report_r).decode()
+        try:
+            os.waitpid(first, 0)
+        except ChildProcessError:
+            pass  # a SIGCHLD handler of the caller's reaped it first
+        failure = _read_all(error_r)
+    finally:
+        os.close(report_r)
+        os.close(error_r)
+
+    kind, _, rest = report.partition(" ")
+    if kind != "ok":
+        _cleanup_here(spec)
+        raise StartFailed(f"error during container init: {rest or 'the supervisor did not start'}", 128)
+    pid, shim_pid, start_time = (int(x) for x in rest.split())
+    started = Started(pid=pid, shim_pid=shim_pid, pid_start_time=start_time)
+    if failure:
+        code, _, message = failure.decode(errors="replace").partition("\0")
+        wait(started, timeout=10)
+        raise StartFailed(message, int(code))
+    return started
+
+
+def read_exit(state_dir: str) -> dict[str, Any] | None:
+    """The exit record the supervisor wrote, or None while the container runs.
+
+    Returns:
+        ``{"ExitCode": int, "FinishedAt": "<RFC3339Nano>", "OOMKilled": bool,
+        "Signal": int | None}``; ExitCode is 128+N when signal N killed it.
+    """
+    try:
+        with open(os.path.join(state_dir, EXIT_FILE)) as f:
+            record: dict[str, Any] = json.load(f)
+            return record
+    except FileNotFoundError:
+        return None
+
+
+def wait(target: Started | int, timeout: float | None = None) -> bool:
+    """Wait until the supervisor has finished: the exit is recorded and cleanup done.
+
+    The supervisor is nobody's child but init's, so waitpid(2) cannot be
+    used; a pidfd (pidfd_open(2)) becomes readable when any process exits.
+
+    Args:
+        target: A :class:`Started`, or the supervisor's PID.
+        timeout: Seconds to wait; None waits for ever.
+
+    Returns:
+        True when the supervisor has exited, False on timeout.
+    """
+    shim_pid = target.shim_pid if isinstance(target, Started) else int(target)
+    try:
+        fd = os.pidfd_open(shim_pid)
+    except ProcessLookupError:
+        return True
+    try:
+        if not _is_supervisor(shim_pid):
+            return True  # the PID was reused: our supervisor is long gone
+        poller = select.poll()
+        poller.register(fd, select.POLLIN)
+        return bool(poller.poll(None if timeout is None else max(0, int(timeout * 1000))))
+    finally:
+        os.close(fd)
+
+
+def alive(pid: int, start_time: int, proc: str = "/proc") -> bool:
+    """Whether ``pid`` still runs and is the process that started at ``start_time``.
+
+    A PID is reused once its process is gone, so the start time (field 22 of
+    ``/proc/PID/stat``) tells the original from a newcomer. A zombie counts as
+    gone. ``start_time`` 0 means "unknown": only existence is checked.
+    """
+    try:
+        state, started = _stat_fields(pid, proc)
+    except (FileNotFoundError, ProcessLookupError):
+        return False
+    return state not in ("Z", "X") and start_time in (0, started)
+
+
+def exec_in(
+    pid: int,
+    argv: Sequence[str],
+    env: Sequence[str],
+    cwd: str = "/",
+    cgroup_procs: Sequence[str] = (),
+    stdout: Stream = None,
+    stderr: Stream = None,
+    stdin: Stream = None,
+) -> int:
+    """Run a command inside a running container and return its exit code (like ``docker exec``).
+
+    A forked helper joins the container's cgroups and its cgroup, ipc, uts,
+    net, pid and mnt namespaces with setns(2), then forks again: joining a PID
+    namespace only places the *children* of the caller in it. That grandchild
+    enters the container's root, drops to the same capabilities as PID 1 and
+    executes the command.
+
+    Args:
+        pid: Host PID of the container's PID 1.
+        argv: The command; ``argv[0]`` is searched in ``env``'s PATH.
+        env: The environment, as ``KEY=VALUE`` strings.
+        cwd: Working directory inside the container; it must exist.
+        cgroup_procs: ``cgroup.procs`` files of the container's cgroups.
+        stdout: File descriptor (or open file) for the command's output;
+            None inherits ours.
+        stderr: Same for errors.
+        stdin: File descriptor (or open file) for its input; None gives it
+            ``/dev/null``.
+
+    Returns:
+        The exit code, or 128+N when signal N killed the command.
+
+    Raises:
+        StartFailed: The command could not be started (127 not found, 126 otherwise).
+    """
+    if not argv:
+        raise InvalidArgument("No exec command specified", "Give the command to run inside the container.")
+    stdin_fd, stdout_fd, stderr_fd = (_fileno(stream) for stream in (stdin, stdout, stderr))
+    try:
+        opened = namespaces.open_namespaces(pid)
+    except FileNotFoundError:
+        raise ProcessLookupError(errno.ESRCH, f"container process {pid} is not running") from None
+    try:
+        root_fd = os.open(f"/proc/{pid}/root", os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    except OSError:
+        for _, fd in opened:
+            os.close(fd)
+        raise
+    if not _last_cap:
+        _last_cap.append(capabilities.last_cap())
+    error_r, error_w = os.pipe()
+    helper = os.fork()
+    if helper == 0:
+        code = 126
+        try:
+            # Hold none of the caller's descriptors (sockets, pipes) while the command runs.
+            passed = {fd for fd in (stdin_fd, stdout_fd, stderr_fd) if fd is not None}
+            _close_all_but({0, 1, 2, error_w, root_fd, *passed, *(fd for _, fd in opened)})
+            _join_cgroups(cgroup_procs)
+            namespaces.join(opened)
+            child = os.fork()
+            if child == 0:
+                _exec_child(root_fd, list(argv), list(env), cwd, stdin_fd, stdout_fd, stderr_fd, error_w)
+            _, status = os.waitpid(child, 0)
+            code = _exit_code(status)
+        except BaseException as e:
+            _report(error_w, _as_failure(e, 126))
+        finally:
+            os._exit(code)
+    os.close(error_w)
+    os.close(root_fd)
+    for _, fd in opened:
+        os.close(fd)
+    try:
+        failure = _read_all(error_r)
+    finally:
+        os.close(error_r)
+    _, status = os.waitpid(helper, 0)
+    if failure:
+        code_text, _, message = failure.decode(errors="replace").partition("\0")
+        raise StartFailed(_EXEC_PREFIX + message, int(code_text))
+    return _exit_code(status)
+
+
+# ---------------------------------------------------------- the three forks
+
+
+def _supervise(spec: LaunchSpec, shim: list[str], shim_args: list[str], report_w: int, error_w: int) -> None:
+    """Process S: new session, new PID namespace, fork PID 1, then become the shim. Never returns."""
+    child = 0
+    try:
+        os.setsid()
+        report_w, error_w = _above_stdio(report_w), _above_stdio(error_w)
+        null = os.open("/dev/null", os.O_RDWR)
+        for fd in (0, 1, 2):
+            os.dup2(null, fd)  # the shim must not hold the caller's terminal or pipes open
+        _close_all_but({0, 1, 2, report_w, error_w})
+        os.chdir("/")
+        syscalls.unshare(namespaces.CLONE_NEWPID)
+        out_r, out_w = os.pipe()
+        err_r, err_w = os.pipe()
+        child = os.fork()
+        if child == 0:
+            for fd in (out_r, err_r, report_w):
+                os.close(fd)
+            _container(spec, out_w, err_w, error_w)
+        os.close(out_w)
+        os.close(err_w)
+        _, start_time = _stat_fields(child)
+        os.write(report_w, f"ok {child} {os.getpid()} {start_time}".encode())
+        os.close(report_w)
+        os.set_inheritable(out_r, True)
+        os.set_inheritable(err_r, True)
+        signal.pthread_sigmask(signal.SIG_SETMASK, [])
+        argv = [*shim, "--pid", str(child), "--stdout", str(out_r), "--stderr", str(err_r), *shim_args]
+        os.execv(argv[0], argv)
+    except BaseException as e:
+        if child:
+            os.kill(child, signal.SIGKILL)
+        try:
+            os.write(report_w, f"error {e}".encode())
+        except OSError:
+            pass
+    finally:
+        os._exit(1)
+
+
+def _container(spec: LaunchSpec, out_w: int, err_w: int, error_w: int) -> None:
+    """Process C, PID 1 of the new PID namespace: build the container around itself, then execve. Never returns."""
+    code = 128
+    try:
+        _join_cgroups(spec.cgroup_procs)
+        syscalls.unshare(namespaces.container_flags(new_network=spec.network == "none"))
+        if spec.hostname:
+            syscalls.sethostname(spec.hostname)
+        rootfs.make_private()
+        if spec.network == "none":
+            namespaces.loopback_up()
+        root = os.path.realpath(spec.rootfs)
+        rootfs.bind_self(root)
+        rootfs.mount_proc(root)
+        rootfs.mount_dev(root)
+        rootfs.mount_sys(root)
+        for mount in sorted(spec.mounts, key=lambda m: os.path.normpath(m.destination).count("/")):
+            rootfs.bind(root, mount.source, mount.destination, mount.readonly)
+        rootfs.mask(root)
+        rootfs.make_readonly(root)
+        rootfs.pivot(root)
+        _enter_cwd(spec.cwd, create=True)
+        if spec.readonly_rootfs:
+            rootfs.remount_root_readonly()
+        os.dup2(out_w, 1)
+        os.dup2(err_w, 2)
+        os.close(out_w)
+        os.close(err_w)
+        _become_program(spec.argv, spec.env, error_w)
+    except BaseException as e:
+        failure = _as_failure(e, 128)
+        code = failure.code
+        _report(error_w, failure)
+    finally:
+        os._exit(code)
+
+
+def _exec_child(
+    root_fd: int,
+    argv: list[str],
+    env: list[str],
+    cwd: str,
+    stdin: int | None,
+    stdout: int | None,
+    stderr: int | None,
+    error_w: int,
+) -> None:
+    """The process ``exec_in`` runs: already in the container's namespaces, now in its root. Never returns."""
+    code = 126
+    try:
+        os.fchdir(root_fd)
+        os.chroot(".")
+        _enter_cwd(cwd, create=False)
+        source = os.open("/dev/null", os.O_RDONLY) if stdin is None else stdin
+        for fd, target in ((source, 0), (stdout, 1), (stderr, 2)):
+            if fd is not None and fd != target:
+                os.dup2(fd, target)
+        _become_program(argv, env, error_w)
+    except BaseException as e:
+        failure = _as_failure(e, 126)
+        code = failure.code
+        _report(error_w, failure)
+    finally:
+        os._exit(code)
+
+
+def _become_program(argv: list[str], env: list[str], error_w: int) -> None:
+    """The last steps before execve(2), shared by PID 1 and exec: capabilities, signals, fds."""
+    path = _lookup(argv[0], env)
+    capabilities.restrict(capabilities.mask(capabilities.DOCKER_DEFAULT), _last_cap[0])
+    syscalls.prctl(syscalls.PR_SET_NO_NEW_PRIVS, 1)
+    # Ignored signals stay ignored across execve(2), and Python ignores SIGPIPE
+    # and SIGXFSZ; a program expects every signal at its default.
+    for signum in range(1, signal.NSIG):
+        if signum not in (signal.SIGKILL, signal.SIGSTOP):
+            syscalls.signal_default(signum)
+    signal.pthread_sigmask(signal.SIG_SETMASK, [])
+    os.umask(0o022)
+    _close_all_but({0, 1, 2, error_w})
+    try:
+        os.execve(path, argv, _environ(env))
+    except OSError as e:
+        code = 127 if e.errno == errno.ENOENT else 126
+        raise _Failure(code, f"exec {path}: {_strerror(e.errno or 0)}") from None
+
+
+# ------------------------------------------------------------------ helpers
+
+
+def _validate(spec: LaunchSpec) -> None:
+    if not spec.argv or not spec.argv[0]:
+        raise InvalidArgument("No command specified", "Give a command, or build an image with CMD or ENTRYPOINT.")
+    if spec.network not in _NETWORKS:
+        raise InvalidArgument(
+            f'network "{spec.network}" not found', f"This starter knows the networks {', '.join(_NETWORKS)}."
+        )
+    if not os.path.isdir(spec.rootfs):
+        raise InvalidArgument(f"rootfs {spec.rootfs} is not a directory", "Mount the container's overlay first.")
+    for directory in (spec.state_dir, os.path.dirname(spec.log_path) or "."):
+        if not os.path.isdir(directory):
+            raise InvalidArgument(
+                f"directory {directory} does not exist", "Create the container's state directory first."
+            )
+    for mount in spec.mounts:
+        if not os.path.exists(mount.source):
+            raise InvalidArgument(
+                f'invalid mount config for type "bind": bind source path does not exist: {mount.source}',
+                "Create the host path first, or use a named volume.",
+            )
+        if not mount.destination.startswith("/"):
+            raise InvalidArgument(
+                f"invalid mount config for type \"bind\": invalid mount path: '{mount.destination}' "
+                "mount path must be absolute",
+                "Write the container path from /.",
+            )
+
+
+def _lookup(name: str, env: list[str]) -> str:
+    """Find the program like Go's exec.LookPath inside the container, with Docker's exit codes."""
+    if "/" in name:
+        try:
+            st = os.stat(name)
+        except OSError as e:
+            raise _Failure(
+                127 if e.errno == errno.ENOENT else 126, f'exec: "{name}": stat {name}: {_strerror(e.errno or 0)}'
+            ) from None
+        if stat.S_ISDIR(st.st_mode):
+            raise _Failure(126, f'exec: "{name}": is a directory')
+        if not st.st_mode & 0o111:
+            raise _Failure(126, f'exec: "{name}": permission denied')
+        return name
+    search = _environ(env).get("PATH", DEFAULT_PATH)
+    for directory in search.split(":"):
+        candidate = os.path.join(directory or ".", name)
+        try:
+            st = os.stat(candidate)
+        except OSError:
+            continue
+        if stat.S_ISREG(st.st_mode) and st.st_mode & 0o111:
+            return candidate
+    raise _Failure(127, f'exec: "{name}": executable file not found in $PATH')
+
+
+def _environ(env: Sequence[str]) -> dict[str, str]:
+    pairs = (item.partition("=") for item in env)
+    return {key: value for key, sep, value in pairs if key and sep}
+
+
+def _enter_cwd(cwd: str, create: bool) -> None:
+    """chdir into ``cwd``; create it (like Docker does for WORKDIR) when asked; a file there is an error."""
+    if create:
+        try:
+            os.makedirs(cwd, exist_ok=True)
+        except FileExistsError:
+            pass
+        except NotADirectoryError:
+            raise _Failure(128, f'chdir to cwd ("{cwd}") set in config.json failed: not a directory') from None
+    try:
+        os.chdir(cwd)
+    except OSError as e:
+        raise _Failure(
+            128 if create else 126, f'chdir to cwd ("{cwd}") set in config.json failed: {_strerror(e.errno or 0)}'
+        ) from None
+
+
+def _join_cgroups(procs_files: Sequence[str]) -> None:
+    """Move the calling process into each cgroup: writing "0" to cgroup.procs means "me" (cgroups(7))."""
+    for path in procs_files:
+        fd = os.open(path, os.O_WRONLY | os.O_CLOEXEC)
+        try:
+            os.write(fd, b"0")
+        finally:
+            os.close(fd)
+
+
+def _as_failure(error: BaseException, default_code: int) -> _Failure:
+    if isinstance(error, _Failure):
+        return error
+    if isinstance(error, OSError):
+        reason = error.strerror or str(error)
+        if error.filename and os.fsdecode(error.filename) not in reason:
+            reason = f"{reason}: {os.fsdecode(error.filename)}"
+        return _Failure(default_code, f"error during container init: {reason}")
+    return _Failure(default_code, f"error during container init: {error!r}")
+
+
+def _report(error_w: int, failure: _Failure) -> None:
+    try:
+        os.write(error_w, f"{failure.code}\0{failure.message}".encode(errors="replace")[:4000])
+    except OSError:
+        pass
+
+
+def _read_all(fd: int) -> bytes:
+    chunks = []
+    while chunk := os.read(fd, 65536):
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def _above_stdio(fd: int) -> int:
+    """A descriptor number above 2, so that pointing 0-2 at /dev/null cannot clobber it."""
+    return fd if fd > 2 else fcntl.fcntl(fd, fcntl.F_DUPFD_CLOEXEC, 3)
+
+
+def _close_all_but(keep: set[int]) -> None:
+    """Close every descriptor not in ``keep`` (close_range(2) under os.closerange)."""
+    low = 0
+    for fd in sorted(keep):
+        if fd > low:
+            os.closerange(low, fd)
+        low = fd + 1
+    os.closerange(low, 1 << 20)
+
+
+def _stat_fields(pid: int, proc: str = "/proc") -> tuple[str, int]:
+    """(state, start time) from ``/proc/PID/stat``; the command name may hold spaces, so split after ')'."""
+    with open(f"{proc}/{pid}/stat", "rb") as f:
+        fields = f.read().rpartition(b")")[2].split()
+    return fields[0].decode(), int(fields[19])
+
+
+def _is_supervisor(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as f:
+            return b"labkit" in f.read()
+    except OSError:
+        return False
+
+
+def _fileno(stream: Stream) -> int | None:
+    if stream is None or isinstance(stream, int):
+        return stream
+    stream.flush()
+    return stream.fileno()
+
+
+def _exit_code(status: int) -> int:
+    return 128 + os.WTERMSIG(status) if os.WIFSIGNALED(status) else os.waitstatus_to_exitcode(status)
+
+
+def _cleanup_here(spec: LaunchSpec) -> None:
+    """Undo the caller's mounts and cgroups when no supervisor ever ran to do it."""
+    for path in spec.cleanup_umounts:
+        try:
+            syscalls.umount2(path, syscalls.MNT_DETACH)
+        except OSError:
+            pass
+    for path in spec.cleanup_rmdirs:
+        try:
+            os.rmdir(path)
+        except OSError:
+            pass

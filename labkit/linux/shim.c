@@ -1,0 +1,340 @@
+/*
+ * labkit-shim: the small resident supervisor of one container.
+ *
+ * It is the parent of the container's PID 1 and outlives whoever started the
+ * container. It copies the container's stdout and stderr into a json-file log
+ * (Docker's format: one {"log","stream","time"} object per line), reaps PID 1,
+ * writes exit.json atomically, then undoes the container's mounts and removes
+ * its cgroup directories.
+ *
+ * usage: labkit-shim --pid N --stdout FD --stderr FD --exit-file PATH --log PATH
+ *                    [--oom PATH] [--umount PATH]... [--rmdir PATH]...
+ *
+ * supervisor.py is the same program in Python, with the same arguments.
+ */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mount.h>
+#include <sys/stat.h>
+#include <sys/types.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#define LINE_MAX_BYTES 16384            /* Docker's json-file splits longer lines too */
+#define MAX_CLEANUP 64
+
+struct stream {
+    int fd;
+    const char *name;
+    size_t len;
+    char buf[LINE_MAX_BYTES];
+};
+
+static int log_fd = -1;
+static const char *exit_file;
+static char out[LINE_MAX_BYTES * 6 + 256]; /* worst case: every byte escaped as \u00XX */
+
+/* Report a problem next to exit.json (the shim has no terminal). */
+static void warn(const char *what, const char *path)
+{
+    char diag[4096];
+    const char *slash = strrchr(exit_file, '/');
+    int dirlen = slash ? (int)(slash - exit_file) : 1;
+    snprintf(diag, sizeof diag, "%.*s/shim.log", dirlen, slash ? exit_file : ".");
+    int fd = open(diag, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0640);
+    if (fd < 0)
+        return;
+    dprintf(fd, "labkit-shim: %s %s: %s\n", what, path ? path : "", strerror(errno));
+    close(fd);
+}
+
+/* RFC 3339 with nanoseconds in UTC, trailing zeros trimmed, as Go's RFC3339Nano. */
+static size_t rfc3339nano(char *dst, size_t cap)
+{
+    struct timespec ts;
+    struct tm tm;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    gmtime_r(&ts.tv_sec, &tm);
+    size_t n = strftime(dst, cap, "%Y-%m-%dT%H:%M:%S", &tm);
+    if (ts.tv_nsec) {
+        char frac[16];
+        int k = snprintf(frac, sizeof frac, ".%09ld", ts.tv_nsec);
+        while (frac[k - 1] == '0')
+            k--;
+        memcpy(dst + n, frac, (size_t)k);
+        n += (size_t)k;
+    }
+    dst[n++] = 'Z';
+    dst[n] = '\0';
+    return n;
+}
+
+/* Length of the valid UTF-8 sequence at s (1..4), or 0 if it is invalid. */
+static int utf8_len(const unsigned char *s, size_t avail)
+{
+    unsigned c = s[0];
+    int n;
+    unsigned min;
+    if (c < 0xC2 || c > 0xF4)
+        return 0;
+    if (c < 0xE0) { n = 2; min = 0x80; }
+    else if (c < 0xF0) { n = 3; min = 0x800; }
+    else { n = 4; min = 0x10000; }
+    if ((size_t)n > avail)
+        return 0;
+    unsigned cp = c & (0x7F >> n);
+    for (int i = 1; i < n; i++) {
+        if ((s[i] & 0xC0) != 0x80)
+            return 0;
+        cp = (cp << 6) | (s[i] & 0x3F);
+    }
+    if (cp < min || cp > 0x10FFFF || (cp >= 0xD800 && cp <= 0xDFFF))
+        return 0;
+    return n;
+}
+
+/* Append s[0..len) to out as the body of a JSON string, escaped like Go's encoder. */
+static size_t json_escape(char *dst, const unsigned char *s, size_t len)
+{
+    static const char hex[] = "0123456789abcdef";
+    size_t o = 0;
+    for (size_t i = 0; i < len;) {
+        unsigned char c = s[i];
+        if (c >= 0x80) {
+            int n = utf8_len(s + i, len - i);
+            if (n == 0) {                        /* invalid byte: U+FFFD, as Go does */
+                memcpy(dst + o, "\\ufffd", 6);
+                o += 6;
+                i++;
+            } else if (n == 3 && c == 0xE2 && s[i + 1] == 0x80 && (s[i + 2] == 0xA8 || s[i + 2] == 0xA9)) {
+                memcpy(dst + o, s[i + 2] == 0xA8 ? "\\u2028" : "\\u2029", 6);
+                o += 6;
+                i += 3;
+            } else {
+                memcpy(dst + o, s + i, (size_t)n);
+                o += (size_t)n;
+                i += (size_t)n;
+            }
+            continue;
+        }
+        i++;
+        switch (c) {
+        case '"': dst[o++] = '\\'; dst[o++] = '"'; continue;
+        case '\\': dst[o++] = '\\'; dst[o++] = '\\'; continue;
+        case '\n': dst[o++] = '\\'; dst[o++] = 'n'; continue;
+        case '\r': dst[o++] = '\\'; dst[o++] = 'r'; continue;
+        case '\t': dst[o++] = '\\'; dst[o++] = 't'; continue;
+        }
+        if (c < 0x20 || c == '<' || c == '>' || c == '&') {
+            memcpy(dst + o, "\\u00", 4);
+            dst[o + 4] = hex[c >> 4];
+            dst[o + 5] = hex[c & 15];
+            o += 6;
+        } else {
+            dst[o++] = (char)c;
+        }
+    }
+    return o;
+}
+
+static void write_all(int fd, const char *s, size_t len)
+{
+    while (len > 0) {
+        ssize_t n = write(fd, s, len);
+        if (n < 0) {
+            if (errno == EINTR)
+                continue;
+            warn("write", "log");
+            return;
+        }
+        s += n;
+        len -= (size_t)n;
+    }
+}
+
+static void emit(const struct stream *st, const char *line, size_t len)
+{
+    size_t o = 0;
+    memcpy(out, "{\"log\":\"", 8);
+    o = 8;
+    o += json_escape(out + o, (const unsigned char *)line, len);
+    o += (size_t)sprintf(out + o, "\",\"stream\":\"%s\",\"time\":\"", st->name);
+    o += rfc3339nano(out + o, 64);
+    memcpy(out + o, "\"}\n", 3);
+    o += 3;
+    if (log_fd >= 0)
+        write_all(log_fd, out, o);
+}
+
+/* Read what is there; log each complete line; return 0 at end of file. */
+static int pump(struct stream *st)
+{
+    ssize_t n = read(st->fd, st->buf + st->len, sizeof st->buf - st->len);
+    if (n < 0)
+        return errno == EINTR || errno == EAGAIN;
+    if (n == 0) {
+        if (st->len)
+            emit(st, st->buf, st->len);  /* a last line without a newline */
+        st->len = 0;
+        return 0;
+    }
+    st->len += (size_t)n;
+    size_t start = 0;
+    for (size_t i = start; i < st->len; i++) {
+        if (st->buf[i] == '\n') {
+            emit(st, st->buf + start, i + 1 - start);
+            start = i + 1;
+        }
+    }
+    if (start == 0 && st->len == sizeof st->buf) {
+        emit(st, st->buf, st->len);      /* a line longer than the buffer: log it in pieces */
+        start = st->len;
+    }
+    memmove(st->buf, st->buf + start, st->len - start);
+    st->len -= start;
+    return 1;
+}
+
+/* The N of the "oom_kill N" line in memory.events (v2) or memory.oom_control (v1). */
+static long oom_kills(const char *path)
+{
+    char buf[4096];
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return 0;
+    ssize_t n = read(fd, buf, sizeof buf - 1);
+    close(fd);
+    if (n <= 0)
+        return 0;
+    buf[n] = '\0';
+    for (char *line = buf; line && *line; line = strchr(line, '\n') ? strchr(line, '\n') + 1 : NULL)
+        if (strncmp(line, "oom_kill ", 9) == 0)
+            return strtol(line + 9, NULL, 10);
+    return 0;
+}
+
+static void write_exit(int status, const char *oom_file)
+{
+    char body[512], tmp[4096], finished[64];
+    int code, sig = 0;
+    if (WIFSIGNALED(status)) {
+        sig = WTERMSIG(status);
+        code = 128 + sig;
+    } else {
+        code = WEXITSTATUS(status);
+    }
+    int oom = oom_file && oom_kills(oom_file) > 0;
+    rfc3339nano(finished, sizeof finished);
+    char signal_text[16] = "null";
+    if (sig)
+        snprintf(signal_text, sizeof signal_text, "%d", sig);
+    int len = snprintf(body, sizeof body, "{\"ExitCode\": %d, \"FinishedAt\": \"%s\", \"OOMKilled\": %s, \"Signal\": %s}\n",
+                       code, finished, oom ? "true" : "false", signal_text);
+    snprintf(tmp, sizeof tmp, "%s.tmp", exit_file);
+    int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+    if (fd < 0) {
+        warn("open", tmp);
+        return;
+    }
+    write_all(fd, body, (size_t)len);
+    close(fd);
+    if (rename(tmp, exit_file) < 0)      /* rename(2) is atomic: readers see all or nothing */
+        warn("rename", exit_file);
+}
+
+static void remove_dir(const char *path)
+{
+    /* A v1 cgroup can stay busy for a moment after its last task exited. */
+    for (int tries = 0; tries < 100; tries++) {
+        if (rmdir(path) == 0 || errno == ENOENT)
+            return;
+        if (errno != EBUSY)
+            break;
+        struct timespec pause = {0, 10 * 1000 * 1000};
+        nanosleep(&pause, NULL);
+    }
+    warn("rmdir", path);
+}
+
+int main(int argc, char **argv)
+{
+    pid_t pid = 0;
+    const char *log_path = NULL, *oom_file = NULL;
+    const char *umounts[MAX_CLEANUP], *rmdirs[MAX_CLEANUP];
+    int n_umounts = 0, n_rmdirs = 0;
+    static struct stream streams[2] = {{-1, "stdout", 0, {0}}, {-1, "stderr", 0, {0}}};
+
+    for (int i = 1; i + 1 < argc; i += 2) {
+        const char *key = argv[i], *value = argv[i + 1];
+        if (!strcmp(key, "--pid")) pid = (pid_t)atoi(value);
+        else if (!strcmp(key, "--stdout")) streams[0].fd = atoi(value);
+        else if (!strcmp(key, "--stderr")) streams[1].fd = atoi(value);
+        else if (!strcmp(key, "--exit-file")) exit_file = value;
+        else if (!strcmp(key, "--log")) log_path = value;
+        else if (!strcmp(key, "--oom")) oom_file = value;
+        else if (!strcmp(key, "--umount") && n_umounts < MAX_CLEANUP) umounts[n_umounts++] = value;
+        else if (!strcmp(key, "--rmdir") && n_rmdirs < MAX_CLEANUP) rmdirs[n_rmdirs++] = value;
+        else {
+            fprintf(stderr, "labkit-shim: unknown argument %s\n", key);
+            return 2;
+        }
+    }
+    if (pid <= 0 || !exit_file || !log_path) {
+        fprintf(stderr, "usage: labkit-shim --pid N --stdout FD --stderr FD --exit-file PATH --log PATH "
+                        "[--oom PATH] [--umount PATH]... [--rmdir PATH]...\n");
+        return 2;
+    }
+    signal(SIGPIPE, SIG_IGN);
+    log_fd = open(log_path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0640);
+    if (log_fd < 0)
+        warn("open", log_path);
+
+    /* Copy output until both pipes reach end of file: when PID 1 exits the
+     * kernel kills the rest of its PID namespace, so every writer goes away. */
+    for (;;) {
+        struct pollfd fds[2];
+        int n = 0;
+        for (int i = 0; i < 2; i++)
+            if (streams[i].fd >= 0)
+                fds[n++] = (struct pollfd){streams[i].fd, POLLIN, 0};
+        if (n == 0)
+            break;
+        if (poll(fds, (nfds_t)n, -1) < 0) {
+            if (errno == EINTR)
+                continue;
+            warn("poll", NULL);
+            break;
+        }
+        for (int i = 0, k = 0; i < 2; i++) {
+            if (streams[i].fd < 0)
+                continue;
+            if (fds[k++].revents && !pump(&streams[i])) {
+                close(streams[i].fd);
+                streams[i].fd = -1;
+            }
+        }
+    }
+
+    int status = 0;
+    while (waitpid(pid, &status, 0) < 0) {
+        if (errno != EINTR) {
+            warn("waitpid", NULL);
+            status = 255 << 8;
+            break;
+        }
+    }
+    write_exit(status, oom_file);
+    for (int i = 0; i < n_umounts; i++)
+        if (umount2(umounts[i], MNT_DETACH) < 0 && errno != EINVAL && errno != ENOENT)
+            warn("umount2", umounts[i]);
+    for (int i = 0; i < n_rmdirs; i++)
+        remove_dir(rmdirs[i]);
+    return 0;
+}

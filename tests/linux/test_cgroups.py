@@ -1,0 +1,758 @@
+"""cgroups: layout detection, limits, accounting and the freezer.
+
+Tests marked ``root`` use this host's real cgroups. The others run the same
+code against a temporary directory laid out like cgroupfs (``FakeCgroupfs``
+makes the interface files on mkdir the way the kernel does), which is how the
+v2 protocol is checked on a host whose unified hierarchy has no controllers.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+from types import SimpleNamespace
+
+import pytest
+
+from labkit.errors import Conflict, HostUnsupported, InvalidArgument, LabkitError, NotFound
+from labkit.linux import cgroups
+from labkit.linux.cgroups import Cgroup, Cgroupfs, Layout, Limits, detect, stale
+
+MiB = 1024 * 1024
+PY = sys.executable
+ON_CGROUPS = os.path.exists("/sys/fs/cgroup") and bool(os.listdir("/sys/fs/cgroup"))
+
+
+# -- helpers for the real kernel ------------------------------------------------
+
+
+def _wait_until(predicate, timeout=5.0, step=0.02):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(step)
+    return predicate()
+
+
+def _cpu_ticks(pid: int) -> int:
+    """utime + stime of a process, in clock ticks (proc(5), /proc/PID/stat fields 14 and 15)."""
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return int(fields[11]) + int(fields[12])
+
+
+def _proc_state(pid: int) -> str:
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith("State:"):
+                return line.split()[1]
+    return "?"
+
+
+@pytest.fixture
+def groups():
+    """Makes real groups and processes in them; kills and removes all of them afterwards."""
+    made: list[Cgroup] = []
+    procs: list[subprocess.Popen] = []
+
+    def make(limits: Limits | None = None, layout: Layout | None = None) -> Cgroup:
+        group = Cgroup.create(layout or detect(), f"test-{uuid.uuid4().hex[:12]}", limits or Limits())
+        made.append(group)
+        return group
+
+    def spawn(group: Cgroup, argv: list[str]) -> subprocess.Popen:
+        # The child joins the group before it execs, as a container process does.
+        proc = subprocess.Popen(
+            argv,
+            preexec_fn=lambda: group.add(os.getpid()),
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        procs.append(proc)
+        return proc
+
+    try:
+        yield SimpleNamespace(make=make, spawn=spawn)
+    finally:
+        for group in made:
+            try:
+                group.kill_all()
+            except Exception:
+                pass
+        for proc in procs:
+            try:
+                proc.kill()
+            except ProcessLookupError:
+                pass
+            try:
+                proc.communicate(timeout=10)
+            except subprocess.TimeoutExpired:
+                pass
+        for group in made:
+            group.destroy(timeout=10)
+
+
+# -- real kernel: detection ---------------------------------------------------------
+
+
+def _fstype(path: str) -> str:
+    return subprocess.run(["stat", "-f", "-c", "%T", path], capture_output=True, text=True).stdout.strip()
+
+
+@pytest.mark.root
+def test_detect_matches_what_the_filesystems_say():
+    """detect() agrees with the file system types under /sys/fs/cgroup (cgroupfs for v1, cgroup2fs for v2)."""
+    layout = detect()
+    if _fstype("/sys/fs/cgroup") == "cgroup2fs":
+        assert layout.version == "v2"
+        assert layout.unified == "/sys/fs/cgroup"
+        with open("/sys/fs/cgroup/cgroup.controllers") as f:
+            assert set(layout.controllers) == set(f.read().split())
+        return
+    expected: dict[str, str] = {}
+    for entry in sorted(os.scandir("/sys/fs/cgroup"), key=lambda e: e.name):
+        if entry.is_symlink() or not entry.is_dir() or _fstype(entry.path) != "cgroupfs":
+            continue
+        for controller in entry.name.split(","):
+            if controller in cgroups.V1_CONTROLLERS:
+                expected.setdefault(controller, entry.path)
+    unified = "/sys/fs/cgroup/unified"
+    has_unified = os.path.isdir(unified) and _fstype(unified) == "cgroup2fs"
+    assert layout.version == ("hybrid" if has_unified else "v1")
+    assert {c: p for c, p in layout.controllers.items() if p != layout.unified} == expected
+    assert layout.freezer == ("v1" if "freezer" in expected else "v2")
+    if layout.version == "hybrid":
+        assert layout.unified == unified
+        assert {"memory", "pids", "cpu", "cpuacct", "freezer"} <= set(expected)
+
+
+# -- real kernel: groups ------------------------------------------------------------
+
+
+@pytest.mark.root
+def test_create_writes_limits_and_destroy_leaves_no_directory(groups):
+    """create() makes the group in every joined hierarchy with the limits written, and destroy() removes it all."""
+    layout = detect()
+    group = groups.make(Limits(memory=64 * MiB, nano_cpus=500_000_000, pids_limit=50), layout)
+    assert group.dirs and all(os.path.isdir(d) for d in group.dirs)
+    assert set(group.dirs) <= set(stale(layout))
+    read = lambda controller, name: open(group.interface_file(controller, name)).read().strip()  # noqa: E731
+    if layout.is_unified("memory"):
+        assert read("memory", "memory.max") == str(64 * MiB)
+        assert read("cpu", "cpu.max") == "50000 100000"
+    else:
+        assert read("memory", "memory.limit_in_bytes") == str(64 * MiB)
+        if os.path.exists(group.interface_file("memory", "memory.memsw.limit_in_bytes")):
+            assert read("memory", "memory.memsw.limit_in_bytes") == str(128 * MiB)
+        assert read("cpu", "cpu.cfs_quota_us") == "50000"
+        assert read("cpu", "cpu.cfs_period_us") == "100000"
+    assert read("pids", "pids.max") == "50"
+    assert Cgroup.open(layout, group.name).dirs == group.dirs
+    group.destroy()
+    assert not any(os.path.exists(d) for d in group.dirs)
+    assert not set(group.dirs) & set(stale(layout))
+    with pytest.raises(NotFound):
+        Cgroup.open(layout, group.name)
+
+
+@pytest.mark.root
+def test_memory_limit_oom_kills_an_allocator(groups):
+    """A process allocating 200 MB in a 32 MB group is OOM-killed (SIGKILL) and oom_kills() counts it."""
+    group = groups.make(Limits(memory=32 * MiB))
+    assert group.oom_kills() == 0
+    proc = groups.spawn(group, [PY, "-c", "import sys; b = b'x' * (200 * 1024 * 1024); print(len(b))"])
+    out, _ = proc.communicate(timeout=60)
+    assert proc.returncode == -signal.SIGKILL
+    assert out == ""
+    assert group.oom_kills() >= 1
+    assert "oom_kill" in open(group.oom_file).read()
+
+
+PIDS_SCRIPT = """
+import errno, os, time
+n = 0
+try:
+    for _ in range(50):
+        if os.fork() == 0:
+            time.sleep(60)
+            os._exit(0)
+        n += 1
+    print("none", n, flush=True)
+except OSError as e:
+    print(errno.errorcode[e.errno], n, flush=True)
+time.sleep(60)
+"""
+
+
+@pytest.mark.root
+def test_pids_limit_makes_fork_fail_with_eagain(groups):
+    """With pids.max 8, fork() fails with EAGAIN after 7 children and pids.current never exceeds 8."""
+    group = groups.make(Limits(pids_limit=8))
+    proc = groups.spawn(group, [PY, "-c", PIDS_SCRIPT])
+    name, forked = proc.stdout.readline().split()
+    assert name == "EAGAIN"
+    assert int(forked) == 7
+    assert group.pids_current() == 8
+    assert len(group.pids()) == 8
+    group.kill_all()
+    assert _wait_until(lambda: not group.pids())
+
+
+@pytest.mark.root
+def test_pids_limit_stops_a_shell_fork_loop(groups):
+    """A shell starting 20 background sleeps under pids.max 5 reports a failed fork and the group stays at 5."""
+    busybox = shutil.which("busybox")
+    shell = [busybox, "sh"] if busybox else ["/bin/sh"]
+    group = groups.make(Limits(pids_limit=5))
+    loop = "i=0; while [ $i -lt 20 ]; do sleep 60 & i=$((i+1)); done; wait"
+    proc = groups.spawn(group, [*shell, "-c", loop, "labkit-test-forkloop"])
+    assert _wait_until(lambda: proc.poll() is not None or group.pids_current() == 5)
+    assert group.pids_current() <= 5
+    group.kill_all()
+    _, err = proc.communicate(timeout=10)
+    assert "fork" in err.lower()
+    if busybox:
+        assert "Resource temporarily unavailable" in err  # EAGAIN from fork(2)
+    assert _wait_until(lambda: not group.pids())
+
+
+@pytest.mark.root
+def test_cpu_quota_slows_a_busy_loop(groups):
+    """A busy loop under --cpus 0.2 gets well under half a CPU, and far less than the same loop unlimited."""
+    limited = groups.make(Limits(nano_cpus=200_000_000))
+    free = groups.make(Limits())
+    loop = [PY, "-c", "while True: pass"]
+    groups.spawn(limited, loop)
+    groups.spawn(free, loop)
+    time.sleep(0.5)
+    t0, a0, b0 = time.monotonic(), limited.cpu_usage_ns(), free.cpu_usage_ns()
+    time.sleep(2.0)
+    t1, a1, b1 = time.monotonic(), limited.cpu_usage_ns(), free.cpu_usage_ns()
+    wall = (t1 - t0) * 1e9
+    limited_share, free_share = (a1 - a0) / wall, (b1 - b0) / wall
+    assert 0.05 < limited_share < 0.45, limited_share
+    assert free_share > 2 * limited_share, (free_share, limited_share)
+
+
+def _check_freezes_and_thaws(group: Cgroup, proc: subprocess.Popen, stopped_state: str) -> None:
+    """The busy process stops using CPU while the group is frozen and runs again after thaw."""
+    pid = proc.pid
+    assert _wait_until(lambda: pid in group.pids())
+    start = _cpu_ticks(pid)
+    assert _wait_until(lambda: _cpu_ticks(pid) > start + 5)
+    group.freeze()
+    assert group.frozen()
+    # Seen on Linux 6.18: the v1 freezer parks a task in __refrigerator (State D),
+    # the v2 freezer in get_signal, a job-control-like stop (State S).
+    assert _proc_state(pid) == stopped_state
+    ticks, usage = _cpu_ticks(pid), group.cpu_usage_ns()
+    time.sleep(0.3)
+    assert _cpu_ticks(pid) == ticks
+    assert group.cpu_usage_ns() == usage
+    group.thaw()
+    assert not group.frozen()
+    assert _wait_until(lambda: _cpu_ticks(pid) > ticks + 5)
+    assert _proc_state(pid) == "R"
+
+
+@pytest.mark.root
+def test_v1_freezer_freezes_and_thaws(groups):
+    """freezer.state stops every process in the group (FROZEN) and THAWED lets them run again."""
+    layout = detect()
+    if "freezer" not in layout.controllers or layout.is_unified("freezer"):
+        pytest.skip("this host has no v1 freezer controller")
+    layout = detect(freezer="v1")
+    group = groups.make(layout=layout)
+    proc = groups.spawn(group, ["/bin/sh", "-c", "while :; do :; done", "labkit-test-freeze"])
+    _check_freezes_and_thaws(group, proc, "D")
+    assert open(group.interface_file("freezer", "freezer.state")).read().strip() == "THAWED"
+
+
+@pytest.mark.root
+def test_v2_freezer_freezes_and_thaws(groups):
+    """cgroup.freeze in the unified group stops every process (cgroup.events: frozen 1) and 0 lets them run again."""
+    layout = detect(freezer="v2")
+    group = groups.make(layout=layout)
+    unified_dir = os.path.join(layout.unified, "labkit", group.name)
+    assert os.path.join(unified_dir, "cgroup.procs") in group.procs_files
+    proc = groups.spawn(group, ["/bin/sh", "-c", "while :; do :; done", "labkit-test-freeze"])
+    with open(f"/proc/{proc.pid}/cgroup") as f:
+        assert f"0::/labkit/{group.name}" in f.read().splitlines()
+    _check_freezes_and_thaws(group, proc, "S")
+    assert "frozen 0" in open(os.path.join(unified_dir, "cgroup.events")).read()
+
+
+SLEEPERS = "for i in 1 2 3 4 5; do sleep 60 & done; wait"
+
+
+@pytest.mark.root
+@pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGTERM])
+def test_kill_all_kills_every_process(groups, sig):
+    """kill_all() ends the shell and all five of its children, by cgroup.kill (SIGKILL) or one by one (SIGTERM)."""
+    group = groups.make()
+    proc = groups.spawn(group, ["/bin/sh", "-c", SLEEPERS, "labkit-test-kill"])
+    assert _wait_until(lambda: len(group.pids()) == 6)
+    group.kill_all(sig)
+    assert _wait_until(lambda: not group.pids())
+    proc.communicate(timeout=10)
+    assert proc.returncode == -sig
+
+
+@pytest.mark.root
+@pytest.mark.parametrize("freezer", ["v1", "v2"])
+def test_kill_all_kills_a_frozen_group_and_thaws_it(groups, freezer):
+    """kill_all() on a frozen group kills every process and leaves the group thawed, like `docker kill` of a paused container."""
+    layout = detect()
+    if freezer == "v1" and ("freezer" not in layout.controllers or layout.is_unified("freezer")):
+        pytest.skip("this host has no v1 freezer controller")
+    group = groups.make(layout=detect(freezer=freezer))
+    proc = groups.spawn(group, ["/bin/sh", "-c", SLEEPERS, "labkit-test-kill"])
+    assert _wait_until(lambda: len(group.pids()) == 6)
+    group.freeze()
+    group.kill_all()
+    assert _wait_until(lambda: not group.pids())
+    assert not group.frozen()
+    proc.communicate(timeout=10)
+    assert proc.returncode == -signal.SIGKILL
+
+
+# -- a fake cgroup root -----------------------------------------------------------------
+
+V1_FILES = {
+    "memory": {
+        "memory.limit_in_bytes": "9223372036854771712\n",
+        "memory.usage_in_bytes": "0\n",
+        "memory.oom_control": "oom_kill_disable 0\nunder_oom 0\noom_kill 0\n",
+    },
+    "pids": {"pids.max": "max\n", "pids.current": "0\n"},
+    "cpu": {"cpu.cfs_quota_us": "-1\n", "cpu.cfs_period_us": "100000\n"},
+    "cpuacct": {"cpuacct.usage": "0\n"},
+    "freezer": {"freezer.state": "THAWED\n"},
+}
+V2_FILES = {
+    "memory": {
+        "memory.max": "max\n",
+        "memory.current": "0\n",
+        "memory.events": "low 0\nhigh 0\nmax 0\noom 0\noom_kill 0\n",
+    },
+    "pids": {"pids.max": "max\n", "pids.current": "0\n"},
+    "cpu": {"cpu.max": "max 100000\n"},
+}
+V2_CORE = {
+    "cgroup.procs": "",
+    "cgroup.subtree_control": "\n",
+    "cgroup.events": "populated 0\nfrozen 0\n",
+    "cgroup.freeze": "0\n",
+    "cgroup.kill": "",
+    "cpu.stat": "usage_usec 0\nuser_usec 0\nsystem_usec 0\n",
+}
+
+
+class FakeCgroupfs(Cgroupfs):
+    """A temporary directory that behaves like cgroupfs for the files cgroups.py touches.
+
+    mkdir makes the interface files the kernel would: on a v1 hierarchy those of
+    its controllers; on the unified one the core files plus those of each
+    controller the parent enabled in cgroup.subtree_control, which refuses a
+    controller missing from the group's cgroup.controllers.
+    """
+
+    def __init__(self, v1: dict[str, tuple[str, ...]], unified: str | None, swap: bool = True, fail_on: str = ""):
+        self.v1, self.unified, self.swap, self.fail_on = v1, unified, swap, fail_on
+        self.writes: list[tuple[str, str]] = []
+
+    def mkdir(self, path: str) -> None:
+        os.mkdir(path)
+        parent = os.path.dirname(path)
+        if self.unified and path.startswith(self.unified + "/"):
+            enabled = self.read(os.path.join(parent, "cgroup.subtree_control")).split()
+            files = dict(V2_CORE, **{"cgroup.controllers": " ".join(enabled) + "\n"})
+            for controller in enabled:
+                files.update(V2_FILES.get(controller, {}))
+            if self.swap and "memory" in enabled:
+                files["memory.swap.max"] = "max\n"
+        else:
+            hierarchy = next(h for h in self.v1 if path.startswith(h + "/"))
+            files = {"cgroup.procs": ""}
+            for controller in self.v1[hierarchy]:
+                files.update(V1_FILES.get(controller, {}))
+            if self.swap and "memory" in self.v1[hierarchy]:
+                files["memory.memsw.limit_in_bytes"] = "9223372036854771712\n"
+        for name, text in files.items():
+            Path(path, name).write_text(text)
+
+    def rmdir(self, path: str) -> None:
+        if Path(path, "cgroup.procs").read_text().split():
+            raise OSError(errno.EBUSY, "Device or resource busy", path)
+        shutil.rmtree(path)  # cgroupfs removes the interface files with the directory
+
+    def write(self, path: str, text: str) -> None:
+        name = os.path.basename(path)
+        if name == self.fail_on:
+            raise OSError(errno.EINVAL, "Invalid argument", path)
+        self.writes.append((path, text))
+        if name == "cgroup.subtree_control":
+            available = self.read(os.path.join(os.path.dirname(path), "cgroup.controllers")).split()
+            enabled = self.read(path).split()
+            for token in text.split():
+                if token[1:] not in available:
+                    raise OSError(errno.ENOENT, "No such file or directory", path)
+                if token[0] == "+" and token[1:] not in enabled:
+                    enabled.append(token[1:])
+            text = " ".join(enabled) + "\n"
+        super().write(path, text)  # fails with ENOENT for a file the "kernel" did not make
+        if name == "cgroup.freeze":
+            Path(path).with_name("cgroup.events").write_text(f"populated 0\nfrozen {text.strip()}\n")
+
+    def contents(self, path: str) -> str:
+        return Path(path).read_text().strip()
+
+
+def fake_v2(tmp_path: Path, controllers: str = "cpuset cpu io memory hugetlb pids rdma misc", **kw):
+    """A v2-only host: one cgroup2 mount (its path has a space, escaped as \\040 in the table)."""
+    root = tmp_path / "cg root"
+    root.mkdir()
+    (root / "cgroup.controllers").write_text(controllers + "\n")
+    (root / "cgroup.subtree_control").write_text("\n")
+    (root / "cgroup.procs").write_text("")
+    mounts = tmp_path / "mounts"
+    mounts.write_text(
+        "proc /proc proc rw,nosuid 0 0\n"
+        f"cgroup2 {str(root).replace(' ', chr(92) + '040')} cgroup2 rw,nosuid,nodev,noexec,relatime,nsdelegate 0 0\n"
+    )
+    return str(mounts), str(root), FakeCgroupfs({}, str(root), **kw)
+
+
+def fake_v1(tmp_path: Path, unified: str | None = None, **kw):
+    """A v1 host with cpu and cpuacct co-mounted, a named systemd hierarchy and, if asked, a unified mount."""
+    root = tmp_path / "cgroup"
+    hierarchies = {
+        "cpu,cpuacct": ("cpu", "cpuacct"),
+        "cpuset": ("cpuset",),
+        "memory": ("memory",),
+        "devices": ("devices",),
+        "freezer": ("freezer",),
+        "pids": ("pids",),
+    }
+    lines, v1 = [], {}
+    for dirname, controllers in hierarchies.items():
+        path = root / dirname
+        path.mkdir(parents=True)
+        (path / "cgroup.procs").write_text("")
+        v1[str(path)] = controllers
+        lines.append(f"cgroup {path} cgroup rw,nosuid,nodev,noexec,relatime,{','.join(controllers)} 0 0")
+    (root / "systemd").mkdir()
+    lines.append(f"cgroup {root / 'systemd'} cgroup rw,nosuid,nodev,noexec,relatime,xattr,name=systemd 0 0")
+    unified_path = None
+    if unified is not None:
+        unified_path = root / "unified"
+        unified_path.mkdir()
+        (unified_path / "cgroup.controllers").write_text(unified + "\n")
+        (unified_path / "cgroup.subtree_control").write_text("\n")
+        lines.append(f"cgroup2 {unified_path} cgroup2 rw,nosuid,nodev,noexec,relatime 0 0")
+    mounts = tmp_path / "mounts"
+    mounts.write_text("\n".join(lines) + "\n")
+    return str(mounts), str(root), FakeCgroupfs(v1, unified_path and str(unified_path), **kw)
+
+
+def test_detect_reads_a_v2_mount_table(tmp_path):
+    """A cgroup2 mount alone is v2: every controller in its cgroup.controllers maps to it, pause uses cgroup.freeze."""
+    mounts, root, _ = fake_v2(tmp_path)
+    layout = detect(mounts)
+    assert layout.version == "v2"
+    assert layout.unified == root
+    assert layout.controllers == {c: root for c in "cpuset cpu io memory hugetlb pids rdma misc".split()}
+    assert layout.freezer == "v2"
+    assert layout.hierarchies == (root,)
+
+
+def test_detect_reads_a_v1_mount_table(tmp_path):
+    """cgroup mounts alone are v1: co-mounted controllers share a path, name=systemd is not a controller."""
+    mounts, root, _ = fake_v1(tmp_path)
+    layout = detect(mounts)
+    assert layout.version == "v1"
+    assert layout.unified is None
+    assert layout.controllers["cpu"] == layout.controllers["cpuacct"] == f"{root}/cpu,cpuacct"
+    assert layout.controllers["memory"] == f"{root}/memory"
+    assert "name=systemd" not in layout.controllers and "systemd" not in layout.controllers
+    assert layout.freezer == "v1"
+    with pytest.raises(HostUnsupported, match="no cgroup2 mount"):
+        detect(mounts, freezer="v2")
+
+
+def test_detect_reads_a_hybrid_mount_table(tmp_path):
+    """v1 hierarchies plus a cgroup2 mount are hybrid; the v1 freezer is preferred and the v2 one can be forced."""
+    mounts, root, _ = fake_v1(tmp_path, unified="hugetlb")
+    layout = detect(mounts)
+    assert layout.version == "hybrid"
+    assert layout.unified == f"{root}/unified"
+    assert layout.controllers["hugetlb"] == f"{root}/unified"
+    assert layout.controllers["memory"] == f"{root}/memory"
+    assert layout.freezer == "v1"
+    assert detect(mounts, freezer="v2").freezer == "v2"
+    with pytest.raises(InvalidArgument):
+        detect(mounts, freezer="v3")
+
+
+def test_detect_without_cgroups_raises(tmp_path):
+    """A mount table with no cgroup filesystem raises HostUnsupported in plain words."""
+    mounts = tmp_path / "mounts"
+    mounts.write_text("proc /proc proc rw 0 0\n")
+    with pytest.raises(HostUnsupported, match="no cgroup filesystem mounted"):
+        detect(str(mounts))
+
+
+def test_forcing_a_missing_v1_freezer_raises(tmp_path):
+    """Forcing the v1 freezer on a v2-only host raises HostUnsupported."""
+    mounts, _, _ = fake_v2(tmp_path)
+    with pytest.raises(HostUnsupported, match="no v1 freezer"):
+        detect(mounts, freezer="v1")
+
+
+def test_v2_create_enables_controllers_and_writes_limits(tmp_path):
+    """On v2, create() enables memory, pids and cpu from the root down and writes memory.max, swap, pids.max, cpu.max."""
+    mounts, root, fs = fake_v2(tmp_path)
+    layout = detect(mounts)
+    group = Cgroup.create(layout, "c1", Limits(memory=64 * MiB, nano_cpus=1_500_000_000, pids_limit=100), fs=fs)
+    leaf = f"{root}/labkit/c1"
+    assert group.dirs == (leaf,)
+    assert group.procs_files == (f"{leaf}/cgroup.procs",)
+    assert group.oom_file == f"{leaf}/memory.events"
+    assert fs.contents(f"{root}/cgroup.subtree_control") == "memory pids cpu"
+    assert fs.contents(f"{root}/labkit/cgroup.subtree_control") == "memory pids cpu"
+    assert fs.contents(f"{leaf}/memory.max") == str(64 * MiB)
+    assert fs.contents(f"{leaf}/memory.swap.max") == str(64 * MiB)  # Docker's 2x memory, minus memory
+    assert fs.contents(f"{leaf}/pids.max") == "100"
+    assert fs.contents(f"{leaf}/cpu.max") == "150000 100000"
+    assert [(os.path.relpath(path, root), value) for path, value in group.written] == [
+        ("cgroup.subtree_control", "+memory +pids +cpu"),
+        ("labkit/cgroup.subtree_control", "+memory +pids +cpu"),
+        ("labkit/c1/memory.max", str(64 * MiB)),
+        ("labkit/c1/memory.swap.max", str(64 * MiB)),
+        ("labkit/c1/pids.max", "100"),
+        ("labkit/c1/cpu.max", "150000 100000"),
+    ]
+    group.destroy()
+    assert not os.path.exists(leaf)
+    assert os.path.isdir(f"{root}/labkit")
+
+
+@pytest.mark.parametrize(
+    ("memory_swap", "expected"),
+    [(-1, "max"), (100 * MiB, str(36 * MiB)), (64 * MiB, "0")],
+)
+def test_v2_swap_is_memory_swap_minus_memory(tmp_path, memory_swap, expected):
+    """memory.swap.max holds swap alone: Docker's --memory-swap minus --memory, or max for -1."""
+    mounts, root, fs = fake_v2(tmp_path)
+    Cgroup.create(detect(mounts), "c1", Limits(memory=64 * MiB, memory_swap=memory_swap), fs=fs)
+    assert fs.contents(f"{root}/labkit/c1/memory.swap.max") == expected
+
+
+def test_v2_without_limits_still_enables_accounting(tmp_path):
+    """A group without limits leaves every limit file at its default but gets memory.current and pids.current."""
+    mounts, root, fs = fake_v2(tmp_path)
+    group = Cgroup.create(detect(mounts), "c1", Limits(), fs=fs)
+    assert fs.contents(f"{root}/labkit/c1/memory.max") == "max"
+    assert group.memory_usage() == 0 and group.pids_current() == 0 and group.cpu_usage_ns() == 0
+    assert not [w for w in fs.writes if not w[0].endswith("cgroup.subtree_control")]
+
+
+def test_v1_create_writes_limit_files(tmp_path):
+    """On v1, create() joins memory, pids, cpu,cpuacct and freezer (not cpuset or devices) and writes their files."""
+    mounts, root, fs = fake_v1(tmp_path)
+    layout = detect(mounts)
+    group = Cgroup.create(layout, "c1", Limits(memory=32 * MiB, nano_cpus=200_000_000, pids_limit=8), fs=fs)
+    assert set(group.dirs) == {f"{root}/{h}/labkit/c1" for h in ("memory", "pids", "cpu,cpuacct", "freezer")}
+    assert len(group.procs_files) == 4
+    assert group.oom_file == f"{root}/memory/labkit/c1/memory.oom_control"
+    mem = f"{root}/memory/labkit/c1"
+    assert fs.contents(f"{mem}/memory.limit_in_bytes") == str(32 * MiB)
+    assert fs.contents(f"{mem}/memory.memsw.limit_in_bytes") == str(64 * MiB)
+    order = [os.path.basename(p) for p, _ in fs.writes]
+    assert order.index("memory.limit_in_bytes") < order.index("memory.memsw.limit_in_bytes")
+    assert fs.contents(f"{root}/pids/labkit/c1/pids.max") == "8"
+    assert fs.contents(f"{root}/cpu,cpuacct/labkit/c1/cpu.cfs_quota_us") == "20000"
+    assert fs.contents(f"{root}/cpu,cpuacct/labkit/c1/cpu.cfs_period_us") == "100000"
+    assert sorted(stale(layout, fs=fs)) == sorted(group.dirs)
+    group.destroy()
+    assert stale(layout, fs=fs) == []
+
+
+def test_v1_without_swap_accounting_skips_memsw(tmp_path):
+    """Where memory.memsw.limit_in_bytes does not exist (no swap accounting), only the memory limit is written."""
+    mounts, root, fs = fake_v1(tmp_path, swap=False)
+    Cgroup.create(detect(mounts), "c1", Limits(memory=32 * MiB), fs=fs)
+    assert fs.contents(f"{root}/memory/labkit/c1/memory.limit_in_bytes") == str(32 * MiB)
+    assert not os.path.exists(f"{root}/memory/labkit/c1/memory.memsw.limit_in_bytes")
+
+
+def test_hybrid_group_also_joins_the_unified_hierarchy(tmp_path):
+    """On a hybrid host the group is made in the unified hierarchy too, and the v2 freezer and cgroup.kill use it."""
+    mounts, root, fs = fake_v1(tmp_path, unified="hugetlb")
+    layout = detect(mounts, freezer="v2")
+    group = Cgroup.create(layout, "c1", Limits(memory=32 * MiB), fs=fs)
+    leaf = f"{root}/unified/labkit/c1"
+    assert f"{leaf}/cgroup.procs" in group.procs_files
+    assert fs.contents(f"{root}/unified/cgroup.subtree_control") == ""  # v1 holds memory; nothing to enable
+    group.freeze(timeout=1)
+    assert fs.contents(f"{leaf}/cgroup.freeze") == "1" and group.frozen()
+    assert fs.contents(f"{root}/freezer/labkit/c1/freezer.state") == "THAWED"
+    group.thaw()
+    assert not group.frozen()
+
+
+@pytest.mark.parametrize(
+    ("controllers", "limits", "message"),
+    [
+        ("cpu memory", Limits(pids_limit=10), "this host has no pids controller, so --pids-limit cannot be enforced"),
+        ("cpu pids", Limits(memory=64 * MiB), "this host has no memory controller, so --memory cannot be enforced"),
+        ("memory pids", Limits(nano_cpus=10**9), "this host has no cpu controller, so --cpus cannot be enforced"),
+    ],
+)
+def test_missing_controller_raises_and_makes_nothing(tmp_path, controllers, limits, message):
+    """A limit whose controller the host lacks raises HostUnsupported in plain words before anything is made."""
+    mounts, root, fs = fake_v2(tmp_path, controllers=controllers)
+    with pytest.raises(HostUnsupported) as caught:
+        Cgroup.create(detect(mounts), "c1", limits, fs=fs)
+    assert str(caught.value) == message
+    assert caught.value.hint
+    assert not os.path.exists(f"{root}/labkit/c1")
+
+
+def test_missing_v1_controller_raises(tmp_path):
+    """On v1, a pids limit without a pids hierarchy raises HostUnsupported; an unlimited group is still made."""
+    mounts, root, fs = fake_v1(tmp_path)
+    text = Path(mounts).read_text()
+    Path(mounts).write_text("".join(line for line in text.splitlines(True) if "/pids " not in line))
+    layout = detect(mounts)
+    with pytest.raises(HostUnsupported, match="no pids controller"):
+        Cgroup.create(layout, "c1", Limits(pids_limit=10), fs=fs)
+    assert stale(layout, fs=fs) == []
+    group = Cgroup.create(layout, "c2", Limits(memory=32 * MiB), fs=fs)
+    assert group.pids_current() is None
+
+
+def test_a_refused_write_removes_what_was_made(tmp_path):
+    """When the kernel refuses a value, create() removes the half-made group and raises HostUnsupported."""
+    mounts, root, fs = fake_v1(tmp_path, fail_on="cpu.cfs_quota_us")
+    layout = detect(mounts)
+    with pytest.raises(HostUnsupported, match="Invalid argument") as caught:
+        Cgroup.create(layout, "c1", Limits(memory=32 * MiB, nano_cpus=10**9), fs=fs)
+    assert isinstance(caught.value.__cause__, OSError)
+    assert stale(layout, fs=fs) == []
+
+
+def test_destroy_retries_then_reports_a_busy_group(tmp_path):
+    """destroy() gives up on a group that still lists a process after the timeout and says so."""
+    mounts, root, fs = fake_v2(tmp_path)
+    group = Cgroup.create(detect(mounts), "c1", Limits(), fs=fs)
+    Path(group.procs_files[0]).write_text("4242\n")
+    assert group.pids() == [4242]
+    with pytest.raises(Conflict, match="still has processes"):
+        group.destroy(timeout=0.05)
+    Path(group.procs_files[0]).write_text("")
+    group.destroy()
+    assert group.dirs and not os.path.exists(group.dirs[0])
+
+
+def test_v2_freeze_kill_and_accounting_on_a_fake_root(tmp_path):
+    """freeze/thaw write cgroup.freeze, kill_all writes cgroup.kill and thaws, and the counters are parsed."""
+    mounts, root, fs = fake_v2(tmp_path)
+    group = Cgroup.create(detect(mounts), "c1", Limits(memory=64 * MiB), fs=fs)
+    leaf = Path(root, "labkit", "c1")
+    group.freeze(timeout=1)
+    assert group.frozen()
+    group.kill_all()
+    assert fs.contents(leaf / "cgroup.kill") == "1"
+    assert not group.frozen()
+    (leaf / "memory.events").write_text("low 0\nhigh 0\nmax 7\noom 2\noom_kill 2\n")
+    (leaf / "memory.current").write_text("1048576\n")
+    (leaf / "cpu.stat").write_text("usage_usec 1500\nuser_usec 1000\nsystem_usec 500\n")
+    assert group.oom_kills() == 2
+    assert group.memory_usage() == MiB
+    assert group.cpu_usage_ns() == 1_500_000
+
+
+def test_freeze_timeout_thaws_and_raises(tmp_path):
+    """A group that never reports frozen is thawed again and freeze() raises a LabkitError."""
+
+    class Stuck(FakeCgroupfs):
+        def write(self, path, text):
+            super().write(path, text)
+            if path.endswith("cgroup.freeze"):
+                Path(path).with_name("cgroup.events").write_text("populated 1\nfrozen 0\n")
+
+    mounts, root, _ = fake_v2(tmp_path)
+    fs = Stuck({}, root)
+    group = Cgroup.create(detect(mounts), "c1", Limits(), fs=fs)
+    with pytest.raises(LabkitError, match="did not freeze"):
+        group.freeze(timeout=0.05)
+    assert fs.contents(f"{root}/labkit/c1/cgroup.freeze") == "0"
+
+
+def test_no_freezer_means_pause_is_unsupported(tmp_path):
+    """On a v1 host without a freezer hierarchy, freeze() raises HostUnsupported and describe() says so."""
+    mounts, root, fs = fake_v1(tmp_path)
+    text = Path(mounts).read_text()
+    Path(mounts).write_text("".join(line for line in text.splitlines(True) if "/freezer " not in line))
+    layout = detect(mounts)
+    assert layout.freezer == "none"
+    assert "pause cannot work: this host has no cgroup freezer." in layout.describe()
+    group = Cgroup.create(layout, "c1", Limits(), fs=fs)
+    with pytest.raises(HostUnsupported, match="cannot pause"):
+        group.freeze()
+
+
+def test_describe_speaks_plainly(tmp_path):
+    """describe() names the cgroup version, each limit's controller (or its absence) and the freezer."""
+    mounts, root, _ = fake_v2(tmp_path, controllers="cpu memory")
+    lines = detect(mounts).describe()
+    assert lines[0] == f"cgroups: v2, one unified hierarchy at {root}."
+    assert "--pids-limit cannot be enforced: this host has no pids controller." in lines
+    assert f"--memory is enforced by the memory controller (cgroup v2, {root})." in lines
+    assert lines[-1] == "pause uses the v2 freezer (cgroup.freeze)."
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"memory": -1}, "invalid memory limit"),
+        ({"memory_swap": 64 * MiB}, "You should always set the Memory limit when using Memoryswap limit"),
+        ({"memory": 64 * MiB, "memory_swap": 32 * MiB}, "Minimum memoryswap limit should be larger than memory limit"),
+        ({"nano_cpus": 1_000_000}, "Range of CPUs is from 0.01 to"),
+        ({"nano_cpus": 10**6 * 10**9}, "Range of CPUs is from 0.01 to"),
+    ],
+)
+def test_limits_refuse_bad_values(kwargs, message):
+    """Limits refuse values Docker refuses, with Docker's words."""
+    with pytest.raises(InvalidArgument, match=message):
+        Limits(**kwargs)
+
+
+def test_limits_follow_dockers_units():
+    """--cpus 1.5 is a 150000 µs quota, swap defaults to twice memory, and pids ≤ 0 means unlimited."""
+    limits = Limits(memory=64 * MiB, nano_cpus=1_500_000_000, pids_limit=0)
+    assert limits.cpu_quota_us == 150_000
+    assert limits.swap_total == 128 * MiB
+    assert limits.pids_max is None
+    assert Limits(memory=64 * MiB, memory_swap=-1).swap_total == -1
+    assert Limits().memory_max is None and Limits().swap_total is None
+
+
+@pytest.mark.parametrize("name", ["", ".", "..", "a/b"])
+def test_bad_group_names_are_refused(tmp_path, name):
+    """A group name that is not one plain directory name raises InvalidArgument and makes nothing."""
+    mounts, root, fs = fake_v2(tmp_path)
+    with pytest.raises(InvalidArgument):
+        Cgroup.create(detect(mounts), name, Limits(), fs=fs)
+    assert not os.path.exists(f"{root}/labkit")

@@ -1,0 +1,266 @@
+"""The spine on the real kernel: what a learner is told about containers holds, as root."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from labkit.errors import IllegalTransition, NameInUse, NoSuchContainer, NoSuchImage, StartFailed
+
+pytestmark = pytest.mark.root
+
+
+def ns_links(pid: int | str) -> dict[str, str]:
+    return {n: os.readlink(f"/proc/{pid}/ns/{n}") for n in ("pid", "mnt", "uts", "ipc", "net", "cgroup")}
+
+
+def tree_digest(path: str) -> str:
+    """A hash of every name, mode and byte under ``path``."""
+    h = hashlib.sha256()
+    for root, dirs, files in sorted(os.walk(path)):
+        dirs.sort()
+        for n in sorted(files + dirs):
+            p = os.path.join(root, n)
+            st = os.lstat(p)
+            h.update(f"{os.path.relpath(p, path)}:{st.st_mode}:{st.st_size}".encode())
+            if os.path.isfile(p) and not os.path.islink(p):
+                with open(p, "rb") as f:
+                    h.update(f.read())
+    return h.hexdigest()
+
+
+def wait_for(pred, timeout=5.0):
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        if pred():
+            return True
+        time.sleep(0.02)
+    return pred()
+
+
+def test_container_is_an_isolated_process(engine):
+    """PID 1 is a real host process whose namespaces all differ from the host's; inside it is PID 1 with its own hostname."""
+    c = engine.run("busybox", ["sleep", "30"], detach=True, name="iso")
+    pid = c.inspect()["State"]["Pid"]
+    assert pid > 1 and os.path.exists(f"/proc/{pid}")
+    host, mine = ns_links("self"), ns_links(pid)
+    for kind in host:
+        assert host[kind] != mine[kind], kind
+    code, out = c.exec(["sh", "-c", "echo $$; hostname; cat /proc/1/cmdline | tr '\\0' ' '"])
+    lines = out.split("\n")
+    assert code == 0
+    assert lines[0] == "1" or lines[0].isdigit()  # the exec'd shell has its own PID in the container's namespace
+    assert lines[1] == c.id[:12]
+    assert lines[2].strip() == "sleep 30"
+    code, out = c.exec(["cat", "/proc/net/dev"])
+    ifaces = {ln.split(":")[0].strip() for ln in out.splitlines()[2:]}
+    assert ifaces == {"lo"}
+
+
+def test_echo_dollar_dollar_is_one(engine):
+    """The command a container runs sees itself as PID 1."""
+    c = engine.run("busybox", ["sh", "-c", "echo $$"])
+    assert c.logs() == "1\n"
+    assert c.exit_code == 0
+
+
+def test_copy_up_leaves_image_layers_untouched(engine):
+    """A write to an image file lands in the upper dir by copy-up; the image layer's bytes are unchanged."""
+    img = engine.image_store.get("busybox")
+    before = [tree_digest(p) for p in img.lowerdirs()]
+    c = engine.run("busybox", ["sh", "-c", "echo changed >> /etc/passwd; rm /etc/group; mkdir /data; echo x > /data/new"])
+    assert c.exit_code == 0
+    gd = c.inspect()["GraphDriver"]["Data"]
+    upper = Path(gd["UpperDir"])
+    assert (upper / "etc/passwd").read_text().endswith("changed\n")
+    st = os.lstat(upper / "etc/group")
+    assert (st.st_mode & 0o170000) == 0o020000 and st.st_rdev == 0, "a delete leaves a whiteout (char device 0/0)"
+    assert [tree_digest(p) for p in img.lowerdirs()] == before
+    assert all(os.path.isdir(p) for p in gd["LowerDir"].split(":"))
+    assert {(d["Kind"], d["Path"]) for d in c.diff()} >= {(0, "/etc"), (0, "/etc/passwd"), (2, "/etc/group"),
+                                                        (1, "/data"), (1, "/data/new")}
+
+
+def test_diff_lists_like_docker(engine):
+    """diff prints C for a changed directory before its children, and deletions last; /etc/hostname never shows."""
+    c = engine.run("busybox", ["sh", "-c", "touch /etc/zz; rm /etc/group; echo 1 > /tmp/a"])
+    kinds = [(d["Kind"], d["Path"]) for d in c.diff()]
+    assert kinds.index((0, "/etc")) < kinds.index((1, "/etc/zz")) < kinds.index((2, "/etc/group"))
+    assert not any(p in ("/etc/hostname", "/etc/hosts", "/etc/resolv.conf") for _, p in kinds)
+
+
+def test_two_containers_share_layers_not_writes(engine):
+    """Two containers of one image share the lower dirs and never see each other's writes."""
+    a = engine.run("busybox", ["sleep", "30"], detach=True)
+    b = engine.run("busybox", ["sleep", "30"], detach=True)
+    la = a.inspect()["GraphDriver"]["Data"]
+    lb = b.inspect()["GraphDriver"]["Data"]
+    assert la["LowerDir"].split(":")[1:] == lb["LowerDir"].split(":")[1:]
+    assert la["UpperDir"] != lb["UpperDir"]
+    assert a.exec(["sh", "-c", "echo from-a > /tmp/note"])[0] == 0
+    assert b.exec(["cat", "/tmp/note"])[0] != 0
+    assert a.exec(["cat", "/tmp/note"]) == (0, "from-a\n")
+
+
+def test_stop_start_keeps_files_and_rm_removes_them(engine):
+    """A stopped container keeps its writable layer; start picks up where it left off; rm deletes it."""
+    c = engine.run("busybox", ["sh", "-c", "echo run >> /count; cat /count; sleep 30"], detach=True)
+    assert wait_for(lambda: "run" in c.logs())
+    upper = Path(c.inspect()["GraphDriver"]["Data"]["UpperDir"])
+    c.stop(timeout=0)
+    assert c.status == "exited" and c.exit_code == 137
+    assert (upper / "count").read_text() == "run\n"
+    c.start()
+    assert wait_for(lambda: c.logs().count("run") >= 3)
+    assert (upper / "count").read_text() == "run\nrun\n"
+    c.remove(force=True)
+    assert not upper.exists()
+    with pytest.raises(NoSuchContainer):
+        engine.inspect(c.id)
+
+
+def test_volume_outlives_the_container(engine):
+    """Data written to a volume survives rm and is seen by a new container."""
+    engine.volume_create("kept")
+    try:
+        c = engine.run("busybox", ["sh", "-c", "echo precious > /data/f"], volumes=["kept:/data"])
+        assert c.exit_code == 0
+        c.remove()
+        d = engine.run("busybox", ["cat", "/data/f"], volumes=["kept:/data"])
+        assert d.logs() == "precious\n"
+        assert d.inspect()["Mounts"][0]["Name"] == "kept"
+        d.remove()
+    finally:
+        engine.volume_rm("kept")
+
+
+def test_pause_freezes_and_unpause_resumes(engine):
+    """pause freezes PID 1 (the host sees it frozen and its counter stops); unpause resumes it."""
+    c = engine.run("busybox", ["sh", "-c", "i=0; while true; do i=$((i+1)); echo $i > /tmp/n; sleep 0.05; done"],
+                   detach=True)
+    upper = Path(c.inspect()["GraphDriver"]["Data"]["UpperDir"])
+    assert wait_for(lambda: (upper / "tmp/n").exists())
+    c.pause()
+    assert c.status == "paused"
+    frozen_at = (upper / "tmp/n").read_text()
+    time.sleep(0.3)
+    assert (upper / "tmp/n").read_text() == frozen_at
+    with pytest.raises(IllegalTransition, match="is paused, unpause the container before exec"):
+        c.exec(["true"])
+    c.unpause()
+    assert wait_for(lambda: (upper / "tmp/n").read_text() != frozen_at)
+    assert c.status == "running"
+
+
+def test_sigterm_and_sigkill_exit_codes(engine):
+    """stop ends a process that handles SIGTERM with 143; one that ignores it is killed after the timeout: 137."""
+    t = engine.run("busybox", ["sh", "-c", "trap 'exit 143' TERM; while true; do sleep 0.1; done"], detach=True)
+    time.sleep(0.2)
+    t.stop(timeout=5)
+    assert t.exit_code == 143
+    k = engine.run("busybox", ["sleep", "30"], detach=True)
+    k.stop(timeout=0.2)
+    assert k.exit_code == 137
+
+
+def test_memory_limit_oom_kill(engine):
+    """A process that allocates past --memory is killed by the kernel and State.OOMKilled says so."""
+    c = engine.run("busybox", ["sh", "-c", "x=a; while true; do x=$x$x; done"], memory="16m")
+    st = c.inspect()["State"]
+    assert st["OOMKilled"] is True
+    assert st["ExitCode"] == 137
+
+
+def test_pids_limit_stops_a_fork_bomb(engine):
+    """--pids-limit makes fork fail inside the container: the shell says so and the count stays at the limit."""
+    c = engine.run("busybox", ["sleep", "60"], pids_limit=5, detach=True)
+    code, out = c.exec(["sh", "-c", "for i in 1 2 3 4 5 6 7 8 9; do sleep 30 & done; wait"])
+    assert code != 0 and "can't fork: Resource temporarily unavailable" in out
+    from labkit.linux import cgroups
+
+    group = cgroups.Cgroup.open(engine.backend.layout, c.id)
+    assert group.pids_current() <= 5
+    assert c.status == "running", "the container itself is unharmed"
+    c.remove(force=True)
+
+
+def test_errors_speak_dockers_words(engine):
+    """Unknown image, name in use and illegal transitions raise with Docker's messages; nothing half-made remains."""
+    n = len(engine.ps(all=True))
+    with pytest.raises(NoSuchImage):
+        engine.run("nosuchimage:1.0", ["true"])
+    engine.create("busybox", ["true"], name="taken")
+    with pytest.raises(NameInUse, match='The container name "/taken" is already in use'):
+        engine.create("busybox", ["true"], name="taken")
+    with pytest.raises(IllegalTransition, match="is not running"):
+        engine.pause("taken")
+    assert len(engine.ps(all=True)) == n + 1
+
+
+def test_missing_command_is_127_and_leaves_nothing(engine):
+    """A command that does not exist fails the start with 127; the container stays created and holds no mount."""
+    c = engine.create("busybox", ["nope-not-here"])
+    with pytest.raises(StartFailed) as info:
+        c.start()
+    assert info.value.exit_code == 127
+    st = c.inspect()["State"]
+    assert st["Status"] == "created" and st["ExitCode"] == 127 and "nope-not-here" in st["Error"]
+    merged = c.inspect()["GraphDriver"]["Data"]["MergedDir"]
+    assert not os.path.ismount(merged)
+
+
+def test_another_process_sees_the_same_world(engine):
+    """A container made here is seen by the CLI in another process, and the CLI's changes are seen here."""
+    c = engine.run("busybox", ["sleep", "30"], detach=True, name="shared-world")
+    env = {**os.environ, "LABKIT_ROOT": str(engine.store.root)}
+    out = subprocess.run([sys.executable, "-m", "labkit", "ps"], capture_output=True, text=True, env=env)
+    assert "shared-world" in out.stdout, out.stderr
+    subprocess.run([sys.executable, "-m", "labkit", "stop", "-t", "0", "shared-world"], check=True, env=env,
+                   capture_output=True)
+    assert c.status == "exited"
+
+
+def test_supervisor_outlives_its_starter(engine):
+    """A container started by a process that then exits keeps running, and its exit is still recorded."""
+    env = {**os.environ, "LABKIT_ROOT": str(engine.store.root)}
+    out = subprocess.run([sys.executable, "-m", "labkit", "run", "-d", "--name", "orphan", "busybox",
+                          "sh", "-c", "sleep 0.5; exit 7"], capture_output=True, text=True, env=env)
+    cid = out.stdout.strip()
+    assert len(cid) == 64, out.stderr
+    assert engine.inspect("orphan")["State"]["Running"]
+    assert engine.wait("orphan", timeout=10) == 7
+    assert engine.inspect("orphan")["State"]["Status"] == "exited"
+
+
+def test_interrupted_rm_is_finished_by_rm_force(engine):
+    """A removal cut short (record says removing) shows in ps -a and rm -f finishes it."""
+    c = engine.run("busybox", ["sleep", "30"], detach=True)
+    rec = engine.store.load(c.id)
+    from labkit.model.lifecycle import Status
+
+    engine.store.save(rec.with_state(status=Status.REMOVING))
+    row = [r for r in engine.ps(all=True) if r["Id"] == c.id][0]
+    assert row["Status"] == "Removal In Progress"
+    with pytest.raises(IllegalTransition, match="already in progress"):
+        engine.rm(c.id)
+    engine.rm(c.id, force=True)
+    assert c.id not in engine.store.container_ids()
+
+
+def test_inspect_paths_are_real(engine):
+    """inspect's GraphDriver, LogPath and HostnamePath point at real files on the host."""
+    c = engine.run("busybox", ["sh", "-c", "echo out; echo err >&2"], name="paths", env={"NODE_ENV": "production"})
+    info = c.inspect()
+    for key in ("UpperDir", "WorkDir"):
+        assert os.path.isdir(info["GraphDriver"]["Data"][key])
+    assert "NODE_ENV=production" in info["Config"]["Env"]
+    log = [json.loads(x) for x in Path(info["LogPath"]).read_text().splitlines()]
+    assert {(x["stream"], x["log"]) for x in log} == {("stdout", "out\n"), ("stderr", "err\n")}
+    assert Path(info["HostnamePath"]).read_text().strip() == c.id[:12]
