@@ -16,13 +16,16 @@ mounts, cgroups and processes are the backend's (:mod:`labkit.backend`).
 
 from __future__ import annotations
 
+import contextlib
+import functools
 import os
 import re
 import secrets
 import signal as _signal
+import time
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import IO, Any, Iterator
+from typing import IO, Any, Callable, Iterator, TypeVar
 
 from labkit.errors import (
     HostUnsupported,
@@ -47,10 +50,13 @@ from labkit.model.container import (
     ps_item,
     state_json,
 )
+from labkit.model import events
+from labkit.model.events import Step
 from labkit.model.lifecycle import Status, Unchanged, Verb, guard, is_running
 from labkit.store import Store, read_json, write_json
 
 DEFAULT_ROOT = "/var/lib/labkit"
+F = TypeVar("F", bound=Callable[..., Any])
 MIN_MEMORY = 6 * 1024 * 1024
 VOLUME_RE = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9_.-]+$")
 
@@ -119,6 +125,20 @@ def merge_env(base: list[str], extra: list[str]) -> list[str]:
         key = item.split("=", 1)[0]
         merged[key] = item
     return list(merged.values())
+
+
+def _verb(name: str) -> Callable[[F], F]:
+    """Mark an Engine method as a verb: the steps it takes are recorded under ``name``."""
+
+    def wrap(method: F) -> F:
+        @functools.wraps(method)
+        def inner(self: Engine, *args: Any, **kw: Any) -> Any:
+            with self._doing(name):
+                return method(self, *args, **kw)
+
+        return inner  # type: ignore[return-value]
+
+    return wrap
 
 
 class Container:
@@ -207,6 +227,42 @@ class Engine:
         self.backend, self.backend_reason = _choose_backend(backend, self.store)
         self.backend_name = self.backend.name
         self._images = None
+        #: Every step the kernel took for this engine's verbs (see :mod:`labkit.model.events`).
+        self.trace: list[Step] = []
+        self._t0 = time.monotonic()
+        self._verb = ""
+        self.backend.emit = self._record
+
+    # -- the trace -------------------------------------------------------------------------------
+    def _record(self, event: tuple[str, str, str, dict[str, Any]], container: str = "") -> None:
+        kind, what, mechanism, change = event
+        clock = getattr(self.backend, "clock", None)
+        t = clock() if clock else time.monotonic() - self._t0
+        self.trace.append(Step(len(self.trace), self._verb, container, kind, what, mechanism, change, t))
+
+    @contextlib.contextmanager
+    def tracing(self) -> Iterator[list[Step]]:
+        """Collect the steps taken inside a ``with`` block::
+
+            with lab.tracing() as steps:
+                lab.run("busybox", ["true"])
+            for s in steps: print(s)
+        """
+        start = len(self.trace)
+        steps: list[Step] = []
+        try:
+            yield steps
+        finally:
+            steps.extend(self.trace[start:])
+
+    @contextlib.contextmanager
+    def _doing(self, verb: str) -> Iterator[None]:
+        outer = self._verb
+        self._verb = outer or verb
+        try:
+            yield
+        finally:
+            self._verb = outer
 
     # -- images ----------------------------------------------------------------------------------
     @property
@@ -267,6 +323,7 @@ class Engine:
         return image.id
 
     # -- create / run ----------------------------------------------------------------------------
+    @_verb("create")
     def create(
         self,
         image: str,
@@ -372,6 +429,7 @@ class Engine:
             self.store.save(record)
         return Container(self, cid, name)
 
+    @_verb("run")
     def run(self, image: str, command: list[str] | str | None = None, *, detach: bool = False, **kw: Any) -> Container:
         """``docker run``: create, then start; without ``detach`` wait for the exit.
 
@@ -390,6 +448,7 @@ class Engine:
         return c
 
     # -- lifecycle verbs -------------------------------------------------------------------------
+    @_verb("start")
     def start(self, ref: str) -> None:
         """``docker start``: run PID 1 again on the same writable layer (files survive)."""
         rec = self._get(ref)
@@ -425,6 +484,7 @@ class Engine:
         self._save(rec)
         return rec
 
+    @_verb("stop")
     def stop(self, ref: str, timeout: float | None = None, signal: str | int | None = None) -> None:
         """``docker stop``: the stop signal (SIGTERM), ``timeout`` seconds (10), then SIGKILL.
 
@@ -442,8 +502,9 @@ class Engine:
         if not self.backend.wait(rec, None if timeout < 0 else timeout):
             self.backend.signal(rec, _signal.SIGKILL)
             self.backend.wait(rec, None)
-        self._refresh(rec)
+        self._observe_layer(self._refresh(rec))
 
+    @_verb("kill")
     def kill(self, ref: str, signal: str | int = "KILL") -> None:
         """``docker kill``: deliver a signal (SIGKILL by default, then wait for the exit)."""
         rec = self._get(ref)
@@ -456,6 +517,7 @@ class Engine:
             self.backend.wait(rec, 10)
         self._refresh(rec)
 
+    @_verb("restart")
     def restart(self, ref: str, timeout: float | None = None) -> None:
         """``docker restart``: stop (if running), then start."""
         rec = self._get(ref)
@@ -464,6 +526,7 @@ class Engine:
             self.stop(rec.id, timeout=timeout)
         self._launch(self._get(rec.id))
 
+    @_verb("pause")
     def pause(self, ref: str) -> None:
         """``docker pause``: freeze every process through the cgroup freezer."""
         rec = self._get(ref)
@@ -471,6 +534,7 @@ class Engine:
         self.backend.pause(rec)
         self._save(rec.with_state(status=Status.PAUSED))
 
+    @_verb("unpause")
     def unpause(self, ref: str) -> None:
         """``docker unpause``: thaw them."""
         rec = self._get(ref)
@@ -478,6 +542,7 @@ class Engine:
         self.backend.unpause(rec)
         self._save(rec.with_state(status=Status.RUNNING))
 
+    @_verb("rm")
     def rm(self, ref: str, force: bool = False, volumes: bool = False) -> None:
         """``docker rm``: delete the container and its writable layer (``force`` kills it first)."""
         rec = self._get(ref)
@@ -503,12 +568,14 @@ class Engine:
                 if m.type == "volume" and _anonymous(m.source):
                     self._volume_delete(m.source)
 
+    @_verb("wait")
     def wait(self, ref: str, timeout: float | None = None) -> int:
         """``docker wait``: block until PID 1 ends; return its exit code."""
         rec = self._get(ref)
         if is_running(rec.status):
             self.backend.wait(rec, timeout)
             rec = self._refresh(rec)
+            self._observe_layer(rec)
         return rec.state.exit_code
 
     # -- looking ---------------------------------------------------------------------------------
@@ -547,6 +614,7 @@ class Engine:
         from labkit.linux.overlay import KIND
 
         rec = self._get(ref)
+        self._observe_layer(rec)
         return [{"Path": path, "Kind": KIND[kind]} for kind, path in self.backend.changes(rec, self._image_of(rec))]
 
     def logs(self, ref: str, follow: bool = False, tail: int | None = None,
@@ -569,6 +637,7 @@ class Engine:
                 return
             self.backend.wait(rec, 0.1)
 
+    @_verb("exec")
     def exec(self, ref: str, cmd: list[str] | str, *, env: Any = None, workdir: str | None = None,
              detach: bool = False, stdout: IO[bytes] | int | None = None, stderr: IO[bytes] | int | None = None) -> int:
         """``docker exec``: one more process inside the running container; return its exit code."""
@@ -576,7 +645,9 @@ class Engine:
         guard(rec.status, Verb.EXEC, rec.id, ref)
         argv = ["/bin/sh", "-c", cmd] if isinstance(cmd, str) else list(cmd)
         merged = merge_env(list(rec.config.env), parse_env(env))
-        return self.backend.exec(rec, argv, merged, workdir or rec.config.workdir, stdout, stderr)
+        code = self.backend.exec(rec, argv, merged, workdir or rec.config.workdir, stdout, stderr)
+        self._observe_layer(rec)
+        return code
 
     def exec_output(self, ref: str, cmd: list[str] | str, **kw: Any) -> tuple[int, str]:
         """Like :meth:`exec`, returning ``(exit_code, stdout+stderr as text)``."""
@@ -704,6 +775,54 @@ class Engine:
         """Where a mount's data lives on the host."""
         return str(self.store.volume_dir(m.source) / "_data") if m.type == "volume" else m.source
 
+    def version(self) -> dict[str, Any]:
+        """``GET /version``."""
+        import platform
+
+        from labkit import __version__
+
+        return {
+            "Version": __version__,
+            "ApiVersion": "1.51",
+            "MinAPIVersion": "1.24",
+            "Os": platform.system().lower(),
+            "Arch": {"x86_64": "amd64", "aarch64": "arm64"}.get(platform.machine(), platform.machine()),
+            "KernelVersion": platform.release(),
+            "GoVersion": "python" + platform.python_version(),
+            "GitCommit": "",
+            "Components": [{"Name": "Engine", "Version": __version__, "Details": {"Backend": self.backend_name}}],
+        }
+
+    def info(self) -> dict[str, Any]:
+        """``GET /info``: counts, the storage driver, cgroups, the host."""
+        import platform
+
+        recs = self._records()
+        layout = getattr(self.backend, "layout", None)
+        mem = 0
+        try:
+            with open("/proc/meminfo") as f:
+                mem = int(f.readline().split()[1]) * 1024
+        except OSError:
+            pass
+        return {
+            "Containers": len(recs),
+            "ContainersRunning": sum(r.status is Status.RUNNING for r in recs),
+            "ContainersPaused": sum(r.status is Status.PAUSED for r in recs),
+            "ContainersStopped": sum(not is_running(r.status) for r in recs),
+            "Images": len(self.image_store.list()),
+            "Driver": "overlay2",
+            "CgroupDriver": "cgroupfs",
+            "CgroupVersion": {"v1": "1", "hybrid": "1", "v2": "2"}.get(getattr(layout, "version", ""), ""),
+            "KernelVersion": platform.release(),
+            "OperatingSystem": platform.platform(),
+            "NCPU": os.cpu_count(),
+            "MemTotal": mem,
+            "ServerVersion": self.version()["Version"],
+            "DockerRootDir": str(self.store.root),
+            "Backend": self.backend_name,
+        }
+
     # -- doctor ----------------------------------------------------------------------------------
     def doctor(self) -> list[dict[str, Any]]:
         from labkit.doctor import checks
@@ -752,10 +871,17 @@ class Engine:
         rec = rec.with_state(status=Status.EXITED, exit_code=ended.exit_code, finished_at=ended.finished_at,
                              oom_killed=ended.oom_killed, pid=0)
         self._save(rec)
+        self._record(events.exited(ended.exit_code, ended.oom_killed), rec.id)
         return rec
 
     def _save(self, rec: ContainerRecord) -> None:
         self.store.save(rec)
+
+    def _observe_layer(self, rec: ContainerRecord) -> None:
+        """Turn what appeared in the writable layer into copy-up / whiteout steps of the trace."""
+        look = getattr(self.backend, "observe_layer", None)
+        if look is not None and self.store.container_dir(rec.id).exists():
+            look(rec, self._image_of(rec))
 
     def _image_of(self, rec: ContainerRecord):  # type: ignore[no-untyped-def]
         return self.image_store.get(rec.config.image_id)

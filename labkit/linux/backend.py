@@ -20,7 +20,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import signal as _signal
 import tempfile
 from pathlib import Path
 from typing import IO, Iterator
@@ -28,6 +27,7 @@ from typing import IO, Iterator
 from labkit.backend import Exited, Launched
 from labkit.errors import BuildFailed
 from labkit.linux import cgroups, overlay, process
+from labkit.model import events
 from labkit.model.container import ContainerRecord, now_rfc3339
 from labkit.store import Store
 
@@ -42,6 +42,8 @@ class LinuxBackend:
     def __init__(self, store: Store, cgroup_layout: cgroups.Layout | None = None) -> None:
         self.store = store
         self._layout = cgroup_layout
+        self.emit: events.Emit = events.noop  # the engine sets its recorder here
+        self._seen: dict[str, set[tuple[str, str]]] = {}
 
     @property
     def layout(self) -> cgroups.Layout:
@@ -58,7 +60,9 @@ class LinuxBackend:
 
     # -- verbs ---------------------------------------------------------------------------------
     def create(self, record: ContainerRecord, image) -> None:  # type: ignore[no-untyped-def]
-        overlay.prepare(self._layers(record, image.lowerdirs()), self.store.init_dir(record.id))
+        layers = self._layers(record, image.lowerdirs())
+        overlay.prepare(layers, self.store.init_dir(record.id))
+        self.emit(events.create_layer(layers.upper), record.id)
 
     def _write_etc(self, cdir: Path, record: ContainerRecord) -> dict[str, str]:
         """The per-container /etc files, bind-mounted over the init layer's placeholders."""
@@ -80,6 +84,7 @@ class LinuxBackend:
         (cdir / "exit.json").unlink(missing_ok=True)
         etc = self._write_etc(cdir, record)
         overlay.mount(layers)
+        self.emit(events.mount_overlay(list(layers.lowers), layers.upper, layers.work, layers.merged), record.id)
         group = None
         try:
             group = cgroups.Cgroup.create(self.layout, record.id, cgroups.Limits(
@@ -88,6 +93,9 @@ class LinuxBackend:
                 nano_cpus=c.nano_cpus or None,
                 pids_limit=c.pids_limit,
             ))
+            for path, value in group.written:
+                self.emit(events.cgroup_write(path, value, _LIMIT_WHY.get(path.rsplit("/", 1)[-1], "a limit")),
+                          record.id)
             mounts = [process.Mount(src, dst) for src, dst in etc.items()]
             for m in c.mounts:
                 src = str(self.store.volume_dir(m.source) / "_data") if m.type == "volume" else m.source
@@ -109,6 +117,7 @@ class LinuxBackend:
             )
             started = process.start(spec)
         except BaseException:
+            self._seen.pop(record.id, None)
             # process.start() cleans up after a failed exec itself (through the supervisor);
             # anything that failed before that is undone here, so no half-made state is left.
             if not (cdir / "exit.json").exists():
@@ -116,6 +125,12 @@ class LinuxBackend:
                     group.destroy()
                 overlay.umount(layers)
             raise
+        flags = events.NAMESPACE_FLAGS if spec.network != "host" else tuple(
+            f for f in events.NAMESPACE_FLAGS if f != "NEWNET")
+        self.emit(events.clone(flags, started.pid), record.id)
+        self.emit(events.pivot_root(layers.merged), record.id)
+        self.emit(events.execve(list(c.argv), started.pid), record.id)
+        self._seen[record.id] = set(overlay.changes(layers))
         return Launched(started.pid, started.pid_start_time, started.shim_pid, now_rfc3339())
 
     def observe(self, record: ContainerRecord) -> Exited | None:
@@ -135,15 +150,18 @@ class LinuxBackend:
     def signal(self, record: ContainerRecord, signum: int) -> None:
         if process.alive(record.state.pid, record.state.pid_start_time):
             os.kill(record.state.pid, signum)
+            self.emit(events.signal(signum, record.state.pid), record.id)
 
     def _group(self, record: ContainerRecord) -> cgroups.Cgroup:
         return cgroups.Cgroup.open(self.layout, record.id)
 
     def pause(self, record: ContainerRecord) -> None:
         self._group(record).freeze()
+        self.emit(events.freeze(True), record.id)
 
     def unpause(self, record: ContainerRecord) -> None:
         self._group(record).thaw()
+        self.emit(events.freeze(False), record.id)
 
     def exec(self, record: ContainerRecord, argv: list[str], env: list[str], workdir: str,
              stdout: IO[bytes] | int | None, stderr: IO[bytes] | int | None) -> int:
@@ -152,6 +170,34 @@ class LinuxBackend:
 
     def changes(self, record: ContainerRecord, image) -> list[tuple[str, str]]:  # type: ignore[no-untyped-def]
         return overlay.changes(self._layers(record, image.lowerdirs()))
+
+    def observe_layer(self, record: ContainerRecord, image) -> None:  # type: ignore[no-untyped-def]
+        """Record copy-ups, whiteouts and new files that appeared in the upper dir since the last look.
+
+        The kernel does these silently; reading the upper dir (what is there now
+        that was not before) is how a learner gets to see them.
+        """
+        layers = self._layers(record, image.lowerdirs())
+        now = overlay.changes(layers)
+        before = self._seen.get(record.id, set())
+        for kind, path in now:
+            if (kind, path) in before:
+                continue
+            full = os.path.join(layers.upper, path.lstrip("/"))
+            if kind == overlay.DELETED:
+                self.emit(events.whiteout(path), record.id)
+            elif os.path.isdir(full) and not os.path.islink(full):
+                if overlay.is_opaque(full):
+                    self.emit(events.opaque(path), record.id)
+            elif kind == overlay.CHANGED:
+                rel = path.lstrip("/")
+                src = overlay.lower_layer_of(list(layers.lowers[1:]), rel)
+                below = overlay.lower_stat(layers.lowers[1:], rel)
+                size = below.st_size if below is not None else os.lstat(full).st_size
+                self.emit(events.copy_up(path, size, src if src is not None else "?"), record.id)
+            else:
+                self.emit(events.added(path, os.lstat(full).st_size), record.id)
+        self._seen[record.id] = set(now)
 
     def logs(self, record: ContainerRecord) -> Iterator[tuple[str, str, str]]:
         path = self.store.container_dir(record.id) / "json.log"
@@ -169,6 +215,8 @@ class LinuxBackend:
 
     def remove(self, record: ContainerRecord) -> None:
         layer_root = self.store.layer_dir(record.id)
+        self._seen.pop(record.id, None)
+        self.emit(events.remove_layer(str(layer_root / "diff")), record.id)
         overlay.umount(overlay.layers_for(layer_root, self.store.init_dir(record.id), []))
         try:
             self._group(record).destroy()
@@ -220,4 +268,14 @@ def _host_resolv_conf() -> str:
     return "".join(lines)
 
 
-__all__ = ["LinuxBackend", "_signal"]
+#: What each cgroup file a container's limits are written to means, for the trace.
+_LIMIT_WHY = {
+    "memory.limit_in_bytes": "the most memory the container may use (v1)",
+    "memory.memsw.limit_in_bytes": "memory plus swap (v1)",
+    "memory.max": "the most memory the container may use (v2)",
+    "memory.swap.max": "the most swap it may use (v2)",
+    "pids.max": "the most processes it may have",
+    "cpu.cfs_quota_us": "CPU time per period (v1)",
+    "cpu.cfs_period_us": "the CPU accounting period (v1)",
+    "cpu.max": "CPU time per period (v2)",
+}

@@ -145,6 +145,14 @@ def lower_stat(lowers: tuple[str, ...] | list[str], rel: str) -> os.stat_result 
     return None
 
 
+def lower_layer_of(lowers: list[str], rel: str) -> int | None:
+    """Which image layer (1 = top, as the pictures number them) serves ``rel`` from below, or ``None``."""
+    for i in range(len(lowers)):
+        if lower_stat(lowers[i:], rel) is not None and os.path.lexists(os.path.join(lowers[i], rel)):
+            return len(lowers) - i
+    return None
+
+
 def _changed(upper: os.stat_result, lower: os.stat_result) -> bool:
     """docker diff's rule: mode, owner or device changed; for non-directories also size or mtime."""
     if (upper.st_mode, upper.st_uid, upper.st_gid, upper.st_rdev) != (lower.st_mode, lower.st_uid, lower.st_gid, lower.st_rdev):

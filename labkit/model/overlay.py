@@ -41,9 +41,10 @@ from __future__ import annotations
 
 import errno
 import os
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field, replace
 from types import MappingProxyType
-from typing import Any, Callable, ClassVar, Iterator, Literal, Mapping, Optional, Union
+from typing import Any, ClassVar, Literal
 
 from labkit.errors import InvalidArgument
 
@@ -75,7 +76,7 @@ __all__ = [
 ]
 
 #: Where a merged object comes from: ``"upper"`` or a lower layer's index (0 = top).
-LayerRef = Union[Literal["upper"], int]
+LayerRef = Literal["upper"] | int
 
 #: Path resolution gives up after this many symlinks, like the kernel (ELOOP).
 MAXSYMLINKS = 40
@@ -104,7 +105,7 @@ class File:
     uid: int = 0
     gid: int = 0
     mtime: int = 0
-    inode: Optional[int] = None
+    inode: int | None = None
     xattrs: tuple[tuple[str, bytes], ...] = ()
 
     kind: ClassVar[str] = "file"
@@ -136,7 +137,7 @@ class Dir:
     gid: int = 0
     mtime: int = 0
     opaque: bool = False
-    redirect: Optional[str] = None
+    redirect: str | None = None
     xattrs: tuple[tuple[str, bytes], ...] = ()
 
     kind: ClassVar[str] = "dir"
@@ -155,7 +156,7 @@ class Symlink:
     uid: int = 0
     gid: int = 0
     mtime: int = 0
-    inode: Optional[int] = None
+    inode: int | None = None
 
     kind: ClassVar[str] = "symlink"
     mode: ClassVar[int] = 0o777
@@ -192,7 +193,7 @@ class WhiteoutNode:
 #: The one whiteout value (all whiteouts are alike).
 WHITEOUT = WhiteoutNode()
 
-Node = Union[File, Dir, Symlink, WhiteoutNode]
+Node = File | Dir | Symlink | WhiteoutNode
 
 
 # --------------------------------------------------------------------------- paths
@@ -250,23 +251,23 @@ class Layer:
         entries = dict(self.entries)
         entries.setdefault("/", Dir())
         object.__setattr__(self, "entries", MappingProxyType(entries))
-        object.__setattr__(self, "_children", None)
+        object.__setattr__(self, "_child_cache", None)
 
     @classmethod
-    def from_tree(cls, tree: Mapping[str, Any]) -> "Layer":
+    def from_tree(cls, tree: Mapping[str, Any]) -> Layer:
         """Build a layer from a nested dict; see :func:`from_tree`."""
         return from_tree(tree)
 
-    def get(self, path: str) -> Optional[Node]:
+    def get(self, path: str) -> Node | None:
         """The entry at ``path`` in this layer alone, or ``None``."""
         return self.entries.get(path)
 
     def children(self, path: str) -> list[str]:
         """Sorted names directly inside ``path`` in this layer (whiteouts included)."""
-        index: Optional[dict[str, list[str]]] = getattr(self, "_children")
+        index: dict[str, list[str]] | None = self._child_cache  # type: ignore[attr-defined]
         if index is None:
             index = _child_index(self.entries)
-            object.__setattr__(self, "_children", index)
+            object.__setattr__(self, "_child_cache", index)
         return index.get(path, [])
 
     def __iter__(self) -> Iterator[str]:
@@ -399,10 +400,6 @@ class Effect:
     def explain(self) -> str:
         """One sentence saying what happened and why."""
         raise NotImplementedError
-
-
-def _layer_name(ref: LayerRef) -> str:
-    return "the upper layer" if ref == "upper" else f"lower layer {ref}"
 
 
 @dataclass(frozen=True)
@@ -607,10 +604,10 @@ class _View:
         self.upper = upper
         self.lowers = lowers
 
-    def node_in(self, layer: LayerRef, path: str) -> Optional[Node]:
+    def node_in(self, layer: LayerRef, path: str) -> Node | None:
         return self.upper.get(path) if layer == "upper" else self.lowers[layer].get(path)
 
-    def stack(self, path: str) -> Optional[list[_Entry]]:
+    def stack(self, path: str) -> list[_Entry] | None:
         """The layers that make up merged ``path``, top first; ``None`` when it does not exist.
 
         Follows ovl_lookup(): per layer of the parent's merge stack, a missing
@@ -675,7 +672,7 @@ class _View:
             if blocked:
                 return
 
-    def top(self, path: str) -> Optional[_Entry]:
+    def top(self, path: str) -> _Entry | None:
         st = self.stack(path)
         return st[0] if st else None
 
@@ -788,7 +785,7 @@ class _View:
 class _Txn:
     """One operation in progress: a private copy of the upper layer and the effects so far."""
 
-    def __init__(self, ov: "Overlay") -> None:
+    def __init__(self, ov: Overlay) -> None:
         self.ov = ov
         self.up: dict[str, Node] = dict(ov.upper.entries)
         self.view = _View(self.up, ov.lowers)
@@ -796,7 +793,7 @@ class _Txn:
         self.clock = ov.clock + 1
         self.next_inode = ov.next_inode
 
-    def done(self) -> tuple["Overlay", tuple[Effect, ...]]:
+    def done(self) -> tuple[Overlay, tuple[Effect, ...]]:
         new = replace(self.ov, upper=Layer(self.up), clock=self.clock, next_inode=self.next_inode)
         return new, tuple(self.effects)
 
@@ -848,7 +845,7 @@ class _Txn:
         # ovl_allow_offline_changes() (no redirect_dir, index, metacopy or xino=on): an
         # optimization that keeps later lookups from searching the lower layers.
         opaque = isinstance(node, Dir) and (over or (self.ov.redirect_dir and self.view.is_merged(_parent(path))))
-        if opaque:
+        if opaque and isinstance(node, Dir):
             node = replace(node, opaque=True)
         self.up[path] = node
         self.effects.append(Create(path, node.kind, over))
@@ -866,7 +863,7 @@ class _Txn:
         for p, n in moved.items():
             self.up[new + p[len(old):]] = n
 
-    def update_inode(self, path: str, change: Callable[[Node], Node]) -> None:
+    def update_inode(self, path: str, change: Callable[[Any], Node]) -> None:
         """Change the upper object at ``path`` and every hard link of it."""
         node = self.up[path]
         inode = getattr(node, "inode", None)
@@ -908,17 +905,14 @@ class Overlay:
                                   "Pass the image's layers, top first")
 
     @classmethod
-    def from_trees(cls, *lowers: Mapping[str, Any], upper: Optional[Mapping[str, Any]] = None,
-                   redirect_dir: bool = False) -> "Overlay":
+    def from_trees(cls, *lowers: Mapping[str, Any], upper: Mapping[str, Any] | None = None,
+                   redirect_dir: bool = False) -> Overlay:
         """Build an overlay from :func:`from_tree` descriptions, top lower layer first."""
         up = from_tree(upper) if upper is not None else Layer()
         return cls(tuple(from_tree(t) for t in lowers), up, redirect_dir)
 
     def _view(self) -> _View:
         return _View(self.upper.entries, self.lowers)
-
-    def _layer(self, ref: LayerRef) -> Layer:
-        return self.upper if ref == "upper" else self.lowers[ref]
 
     # --- reading --------------------------------------------------------------
 
@@ -1020,7 +1014,7 @@ class Overlay:
     # --- writing: data ---------------------------------------------------------
 
     def open_write(self, path: str, truncate: bool = False, create: bool = False,
-                   mode: int = 0o644) -> tuple["Overlay", tuple[Effect, ...]]:
+                   mode: int = 0o644) -> tuple[Overlay, tuple[Effect, ...]]:
         """``open(path, O_WRONLY[|O_TRUNC][|O_CREAT])``: copy-up happens here, even if nothing is written.
 
         Raises:
@@ -1049,7 +1043,7 @@ class Overlay:
         return canon
 
     def write(self, path: str, data: bytes, append: bool = False,
-              mode: int = 0o644) -> tuple["Overlay", tuple[Effect, ...]]:
+              mode: int = 0o644) -> tuple[Overlay, tuple[Effect, ...]]:
         """Like the shell's ``>`` (or ``>>`` with ``append``): open with O_CREAT, then write ``data``."""
         tx = _Txn(self)
         canon = self._open_write(tx, path, not append, True, mode)
@@ -1060,7 +1054,7 @@ class Overlay:
             tx.effects.append(WriteData(canon, size))
         return tx.done()
 
-    def create(self, path: str, data: bytes = b"", mode: int = 0o644) -> tuple["Overlay", tuple[Effect, ...]]:
+    def create(self, path: str, data: bytes = b"", mode: int = 0o644) -> tuple[Overlay, tuple[Effect, ...]]:
         """A new file (``open(O_CREAT|O_EXCL)`` then write); EEXIST if the name exists."""
         tx = _Txn(self)
         canon = tx.view.resolve_parent(path, "open")
@@ -1069,7 +1063,7 @@ class Overlay:
         tx.create(canon, File(bytes(data), mode, mtime=tx.clock))
         return tx.done()
 
-    def truncate(self, path: str, size: int = 0) -> tuple["Overlay", tuple[Effect, ...]]:
+    def truncate(self, path: str, size: int = 0) -> tuple[Overlay, tuple[Effect, ...]]:
         """``truncate(path, size)``: copy-up, then cut or zero-extend."""
         tx = _Txn(self)
         canon = self._existing(tx.view, path, "truncate", follow=True)
@@ -1082,25 +1076,25 @@ class Overlay:
 
     # --- writing: metadata -------------------------------------------------------
 
-    def chmod(self, path: str, mode: int) -> tuple["Overlay", tuple[Effect, ...]]:
+    def chmod(self, path: str, mode: int) -> tuple[Overlay, tuple[Effect, ...]]:
         """``chmod`` (symlinks followed): copies up, then sets the permission bits."""
         return self._setattr(path, "chmod", "mode", oct(mode), lambda n: replace(n, mode=mode & 0o7777))
 
-    def chown(self, path: str, uid: int, gid: int) -> tuple["Overlay", tuple[Effect, ...]]:
+    def chown(self, path: str, uid: int, gid: int) -> tuple[Overlay, tuple[Effect, ...]]:
         """``chown`` (symlinks followed): copies up, then sets owner and group."""
         return self._setattr(path, "chown", "owner", f"{uid}:{gid}", lambda n: replace(n, uid=uid, gid=gid))
 
-    def utimes(self, path: str, mtime: int) -> tuple["Overlay", tuple[Effect, ...]]:
+    def utimes(self, path: str, mtime: int) -> tuple[Overlay, tuple[Effect, ...]]:
         """``utimes`` (symlinks followed): copies up, then sets the modification time."""
         return self._setattr(path, "utimes", "mtime", str(mtime), lambda n: replace(n, mtime=mtime))
 
-    def setxattr(self, path: str, name: str, value: bytes) -> tuple["Overlay", tuple[Effect, ...]]:
+    def setxattr(self, path: str, name: str, value: bytes) -> tuple[Overlay, tuple[Effect, ...]]:
         """``setxattr`` (symlinks followed): copies up, then sets the attribute."""
         def change(n: Any) -> Any:
             return replace(n, xattrs=tuple(sorted({**dict(n.xattrs), name: bytes(value)}.items())))
         return self._setattr(path, "setxattr", "xattr", name, change)
 
-    def removexattr(self, path: str, name: str) -> tuple["Overlay", tuple[Effect, ...]]:
+    def removexattr(self, path: str, name: str) -> tuple[Overlay, tuple[Effect, ...]]:
         """``removexattr``: ENODATA (without copy-up) if absent, else copies up and removes it."""
         node, _ = self.lookup(path, follow=True)
         if name not in dict(node.xattrs):
@@ -1112,7 +1106,7 @@ class Overlay:
         return self._setattr(path, "removexattr", "xattr", f"{name} removed", change)
 
     def _setattr(self, path: str, op: str, attr: str, shown: str,
-                 change: Callable[[Any], Any]) -> tuple["Overlay", tuple[Effect, ...]]:
+                 change: Callable[[Any], Any]) -> tuple[Overlay, tuple[Effect, ...]]:
         tx = _Txn(self)
         canon = self._existing(tx.view, path, op, follow=True)
         tx.copy_up(canon, op)
@@ -1122,7 +1116,7 @@ class Overlay:
 
     # --- writing: names ---------------------------------------------------------------
 
-    def mkdir(self, path: str, mode: int = 0o755) -> tuple["Overlay", tuple[Effect, ...]]:
+    def mkdir(self, path: str, mode: int = 0o755) -> tuple[Overlay, tuple[Effect, ...]]:
         """``mkdir``: a new upper directory; made opaque when it replaces a whiteout."""
         tx = _Txn(self)
         canon = tx.view.resolve_parent(path, "mkdir")
@@ -1131,7 +1125,7 @@ class Overlay:
         tx.create(canon, Dir(mode & 0o7777, mtime=tx.clock))
         return tx.done()
 
-    def symlink(self, target: str, path: str) -> tuple["Overlay", tuple[Effect, ...]]:
+    def symlink(self, target: str, path: str) -> tuple[Overlay, tuple[Effect, ...]]:
         """``symlink(target, path)``: only the parents are copied up, never the target."""
         tx = _Txn(self)
         canon = tx.view.resolve_parent(path, "symlink")
@@ -1140,7 +1134,7 @@ class Overlay:
         tx.create(canon, Symlink(target, mtime=tx.clock))
         return tx.done()
 
-    def link(self, source: str, path: str) -> tuple["Overlay", tuple[Effect, ...]]:
+    def link(self, source: str, path: str) -> tuple[Overlay, tuple[Effect, ...]]:
         """``link(source, path)``: copies up the source, then links it in the upper layer."""
         tx = _Txn(self)
         src = self._existing(tx.view, source, "link", follow=False)
@@ -1150,10 +1144,10 @@ class Overlay:
         if isinstance(tx.view.top(src).node, Dir):  # type: ignore[union-attr]
             raise _fail(errno.EPERM, "link", source, "directories cannot be hard-linked")
         tx.copy_up(src, "link")
-        node = tx.up[src]
-        if getattr(node, "inode", None) is None:
+        node: Any = tx.up[src]
+        if node.inode is None:
             tx.next_inode += 1
-            node = replace(node, inode=tx.next_inode)  # type: ignore[type-var]
+            node = replace(node, inode=tx.next_inode)
             tx.up[src] = node
         tx.copy_up_parents(canon)
         over = isinstance(tx.up.get(canon), WhiteoutNode)
@@ -1163,7 +1157,7 @@ class Overlay:
             tx.effects.append(Create(canon, node.kind, True))
         return tx.done()
 
-    def unlink(self, path: str) -> tuple["Overlay", tuple[Effect, ...]]:
+    def unlink(self, path: str) -> tuple[Overlay, tuple[Effect, ...]]:
         """``unlink``: removes the upper entry; a name a lower layer still has becomes a whiteout."""
         tx = _Txn(self)
         canon = self._existing(tx.view, path, "unlink", follow=False)
@@ -1173,7 +1167,7 @@ class Overlay:
         self._remove(tx, canon, node.kind)
         return tx.done()
 
-    def rmdir(self, path: str) -> tuple["Overlay", tuple[Effect, ...]]:
+    def rmdir(self, path: str) -> tuple[Overlay, tuple[Effect, ...]]:
         """``rmdir``: the merged directory must be empty; a lower one is replaced by a whiteout."""
         tx = _Txn(self)
         canon = self._existing(tx.view, path, "rmdir", follow=False)
@@ -1197,7 +1191,7 @@ class Overlay:
             tx.up[canon] = WHITEOUT
             tx.effects.append(Whiteout(canon))
 
-    def rename(self, old: str, new: str) -> tuple["Overlay", tuple[Effect, ...]]:
+    def rename(self, old: str, new: str) -> tuple[Overlay, tuple[Effect, ...]]:
         """``rename(old, new)``, with overlayfs's rules.
 
         A lower non-directory is copied up, moved in the upper layer, and a
@@ -1296,7 +1290,7 @@ class Overlay:
 
     # --- docker diff -------------------------------------------------------------------------
 
-    def image(self) -> "Overlay":
+    def image(self) -> Overlay:
         """The same lowers with an empty upper layer: what the image alone shows."""
         return replace(self, upper=Layer())
 

@@ -18,9 +18,10 @@ import os
 import shutil
 import stat
 import tempfile
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import replace
-from typing import Any, Iterator, Optional
+from typing import Any
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -135,7 +136,7 @@ operation = st.one_of(
 # --------------------------------------------------------------------------- applying operations
 
 
-def apply_model(ov: Overlay, op: tuple[Any, ...]) -> tuple[Overlay, Optional[int], Any]:
+def apply_model(ov: Overlay, op: tuple[Any, ...]) -> tuple[Overlay, int | None, Any]:
     """Run one operation on the model: (new overlay, errno or None, result)."""
     name, *args = op
     try:
@@ -164,7 +165,7 @@ def apply_model(ov: Overlay, op: tuple[Any, ...]) -> tuple[Overlay, Optional[int
         return ov, e.errno, None
 
 
-def apply_real(root: str, op: tuple[Any, ...]) -> tuple[Optional[int], Any]:
+def apply_real(root: str, op: tuple[Any, ...]) -> tuple[int | None, Any]:
     """Run one operation on the real merged directory: (errno or None, result)."""
     name, *args = op
     p = root + args[0]
@@ -291,7 +292,7 @@ def read_tree(root: str, overlay_markers: bool) -> dict[str, tuple[Any, ...]]:
     return out
 
 
-def _getxattr(real: str, name: str) -> Optional[bytes]:
+def _getxattr(real: str, name: str) -> bytes | None:
     try:
         return os.getxattr(real, name, follow_symlinks=False)
     except OSError as e:
@@ -383,7 +384,7 @@ def _run(lowers: tuple[Layer, ...], ops: list[tuple[Any, ...]], redirect_dir: bo
                 f"model {model_errno and errno.errorcode[model_errno]}")
             assert model_result == real_result, f"{step}: result differs"
             _check_same(ov, merged, upper, step)
-        for layer, d in zip(lowers, lower_dirs):
+        for layer, d in zip(lowers, lower_dirs, strict=True):
             assert read_tree(d, True) == describe(dict(layer.entries), True), "a lower layer changed"
 
 

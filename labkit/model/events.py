@@ -1,0 +1,152 @@
+"""The trace: what the kernel did, one step at a time.
+
+Every engine verb, on either backend, records :class:`Step` events: *create the
+writable layer*, *mount overlay (lowerdir=…, upperdir=…, workdir=…)*, *clone
+with NEWPID|NEWNS|…*, *pivot_root*, *write memory.limit_in_bytes*, *freeze*,
+*copy-up /etc/passwd (1234 bytes, from layer 2)*, *whiteout /tmp/old*, *signal
+SIGTERM → exit 143*. Each step says what happened in a sentence a learner
+understands, names the kernel mechanism, and carries the state it changed, so
+the stepper can walk a trace forward and back and the pictures can draw the
+state after any step.
+
+The functions below build the steps both backends share, so the real and the
+simulated run of the same verb tell the same story in the same words.
+"""
+
+from __future__ import annotations
+
+import signal as _signal
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+#: Namespaces a container gets, in clone(2) flag order.
+NAMESPACE_FLAGS = ("NEWPID", "NEWNS", "NEWUTS", "NEWIPC", "NEWNET", "NEWCGROUP")
+
+
+@dataclass(frozen=True)
+class Step:
+    """One thing the kernel did.
+
+    Attributes:
+        seq: Position in the trace, from 0.
+        verb: The engine verb it belongs to (``run``, ``start``, ``stop``, …).
+        container: The container's id ("" for image steps).
+        kind: A short machine name (``mount-overlay``, ``copy-up``, …).
+        what: One sentence for a learner.
+        mechanism: The kernel interface that did it (``mount(2)``, ``cgroups(7) memory.max``, …).
+        change: The state it changed, as plain data (``{"status": "running"}``, ``{"path": …}``).
+        t: Seconds since the trace began (real time, or the simulator's clock).
+    """
+
+    seq: int
+    verb: str
+    container: str
+    kind: str
+    what: str
+    mechanism: str
+    change: dict[str, Any] = field(default_factory=dict)
+    t: float = 0.0
+
+    def __str__(self) -> str:
+        return f"{self.seq:>3} {self.kind:<14} {self.what}  [{self.mechanism}]"
+
+
+Emit = Callable[..., None]
+
+
+def noop(*_args: Any, **_kw: Any) -> None:
+    """An emitter that records nothing."""
+
+
+# -- the shared vocabulary --------------------------------------------------------------------------
+# Each function returns (kind, what, mechanism, change) for the engine's recorder.
+
+def create_layer(upper: str) -> tuple[str, str, str, dict[str, Any]]:
+    return ("create-layer", "Create the container's empty writable layer (the upper dir).",
+            "mkdir(2)", {"upper": upper})
+
+
+def mount_overlay(lowers: list[str], upper: str, work: str, merged: str) -> tuple[str, str, str, dict[str, Any]]:
+    return ("mount-overlay",
+            f"Stack {len(lowers)} read-only layers under the writable layer and mount the result as the container's /.",
+            "mount(2) type overlay: lowerdir=…,upperdir=…,workdir=…",
+            {"lowers": list(lowers), "upper": upper, "work": work, "merged": merged})
+
+
+def cgroup_write(path: str, value: str, why: str) -> tuple[str, str, str, dict[str, Any]]:
+    name = path.rsplit("/", 1)[-1]
+    return ("cgroup-write", f"Write {value} to {name}: {why}", f"cgroups(7) {name}", {"file": path, "value": value})
+
+
+def clone(flags: tuple[str, ...] = NAMESPACE_FLAGS, pid: int = 0) -> tuple[str, str, str, dict[str, Any]]:
+    return ("clone",
+            "Start the container's first process in new namespaces: it gets its own PID 1, mounts, hostname, "
+            "IPC, network and cgroup view.",
+            "clone(2)/unshare(2) with " + "|".join(f"CLONE_{f}" for f in flags),
+            {"flags": list(flags), "pid": pid})
+
+
+def pivot_root(merged: str) -> tuple[str, str, str, dict[str, Any]]:
+    return ("pivot-root", "Make the overlay the process's / and detach the host's filesystem from its view.",
+            "pivot_root(2) + umount2(MNT_DETACH)", {"root": merged})
+
+
+def execve(argv: list[str], pid: int) -> tuple[str, str, str, dict[str, Any]]:
+    return ("exec", f"Replace the set-up code with the command: {' '.join(argv)} (PID 1 inside, PID {pid} on the host).",
+            "execve(2)", {"argv": list(argv), "pid": pid, "status": "running"})
+
+
+def signal(signum: int, pid: int) -> tuple[str, str, str, dict[str, Any]]:
+    name = _signal.Signals(signum).name
+    return ("signal", f"Send {name} to the container's PID 1 (host PID {pid}).", "kill(2)",
+            {"signal": name, "pid": pid})
+
+
+def exited(code: int, oom: bool = False) -> tuple[str, str, str, dict[str, Any]]:
+    if oom:
+        why = "the kernel's OOM killer ended it for using more memory than its cgroup allows"
+    elif code > 128:
+        why = f"it was killed by {_signal.Signals(code - 128).name} (exit code 128+{code - 128})"
+    else:
+        why = f"it exited with code {code}"
+    return ("exit", f"PID 1 ended: {why}. Its namespaces vanish with it; the writable layer stays.",
+            "wait4(2)", {"exit_code": code, "oom_killed": oom, "status": "exited"})
+
+
+def freeze(on: bool) -> tuple[str, str, str, dict[str, Any]]:
+    if on:
+        return ("freeze", "Freeze every process of the container: they stop being scheduled, memory kept.",
+                "cgroup freezer (freezer.state=FROZEN / cgroup.freeze=1)", {"status": "paused"})
+    return ("thaw", "Thaw the container's processes: they run again where they stopped.",
+            "cgroup freezer (freezer.state=THAWED / cgroup.freeze=0)", {"status": "running"})
+
+
+def copy_up(path: str, size: int, layer: int | str) -> tuple[str, str, str, dict[str, Any]]:
+    return ("copy-up", f"Copy {path} ({size} bytes) up from image layer {layer} into the writable layer before "
+            "changing it; the image layer keeps the original.",
+            "overlayfs copy-up", {"path": path, "bytes": size, "from_layer": layer})
+
+
+def whiteout(path: str) -> tuple[str, str, str, dict[str, Any]]:
+    return ("whiteout", f"Hide {path}: a whiteout (a 0/0 character device) in the writable layer covers the "
+            "image's copy, which stays in its layer.", "overlayfs whiteout", {"path": path})
+
+
+def opaque(path: str) -> tuple[str, str, str, dict[str, Any]]:
+    return ("opaque", f"Mark {path} opaque: nothing of the image's {path} shows through it any more.",
+            "overlayfs opaque dir (trusted.overlay.opaque=y)", {"path": path})
+
+
+def added(path: str, size: int) -> tuple[str, str, str, dict[str, Any]]:
+    return ("add", f"Create {path} ({size} bytes) in the writable layer only.", "overlayfs create in upper",
+            {"path": path, "bytes": size})
+
+
+def umount(merged: str) -> tuple[str, str, str, dict[str, Any]]:
+    return ("umount", "Unmount the container's overlay; the writable layer's files stay on disk.",
+            "umount2(2)", {"merged": merged})
+
+
+def remove_layer(upper: str) -> tuple[str, str, str, dict[str, Any]]:
+    return ("remove-layer", "Delete the writable layer: every file the container wrote is gone.", "unlink(2)/rmdir(2)",
+            {"upper": upper, "status": "deleted"})
