@@ -61,9 +61,15 @@ MIN_MEMORY = 6 * 1024 * 1024
 VOLUME_RE = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9_.-]+$")
 
 
-def default_root() -> str:
-    """The state root: ``$LABKIT_ROOT``, else ``/var/lib/labkit``."""
-    return os.environ.get("LABKIT_ROOT") or DEFAULT_ROOT
+def default_root(backend: Any = "auto") -> str:
+    """The state root: ``$LABKIT_ROOT``; else ``/var/lib/labkit`` as root, and for the simulator or
+    without root ``$XDG_DATA_HOME/labkit`` (``~/.local/share/labkit``), a world of its own."""
+    if os.environ.get("LABKIT_ROOT"):
+        return os.environ["LABKIT_ROOT"]
+    if backend == "linux" or (backend == "auto" and _linux_problem() is None):
+        return DEFAULT_ROOT
+    data = os.environ.get("XDG_DATA_HOME") or os.path.join(os.path.expanduser("~"), ".local", "share")
+    return os.path.join(data, "labkit", "sim")
 
 
 def signal_number(sig: str | int) -> int:
@@ -223,7 +229,7 @@ class Engine:
     """
 
     def __init__(self, root: str | Path | None = None, backend: Any = "auto") -> None:
-        self.store = Store(root or default_root())
+        self.store = Store(root or default_root(backend))
         self.backend, self.backend_reason = _choose_backend(backend, self.store)
         self.backend_name = self.backend.name
         self._images = None
@@ -283,7 +289,8 @@ class Engine:
             if parse_ref(ref) == ("busybox", "latest"):
                 from labkit.images.base import ensure_busybox
 
-                return ensure_busybox(self.image_store)
+                make_base = getattr(self.backend, "ensure_base", None) or ensure_busybox
+                return make_base(self.image_store)
             raise
 
     def images(self) -> list[dict[str, Any]]:
@@ -611,8 +618,6 @@ class Engine:
 
     def diff(self, ref: str) -> list[dict[str, Any]]:
         """``docker diff``: what the container changed, read from its writable layer."""
-        from labkit.linux.overlay import KIND
-
         rec = self._get(ref)
         self._observe_layer(rec)
         return [{"Path": path, "Kind": KIND[kind]} for kind, path in self.backend.changes(rec, self._image_of(rec))]
@@ -887,6 +892,10 @@ class Engine:
         return self.image_store.get(rec.config.image_id)
 
 
+#: docker diff's kinds as the API numbers them.
+KIND = {"C": 0, "A": 1, "D": 2}
+
+
 def _anonymous(name: str) -> bool:
     return bool(re.fullmatch(r"[0-9a-f]{64}", name))
 
@@ -905,6 +914,10 @@ def _choose_backend(backend: Any, store: Store) -> tuple[Any, str]:
     """Pick the backend: the real one when the host allows it; say why."""
     if not isinstance(backend, str):
         return backend, "given"
+    if backend == "sim":
+        from labkit.sim.backend import SimBackend
+
+        return SimBackend(store), "the simulator, as asked: every step is modelled in Python, nothing touches the kernel"
     if backend in ("auto", "linux"):
         problem = _linux_problem()
         if problem is None:
@@ -913,9 +926,11 @@ def _choose_backend(backend: Any, store: Store) -> tuple[Any, str]:
             return LinuxBackend(store), "root on Linux with overlayfs and cgroups: real containers"
         if backend == "linux":
             raise HostUnsupported(f"the linux backend cannot run here: {problem}",
-                                  "Run as root (sudo), or see 'labkit doctor'")
-        raise HostUnsupported(f"no backend can run here: {problem}", "Run as root (sudo), or see 'labkit doctor'")
-    raise InvalidArgument(f"unknown backend {backend!r}", "Use auto or linux")
+                                  "Run as root (sudo), or use the simulator: labkit --backend sim")
+        from labkit.sim.backend import SimBackend
+
+        return SimBackend(store), f"the simulator, because real containers cannot run here: {problem}"
+    raise InvalidArgument(f"unknown backend {backend!r}", "Use auto, linux or sim")
 
 
 def _linux_problem() -> str | None:
