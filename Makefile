@@ -21,7 +21,7 @@ venv: deps
 	@$(VPY) -m pip install -q -e '.[notebook,test]'
 
 images: venv
-	$(VENV)/bin/labkit --root $(ROOT) build-lessons
+	$(VENV)/bin/labkit --root $(ROOT) setup
 
 lab: images
 	$(VENV)/bin/jupyter lab --allow-root --notebook-dir=notebooks

@@ -1065,6 +1065,12 @@ def cmd_build(session: _Session, args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_setup(session: _Session, args: argparse.Namespace) -> int:
+    """Build busybox:latest and the lesson's images, then list the images."""
+    session.engine.setup(on_step=lambda line: (session.print(line), session.out.flush()))
+    return cmd_images(session, argparse.Namespace(quiet=False, all=False, no_trunc=False, format=None))
+
+
 def cmd_volume_create(session: _Session, args: argparse.Namespace) -> int:
     """Create a named (or anonymous) volume and print its name."""
     volume = session.engine.volume_create(args.name)
@@ -1391,6 +1397,7 @@ def build_parser() -> _Parser:
     sub.add_argument("-f", "--format", metavar="TEMPLATE", help="Go template")
     sub.add_argument("volumes", nargs="+", metavar="VOLUME")
 
+    command("setup", cmd_setup, "Build the base image and the lesson's images (offline)")
     command("doctor", cmd_doctor, "Explain what this host allows and which backend labkit will use")
     command("version", cmd_version, "Show the labkit version information")
     command("info", cmd_info, "Display system-wide information")

@@ -159,6 +159,8 @@ class Container:
         self.engine = engine
         self.id = cid
         self.name = name
+        self._final_code: int | None = None  # an attached run's exit code, kept for --rm
+        self._final_logs: list[tuple[str, str, str]] | None = None
 
     @property
     def short_id(self) -> str:
@@ -171,7 +173,12 @@ class Container:
 
     @property
     def exit_code(self) -> int:
-        return self.inspect()["State"]["ExitCode"]
+        try:
+            return self.inspect()["State"]["ExitCode"]
+        except NoSuchContainer:
+            if self._final_code is None:
+                raise
+            return self._final_code
 
     @property
     def pid(self) -> int:
@@ -210,7 +217,13 @@ class Container:
 
     def logs(self) -> str:
         """Everything the container wrote to stdout and stderr, as text."""
-        return "".join(text for _stream, text, _t in self.engine.logs(self.id))
+        try:
+            lines = list(self.engine.logs(self.id))
+        except NoSuchContainer:
+            if self._final_logs is None:
+                raise
+            lines = self._final_logs
+        return "".join(text for _stream, text, _t in lines)
 
     def exec(self, cmd: list[str] | str, **kw: Any) -> tuple[int, str]:
         """Run a command inside; return ``(exit_code, output)``."""
@@ -291,7 +304,26 @@ class Engine:
 
                 make_base = getattr(self.backend, "ensure_base", None) or ensure_busybox
                 return make_base(self.image_store)
+            from labkit.images.lessons import FRONTEND_TAG
+
+            if parse_ref(ref) == parse_ref(FRONTEND_TAG):
+                self.setup(on_step=lambda _line: None)
+                return self.image_store.get(ref)
             raise
+
+    def setup(self, on_step: Any = print) -> list[dict[str, Any]]:
+        """Build the base image and the lesson's images (offline; idempotent).
+
+        ``busybox:latest`` comes from the host's static busybox; ``frontend-app:v2.1.0``
+        from the Labfile shipped with labkit, in three layers: base OS, runtime, app code.
+        """
+        from labkit.images.base import ensure_busybox
+        from labkit.images.lessons import build_lesson_images
+
+        make_base = getattr(self.backend, "ensure_base", None) or ensure_busybox
+        make_base(self.image_store)
+        build_lesson_images(self.image_store, self.backend.build_runner, on_step=on_step)
+        return self.images()
 
     def images(self) -> list[dict[str, Any]]:
         """``GET /images/json``: one item per image."""
@@ -451,7 +483,11 @@ class Engine:
                 self.rm(c.id, force=True)
             raise
         if not detach:
-            self.wait(c.id)
+            if kw.get("auto_remove"):
+                rec = self._get(c.id)
+                self.backend.wait(rec, None)
+                c._final_logs = list(self.backend.logs(rec))  # --rm: keep what it said before it goes
+            c._final_code = self.wait(c.id)
         return c
 
     # -- lifecycle verbs -------------------------------------------------------------------------
@@ -841,7 +877,7 @@ class Engine:
             rec = self.store.load(cid)
             if rec is not None:
                 rec = self._refresh(rec)
-                if rec is not None:
+                if self.store.container_dir(rec.id).exists():
                     out.append(rec)
         return out
 
@@ -860,10 +896,7 @@ class Engine:
         rec = self.store.load(cid) if cid else None
         if rec is None:
             raise NoSuchContainer(ref)
-        rec = self._refresh(rec)
-        if rec is None:
-            raise NoSuchContainer(ref)
-        return rec
+        return self._refresh(rec)
 
     def _refresh(self, rec: ContainerRecord) -> ContainerRecord:
         """Notice that PID 1 has ended since we last looked, and record how."""
@@ -877,6 +910,8 @@ class Engine:
                              oom_killed=ended.oom_killed, pid=0)
         self._save(rec)
         self._record(events.exited(ended.exit_code, ended.oom_killed), rec.id)
+        if rec.config.auto_remove:  # --rm: the container goes as soon as anyone sees it has exited
+            self._remove(rec)
         return rec
 
     def _save(self, rec: ContainerRecord) -> None:

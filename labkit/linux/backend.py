@@ -20,12 +20,14 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import signal as _signal
 import tempfile
+import time
 from pathlib import Path
 from typing import IO, Iterator
 
 from labkit.backend import Exited, Launched
-from labkit.errors import BuildFailed
+from labkit.errors import BuildFailed, Conflict, NotFound
 from labkit.linux import cgroups, overlay, process
 from labkit.model import events
 from labkit.model.container import ContainerRecord, now_rfc3339
@@ -217,11 +219,26 @@ class LinuxBackend:
         layer_root = self.store.layer_dir(record.id)
         self._seen.pop(record.id, None)
         self.emit(events.remove_layer(str(layer_root / "diff")), record.id)
-        overlay.umount(overlay.layers_for(layer_root, self.store.init_dir(record.id), []))
         try:
-            self._group(record).destroy()
-        except Exception:
-            pass
+            group = self._group(record)
+        except NotFound:
+            group = None
+        if group is not None:
+            # A start cut short (the record never learned its PID) can leave processes behind:
+            # every process in the container's cgroup goes, whatever the record says.
+            group.kill_all(_signal.SIGKILL)
+            deadline = time.monotonic() + 5
+            while group.pids() and time.monotonic() < deadline:
+                time.sleep(0.01)
+        shim = record.state.shim_pid
+        if shim and process.alive(shim, 0):
+            process.wait(shim, 5)  # the supervisor records the exit and unmounts
+        overlay.umount(overlay.layers_for(layer_root, self.store.init_dir(record.id), []))
+        if group is not None:
+            try:
+                group.destroy()
+            except Conflict:
+                pass  # still busy: the supervisor removes it when the last process is reaped
         overlay.remove(layer_root, self.store.init_dir(record.id))
 
     # -- building images -----------------------------------------------------------------------

@@ -71,11 +71,15 @@ def mount(layers: Layers) -> None:
     """Mount the overlay at ``merged`` (mount(2) with fstype ``overlay``).
 
     ``index=off`` as Docker does: hard links are broken by copy-up rather than
-    tracked in an index directory.
+    tracked in an index directory. ``redirect_dir=off`` and ``metacopy=off``
+    pin the kernel's build-time defaults, so renaming an image directory fails
+    with EXDEV and chmod copies data too on every host, as the lessons (and
+    :mod:`labkit.model.overlay`) say, and a writable layer can become an image layer as it is.
     """
     if os.path.ismount(layers.merged):
         return
-    opts = f"lowerdir={':'.join(layers.lowers)},upperdir={layers.upper},workdir={layers.work},index=off"
+    opts = (f"lowerdir={':'.join(layers.lowers)},upperdir={layers.upper},workdir={layers.work},"
+            "index=off,redirect_dir=off,metacopy=off")
     syscalls.mount("overlay", layers.merged, "overlay", 0, opts)
 
 

@@ -304,12 +304,9 @@ def ps_item(record: ContainerRecord, image_id: str, status_text: str) -> dict[st
         "ImageID": image_id,
         "Command": command_string(c.argv),
         "Created": int(parse_time(c.created).timestamp()),
-        "Ports": [
-            {"IP": p.host_ip or "0.0.0.0", "PrivatePort": p.container_port, "PublicPort": int(p.host_port), "Type": p.protocol}
-            if p.host_port
-            else {"PrivatePort": p.container_port, "Type": p.protocol}
-            for p in c.ports
-        ],
+        # Only ports that are really published carry an IP and PublicPort; until a
+        # container has a bridge network, a -p binding is recorded but not published.
+        "Ports": [{"PrivatePort": int(k.split("/")[0]), "Type": k.split("/")[1]} for k in c.exposed_ports],
         "Labels": dict(c.labels),
         "State": record.status.value,
         "Status": status_text,

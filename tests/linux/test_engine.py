@@ -264,3 +264,40 @@ def test_inspect_paths_are_real(engine):
     log = [json.loads(x) for x in Path(info["LogPath"]).read_text().splitlines()]
     assert {(x["stream"], x["log"]) for x in log} == {("stdout", "out\n"), ("stderr", "err\n")}
     assert Path(info["HostnamePath"]).read_text().strip() == c.id[:12]
+
+
+_CUT_START = """
+import os, sys, labkit
+from labkit.model.lifecycle import Status
+lab = labkit.connect(backend="linux", root=sys.argv[1])
+real_save = lab._save
+def save(rec):
+    if rec.status is Status.RUNNING:
+        os._exit(9)  # killed after the process started, before its record said so
+    real_save(rec)
+lab._save = save
+lab.run("busybox", ["sleep", "60"], detach=True, name="cut")
+"""
+
+
+def test_killed_mid_run_is_finished_by_rm_force(engine):
+    """A run killed between launching PID 1 and saving its record reads fine in ps -a, and rm -f cleans it all up."""
+    proc = subprocess.run([sys.executable, "-c", _CUT_START, str(engine.store.root)], capture_output=True, text=True)
+    assert proc.returncode == 9, proc.stderr
+    row = [r for r in engine.ps(all=True) if r["Names"] == ["/cut"]][0]
+    assert row["State"] == "created"
+    merged = engine.inspect("cut")["GraphDriver"]["Data"]["MergedDir"]
+    assert os.path.ismount(merged)
+    engine.rm("cut", force=True)
+    assert not os.path.ismount(merged)
+    assert not os.path.exists(merged)
+
+
+def test_run_rm_removes_after_exit(engine):
+    """--rm removes the container once it exits; an attached run still reports its output and exit code."""
+    c = engine.run("busybox", ["sh", "-c", "echo bye; exit 4"], auto_remove=True)
+    assert c.exit_code == 4 and c.logs() == "bye\n"
+    assert c.id not in engine.store.container_ids()
+    d = engine.run("busybox", ["sh", "-c", "sleep 0.3"], auto_remove=True, detach=True)
+    assert engine.wait(d.id, timeout=10) == 0
+    assert all(r["Id"] != d.id for r in engine.ps(all=True))

@@ -15,6 +15,7 @@ import ctypes
 import ctypes.util
 import errno
 import os
+import pickle
 import shutil
 import stat
 import tempfile
@@ -64,9 +65,11 @@ def _umount(target: str) -> None:
 
 
 def _rel_target(link: str, target: str) -> str:
-    """A relative symlink target that never leaves the overlay's root."""
+    """A symlink target: relative, absolute (inside the overlay), a loop or dangling."""
     if target == link:
         return link.rsplit("/", 1)[1]  # a loop: ELOOP
+    if target.startswith("/b/b"):
+        return target  # absolute: resolved from the overlay's root, as in a container
     return os.path.relpath(target, os.path.dirname(link) or "/")
 
 
@@ -165,10 +168,39 @@ def apply_model(ov: Overlay, op: tuple[Any, ...]) -> tuple[Overlay, int | None, 
         return ov, e.errno, None
 
 
-def apply_real(root: str, op: tuple[Any, ...]) -> tuple[int | None, Any]:
-    """Run one operation on the real merged directory: (errno or None, result)."""
+def apply_real(merged: str, op: tuple[Any, ...]) -> tuple[int | None, Any]:
+    """Run one operation on the real overlay, chrooted into it as a container is: (errno or None, result).
+
+    The chroot makes ``..`` stop at the overlay's root and absolute symlink
+    targets start there, exactly as for a process inside a container.
+    """
+    read_end, write_end = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child never returns into pytest
+        status = 0
+        try:
+            os.close(read_end)
+            os.chroot(merged)
+            os.chdir("/")
+            with os.fdopen(write_end, "wb") as out:
+                pickle.dump(_apply_in_root(op), out)
+        except BaseException:
+            status = 1
+        finally:
+            os._exit(status)
+    os.close(write_end)
+    with os.fdopen(read_end, "rb") as inp:
+        data = inp.read()
+    _, status = os.waitpid(pid, 0)
+    assert status == 0 and data, f"the chrooted child failed on {op!r}"
+    result: tuple[int | None, Any] = pickle.loads(data)
+    return result
+
+
+def _apply_in_root(op: tuple[Any, ...]) -> tuple[int | None, Any]:
     name, *args = op
-    p = root + args[0]
+    root = ""
+    p = args[0]
     try:
         if name == "read":
             fd = os.open(p, os.O_RDONLY)

@@ -1,0 +1,111 @@
+"""Colours, type sizes and the figure helpers every picture shares.
+
+The colours are the Okabe–Ito palette (Okabe & Ito, *Color Universal Design*,
+2008): eight hues that people with any common colour-vision deficiency can
+still tell apart. Each picture gives a hue one meaning and keeps it — read-only
+image layers are always blue, a container's writable layer always orange — and
+never relies on hue alone: shapes (a tombstone, an arrow, a hatch) and words
+carry the same information.
+
+Type is large on purpose: the pictures are shown on projectors at the back of a
+room, so nothing is smaller than :data:`SMALL` points on a figure about 13
+inches wide.
+
+Figures are built with :class:`matplotlib.figure.Figure` and the Agg canvas
+directly, never through ``pyplot``: no global state, no display needed, and
+nothing left open after a notebook cell or a CLI command.
+"""
+
+from __future__ import annotations
+
+import io
+from typing import Any
+
+# -- Okabe–Ito -------------------------------------------------------------------------------
+BLACK = "#000000"
+ORANGE = "#E69F00"
+SKY_BLUE = "#56B4E9"
+GREEN = "#009E73"
+YELLOW = "#F0E442"
+BLUE = "#0072B2"
+VERMILLION = "#D55E00"
+PURPLE = "#CC79A7"
+GREY = "#7F7F7F"
+LIGHT_GREY = "#E6E6E6"
+WHITE = "#FFFFFF"
+
+# -- meanings (one hue, one meaning, in every picture) ---------------------------------------
+#: Read-only image layers (lowerdir).
+LOWER = SKY_BLUE
+#: A container's writable layer (upperdir) and everything about "the container".
+UPPER = ORANGE
+#: A copy-up: data moving from a lower layer into the upper one.
+COPY_UP = VERMILLION
+#: A whiteout (tombstone) hiding a lower name.
+WHITEOUT = GREY
+#: An opaque directory.
+OPAQUE = PURPLE
+#: "This layer serves the chosen path."
+SERVES = GREEN
+#: The host, seen from outside the container.
+HOST = BLUE
+#: The current state (lifecycle) and limits that were hit.
+CURRENT = VERMILLION
+#: Statuses and boxes that are not current.
+IDLE = LIGHT_GREY
+
+# -- type ------------------------------------------------------------------------------------
+TITLE = 20
+LABEL = 16
+TEXT = 14
+SMALL = 12
+FONT = "DejaVu Sans"  # ships with matplotlib, so every machine draws the same glyphs (✎, ✝, →)
+
+#: The writable-layer mark the lesson uses.
+PENCIL = "\u270e"
+
+
+def figure(width: float = 13.0, height: float = 7.5) -> Any:
+    """A new figure on the Agg canvas (no pyplot, no display), in inches."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(width, height), dpi=100, facecolor=WHITE)
+    FigureCanvasAgg(fig)
+    return fig
+
+
+def blank_axes(fig: Any, rect: tuple[float, float, float, float] = (0.0, 0.0, 1.0, 1.0),
+               xlim: tuple[float, float] = (0.0, 100.0), ylim: tuple[float, float] = (0.0, 100.0)) -> Any:
+    """Axes without ticks or frame, in a coordinate box of our choosing (0–100 by default)."""
+    ax = fig.add_axes(rect)
+    ax.set_xlim(*xlim)
+    ax.set_ylim(*ylim)
+    ax.set_axis_off()
+    return ax
+
+
+def png(fig: Any, dpi: int = 80) -> bytes:
+    """The figure as PNG bytes (for widgets and tests)."""
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=dpi, facecolor=fig.get_facecolor())
+    return buf.getvalue()
+
+
+def save(fig: Any, path: str) -> None:
+    """Save as PNG or SVG (by the file's extension), at a resolution fit for a projector."""
+    fig.savefig(path, dpi=120, facecolor=fig.get_facecolor(), bbox_inches="tight")
+
+
+def texts(fig: Any) -> list[str]:
+    """Every string drawn on the figure (titles, labels, annotations): what a reader can read."""
+    from matplotlib.text import Text
+
+    return [t.get_text() for t in fig.findobj(Text) if t.get_text()]
+
+
+def size_text(n: int) -> str:
+    """Bytes as a short human size (``1.5 kB``, ``104 MB``), in Docker's decimal units."""
+    from labkit.model.humanize import human_size
+
+    return human_size(n)
