@@ -27,12 +27,14 @@ from pathlib import Path
 from typing import IO, Iterator
 
 from labkit.backend import Exited, Launched
-from labkit.errors import BuildFailed, Conflict, NotFound
-from labkit.linux import cgroups, overlay, process
+from labkit.errors import BuildFailed, Conflict, HostUnsupported, NotFound
+from labkit.linux import cgroups, overlay, process, supervisor
 from labkit.model import events
 from labkit.model.container import ContainerRecord, now_rfc3339
 from labkit.store import Store
 
+#: Where `run --init` mounts labkit's tiny init (Docker uses /sbin/docker-init).
+INIT_PATH = "/sbin/labkit-init"
 HOSTS = "127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n"
 
 
@@ -45,6 +47,7 @@ class LinuxBackend:
         self.store = store
         self._layout = cgroup_layout
         self.emit: events.Emit = events.noop  # the engine sets its recorder here
+        self.shim_dir = str(store.root / "bin")  # the compiled supervisor and init, cached per state root
         self._seen: dict[str, set[tuple[str, str]]] = {}
 
     @property
@@ -61,9 +64,12 @@ class LinuxBackend:
         return self._layers(record, image.lowerdirs()).graph_driver_data()
 
     # -- verbs ---------------------------------------------------------------------------------
+    def _placeholders(self, record: ContainerRecord) -> tuple[str, ...]:
+        return (INIT_PATH,) if record.config.init else ()
+
     def create(self, record: ContainerRecord, image) -> None:  # type: ignore[no-untyped-def]
         layers = self._layers(record, image.lowerdirs())
-        overlay.prepare(layers, self.store.init_dir(record.id))
+        overlay.prepare(layers, self.store.init_dir(record.id), self._placeholders(record))
         self.emit(events.create_layer(layers.upper), record.id)
 
     def _write_etc(self, cdir: Path, record: ContainerRecord) -> dict[str, str]:
@@ -81,7 +87,16 @@ class LinuxBackend:
     def start(self, record: ContainerRecord, image) -> Launched:  # type: ignore[no-untyped-def]
         c = record.config
         layers = self._layers(record, image.lowerdirs())
-        overlay.prepare(layers, self.store.init_dir(record.id))
+        overlay.prepare(layers, self.store.init_dir(record.id), self._placeholders(record))
+        argv = list(c.argv)
+        init_mount = []
+        if c.init:
+            init_bin = supervisor.build_init(self.shim_dir)
+            if init_bin is None:
+                raise HostUnsupported("--init needs a C compiler with a static C library to build labkit-init",
+                                      "Install gcc and libc6-dev, or run without --init")
+            init_mount = [process.Mount(init_bin, INIT_PATH, readonly=True)]
+            argv = [INIT_PATH, "--", *argv]
         cdir = self.store.container_dir(record.id)
         (cdir / "exit.json").unlink(missing_ok=True)
         etc = self._write_etc(cdir, record)
@@ -98,13 +113,13 @@ class LinuxBackend:
             for path, value in group.written:
                 self.emit(events.cgroup_write(path, value, _LIMIT_WHY.get(path.rsplit("/", 1)[-1], "a limit")),
                           record.id)
-            mounts = [process.Mount(src, dst) for src, dst in etc.items()]
+            mounts = [process.Mount(src, dst) for src, dst in etc.items()] + init_mount
             for m in c.mounts:
                 src = str(self.store.volume_dir(m.source) / "_data") if m.type == "volume" else m.source
                 mounts.append(process.Mount(src, m.destination, m.readonly))
             spec = process.LaunchSpec(
                 rootfs=layers.merged,
-                argv=list(c.argv),
+                argv=argv,
                 env=list(c.env),
                 cwd=c.workdir,
                 hostname=c.hostname,
@@ -117,7 +132,7 @@ class LinuxBackend:
                 cleanup_umounts=(layers.merged,),
                 cleanup_rmdirs=group.dirs,
             )
-            started = process.start(spec)
+            started = process.start(spec, supervisor.command(self.shim_dir))
         except BaseException:
             self._seen.pop(record.id, None)
             # process.start() cleans up after a failed exec itself (through the supervisor);
@@ -257,7 +272,7 @@ class LinuxBackend:
                 cleanup_umounts=(str(merged),),
             )
             try:
-                started = process.start(spec)
+                started = process.start(spec, supervisor.command(self.shim_dir))
             except Exception as err:
                 raise BuildFailed(str(err), "Check the RUN line's command") from err
             process.wait(started.shim_pid, None)

@@ -55,14 +55,22 @@ def layers_for(layer_root: Path, init_root: Path, image_lowers: list[str]) -> La
     )
 
 
-def prepare(layers: Layers, init_root: Path) -> None:
-    """Create the writable layer's dirs and the init layer (idempotent)."""
+def prepare(layers: Layers, init_root: Path, placeholders: tuple[str, ...] = ()) -> None:
+    """Create the writable layer's dirs and the init layer (idempotent).
+
+    ``placeholders`` are extra files (paths inside the container) that something
+    is bind-mounted over, such as ``/sbin/labkit-init``.
+    """
     for d in (layers.upper, layers.work, layers.merged):
         os.makedirs(d, exist_ok=True)
     init = init_root / "diff"
     (init / "etc").mkdir(parents=True, exist_ok=True)
     for name in ETC_FILES:
         (init / "etc" / name).touch()
+    for path in placeholders:
+        target = init / path.lstrip("/")
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.touch()
     for d in ("proc", "sys", "dev"):
         (init / d).mkdir(exist_ok=True)
 

@@ -177,6 +177,19 @@ def main(argv: list[str]) -> int:
 def build_shim(shim_dir: str | None = None, compiler: str | None = None) -> str | None:
     """Compile ``shim.c`` once and return the path of the binary, or None without a C compiler.
 
+    See :func:`build_program`."""
+    return build_program("shim", shim_dir, compiler)
+
+
+def build_init(shim_dir: str | None = None, compiler: str | None = None) -> str | None:
+    """Compile ``init.c`` statically (an image need not have a C library), or None if that is impossible."""
+    return build_program("init", shim_dir, compiler, static=True)
+
+
+def build_program(name: str, shim_dir: str | None = None, compiler: str | None = None,
+                  static: bool = False) -> str | None:
+    """Compile ``<name>.c`` from this package once and return the binary's path, or None.
+
     The binary is named after a hash of the source, so a changed source gets
     a new binary and old ones are never used. It is compiled to a temporary
     name and renamed into place, so concurrent starters never run half a file.
@@ -191,11 +204,11 @@ def build_shim(shim_dir: str | None = None, compiler: str | None = None) -> str 
     import shutil
     import subprocess
 
-    source = os.path.join(os.path.dirname(os.path.abspath(__file__)), "shim.c")
+    source = os.path.join(os.path.dirname(os.path.abspath(__file__)), f"{name}.c")
     with open(source, "rb") as f:
         digest = hashlib.sha256(f.read()).hexdigest()[:16]
     directory = shim_dir or os.environ.get("LABKIT_SHIM_DIR") or DEFAULT_SHIM_DIR
-    binary = os.path.join(directory, f"labkit-shim-{digest}")
+    binary = os.path.join(directory, f"labkit-{name}-{digest}")
     if os.access(binary, os.X_OK):
         return binary
     cc = compiler or next((c for c in ("cc", "gcc", "clang") if shutil.which(c)), None)
@@ -204,7 +217,8 @@ def build_shim(shim_dir: str | None = None, compiler: str | None = None) -> str 
     os.makedirs(directory, exist_ok=True)
     tmp = f"{binary}.{os.getpid()}.tmp"
     try:
-        subprocess.run([cc, "-std=c99", "-O2", "-o", tmp, source], check=True, capture_output=True)
+        flags = ["-static"] if static else []
+        subprocess.run([cc, "-std=gnu99", "-O2", *flags, "-o", tmp, source], check=True, capture_output=True)
         os.replace(tmp, binary)
     except (OSError, subprocess.CalledProcessError):
         if os.path.exists(tmp):

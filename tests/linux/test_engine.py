@@ -301,3 +301,13 @@ def test_run_rm_removes_after_exit(engine):
     d = engine.run("busybox", ["sh", "-c", "sleep 0.3"], auto_remove=True, detach=True)
     assert engine.wait(d.id, timeout=10) == 0
     assert all(r["Id"] != d.id for r in engine.ps(all=True))
+
+
+def test_init_makes_stop_quick_and_reaps(engine):
+    """With --init a plain sleep stops on SIGTERM (143) at once, because the init forwards it; without it waits for SIGKILL."""
+    c = engine.run("busybox", ["sleep", "30"], detach=True, init=True)
+    code, out = c.exec(["cat", "/proc/1/cmdline"])
+    assert out.split("\0")[0] == "/sbin/labkit-init"
+    c.stop(timeout=20)
+    assert c.exit_code == 143, "SIGTERM reached sleep through the init (SIGKILL would give 137)"
+    assert not any(d["Path"].startswith("/sbin") for d in c.diff())
