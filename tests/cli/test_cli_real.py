@@ -1,0 +1,125 @@
+"""The labkit command line on the real backend, as a learner types it in a terminal."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import sys
+
+import pytest
+
+pytestmark = pytest.mark.root
+
+
+@pytest.fixture
+def lk(engine):
+    """Run `labkit ARGS...` in a new process on the test engine's state root; return (rc, stdout, stderr)."""
+    env = {**os.environ, "LABKIT_ROOT": str(engine.store.root)}
+
+    def run(*args: str) -> tuple[int, str, str]:
+        p = subprocess.run([sys.executable, "-m", "labkit", *args], capture_output=True, text=True, env=env,
+                           timeout=120)
+        assert "Traceback" not in p.stderr, p.stderr
+        return p.returncode, p.stdout, p.stderr
+
+    return run
+
+
+def test_lesson_walkthrough(lk, engine):
+    """The lesson's commands work end to end with Docker's output shapes."""
+    rc, out, err = lk("run", "-d", "--name", "frontend-app", "-p", "3000:3000", "-e", "NODE_ENV=production",
+                      "frontend-app:v2.1.0")
+    assert rc == 0, err
+    cid = out.strip()
+    assert re.fullmatch(r"[0-9a-f]{64}", cid)
+    rc, out, _ = lk("ps")
+    header, row = out.splitlines()[:2]
+    assert header.split() == ["CONTAINER", "ID", "IMAGE", "COMMAND", "CREATED", "STATUS", "PORTS", "NAMES"]
+    assert row.startswith(cid[:12]) and '"node server.js"' in row and row.endswith("frontend-app")
+    rc, out, _ = lk("inspect", "frontend-app")
+    info = json.loads(out)
+    assert isinstance(info, list) and info[0]["Name"] == "/frontend-app"
+    assert out.startswith("[\n    {"), "a 4-space-indented JSON array, as docker prints it"
+    assert "NODE_ENV=production" in info[0]["Config"]["Env"] and info[0]["Config"]["Cmd"] == ["node", "server.js"]
+    assert info[0]["HostConfig"]["PortBindings"] == {"3000/tcp": [{"HostIp": "", "HostPort": "3000"}]}
+    pid = info[0]["State"]["Pid"]
+    assert os.readlink(f"/proc/{pid}/ns/pid") != os.readlink("/proc/self/ns/pid")
+    rc, out, _ = lk("exec", "frontend-app", "wget", "-qO-", "http://127.0.0.1:3000/")
+    assert rc == 0 and json.loads(out)["env"] == "production"
+    rc, out, _ = lk("exec", "frontend-app", "sh", "-c", "echo hi > /app/note; echo hi")
+    assert (rc, out) == (0, "hi\n")
+    rc, out, _ = lk("diff", "frontend-app")
+    assert "C /app\nA /app/note" in out
+    rc, out, _ = lk("logs", "frontend-app")
+    assert "listening on port 3000" in out
+    for verb, status in (("pause", "paused"), ("unpause", "running"), ("restart", "running"), ("stop", "exited"),
+                         ("start", "running"), ("kill", "exited")):
+        rc, out, err = lk(verb, "frontend-app")
+        assert (rc, out) == (0, "frontend-app\n"), err
+        assert engine.inspect("frontend-app")["State"]["Status"] == status, verb
+    rc, out, _ = lk("ps")
+    assert "frontend-app" not in out
+    rc, out, _ = lk("ps", "-a")
+    assert re.search(r"Exited \(137\) .* ago", out)
+    rc, out, _ = lk("rm", "frontend-app")
+    assert (rc, out) == (0, "frontend-app\n")
+
+
+def test_build_and_images(lk, tmp_path):
+    """build reads a Labfile, makes one layer per COPY/RUN, and images lists the tag."""
+    (tmp_path / "hello.txt").write_text("hello\n")
+    (tmp_path / "Labfile").write_text("FROM busybox\nCOPY hello.txt /srv/\nRUN rm /etc/group && echo built > /built\n"
+                                      "ENV GREETING=hi\nCMD [\"cat\", \"/srv/hello.txt\"]\n")
+    rc, out, err = lk("build", "-t", "hello:1.0", str(tmp_path))
+    assert rc == 0, err
+    assert "Step 3/5 : RUN rm /etc/group && echo built > /built" in out
+    rc, out, _ = lk("images")
+    assert re.search(r"^hello\s+1\.0\s+[0-9a-f]{12}\s", out, re.M)
+    rc, out, _ = lk("run", "--rm", "hello:1.0")
+    assert (rc, out) == (0, "hello\n")
+    rc, out, _ = lk("run", "--rm", "hello:1.0", "sh", "-c", "cat /built; ls /etc/group")
+    assert rc == 1 and out == "built\n", "the RUN step's whiteout hides /etc/group in the new image"
+
+
+@pytest.mark.parametrize("args, rc, words", [
+    (("run", "nosuch:1.0"), 125, "No such image: nosuch:1.0"),
+    (("run", "--name=_bad", "busybox"), 125, "Invalid container name (_bad)"),
+    (("start", "ghost"), 1, "No such container: ghost"),
+    (("run", "--memory", "1m", "busybox", "true"), 125, "Minimum memory limit allowed is 6MB"),
+    (("run", "-p", "99999:1", "busybox", "true"), 125, "invalid port specification"),
+    (("run", "busybox", "nope-cmd"), 127, "executable file not found"),
+])
+def test_bad_input_is_one_clear_line(lk, args, rc, words):
+    """Bad input gets Docker's words, a hint, a non-zero exit and no traceback."""
+    got, out, err = lk(*args)
+    assert got == rc, err
+    assert words in err
+    assert len([ln for ln in err.splitlines() if ln.strip()]) <= 3, "Docker's shape: notice, error, help pointer"
+
+
+def test_name_in_use_and_illegal_moves(lk):
+    """A taken name and an illegal transition are refused with Docker's messages."""
+    assert lk("create", "--name", "dup", "busybox", "sleep", "9")[0] == 0
+    rc, _, err = lk("create", "--name", "dup", "busybox", "true")
+    assert rc == 125 and 'The container name "/dup" is already in use' in err
+    rc, _, err = lk("unpause", "dup")
+    assert rc == 1 and "is not paused" in err
+    rc, _, err = lk("exec", "dup", "true")
+    assert rc == 1 and "is not running" in err
+    assert lk("rm", "dup")[0] == 0
+
+
+def test_not_root_is_told_plainly(engine, tmp_path):
+    """Without root, the linux backend refuses in one sentence that says why and what to try."""
+    os.chmod(tmp_path, 0o777)
+    env = {"PATH": "/usr/bin:/bin", "HOME": str(tmp_path), "LABKIT_ROOT": str(tmp_path / "state"),
+           "PYTHONPATH": os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))}
+    p = subprocess.run(["setpriv", "--reuid", "65534", "--regid", "65534", "--clear-groups", sys.executable, "-m",
+                        "labkit", "--backend", "linux", "ps"], capture_output=True, text=True, env=env)
+    if "Permission denied" in p.stderr and "python" in p.stderr:
+        pytest.skip("this interpreter is not readable by nobody")
+    assert p.returncode != 0
+    assert "Traceback" not in p.stderr
+    assert "needs root" in p.stderr and "sudo" in p.stderr
