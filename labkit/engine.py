@@ -23,9 +23,10 @@ import re
 import secrets
 import signal as _signal
 import time
+from collections.abc import Callable, Iterator
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import IO, Any, Callable, Iterator, TypeVar
+from typing import IO, Any, TypeVar
 
 from labkit.errors import (
     HostUnsupported,
@@ -37,6 +38,7 @@ from labkit.errors import (
     StartFailed,
     VolumeInUse,
 )
+from labkit.model import events
 from labkit.model import names as _names
 from labkit.model.container import (
     ZERO_TIME,
@@ -50,9 +52,9 @@ from labkit.model.container import (
     ps_item,
     state_json,
 )
-from labkit.model import events
 from labkit.model.events import Step
 from labkit.model.lifecycle import Status, Unchanged, Verb, guard, is_running
+from labkit.networks import Networks
 from labkit.store import Store, read_json, write_json
 
 DEFAULT_ROOT = "/var/lib/labkit"
@@ -415,6 +417,9 @@ class Engine:
                 PortSpec(int(k.split("/")[0]), k.split("/")[1]) for k in exposed if k not in have
             )
         mounts = tuple(self._mount_spec(v) for v in (volumes or []))
+        network_name = network or "bridge"
+        if network_name not in ("none", "host"):
+            network_name = self.networks.get(network_name)["Name"]  # Docker: "network X not found"
         policy, _, retries = (restart or "no").partition(":")
         if policy not in ("no", "on-failure", "always", "unless-stopped") or (retries and not retries.isdigit()):
             raise InvalidArgument(f"invalid restart policy {restart}", "Use no, on-failure[:N], always or unless-stopped")
@@ -458,7 +463,7 @@ class Engine:
                 restart_policy=policy,
                 restart_max=int(retries or 0),
                 auto_remove=auto_remove,
-                network=network or "none",
+                network=network_name,
                 stop_signal=stop_signal or icfg.get("StopSignal") or "SIGTERM",
                 stop_timeout=stop_timeout,
                 init=init,
@@ -484,9 +489,14 @@ class Engine:
             raise
         if not detach:
             if kw.get("auto_remove"):
-                rec = self._get(c.id)
-                self.backend.wait(rec, None)
-                c._final_logs = list(self.backend.logs(rec))  # --rm: keep what it said before it goes
+                # Read the record without refreshing it: a refresh would remove it (--rm) before we kept
+                # what it said and how it ended.
+                rec = self.store.load(c.id)
+                if rec is not None:
+                    self.backend.wait(rec, None)
+                    c._final_logs = list(self.backend.logs(rec))
+                    c._final_code = self._refresh(rec).state.exit_code
+                return c
             c._final_code = self.wait(c.id)
         return c
 
@@ -631,7 +641,9 @@ class Engine:
         for rec in self._records():
             if not all and not is_running(rec.status):
                 continue
-            items.append(ps_item(rec, rec.config.image_id, status_string(state_json(rec.state), now)))
+            ports = getattr(self.backend, "published_ports", None)
+            items.append(ps_item(rec, rec.config.image_id, status_string(state_json(rec.state), now),
+                                 ports(rec) if ports and is_running(rec.status) else None))
         items.sort(key=lambda i: i["Created"], reverse=True)
         return items
 
@@ -650,7 +662,12 @@ class Engine:
                 "HostsPath": str(cdir / "hosts"),
             },
             mounts=[self._mount_json(m) for m in rec.config.mounts],
+            network=self._network_settings(rec),
         )
+
+    def _network_settings(self, rec: ContainerRecord) -> dict[str, Any] | None:
+        settings = getattr(self.backend, "network_settings", None)
+        return settings(rec) if settings else None
 
     def diff(self, ref: str) -> list[dict[str, Any]]:
         """``docker diff``: what the container changed, read from its writable layer."""
@@ -717,6 +734,49 @@ class Engine:
         """A handle on an existing container."""
         rec = self._get(ref)
         return Container(self, rec.id, rec.name)
+
+    # -- networks --------------------------------------------------------------------------------
+    @property
+    def networks(self) -> Networks:
+        """The state root's networks (``bridge``, ``host``, ``none`` and user networks)."""
+        return Networks(self.store)
+
+    def network_create(self, name: str, subnet: str | None = None) -> dict[str, Any]:
+        """``docker network create``: a bridge network whose containers find each other by name."""
+        return self.networks.create(name, subnet)
+
+    def network_ls(self) -> list[dict[str, Any]]:
+        return self.networks.ls()
+
+    def inspect_network(self, ref: str) -> dict[str, Any]:
+        rec = dict(self.networks.get(ref))
+        rec["Containers"] = {
+            r.id: {"Name": r.name, **{k: v for k, v in
+                                      (self._network_settings(r) or {}).get("Networks", {}).get(rec["Name"], {}).items()
+                                      if k in ("IPAddress", "MacAddress")}}
+            for r in self._records() if r.config.network == rec["Name"] and is_running(r.status)
+        }
+        return rec
+
+    def network_rm(self, ref: str) -> str:
+        """``docker network rm``: refused while any container (even a stopped one) is on it."""
+        rec = self.networks.get(ref)
+        users = [r.id for r in self._records() if r.config.network == rec["Name"]]
+        name = self.networks.rm(ref, users)
+        drop = getattr(self.backend, "drop_bridge", None)
+        if drop:
+            drop(rec)
+        return name
+
+    def prune_networks(self) -> None:
+        """Delete the bridge interfaces of networks no running container uses (they come back on demand)."""
+        drop = getattr(self.backend, "drop_bridge", None)
+        if drop is None:
+            return
+        busy = {r.config.network for r in self._records() if is_running(r.status)}
+        for rec in self.networks.ls():
+            if rec["Driver"] == "bridge" and rec["Name"] not in busy:
+                drop(rec)
 
     # -- volumes ---------------------------------------------------------------------------------
     def volume_create(self, name: str | None = None) -> dict[str, Any]:

@@ -60,7 +60,9 @@ def shared_engine(session_root):
         pytest.skip("needs root and the real kernel")
     import labkit
 
-    return labkit.connect(backend="linux", root=session_root)
+    lab = labkit.connect(backend="linux", root=session_root)
+    yield lab
+    lab.prune_networks()  # bridges stay while containers use them (like docker0); the session takes its own away
 
 
 @pytest.fixture

@@ -17,21 +17,23 @@ Each engine verb maps to a few kernel operations, done here in order:
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import os
 import shutil
 import signal as _signal
 import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
-from typing import IO, Iterator
+from typing import IO
 
 from labkit.backend import Exited, Launched
-from labkit.errors import BuildFailed, Conflict, HostUnsupported, NotFound
+from labkit.errors import BuildFailed, Conflict, HostUnsupported, InvalidArgument, NotFound
 from labkit.linux import cgroups, overlay, process, supervisor
 from labkit.model import events
 from labkit.model.container import ContainerRecord, now_rfc3339
-from labkit.store import Store
+from labkit.store import Store, read_json, write_json
 
 #: Where `run --init` mounts labkit's tiny init (Docker uses /sbin/docker-init).
 INIT_PATH = "/sbin/labkit-init"
@@ -77,14 +79,161 @@ class LinuxBackend:
         cdir.mkdir(parents=True, exist_ok=True)
         files = {
             "hostname": record.config.hostname + "\n",
-            "hosts": HOSTS,
+            "hosts": HOSTS,  # rewritten with the container's address by _write_hosts
             "resolv.conf": _host_resolv_conf(),
         }
         for name, text in files.items():
             (cdir / name).write_text(text)
         return {str(cdir / name): f"/etc/{name}" for name in files}
 
+    # -- network -------------------------------------------------------------------------------
+    def _endpoints(self, network: str | None = None) -> list[dict]:  # type: ignore[type-arg]
+        """Live endpoints (containers whose network namespace is pinned) of this state root."""
+        out = []
+        base = self.store.root / "containers"
+        for cid in os.listdir(base):
+            info = read_json(base / cid / "network.json")
+            if info and os.path.ismount(info["Sandbox"]) and (network is None or info["Network"] == network):
+                out.append(info)
+        return out
+
+    def _connect(self, record: ContainerRecord, cdir: Path) -> tuple[dict | None, list]:  # type: ignore[type-arg]
+        """Bind published ports, then give the container an address on its bridge.
+
+        Ports are bound first: a port in use is refused before anything else is made.
+        Returns the endpoint record (None for ``none``/``host``) and the listening sockets.
+        """
+        c = record.config
+        if c.network in ("none", "host"):
+            return None, []  # Docker records -p bindings here but publishes nothing
+        from labkit.linux import network as net
+        from labkit.networks import Networks
+
+        rec = Networks(self.store).get(c.network)
+        cfg = rec["IPAM"]["Config"][0]
+        gateway, prefixlen = cfg["Gateway"], int(cfg["Subnet"].split("/")[1])
+        listeners: list = []
+        published: dict[str, list[dict[str, str]]] = {}
+        try:
+            for p in c.ports:
+                key = f"{p.container_port}/{p.protocol}"
+                if p.protocol != "tcp":
+                    raise InvalidArgument(f"publishing {key} is not supported", "labkit publishes tcp ports only")
+                host_ip = p.host_ip or "127.0.0.1"  # a learner's lab is not reachable from the classroom network
+                sock = net.listen(host_ip, int(p.host_port or 0))
+                port = sock.getsockname()[1]
+                listeners.append((sock, p.container_port))
+                published.setdefault(key, []).append({"HostIp": host_ip, "HostPort": str(port)})
+            with self.store.locked():
+                net.ensure_bridge(rec["Options"]["com.docker.network.bridge.name"], gateway, prefixlen)
+                for p in c.ports:
+                    if not p.host_ip:  # other containers reach a published port through the gateway
+                        port = int(published[f"{p.container_port}/{p.protocol}"][0]["HostPort"])
+                        listeners.append((net.listen(gateway, port), p.container_port))
+                used = {e["IPAddress"] for e in self._endpoints(c.network)}
+                ip = net.allocate(ipaddress.IPv4Network(cfg["Subnet"]), gateway, used)
+                sandbox = str(cdir / "netns")
+                net.make_netns(sandbox)
+                endpoint = net.Endpoint(c.network, rec["Options"]["com.docker.network.bridge.name"], ip, prefixlen,
+                                        gateway, net.mac_for(ip), net.veth_name(record.id), sandbox)
+                info = {"Network": c.network, "NetworkID": rec["Id"], "Bridge": endpoint.bridge, "IPAddress": ip,
+                        "IPPrefixLen": prefixlen, "Gateway": gateway, "MacAddress": endpoint.mac,
+                        "Veth": endpoint.veth, "Sandbox": sandbox, "Ports": published, "Name": c.name,
+                        "Hostname": c.hostname}
+                write_json(cdir / "network.json", info)
+            net.attach(endpoint)
+            self.emit(events.network_attach(endpoint.veth, endpoint.bridge, ip, endpoint.mac), record.id)
+        except BaseException:
+            for sock, _ in listeners:
+                sock.close()
+            from labkit.linux import network as net2
+
+            net2.drop_netns(str(cdir / "netns"))
+            raise
+        return info, listeners
+
+    def _write_hosts(self, cdir: Path, info: dict | None) -> None:  # type: ignore[type-arg]
+        """/etc/hosts: localhost, the container's own address and, on a user network, every peer by name."""
+        text = HOSTS
+        if info is None:
+            (cdir / "hosts").write_text(text)
+            return
+        text += f"{info['IPAddress']}\t{info['Hostname']}\n"
+        peers = [] if info["Network"] == "bridge" else [
+            e for e in self._endpoints(info["Network"]) if e["Sandbox"] != info["Sandbox"]]
+        for peer in peers:
+            text += f"{peer['IPAddress']}\t{peer['Name']}\n"
+        (cdir / "hosts").write_text(text)
+        for peer in peers:  # they learn the newcomer's name; written in place: the bind mount pins the inode
+            hosts = Path(peer["Sandbox"]).parent / "hosts"
+            try:
+                with open(hosts, "r+") as f:
+                    current = f.read()
+                    line = f"{info['IPAddress']}\t{info['Name']}\n"
+                    if line not in current:
+                        f.write(line)
+            except OSError:
+                continue
+
+    def drop_bridge(self, network: dict) -> None:  # type: ignore[type-arg]
+        """Delete a network's bridge interface if no live container is plugged into it."""
+        if network.get("Driver") != "bridge" or self._endpoints(network["Name"]):
+            return
+        from labkit.linux import network as net
+
+        if net.bridge_exists(network["Options"]["com.docker.network.bridge.name"]):
+            net.delete_bridge(network["Options"]["com.docker.network.bridge.name"])
+
+    def network_settings(self, record: ContainerRecord) -> dict:  # type: ignore[type-arg]
+        """``NetworkSettings`` as inspect shows it: live addresses while running, empty ones after."""
+        from labkit.linux import network as net
+
+        info = read_json(self.store.container_dir(record.id) / "network.json")
+        running = info is not None and os.path.ismount(info["Sandbox"])
+        if record.config.network in ("none", "host") or not running:
+            ports = {k: None for k in record.config.exposed_ports} if record.config.network != "host" else {}
+            settings = net.network_settings(None, ports if not running else {})
+            if record.config.network not in ("none", "host"):
+                settings["Networks"] = {record.config.network: {"IPAddress": "", "Gateway": "", "MacAddress": "",
+                                                                "IPPrefixLen": 0, "NetworkID": "", "EndpointID": ""}}
+            elif record.config.network == "none":
+                settings["Networks"] = {"none": {"IPAddress": "", "Gateway": "", "MacAddress": "", "IPPrefixLen": 0}}
+            return settings
+        endpoint = net.Endpoint(info["Network"], info["Bridge"], info["IPAddress"], info["IPPrefixLen"],
+                                info["Gateway"], info["MacAddress"], info["Veth"], info["Sandbox"])
+        ports: dict = {k: None for k in record.config.exposed_ports}
+        ports.update(info["Ports"])
+        return net.network_settings(endpoint, ports, info["NetworkID"])
+
+    def published_ports(self, record: ContainerRecord) -> list[dict]:  # type: ignore[type-arg]
+        """``ps``'s Ports: what is really published now (``IP``/``PublicPort`` only while running)."""
+        info = read_json(self.store.container_dir(record.id) / "network.json")
+        if info is None or not os.path.ismount(info["Sandbox"]):
+            return []
+        out = []
+        for key, binds in info["Ports"].items():
+            port, proto = key.split("/")
+            for b in binds:
+                out.append({"IP": b["HostIp"], "PrivatePort": int(port), "PublicPort": int(b["HostPort"]),
+                            "Type": proto})
+        return out
+
     def start(self, record: ContainerRecord, image) -> Launched:  # type: ignore[no-untyped-def]
+        cdir = self.store.container_dir(record.id)
+        info, listeners = self._connect(record, cdir)
+        try:
+            return self._start(record, image, info, listeners)
+        except BaseException:
+            if info is not None and not (cdir / "exit.json").exists():
+                from labkit.linux import network as net
+
+                net.drop_netns(info["Sandbox"])
+            raise
+        finally:
+            for sock, _ in listeners:
+                sock.close()  # the supervisor holds its own copies now
+
+    def _start(self, record: ContainerRecord, image, info, listeners) -> Launched:  # type: ignore[no-untyped-def]
         c = record.config
         layers = self._layers(record, image.lowerdirs())
         overlay.prepare(layers, self.store.init_dir(record.id), self._placeholders(record))
@@ -100,6 +249,7 @@ class LinuxBackend:
         cdir = self.store.container_dir(record.id)
         (cdir / "exit.json").unlink(missing_ok=True)
         etc = self._write_etc(cdir, record)
+        self._write_hosts(cdir, info)
         overlay.mount(layers)
         self.emit(events.mount_overlay(list(layers.lowers), layers.upper, layers.work, layers.merged), record.id)
         group = None
@@ -126,10 +276,13 @@ class LinuxBackend:
                 mounts=tuple(mounts),
                 cgroup_procs=group.procs_files,
                 network="host" if c.network == "host" else "none",
+                netns=info["Sandbox"] if info else None,
+                proxies=tuple((sock.fileno(), f"{info['IPAddress']}:{cport}") for sock, cport in listeners)
+                if info else (),
                 state_dir=str(cdir),
                 log_path=str(cdir / "json.log"),
                 oom_file=group.oom_file,
-                cleanup_umounts=(layers.merged,),
+                cleanup_umounts=(layers.merged, *([info["Sandbox"]] if info else [])),
                 cleanup_rmdirs=group.dirs,
             )
             started = process.start(spec, supervisor.command(self.shim_dir))

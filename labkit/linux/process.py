@@ -106,9 +106,12 @@ class LaunchSpec:
     mounts: tuple[Mount, ...] = ()
     cgroup_procs: tuple[str, ...] = ()
     network: str = "none"
+    netns: str | None = None
+    proxies: tuple[tuple[int, str], ...] = ()
     oom_file: str | None = None
     cleanup_umounts: tuple[str, ...] = ()
     cleanup_rmdirs: tuple[str, ...] = ()
+    cleanup_unlinks: tuple[str, ...] = ()
     readonly_rootfs: bool = False
 
 
@@ -176,6 +179,7 @@ def start(spec: LaunchSpec, supervisor_argv: Sequence[str] | None = None) -> Sta
         *(["--oom", spec.oom_file] if spec.oom_file else []),
         *[arg for path in spec.cleanup_umounts for arg in ("--umount", path)],
         *[arg for path in spec.cleanup_rmdirs for arg in ("--rmdir", path)],
+        *[arg for path in spec.cleanup_unlinks for arg in ("--unlink", path)],
     ]  # fmt: skip
 
     report_r, report_w = os.pipe()
@@ -367,7 +371,8 @@ def _supervise(spec: LaunchSpec, shim: list[str], shim_args: list[str], report_w
         null = os.open("/dev/null", os.O_RDWR)
         for fd in (0, 1, 2):
             os.dup2(null, fd)  # the shim must not hold the caller's terminal or pipes open
-        _close_all_but({0, 1, 2, report_w, error_w})
+        proxy_fds = {fd for fd, _ in spec.proxies}
+        _close_all_but({0, 1, 2, report_w, error_w, *proxy_fds})
         os.chdir("/")
         syscalls.unshare(namespaces.CLONE_NEWPID)
         out_r, out_w = os.pipe()
@@ -384,6 +389,9 @@ def _supervise(spec: LaunchSpec, shim: list[str], shim_args: list[str], report_w
         os.close(report_w)
         os.set_inheritable(out_r, True)
         os.set_inheritable(err_r, True)
+        for fd in proxy_fds:
+            os.set_inheritable(fd, True)
+        shim_args = [*shim_args, *[arg for fd, targets in spec.proxies for arg in ("--proxy", f"{fd}={targets}")]]
         signal.pthread_sigmask(signal.SIG_SETMASK, [])
         argv = [*shim, "--pid", str(child), "--stdout", str(out_r), "--stderr", str(err_r), *shim_args]
         os.execv(argv[0], argv)
@@ -403,11 +411,18 @@ def _container(spec: LaunchSpec, out_w: int, err_w: int, error_w: int) -> None:
     code = 128
     try:
         _join_cgroups(spec.cgroup_procs)
-        syscalls.unshare(namespaces.container_flags(new_network=spec.network == "none"))
+        syscalls.unshare(namespaces.container_flags(new_network=spec.network == "none" and not spec.netns))
+        if spec.netns:
+            # The engine made and wired this network namespace (veth, address, route) beforehand.
+            fd = os.open(spec.netns, os.O_RDONLY | os.O_CLOEXEC)
+            try:
+                syscalls.setns(fd, namespaces.CLONE_NEWNET)
+            finally:
+                os.close(fd)
         if spec.hostname:
             syscalls.sethostname(spec.hostname)
         rootfs.make_private()
-        if spec.network == "none":
+        if spec.network == "none" and not spec.netns:
             namespaces.loopback_up()
         root = os.path.realpath(spec.rootfs)
         rootfs.bind_self(root)

@@ -8,14 +8,25 @@
  * its cgroup directories.
  *
  * usage: labkit-shim --pid N --stdout FD --stderr FD --exit-file PATH --log PATH
- *                    [--oom PATH] [--umount PATH]... [--rmdir PATH]...
+ *                    [--oom PATH] [--umount PATH]... [--rmdir PATH]... [--unlink PATH]...
+ *                    [--proxy FD=IP:PORT[,IP:PORT...]]...
+ *
+ * A published port (`run -p 127.0.0.1:3000:3000`) is a listening socket that
+ * the engine bound (so a port in use fails before anything is made) and
+ * passed down as FD; the shim accepts on it and relays each connection to the
+ * container's IP:PORT, round-robin when several are given (a service's
+ * replicas). This is the job Docker's docker-proxy does, done here without
+ * one more process per port.
  *
  * supervisor.py is the same program in Python, with the same arguments.
  */
 #define _GNU_SOURCE
 #include <errno.h>
 #include <fcntl.h>
+#include <arpa/inet.h>
+#include <netinet/in.h>
 #include <poll.h>
+#include <sys/socket.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -29,6 +40,25 @@
 
 #define LINE_MAX_BYTES 16384            /* Docker's json-file splits longer lines too */
 #define MAX_CLEANUP 64
+#define MAX_PROXIES 16
+#define MAX_TARGETS 32
+#define MAX_PAIRS 256
+#define RELAY_BYTES 65536
+
+struct proxy {
+    int fd;                             /* listening socket, bound by the engine */
+    int n_targets, next;
+    struct sockaddr_in targets[MAX_TARGETS];
+};
+
+struct pair {
+    int a, b;                           /* client side, container side; -1 when unused */
+};
+
+static struct proxy proxies[MAX_PROXIES];
+static int n_proxies;
+static struct pair pairs[MAX_PAIRS];
+static char relay_buf[RELAY_BYTES];
 
 struct stream {
     int fd;
@@ -263,12 +293,97 @@ static void remove_dir(const char *path)
     warn("rmdir", path);
 }
 
+/* "--proxy 5=172.17.0.2:3000,172.17.0.3:3000" */
+static int parse_proxy(const char *value)
+{
+    if (n_proxies >= MAX_PROXIES)
+        return -1;
+    struct proxy *p = &proxies[n_proxies];
+    char copy[2048];
+    snprintf(copy, sizeof copy, "%s", value);
+    char *eq = strchr(copy, '=');
+    if (!eq)
+        return -1;
+    *eq = '\0';
+    p->fd = atoi(copy);
+    p->n_targets = p->next = 0;
+    for (char *save = NULL, *item = strtok_r(eq + 1, ",", &save); item && p->n_targets < MAX_TARGETS;
+         item = strtok_r(NULL, ",", &save)) {
+        char *colon = strrchr(item, ':');
+        if (!colon)
+            return -1;
+        *colon = '\0';
+        struct sockaddr_in *t = &p->targets[p->n_targets];
+        memset(t, 0, sizeof *t);
+        t->sin_family = AF_INET;
+        t->sin_port = htons((unsigned short)atoi(colon + 1));
+        if (inet_pton(AF_INET, item, &t->sin_addr) != 1)
+            return -1;
+        p->n_targets++;
+    }
+    fcntl(p->fd, F_SETFD, FD_CLOEXEC);
+    n_proxies++;
+    return 0;
+}
+
+/* Accept one client and connect it to the next target that answers. */
+static void accept_client(struct proxy *p)
+{
+    int client = accept4(p->fd, NULL, NULL, SOCK_CLOEXEC);
+    if (client < 0)
+        return;
+    for (int tries = 0; tries < p->n_targets; tries++) {
+        struct sockaddr_in *t = &p->targets[p->next];
+        p->next = (p->next + 1) % p->n_targets;
+        int up = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+        if (up < 0)
+            break;
+        if (connect(up, (struct sockaddr *)t, sizeof *t) == 0) {
+            for (int i = 0; i < MAX_PAIRS; i++)
+                if (pairs[i].a < 0) {
+                    pairs[i] = (struct pair){client, up};
+                    return;
+                }
+        }
+        close(up);
+    }
+    close(client);  /* nobody answers: the client sees the connection closed */
+}
+
+/* Move what is readable on `from` to `to`; 0 when the connection is over. */
+static int relay(int from, int to)
+{
+    ssize_t n = read(from, relay_buf, sizeof relay_buf);
+    if (n <= 0)
+        return 0;
+    for (char *p = relay_buf; n > 0;) {
+        ssize_t w = write(to, p, (size_t)n);
+        if (w < 0) {
+            if (errno == EINTR)
+                continue;
+            return 0;
+        }
+        p += w;
+        n -= w;
+    }
+    return 1;
+}
+
+static void close_pair(struct pair *c)
+{
+    close(c->a);
+    close(c->b);
+    c->a = c->b = -1;
+}
+
 int main(int argc, char **argv)
 {
     pid_t pid = 0;
     const char *log_path = NULL, *oom_file = NULL;
-    const char *umounts[MAX_CLEANUP], *rmdirs[MAX_CLEANUP];
-    int n_umounts = 0, n_rmdirs = 0;
+    const char *umounts[MAX_CLEANUP], *rmdirs[MAX_CLEANUP], *unlinks[MAX_CLEANUP];
+    int n_umounts = 0, n_rmdirs = 0, n_unlinks = 0;
+    for (int i = 0; i < MAX_PAIRS; i++)
+        pairs[i].a = pairs[i].b = -1;
     static struct stream streams[2] = {{-1, "stdout", 0, {0}}, {-1, "stderr", 0, {0}}};
 
     for (int i = 1; i + 1 < argc; i += 2) {
@@ -281,6 +396,8 @@ int main(int argc, char **argv)
         else if (!strcmp(key, "--oom")) oom_file = value;
         else if (!strcmp(key, "--umount") && n_umounts < MAX_CLEANUP) umounts[n_umounts++] = value;
         else if (!strcmp(key, "--rmdir") && n_rmdirs < MAX_CLEANUP) rmdirs[n_rmdirs++] = value;
+        else if (!strcmp(key, "--unlink") && n_unlinks < MAX_CLEANUP) unlinks[n_unlinks++] = value;
+        else if (!strcmp(key, "--proxy") && parse_proxy(value) == 0) continue;
         else {
             fprintf(stderr, "labkit-shim: unknown argument %s\n", key);
             return 2;
@@ -299,20 +416,30 @@ int main(int argc, char **argv)
     /* Copy output until both pipes reach end of file: when PID 1 exits the
      * kernel kills the rest of its PID namespace, so every writer goes away. */
     for (;;) {
-        struct pollfd fds[2];
-        int n = 0;
+        struct pollfd fds[2 + MAX_PROXIES + 2 * MAX_PAIRS];
+        int n = 0, streams_open = 0;
         for (int i = 0; i < 2; i++)
-            if (streams[i].fd >= 0)
+            if (streams[i].fd >= 0) {
                 fds[n++] = (struct pollfd){streams[i].fd, POLLIN, 0};
-        if (n == 0)
+                streams_open++;
+            }
+        if (streams_open == 0)
             break;
+        for (int i = 0; i < n_proxies; i++)
+            fds[n++] = (struct pollfd){proxies[i].fd, POLLIN, 0};
+        for (int i = 0; i < MAX_PAIRS; i++)
+            if (pairs[i].a >= 0) {
+                fds[n++] = (struct pollfd){pairs[i].a, POLLIN, 0};
+                fds[n++] = (struct pollfd){pairs[i].b, POLLIN, 0};
+            }
         if (poll(fds, (nfds_t)n, -1) < 0) {
             if (errno == EINTR)
                 continue;
             warn("poll", NULL);
             break;
         }
-        for (int i = 0, k = 0; i < 2; i++) {
+        int k = 0;
+        for (int i = 0; i < 2; i++) {
             if (streams[i].fd < 0)
                 continue;
             if (fds[k++].revents && !pump(&streams[i])) {
@@ -320,7 +447,23 @@ int main(int argc, char **argv)
                 streams[i].fd = -1;
             }
         }
+        for (int i = 0; i < n_proxies; i++)
+            if (fds[k++].revents & POLLIN)
+                accept_client(&proxies[i]);
+        for (int i = 0; i < MAX_PAIRS && k < n; i++) {
+            if (pairs[i].a < 0 || fds[k].fd != pairs[i].a)
+                continue;
+            short ra = fds[k].revents, rb = fds[k + 1].revents;
+            k += 2;
+            if ((ra && !relay(pairs[i].a, pairs[i].b)) || (rb && !relay(pairs[i].b, pairs[i].a)))
+                close_pair(&pairs[i]);
+        }
     }
+    for (int i = 0; i < MAX_PAIRS; i++)
+        if (pairs[i].a >= 0)
+            close_pair(&pairs[i]);
+    for (int i = 0; i < n_proxies; i++)
+        close(proxies[i].fd);
 
     int status = 0;
     while (waitpid(pid, &status, 0) < 0) {
@@ -336,5 +479,8 @@ int main(int argc, char **argv)
             warn("umount2", umounts[i]);
     for (int i = 0; i < n_rmdirs; i++)
         remove_dir(rmdirs[i]);
+    for (int i = 0; i < n_unlinks; i++)
+        if (unlink(unlinks[i]) < 0 && errno != ENOENT)
+            warn("unlink", unlinks[i]);
     return 0;
 }

@@ -13,7 +13,12 @@ compiler — this module run as a script, which implements the same program
 with the same arguments::
 
     --pid N --stdout FD --stderr FD --exit-file PATH --log PATH
-    [--oom PATH] [--umount PATH]... [--rmdir PATH]...
+    [--oom PATH] [--umount PATH]... [--rmdir PATH]... [--unlink PATH]...
+    [--proxy FD=IP:PORT[,IP:PORT...]]...
+
+``--proxy`` relays connections accepted on a listening socket the engine
+bound (a published port) to the container's address, round-robin over
+several addresses (a service's replicas) — what Docker's docker-proxy does.
 
 As a script this module imports only the standard library, so it can run
 with ``python -I`` and start fast.
@@ -26,8 +31,10 @@ import errno
 import json
 import os
 import select
+import socket
 import sys
 import time
+from collections.abc import Sequence
 from datetime import datetime, timezone
 
 #: Where the compiled shim is cached unless ``LABKIT_SHIM_DIR`` or an argument says otherwise.
@@ -98,14 +105,34 @@ def _warn(exit_file: str, what: str) -> None:
         pass
 
 
-def _copy_output(fds: dict[int, str], log_fd: int) -> None:
-    """Log each line of each pipe until all of them reach end of file."""
+def parse_proxy(text: str) -> tuple[int, list[tuple[str, int]]]:
+    """``"5=172.17.0.2:3000,172.17.0.3:3000"`` → ``(5, [("172.17.0.2", 3000), ...])``."""
+    fd, _, targets = text.partition("=")
+    out = []
+    for item in targets.split(","):
+        host, _, port = item.rpartition(":")
+        out.append((host, int(port)))
+    return int(fd), out
+
+
+def _copy_output(fds: dict[int, str], log_fd: int, proxies: Sequence[tuple[int, list[tuple[str, int]]]] = ()) -> None:
+    """Log each line of each pipe until all of them reach end of file, relaying published ports meanwhile."""
     pending = {fd: b"" for fd in fds}
     poller = select.poll()
     for fd in fds:
         poller.register(fd, select.POLLIN)
+    listeners = {fd: _Listener(socket.socket(fileno=fd), targets) for fd, targets in proxies}
+    for fd in listeners:
+        poller.register(fd, select.POLLIN)
+    peers: dict[int, int] = {}
     while pending:
         for fd, _ in poller.poll():
+            if fd in listeners:
+                _accept(fd, listeners[fd], peers, poller)
+                continue
+            if fd in peers:
+                _relay(fd, peers, poller)
+                continue
             chunk = os.read(fd, _LINE_MAX)
             now = time.time_ns()
             buf = pending[fd] + chunk
@@ -126,9 +153,59 @@ def _copy_output(fds: dict[int, str], log_fd: int) -> None:
                 poller.unregister(fd)
                 os.close(fd)
                 del pending[fd]
+    for fd in list(peers):
+        os.close(fd)
+    for listener in listeners.values():
+        listener.sock.close()
 
 
-def _cleanup(umounts: list[str], rmdirs: list[str], exit_file: str) -> None:
+class _Listener:
+    """A published port: the socket the engine bound, and where its connections go (round-robin)."""
+
+    def __init__(self, sock: socket.socket, targets: list[tuple[str, int]]) -> None:
+        self.sock, self.targets, self.next = sock, targets, 0
+
+
+def _accept(fd: int, listener: _Listener, peers: dict[int, int], poller: select.poll) -> None:
+    """Accept a client on a published port and connect it to the next target that answers."""
+    try:
+        client, _ = listener.sock.accept()
+    except OSError:
+        return
+    for _ in range(len(listener.targets)):
+        target = listener.targets[listener.next]
+        listener.next = (listener.next + 1) % len(listener.targets)
+        up = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        try:
+            up.connect(target)
+        except OSError:
+            up.close()
+            continue
+        a, b = client.detach(), up.detach()
+        peers[a], peers[b] = b, a
+        poller.register(a, select.POLLIN)
+        poller.register(b, select.POLLIN)
+        return
+    client.close()
+
+
+def _relay(fd: int, peers: dict[int, int], poller: select.poll) -> None:
+    """Copy what is readable on one side of a connection to the other; close both at the end."""
+    other = peers[fd]
+    try:
+        data = os.read(fd, 65536)
+        if data:
+            os.write(other, data)
+            return
+    except OSError:
+        pass
+    for end in (fd, other):
+        poller.unregister(end)
+        os.close(end)
+        del peers[end]
+
+
+def _cleanup(umounts: list[str], rmdirs: list[str], exit_file: str, unlinks: Sequence[str] = ()) -> None:
     libc = ctypes.CDLL(None, use_errno=True)
     for path in umounts:
         if libc.umount2(os.fsencode(path), _MNT_DETACH) < 0 and ctypes.get_errno() not in (errno.EINVAL, errno.ENOENT):
@@ -146,6 +223,13 @@ def _cleanup(umounts: list[str], rmdirs: list[str], exit_file: str) -> None:
                     _warn(exit_file, f"rmdir {path}: {e.strerror}")
                     break
                 time.sleep(0.01)
+    for path in unlinks:
+        try:
+            os.unlink(path)
+        except FileNotFoundError:
+            pass
+        except OSError as e:
+            _warn(exit_file, f"unlink {path}: {e.strerror}")
 
 
 def main(argv: list[str]) -> int:
@@ -166,11 +250,11 @@ def main(argv: list[str]) -> int:
         return 2
     oom_file = options.get("oom", [None])[0]
     log_fd = os.open(log_path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o640)
-    _copy_output(streams, log_fd)
+    _copy_output(streams, log_fd, [parse_proxy(p) for p in options.get("proxy", [])])
     _, status = os.waitpid(pid, 0)
     record = exit_record(status, oom_file)
     write_atomically(exit_file, (json.dumps(record) + "\n").encode())
-    _cleanup(options.get("umount", []), options.get("rmdir", []), exit_file)
+    _cleanup(options.get("umount", []), options.get("rmdir", []), exit_file, options.get("unlink", []))
     return 0
 
 

@@ -294,8 +294,13 @@ def empty_network_settings() -> dict[str, Any]:
     }
 
 
-def ps_item(record: ContainerRecord, image_id: str, status_text: str) -> dict[str, Any]:
-    """One item of ``GET /containers/json`` (what ``ps`` prints from)."""
+def ps_item(record: ContainerRecord, image_id: str, status_text: str,
+            published: list[dict[str, Any]] | None = None) -> dict[str, Any]:
+    """One item of ``GET /containers/json`` (what ``ps`` prints from).
+
+    ``published`` lists the ports really published now (with ``IP`` and
+    ``PublicPort``); exposed ports that are not published show as ``3000/tcp``.
+    """
     c = record.config
     return {
         "Id": c.id,
@@ -304,9 +309,10 @@ def ps_item(record: ContainerRecord, image_id: str, status_text: str) -> dict[st
         "ImageID": image_id,
         "Command": command_string(c.argv),
         "Created": int(parse_time(c.created).timestamp()),
-        # Only ports that are really published carry an IP and PublicPort; until a
-        # container has a bridge network, a -p binding is recorded but not published.
-        "Ports": [{"PrivatePort": int(k.split("/")[0]), "Type": k.split("/")[1]} for k in c.exposed_ports],
+        "Ports": (published or []) + [
+            {"PrivatePort": int(k.split("/")[0]), "Type": k.split("/")[1]} for k in c.exposed_ports
+            if not any(f"{p['PrivatePort']}/{p['Type']}" == k for p in (published or []))
+        ],
         "Labels": dict(c.labels),
         "State": record.status.value,
         "Status": status_text,

@@ -16,8 +16,9 @@ simulated run of the same verb tell the same story in the same words.
 from __future__ import annotations
 
 import signal as _signal
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any
 
 #: Namespaces a container gets, in clone(2) flag order.
 NAMESPACE_FLAGS = ("NEWPID", "NEWNS", "NEWUTS", "NEWIPC", "NEWNET", "NEWCGROUP")
@@ -140,6 +141,13 @@ def opaque(path: str) -> tuple[str, str, str, dict[str, Any]]:
 def added(path: str, size: int) -> tuple[str, str, str, dict[str, Any]]:
     return ("add", f"Create {path} ({size} bytes) in the writable layer only.", "overlayfs create in upper",
             {"path": path, "bytes": size})
+
+
+def network_attach(veth: str, bridge: str, ip: str, mac: str) -> tuple[str, str, str, dict[str, Any]]:
+    return ("network", f"Plug the container into bridge {bridge} with a veth pair: {veth} on the host, eth0 inside "
+            f"with address {ip} and MAC {mac}, and a default route through the bridge.",
+            "rtnetlink: veth(4) pair, bridge master, address, route", {"veth": veth, "bridge": bridge, "ip": ip,
+                                                                      "mac": mac})
 
 
 def umount(merged: str) -> tuple[str, str, str, dict[str, Any]]:

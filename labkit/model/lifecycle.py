@@ -13,8 +13,9 @@ table and the picture can say where ``rm`` leads.
 from __future__ import annotations
 
 import enum
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Mapping, Union
+from typing import Union
 
 from labkit.errors import IllegalTransition
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 import random
 import re
 import secrets
-from typing import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 
 from labkit.errors import AmbiguousReference, InvalidName
 

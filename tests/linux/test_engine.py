@@ -61,7 +61,9 @@ def test_container_is_an_isolated_process(engine):
     assert lines[2].strip() == "sleep 30"
     code, out = c.exec(["cat", "/proc/net/dev"])
     ifaces = {ln.split(":")[0].strip() for ln in out.splitlines()[2:]}
-    assert ifaces == {"lo"}
+    assert ifaces == {"lo", "eth0"}, "its own interfaces: loopback and its end of a veth pair"
+    alone = engine.run("busybox", ["cat", "/proc/net/dev"], network="none")
+    assert {ln.split(":")[0].strip() for ln in alone.logs().splitlines()[2:]} == {"lo"}
 
 
 def test_echo_dollar_dollar_is_one(engine):

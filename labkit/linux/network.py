@@ -1,0 +1,276 @@
+"""A container's network: its own namespace, a veth pair, a bridge, an address.
+
+What ``docker run`` does for the default ``bridge`` network, step by step
+(netlink through pyroute2, the way ``ip link``/``ip addr`` talk to the kernel):
+
+1. A bridge — a virtual switch in the host (Docker's ``docker0``) — with the
+   network's gateway address, e.g. ``172.17.0.1/16``. Made once per network.
+2. A new network namespace for the container (``CLONE_NEWNET``, see
+   network_namespaces(7)), pinned by a bind mount of ``/proc/PID/ns/net`` so it
+   outlives the process that made it; inspect calls that file ``SandboxKey``.
+3. A veth pair — two interfaces joined by a virtual cable (veth(4)). One end is
+   plugged into the bridge on the host; the other is created inside the
+   container's namespace as ``eth0``, with the container's address, a MAC
+   derived from it as Docker does (``02:42`` + the four address bytes), and a
+   default route through the gateway. ``lo`` comes up too.
+4. The container's PID 1 joins that namespace (setns(2)) before it execs.
+
+When PID 1 exits, its supervisor unmounts the namespace file; the kernel then
+destroys the namespace, and with it the container's end of the veth pair — and
+a veth pair dies with either end, so the host's end goes too.
+
+pyroute2 costs ~0.15 s to import, so this module imports it only when a
+container really needs a bridge.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import ipaddress
+import os
+import socket
+import struct
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from labkit.errors import Conflict, InvalidArgument
+from labkit.linux import syscalls
+
+#: The address pools Docker picks default subnets from, in order.
+POOLS = [f"172.{n}.0.0/16" for n in range(17, 32)] + [f"192.168.{n}.0/20" for n in range(0, 256, 16)]
+
+CLONE_NEWNET = 0x40000000
+MS_BIND = 4096
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    """One container's place on a network.
+
+    Attributes:
+        network: The network's name (``bridge`` or a user network).
+        bridge: The host's bridge interface.
+        ip: The container's address.
+        prefixlen: The subnet's prefix length.
+        gateway: The bridge's address: the container's default route.
+        mac: ``02:42`` followed by the address's four bytes.
+        veth: The host end of the veth pair.
+        sandbox: The file that pins the container's network namespace.
+    """
+
+    network: str
+    bridge: str
+    ip: str
+    prefixlen: int
+    gateway: str
+    mac: str
+    veth: str
+    sandbox: str
+
+
+def mac_for(ip: str) -> str:
+    """Docker's MAC for an address: ``02:42:ac:11:00:02`` for 172.17.0.2."""
+    return "02:42:" + ":".join(f"{b:02x}" for b in ipaddress.IPv4Address(ip).packed)
+
+
+def bridge_name(root: str, network: str) -> str:
+    """A bridge name unique to this state root and network, within IFNAMSIZ (15 characters)."""
+    digest = hashlib.sha256(f"{root}\0{network}".encode()).hexdigest()[:8]
+    return f"lkbr{digest}"
+
+
+def veth_name(cid: str) -> str:
+    """The host end of a container's veth pair: ``lk`` + 11 characters of its id."""
+    return f"lk{cid[:11]}"
+
+
+def host_subnets() -> list[ipaddress.IPv4Network]:
+    """The IPv4 subnets the host already routes (from /proc/net/route), default route excluded."""
+    nets = []
+    try:
+        with open("/proc/net/route") as f:
+            next(f)
+            for line in f:
+                fields = line.split()
+                dest, mask = int(fields[1], 16), int(fields[7], 16)
+                if mask == 0:
+                    continue
+                addr = socket.inet_ntoa(struct.pack("<I", dest))
+                bits = bin(mask).count("1")
+                nets.append(ipaddress.IPv4Network(f"{addr}/{bits}", strict=False))
+    except OSError:
+        pass
+    return nets
+
+
+def pick_subnet(taken: list[ipaddress.IPv4Network]) -> ipaddress.IPv4Network:
+    """The first pool subnet that overlaps nothing in ``taken`` (Docker's 172.17.0.0/16 when free)."""
+    for text in POOLS:
+        net = ipaddress.IPv4Network(text)
+        if not any(net.overlaps(t) for t in taken):
+            return net
+    raise Conflict("could not find an available, non-overlapping IPv4 address pool among the defaults to "
+                   "assign to the network", "Remove unused networks with 'labkit network rm'")
+
+
+def parse_subnet(text: str) -> ipaddress.IPv4Network:
+    """A ``--subnet`` value, refused plainly when it is not an IPv4 network."""
+    try:
+        return ipaddress.IPv4Network(text, strict=False)
+    except ValueError:
+        raise InvalidArgument(f"invalid subnet {text}", "Write it as an IPv4 network, e.g. 172.30.0.0/16") from None
+
+
+def allocate(subnet: ipaddress.IPv4Network, gateway: str, used: set[str]) -> str:
+    """The lowest free address of ``subnet`` after the gateway."""
+    for host in subnet.hosts():
+        text = str(host)
+        if text != gateway and text not in used:
+            return text
+    raise Conflict(f"no available IPv4 addresses on this network's address pools: {subnet}",
+                   "Stop containers on this network, or make a bigger one")
+
+
+def _ipr():  # type: ignore[no-untyped-def]
+    from pyroute2 import IPRoute  # heavy: only on paths that make networks
+
+    return IPRoute()
+
+
+def ensure_bridge(name: str, gateway: str, prefixlen: int) -> None:
+    """Make the bridge with its gateway address and bring it up (idempotent)."""
+    with _ipr() as ipr:
+        found = ipr.link_lookup(ifname=name)
+        if found:
+            index = found[0]
+        else:
+            ipr.link("add", ifname=name, kind="bridge")
+            index = ipr.link_lookup(ifname=name)[0]
+        addrs = {a.get_attr("IFA_ADDRESS") for a in ipr.get_addr(index=index, family=socket.AF_INET)}
+        if gateway not in addrs:
+            ipr.addr("add", index=index, address=gateway, prefixlen=prefixlen)
+        ipr.link("set", index=index, state="up")
+
+
+def bridge_exists(name: str) -> bool:
+    """Whether an interface of this name exists (read from sysfs: no netlink, no pyroute2 import)."""
+    return os.path.exists(f"/sys/class/net/{name}")
+
+
+def delete_bridge(name: str) -> bool:
+    """Delete a bridge if it exists; True if one was deleted."""
+    with _ipr() as ipr:
+        found = ipr.link_lookup(ifname=name)
+        if not found:
+            return False
+        ipr.link("del", index=found[0])
+        return True
+
+
+def make_netns(path: str) -> None:
+    """Create a network namespace pinned at ``path`` (a bind mount of a child's ``/proc/PID/ns/net``)."""
+    Path(path).touch()
+    ready_r, ready_w = os.pipe()
+    done_r, done_w = os.pipe()
+    pid = os.fork()
+    if pid == 0:
+        try:
+            os.close(ready_r)
+            os.close(done_w)
+            syscalls.unshare(CLONE_NEWNET)
+            os.write(ready_w, b"1")
+            os.read(done_r, 1)
+        finally:
+            os._exit(0)
+    os.close(ready_w)
+    os.close(done_r)
+    try:
+        if os.read(ready_r, 1) != b"1":
+            raise OSError("could not create a network namespace")
+        syscalls.mount(f"/proc/{pid}/ns/net", path, None, MS_BIND, None)
+    finally:
+        os.close(done_w)
+        os.close(ready_r)
+        os.waitpid(pid, 0)
+
+
+def drop_netns(path: str) -> None:
+    """Unpin a network namespace; the kernel frees it (and its veth) when nothing else holds it."""
+    if os.path.ismount(path):
+        syscalls.umount2(path, syscalls.MNT_DETACH)
+    try:
+        os.unlink(path)
+    except FileNotFoundError:
+        pass
+
+
+def attach(endpoint: Endpoint) -> None:
+    """Wire a pinned namespace to its bridge: veth pair, eth0 with address and MAC, lo, default route."""
+    with _ipr() as ipr:
+        stale = ipr.link_lookup(ifname=endpoint.veth)
+        if stale:
+            ipr.link("del", index=stale[0])
+        ipr.link("add", ifname=endpoint.veth, kind="veth",
+                 peer={"ifname": "eth0", "net_ns_fd": endpoint.sandbox, "address": endpoint.mac})
+        host_end = ipr.link_lookup(ifname=endpoint.veth)[0]
+        bridge = ipr.link_lookup(ifname=endpoint.bridge)[0]
+        ipr.link("set", index=host_end, master=bridge, state="up")
+    from pyroute2 import IPRoute
+
+    with IPRoute(netns=endpoint.sandbox) as ns:
+        eth0 = ns.link_lookup(ifname="eth0")[0]
+        ns.addr("add", index=eth0, address=endpoint.ip, prefixlen=endpoint.prefixlen)
+        ns.link("set", index=eth0, state="up")
+        ns.link("set", index=ns.link_lookup(ifname="lo")[0], state="up")
+        ns.route("add", dst="0.0.0.0/0", gateway=endpoint.gateway)
+
+
+def listen(host_ip: str, host_port: int) -> socket.socket:
+    """Bind the host side of a published TCP port (0 picks a free port), or say plainly why not."""
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((host_ip, host_port))
+        sock.listen(128)
+    except OSError as err:
+        sock.close()
+        raise Conflict(
+            f"driver failed programming external connectivity on endpoint: Bind for {host_ip}:{host_port} "
+            f"failed: {err.strerror.lower() if err.strerror else err}",
+            "Pick another host port, e.g. -p 3001:3000, or stop whatever uses it",
+        ) from err
+    return sock
+
+
+def network_settings(endpoint: Endpoint | None, ports: dict[str, Any], network_id: str = "") -> dict[str, Any]:
+    """``inspect``'s NetworkSettings for a container on a bridge (API 1.51 keeps the top-level copies)."""
+    if endpoint is None:
+        return {"Bridge": "", "SandboxID": "", "SandboxKey": "", "Ports": ports, "Gateway": "", "IPAddress": "",
+                "IPPrefixLen": 0, "MacAddress": "", "Networks": {}}
+    ep = {
+        "IPAMConfig": None,
+        "Links": None,
+        "Aliases": None,
+        "MacAddress": endpoint.mac,
+        "NetworkID": network_id,
+        "EndpointID": hashlib.sha256(endpoint.sandbox.encode()).hexdigest(),
+        "Gateway": endpoint.gateway,
+        "IPAddress": endpoint.ip,
+        "IPPrefixLen": endpoint.prefixlen,
+        "IPv6Gateway": "",
+        "GlobalIPv6Address": "",
+        "GlobalIPv6PrefixLen": 0,
+        "DNSNames": None,
+    }
+    return {
+        "Bridge": endpoint.bridge,
+        "SandboxID": hashlib.sha256(endpoint.sandbox.encode()).hexdigest(),
+        "SandboxKey": endpoint.sandbox,
+        "Ports": ports,
+        "Gateway": endpoint.gateway,
+        "IPAddress": endpoint.ip,
+        "IPPrefixLen": endpoint.prefixlen,
+        "MacAddress": endpoint.mac,
+        "Networks": {endpoint.network: ep},
+    }

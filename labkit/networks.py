@@ -1,0 +1,134 @@
+"""Networks as ``docker network`` shows them: the default ``bridge``, ``host``, ``none``, and user networks.
+
+A network here is a record on disk (``networks/<name>.json`` under the state
+root): a name, an id, a subnet and its gateway, and the bridge interface that
+carries it. The kernel side — the bridge itself, veth pairs, addresses — is
+made by the backend when a container on the network starts
+(:mod:`labkit.linux.network`). On a user-defined network, containers find each
+other by name, as Docker's do.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+import re
+import secrets
+from typing import Any
+
+from labkit.errors import Conflict, InvalidArgument, NotFound
+from labkit.model.container import now_rfc3339
+from labkit.store import Store, read_json, write_json
+
+#: Networks every engine has; the first is the default for new containers.
+PREDEFINED = ("bridge", "host", "none")
+NAME_RE = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9_.-]*$")
+
+
+class NoSuchNetwork(NotFound):
+    """No network has this name or id."""
+
+    def __init__(self, ref: str) -> None:
+        super().__init__(f"network {ref} not found", "Run 'labkit network ls' to list networks")
+
+
+class Networks:
+    """The network records of one state root."""
+
+    def __init__(self, store: Store) -> None:
+        self.store = store
+        self.dir = store.root / "networks"
+        self.dir.mkdir(exist_ok=True)
+
+    def _path(self, name: str) -> Any:
+        return self.dir / f"{name}.json"
+
+    def get(self, ref: str) -> dict[str, Any]:
+        """A network by name, id or id prefix; ``bridge`` is made on first use."""
+        rec = read_json(self._path(ref)) if NAME_RE.match(ref) else None
+        if rec:
+            return rec
+        if ref in PREDEFINED:
+            return self._predefined(ref)
+        for other in self.ls():
+            if other["Id"].startswith(ref) and len(ref) >= 3:
+                return other
+        raise NoSuchNetwork(ref)
+
+    def _predefined(self, name: str) -> dict[str, Any]:
+        if name == "bridge":
+            with self.store.locked():
+                rec = read_json(self._path(name))
+                return rec or self._make(name, None)
+        return {"Name": name, "Id": _stable_id(name), "Created": "0001-01-01T00:00:00Z", "Scope": "local",
+                "Driver": "null" if name == "none" else "host", "IPAM": {"Driver": "default", "Config": []},
+                "Options": {}, "Labels": {}, "Internal": False}
+
+    def _make(self, name: str, subnet: str | None) -> dict[str, Any]:
+        from labkit.linux import network as net  # pure helpers: no pyroute2 import here
+
+        taken = net.host_subnets() + [ipaddress.IPv4Network(c["Subnet"])
+                                      for r in self._records() for c in r["IPAM"]["Config"]]
+        chosen = net.parse_subnet(subnet) if subnet else net.pick_subnet(taken)
+        if subnet and any(chosen.overlaps(t) for t in taken):
+            raise Conflict(f"Pool overlaps with other one on this address space: {chosen}",
+                           "Pick a subnet no other network or host interface uses")
+        gateway = str(next(chosen.hosts()))
+        rec = {
+            "Name": name,
+            "Id": _stable_id(name) if name == "bridge" else secrets.token_hex(32),
+            "Created": now_rfc3339(),
+            "Scope": "local",
+            "Driver": "bridge",
+            "EnableIPv6": False,
+            "IPAM": {"Driver": "default", "Options": None, "Config": [{"Subnet": str(chosen), "Gateway": gateway}]},
+            "Internal": False,
+            "Options": {"com.docker.network.bridge.name": net.bridge_name(str(self.store.root), name)},
+            "Labels": {},
+        }
+        write_json(self._path(name), rec)
+        return rec
+
+    def _records(self) -> list[dict[str, Any]]:
+        out = []
+        for entry in sorted(os.listdir(self.dir)):
+            if entry.endswith(".json") and not entry.startswith("."):
+                rec = read_json(self.dir / entry)
+                if rec:
+                    out.append(rec)
+        return out
+
+    def ls(self) -> list[dict[str, Any]]:
+        """Every network: the predefined three first, then user networks by name."""
+        user = [r for r in self._records() if r["Name"] not in PREDEFINED]
+        return [self.get(n) for n in PREDEFINED] + user
+
+    def create(self, name: str, subnet: str | None = None) -> dict[str, Any]:
+        """``docker network create NAME [--subnet CIDR]``: a bridge network of its own."""
+        if not NAME_RE.match(name):
+            raise InvalidArgument(f"invalid network name {name!r}", "Use letters, digits, '_', '.' and '-'")
+        with self.store.locked():
+            if name in PREDEFINED or read_json(self._path(name)):
+                raise Conflict(f"network with name {name} already exists", "Pick another name")
+            return self._make(name, subnet)
+
+    def rm(self, ref: str, in_use: list[str]) -> str:
+        """``docker network rm``: refused for the predefined networks and while containers use it."""
+        rec = self.get(ref)
+        if rec["Name"] in PREDEFINED:
+            raise Conflict(f"{rec['Name']} is a pre-defined network and cannot be removed", "")
+        if in_use:
+            raise Conflict(f"error while removing network: network {rec['Name']} id {rec['Id']} has active endpoints",
+                           "Remove the containers on it first")
+        self._path(rec["Name"]).unlink(missing_ok=True)
+        return rec["Name"]
+
+    def bridges(self) -> list[str]:
+        """Every bridge interface name this state root's networks use."""
+        return [r["Options"]["com.docker.network.bridge.name"] for r in self._records() if r["Driver"] == "bridge"]
+
+
+def _stable_id(name: str) -> str:
+    import hashlib
+
+    return hashlib.sha256(f"labkit-network-{name}".encode()).hexdigest()
