@@ -1,0 +1,123 @@
+"""Container networking on the real kernel: own interfaces, an address, published ports, names on user networks."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import time
+import urllib.request
+
+import pytest
+
+from labkit.errors import Conflict
+
+pytestmark = pytest.mark.root
+
+SERVE = "while true; do echo -e 'HTTP/1.0 200 OK\\r\\n\\r\\nhello from '$(hostname) | nc -l -p 8080; done"
+
+
+def http(url: str, timeout: float = 5.0) -> str:
+    end = time.monotonic() + timeout
+    while True:
+        try:
+            return urllib.request.urlopen(url, timeout=2).read().decode()
+        except OSError:
+            if time.monotonic() > end:
+                raise
+            time.sleep(0.05)
+
+
+def test_bridge_gives_an_address_like_docker(engine):
+    """A container on the default bridge gets the next address, the gateway route and Docker's MAC."""
+    c = engine.run("busybox", ["sleep", "30"], detach=True)
+    ns = c.inspect()["NetworkSettings"]
+    ip, gw = ns["IPAddress"], ns["Gateway"]
+    assert ip and gw and ns["IPPrefixLen"] >= 16
+    assert ns["MacAddress"] == "02:42:" + ":".join(f"{int(b):02x}" for b in ip.split("."))
+    assert ns["Networks"]["bridge"]["IPAddress"] == ip
+    code, out = c.exec(["ip", "-o", "-4", "addr", "show", "eth0"])
+    assert f"inet {ip}/{ns['IPPrefixLen']}" in out
+    code, out = c.exec(["ip", "route"])
+    assert f"default via {gw}" in out
+    code, out = c.exec(["cat", "/etc/hosts", "/etc/hostname"])
+    assert f"{ip}\t{c.id[:12]}" in out and out.rstrip().endswith(c.id[:12])
+    assert not [d for d in c.diff() if d["Path"].startswith("/etc")], "per-container /etc files stay out of diff"
+    c.stop(timeout=0)
+    assert c.inspect()["NetworkSettings"]["IPAddress"] == "", "a stopped container holds no address"
+
+
+def test_network_modes(engine):
+    """--network none gives only lo; host shares the host's interfaces and namespace."""
+    none = engine.run("busybox", ["sleep", "30"], detach=True, network="none")
+    host = engine.run("busybox", ["sleep", "30"], detach=True, network="host")
+    assert none.exec(["ls", "/sys/class/net"])[1].split() == ["lo"]
+    assert os.readlink(f"/proc/{host.pid}/ns/net") == os.readlink("/proc/self/ns/net")
+    assert none.inspect()["HostConfig"]["NetworkMode"] == "none"
+
+
+def test_published_port_reaches_the_container(engine):
+    """-p publishes on 127.0.0.1 by default: the host reaches it on loopback, other containers via the gateway."""
+    web = engine.run("busybox", ["sh", "-c", SERVE], detach=True, ports=["18080:8080"])
+    assert http("http://127.0.0.1:18080/").strip() == f"hello from {web.id[:12]}"
+    ns = web.inspect()["NetworkSettings"]
+    assert ns["Ports"] == {"8080/tcp": [{"HostIp": "127.0.0.1", "HostPort": "18080"}]}
+    row = [r for r in engine.ps() if r["Id"] == web.id][0]
+    assert row["Ports"] == [{"IP": "127.0.0.1", "PrivatePort": 8080, "PublicPort": 18080, "Type": "tcp"}]
+    client = engine.run("busybox", ["sh", "-c", f"wget -qO- http://{ns['Gateway']}:18080/; "
+                                                f"wget -qO- http://{ns['IPAddress']}:8080/"])
+    assert client.logs().count(f"hello from {web.id[:12]}") == 2
+    with socket.socket() as s:
+        assert s.connect_ex(("127.0.0.1", 18080)) == 0
+
+
+def test_random_host_port(engine):
+    """-p CONTAINERPORT picks a free host port and inspect says which."""
+    web = engine.run("busybox", ["sh", "-c", SERVE], detach=True, ports=["8080"])
+    port = web.inspect()["NetworkSettings"]["Ports"]["8080/tcp"][0]["HostPort"]
+    assert int(port) > 1024
+    assert "hello from" in http(f"http://127.0.0.1:{port}/")
+
+
+def test_port_in_use_is_refused_cleanly(engine):
+    """A host port already in use fails the start with a clear error and leaves no namespace or mount behind."""
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        c = engine.create("busybox", ["sleep", "30"], ports=[f"{port}:80"])
+        with pytest.raises(Conflict, match=f"Bind for 127.0.0.1:{port} failed: address already in use"):
+            c.start()
+    info = c.inspect()
+    assert info["State"]["Status"] == "created"
+    assert not os.path.ismount(info["GraphDriver"]["Data"]["MergedDir"])
+    assert not os.path.ismount(os.path.join(os.path.dirname(info["LogPath"]), "netns"))
+
+
+def test_user_network_resolves_names(engine):
+    """On a user-defined network containers reach each other by name, as Docker's embedded DNS allows."""
+    engine.network_create("labnet")
+    try:
+        db = engine.run("busybox", ["sh", "-c", SERVE], detach=True, name="db", network="labnet")
+        app = engine.run("busybox", ["sh", "-c", "sleep 30"], detach=True, name="app", network="labnet")
+        code, out = app.exec(["wget", "-qO-", "http://db:8080/"])
+        assert code == 0 and out.strip() == f"hello from {db.id[:12]}"
+        code, out = db.exec(["cat", "/etc/hosts"])
+        assert "\tapp" in out, "the earlier container learned the newcomer's name"
+        subnet = engine.inspect_network("labnet")["IPAM"]["Config"][0]["Subnet"]
+        assert subnet != engine.inspect_network("bridge")["IPAM"]["Config"][0]["Subnet"]
+        with pytest.raises(Conflict, match="has active endpoints"):
+            engine.network_rm("labnet")
+        db.remove(force=True)
+        app.remove(force=True)
+    finally:
+        engine.network_rm("labnet")
+
+
+def test_bridge_network_is_listed(engine):
+    """network ls lists bridge, host and none first; bridge cannot be removed."""
+    names = [n["Name"] for n in engine.network_ls()]
+    assert names[:3] == ["bridge", "host", "none"]
+    with pytest.raises(Conflict, match="pre-defined network"):
+        engine.network_rm("bridge")
+    assert json.dumps(engine.inspect_network("bridge"))
