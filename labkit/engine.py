@@ -425,6 +425,8 @@ class Engine:
             raise InvalidArgument(f"invalid restart policy {restart}", "Use no, on-failure[:N], always or unless-stopped")
         if stop_signal:
             signal_number(stop_signal)
+        if auto_remove and policy != "no":
+            raise InvalidArgument("Conflicting options: --restart and --rm", "Use one or the other")
         ep = tuple(entrypoint if entrypoint is not None else (icfg.get("Entrypoint") or ()))
         cmd = tuple(command if command else (() if entrypoint is not None and not command else icfg.get("Cmd") or ()))
         if not ep and not cmd:
@@ -507,7 +509,7 @@ class Engine:
         rec = self._get(ref)
         if isinstance(guard(rec.status, Verb.START, rec.id, ref), Unchanged):
             return
-        self._launch(rec)
+        self._launch(rec.with_state(manually_stopped=False))
 
     def _launch(self, rec: ContainerRecord) -> ContainerRecord:
         img = self._image_of(rec)
@@ -547,6 +549,11 @@ class Engine:
         rec = self._get(ref)
         if isinstance(guard(rec.status, Verb.STOP, rec.id, ref), Unchanged):
             return
+        rec = rec.with_state(manually_stopped=True)  # the restart policy must not bring it back
+        self._save(rec)
+        if rec.status is Status.RESTARTING:  # between two runs: nothing to signal
+            self._save(rec.with_state(status=Status.EXITED))
+            return
         if timeout is None:
             timeout = rec.config.stop_timeout if rec.config.stop_timeout is not None else 10
         self.backend.signal(rec, signal_number(signal or rec.config.stop_signal))
@@ -563,6 +570,8 @@ class Engine:
         rec = self._get(ref)
         guard(rec.status, Verb.KILL, rec.id, ref)
         sig = signal_number(signal)
+        rec = rec.with_state(manually_stopped=True)
+        self._save(rec)
         self.backend.signal(rec, sig)
         if sig == _signal.SIGKILL:
             if rec.status is Status.PAUSED:
@@ -577,7 +586,7 @@ class Engine:
         guard(rec.status, Verb.RESTART, rec.id, ref)
         if is_running(rec.status):
             self.stop(rec.id, timeout=timeout)
-        self._launch(self._get(rec.id))
+        self._launch(self._get(rec.id).with_state(manually_stopped=False))
 
     @_verb("pause")
     def pause(self, ref: str) -> None:
@@ -961,8 +970,8 @@ class Engine:
     def _refresh(self, rec: ContainerRecord) -> ContainerRecord:
         """Notice that PID 1 has ended since we last looked, and record how."""
         rec = self.store.load(rec.id) or rec
-        if not is_running(rec.status):
-            return rec
+        if not is_running(rec.status) or rec.status is Status.RESTARTING:
+            return rec  # a restarting container belongs to its restart policy until it runs again
         ended = self.backend.observe(rec)
         if ended is None:
             return rec
@@ -976,6 +985,35 @@ class Engine:
 
     def _save(self, rec: ContainerRecord) -> None:
         self.store.save(rec)
+
+    def apply_restart_policy(self, cid: str) -> bool:
+        """Called when PID 1 has ended (by its supervisor): start it again if ``--restart`` says so.
+
+        As Docker: ``always`` and ``unless-stopped`` restart after any exit, ``on-failure[:N]``
+        after a non-zero one (at most N times); never after ``stop``/``kill``. The delay doubles
+        from 100 ms on each restart in a row and starts over once a run has lasted 10 seconds.
+        Returns whether it restarted the container.
+        """
+        with self._doing("restart-policy"):
+            rec = self.store.load(cid)
+            if rec is None:
+                return False
+            rec = self._refresh(rec)
+            c, st = rec.config, rec.state
+            if rec.status is not Status.EXITED or st.manually_stopped or c.restart_policy == "no":
+                return False
+            if c.restart_policy == "on-failure" and (st.exit_code == 0 or
+                                                     (c.restart_max and st.restart_count >= c.restart_max)):
+                return False
+            ran = (parse_time(st.finished_at) - parse_time(st.started_at)).total_seconds()
+            delay = 0.1 if ran >= 10 else min(60.0, 0.1 * 2 ** min(st.restart_count, 10))
+            self._save(rec.with_state(status=Status.RESTARTING))
+            time.sleep(delay)
+            now = self.store.load(cid)
+            if now is None or now.status is not Status.RESTARTING:
+                return False  # stopped or removed meanwhile
+            self._launch(now.with_state(restart_count=st.restart_count + 1))
+            return True
 
     def _observe_layer(self, rec: ContainerRecord) -> None:
         """Turn what appeared in the writable layer into copy-up / whiteout steps of the trace."""

@@ -21,6 +21,7 @@ import ipaddress
 import json
 import os
 import shutil
+import sys
 import signal as _signal
 import tempfile
 import time
@@ -284,6 +285,8 @@ class LinuxBackend:
                 oom_file=group.oom_file,
                 cleanup_umounts=(layers.merged, *([info["Sandbox"]] if info else [])),
                 cleanup_rmdirs=group.dirs,
+                on_exit=(sys.executable, "-m", "labkit.restarter", str(self.store.root), record.id)
+                if c.restart_policy != "no" else (),
             )
             started = process.start(spec, supervisor.command(self.shim_dir))
         except BaseException:

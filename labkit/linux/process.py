@@ -112,6 +112,7 @@ class LaunchSpec:
     cleanup_umounts: tuple[str, ...] = ()
     cleanup_rmdirs: tuple[str, ...] = ()
     cleanup_unlinks: tuple[str, ...] = ()
+    on_exit: tuple[str, ...] = ()
     readonly_rootfs: bool = False
 
 
@@ -180,6 +181,7 @@ def start(spec: LaunchSpec, supervisor_argv: Sequence[str] | None = None) -> Sta
         *[arg for path in spec.cleanup_umounts for arg in ("--umount", path)],
         *[arg for path in spec.cleanup_rmdirs for arg in ("--rmdir", path)],
         *[arg for path in spec.cleanup_unlinks for arg in ("--unlink", path)],
+        *[arg for word in spec.on_exit for arg in ("--then", word)],
     ]  # fmt: skip
 
     report_r, report_w = os.pipe()

@@ -9,7 +9,10 @@
  *
  * usage: labkit-shim --pid N --stdout FD --stderr FD --exit-file PATH --log PATH
  *                    [--oom PATH] [--umount PATH]... [--rmdir PATH]... [--unlink PATH]...
- *                    [--proxy FD=IP:PORT[,IP:PORT...]]...
+ *                    [--proxy FD=IP:PORT[,IP:PORT...]]... [--then ARG]...
+ *
+ * `--then` words form a command the shim execs once it has cleaned up: the
+ * restart policy (`run --restart`), which decides whether the container starts again.
  *
  * A published port (`run -p 127.0.0.1:3000:3000`) is a listening socket that
  * the engine bound (so a port in use fails before anything is made) and
@@ -381,7 +384,8 @@ int main(int argc, char **argv)
     pid_t pid = 0;
     const char *log_path = NULL, *oom_file = NULL;
     const char *umounts[MAX_CLEANUP], *rmdirs[MAX_CLEANUP], *unlinks[MAX_CLEANUP];
-    int n_umounts = 0, n_rmdirs = 0, n_unlinks = 0;
+    char *then[MAX_CLEANUP + 1];
+    int n_umounts = 0, n_rmdirs = 0, n_unlinks = 0, n_then = 0;
     for (int i = 0; i < MAX_PAIRS; i++)
         pairs[i].a = pairs[i].b = -1;
     static struct stream streams[2] = {{-1, "stdout", 0, {0}}, {-1, "stderr", 0, {0}}};
@@ -397,6 +401,7 @@ int main(int argc, char **argv)
         else if (!strcmp(key, "--umount") && n_umounts < MAX_CLEANUP) umounts[n_umounts++] = value;
         else if (!strcmp(key, "--rmdir") && n_rmdirs < MAX_CLEANUP) rmdirs[n_rmdirs++] = value;
         else if (!strcmp(key, "--unlink") && n_unlinks < MAX_CLEANUP) unlinks[n_unlinks++] = value;
+        else if (!strcmp(key, "--then") && n_then < MAX_CLEANUP) then[n_then++] = (char *)value;
         else if (!strcmp(key, "--proxy") && parse_proxy(value) == 0) continue;
         else {
             fprintf(stderr, "labkit-shim: unknown argument %s\n", key);
@@ -482,5 +487,12 @@ int main(int argc, char **argv)
     for (int i = 0; i < n_unlinks; i++)
         if (unlink(unlinks[i]) < 0 && errno != ENOENT)
             warn("unlink", unlinks[i]);
+    if (n_then > 0) {
+        then[n_then] = NULL;
+        if (log_fd >= 0)
+            close(log_fd);
+        execv(then[0], then);
+        warn("execv", then[0]);
+    }
     return 0;
 }

@@ -14,7 +14,7 @@ with the same arguments::
 
     --pid N --stdout FD --stderr FD --exit-file PATH --log PATH
     [--oom PATH] [--umount PATH]... [--rmdir PATH]... [--unlink PATH]...
-    [--proxy FD=IP:PORT[,IP:PORT...]]...
+    [--proxy FD=IP:PORT[,IP:PORT...]]... [--then ARG]...
 
 ``--proxy`` relays connections accepted on a listening socket the engine
 bound (a published port) to the container's address, round-robin over
@@ -255,6 +255,10 @@ def main(argv: list[str]) -> int:
     record = exit_record(status, oom_file)
     write_atomically(exit_file, (json.dumps(record) + "\n").encode())
     _cleanup(options.get("umount", []), options.get("rmdir", []), exit_file, options.get("unlink", []))
+    then = options.get("then", [])
+    if then:  # the restart policy decides what happens next
+        os.close(log_fd)
+        os.execv(then[0], then)
     return 0
 
 

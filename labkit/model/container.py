@@ -112,6 +112,7 @@ class ContainerState:
     started_at: str = ZERO_TIME
     finished_at: str = ZERO_TIME
     restart_count: int = 0
+    manually_stopped: bool = False  # stop/kill: the restart policy leaves it alone (as Docker does)
     starts: int = 0  # how many times it was started: `wait condition=next-exit` counts these
 
 

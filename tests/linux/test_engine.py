@@ -313,3 +313,20 @@ def test_init_makes_stop_quick_and_reaps(engine):
     c.stop(timeout=20)
     assert c.exit_code == 143, "SIGTERM reached sleep through the init (SIGKILL would give 137)"
     assert not any(d["Path"].startswith("/sbin") for d in c.diff())
+
+
+def test_restart_policies(engine):
+    """on-failure restarts a failing container up to N times; always restarts after exit 0; stop ends it for good."""
+    flaky = engine.run("busybox", ["sh", "-c", "echo run; exit 3"], detach=True, restart="on-failure:2")
+    assert wait_for(lambda: engine.inspect(flaky.id)["RestartCount"] == 2
+                    and engine.inspect(flaky.id)["State"]["Status"] == "exited", timeout=20)
+    assert flaky.logs().count("run") == 3 and flaky.exit_code == 3
+    steady = engine.run("busybox", ["sh", "-c", "sleep 0.2"], detach=True, restart="always")
+    assert wait_for(lambda: engine.inspect(steady.id)["RestartCount"] >= 2, timeout=20)
+    steady.stop(timeout=1)
+    count = engine.inspect(steady.id)["RestartCount"]
+    time.sleep(0.6)
+    assert engine.inspect(steady.id)["State"]["Status"] == "exited"
+    assert engine.inspect(steady.id)["RestartCount"] == count, "a stopped container is not restarted"
+    with pytest.raises(Exception, match="Conflicting options: --restart and --rm"):
+        engine.create("busybox", ["true"], restart="always", auto_remove=True)
