@@ -1079,6 +1079,40 @@ def cmd_volume_create(session: _Session, args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_service_create(session: _Session, args: argparse.Namespace) -> int:
+    """Create a service and print its name."""
+    rec = session.engine.service_create(args.name, args.image, replicas=args.replicas, ports=args.publish,
+                                        command=args.command or None, env=args.env or None, network=args.network)
+    session.print(rec["Name"])
+    return 0
+
+
+def cmd_service_ls(session: _Session, args: argparse.Namespace) -> int:
+    """List services: NAME, REPLICAS (running/asked), IMAGE, PORTS."""
+    lines = ["NAME\tREPLICAS\tIMAGE\tPORTS"]
+    for rec in session.engine.service_ls():
+        ports = ", ".join(f"{p['HostIp']}:{p['HostPort']}->{p['ContainerPort']}/tcp" for p in rec["Ports"])
+        lines.append(f"{rec['Name']}\t{rec['Running']}/{rec['Replicas']}\t{rec['Image']}\t{ports}")
+    session.out.write(tabwrite(lines))
+    return 0
+
+
+def cmd_service_scale(session: _Session, args: argparse.Namespace) -> int:
+    """Scale services: ``web=5``."""
+    for pair in args.pairs:
+        name, _, count = pair.partition("=")
+        if not count.isdigit():
+            raise UsageError(f"invalid scale specifier '{pair}': write NAME=REPLICAS")
+        session.engine.service_scale(name, int(count))
+        session.print(f"{name} scaled to {count}")
+    return 0
+
+
+def cmd_service_rm(session: _Session, args: argparse.Namespace) -> int:
+    """Remove services, echoing each name."""
+    return _each(session, args.services, session.engine.service_rm)
+
+
 def cmd_network_create(session: _Session, args: argparse.Namespace) -> int:
     """Create a network and print its id."""
     session.print(session.engine.network_create(args.name, subnet=args.subnet)["Id"])
@@ -1468,6 +1502,28 @@ def build_parser() -> _Parser:
     sub = networks.add_parser("inspect", help="Display detailed information on one or more networks")
     sub.set_defaults(handler=cmd_network_inspect)
     sub.add_argument("networks", nargs="+", metavar="NETWORK")
+
+    service = command("service", lambda s, a: _usage_for(service), "Manage services (replicas behind one port)")
+    services = service.add_subparsers(dest="service_command", metavar="COMMAND", parser_class=_Parser)
+    sub = services.add_parser("create", help="Start N replicas of an image behind one load-balanced port")
+    sub.set_defaults(handler=cmd_service_create)
+    sub.add_argument("--name", required=True, metavar="NAME")
+    sub.add_argument("--replicas", type=int, default=1, metavar="N")
+    sub.add_argument("-p", "--publish", action="append", default=[], metavar="[IP:]HOSTPORT:CONTAINERPORT",
+                     help="published on 127.0.0.1 unless an address is given, so it is not reachable from "
+                          "other machines by default")
+    sub.add_argument("-e", "--env", action="append", default=[], metavar="K=V")
+    sub.add_argument("--network", metavar="NET")
+    sub.add_argument("image", metavar="IMAGE")
+    sub.add_argument("command", nargs=argparse.REMAINDER, metavar="COMMAND")
+    sub = services.add_parser("ls", help="List services")
+    sub.set_defaults(handler=cmd_service_ls)
+    sub = services.add_parser("scale", help="Change a service's number of replicas: NAME=N")
+    sub.set_defaults(handler=cmd_service_scale)
+    sub.add_argument("pairs", nargs="+", metavar="NAME=N")
+    sub = services.add_parser("rm", help="Remove services and their replicas")
+    sub.set_defaults(handler=cmd_service_rm)
+    sub.add_argument("services", nargs="+", metavar="SERVICE")
 
     command("setup", cmd_setup, "Build the base image and the lesson's images (offline)")
     sub = command("show", cmd_show, "Draw a picture of a container or image and save it (PNG or SVG)")

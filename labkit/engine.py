@@ -22,6 +22,7 @@ import os
 import re
 import secrets
 import signal as _signal
+import sys
 import time
 from collections.abc import Callable, Iterator
 from datetime import datetime, timezone
@@ -29,12 +30,14 @@ from pathlib import Path
 from typing import IO, Any, TypeVar
 
 from labkit.errors import (
+    Conflict,
     HostUnsupported,
     InvalidArgument,
     NameInUse,
     NoSuchContainer,
     NoSuchImage,
     NoSuchVolume,
+    NotFound,
     StartFailed,
     VolumeInUse,
 )
@@ -787,6 +790,101 @@ class Engine:
             if rec["Driver"] == "bridge" and rec["Name"] not in busy:
                 drop(rec)
 
+    # -- services ---------------------------------------------------------------------------------
+    def service_create(self, name: str, image: str, replicas: int = 1, ports: list[str] | None = None,
+                       command: list[str] | str | None = None, env: Any = None,
+                       network: str | None = None) -> dict[str, Any]:
+        """``labkit service create``: ``replicas`` copies of a container behind one load-balanced port.
+
+        A controller process keeps that many running (a replica that dies is replaced within
+        a second) and hands each connection on the published port to the next replica.
+        """
+        from labkit.linux import network as net
+        from labkit.service import LABEL
+
+        _names.check_name(name)
+        if replicas < 0:
+            raise InvalidArgument(f"invalid replicas value {replicas}", "Use 0 or more")
+        specs = [parse_port(p) for p in (ports or [])]
+        if len(specs) > 1:
+            raise InvalidArgument("a service publishes one port", "Give one -p HOSTPORT:CONTAINERPORT")
+        self._image(image)
+        sdir = self.store.root / "services"
+        sdir.mkdir(exist_ok=True)
+        if (sdir / f"{name}.json").exists():
+            raise Conflict(f"service {name} already exists", "Remove it first with 'labkit service rm'")
+        if any((r.config.labels or {}).get(LABEL) == name for r in self._records()):
+            raise Conflict(f"containers of an old service {name} still exist", "Remove them with 'labkit rm -f'")
+        listeners = [net.listen(p.host_ip or "127.0.0.1", int(p.host_port or 0)) for p in specs]
+        try:
+            rec = {
+                "Name": name, "Image": image, "Replicas": replicas, "Created": now_rfc3339(),
+                "Command": ["/bin/sh", "-c", command] if isinstance(command, str) else command,
+                "Env": parse_env(env), "Network": network,
+                "ContainerPort": specs[0].container_port if specs else 0,
+                "Ports": [{"HostIp": s.getsockname()[0], "HostPort": s.getsockname()[1],
+                           "ContainerPort": p.container_port} for s, p in zip(listeners, specs, strict=True)],
+            }
+            write_json(sdir / f"{name}.json", rec)
+            pid = _spawn_detached([sys.executable, "-m", "labkit.service", str(self.store.root), name,
+                                   *[str(s.fileno()) for s in listeners]], [s.fileno() for s in listeners])
+            rec["ControllerPid"] = pid
+            write_json(sdir / f"{name}.json", rec)
+        finally:
+            for s in listeners:
+                s.close()
+        return rec
+
+    def service_ls(self) -> list[dict[str, Any]]:
+        """Every service with how many replicas run now out of how many are asked for."""
+        from labkit.service import LABEL
+
+        sdir = self.store.root / "services"
+        out = []
+        running: dict[str, int] = {}
+        for r in self._records():
+            svc = (r.config.labels or {}).get(LABEL)
+            if svc and r.status is Status.RUNNING:
+                running[svc] = running.get(svc, 0) + 1
+        for entry in sorted(sdir.glob("*.json")) if sdir.exists() else []:
+            rec = read_json(entry)
+            if rec:
+                rec["Running"] = running.get(rec["Name"], 0)
+                out.append(rec)
+        return out
+
+    def service_scale(self, name: str, replicas: int) -> dict[str, Any]:
+        """Ask for a new number of replicas; the controller starts or removes them."""
+        path = self.store.root / "services" / f"{name}.json"
+        rec = read_json(path)
+        if rec is None:
+            raise NotFound(f"service {name} not found", "Run 'labkit service ls'")
+        if replicas < 0:
+            raise InvalidArgument(f"invalid replicas value {replicas}", "Use 0 or more")
+        rec["Replicas"] = replicas
+        write_json(path, rec)
+        return rec
+
+    def service_rm(self, name: str) -> None:
+        """Stop the controller (it removes its replicas), then forget the service."""
+        from labkit.service import LABEL
+
+        path = self.store.root / "services" / f"{name}.json"
+        rec = read_json(path)
+        if rec is None:
+            raise NotFound(f"service {name} not found", "Run 'labkit service ls'")
+        pid = rec.get("ControllerPid", 0)
+        path.unlink()
+        if pid and _is_controller(pid):
+            os.kill(pid, _signal.SIGTERM)
+            deadline = time.monotonic() + 20
+            while _is_controller(pid) and time.monotonic() < deadline:
+                time.sleep(0.05)
+        for r in self._records():
+            if (r.config.labels or {}).get(LABEL) == name:
+                self.rm(r.id, force=True)
+        (self.store.root / "services" / f"{name}.log").unlink(missing_ok=True)
+
     # -- volumes ---------------------------------------------------------------------------------
     def volume_create(self, name: str | None = None) -> dict[str, Any]:
         """``docker volume create``: a named directory that outlives containers."""
@@ -1023,6 +1121,35 @@ class Engine:
 
     def _image_of(self, rec: ContainerRecord):  # type: ignore[no-untyped-def]
         return self.image_store.get(rec.config.image_id)
+
+
+def _spawn_detached(argv: list[str], fds: list[int]) -> int:
+    """Start a process that is nobody's child (so no zombie waits on us); return its pid."""
+    import subprocess
+
+    r, w = os.pipe()
+    first = os.fork()
+    if first == 0:
+        try:
+            os.close(r)
+            proc = subprocess.Popen(argv, pass_fds=fds, start_new_session=True, stdin=subprocess.DEVNULL,
+                                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            os.write(w, str(proc.pid).encode())
+        finally:
+            os._exit(0)
+    os.close(w)
+    with os.fdopen(r) as f:
+        pid = int(f.read() or 0)
+    os.waitpid(first, 0)
+    return pid
+
+
+def _is_controller(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as f:
+            return b"labkit.service" in f.read()
+    except OSError:
+        return False
 
 
 #: docker diff's kinds as the API numbers them.

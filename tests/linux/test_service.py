@@ -1,0 +1,75 @@
+"""Services on the real kernel: replicas behind one port, replaced when they die, the endpoint answering throughout."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+import urllib.request
+
+import pytest
+
+pytestmark = pytest.mark.root
+
+
+def get(port: int) -> dict:
+    return json.loads(urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=2).read())
+
+
+def wait_for(pred, timeout=15.0):
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        try:
+            if pred():
+                return True
+        except OSError:
+            pass
+        time.sleep(0.05)
+    return False
+
+
+def test_replicas_balance_and_heal(engine):
+    """Three replicas share the port round-robin; a killed one is replaced while the endpoint keeps answering."""
+    engine.service_create("web", "frontend-app:v2.1.0", replicas=3, ports=["18181:3000"])
+    try:
+        assert wait_for(lambda: len({get(18181)["hostname"] for _ in range(6)}) == 3)
+        before = {c["Names"][0]: c["Id"] for c in engine.ps() if c["Names"][0].startswith("/web.")}
+        assert set(before) == {"/web.1", "/web.2", "/web.3"}
+        engine.kill("web.2")
+        answered = failed = 0
+        end = time.monotonic() + 2
+        while time.monotonic() < end:
+            try:
+                get(18181)
+                answered += 1
+            except OSError:
+                failed += 1
+        assert answered > 0 and failed == 0, "the endpoint kept answering while a replica was replaced"
+        assert wait_for(lambda: engine.inspect("web.2")["State"]["Status"] == "running"
+                        and engine.inspect("web.2")["Id"] != before["/web.2"])
+        engine.service_scale("web", 1)
+        assert wait_for(lambda: len([c for c in engine.ps() if c["Names"][0].startswith("/web.")]) == 1)
+        assert engine.service_ls()[0]["Replicas"] == 1
+    finally:
+        engine.service_rm("web")
+    assert not [c for c in engine.ps(all=True) if c["Names"][0].startswith("/web.")]
+    assert engine.service_ls() == []
+
+
+def test_service_cli(engine):
+    """The CLI creates, lists and removes a service."""
+    env = {**os.environ, "LABKIT_ROOT": str(engine.store.root)}
+
+    def lk(*args):
+        return subprocess.run([sys.executable, "-m", "labkit", *args], capture_output=True, text=True, env=env)
+
+    assert lk("service", "create", "--name", "api", "--replicas", "2", "-p", "18182:3000",
+              "frontend-app:v2.1.0").returncode == 0
+    try:
+        assert wait_for(lambda: "2/2" in lk("service", "ls").stdout)
+        out = lk("service", "ls").stdout
+        assert "127.0.0.1:18182->3000/tcp" in out
+    finally:
+        assert lk("service", "rm", "api").stdout == "api\n"
