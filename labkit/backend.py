@@ -9,8 +9,9 @@ with the real kernel, ``sim`` in pure Python.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import IO, Iterator, Protocol
+from typing import IO, Protocol
 
 from labkit.images.store import Image
 from labkit.model.container import ContainerRecord

@@ -25,8 +25,9 @@ import fcntl
 import json
 import os
 import shutil
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 from labkit.model.container import ContainerRecord
 

@@ -158,7 +158,8 @@ def lower_stat(lowers: tuple[str, ...] | list[str], rel: str) -> os.stat_result 
 
 
 def lower_layer_of(lowers: list[str], rel: str) -> int | None:
-    """Which image layer (1 = top, as the pictures number them) serves ``rel`` from below, or ``None``."""
+    """Which image layer serves ``rel`` from below, numbered from 1 = the base layer (as ``history`` lists
+    them bottom-up and the pictures draw them), or ``None``. ``lowers`` is top-first, as overlayfs takes it."""
     for i in range(len(lowers)):
         if lower_stat(lowers[i:], rel) is not None and os.path.lexists(os.path.join(lowers[i], rel)):
             return len(lowers) - i

@@ -180,6 +180,12 @@ class FakeEngine:
             return {"Name": "data", "Driver": "local", "Mountpoint": "/var/lib/labkit/volumes/data/_data"}
         raise NoSuchVolume(name)
 
+    def inspect_network(self, ref: str) -> dict:
+        self._record("inspect_network", ref)
+        from labkit.networks import NoSuchNetwork
+
+        raise NoSuchNetwork(ref)
+
     def diff(self, ref: str) -> list[dict]:
         self._record("diff", ref)
         self._find(ref)
@@ -630,7 +636,7 @@ def test_inspect_unknown_prints_empty_array_and_no_such_object(labkit, engine) -
     """An unknown name tries container, image, volume, then prints [] and Error: No such object, rc 1."""
     r = labkit("inspect", "ghost")
     assert (r.code, r.out, r.err) == (1, "[]\n", "Error: No such object: ghost\n")
-    assert [n for n, _, _ in engine.calls] == ["inspect", "inspect_image", "inspect_volume"]
+    assert [n for n, _, _ in engine.calls] == ["inspect", "inspect_image", "inspect_volume", "inspect_network"]
 
 
 def test_inspect_finds_images_and_volumes_and_honours_type(labkit, engine) -> None:

@@ -14,7 +14,7 @@ from labkit.errors import Conflict
 
 pytestmark = pytest.mark.root
 
-SERVE = "while true; do echo -e 'HTTP/1.0 200 OK\\r\\n\\r\\nhello from '$(hostname) | nc -l -p 8080; done"
+SERVE = "mkdir -p /www && echo hello from $(hostname) > /www/index.html && exec httpd -f -p 8080 -h /www"
 
 
 def http(url: str, timeout: float = 5.0) -> str:

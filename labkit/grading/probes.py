@@ -1,0 +1,494 @@
+"""Lab checks: small read-only probes of the state a learner really made.
+
+A lab is graded by what exists, not by what the learner says: each probe asks
+the engine (``inspect``, ``diff``, the volume's metadata, the image store) and
+reads the files the engine points at — the container's overlay upper dir
+(Documentation/filesystems/overlayfs.rst: every write of a container lands
+there), a volume's ``_data`` directory, the container's cgroup files. Paths
+always come from the engine, never from the learner, and no probe follows a
+symbolic link: a file written somewhere else on the host, or a link in the
+upper dir pointing out of it, does not count.
+
+Two registries:
+
+* :data:`PROBES` — ``probe(engine, **args) -> Outcome``: pass/fail, a message
+  and the evidence read. A probe raises :class:`Missing` when the object it
+  looks at does not exist yet, so a lab can tell "not attempted" from "wrong".
+* :data:`OBSERVERS` — ``observer(engine, **args) -> value``: what the engine
+  really did, for "predict, then observe" questions (an exit code, a status).
+
+Probes never change anything: no start, no exec that writes, no cleanup.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import stat
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from labkit.errors import LabkitError, NotFound
+
+#: Bytes of a file a probe reads at most (enough for a token or a config line).
+READ_LIMIT = 1 << 20
+
+
+class Missing(LabkitError, LookupError):
+    """The container, volume, image or file a probe looks at does not exist (yet)."""
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What one probe found.
+
+    Attributes:
+        passed: The state the check asks for is there.
+        message: What was found, in one sentence for the learner.
+        output: The evidence read (a status, a file's first bytes).
+    """
+
+    passed: bool
+    message: str
+    output: str = ""
+
+
+@dataclass(frozen=True)
+class Probe:
+    """A registered probe: its function, its arguments and how it describes itself.
+
+    Attributes:
+        name: The name banks use (``container_running``).
+        func: ``func(engine, **args) -> Outcome``.
+        describe: A template for the check's title, filled with the arguments.
+        required: Argument names a bank must give.
+    """
+
+    name: str
+    func: Callable[..., Outcome]
+    describe: str
+    required: tuple[str, ...]
+
+
+PROBES: dict[str, Probe] = {}
+OBSERVERS: dict[str, Probe] = {}
+
+
+def probe(name: str, describe: str, *required: str) -> Callable[[Callable[..., Outcome]], Callable[..., Outcome]]:
+    """Register a lab probe under ``name``."""
+
+    def wrap(func: Callable[..., Outcome]) -> Callable[..., Outcome]:
+        PROBES[name] = Probe(name, func, describe, required)
+        return func
+
+    return wrap
+
+
+def observer(name: str, describe: str, *required: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """Register an observer (a value read from the engine) under ``name``."""
+
+    def wrap(func: Callable[..., Any]) -> Callable[..., Any]:
+        OBSERVERS[name] = Probe(name, func, describe, required)
+        return func
+
+    return wrap
+
+
+def describe(name: str, args: dict[str, Any], registry: dict[str, Probe] | None = None) -> str:
+    """A check's title from its probe's template (``container web is running``)."""
+    template = (registry or PROBES)[name].describe
+    return re.sub(r"\{(\w+)\}", lambda m: str(args.get(m.group(1), m.group(0))), template)
+
+
+def run_probe(engine: Any, name: str, args: dict[str, Any]) -> Outcome:
+    """Run one probe; an engine error about a missing object becomes :class:`Missing`."""
+    try:
+        return PROBES[name].func(engine, **args)
+    except Missing:
+        raise
+    except NotFound as err:
+        raise Missing(err.message) from err
+
+
+def observe(engine: Any, name: str, args: dict[str, Any]) -> Any:
+    """What the engine really did, read by the observer ``name``."""
+    try:
+        return OBSERVERS[name].func(engine, **args)
+    except Missing:
+        raise
+    except NotFound as err:
+        raise Missing(err.message) from err
+
+
+# ---------------------------------------------------------------------------------------------
+# Reading the engine's state safely
+
+
+def _inspect(engine: Any, container: str) -> dict[str, Any]:
+    try:
+        return engine.inspect(container)
+    except NotFound:
+        raise Missing(f"there is no container named {container} yet") from None
+
+
+def _relative(path: str) -> list[str]:
+    """``/data/hello`` as path components; ``..`` is refused (it could climb out of a layer)."""
+    parts = [p for p in str(path).split("/") if p not in ("", ".")]
+    if ".." in parts:
+        raise LabkitError(f"the path {path} climbs with '..'", "Write the path as the container sees it, from /")
+    return parts
+
+
+def lstat_below(root: str, path: str) -> os.stat_result | None:
+    """``lstat`` of ``path`` under ``root`` without following any symbolic link; ``None`` if absent.
+
+    Every directory on the way must be a real directory: a symbolic link in a
+    layer pointing at ``/tmp`` would otherwise let a file elsewhere on the host pass.
+    """
+    parts = _relative(path)
+    here = root
+    for i, part in enumerate(parts):
+        here = os.path.join(here, part)
+        try:
+            st = os.lstat(here)
+        except (FileNotFoundError, NotADirectoryError):
+            return None
+        if i < len(parts) - 1 and not stat.S_ISDIR(st.st_mode):
+            return None
+    return os.lstat(root) if not parts else st
+
+
+def read_below(root: str, path: str) -> str | None:
+    """The text of a regular file under ``root`` (no symbolic links on the way), or ``None``."""
+    st = lstat_below(root, path)
+    if st is None or not stat.S_ISREG(st.st_mode):
+        return None
+    fd = os.open(os.path.join(root, *_relative(path)), os.O_RDONLY | os.O_NOFOLLOW)
+    with os.fdopen(fd, "rb") as f:
+        return f.read(READ_LIMIT).decode(errors="replace")
+
+
+def upper_dir(engine: Any, container: str) -> str:
+    """The container's writable layer on the host, as the engine reports it (``GraphDriver.Data.UpperDir``)."""
+    return _inspect(engine, container)["GraphDriver"]["Data"]["UpperDir"]
+
+
+def _contains_ok(text: str, contains: str | None) -> bool:
+    return contains is None or str(contains) in text
+
+
+def _snippet(text: str, limit: int = 120) -> str:
+    text = text.strip()
+    return text if len(text) <= limit else text[:limit] + "…"
+
+
+# ---------------------------------------------------------------------------------------------
+# Containers
+
+
+@probe("container_exists", "a container named {name} exists", "name")
+def container_exists(engine: Any, name: str) -> Outcome:
+    info = _inspect(engine, name)
+    return Outcome(True, f"{name} exists ({info['State']['Status']})", info["State"]["Status"])
+
+
+@probe("container_absent", "no container named {name} exists", "name")
+def container_absent(engine: Any, name: str) -> Outcome:
+    try:
+        info = engine.inspect(name)
+    except NotFound:
+        return Outcome(True, f"there is no container named {name}")
+    return Outcome(False, f"{name} still exists ({info['State']['Status']})", info["State"]["Status"])
+
+
+@probe("container_running", "container {name} is running", "name")
+def container_running(engine: Any, name: str) -> Outcome:
+    status = _inspect(engine, name)["State"]["Status"]
+    return Outcome(status == "running", f"{name} is {status}", status)
+
+
+@probe("container_status", "container {name} is {status}", "name", "status")
+def container_status(engine: Any, name: str, status: str) -> Outcome:
+    now = _inspect(engine, name)["State"]["Status"]
+    return Outcome(now == status, f"{name} is {now}" + ("" if now == status else f", not {status}"), now)
+
+
+@probe("env_equals", "{container} has {key}={value}", "container", "key", "value")
+def env_equals(engine: Any, container: str, key: str, value: str) -> Outcome:
+    env = dict(e.split("=", 1) if "=" in e else (e, "") for e in _inspect(engine, container)["Config"]["Env"])
+    if key not in env:
+        return Outcome(False, f"{container} has no {key} in its environment")
+    have = env[key]
+    return Outcome(have == str(value), f"{container} has {key}={have}", f"{key}={have}")
+
+
+@probe("label_equals", "{container} has the label {key}={value}", "container", "key", "value")
+def label_equals(engine: Any, container: str, key: str, value: str) -> Outcome:
+    labels = _inspect(engine, container)["Config"].get("Labels") or {}
+    if key not in labels:
+        return Outcome(False, f"{container} has no label {key}")
+    return Outcome(labels[key] == str(value), f"{container} has {key}={labels[key]}", f"{key}={labels[key]}")
+
+
+@probe("exit_code_is", "{container} exited with code {code}", "container", "code")
+def exit_code_is(engine: Any, container: str, code: int) -> Outcome:
+    state = _inspect(engine, container)["State"]
+    if state["Status"] in ("running", "paused", "created"):
+        return Outcome(False, f"{container} has not exited (it is {state['Status']})", state["Status"])
+    return Outcome(state["ExitCode"] == int(code), f"{container} exited with {state['ExitCode']}", str(state["ExitCode"]))
+
+
+@probe("oom_killed", "the kernel's OOM killer ended {container}", "container")
+def oom_killed(engine: Any, container: str, expected: bool = True) -> Outcome:
+    state = _inspect(engine, container)["State"]
+    killed = bool(state["OOMKilled"])
+    words = "was OOM-killed" if killed else "was not OOM-killed"
+    return Outcome(killed == bool(expected), f"{container} {words} (exit code {state['ExitCode']})", str(killed))
+
+
+@probe("memory_limit", "{container} is limited to {bytes} bytes of memory", "container", "bytes")
+def memory_limit(engine: Any, container: str, bytes: int | str) -> Outcome:
+    from labkit.model.humanize import parse_size
+
+    want = bytes if isinstance(bytes, int) else parse_size(str(bytes))
+    info = _inspect(engine, container)
+    have = info["HostConfig"]["Memory"]
+    kernel = _kernel_memory_limit(engine, info)
+    msg = f"{container} has --memory {have}" + (f"; its cgroup says {kernel}" if kernel is not None else "")
+    ok = have == want and (kernel is None or kernel == want)
+    return Outcome(ok, msg, str(kernel if kernel is not None else have))
+
+
+def _kernel_memory_limit(engine: Any, info: dict[str, Any]) -> int | None:
+    """The limit the kernel enforces (``memory.max`` / ``memory.limit_in_bytes``) while the container runs."""
+    layout = getattr(engine.backend, "layout", None)
+    if not info["State"]["Running"] or layout is None:
+        return None
+    try:
+        from labkit.linux import cgroups
+
+        group = cgroups.Cgroup.open(layout, info["Id"])
+        path = group.interface_file("memory", "memory.max" if layout.is_unified("memory") else "memory.limit_in_bytes")
+        with open(path or "") as f:
+            text = f.read().strip()
+        return None if text == "max" else int(text)
+    except (OSError, ValueError, LabkitError):
+        return None
+
+
+@probe("pids_limit", "{container} may run at most {limit} processes", "container", "limit")
+def pids_limit(engine: Any, container: str, limit: int) -> Outcome:
+    have = _inspect(engine, container)["HostConfig"]["PidsLimit"]
+    return Outcome(have == int(limit), f"{container} has --pids-limit {have}", str(have))
+
+
+@probe("port_published", "{container} publishes {container_port} on host port {host_port}",
+       "container", "container_port", "host_port")
+def port_published(engine: Any, container: str, container_port: int | str, host_port: int | str) -> Outcome:
+    bindings = _inspect(engine, container)["HostConfig"]["PortBindings"] or {}
+    key = str(container_port) if "/" in str(container_port) else f"{container_port}/tcp"
+    hosts = [b.get("HostPort", "") for b in bindings.get(key, [])]
+    return Outcome(str(host_port) in hosts, f"{key} is published on {hosts or 'no host port'}", ",".join(hosts))
+
+
+@probe("mounts_volume", "{container} mounts volume {volume} at {destination}", "container", "volume", "destination")
+def mounts_volume(engine: Any, container: str, volume: str, destination: str) -> Outcome:
+    mounts = _inspect(engine, container)["Mounts"]
+    for m in mounts:
+        if m.get("Destination") == destination:
+            ok = m.get("Type") == "volume" and m.get("Name") == volume
+            what = m.get("Name") or m.get("Source")
+            return Outcome(ok, f"{destination} is a {m.get('Type')} mount of {what}", f"{m.get('Type')}:{what}")
+    return Outcome(False, f"nothing is mounted at {destination} in {container}")
+
+
+@probe("own_namespaces", "{container}'s PID 1 has its own namespaces", "container")
+def own_namespaces(engine: Any, container: str, kinds: tuple[str, ...] = ("pid", "mnt", "uts", "ipc")) -> Outcome:
+    state = _inspect(engine, container)["State"]
+    if not state["Running"]:
+        return Outcome(False, f"{container} is {state['Status']}: only a running process has namespaces")
+    shared = []
+    for kind in kinds:
+        try:
+            if os.readlink(f"/proc/{state['Pid']}/ns/{kind}") == os.readlink(f"/proc/self/ns/{kind}"):
+                shared.append(kind)
+        except OSError:
+            return Outcome(False, f"PID {state['Pid']} could not be read in /proc")
+    if shared:
+        return Outcome(False, f"PID {state['Pid']} shares the host's {', '.join(shared)} namespace")
+    return Outcome(True, f"PID {state['Pid']} has its own {', '.join(kinds)} namespaces", str(state["Pid"]))
+
+
+@probe("hostname_is", "{container}'s hostname is {hostname}", "container", "hostname")
+def hostname_is(engine: Any, container: str, hostname: str) -> Outcome:
+    have = _inspect(engine, container)["Config"]["Hostname"]
+    return Outcome(have == hostname, f"{container}'s hostname is {have}", have)
+
+
+# ---------------------------------------------------------------------------------------------
+# The writable layer
+
+
+@probe("file_in_upperdir", "{path} is in {container}'s writable layer", "container", "path")
+def file_in_upperdir(engine: Any, container: str, path: str, contains: str | None = None) -> Outcome:
+    upper = upper_dir(engine, container)
+    st = lstat_below(upper, path)
+    if st is None:
+        return Outcome(False, f"{path} is not in {container}'s writable layer (write it inside the container)")
+    if not stat.S_ISREG(st.st_mode):
+        return Outcome(False, f"{path} in the writable layer is not a regular file")
+    text = read_below(upper, path) or ""
+    if not _contains_ok(text, contains):
+        return Outcome(False, f"{path} is in the writable layer but does not contain {contains!r}", _snippet(text))
+    return Outcome(True, f"{path} is in {container}'s writable layer", _snippet(text))
+
+
+@probe("whiteout_exists", "deleting {path} left a whiteout in {container}'s writable layer", "container", "path")
+def whiteout_exists(engine: Any, container: str, path: str) -> Outcome:
+    st = lstat_below(upper_dir(engine, container), path)
+    # overlayfs.rst, "whiteouts": a character device with device number 0/0.
+    if st is not None and stat.S_ISCHR(st.st_mode) and st.st_rdev == 0:
+        return Outcome(True, f"{path} is a whiteout (a 0/0 character device) in the upper dir")
+    return Outcome(False, f"there is no whiteout for {path} in {container}'s upper dir")
+
+
+@probe("file_absent", "{path} is gone from {container}'s view", "container", "path")
+def file_absent(engine: Any, container: str, path: str) -> Outcome:
+    info = _inspect(engine, container)
+    data = info["GraphDriver"]["Data"]
+    upper = data["UpperDir"]
+    st = lstat_below(upper, path)
+    if st is not None:
+        if stat.S_ISCHR(st.st_mode) and st.st_rdev == 0:
+            return Outcome(True, f"{path} is hidden by a whiteout")
+        return Outcome(False, f"{path} is in the writable layer")
+    # Not in the upper dir: the lower layers decide (top first; a whiteout hides what is below).
+    for lower in (data.get("LowerDir") or "").split(":"):
+        if not lower:
+            continue
+        low = lstat_below(lower, path)
+        if low is not None:
+            if stat.S_ISCHR(low.st_mode) and low.st_rdev == 0:
+                return Outcome(True, f"{path} is deleted in an image layer")
+            return Outcome(False, f"{path} is still there, served by an image layer")
+    return Outcome(True, f"{path} does not exist in {container}")
+
+
+@probe("image_layers_unchanged", "{image}'s layers are unchanged", "image")
+def image_layers_unchanged(engine: Any, image: str) -> Outcome:
+    from labkit.images import oci
+
+    img = engine.image_store.get(image)
+    changed = [layer.digest[:19] for layer in img.layers if oci.digest(layer.path) != layer.digest]
+    if changed:
+        return Outcome(False, f"{len(changed)} layer(s) of {image} no longer match their digest", ", ".join(changed))
+    return Outcome(True, f"all {len(img.layers)} layers of {image} still hash to their digests")
+
+
+# ---------------------------------------------------------------------------------------------
+# Volumes
+
+
+def _volume(engine: Any, name: str) -> dict[str, Any]:
+    try:
+        return engine.inspect_volume(name)
+    except NotFound:
+        raise Missing(f"there is no volume named {name} yet") from None
+
+
+@probe("volume_exists", "a volume named {name} exists", "name")
+def volume_exists(engine: Any, name: str) -> Outcome:
+    meta = _volume(engine, name)
+    return Outcome(True, f"volume {name} exists", meta["Mountpoint"])
+
+
+@probe("volume_has_file", "volume {volume} holds {path}", "volume", "path")
+def volume_has_file(engine: Any, volume: str, path: str, contains: str | None = None) -> Outcome:
+    root = _volume(engine, volume)["Mountpoint"]
+    text = read_below(root, path)
+    if text is None:
+        return Outcome(False, f"volume {volume} has no file {path}")
+    if not _contains_ok(text, contains):
+        return Outcome(False, f"{path} in volume {volume} does not contain {contains!r}", _snippet(text))
+    return Outcome(True, f"volume {volume} holds {path}", _snippet(text))
+
+
+# ---------------------------------------------------------------------------------------------
+# Observers: what really happened, for "predict, then observe"
+
+
+@observer("status", "the status of {container}", "container")
+def observe_status(engine: Any, container: str) -> str:
+    return _inspect(engine, container)["State"]["Status"]
+
+
+@observer("exit_code", "the exit code of {container}", "container")
+def observe_exit_code(engine: Any, container: str) -> int:
+    return int(_inspect(engine, container)["State"]["ExitCode"])
+
+
+@observer("oom_killed", "whether {container} was OOM-killed", "container")
+def observe_oom_killed(engine: Any, container: str) -> bool:
+    return bool(_inspect(engine, container)["State"]["OOMKilled"])
+
+
+@observer("env", "{key} in {container}'s environment", "container", "key")
+def observe_env(engine: Any, container: str, key: str) -> str:
+    for item in _inspect(engine, container)["Config"]["Env"]:
+        k, _, v = item.partition("=")
+        if k == key:
+            return v
+    return ""
+
+
+@observer("diff_kind", "what docker diff says of {path} in {container}", "container", "path")
+def observe_diff_kind(engine: Any, container: str, path: str) -> str:
+    """``A``, ``C`` or ``D`` as ``docker diff`` prints it, or ``""`` when the path is unchanged."""
+    _inspect(engine, container)
+    kinds = {0: "C", 1: "A", 2: "D"}
+    for change in engine.diff(container):
+        if change["Path"] == path:
+            return kinds.get(change["Kind"], "")
+    return ""
+
+
+@observer("in_upperdir", "whether {path} is in {container}'s writable layer", "container", "path")
+def observe_in_upperdir(engine: Any, container: str, path: str) -> bool:
+    return lstat_below(upper_dir(engine, container), path) is not None
+
+
+@observer("exists", "whether a container named {name} exists", "name")
+def observe_exists(engine: Any, name: str) -> bool:
+    try:
+        engine.inspect(name)
+    except NotFound:
+        return False
+    return True
+
+
+@observer("listed_by_ps", "whether ps lists {name}", "name")
+def observe_listed_by_ps(engine: Any, name: str, all: bool = False) -> bool:
+    return any(("/" + name) in item["Names"] for item in engine.ps(all=all))
+
+
+@observer("volume_file", "the text of {path} in volume {volume}", "volume", "path")
+def observe_volume_file(engine: Any, volume: str, path: str) -> str:
+    return (read_below(_volume(engine, volume)["Mountpoint"], path) or "").strip()
+
+
+@observer("layer_count", "how many layers {image} has", "image")
+def observe_layer_count(engine: Any, image: str) -> int:
+    return len(engine.image_store.get(image).layers)
+
+
+@observer("host_sees_pid", "whether the host's /proc has {container}'s PID 1", "container")
+def observe_host_sees_pid(engine: Any, container: str) -> bool:
+    """A container's PID 1 is an ordinary host process: ``/proc/<State.Pid>`` exists while it runs."""
+    state = _inspect(engine, container)["State"]
+    return bool(state["Running"]) and state["Pid"] > 0 and os.path.isdir(f"/proc/{state['Pid']}")
+
+
+@observer("hostname", "the hostname of {container}", "container")
+def observe_hostname(engine: Any, container: str) -> str:
+    return _inspect(engine, container)["Config"]["Hostname"]

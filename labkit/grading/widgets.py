@@ -1,0 +1,160 @@
+"""Quiz cells for notebooks: choose or type, press Check, read the feedback.
+
+The only module of :mod:`labkit.grading` that imports ipywidgets. Everything
+happens in the kernel: the Check button calls ``question.check()`` in Python,
+so the answer and its result live in Python objects (``cell.results``,
+``cell.last``, ``quiz.results()``) and, when asked, in the attempts log or a
+submission — not only in the browser.
+
+    >>> from labkit.grading import load_bank
+    >>> from labkit.grading.widgets import QuizCell, quiz
+    >>> quiz(load_bank("lesson8"))            # one cell per question  # doctest: +SKIP
+
+Tests drive a cell as a learner would: set ``cell.input.value``, call
+``cell.check_button.click()``, read ``cell.feedback.value``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from html import escape
+from typing import Any
+
+import ipywidgets as w
+
+from labkit.grading.questions import ChoiceQuestion, LabQuestion, MultiQuestion, Question
+from labkit.grading.render import question_html, result_html
+from labkit.grading.results import Result
+
+
+class QuizCell:
+    """One question as a widget: its prompt, an input, Check and Hint buttons, and the feedback.
+
+    Args:
+        question: The question, already drawn for the learner.
+        engine: The engine labs and "predict, then observe" questions read the truth from.
+        on_result: Called with every :class:`Result` (e.g. to record it somewhere).
+        attempts_log: Append each result to this attempts log (``True``: the default log).
+        submissions: Append each result to the learner's submission in this directory.
+
+    Attributes:
+        results: Every result of this cell, oldest first.
+        input: The input widget (``Text``, ``RadioButtons``, a box of ``Checkbox``, or ``None`` for labs).
+        check_button: Press to check (``.click()`` in tests).
+        hint_button: Press to show the hint.
+        feedback: An ``HTML`` widget showing the last result or the hint.
+        widget: The whole cell (a ``VBox``); displaying the cell displays it.
+    """
+
+    def __init__(
+        self,
+        question: Question,
+        *,
+        engine: Any = None,
+        on_result: Callable[[Result], Any] | None = None,
+        attempts_log: Any = None,
+        submissions: Any = None,
+    ) -> None:
+        self.question = question
+        self.engine = engine
+        self.on_result = on_result
+        self.attempts_log = attempts_log
+        self.submissions = submissions
+        self.results: list[Result] = []
+        self.input = self._make_input()
+        self.check_button = w.Button(description="Run checks" if isinstance(question, LabQuestion) else "Check",
+                                     button_style="primary", tooltip="Check this answer")
+        self.hint_button = w.Button(description="Hint", tooltip="Show a hint")
+        self.feedback = w.HTML(value="")
+        self.check_button.on_click(lambda _b: self.check())
+        self.hint_button.on_click(lambda _b: self.show_hint())
+        rows: list[Any] = [w.HTML(value=question_html(question))]
+        if self.input is not None:
+            rows.append(self.input)
+        rows += [w.HBox([self.check_button, self.hint_button]), self.feedback]
+        self.widget = w.VBox(rows, layout=w.Layout(border="1px solid #d0d7de", padding="6px", margin="6px 0"))
+        self.widget.add_class("labkit-quiz")
+
+    def _make_input(self) -> Any:
+        q = self.question
+        if isinstance(q, LabQuestion):
+            return None
+        if isinstance(q, MultiQuestion):
+            return w.VBox([w.Checkbox(value=False, description=o.text, indent=False) for o in q.options])
+        if isinstance(q, ChoiceQuestion):
+            return w.RadioButtons(options=[o.text for o in q.options], value=None, layout=w.Layout(width="auto"))
+        return w.Text(value="", placeholder="your answer", continuous_update=False,
+                      layout=w.Layout(width="60%"))
+
+    @property
+    def answer(self) -> Any:
+        """What the input holds now, in the form ``question.check()`` takes."""
+        if self.input is None:
+            return None
+        if isinstance(self.question, MultiQuestion):
+            picked = [box.description for box in self.input.children if box.value]
+            return picked or None
+        return self.input.value
+
+    @property
+    def last(self) -> Result | None:
+        """The latest result, or ``None`` before the first check."""
+        return self.results[-1] if self.results else None
+
+    def check(self) -> Result:
+        """Check the current answer (what the Check button does) and show the result."""
+        result = self.question.check(self.answer, engine=self.engine)
+        self.results.append(result)
+        self.feedback.value = result_html(result)
+        if self.attempts_log:
+            from labkit.grading.gradebook import append_attempt
+
+            append_attempt(result, None if self.attempts_log is True else self.attempts_log)
+        if self.submissions:
+            from labkit.grading.gradebook import save_submission
+
+            save_submission([result], self.submissions)
+        if self.on_result is not None:
+            self.on_result(result)
+        return result
+
+    def show_hint(self) -> str:
+        """Show the hint under the question (what the Hint button does)."""
+        text = self.question.hint()
+        self.feedback.value = f'<div class="labkit-hint"><b>Hint:</b> {escape(text)}</div>'
+        return text
+
+    def _repr_mimebundle_(self, **kwargs: Any) -> Any:
+        return self.widget._repr_mimebundle_(**kwargs)
+
+
+class Quiz:
+    """Several quiz cells shown together, with their results gathered in Python.
+
+    Attributes:
+        cells: One :class:`QuizCell` per question.
+        widget: A ``VBox`` of the cells.
+    """
+
+    def __init__(self, questions: list[Question], **cell_options: Any) -> None:
+        self.cells = [QuizCell(q, **cell_options) for q in questions]
+        self.widget = w.VBox([c.widget for c in self.cells])
+
+    def results(self) -> dict[str, Result | None]:
+        """Each question's latest result (``None`` where nothing was checked yet)."""
+        return {c.question.id: c.last for c in self.cells}
+
+    @property
+    def score(self) -> tuple[float, float]:
+        """Points earned (latest attempts) and points possible."""
+        earned = sum(c.last.points for c in self.cells if c.last is not None)
+        return earned, sum(c.question.points for c in self.cells)
+
+    def _repr_mimebundle_(self, **kwargs: Any) -> Any:
+        return self.widget._repr_mimebundle_(**kwargs)
+
+
+def quiz(bank: Any, ids: list[str] | None = None, learner: str | None = None, **cell_options: Any) -> Quiz:
+    """A :class:`Quiz` of a bank's questions (all, or those in ``ids``), drawn for ``learner``."""
+    chosen = ids or bank.ids
+    return Quiz([bank.question(qid, learner) for qid in chosen], **cell_options)

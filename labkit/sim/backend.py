@@ -1,0 +1,706 @@
+"""The simulator backend: the engine's verbs on a modelled kernel, in pure Python, without root.
+
+:class:`SimBackend` implements :class:`labkit.backend.Backend` with the same
+results as the linux backend — the engine owns names, ids, the lifecycle and
+the JSON shapes, so what differs is only *how* the side effects happen: the
+writable layer is a :class:`labkit.model.overlay.Overlay` over the image's
+real layer directories, processes are :mod:`labkit.sim.process` records run
+by :mod:`labkit.sim.shell`, limits are :mod:`labkit.sim.cgroups` counters,
+and time is the simulated clock of :mod:`labkit.sim.kernel`.
+
+One world, many processes
+    The world is saved under ``<state root>/sim/world.pickle`` (a pickle with
+    a version field, written to a temporary file and renamed) after every
+    call, under ``flock(2)`` on ``<state root>/sim/lock``, and reloaded when
+    another process changed it. So ``labkit --backend sim run -d ...`` and a
+    later ``labkit --backend sim ps`` (or ``LABKIT_BACKEND=sim``) see one
+    world, and detached containers go on "running" between calls.
+
+The clock between calls
+    With ``realtime=True`` (the default; ``LABKIT_SIM_CLOCK=manual`` turns
+    it off) every call first advances the simulated clock by the real time
+    elapsed since the last call, so ``sleep 1; exit 3`` has ended when you
+    look a second later. Waits and the engine's timeouts (``stop``'s 10 s)
+    jump the clock at once, so the simulated clock runs ahead of the wall
+    clock by the sum of those jumps. With ``realtime=False`` only waits,
+    ``exec`` and timeouts move it: runs are fully deterministic. A busy loop
+    gets at most :data:`labkit.sim.kernel.MAX_OPS` operations per catch-up.
+
+Walking back
+    The world is plain data and the overlays are immutable, so a snapshot is
+    one pickled copy of it plus the engine's container records:
+    :meth:`SimBackend.snapshot` takes one, :meth:`SimBackend.restore` puts the
+    world (and the records) back exactly as they were. With
+    :meth:`SimBackend.keep_snapshots` on, a snapshot is taken right after
+    every trace step the backend emits, and :meth:`SimBackend.state_at`
+    gives the world as it was after step ``seq`` — what a stepper shows when
+    it steps *back* through a simulated run.
+
+Requests
+    :meth:`SimBackend.http_get` sends a GET to a port of a container (the
+    lesson's ``node server.js`` answers with the JSON the real server.js
+    sends).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import fcntl
+import itertools
+import os
+import pickle
+import secrets
+import shutil
+import stat as _stat
+import tempfile
+import types
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO, Any
+
+from labkit.backend import Exited, Launched
+from labkit.errors import BuildFailed, StartFailed
+from labkit.model import events
+from labkit.model.container import ContainerRecord
+from labkit.model.overlay import CopyUp, Create, Dir, File, Opaque, Remove, Symlink, Whiteout, WhiteoutNode
+from labkit.sim import cgroups, namespaces, network
+from labkit.sim import process as proc_mod
+from labkit.sim.kernel import SimContainer, World, advance
+from labkit.sim.overlay import ETC_FILES, Vfs, changes, overlay_of, read_layer
+from labkit.store import Store
+
+FORMAT_VERSION = 1
+#: How far a wait without a timeout looks ahead (simulated seconds) before it gives up.
+HORIZON = 24 * 3600.0
+_EXEC_PREFIX = "OCI runtime exec failed: exec failed: unable to start container process: "
+HOSTS = "127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n"
+_EXEC_IDS = itertools.count(1)
+
+_LIMIT_WHY = {
+    "memory.max": "the most memory the container may use (v2)",
+    "memory.swap.max": "the most swap it may use (v2)",
+    "pids.max": "the most processes it may have",
+    "cpu.max": "CPU time per period (v2)",
+}
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    """The whole simulated world at one moment, and the engine's container records then.
+
+    Attributes:
+        world: The pickled :class:`~labkit.sim.kernel.World`.
+        records: Each container's record as ``to_json()`` wrote it, by id.
+        seq: The trace step it was taken after (-1 when taken by hand).
+    """
+
+    world: bytes
+    records: dict[str, Any] = field(default_factory=dict)
+    seq: int = -1
+
+    def load(self) -> World:
+        """A private copy of the world as it was (change it freely)."""
+        return pickle.loads(self.world)
+
+    def describe(self) -> dict[str, Any]:
+        """What the pictures draw: per container its status, processes and writable layer."""
+        w = self.load()
+        out: dict[str, Any] = {"time": w.now, "containers": {}}
+        for cid, ct in w.containers.items():
+            rec = self.records.get(cid)
+            out["containers"][cid] = {
+                "status": rec["state"]["status"] if rec else "unknown",
+                "processes": [
+                    {"pid": p.pid, "host_pid": p.hpid, "ppid": p.ppid, "argv": list(p.argv), "state": p.state}
+                    for p in w.procs_of(cid)
+                ],
+                "upper": {path: node.kind for path, node in sorted(ct.upper.items()) if path != "/"},
+                "frozen": ct.frozen,
+                "memory": cgroups.usage(w, ct),
+            }
+        return out
+
+
+class SimBackend:
+    """The simulated kernel behind the engine (see the module docstring).
+
+    Args:
+        store: The engine's state store; the world lives under ``<root>/sim``.
+        realtime: Advance the simulated clock with real elapsed time between calls
+            (default: on, unless ``LABKIT_SIM_CLOCK=manual``).
+    """
+
+    name = "sim"
+
+    def __init__(self, store: Store, realtime: bool | None = None) -> None:
+        self.store = store
+        self.dir = Path(store.root) / "sim"
+        self.dir.mkdir(parents=True, exist_ok=True)
+        if realtime is None:
+            realtime = os.environ.get("LABKIT_SIM_CLOCK", "real") != "manual"
+        self.realtime = realtime
+        self.emit: events.Emit = events.noop  # the engine sets its recorder here
+        self.layout = types.SimpleNamespace(version="v2")
+        self._world: World | None = None
+        self._seen_file: tuple[int, int, int] | None = None
+        self._depth = 0
+        self._keep = False
+        self._snapshots: list[Snapshot] = []
+
+    # -- the world on disk ----------------------------------------------------------------------
+    @property
+    def world_path(self) -> Path:
+        return self.dir / "world.pickle"
+
+    def _file_id(self) -> tuple[int, int, int] | None:
+        try:
+            st = os.stat(self.world_path)
+        except FileNotFoundError:
+            return None
+        return (st.st_ino, st.st_mtime_ns, st.st_size)
+
+    def _load(self) -> World:
+        current = self._file_id()
+        if self._world is not None and current == self._seen_file:
+            return self._world
+        if current is None:
+            self._world = World()
+        else:
+            with open(self.world_path, "rb") as f:
+                data = pickle.load(f)
+            if not isinstance(data, dict) or data.get("version") != FORMAT_VERSION:
+                # A world written by another version of the simulator: start a fresh one.
+                self._world = World()
+            else:
+                self._world = data["world"]
+        self._seen_file = current
+        return self._world
+
+    def _save(self, world: World) -> None:
+        world.generation += 1
+        fd, tmp = tempfile.mkstemp(prefix=".world-", dir=self.dir)
+        with os.fdopen(fd, "wb") as f:
+            pickle.dump({"version": FORMAT_VERSION, "world": world}, f, protocol=pickle.HIGHEST_PROTOCOL)
+        os.replace(tmp, self.world_path)  # rename(2): readers see the old world or the new one
+        self._seen_file = self._file_id()
+        self._write_logs(world)
+
+    @contextlib.contextmanager
+    def _locked(self) -> Iterator[World]:
+        """The world, loaded fresh, caught up with real time, saved afterwards (re-entrant)."""
+        if self._depth:
+            assert self._world is not None
+            yield self._world
+            return
+        fd = os.open(self.dir / "lock", os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            self._depth += 1
+            world = self._load()
+            self._catch_up(world)
+            try:
+                yield world
+            finally:
+                self._save(world)
+        finally:
+            self._depth = 0
+            os.close(fd)
+
+    def _catch_up(self, world: World) -> None:
+        import time
+
+        now = time.time()
+        elapsed = now - world.real_anchor
+        world.real_anchor = now
+        if self.realtime and elapsed > 0:
+            target = world.now + elapsed
+            advance(world, target)
+            world.now = max(world.now, target)
+
+    def _write_logs(self, world: World) -> None:
+        """Keep each container's json-file log on disk too (``LogPath`` says where)."""
+        import json
+
+        for cid, ct in world.containers.items():
+            done = ct.logs_on_disk
+            if done >= len(ct.logs):
+                continue
+            cdir = self.store.container_dir(cid)
+            if not cdir.is_dir():
+                continue
+            with open(cdir / "json.log", "a") as f:
+                for line in ct.logs[done:]:
+                    f.write(json.dumps({"log": line.text, "stream": line.stream, "time": world.rfc3339(line.time)})
+                            + "\n")
+            ct.logs_on_disk = len(ct.logs)
+
+    def _step(self, world: World, event: tuple[str, str, str, dict[str, Any]], cid: str) -> None:
+        self.emit(event, cid)
+        if self._keep:
+            trace = getattr(getattr(self.emit, "__self__", None), "trace", None)
+            seq = len(trace) - 1 if trace is not None else len(self._snapshots)
+            self._snapshots.append(self._take(world, seq))
+
+    def clock(self) -> float:
+        """Simulated seconds since the world began (the engine stamps trace steps with it)."""
+        world = self._world if self._world is not None else self._load()
+        return world.now
+
+    # -- paths -------------------------------------------------------------------------------------
+    def _paths(self, cid: str) -> dict[str, str]:
+        base = self.store.layer_dir(cid)
+        return {"upper": str(base / "diff"), "work": str(base / "work"), "merged": str(base / "merged"),
+                "init": str(self.store.init_dir(cid) / "diff")}
+
+    def storage(self, record: ContainerRecord, image: Any) -> dict[str, str]:
+        p = self._paths(record.id)
+        return {"LowerDir": ":".join([p["init"], *image.lowerdirs()]), "MergedDir": p["merged"],
+                "UpperDir": p["upper"], "WorkDir": p["work"], "Simulated": "true"}
+
+    # -- verbs -------------------------------------------------------------------------------------
+    def create(self, record: ContainerRecord, image: Any) -> None:
+        with self._locked() as w:
+            w.containers[record.id] = SimContainer(record.id, list(image.lowerdirs()), env=list(record.config.env))
+            self._step(w, events.create_layer(self._paths(record.id)["upper"]), record.id)
+
+    def _container(self, w: World, record: ContainerRecord, image: Any | None = None) -> SimContainer:
+        ct = w.containers.get(record.id)
+        if ct is None:
+            # The world was lost (its file deleted): the writable layer starts empty again.
+            ct = SimContainer(record.id, list(image.lowerdirs()) if image is not None else [])
+            w.containers[record.id] = ct
+        return ct
+
+    def _write_etc(self, record: ContainerRecord) -> dict[str, str]:
+        cdir = self.store.container_dir(record.id)
+        cdir.mkdir(parents=True, exist_ok=True)
+        files = {"hostname": record.config.hostname + "\n", "hosts": HOSTS, "resolv.conf": _resolv_conf()}
+        for name, text in files.items():
+            (cdir / name).write_text(text)
+        return {f"/etc/{name}": str(cdir / name) for name in ETC_FILES}
+
+    def start(self, record: ContainerRecord, image: Any) -> Launched:
+        c = record.config
+        with self._locked() as w:
+            ct = self._container(w, record, image)
+            ct.lowers = list(image.lowerdirs())
+            ct.ended, ct.oom_kills, ct.frozen, ct.memory_peak = None, 0, False, 0
+            p = self._paths(record.id)
+            etc = self._write_etc(record)
+            ct.mounts = [(dest, src, False) for dest, src in etc.items()]
+            self._step(w, events.mount_overlay([p["init"], *ct.lowers], p["upper"], p["work"], p["merged"]),
+                       record.id)
+            ct.memory_max, ct.pids_max = c.memory, c.pids_limit
+            cg = self.dir / "cgroup" / "labkit" / record.id
+            for name, value in cgroups.limit_files(ct, c.memory_swap, c.nano_cpus):
+                self._step(w, events.cgroup_write(str(cg / name), value, _LIMIT_WHY.get(name, "a limit")), record.id)
+            namespaces.enter_new(ct, c.hostname)
+            vfs = Vfs(w, ct)
+            for m in c.mounts:
+                # rootfs.bind(): the mount point is made in the container's filesystem first.
+                src = self._host_path(m)
+                if os.path.isdir(src):
+                    vfs.makedirs(m.destination)
+                elif not vfs.exists(m.destination):
+                    vfs.makedirs(os.path.dirname(m.destination))
+                    vfs.touch(m.destination)
+            ct.mounts += [(m.destination, self._host_path(m), m.readonly) for m in c.mounts]
+            workdir = c.workdir or "/"
+            try:
+                vfs.makedirs(workdir)
+            except OSError:
+                raise StartFailed(f'chdir to cwd ("{workdir}") set in config.json failed: not a directory', 128) \
+                    from None
+            env = _env_dict(c.env)
+            prog = proc_mod.lookup(w, ct, list(c.argv), env, workdir)
+            from labkit.sim.shell import start_program
+
+            pid1 = start_program(w, ct, prog, list(c.argv), env=env, cwd=workdir,
+                                 fds={1: ("log", "stdout"), 2: ("log", "stderr")})
+            ct.pid1 = pid1.hpid
+            ct.starts += 1
+            started = w.now
+            self._step(w, events.clone(namespaces.clone_flags(c.network), pid1.hpid), record.id)
+            self._step(w, events.pivot_root(p["merged"]), record.id)
+            self._step(w, events.execve(list(c.argv), pid1.hpid), record.id)
+            advance(w, w.now)
+            return Launched(pid1.hpid, int(started * 100), 0, w.rfc3339(started))
+
+    def _host_path(self, m: Any) -> str:
+        return str(self.store.volume_dir(m.source) / "_data") if m.type == "volume" else m.source
+
+    def observe(self, record: ContainerRecord) -> Exited | None:
+        with self._locked() as w:
+            ct = w.containers.get(record.id)
+            if ct is None:
+                return Exited(255, w.rfc3339())
+            if ct.pid1 == 0 and ct.ended is not None:
+                code, finished, oom = ct.ended
+                return Exited(code, finished, oom)
+            if ct.pid1 == 0:
+                return Exited(255, w.rfc3339())
+            return None
+
+    def wait(self, record: ContainerRecord, timeout: float | None) -> bool:
+        with self._locked() as w:
+            ct = w.containers.get(record.id)
+            if ct is None or ct.pid1 == 0:
+                return True
+            until = w.now + (HORIZON if timeout is None or timeout < 0 else timeout)
+            return advance(w, until, lambda: ct.pid1 == 0)
+
+    def signal(self, record: ContainerRecord, signum: int) -> None:
+        with self._locked() as w:
+            ct = w.containers.get(record.id)
+            target = w.procs.get(ct.pid1) if ct is not None else None
+            if target is None:
+                return
+            self._step(w, events.signal(signum, target.hpid), record.id)
+            proc_mod.kill(w, target, signum)
+            advance(w, w.now)
+
+    def pause(self, record: ContainerRecord) -> None:
+        with self._locked() as w:
+            ct = self._container(w, record)
+            ct.frozen = True
+            self._step(w, events.freeze(True), record.id)
+
+    def unpause(self, record: ContainerRecord) -> None:
+        with self._locked() as w:
+            ct = self._container(w, record)
+            proc_mod.thaw(w, ct)
+            self._step(w, events.freeze(False), record.id)
+            advance(w, w.now)
+
+    def exec(self, record: ContainerRecord, argv: list[str], env: list[str], workdir: str,
+             stdout: IO[bytes] | int | None, stderr: IO[bytes] | int | None) -> int:
+        from labkit.errors import InvalidArgument
+        from labkit.sim.shell import start_program
+
+        if not argv:
+            raise InvalidArgument("No exec command specified", "Give the command to run inside the container.")
+        with self._locked() as w:
+            ct = w.containers.get(record.id)
+            if ct is None or ct.pid1 == 0:
+                raise ProcessLookupError(errno.ESRCH, f"container process {record.state.pid} is not running")
+            vfs = Vfs(w, ct)
+            cwd = workdir or "/"
+            if not vfs.is_dir(cwd):
+                raise StartFailed(_EXEC_PREFIX + f'chdir to cwd ("{cwd}") set in config.json failed: '
+                                  "no such file or directory", 126)
+            envd = _env_dict(env)
+            try:
+                prog = proc_mod.lookup(w, ct, list(argv), envd, cwd)
+            except StartFailed as e:
+                raise StartFailed(_EXEC_PREFIX + e.message, e.exit_code) from None
+            eid = next(_EXEC_IDS)
+            proc_mod.EXEC_STREAMS[eid] = (stdout, stderr)
+            fds = {1: ("exec", eid, "stdout") if stdout is not None else ("null",),
+                   2: ("exec", eid, "stderr") if stderr is not None else ("null",)}
+            try:
+                try:
+                    p = start_program(w, ct, prog, list(argv), env=envd, cwd=cwd, fds=fds)
+                except BlockingIOError:
+                    raise StartFailed(_EXEC_PREFIX + "fork/exec: resource temporarily unavailable", 126) from None
+                advance(w, w.now + HORIZON, lambda: p.hpid not in w.procs)
+                if p.hpid in w.procs:
+                    proc_mod.exit_proc(w, p, 137)  # it would never end: the simulator gives up on it
+                return p.exit_code if p.exit_code is not None else 0
+            finally:
+                del proc_mod.EXEC_STREAMS[eid]
+
+    def changes(self, record: ContainerRecord, image: Any) -> list[tuple[str, str]]:
+        with self._locked() as w:
+            ct = self._container(w, record, image)
+            # The init layer's placeholders are not the image's: compare with the image layers only.
+            return changes(overlay_of(w, ct), tuple(read_layer(p) for p in ct.lowers))
+
+    def observe_layer(self, record: ContainerRecord, image: Any) -> None:
+        """Turn the overlay model's effects since the last look into copy-up / whiteout / opaque / add steps."""
+        with self._locked() as w:
+            ct = w.containers.get(record.id)
+            if ct is None:
+                return
+            effects, ct.effects = ct.effects, []
+            ov = overlay_of(w, ct)
+            n_image = len(ct.lowers)
+            for eff in effects:
+                if isinstance(eff, Remove):
+                    ct.reported = {(k, p) for k, p in ct.reported if p != eff.path}
+                    continue
+                event = None
+                key = None
+                if isinstance(eff, CopyUp):
+                    node = ct.upper.get(eff.path)
+                    if node is not None and not isinstance(node, Dir):
+                        # Layers are numbered as the pictures number them: 1 is the image's bottom layer.
+                        layer = n_image - (eff.from_layer - 1) if eff.from_layer >= 1 else "init"
+                        key, event = ("copy-up", eff.path), events.copy_up(eff.path, eff.bytes, layer)
+                elif isinstance(eff, Whiteout):
+                    key, event = ("whiteout", eff.path), events.whiteout(eff.path)
+                elif isinstance(eff, Opaque):
+                    key, event = ("opaque", eff.path), events.opaque(eff.path)
+                elif isinstance(eff, Create) and eff.kind != "dir":
+                    node = ct.upper.get(eff.path)
+                    size = node.size if node is not None and not isinstance(node, WhiteoutNode) else 0
+                    key, event = ("add", eff.path), events.added(eff.path, size)
+                if event is not None and key not in ct.reported:
+                    ct.reported.add(key)  # type: ignore[arg-type]
+                    self._step(w, event, record.id)
+            del ov
+
+    def logs(self, record: ContainerRecord) -> Iterator[tuple[str, str, str]]:
+        with self._locked() as w:
+            ct = w.containers.get(record.id)
+            lines = [] if ct is None else [(ln.stream, ln.text, w.rfc3339(ln.time)) for ln in ct.logs]
+        return iter(lines)
+
+    def remove(self, record: ContainerRecord) -> None:
+        with self._locked() as w:
+            ct = w.containers.pop(record.id, None)
+            if ct is not None:
+                for p in w.procs_of(record.id):
+                    proc_mod.exit_proc(w, p, 137)
+            self._step(w, events.remove_layer(self._paths(record.id)["upper"]), record.id)
+        for d in (self.store.layer_dir(record.id), self.store.init_dir(record.id)):
+            shutil.rmtree(d, ignore_errors=True)
+
+    # -- what the pictures and lessons ask ----------------------------------------------------------
+    def http_get(self, record: ContainerRecord | str, port: int, path: str = "/") -> tuple[int, str]:
+        """GET ``path`` from ``port``: a container port, or a host port published with ``-p``.
+
+        Returns:
+            ``(HTTP status, body)``, what the real server.js answers.
+
+        Raises:
+            ConnectionRefusedError: Nothing listens on that port in the container.
+            TimeoutError: The container is paused.
+        """
+        cid = record if isinstance(record, str) else record.id
+        if not isinstance(record, str):
+            for spec in record.config.ports:
+                if spec.host_port and int(spec.host_port) == port:
+                    port = spec.container_port
+                    break
+        with self._locked() as w:
+            if cid not in w.containers:
+                raise ConnectionRefusedError(errno.ECONNREFUSED, "the container is not running")
+            return network.http_get(w, cid, port, path)
+
+    def processes(self, record: ContainerRecord) -> list[dict[str, Any]]:
+        """The container's processes: PID inside, host PID, parent, command, state."""
+        with self._locked() as w:
+            return [{"pid": p.pid, "host_pid": p.hpid, "ppid": p.ppid, "argv": list(p.argv), "state": p.state,
+                     "memory": p.mem} for p in w.procs_of(record.id)]
+
+    def cgroup_stats(self, record: ContainerRecord) -> dict[str, Any]:
+        """The container's cgroup counters (memory.current, pids.current, ...)."""
+        with self._locked() as w:
+            ct = w.containers.get(record.id)
+            return cgroups.stats(w, ct) if ct is not None else {}
+
+    def overlay(self, record: ContainerRecord) -> Any:
+        """The container's filesystem as the model's :class:`~labkit.model.overlay.Overlay` (immutable)."""
+        with self._locked() as w:
+            return overlay_of(w, self._container(w, record))
+
+    # -- snapshots ------------------------------------------------------------------------------------
+    def _take(self, world: World, seq: int = -1) -> Snapshot:
+        records = {}
+        for cid in self.store.container_ids():
+            rec = self.store.load(cid)
+            if rec is not None:
+                records[cid] = rec.to_json()
+        return Snapshot(pickle.dumps(world, protocol=pickle.HIGHEST_PROTOCOL), records, seq)
+
+    def snapshot(self) -> Snapshot:
+        """The world and the container records, now."""
+        with self._locked() as w:
+            return self._take(w)
+
+    def restore(self, snap: Snapshot) -> None:
+        """Put the world and the container records back as ``snap`` has them (volumes and images stay)."""
+        with self._locked():
+            world = snap.load()
+            import time
+
+            world.real_anchor = time.time()
+            self._world = world
+            for cid in self.store.container_ids():
+                if cid not in snap.records:
+                    self.store.delete(cid)
+            for data in snap.records.values():
+                self.store.save(ContainerRecord.from_json(data))
+        self._world = world
+
+    def keep_snapshots(self, on: bool = True) -> None:
+        """Take a snapshot after every trace step this backend emits (for stepping back)."""
+        self._keep = on
+        if not on:
+            self._snapshots.clear()
+
+    def state_at(self, seq: int) -> Snapshot | None:
+        """The snapshot taken after trace step ``seq`` (or the closest one before it)."""
+        best = None
+        for snap in self._snapshots:
+            if snap.seq <= seq:
+                best = snap
+            else:
+                break
+        return best
+
+    # -- images ---------------------------------------------------------------------------------------
+    def ensure_base(self, image_store: Any) -> Any:
+        """``busybox:latest`` for the simulator (see :func:`synthetic_busybox`)."""
+        return synthetic_busybox(image_store)
+
+    def build_runner(self, lowers: list[str], upper: str, argv: list[str], env: list[str],
+                     workdir: str) -> tuple[int, str]:
+        """Run one ``RUN`` step in a simulated container and write its writable layer into ``upper``."""
+        from labkit.sim.shell import start_program
+
+        w = World()
+        ct = SimContainer("build-" + secrets.token_hex(6), list(lowers), hostname="buildkit", init=False)
+        ct.upper = dict(read_layer_fresh(upper).entries)
+        w.containers[ct.id] = ct
+        bid = w.new_buffer()
+        envd = _env_dict(env)
+        try:
+            prog = proc_mod.lookup(w, ct, list(argv), envd, workdir or "/")
+        except StartFailed as err:
+            raise BuildFailed(str(err), "Check the RUN line's command") from err
+        p = start_program(w, ct, prog, list(argv), env=envd, cwd=workdir or "/", fds={1: ("buf", bid), 2: ("buf", bid)})
+        advance(w, w.now + HORIZON, lambda: p.hpid not in w.procs)
+        if p.hpid in w.procs:
+            proc_mod.exit_proc(w, p, 137)
+        write_upper(ct.upper, upper, int(w.epoch + w.now))
+        return (p.exit_code or 0), bytes(w.buffers.get(bid, b"")).decode(errors="replace")
+
+
+def _env_dict(env: list[str] | tuple[str, ...]) -> dict[str, str]:
+    out = {}
+    for item in env:
+        k, sep, v = item.partition("=")
+        if k and sep:
+            out[k] = v
+    out.setdefault("PATH", proc_mod.DEFAULT_PATH)
+    return out
+
+
+def _resolv_conf() -> str:
+    """The host's resolv.conf without loopback name servers, as the real backend writes it."""
+    try:
+        with open("/etc/resolv.conf") as f:
+            return "".join(ln for ln in f if not ln.strip().startswith("nameserver 127."))
+    except OSError:
+        return ""
+
+
+def read_layer_fresh(path: str) -> Any:
+    """Read a directory that may still change (a build's upper dir): never cached."""
+    from labkit.sim import overlay as ov
+
+    layer = read_layer(path)
+    ov._LAYERS.pop(path, None)
+    return layer
+
+
+def write_upper(entries: dict[str, Any], upper: str, mtime: int) -> None:
+    """Write a model upper layer into the directory ``upper`` in overlayfs's on-disk format.
+
+    Whiteouts are character devices 0/0 (mknod(2) allows them without privilege
+    since Linux 5.8); where mknod is refused, an OCI ``.wh.NAME`` file stands
+    in. Opaque directories get ``trusted.overlay.opaque=y``, or
+    ``user.overlay.opaque=y`` without CAP_SYS_ADMIN.
+    """
+    for name in os.listdir(upper):
+        full = os.path.join(upper, name)
+        if os.path.isdir(full) and not os.path.islink(full):
+            shutil.rmtree(full)
+        else:
+            os.unlink(full)
+    links: dict[int, str] = {}
+    dirs = []
+    for path in sorted(entries, key=lambda p: (p.count("/"), p)):
+        node = entries[path]
+        if path == "/":
+            continue
+        full = os.path.join(upper, path.lstrip("/"))
+        if isinstance(node, Dir):
+            os.mkdir(full)
+            os.chmod(full, node.mode)
+            if node.opaque:
+                _set_opaque(full)
+            dirs.append((full, node))
+        elif isinstance(node, File):
+            if node.inode is not None and node.inode in links:
+                os.link(links[node.inode], full)
+                continue
+            with open(full, "wb") as f:
+                f.write(node.data)
+            os.chmod(full, node.mode)
+            os.utime(full, (node.mtime or mtime, node.mtime or mtime))
+            if node.inode is not None:
+                links[node.inode] = full
+        elif isinstance(node, Symlink):
+            os.symlink(node.target, full)
+        elif isinstance(node, WhiteoutNode):
+            try:
+                os.mknod(full, _stat.S_IFCHR | 0o600, os.makedev(0, 0))
+            except (PermissionError, AttributeError):
+                parent, base = os.path.split(full)
+                open(os.path.join(parent, ".wh." + base), "wb").close()
+    for full, node in reversed(dirs):
+        os.utime(full, (node.mtime or mtime, node.mtime or mtime))
+
+
+def _set_opaque(path: str) -> None:
+    for prefix in ("trusted", "user"):
+        try:
+            os.setxattr(path, f"{prefix}.overlay.opaque", b"y")
+            return
+        except OSError:
+            continue
+    open(os.path.join(path, ".wh..wh..opq"), "wb").close()
+
+
+def synthetic_busybox(image_store: Any, tag: str = "busybox:latest") -> Any:
+    """``busybox:latest`` made without root and without a busybox binary, through the ImageStore API.
+
+    The layer looks like the real base (the same /etc files and directories,
+    ``/bin/<applet>`` symlinks to ``/bin/busybox``), but ``/bin/busybox`` is a
+    short text file: the simulator runs busybox's programs itself. Every time
+    stamp is one fixed instant, so the layer (and the image id) is the same on
+    every machine. An image already tagged ``busybox:latest`` (a real one) is
+    reused as it is.
+    """
+    from labkit.images import base
+    from labkit.images.store import rfc3339_nano
+    from labkit.sim.shell import APPLET_NAMES
+
+    if image_store.exists(tag):
+        return image_store.get(tag)
+    epoch = 1704067200
+    work = image_store.mkdtemp("sim-busybox-")
+    try:
+        root = os.path.join(work, "rootfs")
+        os.mkdir(root)
+        base._skeleton(root)
+        with open(os.path.join(root, "bin", "busybox"), "w") as f:
+            f.write("#!labkit-sim\n# A simulated busybox: labkit's simulator runs these programs itself.\n")
+        os.chmod(os.path.join(root, "bin", "busybox"), 0o755)
+        for applet in APPLET_NAMES:
+            os.symlink("busybox", os.path.join(root, "bin", applet))
+        base._fix_times(root, epoch)
+        layer = image_store.commit_layer(root, comment="base OS")
+        created = rfc3339_nano(epoch)
+        history = [
+            {"created": created, "created_by": f"/bin/sh -c #(nop) ADD file:{layer.digest[7:]} in / ",
+             "comment": "base OS"},
+            {"created": created, "created_by": '/bin/sh -c #(nop)  CMD ["sh"]', "empty_layer": True},
+        ]
+        return image_store.add_image([layer], {"Env": [base.PATH_ENV], "Cmd": ["sh"]}, tag, history, created=created)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)

@@ -1,0 +1,91 @@
+"""Simulated cgroups: memory and pids counters with their limits, and the freezer.
+
+The same controls as the kernel's cgroup v2 files (cgroups(7),
+Documentation/admin-guide/cgroup-v2.rst):
+
+* ``memory.max``: when a process needs more memory than the group may have,
+  the OOM killer ends the group's largest process with SIGKILL (exit 137)
+  and ``memory.events`` counts an ``oom_kill`` (inspect then says OOMKilled).
+  Usage is what the simulated programs hold: a base size per process plus
+  the shell variables it keeps (``x=$x$x`` doubles it).
+* ``pids.max``: fork(2) fails with EAGAIN once the group has that many tasks.
+* ``cgroup.freeze``: frozen tasks are not scheduled (see :mod:`labkit.sim.kernel`).
+"""
+
+from __future__ import annotations
+
+import signal as _signal
+from typing import Any
+
+from labkit.sim.kernel import SimContainer, World
+
+
+def limit_files(ct: SimContainer, memory_swap: int = 0, nano_cpus: int = 0) -> list[tuple[str, str]]:
+    """The files written at start, with their values (as the trace shows them)."""
+    out = []
+    if ct.memory_max:
+        out.append(("memory.max", str(ct.memory_max)))
+        if memory_swap and memory_swap > 0:
+            out.append(("memory.swap.max", str(max(memory_swap - ct.memory_max, 0))))
+    if ct.pids_max:
+        out.append(("pids.max", str(ct.pids_max)))
+    if nano_cpus:
+        out.append(("cpu.max", f"{nano_cpus * 100000 // 1_000_000_000} 100000"))
+    return out
+
+
+def usage(world: World, ct: SimContainer) -> int:
+    """``memory.current``: what the group's processes hold."""
+    return sum(p.mem for p in world.procs.values() if p.cid == ct.id)
+
+
+def pids_current(world: World, ct: SimContainer) -> int:
+    """``pids.current``: the group's tasks."""
+    return sum(1 for p in world.procs.values() if p.cid == ct.id)
+
+
+def can_fork(world: World, ct: SimContainer) -> bool:
+    """Whether one more task fits under ``pids.max``."""
+    return not ct.pids_max or pids_current(world, ct) < ct.pids_max
+
+
+def charge(world: World, ct: SimContainer) -> None:
+    """Recompute the group's usage and remember the peak."""
+    ct.memory_peak = max(ct.memory_peak, usage(world, ct))
+
+
+def need(world: World, proc: Any, extra: int) -> bool:
+    """``proc`` is about to hold ``extra`` more bytes: allowed, or the OOM killer strikes.
+
+    Returns:
+        True when the allocation succeeds; False when ``proc`` itself was
+        OOM-killed (the caller must stop running it).
+    """
+    ct = world.containers.get(proc.cid)
+    if ct is None or not ct.memory_max:
+        return True
+    want = usage(world, ct) + extra
+    ct.memory_peak = max(ct.memory_peak, min(want, ct.memory_max))
+    if want <= ct.memory_max:
+        return True
+    from labkit.sim.process import exit_proc
+
+    # mm/oom_kill.c picks the task with the largest footprint (the one allocating counts its request).
+    candidates = [(p.mem + (extra if p is proc else 0), p.hpid, p) for p in world.procs_of(ct.id)]
+    _, _, victim = max(candidates, key=lambda c: (c[0], c[1]))
+    ct.oom_kills += 1
+    exit_proc(world, victim, 128 + _signal.SIGKILL)
+    return victim is not proc and proc.hpid in world.procs
+
+
+def stats(world: World, ct: SimContainer) -> dict[str, Any]:
+    """The group's counters, named like the cgroup v2 files."""
+    return {
+        "memory.current": usage(world, ct),
+        "memory.peak": ct.memory_peak,
+        "memory.max": ct.memory_max or "max",
+        "memory.events": {"oom_kill": ct.oom_kills},
+        "pids.current": pids_current(world, ct),
+        "pids.max": ct.pids_max or "max",
+        "cgroup.freeze": int(ct.frozen),
+    }

@@ -1,0 +1,495 @@
+"""The simulated container filesystem: the overlay model over the image's layer directories, plus mounts.
+
+A container's ``/`` is a :class:`labkit.model.overlay.Overlay`: its lower
+layers are read once from the image's layer directories on disk (the same
+directories the real backend hands to ``lowerdir=``) and cached by path; its
+upper layer lives in the world. Every change goes through the model, so
+copy-up, whiteouts and opaque directories happen exactly as the model (and
+Documentation/filesystems/overlayfs.rst) says, and the model's effects are
+kept for the trace.
+
+On top of it sit the container's mounts, as mount(2) would stack them:
+volumes and bind mounts are real host directories (a volume's data is on
+disk, so it outlives the container), ``/etc/hostname``, ``/etc/hosts`` and
+``/etc/resolv.conf`` are bind-mounted files, ``/proc`` is synthesised from the
+simulated process table and ``/dev/null`` swallows what is written to it.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import stat as _stat
+from dataclasses import dataclass, replace
+from typing import Any
+
+from labkit.images.oci import is_whiteout
+from labkit.model.overlay import WHITEOUT, Dir, File, Layer, Overlay, Symlink
+from labkit.sim.kernel import SimContainer, World
+
+#: The per-container files bind-mounted over the init layer's placeholders.
+ETC_FILES = ("hostname", "hosts", "resolv.conf")
+
+_LAYERS: dict[str, Layer] = {}
+
+
+@dataclass(frozen=True)
+class Stat:
+    """What stat(2) tells the simulated programs."""
+
+    kind: str  # file, dir, symlink, dev
+    mode: int
+    size: int
+    uid: int = 0
+    gid: int = 0
+    mtime: int = 0
+
+
+def _opaque(path: str) -> bool:
+    for prefix in ("trusted", "user"):
+        try:
+            if os.getxattr(path, f"{prefix}.overlay.opaque", follow_symlinks=False) == b"y":
+                return True
+        except (OSError, AttributeError):
+            continue
+    return False
+
+
+def read_layer(path: str) -> Layer:
+    """Read a layer directory into a model :class:`Layer` (once; layers never change after commit).
+
+    A character device 0/0 is a whiteout, as is an OCI ``.wh.NAME`` file (what the
+    simulator writes where it may not mknod); a directory with
+    ``trusted.overlay.opaque`` or ``user.overlay.opaque`` set to ``y`` is opaque.
+    """
+    cached = _LAYERS.get(path)
+    if cached is not None:
+        return cached
+    entries: dict[str, Any] = {}
+    root_st = os.lstat(path)
+    entries["/"] = Dir(_stat.S_IMODE(root_st.st_mode), root_st.st_uid, root_st.st_gid, int(root_st.st_mtime))
+    for cur, dirs, files in os.walk(path):
+        rel_dir = "/" + os.path.relpath(cur, path) if cur != path else ""
+        for name in sorted(dirs + files):
+            full = os.path.join(cur, name)
+            st = os.lstat(full)
+            rel = f"{rel_dir}/{name}"
+            mode = _stat.S_IMODE(st.st_mode)
+            if name.startswith(".wh.") and _stat.S_ISREG(st.st_mode):
+                if name != ".wh..wh..opq":
+                    entries[f"{rel_dir}/{name[4:]}"] = WHITEOUT
+                continue
+            if _stat.S_ISDIR(st.st_mode):
+                entries[rel] = Dir(mode, st.st_uid, st.st_gid, int(st.st_mtime), opaque=_opaque(full))
+            elif _stat.S_ISLNK(st.st_mode):
+                entries[rel] = Symlink(os.readlink(full), st.st_uid, st.st_gid, int(st.st_mtime))
+            elif _stat.S_ISREG(st.st_mode):
+                with open(full, "rb") as f:
+                    data = f.read()
+                entries[rel] = File(data, mode, st.st_uid, st.st_gid, int(st.st_mtime),
+                                    inode=st.st_ino if st.st_nlink > 1 else None)
+            elif is_whiteout(st):
+                entries[rel] = WHITEOUT
+        for name in dirs:
+            if os.path.exists(os.path.join(cur, name, ".wh..wh..opq")):
+                rel = f"{rel_dir}/{name}"
+                entries[rel] = replace(entries[rel], opaque=True)
+    layer = Layer(entries)
+    _LAYERS[path] = layer
+    return layer
+
+
+def init_layer() -> Layer:
+    """The container's ``-init`` layer: empty placeholders for the bind-mounted /etc files."""
+    entries: dict[str, Any] = {"/": Dir(), "/etc": Dir()}
+    for name in ETC_FILES:
+        entries[f"/etc/{name}"] = File(b"")
+    return Layer(entries)
+
+
+def overlay_of(world: World, ct: SimContainer) -> Overlay:
+    """The container's overlay: the init layer and the image layers under its upper layer."""
+    lowers = ((init_layer(),) if ct.init else ()) + tuple(read_layer(p) for p in ct.lowers)
+    return Overlay(lowers, Layer(ct.upper), clock=ct.clock, next_inode=ct.next_inode)
+
+
+def _norm(path: str) -> str:
+    return os.path.normpath("/" + path).replace("//", "/")
+
+
+class Vfs:
+    """The filesystem a container's processes see: its overlay with mounts on top.
+
+    Paths are absolute. Errors are :class:`OSError` with the errno the syscall gives.
+    """
+
+    def __init__(self, world: World, ct: SimContainer) -> None:
+        self.world = world
+        self.ct = ct
+
+    # -- the overlay -------------------------------------------------------------------------------
+    @property
+    def overlay(self) -> Overlay:
+        return overlay_of(self.world, self.ct)
+
+    def _change(self, op: str, *args: Any) -> None:
+        ov = self.overlay
+        # Files changed now get the simulated wall-clock second as their mtime.
+        ov = replace(ov, clock=int(self.world.epoch + self.world.now) - 1)
+        new, effects = getattr(ov, op)(*args)
+        self.ct.upper = dict(new.upper.entries)
+        self.ct.clock = new.clock
+        self.ct.next_inode = new.next_inode
+        self.ct.effects.extend(effects)
+
+    def _mount(self, path: str) -> tuple[str, str, bool] | None:
+        best = None
+        for dest, src, ro in self.ct.mounts:
+            if path == dest or path.startswith(dest.rstrip("/") + "/"):
+                if best is None or len(dest) > len(best[0]):
+                    best = (dest, src, ro)
+        return best
+
+    def _host(self, path: str) -> tuple[str, bool, str] | None:
+        """The host path behind ``path`` if a mount serves it: (host path, read-only, mount point)."""
+        m = self._mount(path)
+        if m is None:
+            return None
+        dest, src, ro = m
+        return src + path[len(dest):], ro, dest
+
+    @staticmethod
+    def _special(path: str) -> str | None:
+        if path == "/proc" or path.startswith("/proc/"):
+            return "proc"
+        if path in ("/dev/null", "/dev/zero", "/dev/stdout", "/dev/stderr"):
+            return "dev"
+        return None
+
+    # -- reading -------------------------------------------------------------------------------------
+    def stat(self, path: str, follow: bool = False) -> Stat:
+        path = _norm(path)
+        if self._special(path) == "dev":
+            return Stat("dev", 0o666, 0)
+        if self._special(path) == "proc":
+            return self._proc_stat(path)
+        host = self._host(path)
+        if host is not None:
+            st = os.stat(host[0]) if follow else os.lstat(host[0])
+            kind = "dir" if _stat.S_ISDIR(st.st_mode) else "symlink" if _stat.S_ISLNK(st.st_mode) else "file"
+            return Stat(kind, _stat.S_IMODE(st.st_mode), st.st_size, st.st_uid, st.st_gid, int(st.st_mtime))
+        node, _ = self.overlay.lookup(path, follow=follow)
+        return Stat(node.kind, node.mode, node.size, node.uid, node.gid, node.mtime)
+
+    def exists(self, path: str) -> bool:
+        try:
+            self.stat(path, follow=True)
+        except OSError:
+            return False
+        return True
+
+    def is_dir(self, path: str) -> bool:
+        try:
+            return self.stat(path, follow=True).kind == "dir"
+        except OSError:
+            return False
+
+    def read(self, path: str) -> bytes:
+        path = _norm(path)
+        if self._special(path) == "dev":
+            return b""
+        if self._special(path) == "proc":
+            return self._proc_read(path)
+        host = self._host(path)
+        if host is not None:
+            if os.path.isdir(host[0]):
+                raise OSError(errno.EISDIR, os.strerror(errno.EISDIR), path)
+            with open(host[0], "rb") as f:
+                return f.read()
+        return self.overlay.read(path)
+
+    def readdir(self, path: str) -> list[str]:
+        path = _norm(path)
+        if self._special(path) == "proc":
+            return self._proc_list(path)
+        host = self._host(path)
+        if host is not None:
+            return sorted(os.listdir(host[0]))
+        return self.overlay.readdir(path)
+
+    def readlink(self, path: str) -> str:
+        path = _norm(path)
+        host = self._host(path)
+        if host is not None:
+            return os.readlink(host[0])
+        return self.overlay.readlink(path)
+
+    def realpath(self, path: str) -> str:
+        """``path`` with every symlink resolved (inside the container's root)."""
+        parts = [p for p in _norm(path).split("/") if p]
+        cur = "/"
+        hops = 0
+        while parts:
+            comp = parts.pop(0)
+            cand = _norm(cur + "/" + comp)
+            try:
+                st = self.stat(cand)
+            except OSError:
+                return _norm(cand + "/" + "/".join(parts))
+            if st.kind == "symlink" and hops < 40:
+                hops += 1
+                target = self.readlink(cand)
+                cur = "/" if target.startswith("/") else cur
+                parts = [p for p in target.split("/") if p] + parts
+                continue
+            cur = cand
+        return cur
+
+    # -- writing ---------------------------------------------------------------------------------------
+    def _host_write(self, host: tuple[str, bool, str], path: str) -> str:
+        if host[1]:
+            raise OSError(errno.EROFS, os.strerror(errno.EROFS), path)
+        return host[0]
+
+    def write(self, path: str, data: bytes, append: bool = False) -> None:
+        """open(O_WRONLY|O_CREAT|(O_APPEND or O_TRUNC)) and write: the shell's ``>>`` and ``>``."""
+        path = _norm(path)
+        kind = self._special(path)
+        if kind == "dev":
+            return
+        if kind == "proc":
+            raise OSError(errno.EACCES, os.strerror(errno.EACCES), path)
+        host = self._host(path)
+        if host is not None:
+            with open(self._host_write(host, path), "ab" if append else "wb") as f:
+                f.write(data)
+            return
+        self._change("write", path, data, append)
+
+    def truncate_open(self, path: str) -> None:
+        """open(O_WRONLY|O_CREAT|O_TRUNC): a ``>`` redirect copies up (or creates) even before any write."""
+        self.write(path, b"", append=False)
+
+    def append_open(self, path: str) -> None:
+        """open(O_WRONLY|O_CREAT|O_APPEND): a ``>>`` redirect copies up at open."""
+        path = _norm(path)
+        if self._special(path) or self._host(path) is not None:
+            if self._host(path) is not None:
+                with open(self._host_write(self._host(path), path), "ab"):  # type: ignore[arg-type]
+                    pass
+            return
+        self._change("open_write", path, False, True)
+
+    def touch(self, path: str) -> None:
+        """``touch``: utimes(2) on an existing file (a copy-up!), else create it empty."""
+        path = _norm(path)
+        host = self._host(path)
+        if host is not None:
+            hp = self._host_write(host, path)
+            with open(hp, "ab"):
+                pass
+            os.utime(hp)
+            return
+        if self.exists(path):
+            self._change("utimes", path, int(self.world.epoch + self.world.now))
+        else:
+            self._change("create", path, b"")
+
+    def mkdir(self, path: str) -> None:
+        path = _norm(path)
+        host = self._host(path)
+        if host is not None:
+            os.mkdir(self._host_write(host, path))
+            return
+        self._change("mkdir", path)
+
+    def _busy(self, path: str) -> None:
+        if any(dest == path for dest, _, _ in self.ct.mounts) or self._special(path) or path == "/proc":
+            raise OSError(errno.EBUSY, os.strerror(errno.EBUSY), path)
+
+    def unlink(self, path: str) -> None:
+        path = _norm(path)
+        self._busy(path)
+        host = self._host(path)
+        if host is not None:
+            os.unlink(self._host_write(host, path))
+            return
+        self._change("unlink", path)
+
+    def rmdir(self, path: str) -> None:
+        path = _norm(path)
+        self._busy(path)
+        host = self._host(path)
+        if host is not None:
+            os.rmdir(self._host_write(host, path))
+            return
+        self._change("rmdir", path)
+
+    def rename(self, old: str, new: str) -> None:
+        old, new = _norm(old), _norm(new)
+        self._busy(old)
+        a, b = self._mount(old), self._mount(new)
+        if a != b:
+            raise OSError(errno.EXDEV, os.strerror(errno.EXDEV), old)
+        host = self._host(old)
+        if host is not None:
+            os.rename(self._host_write(host, old), self._host(new)[0])  # type: ignore[index]
+            return
+        self._change("rename", old, new)
+
+    def chmod(self, path: str, mode: int) -> None:
+        path = _norm(path)
+        host = self._host(path)
+        if host is not None:
+            os.chmod(self._host_write(host, path), mode)
+            return
+        self._change("chmod", path, mode)
+
+    def symlink(self, target: str, path: str) -> None:
+        path = _norm(path)
+        host = self._host(path)
+        if host is not None:
+            os.symlink(target, self._host_write(host, path))
+            return
+        self._change("symlink", target, path)
+
+    def makedirs(self, path: str) -> None:
+        """``mkdir -p``: every missing directory on the way."""
+        cur = ""
+        for part in [p for p in _norm(path).split("/") if p]:
+            cur += "/" + part
+            if not self.is_dir(cur):
+                self.mkdir(cur)
+
+    # -- /proc ------------------------------------------------------------------------------------------
+    def _procs(self) -> dict[int, Any]:
+        return {p.pid: p for p in self.world.procs_of(self.ct.id)}
+
+    def _proc_list(self, path: str) -> list[str]:
+        procs = self._procs()
+        if path == "/proc":
+            return [str(pid) for pid in sorted(procs)] + ["meminfo", "mounts", "net", "uptime"]
+        if path == "/proc/net":
+            return ["dev"]
+        pid = path.split("/")[2]
+        if pid.isdigit() and int(pid) in procs and path.count("/") == 2:
+            return ["cmdline", "comm", "status"]
+        raise OSError(errno.ENOTDIR if self._proc_stat(path).kind != "dir" else errno.ENOENT,
+                      os.strerror(errno.ENOENT), path)
+
+    def _proc_stat(self, path: str) -> Stat:
+        parts = path.split("/")[2:]
+        procs = self._procs()
+        if not parts or parts == ["net"]:
+            return Stat("dir", 0o555, 0)
+        if parts[0].isdigit() and int(parts[0]) in procs:
+            if len(parts) == 1:
+                return Stat("dir", 0o555, 0)
+            if len(parts) == 2 and parts[1] in ("cmdline", "comm", "status"):
+                return Stat("file", 0o444, 0)
+        if len(parts) == 1 and parts[0] in ("meminfo", "mounts", "uptime"):
+            return Stat("file", 0o444, 0)
+        if parts == ["net", "dev"]:
+            return Stat("file", 0o444, 0)
+        raise OSError(errno.ENOENT, os.strerror(errno.ENOENT), path)
+
+    def _proc_read(self, path: str) -> bytes:
+        from labkit.sim import cgroups
+
+        st = self._proc_stat(path)
+        if st.kind == "dir":
+            raise OSError(errno.EISDIR, os.strerror(errno.EISDIR), path)
+        parts = path.split("/")[2:]
+        if parts[0].isdigit():
+            p = self._procs()[int(parts[0])]
+            comm = os.path.basename(p.argv[0]) if p.argv else ""
+            if parts[1] == "cmdline":
+                return b"".join(a.encode() + b"\0" for a in p.argv)
+            if parts[1] == "comm":
+                return (comm[:15] + "\n").encode()
+            state = {"run": "R (running)", "sleep": "S (sleeping)", "wait": "S (sleeping)",
+                     "serve": "S (sleeping)"}.get(p.state, "R (running)")
+            if self.ct.frozen:
+                state = "D (disk sleep)"
+            return (f"Name:\t{comm[:15]}\nState:\t{state}\nPid:\t{p.pid}\nPPid:\t{p.ppid}\n"
+                    f"VmRSS:\t{p.mem // 1024} kB\n").encode()
+        if parts == ["net", "dev"]:
+            return (b"Inter-|   Receive                                                |  Transmit\n"
+                    b" face |bytes    packets errs drop fifo frame compressed multicast|bytes    packets errs "
+                    b"drop fifo colls carrier compressed\n"
+                    b"    lo:       0       0    0    0    0     0          0         0        0       0    0"
+                    b"    0    0     0       0          0\n")
+        if parts == ["mounts"]:
+            lines = ["overlay / overlay rw,relatime 0 0", "proc /proc proc rw,nosuid,nodev,noexec,relatime 0 0"]
+            lines += [f"labkit-sim {dest} none {'ro' if ro else 'rw'},bind 0 0" for dest, _, ro in self.ct.mounts]
+            return ("\n".join(lines) + "\n").encode()
+        if parts == ["uptime"]:
+            return f"{self.world.now:.2f} 0.00\n".encode()
+        limit = self.ct.memory_max or 8 * 1024 ** 3
+        used = cgroups.usage(self.world, self.ct)
+        return f"MemTotal: {limit // 1024} kB\nMemFree: {(limit - used) // 1024} kB\n".encode()
+
+
+def vfs_for(world: World, cid: str) -> Vfs:
+    """The filesystem container ``cid``'s processes see."""
+    return Vfs(world, world.containers[cid])
+
+
+def _differs(upper: Any, lower: Any) -> bool:
+    """docker diff's rule: type, mode or owner changed; for non-directories also size or mtime."""
+    if (upper.kind, upper.mode, upper.uid, upper.gid) != (lower.kind, lower.mode, lower.uid, lower.gid):
+        return True
+    return upper.kind != "dir" and (upper.size != lower.size or upper.mtime != lower.mtime)
+
+
+def changes(ov: Overlay, image_lowers: tuple[Layer, ...]) -> list[tuple[str, str]]:
+    """``docker diff`` read from the upper layer, the way overlay2 (and the linux backend) reads the upper dir.
+
+    Walks the upper layer: a name with nothing below is ``A`` (and so is all
+    under it), a whiteout is ``D`` (last among its siblings), an object that
+    differs from the one below is ``C``; a directory with changes below it,
+    or an opaque one, is ``C`` before them, and the lower names an opaque
+    directory hides are ``D``. Unlike :meth:`Overlay.diff` (a comparison of
+    the two merged trees), an opaque directory counts as changed even when
+    it looks the same, as it does for Docker.
+    """
+    below_view = Overlay(image_lowers)
+    upper = ov.upper
+    out: list[tuple[str, str]] = []
+
+    def below(path: str) -> Any:
+        try:
+            return below_view.lookup(path)[0]
+        except OSError:
+            return None
+
+    def walk(rel_dir: str, parent_added: bool) -> None:
+        deleted = []
+        for name in upper.children(rel_dir):
+            path = (rel_dir.rstrip("/") + "/" + name) if rel_dir != "/" else "/" + name
+            node = upper.get(path)
+            if node is None:
+                continue
+            if node.kind == "whiteout":
+                deleted.append(path)
+                continue
+            lower = None if parent_added else below(path)
+            if lower is None:
+                out.append(("A", path))
+                if isinstance(node, Dir):
+                    walk(path, True)
+                continue
+            if isinstance(node, Dir):
+                mark = len(out)
+                walk(path, node.opaque)
+                if node.opaque and lower.kind == "dir":
+                    hidden = sorted(set(below_view.readdir(path)) - set(upper.children(path)))
+                    out.extend(("D", f"{path}/{h}") for h in hidden)
+                if len(out) > mark or _differs(node, lower) or node.opaque:
+                    out.insert(mark, ("C", path))
+            elif _differs(node, lower):
+                out.append(("C", path))
+        out.extend(("D", d) for d in deleted)
+
+    walk("/", False)
+    return out

@@ -1,0 +1,401 @@
+"""Simulated processes: fork, exec, exit, wait and signals, with host and namespaced PIDs.
+
+A :class:`Proc` is plain data (so the world can be saved and a snapshot
+copied): which container it lives in, its PID there and on the host, its
+parent, what program it runs and where it is in it. Programs are of three
+kinds: ``sh`` (the shell's bytecode, :mod:`labkit.sim.shell`), ``applet`` (one
+of busybox's programs, run in one step, or sleeping) and ``node`` (the lesson
+image's web server, which waits for requests).
+
+Signals follow signal(7) and the PID-namespace rule of pid_namespaces(7):
+the kernel delivers to a namespace's PID 1 only the signals it has a handler
+for (SIGKILL from outside always), so ``sleep`` or an untrapped ``sh`` as PID 1
+ignores SIGTERM. A ``trap``'s handler runs between commands; when PID 1 ends,
+every other process of its namespace is killed.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import signal as _signal
+from dataclasses import dataclass, field
+from typing import Any
+
+from labkit.errors import StartFailed
+from labkit.sim import cgroups
+from labkit.sim.kernel import LogLine, SimContainer, World
+
+DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+
+#: Resident memory the simulator charges a fresh process of each kind (bytes).
+BASE_MEMORY = {"sh": 512 * 1024, "applet": 256 * 1024, "node": 2 * 1024 * 1024}
+
+#: Signals whose default action is to terminate the process (signal(7)).
+TERMINATING = {
+    _signal.SIGHUP, _signal.SIGINT, _signal.SIGQUIT, _signal.SIGTERM, _signal.SIGUSR1, _signal.SIGUSR2,
+    _signal.SIGPIPE, _signal.SIGALRM, _signal.SIGABRT,
+}
+
+
+@dataclass
+class Proc:
+    """One simulated process.
+
+    Attributes:
+        hpid: PID in the host's namespace.
+        pid: PID in its container's PID namespace (1 for the container's first process).
+        ppid: Parent's PID in the container (0: its parent is outside, as for PID 1 and exec'd processes).
+        cid: The container.
+        argv: Its command line.
+        kind: ``sh``, ``applet`` or ``node``.
+        state: ``run``, ``sleep`` (until ``wake``), ``wait`` (for a child), ``serve`` (a server idle), ``exited``.
+        env: Environment, ``{name: value}``.
+        cwd: Working directory.
+        fds: Where fd 1 and 2 go: ``("log", stream)``, ``("exec", id, stream)``, ``("buf", id)``,
+            ``("file", path)`` or ``("null",)``.
+        stdin: What fd 0 reads; ``stdin_pos``: how much was read.
+        mem: Resident bytes charged to the container's memory cgroup.
+        frames: The shell's call stack: ``[code, pc, slots]`` lists (a trap handler is a frame).
+        vars: Shell variables; ``exported``: the ones in the environment.
+        traps: ``{signal name: command}``.
+        pending: Signals delivered but not yet acted on.
+        status: ``$?``.
+        waiting: What a waiting process waits for: ``("fg", hpid)``, ``("all",)``, ``("pid", hpid)``.
+        children: Host PIDs of live children (background jobs included).
+        child_codes: Exit codes of children that ended, by namespaced PID (for ``wait PID``).
+        last_bg: ``$!``; ``shell_pid``: ``$$`` (a subshell keeps its parent's).
+        on_wake: What to do when a sleep ends (``"exit"`` for the ``sleep`` program).
+        redirs: Saved fds of redirections in force (``{ ...; } > f``).
+        positional: ``$0 $1 ...``.
+        listen: The TCP port a server listens on.
+        exit_code: Set once exited.
+    """
+
+    hpid: int
+    pid: int
+    ppid: int
+    cid: str
+    argv: list[str]
+    kind: str
+    state: str = "run"
+    wake: float = 0.0
+    env: dict[str, str] = field(default_factory=dict)
+    cwd: str = "/"
+    fds: dict[int, tuple] = field(default_factory=dict)
+    stdin: bytes = b""
+    stdin_pos: int = 0
+    mem: int = 0
+    frames: list[list] = field(default_factory=list)
+    vars: dict[str, str] = field(default_factory=dict)
+    exported: set[str] = field(default_factory=set)
+    traps: dict[str, str] = field(default_factory=dict)
+    pending: list[int] = field(default_factory=list)
+    status: int = 0
+    waiting: tuple = ()
+    children: list[int] = field(default_factory=list)
+    child_codes: dict[int, int] = field(default_factory=dict)
+    last_bg: int = 0
+    shell_pid: int = 0
+    on_wake: str | None = None
+    redirs: list[dict[int, tuple]] = field(default_factory=list)
+    positional: list[str] = field(default_factory=list)
+    listen: int = 0
+    parent_hpid: int = 0
+    exit_code: int | None = None
+    started: float = 0.0
+
+
+#: Live output streams of running ``exec`` calls, by id: ``(stdout, stderr)`` (not saved with the world).
+EXEC_STREAMS: dict[int, tuple[Any, Any]] = {}
+
+
+# -- output ---------------------------------------------------------------------------------------
+
+def write(world: World, proc: Proc, fd: int, data: bytes | str) -> None:
+    """write(2) to one of ``proc``'s file descriptors."""
+    if isinstance(data, str):
+        data = data.encode()
+    if not data:
+        return
+    target = proc.fds.get(fd, ("null",))
+    write_target(world, proc.cid, target, data)
+
+
+def write_target(world: World, cid: str, target: tuple, data: bytes) -> None:
+    kind = target[0]
+    if kind == "log":
+        log_append(world, cid, target[1], data.decode(errors="replace"))
+    elif kind == "buf":
+        buf = world.buffers.get(target[1])
+        if buf is not None:
+            buf.extend(data)
+    elif kind == "exec":
+        streams = EXEC_STREAMS.get(target[1])
+        if streams is not None:
+            _host_write(streams[0 if target[2] == "stdout" else 1], data)
+    elif kind == "file":
+        from labkit.sim.overlay import vfs_for
+
+        try:
+            vfs_for(world, cid).write(target[1], data, append=True)
+        except OSError:
+            pass
+
+
+def _host_write(stream: Any, data: bytes) -> None:
+    if stream is None:
+        return
+    if isinstance(stream, int):
+        while data:
+            n = os.write(stream, data)
+            data = data[n:]
+        return
+    try:
+        stream.write(data)
+    except TypeError:
+        stream.write(data.decode(errors="replace"))
+    stream.flush()
+
+
+def log_append(world: World, cid: str, stream: str, text: str) -> None:
+    """Add output to the container's json-file log, one entry per finished line."""
+    ct = world.containers.get(cid)
+    if ct is None:
+        return
+    text = ct.partial.pop(stream, "") + text
+    *lines, rest = text.split("\n")
+    for line in lines:
+        ct.logs.append(LogLine(stream, line + "\n", world.now))
+    if rest:
+        ct.partial[stream] = rest
+
+
+def flush_logs(world: World, ct: SimContainer) -> None:
+    """A process's last unfinished line still goes to the log when it ends."""
+    for stream, rest in sorted(ct.partial.items()):
+        ct.logs.append(LogLine(stream, rest, world.now))
+    ct.partial.clear()
+
+
+# -- fork / exec / exit ---------------------------------------------------------------------------
+
+def spawn(world: World, ct: SimContainer, argv: list[str], kind: str, *, parent: Proc | None = None,
+          env: dict[str, str] | None = None, cwd: str = "/", fds: dict[int, tuple] | None = None,
+          stdin: bytes = b"", check_pids: bool = True) -> Proc:
+    """fork(2) + execve(2): a new process in ``ct``'s namespaces, charged to its cgroups.
+
+    Raises:
+        BlockingIOError: EAGAIN when ``pids.max`` is reached (the fork fails).
+    """
+    if check_pids and not cgroups.can_fork(world, ct):
+        raise BlockingIOError(errno.EAGAIN, "Resource temporarily unavailable")
+    pid = ct.next_pid
+    ct.next_pid += 1
+    p = Proc(
+        hpid=world.new_hpid(), pid=pid, ppid=parent.pid if parent and parent.cid == ct.id else 0, cid=ct.id,
+        argv=list(argv), kind=kind, env=dict(env or {}), cwd=cwd,
+        fds=dict(fds or {1: ("null",), 2: ("null",)}), stdin=stdin, mem=BASE_MEMORY.get(kind, 256 * 1024),
+        parent_hpid=parent.hpid if parent else 0, started=world.now,
+    )
+    p.shell_pid = pid
+    world.procs[p.hpid] = p
+    if parent is not None:
+        parent.children.append(p.hpid)
+    cgroups.charge(world, ct)
+    return p
+
+
+def exit_proc(world: World, p: Proc, code: int) -> None:
+    """The process ends with ``code`` (exit(2), or 128+N for a signal): tell its parent, reap it."""
+    if p.hpid not in world.procs:
+        return
+    p.state = "exited"
+    p.exit_code = code
+    del world.procs[p.hpid]
+    ct = world.containers.get(p.cid)
+    for hpid in p.children:
+        child = world.procs.get(hpid)
+        if child is not None:
+            # An orphan is re-parented to its namespace's init (the container's PID 1).
+            child.parent_hpid = ct.pid1 if ct else 0
+            child.ppid = 1 if ct and ct.pid1 else 0
+    parent = world.procs.get(p.parent_hpid)
+    if parent is not None:
+        if p.hpid in parent.children:
+            parent.children.remove(p.hpid)
+        parent.child_codes[p.pid] = code
+        _notify_parent(parent, p, code)
+    if ct is not None:
+        if p.hpid == ct.pid1:
+            _end_container(world, ct, code)
+        cgroups.charge(world, ct)
+
+
+def _notify_parent(parent: Proc, child: Proc, code: int) -> None:
+    if parent.state != "wait":
+        return
+    kind = parent.waiting[0] if parent.waiting else ""
+    if kind in ("fg", "pid") and parent.waiting[1] == child.hpid:
+        parent.status = code
+        parent.state = "run"
+        parent.waiting = ()
+    elif kind == "all" and not parent.children:
+        parent.status = 0
+        parent.state = "run"
+        parent.waiting = ()
+
+
+def _end_container(world: World, ct: SimContainer, code: int) -> None:
+    """PID 1 is gone: the kernel kills the rest of the namespace (pid_namespaces(7)), the freezer thaws."""
+    for other in world.procs_of(ct.id):
+        other.children = []
+        exit_proc(world, other, 128 + _signal.SIGKILL)
+    flush_logs(world, ct)
+    ct.pid1 = 0
+    ct.frozen = False
+    ct.ended = (code, world.rfc3339(), ct.oom_kills > 0)
+
+
+def kill(world: World, p: Proc, sig: int) -> None:
+    """kill(2): deliver ``sig`` to ``p`` as the kernel would."""
+    ct = world.containers.get(p.cid)
+    if sig == _signal.SIGKILL:
+        if ct is not None and ct.frozen:
+            p.pending.append(sig)  # a frozen task dies only once thawed (cgroup v1 freezer)
+            return
+        exit_proc(world, p, 128 + sig)
+        return
+    if sig == _signal.SIGCONT or sig in (_signal.SIGCHLD, _signal.SIGWINCH, _signal.SIGURG):
+        return
+    handled = (p.kind == "sh" and _signal.Signals(sig).name[3:] in p.traps) or (
+        p.kind == "node" and sig in (_signal.SIGTERM, _signal.SIGINT))
+    if not handled:
+        if p.pid == 1:
+            return  # PID 1 of a namespace gets only the signals it handles
+        if sig in TERMINATING:
+            exit_proc(world, p, 128 + sig)
+        return
+    p.pending.append(sig)
+    if ct is not None and ct.frozen:
+        return
+    if p.state == "wait" and p.waiting[:1] in (("all",), ("pid",)):
+        # The wait builtin returns at once, with 128+N, when a trapped signal arrives.
+        p.status = 128 + sig
+        p.state = "run"
+        p.waiting = ()
+    elif p.state in ("sleep", "serve"):
+        p.state = "run"
+        p.wake = 0.0
+        p.on_wake = None
+        if p.kind == "sh":
+            p.status = 128 + sig
+
+
+def thaw(world: World, ct: SimContainer) -> None:
+    """The freezer lets go: SIGKILLs that arrived while frozen now kill."""
+    ct.frozen = False
+    for p in world.procs_of(ct.id):
+        if _signal.SIGKILL in p.pending:
+            exit_proc(world, p, 128 + _signal.SIGKILL)
+        elif p.pending and p.state in ("sleep", "serve", "wait"):
+            sigs, p.pending = p.pending, []
+            for sig in sigs:
+                kill(world, p, sig)
+
+
+def finish_sleep(world: World, p: Proc) -> None:
+    """A sleep ended: the ``sleep`` program exits 0; a shell goes on after its builtin sleep."""
+    what, p.on_wake = p.on_wake, None
+    if what == "exit":
+        exit_proc(world, p, 0)
+
+
+# -- one scheduling step --------------------------------------------------------------------------
+
+def step(world: World, p: Proc, budget: int) -> int:
+    """Let ``p`` run up to ``budget`` operations; return how many it used."""
+    if p.kind == "sh":
+        from labkit.sim.shell import run_shell
+
+        return run_shell(world, p, budget)
+    if p.kind == "node":
+        from labkit.sim.network import run_node
+
+        return run_node(world, p)
+    from labkit.sim.shell import run_applet
+
+    return run_applet(world, p)
+
+
+# -- finding the program ----------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Program:
+    """What an argv resolves to: a kind, the applet's name, and the script for a shell script."""
+
+    kind: str
+    name: str
+    path: str
+    script: str | None = None
+
+
+def lookup(world: World, ct: SimContainer, argv: list[str], env: dict[str, str], cwd: str = "/") -> Program:
+    """Find ``argv[0]`` the way execvp(3) does: in ``$PATH`` unless it has a slash.
+
+    Raises:
+        StartFailed: 127 when nothing is found, 126 when it cannot be run — with the
+            same words the linux backend uses.
+    """
+    from labkit.sim.overlay import vfs_for
+
+    vfs = vfs_for(world, ct.id)
+    name = argv[0]
+    if "/" in name:
+        path = name if name.startswith("/") else os.path.normpath(os.path.join(cwd, name))
+        try:
+            node = vfs.stat(path, follow=True)
+        except OSError as e:
+            code = 127 if e.errno == errno.ENOENT else 126
+            raise StartFailed(f'exec: "{name}": stat {name}: {os.strerror(e.errno or 0).lower()}', code) from None
+        if node.kind == "dir":
+            raise StartFailed(f'exec: "{name}": is a directory', 126)
+        if not node.mode & 0o111:
+            raise StartFailed(f'exec: "{name}": permission denied', 126)
+        return classify(vfs, argv, path)
+    for directory in (env.get("PATH") or DEFAULT_PATH).split(":"):
+        candidate = os.path.join(directory or ".", name)
+        try:
+            node = vfs.stat(candidate, follow=True)
+        except OSError:
+            continue
+        if node.kind == "file" and node.mode & 0o111:
+            return classify(vfs, argv, candidate)
+    raise StartFailed(f'exec: "{name}": executable file not found in $PATH', 127)
+
+
+def classify(vfs: Any, argv: list[str], path: str) -> Program:
+    """Which simulated program a found executable is: busybox applets by the name they were called with."""
+    from labkit.sim.shell import APPLETS
+
+    real = vfs.realpath(path)
+    base = os.path.basename(real)
+    called = os.path.basename(argv[0])
+    if base == "busybox":
+        applet = argv[1] if called == "busybox" and len(argv) > 1 else called
+        return Program("sh" if applet in ("sh", "ash") else "applet", applet, real)
+    if base == "node" or called == "node":
+        return Program("node", "node", real)
+    try:
+        head = vfs.read(real)[:256]
+    except OSError:
+        head = b""
+    if head.startswith(b"#!"):
+        interp = head[2:].split(b"\n", 1)[0].strip().split()
+        if interp and os.path.basename(interp[0].decode()) in ("sh", "ash", "bash", "dash"):
+            return Program("sh", "sh", real, script=vfs.read(real).decode(errors="replace"))
+    if base in ("sh", "ash", "bash", "dash"):
+        return Program("sh", "sh", real)
+    if base in APPLETS:
+        return Program("applet", base, real)
+    return Program("applet", "__unknown__", real)

@@ -1,0 +1,312 @@
+"""The lifecycle diagram, drawn from the transitions table itself.
+
+Every arrow comes from :data:`labkit.model.lifecycle.TRANSITIONS`: a ``Move(to)``
+outcome is an edge ``status → to`` labelled with its verbs. Nothing here restates
+a rule; only where the boxes sit is chosen by hand (:data:`POSITIONS`).
+
+Two kinds of rule would tangle the picture if drawn as arrows, so they are found
+in the table and written once in a box instead: a verb that leads to the same
+status from *every* drawn status (``rm -f`` → deleted, ``restart`` → running).
+A verb that changes nothing (``Unchanged``) draws no arrow; the process's own
+exit (``exit``) is a dashed arrow, since nobody types it.
+
+:class:`LifecycleWidget` adds a button per verb: legal ones call the engine,
+refused ones show Docker's error, worded by the same table.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from labkit.model.lifecycle import (
+    TRANSITIONS,
+    USER_VERBS,
+    Move,
+    Outcome,
+    Refused,
+    Status,
+    Unchanged,
+    Verb,
+)
+from labkit.viz import palette as P
+
+S = Status
+
+#: The five statuses the lesson draws; the others appear when asked for or when current.
+LESSON = (S.CREATED, S.RUNNING, S.PAUSED, S.EXITED, S.DELETED)
+
+#: Where each status's box sits (axes units, 0–100).
+POSITIONS: Mapping[Status, tuple[float, float]] = {
+    S.CREATED: (12.0, 74.0),
+    S.RUNNING: (45.0, 74.0),
+    S.PAUSED: (84.0, 74.0),
+    S.EXITED: (45.0, 35.0),
+    S.DELETED: (12.0, 35.0),
+    S.RESTARTING: (84.0, 50.0),
+    S.REMOVING: (12.0, 0.0),
+    S.DEAD: (45.0, 0.0),
+}
+
+_BOX_W, _BOX_H = 17.0, 9.0
+
+
+@dataclass(frozen=True)
+class Edge:
+    """An arrow of the diagram: the verbs that move a container from one status to another."""
+
+    source: Status
+    target: Status
+    verbs: tuple[Verb, ...]
+
+    @property
+    def by_itself(self) -> bool:
+        """Only the process's own exit makes this move (nobody types it)."""
+        return all(v is Verb.EXIT for v in self.verbs)
+
+    @property
+    def label(self) -> str:
+        return ", ".join(str(v) for v in self.verbs)
+
+
+def edges(table: Mapping[Status, Mapping[Verb, Outcome]] = TRANSITIONS,
+          statuses: Sequence[Status] = LESSON) -> tuple[list[Edge], list[tuple[Verb, Status]]]:
+    """The diagram's arrows and its "from every status" rules, read from ``table``.
+
+    Returns:
+        ``(edges, everywhere)``: one :class:`Edge` per (source, target) pair among
+        ``statuses`` (self-loops left out), and the ``(verb, target)`` pairs that
+        hold from every drawn status that has a row in the table.
+    """
+    rows = [s for s in statuses if s in table]
+    everywhere: list[tuple[Verb, Status]] = []
+    for verb in Verb:
+        outs = [table[s][verb] for s in rows]
+        targets = {o.to for o in outs if isinstance(o, Move)}
+        if len(rows) > 1 and len(targets) == 1 and all(isinstance(o, Move) for o in outs):
+            everywhere.append((verb, targets.pop()))
+    skip = {v for v, _ in everywhere}
+    grouped: dict[tuple[Status, Status], list[Verb]] = {}
+    for s in rows:
+        for verb, out in table[s].items():
+            if verb in skip or not isinstance(out, Move) or out.to == s or out.to not in statuses:
+                continue
+            grouped.setdefault((s, out.to), []).append(verb)
+    return [Edge(a, b, tuple(vs)) for (a, b), vs in grouped.items()], everywhere
+
+
+def verbs_from(status: Status, table: Mapping[Status, Mapping[Verb, Outcome]] = TRANSITIONS
+               ) -> tuple[list[Verb], list[Verb], list[Verb]]:
+    """``(moves, no-ops, refused)``: the user verbs from ``status``, as the table sorts them."""
+    row = table.get(status, {})
+    moves: list[Verb] = [v for v in USER_VERBS if isinstance(row.get(v), Move)]
+    same: list[Verb] = [v for v in USER_VERBS if isinstance(row.get(v), Unchanged)]
+    refused: list[Verb] = [v for v in USER_VERBS if v not in moves and v not in same]
+    return moves, same, refused
+
+
+def refusal(status: Status, verb: Verb, cid: str = "<id>", ref: str = "<name>",
+            table: Mapping[Status, Mapping[Verb, Outcome]] = TRANSITIONS) -> str | None:
+    """Docker's error for ``verb`` in ``status`` (from the table), or ``None`` when it is legal."""
+    if status not in table:
+        return f"No such container: {ref}"
+    out = table[status][verb]
+    if not isinstance(out, Refused):
+        return None
+    return out.message.format(id=cid, ref=ref, status=status.value)
+
+
+def draw(status: Status | str | None = None, *, all_statuses: bool = False,
+         table: Mapping[Status, Mapping[Verb, Outcome]] = TRANSITIONS, name: str = "") -> Any:
+    """The lifecycle diagram, with ``status`` (if given) highlighted.
+
+    The current status's box is vermillion with white text; the arrows that leave it
+    are vermillion too, and a footer lists what each verb would do from there.
+
+    Artists carry ``gid`` names tests can find: ``status:NAME`` (boxes) and
+    ``edge:SOURCE->TARGET`` (arrows).
+    """
+    from matplotlib.patches import FancyArrowPatch, FancyBboxPatch
+
+    current = Status(status) if status is not None else None
+    statuses = list(Status) if all_statuses else list(LESSON)
+    if current is not None and current not in statuses:
+        statuses.append(current)
+    arrows, everywhere = edges(table, statuses)
+
+    fig = P.figure(13.0, 7.5)
+    ax = P.blank_axes(fig, ylim=(5.0 if not all_statuses else -14.0, 100.0))
+    title = "The container lifecycle"
+    if name and current is not None:
+        title += f": {name} is {current.value}"
+    elif current is not None:
+        title += f" (now: {current.value})"
+    ax.text(50, 98, title, ha="center", va="top", fontsize=P.TITLE, fontweight="bold", family=P.FONT)
+
+    for s in statuses:
+        x, y = POSITIONS.get(s, (50.0, 50.0))
+        on = s == current
+        ax.add_patch(FancyBboxPatch((x - _BOX_W / 2, y - _BOX_H / 2), _BOX_W, _BOX_H,
+                                    boxstyle="round,pad=0.4,rounding_size=2", linewidth=2.5 if on else 1.5,
+                                    facecolor=P.CURRENT if on else P.IDLE, edgecolor=P.BLACK,
+                                    gid=f"status:{s.value}", zorder=2))
+        ax.text(x, y, s.value, ha="center", va="center", fontsize=P.LABEL + 2, fontweight="bold",
+                color=P.WHITE if on else P.BLACK, family=P.FONT, zorder=3)
+
+    for e in arrows:
+        (x1, y1), (x2, y2) = POSITIONS.get(e.source, (50, 50)), POSITIONS.get(e.target, (50, 50))
+        back = any(o.source == e.target and o.target == e.source for o in arrows)
+        rad = 0.18 if back else 0.0
+        hot = e.source == current
+        colour = P.CURRENT if hot else P.GREY
+        ax.add_patch(FancyArrowPatch(_edge_of((x1, y1), (x2, y2)), _edge_of((x2, y2), (x1, y1)),
+                                     arrowstyle="-|>", mutation_scale=26,
+                                     linewidth=3.2 if hot else 2.0, color=colour,
+                                     linestyle="--" if e.by_itself else "-",
+                                     connectionstyle=f"arc3,rad={rad}", shrinkA=2, shrinkB=2,
+                                     gid=f"edge:{e.source.value}->{e.target.value}", zorder=1))
+        # arc3 bends the arrow towards (dy, -dx); its middle sits rad/2 of that away from the chord's.
+        dx, dy = x2 - x1, y2 - y1
+        norm = max((dx * dx + dy * dy) ** 0.5, 1e-9)
+        lx, ly = (x1 + x2) / 2 + rad / 2 * dy, (y1 + y2) / 2 - rad / 2 * dx
+        ha, va = "center", "center"
+        if back:
+            px, py = dy / norm, -dx / norm
+            lx, ly = lx + 1.0 * px, ly + 1.5 * py
+            ha = "left" if px > 0.3 else "right" if px < -0.3 else "center"
+            va = "bottom" if py > 0.3 else "top" if py < -0.3 else "center"
+        label = e.label if not e.by_itself else "exit (PID 1 ends)"
+        ax.text(lx, ly, label, ha=ha, va=va, fontsize=P.TEXT, color=P.BLACK, family=P.FONT,
+                fontweight="bold" if hot else "normal", zorder=4,
+                bbox={"boxstyle": "round,pad=0.2", "facecolor": P.WHITE, "edgecolor": "none", "alpha": 0.9})
+
+    if everywhere:
+        lines = ["from every status:"] + [f"{v.value} → {t.value}" for v, t in everywhere]
+        ax.text(68, 35, "\n".join(lines), ha="left", va="center", fontsize=P.TEXT, family=P.FONT,
+                bbox={"boxstyle": "round,pad=0.5", "facecolor": P.WHITE, "edgecolor": P.GREY})
+    if any(e.by_itself for e in arrows):
+        ax.text(2, 20, "dashed: the process ends by itself", ha="left", va="top", fontsize=P.SMALL,
+                color=P.GREY, family=P.FONT)
+    if current is not None and current in table:
+        moves, same, refused = verbs_from(current, table)
+        foot = f"from {current.value}:  legal: {', '.join(map(str, moves)) or '-'}"
+        if same:
+            foot += f"   ·   no change: {', '.join(map(str, same))}"
+        foot += f"   ·   refused: {', '.join(map(str, refused)) or '-'}"
+        ax.text(50, 13 if not all_statuses else -8, foot, ha="center", va="top", fontsize=P.TEXT, family=P.FONT, color=P.BLACK)
+    elif current is Status.DELETED:
+        ax.text(50, 13, "deleted: the container and its writable layer are gone; no verb applies",
+                ha="center", va="top", fontsize=P.TEXT, family=P.FONT)
+    return fig
+
+
+def _edge_of(centre: tuple[float, float], towards: tuple[float, float]) -> tuple[float, float]:
+    """Where the line from a box's centre towards another point leaves the box (plus a margin)."""
+    (x, y), (tx, ty) = centre, towards
+    dx, dy = tx - x, ty - y
+    a, b = _BOX_W / 2 + 1.2, _BOX_H / 2 + 1.8
+    t = min(a / abs(dx) if dx else float("inf"), b / abs(dy) if dy else float("inf"))
+    return x + t * dx, y + t * dy
+
+
+def gather(engine: Any, ref: str) -> Status:
+    """The container's status now (``deleted`` when it no longer exists)."""
+    from labkit.errors import NoSuchContainer
+
+    try:
+        return Status(engine.inspect(ref)["State"]["Status"])
+    except NoSuchContainer:
+        return Status.DELETED
+
+
+def picture(engine: Any, ref: str, all_statuses: bool = False) -> Any:
+    """The diagram with ``ref``'s current status highlighted (NoSuchContainer if there is no ``ref``)."""
+    return draw(Status(engine.inspect(ref)["State"]["Status"]), all_statuses=all_statuses, name=ref)
+
+
+class LifecycleWidget:
+    """The diagram plus one button per verb, acting on a real container.
+
+    A legal verb's button (green) calls the engine; a refused verb's button (red)
+    carries Docker's error as its tooltip, and clicking it asks the engine anyway,
+    which answers with that same error from the same table. After each click the
+    diagram is redrawn from the container's status.
+
+    Args:
+        engine: A :class:`labkit.Engine`.
+        ref: The container's name or id.
+        stop_timeout: Seconds ``stop`` and ``restart`` wait before SIGKILL (Docker waits 10).
+        exec_command: What the ``exec`` button runs.
+    """
+
+    def __init__(self, engine: Any, ref: str, stop_timeout: float = 2.0,
+                 exec_command: Sequence[str] = ("true",)) -> None:
+        import ipywidgets as W
+
+        self.engine = engine
+        self.ref = ref
+        self.stop_timeout = stop_timeout
+        self.exec_command = list(exec_command)
+        self.image = W.Image(format="png")
+        self.message = W.HTML()
+        self.buttons = {v: W.Button(description=v.value, layout=W.Layout(width="90px")) for v in USER_VERBS}
+        for verb, button in self.buttons.items():
+            button.on_click(lambda _b, verb=verb: self.click(verb))
+        self.widget = W.VBox([W.HBox(list(self.buttons.values())), self.message, self.image])
+        self.status = Status.DELETED
+        self.cid = ref
+        self.refresh()
+
+    def _repr_mimebundle_(self, **kw: Any) -> Any:
+        return self.widget._repr_mimebundle_(**kw)
+
+    def refresh(self) -> None:
+        """Read the status, restyle the buttons, redraw."""
+        from labkit.errors import NoSuchContainer
+
+        try:
+            info = self.engine.inspect(self.ref)
+            self.status, self.cid = Status(info["State"]["Status"]), info["Id"]
+        except NoSuchContainer:
+            self.status = Status.DELETED
+        for verb, button in self.buttons.items():
+            why = refusal(self.status, verb, cid=self.cid, ref=self.ref)
+            button.button_style = "danger" if why else "success"
+            button.tooltip = why or f"{verb.value}: legal from {self.status.value}"
+        self.image.value = P.png(draw(self.status, name=self.ref))
+
+    def click(self, verb: Verb) -> None:
+        """Do ``verb`` to the container through the engine; show what happened."""
+        from html import escape
+
+        from labkit.errors import LabkitError
+
+        before = self.status
+        try:
+            self._do(verb)
+        except LabkitError as err:
+            self.message.value = f"<b style='color:{P.CURRENT}'>Error response from daemon:</b> {escape(err.message)}"
+        else:
+            after = gather(self.engine, self.ref)
+            self.message.value = f"<b>{escape(verb.value)}</b>: {before.value} → {after.value}"
+        self.refresh()
+
+    def _do(self, verb: Verb) -> None:
+        e, ref = self.engine, self.ref
+        actions = {
+            Verb.START: lambda: e.start(ref),
+            Verb.STOP: lambda: e.stop(ref, timeout=self.stop_timeout),
+            Verb.RESTART: lambda: e.restart(ref, timeout=self.stop_timeout),
+            Verb.KILL: lambda: e.kill(ref),
+            Verb.PAUSE: lambda: e.pause(ref),
+            Verb.UNPAUSE: lambda: e.unpause(ref),
+            Verb.RM: lambda: e.rm(ref),
+            Verb.RM_FORCE: lambda: e.rm(ref, force=True),
+            Verb.EXEC: lambda: e.exec_output(ref, self.exec_command),
+        }
+        actions[verb]()
+
+
+__all__ = ["LESSON", "POSITIONS", "Edge", "LifecycleWidget", "draw", "edges", "gather", "picture", "refusal",
+           "verbs_from"]

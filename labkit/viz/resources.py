@@ -1,0 +1,176 @@
+"""Resources over time: memory and process count against the cgroup's limits.
+
+The kernel keeps the counters (cgroups(7)): ``memory.usage_in_bytes`` (v1) or
+``memory.current`` (v2), ``pids.current``, and the OOM killer's tally
+(``oom_kill`` in ``memory.oom_control`` / ``memory.events``). :func:`sample`
+reads them every few milliseconds while the container runs; :func:`draw` plots
+them under the limit line and marks the moment the OOM killer struck.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from labkit.viz import palette as P
+
+
+@dataclass(frozen=True)
+class Sample:
+    """One reading of the counters.
+
+    Attributes:
+        t: Seconds since sampling began.
+        memory: Bytes charged to the cgroup (``None`` if unreadable).
+        pids: Tasks in the cgroup (``None`` if unreadable).
+    """
+
+    t: float
+    memory: int | None
+    pids: int | None
+
+
+@dataclass(frozen=True)
+class Usage:
+    """A container's usage over time.
+
+    Attributes:
+        name: The container's name.
+        samples: Readings, oldest first.
+        memory_limit: The memory limit in bytes, or ``None``.
+        pids_limit: The pids limit, or ``None``.
+        oom_at: When the OOM killer was first seen to act (seconds), or ``None``.
+        exit_code: The exit code if the container ended while sampled.
+    """
+
+    name: str
+    samples: tuple[Sample, ...]
+    memory_limit: int | None = None
+    pids_limit: int | None = None
+    oom_at: float | None = None
+    exit_code: int | None = None
+
+
+def usage(name: str, samples: Iterable[Sample | Mapping[str, Any] | tuple[float, int | None, int | None]],
+          memory_limit: int | None = None, pids_limit: int | None = None, oom_at: float | None = None,
+          exit_code: int | None = None) -> Usage:
+    """A :class:`Usage` from plain data: samples as ``(t, memory, pids)`` or ``{"t", "memory", "pids"}``."""
+    out = []
+    for s in samples:
+        if isinstance(s, Sample):
+            out.append(s)
+        elif isinstance(s, Mapping):
+            out.append(Sample(float(s["t"]), s.get("memory"), s.get("pids")))
+        else:
+            out.append(Sample(float(s[0]), s[1], s[2]))
+    return Usage(name, tuple(out), memory_limit or None, pids_limit if pids_limit and pids_limit > 0 else None,
+                 oom_at, exit_code)
+
+
+def sample(engine: Any, ref: str, seconds: float = 5.0, interval: float = 0.05,
+           clock: Callable[[], float] = time.monotonic, sleep: Callable[[float], None] = time.sleep) -> Usage:
+    """Read a running container's counters until it exits or ``seconds`` pass.
+
+    The supervisor removes the cgroup as soon as PID 1 ends, so the last readings
+    are taken while it still exists; an OOM kill that ended the container is then
+    known from ``inspect``'s ``State.OOMKilled``.
+    """
+    from labkit.linux import cgroups
+
+    info = engine.inspect(ref)
+    hc = info.get("HostConfig", {})
+    name = info["Name"].lstrip("/")
+    group = None
+    layout = getattr(engine.backend, "layout", None)
+    if layout is not None and info["State"]["Running"]:
+        try:
+            group = cgroups.Cgroup.open(layout, info["Id"])
+        except Exception:
+            group = None
+    start = clock()
+    readings: list[Sample] = []
+    oom_at = None
+    kills0 = _safe(group.oom_kills) if group else None
+    while group is not None and clock() - start < seconds:
+        t = clock() - start
+        mem, pids = _safe(group.memory_usage), _safe(group.pids_current)
+        if mem is None and pids is None:
+            break  # the group is gone: PID 1 has ended
+        readings.append(Sample(t, mem, pids))
+        kills = _safe(group.oom_kills)
+        if oom_at is None and kills is not None and kills0 is not None and kills > kills0:
+            oom_at = t
+        if not engine.inspect(ref)["State"]["Running"]:
+            break
+        sleep(interval)
+    state = engine.inspect(ref)["State"]
+    if state["OOMKilled"] and oom_at is None:
+        oom_at = readings[-1].t if readings else 0.0
+    exit_code = None if state["Running"] else state["ExitCode"]
+    return usage(name, readings, hc.get("Memory") or None, hc.get("PidsLimit"), oom_at, exit_code)
+
+
+def _safe(read: Callable[[], int | None]) -> int | None:
+    try:
+        return read()
+    except (OSError, ValueError):
+        return None
+
+
+def draw(u: Usage) -> Any:
+    """Memory (MiB) and processes over time, each under its limit; an OOM kill marked in vermillion.
+
+    Artists: the usage lines carry ``gid`` ``usage:memory`` / ``usage:pids``, the
+    limits ``limit:memory`` / ``limit:pids``, the OOM mark ``oom``.
+    """
+    fig = P.figure(13.0, 7.5)
+    axes = fig.subplots(2, 1, sharex=True)
+    fig.subplots_adjust(left=0.1, right=0.97, top=0.88, bottom=0.1, hspace=0.25)
+    title = f"{u.name}: usage against its cgroup limits"
+    if u.exit_code is not None:
+        title += f" (exited {u.exit_code})"
+    fig.suptitle(title, fontsize=P.TITLE, fontweight="bold", family=P.FONT)
+    ts = [s.t for s in u.samples]
+    mib = 1024 * 1024
+    series: tuple[tuple[str, list[Any], float | None, str, str], ...] = (
+        ("memory", [None if s.memory is None else s.memory / mib for s in u.samples],
+         u.memory_limit / mib if u.memory_limit else None, "memory (MiB)", P.BLUE),
+        ("pids", [s.pids for s in u.samples], u.pids_limit, "processes", P.GREEN),
+    )
+    for ax, (key, ys, limit, label, colour) in zip(axes, series, strict=True):
+        ax.plot(ts, [float("nan") if y is None else y for y in ys], color=colour, linewidth=3, gid=f"usage:{key}",
+                label="usage")
+        if limit:
+            ax.axhline(limit, color=P.CURRENT, linestyle="--", linewidth=2.5, gid=f"limit:{key}")
+            shown = f"limit {limit:g} MiB" if key == "memory" else f"limit {limit:g}"
+            ax.text(0.995, limit, shown, transform=ax.get_yaxis_transform(), ha="right", va="bottom",
+                    fontsize=P.TEXT, color=P.CURRENT, fontweight="bold", family=P.FONT)
+            ax.set_ylim(0, limit * 1.2)
+        else:
+            ax.text(0.995, 0.95, "no limit", transform=ax.transAxes, ha="right", va="top", fontsize=P.TEXT,
+                    color=P.GREY, family=P.FONT)
+            ax.set_ylim(bottom=0)
+        ax.set_ylabel(label, fontsize=P.LABEL, family=P.FONT)
+        ax.tick_params(labelsize=P.TEXT)
+        ax.grid(True, color=P.LIGHT_GREY)
+        if u.oom_at is not None:
+            ax.axvline(u.oom_at, color=P.CURRENT, linewidth=3, gid="oom" if key == "memory" else "oom:pids")
+    if u.oom_at is not None:
+        axes[0].text(u.oom_at, 0.8, " ✝ OOM kill ", transform=axes[0].get_xaxis_transform(), ha="right",
+                     va="center", fontsize=P.LABEL, fontweight="bold", color=P.WHITE, family=P.FONT,
+                     bbox={"boxstyle": "round,pad=0.3", "facecolor": P.CURRENT, "edgecolor": "none"})
+    if not u.samples:
+        axes[0].text(0.5, 0.5, "no readings: the container was not running", transform=axes[0].transAxes,
+                     ha="center", va="center", fontsize=P.LABEL, color=P.GREY, family=P.FONT)
+    axes[1].set_xlabel("seconds", fontsize=P.LABEL, family=P.FONT)
+    return fig
+
+
+def picture(engine: Any, ref: str, seconds: float = 5.0) -> Any:
+    """Sample for up to ``seconds``, then draw."""
+    return draw(sample(engine, ref, seconds))
+
+
+__all__ = ["Sample", "Usage", "draw", "picture", "sample", "usage"]

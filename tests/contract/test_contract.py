@@ -1,0 +1,215 @@
+"""The contract: every backend gives the same statuses, exit codes, errors, files and shapes."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+
+from labkit.errors import IllegalTransition
+
+
+def wait_for(pred, timeout=10.0):
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        if pred():
+            return True
+        time.sleep(0.02)
+    return pred()
+
+
+def test_lifecycle_walk(lab):
+    """create → start → pause → unpause → stop → start → rm passes through the same statuses and codes."""
+    c = lab.create("busybox", ["sleep", "300"])
+    seen = [(c.status, c.exit_code)]
+    c.start()
+    seen.append((c.status, c.exit_code))
+    c.pause()
+    seen.append((c.status, c.exit_code))
+    c.unpause()
+    seen.append((c.status, c.exit_code))
+    c.stop(timeout=0)
+    seen.append((c.status, c.exit_code))
+    c.start()
+    seen.append((c.status, c.exit_code))
+    c.remove(force=True)
+    assert seen == [("created", 0), ("running", 0), ("paused", 0), ("running", 0), ("exited", 137), ("running", 0)]
+    assert c.id not in lab.store.container_ids()
+
+
+def _moves(lab):
+    c = lab.create("busybox", ["sleep", "300"], name="mover")
+    out = []
+    for verb in ("pause", "unpause", "kill"):
+        with pytest.raises(IllegalTransition) as e:
+            getattr(lab, verb)("mover")
+        out.append(("created", verb, str(e.value)))
+    c.start()
+    for verb, call in (("unpause", lambda: lab.unpause("mover")), ("rm", lambda: lab.rm("mover"))):
+        with pytest.raises(IllegalTransition) as e:
+            call()
+        out.append(("running", verb, str(e.value)))
+    c.pause()
+    for verb, call in (("pause", lambda: lab.pause("mover")), ("start", lambda: lab.start("mover")),
+                       ("rm", lambda: lab.rm("mover")), ("exec", lambda: lab.exec("mover", ["true"]))):
+        with pytest.raises(IllegalTransition) as e:
+            call()
+        out.append(("paused", verb, str(e.value)))
+    c.unpause()
+    c.stop(timeout=0)
+    for verb, call in (("pause", lambda: lab.pause("mover")), ("exec", lambda: lab.exec("mover", ["true"]))):
+        with pytest.raises(IllegalTransition) as e:
+            call()
+        out.append(("exited", verb, str(e.value)))
+    return [(s, v, m.replace(c.id, "<id>")) for s, v, m in out]
+
+
+def test_illegal_moves_give_dockers_errors(lab):
+    """Every refused verb raises Docker's message, the same on every backend."""
+    assert _moves(lab) == [
+        ("created", "pause", "container <id> is not running"),
+        ("created", "unpause", "Container <id> is not paused"),
+        ("created", "kill", "container <id> is not running"),
+        ("running", "unpause", "Container <id> is not paused"),
+        ("running", "rm", 'cannot remove container "mover": container is running: stop the container before '
+                          "removing or force remove"),
+        ("paused", "pause", "Container <id> is already paused"),
+        ("paused", "start", "cannot start a paused container, try unpause instead"),
+        ("paused", "rm", 'cannot remove container "mover": container is paused and must be unpaused first'),
+        ("paused", "exec", "Container mover is paused, unpause the container before exec"),
+        ("exited", "pause", "container <id> is not running"),
+        ("exited", "exec", "container <id> is not running"),
+    ]
+
+
+def test_pid_one_and_hostname(lab):
+    """The command sees itself as PID 1 and the hostname is the short id."""
+    c = lab.run("busybox", ["sh", "-c", "echo $$; hostname"])
+    assert c.logs() == f"1\n{c.id[:12]}\n"
+    assert c.exit_code == 0
+
+
+SCRIPT = ("echo changed >> /etc/passwd; rm /etc/group; mkdir /data; echo x > /data/new; touch /etc/zz; "
+          "echo 1 > /tmp/a; rm -r /home; mkdir /home; mkdir /var/www/site")
+
+
+def test_copy_up_whiteout_and_diff(lab):
+    """The same script leaves the same A/C/D list: copy-ups are C, deletions D (last), new files A."""
+    c = lab.run("busybox", ["sh", "-c", SCRIPT])
+    assert c.exit_code == 0, c.logs()
+    assert [(d["Kind"], d["Path"]) for d in c.diff()] == [
+        (1, "/data"), (1, "/data/new"),
+        (0, "/etc"), (0, "/etc/passwd"), (1, "/etc/zz"), (2, "/etc/group"),
+        (0, "/home"),
+        (0, "/tmp"), (1, "/tmp/a"),
+        (0, "/var"), (0, "/var/www"), (1, "/var/www/site"),
+    ]
+    code, out = c.exec(["true"]) if c.status == "running" else (0, "")
+    assert code == 0
+
+
+def test_containers_do_not_see_each_others_writes(lab):
+    """Two containers of one image share its layers, never each other's writes."""
+    a = lab.run("busybox", ["sleep", "300"], detach=True)
+    b = lab.run("busybox", ["sleep", "300"], detach=True)
+    assert a.exec(["sh", "-c", "echo from-a > /tmp/note"])[0] == 0
+    assert b.exec(["cat", "/tmp/note"]) == (1, "cat: can't open '/tmp/note': No such file or directory\n")
+    assert a.exec(["cat", "/tmp/note"]) == (0, "from-a\n")
+    la = a.inspect()["GraphDriver"]["Data"]
+    lb = b.inspect()["GraphDriver"]["Data"]
+    assert la["LowerDir"].split(":")[1:] == lb["LowerDir"].split(":")[1:] and la["UpperDir"] != lb["UpperDir"]
+
+
+def test_volume_data_survives_rm(lab):
+    """A volume's data outlives the container that wrote it."""
+    lab.volume_create("contract-kept")
+    try:
+        c = lab.run("busybox", ["sh", "-c", "echo precious > /data/f"], volumes=["contract-kept:/data"])
+        assert c.exit_code == 0
+        assert [(d["Kind"], d["Path"]) for d in c.diff()] == [(1, "/data")]
+        c.remove()
+        d = lab.run("busybox", ["cat", "/data/f"], volumes=["contract-kept:/data"])
+        assert d.logs() == "precious\n"
+        d.remove()
+    finally:
+        lab.volume_rm("contract-kept")
+
+
+def test_stop_exit_codes(lab):
+    """stop: `sleep` as PID 1 ignores SIGTERM and is killed (137); a trap on TERM exits 143."""
+    t = lab.run("busybox", ["sh", "-c", "trap 'exit 143' TERM; echo ready; while true; do sleep 0.1; done"],
+                detach=True)
+    assert wait_for(lambda: "ready" in t.logs())
+    t.stop(timeout=5)
+    assert t.exit_code == 143
+    k = lab.run("busybox", ["sleep", "300"], detach=True)
+    k.stop(timeout=0.2)
+    assert (k.status, k.exit_code) == ("exited", 137)
+
+
+def test_oom_kill(lab):
+    """Allocating past --memory ends in an OOM kill: 137 and OOMKilled true."""
+    c = lab.run("busybox", ["sh", "-c", "x=a; while true; do x=$x$x; done"], memory="16m")
+    st = c.inspect()["State"]
+    assert (st["Status"], st["ExitCode"], st["OOMKilled"]) == ("exited", 137, True)
+
+
+def test_pids_limit(lab):
+    """At --pids-limit fork fails with busybox's message and the shell exits 2; the container lives on."""
+    c = lab.run("busybox", ["sleep", "300"], pids_limit=5, detach=True)
+    code, out = c.exec(["sh", "-c", "for i in 1 2 3 4 5 6 7 8 9; do sleep 2 >/dev/null 2>&1 & done; echo all"])
+    assert (code, out) == (2, "sh: can't fork: Resource temporarily unavailable\n")
+    assert c.status == "running"
+
+
+def test_unknown_command_fails_start_with_127(lab):
+    """A missing command fails start with 127; the container stays created with the error recorded."""
+    from labkit.errors import StartFailed
+
+    c = lab.create("busybox", ["nope-not-here"])
+    with pytest.raises(StartFailed) as info:
+        c.start()
+    assert info.value.exit_code == 127
+    assert str(info.value) == 'exec: "nope-not-here": executable file not found in $PATH'
+    st = c.inspect()["State"]
+    assert (st["Status"], st["ExitCode"]) == ("created", 127)
+
+
+def test_logs_have_both_streams(lab):
+    """logs keep stdout and stderr apart, one entry per line, with a time."""
+    c = lab.run("busybox", ["sh", "-c", "echo out; echo err >&2; exit 3"])
+    lines = list(lab.logs(c.id))
+    assert [(s, t) for s, t, _ in lines] == [("stdout", "out\n"), ("stderr", "err\n")]
+    assert all(when.endswith("Z") for _, _, when in lines)
+    assert c.exit_code == 3
+
+
+INSPECT_KEYS = {"Id", "Created", "Path", "Args", "State", "Image", "ResolvConfPath", "HostnamePath", "HostsPath",
+                "LogPath", "Name", "RestartCount", "Driver", "Platform", "MountLabel", "ProcessLabel",
+                "AppArmorProfile", "ExecIDs", "HostConfig", "GraphDriver", "Mounts", "Config", "NetworkSettings"}
+
+
+def test_inspect_and_ps_shapes(lab):
+    """inspect and ps have Docker's keys on every backend."""
+    c = lab.run("busybox", ["sleep", "300"], detach=True, name="shapes", env={"A": "1"})
+    info = c.inspect()
+    assert set(info) == INSPECT_KEYS
+    assert set(info["State"]) == {"Status", "Running", "Paused", "Restarting", "OOMKilled", "Dead", "Pid",
+                                  "ExitCode", "Error", "StartedAt", "FinishedAt"}
+    assert {"LowerDir", "MergedDir", "UpperDir", "WorkDir"} <= set(info["GraphDriver"]["Data"])
+    assert info["State"]["Pid"] > 0 and "A=1" in info["Config"]["Env"]
+    row = next(r for r in lab.ps() if r["Id"] == c.id)
+    assert set(row) == {"Id", "Names", "Image", "ImageID", "Command", "Created", "Ports", "Labels", "State",
+                        "Status", "HostConfig", "Mounts"}
+    assert row["Names"] == ["/shapes"] and row["Status"].startswith("Up")
+
+
+def test_exec_missing_command(lab):
+    """exec of a missing program raises with 127 and the runtime's words."""
+    from labkit.errors import StartFailed
+
+    c = lab.run("busybox", ["sleep", "300"], detach=True)
+    with pytest.raises(StartFailed) as info:
+        c.exec(["nosuch"])
+    assert info.value.exit_code == 127
+    assert str(info.value).endswith('exec: "nosuch": executable file not found in $PATH')

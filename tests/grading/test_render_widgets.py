@@ -1,0 +1,102 @@
+"""HTML and text rendering escape what they show; hidden checks leak nothing; the quiz widget works in-process."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+from labkit.grading import load_bank, make_question
+from labkit.grading.questions import Context
+from labkit.grading.render import result_html, result_text
+from labkit.grading.results import CheckResult, Result
+
+
+def lab_result():
+    return Result(qid="lab", verdict="partial", points=2, max_points=3, bank="b", checks=(
+        CheckResult("container web is running", 1, 1, True, "web is running", output="running"),
+        CheckResult("<b>web</b> has NODE_ENV=production", 1, 1, True, "NODE_ENV=<script>"),
+        CheckResult("hidden check 1", 0, 1, False, "failed", hidden=True),
+    ))
+
+
+def test_public_checks_passed_is_not_all_checks_passed():
+    """When a hidden check fails the summary says only the public checks passed."""
+    s = lab_result().summary()
+    assert "public checks passed" in s and "all checks passed" not in s
+
+
+def test_html_escapes_and_result_repr_delegates():
+    """Bank and learner text is escaped; _repr_html_ is render.result_html."""
+    r = lab_result()
+    html = r._repr_html_()
+    assert html == result_html(r)
+    assert "<script>" not in html and "&lt;script&gt;" in html and "&lt;b&gt;web" in html
+    assert "hidden check 1" in html and "✗" in result_text(r)
+
+
+def test_widget_check_button_records_results_in_python(tmp_path):
+    """Typing, clicking Check and reading the feedback all happen in the kernel; results land in Python and on disk."""
+    from labkit.grading.widgets import QuizCell, quiz
+
+    seen = []
+    cell = QuizCell(load_bank("lesson8", learner="ada")["p1"], on_result=seen.append, submissions=tmp_path)
+    cell.input.value = "copy on wirte"
+    cell.check_button.click()
+    assert cell.last.correct and seen == [cell.last]
+    assert "copy-on-write" in cell.feedback.value and "correct" in cell.feedback.value
+    assert (tmp_path / "ada.json").exists()
+    cell.hint_button.click()
+    assert "Hint" in cell.feedback.value
+
+    q = quiz(load_bank("lesson8", learner="ada"), ids=["q2", "p2"])
+    choice, command = q.cells
+    right = next(o.text for o in choice.question.options if o.correct)
+    choice.input.value = right
+    choice.check_button.click()
+    command.input.value = "docker ps"
+    command.check_button.click()
+    assert q.score == (1.0, 2.0)
+    assert q.results()["p2"].verdict == "incorrect"
+
+
+def test_multi_widget_collects_the_ticked_boxes():
+    """A multi question's checkboxes become the answer list."""
+    from labkit.grading.widgets import QuizCell
+
+    cell = QuizCell(load_bank("isolation", learner="ada")["iso.kinds"])
+    for box in cell.input.children:
+        box.value = box.description.split()[0] in ("pid", "uts", "mnt", "net")
+    assert cell.check().correct
+
+
+def test_hidden_check_code_never_reaches_the_learner():
+    """A hidden check's probe, arguments and message appear in no result, text or HTML."""
+
+    class Engine:
+        def inspect(self, ref):
+            return {"State": {"Status": "running", "Running": True}, "Config": {"Env": ["SECRET_KEY=wrong"],
+                    "Labels": {}}}
+
+    question = make_question({
+        "id": "l", "type": "lab", "prompt": "p", "explain": "e",
+        "task": {"goal": "g", "do": ["d"], "checked": "c"},
+        "checks": [
+            {"probe": "container_running", "args": {"name": "web"}},
+            {"probe": "env_equals", "args": {"container": "web", "key": "SECRET_KEY", "value": "hunter2"},
+             "hidden": True, "hint": "secret hint"},
+        ]}, Context(bank="t", learner="ada"))
+    r = question.check(engine=Engine())
+    shown = result_text(r) + result_html(r) + repr(r.to_json()) + question.hint() + question.solution()
+    for leak in ("SECRET_KEY", "hunter2", "env_equals", "secret hint", "wrong"):
+        assert leak not in shown, leak
+    assert r.checks[1].name == "hidden check 1" and not r.checks[1].passed
+    assert "public checks passed" in r.feedback
+
+
+def test_grading_imports_stay_light():
+    """Importing labkit.grading (and loading a bank) pulls in neither matplotlib nor ipywidgets."""
+    code = ("import sys, labkit.grading as g; g.load_bank('lesson8')['p1'].check('cow'); "
+            "import labkit.grading.probes, labkit.grading.render; "
+            "print(sorted(m for m in ('matplotlib', 'ipywidgets', 'pyroute2') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]"

@@ -1,0 +1,170 @@
+"""The layer picture shows what overlayfs did: shared read-only layers, one writable layer each,
+copy-ups as arrows with their bytes, whiteouts as tombstones, opaque dirs, and who serves a path."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+from tests.viz.vizfigs import by_gid, gids, hex_face
+
+from labkit.model import events
+from labkit.model.events import Step
+from labkit.model.overlay import Overlay
+from labkit.viz import layers
+from labkit.viz import palette as P
+
+LAYERS = [
+    {"role": "base OS", "size": 1_982_425, "files": 285},
+    {"role": "runtime", "size": 104_330_536, "files": 14},
+    {"role": "app code", "size": 1577, "files": 3},
+]
+WEB1 = {
+    "name": "web1",
+    "upper": [
+        {"path": "/app", "type": "dir", "size": 0},
+        {"path": "/app/server.js", "type": "file", "size": 1470},
+        {"path": "/app/package.json", "type": "whiteout", "size": 0},
+        {"path": "/etc", "type": "dir", "size": 0, "opaque": True},
+        {"path": "/tmp", "type": "dir", "size": 0},
+        {"path": "/tmp/new.txt", "type": "file", "size": 5},
+    ],
+    "below": {"/app": {"layer": 3, "size": 0}, "/app/server.js": {"layer": 3, "size": 1459},
+              "/etc": {"layer": 1, "size": 0}, "/tmp": {"layer": 1, "size": 0}},
+    "serves": "upper",
+}
+WEB2 = {"name": "web2", "upper": [], "below": {}, "serves": 3}
+
+
+def lesson_scene(path="/app/server.js"):
+    return layers.scene("frontend-app:v2.1.0", LAYERS, [WEB1, WEB2], path)
+
+
+def test_scene_classifies_upper_entries_by_overlayfs_rules():
+    """A file the image also has is a copy-up (lower size = bytes copied), char 0/0 a whiteout, an xattr'd dir opaque, the rest new."""
+    sc = lesson_scene()
+    kinds = {c.path: (c.kind, c.bytes, c.from_layer) for c in sc.containers[0].changes}
+    assert kinds == {
+        "/app/server.js": ("copy-up", 1459, 3),
+        "/app/package.json": ("whiteout", 0, None),
+        "/etc": ("opaque", 0, None),
+        "/tmp/new.txt": ("add", 5, None),
+    }
+    assert sc.containers[0].files == 6 and sc.containers[0].size == 1475
+    assert [lay.number for lay in sc.layers] == [1, 2, 3]
+
+
+def test_figure_labels_each_layer_with_role_size_and_file_count():
+    """Every image layer's role, size and file count, and each container's name and files, are written on the figure."""
+    fig = layers.draw(lesson_scene())
+    text = "\n".join(P.texts(fig))
+    for role in ("base OS", "runtime", "app code"):
+        assert role in text
+    assert "104.3MB · 14 files · read-only" in text
+    assert "285 files" in text
+    for name in ("web1", "web2", "/app/server.js", "/app/package.json", "/tmp/new.txt"):
+        assert name in text
+
+
+def test_upper_and_lower_layers_have_their_own_colours():
+    """Writable layers are orange and read-only layers blue: one hue, one meaning."""
+    fig = layers.draw(lesson_scene())
+    assert gids(fig, "lower:") == {"lower:1", "lower:2", "lower:3"}
+    assert gids(fig, "upper:") == {"upper:web1", "upper:web2"}
+    assert all(hex_face(a) == P.LOWER for n in (1, 2, 3) for a in by_gid(fig, f"lower:{n}"))
+    assert all(hex_face(a) == P.UPPER for n in ("web1", "web2") for a in by_gid(fig, f"upper:{n}"))
+    assert P.LOWER != P.UPPER
+
+
+def test_copy_up_is_an_arrow_with_its_bytes_and_whiteout_a_tombstone():
+    """The copy-up is an arrow from layer 3 up to the writable layer labelled 1.459kB; the whiteout a tombstone; the opaque dir marked."""
+    fig = layers.draw(lesson_scene())
+    (arrow,) = by_gid(fig, "copy-up:/app/server.js")
+    (x0, y0), (x1, y1) = arrow._posA_posB  # from the layer band up to the writable layer
+    lo, hi = layers._lower_band(lesson_scene(), 3)
+    assert lo <= y0 <= hi and y1 == layers._UP_BOTTOM and x0 == x1
+    assert "server.js 1.459kB" in P.texts(fig)
+    assert len(by_gid(fig, "tombstone:/app/package.json")) == 1
+    assert hex_face(by_gid(fig, "tombstone:/app/package.json")[0]) == P.WHITEOUT
+    assert len(by_gid(fig, "opaque:/etc")) == 1
+    assert not gids(fig, "copy-up:/tmp")  # a new file is not a copy-up
+
+
+def test_chosen_path_is_framed_in_the_layer_that_serves_it():
+    """web1 serves /app/server.js from its writable layer, web2 from L3: each gets a green frame and says so."""
+    fig = layers.draw(lesson_scene())
+    assert gids(fig, "serves:") == {"serves:web1", "serves:web2"}
+    text = P.texts(fig)
+    assert "/app/server.js: served by the writable layer" in text
+    assert "/app/server.js: served by L3 (app code)" in text
+
+
+def test_image_alone_draws_its_layers_and_no_writable_layer():
+    """Without containers only the shared layers are drawn."""
+    fig = layers.draw(layers.scene("busybox:latest", LAYERS[:1]))
+    assert gids(fig, "upper:") == set() and gids(fig, "lower:") == {"lower:1"}
+
+
+def test_pure_overlay_model_feeds_the_same_picture():
+    """The simulator's overlay model gives the same scene: copy-up bytes, whiteout, new file, serving layer."""
+    base = Overlay.from_trees({"app": {"server.js": "x" * 100, "package.json": "{}"}}, {"etc": {"passwd": "root"}})
+    ov, _ = base.write("/app/server.js", b"y", append=True)
+    ov, _ = ov.unlink("/app/package.json")
+    ov, _ = ov.write("/tmp.txt", b"hello")
+    sc = layers.scene_from_overlays({"web": ov, "idle": base}, roles=("base OS", "app code"), image="demo",
+                                    path="/etc/passwd")
+    kinds = {c.path: (c.kind, c.bytes, c.from_layer) for c in sc.containers[0].changes}
+    assert kinds == {"/app/server.js": ("copy-up", 100, 2), "/app/package.json": ("whiteout", 0, None),
+                     "/tmp.txt": ("add", 5, None)}
+    assert [(lay.number, lay.role) for lay in sc.layers] == [(1, "base OS"), (2, "app code")]
+    assert sc.containers[0].serves == 1 and sc.containers[1].serves == 1
+    fig = layers.draw(sc)
+    assert by_gid(fig, "copy-up:/app/server.js") and by_gid(fig, "tombstone:/app/package.json")
+
+
+def test_trace_steps_replay_onto_the_scene():
+    """Replaying create-layer, copy-up and whiteout steps builds the writable layer; remove-layer takes it away."""
+    cid = "c" * 64
+    base = layers.scene("demo", LAYERS)
+    mk = [events.create_layer("/u"), events.copy_up("/app/server.js", 1459, 3), events.whiteout("/app/package.json")]
+    steps = [Step(i, "run", cid, *e) for i, e in enumerate(mk)]
+    sc = layers.replay(base, steps)
+    (w,) = sc.containers
+    assert w.id == cid and {c.path: c.kind for c in w.changes} == {"/app/server.js": "copy-up",
+                                                                   "/app/package.json": "whiteout"}
+    gone = sc.after(Step(9, "rm", cid, *events.remove_layer("/u")))
+    assert gone.containers == ()
+
+
+@pytest.mark.root
+def test_real_container_write_and_delete_show_arrow_and_tombstone(engine, lesson_image):
+    """A real container that appends to an image file and deletes another: the picture has the copy-up arrow and the tombstone."""
+    engine.run(lesson_image, ["sleep", "30"], detach=True, name="viz-layers-a")
+    engine.run(lesson_image, ["sleep", "30"], detach=True, name="viz-layers-b")
+    code, out = engine.exec_output("viz-layers-a", "echo more >> /app/server.js && rm /app/package.json")
+    assert code == 0, out
+    sc = layers.gather(engine, ["viz-layers-a", "viz-layers-b"], path="/app/server.js")
+    assert [lay.role for lay in sc.layers] == ["base OS", "runtime", "app code"]
+    a, b = sc.containers
+    changes = {c.path: c for c in a.changes}
+    size = os.path.getsize(os.path.join(engine.image_store.get(lesson_image).layers[2].path, "app/server.js"))
+    assert changes["/app/server.js"].kind == "copy-up" and changes["/app/server.js"].bytes == size
+    assert changes["/app/server.js"].from_layer == 3
+    assert changes["/app/package.json"].kind == "whiteout"
+    assert (a.serves, b.serves) == ("upper", 3)
+    fig = layers.draw(sc)
+    assert by_gid(fig, "copy-up:/app/server.js") and by_gid(fig, "tombstone:/app/package.json")
+    assert f"server.js {P.size_text(size)}" in P.texts(fig)
+
+
+@pytest.mark.root
+def test_real_image_alone_and_mixed_images_refused(engine, lesson_image):
+    """An image name draws its three layers; containers of different images are refused in one sentence."""
+    sc = layers.gather(engine, [lesson_image])
+    assert len(sc.layers) == 3 and sc.containers == ()
+    engine.run(lesson_image, ["sleep", "30"], detach=True, name="viz-layers-c")
+    engine.run("busybox", ["sleep", "30"], detach=True, name="viz-layers-d")
+    from labkit.errors import InvalidArgument
+
+    with pytest.raises(InvalidArgument, match="different images"):
+        layers.gather(engine, ["viz-layers-c", "viz-layers-d"])

@@ -1,0 +1,83 @@
+"""The cubicle walls: the host's view and the container's view of one process, side by side."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+from tests.viz.vizfigs import by_gid
+
+from labkit.viz import palette as P
+from labkit.viz import walls
+
+NET_HOST = """Inter-|   Receive
+ face |bytes    packets
+    lo: 0 0
+  eth0: 0 0
+"""
+NET_IN = """Inter-|   Receive
+ face |bytes    packets
+    lo: 0 0
+"""
+
+
+def sample_view():
+    host = {"status": "Name:\tsleep\nPid:\t722\nNSpid:\t722\t1\n", "hostname": "vm\n", "net_dev": NET_HOST,
+            "mounts": "a\nb\nc\n", "cgroup": "4:memory:/labkit/abc\n0::/labkit/abc\n",
+            "memory_limit": "33554432\n", "pids_limit": "20\n"}
+    inside = {"status": "Pid:\t1\nNSpid:\t1\n", "hostname": "abc123", "net_dev": NET_IN, "mounts": "a\n",
+              "cgroup": "4:memory:/\n0::/\n", "meminfo": "MemTotal:  1024 kB\n", "cgroup_files": 0}
+    return walls.view("web", host, inside)
+
+
+def test_parsers_read_proc_files():
+    """NSpid, /proc/net/dev, mounts, /proc/<pid>/cgroup and limit files are read as the kernel writes them."""
+    assert walls.parse_nspid("NSpid:\t722\t1\n") == (722, 1)
+    assert walls.parse_net_dev(NET_HOST) == ("lo", "eth0")
+    assert walls.count_mounts("x\n\ny\n") == 2
+    assert walls.parse_cgroup("8:pids:/labkit/x\n4:memory:/labkit/y\n0::/z\n") == "/labkit/y"
+    assert walls.parse_limit("max\n") is None and walls.parse_limit("9223372036854771712") is None
+    assert walls.parse_limit("33554432\n") == 33554432
+
+
+def test_view_puts_host_pid_against_pid_1():
+    """The host sees PID 722 with limits; inside it is PID 1 with its own hostname, only lo, and cgroup /."""
+    v = sample_view()
+    assert (v.host.pid, v.inside.pid) == (722, 1)
+    assert v.inside.interfaces == ("lo",) and v.host.interfaces == ("lo", "eth0")
+    assert (v.host.cgroup, v.inside.cgroup) == ("/labkit/abc", "/")
+    assert v.host.memory == "limit 32MiB" and v.host.pids == "pids.max 20"
+
+
+def test_figure_shows_both_sides_and_the_wall():
+    """Both panels, the wall, every row's namespace, and both sides' values are on the figure."""
+    fig = walls.draw(sample_view())
+    text = P.texts(fig)
+    assert by_gid(fig, "side:host") and by_gid(fig, "side:container") and by_gid(fig, "wall")
+    for s in ("722", "1", "vm", "abc123", "lo, eth0", "lo", "pid namespace", "UTS namespace", "limit 32MiB"):
+        assert s in text
+
+
+@pytest.mark.root
+def test_real_container_walls(engine):
+    """A real container: the host PID is its State.Pid, inside it is PID 1 with its short id as hostname and only lo."""
+    c = engine.run("busybox", ["sleep", "30"], detach=True, name="viz-walls", memory="32m", pids_limit=20,
+                   network="none")
+    v = walls.gather(engine, "viz-walls")
+    assert v.host.pid == c.pid and v.inside.pid == 1
+    assert v.inside.hostname == c.id[:12] and v.host.hostname == os.uname().nodename
+    assert v.inside.interfaces == ("lo",)
+    assert v.inside.cgroup == "/" and c.id in v.host.cgroup
+    assert v.host.memory == "limit 32MiB" and v.host.pids == "pids.max 20"
+    assert 0 < v.inside.mounts
+    assert walls.draw(v)
+
+
+@pytest.mark.root
+def test_stopped_container_has_no_walls(engine):
+    """A container that is not running is refused in one sentence."""
+    engine.create("busybox", ["true"], name="viz-walls-off")
+    from labkit.errors import InvalidArgument
+
+    with pytest.raises(InvalidArgument, match="not running"):
+        walls.gather(engine, "viz-walls-off")
