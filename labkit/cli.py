@@ -1066,6 +1066,19 @@ def cmd_build(session: _Session, args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_trace(session: _Session, args: argparse.Namespace) -> int:
+    """``labkit trace run busybox true``: the command's own output, then its steps, one per line."""
+    if not args.inner or args.inner[0] == "trace":
+        raise UsageError("trace needs a command to run, e.g. 'labkit trace run busybox true'")
+    engine = session.engine
+    with engine.tracing() as steps:
+        code = main(["--backend", args.backend, *(["--root", args.root] if args.root else []), *args.inner],
+                    engine_factory=lambda **_kw: engine, stdout=session.out, stderr=session.err)
+    for step in steps:
+        session.print(step)
+    return code
+
+
 def cmd_setup(session: _Session, args: argparse.Namespace) -> int:
     """Build busybox:latest and the lesson's images, then list the images."""
     session.engine.setup(on_step=lambda line: (session.print(line), session.out.flush()))
@@ -1524,6 +1537,9 @@ def build_parser() -> _Parser:
     sub = services.add_parser("rm", help="Remove services and their replicas")
     sub.set_defaults(handler=cmd_service_rm)
     sub.add_argument("services", nargs="+", metavar="SERVICE")
+
+    sub = command("trace", cmd_trace, "Run another labkit command and print each step the kernel took")
+    sub.add_argument("inner", nargs=argparse.REMAINDER, metavar="COMMAND", help="e.g. run busybox true")
 
     command("setup", cmd_setup, "Build the base image and the lesson's images (offline)")
     sub = command("show", cmd_show, "Draw a picture of a container or image and save it (PNG or SVG)")

@@ -33,6 +33,7 @@ from labkit.errors import (
     Conflict,
     HostUnsupported,
     InvalidArgument,
+    LabkitError,
     NameInUse,
     NoSuchContainer,
     NoSuchImage,
@@ -565,7 +566,7 @@ class Engine:
         if not self.backend.wait(rec, None if timeout < 0 else timeout):
             self.backend.signal(rec, _signal.SIGKILL)
             self.backend.wait(rec, None)
-        self._observe_layer(self._refresh(rec))
+        self._refresh(rec)
 
     @_verb("kill")
     def kill(self, ref: str, signal: str | int = "KILL") -> None:
@@ -628,6 +629,7 @@ class Engine:
             self._save(rec.with_state(status=Status.REMOVING))
         self.backend.remove(rec)
         self.store.delete(rec.id)
+        self._drop_idle_bridge(rec.config.network)
         if volumes:
             for m in rec.config.mounts:
                 if m.type == "volume" and _anonymous(m.source):
@@ -640,7 +642,6 @@ class Engine:
         if is_running(rec.status):
             self.backend.wait(rec, timeout)
             rec = self._refresh(rec)
-            self._observe_layer(rec)
         return rec.state.exit_code
 
     # -- looking ---------------------------------------------------------------------------------
@@ -779,6 +780,18 @@ class Engine:
         if drop:
             drop(rec)
         return name
+
+    def _drop_idle_bridge(self, network: str) -> None:
+        """Take a network's bridge away once its last container is removed: labkit leaves no trace."""
+        drop = getattr(self.backend, "drop_bridge", None)
+        if drop is None or network in ("none", "host"):
+            return
+        if any(r.config.network == network for r in self._records()):
+            return
+        try:
+            drop(self.networks.get(network))
+        except LabkitError:
+            pass
 
     def prune_networks(self) -> None:
         """Delete the bridge interfaces of networks no running container uses (they come back on demand)."""
@@ -1076,6 +1089,7 @@ class Engine:
         rec = rec.with_state(status=Status.EXITED, exit_code=ended.exit_code, finished_at=ended.finished_at,
                              oom_killed=ended.oom_killed, pid=0)
         self._save(rec)
+        self._observe_layer(rec)  # what it left in its writable layer: copy-ups, whiteouts, new files
         self._record(events.exited(ended.exit_code, ended.oom_killed), rec.id)
         if rec.config.auto_remove:  # --rm: the container goes as soon as anyone sees it has exited
             self._remove(rec)

@@ -399,7 +399,7 @@ class _Parser:
             self.i += 1
             subject = self.take()[1]
             self.expect("in")
-            arms: list[tuple[list, tuple]] = []
+            cases: list[tuple[list, tuple]] = []
             while True:
                 self.skip_nl()
                 if _plain(self.peek()) == "esac":
@@ -417,8 +417,8 @@ class _Parser:
                 body = self.parse_list(("esac",))
                 if self.is_op(";;"):
                     self.i += 1
-                arms.append((pats, body))
-            return ("case", subject, arms, self.parse_redirs())
+                cases.append((pats, body))
+            return ("case", subject, cases, self.parse_redirs())
         return self.parse_simple()
 
     def parse_simple(self) -> tuple:

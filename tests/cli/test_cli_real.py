@@ -123,3 +123,18 @@ def test_not_root_is_told_plainly(engine, tmp_path):
     assert p.returncode != 0
     assert "Traceback" not in p.stderr
     assert "needs root" in p.stderr and "sudo" in p.stderr
+
+
+def test_trace_prints_the_kernels_steps(lk):
+    """`labkit trace run …` prints the command's output, then each step: namespaces, overlay, copy-up, whiteout, exit."""
+    rc, out, err = lk("trace", "run", "--rm", "--memory", "32m", "busybox", "sh", "-c",
+                      "echo x >> /etc/passwd; rm /etc/group; echo done")
+    assert rc == 0, err
+    lines = out.splitlines()
+    assert lines[0] == "done"
+    kinds = [ln.split()[1] for ln in lines[1:]]
+    for kind in ("create-layer", "network", "mount-overlay", "cgroup-write", "clone", "pivot-root", "exec",
+                 "copy-up", "whiteout", "exit", "remove-layer"):
+        assert kind in kinds, kind
+    assert kinds.index("copy-up") < kinds.index("exit") < kinds.index("remove-layer")
+    assert "Copy /etc/passwd" in out and "Hide /etc/group" in out and "CLONE_NEWPID" in out
