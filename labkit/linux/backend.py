@@ -316,9 +316,12 @@ class LinuxBackend:
         return Exited(255, now_rfc3339())
 
     def wait(self, record: ContainerRecord, timeout: float | None) -> bool:
-        if process.read_exit(str(self.store.container_dir(record.id))) is not None:
-            return True
-        return process.wait(record.state.shim_pid, timeout)
+        # The supervisor writes exit.json, then unmounts and removes the cgroups: wait for all of it,
+        # so that what the caller looks at next (mounts, addresses) is already undone.
+        if record.state.shim_pid and process.alive(record.state.shim_pid, 0):
+            return process.wait(record.state.shim_pid, timeout)
+        return process.read_exit(str(self.store.container_dir(record.id))) is not None or not process.alive(
+            record.state.pid, record.state.pid_start_time)
 
     def signal(self, record: ContainerRecord, signum: int) -> None:
         if process.alive(record.state.pid, record.state.pid_start_time):
