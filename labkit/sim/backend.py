@@ -290,6 +290,15 @@ class SimBackend:
             p = self._paths(record.id)
             etc = self._write_etc(record)
             ct.mounts = [(dest, src, False) for dest, src in etc.items()]
+            ct.net = None
+            if c.network not in ("none", "host"):
+                from labkit.networks import Networks
+
+                info = network.attach(w, ct, record, Networks(self.store).get(c.network))
+                self._step(w, events.network_attach(f"veth{record.id[:7]}", info["Bridge"], info["IPAddress"],
+                                                    info["MacAddress"]), record.id)
+                with open(self.store.container_dir(record.id) / "hosts", "a") as f:
+                    f.write(f"{info['IPAddress']}\t{c.hostname}\n")
             self._step(w, events.mount_overlay([p["init"], *ct.lowers], p["upper"], p["work"], p["merged"]),
                        record.id)
             ct.memory_max, ct.pids_max = c.memory, c.pids_limit
@@ -327,6 +336,37 @@ class SimBackend:
             self._step(w, events.execve(list(c.argv), pid1.hpid), record.id)
             advance(w, w.now)
             return Launched(pid1.hpid, int(started * 100), 0, w.rfc3339(started))
+
+    def network_settings(self, record: ContainerRecord) -> dict[str, Any]:
+        """``NetworkSettings``: the simulated address while running, empty ones after (as the linux backend)."""
+        from labkit.linux import network as net
+
+        with self._locked() as w:
+            ct = w.containers.get(record.id)
+            info = getattr(ct, "net", None) if ct is not None else None
+        if info is None:
+            settings = net.network_settings(None, {k: None for k in record.config.exposed_ports}
+                                            if record.config.network != "host" else {})
+            if record.config.network not in ("host",):
+                settings["Networks"] = {record.config.network: {"IPAddress": "", "Gateway": "", "MacAddress": "",
+                                                                "IPPrefixLen": 0}}
+            return settings
+        endpoint = net.Endpoint(info["Network"], info["Bridge"], info["IPAddress"], info["IPPrefixLen"],
+                                info["Gateway"], info["MacAddress"], f"veth{record.id[:7]}",
+                                str(self.store.container_dir(record.id) / "netns"))
+        ports: dict[str, Any] = {k: None for k in record.config.exposed_ports}
+        ports.update(info["Ports"])
+        return net.network_settings(endpoint, ports, info["NetworkID"])
+
+    def published_ports(self, record: ContainerRecord) -> list[dict[str, Any]]:
+        """``ps``'s Ports for what is published now."""
+        with self._locked() as w:
+            ct = w.containers.get(record.id)
+            info = getattr(ct, "net", None) if ct is not None else None
+        if info is None:
+            return []
+        return [{"IP": b["HostIp"], "PrivatePort": int(k.split("/")[0]), "PublicPort": int(b["HostPort"]),
+                 "Type": k.split("/")[1]} for k, binds in info["Ports"].items() for b in binds]
 
     def _host_path(self, m: Any) -> str:
         return str(self.store.volume_dir(m.source) / "_data") if m.type == "volume" else m.source

@@ -117,3 +117,43 @@ def addresses(record: Any) -> dict[str, Any]:
     if record.config.network == "host":
         return {"network": "host", "addresses": ["host"]}
     return {"network": "none", "addresses": ["127.0.0.1"]}
+
+
+# -- addresses on a simulated bridge ------------------------------------------------------------
+
+
+def attach(world: Any, ct: Any, record: Any, network: dict[str, Any]) -> dict[str, Any]:
+    """Give a container an address on its network, as the linux backend does, without touching the host.
+
+    The next free address after the gateway (Docker's order), a MAC derived from it, and the
+    published ports as asked (a host port of 0 gets the next free one from 32768, as the kernel's
+    ephemeral range would). Returns what inspect's NetworkSettings reports.
+    """
+    import ipaddress
+
+    cfg = network["IPAM"]["Config"][0]
+    subnet = ipaddress.IPv4Network(cfg["Subnet"])
+    used = {c.net["IPAddress"] for c in world.containers.values()
+            if getattr(c, "net", None) and c.net["Network"] == network["Name"]}
+    ip = next(str(h) for h in subnet.hosts() if str(h) != cfg["Gateway"] and str(h) not in used)
+    taken = {int(b["HostPort"]) for c in world.containers.values() if getattr(c, "net", None)
+             for binds in c.net["Ports"].values() for b in binds}
+    ports: dict[str, list[dict[str, str]]] = {}
+    for p in record.config.ports:
+        port = int(p.host_port or 0)
+        if port and port in taken:
+            from labkit.errors import Conflict
+
+            raise Conflict(f"driver failed programming external connectivity on endpoint: Bind for "
+                           f"{p.host_ip or '127.0.0.1'}:{port} failed: address already in use",
+                           "Pick another host port, e.g. -p 3001:3000, or stop whatever uses it")
+        if not port:
+            port = next(n for n in range(32768, 61000) if n not in taken)
+        taken.add(port)
+        ports.setdefault(f"{p.container_port}/{p.protocol}", []).append(
+            {"HostIp": p.host_ip or "127.0.0.1", "HostPort": str(port)})
+    mac = "02:42:" + ":".join(f"{b:02x}" for b in ipaddress.IPv4Address(ip).packed)
+    ct.net = {"Network": network["Name"], "NetworkID": network["Id"], "IPAddress": ip,
+              "IPPrefixLen": subnet.prefixlen, "Gateway": cfg["Gateway"], "MacAddress": mac,
+              "Bridge": network["Options"].get("com.docker.network.bridge.name", ""), "Ports": ports}
+    return ct.net

@@ -213,3 +213,21 @@ def test_exec_missing_command(lab):
         c.exec(["nosuch"])
     assert info.value.exit_code == 127
     assert str(info.value).endswith('exec: "nosuch": executable file not found in $PATH')
+
+
+def test_network_shapes(lab):
+    """Both backends give a bridge address with Docker's MAC, publish -p on 127.0.0.1, and release the address on stop."""
+    c = lab.run("busybox", ["sleep", "30"], detach=True, ports=["18230:80"])
+    ns = c.inspect()["NetworkSettings"]
+    ip = ns["IPAddress"]
+    assert ip.split(".")[-1] == "2" or int(ip.split(".")[-1]) > 1
+    assert ns["MacAddress"] == "02:42:" + ":".join(f"{int(b):02x}" for b in ip.split("."))
+    assert ns["Ports"] == {"80/tcp": [{"HostIp": "127.0.0.1", "HostPort": "18230"}]}
+    assert ns["Networks"]["bridge"]["Gateway"] == ns["Gateway"]
+    row = [r for r in lab.ps() if r["Id"] == c.id][0]
+    assert row["Ports"] == [{"IP": "127.0.0.1", "PrivatePort": 80, "PublicPort": 18230, "Type": "tcp"}]
+    code, hosts = c.exec(["cat", "/etc/hosts"])
+    assert f"{ip}\t{c.id[:12]}" in hosts
+    c.stop(timeout=0)
+    assert c.inspect()["NetworkSettings"]["IPAddress"] == ""
+    assert [r["Ports"] for r in lab.ps(all=True) if r["Id"] == c.id][0] == [{"PrivatePort": 80, "Type": "tcp"}]
