@@ -18,10 +18,23 @@ This package imports only the standard library, PyYAML and jsonschema (the
 latter two when a bank is loaded); ipywidgets only in ``widgets``.
 """
 
-from labkit.grading.banks import Bank, BankError, NoSuchBank, load_bank, validate
-from labkit.grading.gradebook import Gradebook, collect, read_csv, save_submission
-from labkit.grading.questions import Question, make_question
-from labkit.grading.results import CheckResult, Result
+from importlib import import_module
+from typing import Any
+
+# Names are loaded on first use, so `labkit --help` (which registers `labkit grade`) stays fast.
+_WHERE = {
+    "Bank": "banks", "BankError": "banks", "NoSuchBank": "banks", "load_bank": "banks", "validate": "banks",
+    "Gradebook": "gradebook", "collect": "gradebook", "read_csv": "gradebook", "save_submission": "gradebook",
+    "Question": "questions", "make_question": "questions",
+    "CheckResult": "results", "Result": "results",
+}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _WHERE:
+        return getattr(import_module(f"labkit.grading.{_WHERE[name]}"), name)
+    raise AttributeError(f"module 'labkit.grading' has no attribute {name!r}")
+
 
 __all__ = [
     "Bank",
