@@ -84,7 +84,7 @@ def main() -> int:
             while len(lab.ps(all=True)) < k:
                 lab.create("busybox", ["true"])
             snap = backend.snapshot()
-            print(f"{f'  K = {k}':44} {med(timed(lambda: backend.restore(snap), max(5, args.rounds // 3))):>28}")
+            print(f"{f'  K = {k}':44} {med(timed(lambda s=snap: backend.restore(s), max(5, args.rounds // 3))):>28}")
         return 0
     finally:
         shutil.rmtree(root, ignore_errors=True)
