@@ -1387,7 +1387,7 @@ def build_parser() -> _Parser:
     )
     parser.add_argument(
         "--backend",
-        choices=("auto", "linux", "sim"),
+        choices=("auto", "linux", "rootless", "sim"),
         default=os.environ.get("LABKIT_BACKEND", "auto"),
         help="which backend runs containers (env LABKIT_BACKEND; default auto)",
     )

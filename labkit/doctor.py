@@ -32,7 +32,8 @@ def checks() -> list[dict[str, Any]]:
     out.append(_check(
         "root", root, f"running as uid {os.geteuid()}",
         "labkit can create namespaces, mount overlayfs and write cgroups: real containers."
-        if root else "Without root the real backend cannot make containers here; run with sudo.",
+        if root else "Not root: labkit makes real containers rootless, in a user namespace (see below), "
+                     "or runs the simulator; sudo gives the full set.",
     ))
     release = platform.release()
     try:
@@ -59,6 +60,8 @@ def checks() -> list[dict[str, Any]]:
         "A user without root can still be root inside a user namespace."
         if ok else "Unprivileged user namespaces are off: without root only the simulator can run.",
     ))
+    if platform.system() == "Linux":
+        out.extend(rootless_checks())
     try:
         from labkit.linux.cgroups import detect
 
@@ -91,5 +94,49 @@ def checks() -> list[dict[str, Any]]:
         "node", bool(node), node or "not found",
         "The lesson's frontend-app image runs the real node server.js." if node
         else "The lesson's frontend-app image uses a busybox stand-in for node.",
+    ))
+    return out
+
+
+def rootless_checks() -> list[dict[str, Any]]:
+    """What running *without root* means for the current user, one aspect per check."""
+    from labkit.linux import rootless
+
+    out = []
+    problem = rootless.userns_problem()
+    out.append(_check(
+        "rootless", problem is None, "a user namespace with overlayfs inside works" if problem is None else problem,
+        "Without root, labkit can still make real containers: you become root inside a user namespace, and "
+        "mount the image layers with overlayfs there (userxattr: its markers are user.overlay.* xattrs)."
+        if problem is None else "Without root only the simulator can run here.",
+    ))
+    idmap = rootless.id_map()
+    out.append(_check(
+        "rootless ids", True, idmap.describe(),
+        "Files owned by other users in an image show as nobody inside; ask for an /etc/subuid and /etc/subgid "
+        "range (and install the uidmap package) to map 65536 ids."
+        if idmap.kind == "single" else "Files owned by other users in an image keep distinct owners inside.",
+    ))
+    layout = rootless.delegated_cgroup()
+    out.append(_check(
+        "rootless cgroups", layout is not None,
+        f"delegated cgroup v2 subtree {layout.unified} (controllers: {', '.join(sorted(layout.controllers)) or 'none'})"
+        if layout else "no cgroup v2 directory is delegated to you",
+        "Rootless containers get limits from the controllers listed, and pause freezes them with cgroup.freeze."
+        if layout else "Rootless containers run without limits (--memory, --cpus, --pids-limit are recorded in "
+        "HostConfig but not enforced), and pause stops their processes with SIGSTOP instead of freezing them "
+        "(a parent can notice a SIGSTOP; it cannot notice a freeze). systemd's user sessions delegate a subtree.",
+    ))
+    helper = rootless.network_helper()
+    out.append(_check(
+        "rootless network", True, f"{helper} installed" if helper else "neither slirp4netns nor pasta installed",
+        "Rootless containers get --network none or host; the default bridge becomes a private network namespace "
+        "with only loopback, and -p is refused: a veth pair cannot reach a host bridge from a user namespace."
+        + ("" if helper else " A user-mode network stack (the slirp4netns or passt package) is what Podman uses instead."),
+    ))
+    data = os.environ.get("XDG_DATA_HOME") or os.path.join(os.path.expanduser("~"), ".local", "share")
+    out.append(_check(
+        "rootless state", True, os.path.join(data, "labkit"),
+        "Your rootless images and containers live here, apart from root's in /var/lib/labkit: two separate worlds.",
     ))
     return out

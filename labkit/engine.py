@@ -68,13 +68,16 @@ VOLUME_RE = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9_.-]+$")
 
 
 def default_root(backend: Any = "auto") -> str:
-    """The state root: ``$LABKIT_ROOT``; else ``/var/lib/labkit`` as root, and for the simulator or
-    without root ``$XDG_DATA_HOME/labkit`` (``~/.local/share/labkit``), a world of its own."""
+    """The state root: ``$LABKIT_ROOT``; else ``/var/lib/labkit`` as root; rootless
+    ``$XDG_DATA_HOME/labkit`` (``~/.local/share/labkit``); for the simulator ``…/labkit/sim``.
+    Each is a world of its own, as root's and a user's are with Podman."""
     if os.environ.get("LABKIT_ROOT"):
         return os.environ["LABKIT_ROOT"]
     if backend == "linux" or (backend == "auto" and _linux_problem() is None):
         return DEFAULT_ROOT
     data = os.environ.get("XDG_DATA_HOME") or os.path.join(os.path.expanduser("~"), ".local", "share")
+    if backend == "rootless" or (backend == "auto" and _linux_problem(rootless=True) is None):
+        return os.path.join(data, "labkit")
     return os.path.join(data, "labkit", "sim")
 
 
@@ -1192,28 +1195,41 @@ def _choose_backend(backend: Any, store: Store) -> tuple[Any, str]:
         from labkit.sim.backend import SimBackend
 
         return SimBackend(store), "the simulator, as asked: every step is modelled in Python, nothing touches the kernel"
-    if backend in ("auto", "linux"):
-        problem = _linux_problem()
-        if problem is None:
-            from labkit.linux.backend import LinuxBackend
+    if backend in ("auto", "linux", "rootless"):
+        from labkit.linux.backend import LinuxBackend
 
+        problem = _linux_problem()
+        if problem is None and backend != "rootless":
             return LinuxBackend(store), "root on Linux with overlayfs and cgroups: real containers"
         if backend == "linux":
             raise HostUnsupported(f"the linux backend cannot run here: {problem}",
-                                  "Run as root (sudo), or use the simulator: labkit --backend sim")
+                                  "Run as root (sudo), or without root: labkit --backend rootless "
+                                  "(or the simulator: labkit --backend sim)")
+        unprivileged = _linux_problem(rootless=True)
+        if unprivileged is None:
+            real = LinuxBackend(store, rootless=True)
+            limits = ("limits and pause in your delegated cgroup" if real.delegated is not None
+                      else "no cgroup is delegated to you, so no limits, and pause stops processes with SIGSTOP")
+            why = "as asked" if backend == "rootless" else f"not root (uid {os.geteuid()})"
+            return real, (f"rootless, {why}: real containers in a user namespace where you are root "
+                          f"({real.idmap.describe()}); {limits}; networks none and host")
+        if backend == "rootless":
+            raise HostUnsupported(f"rootless containers cannot run here: {unprivileged}",
+                                  "Run 'labkit doctor' to see why, or use the simulator: labkit --backend sim")
         from labkit.sim.backend import SimBackend
 
-        return SimBackend(store), f"the simulator, because real containers cannot run here: {problem}"
-    raise InvalidArgument(f"unknown backend {backend!r}", "Use auto, linux or sim")
+        return SimBackend(store), (f"the simulator, because real containers cannot run here: {problem}; "
+                                   f"nor rootless: {unprivileged}")
+    raise InvalidArgument(f"unknown backend {backend!r}", "Use auto, linux, rootless or sim")
 
 
-def _linux_problem() -> str | None:
-    """Why the real backend cannot run on this host, or ``None``."""
+def _linux_problem(rootless: bool = False) -> str | None:
+    """Why the real backend cannot run on this host (as root, or ``rootless`` in a user namespace), or ``None``."""
     import sys
 
     if not sys.platform.startswith("linux"):
         return f"this is {sys.platform}, and containers are a Linux kernel feature"
-    if os.geteuid() != 0:
+    if os.geteuid() != 0 and not rootless:
         return "it needs root to create namespaces, mount overlayfs and write cgroups"
     try:
         with open("/proc/filesystems") as f:
@@ -1221,6 +1237,10 @@ def _linux_problem() -> str | None:
                 return "the kernel has no overlayfs (try 'modprobe overlay')"
     except OSError:
         return "/proc is not readable"
+    if rootless:
+        from labkit.linux.rootless import userns_problem
+
+        return userns_problem()
     return None
 
 

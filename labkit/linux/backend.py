@@ -31,7 +31,7 @@ from typing import IO
 
 from labkit.backend import Exited, Launched
 from labkit.errors import BuildFailed, Conflict, HostUnsupported, InvalidArgument, NotFound
-from labkit.linux import cgroups, overlay, process, supervisor
+from labkit.linux import cgroups, overlay, process, rootless, supervisor
 from labkit.model import events
 from labkit.model.container import ContainerRecord, now_rfc3339
 from labkit.store import Store, read_json, write_json
@@ -42,13 +42,35 @@ HOSTS = "127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n"
 
 
 class LinuxBackend:
-    """Real namespaces, overlayfs and cgroups, as root."""
+    """Real namespaces, overlayfs and cgroups, as root — or rootless, in a user namespace.
+
+    Rootless (``rootless=True``, see :mod:`labkit.linux.rootless`), the same
+    verbs differ where the host's own objects would be touched:
+
+    * the supervisor first unshares a user namespace (the user is root inside);
+      PID 1 mounts the overlay itself, with ``userxattr``, in its own mount
+      namespace — on the host ``merged/`` stays an empty directory;
+    * cgroups only in a delegated cgroup v2 subtree; without one the container
+      runs without limits (``HostConfig`` still shows what was asked);
+    * pause: the delegated cgroup's freezer, else SIGSTOP/SIGCONT of every
+      process in the container's PID namespace;
+    * networks: ``none`` and ``host``. The default ``bridge`` becomes a network
+      namespace of its own with only ``lo`` (as ``none``), since no veth can
+      reach a host bridge; ``-p`` and user networks are refused.
+    """
 
     name = "linux"
 
-    def __init__(self, store: Store, cgroup_layout: cgroups.Layout | None = None) -> None:
+    def __init__(self, store: Store, cgroup_layout: cgroups.Layout | None = None, rootless: bool = False) -> None:
         self.store = store
         self._layout = cgroup_layout
+        self.rootless = rootless
+        if rootless:
+            self.name = "rootless"
+            from labkit.linux.rootless import id_map  # the parameter hides the module's name here
+
+            self.idmap = id_map()
+            self._delegated: cgroups.Layout | None | bool = cgroup_layout if cgroup_layout else False
         self.emit: events.Emit = events.noop  # the engine sets its recorder here
         self.shim_dir = str(store.root / "bin")  # the compiled supervisor and init, cached per state root
         self._seen: dict[str, set[tuple[str, str]]] = {}
@@ -58,6 +80,13 @@ class LinuxBackend:
         if self._layout is None:
             self._layout = cgroups.detect()
         return self._layout
+
+    @property
+    def delegated(self) -> cgroups.Layout | None:
+        """Rootless: the cgroup v2 subtree this user may manage, or None (no limits, pause by SIGSTOP)."""
+        if self._delegated is False:
+            self._delegated = rootless.delegated_cgroup()
+        return self._delegated  # type: ignore[return-value]
 
     # -- paths ---------------------------------------------------------------------------------
     def _layers(self, record: ContainerRecord, image_lowers: list[str]) -> overlay.Layers:
@@ -107,6 +136,15 @@ class LinuxBackend:
         c = record.config
         if c.network in ("none", "host"):
             return None, []  # Docker records -p bindings here but publishes nothing
+        if self.rootless:
+            if c.ports or c.network != "bridge":
+                helper = rootless.network_helper()
+                what = "publishing ports" if c.ports else f"network {c.network}"
+                hint = (f"{helper} is installed, but labkit does not drive it yet; use --network none or host"
+                        if helper else "Install the slirp4netns (or passt) package, or use --network none or host")
+                raise HostUnsupported(f"{what} needs root, or a user-mode network stack rootless: a veth pair "
+                                      "cannot reach a bridge from a user namespace", hint)
+            return None, []  # the default bridge, rootless: a network namespace of its own with lo only
         from labkit.linux import network as net
         from labkit.networks import Networks
 
@@ -251,17 +289,22 @@ class LinuxBackend:
         (cdir / "exit.json").unlink(missing_ok=True)
         etc = self._write_etc(cdir, record)
         self._write_hosts(cdir, info)
-        overlay.mount(layers)
+        if self.rootless and c.restart_policy != "no":
+            raise HostUnsupported("restart policies need root: the supervisor lives in the container's user "
+                                  "namespace, where it cannot start another container", "Run without --restart")
+        if not self.rootless:
+            overlay.mount(layers)
         self.emit(events.mount_overlay(list(layers.lowers), layers.upper, layers.work, layers.merged), record.id)
         group = None
         try:
-            group = cgroups.Cgroup.create(self.layout, record.id, cgroups.Limits(
+            limits = cgroups.Limits(
                 memory=c.memory or None,
                 memory_swap=c.memory_swap or None,
                 nano_cpus=c.nano_cpus or None,
                 pids_limit=c.pids_limit,
-            ))
-            for path, value in group.written:
+            )
+            group = self._create_group(record.id, limits)
+            for path, value in (group.written if group else ()):
                 self.emit(events.cgroup_write(path, value, _LIMIT_WHY.get(path.rsplit("/", 1)[-1], "a limit")),
                           record.id)
             mounts = [process.Mount(src, dst) for src, dst in etc.items()] + init_mount
@@ -275,16 +318,19 @@ class LinuxBackend:
                 cwd=c.workdir,
                 hostname=c.hostname,
                 mounts=tuple(mounts),
-                cgroup_procs=group.procs_files,
+                cgroup_procs=group.procs_files if group else (),
                 network="host" if c.network == "host" else "none",
                 netns=info["Sandbox"] if info else None,
                 proxies=tuple((sock.fileno(), f"{info['IPAddress']}:{cport}") for sock, cport in listeners)
                 if info else (),
                 state_dir=str(cdir),
                 log_path=str(cdir / "json.log"),
-                oom_file=group.oom_file,
-                cleanup_umounts=(layers.merged, *([info["Sandbox"]] if info else [])),
-                cleanup_rmdirs=group.dirs,
+                oom_file=group.oom_file if group else None,
+                # Rootless, the overlay exists only in PID 1's mount namespace and vanishes with it.
+                cleanup_umounts=(*(() if self.rootless else (layers.merged,)), *([info["Sandbox"]] if info else [])),
+                cleanup_rmdirs=group.dirs if group else (),
+                userns=self.idmap if self.rootless else None,
+                overlay=overlay.mount_options(layers, userxattr=True) if self.rootless else None,
                 on_exit=(sys.executable, "-m", "labkit.restarter", str(self.store.root), record.id)
                 if c.restart_policy != "no" else (),
             )
@@ -328,21 +374,58 @@ class LinuxBackend:
             os.kill(record.state.pid, signum)
             self.emit(events.signal(signum, record.state.pid), record.id)
 
+    def _create_group(self, name: str, limits: cgroups.Limits) -> cgroups.Cgroup | None:
+        """The container's cgroup; rootless only in a delegated subtree, with the limits its controllers allow."""
+        if not self.rootless:
+            return cgroups.Cgroup.create(self.layout, name, limits)
+        layout = self.delegated
+        if layout is None:
+            return None  # no cgroup this user may write: no limits ('labkit doctor' says so)
+        have = layout.controllers
+        return cgroups.Cgroup.create(layout, name, cgroups.Limits(
+            memory=limits.memory if "memory" in have else None,
+            memory_swap=limits.memory_swap if "memory" in have else None,
+            nano_cpus=limits.nano_cpus if "cpu" in have else None,
+            pids_limit=limits.pids_limit if "pids" in have else None,
+        ))
+
     def _group(self, record: ContainerRecord) -> cgroups.Cgroup:
+        if self.rootless:
+            layout = self.delegated
+            if layout is None:
+                raise NotFound(f"container {record.id[:12]} has no cgroup", "Rootless without a delegated cgroup.")
+            return cgroups.Cgroup.open(layout, record.id)
         return cgroups.Cgroup.open(self.layout, record.id)
 
+    def _group_or_none(self, record: ContainerRecord) -> cgroups.Cgroup | None:
+        try:
+            return self._group(record)
+        except NotFound:
+            if not self.rootless:
+                raise
+            return None
+
     def pause(self, record: ContainerRecord) -> None:
-        self._group(record).freeze()
+        group = self._group_or_none(record)
+        if group is not None:
+            group.freeze()
+        else:
+            rootless.stop_processes(record.state.pid)  # no freezer this user may use: SIGSTOP
         self.emit(events.freeze(True), record.id)
 
     def unpause(self, record: ContainerRecord) -> None:
-        self._group(record).thaw()
+        group = self._group_or_none(record)
+        if group is not None:
+            group.thaw()
+        else:
+            rootless.continue_processes(record.state.pid)
         self.emit(events.freeze(False), record.id)
 
     def exec(self, record: ContainerRecord, argv: list[str], env: list[str], workdir: str,
              stdout: IO[bytes] | int | None, stderr: IO[bytes] | int | None) -> int:
-        return process.exec_in(record.state.pid, argv, env, workdir, cgroup_procs=self._group(record).procs_files,
-                               stdout=stdout, stderr=stderr)
+        group = self._group_or_none(record)
+        return process.exec_in(record.state.pid, argv, env, workdir,
+                               cgroup_procs=group.procs_files if group else (), stdout=stdout, stderr=stderr)
 
     def changes(self, record: ContainerRecord, image) -> list[tuple[str, str]]:  # type: ignore[no-untyped-def]
         return overlay.changes(self._layers(record, image.lowerdirs()))
@@ -397,6 +480,8 @@ class LinuxBackend:
             group = self._group(record)
         except NotFound:
             group = None
+        if group is None and self.rootless and process.alive(record.state.pid, record.state.pid_start_time):
+            os.kill(record.state.pid, _signal.SIGKILL)  # PID 1 gone, the kernel kills its whole PID namespace
         if group is not None:
             # A start cut short (the record never learned its PID) can leave processes behind:
             # every process in the container's cgroup goes, whatever the record says.
@@ -424,11 +509,14 @@ class LinuxBackend:
             d.mkdir()
         layers = overlay.Layers(tuple(lowers), upper, str(work), str(merged))
         try:
-            overlay.mount(layers)
+            if not self.rootless:
+                overlay.mount(layers)
             spec = process.LaunchSpec(
                 rootfs=str(merged), argv=argv, env=env, cwd=workdir or "/", hostname="buildkit",
                 state_dir=str(state), log_path=str(state / "json.log"), network="host",
-                cleanup_umounts=(str(merged),),
+                cleanup_umounts=() if self.rootless else (str(merged),),
+                userns=self.idmap if self.rootless else None,
+                overlay=overlay.mount_options(layers, userxattr=True) if self.rootless else None,
             )
             try:
                 started = process.start(spec, supervisor.command(self.shim_dir))

@@ -53,6 +53,9 @@ FLAGS: dict[str, int] = {
 #: paths resolve inside the container.
 JOIN_ORDER = ("cgroup", "ipc", "uts", "net", "pid", "mnt")
 
+#: setns(2) types by name, the user namespace included (a rootless container has one, joined first).
+NSTYPES: dict[str, int] = {"user": CLONE_NEWUSER, **FLAGS}
+
 
 def container_flags(new_network: bool) -> int:
     """The unshare(2) flags for a container's first process, except CLONE_NEWPID.
@@ -109,7 +112,7 @@ def join(opened: Iterable[tuple[str, int]]) -> None:
     runs in a freshly forked child.
     """
     for name, fd in opened:
-        syscalls.setns(fd, FLAGS[name])
+        syscalls.setns(fd, NSTYPES[name])
 
 
 _SIOCGIFFLAGS = 0x8913

@@ -86,9 +86,22 @@ def mount(layers: Layers) -> None:
     """
     if os.path.ismount(layers.merged):
         return
-    opts = (f"lowerdir={':'.join(layers.lowers)},upperdir={layers.upper},workdir={layers.work},"
-            "index=off,redirect_dir=off,metacopy=off")
-    syscalls.mount("overlay", layers.merged, "overlay", 0, opts)
+    syscalls.mount("overlay", layers.merged, "overlay", 0, mount_options(layers))
+
+
+def mount_options(layers: Layers, userxattr: bool = False) -> str:
+    """The overlay's mount options (see :func:`mount`).
+
+    Args:
+        layers: The container's layers.
+        userxattr: Rootless: keep overlayfs's own markers (opaque directories,
+            redirects) in ``user.overlay.*`` xattrs, since a user namespace may
+            not write ``trusted.*`` ones (overlayfs.rst, "Non-standard behavior").
+            It also rules out redirects and metacopy; the kernel then refuses
+            an explicit ``redirect_dir=off`` as conflicting, so it is left out.
+    """
+    opts = f"lowerdir={':'.join(layers.lowers)},upperdir={layers.upper},workdir={layers.work},index=off"
+    return f"{opts},metacopy=off,userxattr" if userxattr else f"{opts},redirect_dir=off,metacopy=off"
 
 
 def umount(layers: Layers) -> None:

@@ -39,6 +39,7 @@ from typing import IO, Any
 
 from labkit.errors import InvalidArgument, StartFailed
 from labkit.linux import capabilities, namespaces, rootfs, supervisor, syscalls
+from labkit.linux.rootless import IdMap, write_range_map, write_single_map
 
 #: Name of the file the supervisor writes when the container has exited.
 EXIT_FILE = "exit.json"
@@ -93,6 +94,13 @@ class LaunchSpec:
         cleanup_umounts: Mounts the supervisor detaches after the exit.
         cleanup_rmdirs: Directories (cgroups) it removes after that.
         readonly_rootfs: Mount the container's ``/`` read-only.
+        userns: Run rootless: the supervisor unshares a user namespace with
+            this id map first, so that it and PID 1 are root only inside it.
+        overlay: Options of an overlay that PID 1 mounts at ``rootfs`` itself,
+            inside its new mount namespace (rootless: a user may mount
+            overlayfs only in a mount namespace its user namespace owns, so
+            the mount is never visible on the host and vanishes with PID 1's
+            namespace).
     """
 
     rootfs: str
@@ -114,6 +122,8 @@ class LaunchSpec:
     cleanup_unlinks: tuple[str, ...] = ()
     on_exit: tuple[str, ...] = ()
     readonly_rootfs: bool = False
+    userns: IdMap | None = None
+    overlay: str | None = None
 
 
 @dataclass(frozen=True)
@@ -186,15 +196,27 @@ def start(spec: LaunchSpec, supervisor_argv: Sequence[str] | None = None) -> Sta
 
     report_r, report_w = os.pipe()
     error_r, error_w = os.pipe()
+    # A subordinate id range can only be mapped by newuidmap(1) run from outside the new
+    # user namespace: S asks over one pipe once it has unshared, A answers over the other.
+    ask = os.pipe() if spec.userns is not None and spec.userns.kind == "range" else None
+    answer = os.pipe() if ask else None
     first = os.fork()
     if first == 0:
         try:
-            if os.fork() == 0:
-                _supervise(spec, shim, shim_args, report_w, error_w)
+            s_pid = os.fork()
+            if s_pid == 0:
+                _supervise(spec, shim, shim_args, report_w, error_w,
+                           (ask[1], answer[0]) if ask and answer else None)
+            if ask and answer and spec.userns is not None:
+                os.close(ask[1])
+                os.close(answer[0])
+                _map_from_outside(spec.userns, s_pid, ask[0], answer[1])
         finally:
             os._exit(0)
     os.close(report_w)
     os.close(error_w)
+    for fd in (*(ask or ()), *(answer or ())):
+        os.close(fd)
     try:
         report = _read_all(report_r).decode()
         try:
@@ -316,7 +338,13 @@ def exec_in(
         raise InvalidArgument("No exec command specified", "Give the command to run inside the container.")
     stdin_fd, stdout_fd, stderr_fd = (_fileno(stream) for stream in (stdin, stdout, stderr))
     try:
-        opened = namespaces.open_namespaces(pid)
+        # A rootless container has its own user namespace, joined first: it grants the
+        # capabilities that joining the others needs. A namespace shared with the host
+        # (``--network host``) is skipped: joining it changes nothing, and from inside a user
+        # namespace setns(2) would refuse it (its owner is the host's user namespace).
+        names = [n for n in ("user", *namespaces.JOIN_ORDER)
+                 if namespaces.ns_link(pid, n) != namespaces.ns_link("self", n)]
+        opened = namespaces.open_namespaces(pid, names)
     except FileNotFoundError:
         raise ProcessLookupError(errno.ESRCH, f"container process {pid} is not running") from None
     try:
@@ -364,18 +392,55 @@ def exec_in(
 # ---------------------------------------------------------- the three forks
 
 
-def _supervise(spec: LaunchSpec, shim: list[str], shim_args: list[str], report_w: int, error_w: int) -> None:
-    """Process S: new session, new PID namespace, fork PID 1, then become the shim. Never returns."""
+def _map_from_outside(idmap: IdMap, s_pid: int, ask_r: int, answer_w: int) -> None:
+    """Process A, for a subordinate range: wait until S has unshared its user namespace, map it, say so."""
+    if not os.read(ask_r, 1):
+        return  # S died before asking
+    try:
+        write_range_map(idmap, s_pid)
+        os.write(answer_w, b"ok")
+    except OSError as e:
+        os.write(answer_w, str(e.strerror or e).encode()[:2000])
+
+
+def _enter_userns(idmap: IdMap, sync: tuple[int, int] | None) -> None:
+    """Process S, rootless: unshare(CLONE_NEWUSER), then get the id map written (user_namespaces(7)).
+
+    The single-id map S writes for itself; a range map is written by A with
+    newuidmap(1)/newgidmap(1), and S waits for its answer. Afterwards S is
+    root in the new namespace and holds every capability there: enough to
+    make the other namespaces and mount, and nothing over the host's.
+    """
+    syscalls.unshare(namespaces.CLONE_NEWUSER)
+    if sync is None:
+        write_single_map(idmap)
+        return
+    ask_w, answer_r = sync
+    os.write(ask_w, b"1")
+    os.close(ask_w)
+    answer = _read_all(answer_r).decode(errors="replace")
+    os.close(answer_r)
+    if answer != "ok":
+        raise OSError(1, f"the id map could not be written: {answer or 'the mapper died'}")
+
+
+def _supervise(spec: LaunchSpec, shim: list[str], shim_args: list[str], report_w: int, error_w: int,
+               sync: tuple[int, int] | None = None) -> None:
+    """Process S: new session, [user namespace,] new PID namespace, fork PID 1, then become the shim. Never returns."""
     child = 0
     try:
         os.setsid()
         report_w, error_w = _above_stdio(report_w), _above_stdio(error_w)
+        if sync is not None:
+            sync = (_above_stdio(sync[0]), _above_stdio(sync[1]))
         null = os.open("/dev/null", os.O_RDWR)
         for fd in (0, 1, 2):
             os.dup2(null, fd)  # the shim must not hold the caller's terminal or pipes open
         proxy_fds = {fd for fd, _ in spec.proxies}
-        _close_all_but({0, 1, 2, report_w, error_w, *proxy_fds})
+        _close_all_but({0, 1, 2, report_w, error_w, *proxy_fds, *(sync or ())})
         os.chdir("/")
+        if spec.userns is not None:
+            _enter_userns(spec.userns, sync)
         syscalls.unshare(namespaces.CLONE_NEWPID)
         out_r, out_w = os.pipe()
         err_r, err_w = os.pipe()
@@ -427,9 +492,14 @@ def _container(spec: LaunchSpec, out_w: int, err_w: int, error_w: int) -> None:
         if spec.network == "none" and not spec.netns:
             namespaces.loopback_up()
         root = os.path.realpath(spec.rootfs)
+        if spec.overlay is not None:
+            # Rootless: the overlay can only be mounted here, in a mount namespace of our user namespace.
+            syscalls.mount("overlay", root, "overlay", 0, spec.overlay)
         rootfs.bind_self(root)
         rootfs.mount_proc(root)
-        rootfs.mount_dev(root)
+        userns = spec.userns
+        rootfs.mount_dev(root, host_devices=userns is not None,
+                         tty_gid=5 if userns is None or userns.maps_inside(5) else None)
         rootfs.mount_sys(root)
         for mount in sorted(spec.mounts, key=lambda m: os.path.normpath(m.destination).count("/")):
             rootfs.bind(root, mount.source, mount.destination, mount.readonly)

@@ -140,13 +140,22 @@ def mount_proc(root: str) -> None:
     syscalls.mount("proc", target, "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC)
 
 
-def mount_dev(root: str) -> None:
+def mount_dev(root: str, host_devices: bool = False, tty_gid: int | None = 5, host_dev: str = "/dev") -> None:
     """Build ``/dev``: a small tmpfs with the usual devices, a private devpts, shm and mqueue.
 
     ``devpts`` is mounted with ``newinstance`` so the container's terminals
     are its own (Documentation/filesystems/devpts.rst); ``/dev/ptmx`` points
     into it. The device nodes are made with mknod(2): the tmpfs is not
     ``nodev``, and CAP_MKNOD is still held at this point.
+
+    Args:
+        root: The container's rootfs.
+        host_devices: Rootless: mknod(2) of a device is refused in a user
+            namespace, so each node is an empty file with the host's node
+            (from ``host_dev``) bind-mounted over it, as rootless runc does.
+        tty_gid: The group of new terminals (``tty``, 5); None leaves it out,
+            for a user namespace where group 5 is not mapped (devpts would
+            refuse the mount with EINVAL).
     """
     dev = secure_join(root, "/dev")
     _mkdir(dev)
@@ -154,24 +163,38 @@ def mount_dev(root: str) -> None:
     old_umask = os.umask(0)
     try:
         for name, major, minor in DEVICES:
-            os.mknod(f"{dev}/{name}", stat.S_IFCHR | 0o666, os.makedev(major, minor))
+            if host_devices:
+                os.close(os.open(f"{dev}/{name}", os.O_WRONLY | os.O_CREAT | os.O_CLOEXEC, 0o666))
+                syscalls.mount(f"{host_dev}/{name}", f"{dev}/{name}", None, MS_BIND)
+            else:
+                os.mknod(f"{dev}/{name}", stat.S_IFCHR | 0o666, os.makedev(major, minor))
     finally:
         os.umask(old_umask)
     for name, target in DEV_LINKS:
         os.symlink(target, f"{dev}/{name}")
     os.mkdir(f"{dev}/pts", 0o755)
-    syscalls.mount("devpts", f"{dev}/pts", "devpts", MS_NOSUID | MS_NOEXEC, "newinstance,ptmxmode=0666,mode=0620,gid=5")
+    gid = "" if tty_gid is None else f",gid={tty_gid}"
+    syscalls.mount("devpts", f"{dev}/pts", "devpts", MS_NOSUID | MS_NOEXEC, f"newinstance,ptmxmode=0666,mode=0620{gid}")
     os.mkdir(f"{dev}/shm", 0o1777)
     syscalls.mount("shm", f"{dev}/shm", "tmpfs", MS_NOSUID | MS_NODEV | MS_NOEXEC, "mode=1777,size=65536k")
     os.mkdir(f"{dev}/mqueue", 0o755)
     syscalls.mount("mqueue", f"{dev}/mqueue", "mqueue", MS_NOSUID | MS_NODEV | MS_NOEXEC)
 
 
-def mount_sys(root: str) -> None:
-    """Mount sysfs read-only at ``/sys``; in a new network namespace it shows only that namespace's devices."""
+def mount_sys(root: str, host_sys: str = "/sys") -> None:
+    """Mount sysfs read-only at ``/sys``; in a new network namespace it shows only that namespace's devices.
+
+    In a user namespace the kernel may refuse a new sysfs (it needs a network
+    namespace of that user namespace, and a host sysfs not partly hidden);
+    then the host's ``/sys`` is bound read-only instead, as rootless runc does.
+    """
     target = secure_join(root, "/sys")
     _mkdir(target)
-    syscalls.mount("sysfs", target, "sysfs", MS_NOSUID | MS_NODEV | MS_NOEXEC | MS_RDONLY)
+    try:
+        syscalls.mount("sysfs", target, "sysfs", MS_NOSUID | MS_NODEV | MS_NOEXEC | MS_RDONLY)
+    except PermissionError:
+        syscalls.mount(host_sys, target, None, MS_BIND | MS_REC)
+        syscalls.mount(None, target, None, MS_BIND | MS_REMOUNT | MS_RDONLY | _locked_flags(target))
 
 
 def bind(root: str, source: str, destination: str, readonly: bool = False) -> None:
@@ -190,7 +213,19 @@ def bind(root: str, source: str, destination: str, readonly: bool = False) -> No
             os.close(os.open(target, os.O_WRONLY | os.O_CREAT | os.O_CLOEXEC, 0o644))
     syscalls.mount(source, target, None, MS_BIND | MS_REC)
     if readonly:
-        syscalls.mount(None, target, None, MS_BIND | MS_REMOUNT | MS_RDONLY)
+        syscalls.mount(None, target, None, MS_BIND | MS_REMOUNT | MS_RDONLY | _locked_flags(target))
+
+
+def _locked_flags(path: str) -> int:
+    """The nosuid/nodev/noexec flags ``path``'s mount has now, to keep on a read-only remount.
+
+    In a user namespace, a mount that came from the host has these flags
+    *locked*: a remount that would clear one is refused with EPERM
+    (mount_namespaces(7), "Restrictions on mount namespaces").
+    """
+    flags = os.statvfs(path).f_flag
+    return ((MS_NOSUID if flags & os.ST_NOSUID else 0) | (MS_NODEV if flags & os.ST_NODEV else 0)
+            | (MS_NOEXEC if flags & os.ST_NOEXEC else 0))
 
 
 def mask(root: str, paths: tuple[str, ...] = MASKED_PATHS, null: str = "/dev/null") -> None:

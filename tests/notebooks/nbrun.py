@@ -1,0 +1,136 @@
+"""Run a lesson notebook headless in a fresh kernel, as a learner's "Run All" would.
+
+A throwaway kernelspec points at this interpreter (so the notebooks run with
+labkit as installed here, whatever kernels the machine has), and the kernel
+gets its own state root, attempts log and learner name through the
+environment. Before the notebook's last cell (its clean-up) one more cell is
+run: it answers every quiz widget the notebook made, as a learner would —
+known wrong answers first, then the reference answers (for "predict, then
+observe" questions: each option in turn) — by setting the input and pressing
+Check, and prints what the widgets said as one JSON line.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+NOTEBOOKS = Path(__file__).resolve().parents[2] / "notebooks"
+REPORT = "LABKIT-QUIZ-REPORT "
+
+#: Answers every quiz widget of the notebook; runs inside the kernel.
+ANSWER_CELL = r'''
+import json as _json
+from labkit.grading.widgets import Quiz as _Quiz
+
+
+def _press(cell, answer):
+    if cell.question.type == "multi":
+        for box in cell.input.children:
+            box.value = box.description in answer
+    else:
+        cell.input.value = str(answer) if cell.question.type in ("short", "command", "numeric") else answer
+    cell.check_button.click()
+    return cell.last
+
+
+_report = {"questions": {}, "wrong": {}, "labs": {}}
+for _quiz in [v for v in list(globals().values()) if isinstance(v, _Quiz)]:
+    for _cell in _quiz.cells:
+        _q = _cell.question
+        _rejects = _q.spec.get("reject") or []
+        if _rejects and "observe" not in _q.spec:
+            _r = _press(_cell, _rejects[0]["answer"])
+            _report["wrong"][_q.id] = [_r.verdict, _r.points, _r.feedback == _rejects[0].get("feedback", _r.feedback)]
+        if "observe" in _q.spec and hasattr(_q, "options"):
+            _tries = [o.text for o in _q.options]
+        elif "observe" in _q.spec:
+            from labkit.grading import probes as _probes
+            _tries = [_probes.observe(lab, _q.spec["observe"]["probe"], _q.spec["observe"].get("args") or {})]
+        else:
+            _tries = [_q.reference_answer()]
+        _verdict = None
+        for _answer in _tries:
+            _verdict = _press(_cell, _answer).verdict
+            if _verdict == "correct":
+                break
+        _report["questions"][_q.id] = _verdict
+for _name, _value in list(globals().items()):
+    if type(_value).__name__ == "QuizCell" and _value.question.type == "lab" and _value.last is not None:
+        _report["labs"][_value.question.id] = [_value.last.verdict, _value.last.points, _value.last.max_points]
+print("LABKIT-QUIZ-REPORT " + _json.dumps(_report))
+'''
+
+
+@dataclass
+class Run:
+    """An executed notebook."""
+
+    name: str
+    nb: Any
+    text: str  # every stream and text/plain, text/html output, joined
+    report: dict[str, Any]
+
+    def outputs(self) -> list[dict[str, Any]]:
+        return [o for c in self.nb.cells if c.cell_type == "code" for o in c.get("outputs", [])]
+
+    def count(self, mime: str) -> int:
+        """How many outputs carry ``mime`` (``image/png``, the widget view type, …)."""
+        return sum(1 for o in self.outputs() if mime in (o.get("data") or {}))
+
+    def widget_classes(self) -> list[str]:
+        """Every DOM class of every widget model whose state the run stored."""
+        state = (self.nb.metadata.get("widgets") or {}).get("application/vnd.jupyter.widget-state+json", {})
+        models = (state.get("state") or {}).values()
+        return [cls for m in models for cls in (m.get("state") or {}).get("_dom_classes", [])]
+
+
+def install_kernel(prefix: Path) -> Path:
+    """A ``python3`` kernelspec for this interpreter under ``prefix``; returns the JUPYTER_PATH to use."""
+    subprocess.run([sys.executable, "-m", "ipykernel", "install", "--prefix", str(prefix), "--name", "python3"],
+                   check=True, capture_output=True)
+    return prefix / "share" / "jupyter"
+
+
+def execute(name: str, env: dict[str, str], timeout: int = 300) -> Run:
+    """Run ``notebooks/<name>`` top to bottom in a fresh kernel with ``env``; a cell error raises."""
+    import nbformat
+    from nbclient import NotebookClient
+
+    nb = nbformat.read(NOTEBOOKS / name, as_version=4)
+    nb.cells.insert(len(nb.cells) - 1, nbformat.v4.new_code_cell(ANSWER_CELL))
+    client = NotebookClient(nb, timeout=timeout, kernel_name="python3", store_widget_state=True,
+                            resources={"metadata": {"path": str(NOTEBOOKS)}})
+    client.execute(env=env)
+    parts: list[str] = []
+    for cell in nb.cells:
+        for out in cell.get("outputs", []):
+            if out.get("output_type") == "stream":
+                parts.append(out.get("text", ""))
+            for mime in ("text/plain", "text/html"):
+                value = (out.get("data") or {}).get(mime)
+                if value:
+                    parts.append(value if isinstance(value, str) else "".join(value))
+    text = "\n".join(parts)
+    lines = [ln for ln in text.splitlines() if ln.startswith(REPORT)]
+    report = json.loads(lines[-1][len(REPORT):]) if lines else {}
+    return Run(name, nb, text, report)
+
+
+def kernel_env(root: Path, jupyter_path: Path, **extra: str) -> dict[str, str]:
+    """The kernel's environment: a state root, an attempts log and a learner of its own."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("LABKIT_")}
+    env.update(LABKIT_ROOT=str(root), LABKIT_ATTEMPTS=str(root / "attempts.jsonl"), LABKIT_LEARNER="nb-test",
+               JUPYTER_PATH=str(jupyter_path), MPLBACKEND="module://matplotlib_inline.backend_inline",
+               PYTHONDONTWRITEBYTECODE="1", **extra)
+    return env
+
+
+def make_prefix() -> Path:
+    return Path(tempfile.mkdtemp(prefix="labkit-test-kernel-"))

@@ -1,0 +1,426 @@
+"""Real containers without root: the spine's scenarios, run by an unprivileged user the session creates.
+
+Every scenario runs in a child process as ``labkit-learner`` (made with
+useradd, removed at the end) under Debian's ``/usr/bin/python3`` with the
+repository on PYTHONPATH: the test's own interpreter may live where that user
+cannot read. The user's id map is the *single-id* map (``0 UID 1``) except in
+:func:`test_subuid_range_maps_65536_ids`, which grants an ``/etc/subuid`` range
+for its duration and checks the ``newuidmap`` map. The pause tests cover both
+the SIGSTOP fallback (no delegated cgroup) and a delegated cgroup v2 subtree
+(a directory of the unified hierarchy chowned to the user, as systemd does).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import pwd
+import shutil
+import signal
+import subprocess
+import textwrap
+import time
+from pathlib import Path
+
+import pytest
+
+pytestmark = pytest.mark.root
+
+USER = "labkit-learner"
+PYTHON = "/usr/bin/python3"
+REPO = str(Path(__file__).resolve().parents[2])
+SUB_START = 300000
+
+
+SUBID_FILES = ("/etc/subuid", "/etc/subgid")
+#: With the backups useradd and userdel write beside them.
+SUBID_AND_BACKUPS = (*SUBID_FILES, "/etc/subuid-", "/etc/subgid-")
+
+
+def _restore(saved: dict[str, str | None]) -> None:
+    """Put /etc/subuid and /etc/subgid back as they were (absent ones removed)."""
+    for path, text in saved.items():
+        if text is None:
+            if os.path.exists(path):
+                os.unlink(path)
+        else:
+            Path(path).write_text(text)
+
+
+def _user_pids(uid: int) -> list[int]:
+    """Live processes of ``uid``: a zombie has already ended, and reaping it is the host init's job."""
+    out = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                if os.stat(f"/proc/{entry}").st_uid != uid:
+                    continue
+                with open(f"/proc/{entry}/stat") as f:
+                    if f.read().rpartition(")")[2].split()[0] in ("Z", "X"):
+                        continue
+            except (FileNotFoundError, ProcessLookupError, IndexError):
+                continue
+            out.append(int(entry))
+    return out
+
+
+def _unified() -> str | None:
+    with open("/proc/self/mounts") as f:
+        for line in f:
+            fields = line.split()
+            if fields[2] == "cgroup2":
+                return fields[1]
+    return None
+
+
+@pytest.fixture(scope="session")
+def learner():
+    """An unprivileged user with a home of its own; everything it leaves is checked, then it is removed."""
+    if not os.path.exists(PYTHON):
+        pytest.fail(f"{PYTHON} is needed to run labkit as another user (apt-get install python3)")
+    subprocess.run(["userdel", "-r", USER], capture_output=True)  # a crashed run's leftover
+    saved = {p: Path(p).read_text() if os.path.exists(p) else None for p in SUBID_AND_BACKUPS}
+    subprocess.run(["useradd", "-m", "-s", "/bin/sh", USER], check=True, capture_output=True)
+    _restore(saved)  # useradd may grant a subordinate range; the single-id map is the default tested here
+    info = pwd.getpwnam(USER)
+    try:
+        yield info
+    finally:
+        leftovers = _user_pids(info.pw_uid)
+        for pid in leftovers:
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        with open("/proc/self/mounts") as f:
+            mounts = [line.split()[1] for line in f if info.pw_dir in line]
+        subprocess.run(["userdel", "-r", USER], capture_output=True)
+        _restore(saved)
+        shutil.rmtree(info.pw_dir, ignore_errors=True)
+        assert not leftovers, f"processes of {USER} outlived the tests: {leftovers}"
+        assert not mounts, f"mounts on the host under {info.pw_dir}: {mounts}"
+
+
+def as_learner(learner, code: str, cgroup: str | None = None, timeout: float = 120) -> dict:
+    """Run ``code`` as the learner (labkit importable) and return the JSON object its last line prints."""
+    env = {"PATH": "/usr/local/bin:/usr/bin:/bin", "HOME": learner.pw_dir, "PYTHONPATH": REPO, "LANG": "C.UTF-8"}
+    argv = ["setpriv", "--reuid", str(learner.pw_uid), "--regid", str(learner.pw_gid), "--init-groups",
+            PYTHON, "-c", _dedent(code)]
+    if cgroup:  # start inside the delegated cgroup, as a systemd user session does
+        argv = ["sh", "-c", 'echo $$ > "$0/cgroup.procs" && exec "$@"', cgroup, *argv]
+    p = subprocess.run(argv, capture_output=True, text=True, env=env, cwd=learner.pw_dir, timeout=timeout)
+    assert p.returncode == 0, p.stderr
+    return json.loads(p.stdout.strip().splitlines()[-1])
+
+
+def _dedent(code: str) -> str:
+    """The prelude as it is, then the scenario's indented block dedented."""
+    head = PRELUDE if code.startswith(PRELUDE) else ""
+    return head + textwrap.dedent(code[len(head):])
+
+
+PRELUDE = """
+import hashlib, json, os, sys, time
+import labkit
+lab = labkit.connect()
+
+def tree_digest(path):
+    h = hashlib.sha256()
+    for root, dirs, files in sorted(os.walk(path)):
+        dirs.sort()
+        for n in sorted(files + dirs):
+            p = os.path.join(root, n)
+            st = os.lstat(p)
+            h.update(f"{os.path.relpath(p, path)}:{st.st_mode}:{st.st_size}:{st.st_uid}".encode())
+            if os.path.isfile(p) and not os.path.islink(p):
+                with open(p, "rb") as f:
+                    h.update(f.read())
+    return h.hexdigest()
+
+def state(pid):
+    with open(f"/proc/{pid}/stat") as f:
+        return f.read().rpartition(")")[2].split()[0]
+"""
+
+
+def test_auto_picks_rootless_and_says_why(learner):
+    """As an unprivileged user `auto` picks the rootless backend, says why, and keeps its state in the user's home."""
+    got = as_learner(learner, PRELUDE + """
+    from labkit.engine import default_root
+    print(json.dumps({"name": lab.backend_name, "why": lab.backend_reason, "root": str(lab.store.root),
+                      "default": default_root(), "uid": os.getuid()}))
+    """)
+    assert got["name"] == "rootless"
+    assert "not root" in got["why"] and "user namespace" in got["why"] and "single id" in got["why"]
+    assert got["root"] == got["default"] == os.path.join(learner.pw_dir, ".local", "share", "labkit")
+
+
+def test_auto_as_root_picks_root():
+    """As root `auto` picks the root backend and its state under /var/lib/labkit, a world apart from a user's."""
+    from labkit.engine import DEFAULT_ROOT, _linux_problem, default_root
+
+    assert _linux_problem() is None
+    if "LABKIT_ROOT" not in os.environ:
+        assert default_root() == DEFAULT_ROOT
+
+
+def test_auto_without_user_namespaces_falls_back_to_the_simulator(learner):
+    """With user namespaces switched off (a limit of 0 set in a namespace of the test's own), `auto` picks the simulator and says why."""
+    got = as_learner(learner, """
+    import json, os
+    from labkit.linux import namespaces, syscalls
+    uid, gid = os.getuid(), os.getgid()
+    syscalls.unshare(namespaces.CLONE_NEWUSER)   # a namespace of our own: the host's limit is not touched
+    for name, text in (("setgroups", "deny"), ("uid_map", f"1000 {uid} 1"), ("gid_map", f"1000 {gid} 1")):
+        with open(f"/proc/self/{name}", "w") as f:
+            f.write(text)
+    with open("/proc/sys/user/max_user_namespaces", "w") as f:
+        f.write("0")                               # user.max_user_namespaces=0, in this namespace only
+    import labkit
+    from labkit.engine import default_root
+    lab = labkit.connect()
+    print(json.dumps({"name": lab.backend_name, "why": lab.backend_reason, "root": default_root(),
+                      "euid": os.geteuid()}))
+    """)
+    assert got["euid"] == 1000
+    assert got["name"] == "sim"
+    assert "switched off" in got["why"] and "needs root" in got["why"]
+    assert got["root"].endswith("/labkit/sim")
+
+
+def test_container_is_isolated_and_pid_one(learner):
+    """A rootless container's namespaces (user included) all differ from its starter's; inside it is PID 1 and root."""
+    got = as_learner(learner, PRELUDE + """
+    names = ("user", "pid", "mnt", "uts", "ipc", "net", "cgroup")
+    c = lab.run("busybox", ["sleep", "60"], detach=True, name="iso")
+    info = c.inspect()
+    pid = info["State"]["Pid"]
+    host = {n: os.readlink(f"/proc/self/ns/{n}") for n in names}
+    mine = {n: os.readlink(f"/proc/{pid}/ns/{n}") for n in names}
+    code, out = c.exec(["sh", "-c", "cat /proc/1/cmdline | tr '\\\\0' ' '; echo; id -u; cat /proc/self/uid_map"])
+    merged = info["GraphDriver"]["Data"]["MergedDir"]
+    seen_from_host = sorted(os.listdir(f"/proc/{pid}/root"))
+    merged_mounted, merged_empty = os.path.ismount(merged), os.listdir(merged) == []
+    one = lab.run("busybox", ["sh", "-c", "echo $$"])
+    dollar = one.logs()
+    lab.rm("iso", force=True)
+    lab.rm(one.id)
+    print(json.dumps({"host": host, "mine": mine, "code": code, "out": out, "merged_mounted": merged_mounted,
+                      "merged_empty": merged_empty, "root_seen": seen_from_host, "one": dollar,
+                      "uid": os.getuid()}))
+    """)
+    for kind in got["host"]:
+        assert got["host"][kind] != got["mine"][kind], kind
+    assert got["code"] == 0
+    cmdline, uid_inside, uid_map = got["out"].splitlines()[:3]
+    assert cmdline.strip() == "sleep 60" and uid_inside == "0"
+    assert uid_map.split() == ["0", str(got["uid"]), "1"], "the single-id map"
+    assert got["one"] == "1\n"
+    assert not got["merged_mounted"] and got["merged_empty"], "the overlay is mounted only in the container's namespace"
+    assert "bin" in got["root_seen"] and "etc" in got["root_seen"]
+
+
+def test_copy_up_whiteouts_and_untouched_layers(learner):
+    """Writes land in the user's upper dir by copy-up, deletions leave 0/0 whiteouts and user.overlay.opaque; the image layers' hashes do not change."""
+    got = as_learner(learner, PRELUDE + """
+    img = lab.image_store.get("busybox")
+    before = [tree_digest(p) for p in img.lowerdirs()]
+    c = lab.run("busybox", ["sh", "-c", "echo changed >> /etc/passwd; rm /etc/group; rm -rf /usr; mkdir /usr; "
+                            "mkdir /data; echo x > /data/new"], name="cow")
+    upper = c.inspect()["GraphDriver"]["Data"]["UpperDir"]
+    wh = os.lstat(os.path.join(upper, "etc/group"))
+    passwd = os.lstat(os.path.join(upper, "etc/passwd"))
+    opaque = os.getxattr(os.path.join(upper, "usr"), "user.overlay.opaque")
+    after = [tree_digest(p) for p in img.lowerdirs()]
+    diff = lab.diff("cow")
+    lab.rm("cow")
+    print(json.dumps({"same": before == after, "wh_chr": (wh.st_mode & 0o170000) == 0o020000, "wh_rdev": wh.st_rdev,
+                      "passwd_uid": passwd.st_uid, "uid": os.getuid(), "opaque": opaque.decode(),
+                      "upper": upper, "upper_gone": not os.path.exists(upper),
+                      "diff": [[d["Kind"], d["Path"]] for d in diff]}))
+    """)
+    assert got["same"], "image layers are unchanged"
+    assert got["wh_chr"] and got["wh_rdev"] == 0, "the kernel made a 0/0 whiteout in the upper dir"
+    assert got["passwd_uid"] == got["uid"], "the copy-up belongs to the user on the host"
+    assert got["opaque"] == "y"
+    assert got["upper"].startswith(learner.pw_dir) and got["upper_gone"]
+    assert [2, "/etc/group"] in got["diff"] and [0, "/etc/passwd"] in got["diff"] and [1, "/data/new"] in got["diff"]
+
+
+def test_stop_start_pause_rm_without_a_freezer(learner):
+    """Without a delegated cgroup, pause stops every process with SIGSTOP and unpause resumes them; stop, start and rm behave."""
+    got = as_learner(learner, PRELUDE + """
+    c = lab.run("busybox", ["sh", "-c", "sleep 60 & wait"], detach=True, name="life")
+    pid = c.inspect()["State"]["Pid"]
+    from labkit.linux import rootless
+    pids = rootless.namespace_pids(pid)
+    lab.pause("life")
+    paused = [state(p) for p in pids], lab.inspect("life")["State"]["Status"]
+    lab.unpause("life")
+    resumed = [state(p) for p in pids]
+    lab.stop("life", timeout=1)
+    stopped = lab.inspect("life")["State"]
+    lab.start("life")
+    restarted = lab.inspect("life")["State"]
+    code, out = c.exec(["echo", "again"])
+    cdir = str(lab.store.container_dir(c.id))
+    lab.rm("life", force=True)
+    print(json.dumps({"n": len(pids), "paused": paused, "resumed": resumed, "stopped": [stopped["Status"], stopped["ExitCode"]],
+                      "restarted": [restarted["Status"], restarted["Pid"] != pid], "exec": [code, out],
+                      "gone": not os.path.exists(cdir) and not lab.ps(all=True)}))
+    """)
+    assert got["n"] == 2
+    assert got["paused"] == [["T", "T"], "paused"]
+    assert all(s in "SR" for s in got["resumed"])
+    assert got["stopped"][0] == "exited" and got["stopped"][1] in (137, 143)
+    assert got["restarted"] == ["running", True]
+    assert got["exec"] == [0, "again\n"]
+    assert got["gone"]
+
+
+def test_volume_persists_across_containers(learner):
+    """A named volume written by one rootless container is read by the next."""
+    got = as_learner(learner, PRELUDE + """
+    lab.run("busybox", ["sh", "-c", "echo kept > /v/note"], volumes=["notes:/v"], auto_remove=True)
+    c = lab.run("busybox", ["cat", "/v/note"], volumes=["notes:/v"])
+    out = c.logs()
+    lab.rm(c.id)
+    lab.volume_rm("notes")
+    print(json.dumps({"out": out}))
+    """)
+    assert got["out"] == "kept\n"
+
+
+def test_network_rootless(learner):
+    """Rootless, the default network is a private namespace with only lo, host shares the host's, and -p is refused naming the package."""
+    got = as_learner(learner, PRELUDE + """
+    from labkit.errors import LabkitError
+    default = lab.run("busybox", ["cat", "/proc/net/dev"])
+    ifaces = sorted(ln.split(":")[0].strip() for ln in default.logs().splitlines()[2:])
+    host = lab.run("busybox", ["cat", "/proc/net/dev"], network="host")
+    host_ifaces = sorted(ln.split(":")[0].strip() for ln in host.logs().splitlines()[2:])
+    for c in (default, host):
+        lab.rm(c.id)
+    try:
+        lab.run("busybox", ["true"], ports=["8080:80"], name="pub")
+        refused = ""
+    except LabkitError as e:
+        refused = e.one_line()
+    lab.rm("pub", force=True) if any(r["Names"] == ["/pub"] for r in lab.ps(all=True)) else None
+    print(json.dumps({"ifaces": ifaces, "host": host_ifaces, "refused": refused}))
+    """)
+    assert got["ifaces"] == ["lo"]
+    assert len(got["host"]) > 1
+    assert "user-mode network" in got["refused"] and ("slirp4netns" in got["refused"])
+
+
+def test_doctor_explains_rootless(learner):
+    """labkit doctor tells the user, in words, about their user namespace, id map, cgroups, network and state."""
+    got = as_learner(learner, """
+    import json
+    from labkit import doctor
+    print(json.dumps({c["check"]: [c["ok"], c["detail"], c["meaning"]] for c in doctor.checks()}))
+    """)
+    assert got["rootless"][0] and "user namespace" in got["rootless"][2]
+    assert "single id" in got["rootless ids"][1]
+    assert not got["rootless cgroups"][0] and "SIGSTOP" in got["rootless cgroups"][2]
+    assert "none or host" in got["rootless network"][2]
+    assert got["rootless state"][1].startswith(learner.pw_dir)
+
+
+@pytest.fixture
+def delegated(learner):
+    """A cgroup v2 directory handed to the learner, as systemd delegates one to a user session."""
+    unified = _unified()
+    if unified is None:
+        pytest.fail("no cgroup2 mount on this host")
+    path = os.path.join(unified, "labkit-learner-delegated")
+    os.mkdir(path)
+    try:
+        for name in ("", "cgroup.procs", "cgroup.subtree_control", "cgroup.threads"):
+            os.chown(os.path.join(path, name), learner.pw_uid, learner.pw_gid)
+        yield path
+    finally:
+        for d in sorted((os.path.join(r, n) for r, ds, _ in os.walk(path) for n in ds), key=len, reverse=True):
+            os.rmdir(d)
+        deadline = time.monotonic() + 5
+        while True:
+            try:
+                os.rmdir(path)
+                break
+            except OSError:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.05)
+
+
+def test_pause_freezes_in_a_delegated_cgroup(learner, delegated):
+    """With a delegated cgroup v2 subtree, the container gets a group there and pause uses its cgroup.freeze."""
+    got = as_learner(learner, PRELUDE + """
+    c = lab.run("busybox", ["sleep", "60"], detach=True, name="frozen")
+    pid = c.inspect()["State"]["Pid"]
+    with open(f"/proc/{pid}/cgroup") as f:
+        own = [ln for ln in f.read().splitlines() if ln.startswith("0::")]
+    inside = c.exec(["cat", "/proc/self/cgroup"])[1]
+    lab.pause("frozen")
+    group = lab.backend.delegated.unified + "/labkit/" + c.id
+    with open(group + "/cgroup.events") as f:
+        events = f.read()
+    lab.unpause("frozen")
+    lab.rm("frozen", force=True)
+    print(json.dumps({"why": lab.backend_reason, "own": own, "inside": inside, "id": c.id, "events": events,
+                      "gone": not os.path.exists(group)}))
+    """, cgroup=delegated)
+    assert "delegated cgroup" in got["why"]
+    assert got["own"] == [f"0::/{os.path.basename(delegated)}/labkit/{got['id']}"]
+    assert "0::/" in got["inside"].splitlines(), "its cgroup namespace makes its own group its /"
+    assert "frozen 1" in got["events"]
+    assert got["gone"]
+
+
+@pytest.fixture
+def subuid(learner):
+    """An /etc/subuid and /etc/subgid range for the learner, for this test only."""
+    saved = {p: Path(p).read_text() if os.path.exists(p) else None for p in SUBID_FILES}
+    for path in SUBID_FILES:
+        with open(path, "a") as f:
+            f.write(f"{USER}:{SUB_START}:65536\n")
+    try:
+        yield SUB_START
+    finally:
+        _restore(saved)
+
+
+def test_subuid_range_maps_65536_ids(learner, subuid):
+    """With an /etc/subuid range, newuidmap maps 65536 ids: a file chowned to 1000 inside belongs to START+999 on the host."""
+    if not shutil.which("newuidmap"):
+        pytest.fail("newuidmap is missing: apt-get install uidmap")
+    got = as_learner(learner, PRELUDE + """
+    c = lab.run("busybox", ["sh", "-c", "cat /proc/self/uid_map; touch /owned; chown 1000:1000 /owned; ls -ln /owned"],
+                name="ranged")
+    upper = c.inspect()["GraphDriver"]["Data"]["UpperDir"]
+    st = os.lstat(os.path.join(upper, "owned"))
+    out = c.logs()
+    lab.rm("ranged")
+    print(json.dumps({"why": lab.backend_reason, "out": out, "owner": [st.st_uid, st.st_gid], "uid": os.getuid()}))
+    """)
+    assert "/etc/subuid" in got["why"]
+    lines = [ln.split() for ln in got["out"].splitlines()]
+    assert lines[0] == ["0", str(got["uid"]), "1"] and lines[1] == ["1", str(subuid), "65536"]
+    assert got["owner"] == [subuid + 999, subuid + 999]
+
+
+def test_nothing_left_behind(learner):
+    """After the scenarios, the learner has no process left, no mount on the host, and the state can be removed whole."""
+    got = as_learner(learner, """
+    import json, labkit
+    lab = labkit.connect()
+    print(json.dumps({"containers": [c["Id"] for c in lab.ps(all=True)], "root": str(lab.store.root)}))
+    """)
+    assert got["containers"] == []
+    time.sleep(0.2)
+    assert _user_pids(learner.pw_uid) == [], "no process of the learner (supervisors included) outlives its container"
+    with open("/proc/self/mounts") as f:
+        assert not [ln for ln in f if learner.pw_dir in ln]
+    shutil.rmtree(got["root"])
+    assert not os.path.exists(got["root"])
