@@ -1244,10 +1244,11 @@ def _linux_problem(rootless: bool = False) -> str | None:
     return None
 
 
-def connect(backend: Any = "auto", root: str | Path | None = None) -> Engine:
+def connect(backend: Any = None, root: str | Path | None = None) -> Engine:
     """Open labkit: ``backend="auto"`` picks the real Linux backend when the host allows it.
 
+    Without ``backend``, ``$LABKIT_BACKEND`` decides (as it does for the CLI), else ``auto``.
     ``engine.backend_name`` says which was chosen and ``engine.backend_reason`` why.
     """
-    return Engine(root=root, backend=backend)
+    return Engine(root=root, backend=backend or os.environ.get("LABKIT_BACKEND") or "auto")
 

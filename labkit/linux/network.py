@@ -25,14 +25,18 @@ container really needs a bridge.
 
 from __future__ import annotations
 
+import asyncio
+import concurrent.futures
+import functools
 import hashlib
 import ipaddress
 import os
 import socket
 import struct
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from labkit.errors import Conflict, InvalidArgument
 from labkit.linux import syscalls
@@ -40,6 +44,7 @@ from labkit.linux import syscalls
 #: The address pools Docker picks default subnets from, in order.
 POOLS = [f"172.{n}.0.0/16" for n in range(17, 32)] + [f"192.168.{n}.0/20" for n in range(0, 256, 16)]
 
+T = TypeVar("T")
 CLONE_NEWNET = 0x40000000
 MS_BIND = 4096
 
@@ -132,12 +137,32 @@ def allocate(subnet: ipaddress.IPv4Network, gateway: str, used: set[str]) -> str
                    "Stop containers on this network, or make a bigger one")
 
 
+def _outside_event_loop(fn: Callable[..., T]) -> Callable[..., T]:
+    """Run ``fn`` on a worker thread when this thread runs an asyncio loop (a Jupyter kernel does).
+
+    pyroute2 drives its netlink sockets with asyncio and refuses to start inside a
+    running loop ("This event loop is already running"); on a thread of its own it works.
+    """
+
+    @functools.wraps(fn)
+    def run(*args: Any, **kw: Any) -> T:
+        try:
+            asyncio.get_running_loop()
+        except RuntimeError:
+            return fn(*args, **kw)
+        with concurrent.futures.ThreadPoolExecutor(max_workers=1) as pool:
+            return pool.submit(fn, *args, **kw).result()
+
+    return run
+
+
 def _ipr():  # type: ignore[no-untyped-def]
     from pyroute2 import IPRoute  # heavy: only on paths that make networks
 
     return IPRoute()
 
 
+@_outside_event_loop
 def ensure_bridge(name: str, gateway: str, prefixlen: int) -> None:
     """Make the bridge with its gateway address and bring it up (idempotent)."""
     with _ipr() as ipr:
@@ -158,6 +183,7 @@ def bridge_exists(name: str) -> bool:
     return os.path.exists(f"/sys/class/net/{name}")
 
 
+@_outside_event_loop
 def delete_bridge(name: str) -> bool:
     """Delete a bridge if it exists; True if one was deleted."""
     with _ipr() as ipr:
@@ -205,6 +231,7 @@ def drop_netns(path: str) -> None:
         pass
 
 
+@_outside_event_loop
 def attach(endpoint: Endpoint) -> None:
     """Wire a pinned namespace to its bridge: veth pair, eth0 with address and MAC, lo, default route."""
     with _ipr() as ipr:
