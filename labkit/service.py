@@ -32,6 +32,7 @@ from typing import Any
 LABEL = "labkit.service"
 SLOT_LABEL = "labkit.service.slot"
 TICK = 0.25
+CONNECT_TIMEOUT = 0.2
 
 
 def replica_name(service: str, slot: int) -> str:
@@ -113,6 +114,12 @@ class Controller:
             self.next += 1
             return self.targets[i:] + self.targets[:i]
 
+    def forget(self, target: tuple[str, int]) -> None:
+        """Stop sending connections to a replica that did not answer (until the next reconcile says otherwise)."""
+        with self.lock:
+            if target in self.targets:
+                self.targets.remove(target)
+
     def serve(self) -> None:
         sel = selectors.DefaultSelector()
         for sock in self.listeners:
@@ -133,11 +140,14 @@ class Controller:
             return
         for target in self.pick():
             up = socket.socket()
-            up.settimeout(1.0)
+            # On a local bridge a live replica answers in microseconds; a dead one's address
+            # stops answering ARP, so waiting long only delays the client.
+            up.settimeout(CONNECT_TIMEOUT)
             try:
                 up.connect(target)
             except OSError:
                 up.close()
+                self.forget(target)
                 continue
             client.setblocking(False)
             up.setblocking(False)

@@ -54,9 +54,13 @@ class LinuxBackend:
       runs without limits (``HostConfig`` still shows what was asked);
     * pause: the delegated cgroup's freezer, else SIGSTOP/SIGCONT of every
       process in the container's PID namespace;
-    * networks: ``none`` and ``host``. The default ``bridge`` becomes a network
-      namespace of its own with only ``lo`` (as ``none``), since no veth can
-      reach a host bridge; ``-p`` and user networks are refused.
+    * networks: ``none`` and ``host``; the default ``bridge`` and ``-p`` go through
+      slirp4netns (a tap device with 10.0.2.100/24, ports published on the
+      host by it), since no veth can reach a host bridge; without slirp4netns
+      the default network is a namespace with only ``lo`` and ``-p`` is refused.
+      User networks are refused;
+    * ``--restart``: the supervisor runs as the user in the host's user
+      namespace and execs the restarter with the ``rootless`` backend.
     """
 
     name = "linux"
@@ -137,14 +141,18 @@ class LinuxBackend:
         if c.network in ("none", "host"):
             return None, []  # Docker records -p bindings here but publishes nothing
         if self.rootless:
-            if c.ports or c.network != "bridge":
-                helper = rootless.network_helper()
-                what = "publishing ports" if c.ports else f"network {c.network}"
-                hint = (f"{helper} is installed, but labkit does not drive it yet; use --network none or host"
-                        if helper else "Install the slirp4netns (or passt) package, or use --network none or host")
-                raise HostUnsupported(f"{what} needs root, or a user-mode network stack rootless: a veth pair "
-                                      "cannot reach a bridge from a user namespace", hint)
-            return None, []  # the default bridge, rootless: a network namespace of its own with lo only
+            if c.network != "bridge":
+                raise HostUnsupported(f"network {c.network} needs root: rootless containers have the default "
+                                      "network (through slirp4netns), none or host",
+                                      "Use the default network, --network none or host, or run as root")
+            # A restart: the last run's slirp4netns may still hold the host ports (until its supervisor is gone).
+            rootless.stop_slirp(read_json(cdir / "network.json"))
+            if not c.ports and rootless.slirp4netns() is None:
+                return None, []  # no user-mode network stack: a network namespace of its own with lo only
+            from labkit.networks import Networks
+
+            return rootless.plan_slirp(c.network, Networks(self.store).get(c.network)["Id"], c.name, c.hostname,
+                                       c.ports), []
         from labkit.linux import network as net
         from labkit.networks import Networks
 
@@ -228,7 +236,7 @@ class LinuxBackend:
         from labkit.linux import network as net
 
         info = read_json(self.store.container_dir(record.id) / "network.json")
-        running = info is not None and os.path.ismount(info["Sandbox"])
+        running = self._net_live(record, info)
         if record.config.network in ("none", "host") or not running:
             ports = {k: None for k in record.config.exposed_ports} if record.config.network != "host" else {}
             settings = net.network_settings(None, ports if not running else {})
@@ -239,7 +247,8 @@ class LinuxBackend:
                 settings["Networks"] = {"none": {"IPAddress": "", "Gateway": "", "MacAddress": "", "IPPrefixLen": 0}}
             return settings
         endpoint = net.Endpoint(info["Network"], info["Bridge"], info["IPAddress"], info["IPPrefixLen"],
-                                info["Gateway"], info["MacAddress"], info["Veth"], info["Sandbox"])
+                                info["Gateway"], info["MacAddress"], info["Veth"],
+                                info.get("SandboxKey") or info["Sandbox"])
         ports: dict = {k: None for k in record.config.exposed_ports}
         ports.update(info["Ports"])
         return net.network_settings(endpoint, ports, info["NetworkID"])
@@ -247,7 +256,7 @@ class LinuxBackend:
     def published_ports(self, record: ContainerRecord) -> list[dict]:  # type: ignore[type-arg]
         """``ps``'s Ports: what is really published now (``IP``/``PublicPort`` only while running)."""
         info = read_json(self.store.container_dir(record.id) / "network.json")
-        if info is None or not os.path.ismount(info["Sandbox"]):
+        if not self._net_live(record, info):
             return []
         out = []
         for key, binds in info["Ports"].items():
@@ -257,13 +266,25 @@ class LinuxBackend:
                             "Type": proto})
         return out
 
+    def _net_live(self, record: ContainerRecord, info: dict | None) -> bool:  # type: ignore[type-arg]
+        """Whether the network ``network.json`` records is in place: its namespace pinned, or (rootless) its
+        slirp4netns running for the container's PID 1."""
+        if info is None:
+            return False
+        if info.get("Driver") == rootless.SLIRP:
+            return (process.read_exit(str(self.store.container_dir(record.id))) is None
+                    and process.alive(record.state.pid, record.state.pid_start_time) and rootless.slirp_running(info))
+        return os.path.ismount(info["Sandbox"])
+
     def start(self, record: ContainerRecord, image) -> Launched:  # type: ignore[no-untyped-def]
         cdir = self.store.container_dir(record.id)
         info, listeners = self._connect(record, cdir)
         try:
             return self._start(record, image, info, listeners)
         except BaseException:
-            if info is not None and not (cdir / "exit.json").exists():
+            if info is not None and info.get("Driver") == rootless.SLIRP:
+                rootless.stop_slirp(info)  # attach_slirp stops its own on failure; this is for a later one
+            elif info is not None and not (cdir / "exit.json").exists():
                 from labkit.linux import network as net
 
                 net.drop_netns(info["Sandbox"])
@@ -289,9 +310,14 @@ class LinuxBackend:
         (cdir / "exit.json").unlink(missing_ok=True)
         etc = self._write_etc(cdir, record)
         self._write_hosts(cdir, info)
-        if self.rootless and c.restart_policy != "no":
-            raise HostUnsupported("restart policies need root: the supervisor lives in the container's user "
-                                  "namespace, where it cannot start another container", "Run without --restart")
+        slirp = info if info is not None and info.get("Driver") == rootless.SLIRP else None
+        if slirp is not None:
+            (cdir / "resolv.conf").write_text(rootless.slirp_resolv_conf(_host_resolv_conf()))
+            info = None  # nothing pinned, nothing to relay: slirp4netns attaches to PID 1's own namespace
+
+            def on_netns(pid: int, lifeline: int) -> None:
+                slirp.update(rootless.attach_slirp(slirp, pid, lifeline, str(cdir / "slirp4netns.log")))
+                write_json(cdir / "network.json", slirp)
         if not self.rootless:
             overlay.mount(layers)
         self.emit(events.mount_overlay(list(layers.lowers), layers.upper, layers.work, layers.merged), record.id)
@@ -329,12 +355,14 @@ class LinuxBackend:
                 # Rootless, the overlay exists only in PID 1's mount namespace and vanishes with it.
                 cleanup_umounts=(*(() if self.rootless else (layers.merged,)), *([info["Sandbox"]] if info else [])),
                 cleanup_rmdirs=group.dirs if group else (),
+                block_signals=c.init,
                 userns=self.idmap if self.rootless else None,
                 overlay=overlay.mount_options(layers, userxattr=True) if self.rootless else None,
-                on_exit=(sys.executable, "-m", "labkit.restarter", str(self.store.root), record.id)
-                if c.restart_policy != "no" else (),
+                on_exit=(sys.executable, "-m", "labkit.restarter", str(self.store.root), record.id,
+                         *(("rootless",) if self.rootless else ())) if c.restart_policy != "no" else (),
             )
-            started = process.start(spec, supervisor.command(self.shim_dir))
+            started = process.start(spec, supervisor.command(self.shim_dir),
+                                    on_netns if slirp is not None else None)
         except BaseException:
             self._seen.pop(record.id, None)
             # process.start() cleans up after a failed exec itself (through the supervisor);
@@ -492,6 +520,8 @@ class LinuxBackend:
         shim = record.state.shim_pid
         if shim and process.alive(shim, 0):
             process.wait(shim, 5)  # the supervisor records the exit and unmounts
+        if self.rootless:  # it ends with the supervisor (its lifeline); a restarter may still hold that
+            rootless.stop_slirp(read_json(self.store.container_dir(record.id) / "network.json"))
         overlay.umount(overlay.layers_for(layer_root, self.store.init_dir(record.id), []))
         if group is not None:
             try:

@@ -27,16 +27,20 @@ int main(int argc, char **argv) {
         fprintf(stderr, "usage: labkit-init [--] COMMAND [ARG...]\n");
         return 2;
     }
-    sigset_t all, old;
+    /* labkit starts this init with every signal blocked (so none sent before this
+     * point is lost: the kernel drops an unhandled signal to a namespace's init
+     * unless it is blocked); the command gets an empty mask, as any program expects. */
+    sigset_t all, none;
     sigfillset(&all);
-    sigprocmask(SIG_BLOCK, &all, &old);
+    sigemptyset(&none);
+    sigprocmask(SIG_BLOCK, &all, NULL);
     pid_t child = fork();
     if (child < 0) {
         perror("labkit-init: fork");
         return 1;
     }
     if (child == 0) {
-        sigprocmask(SIG_SETMASK, &old, NULL);
+        sigprocmask(SIG_SETMASK, &none, NULL);
         setpgid(0, 0);
         execvp(argv[first], argv + first);
         fprintf(stderr, "labkit-init: exec %s: %s\n", argv[first], strerror(errno));

@@ -33,6 +33,7 @@ import ipaddress
 import os
 import socket
 import struct
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -195,30 +196,31 @@ def delete_bridge(name: str) -> bool:
 
 
 def make_netns(path: str) -> None:
-    """Create a network namespace pinned at ``path`` (a bind mount of a child's ``/proc/PID/ns/net``)."""
+    """Create a network namespace pinned at ``path``.
+
+    A short-lived thread unshares CLONE_NEWNET (which moves only that thread, see
+    unshare(2)), and its ``/proc/thread-self/ns/net`` is bind-mounted on ``path`` —
+    the way ``ip netns add`` pins one, without forking a process.
+    """
     Path(path).touch()
-    ready_r, ready_w = os.pipe()
-    done_r, done_w = os.pipe()
-    pid = os.fork()
-    if pid == 0:
+
+    def pin() -> None:
+        syscalls.unshare(CLONE_NEWNET)
+        syscalls.mount(f"/proc/{os.getpid()}/task/{threading.get_native_id()}/ns/net", path, None, MS_BIND, None)
+
+    failure: list[BaseException] = []
+
+    def work() -> None:
         try:
-            os.close(ready_r)
-            os.close(done_w)
-            syscalls.unshare(CLONE_NEWNET)
-            os.write(ready_w, b"1")
-            os.read(done_r, 1)
-        finally:
-            os._exit(0)
-    os.close(ready_w)
-    os.close(done_r)
-    try:
-        if os.read(ready_r, 1) != b"1":
-            raise OSError("could not create a network namespace")
-        syscalls.mount(f"/proc/{pid}/ns/net", path, None, MS_BIND, None)
-    finally:
-        os.close(done_w)
-        os.close(ready_r)
-        os.waitpid(pid, 0)
+            pin()
+        except BaseException as err:
+            failure.append(err)
+
+    worker = threading.Thread(target=work, name="labkit-netns")
+    worker.start()
+    worker.join()
+    if failure:
+        raise failure[0]
 
 
 def drop_netns(path: str) -> None:
@@ -243,14 +245,46 @@ def attach(endpoint: Endpoint) -> None:
         host_end = ipr.link_lookup(ifname=endpoint.veth)[0]
         bridge = ipr.link_lookup(ifname=endpoint.bridge)[0]
         ipr.link("set", index=host_end, master=bridge, state="up")
-    from pyroute2 import IPRoute
+    _in_netns(endpoint.sandbox, _configure_inside, endpoint)
 
-    with IPRoute(netns=endpoint.sandbox) as ns:
+
+def _configure_inside(endpoint: Endpoint) -> None:
+    """Address, up, lo, default route — run with the calling thread inside the container's namespace."""
+    with _ipr() as ns:
         eth0 = ns.link_lookup(ifname="eth0")[0]
         ns.addr("add", index=eth0, address=endpoint.ip, prefixlen=endpoint.prefixlen)
         ns.link("set", index=eth0, state="up")
         ns.link("set", index=ns.link_lookup(ifname="lo")[0], state="up")
         ns.route("add", dst="0.0.0.0/0", gateway=endpoint.gateway)
+
+
+def _in_netns(path: str, fn: Callable[..., T], *args: Any) -> T:
+    """Run ``fn`` on a thread that has joined the network namespace pinned at ``path``.
+
+    A network namespace is per thread (setns(2) with CLONE_NEWNET moves only the caller),
+    and a netlink socket belongs to the namespace it was opened in: so a short-lived
+    thread joins, talks rtnetlink there, and ends — no helper process, and this
+    thread's own namespace never changes.
+    """
+    result: list[Any] = []
+    failure: list[BaseException] = []
+
+    def work() -> None:
+        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+        try:
+            syscalls.setns(fd, CLONE_NEWNET)
+            result.append(fn(*args))
+        except BaseException as err:
+            failure.append(err)
+        finally:
+            os.close(fd)
+
+    worker = threading.Thread(target=work, name="labkit-netns")
+    worker.start()
+    worker.join()
+    if failure:
+        raise failure[0]
+    return result[0]
 
 
 def listen(host_ip: str, host_port: int) -> socket.socket:

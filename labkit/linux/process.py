@@ -17,6 +17,11 @@ it no waitpid(2). S unshares CLONE_NEWPID, which affects only the children it
 forks afterwards (pid_namespaces(7)): C becomes PID 1 of a new namespace, and
 S, the shim, stays its parent on the host side to reap it.
 
+Rootless (``LaunchSpec.userns``), S stays in the host's user namespace and
+forks one more process, U, which unshares a user namespace and then the PID
+namespace (owned by it), forks C and exits; S, a child subreaper, inherits C
+(:func:`_fork_in_userns`).
+
 C reports a failure (command not found, a mount refused) through a pipe that
 closes on a successful execve(2) (``O_CLOEXEC``): an empty read means the
 program runs, a message means it did not, and :func:`start` raises it as
@@ -33,7 +38,7 @@ import os
 import select
 import signal
 import stat
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import KW_ONLY, dataclass
 from typing import IO, Any
 
@@ -53,6 +58,12 @@ _NETWORKS = ("none", "host")
 #: A stream for ``exec_in``: a file descriptor, an open file, or None.
 Stream = int | IO[Any] | None
 _last_cap: list[int] = []
+
+#: prctl(2): orphaned descendants are re-parented to this process instead of init.
+PR_SET_CHILD_SUBREAPER = 36
+
+#: Called with PID 1's host PID and the lifeline descriptor (see :func:`start`).
+NetnsHook = Callable[[int, int], None]
 
 
 @dataclass(frozen=True)
@@ -121,6 +132,7 @@ class LaunchSpec:
     cleanup_rmdirs: tuple[str, ...] = ()
     cleanup_unlinks: tuple[str, ...] = ()
     on_exit: tuple[str, ...] = ()
+    block_signals: bool = False
     readonly_rootfs: bool = False
     userns: IdMap | None = None
     overlay: str | None = None
@@ -159,7 +171,8 @@ def _strerror(err: int) -> str:
 # ---------------------------------------------------------------- public API
 
 
-def start(spec: LaunchSpec, supervisor_argv: Sequence[str] | None = None) -> Started:
+def start(spec: LaunchSpec, supervisor_argv: Sequence[str] | None = None,
+          on_netns: NetnsHook | None = None) -> Started:
     """Start the container described by ``spec`` and return once its command runs.
 
     Args:
@@ -167,6 +180,15 @@ def start(spec: LaunchSpec, supervisor_argv: Sequence[str] | None = None) -> Sta
         supervisor_argv: The supervisor program (argv prefix); defaults to
             :func:`labkit.linux.supervisor.command` (the C shim, or the
             Python one on a host without a C compiler).
+        on_netns: Called in this process once PID 1 has made its network
+            namespace, with PID 1's host PID and a *lifeline*: the read end of
+            a pipe whose write end only the supervisor holds, so it reaches end
+            of file when the supervisor exits. PID 1 waits until the call
+            returns before it mounts anything or execs, so what the call sets
+            up (a user-mode network stack's tap device) is there when the
+            command starts. If it raises, the container does not start, the
+            supervisor records the exit and cleans up, and the error is raised
+            here.
 
     Returns:
         The host PIDs of PID 1 and its supervisor.
@@ -196,44 +218,53 @@ def start(spec: LaunchSpec, supervisor_argv: Sequence[str] | None = None) -> Sta
 
     report_r, report_w = os.pipe()
     error_r, error_w = os.pipe()
-    # A subordinate id range can only be mapped by newuidmap(1) run from outside the new
-    # user namespace: S asks over one pipe once it has unshared, A answers over the other.
-    ask = os.pipe() if spec.userns is not None and spec.userns.kind == "range" else None
-    answer = os.pipe() if ask else None
+    # With on_netns: PID 1 says "netns made" over one pipe and waits for "go" on another;
+    # the third is the lifeline, whose write end only the supervisor keeps.
+    ready, go, life = (os.pipe(), os.pipe(), os.pipe()) if on_netns else ((-1, -1),) * 3
+    net = (ready[1], go[0], life[1]) if on_netns else None
     first = os.fork()
     if first == 0:
         try:
-            s_pid = os.fork()
-            if s_pid == 0:
-                _supervise(spec, shim, shim_args, report_w, error_w,
-                           (ask[1], answer[0]) if ask and answer else None)
-            if ask and answer and spec.userns is not None:
-                os.close(ask[1])
-                os.close(answer[0])
-                _map_from_outside(spec.userns, s_pid, ask[0], answer[1])
+            if os.fork() == 0:
+                _supervise(spec, shim, shim_args, report_w, error_w, net)
         finally:
             os._exit(0)
     os.close(report_w)
     os.close(error_w)
-    for fd in (*(ask or ()), *(answer or ())):
+    for fd in net or ():
         os.close(fd)
+    hook_error: BaseException | None = None
+    ours = [ready[0], go[1], life[0]] if on_netns else []
     try:
         report = _read_all(report_r).decode()
         try:
             os.waitpid(first, 0)
         except ChildProcessError:
             pass  # a SIGCHLD handler of the caller's reaped it first
+        kind, _, rest = report.partition(" ")
+        if on_netns and kind == "ok" and os.read(ready[0], 1) == b"1":
+            try:
+                on_netns(int(rest.split()[0]), life[0])
+                os.write(go[1], b"1")
+            except BaseException as err:
+                hook_error = err  # PID 1 reads end of file instead of "go", and gives up
+        while ours:  # before waiting for the exec: PID 1 may still wait for "go" or its end of file
+            os.close(ours.pop())
         failure = _read_all(error_r)
     finally:
         os.close(report_r)
         os.close(error_r)
+        while ours:
+            os.close(ours.pop())
 
-    kind, _, rest = report.partition(" ")
     if kind != "ok":
         _cleanup_here(spec)
         raise StartFailed(f"error during container init: {rest or 'the supervisor did not start'}", 128)
     pid, shim_pid, start_time = (int(x) for x in rest.split())
     started = Started(pid=pid, shim_pid=shim_pid, pid_start_time=start_time)
+    if hook_error is not None:
+        wait(started, timeout=10)
+        raise hook_error
     if failure:
         code, _, message = failure.decode(errors="replace").partition("\0")
         wait(started, timeout=10)
@@ -392,22 +423,22 @@ def exec_in(
 # ---------------------------------------------------------- the three forks
 
 
-def _map_from_outside(idmap: IdMap, s_pid: int, ask_r: int, answer_w: int) -> None:
-    """Process A, for a subordinate range: wait until S has unshared its user namespace, map it, say so."""
+def _map_from_outside(idmap: IdMap, u_pid: int, ask_r: int, answer_w: int) -> None:
+    """Process S, for a subordinate range: wait until U has unshared its user namespace, map it, say so."""
     if not os.read(ask_r, 1):
-        return  # S died before asking
+        return  # U died before asking
     try:
-        write_range_map(idmap, s_pid)
+        write_range_map(idmap, u_pid)
         os.write(answer_w, b"ok")
     except OSError as e:
         os.write(answer_w, str(e.strerror or e).encode()[:2000])
 
 
 def _enter_userns(idmap: IdMap, sync: tuple[int, int] | None) -> None:
-    """Process S, rootless: unshare(CLONE_NEWUSER), then get the id map written (user_namespaces(7)).
+    """Process U, rootless: unshare(CLONE_NEWUSER), then get the id map written (user_namespaces(7)).
 
-    The single-id map S writes for itself; a range map is written by A with
-    newuidmap(1)/newgidmap(1), and S waits for its answer. Afterwards S is
+    The single-id map U writes for itself; a range map is written by S with
+    newuidmap(1)/newgidmap(1), and U waits for its answer. Afterwards U is
     root in the new namespace and holds every capability there: enough to
     make the other namespaces and mount, and nothing over the host's.
     """
@@ -424,33 +455,103 @@ def _enter_userns(idmap: IdMap, sync: tuple[int, int] | None) -> None:
         raise OSError(1, f"the id map could not be written: {answer or 'the mapper died'}")
 
 
+def _fork_in_userns(idmap: IdMap, pid1: Callable[[], None]) -> int:
+    """Process S, rootless: fork U into a new user namespace; U makes the PID namespace, forks PID 1 and exits.
+
+    PID 1 is then re-parented to S, which made itself a child subreaper
+    (prctl(2), ``PR_SET_CHILD_SUBREAPER``), so S reaps it as its own child while
+    S itself stays in the host's user namespace, as the user. From there the
+    restart policy S execs afterwards (``--then``) starts the next container
+    as any starter does — from inside the container's user namespace it could
+    only nest a new one in it — and newuidmap(1), which must run outside the
+    namespace it maps, can map a subordinate range into U's.
+
+    Returns:
+        PID 1's host PID.
+    """
+    syscalls.prctl(PR_SET_CHILD_SUBREAPER, 1)
+    pid_r, pid_w = os.pipe()
+    ask, answer = (os.pipe(), os.pipe()) if idmap.kind == "range" else ((-1, -1), (-1, -1))
+    u_pid = os.fork()
+    if u_pid == 0:
+        code = 1
+        try:
+            for fd in (pid_r, ask[0], answer[1]):
+                if fd >= 0:
+                    os.close(fd)
+            _enter_userns(idmap, (ask[1], answer[0]) if ask[0] >= 0 else None)
+            syscalls.unshare(namespaces.CLONE_NEWPID)  # PID 1's namespace, owned by the new user namespace
+            child = os.fork()
+            if child == 0:
+                os.close(pid_w)
+                pid1()
+            os.write(pid_w, str(child).encode())
+            code = 0
+        except BaseException as e:
+            try:
+                os.write(pid_w, str(getattr(e, "strerror", None) or e).encode(errors="replace")[:2000])
+            except OSError:
+                pass
+        finally:
+            os._exit(code)
+    os.close(pid_w)
+    if ask[0] >= 0:
+        os.close(ask[1])
+        os.close(answer[0])
+        try:
+            _map_from_outside(idmap, u_pid, ask[0], answer[1])
+        finally:
+            os.close(ask[0])
+            os.close(answer[1])
+    answer_text = _read_all(pid_r).decode(errors="replace")
+    os.close(pid_r)
+    os.waitpid(u_pid, 0)  # U is gone: PID 1 is our child now
+    if not answer_text.isdigit():
+        raise OSError(errno.EPERM, answer_text or "the user namespace could not be made")
+    return int(answer_text)
+
+
 def _supervise(spec: LaunchSpec, shim: list[str], shim_args: list[str], report_w: int, error_w: int,
-               sync: tuple[int, int] | None = None) -> None:
-    """Process S: new session, [user namespace,] new PID namespace, fork PID 1, then become the shim. Never returns."""
+               net: tuple[int, int, int] | None = None) -> None:
+    """Process S: new session, new PID namespace [in a new user namespace], fork PID 1, then become the shim.
+
+    ``net`` is (ready_w, go_r, lifeline_w) of :func:`start`'s ``on_netns``
+    handshake: PID 1 gets the first two, S keeps the lifeline for the shim to
+    hold until it exits. Never returns.
+    """
     child = 0
     try:
         os.setsid()
         report_w, error_w = _above_stdio(report_w), _above_stdio(error_w)
-        if sync is not None:
-            sync = (_above_stdio(sync[0]), _above_stdio(sync[1]))
+        if net is not None:
+            net = (_above_stdio(net[0]), _above_stdio(net[1]), _above_stdio(net[2]))
         null = os.open("/dev/null", os.O_RDWR)
         for fd in (0, 1, 2):
             os.dup2(null, fd)  # the shim must not hold the caller's terminal or pipes open
         proxy_fds = {fd for fd, _ in spec.proxies}
-        _close_all_but({0, 1, 2, report_w, error_w, *proxy_fds, *(sync or ())})
+        _close_all_but({0, 1, 2, report_w, error_w, *proxy_fds, *(net or ())})
         os.chdir("/")
-        if spec.userns is not None:
-            _enter_userns(spec.userns, sync)
-        syscalls.unshare(namespaces.CLONE_NEWPID)
         out_r, out_w = os.pipe()
         err_r, err_w = os.pipe()
-        child = os.fork()
-        if child == 0:
-            for fd in (out_r, err_r, report_w):
+
+        def pid1() -> None:
+            for fd in (out_r, err_r, report_w, *(net[2:] if net else ())):
                 os.close(fd)
-            _container(spec, out_w, err_w, error_w)
+            _container(spec, out_w, err_w, error_w, net[:2] if net else None)
+
+        if spec.userns is not None:
+            child = _fork_in_userns(spec.userns, pid1)
+        else:
+            syscalls.unshare(namespaces.CLONE_NEWPID)
+            child = os.fork()
+            if child == 0:
+                pid1()
         os.close(out_w)
         os.close(err_w)
+        if net is not None:
+            os.close(net[0])
+            os.close(net[1])
+            os.set_inheritable(net[2], True)  # the lifeline: held by the shim until it exits
         _, start_time = _stat_fields(child)
         os.write(report_w, f"ok {child} {os.getpid()} {start_time}".encode())
         os.close(report_w)
@@ -473,12 +574,22 @@ def _supervise(spec: LaunchSpec, shim: list[str], shim_args: list[str], report_w
         os._exit(1)
 
 
-def _container(spec: LaunchSpec, out_w: int, err_w: int, error_w: int) -> None:
+def _container(spec: LaunchSpec, out_w: int, err_w: int, error_w: int,
+               net: tuple[int, int] | None = None) -> None:
     """Process C, PID 1 of the new PID namespace: build the container around itself, then execve. Never returns."""
     code = 128
     try:
         _join_cgroups(spec.cgroup_procs)
         syscalls.unshare(namespaces.container_flags(new_network=spec.network == "none" and not spec.netns))
+        if net is not None:
+            # Our network namespace exists: the starter attaches a network to it, then says "go".
+            ready_w, go_r = net
+            os.write(ready_w, b"1")
+            os.close(ready_w)
+            go = os.read(go_r, 1)
+            os.close(go_r)
+            if go != b"1":
+                raise _Failure(128, "error during container init: the container's network could not be set up")
         if spec.netns:
             # The engine made and wired this network namespace (veth, address, route) beforehand.
             fd = os.open(spec.netns, os.O_RDONLY | os.O_CLOEXEC)
@@ -513,7 +624,7 @@ def _container(spec: LaunchSpec, out_w: int, err_w: int, error_w: int) -> None:
         os.dup2(err_w, 2)
         os.close(out_w)
         os.close(err_w)
-        _become_program(spec.argv, spec.env, error_w)
+        _become_program(spec.argv, spec.env, error_w, spec.block_signals)
     except BaseException as e:
         failure = _as_failure(e, 128)
         code = failure.code
@@ -551,8 +662,13 @@ def _exec_child(
         os._exit(code)
 
 
-def _become_program(argv: list[str], env: list[str], error_w: int) -> None:
-    """The last steps before execve(2), shared by PID 1 and exec: capabilities, signals, fds."""
+def _become_program(argv: list[str], env: list[str], error_w: int, block_signals: bool = False) -> None:
+    """The last steps before execve(2), shared by PID 1 and exec: capabilities, signals, fds.
+
+    ``block_signals`` execs with every signal blocked: for labkit-init as PID 1, a signal
+    sent before it installs its own mask would otherwise be dropped (the kernel discards
+    an unhandled signal to a namespace's init, unless it is blocked: then it stays pending).
+    """
     path = _lookup(argv[0], env)
     capabilities.restrict(capabilities.mask(capabilities.DOCKER_DEFAULT), _last_cap[0])
     syscalls.prctl(syscalls.PR_SET_NO_NEW_PRIVS, 1)
@@ -561,7 +677,7 @@ def _become_program(argv: list[str], env: list[str], error_w: int) -> None:
     for signum in range(1, signal.NSIG):
         if signum not in (signal.SIGKILL, signal.SIGSTOP):
             syscalls.signal_default(signum)
-    signal.pthread_sigmask(signal.SIG_SETMASK, [])
+    signal.pthread_sigmask(signal.SIG_SETMASK, signal.valid_signals() if block_signals else [])
     os.umask(0o022)
     _close_all_but({0, 1, 2, error_w})
     try:

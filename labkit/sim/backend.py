@@ -302,6 +302,7 @@ class SimBackend:
             self._step(w, events.mount_overlay([p["init"], *ct.lowers], p["upper"], p["work"], p["merged"]),
                        record.id)
             ct.memory_max, ct.pids_max = c.memory, c.pids_limit
+            ct.tiny_init = c.init
             cg = self.dir / "cgroup" / "labkit" / record.id
             for name, value in cgroups.limit_files(ct, c.memory_swap, c.nano_cpus):
                 self._step(w, events.cgroup_write(str(cg / name), value, _LIMIT_WHY.get(name, "a limit")), record.id)

@@ -98,6 +98,7 @@ class SimContainer:
     env: list[str] = field(default_factory=list)
     init: bool = True
     logs_on_disk: int = 0
+    tiny_init: bool = False  # run --init: a tiny init forwards signals, so the command gets default actions
     net: dict[str, Any] | None = None  # the address it holds while running (see labkit.sim.network.attach)
 
 

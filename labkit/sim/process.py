@@ -272,8 +272,8 @@ def kill(world: World, p: Proc, sig: int) -> None:
     handled = (p.kind == "sh" and _signal.Signals(sig).name[3:] in p.traps) or (
         p.kind == "node" and sig in (_signal.SIGTERM, _signal.SIGINT))
     if not handled:
-        if p.pid == 1:
-            return  # PID 1 of a namespace gets only the signals it handles
+        if p.pid == 1 and not getattr(ct, "tiny_init", False):
+            return  # PID 1 of a namespace gets only the signals it handles (--init forwards them instead)
         if sig in TERMINATING:
             exit_proc(world, p, 128 + sig)
         return

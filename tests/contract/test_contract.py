@@ -231,3 +231,10 @@ def test_network_shapes(lab):
     c.stop(timeout=0)
     assert c.inspect()["NetworkSettings"]["IPAddress"] == ""
     assert [r["Ports"] for r in lab.ps(all=True) if r["Id"] == c.id][0] == [{"PrivatePort": 80, "Type": "tcp"}]
+
+
+def test_init_forwards_sigterm(lab):
+    """With --init a plain sleep ends on stop's SIGTERM (143) on both backends; without it, SIGKILL (137)."""
+    c = lab.run("busybox", ["sleep", "30"], detach=True, init=True)
+    c.stop(timeout=20)
+    assert c.exit_code == 143

@@ -17,7 +17,7 @@ pytestmark = pytest.mark.root
 SERVE = "mkdir -p /www && echo hello from $(hostname) > /www/index.html && exec httpd -f -p 8080 -h /www"
 
 
-def http(url: str, timeout: float = 5.0) -> str:
+def http(url: str, timeout: float = 20.0) -> str:
     end = time.monotonic() + timeout
     while True:
         try:
@@ -121,3 +121,28 @@ def test_bridge_network_is_listed(engine):
     with pytest.raises(Conflict, match="pre-defined network"):
         engine.network_rm("bridge")
     assert json.dumps(engine.inspect_network("bridge"))
+
+
+def test_second_container_cannot_take_a_used_port(engine):
+    """A host port published by one container is refused to a second one, which is left created and unmounted."""
+    engine.run("busybox", ["sh", "-c", SERVE], detach=True, ports=["18085:8080"])
+    second = engine.create("busybox", ["sh", "-c", SERVE], ports=["18085:8080"])
+    with pytest.raises(Conflict, match="Bind for 127.0.0.1:18085 failed: address already in use"):
+        second.start()
+    assert second.status == "created"
+    assert not os.path.ismount(second.inspect()["GraphDriver"]["Data"]["MergedDir"])
+
+
+@pytest.mark.parametrize("kwargs, words", [
+    ({"ports": ["3000:"]}, "invalid port specification"),
+    ({"ports": ["70000:80"]}, "invalid port specification"),
+    ({"ports": ["80/icmp"]}, "invalid port specification"),
+    ({"network": "nowhere"}, "network nowhere not found"),
+])
+def test_bad_network_input_creates_nothing(engine, kwargs, words):
+    """Malformed -p, a port out of range and an unknown network: one clear error each, no container made."""
+    before = len(engine.ps(all=True))
+    with pytest.raises(Exception, match=words) as info:
+        engine.create("busybox", ["true"], **kwargs)
+    assert info.value.hint
+    assert len(engine.ps(all=True)) == before
