@@ -242,6 +242,31 @@ class Container:
         return f"<Container {self.short_id} {self.name}>"
 
 
+class PhasedRun:
+    """An iterator over the phases of one run: ``(name, steps)`` for create, start and exit."""
+
+    def __init__(self, engine: Engine, image: str, command: Any, kw: dict[str, Any]) -> None:
+        self.engine, self.image, self.command, self.kw = engine, image, command, kw
+        self.container: Container | None = None
+        self.steps: list[Step] = []
+        self._phases = iter(("create", "start", "exit"))
+
+    def __iter__(self) -> PhasedRun:
+        return self
+
+    def __next__(self) -> tuple[str, list[Step]]:
+        phase = next(self._phases)
+        with self.engine.tracing() as steps:
+            if phase == "create":
+                self.container = self.engine.create(self.image, self.command, **self.kw)
+            elif phase == "start":
+                self.engine.start(self.container.id)  # type: ignore[union-attr]
+            else:
+                self.engine.wait(self.container.id)  # type: ignore[union-attr]
+        self.steps += steps
+        return phase, steps
+
+
 class Engine:
     """Docker-shaped verbs over a backend.
 
@@ -508,6 +533,21 @@ class Engine:
                 return c
             c._final_code = self.wait(c.id)
         return c
+
+    def run_phases(self, image: str, command: list[str] | str | None = None, **kw: Any) -> PhasedRun:
+        """``run``, one phase at a time, for walking a real run as it happens.
+
+        Each ``next()`` does one phase — create (the writable layer), start (network,
+        overlay, limits, namespaces, pivot_root, exec), exit (PID 1 ends; what it left
+        in its writable layer) — and returns that phase's steps; a notebook can show
+        them before going on::
+
+            phases = lab.run_phases("busybox", ["sh", "-c", "rm /etc/group"])
+            for name, steps in phases:
+                show(name, steps)
+            phases.container.diff()
+        """
+        return PhasedRun(self, image, command, kw)
 
     # -- lifecycle verbs -------------------------------------------------------------------------
     @_verb("start")

@@ -238,3 +238,18 @@ def test_init_forwards_sigterm(lab):
     c = lab.run("busybox", ["sleep", "30"], detach=True, init=True)
     c.stop(timeout=20)
     assert c.exit_code == 143
+
+
+def test_run_in_phases(lab):
+    """run_phases walks a run as it happens: create, then start, then exit, each with its own steps."""
+    phases = lab.run_phases("busybox", ["sh", "-c", "rm /etc/group"])
+    name, steps = next(phases)
+    assert name == "create" and [s.kind for s in steps] == ["create-layer"]
+    assert phases.container.status == "created"
+    name, steps = next(phases)
+    kinds = [s.kind for s in steps]
+    assert name == "start" and kinds[-3:] == ["clone", "pivot-root", "exec"] and "mount-overlay" in kinds
+    name, steps = next(phases)
+    assert name == "exit" and {"whiteout", "exit"} <= {s.kind for s in steps}
+    assert phases.container.exit_code == 0
+    assert [s.kind for s in phases.steps][:1] == ["create-layer"]
