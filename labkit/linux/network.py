@@ -208,11 +208,21 @@ def make_netns(path: str) -> None:
         syscalls.unshare(CLONE_NEWNET)
         syscalls.mount(f"/proc/{os.getpid()}/task/{threading.get_native_id()}/ns/net", path, None, MS_BIND, None)
 
+    _on_thread(pin)
+
+
+def _on_thread(fn: Callable[..., T], *args: Any) -> T:
+    """Run ``fn`` on a short-lived thread of its own and return its result (or raise its error).
+
+    For namespace work that must not touch the calling thread: setns(2) and unshare(2)
+    with CLONE_NEWNET move only the thread that calls them.
+    """
+    result: list[Any] = []
     failure: list[BaseException] = []
 
     def work() -> None:
         try:
-            pin()
+            result.append(fn(*args))
         except BaseException as err:
             failure.append(err)
 
@@ -221,6 +231,7 @@ def make_netns(path: str) -> None:
     worker.join()
     if failure:
         raise failure[0]
+    return result[0]
 
 
 def drop_netns(path: str) -> None:
@@ -266,25 +277,15 @@ def _in_netns(path: str, fn: Callable[..., T], *args: Any) -> T:
     thread joins, talks rtnetlink there, and ends — no helper process, and this
     thread's own namespace never changes.
     """
-    result: list[Any] = []
-    failure: list[BaseException] = []
-
-    def work() -> None:
+    def joined() -> T:
         fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
         try:
             syscalls.setns(fd, CLONE_NEWNET)
-            result.append(fn(*args))
-        except BaseException as err:
-            failure.append(err)
         finally:
             os.close(fd)
+        return fn(*args)
 
-    worker = threading.Thread(target=work, name="labkit-netns")
-    worker.start()
-    worker.join()
-    if failure:
-        raise failure[0]
-    return result[0]
+    return _on_thread(joined)
 
 
 def listen(host_ip: str, host_port: int) -> socket.socket:

@@ -27,6 +27,7 @@ import stat
 
 from labkit.linux import syscalls
 from labkit.linux.syscalls import MS_BIND, MS_NODEV, MS_NOEXEC, MS_NOSUID, MS_RDONLY, MS_REC, MS_REMOUNT
+from labkit.model import container as container_model
 
 #: Device nodes every container gets (name, major, minor), as runc creates them.
 DEVICES: tuple[tuple[str, int, int], ...] = (
@@ -47,23 +48,11 @@ DEV_LINKS: tuple[tuple[str, str], ...] = (
     ("ptmx", "pts/ptmx"),
 )
 
-#: Docker's masked paths: files get ``/dev/null`` bound over them, directories an empty read-only tmpfs.
-MASKED_PATHS: tuple[str, ...] = (
-    "/proc/asound",
-    "/proc/acpi",
-    "/proc/kcore",
-    "/proc/keys",
-    "/proc/latency_stats",
-    "/proc/timer_list",
-    "/proc/timer_stats",
-    "/proc/sched_debug",
-    "/proc/scsi",
-    "/sys/firmware",
-    "/sys/devices/virtual/powercap",
-)
-
-#: Docker's read-only paths: bound onto themselves, then remounted read-only.
-READONLY_PATHS: tuple[str, ...] = ("/proc/bus", "/proc/fs", "/proc/irq", "/proc/sys", "/proc/sysrq-trigger")
+# Docker's masked paths (files get ``/dev/null`` bound over them, directories an empty
+# read-only tmpfs) and read-only paths (bound onto themselves, then remounted read-only):
+# one list, the one inspect's HostConfig shows.
+MASKED_PATHS = container_model.MASKED_PATHS
+READONLY_PATHS = container_model.READONLY_PATHS
 
 _MAX_SYMLINKS = 40
 

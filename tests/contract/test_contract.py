@@ -2,20 +2,10 @@
 
 from __future__ import annotations
 
-import time
-
 import pytest
 
 from labkit.errors import IllegalTransition
-
-
-def wait_for(pred, timeout=10.0):
-    end = time.monotonic() + timeout
-    while time.monotonic() < end:
-        if pred():
-            return True
-        time.sleep(0.02)
-    return pred()
+from tests.util import wait_for
 
 
 def test_lifecycle_walk(lab):

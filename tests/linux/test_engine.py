@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from labkit.errors import IllegalTransition, NameInUse, NoSuchContainer, NoSuchImage, StartFailed
+from tests.util import wait_for
 
 pytestmark = pytest.mark.root
 
@@ -35,14 +36,6 @@ def tree_digest(path: str) -> str:
                     h.update(f.read())
     return h.hexdigest()
 
-
-def wait_for(pred, timeout=5.0):
-    end = time.monotonic() + timeout
-    while time.monotonic() < end:
-        if pred():
-            return True
-        time.sleep(0.02)
-    return pred()
 
 
 def test_container_is_an_isolated_process(engine):

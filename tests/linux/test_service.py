@@ -11,23 +11,14 @@ import urllib.request
 
 import pytest
 
+from tests.util import wait_for
+
 pytestmark = pytest.mark.root
 
 
 def get(port: int) -> dict:
     return json.loads(urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=2).read())
 
-
-def wait_for(pred, timeout=15.0):
-    end = time.monotonic() + timeout
-    while time.monotonic() < end:
-        try:
-            if pred():
-                return True
-        except OSError:
-            pass
-        time.sleep(0.05)
-    return False
 
 
 def test_replicas_balance_and_heal(engine):
