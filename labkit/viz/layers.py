@@ -485,6 +485,23 @@ def _short_path(path: str, room: int) -> str:
     return path if len(path) <= room else "…" + path[-(room - 1):]
 
 
+#: The order entries are listed in when a writable layer holds more than fits: what overlayfs
+#: did to the image's files first (copy-ups, whiteouts, opaque dirs), then what is merely new.
+_SHOWN_FIRST = {COPY_UP: 0, WHITEOUT: 1, OPAQUE: 2, ADDED: 3}
+
+
+def shown_entries(w: Writable) -> tuple[tuple[Change, ...], int]:
+    """The entries a writable layer lists, and how many are left out (summed up as "… and N more").
+
+    Up to :data:`MAX_LINES` rows: copy-ups, whiteouts and opaque dirs before new
+    files, each kind in path order; when some are left out, the last row says so.
+    """
+    ordered = sorted(w.changes, key=lambda c: (_SHOWN_FIRST.get(c.kind, 9), c.path))
+    if len(ordered) <= MAX_LINES:
+        return tuple(ordered), 0
+    return tuple(ordered[:MAX_LINES - 1]), len(ordered) - (MAX_LINES - 1)
+
+
 def _draw_writable(ax: Any, sc: LayerScene, w: Writable, x0: float, width: float) -> None:
     from matplotlib.patches import Rectangle
 
@@ -498,60 +515,86 @@ def _draw_writable(ax: Any, sc: LayerScene, w: Writable, x0: float, width: float
     ax.text(left + 1, _UP_TOP - 5.6, f"{P.size_text(w.size)} · {_count(w.files, 'entry')}".replace("entrys", "entries"),
             ha="left", va="top", fontsize=P.SMALL, family=P.FONT, zorder=3)
     room = max(12, int((right - left) * 0.95))
-    shown = w.changes[:MAX_LINES]
-    line_h = (_UP_TOP - _UP_BOTTOM - 12) / max(MAX_LINES, 1)
+    shown, more = shown_entries(w)
+    # Rows fill the box below the name and sizes, above the line that says who serves the chosen path.
+    rows_top, rows_bottom = _UP_TOP - 10.5, _UP_BOTTOM + (4.5 if sc.path else 1.0)
+    line_h = (rows_top - rows_bottom) / MAX_LINES
     text_x = left + 3.6
     if not shown:
-        ax.text(text_x, _UP_TOP - 11, "empty: nothing written yet", ha="left", va="top", fontsize=P.TEXT,
+        ax.text(text_x, rows_top, "empty: nothing written yet", ha="left", va="top", fontsize=P.TEXT,
                 style="italic", family=P.FONT, zorder=3)
     for row, c in enumerate(shown):
-        y = _UP_TOP - 11 - row * line_h
+        y = rows_top - row * line_h
         name = _short_path(c.path, room - 14) + ("/" if c.is_dir else "")
+        mid = y - line_h * 0.42  # the row's text is hung from y; its middle is a little under half a line below
         if c.kind == WHITEOUT:
-            _tombstone(ax, text_x - 2.6, y - 2.2, 1.9, 3.0, gid=f"tombstone:{c.path}")
+            _tombstone(ax, text_x - 2.6, mid - 1.3, 1.9, 2.8, gid=f"tombstone:{c.path}")
             label = f"{name}  whiteout"
         elif c.kind == OPAQUE:
-            ax.add_patch(Rectangle((text_x - 2.6, y - 2.2), 1.9, 2.4, facecolor=P.OPAQUE, edgecolor=P.BLACK,
+            ax.add_patch(Rectangle((text_x - 2.6, mid - 1.2), 1.9, 2.4, facecolor=P.OPAQUE, edgecolor=P.BLACK,
                                    hatch="///", gid=f"opaque:{c.path}", zorder=3))
             label = f"{name}  opaque dir"
         elif c.kind == COPY_UP:
-            ax.text(text_x - 1.6, y + 0.3, "↑", ha="center", va="top", fontsize=P.LABEL, fontweight="bold",
-                    color=P.BLACK, family=P.FONT, zorder=3)
+            _up_mark(ax, text_x - 1.6, mid)
             src = f" from L{c.from_layer}" if c.from_layer else ""
             label = f"{name}  copied up{src}"
         else:
-            ax.text(text_x - 1.6, y + 0.3, "+", ha="center", va="top", fontsize=P.LABEL, fontweight="bold",
-                    family=P.FONT, zorder=3)
+            _new_mark(ax, text_x - 1.6, mid)
             label = f"{name}  new" + (f", {P.size_text(c.bytes)}" if c.bytes else "")
-        ax.text(text_x, y, label, ha="left", va="top", fontsize=P.TEXT, family=P.FONT, zorder=3, color=P.BLACK)
+        ax.text(text_x, y, label, ha="left", va="top", fontsize=P.TEXT, family=P.FONT, zorder=3, color=P.BLACK,
+                gid=f"entry:{w.name}:{c.path}")
     known = range(1, len(sc.layers) + 1)
     _copy_up_arrows(ax, sc, [c for c in shown if c.kind == COPY_UP and c.from_layer in known], left, right)
-    if len(w.changes) > MAX_LINES:
-        y = _UP_TOP - 11 - MAX_LINES * line_h
-        ax.text(text_x, y, f"… and {len(w.changes) - MAX_LINES} more", ha="left", va="top", fontsize=P.SMALL,
-                style="italic", family=P.FONT, zorder=3)
+    if more:
+        y = rows_top - len(shown) * line_h
+        ax.text(text_x, y, f"… and {more} more", ha="left", va="top", fontsize=P.TEXT, style="italic",
+                family=P.FONT, zorder=3, gid=f"more:{w.name}")
     if sc.path and w.serves is not None:
         _mark_serving(ax, sc, w, left, right)
 
 
+def _new_mark(ax: Any, x: float, y: float) -> None:
+    """A bold plus: a file created in the writable layer (two strokes: cheaper to draw than a glyph)."""
+    ax.plot([x - 0.55, x + 0.55, float("nan"), x, x], [y, y, float("nan"), y - 0.9, y + 0.9], color=P.BLACK,
+            linewidth=2.5, solid_capstyle="butt", zorder=3)
+
+
+def _up_mark(ax: Any, x: float, y: float) -> None:
+    """An upward arrow: a file copied up from an image layer."""
+    from matplotlib.patches import Polygon
+
+    ax.plot([x, x], [y - 1.1, y + 0.2], color=P.BLACK, linewidth=2.5, solid_capstyle="butt", zorder=3)
+    ax.add_patch(Polygon([(x - 0.55, y + 0.1), (x + 0.55, y + 0.1), (x, y + 1.2)], closed=True,
+                         facecolor=P.BLACK, edgecolor=P.BLACK, linewidth=0.5, zorder=3))
+
+
 def _copy_up_arrows(ax: Any, sc: LayerScene, ups: list[Change], left: float, right: float) -> None:
-    """One arrow per copy-up, from the layer the file came from up into the writable layer, with the bytes."""
+    """One arrow per copy-up, from the layer the file came from up into the writable layer, with the bytes.
+
+    Arrows stand side by side across the column; their labels take three heights in
+    the source layer's bar in turn, so neighbours' labels stand on different lines.
+    """
     from matplotlib.patches import FancyArrowPatch
 
     step = (right - left - 4) / max(len(ups), 1)
     for k, c in enumerate(ups):
         bottom, top = _lower_band(sc, c.from_layer)  # type: ignore[arg-type]
         sx = left + 3 + k * step
-        sy = bottom + (top - bottom) * (0.3 if k % 2 else 0.6)
+        sy = bottom + (top - bottom) * (0.75, 0.5, 0.25)[k % 3]
         ax.add_patch(FancyArrowPatch((sx, sy), (sx, _UP_BOTTOM), arrowstyle="-|>", mutation_scale=24, linewidth=3,
                                      color=P.COPY_UP, shrinkA=0, shrinkB=0, gid=f"copy-up:{c.path}", zorder=4))
-        ax.text(sx + 0.6, sy, f"{os.path.basename(c.path)} {P.size_text(c.bytes)}", ha="left", va="center",
+        label = f"{os.path.basename(c.path)} {P.size_text(c.bytes)}"
+        # About 0.8 axes units per character at this size: a label that would run off the bar's
+        # right end stands on the arrow's left instead.
+        leftward = sx + 1.5 + 0.8 * len(label) > _RIGHT
+        ax.text(sx - 0.6 if leftward else sx + 0.6, sy, label, ha="right" if leftward else "left", va="center",
                 fontsize=P.SMALL, fontweight="bold", color=P.WHITE, family=P.FONT, zorder=5,
+                gid=f"copy-up-label:{c.path}",
                 bbox={"boxstyle": "round,pad=0.25", "facecolor": P.COPY_UP, "edgecolor": "none"})
 
 
 def _tombstone(ax: Any, x: float, y: float, w: float, h: float, gid: str) -> None:
-    """A small grave: a rectangle with a round top (a whiteout hides a name, it does not erase it)."""
+    """A small grave: a rectangle with a round top and a cross (a whiteout hides a name, it does not erase it)."""
     import numpy as np
     from matplotlib.patches import Polygon
 
@@ -561,8 +604,9 @@ def _tombstone(ax: Any, x: float, y: float, w: float, h: float, gid: str) -> Non
     pts = [(x + w, y)] + top + [(x, y)]
     ax.add_patch(Polygon(pts, closed=True, facecolor=P.WHITEOUT, edgecolor=P.BLACK, linewidth=1.2, gid=gid,
                          zorder=3))
-    ax.text(x + r, y + h * 0.45, "✝", ha="center", va="center", fontsize=P.SMALL - 3, color=P.WHITE,
-            family=P.FONT, zorder=4)
+    cx, cy = x + r, y + h * 0.45  # a Latin cross: the bar above the middle of the upright
+    ax.plot([cx - r * 0.45, cx + r * 0.45, float("nan"), cx, cx], [cy + h * 0.12, cy + h * 0.12, float("nan"),
+            cy - h * 0.25, cy + h * 0.25], color=P.WHITE, linewidth=1.5, zorder=4)
 
 
 def _mark_serving(ax: Any, sc: LayerScene, w: Writable, left: float, right: float) -> None:
@@ -606,4 +650,5 @@ __all__ = [
     "scene",
     "scene_from_overlays",
     "serving_layer",
+    "shown_entries",
 ]

@@ -154,18 +154,28 @@ def draw(status: Status | str | None = None, *, all_statuses: bool = False,
         ax.text(x, y, s.value, ha="center", va="center", fontsize=P.LABEL + 2, fontweight="bold",
                 color=P.WHITE if on else P.BLACK, family=P.FONT, zorder=3)
 
+    if everywhere:
+        lines = ["from every status:"] + [f"{v.value} → {t.value}" for v, t in everywhere]
+        # Beside "exited" unless "restarting" is drawn: its arrows to the left need that room for their labels.
+        note_y = 35.0 if S.RESTARTING not in statuses else (3.0 if all_statuses else 23.0)
+        ax.text(68, note_y, "\n".join(lines), ha="left", va="center", fontsize=P.TEXT, family=P.FONT, gid="everywhere",
+                bbox={"boxstyle": "round,pad=0.5", "facecolor": P.WHITE, "edgecolor": P.GREY})
+
+    patches, labels = [], []
     for e in arrows:
         (x1, y1), (x2, y2) = POSITIONS.get(e.source, (50, 50)), POSITIONS.get(e.target, (50, 50))
         back = any(o.source == e.target and o.target == e.source for o in arrows)
         rad = 0.18 if back else 0.0
         hot = e.source == current
         colour = P.CURRENT if hot else P.GREY
-        ax.add_patch(FancyArrowPatch(_edge_of((x1, y1), (x2, y2)), _edge_of((x2, y2), (x1, y1)),
-                                     arrowstyle="-|>", mutation_scale=26,
-                                     linewidth=3.2 if hot else 2.0, color=colour,
-                                     linestyle="--" if e.by_itself else "-",
-                                     connectionstyle=f"arc3,rad={rad}", shrinkA=2, shrinkB=2,
-                                     gid=f"edge:{e.source.value}->{e.target.value}", zorder=1))
+        arrow = FancyArrowPatch(_edge_of((x1, y1), (x2, y2)), _edge_of((x2, y2), (x1, y1)),
+                                arrowstyle="-|>", mutation_scale=26,
+                                linewidth=3.2 if hot else 2.0, color=colour,
+                                linestyle="--" if e.by_itself else "-",
+                                connectionstyle=f"arc3,rad={rad}", shrinkA=2, shrinkB=2,
+                                gid=f"edge:{e.source.value}->{e.target.value}", zorder=1)
+        ax.add_patch(arrow)
+        patches.append(arrow)
         # arc3 bends the arrow towards (dy, -dx); its middle sits rad/2 of that away from the chord's.
         dx, dy = x2 - x1, y2 - y1
         norm = max((dx * dx + dy * dy) ** 0.5, 1e-9)
@@ -177,14 +187,13 @@ def draw(status: Status | str | None = None, *, all_statuses: bool = False,
             ha = "left" if px > 0.3 else "right" if px < -0.3 else "center"
             va = "bottom" if py > 0.3 else "top" if py < -0.3 else "center"
         label = e.label if not e.by_itself else "exit (PID 1 ends)"
-        ax.text(lx, ly, label, ha=ha, va=va, fontsize=P.TEXT, color=P.BLACK, family=P.FONT,
-                fontweight="bold" if hot else "normal", zorder=4,
-                bbox={"boxstyle": "round,pad=0.2", "facecolor": P.WHITE, "edgecolor": "none", "alpha": 0.9})
+        text = ax.text(lx, ly, label, ha=ha, va=va, fontsize=P.TEXT, color=P.BLACK, family=P.FONT,
+                       fontweight="bold" if hot else "normal", zorder=4,
+                       gid=f"label:{e.source.value}->{e.target.value}",
+                       bbox={"boxstyle": "round,pad=0.2", "facecolor": P.WHITE, "edgecolor": "none", "alpha": 0.9})
+        labels.append((text, arrow, None if back else (_edge_of((x1, y1), (x2, y2)), _edge_of((x2, y2), (x1, y1)))))
+    _place_labels(fig, ax, labels, patches)
 
-    if everywhere:
-        lines = ["from every status:"] + [f"{v.value} → {t.value}" for v, t in everywhere]
-        ax.text(68, 35, "\n".join(lines), ha="left", va="center", fontsize=P.TEXT, family=P.FONT,
-                bbox={"boxstyle": "round,pad=0.5", "facecolor": P.WHITE, "edgecolor": P.GREY})
     if any(e.by_itself for e in arrows):
         ax.text(2, 20, "dashed: the process ends by itself", ha="left", va="top", fontsize=P.SMALL,
                 color=P.GREY, family=P.FONT)
@@ -199,6 +208,95 @@ def draw(status: Status | str | None = None, *, all_statuses: bool = False,
         ax.text(50, 13, "deleted: the container and its writable layer are gone; no verb applies",
                 ha="center", va="top", fontsize=P.TEXT, family=P.FONT)
     return fig
+
+
+#: Where along a straight arrow its label may sit (fractions of the drawn arrow, tail to tip), best first.
+_ALONG = (0.5, 0.4, 0.6, 0.3, 0.7, 0.2, 0.8)
+
+
+def _place_labels(fig: Any, ax: Any, labels: list[tuple[Any, Any, Any]], arrows: list[Any]) -> None:
+    """Put each straight arrow's label where it touches no other label and no box.
+
+    Curved arrows (a pair between the same two statuses) keep their labels beside
+    the curve's middle. A straight arrow's label is tried on the arrow at its middle,
+    then further towards either end, then beside the arrow (either side); it takes
+    the first place where its box, with half an em of margin, overlaps no label
+    placed before it, no status box and no note, and crosses no other arrow (else
+    the first that overlaps nothing). Labels are placed in the arrows' order and in
+    the reverse order, and the better result kept. Extents are measured with the
+    figure's own renderer, as it will draw.
+    """
+    from matplotlib.path import Path
+    from matplotlib.transforms import Bbox
+
+    renderer = fig.canvas.get_renderer()
+    # Half an em of the labels' type on every side: two labels closer than one em read as one.
+    margin = 0.5 * P.TEXT * fig.dpi / 72
+
+    def extent(artist: Any) -> Any:
+        box = artist.get_window_extent(renderer)
+        return Bbox.from_extents(box.x0 - margin, box.y0 - margin, box.x1 + margin, box.y1 + margin)
+
+    obstacles = [extent(a) for a in ax.patches if (a.get_gid() or "").startswith("status:")]
+    obstacles += [extent(t) for t in ax.texts if t.get_gid() == "everywhere"]
+    placed = [extent(t) for t, _arrow, chord in labels if chord is None]
+    to_data = ax.transData.inverted()
+    # Each arrow as polylines in data units (its line and its head; curves flattened).
+    lines = {id(a): [Path(p) for p in a.get_path().to_polygons(closed_only=False)] for a in arrows}
+
+    def crosses(box: Any, own: Any) -> bool:
+        return any(line.intersects_bbox(box, filled=False) for a in arrows if a is not own for line in lines[id(a)])
+
+    straight = [(text, arrow, chord) for text, arrow, chord in labels if chord is not None]
+
+    def attempt(order: list[tuple[Any, Any, Any]]) -> tuple[int, int, list[tuple[Any, tuple[float, float, str, str]]]]:
+        """Place labels in ``order``; (labels left overlapping, labels crossing an arrow, the places)."""
+        taken, chosen, overlapping, crossing = list(placed), [], 0, 0
+        for text, arrow, chord in order:
+            options = _candidates(chord)
+            best, best_cost = options[0], (1, 1)
+            for where in options:
+                _put(text, *where)
+                box = extent(text)
+                cost = (int(any(box.overlaps(o) for o in obstacles + taken)),
+                        int(crosses(box.transformed(to_data), arrow)))
+                if cost < best_cost:
+                    best, best_cost = where, cost
+                if cost == (0, 0):
+                    break
+            _put(text, *best)
+            taken.append(extent(text))
+            chosen.append((text, best))
+            overlapping += best_cost[0]
+            crossing += best_cost[1]
+        return overlapping, crossing, chosen
+
+    # The first label placed takes the best spot; try both orders and keep the better picture.
+    first = attempt(straight)
+    _o, _c, chosen = first if first[:2] == (0, 0) else min(first, attempt(straight[::-1]), key=lambda r: r[:2])
+    for text, where in chosen:
+        _put(text, *where)
+
+
+def _candidates(chord: tuple[tuple[float, float], tuple[float, float]]) -> list[tuple[float, float, str, str]]:
+    """Places for a straight arrow's label, best first: ``(x, y, ha, va)`` on the arrow, then beside it."""
+    (x1, y1), (x2, y2) = chord
+    dx, dy = x2 - x1, y2 - y1
+    norm = max((dx * dx + dy * dy) ** 0.5, 1e-9)
+    px, py = dy / norm, -dx / norm
+    out = [(x1 + t * dx, y1 + t * dy, "center", "center") for t in _ALONG[:5]]  # clear of the arrowhead
+    for side in (1.0, -1.0):
+        sx, sy = side * px, side * py
+        ha = "left" if sx > 0.3 else "right" if sx < -0.3 else "center"
+        va = "bottom" if sy > 0.3 else "top" if sy < -0.3 else "center"
+        out += [(x1 + t * dx + sx, y1 + t * dy + 1.5 * sy, ha, va) for t in _ALONG]
+    return out
+
+
+def _put(text: Any, x: float, y: float, ha: str, va: str) -> None:
+    text.set_position((x, y))
+    text.set_horizontalalignment(ha)
+    text.set_verticalalignment(va)
 
 
 def _edge_of(centre: tuple[float, float], towards: tuple[float, float]) -> tuple[float, float]:

@@ -85,16 +85,31 @@ def blank_axes(fig: Any, rect: tuple[float, float, float, float] = (0.0, 0.0, 1.
     return ax
 
 
+#: Text is rasterised without FreeType's hinting: at these sizes it looks the same, and laying out
+#: and drawing every label costs about a third less (text is most of a picture's render time).
+RC: dict[str, Any] = {"text.hinting": "none"}
+
+
 def png(fig: Any, dpi: int = 80) -> bytes:
-    """The figure as PNG bytes (for widgets and tests)."""
+    """The figure as PNG bytes (for widgets and tests).
+
+    zlib level 3 rather than 6: the widget's picture is some 8 % larger and encodes
+    in about half the time, which a stepper click feels.
+    """
+    import matplotlib
+
     buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=dpi, facecolor=fig.get_facecolor())
+    with matplotlib.rc_context(RC):  # type: ignore[arg-type]
+        fig.savefig(buf, format="png", dpi=dpi, facecolor=fig.get_facecolor(), pil_kwargs={"compress_level": 3})
     return buf.getvalue()
 
 
 def save(fig: Any, path: str) -> None:
     """Save as PNG or SVG (by the file's extension), at a resolution fit for a projector."""
-    fig.savefig(path, dpi=120, facecolor=fig.get_facecolor(), bbox_inches="tight")
+    import matplotlib
+
+    with matplotlib.rc_context(RC):  # type: ignore[arg-type]
+        fig.savefig(path, dpi=120, facecolor=fig.get_facecolor(), bbox_inches="tight")
 
 
 def texts(fig: Any) -> list[str]:

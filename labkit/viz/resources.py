@@ -16,6 +16,9 @@ from typing import Any
 
 from labkit.viz import palette as P
 
+#: The y axis reaches this many times the limit: room above the limit line for its label and the OOM badge.
+HEADROOM = 1.32
+
 
 @dataclass(frozen=True)
 class Sample:
@@ -123,7 +126,10 @@ def draw(u: Usage) -> Any:
     """Memory (MiB) and processes over time, each under its limit; an OOM kill marked in vermillion.
 
     Artists: the usage lines carry ``gid`` ``usage:memory`` / ``usage:pids``, the
-    limits ``limit:memory`` / ``limit:pids``, the OOM mark ``oom``.
+    limits ``limit:memory`` / ``limit:pids`` and their labels ``limit-label:memory`` /
+    ``limit-label:pids``, the OOM mark ``oom`` and its badge ``oom-badge``. The limit's
+    label stands at the end of the time axis away from the OOM mark, so neither the
+    mark's line nor its badge covers it.
     """
     fig = P.figure(13.0, 7.5)
     axes = fig.subplots(2, 1, sharex=True)
@@ -139,33 +145,47 @@ def draw(u: Usage) -> Any:
          u.memory_limit / mib if u.memory_limit else None, "memory (MiB)", P.BLUE),
         ("pids", [s.pids for s in u.samples], u.pids_limit, "processes", P.GREEN),
     )
+    oom_right = _in_right_half(ts, u.oom_at)
     for ax, (key, ys, limit, label, colour) in zip(axes, series, strict=True):
         ax.plot(ts, [float("nan") if y is None else y for y in ys], color=colour, linewidth=3, gid=f"usage:{key}",
                 label="usage")
+        if u.oom_at is not None:
+            ax.axvline(u.oom_at, color=P.CURRENT, linewidth=3, gid="oom" if key == "memory" else "oom:pids")
+        # The limit's label goes to the side away from the OOM mark, so the mark's line and
+        # badge never cross it; the headroom above the limit holds both.
+        x, ha = (0.005, "left") if oom_right else (0.995, "right")
         if limit:
             ax.axhline(limit, color=P.CURRENT, linestyle="--", linewidth=2.5, gid=f"limit:{key}")
             shown = f"limit {limit:g} MiB" if key == "memory" else f"limit {limit:g}"
-            ax.text(0.995, limit, shown, transform=ax.get_yaxis_transform(), ha="right", va="bottom",
-                    fontsize=P.TEXT, color=P.CURRENT, fontweight="bold", family=P.FONT)
-            ax.set_ylim(0, limit * 1.2)
+            ax.text(x, limit, shown, transform=ax.get_yaxis_transform(), ha=ha, va="bottom",
+                    fontsize=P.TEXT, color=P.CURRENT, fontweight="bold", family=P.FONT, gid=f"limit-label:{key}")
+            ax.set_ylim(0, limit * HEADROOM)
         else:
-            ax.text(0.995, 0.95, "no limit", transform=ax.transAxes, ha="right", va="top", fontsize=P.TEXT,
+            ax.text(x, 0.95, "no limit", transform=ax.transAxes, ha=ha, va="top", fontsize=P.TEXT,
                     color=P.GREY, family=P.FONT)
             ax.set_ylim(bottom=0)
         ax.set_ylabel(label, fontsize=P.LABEL, family=P.FONT)
         ax.tick_params(labelsize=P.TEXT)
         ax.grid(True, color=P.LIGHT_GREY)
-        if u.oom_at is not None:
-            ax.axvline(u.oom_at, color=P.CURRENT, linewidth=3, gid="oom" if key == "memory" else "oom:pids")
     if u.oom_at is not None:
-        axes[0].text(u.oom_at, 0.8, " ✝ OOM kill ", transform=axes[0].get_xaxis_transform(), ha="right",
-                     va="center", fontsize=P.LABEL, fontweight="bold", color=P.WHITE, family=P.FONT,
+        # The badge sits in the headroom above the limit line, on the inner side of the OOM line.
+        axes[0].text(u.oom_at, 0.5 * (1 + 1 / HEADROOM), " ✝ OOM kill ", transform=axes[0].get_xaxis_transform(),
+                     ha="right" if oom_right else "left", va="center", fontsize=P.LABEL, fontweight="bold",
+                     color=P.WHITE, family=P.FONT, gid="oom-badge",
                      bbox={"boxstyle": "round,pad=0.3", "facecolor": P.CURRENT, "edgecolor": "none"})
     if not u.samples:
         axes[0].text(0.5, 0.5, "no readings: the container was not running", transform=axes[0].transAxes,
                      ha="center", va="center", fontsize=P.LABEL, color=P.GREY, family=P.FONT)
     axes[1].set_xlabel("seconds", fontsize=P.LABEL, family=P.FONT)
     return fig
+
+
+def _in_right_half(ts: list[float], oom_at: float | None) -> bool:
+    """Whether the OOM mark falls in the right half of the time axis (as autoscaling will lay it out)."""
+    if oom_at is None:
+        return False
+    lo, hi = min([*ts, oom_at]), max([*ts, oom_at])
+    return hi == lo or (oom_at - lo) / (hi - lo) >= 0.5
 
 
 def picture(engine: Any, ref: str, seconds: float = 5.0) -> Any:

@@ -3,37 +3,192 @@
 A trace is a list of :class:`labkit.model.events.Step` — from a real run
 (``with lab.tracing() as steps: ...``) or from the simulator. For each step the
 widget shows its sentence, the kernel mechanism, and the picture of the state
-*after* it, redrawn from the steps' ``change`` data: the layer stack gathering
-copy-ups and whiteouts (:func:`labkit.viz.layers.replay`) when the trace touched
-the layers, else the lifecycle diagram with the status reached so far.
+*after* it: the layer stack with each container's writable layer as far as the
+trace has filled it (copy-ups, whiteouts, new files) when the trace touched the
+layers, else the lifecycle diagram with the status reached so far.
+
+The state after a step comes from :class:`labkit.model.walk.Walk`: a step forward
+applies one step, a step back (or a jump) replays at most
+:data:`labkit.model.walk.CHECKPOINT` steps from the nearest checkpoint, so Back
+costs the same at step 10 and at step 10 000. Pictures are cached per position
+(the last :data:`CACHE` positions shown), so going back over them costs nothing.
 
 Step / Back / Reset move one step or to the start; the slider jumps; Play
 advances on its own (ipywidgets' ``Play`` ticks in the browser and moves the
-slider). Pictures are cached per position, so going back costs nothing.
+slider).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections import OrderedDict
+from collections.abc import Callable, Mapping, Sequence
 from html import escape
+from types import MappingProxyType
 from typing import Any
 
+from labkit.model.walk import Box, State, Walk
 from labkit.viz import palette as P
 
 #: Step kinds that change the layer picture.
 LAYER_KINDS = frozenset({"create-layer", "remove-layer", "copy-up", "whiteout", "opaque", "add"})
 
+#: Rendered positions kept (a PNG is some tens of kB; a long trace played through would otherwise keep them all).
+CACHE = 256
+
 
 def status_after(steps: Sequence[Any], index: int) -> str | None:
-    """The container status reached by step ``index`` (from the steps' ``change["status"]``)."""
+    """The status the last status-setting step up to ``index`` set (any container), by a scan from the start.
+
+    The stepper itself reads statuses from :class:`TracePictures`, whose cost does not
+    grow with ``index``; this is the plain definition, for one-off questions.
+    """
     status = None
     for step in steps[: index + 1]:
         status = (step.change or {}).get("status", status)
     return status
 
 
+class TracePictures:
+    """``index → Figure``: the picture of the state after step ``index``, read from one :class:`Walk`.
+
+    The walk starts from what is known before the trace: every container of
+    ``base`` (its writable layer's entries, its status) and, with an unknown status,
+    every container the trace speaks of before it creates that container's layer
+    (it existed already). So a trace recorded around ``stop`` draws no status
+    until the exit step says ``exited``, as the steps alone tell.
+
+    Args:
+        steps: The trace.
+        base: A :class:`labkit.viz.layers.LayerScene` to start from (the image's layers,
+            and containers as they were when the trace began, e.g.
+            ``layers.gather(lab, ["frontend-app:v2.1.0"])``); without it the layer picture
+            starts with no image layers drawn.
+
+    Attributes:
+        walk: The walk over the trace (its position is the last index asked for).
+        layered: Whether the trace touches the layers (then the layer stack is drawn,
+            else the lifecycle diagram).
+    """
+
+    def __init__(self, steps: Sequence[Any], base: Any = None) -> None:
+        from labkit.viz import layers
+
+        self.steps = list(steps)
+        self.base = base if base is not None else layers.LayerScene("image", ())
+        self.layered = any(s.kind in LAYER_KINDS for s in self.steps)
+        # Entries the base scene already had, per container id: path → (walk entry, Change). The walk
+        # keeps the same entry object until a step replaces it, so "is" tells base entries from new ones.
+        self._known: dict[str, dict[str, tuple[Mapping[str, Any], Any]]] = {}
+        start: dict[str, Box] = {}
+        for w in self.base.containers:
+            if w.id:
+                entries = {c.path: (_entry(c), c) for c in w.changes}
+                self._known[w.id] = entries
+                start[w.id] = Box(status=w.status, upper=MappingProxyType({p: e for p, (e, _c) in entries.items()}))
+        self._focus: list[str] = []
+        focus, created = "", set()
+        for s in self.steps:
+            cid = s.container
+            if cid:
+                focus = cid
+                if s.kind == "create-layer":
+                    created.add(cid)
+                elif cid not in created and cid not in start:
+                    start[cid] = Box(status="")
+            self._focus.append(focus)
+        self.walk = Walk(self.steps, start=MappingProxyType(start))
+
+    def state(self, index: int) -> State:
+        """The state after step ``index``: one step applied when moving on by one, else a bounded replay."""
+        w = self.walk
+        if index == w.position:
+            return w.state
+        if index == w.position + 1:
+            return w.step()
+        return w.goto(index)
+
+    def status(self, index: int) -> str | None:
+        """The status, after step ``index``, of the container that step (or the last one naming one) is about.
+
+        ``deleted`` once its writable layer is removed; ``None`` while unknown.
+        """
+        state = self.state(index)
+        cid = self._focus[index] if 0 <= index < len(self._focus) else ""
+        if not cid:
+            return None
+        box = state.get(cid)
+        if box is None:
+            return "deleted"
+        return box.status or None
+
+    def scene(self, index: int) -> Any:
+        """The :class:`labkit.viz.layers.LayerScene` after step ``index``.
+
+        Containers of ``base`` keep their place (those without an id, which no step can
+        name, are drawn as given; those whose layer a step removed are gone); containers
+        the trace adds follow, in the order the trace met them.
+        """
+        from dataclasses import replace
+
+        state = self.state(index)
+        containers = []
+        for w in self.base.containers:
+            if not w.id:
+                containers.append(w)
+            elif w.id in state:
+                containers.append(self._writable(w, state[w.id]))
+        known = {w.id for w in self.base.containers if w.id}
+        for cid, box in state.items():
+            if cid not in known:
+                containers.append(self._writable(None, box, cid))
+        return replace(self.base, containers=tuple(containers))
+
+    def _writable(self, base: Any, box: Box, cid: str = "") -> Any:
+        """A writable layer: ``base``'s (or a new one) with the entries the walk holds for it."""
+        from dataclasses import replace
+
+        from labkit.viz import layers
+
+        w = base if base is not None else layers.Writable(name=cid[:12], id=cid)
+        known = self._known.get(w.id, {})
+        changes, size, files = [], w.size, w.files
+        for path in sorted(box.upper):
+            entry = box.upper[path]
+            if path in known and known[path][0] is entry:
+                changes.append(known[path][1])
+                continue
+            change = layers._change_from_step(entry["kind"], {**entry, "path": path})
+            if change is None:
+                continue
+            changes.append(change)
+            if change.kind in (layers.COPY_UP, layers.ADDED):
+                size += change.bytes
+            if path not in known:
+                files += 1
+        serves: Any = w.serves
+        chosen = self.base.path
+        if chosen and chosen in box.upper:
+            # A step put this very path in the writable layer: from here on the upper layer
+            # answers for it, or hides it if the entry is a whiteout (overlayfs.rst).
+            serves = "hidden" if box.upper[chosen]["kind"] == "whiteout" else "upper"
+        return replace(w, changes=tuple(changes), size=size, files=files, serves=serves, status=box.status)
+
+    def __call__(self, index: int) -> Any:
+        """The figure after step ``index``."""
+        from labkit.viz import layers, lifecycle
+
+        if self.layered:
+            return layers.draw(self.scene(index))
+        return lifecycle.draw(self.status(index))
+
+
+def _entry(change: Any) -> Mapping[str, Any]:
+    """A base scene's change as the walk writes an upper entry (``{"kind", "bytes", "from_layer"}``)."""
+    return MappingProxyType({"kind": change.kind, "bytes": change.bytes, "from_layer": change.from_layer})
+
+
 def picture_after(steps: Sequence[Any], base: Any = None) -> Callable[[int], Any]:
-    """The default renderer: ``index → Figure`` of the state after that step.
+    """The default renderer: ``index → Figure`` of the state after that step (a :class:`TracePictures`).
 
     Args:
         steps: The trace.
@@ -41,20 +196,7 @@ def picture_after(steps: Sequence[Any], base: Any = None) -> Callable[[int], Any
             e.g. ``layers.gather(lab, ["frontend-app:v2.1.0"])``); without it the layer
             picture starts with no image layers drawn.
     """
-    from labkit.viz import layers, lifecycle
-
-    if any(s.kind in LAYER_KINDS for s in steps):
-        start = base if base is not None else layers.LayerScene("image", ())
-
-        def layer_picture(index: int) -> Any:
-            return layers.draw(layers.replay(start, steps[: index + 1]))
-
-        return layer_picture
-
-    def lifecycle_picture(index: int) -> Any:
-        return lifecycle.draw(status_after(steps, index))
-
-    return lifecycle_picture
+    return TracePictures(steps, base)
 
 
 def caption(step: Any, index: int, total: int) -> str:
@@ -88,7 +230,7 @@ class Stepper:
             raise InvalidArgument("the trace is empty: there is nothing to step through",
                                   "Record one with 'with lab.tracing() as steps:' around a verb")
         self.render = render or picture_after(self.steps, base)
-        self._cache: dict[int, bytes] = {}
+        self._cache: OrderedDict[int, bytes] = OrderedDict()
         last = len(self.steps) - 1
         self.slider = W.IntSlider(value=0, min=0, max=last, description="step", continuous_update=False)
         self.play = W.Play(value=0, min=0, max=last, interval=interval_ms, description="Play")
@@ -128,9 +270,13 @@ class Stepper:
         self.slider.value = 0
 
     def png(self, index: int) -> bytes:
-        """The picture after step ``index``, rendered once and cached."""
-        if index not in self._cache:
+        """The picture after step ``index``, rendered once and kept while among the last :data:`CACHE` shown."""
+        if index in self._cache:
+            self._cache.move_to_end(index)
+        else:
             self._cache[index] = P.png(self.render(index))
+            if len(self._cache) > CACHE:
+                self._cache.popitem(last=False)
         return self._cache[index]
 
     def _show(self) -> None:
@@ -141,4 +287,4 @@ class Stepper:
         self.step_button.disabled = i == len(self.steps) - 1
 
 
-__all__ = ["LAYER_KINDS", "Stepper", "caption", "picture_after", "status_after"]
+__all__ = ["CACHE", "LAYER_KINDS", "Stepper", "TracePictures", "caption", "picture_after", "status_after"]

@@ -6,13 +6,13 @@ from __future__ import annotations
 import os
 
 import pytest
-from tests.viz.vizfigs import by_gid, gids, hex_face
 
 from labkit.model import events
 from labkit.model.events import Step
 from labkit.model.overlay import Overlay
 from labkit.viz import layers
 from labkit.viz import palette as P
+from tests.viz.vizfigs import apart, by_gid, extent, gids, hex_face
 
 LAYERS = [
     {"role": "base OS", "size": 1_982_425, "files": 285},
@@ -88,6 +88,48 @@ def test_copy_up_is_an_arrow_with_its_bytes_and_whiteout_a_tombstone():
     assert hex_face(by_gid(fig, "tombstone:/app/package.json")[0]) == P.WHITEOUT
     assert len(by_gid(fig, "opaque:/etc")) == 1
     assert not gids(fig, "copy-up:/tmp")  # a new file is not a copy-up
+
+
+def crowded_scene():
+    """Two containers with more entries than fit: new files sort first by path, copy-ups and whiteouts after."""
+    cache = [{"path": f"/app/cache/p{i}.html", "type": "file", "size": 2000} for i in range(12)]
+    web1 = {**WEB1, "upper": WEB1["upper"] + cache + [{"path": "/app/cache", "type": "dir", "size": 0}],
+            "below": {**WEB1["below"], "/etc/hosts": {"layer": 1, "size": 174}}}
+    web1["upper"].append({"path": "/etc/hosts", "type": "file", "size": 180})
+    web2 = {"name": "web2", "upper": cache[:9] + [{"path": "/etc/motd", "type": "whiteout", "size": 0}],
+            "below": {}, "serves": 3}
+    return layers.scene("frontend-app:v2.1.0", LAYERS, [web1, web2], "/app/server.js")
+
+
+def test_crowded_layer_lists_what_overlayfs_did_first_and_counts_the_rest():
+    """With more entries than rows, copy-ups, whiteouts and opaque dirs are listed before new files, and the rest counted."""
+    sc = crowded_scene()
+    shown, more = layers.shown_entries(sc.containers[0])
+    assert [c.kind for c in shown] == ["copy-up", "copy-up", "whiteout", "opaque", "add"]
+    assert more == len(sc.containers[0].changes) - len(shown) > 0
+    fig = layers.draw(sc)
+    assert f"… and {more} more" in P.texts(fig)
+    assert by_gid(fig, "tombstone:/etc/motd")  # web2's only whiteout is listed, though nine new files sort before it
+
+
+def test_crowded_layer_rows_stay_apart_and_inside_their_box():
+    """Each writable layer's rows, its "… and N more" line and its serving note neither touch nor leave the box."""
+    fig = layers.draw(crowded_scene())
+    for name in ("web1", "web2"):
+        (box,) = by_gid(fig, f"upper:{name}")
+        frame = extent(fig, box)
+        rows = [t for t in fig.findobj() if (t.get_gid() or "").startswith((f"entry:{name}:", f"more:{name}"))]
+        rows += [t for t in fig.findobj() if hasattr(t, "get_text") and t.get_text().startswith("/app/server.js: ")
+                 and frame.x0 <= extent(fig, t).x0 <= frame.x1]
+        assert len(rows) == layers.MAX_LINES + 1
+        boxes = [(t.get_text(), extent(fig, t)) for t in rows]
+        for i, (text, b) in enumerate(boxes):
+            assert frame.x0 <= b.x0 and b.x1 <= frame.x1 and frame.y0 <= b.y0 and b.y1 <= frame.y1, text
+            for other, ob in boxes[i + 1:]:
+                assert apart(b, ob), f"{text!r} touches {other!r}"
+    labels = [extent(fig, t) for t in fig.findobj() if (t.get_gid() or "").startswith("copy-up-label:")]
+    assert len(labels) == 2
+    assert all(apart(a, b) for i, a in enumerate(labels) for b in labels[i + 1:])
 
 
 def test_chosen_path_is_framed_in_the_layer_that_serves_it():

@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import pytest
-from tests.viz.vizfigs import by_gid, gids, hex_colour, hex_face
 
 from labkit.model.lifecycle import TRANSITIONS, USER_VERBS, Move, Refused, Status, Verb
 from labkit.viz import lifecycle
 from labkit.viz import palette as P
+from tests.viz.vizfigs import apart, by_gid, extent, gids, hex_colour, hex_face
 
 
 def test_every_drawn_arrow_is_a_move_in_the_table():
@@ -52,6 +52,23 @@ def test_all_statuses_and_an_unusual_current_status_are_drawn():
     """With all_statuses every status has a box; a current status outside the lesson's five is added."""
     assert gids(lifecycle.draw(all_statuses=True), "status:") == {f"status:{s.value}" for s in Status}
     assert "status:restarting" in gids(lifecycle.draw("restarting"), "status:")
+
+
+@pytest.mark.parametrize("current", [None, *Status])
+@pytest.mark.parametrize("all_statuses", [True, False])
+def test_arrow_labels_neither_touch_each_other_nor_the_boxes(current, all_statuses):
+    """Every arrow's label keeps clear of every other label, every status box and the note, in both views."""
+    fig = lifecycle.draw(current, all_statuses=all_statuses)
+    labels = [t for t in fig.findobj() if (t.get_gid() or "").startswith("label:")]
+    assert len(labels) == len(lifecycle.edges(statuses=list(Status) if all_statuses else
+                                             list({*lifecycle.LESSON, *([current] if current else [])}))[0])
+    boxes = [extent(fig, a) for a in fig.findobj() if (a.get_gid() or "").startswith("status:")]
+    boxes += [extent(fig, a) for a in by_gid(fig, "everywhere")]
+    placed = [(t.get_text(), extent(fig, t)) for t in labels]
+    for i, (name, box) in enumerate(placed):
+        for other, other_box in placed[i + 1:]:
+            assert apart(box, other_box, gap=8), f"{name!r} touches {other!r}"
+        assert all(apart(box, b, gap=8) for b in boxes), f"{name!r} touches a status box or the note"
 
 
 def test_refusal_words_come_from_the_table():

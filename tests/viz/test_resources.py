@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import pytest
-from tests.viz.vizfigs import by_gid, hex_colour
 
 from labkit.viz import palette as P
 from labkit.viz import resources
+from tests.viz.vizfigs import apart, by_gid, extent, hex_colour
 
 
 def test_usage_from_plain_data_is_drawn_under_its_limits():
@@ -22,6 +22,26 @@ def test_usage_from_plain_data_is_drawn_under_its_limits():
     text = P.texts(fig)
     assert "limit 24 MiB" in text and "limit 10" in text and " ✝ OOM kill " in text
     assert any("exited 137" in t for t in text)
+
+
+@pytest.mark.parametrize("oom_index", [299, 150, 20])
+def test_limit_label_and_oom_badge_do_not_overlap(oom_index):
+    """The "limit 32 MiB" label, the OOM badge and the OOM line keep clear of each other, wherever the kill falls."""
+    samples = [(i * 0.02, int((32 << 20) * min(1.0, 0.1 + i / 300)), 1 + i % 3) for i in range(300)]
+    u = resources.usage("hog", samples, memory_limit=32 << 20, pids_limit=20, oom_at=samples[oom_index][0],
+                        exit_code=137)
+    fig = resources.draw(u)
+    (label,) = by_gid(fig, "limit-label:memory")
+    (badge,) = by_gid(fig, "oom-badge")
+    assert label.get_text() == "limit 32 MiB" and badge.get_text().strip() == "✝ OOM kill"
+    label_box, badge_box = extent(fig, label), extent(fig, badge)
+    assert apart(label_box, badge_box), (label_box, badge_box)
+    for gid in ("oom", "oom:pids"):
+        (line,) = by_gid(fig, gid)
+        x = line.get_window_extent(fig.canvas.get_renderer()).x0
+        limit_label = by_gid(fig, "limit-label:" + ("memory" if gid == "oom" else "pids"))[0]
+        box = extent(fig, limit_label)
+        assert not box.x0 - 3 <= x <= box.x1 + 3, f"the OOM line crosses {limit_label.get_text()!r}"
 
 
 def test_no_limit_and_no_oom():

@@ -88,3 +88,90 @@ def test_real_trace_steps(engine, lesson_image):
     assert "copy-up" in s.caption.value
     final = layers.replay(base, steps)
     assert [c.path for c in final.containers[0].changes if c.kind == "copy-up"] == ["/app/server.js"]
+
+
+def long_layer_trace(n=1000):
+    """Two containers created, then n steps of copy-ups, whiteouts and new files over a few dozen paths."""
+    other = "e" * 64
+    made = [(CID, events.create_layer("/u1")), (other, events.create_layer("/u2"))]
+    for i in range(n - 2):
+        cid = (CID, other)[i % 2]
+        pick = i % 3
+        e = (events.copy_up(f"/etc/f{i % 17}", 10 + i, 1 + i % 2) if pick == 0 else
+             events.whiteout(f"/var/w{i % 7}") if pick == 1 else events.added(f"/tmp/n{i % 13}", i))
+        made.append((cid, e))
+    return [Step(i, "exec", cid, *e) for i, (cid, e) in enumerate(made)]
+
+
+def test_walk_backed_scene_matches_replaying_the_prefix():
+    """At every position the stepper's layer scene holds the same entries as replaying every step up to it."""
+    steps = long_layer_trace(200)
+    base = layers.scene("demo", LAYERS)
+    pics = stepper.TracePictures(steps, base)
+    order = list(range(len(steps))) + list(range(len(steps) - 1, -1, -7))  # forward, then jumps back
+    for i in order:
+        got = pics.scene(i)
+        want = layers.replay(base, steps[: i + 1])
+        assert [w.id for w in got.containers] == [w.id for w in want.containers], i
+        for g, w in zip(got.containers, want.containers, strict=True):
+            assert [(c.path, c.kind, c.bytes, c.from_layer) for c in g.changes] == \
+                   [(c.path, c.kind, c.bytes, c.from_layer) for c in w.changes], i
+
+
+def test_back_replays_a_bounded_number_of_steps(monkeypatch):
+    """Back at the end of a 1 000-step trace applies at most one checkpoint's worth of steps, not the whole prefix."""
+    from labkit.model import walk
+
+    steps = long_layer_trace(1000)
+    s = stepper.Stepper(steps, base=layers.scene("demo", LAYERS))
+    s.slider.value = len(steps) - 1
+    applied = []
+    real = walk.apply
+    monkeypatch.setattr(walk, "apply", lambda state, step: (applied.append(step.seq), real(state, step))[1])
+    for _ in range(3):
+        before = len(applied)
+        s.back()
+        assert len(applied) - before <= walk.CHECKPOINT
+    before = len(applied)
+    s.step()  # onto positions already shown: their cached pictures, no walking at all
+    s.step()
+    assert len(applied) == before and "step 999 of 1000" in s.caption.value
+
+
+def test_base_containers_gain_the_traces_entries_and_statuses():
+    """A container of the base scene keeps its entries, gains the trace's, shows the walked status and who serves the path."""
+    base = layers.scene("demo", LAYERS, [{"id": CID, "name": "web", "status": "running",
+                                          "upper": [{"path": "/etc/old", "type": "whiteout", "size": 0}]}],
+                        path="/app/server.js")
+    steps = [Step(0, "exec", CID, *events.copy_up("/app/server.js", 10, 2)), Step(1, "pause", CID, *events.freeze(True)),
+             Step(2, "rm", CID, *events.remove_layer("/u"))]
+    pics = stepper.TracePictures(steps, base)
+    (w,) = pics.scene(0).containers
+    assert {c.path: c.kind for c in w.changes} == {"/etc/old": "whiteout", "/app/server.js": "copy-up"}
+    assert (w.name, w.status, w.serves, w.size, w.files) == ("web", "running", "upper", 10, 2)
+    assert pics.scene(1).containers[0].status == "paused"
+    assert pics.scene(2).containers == ()
+    assert pics.scene(0).containers[0].changes[0].path == "/app/server.js"  # back again after the removal
+
+
+def test_lifecycle_status_of_a_container_made_before_the_trace():
+    """A trace recorded around stop shows no status until the exit says exited, then deleted once its layer is gone."""
+    steps = [Step(0, "stop", CID, *events.signal(15, 42)), Step(1, "stop", CID, *events.exited(143)),
+             Step(2, "rm", CID, *events.remove_layer("/u"))]
+    pics = stepper.TracePictures(steps)
+    assert [pics.status(i) for i in (0, 1, 2, 1, 0)] == [None, "exited", "deleted", "exited", None]
+
+
+def test_cache_keeps_the_last_positions_only():
+    """Playing through a long trace keeps at most CACHE pictures; the latest positions stay cached."""
+    steps = [Step(i, "run", CID, *events.freeze(i % 2 == 0)) for i in range(stepper.CACHE + 5)]
+    s = stepper.Stepper(steps, render=lambda i: _tiny_figure())
+    for i in range(len(steps)):
+        s.slider.value = i
+    assert len(s._cache) == stepper.CACHE and len(steps) - 1 in s._cache and 0 not in s._cache
+
+
+def _tiny_figure():
+    from labkit.viz import palette as P
+
+    return P.figure(1, 1)

@@ -28,3 +28,22 @@ def hex_colour(artist: Any) -> str:
 
     get = getattr(artist, "get_color", None) or artist.get_edgecolor
     return to_hex(get()).upper()
+
+
+def extent(fig: Any, artist: Any) -> Any:
+    """Where ``artist`` lands on the Agg canvas, in pixels (a text's rounded box included, if it has one).
+
+    The figure is drawn once first, so every text's box is where the picture shows it.
+    """
+    if not getattr(fig, "_drawn_for_extents", False):
+        fig.canvas.draw()
+        fig._drawn_for_extents = True
+    renderer = fig.canvas.get_renderer()
+    patch = artist.get_bbox_patch() if hasattr(artist, "get_bbox_patch") else None
+    box = artist.get_window_extent(renderer)
+    return box if patch is None else box.union([box, patch.get_window_extent(renderer)])
+
+
+def apart(a: Any, b: Any, gap: float = 2.0) -> bool:
+    """Two pixel boxes are at least ``gap`` pixels apart (neither overlapping nor touching)."""
+    return a.x1 + gap <= b.x0 or b.x1 + gap <= a.x0 or a.y1 + gap <= b.y0 or b.y1 + gap <= a.y0
