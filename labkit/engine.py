@@ -21,6 +21,7 @@ import functools
 import os
 import re
 import secrets
+import shutil
 import signal as _signal
 import sys
 import time
@@ -1252,7 +1253,9 @@ def _choose_backend(backend: Any, store: Store) -> tuple[Any, str]:
                       else "no cgroup is delegated to you, so no limits, and pause stops processes with SIGSTOP")
             why = "as asked" if backend == "rootless" else f"not root (uid {os.geteuid()})"
             return real, (f"rootless, {why}: real containers in a user namespace where you are root "
-                          f"({real.idmap.describe()}); {limits}; networks none and host")
+                          f"({real.idmap.describe()}); {limits}; "
+                          + ("the default network and -p through slirp4netns" if shutil.which("slirp4netns")
+                             else "networks none and host (install slirp4netns for more)"))
         if backend == "rootless":
             raise HostUnsupported(f"rootless containers cannot run here: {unprivileged}",
                                   "Run 'labkit doctor' to see why, or use the simulator: labkit --backend sim")

@@ -1,9 +1,13 @@
 """What a container's supervisor runs after PID 1 ends, when ``--restart`` asks for it.
 
 There is no daemon to restart containers: the supervisor (``shim.c``) execs
-``python -m labkit.restarter ROOT ID`` once it has recorded the exit and
-cleaned up, and this applies the policy through the engine
-(:meth:`labkit.engine.Engine.apply_restart_policy`).
+``python -m labkit.restarter ROOT ID [BACKEND]`` once it has recorded the exit
+and cleaned up, and this applies the policy through the engine
+(:meth:`labkit.engine.Engine.apply_restart_policy`). ``BACKEND`` is the
+backend that started the container, ``linux`` (root, the default) or
+``rootless``; rootless, the supervisor runs as the user in the host's user
+namespace (see :func:`labkit.linux.process._fork_in_userns`), so this process
+starts the next container exactly as the user's own engine would.
 """
 
 from __future__ import annotations
@@ -11,26 +15,20 @@ from __future__ import annotations
 import os
 import sys
 
+BACKENDS = ("linux", "rootless")
+
 
 def main(argv: list[str]) -> int:
-    if len(argv) != 2:
-        print("usage: python -m labkit.restarter STATE_ROOT CONTAINER_ID", file=sys.stderr)
+    if len(argv) not in (2, 3) or (len(argv) == 3 and argv[2] not in BACKENDS):
+        print("usage: python -m labkit.restarter STATE_ROOT CONTAINER_ID [linux|rootless]", file=sys.stderr)
         return 2
     from labkit.engine import Engine
     from labkit.errors import LabkitError
-    from labkit.linux import namespaces, syscalls
 
-    # This process was the supervisor, whose new children went into the container's PID
-    # namespace; that namespace died with its PID 1, and fork(2) there fails (ENOMEM).
-    # Point "pid_for_children" back at our own namespace: setns(2) on /proc/self/ns/pid.
-    fd = os.open("/proc/self/ns/pid", os.O_RDONLY | os.O_CLOEXEC)
+    backend = argv[2] if len(argv) == 3 else "linux"
     try:
-        syscalls.setns(fd, namespaces.CLONE_NEWPID)
-    finally:
-        os.close(fd)
-
-    try:
-        Engine(root=argv[0], backend="linux").apply_restart_policy(argv[1])
+        reset_pid_for_children()
+        Engine(root=argv[0], backend=backend).apply_restart_policy(argv[1])
     except LabkitError as err:
         _note(argv, err.one_line())
         return 1
@@ -40,6 +38,32 @@ def main(argv: list[str]) -> int:
         _note(argv, traceback.format_exc())
         return 1
     return 0
+
+
+def reset_pid_for_children(proc: str = "/proc/self") -> bool:
+    """Make this process's future children land in its own PID namespace again; True if it had to.
+
+    As root the supervisor unshared CLONE_NEWPID to fork the container's PID 1,
+    so its new children would go into that PID namespace — which died with
+    PID 1, and fork(2) there fails (ENOMEM). setns(2) on its own
+    ``ns/pid`` points ``pid_for_children`` back (pid_namespaces(7)). Rootless,
+    the supervisor never unshared (a process of its user namespace did, see
+    :mod:`labkit.linux.process`), the two links already agree, and setns(2)
+    would be refused anyway: it needs CAP_SYS_ADMIN, which the user lacks.
+    """
+    from labkit.linux import namespaces, syscalls
+
+    try:
+        if os.readlink(f"{proc}/ns/pid") == os.readlink(f"{proc}/ns/pid_for_children"):
+            return False
+    except OSError:
+        pass  # no pid_for_children link (before Linux 4.12): set it, as root always could
+    fd = os.open(f"{proc}/ns/pid", os.O_RDONLY | os.O_CLOEXEC)
+    try:
+        syscalls.setns(fd, namespaces.CLONE_NEWPID)
+    finally:
+        os.close(fd)
+    return True
 
 
 def _note(argv: list[str], text: str) -> None:

@@ -21,8 +21,8 @@ import ipaddress
 import json
 import os
 import shutil
-import sys
 import signal as _signal
+import sys
 import tempfile
 import time
 from collections.abc import Iterator
@@ -237,7 +237,7 @@ class LinuxBackend:
 
         info = read_json(self.store.container_dir(record.id) / "network.json")
         running = self._net_live(record, info)
-        if record.config.network in ("none", "host") or not running:
+        if record.config.network in ("none", "host") or info is None or not running:
             ports = {k: None for k in record.config.exposed_ports} if record.config.network != "host" else {}
             settings = net.network_settings(None, ports if not running else {})
             if record.config.network not in ("none", "host"):
@@ -256,7 +256,7 @@ class LinuxBackend:
     def published_ports(self, record: ContainerRecord) -> list[dict]:  # type: ignore[type-arg]
         """``ps``'s Ports: what is really published now (``IP``/``PublicPort`` only while running)."""
         info = read_json(self.store.container_dir(record.id) / "network.json")
-        if not self._net_live(record, info):
+        if info is None or not self._net_live(record, info):
             return []
         out = []
         for key, binds in info["Ports"].items():
@@ -523,6 +523,11 @@ class LinuxBackend:
         if self.rootless:  # it ends with the supervisor (its lifeline); a restarter may still hold that
             rootless.stop_slirp(read_json(self.store.container_dir(record.id) / "network.json"))
         overlay.umount(overlay.layers_for(layer_root, self.store.init_dir(record.id), []))
+        sandbox = self.store.container_dir(record.id) / "netns"
+        if os.path.ismount(sandbox):  # a supervisor too slow to unpin it: do it here, before the dir goes
+            from labkit.linux import network as net
+
+            net.drop_netns(str(sandbox))
         if group is not None:
             try:
                 group.destroy()

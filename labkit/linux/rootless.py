@@ -28,8 +28,17 @@ behavior"): its markers then live in ``user.overlay.*`` xattrs.
 - devices: mknod(2) is refused in a user namespace, so ``/dev/null`` and the
   other nodes are the host's, bind-mounted.
 - networks: a veth pair and a bridge live in the host's network namespace,
-  which a user namespace cannot touch; ``none`` and ``host`` work, and a
-  user-mode network stack (``slirp4netns``, ``pasta``) can stand in for a bridge.
+  which a user namespace cannot touch; ``none`` and ``host`` work, and for the
+  default network and ``-p`` a user-mode network stack stands in for the
+  bridge, as with rootless Podman: ``slirp4netns`` (:func:`attach_slirp`)
+  gives the container a tap device with 10.0.2.100/24 and carries its packets
+  out through ordinary sockets of the user, and publishes ports by listening
+  on the host for it. Without slirp4netns the default network is a namespace
+  with only ``lo``, and ``-p`` is refused naming the package.
+- restarts: the supervisor stays in the host's user namespace (a process of
+  the new one makes the PID namespace, see :mod:`labkit.linux.process`), so
+  ``--restart`` starts the next container as the user, not nested inside the
+  last one's namespaces.
 """
 
 from __future__ import annotations
@@ -42,6 +51,7 @@ import subprocess
 import time
 from dataclasses import dataclass
 
+from labkit.errors import Conflict, HostUnsupported, InvalidArgument, StartFailed
 from labkit.linux import namespaces, syscalls
 
 #: The user-mode network helpers that can give a rootless container a network (Podman's choice, in order).
@@ -378,3 +388,278 @@ def _wait_state(pid: int, state: str, proc: str, timeout: float = 1.0) -> None:
     deadline = time.monotonic() + timeout
     while _state(pid, proc) not in (state, "", "Z", "X") and time.monotonic() < deadline:
         time.sleep(0.002)
+
+
+# --------------------------------------------------- a network without root
+
+
+#: What ``slirp4netns --configure`` gives the container, as rootless Podman has it: its address on a
+#: /24, the gateway (the host, as seen from inside) and the DNS forwarder (the host's resolvers).
+SLIRP_ADDRESS, SLIRP_PREFIXLEN, SLIRP_GATEWAY, SLIRP_DNS = "10.0.2.100", 24, "10.0.2.2", "10.0.2.3"
+#: The tap device slirp4netns makes inside the container's network namespace.
+SLIRP_TAP = "tap0"
+#: The largest MTU slirp4netns allows but one (Podman's choice): fewer, bigger packets to copy.
+SLIRP_MTU = 65520
+#: ``Driver`` of a rootless container's ``network.json``.
+SLIRP = "slirp4netns"
+
+
+def slirp4netns() -> str | None:
+    """The path of ``slirp4netns``, or None."""
+    return shutil.which("slirp4netns")
+
+
+def no_user_network(what: str) -> HostUnsupported:
+    """The error for ``what`` (publishing ports, a network) when slirp4netns is missing: names the package."""
+    other = next((h for h in NETWORK_HELPERS if h != "slirp4netns" and shutil.which(h)), None)
+    hint = "Install the slirp4netns package (apt-get install slirp4netns), or use --network none or host"
+    if other:
+        hint = f"{other} is installed, but labkit drives slirp4netns: {hint[0].lower()}{hint[1:]}"
+    return HostUnsupported(f"{what} needs root, or a user-mode network stack rootless: a veth pair cannot reach "
+                           "a host bridge from a user namespace, and slirp4netns is not installed", hint)
+
+
+def plan_slirp(network: str, network_id: str, name: str, hostname: str, ports) -> dict:  # type: ignore[no-untyped-def,type-arg]
+    """The ``network.json`` of a rootless container on the default network, before it starts.
+
+    Every published port is checked free on the host now (a port in use is
+    refused before anything is made, as with root) and a ``-p 80`` without a
+    host port gets a free one. Published ports listen on 127.0.0.1 unless an
+    address is given.
+
+    Args:
+        network: The network's name (``bridge``).
+        network_id: Its id, for inspect.
+        name: The container's name, for ``/etc/hosts``.
+        hostname: Its hostname.
+        ports: The ``-p`` bindings (:class:`~labkit.model.container.PortSpec`).
+
+    Raises:
+        HostUnsupported: slirp4netns is not installed.
+        InvalidArgument: A port is not tcp.
+        Conflict: A host port is in use.
+    """
+    from labkit.linux import network as net
+
+    if slirp4netns() is None:
+        raise no_user_network("publishing ports" if ports else f"network {network}")
+    published: dict[str, list[dict[str, str]]] = {}
+    for p in ports:
+        key = f"{p.container_port}/{p.protocol}"
+        if p.protocol != "tcp":
+            raise InvalidArgument(f"publishing {key} is not supported", "labkit publishes tcp ports only")
+        host_ip = p.host_ip or "127.0.0.1"  # a learner's lab is not reachable from the classroom network
+        probe = net.listen(host_ip, int(p.host_port or 0))
+        port = probe.getsockname()[1]
+        probe.close()  # slirp4netns binds it once the container's network exists
+        published.setdefault(key, []).append({"HostIp": host_ip, "HostPort": str(port)})
+    return {"Network": network, "NetworkID": network_id, "Driver": SLIRP, "Bridge": "", "Veth": "",
+            "Interface": SLIRP_TAP, "IPAddress": SLIRP_ADDRESS, "IPPrefixLen": SLIRP_PREFIXLEN,
+            "Gateway": SLIRP_GATEWAY, "DNS": SLIRP_DNS, "MacAddress": _mac(SLIRP_ADDRESS), "Sandbox": "",
+            "SandboxKey": "", "Ports": published, "Name": name, "Hostname": hostname,
+            "SlirpPid": 0, "SlirpStartTime": 0}
+
+
+def slirp_resolv_conf(host: str) -> str:
+    """The container's resolv.conf: slirp4netns's DNS forwarder, then the host's search and options lines."""
+    kept = [ln for ln in host.splitlines() if ln.strip() and not ln.strip().startswith("nameserver")]
+    return "".join(f"{ln}\n" for ln in [f"nameserver {SLIRP_DNS}", *kept])
+
+
+def _mac(ip: str) -> str:
+    """Docker's MAC for an address (``02:42`` and its four bytes), so inspect looks as Docker's does."""
+    return "02:42:" + ":".join(f"{int(b):02x}" for b in ip.split("."))
+
+
+def slirp_argv(pid: int, exit_fd: int, ready_fd: int, api_socket: str | None = None) -> list[str]:
+    """The slirp4netns command that gives PID ``pid``'s network namespace a tap device and a way out.
+
+    * ``--configure``: bring ``tap0`` up with 10.0.2.100/24, a default route
+      through 10.0.2.2 and the MTU; ``--ready-fd`` says when that is done.
+    * ``--disable-host-loopback``: 10.0.2.2 does not lead to the host's
+      127.0.0.1, so a container cannot reach what the host serves only locally.
+    * ``--exit-fd``: slirp4netns ends when this descriptor hangs up — the
+      lifeline only the container's supervisor holds, so it ends with the
+      container however that ends.
+    * ``--api-socket``: where ``add_hostfwd`` requests publish ports.
+
+    slirp4netns joins the target's user and network namespaces (setns(2); the
+    user owns them, so it may), opens ``/dev/net/tun`` there, and passes the
+    tap's descriptor back to its other half in the host's namespaces, which
+    runs the TCP/IP stack (libslirp) that turns the container's packets into
+    ordinary sockets of the user.
+    """
+    argv = [slirp4netns() or "slirp4netns", "--configure", f"--mtu={SLIRP_MTU}", "--disable-host-loopback",
+            f"--macaddress={_mac(SLIRP_ADDRESS)}", f"--exit-fd={exit_fd}", f"--ready-fd={ready_fd}"]
+    if api_socket:
+        argv.append(f"--api-socket={api_socket}")
+    return [*argv, str(pid), SLIRP_TAP]
+
+
+def attach_slirp(info: dict, pid: int, lifeline: int, log_path: str, timeout: float = 10.0) -> dict:  # type: ignore[type-arg]
+    """Start slirp4netns for PID 1 ``pid`` and publish ``info``'s ports through it; return what to record.
+
+    slirp4netns runs detached (its own session, nobody's child but init's), so
+    no caller has to reap it. Its output goes to ``log_path``.
+
+    Returns:
+        ``SlirpPid``, ``SlirpStartTime`` and ``SandboxKey`` (PID 1's network namespace).
+
+    Raises:
+        StartFailed: slirp4netns did not configure the network (its log's last lines say why).
+        Conflict: A host port could not be bound (taken since :func:`plan_slirp` checked it).
+    """
+    import tempfile
+
+    api_dir = tempfile.mkdtemp(prefix="labkit-slirp-") if info["Ports"] else None
+    api = os.path.join(api_dir, "api.sock") if api_dir else None
+    ready_r, ready_w = os.pipe()
+    slirp_pid = 0
+    try:
+        slirp_pid = _spawn_detached(slirp_argv(pid, lifeline, ready_w, api), (lifeline, ready_w), log_path)
+        os.close(ready_w)
+        ready_w = -1
+        if _read_ready(ready_r, timeout) != b"1":
+            raise StartFailed(f"slirp4netns could not give the container a network: {_tail(log_path)}", 128)
+        started = _start_time(slirp_pid)
+        for key, binds in info["Ports"].items():
+            guest = int(key.split("/")[0])
+            for b in binds:
+                _add_hostfwd(api, b["HostIp"], int(b["HostPort"]), guest)  # type: ignore[arg-type]
+        return {"SlirpPid": slirp_pid, "SlirpStartTime": started, "SandboxKey": f"/proc/{pid}/ns/net"}
+    except BaseException:
+        if slirp_pid:
+            stop_slirp({"SlirpPid": slirp_pid, "SlirpStartTime": 0})
+        raise
+    finally:
+        os.close(ready_r)
+        if ready_w >= 0:
+            os.close(ready_w)
+        if api_dir:
+            shutil.rmtree(api_dir, ignore_errors=True)  # the ports are published; no one asks it anything else
+
+
+def _spawn_detached(argv: list[str], fds: tuple[int, ...], log_path: str) -> int:
+    """Start ``argv`` in a session of its own, re-parented to init at once; return its PID."""
+    r, w = os.pipe()
+    first = os.fork()
+    if first == 0:
+        try:
+            os.close(r)
+            with open(log_path, "ab") as log:
+                proc = subprocess.Popen(argv, pass_fds=fds, start_new_session=True, stdin=subprocess.DEVNULL,
+                                        stdout=log, stderr=log)
+            os.write(w, str(proc.pid).encode())
+        finally:
+            os._exit(0)
+    os.close(w)
+    with os.fdopen(r) as f:
+        text = f.read()
+    os.waitpid(first, 0)
+    if not text.isdigit():
+        raise StartFailed(f"could not start {argv[0]}", 128)
+    return int(text)
+
+
+def _read_ready(fd: int, timeout: float) -> bytes:
+    import select
+
+    poller = select.poll()
+    poller.register(fd, select.POLLIN)
+    if not poller.poll(int(timeout * 1000)):
+        return b""
+    return os.read(fd, 1)
+
+
+def _tail(path: str, lines: int = 3) -> str:
+    try:
+        with open(path, errors="replace") as f:
+            return " / ".join(ln.strip() for ln in f.read().splitlines()[-lines:]) or "no output"
+    except OSError:
+        return "no output"
+
+
+def _add_hostfwd(api: str, host_ip: str, host_port: int, guest_port: int, timeout: float = 5.0) -> None:
+    """Publish ``host_ip:host_port`` to the container's ``guest_port`` over slirp4netns's API socket."""
+    import json
+    import socket
+
+    request = {"execute": "add_hostfwd", "arguments": {"proto": "tcp", "host_addr": host_ip, "host_port": host_port,
+                                                        "guest_addr": SLIRP_ADDRESS, "guest_port": guest_port}}
+    deadline = time.monotonic() + timeout
+    while True:
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        try:
+            sock.connect(api)
+            break
+        except (FileNotFoundError, ConnectionRefusedError):
+            sock.close()
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.005)  # the API socket appears just after the network is configured
+    with sock:
+        sock.sendall(json.dumps(request).encode())
+        sock.shutdown(socket.SHUT_WR)
+        reply = b""
+        while chunk := sock.recv(4096):
+            reply += chunk
+    answer = json.loads(reply or b"{}")
+    if "return" not in answer:
+        desc = (answer.get("error") or {}).get("desc", "no answer")
+        raise Conflict(f"driver failed programming external connectivity on endpoint: Bind for "
+                       f"{host_ip}:{host_port} failed: {desc}",
+                       "Pick another host port, e.g. -p 3001:3000, or stop whatever uses it")
+
+
+def _start_time(pid: int, proc: str = "/proc") -> int:
+    try:
+        with open(f"{proc}/{pid}/stat", "rb") as f:
+            return int(f.read().rpartition(b")")[2].split()[19])
+    except (OSError, IndexError, ValueError):
+        return 0
+
+
+def slirp_running(info: dict | None, proc: str = "/proc") -> bool:  # type: ignore[type-arg]
+    """Whether the slirp4netns ``info`` records still runs (the same process: its start time matches)."""
+    if not info or not info.get("SlirpPid"):
+        return False
+    pid = int(info["SlirpPid"])
+    try:
+        with open(f"{proc}/{pid}/comm") as f:
+            if f.read().strip() != "slirp4netns":
+                return False
+    except OSError:
+        return False
+    want = int(info.get("SlirpStartTime") or 0)
+    return _state(pid, proc) not in ("Z", "X", "") and (want == 0 or _start_time(pid, proc) == want)
+
+
+def stop_slirp(info: dict | None, timeout: float = 2.0) -> bool:  # type: ignore[type-arg]
+    """End the slirp4netns ``info`` records, if it still runs; True if it had to.
+
+    It ends by itself when the container's supervisor exits (its lifeline);
+    this is for ``rm`` and for a restart, whose new slirp4netns needs the same
+    host ports.
+    """
+    import select
+
+    if not slirp_running(info):
+        return False
+    try:
+        fd = os.pidfd_open(int(info["SlirpPid"]))  # type: ignore[index]
+    except ProcessLookupError:
+        return False
+    try:
+        if not slirp_running(info):
+            return False  # it ended, and the PID went to another process, between the two looks
+        signal.pidfd_send_signal(fd, signal.SIGTERM)
+        poller = select.poll()
+        poller.register(fd, select.POLLIN)
+        if not poller.poll(int(timeout * 1000)):
+            signal.pidfd_send_signal(fd, signal.SIGKILL)
+            poller.poll(int(timeout * 1000))
+    except ProcessLookupError:
+        pass
+    finally:
+        os.close(fd)
+    return True

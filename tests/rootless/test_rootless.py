@@ -101,9 +101,10 @@ def learner():
         assert not mounts, f"mounts on the host under {info.pw_dir}: {mounts}"
 
 
-def as_learner(learner, code: str, cgroup: str | None = None, timeout: float = 120) -> dict:
-    """Run ``code`` as the learner (labkit importable) and return the JSON object its last line prints."""
-    env = {"PATH": "/usr/local/bin:/usr/bin:/bin", "HOME": learner.pw_dir, "PYTHONPATH": REPO, "LANG": "C.UTF-8"}
+def as_learner(learner, code: str, cgroup: str | None = None, timeout: float = 120, path: str | None = None) -> dict:
+    """Run ``code`` as the learner (labkit importable; ``path`` its PATH) and return the JSON object its last line prints."""
+    env = {"PATH": path or "/usr/local/bin:/usr/bin:/bin", "HOME": learner.pw_dir, "PYTHONPATH": REPO,
+           "LANG": "C.UTF-8"}
     argv = ["setpriv", "--reuid", str(learner.pw_uid), "--regid", str(learner.pw_gid), "--init-groups",
             PYTHON, "-c", _dedent(code)]
     if cgroup:  # start inside the delegated cgroup, as a systemd user session does
@@ -291,27 +292,194 @@ def test_volume_persists_across_containers(learner):
     assert got["out"] == "kept\n"
 
 
-def test_network_rootless(learner):
-    """Rootless, the default network is a private namespace with only lo, host shares the host's, and -p is refused naming the package."""
+def _need_slirp4netns() -> None:
+    """Fail (never skip) where the rootless network cannot be tested: CI must install slirp4netns."""
+    if not shutil.which("slirp4netns"):
+        pytest.fail("slirp4netns is missing, so rootless networking cannot be tested: apt-get install slirp4netns "
+                    "(it belongs in the Makefile's APT_PKGS)")
+
+
+def _slirp_pids(uid: int) -> list[int]:
+    """Live slirp4netns processes of ``uid``."""
+    out = []
+    for pid in _user_pids(uid):
+        try:
+            with open(f"/proc/{pid}/comm") as f:
+                if f.read().strip() == "slirp4netns":
+                    out.append(pid)
+        except FileNotFoundError:
+            continue
+    return out
+
+
+def test_network_none_and_host_rootless(learner):
+    """Rootless, --network none has only lo and --network host shares the host's interfaces."""
+    got = as_learner(learner, PRELUDE + """
+    none = lab.run("busybox", ["cat", "/proc/net/dev"], network="none")
+    ifaces = sorted(ln.split(":")[0].strip() for ln in none.logs().splitlines()[2:])
+    host = lab.run("busybox", ["cat", "/proc/net/dev"], network="host")
+    host_ifaces = sorted(ln.split(":")[0].strip() for ln in host.logs().splitlines()[2:])
+    for c in (none, host):
+        lab.rm(c.id)
+    print(json.dumps({"ifaces": ifaces, "host": host_ifaces}))
+    """)
+    assert got["ifaces"] == ["lo"]
+    assert len(got["host"]) > 1
+
+
+def test_default_network_is_slirp4netns(learner):
+    """Rootless, the default network is slirp4netns's tap0 with 10.0.2.100/24, a route through 10.0.2.2 and DNS at 10.0.2.3; its slirp4netns ends with the container."""
+    _need_slirp4netns()
+    got = as_learner(learner, PRELUDE + """
+    c = lab.run("busybox", ["sh", "-c", "ip -4 addr show tap0; ip route; cat /etc/resolv.conf /etc/hosts"],
+                name="net", hostname="box")
+    out = c.logs()
+    with open(f"{lab.store.container_dir(c.id)}/network.json") as f:
+        slirp = json.load(f)["SlirpPid"]
+    deadline = time.monotonic() + 5
+    while os.path.exists(f"/proc/{slirp}") and state(slirp) not in "ZX" and time.monotonic() < deadline:
+        time.sleep(0.01)
+    gone = not os.path.exists(f"/proc/{slirp}") or state(slirp) in "ZX"
+    lab.rm("net")
+    print(json.dumps({"out": out, "slirp": slirp, "gone_before_rm": gone}))
+    """)
+    assert got["slirp"] > 0 and got["gone_before_rm"], "slirp4netns ended by itself when the container did"
+    out = got["out"]
+    assert "inet 10.0.2.100/24" in out and "mtu 65520" in out
+    assert "default via 10.0.2.2 dev tap0" in out
+    assert "nameserver 10.0.2.3" in out
+    assert "10.0.2.100\tbox" in out
+    time.sleep(0.1)
+    assert _slirp_pids(learner.pw_uid) == []
+
+
+def test_published_port_reaches_httpd_rootless(learner):
+    """Rootless -p publishes through slirp4netns on 127.0.0.1: wget from the host reaches busybox httpd inside; inspect and ps show Docker's shape; rm leaves no slirp4netns."""
+    _need_slirp4netns()
+    got = as_learner(learner, PRELUDE + """
+    import subprocess
+    c = lab.run("busybox", ["sh", "-c", "mkdir /www && echo hello-rootless > /www/index.html && "
+                            "exec httpd -f -p 80 -h /www"], detach=True, name="web", ports=["80"])
+    info = c.inspect()
+    ns = info["NetworkSettings"]
+    port = ns["Ports"]["80/tcp"][0]["HostPort"]
+    page = ""
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        done = subprocess.run(["wget", "-q", "-T", "2", "-O", "-", f"http://127.0.0.1:{port}/"],
+                              capture_output=True, text=True)
+        if done.returncode == 0:
+            page = done.stdout
+            break
+        time.sleep(0.1)
+    with open(f"{lab.store.container_dir(c.id)}/network.json") as f:
+        slirp = json.load(f)["SlirpPid"]
+    ps = lab.ps()[0]["Ports"]
+    lab.rm("web", force=True)
+    after = os.path.exists(f"/proc/{slirp}") and open(f"/proc/{slirp}/stat").read().split()[2] not in "ZX"
+    print(json.dumps({"page": page, "ns": ns, "port": port, "ps": ps, "slirp_after_rm": after}))
+    """)
+    assert got["page"] == "hello-rootless\n"
+    ns = got["ns"]
+    assert ns["IPAddress"] == "10.0.2.100" and ns["Gateway"] == "10.0.2.2" and ns["IPPrefixLen"] == 24
+    assert ns["Ports"]["80/tcp"] == [{"HostIp": "127.0.0.1", "HostPort": got["port"]}]
+    assert ns["Networks"]["bridge"]["IPAddress"] == "10.0.2.100"
+    assert ns["MacAddress"] == "02:42:0a:00:02:64"
+    assert got["ps"] == [{"IP": "127.0.0.1", "PrivatePort": 80, "PublicPort": int(got["port"]), "Type": "tcp"}]
+    assert not got["slirp_after_rm"]
+    assert _slirp_pids(learner.pw_uid) == []
+
+
+def test_port_in_use_is_refused_rootless(learner):
+    """Rootless, -p to a host port something already listens on is refused before the container starts, in Docker's words."""
+    _need_slirp4netns()
+    got = as_learner(learner, PRELUDE + """
+    import socket
+    from labkit.errors import LabkitError
+    busy = socket.socket()
+    busy.bind(("127.0.0.1", 0))
+    busy.listen()
+    port = busy.getsockname()[1]
+    try:
+        lab.run("busybox", ["true"], ports=[f"{port}:80"], name="clash")
+        refused = ""
+    except LabkitError as e:
+        refused = e.one_line()
+    busy.close()
+    for r in lab.ps(all=True):
+        lab.rm(r["Id"], force=True)
+    print(json.dumps({"refused": refused, "port": port}))
+    """)
+    assert f"Bind for 127.0.0.1:{got['port']} failed" in got["refused"]
+    assert _slirp_pids(learner.pw_uid) == []
+
+
+@pytest.fixture
+def no_slirp_path(learner):
+    """A PATH like the learner's with every program but slirp4netns and pasta: a host without a user-mode network stack."""
+    path = Path(learner.pw_dir) / "bin-without-slirp"
+    path.mkdir()
+    for d in ("/usr/local/bin", "/usr/bin", "/bin"):
+        for name in os.listdir(d):
+            target = path / name
+            if name not in ("slirp4netns", "pasta", "passt") and not target.exists():
+                target.symlink_to(os.path.join(d, name))
+    try:
+        yield str(path)
+    finally:
+        shutil.rmtree(path)
+
+
+def test_without_slirp4netns_publishing_names_the_package(learner, no_slirp_path):
+    """Without slirp4netns (or pasta), the default network is a namespace with only lo, and -p is refused in one sentence naming the package."""
     got = as_learner(learner, PRELUDE + """
     from labkit.errors import LabkitError
     default = lab.run("busybox", ["cat", "/proc/net/dev"])
     ifaces = sorted(ln.split(":")[0].strip() for ln in default.logs().splitlines()[2:])
-    host = lab.run("busybox", ["cat", "/proc/net/dev"], network="host")
-    host_ifaces = sorted(ln.split(":")[0].strip() for ln in host.logs().splitlines()[2:])
-    for c in (default, host):
-        lab.rm(c.id)
+    lab.rm(default.id)
     try:
         lab.run("busybox", ["true"], ports=["8080:80"], name="pub")
         refused = ""
     except LabkitError as e:
         refused = e.one_line()
-    lab.rm("pub", force=True) if any(r["Names"] == ["/pub"] for r in lab.ps(all=True)) else None
-    print(json.dumps({"ifaces": ifaces, "host": host_ifaces, "refused": refused}))
-    """)
+    for r in lab.ps(all=True):
+        lab.rm(r["Id"], force=True)
+    print(json.dumps({"ifaces": ifaces, "refused": refused}))
+    """, path=no_slirp_path)
     assert got["ifaces"] == ["lo"]
-    assert len(got["host"]) > 1
-    assert "user-mode network" in got["refused"] and ("slirp4netns" in got["refused"])
+    assert "user-mode network" in got["refused"] and "apt-get install slirp4netns" in got["refused"]
+
+
+def test_restart_policy_rootless(learner):
+    """Rootless, --restart on-failure:2 restarts a failing container twice (a published port included), as the user, and then leaves it exited."""
+    _need_slirp4netns()
+    import socket
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    got = as_learner(learner, PRELUDE + f"""
+    c = lab.run("busybox", ["sh", "-c", "echo run; sleep 0.2; exit 3"], detach=True, name="again",
+                restart="on-failure:2", ports=["{port}:80"])
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        info = lab.inspect("again")
+        if info["RestartCount"] == 2 and info["State"]["Status"] == "exited":
+            break
+        time.sleep(0.05)
+    info = lab.inspect("again")
+    logs = c.logs()
+    cdir = lab.store.container_dir(c.id)
+    note = (cdir / "restart.log").read_text() if (cdir / "restart.log").exists() else ""
+    time.sleep(0.3)  # the last restarter decides not to restart, and exits
+    lab.rm("again")
+    print(json.dumps({{"count": info["RestartCount"], "state": info["State"]["Status"],
+                      "code": info["State"]["ExitCode"], "logs": logs, "note": note}}))
+    """)
+    assert got["note"] == ""
+    assert got["count"] == 2 and got["state"] == "exited" and got["code"] == 3
+    assert got["logs"] == "run\nrun\nrun\n"
+    assert _slirp_pids(learner.pw_uid) == []
 
 
 def test_doctor_explains_rootless(learner):
@@ -324,7 +492,7 @@ def test_doctor_explains_rootless(learner):
     assert got["rootless"][0] and "user namespace" in got["rootless"][2]
     assert "single id" in got["rootless ids"][1]
     assert not got["rootless cgroups"][0] and "SIGSTOP" in got["rootless cgroups"][2]
-    assert "none or host" in got["rootless network"][2]
+    assert "none or host" in got["rootless network"][2] and "slirp4netns" in got["rootless network"][2]
     assert got["rootless state"][1].startswith(learner.pw_dir)
 
 
