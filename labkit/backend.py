@@ -11,10 +11,12 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import IO, Protocol
+from typing import IO, TYPE_CHECKING, Protocol
 
-from labkit.images.store import Image
 from labkit.model.container import ContainerRecord
+
+if TYPE_CHECKING:
+    from labkit.images.store import Image
 
 
 @dataclass(frozen=True)

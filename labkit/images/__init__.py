@@ -7,10 +7,21 @@
 - :mod:`labkit.images.lessons`: the lessons' images (``frontend-app:v2.1.0``).
 """
 
-from labkit.images.base import ensure_busybox
-from labkit.images.build import Runner, build
-from labkit.images.labfile import Instruction, parse
-from labkit.images.store import Image, ImageStore, Layer, parse_ref
+from importlib import import_module
+from typing import Any
+
+# Loaded on first use: `labkit run` needs the store, not the builder or the tar writer.
+_WHERE = {
+    "ensure_busybox": "base", "Runner": "build", "build": "build", "Instruction": "labfile", "parse": "labfile",
+    "Image": "store", "ImageStore": "store", "Layer": "store", "parse_ref": "store",
+}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _WHERE:
+        return getattr(import_module(f"labkit.images.{_WHERE[name]}"), name)
+    raise AttributeError(f"module 'labkit.images' has no attribute {name!r}")
+
 
 __all__ = [
     "Image",
