@@ -1114,10 +1114,10 @@ class Engine:
         return out
 
     def _get(self, ref: str) -> ContainerRecord:
-        ids = self.store.container_ids()
-        names = self._names()
-        cid = _names.resolve(ref, names, ids)
-        rec = self.store.load(cid) if cid else None
+        rec = self.store.load(ref) if _names.ID_RE.match(ref) else None  # a full id: no scan needed
+        if rec is None:
+            cid = _names.resolve(ref, self._names(), self.store.container_ids())
+            rec = self.store.load(cid) if cid else None
         if rec is None:
             raise NoSuchContainer(ref)
         return self._refresh(rec)

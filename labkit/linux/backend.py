@@ -296,7 +296,8 @@ class LinuxBackend:
     def _start(self, record: ContainerRecord, image, info, listeners) -> Launched:  # type: ignore[no-untyped-def]
         c = record.config
         layers = self._layers(record, image.lowerdirs())
-        overlay.prepare(layers, self.store.init_dir(record.id), self._placeholders(record))
+        if not os.path.isdir(layers.work):  # create made them; a record from an older layout may not have
+            overlay.prepare(layers, self.store.init_dir(record.id), self._placeholders(record))
         argv = list(c.argv)
         init_mount = []
         if c.init:
