@@ -859,6 +859,10 @@ class Engine:
         from labkit.linux import network as net
         from labkit.service import LABEL
 
+        if self.backend_name != "linux" or getattr(self.backend, "rootless", False):
+            raise HostUnsupported("services need the root backend: their load balancer reaches each replica's "
+                                  "address on a labkit bridge", "Run as root on Linux; elsewhere, start a few "
+                                  "containers with run -d and compare them")
         _names.check_name(name)
         if replicas < 0:
             raise InvalidArgument(f"invalid replicas value {replicas}", "Use 0 or more")

@@ -11,7 +11,8 @@
 * :mod:`~labkit.grading.questions` — the six question types; ``check()``, ``hint()``, ``solution()``.
 * :mod:`~labkit.grading.probes` — read-only lab checks of the engine's real state.
 * :mod:`~labkit.grading.results` — the results (dataclasses).
-* :mod:`~labkit.grading.gradebook` — submissions and the teacher's CSV.
+* :mod:`~labkit.grading.gradebook` — the attempts log, submissions, progress and the teacher's CSVs.
+* :mod:`~labkit.grading.verify` — teacher-side re-grading: ``verified``, ``self-reported``, ``not verifiable``.
 * :mod:`~labkit.grading.render` — HTML and text; :mod:`~labkit.grading.widgets` — ipywidgets quiz cells.
 
 This package imports only the standard library, PyYAML and jsonschema (the

@@ -1,11 +1,14 @@
-"""``labkit grade``: check answers, run lab checks and collect grades from a terminal.
+"""``labkit quiz``, ``labkit grades`` and ``labkit grade``: questions, labs and scores from a terminal.
 
-    labkit grade check lesson8 p1 "copy on write"     # verdict, feedback, explanation; exit 0 only if accepted
-    labkit grade lab inspect ins.lab --learner ada     # probes the real state; exit 0 only at full marks
-    labkit grade collect submissions/ -o grades.csv    # one row per learner, a column per question, the total
-    labkit grade validate                              # every bank in exercises/ against the schema
+    labkit quiz check lesson8 p1 "copy on write"       # verdict, feedback, explanation; exit 0 only if accepted
+    labkit grades                                      # my progress, from my attempts log
+    labkit grades export -o grades.csv                 # grades.csv (per learner) + grades.attempts.csv (per attempt)
+    labkit grades collect handed-in/ -o grades.csv     # many learners' logs and submissions merged the same way
+    labkit grades verify handed-in/                    # teacher: grade again here; verified / self-reported
 
-Each command parses, calls :mod:`labkit.grading` and prints — nothing more.
+``labkit grade`` keeps the older names (``check``, ``lab``, ``collect``,
+``validate``). Each command parses, calls :mod:`labkit.grading` and prints —
+nothing more.
 """
 
 from __future__ import annotations
@@ -44,10 +47,50 @@ def add_grade_command(command: Callable[..., argparse.ArgumentParser], parser_cl
     sub.set_defaults(handler=cmd_validate)
     sub.add_argument("banks", nargs="*", metavar="BANK", help="banks to check (default: every bank)")
 
+    quiz = command("quiz", _quiz_usage, "Check an answer to a question of a bank")
+    qsubs: Any = quiz.add_subparsers(dest="quiz_command", metavar="COMMAND", parser_class=parser_class)
+    sub = qsubs.add_parser("check", help="Print the verdict, the feedback and the explanation; exit 0 only if accepted")
+    sub.set_defaults(handler=cmd_check)
+    sub.add_argument("bank", metavar="BANK", help="a bank name (lesson8) or a path to a .yaml bank")
+    sub.add_argument("qid", metavar="QUESTION")
+    sub.add_argument("answer", nargs="+", metavar="ANSWER", help="the answer; several words are joined")
+    _learner_options(sub)
+    sub.add_argument("--record", action="store_true", help="also append the attempt to the attempts log")
+
+    grades = command("grades", cmd_progress, "Show your progress; export, collect and verify grades")
+    grades.add_argument("--log", metavar="FILE", help="the attempts log (default $LABKIT_ATTEMPTS or "
+                                                      "~/.labkit/attempts.jsonl)")
+    grades.add_argument("--learner", metavar="NAME", help="whose progress (default $LABKIT_LEARNER or the login name)")
+    gsubs: Any = grades.add_subparsers(dest="grades_command", metavar="COMMAND", parser_class=parser_class)
+
+    sub = gsubs.add_parser("export", help="Write CSV: one row per learner, and one row per attempt beside it")
+    sub.set_defaults(handler=cmd_export)
+    sub.add_argument("sources", nargs="*", metavar="SOURCE", help="logs, submissions or directories "
+                                                                  "(default: the attempts log)")
+    sub.add_argument("-o", "--output", required=True, metavar="FILE", help="the per-learner CSV; the per-attempt "
+                                                                           "one goes beside it as FILE.attempts.csv")
+
+    sub = gsubs.add_parser("collect", help="Merge many learners' logs and submissions into the two CSVs")
+    sub.set_defaults(handler=cmd_grades_collect)
+    sub.add_argument("directory", metavar="DIR", help="where learners' logs and submissions are (searched below too)")
+    sub.add_argument("-o", "--output", required=True, metavar="FILE", help="the per-learner CSV; the per-attempt "
+                                                                           "one goes beside it as FILE.attempts.csv")
+
+    sub = gsubs.add_parser("verify", help="Grade handed-in attempts again here: verified or self-reported")
+    sub.set_defaults(handler=cmd_verify)
+    sub.add_argument("directory", metavar="DIR", help="where learners' logs and submissions are")
+    sub.add_argument("--labs-only", action="store_true", help="verify the labs alone")
+    sub.add_argument("-o", "--output", metavar="FILE", help="also write one row per verified attempt as CSV")
+
 
 def _learner_options(sub: argparse.ArgumentParser) -> None:
     sub.add_argument("--learner", metavar="NAME", help="whose variant (default $LABKIT_LEARNER or the login name)")
     sub.add_argument("--submit", metavar="DIR", help="also append the result to DIR/<learner>.json")
+
+
+def _quiz_usage(session: Any, args: argparse.Namespace) -> int:
+    session.error("labkit quiz: a subcommand is required (check). See 'labkit quiz --help'.")
+    return 2
 
 
 def _usage(session: Any, args: argparse.Namespace) -> int:
@@ -56,7 +99,7 @@ def _usage(session: Any, args: argparse.Namespace) -> int:
 
 
 def _fail(session: Any, error: LabkitError) -> int:
-    session.error(f"labkit grade: {error.one_line()}")
+    session.error(f"labkit {getattr(session.args, 'verb', None) or 'grade'}: {error.one_line()}")
     return 1
 
 
@@ -67,6 +110,10 @@ def _finish(session: Any, args: argparse.Namespace, result: Any) -> int:
     session.print(result_text(result))
     if args.submit:
         save_submission([result], args.submit)
+    if getattr(args, "record", False):
+        from labkit.grading.gradebook import append_attempt
+
+        append_attempt(result)
     return 0 if result.correct else 1
 
 
@@ -132,3 +179,96 @@ def cmd_validate(session: Any, args: argparse.Namespace) -> int:
     if not problems:
         session.print(f"{len(names)} bank(s) valid")
     return 1 if problems else 0
+
+
+# ---------------------------------------------------------------------------------------------
+# labkit grades
+
+
+def cmd_progress(session: Any, args: argparse.Namespace) -> int:
+    """Per bank: questions answered and right, points, and what is left to do."""
+    from labkit.grading.gradebook import attempts_log_path, gather, progress
+    from labkit.grading.questions import current_learner
+
+    log = attempts_log_path(args.log)
+    learner = args.learner or current_learner()
+    if not log.exists():
+        session.print(f"no attempts yet ({log} does not exist): answer a question in a notebook, "
+                      "or 'labkit quiz check BANK QUESTION ANSWER --record'")
+        return 0
+    try:
+        rows = progress(gather([log]), learner)
+    except LabkitError as error:
+        return _fail(session, error)
+    if not rows:
+        session.print(f"no attempts by {learner} in {log}")
+        return 0
+    session.print(f"progress of {learner} (from {log})")
+    session.print(f"{'BANK':<12} {'ANSWERED':>9} {'CORRECT':>8} {'POINTS':>9}  TO DO")
+    for p in rows:
+        todo = ", ".join(p.todo[:6]) + (f" (+{len(p.todo) - 6})" if len(p.todo) > 6 else "")
+        session.print(f"{p.bank:<12} {p.answered:>4}/{p.questions:<4} {p.correct:>3}/{p.questions:<4} "
+                      f"{p.points:>4g}/{p.max_points:<4g}  {todo or '-'}")
+    earned, worth = sum(p.points for p in rows), sum(p.max_points for p in rows)
+    session.print(f"{'total':<12} {'':>9} {'':>8} {earned:>4g}/{worth:<4g}")
+    return 0
+
+
+def _write_both(session: Any, results: list[Any], output: str) -> int:
+    from labkit.grading.gradebook import book_of, sibling, write_attempts_csv
+
+    book = book_of(results)
+    book.write_csv(output)
+    long = write_attempts_csv(results, sibling(output, "attempts"))
+    session.print(f"{len(book.scores)} learners, {len(book.columns)} questions -> {output}")
+    session.print(f"{len(results)} attempts -> {long}")
+    return 0
+
+
+def cmd_export(session: Any, args: argparse.Namespace) -> int:
+    """The per-learner sheet and the per-attempt rows of the attempts log (or the sources given)."""
+    from labkit.grading.gradebook import attempts_log_path, gather
+
+    sources = args.sources or [str(attempts_log_path(args.log))]
+    try:
+        results = gather(sources)
+    except LabkitError as error:
+        return _fail(session, error)
+    return _write_both(session, results, args.output)
+
+
+def cmd_grades_collect(session: Any, args: argparse.Namespace) -> int:
+    """Merge every log and submission under DIR into the two CSVs."""
+    from labkit.grading.gradebook import gather, result_files
+
+    try:
+        results = gather(result_files(args.directory))
+    except LabkitError as error:
+        return _fail(session, error)
+    return _write_both(session, results, args.output)
+
+
+def cmd_verify(session: Any, args: argparse.Namespace) -> int:
+    """One line per learner and question: the status, the claimed and the re-graded points, and why.
+
+    Exits 0 when nothing is self-reported (an unverifiable score is not an accusation), else 1.
+    """
+    from labkit.grading.gradebook import gather, result_files, write_attempts_csv
+    from labkit.grading.verify import SELF_REPORTED, verify
+
+    try:
+        checked = verify(gather(result_files(args.directory)), session.engine, labs_only=args.labs_only)
+    except LabkitError as error:
+        return _fail(session, error)
+    session.print(f"{'LEARNER':<12} {'QUESTION':<22} {'CLAIMED':>8} {'HERE':>6}  STATUS")
+    for v in checked:
+        c = v.claimed
+        here = "-" if v.points is None else f"{v.points:g}"
+        session.print(f"{c.learner:<12} {c.bank + ':' + c.qid:<22} {c.points:>4g}/{c.max_points:<3g} {here:>6}  "
+                      f"{v.status}: {v.why}")
+    counts = {s: sum(v.status == s for v in checked) for s in ("verified", "self-reported", "not verifiable")}
+    session.print(", ".join(f"{n} {s}" for s, n in counts.items()))
+    if args.output:
+        write_attempts_csv([v.claimed for v in checked], args.output)
+        session.print(f"{len(checked)} rows -> {args.output}")
+    return 1 if counts[SELF_REPORTED] else 0

@@ -9,6 +9,13 @@ always come from the engine, never from the learner, and no probe follows a
 symbolic link: a file written somewhere else on the host, or a link in the
 upper dir pointing out of it, does not count.
 
+A simulated container (``inspect()["GraphDriver"]["Data"]["Simulated"]``) has
+no upper dir on the host disk: its writable layer lives in the simulator's
+model. The writable-layer probes then read that model through the backend
+(``engine.backend.overlay(record)``) and never the directory ``UpperDir``
+names, so a file a learner drops there by hand does not count either. On the
+real backend the model is never consulted.
+
 Two registries:
 
 * :data:`PROBES` — ``probe(engine, **args) -> Outcome``: pass/fail, a message
@@ -174,6 +181,92 @@ def upper_dir(engine: Any, container: str) -> str:
     return _inspect(engine, container)["GraphDriver"]["Data"]["UpperDir"]
 
 
+def simulated(info: dict[str, Any]) -> bool:
+    """Whether ``inspect`` describes a container of the simulator (its layers are a model, not directories)."""
+    return bool((info.get("GraphDriver") or {}).get("Data", {}).get("Simulated"))
+
+
+def _sim_backend(engine: Any, info: dict[str, Any]) -> Any | None:
+    """The simulator backend behind a simulated container, or ``None`` on any other backend."""
+    backend = getattr(engine, "backend", None)
+    if simulated(info) and getattr(backend, "name", "") == "sim" and hasattr(backend, "overlay"):
+        return backend
+    return None
+
+
+def _record(engine: Any, info: dict[str, Any]) -> Any:
+    record = engine.store.load(info["Id"])
+    if record is None:
+        raise Missing(f"the container {info['Name'].lstrip('/')} is gone")
+    return record
+
+
+@dataclass(frozen=True)
+class Entry:
+    """One name in a writable layer, whatever keeps the layer (a directory on disk or the simulator's model).
+
+    Attributes:
+        kind: ``file``, ``dir``, ``symlink``, ``whiteout`` or ``other``.
+        text: A regular file's first :data:`READ_LIMIT` bytes, decoded; empty for the rest.
+    """
+
+    kind: str
+    text: str = ""
+
+
+class WritableLayer:
+    """A container's writable layer, read through the engine and nothing else.
+
+    On the real backend it is the directory ``GraphDriver.Data.UpperDir``, read
+    without following a symbolic link (:func:`lstat_below`). On the simulator
+    it is the model's upper layer (:meth:`labkit.sim.backend.SimBackend.overlay`).
+    """
+
+    def __init__(self, engine: Any, container: str) -> None:
+        info = _inspect(engine, container)
+        self.container = container
+        self.data: dict[str, Any] = info["GraphDriver"]["Data"]
+        backend = _sim_backend(engine, info)
+        #: The simulator's overlay model of the container's filesystem, or ``None`` on the real backend.
+        self.model = backend.overlay(_record(engine, info)) if backend is not None else None
+
+    def entry(self, path: str) -> Entry | None:
+        """What the writable layer holds at ``path`` (``None``: nothing)."""
+        if self.model is not None:
+            node = self.model.upper.get("/" + "/".join(_relative(path)))
+            if node is None:
+                return None
+            text = node.data[:READ_LIMIT].decode(errors="replace") if node.kind == "file" else ""
+            return Entry(node.kind, text)
+        st = lstat_below(self.data["UpperDir"], path)
+        if st is None:
+            return None
+        if stat.S_ISREG(st.st_mode):
+            return Entry("file", read_below(self.data["UpperDir"], path) or "")
+        # overlayfs.rst, "whiteouts": a character device with device number 0/0.
+        if stat.S_ISCHR(st.st_mode) and st.st_rdev == 0:
+            return Entry("whiteout")
+        kind = "dir" if stat.S_ISDIR(st.st_mode) else "symlink" if stat.S_ISLNK(st.st_mode) else "other"
+        return Entry(kind)
+
+    def in_image(self, path: str) -> str | None:
+        """For a path the writable layer does not name: ``"present"``, ``"deleted"`` (a whiteout in an
+        image layer) or ``None`` when no image layer has it."""
+        if self.model is not None:
+            for layer in self.model.lowers:
+                node = layer.get("/" + "/".join(_relative(path)))
+                if node is not None:
+                    return "deleted" if node.kind == "whiteout" else "present"
+            return None
+        for lower in (self.data.get("LowerDir") or "").split(":"):
+            if not lower:
+                continue
+            low = lstat_below(lower, path)
+            if low is not None:
+                return "deleted" if stat.S_ISCHR(low.st_mode) and low.st_rdev == 0 else "present"
+        return None
+
+
 def _contains_ok(text: str, contains: str | None) -> bool:
     return contains is None or str(contains) in text
 
@@ -263,8 +356,8 @@ def memory_limit(engine: Any, container: str, bytes: int | str) -> Outcome:
 def _kernel_memory_limit(engine: Any, info: dict[str, Any]) -> int | None:
     """The limit the kernel enforces (``memory.max`` / ``memory.limit_in_bytes``) while the container runs."""
     layout = getattr(engine.backend, "layout", None)
-    if not info["State"]["Running"] or layout is None:
-        return None
+    if not info["State"]["Running"] or layout is None or _sim_backend(engine, info) is not None:
+        return None  # the simulator has no cgroup files: its record is all there is
     try:
         from labkit.linux import cgroups
 
@@ -305,9 +398,18 @@ def mounts_volume(engine: Any, container: str, volume: str, destination: str) ->
 
 @probe("own_namespaces", "{container}'s PID 1 has its own namespaces", "container")
 def own_namespaces(engine: Any, container: str, kinds: tuple[str, ...] = ("pid", "mnt", "uts", "ipc")) -> Outcome:
-    state = _inspect(engine, container)["State"]
+    info = _inspect(engine, container)
+    state = info["State"]
     if not state["Running"]:
         return Outcome(False, f"{container} is {state['Status']}: only a running process has namespaces")
+    backend = _sim_backend(engine, info)
+    if backend is not None:
+        # The simulator keeps no /proc: its process table says whether the host PID is PID 1 inside.
+        first = [p for p in backend.processes(_record(engine, info)) if p["host_pid"] == state["Pid"]]
+        if not first or first[0]["pid"] != 1:
+            return Outcome(False, f"host PID {state['Pid']} is not PID 1 of a namespace of its own")
+        return Outcome(True, f"PID {state['Pid']} is PID 1 inside its own {', '.join(kinds)} namespaces "
+                             "(simulated)", str(state["Pid"]))
     shared = []
     for kind in kinds:
         try:
@@ -332,46 +434,39 @@ def hostname_is(engine: Any, container: str, hostname: str) -> Outcome:
 
 @probe("file_in_upperdir", "{path} is in {container}'s writable layer", "container", "path")
 def file_in_upperdir(engine: Any, container: str, path: str, contains: str | None = None) -> Outcome:
-    upper = upper_dir(engine, container)
-    st = lstat_below(upper, path)
-    if st is None:
+    entry = WritableLayer(engine, container).entry(path)
+    if entry is None:
         return Outcome(False, f"{path} is not in {container}'s writable layer (write it inside the container)")
-    if not stat.S_ISREG(st.st_mode):
-        return Outcome(False, f"{path} in the writable layer is not a regular file")
-    text = read_below(upper, path) or ""
-    if not _contains_ok(text, contains):
-        return Outcome(False, f"{path} is in the writable layer but does not contain {contains!r}", _snippet(text))
-    return Outcome(True, f"{path} is in {container}'s writable layer", _snippet(text))
+    if entry.kind != "file":
+        return Outcome(False, f"{path} in the writable layer is not a regular file (it is a {entry.kind})")
+    if not _contains_ok(entry.text, contains):
+        return Outcome(False, f"{path} is in the writable layer but does not contain {contains!r}",
+                       _snippet(entry.text))
+    return Outcome(True, f"{path} is in {container}'s writable layer", _snippet(entry.text))
 
 
 @probe("whiteout_exists", "deleting {path} left a whiteout in {container}'s writable layer", "container", "path")
 def whiteout_exists(engine: Any, container: str, path: str) -> Outcome:
-    st = lstat_below(upper_dir(engine, container), path)
-    # overlayfs.rst, "whiteouts": a character device with device number 0/0.
-    if st is not None and stat.S_ISCHR(st.st_mode) and st.st_rdev == 0:
+    entry = WritableLayer(engine, container).entry(path)
+    if entry is not None and entry.kind == "whiteout":
         return Outcome(True, f"{path} is a whiteout (a 0/0 character device) in the upper dir")
     return Outcome(False, f"there is no whiteout for {path} in {container}'s upper dir")
 
 
 @probe("file_absent", "{path} is gone from {container}'s view", "container", "path")
 def file_absent(engine: Any, container: str, path: str) -> Outcome:
-    info = _inspect(engine, container)
-    data = info["GraphDriver"]["Data"]
-    upper = data["UpperDir"]
-    st = lstat_below(upper, path)
-    if st is not None:
-        if stat.S_ISCHR(st.st_mode) and st.st_rdev == 0:
+    layer = WritableLayer(engine, container)
+    entry = layer.entry(path)
+    if entry is not None:
+        if entry.kind == "whiteout":
             return Outcome(True, f"{path} is hidden by a whiteout")
         return Outcome(False, f"{path} is in the writable layer")
     # Not in the upper dir: the lower layers decide (top first; a whiteout hides what is below).
-    for lower in (data.get("LowerDir") or "").split(":"):
-        if not lower:
-            continue
-        low = lstat_below(lower, path)
-        if low is not None:
-            if stat.S_ISCHR(low.st_mode) and low.st_rdev == 0:
-                return Outcome(True, f"{path} is deleted in an image layer")
-            return Outcome(False, f"{path} is still there, served by an image layer")
+    below = layer.in_image(path)
+    if below == "deleted":
+        return Outcome(True, f"{path} is deleted in an image layer")
+    if below == "present":
+        return Outcome(False, f"{path} is still there, served by an image layer")
     return Outcome(True, f"{path} does not exist in {container}")
 
 
@@ -415,6 +510,28 @@ def volume_has_file(engine: Any, volume: str, path: str, contains: str | None = 
 
 
 # ---------------------------------------------------------------------------------------------
+# Services
+
+
+def _service(engine: Any, name: str) -> dict[str, Any]:
+    for rec in engine.service_ls():
+        if rec.get("Name") == name:
+            return rec
+    raise Missing(f"there is no service named {name} yet")
+
+
+@probe("service_replicas", "service {name} has {running} replicas running", "name", "running")
+def service_replicas(engine: Any, name: str, running: int) -> Outcome:
+    """``labkit service ls``'s count of running replicas (the engine counts containers, not the request)."""
+    rec = _service(engine, name)
+    have, asked = int(rec.get("Running", 0)), int(rec.get("Replicas", 0))
+    ok = have == int(running) and asked == int(running)
+    msg = f"{name} has {have} of {asked} replicas running" + ("" if asked == int(running) else
+                                                                f" (it asks for {asked}, not {running})")
+    return Outcome(ok, msg, f"{have}/{asked}")
+
+
+# ---------------------------------------------------------------------------------------------
 # Observers: what really happened, for "predict, then observe"
 
 
@@ -455,7 +572,7 @@ def observe_diff_kind(engine: Any, container: str, path: str) -> str:
 
 @observer("in_upperdir", "whether {path} is in {container}'s writable layer", "container", "path")
 def observe_in_upperdir(engine: Any, container: str, path: str) -> bool:
-    return lstat_below(upper_dir(engine, container), path) is not None
+    return WritableLayer(engine, container).entry(path) is not None
 
 
 @observer("exists", "whether a container named {name} exists", "name")
@@ -485,8 +602,19 @@ def observe_layer_count(engine: Any, image: str) -> int:
 @observer("host_sees_pid", "whether the host's /proc has {container}'s PID 1", "container")
 def observe_host_sees_pid(engine: Any, container: str) -> bool:
     """A container's PID 1 is an ordinary host process: ``/proc/<State.Pid>`` exists while it runs."""
-    state = _inspect(engine, container)["State"]
-    return bool(state["Running"]) and state["Pid"] > 0 and os.path.isdir(f"/proc/{state['Pid']}")
+    info = _inspect(engine, container)
+    state = info["State"]
+    if not state["Running"] or state["Pid"] <= 0:
+        return False
+    backend = _sim_backend(engine, info)
+    if backend is not None:  # the simulated host's process table, never the real /proc
+        return any(p["host_pid"] == state["Pid"] for p in backend.processes(_record(engine, info)))
+    return os.path.isdir(f"/proc/{state['Pid']}")
+
+
+@observer("replicas_running", "how many replicas of {service} run", "service")
+def observe_replicas_running(engine: Any, service: str) -> int:
+    return int(_service(engine, service).get("Running", 0))
 
 
 @observer("hostname", "the hostname of {container}", "container")

@@ -84,13 +84,19 @@ def question_text(question: Any) -> str:
     return "\n".join(lines)
 
 
-def question_html(question: Any) -> str:
-    """A question as HTML (the static view; :mod:`labkit.grading.widgets` makes it interactive)."""
+def question_html(question: Any, options: bool = True) -> str:
+    """A question as HTML (the static view; :mod:`labkit.grading.widgets` makes it interactive).
+
+    Args:
+        question: The question, drawn for a learner.
+        options: List a choice question's options, lettered in this learner's order. A quiz
+            widget passes ``False``: its radio buttons or check boxes already show them.
+    """
     parts = [f'<div class="labkit-question" data-qid="{escape(question.id)}">',
              f"<p><b>{escape(question.id)}</b> ({question.points:g} pt) {escape(question.prompt)}</p>"]
-    options = getattr(question, "options", None)
-    if options:
-        parts.append('<ol type="a">' + "".join(f"<li>{escape(o.text)}</li>" for o in options) + "</ol>")
+    listed = getattr(question, "options", None) if options else None
+    if listed:
+        parts.append('<ol type="a">' + "".join(f"<li>{escape(o.text)}</li>" for o in listed) + "</ol>")
     task = question.spec.get("task")
     if task:
         parts.append(f"<p><b>Goal:</b> {escape(task['goal'])}</p><p><b>What to do:</b></p><ol>")

@@ -88,6 +88,10 @@ class Result:
     """A lab's checks, in the bank's order."""
     observed: Any = None
     """For a "predict, then observe" question: what the engine really did."""
+    ts: str = ""
+    """When the attempt was recorded (RFC 3339, UTC), stamped by the attempts log and submissions."""
+    verified: str = ""
+    """Set teacher-side by ``labkit grades verify``: ``verified``, ``self-reported`` or ``not verifiable``."""
 
     @property
     def correct(self) -> bool:

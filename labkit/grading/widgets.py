@@ -68,7 +68,7 @@ class QuizCell:
         self.feedback = w.HTML(value="")
         self.check_button.on_click(lambda _b: self.check())
         self.hint_button.on_click(lambda _b: self.show_hint())
-        rows: list[Any] = [w.HTML(value=question_html(question))]
+        rows: list[Any] = [w.HTML(value=question_html(question, options=False))]  # the input shows the options
         if self.input is not None:
             rows.append(self.input)
         rows += [w.HBox([self.check_button, self.hint_button]), self.feedback]

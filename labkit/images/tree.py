@@ -36,8 +36,17 @@ def _copy_xattrs(src: str, dst: str) -> None:
             continue
 
 
+def _chown(path: str, uid: int, gid: int) -> None:
+    """chown(2) where allowed: without CAP_CHOWN (a build as a normal user) files keep the builder's ids."""
+    try:
+        os.chown(path, uid, gid, follow_symlinks=False)
+    except PermissionError:
+        if uid == os.geteuid() or os.geteuid() == 0:
+            raise
+
+
 def _set_meta(path: str, st: os.stat_result, uid: int | None = None, gid: int | None = None) -> None:
-    os.chown(path, st.st_uid if uid is None else uid, st.st_gid if gid is None else gid, follow_symlinks=False)
+    _chown(path, st.st_uid if uid is None else uid, st.st_gid if gid is None else gid)
     if not stat.S_ISLNK(st.st_mode):
         os.chmod(path, stat.S_IMODE(st.st_mode))
     os.utime(path, ns=(st.st_mtime_ns, st.st_mtime_ns), follow_symlinks=False)
@@ -194,7 +203,7 @@ def make_dirs(
         if below is not None and os.path.isdir(below) and not os.path.islink(below):
             _set_meta(path, os.lstat(below))
         else:
-            os.chown(path, uid, gid)
+            _chown(path, uid, gid)
             os.chmod(path, 0o755)
             if mtime is not None:
                 os.utime(path, (mtime, mtime))

@@ -106,7 +106,7 @@ def signal(signum: int, pid: int) -> tuple[str, str, str, dict[str, Any]]:
 def exited(code: int, oom: bool = False) -> tuple[str, str, str, dict[str, Any]]:
     if oom:
         why = "the kernel's OOM killer ended it for using more memory than its cgroup allows"
-    elif code > 128:
+    elif 128 < code < 128 + _signal.NSIG and code - 128 in _signal.valid_signals():
         why = f"it was killed by {_signal.Signals(code - 128).name} (exit code 128+{code - 128})"
     else:
         why = f"it exited with code {code}"

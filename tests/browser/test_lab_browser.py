@@ -95,7 +95,8 @@ def launch_chromium(p):
 
 
 def test_start_here_runs_in_jupyterlab(jupyter_lab):
-    """Run All in JupyterLab shows the backend line, the stepper and a quiz whose Check button answers."""
+    """Run All in JupyterLab shows the backend line; the stepper's Step and Back change its caption (Back
+    returns to the first); a quiz answered and checked shows its feedback."""
     try:
         from playwright.sync_api import expect, sync_playwright
     except ImportError as err:
@@ -112,14 +113,26 @@ def test_start_here_runs_in_jupyterlab(jupyter_lab):
             outputs = page.locator(".jp-OutputArea-output")
             expect(outputs.filter(has_text="backend: linux")).to_have_count(1, timeout=60_000)
             expect(outputs.filter(has_text="containers left: []")).to_have_count(1, timeout=90_000)
-            stepper = page.locator(".jupyter-widgets").filter(has=page.locator("button", has_text="Step ▶"))
-            expect(stepper.first).to_be_visible()
+            stepper = page.locator(".widget-vbox").filter(has=page.locator("button", has_text="Step ▶")).first
+            stepper.scroll_into_view_if_needed()
+            expect(stepper).to_be_visible()
+            caption = stepper.locator(".widget-html").first
+            expect(caption).to_contain_text("step 1 of", timeout=15_000)
+            first_caption = caption.text_content()
+            stepper.locator("button", has_text="Step ▶").click()  # the kernel renders the next step and its caption
+            expect(caption).to_contain_text("step 2 of", timeout=15_000)
+            assert caption.text_content() != first_caption
+            stepper.locator("button", has_text="◀ Back").click()
+            expect(caption).to_contain_text("step 1 of", timeout=15_000)
+            assert caption.text_content() == first_caption
+            expect(stepper.locator("button", has_text="◀ Back")).to_be_disabled()
             quiz = page.locator(".labkit-quiz").first
             quiz.scroll_into_view_if_needed()
             expect(quiz).to_be_visible()
             quiz.locator("input[type='radio']").first.check()
             quiz.locator("button", has_text="Check").click()
             expect(quiz.locator(".labkit-result")).to_be_visible(timeout=15_000)
+            expect(quiz.locator(".labkit-result")).to_contain_text("Why:")
             page.screenshot(path=str(SCREENSHOT), full_page=False)
         except Exception:
             page.screenshot(path=str(SCREENSHOT), full_page=False)

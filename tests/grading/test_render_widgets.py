@@ -100,3 +100,16 @@ def test_grading_imports_stay_light():
             "print(sorted(m for m in ('matplotlib', 'ipywidgets', 'pyroute2') if m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"
+
+
+def test_a_choice_widget_shows_its_options_once():
+    """The quiz cell lists a choice question's options only as its radio buttons; the static HTML still letters them."""
+    from labkit.grading.render import question_html
+    from labkit.grading.widgets import QuizCell
+
+    q = load_bank("lesson8", learner="ada")["q2"]
+    cell = QuizCell(q)
+    shown = cell.widget.children[0].value
+    assert all(o.text not in shown for o in q.options)
+    assert list(cell.input.options) == [o.text for o in q.options]
+    assert all(o.text in question_html(q) for o in q.options) and '<ol type="a">' in q._repr_html_()

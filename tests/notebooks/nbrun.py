@@ -8,6 +8,11 @@ run: it answers every quiz widget the notebook made, as a learner would —
 known wrong answers first, then the reference answers (for "predict, then
 observe" questions: each option in turn) — by setting the input and pressing
 Check, and prints what the widgets said as one JSON line.
+
+``python -m tests.notebooks.nbrun NAME OUT`` does the same in a process of
+its own and writes ``OUT/NAME`` (the executed notebook) and
+``OUT/NAME.error`` when a cell failed: the notebook tests run it as an
+unprivileged user, whose kernel then runs as that user too.
 """
 
 from __future__ import annotations
@@ -108,6 +113,11 @@ def execute(name: str, env: dict[str, str], timeout: int = 300) -> Run:
     client = NotebookClient(nb, timeout=timeout, kernel_name="python3", store_widget_state=True,
                             resources={"metadata": {"path": str(NOTEBOOKS)}})
     client.execute(env=env)
+    return run_of(name, nb)
+
+
+def run_of(name: str, nb: Any) -> Run:
+    """An executed notebook's outputs as text, and the quiz report its answer cell printed."""
     parts: list[str] = []
     for cell in nb.cells:
         for out in cell.get("outputs", []):
@@ -134,3 +144,36 @@ def kernel_env(root: Path, jupyter_path: Path, **extra: str) -> dict[str, str]:
 
 def make_prefix() -> Path:
     return Path(tempfile.mkdtemp(prefix="labkit-test-kernel-"))
+
+
+def main(argv: list[str]) -> int:
+    """Execute ``notebooks/NAME`` with this process's environment; write the result into ``OUT``."""
+    name, out = argv[0], Path(argv[1])
+    prefix = make_prefix()
+    try:
+        jupyter_path = install_kernel(prefix)
+        env = dict(os.environ, JUPYTER_PATH=str(jupyter_path))
+        import nbformat
+
+        try:
+            run = execute(name, env, timeout=int(os.environ.get("NBRUN_TIMEOUT", "300")))
+        except Exception as err:  # a cell error: hand its text to the parent, which fails the test with it
+            (out / f"{name}.error").write_text(f"{type(err).__name__}: {err}")
+            return 1
+        nbformat.write(run.nb, out / name)
+        return 0
+    finally:
+        import shutil
+
+        shutil.rmtree(prefix, ignore_errors=True)
+
+
+def load_run(name: str, out: Path) -> Run:
+    """The :class:`Run` a ``main`` in another process wrote into ``out``."""
+    import nbformat
+
+    return run_of(name, nbformat.read(out / name, as_version=4))
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
