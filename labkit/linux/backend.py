@@ -535,6 +535,8 @@ class LinuxBackend:
             except Conflict:
                 pass  # still busy: the supervisor removes it when the last process is reaped
         overlay.remove(layer_root, self.store.init_dir(record.id))
+        if self.rootless and layer_root.exists():  # files a container chowned to its subordinate ids
+            rootless.remove_tree(self.idmap, str(layer_root))
 
     # -- building images -----------------------------------------------------------------------
     def build_runner(self, lowers: list[str], upper: str, argv: list[str], env: list[str], workdir: str) -> tuple[int, str]:

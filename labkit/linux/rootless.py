@@ -191,6 +191,45 @@ def enter(idmap: IdMap) -> None:
     write_single_map(idmap)
 
 
+def remove_tree(idmap: IdMap, path: str) -> None:
+    """Delete ``path`` completely, also what a container made as one of its subordinate ids.
+
+    With a range map, a directory a container created as its uid 1000 belongs on the
+    host to, say, uid 300999: the user cannot delete what is inside it. Inside a user
+    namespace with the same map the user is root over those ids, so a child enters
+    one (the maps written from outside, as for a container) and removes the tree there —
+    what ``podman unshare rm -rf`` does.
+    """
+    shutil.rmtree(path, ignore_errors=True)
+    if not os.path.lexists(path) or idmap.kind != "range":
+        return
+    go_r, go_w = os.pipe()
+    ready_r, ready_w = os.pipe()
+    pid = os.fork()
+    if pid == 0:
+        code = 1
+        try:
+            os.close(go_w)
+            os.close(ready_r)
+            syscalls.unshare(namespaces.CLONE_NEWUSER)
+            os.write(ready_w, b"1")
+            if os.read(go_r, 1) == b"1":
+                shutil.rmtree(path, ignore_errors=True)
+                code = 0 if not os.path.lexists(path) else 1
+        finally:
+            os._exit(code)
+    os.close(go_r)
+    os.close(ready_w)
+    try:
+        if os.read(ready_r, 1) == b"1":
+            write_range_map(idmap, pid)
+            os.write(go_w, b"1")
+    finally:
+        os.close(go_w)
+        os.close(ready_r)
+        os.waitpid(pid, 0)
+
+
 # ------------------------------------------------------------------ probes
 
 

@@ -564,14 +564,16 @@ def test_subuid_range_maps_65536_ids(learner, subuid):
     if not shutil.which("newuidmap"):
         pytest.fail("newuidmap is missing: apt-get install uidmap")
     got = as_learner(learner, PRELUDE + """
-    c = lab.run("busybox", ["sh", "-c", "cat /proc/self/uid_map; touch /owned; chown 1000:1000 /owned; ls -ln /owned"],
-                name="ranged")
+    c = lab.run("busybox", ["sh", "-c", "cat /proc/self/uid_map; touch /owned; chown 1000:1000 /owned; ls -ln /owned; "
+                            "mkdir -p /d/e && touch /d/e/f && chown -R 1000:1000 /d"], name="ranged")
     upper = c.inspect()["GraphDriver"]["Data"]["UpperDir"]
     st = os.lstat(os.path.join(upper, "owned"))
     out = c.logs()
     lab.rm("ranged")
-    print(json.dumps({"why": lab.backend_reason, "out": out, "owner": [st.st_uid, st.st_gid], "uid": os.getuid()}))
+    print(json.dumps({"why": lab.backend_reason, "out": out, "owner": [st.st_uid, st.st_gid], "uid": os.getuid(),
+                      "layer_left": os.path.exists(os.path.dirname(upper))}))
     """)
+    assert not got["layer_left"], "rm deletes even what the container owned as a subordinate id"
     assert "/etc/subuid" in got["why"]
     lines = [ln.split() for ln in got["out"].splitlines()]
     assert lines[0] == ["0", str(got["uid"]), "1"] and lines[1] == ["1", str(subuid), "65536"]
