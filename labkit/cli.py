@@ -1149,6 +1149,12 @@ def cmd_network_rm(session: _Session, args: argparse.Namespace) -> int:
     return _each(session, args.networks, session.engine.network_rm)
 
 
+def cmd_network_prune(session: _Session, args: argparse.Namespace) -> int:
+    """Delete idle bridges (they come back when a container needs them)."""
+    session.engine.prune_networks()
+    return 0
+
+
 def cmd_network_inspect(session: _Session, args: argparse.Namespace) -> int:
     """Print networks as a JSON array."""
     session.out.write(_json_text([session.engine.inspect_network(n) for n in args.networks], indent=4) + "\n")
@@ -1512,6 +1518,8 @@ def build_parser() -> _Parser:
     sub = networks.add_parser("rm", help="Remove one or more networks")
     sub.set_defaults(handler=cmd_network_rm)
     sub.add_argument("networks", nargs="+", metavar="NETWORK")
+    sub = networks.add_parser("prune", help="Take down the bridges no running container uses")
+    sub.set_defaults(handler=cmd_network_prune)
     sub = networks.add_parser("inspect", help="Display detailed information on one or more networks")
     sub.set_defaults(handler=cmd_network_inspect)
     sub.add_argument("networks", nargs="+", metavar="NETWORK")

@@ -673,7 +673,6 @@ class Engine:
             self._save(rec.with_state(status=Status.REMOVING))
         self.backend.remove(rec)
         self.store.delete(rec.id)
-        self._drop_idle_bridge(rec.config.network)
         if volumes:
             for m in rec.config.mounts:
                 if m.type == "volume" and _anonymous(m.source):
@@ -825,20 +824,11 @@ class Engine:
             drop(rec)
         return name
 
-    def _drop_idle_bridge(self, network: str) -> None:
-        """Take a network's bridge away once its last container is removed: labkit leaves no trace."""
-        drop = getattr(self.backend, "drop_bridge", None)
-        if drop is None or network in ("none", "host"):
-            return
-        if any(r.config.network == network for r in self._records()):
-            return
-        try:
-            drop(self.networks.get(network))
-        except LabkitError:
-            pass
-
     def prune_networks(self) -> None:
-        """Delete the bridge interfaces of networks no running container uses (they come back on demand)."""
+        """``docker network prune``, as far as the host is concerned: delete the bridge interfaces of
+        networks no running container uses. A bridge otherwise stays up between containers, as
+        Docker's docker0 does (making it again for every container would double the cost of a run);
+        it comes back on demand."""
         drop = getattr(self.backend, "drop_bridge", None)
         if drop is None:
             return

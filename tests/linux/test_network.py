@@ -111,7 +111,9 @@ def test_user_network_resolves_names(engine):
         db.remove(force=True)
         app.remove(force=True)
     finally:
+        bridge = engine.inspect_network("labnet")["Options"]["com.docker.network.bridge.name"]
         engine.network_rm("labnet")
+    assert not os.path.exists(f"/sys/class/net/{bridge}"), "network rm takes its bridge down"
 
 
 def test_bridge_network_is_listed(engine):
