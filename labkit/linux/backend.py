@@ -513,11 +513,16 @@ class LinuxBackend:
             os.kill(record.state.pid, _signal.SIGKILL)  # PID 1 gone, the kernel kills its whole PID namespace
         if group is not None:
             # A start cut short (the record never learned its PID) can leave processes behind:
-            # every process in the container's cgroup goes, whatever the record says.
-            group.kill_all(_signal.SIGKILL)
-            deadline = time.monotonic() + 5
-            while group.pids() and time.monotonic() < deadline:
-                time.sleep(0.01)
+            # every process in the container's cgroup goes, whatever the record says. The
+            # supervisor may be removing the group at this very moment: a group that vanishes
+            # under us is a group with nothing left in it.
+            try:
+                group.kill_all(_signal.SIGKILL)
+                deadline = time.monotonic() + 5
+                while group.pids() and time.monotonic() < deadline:
+                    time.sleep(0.01)
+            except FileNotFoundError:
+                group = None
         shim = record.state.shim_pid
         if shim and process.alive(shim, 0):
             process.wait(shim, 5)  # the supervisor records the exit and unmounts
@@ -532,8 +537,8 @@ class LinuxBackend:
         if group is not None:
             try:
                 group.destroy()
-            except Conflict:
-                pass  # still busy: the supervisor removes it when the last process is reaped
+            except (Conflict, FileNotFoundError):
+                pass  # busy, or already gone: the supervisor removes it when the last process is reaped
         overlay.remove(layer_root, self.store.init_dir(record.id))
         if self.rootless and layer_root.exists():  # files a container chowned to its subordinate ids
             rootless.remove_tree(self.idmap, str(layer_root))
