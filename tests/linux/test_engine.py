@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import subprocess
@@ -13,28 +12,13 @@ from pathlib import Path
 import pytest
 
 from labkit.errors import IllegalTransition, NameInUse, NoSuchContainer, NoSuchImage, StartFailed
-from tests.util import wait_for
+from tests.util import tree_digest, wait_for
 
 pytestmark = pytest.mark.root
 
 
 def ns_links(pid: int | str) -> dict[str, str]:
     return {n: os.readlink(f"/proc/{pid}/ns/{n}") for n in ("pid", "mnt", "uts", "ipc", "net", "cgroup")}
-
-
-def tree_digest(path: str) -> str:
-    """A hash of every name, mode and byte under ``path``."""
-    h = hashlib.sha256()
-    for root, dirs, files in sorted(os.walk(path)):
-        dirs.sort()
-        for n in sorted(files + dirs):
-            p = os.path.join(root, n)
-            st = os.lstat(p)
-            h.update(f"{os.path.relpath(p, path)}:{st.st_mode}:{st.st_size}".encode())
-            if os.path.isfile(p) and not os.path.islink(p):
-                with open(p, "rb") as f:
-                    h.update(f.read())
-    return h.hexdigest()
 
 
 

@@ -16,6 +16,7 @@ import pytest
 
 from tests.conftest import state_root
 from tests.notebooks.nbrun import NOTEBOOKS, Run, execute, install_kernel, kernel_env, load_run, make_prefix
+from tests.util import live_pids_of
 
 WIDGET = "application/vnd.jupyter.widget-view+json"
 ALL = sorted(p.name for p in NOTEBOOKS.glob("*.ipynb"))
@@ -198,7 +199,7 @@ def learner_kernel():
     try:
         yield info, venv / "bin" / "python"
     finally:
-        left = _processes_of(info.pw_uid)
+        left = live_pids_of(info.pw_uid)
         for pid in left:
             try:
                 os.kill(pid, signal.SIGKILL)
@@ -207,22 +208,6 @@ def learner_kernel():
         subprocess.run(["userdel", "-r", LEARNER], capture_output=True)
         shutil.rmtree(info.pw_dir, ignore_errors=True)
         assert not left, f"processes of {LEARNER} outlived the notebooks: {left}"
-
-
-def _processes_of(uid: int) -> list[int]:
-    out = []
-    for entry in os.listdir("/proc"):
-        if entry.isdigit():
-            try:
-                if os.stat(f"/proc/{entry}").st_uid != uid:
-                    continue
-                with open(f"/proc/{entry}/stat") as f:
-                    if f.read().rpartition(")")[2].split()[0] in ("Z", "X"):
-                        continue
-            except (FileNotFoundError, ProcessLookupError, IndexError):
-                continue
-            out.append(int(entry))
-    return out
 
 
 def run_as_learner(name: str, learner, python: Path, work: Path) -> Run:

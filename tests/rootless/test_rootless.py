@@ -24,6 +24,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.util import live_pids_of
+
 pytestmark = pytest.mark.root
 
 USER = "labkit-learner"
@@ -45,23 +47,6 @@ def _restore(saved: dict[str, str | None]) -> None:
                 os.unlink(path)
         else:
             Path(path).write_text(text)
-
-
-def _user_pids(uid: int) -> list[int]:
-    """Live processes of ``uid``: a zombie has already ended, and reaping it is the host init's job."""
-    out = []
-    for entry in os.listdir("/proc"):
-        if entry.isdigit():
-            try:
-                if os.stat(f"/proc/{entry}").st_uid != uid:
-                    continue
-                with open(f"/proc/{entry}/stat") as f:
-                    if f.read().rpartition(")")[2].split()[0] in ("Z", "X"):
-                        continue
-            except (FileNotFoundError, ProcessLookupError, IndexError):
-                continue
-            out.append(int(entry))
-    return out
 
 
 def _unified() -> str | None:
@@ -86,7 +71,7 @@ def learner():
     try:
         yield info
     finally:
-        leftovers = _user_pids(info.pw_uid)
+        leftovers = live_pids_of(info.pw_uid)
         for pid in leftovers:
             try:
                 os.kill(pid, signal.SIGKILL)
@@ -123,20 +108,9 @@ def _dedent(code: str) -> str:
 PRELUDE = """
 import hashlib, json, os, sys, time
 import labkit
+from tests.util import tree_digest
 lab = labkit.connect()
 
-def tree_digest(path):
-    h = hashlib.sha256()
-    for root, dirs, files in sorted(os.walk(path)):
-        dirs.sort()
-        for n in sorted(files + dirs):
-            p = os.path.join(root, n)
-            st = os.lstat(p)
-            h.update(f"{os.path.relpath(p, path)}:{st.st_mode}:{st.st_size}:{st.st_uid}".encode())
-            if os.path.isfile(p) and not os.path.islink(p):
-                with open(p, "rb") as f:
-                    h.update(f.read())
-    return h.hexdigest()
 
 def state(pid):
     with open(f"/proc/{pid}/stat") as f:
@@ -225,14 +199,14 @@ def test_copy_up_whiteouts_and_untouched_layers(learner):
     """Writes land in the user's upper dir by copy-up, deletions leave 0/0 whiteouts and user.overlay.opaque; the image layers' hashes do not change."""
     got = as_learner(learner, PRELUDE + """
     img = lab.image_store.get("busybox")
-    before = [tree_digest(p) for p in img.lowerdirs()]
+    before = [tree_digest(p, owners=True) for p in img.lowerdirs()]
     c = lab.run("busybox", ["sh", "-c", "echo changed >> /etc/passwd; rm /etc/group; rm -rf /usr; mkdir /usr; "
                             "mkdir /data; echo x > /data/new"], name="cow")
     upper = c.inspect()["GraphDriver"]["Data"]["UpperDir"]
     wh = os.lstat(os.path.join(upper, "etc/group"))
     passwd = os.lstat(os.path.join(upper, "etc/passwd"))
     opaque = os.getxattr(os.path.join(upper, "usr"), "user.overlay.opaque")
-    after = [tree_digest(p) for p in img.lowerdirs()]
+    after = [tree_digest(p, owners=True) for p in img.lowerdirs()]
     diff = lab.diff("cow")
     lab.rm("cow")
     print(json.dumps({"same": before == after, "wh_chr": (wh.st_mode & 0o170000) == 0o020000, "wh_rdev": wh.st_rdev,
@@ -302,7 +276,7 @@ def _need_slirp4netns() -> None:
 def _slirp_pids(uid: int) -> list[int]:
     """Live slirp4netns processes of ``uid``."""
     out = []
-    for pid in _user_pids(uid):
+    for pid in live_pids_of(uid):
         try:
             with open(f"/proc/{pid}/comm") as f:
                 if f.read().strip() == "slirp4netns":
@@ -589,7 +563,7 @@ def test_nothing_left_behind(learner):
     """)
     assert got["containers"] == []
     time.sleep(0.2)
-    assert _user_pids(learner.pw_uid) == [], "no process of the learner (supervisors included) outlives its container"
+    assert live_pids_of(learner.pw_uid) == [], "no process of the learner (supervisors included) outlives its container"
     with open("/proc/self/mounts") as f:
         assert not [ln for ln in f if learner.pw_dir in ln]
     shutil.rmtree(got["root"])
