@@ -34,7 +34,6 @@ from labkit.errors import (
     Conflict,
     HostUnsupported,
     InvalidArgument,
-    LabkitError,
     NameInUse,
     NoSuchContainer,
     NoSuchImage,
@@ -465,7 +464,7 @@ class Engine:
         if not ep and not cmd:
             raise InvalidArgument("No command specified", "Give a command after the image name, e.g. sh -c 'echo hi'")
         with self.store.locked():
-            taken = self._names()
+            taken = self.store.names()
             cid = _names.new_id()
             if name:
                 name = _names.check_name(name)
@@ -504,6 +503,7 @@ class Engine:
                 init=init,
             )
             record = ContainerRecord(config)
+            self.store.set_name(name, cid)  # claimed first: see Store.names
             self.backend.create(record, img)
             self.store.save(record)
         return Container(self, cid, name)
@@ -672,7 +672,9 @@ class Engine:
         else:
             self._save(rec.with_state(status=Status.REMOVING))
         self.backend.remove(rec)
-        self.store.delete(rec.id)
+        with self.store.locked():
+            self.store.delete(rec.id)
+            self.store.drop_name(rec.name, rec.id)
         if volumes:
             for m in rec.config.mounts:
                 if m.type == "volume" and _anonymous(m.source):
@@ -1100,12 +1102,7 @@ class Engine:
         return out
 
     def _names(self) -> dict[str, str]:
-        out = {}
-        for cid in self.store.container_ids():
-            rec = self.store.load(cid)
-            if rec:
-                out[rec.name] = cid
-        return out
+        return self.store.names()
 
     def _get(self, ref: str) -> ContainerRecord:
         rec = self.store.load(ref) if _names.ID_RE.match(ref) else None  # a full id: no scan needed

@@ -118,6 +118,38 @@ class Store:
         os.replace(src, trash)
         shutil.rmtree(trash, ignore_errors=True)
 
+    # -- names ---------------------------------------------------------------------------------
+    def names(self) -> dict[str, str]:
+        """Every container name and its id, from ``names.json`` (rebuilt from the records if missing).
+
+        A name is claimed here before its container's record is written, so a process
+        killed in between leaves a name pointing at no container: such a name is free.
+        Reading one small file keeps ``create`` and name lookups fast with many containers.
+        """
+        index = read_json(self.root / "names.json")
+        if index is None:
+            index = {}
+            for cid in self.container_ids():
+                rec = self.load(cid)
+                if rec is not None:
+                    index[rec.name] = cid
+            write_json(self.root / "names.json", index)
+        return {name: cid for name, cid in index.items() if self.container_dir(cid).exists()
+                or (self.root / "tmp" / f"c-{cid}").exists()}
+
+    def set_name(self, name: str, cid: str) -> None:
+        """Record ``name`` as ``cid``'s (call with :meth:`locked` held)."""
+        index = self.names()
+        index[name] = cid
+        write_json(self.root / "names.json", index)
+
+    def drop_name(self, name: str, cid: str) -> None:
+        """Forget ``name`` if it is still ``cid``'s (call with :meth:`locked` held)."""
+        index = self.names()
+        if index.get(name) == cid:
+            del index[name]
+            write_json(self.root / "names.json", index)
+
     def leftovers(self) -> list[Path]:
         """Temporary entries a killed process left behind (cleaned by :meth:`sweep`)."""
         return sorted((self.root / "tmp").iterdir())
