@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import errno
 import functools
 import hashlib
 import ipaddress
@@ -300,7 +301,9 @@ def listen(host_ip: str, host_port: int) -> socket.socket:
         raise Conflict(
             f"driver failed programming external connectivity on endpoint: Bind for {host_ip}:{host_port} "
             f"failed: {err.strerror.lower() if err.strerror else err}",
-            "Pick another host port, e.g. -p 3001:3000, or stop whatever uses it",
+            "Ports below 1024 need root: pick one above 1023, e.g. -p 8080:80"
+            if err.errno in (errno.EACCES, errno.EPERM) and host_port < 1024
+            else "Pick another host port, e.g. -p 3001:3000, or stop whatever uses it",
         ) from err
     return sock
 

@@ -568,3 +568,18 @@ def test_nothing_left_behind(learner):
         assert not [ln for ln in f if learner.pw_dir in ln]
     shutil.rmtree(got["root"])
     assert not os.path.exists(got["root"])
+
+
+def test_privileged_port_is_refused_plainly(learner):
+    """As a user, -p 80:80 is refused in one sentence that says ports below 1024 need root; nothing is left."""
+    got = as_learner(learner, PRELUDE + """
+    try:
+        lab.run("busybox", ["sleep", "5"], detach=True, ports=["80:80"], name="priv")
+        err = ""
+    except labkit.LabkitError as e:
+        err = e.one_line()
+    state = lab.inspect("priv")["State"]["Status"]
+    lab.rm("priv", force=True)
+    print(json.dumps({"err": err, "state": state}))
+    """)
+    assert "Ports below 1024 need root" in got["err"] and got["state"] == "created"
