@@ -568,7 +568,7 @@ def test_ps_table_is_aligned_like_tabwriter(labkit) -> None:
     assert row[: starts[1]].rstrip() == WEB_ID[:12]
     assert row[starts[1] : starts[2]].rstrip() == "busybox"
     assert row[starts[2] : starts[3]].rstrip() == '"httpd -f -p 8080 -h…"'
-    assert row[starts[3] : starts[4]].rstrip() == "5 seconds ago"
+    assert row[starts[3] : starts[4]].rstrip() in ("5 seconds ago", "6 seconds ago")  # a second may tick by
     assert row[starts[4] : starts[5]].rstrip() == "Up 5 seconds"
     assert row[starts[5] : starts[6]].rstrip() == "0.0.0.0:8080->80/tcp, [::]:8080->80/tcp"
     assert row[starts[6] :] == "web"
@@ -700,8 +700,9 @@ def test_images_table(labkit) -> None:
     """images lists one row per tag with REPOSITORY TAG IMAGE ID CREATED SIZE; untagged is <none>."""
     lines = labkit("images").out.splitlines()
     assert lines[0] == "REPOSITORY           TAG       IMAGE ID       CREATED         SIZE"
-    assert lines[1] == "frontend             1.0       3dc993222c34   2 seconds ago   12.3MB"
-    assert lines[2] == "localhost:5000/app   v2        3dc993222c34   2 seconds ago   12.3MB"
+    # the fake image was made 2 seconds before the command ran; a second may tick by in between
+    assert lines[1].replace("3 seconds", "2 seconds") == "frontend             1.0       3dc993222c34   2 seconds ago   12.3MB"
+    assert lines[2].replace("3 seconds", "2 seconds") == "localhost:5000/app   v2        3dc993222c34   2 seconds ago   12.3MB"
     assert lines[3] == "<none>               <none>    ffffffffffff   2 hours ago     999B"
     assert labkit("images", "-q").out == "3dc993222c34\n3dc993222c34\nffffffffffff\n"
 
