@@ -140,8 +140,9 @@ def test_pause_freezes_and_unpause_resumes(engine):
 
 def test_sigterm_and_sigkill_exit_codes(engine):
     """stop ends a process that handles SIGTERM with 143; one that ignores it is killed after the timeout: 137."""
-    t = engine.run("busybox", ["sh", "-c", "trap 'exit 143' TERM; while true; do sleep 0.1; done"], detach=True)
-    time.sleep(0.2)
+    t = engine.run("busybox", ["sh", "-c", "trap 'exit 143' TERM; echo ready; while true; do sleep 0.1; done"],
+                   detach=True)
+    assert wait_for(lambda: "ready" in t.logs()), "the trap is set before the signal is sent"
     t.stop(timeout=5)
     assert t.exit_code == 143
     k = engine.run("busybox", ["sleep", "30"], detach=True)
