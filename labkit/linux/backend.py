@@ -362,6 +362,7 @@ class LinuxBackend:
                 on_exit=(sys.executable, "-m", "labkit.restarter", str(self.store.root), record.id,
                          *(("rootless",) if self.rootless else ())) if c.restart_policy != "no" else (),
             )
+            self._seen[record.id] = set(overlay.changes(layers))  # before PID 1 can change anything
             started = process.start(spec, supervisor.command(self.shim_dir),
                                     on_netns if slirp is not None else None)
         except BaseException:
@@ -378,7 +379,6 @@ class LinuxBackend:
         self.emit(events.clone(flags, started.pid), record.id)
         self.emit(events.pivot_root(layers.merged), record.id)
         self.emit(events.execve(list(c.argv), started.pid), record.id)
-        self._seen[record.id] = set(overlay.changes(layers))
         return Launched(started.pid, started.pid_start_time, started.shim_pid, now_rfc3339())
 
     def observe(self, record: ContainerRecord) -> Exited | None:
