@@ -530,7 +530,7 @@ class Engine:
                 if rec is not None:
                     self.backend.wait(rec, None)
                     c._final_logs = list(self.backend.logs(rec))
-                    c._final_code = self._refresh(rec).state.exit_code
+                    c._final_code = self._reload(rec).state.exit_code
                 return c
             c._final_code = self.wait(c.id)
         return c
@@ -610,7 +610,7 @@ class Engine:
         if not self.backend.wait(rec, None if timeout < 0 else timeout):
             self.backend.signal(rec, _signal.SIGKILL)
             self.backend.wait(rec, None)
-        self._refresh(rec)
+        self._reload(rec)
 
     @_verb("kill")
     def kill(self, ref: str, signal: str | int = "KILL") -> None:
@@ -625,7 +625,7 @@ class Engine:
             if rec.status is Status.PAUSED:
                 self.backend.unpause(rec)  # a frozen task dies only once thawed (v1 freezer)
             self.backend.wait(rec, 10)
-        self._refresh(rec)
+        self._reload(rec)
 
     @_verb("restart")
     def restart(self, ref: str, timeout: float | None = None) -> None:
@@ -686,7 +686,7 @@ class Engine:
         rec = self._get(ref)
         if is_running(rec.status):
             self.backend.wait(rec, timeout)
-            rec = self._refresh(rec)
+            rec = self._reload(rec)
         return rec.state.exit_code
 
     # -- looking ---------------------------------------------------------------------------------
@@ -738,12 +738,12 @@ class Engine:
         """``docker logs``: (stream, text, time) for each line; ``follow`` keeps reading until PID 1 ends."""
         rec = self._get(ref)
         lines = list(self.backend.logs(rec))
+        seen = len(lines)
         if tail is not None and tail >= 0:
             lines = lines[len(lines) - tail:] if tail else []
         yield from lines
         if not follow:
             return
-        seen = len(list(self.backend.logs(rec)))
         while True:
             running = is_running(self._get(rec.id).status)
             fresh = list(self.backend.logs(rec))
@@ -1113,9 +1113,12 @@ class Engine:
             raise NoSuchContainer(ref)
         return self._refresh(rec)
 
+    def _reload(self, rec: ContainerRecord) -> ContainerRecord:
+        """:meth:`_refresh` for a record held across a wait: read it again from disk first."""
+        return self._refresh(self.store.load(rec.id) or rec)
+
     def _refresh(self, rec: ContainerRecord) -> ContainerRecord:
-        """Notice that PID 1 has ended since we last looked, and record how."""
-        rec = self.store.load(rec.id) or rec
+        """Notice that PID 1 has ended since ``rec`` was read (just now), and record how."""
         if not is_running(rec.status) or rec.status is Status.RESTARTING:
             return rec  # a restarting container belongs to its restart policy until it runs again
         ended = self.backend.observe(rec)

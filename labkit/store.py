@@ -149,15 +149,3 @@ class Store:
         if index.get(name) == cid:
             del index[name]
             write_json(self.root / "names.json", index)
-
-    def leftovers(self) -> list[Path]:
-        """Temporary entries a killed process left behind (cleaned by :meth:`sweep`)."""
-        return sorted((self.root / "tmp").iterdir())
-
-    def sweep(self) -> None:
-        """Remove what killed processes left in ``tmp/``."""
-        for entry in self.leftovers():
-            if entry.is_dir() and not entry.is_symlink():
-                shutil.rmtree(entry, ignore_errors=True)
-            else:
-                entry.unlink(missing_ok=True)

@@ -19,8 +19,7 @@ This package imports only the standard library, PyYAML and jsonschema (the
 latter two when a bank is loaded); ipywidgets only in ``widgets``.
 """
 
-from importlib import import_module
-from typing import Any
+from labkit._lazy import lazy
 
 # Names are loaded on first use, so `labkit --help` (which registers `labkit grade`) stays fast.
 _WHERE = {
@@ -31,11 +30,7 @@ _WHERE = {
 }
 
 
-def __getattr__(name: str) -> Any:
-    if name in _WHERE:
-        return getattr(import_module(f"labkit.grading.{_WHERE[name]}"), name)
-    raise AttributeError(f"module 'labkit.grading' has no attribute {name!r}")
-
+__getattr__ = lazy("labkit.grading", _WHERE)
 
 __all__ = [
     "Bank",

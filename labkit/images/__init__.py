@@ -7,8 +7,7 @@
 - :mod:`labkit.images.lessons`: the lessons' images (``frontend-app:v2.1.0``).
 """
 
-from importlib import import_module
-from typing import Any
+from labkit._lazy import lazy
 
 # Loaded on first use: `labkit run` needs the store, not the builder or the tar writer.
 _WHERE = {
@@ -17,11 +16,7 @@ _WHERE = {
 }
 
 
-def __getattr__(name: str) -> Any:
-    if name in _WHERE:
-        return getattr(import_module(f"labkit.images.{_WHERE[name]}"), name)
-    raise AttributeError(f"module 'labkit.images' has no attribute {name!r}")
-
+__getattr__ = lazy("labkit.images", _WHERE)
 
 __all__ = [
     "Image",
