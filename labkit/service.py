@@ -51,6 +51,7 @@ class Controller:
         self.listeners = listeners
         self.stopping = threading.Event()
         self.targets: list[tuple[str, int]] = []
+        self.gone: set[tuple[str, int]] = set()  # replicas that went: their open connections are cut
         self.next = 0
         self.lock = threading.Lock()
 
@@ -87,6 +88,7 @@ class Controller:
                 if ip:
                     targets.append((ip, spec["ContainerPort"]))
         with self.lock:
+            self.gone |= set(self.targets) - set(targets)
             self.targets = sorted(targets)
 
     def watch(self) -> None:
@@ -119,6 +121,7 @@ class Controller:
         with self.lock:
             if target in self.targets:
                 self.targets.remove(target)
+            self.gone.add(target)
 
     def serve(self) -> None:
         sel = selectors.DefaultSelector()
@@ -129,8 +132,9 @@ class Controller:
             for key, _ in sel.select(timeout=TICK):
                 if key.data is None:
                     self.accept(key.fileobj, sel)  # type: ignore[arg-type]
-                else:
-                    self.relay(key.fileobj, key.data, sel)  # type: ignore[arg-type]
+                elif key.fd in sel.get_map():  # not closed earlier in this batch with its pair
+                    self.relay(key.fileobj, key.data[0], sel)  # type: ignore[arg-type]
+            self.cut_gone(sel)
         sel.close()
 
     def accept(self, listener: socket.socket, sel: selectors.BaseSelector) -> None:
@@ -151,10 +155,21 @@ class Controller:
                 continue
             client.setblocking(False)
             up.setblocking(False)
-            sel.register(client, selectors.EVENT_READ, up)
-            sel.register(up, selectors.EVENT_READ, client)
+            sel.register(client, selectors.EVENT_READ, (up, target))
+            sel.register(up, selectors.EVENT_READ, (client, target))
             return
         client.close()
+
+    def cut_gone(self, sel: selectors.BaseSelector) -> None:
+        """Close connections to replicas that went: a killed replica's address stops answering
+        without a reset, and its clients would otherwise wait for their own timeouts."""
+        with self.lock:
+            gone, self.gone = self.gone, set()
+        if not gone:
+            return
+        for key in list(sel.get_map().values()):
+            if key.data is not None and key.data[1] in gone and key.fd in sel.get_map():
+                self.relay_close(key.fileobj, key.data[0], sel)  # type: ignore[arg-type]
 
     def relay(self, src: socket.socket, dst: socket.socket, sel: selectors.BaseSelector) -> None:
         try:
@@ -166,6 +181,10 @@ class Controller:
                 return
         except OSError:
             pass
+        self.relay_close(src, dst, sel)
+
+    @staticmethod
+    def relay_close(src: socket.socket, dst: socket.socket, sel: selectors.BaseSelector) -> None:
         for s in (src, dst):
             try:
                 sel.unregister(s)
