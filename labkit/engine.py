@@ -505,7 +505,7 @@ class Engine:
             record = ContainerRecord(config)
             self.store.set_name(name, cid)  # claimed first: see Store.names
             self.backend.create(record, img)
-            self.store.save(record)
+            self.store.create(record)
         return Container(self, cid, name)
 
     @_verb("run")
@@ -584,7 +584,11 @@ class Engine:
             started_at=launched.started_at,
             starts=rec.state.starts + 1,
         )
-        self._save(rec)
+        if not self._save(rec):  # removed while it was starting (rm -f of a restarting container)
+            self.backend.signal(rec, _signal.SIGKILL)
+            self.backend.wait(rec, 10)
+            self.backend.remove(rec)
+            raise NoSuchContainer(rec.id)
         return rec
 
     @_verb("stop")
@@ -1126,15 +1130,17 @@ class Engine:
             return rec
         rec = rec.with_state(status=Status.EXITED, exit_code=ended.exit_code, finished_at=ended.finished_at,
                              oom_killed=ended.oom_killed, pid=0)
-        self._save(rec)
+        if not self._save(rec):
+            return rec  # removed meanwhile by another process, which saw to the rest
         self._observe_layer(rec)  # what it left in its writable layer: copy-ups, whiteouts, new files
         self._record(events.exited(ended.exit_code, ended.oom_killed), rec.id)
         if rec.config.auto_remove:  # --rm: the container goes as soon as anyone sees it has exited
             self._remove(rec)
         return rec
 
-    def _save(self, rec: ContainerRecord) -> None:
-        self.store.save(rec)
+    def _save(self, rec: ContainerRecord) -> bool:
+        """Write an updated record; False if another process removed the container meanwhile."""
+        return self.store.save(rec)
 
     def apply_restart_policy(self, cid: str) -> bool:
         """Called when PID 1 has ended (by its supervisor): start it again if ``--restart`` says so.
@@ -1157,7 +1163,8 @@ class Engine:
                 return False
             ran = (parse_time(st.finished_at) - parse_time(st.started_at)).total_seconds()
             delay = 0.1 if ran >= 10 else min(60.0, 0.1 * 2 ** min(st.restart_count, 10))
-            self._save(rec.with_state(status=Status.RESTARTING))
+            if not self._save(rec.with_state(status=Status.RESTARTING)):
+                return False  # removed between the read and now
             time.sleep(delay)
             now = self.store.load(cid)
             if now is None or now.status is not Status.RESTARTING:

@@ -96,16 +96,27 @@ class Store:
         data = read_json(self.container_dir(cid) / "config.json")
         return ContainerRecord.from_json(data) if data else None
 
-    def save(self, record: ContainerRecord) -> None:
-        """Write a record; a new container's directory appears whole, by rename."""
+    def create(self, record: ContainerRecord) -> None:
+        """Write a new container's record: its directory appears whole, by rename."""
         final = self.container_dir(record.id)
-        if final.exists():
-            write_json(final / "config.json", record.to_json())
-            return
         tmp = self.root / "tmp" / f"c-{record.id}"
         tmp.mkdir(parents=True, exist_ok=True)
         write_json(tmp / "config.json", record.to_json())
         os.replace(tmp, final)
+
+    def save(self, record: ContainerRecord) -> bool:
+        """Update an existing container's record; False (nothing written) if it was removed meanwhile.
+
+        Never makes the directory: a process that read a record before another
+        removed the container must not bring it back by saving it. ``rm`` renames
+        the directory away first (:meth:`delete`), so the write below fails with
+        ENOENT once it is gone, at whatever moment that happened.
+        """
+        try:
+            write_json(self.container_dir(record.id) / "config.json", record.to_json())
+        except FileNotFoundError:
+            return False
+        return True
 
     def delete(self, cid: str) -> None:
         """Remove a container's directory: renamed away first, so it vanishes at once."""

@@ -30,7 +30,7 @@ from pathlib import Path
 from typing import IO
 
 from labkit.backend import Exited, Launched
-from labkit.errors import BuildFailed, Conflict, HostUnsupported, InvalidArgument, NotFound
+from labkit.errors import BuildFailed, Conflict, HostUnsupported, InvalidArgument, NoSuchContainer, NotFound
 from labkit.linux import cgroups, overlay, process, rootless, supervisor
 from labkit.model import events
 from labkit.model.container import ContainerRecord, now_rfc3339
@@ -110,7 +110,6 @@ class LinuxBackend:
 
     def _write_etc(self, cdir: Path, record: ContainerRecord) -> dict[str, str]:
         """The per-container /etc files, bind-mounted over the init layer's placeholders."""
-        cdir.mkdir(parents=True, exist_ok=True)
         files = {
             "hostname": record.config.hostname + "\n",
             "hosts": HOSTS,  # rewritten with the container's address by _write_hosts
@@ -278,6 +277,8 @@ class LinuxBackend:
 
     def start(self, record: ContainerRecord, image) -> Launched:  # type: ignore[no-untyped-def]
         cdir = self.store.container_dir(record.id)
+        if not cdir.is_dir():  # removed by another process since the record was read: make nothing
+            raise NoSuchContainer(record.id)
         info, listeners = self._connect(record, cdir)
         try:
             return self._start(record, image, info, listeners)

@@ -61,7 +61,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from labkit.backend import Exited, Launched
-from labkit.errors import BuildFailed, StartFailed
+from labkit.errors import BuildFailed, NoSuchContainer, StartFailed
 from labkit.model import events
 from labkit.model.container import ContainerRecord
 from labkit.model.overlay import CopyUp, Create, Dir, File, Opaque, Remove, Symlink, Whiteout, WhiteoutNode
@@ -275,7 +275,8 @@ class SimBackend:
 
     def _write_etc(self, record: ContainerRecord) -> dict[str, str]:
         cdir = self.store.container_dir(record.id)
-        cdir.mkdir(parents=True, exist_ok=True)
+        if not cdir.is_dir():  # removed by another process since the record was read: make nothing
+            raise NoSuchContainer(record.id)
         files = {"hostname": record.config.hostname + "\n", "hosts": HOSTS, "resolv.conf": _resolv_conf()}
         for name, text in files.items():
             (cdir / name).write_text(text)
@@ -573,7 +574,9 @@ class SimBackend:
                 if cid not in snap.records:
                     self.store.delete(cid)
             for data in snap.records.values():
-                self.store.save(ContainerRecord.from_json(data))
+                rec = ContainerRecord.from_json(data)
+                if not self.store.save(rec):
+                    self.store.create(rec)
         self._world = world
 
     def keep_snapshots(self, on: bool = True) -> None:

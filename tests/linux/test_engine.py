@@ -308,3 +308,31 @@ def test_restart_policies(engine):
     assert engine.inspect(steady.id)["RestartCount"] == count, "a stopped container is not restarted"
     with pytest.raises(Exception, match="Conflicting options: --restart and --rm"):
         engine.create("busybox", ["true"], restart="always", auto_remove=True)
+
+
+def test_a_stale_start_cannot_bring_a_removed_container_back(engine):
+    """A restart policy that read the record before rm -f starts nothing and leaves no directory."""
+    c = engine.create("busybox", ["true"])
+    stale = engine.store.load(c.id)
+    engine.rm(c.id, force=True)
+    with pytest.raises(NoSuchContainer):
+        engine._launch(stale)
+    assert not engine.store.container_dir(c.id).exists()
+    assert not engine.store.layer_dir(c.id).exists()
+
+
+def test_rm_during_restarts_leaves_nothing(engine):
+    """rm -f of a container its restart policy keeps bringing back removes it for good, at any moment."""
+    import random
+
+    for delay in [0.0, 0.05, 0.1, 0.15, 0.25, 0.4]:
+        c = engine.run("busybox", ["true"], detach=True, restart="always")
+        time.sleep(delay + random.uniform(0, 0.05))
+        engine.rm(c.id, force=True)
+        time.sleep(1.0)  # longer than the restart delay at that point: a restarter still running has acted
+        assert not engine.store.container_dir(c.id).exists(), f"removed {delay}s after run, it came back"
+        assert not engine.store.layer_dir(c.id).exists()
+        with open("/proc/self/mounts") as f:
+            assert c.id not in f.read()
+        ps = subprocess.run(["ps", "-eo", "args="], capture_output=True, text=True).stdout
+        assert c.id not in ps, "no supervisor or restarter of it is left"
