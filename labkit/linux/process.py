@@ -12,6 +12,14 @@ away (a notebook kernel, a CLI)::
                       cgroup[, net]); hostname; lo up; mounts; pivot_root; drop capabilities;
                       execve(the command)
 
+With the C shim (the usual case as root) the same processes come from one
+posix_spawn(3) of the shim, which forks A/S itself and whose PID 1 does C's
+steps in C (``pid1.c``, :func:`_start_native`): a vfork and an exec instead of
+three copies of a large Python process, and no interpreter work in PID 1.
+The Python steps below remain for rootless starts (the user namespace and its
+id maps) and for a host without a C compiler; both are tested to give the
+same container.
+
 A exits at once, so S is re-parented to the host's init and the caller owes
 it no waitpid(2). S unshares CLONE_NEWPID, which affects only the children it
 forks afterwards (pid_namespaces(7)): C becomes PID 1 of a new namespace, and
@@ -216,6 +224,8 @@ def start(spec: LaunchSpec, supervisor_argv: Sequence[str] | None = None,
         *[arg for word in spec.on_exit for arg in ("--then", word)],
     ]  # fmt: skip
 
+    if on_netns is None and spec.userns is None and spec.overlay is None and supervisor.launches(shim):
+        return _start_native(spec, shim, shim_args)
     report_r, report_w = os.pipe()
     error_r, error_w = os.pipe()
     # With on_netns: PID 1 says "netns made" over one pipe and waits for "go" on another;
@@ -265,6 +275,74 @@ def start(spec: LaunchSpec, supervisor_argv: Sequence[str] | None = None,
     if hook_error is not None:
         wait(started, timeout=10)
         raise hook_error
+    if failure:
+        code, _, message = failure.decode(errors="replace").partition("\0")
+        wait(started, timeout=10)
+        raise StartFailed(message, int(code))
+    return started
+
+
+def _start_native(spec: LaunchSpec, shim: list[str], shim_args: list[str]) -> Started:
+    """Start the container through the C shim, which forks PID 1 itself (``shim.c``'s launch, ``pid1.c``).
+
+    One posix_spawn(3) — a vfork(2) and an exec, no copy of this process's
+    memory — replaces the three Python forks of :func:`_supervise`; PID 1 then
+    does in C what :func:`_container` does in Python, from the same spec, with
+    the same exit codes and messages. The report and error pipes work as there.
+    """
+    report_r, report_w = os.pipe()
+    error_r, error_w = os.pipe()
+    report_w, error_w = _above_stdio(report_w), _above_stdio(error_w)
+    proxies = [(_above_stdio(fd), targets) for fd, targets in spec.proxies]
+    argv = [
+        *shim, "--launch-report", str(report_w), "--launch-error", str(error_w),
+        "--root", spec.rootfs, "--cwd", spec.cwd, "--hostname", spec.hostname,
+        "--caps", format(capabilities.mask(capabilities.DOCKER_DEFAULT), "x"),
+        *(["--netns", spec.netns] if spec.netns else ["--new-net", "1"] if spec.network == "none" else []),
+        *(["--readonly-rootfs", "1"] if spec.readonly_rootfs else []),
+        *(["--block-signals", "1"] if spec.block_signals else []),
+        *[arg for path in spec.cgroup_procs for arg in ("--cgroup", path)],
+        *[arg for m in sorted(spec.mounts, key=lambda m: os.path.normpath(m.destination).count("/"))
+          for arg in ("--bind", "ro" if m.readonly else "rw", m.source, m.destination)],
+        *[arg for path in rootfs.MASKED_PATHS for arg in ("--mask", path)],
+        *[arg for path in rootfs.READONLY_PATHS for arg in ("--readonly", path)],
+        *[arg for item in spec.env for arg in ("--env", item)],
+        *[arg for word in spec.argv for arg in ("--arg", word)],
+        *shim_args,
+        *[arg for fd, targets in proxies for arg in ("--proxy", f"{fd}={targets}")],
+    ]  # fmt: skip
+    passed = [report_w, error_w, *(fd for fd, _ in proxies)]
+    try:
+        # dup2(fd, fd) in the child clears close-on-exec there only (posix_spawn_file_actions_adddup2).
+        child = os.posix_spawn(argv[0], argv, os.environ,
+                               file_actions=[(os.POSIX_SPAWN_DUP2, fd, fd) for fd in passed])
+    except OSError as err:
+        for fd in (report_r, report_w, error_r, error_w):
+            os.close(fd)
+        _cleanup_here(spec)
+        raise StartFailed(f"error during container init: {err.strerror}: {argv[0]}", 128) from None
+    finally:
+        for (fd, _), (orig, _) in zip(proxies, spec.proxies):
+            if fd != orig:
+                os.close(fd)
+    os.close(report_w)
+    os.close(error_w)
+    try:
+        report = _read_all(report_r).decode(errors="replace")
+        try:
+            os.waitpid(child, 0)  # the shim's first half: it exits as soon as its second half is on its own
+        except ChildProcessError:
+            pass  # a SIGCHLD handler of the caller's reaped it first
+        failure = _read_all(error_r)
+    finally:
+        os.close(report_r)
+        os.close(error_r)
+    kind, _, rest = report.partition(" ")
+    if kind != "ok":
+        _cleanup_here(spec)
+        raise StartFailed(f"error during container init: {rest or 'the supervisor did not start'}", 128)
+    pid, shim_pid, start_time = (int(x) for x in rest.split())
+    started = Started(pid=pid, shim_pid=shim_pid, pid_start_time=start_time)
     if failure:
         code, _, message = failure.decode(errors="replace").partition("\0")
         wait(started, timeout=10)

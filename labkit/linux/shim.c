@@ -21,7 +21,18 @@
  * replicas). This is the job Docker's docker-proxy does, done here without
  * one more process per port.
  *
- * supervisor.py is the same program in Python, with the same arguments.
+ * With `--launch-report FD --launch-error FD` and a container spec (pid1.h:
+ * --root, --cwd, --hostname, --netns | --new-net, --cgroup, --bind MODE SRC DST,
+ * --mask, --readonly, --env, --arg, --caps, --readonly-rootfs, --block-signals)
+ * the shim starts the container itself, the way crun does: it leaves its
+ * starter (fork, the parent exits, setsid), unshares a PID namespace and forks
+ * PID 1, which builds the container (pid1.c) and execs the command. The shim
+ * writes "ok PID1 SHIM STARTTIME" to the report pipe and supervises as above.
+ * The starter is a plain posix_spawn(3) of this binary: no copy of the
+ * starter's (large) memory is made on the way to the container.
+ *
+ * supervisor.py is the same supervisor in Python, with the same arguments
+ * (it does not launch: without a C compiler, the Python starter forks PID 1).
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -40,6 +51,10 @@
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
+#include <sched.h>
+#include <sys/syscall.h>
+
+#include "pid1.h"
 
 #define LINE_MAX_BYTES 16384            /* Docker's json-file splits longer lines too */
 #define MAX_CLEANUP 64
@@ -379,6 +394,109 @@ static void close_pair(struct pair *c)
     c->a = c->b = -1;
 }
 
+/* Close every descriptor but 0-2 and those in keep[] (close_range(2) over the gaps). */
+static void close_others(int *keep, int n)
+{
+    for (int i = 1; i < n; i++) /* insertion sort: a handful of descriptors */
+        for (int j = i; j > 0 && keep[j - 1] > keep[j]; j--) {
+            int t = keep[j]; keep[j] = keep[j - 1]; keep[j - 1] = t;
+        }
+    unsigned low = 3;
+    for (int i = 0; i < n; i++) {
+        if (keep[i] < 3)
+            continue;
+        if ((unsigned)keep[i] > low)
+            syscall(SYS_close_range, low, (unsigned)keep[i] - 1, 0);
+        low = (unsigned)keep[i] + 1;
+    }
+    syscall(SYS_close_range, low, ~0U, 0);
+}
+
+static void launch_failed(int report_fd, const char *what)
+{
+    dprintf(report_fd, "error %s: %s", what, strerror(errno));
+    _exit(1);
+}
+
+/* Field 22 of /proc/PID/stat: when the process started, in clock ticks since boot. */
+static unsigned long long start_time(pid_t pid)
+{
+    char path[64], buf[1024];
+    snprintf(path, sizeof path, "/proc/%d/stat", (int)pid);
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    ssize_t n = fd < 0 ? -1 : read(fd, buf, sizeof buf - 1);
+    if (fd >= 0)
+        close(fd);
+    if (n <= 0)
+        return 0;
+    buf[n] = '\0';
+    char *p = strrchr(buf, ')'); /* the command name may hold spaces */
+    for (int field = 2; p && field < 22; field++)
+        p = strchr(p + 1, ' ');
+    return p ? strtoull(p + 1, NULL, 10) : 0;
+}
+
+/*
+ * Start the container: leave the starter, make a PID namespace, fork PID 1 into it.
+ * Returns PID 1's host PID; out_r/err_r receive the read ends of its stdout and stderr.
+ */
+static pid_t launch(struct pid1_spec *spec, int report_fd, int *out_r, int *err_r)
+{
+    sigset_t none;
+    sigemptyset(&none);
+    sigprocmask(SIG_SETMASK, &none, NULL);
+    for (int sig = 1; sig < NSIG; sig++) /* the starter's ignored signals are not ours */
+        if (sig != SIGKILL && sig != SIGSTOP)
+            signal(sig, SIG_DFL);
+    pid_t first = fork();
+    if (first < 0)
+        launch_failed(report_fd, "fork");
+    if (first > 0)
+        _exit(0); /* the starter reaps this at once; the supervisor below is re-parented to init */
+    setsid();
+    int null = open("/dev/null", O_RDWR | O_CLOEXEC);
+    if (null < 0)
+        launch_failed(report_fd, "/dev/null");
+    for (int fd = 0; fd < 3; fd++)
+        dup2(null, fd); /* hold none of the starter's terminal or pipes */
+    close(null);
+    if (chdir("/") < 0)
+        launch_failed(report_fd, "chdir /");
+    int keep[2 + MAX_PROXIES], n_keep = 0;
+    keep[n_keep++] = report_fd;
+    keep[n_keep++] = spec->error_fd;
+    for (int i = 0; i < n_proxies; i++)
+        keep[n_keep++] = proxies[i].fd;
+    close_others(keep, n_keep);
+    int out[2], err[2];
+    if (pipe2(out, O_CLOEXEC) < 0 || pipe2(err, O_CLOEXEC) < 0)
+        launch_failed(report_fd, "pipe");
+    /* A new PID namespace applies to the children forked afterwards (pid_namespaces(7)). */
+    if (unshare(CLONE_NEWPID) < 0)
+        launch_failed(report_fd, "unshare(CLONE_NEWPID)");
+    pid_t child = fork();
+    if (child < 0)
+        launch_failed(report_fd, "fork");
+    if (child == 0) {
+        close(report_fd);
+        close(out[0]);
+        close(err[0]);
+        for (int i = 0; i < n_proxies; i++)
+            close(proxies[i].fd);
+        spec->out_fd = out[1];
+        spec->err_fd = err[1];
+        pid1_run(spec);
+    }
+    close(out[1]);
+    close(err[1]);
+    close(spec->error_fd); /* PID 1 holds it until execve(2) closes it: the starter's signal */
+    dprintf(report_fd, "ok %d %d %llu", (int)child, (int)getpid(), start_time(child));
+    close(report_fd);
+    *out_r = out[0];
+    *err_r = err[0];
+    return child;
+}
+
 int main(int argc, char **argv)
 {
     pid_t pid = 0;
@@ -390,6 +508,8 @@ int main(int argc, char **argv)
         pairs[i].a = pairs[i].b = -1;
     static struct stream streams[2] = {{-1, "stdout", 0, {0}}, {-1, "stderr", 0, {0}}};
 
+    static struct pid1_spec spec = {.cwd = "/", .error_fd = -1};
+    int report_fd = -1;
     for (int i = 1; i + 1 < argc; i += 2) {
         const char *key = argv[i], *value = argv[i + 1];
         if (!strcmp(key, "--pid")) pid = (pid_t)atoi(value);
@@ -403,10 +523,39 @@ int main(int argc, char **argv)
         else if (!strcmp(key, "--unlink") && n_unlinks < MAX_CLEANUP) unlinks[n_unlinks++] = value;
         else if (!strcmp(key, "--then") && n_then < MAX_CLEANUP) then[n_then++] = (char *)value;
         else if (!strcmp(key, "--proxy") && parse_proxy(value) == 0) continue;
+        /* the container to launch (pid1.h) */
+        else if (!strcmp(key, "--launch-report")) report_fd = atoi(value);
+        else if (!strcmp(key, "--launch-error")) spec.error_fd = atoi(value);
+        else if (!strcmp(key, "--root")) spec.root = value;
+        else if (!strcmp(key, "--cwd")) spec.cwd = value;
+        else if (!strcmp(key, "--hostname")) spec.hostname = value;
+        else if (!strcmp(key, "--netns")) spec.netns = value;
+        else if (!strcmp(key, "--new-net")) spec.new_net = atoi(value);
+        else if (!strcmp(key, "--readonly-rootfs")) spec.readonly_rootfs = atoi(value);
+        else if (!strcmp(key, "--block-signals")) spec.block_signals = atoi(value);
+        else if (!strcmp(key, "--caps")) spec.caps = strtoull(value, NULL, 16);
+        else if (!strcmp(key, "--cgroup") && spec.n_cgroups < 16) spec.cgroups[spec.n_cgroups++] = value;
+        else if (!strcmp(key, "--mask") && spec.n_masked < 64) spec.masked[spec.n_masked++] = value;
+        else if (!strcmp(key, "--readonly") && spec.n_readonly < 64) spec.readonly[spec.n_readonly++] = value;
+        else if (!strcmp(key, "--env") && spec.n_env < PID1_MAX_LIST) spec.env[spec.n_env++] = (char *)value;
+        else if (!strcmp(key, "--arg") && spec.n_argv < PID1_MAX_LIST) spec.argv[spec.n_argv++] = (char *)value;
+        else if (!strcmp(key, "--bind") && i + 3 < argc && spec.n_binds < 64) {
+            /* --bind ro|rw SOURCE DESTINATION */
+            spec.binds[spec.n_binds++] = (struct bind){argv[i + 2], argv[i + 3], !strcmp(value, "ro")};
+            i += 2;
+        }
         else {
             fprintf(stderr, "labkit-shim: unknown argument %s\n", key);
             return 2;
         }
+    }
+    if (report_fd >= 0) {
+        if (!spec.root || spec.n_argv == 0 || spec.error_fd < 0 || !exit_file || !log_path) {
+            dprintf(report_fd, "error labkit-shim: --launch-report needs --launch-error, --root, --arg, "
+                               "--exit-file and --log");
+            return 2;
+        }
+        pid = launch(&spec, report_fd, &streams[0].fd, &streams[1].fd);
     }
     if (pid <= 0 || !exit_file || !log_path) {
         fprintf(stderr, "usage: labkit-shim --pid N --stdout FD --stderr FD --exit-file PATH --log PATH "

@@ -263,10 +263,10 @@ def main(argv: list[str]) -> int:
 
 
 def build_shim(shim_dir: str | None = None, compiler: str | None = None) -> str | None:
-    """Compile ``shim.c`` once and return the path of the binary, or None without a C compiler.
+    """Compile ``shim.c`` (with ``pid1.c``) once and return the binary's path, or None without a C compiler.
 
     See :func:`build_program`."""
-    return build_program("shim", shim_dir, compiler)
+    return build_program("shim", shim_dir, compiler, parts=("pid1.c", "pid1.h"))
 
 
 def build_init(shim_dir: str | None = None, compiler: str | None = None) -> str | None:
@@ -275,7 +275,7 @@ def build_init(shim_dir: str | None = None, compiler: str | None = None) -> str 
 
 
 def build_program(name: str, shim_dir: str | None = None, compiler: str | None = None,
-                  static: bool = False) -> str | None:
+                  static: bool = False, parts: tuple[str, ...] = ()) -> str | None:
     """Compile ``<name>.c`` from this package once and return the binary's path, or None.
 
     The binary is named after a hash of the source, so a changed source gets
@@ -287,14 +287,21 @@ def build_program(name: str, shim_dir: str | None = None, compiler: str | None =
             :data:`DEFAULT_SHIM_DIR`.
         compiler: The C compiler to use; defaults to the first of cc, gcc,
             clang on PATH.
+        parts: More files of this package the program is built from (``.c``
+            files are compiled with it, headers only hashed).
     """
     import hashlib
     import shutil
     import subprocess
 
-    source = os.path.join(os.path.dirname(os.path.abspath(__file__)), f"{name}.c")
-    with open(source, "rb") as f:
-        digest = hashlib.sha256(f.read()).hexdigest()[:16]
+    here = os.path.dirname(os.path.abspath(__file__))
+    source = os.path.join(here, f"{name}.c")
+    files = [source, *(os.path.join(here, part) for part in parts)]
+    hasher = hashlib.sha256()
+    for path in files:
+        with open(path, "rb") as f:
+            hasher.update(f.read())
+    digest = hasher.hexdigest()[:16]
     directory = shim_dir or os.environ.get("LABKIT_SHIM_DIR") or DEFAULT_SHIM_DIR
     binary = os.path.join(directory, f"labkit-{name}-{digest}")
     if os.access(binary, os.X_OK):
@@ -306,7 +313,8 @@ def build_program(name: str, shim_dir: str | None = None, compiler: str | None =
     tmp = f"{binary}.{os.getpid()}.tmp"
     try:
         flags = ["-static"] if static else []
-        subprocess.run([cc, "-std=gnu99", "-O2", *flags, "-o", tmp, source], check=True, capture_output=True)
+        sources = [path for path in files if path.endswith(".c")]
+        subprocess.run([cc, "-std=gnu99", "-O2", *flags, "-o", tmp, *sources], check=True, capture_output=True)
         os.replace(tmp, binary)
     except (OSError, subprocess.CalledProcessError):
         if os.path.exists(tmp):
@@ -318,6 +326,11 @@ def build_program(name: str, shim_dir: str | None = None, compiler: str | None =
 def python_command() -> list[str]:
     """The argv prefix that runs this module as the supervisor (the fallback without a C compiler)."""
     return [sys.executable, "-I", os.path.abspath(__file__)]
+
+
+def launches(argv: Sequence[str]) -> bool:
+    """Whether the supervisor ``argv`` can start the container itself (the C shim; see ``pid1.c``)."""
+    return len(argv) == 1 and os.path.basename(argv[0]).startswith("labkit-shim-")
 
 
 def command(shim_dir: str | None = None) -> list[str]:

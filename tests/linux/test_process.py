@@ -355,6 +355,24 @@ def test_bind_mounts_are_visible_and_writable(lab: Lab, tmp_path: Path) -> None:
     assert not (volume / "x").exists()
 
 
+def test_a_planted_symlink_cannot_move_a_mount_out_of_the_rootfs(lab: Lab, tmp_path: Path) -> None:
+    """A destination that is a symlink in the image to a host-looking path lands inside the rootfs."""
+    outside = tmp_path / "labkit-outside"
+    outside.mkdir()
+    volume = tmp_path / "labkit-vol"
+    volume.mkdir()
+    (volume / "mark").write_text("volume\n")
+    spec = lab.spec(["cat", "/escape/mark"], mounts=(Mount(str(volume), "/escape"),))
+    # In the writable layer: /escape -> ../../../../<outside>, resolved as if the rootfs were /.
+    os.symlink("../" * 12 + str(outside).lstrip("/"), os.path.join(spec.rootfs, "escape"))
+    started = lab.start(spec)
+    assert process.wait(started, timeout=10)
+    assert _output(spec.log_path) == "volume\n"
+    assert os.listdir(outside) == [], "nothing was mounted or made on the host path"
+    with open("/proc/self/mounts") as f:
+        assert str(outside) not in f.read()
+
+
 def test_readonly_rootfs_refuses_writes(lab: Lab) -> None:
     """With readonly_rootfs the container's / cannot be written."""
     record, spec = lab.run(["sh", "-c", "touch /x || echo refused"], readonly_rootfs=True)

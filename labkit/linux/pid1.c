@@ -1,0 +1,468 @@
+/*
+ * pid1.c: a container's first process builds the container around itself, then execs the command.
+ *
+ * Compiled into labkit-shim with shim.c. The shim forks this process right
+ * after unshare(CLONE_NEWPID), so it is PID 1 of a new PID namespace; it then
+ * does, in the order runc's init does and labkit's Python starter
+ * (process.py's _container, rootfs.py) documents step by step:
+ *
+ *   join the cgroups ("0" into cgroup.procs means "me", cgroups(7))
+ *   unshare mount, UTS, IPC, cgroup [and network] namespaces
+ *   [setns into a network namespace the engine wired up]
+ *   hostname; every mount private; lo up
+ *   bind the rootfs onto itself (pivot_root(2) needs a mount point)
+ *   new proc, a tmpfs /dev with device nodes and devpts/shm/mqueue, read-only sysfs
+ *   bind mounts (volumes, /etc/hosts, ...), Docker's masked and read-only paths
+ *   pivot_root(".", "."), then detach the old root
+ *   working directory; capabilities down to the given set; no_new_privs; execve
+ *
+ * It never returns: a failure is written to the error pipe as "CODE\0MESSAGE"
+ * (the exit codes and messages Docker gives) and the process exits with CODE.
+ * The error pipe is close-on-exec, so the starter reading it sees end of file
+ * once execve(2) has succeeded.
+ */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <net/if.h>
+#include <sched.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/ioctl.h>
+#include <sys/mount.h>
+#include <sys/prctl.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/statvfs.h>
+#include <sys/syscall.h>
+#include <sys/sysmacros.h>
+#include <sys/types.h>
+#include <unistd.h>
+
+#include "pid1.h"
+
+#define MAX_SYMLINKS 40
+#define DEFAULT_PATH "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+
+static int error_fd = -1;
+
+/* Say why the container cannot start, and end with the code Docker gives that reason. */
+static void __attribute__((noreturn, format(printf, 2, 3))) fail(int code, const char *fmt, ...)
+{
+    char msg[4000];
+    int n = snprintf(msg, sizeof msg, "%d", code) + 1; /* "CODE\0MESSAGE" */
+    va_list ap;
+    va_start(ap, fmt);
+    int m = vsnprintf(msg + n, sizeof msg - (size_t)n, fmt, ap);
+    va_end(ap);
+    if (m < 0)
+        m = 0;
+    if ((size_t)(n + m) > sizeof msg - 1)
+        m = (int)sizeof msg - 1 - n;
+    if (error_fd >= 0 && write(error_fd, msg, (size_t)(n + m)) < 0) {
+        /* nobody to tell */
+    }
+    _exit(code);
+}
+
+/* A system call failed while setting up: "error during container init: <reason>: <path>". */
+static void __attribute__((noreturn)) fail_errno(const char *path)
+{
+    fail(128, "error during container init: %s: %s", strerror(errno), path);
+}
+
+/* strerror(3) with its first letter in lower case, as Go prints syscall errors. */
+static const char *lower_strerror(int err, char *buf, size_t cap)
+{
+    snprintf(buf, cap, "%s", strerror(err));
+    if (buf[0] >= 'A' && buf[0] <= 'Z')
+        buf[0] = (char)(buf[0] - 'A' + 'a');
+    return buf;
+}
+
+static void do_mount(const char *src, const char *target, const char *type, unsigned long flags, const char *data)
+{
+    if (mount(src, target, type, flags, data) < 0)
+        fail_errno(target);
+}
+
+/*
+ * Resolve `path` as the container would see it, never leaving `root`: symlinks
+ * are followed as if root were "/", ".." stops at root, and components that do
+ * not exist yet are kept as written. So a symlink planted in the image
+ * (/etc/hosts -> /etc/shadow) cannot redirect a mount outside the rootfs.
+ * Same algorithm as rootfs.secure_join.
+ */
+static void secure_join(const char *root, const char *path, char *out, size_t cap)
+{
+    char rest[2 * PATH_MAX], resolved[PATH_MAX] = "", host[2 * PATH_MAX + 2], target[PATH_MAX];
+    int links = 0;
+    snprintf(rest, sizeof rest, "%s", path);
+    char *p = rest;
+    while (*p) {
+        char *slash = strchr(p, '/');
+        size_t len = slash ? (size_t)(slash - p) : strlen(p);
+        char part[NAME_MAX + 1];
+        if (len > NAME_MAX) {
+            errno = ENAMETOOLONG;
+            fail_errno(path);
+        }
+        memcpy(part, p, len);
+        part[len] = '\0';
+        p = slash ? slash + 1 : p + len;
+        if (!len || !strcmp(part, "."))
+            continue;
+        if (!strcmp(part, "..")) {
+            char *last = strrchr(resolved, '/');
+            if (last)
+                *last = '\0';
+            continue;
+        }
+        snprintf(host, sizeof host, "%s%s/%s", root, resolved, part);
+        struct stat st;
+        if (lstat(host, &st) < 0 || !S_ISLNK(st.st_mode)) {
+            size_t used = strlen(resolved);
+            snprintf(resolved + used, sizeof resolved - used, "/%s", part);
+            continue;
+        }
+        if (++links > MAX_SYMLINKS) {
+            errno = ELOOP;
+            fail_errno(path);
+        }
+        ssize_t n = readlink(host, target, sizeof target - 1);
+        if (n < 0)
+            fail_errno(host);
+        target[n] = '\0';
+        if (target[0] == '/')
+            resolved[0] = '\0';
+        char next[2 * PATH_MAX];
+        snprintf(next, sizeof next, "%s/%s", target, p);
+        snprintf(rest, sizeof rest, "%s", next);
+        p = rest;
+    }
+    snprintf(out, cap, "%s%s", root, resolved[0] ? resolved : "");
+}
+
+/* mkdir(2) a mount point; one that exists must be a directory. */
+static void mount_point(const char *path)
+{
+    struct stat st;
+    if (mkdir(path, 0755) == 0)
+        return;
+    if (errno != EEXIST)
+        fail_errno(path);
+    if (stat(path, &st) < 0 || !S_ISDIR(st.st_mode)) {
+        errno = ENOTDIR;
+        fail(128, "error during container init: mount point %s is not a directory", path);
+    }
+}
+
+/* mkdir -p; returns 0, or -1 with errno set. */
+static int make_dirs(const char *path, mode_t mode)
+{
+    char buf[PATH_MAX];
+    snprintf(buf, sizeof buf, "%s", path);
+    for (char *s = buf + 1;; s++) {
+        if (*s == '/' || *s == '\0') {
+            char keep = *s;
+            *s = '\0';
+            int made = mkdir(buf, mode);
+            if (made < 0 && errno != EEXIST)
+                return -1;
+            if (made < 0) {
+                struct stat st;
+                if (stat(buf, &st) < 0)
+                    return -1;
+                if (!S_ISDIR(st.st_mode)) {
+                    errno = ENOTDIR;
+                    return -1;
+                }
+            }
+            *s = keep;
+            if (!keep)
+                return 0;
+        }
+    }
+}
+
+/* Bring lo up in a new network namespace (the only interface it has, and it starts down). */
+static void loopback_up(void)
+{
+    int s = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+    struct ifreq ifr;
+    memset(&ifr, 0, sizeof ifr);
+    snprintf(ifr.ifr_name, sizeof ifr.ifr_name, "lo");
+    if (s < 0 || ioctl(s, SIOCGIFFLAGS, &ifr) < 0)
+        fail_errno("lo");
+    ifr.ifr_flags |= IFF_UP;
+    if (ioctl(s, SIOCSIFFLAGS, &ifr) < 0)
+        fail_errno("lo");
+    close(s);
+}
+
+static const struct { const char *name; unsigned major, minor; } devices[] = {
+    {"null", 1, 3}, {"zero", 1, 5}, {"full", 1, 7}, {"random", 1, 8}, {"urandom", 1, 9}, {"tty", 5, 0},
+};
+static const char *const dev_links[][2] = {
+    {"fd", "/proc/self/fd"}, {"stdin", "/proc/self/fd/0"}, {"stdout", "/proc/self/fd/1"},
+    {"stderr", "/proc/self/fd/2"}, {"ptmx", "pts/ptmx"},
+};
+
+/* /dev: a small tmpfs with the usual nodes, a private devpts (newinstance), shm and mqueue. */
+static void mount_dev(const char *root)
+{
+    char dev[PATH_MAX], p[PATH_MAX + 32];
+    secure_join(root, "/dev", dev, sizeof dev);
+    mount_point(dev);
+    do_mount("tmpfs", dev, "tmpfs", MS_NOSUID | MS_STRICTATIME, "mode=755,size=65536k");
+    mode_t old = umask(0);
+    for (size_t i = 0; i < sizeof devices / sizeof devices[0]; i++) {
+        snprintf(p, sizeof p, "%s/%s", dev, devices[i].name);
+        if (mknod(p, S_IFCHR | 0666, makedev(devices[i].major, devices[i].minor)) < 0)
+            fail_errno(p);
+    }
+    umask(old);
+    for (size_t i = 0; i < sizeof dev_links / sizeof dev_links[0]; i++) {
+        snprintf(p, sizeof p, "%s/%s", dev, dev_links[i][0]);
+        if (symlink(dev_links[i][1], p) < 0)
+            fail_errno(p);
+    }
+    snprintf(p, sizeof p, "%s/pts", dev);
+    if (mkdir(p, 0755) < 0)
+        fail_errno(p);
+    do_mount("devpts", p, "devpts", MS_NOSUID | MS_NOEXEC, "newinstance,ptmxmode=0666,mode=0620,gid=5");
+    snprintf(p, sizeof p, "%s/shm", dev);
+    if (mkdir(p, 01777) < 0)
+        fail_errno(p);
+    do_mount("shm", p, "tmpfs", MS_NOSUID | MS_NODEV | MS_NOEXEC, "mode=1777,size=65536k");
+    snprintf(p, sizeof p, "%s/mqueue", dev);
+    if (mkdir(p, 0755) < 0)
+        fail_errno(p);
+    do_mount("mqueue", p, "mqueue", MS_NOSUID | MS_NODEV | MS_NOEXEC, NULL);
+}
+
+/* The nosuid/nodev/noexec flags a mount has now, kept on a read-only remount (locked ones must stay). */
+static unsigned long locked_flags(const char *path)
+{
+    struct statvfs sv;
+    if (statvfs(path, &sv) < 0)
+        fail_errno(path);
+    return (sv.f_flag & ST_NOSUID ? MS_NOSUID : 0) | (sv.f_flag & ST_NODEV ? MS_NODEV : 0)
+        | (sv.f_flag & ST_NOEXEC ? MS_NOEXEC : 0);
+}
+
+/* Bind a host path into the container; the mount point is made as Docker makes it. */
+static void bind_mount(const char *root, const struct bind *b)
+{
+    char target[PATH_MAX];
+    struct stat st;
+    secure_join(root, b->destination, target, sizeof target);
+    if (stat(b->source, &st) == 0 && S_ISDIR(st.st_mode)) {
+        if (make_dirs(target, 0755) < 0)
+            fail_errno(target);
+    } else {
+        char parent[PATH_MAX];
+        snprintf(parent, sizeof parent, "%s", target);
+        char *slash = strrchr(parent, '/');
+        if (slash && slash != parent) {
+            *slash = '\0';
+            if (make_dirs(parent, 0755) < 0)
+                fail_errno(parent);
+        }
+        if (lstat(target, &st) < 0) {
+            int fd = open(target, O_WRONLY | O_CREAT | O_CLOEXEC, 0644);
+            if (fd < 0)
+                fail_errno(target);
+            close(fd);
+        }
+    }
+    do_mount(b->source, target, NULL, MS_BIND | MS_REC, NULL);
+    if (b->readonly) /* the kernel ignores MS_RDONLY on the first MS_BIND (mount(2)) */
+        do_mount(NULL, target, NULL, MS_BIND | MS_REMOUNT | MS_RDONLY | locked_flags(target), NULL);
+}
+
+/* Docker's masked paths: /dev/null over files, an empty read-only tmpfs over directories. */
+static void mask(const char *root, const struct pid1_spec *s)
+{
+    char null[PATH_MAX], target[PATH_MAX];
+    struct stat st;
+    secure_join(root, "/dev/null", null, sizeof null);
+    for (int i = 0; i < s->n_masked; i++) {
+        snprintf(target, sizeof target, "%s%s", root, s->masked[i]);
+        if (lstat(target, &st) < 0)
+            continue;
+        if (S_ISDIR(st.st_mode))
+            do_mount("tmpfs", target, "tmpfs", MS_RDONLY, NULL);
+        else
+            do_mount(null, target, NULL, MS_BIND, NULL);
+    }
+    for (int i = 0; i < s->n_readonly; i++) {
+        snprintf(target, sizeof target, "%s%s", root, s->readonly[i]);
+        if (lstat(target, &st) < 0)
+            continue;
+        do_mount(target, target, NULL, MS_BIND | MS_REC, NULL);
+        do_mount(NULL, target, NULL, MS_BIND | MS_REMOUNT | MS_RDONLY | MS_NOSUID | MS_NODEV | MS_NOEXEC, NULL);
+    }
+}
+
+static const char *env_get(const struct pid1_spec *s, const char *key)
+{
+    size_t k = strlen(key);
+    const char *found = NULL;
+    for (int i = 0; i < s->n_env; i++)
+        if (!strncmp(s->env[i], key, k) && s->env[i][k] == '=')
+            found = s->env[i] + k + 1; /* the last one wins, as in a dict */
+    return found;
+}
+
+/* Find the program as Go's exec.LookPath does inside the container, with Docker's exit codes. */
+static void lookup(const struct pid1_spec *s, char *out, size_t cap)
+{
+    const char *name = s->argv[0];
+    char why[128];
+    struct stat st;
+    if (strchr(name, '/')) {
+        if (stat(name, &st) < 0)
+            fail(errno == ENOENT ? 127 : 126, "exec: \"%s\": stat %s: %s", name, name,
+                 lower_strerror(errno, why, sizeof why));
+        if (S_ISDIR(st.st_mode))
+            fail(126, "exec: \"%s\": is a directory", name);
+        if (!(st.st_mode & 0111))
+            fail(126, "exec: \"%s\": permission denied", name);
+        snprintf(out, cap, "%s", name);
+        return;
+    }
+    const char *path = env_get(s, "PATH");
+    char search[4096];
+    snprintf(search, sizeof search, "%s", path ? path : DEFAULT_PATH);
+    char *dir = search;
+    for (;;) {
+        char *colon = strchr(dir, ':');
+        if (colon)
+            *colon = '\0';
+        snprintf(out, cap, "%s/%s", *dir ? dir : ".", name);
+        if (stat(out, &st) == 0 && S_ISREG(st.st_mode) && (st.st_mode & 0111))
+            return;
+        if (!colon)
+            break;
+        dir = colon + 1;
+    }
+    fail(127, "exec: \"%s\": executable file not found in $PATH", name);
+}
+
+struct cap_header { unsigned version; int pid; };
+struct cap_data { unsigned effective, permitted, inheritable; };
+
+/* Keep only the capabilities in `keep`: bounding set, ambient set, then capset (capabilities(7)). */
+static void restrict_caps(unsigned long long keep, int last_cap)
+{
+    for (int n = 0; n <= last_cap; n++)
+        if (!(keep >> n & 1) && prctl(PR_CAPBSET_DROP, n, 0, 0, 0) < 0)
+            fail_errno("the bounding set");
+    if (prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL, 0, 0, 0) < 0 && errno != EINVAL)
+        fail_errno("the ambient set");
+    struct cap_header h = {0x20080522, 0}; /* _LINUX_CAPABILITY_VERSION_3 */
+    struct cap_data d[2] = {{(unsigned)keep, (unsigned)keep, 0}, {(unsigned)(keep >> 32), (unsigned)(keep >> 32), 0}};
+    if (syscall(SYS_capset, &h, d) < 0)
+        fail_errno("capset");
+}
+
+static int read_last_cap(void)
+{
+    int fd = open("/proc/sys/kernel/cap_last_cap", O_RDONLY | O_CLOEXEC);
+    char buf[16] = "";
+    if (fd < 0 || read(fd, buf, sizeof buf - 1) <= 0)
+        fail_errno("/proc/sys/kernel/cap_last_cap");
+    close(fd);
+    return atoi(buf);
+}
+
+void pid1_run(const struct pid1_spec *s)
+{
+    error_fd = s->error_fd;
+    int last_cap = read_last_cap(); /* before pivot_root: the new /proc is the container's */
+    for (int i = 0; i < s->n_cgroups; i++) {
+        int fd = open(s->cgroups[i], O_WRONLY | O_CLOEXEC);
+        if (fd < 0 || write(fd, "0", 1) < 0)
+            fail_errno(s->cgroups[i]);
+        close(fd);
+    }
+    int flags = CLONE_NEWNS | CLONE_NEWUTS | CLONE_NEWIPC | CLONE_NEWCGROUP;
+    if (s->new_net)
+        flags |= CLONE_NEWNET;
+    if (unshare(flags) < 0)
+        fail_errno("unshare");
+    if (s->netns) { /* the engine made and wired this network namespace (veth, address, route) */
+        int fd = open(s->netns, O_RDONLY | O_CLOEXEC);
+        if (fd < 0 || setns(fd, CLONE_NEWNET) < 0)
+            fail_errno(s->netns);
+        close(fd);
+    }
+    if (s->hostname && *s->hostname && sethostname(s->hostname, strlen(s->hostname)) < 0)
+        fail_errno("sethostname");
+    do_mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL); /* nothing propagates back to the host */
+    if (s->new_net)
+        loopback_up();
+    char root[PATH_MAX], p[PATH_MAX];
+    if (!realpath(s->root, root))
+        fail_errno(s->root);
+    do_mount(root, root, NULL, MS_BIND | MS_REC, NULL);
+    secure_join(root, "/proc", p, sizeof p);
+    mount_point(p);
+    do_mount("proc", p, "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC, NULL);
+    mount_dev(root);
+    secure_join(root, "/sys", p, sizeof p);
+    mount_point(p);
+    if (mount("sysfs", p, "sysfs", MS_NOSUID | MS_NODEV | MS_NOEXEC | MS_RDONLY, NULL) < 0) {
+        if (errno != EPERM)
+            fail_errno(p);
+        do_mount("/sys", p, NULL, MS_BIND | MS_REC, NULL);
+        do_mount(NULL, p, NULL, MS_BIND | MS_REMOUNT | MS_RDONLY | locked_flags(p), NULL);
+    }
+    for (int i = 0; i < s->n_binds; i++) /* the starter sorted them, parents first */
+        bind_mount(root, &s->binds[i]);
+    mask(root, s);
+    if (chdir(root) < 0 || syscall(SYS_pivot_root, ".", ".") < 0)
+        fail_errno(root);
+    if (umount2(".", MNT_DETACH) < 0 || chdir("/") < 0) /* the old root goes: no path leads back */
+        fail_errno("/");
+    char why[128];
+    if (make_dirs(s->cwd, 0755) < 0 && errno == ENOTDIR)
+        fail(128, "chdir to cwd (\"%s\") set in config.json failed: not a directory", s->cwd);
+    if (chdir(s->cwd) < 0)
+        fail(128, "chdir to cwd (\"%s\") set in config.json failed: %s", s->cwd,
+             lower_strerror(errno, why, sizeof why));
+    if (s->readonly_rootfs)
+        do_mount(NULL, "/", NULL, MS_BIND | MS_REMOUNT | MS_RDONLY, NULL);
+    if (dup2(s->out_fd, 1) < 0 || dup2(s->err_fd, 2) < 0)
+        fail_errno("stdout");
+
+    char program[PATH_MAX];
+    lookup(s, program, sizeof program);
+    restrict_caps(s->caps, last_cap);
+    if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) < 0)
+        fail_errno("no_new_privs");
+    for (int sig = 1; sig < NSIG; sig++)
+        if (sig != SIGKILL && sig != SIGSTOP)
+            signal(sig, SIG_DFL); /* an ignored signal would stay ignored across execve(2) */
+    sigset_t set;
+    if (s->block_signals)
+        sigfillset(&set); /* labkit-init as PID 1 installs its own mask; a signal before that stays pending */
+    else
+        sigemptyset(&set);
+    sigprocmask(SIG_SETMASK, &set, NULL);
+    umask(022);
+    if (fcntl(error_fd, F_SETFD, FD_CLOEXEC) < 0)
+        fail_errno("the error pipe");
+    /* Nothing of the starter's but 0-2 and the error pipe (close-on-exec) crosses execve(2). */
+    if (error_fd > 3)
+        syscall(SYS_close_range, 3, error_fd - 1, 0);
+    syscall(SYS_close_range, error_fd + 1, ~0U, 0);
+    execve(program, s->argv, s->env);
+    int err = errno;
+    fail(err == ENOENT ? 127 : 126, "exec %s: %s", program, lower_strerror(err, why, sizeof why));
+}

@@ -1,0 +1,35 @@
+/* pid1.h: what the shim tells a container's first process to build (see pid1.c). */
+#ifndef LABKIT_PID1_H
+#define LABKIT_PID1_H
+
+#define PID1_MAX_LIST 256
+
+struct bind {
+    const char *source, *destination;
+    int readonly;
+};
+
+struct pid1_spec {
+    const char *root;                   /* the merged overlay directory, mounted by the engine */
+    const char *cwd, *hostname;
+    const char *netns;                  /* a network namespace to join, or NULL */
+    int new_net;                        /* unshare a network namespace of its own (--network none) */
+    const char *cgroups[16];            /* cgroup.procs files to join */
+    int n_cgroups;
+    struct bind binds[64];              /* parents first */
+    int n_binds;
+    const char *masked[64], *readonly[64];
+    int n_masked, n_readonly;
+    char *env[PID1_MAX_LIST + 1];
+    int n_env;
+    char *argv[PID1_MAX_LIST + 1];
+    int n_argv;
+    int readonly_rootfs, block_signals;
+    unsigned long long caps;            /* the capabilities the command keeps */
+    int error_fd, out_fd, err_fd;
+};
+
+/* Build the container around the calling process (PID 1 of its new PID namespace), then execve. */
+void pid1_run(const struct pid1_spec *spec) __attribute__((noreturn));
+
+#endif
