@@ -25,8 +25,9 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, ".."))
 sys.path.insert(0, HERE)
 
-import labkit  # noqa: E402
 from lifecycle import Work, build_bundles, build_rootfs  # noqa: E402
+
+import labkit  # noqa: E402
 
 
 def used_kb() -> int:

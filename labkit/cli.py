@@ -1069,7 +1069,7 @@ def cmd_build(session: _Session, args: argparse.Namespace) -> int:
 def cmd_trace(session: _Session, args: argparse.Namespace) -> int:
     """``labkit trace run busybox true``: the command's own output, then its steps, one per line."""
     if not args.inner or args.inner[0] == "trace":
-        raise UsageError("trace needs a command to run, e.g. 'labkit trace run busybox true'")
+        raise UsageError(f"{PROG} trace", "trace needs a command to run, e.g. 'labkit trace run busybox true'")
     engine = session.engine
     with engine.tracing() as steps:
         code = main(["--backend", args.backend, *(["--root", args.root] if args.root else []), *args.inner],
@@ -1081,7 +1081,11 @@ def cmd_trace(session: _Session, args: argparse.Namespace) -> int:
 
 def cmd_setup(session: _Session, args: argparse.Namespace) -> int:
     """Build busybox:latest and the lesson's images, then list the images."""
-    session.engine.setup(on_step=lambda line: (session.print(line), session.out.flush()))
+    def step(line: str) -> None:
+        session.print(line)
+        session.out.flush()
+
+    session.engine.setup(on_step=step)
     return cmd_images(session, argparse.Namespace(quiet=False, all=False, no_trunc=False, format=None))
 
 
@@ -1115,7 +1119,7 @@ def cmd_service_scale(session: _Session, args: argparse.Namespace) -> int:
     for pair in args.pairs:
         name, _, count = pair.partition("=")
         if not count.isdigit():
-            raise UsageError(f"invalid scale specifier '{pair}': write NAME=REPLICAS")
+            raise UsageError(f"{PROG} service scale", f"invalid scale specifier '{pair}': write NAME=REPLICAS")
         session.engine.service_scale(name, int(count))
         session.print(f"{name} scaled to {count}")
     return 0
@@ -1218,6 +1222,24 @@ def cmd_show(session: _Session, args: argparse.Namespace) -> int:
         fig = resources.picture(engine, name, seconds=args.seconds)
     palette.save(fig, args.output)
     session.print(args.output)
+    return 0
+
+
+def cmd_server(session: _Session, args: argparse.Namespace) -> int:
+    """``labkit server status|stop``: the resident engine the ``labkit`` command hands its work to."""
+    from labkit import server
+
+    directory = server.socket_dir()
+    pid = server.running(directory)
+    if args.action == "stop":
+        server.stop(directory)
+        session.print(f"stopped the engine server (pid {pid})" if pid else "no engine server was running")
+        return 0
+    if pid:
+        session.print(f"running (pid {pid}), listening on {os.path.join(directory, server.SOCKET)}")
+    else:
+        session.print("not running: the next labkit command starts it (LABKIT_NO_SERVER=1 keeps every "
+                      "command in its own process)")
     return 0
 
 
@@ -1394,11 +1416,10 @@ def build_parser() -> _Parser:
     parser.add_argument(
         "--backend",
         choices=("auto", "linux", "rootless", "sim"),
-        default=os.environ.get("LABKIT_BACKEND", "auto"),
         help="which backend runs containers (env LABKIT_BACKEND; default auto)",
     )
     parser.add_argument(
-        "--root", metavar="DIR", default=os.environ.get("LABKIT_ROOT"), help="state directory (env LABKIT_ROOT)"
+        "--root", metavar="DIR", help="state directory (env LABKIT_ROOT)"
     )
     commands = parser.add_subparsers(dest="verb", metavar="COMMAND", parser_class=_Parser)
 
@@ -1561,6 +1582,8 @@ def build_parser() -> _Parser:
 
     command("doctor", cmd_doctor, "Explain what this host allows and which backend labkit will use")
     command("version", cmd_version, "Show the labkit version information")
+    sub = command("server", cmd_server, "Show or stop the resident engine that runs labkit commands")
+    sub.add_argument("action", choices=("status", "stop"), help="status: is it running; stop: end it")
     command("info", cmd_info, "Display system-wide information")
 
     from labkit.grading.cli import add_grade_command  # stdlib-only at import: --help stays fast
@@ -1640,6 +1663,7 @@ def main(
     engine_factory: EngineFactory | None = None,
     stdout: IO[str] | None = None,
     stderr: IO[str] | None = None,
+    parser: argparse.ArgumentParser | None = None,
 ) -> int:
     """Run one ``labkit`` command and return its exit code.
 
@@ -1649,6 +1673,8 @@ def main(
             first time a command needs the engine; default :func:`labkit.connect`.
         stdout: Where output goes (default ``sys.stdout``).
         stderr: Where errors go (default ``sys.stderr``).
+        parser: A parser from :func:`build_parser` to reuse (the resident
+            server builds it once, see :mod:`labkit.server`).
 
     Returns:
         The exit code: 0, the container's code, or Docker's error codes.
@@ -1656,10 +1682,15 @@ def main(
     out = stdout or sys.stdout
     err = stderr or sys.stderr
     argv = list(sys.argv[1:] if argv is None else argv)
-    parser = build_parser()
+    parser = parser or build_parser()
     try:
         with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
             args = parser.parse_args(argv)
+        # From the environment at run time, not when the parser was built (the server reuses one).
+        if args.backend is None:
+            args.backend = os.environ.get("LABKIT_BACKEND") or "auto"
+        if args.root is None:
+            args.root = os.environ.get("LABKIT_ROOT") or None
     except UsageError as error:
         print(_usage_line(error), file=err)
         return 2

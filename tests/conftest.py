@@ -20,6 +20,11 @@ import pytest
 IS_ROOT = os.geteuid() == 0
 _ROOTS: list[Path] = []
 
+# The `labkit` command hands its work to a resident engine (labkit/server.py). The session's
+# servers listen in a directory of its own, named so the leak check finds one left running.
+SOCKETS = Path(tempfile.mkdtemp(prefix="labkit-test-sock-"))
+os.environ["LABKIT_SOCKET_DIR"] = str(SOCKETS)
+
 
 def pytest_collection_modifyitems(config, items):
     if IS_ROOT:
@@ -130,6 +135,10 @@ def _take_down_bridges() -> None:
 
 
 def pytest_sessionfinish(session, exitstatus):
+    from labkit import server
+
+    server.stop(str(SOCKETS))
+    shutil.rmtree(SOCKETS, ignore_errors=True)
     if not IS_ROOT:
         return
     _take_down_bridges()

@@ -237,8 +237,8 @@ class LinuxBackend:
         info = read_json(self.store.container_dir(record.id) / "network.json")
         running = self._net_live(record, info)
         if record.config.network in ("none", "host") or info is None or not running:
-            ports = {k: None for k in record.config.exposed_ports} if record.config.network != "host" else {}
-            settings = net.network_settings(None, ports if not running else {})
+            exposed = {k: None for k in record.config.exposed_ports} if record.config.network != "host" else {}
+            settings = net.network_settings(None, exposed if not running else {})
             if record.config.network not in ("none", "host"):
                 settings["Networks"] = {record.config.network: {"IPAddress": "", "Gateway": "", "MacAddress": "",
                                                                 "IPPrefixLen": 0, "NetworkID": "", "EndpointID": ""}}

@@ -322,7 +322,7 @@ def _start_native(spec: LaunchSpec, shim: list[str], shim_args: list[str]) -> St
         _cleanup_here(spec)
         raise StartFailed(f"error during container init: {err.strerror}: {argv[0]}", 128) from None
     finally:
-        for (fd, _), (orig, _) in zip(proxies, spec.proxies):
+        for (fd, _), (orig, _) in zip(proxies, spec.proxies, strict=True):
             if fd != orig:
                 os.close(fd)
     os.close(report_w)

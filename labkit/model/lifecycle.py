@@ -15,7 +15,6 @@ from __future__ import annotations
 import enum
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Union
 
 from labkit.errors import IllegalTransition
 
@@ -79,7 +78,7 @@ class Refused:
     http_status: int = 409
 
 
-Outcome = Union[Move, Unchanged, Refused]
+Outcome = Move | Unchanged | Refused
 
 S, V = Status, Verb
 

@@ -16,10 +16,10 @@ step 10 000.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from types import MappingProxyType
-from typing import Any, Mapping
+from typing import Any
 
 #: A checkpoint every this many steps bounds the replay behind any goto().
 CHECKPOINT = 64

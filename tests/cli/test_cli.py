@@ -1023,3 +1023,13 @@ def test_ctrl_c_during_attached_run_forwards_sigint(labkit, engine) -> None:
     assert r.code == 130
     assert engine.called("kill") == [(("c" * 64,), {"signal": "INT"})]
     assert r.err.splitlines()[-1].startswith("labkit: sent SIGINT to cccccccccccc")
+
+
+@pytest.mark.parametrize("args, message", [
+    (("trace",), "trace needs a command to run"),
+    (("service", "scale", "web=many"), "invalid scale specifier 'web=many'"),
+])
+def test_usage_mistakes_of_trace_and_scale_are_one_line(labkit, engine, args, message) -> None:
+    r = labkit(*args)
+    assert r.code == 2
+    assert r.err.count("\n") == 1 and message in r.err and "Traceback" not in r.err

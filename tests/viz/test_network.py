@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import pytest
-from tests.viz.vizfigs import by_gid
 
 from labkit.viz import network
 from labkit.viz import palette as P
+from tests.viz.vizfigs import by_gid
 
 HOST = """1: lo    inet 127.0.0.1/8 scope host lo\\       valid_lft forever
 1: lo    inet6 ::1/128 scope host \\       valid_lft forever

@@ -5,10 +5,10 @@ from __future__ import annotations
 import os
 
 import pytest
-from tests.viz.vizfigs import by_gid
 
 from labkit.viz import palette as P
 from labkit.viz import walls
+from tests.viz.vizfigs import by_gid
 
 NET_HOST = """Inter-|   Receive
  face |bytes    packets

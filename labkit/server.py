@@ -1,0 +1,384 @@
+"""The resident engine behind the ``labkit`` command: one warm Python process per user.
+
+A ``labkit`` command is short; a Python interpreter that imports the engine,
+builds the command line and then starts a container spends most of its time on
+the first two. As ``dockerd`` does for ``docker``, this server keeps that work
+done once. The ``labkit`` command (``bin/labkit``, a few lines of stdlib
+Python started without ``site``) sends its arguments, environment, working
+directory, umask and its own stdin, stdout and stderr (SCM_RIGHTS, unix(7))
+over a unix socket; the server forks a worker that takes them over and runs
+:func:`labkit.cli.main` exactly as the command would have, and sends back the
+exit code. Output goes straight to the caller's terminal or pipe.
+
+So nothing about a command changes but its speed: the worker is a fresh
+process per command (its own environment, directory and descriptors) forked
+from a server that has imported everything and built the parser. The first
+``labkit`` command starts the server and runs in-process itself; so does every
+command when ``LABKIT_NO_SERVER`` is set, or when the server finds that
+labkit's code changed since it started (it then exits, and the next command
+starts a new one). The server exits after :data:`IDLE_SECONDS` without a
+command, or on SIGTERM (``labkit server stop``).
+
+The socket lives in a directory only its user can enter (``/run/labkit`` for
+root, ``$XDG_RUNTIME_DIR/labkit`` or ``/tmp/labkit-UID`` otherwise;
+``LABKIT_SOCKET_DIR`` overrides it), and the server also checks each caller's
+uid (SO_PEERCRED): a command never runs with someone else's rights.
+
+Wire format, one request per connection: the client sends ``LEN`` (10 ASCII
+digits) then ``LEN`` bytes of NUL-separated fields — ``1`` (the version), the
+working directory, the umask in octal, the number of arguments, the
+arguments, then ``KEY=VALUE`` environment entries — with its descriptors 0, 1
+and 2 attached to the first message. The server answers ``started\\n`` once a
+worker runs the command and ``exit N\\n`` when it has ended, or ``again\\n``
+(run it yourself) without running anything.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import gc
+import os
+import select
+import signal
+import socket
+import struct
+import sys
+import time
+from typing import Any
+
+#: Seconds without a command after which the server exits.
+IDLE_SECONDS = 15 * 60
+SOCKET = "engine.sock"
+LOCK = "engine.lock"
+PIDFILE = "engine.pid"
+_MAX_REQUEST = 4 << 20
+
+
+def socket_dir(env: dict[str, str] | None = None, uid: int | None = None) -> str:
+    """Where this user's server listens (the same rule as ``bin/labkit``)."""
+    env = dict(os.environ) if env is None else env
+    uid = os.getuid() if uid is None else uid
+    if env.get("LABKIT_SOCKET_DIR"):
+        return env["LABKIT_SOCKET_DIR"]
+    if uid == 0:
+        return "/run/labkit"
+    if env.get("XDG_RUNTIME_DIR"):
+        return os.path.join(env["XDG_RUNTIME_DIR"], "labkit")
+    return f"/tmp/labkit-{uid}"
+
+
+def _private_dir(path: str) -> None:
+    """Make ``path`` a directory only this user can enter, or refuse one that someone else could."""
+    os.makedirs(path, mode=0o700, exist_ok=True)
+    st = os.lstat(path)
+    if st.st_uid != os.getuid() or st.st_mode & 0o077 or not os.path.isdir(path):
+        raise PermissionError(f"{path} must be a directory only uid {os.getuid()} can enter")
+
+
+def _fingerprint() -> float:
+    """The newest modification time among labkit's own files: a changed file means stale code here."""
+    here = os.path.dirname(os.path.abspath(__file__))
+    newest = 0.0
+    stack = [here]
+    while stack:
+        with os.scandir(stack.pop()) as entries:
+            for entry in entries:
+                if entry.is_dir(follow_symlinks=False):
+                    if entry.name != "__pycache__":
+                        stack.append(entry.path)
+                elif entry.name.endswith((".py", ".c", ".h")):
+                    newest = max(newest, entry.stat().st_mtime)
+    return newest
+
+
+#: Modules a worker may need that the server does not import ahead: pictures and widgets pull in
+#: matplotlib and ipywidgets (``labkit show`` imports them itself); the rest are entry points.
+_NOT_AHEAD = ("labkit.viz", "labkit.grading.widgets", "labkit.grading.render", "labkit.__main__",
+              "labkit.server", "labkit.restarter", "labkit.service")
+
+
+def _warm() -> Any:
+    """Import what commands use, find the shim, build the command line once; return the parser.
+
+    Everything imported here is shared by every worker (fork); a module a
+    worker imported itself would cost it that import on every command.
+    """
+    import importlib
+    import pkgutil
+
+    import labkit
+    import labkit.cli
+
+    for info in pkgutil.walk_packages(labkit.__path__, "labkit."):
+        if not info.name.startswith(_NOT_AHEAD):
+            try:
+                importlib.import_module(info.name)
+            except ImportError:
+                pass  # an optional dependency (pyroute2) missing: the command that needs it says so
+    try:
+        import pyroute2  # noqa: F401  (0.3 s to import: paid here once, not per bridged run)
+    except ImportError:
+        pass
+    if os.getuid() == 0:
+        from labkit.linux import supervisor
+
+        supervisor.command()  # compiled (once) and found: every worker inherits the answer
+    return labkit.cli.build_parser()
+
+
+class Server:
+    """The listening socket, the workers running commands, and the idle clock."""
+
+    def __init__(self, directory: str) -> None:
+        self.directory = directory
+        self.path = os.path.join(directory, SOCKET)
+        self.stopping = False
+        self.workers: dict[int, tuple[int, socket.socket]] = {}  # pidfd -> (pid, connection)
+        self.callers: dict[int, int] = {}  # a worker's connection fd -> its pidfd, until the caller hangs up
+        self.fingerprint = _fingerprint()
+        self.parser = _warm()
+        # Workers are forks: keep the collector off the objects imported so far, so that a worker
+        # does not write to (and so copy) every page of them (gc.freeze, "copy-on-write friendly").
+        gc.collect()
+        gc.freeze()
+        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        tmp = f"{self.path}.{os.getpid()}"
+        self.sock.bind(tmp)
+        os.chmod(tmp, 0o600)
+        os.replace(tmp, self.path)  # atomically: a client never sees a socket nobody listens on
+        self.sock.listen(64)
+        self.inode = os.stat(self.path).st_ino
+
+    def serve(self) -> None:
+        signal.signal(signal.SIGTERM, lambda *_: setattr(self, "stopping", True))
+        last = time.monotonic()
+        while True:
+            if self.stopping and not self.workers:
+                break
+            if not self.workers and time.monotonic() - last > IDLE_SECONDS:
+                break
+            waiting: list[Any] = [self.sock, *self.workers, *self.callers]
+            ready = select.select(waiting, [], [], 1.0)[0]
+            for fd in ready:
+                if fd is self.sock:
+                    if not self.stopping:
+                        self.accept()
+                        last = time.monotonic()
+                elif fd in self.workers:
+                    self.reap(fd)
+                elif fd in self.callers:
+                    self.hung_up(fd)
+            if self.stale():
+                self.stopping = True
+        self.close()
+
+    def stale(self) -> bool:
+        """Another server took the socket's name, or it was removed: this one should go."""
+        try:
+            return os.stat(self.path).st_ino != self.inode
+        except FileNotFoundError:
+            return True
+
+    def close(self) -> None:
+        if not self.stale():
+            os.unlink(self.path)
+        self.sock.close()
+
+    def accept(self) -> None:
+        conn, _ = self.sock.accept()
+        try:
+            request = _receive(conn)
+            uid = struct.unpack("3i", conn.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, 12))[1]
+            if request is None or uid != os.getuid():
+                conn.close()
+                return
+            fields, fds = request
+            if _fingerprint() != self.fingerprint:  # labkit changed under us: the caller runs it afresh
+                self.stopping = True
+                conn.sendall(b"again\n")
+                conn.close()
+                for fd in fds:
+                    os.close(fd)
+                return
+            pid = os.fork()
+            if pid == 0:
+                code = 1
+                try:
+                    self.sock.close()
+                    code = _work(fields, fds, self.parser, conn)
+                finally:
+                    os._exit(code)
+            for fd in fds:
+                os.close(fd)
+            conn.sendall(b"started\n")
+            pidfd = os.pidfd_open(pid)
+            self.workers[pidfd] = (pid, conn)
+            self.callers[conn.fileno()] = pidfd
+        except OSError:
+            conn.close()
+
+    def hung_up(self, fd: int) -> None:
+        """The caller went (Ctrl-C ended the ``labkit`` command): interrupt its worker as Ctrl-C would."""
+        pidfd = self.callers.pop(fd)
+        pid, _ = self.workers[pidfd]
+        try:
+            os.kill(pid, signal.SIGINT)
+        except ProcessLookupError:
+            pass
+
+    def reap(self, pidfd: int) -> None:
+        pid, conn = self.workers.pop(pidfd)
+        self.callers.pop(conn.fileno(), None)
+        os.close(pidfd)
+        _, status = os.waitpid(pid, 0)
+        code = os.waitstatus_to_exitcode(status)
+        try:
+            conn.sendall(f"exit {code if code >= 0 else 128 - code}\n".encode())
+        except OSError:
+            pass
+        conn.close()
+
+
+def _receive(conn: socket.socket) -> tuple[list[str], list[int]] | None:
+    """One request: its fields and the three descriptors that came with it."""
+    fds: list[int] = []
+    data = b""
+    while len(data) < 10:
+        chunk, ancillary, _, _ = conn.recvmsg(65536, socket.CMSG_SPACE(3 * 4))
+        for level, kind, payload in ancillary:
+            if level == socket.SOL_SOCKET and kind == socket.SCM_RIGHTS:
+                fds += list(struct.unpack(f"{len(payload) // 4}i", payload[: len(payload) // 4 * 4]))
+        if not chunk:
+            break
+        data += chunk
+    if len(data) < 10 or not data[:10].isdigit() or int(data[:10]) > _MAX_REQUEST:
+        for fd in fds:
+            os.close(fd)
+        return None
+    size = int(data[:10])
+    data = data[10:]
+    while len(data) < size:
+        chunk = conn.recv(size - len(data))
+        if not chunk:
+            break
+        data += chunk
+    fields = data.decode("utf-8", "surrogateescape").split("\0")
+    if len(fds) != 3 or len(data) != size or fields[0] != "1":
+        for fd in fds:
+            os.close(fd)
+        return None
+    return fields, fds
+
+
+def _work(fields: list[str], fds: list[int], parser: Any, conn: socket.socket) -> int:
+    """The worker: become the caller's command (descriptors, environment, directory), then run it."""
+    import io
+
+    from labkit import cli
+
+    gc.disable()  # a short-lived process: collecting would only touch (and copy) shared pages
+    _, cwd, umask, count, *rest = fields
+    argv, env = rest[: int(count)], rest[int(count):]
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)  # as a fresh interpreter has them
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    os.setsid()  # its own session: the server's signals are not its
+    for target, fd in enumerate(fds):
+        os.dup2(fd, target)
+        os.close(fd)
+    conn.close()
+    os.environ.clear()
+    os.environ.update(item.partition("=")[::2] for item in env if "=" in item)
+    os.umask(int(umask, 8))
+    try:
+        os.chdir(cwd)
+    except OSError as err:
+        os.write(2, f"labkit: cannot enter the working directory {cwd}: {err.strerror}.\n".encode())
+        return 1
+
+    def stream(fd: int, mode: str) -> io.TextIOWrapper:
+        raw = io.open(fd, mode + "b", closefd=False)  # noqa: UP020  (buffered binary under the text layer)
+        return io.TextIOWrapper(raw, encoding="utf-8", errors="backslashreplace" if fd == 2 else "strict",
+                                line_buffering=os.isatty(fd))
+
+    sys.stdin, sys.stdout, sys.stderr = stream(0, "r"), stream(1, "w"), stream(2, "w")
+    sys.argv = [cli.PROG, *argv]
+    try:
+        code = cli.main(argv, parser=parser)
+    except SystemExit as done:
+        code = done.code if isinstance(done.code, int) else 1
+    except KeyboardInterrupt:
+        code = 130
+    for out in (sys.stdout, sys.stderr):
+        try:
+            out.flush()
+        except OSError:
+            pass
+    return code
+
+
+def start(directory: str) -> int:
+    """Run a server on ``directory`` unless one runs already; returns 0, or 1 if it could not start."""
+    try:
+        _private_dir(directory)
+    except OSError:
+        return 1
+    lock = os.open(os.path.join(directory, LOCK), os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+    try:
+        fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return 0  # another server holds it
+    with open(os.path.join(directory, PIDFILE), "w") as f:
+        f.write(str(os.getpid()))
+    server = Server(directory)
+    try:
+        server.serve()
+    finally:
+        os.unlink(os.path.join(directory, PIDFILE))
+    return 0
+
+
+def running(directory: str | None = None) -> int | None:
+    """The pid of the server of ``directory`` (default: this user's), or None."""
+    try:
+        with open(os.path.join(directory or socket_dir(), PIDFILE)) as f:
+            pid = int(f.read())
+        with open(f"/proc/{pid}/cmdline", "rb") as f:
+            return pid if b"labkit.server" in f.read() else None
+    except (OSError, ValueError):
+        return None
+
+
+def stop(directory: str | None = None, timeout: float = 10) -> bool:
+    """Stop the server of ``directory`` (default: this user's) and wait for it; True if one was running."""
+    pid = running(directory)
+    if pid is None:
+        return False
+    try:
+        fd = os.pidfd_open(pid)
+    except OSError:
+        return False
+    try:
+        os.kill(pid, signal.SIGTERM)
+        select.select([fd], [], [], timeout)
+    finally:
+        os.close(fd)
+    return True
+
+
+def main(argv: list[str]) -> int:
+    """``python -m labkit.server DIR``: detach from the caller and serve until idle."""
+    if len(argv) != 1:
+        print("usage: python -m labkit.server SOCKET_DIR", file=sys.stderr)
+        return 2
+    if os.fork() > 0:
+        return 0  # the caller goes on at once
+    os.setsid()
+    null = os.open(os.devnull, os.O_RDWR)
+    for fd in (0, 1, 2):
+        os.dup2(null, fd)
+    os.chdir("/")
+    return start(argv[0])
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

@@ -1,0 +1,183 @@
+"""labkit.server and bin/labkit: a command run by the resident engine is the same command, only sooner."""
+
+from __future__ import annotations
+
+import importlib.machinery
+import importlib.util
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from labkit import server
+from tests.util import wait_for
+
+REPO = Path(__file__).resolve().parent.parent
+CLIENT = [sys.executable, "-S", "-E", str(REPO / "bin" / "labkit")]  # the script's own Python part
+
+
+def _client_module():
+    loader = importlib.machinery.SourceFileLoader("labkit_client", str(REPO / "bin" / "labkit"))
+    spec = importlib.util.spec_from_loader("labkit_client", loader)
+    module = importlib.util.module_from_spec(spec)
+    loader.exec_module(module)
+    return module
+
+
+@pytest.fixture
+def sockets(tmp_path):
+    """A private socket directory; its server is stopped afterwards."""
+    directory = tmp_path / "labkit-test-sockets"
+    directory.mkdir(mode=0o700)
+    yield directory
+    server.stop(str(directory))
+
+
+def _env(sockets: Path, root: Path | None = None, **extra: str) -> dict[str, str]:
+    env = {**os.environ, "LABKIT_SOCKET_DIR": str(sockets), **extra}
+    if root is not None:
+        env["LABKIT_ROOT"] = str(root)
+    return env
+
+
+def _run(args: list[str], env: dict[str, str], cwd: Path | None = None) -> tuple[int, str, str]:
+    p = subprocess.run([*CLIENT, *args], env=env, capture_output=True, text=True, timeout=120, cwd=cwd)
+    return p.returncode, p.stdout, p.stderr
+
+
+def _serving(sockets: Path, env: dict[str, str]) -> int:
+    """Make sure a server listens on ``sockets``; return its pid."""
+    if server.running(str(sockets)) is None:
+        _run(["version"], env)
+    assert wait_for(lambda: (sockets / server.SOCKET).exists() and server.running(str(sockets)), timeout=30)
+    return server.running(str(sockets))
+
+
+def _children(pid: int) -> list[int]:
+    out = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                with open(f"/proc/{entry}/stat") as f:
+                    if int(f.read().rpartition(")")[2].split()[1]) == pid:
+                        out.append(int(entry))
+            except OSError:
+                pass
+    return out
+
+
+@pytest.mark.parametrize("env, uid, expected", [
+    ({"LABKIT_SOCKET_DIR": "/x"}, 1000, "/x"),
+    ({}, 0, "/run/labkit"),
+    ({"XDG_RUNTIME_DIR": "/run/user/1000"}, 1000, "/run/user/1000/labkit"),
+    ({}, 1000, "/tmp/labkit-1000"),
+])
+def test_the_command_and_the_server_agree_where_the_socket_is(env, uid, expected):
+    assert server.socket_dir(env, uid) == expected
+    assert _client_module().socket_dir(env, uid) == expected
+
+
+def test_a_directory_others_may_enter_is_never_used(tmp_path):
+    """Someone else's (or a world-readable) directory could hold a fake server: run in-process instead."""
+    shared = tmp_path / "labkit-test-shared"
+    shared.mkdir(mode=0o755)
+    os.chmod(shared, 0o755)
+    code, out, _ = _run(["version"], _env(shared))
+    assert code == 0 and "labkit" in out.lower()
+    time.sleep(1)
+    assert not (shared / server.SOCKET).exists() and server.running(str(shared)) is None
+
+
+def test_no_server_means_no_server(sockets):
+    code, out, _ = _run(["version"], _env(sockets, LABKIT_NO_SERVER="1"))
+    assert code == 0 and out
+    time.sleep(1)
+    assert server.running(str(sockets)) is None
+
+
+def test_server_status_and_stop(sockets):
+    env = _env(sockets)
+    status = subprocess.run([sys.executable, "-m", "labkit", "server", "status"], env=env, capture_output=True,
+                            text=True)
+    assert status.stdout.startswith("not running")
+    pid = _serving(sockets, env)
+    status = subprocess.run([*CLIENT, "server", "status"], env=env, capture_output=True, text=True)
+    assert status.stdout.startswith(f"running (pid {pid})")
+    stop = subprocess.run([*CLIENT, "server", "stop"], env=env, capture_output=True, text=True)
+    assert stop.stdout.strip() == f"stopped the engine server (pid {pid})"
+    assert server.running(str(sockets)) is None and not (sockets / server.SOCKET).exists()
+
+
+def test_a_changed_labkit_file_retires_the_server(sockets):
+    """After labkit's code changes, no command runs on the old code: the server steps down."""
+    env = _env(sockets)
+    old = _serving(sockets, env)
+    target = REPO / "labkit" / "errors.py"
+    st = target.stat()
+    os.utime(target, (st.st_atime, time.time() + 5))
+    try:
+        code, out, _ = _run(["version"], env)
+        assert code == 0 and out
+        assert wait_for(lambda: server.running(str(sockets)) != old, timeout=30)
+    finally:
+        os.utime(target, (st.st_atime, st.st_mtime))
+
+
+@pytest.mark.root
+def test_commands_through_the_server_match_in_process(sockets, session_root, tmp_path):
+    """Output, errors and exit codes are the same whichever process runs the command."""
+    served, alone = _env(sockets, session_root), _env(sockets, session_root, LABKIT_NO_SERVER="1")
+    _serving(sockets, served)
+    context = tmp_path / "labkit-test-ctx"
+    context.mkdir()
+    (context / "Labfile").write_text('FROM busybox\nCMD ["echo", "built here"]\n')
+    for args in (
+        ["run", "--rm", "--network", "none", "busybox", "sh", "-c", "echo out; echo err >&2; exit 3"],
+        ["run", "--rm", "--network", "none", "-e", "GREETING", "busybox", "sh", "-c", "echo $GREETING"],
+        ["inspect", "no-such-container"],
+        ["run", "--no-such-flag", "busybox"],
+        ["images", "busybox", "--format", "{{.Repository}}:{{.Tag}}"],
+    ):
+        one = _run(args, {**served, "GREETING": "hello"}, cwd=context)
+        two = _run(args, {**alone, "GREETING": "hello"}, cwd=context)
+        assert one == two, args
+    # The caller's working directory is the build context.
+    assert _run(["build", "-t", "server-test:1", "."], served, cwd=context)[0] == 0
+    assert _run(["run", "--rm", "--network", "none", "server-test:1"], alone) == (0, "built here\n", "")
+
+
+@pytest.mark.root
+def test_the_server_runs_the_command_in_a_worker(sockets, session_root):
+    """The second command is a child of the server (a fork per command), not a new interpreter."""
+    env = _env(sockets, session_root)
+    pid = _serving(sockets, env)
+    p = subprocess.Popen([*CLIENT, "run", "--rm", "--network", "none", "busybox", "sh", "-c", "echo go; sleep 2"],
+                         env=env, stdout=subprocess.PIPE, text=True)
+    try:
+        assert wait_for(lambda: _children(pid), timeout=10), "a worker runs the command"
+        out, _ = p.communicate(timeout=30)
+    finally:
+        p.kill()
+    assert (p.returncode, out) == (0, "go\n")
+    assert wait_for(lambda: not _children(pid), timeout=10), "the worker is gone with the command"
+
+
+@pytest.mark.root
+def test_ctrl_c_on_the_command_interrupts_its_worker(sockets, engine):
+    """Ctrl-C ends the labkit command; the server then interrupts its worker, which lets go."""
+    env = _env(sockets, engine.store.root)
+    pid = _serving(sockets, env)
+    p = subprocess.Popen([*CLIENT, "run", "--network", "none", "--name", "server-ctrl-c", "busybox", "sleep", "60"],
+                         env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    try:
+        assert wait_for(lambda: any(c["Names"] == ["/server-ctrl-c"] for c in engine.ps()), timeout=20), (
+            p.poll(), p.stderr.read() if p.poll() is not None else "")
+        p.send_signal(signal.SIGINT)
+        p.wait(timeout=10)
+        assert wait_for(lambda: not _children(pid), timeout=15), "no worker left behind"
+    finally:
+        p.kill()
