@@ -6,7 +6,7 @@
  * does, in the order runc's init does and labkit's Python starter
  * (process.py's _container, rootfs.py) documents step by step:
  *
- *   join the cgroups ("0" into cgroup.procs means "me", cgroups(7))
+ *   join the cgroups ("0" means "me", cgroups(7); see join_cgroup)
  *   unshare mount, UTS, IPC, cgroup [and network] namespaces
  *   [setns into a network namespace the engine wired up]
  *   hostname; every mount private; lo up
@@ -37,6 +37,7 @@
 #include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/statfs.h>
 #include <sys/statvfs.h>
 #include <sys/syscall.h>
 #include <sys/sysmacros.h>
@@ -381,16 +382,45 @@ static int read_last_cap(void)
     return atoi(buf);
 }
 
+#define CGROUP_SUPER_MAGIC 0x27e0eb     /* <linux/magic.h> */
+
+/*
+ * Move the calling process into the cgroup whose cgroup.procs is `procs`.
+ *
+ * Moving a whole thread group write-locks the global cgroup_threadgroup_rwsem,
+ * a percpu rwsem whose writer waits for an RCU grace period unless another
+ * writer came just before: 10-20 ms on an idle machine, more than the rest of
+ * the container's start. On a v1 hierarchy, writing "0" to `tasks` moves only
+ * the calling thread, and the kernel skips that lock for it
+ * (kernel/cgroup/cgroup.c, cgroup_procs_write_start: "If we migrate a single
+ * thread, we don't care about threadgroup stability"). Here the thread is the
+ * whole process: PID 1 has no other thread before it execs. v2 has no `tasks`
+ * file; there the shim clones PID 1 straight into its cgroup (CLONE_INTO_CGROUP)
+ * and this is only the fallback.
+ */
+static void join_cgroup(const char *procs)
+{
+    char path[PATH_MAX];
+    struct statfs fs;
+    snprintf(path, sizeof path, "%s", procs);
+    char *slash = strrchr(path, '/');
+    if (slash && statfs(procs, &fs) == 0 && fs.f_type == CGROUP_SUPER_MAGIC)
+        snprintf(slash + 1, sizeof path - (size_t)(slash + 1 - path), "tasks");
+    else
+        snprintf(path, sizeof path, "%s", procs);
+    int fd = open(path, O_WRONLY | O_CLOEXEC);
+    if (fd < 0 || write(fd, "0", 1) < 0)
+        fail_errno(path);
+    close(fd);
+}
+
 void pid1_run(const struct pid1_spec *s)
 {
     error_fd = s->error_fd;
     int last_cap = read_last_cap(); /* before pivot_root: the new /proc is the container's */
-    for (int i = 0; i < s->n_cgroups; i++) {
-        int fd = open(s->cgroups[i], O_WRONLY | O_CLOEXEC);
-        if (fd < 0 || write(fd, "0", 1) < 0)
-            fail_errno(s->cgroups[i]);
-        close(fd);
-    }
+    for (int i = 0; i < s->n_cgroups; i++)
+        if (i != s->born_in)
+            join_cgroup(s->cgroups[i]);
     int flags = CLONE_NEWNS | CLONE_NEWUTS | CLONE_NEWIPC | CLONE_NEWCGROUP;
     if (s->new_net)
         flags |= CLONE_NEWNET;

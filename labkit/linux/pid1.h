@@ -16,6 +16,7 @@ struct pid1_spec {
     int new_net;                        /* unshare a network namespace of its own (--network none) */
     const char *cgroups[16];            /* cgroup.procs files to join */
     int n_cgroups;
+    int born_in;                        /* index of the cgroup PID 1 was cloned into (-1: none) */
     struct bind binds[64];              /* parents first */
     int n_binds;
     const char *masked[64], *readonly[64];

@@ -1784,6 +1784,14 @@ def _rm(c: Ctx, args: list[str]) -> int:
         path = c.path(f)
         try:
             st = c.vfs.stat(path)
+        except OSError as e:  # as busybox's remove_file: lstat failing for another reason than ENOENT
+            if e.errno == errno.ENOENT and "f" in flags:
+                continue
+            verb = "remove" if e.errno == errno.ENOENT else "stat"
+            c.err(f"rm: can't {verb} '{f}': {os.strerror(e.errno or errno.ENOENT)}\n")
+            status = 1
+            continue
+        try:
             if st.kind == "dir":
                 if not flags & {"r", "R"}:
                     c.err(f"rm: '{f}' is a directory\n")

@@ -35,6 +35,7 @@ CASES = [
     ("cat /nope", 1, "cat: can't open '/nope': No such file or directory\n"),
     ("ls /nope", 1, "ls: /nope: No such file or directory\n"),
     ("rm /tmp/nope", 1, "rm: can't remove '/tmp/nope': No such file or directory\n"),
+    ("echo x > /tmp/f; rm /tmp/f/g", 1, "rm: can't stat '/tmp/f/g': Not a directory\n"),
     ("mkdir /a/b", 1, "mkdir: can't create directory '/a/b': No such file or directory\n"),
     ("rmdir /etc", 1, "rmdir: '/etc': Directory not empty\n"),
     ("touch /x/y", 1, "touch: /x/y: No such file or directory\n"),
