@@ -28,9 +28,11 @@ Wire format, one request per connection: the client sends ``LEN`` (10 ASCII
 digits) then ``LEN`` bytes of NUL-separated fields — ``1`` (the version), the
 working directory, the umask in octal, the number of arguments, the
 arguments, then ``KEY=VALUE`` environment entries — with its descriptors 0, 1
-and 2 attached to the first message. The server answers ``started\\n`` once a
-worker runs the command and ``exit N\\n`` when it has ended, or ``again\\n``
-(run it yourself) without running anything.
+and 2 attached to the first message. The worker answers ``started\\n`` before it
+runs the command and ``exit N\\n`` as soon as it has ended; the server says
+``exit N`` once more when it reaps the worker (so a worker that died still gets
+its caller an answer), or ``again\\n`` (run it yourself) without running anything.
+A caller that got no ``started`` may run the command itself: nothing ran.
 """
 
 from __future__ import annotations
@@ -204,17 +206,21 @@ class Server:
             if pid == 0:
                 code = 1
                 try:
+                    # Hold nothing of the other commands: a caller waits for its connection's end of
+                    # file, which never comes while another process keeps a copy of it open.
                     self.sock.close()
+                    for pidfd, (_, other) in self.workers.items():
+                        os.close(pidfd)
+                        other.close()
                     code = _work(fields, fds, self.parser, conn)
                 finally:
                     os._exit(code)
             for fd in fds:
                 os.close(fd)
-            conn.sendall(b"started\n")
             pidfd = os.pidfd_open(pid)
             self.workers[pidfd] = (pid, conn)
             self.callers[conn.fileno()] = pidfd
-        except OSError:
+        except Exception:  # a bad request or a failed fork: that caller runs its command itself
             conn.close()
 
     def hung_up(self, fd: int) -> None:
@@ -277,6 +283,7 @@ def _work(fields: list[str], fds: list[int], parser: Any, conn: socket.socket) -
     from labkit import cli
 
     gc.disable()  # a short-lived process: collecting would only touch (and copy) shared pages
+    conn.sendall(b"started\n")  # from here on the command may have done something: never run it twice
     _, cwd, umask, count, *rest = fields
     argv, env = rest[: int(count)], rest[int(count):]
     signal.signal(signal.SIGTERM, signal.SIG_DFL)  # as a fresh interpreter has them
@@ -285,7 +292,6 @@ def _work(fields: list[str], fds: list[int], parser: Any, conn: socket.socket) -
     for target, fd in enumerate(fds):
         os.dup2(fd, target)
         os.close(fd)
-    conn.close()
     os.environ.clear()
     os.environ.update(item.partition("=")[::2] for item in env if "=" in item)
     os.umask(int(umask, 8))
@@ -313,6 +319,19 @@ def _work(fields: list[str], fds: list[int], parser: Any, conn: socket.socket) -
             out.flush()
         except OSError:
             pass
+    # The caller has its answer now; what is left (deleting a removed container's files,
+    # labkit.store.discard) goes on without its terminal or pipes.
+    null = os.open(os.devnull, os.O_RDWR)
+    for fd in (0, 1, 2):
+        os.dup2(null, fd)
+    try:
+        conn.sendall(f"exit {code}\n".encode())
+    except OSError:
+        pass
+    conn.close()
+    from labkit import store
+
+    store.drain()
     return code
 
 

@@ -16,15 +16,25 @@ Layout under the state root (``/var/lib/labkit`` as root; ``$LABKIT_ROOT`` or
 Every file is written as ``tmp`` then ``rename(2)``, which POSIX makes atomic:
 a reader sees the old file or the new one, never half of one. A killed
 process leaves at worst a ``*.tmp`` file that nothing reads.
+
+Trees that go (a removed container's directory and layers) are renamed into
+``tmp/trash-*`` at once — from then on nothing finds them — and deleted by a
+background thread (:func:`discard`): ``rm`` does not wait for a dozen rmdir(2)s.
+An interpreter waits for those deletions when it exits (``atexit``); trash a
+killed process left is taken by the next :class:`Store` opened on the root.
 """
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import fcntl
 import json
 import os
+import queue
+import secrets
 import shutil
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -50,6 +60,55 @@ def read_json(path: str | Path) -> Any | None:
         return None
 
 
+class _Reaper:
+    """One daemon thread that deletes discarded trees, in the order they came."""
+
+    def __init__(self) -> None:
+        self.queue: queue.Queue[Path] = queue.Queue()
+        self.thread: threading.Thread | None = None
+        self.lock = threading.Lock()
+
+    def put(self, path: Path) -> None:
+        with self.lock:
+            if self.thread is None or not self.thread.is_alive():
+                self.thread = threading.Thread(target=self.run, name="labkit-reaper", daemon=True)
+                self.thread.start()
+        self.queue.put(path)
+
+    def run(self) -> None:
+        while True:
+            path = self.queue.get()
+            try:
+                shutil.rmtree(path, ignore_errors=True)
+            finally:
+                self.queue.task_done()
+
+    def drain(self) -> None:
+        """Wait until everything discarded so far is deleted."""
+        if self.thread is not None and self.thread.is_alive():
+            self.queue.join()
+
+
+_reaper = _Reaper()
+atexit.register(_reaper.drain)
+drain = _reaper.drain
+TRASH = "trash-"
+
+
+def discard(path: Path, tmp: Path) -> bool:
+    """Take the tree ``path`` away now (a rename into ``tmp``) and delete it in the background.
+
+    Returns False if there was nothing at ``path``.
+    """
+    trash = tmp / f"{TRASH}{secrets.token_hex(8)}"
+    try:
+        os.replace(path, trash)
+    except FileNotFoundError:
+        return False
+    _reaper.put(trash)
+    return True
+
+
 class Store:
     """The state root and the records in it."""
 
@@ -57,6 +116,13 @@ class Store:
         self.root = Path(root)
         for sub in ("containers", "overlay", "volumes", "images", "tmp"):
             (self.root / sub).mkdir(parents=True, exist_ok=True)
+        for name in os.listdir(self.root / "tmp"):  # left by a process that died before deleting it
+            if name.startswith(TRASH):
+                _reaper.put(self.root / "tmp" / name)
+
+    def discard(self, path: Path) -> bool:
+        """:func:`discard` a tree under this root."""
+        return discard(path, self.root / "tmp")
 
     # -- paths ---------------------------------------------------------------
     def container_dir(self, cid: str) -> Path:
@@ -119,15 +185,8 @@ class Store:
         return True
 
     def delete(self, cid: str) -> None:
-        """Remove a container's directory: renamed away first, so it vanishes at once."""
-        src = self.container_dir(cid)
-        if not src.exists():
-            return
-        trash = self.root / "tmp" / f"rm-{cid}"
-        if trash.exists():
-            shutil.rmtree(trash, ignore_errors=True)
-        os.replace(src, trash)
-        shutil.rmtree(trash, ignore_errors=True)
+        """Remove a container's directory: renamed away at once, its files deleted in the background."""
+        self.discard(self.container_dir(cid))
 
     # -- names ---------------------------------------------------------------------------------
     def names(self) -> dict[str, str]:

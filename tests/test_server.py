@@ -181,3 +181,20 @@ def test_ctrl_c_on_the_command_interrupts_its_worker(sockets, engine):
         assert wait_for(lambda: not _children(pid), timeout=15), "no worker left behind"
     finally:
         p.kill()
+
+
+@pytest.mark.root
+def test_a_quick_command_ends_while_a_long_one_runs(sockets, engine):
+    """Commands run side by side; one that follows logs forever never holds up another's answer."""
+    env = _env(sockets, engine.store.root)
+    pid = _serving(sockets, env)
+    long = subprocess.Popen([*CLIENT, "run", "--rm", "--network", "none", "busybox", "sleep", "30"],
+                            env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        assert wait_for(lambda: _children(pid), timeout=10)
+        code, out, _ = _run(["version"], env)
+        assert code == 0 and out
+        assert long.poll() is None, "the long command is still running: the quick one did not wait for it"
+    finally:
+        long.send_signal(signal.SIGINT)
+        long.wait(timeout=30)

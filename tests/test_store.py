@@ -41,3 +41,29 @@ def test_a_stale_record_cannot_bring_a_removed_container_back(tmp_path):
     assert store.save(stale.with_state(exit_code=1)) is False
     assert store.container_ids() == []
     assert os.listdir(tmp_path / "containers") == []
+
+
+def test_a_discarded_tree_is_gone_at_once_and_deleted_soon(tmp_path):
+    """rm does not wait for the deletion: the tree leaves its place by rename, a thread deletes it."""
+    from labkit import store as store_module
+
+    store = Store(tmp_path)
+    tree = tmp_path / "overlay" / "layer"
+    (tree / "diff" / "etc").mkdir(parents=True)
+    (tree / "diff" / "etc" / "passwd").write_text("root\n")
+    assert store.discard(tree)
+    assert not tree.exists()
+    store_module.drain()
+    assert os.listdir(tmp_path / "tmp") == []
+    assert store.discard(tree) is False  # nothing there any more
+
+
+def test_trash_a_killed_process_left_is_taken_by_the_next_store(tmp_path):
+    from labkit import store as store_module
+
+    Store(tmp_path)
+    left = tmp_path / "tmp" / "trash-0123456789abcdef"
+    (left / "diff").mkdir(parents=True)
+    Store(tmp_path)
+    store_module.drain()
+    assert not left.exists()

@@ -540,7 +540,8 @@ class LinuxBackend:
                 group.destroy()
             except (Conflict, FileNotFoundError):
                 pass  # busy, or already gone: the supervisor removes it when the last process is reaped
-        overlay.remove(layer_root, self.store.init_dir(record.id))
+        # Rootless, a layer may hold files of subordinate ids the user cannot delete: done below, at once.
+        overlay.remove(layer_root, self.store.init_dir(record.id), None if self.rootless else self.store.discard)
         if self.rootless and layer_root.exists():  # files a container chowned to its subordinate ids
             rootless.remove_tree(self.idmap, str(layer_root))
 

@@ -22,6 +22,7 @@ from __future__ import annotations
 import os
 import shutil
 import stat
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -110,13 +111,20 @@ def umount(layers: Layers) -> None:
         syscalls.umount2(layers.merged, syscalls.MNT_DETACH)
 
 
-def remove(layer_root: Path, init_root: Path) -> None:
-    """Delete the writable layer and the init layer (``rm`` does this; nothing else does)."""
+def remove(layer_root: Path, init_root: Path, discard: Callable[[Path], object] | None = None) -> None:
+    """Delete the writable layer and the init layer (``rm`` does this; nothing else does).
+
+    ``discard`` takes a tree away and deletes it later (:meth:`labkit.store.Store.discard`);
+    without it the trees are deleted here and now.
+    """
     for root in (layer_root, init_root):
         merged = root / "merged"
         if os.path.ismount(merged):
             syscalls.umount2(str(merged), syscalls.MNT_DETACH)
-        shutil.rmtree(root, ignore_errors=True)
+        if discard is not None:
+            discard(root)
+        else:
+            shutil.rmtree(root, ignore_errors=True)
 
 
 # -- docker diff --------------------------------------------------------------------------------
