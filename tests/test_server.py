@@ -71,8 +71,9 @@ def _children(pid: int) -> list[int]:
 
 
 @pytest.mark.parametrize("env, uid, expected", [
-    ({"LABKIT_SOCKET_DIR": "/x"}, 1000, "/x"),
+    ({"LABKIT_SOCKET_DIR": "/x", "XDG_RUNTIME_DIR": "/run/user/0"}, 1000, "/x"),
     ({}, 0, "/run/labkit"),
+    ({"XDG_RUNTIME_DIR": "/run/user/0"}, 0, "/run/user/0/labkit"),
     ({"XDG_RUNTIME_DIR": "/run/user/1000"}, 1000, "/run/user/1000/labkit"),
     ({}, 1000, "/tmp/labkit-1000"),
 ])
@@ -198,3 +199,38 @@ def test_a_quick_command_ends_while_a_long_one_runs(sockets, engine):
     finally:
         long.send_signal(signal.SIGINT)
         long.wait(timeout=30)
+
+
+@pytest.mark.root
+def test_the_compiled_client_answers_as_the_python_one(sockets, session_root, tmp_path):
+    """The server builds client.c beside its socket; through it every answer is the same."""
+    served = _env(sockets, session_root)
+    _serving(sockets, served)
+    client = sockets / "client"
+    assert wait_for(client.exists, timeout=30), "the server built the C client"
+    fast = [str(client), sys.executable, str(REPO / "bin" / "labkit")]
+    for args in (
+        ["run", "--rm", "--network", "none", "busybox", "sh", "-c", "echo out; echo err >&2; exit 3"],
+        ["inspect", "no-such-container"],
+        ["run", "--no-such-flag", "busybox"],
+        ["server", "status"],  # run by the Python part, never by the server it asks about
+    ):
+        p = subprocess.run([*fast, *args], env=served, capture_output=True, text=True, timeout=120)
+        assert (p.returncode, p.stdout, p.stderr) == _run(args, served), args
+    # Nothing listening: the C client hands over to the Python part, which runs the command itself.
+    server.stop(str(sockets))
+    p = subprocess.run([*fast, "run", "--rm", "--network", "none", "busybox", "echo", "alone"],
+                       env={**served, "LABKIT_NO_SERVER": "1"}, capture_output=True, text=True, timeout=120)
+    assert (p.returncode, p.stdout) == (0, "alone\n")
+
+
+@pytest.mark.root
+def test_the_labkit_script_finds_the_compiled_client(sockets, session_root):
+    """bin/labkit as the shell runs it: the C client when the server built one, else its own Python part."""
+    served = _env(sockets, session_root)
+    served["PATH"] = f"{Path(sys.executable).parent}:{served.get('PATH', '')}"
+    _serving(sockets, served)
+    assert wait_for((sockets / "client").exists, timeout=30)
+    p = subprocess.run(["sh", str(REPO / "bin" / "labkit"), "run", "--rm", "--network", "none", "busybox",
+                        "echo", "via sh"], env=served, capture_output=True, text=True, timeout=120)
+    assert (p.returncode, p.stdout, p.stderr) == (0, "via sh\n", "")
