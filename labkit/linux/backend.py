@@ -349,6 +349,7 @@ class LinuxBackend:
                 cgroup_procs=group.procs_files if group else (),
                 network="host" if c.network == "host" else "none",
                 netns=info["Sandbox"] if info else None,
+                address=(info["IPAddress"], info["IPPrefixLen"], info["Gateway"]) if info else None,
                 proxies=tuple((sock.fileno(), f"{info['IPAddress']}:{cport}") for sock, cport in listeners)
                 if info else (),
                 state_dir=str(cdir),

@@ -117,7 +117,11 @@ def join(opened: Iterable[tuple[str, int]]) -> None:
 
 _SIOCGIFFLAGS = 0x8913
 _SIOCSIFFLAGS = 0x8914
+_SIOCSIFADDR = 0x8916
+_SIOCSIFNETMASK = 0x891C
+_SIOCADDRT = 0x890B
 _IFF_UP = 0x1
+_RTF_UP, _RTF_GATEWAY = 0x1, 0x2
 
 
 def loopback_up(name: str = "lo") -> None:
@@ -132,3 +136,31 @@ def loopback_up(name: str = "lo") -> None:
         request = struct.pack("16sh22x", name.encode(), 0)
         (flags,) = struct.unpack_from("16xh", fcntl.ioctl(sock.fileno(), _SIOCGIFFLAGS, request))
         fcntl.ioctl(sock.fileno(), _SIOCSIFFLAGS, struct.pack("16sh22x", name.encode(), flags | _IFF_UP))
+
+
+def _sockaddr_in(address: str) -> bytes:
+    return struct.pack("HH4s8x", socket.AF_INET, 0, socket.inet_aton(address))
+
+
+def configure_interface(name: str, address: str, prefixlen: int, gateway: str) -> None:
+    """Address ``name``, bring it and ``lo`` up, and route everything through ``gateway``.
+
+    What ``ip addr add ADDRESS/PREFIXLEN dev NAME``, ``ip link set NAME up`` and
+    ``ip route add default via GATEWAY`` do, through the older ioctl(2)s a
+    container's first process can make without a netlink library: SIOCSIFADDR
+    and SIOCSIFNETMASK (netdevice(7); the kernel derives the broadcast address,
+    as Docker's eth0 shows it), then SIOCADDRT (``struct rtentry``, route(8)).
+    The calling thread must be in the container's network namespace.
+    """
+    mask = socket.inet_ntoa(((0xFFFFFFFF << (32 - prefixlen)) & 0xFFFFFFFF).to_bytes(4, "big"))
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+        fd = sock.fileno()
+        fcntl.ioctl(fd, _SIOCSIFADDR, struct.pack("16s16s8x", name.encode(), _sockaddr_in(address)))
+        fcntl.ioctl(fd, _SIOCSIFNETMASK, struct.pack("16s16s8x", name.encode(), _sockaddr_in(mask)))
+        loopback_up(name)
+        loopback_up("lo")
+        # struct rtentry: rt_pad1, rt_dst, rt_gateway, rt_genmask, rt_flags, rt_pad2, rt_pad3, rt_pad4,
+        # rt_metric, rt_dev, rt_mtu, rt_window, rt_irtt (native alignment; "0L" pads the end)
+        route = struct.pack("@L16s16s16sHhLPhPLLH0L", 0, _sockaddr_in("0.0.0.0"), _sockaddr_in(gateway),
+                            _sockaddr_in("0.0.0.0"), _RTF_UP | _RTF_GATEWAY, 0, 0, 0, 0, 0, 0, 0, 0)
+        fcntl.ioctl(fd, _SIOCADDRT, route)

@@ -10,10 +10,12 @@ What ``docker run`` does for the default ``bridge`` network, step by step
    outlives the process that made it; inspect calls that file ``SandboxKey``.
 3. A veth pair — two interfaces joined by a virtual cable (veth(4)). One end is
    plugged into the bridge on the host; the other is created inside the
-   container's namespace as ``eth0``, with the container's address, a MAC
-   derived from it as Docker does (``02:42`` + the four address bytes), and a
-   default route through the gateway. ``lo`` comes up too.
-4. The container's PID 1 joins that namespace (setns(2)) before it execs.
+   container's namespace as ``eth0``, with a MAC derived from the container's
+   address as Docker does (``02:42`` + the four address bytes).
+4. The container's PID 1 joins that namespace (setns(2)), gives eth0 its
+   address, brings it and ``lo`` up and adds the default route through the
+   gateway (ioctl(2)s, :func:`labkit.linux.namespaces.configure_interface`),
+   then execs.
 
 When PID 1 exits, its supervisor unmounts the namespace file; the kernel then
 destroys the namespace, and with it the container's end of the veth pair — and
@@ -166,7 +168,17 @@ def _ipr():  # type: ignore[no-untyped-def]
 
 @_outside_event_loop
 def ensure_bridge(name: str, gateway: str, prefixlen: int) -> None:
-    """Make the bridge with its gateway address and bring it up (idempotent)."""
+    """Make the bridge with its gateway address and bring it up (idempotent).
+
+    A bridge that is there and up (read from sysfs) was made by this function: no
+    netlink round trip, which is most of a bridged start's cost once the bridge stays.
+    """
+    try:
+        with open(f"/sys/class/net/{name}/flags") as f:
+            if int(f.read(), 16) & 0x1 and os.path.isdir(f"/sys/class/net/{name}/bridge"):  # IFF_UP
+                return
+    except (OSError, ValueError):
+        pass
     with _ipr() as ipr:
         found = ipr.link_lookup(ifname=name)
         if found:
@@ -247,7 +259,13 @@ def drop_netns(path: str) -> None:
 
 @_outside_event_loop
 def attach(endpoint: Endpoint) -> None:
-    """Wire a pinned namespace to its bridge: veth pair, eth0 with address and MAC, lo, default route."""
+    """Wire a pinned namespace to its bridge: a veth pair, its host end on the bridge and up, eth0 inside.
+
+    eth0 gets its MAC here; its address, ``lo`` and the default route are set by the
+    container's first process once it has joined the namespace
+    (:func:`labkit.linux.namespaces.configure_interface`, ``pid1.c``): no netlink
+    socket has to be opened inside the namespace for them.
+    """
     with _ipr() as ipr:
         stale = ipr.link_lookup(ifname=endpoint.veth)
         if stale:
@@ -257,36 +275,6 @@ def attach(endpoint: Endpoint) -> None:
         host_end = ipr.link_lookup(ifname=endpoint.veth)[0]
         bridge = ipr.link_lookup(ifname=endpoint.bridge)[0]
         ipr.link("set", index=host_end, master=bridge, state="up")
-    _in_netns(endpoint.sandbox, _configure_inside, endpoint)
-
-
-def _configure_inside(endpoint: Endpoint) -> None:
-    """Address, up, lo, default route — run with the calling thread inside the container's namespace."""
-    with _ipr() as ns:
-        eth0 = ns.link_lookup(ifname="eth0")[0]
-        ns.addr("add", index=eth0, address=endpoint.ip, prefixlen=endpoint.prefixlen)
-        ns.link("set", index=eth0, state="up")
-        ns.link("set", index=ns.link_lookup(ifname="lo")[0], state="up")
-        ns.route("add", dst="0.0.0.0/0", gateway=endpoint.gateway)
-
-
-def _in_netns(path: str, fn: Callable[..., T], *args: Any) -> T:
-    """Run ``fn`` on a thread that has joined the network namespace pinned at ``path``.
-
-    A network namespace is per thread (setns(2) with CLONE_NEWNET moves only the caller),
-    and a netlink socket belongs to the namespace it was opened in: so a short-lived
-    thread joins, talks rtnetlink there, and ends — no helper process, and this
-    thread's own namespace never changes.
-    """
-    def joined() -> T:
-        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
-        try:
-            syscalls.setns(fd, CLONE_NEWNET)
-        finally:
-            os.close(fd)
-        return fn(*args)
-
-    return _on_thread(joined)
 
 
 def listen(host_ip: str, host_port: int) -> socket.socket:

@@ -8,7 +8,7 @@
  *
  *   join the cgroups ("0" means "me", cgroups(7); see join_cgroup)
  *   unshare mount, UTS, IPC, cgroup [and network] namespaces
- *   [setns into a network namespace the engine wired up]
+ *   [setns into a network namespace the engine wired up; eth0's address, lo, default route]
  *   hostname; every mount private; lo up
  *   bind the rootfs onto itself (pivot_root(2) needs a mount point)
  *   new proc, a tmpfs /dev with device nodes and devpts/shm/mqueue, read-only sysfs
@@ -25,7 +25,10 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
+#include <arpa/inet.h>
 #include <net/if.h>
+#include <net/route.h>
+#include <netinet/in.h>
 #include <sched.h>
 #include <signal.h>
 #include <stdarg.h>
@@ -202,6 +205,56 @@ static void loopback_up(void)
     ifr.ifr_flags |= IFF_UP;
     if (ioctl(s, SIOCSIFFLAGS, &ifr) < 0)
         fail_errno("lo");
+    close(s);
+}
+
+static void set_addr(struct sockaddr *sa, in_addr_t addr)
+{
+    struct sockaddr_in *in = (struct sockaddr_in *)sa;
+    memset(in, 0, sizeof *in);
+    in->sin_family = AF_INET;
+    in->sin_addr.s_addr = addr;
+}
+
+/*
+ * eth0's address and netmask (netdevice(7): SIOCSIFADDR, SIOCSIFNETMASK; the
+ * kernel derives the broadcast address), eth0 and lo up, and the default route
+ * through the gateway (SIOCADDRT, route(8)): `ip addr add`, `ip link set up`
+ * and `ip route add default via`, without a netlink library. Same steps as
+ * namespaces.configure_interface.
+ */
+static void configure_eth0(const char *cidr, const char *gateway)
+{
+    char ip[64];
+    snprintf(ip, sizeof ip, "%s", cidr);
+    char *slash = strchr(ip, '/');
+    int prefix = slash ? atoi(slash + 1) : 32;
+    if (slash)
+        *slash = '\0';
+    struct in_addr addr, gw;
+    if (inet_pton(AF_INET, ip, &addr) != 1 || inet_pton(AF_INET, gateway, &gw) != 1 || prefix < 0 || prefix > 32)
+        fail(128, "error during container init: bad address %s via %s", cidr, gateway);
+    int s = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+    struct ifreq ifr;
+    memset(&ifr, 0, sizeof ifr);
+    snprintf(ifr.ifr_name, sizeof ifr.ifr_name, "eth0");
+    set_addr(&ifr.ifr_addr, addr.s_addr);
+    if (s < 0 || ioctl(s, SIOCSIFADDR, &ifr) < 0)
+        fail_errno("eth0");
+    set_addr(&ifr.ifr_netmask, htonl(prefix ? 0xFFFFFFFFu << (32 - prefix) : 0));
+    if (ioctl(s, SIOCSIFNETMASK, &ifr) < 0 || ioctl(s, SIOCGIFFLAGS, &ifr) < 0)
+        fail_errno("eth0");
+    ifr.ifr_flags |= IFF_UP;
+    if (ioctl(s, SIOCSIFFLAGS, &ifr) < 0)
+        fail_errno("eth0");
+    struct rtentry route;
+    memset(&route, 0, sizeof route);
+    set_addr(&route.rt_dst, INADDR_ANY);
+    set_addr(&route.rt_genmask, INADDR_ANY);
+    set_addr(&route.rt_gateway, gw.s_addr);
+    route.rt_flags = RTF_UP | RTF_GATEWAY;
+    if (ioctl(s, SIOCADDRT, &route) < 0)
+        fail_errno("the default route");
     close(s);
 }
 
@@ -431,6 +484,10 @@ void pid1_run(const struct pid1_spec *s)
         if (fd < 0 || setns(fd, CLONE_NEWNET) < 0)
             fail_errno(s->netns);
         close(fd);
+    }
+    if (s->netns && s->eth0 && s->gateway) {
+        configure_eth0(s->eth0, s->gateway);
+        loopback_up();
     }
     if (s->hostname && *s->hostname && sethostname(s->hostname, strlen(s->hostname)) < 0)
         fail_errno("sethostname");

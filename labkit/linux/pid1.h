@@ -14,6 +14,8 @@ struct pid1_spec {
     const char *cwd, *hostname;
     const char *netns;                  /* a network namespace to join, or NULL */
     int new_net;                        /* unshare a network namespace of its own (--network none) */
+    const char *eth0;                   /* ADDRESS/PREFIXLEN for eth0 in netns, or NULL */
+    const char *gateway;                /* the default route's gateway with eth0 */
     const char *cgroups[16];            /* cgroup.procs files to join */
     int n_cgroups;
     int born_in;                        /* index of the cgroup PID 1 was cloned into (-1: none) */

@@ -108,6 +108,11 @@ class LaunchSpec:
             its cgroup namespace, so that its cgroup becomes its ``/``.
         network: ``"none"`` (a new network namespace with only ``lo``, up) or
             ``"host"`` (the host's network namespace).
+        netns: A network namespace the engine made and wired (a veth's eth0 in
+            it) for PID 1 to join instead.
+        address: ``(ip, prefixlen, gateway)`` PID 1 gives eth0 in ``netns``
+            (with ``lo`` up and a default route), see
+            :func:`labkit.linux.namespaces.configure_interface`.
         oom_file: ``memory.events`` (v2) or ``memory.oom_control`` (v1), read
             at exit for the ``oom_kill`` count.
         cleanup_umounts: Mounts the supervisor detaches after the exit.
@@ -134,6 +139,7 @@ class LaunchSpec:
     cgroup_procs: tuple[str, ...] = ()
     network: str = "none"
     netns: str | None = None
+    address: tuple[str, int, str] | None = None
     proxies: tuple[tuple[int, str], ...] = ()
     oom_file: str | None = None
     cleanup_umounts: tuple[str, ...] = ()
@@ -299,6 +305,7 @@ def _start_native(spec: LaunchSpec, shim: list[str], shim_args: list[str]) -> St
         "--root", spec.rootfs, "--cwd", spec.cwd, "--hostname", spec.hostname,
         "--caps", format(capabilities.mask(capabilities.DOCKER_DEFAULT), "x"),
         *(["--netns", spec.netns] if spec.netns else ["--new-net", "1"] if spec.network == "none" else []),
+        *(["--eth0", f"{spec.address[0]}/{spec.address[1]}", "--gateway", spec.address[2]] if spec.address else []),
         *(["--readonly-rootfs", "1"] if spec.readonly_rootfs else []),
         *(["--block-signals", "1"] if spec.block_signals else []),
         *[arg for path in spec.cgroup_procs for arg in ("--cgroup", path)],
@@ -675,6 +682,8 @@ def _container(spec: LaunchSpec, out_w: int, err_w: int, error_w: int,
                 syscalls.setns(fd, namespaces.CLONE_NEWNET)
             finally:
                 os.close(fd)
+        if spec.address:
+            namespaces.configure_interface("eth0", *spec.address)
         if spec.hostname:
             syscalls.sethostname(spec.hostname)
         rootfs.make_private()

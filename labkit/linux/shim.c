@@ -22,7 +22,8 @@
  * one more process per port.
  *
  * With `--launch-report FD --launch-error FD` and a container spec (pid1.h:
- * --root, --cwd, --hostname, --netns | --new-net, --cgroup, --bind MODE SRC DST,
+ * --root, --cwd, --hostname, --netns [--eth0 IP/LEN --gateway IP] | --new-net, --cgroup,
+ * --bind MODE SRC DST,
  * --mask, --readonly, --env, --arg, --caps, --readonly-rootfs, --block-signals)
  * the shim starts the container itself, the way crun does: it leaves its
  * starter (fork, the parent exits, setsid), unshares a PID namespace and forks
@@ -580,6 +581,8 @@ int main(int argc, char **argv)
         else if (!strcmp(key, "--hostname")) spec.hostname = value;
         else if (!strcmp(key, "--netns")) spec.netns = value;
         else if (!strcmp(key, "--new-net")) spec.new_net = atoi(value);
+        else if (!strcmp(key, "--eth0")) spec.eth0 = value;
+        else if (!strcmp(key, "--gateway")) spec.gateway = value;
         else if (!strcmp(key, "--readonly-rootfs")) spec.readonly_rootfs = atoi(value);
         else if (!strcmp(key, "--block-signals")) spec.block_signals = atoi(value);
         else if (!strcmp(key, "--caps")) spec.caps = strtoull(value, NULL, 16);

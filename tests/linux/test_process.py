@@ -200,6 +200,28 @@ def test_namespaces_differ_from_the_host(lab: Lab) -> None:
     assert process.wait(started, timeout=10)
 
 
+def test_pid_1_addresses_eth0_in_the_namespace_it_joins(lab: Lab, tmp_path: Path) -> None:
+    """Given a namespace holding a veth's eth0, PID 1 sets its address, brings it and lo up, adds the route."""
+    from pyroute2 import IPRoute
+
+    from labkit.linux import network
+
+    sandbox = str(tmp_path / "labkit-netns")
+    network.make_netns(sandbox)
+    try:
+        with IPRoute() as ipr:
+            ipr.link("add", ifname=f"lkt{uuid.uuid4().hex[:8]}", kind="veth",
+                     peer={"ifname": "eth0", "net_ns_fd": sandbox})
+        record, spec = lab.run(["sh", "-c", "ip -4 addr show eth0; ip route; ip link show lo"],
+                               netns=sandbox, address=("10.231.0.2", 24, "10.231.0.1"))
+        out = _output(spec.log_path)
+        assert "inet 10.231.0.2/24 brd 10.231.0.255 scope global eth0" in out
+        assert "default via 10.231.0.1 dev eth0" in out
+        assert re.search(r"lo: <LOOPBACK,UP", out)
+    finally:
+        network.drop_netns(sandbox)  # the veth dies with the namespace
+
+
 def test_hostname_is_set(lab: Lab) -> None:
     """The container's UTS namespace carries the hostname from the spec."""
     record, spec = lab.run(["hostname"], hostname="web-1")
