@@ -45,6 +45,7 @@
 #include <sys/syscall.h>
 #include <sys/sysmacros.h>
 #include <sys/types.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include "pid1.h"
@@ -467,6 +468,40 @@ static void join_cgroup(const char *procs)
     close(fd);
 }
 
+/*
+ * The last steps before execve(2), shared by PID 1 and exec: find the program,
+ * capabilities down to the spec's set, no_new_privs, every signal at its
+ * default, the umask, nothing of ours but 0-2 and the close-on-exec error pipe.
+ */
+static void __attribute__((noreturn)) become(const struct pid1_spec *s, int last_cap)
+{
+    char why[128];
+    char program[PATH_MAX];
+    lookup(s, program, sizeof program);
+    restrict_caps(s->caps, last_cap);
+    if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) < 0)
+        fail_errno("no_new_privs");
+    for (int sig = 1; sig < NSIG; sig++)
+        if (sig != SIGKILL && sig != SIGSTOP)
+            signal(sig, SIG_DFL); /* an ignored signal would stay ignored across execve(2) */
+    sigset_t set;
+    if (s->block_signals)
+        sigfillset(&set); /* labkit-init as PID 1 installs its own mask; a signal before that stays pending */
+    else
+        sigemptyset(&set);
+    sigprocmask(SIG_SETMASK, &set, NULL);
+    umask(022);
+    if (fcntl(error_fd, F_SETFD, FD_CLOEXEC) < 0)
+        fail_errno("the error pipe");
+    /* Nothing of the starter's but 0-2 and the error pipe (close-on-exec) crosses execve(2). */
+    if (error_fd > 3)
+        syscall(SYS_close_range, 3, error_fd - 1, 0);
+    syscall(SYS_close_range, error_fd + 1, ~0U, 0);
+    execve(program, s->argv, s->env);
+    int err = errno;
+    fail(err == ENOENT ? 127 : 126, "exec %s: %s", program, lower_strerror(err, why, sizeof why));
+}
+
 void pid1_run(const struct pid1_spec *s)
 {
     error_fd = s->error_fd;
@@ -528,28 +563,75 @@ void pid1_run(const struct pid1_spec *s)
     if (dup2(s->out_fd, 1) < 0 || dup2(s->err_fd, 2) < 0)
         fail_errno("stdout");
 
-    char program[PATH_MAX];
-    lookup(s, program, sizeof program);
-    restrict_caps(s->caps, last_cap);
-    if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) < 0)
-        fail_errno("no_new_privs");
-    for (int sig = 1; sig < NSIG; sig++)
-        if (sig != SIGKILL && sig != SIGSTOP)
-            signal(sig, SIG_DFL); /* an ignored signal would stay ignored across execve(2) */
-    sigset_t set;
-    if (s->block_signals)
-        sigfillset(&set); /* labkit-init as PID 1 installs its own mask; a signal before that stays pending */
-    else
-        sigemptyset(&set);
-    sigprocmask(SIG_SETMASK, &set, NULL);
-    umask(022);
-    if (fcntl(error_fd, F_SETFD, FD_CLOEXEC) < 0)
-        fail_errno("the error pipe");
-    /* Nothing of the starter's but 0-2 and the error pipe (close-on-exec) crosses execve(2). */
-    if (error_fd > 3)
-        syscall(SYS_close_range, 3, error_fd - 1, 0);
-    syscall(SYS_close_range, error_fd + 1, ~0U, 0);
-    execve(program, s->argv, s->env);
-    int err = errno;
-    fail(err == ENOENT ? 127 : 126, "exec %s: %s", program, lower_strerror(err, why, sizeof why));
+    become(s, last_cap);
+}
+
+/*
+ * `docker exec`: one more process in the running container whose PID 1 is `target`
+ * (host PID). Its namespaces are opened first, then joined (setns(2)) after the
+ * cgroups: a namespace the container shares with the host (--network host) is
+ * skipped. Joining a PID namespace places only the children of the caller in it,
+ * so this process forks; the child enters the container's root (/proc/PID/root),
+ * its working directory, and becomes the command. This process waits for it and
+ * exits with its code (128+N when signal N killed it), so the engine's waitpid(2)
+ * of the shim gives the command's code. Same steps as process.exec_in.
+ */
+void exec_run(const struct pid1_spec *s, int target)
+{
+    static const struct { const char *name; int type; } order[] = {
+        {"cgroup", CLONE_NEWCGROUP}, {"ipc", CLONE_NEWIPC}, {"uts", CLONE_NEWUTS},
+        {"net", CLONE_NEWNET}, {"pid", CLONE_NEWPID}, {"mnt", CLONE_NEWNS},
+    };
+    enum { N = sizeof order / sizeof order[0] };
+    int fds[N];
+    char path[96], mine[64], theirs[64], why[128];
+    error_fd = s->error_fd;
+    int last_cap = read_last_cap();
+    for (int i = 0; i < N; i++) {
+        fds[i] = -1;
+        snprintf(path, sizeof path, "/proc/%d/ns/%s", target, order[i].name);
+        ssize_t a = readlink(path, theirs, sizeof theirs - 1);
+        if (a < 0)
+            fail(126, "container process %d is not running", target);
+        theirs[a] = '\0';
+        snprintf(mine, sizeof mine, "/proc/self/ns/%s", order[i].name);
+        char own[64];
+        ssize_t b = readlink(mine, own, sizeof own - 1);
+        if (b >= 0) {
+            own[b] = '\0';
+            if (!strcmp(own, theirs))
+                continue; /* shared with the host: nothing to join */
+        }
+        fds[i] = open(path, O_RDONLY | O_CLOEXEC);
+        if (fds[i] < 0)
+            fail(126, "container process %d is not running", target);
+    }
+    snprintf(path, sizeof path, "/proc/%d/root", target);
+    int root_fd = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (root_fd < 0)
+        fail(126, "container process %d is not running", target);
+    for (int i = 0; i < s->n_cgroups; i++)
+        join_cgroup(s->cgroups[i]);
+    for (int i = 0; i < N; i++)
+        if (fds[i] >= 0 && (setns(fds[i], order[i].type) < 0 || close(fds[i]) < 0))
+            fail(126, "setns %s: %s", order[i].name, strerror(errno));
+    pid_t child = fork();
+    if (child < 0)
+        fail(126, "fork: %s", strerror(errno));
+    if (child == 0) {
+        if (fchdir(root_fd) < 0 || chroot(".") < 0)
+            fail(126, "chroot: %s", strerror(errno));
+        close(root_fd);
+        if (chdir(s->cwd) < 0)
+            fail(126, "chdir to cwd (\"%s\") set in config.json failed: %s", s->cwd,
+                 lower_strerror(errno, why, sizeof why));
+        become(s, last_cap);
+    }
+    close(root_fd);
+    close(error_fd); /* the child holds it until its execve(2) closes it */
+    int status;
+    while (waitpid(child, &status, 0) < 0)
+        if (errno != EINTR)
+            _exit(126);
+    _exit(WIFSIGNALED(status) ? 128 + WTERMSIG(status) : WEXITSTATUS(status));
 }

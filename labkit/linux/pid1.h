@@ -35,4 +35,7 @@ struct pid1_spec {
 /* Build the container around the calling process (PID 1 of its new PID namespace), then execve. */
 void pid1_run(const struct pid1_spec *spec) __attribute__((noreturn));
 
+/* Run spec's command inside the running container whose PID 1 is `target`; exit with its code. */
+void exec_run(const struct pid1_spec *spec, int target) __attribute__((noreturn));
+
 #endif

@@ -453,6 +453,13 @@ def exec_in(
     if not argv:
         raise InvalidArgument("No exec command specified", "Give the command to run inside the container.")
     stdin_fd, stdout_fd, stderr_fd = (_fileno(stream) for stream in (stdin, stdout, stderr))
+    shim = supervisor.command()
+    try:
+        own_user = namespaces.ns_link(pid, "user") == namespaces.ns_link("self", "user")
+    except FileNotFoundError:
+        raise ProcessLookupError(errno.ESRCH, f"container process {pid} is not running") from None
+    if own_user and supervisor.launches(shim):
+        return _exec_native(shim, pid, argv, env, cwd, cgroup_procs, stdin_fd, stdout_fd, stderr_fd)
     try:
         # A rootless container has its own user namespace, joined first: it grants the
         # capabilities that joining the others needs. A namespace shared with the host
@@ -499,6 +506,47 @@ def exec_in(
     finally:
         os.close(error_r)
     _, status = os.waitpid(helper, 0)
+    if failure:
+        code_text, _, message = failure.decode(errors="replace").partition("\0")
+        raise StartFailed(_EXEC_PREFIX + message, int(code_text))
+    return _exit_code(status)
+
+
+def _exec_native(shim: list[str], pid: int, argv: Sequence[str], env: Sequence[str], cwd: str,
+                 cgroup_procs: Sequence[str], stdin: int | None, stdout: int | None, stderr: int | None) -> int:
+    """:func:`exec_in` through the C shim (``pid1.c``, ``exec_run``): one posix_spawn(3), no Python fork."""
+    error_r, error_w = os.pipe()
+    error_w = _above_stdio(error_w)
+    dups: list[int] = []
+    actions: list[tuple[Any, ...]] = []
+    for target, fd in ((0, stdin), (1, stdout), (2, stderr)):
+        if fd is None:
+            if target == 0:  # no input: /dev/null, as for exec_in
+                actions.append((os.POSIX_SPAWN_OPEN, 0, os.devnull, os.O_RDONLY, 0))
+            continue
+        if fd <= 2 and fd != target:  # not clobbered by an earlier dup2 of this list
+            fd = fcntl.fcntl(fd, fcntl.F_DUPFD_CLOEXEC, 3)
+            dups.append(fd)
+        actions.append((os.POSIX_SPAWN_DUP2, fd, target))
+    actions.append((os.POSIX_SPAWN_DUP2, error_w, error_w))
+    args = [
+        *shim, "--exec-pid", str(pid), "--launch-error", str(error_w), "--cwd", cwd,
+        "--caps", format(capabilities.mask(capabilities.DOCKER_DEFAULT), "x"),
+        *[arg for path in cgroup_procs for arg in ("--cgroup", path)],
+        *[arg for item in env for arg in ("--env", item)],
+        *[arg for word in argv for arg in ("--arg", word)],
+    ]  # fmt: skip
+    try:
+        child = os.posix_spawn(args[0], args, os.environ, file_actions=actions)
+    finally:
+        os.close(error_w)
+        for fd in dups:
+            os.close(fd)
+    try:
+        failure = _read_all(error_r)
+    finally:
+        os.close(error_r)
+    _, status = os.waitpid(child, 0)
     if failure:
         code_text, _, message = failure.decode(errors="replace").partition("\0")
         raise StartFailed(_EXEC_PREFIX + message, int(code_text))

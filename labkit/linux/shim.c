@@ -32,6 +32,11 @@
  * The starter is a plain posix_spawn(3) of this binary: no copy of the
  * starter's (large) memory is made on the way to the container.
  *
+ * With `--exec-pid PID --launch-error FD` and the command's spec (--arg, --env,
+ * --cwd, --cgroup, --caps) it is `docker exec` instead (pid1.c, exec_run): it
+ * joins the running container, runs the command there with its own 0-2, and
+ * exits with the command's code. No supervisor stays.
+ *
  * supervisor.py is the same supervisor in Python, with the same arguments
  * (it does not launch: without a C compiler, the Python starter forks PID 1).
  */
@@ -559,7 +564,7 @@ int main(int argc, char **argv)
     static struct stream streams[2] = {{-1, "stdout", 0, {0}}, {-1, "stderr", 0, {0}}};
 
     static struct pid1_spec spec = {.cwd = "/", .error_fd = -1};
-    int report_fd = -1;
+    int report_fd = -1, exec_pid = 0;
     for (int i = 1; i + 1 < argc; i += 2) {
         const char *key = argv[i], *value = argv[i + 1];
         if (!strcmp(key, "--pid")) pid = (pid_t)atoi(value);
@@ -575,6 +580,7 @@ int main(int argc, char **argv)
         else if (!strcmp(key, "--proxy") && parse_proxy(value) == 0) continue;
         /* the container to launch (pid1.h) */
         else if (!strcmp(key, "--launch-report")) report_fd = atoi(value);
+        else if (!strcmp(key, "--exec-pid")) exec_pid = atoi(value);
         else if (!strcmp(key, "--launch-error")) spec.error_fd = atoi(value);
         else if (!strcmp(key, "--root")) spec.root = value;
         else if (!strcmp(key, "--cwd")) spec.cwd = value;
@@ -600,6 +606,13 @@ int main(int argc, char **argv)
             fprintf(stderr, "labkit-shim: unknown argument %s\n", key);
             return 2;
         }
+    }
+    if (exec_pid > 0) { /* `docker exec` (pid1.c, exec_run): 0-2 are the command's streams already */
+        if (spec.n_argv == 0 || spec.error_fd < 0) {
+            fprintf(stderr, "labkit-shim: --exec-pid needs --launch-error and --arg\n");
+            return 2;
+        }
+        exec_run(&spec, exec_pid);
     }
     if (report_fd >= 0) {
         if (!spec.root || spec.n_argv == 0 || spec.error_fd < 0 || !exit_file || !log_path) {
