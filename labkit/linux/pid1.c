@@ -43,6 +43,7 @@
 #include <sys/statfs.h>
 #include <sys/statvfs.h>
 #include <sys/syscall.h>
+#include <linux/sched.h>
 #include <sys/sysmacros.h>
 #include <sys/types.h>
 #include <sys/wait.h>
@@ -502,6 +503,64 @@ static void __attribute__((noreturn)) become(const struct pid1_spec *s, int last
     fail(err == ENOENT ? 127 : 126, "exec %s: %s", program, lower_strerror(err, why, sizeof why));
 }
 
+#define CGROUP2_SUPER_MAGIC 0x63677270 /* <linux/magic.h> */
+
+/* Whether the directory holding `procs` (a cgroup.procs file) is on a cgroup v2 hierarchy. */
+static int on_v2(const char *procs, char *dir, size_t cap)
+{
+    struct statfs fs;
+    snprintf(dir, cap, "%s", procs);
+    char *slash = strrchr(dir, '/');
+    if (!slash)
+        return 0;
+    *slash = '\0';
+    return statfs(dir, &fs) == 0 && fs.f_type == CGROUP2_SUPER_MAGIC;
+}
+
+/* fork(2) with the child born in the cgroup v2 group open as `dirfd`; -1 (errno set) if the kernel cannot. */
+static pid_t clone_into(int dirfd)
+{
+#ifdef CLONE_INTO_CGROUP
+    struct clone_args args;
+    memset(&args, 0, sizeof args);
+    args.flags = CLONE_INTO_CGROUP;
+    args.exit_signal = SIGCHLD;
+    args.cgroup = (unsigned long long)dirfd;
+    return (pid_t)syscall(SYS_clone3, &args, sizeof args);
+#else
+    (void)dirfd;
+    errno = ENOSYS;
+    return -1;
+#endif
+}
+
+/*
+ * fork(2), the child born in the first cgroup v2 group of spec's list when the
+ * kernel can (clone3(2) with CLONE_INTO_CGROUP, Linux 5.7): a process created in
+ * its cgroup is never migrated, and a migration costs an RCU grace period (see
+ * join_cgroup). *born_in says which group that was (-1: plain fork(2), and the
+ * child joins every group itself).
+ */
+pid_t fork_in_cgroup(const struct pid1_spec *spec, int *born_in)
+{
+    char dir[PATH_MAX];
+    *born_in = -1;
+    for (int i = 0; i < spec->n_cgroups; i++) {
+        if (!on_v2(spec->cgroups[i], dir, sizeof dir))
+            continue;
+        int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+        pid_t child = fd < 0 ? -1 : clone_into(fd);
+        if (fd >= 0)
+            close(fd);
+        if (child >= 0) {
+            *born_in = i;
+            return child;
+        }
+        break; /* ENOSYS, or a group the kernel refuses to clone into: fork and join */
+    }
+    return fork();
+}
+
 void pid1_run(const struct pid1_spec *s)
 {
     error_fd = s->error_fd;
@@ -610,15 +669,49 @@ void exec_run(const struct pid1_spec *s, int target)
     int root_fd = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
     if (root_fd < 0)
         fail(126, "container process %d is not running", target);
-    for (int i = 0; i < s->n_cgroups; i++)
-        join_cgroup(s->cgroups[i]);
-    for (int i = 0; i < N; i++)
+    /* The cgroups, opened while their paths still mean the host's (before the mount namespace
+     * changes): v1 `tasks` files to write "0" into, and a v2 group to clone the command into. */
+    int join[16], n_join = 0, v2_dir = -1, v2_procs = -1;
+    char dir[PATH_MAX];
+    for (int i = 0; i < s->n_cgroups && n_join < 16; i++) {
+        if (v2_dir < 0 && on_v2(s->cgroups[i], dir, sizeof dir)) {
+            v2_dir = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+            v2_procs = open(s->cgroups[i], O_WRONLY | O_CLOEXEC);
+            continue;
+        }
+        char tasks[PATH_MAX];
+        snprintf(tasks, sizeof tasks, "%s", s->cgroups[i]);
+        char *slash = strrchr(tasks, '/');
+        if (slash)
+            snprintf(slash + 1, sizeof tasks - (size_t)(slash + 1 - tasks), "tasks");
+        join[n_join] = open(tasks, O_WRONLY | O_CLOEXEC);
+        if (join[n_join] < 0)
+            join[n_join] = open(s->cgroups[i], O_WRONLY | O_CLOEXEC);
+        if (join[n_join] < 0)
+            fail(126, "%s: %s", s->cgroups[i], strerror(errno));
+        n_join++;
+    }
+    /* Every namespace but the cgroup one, which the command joins after its cgroups: a
+     * migration decided from inside it may be refused (cgroup2's nsdelegate, cgroups(7)). */
+    for (int i = 1; i < N; i++)
         if (fds[i] >= 0 && (setns(fds[i], order[i].type) < 0 || close(fds[i]) < 0))
             fail(126, "setns %s: %s", order[i].name, strerror(errno));
-    pid_t child = fork();
+    /* Born in the container's cgroup v2 group where the kernel can (no migration); the v1
+     * groups through `tasks`, as PID 1 joined them (see join_cgroup). */
+    pid_t child = v2_dir >= 0 ? clone_into(v2_dir) : -1;
+    int born = child >= 0;
+    if (child < 0)
+        child = fork();
     if (child < 0)
         fail(126, "fork: %s", strerror(errno));
     if (child == 0) {
+        if (!born && v2_procs >= 0)
+            join[n_join++] = v2_procs;
+        for (int i = 0; i < n_join; i++)
+            if (write(join[i], "0", 1) < 0)
+                fail(126, "joining the container's cgroups: %s", strerror(errno));
+        if (fds[0] >= 0 && setns(fds[0], order[0].type) < 0)
+            fail(126, "setns %s: %s", order[0].name, strerror(errno));
         if (fchdir(root_fd) < 0 || chroot(".") < 0)
             fail(126, "chroot: %s", strerror(errno));
         close(root_fd);

@@ -2,6 +2,8 @@
 #ifndef LABKIT_PID1_H
 #define LABKIT_PID1_H
 
+#include <sys/types.h>
+
 #define PID1_MAX_LIST 256
 
 struct bind {
@@ -34,6 +36,9 @@ struct pid1_spec {
 
 /* Build the container around the calling process (PID 1 of its new PID namespace), then execve. */
 void pid1_run(const struct pid1_spec *spec) __attribute__((noreturn));
+
+/* fork(2), the child born in spec's cgroup v2 group if it has one (clone3 CLONE_INTO_CGROUP). */
+pid_t fork_in_cgroup(const struct pid1_spec *spec, int *born_in);
 
 /* Run spec's command inside the running container whose PID 1 is `target`; exit with its code. */
 void exec_run(const struct pid1_spec *spec, int target) __attribute__((noreturn));

@@ -445,52 +445,6 @@ static unsigned long long start_time(pid_t pid)
     return p ? strtoull(p + 1, NULL, 10) : 0;
 }
 
-#define CGROUP2_SUPER_MAGIC 0x63677270 /* <linux/magic.h> */
-
-/*
- * Fork PID 1, born in the first cgroup v2 group of its list when the kernel can
- * (clone3(2) with CLONE_INTO_CGROUP, Linux 5.7): a process created in its cgroup
- * is never migrated, and a migration costs an RCU grace period (see pid1.c,
- * join_cgroup). spec->born_in says which group that was; otherwise plain fork(2),
- * and PID 1 joins every group itself.
- */
-static pid_t fork_pid1(struct pid1_spec *spec)
-{
-    spec->born_in = -1;
-#ifdef CLONE_INTO_CGROUP
-    for (int i = 0; i < spec->n_cgroups; i++) {
-        char dir[PATH_MAX];
-        struct statfs fs;
-        snprintf(dir, sizeof dir, "%s", spec->cgroups[i]);
-        char *slash = strrchr(dir, '/');
-        if (!slash)
-            continue;
-        *slash = '\0';
-        if (statfs(dir, &fs) < 0 || fs.f_type != CGROUP2_SUPER_MAGIC)
-            continue;
-        int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-        if (fd < 0)
-            break;
-        struct clone_args args;
-        memset(&args, 0, sizeof args);
-        args.flags = CLONE_INTO_CGROUP;
-        args.exit_signal = SIGCHLD;
-        args.cgroup = (unsigned long long)fd;
-        long child = syscall(SYS_clone3, &args, sizeof args);
-        if (child == 0) {
-            close(fd);
-            spec->born_in = i;
-            return 0;
-        }
-        close(fd);
-        if (child > 0)
-            return (pid_t)child;
-        break; /* ENOSYS, or a group the kernel refuses to clone into: fork and join */
-    }
-#endif
-    return fork();
-}
-
 /*
  * Start the container: leave the starter, make a PID namespace, fork PID 1 into it.
  * Returns PID 1's host PID; out_r/err_r receive the read ends of its stdout and stderr.
@@ -529,7 +483,7 @@ static pid_t launch(struct pid1_spec *spec, int report_fd, int *out_r, int *err_
     /* A new PID namespace applies to the children forked afterwards (pid_namespaces(7)). */
     if (unshare(CLONE_NEWPID) < 0)
         launch_failed(report_fd, "unshare(CLONE_NEWPID)");
-    pid_t child = fork_pid1(spec);
+    pid_t child = fork_in_cgroup(spec, &spec->born_in);
     if (child < 0)
         launch_failed(report_fd, "fork");
     if (child == 0) {
