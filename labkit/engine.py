@@ -267,6 +267,76 @@ class PhasedRun:
         return phase, steps
 
 
+def bridge_idle_seconds() -> float:
+    """How long a bridge nobody is plugged into stays up (``LABKIT_BRIDGE_IDLE``, default 5 s).
+
+    Long enough that back-to-back containers share one bridge, as they share Docker's docker0
+    (taking a bridge down holds the kernel's RTNL lock through an RCU grace period, which the
+    next container would wait for), short enough that an idle lab leaves nothing on the host.
+    """
+    try:
+        return max(0.0, float(os.environ.get("LABKIT_BRIDGE_IDLE", "5")))
+    except ValueError:
+        return 5.0
+
+
+class _BridgeJanitor:
+    """Takes idle bridges down a while after their last container left, and at the latest at exit.
+
+    One timer per state root, re-armed whenever a container leaves a bridge. A
+    process that exits with a timer still armed does the check then (atexit), so
+    a ``labkit`` command run in-process does not leave a bridge behind. (A worker
+    of the resident engine exits without it: the server sweeps for its workers,
+    see :mod:`labkit.server`.)
+    """
+
+    def __init__(self) -> None:
+        import threading
+
+        self.lock = threading.Lock()
+        self.pending: dict[str, tuple[Any, Engine]] = {}
+
+    def arm(self, engine: Engine) -> None:
+        import threading
+
+        key = str(engine.store.root)
+        timer = threading.Timer(bridge_idle_seconds(), self.fire, args=(key,))
+        timer.daemon = True
+        with self.lock:
+            old = self.pending.pop(key, None)
+            self.pending[key] = (timer, engine)
+        if old is not None:
+            old[0].cancel()
+        timer.start()
+
+    def fire(self, key: str) -> None:
+        with self.lock:
+            item = self.pending.pop(key, None)
+        if item is not None:
+            _release_quietly(item[1])
+
+    def flush(self) -> None:
+        with self.lock:
+            items = list(self.pending.values())
+            self.pending.clear()
+        for timer, engine in items:
+            timer.cancel()
+            _release_quietly(engine)
+
+
+def _release_quietly(engine: Engine) -> None:
+    try:
+        engine.release_idle_bridges()
+    except Exception:  # a sweep that fails leaves the bridge for the next one (or `labkit network prune`)
+        pass
+
+
+_bridges = _BridgeJanitor()
+import atexit as _atexit  # noqa: E402
+
+_atexit.register(_bridges.flush)
+
+
 class Engine:
     """Docker-shaped verbs over a backend.
 
@@ -679,6 +749,7 @@ class Engine:
         with self.store.locked():
             self.store.delete(rec.id)
             self.store.drop_name(rec.name, rec.id)
+        self._left_bridge(rec)
         if volumes:
             for m in rec.config.mounts:
                 if m.type == "volume" and _anonymous(m.source):
@@ -831,17 +902,31 @@ class Engine:
         return name
 
     def prune_networks(self) -> None:
-        """``docker network prune``, as far as the host is concerned: delete the bridge interfaces of
-        networks no running container uses. A bridge otherwise stays up between containers, as
-        Docker's docker0 does (making it again for every container would double the cost of a run);
-        it comes back on demand."""
+        """``docker network prune``, as far as the host is concerned: take down the bridge of every
+        network no container is plugged into, now (:meth:`release_idle_bridges` does this by itself a
+        few seconds after a bridge's last container leaves). A network's record stays; its bridge
+        comes back with the next container."""
+        self.release_idle_bridges()
+
+    def release_idle_bridges(self) -> None:
+        """Take down the bridges no container is plugged into.
+
+        Under the store's lock: a container starting meanwhile pins its network namespace
+        under the same lock before it plugs into the bridge, so it is seen, and keeps it.
+        """
         drop = getattr(self.backend, "drop_bridge", None)
         if drop is None:
             return
-        busy = {r.config.network for r in self._records() if is_running(r.status)}
-        for rec in self.networks.ls():
-            if rec["Driver"] == "bridge" and rec["Name"] not in busy:
-                drop(rec)
+        with self.store.locked():
+            busy = {r.config.network for r in self._records() if is_running(r.status)}
+            for rec in self.networks.ls():
+                if rec["Driver"] == "bridge" and rec["Name"] not in busy:
+                    drop(rec)
+
+    def _left_bridge(self, rec: ContainerRecord) -> None:
+        """A container left its network (it ended, or went): take the bridge down once it has been idle a while."""
+        if rec.config.network not in ("none", "host") and getattr(self.backend, "drop_bridge", None) is not None:
+            _bridges.arm(self)
 
     # -- services ---------------------------------------------------------------------------------
     def service_create(self, name: str, image: str, replicas: int = 1, ports: list[str] | None = None,
@@ -1132,6 +1217,7 @@ class Engine:
                              oom_killed=ended.oom_killed, pid=0)
         if not self._save(rec):
             return rec  # removed meanwhile by another process, which saw to the rest
+        self._left_bridge(rec)
         self._observe_layer(rec)  # what it left in its writable layer: copy-ups, whiteouts, new files
         self._record(events.exited(ended.exit_code, ended.oom_killed), rec.id)
         if rec.config.auto_remove:  # --rm: the container goes as soon as anyone sees it has exited

@@ -51,6 +51,8 @@ import sys
 import time
 from typing import Any
 
+from labkit.engine import bridge_idle_seconds
+
 #: Seconds without a command after which the server exits.
 IDLE_SECONDS = 15 * 60
 SOCKET = "engine.sock"
@@ -154,6 +156,7 @@ class Server:
         self.stopping = False
         self.workers: dict[int, tuple[int, socket.socket]] = {}  # pidfd -> (pid, connection)
         self.callers: dict[int, int] = {}  # a worker's connection fd -> its pidfd, until the caller hangs up
+        self.sweeps: dict[tuple[str | None, ...], dict[str, str]] = {}  # environments whose bridges to check
         self.fingerprint = _fingerprint()
         self.parser = _warm()
         # Workers are forks: keep the collector off the objects imported so far, so that a worker
@@ -177,6 +180,8 @@ class Server:
                 break
             if not self.workers and time.monotonic() - last > IDLE_SECONDS:
                 break
+            if self.sweeps and not self.workers and time.monotonic() - last > bridge_idle_seconds():
+                self.sweep()
             waiting: list[Any] = [self.sock, *self.workers, *self.callers]
             ready = select.select(waiting, [], [], 1.0)[0]
             for fd in ready:
@@ -203,6 +208,33 @@ class Server:
         if not self.stale():
             os.unlink(self.path)
         self.sock.close()
+        if self.sweeps:
+            self.sweep()
+
+    def sweep(self) -> None:
+        """Take down the bridges the workers' containers left idle (a worker exits before its own timer).
+
+        In a child, one environment at a time (it decides the state root and backend, as it did
+        for the commands): this process keeps no engine, so every worker starts from a clean one.
+        """
+        envs = list(self.sweeps.values())
+        self.sweeps.clear()
+        pid = os.fork()
+        if pid == 0:
+            try:
+                self.sock.close()
+                from labkit.engine import Engine
+
+                for env in envs:
+                    os.environ.clear()
+                    os.environ.update(env)
+                    try:
+                        Engine(backend=os.environ.get("LABKIT_BACKEND") or "auto").release_idle_bridges()
+                    except Exception:
+                        pass  # that root's bridges stay for `labkit network prune`
+            finally:
+                os._exit(0)
+        os.waitpid(pid, 0)
 
     def accept(self) -> None:
         conn, _ = self.sock.accept()
@@ -235,11 +267,19 @@ class Server:
                     os._exit(code)
             for fd in fds:
                 os.close(fd)
+            self.remember(fields)
             pidfd = os.pidfd_open(pid)
             self.workers[pidfd] = (pid, conn)
             self.callers[conn.fileno()] = pidfd
         except Exception:  # a bad request or a failed fork: that caller runs its command itself
             conn.close()
+
+    def remember(self, fields: list[str]) -> None:
+        """Note a command's environment: the bridges of its state root are checked once things are idle."""
+        _, _, _, count, *rest = fields
+        env = dict(item.partition("=")[::2] for item in rest[int(count):] if "=" in item)
+        key = tuple(env.get(k) for k in ("LABKIT_ROOT", "LABKIT_BACKEND", "HOME", "XDG_DATA_HOME"))
+        self.sweeps[key] = env
 
     def hung_up(self, fd: int) -> None:
         """The caller went (Ctrl-C ended the ``labkit`` command): interrupt its worker as Ctrl-C would."""

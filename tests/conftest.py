@@ -67,7 +67,7 @@ def shared_engine(session_root):
 
     lab = labkit.connect(backend="linux", root=session_root)
     yield lab
-    lab.prune_networks()  # bridges stay while containers use them (like docker0); the session takes its own away
+    lab.prune_networks()  # an idle bridge goes a few seconds after its last container; the session does not wait
 
 
 @pytest.fixture
@@ -119,7 +119,7 @@ def _has_children(path: str) -> bool:
 
 
 def _take_down_bridges() -> None:
-    """A network's bridge stays up between containers, as docker0 does; the session takes its own down.
+    """An idle bridge goes a few seconds after its last container left; the session does not wait for that.
 
     Only idle bridges go (``prune_networks``): a veth, a mount or a process still there is a leak,
     and the check below reports it.

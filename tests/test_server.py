@@ -234,3 +234,13 @@ def test_the_labkit_script_finds_the_compiled_client(sockets, session_root):
     p = subprocess.run(["sh", str(REPO / "bin" / "labkit"), "run", "--rm", "--network", "none", "busybox",
                         "echo", "via sh"], env=served, capture_output=True, text=True, timeout=120)
     assert (p.returncode, p.stdout, p.stderr) == (0, "via sh\n", "")
+
+
+@pytest.mark.root
+def test_the_server_takes_down_bridges_its_workers_left_idle(sockets, engine):
+    """A worker exits before its idle-bridge timer; the server sweeps for it once things are quiet."""
+    env = _env(sockets, engine.store.root, LABKIT_BRIDGE_IDLE="1")
+    _serving(sockets, env)
+    assert _run(["run", "--rm", "busybox", "true"], env)[0] == 0
+    name = engine.networks.get("bridge")["Options"]["com.docker.network.bridge.name"]
+    assert wait_for(lambda: not os.path.exists(f"/sys/class/net/{name}"), timeout=20), "the idle bridge went"

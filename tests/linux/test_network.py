@@ -11,6 +11,7 @@ import urllib.request
 import pytest
 
 from labkit.errors import Conflict
+from tests.util import wait_for
 
 pytestmark = pytest.mark.root
 
@@ -148,3 +149,46 @@ def test_bad_network_input_creates_nothing(engine, kwargs, words):
         engine.create("busybox", ["true"], **kwargs)
     assert info.value.hint
     assert len(engine.ps(all=True)) == before
+
+
+def _bridge(engine, network: str = "bridge") -> str:
+    return engine.networks.get(network)["Options"]["com.docker.network.bridge.name"]
+
+
+def _ifindex(name: str) -> int | None:
+    try:
+        with open(f"/sys/class/net/{name}/ifindex") as f:
+            return int(f.read())
+    except FileNotFoundError:
+        return None
+
+
+def test_a_bridge_goes_when_its_last_container_has_been_gone_a_while(engine, monkeypatch):
+    """Back-to-back containers share one bridge; once none is plugged in for LABKIT_BRIDGE_IDLE, it goes."""
+    monkeypatch.setenv("LABKIT_BRIDGE_IDLE", "1")
+    engine.rm(engine.run("busybox", ["true"]).id)
+    name = _bridge(engine)
+    first = _ifindex(name)
+    assert first is not None, "the bridge is up right after its container went"
+    c = engine.run("busybox", ["sleep", "30"], detach=True)
+    assert _ifindex(name) == first, "the next container plugged into the same bridge"
+    time.sleep(1.5)
+    assert _ifindex(name) == first, "a bridge in use stays, however long"
+    engine.rm(c.id, force=True)
+    assert wait_for(lambda: _ifindex(name) is None, timeout=10), "the idle bridge went"
+    again = engine.run("busybox", ["ip", "-o", "-4", "addr", "show", "eth0"])
+    assert "inet 172." in again.logs() or "inet 10." in again.logs(), "the next container brings it back"
+    engine.rm(again.id)
+
+
+def test_a_process_that_ends_takes_its_idle_bridges_with_it(engine):
+    """A labkit command run in-process exits without waiting out the idle time, and leaves no bridge."""
+    script = ("import labkit; e = labkit.connect(backend='linux', root=%r); "
+              "e.rm(e.run('busybox', ['true']).id)" % str(engine.store.root))
+    import subprocess
+    import sys
+
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60,
+                          env={**os.environ, "LABKIT_BRIDGE_IDLE": "600"})
+    assert done.returncode == 0, done.stderr
+    assert _ifindex(_bridge(engine)) is None

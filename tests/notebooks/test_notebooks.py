@@ -40,7 +40,7 @@ def real_root():
     if os.geteuid() == 0 and (root / "networks").exists():
         import labkit
 
-        labkit.connect(backend="linux", root=root).prune_networks()  # the bridge stays while in use, like docker0
+        labkit.connect(backend="linux", root=root).prune_networks()  # idle bridges go a few seconds after their last container; no waiting here
 
 
 def left_behind(root: Path) -> list[str]:
