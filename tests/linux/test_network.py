@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 import os
 import socket
+import subprocess
+import sys
 import time
 import urllib.request
 
@@ -183,10 +185,8 @@ def test_a_bridge_goes_when_its_last_container_has_been_gone_a_while(engine, mon
 
 def test_a_process_that_ends_takes_its_idle_bridges_with_it(engine):
     """A labkit command run in-process exits without waiting out the idle time, and leaves no bridge."""
-    script = ("import labkit; e = labkit.connect(backend='linux', root=%r); "
-              "e.rm(e.run('busybox', ['true']).id)" % str(engine.store.root))
-    import subprocess
-    import sys
+    root = str(engine.store.root)
+    script = f"import labkit; e = labkit.connect(backend='linux', root={root!r}); e.rm(e.run('busybox', ['true']).id)"
 
     done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60,
                           env={**os.environ, "LABKIT_BRIDGE_IDLE": "600"})
