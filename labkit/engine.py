@@ -917,10 +917,12 @@ class Engine:
         drop = getattr(self.backend, "drop_bridge", None)
         if drop is None:
             return
+        # Listed before the lock is taken: listing may make the default network's record, under it.
+        bridges = [rec for rec in self.networks.ls() if rec["Driver"] == "bridge"]
         with self.store.locked():
             busy = {r.config.network for r in self._records() if is_running(r.status)}
-            for rec in self.networks.ls():
-                if rec["Driver"] == "bridge" and rec["Name"] not in busy:
+            for rec in bridges:
+                if rec["Name"] not in busy:
                     drop(rec)
 
     def _left_bridge(self, rec: ContainerRecord) -> None:

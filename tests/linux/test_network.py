@@ -192,3 +192,11 @@ def test_a_process_that_ends_takes_its_idle_bridges_with_it(engine):
                           env={**os.environ, "LABKIT_BRIDGE_IDLE": "600"})
     assert done.returncode == 0, done.stderr
     assert _ifindex(_bridge(engine)) is None
+
+
+def test_prune_on_a_root_that_never_made_a_bridge_returns(tmp_path):
+    """Listing networks makes the default network's record under the store's lock: prune must not hold it then."""
+    script = ("import labkit; labkit.connect(backend='linux', root=%r).prune_networks(); print('pruned')"
+              .replace("%r", repr(str(tmp_path / "labkit-test-fresh"))))
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60)
+    assert (done.returncode, done.stdout) == (0, "pruned\n"), done.stderr
