@@ -67,3 +67,19 @@ def test_trash_a_killed_process_left_is_taken_by_the_next_store(tmp_path):
     Store(tmp_path)
     store_module.drain()
     assert not left.exists()
+
+
+def test_a_record_is_written_as_asdict_would_and_read_back_whole():
+    """The state file's dict is dataclasses.asdict's (so records written before still read the same)."""
+    import dataclasses
+    import json
+
+    from labkit.model.container import MountSpec, PortSpec
+
+    rec = _record()
+    rec = ContainerRecord(dataclasses.replace(
+        rec.config, labels={"a": "b"}, ports=(PortSpec(3000, host_port="8080"),),
+        mounts=(MountSpec("volume", "data", "/data", True),), env=("A=1",)), rec.state)
+    asdict = {"config": dataclasses.asdict(rec.config), "state": dataclasses.asdict(rec.state)}
+    assert json.dumps(rec.to_json()) == json.dumps(asdict)
+    assert ContainerRecord.from_json(json.loads(json.dumps(rec.to_json()))) == rec

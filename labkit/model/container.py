@@ -140,8 +140,12 @@ class ContainerRecord:
         return replace(self, state=replace(self.state, **changes))
 
     def to_json(self) -> dict[str, Any]:
-        """A plain dict for the state file."""
-        return {"config": dataclasses.asdict(self.config), "state": dataclasses.asdict(self.state)}
+        """A plain dict for the state file (what ``dataclasses.asdict`` gives, without its deep copies)."""
+        cfg = _fields(self.config)
+        cfg["labels"] = dict(self.config.labels)
+        cfg["ports"] = [_fields(p) for p in self.config.ports]
+        cfg["mounts"] = [_fields(m) for m in self.config.mounts]
+        return {"config": cfg, "state": _fields(self.state)}
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> ContainerRecord:
@@ -154,6 +158,11 @@ class ContainerRecord:
         state = dict(data["state"])
         state["status"] = Status(state["status"])
         return cls(ContainerConfig(**cfg), ContainerState(**state))
+
+
+def _fields(obj: Any) -> dict[str, Any]:
+    """One dataclass's fields as a dict, one level deep (its values are plain or handled by the caller)."""
+    return {f.name: getattr(obj, f.name) for f in dataclasses.fields(obj)}
 
 
 def command_string(argv: tuple[str, ...]) -> str:
