@@ -57,11 +57,8 @@
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
-#include <limits.h>
 #include <sched.h>
-#include <sys/statfs.h>
 #include <sys/syscall.h>
-#include <linux/sched.h>
 
 #include "pid1.h"
 
