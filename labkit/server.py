@@ -125,9 +125,12 @@ def _warm() -> Any:
     except ImportError:
         pass
     if os.getuid() == 0:
+        from labkit.engine import default_root
         from labkit.linux import supervisor
 
-        supervisor.command()  # compiled (once) and found: every worker inherits the answer
+        # The shim of the state root this server's first caller uses (LinuxBackend keeps it in ROOT/bin),
+        # compiled once and found: every worker inherits the answer.
+        supervisor.command(os.path.join(default_root(), "bin"))
     return labkit.cli.build_parser()
 
 

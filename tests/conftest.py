@@ -24,6 +24,9 @@ _ROOTS: list[Path] = []
 # servers listen in a directory of its own, named so the leak check finds one left running.
 SOCKETS = Path(tempfile.mkdtemp(prefix="labkit-test-sock-"))
 os.environ["LABKIT_SOCKET_DIR"] = str(SOCKETS)
+# Shims built without a state root of their own (process-level tests) go here, not to /var/lib/labkit.
+SHIMS = Path(tempfile.mkdtemp(prefix="labkit-test-shim-"))
+os.environ["LABKIT_SHIM_DIR"] = str(SHIMS)
 
 
 def pytest_collection_modifyitems(config, items):
@@ -139,6 +142,7 @@ def pytest_sessionfinish(session, exitstatus):
 
     server.stop(str(SOCKETS))
     shutil.rmtree(SOCKETS, ignore_errors=True)
+    shutil.rmtree(SHIMS, ignore_errors=True)
     if not IS_ROOT:
         return
     _take_down_bridges()

@@ -38,10 +38,10 @@ def sockets(tmp_path):
 
 
 def _env(sockets: Path, root: Path | None = None, **extra: str) -> dict[str, str]:
-    env = {**os.environ, "LABKIT_SOCKET_DIR": str(sockets), **extra}
-    if root is not None:
-        env["LABKIT_ROOT"] = str(root)
-    return env
+    """The environment of a command: this socket directory, and a state root of the session's (never /var/lib)."""
+    from tests.conftest import state_root
+
+    return {**os.environ, "LABKIT_SOCKET_DIR": str(sockets), "LABKIT_ROOT": str(root or state_root()), **extra}
 
 
 def _run(args: list[str], env: dict[str, str], cwd: Path | None = None) -> tuple[int, str, str]:

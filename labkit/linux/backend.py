@@ -456,7 +456,8 @@ class LinuxBackend:
              stdout: IO[bytes] | int | None, stderr: IO[bytes] | int | None) -> int:
         group = self._group_or_none(record)
         return process.exec_in(record.state.pid, argv, env, workdir,
-                               cgroup_procs=group.procs_files if group else (), stdout=stdout, stderr=stderr)
+                               cgroup_procs=group.procs_files if group else (), stdout=stdout, stderr=stderr,
+                               supervisor_argv=supervisor.command(self.shim_dir))
 
     def changes(self, record: ContainerRecord, image) -> list[tuple[str, str]]:  # type: ignore[no-untyped-def]
         return overlay.changes(self._layers(record, image.lowerdirs()))

@@ -423,6 +423,7 @@ def exec_in(
     stdout: Stream = None,
     stderr: Stream = None,
     stdin: Stream = None,
+    supervisor_argv: Sequence[str] | None = None,
 ) -> int:
     """Run a command inside a running container and return its exit code (like ``docker exec``).
 
@@ -443,6 +444,8 @@ def exec_in(
         stderr: Same for errors.
         stdin: File descriptor (or open file) for its input; None gives it
             ``/dev/null``.
+        supervisor_argv: The C shim to run it through (as for :func:`start`);
+            default :func:`labkit.linux.supervisor.command`.
 
     Returns:
         The exit code, or 128+N when signal N killed the command.
@@ -453,7 +456,7 @@ def exec_in(
     if not argv:
         raise InvalidArgument("No exec command specified", "Give the command to run inside the container.")
     stdin_fd, stdout_fd, stderr_fd = (_fileno(stream) for stream in (stdin, stdout, stderr))
-    shim = supervisor.command()
+    shim = list(supervisor_argv) if supervisor_argv else supervisor.command()
     try:
         own_user = namespaces.ns_link(pid, "user") == namespaces.ns_link("self", "user")
     except FileNotFoundError:
