@@ -86,8 +86,22 @@ def checks() -> list[dict[str, Any]]:
     cc = shutil.which("cc") or shutil.which("gcc")
     out.append(_check(
         "C compiler", bool(cc), cc or "not found",
-        "Each container's supervisor is a tiny C program (about 1 MB of memory)."
-        if cc else "Each container's supervisor runs in Python instead (about 8 MB of memory each).",
+        "Containers are started and supervised by small C programs, built on first use: each running "
+        "container keeps a supervisor of about 1 MB, and a start takes about as long as crun's."
+        if cc else "The same steps run in Python instead: each supervisor costs about 8 MB, and a start "
+        "takes several times longer.",
+    ))
+    from labkit import server
+
+    engine_pid = server.running()
+    off = bool(os.environ.get("LABKIT_NO_SERVER"))
+    out.append(_check(
+        "labkit command", True,
+        "every command on its own (LABKIT_NO_SERVER is set)" if off
+        else f"resident engine running (pid {engine_pid})" if engine_pid else "resident engine not running",
+        "Each `labkit` command in a terminal is handed to one resident engine that keeps labkit loaded, "
+        "as docker hands its commands to dockerd; the first command starts it, and it leaves after 15 idle "
+        "minutes (`labkit server status|stop`; LABKIT_NO_SERVER=1 runs every command on its own).",
     ))
     node = shutil.which("node")
     out.append(_check(

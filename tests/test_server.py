@@ -244,3 +244,19 @@ def test_the_server_takes_down_bridges_its_workers_left_idle(sockets, engine):
     assert _run(["run", "--rm", "busybox", "true"], env)[0] == 0
     name = engine.networks.get("bridge")["Options"]["com.docker.network.bridge.name"]
     assert wait_for(lambda: not os.path.exists(f"/sys/class/net/{name}"), timeout=20), "the idle bridge went"
+
+
+def test_doctor_says_whether_the_engine_runs(sockets, monkeypatch):
+    from labkit import doctor
+
+    monkeypatch.setenv("LABKIT_SOCKET_DIR", str(sockets))
+    monkeypatch.delenv("LABKIT_NO_SERVER", raising=False)
+
+    def line():
+        return next(c for c in doctor.checks() if c["check"] == "labkit command")["detail"]
+
+    assert line() == "resident engine not running"
+    pid = _serving(sockets, _env(sockets))
+    assert line() == f"resident engine running (pid {pid})"
+    monkeypatch.setenv("LABKIT_NO_SERVER", "1")
+    assert line() == "every command on its own (LABKIT_NO_SERVER is set)"
