@@ -16,6 +16,7 @@ mounts, cgroups and processes are the backend's (:mod:`labkit.backend`).
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import functools
 import os
@@ -24,6 +25,7 @@ import secrets
 import shutil
 import signal as _signal
 import sys
+import threading
 import time
 from collections.abc import Callable, Iterator
 from datetime import datetime, timezone
@@ -291,14 +293,10 @@ class _BridgeJanitor:
     """
 
     def __init__(self) -> None:
-        import threading
-
         self.lock = threading.Lock()
-        self.pending: dict[str, tuple[Any, Engine]] = {}
+        self.pending: dict[str, tuple[threading.Timer, Engine]] = {}
 
     def arm(self, engine: Engine) -> None:
-        import threading
-
         key = str(engine.store.root)
         timer = threading.Timer(bridge_idle_seconds(), self.fire, args=(key,))
         timer.daemon = True
@@ -326,15 +324,13 @@ class _BridgeJanitor:
 
 def _release_quietly(engine: Engine) -> None:
     try:
-        engine.release_idle_bridges()
+        engine.prune_networks()
     except Exception:  # a sweep that fails leaves the bridge for the next one (or `labkit network prune`)
         pass
 
 
 _bridges = _BridgeJanitor()
-import atexit as _atexit  # noqa: E402
-
-_atexit.register(_bridges.flush)
+atexit.register(_bridges.flush)
 
 
 class Engine:
@@ -844,7 +840,6 @@ class Engine:
         """Like :meth:`exec`, returning ``(exit_code, stdout+stderr as text)``."""
         r, w = os.pipe()
         chunks: list[bytes] = []
-        import threading
 
         def drain() -> None:
             while True:
@@ -903,13 +898,9 @@ class Engine:
 
     def prune_networks(self) -> None:
         """``docker network prune``, as far as the host is concerned: take down the bridge of every
-        network no container is plugged into, now (:meth:`release_idle_bridges` does this by itself a
-        few seconds after a bridge's last container leaves). A network's record stays; its bridge
-        comes back with the next container."""
-        self.release_idle_bridges()
-
-    def release_idle_bridges(self) -> None:
-        """Take down the bridges no container is plugged into.
+        network no container is plugged into, now. (An engine does this by itself a few seconds
+        after a bridge's last container left, see :func:`bridge_idle_seconds`.) A network's record
+        stays; its bridge comes back with the next container.
 
         Under the store's lock: a container starting meanwhile pins its network namespace
         under the same lock before it plugs into the bridge, so it is seen, and keeps it.

@@ -232,7 +232,7 @@ class Server:
                     os.environ.clear()
                     os.environ.update(env)
                     try:
-                        Engine(backend=os.environ.get("LABKIT_BACKEND") or "auto").release_idle_bridges()
+                        Engine(backend=os.environ.get("LABKIT_BACKEND") or "auto").prune_networks()
                     except Exception:
                         pass  # that root's bridges stay for `labkit network prune`
             finally:

@@ -440,7 +440,8 @@ static int read_last_cap(void)
 #define CGROUP_SUPER_MAGIC 0x27e0eb     /* <linux/magic.h> */
 
 /*
- * Move the calling process into the cgroup whose cgroup.procs is `procs`.
+ * The file through which the calling process joins the cgroup whose cgroup.procs
+ * is `procs` (written with "0"), and the joining itself (join_cgroup).
  *
  * Moving a whole thread group write-locks the global cgroup_threadgroup_rwsem,
  * a percpu rwsem whose writer waits for an RCU grace period unless another
@@ -453,16 +454,19 @@ static int read_last_cap(void)
  * file; there the shim clones PID 1 straight into its cgroup (CLONE_INTO_CGROUP)
  * and this is only the fallback.
  */
+static void join_path(const char *procs, char *path, size_t cap)
+{
+    struct statfs fs;
+    snprintf(path, cap, "%s", procs);
+    char *slash = strrchr(path, '/');
+    if (slash && statfs(procs, &fs) == 0 && fs.f_type == CGROUP_SUPER_MAGIC)
+        snprintf(slash + 1, cap - (size_t)(slash + 1 - path), "tasks");
+}
+
 static void join_cgroup(const char *procs)
 {
     char path[PATH_MAX];
-    struct statfs fs;
-    snprintf(path, sizeof path, "%s", procs);
-    char *slash = strrchr(path, '/');
-    if (slash && statfs(procs, &fs) == 0 && fs.f_type == CGROUP_SUPER_MAGIC)
-        snprintf(slash + 1, sizeof path - (size_t)(slash + 1 - path), "tasks");
-    else
-        snprintf(path, sizeof path, "%s", procs);
+    join_path(procs, path, sizeof path);
     int fd = open(path, O_WRONLY | O_CLOEXEC);
     if (fd < 0 || write(fd, "0", 1) < 0)
         fail_errno(path);
@@ -679,14 +683,9 @@ void exec_run(const struct pid1_spec *s, int target)
             v2_procs = open(s->cgroups[i], O_WRONLY | O_CLOEXEC);
             continue;
         }
-        char tasks[PATH_MAX];
-        snprintf(tasks, sizeof tasks, "%s", s->cgroups[i]);
-        char *slash = strrchr(tasks, '/');
-        if (slash)
-            snprintf(slash + 1, sizeof tasks - (size_t)(slash + 1 - tasks), "tasks");
-        join[n_join] = open(tasks, O_WRONLY | O_CLOEXEC);
-        if (join[n_join] < 0)
-            join[n_join] = open(s->cgroups[i], O_WRONLY | O_CLOEXEC);
+        char path[PATH_MAX];
+        join_path(s->cgroups[i], path, sizeof path);
+        join[n_join] = open(path, O_WRONLY | O_CLOEXEC);
         if (join[n_join] < 0)
             fail(126, "%s: %s", s->cgroups[i], strerror(errno));
         n_join++;

@@ -63,6 +63,9 @@ DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 _EXEC_PREFIX = "OCI runtime exec failed: exec failed: unable to start container process: "
 _NETWORKS = ("none", "host")
 
+#: Docker's default capabilities as the shim's ``--caps`` takes them (a hexadecimal mask).
+_DEFAULT_CAPS = format(capabilities.mask(capabilities.DOCKER_DEFAULT), "x")
+
 #: A stream for ``exec_in``: a file descriptor, an open file, or None.
 Stream = int | IO[Any] | None
 _last_cap: list[int] = []
@@ -219,8 +222,6 @@ def start(spec: LaunchSpec, supervisor_argv: Sequence[str] | None = None,
     for stale in (exit_file, f"{exit_file}.tmp"):
         if os.path.exists(stale):
             os.unlink(stale)
-    if not _last_cap:
-        _last_cap.append(capabilities.last_cap())
     shim_args = [
         "--exit-file", exit_file, "--log", spec.log_path,
         *(["--oom", spec.oom_file] if spec.oom_file else []),
@@ -232,6 +233,8 @@ def start(spec: LaunchSpec, supervisor_argv: Sequence[str] | None = None,
 
     if on_netns is None and spec.userns is None and spec.overlay is None and supervisor.launches(shim):
         return _start_native(spec, shim, shim_args)
+    if not _last_cap:  # PID 1's Python steps drop capabilities up to the kernel's last one
+        _last_cap.append(capabilities.last_cap())
     report_r, report_w = os.pipe()
     error_r, error_w = os.pipe()
     # With on_netns: PID 1 says "netns made" over one pipe and waits for "go" on another;
@@ -273,19 +276,7 @@ def start(spec: LaunchSpec, supervisor_argv: Sequence[str] | None = None,
         while ours:
             os.close(ours.pop())
 
-    if kind != "ok":
-        _cleanup_here(spec)
-        raise StartFailed(f"error during container init: {rest or 'the supervisor did not start'}", 128)
-    pid, shim_pid, start_time = (int(x) for x in rest.split())
-    started = Started(pid=pid, shim_pid=shim_pid, pid_start_time=start_time)
-    if hook_error is not None:
-        wait(started, timeout=10)
-        raise hook_error
-    if failure:
-        code, _, message = failure.decode(errors="replace").partition("\0")
-        wait(started, timeout=10)
-        raise StartFailed(message, int(code))
-    return started
+    return _outcome(spec, kind, rest, failure, hook_error)
 
 
 def _start_native(spec: LaunchSpec, shim: list[str], shim_args: list[str]) -> Started:
@@ -303,7 +294,7 @@ def _start_native(spec: LaunchSpec, shim: list[str], shim_args: list[str]) -> St
     argv = [
         *shim, "--launch-report", str(report_w), "--launch-error", str(error_w),
         "--root", spec.rootfs, "--cwd", spec.cwd, "--hostname", spec.hostname,
-        "--caps", format(capabilities.mask(capabilities.DOCKER_DEFAULT), "x"),
+        "--caps", _DEFAULT_CAPS,
         *(["--netns", spec.netns] if spec.netns else ["--new-net", "1"] if spec.network == "none" else []),
         *(["--eth0", f"{spec.address[0]}/{spec.address[1]}", "--gateway", spec.address[2]] if spec.address else []),
         *(["--readonly-rootfs", "1"] if spec.readonly_rootfs else []),
@@ -345,15 +336,25 @@ def _start_native(spec: LaunchSpec, shim: list[str], shim_args: list[str]) -> St
         os.close(report_r)
         os.close(error_r)
     kind, _, rest = report.partition(" ")
+    return _outcome(spec, kind, rest, failure)
+
+
+def _outcome(spec: LaunchSpec, kind: str, rest: str, failure: bytes,
+             hook_error: BaseException | None = None) -> Started:
+    """What a start came to, from the supervisor's report (``ok PID1 SHIM STARTTIME`` or ``error …``)
+    and PID 1's error pipe: the running container, or the error, once the supervisor has cleaned up."""
     if kind != "ok":
         _cleanup_here(spec)
         raise StartFailed(f"error during container init: {rest or 'the supervisor did not start'}", 128)
     pid, shim_pid, start_time = (int(x) for x in rest.split())
     started = Started(pid=pid, shim_pid=shim_pid, pid_start_time=start_time)
-    if failure:
-        code, _, message = failure.decode(errors="replace").partition("\0")
+    if hook_error is not None:
         wait(started, timeout=10)
-        raise StartFailed(message, int(code))
+        raise hook_error
+    if failure:
+        code, message = _decode_failure(failure)
+        wait(started, timeout=10)
+        raise StartFailed(message, code)
     return started
 
 
@@ -504,15 +505,7 @@ def exec_in(
     os.close(root_fd)
     for _, fd in opened:
         os.close(fd)
-    try:
-        failure = _read_all(error_r)
-    finally:
-        os.close(error_r)
-    _, status = os.waitpid(helper, 0)
-    if failure:
-        code_text, _, message = failure.decode(errors="replace").partition("\0")
-        raise StartFailed(_EXEC_PREFIX + message, int(code_text))
-    return _exit_code(status)
+    return _exec_result(error_r, helper)
 
 
 def _exec_native(shim: list[str], pid: int, argv: Sequence[str], env: Sequence[str], cwd: str,
@@ -533,8 +526,7 @@ def _exec_native(shim: list[str], pid: int, argv: Sequence[str], env: Sequence[s
         actions.append((os.POSIX_SPAWN_DUP2, fd, target))
     actions.append((os.POSIX_SPAWN_DUP2, error_w, error_w))
     args = [
-        *shim, "--exec-pid", str(pid), "--launch-error", str(error_w), "--cwd", cwd,
-        "--caps", format(capabilities.mask(capabilities.DOCKER_DEFAULT), "x"),
+        *shim, "--exec-pid", str(pid), "--launch-error", str(error_w), "--cwd", cwd, "--caps", _DEFAULT_CAPS,
         *[arg for path in cgroup_procs for arg in ("--cgroup", path)],
         *[arg for item in env for arg in ("--env", item)],
         *[arg for word in argv for arg in ("--arg", word)],
@@ -545,14 +537,22 @@ def _exec_native(shim: list[str], pid: int, argv: Sequence[str], env: Sequence[s
         os.close(error_w)
         for fd in dups:
             os.close(fd)
+    return _exec_result(error_r, child)
+
+
+def _exec_result(error_r: int, child: int) -> int:
+    """An exec's end: its error pipe read to end of file (it closes on execve), ``child`` reaped.
+
+    Returns the command's exit code; raises what kept it from starting.
+    """
     try:
         failure = _read_all(error_r)
     finally:
         os.close(error_r)
     _, status = os.waitpid(child, 0)
     if failure:
-        code_text, _, message = failure.decode(errors="replace").partition("\0")
-        raise StartFailed(_EXEC_PREFIX + message, int(code_text))
+        code, message = _decode_failure(failure)
+        raise StartFailed(_EXEC_PREFIX + message, code)
     return _exit_code(status)
 
 
@@ -923,6 +923,12 @@ def _as_failure(error: BaseException, default_code: int) -> _Failure:
             reason = f"{reason}: {os.fsdecode(error.filename)}"
         return _Failure(default_code, f"error during container init: {reason}")
     return _Failure(default_code, f"error during container init: {error!r}")
+
+
+def _decode_failure(data: bytes) -> tuple[int, str]:
+    """The exit code and message of an error pipe's ``CODE\\0MESSAGE`` (written by :func:`_report` or ``pid1.c``)."""
+    code, _, message = data.decode(errors="replace").partition("\0")
+    return int(code), message
 
 
 def _report(error_w: int, failure: _Failure) -> None:
