@@ -3,13 +3,16 @@
 The lesson's argument for stateless containers, made real: ``labkit service
 create --name web --replicas 3 -p 8080:3000 IMAGE`` starts three ordinary
 containers (``web.1``, ``web.2``, ``web.3``, labelled with the service) and a
-small controller process that
+small controller process with two parts:
 
-* holds the published port and hands each new connection to the next replica
-  (round-robin load balancing; a replica that does not answer is skipped), and
-* every quarter of a second compares the replicas that run with the number
-  asked for: a replica that exited is removed and a fresh one started in its
-  slot; a scale change starts or removes replicas.
+* a :class:`Balancer` holds the published port and hands each new connection
+  to the next replica (round robin). A replica that does not take the
+  connection is skipped, and so is one that fails before it answers a single
+  byte: the balancer kept what the client sent, and replays it to the next
+  replica (what nginx's ``proxy_next_upstream`` does for HTTP);
+* a :class:`Controller` every quarter of a second compares the replicas that
+  run with the number asked for: a replica that exited is removed and a fresh
+  one started in its slot; a scale change starts or removes replicas.
 
 Because the replicas keep nothing that matters inside them, killing one loses
 nothing: the endpoint keeps answering from the others while its replacement
@@ -21,18 +24,24 @@ Run as ``python -m labkit.service ROOT NAME FD...`` (the engine does this).
 
 from __future__ import annotations
 
+import errno
 import selectors
 import signal
 import socket
 import sys
 import threading
 import time
+from dataclasses import dataclass, field
 from typing import Any
 
 LABEL = "labkit.service"
 SLOT_LABEL = "labkit.service.slot"
 TICK = 0.25
 CONNECT_TIMEOUT = 0.2
+SEND_TIMEOUT = 2.0
+KEEP = 64 * 1024  # a request up to this size is kept, so a replica that fails before answering can be replaced
+
+Target = tuple[str, int]
 
 
 def replica_name(service: str, slot: int) -> str:
@@ -40,8 +49,270 @@ def replica_name(service: str, slot: int) -> str:
     return f"{service}.{slot}"
 
 
+@dataclass(eq=False)
+class _Link:
+    """One client connection and the replica it is relayed to."""
+
+    client: socket.socket
+    order: list[Target]  # the targets in the turn this link was given, first choice first
+    tried: set[Target] = field(default_factory=set)
+    up: socket.socket | None = None
+    target: Target | None = None
+    deadline: float = 0.0  # while connecting: when to give up on this replica
+    connected: bool = False
+    kept: bytearray | None = field(default_factory=bytearray)  # the client's bytes, for a replay; None: no replay
+    unsent: bytearray = field(default_factory=bytearray)  # client bytes the current replica has not had yet
+    answered: bool = False  # the replica sent a byte back: from here on the client sees its failures
+    client_done: bool = False  # the client shut down its sending side
+    up_done: bool = False  # the replica shut down its sending side
+
+
+class Balancer:
+    """A round-robin TCP load balancer over a set of targets that may change at any moment.
+
+    Each connection accepted on a listener goes to the next target. Connects
+    are non-blocking, with a short deadline: on a local bridge a live replica
+    answers in microseconds, and a dead one's address stops answering ARP, so
+    waiting long only delays the client. A target that refuses or times out is
+    forgotten until the next :meth:`set_targets` names it again.
+
+    A replica that resets or closes the connection before its first byte back
+    (it was killed with the connection in its accept queue, or mid-request) is
+    not the client's problem: the bytes the client sent so far (up to
+    :data:`KEEP`) are replayed to the next target it has not tried. Once a
+    replica has answered, its failure is passed on to the client, since a
+    replay could send the client a second answer.
+    """
+
+    def __init__(self, listeners: list[socket.socket], connect_timeout: float = CONNECT_TIMEOUT,
+                 keep: int = KEEP) -> None:
+        self.listeners = listeners
+        self.connect_timeout = connect_timeout
+        self.keep = keep
+        self.lock = threading.Lock()
+        self.targets: list[Target] = []
+        self.gone: set[Target] = set()  # targets that went: their open links are cut (or replayed)
+        self.next = 0
+        self.links: set[_Link] = set()
+
+    # -- targets (any thread) --------------------------------------------------------------------
+    def set_targets(self, targets: list[Target]) -> None:
+        """The replicas that run now; links to any that went are cut at the next turn of the loop."""
+        with self.lock:
+            self.gone |= set(self.targets) - set(targets)
+            self.targets = sorted(targets)
+
+    def pick(self) -> list[Target]:
+        """The targets in round-robin order, starting after the one the last connection was given."""
+        with self.lock:
+            if not self.targets:
+                return []
+            i = self.next % len(self.targets)
+            self.next += 1
+            return self.targets[i:] + self.targets[:i]
+
+    def candidates(self, link: _Link) -> list[Target]:
+        """Where a link may go next: its turn's order, then targets named since, all untried and still named."""
+        with self.lock:
+            now = set(self.targets)
+            later = [t for t in self.targets if t not in link.order]
+        return [t for t in link.order + later if t in now and t not in link.tried]
+
+    def forget(self, target: Target) -> None:
+        """Stop sending connections to a replica that did not take one (until :meth:`set_targets` names it)."""
+        with self.lock:
+            if target in self.targets:
+                self.targets.remove(target)
+
+    # -- the loop --------------------------------------------------------------------------------
+    def serve(self, stopping: threading.Event) -> None:
+        """Relay connections until ``stopping`` is set, then close every link."""
+        sel = selectors.DefaultSelector()
+        for sock in self.listeners:
+            sock.setblocking(False)
+            sel.register(sock, selectors.EVENT_READ, None)
+        try:
+            while not stopping.is_set():
+                for key, _ in sel.select(timeout=self._timeout()):
+                    if key.data is None:
+                        self._accept(key.fileobj, sel)  # type: ignore[arg-type]
+                        continue
+                    link, side = key.data
+                    if link not in self.links or key.fileobj not in (link.client, link.up):
+                        continue  # closed or redialled earlier in this batch
+                    if side == "client":
+                        self._from_client(link, sel)
+                    elif not link.connected:
+                        self._connected(link, sel)
+                    else:
+                        self._from_up(link, sel)
+                self._expire(sel)
+                self._cut_gone(sel)
+        finally:
+            for link in list(self.links):
+                self._close(link, sel)
+            sel.close()
+
+    def _timeout(self) -> float:
+        now = time.monotonic()
+        waits = [link.deadline - now for link in self.links if link.up is not None and not link.connected]
+        return max(0.0, min([TICK, *waits]))
+
+    def _accept(self, listener: socket.socket, sel: selectors.BaseSelector) -> None:
+        try:
+            client, _ = listener.accept()
+        except OSError:
+            return
+        client.setblocking(False)
+        link = _Link(client, self.pick())
+        self.links.add(link)
+        sel.register(client, selectors.EVENT_READ, (link, "client"))
+        self._dial(link, sel)
+
+    def _dial(self, link: _Link, sel: selectors.BaseSelector) -> None:
+        """Connect the link to the next target it has not tried; with none left, the client is closed."""
+        self._drop_up(link, sel)
+        if link.tried and link.kept is None:
+            self._close(link, sel)  # what the client sent is no longer whole: it cannot be replayed
+            return
+        for target in self.candidates(link):
+            link.tried.add(target)
+            up = socket.socket()
+            up.setblocking(False)
+            err = up.connect_ex(target)  # connect(2): EINPROGRESS on a non-blocking socket
+            if err not in (0, errno.EINPROGRESS):
+                up.close()
+                self.forget(target)
+                continue
+            link.up, link.target, link.connected = up, target, False
+            link.deadline = time.monotonic() + self.connect_timeout
+            link.unsent = bytearray(link.kept) if link.kept is not None else link.unsent
+            sel.register(up, selectors.EVENT_WRITE, (link, "up"))
+            return
+        self._close(link, sel)
+
+    def _connected(self, link: _Link, sel: selectors.BaseSelector) -> None:
+        assert link.up is not None and link.target is not None
+        err = link.up.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)  # the connect(2) outcome, see socket(7)
+        if err:
+            if err not in (errno.ECONNRESET, errno.EPIPE):  # a reset came after the handshake: the replica is there
+                self.forget(link.target)
+            self._dial(link, sel)
+            return
+        link.connected = True
+        sel.modify(link.up, selectors.EVENT_READ, (link, "up"))
+        if link.unsent:
+            data, link.unsent = bytes(link.unsent), bytearray()
+            if not self._send(link.up, data):
+                self._up_failed(link, sel)
+                return
+        if link.client_done:
+            self._shutdown(link.up)
+
+    def _from_client(self, link: _Link, sel: selectors.BaseSelector) -> None:
+        try:
+            data = link.client.recv(65536)
+        except OSError:
+            self._close(link, sel)
+            return
+        if not data:
+            link.client_done = True
+            sel.unregister(link.client)
+            if link.up_done:
+                self._close(link, sel)
+            elif link.connected:
+                self._shutdown(link.up)
+            return
+        if link.kept is not None and not link.answered:
+            link.kept += data
+            if len(link.kept) > self.keep:
+                link.kept = None
+        if link.up is None or not link.connected:
+            link.unsent += data
+        elif not self._send(link.up, data):
+            self._up_failed(link, sel)
+
+    def _from_up(self, link: _Link, sel: selectors.BaseSelector) -> None:
+        assert link.up is not None
+        try:
+            data = link.up.recv(65536)
+        except OSError:
+            data = None
+        if not data:
+            if not link.answered:
+                self._up_failed(link, sel)
+            elif data is None:
+                self._close(link, sel)
+            else:  # the replica finished its answer: pass the end on, and close when both ends are done
+                link.up_done = True
+                sel.unregister(link.up)
+                self._shutdown(link.client)
+                if link.client_done:
+                    self._close(link, sel)
+            return
+        link.answered, link.kept = True, None
+        if not self._send(link.client, data):
+            self._close(link, sel)
+
+    def _up_failed(self, link: _Link, sel: selectors.BaseSelector) -> None:
+        """The replica failed: before its answer, replay to the next one; after it, the client sees the end."""
+        if link.answered:
+            self._close(link, sel)
+        else:
+            self._dial(link, sel)
+
+    def _expire(self, sel: selectors.BaseSelector) -> None:
+        now = time.monotonic()
+        for link in [k for k in self.links if k.up is not None and not k.connected and k.deadline <= now]:
+            assert link.target is not None
+            self.forget(link.target)
+            self._dial(link, sel)
+
+    def _cut_gone(self, sel: selectors.BaseSelector) -> None:
+        """Links to replicas that went: a killed replica's address stops answering without a reset,
+        and its clients would otherwise wait for their own timeouts."""
+        with self.lock:
+            gone, self.gone = self.gone, set()
+        for link in [k for k in self.links if k.target in gone]:
+            self._up_failed(link, sel)
+
+    # -- sockets ---------------------------------------------------------------------------------
+    @staticmethod
+    def _send(sock: socket.socket, data: bytes) -> bool:
+        """All of ``data``, waiting at most :data:`SEND_TIMEOUT` for a slow reader."""
+        try:
+            sock.settimeout(SEND_TIMEOUT)
+            sock.sendall(data)
+            sock.setblocking(False)
+            return True
+        except OSError:
+            return False
+
+    @staticmethod
+    def _shutdown(sock: socket.socket | None) -> None:
+        try:
+            if sock is not None:
+                sock.shutdown(socket.SHUT_WR)  # a half-close: the peer reads the end, the other way stays open
+        except OSError:
+            pass
+
+    def _drop_up(self, link: _Link, sel: selectors.BaseSelector) -> None:
+        if link.up is not None:
+            if not link.up_done:
+                sel.unregister(link.up)
+            link.up.close()
+        link.up, link.target, link.connected, link.up_done = None, None, False, False
+
+    def _close(self, link: _Link, sel: selectors.BaseSelector) -> None:
+        self._drop_up(link, sel)
+        if not link.client_done:
+            sel.unregister(link.client)
+        link.client.close()
+        self.links.discard(link)
+
+
 class Controller:
-    """Keeps a service's replicas running and balances its port across them."""
+    """Keeps a service's replicas running and hands their addresses to its :class:`Balancer`."""
 
     def __init__(self, root: str, name: str, listeners: list[socket.socket]) -> None:
         from labkit.engine import Engine
@@ -49,13 +320,9 @@ class Controller:
         self.engine = Engine(root=root, backend="linux")
         self.name = name
         self.listeners = listeners
+        self.balancer = Balancer(listeners)
         self.stopping = threading.Event()
-        self.targets: list[tuple[str, int]] = []
-        self.gone: set[tuple[str, int]] = set()  # replicas that went: their open connections are cut
-        self.next = 0
-        self.lock = threading.Lock()
 
-    # -- replicas ------------------------------------------------------------------------------
     def record(self) -> dict[str, Any] | None:
         from labkit.store import read_json
 
@@ -87,9 +354,7 @@ class Controller:
                 ip = self.engine.inspect(c["Id"])["NetworkSettings"]["IPAddress"]
                 if ip:
                     targets.append((ip, spec["ContainerPort"]))
-        with self.lock:
-            self.gone |= set(self.targets) - set(targets)
-            self.targets = sorted(targets)
+        self.balancer.set_targets(targets)
 
     def watch(self) -> None:
         while not self.stopping.is_set():
@@ -106,99 +371,12 @@ class Controller:
         except OSError:
             pass
 
-    # -- load balancing ------------------------------------------------------------------------
-    def pick(self) -> list[tuple[str, int]]:
-        """The targets in round-robin order, starting after the one used last."""
-        with self.lock:
-            if not self.targets:
-                return []
-            i = self.next % len(self.targets)
-            self.next += 1
-            return self.targets[i:] + self.targets[:i]
-
-    def forget(self, target: tuple[str, int]) -> None:
-        """Stop sending connections to a replica that did not answer (until the next reconcile says otherwise)."""
-        with self.lock:
-            if target in self.targets:
-                self.targets.remove(target)
-            self.gone.add(target)
-
-    def serve(self) -> None:
-        sel = selectors.DefaultSelector()
-        for sock in self.listeners:
-            sock.setblocking(False)
-            sel.register(sock, selectors.EVENT_READ, None)
-        while not self.stopping.is_set():
-            for key, _ in sel.select(timeout=TICK):
-                if key.data is None:
-                    self.accept(key.fileobj, sel)  # type: ignore[arg-type]
-                elif key.fd in sel.get_map():  # not closed earlier in this batch with its pair
-                    self.relay(key.fileobj, key.data[0], sel)  # type: ignore[arg-type]
-            self.cut_gone(sel)
-        sel.close()
-
-    def accept(self, listener: socket.socket, sel: selectors.BaseSelector) -> None:
-        try:
-            client, _ = listener.accept()
-        except OSError:
-            return
-        for target in self.pick():
-            up = socket.socket()
-            # On a local bridge a live replica answers in microseconds; a dead one's address
-            # stops answering ARP, so waiting long only delays the client.
-            up.settimeout(CONNECT_TIMEOUT)
-            try:
-                up.connect(target)
-            except OSError:
-                up.close()
-                self.forget(target)
-                continue
-            client.setblocking(False)
-            up.setblocking(False)
-            sel.register(client, selectors.EVENT_READ, (up, target))
-            sel.register(up, selectors.EVENT_READ, (client, target))
-            return
-        client.close()
-
-    def cut_gone(self, sel: selectors.BaseSelector) -> None:
-        """Close connections to replicas that went: a killed replica's address stops answering
-        without a reset, and its clients would otherwise wait for their own timeouts."""
-        with self.lock:
-            gone, self.gone = self.gone, set()
-        if not gone:
-            return
-        for key in list(sel.get_map().values()):
-            if key.data is not None and key.data[1] in gone and key.fd in sel.get_map():
-                self.relay_close(key.fileobj, key.data[0], sel)  # type: ignore[arg-type]
-
-    def relay(self, src: socket.socket, dst: socket.socket, sel: selectors.BaseSelector) -> None:
-        try:
-            data = src.recv(65536)
-            if data:
-                dst.setblocking(True)
-                dst.sendall(data)
-                dst.setblocking(False)
-                return
-        except OSError:
-            pass
-        self.relay_close(src, dst, sel)
-
-    @staticmethod
-    def relay_close(src: socket.socket, dst: socket.socket, sel: selectors.BaseSelector) -> None:
-        for s in (src, dst):
-            try:
-                sel.unregister(s)
-            except (KeyError, ValueError):
-                pass
-            s.close()
-
-    # -- life ----------------------------------------------------------------------------------
     def run(self) -> None:
         signal.signal(signal.SIGTERM, lambda *_: self.stopping.set())
         watcher = threading.Thread(target=self.watch, daemon=True)
         watcher.start()
         try:
-            self.serve()
+            self.balancer.serve(self.stopping)
         finally:
             self.stopping.set()
             watcher.join()

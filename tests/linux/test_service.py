@@ -20,9 +20,8 @@ def get(port: int) -> dict:
     return json.loads(urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=2).read())
 
 
-
 def test_replicas_balance_and_heal(engine):
-    """Three replicas share the port round-robin; a killed one is replaced while the endpoint keeps answering."""
+    """Three replicas share the port round-robin; a killed one is replaced and no request fails meanwhile."""
     engine.service_create("web", "frontend-app:v2.1.0", replicas=3, ports=["18181:3000"])
     try:
         assert wait_for(lambda: len({get(18181)["hostname"] for _ in range(6)}) == 3)
@@ -42,7 +41,7 @@ def test_replicas_balance_and_heal(engine):
             except OSError:
                 failed += 1
         print(f"requests answered {answered}, failed {failed}, longest gap between answers {gap * 1000:.0f} ms")
-        assert answered > 10 * max(failed, 1), "the endpoint kept answering while a replica was replaced"
+        assert answered and not failed, "the endpoint answered every request while a replica was replaced"
         assert gap < 3.0, "no more than a brief gap: replicas are replaced within seconds"
         assert wait_for(lambda: engine.inspect("web.2")["State"]["Status"] == "running"
                         and engine.inspect("web.2")["Id"] != before["/web.2"])

@@ -1,0 +1,250 @@
+"""The service load balancer, on plain sockets: round robin, and a replica's failure hidden while it can be."""
+
+from __future__ import annotations
+
+import socket
+import struct
+import threading
+from collections.abc import Callable, Iterator
+
+import pytest
+
+from labkit.service import Balancer
+from tests.util import wait_for
+
+
+class Replica:
+    """A tiny TCP server on 127.0.0.1 that runs ``handle(conn, replica)`` for each connection it accepts."""
+
+    def __init__(self, name: str, handle: Callable[[socket.socket, Replica], None], backlog: int = 16) -> None:
+        self.name = name
+        self.handle = handle
+        self.seen: list[bytes] = []  # what each connection sent, as far as the handler read it
+        self.sock = socket.create_server(("127.0.0.1", 0), backlog=backlog)
+        self.target = self.sock.getsockname()
+        self.held: list[socket.socket] = []
+        self.thread = threading.Thread(target=self.loop, daemon=True)
+        self.thread.start()
+
+    def loop(self) -> None:
+        while True:
+            try:
+                conn, _ = self.sock.accept()
+            except OSError:
+                return
+            self.handle(conn, self)
+
+    def line(self, conn: socket.socket) -> bytes:
+        data = b""
+        while not data.endswith(b"\n"):
+            chunk = conn.recv(4096)
+            if not chunk:
+                break
+            data += chunk
+        self.seen.append(data)
+        return data
+
+    def close(self) -> None:
+        self.sock.shutdown(socket.SHUT_RDWR)  # wakes the accept(2) in loop()
+        self.sock.close()
+        for conn in self.held:
+            conn.close()
+
+
+def answers(conn: socket.socket, me: Replica) -> None:
+    """Reads a line, answers with its name and the line, closes."""
+    line = me.line(conn)
+    conn.sendall(me.name.encode() + b":" + line)
+    conn.close()
+
+
+def resets(conn: socket.socket, me: Replica) -> None:
+    """Like a replica killed with the connection in its accept queue: a reset, no answer."""
+    me.seen.append(b"")
+    conn.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))  # close(2) sends RST, socket(7)
+    conn.close()
+
+
+def drops(conn: socket.socket, me: Replica) -> None:
+    """Like a replica killed mid-request: it read the request and closed without a byte back."""
+    me.line(conn)
+    conn.close()
+
+
+def cuts_short(conn: socket.socket, me: Replica) -> None:
+    """Answers part of a reply, then dies."""
+    me.line(conn)
+    conn.sendall(b"part")
+    conn.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    conn.close()
+
+
+def holds(conn: socket.socket, me: Replica) -> None:
+    """Reads a line, answers it, and keeps the connection open."""
+    me.line(conn)
+    conn.sendall(b"first\n")
+    me.held.append(conn)
+
+
+def stalls(conn: socket.socket, me: Replica) -> None:
+    """Reads a line and never answers."""
+    me.line(conn)
+    me.held.append(conn)
+
+
+def upper_at_end(conn: socket.socket, me: Replica) -> None:
+    """Reads until the client's end of sending, then answers all of it in capitals."""
+    data = b""
+    while chunk := conn.recv(4096):
+        data += chunk
+    me.seen.append(data)
+    conn.sendall(data.upper())
+    conn.close()
+
+
+@pytest.fixture
+def replicas() -> Iterator[Callable[..., Replica]]:
+    made: list[Replica] = []
+
+    def make(name: str, handle: Callable[[socket.socket, Replica], None], backlog: int = 16) -> Replica:
+        made.append(Replica(name, handle, backlog))
+        return made[-1]
+
+    yield make
+    for r in made:
+        r.close()
+
+
+@pytest.fixture
+def balancer() -> Iterator[Balancer]:
+    listener = socket.create_server(("127.0.0.1", 0))
+    lb = Balancer([listener], keep=64)
+    stop = threading.Event()
+    thread = threading.Thread(target=lb.serve, args=(stop,), daemon=True)
+    thread.start()
+    lb.port = listener.getsockname()[1]  # type: ignore[attr-defined]
+    yield lb
+    stop.set()
+    thread.join(5)
+    listener.close()
+    assert not thread.is_alive(), "the balancer stops when asked"
+    assert not lb.links, "stopping closes every link"
+
+
+def ask(lb: Balancer, data: bytes = b"hello\n", half_close: bool = False) -> bytes:
+    """One connection through the balancer: send ``data``, read until the end."""
+    with socket.create_connection(("127.0.0.1", lb.port), timeout=5) as s:  # type: ignore[attr-defined]
+        s.sendall(data)
+        if half_close:
+            s.shutdown(socket.SHUT_WR)
+        out = b""
+        try:
+            while chunk := s.recv(4096):
+                out += chunk
+        except ConnectionResetError:
+            pass
+        return out
+
+
+def test_connections_go_to_the_replicas_in_turn(balancer, replicas):
+    """Each new connection goes to the next replica: six connections over three replicas, two each, in order."""
+    rs = [replicas(f"r{i}", answers) for i in range(3)]
+    balancer.set_targets([r.target for r in rs])
+    got = [ask(balancer).split(b":")[0].decode() for _ in range(6)]
+    order = [r.name for r in sorted(rs, key=lambda r: r.target)]
+    assert got == order + order
+
+
+def test_with_no_replica_the_client_is_closed_at_once(balancer):
+    """No target: the client reads the end, not a hang."""
+    assert ask(balancer) == b""
+
+
+def test_a_refusing_replica_is_skipped_and_forgotten(balancer, replicas):
+    """A replica's address that refuses connections is skipped, and left out until it is named again."""
+    good = replicas("good", answers)
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        dead = s.getsockname()
+    balancer.set_targets([dead, good.target])
+    assert [ask(balancer) for _ in range(4)] == [b"good:hello\n"] * 4
+    assert balancer.targets == [good.target]
+
+
+def test_a_replica_that_never_answers_the_handshake_is_given_up(replicas):
+    """A SYN that is dropped (a full accept queue, as a dead replica's silent address) costs one connect deadline."""
+    good = replicas("good", answers)
+    full = socket.create_server(("127.0.0.1", 0), backlog=0)  # nobody accepts; listen(2) queues one connection
+    plug = socket.create_connection(full.getsockname())
+    listener = socket.create_server(("127.0.0.1", 0))
+    lb = Balancer([listener], connect_timeout=0.2)
+    stop = threading.Event()
+    thread = threading.Thread(target=lb.serve, args=(stop,), daemon=True)
+    thread.start()
+    lb.port = listener.getsockname()[1]  # type: ignore[attr-defined]
+    try:
+        with pytest.raises(TimeoutError):  # the scenario holds: this address does not answer a handshake
+            socket.create_connection(full.getsockname(), timeout=0.3).close()
+        lb.set_targets([full.getsockname(), good.target])
+        assert [ask(lb) for _ in range(3)] == [b"good:hello\n"] * 3
+        assert lb.targets == [good.target]
+    finally:
+        stop.set()
+        thread.join(5)
+        for s in (listener, plug, full):
+            s.close()
+
+
+@pytest.mark.parametrize("failure", [resets, drops], ids=["reset", "closed"])
+def test_a_replica_failing_before_its_answer_is_replaced_and_the_request_replayed(balancer, replicas, failure):
+    """A replica that resets or closes before a byte back: the client's request goes, whole, to the next one."""
+    bad, good = replicas("bad", failure), replicas("good", answers)
+    balancer.set_targets([bad.target, good.target])
+    assert [ask(balancer) for _ in range(4)] == [b"good:hello\n"] * 4
+    assert len(bad.seen) == 2, "every other connection reached the failing replica first"
+    assert good.seen == [b"hello\n"] * 4
+
+
+def test_an_answer_cut_short_reaches_the_client_as_it_is(balancer, replicas):
+    """Once a replica has sent a byte, its failure is the client's: a replay could answer twice."""
+    bad, good = replicas("bad", cuts_short), replicas("good", answers)
+    balancer.set_targets([bad.target, good.target])
+    got = sorted(ask(balancer) for _ in range(2))
+    assert got == [b"good:hello\n", b"part"]
+    assert len(good.seen) == 1
+
+
+def test_a_request_too_big_to_keep_is_not_replayed(balancer, replicas):
+    """Past ``keep`` bytes the request is not kept, so a failed replica's client sees the end."""
+    bad, good = replicas("bad", drops), replicas("good", answers)
+    balancer.set_targets([bad.target, good.target])
+    big = b"x" * 100 + b"\n"
+    got = sorted(ask(balancer, big) for _ in range(2))
+    assert got == [b"", b"good:" + big]
+    assert good.seen == [big]
+
+
+def test_a_half_close_reaches_the_replica_and_its_answer_comes_back(balancer, replicas):
+    """The client's end of sending is passed on; the replica's answer after it still arrives."""
+    r = replicas("r", upper_at_end)
+    balancer.set_targets([r.target])
+    assert ask(balancer, b"abc", half_close=True) == b"ABC"
+    assert r.seen == [b"abc"]
+
+
+def test_links_to_a_replica_that_went_are_cut_or_replayed(balancer, replicas):
+    """When a replica leaves the targets, a client it answered sees the end; one it had not answered is replayed."""
+    held, stalled, good = replicas("held", holds), replicas("stalled", stalls), replicas("good", answers)
+    balancer.set_targets([held.target])
+    answered = socket.create_connection(("127.0.0.1", balancer.port), timeout=5)
+    answered.sendall(b"hello\n")
+    assert answered.recv(100) == b"first\n"
+    balancer.set_targets([stalled.target])
+    assert answered.recv(100) == b"", "the answered client reads the end"
+    answered.close()
+    waiting = socket.create_connection(("127.0.0.1", balancer.port), timeout=5)
+    waiting.sendall(b"again\n")
+    assert wait_for(lambda: stalled.seen == [b"again\n"])
+    balancer.set_targets([good.target])
+    assert waiting.recv(100) == b"good:again\n"
+    waiting.close()
