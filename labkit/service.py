@@ -31,6 +31,7 @@ import socket
 import sys
 import threading
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -58,6 +59,7 @@ class _Link:
     tried: set[Target] = field(default_factory=set)
     up: socket.socket | None = None
     target: Target | None = None
+    epoch: int = 0  # the balancer's target epoch when this link chose its replica
     deadline: float = 0.0  # while connecting: when to give up on this replica
     connected: bool = False
     kept: bytearray | None = field(default_factory=bytearray)  # the client's bytes, for a replay; None: no replay
@@ -91,15 +93,22 @@ class Balancer:
         self.keep = keep
         self.lock = threading.Lock()
         self.targets: list[Target] = []
-        self.gone: set[Target] = set()  # targets that went: their open links are cut (or replayed)
+        self.epoch = 0  # counts set_targets calls
+        self.gone: dict[Target, int] = {}  # targets that went, with the epoch they went in
         self.next = 0
         self.links: set[_Link] = set()
 
     # -- targets (any thread) --------------------------------------------------------------------
     def set_targets(self, targets: list[Target]) -> None:
-        """The replicas that run now; links to any that went are cut at the next turn of the loop."""
+        """The replicas that run now; links to any that went are cut at the next turn of the loop.
+
+        A replacement may come back at the address of the replica it replaces: links are cut
+        by the epoch they chose their replica in, so only those made before it went are cut.
+        """
         with self.lock:
-            self.gone |= set(self.targets) - set(targets)
+            self.epoch += 1
+            for target in set(self.targets) - set(targets):
+                self.gone[target] = self.epoch
             self.targets = sorted(targets)
 
     def pick(self) -> list[Target]:
@@ -116,6 +125,7 @@ class Balancer:
         with self.lock:
             now = set(self.targets)
             later = [t for t in self.targets if t not in link.order]
+            link.epoch = self.epoch
         return [t for t in link.order + later if t in now and t not in link.tried]
 
     def forget(self, target: Target) -> None:
@@ -272,8 +282,8 @@ class Balancer:
         """Links to replicas that went: a killed replica's address stops answering without a reset,
         and its clients would otherwise wait for their own timeouts."""
         with self.lock:
-            gone, self.gone = self.gone, set()
-        for link in [k for k in self.links if k.target in gone]:
+            gone, self.gone = self.gone, {}
+        for link in [k for k in self.links if k.target in gone and k.epoch < gone[k.target]]:
             self._up_failed(link, sel)
 
     # -- sockets ---------------------------------------------------------------------------------
@@ -314,10 +324,10 @@ class Balancer:
 class Controller:
     """Keeps a service's replicas running and hands their addresses to its :class:`Balancer`."""
 
-    def __init__(self, root: str, name: str, listeners: list[socket.socket]) -> None:
+    def __init__(self, root: str, name: str, listeners: list[socket.socket], engine: Any = None) -> None:
         from labkit.engine import Engine
 
-        self.engine = Engine(root=root, backend="linux")
+        self.engine = engine if engine is not None else Engine(root=root, backend="linux")
         self.name = name
         self.listeners = listeners
         self.balancer = Balancer(listeners)
@@ -332,29 +342,49 @@ class Controller:
         return [c for c in self.engine.ps(all=True) if (c.get("Labels") or {}).get(LABEL) == self.name]
 
     def reconcile(self) -> None:
-        """Make the running replicas match the record: replace the dead, add or remove for scale."""
+        """Make the running replicas match the record: replace the dead, add or remove for scale.
+
+        A replica that died leaves the balancer's rotation before anything else happens: a
+        connection it took while dying may never hear from it again (its network namespace
+        can be gone before a reset goes out), and it is replayed to a live replica only once
+        the balancer knows. Starting the replacement takes longer than that should.
+        """
         spec = self.record()
         if spec is None:
             self.stopping.set()
             return
         present = {int(c["Labels"][SLOT_LABEL]): c for c in self.replicas()}
+        self.balancer.set_targets(self.addresses(present.values(), spec["ContainerPort"]))
+        changed = False
         for slot, c in list(present.items()):
             if c["State"] != "running" or slot > spec["Replicas"]:
                 self.engine.rm(c["Id"], force=True)
                 del present[slot]
+                changed = True
         for slot in range(1, spec["Replicas"] + 1):
             if slot not in present:
                 self.engine.run(spec["Image"], spec.get("Command") or None, detach=True,
                                 name=replica_name(self.name, slot), env=spec.get("Env") or None,
                                 network=spec.get("Network") or None,
                                 labels={LABEL: self.name, SLOT_LABEL: str(slot)})
-        targets = []
-        for c in self.replicas():
+                changed = True
+        if changed:
+            self.balancer.set_targets(self.addresses(self.replicas(), spec["ContainerPort"]))
+
+    def addresses(self, replicas: Iterable[dict[str, Any]], port: int) -> list[Target]:
+        """Where the running ones among ``replicas`` listen: their address on the bridge, and ``port``."""
+        from labkit.errors import NoSuchContainer
+
+        targets: list[Target] = []
+        for c in replicas:
             if c["State"] == "running":
-                ip = self.engine.inspect(c["Id"])["NetworkSettings"]["IPAddress"]
+                try:
+                    ip = self.engine.inspect(c["Id"])["NetworkSettings"]["IPAddress"]
+                except NoSuchContainer:  # removed meanwhile (``rm -f`` of a replica): it is not a target
+                    continue
                 if ip:
-                    targets.append((ip, spec["ContainerPort"]))
-        self.balancer.set_targets(targets)
+                    targets.append((ip, port))
+        return targets
 
     def watch(self) -> None:
         while not self.stopping.is_set():

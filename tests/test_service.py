@@ -248,3 +248,51 @@ def test_links_to_a_replica_that_went_are_cut_or_replayed(balancer, replicas):
     balancer.set_targets([good.target])
     assert waiting.recv(100) == b"good:again\n"
     waiting.close()
+
+
+class Recorder:
+    """An engine with just what a controller uses: replicas as records, and every verb written down."""
+
+    def __init__(self, root, balancer_of):
+        self.store = type("Store", (), {"root": root})()
+        self.replicas: dict[str, dict] = {}
+        self.calls: list[tuple] = []
+        self.balancer_of = balancer_of
+
+    def ps(self, all=False):
+        return list(self.replicas.values())
+
+    def inspect(self, cid):
+        return {"NetworkSettings": {"IPAddress": self.replicas[cid]["ip"]}}
+
+    def rm(self, cid, force=False):
+        self.calls.append(("rm", cid, list(self.balancer_of().targets)))
+        del self.replicas[cid]
+
+    def run(self, image, command, *, detach, name, env, network, labels):
+        self.calls.append(("run", name, list(self.balancer_of().targets)))
+        slot = labels["labkit.service.slot"]
+        self.replicas[name] = {"Id": name, "Names": [f"/{name}"], "State": "running", "Labels": labels,
+                               "ip": f"10.0.0.{10 + int(slot)}"}
+
+
+def test_a_dead_replica_leaves_the_rotation_before_its_replacement_starts(tmp_path):
+    """The balancer stops using a replica that died (and replays what it held) before anything is started."""
+    from labkit.service import Controller
+    from labkit.store import write_json
+
+    (tmp_path / "services").mkdir()
+    write_json(tmp_path / "services" / "web.json", {"Name": "web", "Image": "app", "Replicas": 2,
+                                                    "ContainerPort": 3000})
+    controller = None
+    engine = Recorder(tmp_path, lambda: controller.balancer)
+    controller = Controller(str(tmp_path), "web", [], engine=engine)
+    controller.reconcile()
+    assert [c[:2] for c in engine.calls] == [("run", "web.1"), ("run", "web.2")]
+    assert controller.balancer.targets == [("10.0.0.11", 3000), ("10.0.0.12", 3000)]
+    engine.calls.clear()
+    engine.replicas["web.2"]["State"] = "exited"
+    controller.reconcile()
+    assert engine.calls == [("rm", "web.2", [("10.0.0.11", 3000)]), ("run", "web.2", [("10.0.0.11", 3000)])]
+    assert ("10.0.0.12", 3000) in controller.balancer.gone, "links the dead replica held are cut or replayed"
+    assert controller.balancer.targets == [("10.0.0.11", 3000), ("10.0.0.12", 3000)]
