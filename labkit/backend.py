@@ -79,3 +79,6 @@ class Backend(Protocol):
 
     def remove(self, record: ContainerRecord) -> None:
         """Delete the writable layer, logs and per-container files."""
+
+    def unenforced_limits(self) -> dict[str, str]:
+        """Which of ``memory``, ``pids``, ``cpu`` nothing enforces here, each with the reason why."""

@@ -23,6 +23,7 @@ import os
 import re
 import sys
 import time
+import warnings
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import IO, Any
 
@@ -31,6 +32,7 @@ from labkit.errors import (
     HostUnsupported,
     InvalidArgument,
     LabkitError,
+    LimitDiscarded,
     NoSuchImage,
     NotFound,
     StartFailed,
@@ -774,11 +776,7 @@ def cmd_run(session: _Session, args: argparse.Namespace) -> int:
     if not detach:
         # Attached: this process reads the exit code, then removes the container itself.
         kwargs["auto_remove"] = False
-    try:
-        container = engine.create(args.image, args.command or None, **kwargs)
-    except NoSuchImage:
-        session.error(f"Unable to find image '{_full_image_ref(args.image)}' locally")
-        raise
+    container = _create(session, args, kwargs)
     cid = _cid(container)
     if detach:
         # Docker prints the id before it starts the container.
@@ -810,13 +808,22 @@ def cmd_run(session: _Session, args: argparse.Namespace) -> int:
 def cmd_create(session: _Session, args: argparse.Namespace) -> int:
     """Create a container and print its full id."""
     _refuse_terminal(args, "create")
+    session.print(_cid(_create(session, args, _create_kwargs(args))))
+    return 0
+
+
+def _create(session: _Session, args: argparse.Namespace, kwargs: dict[str, Any]) -> Any:
+    """``engine.create`` for run and create, its warnings printed as Docker prints them (``WARNING: …``)."""
     try:
-        container = session.engine.create(args.image, args.command or None, **_create_kwargs(args))
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", LimitDiscarded)
+            container = session.engine.create(args.image, args.command or None, **kwargs)
     except NoSuchImage:
         session.error(f"Unable to find image '{_full_image_ref(args.image)}' locally")
         raise
-    session.print(_cid(container))
-    return 0
+    for text in container.warnings:
+        session.error(f"WARNING: {text}")
+    return container
 
 
 def _each(session: _Session, refs: Sequence[str], action: Callable[[str], Any], echo: bool = True) -> int:

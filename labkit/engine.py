@@ -27,6 +27,7 @@ import signal as _signal
 import sys
 import threading
 import time
+import warnings
 from collections.abc import Callable, Iterator
 from datetime import datetime, timezone
 from pathlib import Path
@@ -36,6 +37,7 @@ from labkit.errors import (
     Conflict,
     HostUnsupported,
     InvalidArgument,
+    LimitDiscarded,
     NameInUse,
     NoSuchContainer,
     NoSuchImage,
@@ -66,6 +68,8 @@ from labkit.store import Store, read_json, write_json
 DEFAULT_ROOT = "/var/lib/labkit"
 F = TypeVar("F", bound=Callable[..., Any])
 MIN_MEMORY = 6 * 1024 * 1024
+#: How a warning names each limit: ``--memory``, ``--pids-limit``, ``--cpus``.
+_LIMIT_NAMES = {"memory": "memory limit", "pids": "pids limit", "cpu": "CPU quota"}
 VOLUME_RE = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9_.-]+$")
 
 
@@ -171,6 +175,7 @@ class Container:
         self.id = cid
         self.name = name
         self._final_code: int | None = None  # an attached run's exit code, kept for --rm
+        self.warnings: list[str] = []  # limits discarded at create, as Docker's create answer lists them
         self._final_logs: list[tuple[str, str, str]] | None = None
 
     @property
@@ -572,7 +577,26 @@ class Engine:
             self.store.set_name(name, cid)  # claimed first: see Store.names
             self.backend.create(record, img)
             self.store.create(record)
-        return Container(self, cid, name)
+        container = Container(self, cid, name)
+        unenforced = self.backend.unenforced_limits()
+        for kind, value in (("memory", mem), ("pids", pids_limit), ("cpu", cpus)):
+            if value and kind in unenforced:
+                text = f"{_LIMIT_NAMES[kind]} discarded: {unenforced[kind]}"
+                container.warnings.append(text)
+                warnings.warn(text, LimitDiscarded, stacklevel=2)
+        return container
+
+    @property
+    def enforced_limits(self) -> frozenset[str]:
+        """Which limits hold for real here: some of ``memory``, ``pids`` and ``cpu``.
+
+        As root on Linux, those whose cgroup controller the host offers; rootless, those of
+        the cgroup subtree delegated to the user (none without one); on the simulator memory
+        and pids, which it models, but not CPU time. A container given a limit outside this
+        set runs without it, with a :class:`~labkit.errors.LimitDiscarded` warning (Docker's
+        "Limitation discarded"), and ``inspect`` still shows what was asked.
+        """
+        return frozenset(_LIMIT_NAMES) - set(self.backend.unenforced_limits())
 
     @_verb("run")
     def run(self, image: str, command: list[str] | str | None = None, *, detach: bool = False, **kw: Any) -> Container:
@@ -933,10 +957,17 @@ class Engine:
         from labkit.linux import network as net
         from labkit.service import LABEL
 
-        if self.backend_name != "linux" or getattr(self.backend, "rootless", False):
-            raise HostUnsupported("services need the root backend: their load balancer reaches each replica's "
-                                  "address on a labkit bridge", "Run as root on Linux; elsewhere, start a few "
-                                  "containers with run -d and compare them")
+        rootless = getattr(self.backend, "rootless", False)
+        if self.backend_name not in ("linux", "rootless"):
+            raise HostUnsupported("services need the real backend: their load balancer relays real connections "
+                                  "to real replicas", "Run on Linux (as root, or as a user for rootless "
+                                  "containers); on the simulator, start a few containers with run -d and "
+                                  "compare them")
+        if rootless:
+            from labkit.linux import rootless as _rootless
+
+            if _rootless.slirp4netns() is None:
+                raise _rootless.no_user_network("a service")
         _names.check_name(name)
         if replicas < 0:
             raise InvalidArgument(f"invalid replicas value {replicas}", "Use 0 or more")
@@ -962,7 +993,8 @@ class Engine:
             }
             write_json(sdir / f"{name}.json", rec)
             pid = _spawn_detached([sys.executable, "-m", "labkit.service", str(self.store.root), name,
-                                   *[str(s.fileno()) for s in listeners]], [s.fileno() for s in listeners])
+                                   self.backend_name, *[str(s.fileno()) for s in listeners]],
+                                  [s.fileno() for s in listeners])
             rec["ControllerPid"] = pid
             write_json(sdir / f"{name}.json", rec)
         finally:

@@ -21,6 +21,12 @@ works as a Python programmer expects::
     ├── BuildFailed (RuntimeError)   The command '/bin/sh -c false' returned ...
     └── HostUnsupported (OSError)    the linux backend needs root ...
 
+    LimitDiscarded (UserWarning)     memory limit discarded: no cgroup is ...
+
+The one warning, :class:`LimitDiscarded`, is not an error: the container runs,
+without a limit this backend cannot enforce, as Docker's "Limitation
+discarded" warnings say.
+
 ``str(error)`` is the message Docker would print (so tests and learners can
 compare the two); :attr:`LabkitError.hint` says what to try. The CLI prints
 both on one line and exits non-zero; it never shows a traceback.
@@ -176,3 +182,13 @@ class BuildFailed(LabkitError, RuntimeError):
 
 class HostUnsupported(LabkitError, OSError):
     """This host cannot do what was asked (no root, no overlayfs, ...)."""
+
+
+class LimitDiscarded(UserWarning):
+    """A container was given a limit this backend cannot enforce, and runs without it.
+
+    Rootless without a delegated cgroup nothing enforces memory, pids or CPU
+    limits; the simulator does not model CPU time. ``inspect``'s
+    ``HostConfig`` still shows what was asked; ``Engine.enforced_limits``
+    says beforehand which limits hold.
+    """

@@ -14,12 +14,17 @@ small controller process with two parts:
   run with the number asked for: a replica that exited is removed and a fresh
   one started in its slot; a scale change starts or removes replicas.
 
+As root the balancer reaches each replica at its address on the bridge.
+Rootless there is no bridge a user can reach (each replica's network is its
+own slirp4netns), so each replica publishes its port on a free port of
+127.0.0.1 and the balancer connects there.
+
 Because the replicas keep nothing that matters inside them, killing one loses
 nothing: the endpoint keeps answering from the others while its replacement
 starts. The controller is a plain process (no daemon); ``service rm`` stops it,
 and it removes its replicas on the way out.
 
-Run as ``python -m labkit.service ROOT NAME FD...`` (the engine does this).
+Run as ``python -m labkit.service ROOT NAME BACKEND FD...`` (the engine does this).
 """
 
 from __future__ import annotations
@@ -324,10 +329,12 @@ class Balancer:
 class Controller:
     """Keeps a service's replicas running and hands their addresses to its :class:`Balancer`."""
 
-    def __init__(self, root: str, name: str, listeners: list[socket.socket], engine: Any = None) -> None:
+    def __init__(self, root: str, name: str, listeners: list[socket.socket], engine: Any = None,
+                 backend: str = "linux") -> None:
         from labkit.engine import Engine
 
-        self.engine = engine if engine is not None else Engine(root=root, backend="linux")
+        self.engine = engine if engine is not None else Engine(root=root, backend=backend)
+        self.rootless = backend == "rootless"
         self.name = name
         self.listeners = listeners
         self.balancer = Balancer(listeners)
@@ -366,24 +373,29 @@ class Controller:
                 self.engine.run(spec["Image"], spec.get("Command") or None, detach=True,
                                 name=replica_name(self.name, slot), env=spec.get("Env") or None,
                                 network=spec.get("Network") or None,
+                                ports=[f"127.0.0.1::{spec['ContainerPort']}"] if self.rootless else None,
                                 labels={LABEL: self.name, SLOT_LABEL: str(slot)})
                 changed = True
         if changed:
             self.balancer.set_targets(self.addresses(self.replicas(), spec["ContainerPort"]))
 
     def addresses(self, replicas: Iterable[dict[str, Any]], port: int) -> list[Target]:
-        """Where the running ones among ``replicas`` listen: their address on the bridge, and ``port``."""
+        """Where the running ones among ``replicas`` listen: their address on the bridge and ``port``,
+        or rootless the host port of 127.0.0.1 their ``port`` is published on."""
         from labkit.errors import NoSuchContainer
 
         targets: list[Target] = []
         for c in replicas:
             if c["State"] == "running":
                 try:
-                    ip = self.engine.inspect(c["Id"])["NetworkSettings"]["IPAddress"]
+                    settings = self.engine.inspect(c["Id"])["NetworkSettings"]
                 except NoSuchContainer:  # removed meanwhile (``rm -f`` of a replica): it is not a target
                     continue
-                if ip:
-                    targets.append((ip, port))
+                if self.rootless:
+                    bound = (settings.get("Ports") or {}).get(f"{port}/tcp") or []
+                    targets += [(b["HostIp"], int(b["HostPort"])) for b in bound[:1]]
+                elif settings["IPAddress"]:
+                    targets.append((settings["IPAddress"], port))
         return targets
 
     def watch(self) -> None:
@@ -420,9 +432,9 @@ class Controller:
 
 
 def main(argv: list[str]) -> int:
-    root, name, *fds = argv
+    root, name, backend, *fds = argv
     listeners = [socket.socket(fileno=int(fd)) for fd in fds]
-    Controller(root, name, listeners).run()
+    Controller(root, name, listeners, backend=backend).run()
     return 0
 
 

@@ -263,17 +263,21 @@ class Recorder:
         return list(self.replicas.values())
 
     def inspect(self, cid):
-        return {"NetworkSettings": {"IPAddress": self.replicas[cid]["ip"]}}
+        c = self.replicas[cid]
+        ports = {"3000/tcp": [{"HostIp": "127.0.0.1", "HostPort": str(c["port"])}]} if c["port"] else {}
+        return {"NetworkSettings": {"IPAddress": c["ip"], "Ports": ports}}
 
     def rm(self, cid, force=False):
         self.calls.append(("rm", cid, list(self.balancer_of().targets)))
         del self.replicas[cid]
 
-    def run(self, image, command, *, detach, name, env, network, labels):
+    def run(self, image, command, *, detach, name, env, network, ports, labels):
         self.calls.append(("run", name, list(self.balancer_of().targets)))
         slot = labels["labkit.service.slot"]
+        published = ports == ["127.0.0.1::3000"]  # rootless: a free port of 127.0.0.1
         self.replicas[name] = {"Id": name, "Names": [f"/{name}"], "State": "running", "Labels": labels,
-                               "ip": f"10.0.0.{10 + int(slot)}"}
+                               "ip": "" if published else f"10.0.0.{10 + int(slot)}",
+                               "port": 40000 + int(slot) if published else 0}
 
 
 def test_a_dead_replica_leaves_the_rotation_before_its_replacement_starts(tmp_path):
@@ -296,3 +300,18 @@ def test_a_dead_replica_leaves_the_rotation_before_its_replacement_starts(tmp_pa
     assert engine.calls == [("rm", "web.2", [("10.0.0.11", 3000)]), ("run", "web.2", [("10.0.0.11", 3000)])]
     assert ("10.0.0.12", 3000) in controller.balancer.gone, "links the dead replica held are cut or replayed"
     assert controller.balancer.targets == [("10.0.0.11", 3000), ("10.0.0.12", 3000)]
+
+
+def test_rootless_replicas_are_reached_through_their_published_ports(tmp_path):
+    """Rootless there is no bridge to reach: each replica publishes its port on 127.0.0.1 and is reached there."""
+    from labkit.service import Controller
+    from labkit.store import write_json
+
+    (tmp_path / "services").mkdir()
+    write_json(tmp_path / "services" / "web.json", {"Name": "web", "Image": "app", "Replicas": 2,
+                                                    "ContainerPort": 3000})
+    controller = None
+    engine = Recorder(tmp_path, lambda: controller.balancer)
+    controller = Controller(str(tmp_path), "web", [], engine=engine, backend="rootless")
+    controller.reconcile()
+    assert controller.balancer.targets == [("127.0.0.1", 40001), ("127.0.0.1", 40002)]

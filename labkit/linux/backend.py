@@ -39,7 +39,8 @@ from labkit.store import Store, read_json, write_json
 #: Where `run --init` mounts labkit's tiny init (Docker uses /sbin/docker-init).
 INIT_PATH = "/sbin/labkit-init"
 HOSTS = "127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n"
-
+#: The cgroup controllers behind ``--memory``, ``--pids-limit`` and ``--cpus``.
+LIMIT_CONTROLLERS = ("memory", "pids", "cpu")
 
 class LinuxBackend:
     """Real namespaces, overlayfs and cgroups, as root — or rootless, in a user namespace.
@@ -404,6 +405,15 @@ class LinuxBackend:
         if process.alive(record.state.pid, record.state.pid_start_time):
             os.kill(record.state.pid, signum)
             self.emit(events.signal(signum, record.state.pid), record.id)
+
+    def unenforced_limits(self) -> dict[str, str]:
+        if self.rootless and self.delegated is None:
+            why = "no cgroup v2 subtree is delegated to this user, so nothing can enforce it (see 'labkit doctor')"
+            return dict.fromkeys(LIMIT_CONTROLLERS, why)
+        layout = self.delegated if self.rootless else self.layout
+        assert layout is not None
+        where = "the cgroup delegated to this user has" if self.rootless else "this host's cgroups have"
+        return {c: f"{where} no {c} controller" for c in LIMIT_CONTROLLERS if c not in layout.controllers}
 
     def _create_group(self, name: str, limits: cgroups.Limits) -> cgroups.Cgroup | None:
         """The container's cgroup; rootless only in a delegated subtree, with the limits its controllers allow."""

@@ -509,6 +509,10 @@ class SimBackend:
         for d in (self.store.layer_dir(record.id), self.store.init_dir(record.id)):
             shutil.rmtree(d, ignore_errors=True)
 
+    def unenforced_limits(self) -> dict[str, str]:
+        # Memory and pids are modelled (usage, the OOM kill, fork failing); CPU time is not.
+        return {"cpu": "the simulator does not model CPU time, so --cpus slows nothing here"}
+
     # -- what the pictures and lessons ask ----------------------------------------------------------
     def http_get(self, record: ContainerRecord | str, port: int, path: str = "/") -> tuple[int, str]:
         """GET ``path`` from ``port``: a container port, or a host port published with ``-p``.

@@ -41,8 +41,9 @@ IMG_ID = "sha256:" + "3dc993222c34" + "0" * 52
 class Handle:
     """What ``create`` returns: something with an ``id``."""
 
-    def __init__(self, cid: str) -> None:
+    def __init__(self, cid: str, warnings: list[str] | None = None) -> None:
         self.id = cid
+        self.warnings = warnings or []
 
 
 class FakeEngine:
@@ -108,6 +109,8 @@ class FakeEngine:
             raise InvalidName(kwargs["name"])
         if image == "nosuch":
             raise NoSuchImage(cli._full_image_ref(image))
+        if kwargs.get("cpus"):
+            return Handle("c" * 64, ["CPU quota discarded: nothing here enforces it"])
         return Handle("c" * 64)
 
     def start(self, ref: str) -> None:
@@ -387,6 +390,15 @@ def test_run_detached_prints_the_full_id_and_passes_every_flag(labkit, engine, m
         init=True,
     )
     assert engine.called("start") == [(("c" * 64,), {})]
+
+
+@pytest.mark.parametrize("verb", [("run", "-d"), ("create",)])
+def test_a_discarded_limit_is_a_warning_line_before_the_id(labkit, engine, verb) -> None:
+    """A limit the engine discards is printed as Docker prints it, ``WARNING: …`` on stderr; the id still follows."""
+    r = labkit(*verb, "--cpus", "0.5", "busybox")
+    assert r.code == 0
+    assert r.err == "WARNING: CPU quota discarded: nothing here enforces it\n"
+    assert r.out == "c" * 64 + "\n"
 
 
 def test_run_without_command_leaves_the_image_default(labkit, engine) -> None:

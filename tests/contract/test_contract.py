@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import warnings
+
 import pytest
 
+import labkit
 from labkit.errors import IllegalTransition
 from tests.util import wait_for
 
@@ -150,6 +153,29 @@ def test_pids_limit(lab):
     code, out = c.exec(["sh", "-c", "for i in 1 2 3 4 5 6 7 8 9; do sleep 2 >/dev/null 2>&1 & done; echo all"])
     assert (code, out) == (2, "sh: can't fork: Resource temporarily unavailable\n")
     assert c.status == "running"
+
+
+@pytest.mark.parametrize("kind, limit", [("memory", {"memory": "32m"}), ("pids", {"pids_limit": 20}),
+                                         ("cpu", {"cpus": 0.5})])
+def test_a_limit_nothing_enforces_is_discarded_with_a_warning(lab, kind, limit):
+    """A limit outside ``enforced_limits`` gives a LimitDiscarded warning (Docker's "Limitation discarded");
+    one inside gives none; inspect shows what was asked either way."""
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        c = lab.create("busybox", ["true"], **limit)
+    warned = [str(w.message) for w in caught if issubclass(w.category, labkit.LimitDiscarded)]
+    if kind in lab.enforced_limits:
+        assert warned == [] and c.warnings == []
+    else:
+        assert len(warned) == 1 and warned == c.warnings and "discarded" in warned[0]
+    host = c.inspect()["HostConfig"]
+    assert (host["Memory"], host["PidsLimit"], host["NanoCpus"]) == (
+        32 * 2**20 if kind == "memory" else 0, 20 if kind == "pids" else None, 5 * 10**8 if kind == "cpu" else 0)
+
+
+def test_what_each_backend_enforces(lab):
+    """Root on this host enforces memory, pids and CPU; the simulator models memory and pids but not CPU time."""
+    assert lab.enforced_limits == ({"memory", "pids"} if lab.backend_name == "sim" else {"memory", "pids", "cpu"})
 
 
 def test_unknown_command_fails_start_with_127(lab):

@@ -1,5 +1,6 @@
-"""Every lesson notebook runs top to bottom twice: on real containers as root, and on the simulator as a
-user without privileges; each shows what it promises, grades itself and leaves nothing behind."""
+"""Every lesson notebook runs top to bottom three times: on real containers as root; as a user without
+privileges, where ``auto`` picks rootless real containers; and on the simulator as that user. Each run
+shows what the notebook promises, grades itself and leaves nothing behind."""
 
 from __future__ import annotations
 
@@ -210,14 +211,15 @@ def learner_kernel():
         assert not left, f"processes of {LEARNER} outlived the notebooks: {left}"
 
 
-def run_as_learner(name: str, learner, python: Path, work: Path) -> Run:
-    """Execute the notebook in a process (and so a kernel) of the unprivileged user, on the simulator."""
+def run_as_learner(name: str, learner, python: Path, work: Path, backend: str = "sim") -> Run:
+    """Execute the notebook in a process (and so a kernel) of the unprivileged user, on ``backend``
+    (``sim``, or ``auto``: what a learner without root gets, rootless real containers here)."""
     out, root = work / "out", work / "state"
     for d in (work, out, root):
         d.mkdir(exist_ok=True)
         os.chown(d, learner.pw_uid, learner.pw_gid)
     env = {"PATH": "/usr/local/bin:/usr/bin:/bin", "HOME": learner.pw_dir, "LANG": "C.UTF-8", "PYTHONPATH": str(REPO),
-           "LABKIT_BACKEND": "sim", "LABKIT_ROOT": str(root), "LABKIT_ATTEMPTS": str(work / "attempts.jsonl"),
+           "LABKIT_BACKEND": backend, "LABKIT_ROOT": str(root), "LABKIT_ATTEMPTS": str(work / "attempts.jsonl"),
            "LABKIT_LEARNER": "nb-test", "MPLBACKEND": "module://matplotlib_inline.backend_inline",
            "PYTHONDONTWRITEBYTECODE": "1", "TMPDIR": str(work)}
     argv = ["setpriv", "--reuid", str(learner.pw_uid), "--regid", str(learner.pw_gid), "--init-groups",
@@ -230,7 +232,7 @@ def run_as_learner(name: str, learner, python: Path, work: Path) -> Run:
             # Building frontend-app:v2.1.0 (COPY --chown) as a user without privileges fails in
             # labkit/images/tree.py make_dirs: chown(2) to another owner needs CAP_CHOWN. Passes once builds skip it.
             pytest.xfail(f"{name}: building frontend-app as a user without privileges fails on chown(2)")
-        pytest.fail(f"{name} on the simulator as {LEARNER}: {text[-3000:]}")
+        pytest.fail(f"{name} on backend {backend} as {LEARNER}: {text[-3000:]}")
     assert p.returncode == 0, f"{name}: nbrun exited {p.returncode}: {p.stderr[-2000:]}"
     left = [e for e in os.listdir(root / "containers")] if (root / "containers").exists() else []
     assert not [e for e in left if not e.startswith(".")], f"{name} left containers {left}"
@@ -255,5 +257,48 @@ def test_notebook_runs_on_the_simulator_as_a_user(name, learner_kernel):
         if name in SIM_LAB_NEEDS_REAL:
             assert all(v[0] == "not attempted" for v in run.report["labs"].values()), run.report["labs"]
         assert os.stat(work / "attempts.jsonl").st_uid == learner.pw_uid  # the kernel really ran as the learner
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+# ---------------------------------------------------------------------------------------------
+# Rootless real containers, as a user without privileges (what ``auto`` picks for a learner)
+
+#: Strings each notebook must show rootless (every one also says "backend: rootless"). This host
+#: delegates no cgroup to the learner: limits are discarded with a warning, the cgroups notebook
+#: shows its limits on the simulator, and pause stops the processes with SIGSTOP.
+ROOTLESS = {
+    "00-start-here.ipynb": ["hello from PID 1", "clone(2)"],
+    "01-isolated-process.ipynb": ["NSpid:", "hostname — host:", "cubicle7"],
+    "03-writable-layer.ipynb": ["append /app/server.js: copy-up of", "whiteout", "still hash to their digests",
+                                "docker diff of B: []"],
+    "04-ephemeral-storage.ipynb": ["exists: True | holds: order #1", "after rm, exists: False",
+                                   "a new container reads: order #1", "volumes left: []"],
+    "05-container-states.ipynb": ["created  ps lists it: False  ps -a lists it: True", "paused   ps lists it: True",
+                                  "still here", "cannot start a paused container, try unpause instead",
+                                  "exit code 137", "exit code 143", "ps -a lists walker: False"],
+    "06-stateless-by-design.ipynb": ["40 requests were answered by 10 different replicas", " 0 failed while web.3",
+                                     "a new container: True", "B has /session: False", "of 3 replicas running",
+                                     "services left: []"],
+    "07-inspecting.ipynb": ["NODE_ENV=development", "'env': 'development'", "'env': 'production'", "/proc/"],
+    "08-practice-and-quiz.ipynb": ["PID 1 inside", "points"],
+}
+
+
+@pytest.mark.root
+@pytest.mark.slow
+@pytest.mark.parametrize("name", sorted(ROOTLESS))
+def test_notebook_runs_rootless_as_a_user(name, learner_kernel):
+    """Run as an unprivileged user with ``auto`` (rootless real containers here), the notebook has no cell error,
+    shows its key outputs, grades itself with full marks for reference answers and its lab, and leaves nothing."""
+    learner, python = learner_kernel
+    work = Path(tempfile.mkdtemp(prefix="labkit-test-nb-rootless-"))
+    os.chmod(work, 0o755)
+    try:
+        run = run_as_learner(name, learner, python, work, backend="auto")
+        missing = [m for m in ["backend: rootless", *ROOTLESS[name]] if m not in run.text]
+        assert not missing, f"{name}: output lacks {missing}"
+        assert "labkit-quiz" in run.widget_classes(), f"{name}: the quiz did not render"
+        assert_graded(run, labs=name in WITH_LAB)
     finally:
         shutil.rmtree(work, ignore_errors=True)

@@ -253,6 +253,72 @@ def test_stop_start_pause_rm_without_a_freezer(learner):
     assert got["gone"]
 
 
+def test_limits_without_a_delegated_cgroup_are_discarded_with_a_warning(learner):
+    """Without a delegated cgroup nothing enforces limits: the API warns, the CLI prints Docker's WARNING line,
+    and inspect still shows what was asked."""
+    got = as_learner(learner, PRELUDE + """
+    import subprocess, warnings
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        c = lab.create("busybox", ["true"], memory="32m", pids_limit=20, name="budget")
+    host = c.inspect()["HostConfig"]
+    lab.rm("budget")
+    cli = subprocess.run([sys.executable, "-m", "labkit", "run", "--rm", "--network", "none", "-m", "32m",
+                          "busybox", "true"], capture_output=True, text=True, env={**os.environ, "LABKIT_NO_SERVER": "1"})
+    print(json.dumps({"enforced": sorted(lab.enforced_limits), "kept": c.warnings,
+                      "warned": [str(w.message) for w in caught if w.category is labkit.LimitDiscarded],
+                      "asked": [host["Memory"], host["PidsLimit"]], "cli": [cli.returncode, cli.stderr]}))
+    """)
+    assert got["enforced"] == []
+    assert got["warned"] == got["kept"] and len(got["kept"]) == 2
+    assert got["kept"][0].startswith("memory limit discarded: no cgroup v2 subtree is delegated to this user")
+    assert got["kept"][1].startswith("pids limit discarded:")
+    assert got["asked"] == [32 * 2**20, 20]
+    assert got["cli"][0] == 0 and got["cli"][1].startswith("WARNING: memory limit discarded:"), got["cli"]
+
+
+def test_a_service_balances_and_heals_rootless(learner):
+    """Rootless, each replica publishes its port on 127.0.0.1 through slirp4netns; the balancer reaches every
+    replica there, and a killed one is replaced while no request fails."""
+    got = as_learner(learner, PRELUDE + """
+    import urllib.request
+    svc = lab.service_create("web", "frontend-app:v2.1.0", replicas=2, ports=["3000"])
+    port = svc["Ports"][0]["HostPort"]
+    def ask():
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=5) as answer:
+            return json.loads(answer.read())["hostname"]
+    seen, deadline = set(), time.monotonic() + 60
+    while len(seen) < 2 and time.monotonic() < deadline:
+        try:
+            seen.add(ask())
+        except OSError:
+            time.sleep(0.2)
+    old = lab.inspect("web.1")["Id"]
+    lab.kill("web.1")
+    answered, failed, end = 0, [], time.monotonic() + 3
+    while time.monotonic() < end:
+        try:
+            ask()
+            answered += 1
+        except OSError as err:
+            failed.append(repr(err))
+    replaced, deadline = False, time.monotonic() + 30
+    while not replaced and time.monotonic() < deadline:
+        try:
+            now = lab.inspect("web.1")
+            replaced = now["Id"] != old and now["State"]["Status"] == "running"
+        except labkit.NoSuchContainer:
+            pass
+        time.sleep(0.2)
+    lab.service_rm("web")
+    print(json.dumps({"seen": len(seen), "answered": answered, "failed": failed, "replaced": replaced,
+                      "left": [c["Names"][0] for c in lab.ps(all=True)]}))
+    """, timeout=180)
+    assert got["seen"] == 2, "both replicas answered through the balancer"
+    assert got["answered"] and not got["failed"], got["failed"]
+    assert got["replaced"] and got["left"] == []
+
+
 def test_volume_persists_across_containers(learner):
     """A named volume written by one rootless container is read by the next."""
     got = as_learner(learner, PRELUDE + """
