@@ -1,7 +1,9 @@
-"""Simulated networking: the container's loopback-only network namespace and the lesson's web server.
+"""Simulated networking: the container's network namespace, its link to the host's bridge, and the lesson's web server.
 
-A container made with ``--network none`` (labkit's default, like the real
-backend) has only ``lo`` (``/proc/net/dev`` says so). Published ports
+A container made with ``--network none`` has only ``lo``; on a bridge network
+(the default) it also has ``eth0``, its end of a veth pair whose host end is
+plugged into the bridge (:func:`interfaces`, :func:`host_interfaces`;
+``/proc/net/dev`` lists the same names). Published ports
 (``-p 3000:3000``) are recorded by the engine; the simulator answers a
 request sent to one with :func:`http_get`, which finds the process listening
 on that port inside the container, as a connection through the port mapping
