@@ -37,7 +37,7 @@ from typing import Any
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 
-from labkit.model import events  # noqa: E402
+from labkit.model import events, views  # noqa: E402
 from labkit.model.events import Step  # noqa: E402
 from labkit.viz import layers, lifecycle, network, resources, stepper, walls  # noqa: E402
 from labkit.viz import palette as P  # noqa: E402
@@ -115,19 +115,22 @@ def walls_view() -> walls.WallsView:
             "memory_limit": "33554432\n", "pids_limit": "20\n"}
     inside = {"status": "Pid:\t1\nNSpid:\t1\n", "hostname": WEB1[:12], "net_dev": net_in, "mounts": "m\n" * 9,
               "cgroup": "4:memory:/\n0::/\n", "meminfo": "MemTotal:  24576000 kB\n", "cgroup_files": 0}
-    return walls.view("web1", host, inside)
+    return walls.view("web1", views.ProcessView(views.side_from_texts(host, innermost=False),
+                                               views.side_from_texts(inside, innermost=True)))
 
 
 def net_view() -> network.NetView:
     """A container on a bridge with an address and two published ports."""
     info = {"Name": "/web1", "HostConfig": {"NetworkMode": "bridge"},
-            "NetworkSettings": {"IPAddress": "172.18.0.2", "Ports": {
+            "NetworkSettings": {"IPAddress": "172.18.0.2", "IPPrefixLen": 16, "Gateway": "172.18.0.1",
+                                "MacAddress": "02:42:ac:12:00:02", "Bridge": "lkbr0", "Ports": {
                 "3000/tcp": [{"HostIp": "0.0.0.0", "HostPort": "8080"}],
                 "9229/tcp": [{"HostIp": "127.0.0.1", "HostPort": "9229"}]}}}
     host = ("1: lo    inet 127.0.0.1/8 scope host lo\n2: eth0    inet 10.0.0.4/24 brd 10.0.0.255 scope global eth0\n"
             "3: lkbr0    inet 172.18.0.1/16 scope global lkbr0\n4: veth1a2b@if2    inet6 fe80::1/64 scope link\n")
     inside = "1: lo    inet 127.0.0.1/8 scope host lo\n2: eth0@if4    inet 172.18.0.2/16 scope global eth0\n"
-    return network.view(info, host, inside)
+    return network.view(info, views.NetworkView(views.parse_ip(host), views.parse_ip(inside), "veth1a2b"),
+                        "172.18.0.0/16")
 
 
 def layer_trace(n: int = TRACE_STEPS) -> list[Step]:

@@ -62,6 +62,7 @@ from labkit.model.container import (
 )
 from labkit.model.events import Step
 from labkit.model.lifecycle import Status, Unchanged, Verb, guard, is_running
+from labkit.model.views import NetworkView, ProcessView
 from labkit.networks import Networks
 from labkit.store import Store, read_json, write_json
 
@@ -881,6 +882,34 @@ class Engine:
             t.join()
             os.close(r)
         return code, b"".join(chunks).decode(errors="replace")
+
+    def process_view(self, ref: str) -> ProcessView:
+        """What a running container's PID 1 sees, and what the host sees of it (the walls picture draws this).
+
+        The backend answers from its kernel: the linux backend reads ``/proc`` and the
+        cgroup files and asks the container itself; the simulator reads its model.
+
+        Raises:
+            IllegalTransition: The container is not running, or paused (as for ``exec``).
+        """
+        return self._backend_view(ref, "process_view")
+
+    def network_view(self, ref: str) -> NetworkView:
+        """The interfaces of the host's network namespace and of a running container's (the network picture).
+
+        Raises:
+            IllegalTransition: The container is not running, or paused (as for ``exec``).
+        """
+        return self._backend_view(ref, "network_view")
+
+    def _backend_view(self, ref: str, what: str) -> Any:
+        rec = self._get(ref)
+        guard(rec.status, Verb.EXEC, rec.id, ref)  # the linux backend asks the container itself, as exec would
+        look = getattr(self.backend, what, None)
+        if look is None:
+            raise HostUnsupported(f"the {self.backend_name} backend cannot say what a container sees",
+                                  "Use the linux or sim backend")
+        return look(rec)
 
     def container(self, ref: str) -> Container:
         """A handle on an existing container."""

@@ -34,6 +34,7 @@ from labkit.errors import BuildFailed, Conflict, HostUnsupported, InvalidArgumen
 from labkit.linux import cgroups, overlay, process, rootless, supervisor
 from labkit.model import events
 from labkit.model.container import ContainerRecord, now_rfc3339
+from labkit.model.views import NetworkView, ProcessView
 from labkit.store import Store, read_json, write_json
 
 #: Where `run --init` mounts labkit's tiny init (Docker uses /sbin/docker-init).
@@ -556,6 +557,48 @@ class LinuxBackend:
         overlay.remove(layer_root, self.store.init_dir(record.id), None if self.rootless else self.store.discard)
         if self.rootless and layer_root.exists():  # files a container chowned to its subordinate ids
             rootless.remove_tree(self.idmap, str(layer_root))
+
+    # -- what a container sees (the walls and network pictures) ---------------------------------
+    def process_view(self, record: ContainerRecord) -> ProcessView:
+        """PID 1 as the kernel shows it to the host and to itself (see :func:`labkit.linux.namespaces.process_view`)."""
+        from labkit.linux import namespaces
+
+        return namespaces.process_view(record.state.pid, lambda script: self._exec_text(record, script),
+                                       self._limit_texts(record))
+
+    def network_view(self, record: ContainerRecord) -> NetworkView:
+        """The host's interfaces and the container's, as the kernel lists them (:func:`labkit.linux.network.network_view`)."""
+        from labkit.linux import network as net
+
+        info = read_json(self.store.container_dir(record.id) / "network.json")
+        veth = info.get("Veth", "") if info is not None and self._net_live(record, info) else ""
+        return net.network_view(record.state.pid, lambda script: self._exec_text(record, script), veth,
+                                record.config.network == "host")
+
+    def _exec_text(self, record: ContainerRecord, script: str) -> tuple[int, str]:
+        """Run ``/bin/sh -c script`` in the container: its exit code and what it printed."""
+        with tempfile.TemporaryFile() as out:
+            code = self.exec(record, ["/bin/sh", "-c", script], list(record.config.env), "/", out, out)
+            out.seek(0)
+            return code, out.read().decode(errors="replace")
+
+    def _limit_texts(self, record: ContainerRecord) -> tuple[str | None, str | None]:
+        """The container's memory and pids limit files as the host reads them (None where absent)."""
+        try:
+            group = self._group_or_none(record)
+        except (NotFound, OSError):
+            group = None
+        if group is None:
+            return None, None
+        layout = group.layout
+        texts: list[str | None] = []
+        for path in (group.interface_file("memory", "memory.max" if layout.is_unified("memory")
+                                          else "memory.limit_in_bytes"), group.interface_file("pids", "pids.max")):
+            try:
+                texts.append(Path(path).read_text() if path else None)
+            except OSError:
+                texts.append(None)
+        return texts[0], texts[1]
 
     # -- building images -----------------------------------------------------------------------
     def build_runner(self, lowers: list[str], upper: str, argv: list[str], env: list[str], workdir: str) -> tuple[int, str]:

@@ -26,9 +26,11 @@ import fcntl
 import os
 import socket
 import struct
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 
 from labkit.linux import syscalls
+from labkit.model import views
+from labkit.model.views import ProcessView
 
 CLONE_NEWNS = 0x00020000
 CLONE_NEWCGROUP = 0x02000000
@@ -164,3 +166,50 @@ def configure_interface(name: str, address: str, prefixlen: int, gateway: str) -
         route = struct.pack("@L16s16s16sHhLPhPLLH0L", 0, _sockaddr_in("0.0.0.0"), _sockaddr_in(gateway),
                             _sockaddr_in("0.0.0.0"), _RTF_UP | _RTF_GATEWAY, 0, 0, 0, 0, 0, 0, 0, 0)
         fcntl.ioctl(fd, _SIOCADDRT, route)
+
+
+#: What one ``exec`` inside prints, in order, for :func:`process_view`: the container's own view of itself.
+_SEP = "@@labkit-view@@"
+_INSIDE = (f"cat /proc/1/status; echo {_SEP}; hostname; echo {_SEP}; cat /proc/net/dev; echo {_SEP}; "
+           f"cat /proc/1/mounts; echo {_SEP}; cat /proc/1/cgroup; echo {_SEP}; cat /proc/meminfo; echo {_SEP}; "
+           "ls /sys/fs/cgroup 2>/dev/null | wc -l")
+
+
+def process_view(pid: int, exec_text: Callable[[str], tuple[int, str]], limits: tuple[str | None, str | None],
+                 proc: str = "/proc") -> ProcessView:
+    """A container's PID 1 as the kernel shows it to the host and to the process itself.
+
+    The host side is read here: ``<proc>/<pid>/status`` (``NSpid`` lists the PID in
+    every PID namespace, the host's first) and ``cgroup``, this host's hostname, its
+    ``/proc/self/net/dev`` and mounts, and the texts of the container's memory and
+    pids limit files. The inside is what one shell run in the container prints
+    (``exec_text``), so every namespace answers for itself.
+
+    Args:
+        pid: Host PID of the container's PID 1.
+        exec_text: Runs a ``/bin/sh -c`` script in the container; returns ``(exit code, output)``.
+        limits: The memory and pids limit files' texts (None where a file is absent).
+        proc: Where the host's procfs is mounted.
+
+    Raises:
+        InvalidArgument: The container could not print its view (its image lacks the tools).
+    """
+    from labkit.errors import InvalidArgument
+
+    def read(path: str) -> str:
+        with open(path) as f:
+            return f.read()
+
+    host = {"status": read(f"{proc}/{pid}/status"), "cgroup": read(f"{proc}/{pid}/cgroup"),
+            "hostname": os.uname().nodename, "net_dev": read(f"{proc}/self/net/dev"),
+            "mounts": read(f"{proc}/self/mounts"), "memory_limit": limits[0], "pids_limit": limits[1]}
+    code, out = exec_text(_INSIDE)
+    parts = [p.strip("\n") for p in out.split(_SEP)]
+    if code != 0 or len(parts) != 7:
+        raise InvalidArgument(f"the container could not print its own view of itself (exit code {code})",
+                              "The image needs /bin/sh, cat, hostname, ls and wc (busybox has them)")
+    inside: dict[str, object] = dict(zip(("status", "hostname", "net_dev", "mounts", "cgroup", "meminfo"), parts[:6],
+                                         strict=True))
+    inside["net_dev"] = parts[2] + "\n"
+    inside["cgroup_files"] = int(parts[6].strip() or 0)
+    return ProcessView(views.side_from_texts(host, innermost=False), views.side_from_texts(inside, innermost=True))

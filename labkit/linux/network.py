@@ -34,8 +34,10 @@ import functools
 import hashlib
 import ipaddress
 import os
+import shutil
 import socket
 import struct
+import subprocess
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -44,6 +46,7 @@ from typing import Any, TypeVar
 
 from labkit.errors import Conflict, InvalidArgument
 from labkit.linux import syscalls
+from labkit.model import views
 
 #: The address pools Docker picks default subnets from, in order.
 POOLS = [f"172.{n}.0.0/16" for n in range(17, 32)] + [f"192.168.{n}.0/20" for n in range(0, 256, 16)]
@@ -327,3 +330,42 @@ def network_settings(endpoint: Endpoint | None, ports: dict[str, Any], network_i
         "MacAddress": endpoint.mac,
         "Networks": {endpoint.network: ep},
     }
+
+
+def network_view(pid: int, exec_text: Callable[[str], tuple[int, str]], veth: str, shares_host: bool,
+                 proc: str = "/proc") -> views.NetworkView:
+    """The interfaces of the host's network namespace and of a container's, as the kernel lists them.
+
+    The host's come from ``ip -o link`` and ``ip -o addr`` run here (names, addresses, MACs,
+    and the bridge each veth end is plugged into); the container's from the same two
+    commands run inside it (``exec_text``), or, if its image has no ``ip``, from
+    ``<proc>/<pid>/net/dev`` (the names in PID 1's network namespace).
+
+    Args:
+        pid: Host PID of the container's PID 1.
+        exec_text: Runs a ``/bin/sh -c`` script in the container; returns ``(exit code, output)``.
+        veth: The host end of the container's veth pair ("" without one).
+        shares_host: The container uses the host's namespace (``--network host``).
+        proc: Where the host's procfs is mounted.
+    """
+    host = _interfaces_here(proc)
+    if shares_host:
+        return views.NetworkView(host, host)
+    code, out = exec_text("ip -o link 2>/dev/null; ip -o addr")
+    inside = views.parse_ip(out) if code == 0 else ()
+    if not inside:
+        with open(f"{proc}/{pid}/net/dev") as f:
+            inside = tuple(views.Interface(n) for n in views.parse_net_dev(f.read()))
+    return views.NetworkView(host, inside, veth)
+
+
+def _interfaces_here(proc: str) -> tuple[views.Interface, ...]:
+    """This network namespace's interfaces: from ``ip`` when it is installed, else their names from procfs."""
+    if shutil.which("ip"):
+        text = "".join(subprocess.run(["ip", "-o", what], capture_output=True, text=True, check=False).stdout
+                       for what in ("link", "addr"))
+        found = views.parse_ip(text)
+        if found:
+            return found
+    with open(f"{proc}/self/net/dev") as f:
+        return tuple(views.Interface(n) for n in views.parse_net_dev(f.read()))

@@ -65,6 +65,7 @@ from labkit.errors import BuildFailed, NoSuchContainer, StartFailed
 from labkit.model import events
 from labkit.model.container import ContainerRecord
 from labkit.model.overlay import CopyUp, Create, Dir, File, Opaque, Remove, Symlink, Whiteout, WhiteoutNode
+from labkit.model.views import NetworkView, ProcessView
 from labkit.sim import cgroups, namespaces, network
 from labkit.sim import process as proc_mod
 from labkit.sim.kernel import SimContainer, World, advance
@@ -291,12 +292,12 @@ class SimBackend:
             p = self._paths(record.id)
             etc = self._write_etc(record)
             ct.mounts = [(dest, src, False) for dest, src in etc.items()]
-            ct.net = None
+            ct.net, ct.host_net = None, c.network == "host"
             if c.network not in ("none", "host"):
                 from labkit.networks import Networks
 
                 info = network.attach(w, ct, record, Networks(self.store).get(c.network))
-                self._step(w, events.network_attach(f"veth{record.id[:7]}", info["Bridge"], info["IPAddress"],
+                self._step(w, events.network_attach(network.veth_name(record.id), info["Bridge"], info["IPAddress"],
                                                     info["MacAddress"]), record.id)
                 with open(self.store.container_dir(record.id) / "hosts", "a") as f:
                     f.write(f"{info['IPAddress']}\t{c.hostname}\n")
@@ -354,7 +355,7 @@ class SimBackend:
                                                                 "IPPrefixLen": 0}}
             return settings
         endpoint = net.Endpoint(info["Network"], info["Bridge"], info["IPAddress"], info["IPPrefixLen"],
-                                info["Gateway"], info["MacAddress"], f"veth{record.id[:7]}",
+                                info["Gateway"], info["MacAddress"], network.veth_name(record.id),
                                 str(self.store.container_dir(record.id) / "netns"))
         ports: dict[str, Any] = {k: None for k in record.config.exposed_ports}
         ports.update(info["Ports"])
@@ -546,6 +547,21 @@ class SimBackend:
         with self._locked() as w:
             ct = w.containers.get(record.id)
             return cgroups.stats(w, ct) if ct is not None else {}
+
+    def process_view(self, record: ContainerRecord) -> ProcessView:
+        """PID 1 as the simulated host and the process itself see it (:func:`labkit.sim.namespaces.process_view`).
+
+        Only the simulated world is read: a simulated PID is never looked up in the host's ``/proc``.
+        """
+        with self._locked() as w:
+            return namespaces.process_view(w, self._container(w, record), os.uname().nodename)
+
+    def network_view(self, record: ContainerRecord) -> NetworkView:
+        """The simulated host's interfaces and the container's (:func:`labkit.sim.network.interfaces`)."""
+        with self._locked() as w:
+            ct = self._container(w, record)
+            return NetworkView(network.host_interfaces(w), network.interfaces(w, ct, ct.host_net),
+                               network.veth_name(record.id) if ct.net else "")
 
     def overlay(self, record: ContainerRecord) -> Any:
         """The container's filesystem as the model's :class:`~labkit.model.overlay.Overlay` (immutable)."""

@@ -100,6 +100,7 @@ class SimContainer:
     logs_on_disk: int = 0
     tiny_init: bool = False  # run --init: a tiny init forwards signals, so the command gets default actions
     net: dict[str, Any] | None = None  # the address it holds while running (see labkit.sim.network.attach)
+    host_net: bool = False  # run --network host: it shares the host's network namespace
 
 
 @dataclass

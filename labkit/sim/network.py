@@ -1,7 +1,9 @@
-"""Simulated networking: the container's loopback-only network namespace and the lesson's web server.
+"""Simulated networking: the container's network namespace, its link to the host's bridge, and the lesson's web server.
 
-A container made with ``--network none`` (labkit's default, like the real
-backend) has only ``lo`` (``/proc/net/dev`` says so). Published ports
+A container made with ``--network none`` has only ``lo``; on a bridge network
+(the default) it also has ``eth0``, its end of a veth pair whose host end is
+plugged into the bridge (:func:`interfaces`, :func:`host_interfaces`;
+``/proc/net/dev`` lists the same names). Published ports
 (``-p 3000:3000``) are recorded by the engine; the simulator answers a
 request sent to one with :func:`http_get`, which finds the process listening
 on that port inside the container, as a connection through the port mapping
@@ -18,11 +20,13 @@ same JSON (``service``, ``version``, ``env``, ``hostname``, ``pid``),
 from __future__ import annotations
 
 import errno
+import ipaddress
 import json
 import os
 import re
 from typing import Any
 
+from labkit.model.views import Interface
 from labkit.sim.kernel import World
 from labkit.sim.process import Proc, exit_proc, write
 
@@ -157,3 +161,47 @@ def attach(world: Any, ct: Any, record: Any, network: dict[str, Any]) -> dict[st
               "IPPrefixLen": subnet.prefixlen, "Gateway": cfg["Gateway"], "MacAddress": mac,
               "Bridge": network["Options"].get("com.docker.network.bridge.name", ""), "Ports": ports}
     return ct.net
+
+
+# -- the interfaces each namespace holds -----------------------------------------------------------
+
+#: The simulated host's loopback: the only interface it has besides labkit's bridges and veths.
+HOST_LO = Interface("lo", ("127.0.0.1/8",), "00:00:00:00:00:00")
+
+
+def veth_name(cid: str) -> str:
+    """The host end of a simulated container's veth pair (the name the trace's network step uses)."""
+    return f"veth{cid[:7]}"
+
+
+def host_interfaces(world: World) -> tuple[Interface, ...]:
+    """The simulated host's network namespace: ``lo``, each bridge in use with its gateway, each veth end on it.
+
+    A bridge exists while a container is plugged into it (the linux backend makes it at the
+    first attach and removes it when idle); each attached container adds the host end of its
+    veth pair, enslaved to that bridge.
+    """
+    bridges: dict[str, Interface] = {}
+    veths = []
+    for cid, ct in sorted(world.containers.items()):
+        net = ct.net
+        if not net:
+            continue
+        if net["Bridge"] not in bridges:
+            gateway_mac = "02:42:" + ":".join(f"{b:02x}" for b in ipaddress.IPv4Address(net["Gateway"]).packed)
+            bridges[net["Bridge"]] = Interface(net["Bridge"], (f"{net['Gateway']}/{net['IPPrefixLen']}",),
+                                               gateway_mac)
+        veths.append(Interface(veth_name(cid), (), "", net["Bridge"]))
+    return (HOST_LO, *bridges.values(), *veths)
+
+
+def interfaces(world: World, ct: Any, host_mode: bool = False) -> tuple[Interface, ...]:
+    """The interfaces of ``ct``'s network namespace: the host's with ``--network host``, else ``lo``
+    and, while it holds an address on a bridge, ``eth0`` (the container's end of its veth pair)."""
+    if host_mode:
+        return host_interfaces(world)
+    lo = Interface("lo", ("127.0.0.1/8",), "00:00:00:00:00:00")
+    net = getattr(ct, "net", None)
+    if not net:
+        return (lo,)
+    return (lo, Interface("eth0", (f"{net['IPAddress']}/{net['IPPrefixLen']}",), net["MacAddress"]))

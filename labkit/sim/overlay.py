@@ -414,11 +414,14 @@ class Vfs:
             return (f"Name:\t{comm[:15]}\nState:\t{state}\nPid:\t{p.pid}\nPPid:\t{p.ppid}\n"
                     f"VmRSS:\t{p.mem // 1024} kB\n").encode()
         if parts == ["net", "dev"]:
-            return (b"Inter-|   Receive                                                |  Transmit\n"
-                    b" face |bytes    packets errs drop fifo frame compressed multicast|bytes    packets errs "
-                    b"drop fifo colls carrier compressed\n"
-                    b"    lo:       0       0    0    0    0     0          0         0        0       0    0"
-                    b"    0    0     0       0          0\n")
+            from labkit.sim.network import interfaces
+
+            rows = "".join(f"{i.name:>6}:       0       0    0    0    0     0          0         0        0"
+                           "       0    0    0    0     0       0          0\n"
+                           for i in interfaces(self.world, self.ct, self.ct.host_net))
+            return ("Inter-|   Receive                                                |  Transmit\n"
+                    " face |bytes    packets errs drop fifo frame compressed multicast|bytes    packets errs "
+                    "drop fifo colls carrier compressed\n" + rows).encode()
         if parts == ["mounts"]:
             lines = ["overlay / overlay rw,relatime 0 0", "proc /proc proc rw,nosuid,nodev,noexec,relatime 0 0"]
             lines += [f"labkit-sim {dest} none {'ro' if ro else 'rw'},bind 0 0" for dest, _, ro in self.ct.mounts]

@@ -1,31 +1,50 @@
-"""The network picture: which network namespace the container's process lives in, and what is in it.
+"""The network picture: the container's network namespace, the host's, and what links them.
 
-Drawn from what exists, nothing more: ``inspect``'s ``HostConfig.NetworkMode``
-and ``NetworkSettings``, and the interfaces and addresses each side really has
-(network_namespaces(7)). With ``--network none`` the container has a namespace
-of its own holding only ``lo``, with no link to the host's; with ``--network
-host`` it shares the host's namespace, so it sees the host's cards. Bridges,
-veth pairs and published ports appear once ``inspect`` reports them.
+Drawn from what exists, nothing more (network_namespaces(7)): ``inspect``'s
+``HostConfig.NetworkMode`` and ``NetworkSettings`` (address, MAC, gateway,
+bridge, published ports), the network's subnet, and the interfaces each side
+really has, as the backend reports them (:meth:`labkit.engine.Engine.network_view`:
+the kernel's for the linux backend, the model's for the simulator).
+
+* On a bridge network the host holds labkit's bridge, with the gateway
+  address, and one veth pair per container (veth(4)): its host end is plugged
+  into the bridge, its other end is the container's ``eth0``. Published ports
+  are arrows from the host's ``ip:port`` to the container's port.
+* With ``--network none`` the container's namespace holds only ``lo``, with no
+  link to the host's.
+* With ``--network host`` there is one namespace: the container's processes
+  use the host's interfaces directly.
+
+On a busy host the bridge and the container's veth are always drawn; only the
+host's other interfaces are cut short.
 """
 
 from __future__ import annotations
 
-import shutil
-import subprocess
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
 from labkit.errors import InvalidArgument
+from labkit.model.views import Interface, NetworkView, parse_ip
 from labkit.viz import palette as P
+
+#: How many of the host's other interfaces (not lo, labkit's bridge or the container's veth) are listed.
+OTHERS_SHOWN = 3
 
 
 @dataclass(frozen=True)
-class Interface:
-    """A network interface and its addresses."""
+class Port:
+    """One published port: the host's address and port, and the container's port with its protocol."""
 
-    name: str
-    addresses: tuple[str, ...] = ()
+    host_ip: str
+    host_port: str
+    container_port: str
+
+    @property
+    def label(self) -> str:
+        """``127.0.0.1:8080 → 3000/tcp``."""
+        return f"{self.host_ip}:{self.host_port} → {self.container_port}"
 
 
 @dataclass(frozen=True)
@@ -37,8 +56,13 @@ class NetView:
         mode: ``HostConfig.NetworkMode`` (``none``, ``host``, a network's name).
         host: The host's interfaces.
         inside: The container's interfaces (the host's own, for ``host`` mode).
-        ip: ``NetworkSettings.IPAddress`` ("" when none).
-        ports: Published ports as ``"HOST:PORT → PORT/PROTO"``.
+        ip: ``NetworkSettings.IPAddress`` ("" when none); ``prefixlen``: its prefix length.
+        mac: The container's ``eth0`` MAC ("" when none).
+        gateway: The bridge's address, the container's default route ("" when none).
+        bridge: The host's bridge interface ("" when none).
+        subnet: The network's subnet ("" when unknown).
+        veth: The host end of the container's veth pair ("" when none).
+        ports: Published ports.
     """
 
     name: str
@@ -46,47 +70,45 @@ class NetView:
     host: tuple[Interface, ...]
     inside: tuple[Interface, ...]
     ip: str = ""
-    ports: tuple[str, ...] = ()
+    prefixlen: int = 0
+    mac: str = ""
+    gateway: str = ""
+    bridge: str = ""
+    subnet: str = ""
+    veth: str = ""
+    ports: tuple[Port, ...] = ()
 
 
-def parse_ip_addr(text: str) -> tuple[Interface, ...]:
-    """Interfaces and addresses from ``ip -o addr`` (iproute2 and busybox print the same one-line form)."""
-    found: dict[str, list[str]] = {}
-    for line in text.splitlines():
-        parts = line.split()
-        if len(parts) < 4 or not parts[0].rstrip(":").isdigit():
-            continue
-        name = parts[1].rstrip(":").split("@")[0]
-        found.setdefault(name, [])
-        if parts[2] in ("inet", "inet6"):
-            found[name].append(parts[3])
-    return tuple(Interface(n, tuple(a)) for n, a in found.items())
-
-
-def ports_of(settings: Mapping[str, Any]) -> tuple[str, ...]:
-    """``NetworkSettings.Ports`` as short lines (only ports bound on the host)."""
+def ports_of(settings: Mapping[str, Any]) -> tuple[Port, ...]:
+    """``NetworkSettings.Ports``: only the ports bound on the host."""
     out = []
     for key, binds in sorted((settings.get("Ports") or {}).items()):
         for b in binds or ():
-            out.append(f"{b.get('HostIp') or '0.0.0.0'}:{b.get('HostPort')} → {key}")
+            out.append(Port(b.get("HostIp") or "0.0.0.0", str(b.get("HostPort")), key))
     return tuple(out)
 
 
-def view(info: Mapping[str, Any], host_addr: str, inside_addr: str) -> NetView:
-    """A :class:`NetView` from ``inspect``'s JSON and the two sides' ``ip -o addr`` texts (pure)."""
+def view(info: Mapping[str, Any], seen: NetworkView, subnet: str = "") -> NetView:
+    """A :class:`NetView` from ``inspect``'s JSON, the backend's interfaces and the network's subnet (pure)."""
     settings = info.get("NetworkSettings") or {}
     return NetView(
         name=info["Name"].lstrip("/"),
         mode=(info.get("HostConfig") or {}).get("NetworkMode") or "none",
-        host=parse_ip_addr(host_addr),
-        inside=parse_ip_addr(inside_addr),
+        host=seen.host,
+        inside=seen.inside,
         ip=settings.get("IPAddress") or "",
+        prefixlen=int(settings.get("IPPrefixLen") or 0),
+        mac=settings.get("MacAddress") or "",
+        gateway=settings.get("Gateway") or "",
+        bridge=settings.get("Bridge") or "",
+        subnet=subnet,
+        veth=seen.veth,
         ports=ports_of(settings),
     )
 
 
 def gather(engine: Any, ref: str) -> NetView:
-    """Read both sides: ``ip -o addr`` on the host and, through ``exec``, inside the running container.
+    """Read ``inspect``, the network's subnet and both sides' interfaces for a running container.
 
     Raises:
         InvalidArgument: The container is not running.
@@ -96,64 +118,133 @@ def gather(engine: Any, ref: str) -> NetView:
     if not info["State"]["Running"]:
         raise InvalidArgument(f"{name} is not running, so it has no network namespace to draw",
                               f"Start it first: labkit start {name}")
-    host = ""
-    if shutil.which("ip"):
-        host = subprocess.run(["ip", "-o", "addr"], capture_output=True, text=True, check=False).stdout
-    _code, inside = engine.exec_output(ref, ["ip", "-o", "addr"])
-    return view(info, host, inside)
+    mode = (info.get("HostConfig") or {}).get("NetworkMode") or "none"
+    subnet = ""
+    if mode not in ("none", "host"):
+        try:
+            subnet = engine.inspect_network(mode)["IPAM"]["Config"][0]["Subnet"]
+        except (LookupError, TypeError):
+            subnet = ""
+    return view(info, engine.network_view(ref), subnet)
 
 
-def _box_lines(ifaces: Sequence[Interface], limit: int = 6) -> list[str]:
-    lines = []
-    for i in ifaces[:limit]:
-        v4 = [a for a in i.addresses if ":" not in a]
-        lines.append(f"{i.name}  {', '.join(v4) if v4 else '(no IPv4 address)'}")
-    if len(ifaces) > limit:
-        lines.append(f"… and {len(ifaces) - limit} more")
-    return lines
+def host_shown(v: NetView, others: int = OTHERS_SHOWN) -> tuple[list[Interface], int]:
+    """The host's interfaces to list, and how many are left out.
+
+    ``lo`` always; the bridge and the container's veth are drawn as shapes, so never listed
+    and never cut; of the rest, the first ``others`` with an IPv4 address come first.
+    """
+    drawn = {v.bridge, v.veth} - {""}
+    rest = [i for i in v.host if i.name not in drawn and i.name != "lo"]
+    rest.sort(key=lambda i: not _ipv4(i))
+    lo = [i for i in v.host if i.name == "lo"]
+    return lo + rest[:others], max(len(rest) - others, 0)
+
+
+def _ipv4(i: Interface) -> list[str]:
+    return [a for a in i.addresses if ":" not in a]
+
+
+def _line(i: Interface) -> str:
+    v4 = _ipv4(i)
+    return f"{i.name}  {', '.join(v4) if v4 else '(no IPv4 address)'}"
+
+
+def _eth0(v: NetView) -> Interface | None:
+    """The container's end of its veth pair: ``eth0`` (or the interface with its MAC)."""
+    if not v.veth:
+        return None
+    for i in v.inside:
+        if i.name == "eth0" or (v.mac and i.mac == v.mac):
+            return i
+    return Interface("eth0", (f"{v.ip}/{v.prefixlen}",) if v.ip else (), v.mac)
 
 
 def draw(v: NetView) -> Any:
-    """The host's namespace and the container's, with their interfaces.
+    """The host's namespace and the container's, the bridge, the veth pair and the published ports.
 
-    Artists: ``netns:host`` and, when the container has its own namespace, ``netns:container``.
+    Artists: ``netns:host``; ``netns:container`` when the container has a namespace of its own;
+    ``bridge`` when the host has the container's bridge; ``veth:host`` (the host end, on the
+    bridge), ``veth:plug`` (its link to the bridge), ``veth`` (the pair's link across) and
+    ``veth:container`` (``eth0``) when it has a veth pair; ``port:HOSTPORT`` per published port
+    (an arrow); ``process:container`` in host mode.
     """
-    from matplotlib.patches import FancyBboxPatch
+    from matplotlib.patches import FancyArrowPatch, FancyBboxPatch
 
-    fig = P.figure(13.0, 7.0)
+    fig = P.figure(14.0, 8.0)
     ax = P.blank_axes(fig)
     ax.text(50, 97, f"{v.name}: network mode '{v.mode}'", ha="center", va="top", fontsize=P.TITLE,
             fontweight="bold", family=P.FONT)
-    shared = v.mode == "host"
-    host_w = 96 if shared else 52
-    ax.add_patch(FancyBboxPatch((2, 8), host_w, 78, boxstyle="round,pad=0.5", facecolor=P.WHITE,
-                                edgecolor=P.HOST, linewidth=3, gid="netns:host"))
-    ax.text(4, 83, "the host's network namespace", ha="left", va="top", fontsize=P.LABEL, fontweight="bold",
-            color=P.HOST, family=P.FONT)
-    for i, line in enumerate(_box_lines(v.host)):
-        ax.text(5, 74 - i * 6.5, line, ha="left", va="top", fontsize=P.TEXT, family=P.FONT)
-    if shared:
-        ax.add_patch(FancyBboxPatch((58, 20), 36, 22, boxstyle="round,pad=0.5", facecolor=P.UPPER,
-                                    edgecolor=P.BLACK, linewidth=2, gid="process:container"))
-        ax.text(76, 31, f"{v.name}'s processes\nuse these interfaces directly", ha="center", va="center",
-                fontsize=P.TEXT, family=P.FONT)
-    else:
-        ax.add_patch(FancyBboxPatch((60, 8), 38, 78, boxstyle="round,pad=0.5", facecolor=P.WHITE,
-                                    edgecolor=P.UPPER, linewidth=3, gid="netns:container"))
-        ax.text(62, 83, f"{v.name}'s own network namespace", ha="left", va="top", fontsize=P.LABEL,
-                fontweight="bold", color=P.VERMILLION, family=P.FONT)
-        lines = _box_lines(v.inside) or ["no interfaces"]
-        for i, line in enumerate(lines):
-            ax.text(63, 74 - i * 6.5, line, ha="left", va="top", fontsize=P.TEXT, family=P.FONT)
-        if v.ip:
-            ax.text(63, 74 - len(lines) * 6.5, f"IP address {v.ip}", ha="left", va="top", fontsize=P.TEXT,
-                    family=P.FONT)
-        if not v.ip and all(i.name == "lo" for i in v.inside):
-            ax.text(79, 20, "only loopback: nothing\nleaves this namespace", ha="center", va="center",
-                    fontsize=P.TEXT, style="italic", color=P.GREY, family=P.FONT)
-    if v.ports:
-        ax.text(50, 4, "published: " + "; ".join(v.ports), ha="center", va="center", fontsize=P.TEXT,
-                family=P.FONT)
+
+    def text(x: float, y: float, s: str, **kw: Any) -> Any:
+        kw.setdefault("fontsize", P.TEXT)
+        return ax.text(x, y, s, family=P.FONT, **kw)
+
+    def box(x: float, y: float, w: float, h: float, gid: str, face: str = P.WHITE, edge: str = P.BLACK,
+            lw: float = 2) -> None:
+        ax.add_patch(FancyBboxPatch((x, y), w, h, boxstyle="round,pad=0.4", facecolor=face, edgecolor=edge,
+                                    linewidth=lw, gid=gid))
+
+    shown, hidden = host_shown(v)
+    lines = [_line(i) for i in shown] + ([f"… and {hidden} more interfaces"] if hidden else [])
+    if v.mode == "host":
+        box(2, 6, 96, 80, "netns:host", edge=P.HOST, lw=3)
+        text(4, 83, f"the host's network namespace, shared by {v.name}", ha="left", va="top", fontsize=P.LABEL,
+             fontweight="bold", color=P.HOST)
+        for n, line in enumerate([_line(i) for i in v.host[:12]] + ([f"… and {len(v.host) - 12} more"]
+                                                                    if len(v.host) > 12 else [])):
+            text(5, 74 - n * 5.5, line, ha="left", va="top")
+        box(58, 24, 36, 22, "process:container", face=P.UPPER)
+        text(76, 35, f"{v.name}'s processes\nuse these interfaces directly", ha="center", va="center")
+        return fig
+
+    box(2, 6, 48, 80, "netns:host", edge=P.HOST, lw=3)
+    text(4, 83, "the host's network namespace", ha="left", va="top", fontsize=P.LABEL, fontweight="bold",
+         color=P.HOST)
+    for n, line in enumerate(lines):
+        text(5, 75 - n * 5.5, line, ha="left", va="top")
+    box(58, 6, 40, 80, "netns:container", edge=P.UPPER, lw=3)
+    text(60, 83, f"{v.name}'s own network namespace", ha="left", va="top", fontsize=P.LABEL, fontweight="bold",
+         color=P.VERMILLION)
+    eth0 = _eth0(v)
+    inside = [i for i in v.inside if eth0 is None or i.name != eth0.name]
+    for n, i in enumerate(inside):
+        text(61, 75 - n * 5.5, _line(i), ha="left", va="top")
+    link_y = 44.0
+    if v.bridge and (v.veth or any(i.name == v.bridge for i in v.host)):
+        bridge = next((i for i in v.host if i.name == v.bridge), None)
+        address = (_ipv4(bridge) or [""])[0] if bridge else ""
+        address = address or (f"{v.gateway}/{v.prefixlen}" if v.gateway else "")
+        box(5, link_y - 8, 24, 16, "bridge", face=P.LIGHT_GREY)
+        text(17, link_y, "\n".join(s for s in (f"bridge {v.bridge}", f"gateway {address}",
+                                               f"subnet {v.subnet}" if v.subnet else "") if s),
+             ha="center", va="center", fontsize=P.SMALL)
+    if eth0 is not None:
+        box(37, link_y - 3.5, 11.5, 7, "veth:host", face=P.HOST)
+        text(42.75, link_y, v.veth, ha="center", va="center", fontsize=P.SMALL, color=P.WHITE, fontweight="bold")
+        if v.bridge:
+            ax.plot([29.4, 36.6], [link_y, link_y], color=P.BLACK, linewidth=2.5, gid="veth:plug")
+        ax.plot([48.9, 58.6], [link_y, link_y], color=P.BLACK, linewidth=4, solid_capstyle="round", gid="veth")
+        text(54, link_y + 2.5, "veth pair", ha="center", va="bottom", fontsize=P.SMALL, style="italic")
+        box(59, link_y - 7, 26, 14, "veth:container", face=P.UPPER)
+        eth_lines = [eth0.name, ", ".join(_ipv4(eth0)) or (f"{v.ip}/{v.prefixlen}" if v.ip else ""),
+                     f"MAC {eth0.mac or v.mac}" if (eth0.mac or v.mac) else ""]
+        text(72, link_y, "\n".join(s for s in eth_lines if s), ha="center", va="center", fontsize=P.SMALL)
+        if v.gateway:
+            text(61, link_y - 10, f"default route via {v.gateway}", ha="left", va="top", fontsize=P.SMALL,
+                 color=P.GREY)
+    elif all(i.name == "lo" for i in v.inside):
+        text(78, 30, "only loopback: nothing\nleaves this namespace", ha="center", va="center",
+             style="italic", color=P.GREY)
+    for n, port in enumerate(v.ports):
+        y = 24 - n * 6
+        text(5, y, f"{port.host_ip}:{port.host_port}", ha="left", va="center", fontweight="bold",
+             bbox={"boxstyle": "round,pad=0.3", "facecolor": P.WHITE, "edgecolor": P.HOST})
+        ax.add_patch(FancyArrowPatch((25, y), (70, y), arrowstyle="-|>", mutation_scale=18, linewidth=2,
+                                     color=P.HOST, gid=f"port:{port.host_port}"))
+        text(47, y + 1, port.label, ha="center", va="bottom", fontsize=P.SMALL,
+             bbox={"boxstyle": "round,pad=0.2", "facecolor": P.WHITE, "edgecolor": "none"})
+        text(71, y, f":{port.container_port}", ha="left", va="center", fontweight="bold")
     return fig
 
 
@@ -162,4 +253,5 @@ def picture(engine: Any, ref: str) -> Any:
     return draw(gather(engine, ref))
 
 
-__all__ = ["Interface", "NetView", "draw", "gather", "parse_ip_addr", "picture", "ports_of", "view"]
+__all__ = ["OTHERS_SHOWN", "Interface", "NetView", "NetworkView", "Port", "draw", "gather", "host_shown",
+           "parse_ip", "picture", "ports_of", "view"]

@@ -90,7 +90,8 @@ def test_every_concept_has_its_notebook():
 # Each real run: (notebook, strings its output must show, at least this many pictures, labs checked).
 REAL = {
     "00-start-here.ipynb": (["backend: linux", "hello from PID 1", "clone(2)", "✓ root"], 0, False),
-    "01-isolated-process.ipynb": (["NSpid:", "hostname — host:", "cubicle7", "pid       ", "own"], 1, True),
+    "01-isolated-process.ipynb": (["NSpid:", "hostname — host:", "cubicle7", "pid       ", "own",
+                                   "is PID 1 inside, hostname cubicle7"], 2, True),
     "02-cgroups.ipynb": (["OOMKilled: True   ExitCode: 137", "can't fork", "--cpus 0.2", "memory.limit_in_bytes"], 3,
                          True),
     "03-writable-layer.ipynb": (["append /app/server.js: copy-up of", "copy-up of 98.93MB", "whiteout",
@@ -138,7 +139,8 @@ KERNEL_PACKAGES = ("nbclient", "nbformat", "ipykernel", "ipywidgets", "matplotli
 #: Strings each notebook must show on the simulator (every one also says "backend: sim").
 SIM = {
     "00-start-here.ipynb": ["hello from PID 1", "clone(2)"],
-    "01-isolated-process.ipynb": ["is PID 1 inside", "NEWPID", "the walls picture reads the host's /proc"],
+    "01-isolated-process.ipynb": ["is PID 1 inside", "NEWPID", "interfaces — inside: ['lo', 'eth0']",
+                                  "is PID 1 inside, hostname cubicle7"],
     "02-cgroups.ipynb": ["OOMKilled: True   ExitCode: 137", "CPU quotas need the real backend"],
     "03-writable-layer.ipynb": ["append /app/server.js: copy-up of", "holds at /etc/group: whiteout",
                                 "still hash to their digests", "docker diff of B: []"],
@@ -152,6 +154,8 @@ SIM = {
                             "/proc/PID/environ"],
     "08-practice-and-quiz.ipynb": ["PID 1 inside", "points"],
 }
+#: Pictures each notebook must draw on the simulator (01: the network picture and the cubicle walls).
+SIM_PICTURES = {"01-isolated-process.ipynb": 2}
 #: Notebooks whose lab needs the real backend (a service is real processes and sockets): on the simulator
 #: their check must say "not attempted", never fail with an error.
 SIM_LAB_NEEDS_REAL = {"06-stateless-by-design.ipynb"}
@@ -251,6 +255,7 @@ def test_notebook_runs_on_the_simulator_as_a_user(name, learner_kernel):
         run = run_as_learner(name, learner, python, work)
         missing = [m for m in ["backend: sim", *SIM[name]] if m not in run.text]
         assert not missing, f"{name}: output lacks {missing}"
+        assert run.count("image/png") >= SIM_PICTURES.get(name, 0), f"{name}: fewer pictures than on the real backend"
         assert "labkit-quiz" in run.widget_classes(), f"{name}: the quiz did not render"
         labs = name in WITH_LAB and name not in SIM_LAB_NEEDS_REAL
         assert_graded(run, labs=labs)

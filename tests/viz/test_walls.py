@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import builtins
 import os
 
 import pytest
 
+from labkit.model import views
 from labkit.viz import palette as P
 from labkit.viz import walls
 from tests.viz.vizfigs import by_gid
@@ -27,7 +29,8 @@ def sample_view():
             "memory_limit": "33554432\n", "pids_limit": "20\n"}
     inside = {"status": "Pid:\t1\nNSpid:\t1\n", "hostname": "abc123", "net_dev": NET_IN, "mounts": "a\n",
               "cgroup": "4:memory:/\n0::/\n", "meminfo": "MemTotal:  1024 kB\n", "cgroup_files": 0}
-    return walls.view("web", host, inside)
+    return walls.view("web", views.ProcessView(views.side_from_texts(host, innermost=False),
+                                              views.side_from_texts(inside, innermost=True)))
 
 
 def test_parsers_read_proc_files():
@@ -56,6 +59,57 @@ def test_figure_shows_both_sides_and_the_wall():
     assert by_gid(fig, "side:host") and by_gid(fig, "side:container") and by_gid(fig, "wall")
     for s in ("722", "1", "vm", "abc123", "lo, eth0", "lo", "pid namespace", "UTS namespace", "limit 32MiB"):
         assert s in text
+
+
+def test_sim_walls_put_the_host_pid_against_pid_1(sim):
+    """On the simulator: the host sees State.Pid, the limits and the cgroup /labkit/<id>; inside, PID 1, its own
+    hostname, only lo, cgroup / and limits it cannot see — and the figure says so."""
+    c = sim.run("busybox", ["sleep", "300"], detach=True, name="walls-sim", memory="32m", pids_limit=20,
+                network="none")
+    info = sim.inspect("walls-sim")
+    v = walls.gather(sim, "walls-sim")
+    assert v.host.pid == info["State"]["Pid"] and v.inside.pid == 1
+    assert v.inside.hostname == c.id[:12] and v.host.hostname == os.uname().nodename
+    assert v.inside.interfaces == ("lo",) and v.inside.cgroup == "/" and v.host.cgroup == f"/labkit/{c.id}"
+    assert v.host.memory == "limit 32MiB" and v.host.pids == "pids.max 20"
+    assert v.inside.pids == "limit not visible, but enforced"
+    assert v.host.mounts > v.inside.mounts > 0
+    text = P.texts(walls.draw(v))
+    for s in (str(info["State"]["Pid"]), "1", c.id[:12], "limit 32MiB", "pids.max 20", "/"):
+        assert s in text
+
+
+def test_sim_walls_of_a_bridged_container_show_eth0_inside_and_the_veth_outside(sim):
+    """A simulated container on the bridge has lo and eth0 inside; the host has lo, labkit's bridge and its veth."""
+    sim.run("busybox", ["sleep", "300"], detach=True, name="walls-br", network="bridge")
+    bridge = sim.inspect("walls-br")["NetworkSettings"]["Bridge"]
+    v = walls.gather(sim, "walls-br")
+    assert v.inside.interfaces == ("lo", "eth0")
+    assert "lo" in v.host.interfaces and bridge in v.host.interfaces
+    assert any(name.startswith("veth") for name in v.host.interfaces)
+
+
+def test_sim_walls_never_read_the_hosts_proc(sim, monkeypatch):
+    """A simulated PID is never looked up in the host's /proc (a real process may hold the same number)."""
+    sim.run("busybox", ["sleep", "300"], detach=True, name="walls-noproc", network="none")
+    real_open = builtins.open
+
+    def guarded(path, *args, **kw):
+        if str(path).startswith("/proc/"):
+            raise AssertionError(f"the host's {path} was read for a simulated container")
+        return real_open(path, *args, **kw)
+
+    monkeypatch.setattr(builtins, "open", guarded)
+    assert walls.gather(sim, "walls-noproc").inside.pid == 1
+
+
+def test_sim_walls_refuse_a_stopped_container(sim):
+    """A simulated container that is not running is refused in one sentence, as on the real backend."""
+    from labkit.errors import InvalidArgument
+
+    sim.create("busybox", ["true"], name="walls-off")
+    with pytest.raises(InvalidArgument, match="not running"):
+        walls.gather(sim, "walls-off")
 
 
 @pytest.mark.root
