@@ -118,6 +118,7 @@ class CopyUpExplorer:
         self.image = W.Image(format="png")
         self.widget = W.VBox([W.HBox([self.file, self.run_button]), self.action, self.message, self.image,
                               self.history])
+        self.widget.add_class("labkit-explorer")  # how a page (or a test of a run notebook) finds it
         self._draw(None)
 
     def _repr_mimebundle_(self, **kw: Any) -> Any:

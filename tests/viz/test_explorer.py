@@ -72,6 +72,7 @@ def test_explorer_widget_runs_on_the_simulator(sim_lab):
     file up and redraws the picture, delete leaves a whiteout and the file leaves the list; the table grows."""
     sim_lab.run("frontend-app:v2.1.0", ["sleep", "600"], detach=True, name="sim-explore")
     ex = explorer.CopyUpExplorer(sim_lab, "sim-explore", under="/app")
+    assert "labkit-explorer" in ex.widget._dom_classes
     assert list(ex.file.options) == ["/app/package.json", "/app/server.js"]
     blank = ex.image.value
     assert blank[:8] == b"\x89PNG\r\n\x1a\n"
