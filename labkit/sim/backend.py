@@ -36,6 +36,13 @@ Walking back
     gives the world as it was after step ``seq`` — what a stepper shows when
     it steps *back* through a simulated run.
 
+What the pictures ask
+    :meth:`SimBackend.layer_contents` reads the model's upper layer against the
+    image's layers, :meth:`SimBackend.files` lists the merged view's files
+    (there is no ``find`` to run), and :meth:`SimBackend.meter` gives a
+    :class:`SimMeter`: the modelled cgroup counters against the simulated clock,
+    whose pause lets simulated time pass, so a sampled container draws a curve.
+
 Requests
     :meth:`SimBackend.http_get` sends a GET to a port of a container (the
     lesson's ``node server.js`` answers with the JSON the real server.js
