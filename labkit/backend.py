@@ -5,6 +5,13 @@ owns the side effects: the writable layer, the process, its limits. Two
 backends implement this Protocol with the same module names per kernel
 concept (namespaces, overlay, cgroups, network, process): ``linux`` does it
 with the real kernel, ``sim`` in pure Python.
+
+The pictures ask a backend three things, so that they draw the same on both:
+what a writable layer holds (:meth:`Backend.layer_contents`), which files the
+container sees (:meth:`Backend.files`), and its cgroup counters over time
+(:meth:`Backend.meter`, a :class:`Meter`). The real backend reads the upper
+dir, runs ``find`` inside the container and reads the cgroup files against
+the host's clock; the simulator reads its model against its simulated clock.
 """
 
 from __future__ import annotations
@@ -14,6 +21,7 @@ from dataclasses import dataclass
 from typing import IO, TYPE_CHECKING, Protocol
 
 from labkit.model.container import ContainerRecord
+from labkit.model.overlay import LayerContents
 
 if TYPE_CHECKING:
     from labkit.images.store import Image
@@ -36,6 +44,42 @@ class Exited:
     exit_code: int
     finished_at: str
     oom_killed: bool = False
+
+
+@dataclass(frozen=True)
+class CgroupReading:
+    """One reading of a container's cgroup counters (cgroups(7)).
+
+    Attributes:
+        at: The meter's clock when read (seconds; only differences mean something).
+        memory: Bytes charged to the group (``memory.current`` / ``memory.usage_in_bytes``), ``None`` if unreadable.
+        pids: Tasks in the group (``pids.current``), ``None`` if unreadable.
+        oom_kills: Processes the OOM killer ended in the group (``oom_kill`` in ``memory.events``).
+    """
+
+    at: float
+    memory: int | None
+    pids: int | None
+    oom_kills: int | None
+
+
+class Meter(Protocol):
+    """A running container's cgroup counters and the clock they are read against.
+
+    The real backend's clock is the host's and :meth:`pause` sleeps; the simulator's
+    clock is simulated time and :meth:`pause` lets that much of it pass (the
+    container's processes run meanwhile), so readings taken one pause apart make
+    a curve on either.
+    """
+
+    def clock(self) -> float:
+        """Seconds on the meter's clock now."""
+
+    def read(self) -> CgroupReading | None:
+        """The counters now; ``None`` once the group is gone (PID 1 has ended)."""
+
+    def pause(self, seconds: float) -> None:
+        """Let ``seconds`` pass on the meter's clock (less if PID 1 ends first)."""
 
 
 class Backend(Protocol):
@@ -82,3 +126,15 @@ class Backend(Protocol):
 
     def unenforced_limits(self) -> dict[str, str]:
         """Which of ``memory``, ``pids``, ``cpu`` nothing enforces here, each with the reason why."""
+    def layer_contents(self, record: ContainerRecord, image: Image, path: str | None = None) -> LayerContents:
+        """What the writable layer holds, what the image layers hold at the same paths, who serves ``path``."""
+
+    def files(self, record: ContainerRecord, under: str) -> list[str]:
+        """Regular files of the running container's merged view below ``under``, as ``find`` inside lists them.
+
+        Raises:
+            OSError: The files could not be listed.
+        """
+
+    def meter(self, record: ContainerRecord) -> Meter | None:
+        """The running container's cgroup counters, or ``None`` when it has no group to read."""

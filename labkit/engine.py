@@ -33,6 +33,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import IO, Any, TypeVar
 
+from labkit.backend import Meter
 from labkit.errors import (
     Conflict,
     HostUnsupported,
@@ -62,6 +63,7 @@ from labkit.model.container import (
 )
 from labkit.model.events import Step
 from labkit.model.lifecycle import Status, Unchanged, Verb, guard, is_running
+from labkit.model.overlay import LayerContents
 from labkit.model.views import NetworkView, ProcessView
 from labkit.networks import Networks
 from labkit.store import Store, read_json, write_json
@@ -915,6 +917,36 @@ class Engine:
         """A handle on an existing container."""
         rec = self._get(ref)
         return Container(self, rec.id, rec.name)
+
+    # -- what the pictures ask ---------------------------------------------------------------------
+    def layer_contents(self, ref: str, path: str | None = None) -> LayerContents:
+        """What the container's writable layer holds, what the image layers hold at the same paths, and
+        which layer serves ``path`` (the layer picture draws it; read from disk or from the simulator's model)."""
+        rec = self._get(ref)
+        return self.backend.layer_contents(rec, self._image_of(rec), path)
+
+    def files(self, ref: str, under: str = "/") -> list[str]:
+        """Regular files the running container sees below ``under``, sorted (``/proc`` and ``/sys`` left out).
+
+        Raises:
+            InvalidArgument: They could not be listed.
+        """
+        rec = self._get(ref)
+        guard(rec.status, Verb.EXEC, rec.id, ref)
+        try:
+            return self.backend.files(rec, under)
+        except OSError as err:
+            raise InvalidArgument(f"could not list the files under {under} ({err.strerror or err})",
+                                  "Give an existing directory, such as /app or /etc") from err
+
+    def meter(self, ref: str) -> Meter | None:
+        """The running container's cgroup counters and the clock to read them against (``None`` when not running).
+
+        On the real backend the clock is the host's; on the simulator it is simulated
+        time, and :meth:`~labkit.backend.Meter.pause` lets the container run meanwhile.
+        """
+        rec = self._get(ref)
+        return self.backend.meter(rec) if is_running(rec.status) else None
 
     # -- networks --------------------------------------------------------------------------------
     @property

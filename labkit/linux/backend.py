@@ -17,6 +17,7 @@ Each engine verb maps to a few kernel operations, done here in order:
 
 from __future__ import annotations
 
+import errno
 import ipaddress
 import json
 import os
@@ -30,10 +31,19 @@ from pathlib import Path
 from typing import IO
 
 from labkit.backend import Exited, Launched
-from labkit.errors import BuildFailed, Conflict, HostUnsupported, InvalidArgument, NoSuchContainer, NotFound
+from labkit.errors import (
+    BuildFailed,
+    Conflict,
+    HostUnsupported,
+    InvalidArgument,
+    LabkitError,
+    NoSuchContainer,
+    NotFound,
+)
 from labkit.linux import cgroups, overlay, process, rootless, supervisor
 from labkit.model import events
 from labkit.model.container import ContainerRecord, now_rfc3339
+from labkit.model.overlay import LayerContents
 from labkit.model.views import NetworkView, ProcessView
 from labkit.store import Store, read_json, write_json
 
@@ -599,6 +609,33 @@ class LinuxBackend:
             except OSError:
                 texts.append(None)
         return texts[0], texts[1]
+    # -- what the pictures ask ------------------------------------------------------------------
+    def layer_contents(self, record: ContainerRecord, image, path: str | None = None) -> LayerContents:  # type: ignore[no-untyped-def]
+        """The upper dir as it is on disk, against the image's layer directories (the init layer left out)."""
+        lowers = image.lowerdirs()
+        return overlay.contents(self._layers(record, lowers).upper, lowers, path)
+
+    def files(self, record: ContainerRecord, under: str) -> list[str]:
+        """``find UNDER -xdev -type f`` run inside the container (``/proc`` and ``/sys`` left out).
+
+        Raises:
+            OSError: ``find`` failed for another reason than an unreadable or missing name (exit 0 or 1).
+        """
+        with tempfile.TemporaryFile() as out:
+            code = self.exec(record, ["find", under, "-xdev", "-type", "f"], list(record.config.env),
+                             record.config.workdir, out, out)
+            out.seek(0)
+            text = out.read().decode(errors="replace")
+        if code not in (0, 1):
+            raise OSError(errno.EIO, f"find exited {code}", under)
+        return sorted(p for p in text.splitlines() if p.startswith("/") and not p.startswith(("/proc/", "/sys/")))
+
+    def meter(self, record: ContainerRecord) -> cgroups.Meter | None:
+        """The container's cgroup files, read against the host's clock; ``None`` when its group cannot be found."""
+        try:
+            return cgroups.Meter(cgroups.Cgroup.open(self.layout, record.id))
+        except (LabkitError, OSError):
+            return None
 
     # -- building images -----------------------------------------------------------------------
     def build_runner(self, lowers: list[str], upper: str, argv: list[str], env: list[str], workdir: str) -> tuple[int, str]:

@@ -43,11 +43,13 @@ import os
 import re
 import signal
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
+from labkit.backend import CgroupReading
 from labkit.errors import Conflict, HostUnsupported, InvalidArgument, LabkitError, NotFound
 
-__all__ = ["Cgroup", "Cgroupfs", "Layout", "Limits", "detect", "stale"]
+__all__ = ["Cgroup", "Cgroupfs", "Layout", "Limits", "Meter", "detect", "stale"]
 
 #: Controllers a cgroup v1 mount may carry (named hierarchies such as
 #: ``name=systemd`` carry none and are ignored).
@@ -733,6 +735,49 @@ class Cgroup:
                 f"could not remove cgroup {', '.join(busy)}: it still has processes",
                 "Stop them first (kill_all), then remove the group again.",
             )
+
+
+class Meter:
+    """A group's counters read against the host's monotonic clock (a :class:`labkit.backend.Meter`).
+
+    Args:
+        group: The container's group.
+        clock: Seconds now (``time.monotonic``).
+        sleep: Waits that many seconds (``time.sleep``).
+    """
+
+    def __init__(self, group: Cgroup, clock: Callable[[], float] = time.monotonic,
+                 sleep: Callable[[float], None] = time.sleep) -> None:
+        self.group = group
+        self._clock = clock
+        self._sleep = sleep
+
+    def clock(self) -> float:
+        """Seconds on the host's monotonic clock."""
+        return self._clock()
+
+    def read(self) -> CgroupReading | None:
+        """``memory.current`` (or ``memory.usage_in_bytes``), ``pids.current`` and ``oom_kill`` now.
+
+        The supervisor removes the group as soon as PID 1 ends: a group whose
+        files can no longer be read gives ``None``.
+        """
+        at = self._clock()
+        memory, pids = _safe(self.group.memory_usage), _safe(self.group.pids_current)
+        if memory is None and pids is None:
+            return None
+        return CgroupReading(at, memory, pids, _safe(self.group.oom_kills))
+
+    def pause(self, seconds: float) -> None:
+        """Sleep."""
+        self._sleep(seconds)
+
+
+def _safe(read: Callable[[], int | None]) -> int | None:
+    try:
+        return read()
+    except (OSError, ValueError):
+        return None
 
 
 def stale(layout: Layout, parent: str = "labkit", fs: Cgroupfs | None = None) -> list[str]:

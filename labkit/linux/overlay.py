@@ -14,7 +14,8 @@ placeholders for ``/etc/hostname``, ``/etc/hosts`` and ``/etc/resolv.conf`` so
 that the per-container files bind-mounted over them never show in ``diff``
 (Docker does the same with its ``<id>-init`` layer).
 
-:func:`changes` reads ``diff`` the way ``docker diff`` does.
+:func:`changes` reads ``diff`` the way ``docker diff`` does; :func:`contents` reads it for the
+layer picture (each entry, what the image layers hold at its path, who serves a path).
 """
 
 from __future__ import annotations
@@ -22,11 +23,13 @@ from __future__ import annotations
 import os
 import shutil
 import stat
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from labkit.linux import syscalls
+from labkit.model.overlay import LayerContents, Served, UpperEntry
 
 #: Files every container gets its own copy of, bind-mounted over the init layer's placeholders.
 ETC_FILES = ("hostname", "hosts", "resolv.conf")
@@ -187,6 +190,73 @@ def lower_layer_of(lowers: list[str], rel: str) -> int | None:
         if lower_stat(lowers[i:], rel) is not None and os.path.lexists(os.path.join(lowers[i], rel)):
             return len(lowers) - i
     return None
+
+
+def read_upper(upper: str) -> list[dict[str, Any]]:
+    """Every entry of an upper dir: path, type (file/dir/symlink/whiteout), size, opaque mark."""
+    out: list[dict[str, Any]] = []
+    for root, dirs, files in os.walk(upper):
+        for name in sorted(dirs + files):
+            full = os.path.join(root, name)
+            st = os.lstat(full)
+            rel = "/" + os.path.relpath(full, upper)
+            if is_whiteout(st):
+                out.append({"path": rel, "type": "whiteout", "size": 0})
+            elif stat.S_ISDIR(st.st_mode):
+                out.append({"path": rel, "type": "dir", "size": 0, "opaque": is_opaque(full)})
+            elif stat.S_ISLNK(st.st_mode):
+                out.append({"path": rel, "type": "symlink", "size": st.st_size})
+            else:
+                out.append({"path": rel, "type": "file", "size": st.st_size})
+    return out
+
+
+def serving_layer(upper: str, lowers: Sequence[str], path: str) -> Served:
+    """Which layer serves ``path`` in a container: ``"upper"``, an image layer number, ``"hidden"``, ``"missing"``.
+
+    Lookup goes top-down (overlayfs.rst, "whiteouts and opaque directories"): the
+    upper dir first, where a whiteout hides the name and an opaque ancestor hides
+    everything below it; then the image layers.
+    """
+    rel = path.strip("/")
+    parts = rel.split("/") if rel else []
+    for i in range(1, len(parts)):
+        anc = os.path.join(upper, *parts[:i])
+        try:
+            st = os.lstat(anc)
+        except (FileNotFoundError, NotADirectoryError):
+            break
+        if is_whiteout(st):
+            return "hidden"
+        if is_opaque(anc) and not os.path.lexists(os.path.join(upper, rel)):
+            return "missing"
+    full = os.path.join(upper, rel)
+    if rel and os.path.lexists(full):
+        return "hidden" if is_whiteout(os.lstat(full)) else "upper"
+    if lower_stat(list(lowers), rel) is None:
+        return "missing"
+    return lower_layer_of(list(lowers), rel) or "missing"
+
+
+def contents(upper: str, lowers: Sequence[str], path: str | None = None) -> LayerContents:
+    """The writable layer as it is on disk: each upper entry with what the image layers hold at its path.
+
+    Args:
+        upper: The upper dir.
+        lowers: The image's layer directories, top first (the init layer left out).
+        path: A path whose serving layer to find, if any.
+    """
+    entries = []
+    for e in read_upper(upper):
+        layer, size = None, 0
+        if e["type"] != "whiteout":
+            rel = e["path"].lstrip("/")
+            st = lower_stat(list(lowers), rel)
+            if st is not None:
+                layer = lower_layer_of(list(lowers), rel) or 0
+                size = st.st_size if stat.S_ISREG(st.st_mode) else 0
+        entries.append(UpperEntry(e["path"], e["type"], int(e["size"]), bool(e.get("opaque")), layer, size))
+    return LayerContents(tuple(entries), serving_layer(upper, lowers, path) if path else None)
 
 
 def _changed(upper: os.stat_result, lower: os.stat_result) -> bool:

@@ -56,6 +56,7 @@ __all__ = [
     "File",
     "HardLinkBroken",
     "Layer",
+    "LayerContents",
     "LayerRef",
     "LayerSummary",
     "Link",
@@ -67,7 +68,9 @@ __all__ = [
     "Remove",
     "Rename",
     "SetAttr",
+    "Served",
     "Symlink",
+    "UpperEntry",
     "WHITEOUT",
     "Whiteout",
     "WhiteoutNode",
@@ -77,6 +80,10 @@ __all__ = [
 
 #: Where a merged object comes from: ``"upper"`` or a lower layer's index (0 = top).
 LayerRef = Literal["upper"] | int
+
+#: Which layer serves a path, as the pictures number layers: ``"upper"``, an image layer's number
+#: (1 = the bottom one), ``"hidden"`` (a whiteout covers it) or ``"missing"`` (no layer has it).
+Served = str | int
 
 #: Path resolution gives up after this many symlinks, like the kernel (ELOOP).
 MAXSYMLINKS = 40
@@ -363,6 +370,45 @@ class LayerSummary:
     whiteouts: int
     opaque_dirs: int
     bytes: int
+
+
+@dataclass(frozen=True)
+class UpperEntry:
+    """One name in a container's writable layer, and what the image layers hold at the same path.
+
+    Attributes:
+        path: The path inside the container (``/app/server.js``).
+        kind: ``file``, ``dir``, ``symlink`` or ``whiteout``.
+        size: Bytes of a regular file (a symlink's target length; 0 for the rest).
+        opaque: A directory marked opaque (it hides the image layers' directory below it).
+        lower_layer: The image layer that holds something at ``path`` (1 = the bottom layer; 0 when
+            an image layer holds it but which one cannot be told), or ``None`` when none does (then
+            the entry is new).
+        lower_size: Bytes of the image layers' regular file at ``path`` (what a copy-up copied).
+    """
+
+    path: str
+    kind: str
+    size: int = 0
+    opaque: bool = False
+    lower_layer: int | None = None
+    lower_size: int = 0
+
+
+@dataclass(frozen=True)
+class LayerContents:
+    """A container's writable layer as a backend reads it: every entry, and who serves one path.
+
+    The real backend reads it from the upper dir on disk, the simulator from its
+    model (:meth:`Overlay.contents`); the layer picture draws either the same way.
+
+    Attributes:
+        entries: Every name in the writable layer, in path order (root excluded).
+        serves: Which layer serves the path asked about, or ``None`` when none was asked.
+    """
+
+    entries: tuple[UpperEntry, ...] = ()
+    serves: Served | None = None
 
 
 def _summarize(ref: LayerRef, layer: Layer) -> LayerSummary:
@@ -1010,6 +1056,38 @@ class Overlay:
         return (_summarize("upper", self.upper),) + tuple(
             _summarize(i, layer) for i, layer in enumerate(self.lowers)
         )
+
+    def contents(self, path: str | None = None) -> LayerContents:
+        """The upper layer's entries, each with what the lowers hold at its path, and who serves ``path``.
+
+        Lowers are numbered from the bottom (the bottom layer is 1), as ``docker history``
+        lists them and the pictures draw them; so the lowers here must be the image's layers alone.
+        """
+        n = len(self.lowers)
+        below = self.image()
+        entries = []
+        for p, node in sorted(self.upper.entries.items()):
+            if p == "/":
+                continue
+            layer, lower_size = None, 0
+            if node.kind != "whiteout":
+                try:
+                    lnode, ref = below.lookup(p)
+                except OSError:
+                    pass
+                else:
+                    layer = n - int(ref)
+                    lower_size = lnode.size if lnode.kind == "file" else 0
+            entries.append(UpperEntry(p, node.kind, node.size, bool(getattr(node, "opaque", False)), layer,
+                                      lower_size))
+        serves: Served | None = None
+        if path:
+            try:
+                top = self.served_by(path)[0]
+                serves = "upper" if top == "upper" else n - int(top)
+            except OSError:
+                serves = "hidden" if below.exists(path) else "missing"
+        return LayerContents(tuple(entries), serves)
 
     # --- writing: data ---------------------------------------------------------
 

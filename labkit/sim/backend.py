@@ -36,6 +36,13 @@ Walking back
     gives the world as it was after step ``seq`` — what a stepper shows when
     it steps *back* through a simulated run.
 
+What the pictures ask
+    :meth:`SimBackend.layer_contents` reads the model's upper layer against the
+    image's layers, :meth:`SimBackend.files` lists the merged view's files
+    (there is no ``find`` to run), and :meth:`SimBackend.meter` gives a
+    :class:`SimMeter`: the modelled cgroup counters against the simulated clock,
+    whose pause lets simulated time pass, so a sampled container draws a curve.
+
 Requests
     :meth:`SimBackend.http_get` sends a GET to a port of a container (the
     lesson's ``node server.js`` answers with the JSON the real server.js
@@ -60,11 +67,24 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
-from labkit.backend import Exited, Launched
+from labkit.backend import CgroupReading, Exited, Launched
 from labkit.errors import BuildFailed, NoSuchContainer, StartFailed
 from labkit.model import events
 from labkit.model.container import ContainerRecord
-from labkit.model.overlay import CopyUp, Create, Dir, File, Opaque, Remove, Symlink, Whiteout, WhiteoutNode
+from labkit.model.overlay import (
+    CopyUp,
+    Create,
+    Dir,
+    File,
+    Layer,
+    LayerContents,
+    Opaque,
+    Overlay,
+    Remove,
+    Symlink,
+    Whiteout,
+    WhiteoutNode,
+)
 from labkit.model.views import NetworkView, ProcessView
 from labkit.sim import cgroups, namespaces, network
 from labkit.sim import process as proc_mod
@@ -568,6 +588,34 @@ class SimBackend:
         with self._locked() as w:
             return overlay_of(w, self._container(w, record))
 
+    def layer_contents(self, record: ContainerRecord, image: Any, path: str | None = None) -> LayerContents:
+        """The model's upper layer against the image's layers (the init layer left out, as on the real backend)."""
+        with self._locked() as w:
+            ct = self._container(w, record, image)
+            ov = Overlay(tuple(read_layer(p) for p in ct.lowers), Layer(ct.upper))
+        return ov.contents(path)
+
+    def files(self, record: ContainerRecord, under: str) -> list[str]:
+        """Regular files of the merged view below ``under``, as ``find UNDER -xdev -type f`` lists them."""
+        with self._locked() as w:
+            ct = w.containers.get(record.id)
+            if ct is None or ct.pid1 == 0:
+                raise ProcessLookupError(errno.ESRCH, f"container process {record.state.pid} is not running")
+            tree = overlay_of(w, ct).walk()
+        top = "/" + under.strip("/")
+        inside = top.rstrip("/") + "/"
+        return sorted(p for p, node in tree.items()
+                      if isinstance(node, File) and (p == top or p.startswith(inside))
+                      and not p.startswith(("/proc/", "/sys/")))
+
+    def meter(self, record: ContainerRecord) -> SimMeter | None:
+        """The simulated group's counters against the simulated clock; ``None`` when PID 1 is not running."""
+        with self._locked() as w:
+            ct = w.containers.get(record.id)
+            if ct is None or ct.pid1 == 0:
+                return None
+        return SimMeter(self, record)
+
     # -- snapshots ------------------------------------------------------------------------------------
     def _take(self, world: World, seq: int = -1) -> Snapshot:
         records = {}
@@ -641,6 +689,34 @@ class SimBackend:
             proc_mod.exit_proc(w, p, 137)
         write_upper(ct.upper, upper, int(w.epoch + w.now))
         return (p.exit_code or 0), bytes(w.buffers.get(bid, b"")).decode(errors="replace")
+
+
+class SimMeter:
+    """A simulated container's cgroup counters against the simulated clock (a :class:`labkit.backend.Meter`).
+
+    :meth:`pause` is a wait on the simulated kernel: the container's processes run
+    for that much simulated time (the clock jumps; nothing sleeps), so sampling
+    a container draws the curve its program makes, and an OOM kill lands between
+    two readings.
+    """
+
+    def __init__(self, backend: SimBackend, record: ContainerRecord) -> None:
+        self.backend = backend
+        self.record = record
+
+    def clock(self) -> float:
+        """Simulated seconds since the world began."""
+        with self.backend._locked() as w:
+            return w.now
+
+    def read(self) -> CgroupReading | None:
+        """``memory.current``, ``pids.current`` and ``oom_kill`` now; ``None`` once PID 1 has ended."""
+        with self.backend._locked() as w:
+            return cgroups.reading(w, w.containers.get(self.record.id))
+
+    def pause(self, seconds: float) -> None:
+        """Let ``seconds`` of simulated time pass (less if PID 1 ends first)."""
+        self.backend.wait(self.record, seconds)
 
 
 def _env_dict(env: list[str] | tuple[str, ...]) -> dict[str, str]:

@@ -17,6 +17,7 @@ from __future__ import annotations
 import signal as _signal
 from typing import Any
 
+from labkit.backend import CgroupReading
 from labkit.sim.kernel import SimContainer, World
 
 
@@ -89,3 +90,10 @@ def stats(world: World, ct: SimContainer) -> dict[str, Any]:
         "pids.max": ct.pids_max or "max",
         "cgroup.freeze": int(ct.frozen),
     }
+
+
+def reading(world: World, ct: SimContainer | None) -> CgroupReading | None:
+    """The counters now, at the simulated clock; ``None`` once PID 1 has ended (the real group is removed then)."""
+    if ct is None or ct.pid1 == 0:
+        return None
+    return CgroupReading(world.now, usage(world, ct), pids_current(world, ct), ct.oom_kills)

@@ -9,10 +9,11 @@ Three steps, kept apart so each can be tested and reused:
    is a whiteout; a directory with ``trusted.overlay.opaque=y`` is opaque; a file
    the lower layers also have was copied up (its lower size is the bytes copied);
    anything else was created in the upper layer.
-2. **Where the plain data comes from**: :func:`gather` reads the engine's real
-   state (``inspect``'s ``GraphDriver``, the image's layers, the upper dir on
-   disk); :func:`scene_from_overlays` reads the pure overlay model the simulator
-   runs on. Both end in :func:`scene`.
+2. **Where the plain data comes from**: :func:`gather` asks the engine
+   (``inspect``, the image's layers, :meth:`labkit.Engine.layer_contents`, which
+   the real backend reads from the upper dir on disk and the simulator from its
+   overlay model); :func:`scene_from_overlays` reads pure overlay models. Both
+   end in :func:`scene`.
 3. **Scene → figure** (:func:`draw`): matplotlib, no I/O.
 
 Layers are numbered as ``docker history`` lists them from the bottom: layer 1 is
@@ -23,17 +24,13 @@ the stepper redraws the stack as copy-ups and whiteouts happen.
 from __future__ import annotations
 
 import os
-import stat
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
 from labkit.errors import InvalidArgument, NoSuchContainer
+from labkit.model.overlay import LayerContents, Served
 from labkit.viz import palette as P
-
-#: Which layer serves a path: ``"upper"``, an image layer's number, ``"hidden"`` (a whiteout
-#: covers it) or ``"missing"`` (no layer has it).
-Served = str | int
 
 #: Upper-dir entry kinds the pictures tell apart.
 COPY_UP, ADDED, WHITEOUT, OPAQUE = "copy-up", "add", "whiteout", "opaque"
@@ -232,16 +229,17 @@ def classify(path: str, kind: str, size: int, opaque: bool, below: Mapping[str, 
     return Change(ADDED, path, size)
 
 
-# -- 2a. the engine's real state ----------------------------------------------------------------
+# -- 2a. the engine's state ----------------------------------------------------------------------
 
 def gather(engine: Any, refs: Sequence[str], path: str | None = None) -> LayerScene:
-    """The scene for containers (or one image) from the engine's real state.
+    """The scene for containers (or one image) from the engine's state.
 
-    Reads ``inspect``'s ``GraphDriver`` (where the upper dir and the lower dirs
-    are), the image's layers from the image store (role from the image history,
-    size, file count), and the upper dir itself: each entry's type, size, the
+    Reads the image's layers from the image store (role from the image history,
+    size, file count) and, per container, :meth:`labkit.Engine.layer_contents`:
+    the real backend reads the upper dir on disk (each entry's type, size, the
     whiteout (char 0/0) and opaque (xattr) marks, and what the image layers hold
-    at the same path.
+    at the same path); the simulator reads its overlay model. Both say which
+    layer serves ``path``.
 
     Args:
         engine: A :class:`labkit.Engine`.
@@ -271,7 +269,8 @@ def gather(engine: Any, refs: Sequence[str], path: str | None = None) -> LayerSc
                 "Draw each image's containers separately",
             )
         image = img
-        containers.append(_container_data(info, img.lowerdirs(), path))
+        containers.append(container_data(info["Name"].lstrip("/"), engine.layer_contents(info["Id"], path),
+                                         info["Id"], info["State"]["Status"]))
     assert image is not None
     name = image.repo_tags[0] if image.repo_tags else image.short_id
     layers = [{"role": layer.comment or _role_from(layer.created_by), "size": layer.size, "files": layer.files,
@@ -284,89 +283,25 @@ def _role_from(created_by: str) -> str:
     return text[:24] or "layer"
 
 
-def _container_data(info: Mapping[str, Any], image_lowers: list[str], path: str | None) -> dict[str, Any]:
-    """Plain data for one container, read from its upper dir and the image's lower dirs."""
-    from labkit.linux import overlay
-
-    data = info["GraphDriver"]["Data"]
-    upper = data["UpperDir"]
-    wanted = set(image_lowers)
-    lowers = [d for d in data["LowerDir"].split(":") if d in wanted] or image_lowers
-    entries = read_upper(upper)
-    below: dict[str, dict[str, int]] = {}
-    for e in entries:
-        if e["type"] == "whiteout":
-            continue
-        rel = e["path"].lstrip("/")
-        st = overlay.lower_stat(lowers, rel)
-        if st is not None:
-            below[e["path"]] = {"layer": overlay.lower_layer_of(list(lowers), rel) or 0,
-                                "size": st.st_size if stat.S_ISREG(st.st_mode) else 0}
-    out = {"name": info["Name"].lstrip("/"), "id": info["Id"], "status": info["State"]["Status"],
-           "upper": entries, "below": below}
-    if path:
-        out["serves"] = serving_layer(upper, lowers, path)
+def container_data(name: str, contents: LayerContents, cid: str = "", status: str = "") -> dict[str, Any]:
+    """The plain data :func:`scene` takes for one container, from what its backend read of its writable layer."""
+    upper = [{"path": e.path, "type": e.kind, "size": e.size, "opaque": e.opaque} for e in contents.entries]
+    below = {e.path: {"layer": e.lower_layer, "size": e.lower_size} for e in contents.entries
+             if e.lower_layer is not None}
+    out: dict[str, Any] = {"name": name, "id": cid, "status": status, "upper": upper, "below": below}
+    if contents.serves is not None:
+        out["serves"] = contents.serves
     return out
 
 
-def read_upper(upper: str) -> list[dict[str, Any]]:
-    """Every entry of an upper dir: path, type (file/dir/symlink/whiteout), size, opaque mark."""
-    from labkit.linux import overlay
-
-    out = []
-    for root, dirs, files in os.walk(upper):
-        for name in sorted(dirs + files):
-            full = os.path.join(root, name)
-            st = os.lstat(full)
-            rel = "/" + os.path.relpath(full, upper)
-            if overlay.is_whiteout(st):
-                out.append({"path": rel, "type": "whiteout", "size": 0})
-            elif stat.S_ISDIR(st.st_mode):
-                out.append({"path": rel, "type": "dir", "size": 0, "opaque": overlay.is_opaque(full)})
-            elif stat.S_ISLNK(st.st_mode):
-                out.append({"path": rel, "type": "symlink", "size": st.st_size})
-            else:
-                out.append({"path": rel, "type": "file", "size": st.st_size})
-    return out
-
-
-def serving_layer(upper: str, lowers: Sequence[str], path: str) -> Served:
-    """Which layer serves ``path`` in a container: ``"upper"``, an image layer number, ``"hidden"``, ``"missing"``.
-
-    Lookup goes top-down (overlayfs.rst, "whiteouts and opaque directories"): the
-    upper dir first, where a whiteout hides the name and an opaque ancestor hides
-    everything below it; then the image layers.
-    """
-    from labkit.linux import overlay
-
-    rel = path.strip("/")
-    parts = rel.split("/") if rel else []
-    for i in range(1, len(parts)):
-        anc = os.path.join(upper, *parts[:i])
-        try:
-            st = os.lstat(anc)
-        except (FileNotFoundError, NotADirectoryError):
-            break
-        if overlay.is_whiteout(st):
-            return "hidden"
-        if overlay.is_opaque(anc) and not os.path.lexists(os.path.join(upper, rel)):
-            return "missing"
-    full = os.path.join(upper, rel)
-    if rel and os.path.lexists(full):
-        return "hidden" if overlay.is_whiteout(os.lstat(full)) else "upper"
-    if overlay.lower_stat(list(lowers), rel) is None:
-        return "missing"
-    return overlay.lower_layer_of(list(lowers), rel) or "missing"
-
-
-# -- 2b. the pure overlay model (the simulator's) ---------------------------------------------
+# -- 2b. the pure overlay model -------------------------------------------------------------------
 
 def scene_from_overlays(overlays: Mapping[str, Any], roles: Sequence[str] = (), image: str = "image",
                         path: str | None = None) -> LayerScene:
     """The scene for containers modelled by :class:`labkit.model.overlay.Overlay` (all on the same lowers).
 
     Args:
-        overlays: Container name → its overlay.
+        overlays: Container name → its overlay (its lowers: the image's layers alone, top first).
         roles: Role of each lower layer, bottom first (default "layer N").
         image: The image's name.
         path: A path to mark.
@@ -381,32 +316,7 @@ def scene_from_overlays(overlays: Mapping[str, Any], roles: Sequence[str] = (), 
         s = sums[n - number]
         layers.append({"role": roles[number - 1] if number - 1 < len(roles) else "",
                        "size": s.bytes, "files": s.files + s.dirs + s.symlinks + s.whiteouts})
-    return scene(image, layers, [_overlay_data(name, ov, path) for name, ov in overlays.items()], path)
-
-
-def _overlay_data(name: str, ov: Any, path: str | None) -> dict[str, Any]:
-    n = len(ov.lowers)
-    lower_view = ov.image()
-    upper, below = [], {}
-    for p, node in sorted(ov.upper.entries.items()):
-        if p == "/":
-            continue
-        kind = node.kind
-        upper.append({"path": p, "type": kind, "size": node.size, "opaque": bool(getattr(node, "opaque", False))})
-        if kind != "whiteout":
-            try:
-                lnode, ref = lower_view.lookup(p)
-            except OSError:
-                continue
-            below[p] = {"layer": n - ref, "size": lnode.size if lnode.kind == "file" else 0}
-    out: dict[str, Any] = {"name": name, "upper": upper, "below": below}
-    if path:
-        try:
-            top = ov.served_by(path)[0]
-            out["serves"] = "upper" if top == "upper" else n - top
-        except OSError:
-            out["serves"] = "hidden" if lower_view.exists(path) else "missing"
-    return out
+    return scene(image, layers, [container_data(name, ov.contents(path)) for name, ov in overlays.items()], path)
 
 
 # -- 3. scene → figure --------------------------------------------------------------------------
@@ -642,13 +552,12 @@ __all__ = [
     "Served",
     "Writable",
     "classify",
+    "container_data",
     "draw",
     "gather",
     "picture",
-    "read_upper",
     "replay",
     "scene",
     "scene_from_overlays",
-    "serving_layer",
     "shown_entries",
 ]

@@ -3,14 +3,15 @@
 The kernel keeps the counters (cgroups(7)): ``memory.usage_in_bytes`` (v1) or
 ``memory.current`` (v2), ``pids.current``, and the OOM killer's tally
 (``oom_kill`` in ``memory.oom_control`` / ``memory.events``). :func:`sample`
-reads them every few milliseconds while the container runs; :func:`draw` plots
-them under the limit line and marks the moment the OOM killer struck.
+reads them every few milliseconds while the container runs, through the
+engine's meter (the cgroup files on the real backend, the modelled counters
+against simulated time on the simulator); :func:`draw` plots them under the
+limit line and marks the moment the OOM killer struck.
 """
 
 from __future__ import annotations
 
-import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -72,54 +73,43 @@ def usage(name: str, samples: Iterable[Sample | Mapping[str, Any] | tuple[float,
                  oom_at, exit_code)
 
 
-def sample(engine: Any, ref: str, seconds: float = 5.0, interval: float = 0.05,
-           clock: Callable[[], float] = time.monotonic, sleep: Callable[[float], None] = time.sleep) -> Usage:
-    """Read a running container's counters until it exits or ``seconds`` pass.
+def sample(engine: Any, ref: str, seconds: float = 5.0, interval: float = 0.05) -> Usage:
+    """Read a running container's counters every ``interval`` seconds until it exits or ``seconds`` pass.
 
-    The supervisor removes the cgroup as soon as PID 1 ends, so the last readings
-    are taken while it still exists; an OOM kill that ended the container is then
-    known from ``inspect``'s ``State.OOMKilled``.
+    The counters and the clock come from :meth:`labkit.Engine.meter`: on the real
+    backend the cgroup files against the host's clock; on the simulator its
+    counters against simulated time, which each pause moves on (the container
+    runs meanwhile), so the curve is the one its program makes. The group goes
+    as soon as PID 1 ends, so the last readings are taken while it still exists;
+    an OOM kill that ended the container is then known from ``inspect``'s
+    ``State.OOMKilled``.
     """
-    from labkit.linux import cgroups
-
     info = engine.inspect(ref)
     hc = info.get("HostConfig", {})
     name = info["Name"].lstrip("/")
-    group = None
-    layout = getattr(engine.backend, "layout", None)
-    if layout is not None and info["State"]["Running"]:
-        try:
-            group = cgroups.Cgroup.open(layout, info["Id"])
-        except Exception:
-            group = None
-    start = clock()
+    meter = engine.meter(info["Id"]) if info["State"]["Running"] else None
     readings: list[Sample] = []
     oom_at = None
-    kills0 = _safe(group.oom_kills) if group else None
-    while group is not None and clock() - start < seconds:
-        t = clock() - start
-        mem, pids = _safe(group.memory_usage), _safe(group.pids_current)
-        if mem is None and pids is None:
+    start = meter.clock() if meter is not None else 0.0
+    kills0: int | None = None
+    while meter is not None and meter.clock() - start < seconds:
+        now = meter.read()
+        if now is None:
             break  # the group is gone: PID 1 has ended
-        readings.append(Sample(t, mem, pids))
-        kills = _safe(group.oom_kills)
-        if oom_at is None and kills is not None and kills0 is not None and kills > kills0:
+        t = now.at - start
+        readings.append(Sample(t, now.memory, now.pids))
+        if len(readings) == 1:
+            kills0 = now.oom_kills
+        elif oom_at is None and now.oom_kills is not None and kills0 is not None and now.oom_kills > kills0:
             oom_at = t
         if not engine.inspect(ref)["State"]["Running"]:
             break
-        sleep(interval)
+        meter.pause(interval)
     state = engine.inspect(ref)["State"]
     if state["OOMKilled"] and oom_at is None:
         oom_at = readings[-1].t if readings else 0.0
     exit_code = None if state["Running"] else state["ExitCode"]
     return usage(name, readings, hc.get("Memory") or None, hc.get("PidsLimit"), oom_at, exit_code)
-
-
-def _safe(read: Callable[[], int | None]) -> int | None:
-    try:
-        return read()
-    except (OSError, ValueError):
-        return None
 
 
 def draw(u: Usage) -> Any:

@@ -552,3 +552,26 @@ def test_copy_up_preserves_content(lowers: list[Layer], how: Any) -> None:
             assert any(isinstance(e, CopyUp) for e in eff)
             copied = after.upper.get(where(path))
             assert isinstance(copied, File) and copied.data == n.data and copied.uid == n.uid
+
+
+# --------------------------------------------------------------------------- contents (what the layer picture reads)
+
+
+def test_contents_pairs_each_upper_entry_with_the_image_layer_below_it() -> None:
+    """Each upper entry carries the layer (1 = bottom) and bytes the image holds at its path; a whiteout and a
+    new file carry none; the serving layer is "upper", a layer number, "hidden" or "missing"."""
+    ov, _ = image().write("/app/server.js", b"// more\n", append=True)
+    ov, _ = ov.unlink("/etc/passwd")
+    ov, _ = ov.create("/tmp/new.txt", b"hello")
+    got = {e.path: (e.kind, e.size, e.lower_layer, e.lower_size) for e in ov.contents().entries}
+    assert got == {
+        "/app": ("dir", 0, 2, 0),
+        "/app/server.js": ("file", len("listen(3000)\n// more\n"), 2, len("listen(3000)\n")),
+        "/etc": ("dir", 0, 2, 0),
+        "/etc/passwd": ("whiteout", 0, None, 0),
+        "/tmp": ("dir", 0, 1, 0),
+        "/tmp/new.txt": ("file", 5, None, 0),
+    }
+    assert ov.contents().serves is None
+    assert [ov.contents(p).serves for p in ("/app/server.js", "/etc/hosts", "/etc/passwd", "/nowhere")] == [
+        "upper", 1, "hidden", "missing"]

@@ -141,8 +141,9 @@ SIM = {
     "00-start-here.ipynb": ["hello from PID 1", "clone(2)"],
     "01-isolated-process.ipynb": ["is PID 1 inside", "NEWPID", "interfaces — inside: ['lo', 'eth0']",
                                   "is PID 1 inside, hostname cubicle7"],
-    "02-cgroups.ipynb": ["OOMKilled: True   ExitCode: 137", "CPU quotas need the real backend"],
-    "03-writable-layer.ipynb": ["append /app/server.js: copy-up of", "holds at /etc/group: whiteout",
+    "02-cgroups.ipynb": ["OOM kill marked: True", "OOMKilled: True   ExitCode: 137", "CPU quotas need the real backend"],
+    "03-writable-layer.ipynb": ["append /app/server.js: copy-up of", "cow-a reads /app/server.js from: its writable layer",
+                                "cow-b reads /app/server.js from: image layer 3", "holds at /etc/group: whiteout",
                                 "still hash to their digests", "docker diff of B: []"],
     "04-ephemeral-storage.ipynb": ["exists: True | holds: order #1", "after rm, exists: False",
                                    "a new container reads: order #1", "volumes left: []"],
@@ -154,8 +155,10 @@ SIM = {
                             "/proc/PID/environ"],
     "08-practice-and-quiz.ipynb": ["PID 1 inside", "points"],
 }
-#: Pictures each notebook must draw on the simulator (01: the network picture and the cubicle walls).
-SIM_PICTURES = {"01-isolated-process.ipynb": 2}
+#: Pictures each notebook must draw on the simulator (01: the network picture and the cubicle walls), and the
+#: widgets it must show besides its quiz.
+SIM_PICTURES = {"01-isolated-process.ipynb": 2, "02-cgroups.ipynb": 2, "03-writable-layer.ipynb": 4}
+SIM_WIDGETS = {"03-writable-layer.ipynb": ["labkit-explorer"]}
 #: Notebooks whose lab needs the real backend (a service is real processes and sockets): on the simulator
 #: their check must say "not attempted", never fail with an error.
 SIM_LAB_NEEDS_REAL = {"06-stateless-by-design.ipynb"}
@@ -246,8 +249,8 @@ def run_as_learner(name: str, learner, python: Path, work: Path, backend: str = 
 @pytest.mark.slow
 @pytest.mark.parametrize("name", ALL)
 def test_notebook_runs_on_the_simulator_as_a_user(name, learner_kernel):
-    """Run as an unprivileged user on the simulator, the notebook has no cell error, shows its key outputs, and grades
-    itself: reference answers full marks, known wrong answers zero with their feedback, its lab full marks (or, for
+    """Run as an unprivileged user on the simulator, the notebook has no cell error, shows its key outputs and
+    pictures, and grades itself: reference answers full marks, known wrong answers zero with their feedback, its lab full marks (or, for
     a lab that needs the real backend, "not attempted")."""
     learner, python = learner_kernel
     work = Path(tempfile.mkdtemp(prefix="labkit-test-nb-sim-"))
@@ -255,8 +258,11 @@ def test_notebook_runs_on_the_simulator_as_a_user(name, learner_kernel):
         run = run_as_learner(name, learner, python, work)
         missing = [m for m in ["backend: sim", *SIM[name]] if m not in run.text]
         assert not missing, f"{name}: output lacks {missing}"
-        assert run.count("image/png") >= SIM_PICTURES.get(name, 0), f"{name}: fewer pictures than on the real backend"
         assert "labkit-quiz" in run.widget_classes(), f"{name}: the quiz did not render"
+        pictures = SIM_PICTURES.get(name, 0)
+        assert run.count("image/png") >= pictures, f"{name}: fewer than {pictures} pictures"
+        absent = [w for w in SIM_WIDGETS.get(name, []) if w not in run.widget_classes()]
+        assert not absent, f"{name}: {absent} did not render"
         labs = name in WITH_LAB and name not in SIM_LAB_NEEDS_REAL
         assert_graded(run, labs=labs)
         if name in SIM_LAB_NEEDS_REAL:

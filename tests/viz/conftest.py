@@ -1,10 +1,15 @@
-"""Fixtures for the pictures' tests: the real engine's lesson image, and a simulator engine."""
+"""Fixtures for the pictures' tests: the lesson image on the real engine, and a simulator engine."""
 
 from __future__ import annotations
 
 import os
 
 import pytest
+
+from labkit.engine import Engine
+from labkit.sim.backend import SimBackend
+from labkit.store import Store
+from tests.conftest import state_root
 
 
 @pytest.fixture
@@ -38,3 +43,19 @@ def sim(request):
             engine.rm(cid, force=True)
         except Exception:
             pass
+@pytest.fixture(scope="session")
+def sim_session():
+    """A simulator engine with the lesson's images, its clock moved only by waits, exec and timeouts."""
+    root = state_root()
+    engine = Engine(root=root, backend=SimBackend(Store(root), realtime=False))
+    engine.setup(on_step=lambda _line: None)
+    return engine
+
+
+@pytest.fixture
+def sim_lab(sim_session):
+    """The session's simulator engine; every container a test leaves is removed after it."""
+    before = set(sim_session.store.container_ids())
+    yield sim_session
+    for cid in set(sim_session.store.container_ids()) - before:
+        sim_session.rm(cid, force=True)

@@ -1,4 +1,4 @@
-"""The copy-up explorer runs real actions in a container and shows the copy-up's bytes and time."""
+"""The copy-up explorer runs actions in a container, real or simulated, and shows the copy-up's bytes and time."""
 
 from __future__ import annotations
 
@@ -7,9 +7,8 @@ import pytest
 from labkit.viz import explorer, layers
 from labkit.viz import palette as P
 
-pytestmark = pytest.mark.root
 
-
+@pytest.mark.root
 def test_actions_show_what_overlayfs_did(engine, lesson_image):
     """Read copies nothing; chmod copies the whole file up; delete leaves a whiteout; the picture and table change."""
     engine.run(lesson_image, ["sleep", "60"], detach=True, name="viz-explore")
@@ -38,6 +37,7 @@ def test_actions_show_what_overlayfs_did(engine, lesson_image):
     assert ex.history.value.count("<tr>") == 4  # header + three actions
 
 
+@pytest.mark.root
 def test_unknown_action_is_refused(engine, lesson_image):
     """An action outside the five is refused in one sentence."""
     engine.run(lesson_image, ["sleep", "30"], detach=True, name="viz-explore-2")
@@ -45,3 +45,54 @@ def test_unknown_action_is_refused(engine, lesson_image):
 
     with pytest.raises(InvalidArgument, match="unknown action"):
         explorer.run_action(engine, "viz-explore-2", "shred", "/app/server.js")
+
+
+# -- on the simulator ---------------------------------------------------------------------------------
+
+def test_merged_files_come_from_the_simulators_model(sim_lab):
+    """On the simulator the explorer lists the merged view's regular files without find(1): the image's and the
+    container's own, never a deleted one, nothing of /proc; a stopped container cannot be listed."""
+    from labkit.errors import LabkitError
+
+    sim_lab.run("frontend-app:v2.1.0", ["sleep", "600"], detach=True, name="sim-explore-files")
+    assert explorer.merged_files(sim_lab, "sim-explore-files", "/app") == ["/app/package.json", "/app/server.js"]
+    sim_lab.exec_output("sim-explore-files", "echo hi > /app/notes.txt && rm /app/package.json")
+    assert explorer.merged_files(sim_lab, "sim-explore-files", "/app") == ["/app/notes.txt", "/app/server.js"]
+    everything = explorer.merged_files(sim_lab, "sim-explore-files")
+    assert "/etc/passwd" in everything and "/app/server.js" in everything
+    assert not [p for p in everything if p.startswith(("/proc/", "/sys/"))]
+    assert explorer.merged_files(sim_lab, "sim-explore-files", "/no/such/dir") == []
+    sim_lab.kill("sim-explore-files")
+    with pytest.raises(LabkitError):
+        explorer.merged_files(sim_lab, "sim-explore-files", "/app")
+
+
+def test_explorer_widget_runs_on_the_simulator(sim_lab):
+    """Built on a simulated container, the widget offers /app's files; read copies nothing, append copies the whole
+    file up and redraws the picture, delete leaves a whiteout and the file leaves the list; the table grows."""
+    sim_lab.run("frontend-app:v2.1.0", ["sleep", "600"], detach=True, name="sim-explore")
+    ex = explorer.CopyUpExplorer(sim_lab, "sim-explore", under="/app")
+    assert "labkit-explorer" in ex.widget._dom_classes
+    assert list(ex.file.options) == ["/app/package.json", "/app/server.js"]
+    blank = ex.image.value
+    assert blank[:8] == b"\x89PNG\r\n\x1a\n"
+    ex.file.value, ex.action.value = "/app/server.js", "read"
+    ex.run_button.click()
+    read = ex.results[-1]
+    assert (read.exit_code, read.copied, read.steps) == (0, 0, ())
+    assert "read /app/server.js: no copy-up" in ex.message.value
+    after_read = ex.image.value
+    assert after_read != blank  # the chosen file's serving layer is now framed
+    ex.action.value = "append"
+    ex.run_button.click()
+    append = ex.results[-1]
+    size = int(sim_lab.exec_output("sim-explore", ["wc", "-c", "/app/server.js"])[1].split()[0])
+    assert append.exit_code == 0 and append.copied == size - len("labkit\n") > 0
+    assert f"append /app/server.js: copy-up of {P.size_text(append.copied)}" in ex.message.value
+    assert ex.image.value != after_read
+    assert layers.gather(sim_lab, ["sim-explore"], "/app/server.js").containers[0].serves == "upper"
+    ex.file.value, ex.action.value = "/app/package.json", "delete"
+    ex.run_button.click()
+    assert [s.kind for s in ex.results[-1].steps] == ["whiteout"]
+    assert list(ex.file.options) == ["/app/server.js"]
+    assert ex.history.value.count("<tr>") == 4  # header + three actions

@@ -12,7 +12,7 @@ from labkit.model.events import Step
 from labkit.model.overlay import Overlay
 from labkit.viz import layers
 from labkit.viz import palette as P
-from tests.viz.vizfigs import apart, by_gid, extent, gids, hex_face
+from tests.viz.vizfigs import apart, by_gid, extent, gids, hex_colour, hex_face
 
 LAYERS = [
     {"role": "base OS", "size": 1_982_425, "files": 285},
@@ -210,3 +210,76 @@ def test_real_image_alone_and_mixed_images_refused(engine, lesson_image):
 
     with pytest.raises(InvalidArgument, match="different images"):
         layers.gather(engine, ["viz-layers-c", "viz-layers-d"])
+
+
+# -- the same picture from a simulator engine --------------------------------------------------------
+
+def test_sim_copy_up_is_drawn_in_the_writable_layer_that_now_serves_the_file(sim_lab):
+    """On the simulator, an append to /app/server.js shows in A's writable layer as a vermillion copy-up arrow from
+    L3 with the file's bytes, A's green frame moves to its writable layer, and B's layer stays empty, served by L3."""
+    from labkit.viz import explorer
+
+    sim_lab.run("frontend-app:v2.1.0", ["sleep", "600"], detach=True, name="sim-layers-a")
+    sim_lab.run("frontend-app:v2.1.0", ["sleep", "600"], detach=True, name="sim-layers-b")
+    change = explorer.run_action(sim_lab, "sim-layers-a", "append", "/app/server.js")
+    assert change.exit_code == 0 and change.copied > 0
+    assert {"Path": "/app/server.js", "Kind": 0} in sim_lab.diff("sim-layers-a")
+    sc = layers.gather(sim_lab, ["sim-layers-a", "sim-layers-b"], path="/app/server.js")
+    assert [lay.role for lay in sc.layers] == ["base OS", "runtime", "app code"]
+    a, b = sc.containers
+    assert [(c.kind, c.path, c.bytes, c.from_layer) for c in a.changes] == [
+        ("copy-up", "/app/server.js", change.copied, 3)]
+    assert (a.serves, b.serves) == ("upper", 3) and b.changes == ()
+    fig = layers.draw(sc)
+    (arrow,) = by_gid(fig, "copy-up:/app/server.js")
+    assert hex_colour(arrow) == P.COPY_UP
+    assert all(hex_face(p) == P.UPPER for n in ("sim-layers-a", "sim-layers-b") for p in by_gid(fig, f"upper:{n}"))
+    assert all(hex_face(p) == P.LOWER for n in (1, 2, 3) for p in by_gid(fig, f"lower:{n}"))
+    (frame_a,) = by_gid(fig, "serves:sim-layers-a")
+    (frame_b,) = by_gid(fig, "serves:sim-layers-b")
+    assert frame_a.get_y() == layers._UP_BOTTOM and frame_b.get_y() == layers._lower_band(sc, 3)[0]
+    text = P.texts(fig)
+    assert "/app/server.js  copied up from L3" in text
+    assert f"server.js {P.size_text(change.copied)}" in text
+    assert "/app/server.js: served by the writable layer" in text and "/app/server.js: served by L3 (app code)" in text
+    assert text.count("empty: nothing written yet") == 1  # B's only
+
+
+def test_sim_delete_is_a_tombstone_and_hides_the_path(sim_lab):
+    """On the simulator, deleting /etc/group (base OS) draws a grey tombstone and says the path is hidden."""
+    from labkit.viz import explorer
+
+    sim_lab.run("frontend-app:v2.1.0", ["sleep", "600"], detach=True, name="sim-layers-c")
+    gone = explorer.run_action(sim_lab, "sim-layers-c", "delete", "/etc/group")
+    assert [s.kind for s in gone.steps] == ["whiteout"]
+    sc = layers.gather(sim_lab, ["sim-layers-c"], path="/etc/group")
+    assert [(c.kind, c.path) for c in sc.containers[0].changes] == [("whiteout", "/etc/group")]
+    assert sc.containers[0].serves == "hidden"
+    fig = layers.draw(sc)
+    (stone,) = by_gid(fig, "tombstone:/etc/group")
+    assert hex_face(stone) == P.WHITEOUT
+    assert "/etc/group: hidden by a whiteout" in P.texts(fig)
+    assert not gids(fig, "serves:")
+
+
+def test_real_layer_contents_are_read_from_the_upper_dir(tmp_path):
+    """The real backend reads the upper dir on disk: a file the image has is a copy-up of the image's bytes,
+    a new file is new, a directory that only holds them says nothing, and the upper copy serves the path."""
+    from labkit.linux import overlay
+
+    top, bottom, upper = tmp_path / "l2", tmp_path / "l1", tmp_path / "upper"
+    (top / "app").mkdir(parents=True)
+    (top / "app" / "server.js").write_text("x" * 100)
+    (bottom / "etc").mkdir(parents=True)
+    (bottom / "etc" / "passwd").write_text("root")
+    (upper / "app").mkdir(parents=True)
+    (upper / "app" / "server.js").write_text("x" * 101)
+    (upper / "app" / "new.txt").write_text("hello")
+    lowers = [str(top), str(bottom)]
+    contents = overlay.contents(str(upper), lowers, "/app/server.js")
+    sc = layers.scene("demo", LAYERS[:2], [layers.container_data("web", contents)], "/app/server.js")
+    (w,) = sc.containers
+    assert {c.path: (c.kind, c.bytes, c.from_layer) for c in w.changes} == {
+        "/app/server.js": ("copy-up", 100, 2), "/app/new.txt": ("add", 5, None)}
+    assert w.serves == "upper" and w.files == 3 and w.size == 106
+    assert overlay.contents(str(upper), lowers, "/etc/passwd").serves == 1

@@ -63,3 +63,95 @@ def test_real_oom_is_sampled_and_marked(engine):
     assert engine.inspect("viz-oom")["State"]["OOMKilled"]
     fig = resources.draw(u)
     assert by_gid(fig, "oom")
+
+
+# -- the meter: the real one over a stand-in group, and the simulator's -------------------------------
+
+class FakeGroup:
+    """Counters that follow a script, one value per reading; ``None`` for both once the group is gone."""
+
+    def __init__(self, memory, pids, kills):
+        self.memory, self.pids, self.kills = list(memory), list(pids), list(kills)
+
+    def memory_usage(self):
+        return self.memory.pop(0) if self.memory else None
+
+    def pids_current(self):
+        return self.pids.pop(0) if self.pids else None
+
+    def oom_kills(self):
+        return self.kills.pop(0) if self.kills else 0
+
+
+class ScriptedEngine:
+    """inspect and meter for one container, ``running`` for as many inspects as given."""
+
+    def __init__(self, meter, running, oom_killed=False):
+        self.the_meter, self.running, self.oom_killed = meter, running, oom_killed
+
+    def inspect(self, ref):
+        running = self.running > 0
+        self.running -= 1
+        return {"Id": "c" * 64, "Name": "/hog", "HostConfig": {"Memory": 32 << 20, "PidsLimit": 10},
+                "State": {"Running": running, "OOMKilled": self.oom_killed and not running,
+                          "ExitCode": 0 if running else 137}}
+
+    def meter(self, ref):
+        return self.the_meter
+
+
+def test_real_meter_readings_become_samples_and_a_new_oom_kill_is_marked():
+    """The real backend's meter reads the group against its clock: each reading is a sample at its time, the
+    reading whose oom_kill count rose marks the OOM, and a group that is gone ends the sampling."""
+    from labkit.linux import cgroups
+
+    now = [100.0]
+    group = FakeGroup(memory=[1 << 20, 8 << 20, 30 << 20], pids=[1, 2, 2], kills=[0, 0, 1])
+    meter = cgroups.Meter(group, clock=lambda: now[0], sleep=lambda s: now.__setitem__(0, now[0] + s))
+    u = resources.sample(ScriptedEngine(meter, running=10), "hog", seconds=5, interval=0.5)
+    assert [(s.t, s.memory, s.pids) for s in u.samples] == [(0.0, 1 << 20, 1), (0.5, 8 << 20, 2), (1.0, 30 << 20, 2)]
+    assert u.oom_at == 1.0 and u.memory_limit == 32 << 20 and u.pids_limit == 10
+
+
+def test_sampling_a_container_that_is_not_running_reads_nothing():
+    """A container that is not running has no meter: no samples, and the picture says so."""
+    u = resources.sample(ScriptedEngine(None, running=0), "hog")
+    assert u.samples == () and u.exit_code == 137
+    assert "no readings: the container was not running" in P.texts(resources.draw(u))
+
+
+def test_sim_oom_is_sampled_against_simulated_time_and_marked(sim_lab):
+    """On the simulator, the string-doubling loop under 32 MiB: readings every 50 simulated ms make a rising
+    memory curve under the limit, the OOM kill is marked in vermillion, and the container exited 137."""
+    sim_lab.run("busybox", ["sh", "-c", "x=a; while true; do x=$x$x; sleep 0.1; done"], detach=True,
+                name="sim-hog", memory="32m")
+    u = resources.sample(sim_lab, "sim-hog", seconds=20)
+    assert len(u.samples) > 10 and u.memory_limit == 32 << 20
+    ts = [s.t for s in u.samples]
+    assert ts == sorted(ts) and ts[0] == 0.0 and ts[-1] < 20
+    memory = [s.memory for s in u.samples]
+    assert memory[-1] > 8 * memory[0] and max(memory) <= 32 << 20
+    assert u.oom_at is not None and ts[0] < u.oom_at <= ts[-1] and u.exit_code == 137
+    assert sim_lab.inspect("sim-hog")["State"]["OOMKilled"]
+    fig = resources.draw(u)
+    (line,) = by_gid(fig, "usage:memory")
+    assert len(line.get_ydata()) == len(u.samples)
+    (mark,) = by_gid(fig, "oom")
+    assert hex_colour(mark) == P.CURRENT and list(mark.get_xdata()) == [u.oom_at, u.oom_at]
+    text = P.texts(fig)
+    assert " ✝ OOM kill " in text and "limit 32 MiB" in text and any("exited 137" in t for t in text)
+    assert "no readings: the container was not running" not in text
+
+
+def test_sim_pids_climb_to_their_limit(sim_lab):
+    """On the simulator, a shell that starts a sleep every 50 ms under --pids-limit 20: the task count climbs in
+    steps and never passes the limit line; the shell then cannot fork."""
+    sim_lab.run("busybox", ["sh", "-c", "for i in $(seq 100); do sleep 5 & sleep 0.05; done; wait"],
+                detach=True, name="sim-bomb", pids_limit=20)
+    u = resources.sample(sim_lab, "sim-bomb", seconds=3)
+    pids = [s.pids or 0 for s in u.samples]
+    assert len(u.samples) > 10 and u.pids_limit == 20
+    assert pids[0] < 5 and max(pids) == 20 and pids == sorted(pids)
+    assert "can't fork" in sim_lab.container("sim-bomb").logs()
+    fig = resources.draw(u)
+    assert by_gid(fig, "usage:pids") and by_gid(fig, "limit:pids") and "limit 20" in P.texts(fig)
