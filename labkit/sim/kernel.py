@@ -100,6 +100,7 @@ class SimContainer:
     logs_on_disk: int = 0
     tiny_init: bool = False  # run --init: a tiny init forwards signals, so the command gets default actions
     net: dict[str, Any] | None = None  # the address it holds while running (see labkit.sim.network.attach)
+    net_left: dict[str, Any] | None = None  # the address PID 1's end took away, until the trace has told it
 
 
 @dataclass
