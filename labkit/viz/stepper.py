@@ -167,10 +167,10 @@ class TracePictures:
                 files += 1
         serves: Any = w.serves
         chosen = self.base.path
-        if chosen and chosen in box.upper:
-            # A step put this very path in the writable layer: from here on the upper layer
-            # answers for it, or hides it if the entry is a whiteout (overlayfs.rst).
-            serves = "hidden" if box.upper[chosen]["kind"] == "whiteout" else "upper"
+        if chosen and w.id and self.walk.served_by(w.id, chosen) in ("upper", "hidden"):
+            # A step put this path, or a whiteout or opaque dir above it, in the writable layer:
+            # from here on the upper layer answers for it, or hides it (overlayfs.rst).
+            serves = self.walk.served_by(w.id, chosen)
         return replace(w, changes=tuple(changes), size=size, files=files, serves=serves, status=box.status)
 
     def __call__(self, index: int) -> Any:
