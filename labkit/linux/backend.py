@@ -498,8 +498,9 @@ class LinuxBackend:
         if info and info.get("Veth") and record.config.network not in ("none", "host"):
             self.emit(events.network_detach(info["Veth"], info["Bridge"], info["IPAddress"]), record.id)
         layout = self.delegated if self.rootless else self.layout
-        if layout is not None:
-            self.emit(events.cgroup_remove(list(cgroups.Cgroup(layout, record.id).dirs)), record.id)
+        dirs = list(cgroups.Cgroup(layout, record.id).dirs) if layout is not None else []
+        if dirs:
+            self.emit(events.cgroup_remove(dirs), record.id)
 
     def logs(self, record: ContainerRecord) -> Iterator[tuple[str, str, str]]:
         path = self.store.container_dir(record.id) / "json.log"
