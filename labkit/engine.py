@@ -33,7 +33,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import IO, Any, TypeVar
 
-from labkit.backend import Meter
+from labkit.backend import Exited, Meter
 from labkit.errors import (
     Conflict,
     HostUnsupported,
@@ -766,6 +766,9 @@ class Engine:
             except ProcessLookupError:
                 pass
             self.backend.wait(rec, 10)
+            ended = self.backend.observe(rec)
+            if ended is not None and rec.status is not Status.REMOVING:
+                self._record_end(rec, ended)
         else:
             self._save(rec.with_state(status=Status.REMOVING))
         self.backend.remove(rec)
@@ -860,6 +863,7 @@ class Engine:
         argv = ["/bin/sh", "-c", cmd] if isinstance(cmd, str) else list(cmd)
         merged = merge_env(list(rec.config.env), parse_env(env))
         code = self.backend.exec(rec, argv, merged, workdir or rec.config.workdir, stdout, stderr)
+        self._record(events.exec_in(argv, rec.state.pid, code), rec.id)
         self._observe_layer(rec)
         return code
 
@@ -954,9 +958,13 @@ class Engine:
         """The state root's networks (``bridge``, ``host``, ``none`` and user networks)."""
         return Networks(self.store)
 
+    @_verb("network-create")
     def network_create(self, name: str, subnet: str | None = None) -> dict[str, Any]:
         """``docker network create``: a bridge network whose containers find each other by name."""
-        return self.networks.create(name, subnet)
+        rec = self.networks.create(name, subnet)
+        self._record(events.network_create(name, rec["Options"]["com.docker.network.bridge.name"],
+                                           rec["IPAM"]["Config"][0]["Subnet"]))
+        return rec
 
     def network_ls(self) -> list[dict[str, Any]]:
         return self.networks.ls()
@@ -971,6 +979,7 @@ class Engine:
         }
         return rec
 
+    @_verb("network-rm")
     def network_rm(self, ref: str) -> str:
         """``docker network rm``: refused while any container (even a stopped one) is on it."""
         rec = self.networks.get(ref)
@@ -979,6 +988,7 @@ class Engine:
         drop = getattr(self.backend, "drop_bridge", None)
         if drop:
             drop(rec)
+        self._record(events.network_remove(name, rec["Options"]["com.docker.network.bridge.name"]))
         return name
 
     def prune_networks(self) -> None:
@@ -1114,6 +1124,7 @@ class Engine:
         (self.store.root / "services" / f"{name}.log").unlink(missing_ok=True)
 
     # -- volumes ---------------------------------------------------------------------------------
+    @_verb("volume-create")
     def volume_create(self, name: str | None = None) -> dict[str, Any]:
         """``docker volume create``: a named directory that outlives containers."""
         name = name or secrets.token_hex(32)
@@ -1142,6 +1153,7 @@ class Engine:
             "Scope": "local",
         }
         write_json(vdir / "meta.json", meta)
+        self._record(events.volume_create(name, meta["Mountpoint"]))
         return meta
 
     def volume_ls(self) -> list[dict[str, Any]]:
@@ -1155,6 +1167,7 @@ class Engine:
             raise NoSuchVolume(name)
         return meta
 
+    @_verb("volume-rm")
     def volume_rm(self, name: str, force: bool = False) -> None:
         """``docker volume rm``: refused while a container (even a stopped one) uses it."""
         self.inspect_volume(name)
@@ -1172,6 +1185,7 @@ class Engine:
             trash = self.store.root / "tmp" / f"vol-{name}"
             os.replace(vdir, trash)
             shutil.rmtree(trash, ignore_errors=True)
+            self._record(events.volume_remove(name, str(vdir / "_data")))
 
     def _mount_spec(self, text: str) -> MountSpec:
         parts = text.split(":")
@@ -1304,11 +1318,19 @@ class Engine:
         if not self._save(rec):
             return rec  # removed meanwhile by another process, which saw to the rest
         self._left_bridge(rec)
-        self._observe_layer(rec)  # what it left in its writable layer: copy-ups, whiteouts, new files
-        self._record(events.exited(ended.exit_code, ended.oom_killed), rec.id)
+        self._record_end(rec, ended)
         if rec.config.auto_remove:  # --rm: the container goes as soon as anyone sees it has exited
             self._remove(rec)
         return rec
+
+    def _record_end(self, rec: ContainerRecord, ended: Exited) -> None:
+        """Trace how PID 1 ended: what it left in its writable layer (copy-ups, whiteouts, new files),
+        its exit, then what went with it (the overlay mount, the network namespace, the cgroup)."""
+        self._observe_layer(rec)
+        self._record(events.exited(ended.exit_code, ended.oom_killed), rec.id)
+        teardown = getattr(self.backend, "trace_teardown", None)
+        if teardown is not None:
+            teardown(rec)
 
     def _save(self, rec: ContainerRecord) -> bool:
         """Write an updated record; False if another process removed the container meanwhile."""

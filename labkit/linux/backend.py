@@ -511,6 +511,18 @@ class LinuxBackend:
                 self.emit(events.added(path, os.lstat(full).st_size), record.id)
         self._seen[record.id] = set(now)
 
+    def trace_teardown(self, record: ContainerRecord) -> None:
+        """Trace what the supervisor undoes once PID 1 has ended (``--umount``, ``--rmdir``, see _start)."""
+        if not self.rootless:  # rootless, the overlay lived in PID 1's mount namespace and went with it
+            self.emit(events.umount(self._layers(record, []).merged), record.id)
+        info = read_json(self.store.container_dir(record.id) / "network.json")
+        if info and info.get("Veth") and record.config.network not in ("none", "host"):
+            self.emit(events.network_detach(info["Veth"], info["Bridge"], info["IPAddress"]), record.id)
+        layout = self.delegated if self.rootless else self.layout
+        dirs = list(cgroups.Cgroup(layout, record.id).dirs) if layout is not None else []
+        if dirs:
+            self.emit(events.cgroup_remove(dirs), record.id)
+
     def logs(self, record: ContainerRecord) -> Iterator[tuple[str, str, str]]:
         path = self.store.container_dir(record.id) / "json.log"
         try:

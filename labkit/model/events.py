@@ -150,9 +150,53 @@ def network_attach(veth: str, bridge: str, ip: str, mac: str) -> tuple[str, str,
                                                                       "mac": mac})
 
 
+def exec_in(argv: list[str], pid: int, code: int) -> tuple[str, str, str, dict[str, Any]]:
+    return ("exec-in", f"Run one more process in the running container: it joins the namespaces and the cgroup "
+            f"of PID 1 (host PID {pid}), then executes {' '.join(argv)}; it exited with code {code}.",
+            "setns(2) on /proc/PID/ns/* + cgroup.procs + execve(2)",
+            {"argv": list(argv), "target_pid": pid, "exit_code": code})
+
+
 def umount(merged: str) -> tuple[str, str, str, dict[str, Any]]:
-    return ("umount", "Unmount the container's overlay; the writable layer's files stay on disk.",
-            "umount2(2)", {"merged": merged})
+    return ("umount", "PID 1 is gone: unmount the container's overlay from its merged dir; the writable layer's "
+            "files stay on disk.", "umount2(2) with MNT_DETACH", {"merged": merged, "mounted": False})
+
+
+def network_detach(veth: str, bridge: str, ip: str) -> tuple[str, str, str, dict[str, Any]]:
+    return ("network-detach", f"Let the container's network namespace go: with PID 1 gone nothing holds it, so the "
+            f"kernel destroys it with its veth pair; {veth} leaves bridge {bridge} and {ip} is free again.",
+            "umount2(2) of the namespace's pin; network_namespaces(7) frees its veth(4) devices",
+            {"veth": veth, "bridge": bridge, "ip": ip})
+
+
+def cgroup_remove(dirs: list[str]) -> tuple[str, str, str, dict[str, Any]]:
+    where = dirs[0].rsplit("/", 2)
+    return ("cgroup-remove", f"Remove the container's cgroup {'/'.join(where[-2:])}: no process is left in it, so "
+            "rmdir(2) deletes the directory and its limit files with it.", "rmdir(2) on cgroupfs (cgroups(7))",
+            {"dirs": list(dirs)})
+
+
+def volume_create(name: str, path: str) -> tuple[str, str, str, dict[str, Any]]:
+    return ("volume-create", f"Create volume {name}: a plain directory, {path}, under the state root; a container "
+            "that mounts it sees it through a bind mount, and it outlives every container.", "mkdir(2)",
+            {"volume": name, "path": path})
+
+
+def volume_remove(name: str, path: str) -> tuple[str, str, str, dict[str, Any]]:
+    return ("volume-remove", f"Delete volume {name}: its directory {path} and every file in it.",
+            "rename(2), then unlink(2)/rmdir(2)", {"volume": name, "path": path})
+
+
+def network_create(name: str, bridge: str, subnet: str) -> tuple[str, str, str, dict[str, Any]]:
+    return ("network-create", f"Create network {name}: subnet {subnet}, carried by bridge {bridge}. Only a record "
+            "for now: the bridge is made when the first container on it starts.",
+            "a record under the state root; bridge(4) later, by rtnetlink",
+            {"network": name, "bridge": bridge, "subnet": subnet})
+
+
+def network_remove(name: str, bridge: str) -> tuple[str, str, str, dict[str, Any]]:
+    return ("network-remove", f"Remove network {name}: its record goes, and bridge {bridge} with it if it is up.",
+            "rtnetlink RTM_DELLINK", {"network": name, "bridge": bridge})
 
 
 def remove_layer(upper: str) -> tuple[str, str, str, dict[str, Any]]:

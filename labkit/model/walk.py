@@ -2,10 +2,11 @@
 
 A trace (:mod:`labkit.model.events`) says what the kernel did; :class:`Walk`
 says what the world looked like after each step: every container's status,
-its PID, which layers its root is stacked from, what its writable layer holds
-(new files, copy-ups with their bytes and source layer, whiteouts, opaque
-directories), the cgroup files written, its address. It is pure: it reads only
-the steps' ``change`` data, so a real run and a simulated one walk alike.
+its PID 1 and command, which layers its root is stacked from and whether that
+overlay is mounted, what its writable layer holds (new files, copy-ups with
+their bytes and source layer, whiteouts, opaque directories), the cgroup files
+written, its address. It is pure: it reads only the steps' ``change`` data, so
+a real run and a simulated one walk alike.
 
 Going back must stay cheap after thousands of steps. The walk keeps a
 checkpoint of the state every :data:`CHECKPOINT` steps (states are immutable,
@@ -32,7 +33,9 @@ class Box:
     Attributes:
         status: The last status a step set (``created`` until one does).
         pid: Its PID 1 on the host (0 when not running).
+        argv: The command PID 1 executes (the last ``exec`` step's), kept after it ends.
         lowers: The layers its root is stacked from (top first), once mounted.
+        mounted: Whether its overlay is mounted now (from ``mount-overlay`` to ``umount``).
         upper: What its writable layer holds: path → ``{"kind": "add"|"copy-up"|"whiteout"|"opaque", ...}``.
         cgroup: Cgroup files written: name → value.
         address: Its IP address on a bridge, if any.
@@ -41,7 +44,9 @@ class Box:
 
     status: str = "created"
     pid: int = 0
+    argv: tuple[str, ...] = ()
     lowers: tuple[str, ...] = ()
+    mounted: bool = False
     upper: Mapping[str, Mapping[str, Any]] = field(default_factory=lambda: MappingProxyType({}))
     cgroup: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))
     address: str = ""
@@ -62,14 +67,23 @@ def apply(state: State, step: Any) -> State:
     if kind == "create-layer":
         box = Box()
     elif kind == "mount-overlay":
-        box = replace(box, lowers=tuple(ch.get("lowers", ())))
+        box = replace(box, lowers=tuple(ch.get("lowers", ())), mounted=True)
+    elif kind == "umount":
+        box = replace(box, mounted=False)
     elif kind == "cgroup-write":
         name = str(ch.get("file", "")).rsplit("/", 1)[-1]
         box = replace(box, cgroup=MappingProxyType({**box.cgroup, name: str(ch.get("value", ""))}))
+    elif kind == "cgroup-remove":
+        box = replace(box, cgroup=MappingProxyType({}))
     elif kind == "network":
         box = replace(box, address=str(ch.get("ip", "")))
-    elif kind in ("clone", "exec"):
+    elif kind == "network-detach":
+        box = replace(box, address="")
+    elif kind == "clone":
         box = replace(box, pid=int(ch.get("pid", box.pid)), status=ch.get("status", box.status))
+    elif kind == "exec":
+        box = replace(box, pid=int(ch.get("pid", box.pid)), status=ch.get("status", box.status),
+                      argv=tuple(ch.get("argv", box.argv)))
     elif kind in ("copy-up", "add", "whiteout", "opaque"):
         entry = {"kind": kind, **{k: v for k, v in ch.items() if k != "path"}}
         box = replace(box, upper=MappingProxyType({**box.upper, ch.get("path", "?"): entry}))
@@ -91,6 +105,7 @@ class Walk:
     def __init__(self, steps: Sequence[Any], start: State | None = None) -> None:
         self.steps = list(steps)
         self._start: State = start if start is not None else MappingProxyType({})
+        self._layer_of: dict[tuple[Any, str], int] | None = None  # made on the first served_by()
         self._checkpoints: dict[int, State] = {-1: self._start}
         self._built = -1  # checkpoints exist up to this position
         self.position = -1
@@ -147,10 +162,58 @@ class Walk:
         """Back to before the first step."""
         return self.goto(-1)
 
-    def served_by(self, container: str, path: str) -> str:
-        """Which layer a path of a container comes from at this point: ``upper``, ``hidden`` or ``image``."""
+    def served_by(self, container: str, path: str) -> str | int:
+        """Which layer a path of a container comes from at this point, as overlayfs looks it up.
+
+        Returns:
+            ``"upper"`` when the writable layer has it (a copy-up, a new file, an opaque dir);
+            ``"hidden"`` when a whiteout covers it or one of its parents, or a parent is an opaque
+            dir whose upper copy does not have it (the image's copy is still in its layer, unseen);
+            else the image layer's number (1 = the base layer) when a copy-up in the trace said
+            where this path lives in the same image, or ``"image"`` when the trace does not tell.
+        """
         box = self._state.get(container)
-        entry = box.upper.get(path) if box else None
-        if entry is None:
-            return "image"
-        return "hidden" if entry["kind"] == "whiteout" else "upper"
+        upper = box.upper if box else {}
+        parts = [p for p in path.split("/") if p]
+        below_opaque = False
+        # Lookup goes down from /: a whiteout hides the whole subtree, an opaque dir stops the
+        # lookup from merging the lower dirs below it (Documentation/filesystems/overlayfs.rst,
+        # "whiteouts and opaque directories").
+        for depth in range(1, len(parts)):
+            entry = upper.get("/" + "/".join(parts[:depth]))
+            if entry is not None and entry["kind"] == "whiteout":
+                return "hidden"
+            if entry is not None and entry["kind"] == "opaque":
+                below_opaque = True
+        entry = upper.get("/" + "/".join(parts))
+        if entry is not None:
+            return "hidden" if entry["kind"] == "whiteout" else "upper"
+        if below_opaque:
+            return "hidden"
+        layer = self._layers_known().get((_image_key(container, box.lowers if box else ()), "/" + "/".join(parts)))
+        return layer if layer is not None else "image"
+
+    def _layers_known(self) -> dict[tuple[Any, str], int]:
+        """(image key, path) → the image layer a copy-up anywhere in the trace took that path from.
+
+        The image's layers never change, so what a later step says holds before it too: stepping
+        back to before a copy-up still names the layer that serves the file.
+        """
+        if self._layer_of is None:
+            known: dict[tuple[Any, str], int] = {}
+            lowers = {cid: box.lowers for cid, box in self._start.items()}
+            for s in self.steps:
+                ch = s.change or {}
+                if s.kind == "mount-overlay" and s.container:
+                    lowers[s.container] = tuple(ch.get("lowers", ()))
+                elif s.kind == "copy-up" and isinstance(ch.get("from_layer"), int):
+                    key = _image_key(s.container, lowers.get(s.container, ()))
+                    known[(key, str(ch.get("path", "")))] = ch["from_layer"]
+            self._layer_of = known
+        return self._layer_of
+
+
+def _image_key(container: str, lowers: Sequence[str]) -> Any:
+    """Containers on the same image layers (the lowers under each one's own init layer) share what
+    copy-ups tell of those layers; a container not seen mounting has a key of its own."""
+    return tuple(lowers[1:]) if len(lowers) > 1 else ("container", container)

@@ -514,6 +514,19 @@ class SimBackend:
                     self._step(w, event, record.id)
             del ov
 
+    def trace_teardown(self, record: ContainerRecord) -> None:
+        """Trace what went with PID 1, as the linux backend's supervisor undoes it: mount, network, cgroup."""
+        with self._locked() as w:
+            ct = w.containers.get(record.id)
+            if ct is None:
+                return
+            net, ct.net_left = ct.net_left, None
+            self._step(w, events.umount(self._paths(record.id)["merged"]), record.id)
+            if net:
+                self._step(w, events.network_detach(f"veth{record.id[:7]}", net["Bridge"], net["IPAddress"]),
+                           record.id)
+            self._step(w, events.cgroup_remove([str(self.dir / "cgroup" / "labkit" / record.id)]), record.id)
+
     def logs(self, record: ContainerRecord) -> Iterator[tuple[str, str, str]]:
         with self._locked() as w:
             ct = w.containers.get(record.id)

@@ -101,6 +101,7 @@ class SimContainer:
     tiny_init: bool = False  # run --init: a tiny init forwards signals, so the command gets default actions
     net: dict[str, Any] | None = None  # the address it holds while running (see labkit.sim.network.attach)
     host_net: bool = False  # run --network host: it shares the host's network namespace
+    net_left: dict[str, Any] | None = None  # the address PID 1's end took away, until the trace has told it
 
 
 @dataclass

@@ -255,7 +255,8 @@ def _end_container(world: World, ct: SimContainer, code: int) -> None:
     ct.pid1 = 0
     ct.frozen = False
     ct.ended = (code, world.rfc3339(), ct.oom_kills > 0)
-    ct.net = None  # its network namespace went with PID 1, and its address with it
+    # Its network namespace went with PID 1, and its address with it; what it had is kept for the trace.
+    ct.net_left, ct.net = ct.net, None
 
 
 def kill(world: World, p: Proc, sig: int) -> None:

@@ -682,7 +682,13 @@ def _expand_seg(world: World, p: Proc, kind: str, val: Any) -> str:
         return out.rstrip("\n")
     if kind == "arith":
         expr = "".join(expand_word(world, p, tokenize_word(val), split=False, glob=False))
-        return str(arith(expr, p.vars))
+        try:
+            return str(arith(expr, p.vars))
+        except ArithError as e:
+            # An expansion error ends a non-interactive shell with status 2 (POSIX 2.8.1).
+            write(world, p, 2, f"sh: {e}\n")
+            exit_proc(world, p, 2)
+            return ""
     return ""
 
 
@@ -737,9 +743,20 @@ def _glob(world: World, p: Proc, pattern: str) -> list[str]:
 
 # -- $(( )) ----------------------------------------------------------------------------------------
 
+class ArithError(ArithmeticError):
+    """``$(( ))`` cannot be evaluated; ``str()`` is ash's message (``divide by zero``, ``exponent less than 0``)."""
+
+
 def arith(expr: str, variables: dict[str, str]) -> int:
-    """Evaluate shell arithmetic: integers, variables, ``+ - * / %``, comparisons, ``&& || !``, parentheses."""
-    toks = re.findall(r"\d+|[A-Za-z_][A-Za-z0-9_]*|==|!=|<=|>=|&&|\|\||<<|>>|[-+*/%()<>!]", expr)
+    """Evaluate shell arithmetic: integers, variables, ``+ - * / % **``, comparisons, ``&& || !``, parentheses.
+
+    ``**`` binds tighter than ``* / %`` and groups from the right (``2**3**2`` is 512); a unary minus
+    binds tighter still (``-2**2`` is 4), as in busybox's ash.
+
+    Raises:
+        ArithError: Division by zero, or a negative exponent.
+    """
+    toks = re.findall(r"\d+|[A-Za-z_][A-Za-z0-9_]*|\*\*|==|!=|<=|>=|&&|\|\||<<|>>|[-+*/%()<>!]", expr)
     pos = 0
 
     def peek() -> str | None:
@@ -773,9 +790,19 @@ def arith(expr: str, variables: dict[str, str]) -> int:
 
     levels = [("||",), ("&&",), ("==", "!="), ("<", ">", "<=", ">="), ("<<", ">>"), ("+", "-"), ("*", "/", "%")]
 
+    def power() -> int:
+        base = atom()
+        if peek() != "**":
+            return base
+        take()
+        exponent = power()
+        if exponent < 0:
+            raise ArithError("exponent less than 0")
+        return int(base ** exponent)
+
     def level(i: int) -> int:
         if i == len(levels):
-            return atom()
+            return power()
         v = level(i + 1)
         while peek() in levels[i]:
             op = take()
@@ -808,7 +835,7 @@ def arith(expr: str, variables: dict[str, str]) -> int:
                 v = v * r
             elif op in "/%":
                 if r == 0:
-                    raise ZeroDivisionError
+                    raise ArithError("divide by zero")
                 q = abs(v) // abs(r) * (1 if (v >= 0) == (r >= 0) else -1)
                 v = q if op == "/" else v - q * r
         return v
@@ -1908,7 +1935,14 @@ def _cp(c: Ctx, args: list[str]) -> int:
                     continue
                 _copy_tree(c.vfs, src, to)
             else:
+                existed = c.vfs.exists(to)
                 c.vfs.write(to, c.vfs.read(src))
+                if flags & {"p", "a"}:
+                    c.vfs.chmod(to, st.mode)
+                elif not existed:
+                    # open(2) with O_CREAT and the source's mode, less the umask (022); a file that
+                    # was there keeps its own mode.
+                    c.vfs.chmod(to, st.mode & ~0o022)
         except OSError as e:
             c.err(f"cp: can't create '{to}': {os.strerror(e.errno or errno.ENOENT)}\n")
             status = 1
@@ -1916,23 +1950,94 @@ def _cp(c: Ctx, args: list[str]) -> int:
 
 
 def _chmod(c: Ctx, args: list[str]) -> int:
-    _, rest = _flags(args[1:], "R")
+    """``chmod [-R] MODE FILE...``: ``-R`` changes each directory, then what is in it; symlinks met on the
+    way are left alone (a symlink's own mode means nothing), as busybox does."""
+    flags, rest = _flags(args[1:], "R")
     if len(rest) < 2:
         c.err("chmod: missing operand\n")
         return 1
     spec, *files = rest
     status = 0
+
+    def change(path: str, shown: str, top: bool) -> None:
+        st = c.vfs.stat(path, follow=top)
+        if st.kind == "symlink":
+            return
+        c.vfs.chmod(path, _parse_mode(spec, st.mode))
+        if "R" in flags and st.kind == "dir":
+            for name in c.vfs.readdir(path):
+                change(os.path.join(path, name), _child(shown, name), False)
+
     for f in files:
-        path = c.path(f)
         try:
-            cur = c.vfs.stat(path, follow=True).mode
-            c.vfs.chmod(path, _parse_mode(spec, cur))
+            change(c.path(f), f, True)
         except OSError as e:
             c.err(f"chmod: {f}: {os.strerror(e.errno or errno.ENOENT)}\n")
             status = 1
         except ValueError:
             c.err(f"chmod: invalid mode '{spec}'\n")
             return 1
+    return status
+
+
+def _child(path: str, name: str) -> str:
+    """``path/name`` as busybox's concat_path_file writes it (no doubled slash after ``d/`` or ``/``)."""
+    return path + name if path.endswith("/") else f"{path}/{name}"
+
+
+#: find's -type letters, by the simulated filesystem's kinds.
+_FIND_TYPES = {"file": "f", "dir": "d", "symlink": "l", "dev": "c"}
+
+
+def _find(c: Ctx, args: list[str]) -> int:
+    """``find [PATH]... [-type f|d|l|c] [-name GLOB] [-maxdepth N] [-print]``: a preorder walk of each
+    PATH (default ``.``), in readdir order, printing what matches every test. Symlinks are not followed."""
+    paths: list[str] = []
+    rest = args[1:]
+    while rest and not rest[0].startswith("-"):
+        paths.append(rest.pop(0))
+    kind = name = None
+    maxdepth = -1
+    while rest:
+        opt = rest.pop(0)
+        if opt == "-print":
+            continue
+        if opt not in ("-type", "-name", "-maxdepth"):
+            c.err(f"find: unrecognized: {opt}\n")
+            return 1
+        if not rest:
+            c.err(f"find: {opt} requires an argument\n")
+            return 1
+        value = rest.pop(0)
+        if opt == "-type":
+            if value not in "fdlcbps" or len(value) != 1:
+                c.err(f"find: invalid argument '{value}' to '-type'\n")
+                return 1
+            kind = value
+        elif opt == "-name":
+            name = value
+        elif not value.isdigit():
+            c.err(f"find: invalid number '{value}'\n")
+            return 1
+        else:
+            maxdepth = int(value)
+    status = 0
+
+    def walk(path: str, shown: str, depth: int) -> None:
+        st = c.vfs.stat(path)
+        base = os.path.basename(shown.rstrip("/")) or "/"
+        if (kind is None or _FIND_TYPES.get(st.kind) == kind) and (name is None or fnmatch.fnmatchcase(base, name)):
+            c.out(shown + "\n")
+        if st.kind == "dir" and (maxdepth < 0 or depth < maxdepth):
+            for entry in c.vfs.readdir(path):
+                walk(os.path.join(path, entry), _child(shown, entry), depth + 1)
+
+    for top in paths or ["."]:
+        try:
+            walk(c.path(top), top, 0)
+        except OSError as e:
+            c.err(f"find: {top}: {os.strerror(e.errno or errno.ENOENT)}\n")
+            status = 1
     return status
 
 
@@ -2087,10 +2192,17 @@ def _grep(c: Ctx, args: list[str]) -> int:
 def _head_tail(c: Ctx, args: list[str], tail: bool) -> int:
     name = "tail" if tail else "head"
     n = 10
+    count: int | None = None  # head -c N: bytes, not lines
     files = []
     it = iter(args[1:])
     for a in it:
-        if a == "-n":
+        if not tail and (a == "-c" or a.startswith("-c")):
+            a = next(it, "") if a == "-c" else a[2:]
+            if not a.isdigit():
+                c.err(f"head: invalid number '{a}'\n")
+                return 1
+            count = int(a)
+        elif a == "-n":
             a = next(it, "10")
             n = int(a.lstrip("+-") or 10)
         elif a.startswith("-n"):
@@ -2104,6 +2216,9 @@ def _head_tail(c: Ctx, args: list[str], tail: bool) -> int:
         lines = data.splitlines(keepends=True)
         if len(inputs) > 1:
             c.out(("\n" if idx else "") + f"==> {fname} <==\n")
+        if count is not None:
+            c.out(data[:count])
+            continue
         c.out(b"".join(lines[-n:] if tail and n else [] if tail else lines[:n]))
     return status
 
@@ -2226,7 +2341,7 @@ APPLETS: dict[str, Callable[[Ctx, list[str]], Any]] = {
     "mv": _mv, "cp": _cp, "chmod": _chmod, "hostname": _hostname, "id": _id, "whoami": _whoami, "ps": _ps,
     "seq": _seq, "wc": _wc, "grep": _grep, "head": lambda c, a: _head_tail(c, a, False),
     "tail": lambda c, a: _head_tail(c, a, True), "tr": _tr, "env": _env_applet, "uname": _uname, "date": _date,
-    "kill": _kill, "ln": _ln, "basename": _basename, "dirname": _dirname, "sort": _sort, "pwd": lambda c, a: _b_pwd(c.world, c.proc, a),
+    "kill": _kill, "ln": _ln, "basename": _basename, "find": _find, "dirname": _dirname, "sort": _sort, "pwd": lambda c, a: _b_pwd(c.world, c.proc, a),
 }
 
 #: Applets busybox's ash runs inside the shell, without fork(2) (FEATURE_SH_NOFORK and its builtins).

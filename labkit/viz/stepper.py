@@ -13,9 +13,10 @@ applies one step, a step back (or a jump) replays at most
 costs the same at step 10 and at step 10 000. Pictures are cached per position
 (the last :data:`CACHE` positions shown), so going back over them costs nothing.
 
-Step / Back / Reset move one step or to the start; the slider jumps; Play
-advances on its own (ipywidgets' ``Play`` ticks in the browser and moves the
-slider).
+Step / Back / Reset move one step or to the start; the slider (or
+:meth:`Stepper.goto`) jumps; Play advances on its own (ipywidgets' ``Play``
+ticks in the browser and moves the slider). :attr:`Stepper.state` is the model
+state after the step shown, for code and quizzes to read.
 """
 
 from __future__ import annotations
@@ -167,10 +168,10 @@ class TracePictures:
                 files += 1
         serves: Any = w.serves
         chosen = self.base.path
-        if chosen and chosen in box.upper:
-            # A step put this very path in the writable layer: from here on the upper layer
-            # answers for it, or hides it if the entry is a whiteout (overlayfs.rst).
-            serves = "hidden" if box.upper[chosen]["kind"] == "whiteout" else "upper"
+        if chosen and w.id and self.walk.served_by(w.id, chosen) in ("upper", "hidden"):
+            # A step put this path, or a whiteout or opaque dir above it, in the writable layer:
+            # from here on the upper layer answers for it, or hides it (overlayfs.rst).
+            serves = self.walk.served_by(w.id, chosen)
         return replace(w, changes=tuple(changes), size=size, files=files, serves=serves, status=box.status)
 
     def __call__(self, index: int) -> Any:
@@ -209,6 +210,13 @@ def caption(step: Any, index: int, total: int) -> str:
 class Stepper:
     """A widget over a trace: Step, Back, Play, Reset and a slider.
 
+    ``goto(i)`` shows the state after step ``i``; ``state`` is that state as data::
+
+        s = Stepper(steps)
+        s.goto(-1)                                # the last step
+        box = s.state[container.id]               # status, pid, argv, lowers, upper, cgroup, address
+        s.served_by(container.id, "/etc/passwd")  # "upper", "hidden", an image layer number or "image"
+
     Args:
         steps: The trace (any sequence of steps, real or simulated).
         render: ``index → Figure``; default :func:`picture_after`.
@@ -230,6 +238,9 @@ class Stepper:
             raise InvalidArgument("the trace is empty: there is nothing to step through",
                                   "Record one with 'with lab.tracing() as steps:' around a verb")
         self.render = render or picture_after(self.steps, base)
+        # The states come from the default renderer's walk when it is the renderer (one walk, one
+        # replay per move), else from a walk of their own over the same steps and base.
+        self._states = self.render if isinstance(self.render, TracePictures) else TracePictures(self.steps, base)
         self._cache: OrderedDict[int, bytes] = OrderedDict()
         last = len(self.steps) - 1
         self.slider = W.IntSlider(value=0, min=0, max=last, description="step", continuous_update=False)
@@ -268,6 +279,38 @@ class Stepper:
         """Back to the first step."""
         self.play.playing = False
         self.slider.value = 0
+
+    def goto(self, index: int) -> None:
+        """Show the state after step ``index`` (0 = the first; negative counts from the end, -1 = the last).
+
+        Raises:
+            InvalidArgument: The trace has no step ``index``.
+        """
+        from labkit.errors import InvalidArgument
+
+        total = len(self.steps)
+        if not -total <= index < total:
+            raise InvalidArgument(f"the trace has {total} steps: there is no step {index}",
+                                  f"Give an index from 0 to {total - 1}, or -1 for the last step")
+        self.slider.value = index % total
+
+    @property
+    def state(self) -> State:
+        """The model state after the step shown: container id → :class:`labkit.model.walk.Box`.
+
+        Each box says the container's status, PID 1 and its command, the layers its root is stacked
+        from and whether that overlay is mounted, what its writable layer holds (path →
+        ``{"kind": "copy-up"|"add"|"whiteout"|"opaque", ...}``), the cgroup files written and its
+        address — as far as the trace tells. It is read-only: mappings are proxies, boxes frozen.
+        """
+        return self._states.state(self.index)
+
+    def served_by(self, container: str, path: str) -> str | int:
+        """After the step shown, which layer serves ``path`` in ``container`` (see
+        :meth:`labkit.model.walk.Walk.served_by`): ``"upper"``, ``"hidden"``, an image layer's
+        number (1 = the base layer) when the trace tells it, else ``"image"``."""
+        self._states.state(self.index)
+        return self._states.walk.served_by(container, path)
 
     def png(self, index: int) -> bytes:
         """The picture after step ``index``, rendered once and kept while among the last :data:`CACHE` shown."""

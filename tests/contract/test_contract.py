@@ -269,3 +269,77 @@ def test_run_in_phases(lab):
     assert name == "exit" and {"whiteout", "exit"} <= {s.kind for s in steps}
     assert phases.container.exit_code == 0
     assert [s.kind for s in phases.steps][:1] == ["create-layer"]
+
+
+def kinds_of(steps, container=None):
+    return [s.kind for s in steps if container is None or s.container == container]
+
+
+def test_exec_is_a_step_of_its_own(lab):
+    """exec records one exec-in step (setns(2) + execve(2)) with its command, the target PID 1 and the exit code."""
+    c = lab.run("busybox", ["sleep", "30"], detach=True)
+    with lab.tracing() as steps:
+        assert c.exec(["sh", "-c", "exit 3"])[0] == 3
+    assert kinds_of(steps) == ["exec-in"]
+    step = steps[0]
+    assert step.verb == "exec" and step.container == c.id and "setns(2)" in step.mechanism
+    assert step.change == {"argv": ["sh", "-c", "exit 3"], "target_pid": c.pid, "exit_code": 3}
+    c.remove(force=True)
+
+
+def test_exit_traces_the_teardown(lab):
+    """When PID 1 ends, the exit is followed by the overlay's umount2(2), the network's end, the cgroup's rmdir(2)."""
+    with lab.tracing() as steps:
+        c = lab.run("busybox", ["true"])
+    after = kinds_of(steps, c.id)[kinds_of(steps, c.id).index("exit"):]
+    assert after == ["exit", "umount", "network-detach", "cgroup-remove"]
+    umount = next(s for s in steps if s.kind == "umount")
+    assert umount.change["merged"] == lab.inspect(c.id)["GraphDriver"]["Data"]["MergedDir"]
+    assert "umount2(2)" in umount.mechanism
+    detach = next(s for s in steps if s.kind == "network-detach")
+    attach = next(s for s in steps if s.kind == "network")
+    assert (detach.change["veth"], detach.change["ip"]) == (attach.change["veth"], attach.change["ip"])
+    assert all(c.id in d for d in next(s for s in steps if s.kind == "cgroup-remove").change["dirs"])
+
+
+def test_exit_without_a_network_has_no_detach_step(lab):
+    """--network none: nothing to unplug, so no network-detach step."""
+    with lab.tracing() as steps:
+        c = lab.run("busybox", ["true"], network="none")
+    assert kinds_of(steps, c.id)[-3:] == ["exit", "umount", "cgroup-remove"]
+
+
+def test_rm_force_traces_the_exit_before_the_layer_goes(lab):
+    """rm -f of a running container: SIGKILL, the exit (137) and its teardown, then the writable layer goes."""
+    c = lab.run("busybox", ["sleep", "30"], detach=True, network="none")
+    with lab.tracing() as steps:
+        c.remove(force=True)
+    assert kinds_of(steps) == ["signal", "exit", "umount", "cgroup-remove", "remove-layer"]
+    assert steps[1].change["exit_code"] == 137 and {s.verb for s in steps} == {"rm"}
+
+
+def test_volume_and_network_verbs_are_traced(lab):
+    """volume create/rm and network create/rm each record one step naming the volume's directory or the bridge."""
+    with lab.tracing() as steps:
+        vol = lab.volume_create("contract-traced")
+        lab.volume_rm("contract-traced")
+        net = lab.network_create("contract-traced")
+        lab.network_rm("contract-traced")
+    assert kinds_of(steps) == ["volume-create", "volume-remove", "network-create", "network-remove"]
+    assert [s.verb for s in steps] == ["volume-create", "volume-rm", "network-create", "network-rm"]
+    assert steps[0].change == {"volume": "contract-traced", "path": vol["Mountpoint"]}
+    assert steps[1].change["path"] == vol["Mountpoint"]
+    bridge = net["Options"]["com.docker.network.bridge.name"]
+    assert steps[2].change == {"network": "contract-traced", "bridge": bridge,
+                               "subnet": net["IPAM"]["Config"][0]["Subnet"]}
+    assert steps[3].change == {"network": "contract-traced", "bridge": bridge}
+    assert all(s.container == "" for s in steps)
+
+
+def test_a_volume_made_by_run_is_traced(lab):
+    """A named volume that run -v makes on first use records the same volume-create step."""
+    with lab.tracing() as steps:
+        c = lab.run("busybox", ["true"], volumes=["contract-made:/data"])
+    assert "volume-create" in kinds_of(steps)
+    c.remove()
+    lab.volume_rm("contract-made")

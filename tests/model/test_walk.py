@@ -94,3 +94,77 @@ def test_replay_behind_a_goto_is_bounded():
     finally:
         walk.apply = real
     assert len(calls) < CHECKPOINT
+
+
+def hiding_trace() -> list[Step]:
+    parts = [
+        events.create_layer("/u"),
+        events.mount_overlay(["/init-c1", "/l2", "/l1"], "/u", "/w", "/m"),
+        events.whiteout("/home"),
+        events.opaque("/etc"),
+        events.added("/etc/hostname", 3),
+    ]
+    return [Step(i, "run", "c1", *p) for i, p in enumerate(parts)]
+
+
+def test_whiteout_hides_everything_below_it():
+    """A whiteout on a directory hides the directory and every path under it (overlayfs lookup stops there)."""
+    w = Walk(hiding_trace())
+    w.goto(len(w.steps) - 1)
+    assert w.served_by("c1", "/home") == "hidden"
+    assert w.served_by("c1", "/home/x") == "hidden" and w.served_by("c1", "/home/x/y/z") == "hidden"
+    assert w.served_by("c1", "/homework") == "image", "a sibling whose name starts alike is not below it"
+
+
+def test_opaque_dir_hides_the_lower_contents():
+    """Below an opaque dir only the upper copy counts: its own files are upper, the image's are hidden."""
+    w = Walk(hiding_trace())
+    w.goto(len(w.steps) - 1)
+    assert w.served_by("c1", "/etc") == "upper"
+    assert w.served_by("c1", "/etc/passwd") == "hidden"
+    assert w.served_by("c1", "/etc/hostname") == "upper"
+    w.goto(2)
+    assert w.served_by("c1", "/etc/passwd") == "image", "before the opaque step the image still shows through"
+
+
+def test_served_by_names_the_layer_a_copy_up_came_from():
+    """A copy-up says which image layer holds a path: before it that layer serves the path, after it the upper."""
+    parts = [events.create_layer("/u"), events.mount_overlay(["/init-c1", "/l2", "/l1"], "/u", "/w", "/m"),
+             events.copy_up("/etc/passwd", 75, 1)]
+    other = [events.create_layer("/u2"), events.mount_overlay(["/init-c2", "/l2", "/l1"], "/u2", "/w2", "/m2")]
+    steps = [Step(i, "run", "c1", *p) for i, p in enumerate(parts)]
+    steps += [Step(len(steps) + i, "run", "c2", *p) for i, p in enumerate(other)]
+    w = Walk(steps)
+    w.goto(1)
+    assert w.served_by("c1", "/etc/passwd") == 1
+    w.goto(2)
+    assert w.served_by("c1", "/etc/passwd") == "upper"
+    w.goto(len(steps) - 1)
+    assert w.served_by("c2", "/etc/passwd") == 1, "a container on the same image layers learns it too"
+    assert w.served_by("c2", "/etc/group") == "image", "a path no step spoke of: the trace cannot tell"
+
+
+def test_teardown_steps_undo_mount_address_and_cgroup():
+    """umount, network-detach and cgroup-remove leave the state unmounted, without address or cgroup files;
+    exec-in changes neither PID 1 nor its command."""
+    parts = [
+        events.create_layer("/u"),
+        events.network_attach("lk1", "br", "172.17.0.2", "02:42:ac:11:00:02"),
+        events.mount_overlay(["/init", "/l1"], "/u", "/w", "/m"),
+        events.cgroup_write("/cg/labkit/c1/memory.max", "67108864", "limit"),
+        events.clone(pid=4242),
+        events.execve(["sleep", "9"], 4242),
+        events.exec_in(["true"], 4242, 0),
+        events.exited(137),
+        events.umount("/m"),
+        events.network_detach("lk1", "br", "172.17.0.2"),
+        events.cgroup_remove(["/cg/labkit/c1"]),
+    ]
+    w = Walk([Step(i, "run", "c1", *p) for i, p in enumerate(parts)])
+    box = w.goto(6)["c1"]
+    assert (box.pid, box.argv, box.mounted, box.address) == (4242, ("sleep", "9"), True, "172.17.0.2")
+    box = w.goto(7)["c1"]
+    assert box.status == "exited" and box.pid == 0 and box.mounted and box.cgroup
+    box = w.goto(len(parts) - 1)["c1"]
+    assert not box.mounted and box.address == "" and dict(box.cgroup) == {}
+    assert box.argv == ("sleep", "9") and box.lowers == ("/init", "/l1"), "what it ran and was made of stays known"

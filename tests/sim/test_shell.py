@@ -51,6 +51,24 @@ CASES = [
     ("test 3 -gt 2 && [ abc = abc ] && echo ok", 0, "ok\n"),
     ("echo ok;", 0, "ok\n"),
     ("f=/etc/passwd; [ -f $f ] && head -n 1 $f", 0, "root:x:0:0:root:/root:/bin/sh\n"),
+    ("chmod -R 755 /tmp/nope; echo rc=$?", 0, "chmod: /tmp/nope: No such file or directory\nrc=1\n"),
+    ("mkdir -p /tmp/t/u/v; find /tmp/t", 0, "/tmp/t\n/tmp/t/u\n/tmp/t/u/v\n"),
+    ("mkdir -p /tmp/t/u; touch /tmp/t/a /tmp/t/u/b; find /tmp/t -type f | sort; find /tmp/t -type d | sort", 0,
+     "/tmp/t/a\n/tmp/t/u/b\n/tmp/t\n/tmp/t/u\n"),
+    ("mkdir -p /tmp/t/u; touch /tmp/t/a /tmp/t/u/b; find /tmp/t -name 'b*'; find /tmp/t -maxdepth 0; "
+     "find /tmp/t/ -maxdepth 1 -type d", 0, "/tmp/t/u/b\n/tmp/t\n/tmp/t/\n/tmp/t/u\n"),
+    ("mkdir /tmp/t; ln -s /etc /tmp/t/l; find /tmp/t -type l; find /tmp/t/l -maxdepth 0 -type l", 0,
+     "/tmp/t/l\n/tmp/t/l\n"),
+    ("cd /tmp; mkdir t; touch t/x; find t -name x", 0, "t/x\n"),
+    ("find /tmp/nope; echo rc=$?", 0, "find: /tmp/nope: No such file or directory\nrc=1\n"),
+    ("find /tmp -type q; echo rc=$?", 0, "find: invalid argument 'q' to '-type'\nrc=1\n"),
+    ("find /tmp -maxdepth x; echo rc=$?", 0, "find: invalid number 'x'\nrc=1\n"),
+    ("printf abcdef | head -c 3; echo; printf 'ab\\ncd\\n' > /tmp/h; head -c 4 /tmp/h; echo; head -c x /tmp/h; "
+     "echo rc=$?", 0, "abc\nab\nc\nhead: invalid number 'x'\nrc=1\n"),
+    ("echo $((2**3)) $((2**3**2)) $((-2**2)) $((2*3**2)) $(( (1+2) * (3+4) )) $((17 % 5 ** 2))", 0,
+     "8 512 4 18 21 17\n"),
+    ("echo $((1/0)); echo after", 2, "sh: divide by zero\n"),
+    ("echo $((2**-1)); echo after", 2, "sh: exponent less than 0\n"),
 ]
 
 
@@ -59,6 +77,25 @@ def test_script_output(sim, script, code, output):
     """The script's exit code and combined output are busybox's."""
     c = sim.run("busybox", ["sleep", "600"], detach=True)
     assert c.exec(["sh", "-c", script]) == (code, output)
+
+
+MODES = [
+    # cp creates the copy with the source's mode less the umask (022); a file that was there keeps its own.
+    ("echo x > /tmp/s; chmod 755 /tmp/s; cp /tmp/s /tmp/s2; ls -l /tmp/s2", ["-rwxr-xr-x"]),
+    ("echo x > /tmp/s; chmod 777 /tmp/s; echo y > /tmp/d; chmod 600 /tmp/d; cp /tmp/s /tmp/d; cp /tmp/s /tmp/n; "
+     "cp -p /tmp/s /tmp/p; ls -l /tmp/d /tmp/n /tmp/p", ["-rw-------", "-rwxr-xr-x", "-rwxrwxrwx"]),
+    # chmod -R changes the directory and everything below it.
+    ("mkdir -p /tmp/r/s; touch /tmp/r/f /tmp/r/s/g; chmod -R 700 /tmp/r; ls -ld /tmp/r /tmp/r/s /tmp/r/f /tmp/r/s/g",
+     ["drwx------", "-rwx------", "drwx------", "-rwx------"]),
+]
+
+
+@pytest.mark.parametrize(("script", "modes"), MODES, ids=[m[0][:40] for m in MODES])
+def test_modes_after_cp_and_chmod(sim, script, modes):
+    """The modes `ls -l` shows are busybox's (the rest of its lines, dates and sizes, is not compared)."""
+    c = sim.run("busybox", ["sleep", "600"], detach=True)
+    code, out = c.exec(["sh", "-c", script])
+    assert code == 0 and [line[:10] for line in out.splitlines()] == modes
 
 
 def test_syntax_errors_are_reported():
@@ -82,6 +119,18 @@ def test_arithmetic():
     assert arith("(1 + 2) * 3", {}) == 9
     assert arith("n > 2 && n < 5", {"n": "3"}) == 1
     assert arith("-7 % 3", {}) == -1
+
+
+def test_power_binds_tighter_than_times_and_groups_from_the_right():
+    """`**` is above `* / %`, right-associative, and below a unary minus, as in busybox's ash."""
+    from labkit.sim.shell import ArithError
+
+    assert arith("2**3", {}) == 8 and arith("2**3**2", {}) == 512 and arith("-2**2", {}) == 4
+    assert arith("2*3**2", {}) == 18 and arith("(2+1)**n", {"n": "2"}) == 9
+    with pytest.raises(ArithError, match="exponent less than 0"):
+        arith("2**-1", {})
+    with pytest.raises(ArithError, match="divide by zero"):
+        arith("1 % 0", {})
 
 
 def test_unknown_program_fails_the_start(sim):

@@ -175,3 +175,56 @@ def _tiny_figure():
     from labkit.viz import palette as P
 
     return P.figure(1, 1)
+
+
+def test_goto_jumps_to_any_step_and_redraws():
+    """goto(i) shows step i's caption and picture, -1 is the last step, and an index past the end is refused."""
+    from labkit.errors import InvalidArgument
+
+    s = stepper.Stepper(trace(), base=layers.scene("demo", LAYERS))
+    first = s.image.value
+    s.goto(3)
+    assert s.index == 3 and "copy-up" in s.caption.value and s.image.value != first
+    s.goto(-1)
+    assert s.index == 4 and s.step_button.disabled
+    s.goto(0)
+    assert s.image.value == first
+    for bad in (5, -6):
+        with pytest.raises(InvalidArgument):
+            s.goto(bad)
+    assert s.index == 0, "a refused goto leaves the stepper where it was"
+
+
+def test_state_is_the_model_after_the_shown_step():
+    """state follows the shown step: PID 1 and its command, the layers, the writable layer's entries, the status."""
+    s = stepper.Stepper(trace(), base=layers.scene("demo", LAYERS))
+    assert s.state[CID].upper == {} and s.state[CID].pid == 0
+    s.goto(2)
+    box = s.state[CID]
+    assert (box.status, box.pid, box.argv, box.lowers, box.mounted) == (
+        "running", 4242, ("sleep", "9"), ("/l2", "/l1"), True)
+    s.goto(-1)
+    assert dict(s.state[CID].upper) == {"/app/server.js": {"kind": "copy-up", "bytes": 10, "from_layer": 2},
+                                        "/etc/old.conf": {"kind": "whiteout"}}
+    s.back()
+    assert "/etc/old.conf" not in s.state[CID].upper, "Back takes the whiteout away again"
+    with pytest.raises(TypeError):
+        s.state[CID] = None  # type: ignore[index]
+    with pytest.raises(AttributeError):
+        s.state = {}  # type: ignore[misc]
+
+
+def test_served_by_after_the_shown_step():
+    """Which layer serves a path changes as the steps do: the image layer a copy-up names, then the upper, or hidden."""
+    s = stepper.Stepper(trace(), base=layers.scene("demo", LAYERS))
+    s.goto(2)
+    assert s.served_by(CID, "/app/server.js") == 2 and s.served_by(CID, "/etc/old.conf") == "image"
+    s.goto(-1)
+    assert s.served_by(CID, "/app/server.js") == "upper" and s.served_by(CID, "/etc/old.conf") == "hidden"
+
+
+def test_state_with_a_renderer_of_ones_own():
+    """A custom renderer still gets a state to read: the stepper walks the steps itself."""
+    s = stepper.Stepper(trace(), render=lambda i: layers.draw(layers.scene("demo", LAYERS)))
+    s.goto(3)
+    assert s.state[CID].upper["/app/server.js"]["kind"] == "copy-up"
