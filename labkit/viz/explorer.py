@@ -47,7 +47,7 @@ class Result:
         output: What the command printed.
         seconds: Wall time of the ``exec``, measured on the host.
         copied: Bytes copied up from image layers.
-        steps: The trace steps recorded (copy-up, whiteout, add, …).
+        steps: The layer steps recorded (copy-up, whiteout, opaque, add); the exec itself is left out.
     """
 
     action: str
@@ -60,12 +60,16 @@ class Result:
 
     def summary(self) -> str:
         """One line for a learner."""
-        kinds = ", ".join(s.kind for s in self.steps if s.kind in ("copy-up", "whiteout", "add", "opaque"))
+        kinds = ", ".join(s.kind for s in self.steps)
         what = f"copy-up of {P.size_text(self.copied)}" if self.copied else "no copy-up"
         if kinds and not self.copied:
             what = kinds
         failed = f" (failed with exit code {self.exit_code}: {self.output.strip()})" if self.exit_code else ""
         return f"{self.action} {self.path}: {what}; {self.seconds * 1000:.1f} ms{failed}"
+
+
+#: The steps that change the layers, which is what the explorer shows.
+LAYER_KINDS = ("copy-up", "whiteout", "opaque", "add")
 
 
 def merged_files(engine: Any, ref: str, under: str = "/", limit: int = 500) -> list[str]:
@@ -86,7 +90,7 @@ def run_action(engine: Any, ref: str, action: str, path: str) -> Result:
         code, out = engine.exec_output(ref, ["/bin/sh", "-c", cmd])
         seconds = time.perf_counter() - start
     copied = sum(int((s.change or {}).get("bytes") or 0) for s in steps if s.kind == "copy-up")
-    return Result(action, path, code, out, seconds, copied, tuple(steps))
+    return Result(action, path, code, out, seconds, copied, tuple(s for s in steps if s.kind in LAYER_KINDS))
 
 
 class CopyUpExplorer:
