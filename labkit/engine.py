@@ -601,6 +601,16 @@ class Engine:
         """
         return frozenset(_LIMIT_NAMES) - set(self.backend.unenforced_limits())
 
+    def simulator(self) -> Engine:
+        """The simulator, in a world of its own beside this engine's (``ROOT/sim``); this engine if it is one.
+
+        For what this backend cannot show here: rootless without a delegated cgroup nothing
+        enforces limits, and the simulator models the OOM kill and the fork that fails.
+        """
+        if self.backend_name == "sim":
+            return self
+        return Engine(root=self.store.root / "sim", backend="sim")
+
     @_verb("run")
     def run(self, image: str, command: list[str] | str | None = None, *, detach: bool = False, **kw: Any) -> Container:
         """``docker run``: create, then start; without ``detach`` wait for the exit.

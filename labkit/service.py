@@ -373,7 +373,8 @@ class Controller:
                 self.engine.run(spec["Image"], spec.get("Command") or None, detach=True,
                                 name=replica_name(self.name, slot), env=spec.get("Env") or None,
                                 network=spec.get("Network") or None,
-                                ports=[f"127.0.0.1::{spec['ContainerPort']}"] if self.rootless else None,
+                                ports=[f"127.0.0.1::{spec['ContainerPort']}"]
+                                if self.rootless and spec["ContainerPort"] else None,
                                 labels={LABEL: self.name, SLOT_LABEL: str(slot)})
                 changed = True
         if changed:

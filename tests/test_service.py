@@ -315,3 +315,20 @@ def test_rootless_replicas_are_reached_through_their_published_ports(tmp_path):
     controller = Controller(str(tmp_path), "web", [], engine=engine, backend="rootless")
     controller.reconcile()
     assert controller.balancer.targets == [("127.0.0.1", 40001), ("127.0.0.1", 40002)]
+
+
+def test_a_rootless_service_without_a_port_publishes_nothing(tmp_path):
+    """A service with no -p (replicas that only run) publishes nothing rootless, and balances nothing."""
+    from labkit.service import Controller
+    from labkit.store import write_json
+
+    (tmp_path / "services").mkdir()
+    write_json(tmp_path / "services" / "jobs.json", {"Name": "jobs", "Image": "busybox", "Replicas": 2,
+                                                     "ContainerPort": 0})
+    controller = None
+    engine = Recorder(tmp_path, lambda: controller.balancer)
+    controller = Controller(str(tmp_path), "jobs", [], engine=engine, backend="rootless")
+    controller.reconcile()
+    assert sorted(engine.replicas) == ["jobs.1", "jobs.2"]
+    assert all(c["port"] == 0 for c in engine.replicas.values())
+    assert controller.balancer.targets == []

@@ -57,7 +57,7 @@ for _quiz in [v for v in list(globals().values()) if isinstance(v, _Quiz)]:
             _tries = [o.text for o in _q.options]
         elif "observe" in _q.spec:
             from labkit.grading import probes as _probes
-            _tries = [_probes.observe(lab, _q.spec["observe"]["probe"], _q.spec["observe"].get("args") or {})]
+            _tries = [_probes.observe(_cell.engine, _q.spec["observe"]["probe"], _q.spec["observe"].get("args") or {})]
         else:
             _tries = [_q.reference_answer()]
         _verdict = None
