@@ -16,6 +16,7 @@ Tests drive a cell as a learner would: set ``cell.input.value``, call
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
 from html import escape
 from typing import Any
@@ -35,7 +36,9 @@ class QuizCell:
         engine: The engine labs and "predict, then observe" questions read the truth from.
         on_result: Called with every :class:`Result` (e.g. to record it somewhere).
         attempts_log: Append each result to this attempts log (``True``: the default log).
-        submissions: Append each result to the learner's submission in this directory.
+        submissions: Append each result to the learner's submission in this directory
+            (default: ``$LABKIT_SUBMIT``, which a teacher sets for every learner, e.g. in
+            JupyterHub's spawner environment; unset, nothing is submitted).
 
     Attributes:
         results: Every result of this cell, oldest first.
@@ -59,7 +62,7 @@ class QuizCell:
         self.engine = engine
         self.on_result = on_result
         self.attempts_log = attempts_log
-        self.submissions = submissions
+        self.submissions = submissions if submissions is not None else os.environ.get("LABKIT_SUBMIT") or None
         self.results: list[Result] = []
         self.input = self._make_input()
         self.check_button = w.Button(description="Run checks" if isinstance(question, LabQuestion) else "Check",

@@ -59,6 +59,22 @@ def test_widget_check_button_records_results_in_python(tmp_path):
     assert q.results()["p2"].verdict == "incorrect"
 
 
+def test_cells_submit_where_the_teacher_says(tmp_path, monkeypatch):
+    """With ``$LABKIT_SUBMIT`` set (as a teacher sets it for every learner) each Check lands in the learner's
+    submission there, which ``labkit grades collect`` reads; unset, nothing is submitted."""
+    from labkit.grading.gradebook import collect
+    from labkit.grading.widgets import QuizCell
+
+    monkeypatch.delenv("LABKIT_SUBMIT", raising=False)
+    assert QuizCell(load_bank("lesson8", learner="bo")["p1"]).submissions is None
+    monkeypatch.setenv("LABKIT_SUBMIT", str(tmp_path / "class"))
+    cell = QuizCell(load_bank("lesson8", learner="bo")["p1"])
+    cell.input.value = "copy-on-write"
+    cell.check_button.click()
+    assert (tmp_path / "class" / "bo.json").exists()
+    assert collect(tmp_path / "class").scores == {"bo": {"lesson8:p1": 1.0}}
+
+
 def test_multi_widget_collects_the_ticked_boxes():
     """A multi question's checkboxes become the answer list."""
     from labkit.grading.widgets import QuizCell
