@@ -127,9 +127,11 @@ def rootless_checks() -> list[dict[str, Any]]:
     idmap = rootless.id_map()
     out.append(_check(
         "rootless ids", True, idmap.describe(),
-        "Files owned by other users in an image show as nobody inside; ask for an /etc/subuid and /etc/subgid "
-        "range (and install the uidmap package) to map 65536 ids."
-        if idmap.kind == "single" else "Files owned by other users in an image keep distinct owners inside.",
+        "Inside, only root exists: files of images you build are root's, and COPY --chown or a chown to "
+        "another id is refused; ask for an /etc/subuid and /etc/subgid range (and install the uidmap package) "
+        "to map 65536 ids."
+        if idmap.kind == "single" else "Files keep distinct owners inside: COPY --chown=1000 and a chown in a "
+        "container give ids from your range (1000 inside is a subordinate id on the host).",
     ))
     layout = rootless.delegated_cgroup()
     out.append(_check(

@@ -29,7 +29,7 @@ import secrets
 import shutil
 from collections.abc import Callable, Mapping
 
-from labkit.errors import BuildFailed, LabfileError, NoSuchImage
+from labkit.errors import BuildFailed, HostUnsupported, LabfileError, NoSuchImage
 from labkit.images import labfile, tree
 from labkit.images.base import ensure_busybox
 from labkit.images.store import (
@@ -321,9 +321,35 @@ def _copy(b: _Build, inst: labfile.Instruction) -> None:
             _replace(target)
             tree.copy_entry(real, target, os.stat(real), links, uid, gid)
     tree.restore_times(made)
+    if inst.flag("chown") and os.geteuid() != 0:
+        _chown_rootless(root, lowers, made, uid or 0, gid or 0)
     layer = b.store.commit_layer(root, "", inst.role)
     kind = "file" if len(matches) == 1 and not os.path.isdir(matches[0]) else "dir"
     b.add_layer(dataclasses.replace(layer, created_by=f"/bin/sh -c #(nop) COPY {kind}:{layer.digest[7:]} in {dest} "))
+
+
+def _chown_rootless(root: str, lowers: list[str], made: dict[str, int], uid: int, gid: int) -> None:
+    """``--chown`` in a rootless build: what the copy made gets the owner, from inside a user namespace.
+
+    A user cannot chown(2) to another host id, so the copy left everything its own
+    (root in a container); :func:`labkit.linux.rootless.chown_inside` gives the owner
+    with the user's subordinate ids. Parent directories that exist in a lower layer
+    keep that layer's owner, as they do as root.
+    """
+    from labkit.linux import rootless
+
+    paths = []
+    for cur, dirs, names in os.walk(root):
+        for name in dirs + names:
+            path = os.path.join(cur, name)
+            below = tree.lookup(lowers, "/" + os.path.relpath(path, root))
+            if path in made and below is not None and os.path.isdir(below) and not os.path.islink(below):
+                continue
+            paths.append(path)
+    try:
+        rootless.chown_inside(rootless.id_map(), paths, uid, gid)
+    except HostUnsupported as err:
+        raise BuildFailed(f"COPY --chown={uid}:{gid} failed: {err.message}", err.hint) from None
 
 
 def _replace(path: str) -> None:

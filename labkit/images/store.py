@@ -30,6 +30,7 @@ import json
 import os
 import re
 import shutil
+import sys
 import tempfile
 import time
 from collections.abc import Iterable, Iterator, Mapping, Sequence
@@ -107,6 +108,26 @@ def rfc3339_nano(t: float | None = None) -> str:
 def canonical_json(obj: object) -> bytes:
     """The bytes an image id is computed from: sorted keys, no spaces."""
     return json.dumps(obj, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
+
+
+def overlay_xattr_prefix() -> str:
+    """Where this process's overlay mounts keep their markers: ``trusted`` as root, ``user`` rootless.
+
+    A rootless build mounts with ``userxattr`` (overlayfs.rst, "Non-root users"), so an
+    opaque directory a RUN step made is marked ``user.overlay.opaque``; the layer's tar
+    and digest must read the marker where it is.
+    """
+    return "trusted" if os.geteuid() == 0 else "user"
+
+
+def remove_tree(path: str) -> None:
+    """Delete ``path``; rootless with a range map, also what a build step made as a subordinate id."""
+    shutil.rmtree(path, ignore_errors=True)
+    if not os.path.lexists(path) or os.geteuid() == 0 or not sys.platform.startswith("linux"):
+        return
+    from labkit.linux import rootless
+
+    rootless.remove_tree(rootless.id_map(), path)
 
 
 @dataclass(frozen=True)
@@ -265,7 +286,8 @@ class ImageStore:
                 os.rename(src_dir, diff)
             else:
                 tree.copy_tree(src_dir, diff)
-            trouble = tree.clean_overlay_xattrs(diff)
+            prefix = overlay_xattr_prefix()
+            trouble = tree.clean_overlay_xattrs(diff, prefix)
             if trouble:
                 raise BuildFailed(
                     "a layer cannot keep overlayfs redirects or metacopy: " + ", ".join(trouble[:3]),
@@ -276,7 +298,7 @@ class ImageStore:
             if os.geteuid() == 0:
                 os.chown(diff, 0, 0)
             os.chmod(diff, 0o755)
-            digest = oci.digest(diff)
+            digest = oci.digest(diff, prefix)
             stats = oci.tree_stats(diff)
             final = self._layer_dir(digest)
             if not os.path.isdir(os.path.join(final, "diff")):
@@ -325,7 +347,7 @@ class ImageStore:
                     # Move aside first so no reader ever sees a half-deleted layer.
                     trash = self.mkdtemp("trash-")
                     os.rename(d, os.path.join(trash, "layer"))
-                    shutil.rmtree(trash, ignore_errors=True)
+                    remove_tree(trash)
                     removed.append(digest)
             return removed
 

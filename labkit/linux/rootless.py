@@ -49,6 +49,7 @@ import shutil
 import signal
 import subprocess
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from labkit.errors import Conflict, HostUnsupported, InvalidArgument, StartFailed
@@ -203,6 +204,50 @@ def remove_tree(idmap: IdMap, path: str) -> None:
     shutil.rmtree(path, ignore_errors=True)
     if not os.path.lexists(path) or idmap.kind != "range":
         return
+
+    def remove() -> bool:
+        shutil.rmtree(path, ignore_errors=True)
+        return not os.path.lexists(path)
+
+    as_root_inside(idmap, remove)
+
+
+def chown_inside(idmap: IdMap, paths: list[str], uid: int, gid: int) -> None:
+    """Give ``paths`` the owner ``uid:gid`` as a container sees ids (``COPY --chown`` in a rootless build).
+
+    The user may not chown(2) a file to another host id; inside a user namespace with
+    the range map it is root over the subordinate ids, and lchown to 1000 there makes
+    the file belong to, say, 300999 on the host — 1000 in every container.
+
+    Raises:
+        HostUnsupported: The single-id map has no id but 0 (as Podman says, not enough
+            ids in the user namespace), or the chown was refused.
+    """
+    if not paths or (uid, gid) == (0, 0):
+        return
+    if idmap.kind != "range":
+        raise HostUnsupported(
+            f"potentially insufficient UIDs or GIDs available in user namespace (requested {uid}:{gid} for "
+            f"{paths[0]}): only your own id is mapped, as root", "Ask for an /etc/subuid and /etc/subgid range "
+            "(and install the uidmap package) to map 65536 ids, or leave --chown out")
+
+    def chown() -> bool:
+        for path in paths:
+            os.lchown(path, uid, gid)
+        return True
+
+    if not as_root_inside(idmap, chown):
+        raise HostUnsupported(f"chown {uid}:{gid} was refused inside the user namespace for {paths[0]}",
+                              f"Check that /etc/subuid and /etc/subgid grant at least {max(uid, gid) + 1} ids")
+
+
+def as_root_inside(idmap: IdMap, work: Callable[[], bool]) -> bool:
+    """Run ``work`` in a child that is root in a new user namespace with ``idmap``'s range map.
+
+    The child unshares CLONE_NEWUSER and waits; the maps are written from outside by
+    newuidmap/newgidmap (user_namespaces(7): only a process outside may map ranges it
+    was granted in /etc/subuid). Returns what ``work`` returned, False if it raised.
+    """
     go_r, go_w = os.pipe()
     ready_r, ready_w = os.pipe()
     pid = os.fork()
@@ -213,9 +258,8 @@ def remove_tree(idmap: IdMap, path: str) -> None:
             os.close(ready_r)
             syscalls.unshare(namespaces.CLONE_NEWUSER)
             os.write(ready_w, b"1")
-            if os.read(go_r, 1) == b"1":
-                shutil.rmtree(path, ignore_errors=True)
-                code = 0 if not os.path.lexists(path) else 1
+            if os.read(go_r, 1) == b"1" and work():
+                code = 0
         finally:
             os._exit(code)
     os.close(go_r)
@@ -227,7 +271,8 @@ def remove_tree(idmap: IdMap, path: str) -> None:
     finally:
         os.close(go_w)
         os.close(ready_r)
-        os.waitpid(pid, 0)
+        _, status = os.waitpid(pid, 0)
+    return os.waitstatus_to_exitcode(status) == 0
 
 
 # ------------------------------------------------------------------ probes

@@ -620,6 +620,68 @@ def test_subuid_range_maps_65536_ids(learner, subuid):
     assert got["owner"] == [subuid + 999, subuid + 999]
 
 
+BUILD = PRELUDE + """
+ctx = os.path.join(os.environ["HOME"], "ctx")
+os.makedirs(ctx, exist_ok=True)
+with open(os.path.join(ctx, "note"), "w") as f:
+    f.write("hi\\n")
+"""
+
+
+def test_a_rootless_build_marks_opaque_dirs_where_its_mounts_keep_them(learner):
+    """A RUN step that makes a directory again leaves it opaque as user.overlay.opaque; the layer's tar and digest
+    read the marker there, and the layers still hash to their digests."""
+    got = as_learner(learner, BUILD + """
+    from labkit.images import oci
+    from labkit.grading import probes
+    with open(os.path.join(ctx, "Labfile"), "w") as f:
+        f.write("FROM busybox\\nRUN rm -rf /etc && mkdir /etc && echo x > /etc/new\\n")
+    lab.build(ctx, "opq:1", on_step=lambda _line: None)
+    top = lab.image_store.get("opq:1").layers[-1]
+    unchanged = probes.PROBES["image_layers_unchanged"].func(lab, image="opq:1")
+    print(json.dumps({"names": oci.tar_names(top.path, "user")[:2], "digest": top.digest,
+                      "user": oci.digest(top.path, "user"), "trusted": oci.digest(top.path, "trusted"),
+                      "unchanged": unchanged.passed}))
+    """)
+    assert got["names"] == ["etc", "etc/.wh..wh..opq"]
+    assert got["digest"] == got["user"] != got["trusted"]
+    assert got["unchanged"]
+
+
+def test_copy_chown_with_only_ones_own_id_is_refused_plainly(learner):
+    """With the single-id map only root exists inside: COPY --chown=1000 fails in one sentence naming the fix."""
+    got = as_learner(learner, BUILD + """
+    with open(os.path.join(ctx, "Labfile"), "w") as f:
+        f.write("FROM busybox\\nCOPY --chown=1000:1000 note /note\\n")
+    try:
+        lab.build(ctx, "owned:1", on_step=lambda _line: None)
+        error = None
+    except labkit.BuildFailed as err:
+        error = err.one_line()
+    print(json.dumps({"error": error, "tags": [t for i in lab.images() for t in i["RepoTags"]]}))
+    """)
+    assert got["error"].startswith("COPY --chown=1000:1000 failed: potentially insufficient UIDs or GIDs")
+    assert "/etc/subuid" in got["error"]
+    assert "owned:1" not in got["tags"]
+
+
+def test_copy_chown_with_a_subuid_range_gives_the_owner_inside(learner, subuid):
+    """With an /etc/subuid range, COPY --chown=1000:1000 gives the file uid 1000 in every container (START+999 on the host)."""
+    got = as_learner(learner, BUILD + """
+    with open(os.path.join(ctx, "Labfile"), "w") as f:
+        f.write("FROM busybox\\nCOPY --chown=1000:1000 note /srv/note\\n")
+    lab.build(ctx, "owned:1", on_step=lambda _line: None)
+    top = lab.image_store.get("owned:1").layers[-1].path
+    host = os.lstat(os.path.join(top, "srv", "note"))
+    c = lab.run("owned:1", ["ls", "-ln", "/srv/note"], name="owner")
+    listing = c.logs()
+    lab.rm("owner")
+    print(json.dumps({"host": [host.st_uid, host.st_gid], "inside": listing.split()[2:4]}))
+    """)
+    assert got["host"] == [SUB_START + 999, SUB_START + 999]
+    assert got["inside"] == ["1000", "1000"]
+
+
 def test_nothing_left_behind(learner):
     """After the scenarios, the learner has no process left, no mount on the host, and the state can be removed whole."""
     got = as_learner(learner, """
