@@ -130,13 +130,35 @@ def test_auto_picks_rootless_and_says_why(learner):
     assert got["root"] == got["default"] == os.path.join(learner.pw_dir, ".local", "share", "labkit")
 
 
-def test_auto_as_root_picks_root():
+def test_rootless_state_follows_xdg_data_home(learner):
+    """With $XDG_DATA_HOME set, the rootless state root is $XDG_DATA_HOME/labkit and the simulator's beside it."""
+    got = as_learner(learner, """
+    import json, os
+    os.environ["XDG_DATA_HOME"] = os.path.join(os.environ["HOME"], "data")
+    import labkit
+    from labkit.engine import default_root
+    lab = labkit.connect()
+    print(json.dumps({"root": str(lab.store.root), "sim": default_root("sim"), "simulator": str(lab.simulator().store.root)}))
+    """)
+    data = os.path.join(learner.pw_dir, "data")
+    assert got["root"] == os.path.join(data, "labkit")
+    assert got["sim"] == got["simulator"] == os.path.join(data, "labkit", "sim")
+
+
+def test_auto_as_root_picks_root(tmp_path):
     """As root `auto` picks the root backend and its state under /var/lib/labkit, a world apart from a user's."""
+    import labkit
     from labkit.engine import DEFAULT_ROOT, _linux_problem, default_root
 
     assert _linux_problem() is None
-    if "LABKIT_ROOT" not in os.environ:
+    saved = os.environ.pop("LABKIT_ROOT", None)
+    try:
         assert default_root() == DEFAULT_ROOT
+    finally:
+        if saved is not None:
+            os.environ["LABKIT_ROOT"] = saved
+    lab = labkit.connect(root=tmp_path)
+    assert lab.backend_name == "linux" and lab.backend_reason.startswith("root")
 
 
 def test_auto_without_user_namespaces_falls_back_to_the_simulator(learner):
