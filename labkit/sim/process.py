@@ -70,6 +70,7 @@ class Proc:
         positional: ``$0 $1 ...``.
         listen: The TCP port a server listens on.
         exit_code: Set once exited.
+        dash_c: A shell running ``sh -c``: it execs its last simple command instead of forking (as ash does).
     """
 
     hpid: int
@@ -104,6 +105,7 @@ class Proc:
     parent_hpid: int = 0
     exit_code: int | None = None
     started: float = 0.0
+    dash_c: bool = False
 
 
 #: Live output streams of running ``exec`` calls, by id: ``(stdout, stderr)`` (not saved with the world).

@@ -858,6 +858,7 @@ def new_shell(world: World, ct: Any, argv: list[str], script: str | None, *, par
         p.positional = [argv[0], *args]
     elif args and args[0] == "-c":
         src = args[1] if len(args) > 1 else ""
+        p.dash_c = True
         p.positional = args[2:] if len(args) > 2 else [argv[0]]
     elif args:
         from labkit.sim.overlay import vfs_for
@@ -889,7 +890,7 @@ def _recount(p: Proc) -> None:
 def run_shell(world: World, p: Proc, budget: int) -> int:
     """Execute up to ``budget`` operations of a shell process; return how many ran."""
     used = 0
-    while used < budget and p.state == "run" and p.hpid in world.procs:
+    while used < budget and p.state == "run" and p.hpid in world.procs and p.kind == "sh":
         if p.pending:
             sig = p.pending.pop(0)
             action = p.traps.get(_signal.Signals(sig).name[3:])
@@ -1087,6 +1088,32 @@ def _external(world: World, p: Proc, fields: list[str], assigns: dict[str, str],
     return child
 
 
+def _last_command(p: Proc) -> bool:
+    """Is this simple command the last thing ``sh -c`` will do? (The op that runs it has moved pc past the end.)"""
+    if not p.dash_c or p.traps or len(p.frames) != 1:
+        return False
+    code, pc = p.frames[0][0], p.frames[0][1]
+    return pc >= len(code)
+
+
+def _exec_in_place(world: World, p: Proc, fields: list[str], assigns: dict[str, str]) -> bool:
+    """ash's last command of ``sh -c``: execve(2) without fork(2), so the program takes the shell's PID
+    (``sh -c 'sleep 300'`` is ``sleep 300`` as PID 1; ash's evalcommand does this when no trap is set).
+    Applets only; other programs are forked as before."""
+    ct = world.containers[p.cid]
+    env = _env_of(p, assigns)
+    try:
+        prog = lookup(world, ct, fields, env, p.cwd)
+    except StartFailed:
+        return False  # the shell reports "not found" itself
+    if prog.kind != "applet":
+        return False
+    p.argv, p.kind, p.env, p.frames = list(fields), "applet", env, []
+    p.vars, p.exported, p.mem = {"__applet": prog.name}, set(), BASE_MEMORY["applet"]
+    cgroups.charge(world, ct)
+    return True
+
+
 def start_program(world: World, ct: Any, prog: Any, argv: list[str], *, env: dict[str, str], cwd: str,
                   fds: dict, stdin: bytes = b"", parent: Proc | None = None) -> Proc:
     """execve(2) of a found program in a fresh process."""
@@ -1253,6 +1280,10 @@ def _run_simple(world: World, p: Proc, node: tuple) -> None:
         p.status = 1
         return
     try:
+        if (name not in BUILTINS and name not in ASH_BUILTINS and _last_command(p)
+                and _exec_in_place(world, p, fields, dict(values))):
+            saved = {}  # the program keeps the redirections, as a process exec'd with them does
+            return
         if name in BUILTINS or name in NOFORK:
             extra = dict(values)
             for k, v in extra.items():
@@ -1272,7 +1303,7 @@ def _run_simple(world: World, p: Proc, node: tuple) -> None:
             return
         child = _external(world, p, fields, dict(values), dict(p.fds), p.stdin[p.stdin_pos:])
     finally:
-        if p.hpid in world.procs:
+        if p.hpid in world.procs and saved:
             _restore(p, saved)
     if isinstance(child, int):
         p.status = child
@@ -2347,6 +2378,10 @@ APPLETS: dict[str, Callable[[Ctx, list[str]], Any]] = {
 #: Applets busybox's ash runs inside the shell, without fork(2) (FEATURE_SH_NOFORK and its builtins).
 NOFORK = {"echo", "printf", "test", "[", "true", "false", "sleep", "cat", "touch", "rm", "mkdir", "rmdir", "mv",
           "cp", "chmod", "hostname", "seq", "kill", "ln", "basename", "dirname"}
+
+#: Applets ash has as builtins of its own: run in the shell even as the last command of ``sh -c``
+#: (the other NOFORK applets are exec'd there, as any program is).
+ASH_BUILTINS = {"echo", "printf", "test", "[", "true", "false", "kill", "pwd"}
 
 #: Every name the synthetic busybox image links to /bin/busybox.
 APPLET_NAMES = sorted({*APPLETS, "sh", "ash"})

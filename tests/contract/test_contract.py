@@ -343,3 +343,13 @@ def test_a_volume_made_by_run_is_traced(lab):
     assert "volume-create" in kinds_of(steps)
     c.remove()
     lab.volume_rm("contract-made")
+
+
+@pytest.mark.parametrize("script, pid1", [("sleep 100 & sleep 200", ["sleep", "200"]),
+                                          ("trap 'exit 3' TERM; sleep 200", ["sh", "-c", "trap 'exit 3' TERM; sleep 200"])])
+def test_sh_c_execs_its_last_command_unless_it_traps(lab, script, pid1):
+    """busybox's ``sh -c`` replaces itself with its last simple command (PID 1 is that program), except when a trap
+    is set and the shell must stay to run it."""
+    c = lab.run("busybox", ["sh", "-c", script], detach=True)
+    code, out = c.exec(["cat", "/proc/1/cmdline"])
+    assert (code, out.split("\0")[:-1]) == (0, pid1)
