@@ -30,13 +30,14 @@ Run as ``python -m labkit.service ROOT NAME BACKEND FD...`` (the engine does thi
 from __future__ import annotations
 
 import errno
+import os
 import selectors
 import signal
 import socket
 import sys
 import threading
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -44,6 +45,11 @@ LABEL = "labkit.service"
 SLOT_LABEL = "labkit.service.slot"
 TICK = 0.25
 CONNECT_TIMEOUT = 0.2
+#: How long request bytes may stay unacknowledged by a replica's kernel before its connection counts as
+#: failed (TCP_USER_TIMEOUT, tcp(7)). A live replica's kernel acknowledges within microseconds on a
+#: local bridge, however busy the program is; a replica that died just after taking the connection
+#: may take its network namespace with it before a reset goes out, and would leave the client waiting.
+UNACKED_TIMEOUT = 0.5
 SEND_TIMEOUT = 2.0
 KEEP = 64 * 1024  # a request up to this size is kept, so a replica that fails before answering can be replaced
 
@@ -92,10 +98,11 @@ class Balancer:
     """
 
     def __init__(self, listeners: list[socket.socket], connect_timeout: float = CONNECT_TIMEOUT,
-                 keep: int = KEEP) -> None:
+                 keep: int = KEEP, note: Callable[[str], None] = lambda _text: None) -> None:
         self.listeners = listeners
         self.connect_timeout = connect_timeout
         self.keep = keep
+        self.note = note  # told of every replica that failed a connection, for the service's log
         self.lock = threading.Lock()
         self.targets: list[Target] = []
         self.epoch = 0  # counts set_targets calls
@@ -133,11 +140,12 @@ class Balancer:
             link.epoch = self.epoch
         return [t for t in link.order + later if t in now and t not in link.tried]
 
-    def forget(self, target: Target) -> None:
+    def forget(self, target: Target, why: str) -> None:
         """Stop sending connections to a replica that did not take one (until :meth:`set_targets` names it)."""
         with self.lock:
             if target in self.targets:
                 self.targets.remove(target)
+        self.note(f"{target[0]}:{target[1]} did not take a connection ({why}): left out until it is named again")
 
     # -- the loop --------------------------------------------------------------------------------
     def serve(self, stopping: threading.Event) -> None:
@@ -194,10 +202,11 @@ class Balancer:
             link.tried.add(target)
             up = socket.socket()
             up.setblocking(False)
+            up.setsockopt(socket.IPPROTO_TCP, socket.TCP_USER_TIMEOUT, int(UNACKED_TIMEOUT * 1000))
             err = up.connect_ex(target)  # connect(2): EINPROGRESS on a non-blocking socket
             if err not in (0, errno.EINPROGRESS):
                 up.close()
-                self.forget(target)
+                self.forget(target, os.strerror(err))
                 continue
             link.up, link.target, link.connected = up, target, False
             link.deadline = time.monotonic() + self.connect_timeout
@@ -211,7 +220,7 @@ class Balancer:
         err = link.up.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)  # the connect(2) outcome, see socket(7)
         if err:
             if err not in (errno.ECONNRESET, errno.EPIPE):  # a reset came after the handshake: the replica is there
-                self.forget(link.target)
+                self.forget(link.target, os.strerror(err))
             self._dial(link, sel)
             return
         link.connected = True
@@ -249,13 +258,14 @@ class Balancer:
 
     def _from_up(self, link: _Link, sel: selectors.BaseSelector) -> None:
         assert link.up is not None
+        why = "it closed the connection"
         try:
             data = link.up.recv(65536)
-        except OSError:
-            data = None
+        except OSError as err:
+            data, why = None, err.strerror or str(err)
         if not data:
             if not link.answered:
-                self._up_failed(link, sel)
+                self._up_failed(link, sel, why)
             elif data is None:
                 self._close(link, sel)
             else:  # the replica finished its answer: pass the end on, and close when both ends are done
@@ -269,18 +279,21 @@ class Balancer:
         if not self._send(link.client, data):
             self._close(link, sel)
 
-    def _up_failed(self, link: _Link, sel: selectors.BaseSelector) -> None:
+    def _up_failed(self, link: _Link, sel: selectors.BaseSelector, why: str = "it closed the connection") -> None:
         """The replica failed: before its answer, replay to the next one; after it, the client sees the end."""
+        where = f"{link.target[0]}:{link.target[1]}" if link.target else "a replica"
         if link.answered:
+            self.note(f"{where} failed after it began to answer ({why}): the client sees the end")
             self._close(link, sel)
         else:
+            self.note(f"{where} failed before answering ({why}): the request goes to the next replica")
             self._dial(link, sel)
 
     def _expire(self, sel: selectors.BaseSelector) -> None:
         now = time.monotonic()
         for link in [k for k in self.links if k.up is not None and not k.connected and k.deadline <= now]:
             assert link.target is not None
-            self.forget(link.target)
+            self.forget(link.target, f"no answer to its handshake within {self.connect_timeout:g} s")
             self._dial(link, sel)
 
     def _cut_gone(self, sel: selectors.BaseSelector) -> None:
@@ -289,7 +302,7 @@ class Balancer:
         with self.lock:
             gone, self.gone = self.gone, {}
         for link in [k for k in self.links if k.target in gone and k.epoch < gone[k.target]]:
-            self._up_failed(link, sel)
+            self._up_failed(link, sel, "it is no longer running")
 
     # -- sockets ---------------------------------------------------------------------------------
     @staticmethod
@@ -337,7 +350,7 @@ class Controller:
         self.rootless = backend == "rootless"
         self.name = name
         self.listeners = listeners
-        self.balancer = Balancer(listeners)
+        self.balancer = Balancer(listeners, note=self.note)
         self.stopping = threading.Event()
 
     def record(self) -> dict[str, Any] | None:
@@ -366,16 +379,20 @@ class Controller:
         for slot, c in list(present.items()):
             if c["State"] != "running" or slot > spec["Replicas"]:
                 self.engine.rm(c["Id"], force=True)
+                why = c["State"] if c["State"] != "running" else "scaled down"
+                self.note(f"removed {c['Names'][0].lstrip('/')} ({why})")
                 del present[slot]
                 changed = True
         for slot in range(1, spec["Replicas"] + 1):
             if slot not in present:
+                began = time.monotonic()
                 self.engine.run(spec["Image"], spec.get("Command") or None, detach=True,
                                 name=replica_name(self.name, slot), env=spec.get("Env") or None,
                                 network=spec.get("Network") or None,
                                 ports=[f"127.0.0.1::{spec['ContainerPort']}"]
                                 if self.rootless and spec["ContainerPort"] else None,
                                 labels={LABEL: self.name, SLOT_LABEL: str(slot)})
+                self.note(f"started {replica_name(self.name, slot)} in {time.monotonic() - began:.2f} s")
                 changed = True
         if changed:
             self.balancer.set_targets(self.addresses(self.replicas(), spec["ContainerPort"]))
@@ -410,7 +427,7 @@ class Controller:
     def note(self, text: str) -> None:
         try:
             with open(self.engine.store.root / "services" / f"{self.name}.log", "a") as f:
-                f.write(f"{time.strftime('%H:%M:%S')} {text}\n")
+                f.write(f"{time.strftime('%H:%M:%S')}.{int(time.time() * 1000) % 1000:03d} {text}\n")
         except OSError:
             pass
 
