@@ -60,13 +60,18 @@ def shows(text: str, must: str | tuple[str, ...]) -> bool:
 
 
 def assert_graded(run: Run, labs: bool = True) -> None:
-    """Reference answers earned full marks, known wrong answers none, and the notebook's lab passed."""
+    """Reference answers earned full marks, known wrong answers none, a prediction earned full marks when it was
+    what the engine observed and none when it was not, and the notebook's lab passed."""
     report = run.report
     assert report.get("questions"), f"{run.name}: no quiz widget was answered"
     wrong = {q: v for q, v in report["questions"].items() if v != "correct"}
-    assert not wrong, f"{run.name}: reference answers not accepted: {wrong}"
+    assert not wrong, f"{run.name}: reference answers (or the observed answer) not accepted: {wrong} " \
+                      f"(observed: {report.get('observed')})"
     for qid, (verdict, points, own_feedback) in report["wrong"].items():
         assert verdict == "incorrect" and points == 0 and own_feedback, f"{run.name}: known wrong answer to {qid}"
+    for qid, (seen, verdict, points, _at_check) in report["observed"].items():
+        assert verdict == "incorrect" and points == 0, \
+            f"{run.name}: {qid} accepted a prediction other than what the engine observed ({seen}): {verdict}"
     if labs:
         assert report["labs"], f"{run.name}: no lab was checked"
         for qid, (verdict, points, max_points) in report["labs"].items():
