@@ -250,8 +250,8 @@ class WritableLayer:
         return Entry(kind)
 
     def in_image(self, path: str) -> str | None:
-        """For a path the writable layer does not name: ``"present"``, ``"deleted"`` (a whiteout in an
-        image layer) or ``None`` when no image layer has it."""
+        """What the image layers hold at ``path``, whatever the writable layer holds there: ``"present"``,
+        ``"deleted"`` (a whiteout in an image layer) or ``None`` when no image layer has it."""
         if self.model is not None:
             for layer in self.model.lowers:
                 node = layer.get("/" + "/".join(_relative(path)))
@@ -443,6 +443,29 @@ def file_in_upperdir(engine: Any, container: str, path: str, contains: str | Non
         return Outcome(False, f"{path} is in the writable layer but does not contain {contains!r}",
                        _snippet(entry.text))
     return Outcome(True, f"{path} is in {container}'s writable layer", _snippet(entry.text))
+
+
+@probe("copied_up", "{path} was copied up from an image layer into {container}'s writable layer", "container", "path")
+def copied_up(engine: Any, container: str, path: str, contains: str | None = None) -> Outcome:
+    # overlayfs.rst, "Non-directories": the first open for writing of a lower file copies it up into the
+    # upper dir, where the change lands; the lower layer keeps the original. A copy-up is therefore a
+    # regular file in the upper dir whose path an image layer also has (a new file has no lower twin).
+    layer = WritableLayer(engine, container)
+    entry = layer.entry(path)
+    if entry is None:
+        if layer.in_image(path) == "present":
+            return Outcome(False, f"{path} is still served unchanged by an image layer: nothing copied it up "
+                                  "(change the file inside the container)")
+        return Outcome(False, f"{path} is neither in {container}'s writable layer nor in its image")
+    if entry.kind != "file":
+        return Outcome(False, f"{path} in the writable layer is not a copied-up file (it is a {entry.kind})")
+    if layer.in_image(path) != "present":
+        return Outcome(False, f"{path} is in the writable layer but no image layer has it: "
+                              "it is a new file, not a copy-up of an image file", _snippet(entry.text))
+    if not _contains_ok(entry.text, contains):
+        return Outcome(False, f"{path} was copied up but does not contain {contains!r}", _snippet(entry.text))
+    return Outcome(True, f"{path} was copied up: {container}'s writable layer holds the changed copy, "
+                         "the image layer still holds the original", _snippet(entry.text))
 
 
 @probe("whiteout_exists", "deleting {path} left a whiteout in {container}'s writable layer", "container", "path")

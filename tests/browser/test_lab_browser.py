@@ -1,4 +1,5 @@
-"""In a real browser, JupyterLab runs notebooks/00-start-here.ipynb and shows the backend line and live widgets."""
+"""In a real browser, JupyterLab runs lesson notebooks: 00-start-here.ipynb on real containers shows the backend
+line and live widgets; 08-practice-and-quiz.ipynb on the simulator takes typed answers and grades them."""
 
 from __future__ import annotations
 
@@ -13,6 +14,8 @@ import sys
 import tempfile
 import time
 import urllib.request
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -24,10 +27,15 @@ CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
                  "--disable-background-networking", "--disable-component-update", "--disable-sync",
                  "--disable-dev-shm-usage"]
-NOTEBOOK = "00-start-here.ipynb"
-SCREENSHOT = Path(tempfile.gettempdir()) / "labkit-lab-00-start-here.png"
+START_HERE = "00-start-here.ipynb"
+PRACTICE = "08-practice-and-quiz.ipynb"
 
-pytestmark = [pytest.mark.root, pytest.mark.slow]
+pytestmark = pytest.mark.slow
+
+
+def screenshot_path(notebook: str) -> Path:
+    """Where a test leaves its screenshot (always on failure), named after the notebook."""
+    return Path(tempfile.gettempdir()) / f"labkit-lab-{notebook.removesuffix('.ipynb')}.png"
 
 
 def free_port() -> int:
@@ -49,16 +57,17 @@ def wait_until_up(url: str, proc: subprocess.Popen, timeout: float = 60.0) -> No
     raise AssertionError(f"jupyter lab did not answer {url} within {timeout:.0f} s")
 
 
-@pytest.fixture
-def jupyter_lab():
-    """JupyterLab on a free localhost port with a token, serving a copy of the notebook (so nothing saves into ours)."""
+@contextmanager
+def serve_lab(notebook: str, backend: str) -> Iterator[tuple[str, str, Path]]:
+    """JupyterLab on a free localhost port with a token, serving a copy of ``notebook`` (so nothing saves into
+    ours), its kernels on ``backend`` with a state root of their own; yields the base URL, token and state root."""
     work = Path(tempfile.mkdtemp(prefix="labkit-test-lab-"))
     root = state_root()
     served = work / "notebooks"
     served.mkdir()
-    shutil.copy(NOTEBOOKS / NOTEBOOK, served / NOTEBOOK)
+    shutil.copy(NOTEBOOKS / notebook, served / notebook)
     jupyter_path = install_kernel(work / "kernel")
-    env = kernel_env(root, jupyter_path, LABKIT_BACKEND="linux")
+    env = kernel_env(root, jupyter_path, LABKIT_BACKEND=backend)
     env.update(JUPYTER_CONFIG_DIR=str(work / "config"), JUPYTER_RUNTIME_DIR=str(work / "runtime"),
                JUPYTER_DATA_DIR=str(work / "data"))
     port, token = free_port(), secrets.token_hex(16)
@@ -70,7 +79,7 @@ def jupyter_lab():
         env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
     try:
         wait_until_up(f"http://127.0.0.1:{port}/api/status?token={token}", proc)
-        yield f"http://127.0.0.1:{port}", token, root, work
+        yield f"http://127.0.0.1:{port}", token, root
     finally:
         if proc.poll() is None:
             os.killpg(proc.pid, signal.SIGTERM)  # the server shuts its kernels down on SIGTERM
@@ -80,11 +89,24 @@ def jupyter_lab():
                 os.killpg(proc.pid, signal.SIGKILL)
                 proc.wait()
         log.close()
-        if (root / "networks").exists():
+        if backend == "linux" and (root / "networks").exists():
             import labkit
 
             labkit.connect(backend="linux", root=root).prune_networks()
         shutil.rmtree(work, ignore_errors=True)
+
+
+def assert_no_containers_left(root: Path) -> None:
+    cdir = root / "containers"
+    assert not (cdir.exists() and [c for c in os.listdir(cdir) if not c.startswith(".")]), "the notebook left containers"
+
+
+def sync_playwright_or_fail():
+    try:
+        from playwright.sync_api import sync_playwright
+    except ImportError as err:
+        pytest.fail(f"playwright is not installed ({err}): pip install playwright (the python package only)")
+    return sync_playwright
 
 
 def launch_chromium(p):
@@ -94,38 +116,101 @@ def launch_chromium(p):
     return p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
 
 
-def test_start_here_runs_in_jupyterlab(jupyter_lab):
-    """Run All in JupyterLab shows the backend line; the stepper's Step and Back change its caption (Back
-    returns to the first); a quiz answered and checked shows its feedback."""
-    try:
-        from playwright.sync_api import expect, sync_playwright
-    except ImportError as err:
-        pytest.fail(f"playwright is not installed ({err}): pip install playwright (the python package only)")
-    base, token, root, _work = jupyter_lab
-    with sync_playwright() as p:
+@contextmanager
+def lab_page(base: str, token: str, notebook: str) -> Iterator:
+    """A browser page on ``notebook`` in JupyterLab, after Run All; a screenshot is saved when the test ends
+    (so a failure leaves one to look at)."""
+    from playwright.sync_api import expect
+
+    with sync_playwright_or_fail()() as p:
         browser = launch_chromium(p)
+        page = browser.new_page(viewport={"width": 1400, "height": 1000})
         try:
-            page = browser.new_page(viewport={"width": 1400, "height": 1000})
-            page.goto(f"{base}/lab/tree/{NOTEBOOK}?token={token}")
-            expect(page.get_by_text("Python 3 (ipykernel) | Idle")).to_be_visible(timeout=60_000)
+            page.goto(f"{base}/lab/tree/{notebook}?token={token}")
+            expect(page.get_by_text("Python 3 (ipykernel) | Idle")).to_be_visible(timeout=90_000)
             page.locator(".lm-MenuBar-itemLabel", has_text=re.compile("^Run$")).click()
             page.locator("li[data-command='runmenu:run-all']").click()
+            yield page
+        finally:
+            page.screenshot(path=str(screenshot_path(notebook)), full_page=False)
+            browser.close()
+
+
+#: The stepper's picture as a SHA-256 of its PNG bytes (the <img> src is a fresh blob: URL per update, so the
+#: URL alone cannot tell one picture from another; its bytes can).
+IMAGE_DIGEST_JS = """async (img) => {
+    if (!img.src) return "";
+    const bytes = await (await fetch(img.src)).arrayBuffer();
+    const digest = await crypto.subtle.digest("SHA-256", bytes);
+    return Array.from(new Uint8Array(digest), b => b.toString(16).padStart(2, "0")).join("");
+}"""
+
+
+def picture_digest(image) -> str:
+    return image.evaluate(IMAGE_DIGEST_JS)
+
+
+def wait_for_picture(image, wanted, timeout: float = 15.0) -> str:
+    """Poll the stepper's picture until ``wanted(digest)`` holds; return that digest (an AssertionError when
+    ``timeout`` seconds pass first)."""
+    end = time.monotonic() + timeout
+    digest = picture_digest(image)
+    while not wanted(digest):
+        if time.monotonic() > end:
+            raise AssertionError(f"the stepper's picture did not change as expected within {timeout:.0f} s")
+        time.sleep(0.2)
+        digest = picture_digest(image)
+    return digest
+
+
+def step_and_back(page) -> None:
+    """On the notebook's first stepper, Step ▶ shows step 2 with another caption, and stepping on (some steps
+    keep the picture, e.g. a network step in a layers picture) shows another picture; ◀ Back as many times
+    returns to step 1 with the first caption and the first picture, and Back is then disabled."""
+    from playwright.sync_api import expect
+
+    stepper = page.locator(".widget-vbox").filter(has=page.locator("button", has_text="Step ▶")).first
+    stepper.scroll_into_view_if_needed()
+    expect(stepper).to_be_visible()
+    caption = stepper.locator(".widget-html").first
+    image = stepper.locator("img").first
+    step_button = stepper.locator("button", has_text="Step ▶")
+    expect(caption).to_contain_text("step 1 of", timeout=15_000)
+    expect(image).to_have_attribute("src", re.compile("."), timeout=15_000)
+    first_caption = caption.text_content()
+    first_picture = wait_for_picture(image, bool)
+    moves = 0
+    while True:
+        step_button.click()  # the kernel sends the next caption, then renders and sends its picture
+        moves += 1
+        expect(caption).to_contain_text(f"step {moves + 1} of", timeout=15_000)
+        assert caption.text_content() != first_caption
+        try:
+            wait_for_picture(image, lambda d: d != first_picture, timeout=3.0)
+            break
+        except AssertionError:
+            if step_button.is_disabled():
+                raise AssertionError(f"no step of the stepper's {moves + 1} changed its picture") from None
+    for n in range(moves, 0, -1):
+        stepper.locator("button", has_text="◀ Back").click()
+        expect(caption).to_contain_text(f"step {n} of", timeout=15_000)
+    assert caption.text_content() == first_caption
+    wait_for_picture(image, lambda d: d == first_picture)
+    expect(stepper.locator("button", has_text="◀ Back")).to_be_disabled()
+
+
+@pytest.mark.root
+def test_start_here_runs_in_jupyterlab():
+    """Run All in JupyterLab shows the backend line; the stepper's Step and Back change its caption and its
+    picture (Back returns to the first of both); a quiz answered and checked shows its feedback."""
+    from playwright.sync_api import expect
+
+    with serve_lab(START_HERE, "linux") as (base, token, root):
+        with lab_page(base, token, START_HERE) as page:
             outputs = page.locator(".jp-OutputArea-output")
             expect(outputs.filter(has_text="backend: linux")).to_have_count(1, timeout=60_000)
             expect(outputs.filter(has_text="containers left: []")).to_have_count(1, timeout=90_000)
-            stepper = page.locator(".widget-vbox").filter(has=page.locator("button", has_text="Step ▶")).first
-            stepper.scroll_into_view_if_needed()
-            expect(stepper).to_be_visible()
-            caption = stepper.locator(".widget-html").first
-            expect(caption).to_contain_text("step 1 of", timeout=15_000)
-            first_caption = caption.text_content()
-            stepper.locator("button", has_text="Step ▶").click()  # the kernel renders the next step and its caption
-            expect(caption).to_contain_text("step 2 of", timeout=15_000)
-            assert caption.text_content() != first_caption
-            stepper.locator("button", has_text="◀ Back").click()
-            expect(caption).to_contain_text("step 1 of", timeout=15_000)
-            assert caption.text_content() == first_caption
-            expect(stepper.locator("button", has_text="◀ Back")).to_be_disabled()
+            step_and_back(page)
             quiz = page.locator(".labkit-quiz").first
             quiz.scroll_into_view_if_needed()
             expect(quiz).to_be_visible()
@@ -133,11 +218,47 @@ def test_start_here_runs_in_jupyterlab(jupyter_lab):
             quiz.locator("button", has_text="Check").click()
             expect(quiz.locator(".labkit-result")).to_be_visible(timeout=15_000)
             expect(quiz.locator(".labkit-result")).to_contain_text("Why:")
-            page.screenshot(path=str(SCREENSHOT), full_page=False)
-        except Exception:
-            page.screenshot(path=str(SCREENSHOT), full_page=False)
-            raise
-        finally:
-            browser.close()
-    cdir = root / "containers"
-    assert not (cdir.exists() and [c for c in os.listdir(cdir) if not c.startswith(".")]), "the notebook left containers"
+        assert_no_containers_left(root)
+
+
+#: Typed questions of notebook 08 (bank lesson8): a known wrong answer, the start of its own feedback, the
+#: start of the question's explanation, and a right answer.
+TYPED = [
+    ("p1", "union mount", "A union mount stacks the layers", "Copy-on-write: the kernel", "copy-on-write"),
+    ("p2", "docker ps", "ps lists containers one line each", "docker inspect (labkit inspect here)", "docker inspect web"),
+]
+
+
+def type_and_check(quiz, answer: str) -> None:
+    """Type ``answer`` into the question's text box as a learner would, then press Check."""
+    box = quiz.locator("input[type='text']")
+    box.fill(answer)
+    box.press("Enter")  # the box syncs its value to the kernel on Enter (continuous_update=False)
+    quiz.locator("button", has_text=re.compile("^Check$")).click()
+
+
+def test_typed_answers_are_graded_in_jupyterlab():
+    """On the simulator, Run All of the practice notebook shows the backend line and its stepper steps back and
+    forth; typing a wrong answer and pressing Check shows "incorrect" with that answer's feedback and the
+    explanation; typing a right answer and pressing Check shows "correct"."""
+    from playwright.sync_api import expect
+
+    with serve_lab(PRACTICE, "sim") as (base, token, root):
+        with lab_page(base, token, PRACTICE) as page:
+            outputs = page.locator(".jp-OutputArea-output")
+            expect(outputs.filter(has_text="backend: sim")).to_have_count(1, timeout=60_000)
+            expect(outputs.filter(has_text="containers left: []")).to_have_count(1, timeout=90_000)
+            step_and_back(page)
+            for qid, wrong, feedback, why, right in TYPED:
+                quiz = page.locator(".labkit-quiz").filter(has=page.locator(f".labkit-question[data-qid='{qid}']"))
+                quiz.scroll_into_view_if_needed()
+                expect(quiz).to_have_count(1)
+                result = quiz.locator(".labkit-result")
+                type_and_check(quiz, wrong)
+                expect(result).to_have_attribute("data-verdict", "incorrect", timeout=15_000)
+                expect(result.locator(".labkit-feedback")).to_contain_text(feedback)
+                expect(result.locator(".labkit-explain")).to_contain_text(why)
+                type_and_check(quiz, right)
+                expect(result).to_have_attribute("data-verdict", "correct", timeout=15_000)
+                expect(result).to_contain_text("correct")
+        assert_no_containers_left(root)

@@ -12,7 +12,7 @@ from labkit.grading.banks import available_banks, find_bank, read_yaml
 from labkit.grading.probes import OBSERVERS, PROBES
 
 BANKS = available_banks()
-CONCEPTS = ["isolation", "cgroups", "layers", "ephemeral", "states", "inspect"]
+CONCEPTS = ["isolation", "cgroups", "layers", "ephemeral", "states", "stateless", "inspect"]
 
 
 def test_the_expected_banks_exist():
@@ -109,7 +109,7 @@ def test_every_probe_used_is_registered():
     """The probes and observers the banks name all exist (and the registry has the documented ones)."""
     assert {"container_running", "container_status", "container_exists", "env_equals", "file_in_upperdir",
             "file_absent", "whiteout_exists", "volume_exists", "volume_has_file", "image_layers_unchanged",
-            "exit_code_is", "oom_killed", "label_equals", "memory_limit", "pids_limit"} <= set(PROBES)
+            "exit_code_is", "oom_killed", "label_equals", "memory_limit", "pids_limit", "copied_up"} <= set(PROBES)
     for name in BANKS:
         for q in copy.deepcopy(read_yaml(find_bank(name)))["questions"]:
             for c in q.get("checks") or []:

@@ -72,12 +72,17 @@ def test_layers_lab_reads_the_upper_dir_and_cannot_be_faked_from_the_host(engine
     engine.run("busybox", ["sh", "-c", f"echo {token} > /data/hello"], name=bound, volumes=[f"{host_dir}:/data"])
     assert not file_in_upperdir(engine, bound, "/data/hello", token).passed
 
-    # The real thing: written inside, and a delete that leaves a whiteout.
+    # The real thing: written inside, and a delete that leaves a whiteout; no copy-up yet.
     code, _ = engine.exec_output(name, ["sh", "-c", f"rm /data/hello && echo {token} > /data/hello && rm /etc/group"])
     assert code == 0
     r = q.check(engine=engine)
-    assert [c.passed for c in r.checks] == [True, True, True] and r.verdict == CORRECT
-    assert r.checks[2].hidden and r.checks[2].output == ""
+    assert [c.passed for c in r.checks] == [True, False, True, True] and r.verdict != CORRECT
+    # The copy-up: the image's /etc/passwd changed inside the container.
+    code, _ = engine.exec_output(name, ["sh", "-c", f"echo {token} >> /etc/passwd"])
+    assert code == 0
+    r = q.check(engine=engine)
+    assert [c.passed for c in r.checks] == [True, True, True, True] and r.verdict == CORRECT
+    assert r.checks[3].hidden and r.checks[3].output == ""
 
 
 def test_states_predictions_are_graded_by_what_the_engine_did(engine):

@@ -42,6 +42,39 @@ def test_writable_layer_probes_read_the_model(sim):
     sim.rm("writer", force=True)
 
 
+def test_copied_up_needs_a_changed_copy_of_an_image_file(sim):
+    """copied_up passes for an image file changed inside the container, not for a new file, an untouched
+    image file or a deleted one, nor when the copy lacks the text asked for."""
+    c = sim.run("busybox", ["sleep", "300"], name="copier", detach=True)
+    assert not probes.copied_up(sim, "copier", "/etc/passwd").passed  # still served by the image
+    c.exec(["sh", "-c", "echo tok123 >> /etc/passwd && mkdir -p /data && echo tok123 > /data/hello && rm /etc/group"])
+    assert probes.copied_up(sim, "copier", "/etc/passwd", contains="tok123").passed
+    assert "root:" in probes.copied_up(sim, "copier", "/etc/passwd").output  # the image's lines came along
+    assert not probes.copied_up(sim, "copier", "/etc/passwd", contains="other").passed
+    assert not probes.copied_up(sim, "copier", "/data/hello").passed  # a new file: nothing to copy up
+    assert not probes.copied_up(sim, "copier", "/etc/group").passed  # a whiteout
+    with pytest.raises(probes.Missing):
+        probes.copied_up(sim, "nobody-here", "/etc/passwd")
+    sim.rm("copier", force=True)
+
+
+def test_layers_lab_needs_the_copy_up_on_the_simulator(sim):
+    """The layers lab is not attempted before the task, misses its copy-up check for a new file and a delete
+    alone, and earns full marks once the image's /etc/passwd is changed too."""
+    q = load_bank("layers", learner="ada")["lay.lab"]
+    token = q.params["token"]
+    name = f"layer-{token}"
+    assert q.check(engine=sim).verdict == NOT_ATTEMPTED
+    sim.run("busybox", ["sleep", "600"], name=name, detach=True)
+    sim.exec_output(name, ["sh", "-c", f"mkdir -p /data && echo {token} > /data/hello && rm /etc/group"])
+    r = q.check(engine=sim)
+    assert r.verdict != CORRECT and [c.passed for c in r.checks] == [True, False, True, True], str(r)
+    sim.exec_output(name, ["sh", "-c", f"echo {token} >> /etc/passwd"])
+    r = q.check(engine=sim)
+    assert r.verdict == CORRECT and r.points == r.max_points, str(r)
+    sim.rm(name, force=True)
+
+
 def test_a_file_dropped_into_the_upper_dir_on_disk_does_not_count(sim):
     """On the simulator the directory UpperDir names is not the layer: writing there by hand earns nothing."""
     c = sim.run("busybox", ["sleep", "300"], name="fake", detach=True)

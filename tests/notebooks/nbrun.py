@@ -5,9 +5,12 @@ labkit as installed here, whatever kernels the machine has), and the kernel
 gets its own state root, attempts log and learner name through the
 environment. Before the notebook's last cell (its clean-up) one more cell is
 run: it answers every quiz widget the notebook made, as a learner would —
-known wrong answers first, then the reference answers (for "predict, then
-observe" questions: each option in turn) — by setting the input and pressing
-Check, and prints what the widgets said as one JSON line.
+known wrong answers first, then the reference answers — by setting the input
+and pressing Check, and prints what the widgets said as one JSON line. A
+"predict, then observe" question has no written answer: the cell reads what
+the engine did through the question's observer, answers something else (a
+``reject`` entry, another option), then the one answer that matches the
+observation (for a choice: the option whose ``value`` is what was observed).
 
 ``python -m tests.notebooks.nbrun NAME OUT`` does the same in a process of
 its own and writes ``OUT/NAME`` (the executed notebook) and
@@ -26,7 +29,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-NOTEBOOKS = Path(__file__).resolve().parents[2] / "notebooks"
+REPO = Path(__file__).resolve().parents[2]
+NOTEBOOKS = REPO / "notebooks"
 REPORT = "LABKIT-QUIZ-REPORT "
 
 #: Answers every quiz widget of the notebook; runs inside the kernel.
@@ -45,27 +49,49 @@ def _press(cell, answer):
     return cell.last
 
 
-_report = {"questions": {}, "wrong": {}, "labs": {}}
+def _same(a, b):
+    return a == b or str(a).casefold() == str(b).casefold()
+
+
+def _predictions(cell):
+    """What the engine did for an observe question: (a wrong answer, the right answer, the observation)."""
+    from labkit.grading import probes as _probes
+
+    q, spec = cell.question, cell.question.spec["observe"]
+    seen = _probes.observe(cell.engine, spec["probe"], spec.get("args") or {})
+    if hasattr(q, "options"):
+        right = [o.text for o in q.options if _same(o.value, seen)]
+        other = [o.text for o in q.options if not _same(o.value, seen)]
+        if len(right) != 1 or not other:
+            raise AssertionError(f"{q.id}: {len(right)} options have the observed value {seen!r}")
+        if q.type == "multi":
+            return [other[0]], right, seen
+        return other[0], right[0], seen
+    wrong = [r["answer"] for r in q.spec.get("reject") or [] if not _same(r["answer"], seen)]
+    if wrong:
+        return wrong[0], seen, seen
+    if q.type == "numeric":
+        tolerance = float(q.spec.get("tolerance", 0)) + abs(seen) * float(q.spec.get("rel_tolerance", 0))
+        return seen + 1 + tolerance, seen, seen
+    return f"not {seen}", seen, seen
+
+
+_report = {"questions": {}, "wrong": {}, "observed": {}, "labs": {}}
 for _quiz in [v for v in list(globals().values()) if isinstance(v, _Quiz)]:
     for _cell in _quiz.cells:
         _q = _cell.question
+        if "observe" in _q.spec:
+            _wrong, _right, _seen = _predictions(_cell)
+            _r = _press(_cell, _wrong)
+            _ok = _press(_cell, _right)
+            _report["observed"][_q.id] = [str(_seen), _r.verdict, _r.points, str(_ok.observed)]
+            _report["questions"][_q.id] = _ok.verdict
+            continue
         _rejects = _q.spec.get("reject") or []
-        if _rejects and "observe" not in _q.spec:
+        if _rejects:
             _r = _press(_cell, _rejects[0]["answer"])
             _report["wrong"][_q.id] = [_r.verdict, _r.points, _r.feedback == _rejects[0].get("feedback", _r.feedback)]
-        if "observe" in _q.spec and hasattr(_q, "options"):
-            _tries = [o.text for o in _q.options]
-        elif "observe" in _q.spec:
-            from labkit.grading import probes as _probes
-            _tries = [_probes.observe(_cell.engine, _q.spec["observe"]["probe"], _q.spec["observe"].get("args") or {})]
-        else:
-            _tries = [_q.reference_answer()]
-        _verdict = None
-        for _answer in _tries:
-            _verdict = _press(_cell, _answer).verdict
-            if _verdict == "correct":
-                break
-        _report["questions"][_q.id] = _verdict
+        _report["questions"][_q.id] = _press(_cell, _q.reference_answer()).verdict
 for _name, _value in list(globals().items()):
     if type(_value).__name__ == "QuizCell" and _value.question.type == "lab" and _value.last is not None:
         _report["labs"][_value.question.id] = [_value.last.verdict, _value.last.points, _value.last.max_points]
@@ -134,9 +160,11 @@ def run_of(name: str, nb: Any) -> Run:
 
 
 def kernel_env(root: Path, jupyter_path: Path, **extra: str) -> dict[str, str]:
-    """The kernel's environment: a state root, an attempts log and a learner of its own."""
+    """The kernel's environment: a state root, an attempts log and a learner of its own, and this checkout's
+    labkit first on the path (whichever copy the interpreter has installed)."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("LABKIT_")}
-    env.update(LABKIT_ROOT=str(root), LABKIT_ATTEMPTS=str(root / "attempts.jsonl"), LABKIT_LEARNER="nb-test",
+    path = os.pathsep.join(p for p in (str(REPO), env.get("PYTHONPATH", "")) if p)
+    env.update(PYTHONPATH=path, LABKIT_ROOT=str(root), LABKIT_ATTEMPTS=str(root / "attempts.jsonl"), LABKIT_LEARNER="nb-test",
                JUPYTER_PATH=str(jupyter_path), MPLBACKEND="module://matplotlib_inline.backend_inline",
                PYTHONDONTWRITEBYTECODE="1", **extra)
     return env
