@@ -35,6 +35,28 @@ are followed as in a container whose root is the overlay (an absolute target
 starts again at the overlay's root; ``..`` stops at it). The model keeps file
 modification times as a logical clock that ticks once per changing operation;
 directory times are not tracked.
+
+**Held equal to the kernel.** ``tests/linux/test_overlay_vs_kernel.py`` applies
+random sequences (100 examples of up to 20 operations, once with
+``redirect_dir`` off and once on) to a real overlay mount and to this model,
+and compares after every step: the errno of each failing operation, the merged
+view (names, types, contents, modes, owners, ``user.*`` xattrs, hard links),
+the upper directory (copy-ups, whiteouts, opaque and redirect markers) and
+``readdir``. ``tests/contract/test_differential.py`` does the same through the
+whole engine, simulator against real containers (25 examples). What they leave
+out is where the model and the kernel differ, on purpose:
+
+* **Times.** The kernel stamps wall-clock ``mtime``/``ctime``/``atime``; the
+  model counts changes, and does not track directories' times at all.
+* **Order of readdir.** Compared as sets: the kernel's order is the upper
+  filesystem's hash order, which means nothing to a learner.
+* **Inode and device numbers.** overlayfs reports the real layer's ``st_ino``
+  (or an ``xino``-composed one) and its own ``st_dev``; the model has none.
+* **Other xattrs.** ``security.*`` (SELinux labels) and overlayfs's own
+  ``origin``/``impure`` bookkeeping in the upper directory are not modelled;
+  the opaque, whiteout and redirect markers are.
+* **Mount options.** ``index=on``, ``metacopy=on``, ``nfs_export`` and
+  ``volatile`` are not modelled (Docker mounts without them).
 """
 
 from __future__ import annotations
