@@ -126,6 +126,9 @@ class Backend(Protocol):
 
     def unenforced_limits(self) -> dict[str, str]:
         """Which of ``memory``, ``pids``, ``cpu`` nothing enforces here, each with the reason why."""
+
+    def reduced_network(self, network: str) -> str | None:
+        """Why a container on ``network`` gets less than that network here (only ``lo``), or None."""
     def layer_contents(self, record: ContainerRecord, image: Image, path: str | None = None) -> LayerContents:
         """What the writable layer holds, what the image layers hold at the same paths, who serves ``path``."""
 

@@ -32,7 +32,7 @@ from labkit.errors import (
     HostUnsupported,
     InvalidArgument,
     LabkitError,
-    LimitDiscarded,
+    LabkitWarning,
     NoSuchImage,
     NotFound,
     StartFailed,
@@ -816,7 +816,7 @@ def _create(session: _Session, args: argparse.Namespace, kwargs: dict[str, Any])
     """``engine.create`` for run and create, its warnings printed as Docker prints them (``WARNING: …``)."""
     try:
         with warnings.catch_warnings():
-            warnings.simplefilter("ignore", LimitDiscarded)
+            warnings.simplefilter("ignore", LabkitWarning)
             container = session.engine.create(args.image, args.command or None, **kwargs)
     except NoSuchImage:
         session.error(f"Unable to find image '{_full_image_ref(args.image)}' locally")

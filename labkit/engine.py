@@ -40,6 +40,7 @@ from labkit.errors import (
     InvalidArgument,
     LimitDiscarded,
     NameInUse,
+    NetworkReduced,
     NoSuchContainer,
     NoSuchImage,
     NoSuchVolume,
@@ -587,6 +588,10 @@ class Engine:
                 text = f"{_LIMIT_NAMES[kind]} discarded: {unenforced[kind]}"
                 container.warnings.append(text)
                 warnings.warn(text, LimitDiscarded, stacklevel=2)
+        reduced = self.backend.reduced_network(network_name)
+        if reduced:
+            container.warnings.append(reduced)
+            warnings.warn(reduced, NetworkReduced, stacklevel=2)
         return container
 
     @property

@@ -21,11 +21,13 @@ works as a Python programmer expects::
     ├── BuildFailed (RuntimeError)   The command '/bin/sh -c false' returned ...
     └── HostUnsupported (OSError)    the linux backend needs root ...
 
-    LimitDiscarded (UserWarning)     memory limit discarded: no cgroup is ...
+    LabkitWarning (UserWarning)
+    ├── LimitDiscarded               memory limit discarded: no cgroup is ...
+    └── NetworkReduced               network bridge: slirp4netns is not ...
 
-The one warning, :class:`LimitDiscarded`, is not an error: the container runs,
-without a limit this backend cannot enforce, as Docker's "Limitation
-discarded" warnings say.
+Warnings are not errors: the container runs, without what this backend cannot
+give it, as Docker's "Limitation discarded" warnings say; ``container.warnings``
+keeps them and the CLI prints them as ``WARNING: …`` lines.
 
 ``str(error)`` is the message Docker would print (so tests and learners can
 compare the two); :attr:`LabkitError.hint` says what to try. The CLI prints
@@ -184,7 +186,11 @@ class HostUnsupported(LabkitError, OSError):
     """This host cannot do what was asked (no root, no overlayfs, ...)."""
 
 
-class LimitDiscarded(UserWarning):
+class LabkitWarning(UserWarning):
+    """Root of labkit's warnings: something asked for that this backend cannot give; the container runs without it."""
+
+
+class LimitDiscarded(LabkitWarning):
     """A container was given a limit this backend cannot enforce, and runs without it.
 
     Rootless without a delegated cgroup nothing enforces memory, pids or CPU
@@ -192,3 +198,7 @@ class LimitDiscarded(UserWarning):
     ``HostConfig`` still shows what was asked; ``Engine.enforced_limits``
     says beforehand which limits hold.
     """
+
+
+class NetworkReduced(LabkitWarning):
+    """A rootless container on the default network gets only ``lo``: no user-mode network stack is installed."""

@@ -417,6 +417,12 @@ class LinuxBackend:
             os.kill(record.state.pid, signum)
             self.emit(events.signal(signum, record.state.pid), record.id)
 
+    def reduced_network(self, network: str) -> str | None:
+        if self.rootless and network not in ("none", "host") and rootless.slirp4netns() is None:
+            return (f"network {network}: slirp4netns is not installed, so this rootless container has only lo "
+                    "(apt-get install slirp4netns gives it an address and -p)")
+        return None
+
     def unenforced_limits(self) -> dict[str, str]:
         if self.rootless and self.delegated is None:
             why = "no cgroup v2 subtree is delegated to this user, so nothing can enforce it (see 'labkit doctor')"

@@ -543,6 +543,9 @@ class SimBackend:
         for d in (self.store.layer_dir(record.id), self.store.init_dir(record.id)):
             shutil.rmtree(d, ignore_errors=True)
 
+    def reduced_network(self, network: str) -> str | None:
+        return None  # every network is modelled
+
     def unenforced_limits(self) -> dict[str, str]:
         # Memory and pids are modelled (usage, the OOM kill, fork failing); CPU time is not.
         return {"cpu": "the simulator does not model CPU time, so --cpus slows nothing here"}

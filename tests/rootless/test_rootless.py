@@ -493,10 +493,15 @@ def no_slirp_path(learner):
 
 
 def test_without_slirp4netns_publishing_names_the_package(learner, no_slirp_path):
-    """Without slirp4netns (or pasta), the default network is a namespace with only lo, and -p is refused in one sentence naming the package."""
+    """Without slirp4netns (or pasta), the default network is a namespace with only lo, which a warning says and
+    names the package; -p is refused in one sentence naming it."""
     got = as_learner(learner, PRELUDE + """
+    import warnings
     from labkit.errors import LabkitError
-    default = lab.run("busybox", ["cat", "/proc/net/dev"])
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        default = lab.run("busybox", ["cat", "/proc/net/dev"])
+    warned = [str(w.message) for w in caught if w.category is labkit.NetworkReduced]
     ifaces = sorted(ln.split(":")[0].strip() for ln in default.logs().splitlines()[2:])
     lab.rm(default.id)
     try:
@@ -506,9 +511,10 @@ def test_without_slirp4netns_publishing_names_the_package(learner, no_slirp_path
         refused = e.one_line()
     for r in lab.ps(all=True):
         lab.rm(r["Id"], force=True)
-    print(json.dumps({"ifaces": ifaces, "refused": refused}))
+    print(json.dumps({"ifaces": ifaces, "refused": refused, "warned": warned}))
     """, path=no_slirp_path)
     assert got["ifaces"] == ["lo"]
+    assert len(got["warned"]) == 1 and "has only lo" in got["warned"][0] and "slirp4netns" in got["warned"][0]
     assert "user-mode network" in got["refused"] and "apt-get install slirp4netns" in got["refused"]
 
 
