@@ -327,7 +327,7 @@ _LOW_TOP, _LOW_BOTTOM = 44.0, 4.0   # the read-only layers
 _UP_TOP, _UP_BOTTOM = 86.0, 51.0    # the writable layers
 
 
-def draw(sc: LayerScene) -> Any:
+def draw(sc: LayerScene, *, into: Any = None) -> Any:
     """The layer stack as a figure.
 
     Read-only image layers are wide blue bars shared by every container (label:
@@ -339,8 +339,10 @@ def draw(sc: LayerScene) -> Any:
 
     Artists carry ``gid`` names tests can find: ``lower:N``, ``upper:NAME``,
     ``copy-up:PATH``, ``tombstone:PATH``, ``opaque:PATH``, ``serves:NAME``.
+
+    Drawn on ``into``, a figure made before, when given (see :func:`labkit.viz.palette.figure`).
     """
-    fig = P.figure(13.0, 8.0)
+    fig = P.figure(13.0, 8.0, into=into)
     ax = P.blank_axes(fig)
     ncont = len(sc.containers)
     if ncont:

@@ -118,8 +118,10 @@ def refusal(status: Status, verb: Verb, cid: str = "<id>", ref: str = "<name>",
 
 
 def draw(status: Status | str | None = None, *, all_statuses: bool = False,
-         table: Mapping[Status, Mapping[Verb, Outcome]] = TRANSITIONS, name: str = "") -> Any:
+         table: Mapping[Status, Mapping[Verb, Outcome]] = TRANSITIONS, name: str = "", into: Any = None) -> Any:
     """The lifecycle diagram, with ``status`` (if given) highlighted.
+
+    Drawn on ``into``, a figure made before, when given (see :func:`labkit.viz.palette.figure`).
 
     The current status's box is vermillion with white text; the arrows that leave it
     are vermillion too, and a footer lists what each verb would do from there.
@@ -135,7 +137,7 @@ def draw(status: Status | str | None = None, *, all_statuses: bool = False,
         statuses.append(current)
     arrows, everywhere = edges(table, statuses)
 
-    fig = P.figure(13.0, 7.5)
+    fig = P.figure(13.0, 7.5, into=into)
     ax = P.blank_axes(fig, ylim=(5.0 if not all_statuses else -14.0, 100.0))
     title = "The container lifecycle"
     if name and current is not None:
