@@ -493,8 +493,8 @@ def _copy_up_arrows(ax: Any, sc: LayerScene, ups: list[Change], left: float, rig
         bottom, top = _lower_band(sc, c.from_layer)  # type: ignore[arg-type]
         sx = left + 3 + k * step
         sy = bottom + (top - bottom) * (0.75, 0.5, 0.25)[k % 3]
-        ax.add_patch(FancyArrowPatch((sx, sy), (sx, _UP_BOTTOM), arrowstyle="-|>", mutation_scale=24, linewidth=3,
-                                     color=P.COPY_UP, shrinkA=0, shrinkB=0, gid=f"copy-up:{c.path}", zorder=4))
+        P.add_arrow(ax, FancyArrowPatch((sx, sy), (sx, _UP_BOTTOM), arrowstyle="-|>", mutation_scale=24, linewidth=3,
+                                         color=P.COPY_UP, shrinkA=0, shrinkB=0, gid=f"copy-up:{c.path}", zorder=4))
         label = f"{os.path.basename(c.path)} {P.size_text(c.bytes)}"
         # About 0.8 axes units per character at this size: a label that would run off the bar's
         # right end stands on the arrow's left instead.
