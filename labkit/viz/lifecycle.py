@@ -371,6 +371,7 @@ class LifecycleWidget:
         self.widget = W.VBox([W.HBox(list(self.buttons.values())), self.message, self.image])
         self.status = Status.DELETED
         self.cid = ref
+        self._figure: Any = None
         self.refresh()
 
     def _repr_mimebundle_(self, **kw: Any) -> Any:
@@ -389,7 +390,9 @@ class LifecycleWidget:
             why = refusal(self.status, verb, cid=self.cid, ref=self.ref)
             button.button_style = "danger" if why else "success"
             button.tooltip = why or f"{verb.value}: legal from {self.status.value}"
-        self.image.value = P.png(draw(self.status, name=self.ref))
+        # One figure drawn again on every click: its canvas and the text sizes measured on it are kept.
+        self._figure = draw(self.status, name=self.ref, into=self._figure)
+        self.image.value = P.png(self._figure)
 
     def click(self, verb: Verb) -> None:
         """Do ``verb`` to the container through the engine; show what happened."""
