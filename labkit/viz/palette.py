@@ -117,8 +117,8 @@ def add_arrow(ax: Any, arrow: Any) -> Any:
     """Put a :class:`~matplotlib.patches.FancyArrowPatch` on axes from :func:`blank_axes`.
 
     ``add_patch`` would also grow the axes' data limits by the arrow's path, which means
-    clipping its curve to the boxes it joins (about a millisecond per arrow) for limits
-    that blank axes fix anyway; ``add_artist`` does the rest of the same work.
+    clipping its curve to the boxes it joins (0.8 ms for a curved arrow, against 0.05) for
+    limits that blank axes fix anyway; ``add_artist`` does the rest of the same work.
     """
     return ax.add_artist(arrow)
 
@@ -133,8 +133,8 @@ def png(fig: Any, dpi: int = DPI) -> bytes:
 
     Drawn on the figure's own canvas (at :data:`DPI`, the resolution it was made at, nothing is
     laid out again) and encoded by Pillow as RGB at zlib level 1: the figures are opaque, and
-    without an alpha channel the file is some 7 % smaller and encodes about a quarter faster than
-    Matplotlib's RGBA (time a stepper click feels; the level matters less than the channel).
+    without an alpha channel the file is 7–11 % smaller and encodes 13–25 % faster than
+    Matplotlib's RGBA at level 3 (time a stepper click feels; the level matters less than the channel).
     """
     import matplotlib
     from PIL import Image
