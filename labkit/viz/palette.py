@@ -76,10 +76,10 @@ def figure(width: float = 13.0, height: float = 7.5, into: Any = None) -> Any:
     Args:
         width: Inches.
         height: Inches.
-        into: A figure made here before, to draw again instead of making a new one: its axes are
-            emptied (:func:`blank_axes` finds them again) and it is resized. A widget that redraws
-            on every click passes its own back, which keeps the canvas, its renderer and the text
-            sizes measured on it (a new figure measures every label again).
+        into: A figure the same picture made here before, to draw on again instead of making a
+            new one: its axes are emptied (:func:`blank_axes` finds them again) and it is resized.
+            A widget that redraws on every click passes its own back, which keeps the canvas, its
+            renderer and the text sizes measured on it (a new figure measures every label again).
     """
     if into is not None:
         for ax in into.axes:
@@ -137,19 +137,24 @@ def png(fig: Any, dpi: int = DPI) -> bytes:
     Matplotlib's RGBA at level 3 (time a stepper click feels; the level matters less than the channel).
     """
     import matplotlib
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
     from PIL import Image
 
-    old = fig.dpi
+    own, old = fig.canvas, fig.dpi
+    # A figure made elsewhere (a renderer of one's own) may have no raster canvas: lend it one.
+    canvas = own if isinstance(own, FigureCanvasAgg) else FigureCanvasAgg(fig)
     try:
         if dpi != old:
             fig.set_dpi(dpi)
         with matplotlib.rc_context(RC):  # type: ignore[arg-type]
-            fig.canvas.draw()
-        rgba = Image.frombuffer("RGBA", fig.canvas.get_width_height(), fig.canvas.buffer_rgba(), "raw", "RGBA", 0, 1)
+            canvas.draw()
+        rgba = Image.frombuffer("RGBA", canvas.get_width_height(), canvas.buffer_rgba(), "raw", "RGBA", 0, 1)
         image = rgba.convert("RGB")
     finally:
         if dpi != old:
             fig.set_dpi(old)
+        if canvas is not own:
+            fig.set_canvas(own)
     buf = io.BytesIO()
     image.save(buf, format="png", compress_level=1)
     return buf.getvalue()

@@ -20,6 +20,15 @@ def test_png_is_an_opaque_picture_at_the_widgets_resolution():
     assert half.size == (2 * P.DPI, int(1.25 * P.DPI)) and fig.dpi == P.DPI
 
 
+def test_png_of_a_figure_made_elsewhere_lends_it_a_canvas():
+    """A Figure made without this module's helpers (no raster canvas) still gives a PNG, and keeps its own canvas."""
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(2.0, 1.0), dpi=50)
+    own = fig.canvas
+    assert P.png(fig).startswith(b"\x89PNG") and fig.canvas is own and fig.dpi == 50
+
+
 def test_a_figure_passed_back_is_emptied_resized_and_keeps_its_axes():
     """figure(into=fig) removes the old picture's artists, takes the new size and blank_axes finds the same axes."""
     fig = P.figure(4.0, 3.0)
