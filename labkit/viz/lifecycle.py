@@ -121,13 +121,13 @@ def draw(status: Status | str | None = None, *, all_statuses: bool = False,
          table: Mapping[Status, Mapping[Verb, Outcome]] = TRANSITIONS, name: str = "", into: Any = None) -> Any:
     """The lifecycle diagram, with ``status`` (if given) highlighted.
 
-    Drawn on ``into``, a figure made before, when given (see :func:`labkit.viz.palette.figure`).
-
     The current status's box is vermillion with white text; the arrows that leave it
     are vermillion too, and a footer lists what each verb would do from there.
 
     Artists carry ``gid`` names tests can find: ``status:NAME`` (boxes) and
     ``edge:SOURCE->TARGET`` (arrows).
+
+    Drawn on ``into``, a figure made before, when given (see :func:`labkit.viz.palette.figure`).
     """
     from matplotlib.patches import FancyArrowPatch, FancyBboxPatch
 
