@@ -17,9 +17,9 @@ or a real run would feed it, and sized like the lesson's:
 A figure's time is ``draw`` (build the Figure) plus ``png`` (rasterise it at the
 widgets' resolution, as the stepper does). A stepper update is one click, timed
 around ``Stepper.step()`` / ``Stepper.back()``: the walk to the new position, the
-picture drawn and rasterised, caption and image set. Step and Back land on positions
-not shown before (the expensive case); the last stepper row is a Back onto a cached
-position. Back is measured near the end and near the start of a 1 000-step trace: with
+picture drawn (on the one figure the stepper keeps for its clicks) and rasterised,
+caption and image set. Step and Back land on positions not shown before (the
+expensive case); the last stepper row is a Back onto a cached position. Back is measured near the end and near the start of a 1 000-step trace: with
 :class:`labkit.model.walk.Walk` behind the stepper the two cost the same.
 
 Prints medians (min–max) in milliseconds and whether each is below the 150 ms aim.

@@ -249,6 +249,18 @@ class Container:
         """Run a command inside; return ``(exit_code, output)``."""
         return self.engine.exec_output(self.id, cmd, **kw)
 
+    def show_layers(self, path: str | None = None) -> Any:
+        """The picture of its layers, marking which one serves ``path`` (:func:`labkit.viz.layers.picture`)."""
+        from labkit.viz import layers  # matplotlib is imported when a picture is drawn, not with labkit
+
+        return layers.picture(self.engine, self.id, path=path)
+
+    def show_walls(self) -> Any:
+        """The picture of its walls, host view against container view (:func:`labkit.viz.walls.picture`)."""
+        from labkit.viz import walls
+
+        return walls.picture(self.engine, self.id)
+
     def __repr__(self) -> str:
         return f"<Container {self.short_id} {self.name}>"
 

@@ -6,7 +6,8 @@ Every picture is a plain function that returns a :class:`matplotlib.figure.Figur
 
 * ``draw(data)`` — plain data in, figure out (pure, testable, fed by either backend);
 * ``gather(engine, ...)`` — the thin adapter that reads the engine's real state;
-* ``picture(engine, ...)`` — both in one call.
+* ``picture(engine, ...)`` — both in one call (``labkit.viz.layers.picture(lab, "web1", path=...)``);
+  a :class:`labkit.Container` draws its own with ``show_layers(path=...)`` and ``show_walls()``.
 
 Modules: :mod:`~labkit.viz.layers` (the layer stack, copy-ups, whiteouts),
 :mod:`~labkit.viz.lifecycle` (the transitions table), :mod:`~labkit.viz.walls`

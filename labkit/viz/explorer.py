@@ -123,6 +123,7 @@ class CopyUpExplorer:
         self.widget = W.VBox([W.HBox([self.file, self.run_button]), self.action, self.message, self.image,
                               self.history])
         self.widget.add_class("labkit-explorer")  # how a page (or a test of a run notebook) finds it
+        self._figure: Any = None
         self._draw(None)
 
     def _repr_mimebundle_(self, **kw: Any) -> Any:
@@ -149,7 +150,9 @@ class CopyUpExplorer:
         return result
 
     def _draw(self, path: str | None) -> None:
-        self.image.value = P.png(layers.draw(layers.gather(self.engine, [self.ref], path)))
+        # One figure drawn again on every run: its canvas and the text sizes measured on it are kept.
+        self._figure = layers.draw(layers.gather(self.engine, [self.ref], path), into=self._figure)
+        self.image.value = P.png(self._figure)
 
 
 __all__ = ["ACTIONS", "CopyUpExplorer", "Result", "merged_files", "run_action"]

@@ -327,7 +327,7 @@ _LOW_TOP, _LOW_BOTTOM = 44.0, 4.0   # the read-only layers
 _UP_TOP, _UP_BOTTOM = 86.0, 51.0    # the writable layers
 
 
-def draw(sc: LayerScene) -> Any:
+def draw(sc: LayerScene, *, into: Any = None) -> Any:
     """The layer stack as a figure.
 
     Read-only image layers are wide blue bars shared by every container (label:
@@ -339,8 +339,10 @@ def draw(sc: LayerScene) -> Any:
 
     Artists carry ``gid`` names tests can find: ``lower:N``, ``upper:NAME``,
     ``copy-up:PATH``, ``tombstone:PATH``, ``opaque:PATH``, ``serves:NAME``.
+
+    Drawn on ``into``, a figure made before, when given (see :func:`labkit.viz.palette.figure`).
     """
-    fig = P.figure(13.0, 8.0)
+    fig = P.figure(13.0, 8.0, into=into)
     ax = P.blank_axes(fig)
     ncont = len(sc.containers)
     if ncont:
@@ -491,8 +493,8 @@ def _copy_up_arrows(ax: Any, sc: LayerScene, ups: list[Change], left: float, rig
         bottom, top = _lower_band(sc, c.from_layer)  # type: ignore[arg-type]
         sx = left + 3 + k * step
         sy = bottom + (top - bottom) * (0.75, 0.5, 0.25)[k % 3]
-        ax.add_patch(FancyArrowPatch((sx, sy), (sx, _UP_BOTTOM), arrowstyle="-|>", mutation_scale=24, linewidth=3,
-                                     color=P.COPY_UP, shrinkA=0, shrinkB=0, gid=f"copy-up:{c.path}", zorder=4))
+        P.add_arrow(ax, FancyArrowPatch((sx, sy), (sx, _UP_BOTTOM), arrowstyle="-|>", mutation_scale=24, linewidth=3,
+                                         color=P.COPY_UP, shrinkA=0, shrinkB=0, gid=f"copy-up:{c.path}", zorder=4))
         label = f"{os.path.basename(c.path)} {P.size_text(c.bytes)}"
         # About 0.8 axes units per character at this size: a label that would run off the bar's
         # right end stands on the arrow's left instead.

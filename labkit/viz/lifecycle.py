@@ -118,7 +118,7 @@ def refusal(status: Status, verb: Verb, cid: str = "<id>", ref: str = "<name>",
 
 
 def draw(status: Status | str | None = None, *, all_statuses: bool = False,
-         table: Mapping[Status, Mapping[Verb, Outcome]] = TRANSITIONS, name: str = "") -> Any:
+         table: Mapping[Status, Mapping[Verb, Outcome]] = TRANSITIONS, name: str = "", into: Any = None) -> Any:
     """The lifecycle diagram, with ``status`` (if given) highlighted.
 
     The current status's box is vermillion with white text; the arrows that leave it
@@ -126,6 +126,8 @@ def draw(status: Status | str | None = None, *, all_statuses: bool = False,
 
     Artists carry ``gid`` names tests can find: ``status:NAME`` (boxes) and
     ``edge:SOURCE->TARGET`` (arrows).
+
+    Drawn on ``into``, a figure made before, when given (see :func:`labkit.viz.palette.figure`).
     """
     from matplotlib.patches import FancyArrowPatch, FancyBboxPatch
 
@@ -135,7 +137,7 @@ def draw(status: Status | str | None = None, *, all_statuses: bool = False,
         statuses.append(current)
     arrows, everywhere = edges(table, statuses)
 
-    fig = P.figure(13.0, 7.5)
+    fig = P.figure(13.0, 7.5, into=into)
     ax = P.blank_axes(fig, ylim=(5.0 if not all_statuses else -14.0, 100.0))
     title = "The container lifecycle"
     if name and current is not None:
@@ -174,7 +176,7 @@ def draw(status: Status | str | None = None, *, all_statuses: bool = False,
                                 linestyle="--" if e.by_itself else "-",
                                 connectionstyle=f"arc3,rad={rad}", shrinkA=2, shrinkB=2,
                                 gid=f"edge:{e.source.value}->{e.target.value}", zorder=1)
-        ax.add_patch(arrow)
+        P.add_arrow(ax, arrow)
         patches.append(arrow)
         # arc3 bends the arrow towards (dy, -dx); its middle sits rad/2 of that away from the chord's.
         dx, dy = x2 - x1, y2 - y1
@@ -224,8 +226,15 @@ def _place_labels(fig: Any, ax: Any, labels: list[tuple[Any, Any, Any]], arrows:
     placed before it, no status box and no note, and crosses no other arrow (else
     the first that overlaps nothing). Labels are placed in the arrows' order and in
     the reverse order, and the better result kept. Extents are measured with the
-    figure's own renderer, as it will draw.
+    figure's own renderer, as it will draw (without hinting, as :func:`palette.png` draws).
     """
+    import matplotlib
+
+    with matplotlib.rc_context(P.RC):  # type: ignore[arg-type]
+        _place(fig, ax, labels, arrows)
+
+
+def _place(fig: Any, ax: Any, labels: list[tuple[Any, Any, Any]], arrows: list[Any]) -> None:
     from matplotlib.path import Path
     from matplotlib.transforms import Bbox
 
@@ -248,24 +257,32 @@ def _place_labels(fig: Any, ax: Any, labels: list[tuple[Any, Any, Any]], arrows:
         return any(line.intersects_bbox(box, filled=False) for a in arrows if a is not own for line in lines[id(a)])
 
     straight = [(text, arrow, chord) for text, arrow, chord in labels if chord is not None]
+    # A one-line label's box is its size put at its anchor by its alignment (as Text lays it out), so
+    # each label is measured once rather than once per place tried.
+    sizes = {id(text): text.get_window_extent(renderer).size for text, _arrow, _chord in straight}
+
+    def box_at(text: Any, x: float, y: float, ha: str, va: str) -> Any:
+        w, h = sizes[id(text)]
+        px, py = ax.transData.transform((x, y))
+        x0 = px - {"left": 0.0, "center": w / 2, "right": w}[ha]
+        y0 = py - {"bottom": 0.0, "center": h / 2, "top": h}[va]
+        return Bbox.from_extents(x0 - margin, y0 - margin, x0 + w + margin, y0 + h + margin)
 
     def attempt(order: list[tuple[Any, Any, Any]]) -> tuple[int, int, list[tuple[Any, tuple[float, float, str, str]]]]:
         """Place labels in ``order``; (labels left overlapping, labels crossing an arrow, the places)."""
         taken, chosen, overlapping, crossing = list(placed), [], 0, 0
         for text, arrow, chord in order:
             options = _candidates(chord)
-            best, best_cost = options[0], (1, 1)
+            best, best_cost, best_box = options[0], (1, 1), None
             for where in options:
-                _put(text, *where)
-                box = extent(text)
+                box = box_at(text, *where)
                 cost = (int(any(box.overlaps(o) for o in obstacles + taken)),
                         int(crosses(box.transformed(to_data), arrow)))
-                if cost < best_cost:
-                    best, best_cost = where, cost
+                if cost < best_cost or best_box is None:
+                    best, best_cost, best_box = where, cost, box
                 if cost == (0, 0):
                     break
-            _put(text, *best)
-            taken.append(extent(text))
+            taken.append(best_box)
             chosen.append((text, best))
             overlapping += best_cost[0]
             crossing += best_cost[1]
@@ -354,6 +371,7 @@ class LifecycleWidget:
         self.widget = W.VBox([W.HBox(list(self.buttons.values())), self.message, self.image])
         self.status = Status.DELETED
         self.cid = ref
+        self._figure: Any = None
         self.refresh()
 
     def _repr_mimebundle_(self, **kw: Any) -> Any:
@@ -372,7 +390,9 @@ class LifecycleWidget:
             why = refusal(self.status, verb, cid=self.cid, ref=self.ref)
             button.button_style = "danger" if why else "success"
             button.tooltip = why or f"{verb.value}: legal from {self.status.value}"
-        self.image.value = P.png(draw(self.status, name=self.ref))
+        # One figure drawn again on every click: its canvas and the text sizes measured on it are kept.
+        self._figure = draw(self.status, name=self.ref, into=self._figure)
+        self.image.value = P.png(self._figure)
 
     def click(self, verb: Verb) -> None:
         """Do ``verb`` to the container through the engine; show what happened."""

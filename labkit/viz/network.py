@@ -240,8 +240,8 @@ def draw(v: NetView) -> Any:
         y = 24 - n * 6
         text(5, y, f"{port.host_ip}:{port.host_port}", ha="left", va="center", fontweight="bold",
              bbox={"boxstyle": "round,pad=0.3", "facecolor": P.WHITE, "edgecolor": P.HOST})
-        ax.add_patch(FancyArrowPatch((25, y), (70, y), arrowstyle="-|>", mutation_scale=18, linewidth=2,
-                                     color=P.HOST, gid=f"port:{port.host_port}"))
+        P.add_arrow(ax, FancyArrowPatch((25, y), (70, y), arrowstyle="-|>", mutation_scale=18, linewidth=2,
+                                         color=P.HOST, gid=f"port:{port.host_port}"))
         text(47, y + 1, port.label, ha="center", va="bottom", fontsize=P.SMALL,
              bbox={"boxstyle": "round,pad=0.2", "facecolor": P.WHITE, "edgecolor": "none"})
         text(71, y, f":{port.container_port}", ha="left", va="center", fontweight="bold")

@@ -65,24 +65,62 @@ FONT = "DejaVu Sans"  # ships with matplotlib, so every machine draws the same g
 PENCIL = "\u270e"
 
 
-def figure(width: float = 13.0, height: float = 7.5) -> Any:
-    """A new figure on the Agg canvas (no pyplot, no display), in inches."""
+#: The widgets' resolution (dots per inch). Figures are made at it, so a widget's PNG is drawn on the
+#: renderer the figure already measured its text with (a new resolution would lay every label out again).
+DPI = 80
+
+
+def figure(width: float = 13.0, height: float = 7.5, into: Any = None) -> Any:
+    """A new figure on the Agg canvas (no pyplot, no display), in inches.
+
+    Args:
+        width: Inches.
+        height: Inches.
+        into: A figure the same picture made here before, to draw on again instead of making a
+            new one: its axes are emptied (:func:`blank_axes` finds them again) and it is resized.
+            A widget that redraws on every click passes its own back, which keeps the canvas, its
+            renderer and the text sizes measured on it (a new figure measures every label again).
+    """
+    if into is not None:
+        for ax in into.axes:
+            for artist in [*ax.texts, *ax.patches, *ax.lines, *ax.collections, *ax.images]:
+                artist.remove()
+            ax.ignore_existing_data_limits = True
+        if tuple(into.get_size_inches()) != (width, height):
+            into.set_size_inches(width, height)
+        return into
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
-    fig = Figure(figsize=(width, height), dpi=100, facecolor=WHITE)
+    fig = Figure(figsize=(width, height), dpi=DPI, facecolor=WHITE)
     FigureCanvasAgg(fig)
     return fig
 
 
 def blank_axes(fig: Any, rect: tuple[float, float, float, float] = (0.0, 0.0, 1.0, 1.0),
                xlim: tuple[float, float] = (0.0, 100.0), ylim: tuple[float, float] = (0.0, 100.0)) -> Any:
-    """Axes without ticks or frame, in a coordinate box of our choosing (0–100 by default)."""
-    ax = fig.add_axes(rect)
+    """Axes without ticks or frame, in a coordinate box of our choosing (0–100 by default).
+
+    On a figure passed back to :func:`figure` (``into``), the blank axes already at ``rect``
+    are used again.
+    """
+    ax = next((a for a in fig.axes if not a.axison and tuple(a.get_position(original=True).bounds) == rect), None)
+    if ax is None:
+        ax = fig.add_axes(rect)
+        ax.set_axis_off()
     ax.set_xlim(*xlim)
     ax.set_ylim(*ylim)
-    ax.set_axis_off()
     return ax
+
+
+def add_arrow(ax: Any, arrow: Any) -> Any:
+    """Put a :class:`~matplotlib.patches.FancyArrowPatch` on axes from :func:`blank_axes`.
+
+    ``add_patch`` would also grow the axes' data limits by the arrow's path, which means
+    clipping its curve to the boxes it joins (0.8 ms for a curved arrow, against 0.05) for
+    limits that blank axes fix anyway; ``add_artist`` does the rest of the same work.
+    """
+    return ax.add_artist(arrow)
 
 
 #: Text is rasterised without FreeType's hinting: at these sizes it looks the same, and laying out
@@ -90,17 +128,35 @@ def blank_axes(fig: Any, rect: tuple[float, float, float, float] = (0.0, 0.0, 1.
 RC: dict[str, Any] = {"text.hinting": "none"}
 
 
-def png(fig: Any, dpi: int = 80) -> bytes:
+def png(fig: Any, dpi: int = DPI) -> bytes:
     """The figure as PNG bytes (for widgets and tests).
 
-    zlib level 3 rather than 6: the widget's picture is some 8 % larger and encodes
-    in about half the time, which a stepper click feels.
+    Drawn on the figure's own canvas (at :data:`DPI`, the resolution it was made at, nothing is
+    laid out again) and encoded by Pillow as RGB at zlib level 1: the figures are opaque, and
+    without an alpha channel the file is 7–11 % smaller and encodes 13–25 % faster than
+    Matplotlib's RGBA at level 3 (time a stepper click feels; the level matters less than the channel).
     """
     import matplotlib
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from PIL import Image
 
+    own, old = fig.canvas, fig.dpi
+    # A figure made elsewhere (a renderer of one's own) may have no raster canvas: lend it one.
+    canvas = own if isinstance(own, FigureCanvasAgg) else FigureCanvasAgg(fig)
+    try:
+        if dpi != old:
+            fig.set_dpi(dpi)
+        with matplotlib.rc_context(RC):  # type: ignore[arg-type]
+            canvas.draw()
+        rgba = Image.frombuffer("RGBA", canvas.get_width_height(), canvas.buffer_rgba(), "raw", "RGBA", 0, 1)
+        image = rgba.convert("RGB")
+    finally:
+        if dpi != old:
+            fig.set_dpi(old)
+        if canvas is not own:
+            fig.set_canvas(own)
     buf = io.BytesIO()
-    with matplotlib.rc_context(RC):  # type: ignore[arg-type]
-        fig.savefig(buf, format="png", dpi=dpi, facecolor=fig.get_facecolor(), pil_kwargs={"compress_level": 3})
+    image.save(buf, format="png", compress_level=1)
     return buf.getvalue()
 
 

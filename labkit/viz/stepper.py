@@ -174,13 +174,13 @@ class TracePictures:
             serves = self.walk.served_by(w.id, chosen)
         return replace(w, changes=tuple(changes), size=size, files=files, serves=serves, status=box.status)
 
-    def __call__(self, index: int) -> Any:
-        """The figure after step ``index``."""
+    def __call__(self, index: int, into: Any = None) -> Any:
+        """The figure after step ``index`` (drawn on ``into``, a figure made before, when given)."""
         from labkit.viz import layers, lifecycle
 
         if self.layered:
-            return layers.draw(self.scene(index))
-        return lifecycle.draw(self.status(index))
+            return layers.draw(self.scene(index), into=into)
+        return lifecycle.draw(self.status(index), into=into)
 
 
 def _entry(change: Any) -> Mapping[str, Any]:
@@ -242,6 +242,7 @@ class Stepper:
         # replay per move), else from a walk of their own over the same steps and base.
         self._states = self.render if isinstance(self.render, TracePictures) else TracePictures(self.steps, base)
         self._cache: OrderedDict[int, bytes] = OrderedDict()
+        self._figure: Any = None
         last = len(self.steps) - 1
         self.slider = W.IntSlider(value=0, min=0, max=last, description="step", continuous_update=False)
         self.play = W.Play(value=0, min=0, max=last, interval=interval_ms, description="Play")
@@ -317,10 +318,18 @@ class Stepper:
         if index in self._cache:
             self._cache.move_to_end(index)
         else:
-            self._cache[index] = P.png(self.render(index))
+            self._cache[index] = P.png(self._draw(index))
             if len(self._cache) > CACHE:
                 self._cache.popitem(last=False)
         return self._cache[index]
+
+    def _draw(self, index: int) -> Any:
+        """The figure after step ``index``. The default renderer draws every position on one figure:
+        its canvas, renderer and the text sizes measured on it are kept from click to click."""
+        if isinstance(self.render, TracePictures):
+            self._figure = self.render(index, into=self._figure)
+            return self._figure
+        return self.render(index)
 
     def _show(self) -> None:
         i = self.index

@@ -262,6 +262,20 @@ def test_sim_delete_is_a_tombstone_and_hides_the_path(sim_lab):
     assert not gids(fig, "serves:")
 
 
+def test_sim_container_show_layers_draws_its_own_layers_and_the_serving_one(sim_lab):
+    """Container.show_layers(path=...) is layers.picture for that container: its writable layer, the image's
+    three layers, and which layer serves the path."""
+    c = sim_lab.run("frontend-app:v2.1.0", ["sleep", "600"], detach=True, name="sim-layers-show")
+    c.exec(["rm", "/etc/group"])
+    fig = c.show_layers(path="/etc/group")
+    text = P.texts(fig)
+    assert "frontend-app:v2.1.0: 1 container on 3 shared read-only layers" in text
+    assert f"{P.PENCIL} sim-layers-show  (running)" in text
+    assert "/etc/group  whiteout" in text and "/etc/group: hidden by a whiteout" in text
+    assert [t for t in text if t.startswith("L")][:3] == ["L1  base OS", "L2  runtime", "L3  app code"]
+    assert P.texts(c.show_layers()) == P.texts(layers.picture(sim_lab, "sim-layers-show"))
+
+
 def test_real_layer_contents_are_read_from_the_upper_dir(tmp_path):
     """The real backend reads the upper dir on disk: a file the image has is a copy-up of the image's bytes,
     a new file is new, a directory that only holds them says nothing, and the upper copy serves the path."""

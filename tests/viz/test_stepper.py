@@ -228,3 +228,18 @@ def test_state_with_a_renderer_of_ones_own():
     s = stepper.Stepper(trace(), render=lambda i: layers.draw(layers.scene("demo", LAYERS)))
     s.goto(3)
     assert s.state[CID].upper["/app/server.js"]["kind"] == "copy-up"
+
+
+@pytest.mark.parametrize("layered", [True, False])
+def test_a_figure_drawn_again_is_the_same_picture_as_a_new_one(layered):
+    """Drawing a position on the figure of earlier positions gives the same PNG as drawing it on a new figure."""
+    from labkit.viz import palette as P
+
+    steps = long_layer_trace(60) if layered else [Step(i, "run", CID, *events.freeze(i % 2 == 0)) for i in range(9)]
+    pics = stepper.TracePictures(steps, layers.scene("demo", LAYERS))
+    assert pics.layered is layered
+    fig = None
+    for i in (len(steps) - 1, 3, 0, len(steps) // 2):
+        fig = pics(i, into=fig)
+        assert P.png(fig) == P.png(pics(i)), i
+        assert P.texts(fig) == P.texts(pics(i)), i

@@ -79,6 +79,15 @@ def test_sim_walls_put_the_host_pid_against_pid_1(sim):
         assert s in text
 
 
+def test_sim_container_show_walls_is_the_walls_picture_of_that_container(sim):
+    """Container.show_walls() draws walls.picture for that container: its host PID against PID 1, its hostname."""
+    c = sim.run("busybox", ["sleep", "300"], detach=True, name="walls-show", network="none")
+    text = P.texts(c.show_walls())
+    assert text == P.texts(walls.picture(sim, "walls-show"))
+    for s in (str(c.pid), "1", c.id[:12]):
+        assert s in text
+
+
 def test_sim_walls_of_a_bridged_container_show_eth0_inside_and_the_veth_outside(sim):
     """A simulated container on the bridge has lo and eth0 inside; the host has lo, labkit's bridge and its veth."""
     sim.run("busybox", ["sleep", "300"], detach=True, name="walls-br", network="bridge")
