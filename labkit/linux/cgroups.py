@@ -301,6 +301,14 @@ def _choose_freezer(controllers: dict[str, str], unified: str | None, forced: st
     return forced
 
 
+def _gone(err: OSError, path: str) -> OSError:
+    """A file of a removed group answers ENODEV once its node is deactivated (kernfs): that means what
+    ENOENT means, the group is gone, and callers that expect a group to vanish catch FileNotFoundError."""
+    if err.errno == errno.ENODEV:
+        return FileNotFoundError(errno.ENOENT, f"{os.strerror(errno.ENODEV)} (the group was removed)", path)
+    return err
+
+
 class Cgroupfs:
     """The file operations this module does on a cgroup filesystem.
 
@@ -319,17 +327,31 @@ class Cgroupfs:
         os.rmdir(path)
 
     def read(self, path: str) -> str:
-        """The whole content of an interface file."""
-        with open(path) as f:
-            return f.read()
+        """The whole content of an interface file.
+
+        Raises:
+            FileNotFoundError: The group is gone, also when it went between open(2) and read(2).
+        """
+        try:
+            with open(path) as f:
+                return f.read()
+        except OSError as err:
+            raise _gone(err, path) from None
 
     def write(self, path: str, text: str) -> None:
-        """Write ``text`` in one write(2), as cgroupfs expects."""
-        fd = os.open(path, os.O_WRONLY | os.O_TRUNC)  # as a shell `>` does; cgroupfs ignores the truncation
+        """Write ``text`` in one write(2), as cgroupfs expects.
+
+        Raises:
+            FileNotFoundError: The group is gone, also when it went between open(2) and write(2).
+        """
         try:
-            os.write(fd, text.encode())
-        finally:
-            os.close(fd)
+            fd = os.open(path, os.O_WRONLY | os.O_TRUNC)  # as a shell `>` does; cgroupfs ignores the truncation
+            try:
+                os.write(fd, text.encode())
+            finally:
+                os.close(fd)
+        except OSError as err:
+            raise _gone(err, path) from None
 
     def exists(self, path: str) -> bool:
         """Whether an interface file or group directory exists."""

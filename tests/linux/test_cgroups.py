@@ -756,3 +756,21 @@ def test_bad_group_names_are_refused(tmp_path, name):
     with pytest.raises(InvalidArgument):
         Cgroup.create(detect(mounts), name, Limits(), fs=fs)
     assert not os.path.exists(f"{root}/labkit")
+
+
+def test_a_group_removed_under_an_open_file_reads_as_gone(tmp_path, monkeypatch):
+    """kernfs answers ENODEV for a file whose group was removed after open(2); callers see FileNotFoundError,
+    as for a group removed before, so "the supervisor removed it first" is one case."""
+    import builtins
+
+    from labkit.linux.cgroups import Cgroupfs
+
+    def removed(*_args, **_kw):
+        raise OSError(errno.ENODEV, "No such device")
+
+    monkeypatch.setattr(builtins, "open", removed)
+    with pytest.raises(FileNotFoundError):
+        Cgroupfs().read(str(tmp_path / "cgroup.procs"))
+    monkeypatch.setattr(os, "open", removed)
+    with pytest.raises(FileNotFoundError):
+        Cgroupfs().write(str(tmp_path / "cgroup.procs"), "1")
