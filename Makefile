@@ -5,7 +5,7 @@ PY      ?= python3
 VENV    ?= .venv
 VPY     := $(VENV)/bin/python
 ROOT    ?= /var/lib/labkit
-APT_PKGS := busybox-static gcc libc6-dev iproute2 python3-venv file chromium slirp4netns uidmap
+APT_PKGS := busybox-static gcc libc6-dev iproute2 python3-venv file chromium slirp4netns passt uidmap
 
 .PHONY: lab test deps venv images lint clean
 

@@ -143,20 +143,18 @@ def rootless_checks() -> list[dict[str, Any]]:
         "HostConfig but not enforced), and pause stops their processes with SIGSTOP instead of freezing them "
         "(a parent can notice a SIGSTOP; it cannot notice a freeze). systemd's user sessions delegate a subtree.",
     ))
-    slirp = rootless.slirp4netns()
     helper = rootless.network_helper()
     out.append(_check(
         "rootless network", True,
-        f"slirp4netns installed ({slirp})" if slirp else f"{helper} installed, slirp4netns not" if helper
-        else "neither slirp4netns nor pasta installed",
-        "Rootless containers get --network none or host, and the default network and -p go through slirp4netns, "
-        f"as with rootless Podman: the container has a tap device with {rootless.SLIRP_ADDRESS}/24 behind a "
-        "TCP/IP stack that runs as you, and published ports listen on 127.0.0.1 unless you name an address. "
-        "Networks made with 'network create' need root."
-        if slirp else
+        f"{helper} installed ({shutil.which(helper)})" if helper else "neither slirp4netns nor pasta installed",
+        "Rootless containers get --network none or host, and the default network and -p go through "
+        f"{helper}, as with rootless Podman: the container has a tap device with {rootless.SLIRP_ADDRESS}/24 "
+        "behind a TCP/IP stack that runs as you, and published ports listen on 127.0.0.1 unless you name an "
+        "address. Networks made with 'network create' need root."
+        if helper else
         "Rootless containers get --network none or host; the default network becomes a private network namespace "
         "with only loopback, and -p is refused: a veth pair cannot reach a host bridge from a user namespace. "
-        "Install the slirp4netns package for a network like rootless Podman's (labkit drives slirp4netns).",
+        "Install the slirp4netns package (or passt, for pasta) for a network like rootless Podman's.",
     ))
     data = os.environ.get("XDG_DATA_HOME") or os.path.join(os.path.expanduser("~"), ".local", "share")
     out.append(_check(

@@ -1064,7 +1064,7 @@ class Engine:
         if rootless:
             from labkit.linux import rootless as _rootless
 
-            if _rootless.slirp4netns() is None:
+            if _rootless.network_helper() is None:
                 raise _rootless.no_user_network("a service")
         _names.check_name(name)
         if replicas < 0:

@@ -67,8 +67,8 @@ class LinuxBackend:
     * pause: the delegated cgroup's freezer, else SIGSTOP/SIGCONT of every
       process in the container's PID namespace;
     * networks: ``none`` and ``host``; the default ``bridge`` and ``-p`` go through
-      slirp4netns (a tap device with 10.0.2.100/24, ports published on the
-      host by it), since no veth can reach a host bridge; without slirp4netns
+      slirp4netns or pasta (a tap device with 10.0.2.100/24, ports published on the
+      host by it), since no veth can reach a host bridge; without either
       the default network is a namespace with only ``lo`` and ``-p`` is refused.
       User networks are refused;
     * ``--restart``: the supervisor runs as the user in the host's user
@@ -154,15 +154,15 @@ class LinuxBackend:
         if self.rootless:
             if c.network != "bridge":
                 raise HostUnsupported(f"network {c.network} needs root: rootless containers have the default "
-                                      "network (through slirp4netns), none or host",
+                                      "network (through slirp4netns or pasta), none or host",
                                       "Use the default network, --network none or host, or run as root")
-            # A restart: the last run's slirp4netns may still hold the host ports (until its supervisor is gone).
-            rootless.stop_slirp(read_json(cdir / "network.json"))
-            if not c.ports and rootless.slirp4netns() is None:
+            # A restart: the last run's network helper may still hold the host ports (until its supervisor is gone).
+            rootless.stop_helper(read_json(cdir / "network.json"))
+            if not c.ports and rootless.network_helper() is None:
                 return None, []  # no user-mode network stack: a network namespace of its own with lo only
             from labkit.networks import Networks
 
-            return rootless.plan_slirp(c.network, Networks(self.store).get(c.network)["Id"], c.name, c.hostname,
+            return rootless.plan_user_network(c.network, Networks(self.store).get(c.network)["Id"], c.name, c.hostname,
                                        c.ports), []
         from labkit.linux import network as net
         from labkit.networks import Networks
@@ -279,12 +279,12 @@ class LinuxBackend:
 
     def _net_live(self, record: ContainerRecord, info: dict | None) -> bool:  # type: ignore[type-arg]
         """Whether the network ``network.json`` records is in place: its namespace pinned, or (rootless) its
-        slirp4netns running for the container's PID 1."""
+        helper (slirp4netns or pasta) running for the container's PID 1."""
         if info is None:
             return False
-        if info.get("Driver") == rootless.SLIRP:
+        if info.get("Driver") in rootless.USER_NETWORK_DRIVERS:
             return (process.read_exit(str(self.store.container_dir(record.id))) is None
-                    and process.alive(record.state.pid, record.state.pid_start_time) and rootless.slirp_running(info))
+                    and process.alive(record.state.pid, record.state.pid_start_time) and rootless.helper_running(info))
         return os.path.ismount(info["Sandbox"])
 
     def start(self, record: ContainerRecord, image) -> Launched:  # type: ignore[no-untyped-def]
@@ -295,8 +295,8 @@ class LinuxBackend:
         try:
             return self._start(record, image, info, listeners)
         except BaseException:
-            if info is not None and info.get("Driver") == rootless.SLIRP:
-                rootless.stop_slirp(info)  # attach_slirp stops its own on failure; this is for a later one
+            if info is not None and info.get("Driver") in rootless.USER_NETWORK_DRIVERS:
+                rootless.stop_helper(info)  # attach_slirp stops its own on failure; this is for a later one
             elif info is not None and not (cdir / "exit.json").exists():
                 from labkit.linux import network as net
 
@@ -324,13 +324,13 @@ class LinuxBackend:
         (cdir / "exit.json").unlink(missing_ok=True)
         etc = self._write_etc(cdir, record)
         self._write_hosts(cdir, info)
-        slirp = info if info is not None and info.get("Driver") == rootless.SLIRP else None
+        slirp = info if info is not None and info.get("Driver") in rootless.USER_NETWORK_DRIVERS else None
         if slirp is not None:
             (cdir / "resolv.conf").write_text(rootless.slirp_resolv_conf(_host_resolv_conf()))
-            info = None  # nothing pinned, nothing to relay: slirp4netns attaches to PID 1's own namespace
+            info = None  # nothing pinned, nothing to relay: the helper attaches to PID 1's own namespace
 
             def on_netns(pid: int, lifeline: int) -> None:
-                slirp.update(rootless.attach_slirp(slirp, pid, lifeline, str(cdir / "slirp4netns.log")))
+                slirp.update(rootless.attach_user_network(slirp, pid, lifeline, str(cdir / f"{slirp['Driver']}.log")))
                 write_json(cdir / "network.json", slirp)
         if not self.rootless:
             overlay.mount(layers)
@@ -418,9 +418,9 @@ class LinuxBackend:
             self.emit(events.signal(signum, record.state.pid), record.id)
 
     def reduced_network(self, network: str) -> str | None:
-        if self.rootless and network not in ("none", "host") and rootless.slirp4netns() is None:
-            return (f"network {network}: slirp4netns is not installed, so this rootless container has only lo "
-                    "(apt-get install slirp4netns gives it an address and -p)")
+        if self.rootless and network not in ("none", "host") and rootless.network_helper() is None:
+            return (f"network {network}: neither slirp4netns nor pasta is installed, so this rootless container "
+                    "has only lo (apt-get install slirp4netns gives it an address and -p)")
         return None
 
     def unenforced_limits(self) -> dict[str, str]:
@@ -569,7 +569,7 @@ class LinuxBackend:
         if shim and process.alive(shim, 0):
             process.wait(shim, 5)  # the supervisor records the exit and unmounts
         if self.rootless:  # it ends with the supervisor (its lifeline); a restarter may still hold that
-            rootless.stop_slirp(read_json(self.store.container_dir(record.id) / "network.json"))
+            rootless.stop_helper(read_json(self.store.container_dir(record.id) / "network.json"))
         overlay.umount(overlay.layers_for(layer_root, self.store.init_dir(record.id), []))
         sandbox = self.store.container_dir(record.id) / "netns"
         if os.path.ismount(sandbox):  # a supervisor too slow to unpin it: do it here, before the dir goes

@@ -30,11 +30,12 @@ behavior"): its markers then live in ``user.overlay.*`` xattrs.
 - networks: a veth pair and a bridge live in the host's network namespace,
   which a user namespace cannot touch; ``none`` and ``host`` work, and for the
   default network and ``-p`` a user-mode network stack stands in for the
-  bridge, as with rootless Podman: ``slirp4netns`` (:func:`attach_slirp`)
-  gives the container a tap device with 10.0.2.100/24 and carries its packets
-  out through ordinary sockets of the user, and publishes ports by listening
-  on the host for it. Without slirp4netns the default network is a namespace
-  with only ``lo``, and ``-p`` is refused naming the package.
+  bridge, as with rootless Podman: ``slirp4netns`` (:func:`attach_slirp`), or
+  ``pasta`` where only it is installed (:func:`attach_pasta`), gives the
+  container a tap device with 10.0.2.100/24 and carries its packets out
+  through ordinary sockets of the user, and publishes ports by listening on
+  the host for it. Without either the default network is a namespace with
+  only ``lo``, and ``-p`` is refused naming the packages.
 - restarts: the supervisor stays in the host's user namespace (a process of
   the new one makes the PID namespace, see :mod:`labkit.linux.process`), so
   ``--restart`` starts the next container as the user, not nested inside the
@@ -55,8 +56,8 @@ from dataclasses import dataclass
 from labkit.errors import Conflict, HostUnsupported, InvalidArgument, StartFailed
 from labkit.linux import namespaces, syscalls
 
-#: The user-mode network helpers that can give a rootless container a network (Podman's choice, in order).
-NETWORK_HELPERS = ("pasta", "slirp4netns")
+#: The user-mode network helpers that can give a rootless container a network, in the order labkit prefers.
+NETWORK_HELPERS = ("slirp4netns", "pasta")
 
 #: Which Debian package provides each helper.
 HELPER_PACKAGES = {"pasta": "passt", "slirp4netns": "slirp4netns", "newuidmap": "uidmap"}
@@ -336,7 +337,7 @@ def _read(path: str) -> str | None:
 
 
 def network_helper() -> str | None:
-    """The first user-mode network helper on PATH (``pasta``, ``slirp4netns``), or None."""
+    """The user-mode network helper rootless containers use here: ``slirp4netns``, else ``pasta``, or None."""
     return next((h for h in NETWORK_HELPERS if shutil.which(h)), None)
 
 
@@ -488,23 +489,30 @@ SLIRP_MTU = 65520
 SLIRP = "slirp4netns"
 
 
+#: ``Driver`` of a rootless container's ``network.json`` when pasta carries it.
+PASTA = "pasta"
+#: The drivers of a rootless container's network: a helper runs for each such container.
+USER_NETWORK_DRIVERS = (SLIRP, PASTA)
+
+
 def slirp4netns() -> str | None:
     """The path of ``slirp4netns``, or None."""
     return shutil.which("slirp4netns")
 
 
 def no_user_network(what: str) -> HostUnsupported:
-    """The error for ``what`` (publishing ports, a network) when slirp4netns is missing: names the package."""
-    other = next((h for h in NETWORK_HELPERS if h != "slirp4netns" and shutil.which(h)), None)
-    hint = "Install the slirp4netns package (apt-get install slirp4netns), or use --network none or host"
-    if other:
-        hint = f"{other} is installed, but labkit drives slirp4netns: {hint[0].lower()}{hint[1:]}"
+    """The error for ``what`` (publishing ports, a network) when no user-mode network helper is installed."""
     return HostUnsupported(f"{what} needs root, or a user-mode network stack rootless: a veth pair cannot reach "
-                           "a host bridge from a user namespace, and slirp4netns is not installed", hint)
+                           "a host bridge from a user namespace, and neither slirp4netns nor pasta is installed",
+                           "Install the slirp4netns package (apt-get install slirp4netns; or passt, for pasta), "
+                           "or use --network none or host")
 
 
-def plan_slirp(network: str, network_id: str, name: str, hostname: str, ports) -> dict:  # type: ignore[no-untyped-def,type-arg]
+def plan_user_network(network: str, network_id: str, name: str, hostname: str, ports) -> dict:  # type: ignore[no-untyped-def,type-arg]
     """The ``network.json`` of a rootless container on the default network, before it starts.
+
+    Its ``Driver`` is the helper that will carry it (:func:`network_helper`);
+    either gives the container the same address, gateway, DNS and MAC.
 
     Every published port is checked free on the host now (a port in use is
     refused before anything is made, as with root) and a ``-p 80`` without a
@@ -519,13 +527,14 @@ def plan_slirp(network: str, network_id: str, name: str, hostname: str, ports) -
         ports: The ``-p`` bindings (:class:`~labkit.model.container.PortSpec`).
 
     Raises:
-        HostUnsupported: slirp4netns is not installed.
+        HostUnsupported: Neither slirp4netns nor pasta is installed.
         InvalidArgument: A port is not tcp.
         Conflict: A host port is in use.
     """
     from labkit.linux import network as net
 
-    if slirp4netns() is None:
+    helper = network_helper()
+    if helper is None:
         raise no_user_network("publishing ports" if ports else f"network {network}")
     published: dict[str, list[dict[str, str]]] = {}
     for p in ports:
@@ -537,7 +546,7 @@ def plan_slirp(network: str, network_id: str, name: str, hostname: str, ports) -
         port = probe.getsockname()[1]
         probe.close()  # slirp4netns binds it once the container's network exists
         published.setdefault(key, []).append({"HostIp": host_ip, "HostPort": str(port)})
-    return {"Network": network, "NetworkID": network_id, "Driver": SLIRP, "Bridge": "", "Veth": "",
+    return {"Network": network, "NetworkID": network_id, "Driver": helper, "Bridge": "", "Veth": "",
             "Interface": SLIRP_TAP, "IPAddress": SLIRP_ADDRESS, "IPPrefixLen": SLIRP_PREFIXLEN,
             "Gateway": SLIRP_GATEWAY, "DNS": SLIRP_DNS, "MacAddress": _mac(SLIRP_ADDRESS), "Sandbox": "",
             "SandboxKey": "", "Ports": published, "Name": name, "Hostname": hostname,
@@ -591,7 +600,7 @@ def attach_slirp(info: dict, pid: int, lifeline: int, log_path: str, timeout: fl
 
     Raises:
         StartFailed: slirp4netns did not configure the network (its log's last lines say why).
-        Conflict: A host port could not be bound (taken since :func:`plan_slirp` checked it).
+        Conflict: A host port could not be bound (taken since :func:`plan_user_network` checked it).
     """
     import tempfile
 
@@ -613,7 +622,7 @@ def attach_slirp(info: dict, pid: int, lifeline: int, log_path: str, timeout: fl
         return {"SlirpPid": slirp_pid, "SlirpStartTime": started, "SandboxKey": f"/proc/{pid}/ns/net"}
     except BaseException:
         if slirp_pid:
-            stop_slirp({"SlirpPid": slirp_pid, "SlirpStartTime": 0})
+            stop_helper({"SlirpPid": slirp_pid, "SlirpStartTime": 0})
         raise
     finally:
         os.close(ready_r)
@@ -623,7 +632,71 @@ def attach_slirp(info: dict, pid: int, lifeline: int, log_path: str, timeout: fl
             shutil.rmtree(api_dir, ignore_errors=True)  # the ports are published; no one asks it anything else
 
 
-def _spawn_detached(argv: list[str], fds: tuple[int, ...], log_path: str) -> int:
+def attach_user_network(info: dict, pid: int, lifeline: int, log_path: str) -> dict:  # type: ignore[type-arg]
+    """Give PID 1 ``pid`` the network ``info`` plans, through the helper its ``Driver`` names."""
+    attach = attach_pasta if info.get("Driver") == PASTA else attach_slirp
+    return attach(info, pid, lifeline, log_path)
+
+
+#: Runs pasta for as long as the container's supervisor lives. pasta does not notice that a namespace
+#: it joined by PID went away, so this shell reads the lifeline (its stdin): at end of file the
+#: supervisor is gone, and pasta, still the shell's unreaped child (its PID not reusable), is ended.
+PASTA_WRAPPER = 'pasta "$@" </dev/null & p=$!; cat >/dev/null; kill "$p" 2>/dev/null; wait "$p"'
+
+
+def pasta_argv(pid: int, ports: dict) -> list[str]:  # type: ignore[type-arg]
+    """The pasta command that gives PID ``pid``'s network namespace what slirp4netns would give it.
+
+    * ``--config-net`` with ``-a``/``-n``/``-g``: ``tap0`` up with 10.0.2.100/24 and a
+      default route through 10.0.2.2 (pasta would copy the host's addresses otherwise);
+      ``--dns-forward 10.0.2.3``: that address answers DNS from the host's resolvers.
+    * ``--no-map-gw``: 10.0.2.2 does not lead to the host's 127.0.0.1, as
+      slirp4netns's ``--disable-host-loopback``.
+    * ``-t ADDR/HOST:CONTAINER`` per published port; no other forwarding
+      (``-u none -T none -U none``), where pasta would forward every port it sees bound.
+    * ``-f``: stay in the foreground of :data:`PASTA_WRAPPER`, which ends it.
+    """
+    forwards = [f"{b['HostIp']}/{b['HostPort']}:{key.split('/')[0]}" for key, binds in ports.items() for b in binds]
+    return ["sh", "-c", PASTA_WRAPPER, "pasta", "-f", "-q", "--config-net", "-a", SLIRP_ADDRESS,
+            "-n", str(SLIRP_PREFIXLEN), "-g", SLIRP_GATEWAY, "--dns-forward", SLIRP_DNS, "-I", SLIRP_TAP,
+            "--ns-mac-addr", _mac(SLIRP_ADDRESS), "--no-map-gw", "-t", ",".join(forwards) or "none",
+            "-u", "none", "-T", "none", "-U", "none", str(pid)]
+
+
+def attach_pasta(info: dict, pid: int, lifeline: int, log_path: str, timeout: float = 10.0) -> dict:  # type: ignore[type-arg]
+    """Start pasta for PID 1 ``pid`` with ``info``'s ports; return what to record (as :func:`attach_slirp`).
+
+    pasta configures the namespace itself; it is ready once PID 1's namespace has
+    its default route through the gateway (``/proc/PID/net/route``).
+
+    Raises:
+        StartFailed: pasta did not configure the network (its log's last lines say why).
+    """
+    wrapper = _spawn_detached(pasta_argv(pid, info["Ports"]), (), log_path, stdin=lifeline)
+    try:
+        deadline = time.monotonic() + timeout
+        while not _routes_through(pid, SLIRP_GATEWAY):
+            if time.monotonic() > deadline or _state(wrapper, "/proc") in ("Z", "X", ""):
+                raise StartFailed(f"pasta could not give the container a network: {_tail(log_path)}", 128)
+            time.sleep(0.005)
+        return {"SlirpPid": wrapper, "SlirpStartTime": _start_time(wrapper), "SandboxKey": f"/proc/{pid}/ns/net"}
+    except BaseException:
+        stop_helper({"Driver": PASTA, "SlirpPid": wrapper, "SlirpStartTime": 0})
+        raise
+
+
+def _routes_through(pid: int, gateway: str) -> bool:
+    """Whether PID ``pid``'s network namespace has a default route through ``gateway`` (proc(5), net/route)."""
+    want = "".join(f"{int(b):02X}" for b in reversed(gateway.split(".")))  # little-endian hex, as the kernel prints
+    try:
+        with open(f"/proc/{pid}/net/route") as f:
+            return any(fields[1] == "00000000" and fields[2] == want
+                       for fields in (ln.split() for ln in f.read().splitlines()[1:]) if len(fields) > 2)
+    except OSError:
+        return False
+
+
+def _spawn_detached(argv: list[str], fds: tuple[int, ...], log_path: str, stdin: int | None = None) -> int:
     """Start ``argv`` in a session of its own, re-parented to init at once; return its PID."""
     r, w = os.pipe()
     first = os.fork()
@@ -631,8 +704,8 @@ def _spawn_detached(argv: list[str], fds: tuple[int, ...], log_path: str) -> int
         try:
             os.close(r)
             with open(log_path, "ab") as log:
-                proc = subprocess.Popen(argv, pass_fds=fds, start_new_session=True, stdin=subprocess.DEVNULL,
-                                        stdout=log, stderr=log)
+                proc = subprocess.Popen(argv, pass_fds=fds, start_new_session=True,
+                                        stdin=subprocess.DEVNULL if stdin is None else stdin, stdout=log, stderr=log)
             os.write(w, str(proc.pid).encode())
         finally:
             os._exit(0)
@@ -703,14 +776,17 @@ def _start_time(pid: int, proc: str = "/proc") -> int:
         return 0
 
 
-def slirp_running(info: dict | None, proc: str = "/proc") -> bool:  # type: ignore[type-arg]
-    """Whether the slirp4netns ``info`` records still runs (the same process: its start time matches)."""
+def helper_running(info: dict | None, proc: str = "/proc") -> bool:  # type: ignore[type-arg]
+    """Whether the network helper ``info`` records still runs (the same process: its start time matches).
+
+    For slirp4netns that is slirp4netns itself; for pasta, the shell that holds it (:data:`PASTA_WRAPPER`).
+    """
     if not info or not info.get("SlirpPid"):
         return False
     pid = int(info["SlirpPid"])
     try:
         with open(f"{proc}/{pid}/comm") as f:
-            if f.read().strip() != "slirp4netns":
+            if f.read().strip() != ("sh" if info.get("Driver") == PASTA else "slirp4netns"):
                 return False
     except OSError:
         return False
@@ -718,29 +794,38 @@ def slirp_running(info: dict | None, proc: str = "/proc") -> bool:  # type: igno
     return _state(pid, proc) not in ("Z", "X", "") and (want == 0 or _start_time(pid, proc) == want)
 
 
-def stop_slirp(info: dict | None, timeout: float = 2.0) -> bool:  # type: ignore[type-arg]
-    """End the slirp4netns ``info`` records, if it still runs; True if it had to.
+def stop_helper(info: dict | None, timeout: float = 2.0) -> bool:  # type: ignore[type-arg]
+    """End the network helper ``info`` records, if it still runs; True if it had to.
 
     It ends by itself when the container's supervisor exits (its lifeline);
-    this is for ``rm`` and for a restart, whose new slirp4netns needs the same
-    host ports.
+    this is for ``rm`` and for a restart, whose new helper needs the same host
+    ports. pasta's shell leads a process group of its own (its session), so
+    the signal goes to the group: the shell and pasta both.
     """
     import select
 
-    if not slirp_running(info):
+    if not helper_running(info):
         return False
     try:
         fd = os.pidfd_open(int(info["SlirpPid"]))  # type: ignore[index]
     except ProcessLookupError:
         return False
     try:
-        if not slirp_running(info):
+        if not helper_running(info):
             return False  # it ended, and the PID went to another process, between the two looks
-        signal.pidfd_send_signal(fd, signal.SIGTERM)
+        group = info.get("Driver") == PASTA  # type: ignore[union-attr]
+
+        def send(sig: int) -> None:
+            if group:
+                os.killpg(int(info["SlirpPid"]), sig)  # type: ignore[index]
+            else:
+                signal.pidfd_send_signal(fd, sig)
+
+        send(signal.SIGTERM)
         poller = select.poll()
         poller.register(fd, select.POLLIN)
         if not poller.poll(int(timeout * 1000)):
-            signal.pidfd_send_signal(fd, signal.SIGKILL)
+            send(signal.SIGKILL)
             poller.poll(int(timeout * 1000))
     except ProcessLookupError:
         pass

@@ -24,7 +24,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.util import live_pids_of
+from tests.util import live_pids_of, wait_for
 
 pytestmark = pytest.mark.root
 
@@ -490,6 +490,71 @@ def no_slirp_path(learner):
         yield str(path)
     finally:
         shutil.rmtree(path)
+
+
+@pytest.fixture
+def pasta_only_path(learner):
+    """A PATH like the learner's with every program but slirp4netns: a host whose user-mode network stack is pasta."""
+    if not shutil.which("pasta"):
+        pytest.fail("pasta is missing, so rootless networking through it cannot be tested: apt-get install passt "
+                    "(it belongs in the Makefile's APT_PKGS)")
+    path = Path(learner.pw_dir) / "bin-with-pasta"
+    path.mkdir()
+    for d in ("/usr/local/bin", "/usr/bin", "/bin"):
+        for name in os.listdir(d):
+            target = path / name
+            if name != "slirp4netns" and not target.exists():
+                target.symlink_to(os.path.join(d, name))
+    try:
+        yield str(path)
+    finally:
+        shutil.rmtree(path)
+
+
+def test_pasta_carries_the_network_where_slirp4netns_is_missing(learner, pasta_only_path):
+    """With pasta and no slirp4netns, a rootless container gets the same network (10.0.2.100, the gateway, the MAC),
+    -p reaches busybox httpd inside, and rm leaves no pasta behind."""
+    got = as_learner(learner, PRELUDE + """
+    import subprocess
+    c = lab.run("busybox", ["sh", "-c", "mkdir /www && echo hello-pasta > /www/index.html && "
+                            "exec httpd -f -p 80 -h /www"], detach=True, name="web", ports=["80"])
+    info = c.inspect()
+    ns = info["NetworkSettings"]
+    port = ns["Ports"]["80/tcp"][0]["HostPort"]
+    page = ""
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        done = subprocess.run(["wget", "-q", "-T", "2", "-O", "-", f"http://127.0.0.1:{port}/"],
+                              capture_output=True, text=True)
+        if done.returncode == 0:
+            page = done.stdout
+            break
+        time.sleep(0.1)
+    inside = c.exec(["cat", "/proc/net/route"])[1]
+    with open(f"{lab.store.container_dir(c.id)}/network.json") as f:
+        driver = json.load(f)["Driver"]
+    lab.rm("web", force=True)
+    print(json.dumps({"page": page, "ns": ns, "driver": driver, "route": inside}))
+    """, path=pasta_only_path)
+    assert got["driver"] == "pasta"
+    assert got["page"] == "hello-pasta\n"
+    ns = got["ns"]
+    assert (ns["IPAddress"], ns["Gateway"], ns["MacAddress"]) == ("10.0.2.100", "10.0.2.2", "02:42:0a:00:02:64")
+    assert "tap0\t00000000\t0202000A" in got["route"], "a default route through 10.0.2.2"
+    assert wait_for(lambda: not _pids_named(learner.pw_uid, "pasta", "passt", "passt.avx2"), timeout=5)
+
+
+def _pids_named(uid: int, *names: str) -> list[int]:
+    """Live processes of ``uid`` whose command name is one of ``names``."""
+    out = []
+    for pid in live_pids_of(uid):
+        try:
+            with open(f"/proc/{pid}/comm") as f:
+                if f.read().strip() in names:
+                    out.append(pid)
+        except FileNotFoundError:
+            continue
+    return out
 
 
 def test_without_slirp4netns_publishing_names_the_package(learner, no_slirp_path):
