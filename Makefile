@@ -5,6 +5,7 @@ PY      ?= python3
 VENV    ?= .venv
 VPY     := $(VENV)/bin/python
 ROOT    ?= /var/lib/labkit
+LAB_ARGS ?=
 APT_PKGS := busybox-static gcc libc6-dev iproute2 python3-venv file chromium slirp4netns passt uidmap
 
 .PHONY: lab test deps venv images lint clean
@@ -25,7 +26,7 @@ images: venv
 	$(VENV)/bin/labkit --root $(ROOT) setup
 
 lab: images
-	$(VENV)/bin/jupyter lab --allow-root --notebook-dir=notebooks
+	$(VENV)/bin/jupyter lab --allow-root --notebook-dir=notebooks $(LAB_ARGS)
 
 test: venv
 	$(VPY) -m pytest -q tests
