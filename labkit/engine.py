@@ -1205,8 +1205,6 @@ class Engine:
         self._volume_delete(name)
 
     def _volume_delete(self, name: str) -> None:
-        import shutil
-
         vdir = self.store.volume_dir(name)
         if vdir.exists():
             trash = self.store.root / "tmp" / f"vol-{name}"
@@ -1460,6 +1458,7 @@ def _choose_backend(backend: Any, store: Store) -> tuple[Any, str]:
         return SimBackend(store), "the simulator, as asked: every step is modelled in Python, nothing touches the kernel"
     if backend in ("auto", "linux", "rootless"):
         from labkit.linux.backend import LinuxBackend
+        from labkit.linux.rootless import network_helper
 
         problem = _linux_problem()
         if problem is None and backend != "rootless":
@@ -1476,7 +1475,7 @@ def _choose_backend(backend: Any, store: Store) -> tuple[Any, str]:
             why = "as asked" if backend == "rootless" else f"not root (uid {os.geteuid()})"
             return real, (f"rootless, {why}: real containers in a user namespace where you are root "
                           f"({real.idmap.describe()}); {limits}; "
-                          + ("the default network and -p through slirp4netns" if shutil.which("slirp4netns")
+                          + (f"the default network and -p through {helper}" if (helper := network_helper())
                              else "networks none and host (install slirp4netns for more)"))
         if backend == "rootless":
             raise HostUnsupported(f"rootless containers cannot run here: {unprivileged}",
