@@ -469,7 +469,7 @@ class LinuxBackend:
             group.freeze()
         else:
             rootless.stop_processes(record.state.pid)  # no freezer this user may use: SIGSTOP
-        self.emit(events.freeze(True), record.id)
+        self.emit(events.freeze(True, by_signal=group is None), record.id)
 
     def unpause(self, record: ContainerRecord) -> None:
         group = self._group_or_none(record)
@@ -477,7 +477,7 @@ class LinuxBackend:
             group.thaw()
         else:
             rootless.continue_processes(record.state.pid)
-        self.emit(events.freeze(False), record.id)
+        self.emit(events.freeze(False, by_signal=group is None), record.id)
 
     def exec(self, record: ContainerRecord, argv: list[str], env: list[str], workdir: str,
              stdout: IO[bytes] | int | None, stderr: IO[bytes] | int | None) -> int:

@@ -114,7 +114,16 @@ def exited(code: int, oom: bool = False) -> tuple[str, str, str, dict[str, Any]]
             "wait4(2)", {"exit_code": code, "oom_killed": oom, "status": "exited"})
 
 
-def freeze(on: bool) -> tuple[str, str, str, dict[str, Any]]:
+def freeze(on: bool, by_signal: bool = False) -> tuple[str, str, str, dict[str, Any]]:
+    """Pause (``on``) or unpause: through the cgroup freezer, or ``by_signal`` with SIGSTOP/SIGCONT
+    to each process where no freezer may be used (rootless without a delegated cgroup)."""
+    if by_signal:
+        if on:
+            return ("freeze", "Stop every process of the container with SIGSTOP: memory kept, and a parent "
+                    "waiting for it can see it stopped.", "SIGSTOP to each process (kill(2); no cgroup freezer "
+                    "this user may write)", {"status": "paused"})
+        return ("thaw", "Continue the container's processes with SIGCONT: they run again where they stopped.",
+                "SIGCONT to each process (kill(2))", {"status": "running"})
     if on:
         return ("freeze", "Freeze every process of the container: they stop being scheduled, memory kept.",
                 "cgroup freezer (freezer.state=FROZEN / cgroup.freeze=1)", {"status": "paused"})
