@@ -6,14 +6,18 @@ VENV    ?= .venv
 VPY     := $(VENV)/bin/python
 ROOT    ?= /var/lib/labkit
 LAB_ARGS ?=
-APT_PKGS := busybox-static gcc libc6-dev iproute2 python3-venv file chromium slirp4netns passt uidmap
+APT_PKGS := busybox-static gcc libc6-dev iproute2 python3-venv file chromium slirp4netns uidmap
+# Installed where the distribution has them (pasta's passt is not in Ubuntu 22.04)
+APT_MAYBE := passt
 
 .PHONY: lab test deps venv images lint clean
 
 deps:
 	@if command -v apt-get >/dev/null 2>&1 && [ "$$(id -u)" = 0 ]; then \
-	  missing=""; for p in $(APT_PKGS); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
-	  if [ -n "$$missing" ]; then apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q $$missing; fi; \
+	  missing=""; for p in $(APT_PKGS) $(APT_MAYBE); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	  if [ -n "$$missing" ]; then apt-get update -q; \
+	    for p in $(APT_MAYBE); do apt-cache show $$p >/dev/null 2>&1 || missing=$$(echo $$missing | tr ' ' '\n' | grep -vx $$p); done; \
+	    DEBIAN_FRONTEND=noninteractive apt-get install -y -q $$missing; fi; \
 	fi
 
 venv: deps

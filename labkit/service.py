@@ -163,12 +163,16 @@ class Balancer:
                     link, side = key.data
                     if link not in self.links or key.fileobj not in (link.client, link.up):
                         continue  # closed or redialled earlier in this batch
-                    if side == "client":
-                        self._from_client(link, sel)
-                    elif not link.connected:
-                        self._connected(link, sel)
-                    else:
-                        self._from_up(link, sel)
+                    try:
+                        if side == "client":
+                            self._from_client(link, sel)
+                        elif not link.connected:
+                            self._connected(link, sel)
+                        else:
+                            self._from_up(link, sel)
+                    except Exception as err:  # one broken link must not stop the port for every client
+                        self.note(f"balancer: {type(err).__name__}: {err}; that connection is closed")
+                        self._abandon(link, sel)
                 self._expire(sel)
                 self._cut_gone(sel)
         finally:
@@ -331,6 +335,18 @@ class Balancer:
             link.up.close()
         link.up, link.target, link.connected, link.up_done = None, None, False, False
 
+    def _abandon(self, link: _Link, sel: selectors.BaseSelector) -> None:
+        """Close a link whatever state it is in (after an unexpected error)."""
+        for sock in (link.up, link.client):
+            if sock is None:
+                continue
+            try:
+                sel.unregister(sock)
+            except (KeyError, ValueError):
+                pass
+            sock.close()
+        self.links.discard(link)
+
     def _close(self, link: _Link, sel: selectors.BaseSelector) -> None:
         self._drop_up(link, sel)
         if not link.client_done:
@@ -437,6 +453,9 @@ class Controller:
         watcher.start()
         try:
             self.balancer.serve(self.stopping)
+        except BaseException as err:
+            self.note(f"balancer stopped: {type(err).__name__}: {err}")
+            raise
         finally:
             self.stopping.set()
             watcher.join()
