@@ -14,7 +14,7 @@ APT_MAYBE := passt
 
 deps:
 	@if command -v apt-get >/dev/null 2>&1 && [ "$$(id -u)" = 0 ]; then \
-	  missing=""; for p in $(APT_PKGS) $(APT_MAYBE); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	  missing=""; for p in $(APT_PKGS) $(APT_MAYBE); do dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q 'ok installed' || missing="$$missing $$p"; done; \
 	  if [ -n "$$missing" ]; then apt-get update -q; \
 	    for p in $(APT_MAYBE); do apt-cache show $$p >/dev/null 2>&1 || missing=$$(echo $$missing | tr ' ' '\n' | grep -vx $$p); done; \
 	    DEBIAN_FRONTEND=noninteractive apt-get install -y -q $$missing; fi; \
