@@ -34,6 +34,7 @@ import functools
 import hashlib
 import ipaddress
 import os
+import secrets
 import shutil
 import socket
 import struct
@@ -187,12 +188,21 @@ def ensure_bridge(name: str, gateway: str, prefixlen: int) -> None:
         if found:
             index = found[0]
         else:
-            ipr.link("add", ifname=name, kind="bridge")
+            # A bridge whose address is not set takes its lowest port's MAC and changes it when that port
+            # goes (br_stp_recalculate_bridge_id skips a bridge with NET_ADDR_SET): every container would
+            # then hold a stale MAC for its gateway and answer the host into the void until its neighbour
+            # entry expires. Docker sets docker0's address for the same reason.
+            ipr.link("add", ifname=name, kind="bridge", address=bridge_mac())
             index = ipr.link_lookup(ifname=name)[0]
         addrs = {a.get_attr("IFA_ADDRESS") for a in ipr.get_addr(index=index, family=socket.AF_INET)}
         if gateway not in addrs:
             ipr.addr("add", index=index, address=gateway, prefixlen=prefixlen)
         ipr.link("set", index=index, state="up")
+
+
+def bridge_mac() -> str:
+    """A random, locally administered unicast MAC with Docker's ``02:42`` prefix, for a bridge of its own."""
+    return "02:42:" + ":".join(f"{b:02x}" for b in secrets.token_bytes(4))
 
 
 def bridge_exists(name: str) -> bool:

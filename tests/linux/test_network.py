@@ -165,6 +165,38 @@ def _ifindex(name: str) -> int | None:
         return None
 
 
+def test_the_bridge_keeps_its_address_when_its_lowest_port_goes(engine):
+    """A bridge's MAC is set when it is made, so it does not follow its lowest port's: when that container goes,
+    the others' cached gateway MAC stays right and they still reach the host."""
+    cs = [engine.run("busybox", ["sleep", "30"], detach=True) for _ in range(3)]
+    try:
+        name = _bridge(engine)
+
+        def mac(ifname: str) -> str:
+            with open(f"/sys/class/net/{ifname}/address") as f:
+                return f.read().strip()
+
+        before = mac(name)
+        with open(f"/sys/class/net/{name}/addr_assign_type") as f:
+            assert f.read().strip() == "3", "NET_ADDR_SET: the address was given, not taken from a port"
+        ports = {p: mac(p) for p in os.listdir(f"/sys/class/net/{name}/brif")}
+        lowest = min(ports, key=lambda p: ports[p])
+        victim = next(c for c in cs if json.loads((engine.store.container_dir(c.id) / "network.json").read_text())
+                      ["Veth"] == lowest)
+        engine.rm(victim.id, force=True)
+        assert mac(name) == before
+        survivor = next(c for c in cs if c is not victim)
+        gateway = engine.inspect(survivor.id)["NetworkSettings"]["Gateway"]
+        code, out = survivor.exec(["ping", "-c", "1", "-W", "2", gateway])
+        assert code == 0, out
+    finally:
+        for c in cs:
+            try:
+                engine.rm(c.id, force=True)
+            except Exception:
+                pass
+
+
 def test_a_bridge_goes_when_its_last_container_has_been_gone_a_while(engine, monkeypatch):
     """Back-to-back containers share one bridge; once none is plugged in for LABKIT_BRIDGE_IDLE, it goes."""
     monkeypatch.setenv("LABKIT_BRIDGE_IDLE", "1")
