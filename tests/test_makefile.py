@@ -33,8 +33,9 @@ def test_make_lab_builds_the_images_and_opens_the_notebooks():
     root = state_root()
     work = Path(tempfile.mkdtemp(prefix="labkit-test-make-lab-"))
     port, token = free_port(), secrets.token_hex(16)
-    env = {**os.environ, "JUPYTER_CONFIG_DIR": str(work / "config"), "JUPYTER_RUNTIME_DIR": str(work / "runtime"),
-           "JUPYTER_DATA_DIR": str(work / "data")}
+    # LABKIT_ROOT too: the resident engine the labkit command starts compiles its shim into the default root's.
+    env = {**os.environ, "LABKIT_ROOT": str(root), "JUPYTER_CONFIG_DIR": str(work / "config"),
+           "JUPYTER_RUNTIME_DIR": str(work / "runtime"), "JUPYTER_DATA_DIR": str(work / "data")}
     args = (f"--no-browser --ip=127.0.0.1 --port={port} --IdentityProvider.token={token} --LabApp.news_url= "
             "--LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate")
     with open(work / "make.log", "w") as log:
