@@ -128,9 +128,11 @@ def _warm() -> Any:
         from labkit.engine import default_root
         from labkit.linux import supervisor
 
-        # The shim of the state root this server's first caller uses (LinuxBackend keeps it in ROOT/bin),
-        # compiled once and found: every worker inherits the answer.
-        supervisor.command(os.path.join(default_root(), "bin"))
+        # The shim of the default state root (LinuxBackend keeps it in ROOT/bin), compiled once and found:
+        # every worker inherits the answer. Only a root that exists: callers that name another one with
+        # --root build their own on first use, and the server makes no /var/lib/labkit of its own.
+        if os.path.isdir(default_root()):
+            supervisor.command(os.path.join(default_root(), "bin"))
     return labkit.cli.build_parser()
 
 
