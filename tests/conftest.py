@@ -95,9 +95,8 @@ def leaks() -> list[str]:
             if dirpath.count(os.sep) > 5:
                 dirnames[:] = []
                 continue
-            for d in dirnames:
-                if "labkit" in d and os.listdir(os.path.join(dirpath, d)) and _has_children(os.path.join(dirpath, d)):
-                    found.append(f"cgroup {os.path.join(dirpath, d)}")
+            # labkit's parent group goes with the last container's group: any directory of labkit's is a leak.
+            found += [f"cgroup {os.path.join(dirpath, d)}" for d in dirnames if "labkit" in d]
     me = {os.getpid(), os.getppid()}
     out = subprocess.run(["ps", "-eo", "pid=,args="], capture_output=True, text=True).stdout
     for line in out.splitlines():
@@ -114,11 +113,6 @@ def leaks() -> list[str]:
         if cdir.exists():
             found += [f"state {cdir / c}" for c in os.listdir(cdir) if not c.startswith(".")]
     return found
-
-
-def _has_children(path: str) -> bool:
-    """A labkit cgroup parent with container groups under it (the empty parent may stay)."""
-    return any(os.path.isdir(os.path.join(path, e)) for e in os.listdir(path))
 
 
 def _take_down_bridges() -> None:

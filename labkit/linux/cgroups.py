@@ -436,7 +436,8 @@ class Cgroup:
             layout: What the host offers (from :func:`detect`).
             name: The group's directory name, usually the container id.
             limits: The limits to write.
-            parent: The directory under each hierarchy holding labkit's groups; made if missing, never removed.
+            parent: The directory under each hierarchy holding labkit's groups: made if missing, and
+                removed with the last group in it (:meth:`destroy`, the supervisor's cleanup).
             fs: The file operations to use (the real cgroupfs by default).
 
         Raises:
@@ -448,9 +449,7 @@ class Cgroup:
         made: list[str] = []
         try:
             for hierarchy, path in group._dir.items():
-                group._make_parents(hierarchy)
-                if not group.fs.exists(path):
-                    group.fs.mkdir(path)
+                group._make_group(hierarchy, path)
                 made.append(path)
             group._write_limits(limits)
         except BaseException as error:
@@ -458,7 +457,8 @@ class Cgroup:
                 try:
                     group.fs.rmdir(path)
                 except OSError:
-                    pass
+                    continue
+                group._drop_parent(path)
             if isinstance(error, OSError) and not isinstance(error, LabkitError):
                 raise HostUnsupported(
                     f"could not set up cgroup {parent}/{name}: {error.strerror or error} ({error.filename})",
@@ -493,6 +493,31 @@ class Cgroup:
                     f"Run without {_FLAG[controller]}, or use a host whose cgroups offer {controller} "
                     "('labkit doctor' shows what this one offers).",
                 )
+
+    def _make_group(self, hierarchy: str, path: str, tries: int = 3) -> None:
+        """Make the parents, then the group. Another container's last group may take the parent away
+        between the two (see :meth:`_drop_parent`): the group's mkdir(2) then fails with ENOENT, and
+        the parent is made again. Once the group exists, its parent cannot go (rmdir(2) is EBUSY)."""
+        for attempt in range(tries):
+            self._make_parents(hierarchy)
+            try:
+                if not self.fs.exists(path):
+                    self.fs.mkdir(path)
+                return
+            except FileNotFoundError:
+                if attempt == tries - 1:
+                    raise
+
+    def _drop_parent(self, path: str) -> None:
+        """Remove the parent of a group just removed, if that was its last group; left as it is otherwise.
+
+        The parent is labkit's alone (``<hierarchy>/labkit``): nothing of it stays on the
+        host once no container runs. rmdir(2) refuses a cgroup with children (EBUSY).
+        """
+        try:
+            self.fs.rmdir(os.path.dirname(path))
+        except OSError:
+            pass
 
     def _make_parents(self, hierarchy: str) -> None:
         """Make ``<hierarchy>/<parent>``; on the unified hierarchy, enable controllers down to it.
@@ -729,7 +754,7 @@ class Cgroup:
     # -- removal --------------------------------------------------------------
 
     def destroy(self, timeout: float = 2.0) -> None:
-        """Remove the group's directory in every hierarchy (the parent directory stays).
+        """Remove the group's directory in every hierarchy, and the parent with the last group in it.
 
         rmdir(2) fails with EBUSY while a process is still in the group (a
         killed process may take a moment to leave), so it is retried until
@@ -744,8 +769,10 @@ class Cgroup:
             while True:
                 try:
                     self.fs.rmdir(path)
+                    self._drop_parent(path)
                     break
                 except FileNotFoundError:
+                    self._drop_parent(path)
                     break
                 except OSError as error:
                     if error.errno != errno.EBUSY or time.monotonic() > deadline:

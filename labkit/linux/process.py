@@ -994,7 +994,8 @@ def _cleanup_here(spec: LaunchSpec) -> None:
         except OSError:
             pass
     for path in spec.cleanup_rmdirs:
-        try:
-            os.rmdir(path)
-        except OSError:
-            pass
+        for d in (path, os.path.dirname(path)):  # the group, then labkit's parent group if that was its last
+            try:
+                os.rmdir(d)
+            except OSError:
+                pass

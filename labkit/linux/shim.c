@@ -42,6 +42,7 @@
  */
 #define _GNU_SOURCE
 #include <errno.h>
+#include <limits.h>
 #include <fcntl.h>
 #include <arpa/inet.h>
 #include <netinet/in.h>
@@ -303,12 +304,27 @@ static void write_exit(int status, const char *oom_file)
         warn("rename", exit_file);
 }
 
+/* The group's parent (labkit's, one per hierarchy) goes with its last group: rmdir(2) refuses a
+ * cgroup that still has children (EBUSY), so this is a no-op while other containers run. */
+static void remove_parent(const char *path)
+{
+    char parent[PATH_MAX];
+    const char *slash = strrchr(path, '/');
+    if (!slash || slash == path || (size_t)(slash - path) >= sizeof parent)
+        return;
+    memcpy(parent, path, (size_t)(slash - path));
+    parent[slash - path] = '\0';
+    rmdir(parent);
+}
+
 static void remove_dir(const char *path)
 {
     /* A v1 cgroup can stay busy for a moment after its last task exited. */
     for (int tries = 0; tries < 100; tries++) {
-        if (rmdir(path) == 0 || errno == ENOENT)
+        if (rmdir(path) == 0 || errno == ENOENT) {
+            remove_parent(path);
             return;
+        }
         if (errno != EBUSY)
             break;
         struct timespec pause = {0, 10 * 1000 * 1000};

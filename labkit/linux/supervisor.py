@@ -205,6 +205,14 @@ def _relay(fd: int, peers: dict[int, int], poller: select.poll) -> None:
         del peers[end]
 
 
+def _rmdir_quietly(path: str) -> None:
+    """rmdir(2) that may fail: a cgroup with children (EBUSY) stays."""
+    try:
+        os.rmdir(path)
+    except OSError:
+        pass
+
+
 def _cleanup(umounts: list[str], rmdirs: list[str], exit_file: str, unlinks: Sequence[str] = ()) -> None:
     libc = ctypes.CDLL(None, use_errno=True)
     for path in umounts:
@@ -215,8 +223,10 @@ def _cleanup(umounts: list[str], rmdirs: list[str], exit_file: str, unlinks: Seq
         for _ in range(100):
             try:
                 os.rmdir(path)
+                _rmdir_quietly(os.path.dirname(path))  # labkit's parent group, if that was its last group
                 break
             except FileNotFoundError:
+                _rmdir_quietly(os.path.dirname(path))
                 break
             except OSError as e:
                 if e.errno != errno.EBUSY:

@@ -161,6 +161,8 @@ def test_create_writes_limits_and_destroy_leaves_no_directory(groups):
     group.destroy()
     assert not any(os.path.exists(d) for d in group.dirs)
     assert not set(group.dirs) & set(stale(layout))
+    if not stale(layout):  # no other group of labkit's on the host: the parent went with this one
+        assert not [h for h in layout.hierarchies if os.path.exists(os.path.join(h, "labkit"))]
     with pytest.raises(NotFound):
         Cgroup.open(layout, group.name)
 
@@ -392,8 +394,8 @@ class FakeCgroupfs(Cgroupfs):
             Path(path, name).write_text(text)
 
     def rmdir(self, path: str) -> None:
-        if Path(path, "cgroup.procs").read_text().split():
-            raise OSError(errno.EBUSY, "Device or resource busy", path)
+        if Path(path, "cgroup.procs").read_text().split() or any(p.is_dir() for p in Path(path).iterdir()):
+            raise OSError(errno.EBUSY, "Device or resource busy", path)  # processes, or child groups
         shutil.rmtree(path)  # cgroupfs removes the interface files with the directory
 
     def write(self, path: str, text: str) -> None:
@@ -544,7 +546,40 @@ def test_v2_create_enables_controllers_and_writes_limits(tmp_path):
     ]
     group.destroy()
     assert not os.path.exists(leaf)
-    assert os.path.isdir(f"{root}/labkit")
+    assert not os.path.exists(f"{root}/labkit"), "labkit's parent group went with its last group"
+
+
+def test_the_parent_group_goes_with_its_last_group(tmp_path):
+    """destroy() leaves labkit's parent while another group is in it, and removes it with the last one."""
+    mounts, root, fs = fake_v2(tmp_path)
+    layout = detect(mounts)
+    one, two = (Cgroup.create(layout, name, Limits(pids_limit=10), fs=fs) for name in ("c1", "c2"))
+    one.destroy()
+    assert os.path.isdir(f"{root}/labkit") and not os.path.exists(f"{root}/labkit/c1")
+    two.destroy()
+    assert not os.path.exists(f"{root}/labkit")
+
+
+def test_create_makes_the_parent_again_when_the_last_group_took_it_meanwhile(tmp_path):
+    """Another container's last group may remove the parent between its mkdir and the group's: create makes it
+    again, with its controllers, and the group gets its limits."""
+    mounts, root, fs = fake_v2(tmp_path)
+    made_parent = FakeCgroupfs.mkdir
+
+    class Racing(FakeCgroupfs):
+        raced = False
+
+        def mkdir(self, path: str) -> None:
+            if path.endswith("/c1") and not self.raced:
+                self.raced = True
+                self.rmdir(os.path.dirname(path))  # the other container's supervisor, just now
+            made_parent(self, path)
+
+    racing = Racing({}, root)
+    group = Cgroup.create(detect(mounts), "c1", Limits(pids_limit=10), fs=racing)
+    assert racing.raced
+    assert racing.contents(f"{root}/labkit/c1/pids.max") == "10"
+    group.destroy()
 
 
 @pytest.mark.parametrize(
