@@ -280,17 +280,23 @@ class Recorder:
                                "port": 40000 + int(slot) if published else 0}
 
 
-def test_a_dead_replica_leaves_the_rotation_before_its_replacement_starts(tmp_path):
-    """The balancer stops using a replica that died (and replays what it held) before anything is started."""
+def _controller(tmp_path, name: str, image: str, port: int, backend: str = "linux"):
+    """A controller of a two-replica service over a :class:`Recorder` engine, on a state root of its own."""
     from labkit.service import Controller
     from labkit.store import write_json
 
     (tmp_path / "services").mkdir()
-    write_json(tmp_path / "services" / "web.json", {"Name": "web", "Image": "app", "Replicas": 2,
-                                                    "ContainerPort": 3000})
+    write_json(tmp_path / "services" / f"{name}.json", {"Name": name, "Image": image, "Replicas": 2,
+                                                        "ContainerPort": port})
     controller = None
     engine = Recorder(tmp_path, lambda: controller.balancer)
-    controller = Controller(str(tmp_path), "web", [], engine=engine)
+    controller = Controller(str(tmp_path), name, [], engine=engine, backend=backend)
+    return controller, engine
+
+
+def test_a_dead_replica_leaves_the_rotation_before_its_replacement_starts(tmp_path):
+    """The balancer stops using a replica that died (and replays what it held) before anything is started."""
+    controller, engine = _controller(tmp_path, "web", "app", 3000)
     controller.reconcile()
     assert [c[:2] for c in engine.calls] == [("run", "web.1"), ("run", "web.2")]
     assert controller.balancer.targets == [("10.0.0.11", 3000), ("10.0.0.12", 3000)]
@@ -304,30 +310,14 @@ def test_a_dead_replica_leaves_the_rotation_before_its_replacement_starts(tmp_pa
 
 def test_rootless_replicas_are_reached_through_their_published_ports(tmp_path):
     """Rootless there is no bridge to reach: each replica publishes its port on 127.0.0.1 and is reached there."""
-    from labkit.service import Controller
-    from labkit.store import write_json
-
-    (tmp_path / "services").mkdir()
-    write_json(tmp_path / "services" / "web.json", {"Name": "web", "Image": "app", "Replicas": 2,
-                                                    "ContainerPort": 3000})
-    controller = None
-    engine = Recorder(tmp_path, lambda: controller.balancer)
-    controller = Controller(str(tmp_path), "web", [], engine=engine, backend="rootless")
+    controller, engine = _controller(tmp_path, "web", "app", 3000, backend="rootless")
     controller.reconcile()
     assert controller.balancer.targets == [("127.0.0.1", 40001), ("127.0.0.1", 40002)]
 
 
 def test_a_rootless_service_without_a_port_publishes_nothing(tmp_path):
     """A service with no -p (replicas that only run) publishes nothing rootless, and balances nothing."""
-    from labkit.service import Controller
-    from labkit.store import write_json
-
-    (tmp_path / "services").mkdir()
-    write_json(tmp_path / "services" / "jobs.json", {"Name": "jobs", "Image": "busybox", "Replicas": 2,
-                                                     "ContainerPort": 0})
-    controller = None
-    engine = Recorder(tmp_path, lambda: controller.balancer)
-    controller = Controller(str(tmp_path), "jobs", [], engine=engine, backend="rootless")
+    controller, engine = _controller(tmp_path, "jobs", "busybox", 0, backend="rootless")
     controller.reconcile()
     assert sorted(engine.replicas) == ["jobs.1", "jobs.2"]
     assert all(c["port"] == 0 for c in engine.replicas.values())

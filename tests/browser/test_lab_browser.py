@@ -199,6 +199,16 @@ def step_and_back(page) -> None:
     expect(stepper.locator("button", has_text="◀ Back")).to_be_disabled()
 
 
+def ran_and_stepped(page, backend: str) -> None:
+    """Run All showed the backend line and cleaned up after itself; the stepper steps forth and back."""
+    from playwright.sync_api import expect
+
+    outputs = page.locator(".jp-OutputArea-output")
+    expect(outputs.filter(has_text=f"backend: {backend}")).to_have_count(1, timeout=60_000)
+    expect(outputs.filter(has_text="containers left: []")).to_have_count(1, timeout=90_000)
+    step_and_back(page)
+
+
 @pytest.mark.root
 def test_start_here_runs_in_jupyterlab():
     """Run All in JupyterLab shows the backend line; the stepper's Step and Back change its caption and its
@@ -207,10 +217,7 @@ def test_start_here_runs_in_jupyterlab():
 
     with serve_lab(START_HERE, "linux") as (base, token, root):
         with lab_page(base, token, START_HERE) as page:
-            outputs = page.locator(".jp-OutputArea-output")
-            expect(outputs.filter(has_text="backend: linux")).to_have_count(1, timeout=60_000)
-            expect(outputs.filter(has_text="containers left: []")).to_have_count(1, timeout=90_000)
-            step_and_back(page)
+            ran_and_stepped(page, "linux")
             quiz = page.locator(".labkit-quiz").first
             quiz.scroll_into_view_if_needed()
             expect(quiz).to_be_visible()
@@ -245,10 +252,7 @@ def test_typed_answers_are_graded_in_jupyterlab():
 
     with serve_lab(PRACTICE, "sim") as (base, token, root):
         with lab_page(base, token, PRACTICE) as page:
-            outputs = page.locator(".jp-OutputArea-output")
-            expect(outputs.filter(has_text="backend: sim")).to_have_count(1, timeout=60_000)
-            expect(outputs.filter(has_text="containers left: []")).to_have_count(1, timeout=90_000)
-            step_and_back(page)
+            ran_and_stepped(page, "sim")
             for qid, wrong, feedback, why, right in TYPED:
                 quiz = page.locator(".labkit-quiz").filter(has=page.locator(f".labkit-question[data-qid='{qid}']"))
                 quiz.scroll_into_view_if_needed()

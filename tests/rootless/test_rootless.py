@@ -100,8 +100,9 @@ def as_learner(learner, code: str, cgroup: str | None = None, timeout: float = 1
 
 
 def _dedent(code: str) -> str:
-    """The prelude as it is, then the scenario's indented block dedented."""
-    head = PRELUDE if code.startswith(PRELUDE) else ""
+    """The shared head (the prelude, and what a scenario adds to it) as it is, then the scenario's own indented
+    block dedented."""
+    head = next((h for h in (PRELUDE + SERVE_AND_FETCH, BUILD, PRELUDE) if code.startswith(h)), "")
     return head + textwrap.dedent(code[len(head):])
 
 
@@ -361,17 +362,22 @@ def _need_slirp4netns() -> None:
                     "(it belongs in the Makefile's APT_PKGS)")
 
 
-def _slirp_pids(uid: int) -> list[int]:
-    """Live slirp4netns processes of ``uid``."""
+def _pids_named(uid: int, *names: str) -> list[int]:
+    """Live processes of ``uid`` whose command name is one of ``names``."""
     out = []
     for pid in live_pids_of(uid):
         try:
             with open(f"/proc/{pid}/comm") as f:
-                if f.read().strip() == "slirp4netns":
+                if f.read().strip() in names:
                     out.append(pid)
         except FileNotFoundError:
             continue
     return out
+
+
+def _slirp_pids(uid: int) -> list[int]:
+    """Live slirp4netns processes of ``uid``."""
+    return _pids_named(uid, "slirp4netns")
 
 
 def test_network_none_and_host_rootless(learner):
@@ -415,25 +421,30 @@ def test_default_network_is_slirp4netns(learner):
     assert _slirp_pids(learner.pw_uid) == []
 
 
+#: Busybox httpd in a container with -p 80, and the host's wget asking 127.0.0.1 until it answers
+#: (``c``, ``ns``, ``port`` and ``page`` for the test's own lines).
+SERVE_AND_FETCH = """
+import subprocess
+c = lab.run("busybox", ["sh", "-c", "mkdir /www && echo hello-rootless > /www/index.html && "
+                        "exec httpd -f -p 80 -h /www"], detach=True, name="web", ports=["80"])
+ns = c.inspect()["NetworkSettings"]
+port = ns["Ports"]["80/tcp"][0]["HostPort"]
+page = ""
+deadline = time.monotonic() + 10
+while time.monotonic() < deadline:
+    done = subprocess.run(["wget", "-q", "-T", "2", "-O", "-", f"http://127.0.0.1:{port}/"],
+                          capture_output=True, text=True)
+    if done.returncode == 0:
+        page = done.stdout
+        break
+    time.sleep(0.1)
+"""
+
+
 def test_published_port_reaches_httpd_rootless(learner):
     """Rootless -p publishes through slirp4netns on 127.0.0.1: wget from the host reaches busybox httpd inside; inspect and ps show Docker's shape; rm leaves no slirp4netns."""
     _need_slirp4netns()
-    got = as_learner(learner, PRELUDE + """
-    import subprocess
-    c = lab.run("busybox", ["sh", "-c", "mkdir /www && echo hello-rootless > /www/index.html && "
-                            "exec httpd -f -p 80 -h /www"], detach=True, name="web", ports=["80"])
-    info = c.inspect()
-    ns = info["NetworkSettings"]
-    port = ns["Ports"]["80/tcp"][0]["HostPort"]
-    page = ""
-    deadline = time.monotonic() + 10
-    while time.monotonic() < deadline:
-        done = subprocess.run(["wget", "-q", "-T", "2", "-O", "-", f"http://127.0.0.1:{port}/"],
-                              capture_output=True, text=True)
-        if done.returncode == 0:
-            page = done.stdout
-            break
-        time.sleep(0.1)
+    got = as_learner(learner, PRELUDE + SERVE_AND_FETCH + """
     with open(f"{lab.store.container_dir(c.id)}/network.json") as f:
         slirp = json.load(f)["SlirpPid"]
     ps = lab.ps()[0]["Ports"]
@@ -476,20 +487,25 @@ def test_port_in_use_is_refused_rootless(learner):
     assert _slirp_pids(learner.pw_uid) == []
 
 
-@pytest.fixture
-def no_slirp_path(learner):
-    """A PATH like the learner's with every program but slirp4netns and pasta: a host without a user-mode network stack."""
-    path = Path(learner.pw_dir) / "bin-without-slirp"
+def _path_without(learner, name: str, *programs: str):
+    """A PATH like the learner's, in ``~/name``, with every program but ``programs``; removed afterwards."""
+    path = Path(learner.pw_dir) / name
     path.mkdir()
     for d in ("/usr/local/bin", "/usr/bin", "/bin"):
-        for name in os.listdir(d):
-            target = path / name
-            if name not in ("slirp4netns", "pasta", "passt") and not target.exists():
-                target.symlink_to(os.path.join(d, name))
+        for entry in os.listdir(d):
+            target = path / entry
+            if entry not in programs and not target.exists():
+                target.symlink_to(os.path.join(d, entry))
     try:
         yield str(path)
     finally:
         shutil.rmtree(path)
+
+
+@pytest.fixture
+def no_slirp_path(learner):
+    """A PATH like the learner's with every program but slirp4netns and pasta: a host without a user-mode network stack."""
+    yield from _path_without(learner, "bin-without-slirp", "slirp4netns", "pasta", "passt")
 
 
 @pytest.fixture
@@ -498,38 +514,13 @@ def pasta_only_path(learner):
     if not shutil.which("pasta"):
         pytest.fail("pasta is missing, so rootless networking through it cannot be tested: apt-get install passt "
                     "(it belongs in the Makefile's APT_PKGS)")
-    path = Path(learner.pw_dir) / "bin-with-pasta"
-    path.mkdir()
-    for d in ("/usr/local/bin", "/usr/bin", "/bin"):
-        for name in os.listdir(d):
-            target = path / name
-            if name != "slirp4netns" and not target.exists():
-                target.symlink_to(os.path.join(d, name))
-    try:
-        yield str(path)
-    finally:
-        shutil.rmtree(path)
+    yield from _path_without(learner, "bin-with-pasta", "slirp4netns")
 
 
 def test_pasta_carries_the_network_where_slirp4netns_is_missing(learner, pasta_only_path):
     """With pasta and no slirp4netns, a rootless container gets the same network (10.0.2.100, the gateway, the MAC),
     -p reaches busybox httpd inside, and rm leaves no pasta behind."""
-    got = as_learner(learner, PRELUDE + """
-    import subprocess
-    c = lab.run("busybox", ["sh", "-c", "mkdir /www && echo hello-pasta > /www/index.html && "
-                            "exec httpd -f -p 80 -h /www"], detach=True, name="web", ports=["80"])
-    info = c.inspect()
-    ns = info["NetworkSettings"]
-    port = ns["Ports"]["80/tcp"][0]["HostPort"]
-    page = ""
-    deadline = time.monotonic() + 10
-    while time.monotonic() < deadline:
-        done = subprocess.run(["wget", "-q", "-T", "2", "-O", "-", f"http://127.0.0.1:{port}/"],
-                              capture_output=True, text=True)
-        if done.returncode == 0:
-            page = done.stdout
-            break
-        time.sleep(0.1)
+    got = as_learner(learner, PRELUDE + SERVE_AND_FETCH + """
     inside = c.exec(["cat", "/proc/net/route"])[1]
     with open(f"{lab.store.container_dir(c.id)}/network.json") as f:
         driver = json.load(f)["Driver"]
@@ -537,24 +528,11 @@ def test_pasta_carries_the_network_where_slirp4netns_is_missing(learner, pasta_o
     print(json.dumps({"page": page, "ns": ns, "driver": driver, "route": inside}))
     """, path=pasta_only_path)
     assert got["driver"] == "pasta"
-    assert got["page"] == "hello-pasta\n"
+    assert got["page"] == "hello-rootless\n"
     ns = got["ns"]
     assert (ns["IPAddress"], ns["Gateway"], ns["MacAddress"]) == ("10.0.2.100", "10.0.2.2", "02:42:0a:00:02:64")
     assert "tap0\t00000000\t0202000A" in got["route"], "a default route through 10.0.2.2"
     assert wait_for(lambda: not _pids_named(learner.pw_uid, "pasta", "passt", "passt.avx2"), timeout=5)
-
-
-def _pids_named(uid: int, *names: str) -> list[int]:
-    """Live processes of ``uid`` whose command name is one of ``names``."""
-    out = []
-    for pid in live_pids_of(uid):
-        try:
-            with open(f"/proc/{pid}/comm") as f:
-                if f.read().strip() in names:
-                    out.append(pid)
-        except FileNotFoundError:
-            continue
-    return out
 
 
 def test_without_slirp4netns_publishing_names_the_package(learner, no_slirp_path):
