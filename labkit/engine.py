@@ -22,7 +22,6 @@ import functools
 import os
 import re
 import secrets
-import shutil
 import signal as _signal
 import sys
 import threading
@@ -594,7 +593,7 @@ class Engine:
             self.backend.create(record, img)
             self.store.create(record)
         container = Container(self, cid, name)
-        unenforced = self.backend.unenforced_limits()
+        unenforced = self.backend.unenforced_limits() if (mem or pids_limit or cpus) else {}
         for kind, value in (("memory", mem), ("pids", pids_limit), ("cpu", cpus)):
             if value and kind in unenforced:
                 text = f"{_LIMIT_NAMES[kind]} discarded: {unenforced[kind]}"
@@ -1206,10 +1205,7 @@ class Engine:
 
     def _volume_delete(self, name: str) -> None:
         vdir = self.store.volume_dir(name)
-        if vdir.exists():
-            trash = self.store.root / "tmp" / f"vol-{name}"
-            os.replace(vdir, trash)
-            shutil.rmtree(trash, ignore_errors=True)
+        if self.store.discard(vdir):
             self._record(events.volume_remove(name, str(vdir / "_data")))
 
     def _mount_spec(self, text: str) -> MountSpec:

@@ -342,9 +342,10 @@ def _chown_rootless(root: str, lowers: list[str], made: dict[str, int], uid: int
     for cur, dirs, names in os.walk(root):
         for name in dirs + names:
             path = os.path.join(cur, name)
-            below = tree.lookup(lowers, "/" + os.path.relpath(path, root))
-            if path in made and below is not None and os.path.isdir(below) and not os.path.islink(below):
-                continue
+            if path in made:
+                below = tree.lookup(lowers, "/" + os.path.relpath(path, root))
+                if below is not None and os.path.isdir(below) and not os.path.islink(below):
+                    continue
             paths.append(path)
     try:
         rootless.chown_inside(rootless.id_map(), paths, uid, gid)

@@ -427,7 +427,7 @@ class LinuxBackend:
         if self.rootless and self.delegated is None:
             why = "no cgroup v2 subtree is delegated to this user, so nothing can enforce it (see 'labkit doctor')"
             return dict.fromkeys(LIMIT_CONTROLLERS, why)
-        layout = self.delegated if self.rootless else self.layout
+        layout = self._cgroup_layout
         assert layout is not None
         where = "the cgroup delegated to this user has" if self.rootless else "this host's cgroups have"
         return {c: f"{where} no {c} controller" for c in LIMIT_CONTROLLERS if c not in layout.controllers}
@@ -447,13 +447,16 @@ class LinuxBackend:
             pids_limit=limits.pids_limit if "pids" in have else None,
         ))
 
+    @property
+    def _cgroup_layout(self) -> cgroups.Layout | None:
+        """Where this backend's groups live: the host's hierarchies, or rootless the delegated subtree (or none)."""
+        return self.delegated if self.rootless else self.layout
+
     def _group(self, record: ContainerRecord) -> cgroups.Cgroup:
-        if self.rootless:
-            layout = self.delegated
-            if layout is None:
-                raise NotFound(f"container {record.id[:12]} has no cgroup", "Rootless without a delegated cgroup.")
-            return cgroups.Cgroup.open(layout, record.id)
-        return cgroups.Cgroup.open(self.layout, record.id)
+        layout = self._cgroup_layout
+        if layout is None:
+            raise NotFound(f"container {record.id[:12]} has no cgroup", "Rootless without a delegated cgroup.")
+        return cgroups.Cgroup.open(layout, record.id)
 
     def _group_or_none(self, record: ContainerRecord) -> cgroups.Cgroup | None:
         try:
@@ -524,7 +527,7 @@ class LinuxBackend:
         info = read_json(self.store.container_dir(record.id) / "network.json")
         if info and info.get("Veth") and record.config.network not in ("none", "host"):
             self.emit(events.network_detach(info["Veth"], info["Bridge"], info["IPAddress"]), record.id)
-        layout = self.delegated if self.rootless else self.layout
+        layout = self._cgroup_layout
         dirs = list(cgroups.Cgroup(layout, record.id).dirs) if layout is not None else []
         if dirs:
             self.emit(events.cgroup_remove(dirs), record.id)
@@ -591,7 +594,7 @@ class LinuxBackend:
         """PID 1 as the kernel shows it to the host and to itself (see :func:`labkit.linux.namespaces.process_view`)."""
         from labkit.linux import namespaces
 
-        return namespaces.process_view(record.state.pid, lambda script: self._exec_text(record, script),
+        return namespaces.process_view(record.state.pid, lambda script: self._sh(record, script),
                                        self._limit_texts(record))
 
     def network_view(self, record: ContainerRecord) -> NetworkView:
@@ -600,13 +603,17 @@ class LinuxBackend:
 
         info = read_json(self.store.container_dir(record.id) / "network.json")
         veth = info.get("Veth", "") if info is not None and self._net_live(record, info) else ""
-        return net.network_view(record.state.pid, lambda script: self._exec_text(record, script), veth,
+        return net.network_view(record.state.pid, lambda script: self._sh(record, script), veth,
                                 record.config.network == "host")
 
-    def _exec_text(self, record: ContainerRecord, script: str) -> tuple[int, str]:
-        """Run ``/bin/sh -c script`` in the container: its exit code and what it printed."""
+    def _sh(self, record: ContainerRecord, script: str) -> tuple[int, str]:
+        """``/bin/sh -c script`` in the container (see :meth:`_exec_text`)."""
+        return self._exec_text(record, ["/bin/sh", "-c", script])
+
+    def _exec_text(self, record: ContainerRecord, argv: list[str], workdir: str = "/") -> tuple[int, str]:
+        """Run ``argv`` in the container: its exit code and what it printed (stdout and stderr together)."""
         with tempfile.TemporaryFile() as out:
-            code = self.exec(record, ["/bin/sh", "-c", script], list(record.config.env), "/", out, out)
+            code = self.exec(record, argv, list(record.config.env), workdir, out, out)
             out.seek(0)
             return code, out.read().decode(errors="replace")
 
@@ -639,11 +646,7 @@ class LinuxBackend:
         Raises:
             OSError: ``find`` failed for another reason than an unreadable or missing name (exit 0 or 1).
         """
-        with tempfile.TemporaryFile() as out:
-            code = self.exec(record, ["find", under, "-xdev", "-type", "f"], list(record.config.env),
-                             record.config.workdir, out, out)
-            out.seek(0)
-            text = out.read().decode(errors="replace")
+        code, text = self._exec_text(record, ["find", under, "-xdev", "-type", "f"], record.config.workdir)
         if code not in (0, 1):
             raise OSError(errno.EIO, f"find exited {code}", under)
         return sorted(p for p in text.splitlines() if p.startswith("/") and not p.startswith(("/proc/", "/sys/")))

@@ -154,14 +154,15 @@ def is_opaque(path: str) -> bool:
     return False
 
 
-def lower_stat(lowers: tuple[str, ...] | list[str], rel: str) -> os.stat_result | None:
-    """What the merged lower layers show at ``rel`` (no leading slash), or ``None``.
+def lower_entry(lowers: Sequence[str], rel: str) -> tuple[int, os.stat_result] | None:
+    """What the merged lower layers show at ``rel`` (no leading slash): the number of the layer that serves
+    it (1 = the base, as :func:`lower_layer_of` numbers them) and its stat, or ``None``.
 
     Walks the layers top first: a whiteout hides the name below it, and an
     opaque ancestor directory hides everything below that layer.
     """
     parts = rel.split("/")
-    for layer in lowers:
+    for i, layer in enumerate(lowers):
         try:
             st = os.lstat(os.path.join(layer, rel))
         except FileNotFoundError:
@@ -169,7 +170,7 @@ def lower_stat(lowers: tuple[str, ...] | list[str], rel: str) -> os.stat_result 
         except NotADirectoryError:
             return None
         if st is not None:
-            return None if is_whiteout(st) else st
+            return None if is_whiteout(st) else (len(lowers) - i, st)
         for i in range(1, len(parts)):
             anc = os.path.join(layer, *parts[:i])
             try:
@@ -181,6 +182,12 @@ def lower_stat(lowers: tuple[str, ...] | list[str], rel: str) -> os.stat_result 
             if is_opaque(anc):
                 return None
     return None
+
+
+def lower_stat(lowers: Sequence[str], rel: str) -> os.stat_result | None:
+    """What the merged lower layers show at ``rel`` (no leading slash), or ``None`` (see :func:`lower_entry`)."""
+    found = lower_entry(lowers, rel)
+    return found[1] if found else None
 
 
 def lower_layer_of(lowers: list[str], rel: str) -> int | None:
@@ -233,9 +240,8 @@ def serving_layer(upper: str, lowers: Sequence[str], path: str) -> Served:
     full = os.path.join(upper, rel)
     if rel and os.path.lexists(full):
         return "hidden" if is_whiteout(os.lstat(full)) else "upper"
-    if lower_stat(list(lowers), rel) is None:
-        return "missing"
-    return lower_layer_of(list(lowers), rel) or "missing"
+    found = lower_entry(lowers, rel)
+    return found[0] if found else "missing"
 
 
 def contents(upper: str, lowers: Sequence[str], path: str | None = None) -> LayerContents:
@@ -250,10 +256,9 @@ def contents(upper: str, lowers: Sequence[str], path: str | None = None) -> Laye
     for e in read_upper(upper):
         layer, size = None, 0
         if e["type"] != "whiteout":
-            rel = e["path"].lstrip("/")
-            st = lower_stat(list(lowers), rel)
-            if st is not None:
-                layer = lower_layer_of(list(lowers), rel) or 0
+            found = lower_entry(lowers, e["path"].lstrip("/"))
+            if found is not None:
+                layer, st = found
                 size = st.st_size if stat.S_ISREG(st.st_mode) else 0
         entries.append(UpperEntry(e["path"], e["type"], int(e["size"]), bool(e.get("opaque")), layer, size))
     return LayerContents(tuple(entries), serving_layer(upper, lowers, path) if path else None)

@@ -523,7 +523,7 @@ class SimBackend:
             net, ct.net_left = ct.net_left, None
             self._step(w, events.umount(self._paths(record.id)["merged"]), record.id)
             if net:
-                self._step(w, events.network_detach(f"veth{record.id[:7]}", net["Bridge"], net["IPAddress"]),
+                self._step(w, events.network_detach(network.veth_name(record.id), net["Bridge"], net["IPAddress"]),
                            record.id)
             self._step(w, events.cgroup_remove([str(self.dir / "cgroup" / "labkit" / record.id)]), record.id)
 

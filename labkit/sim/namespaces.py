@@ -62,7 +62,7 @@ def process_view(world: World, ct: SimContainer, host_name: str) -> ProcessView:
                        memory_limit=ct.memory_max or None, pids_limit=ct.pids_max or None)
     vfs = Vfs(world, ct)
     inside = ProcessSide(
-        pid=views.parse_nspid(vfs.read(f"/proc/{pid1.pid}/status").decode())[-1],
+        pid=pid1.pid,
         hostname=ct.hostname,
         interfaces=tuple(i.name for i in interfaces(world, ct, ct.host_net)),
         mounts=views.count_mounts(vfs.read("/proc/mounts").decode()),

@@ -200,8 +200,7 @@ def interfaces(world: World, ct: Any, host_mode: bool = False) -> tuple[Interfac
     and, while it holds an address on a bridge, ``eth0`` (the container's end of its veth pair)."""
     if host_mode:
         return host_interfaces(world)
-    lo = Interface("lo", ("127.0.0.1/8",), "00:00:00:00:00:00")
     net = getattr(ct, "net", None)
     if not net:
-        return (lo,)
-    return (lo, Interface("eth0", (f"{net['IPAddress']}/{net['IPPrefixLen']}",), net["MacAddress"]))
+        return (HOST_LO,)
+    return (HOST_LO, Interface("eth0", (f"{net['IPAddress']}/{net['IPPrefixLen']}",), net["MacAddress"]))

@@ -168,10 +168,11 @@ class TracePictures:
                 files += 1
         serves: Any = w.serves
         chosen = self.base.path
-        if chosen and w.id and self.walk.served_by(w.id, chosen) in ("upper", "hidden"):
+        found = self.walk.served_by(w.id, chosen) if chosen and w.id else None
+        if found in ("upper", "hidden"):
             # A step put this path, or a whiteout or opaque dir above it, in the writable layer:
             # from here on the upper layer answers for it, or hides it (overlayfs.rst).
-            serves = self.walk.served_by(w.id, chosen)
+            serves = found
         return replace(w, changes=tuple(changes), size=size, files=files, serves=serves, status=box.status)
 
     def __call__(self, index: int, into: Any = None) -> Any:

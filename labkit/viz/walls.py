@@ -23,8 +23,6 @@ from typing import Any
 
 from labkit.errors import InvalidArgument
 from labkit.model.views import (
-    UNLIMITED,
-    ProcessSide,
     ProcessView,
     count_mounts,
     parse_cgroup,
@@ -177,5 +175,5 @@ def picture(engine: Any, ref: str) -> Any:
     return draw(gather(engine, ref))
 
 
-__all__ = ["ROWS", "UNLIMITED", "ProcessSide", "ProcessView", "Side", "WallsView", "count_mounts", "draw", "gather",
+__all__ = ["ROWS", "Side", "WallsView", "count_mounts", "draw", "gather",
            "parse_cgroup", "parse_limit", "parse_memtotal", "parse_net_dev", "parse_nspid", "picture", "view"]
