@@ -654,7 +654,7 @@ class LinuxBackend:
     def meter(self, record: ContainerRecord) -> cgroups.Meter | None:
         """The container's cgroup files, read against the host's clock; ``None`` when its group cannot be found."""
         try:
-            return cgroups.Meter(cgroups.Cgroup.open(self.layout, record.id))
+            return cgroups.Meter(self._group(record))
         except (LabkitError, OSError):
             return None
 
