@@ -136,19 +136,33 @@ def execute(name: str, env: dict[str, str], timeout: int = 300) -> Run:
 
     nb = nbformat.read(NOTEBOOKS / name, as_version=4)
     nb.cells.insert(len(nb.cells) - 1, nbformat.v4.new_code_cell(ANSWER_CELL))
+    # A busy host may deliver a cell's output after its reply: wait for it, and fail loudly rather than lose it.
     client = NotebookClient(nb, timeout=timeout, kernel_name="python3", store_widget_state=True,
+                            iopub_timeout=60, raise_on_iopub_timeout=True,
                             resources={"metadata": {"path": str(NOTEBOOKS)}})
     client.execute(env=env)
     return run_of(name, nb)
 
 
 def run_of(name: str, nb: Any) -> Run:
-    """An executed notebook's outputs as text, and the quiz report its answer cell printed."""
+    """An executed notebook's outputs as text, and the quiz report its answer cell printed.
+
+    The kernel flushes stdout on a timer, so one ``print`` may arrive as two stream outputs
+    ("pause went through:" and " cgroup freezer…"): a cell's consecutive stream outputs are joined as
+    the learner sees them, with nothing between.
+    """
     parts: list[str] = []
     for cell in nb.cells:
+        last_stream = None
         for out in cell.get("outputs", []):
             if out.get("output_type") == "stream":
-                parts.append(out.get("text", ""))
+                if last_stream == out.get("name"):
+                    parts[-1] += out.get("text", "")
+                else:
+                    parts.append(out.get("text", ""))
+                last_stream = out.get("name")
+                continue
+            last_stream = None
             for mime in ("text/plain", "text/html"):
                 value = (out.get("data") or {}).get(mime)
                 if value:

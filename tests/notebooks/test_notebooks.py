@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import state_root
-from tests.notebooks.nbrun import NOTEBOOKS, Run, execute, install_kernel, kernel_env, load_run, make_prefix
+from tests.notebooks.nbrun import NOTEBOOKS, Run, execute, install_kernel, kernel_env, load_run, make_prefix, run_of
 from tests.util import live_pids_of
 
 WIDGET = "application/vnd.jupyter.widget-view+json"
@@ -126,6 +126,21 @@ REAL = {
                              "/proc/"], 0, True),
     "08-practice-and-quiz.ipynb": (["PID 1 inside", "remove-layer", "points"], 0, False),
 }
+
+
+def test_a_print_the_kernel_flushed_in_two_parts_reads_as_one_line():
+    """One print delivered as two stream outputs reads as the learner saw it; other outputs still part lines."""
+    import nbformat
+
+    nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell("", outputs=[
+        nbformat.v4.new_output("stream", name="stdout", text="pause went through:"),
+        nbformat.v4.new_output("stream", name="stdout", text=" cgroup freezer\n"),
+        nbformat.v4.new_output("execute_result", data={"text/plain": "42"}),
+        nbformat.v4.new_output("stream", name="stdout", text="after"),
+    ])])
+    run = run_of("split.ipynb", nb)
+    assert shows(run.text, "pause went through: cgroup freezer")
+    assert run.text.endswith("42\nafter")
 
 
 @pytest.mark.root
