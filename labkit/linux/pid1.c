@@ -8,8 +8,10 @@
  *
  *   join the cgroups ("0" means "me", cgroups(7); see join_cgroup)
  *   unshare mount, UTS, IPC, cgroup [and network] namespaces
+ *   [rootless: tell the starter the network namespace exists; wait until it has attached a network]
  *   [setns into a network namespace the engine wired up; eth0's address, lo, default route]
  *   hostname; every mount private; lo up
+ *   [rootless: mount the overlay, which only a mount namespace of our user namespace may hold]
  *   bind the rootfs onto itself (pivot_root(2) needs a mount point)
  *   new proc, a tmpfs /dev with device nodes and devpts/shm/mqueue, read-only sysfs
  *   bind mounts (volumes, /etc/hosts, ...), Docker's masked and read-only paths
@@ -268,18 +270,31 @@ static const char *const dev_links[][2] = {
     {"stderr", "/proc/self/fd/2"}, {"ptmx", "pts/ptmx"},
 };
 
-/* /dev: a small tmpfs with the usual nodes, a private devpts (newinstance), shm and mqueue. */
-static void mount_dev(const char *root)
+/*
+ * /dev: a small tmpfs with the usual nodes, a private devpts (newinstance), shm and mqueue.
+ * Rootless (host_devices), mknod(2) of a device is refused in a user namespace, so each node is
+ * an empty file with the host's node bound over it, as rootless runc does; and devpts gets no
+ * gid= when group 5 is not mapped (tty_gid < 0), since it would refuse the mount (EINVAL).
+ */
+static void mount_dev(const char *root, int host_devices, int tty_gid)
 {
-    char dev[PATH_MAX], p[PATH_MAX + 32];
+    char dev[PATH_MAX], p[PATH_MAX + 32], host[64], opts[96];
     secure_join(root, "/dev", dev, sizeof dev);
     mount_point(dev);
     do_mount("tmpfs", dev, "tmpfs", MS_NOSUID | MS_STRICTATIME, "mode=755,size=65536k");
     mode_t old = umask(0);
     for (size_t i = 0; i < sizeof devices / sizeof devices[0]; i++) {
         snprintf(p, sizeof p, "%s/%s", dev, devices[i].name);
-        if (mknod(p, S_IFCHR | 0666, makedev(devices[i].major, devices[i].minor)) < 0)
+        if (host_devices) {
+            int fd = open(p, O_WRONLY | O_CREAT | O_CLOEXEC, 0666);
+            if (fd < 0)
+                fail_errno(p);
+            close(fd);
+            snprintf(host, sizeof host, "/dev/%s", devices[i].name);
+            do_mount(host, p, NULL, MS_BIND, NULL);
+        } else if (mknod(p, S_IFCHR | 0666, makedev(devices[i].major, devices[i].minor)) < 0) {
             fail_errno(p);
+        }
     }
     umask(old);
     for (size_t i = 0; i < sizeof dev_links / sizeof dev_links[0]; i++) {
@@ -290,7 +305,11 @@ static void mount_dev(const char *root)
     snprintf(p, sizeof p, "%s/pts", dev);
     if (mkdir(p, 0755) < 0)
         fail_errno(p);
-    do_mount("devpts", p, "devpts", MS_NOSUID | MS_NOEXEC, "newinstance,ptmxmode=0666,mode=0620,gid=5");
+    if (tty_gid >= 0)
+        snprintf(opts, sizeof opts, "newinstance,ptmxmode=0666,mode=0620,gid=%d", tty_gid);
+    else
+        snprintf(opts, sizeof opts, "newinstance,ptmxmode=0666,mode=0620");
+    do_mount("devpts", p, "devpts", MS_NOSUID | MS_NOEXEC, opts);
     snprintf(p, sizeof p, "%s/shm", dev);
     if (mkdir(p, 01777) < 0)
         fail_errno(p);
@@ -577,6 +596,12 @@ void pid1_run(const struct pid1_spec *s)
         flags |= CLONE_NEWNET;
     if (unshare(flags) < 0)
         fail_errno("unshare");
+    if (s->ready_fd >= 0) { /* our network namespace exists: the starter attaches a network to it, then says "go" */
+        char go = 0;
+        if (write(s->ready_fd, "1", 1) != 1 || close(s->ready_fd) < 0 || read(s->go_fd, &go, 1) != 1 || go != '1')
+            fail(128, "error during container init: the container's network could not be set up");
+        close(s->go_fd);
+    }
     if (s->netns) { /* the engine made and wired this network namespace (veth, address, route) */
         int fd = open(s->netns, O_RDONLY | O_CLOEXEC);
         if (fd < 0 || setns(fd, CLONE_NEWNET) < 0)
@@ -595,11 +620,13 @@ void pid1_run(const struct pid1_spec *s)
     char root[PATH_MAX], p[PATH_MAX];
     if (!realpath(s->root, root))
         fail_errno(s->root);
+    if (s->overlay) /* rootless: overlayfs mounts only in a mount namespace of our user namespace */
+        do_mount("overlay", root, "overlay", 0, s->overlay);
     do_mount(root, root, NULL, MS_BIND | MS_REC, NULL);
     secure_join(root, "/proc", p, sizeof p);
     mount_point(p);
     do_mount("proc", p, "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC, NULL);
-    mount_dev(root);
+    mount_dev(root, s->host_devices, s->tty_gid);
     secure_join(root, "/sys", p, sizeof p);
     mount_point(p);
     if (mount("sysfs", p, "sysfs", MS_NOSUID | MS_NODEV | MS_NOEXEC | MS_RDONLY, NULL) < 0) {

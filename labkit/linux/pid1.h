@@ -30,6 +30,11 @@ struct pid1_spec {
     char *argv[PID1_MAX_LIST + 1];
     int n_argv;
     int readonly_rootfs, block_signals;
+    /* Rootless (a user namespace the shim made): */
+    const char *overlay;                /* overlay options PID 1 mounts at root itself, or NULL */
+    int host_devices;                   /* bind the host's device nodes: mknod(2) is refused in a user namespace */
+    int tty_gid;                        /* devpts's gid= (tty, 5), or -1 where that group is not mapped */
+    int ready_fd, go_fd;                /* say "my network namespace exists", then wait for "go" (-1: no one asks) */
     unsigned long long caps;            /* the capabilities the command keeps */
     int error_fd, out_fd, err_fd;
 };

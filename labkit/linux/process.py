@@ -16,9 +16,10 @@ With the C shim (the usual case as root) the same processes come from one
 posix_spawn(3) of the shim, which forks A/S itself and whose PID 1 does C's
 steps in C (``pid1.c``, :func:`_start_native`): a vfork and an exec instead of
 three copies of a large Python process, and no interpreter work in PID 1.
-The Python steps below remain for rootless starts (the user namespace and its
-id maps) and for a host without a C compiler; both are tested to give the
-same container.
+Rootless starts go the same way: the shim makes the user namespace, writes
+its id map and forks PID 1 in it (``shim.c``'s fork_in_userns). The Python
+steps below remain for a host without a C compiler; both are tested to give
+the same container, as root and rootless.
 
 A exits at once, so S is re-parented to the host's init and the caller owes
 it no waitpid(2). S unshares CLONE_NEWPID, which affects only the children it
@@ -231,8 +232,8 @@ def start(spec: LaunchSpec, supervisor_argv: Sequence[str] | None = None,
         *[arg for word in spec.on_exit for arg in ("--then", word)],
     ]  # fmt: skip
 
-    if on_netns is None and spec.userns is None and spec.overlay is None and supervisor.launches(shim):
-        return _start_native(spec, shim, shim_args)
+    if supervisor.launches(shim):
+        return _start_native(spec, shim, shim_args, on_netns)
     if not _last_cap:  # PID 1's Python steps drop capabilities up to the kernel's last one
         _last_cap.append(capabilities.last_cap())
     report_r, report_w = os.pipe()
@@ -279,18 +280,37 @@ def start(spec: LaunchSpec, supervisor_argv: Sequence[str] | None = None,
     return _outcome(spec, kind, rest, failure, hook_error)
 
 
-def _start_native(spec: LaunchSpec, shim: list[str], shim_args: list[str]) -> Started:
+def _start_native(spec: LaunchSpec, shim: list[str], shim_args: list[str],
+                  on_netns: NetnsHook | None = None) -> Started:
     """Start the container through the C shim, which forks PID 1 itself (``shim.c``'s launch, ``pid1.c``).
 
     One posix_spawn(3) — a vfork(2) and an exec, no copy of this process's
     memory — replaces the three Python forks of :func:`_supervise`; PID 1 then
     does in C what :func:`_container` does in Python, from the same spec, with
-    the same exit codes and messages. The report and error pipes work as there.
+    the same exit codes and messages. The report and error pipes work as there,
+    and so do rootless starts: the shim makes the user namespace and writes its
+    id map (``--userns``, ``--subids``: newuidmap(1) from outside, as
+    :func:`_fork_in_userns` does), PID 1 mounts the overlay itself
+    (``--overlay``), and the ``on_netns`` handshake goes over the same three
+    pipes (``--net-sync``, ``--lifeline``).
     """
     report_r, report_w = os.pipe()
     error_r, error_w = os.pipe()
     report_w, error_w = _above_stdio(report_w), _above_stdio(error_w)
     proxies = [(_above_stdio(fd), targets) for fd, targets in spec.proxies]
+    # With on_netns: PID 1 says "netns made" on `ready` and waits for "go"; the shim holds `life` until it exits.
+    ready, go, life = [os.pipe() for _ in range(3)] if on_netns else [(-1, -1)] * 3
+    theirs = [_above_stdio(fd) for fd in (ready[1], go[0], life[1])] if on_netns else []
+    ours = [ready[0], go[1], life[0]] if on_netns else []
+    userns = spec.userns
+    rootless_args = [
+        *(["--userns", f"{userns.uid}:{userns.gid}", "--host-devices", "1",
+           "--tty-gid", "5" if userns.maps_inside(5) else "-1"] if userns else []),
+        *(["--subids", "{}:{}:{}:{}".format(*userns.uid_range, *userns.gid_range)]
+          if userns and userns.kind == "range" and userns.uid_range and userns.gid_range else []),
+        *(["--overlay", spec.overlay] if spec.overlay is not None else []),
+        *(["--net-sync", f"{theirs[0]},{theirs[1]}", "--lifeline", str(theirs[2])] if theirs else []),
+    ]  # fmt: skip
     argv = [
         *shim, "--launch-report", str(report_w), "--launch-error", str(error_w),
         "--root", spec.rootfs, "--cwd", spec.cwd, "--hostname", spec.hostname,
@@ -306,16 +326,17 @@ def _start_native(spec: LaunchSpec, shim: list[str], shim_args: list[str]) -> St
         *[arg for path in rootfs.READONLY_PATHS for arg in ("--readonly", path)],
         *[arg for item in spec.env for arg in ("--env", item)],
         *[arg for word in spec.argv for arg in ("--arg", word)],
+        *rootless_args,
         *shim_args,
         *[arg for fd, targets in proxies for arg in ("--proxy", f"{fd}={targets}")],
     ]  # fmt: skip
-    passed = [report_w, error_w, *(fd for fd, _ in proxies)]
+    passed = [report_w, error_w, *theirs, *(fd for fd, _ in proxies)]
     try:
         # dup2(fd, fd) in the child clears close-on-exec there only (posix_spawn_file_actions_adddup2).
         child = os.posix_spawn(argv[0], argv, os.environ,
                                file_actions=[(os.POSIX_SPAWN_DUP2, fd, fd) for fd in passed])
     except OSError as err:
-        for fd in (report_r, report_w, error_r, error_w):
+        for fd in (report_r, report_w, error_r, error_w, *theirs, *ours):
             os.close(fd)
         _cleanup_here(spec)
         raise StartFailed(f"error during container init: {err.strerror}: {argv[0]}", 128) from None
@@ -323,20 +344,31 @@ def _start_native(spec: LaunchSpec, shim: list[str], shim_args: list[str]) -> St
         for (fd, _), (orig, _) in zip(proxies, spec.proxies, strict=True):
             if fd != orig:
                 os.close(fd)
-    os.close(report_w)
-    os.close(error_w)
+    for fd in (report_w, error_w, *theirs):
+        os.close(fd)
+    hook_error: BaseException | None = None
     try:
         report = _read_all(report_r).decode(errors="replace")
         try:
             os.waitpid(child, 0)  # the shim's first half: it exits as soon as its second half is on its own
         except ChildProcessError:
             pass  # a SIGCHLD handler of the caller's reaped it first
+        kind, _, rest = report.partition(" ")
+        if on_netns and kind == "ok" and os.read(ready[0], 1) == b"1":
+            try:
+                on_netns(int(rest.split()[0]), life[0])
+                os.write(go[1], b"1")
+            except BaseException as err:
+                hook_error = err  # PID 1 reads end of file instead of "go", and gives up
+        while ours:  # before waiting for the exec: PID 1 may still wait for "go" or its end of file
+            os.close(ours.pop())
         failure = _read_all(error_r)
     finally:
         os.close(report_r)
         os.close(error_r)
-    kind, _, rest = report.partition(" ")
-    return _outcome(spec, kind, rest, failure)
+        while ours:
+            os.close(ours.pop())
+    return _outcome(spec, kind, rest, failure, hook_error)
 
 
 def _outcome(spec: LaunchSpec, kind: str, rest: str, failure: bytes,

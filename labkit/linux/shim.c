@@ -29,6 +29,12 @@
  * starter (fork, the parent exits, setsid), unshares a PID namespace and forks
  * PID 1, which builds the container (pid1.c) and execs the command. The shim
  * writes "ok PID1 SHIM STARTTIME" to the report pipe and supervises as above.
+ *
+ * Rootless, `--userns UID:GID [--subids USTART:UCOUNT:GSTART:GCOUNT]` puts PID 1
+ * in a new user namespace first (fork_in_userns); `--overlay OPTS` has PID 1
+ * mount the overlay itself, `--host-devices 1` and `--tty-gid N` shape its
+ * /dev, and `--net-sync READY,GO --lifeline FD` let the starter attach a
+ * user-mode network to PID 1's network namespace before anything is mounted.
  * The starter is a plain posix_spawn(3) of this binary: no copy of the
  * starter's (large) memory is made on the way to the container.
  *
@@ -53,6 +59,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mount.h>
+#include <sys/prctl.h>
 #include <sys/stat.h>
 #include <sys/types.h>
 #include <sys/wait.h>
@@ -458,6 +465,172 @@ static unsigned long long start_time(pid_t pid)
     return p ? strtoull(p + 1, NULL, 10) : 0;
 }
 
+/* Rootless: the user namespace PID 1 is made in, and how its ids map (user_namespaces(7)). */
+static struct {
+    int on;
+    unsigned uid, gid;                  /* the user's ids: root (0) inside */
+    unsigned long uid_start, uid_count; /* subordinate ranges (/etc/subuid, /etc/subgid) mapped to 1..count */
+    unsigned long gid_start, gid_count; /* inside, by newuidmap(1)/newgidmap(1); count 0: the single-id map */
+} userns;
+static int lifeline = -1;               /* held until the shim exits: a user-mode network stack ends with it */
+
+static int write_file(const char *path, const char *text)
+{
+    int fd = open(path, O_WRONLY | O_CLOEXEC);
+    if (fd < 0)
+        return -1;
+    ssize_t n = write(fd, text, strlen(text));
+    int saved = errno;
+    close(fd);
+    errno = saved;
+    return n == (ssize_t)strlen(text) ? 0 : -1;
+}
+
+/*
+ * newuidmap(1) or newgidmap(1) on `pid`: "0 BASE 1" and "1 START COUNT". These set-user-ID
+ * helpers check /etc/subuid and /etc/subgid and write the map the user could not write alone;
+ * they must run outside the namespace they map. Returns 0, or -1 with their words in `why`.
+ */
+static int run_mapper(const char *helper, pid_t pid, unsigned base, unsigned long start, unsigned long count,
+                      char *why, size_t cap)
+{
+    char a[5][24];
+    snprintf(a[0], sizeof a[0], "%d", (int)pid);
+    snprintf(a[1], sizeof a[1], "%u", base);
+    snprintf(a[2], sizeof a[2], "%lu", start);
+    snprintf(a[3], sizeof a[3], "%lu", count);
+    char *argv[] = {(char *)helper, a[0], "0", a[1], "1", "1", a[2], a[3], NULL};
+    int p[2];
+    if (pipe2(p, O_CLOEXEC) < 0)
+        return snprintf(why, cap, "pipe: %s", strerror(errno)), -1;
+    pid_t h = fork();
+    if (h == 0) {
+        dup2(p[1], 1);
+        dup2(p[1], 2);
+        execvp(helper, argv);
+        dprintf(2, "%s", strerror(errno));
+        _exit(127);
+    }
+    close(p[1]);
+    char said[1024];
+    size_t got = 0;
+    ssize_t n;
+    while (got < sizeof said - 1 && (n = read(p[0], said + got, sizeof said - 1 - got)) > 0)
+        got += (size_t)n;
+    close(p[0]);
+    while (got && (said[got - 1] == '\n' || said[got - 1] == ' '))
+        got--;
+    said[got] = '\0';
+    int status = 0;
+    if (h < 0 || waitpid(h, &status, 0) < 0 || !WIFEXITED(status) || WEXITSTATUS(status)) {
+        snprintf(why, cap, "%s %s 0 %s 1 1 %s %s: %s", helper, a[0], a[1], a[2], a[3], got ? said : "failed");
+        return -1;
+    }
+    return 0;
+}
+
+/*
+ * Rootless: fork U, which unshares a user namespace, gets its id map, unshares the PID
+ * namespace (owned by the new user namespace) and forks PID 1 there, then exits. PID 1 is
+ * re-parented to this process, a child subreaper (prctl(2)), which so stays in the host's
+ * user namespace as the user: from there newuidmap(1) can map U's namespace, and the restart
+ * policy (--then) starts the next container as any starter does. Same steps as process.py's
+ * _fork_in_userns. Returns PID 1's host PID.
+ */
+static pid_t fork_in_userns(struct pid1_spec *spec, int report_fd, int out[2], int err[2])
+{
+    int ranged = userns.uid_count > 0 && userns.gid_count > 0;
+    int pid_pipe[2], ask[2] = {-1, -1}, answer[2] = {-1, -1};
+    if (prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) < 0)
+        launch_failed(report_fd, "prctl(PR_SET_CHILD_SUBREAPER)");
+    if (pipe2(pid_pipe, O_CLOEXEC) < 0 || (ranged && (pipe2(ask, O_CLOEXEC) < 0 || pipe2(answer, O_CLOEXEC) < 0)))
+        launch_failed(report_fd, "pipe");
+    pid_t u = fork();
+    if (u < 0)
+        launch_failed(report_fd, "fork");
+    if (u == 0) {
+        char text[1200] = "";
+        close(report_fd);
+        close(pid_pipe[0]);
+        if (unshare(CLONE_NEWUSER) < 0) {
+            snprintf(text, sizeof text, "unshare(CLONE_NEWUSER): %s", strerror(errno));
+        } else if (!ranged) {
+            char line[64];
+            /* setgroups must say "deny" before an unprivileged process may write gid_map */
+            if (write_file("/proc/self/setgroups", "deny") < 0)
+                snprintf(text, sizeof text, "/proc/self/setgroups: %s", strerror(errno));
+            snprintf(line, sizeof line, "0 %u 1\n", userns.uid);
+            if (!*text && write_file("/proc/self/uid_map", line) < 0)
+                snprintf(text, sizeof text, "/proc/self/uid_map: %s", strerror(errno));
+            snprintf(line, sizeof line, "0 %u 1\n", userns.gid);
+            if (!*text && write_file("/proc/self/gid_map", line) < 0)
+                snprintf(text, sizeof text, "/proc/self/gid_map: %s", strerror(errno));
+        } else {
+            char said[1024];
+            ssize_t n, got = 0;
+            close(ask[0]);
+            close(answer[1]);
+            ssize_t asked = write(ask[1], "1", 1); /* "map me": the answer says whether it was done */
+            close(ask[1]);
+            (void)asked;
+            while (got < (ssize_t)sizeof said - 1 && (n = read(answer[0], said + got, sizeof said - 1 - (size_t)got)) > 0)
+                got += n;
+            said[got] = '\0';
+            if (strcmp(said, "ok"))
+                snprintf(text, sizeof text, "the id map could not be written: %s", got ? said : "the mapper died");
+        }
+        if (!*text && unshare(CLONE_NEWPID) < 0)
+            snprintf(text, sizeof text, "unshare(CLONE_NEWPID): %s", strerror(errno));
+        if (!*text) {
+            pid_t child = fork_in_cgroup(spec, &spec->born_in);
+            if (child == 0) {
+                close(pid_pipe[1]);
+                close(out[0]);
+                close(err[0]);
+                spec->out_fd = out[1];
+                spec->err_fd = err[1];
+                pid1_run(spec);
+            }
+            if (child > 0)
+                snprintf(text, sizeof text, "%d", (int)child);
+            else
+                snprintf(text, sizeof text, "fork: %s", strerror(errno));
+        }
+        if (write(pid_pipe[1], text, strlen(text)) < 0)
+            _exit(1);
+        _exit(0);
+    }
+    close(pid_pipe[1]);
+    if (ranged) {
+        char c, why[1100] = "ok";
+        close(ask[1]);
+        close(answer[0]);
+        if (read(ask[0], &c, 1) == 1) { /* U has its namespace: map it from out here */
+            if (run_mapper("newuidmap", u, userns.uid, userns.uid_start, userns.uid_count, why, sizeof why) == 0)
+                run_mapper("newgidmap", u, userns.gid, userns.gid_start, userns.gid_count, why, sizeof why);
+            if (write(answer[1], why, strlen(why)) < 0)
+                why[0] = '\0';
+        }
+        close(ask[0]);
+        close(answer[1]);
+    }
+    char said[1200];
+    ssize_t n, got = 0;
+    while (got < (ssize_t)sizeof said - 1 && (n = read(pid_pipe[0], said + got, sizeof said - 1 - (size_t)got)) > 0)
+        got += n;
+    said[got] = '\0';
+    close(pid_pipe[0]);
+    while (waitpid(u, NULL, 0) < 0 && errno == EINTR)
+        ; /* U is gone: PID 1 is our child now */
+    char *end;
+    long child = strtol(said, &end, 10);
+    if (!got || *end || child <= 0) {
+        dprintf(report_fd, "error %s", got ? said : "the user namespace could not be made");
+        _exit(1);
+    }
+    return (pid_t)child;
+}
+
 /*
  * Start the container: leave the starter, make a PID namespace, fork PID 1 into it.
  * Returns PID 1's host PID; out_r/err_r receive the read ends of its stdout and stderr.
@@ -484,19 +657,32 @@ static pid_t launch(struct pid1_spec *spec, int report_fd, int *out_r, int *err_
     close(null);
     if (chdir("/") < 0)
         launch_failed(report_fd, "chdir /");
-    int keep[2 + MAX_PROXIES], n_keep = 0;
+    int keep[5 + MAX_PROXIES], n_keep = 0;
     keep[n_keep++] = report_fd;
     keep[n_keep++] = spec->error_fd;
+    if (spec->ready_fd >= 0) {
+        keep[n_keep++] = spec->ready_fd;
+        keep[n_keep++] = spec->go_fd;
+    }
+    if (lifeline >= 0) {
+        keep[n_keep++] = lifeline;
+        fcntl(lifeline, F_SETFD, FD_CLOEXEC); /* ours alone: not PID 1's, nor the restart policy's after us */
+    }
     for (int i = 0; i < n_proxies; i++)
         keep[n_keep++] = proxies[i].fd;
     close_others(keep, n_keep);
     int out[2], err[2];
     if (pipe2(out, O_CLOEXEC) < 0 || pipe2(err, O_CLOEXEC) < 0)
         launch_failed(report_fd, "pipe");
-    /* A new PID namespace applies to the children forked afterwards (pid_namespaces(7)). */
-    if (unshare(CLONE_NEWPID) < 0)
-        launch_failed(report_fd, "unshare(CLONE_NEWPID)");
-    pid_t child = fork_in_cgroup(spec, &spec->born_in);
+    pid_t child;
+    if (userns.on) {
+        child = fork_in_userns(spec, report_fd, out, err);
+    } else {
+        /* A new PID namespace applies to the children forked afterwards (pid_namespaces(7)). */
+        if (unshare(CLONE_NEWPID) < 0)
+            launch_failed(report_fd, "unshare(CLONE_NEWPID)");
+        child = fork_in_cgroup(spec, &spec->born_in);
+    }
     if (child < 0)
         launch_failed(report_fd, "fork");
     if (child == 0) {
@@ -511,6 +697,10 @@ static pid_t launch(struct pid1_spec *spec, int report_fd, int *out_r, int *err_
     }
     close(out[1]);
     close(err[1]);
+    if (spec->ready_fd >= 0) { /* PID 1's, for the network handshake with the starter */
+        close(spec->ready_fd);
+        close(spec->go_fd);
+    }
     close(spec->error_fd); /* PID 1 holds it until execve(2) closes it: the starter's signal */
     dprintf(report_fd, "ok %d %d %llu", (int)child, (int)getpid(), start_time(child));
     close(report_fd);
@@ -530,7 +720,7 @@ int main(int argc, char **argv)
         pairs[i].a = pairs[i].b = -1;
     static struct stream streams[2] = {{-1, "stdout", 0, {0}}, {-1, "stderr", 0, {0}}};
 
-    static struct pid1_spec spec = {.cwd = "/", .error_fd = -1};
+    static struct pid1_spec spec = {.cwd = "/", .error_fd = -1, .tty_gid = 5, .ready_fd = -1, .go_fd = -1};
     int report_fd = -1, exec_pid = 0;
     for (int i = 1; i + 1 < argc; i += 2) {
         const char *key = argv[i], *value = argv[i + 1];
@@ -564,6 +754,14 @@ int main(int argc, char **argv)
         else if (!strcmp(key, "--readonly") && spec.n_readonly < 64) spec.readonly[spec.n_readonly++] = value;
         else if (!strcmp(key, "--env") && spec.n_env < PID1_MAX_LIST) spec.env[spec.n_env++] = (char *)value;
         else if (!strcmp(key, "--arg") && spec.n_argv < PID1_MAX_LIST) spec.argv[spec.n_argv++] = (char *)value;
+        else if (!strcmp(key, "--overlay")) spec.overlay = value;
+        else if (!strcmp(key, "--host-devices")) spec.host_devices = atoi(value);
+        else if (!strcmp(key, "--tty-gid")) spec.tty_gid = atoi(value);
+        else if (!strcmp(key, "--net-sync") && sscanf(value, "%d,%d", &spec.ready_fd, &spec.go_fd) == 2) continue;
+        else if (!strcmp(key, "--lifeline")) lifeline = atoi(value);
+        else if (!strcmp(key, "--userns") && sscanf(value, "%u:%u", &userns.uid, &userns.gid) == 2) userns.on = 1;
+        else if (!strcmp(key, "--subids") && sscanf(value, "%lu:%lu:%lu:%lu", &userns.uid_start, &userns.uid_count,
+                                                     &userns.gid_start, &userns.gid_count) == 4) continue;
         else if (!strcmp(key, "--bind") && i + 3 < argc && spec.n_binds < 64) {
             /* --bind ro|rw SOURCE DESTINATION */
             spec.binds[spec.n_binds++] = (struct bind){argv[i + 2], argv[i + 3], !strcmp(value, "ro")};

@@ -113,9 +113,13 @@ from tests.util import tree_digest
 lab = labkit.connect()
 
 
-def state(pid):
+def state_fields(pid):
     with open(f"/proc/{pid}/stat") as f:
-        return f.read().rpartition(")")[2].split()[0]
+        return f.read().rpartition(")")[2].split()
+
+
+def state(pid):
+    return state_fields(pid)[0]
 """
 
 
@@ -201,12 +205,15 @@ def test_container_is_isolated_and_pid_one(learner):
     merged_mounted, merged_empty = os.path.ismount(merged), os.listdir(merged) == []
     one = lab.run("busybox", ["sh", "-c", "echo $$"])
     dollar = one.logs()
+    parent = state_fields(pid)[1]
+    supervisor = os.path.basename(os.readlink(f"/proc/{parent}/exe"))
     lab.rm("iso", force=True)
     lab.rm(one.id)
     print(json.dumps({"host": host, "mine": mine, "code": code, "out": out, "merged_mounted": merged_mounted,
                       "merged_empty": merged_empty, "root_seen": seen_from_host, "one": dollar,
-                      "uid": os.getuid()}))
+                      "uid": os.getuid(), "supervisor": supervisor}))
     """)
+    assert got["supervisor"].startswith("labkit-shim-"), "the C shim made the user namespace and PID 1"
     for kind in got["host"]:
         assert got["host"][kind] != got["mine"][kind], kind
     assert got["code"] == 0
@@ -439,6 +446,42 @@ while time.monotonic() < deadline:
         break
     time.sleep(0.1)
 """
+
+
+@pytest.fixture
+def no_compiler_path(learner):
+    """A PATH like the learner's without a C compiler: the shim cannot be built, so the Python starter runs."""
+    yield from _path_without(learner, "bin-without-cc", "cc", "gcc", "clang")
+
+
+def test_the_python_starter_gives_the_same_rootless_container(learner, no_compiler_path):
+    """Without a C compiler (and no shim built before, in a state root of its own), the Python steps start the
+    rootless container: the same user namespace and map, PID 1, overlay, and a published port through the
+    user-mode network; rm leaves nothing of the container."""
+    _need_slirp4netns()
+    got = as_learner(learner, """
+import json, os, time
+os.environ["XDG_DATA_HOME"] = os.path.join(os.environ["HOME"], "data-without-cc")
+import labkit
+lab = labkit.connect()
+""" + SERVE_AND_FETCH + """
+pid = c.inspect()["State"]["Pid"]
+with open(f"/proc/{pid}/stat") as f:
+    parent = f.read().rpartition(")")[2].split()[1]
+with open(f"/proc/{parent}/cmdline") as f:
+    supervisor = f.read().split("\\0")
+code, out = c.exec(["sh", "-c", "cat /proc/1/cmdline | tr '\\\\0' ' '; echo; id -u; cat /proc/self/uid_map"])
+cdir = str(lab.store.container_dir(c.id))
+lab.rm("web", force=True)
+print(json.dumps({"page": page, "supervisor": supervisor, "code": code, "out": out, "uid": os.getuid(),
+                  "gone": not os.path.exists(cdir) and not lab.ps(all=True)}))
+""", path=no_compiler_path)
+    assert any(word.endswith("supervisor.py") for word in got["supervisor"]), got["supervisor"]
+    assert got["page"] == "hello-rootless\n"
+    cmdline, uid_inside, uid_map = got["out"].splitlines()[:3]
+    assert got["code"] == 0 and cmdline.startswith("httpd") and uid_inside == "0"
+    assert uid_map.split() == ["0", str(got["uid"]), "1"]
+    assert got["gone"]
 
 
 def test_published_port_reaches_httpd_rootless(learner):
