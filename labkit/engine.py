@@ -828,7 +828,8 @@ class Engine:
                 continue
             ports = getattr(self.backend, "published_ports", None)
             items.append(ps_item(rec, rec.config.image_id, status_string(state_json(rec.state), now),
-                                 ports(rec) if ports and is_running(rec.status) else None))
+                                 ports(rec) if ports and is_running(rec.status) else None,
+                                 (self._network_settings(rec) or {}).get("Networks")))
         items.sort(key=lambda i: i["Created"], reverse=True)
         return items
 

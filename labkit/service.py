@@ -414,22 +414,20 @@ class Controller:
             self.balancer.set_targets(self.addresses(self.replicas(), spec["ContainerPort"]))
 
     def addresses(self, replicas: Iterable[dict[str, Any]], port: int) -> list[Target]:
-        """Where the running ones among ``replicas`` listen: their address on the bridge and ``port``,
-        or rootless the host port of 127.0.0.1 their ``port`` is published on."""
-        from labkit.errors import NoSuchContainer
-
+        """Where the running ones among ``replicas`` (``ps`` items) listen: their address on the bridge
+        and ``port``, or rootless the host port of 127.0.0.1 their ``port`` is published on."""
         targets: list[Target] = []
         for c in replicas:
-            if c["State"] == "running":
-                try:
-                    settings = self.engine.inspect(c["Id"])["NetworkSettings"]
-                except NoSuchContainer:  # removed meanwhile (``rm -f`` of a replica): it is not a target
-                    continue
-                if self.rootless:
-                    bound = (settings.get("Ports") or {}).get(f"{port}/tcp") or []
-                    targets += [(b["HostIp"], int(b["HostPort"])) for b in bound[:1]]
-                elif settings["IPAddress"]:
-                    targets.append((settings["IPAddress"], port))
+            if c["State"] != "running":
+                continue
+            if self.rootless:
+                bound = [p for p in c.get("Ports") or [] if p.get("PrivatePort") == port and p.get("PublicPort")]
+                targets += [(p["IP"], int(p["PublicPort"])) for p in bound[:1]]
+                continue
+            networks = (c.get("NetworkSettings") or {}).get("Networks") or {}
+            address = next((n["IPAddress"] for n in networks.values() if n.get("IPAddress")), "")
+            if address:
+                targets.append((address, port))
         return targets
 
     def watch(self) -> None:

@@ -305,11 +305,14 @@ def empty_network_settings() -> dict[str, Any]:
 
 
 def ps_item(record: ContainerRecord, image_id: str, status_text: str,
-            published: list[dict[str, Any]] | None = None) -> dict[str, Any]:
+            published: list[dict[str, Any]] | None = None,
+            networks: dict[str, Any] | None = None) -> dict[str, Any]:
     """One item of ``GET /containers/json`` (what ``ps`` prints from).
 
     ``published`` lists the ports really published now (with ``IP`` and
     ``PublicPort``); exposed ports that are not published show as ``3000/tcp``.
+    ``networks`` is inspect's ``NetworkSettings.Networks`` (each network's
+    ``IPAddress``…), which Docker's list carries too.
     """
     c = record.config
     return {
@@ -327,6 +330,7 @@ def ps_item(record: ContainerRecord, image_id: str, status_text: str,
         "State": record.status.value,
         "Status": status_text,
         "HostConfig": {"NetworkMode": c.network},
+        "NetworkSettings": {"Networks": networks or {}},
         "Mounts": [{"Type": m.type, "Source": m.source, "Destination": m.destination} for m in c.mounts],
     }
 

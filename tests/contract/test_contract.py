@@ -216,8 +216,9 @@ def test_inspect_and_ps_shapes(lab):
     assert info["State"]["Pid"] > 0 and "A=1" in info["Config"]["Env"]
     row = next(r for r in lab.ps() if r["Id"] == c.id)
     assert set(row) == {"Id", "Names", "Image", "ImageID", "Command", "Created", "Ports", "Labels", "State",
-                        "Status", "HostConfig", "Mounts"}
+                        "Status", "HostConfig", "NetworkSettings", "Mounts"}
     assert row["Names"] == ["/shapes"] and row["Status"].startswith("Up")
+    assert row["NetworkSettings"]["Networks"] == info["NetworkSettings"]["Networks"], "ps carries inspect's networks"
 
 
 def test_exec_missing_command(lab):
