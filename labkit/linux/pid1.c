@@ -668,8 +668,10 @@ void pid1_run(const struct pid1_spec *s)
  */
 void exec_run(const struct pid1_spec *s, int target)
 {
+    /* A rootless container's user namespace comes first of those joined here: it grants the
+     * capabilities that joining the others needs (setns(2)). A root container shares the host's. */
     static const struct { const char *name; int type; } order[] = {
-        {"cgroup", CLONE_NEWCGROUP}, {"ipc", CLONE_NEWIPC}, {"uts", CLONE_NEWUTS},
+        {"cgroup", CLONE_NEWCGROUP}, {"user", CLONE_NEWUSER}, {"ipc", CLONE_NEWIPC}, {"uts", CLONE_NEWUTS},
         {"net", CLONE_NEWNET}, {"pid", CLONE_NEWPID}, {"mnt", CLONE_NEWNS},
     };
     enum { N = sizeof order / sizeof order[0] };

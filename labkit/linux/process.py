@@ -490,11 +490,7 @@ def exec_in(
         raise InvalidArgument("No exec command specified", "Give the command to run inside the container.")
     stdin_fd, stdout_fd, stderr_fd = (_fileno(stream) for stream in (stdin, stdout, stderr))
     shim = list(supervisor_argv) if supervisor_argv else supervisor.command()
-    try:
-        own_user = namespaces.ns_link(pid, "user") == namespaces.ns_link("self", "user")
-    except FileNotFoundError:
-        raise ProcessLookupError(errno.ESRCH, f"container process {pid} is not running") from None
-    if own_user and supervisor.launches(shim):
+    if supervisor.launches(shim):
         return _exec_native(shim, pid, argv, env, cwd, cgroup_procs, stdin_fd, stdout_fd, stderr_fd)
     try:
         # A rootless container has its own user namespace, joined first: it grants the
