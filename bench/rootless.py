@@ -12,6 +12,8 @@ unrecorded runs) and, when asked, times in its own process::
 
 — ``labkit run --rm --network none busybox true`` in-process: create, start,
 wait until the exit is recorded and the supervisor has cleaned up, remove.
+With ``--case exec`` each worker starts one ``sleep`` container instead and
+times ``exec CONTAINER true`` in it (removed when the worker ends).
 Timing inside each worker keeps the pipe between the script and the workers
 out of the figures.
 
@@ -62,25 +64,38 @@ import json, sys, time
 import labkit
 
 lab = labkit.connect(backend=sys.argv[1], root=sys.argv[2])
+case = sys.argv[4]
+box = lab.run("busybox", ["sleep", "3600"], network="none", detach=True) if case == "exec" else None
 
 
 def once():
     t0 = time.perf_counter()
-    lab.run("busybox", ["true"], network="none", auto_remove=True)
+    if box is None:
+        lab.run("busybox", ["true"], network="none", auto_remove=True)
+    else:
+        box.exec(["true"])
     return time.perf_counter() - t0
 
 
-for _ in range(int(sys.argv[3])):
-    once()
-print(json.dumps({"backend": lab.backend_name, "why": lab.backend_reason}), flush=True)
-for line in sys.stdin:
-    if line.strip() != "run":
-        break
-    try:
-        print(json.dumps({"s": once()}), flush=True)
-    except Exception as e:
-        print(json.dumps({"error": f"{type(e).__name__}: {e}"}), flush=True)
+try:
+    for _ in range(int(sys.argv[3])):
+        once()
+    print(json.dumps({"backend": lab.backend_name, "why": lab.backend_reason}), flush=True)
+    for line in sys.stdin:
+        if line.strip() != "run":
+            break
+        try:
+            print(json.dumps({"s": once()}), flush=True)
+        except Exception as e:
+            print(json.dumps({"error": f"{type(e).__name__}: {e}"}), flush=True)
+finally:
+    if box is not None:
+        box.remove(force=True)
 """
+
+#: What each --case times, in-process.
+CASES = {"run": "start-to-exit of `run --rm --network none busybox true`",
+         "exec": "`exec CONTAINER true` in a running `--network none` busybox"}
 
 
 class Failed(Exception):
@@ -205,9 +220,9 @@ def machine() -> dict[str, str]:
             "load_start": f"{one:.2f} {five:.2f}"}
 
 
-def report(times: dict[str, list[float]], hello: dict[str, dict], rounds: int, warmup: int) -> dict:
-    print(f"\n== start-to-exit of `run --rm --network none busybox true`, in-process: {rounds} rounds "
-          f"+ {warmup} warm-up runs per worker, interleaved")
+def report(times: dict[str, list[float]], hello: dict[str, dict], rounds: int, warmup: int,
+           case: str = "run") -> dict:
+    print(f"\n== {CASES[case]}, in-process: {rounds} rounds + {warmup} warm-up runs per worker, interleaved")
     for label, h in hello.items():
         print(f"  {label}: {h['why']}")
     print(f"\n  {'case':<30} {'median':>8} {'min':>8} {'max':>8}  (ms)")
@@ -230,7 +245,7 @@ def report(times: dict[str, list[float]], hello: dict[str, dict], rounds: int, w
 
 def bench(args: argparse.Namespace, work: Path) -> dict:
     user = make_user(args.map == "range")
-    results: dict = {"machine": machine(), "rounds": args.rounds, "map": args.map}
+    results: dict = {"machine": machine(), "rounds": args.rounds, "map": args.map, "case": args.case}
     for k, v in results["machine"].items():
         print(f"{k:>10}: {v}")
     env = {"PATH": "/usr/local/bin:/usr/bin:/bin", "PYTHONPATH": str(REPO), "LANG": "C.UTF-8"}
@@ -239,17 +254,18 @@ def bench(args: argparse.Namespace, work: Path) -> dict:
     user_state = os.path.join(user.pw_dir, ".local", "share", "labkit")
     workers: list[Worker] = []
     try:
-        workers.append(Worker("root", [args.python, "-c", WORKER, "linux", str(state), str(args.warmup)],
+        workers.append(Worker("root", [args.python, "-c", WORKER, "linux", str(state), str(args.warmup),
+                               args.case],
                               {**env, "HOME": "/root"}, str(work)))
         workers.append(Worker("rootless", ["setpriv", "--reuid", str(user.pw_uid), "--regid", str(user.pw_gid),
                                            "--init-groups", args.python, "-c", WORKER, "rootless", user_state,
-                                           str(args.warmup)],
+                                           str(args.warmup), args.case],
                               {**env, "HOME": user.pw_dir}, user.pw_dir))
         times: dict[str, list[float]] = {w.label: [] for w in workers}
         for r in range(args.rounds):
             for w in workers if r % 2 == 0 else workers[::-1]:
                 times[w.label].append(w.run())
-        results.update(report(times, {w.label: w.hello for w in workers}, args.rounds, args.warmup))
+        results.update(report(times, {w.label: w.hello for w in workers}, args.rounds, args.warmup, args.case))
         results["reasons"] = {w.label: w.hello["why"] for w in workers}
     finally:
         for w in workers:
@@ -264,6 +280,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true", help="3 rounds, 1 warm-up run: a smoke test")
     parser.add_argument("--map", choices=("single", "range"), default="single",
                         help="the rootless user's id map (default single; range grants an /etc/subuid range)")
+    parser.add_argument("--case", choices=sorted(CASES), default="run",
+                        help="what is timed: run (start-to-exit, the default) or exec (in a running container)")
     parser.add_argument("--python", default="/usr/bin/python3",
                         help="the interpreter of both workers; any user must be able to run it")
     parser.add_argument("--json", help="also write every figure to this file")
