@@ -232,10 +232,15 @@ def _from(b: _Build, inst: labfile.Instruction) -> str | None:
     return base.id[7:]
 
 
-def _resolve_owner(b: _Build, spec: str | None) -> tuple[int | None, int | None]:
-    """``--chown=user[:group]`` as numbers, names looked up in the image's /etc/passwd and /etc/group."""
+def _resolve_owner(b: _Build, spec: str | None) -> tuple[int, int]:
+    """``--chown=user[:group]`` as numbers, names looked up in the image's /etc/passwd and /etc/group.
+
+    Without it every file and directory COPY makes is ``0:0``, whoever owns the context
+    (Docker's reference: "All new files and directories are created with a UID and GID of
+    0"). Rootless the user's own ids are 0 inside, so the files simply stay the user's.
+    """
     if not spec:
-        return None, None
+        return 0, 0
     user, _, group = spec.partition(":")
 
     def number(name: str, table: str) -> int:
@@ -299,7 +304,7 @@ def _copy(b: _Build, inst: labfile.Instruction) -> None:
     made: dict[str, int] = {}
     for real in matches:
         if os.path.isdir(real):
-            target = tree.make_dirs(root, dest_abs, lowers, uid or 0, gid or 0, stamp, made)
+            target = tree.make_dirs(root, dest_abs, lowers, uid, gid, stamp, made)
             for name in sorted(os.listdir(real)):
                 s = os.path.join(real, name)
                 st = os.lstat(s)
@@ -311,18 +316,18 @@ def _copy(b: _Build, inst: labfile.Instruction) -> None:
         else:
             if dest_is_dir:
                 target = os.path.join(
-                    tree.make_dirs(root, dest_abs, lowers, uid or 0, gid or 0, stamp, made), os.path.basename(real)
+                    tree.make_dirs(root, dest_abs, lowers, uid, gid, stamp, made), os.path.basename(real)
                 )
             else:
                 parent = tree.make_dirs(
-                    root, os.path.dirname(dest_abs.rstrip("/")), lowers, uid or 0, gid or 0, stamp, made
+                    root, os.path.dirname(dest_abs.rstrip("/")), lowers, uid, gid, stamp, made
                 )
                 target = os.path.join(parent, os.path.basename(dest_abs.rstrip("/")))
             _replace(target)
             tree.copy_entry(real, target, os.stat(real), links, uid, gid)
     tree.restore_times(made)
     if inst.flag("chown") and os.geteuid() != 0:
-        _chown_rootless(root, lowers, made, uid or 0, gid or 0)
+        _chown_rootless(root, lowers, made, uid, gid)
     layer = b.store.commit_layer(root, "", inst.role)
     kind = "file" if len(matches) == 1 and not os.path.isdir(matches[0]) else "dir"
     b.add_layer(dataclasses.replace(layer, created_by=f"/bin/sh -c #(nop) COPY {kind}:{layer.digest[7:]} in {dest} "))

@@ -85,6 +85,19 @@ def test_copy_chown_and_relative_dest(store, tmp_path):
     assert img.repo_tags == ()
 
 
+@pytest.mark.root
+def test_copy_without_chown_makes_everything_root_owned(store, tmp_path):
+    """Without --chown, every file and directory COPY makes is 0:0, whoever owns it in the context (as Docker)."""
+    ctx = context(tmp_path, "FROM busybox\nCOPY . /srv/\n", {"a.txt": "a", "lib/b.txt": "b"})
+    for path in ("a.txt", "lib", "lib/b.txt"):
+        os.lchown(os.path.join(ctx, path), 1234, 5678)
+    img = build(store, ctx, None, no_runner, on_step=quiet)
+    top = img.layers[-1].path
+    owners = {rel: (os.lstat(os.path.join(top, rel)).st_uid, os.lstat(os.path.join(top, rel)).st_gid)
+              for rel in ("srv", "srv/a.txt", "srv/lib", "srv/lib/b.txt")}
+    assert set(owners.values()) == {(0, 0)}, owners
+
+
 def test_config_steps_add_no_layers(store, tmp_path):
     """ENV, WORKDIR, EXPOSE, LABEL, CMD, ENTRYPOINT change the config and history only."""
     ctx = context(
