@@ -495,12 +495,10 @@ def file_absent(engine: Any, container: str, path: str) -> Outcome:
 
 @probe("image_layers_unchanged", "{image}'s layers are unchanged", "image")
 def image_layers_unchanged(engine: Any, image: str) -> Outcome:
-    from labkit.images import oci
-    from labkit.images.store import overlay_xattr_prefix
+    from labkit.images.store import layer_digest
 
     img = engine.image_store.get(image)
-    prefix = overlay_xattr_prefix()  # the layers were committed by this user, with its overlay markers
-    changed = [layer.digest[:19] for layer in img.layers if oci.digest(layer.path, prefix) != layer.digest]
+    changed = [layer.digest[:19] for layer in img.layers if layer_digest(layer.path) != layer.digest]
     if changed:
         return Outcome(False, f"{len(changed)} layer(s) of {image} no longer match their digest", ", ".join(changed))
     return Outcome(True, f"all {len(img.layers)} layers of {image} still hash to their digests")

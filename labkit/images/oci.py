@@ -23,7 +23,7 @@ import io
 import os
 import stat
 import tarfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import BinaryIO
 
@@ -84,19 +84,22 @@ def _walk(root: str) -> Iterator[tuple[str, str, os.stat_result]]:
         stack.extend(reversed(subdirs))
 
 
-def _header(name: str, st: os.stat_result, kind: bytes) -> tarfile.TarInfo:
+#: Host ids → the ids a container sees (rootless: the user namespace's map); None keeps them.
+Owners = Callable[[int, int], tuple[int, int]] | None
+
+
+def _header(name: str, st: os.stat_result, kind: bytes, owners: Owners = None) -> tarfile.TarInfo:
     info = tarfile.TarInfo(name)
     info.type = kind
     info.mode = stat.S_IMODE(st.st_mode)
-    info.uid = st.st_uid
-    info.gid = st.st_gid
+    info.uid, info.gid = owners(st.st_uid, st.st_gid) if owners else (st.st_uid, st.st_gid)
     info.uname = ""
     info.gname = ""
     info.mtime = int(st.st_mtime)
     return info
 
 
-def _entries(root: str, xattr_prefix: str) -> Iterator[tuple[tarfile.TarInfo, str | None]]:
+def _entries(root: str, xattr_prefix: str, owners: Owners = None) -> Iterator[tuple[tarfile.TarInfo, str | None]]:
     """The tar headers of ``root`` in OCI form, each with the file whose data follows it (or ``None``)."""
     seen_inodes: dict[tuple[int, int], str] = {}
     for rel, full, st in _walk(root):
@@ -105,29 +108,29 @@ def _entries(root: str, xattr_prefix: str) -> Iterator[tuple[tarfile.TarInfo, st
             # Docker's overlay2 diff: a 0/0 device becomes an empty regular file
             # ".wh.<name>" with mode 0600, keeping owner and mtime.
             info = _header(
-                f"{parent}/{WHITEOUT_PREFIX}{name}" if parent else WHITEOUT_PREFIX + name, st, tarfile.REGTYPE
+                f"{parent}/{WHITEOUT_PREFIX}{name}" if parent else WHITEOUT_PREFIX + name, st, tarfile.REGTYPE, owners
             )
             info.mode = 0o600
             yield info, None
         elif stat.S_ISDIR(st.st_mode):
-            yield _header(rel, st, tarfile.DIRTYPE), None
+            yield _header(rel, st, tarfile.DIRTYPE, owners), None
             if is_opaque(full, xattr_prefix):
-                marker = _header(f"{rel}/{OPAQUE_MARKER}", st, tarfile.REGTYPE)
+                marker = _header(f"{rel}/{OPAQUE_MARKER}", st, tarfile.REGTYPE, owners)
                 marker.mode = stat.S_IMODE(st.st_mode) & 0o777
                 yield marker, None
         elif stat.S_ISLNK(st.st_mode):
-            info = _header(rel, st, tarfile.SYMTYPE)
+            info = _header(rel, st, tarfile.SYMTYPE, owners)
             info.linkname = os.readlink(full)
             yield info, None
         elif stat.S_ISREG(st.st_mode):
             key = (st.st_dev, st.st_ino)
             if st.st_nlink > 1 and key in seen_inodes:
-                info = _header(rel, st, tarfile.LNKTYPE)
+                info = _header(rel, st, tarfile.LNKTYPE, owners)
                 info.linkname = seen_inodes[key]
                 yield info, None
                 continue
             seen_inodes[key] = rel
-            info = _header(rel, st, tarfile.REGTYPE)
+            info = _header(rel, st, tarfile.REGTYPE, owners)
             info.size = st.st_size
             yield info, full
         else:
@@ -135,13 +138,13 @@ def _entries(root: str, xattr_prefix: str) -> Iterator[tuple[tarfile.TarInfo, st
             kind = kinds.get(stat.S_IFMT(st.st_mode))
             if kind is None:  # sockets are not content; tar and Docker skip them too
                 continue
-            info = _header(rel, st, kind)
+            info = _header(rel, st, kind, owners)
             info.devmajor = os.major(st.st_rdev)
             info.devminor = os.minor(st.st_rdev)
             yield info, None
 
 
-def write_tar(root: str, out: BinaryIO, xattr_prefix: str = "trusted") -> None:
+def write_tar(root: str, out: BinaryIO, xattr_prefix: str = "trusted", owners: Owners = None) -> None:
     """Write the layer directory ``root`` to ``out`` as a deterministic OCI layer tar.
 
     Args:
@@ -149,9 +152,11 @@ def write_tar(root: str, out: BinaryIO, xattr_prefix: str = "trusted") -> None:
             written, as in Docker's layer tars.
         out: Any binary stream with ``write``; the tar is streamed, never kept.
         xattr_prefix: Where the opaque marker lives: ``trusted`` or ``user``.
+        owners: Turns each entry's host owner into the one a container sees
+            (rootless, the user's own ids are root inside); None keeps them.
     """
     with tarfile.open(fileobj=out, mode="w|", format=tarfile.PAX_FORMAT) as tar:
-        for info, data_path in _entries(root, xattr_prefix):
+        for info, data_path in _entries(root, xattr_prefix, owners):
             if data_path is None:
                 tar.addfile(info)
             else:
@@ -173,10 +178,10 @@ class _Sha256Writer(io.RawIOBase):
         return len(data)
 
 
-def digest(root: str, xattr_prefix: str = "trusted") -> str:
+def digest(root: str, xattr_prefix: str = "trusted", owners: Owners = None) -> str:
     """The layer's ``sha256:<hex>``: the hash of :func:`write_tar`'s output (its OCI ``diff_id``)."""
     sink = _Sha256Writer()
-    write_tar(root, sink, xattr_prefix)  # type: ignore[arg-type]
+    write_tar(root, sink, xattr_prefix, owners)  # type: ignore[arg-type]
     return "sha256:" + sink.hash.hexdigest()
 
 

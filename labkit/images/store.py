@@ -120,6 +120,43 @@ def overlay_xattr_prefix() -> str:
     return "trusted" if os.geteuid() == 0 else "user"
 
 
+def layer_digest(path: str) -> str:
+    """The digest of the committed layer at ``path``, with owners as every container sees them.
+
+    As root the host's ids are the containers' ids. Rootless the layer's files
+    belong on the host to the user (root inside) and to its subordinate ids,
+    so the tar records what the user namespace maps them to: the same digest a
+    root build of the same content gets, as Buildah's rootless commits do. A
+    file a build gave a subordinate owner may be unreadable to the user (a
+    ``COPY --chown`` of a 0600 file); with the range map such a layer is read
+    from inside a user namespace with that map, where the kernel maps the
+    owners itself and root may read every file.
+    """
+    if os.geteuid() == 0:
+        return oci.digest(path, "trusted")
+    if not sys.platform.startswith("linux"):  # the simulator elsewhere: the user's own files are root's inside
+        uid, gid = os.geteuid(), os.getegid()
+        return oci.digest(path, "user", owners=lambda u, g: (0 if u == uid else 65534, 0 if g == gid else 65534))
+    from labkit.linux import rootless
+
+    idmap = rootless.id_map()
+    if idmap.kind == "range" and _owned_by_others(path, os.geteuid()):
+        inside = rootless.read_inside(idmap, lambda: oci.digest(path, "user"))
+        if inside is None:
+            raise BuildFailed(f"the layer {path} could not be read inside the user namespace",
+                              "Check that /etc/subuid and /etc/subgid still grant this user its range")
+        return inside
+    return oci.digest(path, "user", owners=idmap.inside)
+
+
+def _owned_by_others(path: str, uid: int) -> bool:
+    for top, dirs, files in os.walk(path):
+        for name in (*dirs, *files):
+            if os.lstat(os.path.join(top, name)).st_uid != uid:
+                return True
+    return False
+
+
 def remove_tree(path: str) -> None:
     """Delete ``path``; rootless with a range map, also what a build step made as a subordinate id."""
     shutil.rmtree(path, ignore_errors=True)
@@ -286,8 +323,7 @@ class ImageStore:
                 os.rename(src_dir, diff)
             else:
                 tree.copy_tree(src_dir, diff)
-            prefix = overlay_xattr_prefix()
-            trouble = tree.clean_overlay_xattrs(diff, prefix)
+            trouble = tree.clean_overlay_xattrs(diff, overlay_xattr_prefix())
             if trouble:
                 raise BuildFailed(
                     "a layer cannot keep overlayfs redirects or metacopy: " + ", ".join(trouble[:3]),
@@ -298,7 +334,7 @@ class ImageStore:
             if os.geteuid() == 0:
                 os.chown(diff, 0, 0)
             os.chmod(diff, 0o755)
-            digest = oci.digest(diff, prefix)
+            digest = layer_digest(diff)
             stats = oci.tree_stats(diff)
             final = self._layer_dir(digest)
             if not os.path.isdir(os.path.join(final, "diff")):

@@ -93,6 +93,12 @@ class IdMap:
         """The text of ``gid_map``."""
         return _lines(self.gid, self.gid_range)
 
+    def inside(self, uid: int, gid: int) -> tuple[int, int]:
+        """The owner a container sees for a file the host says ``uid:gid`` owns: the user's own ids are
+        0, a subordinate id its place in the range (START is 1), any other the overflow id 65534, as
+        stat(2) reports them inside the namespace (user_namespaces(7), "Unmapped user and group IDs")."""
+        return _inside(uid, self.uid, self.uid_range), _inside(gid, self.gid, self.gid_range)
+
     def maps_inside(self, gid: int) -> bool:
         """Whether group ``gid`` inside the namespace stands for a host group (devpts's ``gid=5`` needs it)."""
         return gid == 0 or (self.gid_range is not None and 1 <= gid <= self.gid_range[1])
@@ -104,6 +110,18 @@ class IdMap:
                     f"{self.uid_range[0]}-{self.uid_range[0] + self.uid_range[1] - 1} (/etc/subuid, newuidmap)")
         return (f"single id: uid {self.uid} is root inside and every other id shows as nobody "
                 "(no /etc/subuid range, or no newuidmap)")
+
+
+#: What stat(2) shows inside a user namespace for an id its map lacks (/proc/sys/kernel/overflowuid).
+OVERFLOW_ID = 65534
+
+
+def _inside(host: int, own: int, extra: tuple[int, int] | None) -> int:
+    if host == own:
+        return 0
+    if extra and extra[0] <= host < extra[0] + extra[1]:
+        return host - extra[0] + 1
+    return OVERFLOW_ID
 
 
 def _lines(host: int, extra: tuple[int, int] | None) -> str:
@@ -240,6 +258,28 @@ def chown_inside(idmap: IdMap, paths: list[str], uid: int, gid: int) -> None:
     if not as_root_inside(idmap, chown):
         raise HostUnsupported(f"chown {uid}:{gid} was refused inside the user namespace for {paths[0]}",
                               f"Check that /etc/subuid and /etc/subgid grant at least {max(uid, gid) + 1} ids")
+
+
+def read_inside(idmap: IdMap, work: Callable[[], str]) -> str | None:
+    """What ``work`` returns when run as root in a user namespace with ``idmap``'s range map (None if it
+    raised): there a file of a subordinate owner is readable, and stat(2) shows owners as containers do."""
+    r, w = os.pipe()
+
+    def send() -> bool:
+        os.write(w, work().encode())
+        return True
+
+    try:
+        done = as_root_inside(idmap, send)
+        os.close(w)
+        w = -1
+        with os.fdopen(r, "rb", closefd=False) as f:
+            text = f.read().decode()
+        return text if done else None
+    finally:
+        os.close(r)
+        if w >= 0:
+            os.close(w)
 
 
 def as_root_inside(idmap: IdMap, work: Callable[[], bool]) -> bool:

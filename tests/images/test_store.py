@@ -13,7 +13,7 @@ import pytest
 
 from labkit.errors import AmbiguousReference, Conflict, InvalidArgument, NoSuchImage
 from labkit.images import oci
-from labkit.images.store import ImageStore, Layer, normalize_ref, parse_ref, rfc3339_nano
+from labkit.images.store import ImageStore, Layer, layer_digest, normalize_ref, parse_ref, rfc3339_nano
 
 
 def make_tree(root, files):
@@ -121,6 +121,28 @@ def test_opaque_dir_becomes_wh_opq_marker(tmp_path):
     assert oci.digest(root, "user") != oci.digest(root, "trusted")
 
 
+def test_owners_are_written_as_containers_see_them(tmp_path):
+    """Rootless, a header carries the owner a container sees: the user's ids are 0, a subordinate id its place
+    in the range, any other the overflow id 65534 (as stat(2) shows them inside the user namespace)."""
+    from labkit.linux.rootless import IdMap
+
+    ids = IdMap(1001, 1002, (300000, 65536), (400000, 65536))
+    assert ids.inside(1001, 1002) == (0, 0)
+    assert ids.inside(300000, 400999) == (1, 1000)
+    assert ids.inside(300000 + 65536, 5) == (65534, 65534)
+    assert IdMap(1001, 1002).inside(300999, 1002) == (65534, 0), "the single-id map has only the user"
+    root = make_tree(tmp_path / "l", {"a": "x", "d/b": "y"})
+    me = os.lstat(root)
+    tar = tarfile.open(fileobj=io.BytesIO(_tar_bytes(root, lambda uid, gid: (uid + 7, gid + 8))))
+    assert {(m.uid, m.gid) for m in tar.getmembers()} == {(me.st_uid + 7, me.st_gid + 8)}
+
+
+def _tar_bytes(root, owners):
+    buf = io.BytesIO()
+    oci.write_tar(str(root), buf, owners=owners)
+    return buf.getvalue()
+
+
 def test_hard_links_are_tar_links(tmp_path):
     """A second name of the same inode is a tar hard link, and its bytes count once."""
     root = make_tree(tmp_path / "l", {"a": "12345"})
@@ -141,7 +163,7 @@ def test_commit_layer_dedups_and_keeps_source_outside_tmp(store, tmp_path):
     assert one.digest == two.digest and one.path == two.path
     assert os.path.isdir(src)
     assert os.listdir(os.path.join(store.root, "layers")) == [one.digest[7:]]
-    assert one.digest == oci.digest(one.path)
+    assert one.digest == layer_digest(one.path)
     assert (one.size, one.files) == (1, 2)
     assert os.listdir(store.tmp_root) == []
 

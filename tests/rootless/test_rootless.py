@@ -747,6 +747,8 @@ def test_a_rootless_build_marks_opaque_dirs_where_its_mounts_keep_them(learner):
     read the marker there, and the layers still hash to their digests."""
     got = as_learner(learner, BUILD + """
     from labkit.images import oci
+    from labkit.images.store import layer_digest
+    from labkit.linux import rootless
     from labkit.grading import probes
     with open(os.path.join(ctx, "Labfile"), "w") as f:
         f.write("FROM busybox\\nRUN rm -rf /etc && mkdir /etc && echo x > /etc/new\\n")
@@ -754,12 +756,29 @@ def test_a_rootless_build_marks_opaque_dirs_where_its_mounts_keep_them(learner):
     top = lab.image_store.get("opq:1").layers[-1]
     unchanged = probes.PROBES["image_layers_unchanged"].func(lab, image="opq:1")
     print(json.dumps({"names": oci.tar_names(top.path, "user")[:2], "digest": top.digest,
-                      "user": oci.digest(top.path, "user"), "trusted": oci.digest(top.path, "trusted"),
+                      "user": layer_digest(top.path),
+                      "trusted": oci.digest(top.path, "trusted", owners=rootless.id_map().inside),
                       "unchanged": unchanged.passed}))
     """)
     assert got["names"] == ["etc", "etc/.wh..wh..opq"]
     assert got["digest"] == got["user"] != got["trusted"]
     assert got["unchanged"]
+
+
+def test_a_rootless_layer_hashes_as_the_same_layer_built_as_root(learner, engine):
+    """A layer records owners as containers see them: a rootless COPY (the user's file on the host, root's inside)
+    gets the digest the same COPY built as root gets."""
+    got = as_learner(learner, BUILD + """
+    with open(os.path.join(ctx, "Labfile"), "w") as f:
+        f.write("FROM busybox\\nCOPY note /note\\n")
+    lab.build(ctx, "same:1", on_step=lambda _line: None)
+    print(json.dumps({"ctx": ctx, "top": lab.image_store.get("same:1").layers[-1].digest}))
+    """)
+    engine.build(got["ctx"], "same:1", on_step=lambda _line: None)
+    try:
+        assert engine.image_store.get("same:1").layers[-1].digest == got["top"]
+    finally:
+        engine.image_store.remove("same:1")
 
 
 def test_copy_chown_with_only_ones_own_id_is_refused_plainly(learner):
@@ -780,20 +799,41 @@ def test_copy_chown_with_only_ones_own_id_is_refused_plainly(learner):
 
 
 def test_copy_chown_with_a_subuid_range_gives_the_owner_inside(learner, subuid):
-    """With an /etc/subuid range, COPY --chown=1000:1000 gives the file uid 1000 in every container (START+999 on the host)."""
+    """With an /etc/subuid range, COPY --chown=1000:1000 gives the file uid 1000 in every container (START+999 on the
+    host). A 0600 file given away so is unreadable to the user on the host, yet the layer's digest is taken (inside
+    the user namespace), records 1000:1000, and the layer still hashes to it afterwards."""
     got = as_learner(learner, BUILD + """
+    from labkit.grading import probes
+    from labkit.images import oci
+    os.chmod(os.path.join(ctx, "note"), 0o600)
     with open(os.path.join(ctx, "Labfile"), "w") as f:
         f.write("FROM busybox\\nCOPY --chown=1000:1000 note /srv/note\\n")
     lab.build(ctx, "owned:1", on_step=lambda _line: None)
-    top = lab.image_store.get("owned:1").layers[-1].path
-    host = os.lstat(os.path.join(top, "srv", "note"))
-    c = lab.run("owned:1", ["ls", "-ln", "/srv/note"], name="owner")
+    layer = lab.image_store.get("owned:1").layers[-1]
+    host = os.lstat(os.path.join(layer.path, "srv", "note"))
+    readable = os.access(os.path.join(layer.path, "srv", "note"), os.R_OK)
+    c = lab.run("owned:1", ["sh", "-c", "ls -ln /srv/note; cat /srv/note"], name="owner")
     listing = c.logs()
     lab.rm("owner")
-    print(json.dumps({"host": [host.st_uid, host.st_gid], "inside": listing.split()[2:4]}))
+    from labkit.linux import rootless
+    import io, tarfile
+
+    def owners():
+        buf = io.BytesIO()
+        oci.write_tar(layer.path, buf, "user")
+        buf.seek(0)
+        return json.dumps({m.name: [m.uid, m.gid] for m in tarfile.open(fileobj=buf)})
+
+    in_tar = json.loads(rootless.read_inside(rootless.id_map(), owners))
+    unchanged = probes.PROBES["image_layers_unchanged"].func(lab, image="owned:1")
+    print(json.dumps({"host": [host.st_uid, host.st_gid], "inside": listing.split()[2:4], "text": listing,
+                      "readable": readable, "in_tar": in_tar, "unchanged": unchanged.passed}))
     """)
     assert got["host"] == [SUB_START + 999, SUB_START + 999]
-    assert got["inside"] == ["1000", "1000"]
+    assert got["inside"] == ["1000", "1000"] and got["text"].endswith("hi\n")
+    assert not got["readable"], "the 0600 file of a subordinate owner is closed to the user on the host"
+    assert got["in_tar"]["srv/note"] == [1000, 1000], "the tar records the owner containers see"
+    assert got["unchanged"], "the layer hashes to its digest, taken inside the user namespace"
 
 
 def test_nothing_left_behind(learner):
