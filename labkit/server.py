@@ -176,6 +176,74 @@ class Server:
         self.sock.listen(64)
         self.inode = os.stat(self.path).st_ino
         _install_client(directory)
+        self.spare: tuple[int, socket.socket] | None = None
+        self.fork_spare()
+
+    def fork_spare(self) -> None:
+        """Fork the worker of the next command now, off its path, and let it warm up while it waits.
+
+        A fork of this process costs about a millisecond, and a fresh fork pays again for every
+        page of the shared interpreter it first writes to (copy-on-write: reference counts
+        change as objects are used). The spare takes both ahead: it parses a few command lines
+        (what argparse touches for any command), then waits for a request handed over on its
+        channel (:meth:`hand_over`). When the server goes, the spare reads end of file and exits.
+        """
+        ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+        try:
+            pid = os.fork()
+        except OSError:
+            ours.close()
+            theirs.close()
+            return
+        if pid == 0:
+            code = 1
+            try:
+                ours.close()
+                self.sock.close()
+                for pidfd, (_, other) in self.workers.items():
+                    os.close(pidfd)
+                    other.close()
+                _name(SPARE_NAME)
+                for argv in _WARM_ARGV:
+                    try:
+                        self.parser.parse_args(argv)
+                    except SystemExit:
+                        pass
+                request = _take_over(theirs)
+                theirs.close()
+                if request is not None:
+                    fields, fds, conn = request
+                    code = _work(fields, fds, self.parser, conn)
+                else:
+                    code = 0
+            finally:
+                os._exit(code)
+        theirs.close()
+        self.spare = (pid, ours)
+
+    def hand_over(self, data: bytes, conn: socket.socket, fds: list[int]) -> int | None:
+        """Give a request (its bytes, connection and descriptors) to the spare; its pid, or None without one."""
+        if self.spare is None:
+            return None
+        pid, channel = self.spare
+        self.spare = None
+        try:
+            socket.send_fds(channel, [b"%010d" % len(data)], [conn.fileno(), *fds])
+            channel.sendall(data)
+        except OSError:
+            os.kill(pid, signal.SIGKILL)
+            os.waitpid(pid, 0)
+            return None
+        finally:
+            channel.close()
+        return pid
+
+    def drop_spare(self) -> None:
+        if self.spare is not None:
+            pid, channel = self.spare
+            self.spare = None
+            channel.close()  # it reads end of file and exits
+            os.waitpid(pid, 0)
 
     def serve(self) -> None:
         signal.signal(signal.SIGTERM, lambda *_: setattr(self, "stopping", True))
@@ -213,6 +281,7 @@ class Server:
         if not self.stale():
             os.unlink(self.path)
         self.sock.close()
+        self.drop_spare()
         if self.sweeps:
             self.sweep()
 
@@ -249,7 +318,7 @@ class Server:
             if request is None or uid != os.getuid():
                 conn.close()
                 return
-            fields, fds = request
+            fields, fds, data = request
             if _fingerprint() != self.fingerprint:  # labkit changed under us: the caller runs it afresh
                 self.stopping = True
                 conn.sendall(b"again\n")
@@ -257,7 +326,9 @@ class Server:
                 for fd in fds:
                     os.close(fd)
                 return
-            pid = os.fork()
+            pid = self.hand_over(data, conn, fds)
+            if pid is None:
+                pid = os.fork()
             if pid == 0:
                 code = 1
                 try:
@@ -278,6 +349,8 @@ class Server:
             self.callers[conn.fileno()] = pidfd
         except Exception:  # a bad request or a failed fork: that caller runs its command itself
             conn.close()
+            return
+        self.fork_spare()
 
     def remember(self, fields: list[str]) -> None:
         """Note a command's environment: the bridges of its state root are checked once things are idle."""
@@ -308,8 +381,52 @@ class Server:
         conn.close()
 
 
-def _receive(conn: socket.socket) -> tuple[list[str], list[int]] | None:
-    """One request: its fields and the three descriptors that came with it."""
+#: The process names (/proc/PID/comm) of a spare waiting for a command, and of a worker running one.
+SPARE_NAME, WORKER_NAME = "labkit-spare", "labkit-worker"
+
+
+def _name(name: str) -> None:
+    """Name this process in ps and /proc/PID/comm (proc(5)), where the server and its forks would all be python."""
+    try:
+        with open("/proc/self/comm", "w") as f:
+            f.write(name)
+    except OSError:
+        pass
+
+
+#: Command lines a spare worker parses while it waits, so that argparse's pages are its own already.
+_WARM_ARGV = (["ps"], ["rm", "x"], ["stop", "x"], ["run", "--rm", "busybox", "true"], ["exec", "x", "true"])
+
+
+def _take_over(channel: socket.socket) -> tuple[list[str], list[int], socket.socket] | None:
+    """The spare's side of :meth:`Server.hand_over`: the request's fields, its three descriptors and its
+    connection; None when the server went without handing one over."""
+    try:
+        head, fds, _, _ = socket.recv_fds(channel, 10, 4)
+    except OSError:
+        return None
+    if len(fds) != 4:  # end of file: the server went
+        for fd in fds:
+            os.close(fd)
+        return None
+    while len(head) < 10:
+        chunk = channel.recv(10 - len(head))
+        if not chunk:
+            break
+        head += chunk
+    size = int(head) if head.isdigit() else 0
+    data = b""
+    while len(data) < size:
+        chunk = channel.recv(size - len(data))
+        if not chunk:
+            break
+        data += chunk
+    conn = socket.socket(fileno=fds[0])
+    return data.decode("utf-8", "surrogateescape").split("\0"), fds[1:], conn
+
+
+def _receive(conn: socket.socket) -> tuple[list[str], list[int], bytes] | None:
+    """One request: its fields, the three descriptors that came with it, and its bytes."""
     fds: list[int] = []
     data = b""
     while len(data) < 10:
@@ -336,7 +453,7 @@ def _receive(conn: socket.socket) -> tuple[list[str], list[int]] | None:
         for fd in fds:
             os.close(fd)
         return None
-    return fields, fds
+    return fields, fds, data
 
 
 def _work(fields: list[str], fds: list[int], parser: Any, conn: socket.socket) -> int:
@@ -346,6 +463,7 @@ def _work(fields: list[str], fds: list[int], parser: Any, conn: socket.socket) -
     from labkit import cli
 
     gc.disable()  # a short-lived process: collecting would only touch (and copy) shared pages
+    _name(WORKER_NAME)
     conn.sendall(b"started\n")  # from here on the command may have done something: never run it twice
     _, cwd, umask, count, *rest = fields
     argv, env = rest[: int(count)], rest[int(count):]

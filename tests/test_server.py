@@ -57,14 +57,16 @@ def _serving(sockets: Path, env: dict[str, str]) -> int:
     return server.running(str(sockets))
 
 
-def _children(pid: int) -> list[int]:
+def _children(pid: int, spare: bool = False) -> list[int]:
+    """The server's workers (with ``spare``: its spare worker, waiting for the next command)."""
     out = []
     for entry in os.listdir("/proc"):
         if entry.isdigit():
             try:
                 with open(f"/proc/{entry}/stat") as f:
-                    if int(f.read().rpartition(")")[2].split()[1]) == pid:
-                        out.append(int(entry))
+                    name, _, rest = f.read().partition(" (")[2].rpartition(")")
+                if int(rest.split()[1]) == pid and (name == server.SPARE_NAME) == spare:
+                    out.append(int(entry))
             except OSError:
                 pass
     return out
@@ -165,6 +167,38 @@ def test_the_server_runs_the_command_in_a_worker(sockets, session_root):
         p.kill()
     assert (p.returncode, out) == (0, "go\n")
     assert wait_for(lambda: not _children(pid), timeout=10), "the worker is gone with the command"
+
+
+def test_a_spare_worker_waits_for_the_next_command_and_another_follows(sockets, session_root):
+    """The server keeps one worker forked ahead (off the command's path); the next command runs in it, and a
+    new spare takes its place. When the server stops, so does its spare."""
+    env = _env(sockets, session_root)
+    pid = _serving(sockets, env)
+    assert wait_for(lambda: len(_children(pid, spare=True)) == 1, timeout=10)
+    spare = _children(pid, spare=True)[0]
+    p = subprocess.Popen([*CLIENT, "run", "--rm", "--network", "none", "busybox", "sh", "-c", "echo go; sleep 2"],
+                         env=env, stdout=subprocess.PIPE, text=True)
+    try:
+        assert wait_for(lambda: _children(pid) == [spare], timeout=10), "the spare runs the command"
+        with open(f"/proc/{spare}/comm") as f:
+            assert f.read().strip() == server.WORKER_NAME
+        assert wait_for(lambda: len(_children(pid, spare=True)) == 1 and _children(pid, spare=True) != [spare],
+                        timeout=10), "a new spare waits for the command after"
+        out, _ = p.communicate(timeout=30)
+    finally:
+        p.kill()
+    assert (p.returncode, out) == (0, "go\n")
+    last = _children(pid, spare=True)
+    server.stop(str(sockets))
+    assert wait_for(lambda: not any(os.path.exists(f"/proc/{c}") and _state(c) != "Z" for c in last), timeout=10)
+
+
+def _state(pid: int) -> str:
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rpartition(")")[2].split()[0]
+    except OSError:
+        return "X"
 
 
 @pytest.mark.root
