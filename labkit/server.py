@@ -12,7 +12,9 @@ exit code. Output goes straight to the caller's terminal or pipe.
 
 So nothing about a command changes but its speed: the worker is a fresh
 process per command (its own environment, directory and descriptors) forked
-from a server that has imported everything and built the parser. The first
+from a server that has imported everything and built the parser — forked
+ahead, in fact: a spare worker waits for the next command, warmed up, and the
+server hands it the request (:meth:`Server.fork_spare`). The first
 ``labkit`` command starts the server and runs in-process itself; so does every
 command when ``LABKIT_NO_SERVER`` is set, or when the server finds that
 labkit's code changed since it started (it then exits, and the next command
