@@ -168,9 +168,10 @@ def _ifindex(name: str) -> int | None:
 def test_the_bridge_keeps_its_address_when_its_lowest_port_goes(engine):
     """A bridge's MAC is set when it is made, so it does not follow its lowest port's: when that container goes,
     the others' cached gateway MAC stays right and they still reach the host."""
-    cs = [engine.run("busybox", ["sleep", "30"], detach=True) for _ in range(3)]
+    engine.network_create("lowest-port")  # a bridge of its own: no other test's container is plugged in
+    cs = [engine.run("busybox", ["sleep", "30"], detach=True, network="lowest-port") for _ in range(3)]
     try:
-        name = _bridge(engine)
+        name = _bridge(engine, "lowest-port")
 
         def mac(ifname: str) -> str:
             with open(f"/sys/class/net/{ifname}/address") as f:
@@ -195,6 +196,7 @@ def test_the_bridge_keeps_its_address_when_its_lowest_port_goes(engine):
                 engine.rm(c.id, force=True)
             except Exception:
                 pass
+        engine.network_rm("lowest-port")
 
 
 def test_a_bridge_goes_when_its_last_container_has_been_gone_a_while(engine, monkeypatch):
