@@ -423,6 +423,10 @@ def _take_over(channel: socket.socket) -> tuple[list[str], list[int], socket.soc
         if not chunk:
             break
         data += chunk
+    if not size or len(data) != size:  # cut short: the server gave up on this spare and runs the command itself
+        for fd in fds:
+            os.close(fd)
+        return None
     conn = socket.socket(fileno=fds[0])
     return data.decode("utf-8", "surrogateescape").split("\0"), fds[1:], conn
 
