@@ -193,6 +193,33 @@ def test_a_spare_worker_waits_for_the_next_command_and_another_follows(sockets, 
     assert wait_for(lambda: not any(os.path.exists(f"/proc/{c}") and _state(c) != "Z" for c in last), timeout=10)
 
 
+def test_a_spare_given_half_a_request_runs_nothing():
+    """A request cut short on its way to the spare (the server gave up on it) is dropped with its descriptors."""
+    import socket
+
+    ours, theirs = socket.socketpair()
+    fds = [os.open(os.devnull, os.O_RDONLY) for _ in range(4)]
+    socket.send_fds(ours, [b"%010d" % 100], fds)
+    ours.sendall(b"1\0/\0022")
+    ours.close()
+    assert server._take_over(theirs) is None
+    theirs.close()
+    for fd in fds:
+        os.close(fd)
+    whole = b"\0".join([b"1", b"/", b"022", b"1", b"ps"])
+    ours, theirs = socket.socketpair()
+    caller, _peer = socket.socketpair()
+    std = [os.open(os.devnull, os.O_RDONLY) for _ in range(3)]
+    socket.send_fds(ours, [b"%010d" % len(whole)], [caller.fileno(), *std])
+    ours.sendall(whole)
+    fields, got, conn = server._take_over(theirs)
+    assert fields == ["1", "/", "022", "1", "ps"] and len(got) == 3 and conn.type == socket.SOCK_STREAM
+    for fd in (*std, *got):
+        os.close(fd)
+    for sock in (conn, caller, _peer, ours, theirs):
+        sock.close()
+
+
 def _state(pid: int) -> str:
     try:
         with open(f"/proc/{pid}/stat") as f:
