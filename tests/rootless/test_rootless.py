@@ -734,6 +734,36 @@ def test_subuid_range_maps_65536_ids(learner, subuid):
     assert got["owner"] == [subuid + 999, subuid + 999]
 
 
+@pytest.fixture
+def refusing_newuidmap(learner):
+    """A PATH like the learner's whose newuidmap refuses, as it does when /etc/subuid and the helper disagree."""
+    for path in _path_without(learner, "bin-refusing-map", "newuidmap"):
+        fake = Path(path) / "newuidmap"
+        fake.write_text("#!/bin/sh\necho 'newuidmap: uid range [1-65537) -> [300000-365536) not allowed' >&2\nexit 1\n")
+        fake.chmod(0o755)
+        yield path
+
+
+def test_an_id_map_the_helper_refuses_fails_the_start_in_one_sentence(learner, subuid, refusing_newuidmap):
+    """When newuidmap refuses the range, the start fails with its words, exit code 128, and nothing is left running."""
+    got = as_learner(learner, PRELUDE + """
+    try:
+        lab.run("busybox", ["true"], name="unmapped", network="none")
+        error = None
+    except labkit.StartFailed as err:
+        error = [err.exit_code, err.message]
+    status = lab.inspect("unmapped")["State"]["Status"]
+    lab.rm("unmapped")
+    print(json.dumps({"error": error, "status": status}))
+    """, path=refusing_newuidmap)
+    code, message = got["error"]
+    assert code == 128 and got["status"] == "created"
+    assert message.startswith("error during container init: the id map could not be written: newuidmap ")
+    assert message.endswith("not allowed"), message
+    time.sleep(0.2)
+    assert live_pids_of(learner.pw_uid) == []
+
+
 BUILD = PRELUDE + """
 ctx = os.path.join(os.environ["HOME"], "ctx")
 os.makedirs(ctx, exist_ok=True)
