@@ -83,7 +83,7 @@ def checks() -> list[dict[str, Any]]:
         "The base image 'busybox' is built from it, offline." if bb
         else "The base image will be assembled from this host's own programs and libraries instead.",
     ))
-    cc = shutil.which("cc") or shutil.which("gcc")
+    cc = shutil.which("cc") or shutil.which("gcc") or shutil.which("clang")  # the ones build_program tries
     out.append(_check(
         "C compiler", bool(cc), cc or "not found",
         "Containers are started and supervised by small C programs, built on first use: each running "
