@@ -495,10 +495,10 @@ def file_absent(engine: Any, container: str, path: str) -> Outcome:
 
 @probe("image_layers_unchanged", "{image}'s layers are unchanged", "image")
 def image_layers_unchanged(engine: Any, image: str) -> Outcome:
-    from labkit.images.store import layer_digest
+    from labkit.images.store import intact
 
     img = engine.image_store.get(image)
-    changed = [layer.digest[:19] for layer in img.layers if layer_digest(layer.path) != layer.digest]
+    changed = [layer.digest[:19] for layer in img.layers if not intact(layer)]
     if changed:
         return Outcome(False, f"{len(changed)} layer(s) of {image} no longer match their digest", ", ".join(changed))
     return Outcome(True, f"all {len(img.layers)} layers of {image} still hash to their digests")

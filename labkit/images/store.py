@@ -149,6 +149,22 @@ def layer_digest(path: str) -> str:
     return oci.digest(path, "user", owners=idmap.inside)
 
 
+def intact(layer: Layer) -> bool:
+    """Whether a committed layer still hashes to its digest (nothing changed it since its commit).
+
+    A rootless layer committed by an earlier labkit was hashed with the host's ids
+    (the user's own, not 0); it counts as intact while it still hashes that way.
+    """
+    if layer_digest(layer.path) == layer.digest:
+        return True
+    if os.geteuid() == 0:
+        return False
+    try:
+        return oci.digest(layer.path, "user") == layer.digest
+    except OSError:  # a file of a subordinate owner the user cannot read: the new digest was the one to match
+        return False
+
+
 def _owned_by_others(path: str, uid: int) -> bool:
     for top, dirs, files in os.walk(path):
         for name in (*dirs, *files):

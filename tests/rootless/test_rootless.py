@@ -811,6 +811,31 @@ def test_a_rootless_layer_hashes_as_the_same_layer_built_as_root(learner, engine
         engine.image_store.remove("same:1")
 
 
+def test_a_layer_an_earlier_labkit_hashed_with_host_ids_still_counts_as_intact(learner):
+    """A rootless layer committed before owners were recorded as containers see them carries the digest of its
+    host ids: the layers lab still finds it unchanged, and a changed byte is still caught under either digest."""
+    got = as_learner(learner, BUILD + """
+    import dataclasses
+    from labkit.images import oci
+    from labkit.images.store import intact
+    with open(os.path.join(ctx, "old-note"), "w") as f:
+        f.write("a layer of this test's own, changed below\\n")
+    with open(os.path.join(ctx, "Labfile"), "w") as f:
+        f.write("FROM busybox\\nCOPY old-note /old-note\\n")
+    lab.build(ctx, "old:1", on_step=lambda _line: None)
+    layer = lab.image_store.get("old:1").layers[-1]
+    legacy = dataclasses.replace(layer, digest=oci.digest(layer.path, "user"))
+    before = [intact(layer), intact(legacy), legacy.digest != layer.digest]
+    with open(os.path.join(layer.path, "old-note"), "a") as f:
+        f.write("changed\\n")
+    after = [intact(layer), intact(legacy)]
+    lab.image_store.remove("old:1")
+    print(json.dumps({"before": before, "after": after}))
+    """)
+    assert got["before"] == [True, True, True]
+    assert got["after"] == [False, False]
+
+
 def test_copy_chown_with_only_ones_own_id_is_refused_plainly(learner):
     """With the single-id map only root exists inside: COPY --chown=1000 fails in one sentence naming the fix."""
     got = as_learner(learner, BUILD + """
