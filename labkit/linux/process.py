@@ -253,31 +253,7 @@ def start(spec: LaunchSpec, supervisor_argv: Sequence[str] | None = None,
     os.close(error_w)
     for fd in net or ():
         os.close(fd)
-    hook_error: BaseException | None = None
-    ours = [ready[0], go[1], life[0]] if on_netns else []
-    try:
-        report = _read_all(report_r).decode()
-        try:
-            os.waitpid(first, 0)
-        except ChildProcessError:
-            pass  # a SIGCHLD handler of the caller's reaped it first
-        kind, _, rest = report.partition(" ")
-        if on_netns and kind == "ok" and os.read(ready[0], 1) == b"1":
-            try:
-                on_netns(int(rest.split()[0]), life[0])
-                os.write(go[1], b"1")
-            except BaseException as err:
-                hook_error = err  # PID 1 reads end of file instead of "go", and gives up
-        while ours:  # before waiting for the exec: PID 1 may still wait for "go" or its end of file
-            os.close(ours.pop())
-        failure = _read_all(error_r)
-    finally:
-        os.close(report_r)
-        os.close(error_r)
-        while ours:
-            os.close(ours.pop())
-
-    return _outcome(spec, kind, rest, failure, hook_error)
+    return _await_start(spec, first, report_r, error_r, on_netns, (ready[0], go[1], life[0]))
 
 
 def _start_native(spec: LaunchSpec, shim: list[str], shim_args: list[str],
@@ -346,18 +322,28 @@ def _start_native(spec: LaunchSpec, shim: list[str], shim_args: list[str],
                 os.close(fd)
     for fd in (report_w, error_w, *theirs):
         os.close(fd)
+    return _await_start(spec, child, report_r, error_r, on_netns, (ready[0], go[1], life[0]))
+
+
+def _await_start(spec: LaunchSpec, starter: int, report_r: int, error_r: int, on_netns: NetnsHook | None,
+                 net: tuple[int, int, int]) -> Started:
+    """Both starters' end: the supervisor's report, the starter reaped (it exits as soon as the supervisor
+    is on its own), the ``on_netns`` handshake over ``net`` (ready, go, lifeline: our ends), PID 1's
+    exec awaited, and what the start came to (:func:`_outcome`). Closes every descriptor given."""
+    ready_r, go_w, life_r = net
+    ours = [ready_r, go_w, life_r] if on_netns else []
     hook_error: BaseException | None = None
     try:
         report = _read_all(report_r).decode(errors="replace")
         try:
-            os.waitpid(child, 0)  # the shim's first half: it exits as soon as its second half is on its own
+            os.waitpid(starter, 0)
         except ChildProcessError:
             pass  # a SIGCHLD handler of the caller's reaped it first
         kind, _, rest = report.partition(" ")
-        if on_netns and kind == "ok" and os.read(ready[0], 1) == b"1":
+        if on_netns and kind == "ok" and os.read(ready_r, 1) == b"1":
             try:
-                on_netns(int(rest.split()[0]), life[0])
-                os.write(go[1], b"1")
+                on_netns(int(rest.split()[0]), life_r)
+                os.write(go_w, b"1")
             except BaseException as err:
                 hook_error = err  # PID 1 reads end of file instead of "go", and gives up
         while ours:  # before waiting for the exec: PID 1 may still wait for "go" or its end of file
