@@ -59,6 +59,7 @@ from labkit.model.container import (
     now_rfc3339,
     parse_time,
     ps_item,
+    published_ports,
     state_json,
 )
 from labkit.model.events import Step
@@ -826,10 +827,10 @@ class Engine:
         for rec in self._records():
             if not all and not is_running(rec.status):
                 continue
-            ports = getattr(self.backend, "published_ports", None)
+            settings = self._network_settings(rec) or {}
             items.append(ps_item(rec, rec.config.image_id, status_string(state_json(rec.state), now),
-                                 ports(rec) if ports and is_running(rec.status) else None,
-                                 (self._network_settings(rec) or {}).get("Networks")))
+                                 published_ports(settings.get("Ports") or {}) if is_running(rec.status) else None,
+                                 settings.get("Networks")))
         items.sort(key=lambda i: i["Created"], reverse=True)
         return items
 

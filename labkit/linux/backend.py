@@ -264,19 +264,6 @@ class LinuxBackend:
         ports.update(info["Ports"])
         return net.network_settings(endpoint, ports, info["NetworkID"])
 
-    def published_ports(self, record: ContainerRecord) -> list[dict]:  # type: ignore[type-arg]
-        """``ps``'s Ports: what is really published now (``IP``/``PublicPort`` only while running)."""
-        info = read_json(self.store.container_dir(record.id) / "network.json")
-        if info is None or not self._net_live(record, info):
-            return []
-        out = []
-        for key, binds in info["Ports"].items():
-            port, proto = key.split("/")
-            for b in binds:
-                out.append({"IP": b["HostIp"], "PrivatePort": int(port), "PublicPort": int(b["HostPort"]),
-                            "Type": proto})
-        return out
-
     def _net_live(self, record: ContainerRecord, info: dict | None) -> bool:  # type: ignore[type-arg]
         """Whether the network ``network.json`` records is in place: its namespace pinned, or (rootless) its
         helper (slirp4netns or pasta) running for the container's PID 1."""

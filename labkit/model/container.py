@@ -304,6 +304,13 @@ def empty_network_settings() -> dict[str, Any]:
     }
 
 
+def published_ports(ports: dict[str, Any]) -> list[dict[str, Any]]:
+    """``ps``'s Ports entries for inspect's ``NetworkSettings.Ports`` (``{"3000/tcp": [{"HostIp", "HostPort"}]}``):
+    one per host binding; an exposed port with no binding (None) has none."""
+    return [{"IP": b["HostIp"], "PrivatePort": int(key.split("/")[0]), "PublicPort": int(b["HostPort"]),
+             "Type": key.split("/")[1]} for key, binds in ports.items() for b in binds or ()]
+
+
 def ps_item(record: ContainerRecord, image_id: str, status_text: str,
             published: list[dict[str, Any]] | None = None,
             networks: dict[str, Any] | None = None) -> dict[str, Any]:

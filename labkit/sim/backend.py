@@ -381,16 +381,6 @@ class SimBackend:
         ports.update(info["Ports"])
         return net.network_settings(endpoint, ports, info["NetworkID"])
 
-    def published_ports(self, record: ContainerRecord) -> list[dict[str, Any]]:
-        """``ps``'s Ports for what is published now."""
-        with self._locked() as w:
-            ct = w.containers.get(record.id)
-            info = getattr(ct, "net", None) if ct is not None else None
-        if info is None:
-            return []
-        return [{"IP": b["HostIp"], "PrivatePort": int(k.split("/")[0]), "PublicPort": int(b["HostPort"]),
-                 "Type": k.split("/")[1]} for k, binds in info["Ports"].items() for b in binds]
-
     def _host_path(self, m: Any) -> str:
         return str(self.store.volume_dir(m.source) / "_data") if m.type == "volume" else m.source
 
