@@ -411,24 +411,25 @@ def _take_over(channel: socket.socket) -> tuple[list[str], list[int], socket.soc
         for fd in fds:
             os.close(fd)
         return None
-    while len(head) < 10:
-        chunk = channel.recv(10 - len(head))
-        if not chunk:
-            break
-        head += chunk
+    head = _recv_up_to(channel, 10, head)
     size = int(head) if head.isdigit() else 0
-    data = b""
-    while len(data) < size:
-        chunk = channel.recv(size - len(data))
-        if not chunk:
-            break
-        data += chunk
+    data = _recv_up_to(channel, size)
     if not size or len(data) != size:  # cut short: the server gave up on this spare and runs the command itself
         for fd in fds:
             os.close(fd)
         return None
     conn = socket.socket(fileno=fds[0])
     return data.decode("utf-8", "surrogateescape").split("\0"), fds[1:], conn
+
+
+def _recv_up_to(sock: socket.socket, size: int, data: bytes = b"") -> bytes:
+    """``data`` and what follows it on ``sock``, until ``size`` bytes or end of file (then fewer)."""
+    while len(data) < size:
+        chunk = sock.recv(size - len(data))
+        if not chunk:
+            break
+        data += chunk
+    return data
 
 
 def _receive(conn: socket.socket) -> tuple[list[str], list[int], bytes] | None:
@@ -448,12 +449,7 @@ def _receive(conn: socket.socket) -> tuple[list[str], list[int], bytes] | None:
             os.close(fd)
         return None
     size = int(data[:10])
-    data = data[10:]
-    while len(data) < size:
-        chunk = conn.recv(size - len(data))
-        if not chunk:
-            break
-        data += chunk
+    data = _recv_up_to(conn, size, data[10:])
     fields = data.decode("utf-8", "surrogateescape").split("\0")
     if len(fds) != 3 or len(data) != size or fields[0] != "1":
         for fd in fds:
