@@ -474,6 +474,17 @@ static struct {
 } userns;
 static int lifeline = -1;               /* held until the shim exits: a user-mode network stack ends with it */
 
+/* Read `fd` until end of file or `cap - 1` bytes, NUL-terminated; returns the length. */
+static size_t read_text(int fd, char *buf, size_t cap)
+{
+    size_t got = 0;
+    ssize_t n;
+    while (got < cap - 1 && (n = read(fd, buf + got, cap - 1 - got)) > 0)
+        got += (size_t)n;
+    buf[got] = '\0';
+    return got;
+}
+
 static int write_file(const char *path, const char *text)
 {
     int fd = open(path, O_WRONLY | O_CLOEXEC);
@@ -513,10 +524,7 @@ static int run_mapper(const char *helper, pid_t pid, unsigned base, unsigned lon
     }
     close(p[1]);
     char said[1024];
-    size_t got = 0;
-    ssize_t n;
-    while (got < sizeof said - 1 && (n = read(p[0], said + got, sizeof said - 1 - got)) > 0)
-        got += (size_t)n;
+    size_t got = read_text(p[0], said, sizeof said);
     close(p[0]);
     while (got && (said[got - 1] == '\n' || said[got - 1] == ' '))
         got--;
@@ -567,15 +575,12 @@ static pid_t fork_in_userns(struct pid1_spec *spec, int report_fd, int out[2], i
                 snprintf(text, sizeof text, "/proc/self/gid_map: %s", strerror(errno));
         } else {
             char said[1024];
-            ssize_t n, got = 0;
             close(ask[0]);
             close(answer[1]);
             ssize_t asked = write(ask[1], "1", 1); /* "map me": the answer says whether it was done */
             close(ask[1]);
             (void)asked;
-            while (got < (ssize_t)sizeof said - 1 && (n = read(answer[0], said + got, sizeof said - 1 - (size_t)got)) > 0)
-                got += n;
-            said[got] = '\0';
+            size_t got = read_text(answer[0], said, sizeof said);
             if (strcmp(said, "ok"))
                 snprintf(text, sizeof text, "the id map could not be written: %s", got ? said : "the mapper died");
         }
@@ -615,10 +620,7 @@ static pid_t fork_in_userns(struct pid1_spec *spec, int report_fd, int out[2], i
         close(answer[1]);
     }
     char said[1200];
-    ssize_t n, got = 0;
-    while (got < (ssize_t)sizeof said - 1 && (n = read(pid_pipe[0], said + got, sizeof said - 1 - (size_t)got)) > 0)
-        got += n;
-    said[got] = '\0';
+    size_t got = read_text(pid_pipe[0], said, sizeof said);
     close(pid_pipe[0]);
     while (waitpid(u, NULL, 0) < 0 && errno == EINTR)
         ; /* U is gone: PID 1 is our child now */
