@@ -656,18 +656,36 @@ void pid1_run(const struct pid1_spec *s)
     become(s, last_cap);
 }
 
+static pid_t exec_child;
+
+/* The exec's waiter passes on what would have ended the command had it stayed in the caller's session. */
+static void forward_signal(int sig)
+{
+    kill(exec_child, sig);
+}
+
 /*
  * `docker exec`: one more process in the running container whose PID 1 is `target`
  * (host PID). Its namespaces are opened first, then joined (setns(2)) after the
  * cgroups: a namespace the container shares with the host (--network host) is
  * skipped. Joining a PID namespace places only the children of the caller in it,
- * so this process forks; the child enters the container's root (/proc/PID/root),
- * its working directory, and becomes the command. This process waits for it and
+ * so this process forks; the child starts a session of its own (setsid(2)), so
+ * that the caller's terminal is not its controlling terminal and /dev/tty leads
+ * nowhere (tty(4)), enters the container's root (/proc/PID/root), its working
+ * directory, and becomes the command. Its 0-2 are this process's: pipes the
+ * starter relays (stdio.py), never the caller's terminal. This process waits for
+ * it, passing on SIGINT, SIGTERM, SIGHUP and SIGQUIT (Ctrl-C at the caller's
+ * terminal reaches this process, no longer the command in its own session), and
  * exits with its code (128+N when signal N killed it), so the engine's waitpid(2)
  * of the shim gives the command's code. Same steps as process.exec_in.
  */
 void exec_run(const struct pid1_spec *s, int target)
 {
+    static const int forwarded[] = {SIGINT, SIGTERM, SIGHUP, SIGQUIT};
+    sigset_t block, old;
+    sigemptyset(&block);
+    for (size_t i = 0; i < sizeof forwarded / sizeof forwarded[0]; i++)
+        sigaddset(&block, forwarded[i]);
     /* A rootless container's user namespace comes first of those joined here: it grants the
      * capabilities that joining the others needs (setns(2)). A root container shares the host's. */
     static const struct { const char *name; int type; } order[] = {
@@ -725,7 +743,9 @@ void exec_run(const struct pid1_spec *s, int target)
         if (fds[i] >= 0 && (setns(fds[i], order[i].type) < 0 || close(fds[i]) < 0))
             fail(126, "setns %s: %s", order[i].name, strerror(errno));
     /* Born in the container's cgroup v2 group where the kernel can (no migration); the v1
-     * groups through `tasks`, as PID 1 joined them (see join_cgroup). */
+     * groups through `tasks`, as PID 1 joined them (see join_cgroup). The signals this
+     * process forwards are held until it knows whom to forward them to. */
+    sigprocmask(SIG_BLOCK, &block, &old);
     pid_t child = v2_dir >= 0 ? clone_into(v2_dir) : -1;
     int born = child >= 0;
     if (child < 0)
@@ -733,6 +753,8 @@ void exec_run(const struct pid1_spec *s, int target)
     if (child < 0)
         fail(126, "fork: %s", strerror(errno));
     if (child == 0) {
+        if (setsid() < 0) /* become() unblocks the signals held back around the fork */
+            fail(126, "setsid: %s", strerror(errno));
         if (!born && v2_procs >= 0)
             join[n_join++] = v2_procs;
         for (int i = 0; i < n_join; i++)
@@ -750,6 +772,14 @@ void exec_run(const struct pid1_spec *s, int target)
     }
     close(root_fd);
     close(error_fd); /* the child holds it until its execve(2) closes it */
+    exec_child = child;
+    struct sigaction forward;
+    memset(&forward, 0, sizeof forward);
+    forward.sa_handler = forward_signal;
+    sigemptyset(&forward.sa_mask);
+    for (size_t i = 0; i < sizeof forwarded / sizeof forwarded[0]; i++)
+        sigaction(forwarded[i], &forward, NULL);
+    sigprocmask(SIG_SETMASK, &old, NULL);
     int status;
     while (waitpid(child, &status, 0) < 0)
         if (errno != EINTR)

@@ -47,12 +47,13 @@ import os
 import select
 import signal
 import stat
+import threading
 from collections.abc import Callable, Sequence
 from dataclasses import KW_ONLY, dataclass
 from typing import IO, Any
 
 from labkit.errors import InvalidArgument, StartFailed
-from labkit.linux import capabilities, namespaces, rootfs, supervisor, syscalls
+from labkit.linux import capabilities, namespaces, rootfs, stdio, supervisor, syscalls
 from labkit.linux.rootless import IdMap, write_range_map, write_single_map
 
 #: Name of the file the supervisor writes when the container has exited.
@@ -449,8 +450,14 @@ def exec_in(
     A forked helper joins the container's cgroups and its cgroup, ipc, uts,
     net, pid and mnt namespaces with setns(2), then forks again: joining a PID
     namespace only places the *children* of the caller in it. That grandchild
-    enters the container's root, drops to the same capabilities as PID 1 and
-    executes the command.
+    starts a session of its own (no controlling terminal), enters the
+    container's root, drops to the same capabilities as PID 1 and executes
+    the command.
+
+    The command's stdin, stdout and stderr are pipes that this process relays
+    to and from the streams given here until the command exits
+    (:class:`labkit.linux.stdio.Relay`): no descriptor of the caller's — a
+    terminal least of all — reaches the container.
 
     Args:
         pid: Host PID of the container's PID 1.
@@ -458,11 +465,11 @@ def exec_in(
         env: The environment, as ``KEY=VALUE`` strings.
         cwd: Working directory inside the container; it must exist.
         cgroup_procs: ``cgroup.procs`` files of the container's cgroups.
-        stdout: File descriptor (or open file) for the command's output;
-            None inherits ours.
-        stderr: Same for errors.
-        stdin: File descriptor (or open file) for its input; None gives it
-            ``/dev/null``.
+        stdout: File descriptor (or open file) the command's output is
+            copied to; None: this process's fd 1.
+        stderr: Same for errors (None: fd 2).
+        stdin: File descriptor (or open file) copied into the command's
+            input until its end; None gives it ``/dev/null``.
         supervisor_argv: The C shim to run it through (as for :func:`start`);
             default :func:`labkit.linux.supervisor.command`.
 
@@ -476,8 +483,22 @@ def exec_in(
         raise InvalidArgument("No exec command specified", "Give the command to run inside the container.")
     stdin_fd, stdout_fd, stderr_fd = (_fileno(stream) for stream in (stdin, stdout, stderr))
     shim = list(supervisor_argv) if supervisor_argv else supervisor.command()
-    if supervisor.launches(shim):
-        return _exec_native(shim, pid, argv, env, cwd, cgroup_procs, stdin_fd, stdout_fd, stderr_fd)
+    # The command's 0-2 are pipes this process relays: never the caller's terminal (stdio.py).
+    relay = stdio.Relay(stdin_fd, stdout_fd, stderr_fd)
+    try:
+        if supervisor.launches(shim):
+            child, error_r = _exec_native(shim, pid, argv, env, cwd, cgroup_procs, relay.ends)
+        else:
+            child, error_r = _exec_forked(pid, argv, env, cwd, cgroup_procs, relay.ends)
+        relay.close_ends()
+        return _exec_result(error_r, child, relay)
+    finally:
+        relay.close()
+
+
+def _exec_forked(pid: int, argv: Sequence[str], env: Sequence[str], cwd: str, cgroup_procs: Sequence[str],
+                 ends: tuple[int, int, int]) -> tuple[int, int]:
+    """:func:`exec_in` in Python, without the C shim: returns the helper's PID and the error pipe's read end."""
     try:
         # A rootless container has its own user namespace, joined first: it grants the
         # capabilities that joining the others needs. A namespace shared with the host
@@ -502,13 +523,12 @@ def exec_in(
         code = 126
         try:
             # Hold none of the caller's descriptors (sockets, pipes) while the command runs.
-            passed = {fd for fd in (stdin_fd, stdout_fd, stderr_fd) if fd is not None}
-            _close_all_but({0, 1, 2, error_w, root_fd, *passed, *(fd for _, fd in opened)})
+            _close_all_but({0, 1, 2, error_w, root_fd, *ends, *(fd for _, fd in opened)})
             _join_cgroups(cgroup_procs)
             namespaces.join(opened)
             child = os.fork()
             if child == 0:
-                _exec_child(root_fd, list(argv), list(env), cwd, stdin_fd, stdout_fd, stderr_fd, error_w)
+                _exec_child(root_fd, list(argv), list(env), cwd, ends, error_w)
             _, status = os.waitpid(child, 0)
             code = _exit_code(status)
         except BaseException as e:
@@ -519,25 +539,20 @@ def exec_in(
     os.close(root_fd)
     for _, fd in opened:
         os.close(fd)
-    return _exec_result(error_r, helper)
+    return helper, error_r
 
 
 def _exec_native(shim: list[str], pid: int, argv: Sequence[str], env: Sequence[str], cwd: str,
-                 cgroup_procs: Sequence[str], stdin: int | None, stdout: int | None, stderr: int | None) -> int:
-    """:func:`exec_in` through the C shim (``pid1.c``, ``exec_run``): one posix_spawn(3), no Python fork."""
+                 cgroup_procs: Sequence[str], ends: tuple[int, int, int]) -> tuple[int, int]:
+    """:func:`exec_in` through the C shim (``pid1.c``, ``exec_run``): one posix_spawn(3), no Python fork.
+
+    ``ends`` become the shim's 0-2, which the command inherits. Returns the shim's PID and the error
+    pipe's read end.
+    """
     error_r, error_w = os.pipe()
     error_w = _above_stdio(error_w)
-    dups: list[int] = []
-    actions: list[tuple[Any, ...]] = []
-    for target, fd in ((0, stdin), (1, stdout), (2, stderr)):
-        if fd is None:
-            if target == 0:  # no input: /dev/null, as for exec_in
-                actions.append((os.POSIX_SPAWN_OPEN, 0, os.devnull, os.O_RDONLY, 0))
-            continue
-        if fd <= 2 and fd != target:  # not clobbered by an earlier dup2 of this list
-            fd = fcntl.fcntl(fd, fcntl.F_DUPFD_CLOEXEC, 3)
-            dups.append(fd)
-        actions.append((os.POSIX_SPAWN_DUP2, fd, target))
+    # dup2 onto 0-2 clears close-on-exec there; the ends are above 2, so none is clobbered on the way.
+    actions: list[tuple[Any, ...]] = [(os.POSIX_SPAWN_DUP2, fd, target) for target, fd in enumerate(ends)]
     actions.append((os.POSIX_SPAWN_DUP2, error_w, error_w))
     args = [
         *shim, "--exec-pid", str(pid), "--launch-error", str(error_w), "--cwd", cwd, "--caps", _DEFAULT_CAPS,
@@ -547,20 +562,29 @@ def _exec_native(shim: list[str], pid: int, argv: Sequence[str], env: Sequence[s
     ]  # fmt: skip
     try:
         child = os.posix_spawn(args[0], args, os.environ, file_actions=actions)
+    except BaseException:
+        os.close(error_r)
+        raise
     finally:
         os.close(error_w)
-        for fd in dups:
-            os.close(fd)
-    return _exec_result(error_r, child)
+    return child, error_r
 
 
-def _exec_result(error_r: int, child: int) -> int:
-    """An exec's end: its error pipe read to end of file (it closes on execve), ``child`` reaped.
+def _exec_result(error_r: int, child: int, relay: stdio.Relay) -> int:
+    """An exec's end: its error pipe read to end of file (it closes on execve), its streams relayed
+    until ``child`` (the process that waits for the command) exits, ``child`` reaped.
 
     Returns the command's exit code; raises what kept it from starting.
     """
     try:
         failure = _read_all(error_r)
+        if not failure:
+            relay.pump(child)
+    except BaseException:
+        # Interrupted (Ctrl-C): the command goes on without us, as docker exec's does; its pipes
+        # are closed, and the process that waits for it is reaped when it ends.
+        threading.Thread(target=os.waitpid, args=(child, 0), daemon=True).start()
+        raise
     finally:
         os.close(error_r)
     _, status = os.waitpid(child, 0)
@@ -785,26 +809,21 @@ def _container(spec: LaunchSpec, out_w: int, err_w: int, error_w: int,
         os._exit(code)
 
 
-def _exec_child(
-    root_fd: int,
-    argv: list[str],
-    env: list[str],
-    cwd: str,
-    stdin: int | None,
-    stdout: int | None,
-    stderr: int | None,
-    error_w: int,
-) -> None:
-    """The process ``exec_in`` runs: already in the container's namespaces, now in its root. Never returns."""
+def _exec_child(root_fd: int, argv: list[str], env: list[str], cwd: str, ends: tuple[int, int, int],
+                error_w: int) -> None:
+    """The process ``exec_in`` runs: already in the container's namespaces, now in its root. Never returns.
+
+    It starts a session of its own (setsid(2)), so the caller's terminal is not its controlling
+    terminal, and its 0-2 are the relay's pipes (``ends``).
+    """
     code = 126
     try:
+        os.setsid()
         os.fchdir(root_fd)
         os.chroot(".")
         _enter_cwd(cwd, create=False)
-        source = os.open("/dev/null", os.O_RDONLY) if stdin is None else stdin
-        for fd, target in ((source, 0), (stdout, 1), (stderr, 2)):
-            if fd is not None and fd != target:
-                os.dup2(fd, target)
+        for target, fd in enumerate(ends):
+            os.dup2(fd, target)
         _become_program(argv, env, error_w)
     except BaseException as e:
         failure = _as_failure(e, 126)
