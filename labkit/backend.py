@@ -109,8 +109,12 @@ class Backend(Protocol):
         """Thaw them."""
 
     def exec(self, record: ContainerRecord, argv: list[str], env: list[str], workdir: str,
-             stdout: IO[bytes] | int | None, stderr: IO[bytes] | int | None) -> int:
-        """Run one more process inside the running container; return its exit code."""
+             stdout: IO[bytes] | int | None, stderr: IO[bytes] | int | None,
+             stdin: IO[bytes] | int | None = None) -> int:
+        """Run one more process inside the running container; return its exit code.
+
+        ``stdin`` is read until its end as the process's input (None: no input).
+        """
 
     def changes(self, record: ContainerRecord, image: Image) -> list[tuple[str, str]]:
         """``docker diff``: (kind, path) pairs read from the writable layer."""

@@ -758,8 +758,8 @@ def _stream_logs(session: _Session, entries: Iterable[tuple[str, Any, str]], tim
 
 
 def _refuse_terminal(args: argparse.Namespace, verb: str) -> None:
-    """labkit gives containers no terminal and no stdin; say so plainly when ``-i``/``-t`` are asked for."""
-    if args.interactive or args.tty:
+    """labkit gives containers no terminal (and ``run`` no stdin); say so plainly when ``-t``/``-i`` are asked for."""
+    if args.tty or (args.interactive and verb != "exec"):
         raise UsageError(
             f"{PROG} {verb}",
             "-i/-t (an interactive terminal) is not supported: containers get no stdin or tty here; "
@@ -984,15 +984,17 @@ def cmd_exec(session: _Session, args: argparse.Namespace) -> int:
             detach=args.detach,
             stdout=out,
             stderr=err,
+            stdin=0 if args.interactive else None,  # the caller's fd 0, in-process or handed to the engine
         )
     return int(code or 0)
 
 
 @contextlib.contextmanager
 def _byte_sink(stream: IO[str]) -> Any:
-    """A file descriptor the container process can write to that ends up in ``stream``.
+    """A file descriptor whose bytes end up in ``stream``, for the engine to relay a container's output to.
 
-    A real terminal or file is handed over as its own descriptor; a Python
+    A real terminal or file is given as its own descriptor (the container
+    itself only ever gets a pipe, see :mod:`labkit.linux.stdio`); a Python
     text stream (a notebook, a test) gets a pipe whose bytes are copied in.
     """
     try:
@@ -1502,7 +1504,7 @@ def build_parser() -> _Parser:
     sub.add_argument("-e", "--env", action="append", default=[], metavar="K=V", help="set an environment variable")
     sub.add_argument("-w", "--workdir", help="working directory inside the container")
     sub.add_argument("-d", "--detach", action="store_true", help="run the command in the background")
-    sub.add_argument("-i", "--interactive", action="store_true", help="not supported: no stdin")
+    sub.add_argument("-i", "--interactive", action="store_true", help="pass stdin to the command (through a pipe)")
     sub.add_argument("-t", "--tty", action="store_true", help="not supported: no terminal")
     sub.add_argument("container", metavar="CONTAINER")
     sub.add_argument("command", nargs=argparse.REMAINDER, metavar="COMMAND [ARG...]")

@@ -884,13 +884,19 @@ class Engine:
 
     @_verb("exec")
     def exec(self, ref: str, cmd: list[str] | str, *, env: Any = None, workdir: str | None = None,
-             detach: bool = False, stdout: IO[bytes] | int | None = None, stderr: IO[bytes] | int | None = None) -> int:
-        """``docker exec``: one more process inside the running container; return its exit code."""
+             detach: bool = False, stdout: IO[bytes] | int | None = None, stderr: IO[bytes] | int | None = None,
+             stdin: IO[bytes] | int | None = None) -> int:
+        """``docker exec``: one more process inside the running container; return its exit code.
+
+        Its output goes to ``stdout`` and ``stderr`` and its input comes from ``stdin`` (``exec -i``; None:
+        none); on the real backend each through a pipe labkit relays, so the container never gets the
+        caller's descriptors (:mod:`labkit.linux.stdio`).
+        """
         rec = self._get(ref)
         guard(rec.status, Verb.EXEC, rec.id, ref)
         argv = ["/bin/sh", "-c", cmd] if isinstance(cmd, str) else list(cmd)
         merged = merge_env(list(rec.config.env), parse_env(env))
-        code = self.backend.exec(rec, argv, merged, workdir or rec.config.workdir, stdout, stderr)
+        code = self.backend.exec(rec, argv, merged, workdir or rec.config.workdir, stdout, stderr, stdin)
         self._record(events.exec_in(argv, rec.state.pid, code), rec.id)
         self._observe_layer(rec)
         return code

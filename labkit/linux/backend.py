@@ -470,11 +470,12 @@ class LinuxBackend:
         self.emit(events.freeze(False, by_signal=group is None), record.id)
 
     def exec(self, record: ContainerRecord, argv: list[str], env: list[str], workdir: str,
-             stdout: IO[bytes] | int | None, stderr: IO[bytes] | int | None) -> int:
+             stdout: IO[bytes] | int | None, stderr: IO[bytes] | int | None,
+             stdin: IO[bytes] | int | None = None) -> int:
         group = self._group_or_none(record)
         return process.exec_in(record.state.pid, argv, env, workdir,
                                cgroup_procs=group.procs_files if group else (), stdout=stdout, stderr=stderr,
-                               supervisor_argv=supervisor.command(self.shim_dir))
+                               stdin=stdin, supervisor_argv=supervisor.command(self.shim_dir))
 
     def changes(self, record: ContainerRecord, image) -> list[tuple[str, str]]:  # type: ignore[no-untyped-def]
         return overlay.changes(self._layers(record, image.lowerdirs()))

@@ -428,7 +428,8 @@ class SimBackend:
             advance(w, w.now)
 
     def exec(self, record: ContainerRecord, argv: list[str], env: list[str], workdir: str,
-             stdout: IO[bytes] | int | None, stderr: IO[bytes] | int | None) -> int:
+             stdout: IO[bytes] | int | None, stderr: IO[bytes] | int | None,
+             stdin: IO[bytes] | int | None = None) -> int:
         from labkit.errors import InvalidArgument
         from labkit.sim.shell import start_program
 
@@ -454,7 +455,7 @@ class SimBackend:
                    2: ("exec", eid, "stderr") if stderr is not None else ("null",)}
             try:
                 try:
-                    p = start_program(w, ct, prog, list(argv), env=envd, cwd=cwd, fds=fds)
+                    p = start_program(w, ct, prog, list(argv), env=envd, cwd=cwd, fds=fds, stdin=_read_input(stdin))
                 except BlockingIOError:
                     raise StartFailed(_EXEC_PREFIX + "fork/exec: resource temporarily unavailable", 126) from None
                 advance(w, w.now + HORIZON, lambda: p.hpid not in w.procs)
@@ -850,3 +851,15 @@ def synthetic_busybox(image_store: Any, tag: str = "busybox:latest") -> Any:
         return image_store.add_image([layer], {"Env": [base.PATH_ENV], "Cmd": ["sh"]}, tag, history, created=created)
     finally:
         shutil.rmtree(work, ignore_errors=True)
+
+
+def _read_input(stdin: IO[bytes] | int | None) -> bytes:
+    """Everything ``stdin`` holds, for a simulated process that runs to its end at once (no input: b"")."""
+    if stdin is None:
+        return b""
+    if not isinstance(stdin, int):
+        return stdin.read()
+    chunks = []
+    while chunk := os.read(stdin, 65536):
+        chunks.append(chunk)
+    return b"".join(chunks)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import warnings
 
 import pytest
@@ -285,6 +286,22 @@ def test_exec_is_a_step_of_its_own(lab):
     step = steps[0]
     assert step.verb == "exec" and step.container == c.id and "setns(2)" in step.mechanism
     assert step.change == {"argv": ["sh", "-c", "exit 3"], "target_pid": c.pid, "exit_code": 3}
+    c.remove(force=True)
+
+
+def test_exec_reads_what_is_given_as_stdin(lab):
+    """exec with ``stdin`` (``exec -i``) gives the command that input to its end; without, it reads nothing."""
+    c = lab.run("busybox", ["sleep", "30"], detach=True)
+    with open(os.devnull, "rb") as empty:
+        r, w = os.pipe()
+        os.write(w, b"hi\nthere\n")
+        os.close(w)
+        try:
+            assert c.exec(["sh", "-c", "cat; exit 4"], stdin=r) == (4, "hi\nthere\n")
+        finally:
+            os.close(r)
+        assert c.exec(["sh", "-c", "cat; exit 5"], stdin=empty) == (5, "")
+    assert c.exec(["sh", "-c", "cat; exit 6"]) == (6, "")
     c.remove(force=True)
 
 

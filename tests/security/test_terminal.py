@@ -180,6 +180,20 @@ def test_a_process_left_by_exec_can_neither_write_to_nor_read_from_the_terminal(
     assert "SECRET" not in got, f"the process left in the container read what was typed: {got!r}"
 
 
+def test_exec_relays_piped_stdin_and_output_as_before(engine, served):
+    """``echo hi | labkit exec -i C cat``: stdin reaches the command through a pipe; stdout, stderr and the exit
+    code come back unchanged, through the resident engine and in-process."""
+    engine.run("busybox", ["sleep", "300"], name="tty-pipe", detach=True)
+    script = "cat; echo to-err >&2; exit 5"
+    for argv, env in ((["sh", BIN], served), ([sys.executable, "-m", "labkit"], {**served, "LABKIT_NO_SERVER": "1"})):
+        p = subprocess.run([*argv, "exec", "-i", "tty-pipe", "sh", "-c", script], input="hi\nthere\n",
+                           capture_output=True, text=True, env=env, timeout=120)
+        assert (p.returncode, p.stdout, p.stderr) == (5, "hi\nthere\n", "to-err\n"), argv
+        p = subprocess.run([*argv, "exec", "tty-pipe", "sh", "-c", script], input="not read\n",
+                           capture_output=True, text=True, env=env, timeout=120)
+        assert (p.returncode, p.stdout, p.stderr) == (5, "", "to-err\n"), "without -i, stdin is empty"
+
+
 def test_exec_output_larger_than_a_pipe_and_a_reader_that_goes_away(engine, served):
     """The relay carries more than a pipe holds, and a reader that goes away ends the command with SIGPIPE
     as a direct pipe would: exit 141, and ``labkit exec C yes | head -1`` ends."""
