@@ -6,6 +6,14 @@ carries it. The kernel side — the bridge itself, veth pairs, addresses — is
 made by the backend when a container on the network starts
 (:mod:`labkit.linux.network`). On a user-defined network, containers find each
 other by name, as Docker's do.
+
+A subnet is chosen when the record is made, and checked again every time the
+network's bridge is (re)made (:meth:`Networks.settle`): another state root,
+Docker's ``docker0`` or a VPN may have taken it while the bridge was down. A
+subnet labkit picked then moves to the next free pool, and the record says so
+(``network inspect``; a container gets its address from the new subnet when it
+starts); a subnet given with ``--subnet`` is not moved behind the user's back:
+the start is refused, saying what holds it.
 """
 
 from __future__ import annotations
@@ -23,6 +31,8 @@ from labkit.store import Store, read_json, write_json
 #: Networks every engine has; the first is the default for new containers.
 PREDEFINED = ("bridge", "host", "none")
 NAME_RE = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9_.-]*$")
+#: A record's mark that its subnet was given with ``--subnet`` (kept off ``network inspect``).
+GIVEN = "SubnetGiven"
 
 
 class NoSuchNetwork(NotFound):
@@ -47,7 +57,7 @@ class Networks:
         """A network by name, id or id prefix; ``bridge`` is made on first use."""
         rec = read_json(self._path(ref)) if NAME_RE.match(ref) else None
         if rec:
-            return rec
+            return _public(rec)
         if ref in PREDEFINED:
             return self._predefined(ref)
         for other in self.ls():
@@ -74,7 +84,7 @@ class Networks:
             raise Conflict(f"Pool overlaps with other one on this address space: {chosen}",
                            "Pick a subnet no other network or host interface uses")
         gateway = str(next(chosen.hosts()))
-        rec = {
+        rec: dict[str, Any] = {
             "Name": name,
             "Id": _stable_id(name) if name == "bridge" else secrets.token_hex(32),
             "Created": now_rfc3339(),
@@ -86,8 +96,44 @@ class Networks:
             "Options": {"com.docker.network.bridge.name": net.bridge_name(str(self.store.root), name)},
             "Labels": {},
         }
+        if subnet:
+            rec[GIVEN] = True
         write_json(self._path(name), rec)
         return rec
+
+    def settle(self, name: str, in_use: list[tuple[ipaddress.IPv4Network, str]]) -> tuple[dict[str, Any], str]:
+        """Check network ``name``'s subnet as its bridge comes up; move it to a free pool if it is taken.
+
+        Call under the store's lock and :func:`labkit.linux.network.host_lock`, with
+        ``in_use`` from :func:`labkit.linux.network.subnets_in_use` (every address and
+        route of the host but this network's own bridge's). This root's other networks
+        count as taken too, bridge up or not, so its records never overlap each other.
+
+        Returns:
+            The record, saved if its subnet moved, and what the old subnet clashed
+            with ("" when it was free).
+
+        Raises:
+            Conflict: The subnet was given with ``--subnet`` and is taken.
+        """
+        from labkit.linux import network as net
+
+        rec = read_json(self._path(name)) or self.get(name)
+        own = [(ipaddress.IPv4Network(c["Subnet"]), f"network {r['Name']} of this state root")
+               for r in self._records() if r["Name"] != rec["Name"] for c in r["IPAM"]["Config"]]
+        taken = in_use + own
+        subnet = ipaddress.IPv4Network(rec["IPAM"]["Config"][0]["Subnet"])
+        hit = net.clash(subnet, taken)
+        if hit is None:
+            return _public(rec), ""
+        if rec.get(GIVEN):
+            raise Conflict(f"network {rec['Name']}'s subnet {subnet} is in use on this host by {hit}",
+                           "Stop what uses it, or make the network again with another --subnet (or without "
+                           "one: labkit then picks a free subnet)")
+        chosen = net.pick_subnet([t for t, _ in taken])
+        rec["IPAM"]["Config"] = [{"Subnet": str(chosen), "Gateway": str(next(chosen.hosts()))}]
+        write_json(self._path(rec["Name"]), rec)
+        return _public(rec), hit
 
     def _records(self) -> list[dict[str, Any]]:
         out = []
@@ -100,7 +146,7 @@ class Networks:
 
     def ls(self) -> list[dict[str, Any]]:
         """Every network: the predefined three first, then user networks by name."""
-        user = [r for r in self._records() if r["Name"] not in PREDEFINED]
+        user = [_public(r) for r in self._records() if r["Name"] not in PREDEFINED]
         return [self.get(n) for n in PREDEFINED] + user
 
     def create(self, name: str, subnet: str | None = None) -> dict[str, Any]:
@@ -110,7 +156,7 @@ class Networks:
         with self.store.locked():
             if name in PREDEFINED or read_json(self._path(name)):
                 raise Conflict(f"network with name {name} already exists", "Pick another name")
-            return self._make(name, subnet)
+            return _public(self._make(name, subnet))
 
     def rm(self, ref: str, in_use: list[str]) -> str:
         """``docker network rm``: refused for the predefined networks and while containers use it."""
@@ -126,6 +172,11 @@ class Networks:
     def bridges(self) -> list[str]:
         """Every bridge interface name this state root's networks use."""
         return [r["Options"]["com.docker.network.bridge.name"] for r in self._records() if r["Driver"] == "bridge"]
+
+
+def _public(rec: dict[str, Any]) -> dict[str, Any]:
+    """A record as ``network inspect`` shows it: Docker's keys, none of labkit's own."""
+    return {k: v for k, v in rec.items() if k != GIVEN}
 
 
 def _stable_id(name: str) -> str:

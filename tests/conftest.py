@@ -4,7 +4,8 @@
   root, a skip is turned into a failure — real-kernel tests may not quietly
   vanish where they can run.
 * The session ends by checking that labkit left nothing on the host: no mount,
-  cgroup, process, network namespace, veth or state directory. A leak fails the run.
+  cgroup, process, network namespace, veth, nftables table or state directory.
+  A leak fails the run.
 """
 
 from __future__ import annotations
@@ -86,7 +87,7 @@ def engine(shared_engine):
 
 
 def leaks() -> list[str]:
-    """Everything of labkit's still on the host: mounts, cgroups, processes, netns, links, state."""
+    """Everything of labkit's still on the host: mounts, cgroups, processes, netns, links, nft tables, state."""
     found: list[str] = []
     with open("/proc/self/mounts") as f:
         found += [f"mount {line.split()[1]}" for line in f if "labkit" in line]
@@ -108,6 +109,9 @@ def leaks() -> list[str]:
         found += [f"netns {n}" for n in ns.split() if "labkit" in n]
         links = subprocess.run(["ip", "-o", "link"], capture_output=True, text=True).stdout
         found += [f"link {ln.split(':')[1].strip()}" for ln in links.splitlines() if "labkit" in ln or ": lk" in ln]
+    if shutil.which("nft"):  # a bridge's guard goes with it (labkit/linux/network.py, guard_bridge)
+        tables = subprocess.run(["nft", "list", "tables"], capture_output=True, text=True).stdout
+        found += [f"nftables {line.strip()}" for line in tables.splitlines() if "labkit" in line]
     for root in _ROOTS:
         cdir = root / "containers"
         if cdir.exists():

@@ -167,9 +167,8 @@ class LinuxBackend:
         from labkit.linux import network as net
         from labkit.networks import Networks
 
-        rec = Networks(self.store).get(c.network)
-        cfg = rec["IPAM"]["Config"][0]
-        gateway, prefixlen = cfg["Gateway"], int(cfg["Subnet"].split("/")[1])
+        networks = Networks(self.store)
+        networks.get(c.network)  # refused here if unknown; the default network's record is made (under the lock)
         listeners: list = []
         published: dict[str, list[dict[str, str]]] = {}
         try:
@@ -183,17 +182,20 @@ class LinuxBackend:
                 listeners.append((sock, p.container_port))
                 published.setdefault(key, []).append({"HostIp": host_ip, "HostPort": str(port)})
             with self.store.locked():
-                net.ensure_bridge(rec["Options"]["com.docker.network.bridge.name"], gateway, prefixlen)
+                rec = self._bring_up(networks, c.network, record.id)
+                bridge = rec["Options"]["com.docker.network.bridge.name"]
+                cfg = rec["IPAM"]["Config"][0]
+                gateway, prefixlen = cfg["Gateway"], int(cfg["Subnet"].split("/")[1])
                 for p in c.ports:
-                    if not p.host_ip:  # other containers reach a published port through the gateway
+                    if not p.host_ip:  # other containers reach a published port through the gateway: only they
                         port = int(published[f"{p.container_port}/{p.protocol}"][0]["HostPort"])
-                        listeners.append((net.listen(gateway, port), p.container_port))
+                        listeners.append((net.listen(gateway, port, device=bridge), p.container_port))
                 used = {e["IPAddress"] for e in self._endpoints(c.network)}
                 ip = net.allocate(ipaddress.IPv4Network(cfg["Subnet"]), gateway, used)
                 sandbox = str(cdir / "netns")
                 net.make_netns(sandbox)
-                endpoint = net.Endpoint(c.network, rec["Options"]["com.docker.network.bridge.name"], ip, prefixlen,
-                                        gateway, net.mac_for(ip), net.veth_name(record.id), sandbox)
+                endpoint = net.Endpoint(c.network, bridge, ip, prefixlen, gateway, net.mac_for(ip),
+                                        net.veth_name(record.id), sandbox)
                 info = {"Network": c.network, "NetworkID": rec["Id"], "Bridge": endpoint.bridge, "IPAddress": ip,
                         "IPPrefixLen": prefixlen, "Gateway": gateway, "MacAddress": endpoint.mac,
                         "Veth": endpoint.veth, "Sandbox": sandbox, "Ports": published, "Name": c.name,
@@ -209,6 +211,30 @@ class LinuxBackend:
             net2.drop_netns(str(cdir / "netns"))
             raise
         return info, listeners
+
+    def _bring_up(self, networks, name: str, cid: str) -> dict:  # type: ignore[no-untyped-def,type-arg]
+        """Network ``name``'s record, with its bridge up: (re)made if it was not, its subnet checked first.
+
+        Under the store's lock (a sweep taking idle bridges down waits) and the
+        host-wide one (another state root bringing a bridge up waits): the subnet is
+        checked against every address and route of the host, moved to a free pool
+        if another root, Docker or anything else took it meanwhile, and the bridge
+        made with it before anyone else may look.
+        """
+        from labkit.linux import network as net
+
+        rec = networks.get(name)
+        bridge = rec["Options"]["com.docker.network.bridge.name"]
+        if net.bridge_up(bridge):
+            return rec  # checked when it was made; it holds its subnet's route since
+        with net.host_lock():
+            old = rec["IPAM"]["Config"][0]["Subnet"]
+            rec, hit = networks.settle(name, net.subnets_in_use(exclude=bridge))
+            cfg = rec["IPAM"]["Config"][0]
+            net.make_bridge(bridge, ipaddress.IPv4Network(cfg["Subnet"]), cfg["Gateway"])
+        if hit:
+            self.emit(events.network_subnet_moved(name, old, hit, cfg["Subnet"]), cid)
+        return rec
 
     def _write_hosts(self, cdir: Path, info: dict | None) -> None:  # type: ignore[type-arg]
         """/etc/hosts: localhost, the container's own address and, on a user network, every peer by name."""
@@ -240,7 +266,7 @@ class LinuxBackend:
         from labkit.linux import network as net
 
         if net.bridge_exists(network["Options"]["com.docker.network.bridge.name"]):
-            net.delete_bridge(network["Options"]["com.docker.network.bridge.name"])
+            net.delete_bridge(network["Options"]["com.docker.network.bridge.name"])  # and its nftables table
 
     def network_settings(self, record: ContainerRecord) -> dict:  # type: ignore[type-arg]
         """``NetworkSettings`` as inspect shows it: live addresses while running, empty ones after."""

@@ -21,6 +21,30 @@ When PID 1 exits, its supervisor unmounts the namespace file; the kernel then
 destroys the namespace, and with it the container's end of the veth pair — and
 a veth pair dies with either end, so the host's end goes too.
 
+Two promises hold on a shared host, where a neighbour may route the bridge's
+subnet through this host (with ``net.ipv4.ip_forward=1`` the kernel forwards
+whatever arrives):
+
+* **A bridge's addresses answer only on the bridge.** Each bridge comes with an
+  nftables table of its own (:func:`guard_bridge`, ``labkit-<bridge>``) whose
+  one rule, in the prerouting hook at the raw priority (before conntrack and
+  routing, nft(8)), drops every packet for the bridge's subnet — its containers
+  and its gateway — that arrived on any interface but the bridge (or the host's
+  own ``lo``). Docker 28 drops direct access the same way, one raw-table rule
+  per container address; a rule per subnet also covers addresses not handed out
+  yet and needs no change per container. The table goes with the bridge.
+* **Published ports stay where they are published.** ``-p 3000:3000`` listens
+  on 127.0.0.1; the second socket that lets other containers reach the port
+  through the gateway is bound to the bridge device (``SO_BINDTODEVICE``,
+  socket(7)), so the kernel hands it only connections that came in on the
+  bridge, and the table refuses the host's own connections to the gateway.
+
+And a bridge's subnet never clashes: whenever a bridge is (re)made, its subnet
+is checked against every route and address of the host — another state root's
+live bridge, Docker's ``docker0``, a VPN — under a host-wide lock
+(:func:`host_lock`), and a taken one gives way to the next free pool
+(:func:`pick_subnet`).
+
 pyroute2 costs ~0.15 s to import, so this module imports it only when a
 container really needs a bridge.
 """
@@ -29,7 +53,9 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import contextlib
 import errno
+import fcntl
 import functools
 import hashlib
 import ipaddress
@@ -40,12 +66,12 @@ import socket
 import struct
 import subprocess
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
-from labkit.errors import Conflict, InvalidArgument
+from labkit.errors import Conflict, HostUnsupported, InvalidArgument
 from labkit.linux import syscalls
 from labkit.model import views
 
@@ -55,6 +81,13 @@ POOLS = [f"172.{n}.0.0/16" for n in range(17, 32)] + [f"192.168.{n}.0/20" for n 
 T = TypeVar("T")
 CLONE_NEWNET = 0x40000000
 MS_BIND = 4096
+
+#: Held while a bridge's subnet is checked and the bridge made, by every state root on the host: two
+#: roots bringing bridges up at once would otherwise both see a pool free and both take it.
+HOST_LOCK = "/run/labkit/networks.lock"
+
+#: Where nft is looked for; helpers run with this PATH, never the caller's.
+HELPER_PATH = "/usr/sbin:/usr/bin:/sbin:/bin"
 
 
 @dataclass(frozen=True)
@@ -99,7 +132,11 @@ def veth_name(cid: str) -> str:
 
 
 def host_subnets() -> list[ipaddress.IPv4Network]:
-    """The IPv4 subnets the host already routes (from /proc/net/route), default route excluded."""
+    """The IPv4 subnets the host's main table routes (from /proc/net/route), default route excluded.
+
+    Cheap (no netlink) and enough for a network's first record; a bridge coming up
+    checks more (:func:`subnets_in_use`).
+    """
     nets = []
     try:
         with open("/proc/net/route") as f:
@@ -115,6 +152,30 @@ def host_subnets() -> list[ipaddress.IPv4Network]:
     except OSError:
         pass
     return nets
+
+
+def clash(subnet: ipaddress.IPv4Network, in_use: list[tuple[ipaddress.IPv4Network, str]]) -> str | None:
+    """The interface already using part of ``subnet`` (``docker0``, another root's bridge, …), or None."""
+    for net, name in in_use:
+        if subnet.overlaps(net):
+            return f"{name} ({net})"
+    return None
+
+
+@contextlib.contextmanager
+def host_lock(path: str = HOST_LOCK) -> Iterator[None]:
+    """Hold the host-wide lock under which bridges are checked and made (flock(2) on ``path``).
+
+    The lock file lives in a directory only root may write, so no user can hold it
+    to stall root's containers.
+    """
+    os.makedirs(os.path.dirname(path), mode=0o700, exist_ok=True)
+    fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC | os.O_NOFOLLOW, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)  # closing the descriptor releases the lock
 
 
 def pick_subnet(taken: list[ipaddress.IPv4Network]) -> ipaddress.IPv4Network:
@@ -171,18 +232,56 @@ def _ipr():  # type: ignore[no-untyped-def]
 
 
 @_outside_event_loop
-def ensure_bridge(name: str, gateway: str, prefixlen: int) -> None:
-    """Make the bridge with its gateway address and bring it up (idempotent).
+def subnets_in_use(exclude: str = "") -> list[tuple[ipaddress.IPv4Network, str]]:
+    """Every IPv4 subnet this host uses, with the interface that uses it, except ``exclude``'s.
 
-    A bridge that is there and up (read from sysfs) was made by this function: no
-    netlink round trip, which is most of a bridged start's cost once the bridge stays.
+    The addresses of every interface (``ip addr``) and the routes of every table
+    (``ip route show table all``: a VPN's policy routes too), default routes
+    left out. A route through a bridge with no port yet is listed ("linkdown"):
+    another root's idle-but-up bridge counts. Only a bridge that is up holds
+    its subnet; a root whose bridges have all gone holds nothing, and takes its
+    subnet back — or another — when its next container brings a bridge up.
+    """
+    found: list[tuple[ipaddress.IPv4Network, str]] = []
+    with _ipr() as ipr:
+        names = {link["index"]: link.get_attr("IFLA_IFNAME") for link in ipr.get_links()}
+        for a in ipr.get_addr(family=socket.AF_INET):
+            name = names.get(a["index"], "")
+            if name != exclude:
+                found.append((ipaddress.IPv4Network(f"{a.get_attr('IFA_ADDRESS')}/{a['prefixlen']}", strict=False),
+                              name))
+        for r in ipr.get_routes(family=socket.AF_INET):
+            dst = r.get_attr("RTA_DST")
+            name = names.get(r.get_attr("RTA_OIF"), "")
+            if r["dst_len"] and dst and name != exclude:
+                found.append((ipaddress.IPv4Network(f"{dst}/{r['dst_len']}", strict=False), name or "a route"))
+    return found
+
+
+def bridge_up(name: str) -> bool:
+    """Whether bridge ``name`` is there and up (read from sysfs: no netlink, no pyroute2 import).
+
+    A bridge that is up was made by :func:`make_bridge`, its subnet checked then:
+    a start that finds it up plugs in at once, which is most of a bridged start's
+    saving once the bridge stays.
     """
     try:
         with open(f"/sys/class/net/{name}/flags") as f:
-            if int(f.read(), 16) & 0x1 and os.path.isdir(f"/sys/class/net/{name}/bridge"):  # IFF_UP
-                return
+            return bool(int(f.read(), 16) & 0x1) and os.path.isdir(f"/sys/class/net/{name}/bridge")  # IFF_UP
     except (OSError, ValueError):
-        pass
+        return False
+
+
+@_outside_event_loop
+def make_bridge(name: str, subnet: ipaddress.IPv4Network, gateway: str) -> None:
+    """Make the bridge (or take the one there), guard it, give it only ``gateway`` and bring it up.
+
+    The guard (:func:`guard_bridge`) is in place before the bridge has its address,
+    so there is no moment when the subnet is reachable from elsewhere. An address
+    an earlier subnet left on the bridge is removed. Call it under :func:`host_lock`,
+    with ``subnet`` checked against :func:`subnets_in_use`.
+    """
+    guard_bridge(name, subnet, gateway)
     with _ipr() as ipr:
         found = ipr.link_lookup(ifname=name)
         if found:
@@ -194,10 +293,87 @@ def ensure_bridge(name: str, gateway: str, prefixlen: int) -> None:
             # entry expires. Docker sets docker0's address for the same reason.
             ipr.link("add", ifname=name, kind="bridge", address=bridge_mac())
             index = ipr.link_lookup(ifname=name)[0]
-        addrs = {a.get_attr("IFA_ADDRESS") for a in ipr.get_addr(index=index, family=socket.AF_INET)}
-        if gateway not in addrs:
-            ipr.addr("add", index=index, address=gateway, prefixlen=prefixlen)
+        have = False
+        for a in ipr.get_addr(index=index, family=socket.AF_INET):
+            if a.get_attr("IFA_ADDRESS") == gateway and a["prefixlen"] == subnet.prefixlen:
+                have = True
+            else:
+                ipr.addr("del", index=index, address=a.get_attr("IFA_ADDRESS"), prefixlen=a["prefixlen"])
+        if not have:
+            ipr.addr("add", index=index, address=gateway, prefixlen=subnet.prefixlen)
         ipr.link("set", index=index, state="up")
+
+
+def guard_table(bridge: str) -> str:
+    """The nftables table that guards ``bridge``: one per bridge, so state roots never share or clear one."""
+    return f"labkit-{bridge}"
+
+
+def _nft(script: str) -> None:
+    """Run an nft(8) script (``nft -f -``): one transaction, applied whole or not at all."""
+    nft = shutil.which("nft", path=HELPER_PATH)
+    if nft is None:
+        raise HostUnsupported("labkit keeps a bridge's addresses to the bridge with nftables, and nft is not "
+                              "installed", "Install the nftables package (apt-get install nftables), or use "
+                              "--network none or host")
+    done = subprocess.run([nft, "-f", "-"], input=script, capture_output=True, text=True, check=False,
+                          env={"PATH": HELPER_PATH, "LANG": "C"})
+    if done.returncode != 0:
+        raise HostUnsupported(f"nft could not apply the bridge's rules: {done.stderr.strip() or done.returncode}",
+                              "Check that the kernel has nf_tables (modprobe nf_tables), or use --network "
+                              "none or host")
+
+
+def guard_bridge(bridge: str, subnet: ipaddress.IPv4Network, gateway: str) -> None:
+    """Keep ``subnet`` to ``bridge``: table ``labkit-<bridge>``, made anew.
+
+    * ``raw-prerouting`` hooks prerouting at the raw priority (-300), before
+      conntrack and the routing decision (nft(8), "Address families", "Chains"):
+      a packet for a container — or the gateway — that arrived on any interface
+      but the bridge is dropped before the host could forward or deliver it, as
+      Docker 28's "DROP DIRECT ACCESS" rules do. Packets from the bridge
+      (containers to each other, to the gateway) pass; so do the host's own, which
+      reach the gateway through ``lo`` and a container through the output hook.
+    * ``input`` refuses the host's own TCP connections to the gateway address (a
+      reset answers the SYN; only SYNs match, or the reset — addressed to the
+      gateway too — would be refused in turn): what listens there, a published
+      port's second socket, is for the bridge's containers; the host has 127.0.0.1.
+
+    ``add table`` then ``delete table`` then the table: a table an earlier bridge
+    of this name left is replaced in the same transaction.
+    """
+    table = guard_table(bridge)
+    _nft(f"""add table ip {table}
+delete table ip {table}
+table ip {table} {{
+    chain raw-prerouting {{
+        type filter hook prerouting priority raw; policy accept;
+        iifname != {{ "{bridge}", "lo" }} ip daddr {subnet} counter drop comment "only {bridge} reaches {subnet}"
+    }}
+    chain input {{
+        type filter hook input priority filter; policy accept;
+        iifname != "{bridge}" ip daddr {gateway} tcp flags & (syn | ack) == syn counter reject with tcp reset \\
+            comment "connections to {gateway} come from {bridge} only"
+    }}
+}}
+""")
+
+
+def unguard_bridge(bridge: str) -> None:
+    """Remove ``bridge``'s table, if there is one (``destroy`` is newer than Debian 12's nft: add, then delete)."""
+    table = guard_table(bridge)
+    _nft(f"add table ip {table}\ndelete table ip {table}\n")
+
+
+def guarded_bridges() -> list[str]:
+    """The bridges labkit's nftables tables guard (``nft list tables``), left behind or not."""
+    nft = shutil.which("nft", path=HELPER_PATH)
+    if nft is None:
+        return []
+    out = subprocess.run([nft, "list", "tables", "ip"], capture_output=True, text=True, check=False,
+                         env={"PATH": HELPER_PATH, "LANG": "C"}).stdout
+    return [line.split()[2][len("labkit-"):] for line in out.splitlines()
+            if len(line.split()) == 3 and line.split()[2].startswith("labkit-")]
 
 
 def bridge_mac() -> str:
@@ -212,13 +388,13 @@ def bridge_exists(name: str) -> bool:
 
 @_outside_event_loop
 def delete_bridge(name: str) -> bool:
-    """Delete a bridge if it exists; True if one was deleted."""
+    """Delete a bridge if it exists, and its nftables table with it; True if a bridge was deleted."""
     with _ipr() as ipr:
         found = ipr.link_lookup(ifname=name)
-        if not found:
-            return False
-        ipr.link("del", index=found[0])
-        return True
+        if found:
+            ipr.link("del", index=found[0])
+    unguard_bridge(name)
+    return bool(found)
 
 
 def make_netns(path: str) -> None:
@@ -290,11 +466,18 @@ def attach(endpoint: Endpoint) -> None:
         ipr.link("set", index=host_end, master=bridge, state="up")
 
 
-def listen(host_ip: str, host_port: int) -> socket.socket:
-    """Bind the host side of a published TCP port (0 picks a free port), or say plainly why not."""
+def listen(host_ip: str, host_port: int, device: str = "") -> socket.socket:
+    """Bind the host side of a published TCP port (0 picks a free port), or say plainly why not.
+
+    With ``device``, the socket is bound to that interface too (``SO_BINDTODEVICE``,
+    socket(7)): the kernel gives it only connections that arrived on ``device`` —
+    a port on the gateway that containers on the bridge reach, and nobody else.
+    """
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     try:
+        if device:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_BINDTODEVICE, device.encode())
         sock.bind((host_ip, host_port))
         sock.listen(128)
     except OSError as err:

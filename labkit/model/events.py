@@ -203,6 +203,13 @@ def network_create(name: str, bridge: str, subnet: str) -> tuple[str, str, str, 
             {"network": name, "bridge": bridge, "subnet": subnet})
 
 
+def network_subnet_moved(name: str, old: str, holder: str, new: str) -> tuple[str, str, str, dict[str, Any]]:
+    return ("network-subnet", f"Network {name}'s subnet {old} is in use on this host by {holder}: its bridge comes "
+            f"up on {new} instead, so the host's routes stay unambiguous; containers get addresses there.",
+            "rtnetlink RTM_GETADDR/RTM_GETROUTE, then the next free address pool",
+            {"network": name, "old": old, "clash": holder, "subnet": new})
+
+
 def network_remove(name: str, bridge: str) -> tuple[str, str, str, dict[str, Any]]:
     return ("network-remove", f"Remove network {name}: its record goes, and bridge {bridge} with it if it is up.",
             "rtnetlink RTM_DELLINK", {"network": name, "bridge": bridge})

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import ipaddress
 import json
 import os
 import socket
@@ -13,6 +15,9 @@ import urllib.request
 import pytest
 
 from labkit.errors import Conflict
+from labkit.linux import network as net
+from labkit.store import write_json
+from tests.conftest import state_root
 from tests.util import wait_for
 
 pytestmark = pytest.mark.root
@@ -234,3 +239,121 @@ def test_prune_on_a_root_that_never_made_a_bridge_returns(tmp_path):
               .replace("%r", repr(str(tmp_path / "labkit-test-fresh"))))
     done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60)
     assert (done.returncode, done.stdout) == (0, "pruned\n"), done.stderr
+
+
+# -------------------------------------------------------------- subnets that never clash
+
+
+@contextlib.contextmanager
+def _dummy_bridge(name: str, cidr: str):
+    """A bridge that is not labkit's (Docker's docker0, say) holding ``cidr``, up for the block, then gone."""
+    subprocess.run(["ip", "link", "del", name], capture_output=True)  # a crashed run's leftover
+    subprocess.run(["ip", "link", "add", name, "type", "bridge"], check=True)
+    try:
+        subprocess.run(["ip", "addr", "add", cidr, "dev", name], check=True)
+        subprocess.run(["ip", "link", "set", name, "up"], check=True)
+        yield name
+    finally:
+        subprocess.run(["ip", "link", "del", name], capture_output=True)
+
+
+def _root_engine():
+    import labkit
+
+    return labkit.connect(backend="linux", root=state_root())
+
+
+def _save_subnet(engine, network: str, subnet: str) -> None:
+    """Make ``network``'s saved subnet ``subnet``, as an earlier labkit saved it when the host had it free."""
+    path = engine.store.root / "networks" / f"{network}.json"
+    rec = json.loads(path.read_text())
+    net = ipaddress.IPv4Network(subnet)
+    rec["IPAM"]["Config"] = [{"Subnet": str(net), "Gateway": str(next(net.hosts()))}]
+    write_json(path, rec)
+
+
+def _subnet(engine, network: str = "bridge") -> ipaddress.IPv4Network:
+    return ipaddress.IPv4Network(engine.inspect_network(network)["IPAM"]["Config"][0]["Subnet"])
+
+
+def test_two_state_roots_beside_a_docker0_get_three_subnets():
+    """A docker0-like bridge holds 172.17.0.0/16, and two state roots saved 172.17.0.0/16 for their default network
+    while the host had it free: as each root's bridge comes up it checks the host and takes a free pool, so three
+    bridges hold three distinct subnets; network inspect shows the subnet in use, the host fetches a page from each
+    root's container, and a container of each root reaches its own published port through its gateway."""
+    roots = [_root_engine(), _root_engine()]
+    webs = []
+    try:
+        with _dummy_bridge("lkdocker0", "172.17.0.1/16"):
+            for lab in roots:
+                lab.networks.get("bridge")
+                _save_subnet(lab, "bridge", "172.17.0.0/16")
+            for lab in roots:
+                with lab.tracing() as steps:
+                    webs.append(lab.run("busybox", ["sh", "-c", SERVE], detach=True, ports=["8080"]))
+                moved = [s for s in steps if s.kind == "network-subnet"]
+                assert moved and moved[0].change["old"] == "172.17.0.0/16", "the trace says the subnet moved"
+            subnets = [ipaddress.IPv4Network("172.17.0.0/16")] + [_subnet(lab) for lab in roots]
+            assert all(not a.overlaps(b) for i, a in enumerate(subnets) for b in subnets[i + 1:]), subnets
+            for lab, web, subnet in zip(roots, webs, subnets[1:], strict=True):
+                bridge = _bridge(lab)
+                assert not [n for n, name in net.subnets_in_use(exclude=bridge) if n.overlaps(subnet)], \
+                    f"nothing else on the host holds {subnet}"
+                ns = web.inspect()["NetworkSettings"]
+                assert ipaddress.IPv4Address(ns["IPAddress"]) in subnet
+                assert ipaddress.IPv4Address(ns["Gateway"]) in subnet
+                saved = json.loads((lab.store.root / "networks" / "bridge.json").read_text())
+                assert saved["IPAM"]["Config"][0]["Subnet"] == str(subnet), "the new subnet is saved"
+                hello = f"hello from {web.id[:12]}"
+                assert http(f"http://{ns['IPAddress']}:8080/").strip() == hello, "the host reaches the container"
+                port = ns["Ports"]["8080/tcp"][0]["HostPort"]
+                client = lab.run("busybox", ["wget", "-qO-", f"http://{ns['Gateway']}:{port}/"])
+                assert client.logs().strip() == hello, "a container of the root reaches its own published port"
+                lab.rm(client.id)
+    finally:
+        for lab in roots:
+            for c in lab.ps(all=True):
+                lab.rm(c["Id"], force=True)
+            lab.prune_networks()
+
+
+def test_a_stopped_container_gets_an_address_in_the_new_subnet():
+    """A container that ran on a subnet, stopped, and whose bridge went while something else took that subnet, gets
+    an address in the subnet its network moved to when it starts again; network inspect shows the move."""
+    lab = _root_engine()
+    try:
+        c = lab.run("busybox", ["sleep", "30"], detach=True)
+        first = ipaddress.IPv4Network(f"{c.inspect()['NetworkSettings']['IPAddress']}/16", strict=False)
+        assert first == _subnet(lab)
+        c.stop(timeout=0)
+        lab.prune_networks()
+        assert not net.bridge_exists(_bridge(lab))
+        with _dummy_bridge("lkclash0", f"{next(first.hosts())}/{first.prefixlen}"):
+            c.start()
+            now = _subnet(lab)
+            ip = ipaddress.IPv4Address(c.inspect()["NetworkSettings"]["IPAddress"])
+            assert now != first and not now.overlaps(first) and ip in now
+            code, out = c.exec(["ip", "-o", "-4", "addr", "show", "eth0"])
+            assert f"inet {ip}/{now.prefixlen}" in out
+    finally:
+        for rec in lab.ps(all=True):
+            lab.rm(rec["Id"], force=True)
+        lab.prune_networks()
+
+
+def test_a_given_subnet_that_is_taken_is_refused(engine):
+    """A subnet given with --subnet is not moved behind the user's back: if something else holds it when the bridge
+    comes up, the start is refused in one sentence naming what holds it, and leaves no namespace mounted."""
+    engine.network_create("given", subnet="10.213.0.0/16")
+    try:
+        with _dummy_bridge("lkclash1", "10.213.7.1/24"):
+            c = engine.create("busybox", ["true"], network="given")
+            with pytest.raises(Conflict, match=r"subnet 10\.213\.0\.0/16 is in use on this host by lkclash1") as err:
+                c.start()
+            assert "--subnet" in err.value.hint
+            assert not os.path.ismount(os.path.join(os.path.dirname(c.inspect()["LogPath"]), "netns"))
+            assert "SubnetGiven" not in engine.inspect_network("given")
+            engine.rm(c.id)
+    finally:
+        engine.network_rm("given")
+

@@ -1,0 +1,215 @@
+"""Published ports and container addresses, tried from a neighbour: a host that forwards must not carry them.
+
+The neighbour is a network namespace joined to the host by a veth pair, with a
+route to the bridge's subnet through the host — a machine on the classroom
+network whose owner added that route. The host forwards what it receives
+(``net.ipv4.ip_forward=1``, and iptables' FORWARD policy ACCEPT where iptables
+is installed), as a host with Docker installed does; both are set for the test
+and put back after it.
+"""
+
+from __future__ import annotations
+
+import errno
+import ipaddress
+import os
+import secrets
+import shutil
+import subprocess
+import sys
+import time
+import urllib.request
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from labkit.linux import network as net
+from tests.rootless.test_rootless import PRELUDE, SERVE_AND_FETCH, _need_slirp4netns, as_learner, learner  # noqa: F401
+
+pytestmark = pytest.mark.root
+
+SERVE = "mkdir -p /www && echo hello from $(hostname) > /www/index.html && exec httpd -f -p 8080 -h /www"
+
+#: Run in the neighbour's namespace: connect to argv[1]:argv[2] and say how it went.
+PROBE = """
+import socket, sys
+s = socket.socket()
+s.settimeout(float(sys.argv[3]))
+try:
+    s.connect((sys.argv[1], int(sys.argv[2])))
+    s.sendall(b"GET / HTTP/1.0\\r\\n\\r\\n")
+    print("answered" if s.recv(100) else "connected")
+except ConnectionRefusedError:
+    print("refused")
+except OSError as err:
+    print("timeout" if isinstance(err, TimeoutError) else f"error {err.errno}")
+"""
+
+
+@dataclass
+class Neighbour:
+    """A network namespace with a veth pair to the host: ``host_ip`` on the host's end, ``ip`` on its own."""
+
+    netns: str
+    link: str
+    host_ip: str
+    ip: str
+
+    def route(self, subnet: str) -> None:
+        """Route ``subnet`` through the host, as a neighbour that knows where the bridge is would."""
+        subprocess.run(["ip", "-n", self.netns, "route", "replace", subnet, "via", self.host_ip], check=True)
+
+    def connect(self, ip: str, port: int, timeout: float = 2.0) -> str:
+        """``answered``, ``connected``, ``refused`` or ``timeout``: a TCP connection to ``ip:port`` from here."""
+        done = subprocess.run(["ip", "netns", "exec", self.netns, sys.executable, "-c", PROBE, ip, str(port),
+                               str(timeout)], capture_output=True, text=True, timeout=30)
+        assert done.returncode == 0, done.stderr
+        return done.stdout.strip()
+
+
+def _forwarding() -> tuple[str, str | None]:
+    """The host's ip_forward and iptables FORWARD policy (None without iptables)."""
+    forward = Path("/proc/sys/net/ipv4/ip_forward").read_text().strip()
+    policy = None
+    if shutil.which("iptables"):
+        rules = subprocess.run(["iptables", "-S", "FORWARD"], capture_output=True, text=True).stdout.split("\n")
+        policy = rules[0].split()[-1] if rules and rules[0].startswith("-P FORWARD") else None
+    return forward, policy
+
+
+def _set_forwarding(forward: str, policy: str | None) -> None:
+    Path("/proc/sys/net/ipv4/ip_forward").write_text(forward)
+    if policy is not None:
+        subprocess.run(["iptables", "-P", "FORWARD", policy], check=True)
+
+
+@pytest.fixture
+def neighbour():
+    """A neighbour on a /30 of 198.18.0.0/15 (RFC 2544's benchmarking range), the host forwarding for the test."""
+    suffix = secrets.token_hex(3)
+    taken = [n for n, _ in net.subnets_in_use()]
+    link_net = next(n for n in (ipaddress.IPv4Network(f"198.18.{secrets.randbelow(256)}.{4 * secrets.randbelow(64)}/30")
+                                for _ in range(100)) if not any(n.overlaps(t) for t in taken))
+    host_ip, ip = (str(h) for h in link_net.hosts())
+    nb = Neighbour(f"labkit-nb-{suffix}", f"lknb{suffix}", host_ip, ip)
+    saved = _forwarding()
+    subprocess.run(["ip", "netns", "add", nb.netns], check=True)
+    try:
+        for argv in (["ip", "link", "add", nb.link, "type", "veth", "peer", "name", "eth0", "netns", nb.netns],
+                     ["ip", "addr", "add", f"{host_ip}/30", "dev", nb.link],
+                     ["ip", "link", "set", nb.link, "up"],
+                     ["ip", "-n", nb.netns, "addr", "add", f"{ip}/30", "dev", "eth0"],
+                     ["ip", "-n", nb.netns, "link", "set", "eth0", "up"],
+                     ["ip", "-n", nb.netns, "link", "set", "lo", "up"]):
+            subprocess.run(argv, check=True, capture_output=True)
+        _set_forwarding("1", "ACCEPT" if saved[1] is not None else None)
+        yield nb
+    finally:
+        _set_forwarding(*saved)
+        subprocess.run(["ip", "netns", "del", nb.netns], capture_output=True)  # its veth end, and so ours, go too
+        subprocess.run(["ip", "link", "del", nb.link], capture_output=True)
+
+
+def _page(url: str, timeout: float = 20.0) -> str:
+    end = time.monotonic() + timeout
+    while True:
+        try:
+            return urllib.request.urlopen(url, timeout=2).read().decode()
+        except OSError:
+            if time.monotonic() > end:
+                raise
+            time.sleep(0.05)
+
+
+def _guarded(bridge: str) -> bool:
+    return bridge in net.guarded_bridges()
+
+
+def test_a_neighbour_reaches_neither_the_gateway_port_nor_a_container_address(engine, neighbour):
+    """With the host forwarding and a route to the bridge through it, a neighbour gets nothing from the gateway's
+    published port or the container's own address; the host's 127.0.0.1 port answers, and containers on the bridge
+    still reach the port through the gateway and each other directly. Without labkit's nftables table the neighbour
+    would reach the container (the control), and the gateway's port still refuses it (bound to the bridge)."""
+    web = engine.run("busybox", ["sh", "-c", SERVE], detach=True, ports=["8080"])
+    ns = web.inspect()["NetworkSettings"]
+    gateway, ip, port = ns["Gateway"], ns["IPAddress"], int(ns["Ports"]["8080/tcp"][0]["HostPort"])
+    rec = engine.inspect_network("bridge")
+    subnet, bridge = rec["IPAM"]["Config"][0]["Subnet"], rec["Options"]["com.docker.network.bridge.name"]
+    hello = f"hello from {web.id[:12]}"
+    assert _page(f"http://127.0.0.1:{port}/").strip() == hello, "the host's 127.0.0.1 port answers"
+    assert _page(f"http://{ip}:8080/").strip() == hello, "the host reaches the container's address"
+    neighbour.route(subnet)
+    assert neighbour.connect(neighbour.host_ip, 1) == "refused", "the neighbour's link to the host works"
+    assert neighbour.connect(gateway, port) in ("timeout", "refused")
+    assert neighbour.connect(ip, 8080) in ("timeout", "refused")
+    client = engine.run("busybox", ["sh", "-c", f"wget -qO- http://{gateway}:{port}/; wget -qO- http://{ip}:8080/"])
+    assert client.logs().count(hello) == 2, "containers still reach the published port and each other"
+
+    assert _guarded(bridge), f"bridge {bridge} has its nftables table"
+    net.unguard_bridge(bridge)
+    try:
+        assert neighbour.connect(ip, 8080) == "answered", "control: without the table the host forwards to it"
+        assert neighbour.connect(gateway, port) == "refused", "the gateway's port is bound to the bridge alone"
+    finally:
+        net.guard_bridge(bridge, ipaddress.IPv4Network(subnet), gateway)
+    assert neighbour.connect(ip, 8080) in ("timeout", "refused")
+
+
+def test_the_gateway_port_is_not_the_hosts_either(engine):
+    """A port published on 127.0.0.1 answers there and nowhere else on the host: the gateway's copy is for the
+    bridge's containers only, so the host connecting to the gateway address is refused."""
+    web = engine.run("busybox", ["sh", "-c", SERVE], detach=True, ports=["8080"])
+    ns = web.inspect()["NetworkSettings"]
+    port = int(ns["Ports"]["8080/tcp"][0]["HostPort"])
+    assert "hello from" in _page(f"http://127.0.0.1:{port}/")
+    import socket
+
+    with socket.socket() as s:
+        s.settimeout(2)
+        assert s.connect_ex((ns["Gateway"], port)) == errno.ECONNREFUSED
+
+
+def test_the_table_goes_with_its_bridge(engine):
+    """Each bridge comes up with an nftables table named after it, and the table goes when the bridge goes."""
+    engine.network_create("guarded")
+    try:
+        c = engine.run("busybox", ["sleep", "30"], detach=True, network="guarded")
+        bridge = engine.inspect_network("guarded")["Options"]["com.docker.network.bridge.name"]
+        assert _guarded(bridge)
+        subnet = engine.inspect_network("guarded")["IPAM"]["Config"][0]["Subnet"]
+        rules = subprocess.run(["nft", "list", "table", "ip", net.guard_table(bridge)], capture_output=True,
+                               text=True).stdout
+        assert f"ip daddr {subnet}" in rules and "hook prerouting priority raw" in rules and "drop" in rules
+        engine.rm(c.id, force=True)
+    finally:
+        engine.network_rm("guarded")
+    assert not os.path.exists(f"/sys/class/net/{bridge}") and not _guarded(bridge)
+
+
+def test_rootless_ports_listen_on_loopback_only(learner, neighbour):  # noqa: F811
+    """Rootless, -p is published by slirp4netns on 127.0.0.1 only (its one listening socket, per /proc/net/tcp),
+    and the container's 10.0.2.100 exists only inside its own namespace: the neighbour reaches neither."""
+    _need_slirp4netns()
+    got = as_learner(learner, PRELUDE + SERVE_AND_FETCH + """
+    print(json.dumps({"page": page, "port": port, "ip": ns["IPAddress"]}))
+    """)
+    try:
+        assert got["page"] == "hello-rootless\n"
+        port = int(got["port"])
+        listeners = set()
+        for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+            for line in Path(table).read_text().splitlines()[1:]:
+                local, state = line.split()[1], line.split()[3]
+                if state == "0A" and int(local.split(":")[1], 16) == port:
+                    listeners.add(local.split(":")[0])
+        assert listeners == {"0100007F"}, f"listening on {listeners}: only 127.0.0.1 (0100007F) expected"
+        assert neighbour.connect(neighbour.host_ip, port) == "refused"
+        inside = ipaddress.IPv4Network(f"{got['ip']}/24", strict=False)
+        assert not [n for n, _ in net.subnets_in_use() if n.overlaps(inside)], "no host interface carries it"
+    finally:
+        done = as_learner(learner, PRELUDE + """
+        lab.rm("web", force=True)
+        print(json.dumps({"left": len(lab.ps(all=True))}))
+        """)
+        assert done["left"] == 0
