@@ -25,8 +25,13 @@ def _read(path: str) -> str | None:
         return None
 
 
-def checks() -> list[dict[str, Any]]:
-    """Every check, in the order a learner should read them."""
+def checks(networks: list[dict[str, Any]] | None = None) -> list[dict[str, Any]]:
+    """Every check, in the order a learner should read them.
+
+    Args:
+        networks: The state root's network records (``network ls``), when a root
+            backend runs: their saved subnets are checked against the host's too.
+    """
     out = []
     root = os.geteuid() == 0
     out.append(_check(
@@ -103,6 +108,8 @@ def checks() -> list[dict[str, Any]]:
         "as docker hands its commands to dockerd; the first command starts it, and it leaves after 15 idle "
         "minutes (`labkit server status|stop`; LABKIT_NO_SERVER=1 runs every command on its own).",
     ))
+    if platform.system() == "Linux":
+        out.extend(network_checks(networks or [], root))
     node = shutil.which("node")
     out.append(_check(
         "node", bool(node), node or "not found",
@@ -161,4 +168,78 @@ def rootless_checks() -> list[dict[str, Any]]:
         "rootless state", True, os.path.join(data, "labkit"),
         "Your rootless images and containers live here, apart from root's in /var/lib/labkit: two separate worlds.",
     ))
+    return out
+
+
+def _whose(name: str, own: dict[str, str]) -> str:
+    """Who an interface belongs to, in a learner's words."""
+    if name in own:
+        return f"{name} (network {own[name]} of this state root)"
+    if name == "docker0" or name.startswith("br-"):
+        return f"{name} (Docker's)"
+    if name.startswith("lkbr"):
+        return f"{name} (another labkit state root's)"
+    return name
+
+
+def network_checks(networks: list[dict[str, Any]], root: bool) -> list[dict[str, Any]]:
+    """Subnet clashes the host has now, and (as root) whether each labkit bridge has its nftables guard.
+
+    A clash is two interfaces with overlapping IPv4 subnets — Docker's ``docker0``
+    beside a bridge, two state roots' bridges — so the host routes one's packets
+    to the other; or a network of this state root whose saved subnet another
+    interface now holds (its bridge moves to a free pool when it next comes up).
+    """
+    import ipaddress
+
+    from labkit.linux import network as net
+
+    try:
+        in_use = net.subnets_in_use()
+    except Exception as err:  # no netlink here (a locked-down container)
+        return [_check("subnets", False, f"could not read the host's addresses: {err}", "")]
+    own = {r["Options"]["com.docker.network.bridge.name"]: r["Name"] for r in networks if r.get("Driver") == "bridge"}
+    nets = sorted({(n, name) for n, name in in_use if name and name != "lo" and n.prefixlen < 32},
+                  key=lambda item: (item[0], item[1]))
+    clashes = []
+    for i, (a, name_a) in enumerate(nets):
+        for b, name_b in nets[i + 1:]:
+            if name_a != name_b and a.overlaps(b):
+                clashes.append(f"{_whose(name_a, own)} on {a} overlaps {_whose(name_b, own)} on {b}")
+    for rec in networks:
+        if rec.get("Driver") != "bridge" or not rec["IPAM"]["Config"]:
+            continue
+        bridge = rec["Options"]["com.docker.network.bridge.name"]
+        subnet = ipaddress.IPv4Network(rec["IPAM"]["Config"][0]["Subnet"])
+        holder = net.clash(subnet, [(n, name) for n, name in in_use if name != bridge])
+        if holder and not net.bridge_up(bridge):
+            clashes.append(f"network {rec['Name']}'s saved subnet {subnet} is in use by {holder}: its bridge "
+                           "takes a free pool when it next comes up")
+    out = [_check(
+        "subnets", not clashes, "; ".join(clashes) or f"no overlap among this host's {len(nets)} IPv4 subnets",
+        "Two interfaces on one subnet make the host route one's packets to the other: containers there stop "
+        "answering. labkit checks a bridge's subnet against every address and route of the host each time it "
+        "makes the bridge, and picks a free pool on a clash; a clash listed here was made by something else, "
+        "or is one labkit will step around next time."
+        if clashes else "Each bridge's subnet is checked against every address and route of the host each time "
+        "the bridge is made: a taken subnet (Docker's docker0, another state root's bridge) moves to a free pool.",
+    )]
+    if root:
+        nft = shutil.which("nft", path=net.HELPER_PATH)
+        guarded = set(net.guarded_bridges()) if nft else set()
+        bridges = {name for _, name in nets if name.startswith("lkbr")}
+        bare, stale = sorted(bridges - guarded), sorted(b for b in guarded if not net.bridge_exists(b))
+        out.append(_check(
+            "bridge guards", bool(nft) and not bare and not stale,
+            "nft not installed" if not nft else
+            "; ".join([f"no table for {', '.join(bare)}"] * bool(bare) + [f"tables left by gone bridges: "
+                      f"{', '.join(net.guard_table(b) for b in stale)}"] * bool(stale))
+            or f"{len(guarded)} labkit bridge(s), each with its nftables table",
+            "Each labkit bridge comes with an nftables table that drops packets for its subnet arriving on any "
+            "other interface, so a neighbour that routes the subnet through this host reaches no container. "
+            + ("Install the nftables package: without nft no bridge can be made." if not nft else
+               "A bridge without one was made by an older labkit (it gets one when it is next made); a table left "
+               "by a gone bridge guards nothing and can be deleted with 'nft delete table ip NAME'."
+               if bare or stale else ""),
+        ))
     return out

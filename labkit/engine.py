@@ -1306,7 +1306,7 @@ class Engine:
     def doctor(self) -> list[dict[str, Any]]:
         from labkit.doctor import checks
 
-        return checks()
+        return checks(self.networks.ls() if self.backend_name == "linux" else None)
 
     # -- internals -------------------------------------------------------------------------------
     def _records(self) -> list[ContainerRecord]:

@@ -357,3 +357,18 @@ def test_a_given_subnet_that_is_taken_is_refused(engine):
     finally:
         engine.network_rm("given")
 
+
+def test_doctor_names_the_clashes_it_sees():
+    """doctor names a docker0-like bridge whose subnet overlaps another interface's, and a network whose saved
+    subnet another interface now holds."""
+    from labkit.doctor import network_checks
+
+    lab = _root_engine()
+    lab.networks.get("bridge")
+    _save_subnet(lab, "bridge", "10.214.0.0/16")
+    with _dummy_bridge("lkdocker0", "10.214.0.1/16"), _dummy_bridge("lkclash2", "10.214.9.1/24"):
+        check = next(c for c in network_checks(lab.network_ls(), True) if c["check"] == "subnets")
+    assert not check["ok"]
+    assert "lkdocker0 on 10.214.0.0/16 overlaps lkclash2 on 10.214.9.0/24" in check["detail"]
+    assert "network bridge's saved subnet 10.214.0.0/16 is in use by" in check["detail"]
+    assert "when it next comes up" in check["detail"]
