@@ -69,19 +69,28 @@ class Neighbour:
 
 
 def _forwarding() -> tuple[str, str | None]:
-    """The host's ip_forward and iptables FORWARD policy (None without iptables)."""
+    """The host's ip_forward and the FORWARD chain's policy (iptables', or iptables-nft's table read with nft;
+    None when there is no such chain: then the kernel forwards everything)."""
     forward = Path("/proc/sys/net/ipv4/ip_forward").read_text().strip()
     policy = None
     if shutil.which("iptables"):
         rules = subprocess.run(["iptables", "-S", "FORWARD"], capture_output=True, text=True).stdout.split("\n")
         policy = rules[0].split()[-1] if rules and rules[0].startswith("-P FORWARD") else None
+    else:
+        chain = subprocess.run(["nft", "list", "chain", "ip", "filter", "FORWARD"], capture_output=True, text=True)
+        for word in chain.stdout.replace(";", " ").split():
+            if word in ("accept", "drop") and "policy" in chain.stdout:
+                policy = word.upper()
+                break
     return forward, policy
 
 
 def _set_forwarding(forward: str, policy: str | None) -> None:
     Path("/proc/sys/net/ipv4/ip_forward").write_text(forward)
-    if policy is not None:
+    if policy is not None and shutil.which("iptables"):
         subprocess.run(["iptables", "-P", "FORWARD", policy], check=True)
+    elif policy is not None:
+        subprocess.run(["nft", f"chain ip filter FORWARD {{ policy {policy.lower()}; }}"], check=True)
 
 
 @pytest.fixture
