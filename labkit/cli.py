@@ -6,9 +6,10 @@ type ``labkit run -d --name web busybox httpd -f`` and ``labkit ps`` and see
 the columns, words and exit codes ``docker`` gives.
 
 Errors are reported in one place (:func:`_report`): one clear line on
-stderr, never a traceback, and Docker's exit codes — 125 when ``run`` or
-``create`` fails, 126/127 when the container's command cannot be started,
-1 for an error "from the daemon", 2 for a usage error, 130 on Ctrl-C.
+stderr, never a traceback, and Docker's exit codes — 125 when ``run``
+fails (or ``create`` is given a flag it cannot use), 126/127 when the
+container's command cannot be started, 1 for an error "from the daemon"
+and for missing arguments, 125 for a flag that cannot be read, 130 on Ctrl-C.
 
 This module imports only the standard library at the top so that
 ``labkit --help`` starts fast; the engine is imported when a command needs it.
@@ -31,6 +32,7 @@ from labkit.errors import (
     BuildFailed,
     HostUnsupported,
     InvalidArgument,
+    InvalidOption,
     LabkitError,
     LabkitWarning,
     NoSuchImage,
@@ -50,12 +52,19 @@ EngineFactory = Callable[..., Any]
 
 
 class UsageError(Exception):
-    """The command line could not be parsed (argparse's complaint, as one line)."""
+    """The command line could not be parsed (argparse's complaint, as one line).
 
-    def __init__(self, prog: str, message: str) -> None:
+    Attributes:
+        code: Docker's exit code for it: 125 for a flag it cannot read (an unknown flag, a
+            value of the wrong kind), 1 for missing or extra arguments ("requires at least
+            1 argument").
+    """
+
+    def __init__(self, prog: str, message: str, code: int = 125) -> None:
         super().__init__(message)
         self.prog = prog
         self.message = message
+        self.code = code
 
 
 class TemplateError(InvalidArgument):
@@ -66,7 +75,9 @@ class _Parser(argparse.ArgumentParser):
     """An ArgumentParser that raises instead of printing usage and exiting."""
 
     def error(self, message: str) -> Any:  # argparse calls this for every usage error
-        raise UsageError(self.prog, message)
+        # Docker: a missing argument or an unknown command exits 1, a flag it cannot read 125.
+        counted = message.startswith(("the following arguments are required", "argument COMMAND:"))
+        raise UsageError(self.prog, message, code=1 if counted else 125)
 
 
 # --------------------------------------------------------------------------
@@ -584,8 +595,9 @@ def _parse_filters(filters: Sequence[str]) -> dict[str, list[str]]:
     for text in filters:
         key, sep, value = text.partition("=")
         key = key.strip().lower()
-        if not sep:
-            raise InvalidArgument(f"bad format of filter (expected name=value): {text}", "Write it like -f name=web")
+        if not sep:  # Docker's client refuses it as a flag it cannot read: 125
+            raise UsageError(f"{PROG} ps", f"invalid argument \"{text}\" for -f/--filter: bad format of filter "
+                             "(expected name=value); write it like -f name=web")
         if key not in ("name", "status", "id", "label", "ancestor"):
             raise InvalidArgument(f"invalid filter '{key}'", "Filter on name, status, id, label or ancestor")
         if key == "status" and value not in _PS_STATUSES:
@@ -673,6 +685,56 @@ def _swap_arg(text: str) -> int:
     return -1 if text.strip() == "-1" else _size_arg(text)
 
 
+def _tag_arg(text: str) -> str:
+    """``build -t``: a reference Docker's grammar accepts (lower case, one tag)."""
+    from labkit.images.store import parse_ref
+
+    try:
+        parse_ref(text)
+    except InvalidArgument as error:
+        raise argparse.ArgumentTypeError(error.one_line()) from None
+    return text
+
+
+def _cpus_arg(text: str) -> float:
+    """``--cpus``: a finite number (``nan``, ``inf`` and ``1e400`` are not numbers of CPUs)."""
+    import math
+
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not math.isfinite(value):
+        raise argparse.ArgumentTypeError(f"invalid value '{text}': it is not a number of CPUs. Give one such as 0.5")
+    return value
+
+
+def _int64_arg(text: str) -> int:
+    """A whole number that fits Docker's 64-bit field (``--pids-limit``, ``--stop-timeout``, ``-t``)."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"invalid value '{text}': give a whole number") from None
+    if not -(2**63) <= value < 2**63:
+        raise argparse.ArgumentTypeError(f"invalid value '{text}': out of range for a 64-bit number")
+    return value
+
+
+def _env_arg(text: str) -> str:
+    """``-e``: ``NAME=value`` or ``NAME``; a name is never empty and never holds a space."""
+    name = text.partition("=")[0]
+    if not name or name != name.strip() or " " in name:
+        raise argparse.ArgumentTypeError(f"invalid environment variable: {text}. Write it as NAME=value")
+    return text
+
+
+def _label_arg(text: str) -> str:
+    """``-l``: ``KEY=value`` or ``KEY``, with a key that is not empty."""
+    if not text.partition("=")[0].strip():
+        raise argparse.ArgumentTypeError(f"invalid label '{text}': empty name. Write it as KEY=value")
+    return text
+
+
 def _tail_arg(text: str) -> int | None:
     if text == "all":
         return None
@@ -717,9 +779,30 @@ def _labels(entries: Iterable[str]) -> dict[str, str]:
 
 
 def _create_kwargs(args: argparse.Namespace) -> dict[str, Any]:
-    """The engine's ``create`` keywords from run/create flags."""
-    env = _env_from(_read_env_file(args.env_file) if args.env_file else [], os.environ)
-    env += _env_from(args.env, os.environ)
+    """The engine's ``create`` keywords from run/create flags, checked as Docker's command line checks them.
+
+    What Docker's client refuses before it asks the daemon (an env file, a port, a restart count
+    that is not a number, ``--rm`` with ``--restart``) is refused here as :class:`InvalidOption`:
+    exit 125 for ``create`` as for ``run``.
+    """
+    from labkit.engine import parse_port
+
+    try:
+        env = _env_from(_read_env_file(args.env_file) if args.env_file else [], os.environ)
+        env += _env_from(args.env, os.environ)
+        for spec in args.publish:
+            parse_port(spec)
+    except InvalidArgument as error:
+        raise InvalidOption(error.message, error.hint) from error
+    _, colon, count = (args.restart or "").partition(":")
+    if colon and not count.lstrip("-").isdigit():
+        raise InvalidOption("invalid restart policy format: maximum retry count must be an integer",
+                            "Write it like on-failure:3")
+    if args.rm and (args.restart or "no").partition(":")[0] != "no":
+        raise InvalidOption("conflicting options: cannot specify both --restart and --rm",
+                            "Use one or the other: --rm removes the container when it exits, --restart starts it again")
+    if args.network == "":
+        raise InvalidOption("no name set for network", "Give --network a name: bridge, host, none or one you created")
     return dict(
         name=args.name,
         entrypoint=args.entrypoint,
@@ -782,15 +865,15 @@ def cmd_run(session: _Session, args: argparse.Namespace) -> int:
         # Docker prints the id before it starts the container.
         session.print(cid)
         session.out.flush()
-        engine.start(cid)
-        return 0
     try:
         engine.start(cid)
-    except StartFailed:
-        if args.rm:
-            with contextlib.suppress(LabkitError):
+    except BaseException:
+        if args.rm:  # Docker removes a --rm container whose start failed, whatever failed (a taken port too)
+            with contextlib.suppress(LabkitError, OSError):
                 engine.rm(cid, force=True)
         raise
+    if detach:
+        return 0
     try:
         _stream_logs(session, engine.logs(cid, follow=True))
         code = int(engine.wait(cid))
@@ -882,7 +965,7 @@ def cmd_restart(session: _Session, args: argparse.Namespace) -> int:
 
 def cmd_kill(session: _Session, args: argparse.Namespace) -> int:
     """Send a signal (SIGKILL by default) to each container's main process."""
-    return _each(session, args.containers, lambda r: session.engine.kill(r, signal=args.signal))
+    return _each(session, args.containers, lambda r: session.engine.kill(r, signal=args.signal or "KILL"))
 
 
 def cmd_pause(session: _Session, args: argparse.Namespace) -> int:
@@ -929,7 +1012,11 @@ def cmd_inspect(session: _Session, args: argparse.Namespace) -> int:
     lookups = {"container": engine.inspect, "image": engine.inspect_image, "volume": engine.inspect_volume,
                "network": engine.inspect_network}
     kinds = [args.type] if args.type else list(lookups)
-    template = Template(args.format) if args.format else None
+    try:
+        template = Template(args.format) if args.format else None
+    except TemplateError as error:
+        session.error(error.one_line())
+        return 64  # Docker's inspect exits 64 (sysexits' EX_USAGE) when its template does not parse
     found, errors = [], []
     for name in args.names:
         for kind in kinds:
@@ -973,7 +1060,7 @@ def cmd_exec(session: _Session, args: argparse.Namespace) -> int:
     """Run another process in a running container; exit with its code."""
     _refuse_terminal(args, "exec")
     if not args.command:
-        raise UsageError(f"{PROG} exec", "requires at least 2 arguments: CONTAINER COMMAND [ARG...]")
+        raise UsageError(f"{PROG} exec", "requires at least 2 arguments: CONTAINER COMMAND [ARG...]", code=1)
     env = _env_from(args.env, os.environ)
     with _byte_sink(session.out) as out, _byte_sink(session.err) as err:
         code = session.engine.exec(
@@ -1078,7 +1165,8 @@ def cmd_build(session: _Session, args: argparse.Namespace) -> int:
 def cmd_trace(session: _Session, args: argparse.Namespace) -> int:
     """``labkit trace run busybox true``: the command's own output, then its steps, one per line."""
     if not args.inner or args.inner[0] == "trace":
-        raise UsageError(f"{PROG} trace", "trace needs a command to run, e.g. 'labkit trace run busybox true'")
+        raise UsageError(f"{PROG} trace", "trace needs a command to run, e.g. 'labkit trace run busybox true'",
+                         code=1)
     engine = session.engine
     with engine.tracing() as steps:
         code = main(["--backend", args.backend, *(["--root", args.root] if args.root else []), *args.inner],
@@ -1128,7 +1216,8 @@ def cmd_service_scale(session: _Session, args: argparse.Namespace) -> int:
     for pair in args.pairs:
         name, _, count = pair.partition("=")
         if not count.isdigit():
-            raise UsageError(f"{PROG} service scale", f"invalid scale specifier '{pair}': write NAME=REPLICAS")
+            raise UsageError(f"{PROG} service scale", f"invalid scale specifier '{pair}': write NAME=REPLICAS",
+                             code=1)
         session.engine.service_scale(name, int(count))
         session.print(f"{name} scaled to {count}")
     return 0
@@ -1387,7 +1476,8 @@ def _add_create_options(parser: argparse.ArgumentParser, run: bool) -> None:
     parser.add_argument("-t", "--tty", action="store_true", help="not supported: containers get no terminal")
     parser.add_argument("--name", help="name the container")
     parser.add_argument("--rm", action="store_true", help="remove the container when it exits")
-    parser.add_argument("-e", "--env", action="append", default=[], metavar="K=V", help="set an environment variable")
+    parser.add_argument("-e", "--env", action="append", default=[], type=_env_arg, metavar="K=V",
+                        help="set an environment variable")
     parser.add_argument("--env-file", metavar="FILE", help="read environment variables from a file")
     parser.add_argument(
         "-p",
@@ -1404,14 +1494,15 @@ def _add_create_options(parser: argparse.ArgumentParser, run: bool) -> None:
     parser.add_argument("--entrypoint", help="override the image's ENTRYPOINT")
     parser.add_argument("-m", "--memory", type=_size_arg, metavar="SIZE", help="memory limit, e.g. 64m")
     parser.add_argument("--memory-swap", type=_swap_arg, metavar="SIZE", help="memory plus swap limit (-1: unlimited)")
-    parser.add_argument("--pids-limit", type=int, metavar="N", help="most processes at once")
-    parser.add_argument("--cpus", type=float, metavar="N", help="CPUs the container may use, e.g. 0.5")
+    parser.add_argument("--pids-limit", type=_int64_arg, metavar="N", help="most processes at once")
+    parser.add_argument("--cpus", type=_cpus_arg, metavar="N", help="CPUs the container may use, e.g. 0.5")
     parser.add_argument("--restart", metavar="POLICY", help="no, on-failure[:N], always, unless-stopped")
     parser.add_argument("--network", metavar="NET", help="bridge (default), host, none, or a network you created")
     parser.add_argument("--init", action="store_true", help="run a tiny init as PID 1 that forwards signals")
     parser.add_argument("--stop-signal", metavar="SIG", help="signal that stops the container (default SIGTERM)")
-    parser.add_argument("--stop-timeout", type=int, metavar="SECONDS", help="seconds to wait before SIGKILL")
-    parser.add_argument("-l", "--label", action="append", default=[], metavar="K=V", help="set a label")
+    parser.add_argument("--stop-timeout", type=_int64_arg, metavar="SECONDS", help="seconds to wait before SIGKILL")
+    parser.add_argument("-l", "--label", action="append", default=[], type=_label_arg, metavar="K=V",
+                        help="set a label")
     parser.add_argument("image", metavar="IMAGE")
     parser.add_argument("command", nargs=argparse.REMAINDER, metavar="COMMAND [ARG...]")
 
@@ -1445,12 +1536,12 @@ def build_parser() -> _Parser:
     sub.add_argument("containers", nargs="+", metavar="CONTAINER")
 
     sub = command("stop", cmd_stop, "Stop one or more running containers")
-    sub.add_argument("-t", "--time", "--timeout", type=int, metavar="SECONDS", help="seconds before SIGKILL")
+    sub.add_argument("-t", "--time", "--timeout", type=_int64_arg, metavar="SECONDS", help="seconds before SIGKILL")
     sub.add_argument("-s", "--signal", metavar="SIG", help="signal to send first")
     sub.add_argument("containers", nargs="+", metavar="CONTAINER")
 
     sub = command("restart", cmd_restart, "Restart one or more containers")
-    sub.add_argument("-t", "--time", "--timeout", type=int, metavar="SECONDS", help="seconds before SIGKILL")
+    sub.add_argument("-t", "--time", "--timeout", type=_int64_arg, metavar="SECONDS", help="seconds before SIGKILL")
     sub.add_argument("containers", nargs="+", metavar="CONTAINER")
 
     sub = command("kill", cmd_kill, "Kill one or more running containers")
@@ -1501,7 +1592,8 @@ def build_parser() -> _Parser:
     sub.add_argument("container", metavar="CONTAINER")
 
     sub = command("exec", cmd_exec, "Execute a command in a running container")
-    sub.add_argument("-e", "--env", action="append", default=[], metavar="K=V", help="set an environment variable")
+    sub.add_argument("-e", "--env", action="append", default=[], type=_env_arg, metavar="K=V",
+                     help="set an environment variable")
     sub.add_argument("-w", "--workdir", help="working directory inside the container")
     sub.add_argument("-d", "--detach", action="store_true", help="run the command in the background")
     sub.add_argument("-i", "--interactive", action="store_true", help="pass stdin to the command (through a pipe)")
@@ -1515,11 +1607,11 @@ def build_parser() -> _Parser:
     sub.add_argument("--format", metavar="TEMPLATE", help="Go template, e.g. '{{.Repository}}:{{.Tag}}'")
 
     sub = command("build", cmd_build, "Build an image from a Labfile")
-    sub.add_argument("-t", "--tag", required=True, metavar="NAME:TAG", help="name and tag of the image")
+    sub.add_argument("-t", "--tag", required=True, type=_tag_arg, metavar="NAME:TAG", help="name and tag of the image")
     sub.add_argument("-f", "--file", metavar="FILE", help="the Labfile (default DIR/Labfile or DIR/Dockerfile)")
     sub.add_argument("path", metavar="DIR")
 
-    volume = command("volume", lambda s, a: _usage_for(volume), "Manage volumes")
+    volume = command("volume", lambda s, a: _usage_for(s, volume), "Manage volumes")
     volumes = volume.add_subparsers(dest="volume_command", metavar="COMMAND", parser_class=_Parser)
     sub = volumes.add_parser("create", help="Create a volume")
     sub.set_defaults(handler=cmd_volume_create)
@@ -1536,7 +1628,7 @@ def build_parser() -> _Parser:
     sub.add_argument("-f", "--format", metavar="TEMPLATE", help="Go template")
     sub.add_argument("volumes", nargs="+", metavar="VOLUME")
 
-    network = command("network", lambda s, a: _usage_for(network), "Manage networks")
+    network = command("network", lambda s, a: _usage_for(s, network), "Manage networks")
     networks = network.add_subparsers(dest="network_command", metavar="COMMAND", parser_class=_Parser)
     sub = networks.add_parser("create", help="Create a bridge network (its containers find each other by name)")
     sub.set_defaults(handler=cmd_network_create)
@@ -1554,7 +1646,7 @@ def build_parser() -> _Parser:
     sub.set_defaults(handler=cmd_network_inspect)
     sub.add_argument("networks", nargs="+", metavar="NETWORK")
 
-    service = command("service", lambda s, a: _usage_for(service), "Manage services (replicas behind one port)")
+    service = command("service", lambda s, a: _usage_for(s, service), "Manage services (replicas behind one port)")
     services = service.add_subparsers(dest="service_command", metavar="COMMAND", parser_class=_Parser)
     sub = services.add_parser("create", help="Start N replicas of an image behind one load-balanced port")
     sub.set_defaults(handler=cmd_service_create)
@@ -1601,16 +1693,19 @@ def build_parser() -> _Parser:
     return parser
 
 
-def _usage_for(parser: argparse.ArgumentParser) -> int:
-    """A command group typed without its subcommand: show its help."""
-    raise UsageError(parser.prog, "a subcommand is required")
+def _usage_for(session: _Session, parser: argparse.ArgumentParser) -> int:
+    """A command group typed without its subcommand: show its help, as ``docker volume`` does (exit 0)."""
+    session.print(parser.format_help(), end="")
+    return 0
 
 
 # --------------------------------------------------------------------------
 # Errors, in one place
 
 
-_RUN_HELP = f"Run '{PROG} run --help' for more information"
+def _help_pointer(command: str | None) -> str:
+    """Docker's last line after a ``run``/``create`` error: where the flags are explained."""
+    return f"Run '{PROG} {command} --help' for more information"
 
 
 def _sentence(text: str) -> str:
@@ -1633,13 +1728,14 @@ def _os_error_text(error: OSError) -> str:
 
 def _describe(error: BaseException, command: str | None) -> tuple[str, int]:
     """The stderr line and exit code for an error, the way Docker words and numbers them."""
-    run_like = command in ("run", "create")
     if isinstance(error, TemplateError):
         return error.one_line(), 1
     if isinstance(error, LabkitError):
-        if run_like:
+        # Docker's run reports every failure as its own (exit 125); create only what its client refused
+        # (a flag), and the daemon's refusals as any other command does (exit 1).
+        if command == "run" or (command == "create" and isinstance(error, InvalidOption)):
             code = error.exit_code if isinstance(error, StartFailed) else 125
-            return f"{PROG}: {_sentence(error.one_line())}\n\n{_RUN_HELP}", code
+            return f"{PROG}: {_sentence(error.one_line())}\n\n{_help_pointer(command)}", code
         if isinstance(error, HostUnsupported):
             return f"{PROG}: {error.one_line()}", 1
         if isinstance(error, BuildFailed):
@@ -1648,7 +1744,7 @@ def _describe(error: BaseException, command: str | None) -> tuple[str, int]:
         return f"Error response from daemon: {error.one_line()}", code
     if isinstance(error, OSError):
         line = f"{PROG}: {_os_error_text(error)}"
-        return (f"{line}\n\n{_RUN_HELP}", 125) if run_like else (line, 1)
+        return (f"{line}\n\n{_help_pointer(command)}", 125) if command == "run" else (line, 1)
     return f"{PROG}: unexpected error: {type(error).__name__}: {error} (set LABKIT_DEBUG=1 to see where)", 1
 
 
@@ -1694,7 +1790,13 @@ def main(
     parser = parser or build_parser()
     try:
         with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-            args = parser.parse_args(argv)
+            args, extra = parser.parse_known_args(argv)
+        if extra:
+            # Docker names the command whose flag was unknown (125); a stray argument is a count error (1).
+            flag = any(word.startswith("-") for word in extra)
+            raise UsageError(" ".join(filter(None, (PROG, getattr(args, "verb", None)))),
+                             f"{'unknown flag' if flag else 'unexpected argument'}: {' '.join(extra)}",
+                             code=125 if flag else 1)
         # From the environment at run time, not when the parser was built (the server reuses one).
         if args.backend is None:
             args.backend = os.environ.get("LABKIT_BACKEND") or "auto"
@@ -1702,7 +1804,7 @@ def main(
             args.root = os.environ.get("LABKIT_ROOT") or None
     except UsageError as error:
         print(_usage_line(error), file=err)
-        return 2
+        return error.code
     except SystemExit as done:  # --help
         return done.code if isinstance(done.code, int) else 0
     if not getattr(args, "handler", None):
@@ -1713,7 +1815,7 @@ def main(
         return args.handler(session, args)
     except UsageError as error:
         print(_usage_line(error), file=err)
-        return 2
+        return error.code
     except KeyboardInterrupt:
         return 130
     except BrokenPipeError:

@@ -19,7 +19,9 @@ from __future__ import annotations
 import atexit
 import contextlib
 import functools
+import ipaddress
 import os
+import posixpath
 import re
 import secrets
 import signal as _signal
@@ -37,6 +39,7 @@ from labkit.errors import (
     Conflict,
     HostUnsupported,
     InvalidArgument,
+    LabkitError,
     LimitDiscarded,
     NameInUse,
     NetworkReduced,
@@ -47,7 +50,7 @@ from labkit.errors import (
     StartFailed,
     VolumeInUse,
 )
-from labkit.model import events
+from labkit.model import events, limits
 from labkit.model import names as _names
 from labkit.model.container import (
     ZERO_TIME,
@@ -71,7 +74,9 @@ from labkit.store import Store, read_json, write_json
 
 DEFAULT_ROOT = "/var/lib/labkit"
 F = TypeVar("F", bound=Callable[..., Any])
-MIN_MEMORY = 6 * 1024 * 1024
+MIN_MEMORY = limits.MIN_MEMORY
+#: The longest hostname sethostname(2) takes (HOST_NAME_MAX, limits.h).
+HOST_NAME_MAX = 64
 #: How a warning names each limit: ``--memory``, ``--pids-limit``, ``--cpus``.
 _LIMIT_NAMES = {"memory": "memory limit", "pids": "pids limit", "cpu": "CPU quota"}
 VOLUME_RE = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9_.-]+$")
@@ -92,12 +97,21 @@ def default_root(backend: Any = "auto") -> str:
 
 
 def signal_number(sig: str | int) -> int:
-    """``"TERM"``, ``"SIGTERM"``, ``"15"`` or ``15`` → 15; anything else is refused in Docker's words."""
-    if isinstance(sig, int):
-        return sig
-    text = sig.strip().upper()
-    if text.isdigit():
-        return int(text)
+    """``"TERM"``, ``"SIGTERM"``, ``"15"`` or ``15`` → 15; anything else is refused in Docker's words.
+
+    A number must name a signal the kernel has: 1 to ``SIGRTMAX`` (64 on Linux, signal(7));
+    ``kill(2)`` with 0 only checks that the process exists, and Docker refuses it as well.
+    """
+    text = str(sig).strip().upper()
+    if isinstance(sig, int) or text.isdigit():
+        number = int(sig) if isinstance(sig, int) else int(text)
+        if number == 0:
+            raise InvalidArgument(f"Invalid signal: {sig}",
+                                  "Signal 0 only tests that a process exists; use a name such as SIGTERM or KILL")
+        if not 0 < number <= _signal.SIGRTMAX:
+            raise InvalidArgument(f"The linux daemon does not support signal {sig}",
+                                  f"Use a number from 1 to {int(_signal.SIGRTMAX)}, or a name such as SIGTERM")
+        return number
     if not text.startswith("SIG"):
         text = "SIG" + text
     try:
@@ -121,11 +135,67 @@ def parse_port(spec: str) -> PortSpec:
     bad = InvalidArgument(
         f"invalid port specification: \"{spec}\"", "Write it as HOSTPORT:CONTAINERPORT, e.g. -p 3000:3000"
     )
+    if host_ip:
+        bracketed = host_ip.startswith("[") and host_ip.endswith("]")
+        try:
+            ipaddress.ip_address(host_ip[1:-1] if bracketed else host_ip)
+        except ValueError:
+            raise InvalidArgument(f"invalid IP address: {host_ip}",
+                                  "Publish on an address of this host, e.g. -p 127.0.0.1:3000:3000") from None
     if proto not in ("tcp", "udp", "sctp") or not cport.isdigit() or (host_port and not host_port.isdigit()):
         raise bad
     if not 0 < int(cport) < 65536 or (host_port and not 0 < int(host_port) < 65536):
         raise bad
     return PortSpec(int(cport), proto, host_ip, host_port)
+
+
+def restart_policy(text: str) -> tuple[str, int]:
+    """``--restart``: ``no``, ``always``, ``unless-stopped`` or ``on-failure[:N]`` → (policy, N).
+
+    Raises:
+        InvalidArgument: In Docker's words: an unknown policy, a count that is not a whole
+            number, a negative count, or a count with a policy other than ``on-failure``.
+    """
+    policy, colon, count = text.partition(":")
+    hint = "Use no, on-failure[:N], always or unless-stopped"
+    if policy not in ("no", "on-failure", "always", "unless-stopped"):
+        raise InvalidArgument(f"invalid restart policy '{text}'", hint)
+    if not colon:
+        return policy, 0
+    try:
+        retries = int(count)
+    except ValueError:
+        raise InvalidArgument("invalid restart policy format: maximum retry count must be an integer",
+                              "Write it like on-failure:3") from None
+    if policy != "on-failure":
+        raise InvalidArgument(f"maximum retry count cannot be used with restart policy '{policy}'",
+                              "Only on-failure takes a count, e.g. on-failure:3")
+    if retries < 0:
+        raise InvalidArgument("maximum retry count cannot be negative", "Give 0 or more, e.g. on-failure:3")
+    return policy, retries
+
+
+def _checked_mounts(mounts: tuple[MountSpec, ...]) -> tuple[MountSpec, ...]:
+    """Refuse two mounts on one target, and targets on /proc (or under it) or /dev.
+
+    runc refuses to mount anything over ``/proc`` ("… cannot be mounted because it is inside /proc");
+    the kernel's files there (``/proc/sys``, ``/proc/sysrq-trigger``) are what a container must not
+    reach, and labkit mounts its own ``/dev``. Targets are compared after ``..`` is resolved.
+    """
+    seen: set[str] = set()
+    for m in mounts:
+        target = posixpath.normpath(m.destination)
+        if target == "/proc" or target.startswith("/proc/"):
+            raise InvalidArgument(f"invalid mount config: destination {m.destination} is on /proc, the kernel's "
+                                  "own view of the container, which runc and labkit never mount over",
+                                  "Mount it somewhere else, e.g. -v SRC:/data")
+        if target == "/dev":
+            raise InvalidArgument(f"invalid mount config: destination {m.destination} would hide the /dev that "
+                                  "labkit makes for the container", "Mount it somewhere else, e.g. -v SRC:/data")
+        if target in seen:
+            raise InvalidArgument(f"Duplicate mount point: {m.destination}", "Give each -v its own target path")
+        seen.add(target)
+    return mounts
 
 
 def parse_env(env: Any) -> list[str]:
@@ -517,13 +587,23 @@ class Engine:
         img = self._image(image)
         icfg = img.config
         mem = _size(memory)
-        if mem and mem < MIN_MEMORY:
-            raise InvalidArgument("Minimum memory limit allowed is 6MB", "Use --memory 6m or more")
-        swap = _size(memory_swap) if memory_swap not in (None, -1, "-1") else (-1 if memory_swap in (-1, "-1") else 0)
+        swap = -1 if memory_swap in (-1, "-1") else _size(memory_swap)
+        limits.check_memory(mem, swap)
         if mem and not swap:
-            swap = 2 * mem
-        if cpus is not None and cpus <= 0:
-            raise InvalidArgument(f"invalid argument \"{cpus}\" for \"--cpus\"", "Use a positive number such as 0.5")
+            swap = min(2 * mem, limits.MAX_MEMORY)  # Docker's default: as much swap as memory
+        nano_cpus = limits.check_cpus(float(cpus), os.cpu_count() or 1) if cpus is not None else 0
+        if pids_limit:
+            limits.check_pids(pids_limit)
+        if workdir and not workdir.startswith("/"):
+            raise InvalidArgument(f"the working directory '{workdir}' is invalid, it needs to be an absolute path",
+                                  "Give a path that starts with /, e.g. -w /app")
+        if hostname and len(hostname) > HOST_NAME_MAX:
+            raise InvalidArgument(f"invalid hostname {hostname!r}: longer than {HOST_NAME_MAX} characters",
+                                  "The kernel's sethostname(2) takes at most 64; pick a shorter one")
+        for key in labels or {}:
+            if not key.strip():
+                raise InvalidArgument(f"invalid label '{key}={labels[key]}': empty name",  # type: ignore[index]
+                                      "Write labels as KEY=VALUE")
         port_specs = tuple(parse_port(p) for p in (ports or []))
         exposed = list(icfg.get("ExposedPorts") or {})
         for p in port_specs:
@@ -535,17 +615,19 @@ class Engine:
             port_specs += tuple(
                 PortSpec(int(k.split("/")[0]), k.split("/")[1]) for k in exposed if k not in have
             )
-        mounts = tuple(self._mount_spec(v) for v in (volumes or []))
+        mounts = _checked_mounts(tuple(self._mount_spec(v) for v in (volumes or [])))
+        if network == "":
+            raise InvalidArgument("no name set for network", "Give --network a name: bridge, host, none or yours")
         network_name = network or "bridge"
         if network_name not in ("none", "host"):
             network_name = self.networks.get(network_name)["Name"]  # Docker: "network X not found"
-        policy, _, retries = (restart or "no").partition(":")
-        if policy not in ("no", "on-failure", "always", "unless-stopped") or (retries and not retries.isdigit()):
-            raise InvalidArgument(f"invalid restart policy {restart}", "Use no, on-failure[:N], always or unless-stopped")
+        policy, retries = restart_policy(restart or "no")
         if stop_signal:
             signal_number(stop_signal)
         if auto_remove and policy != "no":
-            raise InvalidArgument("Conflicting options: --restart and --rm", "Use one or the other")
+            raise InvalidArgument("conflicting options: cannot specify both --restart and --rm",
+                                  "Use one or the other: --rm removes the container when it exits, "
+                                  "--restart starts it again")
         ep = tuple(entrypoint if entrypoint is not None else (icfg.get("Entrypoint") or ()))
         cmd = tuple(command if command else (() if entrypoint is not None and not command else icfg.get("Cmd") or ()))
         if not ep and not cmd:
@@ -562,6 +644,8 @@ class Engine:
             for m in mounts:
                 if m.type == "volume" and not self.store.volume_dir(m.source).exists():
                     self._volume_make(m.source)
+                elif m.type == "bind" and not os.path.exists(m.source):
+                    os.makedirs(m.source, exist_ok=True)  # Docker creates a missing bind source as a directory
             config = ContainerConfig(
                 id=cid,
                 name=name,
@@ -579,10 +663,10 @@ class Engine:
                 mounts=mounts,
                 memory=mem,
                 memory_swap=swap,
-                nano_cpus=int(round((cpus or 0) * 1e9)),
+                nano_cpus=nano_cpus,
                 pids_limit=pids_limit if pids_limit else None,
                 restart_policy=policy,
-                restart_max=int(retries or 0),
+                restart_max=retries,
                 auto_remove=auto_remove,
                 network=network_name,
                 stop_signal=stop_signal or icfg.get("StopSignal") or "SIGTERM",
@@ -638,9 +722,10 @@ class Engine:
         c = self.create(image, command, **kw)
         try:
             self.start(c.id)
-        except StartFailed:
-            if kw.get("auto_remove"):
-                self.rm(c.id, force=True)
+        except BaseException:
+            if kw.get("auto_remove"):  # Docker removes a --rm container whose start failed, whatever failed
+                with contextlib.suppress(LabkitError, OSError):
+                    self.rm(c.id, force=True)
             raise
         if not detach:
             if kw.get("auto_remove"):
@@ -719,6 +804,7 @@ class Engine:
         the full timeout and ends with 137; one that handles SIGTERM ends with 143 (or its own code).
         """
         rec = self._get(ref)
+        sig = signal_number(signal or rec.config.stop_signal)
         if isinstance(guard(rec.status, Verb.STOP, rec.id, ref), Unchanged):
             return
         rec = rec.with_state(manually_stopped=True)  # the restart policy must not bring it back
@@ -728,7 +814,7 @@ class Engine:
             return
         if timeout is None:
             timeout = rec.config.stop_timeout if rec.config.stop_timeout is not None else 10
-        self.backend.signal(rec, signal_number(signal or rec.config.stop_signal))
+        self.backend.signal(rec, sig)
         if rec.status is Status.PAUSED:
             self.backend.unpause(rec)  # Docker resumes a paused container right after the signal
         if not self.backend.wait(rec, None if timeout < 0 else timeout):
@@ -740,8 +826,8 @@ class Engine:
     def kill(self, ref: str, signal: str | int = "KILL") -> None:
         """``docker kill``: deliver a signal (SIGKILL by default, then wait for the exit)."""
         rec = self._get(ref)
-        guard(rec.status, Verb.KILL, rec.id, ref)
         sig = signal_number(signal)
+        guard(rec.status, Verb.KILL, rec.id, ref)
         rec = rec.with_state(manually_stopped=True)
         self._save(rec)
         self.backend.signal(rec, sig)
@@ -1235,8 +1321,6 @@ class Engine:
         if not dest.startswith("/") or dest == "/":
             raise bad
         if src.startswith("/"):
-            if not os.path.exists(src):
-                os.makedirs(src, exist_ok=True)  # Docker creates a missing bind source as a directory
             return MountSpec("bind", os.path.realpath(src), dest, ro)
         if not VOLUME_RE.match(src):
             raise bad

@@ -12,6 +12,7 @@ works as a Python programmer expects::
     ├── InvalidArgument (ValueError)
     │   ├── InvalidName              Invalid container name (x), only ...
     │   ├── AmbiguousReference       multiple IDs found with provided prefix: 3f
+    │   ├── InvalidOption            conflicting options: cannot specify both ...
     │   └── LabfileError             Labfile line 3: unknown instruction ...
     ├── Conflict (RuntimeError)
     │   ├── NameInUse                Conflict. The container name "/web" is ...
@@ -122,6 +123,14 @@ class AmbiguousReference(InvalidArgument):
             f"multiple IDs found with provided prefix: {ref}", "Type more characters of the id, or use the name"
         )
         self.ref = ref
+
+
+class InvalidOption(InvalidArgument):
+    """A flag's value that Docker's own client refuses, before it asks the daemon.
+
+    ``docker create -p 1:2:3:4`` exits 125 like ``docker run`` does, while a daemon's refusal
+    (a bad name, an unknown network) makes ``create`` exit 1; the CLI tells the two apart by this class.
+    """
 
 
 class LabfileError(InvalidArgument):

@@ -48,6 +48,7 @@ from dataclasses import dataclass
 
 from labkit.backend import CgroupReading
 from labkit.errors import Conflict, HostUnsupported, InvalidArgument, LabkitError, NotFound
+from labkit.model import limits
 
 __all__ = ["Cgroup", "Cgroupfs", "Layout", "Limits", "Meter", "detect", "stale"]
 
@@ -80,10 +81,7 @@ ENABLED_V2 = ("memory", "pids", "cpu")
 
 #: The CFS bandwidth period Docker uses: ``--cpus 1.5`` is 150000 µs of CPU time
 #: per 100000 µs of wall time (Documentation/scheduler/sched-bwc.rst).
-CPU_PERIOD_US = 100_000
-
-#: The smallest quota the kernel accepts (1 ms), hence Docker's floor of 0.01 CPU.
-_MIN_CPU_QUOTA_US = 1_000
+CPU_PERIOD_US = limits.CPU_PERIOD_US
 
 #: The command-line flag each limit's controller serves, for error messages.
 _FLAG = {"memory": "--memory", "pids": "--pids-limit", "cpu": "--cpus"}
@@ -113,30 +111,11 @@ class Limits:
     pids_limit: int | None = None
 
     def __post_init__(self) -> None:
-        if self.memory is not None and self.memory < 0:
-            raise InvalidArgument(
-                f"invalid memory limit {self.memory}: it must be a number of bytes, 0 or more",
-                "Use a size such as 64m or 1g.",
-            )
-        if self.memory_swap not in (None, 0, -1):
-            if not self.memory:
-                raise InvalidArgument(
-                    "You should always set the Memory limit when using Memoryswap limit, see usage",
-                    "Add --memory, or drop --memory-swap.",
-                )
-            if self.memory_swap < self.memory:
-                raise InvalidArgument(
-                    "Minimum memoryswap limit should be larger than memory limit, see usage",
-                    "--memory-swap counts memory plus swap, so it must be at least --memory (or -1 for unlimited).",
-                )
+        limits.check_memory(self.memory or 0, self.memory_swap or 0)
         if self.nano_cpus:
-            cpus = os.cpu_count() or 1
-            quota = self.nano_cpus * CPU_PERIOD_US // 1_000_000_000
-            if quota < _MIN_CPU_QUOTA_US or self.nano_cpus > cpus * 1_000_000_000:
-                raise InvalidArgument(
-                    f"Range of CPUs is from 0.01 to {cpus}.00, as there are only {cpus} CPUs available",
-                    f"Use --cpus with a value from 0.01 to {cpus}, such as 0.5.",
-                )
+            limits.check_cpus(self.nano_cpus / 1e9, os.cpu_count() or 1)
+        if self.pids_limit:
+            limits.check_pids(self.pids_limit)
 
     @property
     def memory_max(self) -> int | None:

@@ -103,6 +103,8 @@ def test_name_in_use_and_illegal_moves(lk):
     """A taken name and an illegal transition are refused with Docker's messages."""
     assert lk("create", "--name", "dup", "busybox", "sleep", "9")[0] == 0
     rc, _, err = lk("create", "--name", "dup", "busybox", "true")
+    assert rc == 1 and err.startswith("Error response from daemon: Conflict. The container name \"/dup\" is already in use")
+    rc, _, err = lk("run", "--name", "dup", "busybox", "true")
     assert rc == 125 and 'The container name "/dup" is already in use' in err
     rc, _, err = lk("unpause", "dup")
     assert rc == 1 and "is not paused" in err

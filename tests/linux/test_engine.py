@@ -306,7 +306,7 @@ def test_restart_policies(engine):
     time.sleep(0.6)
     assert engine.inspect(steady.id)["State"]["Status"] == "exited"
     assert engine.inspect(steady.id)["RestartCount"] == count, "a stopped container is not restarted"
-    with pytest.raises(Exception, match="Conflicting options: --restart and --rm"):
+    with pytest.raises(Exception, match="conflicting options: cannot specify both --restart and --rm"):
         engine.create("busybox", ["true"], restart="always", auto_remove=True)
 
 
