@@ -265,12 +265,13 @@ def contents(upper: str, lowers: Sequence[str], path: str | None = None) -> Laye
 
 
 def _changed(upper: os.stat_result, lower: os.stat_result) -> bool:
-    """docker diff's rule: mode, owner or device changed; for non-directories also size or mtime."""
-    if (upper.st_mode, upper.st_uid, upper.st_gid, upper.st_rdev) != (lower.st_mode, lower.st_uid, lower.st_gid, lower.st_rdev):
+    """docker diff's rule (moby's archive.changes): a non-directory in the upper dir that the layers below also
+    have was copied up, so it is changed, whatever its size and time say (a rewrite to the same length within
+    the same second is still a change); a directory is changed if its mode, owner or device differ."""
+    if not stat.S_ISDIR(upper.st_mode):
         return True
-    if stat.S_ISDIR(upper.st_mode):
-        return False
-    return upper.st_size != lower.st_size or int(upper.st_mtime) != int(lower.st_mtime)
+    return (upper.st_mode, upper.st_uid, upper.st_gid, upper.st_rdev) != (lower.st_mode, lower.st_uid, lower.st_gid,
+                                                                        lower.st_rdev)
 
 
 def changes(layers: Layers) -> list[tuple[str, str]]:
@@ -293,7 +294,10 @@ def changes(layers: Layers) -> list[tuple[str, str]]:
         deleted: list[str] = []
         for name in names:
             rel = f"{rel_dir}/{name}" if rel_dir else name
-            st = os.lstat(os.path.join(layers.upper, rel))
+            try:
+                st = os.lstat(os.path.join(layers.upper, rel))
+            except FileNotFoundError:
+                continue  # gone since listdir: a running container replaced it (rename(2) over a whiteout)
             if is_whiteout(st):
                 deleted.append("/" + rel)
                 continue
