@@ -44,6 +44,8 @@ class Exited:
     exit_code: int
     finished_at: str
     oom_killed: bool = False
+    #: Why labkit, not PID 1, decided how it ended (its supervisor died), for ``State.Error``.
+    error: str = ""
 
 
 @dataclass(frozen=True)
@@ -95,6 +97,9 @@ class Backend(Protocol):
 
     def observe(self, record: ContainerRecord) -> Exited | None:
         """``None`` while PID 1 of the current start lives; how it ended otherwise."""
+
+    def recover(self, record: ContainerRecord) -> None:
+        """Undo a start that a killed process left half done: end what it started, remove what it made."""
 
     def wait(self, record: ContainerRecord, timeout: float | None) -> bool:
         """Block until PID 1 has ended (True) or ``timeout`` seconds pass (False)."""

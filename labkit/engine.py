@@ -66,7 +66,7 @@ from labkit.model.container import (
     state_json,
 )
 from labkit.model.events import Step
-from labkit.model.lifecycle import Status, Unchanged, Verb, guard, is_running
+from labkit.model.lifecycle import Move, Status, Unchanged, Verb, guard, is_running
 from labkit.model.overlay import LayerContents
 from labkit.model.views import NetworkView, ProcessView
 from labkit.networks import Networks
@@ -765,6 +765,10 @@ class Engine:
         self._launch(rec.with_state(manually_stopped=False))
 
     def _launch(self, rec: ContainerRecord) -> ContainerRecord:
+        with self.store.intent(rec.id, "start"):  # a start killed half-way is undone by the next reader
+            return self._launch_held(rec)
+
+    def _launch_held(self, rec: ContainerRecord) -> ContainerRecord:
         img = self._image_of(rec)
         try:
             launched = self.backend.start(rec, img)
@@ -870,24 +874,25 @@ class Engine:
         self._remove(rec, volumes)
 
     def _remove(self, rec: ContainerRecord, volumes: bool = False) -> None:
-        if is_running(rec.status) or rec.status is Status.REMOVING:
-            self._save(rec.with_state(status=Status.REMOVING))
-            try:
-                self.backend.signal(rec, _signal.SIGKILL)
-                if rec.status is Status.PAUSED:
-                    self.backend.unpause(rec)
-            except ProcessLookupError:
-                pass
-            self.backend.wait(rec, 10)
-            ended = self.backend.observe(rec)
-            if ended is not None and rec.status is not Status.REMOVING:
-                self._record_end(rec, ended)
-        else:
-            self._save(rec.with_state(status=Status.REMOVING))
-        self.backend.remove(rec)
-        with self.store.locked():
-            self.store.delete(rec.id)
-            self.store.drop_name(rec.name, rec.id)
+        with self.store.intent(rec.id, "rm"):  # a removal killed half-way is finished by the next reader
+            if is_running(rec.status) or rec.status is Status.REMOVING:
+                self._save(rec.with_state(status=Status.REMOVING))
+                try:
+                    self.backend.signal(rec, _signal.SIGKILL)
+                    if rec.status is Status.PAUSED:
+                        self.backend.unpause(rec)
+                except ProcessLookupError:
+                    pass
+                self.backend.wait(rec, 10)
+                ended = self.backend.observe(rec)
+                if ended is not None and rec.status is not Status.REMOVING:
+                    self._record_end(rec, ended)
+            else:
+                self._save(rec.with_state(status=Status.REMOVING))
+            self.backend.remove(rec)
+            with self.store.locked():
+                self.store.delete(rec.id)
+                self.store.drop_name(rec.name, rec.id)
         self._left_bridge(rec)
         if volumes:
             for m in rec.config.mounts:
@@ -1394,6 +1399,7 @@ class Engine:
 
     # -- internals -------------------------------------------------------------------------------
     def _records(self) -> list[ContainerRecord]:
+        self._sweep_half_made()
         out = []
         for cid in self.store.container_ids():
             rec = self.store.load(cid)
@@ -1402,6 +1408,28 @@ class Engine:
                 if self.store.container_dir(rec.id).exists():
                     out.append(rec)
         return out
+
+    def _sweep_half_made(self) -> None:
+        """Take away what a ``create`` killed half-way left: a writable layer (``overlay/<id>``, ``<id>-init``)
+        or a record being written (``tmp/c-<id>``) with no container, and intents never put in place.
+
+        ``create`` makes these under the store's lock, so with the lock held any such thing is an orphan.
+        Looked for without the lock first: nearly always there is nothing, and ``ps`` waits for no one.
+        """
+        if self._half_made():
+            with self.store.locked():
+                for path in self._half_made():
+                    self.store.discard(path)
+
+    def _half_made(self) -> list[Path]:
+        root = self.store.root
+        have = set(os.listdir(root / "containers"))
+        found = [root / "overlay" / name for name in os.listdir(root / "overlay")
+                 if _names.ID_RE.match(name.removesuffix("-init")) and name.removesuffix("-init") not in have]
+        for name in os.listdir(root / "tmp"):
+            if name.startswith("c-") or (name.startswith("intent-") and self.store.unlocked(root / "tmp" / name)):
+                found.append(root / "tmp" / name)
+        return found
 
     def _names(self) -> dict[str, str]:
         return self.store.names()
@@ -1413,21 +1441,44 @@ class Engine:
             rec = self.store.load(cid) if cid else None
         if rec is None:
             raise NoSuchContainer(ref)
-        return self._refresh(rec)
+        rec = self._refresh(rec)
+        if rec.status is Status.DELETED:  # a removal a killed process had begun, finished just now
+            raise NoSuchContainer(ref)
+        return rec
 
     def _reload(self, rec: ContainerRecord) -> ContainerRecord:
         """:meth:`_refresh` for a record held across a wait: read it again from disk first."""
         return self._refresh(self.store.load(rec.id) or rec)
 
     def _refresh(self, rec: ContainerRecord) -> ContainerRecord:
-        """Notice that PID 1 has ended since ``rec`` was read (just now), and record how."""
+        """Bring ``rec`` (just read) in line with what the kernel holds, and record it.
+
+        Every command that names a container, and ``ps``, reads it through here, so what a
+        killed process left half done is seen to before anything else happens:
+
+        * a verb whose process died on the way (its intent is abandoned, see
+          :meth:`labkit.store.Store.intent`): a removal is finished; a start is undone —
+          what it started is killed, what it made (mounts, cgroup, network namespace,
+          veth) goes — and the status stays what the record says, with the reason in
+          ``State.Error``;
+        * a running container whose PID 1 has ended (or whose supervisor died, which the
+          backend answers by killing PID 1 and undoing the rest) moves to ``exited``.
+
+        Status changes go through the lifecycle table (:meth:`_moved`). Returns the record as it
+        is now; its status is ``deleted`` if a removal was finished here.
+        """
+        with self.store.abandoned(rec.id) as verb:
+            if verb is not None:
+                rec = self._recover(self.store.load(rec.id) or rec, verb)
+                if rec.status is Status.DELETED:
+                    return rec
         if not is_running(rec.status) or rec.status is Status.RESTARTING:
             return rec  # a restarting container belongs to its restart policy until it runs again
         ended = self.backend.observe(rec)
         if ended is None:
             return rec
-        rec = rec.with_state(status=Status.EXITED, exit_code=ended.exit_code, finished_at=ended.finished_at,
-                             oom_killed=ended.oom_killed, pid=0)
+        rec = self._moved(rec, Verb.EXIT, exit_code=ended.exit_code, finished_at=ended.finished_at,
+                          oom_killed=ended.oom_killed, pid=0, error=ended.error)
         if not self._save(rec):
             return rec  # removed meanwhile by another process, which saw to the rest
         self._left_bridge(rec)
@@ -1435,6 +1486,32 @@ class Engine:
         if rec.config.auto_remove:  # --rm: the container goes as soon as anyone sees it has exited
             self._remove(rec)
         return rec
+
+    def _recover(self, rec: ContainerRecord, verb: str) -> ContainerRecord:
+        """Finish or undo ``verb``, which a process killed half-way left on ``rec`` (its intent held here)."""
+        if rec.status is Status.REMOVING:  # rm had begun: finish it
+            gone = self._moved(rec, Verb.RM_FORCE)
+            self._remove(rec)
+            return gone
+        if is_running(rec.status) and rec.status is not Status.RESTARTING:
+            return rec  # the start had been recorded whole: nothing is half done
+        if verb not in ("start", "restart"):
+            return rec  # nothing of the kernel's was touched yet (rm died before it began)
+        # A start cut short: its PID 1 may run with nobody recording it. End it and undo what the start made.
+        self.backend.recover(rec)
+        why = (f"{verb} was interrupted: the process carrying it out was killed; "
+               "what it had started was stopped and undone")
+        rec = self._moved(rec, Verb.EXIT, pid=0, error=why) if rec.status is Status.RESTARTING else \
+            rec.with_state(pid=0, error=why)
+        self._save(rec)
+        self._left_bridge(rec)
+        return rec
+
+    def _moved(self, rec: ContainerRecord, verb: Verb, **state: Any) -> ContainerRecord:
+        """``rec`` after ``verb``, its status the lifecycle table's ``to`` (unchanged where the table says so)."""
+        result = guard(rec.status, verb, rec.id, rec.name)
+        status = result.to if isinstance(result, Move) else rec.status
+        return rec.with_state(status=status, **state)
 
     def _record_end(self, rec: ContainerRecord, ended: Exited) -> None:
         """Trace how PID 1 ended: what it left in its writable layer (copy-ups, whiteouts, new files),
@@ -1457,7 +1534,7 @@ class Engine:
         from 100 ms on each restart in a row and starts over once a run has lasted 10 seconds.
         Returns whether it restarted the container.
         """
-        with self._doing("restart-policy"):
+        with self._doing("restart-policy"), self.store.intent(cid, "restart"):
             rec = self.store.load(cid)
             if rec is None:
                 return False

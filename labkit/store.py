@@ -7,6 +7,7 @@ Layout under the state root (``/var/lib/labkit`` as root; ``$LABKIT_ROOT`` or
     containers/<id>/json.log        stdout/stderr in Docker's json-file format
     containers/<id>/exit.json       written by the supervisor when PID 1 ends
     containers/<id>/hostname|hosts|resolv.conf
+    containers/<id>/intent          the verb a process is carrying out on the container, flock(2)ed by it
     overlay/<id>/{diff,work,merged} the writable layer (diff is UpperDir)
     overlay/<id>-init/diff          placeholders for the per-container /etc files
     volumes/<name>/_data            a named volume's data, and volumes/<name>/meta.json
@@ -22,6 +23,13 @@ Trees that go (a removed container's directory and layers) are renamed into
 background thread (:func:`discard`): ``rm`` does not wait for a dozen rmdir(2)s.
 An interpreter waits for those deletions when it exits (``atexit``); trash a
 killed process left is taken by the next :class:`Store` opened on the root.
+
+A verb that changes the kernel's side of a container in several steps (``start``,
+``rm``, the restart policy) holds an *intent*: ``containers/<id>/intent`` names
+the verb and its writer holds an flock(2) on it. The kernel drops that lock when
+its holder dies, kill -9 included, so an intent whose lock is free was left by a
+process killed half-way (:meth:`Store.abandoned`), and the next process to read
+the container finishes or undoes that verb's work.
 """
 
 from __future__ import annotations
@@ -39,6 +47,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from labkit.errors import LabkitError
 from labkit.model.container import ContainerRecord
 
 
@@ -96,6 +105,7 @@ _reaper = _Reaper()
 atexit.register(_reaper.drain)
 drain = _reaper.drain
 TRASH = "trash-"
+INTENT = "intent"
 
 
 def discard(path: Path, tmp: Path) -> bool:
@@ -117,6 +127,7 @@ class Store:
 
     def __init__(self, root: str | Path) -> None:
         self.root = Path(root)
+        self._held: set[str] = set()  # containers this process holds an intent on
         for sub in ("containers", "overlay", "volumes", "images", "tmp"):
             (self.root / sub).mkdir(parents=True, exist_ok=True)
         for name in os.listdir(self.root / "tmp"):  # left by a process that died before deleting it
@@ -154,6 +165,100 @@ class Store:
             yield
         finally:
             os.close(fd)
+
+    # -- intents ---------------------------------------------------------------
+    @contextlib.contextmanager
+    def intent(self, cid: str, verb: str) -> Iterator[None]:
+        """Mark ``verb`` as under way on container ``cid`` for as long as the block runs.
+
+        The file appears already locked (written and flock(2)ed under a temporary name,
+        then linked into place), so no reader ever sees it unlocked while its writer
+        lives. A block that ends with an error other than a :class:`LabkitError` (which
+        the verb answered for) leaves the intent, as a killed process would. Nested
+        intents on one container within a process are one intent. A container without a
+        directory (removed meanwhile) gets none.
+        """
+        if cid in self._held:
+            yield
+            return
+        path = self.container_dir(cid) / INTENT
+        tmp = self.root / "tmp" / f"intent-{cid}-{os.getpid()}"
+        fd = os.open(tmp, os.O_RDWR | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
+        finish = True
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            os.write(fd, verb.encode())
+            try:
+                os.replace(tmp, path)
+            except FileNotFoundError:
+                os.unlink(tmp)
+            self._held.add(cid)
+            try:
+                yield
+            except LabkitError:
+                raise  # a failure the verb answered for: it undid its own work
+            except BaseException:
+                finish = False  # interrupted (Ctrl-C, a crash): left as if killed, for the next reader
+                raise
+        finally:
+            self._held.discard(cid)
+            with contextlib.suppress(FileNotFoundError):
+                if finish and os.fstat(fd).st_nlink:  # still ours (a removed container's went with its directory)
+                    os.unlink(path)
+            os.close(fd)
+
+    @contextlib.contextmanager
+    def abandoned(self, cid: str) -> Iterator[str | None]:
+        """The verb a killed process left half done on ``cid``, or None; held by the caller within the block.
+
+        Within the block the caller finishes or undoes that verb's work; the intent goes
+        when the block ends. None when there is no intent, or when its process still runs
+        (it holds the lock), or when it is this process's own.
+        """
+        path = self.container_dir(cid) / INTENT
+        if cid in self._held:
+            yield None
+            return
+        try:
+            fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+        except FileNotFoundError:
+            yield None
+            return
+        try:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                yield None  # its process is at work on it
+                return
+            if not os.fstat(fd).st_nlink:
+                yield None  # finished between our open and our lock
+                return
+            verb = os.read(fd, 64).decode(errors="replace") or "?"
+            self._held.add(cid)
+            try:
+                yield verb
+            finally:
+                self._held.discard(cid)
+            with contextlib.suppress(FileNotFoundError):
+                if os.fstat(fd).st_nlink:
+                    os.unlink(path)
+        finally:
+            os.close(fd)
+
+    @staticmethod
+    def unlocked(path: Path) -> bool:
+        """Whether no process holds an flock(2) on ``path`` (an intent left by a killed process)."""
+        try:
+            fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+        except FileNotFoundError:
+            return False
+        try:
+            fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return False
+        finally:
+            os.close(fd)
+        return True
 
     # -- containers ----------------------------------------------------------
     def container_ids(self) -> list[str]:

@@ -30,6 +30,11 @@ SHIMS = Path(tempfile.mkdtemp(prefix="labkit-test-shim-"))
 os.environ["LABKIT_SHIM_DIR"] = str(SHIMS)
 
 
+def pytest_addoption(parser):
+    parser.addoption("--long", action="store_true", default=False,
+                     help="run the long forms of randomized tests (thousands of crash trials)")
+
+
 def pytest_collection_modifyitems(config, items):
     if IS_ROOT:
         return
@@ -86,36 +91,52 @@ def engine(shared_engine):
             pass
 
 
-def leaks() -> list[str]:
-    """Everything of labkit's still on the host: mounts, cgroups, processes, netns, links, nft tables, state."""
+def leaks(root: Path | None = None, ids: frozenset[str] | set[str] = frozenset()) -> list[str]:
+    """Everything of labkit's still on the host: mounts, cgroups, processes, netns, links, nft tables, state.
+
+    With ``root``, only what belongs to that state root and to the containers ``ids`` (a
+    crash trial's): mounts and processes that name the root, the containers' cgroups and veths,
+    and the root's containers, writable layers, half-written records and intents.
+    """
     found: list[str] = []
+    mine = (lambda text: str(root) in text) if root is not None else (lambda text: "labkit" in text)
     with open("/proc/self/mounts") as f:
-        found += [f"mount {line.split()[1]}" for line in f if "labkit" in line]
+        found += [f"mount {line.split()[1]}" for line in f if mine(line)]
     for base in ("/sys/fs/cgroup",):
         for dirpath, dirnames, _ in os.walk(base):
             if dirpath.count(os.sep) > 5:
                 dirnames[:] = []
                 continue
             # labkit's parent group goes with the last container's group: any directory of labkit's is a leak.
-            found += [f"cgroup {os.path.join(dirpath, d)}" for d in dirnames if "labkit" in d]
+            found += [f"cgroup {os.path.join(dirpath, d)}" for d in dirnames
+                      if (d in ids if root is not None else "labkit" in d)]
     me = {os.getpid(), os.getppid()}
     out = subprocess.run(["ps", "-eo", "pid=,args="], capture_output=True, text=True).stdout
     for line in out.splitlines():
         pid, _, args = line.strip().partition(" ")
-        if "labkit-test-" in args and int(pid) not in me and "pytest" not in args:
+        if (str(root) in args if root is not None else "labkit-test-" in args) and int(pid) not in me \
+                and "pytest" not in args:
             found.append(f"process {pid} {args[:100]}")
     if shutil.which("ip"):
-        ns = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True).stdout
-        found += [f"netns {n}" for n in ns.split() if "labkit" in n]
         links = subprocess.run(["ip", "-o", "link"], capture_output=True, text=True).stdout
-        found += [f"link {ln.split(':')[1].strip()}" for ln in links.splitlines() if "labkit" in ln or ": lk" in ln]
-    if shutil.which("nft"):  # a bridge's guard goes with it (labkit/linux/network.py, guard_bridge)
+        if root is not None:
+            found += [f"link lk{c[:11]}" for c in ids if f" lk{c[:11]}@" in links or f" lk{c[:11]}:" in links]
+        else:
+            ns = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True).stdout
+            found += [f"netns {n}" for n in ns.split() if "labkit" in n]
+            found += [f"link {ln.split(':')[1].strip()}" for ln in links.splitlines()
+                      if "labkit" in ln or ": lk" in ln]
+    if shutil.which("nft") and root is None:  # a bridge's guard goes with it (labkit/linux/network.py, guard_bridge)
         tables = subprocess.run(["nft", "list", "tables"], capture_output=True, text=True).stdout
         found += [f"nftables {line.strip()}" for line in tables.splitlines() if "labkit" in line]
-    for root in _ROOTS:
-        cdir = root / "containers"
+    for r in [root] if root is not None else _ROOTS:
+        cdir = r / "containers"
         if cdir.exists():
             found += [f"state {cdir / c}" for c in os.listdir(cdir) if not c.startswith(".")]
+        if root is not None:
+            for sub, keep in (("overlay", ()), ("tmp", ("trash-", "build-"))):
+                if (r / sub).exists():
+                    found += [f"state {r / sub / c}" for c in os.listdir(r / sub) if not c.startswith(keep or "\0")]
     return found
 
 

@@ -409,13 +409,93 @@ class LinuxBackend:
         return Launched(started.pid, started.pid_start_time, started.shim_pid, now_rfc3339())
 
     def observe(self, record: ContainerRecord) -> Exited | None:
-        info = process.read_exit(str(self.store.container_dir(record.id)))
+        """How PID 1 of the current start ended, or None while it runs under its supervisor.
+
+        The supervisor (``labkit-shim``) records the exit and undoes the run. If it is gone
+        without having done all of that — killed — labkit does it here, as Docker does when a
+        container's shim dies: every process of the container is killed (SIGKILL, so 137 is
+        recorded if PID 1 was still alive), and the overlay mount, the network namespace (and
+        with it the veth), the user-mode network helper and the cgroup go.
+        """
+        cdir = str(self.store.container_dir(record.id))
+        info = process.read_exit(cdir)
+        if self._supervised(record):
+            return None if info is None else self._exited(info)  # with a record: it is cleaning up
+        killed = False
+        if info is None:
+            killed = self._end(record)
+            info = process.read_exit(cdir)  # a supervisor that was only just finishing
+        self._undo(record)
         if info is not None:
-            return Exited(info["ExitCode"], info["FinishedAt"], bool(info.get("OOMKilled")))
-        if process.alive(record.state.shim_pid, 0) or process.alive(record.state.pid, record.state.pid_start_time):
-            return None
-        # The supervisor vanished without a word (killed from outside): PID 1 is gone too.
-        return Exited(255, now_rfc3339())
+            return self._exited(info)
+        if killed:
+            return Exited(137, now_rfc3339(), error="labkit-shim, the container's supervisor, was killed: "
+                                                    "labkit killed PID 1 with SIGKILL and undid what the run made")
+        return Exited(255, now_rfc3339(), error="labkit-shim, the container's supervisor, was killed before it "
+                                                "recorded how PID 1 ended; the exit code is unknown")
+
+    @staticmethod
+    def _exited(info: dict) -> Exited:  # type: ignore[type-arg]
+        return Exited(info["ExitCode"], info["FinishedAt"], bool(info.get("OOMKilled")))
+
+    def recover(self, record: ContainerRecord) -> None:
+        """Undo a start whose starter was killed: kill what it started (the supervisor, PID 1, their
+        descendants), then remove what it made (mounts, cgroup, network namespace, helper)."""
+        self._end(record, shims=True)
+        self._undo(record)
+        (self.store.container_dir(record.id) / process.EXIT_FILE).unlink(missing_ok=True)  # the killed PID 1's
+
+    def _supervised(self, record: ContainerRecord) -> bool:
+        """Whether the supervisor of the current start still runs (or the restart policy it became)."""
+        pid = record.state.shim_pid
+        if not pid or not process.alive(pid, 0):
+            return False
+        try:
+            with open(f"/proc/{pid}/cmdline", "rb") as f:
+                return record.id.encode() in f.read()  # not a newcomer that was given the PID
+        except OSError:
+            return False
+
+    def _end(self, record: ContainerRecord, shims: bool = False) -> bool:
+        """Kill every process of the container (and with ``shims``, every supervisor of it and what they
+        forked); True if the recorded PID 1 was still alive. Returns once they are gone."""
+        st = record.state
+        pid1 = bool(st.pid) and process.alive(st.pid, st.pid_start_time)
+        doomed: list[int] = []
+        if shims:
+            doomed += process.supervisors_of(str(self.store.container_dir(record.id) / process.EXIT_FILE))
+        if pid1:
+            doomed.append(st.pid)  # PID 1: the kernel then kills the rest of its PID namespace
+        process.kill_trees(doomed)
+        try:
+            group = self._group(record)
+        except (NotFound, OSError):
+            group = None
+        if group is not None:
+            try:
+                group.kill_all(_signal.SIGKILL)
+                deadline = time.monotonic() + 5
+                while group.pids() and time.monotonic() < deadline:
+                    time.sleep(0.01)
+            except FileNotFoundError:
+                pass
+        return pid1
+
+    def _undo(self, record: ContainerRecord) -> None:
+        """What the supervisor does once PID 1 has ended (shim.c), for when it could not; idempotent."""
+        cdir = self.store.container_dir(record.id)
+        if not self.rootless:
+            overlay.umount(self._layers(record, []))
+        if os.path.ismount(cdir / "netns"):
+            from labkit.linux import network as net
+
+            net.drop_netns(str(cdir / "netns"))
+        if self.rootless:
+            rootless.stop_helper(read_json(cdir / "network.json"))
+        try:
+            self._group(record).destroy()
+        except (NotFound, Conflict, FileNotFoundError):
+            pass
 
     def wait(self, record: ContainerRecord, timeout: float | None) -> bool:
         # The supervisor writes exit.json, then unmounts and removes the cgroups: wait for all of it,

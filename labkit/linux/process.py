@@ -48,6 +48,7 @@ import select
 import signal
 import stat
 import threading
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import KW_ONLY, dataclass
 from typing import IO, Any
@@ -418,6 +419,57 @@ def wait(target: Started | int, timeout: float | None = None) -> bool:
         return bool(poller.poll(None if timeout is None else max(0, int(timeout * 1000))))
     finally:
         os.close(fd)
+
+
+def supervisors_of(exit_file: str, proc: str = "/proc") -> list[int]:
+    """Every supervisor (and starter on its way to becoming one) whose arguments name ``exit_file``.
+
+    A start whose starter was killed is known by nothing else: no record holds its PIDs yet.
+    """
+    want = exit_file.encode()
+    found = []
+    for name in os.listdir(proc):
+        if name.isdigit():
+            try:
+                with open(f"{proc}/{name}/cmdline", "rb") as f:
+                    if want in f.read().split(b"\0"):
+                        found.append(int(name))
+            except OSError:
+                continue
+    return found
+
+
+def kill_trees(pids: Sequence[int], timeout: float = 5.0, proc: str = "/proc") -> None:
+    """SIGKILL each of ``pids`` and all it forked, and wait until they are gone.
+
+    Each is stopped (SIGSTOP) before its children are read (``/proc/PID/task/TID/children``),
+    so none it forks afterwards is missed; a PID 1 that dies takes its PID namespace with it.
+    """
+    doomed: list[int] = []
+    todo = list(pids)
+    while todo:
+        pid = todo.pop()
+        if pid in doomed or not alive(pid, 0, proc):
+            continue
+        try:
+            os.kill(pid, signal.SIGSTOP)
+        except ProcessLookupError:
+            continue
+        doomed.append(pid)
+        try:
+            for tid in os.listdir(f"{proc}/{pid}/task"):
+                with open(f"{proc}/{pid}/task/{tid}/children") as f:
+                    todo += [int(c) for c in f.read().split()]
+        except OSError:
+            pass
+    for pid in doomed:
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+    deadline = time.monotonic() + timeout
+    while any(alive(pid, 0, proc) for pid in doomed) and time.monotonic() < deadline:
+        time.sleep(0.01)
 
 
 def alive(pid: int, start_time: int, proc: str = "/proc") -> bool:

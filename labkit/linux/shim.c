@@ -704,6 +704,9 @@ static pid_t launch(struct pid1_spec *spec, int report_fd, int *out_r, int *err_
         close(spec->go_fd);
     }
     close(spec->error_fd); /* PID 1 holds it until execve(2) closes it: the starter's signal */
+    /* A starter killed before it read this must not take the supervisor with it (SIGPIPE): PID 1
+     * runs already, and whoever reads the container next finds this shim by its arguments and ends both. */
+    signal(SIGPIPE, SIG_IGN);
     dprintf(report_fd, "ok %d %d %llu", (int)child, (int)getpid(), start_time(child));
     close(report_fd);
     *out_r = out[0];

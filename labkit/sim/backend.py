@@ -396,6 +396,15 @@ class SimBackend:
                 return Exited(255, w.rfc3339())
             return None
 
+    def recover(self, record: ContainerRecord) -> None:
+        """A start whose engine was killed after the world recorded it: its processes end (SIGKILL)."""
+        with self._locked() as w:
+            ct = w.containers.get(record.id)
+            if ct is not None:
+                for p in w.procs_of(record.id):
+                    proc_mod.exit_proc(w, p, 137)
+                ct.pid1 = 0
+
     def wait(self, record: ContainerRecord, timeout: float | None) -> bool:
         with self._locked() as w:
             ct = w.containers.get(record.id)

@@ -260,14 +260,26 @@ lab.run("busybox", ["sleep", "60"], detach=True, name="cut")
 """
 
 
-def test_killed_mid_run_is_finished_by_rm_force(engine):
-    """A run killed between launching PID 1 and saving its record reads fine in ps -a, and rm -f cleans it all up."""
+def test_killed_mid_run_is_undone_by_the_next_ps(engine):
+    """A run killed between launching PID 1 and saving its record: the next ps -a kills that unrecorded PID 1, undoes
+    its mounts and cgroup and says Created with the reason; start then runs it, and rm -f cleans it all up."""
     proc = subprocess.run([sys.executable, "-c", _CUT_START, str(engine.store.root)], capture_output=True, text=True)
     assert proc.returncode == 9, proc.stderr
+    cid = engine.store.names()["cut"]
+    from labkit.linux import process
+
+    shims = process.supervisors_of(str(engine.store.container_dir(cid) / "exit.json"))
+    assert shims, "the killed run had started a supervisor"
     row = [r for r in engine.ps(all=True) if r["Names"] == ["/cut"]][0]
     assert row["State"] == "created"
+    state = engine.inspect("cut")["State"]
+    assert "interrupted" in state["Error"] and state["Pid"] == 0
     merged = engine.inspect("cut")["GraphDriver"]["Data"]["MergedDir"]
-    assert os.path.ismount(merged)
+    assert not os.path.ismount(merged)
+    assert not any(process.alive(pid, 0) for pid in shims)
+    assert not os.path.exists(f"/sys/fs/cgroup/labkit/{cid}")
+    engine.start("cut")
+    assert engine.inspect("cut")["State"]["Status"] == "running"
     engine.rm("cut", force=True)
     assert not os.path.ismount(merged)
     assert not os.path.exists(merged)
