@@ -75,6 +75,15 @@ def test_diff_lists_like_docker(engine):
     assert not any(p in ("/etc/hostname", "/etc/hosts", "/etc/resolv.conf") for _, p in kinds)
 
 
+def test_diff_sees_a_file_rewritten_to_the_same_size_and_time(engine):
+    """A file deleted and written again with its old size and mtime (cp -p) is C, its directory too, as Docker's
+    overlay2 diff says: a copy in the upper dir over an image file is a change whatever its stat says."""
+    c = engine.run("busybox", ["sh", "-c", "cp -p /etc/group /g; rm /etc/group; cp -p /g /etc/group; rm /g"])
+    upper = c.inspect()["GraphDriver"]["Data"]["UpperDir"]
+    assert os.path.isfile(os.path.join(upper, "etc/group"))
+    assert [(d["Kind"], d["Path"]) for d in c.diff()] == [(0, "/etc"), (0, "/etc/group")]
+
+
 def test_two_containers_share_layers_not_writes(engine):
     """Two containers of one image share the lower dirs and never see each other's writes."""
     a = engine.run("busybox", ["sleep", "30"], detach=True)
