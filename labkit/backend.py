@@ -98,8 +98,9 @@ class Backend(Protocol):
     def observe(self, record: ContainerRecord) -> Exited | None:
         """``None`` while PID 1 of the current start lives; how it ended otherwise."""
 
-    def recover(self, record: ContainerRecord) -> None:
-        """Undo a start that a killed process left half done: end what it started, remove what it made."""
+    def recover(self, record: ContainerRecord) -> bool:
+        """Undo a start that a killed process left half done: end what it started, remove what it made.
+        Returns whether there was anything to undo."""
 
     def wait(self, record: ContainerRecord, timeout: float | None) -> bool:
         """Block until PID 1 has ended (True) or ``timeout`` seconds pass (False)."""

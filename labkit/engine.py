@@ -1498,11 +1498,15 @@ class Engine:
         if verb not in ("start", "restart"):
             return rec  # nothing of the kernel's was touched yet (rm died before it began)
         # A start cut short: its PID 1 may run with nobody recording it. End it and undo what the start made.
-        self.backend.recover(rec)
+        found = self.backend.recover(rec)
         why = (f"{verb} was interrupted: the process carrying it out was killed; "
-               "what it had started was stopped and undone")
-        rec = self._moved(rec, Verb.EXIT, pid=0, error=why) if rec.status is Status.RESTARTING else \
-            rec.with_state(pid=0, error=why)
+               "what it had started was stopped and undone") if found else rec.state.error
+        if rec.status is Status.RESTARTING:  # the restart policy died between two runs: the container has exited
+            rec = self._moved(rec, Verb.EXIT, pid=0, error=why)
+        elif found:
+            rec = rec.with_state(pid=0, error=why)
+        else:
+            return rec  # it had failed and undone its work itself, or had made nothing yet
         self._save(rec)
         self._left_bridge(rec)
         return rec

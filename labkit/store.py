@@ -47,7 +47,6 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from labkit.errors import LabkitError
 from labkit.model.container import ContainerRecord
 
 
@@ -173,8 +172,8 @@ class Store:
 
         The file appears already locked (written and flock(2)ed under a temporary name,
         then linked into place), so no reader ever sees it unlocked while its writer
-        lives. A block that ends with an error other than a :class:`LabkitError` (which
-        the verb answered for) leaves the intent, as a killed process would. Nested
+        lives. A block that ends with an error (Ctrl-C included) leaves the intent, as a
+        killed process would: what it made is found and undone by the next reader. Nested
         intents on one container within a process are one intent. A container without a
         directory (removed meanwhile) gets none.
         """
@@ -195,10 +194,8 @@ class Store:
             self._held.add(cid)
             try:
                 yield
-            except LabkitError:
-                raise  # a failure the verb answered for: it undid its own work
             except BaseException:
-                finish = False  # interrupted (Ctrl-C, a crash): left as if killed, for the next reader
+                finish = False  # left as if killed: the next reader checks that nothing is half done
                 raise
         finally:
             self._held.discard(cid)

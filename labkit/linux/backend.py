@@ -438,12 +438,14 @@ class LinuxBackend:
     def _exited(info: dict) -> Exited:  # type: ignore[type-arg]
         return Exited(info["ExitCode"], info["FinishedAt"], bool(info.get("OOMKilled")))
 
-    def recover(self, record: ContainerRecord) -> None:
+    def recover(self, record: ContainerRecord) -> bool:
         """Undo a start whose starter was killed: kill what it started (the supervisor, PID 1, their
-        descendants), then remove what it made (mounts, cgroup, network namespace, helper)."""
-        self._end(record, shims=True)
-        self._undo(record)
+        descendants), then remove what it made (mounts, cgroup, network namespace, helper).
+        Returns whether there was anything to undo."""
+        found = self._end(record, shims=True)
+        found = self._undo(record) or found
         (self.store.container_dir(record.id) / process.EXIT_FILE).unlink(missing_ok=True)  # the killed PID 1's
+        return found
 
     def _supervised(self, record: ContainerRecord) -> bool:
         """Whether the supervisor of the current start still runs (or the restart policy it became)."""
@@ -458,7 +460,7 @@ class LinuxBackend:
 
     def _end(self, record: ContainerRecord, shims: bool = False) -> bool:
         """Kill every process of the container (and with ``shims``, every supervisor of it and what they
-        forked); True if the recorded PID 1 was still alive. Returns once they are gone."""
+        forked); returns once they are gone. True if the recorded PID 1 (with ``shims``: anything) was alive."""
         st = record.state
         pid1 = bool(st.pid) and process.alive(st.pid, st.pid_start_time)
         doomed: list[int] = []
@@ -471,31 +473,40 @@ class LinuxBackend:
             group = self._group(record)
         except (NotFound, OSError):
             group = None
+        grouped = False
         if group is not None:
             try:
+                grouped = bool(group.pids())
                 group.kill_all(_signal.SIGKILL)
                 deadline = time.monotonic() + 5
                 while group.pids() and time.monotonic() < deadline:
                     time.sleep(0.01)
             except FileNotFoundError:
                 pass
-        return pid1
+        return pid1 or (shims and bool(doomed or grouped))
 
-    def _undo(self, record: ContainerRecord) -> None:
-        """What the supervisor does once PID 1 has ended (shim.c), for when it could not; idempotent."""
+    def _undo(self, record: ContainerRecord) -> bool:
+        """What the supervisor does once PID 1 has ended (shim.c), for when it could not; idempotent.
+        Returns whether anything was left to undo."""
         cdir = self.store.container_dir(record.id)
-        if not self.rootless:
+        found = False
+        merged = self._layers(record, []).merged
+        if not self.rootless and os.path.ismount(merged):
             overlay.umount(self._layers(record, []))
+            found = True
         if os.path.ismount(cdir / "netns"):
             from labkit.linux import network as net
 
             net.drop_netns(str(cdir / "netns"))
+            found = True
         if self.rootless:
-            rootless.stop_helper(read_json(cdir / "network.json"))
+            found = rootless.stop_helper(read_json(cdir / "network.json")) or found
         try:
             self._group(record).destroy()
+            found = True
         except (NotFound, Conflict, FileNotFoundError):
             pass
+        return found
 
     def wait(self, record: ContainerRecord, timeout: float | None) -> bool:
         # The supervisor writes exit.json, then unmounts and removes the cgroups: wait for all of it,

@@ -396,14 +396,16 @@ class SimBackend:
                 return Exited(255, w.rfc3339())
             return None
 
-    def recover(self, record: ContainerRecord) -> None:
+    def recover(self, record: ContainerRecord) -> bool:
         """A start whose engine was killed after the world recorded it: its processes end (SIGKILL)."""
         with self._locked() as w:
             ct = w.containers.get(record.id)
+            procs = w.procs_of(record.id) if ct is not None else []
+            for p in procs:
+                proc_mod.exit_proc(w, p, 137)
             if ct is not None:
-                for p in w.procs_of(record.id):
-                    proc_mod.exit_proc(w, p, 137)
                 ct.pid1 = 0
+            return bool(procs)
 
     def wait(self, record: ContainerRecord, timeout: float | None) -> bool:
         with self._locked() as w:
