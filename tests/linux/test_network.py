@@ -372,3 +372,23 @@ def test_doctor_names_the_clashes_it_sees():
     assert "lkdocker0 on 10.214.0.0/16 overlaps lkclash2 on 10.214.9.0/24" in check["detail"]
     assert "network bridge's saved subnet 10.214.0.0/16 is in use by" in check["detail"]
     assert "when it next comes up" in check["detail"]
+
+
+def test_without_nft_no_bridge_is_made(engine, monkeypatch, tmp_path):
+    """Where nft cannot be found, a bridge is not made unguarded: the start is refused in one sentence naming the
+    package, before the bridge exists, and leaves no namespace mounted."""
+    from labkit.errors import HostUnsupported
+
+    monkeypatch.setattr(net, "HELPER_PATH", str(tmp_path))
+    engine.network_create("unguarded")
+    try:
+        bridge = _bridge(engine, "unguarded")
+        c = engine.create("busybox", ["true"], network="unguarded")
+        with pytest.raises(HostUnsupported, match="nft is not installed") as err:
+            c.start()
+        assert "nftables" in err.value.hint
+        assert not net.bridge_exists(bridge)
+        assert not os.path.ismount(os.path.join(os.path.dirname(c.inspect()["LogPath"]), "netns"))
+        engine.rm(c.id)
+    finally:
+        engine.network_rm("unguarded")
