@@ -27,7 +27,7 @@ whatever arrives):
 
 * **A bridge's addresses answer only on the bridge.** Each bridge comes with an
   nftables table of its own (:func:`guard_bridge`, ``labkit-<bridge>``) whose
-  one rule, in the prerouting hook at the raw priority (before conntrack and
+  first rule, in the prerouting hook at the raw priority (before conntrack and
   routing, nft(8)), drops every packet for the bridge's subnet — its containers
   and its gateway — that arrived on any interface but the bridge (or the host's
   own ``lo``). Docker 28 drops direct access the same way, one raw-table rule
@@ -132,7 +132,7 @@ def veth_name(cid: str) -> str:
 
 
 def host_subnets() -> list[ipaddress.IPv4Network]:
-    """The IPv4 subnets the host's main table routes (from /proc/net/route), default route excluded.
+    """The IPv4 subnets the host's main table routes (from /proc/net/route), routes shorter than /8 excluded.
 
     Cheap (no netlink) and enough for a network's first record; a bridge coming up
     checks more (:func:`subnets_in_use`).
@@ -144,10 +144,10 @@ def host_subnets() -> list[ipaddress.IPv4Network]:
             for line in f:
                 fields = line.split()
                 dest, mask = int(fields[1], 16), int(fields[7], 16)
-                if mask == 0:
+                bits = bin(mask).count("1")
+                if bits < 8:  # a default route, or a VPN's stand-in for one (see subnets_in_use)
                     continue
                 addr = socket.inet_ntoa(struct.pack("<I", dest))
-                bits = bin(mask).count("1")
                 nets.append(ipaddress.IPv4Network(f"{addr}/{bits}", strict=False))
     except OSError:
         pass
@@ -237,7 +237,10 @@ def subnets_in_use(exclude: str = "") -> list[tuple[ipaddress.IPv4Network, str]]
 
     The addresses of every interface (``ip addr``) and the routes of every table
     (``ip route show table all``: a VPN's policy routes too), default routes
-    left out. A route through a bridge with no port yet is listed ("linkdown"):
+    left out — and so are routes shorter than /8, such as the halves of the address
+    space (0.0.0.0/1, 128.0.0.0/1) a VPN installs in place of a default route: they
+    stand for "everything else", and a bridge's longer prefix rightly wins over them
+    (longest-prefix match). A route through a bridge with no port yet is listed ("linkdown"):
     another root's idle-but-up bridge counts. Only a bridge that is up holds
     its subnet; a root whose bridges have all gone holds nothing, and takes its
     subnet back — or another — when its next container brings a bridge up.
@@ -253,7 +256,7 @@ def subnets_in_use(exclude: str = "") -> list[tuple[ipaddress.IPv4Network, str]]
         for r in ipr.get_routes(family=socket.AF_INET):
             dst = r.get_attr("RTA_DST")
             name = names.get(r.get_attr("RTA_OIF"), "")
-            if r["dst_len"] and dst and name != exclude:
+            if r["dst_len"] >= 8 and dst and name != exclude:
                 found.append((ipaddress.IPv4Network(f"{dst}/{r['dst_len']}", strict=False), name or "a route"))
     return found
 

@@ -6,6 +6,7 @@ import contextlib
 import ipaddress
 import json
 import os
+import secrets
 import socket
 import subprocess
 import sys
@@ -392,3 +393,26 @@ def test_without_nft_no_bridge_is_made(engine, monkeypatch, tmp_path):
         engine.rm(c.id)
     finally:
         engine.network_rm("unguarded")
+
+
+def test_a_vpns_routes_are_heeded_in_any_table():
+    """Routes in a table of their own count (a VPN's policy routing): its 172.16.0.0/12 pushes a new bridge to
+    Docker's next pools, 192.168.x.0/20; its 0.0.0.0/1 and 128.0.0.0/1, stand-ins for a default route, do not
+    count, or no pool would ever be free."""
+    lab = _root_engine()
+    table = str(4200 + secrets.randbelow(500))  # no ip rule points at it: the host's routing is untouched
+    subprocess.run(["ip", "link", "del", "lkvpn0"], capture_output=True)
+    subprocess.run(["ip", "link", "add", "lkvpn0", "type", "bridge"], check=True)  # a tunnel stand-in
+    try:
+        subprocess.run(["ip", "link", "set", "lkvpn0", "up"], check=True)
+        for prefix in ("172.16.0.0/12", "0.0.0.0/1", "128.0.0.0/1"):
+            subprocess.run(["ip", "route", "add", prefix, "dev", "lkvpn0", "table", table], check=True)
+        c = lab.run("busybox", ["sleep", "30"], detach=True)
+        subnet = _subnet(lab)
+        assert subnet.subnet_of(ipaddress.IPv4Network("192.168.0.0/16")) and subnet.prefixlen == 20, subnet
+        assert ipaddress.IPv4Address(c.inspect()["NetworkSettings"]["IPAddress"]) in subnet
+    finally:
+        subprocess.run(["ip", "link", "del", "lkvpn0"], capture_output=True)  # its routes go with it
+        for rec in lab.ps(all=True):
+            lab.rm(rec["Id"], force=True)
+        lab.prune_networks()
