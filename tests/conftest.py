@@ -14,6 +14,8 @@ import os
 import shutil
 import subprocess
 import tempfile
+import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -127,8 +129,7 @@ def leaks(root: Path | None = None, ids: frozenset[str] | set[str] = frozenset()
             found += [f"link {ln.split(':')[1].strip()}" for ln in links.splitlines()
                       if "labkit" in ln or ": lk" in ln]
     if shutil.which("nft") and root is None:  # a bridge's guard goes with it (labkit/linux/network.py, guard_bridge)
-        tables = subprocess.run(["nft", "list", "tables"], capture_output=True, text=True).stdout
-        found += [f"nftables {line.strip()}" for line in tables.splitlines() if "labkit" in line]
+        found += [f"nftables {table}" for table in _lasting(_labkit_tables)]
     for r in [root] if root is not None else _ROOTS:
         cdir = r / "containers"
         if cdir.exists():
@@ -138,6 +139,21 @@ def leaks(root: Path | None = None, ids: frozenset[str] | set[str] = frozenset()
                 if (r / sub).exists():
                     found += [f"state {r / sub / c}" for c in os.listdir(r / sub) if not c.startswith(keep or "\0")]
     return found
+
+
+def _labkit_tables() -> set[str]:
+    tables = subprocess.run(["nft", "list", "tables"], capture_output=True, text=True).stdout
+    return {line.strip() for line in tables.splitlines() if "labkit" in line}
+
+
+def _lasting(listing: Callable[[], set[str]], settle: float = 1.0) -> set[str]:
+    """What ``listing`` shows now and still shows ``settle`` seconds later: a bridge that another
+    process is taking down loses its link first and its table a few milliseconds later."""
+    first = listing()
+    if not first:
+        return first
+    time.sleep(settle)
+    return first & listing()
 
 
 def _take_down_bridges() -> None:
