@@ -67,7 +67,7 @@ from labkit.model.container import (
 )
 from labkit.model.events import Step
 from labkit.model.lifecycle import Move, Status, Unchanged, Verb, guard, is_running
-from labkit.model.overlay import LayerContents
+from labkit.model.overlay import MAX_STACK, LayerContents
 from labkit.model.views import NetworkView, ProcessView
 from labkit.networks import Networks
 from labkit.store import Store, read_json, write_json
@@ -586,6 +586,10 @@ class Engine:
             entrypoint = [entrypoint] if entrypoint else []
         img = self._image(image)
         icfg = img.config
+        if len(img.layers) >= MAX_STACK:  # the container's init layer goes on top of them
+            raise InvalidArgument(
+                f"image {image} has {len(img.layers)} layers; overlayfs stacks at most {MAX_STACK} lower layers "
+                f"(OVL_MAX_STACK), one of them the container's own", "Rebuild it with fewer steps that make layers")
         mem = _size(memory)
         swap = -1 if memory_swap in (-1, "-1") else _size(memory_swap)
         limits.check_memory(mem, swap)

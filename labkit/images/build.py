@@ -42,6 +42,7 @@ from labkit.images.store import (
     parse_ref,
     rfc3339_nano,
 )
+from labkit.model.overlay import MAX_STACK
 
 Runner = Callable[[list[str], str, list[str], list[str], str], tuple[int, str]]
 """``runner(lowerdirs_top_first, upper_dir, argv, env, workdir) -> (exit_code, output)``.
@@ -191,11 +192,18 @@ def build(
         tag = f"{name}:{t}"
     with open(path, encoding="utf-8") as f:
         instructions = labfile.parse(f.read(), os.path.basename(path))
+    layered = sum(inst.keyword in _LAYERED for inst in instructions)
+    if layered >= MAX_STACK:  # the base image adds its own layers: checked again once FROM is read
+        raise _too_deep(layered)
     b = _Build(store, context, runner, on_step, store.mkdtemp("build-"), rfc3339_nano())
     try:
         for b.step, inst in enumerate(instructions, start=1):
             on_step(f"Step {b.step}/{len(instructions)} : {inst.text}")
             shown = _STEPS[inst.keyword](b, inst)
+            if inst.keyword == "FROM":
+                depth = len(b.layers) + sum(later.keyword in _LAYERED for later in instructions[b.step:])
+                if depth >= MAX_STACK:
+                    raise _too_deep(depth)
             on_step(f" ---> {(shown or b.state_id())[:12]}")
         config = copy.deepcopy(b.config)
         if labels:
@@ -210,6 +218,19 @@ def build(
     if tag:
         on_step(f"Successfully tagged {tag}")
     return image
+
+
+#: The instructions that add a layer.
+_LAYERED = ("COPY", "ADD", "RUN")
+
+
+def _too_deep(depth: int) -> LabfileError:
+    """A Labfile whose image would have more layers than an overlay stacks under a container."""
+    return LabfileError(
+        f"this Labfile makes an image of {depth} layers; overlayfs stacks at most {MAX_STACK} lower layers "
+        f"(OVL_MAX_STACK), one of them a container's own, so an image may have {MAX_STACK - 1}",
+        "Join RUN lines with && and COPY whole directories, so that fewer steps make layers",
+    )
 
 
 def _from(b: _Build, inst: labfile.Instruction) -> str | None:

@@ -34,6 +34,9 @@ from labkit.model.overlay import LayerContents, Served, UpperEntry
 #: Files every container gets its own copy of, bind-mounted over the init layer's placeholders.
 ETC_FILES = ("hostname", "hosts", "resolv.conf")
 
+#: The longest options string mount(2) takes: one page, its last byte the terminating NUL.
+MOUNT_DATA_MAX = os.sysconf("SC_PAGE_SIZE")
+
 
 @dataclass(frozen=True)
 class Layers:
@@ -92,7 +95,30 @@ def mount(layers: Layers) -> None:
     """
     if os.path.ismount(layers.merged):
         return
-    syscalls.mount("overlay", layers.merged, "overlay", 0, mount_options(layers))
+    options = mount_options(layers)
+    if len(options.encode()) < MOUNT_DATA_MAX:
+        syscalls.mount("overlay", layers.merged, "overlay", 0, options)
+    else:
+        syscalls.mount_by_parts("overlay", layers.merged, [("source", "overlay"), *option_parts(options)])
+
+
+def option_parts(options: str) -> list[tuple[str, str | None]]:
+    """``mount_options`` as fsconfig(2) keys and values, each lower layer on its own as ``lowerdir+``.
+
+    mount(2) reads at most a page of options (copy_mount_options(), fs/namespace.c): about 40
+    layers of labkit's 100-character paths. Since Linux 6.8 overlayfs takes lower layers one by
+    one through the new mount API instead ("lowerdir+", Documentation/filesystems/overlayfs.rst),
+    so an image may be as deep as overlayfs stacks (:data:`labkit.model.overlay.MAX_STACK`). pid1.c does the same
+    for rootless containers.
+    """
+    parts: list[tuple[str, str | None]] = []
+    for option in options.split(","):
+        key, eq, value = option.partition("=")
+        if key == "lowerdir":
+            parts += [("lowerdir+", lower) for lower in value.split(":")]
+        else:
+            parts.append((key, value if eq else None))
+    return parts
 
 
 def mount_options(layers: Layers, userxattr: bool = False) -> str:

@@ -99,6 +99,44 @@ static void do_mount(const char *src, const char *target, const char *type, unsi
 }
 
 /*
+ * Mount the overlay at `target`. mount(2) reads at most a page of options
+ * (copy_mount_options(), fs/namespace.c), about 40 layers of labkit's paths;
+ * longer ones go through the new mount API, where fsconfig(2) takes each lower
+ * layer on its own as "lowerdir+" (Linux 6.8, Documentation/filesystems/
+ * overlayfs.rst), as labkit/linux/overlay.py does for root's containers.
+ */
+static void mount_overlay(const char *target, const char *opts)
+{
+    if (strlen(opts) < (size_t)sysconf(_SC_PAGESIZE)) {
+        do_mount("overlay", target, "overlay", 0, opts);
+        return;
+    }
+    enum { SET_FLAG = 0, SET_STRING = 1, CMD_CREATE = 6 }; /* FSCONFIG_*, <linux/mount.h> */
+    int fs = (int)syscall(SYS_fsopen, "overlay", 1 /* FSOPEN_CLOEXEC */);
+    char *copy = strdup(opts), *save = NULL, *lsave = NULL;
+    if (fs < 0 || !copy || syscall(SYS_fsconfig, fs, SET_STRING, "source", "overlay", 0) < 0)
+        fail_errno("fsopen(overlay)");
+    for (char *opt = strtok_r(copy, ",", &save); opt; opt = strtok_r(NULL, ",", &save)) {
+        char *value = strchr(opt, '=');
+        if (value)
+            *value++ = '\0';
+        if (value && !strcmp(opt, "lowerdir")) {
+            for (char *dir = strtok_r(value, ":", &lsave); dir; dir = strtok_r(NULL, ":", &lsave))
+                if (syscall(SYS_fsconfig, fs, SET_STRING, "lowerdir+", dir, 0) < 0)
+                    fail_errno(dir);
+        } else if (syscall(SYS_fsconfig, fs, value ? SET_STRING : SET_FLAG, opt, value, 0) < 0)
+            fail_errno(opt);
+    }
+    free(copy);
+    int mnt = syscall(SYS_fsconfig, fs, CMD_CREATE, NULL, NULL, 0) < 0 ? -1
+              : (int)syscall(SYS_fsmount, fs, 1 /* FSMOUNT_CLOEXEC */, 0);
+    if (mnt < 0 || syscall(SYS_move_mount, mnt, "", AT_FDCWD, target, 4 /* MOVE_MOUNT_F_EMPTY_PATH */) < 0)
+        fail_errno(target);
+    close(mnt);
+    close(fs);
+}
+
+/*
  * Resolve `path` as the container would see it, never leaving `root`: symlinks
  * are followed as if root were "/", ".." stops at root, and components that do
  * not exist yet are kept as written. So a symlink planted in the image
@@ -621,7 +659,7 @@ void pid1_run(const struct pid1_spec *s)
     if (!realpath(s->root, root))
         fail_errno(s->root);
     if (s->overlay) /* rootless: overlayfs mounts only in a mount namespace of our user namespace */
-        do_mount("overlay", root, "overlay", 0, s->overlay);
+        mount_overlay(root, s->overlay);
     do_mount(root, root, NULL, MS_BIND | MS_REC, NULL);
     secure_join(root, "/proc", p, sizeof p);
     mount_point(p);

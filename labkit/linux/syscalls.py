@@ -88,6 +88,46 @@ def mount(
     _check(result, f"mount({source}, {target}, {fstype})", target)
 
 
+# The new mount API (fsopen(2), fsconfig(2), fsmount(2), move_mount(2)): one number on every
+# architecture (asm-generic/unistd.h), since these calls came after the tables were unified.
+_SYS_MOVE_MOUNT, _SYS_FSOPEN, _SYS_FSCONFIG, _SYS_FSMOUNT = 429, 430, 431, 432
+_FSOPEN_CLOEXEC = _FSMOUNT_CLOEXEC = 0x1
+_FSCONFIG_SET_FLAG, _FSCONFIG_SET_STRING, _FSCONFIG_CMD_CREATE = 0, 1, 6
+_MOVE_MOUNT_F_EMPTY_PATH = 0x4
+_AT_FDCWD = -100
+
+
+def mount_by_parts(fstype: str, target: str | os.PathLike[str], options: list[tuple[str, str | None]]) -> None:
+    """Mount a new ``fstype`` at ``target``, its options given one by one through the new mount API.
+
+    mount(2) copies at most one page of options; fsconfig(2) takes each option on its own, and
+    some keys may repeat (overlayfs's ``lowerdir+`` appends one lower layer per call). A
+    ``(key, None)`` option is a flag. See fsopen(2), fsconfig(2), fsmount(2), move_mount(2).
+    """
+    fs = _libc.syscall(ctypes.c_long(_SYS_FSOPEN), _b(fstype), ctypes.c_uint(_FSOPEN_CLOEXEC))
+    _check(fs, f"fsopen({fstype})", target)
+    try:
+        for key, value in options:
+            command = _FSCONFIG_SET_FLAG if value is None else _FSCONFIG_SET_STRING
+            result = _libc.syscall(ctypes.c_long(_SYS_FSCONFIG), ctypes.c_int(fs), ctypes.c_uint(command), _b(key),
+                                   _b(value), ctypes.c_int(0))
+            _check(result, f"fsconfig({fstype}, {key}={value})", value)
+        result = _libc.syscall(ctypes.c_long(_SYS_FSCONFIG), ctypes.c_int(fs), ctypes.c_uint(_FSCONFIG_CMD_CREATE),
+                               None, None, ctypes.c_int(0))
+        _check(result, f"fsconfig({fstype}, create)", target)
+        mnt = _libc.syscall(ctypes.c_long(_SYS_FSMOUNT), ctypes.c_int(fs), ctypes.c_uint(_FSMOUNT_CLOEXEC),
+                            ctypes.c_uint(0))
+        _check(mnt, f"fsmount({fstype})", target)
+        try:
+            result = _libc.syscall(ctypes.c_long(_SYS_MOVE_MOUNT), ctypes.c_int(mnt), b"", ctypes.c_int(_AT_FDCWD),
+                                   _b(target), ctypes.c_uint(_MOVE_MOUNT_F_EMPTY_PATH))
+            _check(result, f"move_mount({fstype}, {target})", target)
+        finally:
+            os.close(mnt)
+    finally:
+        os.close(fs)
+
+
 def umount2(target: str | os.PathLike[str], flags: int = 0) -> None:
     """Detach the mount at ``target``; ``MNT_DETACH`` makes it lazy; see umount2(2)."""
     _check(_libc.umount2(_b(target), flags), f"umount2({target})", target)

@@ -110,6 +110,10 @@ Served = str | int
 #: Path resolution gives up after this many symlinks, like the kernel (ELOOP).
 MAXSYMLINKS = 40
 
+#: The most lower layers one overlay stacks (OVL_MAX_STACK, fs/overlayfs/params.h). A container's
+#: own init layer is one of them, so an image may have at most ``MAX_STACK - 1`` layers.
+MAX_STACK = 500
+
 
 # --------------------------------------------------------------------------- nodes
 

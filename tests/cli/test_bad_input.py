@@ -58,6 +58,8 @@ LABFILES = {
     "copyone": "FROM busybox\nCOPY onlyone\n",
     "runempty": "FROM busybox\nRUN\n",
     "ok": "FROM busybox\nRUN true\n",
+    # busybox's layer and 499 more: one more than overlayfs stacks under a container (OVL_MAX_STACK, 500).
+    "toodeep": "FROM busybox\n" + "".join(f"COPY Labfile /l{i}\n" for i in range(499)),
 }
 
 # (case, argv, Docker's exit code, words the one line holds). ``{…}`` are filled from the world fixture.
@@ -264,6 +266,7 @@ CASES = [
     ("labfile-tag-double-colon", ["build", "-t", "a::b", "{ctx}/ok"], 125, "invalid reference format"),
     ("labfile-tag-empty", ["build", "-t", "", "{ctx}/ok"], 125, "invalid reference format"),
     ("labfile-no-tag", ["build", "{ctx}/ok"], 1, "the following arguments are required: -t/--tag"),
+    ("labfile-too-deep", ["build", "-t", "t1", "{ctx}/toodeep"], 1, "overlayfs stacks at most 500 lower layers"),
     # signals
     ("kill-signal-zero", ["kill", "-s", "0", "web"], 1, "Invalid signal: 0"),
     ("kill-signal-99", ["kill", "-s", "99", "web"], 1, "does not support signal 99"),

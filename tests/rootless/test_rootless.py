@@ -836,6 +836,24 @@ def test_a_layer_an_earlier_labkit_hashed_with_host_ids_still_counts_as_intact(l
     assert got["after"] == [False, False]
 
 
+def test_an_image_deeper_than_a_page_of_mount_options_builds_and_runs_rootless(learner):
+    """120 layers do not fit the page mount(2) reads; PID 1 stacks them one by one ("lowerdir+") for a RUN step
+    and for a container, and each layer's file shows through."""
+    got = as_learner(learner, BUILD + """
+    steps = "".join(f"COPY note /n{i}\\n" for i in range(118))
+    with open(os.path.join(ctx, "Labfile"), "w") as f:
+        f.write("FROM busybox\\n" + steps + "RUN cat /n0 /n117 > /both\\n")
+    lab.build(ctx, "deep:1", on_step=lambda _line: None)
+    layers = len(lab.image_store.get("deep:1").layers)
+    c = lab.run("deep:1", ["sh", "-c", "cat /both; grep -o lowerdir+= /proc/self/mountinfo | wc -l"])
+    out, code = c.logs(), c.exit_code
+    c.remove()
+    print(json.dumps({"layers": layers, "out": out, "code": code}))
+    """)
+    assert got["layers"] == 120
+    assert (got["code"], got["out"]) == (0, "hi\nhi\n121\n"), "120 image layers and the init layer, one by one"
+
+
 def test_copy_chown_with_only_ones_own_id_is_refused_plainly(learner):
     """With the single-id map only root exists inside: COPY --chown=1000 fails in one sentence naming the fix."""
     got = as_learner(learner, BUILD + """
