@@ -259,9 +259,13 @@ def _dummy_bridge(name: str, cidr: str):
 
 
 def _root_engine():
+    return _engine_at(state_root())
+
+
+def _engine_at(root):
     import labkit
 
-    return labkit.connect(backend="linux", root=state_root())
+    return labkit.connect(backend="linux", root=root)
 
 
 def _save_subnet(engine, network: str, subnet: str) -> None:
@@ -416,3 +420,37 @@ def test_a_vpns_routes_are_heeded_in_any_table():
         for rec in lab.ps(all=True):
             lab.rm(rec["Id"], force=True)
         lab.prune_networks()
+
+
+def test_two_roots_bringing_bridges_up_at_once_take_two_subnets():
+    """Two state roots whose bridges come up at the same moment, in two processes, each saved the same free subnet:
+    the host-wide lock lets one check and take it while the other waits, then takes another."""
+    roots = [state_root(), state_root()]
+    go = roots[0] / "go"
+    script = ("import os, sys, time, labkit\n"
+              "lab = labkit.connect(backend='linux', root=sys.argv[1])\n"
+              "lab.networks.get('bridge'); lab.rm(lab.run('busybox', ['true'], network='none').id)\n"
+              "open(sys.argv[1] + '/ready', 'w').close()\n"
+              "while not os.path.exists(sys.argv[2]): time.sleep(0.001)\n"
+              "print(lab.run('busybox', ['sleep', '30'], detach=True).inspect()['NetworkSettings']['IPAddress'])\n")
+    labs = [_engine_at(r) for r in roots]
+    free = net.pick_subnet([n for n, _ in net.subnets_in_use()])
+    for lab in labs:
+        lab.networks.get("bridge")
+        _save_subnet(lab, "bridge", str(free))
+    procs = [subprocess.Popen([sys.executable, "-c", script, str(r), str(go)], stdout=subprocess.PIPE, text=True)
+             for r in roots]
+    try:
+        assert wait_for(lambda: all((r / "ready").exists() for r in roots), timeout=60)
+        go.touch()
+        ips = [ipaddress.IPv4Address(p.communicate(timeout=60)[0].strip()) for p in procs]
+        subnets = [_subnet(lab) for lab in labs]
+        assert subnets[0] != subnets[1] and not subnets[0].overlaps(subnets[1]), subnets
+        assert all(ip in subnet for ip, subnet in zip(ips, subnets, strict=True))
+    finally:
+        for p in procs:
+            p.kill()
+        for lab in labs:
+            for rec in lab.ps(all=True):
+                lab.rm(rec["Id"], force=True)
+            lab.prune_networks()
