@@ -6,6 +6,12 @@ overrides an earlier one):
 1. :func:`normalize` — NFKC, casefold, trim; backticks, quotes, a leading
    ``$`` prompt and trailing punctuation stripped; runs of whitespace, ``-``
    and ``_`` made one space. "Copy-on-Write." and "copy on write" are one answer.
+   An answer written as a sentence is read through :func:`readings`: "It is
+   called copy-on-write", "in a volume" and "the Config key" are read as
+   "copy on write", "volume" and "config" as well. A part in parentheses is
+   judged on its own ("Control Groups (cgroups)": both parts name the answer;
+   "namespaces (cgroups)": one part is wrong, so the answer is). An answer that
+   negates itself ("not copy-on-write", "it isn't stateless") is never right.
 2. Exact match against the accepted synonyms.
 3. The reject list: known wrong answers (near-miss antonyms such as
    "mutable" for "immutable"), each with its own feedback.
@@ -15,7 +21,10 @@ overrides an earlier one):
    characters; at most 1 edit for an accepted word of up to 8 characters, 2
    beyond; only when the nearest accepted answer is strictly closer than every
    rejected one; never when the difference is a negating prefix or suffix
-   ("im-", "un-", "-less"/"-ful"). A fuzzy match reports the canonical spelling.
+   ("im-", "un-", "-less"/"-ful"); never when the typed word is another word
+   of the field (:data:`FIELD_WORDS`, and a question's own ``near_miss``
+   list): "pgroups" is a word of its own, not a slip of "cgroups", and
+   "stateliness" is not "stateless". A fuzzy match reports the canonical spelling.
 
 Commands are never fuzzy: :func:`parse_command` splits them with :mod:`shlex`
 and puts them in a canonical form — ``labkit`` and ``docker`` are one program,
@@ -23,6 +32,16 @@ management commands fold to their short forms (``docker container inspect`` =
 ``docker inspect``), long flags to short ones, ``--name=web`` to ``--name web``,
 and flags are compared as a set — then compares token by token. "docker ps"
 and "docker rm" differ in a token, so one never passes for the other.
+
+Commands are compared by meaning, with the equivalences Docker itself has and
+no others: the kind of object (``docker image inspect`` and ``--type image``
+are not ``docker inspect`` of a container; ``--type container`` is), an image
+with or without its default tag (``busybox`` = ``busybox:latest`` =
+``docker.io/library/busybox``), a Go template with or without spaces inside
+its braces (``{{ .State.Pid }}``). A ``...`` in an accepted command allows
+further *words*, never further flags that change what is printed (``-f`` turns
+"the full JSON" into one field). A line with a shell operator (``&&``, ``;``,
+``|``, ``>``) is more than one command, and is never accepted.
 """
 
 from __future__ import annotations
@@ -134,12 +153,91 @@ def is_negation(a: str, b: str) -> bool:
     return False
 
 
+#: Words that say "not": an answer holding one (and no accepted answer does) negates itself.
+NEGATING_WORDS = frozenset({"not", "no", "never", "isnt", "arent", "wasnt", "doesnt", "dont", "cannot", "cant",
+                            "neither", "nor", "without"})
+
+#: Words of the field (and plain English words next to them). Typo tolerance never turns one of
+#: these into another: a learner who typed "pgroups" wrote a word, not a slip of "cgroups".
+FIELD_WORDS = frozenset("""
+    cgroup cgroups pgroup pgroups pgrp process group groups control namespace namespaces
+    chroot jail jails zone zones hypervisor vm vms kernel kernels module modules seccomp apparmor selinux
+    capability capabilities ulimit ulimits rlimit nice quota quotas
+    stateless stateful statefull stateliness statefulness state states status stable statistic
+    mutable immutable ephemeral persistent permanent volatile durable
+    volume volumes mount mounts bind tmpfs column
+    layer layers player players lawyer upper lower upperdir lowerdir workdir merged overlay overlayfs
+    union unions aufs btrfs zfs devicemapper snapshot snapshots
+    whiteout whiteouts blackout whitelist tombstone opaque
+    copy copies copying read write writes written on up
+    image images container containers config configs configuration state hostconfig networksettings
+    label labels env environment
+    inspect inspector prospect expect ps top stats logs info diff
+    running paused exited created deleted stopped removed dead restarting
+""".split())
+
+
+def readings(text: str) -> list[str]:
+    """The ways one normalized answer can be read: as typed, then with sentence words taken off.
+
+    "It is called copy-on-write" also reads as "copy on write"; "in a volume" as "volume";
+    "the Config key" as "config"; an answer that is only a filler ("it is") keeps itself.
+
+    >>> readings("it is called copy on write")[-1]
+    'copy on write'
+    """
+    out = [text]
+    current = text
+    while True:
+        stripped = _LEAD.sub("", current, count=1)
+        if stripped == current or not stripped:
+            break
+        current = stripped
+        out.append(current)
+    for form in list(out):
+        tail = _TAIL.sub("", form)
+        if tail and tail != form:
+            out.append(tail)
+    return list(dict.fromkeys(out))
+
+
+_LEAD = re.compile(
+    r"^(?:i think|i believe|i guess|probably|maybe|my answer is|the answer is|answer is|answer|"
+    r"it is called|its called|they are called|theyre called|this is called|that is called|is called|called|"
+    r"it is known as|its known as|known as|it is named|named|"
+    r"it is|its|they are|theyre|this is|that is|thats|it goes|it should go|write it|put it|"
+    r"in|into|inside|to|on|under|within|at|by|using|use|via|with|a|an|the)\s+")
+_TAIL = re.compile(r"\s+(?:key|keys|field|fields|block|section|object|entry|part|mechanism|strategy|technique|"
+                   r"method|principle|feature|marker|one|ones|thing|please|i think|of course)$")
+_PARENS = re.compile(r"\(([^()]*)\)")
+
+
+def parts(text: str) -> list[str]:
+    """A normalized answer and the parts it put in parentheses, each on its own (empty parts dropped).
+
+    >>> parts("control groups (cgroups)")
+    ['control groups', 'cgroups']
+    """
+    inner = [normalize(p) for p in _PARENS.findall(text)]
+    outer = normalize(_PARENS.sub(" ", text))
+    return [p for p in [outer, *inner] if p]
+
+
+def negates(text: str, accept: Sequence[str]) -> bool:
+    """Whether an answer negates itself where no accepted answer does ("not copy on write")."""
+    words = set(text.split())
+    if not words & NEGATING_WORDS:
+        return False
+    return not any(set(normalize(a).split()) & NEGATING_WORDS for a in accept)
+
+
 def match_text(
     answer: str,
     accept: Sequence[str],
     reject: Sequence[Reject] = (),
     regex: str | None = None,
     fuzzy: bool | int = False,
+    near_miss: Sequence[str] = (),
 ) -> Match:
     """Judge a free-text answer by the pipeline in this module's docstring.
 
@@ -149,30 +247,79 @@ def match_text(
         reject: Known wrong answers with their feedback.
         regex: A pattern the whole normalized answer may match instead.
         fuzzy: Allow typo tolerance (step 5); a number caps the edits below the usual 1 or 2.
+        near_miss: Words or phrases that are never read as a typo of an accepted answer
+            (added to :data:`FIELD_WORDS` for this question).
     """
-    given = normalize(answer)
-    if not given:
+    whole = normalize(answer)
+    if not whole:
         return Match(False, "invalid", feedback="The answer is empty.")
+    if negates(whole, accept):
+        return Match(False, "negated", feedback="Your answer says what it is not; say what it is.")
+    pieces = parts(str(answer))
+    if len(pieces) <= 1:
+        return _match_one(whole, accept, reject, regex, fuzzy, near_miss)
+    # "Control Groups (cgroups)": no part may be wrong, and one part must name the answer.
+    results = [_match_one(p, accept, reject, regex, fuzzy, near_miss) for p in pieces]
+    for r in results:
+        if r.how in ("reject", "near miss"):
+            return r
+    right = [r for r in results if r.accepted]
+    if right and all(r.accepted or r.how == "none" for r in results):
+        return right[0]
+    return _match_one(whole, accept, reject, regex, fuzzy, near_miss)
+
+
+def _match_one(
+    given: str,
+    accept: Sequence[str],
+    reject: Sequence[Reject],
+    regex: str | None,
+    fuzzy: bool | int,
+    near_miss: Sequence[str],
+) -> Match:
+    """Judge one normalized answer (no parentheses) through every reading of it."""
+    forms = readings(given)
     accepted = [(normalize(a), a) for a in accept]
-    for norm, original in accepted:
-        if given == norm:
-            return Match(True, "exact", canonical=original)
-    for r in reject:
-        if given == normalize(r.answer):
-            return Match(False, "reject", feedback=r.feedback)
-    if regex and re.fullmatch(regex, given):
-        return Match(True, "regex", canonical=accepted[0][1] if accepted else "")
-    if fuzzy and len(given) >= 6 and accepted:
-        best_d, best = min(((edit_distance(given, n), o) for n, o in accepted), key=lambda t: t[0])
+    for form in forms:
+        for norm, original in accepted:
+            if form == norm:
+                return Match(True, "exact", canonical=original)
+    for form in forms:  # "state less" and "copyonwrite" are spacing slips, not other words
+        for norm, original in accepted:
+            if form.replace(" ", "") == norm.replace(" ", ""):
+                return Match(True, "fuzzy", canonical=original)
+    for form in forms:
+        for r in reject:
+            if form == normalize(r.answer):
+                return Match(False, "reject", feedback=r.feedback)
+    if regex:
+        for form in forms:
+            if re.fullmatch(regex, form):
+                return Match(True, "regex", canonical=accepted[0][1] if accepted else "")
+    misses = {normalize(n) for n in near_miss}
+    for form in forms:
+        if form in misses:
+            return Match(False, "near miss", feedback=f"“{form}” is another word, not a slip of the right one.")
+    if not (fuzzy and accepted):
+        return Match(False, "none")
+    known = FIELD_WORDS | {w for n in misses for w in n.split()}
+    for form in reversed(forms):  # the barest reading first: "it is called coppy on write" -> "coppy on write"
+        if len(form) < 6:
+            continue
+        best_d, best = min(((edit_distance(form, n), o) for n, o in accepted), key=lambda t: t[0])
         best_norm = normalize(best)
-        nearest_reject = min((edit_distance(given, normalize(r.answer)) for r in reject), default=None)
+        nearest_reject = min((edit_distance(form, normalize(r.answer)) for r in reject), default=None)
         closer = nearest_reject is None or best_d < nearest_reject
         limit = max_edits(best_norm) if fuzzy is True else min(max_edits(best_norm), int(fuzzy))
-        if best_d <= limit and closer and not is_negation(given, best_norm):
+        if best_d <= limit and closer and not is_negation(form, best_norm):
+            other = [w for w in form.split() if w in known and w not in best_norm.split()]
+            if other:
+                return Match(False, "near miss",
+                             feedback=f"“{other[0]}” is another word, not a slip of “{best}”.")
             return Match(True, "fuzzy", canonical=best)
-        if nearest_reject is not None and nearest_reject <= max_edits(given):
-            r = min(reject, key=lambda r: edit_distance(given, normalize(r.answer)))
-            if not is_negation(given, normalize(r.answer)):
+        if nearest_reject is not None and nearest_reject <= max_edits(form):
+            r = min(reject, key=lambda r: edit_distance(form, normalize(r.answer)))
+            if not is_negation(form, normalize(r.answer)):
                 return Match(False, "reject", feedback=r.feedback)
     return Match(False, "none")
 
@@ -193,7 +340,7 @@ MANAGEMENT = {
         "rename": "rename", "attach": "attach", "cp": "cp", "commit": "commit", "export": "export",
     },
     "image": {
-        "ls": "images", "list": "images", "inspect": "inspect", "build": "build", "rm": "rmi",
+        "ls": "images", "list": "images", "inspect": "image inspect", "build": "build", "rm": "rmi",
         "remove": "rmi", "history": "history", "tag": "tag", "save": "save", "load": "load",
         "pull": "pull", "push": "push",
     },
@@ -221,6 +368,7 @@ LONG_FLAGS: dict[str, dict[str, str]] = {
     "start": {"--attach": "-a", "--interactive": "-i"},
 }
 LONG_FLAGS["create"] = LONG_FLAGS["run"]
+LONG_FLAGS["image inspect"] = LONG_FLAGS["volume inspect"] = {"--format": "-f"}
 
 #: Flags (in canonical spelling) that take a value, per verb.
 VALUE_FLAGS: dict[str, set[str]] = {
@@ -238,8 +386,28 @@ VALUE_FLAGS: dict[str, set[str]] = {
     "images": {"-f", "--format"},
     "volume ls": {"-f", "--format"},
     "volume inspect": {"-f", "--format"},
+    "image inspect": {"-f"},
+    "volume create": {"--name", "-d", "--driver", "-o", "--opt", "--label"},
+    "service create": {"--name", "--replicas", "-p", "--publish", "-e", "--env"},
+    "service update": {"--replicas", "--image", "-e", "--env-add"},
 }
 VALUE_FLAGS["create"] = VALUE_FLAGS["run"]
+
+#: Flags that change nothing a question asks about, per verb: they may be added to any accepted command.
+#: (``--rm`` removes the container after it ends; ``-i``/``-t`` attach a terminal; ``-s`` adds sizes to the JSON.)
+HARMLESS_FLAGS: dict[str, set[str]] = {
+    "run": {"--rm", "-i", "-t"},
+    "inspect": {"-s"},
+}
+
+#: Flags whose value is a Go template (compared without the spaces inside ``{{ }}``).
+TEMPLATE_FLAGS = {"-f", "--format"}
+
+#: Verbs whose first positional word is an image reference (``busybox`` = ``busybox:latest``).
+IMAGE_VERBS = {"run", "create", "pull", "push", "history", "image inspect", "rmi"}
+
+#: Shell operators: a line holding one is more than one command (or a redirection).
+SHELL_OPERATORS = ("&&", "||", ";", "|", ">", ">>", "<", "&", "2>", "&>", "$(", "`")
 
 #: Verbs whose flags end at the first positional word (what follows belongs to the container's command).
 FLAGS_END_AT_POSITIONAL = {"run", "create", "exec"}
@@ -258,12 +426,14 @@ class Command:
         verb: The canonical verb (``inspect``, ``ps``, ``volume ls``), or empty.
         flags: ``(flag, value)`` pairs in canonical spelling, sorted; ``value`` is ``None`` for a switch.
         args: The positional words in order.
+        operators: Shell operators found outside quotes (``&&``, ``|``, ``>``): the line is not one command.
     """
 
     program: str
     verb: str
     flags: tuple[tuple[str, str | None], ...]
     args: tuple[str, ...]
+    operators: tuple[str, ...] = ()
 
     def text(self) -> str:
         """The canonical form as one line."""
@@ -293,14 +463,16 @@ def parse_command(text: str) -> Command:
     Raises:
         CommandSyntaxError: If the line has an unclosed quote.
     """
+    cleaned = _clean_command(text)
     try:
-        words = shlex.split(_clean_command(text))
+        words = shlex.split(cleaned)
+        operators = tuple(t for t in _operator_tokens(cleaned) if t)
     except ValueError as err:
         raise CommandSyntaxError(f"the command could not be split into words ({err})") from None
     if words and words[0] == "sudo":
         words = words[1:]
     if not words:
-        return Command("", "", (), ())
+        return Command("", "", (), (), operators)
     program = PROGRAMS.get(words[0].casefold(), words[0])
     rest = words[1:]
     verb = ""
@@ -315,7 +487,62 @@ def parse_command(text: str) -> Command:
         else:
             verb, rest = head, rest[1:]
     flags, args = _split_flags(verb, rest)
-    return Command(program, verb, tuple(sorted(flags, key=lambda f: (f[0], f[1] or ""))), tuple(args))
+    verb, flags, args = _equivalent(verb, flags, args)
+    return Command(program, verb, tuple(sorted(flags, key=lambda f: (f[0], f[1] or ""))), tuple(args), operators)
+
+
+def _operator_tokens(line: str) -> list[str]:
+    """The shell operators of a line, outside quotes (``shlex`` with ``punctuation_chars``)."""
+    lexer = shlex.shlex(line, posix=True, punctuation_chars=True)
+    lexer.whitespace_split = True
+    found = []
+    for token in lexer:
+        if token and all(ch in "();<>|&" for ch in token):
+            found.append(token)
+    if "$(" in line or "`" in line:
+        found.append("$(")
+    return found
+
+
+def image_ref(ref: str) -> str:
+    """An image reference with Docker's defaults made explicit: ``busybox`` → ``busybox:latest``.
+
+    >>> image_ref("docker.io/library/busybox"), image_ref("frontend-app:v2.1.0")
+    ('busybox:latest', 'frontend-app:v2.1.0')
+    """
+    if ref.startswith("<") or ref == ANY_REST:
+        return ref
+    for prefix in ("docker.io/library/", "index.docker.io/library/", "library/"):
+        if ref.startswith(prefix):
+            ref = ref[len(prefix):]
+            break
+    name = ref.rsplit("/", 1)[-1]
+    if "@" not in name and ":" not in name:
+        ref += ":latest"
+    return ref
+
+
+def template(value: str) -> str:
+    """A Go template without the spaces inside its actions: ``{{ .State.Pid }}`` → ``{{.State.Pid}}``."""
+    return re.sub(r"\{\{-?\s*(.*?)\s*-?\}\}", lambda m: "{{" + re.sub(r"\s+", " ", m.group(1)) + "}}", value)
+
+
+def _equivalent(verb: str, flags: list[tuple[str, str | None]],
+                args: list[str]) -> tuple[str, list[tuple[str, str | None]], list[str]]:
+    """Docker's own equivalences: ``--type`` names the object kind, ``volume create --name X`` is ``X``, …"""
+    if verb == "inspect":
+        kinds = [v for f, v in flags if f == "--type"]
+        flags = [(f, v) for f, v in flags if f != "--type"]
+        if kinds and kinds[-1] and kinds[-1] != "container":
+            verb = f"{kinds[-1]} inspect"
+    if verb == "volume create":
+        names = [v for f, v in flags if f == "--name" and v]
+        flags = [(f, v) for f, v in flags if f != "--name"]
+        args = names + args
+    flags = [(f, template(v) if f in TEMPLATE_FLAGS and v is not None else v) for f, v in flags]
+    if verb in IMAGE_VERBS and args:
+        args = [image_ref(args[0]), *args[1:]]
+    return verb, flags, args
 
 
 def _split_flags(verb: str, words: list[str]) -> tuple[list[tuple[str, str | None]], list[str]]:
@@ -366,18 +593,30 @@ def _split_flags(verb: str, words: list[str]) -> tuple[list[tuple[str, str | Non
     return flags, args
 
 
-def command_matches(given: Command, pattern: Command) -> bool:
-    """Whether ``given`` is the command ``pattern`` asks for (``...`` and ``<placeholder>`` honoured)."""
-    if (given.program, given.verb) != (pattern.program, pattern.verb):
+def command_matches(given: Command, pattern: Command, loose: bool = False) -> bool:
+    """Whether ``given`` is the command ``pattern`` asks for (``...`` and ``<placeholder>`` honoured).
+
+    ``...`` allows further words, never further flags: an added flag may change what the command
+    prints (``docker inspect -f '{{.State.Pid}}'`` is not "the full JSON"). Only the verb's
+    :data:`HARMLESS_FLAGS` may be added anywhere. ``loose`` lets ``...`` take further flags too
+    (for known *wrong* commands: ``docker ps ...`` is wrong whatever its flags).
+    """
+    if given.operators or (given.program, given.verb) != (pattern.program, pattern.verb):
         return False
     open_ended = bool(pattern.args) and pattern.args[-1] == ANY_REST
     want_args = pattern.args[:-1] if open_ended else pattern.args
+    harmless = HARMLESS_FLAGS.get("run" if given.verb == "create" else given.verb, set())
+    extra = [f for f in given.flags if f not in pattern.flags]
+    if not (loose and open_ended) and any(name not in harmless for name, _v in extra):
+        return False
+    if not set(pattern.flags) <= set(given.flags):
+        return False
     if open_ended:
-        if not set(pattern.flags) <= set(given.flags) or len(given.args) < len(want_args):
+        if len(given.args) < len(want_args):
             return False
         got_args = given.args[: len(want_args)]
     else:
-        if given.flags != pattern.flags or len(given.args) != len(want_args):
+        if len(given.args) != len(want_args):
             return False
         got_args = given.args
     return all(_PLACEHOLDER.match(w) or w == g for w, g in zip(want_args, got_args, strict=True))
@@ -397,14 +636,26 @@ def match_command(answer: str, accept: Sequence[str], reject: Sequence[Reject] =
         return Match(False, "invalid", feedback=f"{err}; close every quote you open.")
     if not given.program:
         return Match(False, "invalid", feedback="The answer is empty.")
+    if given.operators:
+        ops = " ".join(dict.fromkeys(given.operators))
+        return Match(False, "invalid", feedback=f"That line holds the shell operator(s) {ops}: it is more than one "
+                                                "command. Write the one command the question asks for.")
     for original in accept:
         pattern = parse_command(original)
         if command_matches(given, pattern):
             shown = original[: -len(ANY_REST)].rstrip() if original.rstrip().endswith(ANY_REST) else original
             return Match(True, "exact" if _literal(answer, original) else "alias", canonical=shown)
     for r in reject:
-        if command_matches(given, parse_command(r.answer)):
+        if command_matches(given, parse_command(r.answer), loose=True):
             return Match(False, "reject", feedback=r.feedback)
+    for original in accept:
+        pattern = parse_command(original)
+        if (given.program, given.verb) == (pattern.program, pattern.verb):
+            added = [f for f, _v in given.flags if f not in {p for p, _w in pattern.flags}]
+            if added:
+                return Match(False, "none", feedback=f"Right command, but {' '.join(dict.fromkeys(added))} changes "
+                                                     "what it does or prints; the question asks for it without.")
+            break
     return Match(False, "none")
 
 

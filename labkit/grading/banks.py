@@ -221,7 +221,8 @@ class Bank:
     @property
     def context(self) -> Context:
         key = os.environ.get("LABKIT_COURSE_KEY") or self.data.get("course_key") or "labkit"
-        return Context(self.name, key, self.data.get("salt", ""), self.learner or "", self.data.get("params"))
+        return Context(self.name, key, self.data.get("salt", ""), self.learner or "", self.data.get("params"),
+                       tuple(str(w) for w in self.data.get("near_miss") or ()))
 
     @property
     def ids(self) -> list[str]:

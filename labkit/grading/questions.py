@@ -34,6 +34,7 @@ import math
 import os
 import random
 import re
+import unicodedata
 from dataclasses import dataclass
 from typing import Any
 
@@ -119,6 +120,7 @@ class Context:
         learner: Who answers.
         shared: The bank's own ``params`` (drawn once per learner for the whole bank, so that
             questions about one experiment name the same container).
+        near_miss: The bank's ``near_miss`` words: never read as a typo in any of its questions.
     """
 
     bank: str = ""
@@ -126,6 +128,7 @@ class Context:
     salt: str = ""
     learner: str = ""
     shared: dict[str, Any] | None = None
+    near_miss: tuple[str, ...] = ()
 
 
 class Question:
@@ -255,7 +258,8 @@ class ShortQuestion(Question):
             if ok:
                 return self._result(CORRECT, self.points, "Correct.", matched_by="exact", response=answer)
         m = answers.match_text(str(answer), self._accept(observed), answers.rejects(self.spec.get("reject")),
-                               self.spec.get("regex"), fuzzy=_fuzzy(self.spec.get("fuzzy", True)))
+                               self.spec.get("regex"), fuzzy=_fuzzy(self.spec.get("fuzzy", True)),
+                               near_miss=[*self.context.near_miss, *(self.spec.get("near_miss") or [])])
         return self._verdict(m, answer)
 
     def _verdict(self, m: answers.Match, answer: Any) -> Result:
@@ -357,24 +361,48 @@ class ChoiceQuestion(Question):
         return 1.0 if o.id in correct else 0.0
 
     def option(self, answer: Any) -> Option | None:
-        """The option an answer names: its id, its text, its letter or index in this learner's order."""
+        """The option an answer names, in this learner's order; ``None`` when it names none.
+
+        An option is named by its text, by the words before its colon or dash ("Yes",
+        "exited", "C" for "C — changed: …"), by its letter as the notebook and ``labkit quiz
+        show`` print it (``c``, ``C``, ``c)``, ``(c)``, ``option c``), or by its index from
+        Python. Where a bare letter is also the code an option starts with (``A`` in a question
+        about ``docker diff``, whose options read "C — changed", "A — added"), it means the code;
+        ``a)`` and ``(a)`` still mean the letter. Option ids (``opt1``) are the bank's own names
+        and never name an option: a learner does not see them.
+        """
         if isinstance(answer, Option):
             return answer
         if isinstance(answer, bool):
             return None
         if isinstance(answer, int):
             return self.options[answer] if 0 <= answer < len(self.options) else None
-        text = str(answer).strip()
-        for o in self.options:
-            if text == o.id:
-                return o
-        norm = answers.normalize(text)
-        for o in self.options:
-            if norm == answers.normalize(o.text):
-                return o
-        if len(norm) == 1 and "a" <= norm <= "z":
-            i = ord(norm) - ord("a")
+        raw = unicodedata.normalize("NFKC", str(answer)).strip()
+        norm = answers.normalize(raw)
+        if not norm:
+            return None
+        by_text = [o for o in self.options if norm == answers.normalize(o.text)]
+        if by_text:
+            return by_text[0]
+        plain = raw.casefold().rstrip(".:;!?").strip()
+        letter = _LETTER.fullmatch(plain)
+        bare = len(plain) == 1
+        heads = [o for o in self.options if norm in _heads(o)]
+        if len(heads) == 1 and (letter is None or bare):
+            return heads[0]
+        if letter is not None:
+            i = ord(letter.group(1)) - ord("a")
             return self.options[i] if i < len(self.options) else None
+        # "c) Namespaces": a letter and a text must name the same option.
+        lead = _LETTERED.match(raw.casefold())
+        if lead is not None:
+            i = ord(lead.group(1)) - ord("a")
+            rest = self.option(raw[lead.end():])
+            return rest if rest is not None and i < len(self.options) and self.options[i] is rest else None
+        for form in answers.readings(norm)[1:]:  # "It is namespaces." — a sentence around the text
+            found = [o for o in self.options if form == answers.normalize(o.text) or form in _heads(o)]
+            if len(found) == 1:
+                return found[0]
         return None
 
     def _judge(self, answer: Any, observed: Any) -> Result:
@@ -402,7 +430,7 @@ class MultiQuestion(ChoiceQuestion):
     type = "multi"
 
     def _judge(self, answer: Any, observed: Any) -> Result:
-        items = answer if isinstance(answer, (list, tuple, set)) else [a for a in str(answer).split(",") if a.strip()]
+        items = list(answer) if isinstance(answer, (list, tuple, set)) else self.split(str(answer))
         chosen: list[Option] = []
         for item in items:
             o = self.option(item.strip() if isinstance(item, str) else item)
@@ -410,6 +438,8 @@ class MultiQuestion(ChoiceQuestion):
                 return self._result(INCORRECT, 0.0, f"“{item}” is none of the options.", response=list(items))
             if o not in chosen:
                 chosen.append(o)
+        if not chosen:
+            return self._result(INCORRECT, 0.0, "Name the options you choose by letter or text.", response=items)
         correct = self._correct_ids(observed)
         share = 1.0 / max(1, len(correct))
         score = 0.0
@@ -423,6 +453,28 @@ class MultiQuestion(ChoiceQuestion):
         return self._result(verdict_for(score, 1.0), score * self.points, " ".join(notes), matched_by="option",
                             response=[o.text for o in chosen])
 
+    def split(self, answer: str) -> list[str]:
+        """The options one line names: letters (``a, c``, ``a and c``, ``(a)(c)``, ``ac``) or texts
+        separated by commas, semicolons, "and" or new lines (a text holding a comma stays whole)."""
+        plain = answer.casefold().strip().rstrip(".")
+        tokens = [t for t in re.split(r"\s*(?:,|;|&|\band\b|\s)\s*", plain.replace(")(", ") (")) if t]
+        if tokens and all(_ONE_LETTER.fullmatch(t) for t in tokens):
+            return [re.sub(r"[^a-z]", "", t) for t in tokens]
+        pieces = [p.strip() for p in re.split(r",|;|\n|\s+and\s+|\s*&\s*", answer) if p.strip()]
+        items: list[str] = []
+        i = 0
+        while i < len(pieces):
+            for j in range(len(pieces), i, -1):  # the longest run of pieces that names one option
+                joined = ", ".join(pieces[i:j])
+                if self.option(joined) is not None:
+                    items.append(joined)
+                    i = j
+                    break
+            else:
+                items.append(pieces[i])
+                i += 1
+        return items
+
     def reference_answer(self) -> Any:
         return None if "observe" in self.spec else [o.text for o in self.options if o.correct]
 
@@ -433,19 +485,40 @@ class NumericQuestion(Question):
     type = "numeric"
 
     def parse(self, answer: Any) -> float | None:
-        """The number in an answer such as ``"137"``, ``"1,024"`` or ``"64 MiB"`` (with ``units: [MiB]``)."""
+        """The number an answer gives, or ``None`` when it gives none (or several, or denies one).
+
+        Read as a learner writes it: ``137``, ``1,024``, ``64 * 1024 * 1024``, ``2^26``,
+        ``exit code 137``, ``137 (128 + 9)``. A unit is read only where the question declares
+        it: ``units: [bytes]`` lets "67108864 bytes" through, and ``units: {bytes: 1, MiB:
+        1048576}`` also converts "64 MiB". "not 137" gives no number.
+        """
         if isinstance(answer, (int, float)) and not isinstance(answer, bool):
             return float(answer)
-        text = str(answer).strip().replace(",", "").replace("_", "")
-        for unit in sorted(self.spec.get("units") or [], key=len, reverse=True):
-            if text.casefold().endswith(str(unit).casefold()):
-                text = text[: -len(str(unit))].strip()
-                break
-        try:
-            value = float(text)
-        except ValueError:
+        text = _PARENS.sub(" ", unicodedata.normalize("NFKC", str(answer))).casefold().strip().rstrip(".!?;:")
+        if set(re.findall(r"[a-z']+", text.replace("'", ""))) & answers.NEGATING_WORDS:
             return None
+        text = re.sub(r"(?<=\d)[,_](?=\d{3})", "", text).strip()
+        factor = 1.0
+        for unit, scale in sorted(self.units().items(), key=lambda kv: len(kv[0]), reverse=True):
+            u = unit.casefold()
+            if text.endswith(u) and (len(text) == len(u) or not text[-len(u) - 1].isalpha()):
+                text, factor = text[: -len(u)].strip(), scale
+                break
+        text = re.sub(r"^(?:[a-z']+\s+)+(?:(?:is|of|=|:)\s*)?", "", text).strip()  # "exit code 137", "it is 1"
+        text = text.replace("×", "*").replace("^", "**")
+        text = re.sub(r"(?<=\d)\s*x\s*(?=\d)", "*", text)
+        value = _arithmetic(text)
+        if value is None:
+            return None
+        value *= factor
         return value if math.isfinite(value) else None
+
+    def units(self) -> dict[str, float]:
+        """The units the question declares, each with the factor to the answer's unit."""
+        spec = self.spec.get("units") or {}
+        if isinstance(spec, dict):
+            return {str(k): float(v) for k, v in spec.items()}
+        return {str(u): 1.0 for u in spec}
 
     def _judge(self, answer: Any, observed: Any) -> Result:
         value = self.parse(answer)
@@ -546,6 +619,62 @@ def make_question(spec: dict[str, Any], context: Context | None = None) -> Quest
         raise InvalidArgument(f"question {spec.get('id')} has the unknown type {spec.get('type')!r}",
                               "Use one of: " + ", ".join(TYPES))
     return cls(spec, context)
+
+
+#: A letter as a learner writes it: ``c``, ``c)``, ``(c)``, ``[c]``, ``option c``, ``the answer is c``.
+_LETTER = re.compile(r"(?:(?:the\s+)?(?:answer|option|choice)(?:\s+is)?\s*[:\-]?\s*)?[(\[]?\s*([a-z])\s*[)\]]?")
+_ONE_LETTER = re.compile(r"[(\[]?[a-z][)\]]?")
+_LETTERED = re.compile(r"^[(\[]?\s*([a-z])\s*[)\]]\s+")
+_HEAD = re.compile(r"\s*(?::|\u2014|\u2013|\s-\s)\s*")
+
+
+_PARENS = re.compile(r"\([^()]*\)")
+
+
+def _arithmetic(text: str) -> float | None:
+    """A number, or a small product, sum or power of numbers (``64 * 1024 * 1024``, ``2 ** 26``)."""
+    import ast
+
+    if not text or len(text) > 60 or not re.fullmatch(r"[\d\s.+\-*/()eE]+", text):
+        return None
+    try:
+        tree = ast.parse(text, mode="eval").body
+    except SyntaxError:
+        return None
+
+    def value(node: ast.AST) -> float:
+        if isinstance(node, ast.Constant) and isinstance(node.value, (int, float)) and not isinstance(node.value, bool):
+            return float(node.value)
+        if isinstance(node, ast.UnaryOp) and isinstance(node.op, (ast.USub, ast.UAdd)):
+            return -value(node.operand) if isinstance(node.op, ast.USub) else value(node.operand)
+        if isinstance(node, ast.BinOp):
+            a, b = value(node.left), value(node.right)
+            if isinstance(node.op, ast.Add):
+                return a + b
+            if isinstance(node.op, ast.Sub):
+                return a - b
+            if isinstance(node.op, ast.Mult):
+                return a * b
+            if isinstance(node.op, ast.Div) and b:
+                return a / b
+            if isinstance(node.op, ast.Pow) and abs(b) <= 64:
+                return float(a ** b)
+        raise ValueError("not arithmetic")
+
+    try:
+        return value(tree)
+    except (ValueError, OverflowError):
+        return None
+
+
+def _heads(option: Option) -> set[str]:
+    """How an option may be named short: each part between its colons and dashes ("C", "changed"),
+    its first part without a parenthesis, and its code value."""
+    pieces = _HEAD.split(option.text)
+    out = {answers.normalize(p) for p in pieces} | {answers.normalize(pieces[0].split("(")[0])}
+    if isinstance(option.value, str) and option.value:
+        out.add(answers.normalize(option.value))
+    return {h for h in out if h}
 
 
 def _replace(result: Result, **changes: Any) -> Result:

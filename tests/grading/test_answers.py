@@ -114,7 +114,13 @@ INSPECT = ["docker inspect ...", "docker container inspect ..."]
     ("docker inspect frontend-app", True),
     ("$ docker container inspect frontend-app", True),
     ("labkit inspect frontend-app", True),
-    ("sudo docker inspect -f '{{.State.Pid}}' frontend-app", True),
+    ("sudo docker inspect frontend-app", True),
+    ("docker inspect --type container frontend-app", True),
+    ("sudo docker inspect -f '{{.State.Pid}}' frontend-app", False),   # one field, not the full JSON
+    ("docker image inspect busybox", False),                           # an image, not a container
+    ("docker inspect --type=image busybox", False),
+    ("docker inspect web && docker rm -f web", False),                 # two commands
+    ("docker inspect web > /dev/null", False),                         # prints nothing
     ("docker ps", False),
     ("docker rm", False),
     ("docker inspekt", False),      # never fuzzy
@@ -140,6 +146,11 @@ def test_docker_ps_never_passes_for_docker_rm():
     ("docker inspect -f '{{.State.Pid}}' web", "docker inspect --format={{.State.Pid}} web"),
     ("docker volume ls", "docker volume list"),
     ("docker rmi busybox", "docker image rm busybox"),
+    ("docker inspect web", "docker inspect --type container web"),
+    ("docker inspect -f '{{.State.Pid}}' web", "docker inspect -f '{{ .State.Pid }}' web"),
+    ("docker run busybox true", "docker run busybox:latest true"),
+    ("docker run busybox true", "docker run docker.io/library/busybox true"),
+    ("docker volume create pgdata", "docker volume create --name pgdata"),
 ])
 def test_command_aliases_fold_to_one_canonical_form(a, b):
     """Aliased programs, management commands and flag spellings compare equal."""
