@@ -88,14 +88,64 @@ def schema() -> dict[str, Any]:
 
 
 def read_yaml(path: str | os.PathLike[str]) -> Any:
-    """Parse a bank file (``yaml.safe_load``: no tags, no code)."""
+    """Parse a bank file (``yaml.safe_load``: no tags, no code).
+
+    Errors name the file and the line, never quote it: a file that is not a bank
+    (``/etc/passwd``) must not be echoed to whoever typed its name.
+
+    Raises:
+        BankError: If the file cannot be read, is not UTF-8 text, or is not valid YAML.
+    """
     import yaml
 
     try:
-        with open(path) as f:
-            return yaml.safe_load(f)
+        with open(path, "rb") as f:
+            raw = f.read(MAX_BANK_BYTES + 1)
+    except OSError as err:
+        raise BankError(f"{path} cannot be read ({err.strerror})", "Give a readable .yaml bank") from None
+    if len(raw) > MAX_BANK_BYTES:
+        raise BankError(f"{path} is larger than {MAX_BANK_BYTES // 1024} KiB, so it is not a question bank",
+                        "Give a .yaml bank from exercises/") from None
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as err:
+        raise BankError(f"{path} is not UTF-8 text (byte {err.start} cannot be read), so it is not a question bank",
+                        "Give a .yaml bank saved as UTF-8") from None
+    try:
+        return yaml.safe_load(text)
     except yaml.YAMLError as err:
-        raise BankError(f"{path} is not valid YAML: {err}", "Check the indentation and quoting near that line") from None
+        mark = getattr(err, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
+        problem = getattr(err, "problem", None) or "it cannot be parsed"
+        raise BankError(f"{path} is not valid YAML{where}: {problem}",
+                        "Check the indentation and quoting near that line") from None
+
+
+#: A bank larger than this is refused unread (the largest shipped bank is about 8 KiB).
+MAX_BANK_BYTES = 1 << 20
+
+
+def _schema_message(err: Any) -> str:
+    """One short sentence for a schema error (jsonschema's own messages can quote a whole question)."""
+    v = err.validator
+    if v == "required":
+        return err.message
+    if v == "anyOf" and all(isinstance(s, dict) and set(s) == {"required"} for s in err.validator_value):
+        names = [s["required"][0] for s in err.validator_value]
+        return f"has no {names[0]}; add {names[0]} (or one of {', '.join(names[1:])})"
+    if v == "not" and isinstance(err.validator_value, dict) and "anyOf" in err.validator_value:
+        names = [s["required"][0] for s in err.validator_value["anyOf"] if "required" in s]
+        return f"may not have: {', '.join(names)}"
+    if v == "additionalProperties":
+        return err.message
+    if v in ("type", "enum", "pattern", "minItems", "minLength", "minimum", "maximum", "exclusiveMinimum", "oneOf"):
+        shown = repr(err.instance)
+        shown = shown if len(shown) <= 40 else shown[:37] + "..."
+        what = {"type": f"should be of type {err.validator_value}", "enum": f"should be one of {err.validator_value}",
+                "pattern": f"should match {err.validator_value}", "minItems": "has too few items",
+                "minLength": "is empty", "oneOf": "has none of the allowed forms"}.get(v, f"breaks {v} {err.validator_value}")
+        return f"{shown} {what}"
+    return err.message if len(err.message) <= 120 else f"breaks the schema's {v} rule"
 
 
 def validate(data: Any, where: str = "bank") -> list[str]:
@@ -107,11 +157,14 @@ def validate(data: Any, where: str = "bank") -> list[str]:
     """
     import jsonschema
 
+    if not isinstance(data, dict) or "questions" not in data:
+        return [f"{where} is not a question bank (a YAML mapping with bank, version and questions)"]
     validator = jsonschema.Draft202012Validator(schema())
     problems = []
-    for err in sorted(validator.iter_errors(data), key=lambda e: list(e.absolute_path)):
-        at = "/".join(str(p) for p in err.absolute_path) or "(top)"
-        problems.append(f"{where}: {_at(data, err.absolute_path)}{at}: {err.message}")
+    for err in sorted(validator.iter_errors(data), key=lambda e: [str(p) for p in e.absolute_path]):
+        path = list(err.absolute_path)
+        at = "/".join(str(p) for p in path[2:] if len(path) > 2) if _at(data, path) else "/".join(map(str, path))
+        problems.append(f"{where}: {_at(data, path)}{at + ': ' if at else ''}{_schema_message(err)}")
     if problems:
         return problems
     return [f"{where}: {p}" for p in _meaning(data)]
@@ -173,6 +226,12 @@ def _meaning(data: dict[str, Any]) -> Iterator[str]:
                 yield f"question {qid} picks {q['pick']} of only {len(opts)} options"
         if "observe" in q:
             yield from _probe_problems(qid, q["observe"], probes.OBSERVERS, "observer")
+            from labkit.grading.experiments import check_line
+
+            for line in q["observe"].get("experiment") or []:
+                why = check_line(str(line))
+                if why:
+                    yield f"question {qid}: {why}"
         for check in q.get("checks") or []:
             yield from _probe_problems(qid, check, probes.PROBES, "probe")
 
@@ -195,6 +254,7 @@ def _used_params(q: dict[str, Any]) -> set[str]:
     for part in ("observe",):
         if part in q:
             texts += [str(v) for v in (q[part].get("args") or {}).values()]
+            texts += [str(v) for v in q[part].get("experiment") or []]
     return {m.group(1) for t in texts for m in _PARAM.finditer(t)}
 
 
@@ -277,7 +337,10 @@ def load_bank(name: str | os.PathLike[str], learner: str | None = None) -> Bank:
     problems = validate(data, str(path))
     if problems:
         more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
-        err = BankError(problems[0] + more, "Run 'labkit grade validate' on the file to see every problem")
+        hint = "Run 'labkit grade validate' on the file to see every problem"
+        if not isinstance(data, dict) or "questions" not in data:
+            hint = "Give a bank name from 'labkit quiz ls', or a path to a .yaml bank"
+        err = BankError(problems[0] + more, hint)
         err.problems = problems  # type: ignore[attr-defined]
         raise err
     return Bank(str(data["bank"]), data["version"], data.get("title", data["bank"]), path, data, learner)

@@ -1,5 +1,7 @@
 """``labkit quiz``, ``labkit grades`` and ``labkit grade``: questions, labs and scores from a terminal.
 
+    labkit quiz ls                                     # the banks; labkit quiz ls lesson8: its questions
+    labkit quiz show lesson8 q1                        # the question and its lettered options, never the answer
     labkit quiz check lesson8 p1 "copy on write"       # verdict, feedback, explanation; exit 0 only if accepted
     labkit grades                                      # my progress, from my attempts log
     labkit grades export -o grades.csv                 # grades.csv (per learner) + grades.attempts.csv (per attempt)
@@ -8,7 +10,9 @@
 
 ``labkit grade`` keeps the older names (``check``, ``lab``, ``collect``,
 ``validate``). Each command parses, calls :mod:`labkit.grading` and prints —
-nothing more.
+nothing more. Exit codes a script can trust: 0 accepted, 1 not accepted,
+125 when the command itself failed (no such bank or question, a file that is
+not a bank), 2 for a usage error.
 """
 
 from __future__ import annotations
@@ -47,8 +51,16 @@ def add_grade_command(command: Callable[..., argparse.ArgumentParser], parser_cl
     sub.set_defaults(handler=cmd_validate)
     sub.add_argument("banks", nargs="*", metavar="BANK", help="banks to check (default: every bank)")
 
-    quiz = command("quiz", _quiz_usage, "Check an answer to a question of a bank")
+    quiz = command("quiz", _quiz_usage, "List, show and check the questions of a bank")
     qsubs: Any = quiz.add_subparsers(dest="quiz_command", metavar="COMMAND", parser_class=parser_class)
+    sub = qsubs.add_parser("ls", help="List the banks, or one bank's questions with their kinds")
+    sub.set_defaults(handler=cmd_ls)
+    sub.add_argument("bank", nargs="?", metavar="BANK", help="a bank name (lesson8) or a path to a .yaml bank")
+    sub = qsubs.add_parser("show", help="Print a question (or every question of a bank) with its lettered options")
+    sub.set_defaults(handler=cmd_show)
+    sub.add_argument("bank", metavar="BANK", help="a bank name (lesson8) or a path to a .yaml bank")
+    sub.add_argument("qid", nargs="?", metavar="QUESTION", help="one question (default: all of them)")
+    sub.add_argument("--learner", metavar="NAME", help="whose variant (default $LABKIT_LEARNER or the login name)")
     sub = qsubs.add_parser("check", help="Print the verdict, the feedback and the explanation; exit 0 only if accepted")
     sub.set_defaults(handler=cmd_check)
     sub.add_argument("bank", metavar="BANK", help="a bank name (lesson8) or a path to a .yaml bank")
@@ -89,7 +101,7 @@ def _learner_options(sub: argparse.ArgumentParser) -> None:
 
 
 def _quiz_usage(session: Any, args: argparse.Namespace) -> int:
-    session.error("labkit quiz: a subcommand is required (check). See 'labkit quiz --help'.")
+    session.error("labkit quiz: a subcommand is required (ls, show, check). See 'labkit quiz --help'.")
     return 2
 
 
@@ -98,22 +110,44 @@ def _usage(session: Any, args: argparse.Namespace) -> int:
     return 2
 
 
+#: The exit code when the command itself failed (Docker's: no such bank or question, not a bank).
+FAILED = 125
+
+
 def _fail(session: Any, error: LabkitError) -> int:
     session.error(f"labkit {getattr(session.args, 'verb', None) or 'grade'}: {error.one_line()}")
-    return 1
+    return FAILED
+
+
+def _print_quietly(session: Any, text: str) -> bool:
+    """Print; when the reader has gone (``| head -1``) say nothing more. Whether it was all printed."""
+    import os
+    import sys
+
+    try:
+        session.print(text)
+        session.out.flush()
+    except BrokenPipeError:
+        try:  # the interpreter flushes stdout again at exit: point it at /dev/null first
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        except (OSError, ValueError):
+            pass
+        return False
+    return True
 
 
 def _finish(session: Any, args: argparse.Namespace, result: Any) -> int:
+    """Save the attempt first (a reader that goes away early must not lose it), then print it."""
     from labkit.grading.gradebook import save_submission
     from labkit.grading.render import result_text
 
-    session.print(result_text(result))
     if args.submit:
         save_submission([result], args.submit)
     if getattr(args, "record", False):
         from labkit.grading.gradebook import append_attempt
 
         append_attempt(result)
+    _print_quietly(session, result_text(result))
     return 0 if result.correct else 1
 
 
@@ -133,6 +167,68 @@ def cmd_check(session: Any, args: argparse.Namespace) -> int:
     return _finish(session, args, result)
 
 
+def cmd_ls(session: Any, args: argparse.Namespace) -> int:
+    """Without a bank: every bank, its question count and title. With one: its questions and kinds."""
+    from labkit.grading.banks import available_banks, load_bank
+
+    lines: list[str] = []
+    try:
+        if args.bank:
+            bank = load_bank(args.bank)
+            lines.append(f"{'QUESTION':<22} {'KIND':<8} PROMPT")
+            for spec in bank.data["questions"]:
+                kind = spec["type"] + ("*" if "observe" in spec else "")
+                lines.append(f"{spec['id']:<22} {kind:<8} {_clip(' '.join(str(spec['prompt']).split()), 70)}")
+            if any("observe" in spec for spec in bank.data["questions"]):
+                lines.append("* predict, then observe: graded by what the engine really does")
+        else:
+            lines.append(f"{'BANK':<12} {'QUESTIONS':>9}  TITLE")
+            for name in available_banks():
+                bank = load_bank(name)
+                lines.append(f"{bank.name:<12} {len(bank):>9}  {bank.title}")
+    except LabkitError as error:
+        return _fail(session, error)
+    _print_quietly(session, "\n".join(lines))
+    return 0
+
+
+def cmd_show(session: Any, args: argparse.Namespace) -> int:
+    """Print questions as a learner reads them: prompt, lettered options, how to answer; never the answer."""
+    from labkit.grading.banks import load_bank
+    from labkit.grading.questions import NumericQuestion
+    from labkit.grading.render import question_text
+
+    try:
+        bank = load_bank(args.bank)
+        questions = [bank.question(args.qid, args.learner)] if args.qid else bank.questions(args.learner)
+    except LabkitError as error:
+        return _fail(session, error)
+    blocks = []
+    for q in questions:
+        how = {
+            "choice": "answer with a letter (c, c) or (c)) or the option's text",
+            "multi": "answer with every letter that applies (a, c) or the options' texts",
+            "numeric": "answer with a number" + (f" (units: {', '.join(q.units())})"
+                                                 if isinstance(q, NumericQuestion) and q.units() else ""),
+            "command": "answer with one command line, quoted",
+            "short": "answer in a word or a few",
+        }.get(q.type)
+        text = question_text(q)
+        if "observe" in q.spec:
+            text += "\n(predict, then observe: graded by what the engine really does)"
+        if how:
+            text += f"\n-> labkit quiz check {bank.name} {q.id} ANSWER   ({how})"
+        else:
+            text += f"\n-> labkit grade lab {bank.name} {q.id}   (runs the checks against what you made)"
+        blocks.append(text)
+    _print_quietly(session, "\n\n".join(blocks))
+    return 0
+
+
+def _clip(text: str, width: int) -> str:
+    return text if len(text) <= width else text[: width - 1] + "…"
+
+
 def cmd_lab(session: Any, args: argparse.Namespace) -> int:
     """Run a lab's probes against the engine; exit 0 only at full marks."""
     from labkit.grading.banks import load_bank
@@ -142,7 +238,7 @@ def cmd_lab(session: Any, args: argparse.Namespace) -> int:
         if question.type != "lab":
             session.error(f"labkit grade: {args.qid} is a {question.type} question, not a lab; "
                           f"use 'labkit grade check {args.bank} {args.qid} ANSWER'.")
-            return 2
+            return FAILED
         result = question.check(engine=session.engine)
     except LabkitError as error:
         return _fail(session, error)

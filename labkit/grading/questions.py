@@ -38,7 +38,7 @@ import unicodedata
 from dataclasses import dataclass
 from typing import Any
 
-from labkit.errors import InvalidArgument
+from labkit.errors import InvalidArgument, LabkitError
 from labkit.grading import answers, probes
 from labkit.grading.results import CORRECT, INCORRECT, NOT_ATTEMPTED, CheckResult, Result, verdict_for
 
@@ -159,6 +159,7 @@ class Question:
         self.prompt: str = self.spec.get("prompt", "")
         self.points: float = float(self.spec.get("points", 1))
         self.explanation: str = self.spec.get("explain", "")
+        self._observed_args: dict[str, Any] = {}
 
     @property
     def learner(self) -> str:
@@ -184,18 +185,46 @@ class Question:
             if engine is None:
                 return self._result(
                     NOT_ATTEMPTED, 0.0,
-                    "This question is graded against what the engine really does: run the experiment, "
-                    "then check your prediction with engine=<your engine>.", response=answer)
+                    "This question is graded against what the engine really does in its experiment: "
+                    "check your prediction with engine=<your engine>.", response=answer)
             try:
-                observed = probes.observe(engine, spec["probe"], spec.get("args") or {})
+                observed = self.observe(engine)
             except probes.Missing as err:
-                return self._result(NOT_ATTEMPTED, 0.0, f"Nothing to observe yet: {err.message}.", response=answer)
+                lead = "Not graded" if "experiment" in spec else "Nothing to observe yet"
+                return self._result(NOT_ATTEMPTED, 0.0, f"{lead}: {err.one_line()}", response=answer)
+            except LabkitError as err:
+                return self._result(NOT_ATTEMPTED, 0.0, f"The experiment cannot run here: {err.one_line()}",
+                                    response=answer)
         result = self._judge(answer, observed)
         if observed is not None:
-            seen = f"The engine really did: {probes.describe(spec['probe'], spec.get('args') or {}, probes.OBSERVERS)}" \
-                   f" is {_show(observed)}."
+            how, args = "The engine really did", spec.get("args") or {}
+            if "experiment" in spec:
+                how, args = "Run afresh under new names, the experiment really gave", self._observed_args
+            seen = f"{how}: {probes.describe(spec['probe'], args, probes.OBSERVERS)} is {_show(observed)}."
             result = _replace(result, observed=observed, feedback=" ".join(x for x in (result.feedback, seen) if x))
         return result
+
+    def observe(self, engine: Any) -> Any:
+        """What the engine does in this question's experiment (or, without one, what it shows now).
+
+        With an ``experiment`` the lines are run afresh under new names and cleaned up after
+        (:mod:`labkit.grading.experiments`), so the grade never depends on the state the
+        learner's own containers were left in.
+
+        Raises:
+            probes.Missing: When there is nothing to observe.
+        """
+        from labkit.grading import experiments
+
+        spec = self.spec["observe"]
+        if "experiment" not in spec:
+            return probes.observe(engine, spec["probe"], spec.get("args") or {})
+        raw = self._raw_spec["observe"]
+        kinds = {**(self.context.shared or {}), **(self._raw_spec.get("params") or {})}
+        fresh = experiments.fresh_values(sorted(kinds), kinds)
+        key = (self.context.bank, spec["probe"], repr(raw.get("args")), *map(str, raw["experiment"]))
+        value, self._observed_args = experiments.observe_fresh(engine, raw, fresh, fill, key)
+        return value
 
     def hint(self) -> str:
         """A nudge that does not give the answer away."""

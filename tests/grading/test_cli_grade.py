@@ -25,11 +25,11 @@ def test_check_prints_verdict_feedback_explanation_and_exits_0_only_when_accepte
 
 
 def test_check_errors_are_one_sentence():
-    """An unknown bank or question is one line on stderr, exit 1."""
+    """An unknown bank or question is one line on stderr, exit 125 (the command failed; 1 is a wrong answer)."""
     code, _, err = run("grade", "check", "nope", "p1", "x")
-    assert code == 1 and err.count("\n") == 1 and "no question bank named nope" in err
+    assert code == 125 and err.count("\n") == 1 and "no question bank named nope" in err
     code, _, err = run("grade", "check", "lesson8", "p9", "x")
-    assert code == 1 and "has no question p9" in err
+    assert code == 125 and "has no question p9" in err
 
 
 def test_collect_writes_the_csv(tmp_path):

@@ -48,7 +48,7 @@ def test_quiz_check_is_grade_check(tmp_path, monkeypatch):
     code, out, _ = run("quiz", "check", "lesson8", "p3", "stateful", "--record")
     assert code == 1 and "opposite" in out and "Why:" in out
     code, _, err = run("quiz", "check", "lesson8", "nope", "x")
-    assert code == 1 and err.count("\n") == 1 and "has no question nope" in err
+    assert code == 125 and err.count("\n") == 1 and "has no question nope" in err
     [logged] = read_results(tmp_path / "log.jsonl")
     assert logged.qid == "p3" and logged.points == 0 and logged.ts.endswith("Z")
     assert run("quiz")[0] == 2
@@ -105,7 +105,7 @@ def test_collect_merges_many_learners_logs_without_counting_twice(tmp_path):
     rows = list(csv.reader(open(tmp_path / "all.csv")))
     assert rows[2] == ["ada", "1", "", "1"] and rows[3] == ["carol", "", "1", "1"]
     code, _, err = run("grades", "collect", str(tmp_path / "missing"), "-o", str(tmp_path / "x.csv"))
-    assert code == 1 and "is not a directory" in err
+    assert code == 125 and "is not a directory" in err
 
 
 def test_verify_marks_lab_scores_verified_self_reported_or_not_verifiable(tmp_path, sim):

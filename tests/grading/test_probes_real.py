@@ -85,20 +85,35 @@ def test_layers_lab_reads_the_upper_dir_and_cannot_be_faked_from_the_host(engine
     assert r.checks[3].hidden and r.checks[3].output == ""
 
 
-def test_states_predictions_are_graded_by_what_the_engine_did(engine):
-    """stop on a `sleep` PID 1 ends in 137 and `exited`; those are the right answers because the engine says so."""
+def test_states_predictions_are_graded_by_what_the_engine_does_in_a_fresh_experiment(engine):
+    """stop on a `sleep` PID 1 ends in 137 and `exited`: the grader runs the experiment itself, under new
+    names, so the learner's own container (here still running) neither decides the grade nor is touched."""
     bank = load_bank("states", learner="ada")
     code_q, status_q = bank["st.predict.code"], bank["st.predict.status"]
     token = code_q.params["run"]
-    assert code_q.check("137", engine=engine).verdict == NOT_ATTEMPTED
-    engine.run("busybox", ["sleep", "300"], detach=True, name=f"walkp-{token}")
-    engine.stop(f"walkp-{token}", timeout=1)
+    engine.run("busybox", ["sleep", "300"], detach=True, name=f"walkp-{token}")  # left running, never stopped
+    before = {c["Id"] for c in engine.ps(all=True)}
     r = code_q.check("137", engine=engine)
-    assert r.correct and r.observed == 137
+    assert r.correct and r.observed == 137 and "new names" in r.feedback
     wrong = code_q.check("143", engine=engine)
     assert not wrong.correct and "SIGTERM" in wrong.feedback
     assert status_q.check("exited", engine=engine).correct
     assert not status_q.check("paused", engine=engine).correct
+    assert {c["Id"] for c in engine.ps(all=True)} == before  # the experiments' containers are gone
+    assert engine.inspect(f"walkp-{token}")["State"]["Running"]
+
+
+def test_host_pid_prediction_holds_after_the_learners_container_exited(engine):
+    """`iso.predict.hostpid`: once the learner's own container has exited its PID is gone from /proc, but
+    the prediction is about a running container, and a fresh run of the experiment says yes."""
+    q = load_bank("isolation", learner="ada")["iso.predict.hostpid"]
+    name = f"seen-{q.params['token']}"
+    engine.run("busybox", ["true"], name=name)
+    right = next(o.text for o in q.options if o.value is True)
+    wrong = next(o.text for o in q.options if o.value is False)
+    assert q.check(right, engine=engine).correct
+    assert not q.check(wrong, engine=engine).correct
+    assert [c["Names"] for c in engine.ps(all=True) if "seen-" in c["Names"][0]] == [[f"/{name}"]]
 
 
 def test_states_lab_walk(engine):

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import copy
+
 import pytest
 
 from labkit.grading import load_bank, make_question
@@ -146,13 +148,20 @@ def test_predict_then_observe_needs_the_engine_and_uses_what_it_reports():
             return {"State": {"ExitCode": self.code, "Status": "exited", "Running": False, "Pid": 0,
                               "OOMKilled": False}}
 
-    question = load_bank("states", learner="ada")["st.predict.code"]
+    def without_experiment(qid):
+        """The question as a bank without an experiment would have it: the engine's state is read as it is."""
+        bank = load_bank("states", learner="ada")
+        spec = copy.deepcopy(next(q for q in bank.data["questions"] if q["id"] == qid))
+        del spec["observe"]["experiment"]
+        return make_question(spec, bank.context)
+
+    question = without_experiment("st.predict.code")
     assert question.check("137").verdict == NOT_ATTEMPTED
     r = question.check("137", engine=FakeState(137))
     assert r.correct and r.observed == 137 and "137" in r.feedback
     wrong = question.check("143", engine=FakeState(137))
     assert wrong.verdict == INCORRECT and "SIGTERM" in wrong.feedback
-    status = load_bank("states", learner="ada")["st.predict.status"]
+    status = without_experiment("st.predict.status")
     assert status.check("exited", engine=FakeState(0)).correct
     assert not status.check("paused", engine=FakeState(0)).correct
 

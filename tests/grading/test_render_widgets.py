@@ -129,3 +129,44 @@ def test_a_choice_widget_shows_its_options_once():
     assert all(o.text not in shown for o in q.options)
     assert list(cell.input.options) == [o.text for o in q.options]
     assert all(o.text in question_html(q) for o in q.options) and '<ol type="a">' in q._repr_html_()
+
+
+def test_a_browser_click_grades_the_answer_that_arrives_after_it():
+    """A click from the browser can overtake the answer's last update (ipywidgets throttles state,
+    not clicks): the cell grades after the update is in, so a corrected answer is graded as corrected."""
+    import asyncio
+
+    from labkit.grading import load_bank
+    from labkit.grading.widgets import QuizCell
+
+    cell = QuizCell(load_bank("lesson8", learner="ada")["p1"])
+    assert cell.input.continuous_update is True
+
+    async def learner():
+        cell.input.value = "union mount"
+        cell.check_button._handle_button_msg(None, {"event": "click"}, None)
+        await asyncio.sleep(0.05)
+        cell.input.value = "copy-on-write"  # the held-back update lands after the click
+        await asyncio.sleep(0.6)
+
+    asyncio.run(learner())
+    assert [r.response for r in cell.results] == ["copy-on-write"]
+    assert cell.last.verdict == "correct" and "Correct" in cell.feedback.value
+
+
+def test_the_scoreboard_is_redrawn_after_every_check():
+    """'Your score' is never the snapshot of Run All: each Check redraws it."""
+    from labkit.grading import load_bank
+    from labkit.grading.widgets import Scoreboard, quiz
+
+    bank = load_bank("lesson8", learner="ada")
+    practice, questions = quiz(bank, ids=["p1", "p3"]), quiz(bank, ids=["q1"])
+    board = Scoreboard(practice=practice, quiz=questions)
+    assert "total: 0 of 3 points" in board.widget.value
+    practice.cells[0].input.value = "copy on write"
+    practice.cells[0].check_button.click()
+    assert "total: 1 of 3 points" in board.widget.value and "p1: correct" in board.widget.value
+    right = next(o.text for o in questions.cells[0].question.options if o.correct)
+    questions.cells[0].input.value = right
+    questions.cells[0].check_button.click()
+    assert "total: 2 of 3 points" in board.widget.value
