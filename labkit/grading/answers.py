@@ -205,11 +205,18 @@ _LEAD = re.compile(
     r"^(?:i think|i believe|i guess|probably|maybe|my answer is|the answer is|answer is|answer|"
     r"it is called|its called|they are called|theyre called|this is called|that is called|is called|called|"
     r"it is known as|its known as|known as|it is named|named|"
-    r"it is|its|they are|theyre|this is|that is|thats|it goes|it should go|write it|put it|"
+    r"it is copied|it gets copied|its copied|it is written|it goes|it should go|it puts|it creates|it writes|"
+    r"it adds|it shows|it will show|it will be|it has|it counts|overlayfs puts|overlay puts|"
+    r"it is|its|they are|theyre|this is|that is|thats|write it|put it|value|the value|"
     r"in|into|inside|to|on|under|within|at|by|using|use|via|with|a|an|the)\s+")
 _TAIL = re.compile(r"\s+(?:key|keys|field|fields|block|section|object|entry|part|mechanism|strategy|technique|"
                    r"method|principle|feature|marker|one|ones|thing|please|i think|of course)$")
 _PARENS = re.compile(r"\(([^()]*)\)")
+
+
+def _singular(text: str) -> str:
+    """Each word without a plural ``s`` ("containers" → "container"; "stateless" keeps its "ss")."""
+    return " ".join(w[:-1] if len(w) > 3 and w.endswith("s") and not w.endswith("ss") else w for w in text.split())
 
 
 def parts(text: str) -> list[str]:
@@ -284,9 +291,9 @@ def _match_one(
         for norm, original in accepted:
             if form == norm:
                 return Match(True, "exact", canonical=original)
-    for form in forms:  # "state less" and "copyonwrite" are spacing slips, not other words
+    for form in forms:  # "state less" and "copyonwrite" are spacing slips; "containers" a plural
         for norm, original in accepted:
-            if form.replace(" ", "") == norm.replace(" ", ""):
+            if form.replace(" ", "") == norm.replace(" ", "") or _singular(form) == _singular(norm):
                 return Match(True, "fuzzy", canonical=original)
     for form in forms:
         for r in reject:
@@ -304,9 +311,12 @@ def _match_one(
         return Match(False, "none")
     known = FIELD_WORDS | {w for n in misses for w in n.split()}
     for form in reversed(forms):  # the barest reading first: "it is called coppy on write" -> "coppy on write"
-        if len(form) < 6:
+        if len(form) < 5:
             continue
-        best_d, best = min(((edit_distance(form, n), o) for n, o in accepted), key=lambda t: t[0])
+        best_d, best = min(((edit_distance(form, n), o) for n, o in accepted if len(n) >= 6 or len(form) >= 6),
+                           key=lambda t: t[0], default=(99, ""))
+        if not best:
+            continue
         best_norm = normalize(best)
         nearest_reject = min((edit_distance(form, normalize(r.answer)) for r in reject), default=None)
         closer = nearest_reject is None or best_d < nearest_reject
@@ -415,6 +425,7 @@ FLAGS_END_AT_POSITIONAL = {"run", "create", "exec"}
 #: In an accepted command, ``...`` allows any further words; ``<name>`` matches any one word.
 ANY_REST = "..."
 _PLACEHOLDER = re.compile(r"^<[^<>]+>$")
+_PLACEHOLDER_WORD = re.compile(r"(?<![^\s])<[\w.-]+>(?![^\s])")
 
 
 @dataclass(frozen=True)
@@ -492,7 +503,11 @@ def parse_command(text: str) -> Command:
 
 
 def _operator_tokens(line: str) -> list[str]:
-    """The shell operators of a line, outside quotes (``shlex`` with ``punctuation_chars``)."""
+    """The shell operators of a line, outside quotes (``shlex`` with ``punctuation_chars``).
+
+    A placeholder such as ``<container>`` is a word, not two redirections.
+    """
+    line = _PLACEHOLDER_WORD.sub("placeholder", line)
     lexer = shlex.shlex(line, posix=True, punctuation_chars=True)
     lexer.whitespace_split = True
     found = []

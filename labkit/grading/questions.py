@@ -277,7 +277,9 @@ class ShortQuestion(Question):
     def _accept(self, observed: Any) -> list[str]:
         if observed is not None:
             mapped = (self.spec["observe"].get("map") or {}).get(_key(observed))
-            return [str(x) for x in (mapped if isinstance(mapped, list) else [mapped or _show(observed)])]
+            seen = [str(x) for x in (mapped if isinstance(mapped, list) else [mapped or _show(observed)])]
+            forms = self.spec["observe"].get("forms") or []
+            return seen + [str(f).replace("{value}", v) for f in forms for v in seen]
         return [str(a) for a in self.spec.get("accept") or []]
 
     def _judge(self, answer: Any, observed: Any) -> Result:
@@ -419,6 +421,8 @@ class ChoiceQuestion(Question):
         heads = [o for o in self.options if norm in _heads(o)]
         if len(heads) == 1 and (letter is None or bare):
             return heads[0]
+        if bare and self.coded():  # "A" here is a code the options start with, not a letter
+            return None
         if letter is not None:
             i = ord(letter.group(1)) - ord("a")
             return self.options[i] if i < len(self.options) else None
@@ -428,16 +432,29 @@ class ChoiceQuestion(Question):
             i = ord(lead.group(1)) - ord("a")
             rest = self.option(raw[lead.end():])
             return rest if rest is not None and i < len(self.options) and self.options[i] is rest else None
+        if "(" in raw and ")" in raw:  # "C (changed)": the part outside and each part inside name one option
+            outside = self.option(_PARENS.sub(" ", raw).strip())
+            inside = [self.option(p) for p in re.findall(r"\(([^()]*)\)", raw) if p.strip()]
+            if outside is not None and all(o is None or o is outside for o in inside):
+                return outside
         for form in answers.readings(norm)[1:]:  # "It is namespaces." — a sentence around the text
             found = [o for o in self.options if form == answers.normalize(o.text) or form in _heads(o)]
             if len(found) == 1:
                 return found[0]
         return None
 
+    def coded(self) -> bool:
+        """Whether an option starts with a one-letter code ("C — changed"): a bare letter then means the code."""
+        return any(len(h) == 1 for o in self.options for h in _heads(o))
+
     def _judge(self, answer: Any, observed: Any) -> Result:
         o = self.option(answer)
         if o is None:
-            return self._result(INCORRECT, 0.0, f"“{answer}” is none of the options.", response=answer)
+            note = ""
+            if self.coded() and len(str(answer).strip().rstrip(".")) == 1:
+                note = " Here a bare letter is read as the code an option starts with; for the first option " \
+                       "as a letter, write a)."
+            return self._result(INCORRECT, 0.0, f"“{answer}” is none of the options.{note}", response=answer)
         score = self._score(o, self._correct_ids(observed))
         return self._result(verdict_for(score, 1.0), score * self.points, o.explain, matched_by="option",
                             response=o.text)
@@ -517,7 +534,8 @@ class NumericQuestion(Question):
         """The number an answer gives, or ``None`` when it gives none (or several, or denies one).
 
         Read as a learner writes it: ``137``, ``1,024``, ``64 * 1024 * 1024``, ``2^26``,
-        ``exit code 137``, ``137 (128 + 9)``. A unit is read only where the question declares
+        ``exit code 137``, ``137 (128 + 9)``, ``ten``, ``10/10`` (running of asked, as
+        ``labkit service ls`` prints it). A unit is read only where the question declares
         it: ``units: [bytes]`` lets "67108864 bytes" through, and ``units: {bytes: 1, MiB:
         1048576}`` also converts "64 MiB". "not 137" gives no number.
         """
@@ -534,7 +552,8 @@ class NumericQuestion(Question):
                 text, factor = text[: -len(u)].strip(), scale
                 break
         text = re.sub(r"^(?:[a-z']+\s+)+(?:(?:is|of|=|:)\s*)?", "", text).strip()  # "exit code 137", "it is 1"
-        text = text.replace("×", "*").replace("^", "**")
+        text = _NUMBER_WORDS.get(text, text).replace("×", "*").replace("^", "**")
+        text = re.sub(r"^(\d+)\s*/\s*\d+$", r"\1", text)  # "10/10", as labkit service ls prints running/asked
         text = re.sub(r"(?<=\d)\s*x\s*(?=\d)", "*", text)
         value = _arithmetic(text)
         if value is None:
@@ -654,17 +673,20 @@ def make_question(spec: dict[str, Any], context: Context | None = None) -> Quest
 _LETTER = re.compile(r"(?:(?:the\s+)?(?:answer|option|choice)(?:\s+is)?\s*[:\-]?\s*)?[(\[]?\s*([a-z])\s*[)\]]?")
 _ONE_LETTER = re.compile(r"[(\[]?[a-z][)\]]?")
 _LETTERED = re.compile(r"^[(\[]?\s*([a-z])\s*[)\]]\s+")
-_HEAD = re.compile(r"\s*(?::|\u2014|\u2013|\s-\s)\s*")
+_HEAD = re.compile(r"\s*(?::|;|\u2014|\u2013|\s-\s)\s*")
 
 
 _PARENS = re.compile(r"\([^()]*\)")
+_NUMBER_WORDS = {w: str(i) for i, w in enumerate(
+    "zero one two three four five six seven eight nine ten eleven twelve thirteen fourteen fifteen sixteen "
+    "seventeen eighteen nineteen twenty".split())}
 
 
 def _arithmetic(text: str) -> float | None:
     """A number, or a small product, sum or power of numbers (``64 * 1024 * 1024``, ``2 ** 26``)."""
     import ast
 
-    if not text or len(text) > 60 or not re.fullmatch(r"[\d\s.+\-*/()eE]+", text):
+    if not text or len(text) > 60 or not re.fullmatch(r"[\d\s.+\-*()eE]+", text):
         return None
     try:
         tree = ast.parse(text, mode="eval").body
@@ -684,8 +706,6 @@ def _arithmetic(text: str) -> float | None:
                 return a - b
             if isinstance(node.op, ast.Mult):
                 return a * b
-            if isinstance(node.op, ast.Div) and b:
-                return a / b
             if isinstance(node.op, ast.Pow) and abs(b) <= 64:
                 return float(a ** b)
         raise ValueError("not arithmetic")
@@ -700,7 +720,8 @@ def _heads(option: Option) -> set[str]:
     """How an option may be named short: each part between its colons and dashes ("C", "changed"),
     its first part without a parenthesis, and its code value."""
     pieces = _HEAD.split(option.text)
-    out = {answers.normalize(p) for p in pieces} | {answers.normalize(pieces[0].split("(")[0])}
+    out = {answers.normalize(p) for p in pieces} | {answers.normalize(_PARENS.sub(" ", p)) for p in pieces}
+    out |= {answers.normalize(p.split("(")[0]) for p in pieces}
     if isinstance(option.value, str) and option.value:
         out.add(answers.normalize(option.value))
     return {h for h in out if h}
