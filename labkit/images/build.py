@@ -295,6 +295,9 @@ def _copy(b: _Build, inst: labfile.Instruction) -> None:
     matches = []
     for src in sources:
         pattern = os.path.join(b.context, src)
+        if os.path.commonpath([os.path.normpath(pattern), b.context]) != b.context:  # ../ names it, found or not
+            raise BuildFailed(f"COPY failed: forbidden path outside the build context: {src}",
+                              "Only files inside the build context can be copied; move them into it")
         found = sorted(glob.glob(pattern)) if glob.has_magic(src) else [pattern]
         if not found or not os.path.lexists(found[0]):
             raise BuildFailed(

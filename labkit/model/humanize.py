@@ -12,6 +12,7 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping
 from datetime import datetime, timedelta, timezone
+from fractions import Fraction
 from typing import Any
 
 from labkit.errors import InvalidArgument
@@ -130,7 +131,7 @@ def parse_size(text: str) -> int:
             f"invalid size: '{text}'", "Give a number with an optional unit b, k, m, g, t or p, like 512k, 64m or 1g"
         )
     prefix = (match.group(2) or "").lower()
-    return int(float(number) * _BINARY_PREFIX.get(prefix, 1))
+    return int(Fraction(number) * _BINARY_PREFIX.get(prefix, 1))  # exact: a float would round 2**63-1 up
 
 
 def rfc3339(moment: datetime | None) -> str:

@@ -94,8 +94,8 @@ def check_cpus(cpus: float, available: int) -> int:
                               "Use a positive number such as 0.5")
     if cpus == 0:
         return 0
-    nano = int(round(cpus * 1e9))
-    if cpus < 0 or nano * CPU_PERIOD_US // 1_000_000_000 < MIN_CPU_QUOTA_US or nano > available * 1_000_000_000:
+    nano = int(round(cpus * 1e9)) if 0 < cpus <= available else 0
+    if nano * CPU_PERIOD_US // 1_000_000_000 < MIN_CPU_QUOTA_US:
         raise InvalidArgument(
             f"Range of CPUs is from 0.01 to {available}.00, as there are only {available} CPUs available",
             f"Use --cpus with a value from 0.01 to {available}, such as 0.5",
