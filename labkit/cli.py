@@ -823,6 +823,7 @@ def _create_kwargs(args: argparse.Namespace) -> dict[str, Any]:
         stop_signal=args.stop_signal,
         stop_timeout=args.stop_timeout,
         init=args.init,
+        security_opt=args.security_opt or None,
     )
 
 
@@ -1499,6 +1500,8 @@ def _add_create_options(parser: argparse.ArgumentParser, run: bool) -> None:
     parser.add_argument("--restart", metavar="POLICY", help="no, on-failure[:N], always, unless-stopped")
     parser.add_argument("--network", metavar="NET", help="bridge (default), host, none, or a network you created")
     parser.add_argument("--init", action="store_true", help="run a tiny init as PID 1 that forwards signals")
+    parser.add_argument("--security-opt", action="append", default=[], metavar="OPT",
+                        help="seccomp=unconfined (no seccomp filter) or seccomp=PROFILE.json")
     parser.add_argument("--stop-signal", metavar="SIG", help="signal that stops the container (default SIGTERM)")
     parser.add_argument("--stop-timeout", type=_int64_arg, metavar="SECONDS", help="seconds to wait before SIGKILL")
     parser.add_argument("-l", "--label", action="append", default=[], type=_label_arg, metavar="K=V",

@@ -1,7 +1,8 @@
 """``labkit doctor``: what this host lets labkit do, in plain words.
 
 Each check says what was found and what it means for a learner. Nothing here
-changes the host; every probe reads a file under /proc or /sys, or looks on PATH.
+changes the host; every probe reads a file under /proc or /sys, looks on PATH, or
+asks a library its version (libseccomp).
 """
 
 from __future__ import annotations
@@ -11,6 +12,8 @@ import platform
 import shutil
 import subprocess
 from typing import Any
+
+from labkit.errors import LabkitError
 
 
 def _check(name: str, ok: bool, detail: str, meaning: str) -> dict[str, Any]:
@@ -76,6 +79,8 @@ def checks(networks: list[dict[str, Any]] | None = None) -> list[dict[str, Any]]
                           " ".join(lines)))
     except Exception as err:  # a host without cgroupfs mounted
         out.append(_check("cgroups", False, str(err), "Without cgroups labkit cannot limit memory, pids or CPU."))
+    if platform.system() == "Linux":
+        out.append(_seccomp_check())
     bb = shutil.which("busybox")
     static = False
     if bb:
@@ -117,6 +122,28 @@ def checks(networks: list[dict[str, Any]] | None = None) -> list[dict[str, Any]]
         else "The lesson's frontend-app image uses a busybox stand-in for node.",
     ))
     return out
+
+
+def _seccomp_check() -> dict[str, Any]:
+    """Whether containers can run under Docker's seccomp profile: the kernel's filter mode and libseccomp."""
+    filters = os.path.exists("/proc/sys/kernel/seccomp/actions_avail")  # CONFIG_SECCOMP_FILTER
+    try:
+        from labkit.linux import seccomp
+
+        version = seccomp.library_version()
+    except LabkitError:
+        version = None
+    ok = filters and version is not None
+    detail = ", ".join([f"libseccomp {version}" if version else "libseccomp not found",
+                        "kernel filters on" if filters else "this kernel has no seccomp filters"])
+    return _check(
+        "seccomp", ok, detail,
+        "Every container runs under Docker's default seccomp profile: about 370 system calls allowed, "
+        "others such as unshare, mount, keyctl and bpf refused (--security-opt seccomp=unconfined lifts it)."
+        if ok else "Containers cannot get Docker's seccomp profile here, so they start only with --security-opt "
+                   "seccomp=unconfined" + ("; apt-get install libseccomp2 provides the library." if not version
+                                           else "."),
+    )
 
 
 def rootless_checks() -> list[dict[str, Any]]:

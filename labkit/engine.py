@@ -21,6 +21,7 @@ import contextlib
 import functools
 import ipaddress
 import os
+import platform
 import posixpath
 import re
 import secrets
@@ -52,6 +53,7 @@ from labkit.errors import (
 )
 from labkit.model import events, limits
 from labkit.model import names as _names
+from labkit.model import seccomp as _seccomp
 from labkit.model.container import (
     ZERO_TIME,
     ContainerConfig,
@@ -578,8 +580,14 @@ class Engine:
         stop_signal: str | None = None,
         stop_timeout: int | None = None,
         init: bool = False,
+        security_opt: list[str] | None = None,
     ) -> Container:
-        """Create a container (``docker create``): its config, name and writable layer; no process yet."""
+        """Create a container (``docker create``): its config, name and writable layer; no process yet.
+
+        ``security_opt`` takes Docker's ``--security-opt`` values: ``seccomp=unconfined`` runs without
+        a seccomp filter, ``seccomp=PROFILE.json`` (a path, or the JSON itself) under that profile
+        instead of Docker's default one (:func:`labkit.model.seccomp.default_profile`).
+        """
         if isinstance(command, str):
             command = ["/bin/sh", "-c", command]
         if isinstance(entrypoint, str):
@@ -632,6 +640,10 @@ class Engine:
             raise InvalidArgument("conflicting options: cannot specify both --restart and --rm",
                                   "Use one or the other: --rm removes the container when it exits, "
                                   "--restart starts it again")
+        security = _seccomp.parse_security_opts(security_opt or (), _read_text)
+        profile = _seccomp.seccomp_profile(security)
+        if profile is not None:  # a profile that cannot work is refused now, not when the container starts
+            _seccomp.resolve(profile, (), platform.machine())
         ep = tuple(entrypoint if entrypoint is not None else (icfg.get("Entrypoint") or ()))
         cmd = tuple(command if command else (() if entrypoint is not None and not command else icfg.get("Cmd") or ()))
         if not ep and not cmd:
@@ -676,6 +688,7 @@ class Engine:
                 stop_signal=stop_signal or icfg.get("StopSignal") or "SIGTERM",
                 stop_timeout=stop_timeout,
                 init=init,
+                security_opt=security,
             )
             record = ContainerRecord(config)
             self.store.set_name(name, cid)  # claimed first: see Store.names
@@ -1609,6 +1622,12 @@ KIND = {"C": 0, "A": 1, "D": 2}
 
 def _anonymous(name: str) -> bool:
     return bool(re.fullmatch(r"[0-9a-f]{64}", name))
+
+
+def _read_text(path: str) -> str:
+    """A file's text (a seccomp profile given by path), read as the caller's process sees it."""
+    with open(path, encoding="utf-8", errors="replace") as f:  # not UTF-8: not JSON, said as such
+        return f.read()
 
 
 def _size(value: int | str | None) -> int:

@@ -39,8 +39,9 @@ from labkit.errors import (
     LabkitError,
     NoSuchContainer,
     NotFound,
+    StartFailed,
 )
-from labkit.linux import cgroups, overlay, process, rootless, supervisor
+from labkit.linux import capabilities, cgroups, overlay, process, rootless, seccomp, supervisor
 from labkit.model import events
 from labkit.model.container import ContainerRecord, now_rfc3339
 from labkit.model.overlay import LayerContents
@@ -386,6 +387,7 @@ class LinuxBackend:
                 block_signals=c.init,
                 userns=self.idmap if self.rootless else None,
                 overlay=overlay.mount_options(layers, userxattr=True) if self.rootless else None,
+                seccomp=self._seccomp(c.security_opt),
                 on_exit=(sys.executable, "-m", "labkit.restarter", str(self.store.root), record.id,
                          *(("rootless",) if self.rootless else ())) if c.restart_policy != "no" else (),
             )
@@ -592,7 +594,16 @@ class LinuxBackend:
         group = self._group_or_none(record)
         return process.exec_in(record.state.pid, argv, env, workdir,
                                cgroup_procs=group.procs_files if group else (), stdout=stdout, stderr=stderr,
-                               stdin=stdin, supervisor_argv=supervisor.command(self.shim_dir))
+                               stdin=stdin, supervisor_argv=supervisor.command(self.shim_dir),
+                               seccomp=self._seccomp(record.config.security_opt))
+
+    def _seccomp(self, security_opt: tuple[str, ...]) -> str | None:
+        """The BPF program file of a container's seccomp profile (``None``: unconfined), compiled once per
+        profile into ``ROOT/seccomp`` (see :mod:`labkit.linux.seccomp`)."""
+        try:
+            return seccomp.program(security_opt, capabilities.DOCKER_DEFAULT, self.store.root / "seccomp")
+        except (OSError, InvalidArgument) as err:
+            raise StartFailed(f"error during container init: error loading seccomp filter: {err}", 128) from None
 
     def changes(self, record: ContainerRecord, image) -> list[tuple[str, str]]:  # type: ignore[no-untyped-def]
         return overlay.changes(self._layers(record, image.lowerdirs()))
@@ -780,6 +791,7 @@ class LinuxBackend:
                 cleanup_umounts=() if self.rootless else (str(merged),),
                 userns=self.idmap if self.rootless else None,
                 overlay=overlay.mount_options(layers, userxattr=True) if self.rootless else None,
+                seccomp=self._seccomp(()),  # RUN steps run under Docker's default profile, as BuildKit's do
             )
             try:
                 started = process.start(spec, supervisor.command(self.shim_dir))

@@ -16,7 +16,7 @@
  *   new proc, a tmpfs /dev with device nodes and devpts/shm/mqueue, read-only sysfs
  *   bind mounts (volumes, /etc/hosts, ...), Docker's masked and read-only paths
  *   pivot_root(".", "."), then detach the old root
- *   working directory; capabilities down to the given set; no_new_privs; execve
+ *   working directory; capabilities down to the given set; no_new_privs; the seccomp filter; execve
  *
  * It never returns: a failure is written to the error pipe as "CODE\0MESSAGE"
  * (the exit codes and messages Docker gives) and the process exits with CODE.
@@ -50,6 +50,8 @@
 #include <sys/types.h>
 #include <sys/wait.h>
 #include <unistd.h>
+#include <linux/filter.h>
+#include <linux/seccomp.h>
 
 #include "pid1.h"
 
@@ -467,6 +469,50 @@ static void lookup(const struct pid1_spec *s, char *out, size_t cap)
     fail(127, "exec: \"%s\": executable file not found in $PATH", name);
 }
 
+/* The seccomp filter, read from the spec's file while host paths still mean the host's (load_seccomp). */
+static struct sock_filter filter[BPF_MAXINSNS];
+static struct sock_fprog filter_prog;
+
+/*
+ * Read the BPF program labkit compiled from the container's profile with libseccomp
+ * (labkit/linux/seccomp.py): an array of struct sock_filter, as seccomp_export_bpf(3) writes it.
+ */
+static void load_seccomp(const char *path)
+{
+    if (!path)
+        return;
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    size_t got = 0;
+    ssize_t n;
+    if (fd < 0)
+        fail(128, "error during container init: error loading seccomp filter: %s: %s", path, strerror(errno));
+    while (got < sizeof filter && (n = read(fd, (char *)filter + got, sizeof filter - got)) > 0)
+        got += (size_t)n;
+    char extra;
+    int too_long = got == sizeof filter && read(fd, &extra, 1) > 0;
+    close(fd);
+    if (!got || got % sizeof filter[0] || too_long)
+        fail(128, "error during container init: error loading seccomp filter: %s is not a BPF program", path);
+    filter_prog.len = (unsigned short)(got / sizeof filter[0]);
+    filter_prog.filter = filter;
+}
+
+/*
+ * Install the filter (seccomp(2), SECCOMP_SET_MODE_FILTER; prctl(2)'s PR_SET_SECCOMP on a kernel
+ * without seccomp(2)). It holds for this process and everything it execs or forks, and cannot be
+ * removed. Unprivileged, the kernel wants no_new_privs set first, which become() has done.
+ */
+static void install_seccomp(void)
+{
+    if (!filter_prog.len)
+        return;
+    long rc = syscall(SYS_seccomp, SECCOMP_SET_MODE_FILTER, 0, &filter_prog);
+    if (rc < 0 && errno == ENOSYS)
+        rc = prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, &filter_prog, 0, 0);
+    if (rc < 0)
+        fail(128, "error during container init: error loading seccomp filter into kernel: %s", strerror(errno));
+}
+
 struct cap_header { unsigned version; int pid; };
 struct cap_data { unsigned effective, permitted, inheritable; };
 
@@ -533,7 +579,10 @@ static void join_cgroup(const char *procs)
 /*
  * The last steps before execve(2), shared by PID 1 and exec: find the program,
  * capabilities down to the spec's set, no_new_privs, every signal at its
- * default, the umask, nothing of ours but 0-2 and the close-on-exec error pipe.
+ * default, the umask, nothing of ours but 0-2 and the close-on-exec error pipe,
+ * and last the seccomp filter: from there on only execve(2) runs (or, if it
+ * fails, the write(2) of why and exit_group(2)), so a profile that lets
+ * execve(2) through lets the container start.
  */
 static void __attribute__((noreturn)) become(const struct pid1_spec *s, int last_cap)
 {
@@ -559,6 +608,7 @@ static void __attribute__((noreturn)) become(const struct pid1_spec *s, int last
     if (error_fd > 3)
         syscall(SYS_close_range, 3, error_fd - 1, 0);
     syscall(SYS_close_range, error_fd + 1, ~0U, 0);
+    install_seccomp();
     execve(program, s->argv, s->env);
     int err = errno;
     fail(err == ENOENT ? 127 : 126, "exec %s: %s", program, lower_strerror(err, why, sizeof why));
@@ -626,6 +676,7 @@ void pid1_run(const struct pid1_spec *s)
 {
     error_fd = s->error_fd;
     int last_cap = read_last_cap(); /* before pivot_root: the new /proc is the container's */
+    load_seccomp(s->seccomp);
     for (int i = 0; i < s->n_cgroups; i++)
         if (i != s->born_in)
             join_cgroup(s->cgroups[i]);
@@ -735,6 +786,7 @@ void exec_run(const struct pid1_spec *s, int target)
     char path[96], mine[64], theirs[64], why[128];
     error_fd = s->error_fd;
     int last_cap = read_last_cap();
+    load_seccomp(s->seccomp); /* a host path: read before the container's mount namespace is joined */
     for (int i = 0; i < N; i++) {
         fds[i] = -1;
         snprintf(path, sizeof path, "/proc/%d/ns/%s", target, order[i].name);

@@ -36,6 +36,7 @@ struct pid1_spec {
     int tty_gid;                        /* devpts's gid= (tty, 5), or -1 where that group is not mapped */
     int ready_fd, go_fd;                /* say "my network namespace exists", then wait for "go" (-1: no one asks) */
     unsigned long long caps;            /* the capabilities the command keeps */
+    const char *seccomp;                /* a file of BPF instructions installed last, before execve (NULL: none) */
     int error_fd, out_fd, err_fd;
 };
 

@@ -131,6 +131,9 @@ class LaunchSpec:
             overlayfs only in a mount namespace its user namespace owns, so
             the mount is never visible on the host and vanishes with PID 1's
             namespace).
+        seccomp: A file holding the BPF program (:mod:`labkit.linux.seccomp`)
+            that PID 1 installs as its last step before execve(2); ``None``
+            runs the command without a seccomp filter.
     """
 
     rootfs: str
@@ -156,6 +159,7 @@ class LaunchSpec:
     readonly_rootfs: bool = False
     userns: IdMap | None = None
     overlay: str | None = None
+    seccomp: str | None = None
 
 
 @dataclass(frozen=True)
@@ -293,6 +297,7 @@ def _start_native(spec: LaunchSpec, shim: list[str], shim_args: list[str],
         *shim, "--launch-report", str(report_w), "--launch-error", str(error_w),
         "--root", spec.rootfs, "--cwd", spec.cwd, "--hostname", spec.hostname,
         "--caps", _DEFAULT_CAPS,
+        *(["--seccomp", spec.seccomp] if spec.seccomp else []),
         *(["--netns", spec.netns] if spec.netns else ["--new-net", "1"] if spec.network == "none" else []),
         *(["--eth0", f"{spec.address[0]}/{spec.address[1]}", "--gateway", spec.address[2]] if spec.address else []),
         *(["--readonly-rootfs", "1"] if spec.readonly_rootfs else []),
@@ -496,6 +501,7 @@ def exec_in(
     stderr: Stream = None,
     stdin: Stream = None,
     supervisor_argv: Sequence[str] | None = None,
+    seccomp: str | None = None,
 ) -> int:
     """Run a command inside a running container and return its exit code (like ``docker exec``).
 
@@ -524,6 +530,8 @@ def exec_in(
             input until its end; None gives it ``/dev/null``.
         supervisor_argv: The C shim to run it through (as for :func:`start`);
             default :func:`labkit.linux.supervisor.command`.
+        seccomp: The container's seccomp filter (``LaunchSpec.seccomp``), which
+            the command runs under as PID 1 does.
 
     Returns:
         The exit code, or 128+N when signal N killed the command.
@@ -539,7 +547,7 @@ def exec_in(
     relay = stdio.Relay(stdin_fd, stdout_fd, stderr_fd)
     try:
         if supervisor.launches(shim):
-            child, error_r = _exec_native(shim, pid, argv, env, cwd, cgroup_procs, relay.ends)
+            child, error_r = _exec_native(shim, pid, argv, env, cwd, cgroup_procs, relay.ends, seccomp)
         else:
             child, error_r = _exec_forked(pid, argv, env, cwd, cgroup_procs, relay.ends)
         relay.close_ends()
@@ -595,7 +603,8 @@ def _exec_forked(pid: int, argv: Sequence[str], env: Sequence[str], cwd: str, cg
 
 
 def _exec_native(shim: list[str], pid: int, argv: Sequence[str], env: Sequence[str], cwd: str,
-                 cgroup_procs: Sequence[str], ends: tuple[int, int, int]) -> tuple[int, int]:
+                 cgroup_procs: Sequence[str], ends: tuple[int, int, int],
+                 seccomp: str | None = None) -> tuple[int, int]:
     """:func:`exec_in` through the C shim (``pid1.c``, ``exec_run``): one posix_spawn(3), no Python fork.
 
     ``ends`` become the shim's 0-2, which the command inherits. Returns the shim's PID and the error
@@ -608,6 +617,7 @@ def _exec_native(shim: list[str], pid: int, argv: Sequence[str], env: Sequence[s
     actions.append((os.POSIX_SPAWN_DUP2, error_w, error_w))
     args = [
         *shim, "--exec-pid", str(pid), "--launch-error", str(error_w), "--cwd", cwd, "--caps", _DEFAULT_CAPS,
+        *(["--seccomp", seccomp] if seccomp else []),
         *[arg for path in cgroup_procs for arg in ("--cgroup", path)],
         *[arg for item in env for arg in ("--env", item)],
         *[arg for word in argv for arg in ("--arg", word)],

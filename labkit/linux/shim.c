@@ -24,7 +24,7 @@
  * With `--launch-report FD --launch-error FD` and a container spec (pid1.h:
  * --root, --cwd, --hostname, --netns [--eth0 IP/LEN --gateway IP] | --new-net, --cgroup,
  * --bind MODE SRC DST,
- * --mask, --readonly, --env, --arg, --caps, --readonly-rootfs, --block-signals)
+ * --mask, --readonly, --env, --arg, --caps, --seccomp, --readonly-rootfs, --block-signals)
  * the shim starts the container itself, the way crun does: it leaves its
  * starter (fork, the parent exits, setsid), unshares a PID namespace and forks
  * PID 1, which builds the container (pid1.c) and execs the command. The shim
@@ -39,7 +39,7 @@
  * starter's (large) memory is made on the way to the container.
  *
  * With `--exec-pid PID --launch-error FD` and the command's spec (--arg, --env,
- * --cwd, --cgroup, --caps) it is `docker exec` instead (pid1.c, exec_run): it
+ * --cwd, --cgroup, --caps, --seccomp) it is `docker exec` instead (pid1.c, exec_run): it
  * joins the running container, runs the command there with its own 0-2, and
  * exits with the command's code. No supervisor stays.
  *
@@ -754,6 +754,7 @@ int main(int argc, char **argv)
         else if (!strcmp(key, "--readonly-rootfs")) spec.readonly_rootfs = atoi(value);
         else if (!strcmp(key, "--block-signals")) spec.block_signals = atoi(value);
         else if (!strcmp(key, "--caps")) spec.caps = strtoull(value, NULL, 16);
+        else if (!strcmp(key, "--seccomp")) spec.seccomp = value;
         else if (!strcmp(key, "--cgroup") && spec.n_cgroups < 16) spec.cgroups[spec.n_cgroups++] = value;
         else if (!strcmp(key, "--mask") && spec.n_masked < 64) spec.masked[spec.n_masked++] = value;
         else if (!strcmp(key, "--readonly") && spec.n_readonly < 64) spec.readonly[spec.n_readonly++] = value;

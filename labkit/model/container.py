@@ -91,6 +91,7 @@ class ContainerConfig:
     stop_signal: str = "SIGTERM"
     stop_timeout: int | None = None
     init: bool = False
+    security_opt: tuple[str, ...] = ()  # as parse_security_opts keeps them: a profile file as its JSON
 
     @property
     def argv(self) -> tuple[str, ...]:
@@ -153,7 +154,7 @@ class ContainerRecord:
         cfg = dict(data["config"])
         cfg["mounts"] = tuple(MountSpec(**m) for m in cfg.get("mounts", ()))
         cfg["ports"] = tuple(PortSpec(**p) for p in cfg.get("ports", ()))
-        for key in ("entrypoint", "cmd", "env", "exposed_ports"):
+        for key in ("entrypoint", "cmd", "env", "exposed_ports", "security_opt"):
             cfg[key] = tuple(cfg.get(key, ()))
         state = dict(data["state"])
         state["status"] = Status(state["status"])
@@ -258,6 +259,7 @@ def inspect_json(
             "CapDrop": None,
             "Privileged": False,
             "ReadonlyRootfs": False,
+            "SecurityOpt": list(c.security_opt) or None,
             "MaskedPaths": list(MASKED_PATHS),
             "ReadonlyPaths": list(READONLY_PATHS),
         },

@@ -354,6 +354,8 @@ def test_run_detached_prints_the_full_id_and_passes_every_flag(labkit, engine, m
         "SIGINT",
         "--stop-timeout",
         "3",
+        "--security-opt",
+        "seccomp=unconfined",
         "-l",
         "app=web",
         "-l",
@@ -387,6 +389,7 @@ def test_run_detached_prints_the_full_id_and_passes_every_flag(labkit, engine, m
         stop_signal="SIGINT",
         stop_timeout=3,
         init=True,
+        security_opt=["seccomp=unconfined"],
     )
     assert engine.called("start") == [(("c" * 64,), {})]
 
