@@ -20,6 +20,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.learner import learner  # noqa: F401  (a fixture for every test directory)
+
 IS_ROOT = os.geteuid() == 0
 _ROOTS: list[Path] = []
 

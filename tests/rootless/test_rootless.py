@@ -1,9 +1,10 @@
 """Real containers without root: the spine's scenarios, run by an unprivileged user the session creates.
 
-Every scenario runs in a child process as ``labkit-learner`` (made with
-useradd, removed at the end) under Debian's ``/usr/bin/python3`` with the
-repository on PYTHONPATH: the test's own interpreter may live where that user
-cannot read. The user's id map is the *single-id* map (``0 UID 1``) except in
+Every scenario runs in a child process as ``labkit-learner`` (the ``learner``
+fixture of ``tests/learner.py``: made with useradd, removed at the end) under
+Debian's ``/usr/bin/python3`` with the repository on PYTHONPATH: the test's own
+interpreter may live where that user cannot read. The user's id map is the
+*single-id* map (``0 UID 1``) except in
 :func:`test_subuid_range_maps_65536_ids`, which grants an ``/etc/subuid`` range
 for its duration and checks the ``newuidmap`` map. The pause tests cover both
 the SIGSTOP fallback (no delegated cgroup) and a delegated cgroup v2 subtree
@@ -12,41 +13,20 @@ the SIGSTOP fallback (no delegated cgroup) and a delegated cgroup v2 subtree
 
 from __future__ import annotations
 
-import json
 import os
-import pwd
 import shutil
-import signal
-import subprocess
 import textwrap
 import time
 from pathlib import Path
 
 import pytest
 
+from tests.learner import SUBID_FILES, USER, restore, run_as
 from tests.util import live_pids_of, wait_for
 
 pytestmark = pytest.mark.root
 
-USER = "labkit-learner"
-PYTHON = "/usr/bin/python3"
-REPO = str(Path(__file__).resolve().parents[2])
 SUB_START = 300000
-
-
-SUBID_FILES = ("/etc/subuid", "/etc/subgid")
-#: With the backups useradd and userdel write beside them.
-SUBID_AND_BACKUPS = (*SUBID_FILES, "/etc/subuid-", "/etc/subgid-")
-
-
-def _restore(saved: dict[str, str | None]) -> None:
-    """Put /etc/subuid and /etc/subgid back as they were (absent ones removed)."""
-    for path, text in saved.items():
-        if text is None:
-            if os.path.exists(path):
-                os.unlink(path)
-        else:
-            Path(path).write_text(text)
 
 
 def _unified() -> str | None:
@@ -58,45 +38,9 @@ def _unified() -> str | None:
     return None
 
 
-@pytest.fixture(scope="session")
-def learner():
-    """An unprivileged user with a home of its own; everything it leaves is checked, then it is removed."""
-    if not os.path.exists(PYTHON):
-        pytest.fail(f"{PYTHON} is needed to run labkit as another user (apt-get install python3)")
-    subprocess.run(["userdel", "-r", USER], capture_output=True)  # a crashed run's leftover
-    saved = {p: Path(p).read_text() if os.path.exists(p) else None for p in SUBID_AND_BACKUPS}
-    subprocess.run(["useradd", "-m", "-s", "/bin/sh", USER], check=True, capture_output=True)
-    _restore(saved)  # useradd may grant a subordinate range; the single-id map is the default tested here
-    info = pwd.getpwnam(USER)
-    try:
-        yield info
-    finally:
-        leftovers = live_pids_of(info.pw_uid)
-        for pid in leftovers:
-            try:
-                os.kill(pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
-        with open("/proc/self/mounts") as f:
-            mounts = [line.split()[1] for line in f if info.pw_dir in line]
-        subprocess.run(["userdel", "-r", USER], capture_output=True)
-        _restore(saved)
-        shutil.rmtree(info.pw_dir, ignore_errors=True)
-        assert not leftovers, f"processes of {USER} outlived the tests: {leftovers}"
-        assert not mounts, f"mounts on the host under {info.pw_dir}: {mounts}"
-
-
 def as_learner(learner, code: str, cgroup: str | None = None, timeout: float = 120, path: str | None = None) -> dict:
-    """Run ``code`` as the learner (labkit importable; ``path`` its PATH) and return the JSON object its last line prints."""
-    env = {"PATH": path or "/usr/local/bin:/usr/bin:/bin", "HOME": learner.pw_dir, "PYTHONPATH": REPO,
-           "LANG": "C.UTF-8"}
-    argv = ["setpriv", "--reuid", str(learner.pw_uid), "--regid", str(learner.pw_gid), "--init-groups",
-            PYTHON, "-c", _dedent(code)]
-    if cgroup:  # start inside the delegated cgroup, as a systemd user session does
-        argv = ["sh", "-c", 'echo $$ > "$0/cgroup.procs" && exec "$@"', cgroup, *argv]
-    p = subprocess.run(argv, capture_output=True, text=True, env=env, cwd=learner.pw_dir, timeout=timeout)
-    assert p.returncode == 0, p.stderr
-    return json.loads(p.stdout.strip().splitlines()[-1])
+    """Run a scenario as the learner (see :func:`tests.learner.run_as`): the JSON object its last line prints."""
+    return run_as(learner, _dedent(code), cgroup, timeout, path)
 
 
 def _dedent(code: str) -> str:
@@ -710,7 +654,7 @@ def subuid(learner):
     try:
         yield SUB_START
     finally:
-        _restore(saved)
+        restore(saved)
 
 
 def test_subuid_range_maps_65536_ids(learner, subuid):

@@ -25,7 +25,7 @@ from pathlib import Path
 import pytest
 
 from labkit.linux import network as net
-from tests.rootless.test_rootless import PRELUDE, SERVE_AND_FETCH, _need_slirp4netns, as_learner, learner  # noqa: F401
+from tests.rootless.test_rootless import PRELUDE, SERVE_AND_FETCH, _need_slirp4netns, as_learner
 
 pytestmark = pytest.mark.root
 
@@ -196,7 +196,7 @@ def test_the_table_goes_with_its_bridge(engine):
     assert not os.path.exists(f"/sys/class/net/{bridge}") and not _guarded(bridge)
 
 
-def test_rootless_ports_listen_on_loopback_only(learner, neighbour):  # noqa: F811
+def test_rootless_ports_listen_on_loopback_only(learner, neighbour):
     """Rootless, -p is published by slirp4netns on 127.0.0.1 only (its one listening socket, per /proc/net/tcp),
     and the container's 10.0.2.100 exists only inside its own namespace: the neighbour reaches neither."""
     _need_slirp4netns()

@@ -30,7 +30,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.rootless.test_rootless import PYTHON, REPO, learner  # noqa: F401  (a fixture)
+from tests.learner import PYTHON, REPO
 from tests.util import wait_for
 
 pytestmark = pytest.mark.root
@@ -211,7 +211,7 @@ def test_exec_output_larger_than_a_pipe_and_a_reader_that_goes_away(engine, serv
     assert p.stdout == "y\n"
 
 
-def test_rootless_exec_and_run_never_get_the_callers_terminal(learner):  # noqa: F811
+def test_rootless_exec_and_run_never_get_the_callers_terminal(learner):
     """Rootless, the same: exec and an attached run from a terminal give the container pipes and no controlling
     terminal, and a process exec left behind cannot write to the terminal afterwards."""
     env = {"PATH": "/usr/local/bin:/usr/bin:/bin", "HOME": learner.pw_dir, "PYTHONPATH": REPO, "LANG": "C.UTF-8",
