@@ -106,7 +106,10 @@ MEMORY_LIMIT_WRITE = ("Write 33554432 to memory.limit_in_bytes", "Write 33554432
 REAL = {
     "00-start-here.ipynb": (["backend: linux", "hello from PID 1", "clone(2)", "✓ root"], 0, False),
     "01-isolated-process.ipynb": (["NSpid:", "hostname — host:", "cubicle7", "pid       ", "own",
-                                   "is PID 1 inside, hostname cubicle7"], 2, True),
+                                   "is PID 1 inside, hostname cubicle7", "inside /proc/1/status: Seccomp: 2",
+                                   "inside /proc/1/status: CapEff: 00000000a80425fb",
+                                   "unshare -U inside: exit 1, unshare: unshare(0x10000000): Operation not permitted"],
+                                  2, True),
     "02-cgroups.ipynb": (["OOMKilled: True   ExitCode: 137", "can't fork", "--cpus 0.2", MEMORY_LIMIT_WRITE], 3,
                          True),
     "03-writable-layer.ipynb": (["append /app/server.js: copy-up of", "copy-up of 98.93MB", "whiteout",
@@ -171,7 +174,8 @@ KERNEL_PACKAGES = ("nbclient", "nbformat", "ipykernel", "ipywidgets", "matplotli
 SIM = {
     "00-start-here.ipynb": ["hello from PID 1", "clone(2)"],
     "01-isolated-process.ipynb": ["is PID 1 inside", "NEWPID", "interfaces — inside: ['lo', 'eth0']",
-                                  "is PID 1 inside, hostname cubicle7"],
+                                  "is PID 1 inside, hostname cubicle7", "unshare: refused (EPERM) by Docker's default profile",
+                                  "mkdir: allowed by Docker's default profile"],
     "02-cgroups.ipynb": ["OOM kill marked: True", "OOMKilled: True   ExitCode: 137", "CPU quotas need the real backend"],
     "03-writable-layer.ipynb": ["append /app/server.js: copy-up of", "cow-a reads /app/server.js from: its writable layer",
                                 "cow-b reads /app/server.js from: image layer 3", "holds at /etc/group: whiteout",
@@ -307,7 +311,8 @@ def test_notebook_runs_on_the_simulator_as_a_user(name, learner_kernel):
 #: shows its limits on the simulator, and pause stops the processes with SIGSTOP.
 ROOTLESS = {
     "00-start-here.ipynb": ["hello from PID 1", "clone(2)"],
-    "01-isolated-process.ipynb": ["NSpid:", "hostname — host:", "cubicle7"],
+    "01-isolated-process.ipynb": ["NSpid:", "hostname — host:", "cubicle7", "inside /proc/1/status: Seccomp: 2",
+                                  "unshare -U inside: exit 1, unshare: unshare(0x10000000): Operation not permitted"],
     "02-cgroups.ipynb": ["memory and pids experiments run on the simulator", "OOM kill marked: True",
                          "OOMKilled: True   ExitCode: 137", "cannot enforce a CPU quota for you here"],
     "03-writable-layer.ipynb": ["append /app/server.js: copy-up of", "whiteout", "still hash to their digests",
