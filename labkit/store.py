@@ -127,6 +127,7 @@ class Store:
     def __init__(self, root: str | Path) -> None:
         self.root = Path(root)
         self._held: set[str] = set()  # containers this process holds an intent on
+        self._locking = threading.local()  # how deep this thread is in locked()
         for sub in ("containers", "overlay", "volumes", "images", "tmp"):
             (self.root / sub).mkdir(parents=True, exist_ok=True)
         for name in os.listdir(self.root / "tmp"):  # left by a process that died before deleting it
@@ -157,12 +158,27 @@ class Store:
     # -- locking ---------------------------------------------------------------
     @contextlib.contextmanager
     def locked(self) -> Iterator[None]:
-        """Hold the store's lock (flock(2)): one process at a time changes names and ids."""
+        """Hold the store's lock (flock(2)): one process at a time changes names and ids.
+
+        Re-entrant within a thread: a flock(2) lock belongs to an open file, so a second open
+        of the lock file by a thread already holding it would wait for itself forever (a
+        sweep run under the lock, such as ``prune_networks``' reading of the records).
+        """
+        depth = getattr(self._locking, "depth", 0)
+        if depth:
+            self._locking.depth = depth + 1
+            try:
+                yield
+            finally:
+                self._locking.depth = depth
+            return
         fd = os.open(self.root / "lock", os.O_RDWR | os.O_CREAT, 0o600)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX)
+            self._locking.depth = 1
             yield
         finally:
+            self._locking.depth = 0
             os.close(fd)
 
     # -- intents ---------------------------------------------------------------

@@ -83,3 +83,21 @@ def test_a_record_is_written_as_asdict_would_and_read_back_whole():
     asdict = {"config": dataclasses.asdict(rec.config), "state": dataclasses.asdict(rec.state)}
     assert json.dumps(rec.to_json()) == json.dumps(asdict)
     assert ContainerRecord.from_json(json.loads(json.dumps(rec.to_json()))) == rec
+
+
+def test_the_lock_is_reentrant_in_a_thread_and_excludes_other_processes(tmp_path):
+    """locked() inside locked() goes on (flock(2) on a second open file would wait forever); another process still waits."""
+    import subprocess
+    import sys
+    import time
+
+    store = Store(tmp_path)
+    probe = "import fcntl, os, sys, time; fd = os.open(sys.argv[1], os.O_RDWR); fcntl.flock(fd, fcntl.LOCK_EX); print(time.time())"
+    with store.locked():
+        with store.locked():
+            other = subprocess.Popen([sys.executable, "-c", probe, str(tmp_path / "lock")], stdout=subprocess.PIPE,
+                                     text=True)
+            time.sleep(0.3)
+        assert other.poll() is None, "another process got the lock while this one held it"
+        released = time.time()
+    assert float(other.communicate(timeout=10)[0]) >= released
