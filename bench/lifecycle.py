@@ -55,6 +55,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 PREFIX = "labkit-bench"
 REPO = Path(__file__).resolve().parent.parent
@@ -308,18 +309,28 @@ def build_rootfs(work: Work) -> None:
 
 
 def build_bundles(work: Work) -> None:
-    """OCI bundles for runc and crun (``runc spec``'s defaults), whose root is the shared rootfs, read-only."""
+    """OCI bundles for runc and crun (``runc spec``'s defaults), whose root is the shared rootfs, read-only.
+
+    ``runc spec`` gives no seccomp filter; ``true-seccomp`` adds the one Docker's daemon would hand runc for
+    a default container (Docker's profile resolved for its 14 capabilities), for a like-for-like with
+    labkit, which installs that filter by default.
+    """
     spec_dir = work.bundle("spec")
     spec_dir.mkdir(exist_ok=True)
     run_quiet(["runc", "spec", "--bundle", str(spec_dir)])
     base = json.loads((spec_dir / "config.json").read_text())
     base["process"]["terminal"] = False
     base["root"] = {"path": str(work.rootfs), "readonly": True}  # an absolute, non-symlink path (runc wants it)
-    for name, args in (("true", ["/bin/true"]), ("term", TERM_SHELL), ("sleep", SLEEPER)):
+    from labkit.linux import capabilities, seccomp
+
+    docker = seccomp.for_container((), capabilities.DOCKER_DEFAULT)
+    for name, args in (("true", ["/bin/true"]), ("term", TERM_SHELL), ("sleep", SLEEPER), ("true-seccomp", ["/bin/true"])):
         d = work.bundle(name)
         d.mkdir(exist_ok=True)
         cfg = json.loads(json.dumps(base))
         cfg["process"]["args"] = args
+        if name.endswith("-seccomp") and docker is not None:
+            cfg["linux"]["seccomp"] = docker.oci()
         (d / "config.json").write_text(json.dumps(cfg, indent=1))
 
 
@@ -580,7 +591,7 @@ class Bench:
         s, w, e = self.spawn, self.work, self.engine
         rootfs = str(w.rootfs)
 
-        def inproc(**kw: str) -> Callable[[int], dict[str, float]]:
+        def inproc(**kw: Any) -> Callable[[int], dict[str, float]]:
             def one(_r: int) -> dict[str, float]:
                 t0 = time.perf_counter()
                 c = e.run("busybox", ["true"], **kw)
@@ -605,6 +616,9 @@ class Bench:
             ]
         cases += [
             Case("labkit in-process: engine.run(busybox,[true],network=none)+rm", "labkit", inproc(network="none")),
+            # Docker's seccomp profile is on by default: its cost is the per-round ratio to this row.
+            Case("labkit in-process, network none, seccomp=unconfined", "floor",
+                 inproc(network="none", security_opt=["seccomp=unconfined"])),
             Case("labkit in-process, default network (bridge)", "labkit", inproc()),
             Case("labkit CLI: labkit run --rm --network none busybox true", "labkit",
                  lambda r: {"total": s(cli, self.env_cli)}),
@@ -622,6 +636,12 @@ class Bench:
                     ["runc", "--root", str(w.runc), "run", "--bundle", str(w.bundle("true")), f"{PREFIX}-runc-{r}"])}),
                 Case("crun run", "peer", lambda r: {"total": s(
                     ["crun", "--root", str(w.crun), "run", "--bundle", str(w.bundle("true")), f"{PREFIX}-crun-{r}"])}),
+                Case("runc run, Docker's seccomp profile", "peer", lambda r: {"total": s(
+                    ["runc", "--root", str(w.runc), "run", "--bundle", str(w.bundle("true-seccomp")),
+                     f"{PREFIX}-runcsc-{r}"])}),
+                Case("crun run, Docker's seccomp profile", "peer", lambda r: {"total": s(
+                    ["crun", "--root", str(w.crun), "run", "--bundle", str(w.bundle("true-seccomp")),
+                     f"{PREFIX}-cruncsc-{r}"])}),
                 Case("podman run --rm --network none", "peer", lambda r: {"total": s(
                     self.podman("run", "--rm", "--network", "none", self.podman.image, "/bin/true"))}),
             ]
@@ -711,9 +731,13 @@ class Bench:
         s, w, e = self.spawn, self.work, self.engine
         name = f"{PREFIX}-exec"
         c = e.run("busybox", SLEEPER, detach=True, name=name, network="none")
+        bare = e.run("busybox", SLEEPER, detach=True, name=f"{name}-unconfined", network="none",
+                     security_opt=["seccomp=unconfined"])
         cases = [
             Case("labkit in-process: engine.exec(id, [true])", "labkit", lambda r: {"total": _timed(
                 lambda: _check(e.exec(c.id, ["true"])))}),
+            Case("labkit in-process exec, container with seccomp=unconfined", "floor", lambda r: {"total": _timed(
+                lambda: _check(e.exec(bare.id, ["true"])))}),
             Case("labkit CLI: labkit exec NAME true", "labkit",
                  lambda r: {"total": s([LABKIT, "exec", name, "true"], self.env_cli)}),
         ]
@@ -732,6 +756,7 @@ class Bench:
     def exec_teardown(self) -> None:
         name = f"{PREFIX}-exec"
         self.engine.rm(name, force=True)
+        self.engine.rm(f"{name}-unconfined", force=True)
         if self.peers:
             for rt, root in (("runc", self.work.runc), ("crun", self.work.crun)):
                 subprocess.run([rt, "--root", str(root), "delete", "-f", name], capture_output=True)
@@ -856,6 +881,7 @@ class Bench:
 
         cli, inproc = median("labkit CLI: labkit run --rm --network", start), median("labkit in-process:", start)
         runc, crun = median("runc run", start), median("crun run", start)
+        runc_sc, crun_sc = median("runc run, Docker's seccomp", start), median("crun run, Docker's seccomp", start)
         mem = {m["runtime"].split(" ")[0] + ("-cli" if "CLI" in m["runtime"] else ""): m
                for m in self.results.get("memory", []) if m["what"] == "adds"}
         lines = []
@@ -865,6 +891,10 @@ class Bench:
         if inproc and crun:
             lines.append(f"in-process <= 1.5x crun run: {fmt_ms(inproc)} vs {fmt_ms(crun)} ms -> "
                          f"{'met' if inproc <= 1.5 * crun else 'NOT met'} ({inproc / crun:.2f}x)")
+        if cli and inproc and runc_sc and crun_sc:  # labkit installs Docker's filter; `runc spec` gives none
+            lines.append(f"like for like, runc and crun under Docker's seccomp profile too: CLI {fmt_ms(cli)} vs "
+                         f"runc {fmt_ms(runc_sc)} ms ({cli / runc_sc:.2f}x), in-process {fmt_ms(inproc)} vs crun "
+                         f"{fmt_ms(crun_sc)} ms ({inproc / crun_sc:.2f}x)")
         if "labkit" in mem and "podman" in mem:
             a, b = mem["labkit"], mem["podman"]
             ok = a["rss"] <= b["rss"] and a["uss"] <= b["uss"]

@@ -270,6 +270,19 @@ class Filter:
                            [[r.names, r.action, r.errno, [list(vars(a).values()) for a in r.args]]
                             for r in self.rules]], separators=(",", ":"))
 
+    def oci(self) -> dict[str, Any]:
+        """The filter as an OCI runtime spec's ``linux.seccomp`` (what Docker's daemon hands runc)."""
+        errno_actions = ("SCMP_ACT_ERRNO", "SCMP_ACT_TRACE")
+        return {
+            "defaultAction": self.default_action,
+            **({"defaultErrnoRet": self.default_errno} if self.default_action in errno_actions else {}),
+            "architectures": list(self.architectures),
+            "syscalls": [{"names": list(r.names), "action": r.action,
+                          **({"errnoRet": r.errno} if r.action in errno_actions else {}),
+                          "args": [{"index": a.index, "value": a.value, "valueTwo": a.value_two, "op": a.op}
+                                   for a in r.args]} for r in self.rules],
+        }
+
     def allows(self, name: str, args: tuple[int, ...] = ()) -> bool:
         """Whether the call ``name`` with arguments ``args`` is let through, read from the rules.
 

@@ -157,3 +157,15 @@ def test_profiles_docker_would_refuse_are_refused(profile, words):
 def test_an_empty_profile_means_no_filter_as_in_docker():
     """Neither defaultAction nor syscalls: Docker installs no filter, and neither does labkit."""
     assert resolve({}, DEFAULT_CAPS, "x86_64") is None
+
+
+def test_a_filter_as_an_oci_runtime_spec():
+    """Filter.oci() is the linux.seccomp a runtime such as runc takes: the same rules, errnoRet where an errno is returned."""
+    oci = default_filter().oci()
+    assert (oci["defaultAction"], oci["defaultErrnoRet"]) == ("SCMP_ACT_ERRNO", 1)
+    assert oci["architectures"] == ["SCMP_ARCH_X86_64", "SCMP_ARCH_X86", "SCMP_ARCH_X32"]
+    clone3 = [r for r in oci["syscalls"] if r["names"] == ["clone3"]]
+    assert clone3 == [{"names": ["clone3"], "action": "SCMP_ACT_ERRNO", "errnoRet": 38, "args": []}]
+    vsock = {"index": 0, "value": 40, "valueTwo": 0, "op": "SCMP_CMP_GT"}
+    assert {"names": ["socket"], "action": "SCMP_ACT_ALLOW", "args": [vsock]} in oci["syscalls"]
+    assert "keyctl" not in {n for r in oci["syscalls"] for n in r["names"]}
