@@ -10,6 +10,7 @@
 * :mod:`~labkit.grading.answers` — normalizing and matching typed answers and commands.
 * :mod:`~labkit.grading.questions` — the six question types; ``check()``, ``hint()``, ``solution()``.
 * :mod:`~labkit.grading.probes` — read-only lab checks of the engine's real state.
+* :mod:`~labkit.grading.experiments` — predictions graded by running their experiment afresh.
 * :mod:`~labkit.grading.results` — the results (dataclasses).
 * :mod:`~labkit.grading.gradebook` — the attempts log, submissions, progress and the teacher's CSVs.
 * :mod:`~labkit.grading.verify` — teacher-side re-grading: ``verified``, ``self-reported``, ``not verifiable``.

@@ -165,7 +165,7 @@ FIELD_WORDS = frozenset("""
     capability capabilities ulimit ulimits rlimit nice quota quotas
     stateless stateful statefull stateliness statefulness state states status stable statistic
     mutable immutable ephemeral persistent permanent volatile durable
-    volume volumes mount mounts bind tmpfs column
+    volume volumes mount mounts bind tmpfs
     layer layers player players lawyer upper lower upperdir lowerdir workdir merged overlay overlayfs
     union unions aufs btrfs zfs devicemapper snapshot snapshots
     whiteout whiteouts blackout whitelist tombstone opaque

@@ -195,7 +195,7 @@ def cmd_ls(session: Any, args: argparse.Namespace) -> int:
 def cmd_show(session: Any, args: argparse.Namespace) -> int:
     """Print questions as a learner reads them: prompt, lettered options, how to answer; never the answer."""
     from labkit.grading.banks import load_bank
-    from labkit.grading.questions import NumericQuestion
+    from labkit.grading.questions import ChoiceQuestion, NumericQuestion
     from labkit.grading.render import question_text
 
     try:
@@ -206,13 +206,15 @@ def cmd_show(session: Any, args: argparse.Namespace) -> int:
     blocks = []
     for q in questions:
         how = {
-            "choice": "answer with a letter (c, c) or (c)) or the option's text",
-            "multi": "answer with every letter that applies (a, c) or the options' texts",
+            "choice": "answer with a letter — c, c) or (c) — or the option's text",
+            "multi": "answer with every letter that applies — a, c — or the options' texts",
             "numeric": "answer with a number" + (f" (units: {', '.join(q.units())})"
                                                  if isinstance(q, NumericQuestion) and q.units() else ""),
             "command": "answer with one command line, quoted",
             "short": "answer in a word or a few",
         }.get(q.type)
+        if isinstance(q, ChoiceQuestion) and q.coded():
+            how = "answer with the code an option starts with, a letter written a) or (a), or the option's text"
         text = question_text(q)
         if "observe" in q.spec:
             text += "\n(predict, then observe: graded by what the engine really does)"

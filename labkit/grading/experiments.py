@@ -21,6 +21,12 @@ when a line fails. Each line runs through :func:`labkit.cli.main` in this
 process, exactly as the learner would type it; ``sleep N`` waits (at most
 :data:`MAX_SLEEP` seconds). The value is remembered per engine, so checking a
 corrected answer does not run the experiment again.
+
+An experiment that relies on a limit (``needs: [memory]``: a memory hog that
+the kernel must stop) runs on the simulator when the engine would discard
+that limit (rootless without a delegated cgroup, see
+:attr:`labkit.Engine.enforced_limits`): run unlimited, the hog would take the
+host's memory; the simulator models the OOM kill, and the feedback says so.
 """
 
 from __future__ import annotations

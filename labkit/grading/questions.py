@@ -160,6 +160,7 @@ class Question:
         self.points: float = float(self.spec.get("points", 1))
         self.explanation: str = self.spec.get("explain", "")
         self._observed_args: dict[str, Any] = {}
+        self._observed_note = ""
 
     @property
     def learner(self) -> str:
@@ -200,7 +201,8 @@ class Question:
             how, args = "The engine really did", spec.get("args") or {}
             if "experiment" in spec:
                 how, args = "Run afresh under new names, the experiment really gave", self._observed_args
-            seen = f"{how}: {probes.describe(spec['probe'], args, probes.OBSERVERS)} is {_show(observed)}."
+            seen = f"{how}{self._observed_note}: {probes.describe(spec['probe'], args, probes.OBSERVERS)}" \
+                   f" is {_show(observed)}."
             result = _replace(result, observed=observed, feedback=" ".join(x for x in (result.feedback, seen) if x))
         return result
 
@@ -223,6 +225,14 @@ class Question:
         kinds = {**(self.context.shared or {}), **(self._raw_spec.get("params") or {})}
         fresh = experiments.fresh_values(sorted(kinds), kinds)
         key = (self.context.bank, spec["probe"], repr(raw.get("args")), *map(str, raw["experiment"]))
+        needs = set(raw.get("needs") or ())
+        self._observed_note = ""
+        if needs - set(getattr(engine, "enforced_limits", needs)):
+            # A limit this engine would discard (rootless without a delegated cgroup): the experiment
+            # would run unlimited — a memory hog would take the host's memory. The simulator models it.
+            missing = ", ".join(sorted(needs - set(engine.enforced_limits)))
+            engine = engine.simulator()
+            self._observed_note = f" (on the simulator: this engine does not enforce a {missing} limit here)"
         value, self._observed_args = experiments.observe_fresh(engine, raw, fresh, fill, key)
         return value
 

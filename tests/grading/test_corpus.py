@@ -97,6 +97,32 @@ def test_predictions_in_the_corpus_are_graded_by_a_fresh_experiment(bank, qid, l
     assert not [s for s in lesson_engine.service_ls() if s["Name"].startswith("web-")]
 
 
+@pytest.fixture(scope="module")
+def sim_engine():
+    """The simulator on a state root of its own, with the lesson's images."""
+    import labkit
+    from tests.conftest import state_root
+
+    engine = labkit.connect(backend="sim", root=state_root())
+    engine.setup(on_step=lambda *_a: None)
+    return engine
+
+
+@pytest.mark.parametrize("bank, qid", cases(observed=True))
+def test_predictions_in_the_corpus_are_graded_the_same_on_the_simulator(bank, qid, sim_engine):
+    """The simulator does what the kernel does, so it grades every prediction the same way — except a
+    service's, which needs the real backend: that prediction is not graded, and says why."""
+    before = {c["Id"] for c in sim_engine.ps(all=True)}
+    if qid == "sl.predict.replaced":
+        data = corpus(bank)
+        r = load_bank(bank, learner=data["learner"])[qid].check("10", engine=sim_engine)
+        assert r.verdict == "not attempted" and "services need the real backend" in r.feedback
+        return
+    bad, _, _ = misgraded(bank, qid, sim_engine)
+    assert bad == []
+    assert {c["Id"] for c in sim_engine.ps(all=True)} == before
+
+
 def rates(engine: Any = None) -> list[tuple[str, int, int, int, int]]:
     """Per bank: right answers accepted / right answers, wrong answers refused / wrong answers."""
     rows = []
