@@ -366,7 +366,7 @@ def test_a_given_subnet_that_is_taken_is_refused(engine):
 def test_doctor_names_the_clashes_it_sees():
     """doctor names a docker0-like bridge whose subnet overlaps another interface's, and a network whose saved
     subnet another interface now holds."""
-    from labkit.doctor import network_checks
+    from labkit.doctor import _whose, network_checks
 
     lab = _root_engine()
     lab.networks.get("bridge")
@@ -377,6 +377,7 @@ def test_doctor_names_the_clashes_it_sees():
     assert "lkdocker0 on 10.214.0.0/16 overlaps lkclash2 on 10.214.9.0/24" in check["detail"]
     assert "network bridge's saved subnet 10.214.0.0/16 is in use by" in check["detail"]
     assert "when it next comes up" in check["detail"]
+    assert _whose("docker0", {}) == "docker0 (Docker's)" and _whose("br-0123456789ab", {}) == "br-0123456789ab (Docker's)"
 
 
 def test_without_nft_no_bridge_is_made(engine, monkeypatch, tmp_path):
