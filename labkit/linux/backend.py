@@ -420,13 +420,17 @@ class LinuxBackend:
         with it the veth), the user-mode network helper and the cgroup go.
         """
         cdir = str(self.store.container_dir(record.id))
+        # Whether the supervisor runs is asked *before* its exit record is read: it writes the record,
+        # then exits, so one seen gone has left its record by then if it ever will. Read the other way
+        # round, a supervisor that wrote and exited between the two looks would pass for one killed
+        # before writing, and a run that exited 0 would be recorded as 255.
+        supervised = self._supervised(record)
         info = process.read_exit(cdir)
-        if self._supervised(record):
+        if supervised:
             return None if info is None else self._exited(info)  # with a record: it is cleaning up
         killed = False
         if info is None:
             killed = self._end(record)
-            info = process.read_exit(cdir)  # a supervisor that was only just finishing
         self._undo(record)
         if info is not None:
             return self._exited(info)
