@@ -882,3 +882,33 @@ def test_privileged_port_is_refused_plainly(learner):
     print(json.dumps({"err": err, "state": state}))
     """)
     assert "Ports below 1024 need root" in got["err"] and got["state"] == "created"
+
+
+def test_exit_code_is_always_pid_1s_rootless(learner):
+    """Rootless, under load (three engines at once), every attached run returns exactly the code its PID 1 exited
+    with, and so does the exit record its supervisor wrote: 240 runs of ``true`` and ``sh -c 'exit N'``."""
+    out = as_learner(learner, PRELUDE + """
+    import random
+    children = []
+    for k in range(3):
+        pid = os.fork()
+        if pid == 0:
+            lab = labkit.connect()
+            rng, wrong = random.Random(k), []
+            for i in range(80):
+                code = rng.choice((0, 0, 1, 7, 42, 254))
+                cmd = ["true"] if code == 0 and i % 2 else ["sh", "-c", f"exit {code}"]
+                c = lab.run("busybox", cmd)
+                record = json.load(open(os.path.join(lab.store.container_dir(c.id), "exit.json")))
+                if (c.exit_code, record["ExitCode"]) != (code, code):
+                    wrong.append([cmd, c.exit_code, record, c.inspect()["State"]["Error"]])
+                c.remove(force=True)
+            with open(f"wrong-{k}.json", "w") as f:
+                json.dump(wrong, f)
+            os._exit(0)
+        children.append(pid)
+    codes = [os.waitpid(pid, 0)[1] for pid in children]
+    wrong = [w for k in range(3) for w in json.load(open(f"wrong-{k}.json"))]
+    print(json.dumps({"codes": codes, "wrong": wrong}))
+    """, timeout=600)
+    assert out["codes"] == [0, 0, 0] and out["wrong"] == [], out
