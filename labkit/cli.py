@@ -1460,6 +1460,12 @@ def cmd_info(session: _Session, args: argparse.Namespace) -> int:
         if key in info:
             value = humanize.bytes_size(info[key]) if key == "MemTotal" else info[key]
             lines.append(f" {label}: {value}")
+    if info.get("SecurityOptions"):  # as docker info prints "name=seccomp,profile=builtin"
+        lines.append(" Security Options:")
+        for option in info["SecurityOptions"]:
+            fields = dict(part.partition("=")[::2] for part in option.split(","))
+            lines.append(f"  {fields.pop('name', option)}")
+            lines += [f"   {key.capitalize()}: {value}" for key, value in fields.items()]
     session.print("\n".join(lines))
     return 0
 

@@ -1406,6 +1406,11 @@ class Engine:
             "ServerVersion": self.version()["Version"],
             "DockerRootDir": str(self.store.root),
             "Backend": self.backend_name,
+            # Docker's words: every real container runs under the builtin seccomp profile, in a cgroup
+            # namespace of its own, and rootless ones in a user namespace. The simulator filters nothing.
+            "SecurityOptions": [] if self.backend_name == "sim" else [
+                "name=seccomp,profile=builtin", *(["name=rootless"] if self.backend_name == "rootless" else []),
+                "name=cgroupns"],
         }
 
     # -- doctor ----------------------------------------------------------------------------------

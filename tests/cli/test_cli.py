@@ -267,6 +267,7 @@ class FakeEngine:
             "Driver": "overlay",
             "MemTotal": 8_335_265_792,
             "NCPU": 2,
+            "SecurityOptions": ["name=seccomp,profile=builtin", "name=cgroupns"],
         }
 
 
@@ -766,6 +767,7 @@ def test_doctor_version_info(labkit) -> None:
     assert "  API version:      1.50 (minimum version 1.24)" in version
     info = labkit("info").out
     assert " Containers: 2\n  Running: 1\n" in info and " Total Memory: 7.763GiB" in info
+    assert " Security Options:\n  seccomp\n   Profile: builtin\n  cgroupns" in info
 
 
 def test_global_options_and_environment_reach_the_factory(labkit, monkeypatch) -> None:
