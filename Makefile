@@ -6,7 +6,8 @@ VENV    ?= .venv
 VPY     := $(VENV)/bin/python
 ROOT    ?= /var/lib/labkit
 LAB_ARGS ?=
-APT_PKGS := busybox-static gcc libc6-dev libseccomp2 iproute2 nftables python3-venv file chromium slirp4netns uidmap
+APT_PKGS := busybox-static gcc libc6-dev libseccomp2 iproute2 nftables python3-venv file chromium slirp4netns uidmap \
+            python3-yaml python3-jsonschema
 # Installed where the distribution has them (pasta's passt is not in Ubuntu 22.04)
 APT_MAYBE := passt
 

@@ -141,12 +141,21 @@ def _finish(session: Any, args: argparse.Namespace, result: Any) -> int:
     from labkit.grading.gradebook import save_submission
     from labkit.grading.render import result_text
 
-    if args.submit:
-        save_submission([result], args.submit)
-    if getattr(args, "record", False):
-        from labkit.grading.gradebook import append_attempt
+    from labkit.grading.gradebook import append_attempt, attempts_log_path
 
-        append_attempt(result)
+    where = ""
+    try:
+        if args.submit:
+            where = f"the submission in {args.submit}"
+            save_submission([result], args.submit)
+        if getattr(args, "record", False):
+            where = f"the attempts log {attempts_log_path(None)}"
+            append_attempt(result)
+    except OSError as err:
+        _print_quietly(session, result_text(result))
+        session.error(f"labkit {getattr(session.args, 'verb', None) or 'grade'}: the attempt was not saved to {where} "
+                      f"({err.strerror or err}). Give a directory you may write to.")
+        return FAILED
     _print_quietly(session, result_text(result))
     return 0 if result.correct else 1
 

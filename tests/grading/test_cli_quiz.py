@@ -88,3 +88,13 @@ def test_a_reader_that_goes_away_loses_no_attempt(tmp_path):
     os.close(write)
     assert done.stderr == b"" and done.returncode == 0
     assert '"verdict": "correct"' in (tmp_path / "pia.json").read_text()
+
+
+def test_an_attempt_that_cannot_be_saved_says_so_in_one_sentence(tmp_path):
+    """--submit to a place that is not a writable directory: the verdict is shown, one line says the
+    attempt was not saved and where, exit 125."""
+    not_a_dir = tmp_path / "file"
+    not_a_dir.write_text("")
+    code, out, err = run("quiz", "check", "lesson8", "p1", "cow", "--submit", str(not_a_dir / "sub"))
+    assert code == 125 and "correct" in out
+    assert err.count("\n") == 1 and "the attempt was not saved to the submission in" in err
