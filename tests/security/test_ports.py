@@ -25,7 +25,13 @@ from pathlib import Path
 import pytest
 
 from labkit.linux import network as net
-from tests.rootless.test_rootless import PRELUDE, SERVE_AND_FETCH, _need_slirp4netns, as_learner
+from tests.rootless.test_rootless import (  # noqa: F401  (pasta_only_path is a fixture)
+    PRELUDE,
+    SERVE_AND_FETCH,
+    _need_slirp4netns,
+    as_learner,
+    pasta_only_path,
+)
 
 pytestmark = pytest.mark.root
 
@@ -196,15 +202,22 @@ def test_the_table_goes_with_its_bridge(engine):
     assert not os.path.exists(f"/sys/class/net/{bridge}") and not _guarded(bridge)
 
 
-def test_rootless_ports_listen_on_loopback_only(learner, neighbour):
-    """Rootless, -p is published by slirp4netns on 127.0.0.1 only (its one listening socket, per /proc/net/tcp),
-    and the container's 10.0.2.100 exists only inside its own namespace: the neighbour reaches neither."""
-    _need_slirp4netns()
+@pytest.mark.parametrize("helper", ["slirp4netns", "pasta"])
+def test_rootless_ports_listen_on_loopback_only(learner, neighbour, helper, request):
+    """Rootless, -p is published by the user-mode network helper (slirp4netns, or pasta where slirp4netns is
+    missing) on 127.0.0.1 only — its one listening socket, per /proc/net/tcp and tcp6 — and the container's
+    10.0.2.100 exists only inside its own namespace: the neighbour reaches neither."""
+    path = request.getfixturevalue("pasta_only_path") if helper == "pasta" else None
+    if helper == "slirp4netns":
+        _need_slirp4netns()
     got = as_learner(learner, PRELUDE + SERVE_AND_FETCH + """
-    print(json.dumps({"page": page, "port": port, "ip": ns["IPAddress"]}))
-    """)
+    with open(f"{lab.store.container_dir(c.id)}/network.json") as f:
+        driver = json.load(f)["Driver"]
+    print(json.dumps({"page": page, "port": port, "ip": ns["IPAddress"], "driver": driver}))
+    """, path=path)
     try:
         assert got["page"] == "hello-rootless\n"
+        assert helper in got["driver"]
         port = int(got["port"])
         listeners = set()
         for table in ("/proc/net/tcp", "/proc/net/tcp6"):
@@ -220,5 +233,5 @@ def test_rootless_ports_listen_on_loopback_only(learner, neighbour):
         done = as_learner(learner, PRELUDE + """
         lab.rm("web", force=True)
         print(json.dumps({"left": len(lab.ps(all=True))}))
-        """)
+        """, path=path)
         assert done["left"] == 0
