@@ -321,3 +321,43 @@ def test_doctor_says_whether_the_engine_runs(sockets, monkeypatch):
     assert line() == f"resident engine running (pid {pid})"
     monkeypatch.setenv("LABKIT_NO_SERVER", "1")
     assert line() == "every command on its own (LABKIT_NO_SERVER is set)"
+
+
+def test_a_command_that_ends_before_the_client_is_done_sending_runs_once(tmp_path, monkeypatch):
+    """When the whole request went in one sendmsg and the command ended and hung up at once, the Python client
+    takes its exit code: it sends nothing more (a send after the hang-up fails with EPIPE) and runs nothing again."""
+    import _socket
+    import socket
+    import threading
+
+    directory = tmp_path / "sockets"
+    directory.mkdir(mode=0o700)
+    listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    listener.bind(str(directory / server.SOCKET))
+    listener.listen()
+    hung_up = threading.Event()
+
+    def quick_server() -> None:
+        conn, _ = listener.accept()
+        request = server._receive(conn)
+        assert request is not None
+        for fd in request[1]:
+            os.close(fd)
+        conn.sendall(b"started\nexit 5\n")
+        conn.close()
+        hung_up.set()
+
+    class Client(_socket.socket):
+        def sendmsg(self, *args):  # the worker ends before the client goes on
+            sent = super().sendmsg(*args)
+            hung_up.wait(10)
+            return sent
+
+    monkeypatch.setattr(_socket, "socket", Client)
+    worker = threading.Thread(target=quick_server)
+    worker.start()
+    try:
+        assert _client_module().through_server(["version"], str(directory)) == 5
+    finally:
+        worker.join(10)
+        listener.close()
