@@ -189,6 +189,30 @@ def test_a_custom_profile_refusing_mkdir(engine, probe, tmp_path):
     assert wait_for(lambda: engine.exec_output(c.id, ["/probe/probe", "mkdir"])[1] == "mkdir EPERM\n", timeout=20)
 
 
+def test_build_steps_run_under_the_filter(engine, tmp_path):
+    """A Labfile's RUN step runs under Docker's default profile too, as BuildKit's do."""
+    (tmp_path / "Labfile").write_text("FROM busybox\n"
+                                      "RUN grep ^Seccomp: /proc/self/status > /seccomp; unshare -U true; echo $? >> /seccomp\n"
+                                      'CMD ["cat", "/seccomp"]\n')
+    engine.build(str(tmp_path), "seccomp-step:1", on_step=lambda *_: None)
+    c = engine.run("seccomp-step:1")
+    assert c.logs() == "Seccomp:\t2\n1\n"
+
+
+def test_the_compiled_filter_is_made_once_per_profile(engine, tmp_path):
+    """Containers with the same profile share one BPF file in ROOT/seccomp; another profile adds one; unconfined none."""
+    cache = Path(engine.store.root) / "seccomp"
+    engine.run("busybox", ["true"])
+    before = set(os.listdir(cache))
+    engine.run("busybox", ["true"])
+    engine.run("busybox", ["true"], security_opt=["seccomp=unconfined"])
+    assert set(os.listdir(cache)) == before and len([f for f in before if f.endswith(".bpf")]) >= 1
+    engine.run("busybox", ["true"], security_opt=['seccomp={"defaultAction":"SCMP_ACT_ALLOW","syscalls":'
+                                                  '[{"names":["mkdir"],"action":"SCMP_ACT_ERRNO"}]}'])
+    added = set(os.listdir(cache)) - before
+    assert len(added) == 1 and added.pop().endswith(".bpf")
+
+
 @pytest.fixture
 def lk(engine):
     """`labkit ARGS...` in a new process on the test engine's state root: (rc, stdout, stderr)."""
