@@ -10,9 +10,9 @@ from __future__ import annotations
 import os
 import platform
 import shutil
-import subprocess
 from typing import Any
 
+from labkit import helpers
 from labkit.errors import LabkitError
 
 
@@ -85,7 +85,7 @@ def checks(networks: list[dict[str, Any]] | None = None) -> list[dict[str, Any]]
     static = False
     if bb:
         try:
-            static = "statically linked" in subprocess.run(["file", "-L", bb], capture_output=True, text=True).stdout
+            static = "statically linked" in helpers.run(["file", "-L", bb], capture_output=True, text=True).stdout
         except OSError:
             static = False
     out.append(_check(
@@ -93,7 +93,7 @@ def checks(networks: list[dict[str, Any]] | None = None) -> list[dict[str, Any]]
         "The base image 'busybox' is built from it, offline." if bb
         else "The base image will be assembled from this host's own programs and libraries instead.",
     ))
-    cc = shutil.which("cc") or shutil.which("gcc") or shutil.which("clang")  # the ones build_program tries
+    cc = next(filter(None, map(helpers.which, helpers.COMPILERS)), None)  # the ones build_program tries, where it looks
     out.append(_check(
         "C compiler", bool(cc), cc or "not found",
         "Containers are started and supervised by small C programs, built on first use: each running "

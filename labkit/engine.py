@@ -35,6 +35,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import IO, Any, TypeVar
 
+from labkit import helpers
 from labkit.backend import Exited, Meter
 from labkit.errors import (
     Conflict,
@@ -1205,9 +1206,9 @@ class Engine:
                            "ContainerPort": p.container_port} for s, p in zip(listeners, specs, strict=True)],
             }
             write_json(sdir / f"{name}.json", rec)
-            pid = _spawn_detached([sys.executable, "-m", "labkit.service", str(self.store.root), name,
-                                   self.backend_name, *[str(s.fileno()) for s in listeners]],
-                                  [s.fileno() for s in listeners])
+            pid = helpers.spawn_detached(helpers.python("labkit.service", str(self.store.root), name,
+                                                        self.backend_name, *[str(s.fileno()) for s in listeners]),
+                                         [s.fileno() for s in listeners])
             rec["ControllerPid"] = pid
             write_json(sdir / f"{name}.json", rec)
         finally:
@@ -1592,27 +1593,6 @@ class Engine:
         return self.image_store.get(rec.config.image_id)
 
 
-def _spawn_detached(argv: list[str], fds: list[int]) -> int:
-    """Start a process that is nobody's child (so no zombie waits on us); return its pid."""
-    import subprocess
-
-    r, w = os.pipe()
-    first = os.fork()
-    if first == 0:
-        try:
-            os.close(r)
-            proc = subprocess.Popen(argv, pass_fds=fds, start_new_session=True, stdin=subprocess.DEVNULL,
-                                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-            os.write(w, str(proc.pid).encode())
-        finally:
-            os._exit(0)
-    os.close(w)
-    with os.fdopen(r) as f:
-        pid = int(f.read() or 0)
-    os.waitpid(first, 0)
-    return pid
-
-
 def _is_controller(pid: int) -> bool:
     try:
         with open(f"/proc/{pid}/cmdline", "rb") as f:
@@ -1686,8 +1666,6 @@ def _choose_backend(backend: Any, store: Store) -> tuple[Any, str]:
 
 def _linux_problem(rootless: bool = False) -> str | None:
     """Why the real backend cannot run on this host (as root, or ``rootless`` in a user namespace), or ``None``."""
-    import sys
-
     if not sys.platform.startswith("linux"):
         return f"this is {sys.platform}, and containers are a Linux kernel feature"
     if os.geteuid() != 0 and not rootless:

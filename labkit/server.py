@@ -145,6 +145,7 @@ def _install_client(directory: str) -> None:
     binary = supervisor.build_program("client", directory)
     if binary is None:
         return
+    os.chmod(binary, 0o755)  # whatever the umask: bin/labkit runs no client that others may write
     link = os.path.join(directory, "client")
     tmp = f"{link}.{os.getpid()}"
     os.symlink(os.path.basename(binary), tmp)
@@ -572,6 +573,14 @@ def main(argv: list[str]) -> int:
     if len(argv) != 1:
         print("usage: python -m labkit.server SOCKET_DIR", file=sys.stderr)
         return 2
+    from labkit import helpers
+
+    clean = helpers.environ()
+    if dict(os.environ) != clean:
+        # The first command's environment started this process; the server outlives that command and
+        # forks every later one, so it runs with the helpers' environment instead (what a worker needs
+        # of its caller's, it gets with the request). An LD_PRELOAD the caller had is left behind here.
+        os.execve(sys.executable, helpers.python("labkit.server", *argv), clean)
     if os.fork() > 0:
         return 0  # the caller goes on at once
     os.setsid()

@@ -24,9 +24,9 @@ import re
 import shutil
 import stat
 import struct
-import subprocess
 from collections.abc import Sequence
 
+from labkit import helpers
 from labkit.errors import HostUnsupported
 from labkit.images.store import Image, ImageStore, rfc3339_nano
 
@@ -76,7 +76,7 @@ def shared_libraries(path: str, ldd: str = "ldd") -> list[str]:
     if is_static(path):
         return []
     try:
-        out = subprocess.run([ldd, path], capture_output=True, text=True, check=False).stdout
+        out = helpers.run([ldd, path], capture_output=True, text=True, check=False).stdout
     except FileNotFoundError:
         raise HostUnsupported(f"cannot list the shared libraries of {path}: ldd is not installed") from None
     libs = []
@@ -176,7 +176,7 @@ def _skeleton(root: str) -> None:
 
 
 def _applets(busybox: str) -> list[str]:
-    out = subprocess.run([busybox, "--list"], capture_output=True, text=True, check=False).stdout
+    out = helpers.run([busybox, "--list"], capture_output=True, text=True, check=False).stdout
     return sorted({a for a in out.split() if a and "/" not in a and a != "busybox"})
 
 

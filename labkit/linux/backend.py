@@ -23,13 +23,13 @@ import json
 import os
 import shutil
 import signal as _signal
-import sys
 import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import IO
 
+from labkit import helpers
 from labkit.backend import Exited, Launched
 from labkit.errors import (
     BuildFailed,
@@ -388,8 +388,9 @@ class LinuxBackend:
                 userns=self.idmap if self.rootless else None,
                 overlay=overlay.mount_options(layers, userxattr=True) if self.rootless else None,
                 seccomp=self._seccomp(c.security_opt),
-                on_exit=(sys.executable, "-m", "labkit.restarter", str(self.store.root), record.id,
-                         *(("rootless",) if self.rootless else ())) if c.restart_policy != "no" else (),
+                on_exit=tuple(helpers.python("labkit.restarter", str(self.store.root), record.id,
+                                             *(("rootless",) if self.rootless else ())))
+                if c.restart_policy != "no" else (),
             )
             self._seen[record.id] = set(overlay.changes(layers))  # before PID 1 can change anything
             started = process.start(spec, supervisor.command(self.shim_dir),

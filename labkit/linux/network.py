@@ -71,6 +71,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
+from labkit import helpers
 from labkit.errors import Conflict, HostUnsupported, InvalidArgument
 from labkit.linux import syscalls
 from labkit.model import views
@@ -557,8 +558,9 @@ def network_view(pid: int, exec_text: Callable[[str], tuple[int, str]], veth: st
 
 def _interfaces_here(proc: str) -> tuple[views.Interface, ...]:
     """This network namespace's interfaces: from ``ip`` when it is installed, else their names from procfs."""
-    if shutil.which("ip"):
-        text = "".join(subprocess.run(["ip", "-o", what], capture_output=True, text=True, check=False).stdout
+    ip = helpers.which("ip")
+    if ip:
+        text = "".join(helpers.run([ip, "-o", what], capture_output=True, text=True, check=False).stdout
                        for what in ("link", "addr"))
         found = views.parse_ip(text)
         if found:

@@ -53,6 +53,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import KW_ONLY, dataclass
 from typing import IO, Any
 
+from labkit import helpers
 from labkit.errors import InvalidArgument, StartFailed
 from labkit.linux import capabilities, namespaces, rootfs, stdio, supervisor, syscalls
 from labkit.linux.rootless import IdMap, write_range_map, write_single_map
@@ -316,7 +317,7 @@ def _start_native(spec: LaunchSpec, shim: list[str], shim_args: list[str],
     passed = [report_w, error_w, *theirs, *(fd for fd, _ in proxies)]
     try:
         # dup2(fd, fd) in the child clears close-on-exec there only (posix_spawn_file_actions_adddup2).
-        child = os.posix_spawn(argv[0], argv, os.environ,
+        child = os.posix_spawn(argv[0], argv, helpers.environ(),
                                file_actions=[(os.POSIX_SPAWN_DUP2, fd, fd) for fd in passed])
     except OSError as err:
         for fd in (report_r, report_w, error_r, error_w, *theirs, *ours):
@@ -623,7 +624,7 @@ def _exec_native(shim: list[str], pid: int, argv: Sequence[str], env: Sequence[s
         *[arg for word in argv for arg in ("--arg", word)],
     ]  # fmt: skip
     try:
-        child = os.posix_spawn(args[0], args, os.environ, file_actions=actions)
+        child = os.posix_spawn(args[0], args, helpers.environ(), file_actions=actions)
     except BaseException:
         os.close(error_r)
         raise
@@ -798,7 +799,7 @@ def _supervise(spec: LaunchSpec, shim: list[str], shim_args: list[str], report_w
         shim_args = [*shim_args, *[arg for fd, targets in spec.proxies for arg in ("--proxy", f"{fd}={targets}")]]
         signal.pthread_sigmask(signal.SIG_SETMASK, [])
         argv = [*shim, "--pid", str(child), "--stdout", str(out_r), "--stderr", str(err_r), *shim_args]
-        os.execv(argv[0], argv)
+        os.execve(argv[0], argv, helpers.environ())
     except BaseException as e:
         if child:
             os.kill(child, signal.SIGKILL)

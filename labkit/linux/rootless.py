@@ -48,11 +48,11 @@ import os
 import pwd
 import shutil
 import signal
-import subprocess
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from labkit import helpers
 from labkit.errors import Conflict, HostUnsupported, InvalidArgument, StartFailed
 from labkit.linux import namespaces, syscalls
 
@@ -161,7 +161,7 @@ def id_map(uid: int | None = None, gid: int | None = None, subuid: str = "/etc/s
     """
     uid = os.geteuid() if uid is None else uid
     gid = os.getegid() if gid is None else gid
-    if shutil.which("newuidmap") and shutil.which("newgidmap"):
+    if helpers.which("newuidmap") and helpers.which("newgidmap"):
         urange, grange = subordinate_range(uid, subuid), subordinate_range(uid, subgid)
         if urange and grange:
             return IdMap(uid, gid, urange, grange)
@@ -196,7 +196,7 @@ def write_range_map(idmap: IdMap, pid: int) -> None:
         if extra is None:
             raise OSError(22, f"{helper}: no subordinate range to map")
         argv = [helper, str(pid), "0", str(base), "1", "1", str(extra[0]), str(extra[1])]
-        done = subprocess.run(argv, capture_output=True, text=True)
+        done = helpers.run(argv, capture_output=True, text=True)
         if done.returncode != 0:
             raise OSError(1, f"{' '.join(argv)}: {done.stderr.strip() or 'failed'}")
 
@@ -378,7 +378,7 @@ def _read(path: str) -> str | None:
 
 def network_helper() -> str | None:
     """The user-mode network helper rootless containers use here: ``slirp4netns``, else ``pasta``, or None."""
-    return next((h for h in NETWORK_HELPERS if shutil.which(h)), None)
+    return next((h for h in NETWORK_HELPERS if helpers.which(h)), None)
 
 
 def delegated_cgroup(proc_cgroup: str = "/proc/self/cgroup", mounts_file: str = "/proc/self/mounts"):  # type: ignore[no-untyped-def]
@@ -537,7 +537,7 @@ USER_NETWORK_DRIVERS = (SLIRP, PASTA)
 
 def slirp4netns() -> str | None:
     """The path of ``slirp4netns``, or None."""
-    return shutil.which("slirp4netns")
+    return helpers.which("slirp4netns")
 
 
 def no_user_network(what: str) -> HostUnsupported:
@@ -737,25 +737,11 @@ def _routes_through(pid: int, gateway: str) -> bool:
 
 
 def _spawn_detached(argv: list[str], fds: tuple[int, ...], log_path: str, stdin: int | None = None) -> int:
-    """Start ``argv`` in a session of its own, re-parented to init at once; return its PID."""
-    r, w = os.pipe()
-    first = os.fork()
-    if first == 0:
-        try:
-            os.close(r)
-            with open(log_path, "ab") as log:
-                proc = subprocess.Popen(argv, pass_fds=fds, start_new_session=True,
-                                        stdin=subprocess.DEVNULL if stdin is None else stdin, stdout=log, stderr=log)
-            os.write(w, str(proc.pid).encode())
-        finally:
-            os._exit(0)
-    os.close(w)
-    with os.fdopen(r) as f:
-        text = f.read()
-    os.waitpid(first, 0)
-    if not text.isdigit():
+    """Start the network helper ``argv`` detached, with labkit's helper environment (:mod:`labkit.helpers`)."""
+    pid = helpers.spawn_detached(argv, fds, log_path, stdin)
+    if not pid:
         raise StartFailed(f"could not start {argv[0]}", 128)
-    return int(text)
+    return pid
 
 
 def _read_ready(fd: int, timeout: float) -> bytes:

@@ -301,8 +301,9 @@ def build_program(name: str, shim_dir: str | None = None, compiler: str | None =
             files are compiled with it, headers only hashed).
     """
     import hashlib
-    import shutil
     import subprocess
+
+    from labkit import helpers
 
     here = os.path.dirname(os.path.abspath(__file__))
     source = os.path.join(here, f"{name}.c")
@@ -316,7 +317,7 @@ def build_program(name: str, shim_dir: str | None = None, compiler: str | None =
     binary = os.path.join(directory, f"labkit-{name}-{digest}")
     if os.access(binary, os.X_OK):
         return binary
-    cc = compiler or next((c for c in ("cc", "gcc", "clang") if shutil.which(c)), None)
+    cc = compiler or next(filter(None, map(helpers.which, helpers.COMPILERS)), None)
     if cc is None:
         return None
     os.makedirs(directory, exist_ok=True)
@@ -324,7 +325,7 @@ def build_program(name: str, shim_dir: str | None = None, compiler: str | None =
     try:
         flags = ["-static"] if static else []
         sources = [path for path in files if path.endswith(".c")]
-        subprocess.run([cc, "-std=gnu99", "-O2", *flags, "-o", tmp, *sources], check=True, capture_output=True)
+        helpers.run([cc, "-std=gnu99", "-O2", *flags, "-o", tmp, *sources], check=True, capture_output=True)
         os.replace(tmp, binary)
     except (OSError, subprocess.CalledProcessError):
         if os.path.exists(tmp):

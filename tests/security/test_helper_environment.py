@@ -1,0 +1,217 @@
+"""The caller's environment never reaches the processes labkit starts for itself.
+
+Each attack of the shared-machine issue is run for real, as root: a shared
+object in ``LD_PRELOAD`` that writes down every process it is loaded into, a
+shadow ``labkit`` package on ``PYTHONPATH`` that writes down every import of
+it. Each test also
+shows that the probe works: the same object or package, run where it may
+run, leaves its mark.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import pwd
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from labkit import helpers, server
+from tests.util import wait_for
+
+pytestmark = pytest.mark.root
+
+REPO = Path(__file__).resolve().parents[2]
+LAUNCHER = REPO / "bin" / "labkit"
+NOBODY = pwd.getpwnam("nobody")
+
+#: Loaded into a process, it appends "PID EXE CMDLINE" to the file it was compiled with.
+PRELOAD_C = r"""
+#include <fcntl.h>
+#include <stdio.h>
+#include <unistd.h>
+
+__attribute__((constructor)) static void mark(void)
+{
+    char exe[512] = "", cmd[1024] = "";
+    ssize_t n = readlink("/proc/self/exe", exe, sizeof exe - 1);
+    exe[n > 0 ? n : 0] = 0;
+    int fd = open("/proc/self/cmdline", O_RDONLY);
+    ssize_t got = fd >= 0 ? read(fd, cmd, sizeof cmd - 1) : 0;
+    if (fd >= 0)
+        close(fd);
+    for (ssize_t i = 0; i < got; i++)
+        if (!cmd[i])
+            cmd[i] = ' ';
+    cmd[got > 0 ? got : 0] = 0;
+    int out = open(MARKER, O_WRONLY | O_APPEND | O_CREAT, 0600);
+    if (out >= 0) {
+        dprintf(out, "%d\t%s\t%s\n", (int)getpid(), exe, cmd);
+        close(out);
+    }
+}
+"""
+
+
+@pytest.fixture
+def preload(tmp_path):
+    """A shared object for LD_PRELOAD and the file where it notes each process that loaded it."""
+    marker = tmp_path / "loaded-into"
+    source = tmp_path / "mark.c"
+    source.write_text(PRELOAD_C)
+    lib = tmp_path / "libmark.so"
+    subprocess.run(["gcc", "-shared", "-fPIC", f'-DMARKER="{marker}"', "-o", str(lib), str(source)], check=True)
+    return lib, marker
+
+
+def _loaded_into(marker: Path) -> list[tuple[str, str]]:
+    """(executable, command line) of every process the marking object was loaded into."""
+    if not marker.exists():
+        return []
+    return [tuple(line.split("\t")[1:3]) for line in marker.read_text().splitlines()]  # type: ignore[misc]
+
+
+def _helpers_among(loaded: list[tuple[str, str]]) -> list[tuple[str, str]]:
+    """The processes labkit started for itself among ``loaded``: the shim, the restarter, a controller, a server."""
+    words = ("labkit-shim", "labkit.restarter", "labkit.service", "labkit.server", "slirp4netns", "pasta")
+    return [(exe, cmd) for exe, cmd in loaded if any(w in exe or w in cmd for w in words)]
+
+
+@pytest.fixture
+def sockets(tmp_path):
+    """A private socket directory for a resident engine of this test's own; stopped afterwards."""
+    directory = tmp_path / "labkit-test-sockets"
+    directory.mkdir(mode=0o700)
+    yield directory
+    server.stop(str(directory))
+
+
+def _labkit(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
+    """The ``labkit`` command as a shell runs it (bin/labkit, the venv's Python first on PATH)."""
+    return subprocess.run(["sh", str(LAUNCHER), *args], env=env, capture_output=True, text=True, timeout=120)
+
+
+def _command_env(root: Path, sockets: Path | None, **extra: str) -> dict[str, str]:
+    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}:{os.environ.get('PATH', '/usr/bin:/bin')}",
+           "LABKIT_ROOT": str(root), **extra}
+    if sockets is None:
+        env["LABKIT_NO_SERVER"] = "1"
+    else:
+        env["LABKIT_SOCKET_DIR"] = str(sockets)
+        env.pop("LABKIT_NO_SERVER", None)
+    return env
+
+
+def _restarted_once(env: dict[str, str], name: str) -> dict:
+    """Run a container that fails, with --restart on-failure:1, and wait until the restarter has run it again
+    and it has failed for good; return its inspect."""
+    p = _labkit(env, "run", "-d", "--name", name, "--restart", "on-failure:1", "-p", "127.0.0.1::80",
+                "busybox", "sh", "-c", "sleep 0.3; exit 3")
+    assert p.returncode == 0, p.stderr
+
+    def done() -> dict | None:
+        info = json.loads(_labkit(env, "inspect", name).stdout)[0]
+        return info if info["RestartCount"] == 1 and info["State"]["Status"] == "exited" else None
+
+    assert wait_for(done, timeout=30), "the restarter ran the container once more"
+    return done()  # type: ignore[return-value]
+
+
+@pytest.mark.parametrize("through_server", [False, True], ids=["in-process", "resident-engine"])
+def test_ld_preload_of_the_caller_reaches_no_helper(engine, preload, sockets, through_server):
+    """A container started with LD_PRELOAD in the caller's environment (in-process, and through the resident
+    engine): the object is loaded into the caller's own processes only — never into the shim, the restarter,
+    a service's controller or the resident engine — and the container's environment does not hold it."""
+    lib, marker = preload
+    root = engine.store.root
+    env = _command_env(root, sockets if through_server else None)
+    if through_server:  # a server of this test's own, started before the caller with LD_PRELOAD comes
+        assert _labkit(env, "version").returncode == 0
+        assert wait_for(lambda: (sockets / server.SOCKET).exists(), timeout=30)
+    env = {**env, "LD_PRELOAD": str(lib), "PYTHONPATH": f"{REPO}:/nonexistent"}
+    try:
+        info = _restarted_once(env, "preloaded")
+        assert _labkit(env, "service", "create", "--name", "preloadsvc", "--replicas", "1",
+                       "busybox", "sleep", "600").returncode == 0
+        assert wait_for(lambda: "1/1" in _labkit(env, "service", "ls").stdout, timeout=30)
+        run = _labkit(env, "run", "--rm", "--network", "none", "busybox", "env")
+    finally:
+        _labkit(env, "service", "rm", "preloadsvc")
+        _labkit(env, "rm", "-f", "preloaded")
+    assert run.returncode == 0, run.stderr
+    assert "LD_PRELOAD" not in run.stdout and "PYTHONPATH" not in run.stdout, run.stdout
+    assert info["State"]["ExitCode"] == 3
+    loaded = _loaded_into(marker)
+    assert loaded, "the marking object is loaded where the caller's environment goes: the probe works"
+    assert _helpers_among(loaded) == []
+
+
+def test_the_marking_object_would_be_seen_in_a_helper(preload):
+    """The probe can fail: a helper started with the caller's environment (as before) loads it, and the test's
+    filter names it."""
+    lib, marker = preload
+    shim = helpers.environ()  # what labkit gives a helper
+    subprocess.run(["/bin/true"], env={**shim, "LD_PRELOAD": str(lib)}, check=True)
+    subprocess.run([sys.executable, "-c", "pass", "labkit.restarter"], env={**shim, "LD_PRELOAD": str(lib)},
+                   check=True)
+    subprocess.run(["/bin/true"], env=shim, check=True)
+    loaded = _loaded_into(marker)
+    assert len(loaded) == 2 and len(_helpers_among(loaded)) == 1
+
+
+SHADOW = """
+import os
+with open({marker!r}, "a") as f:
+    f.write(f"{{__name__}} {{os.getpid()}} {{open('/proc/self/cmdline').read()!r}}\\n")
+"""
+
+
+@pytest.fixture
+def shadow(tmp_path):
+    """A directory for PYTHONPATH that notes each process importing from it, and its marker file.
+
+    It holds a ``labkit`` package (which wins over an installed labkit, not over an editable one, whose
+    finder comes first) and a ``sitecustomize`` module, which any interpreter with the directory on its
+    path imports as it starts (the docs of Python's ``site`` module).
+    """
+    marker = tmp_path / "imported"
+    directory = tmp_path / "shadow"
+    (directory / "labkit").mkdir(parents=True)
+    code = textwrap.dedent(SHADOW.format(marker=str(marker)))
+    (directory / "labkit" / "__init__.py").write_text(code + 'raise SystemExit("a shadow labkit ran")\n')
+    (directory / "sitecustomize.py").write_text(code)
+    return directory, marker
+
+
+@pytest.mark.parametrize("through_server", [False, True], ids=["in-process", "resident-engine"])
+def test_a_shadow_labkit_on_pythonpath_is_not_imported_by_the_restarter(engine, shadow, sockets, monkeypatch,
+                                                                        through_server):
+    """With a shadow ``labkit`` first on the caller's PYTHONPATH (an engine in this process, and a command through
+    the resident engine), the restarter imports the engine's own labkit: it restarts the container, and the shadow
+    is never imported."""
+    directory, marker = shadow
+    if through_server:
+        env = _command_env(engine.store.root, sockets)
+        assert _labkit(env, "version").returncode == 0  # the engine starts as the caller's labkit, without it
+        assert wait_for(lambda: (sockets / server.SOCKET).exists(), timeout=30)
+        info = _restarted_once({**env, "PYTHONPATH": str(directory)}, "shadowed")
+        _labkit(env, "rm", "-f", "shadowed")
+    else:
+        monkeypatch.setenv("PYTHONPATH", str(directory))
+        monkeypatch.setenv("PYTHONHOME", str(directory))
+        c = engine.run("busybox", ["sh", "-c", "sleep 0.3; exit 3"], name="shadowed", detach=True,
+                       restart="on-failure:1")
+        assert wait_for(lambda: (i := c.inspect())["RestartCount"] == 1 and i["State"]["Status"] == "exited",
+                        timeout=30)
+        info = c.inspect()
+        engine.rm(c.id, force=True)
+    assert info["RestartCount"] == 1 and info["State"]["ExitCode"] == 3
+    assert not marker.exists(), marker.read_text()
+    monkeypatch.delenv("PYTHONHOME", raising=False)
+    probe = subprocess.run([sys.executable, "-m", "labkit.restarter"], env={**os.environ, "PYTHONPATH": str(directory)},
+                           capture_output=True, text=True)
+    assert "sitecustomize" in marker.read_text(), f"the probe works with the caller's PYTHONPATH: {probe.stderr}"
