@@ -1,9 +1,10 @@
-"""The caller's environment never reaches the processes labkit starts for itself.
+"""The caller's environment never reaches the processes labkit starts for itself, and a planted client never runs.
 
 Each attack of the shared-machine issue is run for real, as root: a shared
 object in ``LD_PRELOAD`` that writes down every process it is loaded into, a
 shadow ``labkit`` package on ``PYTHONPATH`` that writes down every import of
-it. Each test also
+it, and a "client" in a socket directory that is not the caller's own (or
+that others may write), which would leave a marker if it ran. Each test also
 shows that the probe works: the same object or package, run where it may
 run, leaves its mark.
 """
@@ -215,3 +216,49 @@ def test_a_shadow_labkit_on_pythonpath_is_not_imported_by_the_restarter(engine, 
     probe = subprocess.run([sys.executable, "-m", "labkit.restarter"], env={**os.environ, "PYTHONPATH": str(directory)},
                            capture_output=True, text=True)
     assert "sitecustomize" in marker.read_text(), f"the probe works with the caller's PYTHONPATH: {probe.stderr}"
+
+
+def _plant(directory: Path, marker: Path, owner: int = 0, mode: int = 0o755, dir_owner: int = 0,
+           dir_mode: int = 0o700) -> None:
+    """A socket directory holding a "client" that would create ``marker`` if it ran."""
+    directory.mkdir(parents=True, exist_ok=True)
+    client = directory / "client"
+    client.write_text(f"#!/bin/sh\ntouch {marker}\nexit 42\n")
+    os.chown(client, owner, owner)
+    os.chmod(client, mode)
+    os.chown(directory, dir_owner, dir_owner)
+    os.chmod(directory, dir_mode)
+
+
+@pytest.mark.parametrize("owner, mode, dir_owner, dir_mode", [
+    (NOBODY.pw_uid, 0o755, 0, 0o700),   # a client another user put there
+    (0, 0o777, 0, 0o700),               # the caller's, but anyone may rewrite it
+    (0, 0o775, 0, 0o700),               # the caller's, but its group may rewrite it
+    (0, 0o755, NOBODY.pw_uid, 0o700),   # in a directory another user owns
+    (0, 0o755, 0, 0o777),               # in a directory anyone may write
+    (0, 0o755, 0, 0o750),               # in a directory others may enter
+], ids=["other-owner", "world-writable", "group-writable", "other-dir", "open-dir", "enterable-dir"])
+def test_a_planted_client_is_not_run(tmp_path, engine, owner, mode, dir_owner, dir_mode):
+    """bin/labkit run as root with XDG_RUNTIME_DIR pointing where someone else could have planted a "client" does
+    not exec it: it runs the command itself, and the command works."""
+    runtime = tmp_path / "runtime"
+    runtime.mkdir()
+    runtime.chmod(0o755)
+    marker = tmp_path / "client-ran"
+    _plant(runtime / "labkit", marker, owner, mode, dir_owner, dir_mode)
+    env = _command_env(engine.store.root, None, XDG_RUNTIME_DIR=str(runtime))
+    env.pop("LABKIT_SOCKET_DIR", None)
+    p = _labkit(env, "version")
+    assert p.returncode == 0 and "Version" in p.stdout, p.stderr
+    assert not marker.exists(), "the planted client ran"
+
+
+def test_the_callers_own_client_runs(tmp_path, engine):
+    """The probe works: a client of the caller's own, in a directory only the caller may enter, is exec'd."""
+    runtime = tmp_path / "runtime"
+    runtime.mkdir()
+    marker = tmp_path / "client-ran"
+    _plant(runtime / "labkit", marker)
+    env = _command_env(engine.store.root, None, XDG_RUNTIME_DIR=str(runtime))
+    env.pop("LABKIT_SOCKET_DIR", None)
+    assert _labkit(env, "version").returncode == 42 and marker.exists()
