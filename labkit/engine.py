@@ -73,7 +73,7 @@ from labkit.model.lifecycle import Move, Status, Unchanged, Verb, guard, is_runn
 from labkit.model.overlay import MAX_STACK, LayerContents
 from labkit.model.views import NetworkView, ProcessView
 from labkit.networks import Networks
-from labkit.store import Store, read_json, write_json
+from labkit.store import PRIVATE_DIR, Store, read_json, write_json
 
 DEFAULT_ROOT = "/var/lib/labkit"
 F = TypeVar("F", bound=Callable[..., Any])
@@ -1190,7 +1190,7 @@ class Engine:
             raise InvalidArgument("a service publishes one port", "Give one -p HOSTPORT:CONTAINERPORT")
         self._image(image)
         sdir = self.store.root / "services"
-        sdir.mkdir(exist_ok=True)
+        sdir.mkdir(mode=PRIVATE_DIR, exist_ok=True)
         if (sdir / f"{name}.json").exists():
             raise Conflict(f"service {name} already exists", "Remove it first with 'labkit service rm'")
         if any((r.config.labels or {}).get(LABEL) == name for r in self._records()):
@@ -1285,7 +1285,8 @@ class Engine:
         meta = read_json(vdir / "meta.json")
         if meta:
             return meta
-        (vdir / "_data").mkdir(parents=True, exist_ok=True)
+        vdir.mkdir(mode=PRIVATE_DIR, exist_ok=True)  # its meta.json and the way to its data: the owner's alone
+        (vdir / "_data").mkdir(exist_ok=True)  # what the container sees at the mount point: 0755, as Docker's
         meta = {
             "CreatedAt": now_rfc3339(),
             "Driver": "local",

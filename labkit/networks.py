@@ -26,7 +26,7 @@ from typing import Any
 
 from labkit.errors import Conflict, InvalidArgument, NotFound
 from labkit.model.container import now_rfc3339
-from labkit.store import Store, read_json, write_json
+from labkit.store import PRIVATE_DIR, Store, read_json, write_json
 
 #: Networks every engine has; the first is the default for new containers.
 PREDEFINED = ("bridge", "host", "none")
@@ -48,7 +48,7 @@ class Networks:
     def __init__(self, store: Store) -> None:
         self.store = store
         self.dir = store.root / "networks"
-        self.dir.mkdir(exist_ok=True)
+        self.dir.mkdir(mode=PRIVATE_DIR, exist_ok=True)
 
     def _path(self, name: str) -> Any:
         return self.dir / f"{name}.json"

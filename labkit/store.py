@@ -1,4 +1,4 @@
-"""State on disk: one root, atomic writes, readable by any process.
+"""State on disk: one root, atomic writes, readable by any process of its owner and by nobody else.
 
 Layout under the state root (``/var/lib/labkit`` as root; ``$LABKIT_ROOT`` or
 ``Engine(root=...)`` to move it)::
@@ -13,6 +13,13 @@ Layout under the state root (``/var/lib/labkit`` as root; ``$LABKIT_ROOT`` or
     volumes/<name>/_data            a named volume's data, and volumes/<name>/meta.json
     images/                         the image store (labkit.images)
     lock                            flock(2) taken while names and ids change
+
+The root is 0710 root:root as root (Docker's ``/var/lib/docker`` is), 0700 for a
+user (rootless); each container's, layer's and volume's directory is 0700 and
+each record, log and image config 0600, so another user of the machine can
+neither read a container's ``-e SECRET=…`` nor reach its writable layer — where
+a container may have left a set-user-ID-root program — through the host's paths
+(:func:`make_private`, which also tightens a root an earlier labkit left open).
 
 Every file is written as ``tmp`` then ``rename(2)``, which POSIX makes atomic:
 a reader sees the old file or the new one, never half of one. A killed
@@ -42,22 +49,38 @@ import os
 import queue
 import secrets
 import shutil
+import stat
 import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from labkit.errors import InvalidArgument
 from labkit.model.container import ContainerRecord
 
 
 def write_json(path: str | Path, data: Any) -> None:
-    """Write ``data`` as JSON to ``path`` atomically (tmp file + rename)."""
+    """Write ``data`` as JSON to ``path`` atomically (tmp file + rename), readable by its owner alone (0600).
+
+    The temporary file is made anew (``O_EXCL``) with mode 0600, so the data is
+    never, even for a moment, in a file others may read (a record holds the
+    container's environment, ``-e SECRET=…``): a file left by a killed process
+    of the same PID, whatever its mode, is removed first, not reused — a
+    reader that opened it before would read through that descriptor what is
+    written into it now.
+    """
     path = Path(path)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     # One line, from the C encoder (an indented dump takes Python's, several times slower);
     # `labkit inspect` is the readable view.
-    text = json.dumps(data)
-    with open(tmp, "w") as f:
+    text = json.dumps(data).encode()
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC | os.O_NOFOLLOW
+    try:
+        fd = os.open(tmp, flags, PRIVATE_FILE)
+    except FileExistsError:
+        os.unlink(tmp)
+        fd = os.open(tmp, flags, PRIVATE_FILE)
+    with open(fd, "wb") as f:
         f.write(text)
     os.replace(tmp, path)
 
@@ -121,15 +144,80 @@ def discard(path: Path, tmp: Path) -> bool:
     return True
 
 
+#: A directory no other user may list or enter: each container's, layer's, volume's and image's.
+PRIVATE_DIR = 0o700
+#: A file no other user may read: records (they hold the environment), logs, image configs.
+PRIVATE_FILE = 0o600
+SUBDIRS = ("containers", "overlay", "volumes", "images", "tmp", "networks", "services")
+
+
+def root_mode(euid: int | None = None) -> int:
+    """The state root's mode: 0710 as root (owner root:root, as Docker's ``/var/lib/docker``), else 0700.
+
+    Only root (and the root group) may enter root's state root, so no other user
+    can reach a container's writable layer through the host's paths: a
+    set-user-ID-root program a container wrote there would otherwise run as root
+    for anyone who finds it (path_resolution(7): search permission on every
+    directory on the way). A user's own root (rootless) is that user's alone.
+    """
+    return 0o710 if (os.geteuid() if euid is None else euid) == 0 else PRIVATE_DIR
+
+
+def make_private(root: Path) -> None:
+    """Give the state root its owner and :func:`root_mode`, and tighten what an earlier labkit left open in it.
+
+    Called on every open: when the root's mode is already right, that is one
+    stat(2). Otherwise (a root made by an older labkit, 0755, its records 0644)
+    every container's, layer's, volume's and image's directory becomes
+    :data:`PRIVATE_DIR` and every record, log and image config :data:`PRIVATE_FILE`.
+    """
+    mode = root_mode()
+    st = os.stat(root)
+    if os.geteuid() == 0 and (st.st_uid, st.st_gid) != (0, 0):
+        os.chown(root, 0, 0)  # as Docker does for its data root: another user's directory would be theirs to swap
+    if stat.S_IMODE(st.st_mode) == mode:
+        return
+    for sub in SUBDIRS:
+        path = root / sub
+        if path.is_dir() and not path.is_symlink():
+            os.chmod(path, PRIVATE_DIR)
+    for entries in (root / "containers", root / "overlay", root / "volumes", root / "images" / "layers"):
+        for entry in _entries(entries):
+            if entry.is_dir(follow_symlinks=False):
+                os.chmod(entry.path, PRIVATE_DIR)
+    for directory in (root, root / "networks", root / "services", root / "images", root / "images" / "images",
+                      *(Path(e.path) for sub in ("containers", "volumes") for e in _entries(root / sub)
+                        if e.is_dir(follow_symlinks=False))):
+        for entry in _entries(directory):
+            if entry.is_file(follow_symlinks=False) and entry.name.endswith((".json", ".log")):
+                os.chmod(entry.path, PRIVATE_FILE)
+    os.chmod(root, mode)  # last: a tightening cut short is taken up again on the next open
+
+
+def _entries(directory: Path) -> list[os.DirEntry[str]]:
+    try:
+        with os.scandir(directory) as it:
+            return list(it)
+    except (FileNotFoundError, NotADirectoryError):
+        return []
+
+
 class Store:
-    """The state root and the records in it."""
+    """The state root and the records in it (private: see :func:`root_mode` and :func:`make_private`)."""
 
     def __init__(self, root: str | Path) -> None:
         self.root = Path(root)
         self._held: set[str] = set()  # containers this process holds an intent on
         self._locking = threading.local()  # how deep this thread is in locked()
+        self.root.mkdir(mode=root_mode(), parents=True, exist_ok=True)
+        try:
+            make_private(self.root)
+        except PermissionError as err:  # only a user's own directory can be made private to that user
+            raise InvalidArgument(
+                f"the state root {self.root} belongs to another user ({err.strerror}), and labkit keeps its state "
+                "where only its own user can reach it", "Give --root (or LABKIT_ROOT) a directory of your own") from None
         for sub in ("containers", "overlay", "volumes", "images", "tmp"):
-            (self.root / sub).mkdir(parents=True, exist_ok=True)
+            (self.root / sub).mkdir(mode=PRIVATE_DIR, exist_ok=True)
         for name in os.listdir(self.root / "tmp"):  # left by a process that died before deleting it
             if name.startswith(TRASH):
                 _reaper.put(self.root / "tmp" / name)
@@ -287,7 +375,7 @@ class Store:
         """Write a new container's record: its directory appears whole, by rename."""
         final = self.container_dir(record.id)
         tmp = self.root / "tmp" / f"c-{record.id}"
-        tmp.mkdir(parents=True, exist_ok=True)
+        tmp.mkdir(mode=PRIVATE_DIR, exist_ok=True)
         write_json(tmp / "config.json", record.to_json())
         os.replace(tmp, final)
 

@@ -259,8 +259,10 @@ class ImageStore:
 
     def __init__(self, root: str = DEFAULT_ROOT) -> None:
         self.root = os.path.abspath(root)
+        # Each layer's directory is made under tmp/ by mkdtemp (0700) and renamed into layers/: with these,
+        # no other user lists or enters any of it (labkit.store.PRIVATE_DIR).
         for sub in ("layers", "images", "tmp"):
-            os.makedirs(os.path.join(self.root, sub), exist_ok=True)
+            os.makedirs(os.path.join(self.root, sub), mode=0o700, exist_ok=True)
 
     # -- paths and small atomic helpers -------------------------------------------------
 
@@ -286,7 +288,7 @@ class ImageStore:
                 f.write(data)
                 f.flush()
                 os.fsync(f.fileno())
-            os.chmod(tmp, 0o644)
+            # mkstemp made it 0600 and it stays so: an image config holds the image's environment (ENV).
             os.rename(tmp, path)  # rename(2) replaces atomically within one filesystem
         except BaseException:
             with contextlib.suppress(FileNotFoundError):

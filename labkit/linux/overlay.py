@@ -69,11 +69,15 @@ def prepare(layers: Layers, init_root: Path, placeholders: tuple[str, ...] = ())
     is bind-mounted over, such as ``/sbin/labkit-init``.
     """
     init = init_root / "diff"
-    # Parents first, each once: a dozen mkdir(2)s are most of what ``create`` costs.
-    for d in (os.path.dirname(layers.upper), layers.upper, layers.work, layers.merged, init_root, init,
-              init / "etc", init / "proc", init / "sys", init / "dev"):
+    # Parents first, each once: a dozen mkdir(2)s are most of what ``create`` costs. The layer's own
+    # directory and the init layer's are the owner's alone (labkit.store.PRIVATE_DIR), and so is the
+    # work directory; the upper directory keeps the usual 0755, since it gives the container's "/"
+    # its mode (the topmost layer's root is the merged root, see the overlayfs docs).
+    for d, mode in ((os.path.dirname(layers.upper), 0o700), (layers.upper, 0o755), (layers.work, 0o700),
+                    (layers.merged, 0o755), (init_root, 0o700), (init, 0o755), (init / "etc", 0o755),
+                    (init / "proc", 0o755), (init / "sys", 0o755), (init / "dev", 0o755)):
         try:
-            os.mkdir(d)
+            os.mkdir(d, mode)
         except FileExistsError:
             pass
     for name in ETC_FILES:

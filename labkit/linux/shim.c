@@ -110,7 +110,7 @@ static void warn(const char *what, const char *path)
     const char *slash = strrchr(exit_file, '/');
     int dirlen = slash ? (int)(slash - exit_file) : 1;
     snprintf(diag, sizeof diag, "%.*s/shim.log", dirlen, slash ? exit_file : ".");
-    int fd = open(diag, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0640);
+    int fd = open(diag, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0600);
     if (fd < 0)
         return;
     dprintf(fd, "labkit-shim: %s %s: %s\n", what, path ? path : "", strerror(errno));
@@ -799,7 +799,7 @@ int main(int argc, char **argv)
         return 2;
     }
     signal(SIGPIPE, SIG_IGN);
-    log_fd = open(log_path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0640);
+    log_fd = open(log_path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0600); /* the output may hold secrets */
     if (log_fd < 0)
         warn("open", log_path);
 

@@ -259,7 +259,7 @@ def main(argv: list[str]) -> int:
         print("usage: supervisor --pid N --stdout FD --stderr FD --exit-file PATH --log PATH", file=sys.stderr)
         return 2
     oom_file = options.get("oom", [None])[0]
-    log_fd = os.open(log_path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o640)
+    log_fd = os.open(log_path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o600)
     _copy_output(streams, log_fd, [parse_proxy(p) for p in options.get("proxy", [])])
     _, status = os.waitpid(pid, 0)
     record = exit_record(status, oom_file)
