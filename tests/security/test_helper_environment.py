@@ -14,14 +14,17 @@ from __future__ import annotations
 import json
 import os
 import pwd
+import shutil
 import subprocess
 import sys
+import tempfile
 import textwrap
 from pathlib import Path
 
 import pytest
 
 from labkit import helpers, server
+from tests.security.conftest import run_as
 from tests.util import wait_for
 
 pytestmark = pytest.mark.root
@@ -262,3 +265,46 @@ def test_the_callers_own_client_runs(tmp_path, engine):
     env = _command_env(engine.store.root, None, XDG_RUNTIME_DIR=str(runtime))
     env.pop("LABKIT_SOCKET_DIR", None)
     assert _labkit(env, "version").returncode == 42 and marker.exists()
+
+
+def test_rootless_helpers_start_without_the_callers_environment(rootless_user):
+    """Rootless, a container with a published port (slirp4netns or pasta) and --restart on-failure:1, started by a
+    process whose environment holds LD_PRELOAD and a PYTHONPATH with a ``sitecustomize``: the user's shim,
+    network helper and restarter neither load the object nor import the module, and the restart happens."""
+    if helpers.which("slirp4netns") is None and helpers.which("pasta") is None:
+        pytest.fail("rootless ports need slirp4netns or pasta (apt-get install slirp4netns)")
+    where = Path(tempfile.mkdtemp(prefix="labkit-sec-"))
+    try:
+        os.chmod(where, 0o755)
+        marker = where / "out" / "marks"
+        marker.parent.mkdir()
+        os.chown(marker.parent, rootless_user.pw_uid, rootless_user.pw_gid)
+        (where / "mark.c").write_text(PRELOAD_C)
+        subprocess.run(["gcc", "-shared", "-fPIC", f'-DMARKER="{marker}"', "-o", str(where / "libmark.so"),
+                        str(where / "mark.c")], check=True)
+        (where / "shadow").mkdir()
+        (where / "shadow" / "sitecustomize.py").write_text(textwrap.dedent(SHADOW.format(marker=str(marker))))
+        code = textwrap.dedent(f"""
+            import json, os, time
+            import labkit
+            lab = labkit.connect()
+            os.environ["LD_PRELOAD"] = "{where / 'libmark.so'}"
+            os.environ["PYTHONPATH"] = "{where / 'shadow'}:" + os.environ["PYTHONPATH"]
+            c = lab.run("busybox", ["sh", "-c", "sleep 0.3; exit 3"], detach=True, restart="on-failure:1",
+                        ports=["127.0.0.1::80"])
+            deadline = time.monotonic() + 60
+            while time.monotonic() < deadline:
+                info = c.inspect()
+                if info["RestartCount"] == 1 and info["State"]["Status"] == "exited":
+                    break
+                time.sleep(0.1)
+            driver = json.load(open(lab.store.container_dir(c.id) / "network.json"))["Driver"]
+            lab.rm(c.id, force=True)
+            print(json.dumps({{"backend": lab.backend_name, "restarts": info["RestartCount"], "driver": driver}}))
+            """)
+        got = json.loads(run_as(rootless_user, code).strip().splitlines()[-1])
+        assert got["backend"] == "rootless" and got["restarts"] == 1, got
+        assert got["driver"] in ("slirp4netns", "pasta")
+        assert not marker.exists(), marker.read_text()
+    finally:
+        shutil.rmtree(where)
