@@ -252,7 +252,7 @@ def network_checks(networks: list[dict[str, Any]], root: bool) -> list[dict[str,
         "the bridge is made: a taken subnet (Docker's docker0, another state root's bridge) moves to a free pool.",
     )]
     if root:
-        nft = shutil.which("nft", path=net.HELPER_PATH)
+        nft = helpers.which("nft")
         guarded = set(net.guarded_bridges()) if nft else set()
         bridges = {name for _, name in nets if name.startswith("lkbr")}
         bare, stale = sorted(bridges - guarded), sorted(b for b in guarded if not net.bridge_exists(b))

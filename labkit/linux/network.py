@@ -61,10 +61,8 @@ import hashlib
 import ipaddress
 import os
 import secrets
-import shutil
 import socket
 import struct
-import subprocess
 import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -86,10 +84,6 @@ MS_BIND = 4096
 #: Held while a bridge's subnet is checked and the bridge made, by every state root on the host: two
 #: roots bringing bridges up at once would otherwise both see a pool free and both take it.
 HOST_LOCK = "/run/labkit/networks.lock"
-
-#: Where nft is looked for; helpers run with this PATH, never the caller's.
-HELPER_PATH = "/usr/sbin:/usr/bin:/sbin:/bin"
-
 
 @dataclass(frozen=True)
 class Endpoint:
@@ -315,13 +309,12 @@ def guard_table(bridge: str) -> str:
 
 def _nft(script: str) -> None:
     """Run an nft(8) script (``nft -f -``): one transaction, applied whole or not at all."""
-    nft = shutil.which("nft", path=HELPER_PATH)
+    nft = helpers.which("nft")
     if nft is None:
         raise HostUnsupported("labkit keeps a bridge's addresses to the bridge with nftables, and nft is not "
                               "installed", "Install the nftables package (apt-get install nftables), or use "
                               "--network none or host")
-    done = subprocess.run([nft, "-f", "-"], input=script, capture_output=True, text=True, check=False,
-                          env={"PATH": HELPER_PATH, "LANG": "C"})
+    done = helpers.run([nft, "-f", "-"], input=script, capture_output=True, text=True, check=False)
     if done.returncode != 0:
         raise HostUnsupported(f"nft could not apply the bridge's rules: {done.stderr.strip() or done.returncode}",
                               "Check that the kernel has nf_tables (modprobe nf_tables), or use --network "
@@ -371,11 +364,10 @@ def unguard_bridge(bridge: str) -> None:
 
 def guarded_bridges() -> list[str]:
     """The bridges labkit's nftables tables guard (``nft list tables``), left behind or not."""
-    nft = shutil.which("nft", path=HELPER_PATH)
+    nft = helpers.which("nft")
     if nft is None:
         return []
-    out = subprocess.run([nft, "list", "tables", "ip"], capture_output=True, text=True, check=False,
-                         env={"PATH": HELPER_PATH, "LANG": "C"}).stdout
+    out = helpers.run([nft, "list", "tables", "ip"], capture_output=True, text=True, check=False).stdout
     return [line.split()[2][len("labkit-"):] for line in out.splitlines()
             if len(line.split()) == 3 and line.split()[2].startswith("labkit-")]
 

@@ -15,6 +15,7 @@ import urllib.request
 
 import pytest
 
+from labkit import helpers
 from labkit.errors import Conflict
 from labkit.linux import network as net
 from labkit.store import write_json
@@ -385,7 +386,7 @@ def test_without_nft_no_bridge_is_made(engine, monkeypatch, tmp_path):
     package, before the bridge exists, and leaves no namespace mounted."""
     from labkit.errors import HostUnsupported
 
-    monkeypatch.setattr(net, "HELPER_PATH", str(tmp_path))
+    monkeypatch.setattr(helpers, "SAFE_PATH", str(tmp_path))  # the PATH a helper is looked for in, as root
     engine.network_create("unguarded")
     try:
         bridge = _bridge(engine, "unguarded")
