@@ -24,7 +24,7 @@ from pathlib import Path
 import pytest
 
 from labkit import helpers, server
-from tests.security.conftest import run_as
+from tests.learner import run_as
 from tests.util import wait_for
 
 pytestmark = pytest.mark.root
@@ -267,7 +267,7 @@ def test_the_callers_own_client_runs(tmp_path, engine):
     assert _labkit(env, "version").returncode == 42 and marker.exists()
 
 
-def test_rootless_helpers_start_without_the_callers_environment(rootless_user):
+def test_rootless_helpers_start_without_the_callers_environment(learner):
     """Rootless, a container with a published port (slirp4netns or pasta) and --restart on-failure:1, started by a
     process whose environment holds LD_PRELOAD and a PYTHONPATH with a ``sitecustomize``: the user's shim,
     network helper and restarter neither load the object nor import the module, and the restart happens."""
@@ -278,7 +278,7 @@ def test_rootless_helpers_start_without_the_callers_environment(rootless_user):
         os.chmod(where, 0o755)
         marker = where / "out" / "marks"
         marker.parent.mkdir()
-        os.chown(marker.parent, rootless_user.pw_uid, rootless_user.pw_gid)
+        os.chown(marker.parent, learner.pw_uid, learner.pw_gid)
         (where / "mark.c").write_text(PRELOAD_C)
         subprocess.run(["gcc", "-shared", "-fPIC", f'-DMARKER="{marker}"', "-o", str(where / "libmark.so"),
                         str(where / "mark.c")], check=True)
@@ -302,7 +302,7 @@ def test_rootless_helpers_start_without_the_callers_environment(rootless_user):
             lab.rm(c.id, force=True)
             print(json.dumps({{"backend": lab.backend_name, "restarts": info["RestartCount"], "driver": driver}}))
             """)
-        got = json.loads(run_as(rootless_user, code).strip().splitlines()[-1])
+        got = run_as(learner, code, timeout=300)
         assert got["backend"] == "rootless" and got["restarts"] == 1, got
         assert got["driver"] in ("slirp4netns", "pasta")
         assert not marker.exists(), marker.read_text()

@@ -28,7 +28,7 @@ import pytest
 import labkit
 from labkit.store import write_json
 from tests.conftest import state_root
-from tests.security.conftest import run_as
+from tests.learner import run_as
 
 pytestmark = pytest.mark.root
 
@@ -216,7 +216,7 @@ def test_an_earlier_root_is_tightened_when_opened():
     lab.volume_rm("old-vol")
 
 
-def test_a_rootless_root_is_its_users_alone(rootless_user):
+def test_a_rootless_root_is_its_users_alone(learner):
     """Rootless, the state root is 0700 (tightened when an earlier labkit left it 0755), records are 0600, and the
     user's containers still run: the user namespace's root reads the layers. ``nobody`` reaches nothing of it."""
     code = textwrap.dedent(f"""
@@ -234,11 +234,15 @@ def test_a_rootless_root_is_its_users_alone(rootless_user):
         lab.rm(c.id)
         print(json.dumps({{"backend": lab.backend_name, "out": out, "modes": modes, "id": c.id}}))
         """)
-    got = json.loads(run_as(rootless_user, code).strip().splitlines()[-1])
+    got = run_as(learner, code, timeout=300)
     assert got["backend"] == "rootless" and got["out"] == "ran\n"
-    root = os.path.join(rootless_user.pw_dir, ".local", "share", "labkit")
+    root = os.path.join(learner.pw_dir, ".local", "share", "labkit")
     config = os.path.join(root, "containers", got["id"], "config.json")
     assert got["modes"] == {root: "0o700", os.path.dirname(config): "0o700", config: "0o600"}
-    os.chmod(rootless_user.pw_dir, 0o755)  # a home others may enter, as many are: the root itself must hold
-    assert _errno_as(NOBODY.pw_uid, NOBODY.pw_gid, "listdir", root) == errno.EACCES
-    assert _errno_as(NOBODY.pw_uid, NOBODY.pw_gid, "stat", os.path.join(root, "containers")) == errno.EACCES
+    home = _mode(Path(learner.pw_dir))
+    os.chmod(learner.pw_dir, 0o755)  # a home others may enter, as many are: the root itself must hold
+    try:
+        assert _errno_as(NOBODY.pw_uid, NOBODY.pw_gid, "listdir", root) == errno.EACCES
+        assert _errno_as(NOBODY.pw_uid, NOBODY.pw_gid, "stat", os.path.join(root, "containers")) == errno.EACCES
+    finally:
+        os.chmod(learner.pw_dir, home)
