@@ -40,6 +40,8 @@ REPO = Path(__file__).resolve().parents[2]
 LABKIT = str(REPO / "bin" / "labkit")
 VERBS = ("run", "start", "stop", "restart", "rm", "exec")
 VICTIMS = ("client", "worker", "server", "in-process", "shim")
+#: How often each is chosen: a command run in-process costs an interpreter's start (~0.5 s), a server's death one more.
+WEIGHTS = (3, 3, 1, 1, 3)
 #: PID 1 of every trial: ends at once (exit 3) on the stop signal, so stop and restart take no timeout.
 COMMAND = ["sh", "-c", "trap 'exit 3' TERM; sleep 60 & wait"]
 
@@ -178,7 +180,7 @@ def ids_under(root: Path) -> set[str]:
 
 
 def trial(n: int, rng: random.Random, root: Path, env: dict[str, str]) -> str:
-    verb, kind = rng.choice(VERBS), rng.choice(VICTIMS)
+    verb, kind = rng.choice(VERBS), rng.choices(VICTIMS, WEIGHTS)[0]
     name = f"crash{n}"
     port = ["-p", "127.0.0.1::80"] if rng.random() < 0.3 else []
     if verb != "run":
