@@ -1450,10 +1450,8 @@ class Engine:
         have = set(os.listdir(root / "containers"))
         found = [root / "overlay" / name for name in os.listdir(root / "overlay")
                  if _names.ID_RE.match(name.removesuffix("-init")) and name.removesuffix("-init") not in have]
-        for name in os.listdir(root / "tmp"):
-            if name.startswith("c-") or (name.startswith("intent-") and self.store.unlocked(root / "tmp" / name)):
-                found.append(root / "tmp" / name)
-        return found
+        found += [root / "tmp" / name for name in os.listdir(root / "tmp") if name.startswith("c-")]
+        return found + self.store.stray_intents()
 
     def _names(self) -> dict[str, str]:
         return self.store.names()

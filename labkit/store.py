@@ -285,7 +285,7 @@ class Store:
             yield
             return
         path = self.container_dir(cid) / INTENT
-        tmp = self.root / "tmp" / f"intent-{cid}-{os.getpid()}"
+        tmp = self.root / "tmp" / f"{INTENT}-{cid}-{os.getpid()}-{threading.get_native_id()}"
         fd = os.open(tmp, os.O_RDWR | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
         finish = True
         try:
@@ -346,20 +346,21 @@ class Store:
         finally:
             os.close(fd)
 
-    @staticmethod
-    def unlocked(path: Path) -> bool:
-        """Whether no process holds an flock(2) on ``path`` (an intent left by a killed process)."""
-        try:
-            fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
-        except FileNotFoundError:
-            return False
-        try:
-            fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
-        except BlockingIOError:
-            return False
-        finally:
-            os.close(fd)
-        return True
+    def stray_intents(self) -> list[Path]:
+        """Intents a killed process left under their temporary name (``tmp/intent-<id>-<pid>-<tid>``),
+        before linking them into place: those whose process is gone."""
+        found = []
+        for name in os.listdir(self.root / "tmp"):
+            parts = name.split("-")
+            if parts[0] != INTENT or len(parts) != 4 or not parts[2].isdigit():
+                continue
+            try:
+                os.kill(int(parts[2]), 0)
+            except ProcessLookupError:
+                found.append(self.root / "tmp" / name)
+            except PermissionError:
+                pass  # alive, another user's
+        return found
 
     # -- containers ----------------------------------------------------------
     def container_ids(self) -> list[str]:

@@ -101,3 +101,37 @@ def test_the_lock_is_reentrant_in_a_thread_and_excludes_other_processes(tmp_path
         assert other.poll() is None, "another process got the lock while this one held it"
         released = time.time()
     assert float(other.communicate(timeout=10)[0]) >= released
+
+
+def test_an_intent_is_abandoned_only_once_its_process_is_gone(tmp_path):
+    """While its process lives an intent is nobody's to take; killed (kill -9), its verb is handed to the next reader,
+    once; a block that ends well leaves none, one that ends in an error leaves it."""
+    import signal
+    import subprocess
+    import sys
+
+    store = Store(tmp_path)
+    store.container_dir("c1").mkdir(parents=True)
+    holder = ("import sys, time; from labkit.store import Store; s = Store(sys.argv[1]);\n"
+              "with s.intent('c1', 'start'):\n    print('held', flush=True); time.sleep(60)")
+    p = subprocess.Popen([sys.executable, "-c", holder, str(tmp_path)], stdout=subprocess.PIPE, text=True)
+    assert p.stdout.readline() == "held\n"
+    with store.abandoned("c1") as verb:
+        assert verb is None, "taken from a process that still runs"
+    p.send_signal(signal.SIGKILL)
+    p.wait()
+    with store.abandoned("c1") as verb:
+        assert verb == "start"
+    with store.abandoned("c1") as verb:
+        assert verb is None, "handed out twice"
+    with store.intent("c1", "rm"):
+        pass
+    assert not (store.container_dir("c1") / "intent").exists()
+    try:
+        with store.intent("c1", "rm"):
+            raise KeyboardInterrupt
+    except KeyboardInterrupt:
+        pass
+    with store.abandoned("c1") as verb:
+        assert verb == "rm"
+    assert not store.stray_intents() and not list((tmp_path / "tmp").glob("intent-*"))
