@@ -27,7 +27,11 @@ The socket lives in a directory only its user can enter
 server also checks each caller's uid (SO_PEERCRED): a command never runs with
 someone else's rights. With a C compiler the server also builds
 ``linux/client.c`` there as ``client``: ``bin/labkit`` then execs that instead
-of starting even a small interpreter (a command costs ~1 ms more than its work).
+of starting even a small interpreter (a command costs ~2 ms more than its work, half of it
+checking that the client and its directory are the caller's alone). The server runs
+with the environment labkit gives its helpers (:mod:`labkit.helpers`), not the first
+caller's; a worker takes its caller's environment for the command alone, and every
+process the command starts for labkit's own use gets the helpers' environment again.
 
 Wire format, one request per connection: the client sends ``LEN`` (10 ASCII
 digits) then ``LEN`` bytes of NUL-separated fields — ``1`` (the version), the
