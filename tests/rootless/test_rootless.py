@@ -474,6 +474,33 @@ def test_port_in_use_is_refused_rootless(learner):
     assert _slirp_pids(learner.pw_uid) == []
 
 
+def test_bad_input_is_refused_rootless_before_anything_is_made(learner):
+    """Rootless, the labkit command refuses what Docker refuses with Docker's exit code and one line, and leaves
+    no container, layer or name behind; a --rm container whose command is missing is removed."""
+    got = as_learner(learner, PRELUDE + """
+    import subprocess
+    env = {**os.environ, "LABKIT_NO_SERVER": "1"}
+    lab.run("busybox", ["true"], auto_remove=True)  # the base image and the state root exist before the count
+    root = lab.store.root
+    def listing():
+        return {d: sorted(os.listdir(root / d)) for d in ("containers", "overlay", "volumes")}
+    before = listing()
+    cases = [["run", "--rm", "--cpus", "nan", "busybox", "true"], ["run", "--rm", "-w", "rel", "busybox", "true"],
+             ["run", "--rm", "-v", "/tmp:/proc/sys", "busybox", "true"], ["run", "--rm", "-l", "=x", "busybox", "true"],
+             ["run", "--rm", "--restart", "always", "busybox", "true"], ["run", "--rm", "-p", "1:2:3:4", "busybox"],
+             ["run", "--rm", "--memory", "99999999999999999999g", "busybox", "true"], ["kill", "-s", "0", "ghost"],
+             ["run", "--rm", "busybox", "/nope"], ["create", "--name", "_bad", "busybox"]]
+    out = []
+    for argv in cases:
+        p = subprocess.run([sys.executable, "-m", "labkit", *argv], capture_output=True, text=True, env=env)
+        said = [ln for ln in p.stderr.splitlines() if ln.strip() and not ln.startswith("Run 'labkit")]
+        out.append([p.returncode, len(said)])
+    print(json.dumps({"out": out, "same": listing() == before}))
+    """)
+    assert got["out"] == [[125, 1]] * 7 + [[1, 1], [127, 1], [1, 1]]
+    assert got["same"], "nothing made, nothing lost"
+
+
 def _path_without(learner, name: str, *programs: str):
     """A PATH like the learner's, in ``~/name``, with every program but ``programs``; removed afterwards."""
     path = Path(learner.pw_dir) / name
