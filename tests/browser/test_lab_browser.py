@@ -240,7 +240,7 @@ def type_and_check(quiz, answer: str) -> None:
     """Type ``answer`` into the question's text box as a learner would, then press Check."""
     box = quiz.locator("input[type='text']")
     box.fill(answer)
-    box.press("Enter")  # the box syncs its value to the kernel on Enter (continuous_update=False)
+    box.press("Enter")  # a learner's habit; the box syncs on every keystroke anyway
     quiz.locator("button", has_text=re.compile("^Check$")).click()
 
 
@@ -265,4 +265,64 @@ def test_typed_answers_are_graded_in_jupyterlab():
                 type_and_check(quiz, right)
                 expect(result).to_have_attribute("data-verdict", "correct", timeout=15_000)
                 expect(result).to_contain_text("correct")
+        assert_no_containers_left(root)
+
+
+@contextmanager
+def kernel_busy_for(base: str, token: str, seconds: float) -> Iterator[None]:
+    """Keep the notebook's kernel busy for ``seconds`` (a second client runs ``time.sleep``), as Run All or a
+    slow first Check does: meanwhile the browser holds back a widget's newer state until its older update
+    is answered, while a button's click goes out at once."""
+    import glob
+    import json
+
+    from jupyter_client import BlockingKernelClient
+
+    with urllib.request.urlopen(f"{base}/api/kernels?token={token}", timeout=10) as r:
+        [kernel] = json.load(r)
+    [connection] = glob.glob(os.path.join(tempfile.gettempdir(), "labkit-test-lab-*", "runtime",
+                                          f"kernel-{kernel['id']}.json"))
+    client = BlockingKernelClient(connection_file=connection)
+    client.load_connection_file()
+    client.start_channels()
+    try:
+        client.execute(f"import time; time.sleep({seconds})", store_history=False)
+        time.sleep(0.5)  # the request is in the kernel before the learner types
+        yield
+    finally:
+        client.stop_channels()
+
+
+def test_a_corrected_answer_checked_within_a_second_is_graded_as_corrected():
+    """While the kernel is busy, an answer is typed and checked, then corrected and checked again within a
+    second: the second Check grades the corrected answer (the browser sends the click before the held-back
+    text), and "Your score" is redrawn after each Check (it is not the 0 that Run All computed)."""
+    from playwright.sync_api import expect
+
+    with serve_lab(PRACTICE, "sim") as (base, token, root):
+        with lab_page(base, token, PRACTICE) as page:
+            score = page.locator(".labkit-score")
+            expect(score).to_contain_text("total: 0 of 6 points", timeout=90_000)
+            expect(page.get_by_text("Python 3 (ipykernel) | Idle")).to_be_visible(timeout=60_000)
+            quiz = page.locator(".labkit-quiz").filter(has=page.locator(".labkit-question[data-qid='p1']"))
+            quiz.scroll_into_view_if_needed()
+            box = quiz.locator("input[type='text']")
+            check = quiz.locator("button", has_text=re.compile("^Check$"))
+            result = quiz.locator(".labkit-result")
+            with kernel_busy_for(base, token, 4):
+                box.press_sequentially("union mount", delay=15)
+                check.click()
+                started = time.monotonic()
+                box.fill("")
+                box.press_sequentially("copy-on-write", delay=15)
+                check.click()
+                assert time.monotonic() - started < 1.0
+            expect(result).to_have_attribute("data-verdict", "correct", timeout=20_000)
+            expect(score).to_contain_text("p1: correct", timeout=15_000)
+            expect(score).to_contain_text("total: 1 of 6 points")
+            box.fill("")
+            box.press_sequentially("copy on read", delay=15)
+            check.click()
+            expect(result).to_have_attribute("data-verdict", "incorrect", timeout=15_000)
+            expect(score).to_contain_text("total: 0 of 6 points", timeout=15_000)
         assert_no_containers_left(root)

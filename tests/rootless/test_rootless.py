@@ -939,3 +939,26 @@ def test_exit_code_is_always_pid_1s_rootless(learner):
     print(json.dumps({"codes": codes, "wrong": wrong}))
     """, timeout=600)
     assert out["codes"] == [0, 0, 0] and out["wrong"] == [], out
+
+
+def test_predictions_are_graded_by_fresh_experiments_rootless(learner):
+    """As a user, each prediction is graded by its experiment run afresh on the rootless engine and removed
+    after; the memory hog, whose limit this engine would discard, runs on the simulator and says so."""
+    got = as_learner(learner, PRELUDE + """
+    from labkit.grading import load_bank
+    answers = {("isolation", "iso.predict.hostpid"): "yes", ("layers", "lay.predict.change"): "C",
+               ("layers", "lay.predict.delete"): "D", ("ephemeral", "eph.predict.kept"): "yes",
+               ("states", "st.predict.status"): "exited", ("cgroups", "cg.predict.oom"): "a"}
+    out = {}
+    for (bank, qid), answer in answers.items():
+        r = load_bank(bank, learner="ada")[qid].check(answer, engine=lab)
+        out[qid] = [r.verdict, r.feedback]
+    out["left"] = [c["Names"] for c in lab.ps(all=True)] + [c["Names"] for c in lab.simulator().ps(all=True)]
+    out["limits"] = sorted(lab.enforced_limits)
+    print(json.dumps(out))
+    """, timeout=300)
+    assert got.pop("left") == []
+    limits = got.pop("limits")
+    for qid, (verdict, feedback) in got.items():
+        assert verdict == "correct", (qid, feedback)
+    assert ("on the simulator" in got["cg.predict.oom"][1]) == ("memory" not in limits)
