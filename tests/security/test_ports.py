@@ -100,7 +100,18 @@ def _set_forwarding(forward: str, policy: str | None) -> None:
 
 
 @pytest.fixture
-def neighbour():
+def forwarding():
+    """The host forwards what it receives (ip_forward=1, FORWARD policy ACCEPT) for the test; put back after."""
+    saved = _forwarding()
+    _set_forwarding("1", "ACCEPT" if saved[1] is not None else None)
+    try:
+        yield
+    finally:
+        _set_forwarding(*saved)
+
+
+@pytest.fixture
+def neighbour(forwarding):
     """A neighbour on a /30 of 198.18.0.0/15 (RFC 2544's benchmarking range), the host forwarding for the test."""
     suffix = secrets.token_hex(3)
     taken = [n for n, _ in net.subnets_in_use()]
@@ -108,7 +119,6 @@ def neighbour():
                                 for _ in range(100)) if not any(n.overlaps(t) for t in taken))
     host_ip, ip = (str(h) for h in link_net.hosts())
     nb = Neighbour(f"labkit-nb-{suffix}", f"lknb{suffix}", host_ip, ip)
-    saved = _forwarding()
     subprocess.run(["ip", "netns", "add", nb.netns], check=True)
     try:
         for argv in (["ip", "link", "add", nb.link, "type", "veth", "peer", "name", "eth0", "netns", nb.netns],
@@ -118,10 +128,8 @@ def neighbour():
                      ["ip", "-n", nb.netns, "link", "set", "eth0", "up"],
                      ["ip", "-n", nb.netns, "link", "set", "lo", "up"]):
             subprocess.run(argv, check=True, capture_output=True)
-        _set_forwarding("1", "ACCEPT" if saved[1] is not None else None)
         yield nb
     finally:
-        _set_forwarding(*saved)
         subprocess.run(["ip", "netns", "del", nb.netns], capture_output=True)  # its veth end, and so ours, go too
         subprocess.run(["ip", "link", "del", nb.link], capture_output=True)
 
@@ -169,6 +177,38 @@ def test_a_neighbour_reaches_neither_the_gateway_port_nor_a_container_address(en
     finally:
         net.guard_bridge(bridge, ipaddress.IPv4Network(subnet), gateway)
     assert neighbour.connect(ip, 8080) in ("timeout", "refused")
+
+
+def test_networks_do_not_reach_each_other_through_the_host(engine, forwarding):
+    """With the host forwarding, a container on one network cannot reach a container on another network (its
+    packets arrive on the wrong bridge, and so would the answers), as Docker isolates its networks; without the
+    two tables it could."""
+    engine.network_create("left")
+    engine.network_create("right")
+    made = []
+    try:
+        web = engine.run("busybox", ["sh", "-c", SERVE], detach=True, network="right")
+        client = engine.run("busybox", ["sleep", "60"], detach=True, network="left")
+        made += [web, client]
+        # busybox 1.35's wget -T crashes (SIGSEGV, on the host too): timeout(1) bounds the wait instead
+        probe = ["timeout", "3", "wget", "-q", "-O-", f"http://{web.inspect()['NetworkSettings']['IPAddress']}:8080/"]
+        assert client.exec(probe)[0] != 0, "left's container reaches right's across the host"
+        guards = [(rec["Options"]["com.docker.network.bridge.name"], rec["IPAM"]["Config"][0])
+                  for rec in (engine.inspect_network(n) for n in ("left", "right"))]
+        for bridge, _ in guards:
+            net.unguard_bridge(bridge)
+        try:
+            code, out = client.exec(probe)
+            assert code == 0 and out.strip() == f"hello from {web.id[:12]}", "control: without the tables it could"
+        finally:
+            for bridge, cfg in guards:
+                net.guard_bridge(bridge, ipaddress.IPv4Network(cfg["Subnet"]), cfg["Gateway"])
+        assert client.exec(probe)[0] != 0
+    finally:
+        for c in made:
+            c.remove(force=True)
+        engine.network_rm("left")
+        engine.network_rm("right")
 
 
 def test_the_gateway_port_is_not_the_hosts_either(engine):
