@@ -40,9 +40,9 @@ def test_show_lifecycle_saves_png_and_svg(tmp_path):
 def test_show_refuses_bad_input_in_one_line(tmp_path):
     """A wrong extension, two names for a one-container picture, or a missing container: one line, no traceback."""
     code, _, err = run(["show", "lifecycle", "web", "-o", str(tmp_path / "x.jpg")])
-    assert code == 2 and "name the file .png or .svg" in err and "Traceback" not in err
+    assert code == 125 and "name the file .png or .svg" in err and "Traceback" not in err
     code, _, err = run(["show", "walls", "a", "b", "-o", str(tmp_path / "x.png")])
-    assert code == 2 and "exactly one container" in err
+    assert code == 125 and "exactly one container" in err
     code, _, err = run(["show", "lifecycle", "nope", "-o", str(tmp_path / "x.png")])
     assert code == 1 and err.strip().startswith("Error response from daemon: No such container: nope")
 
