@@ -2,14 +2,20 @@
 
 The neighbour is a network namespace joined to the host by a veth pair, with a
 route to the bridge's subnet through the host — a machine on the classroom
-network whose owner added that route. The host forwards what it receives
-(``net.ipv4.ip_forward=1``, and iptables' FORWARD policy ACCEPT where iptables
-is installed), as a host with Docker installed does; both are set for the test
-and put back after it.
+network whose owner added that route. The host forwards what it receives, as a
+host with Docker installed does (``net.ipv4.ip_forward=1``, FORWARD accepting).
+
+Forwarding is switched on where the kernel reads it — the receiving interface's
+``net.ipv4.conf.<if>.forwarding``, which ``ip_forward=1`` sets on every interface
+(ip-sysctl.rst) — for the test's own interfaces only, and an iptables FORWARD
+chain, if there is one, gets ACCEPT rules for them alone: tests of other sessions
+on a shared host, which may set and restore the same switches at the same time,
+never leave the whole host forwarding.
 """
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import ipaddress
 import os
@@ -74,45 +80,47 @@ class Neighbour:
         return done.stdout.strip()
 
 
-def _forwarding() -> tuple[str, str | None]:
-    """The host's ip_forward and the FORWARD chain's policy (iptables', or iptables-nft's table read with nft;
-    None when there is no such chain: then the kernel forwards everything)."""
-    forward = Path("/proc/sys/net/ipv4/ip_forward").read_text().strip()
-    policy = None
-    if shutil.which("iptables"):
-        rules = subprocess.run(["iptables", "-S", "FORWARD"], capture_output=True, text=True).stdout.split("\n")
-        policy = rules[0].split()[-1] if rules and rules[0].startswith("-P FORWARD") else None
-    else:
-        chain = subprocess.run(["nft", "list", "chain", "ip", "filter", "FORWARD"], capture_output=True, text=True)
-        for word in chain.stdout.replace(";", " ").split():
-            if word in ("accept", "drop") and "policy" in chain.stdout:
-                policy = word.upper()
-                break
-    return forward, policy
-
-
-def _set_forwarding(forward: str, policy: str | None) -> None:
-    Path("/proc/sys/net/ipv4/ip_forward").write_text(forward)
-    if policy is not None and shutil.which("iptables"):
-        subprocess.run(["iptables", "-P", "FORWARD", policy], check=True)
-    elif policy is not None:
-        subprocess.run(["nft", f"chain ip filter FORWARD {{ policy {policy.lower()}; }}"], check=True)
-
-
-@pytest.fixture
-def forwarding():
-    """The host forwards what it receives (ip_forward=1, FORWARD policy ACCEPT) for the test; put back after."""
-    saved = _forwarding()
-    _set_forwarding("1", "ACCEPT" if saved[1] is not None else None)
+@contextlib.contextmanager
+def forwarding(*links: str):
+    """The host forwards what arrives on ``links`` for the block: each one's conf/<if>/forwarding set to 1, and
+    ACCEPT rules for them at the head of an iptables FORWARD chain if one exists (iptables' own or, without the
+    iptables command, iptables-nft's ``ip filter FORWARD`` through nft); all put back after."""
+    saved = {link: Path(f"/proc/sys/net/ipv4/conf/{link}/forwarding").read_text().strip() for link in links}
+    rules = [arg for link in links for arg in (["-i", link], ["-o", link])]
+    tag = f"labkit-test-{secrets.token_hex(3)}"
+    iptables = shutil.which("iptables")
+    nft_chain = not iptables and subprocess.run(["nft", "list", "chain", "ip", "filter", "FORWARD"],
+                                                capture_output=True).returncode == 0
     try:
+        for link in links:
+            Path(f"/proc/sys/net/ipv4/conf/{link}/forwarding").write_text("1")
+        for rule in rules:
+            if iptables:
+                subprocess.run([iptables, "-I", "FORWARD", *rule, "-j", "ACCEPT"], check=True)
+            elif nft_chain:
+                match = {"-i": "iifname", "-o": "oifname"}[rule[0]]
+                subprocess.run(["nft", "insert", "rule", "ip", "filter", "FORWARD", match, rule[1], "accept",
+                                "comment", f'"{tag}"'], check=True)
         yield
     finally:
-        _set_forwarding(*saved)
+        for link, value in saved.items():
+            if os.path.exists(f"/proc/sys/net/ipv4/conf/{link}"):
+                Path(f"/proc/sys/net/ipv4/conf/{link}/forwarding").write_text(value)
+        for rule in rules:
+            if iptables:
+                subprocess.run([iptables, "-D", "FORWARD", *rule, "-j", "ACCEPT"], capture_output=True)
+        if nft_chain:
+            listing = subprocess.run(["nft", "-a", "list", "chain", "ip", "filter", "FORWARD"], capture_output=True,
+                                     text=True).stdout
+            for line in listing.splitlines():
+                if tag in line and "# handle" in line:
+                    subprocess.run(["nft", "delete", "rule", "ip", "filter", "FORWARD", "handle",
+                                    line.rsplit("# handle", 1)[1].strip()], check=True)
 
 
 @pytest.fixture
-def neighbour(forwarding):
-    """A neighbour on a /30 of 198.18.0.0/15 (RFC 2544's benchmarking range), the host forwarding for the test."""
+def neighbour():
+    """A neighbour on a /30 of 198.18.0.0/15 (RFC 2544's benchmarking range)."""
     suffix = secrets.token_hex(3)
     taken = [n for n, _ in net.subnets_in_use()]
     link_net = next(n for n in (ipaddress.IPv4Network(f"198.18.{secrets.randbelow(256)}.{4 * secrets.randbelow(64)}/30")
@@ -162,24 +170,25 @@ def test_a_neighbour_reaches_neither_the_gateway_port_nor_a_container_address(en
     hello = f"hello from {web.id[:12]}"
     assert _page(f"http://127.0.0.1:{port}/").strip() == hello, "the host's 127.0.0.1 port answers"
     assert _page(f"http://{ip}:8080/").strip() == hello, "the host reaches the container's address"
-    neighbour.route(subnet)
-    assert neighbour.connect(neighbour.host_ip, 1) == "refused", "the neighbour's link to the host works"
-    assert neighbour.connect(gateway, port) in ("timeout", "refused")
-    assert neighbour.connect(ip, 8080) in ("timeout", "refused")
-    client = engine.run("busybox", ["sh", "-c", f"wget -qO- http://{gateway}:{port}/; wget -qO- http://{ip}:8080/"])
-    assert client.logs().count(hello) == 2, "containers still reach the published port and each other"
+    with forwarding(neighbour.link, bridge):
+        neighbour.route(subnet)
+        assert neighbour.connect(neighbour.host_ip, 1) == "refused", "the neighbour's link to the host works"
+        assert neighbour.connect(gateway, port) in ("timeout", "refused")
+        assert neighbour.connect(ip, 8080) in ("timeout", "refused")
+        client = engine.run("busybox", ["sh", "-c", f"wget -qO- http://{gateway}:{port}/; wget -qO- http://{ip}:8080/"])
+        assert client.logs().count(hello) == 2, "containers still reach the published port and each other"
 
-    assert _guarded(bridge), f"bridge {bridge} has its nftables table"
-    net.unguard_bridge(bridge)
-    try:
-        assert neighbour.connect(ip, 8080) == "answered", "control: without the table the host forwards to it"
-        assert neighbour.connect(gateway, port) == "refused", "the gateway's port is bound to the bridge alone"
-    finally:
-        net.guard_bridge(bridge, ipaddress.IPv4Network(subnet), gateway)
-    assert neighbour.connect(ip, 8080) in ("timeout", "refused")
+        assert _guarded(bridge), f"bridge {bridge} has its nftables table"
+        net.unguard_bridge(bridge)
+        try:
+            assert neighbour.connect(ip, 8080) == "answered", "control: without the table the host forwards to it"
+            assert neighbour.connect(gateway, port) == "refused", "the gateway's port is bound to the bridge alone"
+        finally:
+            net.guard_bridge(bridge, ipaddress.IPv4Network(subnet), gateway)
+        assert neighbour.connect(ip, 8080) in ("timeout", "refused")
 
 
-def test_networks_do_not_reach_each_other_through_the_host(engine, forwarding):
+def test_networks_do_not_reach_each_other_through_the_host(engine):
     """With the host forwarding, a container on one network cannot reach a container on another network (its
     packets arrive on the wrong bridge, and so would the answers), as Docker isolates its networks; without the
     two tables it could."""
@@ -190,20 +199,21 @@ def test_networks_do_not_reach_each_other_through_the_host(engine, forwarding):
         web = engine.run("busybox", ["sh", "-c", SERVE], detach=True, network="right")
         client = engine.run("busybox", ["sleep", "60"], detach=True, network="left")
         made += [web, client]
-        # busybox 1.35's wget -T crashes (SIGSEGV, on the host too): timeout(1) bounds the wait instead
-        probe = ["timeout", "3", "wget", "-q", "-O-", f"http://{web.inspect()['NetworkSettings']['IPAddress']}:8080/"]
-        assert client.exec(probe)[0] != 0, "left's container reaches right's across the host"
         guards = [(rec["Options"]["com.docker.network.bridge.name"], rec["IPAM"]["Config"][0])
                   for rec in (engine.inspect_network(n) for n in ("left", "right"))]
-        for bridge, _ in guards:
-            net.unguard_bridge(bridge)
-        try:
-            code, out = client.exec(probe)
-            assert code == 0 and out.strip() == f"hello from {web.id[:12]}", "control: without the tables it could"
-        finally:
-            for bridge, cfg in guards:
-                net.guard_bridge(bridge, ipaddress.IPv4Network(cfg["Subnet"]), cfg["Gateway"])
-        assert client.exec(probe)[0] != 0
+        with forwarding(*(bridge for bridge, _ in guards)):
+            # busybox 1.35's wget -T crashes (SIGSEGV, on the host too): timeout(1) bounds the wait instead
+            probe = ["timeout", "3", "wget", "-q", "-O-", f"http://{web.inspect()['NetworkSettings']['IPAddress']}:8080/"]
+            assert client.exec(probe)[0] != 0, "left's container reaches right's across the host"
+            for bridge, _ in guards:
+                net.unguard_bridge(bridge)
+            try:
+                code, out = client.exec(probe)
+                assert code == 0 and out.strip() == f"hello from {web.id[:12]}", "control: without the tables it could"
+            finally:
+                for bridge, cfg in guards:
+                    net.guard_bridge(bridge, ipaddress.IPv4Network(cfg["Subnet"]), cfg["Gateway"])
+            assert client.exec(probe)[0] != 0
     finally:
         for c in made:
             c.remove(force=True)
