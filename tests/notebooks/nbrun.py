@@ -55,10 +55,8 @@ def _same(a, b):
 
 def _predictions(cell):
     """What the engine did for an observe question: (a wrong answer, the right answer, the observation)."""
-    from labkit.grading import probes as _probes
-
     q, spec = cell.question, cell.question.spec["observe"]
-    seen = _probes.observe(cell.engine, spec["probe"], spec.get("args") or {})
+    seen = q.observe(cell.engine)  # as the grader observes: the experiment run afresh, or the state now
     if hasattr(q, "options"):
         right = [o.text for o in q.options if _same(o.value, seen)]
         other = [o.text for o in q.options if not _same(o.value, seen)]
