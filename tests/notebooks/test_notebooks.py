@@ -7,6 +7,7 @@ from __future__ import annotations
 import hashlib
 import os
 import pwd
+import re
 import shutil
 import signal
 import subprocess
@@ -94,7 +95,11 @@ def test_every_concept_has_its_notebook():
         source = "".join(c.source for c in code)
         assert "/tmp/labkit" not in source and "/var/lib/labkit" not in source and "root=" not in source, \
             f"{name} hard-codes a state root; the user's default (or LABKIT_ROOT) must be used"
-        assert "clear(" in code[-1].source or "rm" in code[-1].source, f"{name} does not end by cleaning up"
+        assert "lesson = Lesson(lab)" in code[0].source, f"{name} does not keep a Lesson of what it makes"
+        assert "lesson.cleanup()" in code[-1].source, f"{name} does not end by cleaning up"
+        waits = [w for c in code for w in re.findall(r"^\s*while .*:\s*$", c.source, re.M)
+                 if "deadline" not in w and "time.monotonic()" not in w]
+        assert not waits, f"{name} has a loop without a deadline: {waits}"
 
 
 #: The trace of ``memory="32m"``: a cgroup v1 host's memory controller takes the limit in memory.limit_in_bytes,
@@ -348,3 +353,76 @@ def test_notebook_runs_rootless_as_a_user(name, learner_kernel):
         assert_graded(run, labs=name in WITH_LAB)
     finally:
         shutil.rmtree(work, ignore_errors=True)
+
+
+# ---------------------------------------------------------------------------------------------
+# When things fail: a failed cell cleans up, and every notebook finishes on a host that cannot reach its containers
+
+
+@pytest.mark.root
+@pytest.mark.slow
+def test_a_failed_cell_removes_what_the_notebook_made(jupyter_path, real_root):
+    """Run All stops at a cell that raises; the Lesson removes the notebook's containers right then (the last cell
+    will not run) and the failed cell's output says so and how to start again."""
+    import nbformat
+    from nbclient import NotebookClient
+    from nbclient.exceptions import CellExecutionError
+
+    import labkit
+
+    nb = nbformat.v4.new_notebook(cells=[
+        nbformat.v4.new_code_cell("import os, labkit\nfrom labkit.lesson import Lesson\n"
+                                  "lab = labkit.connect(os.environ['LABKIT_BACKEND'])\nlesson = Lesson(lab)\n"
+                                  "lesson.clear('doomed')\n"
+                                  "lab.run('busybox', ['sleep', '600'], name='doomed', detach=True)"),
+        nbformat.v4.new_code_cell("raise ConnectionResetError(104, 'Connection reset by peer')"),
+        nbformat.v4.new_code_cell("print('never runs')"),
+    ])
+    client = NotebookClient(nb, timeout=120, kernel_name="python3")
+    with pytest.raises(CellExecutionError):
+        client.execute(env=kernel_env(real_root, jupyter_path, LABKIT_BACKEND="linux"))
+    said = run_of("failed.ipynb", nb).text
+    assert "clean-up removed: doomed" in said and "run the notebook again from the top" in said, said
+    assert "never runs" not in said
+    lab = labkit.connect(backend="linux", root=real_root)
+    assert "/doomed" not in [c["Names"][0] for c in lab.ps(all=True)]
+
+
+@pytest.fixture
+def unreachable(real_root):
+    """The host drops every packet it sends into the state root's default bridge (an nftables rule on the output
+    hook, matched on the bridge's name), as a firewall or a route elsewhere would: the containers run, but the
+    host cannot reach them. The table is deleted at the end."""
+    import labkit
+
+    bridge = labkit.connect(backend="linux", root=real_root).networks.get("bridge")["Options"][
+        "com.docker.network.bridge.name"]
+    table = f"labkit_test_unreach_{os.getpid()}"
+    rules = (f"table inet {table} {{\n chain out {{\n  type filter hook output priority 0; policy accept;\n"
+             f'  oifname "{bridge}" drop\n }}\n}}\n')
+    subprocess.run(["nft", "-f", "-"], input=rules, text=True, check=True, capture_output=True)
+    try:
+        yield bridge
+    finally:
+        subprocess.run(["nft", "delete", "table", "inet", table], check=True, capture_output=True)
+
+
+#: What each notebook that talks to its containers over the network says when it cannot.
+UNREACHABLE_SAYS = {
+    "06-stateless-by-design.ipynb": ["gave up after 30 s waiting for all ten replicas to answer", "labkit doctor",
+                                     "0 requests were answered", "services left: []"],
+    "07-inspecting.ipynb": ["gave up after 10 s waiting for frontend-app to answer", "labkit doctor",
+                            "NODE_ENV=development"],
+}
+
+
+@pytest.mark.root
+@pytest.mark.slow
+@pytest.mark.parametrize("name", ALL)
+def test_notebook_finishes_when_the_host_cannot_reach_its_containers(name, jupyter_path, real_root, unreachable):
+    """With the host's packets to the default bridge dropped, the notebook still runs to its end (no cell error, no
+    wait without a deadline), says what it waited for and what to check, and leaves nothing behind."""
+    run = execute(name, kernel_env(real_root, jupyter_path, LABKIT_BACKEND="linux"), timeout=240)
+    missing = [m for m in UNREACHABLE_SAYS.get(name, []) if m not in run.text]
+    assert not missing, f"{name}: output lacks {missing}"
+    assert not left_behind(real_root), f"{name} left {left_behind(real_root)}"
