@@ -48,6 +48,7 @@ class ImageLayer:
         size: Bytes of regular files.
         files: Entries (files, directories, links, whiteouts).
         digest: ``sha256:…`` of the layer, when known.
+        known: False for a layer only a trace's ``mount-overlay`` told of: its size and files are not known.
     """
 
     number: int
@@ -55,6 +56,7 @@ class ImageLayer:
     size: int
     files: int
     digest: str = ""
+    known: bool = True
 
 
 @dataclass(frozen=True)
@@ -116,12 +118,14 @@ class LayerScene:
         layers: Its read-only layers, bottom first.
         containers: One writable layer per container, left to right.
         path: The path whose serving layer is marked, if any.
+        removed: Containers that were here and were removed (their writable layers deleted with them).
     """
 
     image: str
     layers: tuple[ImageLayer, ...]
     containers: tuple[Writable, ...] = ()
     path: str | None = None
+    removed: tuple[str, ...] = ()
 
     def after(self, step: Any) -> LayerScene:
         """The scene after one trace step (:class:`labkit.model.events.Step`); other kinds change nothing.
@@ -357,6 +361,11 @@ def draw(sc: LayerScene, *, into: Any = None) -> Any:
         width = (_RIGHT - _LEFT) / ncont
         for i, w in enumerate(sc.containers):
             _draw_writable(ax, sc, w, _LEFT + i * width, width)
+    elif sc.removed:
+        ax.text((_LEFT + _RIGHT) / 2, (_UP_TOP + _UP_BOTTOM) / 2,
+                f"{', '.join(sc.removed)} removed: its writable layer was deleted with it",
+                ha="center", va="center", fontsize=P.LABEL, color=P.GREY, style="italic", family=P.FONT,
+                gid="removed")
     else:
         ax.text((_LEFT + _RIGHT) / 2, (_UP_TOP + _UP_BOTTOM) / 2,
                 "no container yet: each 'run' adds its own writable layer here",
@@ -389,7 +398,9 @@ def _draw_lowers(ax: Any, sc: LayerScene) -> None:
         mid = (bottom + top) / 2
         ax.text(2.5, mid + 0.2, f"L{layer.number}  {layer.role}", ha="left", va="bottom", fontsize=P.LABEL,
                 fontweight="bold", family=P.FONT, zorder=2)
-        ax.text(2.5, mid - 0.2, f"{P.size_text(layer.size)} · {_count(layer.files, 'file')} · read-only",
+        detail = (f"{P.size_text(layer.size)} · {_count(layer.files, 'file')} · read-only" if layer.known
+                  else "read-only · its size is not in the trace")
+        ax.text(2.5, mid - 0.2, detail,
                 ha="left", va="top", fontsize=P.TEXT, family=P.FONT, zorder=2)
 
 
@@ -433,7 +444,11 @@ def _draw_writable(ax: Any, sc: LayerScene, w: Writable, x0: float, width: float
     line_h = (rows_top - rows_bottom) / MAX_LINES
     text_x = left + 3.6
     if not shown:
-        ax.text(text_x, rows_top, "empty: nothing written yet", ha="left", va="top", fontsize=P.TEXT,
+        # A real trace records the engine's own writes (copy-ups it made, whiteouts), not what the container's
+        # processes write: once one has run, an empty list means "none recorded", not "none made".
+        quiet = "empty: nothing written yet" if w.status in ("", "created") else \
+            "no write recorded in this trace\n('labkit diff' lists what its processes wrote)"
+        ax.text(text_x, rows_top, quiet, ha="left", va="top", fontsize=P.TEXT,
                 style="italic", family=P.FONT, zorder=3)
     for row, c in enumerate(shown):
         y = rows_top - row * line_h

@@ -33,6 +33,9 @@ from labkit.viz import palette as P
 #: Step kinds that change the layer picture.
 LAYER_KINDS = frozenset({"create-layer", "remove-layer", "copy-up", "whiteout", "opaque", "add"})
 
+#: The pictures a stepper can draw: the layer stack, the lifecycle diagram, or whichever the trace is about.
+PICTURES = ("auto", "layers", "lifecycle")
+
 #: Rendered positions kept (a PNG is some tens of kB; a long trace played through would otherwise keep them all).
 CACHE = 256
 
@@ -62,8 +65,10 @@ class TracePictures:
         steps: The trace.
         base: A :class:`labkit.viz.layers.LayerScene` to start from (the image's layers,
             and containers as they were when the trace began, e.g.
-            ``layers.gather(lab, ["frontend-app:v2.1.0"])``); without it the layer picture
-            starts with no image layers drawn.
+            ``layers.gather(lab, ["frontend-app:v2.1.0"])``); without it the image layers
+            drawn are the ones the trace's ``mount-overlay`` step stacked, as many as it says.
+        picture: ``"layers"``, ``"lifecycle"``, or ``"auto"``: the layers when the trace
+            touches them, else the lifecycle.
 
     Attributes:
         walk: The walk over the trace (its position is the last index asked for).
@@ -71,12 +76,15 @@ class TracePictures:
             else the lifecycle diagram).
     """
 
-    def __init__(self, steps: Sequence[Any], base: Any = None) -> None:
+    def __init__(self, steps: Sequence[Any], base: Any = None, picture: str = "auto") -> None:
+        from labkit.errors import InvalidArgument
         from labkit.viz import layers
 
+        if picture not in PICTURES:
+            raise InvalidArgument(f"no picture named {picture!r}", f"Choose one of {', '.join(PICTURES)}")
         self.steps = list(steps)
         self.base = base if base is not None else layers.LayerScene("image", ())
-        self.layered = any(s.kind in LAYER_KINDS for s in self.steps)
+        self.layered = picture == "layers" or (picture == "auto" and any(s.kind in LAYER_KINDS for s in self.steps))
         # Entries the base scene already had, per container id: path → (walk entry, Change). The walk
         # keeps the same entry object until a step replaces it, so "is" tells base entries from new ones.
         self._known: dict[str, dict[str, tuple[Mapping[str, Any], Any]]] = {}
@@ -131,8 +139,15 @@ class TracePictures:
         """
         from dataclasses import replace
 
+        from labkit.viz import layers
+
         state = self.state(index)
         containers = []
+        named = {w.id: w.name for w in self.base.containers if w.id}
+        for s in self.steps[: index + 1]:
+            if s.container:
+                named.setdefault(s.container, s.container[:12])
+        removed = tuple(name for cid, name in named.items() if cid not in state)
         for w in self.base.containers:
             if not w.id:
                 containers.append(w)
@@ -142,7 +157,17 @@ class TracePictures:
         for cid, box in state.items():
             if cid not in known:
                 containers.append(self._writable(None, box, cid))
-        return replace(self.base, containers=tuple(containers))
+        image_layers = self.base.layers
+        if not image_layers:
+            # No base scene: the layers the trace stacked, as many as its sentence says (the newest mount up to
+            # here; before the first mount, that one's: an image's layers are the same before and after).
+            mounts = [(i, s) for i, s in enumerate(self.steps) if s.kind == "mount-overlay"]
+            done = [s for i, s in mounts if i <= index]
+            chosen = done[-1] if done else (mounts[0][1] if mounts else None)
+            lowers = list((chosen.change or {}).get("lowers", ())) if chosen else []
+            image_layers = tuple(layers.ImageLayer(n, "read-only layer", 0, 0, known=False)
+                                 for n in range(1, len(lowers) + 1))
+        return replace(self.base, layers=image_layers, containers=tuple(containers), removed=removed)
 
     def _writable(self, base: Any, box: Box, cid: str = "") -> Any:
         """A writable layer: ``base``'s (or a new one) with the entries the walk holds for it."""
@@ -189,7 +214,7 @@ def _entry(change: Any) -> Mapping[str, Any]:
     return MappingProxyType({"kind": change.kind, "bytes": change.bytes, "from_layer": change.from_layer})
 
 
-def picture_after(steps: Sequence[Any], base: Any = None) -> Callable[[int], Any]:
+def picture_after(steps: Sequence[Any], base: Any = None, picture: str = "auto") -> Callable[[int], Any]:
     """The default renderer: ``index → Figure`` of the state after that step (a :class:`TracePictures`).
 
     Args:
@@ -198,7 +223,7 @@ def picture_after(steps: Sequence[Any], base: Any = None) -> Callable[[int], Any
             e.g. ``layers.gather(lab, ["frontend-app:v2.1.0"])``); without it the layer
             picture starts with no image layers drawn.
     """
-    return TracePictures(steps, base)
+    return TracePictures(steps, base, picture)
 
 
 def caption(step: Any, index: int, total: int) -> str:
@@ -222,6 +247,7 @@ class Stepper:
         steps: The trace (any sequence of steps, real or simulated).
         render: ``index → Figure``; default :func:`picture_after`.
         base: The layer scene to start from (passed to :func:`picture_after`).
+        picture: ``"layers"``, ``"lifecycle"`` or ``"auto"`` (passed to :func:`picture_after`).
         interval_ms: Time between steps when playing.
 
     Attributes:
@@ -229,7 +255,7 @@ class Stepper:
     """
 
     def __init__(self, steps: Sequence[Any], render: Callable[[int], Any] | None = None, base: Any = None,
-                 interval_ms: int = 900) -> None:
+                 interval_ms: int = 900, picture: str = "auto") -> None:
         import ipywidgets as W
 
         from labkit.errors import InvalidArgument
@@ -238,15 +264,17 @@ class Stepper:
         if not self.steps:
             raise InvalidArgument("the trace is empty: there is nothing to step through",
                                   "Record one with 'with lab.tracing() as steps:' around a verb")
-        self.render = render or picture_after(self.steps, base)
+        self.render = render or picture_after(self.steps, base, picture)
         # The states come from the default renderer's walk when it is the renderer (one walk, one
         # replay per move), else from a walk of their own over the same steps and base.
-        self._states = self.render if isinstance(self.render, TracePictures) else TracePictures(self.steps, base)
+        self._states = (self.render if isinstance(self.render, TracePictures)
+                        else TracePictures(self.steps, base, picture))
         self._cache: OrderedDict[int, bytes] = OrderedDict()
         self._figure: Any = None
-        last = len(self.steps) - 1
-        self.slider = W.IntSlider(value=0, min=0, max=last, description="step", continuous_update=False)
-        self.play = W.Play(value=0, min=0, max=last, interval=interval_ms, description="Play")
+        # The slider counts steps as the caption does, from 1: "step 6 of 10" sits at 6.
+        total = len(self.steps)
+        self.slider = W.IntSlider(value=1, min=1, max=total, description="step", continuous_update=False)
+        self.play = W.Play(value=1, min=1, max=total, interval=interval_ms, description="Play")
         W.link((self.play, "value"), (self.slider, "value"))
         self.back_button = W.Button(description="◀ Back", tooltip="one step back")
         self.step_button = W.Button(description="Step ▶", tooltip="one step forward")
@@ -258,7 +286,8 @@ class Stepper:
         self.image = W.Image(format="png")
         self.slider.observe(lambda _change: self._show(), names="value")
         controls = W.HBox([self.back_button, self.step_button, self.play, self.reset_button, self.slider])
-        self.widget = W.VBox([controls, self.caption, self.image])
+        # One step has nowhere to go: its picture is shown without controls that would do nothing.
+        self.widget = W.VBox([controls, self.caption, self.image] if total > 1 else [self.caption, self.image])
         self._show()
 
     def _repr_mimebundle_(self, **kw: Any) -> Any:
@@ -267,20 +296,20 @@ class Stepper:
     @property
     def index(self) -> int:
         """The position shown now (0 = the first step)."""
-        return int(self.slider.value)
+        return int(self.slider.value) - 1
 
     def step(self) -> None:
         """One step forward (stays on the last)."""
-        self.slider.value = min(self.index + 1, self.slider.max)
+        self.slider.value = min(self.slider.value + 1, self.slider.max)
 
     def back(self) -> None:
         """One step back (stays on the first)."""
-        self.slider.value = max(self.index - 1, 0)
+        self.slider.value = max(self.slider.value - 1, 1)
 
     def reset(self) -> None:
         """Back to the first step."""
         self.play.playing = False
-        self.slider.value = 0
+        self.slider.value = 1
 
     def goto(self, index: int) -> None:
         """Show the state after step ``index`` (0 = the first; negative counts from the end, -1 = the last).
@@ -294,7 +323,7 @@ class Stepper:
         if not -total <= index < total:
             raise InvalidArgument(f"the trace has {total} steps: there is no step {index}",
                                   f"Give an index from 0 to {total - 1}, or -1 for the last step")
-        self.slider.value = index % total
+        self.slider.value = index % total + 1
 
     @property
     def state(self) -> State:
@@ -340,4 +369,4 @@ class Stepper:
         self.step_button.disabled = i == len(self.steps) - 1
 
 
-__all__ = ["CACHE", "LAYER_KINDS", "Stepper", "TracePictures", "caption", "picture_after", "status_after"]
+__all__ = ["CACHE", "LAYER_KINDS", "PICTURES", "Stepper", "TracePictures", "caption", "picture_after", "status_after"]

@@ -36,7 +36,7 @@ def test_buttons_and_slider_move_and_redraw():
     assert s.image.value != first
     s.back_button.click()
     assert s.index == 2 and "execve(2)" in s.caption.value
-    s.slider.value = 4
+    s.slider.value = 5
     assert "whiteout" in s.caption.value and s.step_button.disabled
     s.reset_button.click()
     assert s.index == 0 and s.image.value == first
@@ -45,7 +45,7 @@ def test_buttons_and_slider_move_and_redraw():
 def test_play_drives_the_slider():
     """The Play widget is linked to the slider: its ticks move the shown step."""
     s = stepper.Stepper(trace(), base=layers.scene("demo", LAYERS))
-    s.play.value = 3
+    s.play.value = 4
     assert s.index == 3 and "copy-up" in s.caption.value
 
 
@@ -84,7 +84,7 @@ def test_real_trace_steps(engine, lesson_image):
         engine.run(lesson_image, ["sleep", "30"], detach=True, name="viz-step")
         engine.exec_output("viz-step", "echo x >> /app/server.js")
     s = stepper.Stepper(steps, base=base)
-    s.slider.value = len(steps) - 1
+    s.goto(len(steps) - 1)
     assert "copy-up" in s.caption.value
     final = layers.replay(base, steps)
     assert [c.path for c in final.containers[0].changes if c.kind == "copy-up"] == ["/app/server.js"]
@@ -124,7 +124,7 @@ def test_back_replays_a_bounded_number_of_steps(monkeypatch):
 
     steps = long_layer_trace(1000)
     s = stepper.Stepper(steps, base=layers.scene("demo", LAYERS))
-    s.slider.value = len(steps) - 1
+    s.goto(len(steps) - 1)
     applied = []
     real = walk.apply
     monkeypatch.setattr(walk, "apply", lambda state, step: (applied.append(step.seq), real(state, step))[1])
@@ -167,7 +167,7 @@ def test_cache_keeps_the_last_positions_only():
     steps = [Step(i, "run", CID, *events.freeze(i % 2 == 0)) for i in range(stepper.CACHE + 5)]
     s = stepper.Stepper(steps, render=lambda i: _tiny_figure())
     for i in range(len(steps)):
-        s.slider.value = i
+        s.goto(i)
     assert len(s._cache) == stepper.CACHE and len(steps) - 1 in s._cache and 0 not in s._cache
 
 
@@ -243,3 +243,70 @@ def test_a_figure_drawn_again_is_the_same_picture_as_a_new_one(layered):
         fig = pics(i, into=fig)
         assert P.png(fig) == P.png(pics(i)), i
         assert P.texts(fig) == P.texts(pics(i)), i
+
+
+def texts(fig):
+    """Every text the figure shows."""
+    return [t.get_text() for ax in fig.axes for t in ax.texts]
+
+
+def test_the_slider_reads_the_step_the_caption_names():
+    """At every position the slider shows the number the caption counts ("step 3 of 5" sits at 3)."""
+    s = stepper.Stepper(trace(), base=layers.scene("demo", LAYERS))
+    for k in range(5):
+        s.goto(k)
+        assert s.slider.value == k + 1 and f"step {k + 1} of 5" in s.caption.value
+        assert s.play.min == s.slider.min == 1 and s.play.max == s.slider.max == 5
+
+
+def test_a_single_step_is_shown_without_controls():
+    """Over one step, Step, Back, Play and the slider would do nothing: only the caption and picture are shown."""
+    s = stepper.Stepper(trace()[:1])
+    assert s.widget.children == (s.caption, s.image)
+    assert len(stepper.Stepper(trace()).widget.children) == 3
+
+
+def test_without_a_base_the_picture_stacks_the_layers_the_trace_mounted():
+    """The title counts the read-only layers the mount-overlay step stacked, at every step (before the mount
+    too: an image's layers do not change), and never claims layer sizes the trace does not hold."""
+    pictures = stepper.TracePictures(trace())
+    for k in range(len(trace())):
+        title = texts(pictures(k))
+        assert "image: 1 container on 2 shared read-only layers" in title, (k, title)
+        assert any("its size is not in the trace" in t for t in title)
+
+
+def test_after_a_remove_the_picture_says_the_container_was_removed():
+    """After remove-layer the writable layer is gone and the picture says so, not "no container yet"."""
+    steps = trace() + [Step(5, "rm", CID, *events.remove_layer("/u"))]
+    fig = stepper.TracePictures(steps)(5)
+    said = texts(fig)
+    assert not any("no container yet" in t for t in said)
+    assert any(t.startswith(CID[:12]) and "removed" in t for t in said), said
+
+
+def test_a_running_container_with_no_traced_write_is_not_called_empty():
+    """A real trace holds the engine's writes only: once PID 1 ran, no entry means none recorded, not none made."""
+    steps = [Step(0, "run", CID, *events.create_layer("/u")), Step(1, "run", CID, *events.mount_overlay(["/l"], "/u", "/w", "/m")),
+             Step(2, "run", CID, "clone", "start", "clone(2)", {"status": "running", "pid": 7})]
+    pictures = stepper.TracePictures(steps)
+    assert any("nothing written yet" in t for t in texts(pictures(1)))
+    after = texts(pictures(2))
+    assert not any("nothing written yet" in t for t in after)
+    assert any("no write recorded in this trace" in t for t in after)
+
+
+def test_the_lifecycle_picture_can_be_asked_for_over_a_layered_trace():
+    """picture="lifecycle" draws the lifecycle diagram, with the status the Walk reached at each step."""
+    steps = [Step(0, "run", CID, *events.create_layer("/u")),
+             Step(1, "run", CID, "clone", "start", "clone(2)", {"status": "running", "pid": 7}),
+             Step(2, "rm", CID, *events.remove_layer("/u"))]
+    pictures = stepper.TracePictures(steps, picture="lifecycle")
+    assert not pictures.layered
+    for k, status in enumerate(["created", "running", "deleted"]):
+        fig = pictures(k)
+        assert pictures.status(k) == status
+        boxes = {a.get_gid() for ax in fig.axes for a in ax.patches if (a.get_gid() or "").startswith("status:")}
+        assert f"status:{status}" in boxes, (k, boxes)
+    with pytest.raises(Exception, match="no picture named"):
+        stepper.TracePictures(steps, picture="both")
