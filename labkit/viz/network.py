@@ -201,8 +201,11 @@ def draw(v: NetView) -> Any:
     box(2, 6, 48, 80, "netns:host", edge=P.HOST, lw=3)
     text(4, 83, "the host's network namespace", ha="left", va="top", fontsize=P.LABEL, fontweight="bold",
          color=P.HOST)
+    # The list ends above the bridge's box (its top, with the box's padding, is at 52.4): a long list's
+    # lines close up rather than run into it.
+    gap = min(5.5, (75 - 57) / max(1, len(lines) - 1))
     for n, line in enumerate(lines):
-        text(5, 75 - n * 5.5, line, ha="left", va="top")
+        text(5, 75 - n * gap, line, ha="left", va="top", gid=f"host-line:{n}")
     box(58, 6, 40, 80, "netns:container", edge=P.UPPER, lw=3)
     text(60, 83, f"{v.name}'s own network namespace", ha="left", va="top", fontsize=P.LABEL, fontweight="bold",
          color=P.VERMILLION)

@@ -127,13 +127,17 @@ def install_kernel(prefix: Path) -> Path:
     return prefix / "share" / "jupyter"
 
 
-def execute(name: str, env: dict[str, str], timeout: int = 300) -> Run:
-    """Run ``notebooks/<name>`` top to bottom in a fresh kernel with ``env``; a cell error raises."""
+def execute(name: str, env: dict[str, str], timeout: int = 300, answer: bool = True) -> Run:
+    """Run ``notebooks/<name>`` top to bottom in a fresh kernel with ``env``; a cell error raises.
+
+    ``answer``: run the cell that answers every quiz widget before the clean-up (off: the notebook as it is).
+    """
     import nbformat
     from nbclient import NotebookClient
 
     nb = nbformat.read(NOTEBOOKS / name, as_version=4)
-    nb.cells.insert(len(nb.cells) - 1, nbformat.v4.new_code_cell(ANSWER_CELL))
+    if answer:
+        nb.cells.insert(len(nb.cells) - 1, nbformat.v4.new_code_cell(ANSWER_CELL))
     # A busy host may deliver a cell's output after its reply: wait for it, and fail loudly rather than lose it.
     client = NotebookClient(nb, timeout=timeout, kernel_name="python3", store_widget_state=True,
                             iopub_timeout=60, raise_on_iopub_timeout=True,

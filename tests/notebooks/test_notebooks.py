@@ -126,7 +126,8 @@ REAL = {
                                    "pause went through: cgroup freezer",
                                    "paused   ps lists it: True", "exited   ps lists it: False",
                                    "still here", "cannot start a paused container, try unpause instead",
-                                   "exit code 137", "exit code 143", "ps -a lists walker: False"], 3, True),
+                                   "exit code 137", "exit code 143", "ps -a lists walker: False",
+                                  "the lesson says: Stopped; Docker's status says: exited"], 3, True),
     "06-stateless-by-design.ipynb": (["40 requests were answered by 10 different replicas", "failed while web.3 was replaced",
                                       "a new container: True", "B has /session: False", "of 3 replicas running",
                                       "services left: []"], 1, True),
@@ -189,7 +190,8 @@ SIM = {
                                    "a new container reads: order #1", "volumes left: []"],
     "05-container-states.ipynb": ["created  ps lists it: False  ps -a lists it: True", "still here",
                                   "pause went through: cgroup freezer",
-                                  "cannot start a paused container, try unpause instead", "ps -a lists walker: False"],
+                                  "cannot start a paused container, try unpause instead", "ps -a lists walker: False",
+                                  "the lesson says: Stopped; Docker's status says: exited"],
     "06-stateless-by-design.ipynb": ["the service cells below are skipped", "A reads: user=ada", "B has /session: False",
                                      "services left: []"],
     "07-inspecting.ipynb": ["NODE_ENV=development", "'env': 'development'", "'env': 'production'",
@@ -327,7 +329,8 @@ ROOTLESS = {
     "05-container-states.ipynb": ["created  ps lists it: False  ps -a lists it: True", "paused   ps lists it: True",
                                   "pause went through: SIGSTOP to each process",
                                   "still here", "cannot start a paused container, try unpause instead",
-                                  "exit code 137", "exit code 143", "ps -a lists walker: False"],
+                                  "exit code 137", "exit code 143", "ps -a lists walker: False",
+                                  "the lesson says: Stopped; Docker's status says: exited"],
     "06-stateless-by-design.ipynb": ["40 requests were answered by 10 different replicas", "failed while web.3 was replaced",
                                      "a new container: True", "B has /session: False", "of 3 replicas running",
                                      "services left: []"],
@@ -422,7 +425,7 @@ UNREACHABLE_SAYS = {
 def test_notebook_finishes_when_the_host_cannot_reach_its_containers(name, jupyter_path, real_root, unreachable):
     """With the host's packets to the default bridge dropped, the notebook still runs to its end (no cell error, no
     wait without a deadline), says what it waited for and what to check, and leaves nothing behind."""
-    run = execute(name, kernel_env(real_root, jupyter_path, LABKIT_BACKEND="linux"), timeout=240)
+    run = execute(name, kernel_env(real_root, jupyter_path, LABKIT_BACKEND="linux"), timeout=240, answer=False)
     missing = [m for m in UNREACHABLE_SAYS.get(name, []) if m not in run.text]
     assert not missing, f"{name}: output lacks {missing}"
     assert not left_behind(real_root), f"{name} left {left_behind(real_root)}"

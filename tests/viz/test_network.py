@@ -83,6 +83,19 @@ def test_a_busy_host_never_hides_the_bridge_or_the_veth():
     assert f"… and {hidden} more interfaces" in words(fig)
 
 
+def test_the_hosts_interface_list_stays_clear_of_the_bridge():
+    """Every line of the host's list, "… and N more interfaces" the last, is drawn above the bridge's box."""
+    crowd = [Interface(f"docker{n}", (f"10.{n}.0.1/24",)) for n in range(5)]
+    fig = network.draw(bridged_view(host=(LO, *crowd, BRIDGE, VETH)))
+    fig.canvas.draw()
+    renderer = fig.canvas.get_renderer()
+    bridge = by_gid(fig, "bridge")[0].get_window_extent(renderer)
+    lines = [t for t in fig.axes[0].texts if (t.get_gid() or "").startswith("host-line:")]
+    assert "more interfaces" in lines[-1].get_text()
+    for t in lines:
+        assert not t.get_window_extent(renderer).overlaps(bridge), t.get_text()
+
+
 def test_none_mode_has_its_own_namespace_with_only_lo_and_no_link():
     """--network none: two namespaces, the container's holding only lo; no bridge, no veth, no arrow."""
     seen = NetworkView((LO, Interface("eth0", ("192.0.2.2/24",))), (LO,))
