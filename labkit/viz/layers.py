@@ -91,6 +91,8 @@ class Writable:
         files: Entries in the upper dir.
         serves: For the scene's chosen path, which layer serves it in this container.
         status: The container's status, when known.
+        traced: Drawn from a trace (the stepper), which records the engine's writes only: an empty
+            list then means "none recorded" once the container's processes have run.
     """
 
     name: str
@@ -100,6 +102,7 @@ class Writable:
     files: int = 0
     serves: Served | None = None
     status: str = ""
+    traced: bool = False
 
     def with_change(self, change: Change) -> Writable:
         """This layer after ``change`` (replacing any earlier entry for the same path)."""
@@ -446,7 +449,7 @@ def _draw_writable(ax: Any, sc: LayerScene, w: Writable, x0: float, width: float
     if not shown:
         # A real trace records the engine's own writes (copy-ups it made, whiteouts), not what the container's
         # processes write: once one has run, an empty list means "none recorded", not "none made".
-        quiet = "empty: nothing written yet" if w.status in ("", "created") else \
+        quiet = "empty: nothing written yet" if not w.traced or w.status in ("", "created") else \
             "no write recorded in this trace\n('labkit diff' lists what its processes wrote)"
         ax.text(text_x, rows_top, quiet, ha="left", va="top", fontsize=P.TEXT,
                 style="italic", family=P.FONT, zorder=3)

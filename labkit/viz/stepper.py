@@ -198,7 +198,7 @@ class TracePictures:
             # A step put this path, or a whiteout or opaque dir above it, in the writable layer:
             # from here on the upper layer answers for it, or hides it (overlayfs.rst).
             serves = found
-        return replace(w, changes=tuple(changes), size=size, files=files, serves=serves, status=box.status)
+        return replace(w, changes=tuple(changes), size=size, files=files, serves=serves, status=box.status, traced=True)
 
     def __call__(self, index: int, into: Any = None) -> Any:
         """The figure after step ``index`` (drawn on ``into``, a figure made before, when given)."""
