@@ -12,6 +12,10 @@ container's supervisor (``labkit-shim``). Then:
 * nothing is left of the trial: mounts, cgroups, veths, processes, containers, writable
   layers, half-written records or intents under the trial's state root.
 
+Beside the random trials: a process killed at each named step of create, start, stop and
+rm (the step replaced by ``os._exit(9)``), the restart policy killed between two runs, and
+the exit code of many short runs under load, which must be PID 1's exactly.
+
 The seed is printed; ``LABKIT_CRASH_SEED=N`` replays a run. ``--long`` runs 2000 trials,
 ``LABKIT_CRASH_TRIALS=N`` any number; ``LABKIT_CRASH_KEEP_GOING=1`` counts the failures
 instead of stopping at the first.
