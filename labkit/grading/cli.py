@@ -138,10 +138,8 @@ def _print_quietly(session: Any, text: str) -> bool:
 
 def _finish(session: Any, args: argparse.Namespace, result: Any) -> int:
     """Save the attempt first (a reader that goes away early must not lose it), then print it."""
-    from labkit.grading.gradebook import save_submission
+    from labkit.grading.gradebook import append_attempt, attempts_log_path, save_submission
     from labkit.grading.render import result_text
-
-    from labkit.grading.gradebook import append_attempt, attempts_log_path
 
     where = ""
     try:
