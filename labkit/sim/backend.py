@@ -10,9 +10,14 @@ and time is the simulated clock of :mod:`labkit.sim.kernel`.
 
 One world, many processes
     The world is saved under ``<state root>/sim/world.pickle`` (a pickle with
-    a version field, written to a temporary file and renamed) after every
-    call, under ``flock(2)`` on ``<state root>/sim/lock``, and reloaded when
-    another process changed it. So ``labkit --backend sim run -d ...`` and a
+    a version field, gzip-compressed as it is written, to a temporary file
+    then renamed) after every call, under ``flock(2)`` on
+    ``<state root>/sim/lock``, and reloaded when another process changed it.
+    The world is bounded (:data:`labkit.sim.cgroups.HOST_MEMORY` of process
+    memory, :data:`labkit.sim.overlay.DISK` of files and logs), so the file
+    is too: one that is larger than :data:`MAX_WORLD` (on disk or unpacked),
+    unreadable, or written by another format is set aside for a fresh world,
+    and one sentence on stderr says what was lost and why. So ``labkit --backend sim run -d ...`` and a
     later ``labkit --backend sim ps`` (or ``LABKIT_BACKEND=sim``) see one
     world, and detached containers go on "running" between calls.
 
@@ -54,12 +59,14 @@ from __future__ import annotations
 import contextlib
 import errno
 import fcntl
+import gzip
 import itertools
 import os
 import pickle
 import secrets
 import shutil
 import stat as _stat
+import sys
 import tempfile
 import types
 from collections.abc import Iterator
@@ -89,10 +96,12 @@ from labkit.model.views import NetworkView, ProcessView
 from labkit.sim import cgroups, namespaces, network
 from labkit.sim import process as proc_mod
 from labkit.sim.kernel import SimContainer, World, advance
-from labkit.sim.overlay import ETC_FILES, Vfs, changes, overlay_of, read_layer
+from labkit.sim.overlay import DISK, ETC_FILES, Vfs, changes, overlay_of, read_layer
 from labkit.store import Store
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
+#: The most a saved world may hold, packed or unpacked: the modelled memory and disk, and room for the rest.
+MAX_WORLD = cgroups.HOST_MEMORY + DISK + 64 * 1024 * 1024
 #: How far a wait without a timeout looks ahead (simulated seconds) before it gives up.
 HORIZON = 24 * 3600.0
 _EXEC_PREFIX = "OCI runtime exec failed: exec failed: unable to start container process: "
@@ -169,6 +178,8 @@ class SimBackend:
         self._depth = 0
         self._keep = False
         self._snapshots: list[Snapshot] = []
+        #: Why the saved world was last found unusable and reset (``None``: never).
+        self.reset_reason: str | None = None
 
     # -- the world on disk ----------------------------------------------------------------------
     @property
@@ -189,22 +200,49 @@ class SimBackend:
         if current is None:
             self._world = World()
         else:
-            with open(self.world_path, "rb") as f:
-                data = pickle.load(f)
-            if not isinstance(data, dict) or data.get("version") != FORMAT_VERSION:
-                # A world written by another version of the simulator: start a fresh one.
-                self._world = World()
-            else:
-                self._world = data["world"]
-        self._seen_file = current
+            self._world = self._read_world(current[2])
+        self._seen_file = self._file_id()
         return self._world
+
+    def _read_world(self, size: int) -> World:
+        """The saved world, or a fresh one (and the sentence saying so) when the file cannot be it."""
+        why = None
+        if size > MAX_WORLD:
+            why = f"it is {size // 2**20} MiB, more than a bounded world can be ({MAX_WORLD // 2**20} MiB)"
+        else:
+            try:
+                with open(self.world_path, "rb") as raw, gzip.GzipFile(fileobj=raw, mode="rb") as packed:
+                    data = pickle.load(_Bounded(packed, MAX_WORLD))  # type: ignore[arg-type]
+            except _TooBig:
+                why = f"it unpacks to more than a bounded world can be ({MAX_WORLD // 2**20} MiB)"
+            except (OSError, EOFError, MemoryError, pickle.UnpicklingError, AttributeError, ImportError,
+                    IndexError, KeyError, TypeError, ValueError) as err:
+                why = f"it cannot be read ({type(err).__name__}: {err})"
+            else:
+                if isinstance(data, dict) and data.get("version") == FORMAT_VERSION \
+                        and isinstance(data.get("world"), World):
+                    return data["world"]
+                why = "it was written by another version of the simulator"
+        self.reset_reason = why
+        with contextlib.suppress(OSError):
+            os.replace(self.world_path, self.dir / "world.pickle.bad")  # kept once, for a look; the next reset replaces it
+        print(f"WARNING: the simulated world in {self.world_path} was reset because {why}: the simulated "
+              "containers' processes, writable layers and logs are lost (their records stay, as exited).",
+              file=sys.stderr)
+        return World()
 
     def _save(self, world: World) -> None:
         world.generation += 1
         fd, tmp = tempfile.mkstemp(prefix=".world-", dir=self.dir)
-        with os.fdopen(fd, "wb") as f:
-            pickle.dump({"version": FORMAT_VERSION, "world": world}, f, protocol=pickle.HIGHEST_PROTOCOL)
-        os.replace(tmp, self.world_path)  # rename(2): readers see the old world or the new one
+        try:
+            with os.fdopen(fd, "wb") as raw, gzip.GzipFile(fileobj=raw, mode="wb", compresslevel=1, mtime=0) as f:
+                # Written as it is pickled: no second copy of the world in memory.
+                pickle.dump({"version": FORMAT_VERSION, "world": world}, f, protocol=pickle.HIGHEST_PROTOCOL)
+            os.replace(tmp, self.world_path)  # rename(2): readers see the old world or the new one
+        except BaseException:
+            with contextlib.suppress(OSError):
+                os.unlink(tmp)
+            raise
         self._seen_file = self._file_id()
         self._write_logs(world)
 
@@ -539,6 +577,7 @@ class SimBackend:
         with self._locked() as w:
             ct = w.containers.pop(record.id, None)
             if ct is not None:
+                w.log_bytes -= sum(len(line.text) for line in ct.logs)
                 for p in w.procs_of(record.id):
                     proc_mod.exit_proc(w, p, 137)
             self._step(w, events.remove_layer(self._paths(record.id)["upper"]), record.id)
@@ -707,6 +746,37 @@ class SimBackend:
             proc_mod.exit_proc(w, p, 137)
         write_upper(ct.upper, upper, int(w.epoch + w.now))
         return (p.exit_code or 0), bytes(w.buffers.get(bid, b"")).decode(errors="replace")
+
+
+class _TooBig(Exception):
+    """A saved world unpacks to more than :data:`MAX_WORLD`."""
+
+
+class _Bounded:
+    """A file-like reader that refuses to hand out more than ``limit`` bytes (a gzip bomb stays a reset)."""
+
+    def __init__(self, f: IO[bytes], limit: int) -> None:
+        self.f, self.left = f, limit
+
+    def _take(self, data: bytes) -> bytes:
+        self.left -= len(data)
+        if self.left < 0:
+            raise _TooBig()
+        return data
+
+    def read(self, n: int = -1) -> bytes:
+        return self._take(self.f.read(self.left + 1 if n is None or n < 0 else min(n, self.left + 1)))
+
+    def readline(self) -> bytes:
+        return self._take(self.f.readline(self.left + 1))
+
+    def readinto(self, b: Any) -> int:
+        data = self.read(len(b))
+        b[: len(data)] = data
+        return len(data)
+
+    def peek(self, n: int = 1) -> bytes:
+        return self.f.peek(n)  # type: ignore[attr-defined]
 
 
 class SimMeter:

@@ -8,6 +8,14 @@ Documentation/admin-guide/cgroup-v2.rst):
   and ``memory.events`` counts an ``oom_kill`` (inspect then says OOMKilled).
   Usage is what the simulated programs hold: a base size per process plus
   the shell variables it keeps (``x=$x$x`` doubles it).
+* The host's memory: the simulated host has :data:`HOST_MEMORY` bytes of RAM.
+  When the whole world's processes need more than that, the kernel's global
+  OOM killer (mm/oom_kill.c, ``out_of_memory()`` outside any memcg) ends the
+  largest process on the host, whatever its cgroup, with SIGKILL; its
+  group's ``memory.events oom_kill`` still counts it ("killed by any kind of
+  OOM killer", cgroup-v2.rst), so inspect says OOMKilled. So a hog started
+  without ``--memory`` ends as it would on a real host, and the world it
+  leaves stays small enough to save.
 * ``pids.max``: fork(2) fails with EAGAIN once the group has that many tasks.
 * ``cgroup.freeze``: frozen tasks are not scheduled (see :mod:`labkit.sim.kernel`).
 """
@@ -19,6 +27,10 @@ from typing import Any
 
 from labkit.backend import CgroupReading
 from labkit.sim.kernel import SimContainer, World
+
+#: The simulated host's RAM (bytes): what ``/proc/meminfo`` says without a limit, where the global OOM killer strikes.
+#: The simulator holds every simulated byte in its own memory, so the modelled host is small.
+HOST_MEMORY = 256 * 1024 * 1024
 
 
 def limit_files(ct: SimContainer, memory_swap: int = 0, nano_cpus: int = 0) -> list[tuple[str, str]]:
@@ -58,23 +70,40 @@ def charge(world: World, ct: SimContainer) -> None:
 def need(world: World, proc: Any, extra: int) -> bool:
     """``proc`` is about to hold ``extra`` more bytes: allowed, or the OOM killer strikes.
 
+    First the group's own limit (``memory.max``: the memcg OOM killer picks
+    within the group), then the host's memory (:data:`HOST_MEMORY`: the
+    global OOM killer picks among every process of the world).
+
     Returns:
         True when the allocation succeeds; False when ``proc`` itself was
         OOM-killed (the caller must stop running it).
     """
     ct = world.containers.get(proc.cid)
-    if ct is None or not ct.memory_max:
+    if ct is None:
         return True
     want = usage(world, ct) + extra
-    ct.memory_peak = max(ct.memory_peak, min(want, ct.memory_max))
-    if want <= ct.memory_max:
-        return True
+    if ct.memory_max:
+        ct.memory_peak = max(ct.memory_peak, min(want, ct.memory_max))
+        if want > ct.memory_max:
+            return _oom_kill(world, proc, extra, world.procs_of(ct.id))
+    else:
+        ct.memory_peak = max(ct.memory_peak, min(want, HOST_MEMORY))
+    host = sum(p.mem for p in world.procs.values()) + extra
+    if host > HOST_MEMORY:
+        return _oom_kill(world, proc, extra, list(world.procs.values()))
+    return True
+
+
+def _oom_kill(world: World, proc: Any, extra: int, among: list[Any]) -> bool:
+    """SIGKILL the largest of ``among`` (``proc`` counted with its request); whether ``proc`` may go on."""
     from labkit.sim.process import exit_proc
 
-    # mm/oom_kill.c picks the task with the largest footprint (the one allocating counts its request).
-    candidates = [(p.mem + (extra if p is proc else 0), p.hpid, p) for p in world.procs_of(ct.id)]
+    # mm/oom_kill.c's oom_badness(): the task with the largest footprint; the one allocating counts its request.
+    candidates = [(p.mem + (extra if p is proc else 0), p.hpid, p) for p in among]
     _, _, victim = max(candidates, key=lambda c: (c[0], c[1]))
-    ct.oom_kills += 1
+    owner = world.containers.get(victim.cid)
+    if owner is not None:
+        owner.oom_kills += 1
     exit_proc(world, victim, 128 + _signal.SIGKILL)
     return victim is not proc and proc.hpid in world.procs
 

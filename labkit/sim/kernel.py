@@ -73,6 +73,7 @@ class SimContainer:
         env: The container's environment.
         init: Whether the ``-init`` layer (the /etc placeholders) is under the image layers.
         logs_on_disk: How many log lines were written to ``json.log``.
+        upper_bytes: Bytes the writable layer's files hold (its share of the modelled disk).
     """
 
     id: str
@@ -102,6 +103,7 @@ class SimContainer:
     net: dict[str, Any] | None = None  # the address it holds while running (see labkit.sim.network.attach)
     host_net: bool = False  # run --network host: it shares the host's network namespace
     net_left: dict[str, Any] | None = None  # the address PID 1's end took away, until the trace has told it
+    upper_bytes: int = 0
 
 
 @dataclass
@@ -119,6 +121,8 @@ class World:
         buffers: Pipe and command-substitution buffers by id.
         next_buffer: The next buffer id.
         generation: Bumped on every save (other processes reload when it changes).
+        log_bytes: Bytes of every container's log lines (they count against the modelled disk).
+        dropped_log_lines: Log lines lost because the modelled disk was full.
     """
 
     version: int = 1
@@ -131,6 +135,8 @@ class World:
     buffers: dict[int, bytearray] = field(default_factory=dict)
     next_buffer: int = 1
     generation: int = 0
+    log_bytes: int = 0
+    dropped_log_lines: int = 0
 
     # -- time --------------------------------------------------------------------------------
     def wall(self, t: float | None = None) -> datetime:

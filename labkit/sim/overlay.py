@@ -13,6 +13,14 @@ volumes and bind mounts are real host directories (a volume's data is on
 disk, so it outlives the container), ``/etc/hostname``, ``/etc/hosts`` and
 ``/etc/resolv.conf`` are bind-mounted files, ``/proc`` is synthesised from the
 simulated process table and ``/dev/null`` swallows what is written to it.
+
+The disk is modelled too: every container's writable layer and every log
+line share :data:`DISK` bytes, as the containers of one host share the
+filesystem under ``/var/lib``. A write that would pass it fails with
+ENOSPC (write(2)) and changes nothing, so a learner's ``while true; do echo
+x >> f; done`` ends in an error message rather than in a world too big to
+save. A volume or a bind mount is a real host directory: a write there is
+held to the same bound (what the world already uses plus that file's size).
 """
 
 from __future__ import annotations
@@ -31,6 +39,35 @@ from labkit.sim.kernel import SimContainer, World
 ETC_FILES = ("hostname", "hosts", "resolv.conf")
 
 _LAYERS: dict[str, Layer] = {}
+
+#: The simulated host's disk (bytes): writable layers, log lines and written volume files together.
+DISK = 128 * 1024 * 1024
+
+#: Model operations that can make the disk fuller (the others only remove or rename).
+_GROWING = {"write", "open_write", "create", "utimes", "mkdir", "chmod", "symlink", "link", "truncate", "rename"}
+
+
+def layer_bytes(upper: dict[str, Any]) -> int:
+    """Bytes one writable layer's files hold (a hard-linked file counted once)."""
+    total = 0
+    seen: set[int] = set()
+    for node in upper.values():
+        if isinstance(node, File):
+            if node.inode is not None:
+                if node.inode in seen:
+                    continue
+                seen.add(node.inode)
+            total += len(node.data)
+    return total
+
+
+def disk_used(world: World) -> int:
+    """Bytes the world keeps on its modelled disk: every writable layer's files and every log line."""
+    return world.log_bytes + sum(ct.upper_bytes for ct in world.containers.values())
+
+
+def _enospc(path: str) -> OSError:
+    return OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), path)
 
 
 @dataclass(frozen=True)
@@ -137,7 +174,13 @@ class Vfs:
         # Files changed now get the simulated wall-clock second as their mtime.
         ov = replace(ov, clock=int(self.world.epoch + self.world.now) - 1)
         new, effects = getattr(ov, op)(*args)
-        self.ct.upper = dict(new.upper.entries)
+        upper = dict(new.upper.entries)
+        size = layer_bytes(upper)
+        if op in _GROWING and size > self.ct.upper_bytes and disk_used(self.world) - self.ct.upper_bytes + size > DISK:
+            # write(2) with the filesystem full: ENOSPC, and the layer stays as it was (a copy-up too).
+            raise _enospc(str(args[1] if op in ("symlink", "link") else args[0]))
+        self.ct.upper = upper
+        self.ct.upper_bytes = size
         self.ct.clock = new.clock
         self.ct.next_inode = new.next_inode
         self.ct.effects.extend(effects)
@@ -261,7 +304,11 @@ class Vfs:
             raise OSError(errno.EACCES, os.strerror(errno.EACCES), path)
         host = self._host(path)
         if host is not None:
-            with open(self._host_write(host, path), "ab" if append else "wb") as f:
+            hp = self._host_write(host, path)
+            kept = os.path.getsize(hp) if append and os.path.isfile(hp) else 0
+            if data and disk_used(self.world) + kept + len(data) > DISK:
+                raise _enospc(path)
+            with open(hp, "ab" if append else "wb") as f:
                 f.write(data)
             return
         self._change("write", path, data, append)
@@ -428,7 +475,7 @@ class Vfs:
             return ("\n".join(lines) + "\n").encode()
         if parts == ["uptime"]:
             return f"{self.world.now:.2f} 0.00\n".encode()
-        limit = self.ct.memory_max or 8 * 1024 ** 3
+        limit = self.ct.memory_max or cgroups.HOST_MEMORY
         used = cgroups.usage(self.world, self.ct)
         return f"MemTotal: {limit // 1024} kB\nMemFree: {(limit - used) // 1024} kB\n".encode()
 

@@ -114,14 +114,18 @@ EXEC_STREAMS: dict[int, tuple[Any, Any]] = {}
 
 # -- output ---------------------------------------------------------------------------------------
 
-def write(world: World, proc: Proc, fd: int, data: bytes | str) -> None:
-    """write(2) to one of ``proc``'s file descriptors."""
+def write(world: World, proc: Proc, fd: int, data: bytes | str) -> OSError | None:
+    """write(2) to one of ``proc``'s file descriptors: ``None``, or the error it failed with (ENOSPC)."""
     if isinstance(data, str):
         data = data.encode()
     if not data:
-        return
+        return None
     target = proc.fds.get(fd, ("null",))
-    write_target(world, proc.cid, target, data)
+    try:
+        write_target(world, proc.cid, target, data)
+    except OSError as e:
+        return e
+    return None
 
 
 def write_target(world: World, cid: str, target: tuple, data: bytes) -> None:
@@ -139,10 +143,7 @@ def write_target(world: World, cid: str, target: tuple, data: bytes) -> None:
     elif kind == "file":
         from labkit.sim.overlay import vfs_for
 
-        try:
-            vfs_for(world, cid).write(target[1], data, append=True)
-        except OSError:
-            pass
+        vfs_for(world, cid).write(target[1], data, append=True)
 
 
 def _host_write(stream: Any, data: bytes) -> None:
@@ -168,15 +169,34 @@ def log_append(world: World, cid: str, stream: str, text: str) -> None:
     text = ct.partial.pop(stream, "") + text
     *lines, rest = text.split("\n")
     for line in lines:
-        ct.logs.append(LogLine(stream, line + "\n", world.now))
+        _log_line(world, ct, stream, line + "\n")
     if rest:
-        ct.partial[stream] = rest
+        if len(rest) > _PARTIAL_MAX:  # the log driver splits a long line into 16 KiB entries, as dockerd does
+            _log_line(world, ct, stream, rest)
+        else:
+            ct.partial[stream] = rest
+
+
+#: The longest unfinished line kept before it is logged as an entry of its own (dockerd's 16 KiB message buffer).
+_PARTIAL_MAX = 16 * 1024
+
+
+def _log_line(world: World, ct: SimContainer, stream: str, text: str) -> None:
+    """One json-file entry, if the modelled disk has room (else it is lost, as dockerd loses it on ENOSPC)."""
+    from labkit.sim.overlay import DISK, disk_used
+
+    size = len(text)
+    if disk_used(world) + size > DISK:
+        world.dropped_log_lines += 1
+        return
+    world.log_bytes += size
+    ct.logs.append(LogLine(stream, text, world.now))
 
 
 def flush_logs(world: World, ct: SimContainer) -> None:
     """A process's last unfinished line still goes to the log when it ends."""
     for stream, rest in sorted(ct.partial.items()):
-        ct.logs.append(LogLine(stream, rest, world.now))
+        _log_line(world, ct, stream, rest)
     ct.partial.clear()
 
 

@@ -1292,7 +1292,11 @@ def _run_simple(world: World, p: Proc, node: tuple) -> None:
             if handler is not None:
                 result = handler(world, p, fields)
             else:
-                result = APPLETS[name](Ctx(world, p), fields)
+                # A NOFORK applet runs under its own name; ash's own builtins (echo, printf...) under the shell's.
+                ctx = Ctx(world, p, "sh" if name in ASH_BUILTINS else name)
+                result = APPLETS[name](ctx, fields)
+                if ctx.write_failed and not isinstance(result, Sleep):
+                    result = 1
             if isinstance(result, Sleep):
                 p.status = 0
                 if result.seconds > 0:
@@ -1507,15 +1511,21 @@ BUILTINS: dict[str, Callable[[World, Proc, list[str]], Any]] = {
 class Ctx:
     """What an applet sees: its process, its output streams, its filesystem."""
 
-    def __init__(self, world: World, proc: Proc) -> None:
+    def __init__(self, world: World, proc: Proc, name: str | None = None) -> None:
         from labkit.sim.overlay import vfs_for
 
         self.world = world
         self.proc = proc
+        self.name = name or (os.path.basename(proc.argv[0]) if proc.argv else "sh")  # busybox's applet_name
         self.vfs = vfs_for(world, proc.cid)
+        self.write_failed = False
 
     def out(self, text: str | bytes) -> None:
-        write(self.world, self.proc, 1, text)
+        """Write to stdout; a failure (ENOSPC) is told once, as busybox's ``bb_msg_write_error``, and fails the applet."""
+        e = write(self.world, self.proc, 1, text)
+        if e is not None and not self.write_failed:
+            self.write_failed = True
+            self.err(f"{self.name}: write error: {os.strerror(e.errno or errno.EIO)}\n")
 
     def err(self, text: str) -> None:
         write(self.world, self.proc, 2, text)
@@ -2397,8 +2407,11 @@ def run_applet(world: World, p: Proc) -> int:
         exit_proc(world, p, 126)
         return 1
     fn = APPLETS[name]
-    result = fn(Ctx(world, p), list(p.argv) if name not in ("test", "[") or p.argv[0] in ("[", "test")
+    ctx = Ctx(world, p)
+    result = fn(ctx, list(p.argv) if name not in ("test", "[") or p.argv[0] in ("[", "test")
                 else [name, *p.argv[1:]])
+    if ctx.write_failed and not isinstance(result, Sleep):
+        result = 1  # xwrite() failing ends the applet with status 1
     if p.hpid not in world.procs:
         return 1
     if isinstance(result, Sleep):
