@@ -187,6 +187,9 @@ def readings(text: str) -> list[str]:
     'copy on write'
     """
     out = [text]
+    path = _ARROW.sub(".", text)  # "Config -> Env" is the path Config.Env
+    if path != text:
+        out.append(path)
     current = text
     while True:
         stripped = _LEAD.sub("", current, count=1)
@@ -196,8 +199,9 @@ def readings(text: str) -> list[str]:
         out.append(current)
     for form in list(out):
         tail = _TAIL.sub("", form)
-        if tail and tail != form:
+        while tail and tail != form:
             out.append(tail)
+            form, tail = tail, _TAIL.sub("", tail)
     return list(dict.fromkeys(out))
 
 
@@ -208,10 +212,14 @@ _LEAD = re.compile(
     r"it is copied|it gets copied|its copied|it is written|it goes|it should go|it puts|it creates|it writes|"
     r"it adds|it shows|it will show|it will be|it has|it counts|overlayfs puts|overlay puts|"
     r"it is|its|they are|theyre|this is|that is|thats|write it|put it|value|the value|"
-    r"in|into|inside|to|on|under|within|at|by|using|use|via|with|a|an|the)\s+")
+    r"in|into|inside|to|on|under|within|at|by|using|use|via|with|overlayfs|overlay|linux|a|an|the)\s+")
 _TAIL = re.compile(r"\s+(?:key|keys|field|fields|block|section|object|entry|part|mechanism|strategy|technique|"
-                   r"method|principle|feature|marker|one|ones|thing|please|i think|of course)$")
+                   r"method|principle|feature|marker|one|ones|thing|please|i think|of course|subsystem|"
+                   r"of the kernel|in the kernel|of linux|in linux|app|apps|application|applications|"
+                   r"service|services|container|containers|mounted into the container|mounted in the container|"
+                   r"mounted into it)$")
 _PARENS = re.compile(r"\(([^()]*)\)")
+_ARROW = re.compile(r"\s*(?:>|\u2192|\u203a)\s*")
 
 
 def _singular(text: str) -> str:
@@ -220,14 +228,15 @@ def _singular(text: str) -> str:
 
 
 def parts(text: str) -> list[str]:
-    """A normalized answer and the parts it put in parentheses, each on its own (empty parts dropped).
+    """A normalized answer and the parts it put in parentheses or after a comma, each on its own
+    (empty parts dropped).
 
     >>> parts("control groups (cgroups)")
     ['control groups', 'cgroups']
     """
     inner = [normalize(p) for p in _PARENS.findall(text)]
-    outer = normalize(_PARENS.sub(" ", text))
-    return [p for p in [outer, *inner] if p]
+    outer, _, apposition = _PARENS.sub(" ", text).partition(", ")  # "copy-on-write, the CoW mechanism"
+    return [p for p in [normalize(outer), normalize(apposition), *inner] if p]
 
 
 def negates(text: str, accept: Sequence[str]) -> bool:
@@ -491,7 +500,7 @@ def parse_command(text: str) -> Command:
         head = rest[0]
         if head in MANAGEMENT and len(rest) > 1 and rest[1] in MANAGEMENT[head]:
             verb, rest = MANAGEMENT[head][rest[1]], rest[2:]
-        elif head in ("volume", "network", "image", "container", "system") and len(rest) > 1:
+        elif head in ("volume", "network", "image", "container", "system", "service") and len(rest) > 1:
             verb, rest = f"{head} {rest[1]}", rest[2:]
         elif head == "rmi":
             verb, rest = "rmi", rest[1:]

@@ -554,7 +554,10 @@ class NumericQuestion(Question):
         text = _PARENS.sub(" ", unicodedata.normalize("NFKC", str(answer))).casefold().strip().rstrip(".!?;:")
         if set(re.findall(r"[a-z']+", text.replace("'", ""))) & answers.NEGATING_WORDS:
             return None
-        text = re.sub(r"(?<=\d)[,_](?=\d{3})", "", text).strip()
+        text = re.sub(r"(?<=\d)[,_ \u202f\u00a0](?=\d{3}(?!\d))", "", text).strip()  # 67,108,864 · 67 108 864
+        if "=" in text:  # "64 MiB = 67108864 bytes", "PID = 1": every side with digits gives one number
+            sides = {self.parse(side) for side in text.split("=") if re.search(r"\d", side)}
+            return sides.pop() if len(sides) == 1 else None
         factor = 1.0
         for unit, scale in sorted(self.units().items(), key=lambda kv: len(kv[0]), reverse=True):
             u = unit.casefold()

@@ -25,8 +25,17 @@ MIN_ANSWERS = 10
 
 
 def corpus(bank: str) -> dict[str, Any]:
+    """A bank's answers: its own file, with the later rounds (``round*.yaml``) merged in."""
     with open(CORPUS / f"{bank}.yaml", encoding="utf-8") as f:
-        return yaml.safe_load(f)
+        data = yaml.safe_load(f)
+    for extra in sorted(CORPUS.glob("round*.yaml")):
+        with open(extra, encoding="utf-8") as f:
+            more = yaml.safe_load(f)
+        assert more["learner"] == data["learner"], extra
+        for qid, entry in (more["banks"].get(bank) or {}).items():
+            for kind in ("right", "wrong"):
+                data["questions"][qid][kind] = [*data["questions"][qid][kind], *entry.get(kind, [])]
+    return data
 
 
 def cases(observed: bool) -> list[tuple[str, str]]:
