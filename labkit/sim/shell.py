@@ -1236,8 +1236,10 @@ def _apply_redirs(world: World, p: Proc, redirs: list) -> dict | None:
                 vfs.append_open(path)
             p.fds[fd] = ("file", path)
         except OSError as e:
-            if op == "<":
-                write(world, p, 2, f"sh: can't open '{target}': {os.strerror(e.errno or errno.ENOENT)}\n")
+            if op == "<" and e.errno in (errno.ENOENT, errno.ENOTDIR):
+                write(world, p, 2, f"sh: can't open {target}: no such file\n")  # ash's errmsg(e, "no such file")
+            elif op == "<":
+                write(world, p, 2, f"sh: can't open {target}: {os.strerror(e.errno or errno.ENOENT)}\n")
             elif e.errno in (errno.ENOENT, errno.ENOTDIR):
                 write(world, p, 2, f"sh: can't create {target}: nonexistent directory\n")
             else:
@@ -1934,6 +1936,17 @@ def _mv(c: Ctx, args: list[str]) -> int:
     for s in sources:
         src = c.path(s)
         to = _target(c, s, dest, len(sources) > 1)
+        shown = dest if to == c.path(dest) else os.path.join(dest, os.path.basename(s.rstrip("/")))
+        try:
+            # mv.c's cp_mv_stat(): the destination is stat'ed first; an error other than ENOENT stops this source.
+            c.vfs.stat(to, follow=True)
+        except OSError as e:
+            if e.errno != errno.ENOENT:
+                # FEATURE_VERBOSE_CP_MESSAGE words ENOTDIR itself.
+                why = "Path has non-directory component" if e.errno == errno.ENOTDIR else os.strerror(e.errno or 0)
+                c.err(f"mv: can't stat '{shown}': {why}\n")
+                status = 1
+                continue
         try:
             c.vfs.stat(src)
             try:

@@ -11,7 +11,7 @@ must be identical. Against the real kernel this runs only as root.
 from __future__ import annotations
 
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 import labkit
@@ -92,6 +92,7 @@ def linux_engine():
 @settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture,
                                                                  HealthCheck.too_slow])
 @given(ops=OPS)
+@example(ops=[("write", "/tmp/d", "x"), ("mv", "/tmp/a", "/tmp/d/f")])  # mv stats its destination first
 def test_random_sequences_agree_with_the_kernel(sim_engine, linux_engine, ops):
     """The same random sequence gives the same results, errors, diff and file contents on sim and linux."""
     assert play(sim_engine, ops) == play(linux_engine, ops)
