@@ -206,7 +206,8 @@ def readings(text: str) -> list[str]:
 
 
 _LEAD = re.compile(
-    r"^(?:i think|i believe|i guess|probably|maybe|my answer is|the answer is|answer is|answer|"
+    r"^(?:i think|i believe|i guess|id say|i would say|i d say|definitely|surely|probably|maybe|my answer is|"
+    r"the answer is|answer is|answer|"
     r"it is called|its called|they are called|theyre called|this is called|that is called|is called|called|"
     r"it is known as|its known as|known as|it is named|named|"
     r"it is copied|it gets copied|its copied|it is written|it goes|it should go|it puts|it creates|it writes|"
@@ -217,7 +218,7 @@ _TAIL = re.compile(r"\s+(?:key|keys|field|fields|block|section|object|entry|part
                    r"method|principle|feature|marker|one|ones|thing|please|i think|of course|subsystem|"
                    r"of the kernel|in the kernel|of linux|in linux|app|apps|application|applications|"
                    r"service|services|container|containers|mounted into the container|mounted in the container|"
-                   r"mounted into it)$")
+                   r"mounted into it|i think|i guess|i believe)$")
 _PARENS = re.compile(r"\(([^()]*)\)")
 _ARROW = re.compile(r"\s*(?:>|\u2192|\u203a)\s*")
 

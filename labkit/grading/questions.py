@@ -436,12 +436,23 @@ class ChoiceQuestion(Question):
         if letter is not None:
             i = ord(letter.group(1)) - ord("a")
             return self.options[i] if i < len(self.options) else None
-        # "c) Namespaces": a letter and a text must name the same option.
+        # "c) Namespaces", "C. Namespaces": the letter decides, and a text that names another option contradicts it.
         lead = _LETTERED.match(raw.casefold())
         if lead is not None:
             i = ord(lead.group(1)) - ord("a")
+            if i >= len(self.options):
+                return None
             rest = self.option(raw[lead.end():])
-            return rest if rest is not None and i < len(self.options) and self.options[i] is rest else None
+            return self.options[i] if rest is None or rest is self.options[i] else None
+        ordinal = _ORDINAL.fullmatch(norm)
+        if ordinal is not None:  # "the third one"
+            i = _ORDINALS.index(ordinal.group(1))
+            return self.options[i if i < 6 else -1] if i < len(self.options) or i == 6 else None
+        for form in answers.readings(norm)[1:]:  # "I'd say c", "c, I think", "definitely c"
+            bare_letter = _LETTER.fullmatch(form.rstrip(".,;:!? "))
+            if bare_letter is not None and len(form.rstrip(".,;:!? ")) == 1 and not self.coded():
+                i = ord(bare_letter.group(1)) - ord("a")
+                return self.options[i] if i < len(self.options) else None
         if "(" in raw and ")" in raw:  # "C (changed)": the part outside and each part inside name one option
             outside = self.option(_PARENS.sub(" ", raw).strip())
             inside = [self.option(p) for p in re.findall(r"\(([^()]*)\)", raw) if p.strip()]
@@ -685,7 +696,9 @@ def make_question(spec: dict[str, Any], context: Context | None = None) -> Quest
 #: A letter as a learner writes it: ``c``, ``c)``, ``(c)``, ``[c]``, ``option c``, ``the answer is c``.
 _LETTER = re.compile(r"(?:(?:the\s+)?(?:answer|option|choice)(?:\s+is)?\s*[:\-]?\s*)?[(\[]?\s*([a-z])\s*[)\]]?")
 _ONE_LETTER = re.compile(r"[(\[]?[a-z][)\]]?")
-_LETTERED = re.compile(r"^[(\[]?\s*([a-z])\s*[)\]]\s+")
+_LETTERED = re.compile(r"^[(\[]?\s*([a-z])\s*(?:[)\].:]|\s-|\s\u2014)\s+")
+_ORDINALS = ("first", "second", "third", "fourth", "fifth", "sixth", "last")
+_ORDINAL = re.compile(r"(?:the\s+)?(" + "|".join(_ORDINALS) + r")(?:\s+(?:one|option|answer|choice))?")
 _HEAD = re.compile(r"\s*(?::|;|\u2014|\u2013|\s-\s)\s*")
 
 
