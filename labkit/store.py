@@ -43,6 +43,7 @@ from __future__ import annotations
 
 import atexit
 import contextlib
+import errno
 import fcntl
 import json
 import os
@@ -164,17 +165,24 @@ def root_mode(euid: int | None = None) -> int:
 
 
 def make_private(root: Path) -> None:
-    """Give the state root its owner and :func:`root_mode`, and tighten what an earlier labkit left open in it.
+    """Give the state root its group and :func:`root_mode`, and tighten what an earlier labkit left open in it.
 
     Called on every open: when the root's mode is already right, that is one
     stat(2). Otherwise (a root made by an older labkit, 0755, its records 0644)
     every container's, layer's, volume's and image's directory becomes
     :data:`PRIVATE_DIR` and every record, log and image config :data:`PRIVATE_FILE`.
+
+    Raises:
+        PermissionError: The root belongs to another user. What is in a state root decides what runs
+            as its user (the supervisor it holds, the layers): a root another user made — one that
+            ``LABKIT_ROOT`` names in an environment ``su`` kept, say — is refused, not taken over.
     """
     mode = root_mode()
     st = os.stat(root)
-    if os.geteuid() == 0 and (st.st_uid, st.st_gid) != (0, 0):
-        os.chown(root, 0, 0)  # as Docker does for its data root: another user's directory would be theirs to swap
+    if st.st_uid != os.geteuid():
+        raise PermissionError(errno.EPERM, f"it belongs to uid {st.st_uid}")
+    if os.geteuid() == 0 and st.st_gid != 0:
+        os.chown(root, 0, 0)  # root:root, as Docker's data root: 0710 lets the root group through, nobody else
     if stat.S_IMODE(st.st_mode) == mode:
         return
     for sub in SUBDIRS:
@@ -214,8 +222,9 @@ class Store:
             make_private(self.root)
         except PermissionError as err:  # only a user's own directory can be made private to that user
             raise InvalidArgument(
-                f"the state root {self.root} belongs to another user ({err.strerror}), and labkit keeps its state "
-                "where only its own user can reach it", "Give --root (or LABKIT_ROOT) a directory of your own") from None
+                f"the state root {self.root} is not this user's ({err.strerror}): labkit keeps its state where "
+                "only its own user can reach or change it", "Give --root (or LABKIT_ROOT) a directory of your own, "
+                "or chown it to yourself first") from None
         for sub in ("containers", "overlay", "volumes", "images", "tmp"):
             (self.root / sub).mkdir(mode=PRIVATE_DIR, exist_ok=True)
         for name in os.listdir(self.root / "tmp"):  # left by a process that died before deleting it

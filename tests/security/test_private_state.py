@@ -32,6 +32,7 @@ from tests.learner import run_as
 
 pytestmark = pytest.mark.root
 
+REPO = Path(__file__).resolve().parents[2]
 NOBODY = pwd.getpwnam("nobody")
 SECRET = "hunter2-do-not-share"
 
@@ -182,7 +183,7 @@ def test_a_record_is_never_written_through_a_file_others_may_read(tmp_path):
 
 
 def test_an_earlier_root_is_tightened_when_opened():
-    """A root an earlier labkit left open (0755 directories, 0644 records, another owner) is made private when an
+    """A root an earlier labkit left open (0755 directories, 0644 records, another group) is made private when an
     engine opens it: the root 0710 root:root, its containers', layers', volumes' and images' directories 0700,
     their records and logs 0600."""
     root = state_root()
@@ -197,7 +198,7 @@ def test_an_earlier_root_is_tightened_when_opened():
     for f in (*(root / "containers" / c.id).iterdir(), root / "volumes" / "old-vol" / "meta.json",
               *(root / "images" / "images").glob("*.json"), root / "names.json"):
         os.chmod(f, 0o644)
-    os.chown(root, NOBODY.pw_uid, NOBODY.pw_gid)
+    os.chown(root, 0, NOBODY.pw_gid)
     os.chmod(root, 0o755)
     assert _as_nobody("cat", str(root / "containers" / c.id / "config.json")).returncode == 0, "open, as it was"
 
@@ -214,6 +215,32 @@ def test_an_earlier_root_is_tightened_when_opened():
     assert p.returncode != 0 and SECRET not in p.stdout
     lab.rm(c.id)
     lab.volume_rm("old-vol")
+
+
+def test_a_root_another_user_owns_is_refused_not_taken_over():
+    """A state root that belongs to another user (LABKIT_ROOT naming it, in an environment ``su`` kept) is refused
+    in one sentence before anything in it is used or changed: its owner, its mode and a "supervisor" planted in it
+    stay as they were, and nothing runs."""
+    planted = Path(tempfile.mkdtemp(prefix="labkit-test-planted-"))
+    try:
+        (planted / "bin").mkdir()
+        marker = planted / "ran"
+        shim = planted / "bin" / "labkit-shim-0000000000000000"
+        shim.write_text(f"#!/bin/sh\ntouch {marker}\n")
+        shim.chmod(0o755)
+        for path in (planted, planted / "bin", shim):
+            os.chown(path, NOBODY.pw_uid, NOBODY.pw_gid)
+        with pytest.raises(labkit.InvalidArgument, match=f"uid {NOBODY.pw_uid}") as err:
+            labkit.connect(backend="linux", root=planted)
+        assert "--root" in err.value.hint
+        st = os.stat(planted)
+        assert (st.st_uid, _mode(planted)) == (NOBODY.pw_uid, 0o700) and not marker.exists()
+        assert sorted(os.listdir(planted)) == ["bin"], "nothing was made in it"
+        p = subprocess.run(["sh", str(REPO / "bin" / "labkit"), "ps"], capture_output=True, text=True, timeout=120,
+                           env={**os.environ, "LABKIT_ROOT": str(planted), "LABKIT_NO_SERVER": "1"})
+        assert p.returncode == 1 and p.stderr.count("\n") == 1 and "is not this user's" in p.stderr, p.stderr
+    finally:
+        shutil.rmtree(planted)
 
 
 def test_a_rootless_root_is_its_users_alone(learner):
