@@ -267,6 +267,32 @@ def test_the_callers_own_client_runs(tmp_path, engine):
     assert _labkit(env, "version").returncode == 42 and marker.exists()
 
 
+def test_a_users_labkit_runs_no_client_someone_else_planted(learner):
+    """Run by an unprivileged user whose socket directory holds a "client" that root (someone else, to that user)
+    put there, bin/labkit runs the command itself; the user's own client in the same place is exec'd."""
+    where = Path(tempfile.mkdtemp(prefix="labkit-sec-"))
+    try:
+        os.chmod(where, 0o755)
+        runtime = where / "runtime"
+        runtime.mkdir()
+        os.chown(runtime, learner.pw_uid, learner.pw_gid)
+        marker = where / "out" / "client-ran"
+        marker.parent.mkdir()
+        os.chmod(marker.parent, 0o777)
+        env = {"PATH": "/usr/local/bin:/usr/bin:/bin", "HOME": learner.pw_dir, "PYTHONPATH": str(REPO),
+               "LANG": "C.UTF-8", "LABKIT_NO_SERVER": "1", "XDG_RUNTIME_DIR": str(runtime)}
+        argv = ["setpriv", f"--reuid={learner.pw_uid}", f"--regid={learner.pw_gid}", "--init-groups", "--",
+                "sh", str(LAUNCHER), "--backend", "sim", "version"]
+        codes = []
+        for owner in (0, learner.pw_uid):
+            _plant(runtime / "labkit", marker, owner, 0o755, learner.pw_uid, 0o700)
+            p = subprocess.run(argv, env=env, capture_output=True, text=True, cwd=learner.pw_dir, timeout=120)
+            codes.append((p.returncode, marker.exists()))
+        assert codes == [(0, False), (42, True)], codes
+    finally:
+        shutil.rmtree(where)
+
+
 def test_rootless_helpers_start_without_the_callers_environment(learner):
     """Rootless, a container with a published port (slirp4netns or pasta) and --restart on-failure:1, started by a
     process whose environment holds LD_PRELOAD and a PYTHONPATH with a ``sitecustomize``: the user's shim,
