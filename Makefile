@@ -1,34 +1,52 @@
-# Two commands do all the set-up on a fresh Debian/Ubuntu machine:
-#   make lab    installs what is needed, builds the images, opens JupyterLab on notebooks/
-#   make test   installs what is needed and runs the whole test suite
+# Two commands do all the set-up on a fresh Debian/Ubuntu machine, as root or as a user:
+#   make lab    installs what the lessons need (.[notebook]), builds the images, opens JupyterLab on notebooks/
+#   make test   installs that and the test tools (.[notebook,test]) and runs the whole test suite
+# As root, apt-get installs the Debian packages that are missing; as a user, they are named with the command
+# that installs them, and the rest goes on (rootless containers where this host allows them, else the simulator).
 PY      ?= python3
 VENV    ?= .venv
 VPY     := $(VENV)/bin/python
-ROOT    ?= /var/lib/labkit
+# The state root: empty, labkit picks the one of the backend that will run (labkit.engine.default_root:
+# /var/lib/labkit as root, ~/.local/share/labkit rootless, ~/.local/share/labkit/sim for the simulator).
+ROOT    ?=
 LAB_ARGS ?=
-APT_PKGS := busybox-static gcc libc6-dev libseccomp2 iproute2 nftables python3-venv file chromium slirp4netns uidmap \
-            python3-yaml python3-jsonschema
+# What the lessons need of the host: a compiler and libseccomp for the supervisor, busybox for the base image,
+# ip and nft for networks, slirp4netns and newuidmap (uidmap) for rootless containers.
+APT_PKGS := busybox-static gcc libc6-dev libseccomp2 iproute2 nftables python3-venv file slirp4netns uidmap
 # Installed where the distribution has them (pasta's passt is not in Ubuntu 22.04)
 APT_MAYBE := passt
+# The learner's Python packages; the tests add pytest, playwright, mypy, ruff and the notebook runner.
+EXTRAS  := notebook
+# What the tests add: chromium for the browser tests, and yaml and jsonschema for the system Python that
+# runs labkit as another user.
+test lint: APT_PKGS += chromium python3-yaml python3-jsonschema
+test lint: EXTRAS := notebook,test
+
+ifneq ($(ROOT),)
+export LABKIT_ROOT := $(ROOT)
+endif
 
 .PHONY: lab test deps venv images lint clean
 
 deps:
-	@if command -v apt-get >/dev/null 2>&1 && [ "$$(id -u)" = 0 ]; then \
-	  missing=""; for p in $(APT_PKGS) $(APT_MAYBE); do dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q 'ok installed' || missing="$$missing $$p"; done; \
-	  if [ -n "$$missing" ]; then apt-get update -q; \
-	    for p in $(APT_MAYBE); do apt-cache show $$p >/dev/null 2>&1 || missing=$$(echo $$missing | tr ' ' '\n' | grep -vx $$p); done; \
-	    DEBIAN_FRONTEND=noninteractive apt-get install -y -q $$missing; fi; \
-	fi
+	@command -v dpkg-query >/dev/null 2>&1 || exit 0; \
+	missing=""; for p in $(APT_PKGS) $(APT_MAYBE); do \
+	  dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q 'ok installed' || missing="$$missing $$p"; done; \
+	[ -n "$$missing" ] || exit 0; \
+	if [ "$$(id -u)" = 0 ]; then apt-get update -q; fi; \
+	for p in $(APT_MAYBE); do apt-cache show $$p >/dev/null 2>&1 || missing=$$(echo $$missing | tr ' ' '\n' | grep -vx $$p); done; \
+	missing=$$(echo $$missing); [ -n "$$missing" ] || exit 0; \
+	if [ "$$(id -u)" = 0 ]; then DEBIAN_FRONTEND=noninteractive apt-get install -y -q $$missing; \
+	else echo "labkit: Debian packages missing ($$missing), which only root can install with 'sudo apt-get install $$missing'; until then labkit goes on without them, rootless where this host allows it, else on the simulator." >&2; fi
 
 venv: deps
 	@test -x $(VPY) || $(PY) -m venv $(VENV)
 	@$(VPY) -m pip install -q --upgrade pip
-	@$(VPY) -m pip install -q -e '.[notebook,test]'
+	@$(VPY) -m pip install -q -e '.[$(EXTRAS)]'
 	@$(VPY) -m compileall -q labkit   # every CLI call starts faster with the bytecode cached
 
 images: venv
-	$(VENV)/bin/labkit --root $(ROOT) setup
+	$(VENV)/bin/labkit setup
 
 lab: images
 	$(VENV)/bin/jupyter lab --allow-root --notebook-dir=notebooks $(LAB_ARGS)
