@@ -28,6 +28,7 @@ from __future__ import annotations
 import errno
 import os
 import stat as _stat
+import zlib
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -72,7 +73,23 @@ def _enospc(path: str) -> OSError:
 
 @dataclass(frozen=True)
 class Stat:
-    """What stat(2) tells the simulated programs."""
+    """What stat(2) tells the simulated programs.
+
+    Attributes:
+        kind: file, dir, symlink or dev.
+        mode: Permission bits, with setuid/setgid/sticky.
+        size: ``st_size``: a file's bytes, a symlink's target length, 4096 for a
+            directory (one ext4 block, what the real upper and lower
+            directories report).
+        uid / gid: The owner as the container sees it (the id map applied).
+        mtime: Modification time (Unix seconds).
+        nlink: ``st_nlink``: a file's names in its layer (2 after ``ln``); a
+            directory's 2 + its subdirectories, or 1 when overlayfs merges it
+            from several layers (ovl_getattr() does not count a merged
+            directory's links: "nlink=1 seems to pacify 'find' and other utilities").
+        ino: ``st_ino`` (stable for one file, shared by its hard links).
+        rdev: ``(major, minor)`` of a device.
+    """
 
     kind: str  # file, dir, symlink, dev
     mode: int
@@ -80,6 +97,33 @@ class Stat:
     uid: int = 0
     gid: int = 0
     mtime: int = 0
+    nlink: int = 1
+    ino: int = 0
+    rdev: tuple[int, int] = (0, 0)
+
+    @property
+    def blocks(self) -> int:
+        """``st_blocks`` (512-byte units) on a 4 KiB-block filesystem; a symlink's target fits in its inode."""
+        if self.kind in ("symlink", "dev"):
+            return 0
+        return -(-self.size // 4096) * 8
+
+
+#: Size ``stat`` reports for a directory: one 4 KiB block, as on ext4 and xfs.
+DIR_SIZE = 4096
+
+#: /dev entries the container sees: (major, minor) as devices(7) numbers them.
+DEVICES = {"/dev/null": (1, 3), "/dev/zero": (1, 5), "/dev/stdout": (136, 0), "/dev/stderr": (136, 0)}
+
+
+def container_id(host_id: int, mine: int) -> int:
+    """The id a host owner has inside the container: the user running the simulator is root there.
+
+    A rootless container's user namespace maps id 0 to the user who made it
+    (user_namespaces(7)), so the files that user extracted or wrote show owner
+    0 inside, as on the real rootless backend; as root nothing changes.
+    """
+    return 0 if host_id == mine else host_id
 
 
 def _opaque(path: str) -> bool:
@@ -104,7 +148,9 @@ def read_layer(path: str) -> Layer:
         return cached
     entries: dict[str, Any] = {}
     root_st = os.lstat(path)
-    entries["/"] = Dir(_stat.S_IMODE(root_st.st_mode), root_st.st_uid, root_st.st_gid, int(root_st.st_mtime))
+    uid, gid = os.geteuid(), os.getegid()
+    entries["/"] = Dir(_stat.S_IMODE(root_st.st_mode), container_id(root_st.st_uid, uid),
+                       container_id(root_st.st_gid, gid), int(root_st.st_mtime))
     for cur, dirs, files in os.walk(path):
         rel_dir = "/" + os.path.relpath(cur, path) if cur != path else ""
         for name in sorted(dirs + files):
@@ -112,18 +158,19 @@ def read_layer(path: str) -> Layer:
             st = os.lstat(full)
             rel = f"{rel_dir}/{name}"
             mode = _stat.S_IMODE(st.st_mode)
+            owner = (container_id(st.st_uid, uid), container_id(st.st_gid, gid))
             if name.startswith(".wh.") and _stat.S_ISREG(st.st_mode):
                 if name != ".wh..wh..opq":
                     entries[f"{rel_dir}/{name[4:]}"] = WHITEOUT
                 continue
             if _stat.S_ISDIR(st.st_mode):
-                entries[rel] = Dir(mode, st.st_uid, st.st_gid, int(st.st_mtime), opaque=_opaque(full))
+                entries[rel] = Dir(mode, *owner, int(st.st_mtime), opaque=_opaque(full))
             elif _stat.S_ISLNK(st.st_mode):
-                entries[rel] = Symlink(os.readlink(full), st.st_uid, st.st_gid, int(st.st_mtime))
+                entries[rel] = Symlink(os.readlink(full), *owner, int(st.st_mtime))
             elif _stat.S_ISREG(st.st_mode):
                 with open(full, "rb") as f:
                     data = f.read()
-                entries[rel] = File(data, mode, st.st_uid, st.st_gid, int(st.st_mtime),
+                entries[rel] = File(data, mode, *owner, int(st.st_mtime),
                                     inode=st.st_ino if st.st_nlink > 1 else None)
             elif is_whiteout(st):
                 entries[rel] = WHITEOUT
@@ -213,16 +260,32 @@ class Vfs:
     def stat(self, path: str, follow: bool = False) -> Stat:
         path = _norm(path)
         if self._special(path) == "dev":
-            return Stat("dev", 0o666, 0)
+            return Stat("dev", 0o666, 0, rdev=DEVICES[path], ino=DEVICES[path][1] + 1)
         if self._special(path) == "proc":
             return self._proc_stat(path)
         host = self._host(path)
         if host is not None:
             st = os.stat(host[0]) if follow else os.lstat(host[0])
             kind = "dir" if _stat.S_ISDIR(st.st_mode) else "symlink" if _stat.S_ISLNK(st.st_mode) else "file"
-            return Stat(kind, _stat.S_IMODE(st.st_mode), st.st_size, st.st_uid, st.st_gid, int(st.st_mtime))
-        node, _ = self.overlay.lookup(path, follow=follow)
-        return Stat(node.kind, node.mode, node.size, node.uid, node.gid, node.mtime)
+            return Stat(kind, _stat.S_IMODE(st.st_mode), st.st_size, container_id(st.st_uid, os.geteuid()),
+                        container_id(st.st_gid, os.getegid()), int(st.st_mtime), st.st_nlink, st.st_ino)
+        ov = self.overlay
+        node, layer = ov.lookup(path, follow=follow)
+        canon = self.realpath(path) if follow and isinstance(node, Dir) else path
+        entries = ov.upper.entries if layer == "upper" else ov.lowers[layer].entries
+        nlink, ino = 1, zlib.crc32(f"{layer}:{canon}".encode())
+        if isinstance(node, Dir):
+            if len(ov.served_by(canon)) > 1:
+                nlink = 1  # a merged directory (ovl_getattr)
+            else:
+                inside = canon.rstrip("/") + "/"
+                nlink = 2 + sum(1 for p, n in entries.items()
+                                if isinstance(n, Dir) and p.startswith(inside) and "/" not in p[len(inside):])
+        elif isinstance(node, File) and node.inode is not None:
+            nlink = sum(1 for n in entries.values() if isinstance(n, File) and n.inode == node.inode)
+            ino = node.inode
+        size = DIR_SIZE if isinstance(node, Dir) else node.size
+        return Stat(node.kind, node.mode, size, node.uid, node.gid, node.mtime, nlink, ino)
 
     def exists(self, path: str) -> bool:
         try:
@@ -312,6 +375,22 @@ class Vfs:
                 f.write(data)
             return
         self._change("write", path, data, append)
+
+    def truncate(self, path: str, size: int) -> None:
+        """truncate(2): cut the file to ``size`` bytes or extend it with zeros (a copy-up for an image file)."""
+        path = _norm(path)
+        if self._special(path) == "dev":
+            return
+        if self._special(path) == "proc":
+            raise OSError(errno.EACCES, os.strerror(errno.EACCES), path)
+        host = self._host(path)
+        if host is not None:
+            hp = self._host_write(host, path)
+            if size > os.path.getsize(hp) and disk_used(self.world) + size > DISK:
+                raise _enospc(path)
+            os.truncate(hp, size)
+            return
+        self._change("truncate", path, size)
 
     def truncate_open(self, path: str) -> None:
         """open(O_WRONLY|O_CREAT|O_TRUNC): a ``>`` redirect copies up (or creates) even before any write."""

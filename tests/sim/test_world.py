@@ -233,15 +233,20 @@ def test_lesson_server_answers_requests(sim):
 
 
 def test_runs_without_root(fresh_root):
-    """The simulator works for an unprivileged user: a container runs, writes, is diffed and removed."""
+    """The simulator works for an unprivileged user: a container runs, writes, is diffed and removed.
+
+    The files the user's image layer holds show owner 0 (root) inside, as the
+    rootless backend's user namespace maps the user to root.
+    """
     root = fresh_root()
     if os.geteuid() == 0:
         os.chown(root, 65534, 65534)  # a state root is its user's own (labkit.store.make_private)
     code = (
         "import labkit, sys\n"
         f"e = labkit.connect(backend='sim', root={str(root)!r})\n"
-        "c = e.run('busybox', ['sh', '-c', 'echo $$; mkdir /d; echo x > /d/f; rm /etc/group'])\n"
-        "print(c.logs().strip(), c.exit_code, [(d['Kind'], d['Path']) for d in c.diff()])\n"
+        "c = e.run('busybox', ['sh', '-c', 'echo $$; mkdir /d; echo x > /d/f; rm /etc/group; "
+        "stat -c \"%u %U %h\" /etc/passwd /bin /d/f'])\n"
+        "print(' '.join(c.logs().split()), c.exit_code, [(d['Kind'], d['Path']) for d in c.diff()])\n"
         "c.remove()\n"
     )
     cmd = [sys.executable, "-c", code]
@@ -252,7 +257,7 @@ def test_runs_without_root(fresh_root):
     env = {**os.environ, "HOME": str(root), "PYTHONPATH": os.path.dirname(os.path.dirname(labkit.__file__))}
     out = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=str(root))
     assert out.returncode == 0, out.stderr
-    assert out.stdout.strip() == "1 0 [(1, '/d'), (1, '/d/f'), (0, '/etc'), (2, '/etc/group')]"
+    assert out.stdout.strip() == "1 0 root 1 0 root 2 0 root 1 0 [(1, '/d'), (1, '/d/f'), (0, '/etc'), (2, '/etc/group')]"
 
 
 def test_real_backend_is_not_needed_to_pick_the_sim(fresh_root):
