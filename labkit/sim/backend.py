@@ -48,6 +48,14 @@ What the pictures ask
     :class:`SimMeter`: the modelled cgroup counters against the simulated clock,
     whose pause lets simulated time pass, so a sampled container draws a curve.
 
+Root's network or a user's
+    The simulated network is the one the real backend would give this user:
+    as root a bridge, veth pairs and addresses from the network's subnet
+    (172.17.0.x); as a user (``rootless``, the default when not root) what
+    the rootless backend gives — no bridge, a ``tap0`` with 10.0.2.100
+    through slirp4netns or pasta (whichever is installed, else only ``lo``
+    with a warning), ports published on 127.0.0.1, user networks refused.
+
 Requests
     :meth:`SimBackend.http_get` sends a GET to a port of a container (the
     lesson's ``node server.js`` answers with the JSON the real server.js
@@ -160,12 +168,15 @@ class SimBackend:
         store: The engine's state store; the world lives under ``<root>/sim``.
         realtime: Advance the simulated clock with real elapsed time between calls
             (default: on, unless ``LABKIT_SIM_CLOCK=manual``).
+        rootless: Model a user's network (slirp4netns or pasta) rather than root's (a bridge);
+            default: as this process is (not root: rootless).
     """
 
     name = "sim"
 
-    def __init__(self, store: Store, realtime: bool | None = None) -> None:
+    def __init__(self, store: Store, realtime: bool | None = None, rootless: bool | None = None) -> None:
         self.store = store
+        self.rootless = os.geteuid() != 0 if rootless is None else rootless
         self.dir = Path(store.root) / "sim"
         self.dir.mkdir(parents=True, exist_ok=True)
         if realtime is None:
@@ -354,11 +365,15 @@ class SimBackend:
             if c.network not in ("none", "host"):
                 from labkit.networks import Networks
 
-                info = network.attach(w, ct, record, Networks(self.store).get(c.network))
-                self._step(w, events.network_attach(network.veth_name(record.id), info["Bridge"], info["IPAddress"],
-                                                    info["MacAddress"]), record.id)
-                with open(self.store.container_dir(record.id) / "hosts", "a") as f:
-                    f.write(f"{info['IPAddress']}\t{c.hostname}\n")
+                if self.rootless:
+                    info = self._attach_user(w, ct, record)
+                else:
+                    info = network.attach(w, ct, record, Networks(self.store).get(c.network))
+                    self._step(w, events.network_attach(network.veth_name(record.id), info["Bridge"],
+                                                        info["IPAddress"], info["MacAddress"]), record.id)
+                if info is not None:
+                    with open(self.store.container_dir(record.id) / "hosts", "a") as f:
+                        f.write(f"{info['IPAddress']}\t{c.hostname}\n")
             self._step(w, events.mount_overlay([p["init"], *ct.lowers], p["upper"], p["work"], p["merged"]),
                        record.id)
             ct.memory_max, ct.pids_max = c.memory, c.pids_limit
@@ -398,6 +413,26 @@ class SimBackend:
             advance(w, w.now)
             return Launched(pid1.hpid, int(started * 100), 0, w.rfc3339(started))
 
+    def _attach_user(self, w: World, ct: SimContainer, record: ContainerRecord) -> dict[str, Any] | None:
+        """A rootless container's network, as the rootless backend's ``_connect`` plans it (None: ``lo`` only)."""
+        from labkit.errors import HostUnsupported
+        from labkit.linux import rootless
+        from labkit.networks import Networks
+
+        c = record.config
+        if c.network != "bridge":
+            raise HostUnsupported(f"network {c.network} needs root: rootless containers have the default "
+                                  "network (through slirp4netns or pasta), none or host",
+                                  "Use the default network, --network none or host, or run as root")
+        helper = rootless.network_helper()
+        if helper is None:
+            if c.ports:
+                raise rootless.no_user_network("publishing ports")
+            return None  # no user-mode network stack: a network namespace of its own with lo only
+        info = network.attach_user(w, ct, record, Networks(self.store).get(c.network), helper)
+        (self.store.container_dir(record.id) / "resolv.conf").write_text(rootless.slirp_resolv_conf(_resolv_conf()))
+        return info
+
     def network_settings(self, record: ContainerRecord) -> dict[str, Any]:
         """``NetworkSettings``: the simulated address while running, empty ones after (as the linux backend)."""
         from labkit.linux import network as net
@@ -412,9 +447,10 @@ class SimBackend:
                 settings["Networks"] = {record.config.network: {"IPAddress": "", "Gateway": "", "MacAddress": "",
                                                                 "IPPrefixLen": 0}}
             return settings
+        bridged = bool(info["Bridge"])  # rootless: no veth and no pinned namespace, as the rootless backend says
         endpoint = net.Endpoint(info["Network"], info["Bridge"], info["IPAddress"], info["IPPrefixLen"],
-                                info["Gateway"], info["MacAddress"], network.veth_name(record.id),
-                                str(self.store.container_dir(record.id) / "netns"))
+                                info["Gateway"], info["MacAddress"], network.veth_name(record.id) if bridged else "",
+                                str(self.store.container_dir(record.id) / "netns") if bridged else "")
         ports: dict[str, Any] = {k: None for k in record.config.exposed_ports}
         ports.update(info["Ports"])
         return net.network_settings(endpoint, ports, info["NetworkID"])
@@ -562,7 +598,7 @@ class SimBackend:
                 return
             net, ct.net_left = ct.net_left, None
             self._step(w, events.umount(self._paths(record.id)["merged"]), record.id)
-            if net:
+            if net and net["Bridge"]:
                 self._step(w, events.network_detach(network.veth_name(record.id), net["Bridge"], net["IPAddress"]),
                            record.id)
             self._step(w, events.cgroup_remove([str(self.dir / "cgroup" / "labkit" / record.id)]), record.id)
@@ -585,7 +621,13 @@ class SimBackend:
             shutil.rmtree(d, ignore_errors=True)
 
     def reduced_network(self, network: str) -> str | None:
-        return None  # every network is modelled
+        """As the rootless backend: without slirp4netns or pasta a user's container has only ``lo``."""
+        from labkit.linux import rootless
+
+        if self.rootless and network not in ("none", "host") and rootless.network_helper() is None:
+            return (f"network {network}: neither slirp4netns nor pasta is installed, so this rootless container "
+                    "has only lo (apt-get install slirp4netns gives it an address and -p)")
+        return None
 
     def unenforced_limits(self) -> dict[str, str]:
         # Memory and pids are modelled (usage, the OOM kill, fork failing); CPU time is not.
@@ -638,7 +680,7 @@ class SimBackend:
         with self._locked() as w:
             ct = self._container(w, record)
             return NetworkView(network.host_interfaces(w), network.interfaces(w, ct, ct.host_net),
-                               network.veth_name(record.id) if ct.net else "")
+                               network.veth_name(record.id) if ct.net and ct.net["Bridge"] else "")
 
     def overlay(self, record: ContainerRecord) -> Any:
         """The container's filesystem as the model's :class:`~labkit.model.overlay.Overlay` (immutable)."""

@@ -3,7 +3,14 @@
 A container made with ``--network none`` has only ``lo``; on a bridge network
 (the default) it also has ``eth0``, its end of a veth pair whose host end is
 plugged into the bridge (:func:`interfaces`, :func:`host_interfaces`;
-``/proc/net/dev`` lists the same names). Published ports
+``/proc/net/dev`` lists the same names).
+
+For a learner without root the simulator models what the real rootless
+backend does instead (:func:`attach_user`): no bridge and no veth (a user
+namespace cannot plug into the host's bridge), but a user-mode network stack
+— slirp4netns or pasta — giving the container a ``tap0`` with 10.0.2.100/24,
+gateway 10.0.2.2 and DNS 10.0.2.3, and published ports listening on
+127.0.0.1 of the host. Published ports
 (``-p 3000:3000``) are recorded by the engine; the simulator answers a
 request sent to one with :func:`http_get`, which finds the process listening
 on that port inside the container, as a connection through the port mapping
@@ -140,8 +147,7 @@ def attach(world: Any, ct: Any, record: Any, network: dict[str, Any]) -> dict[st
     used = {c.net["IPAddress"] for c in world.containers.values()
             if getattr(c, "net", None) and c.net["Network"] == network["Name"]}
     ip = next(str(h) for h in subnet.hosts() if str(h) != cfg["Gateway"] and str(h) not in used)
-    taken = {int(b["HostPort"]) for c in world.containers.values() if getattr(c, "net", None)
-             for binds in c.net["Ports"].values() for b in binds}
+    taken = _host_ports(world)
     ports: dict[str, list[dict[str, str]]] = {}
     for p in record.config.ports:
         port = int(p.host_port or 0)
@@ -160,6 +166,46 @@ def attach(world: Any, ct: Any, record: Any, network: dict[str, Any]) -> dict[st
     ct.net = {"Network": network["Name"], "NetworkID": network["Id"], "IPAddress": ip,
               "IPPrefixLen": subnet.prefixlen, "Gateway": cfg["Gateway"], "MacAddress": mac,
               "Bridge": network["Options"].get("com.docker.network.bridge.name", ""), "Ports": ports}
+    return ct.net
+
+
+def _host_ports(world: Any) -> set[int]:
+    """Host ports the world's running containers have published."""
+    return {int(b["HostPort"]) for c in world.containers.values() if getattr(c, "net", None)
+            for binds in c.net["Ports"].values() for b in binds}
+
+
+def attach_user(world: Any, ct: Any, record: Any, network: dict[str, Any], helper: str) -> dict[str, Any]:
+    """A rootless container's address, as slirp4netns or pasta give it (labkit.linux.rootless.plan_user_network).
+
+    Every container has the same 10.0.2.100 (each has a network stack of its
+    own); published ports listen on 127.0.0.1 unless an address is given, a
+    host port of 0 gets a free one, and a port another container holds is
+    refused as the host's bind(2) would refuse it.
+    """
+    from labkit.errors import Conflict, InvalidArgument
+    from labkit.linux import rootless
+
+    taken = _host_ports(world)
+    ports: dict[str, list[dict[str, str]]] = {}
+    for p in record.config.ports:
+        key = f"{p.container_port}/{p.protocol}"
+        if p.protocol != "tcp":
+            raise InvalidArgument(f"publishing {key} is not supported", "labkit publishes tcp ports only")
+        host_ip = p.host_ip or "127.0.0.1"
+        port = int(p.host_port or 0)
+        if port and port in taken:
+            raise Conflict(f"listen tcp4 {host_ip}:{port}: bind: address already in use",
+                           "Pick another host port, e.g. -p 3001:3000, or stop whatever uses it")
+        if not port:
+            port = next(n for n in range(32768, 61000) if n not in taken)
+        taken.add(port)
+        ports.setdefault(key, []).append({"HostIp": host_ip, "HostPort": str(port)})
+    ip = rootless.SLIRP_ADDRESS
+    ct.net = {"Network": network["Name"], "NetworkID": network["Id"], "Driver": helper, "Interface": rootless.SLIRP_TAP,
+              "IPAddress": ip, "IPPrefixLen": rootless.SLIRP_PREFIXLEN, "Gateway": rootless.SLIRP_GATEWAY,
+              "MacAddress": "02:42:" + ":".join(f"{b:02x}" for b in ipaddress.IPv4Address(ip).packed),
+              "Bridge": "", "Ports": ports}
     return ct.net
 
 
@@ -185,8 +231,8 @@ def host_interfaces(world: World) -> tuple[Interface, ...]:
     veths = []
     for cid, ct in sorted(world.containers.items()):
         net = ct.net
-        if not net:
-            continue
+        if not net or not net["Bridge"]:
+            continue  # a rootless container's tap0 lives in its own namespace: nothing on the host's side
         if net["Bridge"] not in bridges:
             gateway_mac = "02:42:" + ":".join(f"{b:02x}" for b in ipaddress.IPv4Address(net["Gateway"]).packed)
             bridges[net["Bridge"]] = Interface(net["Bridge"], (f"{net['Gateway']}/{net['IPPrefixLen']}",),
@@ -203,4 +249,5 @@ def interfaces(world: World, ct: Any, host_mode: bool = False) -> tuple[Interfac
     net = getattr(ct, "net", None)
     if not net:
         return (HOST_LO,)
-    return (HOST_LO, Interface("eth0", (f"{net['IPAddress']}/{net['IPPrefixLen']}",), net["MacAddress"]))
+    name = net.get("Interface") or "eth0"
+    return (HOST_LO, Interface(name, (f"{net['IPAddress']}/{net['IPPrefixLen']}",), net["MacAddress"]))
