@@ -15,7 +15,10 @@ Documentation/admin-guide/cgroup-v2.rst):
   group's ``memory.events oom_kill`` still counts it ("killed by any kind of
   OOM killer", cgroup-v2.rst), so inspect says OOMKilled. So a hog started
   without ``--memory`` ends as it would on a real host, and the world it
-  leaves stays small enough to save.
+  leaves stays small enough to save. Output held for a pipe's next stage or
+  a ``$(...)`` counts too (the simulator runs a pipeline's stages one after
+  the other, so it holds what a real pipe would make the writer wait on):
+  the process that writes past the host's memory is the one killed.
 * ``pids.max``: fork(2) fails with EAGAIN once the group has that many tasks.
 * ``cgroup.freeze``: frozen tasks are not scheduled (see :mod:`labkit.sim.kernel`).
 """
@@ -88,7 +91,7 @@ def need(world: World, proc: Any, extra: int) -> bool:
             return _oom_kill(world, proc, extra, world.procs_of(ct.id))
     else:
         ct.memory_peak = max(ct.memory_peak, min(want, HOST_MEMORY))
-    host = sum(p.mem for p in world.procs.values()) + extra
+    host = sum(p.mem for p in world.procs.values()) + sum(len(b) for b in world.buffers.values()) + extra
     if host > HOST_MEMORY:
         return _oom_kill(world, proc, extra, list(world.procs.values()))
     return True

@@ -121,6 +121,8 @@ def write(world: World, proc: Proc, fd: int, data: bytes | str) -> OSError | Non
     if not data:
         return None
     target = proc.fds.get(fd, ("null",))
+    if target[0] == "buf" and not cgroups.need(world, proc, len(data)):
+        return None  # the output held for a pipe or $(...) passed the host's memory: the OOM killer took ``proc``
     try:
         write_target(world, proc.cid, target, data)
     except OSError as e:

@@ -128,3 +128,11 @@ def test_world_that_unpacks_too_large_is_reset(fresh_root):
     assert backend.world_path.stat().st_size < 4 * 1024 * 1024
     backend.clock()
     assert backend.reset_reason is not None and "unpacks to more" in backend.reset_reason
+
+
+def test_endless_pipe_writer_is_oom_killed(sim):
+    """An endless writer into a pipe (whose stages the simulator runs in turn) ends at the host's memory, not the world's end."""
+    c = sim.run("busybox", ["sh", "-c", "x=a; for i in $(seq 20); do x=$x$x; done; while true; do echo $x; done | wc -c"])
+    st = c.inspect()["State"]
+    assert st["OOMKilled"] is True
+    assert sum(len(b) for b in sim.backend._load().buffers.values()) == 0
