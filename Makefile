@@ -40,8 +40,7 @@ deps:
 	else echo "labkit: Debian packages missing ($$missing), which only root can install with 'sudo apt-get install $$missing'; until then labkit goes on without them, rootless where this host allows it, else on the simulator." >&2; fi
 
 venv: deps
-	@test -x $(VPY) || $(PY) -m venv $(VENV)
-	@$(VPY) -m pip install -q --upgrade pip
+	@test -x $(VPY) || { $(PY) -m venv $(VENV) && $(VPY) -m pip install -q --upgrade pip; }
 	@$(VPY) -m pip install -q -e '.[$(EXTRAS)]'
 	@$(VPY) -m compileall -q labkit   # every CLI call starts faster with the bytecode cached
 
