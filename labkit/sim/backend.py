@@ -220,6 +220,8 @@ class SimBackend:
         why = None
         if size > MAX_WORLD:
             why = f"it is {size // 2**20} MiB, more than a bounded world can be ({MAX_WORLD // 2**20} MiB)"
+        elif _head(self.world_path) == b"\x80":  # a bare pickle: what the simulator wrote before it packed its world
+            why = "it was written by an older version of the simulator"
         else:
             try:
                 with open(self.world_path, "rb") as raw, gzip.GzipFile(fileobj=raw, mode="rb") as packed:
@@ -788,6 +790,15 @@ class SimBackend:
             proc_mod.exit_proc(w, p, 137)
         write_upper(ct.upper, upper, int(w.epoch + w.now))
         return (p.exit_code or 0), bytes(w.buffers.get(bid, b"")).decode(errors="replace")
+
+
+def _head(path: Path) -> bytes:
+    """The first byte of a file (b"" when it cannot be read)."""
+    try:
+        with open(path, "rb") as f:
+            return f.read(1)
+    except OSError:
+        return b""
 
 
 class _TooBig(Exception):

@@ -136,3 +136,17 @@ def test_endless_pipe_writer_is_oom_killed(sim):
     st = c.inspect()["State"]
     assert st["OOMKilled"] is True
     assert sum(len(b) for b in sim.backend._load().buffers.values()) == 0
+
+
+def test_world_from_the_older_unpacked_format_is_reset(fresh_root, capsys):
+    """A world.pickle the simulator wrote before it packed its worlds is named as such, and set aside."""
+    from labkit.sim.kernel import World
+    from labkit.store import Store
+
+    root = fresh_root()
+    backend = SimBackend(Store(root), realtime=False)
+    backend.world_path.write_bytes(pickle.dumps({"version": 1, "world": World()}, protocol=pickle.HIGHEST_PROTOCOL))
+    backend.clock()
+    assert backend.reset_reason == "it was written by an older version of the simulator"
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "reset because it was written by an older version" in err
