@@ -71,6 +71,8 @@ class Proc:
         listen: The TCP port a server listens on.
         exit_code: Set once exited.
         dash_c: A shell running ``sh -c``: it execs its last simple command instead of forking (as ash does).
+        fork_retries: busybox ``watch``: a fork(2) refused (EAGAIN, the pids limit) is not fatal, as it is to ash;
+            system(3) returns -1 and watch tries again at its next interval.
     """
 
     hpid: int
@@ -106,6 +108,7 @@ class Proc:
     exit_code: int | None = None
     started: float = 0.0
     dash_c: bool = False
+    fork_retries: bool = False
 
 
 #: Live output streams of running ``exec`` calls, by id: ``(stdout, stderr)`` (not saved with the world).
@@ -409,6 +412,10 @@ def classify(vfs: Any, argv: list[str], path: str) -> Program:
     called = os.path.basename(argv[0])
     if base == "busybox":
         applet = argv[1] if called == "busybox" and len(argv) > 1 else called
+        if applet == "watch":
+            from labkit.sim.shell import watch_script
+
+            return Program("sh", "watch", real, script=watch_script(argv[2:] if called == "busybox" else argv[1:]))
         return Program("sh" if applet in ("sh", "ash") else "applet", applet, real)
     if base == "node" or called == "node":
         return Program("node", "node", real)

@@ -1049,6 +1049,10 @@ def _env_of(p: Proc, extra: dict[str, str] | None = None) -> dict[str, str]:
 
 
 def _fork_failed(world: World, p: Proc) -> None:
+    if p.fork_retries:
+        # busybox watch: system(3) returns -1 without a word, and the next interval tries again.
+        p.status = 1
+        return
     # ash reports the failed fork(2) and, not being interactive, exits with status 2.
     write(world, p, 2, FORK_FAILED)
     exit_proc(world, p, 2)
@@ -1121,7 +1125,9 @@ def start_program(world: World, ct: Any, prog: Any, argv: list[str], *, env: dic
                   fds: dict, stdin: bytes = b"", parent: Proc | None = None) -> Proc:
     """execve(2) of a found program in a fresh process."""
     if prog.kind == "sh":
-        return new_shell(world, ct, argv, prog.script, parent=parent, env=env, cwd=cwd, fds=fds, stdin=stdin)
+        shell = new_shell(world, ct, argv, prog.script, parent=parent, env=env, cwd=cwd, fds=fds, stdin=stdin)
+        shell.fork_retries = prog.name == "watch"
+        return shell
     child = spawn(world, ct, argv, prog.kind, parent=parent, env=env, cwd=cwd, fds=fds, stdin=stdin)
     if prog.kind == "applet":
         child.vars = {"__applet": prog.name}
@@ -2750,7 +2756,24 @@ NOFORK = {"echo", "printf", "test", "[", "true", "false", "sleep", "cat", "touch
 ASH_BUILTINS = {"echo", "printf", "test", "[", "true", "false", "kill", "pwd"}
 
 #: Every name the synthetic busybox image links to /bin/busybox.
-APPLET_NAMES = sorted({*APPLETS, "sh", "ash"})
+APPLET_NAMES = sorted({*APPLETS, "sh", "ash", "watch"})
+
+
+def watch_script(args: list[str]) -> str:
+    """busybox ``watch [-n SEC] [-t] PROG ARGS...`` as the shell loop it amounts to: every SEC seconds (2 by
+    default) ``sh -c "PROG ARGS..."`` through system(3), for ever. The header line (``-t`` leaves it out) is
+    not drawn. The process runs with :attr:`labkit.sim.process.Proc.fork_retries`: a refused fork is tried
+    again at the next interval."""
+    import shlex
+
+    interval, rest = "2", list(args)
+    while rest and rest[0].startswith("-") and rest[0] != "-":
+        opt = rest.pop(0)
+        if opt == "-n" and rest:
+            interval = rest.pop(0)
+        elif opt.startswith("-n"):
+            interval = opt[2:]
+    return f"while :; do sh -c {shlex.quote(' '.join(rest))}; sleep {shlex.quote(interval)}; done"
 
 
 def run_applet(world: World, p: Proc) -> int:

@@ -48,6 +48,8 @@ class Result:
         seconds: Wall time of the ``exec``, measured on the host.
         copied: Bytes copied up from image layers.
         steps: The layer steps recorded (copy-up, whiteout, opaque, add); the exec itself is left out.
+        simulated: Run on the simulator: ``seconds`` is then the time the model took on the host (loading
+            and saving its world grows with the files copied up), not a kernel's, and is not shown as one.
     """
 
     action: str
@@ -57,6 +59,7 @@ class Result:
     seconds: float
     copied: int
     steps: tuple[Any, ...] = field(default=(), compare=False)
+    simulated: bool = False
 
     def summary(self) -> str:
         """One line for a learner."""
@@ -65,7 +68,11 @@ class Result:
         if kinds and not self.copied:
             what = kinds
         failed = f" (failed with exit code {self.exit_code}: {self.output.strip()})" if self.exit_code else ""
-        return f"{self.action} {self.path}: {what}; {self.seconds * 1000:.1f} ms{failed}"
+        return f"{self.action} {self.path}: {what}; {self.time_text()}{failed}"
+
+    def time_text(self) -> str:
+        """How long the exec took, or, on the simulator, that it models bytes and not time."""
+        return "time not modelled (simulator)" if self.simulated else f"{self.seconds * 1000:.1f} ms"
 
 
 #: The steps that change the layers, which is what the explorer shows.
@@ -90,7 +97,8 @@ def run_action(engine: Any, ref: str, action: str, path: str) -> Result:
         code, out = engine.exec_output(ref, ["/bin/sh", "-c", cmd])
         seconds = time.perf_counter() - start
     copied = sum(int((s.change or {}).get("bytes") or 0) for s in steps if s.kind == "copy-up")
-    return Result(action, path, code, out, seconds, copied, tuple(s for s in steps if s.kind in LAYER_KINDS))
+    return Result(action, path, code, out, seconds, copied, tuple(s for s in steps if s.kind in LAYER_KINDS),
+                  simulated=engine.backend_name == "sim")
 
 
 class CopyUpExplorer:
@@ -138,7 +146,7 @@ class CopyUpExplorer:
         self.results.append(result)
         self.message.value = f"<div style='font-size:16px'><b>{escape(result.summary())}</b></div>"
         rows = "".join(
-            f"<tr><td>{escape(r.action)}</td><td>{escape(r.path)}</td><td>{r.seconds * 1000:.1f} ms</td>"
+            f"<tr><td>{escape(r.action)}</td><td>{escape(r.path)}</td><td>{escape(r.time_text())}</td>"
             f"<td>{escape(P.size_text(r.copied))}</td></tr>" for r in self.results)
         self.history.value = ("<table><tr><th>action</th><th>file</th><th>time (exec)</th><th>copied up</th></tr>"
                               f"{rows}</table>")

@@ -167,6 +167,9 @@ def draw(u: Usage) -> Any:
         axes[0].text(0.5, 0.5, "no readings: the container was not running", transform=axes[0].transAxes,
                      ha="center", va="center", fontsize=P.LABEL, color=P.GREY, family=P.FONT)
     axes[1].set_xlabel("seconds", fontsize=P.LABEL, family=P.FONT)
+    # Plain seconds from 0: a short run must not read as microseconds on an offset axis.
+    axes[1].set_xlim(0, max([*ts, u.oom_at or 0.0, 1.0]))
+    axes[1].ticklabel_format(axis="x", style="plain", useOffset=False)
     return fig
 
 

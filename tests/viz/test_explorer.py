@@ -89,10 +89,15 @@ def test_explorer_widget_runs_on_the_simulator(sim_lab):
     size = int(sim_lab.exec_output("sim-explore", ["wc", "-c", "/app/server.js"])[1].split()[0])
     assert append.exit_code == 0 and append.copied == size - len("labkit\n") > 0
     assert f"append /app/server.js: copy-up of {P.size_text(append.copied)}" in ex.message.value
+    # The simulator models bytes, not a kernel's time: no milliseconds are shown as if they were one's.
+    assert append.simulated and "time not modelled (simulator)" in ex.message.value and " ms" not in ex.message.value
+    ex.run_button.click()
+    again = ex.results[-1]
+    assert again.copied == 0 and "no copy-up" in ex.message.value  # copied once: the second append copies nothing
     assert ex.image.value != after_read
     assert layers.gather(sim_lab, ["sim-explore"], "/app/server.js").containers[0].serves == "upper"
     ex.file.value, ex.action.value = "/app/package.json", "delete"
     ex.run_button.click()
     assert [s.kind for s in ex.results[-1].steps] == ["whiteout"]
     assert list(ex.file.options) == ["/app/server.js"]
-    assert ex.history.value.count("<tr>") == 4  # header + three actions
+    assert ex.history.value.count("<tr>") == 5 and "ms</td>" not in ex.history.value  # header + four actions

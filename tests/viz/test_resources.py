@@ -155,3 +155,52 @@ def test_sim_pids_climb_to_their_limit(sim_lab):
     assert "can't fork" in sim_lab.container("sim-bomb").logs()
     fig = resources.draw(u)
     assert by_gid(fig, "usage:pids") and by_gid(fig, "limit:pids") and "limit 20" in P.texts(fig)
+
+
+#: 02's fork bomb: busybox watch starts `sleep 5 &` in a fresh shell every tenth of a second and, unlike ash's own
+#: loop, tries again when fork(2) is refused.
+BOMB = "busybox watch -n 0.1 -t 'sleep 5 &' > /dev/null"
+
+
+def held_at_limit(u, limit=20):
+    """Seconds between the first and the last reading within one task of the limit."""
+    at = [s.t for s in u.samples if (s.pids or 0) >= limit - 1]
+    return at[-1] - at[0] if at else 0.0
+
+
+def test_real_fork_bomb_keeps_trying_and_is_held_at_its_limit(engine):
+    """Under --pids-limit 20 the bomb's task count rises to the limit, never passes it, and stays there for
+    seconds while the bomb keeps running (a refused fork does not end it)."""
+    engine.run("busybox", ["sh", "-c", BOMB], detach=True, name="viz-bomb", pids_limit=20, init=True)
+    try:
+        u = resources.sample(engine, "viz-bomb", seconds=5, interval=0.05)
+        pids = [s.pids or 0 for s in u.samples]
+        assert max(pids) <= 20 and max(pids) >= 19, pids
+        assert held_at_limit(u) >= 2.0, pids
+        assert engine.inspect("viz-bomb")["State"]["Running"]
+        assert "can't fork" in engine.container("viz-bomb").logs()
+    finally:
+        engine.rm("viz-bomb", force=True)
+
+
+def test_sim_fork_bomb_keeps_trying_and_is_held_at_its_limit(sim_lab):
+    """The simulator's busybox watch tries again after a refused fork as the real one does: the count is held at
+    the limit for seconds, the limit line drawn above it."""
+    sim_lab.run("busybox", ["sh", "-c", BOMB], detach=True, name="sim-watch-bomb", pids_limit=20, init=True)
+    u = resources.sample(sim_lab, "sim-watch-bomb", seconds=5)
+    pids = [s.pids or 0 for s in u.samples]
+    assert max(pids) <= 20 and max(pids) >= 19 and held_at_limit(u) >= 2.0, pids
+    assert sim_lab.inspect("sim-watch-bomb")["State"]["Running"]
+    fig = resources.draw(u)
+    assert by_gid(fig, "limit:pids") and "limit 20" in P.texts(fig)
+
+
+def test_time_is_drawn_in_plain_seconds_from_zero():
+    """A run of a few microseconds is drawn on a 0–1 s axis without an offset, not in microseconds."""
+    u = resources.usage("quick", [(0.0, 1 << 20, 1), (2e-6, 1 << 20, 2)], pids_limit=20)
+    fig = resources.draw(u)
+    fig.canvas.draw()
+    axis = fig.axes[1]
+    assert axis.get_xlim() == (0.0, 1.0)
+    assert axis.xaxis.get_offset_text().get_text() == ""
+    assert by_gid(fig, "limit:pids")
