@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import shlex
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from html import escape
 from typing import Any
@@ -108,23 +109,27 @@ class CopyUpExplorer:
         engine: A :class:`labkit.Engine`.
         ref: A running container.
         under: Only offer files below this directory.
+        remake: Makes the container again (``lambda: lab.run(IMAGE, CMD, name=REF, detach=True)``): a click
+            after the container was removed (a notebook's clean-up, ``labkit rm`` in a terminal) then starts
+            a fresh one and says so. Without it, the click says the container is gone and how to bring it back.
 
     Attributes:
         results: Every action run so far, oldest first.
     """
 
-    def __init__(self, engine: Any, ref: str, under: str = "/") -> None:
+    def __init__(self, engine: Any, ref: str, under: str = "/", remake: Callable[[], Any] | None = None) -> None:
         import ipywidgets as W
 
         self.engine = engine
         self.ref = ref
         self.under = under
+        self.remake = remake
         self.results: list[Result] = []
         self.file = W.Dropdown(description="file", options=merged_files(engine, ref, under),
                                layout=W.Layout(width="420px"))
         self.action = W.ToggleButtons(options=list(ACTIONS), value="read", description="action")
         self.run_button = W.Button(description="Run it", button_style="primary")
-        self.run_button.on_click(lambda _b: self.run())
+        self.run_button.on_click(lambda _b: self.click())
         self.message = W.HTML()
         self.history = W.HTML()
         self.image = W.Image(format="png")
@@ -136,6 +141,29 @@ class CopyUpExplorer:
 
     def _repr_mimebundle_(self, **kw: Any) -> Any:
         return self.widget._repr_mimebundle_(**kw)
+
+    def click(self) -> Result | None:
+        """What **Run it** does: :meth:`run`, and when the container is gone, make it again (with ``remake``)
+        or say plainly that it is gone and how to bring it back: never a silent click."""
+        from labkit.errors import LabkitError, NoSuchContainer
+
+        try:
+            return self.run()
+        except NoSuchContainer:
+            if self.remake is None:
+                self.message.value = (f"<div style='font-size:16px'><b>{escape(self.ref)} is gone</b> (removed by "
+                                      "the notebook's clean-up, or in a terminal). Run the cell that starts it "
+                                      "again, then this one.</div>")
+                return None
+        except LabkitError as err:
+            self.message.value = f"<div style='font-size:16px'><b>{escape(err.one_line())}</b></div>"
+            return None
+        self.remake()
+        result = self.run()
+        self.message.value = (f"<div style='font-size:16px'><b>{escape(self.ref)} was gone: a fresh one was started "
+                              f"from its image (its writable layer starts empty).</b><br>{escape(result.summary())}"
+                              "</div>")
+        return result
 
     def run(self) -> Result:
         """Run the chosen action on the chosen file, then redraw."""

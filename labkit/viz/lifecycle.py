@@ -398,13 +398,16 @@ class LifecycleWidget:
         """Do ``verb`` to the container through the engine; show what happened."""
         from html import escape
 
-        from labkit.errors import LabkitError
+        from labkit.errors import LabkitError, NoSuchContainer
 
         before = self.status
         try:
             self._do(verb)
         except LabkitError as err:
             self.message.value = f"<b style='color:{P.CURRENT}'>Error response from daemon:</b> {escape(err.message)}"
+            if isinstance(err, NoSuchContainer):
+                self.message.value += (f"<br>{escape(self.ref)} is gone (deleted here, or by the notebook's clean-up): "
+                                       "run the cell that creates it again to bring it back.")
         else:
             after = gather(self.engine, self.ref)
             self.message.value = f"<b>{escape(verb.value)}</b>: {before.value} → {after.value}"

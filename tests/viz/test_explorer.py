@@ -101,3 +101,21 @@ def test_explorer_widget_runs_on_the_simulator(sim_lab):
     assert [s.kind for s in ex.results[-1].steps] == ["whiteout"]
     assert list(ex.file.options) == ["/app/server.js"]
     assert ex.history.value.count("<tr>") == 5 and "ms</td>" not in ex.history.value  # header + four actions
+
+
+def test_a_click_after_the_container_is_gone_says_so_or_makes_it_again(sim_lab):
+    """Run it on a removed container never fails silently: without ``remake`` it says the container is gone and
+    how to bring it back; with it, a fresh container is started, the action runs, and the message says so."""
+    make = lambda: sim_lab.run("frontend-app:v2.1.0", ["sleep", "600"], detach=True, name="sim-gone")  # noqa: E731
+    make()
+    plain = explorer.CopyUpExplorer(sim_lab, "sim-gone", under="/app")
+    kept = explorer.CopyUpExplorer(sim_lab, "sim-gone", under="/app", remake=make)
+    sim_lab.rm("sim-gone", force=True)
+    plain.file.value, plain.action.value = "/app/server.js", "append"
+    plain.run_button.click()
+    assert "sim-gone is gone" in plain.message.value and "Run the cell that starts it" in plain.message.value
+    assert plain.results == []
+    kept.file.value, kept.action.value = "/app/server.js", "append"
+    kept.run_button.click()
+    assert "was gone: a fresh one was started" in kept.message.value and "copy-up of" in kept.message.value
+    assert sim_lab.inspect("sim-gone")["State"]["Running"] and len(kept.results) == 1

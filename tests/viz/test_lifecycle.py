@@ -101,3 +101,14 @@ def test_widget_buttons_call_the_engine_and_show_dockers_error(engine):
     w.buttons[Verb.RM_FORCE].click()
     assert w.status is Status.DELETED
     assert w.buttons[Verb.START].tooltip == "No such container: viz-life"
+
+
+def test_widget_says_a_removed_container_is_gone_and_how_to_bring_it_back(sim_lab):
+    """A click on a container the notebook's clean-up removed shows Docker's error and what to do, not silence."""
+    sim_lab.run("busybox", ["sleep", "300"], name="sim-life-gone", detach=True)
+    w = lifecycle.LifecycleWidget(sim_lab, "sim-life-gone", stop_timeout=0.5)
+    sim_lab.rm("sim-life-gone", force=True)
+    w.buttons[Verb.STOP].click()
+    assert "No such container: sim-life-gone" in w.message.value
+    assert "sim-life-gone is gone" in w.message.value and "run the cell that creates it again" in w.message.value
+    assert w.status is Status.DELETED
