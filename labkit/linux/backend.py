@@ -41,7 +41,7 @@ from labkit.errors import (
     NotFound,
     StartFailed,
 )
-from labkit.linux import capabilities, cgroups, overlay, process, rootless, seccomp, supervisor
+from labkit.linux import capabilities, cgroups, devices, overlay, process, rootless, seccomp, supervisor
 from labkit.model import events
 from labkit.model.container import ContainerRecord, now_rfc3339
 from labkit.model.overlay import LayerContents
@@ -89,6 +89,11 @@ class LinuxBackend:
             self.idmap = id_map()
             self._delegated: cgroups.Layout | None | bool = cgroup_layout if cgroup_layout else False
         self.emit: events.Emit = events.noop  # the engine sets its recorder here
+        # Docker's device rules for a root container, set through both mechanisms the host has
+        # (labkit.linux.devices). Tests alone change these, to show each mechanism holds by itself
+        # and that the probe they stop works without them.
+        self.device_rules: tuple[devices.Rule, ...] | None = devices.DOCKER_DEFAULT
+        self.device_mechanisms: tuple[str, ...] = devices.MECHANISMS
         self.shim_dir = str(store.root / "bin")  # the compiled supervisor and init, cached per state root
         self._seen: dict[str, set[tuple[str, str]]] = {}
 
@@ -546,7 +551,8 @@ class LinuxBackend:
     def _create_group(self, name: str, limits: cgroups.Limits) -> cgroups.Cgroup | None:
         """The container's cgroup; rootless only in a delegated subtree, with the limits its controllers allow."""
         if not self.rootless:
-            return cgroups.Cgroup.create(self.layout, name, limits)
+            return cgroups.Cgroup.create(self.layout, name, limits, devices=self.device_rules,
+                                         device_mechanisms=self.device_mechanisms)
         layout = self.delegated
         if layout is None:
             return None  # no cgroup this user may write: no limits ('labkit doctor' says so)

@@ -25,10 +25,13 @@ Which v1 hierarchies a container joins, and why:
 - ``cpuacct``: the CPU time the group used (``cpuacct.usage``), which v2 keeps in
   ``cpu.stat`` of every group.
 - ``freezer``: ``docker pause``.
+- ``devices``: Docker's device rules (:mod:`labkit.linux.devices`), written
+  before any process joins. On the unified hierarchy the same rules are a BPF
+  program attached to the group; the kernel applies both where both exist.
 - Not ``cpuset`` (labkit sets no CPU pinning, and a new cpuset group would need
   ``cpuset.cpus``/``cpuset.mems`` copied in before a process may join), nor
-  ``devices`` and ``blkio`` (labkit sets no device or I/O rules; joining them
-  would only add directories to make and remove).
+  ``blkio`` (labkit sets no I/O rules; joining it would only add directories to
+  make and remove).
 
 Every path is derived from the mount table passed to :func:`detect`, so tests
 can point it at a temporary directory laid out like cgroupfs, and the file
@@ -48,6 +51,7 @@ from dataclasses import dataclass
 
 from labkit.backend import CgroupReading
 from labkit.errors import Conflict, HostUnsupported, InvalidArgument, LabkitError, NotFound
+from labkit.linux import devices as device_rules
 from labkit.model import limits
 
 __all__ = ["Cgroup", "Cgroupfs", "Layout", "Limits", "Meter", "detect", "stale"]
@@ -74,7 +78,7 @@ V1_CONTROLLERS = frozenset(
 )
 
 #: The v1 hierarchies a container joins (see the module docstring for why).
-JOINED_V1 = ("memory", "pids", "cpu", "cpuacct", "freezer")
+JOINED_V1 = ("memory", "pids", "cpu", "cpuacct", "freezer", "devices")
 
 #: The controllers enabled for a container's group on the unified hierarchy.
 ENABLED_V2 = ("memory", "pids", "cpu")
@@ -201,6 +205,14 @@ class Layout:
             else:
                 kind = "v2" if self.is_unified(controller) else "v1"
                 lines.append(f"{flag} is enforced by the {controller} controller (cgroup {kind}, {where}).")
+        v1_devices = "devices" in self.controllers and not self.is_unified("devices")
+        ways = [w for w, here in (("the v1 devices controller", v1_devices),
+                                  ("a BPF program on each container's cgroup v2 group", self.unified)) if here]
+        if ways:
+            lines.append(f"Docker's device rules are set in {' and '.join(ways)}.")
+        else:
+            lines.append("device rules cannot be set (no devices controller, no cgroup2 mount), so root containers "
+                         "are refused; rootless ones run.")
         if self.freezer == "v1":
             lines.append("pause uses the v1 freezer (freezer.state).")
         elif self.freezer == "v2":
@@ -375,7 +387,10 @@ class Cgroup:
         oom_file: ``memory.oom_control`` (v1) or ``memory.events`` (v2), whose
             ``oom_kill N`` line counts OOM kills; None without a memory controller.
         written: ``(path, value)`` of every write this object made, in order
-            (controllers enabled, limits, freezer, cgroup.kill), for the step trace.
+            (controllers enabled, limits, freezer, cgroup.kill), for the step trace;
+            the device rules are not listed (the same dozen lines for every container).
+        device_mechanisms: How :meth:`create` set the device rules: ``("v1", "v2")``,
+            one of them, or ``()`` when it set none.
     """
 
     def __init__(self, layout: Layout, name: str, parent: str = "labkit", fs: Cgroupfs | None = None) -> None:
@@ -391,6 +406,7 @@ class Cgroup:
         memory = self.interface_file("memory", "memory.events" if layout.is_unified("memory") else "memory.oom_control")
         self.oom_file: str | None = memory
         self.written: list[tuple[str, str]] = []
+        self.device_mechanisms: tuple[str, ...] = ()
 
     def _write(self, path: str, text: str) -> None:
         """Write an interface file and remember it in :attr:`written`."""
@@ -404,9 +420,11 @@ class Cgroup:
 
     @classmethod
     def create(
-        cls, layout: Layout, name: str, limits: Limits, parent: str = "labkit", fs: Cgroupfs | None = None
+        cls, layout: Layout, name: str, limits: Limits, parent: str = "labkit", fs: Cgroupfs | None = None,
+        devices: tuple[device_rules.Rule, ...] | None = None,
+        device_mechanisms: tuple[str, ...] = device_rules.MECHANISMS,
     ) -> Cgroup:
-        """Make the group in every hierarchy it joins and write its limits.
+        """Make the group in every hierarchy it joins, write its limits and set its device rules.
 
         An existing group of the same name (left by a crash) is reused and its
         limits rewritten, as runc does.
@@ -418,18 +436,35 @@ class Cgroup:
             parent: The directory under each hierarchy holding labkit's groups: made if missing, and
                 removed with the last group in it (:meth:`destroy`, the supervisor's cleanup).
             fs: The file operations to use (the real cgroupfs by default).
+            devices: The devices the group's processes may make and open, everything
+                else denied (:data:`labkit.linux.devices.DOCKER_DEFAULT` for a root
+                container); None sets no device rules (a rootless container, whose
+                user namespace cannot make a device node anyway).
+            device_mechanisms: Which of ``"v1"`` (the devices hierarchy) and ``"v2"``
+                (a BPF program on the unified group) set them; both by default, where
+                the host has them. Tests turn one off to prove the other holds alone.
 
         Raises:
-            HostUnsupported: A limit needs a controller this host lacks, or the
-                kernel refused a directory or a value. Nothing is left behind.
+            HostUnsupported: A limit needs a controller this host lacks, the kernel
+                refused a directory or a value, or device rules were asked for and
+                neither mechanism exists here. Nothing is left behind.
         """
         group = cls(layout, name, parent, fs)
         group._require(limits)
+        if devices is not None and device_mechanisms and not group._device_mechanisms(device_mechanisms):
+            raise HostUnsupported(
+                "this host has neither a cgroup v1 devices controller nor a cgroup v2 hierarchy, so labkit cannot "
+                "keep a root container from making and opening the host's devices and will not run it",
+                "Mount the devices controller (mount -t cgroup -o devices none /sys/fs/cgroup/devices) or a "
+                "cgroup2 filesystem, or run labkit as a user (rootless).",
+            )
         made: list[str] = []
         try:
             for hierarchy, path in group._dir.items():
                 group._make_group(hierarchy, path)
                 made.append(path)
+            if devices is not None:
+                group._set_devices(devices, device_mechanisms)
             group._write_limits(limits)
         except BaseException as error:
             for path in reversed(made):
@@ -525,6 +560,39 @@ class Cgroup:
                     self.fs.mkdir(level)
                 except FileExistsError:
                     pass  # another process made it first
+
+    def _device_mechanisms(self, wanted: tuple[str, ...]) -> tuple[str, ...]:
+        """Which of ``wanted`` this group can use: ``v1`` with a v1 devices hierarchy, ``v2`` with a unified one."""
+        have = []
+        if "v1" in wanted and "devices" in self.layout.controllers and not self.layout.is_unified("devices"):
+            have.append("v1")
+        if "v2" in wanted and self.layout.unified is not None:
+            have.append("v2")
+        return tuple(have)
+
+    def _set_devices(self, rules: tuple[device_rules.Rule, ...], wanted: tuple[str, ...]) -> None:
+        """Deny every device but ``rules``, through each mechanism this host has (see :mod:`labkit.linux.devices`).
+
+        Called right after the group is made and before any process joins it, so
+        nothing in the container ever runs without the rules. Where the v1 rules
+        are set, a kernel that cannot attach a device program to the unified group
+        (one built without CONFIG_CGROUP_BPF: EINVAL) keeps the v1 rules alone.
+        """
+        mechanisms = self._device_mechanisms(wanted)
+        if "v1" in mechanisms:
+            for filename, line in device_rules.v1_lines(rules):
+                path = self.interface_file("devices", filename)
+                assert path is not None
+                self.fs.write(path, line)  # one rule per write(2), as devices.allow reads them
+        if "v2" in mechanisms:
+            assert self.layout.unified is not None
+            try:
+                device_rules.attach(self._dir[self.layout.unified], rules)
+            except OSError as error:
+                if "v1" not in mechanisms or error.errno not in (errno.EINVAL, errno.ENOSYS):
+                    raise OSError(error.errno, f"the device program was refused: {error.strerror}",
+                                  self._dir[self.layout.unified]) from None
+        self.device_mechanisms = mechanisms
 
     def _write_limits(self, limits: Limits) -> None:
         memory, total = limits.memory_max, limits.swap_total

@@ -255,6 +255,9 @@ def inspect_json(
             "CpuQuota": 0,
             "CpuPeriod": 0,
             "PidsLimit": c.pids_limit,
+            # No --device or --device-cgroup-rule: Docker's default device rules (labkit.linux.devices).
+            "Devices": [],
+            "DeviceCgroupRules": None,
             "CapAdd": None,
             "CapDrop": None,
             "Privileged": False,

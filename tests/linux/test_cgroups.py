@@ -340,6 +340,7 @@ V1_FILES = {
     "cpu": {"cpu.cfs_quota_us": "-1\n", "cpu.cfs_period_us": "100000\n"},
     "cpuacct": {"cpuacct.usage": "0\n"},
     "freezer": {"freezer.state": "THAWED\n"},
+    "devices": {"devices.allow": "", "devices.deny": "", "devices.list": "a *:* rwm\n"},
 }
 V2_FILES = {
     "memory": {
@@ -603,12 +604,13 @@ def test_v2_without_limits_still_enables_accounting(tmp_path):
 
 
 def test_v1_create_writes_limit_files(tmp_path):
-    """On v1, create() joins memory, pids, cpu,cpuacct and freezer (not cpuset or devices) and writes their files."""
+    """On v1, create() joins memory, pids, cpu,cpuacct, freezer and devices (not cpuset) and writes their files."""
     mounts, root, fs = fake_v1(tmp_path)
     layout = detect(mounts)
     group = Cgroup.create(layout, "c1", Limits(memory=32 * MiB, nano_cpus=200_000_000, pids_limit=8), fs=fs)
-    assert set(group.dirs) == {f"{root}/{h}/labkit/c1" for h in ("memory", "pids", "cpu,cpuacct", "freezer")}
-    assert len(group.procs_files) == 4
+    assert set(group.dirs) == {f"{root}/{h}/labkit/c1"
+                               for h in ("memory", "pids", "cpu,cpuacct", "freezer", "devices")}
+    assert len(group.procs_files) == 5
     assert group.oom_file == f"{root}/memory/labkit/c1/memory.oom_control"
     mem = f"{root}/memory/labkit/c1"
     assert fs.contents(f"{mem}/memory.limit_in_bytes") == str(32 * MiB)
@@ -621,6 +623,46 @@ def test_v1_create_writes_limit_files(tmp_path):
     assert sorted(stale(layout, fs=fs)) == sorted(group.dirs)
     group.destroy()
     assert stale(layout, fs=fs) == []
+
+
+def test_v1_device_rules_deny_all_then_allow_dockers_list_before_anything_else(tmp_path):
+    """With device rules, create() writes ``a`` to devices.deny, then Docker's rules to devices.allow one per
+    write, before any limit; without them (rootless) it writes no devices file."""
+    from labkit.linux import devices
+
+    mounts, root, fs = fake_v1(tmp_path)
+    layout = detect(mounts)
+    group = Cgroup.create(layout, "c1", Limits(pids_limit=8), fs=fs, devices=devices.DOCKER_DEFAULT,
+                          device_mechanisms=("v1",))
+    assert group.device_mechanisms == ("v1",)
+    leaf = f"{root}/devices/labkit/c1"
+    mine = [(os.path.basename(p), t) for p, t in fs.writes if p.startswith(leaf + "/")]
+    assert mine[0] == ("devices.deny", "a")
+    assert [t for _, t in mine[1:]] == ["c *:* m", "b *:* m", "c 1:3 rwm", "c 1:5 rwm", "c 1:7 rwm", "c 1:8 rwm",
+                                        "c 1:9 rwm", "c 5:0 rwm", "c 5:1 rwm", "c 5:2 rwm", "c 136:* rwm",
+                                        "c 10:200 rwm"]
+    assert [os.path.basename(p) for p, _ in fs.writes].index("pids.max") >= len(mine)
+    group.destroy()
+    fs.writes.clear()
+    Cgroup.create(layout, "c2", Limits(), fs=fs).destroy()
+    assert not [p for p, _ in fs.writes if "/devices/" in p]
+
+
+def test_device_rules_without_a_devices_controller_or_cgroup2_are_refused(tmp_path):
+    """A v1 host without the devices hierarchy and without cgroup2 cannot hold device rules: create() refuses
+    in one sentence and makes nothing; without rules asked for, the same host works."""
+    from labkit.linux import devices
+
+    mounts, root, fs = fake_v1(tmp_path)
+    text = Path(mounts).read_text().splitlines()
+    Path(mounts).write_text("\n".join(line for line in text if ",devices " not in line) + "\n")
+    layout = detect(mounts)
+    assert "devices" not in layout.controllers and layout.unified is None
+    with pytest.raises(HostUnsupported, match="neither a cgroup v1 devices controller nor a cgroup v2") as err:
+        Cgroup.create(layout, "c1", Limits(), fs=fs, devices=devices.DOCKER_DEFAULT)
+    assert "\n" not in str(err.value).split(" (")[0]
+    assert stale(layout, fs=fs) == [] and fs.writes == []
+    Cgroup.create(layout, "c1", Limits(), fs=fs).destroy()
 
 
 def test_v1_without_swap_accounting_skips_memsw(tmp_path):
@@ -756,6 +798,7 @@ def test_describe_speaks_plainly(tmp_path):
     assert "--pids-limit cannot be enforced: this host has no pids controller." in lines
     assert f"--memory is enforced by the memory controller (cgroup v2, {root})." in lines
     assert lines[-1] == "pause uses the v2 freezer (cgroup.freeze)."
+    assert "Docker's device rules are set in a BPF program on each container's cgroup v2 group." in lines
 
 
 @pytest.mark.parametrize(
