@@ -310,3 +310,64 @@ def test_the_lifecycle_picture_can_be_asked_for_over_a_layered_trace():
         assert f"status:{status}" in boxes, (k, boxes)
     with pytest.raises(Exception, match="no picture named"):
         stepper.TracePictures(steps, picture="both")
+
+
+@pytest.fixture(params=["linux", "sim"])
+def either(request):
+    """The session's real engine (root) or the simulator: the stepper must be right on both."""
+    if request.param == "linux":
+        from tests.conftest import IS_ROOT
+
+        if not IS_ROOT:
+            pytest.skip("needs root and the real kernel")
+        return request.getfixturevalue("engine")
+    return request.getfixturevalue("sim_lab")
+
+
+def test_every_step_of_a_real_or_simulated_trace_is_drawn_from_the_walk(either):
+    """08's recap (run, a write, stop, rm) stepped through without a base: at every step the caption and slider
+    name it, the layer picture counts the containers and the read-only layers the walk holds, labels each writable
+    layer with the status reached, says the container was removed after rm (never "no container yet"), and the
+    lifecycle picture highlights the walk's status."""
+    from matplotlib.colors import to_hex
+
+    from labkit.viz import palette as P
+
+    try:
+        either.rm("viz-recap", force=True)
+    except Exception:
+        pass
+    with either.tracing() as steps:
+        c = either.run("busybox", ["sleep", "600"], name="viz-recap", detach=True)
+        c.exec(["sh", "-c", "echo changed >> /etc/hostname"])
+        c.stop(timeout=1)
+        c.remove()
+    mounted = [len((s.change or {}).get("lowers", ())) for s in steps if s.kind == "mount-overlay"]
+    assert mounted and mounted[0] >= 1
+    s = stepper.Stepper(steps)
+    pictures = stepper.TracePictures(steps)
+    life = stepper.TracePictures(steps, picture="lifecycle")
+    made = False
+    for k, step in enumerate(steps):
+        s.goto(k)
+        assert s.slider.value == k + 1 and f"step {k + 1} of {len(steps)}" in s.caption.value
+        state = pictures.state(k)
+        said = texts(pictures(k))
+        made = made or step.kind == "create-layer"
+        if state:
+            n = len(state)
+            title = f"image: {n} container{'s' if n != 1 else ''} on {mounted[0]} shared read-only layer"
+            assert any(t.startswith(title) for t in said), (k, step.kind, said[:2])
+            for box in state.values():
+                if box.status:
+                    assert any(f"({box.status})" in t for t in said), (k, step.kind, box.status, said)
+        elif made:
+            assert any("removed: its writable layer was deleted with it" in t for t in said), (k, step.kind, said)
+        assert not (made and any("no container yet" in t for t in said)), (k, step.kind)
+        status = life.status(k)
+        if status:
+            fig = life(k)
+            hot = [p.get_gid() for ax in fig.axes for p in ax.patches
+                   if (p.get_gid() or "").startswith("status:") and to_hex(p.get_facecolor()).upper() == P.CURRENT.upper()]
+            assert hot == [f"status:{status}"], (k, step.kind, status, hot)
+    assert pictures.status(len(steps) - 1) == "deleted"
