@@ -391,6 +391,30 @@ def test_a_failed_cell_removes_what_the_notebook_made(jupyter_path, real_root):
     assert "/doomed" not in [c["Names"][0] for c in lab.ps(all=True)]
 
 
+@pytest.mark.root
+@pytest.mark.slow
+def test_a_kernel_that_stops_removes_what_its_notebook_made(jupyter_path, real_root):
+    """A notebook left without its last cell (the learner closes it half-way): when its kernel shuts down, the
+    Lesson removes the containers it made."""
+    import nbformat
+    from nbclient import NotebookClient
+
+    import labkit
+
+    nb = nbformat.v4.new_notebook(cells=[
+        nbformat.v4.new_code_cell("import os, labkit\nfrom labkit.lesson import Lesson\n"
+                                  "lab = labkit.connect(os.environ['LABKIT_BACKEND'])\nlesson = Lesson(lab)\n"
+                                  "lesson.clear('orphan')\n"
+                                  "lab.run('busybox', ['sleep', '600'], name='orphan', detach=True)\n"
+                                  "print([c['Names'][0] for c in lab.ps()])"),
+    ])
+    NotebookClient(nb, timeout=120, kernel_name="python3").execute(
+        env=kernel_env(real_root, jupyter_path, LABKIT_BACKEND="linux"))
+    assert "/orphan" in run_of("orphan.ipynb", nb).text  # it ran
+    lab = labkit.connect(backend="linux", root=real_root)
+    assert "/orphan" not in [c["Names"][0] for c in lab.ps(all=True)]
+
+
 @pytest.fixture
 def unreachable(real_root):
     """The host drops every packet it sends into the state root's default bridge (an nftables rule on the output
