@@ -83,7 +83,7 @@ DOCKER_DEFAULT: tuple[Rule, ...] = (
     Rule("c", 5, 1, "rwm"),  # /dev/console
     Rule("c", 5, 2, "rwm"),  # /dev/ptmx
     Rule("c", 136, None, "rwm"),  # /dev/pts/* (Unix98 pty slaves)
-    Rule("c", 10, 200, "rwm"),  # /dev/net/tun
+    Rule("c", 10, 200, "rwm"),  # /dev/net/tun: runc 1.2.0 dropped it, 1.2.4 put it back (runc#4555)
 )
 
 
