@@ -2,7 +2,65 @@
 
 from __future__ import annotations
 
+import textwrap
+
 import pytest
+
+from tests.learner import run_as
+
+#: One container with a published port on each backend; what the learner can see of its network.
+SCENARIO = textwrap.dedent("""
+    import json
+    import labkit
+    from labkit.errors import LabkitError
+
+    def look(lab):
+        c = lab.run("busybox", ["sleep", "600"], detach=True, ports=["80"], name="web")
+        try:
+            ns = c.inspect()["NetworkSettings"]
+            code, dev = c.exec(["cat", "/proc/net/dev"])
+            names = sorted(ln.split(":")[0].strip() for ln in dev.splitlines()[2:])
+            code, resolv = c.exec(["head", "-n", "1", "/etc/resolv.conf"])
+            code, hosts = c.exec(["tail", "-n", "1", "/etc/hosts"])
+            port = ns["Ports"]["80/tcp"][0]
+            seen = {"ip": ns["IPAddress"], "gateway": ns["Gateway"], "prefix": ns["IPPrefixLen"],
+                    "mac": ns["MacAddress"], "bridge": ns["Bridge"], "net": ns["Networks"]["bridge"]["IPAddress"],
+                    "host_ip": port["HostIp"], "interfaces": names, "resolv": resolv, "hosts": hosts.split()[0],
+                    "ps": [(p["IP"], p["PrivatePort"]) for p in lab.ps()[0]["Ports"]]}
+        finally:
+            c.remove(force=True)
+        try:
+            lab.network_create("mynet")
+            lab.run("busybox", ["true"], network="mynet", auto_remove=True)
+            seen["user network"] = "ran"
+        except LabkitError as e:
+            seen["user network"] = type(e).__name__
+        finally:
+            try:
+                lab.network_rm("mynet")
+            except LabkitError:
+                pass
+        return seen
+
+    sim = labkit.connect(backend="sim")
+    real = labkit.connect(backend="rootless")
+    print(json.dumps({"sim_rootless": sim.backend.rootless, "sim": look(sim), "real": look(real)}))
+""")
+
+
+@pytest.mark.root
+def test_a_learners_simulator_models_the_rootless_network(learner):
+    """Run by a user, the simulator models slirp4netns: 10.0.2.100 on tap0, no bridge, ports on 127.0.0.1.
+
+    The real rootless backend is run beside it by the same user and the two
+    must show the same addresses, interfaces, resolver, published ports and
+    refusal of a user network.
+    """
+    got = run_as(learner, SCENARIO)
+    assert got["sim_rootless"] is True
+    assert got["sim"] == got["real"]
+    assert got["sim"]["ip"] == "10.0.2.100" and got["sim"]["bridge"] == "" and got["sim"]["host_ip"] == "127.0.0.1"
+    assert got["sim"]["interfaces"] == ["lo", "tap0"]
 
 
 def test_rootless_model_has_no_bridge_and_publishes_on_loopback(fresh_root):
