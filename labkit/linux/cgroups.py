@@ -489,8 +489,12 @@ class Cgroup:
             NotFound: No hierarchy has this group.
         """
         group = cls(layout, name, parent, fs)
-        if not any(group.fs.exists(d) for d in group.dirs):
+        present = [group.fs.exists(d) for d in group.dirs]
+        if not any(present):
             raise NotFound(f"no cgroup {parent}/{name} exists on this host", "It was removed or never made.")
+        # A group an older labkit made before it joined a hierarchy (devices) has no directory there:
+        # a process that joins it (exec) joins the hierarchies the group has.
+        group.procs_files = tuple(p for p, here in zip(group.procs_files, present, strict=True) if here)
         return group
 
     def _require(self, limits: Limits) -> None:

@@ -648,6 +648,19 @@ def test_v1_device_rules_deny_all_then_allow_dockers_list_before_anything_else(t
     assert not [p for p, _ in fs.writes if "/devices/" in p]
 
 
+def test_open_joins_only_the_hierarchies_a_group_has(tmp_path):
+    """A group made before labkit joined the devices hierarchy (a container an older labkit started) is opened
+    with the procs files it has, so an exec into it joins those instead of failing on the missing one."""
+    mounts, root, fs = fake_v1(tmp_path)
+    layout = detect(mounts)
+    made = Cgroup.create(layout, "c1", Limits(), fs=fs)
+    fs.rmdir(f"{root}/devices/labkit/c1")
+    opened = Cgroup.open(layout, "c1", fs=fs)
+    assert opened.procs_files == tuple(p for p in made.procs_files if "/devices/" not in p)
+    opened.destroy()
+    assert stale(layout, fs=fs) == []
+
+
 def test_device_rules_without_a_devices_controller_or_cgroup2_are_refused(tmp_path):
     """A v1 host without the devices hierarchy and without cgroup2 cannot hold device rules: create() refuses
     in one sentence and makes nothing; without rules asked for, the same host works."""
