@@ -16,6 +16,11 @@ The same names are removed at the notebook's start too (:meth:`Lesson.clear`):
 a notebook run after another one that stopped half-way, or run twice, never
 trips on leftovers.
 
+A lab's solution never runs on its own: **Run All** would otherwise do the
+learner's work and the lab would read "correct" before any was done. The
+solution cell runs only once the learner has pressed the lab's **Run checks**
+(:meth:`Lesson.tried`); before, it says what to do first.
+
 Waits are bounded: :meth:`Lesson.wait` polls until a condition holds or a
 deadline passes, and then says what it waited for, the last error seen, and
 what to check, instead of hanging the notebook.
@@ -173,6 +178,16 @@ class Lesson:
             return False
         self.engine.volume_rm(name)
         return True
+
+    # -- solutions ---------------------------------------------------------------------------------------
+    def tried(self, checks: Any) -> bool:
+        """Whether the learner has run the lab's checks (``checks``, its :class:`labkit.grading.widgets.QuizCell`)
+        at least once: a solution cell runs only then. Before, it prints what to do first and returns False."""
+        if getattr(checks, "last", None) is not None:
+            return True
+        print("This cell is a solution: it runs once you have tried. Do the task (in a terminal, or in a cell of "
+              "your own), press Run checks above, then run this cell again to see one way to do it.")
+        return False
 
     # -- waiting -----------------------------------------------------------------------------------------
     def wait(self, what: str, ready: Callable[[], T], timeout: float, check: str = NETWORK_CHECK,

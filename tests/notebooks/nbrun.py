@@ -11,6 +11,10 @@ and pressing Check, and prints what the widgets said as one JSON line. A
 the engine did through the question's observer, answers something else (a
 ``reject`` entry, another option), then the one answer that matches the
 observation (for a choice: the option whose ``value`` is what was observed).
+Then it presses each lab's **Run checks** once, a learner's first try with
+nothing done (the lab must not read correct yet); the lab's solution cells,
+which Run All passed by, run again; and a last cell reports what the labs'
+checks say now.
 
 ``python -m tests.notebooks.nbrun NAME OUT`` does the same in a process of
 its own and writes ``OUT/NAME`` (the executed notebook) and
@@ -74,7 +78,7 @@ def _predictions(cell):
     return f"not {seen}", seen, seen
 
 
-_report = {"questions": {}, "wrong": {}, "observed": {}, "labs": {}}
+_report = {"questions": {}, "wrong": {}, "observed": {}, "labs": {}, "labs_before": {}}
 for _quiz in [v for v in list(globals().values()) if isinstance(v, _Quiz)]:
     for _cell in _quiz.cells:
         _q = _cell.question
@@ -90,11 +94,23 @@ for _quiz in [v for v in list(globals().values()) if isinstance(v, _Quiz)]:
             _r = _press(_cell, _rejects[0]["answer"])
             _report["wrong"][_q.id] = [_r.verdict, _r.points, _r.feedback == _rejects[0].get("feedback", _r.feedback)]
         _report["questions"][_q.id] = _press(_cell, _q.reference_answer()).verdict
+# A learner's first try at each lab, before any of its work: Run checks once (a solution cell runs only after).
+for _name, _value in list(globals().items()):
+    if type(_value).__name__ == "QuizCell" and _value.question.type == "lab":
+        _value.check_button.click()
+        _report["labs_before"][_value.question.id] = [_value.last.verdict, _value.last.points, _value.last.max_points]
+'''
+
+#: Run after the solution cells ran again: what each lab's checks say now, and the report as one line.
+REPORT_CELL = r'''
 for _name, _value in list(globals().items()):
     if type(_value).__name__ == "QuizCell" and _value.question.type == "lab" and _value.last is not None:
         _report["labs"][_value.question.id] = [_value.last.verdict, _value.last.points, _value.last.max_points]
 print("LABKIT-QUIZ-REPORT " + _json.dumps(_report))
 '''
+
+#: What marks a lab's solution cell: it runs only once the lab's checks were run (labkit/lesson.py).
+SOLUTION = "lesson.tried("
 
 
 @dataclass
@@ -130,14 +146,18 @@ def install_kernel(prefix: Path) -> Path:
 def execute(name: str, env: dict[str, str], timeout: int = 300, answer: bool = True) -> Run:
     """Run ``notebooks/<name>`` top to bottom in a fresh kernel with ``env``; a cell error raises.
 
-    ``answer``: run the cell that answers every quiz widget before the clean-up (off: the notebook as it is).
+    ``answer``: before the clean-up, answer every quiz widget, press each lab's **Run checks** once (nothing
+    done yet), run the lab's solution cells again (Run All passed them by: they run only after a try), and
+    report (off: the notebook as it is).
     """
     import nbformat
     from nbclient import NotebookClient
 
     nb = nbformat.read(NOTEBOOKS / name, as_version=4)
     if answer:
-        nb.cells.insert(len(nb.cells) - 1, nbformat.v4.new_code_cell(ANSWER_CELL))
+        solutions = [nbformat.v4.new_code_cell(c.source) for c in nb.cells if c.cell_type == "code" and SOLUTION in c.source]
+        nb.cells[len(nb.cells) - 1:len(nb.cells) - 1] = [nbformat.v4.new_code_cell(ANSWER_CELL), *solutions,
+                                                          nbformat.v4.new_code_cell(REPORT_CELL)]
     # A busy host may deliver a cell's output after its reply: wait for it, and fail loudly rather than lose it.
     client = NotebookClient(nb, timeout=timeout, kernel_name="python3", store_widget_state=True,
                             iopub_timeout=60, raise_on_iopub_timeout=True,

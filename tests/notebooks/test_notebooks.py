@@ -73,6 +73,10 @@ def assert_graded(run: Run, labs: bool = True) -> None:
     for qid, (seen, verdict, points, _at_check) in report["observed"].items():
         assert verdict == "incorrect" and points == 0, \
             f"{run.name}: {qid} accepted a prediction other than what the engine observed ({seen}): {verdict}"
+    for qid, (verdict, _points, _max) in report.get("labs_before", {}).items():
+        assert verdict != "correct", f"{run.name}: lab {qid} read correct before its work was done (Run All did it)"
+        assert "This cell is a solution: it runs once you have tried" in run.text, \
+            f"{run.name}: Run All ran the solution of {qid} before the learner tried"
     if labs:
         assert report["labs"], f"{run.name}: no lab was checked"
         for qid, (verdict, points, max_points) in report["labs"].items():
