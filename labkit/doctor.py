@@ -93,13 +93,16 @@ def checks(networks: list[dict[str, Any]] | None = None) -> list[dict[str, Any]]
         "The base image 'busybox' is built from it, offline." if bb
         else "The base image will be assembled from this host's own programs and libraries instead.",
     ))
-    cc = next(filter(None, map(helpers.which, helpers.COMPILERS)), None)  # the ones build_program tries, where it looks
+    from labkit.linux import supervisor
+
+    cc = supervisor.compiler_on_path()  # the ones the shim is built with, where it looks
     out.append(_check(
         "C compiler", bool(cc), cc or "not found",
         "Containers are started and supervised by small C programs, built on first use: each running "
         "container keeps a supervisor of about 1 MB, and a start takes about as long as crun's."
-        if cc else "The same steps run in Python instead: each supervisor costs about 8 MB, and a start "
-        "takes several times longer.",
+        if cc else "Real containers cannot start here, because labkit builds the small C program that starts "
+        "them (labkit-shim) on first use: install a compiler (apt-get install gcc libc6-dev), or use the "
+        "simulator (labkit --backend sim).",
     ))
     from labkit import server
 

@@ -91,10 +91,15 @@ def default_root(backend: Any = "auto") -> str:
     Each is a world of its own, as root's and a user's are with Podman."""
     if os.environ.get("LABKIT_ROOT"):
         return os.environ["LABKIT_ROOT"]
-    if backend == "linux" or (backend == "auto" and _linux_problem() is None):
+    from labkit.linux import supervisor
+
+    def real(root: str, rootless: bool = False) -> bool:  # auto: the real backend runs here, and can start containers
+        return _linux_problem(rootless) is None and supervisor.problem(os.path.join(root, "bin")) is None
+
+    if backend == "linux" or (backend == "auto" and real(DEFAULT_ROOT)):
         return DEFAULT_ROOT
     data = os.environ.get("XDG_DATA_HOME") or os.path.join(os.path.expanduser("~"), ".local", "share")
-    if backend == "rootless" or (backend == "auto" and _linux_problem(rootless=True) is None):
+    if backend == "rootless" or (backend == "auto" and real(os.path.join(data, "labkit"), rootless=True)):
         return os.path.join(data, "labkit")
     return os.path.join(data, "labkit", "sim")
 
@@ -1633,17 +1638,25 @@ def _choose_backend(backend: Any, store: Store) -> tuple[Any, str]:
 
         return SimBackend(store), "the simulator, as asked: every step is modelled in Python, nothing touches the kernel"
     if backend in ("auto", "linux", "rootless"):
+        from labkit.linux import supervisor
         from labkit.linux.backend import LinuxBackend
         from labkit.linux.rootless import network_helper
 
+        # Without a C compiler (and no shim built before) no real container can start: ``auto`` picks
+        # the simulator and says why; a backend asked for by name refuses create and start in one sentence.
+        no_shim = supervisor.problem(str(store.root / "bin")) if backend == "auto" else None
         problem = _linux_problem()
+        if problem is None and no_shim and backend == "auto":
+            from labkit.sim.backend import SimBackend
+
+            return SimBackend(store), f"the simulator, because real containers cannot start here: {no_shim}"
         if problem is None and backend != "rootless":
             return LinuxBackend(store), "root on Linux with overlayfs and cgroups: real containers"
         if backend == "linux":
             raise HostUnsupported(f"the linux backend cannot run here: {problem}",
                                   "Run as root (sudo), or without root: labkit --backend rootless "
                                   "(or the simulator: labkit --backend sim)")
-        unprivileged = _linux_problem(rootless=True)
+        unprivileged = _linux_problem(rootless=True) or no_shim
         if unprivileged is None:
             real = LinuxBackend(store, rootless=True)
             limits = ("limits and pause in your delegated cgroup" if real.delegated is not None

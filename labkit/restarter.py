@@ -6,7 +6,7 @@ and cleaned up, and this applies the policy through the engine
 (:meth:`labkit.engine.Engine.apply_restart_policy`). ``BACKEND`` is the
 backend that started the container, ``linux`` (root, the default) or
 ``rootless``; rootless, the supervisor runs as the user in the host's user
-namespace (see :func:`labkit.linux.process._fork_in_userns`), so this process
+namespace (see ``shim.c``'s fork_in_userns), so this process
 starts the next container exactly as the user's own engine would.
 """
 

@@ -137,7 +137,7 @@ def _warm() -> Any:
         # The shim of the default state root (LinuxBackend keeps it in ROOT/bin), compiled once and found:
         # every worker inherits the answer. Only a root that exists: callers that name another one with
         # --root build their own on first use, and the server makes no /var/lib/labkit of its own.
-        if os.path.isdir(default_root()):
+        if os.path.isdir(default_root()) and supervisor.problem(os.path.join(default_root(), "bin")) is None:
             supervisor.command(os.path.join(default_root(), "bin"))
     return labkit.cli.build_parser()
 

@@ -5,10 +5,12 @@ Each engine verb maps to a few kernel operations, done here in order:
 * ``create``: mkdir the writable layer (``overlay/<id>/diff``) and the init layer;
   write ``/etc/hostname``, ``/etc/hosts``, ``/etc/resolv.conf`` for the container.
 * ``start``: mount the overlay (mount(2), fstype ``overlay``); mkdir the cgroups
-  and write the limits (cgroups(7)); fork the supervisor, which unshares a PID
-  namespace and forks PID 1, which unshares the other namespaces, mounts
-  /proc, /dev and /sys, pivot_root(2)s into the overlay, drops capabilities and
-  execs the command (:mod:`labkit.linux.process`).
+  and write the limits (cgroups(7)); spawn the supervisor (the C shim), which
+  unshares a PID namespace and forks PID 1, which unshares the other
+  namespaces, mounts /proc, /dev and /sys, pivot_root(2)s into the overlay,
+  drops capabilities and execs the command (:mod:`labkit.linux.process`).
+  Without a C compiler to build the shim, ``create`` and ``start`` refuse in
+  one sentence (:func:`labkit.linux.supervisor.command`).
 * PID 1 exits: the supervisor records the exit status, unmounts the overlay and
   removes the cgroups — no Python process needs to be alive for that.
 * ``pause``: the cgroup freezer. ``exec``: setns(2) into PID 1's namespaces.
@@ -122,6 +124,7 @@ class LinuxBackend:
         return (INIT_PATH,) if record.config.init else ()
 
     def create(self, record: ContainerRecord, image) -> None:  # type: ignore[no-untyped-def]
+        supervisor.command(self.shim_dir)  # no shim, no compiler: refused before anything is made
         layers = self._layers(record, image.lowerdirs())
         overlay.prepare(layers, self.store.init_dir(record.id), self._placeholders(record))
         self.emit(events.create_layer(layers.upper), record.id)
@@ -310,6 +313,7 @@ class LinuxBackend:
         cdir = self.store.container_dir(record.id)
         if not cdir.is_dir():  # removed by another process since the record was read: make nothing
             raise NoSuchContainer(record.id)
+        supervisor.command(self.shim_dir)  # no shim, no compiler: refused before anything is made
         info, listeners = self._connect(record, cdir)
         try:
             return self._start(record, image, info, listeners)

@@ -12,13 +12,19 @@ Docker starts every container's process with the same 14 capabilities
 example, mount filesystems (CAP_SYS_ADMIN), load kernel modules
 (CAP_SYS_MODULE) or change the clock (CAP_SYS_TIME). ``grep Cap
 /proc/1/status`` inside a container shows the mask ``00000000a80425fb``.
+
+The shim drops the rest before the command starts (``pid1.c``'s
+restrict_caps), in the order the kernel requires: every other capability out
+of the bounding set (``prctl(PR_CAPBSET_DROP)``, which needs CAP_SETPCAP and
+so comes first), the ambient set cleared, then capset(2) with effective and
+permitted set to the mask and inheritable to nothing, as Docker does since
+CVE-2022-24769. This module names them and computes the mask it is given
+(``--caps``).
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable
-
-from labkit.linux import syscalls
 
 #: Every capability by number, from <linux/capability.h>.
 NAMES: tuple[str, ...] = (
@@ -47,35 +53,3 @@ def mask(names: Iterable[str]) -> int:
 def names_of(bits: int) -> list[str]:
     """The names of the capabilities set in ``bits``, in kernel order."""
     return [name for number, name in enumerate(NAMES) if bits >> number & 1]
-
-
-def last_cap(proc: str = "/proc") -> int:
-    """The highest capability number this kernel knows (``/proc/sys/kernel/cap_last_cap``)."""
-    with open(f"{proc}/sys/kernel/cap_last_cap") as f:
-        return int(f.read())
-
-
-def restrict(keep: int, last: int) -> None:
-    """Reduce the calling process to the capabilities in the mask ``keep``.
-
-    Three steps, in the order the kernel requires (capabilities(7)):
-
-    1. drop every other capability from the bounding set, which needs
-       CAP_SETPCAP and so comes while we still have it;
-    2. clear the ambient set, so nothing is re-granted across execve(2);
-    3. capset(2) effective and permitted to ``keep`` and inheritable to
-       nothing, as Docker does since CVE-2022-24769 (an inheritable
-       capability could be regained by a file with inheritable file caps).
-
-    A root process that then executes a program gets permitted = effective =
-    its bounding set, so the program starts with exactly ``keep``.
-
-    Args:
-        keep: Bit mask of capabilities to keep (see :func:`mask`).
-        last: The kernel's highest capability number (see :func:`last_cap`).
-    """
-    for number in range(last + 1):
-        if not keep >> number & 1:
-            syscalls.prctl(syscalls.PR_CAPBSET_DROP, number)
-    syscalls.prctl(syscalls.PR_CAP_AMBIENT, syscalls.PR_CAP_AMBIENT_CLEAR_ALL)
-    syscalls.capset(keep, keep, 0)

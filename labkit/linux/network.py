@@ -14,7 +14,7 @@ What ``docker run`` does for the default ``bridge`` network, step by step
    address as Docker does (``02:42`` + the four address bytes).
 4. The container's PID 1 joins that namespace (setns(2)), gives eth0 its
    address, brings it and ``lo`` up and adds the default route through the
-   gateway (ioctl(2)s, :func:`labkit.linux.namespaces.configure_interface`),
+   gateway (ioctl(2)s, ``pid1.c``'s configure_eth0),
    then execs.
 
 When PID 1 exits, its supervisor unmounts the namespace file; the kernel then
@@ -448,7 +448,7 @@ def attach(endpoint: Endpoint) -> None:
 
     eth0 gets its MAC here; its address, ``lo`` and the default route are set by the
     container's first process once it has joined the namespace
-    (:func:`labkit.linux.namespaces.configure_interface`, ``pid1.c``): no netlink
+    (``pid1.c``'s configure_eth0): no netlink
     socket has to be opened inside the namespace for them.
     """
     with _ipr() as ipr:

@@ -3,8 +3,7 @@
  *
  * Compiled into labkit-shim with shim.c. The shim forks this process right
  * after unshare(CLONE_NEWPID), so it is PID 1 of a new PID namespace; it then
- * does, in the order runc's init does and labkit's Python starter
- * (process.py's _container, rootfs.py) documents step by step:
+ * does, in the order runc's init does:
  *
  *   join the cgroups ("0" means "me", cgroups(7); see join_cgroup)
  *   unshare mount, UTS, IPC, cgroup [and network] namespaces
@@ -143,7 +142,6 @@ static void mount_overlay(const char *target, const char *opts)
  * are followed as if root were "/", ".." stops at root, and components that do
  * not exist yet are kept as written. So a symlink planted in the image
  * (/etc/hosts -> /etc/shadow) cannot redirect a mount outside the rootfs.
- * Same algorithm as rootfs.secure_join.
  */
 static void secure_join(const char *root, const char *path, char *out, size_t cap)
 {
@@ -264,8 +262,7 @@ static void set_addr(struct sockaddr *sa, in_addr_t addr)
  * eth0's address and netmask (netdevice(7): SIOCSIFADDR, SIOCSIFNETMASK; the
  * kernel derives the broadcast address), eth0 and lo up, and the default route
  * through the gateway (SIOCADDRT, route(8)): `ip addr add`, `ip link set up`
- * and `ip route add default via`, without a netlink library. Same steps as
- * namespaces.configure_interface.
+ * and `ip route add default via`, without a netlink library.
  */
 static void configure_eth0(const char *cidr, const char *gateway)
 {
@@ -766,7 +763,7 @@ static void forward_signal(int sig)
  * it, passing on SIGINT, SIGTERM, SIGHUP and SIGQUIT (Ctrl-C at the caller's
  * terminal reaches this process, no longer the command in its own session), and
  * exits with its code (128+N when signal N killed it), so the engine's waitpid(2)
- * of the shim gives the command's code. Same steps as process.exec_in.
+ * of the shim gives the command's code (process.exec_in).
  */
 void exec_run(const struct pid1_spec *s, int target)
 {

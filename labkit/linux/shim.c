@@ -43,8 +43,8 @@
  * joins the running container, runs the command there with its own 0-2, and
  * exits with the command's code. No supervisor stays.
  *
- * supervisor.py is the same supervisor in Python, with the same arguments
- * (it does not launch: without a C compiler, the Python starter forks PID 1).
+ * This program and pid1.c are the only code that builds a container: labkit has
+ * no second starter in Python (a host without a C compiler gets the simulator).
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -542,8 +542,7 @@ static int run_mapper(const char *helper, pid_t pid, unsigned base, unsigned lon
  * namespace (owned by the new user namespace) and forks PID 1 there, then exits. PID 1 is
  * re-parented to this process, a child subreaper (prctl(2)), which so stays in the host's
  * user namespace as the user: from there newuidmap(1) can map U's namespace, and the restart
- * policy (--then) starts the next container as any starter does. Same steps as process.py's
- * _fork_in_userns. Returns PID 1's host PID.
+ * policy (--then) starts the next container as any starter does. Returns PID 1's host PID.
  */
 static pid_t fork_in_userns(struct pid1_spec *spec, int report_fd, int out[2], int err[2])
 {

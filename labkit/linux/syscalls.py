@@ -14,56 +14,20 @@ from __future__ import annotations
 
 import ctypes
 import os
-import platform
 
 # mount(2) flags, from <linux/mount.h>.
-MS_RDONLY = 0x1
-MS_NOSUID = 0x2
-MS_NODEV = 0x4
-MS_NOEXEC = 0x8
-MS_REMOUNT = 0x20
 MS_BIND = 0x1000
 MS_REC = 0x4000
 MS_PRIVATE = 0x40000
-MS_STRICTATIME = 0x1000000
 
 # umount2(2) flags.
 MNT_DETACH = 0x2
-
-# prctl(2) options, from <linux/prctl.h>.
-PR_CAPBSET_DROP = 24
-PR_SET_NO_NEW_PRIVS = 38
-PR_CAP_AMBIENT = 47
-PR_CAP_AMBIENT_CLEAR_ALL = 4
-
-# capget(2)/capset(2): version 3 carries 64 bits in two 32-bit words.
-_LINUX_CAPABILITY_VERSION_3 = 0x20080522
-
-# pivot_root(2) has no glibc wrapper; its number depends on the architecture.
-_SYS_PIVOT_ROOT = {"x86_64": 155, "aarch64": 41, "arm64": 41, "riscv64": 41, "ppc64le": 203, "s390x": 217}
 
 _libc = ctypes.CDLL(None, use_errno=True)
 _libc.mount.argtypes = [ctypes.c_char_p, ctypes.c_char_p, ctypes.c_char_p, ctypes.c_ulong, ctypes.c_char_p]
 _libc.umount2.argtypes = [ctypes.c_char_p, ctypes.c_int]
 _libc.unshare.argtypes = [ctypes.c_int]
 _libc.setns.argtypes = [ctypes.c_int, ctypes.c_int]
-_libc.sethostname.argtypes = [ctypes.c_char_p, ctypes.c_size_t]
-_libc.prctl.argtypes = [ctypes.c_int, ctypes.c_ulong, ctypes.c_ulong, ctypes.c_ulong, ctypes.c_ulong]
-_libc.syscall.restype = ctypes.c_long
-_libc.signal.argtypes = [ctypes.c_int, ctypes.c_void_p]
-_libc.signal.restype = ctypes.c_void_p
-
-
-class _CapHeader(ctypes.Structure):
-    _fields_ = [("version", ctypes.c_uint32), ("pid", ctypes.c_int)]
-
-
-class _CapData(ctypes.Structure):
-    _fields_ = [("effective", ctypes.c_uint32), ("permitted", ctypes.c_uint32), ("inheritable", ctypes.c_uint32)]
-
-
-_libc.capset.argtypes = [ctypes.POINTER(_CapHeader), ctypes.POINTER(_CapData)]
-_libc.capget.argtypes = [ctypes.POINTER(_CapHeader), ctypes.POINTER(_CapData)]
 
 
 def _b(value: str | os.PathLike[str] | None) -> bytes | None:
@@ -133,15 +97,6 @@ def umount2(target: str | os.PathLike[str], flags: int = 0) -> None:
     _check(_libc.umount2(_b(target), flags), f"umount2({target})", target)
 
 
-def pivot_root(new_root: str, put_old: str) -> None:
-    """Make ``new_root`` the root mount of this mount namespace; see pivot_root(2)."""
-    number = _SYS_PIVOT_ROOT.get(platform.machine())
-    if number is None:
-        raise OSError(38, f"pivot_root: unknown system call number on {platform.machine()}")
-    result = _libc.syscall(ctypes.c_long(number), _b(new_root), _b(put_old))
-    _check(result, f"pivot_root({new_root}, {put_old})", new_root)
-
-
 def unshare(flags: int) -> None:
     """Move the calling process into new namespaces given by CLONE_NEW* ``flags``; see unshare(2)."""
     _check(_libc.unshare(flags), f"unshare({flags:#x})")
@@ -150,44 +105,3 @@ def unshare(flags: int) -> None:
 def setns(fd: int, nstype: int = 0) -> None:
     """Join the namespace that the open ``/proc/PID/ns/*`` file ``fd`` names; see setns(2)."""
     _check(_libc.setns(fd, nstype), f"setns({fd}, {nstype:#x})")
-
-
-def sethostname(name: str) -> None:
-    """Set the hostname of the calling process's UTS namespace; see sethostname(2)."""
-    raw = name.encode()
-    _check(_libc.sethostname(raw, len(raw)), f"sethostname({name})")
-
-
-def prctl(option: int, arg2: int = 0, arg3: int = 0, arg4: int = 0, arg5: int = 0) -> int:
-    """Call prctl(2) and return its result."""
-    result = _libc.prctl(option, arg2, arg3, arg4, arg5)
-    _check(result, f"prctl({option}, {arg2})")
-    return int(result)
-
-
-def capget(pid: int = 0) -> tuple[int, int, int]:
-    """Return the (effective, permitted, inheritable) capability masks of ``pid``; see capget(2)."""
-    header = _CapHeader(_LINUX_CAPABILITY_VERSION_3, pid)
-    data = (_CapData * 2)()
-    _check(_libc.capget(ctypes.byref(header), data), f"capget({pid})")
-    effective = data[0].effective | (data[1].effective << 32)
-    permitted = data[0].permitted | (data[1].permitted << 32)
-    inheritable = data[0].inheritable | (data[1].inheritable << 32)
-    return effective, permitted, inheritable
-
-
-def capset(effective: int, permitted: int, inheritable: int) -> None:
-    """Set the calling thread's capability masks; see capset(2) and capabilities(7)."""
-    header = _CapHeader(_LINUX_CAPABILITY_VERSION_3, 0)
-    data = (_CapData * 2)()
-    for word in (0, 1):
-        shift = 32 * word
-        data[word].effective = (effective >> shift) & 0xFFFFFFFF
-        data[word].permitted = (permitted >> shift) & 0xFFFFFFFF
-        data[word].inheritable = (inheritable >> shift) & 0xFFFFFFFF
-    _check(_libc.capset(ctypes.byref(header), data), "capset")
-
-
-def signal_default(signum: int) -> None:
-    """Reset ``signum`` to its default action at the C level (ignored signals survive execve(2))."""
-    _libc.signal(signum, None)

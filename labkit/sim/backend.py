@@ -386,7 +386,7 @@ class SimBackend:
             namespaces.enter_new(ct, c.hostname)
             vfs = Vfs(w, ct)
             for m in c.mounts:
-                # rootfs.bind(): the mount point is made in the container's filesystem first.
+                # As pid1.c's bind_mount: the mount point is made in the container's filesystem first.
                 src = self._host_path(m)
                 if os.path.isdir(src):
                     vfs.makedirs(m.destination)

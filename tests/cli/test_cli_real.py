@@ -127,6 +127,56 @@ def test_not_root_is_told_plainly(engine, tmp_path):
     assert "needs root" in p.stderr and "sudo" in p.stderr
 
 
+def _without_compilers(argv: list[str]) -> list[str]:
+    """``argv`` run in a mount namespace of its own where every C compiler is ``/dev/null`` (not executable):
+    a host without one, as labkit (which looks for them in its own PATH, as root) sees it. Nothing of the host
+    changes, and the namespace goes with the process."""
+    from labkit import helpers
+
+    found = {os.path.realpath(path) for d in helpers.SAFE_PATH.split(":") for c in helpers.COMPILERS
+             if os.path.exists(path := os.path.join(d, c))}
+    hide = "".join(f"mount --bind /dev/null '{path}' && " for path in sorted(found))
+    return ["unshare", "--mount", "--propagation", "private", "sh", "-c", hide + 'exec "$@"', "sh", *argv]
+
+
+def test_without_a_compiler_run_create_and_start_refuse_plainly():
+    """A host with no C compiler (and no shim built before) cannot start a container, as there is no second
+    starter in Python: run and create refuse before making anything (exit 125 and 1), start refuses (exit 1), each
+    in one sentence that names the compiler and what to try; doctor says so; auto picks the simulator."""
+    from tests.conftest import state_root
+
+    root = state_root()
+    env = {**os.environ, "LABKIT_ROOT": str(root), "LABKIT_NO_SERVER": "1"}
+
+    def lk(*args: str, compilers: bool = False) -> tuple[int, str, str]:
+        argv = [sys.executable, "-m", "labkit", *args]
+        p = subprocess.run(argv if compilers else _without_compilers(argv), capture_output=True, text=True,
+                           env=env, timeout=120)
+        assert "Traceback" not in p.stderr, p.stderr
+        return p.returncode, p.stdout, p.stderr
+
+    assert lk("--backend", "linux", "create", "--name", "made-with-cc", "busybox", "true", compilers=True)[0] == 0
+    for shim in (root / "bin").glob("labkit-shim-*"):
+        shim.unlink()  # as if labkit changed since: the shim must be built again, and cannot be
+    try:
+        rc, out, _ = lk("doctor")
+        assert "backend: sim (the simulator, because real containers cannot start here: " in out, out
+        assert "Real containers cannot start here" in out
+        rc, out, err = lk("--backend", "linux", "start", "made-with-cc")
+        assert (rc, out) == (1, ""), err
+        assert err.splitlines()[1:] == ["Error: failed to start containers: made-with-cc"], err  # as Docker's
+        assert "no C compiler" in err.splitlines()[0] and "apt-get install gcc" in err
+        for verb, code in ((["run", "--rm"], 125), (["create"], 1)):  # create: a daemon's refusal, as Docker's
+            rc, out, err = lk("--backend", "linux", *verb, "busybox", "true")
+            assert (rc, out) == (code, ""), err
+            assert err.startswith("labkit: labkit starts real containers") and "no C compiler" in err, err
+        rc, out, _ = lk("--backend", "linux", "ps", "-a", "--format", "{{.Names}} {{.Status}}")
+        assert (rc, out) == (0, "made-with-cc Created\n"), "nothing else was made, nothing started"
+        assert len(os.listdir(root / "containers")) == 1 and not list((root / "bin").glob("labkit-shim-*"))
+    finally:
+        assert lk("--backend", "linux", "rm", "-f", "made-with-cc", compilers=True)[0] == 0
+
+
 def test_trace_prints_the_kernels_steps(lk):
     """`labkit trace run …` prints the command's output, then each step: namespaces, overlay, copy-up, whiteout, exit."""
     rc, out, err = lk("trace", "run", "--rm", "--memory", "32m", "busybox", "sh", "-c",

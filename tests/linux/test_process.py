@@ -17,8 +17,8 @@ from pathlib import Path
 
 import pytest
 
-from labkit.errors import StartFailed
-from labkit.linux import capabilities, namespaces, process, rootfs, supervisor, syscalls
+from labkit.errors import HostUnsupported, StartFailed
+from labkit.linux import capabilities, namespaces, process, supervisor, syscalls
 from labkit.linux.process import LaunchSpec, Mount, Started
 
 pytestmark = [
@@ -90,15 +90,10 @@ def shim_dir(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     shutil.rmtree(directory)
 
 
-@pytest.fixture(params=["c", "python"])
-def supervisor_argv(request: pytest.FixtureRequest, shim_dir: str) -> list[str]:
-    """The C shim, and the Python supervisor that stands in for it without a compiler."""
-    if request.param == "python":
-        return supervisor.python_command()
-    binary = supervisor.build_shim(shim_dir)
-    if binary is None:
-        pytest.skip("no C compiler to build the shim")
-    return [binary]
+@pytest.fixture
+def supervisor_argv(shim_dir: str) -> list[str]:
+    """The C shim, built in the module's cache (the only program that starts a container)."""
+    return supervisor.command(shim_dir)
 
 
 class Lab:
@@ -378,18 +373,27 @@ def test_bind_mounts_are_visible_and_writable(lab: Lab, tmp_path: Path) -> None:
 
 
 def test_a_planted_symlink_cannot_move_a_mount_out_of_the_rootfs(lab: Lab, tmp_path: Path) -> None:
-    """A destination that is a symlink in the image to a host-looking path lands inside the rootfs."""
+    """A destination that is a symlink in the image to a host-looking path, relative or absolute, lands inside
+    the rootfs (``pid1.c``'s secure_join resolves it as if the rootfs were /)."""
     outside = tmp_path / "labkit-outside"
     outside.mkdir()
     volume = tmp_path / "labkit-vol"
     volume.mkdir()
     (volume / "mark").write_text("volume\n")
-    spec = lab.spec(["cat", "/escape/mark"], mounts=(Mount(str(volume), "/escape"),))
-    # In the writable layer: /escape -> ../../../../<outside>, resolved as if the rootfs were /.
+    hosts = tmp_path / "labkit-hosts"
+    hosts.write_text("127.0.0.1 planted\n")
+    spec = lab.spec(["cat", "/escape/mark", "/etc/hosts"],
+                    mounts=(Mount(str(volume), "/escape"), Mount(str(hosts), "/etc/hosts")))
+    # In the writable layer: /escape -> ../../../../<outside>, and /etc/hosts -> <outside>/hosts.
     os.symlink("../" * 12 + str(outside).lstrip("/"), os.path.join(spec.rootfs, "escape"))
+    etc_hosts = os.path.join(spec.rootfs, "etc", "hosts")
+    os.makedirs(os.path.dirname(etc_hosts), exist_ok=True)
+    if os.path.lexists(etc_hosts):
+        os.unlink(etc_hosts)
+    os.symlink(str(outside / "hosts"), etc_hosts)
     started = lab.start(spec)
     assert process.wait(started, timeout=10)
-    assert _output(spec.log_path) == "volume\n"
+    assert _output(spec.log_path) == "volume\n127.0.0.1 planted\n"
     assert os.listdir(outside) == [], "nothing was mounted or made on the host path"
     with open("/proc/self/mounts") as f:
         assert str(outside) not in f.read()
@@ -468,16 +472,13 @@ def test_supervisor_survives_its_caller(lab: Lab) -> None:
 
 
 def test_supervisor_memory_is_small(lab: Lab, supervisor_argv: list[str]) -> None:
-    """The C shim stays near conmon's footprint; the Python fallback under a plain interpreter's."""
+    """The C shim stays near conmon's footprint."""
     spec = lab.spec(["sleep", "1000"])
     started = lab.start(spec)
-    time.sleep(0.2 if supervisor_argv[0] == sys.executable else 0.05)
+    time.sleep(0.05)
     rss, private = _memory(started.shim_pid)
     print(f"\nsupervisor {os.path.basename(supervisor_argv[-1])}: RSS {rss:.2f} MB, private {private:.2f} MB")
-    if supervisor_argv[0] == sys.executable:
-        assert rss < 20
-    else:
-        assert rss < 3 and private < 1
+    assert rss < 3 and private < 1
     os.kill(started.pid, signal.SIGKILL)
     assert process.wait(started, timeout=10)
 
@@ -492,23 +493,29 @@ def test_alive_tells_a_reused_pid_apart(lab: Lab) -> None:
     assert process.wait(started, timeout=10)
 
 
-def test_secure_join_stays_inside_the_root(tmp_path: Path) -> None:
-    """Absolute and relative symlinks in a rootfs resolve inside it, never on the host."""
-    root = tmp_path / "labkit-root"
-    (root / "etc").mkdir(parents=True)
-    os.symlink("/etc/shadow", root / "etc" / "hosts")
-    os.symlink("../../../..", root / "up")
-    assert rootfs.secure_join(str(root), "/etc/hosts") == f"{root}/etc/shadow"
-    assert rootfs.secure_join(str(root), "/up/etc/x") == f"{root}/etc/x"
-    assert rootfs.secure_join(str(root), "/../../new/dir") == f"{root}/new/dir"
-
-
 def test_shim_is_built_once_per_source(tmp_path: Path) -> None:
-    """The shim binary is named by its source hash and reused; no compiler means no binary (the Python fallback)."""
+    """The shim binary is named by its source hash and reused; no compiler means no binary."""
     directory = str(tmp_path / "labkit-shim-cache")
     first = supervisor.build_shim(directory)
     assert first is not None and os.path.basename(first).startswith("labkit-shim-")
     assert supervisor.build_shim(directory) == first
     assert os.listdir(directory) == [os.path.basename(first)]
     assert supervisor.build_shim(str(tmp_path / "labkit-empty"), compiler="labkit-no-such-cc") is None
-    assert supervisor.python_command()[-1].endswith("supervisor.py")
+
+
+def test_without_a_compiler_no_start_path_remains(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """With no C compiler and no shim built before, the supervisor cannot be had and says why in one sentence;
+    a shim built before is still used."""
+    from labkit import helpers
+
+    built = supervisor.build_shim(str(tmp_path / "labkit-built"))
+    monkeypatch.setattr(helpers, "COMPILERS", ("labkit-no-such-cc",))
+    assert supervisor.compiler_on_path() is None
+    assert supervisor.problem(str(tmp_path / "labkit-built")) is None
+    assert supervisor.command(str(tmp_path / "labkit-built")) == [built]
+    empty = str(tmp_path / "labkit-empty")
+    assert supervisor.problem(empty) == supervisor.NO_COMPILER
+    with pytest.raises(HostUnsupported) as info:
+        supervisor.command(empty)
+    assert str(info.value) == supervisor.NO_COMPILER and "apt-get install gcc" in info.value.hint
+    assert not os.path.exists(empty), "nothing is made"

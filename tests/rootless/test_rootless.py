@@ -394,38 +394,47 @@ while time.monotonic() < deadline:
 
 @pytest.fixture
 def no_compiler_path(learner):
-    """A PATH like the learner's without a C compiler: the shim cannot be built, so the Python starter runs."""
+    """A PATH like the learner's without a C compiler: the shim cannot be built, so no real container can start."""
     yield from _path_without(learner, "bin-without-cc", "cc", "gcc", "clang")
 
 
-def test_the_python_starter_gives_the_same_rootless_container(learner, no_compiler_path):
-    """Without a C compiler (and no shim built before, in a state root of its own), the Python steps start the
-    rootless container: the same user namespace and map, PID 1, overlay, and a published port through the
-    user-mode network; rm leaves nothing of the container."""
-    _need_slirp4netns()
+def test_without_a_compiler_rootless_refuses_plainly_and_auto_picks_the_simulator(learner, no_compiler_path):
+    """Without a C compiler (and no shim built before, in a state root of its own) labkit has no way to start a
+    container — there is no second starter in Python: ``connect()`` picks the simulator and says why; the rootless
+    backend asked for by name refuses run and create before making anything, in one sentence (exit 125 from the
+    command line); ``doctor`` says it too."""
     got = as_learner(learner, """
-import json, os, time
+import json, os, subprocess, sys
 os.environ["XDG_DATA_HOME"] = os.path.join(os.environ["HOME"], "data-without-cc")
 import labkit
-lab = labkit.connect()
-""" + SERVE_AND_FETCH + """
-pid = c.inspect()["State"]["Pid"]
-with open(f"/proc/{pid}/stat") as f:
-    parent = f.read().rpartition(")")[2].split()[1]
-with open(f"/proc/{parent}/cmdline") as f:
-    supervisor = f.read().split("\\0")
-code, out = c.exec(["sh", "-c", "cat /proc/1/cmdline | tr '\\\\0' ' '; echo; id -u; cat /proc/self/uid_map"])
-cdir = str(lab.store.container_dir(c.id))
-lab.rm("web", force=True)
-print(json.dumps({"page": page, "supervisor": supervisor, "code": code, "out": out, "uid": os.getuid(),
-                  "gone": not os.path.exists(cdir) and not lab.ps(all=True)}))
+from labkit.errors import HostUnsupported
+auto = labkit.connect()
+lab = labkit.connect(backend="rootless")
+refused = []
+for call in (lambda: lab.run("busybox", ["true"]), lambda: lab.create("busybox", ["true"], name="never")):
+    try:
+        call()
+    except HostUnsupported as err:
+        refused.append(err.one_line())
+cli = subprocess.run([sys.executable, "-m", "labkit", "--backend", "rootless", "run", "--rm", "busybox", "true"],
+                     capture_output=True, text=True, env={**os.environ, "LABKIT_NO_SERVER": "1"})
+doctor = subprocess.run([sys.executable, "-m", "labkit", "doctor"], capture_output=True, text=True,
+                        env={**os.environ, "LABKIT_NO_SERVER": "1"})
+root = lab.store.root
+print(json.dumps({"auto": [auto.backend_name, auto.backend_reason], "refused": refused,
+                  "cli": [cli.returncode, cli.stdout, cli.stderr], "doctor": doctor.stdout,
+                  "left": lab.ps(all=True), "containers": sorted(os.listdir(root / "containers"))
+                  if (root / "containers").exists() else [], "shims": sorted(os.listdir(root / "bin"))
+                  if (root / "bin").exists() else []}))
 """, path=no_compiler_path)
-    assert any(word.endswith("supervisor.py") for word in got["supervisor"]), got["supervisor"]
-    assert got["page"] == "hello-rootless\n"
-    cmdline, uid_inside, uid_map = got["out"].splitlines()[:3]
-    assert got["code"] == 0 and cmdline.startswith("httpd") and uid_inside == "0"
-    assert uid_map.split() == ["0", str(got["uid"]), "1"]
-    assert got["gone"]
+    assert got["auto"][0] == "sim" and "no C compiler" in got["auto"][1], got["auto"]
+    assert len(got["refused"]) == 2 and all("no C compiler" in r and "apt-get install gcc" in r
+                                            for r in got["refused"]), got["refused"]
+    code, out, err = got["cli"]
+    assert code == 125 and out == "" and "Traceback" not in err, err
+    assert err.splitlines()[0].startswith("labkit: labkit starts real containers") and "no C compiler" in err
+    assert "no C compiler" in got["doctor"] or "Real containers cannot start here" in got["doctor"]
+    assert got["left"] == [] and got["containers"] == [] and got["shims"] == [], "nothing was made"
 
 
 def test_published_port_reaches_httpd_rootless(learner):
