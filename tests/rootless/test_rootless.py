@@ -504,10 +504,10 @@ def test_bad_input_is_refused_rootless_before_anything_is_made(learner):
         p = subprocess.run([sys.executable, "-m", "labkit", *argv], capture_output=True, text=True, env=env)
         said = [ln for ln in p.stderr.splitlines() if ln.strip() and not ln.startswith("Run 'labkit")]
         out.append([p.returncode, len(said)])
-    print(json.dumps({"out": out, "same": listing() == before}))
+    print(json.dumps({"out": out, "same": listing() == before, "before": before, "after": listing()}))
     """)
     assert got["out"] == [[125, 1]] * 7 + [[1, 1], [127, 1], [1, 1]]
-    assert got["same"], "nothing made, nothing lost"
+    assert got["same"], f"nothing made, nothing lost: {got['before']} then {got['after']}"
 
 
 def _path_without(learner, name: str, *programs: str):
