@@ -51,6 +51,7 @@ import queue
 import secrets
 import shutil
 import stat
+import sys
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -95,6 +96,41 @@ def read_json(path: str | Path) -> Any | None:
         return None
 
 
+def delete_tree(path: str | Path) -> None:
+    """Delete the tree ``path`` as :func:`shutil.rmtree` does, also through directories its owner cannot enter.
+
+    overlayfs makes the ``work`` directory inside a layer's work directory with mode 0
+    (fs/overlayfs/super.c, ``ovl_workdir_create``) and leaves it there after the unmount.
+    Root passes it anyway (CAP_DAC_OVERRIDE, capabilities(7)); any other user cannot
+    open it (path_resolution(7)), so rmtree would leave it and every directory above it.
+    Its owner may chmod(2) it, so a directory (or its parent) the user owns gets read,
+    write and search for its owner, and is deleted again.
+    """
+    def unlock(_func: Any, name: str, _exc: Any) -> None:
+        changed = False
+        for d in (os.path.dirname(name), name):
+            with contextlib.suppress(OSError):
+                st = os.lstat(d)
+                if stat.S_ISDIR(st.st_mode) and st.st_uid == os.geteuid() and st.st_mode & 0o700 != 0o700:
+                    os.chmod(d, stat.S_IMODE(st.st_mode) | 0o700)
+                    changed = True
+        if not changed:
+            return  # not a question of permissions: the error stands (ignored, as rmtree's ignore_errors)
+        with contextlib.suppress(OSError):
+            if os.path.isdir(name) and not os.path.islink(name):
+                rmtree(name)
+            else:
+                os.unlink(name)
+
+    def rmtree(top: str | Path) -> None:
+        if sys.version_info >= (3, 12):  # onerror is deprecated there; onexc gets the same call
+            shutil.rmtree(top, onexc=unlock)
+        else:
+            shutil.rmtree(top, onerror=unlock)
+
+    rmtree(path)
+
+
 class _Reaper:
     """One daemon thread that deletes discarded trees, in the order they came."""
 
@@ -114,7 +150,7 @@ class _Reaper:
         while True:
             path = self.queue.get()
             try:
-                shutil.rmtree(path, ignore_errors=True)
+                delete_tree(path)
             finally:
                 self.queue.task_done()
 

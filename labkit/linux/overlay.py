@@ -21,7 +21,6 @@ layer picture (each entry, what the image layers hold at its path, who serves a 
 from __future__ import annotations
 
 import os
-import shutil
 import stat
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -30,6 +29,7 @@ from typing import Any
 
 from labkit.linux import syscalls
 from labkit.model.overlay import LayerContents, Served, UpperEntry
+from labkit.store import delete_tree
 
 #: Files every container gets its own copy of, bind-mounted over the init layer's placeholders.
 ETC_FILES = ("hostname", "hosts", "resolv.conf")
@@ -159,7 +159,7 @@ def remove(layer_root: Path, init_root: Path, discard: Callable[[Path], object] 
         if discard is not None:
             discard(root)
         else:
-            shutil.rmtree(root, ignore_errors=True)
+            delete_tree(root)
 
 
 # -- docker diff --------------------------------------------------------------------------------

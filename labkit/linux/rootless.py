@@ -55,6 +55,7 @@ from dataclasses import dataclass
 from labkit import helpers
 from labkit.errors import Conflict, HostUnsupported, InvalidArgument, StartFailed
 from labkit.linux import namespaces, syscalls
+from labkit.store import delete_tree
 
 #: The user-mode network helpers that can give a rootless container a network, in the order labkit prefers.
 NETWORK_HELPERS = ("slirp4netns", "pasta")
@@ -220,12 +221,12 @@ def remove_tree(idmap: IdMap, path: str) -> None:
     one (the maps written from outside, as for a container) and removes the tree there —
     what ``podman unshare rm -rf`` does.
     """
-    shutil.rmtree(path, ignore_errors=True)
+    delete_tree(path)
     if not os.path.lexists(path) or idmap.kind != "range":
         return
 
     def remove() -> bool:
-        shutil.rmtree(path, ignore_errors=True)
+        delete_tree(path)
         return not os.path.lexists(path)
 
     as_root_inside(idmap, remove)

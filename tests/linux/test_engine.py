@@ -304,6 +304,26 @@ def test_run_rm_removes_after_exit(engine):
     assert all(r["Id"] != d.id for r in engine.ps(all=True))
 
 
+def _state_listing(root: Path) -> dict[str, list[str]]:
+    """What the state root holds of containers: records, layers, volumes, and what ``tmp`` holds but the trash
+    (``tmp/trash-*``: trees a removal took away at once, deleted in the background)."""
+    got = {d: sorted(os.listdir(root / d)) for d in ("containers", "overlay", "volumes")}
+    got["tmp"] = sorted(n for n in os.listdir(root / "tmp") if not n.startswith("trash-"))
+    return got
+
+
+def test_run_rm_leaves_nothing_in_the_state_root_when_it_returns(engine):
+    """When an attached --rm run returns, its record, writable layer and init layer are gone from the state root,
+    as after Docker's `run --rm`: run twenty times, so a removal that finishes later would be seen."""
+    root = engine.store.root
+    engine.run("busybox", ["true"], auto_remove=True)  # the image is pulled before the count
+    before = _state_listing(root)
+    for _ in range(20):
+        c = engine.run("busybox", ["true"], auto_remove=True)
+        assert c.exit_code == 0
+        assert _state_listing(root) == before, f"{c.id[:12]} left something behind"
+
+
 def test_init_makes_stop_quick_and_reaps(engine):
     """With --init a plain sleep stops on SIGTERM (143) at once, because the init forwards it; without it waits for SIGKILL."""
     c = engine.run("busybox", ["sleep", "30"], detach=True, init=True)

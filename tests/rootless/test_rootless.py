@@ -510,6 +510,29 @@ def test_bad_input_is_refused_rootless_before_anything_is_made(learner):
     assert got["same"], f"nothing made, nothing lost: {got['before']} then {got['after']}"
 
 
+def test_run_rm_leaves_nothing_in_the_state_root_rootless(learner):
+    """Rootless, when an attached --rm run returns, its record and layers are gone from the state root — also the
+    directory overlayfs leaves in the work directory with mode 0, which the user must open up before deleting —
+    twenty runs in a row, so a removal that finishes later would be seen."""
+    got = as_learner(learner, PRELUDE + """
+    root = lab.store.root
+    def listing():
+        got = {d: sorted(os.listdir(root / d)) for d in ("containers", "overlay", "volumes")}
+        got["tmp"] = sorted(n for n in os.listdir(root / "tmp") if not n.startswith("trash-"))  # deleted in the background
+        return got
+    lab.run("busybox", ["true"], auto_remove=True)  # the image is pulled before the count
+    before = listing()
+    left = []
+    for _ in range(20):
+        c = lab.run("busybox", ["true"], auto_remove=True)
+        if listing() != before:
+            left.append(listing())
+    print(json.dumps({"before": before, "left": left, "code": c.exit_code}))
+    """)
+    assert got["code"] == 0
+    assert got["left"] == [], f"the state root held {got['before']} before, then {got['left'][:2]}"
+
+
 def _path_without(learner, name: str, *programs: str):
     """A PATH like the learner's, in ``~/name``, with every program but ``programs``; removed afterwards."""
     path = Path(learner.pw_dir) / name
