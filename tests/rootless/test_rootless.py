@@ -202,7 +202,9 @@ def test_stop_start_pause_rm_without_a_freezer(learner):
     c = lab.run("busybox", ["sh", "-c", "sleep 60 & wait"], detach=True, name="life")
     pid = c.inspect()["State"]["Pid"]
     from labkit.linux import rootless
-    pids = rootless.namespace_pids(pid)
+    deadline = time.monotonic() + 10  # sh forks its sleep a moment after run -d returns
+    while len(pids := rootless.namespace_pids(pid)) < 2 and time.monotonic() < deadline:
+        time.sleep(0.02)
     lab.pause("life")
     paused = [state(p) for p in pids], lab.inspect("life")["State"]["Status"]
     lab.unpause("life")
