@@ -16,6 +16,8 @@ The same names are removed at the notebook's start too (:meth:`Lesson.clear`):
 a notebook run after another one that stopped half-way, or run twice, never
 trips on leftovers.
 
+A *predict, then observe* experiment runs only once its predictions were
+checked (:meth:`Lesson.predicted`): seen first, it would give the answer away.
 A lab's solution never runs on its own: **Run All** would otherwise do the
 learner's work and the lab would read "correct" before any was done. The
 solution cell runs only once the learner has pressed the lab's **Run checks**
@@ -179,7 +181,32 @@ class Lesson:
         self.engine.volume_rm(name)
         return True
 
-    # -- solutions ---------------------------------------------------------------------------------------
+    # -- predictions and solutions -----------------------------------------------------------------------
+    def predicted(self, quiz: Any, *ids: str) -> bool:
+        """Whether every prediction ``ids`` of ``quiz`` (a :class:`labkit.grading.widgets.Quiz`) has been checked:
+        the experiment that shows what the engine does runs only then. Before, it prints which predictions to
+        make first and returns False.
+
+        Raises:
+            InvalidArgument: ``quiz`` asks no question of one of ``ids``.
+        """
+        from labkit.errors import InvalidArgument
+
+        cells = {c.question.id: c for c in getattr(quiz, "cells", ())}
+        unknown = [i for i in ids if i not in cells]
+        if unknown:
+            raise InvalidArgument(f"the quiz asks no question {unknown[0]}", f"Ask one of {', '.join(cells)}")
+        waiting = [cells[i] for i in ids if cells[i].last is None]
+        if not waiting:
+            return True
+        print("Predict first: answer these above and press Check, then run this cell again to see what the "
+              "engine does:")
+        for cell in waiting:
+            prompt = " ".join(cell.question.prompt.split())
+            print(f"  • {prompt[:110]}{'…' if len(prompt) > 110 else ''}")
+        return False
+
+
     def tried(self, checks: Any) -> bool:
         """Whether the learner has run the lab's checks (``checks``, its :class:`labkit.grading.widgets.QuizCell`)
         at least once: a solution cell runs only then. Before, it prints what to do first and returns False."""

@@ -12,9 +12,10 @@ the engine did through the question's observer, answers something else (a
 ``reject`` entry, another option), then the one answer that matches the
 observation (for a choice: the option whose ``value`` is what was observed).
 Then it presses each lab's **Run checks** once, a learner's first try with
-nothing done (the lab must not read correct yet); the lab's solution cells,
-which Run All passed by, run again; and a last cell reports what the labs'
-checks say now.
+nothing done (the lab must not read correct yet); the cells Run All passed by
+(the labs' solutions, the experiments of predictions) run again, now that the
+learner has tried and predicted; and a last cell reports what the labs' checks
+say now.
 
 ``python -m tests.notebooks.nbrun NAME OUT`` does the same in a process of
 its own and writes ``OUT/NAME`` (the executed notebook) and
@@ -109,8 +110,9 @@ for _name, _value in list(globals().items()):
 print("LABKIT-QUIZ-REPORT " + _json.dumps(_report))
 '''
 
-#: What marks a lab's solution cell: it runs only once the lab's checks were run (labkit/lesson.py).
-SOLUTION = "lesson.tried("
+#: What marks a cell Run All passes by (labkit/lesson.py): a lab's solution runs only once the lab's checks were
+#: run, a predict-then-observe experiment only once its predictions were checked.
+GATED = ("lesson.tried(", "lesson.predicted(")
 
 
 @dataclass
@@ -155,8 +157,9 @@ def execute(name: str, env: dict[str, str], timeout: int = 300, answer: bool = T
 
     nb = nbformat.read(NOTEBOOKS / name, as_version=4)
     if answer:
-        solutions = [nbformat.v4.new_code_cell(c.source) for c in nb.cells if c.cell_type == "code" and SOLUTION in c.source]
-        nb.cells[len(nb.cells) - 1:len(nb.cells) - 1] = [nbformat.v4.new_code_cell(ANSWER_CELL), *solutions,
+        gated = [nbformat.v4.new_code_cell(c.source) for c in nb.cells
+                 if c.cell_type == "code" and any(mark in c.source for mark in GATED)]
+        nb.cells[len(nb.cells) - 1:len(nb.cells) - 1] = [nbformat.v4.new_code_cell(ANSWER_CELL), *gated,
                                                           nbformat.v4.new_code_cell(REPORT_CELL)]
     # A busy host may deliver a cell's output after its reply: wait for it, and fail loudly rather than lose it.
     client = NotebookClient(nb, timeout=timeout, kernel_name="python3", store_widget_state=True,

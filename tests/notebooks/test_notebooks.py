@@ -77,6 +77,9 @@ def assert_graded(run: Run, labs: bool = True) -> None:
         assert verdict != "correct", f"{run.name}: lab {qid} read correct before its work was done (Run All did it)"
         assert "This cell is a solution: it runs once you have tried" in run.text, \
             f"{run.name}: Run All ran the solution of {qid} before the learner tried"
+    if any("lesson.predicted(" in c.source for c in run.nb.cells if c.cell_type == "code"):
+        assert "Predict first: answer these above and press Check" in run.text, \
+            f"{run.name}: Run All ran a prediction's experiment before the prediction was checked"
     if labs:
         assert report["labs"], f"{run.name}: no lab was checked"
         for qid, (verdict, points, max_points) in report["labs"].items():
