@@ -128,8 +128,8 @@ def test_sim_bridged_container_with_a_published_port(sim):
     for gid in ("bridge", "veth:host", "veth", "veth:container", "port:8080"):
         assert by_gid(fig, gid), gid
     text = words(fig)
-    assert f"bridge {settings['Bridge']}" in text and f"gateway {settings['Gateway']}/16" in text
-    assert f"eth0\n{settings['IPAddress']}/16\nMAC {settings['MacAddress']}" in text
+    assert f"bridge {settings['Bridge']}" in text and f"gateway {settings['Gateway']}/{settings['IPPrefixLen']}" in text
+    assert f"eth0\n{settings['IPAddress']}/{settings['IPPrefixLen']}\nMAC {settings['MacAddress']}" in text
     assert "127.0.0.1:8080 → 3000/tcp" in text
 
 
