@@ -31,8 +31,23 @@ pytestmark = pytest.mark.root
 
 #: /dev/kmsg: what is written to it is printed in the host's kernel log.
 KMSG = (1, 11)
-#: /dev/zram0: a block device the host's root can open here (this VM's root cannot open its disk, /dev/vda).
-ZRAM = (253, 0)
+
+
+def _openable_block_device() -> tuple[str, tuple[int, int]]:
+    """A block device the host's root can open (on this VM not its disk, /dev/vda, but /dev/zram0 or a loop device)."""
+    for name in sorted(os.listdir("/sys/block"), key=lambda n: (n.startswith(("vd", "sd", "nvme")), n)):
+        path = f"/dev/{name}"
+        try:
+            st = os.stat(path)
+            os.close(os.open(path, os.O_RDONLY))
+        except OSError:
+            continue
+        if stat.S_ISBLK(st.st_mode):
+            return path, (os.major(st.st_rdev), os.minor(st.st_rdev))
+    return "/dev/zram0", (253, 0)  # none (or not root): test_the_probe_devices_are_usable_on_this_host says so
+
+
+BLOCK, ZRAM = _openable_block_device()
 
 
 @pytest.fixture(scope="session")
@@ -62,7 +77,7 @@ def answers(text: str) -> dict[str, str]:
 
 
 def attack(marker: str) -> list[str]:
-    """Make /dev/kmsg and /dev/zram0 nodes, write ``marker`` into the kernel log, open the block device."""
+    """Make /dev/kmsg and block device nodes, write ``marker`` into the kernel log, open the block device."""
     return [f"mknod:/tmp/kmsg:c:{KMSG[0]}:{KMSG[1]}", f"write:/tmp/kmsg:{marker}",
             f"mknod:/tmp/zram:b:{ZRAM[0]}:{ZRAM[1]}", "open:/tmp/zram"]
 
@@ -86,10 +101,10 @@ def blocked(got: dict[str, str], marker: str) -> None:
 
 def test_the_probe_devices_are_usable_on_this_host():
     """The devices the attack aims at exist here and the host's root can use them, so a refusal means the rules."""
-    for path, kind, (major, minor) in (("/dev/kmsg", stat.S_ISCHR, KMSG), ("/dev/zram0", stat.S_ISBLK, ZRAM)):
+    for path, kind, (major, minor) in (("/dev/kmsg", stat.S_ISCHR, KMSG), (BLOCK, stat.S_ISBLK, ZRAM)):
         st = os.stat(path)
         assert kind(st.st_mode) and (os.major(st.st_rdev), os.minor(st.st_rdev)) == (major, minor), path
-    os.close(os.open("/dev/zram0", os.O_RDONLY))
+    os.close(os.open(BLOCK, os.O_RDONLY))
 
 
 def test_without_device_rules_a_root_container_writes_the_hosts_kernel_log_and_opens_its_disk(engine, backend,
