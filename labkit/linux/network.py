@@ -454,12 +454,28 @@ def attach(endpoint: Endpoint) -> None:
     with _ipr() as ipr:
         stale = ipr.link_lookup(ifname=endpoint.veth)
         if stale:
-            ipr.link("del", index=stale[0])
+            # The last run's host end: its namespace was unpinned, and the kernel deletes a veth pair when
+            # it frees the namespace holding its peer, a moment later (net/core/dev.c, default_device_exit):
+            # it may be gone by the time it is asked to go.
+            with contextlib.suppress(FileNotFoundError):
+                _delete_link(ipr, stale[0])
         ipr.link("add", ifname=endpoint.veth, kind="veth",
                  peer={"ifname": "eth0", "net_ns_fd": endpoint.sandbox, "address": endpoint.mac})
         host_end = ipr.link_lookup(ifname=endpoint.veth)[0]
         bridge = ipr.link_lookup(ifname=endpoint.bridge)[0]
         ipr.link("set", index=host_end, master=bridge, state="up")
+
+
+def _delete_link(ipr: Any, index: int) -> None:
+    """Delete link ``index``; FileNotFoundError when it is already gone (ENODEV)."""
+    from pyroute2.netlink.exceptions import NetlinkError
+
+    try:
+        ipr.link("del", index=index)
+    except NetlinkError as err:
+        if err.code == errno.ENODEV:
+            raise FileNotFoundError(errno.ENODEV, os.strerror(errno.ENODEV)) from err
+        raise
 
 
 def listen(host_ip: str, host_port: int, device: str = "") -> socket.socket:

@@ -459,3 +459,15 @@ def test_two_roots_bringing_bridges_up_at_once_take_two_subnets():
             for rec in lab.ps(all=True):
                 lab.rm(rec["Id"], force=True)
             lab.prune_networks()
+
+
+def test_a_stale_veth_the_kernel_already_took_is_not_an_error():
+    """The last run's veth may be gone by the time attach asks it to go (the kernel frees it with its
+    namespace, a moment after): deleting a link that is no longer there says FileNotFoundError, which
+    attach passes by, and nothing else."""
+    from pyroute2 import IPRoute
+
+    with IPRoute() as ipr:
+        gone = max(link["index"] for link in ipr.get_links()) + 1000
+        with pytest.raises(FileNotFoundError):
+            net._delete_link(ipr, gone)
