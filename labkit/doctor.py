@@ -1,8 +1,10 @@
 """``labkit doctor``: what this host lets labkit do, in plain words.
 
 Each check says what was found and what it means for a learner. Nothing here
-changes the host; every probe reads a file under /proc or /sys, looks on PATH, or
-asks a library its version (libseccomp).
+changes the host, but for one thing a container start would do too: as root, the
+overlay module is loaded if it is not yet (``modprobe overlay``, as Docker does).
+Every other probe reads a file under /proc or /sys, looks on PATH, asks a library
+its version (libseccomp), or tries a user namespace in a child that leaves nothing.
 """
 
 from __future__ import annotations
@@ -54,11 +56,19 @@ def checks(networks: list[dict[str, Any]] | None = None) -> list[dict[str, Any]]
         + ("unprivileged overlayfs needs 5.11 or newer, and this kernel has it." if (major, minor) >= (5, 11)
            else "this kernel is older than 5.11, so overlayfs needs root."),
     ))
-    fs = _read("/proc/filesystems") or ""
+    # The rootless probe mounts overlayfs in a user namespace, which has the kernel load its module;
+    # as root, overlay.load() runs modprobe as labkit's start does: either way the line below and the
+    # backend auto picks say the same thing.
+    rootless = rootless_checks() if platform.system() == "Linux" else []
+    loaded = False
+    if platform.system() == "Linux":
+        from labkit.linux import overlay
+
+        loaded = overlay.load()
     out.append(_check(
-        "overlayfs", "overlay" in fs, "overlay listed in /proc/filesystems" if "overlay" in fs else "not found",
+        "overlayfs", loaded, "overlay listed in /proc/filesystems" if loaded else "not found",
         "Image layers are stacked read-only under a writable container layer by overlayfs."
-        if "overlay" in fs else "Without overlayfs there is no copy-on-write layer; try 'sudo modprobe overlay'.",
+        if loaded else "Without overlayfs there is no copy-on-write layer; try 'sudo modprobe overlay'.",
     ))
     userns = _read("/proc/sys/user/max_user_namespaces")
     clone = _read("/proc/sys/kernel/unprivileged_userns_clone")
@@ -68,8 +78,7 @@ def checks(networks: list[dict[str, Any]] | None = None) -> list[dict[str, Any]]
         "A user without root can still be root inside a user namespace."
         if ok else "Unprivileged user namespaces are off: without root only the simulator can run.",
     ))
-    if platform.system() == "Linux":
-        out.extend(rootless_checks())
+    out.extend(rootless)
     try:
         from labkit.linux.cgroups import detect
 

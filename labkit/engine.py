@@ -1682,16 +1682,14 @@ def _linux_problem(rootless: bool = False) -> str | None:
         return f"this is {sys.platform}, and containers are a Linux kernel feature"
     if os.geteuid() != 0 and not rootless:
         return "it needs root to create namespaces, mount overlayfs and write cgroups"
-    try:
-        with open("/proc/filesystems") as f:
-            if "overlay" not in f.read():
-                return "the kernel has no overlayfs (try 'modprobe overlay')"
-    except OSError:
-        return "/proc is not readable"
-    if rootless:
+    if rootless:  # its probe mounts overlayfs in a user namespace, which loads the module if need be
         from labkit.linux.rootless import userns_problem
 
         return userns_problem()
+    from labkit.linux import overlay
+
+    if not overlay.load():
+        return "the kernel has no overlayfs ('modprobe overlay' did not load it)"
     return None
 
 

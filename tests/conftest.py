@@ -3,6 +3,13 @@
 * A test marked ``root`` needs the real kernel. Without root it is skipped; with
   root, a skip is turned into a failure — real-kernel tests may not quietly
   vanish where they can run.
+* Hosts differ in their cgroup layout: v1 hierarchies (this project's hybrid CI
+  host has them beside a unified mount), or one cgroup v2 hierarchy (systemd's
+  default on Debian 12, Ubuntu 22.04, Fedora). A test marked ``cgroup_v1`` needs
+  v1 hierarchies (the v1 freezer), one marked ``cgroup_v2`` a v2-only host (the
+  container's own cgroup2 view, every controller on one hierarchy). Each is
+  skipped on the other layout, and only there: the skip-is-failure rule above
+  holds for every test the host's layout can run.
 * The session ends by checking that labkit left nothing on the host: no mount,
   cgroup, process, network namespace, veth, nftables table or state directory.
   A leak fails the run.
@@ -39,20 +46,45 @@ def pytest_addoption(parser):
                      help="run the long forms of randomized tests (thousands of crash trials)")
 
 
+def host_cgroup_layout() -> str:
+    """``"v1"``, ``"hybrid"`` or ``"v2"``: this host's cgroup layout (``"none"`` without cgroupfs)."""
+    from labkit.linux.cgroups import detect
+
+    try:
+        return detect().version
+    except Exception:
+        return "none"
+
+
+def _wrong_layout(item) -> str | None:
+    """Why ``item`` cannot run on this host's cgroup layout, or None."""
+    layout = host_cgroup_layout()
+    if item.get_closest_marker("cgroup_v1") and layout not in ("v1", "hybrid"):
+        return f"needs cgroup v1 hierarchies, and this host's cgroups are {layout}"
+    if item.get_closest_marker("cgroup_v2") and layout != "v2":
+        return f"needs a cgroup v2-only host, and this host's cgroups are {layout}"
+    return None
+
+
+def pytest_configure(config):
+    config.addinivalue_line("markers", "cgroup_v1: needs cgroup v1 hierarchies (v1 or hybrid host)")
+    config.addinivalue_line("markers", "cgroup_v2: needs a cgroup v2-only host (systemd's default layout)")
+
+
 def pytest_collection_modifyitems(config, items):
-    if IS_ROOT:
-        return
-    skip = pytest.mark.skip(reason="needs root and the real kernel")
     for item in items:
-        if item.get_closest_marker("root"):
-            item.add_marker(skip)
+        why = _wrong_layout(item) if item.get_closest_marker("root") else None
+        if why:
+            item.add_marker(pytest.mark.skip(reason=why))
+        elif not IS_ROOT and item.get_closest_marker("root"):
+            item.add_marker(pytest.mark.skip(reason="needs root and the real kernel"))
 
 
 @pytest.hookimpl(hookwrapper=True)
 def pytest_runtest_makereport(item, call):
     outcome = yield
     report = outcome.get_result()
-    if IS_ROOT and report.skipped and item.get_closest_marker("root"):
+    if IS_ROOT and report.skipped and item.get_closest_marker("root") and not _wrong_layout(item):
         report.outcome = "failed"
         reason = report.longrepr[2] if isinstance(report.longrepr, tuple) else report.longrepr
         report.longrepr = f"a real-kernel test was skipped although root is available: {reason}"

@@ -21,12 +21,15 @@ layer picture (each entry, what the image layers hold at its path, who serves a 
 from __future__ import annotations
 
 import os
+import shutil
 import stat
+import subprocess
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from labkit import helpers
 from labkit.linux import syscalls
 from labkit.model.overlay import LayerContents, Served, UpperEntry
 from labkit.store import delete_tree
@@ -36,6 +39,40 @@ ETC_FILES = ("hostname", "hosts", "resolv.conf")
 
 #: The longest options string mount(2) takes: one page, its last byte the terminating NUL.
 MOUNT_DATA_MAX = os.sysconf("SC_PAGE_SIZE")
+
+
+def in_kernel(filesystems: str = "/proc/filesystems") -> bool:
+    """Whether the running kernel knows overlayfs now (built in, or its module loaded)."""
+    try:
+        with open(filesystems) as f:
+            return any(line.split()[-1:] == ["overlay"] for line in f)
+    except OSError:
+        return False
+
+
+def load(filesystems: str = "/proc/filesystems") -> bool:
+    """Make sure the kernel knows overlayfs: as root, load its module if it is not loaded yet.
+
+    Distribution kernels build overlayfs as a module (``CONFIG_OVERLAY_FS=m``), and on
+    a machine where no container ever ran nothing has loaded it, so
+    ``/proc/filesystems`` does not list it yet. The first overlay mount would load it
+    (``get_fs_type()`` calls ``request_module("fs-overlay")``, fs/filesystems.c), and
+    Docker's overlay2 driver runs ``modprobe overlay`` before it looks: so does labkit,
+    as root. A user cannot load a module; a mount in their user namespace asks the
+    kernel to, which the rootless probe (:func:`labkit.linux.rootless.userns_problem`) does.
+
+    Returns:
+        Whether ``/proc/filesystems`` lists overlay afterwards.
+    """
+    if in_kernel(filesystems):
+        return True
+    modprobe = shutil.which("modprobe", path=helpers.SAFE_PATH)
+    if os.geteuid() == 0 and modprobe:
+        try:
+            helpers.run([modprobe, "overlay"], capture_output=True, timeout=30)
+        except (OSError, subprocess.TimeoutExpired):
+            return False
+    return in_kernel(filesystems)
 
 
 @dataclass(frozen=True)

@@ -13,6 +13,7 @@
  *   [rootless: mount the overlay, which only a mount namespace of our user namespace may hold]
  *   bind the rootfs onto itself (pivot_root(2) needs a mount point)
  *   new proc, a tmpfs /dev with device nodes and devpts/shm/mqueue, read-only sysfs
+ *   [cgroup v2 host: the container's own group, read-only, at /sys/fs/cgroup]
  *   bind mounts (volumes, /etc/hosts, ...), Docker's masked and read-only paths
  *   pivot_root(".", "."), then detach the old root
  *   working directory; capabilities down to the given set; no_new_privs; the seccomp filter; execve
@@ -669,6 +670,26 @@ pid_t fork_in_cgroup(const struct pid1_spec *spec, int *born_in)
     return fork();
 }
 
+/*
+ * On a host whose /sys/fs/cgroup is cgroup2 (v2 only), the container sees its own group there,
+ * read-only, as Docker mounts it: a cgroup2 mount made inside the container's cgroup namespace
+ * has that namespace's root, the container's group, as its root (cgroup_namespaces(7)), so the
+ * container reads its memory.max, pids.max, cpu.max and cgroup.events and nothing above them.
+ * Called before pivot_root, while /sys/fs/cgroup is still the host's. A hybrid or v1 host's
+ * tree is left out, as its v1 hierarchies have no such namespace-rooted view of one group.
+ */
+static void mount_cgroup2(const char *root)
+{
+    struct statfs host;
+    char p[PATH_MAX];
+    if (statfs("/sys/fs/cgroup", &host) < 0 || host.f_type != 0x63677270) /* CGROUP2_SUPER_MAGIC */
+        return;
+    secure_join(root, "/sys/fs/cgroup", p, sizeof p);
+    /* EPERM: a user namespace that does not own the cgroup namespace; the container goes on without it */
+    if (mount("cgroup2", p, "cgroup2", MS_NOSUID | MS_NODEV | MS_NOEXEC | MS_RDONLY, NULL) < 0 && errno != EPERM)
+        fail_errno(p);
+}
+
 void pid1_run(const struct pid1_spec *s)
 {
     error_fd = s->error_fd;
@@ -721,6 +742,7 @@ void pid1_run(const struct pid1_spec *s)
         do_mount("/sys", p, NULL, MS_BIND | MS_REC, NULL);
         do_mount(NULL, p, NULL, MS_BIND | MS_REMOUNT | MS_RDONLY | locked_flags(p), NULL);
     }
+    mount_cgroup2(root);
     for (int i = 0; i < s->n_binds; i++) /* the starter sorted them, parents first */
         bind_mount(root, &s->binds[i]);
     mask(root, s);

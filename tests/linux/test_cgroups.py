@@ -268,11 +268,9 @@ def _check_freezes_and_thaws(group: Cgroup, proc: subprocess.Popen, stopped_stat
 
 
 @pytest.mark.root
+@pytest.mark.cgroup_v1
 def test_v1_freezer_freezes_and_thaws(groups):
     """freezer.state stops every process in the group (FROZEN) and THAWED lets them run again."""
-    layout = detect()
-    if "freezer" not in layout.controllers or layout.is_unified("freezer"):
-        pytest.skip("this host has no v1 freezer controller")
     layout = detect(freezer="v1")
     group = groups.make(layout=layout)
     proc = groups.spawn(group, ["/bin/sh", "-c", "while :; do :; done", "labkit-test-freeze"])
@@ -311,12 +309,9 @@ def test_kill_all_kills_every_process(groups, sig):
 
 
 @pytest.mark.root
-@pytest.mark.parametrize("freezer", ["v1", "v2"])
+@pytest.mark.parametrize("freezer", [pytest.param("v1", marks=pytest.mark.cgroup_v1), "v2"])
 def test_kill_all_kills_a_frozen_group_and_thaws_it(groups, freezer):
     """kill_all() on a frozen group kills every process and leaves the group thawed, like `docker kill` of a paused container."""
-    layout = detect()
-    if freezer == "v1" and ("freezer" not in layout.controllers or layout.is_unified("freezer")):
-        pytest.skip("this host has no v1 freezer controller")
     group = groups.make(layout=detect(freezer=freezer))
     proc = groups.spawn(group, ["/bin/sh", "-c", SLEEPERS, "labkit-test-kill"])
     assert _wait_until(lambda: len(group.pids()) == 6)

@@ -142,9 +142,14 @@ class Lab:
         assert record is not None
         return record, spec
 
-    def cgroup(self, controller_root: str = "/sys/fs/cgroup/pids") -> str:
-        """A fresh cgroup directory (v1 pids controller) for one container."""
-        path = os.path.join(controller_root, f"labkit-test-{uuid.uuid4().hex[:12]}")
+    def cgroup(self) -> str:
+        """A fresh cgroup directory for one container: in the v1 pids hierarchy where the host has one,
+        else in the unified hierarchy (a v2-only host)."""
+        from labkit.linux.cgroups import detect
+
+        layout = detect()
+        path = os.path.join(layout.controllers.get("pids") or layout.unified or "/sys/fs/cgroup",
+                            f"labkit-test-{uuid.uuid4().hex[:12]}")
         os.mkdir(path)
         self.cgroups.append(path)
         return path
