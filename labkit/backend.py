@@ -16,6 +16,7 @@ the host's clock; the simulator reads its model against its simulated clock.
 
 from __future__ import annotations
 
+import socket
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import IO, TYPE_CHECKING, Protocol
@@ -92,8 +93,21 @@ class Backend(Protocol):
     def create(self, record: ContainerRecord, image: Image) -> None:
         """Make the writable layer and the per-container files."""
 
-    def start(self, record: ContainerRecord, image: Image) -> Launched:
-        """Mount, limit and launch PID 1. Raises StartFailed if the command cannot run."""
+    def start(self, record: ContainerRecord, image: Image, console: socket.socket | None = None) -> Launched:
+        """Mount, limit and launch PID 1. Raises StartFailed if the command cannot run.
+
+        ``console``: for a container with a terminal (``config.tty``), one end of a ``SOCK_SEQPACKET``
+        socket pair that the terminal's supervisor takes as its first caller before PID 1 runs
+        (``run -it``); the other end goes to :meth:`attach`.
+        """
+
+    def attach(self, record: ContainerRecord, stdin: int | None, stdout: int, detach_keys: bytes,
+               connection: socket.socket | None = None) -> bool:
+        """Relay the running container's terminal to the caller's descriptors (``docker attach`` of a
+        ``-t`` container): ``stdin`` in (None: nothing), the terminal's output to ``stdout``, until its
+        processes end (False) or the caller types ``detach_keys`` (True). ``connection``: the end
+        of the pair given to :meth:`start`; None connects to the running container's terminal.
+        Raises HostUnsupported where containers have no terminals."""
 
     def observe(self, record: ContainerRecord) -> Exited | None:
         """``None`` while PID 1 of the current start lives; how it ended otherwise."""
@@ -116,10 +130,13 @@ class Backend(Protocol):
 
     def exec(self, record: ContainerRecord, argv: list[str], env: list[str], workdir: str,
              stdout: IO[bytes] | int | None, stderr: IO[bytes] | int | None,
-             stdin: IO[bytes] | int | None = None) -> int:
+             stdin: IO[bytes] | int | None = None, tty: bool = False,
+             detach_keys: bytes = b"\x10\x11") -> int | None:
         """Run one more process inside the running container; return its exit code.
 
-        ``stdin`` is read until its end as the process's input (None: no input).
+        ``stdin`` is read until its end as the process's input (None: no input). With ``tty`` the
+        process gets a terminal of the container's, relayed as :meth:`attach` relays PID 1's; it
+        returns None if the caller detached (the process goes on).
         """
 
     def changes(self, record: ContainerRecord, image: Image) -> list[tuple[str, str]]:

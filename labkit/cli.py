@@ -40,6 +40,7 @@ from labkit.errors import (
     StartFailed,
 )
 from labkit.model import humanize
+from labkit.model.terminal import detach_keys
 
 PROG = "labkit"
 
@@ -824,7 +825,20 @@ def _create_kwargs(args: argparse.Namespace) -> dict[str, Any]:
         stop_timeout=args.stop_timeout,
         init=args.init,
         security_opt=args.security_opt or None,
+        **({"tty": True, "console_size": _console_size()} if args.tty else {}),
+        **({"open_stdin": True} if args.interactive else {}),
     )
+
+
+def _console_size() -> tuple[int, int] | None:
+    """``(rows, columns)`` of the caller's terminal, for a ``-t`` container's first size (Docker's ConsoleSize)."""
+    for fd in (1, 0):
+        try:
+            size = os.get_terminal_size(fd)
+        except OSError:
+            continue
+        return size.lines, size.columns
+    return None
 
 
 # --------------------------------------------------------------------------
@@ -841,22 +855,42 @@ def _stream_logs(session: _Session, entries: Iterable[tuple[str, Any, str]], tim
         target.flush()
 
 
-def _refuse_terminal(args: argparse.Namespace, verb: str) -> None:
-    """labkit gives containers no terminal (and ``run`` no stdin); say so plainly when ``-t``/``-i`` are asked for."""
-    if args.tty or (args.interactive and verb != "exec"):
+def _check_terminal(args: argparse.Namespace, verb: str, attached: bool) -> None:
+    """``-i`` without ``-t`` for a container's PID 1 is not supported (its stdin is /dev/null: use a
+    terminal, or ``exec -i``); and ``-it`` attached needs a terminal to read from, as Docker's does."""
+    if args.interactive and not args.tty and verb != "exec":
         raise UsageError(
             f"{PROG} {verb}",
-            "-i/-t (an interactive terminal) is not supported: containers get no stdin or tty here; "
-            f"run one command at a time instead, e.g. '{PROG} exec web ls /'",
+            f"-i without -t is not supported: PID 1's stdin is /dev/null here; give it a terminal with -it, "
+            f"or pipe into one more process: '{PROG} exec -i web cat'",
         )
+    if attached and args.tty and args.interactive and not os.isatty(0):
+        raise _NotATerminal()
+    if getattr(args, "detach_keys", None):
+        detach_keys(args.detach_keys)  # refused before anything is made, as Docker's client refuses it
+
+
+class _NotATerminal(Exception):
+    """``-it`` with stdin that is no terminal: Docker's client refuses it in these words, exit 1."""
+
+    message = "the input device is not a TTY"
+
+
+def _detached(session: _Session, code: int | None) -> int:
+    """The exit code of an attached command: the container's, or 0 when the caller typed the detach keys
+    (Docker's client says so in these words)."""
+    if code is None:
+        session.error("read escape sequence")
+        return 0
+    return code
 
 
 def cmd_run(session: _Session, args: argparse.Namespace) -> int:
     """Create and start a container; attached, stream its output and exit with its code."""
-    _refuse_terminal(args, args.verb)
+    detach = getattr(args, "detach", False)
+    _check_terminal(args, args.verb, attached=not detach)
     engine = session.engine
     kwargs = _create_kwargs(args)
-    detach = getattr(args, "detach", False)
     if not detach:
         # Attached: this process reads the exit code, then removes the container itself.
         kwargs["auto_remove"] = False
@@ -866,6 +900,20 @@ def cmd_run(session: _Session, args: argparse.Namespace) -> int:
         # Docker prints the id before it starts the container.
         session.print(cid)
         session.out.flush()
+    elif args.tty:
+        session.out.flush()
+        session.err.flush()
+        try:
+            code = engine.attach(cid, stdin=0 if args.interactive else None, stdout=_fileno(session.out),
+                                 detach_keys=args.detach_keys, start=True)
+        except BaseException:
+            if args.rm:
+                with contextlib.suppress(LabkitError, OSError):
+                    engine.rm(cid, force=True)
+            raise
+        if args.rm and code is not None:
+            engine.rm(cid, force=True)
+        return _detached(session, code)
     try:
         engine.start(cid)
     except BaseException:
@@ -891,7 +939,7 @@ def cmd_run(session: _Session, args: argparse.Namespace) -> int:
 
 def cmd_create(session: _Session, args: argparse.Namespace) -> int:
     """Create a container and print its full id."""
-    _refuse_terminal(args, "create")
+    _check_terminal(args, "create", attached=False)
     session.print(_cid(_create(session, args, _create_kwargs(args))))
     return 0
 
@@ -932,6 +980,11 @@ def cmd_start(session: _Session, args: argparse.Namespace) -> int:
         if len(args.containers) > 1:
             raise InvalidArgument("you cannot start and attach multiple containers at once", "Name one container")
         ref = args.containers[0]
+        if (engine.inspect(ref).get("Config") or {}).get("Tty"):
+            session.out.flush()
+            code = engine.attach(ref, stdin=0 if args.interactive else None, stdout=_fileno(session.out),
+                                 detach_keys=args.detach_keys, start=True)
+            return _detached(session, code)
         seen = sum(1 for _ in engine.logs(ref))  # output of earlier runs is not replayed
         engine.start(ref)
         entries = engine.logs(ref, follow=True)
@@ -1057,11 +1110,35 @@ def cmd_logs(session: _Session, args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_attach(session: _Session, args: argparse.Namespace) -> int:
+    """Attach this terminal to a running container's PID 1; exit with its code, or 0 after the detach keys."""
+    session.out.flush()
+    detach_keys(args.detach_keys or None)
+    stdin = None if args.no_stdin else 0
+    if stdin is not None and (session.engine.inspect(args.container).get("Config") or {}).get("Tty") \
+            and not os.isatty(0):
+        raise _NotATerminal()
+    code = session.engine.attach(args.container, stdin=stdin, stdout=_fileno(session.out),
+                                 stderr=_fileno(session.err), detach_keys=args.detach_keys)
+    return _detached(session, code)
+
+
+def _fileno(stream: IO[str]) -> int:
+    """The descriptor under a text stream (the caller's terminal, in-process or handed to the engine)."""
+    stream.flush()
+    return stream.fileno()
+
+
 def cmd_exec(session: _Session, args: argparse.Namespace) -> int:
     """Run another process in a running container; exit with its code."""
-    _refuse_terminal(args, "exec")
     if not args.command:
         raise UsageError(f"{PROG} exec", "requires at least 2 arguments: CONTAINER COMMAND [ARG...]", code=1)
+    _check_terminal(args, "exec", attached=not args.detach)
+    if args.tty and not args.detach:
+        code = session.engine.exec(args.container, list(args.command), env=_env_from(args.env, os.environ) or None,
+                                   workdir=args.workdir, stdin=0 if args.interactive else None,
+                                   stdout=_fileno(session.out), tty=True, detach_keys=args.detach_keys)
+        return _detached(session, code)
     env = _env_from(args.env, os.environ)
     with _byte_sink(session.out) as out, _byte_sink(session.err) as err:
         code = session.engine.exec(
@@ -1479,8 +1556,9 @@ def _add_create_options(parser: argparse.ArgumentParser, run: bool) -> None:
     parser.add_argument("--help", action="help", help="show this help and exit")
     if run:
         parser.add_argument("-d", "--detach", action="store_true", help="run in the background and print the id")
-    parser.add_argument("-i", "--interactive", action="store_true", help="not supported: containers get no stdin")
-    parser.add_argument("-t", "--tty", action="store_true", help="not supported: containers get no terminal")
+    parser.add_argument("-i", "--interactive", action="store_true", help="keep stdin open (with -t)")
+    parser.add_argument("-t", "--tty", action="store_true", help="give the container a terminal of its own")
+    parser.add_argument("--detach-keys", metavar="KEYS", help="keys that detach from the container (ctrl-p,ctrl-q)")
     parser.add_argument("--name", help="name the container")
     parser.add_argument("--rm", action="store_true", help="remove the container when it exits")
     parser.add_argument("-e", "--env", action="append", default=[], type=_env_arg, metavar="K=V",
@@ -1542,7 +1620,14 @@ def build_parser() -> _Parser:
 
     sub = command("start", cmd_start, "Start one or more stopped containers")
     sub.add_argument("-a", "--attach", action="store_true", help="attach stdout/stderr and wait")
+    sub.add_argument("-i", "--interactive", action="store_true", help="attach stdin (a -t container's terminal)")
+    sub.add_argument("--detach-keys", metavar="KEYS", help="keys that detach from the container (ctrl-p,ctrl-q)")
     sub.add_argument("containers", nargs="+", metavar="CONTAINER")
+
+    sub = command("attach", cmd_attach, "Attach local standard input, output, and error streams to a running container")
+    sub.add_argument("--detach-keys", metavar="KEYS", help="keys that detach from the container (ctrl-p,ctrl-q)")
+    sub.add_argument("--no-stdin", action="store_true", help="do not attach stdin")
+    sub.add_argument("container", metavar="CONTAINER")
 
     sub = command("stop", cmd_stop, "Stop one or more running containers")
     sub.add_argument("-t", "--time", "--timeout", type=_int64_arg, metavar="SECONDS", help="seconds before SIGKILL")
@@ -1606,7 +1691,8 @@ def build_parser() -> _Parser:
     sub.add_argument("-w", "--workdir", help="working directory inside the container")
     sub.add_argument("-d", "--detach", action="store_true", help="run the command in the background")
     sub.add_argument("-i", "--interactive", action="store_true", help="pass stdin to the command (through a pipe)")
-    sub.add_argument("-t", "--tty", action="store_true", help="not supported: no terminal")
+    sub.add_argument("-t", "--tty", action="store_true", help="give the command a terminal of the container's")
+    sub.add_argument("--detach-keys", metavar="KEYS", help="keys that detach from the command (ctrl-p,ctrl-q)")
     sub.add_argument("container", metavar="CONTAINER")
     sub.add_argument("command", nargs=argparse.REMAINDER, metavar="COMMAND [ARG...]")
 
@@ -1739,6 +1825,8 @@ def _describe(error: BaseException, command: str | None) -> tuple[str, int]:
     """The stderr line and exit code for an error, the way Docker words and numbers them."""
     if isinstance(error, TemplateError):
         return error.one_line(), 1
+    if isinstance(error, _NotATerminal):
+        return error.message, 1
     if isinstance(error, LabkitError):
         # Docker's run reports every failure as its own (exit 125); create only what its client refused
         # (a flag), and the daemon's refusals as any other command does (exit 1).

@@ -26,6 +26,7 @@ import posixpath
 import re
 import secrets
 import signal as _signal
+import socket
 import sys
 import threading
 import time
@@ -33,13 +34,14 @@ import warnings
 from collections.abc import Callable, Iterator
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import IO, Any, TypeVar
+from typing import IO, Any, TypeVar, cast
 
 from labkit import helpers
 from labkit.backend import Exited, Meter
 from labkit.errors import (
     Conflict,
     HostUnsupported,
+    IllegalTransition,
     InvalidArgument,
     LabkitError,
     LimitDiscarded,
@@ -55,6 +57,7 @@ from labkit.errors import (
 from labkit.model import events, limits
 from labkit.model import names as _names
 from labkit.model import seccomp as _seccomp
+from labkit.model import terminal as _terminal
 from labkit.model.container import (
     ZERO_TIME,
     ContainerConfig,
@@ -587,8 +590,15 @@ class Engine:
         stop_timeout: int | None = None,
         init: bool = False,
         security_opt: list[str] | None = None,
+        tty: bool = False,
+        open_stdin: bool = False,
+        console_size: tuple[int, int] | None = None,
     ) -> Container:
         """Create a container (``docker create``): its config, name and writable layer; no process yet.
+
+        ``tty`` gives PID 1 a terminal of the container's own (``-t``), whose first ``console_size``
+        is ``(rows, columns)``; ``open_stdin`` (``-i``) lets an attached caller type into it
+        (:meth:`attach`).
 
         ``security_opt`` takes Docker's ``--security-opt`` values: ``seccomp=unconfined`` runs without
         a seccomp filter, ``seccomp=PROFILE.json`` (a path, or the JSON itself) under that profile
@@ -695,6 +705,9 @@ class Engine:
                 stop_timeout=stop_timeout,
                 init=init,
                 security_opt=security,
+                tty=tty,
+                open_stdin=open_stdin,
+                console_size=tuple(console_size or (0, 0)),  # type: ignore[arg-type]
             )
             record = ContainerRecord(config)
             self.store.set_name(name, cid)  # claimed first: see Store.names
@@ -787,14 +800,14 @@ class Engine:
             return
         self._launch(rec.with_state(manually_stopped=False))
 
-    def _launch(self, rec: ContainerRecord) -> ContainerRecord:
+    def _launch(self, rec: ContainerRecord, console: socket.socket | None = None) -> ContainerRecord:
         with self.store.intent(rec.id, "start"):  # a start killed half-way is undone by the next reader
-            return self._launch_held(rec)
+            return self._launch_held(rec, console)
 
-    def _launch_held(self, rec: ContainerRecord) -> ContainerRecord:
+    def _launch_held(self, rec: ContainerRecord, console: socket.socket | None = None) -> ContainerRecord:
         img = self._image_of(rec)
         try:
-            launched = self.backend.start(rec, img)
+            launched = self.backend.start(rec, img, console) if console is not None else self.backend.start(rec, img)
         except StartFailed as err:
             first = rec.state.started_at == ZERO_TIME
             self._save(rec.with_state(
@@ -822,6 +835,60 @@ class Engine:
             self.backend.remove(rec)
             raise NoSuchContainer(rec.id)
         return rec
+
+    @_verb("attach")
+    def attach(self, ref: str, *, stdin: int | None = None, stdout: int = 1, stderr: int = 2,
+               detach_keys: str | None = None, start: bool = False) -> int | None:
+        """``docker attach``: the caller's descriptors to the running container's PID 1.
+
+        With a terminal (``create(tty=True)``), what PID 1's terminal shows goes to ``stdout`` and
+        what is typed on ``stdin`` (None: nothing; ``-i`` containers only) goes to it, the caller's
+        terminal in raw mode meanwhile; typing the detach keys (``ctrl-p,ctrl-q``, or
+        ``detach_keys``) lets go and leaves the container running. Its terminal belongs to its
+        supervisor: the caller's descriptors never enter the container. Without a terminal, its
+        output from now on goes to ``stdout`` and ``stderr`` until it ends.
+
+        ``start``: start the container first (``run -it``, ``start -ai``), attached before PID 1
+        runs, so that nothing it writes is missed.
+
+        Returns:
+            The container's exit code once it has ended; None if the caller detached.
+        """
+        keys = _terminal.detach_keys(detach_keys)
+        rec = self._get(ref)
+        if start and not isinstance(guard(rec.status, Verb.START, rec.id, ref), Unchanged):
+            rec = rec.with_state(manually_stopped=False)
+            if rec.config.tty:
+                ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+                try:
+                    rec = self._launch(rec, console=theirs)
+                except BaseException:
+                    ours.close()
+                    raise
+                finally:
+                    theirs.close()
+                detached = self.backend.attach(rec, stdin if rec.config.open_stdin else None, stdout, keys, ours)
+                return None if detached else self.wait(rec.id)
+            seen = sum(1 for _ in self.backend.logs(rec))
+            rec = self._launch(rec)
+        else:
+            if rec.status is Status.PAUSED:
+                raise IllegalTransition("You cannot attach to a paused container, unpause it first",
+                                        rec.status.value, "attach", hint=f"Unpause it first: labkit unpause {ref}")
+            if not is_running(rec.status):
+                raise IllegalTransition("You cannot attach to a stopped container, start it first",
+                                        rec.status.value, "attach",
+                                        hint=f"Start it first, or see what it wrote: labkit logs {ref}")
+            if rec.config.tty:
+                detached = self.backend.attach(rec, stdin if rec.config.open_stdin else None, stdout, keys)
+                return None if detached else self.wait(rec.id)
+            seen = sum(1 for _ in self.backend.logs(rec))
+        entries = self.logs(rec.id, follow=True)
+        for _ in range(seen):  # what it wrote before is not replayed
+            next(entries, None)
+        for stream, text, _ in entries:
+            os.write(stderr if stream == "stderr" else stdout, text.encode() if isinstance(text, str) else text)
+        return self.wait(rec.id)
 
     @_verb("stop")
     def stop(self, ref: str, timeout: float | None = None, signal: str | int | None = None) -> None:
@@ -999,19 +1066,28 @@ class Engine:
     @_verb("exec")
     def exec(self, ref: str, cmd: list[str] | str, *, env: Any = None, workdir: str | None = None,
              detach: bool = False, stdout: IO[bytes] | int | None = None, stderr: IO[bytes] | int | None = None,
-             stdin: IO[bytes] | int | None = None) -> int:
+             stdin: IO[bytes] | int | None = None, tty: bool = False,
+             detach_keys: str | None = None) -> int | None:
         """``docker exec``: one more process inside the running container; return its exit code.
 
         Its output goes to ``stdout`` and ``stderr`` and its input comes from ``stdin`` (``exec -i``; None:
         none); on the real backend each through a pipe labkit relays, so the container never gets the
-        caller's descriptors (:mod:`labkit.linux.stdio`).
+        caller's descriptors (:mod:`labkit.linux.stdio`). With ``tty`` (``exec -t``) the process gets
+        a terminal of the container's instead, relayed as :meth:`attach` relays PID 1's; None is
+        returned if the caller typed the detach keys (the process goes on).
         """
         rec = self._get(ref)
         guard(rec.status, Verb.EXEC, rec.id, ref)
+        keys = _terminal.detach_keys(detach_keys)
         argv = ["/bin/sh", "-c", cmd] if isinstance(cmd, str) else list(cmd)
         merged = merge_env(list(rec.config.env), parse_env(env))
-        code = self.backend.exec(rec, argv, merged, workdir or rec.config.workdir, stdout, stderr, stdin)
-        self._record(events.exec_in(argv, rec.state.pid, code), rec.id)
+        workdir = workdir or rec.config.workdir
+        if tty:
+            code = self.backend.exec(rec, argv, merged, workdir, stdout, stderr, stdin, tty=True, detach_keys=keys)
+        else:
+            code = self.backend.exec(rec, argv, merged, workdir, stdout, stderr, stdin)
+        if code is not None:
+            self._record(events.exec_in(argv, rec.state.pid, code), rec.id)
         self._observe_layer(rec)
         return code
 
@@ -1035,7 +1111,7 @@ class Engine:
             os.close(w)
             t.join()
             os.close(r)
-        return code, b"".join(chunks).decode(errors="replace")
+        return cast(int, code), b"".join(chunks).decode(errors="replace")  # without a terminal: always a code
 
     def process_view(self, ref: str) -> ProcessView:
         """What a running container's PID 1 sees, and what the host sees of it (the walls picture draws this).

@@ -38,7 +38,9 @@ digits) then ``LEN`` bytes of NUL-separated fields — ``1`` (the version), the
 working directory, the umask in octal, the number of arguments, the
 arguments, then ``KEY=VALUE`` environment entries — with its descriptors 0, 1
 and 2 attached to the first message. The worker answers ``started\\n`` before it
-runs the command and ``exit N\\n`` as soon as it has ended; the server says
+runs the command, ``tty\\n`` if the command relays a container's terminal (the
+client then sends a byte on each SIGWINCH it gets, and puts its terminal's
+modes back at the end), and ``exit N\\n`` as soon as it has ended; the server says
 ``exit N`` once more when it reaps the worker (so a worker that died still gets
 its caller an answer), or ``again\\n`` (run it yourself) without running anything.
 A caller that got no ``started`` may run the command itself: nothing ran.
@@ -367,9 +369,21 @@ class Server:
         self.sweeps[key] = env
 
     def hung_up(self, fd: int) -> None:
-        """The caller went (Ctrl-C ended the ``labkit`` command): interrupt its worker as Ctrl-C would."""
+        """The caller went (Ctrl-C ended the ``labkit`` command): interrupt its worker as Ctrl-C would.
+
+        A caller that speaks instead (the window-size news of a command attached to a container's
+        terminal, :mod:`labkit.linux.console`) talks to its worker, which watches it from then on.
+        """
         pidfd = self.callers.pop(fd)
-        pid, _ = self.workers[pidfd]
+        pid, conn = self.workers[pidfd]
+        try:
+            if conn.recv(1, socket.MSG_PEEK | socket.MSG_DONTWAIT):
+                return
+        except BlockingIOError:
+            self.callers[fd] = pidfd  # woken for nothing: go on watching
+            return
+        except OSError:
+            pass
         try:
             os.kill(pid, signal.SIGINT)
         except ProcessLookupError:
@@ -468,10 +482,12 @@ def _work(fields: list[str], fds: list[int], parser: Any, conn: socket.socket) -
     import io
 
     from labkit import cli
+    from labkit.linux import console
 
     gc.disable()  # a short-lived process: collecting would only touch (and copy) shared pages
     _name(WORKER_NAME)
     conn.sendall(b"started\n")  # from here on the command may have done something: never run it twice
+    console.caller = conn  # a command attached to a container's terminal hears of window sizes through it
     _, cwd, umask, count, *rest = fields
     argv, env = rest[: int(count)], rest[int(count):]
     signal.signal(signal.SIGTERM, signal.SIG_DFL)  # as a fresh interpreter has them

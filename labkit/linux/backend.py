@@ -25,11 +25,12 @@ import json
 import os
 import shutil
 import signal as _signal
+import socket
 import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import IO
+from typing import IO, cast
 
 from labkit import helpers
 from labkit.backend import Exited, Launched
@@ -44,6 +45,7 @@ from labkit.errors import (
     StartFailed,
 )
 from labkit.linux import capabilities, cgroups, devices, overlay, process, rootless, seccomp, supervisor
+from labkit.linux import console as terminal
 from labkit.model import events
 from labkit.model.container import ContainerRecord, now_rfc3339
 from labkit.model.overlay import LayerContents
@@ -309,14 +311,14 @@ class LinuxBackend:
                     and process.alive(record.state.pid, record.state.pid_start_time) and rootless.helper_running(info))
         return os.path.ismount(info["Sandbox"])
 
-    def start(self, record: ContainerRecord, image) -> Launched:  # type: ignore[no-untyped-def]
+    def start(self, record: ContainerRecord, image, console: socket.socket | None = None) -> Launched:  # type: ignore[no-untyped-def]
         cdir = self.store.container_dir(record.id)
         if not cdir.is_dir():  # removed by another process since the record was read: make nothing
             raise NoSuchContainer(record.id)
         supervisor.command(self.shim_dir)  # no shim, no compiler: refused before anything is made
         info, listeners = self._connect(record, cdir)
         try:
-            return self._start(record, image, info, listeners)
+            return self._start(record, image, info, listeners, console)
         except BaseException:
             if info is not None and info.get("Driver") in rootless.USER_NETWORK_DRIVERS:
                 rootless.stop_helper(info)  # attach_slirp stops its own on failure; this is for a later one
@@ -329,7 +331,8 @@ class LinuxBackend:
             for sock, _ in listeners:
                 sock.close()  # the supervisor holds its own copies now
 
-    def _start(self, record: ContainerRecord, image, info, listeners) -> Launched:  # type: ignore[no-untyped-def]
+    def _start(self, record: ContainerRecord, image, info, listeners,  # type: ignore[no-untyped-def]
+               console: socket.socket | None = None) -> Launched:
         c = record.config
         layers = self._layers(record, image.lowerdirs())
         if not os.path.isdir(layers.work):  # create made them; a record from an older layout may not have
@@ -377,7 +380,9 @@ class LinuxBackend:
             spec = process.LaunchSpec(
                 rootfs=layers.merged,
                 argv=argv,
-                env=list(c.env),
+                env=_with_term(list(c.env), c.tty),
+                tty=c.tty,
+                winsize=c.console_size,
                 cwd=c.workdir,
                 hostname=c.hostname,
                 mounts=tuple(mounts),
@@ -403,7 +408,8 @@ class LinuxBackend:
             )
             self._seen[record.id] = set(overlay.changes(layers))  # before PID 1 can change anything
             started = process.start(spec, supervisor.command(self.shim_dir),
-                                    on_netns if slirp is not None else None)
+                                    on_netns if slirp is not None else None,
+                                    attach=console.fileno() if console is not None else None)
         except BaseException:
             self._seen.pop(record.id, None)
             # process.start() cleans up after a failed exec itself (through the supervisor);
@@ -605,12 +611,25 @@ class LinuxBackend:
 
     def exec(self, record: ContainerRecord, argv: list[str], env: list[str], workdir: str,
              stdout: IO[bytes] | int | None, stderr: IO[bytes] | int | None,
-             stdin: IO[bytes] | int | None = None) -> int:
+             stdin: IO[bytes] | int | None = None, tty: bool = False,
+             detach_keys: bytes = b"\x10\x11") -> int | None:
         group = self._group_or_none(record)
-        return process.exec_in(record.state.pid, argv, env, workdir,
+        return process.exec_in(record.state.pid, argv, _with_term(env, tty), workdir,
                                cgroup_procs=group.procs_files if group else (), stdout=stdout, stderr=stderr,
                                stdin=stdin, supervisor_argv=supervisor.command(self.shim_dir),
-                               seccomp=self._seccomp(record.config.security_opt))
+                               seccomp=self._seccomp(record.config.security_opt), tty=tty,
+                               detach_keys=detach_keys)
+
+    def attach(self, record: ContainerRecord, stdin: int | None, stdout: int, detach_keys: bytes,
+               connection: socket.socket | None = None) -> bool:
+        """Relay PID 1's terminal, which its supervisor holds (:mod:`labkit.linux.console`)."""
+        if connection is None:
+            try:
+                connection = terminal.connect(str(self.store.container_dir(record.id)))
+            except OSError:
+                return False  # its supervisor listens no more: the container has just ended
+        with connection:
+            return terminal.relay(connection, stdin, stdout, detach_keys)
 
     def _seccomp(self, security_opt: tuple[str, ...]) -> str | None:
         """The BPF program file of a container's seccomp profile (``None``: unconfined), compiled once per
@@ -746,7 +765,7 @@ class LinuxBackend:
         with tempfile.TemporaryFile() as out:
             code = self.exec(record, argv, list(record.config.env), workdir, out, out)
             out.seek(0)
-            return code, out.read().decode(errors="replace")
+            return cast(int, code), out.read().decode(errors="replace")  # without a terminal: always a code
 
     def _limit_texts(self, record: ContainerRecord) -> tuple[str | None, str | None]:
         """The container's memory and pids limit files as the host reads them (None where absent)."""
@@ -825,6 +844,14 @@ class LinuxBackend:
             overlay.umount(layers)
             shutil.rmtree(work, ignore_errors=True)  # overlayfs leaves a root-owned work/work dir
             shutil.rmtree(scratch, ignore_errors=True)
+
+
+def _with_term(env: list[str], tty: bool) -> list[str]:
+    """With a terminal, ``TERM=xterm`` unless the environment names one: what Docker gives a ``-t`` process
+    (and does not show in ``Config.Env``)."""
+    if tty and not any(item.startswith("TERM=") for item in env):
+        return [*env, "TERM=xterm"]
+    return env
 
 
 def _host_resolv_conf() -> str:

@@ -9,6 +9,13 @@
  * code. Whenever the server did not run the command (none listening, a
  * directory someone else could enter, "again"), it execs `PYTHON -S -E SCRIPT
  * ARG...`, which runs it another way. The wire format is labkit/server.py's.
+ *
+ * When the command relays a container's terminal (`run -it`, `attach`,
+ * `exec -it`), the worker says "tty": the worker is not in this terminal's
+ * session, so SIGWINCH comes here, and each one is passed on as a byte on the
+ * socket (labkit/linux/console.py reads the new size from the terminal it
+ * holds). At the end this process puts its terminal's modes back as they were,
+ * whatever became of the worker that set them raw.
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -19,6 +26,7 @@
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
+#include <termios.h>
 #include <unistd.h>
 
 extern char **environ;
@@ -31,6 +39,15 @@ static void __attribute__((noreturn)) fallback(void)
     execvp(fallback_argv[0], fallback_argv);
     fprintf(stderr, "labkit: cannot run %s: %s.\n", fallback_argv[0], strerror(errno));
     exit(127);
+}
+
+static int server_fd = -1;
+
+static void window_changed(int sig)
+{
+    (void)sig;
+    ssize_t n = write(server_fd, "w", 1); /* async-signal-safe (signal-safety(7)) */
+    (void)n;
 }
 
 /* The rule of labkit.server.socket_dir. */
@@ -151,11 +168,21 @@ int main(int argc, char **argv)
 
     char answer[512];
     size_t got = 0;
-    for (;;) { /* "started\n", then "exit N\n" */
+    struct termios modes;
+    int terminal = isatty(0) && tcgetattr(0, &modes) == 0, relaying = 0;
+    server_fd = fd;
+    for (;;) { /* "started\n", maybe "tty\n", then "exit N\n" */
         answer[got] = '\0';
         char *end = strstr(answer, "exit ");
         if (end && strchr(end, '\n'))
             break;
+        if (!relaying && strstr(answer, "tty\n")) {
+            struct sigaction sa;
+            memset(&sa, 0, sizeof sa);
+            sa.sa_handler = window_changed; /* no SA_RESTART: read(2) below sees EINTR and goes on */
+            sigaction(SIGWINCH, &sa, NULL);
+            relaying = 1;
+        }
         ssize_t n = read(fd, answer + got, sizeof answer - 1 - got);
         if (n < 0 && errno == EINTR)
             continue;
@@ -164,6 +191,11 @@ int main(int argc, char **argv)
         got += (size_t)n;
     }
     answer[got] = '\0';
+    if (relaying) {
+        signal(SIGWINCH, SIG_DFL);
+        if (terminal)
+            tcsetattr(0, TCSADRAIN, &modes);
+    }
     if (!strstr(answer, "started"))
         fallback(); /* nothing ran */
     char *code = strstr(answer, "exit ");

@@ -53,6 +53,7 @@
 #include <linux/filter.h>
 #include <linux/seccomp.h>
 
+#include "console.h"
 #include "pid1.h"
 
 #define MAX_SYMLINKS 40
@@ -690,6 +691,50 @@ static void mount_cgroup2(const char *root)
         fail_errno(p);
 }
 
+/*
+ * The container's terminal (-t): a new pseudo-terminal from the devpts instance mounted at
+ * /dev/pts in this container (newinstance: its own numbering, not the host's, devpts(5)),
+ * opened through /dev/ptmx -> pts/ptmx after pivot_root, as runc does. Its master goes to
+ * the supervisor over s->console_fd (SCM_RIGHTS) and this process keeps no copy; the slave
+ * becomes the controlling terminal of a new session (setsid(2), TIOCSCTTY, tty_ioctl(4)) and
+ * 0-2. The caller's own terminal is never involved: only the supervisor's relay touches both.
+ */
+static void open_console(const struct pid1_spec *s)
+{
+    char name[64];
+    int master = open("/dev/ptmx", O_RDWR | O_NOCTTY | O_CLOEXEC);
+    if (master < 0 || unlockpt(master) < 0)
+        fail_errno("/dev/ptmx");
+    if (s->rows && s->cols) {
+        struct winsize ws = {.ws_row = s->rows, .ws_col = s->cols};
+        if (ioctl(master, TIOCSWINSZ, &ws) < 0)
+            fail_errno("/dev/ptmx");
+    }
+    int slave = -1;
+#ifdef TIOCGPTPEER
+    slave = ioctl(master, TIOCGPTPEER, O_RDWR | O_NOCTTY | O_CLOEXEC); /* no path to look up (Linux 4.13) */
+#endif
+    if (slave < 0) {
+        if (ptsname_r(master, name, sizeof name) != 0)
+            fail_errno("/dev/ptmx");
+        slave = open(name, O_RDWR | O_NOCTTY | O_CLOEXEC);
+        if (slave < 0)
+            fail_errno(name);
+    }
+    if (console_send_fd(s->console_fd, master) < 0)
+        fail_errno("the console socket");
+    close(master);
+    close(s->console_fd);
+    if (setsid() < 0 && errno != EPERM) /* exec's command has its session already */
+        fail_errno("setsid");
+    if (ioctl(slave, TIOCSCTTY, 0) < 0)
+        fail_errno("TIOCSCTTY");
+    for (int fd = 0; fd < 3; fd++)
+        if (dup2(slave, fd) < 0)
+            fail_errno("the terminal");
+    close(slave);
+}
+
 void pid1_run(const struct pid1_spec *s)
 {
     error_fd = s->error_fd;
@@ -758,7 +803,9 @@ void pid1_run(const struct pid1_spec *s)
              lower_strerror(errno, why, sizeof why));
     if (s->readonly_rootfs)
         do_mount(NULL, "/", NULL, MS_BIND | MS_REMOUNT | MS_RDONLY, NULL);
-    if (dup2(s->out_fd, 1) < 0 || dup2(s->err_fd, 2) < 0)
+    if (s->tty)
+        open_console(s);
+    else if (dup2(s->out_fd, 1) < 0 || dup2(s->err_fd, 2) < 0)
         fail_errno("stdout");
 
     become(s, last_cap);
@@ -787,7 +834,57 @@ static void forward_signal(int sig)
  * exits with its code (128+N when signal N killed it), so the engine's waitpid(2)
  * of the shim gives the command's code (process.exec_in).
  */
-void exec_run(const struct pid1_spec *s, int target)
+/*
+ * `exec -t`: relay the command's terminal between its master and the caller's connection
+ * until the command exits (a pidfd, pidfd_open(2), says when), then pass on what it wrote
+ * last. A caller that detaches leaves the command running; its output is then read and
+ * dropped, so that it never blocks on a full terminal.
+ */
+static void relay_exec(int master, int attach_fd, pid_t child)
+{
+    struct console c;
+    char buf[16384];
+    console_init(&c);
+    c.master = master;
+    console_add_client(&c, attach_fd);
+    fcntl(master, F_SETFL, fcntl(master, F_GETFL) | O_NONBLOCK);
+    int pidfd = (int)syscall(SYS_pidfd_open, child, 0);
+    int master_open = 1;
+    for (;;) {
+        struct pollfd fds[2 + CONSOLE_MAX_CLIENTS + 1];
+        int n = 0;
+        fds[n++] = (struct pollfd){master_open ? master : -1, POLLIN, 0};
+        fds[n++] = (struct pollfd){pidfd, POLLIN, 0};
+        int m = console_pollfds(&c, fds + n);
+        int ready = poll(fds, (nfds_t)(n + m), pidfd < 0 ? 100 : -1);
+        if (ready < 0 && errno != EINTR)
+            break;
+        if (ready <= 0) {
+            siginfo_t info = {0};
+            if (pidfd < 0 && (waitid(P_PID, (id_t)child, &info, WEXITED | WNOHANG | WNOWAIT) < 0 || info.si_pid))
+                break; /* no pidfd (before Linux 5.3): look every 100 ms */
+            continue;
+        }
+        if (fds[0].revents) {
+            ssize_t got = read(master, buf, sizeof buf);
+            if (got > 0)
+                console_broadcast(&c, buf, (size_t)got);
+            else if (got == 0 || (errno != EAGAIN && errno != EINTR))
+                master_open = 0; /* EIO: every holder of the slave has closed it */
+        }
+        if (fds[1].revents)
+            break;
+        console_handle(&c, fds + n, m);
+    }
+    for (ssize_t got; master_open && (got = read(master, buf, sizeof buf)) > 0;)
+        console_broadcast(&c, buf, (size_t)got); /* what it wrote before it exited */
+    console_close_clients(&c);
+    close(master);
+    if (pidfd >= 0)
+        close(pidfd);
+}
+
+void exec_run(const struct pid1_spec *s, int target, int attach_fd)
 {
     static const int forwarded[] = {SIGINT, SIGTERM, SIGHUP, SIGQUIT};
     sigset_t block, old;
@@ -854,6 +951,14 @@ void exec_run(const struct pid1_spec *s, int target)
     /* Born in the container's cgroup v2 group where the kernel can (no migration); the v1
      * groups through `tasks`, as PID 1 joined them (see join_cgroup). The signals this
      * process forwards are held until it knows whom to forward them to. */
+    static struct pid1_spec with_console;
+    int pair[2] = {-1, -1};
+    with_console = *s;
+    if (s->tty) {
+        if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, pair) < 0)
+            fail(126, "socketpair: %s", strerror(errno));
+        with_console.console_fd = pair[1];
+    }
     sigprocmask(SIG_BLOCK, &block, &old);
     pid_t child = v2_dir >= 0 ? clone_into(v2_dir) : -1;
     int born = child >= 0;
@@ -877,6 +982,11 @@ void exec_run(const struct pid1_spec *s, int target)
         if (chdir(s->cwd) < 0)
             fail(126, "chdir to cwd (\"%s\") set in config.json failed: %s", s->cwd,
                  lower_strerror(errno, why, sizeof why));
+        if (s->tty) {
+            close(pair[0]);
+            close(attach_fd);
+            open_console(&with_console);
+        }
         become(s, last_cap);
     }
     close(root_fd);
@@ -889,6 +999,13 @@ void exec_run(const struct pid1_spec *s, int target)
     for (size_t i = 0; i < sizeof forwarded / sizeof forwarded[0]; i++)
         sigaction(forwarded[i], &forward, NULL);
     sigprocmask(SIG_SETMASK, &old, NULL);
+    if (s->tty) {
+        close(pair[1]);
+        int master = console_recv_fd(pair[0]); /* -1: the command failed before (its error pipe says why) */
+        close(pair[0]);
+        if (master >= 0)
+            relay_exec(master, attach_fd, child);
+    }
     int status;
     while (waitpid(child, &status, 0) < 0)
         if (errno != EINTR)

@@ -38,6 +38,11 @@ struct pid1_spec {
     unsigned long long caps;            /* the capabilities the command keeps */
     const char *seccomp;                /* a file of BPF instructions installed last, before execve (NULL: none) */
     int error_fd, out_fd, err_fd;
+    /* A terminal (-t): a new pseudo-terminal from the container's devpts is the command's 0-2 and
+     * controlling terminal; its master goes to the supervisor over console_fd (console.c). */
+    int tty;
+    unsigned short rows, cols;          /* its first window size (0: none given) */
+    int console_fd;
 };
 
 /* Build the container around the calling process (PID 1 of its new PID namespace), then execve. */
@@ -46,7 +51,8 @@ void pid1_run(const struct pid1_spec *spec) __attribute__((noreturn));
 /* fork(2), the child born in spec's cgroup v2 group if it has one (clone3 CLONE_INTO_CGROUP). */
 pid_t fork_in_cgroup(const struct pid1_spec *spec, int *born_in);
 
-/* Run spec's command inside the running container whose PID 1 is `target`; exit with its code. */
-void exec_run(const struct pid1_spec *spec, int target) __attribute__((noreturn));
+/* Run spec's command inside the running container whose PID 1 is `target`; exit with its code.
+ * With spec->tty, `attach_fd` is the caller's connection to the command's terminal (console.c). */
+void exec_run(const struct pid1_spec *spec, int target, int attach_fd) __attribute__((noreturn));
 
 #endif

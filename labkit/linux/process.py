@@ -50,7 +50,7 @@ from typing import IO, Any
 
 from labkit import helpers
 from labkit.errors import InvalidArgument, StartFailed
-from labkit.linux import capabilities, stdio, supervisor, syscalls
+from labkit.linux import capabilities, console, stdio, supervisor, syscalls
 from labkit.linux.rootless import IdMap
 from labkit.model.container import MASKED_PATHS, READONLY_PATHS
 
@@ -124,6 +124,10 @@ class LaunchSpec:
         seccomp: A file holding the BPF program (:mod:`labkit.linux.seccomp`)
             that PID 1 installs as its last step before execve(2); ``None``
             runs the command without a seccomp filter.
+        tty: Give PID 1 a terminal (``run -t``): a new pseudo-terminal from
+            the container's devpts is its 0-2, the supervisor holds the master
+            and relays it (:mod:`labkit.linux.console`).
+        winsize: The terminal's first ``(rows, columns)``; ``(0, 0)``: none.
     """
 
     rootfs: str
@@ -150,6 +154,8 @@ class LaunchSpec:
     userns: IdMap | None = None
     overlay: str | None = None
     seccomp: str | None = None
+    tty: bool = False
+    winsize: tuple[int, int] = (0, 0)
 
 
 @dataclass(frozen=True)
@@ -172,7 +178,7 @@ class Started:
 
 
 def start(spec: LaunchSpec, supervisor_argv: Sequence[str] | None = None,
-          on_netns: NetnsHook | None = None) -> Started:
+          on_netns: NetnsHook | None = None, attach: int | None = None) -> Started:
     """Start the container described by ``spec`` and return once its command runs.
 
     One posix_spawn(3) of the C shim, which leaves this process, forks PID 1
@@ -196,6 +202,11 @@ def start(spec: LaunchSpec, supervisor_argv: Sequence[str] | None = None,
             command starts. If it raises, the container does not start, the
             supervisor records the exit and cleans up, and the error is raised
             here.
+        attach: With ``spec.tty``: a connected ``SOCK_SEQPACKET`` socket
+            (:func:`labkit.linux.console.pair`) the supervisor takes as the
+            terminal's first caller before PID 1 runs, so that nothing PID 1
+            writes is missed (``run -it``). Later callers connect to
+            ``STATE_DIR/attach.sock`` (:func:`labkit.linux.console.connect`).
 
     Returns:
         The host PIDs of PID 1 and its supervisor.
@@ -225,6 +236,7 @@ def start(spec: LaunchSpec, supervisor_argv: Sequence[str] | None = None,
     error_r, error_w = os.pipe()
     report_w, error_w = _above_stdio(report_w), _above_stdio(error_w)
     proxies = [(_above_stdio(fd), targets) for fd, targets in spec.proxies]
+    attach_fd = _above_stdio(os.dup(attach)) if spec.tty and attach is not None else -1
     # With on_netns: PID 1 says "netns made" on `ready` and waits for "go"; the shim holds `life` until it exits.
     ready, go, life = [os.pipe() for _ in range(3)] if on_netns else [(-1, -1)] * 3
     theirs = [_above_stdio(fd) for fd in (ready[1], go[0], life[1])] if on_netns else []
@@ -257,10 +269,13 @@ def start(spec: LaunchSpec, supervisor_argv: Sequence[str] | None = None,
         *[arg for item in spec.env for arg in ("--env", item)],
         *[arg for word in spec.argv for arg in ("--arg", word)],
         *rootless_args,
+        *(["--tty", "{}:{}".format(*spec.winsize),
+           "--attach-socket", os.path.join(spec.state_dir, console.ATTACH_SOCKET)] if spec.tty else []),
+        *(["--attach-fd", str(attach_fd)] if attach_fd >= 0 else []),
         *shim_args,
         *[arg for fd, targets in proxies for arg in ("--proxy", f"{fd}={targets}")],
     ]  # fmt: skip
-    passed = [report_w, error_w, *theirs, *(fd for fd, _ in proxies)]
+    passed = [report_w, error_w, *theirs, *(fd for fd, _ in proxies), *([attach_fd] if attach_fd >= 0 else [])]
     try:
         # dup2(fd, fd) in the child clears close-on-exec there only (posix_spawn_file_actions_adddup2).
         child = os.posix_spawn(argv[0], argv, helpers.environ(),
@@ -274,6 +289,8 @@ def start(spec: LaunchSpec, supervisor_argv: Sequence[str] | None = None,
         for (fd, _), (orig, _) in zip(proxies, spec.proxies, strict=True):
             if fd != orig:
                 os.close(fd)
+        if attach_fd >= 0:
+            os.close(attach_fd)  # the supervisor has its own copy
     for fd in (report_w, error_w, *theirs):
         os.close(fd)
     return _await_start(spec, child, report_r, error_r, on_netns, (ready[0], go[1], life[0]))
@@ -449,7 +466,9 @@ def exec_in(
     stdin: Stream = None,
     supervisor_argv: Sequence[str] | None = None,
     seccomp: str | None = None,
-) -> int:
+    tty: bool = False,
+    detach_keys: bytes = b"\x10\x11",
+) -> int | None:
     """Run a command inside a running container and return its exit code (like ``docker exec``).
 
     The C shim (``pid1.c``'s exec_run, one posix_spawn(3)) joins the
@@ -480,9 +499,15 @@ def exec_in(
             default :func:`labkit.linux.supervisor.command`.
         seccomp: The container's seccomp filter (``LaunchSpec.seccomp``), which
             the command runs under as PID 1 does.
+        tty: Give the command a terminal of the container's (``exec -t``): a
+            new pseudo-terminal from its devpts; the shim holds the master and
+            relays it to this process, which copies it to ``stdout`` and
+            ``stdin`` to it (:func:`labkit.linux.console.relay`; stderr is the
+            terminal too, as in Docker).
+        detach_keys: With ``tty``: the keys that leave the command running and return.
 
     Returns:
-        The exit code, or 128+N when signal N killed the command.
+        The exit code, or 128+N when signal N killed the command; None when the caller detached.
 
     Raises:
         HostUnsupported: No shim, and no C compiler to build one.
@@ -492,6 +517,9 @@ def exec_in(
         raise InvalidArgument("No exec command specified", "Give the command to run inside the container.")
     stdin_fd, stdout_fd, stderr_fd = (_fileno(stream) for stream in (stdin, stdout, stderr))
     shim = list(supervisor_argv) if supervisor_argv else supervisor.command()
+    if tty:
+        return _exec_tty(shim, pid, argv, env, cwd, cgroup_procs, seccomp, stdin_fd,
+                         1 if stdout_fd is None else stdout_fd, detach_keys)
     # The command's 0-2 are pipes this process relays: never the caller's terminal (stdio.py).
     relay = stdio.Relay(stdin_fd, stdout_fd, stderr_fd)
     try:
@@ -502,28 +530,75 @@ def exec_in(
         relay.close()
 
 
+def _exec_tty(shim: list[str], pid: int, argv: Sequence[str], env: Sequence[str], cwd: str,
+              cgroup_procs: Sequence[str], seccomp: str | None, stdin: int | None, stdout: int,
+              detach_keys: bytes) -> int | None:
+    """``exec -t``: the shim relays the command's terminal over a socket pair; this process relays that to
+    the caller's descriptors. The shim's own 0-2 are /dev/null: nothing of the caller's is passed."""
+    ours, theirs = console.pair()
+    null = _above_stdio(os.open(os.devnull, os.O_RDWR | os.O_CLOEXEC))
+    attach = _above_stdio(os.dup(theirs.fileno()))
+    theirs.close()
+    try:
+        child, error_r = _spawn_exec(shim, pid, argv, env, cwd, cgroup_procs, (null, null, null), seccomp,
+                                     tty=console.window_size(stdin, stdout), attach=attach)
+    except BaseException:
+        ours.close()
+        raise
+    finally:
+        os.close(null)
+        os.close(attach)
+    detached = False
+    try:
+        failure = _read_all(error_r)
+        os.close(error_r)
+        if not failure:
+            detached = console.relay(ours, stdin, stdout, detach_keys)
+    except BaseException:
+        detached = True
+        raise
+    finally:
+        ours.close()
+        if detached:  # the command goes on without us; its waiter is reaped when it ends
+            threading.Thread(target=os.waitpid, args=(child, 0), daemon=True).start()
+    if detached:
+        return None
+    _, status = os.waitpid(child, 0)
+    if failure:
+        code, message = _decode_failure(failure)
+        raise StartFailed(_EXEC_PREFIX + message, code)
+    return _exit_code(status)
+
+
 def _spawn_exec(shim: list[str], pid: int, argv: Sequence[str], env: Sequence[str], cwd: str,
                 cgroup_procs: Sequence[str], ends: tuple[int, int, int],
-                seccomp: str | None = None) -> tuple[int, int]:
+                seccomp: str | None = None, tty: tuple[int, int] | None = None,
+                attach: int = -1) -> tuple[int, int]:
     """The shim for :func:`exec_in` (``--exec-pid``), spawned.
 
-    ``ends`` become the shim's 0-2, which the command inherits. Returns the shim's PID and the error
-    pipe's read end.
+    ``ends`` become the shim's 0-2, which the command inherits (without ``tty``). With ``tty`` (the
+    window size), the command gets a terminal and the shim relays it to ``attach``. Returns the shim's
+    PID and the error pipe's read end.
     """
     error_r, error_w = os.pipe()
     error_w = _above_stdio(error_w)
     # dup2 onto 0-2 clears close-on-exec there; the ends are above 2, so none is clobbered on the way.
     actions: list[tuple[Any, ...]] = [(os.POSIX_SPAWN_DUP2, fd, target) for target, fd in enumerate(ends)]
     actions.append((os.POSIX_SPAWN_DUP2, error_w, error_w))
+    if tty is not None:
+        actions.append((os.POSIX_SPAWN_DUP2, attach, attach))
     args = [
         *shim, "--exec-pid", str(pid), "--launch-error", str(error_w), "--cwd", cwd, "--caps", _DEFAULT_CAPS,
+        *(["--tty", "{}:{}".format(*tty), "--attach-fd", str(attach)] if tty is not None else []),
         *(["--seccomp", seccomp] if seccomp else []),
         *[arg for path in cgroup_procs for arg in ("--cgroup", path)],
         *[arg for item in env for arg in ("--env", item)],
         *[arg for word in argv for arg in ("--arg", word)],
     ]  # fmt: skip
     try:
-        child = os.posix_spawn(args[0], args, helpers.environ(), file_actions=actions)
+        # With a terminal, the shim's session is its own: the caller's terminal hanging up (SIGHUP when the
+        # labkit command that detached ends, tty(4)) is none of its business; ^C reaches it as a byte.
+        child = os.posix_spawn(args[0], args, helpers.environ(), file_actions=actions, setsid=tty is not None)
     except BaseException:
         os.close(error_r)
         raise

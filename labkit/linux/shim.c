@@ -38,10 +38,17 @@
  * The starter is a plain posix_spawn(3) of this binary: no copy of the
  * starter's (large) memory is made on the way to the container.
  *
+ * With `--tty ROWS:COLS` PID 1 gets a terminal instead of pipes: a new pseudo-terminal
+ * from the container's own devpts, whose master it sends back here (console.c). The shim
+ * holds the master for the container's life, logs its output as stdout, and relays it to
+ * callers: `--attach-fd FD`, a connection made before PID 1 runs (`run -it`: nothing is
+ * missed), and whoever connects later to `--attach-socket PATH` (`attach`).
+ *
  * With `--exec-pid PID --launch-error FD` and the command's spec (--arg, --env,
  * --cwd, --cgroup, --caps, --seccomp) it is `docker exec` instead (pid1.c, exec_run): it
  * joins the running container, runs the command there with its own 0-2, and
- * exits with the command's code. No supervisor stays.
+ * exits with the command's code. No supervisor stays. With `--tty ROWS:COLS --attach-fd FD`
+ * the command gets a terminal of the container's, and this process relays it to FD.
  *
  * This program and pid1.c are the only code that builds a container: labkit has
  * no second starter in Python (a host without a C compiler gets the simulator).
@@ -68,6 +75,7 @@
 #include <sched.h>
 #include <sys/syscall.h>
 
+#include "console.h"
 #include "pid1.h"
 
 #define LINE_MAX_BYTES 16384            /* Docker's json-file splits longer lines too */
@@ -101,6 +109,9 @@ struct stream {
 
 static int log_fd = -1;
 static const char *exit_file;
+static struct console console;          /* the container's terminal (-t), see console.c */
+static int console_sock = -1;           /* where PID 1 sends the terminal's master */
+static int attach_fd = -1;              /* --attach-fd: the first caller, connected before PID 1 runs */
 static char out[LINE_MAX_BYTES * 6 + 256]; /* worst case: every byte escaped as \u00XX */
 
 /* Report a problem next to exit.json (the shim has no terminal). */
@@ -239,9 +250,11 @@ static void emit(const struct stream *st, const char *line, size_t len)
 static int pump(struct stream *st)
 {
     ssize_t n = read(st->fd, st->buf + st->len, sizeof st->buf - st->len);
-    if (n < 0)
+    if (n < 0 && errno != EIO) /* EIO: a terminal's master once every holder of the slave closed it */
         return errno == EINTR || errno == EAGAIN;
-    if (n == 0) {
+    if (n > 0 && st->fd == console.master)
+        console_broadcast(&console, st->buf + st->len, (size_t)n);
+    if (n <= 0) {
         if (st->len)
             emit(st, st->buf, st->len);  /* a last line without a newline */
         st->len = 0;
@@ -671,10 +684,18 @@ static pid_t launch(struct pid1_spec *spec, int report_fd, int *out_r, int *err_
     }
     for (int i = 0; i < n_proxies; i++)
         keep[n_keep++] = proxies[i].fd;
+    if (attach_fd >= 0)
+        keep[n_keep++] = attach_fd;
     close_others(keep, n_keep);
-    int out[2], err[2];
-    if (pipe2(out, O_CLOEXEC) < 0 || pipe2(err, O_CLOEXEC) < 0)
+    int out[2] = {-1, -1}, err[2] = {-1, -1}, pair[2];
+    if (spec->tty) { /* PID 1's 0-2 are its terminal: no pipes; its master comes back over `pair` */
+        if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, pair) < 0)
+            launch_failed(report_fd, "socketpair");
+        console_sock = pair[0];
+        spec->console_fd = pair[1];
+    } else if (pipe2(out, O_CLOEXEC) < 0 || pipe2(err, O_CLOEXEC) < 0) {
         launch_failed(report_fd, "pipe");
+    }
     pid_t child;
     if (userns.on) {
         child = fork_in_userns(spec, report_fd, out, err);
@@ -692,12 +713,16 @@ static pid_t launch(struct pid1_spec *spec, int report_fd, int *out_r, int *err_
         close(err[0]);
         for (int i = 0; i < n_proxies; i++)
             close(proxies[i].fd);
+        if (attach_fd >= 0)
+            close(attach_fd);
         spec->out_fd = out[1];
         spec->err_fd = err[1];
         pid1_run(spec);
     }
     close(out[1]);
     close(err[1]);
+    if (spec->tty)
+        close(spec->console_fd); /* PID 1's end: end of file here if it fails before it sends the master */
     if (spec->ready_fd >= 0) { /* PID 1's, for the network handshake with the starter */
         close(spec->ready_fd);
         close(spec->go_fd);
@@ -724,7 +749,10 @@ int main(int argc, char **argv)
         pairs[i].a = pairs[i].b = -1;
     static struct stream streams[2] = {{-1, "stdout", 0, {0}}, {-1, "stderr", 0, {0}}};
 
-    static struct pid1_spec spec = {.cwd = "/", .error_fd = -1, .tty_gid = 5, .ready_fd = -1, .go_fd = -1};
+    static struct pid1_spec spec = {.cwd = "/", .error_fd = -1, .tty_gid = 5, .ready_fd = -1, .go_fd = -1,
+                                    .console_fd = -1};
+    const char *attach_socket = NULL;
+    console_init(&console);
     int report_fd = -1, exec_pid = 0;
     for (int i = 1; i + 1 < argc; i += 2) {
         const char *key = argv[i], *value = argv[i + 1];
@@ -764,6 +792,9 @@ int main(int argc, char **argv)
         else if (!strcmp(key, "--tty-gid")) spec.tty_gid = atoi(value);
         else if (!strcmp(key, "--net-sync") && sscanf(value, "%d,%d", &spec.ready_fd, &spec.go_fd) == 2) continue;
         else if (!strcmp(key, "--lifeline")) lifeline = atoi(value);
+        else if (!strcmp(key, "--tty") && sscanf(value, "%hu:%hu", &spec.rows, &spec.cols) == 2) spec.tty = 1;
+        else if (!strcmp(key, "--attach-fd")) attach_fd = atoi(value);
+        else if (!strcmp(key, "--attach-socket")) attach_socket = value;
         else if (!strcmp(key, "--userns") && sscanf(value, "%u:%u", &userns.uid, &userns.gid) == 2) userns.on = 1;
         else if (!strcmp(key, "--subids") && sscanf(value, "%lu:%lu:%lu:%lu", &userns.uid_start, &userns.uid_count,
                                                      &userns.gid_start, &userns.gid_count) == 4) continue;
@@ -782,7 +813,11 @@ int main(int argc, char **argv)
             fprintf(stderr, "labkit-shim: --exec-pid needs --launch-error and --arg\n");
             return 2;
         }
-        exec_run(&spec, exec_pid);
+        if (spec.tty && attach_fd < 0) {
+            fprintf(stderr, "labkit-shim: --exec-pid with --tty needs --attach-fd\n");
+            return 2;
+        }
+        exec_run(&spec, exec_pid, attach_fd);
     }
     if (report_fd >= 0) {
         if (!spec.root || spec.n_argv == 0 || spec.error_fd < 0 || !exit_file || !log_path) {
@@ -801,11 +836,31 @@ int main(int argc, char **argv)
     log_fd = open(log_path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0600); /* the output may hold secrets */
     if (log_fd < 0)
         warn("open", log_path);
+    char socket_dir[PATH_MAX] = "", *socket_name = NULL;
+    if (spec.tty) {
+        /* PID 1 sends its terminal's master before it execs, or dies first (end of file: nothing to relay). */
+        console.master = console_recv_fd(console_sock);
+        close(console_sock);
+        streams[0].fd = console.master; /* a terminal has one output: Docker logs it all as stdout */
+        if (console.master >= 0)
+            fcntl(console.master, F_SETFL, fcntl(console.master, F_GETFL) | O_NONBLOCK);
+        if (attach_fd >= 0)
+            console_add_client(&console, attach_fd);
+        if (attach_socket) {
+            snprintf(socket_dir, sizeof socket_dir, "%s", attach_socket);
+            char *slash = strrchr(socket_dir, '/');
+            socket_name = slash ? slash + 1 : socket_dir;
+            if (slash)
+                *slash = '\0';
+            if (console.master >= 0 && console_listen(&console, slash ? socket_dir : ".", socket_name) < 0)
+                warn("bind", attach_socket);
+        }
+    }
 
     /* Copy output until both pipes reach end of file: when PID 1 exits the
      * kernel kills the rest of its PID namespace, so every writer goes away. */
     for (;;) {
-        struct pollfd fds[2 + MAX_PROXIES + 2 * MAX_PAIRS];
+        struct pollfd fds[2 + MAX_PROXIES + 2 * MAX_PAIRS + 1 + CONSOLE_MAX_CLIENTS];
         int n = 0, streams_open = 0;
         for (int i = 0; i < 2; i++)
             if (streams[i].fd >= 0) {
@@ -821,6 +876,8 @@ int main(int argc, char **argv)
                 fds[n++] = (struct pollfd){pairs[i].a, POLLIN, 0};
                 fds[n++] = (struct pollfd){pairs[i].b, POLLIN, 0};
             }
+        int first_console = n;
+        n += console_pollfds(&console, fds + n);
         if (poll(fds, (nfds_t)n, -1) < 0) {
             if (errno == EINTR)
                 continue;
@@ -839,7 +896,7 @@ int main(int argc, char **argv)
         for (int i = 0; i < n_proxies; i++)
             if (fds[k++].revents & POLLIN)
                 accept_client(&proxies[i]);
-        for (int i = 0; i < MAX_PAIRS && k < n; i++) {
+        for (int i = 0; i < MAX_PAIRS && k < first_console; i++) {
             if (pairs[i].a < 0 || fds[k].fd != pairs[i].a)
                 continue;
             short ra = fds[k].revents, rb = fds[k + 1].revents;
@@ -847,7 +904,11 @@ int main(int argc, char **argv)
             if ((ra && !relay(pairs[i].a, pairs[i].b)) || (rb && !relay(pairs[i].b, pairs[i].a)))
                 close_pair(&pairs[i]);
         }
+        console_handle(&console, fds + first_console, n - first_console);
     }
+    console_close_clients(&console); /* attached callers read end of file: the container has ended */
+    if (socket_name && unlink(attach_socket) < 0 && errno != ENOENT)
+        warn("unlink", attach_socket);
     for (int i = 0; i < MAX_PAIRS; i++)
         if (pairs[i].a >= 0)
             close_pair(&pairs[i]);

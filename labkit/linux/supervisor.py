@@ -30,7 +30,7 @@ from labkit.errors import HostUnsupported
 #: Where the compiled shim is cached unless ``LABKIT_SHIM_DIR`` or an argument says otherwise.
 DEFAULT_SHIM_DIR = "/var/lib/labkit/bin"
 
-_SHIM_PARTS = ("pid1.c", "pid1.h")
+_SHIM_PARTS = ("pid1.c", "pid1.h", "console.c", "console.h")
 _commands: dict[tuple[str, str], list[str]] = {}
 
 

@@ -92,6 +92,9 @@ class ContainerConfig:
     stop_timeout: int | None = None
     init: bool = False
     security_opt: tuple[str, ...] = ()  # as parse_security_opts keeps them: a profile file as its JSON
+    tty: bool = False  # -t: PID 1's 0-2 are a terminal of the container's, which its supervisor relays
+    open_stdin: bool = False  # -i: what an attached caller types reaches that terminal
+    console_size: tuple[int, int] = (0, 0)  # the terminal's first (rows, columns); (0, 0): none given
 
     @property
     def argv(self) -> tuple[str, ...]:
@@ -156,6 +159,7 @@ class ContainerRecord:
         cfg["ports"] = tuple(PortSpec(**p) for p in cfg.get("ports", ()))
         for key in ("entrypoint", "cmd", "env", "exposed_ports", "security_opt"):
             cfg[key] = tuple(cfg.get(key, ()))
+        cfg["console_size"] = tuple(cfg.get("console_size", (0, 0)))
         state = dict(data["state"])
         state["status"] = Status(state["status"])
         return cls(ContainerConfig(**cfg), ContainerState(**state))
@@ -249,6 +253,7 @@ def inspect_json(
             "RestartPolicy": {"Name": c.restart_policy, "MaximumRetryCount": c.restart_max},
             "AutoRemove": c.auto_remove,
             "Init": c.init or None,
+            "ConsoleSize": list(c.console_size),
             "Memory": c.memory,
             "MemorySwap": c.memory_swap,
             "NanoCpus": c.nano_cpus,
@@ -276,8 +281,8 @@ def inspect_json(
             "AttachStdout": False,
             "AttachStderr": False,
             "ExposedPorts": {p: {} for p in c.exposed_ports} or None,
-            "Tty": False,
-            "OpenStdin": False,
+            "Tty": c.tty,
+            "OpenStdin": c.open_stdin,
             "StdinOnce": False,
             "Env": list(c.env),
             "Cmd": list(c.cmd) or None,

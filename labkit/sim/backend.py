@@ -83,7 +83,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from labkit.backend import CgroupReading, Exited, Launched
-from labkit.errors import BuildFailed, NoSuchContainer, StartFailed
+from labkit.errors import BuildFailed, HostUnsupported, NoSuchContainer, StartFailed
 from labkit.model import events
 from labkit.model.container import ContainerRecord
 from labkit.model.overlay import (
@@ -115,6 +115,9 @@ HORIZON = 24 * 3600.0
 _EXEC_PREFIX = "OCI runtime exec failed: exec failed: unable to start container process: "
 HOSTS = "127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n"
 _EXEC_IDS = itertools.count(1)
+#: The simulator models no terminals: ``-t`` is refused in these words.
+_NO_TERMINAL = ("the simulator gives containers no terminal (-t)",
+                "Run it on the real backend (labkit --backend linux), or without -t: labkit exec C sh -c '...'")
 
 _LIMIT_WHY = {
     "memory.max": "the most memory the container may use (v2)",
@@ -333,6 +336,8 @@ class SimBackend:
 
     # -- verbs -------------------------------------------------------------------------------------
     def create(self, record: ContainerRecord, image: Any) -> None:
+        if record.config.tty:
+            raise HostUnsupported(*_NO_TERMINAL)
         with self._locked() as w:
             w.containers[record.id] = SimContainer(record.id, list(image.lowerdirs()), env=list(record.config.env))
             self._step(w, events.create_layer(self._paths(record.id)["upper"]), record.id)
@@ -354,7 +359,7 @@ class SimBackend:
             (cdir / name).write_text(text)
         return {f"/etc/{name}": str(cdir / name) for name in ETC_FILES}
 
-    def start(self, record: ContainerRecord, image: Any) -> Launched:
+    def start(self, record: ContainerRecord, image: Any, console: Any = None) -> Launched:
         c = record.config
         with self._locked() as w:
             ct = self._container(w, record, image)
@@ -507,6 +512,10 @@ class SimBackend:
             ct.frozen = True
             self._step(w, events.freeze(True), record.id)
 
+    def attach(self, record: ContainerRecord, stdin: int | None, stdout: int, detach_keys: bytes,
+               connection: Any = None) -> bool:
+        raise HostUnsupported(*_NO_TERMINAL)
+
     def unpause(self, record: ContainerRecord) -> None:
         with self._locked() as w:
             ct = self._container(w, record)
@@ -516,10 +525,13 @@ class SimBackend:
 
     def exec(self, record: ContainerRecord, argv: list[str], env: list[str], workdir: str,
              stdout: IO[bytes] | int | None, stderr: IO[bytes] | int | None,
-             stdin: IO[bytes] | int | None = None) -> int:
+             stdin: IO[bytes] | int | None = None, tty: bool = False,
+             detach_keys: bytes = b"\x10\x11") -> int | None:
         from labkit.errors import InvalidArgument
         from labkit.sim.shell import start_program
 
+        if tty:
+            raise HostUnsupported(*_NO_TERMINAL)
         if not argv:
             raise InvalidArgument("No exec command specified", "Give the command to run inside the container.")
         with self._locked() as w:

@@ -238,7 +238,9 @@ CASES = [
     ("kill-unknown-flag", ["kill", "--bogus", "web"], 125, "unknown flag: --bogus"),
     ("ps-extra-argument", ["ps", "extra"], 1, "unexpected argument: extra"),
     ("unknown-command", ["frobnicate"], 1, "invalid choice: 'frobnicate'"),
-    ("run-interactive", ["run", "-it", "busybox", "sh"], 125, "not supported"),
+    ("run-interactive-no-terminal", ["run", "-it", "busybox", "sh"], 1, "the input device is not a TTY"),
+    ("run-stdin-without-tty", ["run", "-i", "busybox", "sh"], 125, "-i without -t is not supported"),
+    ("detach-keys-bad", ["run", "-t", "--detach-keys", "ctrl-1"] + BB, 125, "Invalid detach keys (ctrl-1) provided"),
     # a container that cannot start, with --rm: Docker removes it
     ("entrypoint-missing-rm", R + ["--entrypoint", "/nope", "busybox"], 127, 'exec: "/nope"'),
     ("cmd-missing-rm", R + ["busybox", "/nope"], 127, 'exec: "/nope"'),
@@ -359,7 +361,8 @@ class World:
         self.amb = ""
 
     def labkit(self, *args: str) -> subprocess.CompletedProcess[str]:
-        return subprocess.run([*LABKIT, *args], capture_output=True, text=True, env=self.env, timeout=120)
+        return subprocess.run([*LABKIT, *args], capture_output=True, text=True, env=self.env, timeout=120,
+                              stdin=subprocess.DEVNULL)  # never a terminal: `run -it` must refuse, not wait
 
     def ok(self, *args: str) -> str:
         done = self.labkit(*args)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import io
 import json
+import os
 import re
 import subprocess
 import sys
@@ -1003,15 +1004,30 @@ def test_help_starts_fast() -> None:
     assert heavy.stdout.strip() == "[]"
 
 
-@pytest.mark.parametrize(
-    "argv", [["run", "-it", "busybox", "sh"], ["create", "-t", "busybox"], ["exec", "-it", "web", "sh"]]
-)
-def test_interactive_terminal_is_refused_in_plain_words(labkit, engine, argv) -> None:
-    """-i/-t get one usage line saying there is no terminal and what to do instead; nothing is created."""
+@pytest.mark.parametrize("argv", [["run", "-it", "busybox", "sh"], ["exec", "-it", "web", "sh"]])
+def test_it_without_a_terminal_to_read_is_refused_as_docker_does(labkit, engine, argv, monkeypatch) -> None:
+    """-it whose stdin is no terminal: Docker's one line, exit 1; nothing is created or run."""
+    monkeypatch.setattr(os, "isatty", lambda fd: False)
     r = labkit(*argv)
-    assert r.code == 125
-    assert "not supported" in r.err and len(r.err.splitlines()) == 1
+    assert (r.code, r.err) == (1, "the input device is not a TTY\n")
     assert not engine.called("create") and not engine.called("exec")
+
+
+def test_stdin_without_a_terminal_for_pid1_is_refused_in_plain_words(labkit, engine) -> None:
+    """``run -i`` without -t: one usage line saying PID 1's stdin is /dev/null and what to do instead (125)."""
+    r = labkit("run", "-i", "busybox", "sh")
+    assert r.code == 125
+    assert "-i without -t is not supported" in r.err and len(r.err.splitlines()) == 1
+    assert not engine.called("create")
+
+
+def test_create_t_asks_for_a_terminal(labkit, engine) -> None:
+    """``create -it`` hands the engine tty and open_stdin; ``create`` alone neither."""
+    labkit("create", "-it", "busybox", "sh")
+    labkit("create", "busybox", "sh")
+    first, second = [kw for name, _, kw in engine.calls if name == "create"]
+    assert (first.get("tty"), first.get("open_stdin"), second.get("tty"), second.get("open_stdin")) == \
+        (True, True, None, None)
 
 
 def test_doctor_works_where_no_backend_can_run() -> None:
