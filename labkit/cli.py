@@ -891,8 +891,9 @@ def cmd_run(session: _Session, args: argparse.Namespace) -> int:
     _check_terminal(args, args.verb, attached=not detach)
     engine = session.engine
     kwargs = _create_kwargs(args)
-    if not detach:
-        # Attached: this process reads the exit code, then removes the container itself.
+    if not detach and not args.tty:
+        # Attached: this process reads the exit code, then removes the container itself. With a terminal,
+        # the caller may detach: --rm stays the container's, to remove it whenever it ends.
         kwargs["auto_remove"] = False
     container = _create(session, args, kwargs)
     cid = _cid(container)
@@ -906,13 +907,17 @@ def cmd_run(session: _Session, args: argparse.Namespace) -> int:
         try:
             code = engine.attach(cid, stdin=0 if args.interactive else None, stdout=_fileno(session.out),
                                  detach_keys=args.detach_keys, start=True)
+        except KeyboardInterrupt:
+            # Without -i the terminal is not raw, so Ctrl-C reaches this process: proxy it as Docker's CLI does.
+            with contextlib.suppress(LabkitError, OSError):
+                engine.kill(cid, signal="INT")
+            session.error(f"{PROG}: sent SIGINT to {cid[:12]}; it may still be running (see '{PROG} ps')")
+            raise
         except BaseException:
             if args.rm:
                 with contextlib.suppress(LabkitError, OSError):
                     engine.rm(cid, force=True)
             raise
-        if args.rm and code is not None:
-            engine.rm(cid, force=True)
         return _detached(session, code)
     try:
         engine.start(cid)

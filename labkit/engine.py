@@ -868,7 +868,7 @@ class Engine:
                 finally:
                     theirs.close()
                 detached = self.backend.attach(rec, stdin if rec.config.open_stdin else None, stdout, keys, ours)
-                return None if detached else self.wait(rec.id)
+                return None if detached else self._final_code(rec)
             seen = sum(1 for _ in self.backend.logs(rec))
             rec = self._launch(rec)
         else:
@@ -881,7 +881,7 @@ class Engine:
                                         hint=f"Start it first, or see what it wrote: labkit logs {ref}")
             if rec.config.tty:
                 detached = self.backend.attach(rec, stdin if rec.config.open_stdin else None, stdout, keys)
-                return None if detached else self.wait(rec.id)
+                return None if detached else self._final_code(rec)
             seen = sum(1 for _ in self.backend.logs(rec))
         entries = self.logs(rec.id, follow=True)
         for _ in range(seen):  # what it wrote before is not replayed
@@ -889,6 +889,11 @@ class Engine:
         for stream, text, _ in entries:
             os.write(stderr if stream == "stderr" else stdout, text.encode() if isinstance(text, str) else text)
         return self.wait(rec.id)
+
+    def _final_code(self, rec: ContainerRecord) -> int:
+        """The exit code of a container whose PID 1 has ended, read before a ``--rm`` removes it."""
+        self.backend.wait(rec, None)
+        return self._reload(rec).state.exit_code
 
     @_verb("stop")
     def stop(self, ref: str, timeout: float | None = None, signal: str | int | None = None) -> None:

@@ -220,3 +220,21 @@ def test_rootless_run_exec_attach_and_resize(learner):
         subprocess.run([*lab, "rm", "-f", "tty-rootless"], env={**env, "LABKIT_NO_SERVER": "1"},
                        capture_output=True, timeout=120)
         subprocess.run([*ways["resident engine"], "server", "stop"], env=env, capture_output=True, timeout=60)
+
+
+def test_create_it_then_start_ai_reaches_the_shell_from_its_first_prompt(engine, served):
+    """``create -it`` then ``start -ai``: attached before PID 1 runs, so its first prompt shows; ``exit 4`` ends
+    ``start`` with 4, and ``inspect`` shows Tty and OpenStdin as Docker does."""
+    name = "tty-start-ai"
+    p = subprocess.run(["sh", BIN, "create", "-it", "--name", name, "--network", "none", "busybox", "sh"],
+                       env=served, capture_output=True, text=True, timeout=120)
+    assert p.returncode == 0, p.stderr
+    config = engine.inspect(name)["Config"]
+    assert (config["Tty"], config["OpenStdin"]) == (True, True)
+    child = _spawn(["sh", BIN, "start", "-ai", name], served)
+    child.expect_exact(PROMPT)
+    child.sendline("echo $((6*7))")
+    child.expect("42\r\n")
+    child.sendline("exit 4")
+    assert _ended(child) == 4
+    assert engine.inspect(name)["State"]["ExitCode"] == 4
