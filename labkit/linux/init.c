@@ -15,6 +15,7 @@
 #include <stdio.h>
 #include <string.h>
 #include <sys/wait.h>
+#include <termios.h>
 #include <unistd.h>
 
 static const int forwarded[] = {SIGHUP, SIGINT, SIGQUIT, SIGTERM, SIGUSR1, SIGUSR2, SIGWINCH, SIGCONT};
@@ -40,8 +41,13 @@ int main(int argc, char **argv) {
         return 1;
     }
     if (child == 0) {
-        sigprocmask(SIG_SETMASK, &none, NULL);
         setpgid(0, 0);
+        /* With a terminal (-t), the command's group must be its foreground group, or its first
+         * read of the terminal stops it (SIGTTIN, termios(3)); SIGTTOU is still blocked here,
+         * so tcsetpgrp(3) from this background group is allowed. */
+        if (isatty(0))
+            tcsetpgrp(0, getpid());
+        sigprocmask(SIG_SETMASK, &none, NULL);
         execvp(argv[first], argv + first);
         fprintf(stderr, "labkit-init: exec %s: %s\n", argv[first], strerror(errno));
         _exit(errno == ENOENT ? 127 : 126);

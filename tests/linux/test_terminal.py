@@ -238,3 +238,15 @@ def test_create_it_then_start_ai_reaches_the_shell_from_its_first_prompt(engine,
     child.sendline("exit 4")
     assert _ended(child) == 4
     assert engine.inspect(name)["State"]["ExitCode"] == 4
+
+
+def test_run_it_with_init_gives_the_command_the_terminal(engine, served):
+    """``run -it --init``: labkit-init is PID 1 and the shell, its child, is the terminal's foreground group (its
+    reads are not stopped): it answers, and its ``exit 6`` is the container's code."""
+    child = _spawn(["sh", BIN, "run", "-it", "--rm", "--init", "--network", "none", "busybox", "sh"], served)
+    child.expect_exact(PROMPT)
+    child.sendline("echo pid-$$ ppid-$PPID; cat /proc/1/comm")
+    child.expect(r"pid-(\d+) ppid-1\r\n(\S+)\r\n")
+    assert child.match.group(1) != "1" and "init" in child.match.group(2)
+    child.sendline("exit 6")
+    assert _ended(child) == 6
