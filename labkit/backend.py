@@ -1,10 +1,15 @@
-"""The seam between the engine and a backend.
+"""The seam between the engine and a backend: the whole of what the engine, the graders and the pictures ask of one.
 
 The engine owns names, ids, the lifecycle table, images and volumes; a backend
-owns the side effects: the writable layer, the process, its limits. Two
-backends implement this Protocol with the same module names per kernel
-concept (namespaces, overlay, cgroups, network, process): ``linux`` does it
-with the real kernel, ``sim`` in pure Python.
+owns the side effects: the writable layer, the process, its limits, its
+network. Two backends implement :class:`Backend` with the same module names per
+kernel concept (namespaces, overlay, cgroups, network, process): ``linux`` does
+it with the real kernel (as root, or rootless in a user namespace), ``sim`` in
+pure Python. The engine holds a ``Backend`` and never asks which one it has;
+where backends differ in what they can do, a member answers the question
+(:attr:`Backend.simulated`, :attr:`Backend.host_bridges`,
+:meth:`Backend.service_problem`, :meth:`Backend.layer_model`), the way httpx's
+client holds a ``BaseTransport`` whether it talks to a socket or a mock.
 
 The pictures ask a backend three things, so that they draw the same on both:
 what a writable layer holds (:meth:`Backend.layer_contents`), which files the
@@ -12,58 +17,29 @@ container sees (:meth:`Backend.files`), and its cgroup counters over time
 (:meth:`Backend.meter`, a :class:`Meter`). The real backend reads the upper
 dir, runs ``find`` inside the container and reads the cgroup files against
 the host's clock; the simulator reads its model against its simulated clock.
+
+The values a backend answers with (:class:`Launched`, :class:`Exited`,
+:class:`CgroupReading`) are plain data in :mod:`labkit.model.runtime`;
+``tests/contract/test_protocol.py`` holds both backends to this Protocol.
 """
 
 from __future__ import annotations
 
 import socket
 from collections.abc import Iterator
-from dataclasses import dataclass
-from typing import IO, TYPE_CHECKING, Protocol
+from typing import IO, TYPE_CHECKING, Any, Protocol
 
 from labkit.model.container import ContainerRecord
-from labkit.model.overlay import LayerContents
+from labkit.model.events import Emit
+from labkit.model.overlay import LayerContents, Overlay
+from labkit.model.runtime import CgroupReading, Exited, Launched
+from labkit.model.views import NetworkView, ProcessView
 
 if TYPE_CHECKING:
-    from labkit.images.store import Image
+    from labkit.errors import LabkitError
+    from labkit.images.store import Image, ImageStore
 
-
-@dataclass(frozen=True)
-class Launched:
-    """A container's PID 1 is running."""
-
-    pid: int
-    pid_start_time: int
-    shim_pid: int
-    started_at: str
-
-
-@dataclass(frozen=True)
-class Exited:
-    """A container's PID 1 has ended."""
-
-    exit_code: int
-    finished_at: str
-    oom_killed: bool = False
-    #: Why labkit, not PID 1, decided how it ended (its supervisor died), for ``State.Error``.
-    error: str = ""
-
-
-@dataclass(frozen=True)
-class CgroupReading:
-    """One reading of a container's cgroup counters (cgroups(7)).
-
-    Attributes:
-        at: The meter's clock when read (seconds; only differences mean something).
-        memory: Bytes charged to the group (``memory.current`` / ``memory.usage_in_bytes``), ``None`` if unreadable.
-        pids: Tasks in the group (``pids.current``), ``None`` if unreadable.
-        oom_kills: Processes the OOM killer ended in the group (``oom_kill`` in ``memory.events``).
-    """
-
-    at: float
-    memory: int | None
-    pids: int | None
-    oom_kills: int | None
+__all__ = ["Backend", "CgroupReading", "Exited", "Launched", "Meter"]
 
 
 class Meter(Protocol):
@@ -86,10 +62,21 @@ class Meter(Protocol):
 
 
 class Backend(Protocol):
-    """What the engine asks of a backend. Every method takes the container's record."""
+    """What the engine asks of a backend. Every container verb takes the container's record."""
 
+    #: ``linux``, ``rootless`` or ``sim``: what ``labkit info`` and ``version`` report.
     name: str
+    #: The kernel is a model: a container has no ``/proc`` entry, no files and no sockets on this host,
+    #: and the lessons read the model where they would read the host.
+    simulated: bool
+    #: Containers run in a user namespace of an unprivileged user (user-mode networking, delegated cgroups).
+    rootless: bool
+    #: Networks are bridge interfaces on this host, which the engine takes down once idle (:meth:`drop_bridge`).
+    host_bridges: bool
+    #: Where the backend reports each step it takes; the engine sets its recorder here.
+    emit: Emit
 
+    # -- the lifecycle -----------------------------------------------------------------------------
     def create(self, record: ContainerRecord, image: Image) -> None:
         """Make the writable layer and the per-container files."""
 
@@ -139,6 +126,10 @@ class Backend(Protocol):
         returns None if the caller detached (the process goes on).
         """
 
+    def remove(self, record: ContainerRecord) -> None:
+        """Delete the writable layer, logs and per-container files."""
+
+    # -- what the engine reports -------------------------------------------------------------------
     def changes(self, record: ContainerRecord, image: Image) -> list[tuple[str, str]]:
         """``docker diff``: (kind, path) pairs read from the writable layer."""
 
@@ -148,16 +139,63 @@ class Backend(Protocol):
     def storage(self, record: ContainerRecord, image: Image) -> dict[str, str]:
         """``GraphDriver.Data``: the real layer paths."""
 
-    def remove(self, record: ContainerRecord) -> None:
-        """Delete the writable layer, logs and per-container files."""
+    def network_settings(self, record: ContainerRecord) -> dict[str, Any]:
+        """``NetworkSettings`` as inspect shows it: live addresses while running, empty ones after."""
 
     def unenforced_limits(self) -> dict[str, str]:
         """Which of ``memory``, ``pids``, ``cpu`` nothing enforces here, each with the reason why."""
 
     def reduced_network(self, network: str) -> str | None:
         """Why a container on ``network`` gets less than that network here (only ``lo``), or None."""
+
+    def cgroup_version(self) -> str:
+        """``"1"`` or ``"2"``: the cgroup version limits are written in (cgroups(7)); ``""`` when unknown."""
+
+    def security_options(self) -> list[str]:
+        """``SecurityOptions`` of ``docker info``: what confines every container here, in Docker's words."""
+
+    # -- the trace ---------------------------------------------------------------------------------
+    def clock(self) -> float:
+        """Seconds on the clock trace steps are stamped with: real seconds since the backend was made, or
+        the simulator's clock."""
+
+    def observe_layer(self, record: ContainerRecord, image: Image) -> None:
+        """Emit copy-up, whiteout and new-file steps for what appeared in the writable layer since last seen."""
+
+    def trace_teardown(self, record: ContainerRecord) -> None:
+        """Emit the steps of what went with PID 1: the overlay mount, the network namespace, the cgroup."""
+
+    # -- images ------------------------------------------------------------------------------------
+    def ensure_base(self, image_store: ImageStore) -> Image:
+        """``busybox:latest``, made offline in ``image_store`` if it is not there yet."""
+
+    def build_runner(self, lowers: list[str], upper: str, argv: list[str], env: list[str],
+                     workdir: str) -> tuple[int, str]:
+        """Run one Labfile ``RUN`` step on ``lowers`` with ``upper`` as its writable layer; (exit code, output)."""
+
+    # -- networks and services ---------------------------------------------------------------------
+    def drop_bridge(self, network: dict[str, Any]) -> None:
+        """Take down a network's bridge if no live container is plugged into it (nothing without host bridges)."""
+
+    def service_problem(self) -> LabkitError | None:
+        """Why a service (a load balancer relaying real connections to replicas) cannot run here, or None."""
+
+    def listen(self, host_ip: str, host_port: int) -> socket.socket:
+        """A listening TCP socket on the host for a service's published port (0 picks a free one)."""
+
+    # -- what the pictures and the graders ask -----------------------------------------------------
+    def process_view(self, record: ContainerRecord) -> ProcessView:
+        """What a running container's PID 1 sees, and what the host sees of it."""
+
+    def network_view(self, record: ContainerRecord) -> NetworkView:
+        """The interfaces of the host's network namespace and of the running container's."""
+
     def layer_contents(self, record: ContainerRecord, image: Image, path: str | None = None) -> LayerContents:
         """What the writable layer holds, what the image layers hold at the same paths, who serves ``path``."""
+
+    def layer_model(self, record: ContainerRecord) -> Overlay | None:
+        """The container's filesystem where the backend keeps it as a model (:class:`Overlay`); ``None`` where
+        its layers are directories on the host, named by :meth:`storage`."""
 
     def files(self, record: ContainerRecord, under: str) -> list[str]:
         """Regular files of the running container's merged view below ``under``, as ``find`` inside lists them.
@@ -168,3 +206,17 @@ class Backend(Protocol):
 
     def meter(self, record: ContainerRecord) -> Meter | None:
         """The running container's cgroup counters, or ``None`` when it has no group to read."""
+
+    def kernel_memory_limit(self, record: ContainerRecord) -> int | None:
+        """The memory limit the kernel enforces on the running container, read from its cgroup
+        (``memory.max`` / ``memory.limit_in_bytes``); ``None`` when unlimited or there is no file to read."""
+
+    def host_has_pid1(self, record: ContainerRecord) -> bool:
+        """Whether the host's process table has the container's PID 1 (``/proc/PID`` on the real kernel)."""
+
+    def shared_namespaces(self, record: ContainerRecord, kinds: tuple[str, ...]) -> list[str]:
+        """Which of ``kinds`` (``pid``, ``mnt``, …) the running PID 1 shares with the host (namespaces(7)).
+
+        Raises:
+            OSError: PID 1's namespaces could not be read.
+        """

@@ -27,20 +27,19 @@ import re
 import secrets
 import signal as _signal
 import socket
-import sys
 import threading
 import time
 import warnings
 from collections.abc import Callable, Iterator
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import IO, Any, TypeVar, cast
+from typing import IO, TYPE_CHECKING, Any, TypeVar, cast
 
 from labkit import helpers
-from labkit.backend import Exited, Meter
+from labkit.backend import Backend, Meter
+from labkit.backends import DEFAULT_ROOT, choose, default_root
 from labkit.errors import (
     Conflict,
-    HostUnsupported,
     IllegalTransition,
     InvalidArgument,
     LabkitError,
@@ -71,14 +70,18 @@ from labkit.model.container import (
     published_ports,
     state_json,
 )
-from labkit.model.events import Step
+from labkit.model.events import Event, Step
 from labkit.model.lifecycle import Move, Status, Unchanged, Verb, guard, is_running
 from labkit.model.overlay import MAX_STACK, LayerContents
+from labkit.model.runtime import Exited
 from labkit.model.views import NetworkView, ProcessView
 from labkit.networks import Networks
 from labkit.store import PRIVATE_DIR, Store, read_json, write_json
 
-DEFAULT_ROOT = "/var/lib/labkit"
+if TYPE_CHECKING:
+    from labkit.images.store import Image, ImageStore
+
+__all__ = ["DEFAULT_ROOT", "Container", "Engine", "PhasedRun", "connect", "default_root"]
 F = TypeVar("F", bound=Callable[..., Any])
 MIN_MEMORY = limits.MIN_MEMORY
 #: The longest hostname sethostname(2) takes (HOST_NAME_MAX, limits.h).
@@ -86,25 +89,6 @@ HOST_NAME_MAX = 64
 #: How a warning names each limit: ``--memory``, ``--pids-limit``, ``--cpus``.
 _LIMIT_NAMES = {"memory": "memory limit", "pids": "pids limit", "cpu": "CPU quota"}
 VOLUME_RE = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9_.-]+$")
-
-
-def default_root(backend: Any = "auto") -> str:
-    """The state root: ``$LABKIT_ROOT``; else ``/var/lib/labkit`` as root; rootless
-    ``$XDG_DATA_HOME/labkit`` (``~/.local/share/labkit``); for the simulator ``…/labkit/sim``.
-    Each is a world of its own, as root's and a user's are with Podman."""
-    if os.environ.get("LABKIT_ROOT"):
-        return os.environ["LABKIT_ROOT"]
-    from labkit.linux import supervisor
-
-    def real(root: str, rootless: bool = False) -> bool:  # auto: the real backend runs here, and can start containers
-        return _linux_problem(rootless) is None and supervisor.problem(os.path.join(root, "bin")) is None
-
-    if backend == "linux" or (backend == "auto" and real(DEFAULT_ROOT)):
-        return DEFAULT_ROOT
-    data = os.environ.get("XDG_DATA_HOME") or os.path.join(os.path.expanduser("~"), ".local", "share")
-    if backend == "rootless" or (backend == "auto" and real(os.path.join(data, "labkit"), rootless=True)):
-        return os.path.join(data, "labkit")
-    return os.path.join(data, "labkit", "sim")
 
 
 def signal_number(sig: str | int) -> int:
@@ -443,23 +427,24 @@ class Engine:
         backend: ``"auto"``, ``"linux"``, or a backend object.
     """
 
-    def __init__(self, root: str | Path | None = None, backend: Any = "auto") -> None:
+    def __init__(self, root: str | Path | None = None, backend: Backend | str = "auto") -> None:
         self.store = Store(root or default_root(backend))
-        self.backend, self.backend_reason = _choose_backend(backend, self.store)
+        self.backend: Backend
+        self.backend, self.backend_reason = choose(backend, self.store)
         self.backend_name = self.backend.name
-        self._images = None
+        self._images: ImageStore | None = None
         #: Every step the kernel took for this engine's verbs (see :mod:`labkit.model.events`).
         self.trace: list[Step] = []
-        self._t0 = time.monotonic()
         self._verb = ""
         self.backend.emit = self._record
 
     # -- the trace -------------------------------------------------------------------------------
-    def _record(self, event: tuple[str, str, str, dict[str, Any]], container: str = "") -> None:
+    def _record(self, event: Event, container: str = "") -> int:
+        """Append one step to the trace, stamped with the backend's clock; return its place in the trace."""
         kind, what, mechanism, change = event
-        clock = getattr(self.backend, "clock", None)
-        t = clock() if clock else time.monotonic() - self._t0
-        self.trace.append(Step(len(self.trace), self._verb, container, kind, what, mechanism, change, t))
+        seq = len(self.trace)
+        self.trace.append(Step(seq, self._verb, container, kind, what, mechanism, change, self.backend.clock()))
+        return seq
 
     @contextlib.contextmanager
     def tracing(self) -> Iterator[list[Step]]:
@@ -487,14 +472,15 @@ class Engine:
 
     # -- images ----------------------------------------------------------------------------------
     @property
-    def image_store(self):  # type: ignore[no-untyped-def]
+    def image_store(self) -> ImageStore:
+        """The state root's images and layers (:mod:`labkit.images.store`)."""
         if self._images is None:
             from labkit.images.store import ImageStore
 
             self._images = ImageStore(str(self.store.images_root))
         return self._images
 
-    def _image(self, ref: str):  # type: ignore[no-untyped-def]
+    def _image(self, ref: str) -> Image:
         """An image by reference; the base ``busybox`` image is built on first use, offline."""
         try:
             return self.image_store.get(ref)
@@ -502,10 +488,7 @@ class Engine:
             from labkit.images.store import parse_ref
 
             if parse_ref(ref) == ("busybox", "latest"):
-                from labkit.images.base import ensure_busybox
-
-                make_base = getattr(self.backend, "ensure_base", None) or ensure_busybox
-                return make_base(self.image_store)
+                return self.backend.ensure_base(self.image_store)
             from labkit.images.lessons import FRONTEND_TAG
 
             if parse_ref(ref) == parse_ref(FRONTEND_TAG):
@@ -519,11 +502,9 @@ class Engine:
         ``busybox:latest`` comes from the host's static busybox; ``frontend-app:v2.1.0``
         from the Labfile shipped with labkit, in three layers: base OS, runtime, app code.
         """
-        from labkit.images.base import ensure_busybox
         from labkit.images.lessons import build_lesson_images
 
-        make_base = getattr(self.backend, "ensure_base", None) or ensure_busybox
-        make_base(self.image_store)
+        self.backend.ensure_base(self.image_store)
         build_lesson_images(self.image_store, self.backend.build_runner, on_step=on_step)
         return self.images()
 
@@ -744,7 +725,7 @@ class Engine:
         For what this backend cannot show here: rootless without a delegated cgroup nothing
         enforces limits, and the simulator models the OOM kill and the fork that fails.
         """
-        if self.backend_name == "sim":
+        if self.backend.simulated:
             return self
         return Engine(root=self.store.root / "sim", backend="sim")
 
@@ -1038,9 +1019,8 @@ class Engine:
             network=self._network_settings(rec),
         )
 
-    def _network_settings(self, rec: ContainerRecord) -> dict[str, Any] | None:
-        settings = getattr(self.backend, "network_settings", None)
-        return settings(rec) if settings else None
+    def _network_settings(self, rec: ContainerRecord) -> dict[str, Any]:
+        return self.backend.network_settings(rec)
 
     def diff(self, ref: str) -> list[dict[str, Any]]:
         """``docker diff``: what the container changed, read from its writable layer."""
@@ -1127,7 +1107,7 @@ class Engine:
         Raises:
             IllegalTransition: The container is not running, or paused (as for ``exec``).
         """
-        return self._backend_view(ref, "process_view")
+        return self.backend.process_view(self._seen_running(ref))
 
     def network_view(self, ref: str) -> NetworkView:
         """The interfaces of the host's network namespace and of a running container's (the network picture).
@@ -1135,16 +1115,12 @@ class Engine:
         Raises:
             IllegalTransition: The container is not running, or paused (as for ``exec``).
         """
-        return self._backend_view(ref, "network_view")
+        return self.backend.network_view(self._seen_running(ref))
 
-    def _backend_view(self, ref: str, what: str) -> Any:
+    def _seen_running(self, ref: str) -> ContainerRecord:
         rec = self._get(ref)
         guard(rec.status, Verb.EXEC, rec.id, ref)  # the linux backend asks the container itself, as exec would
-        look = getattr(self.backend, what, None)
-        if look is None:
-            raise HostUnsupported(f"the {self.backend_name} backend cannot say what a container sees",
-                                  "Use the linux or sim backend")
-        return look(rec)
+        return rec
 
     def container(self, ref: str) -> Container:
         """A handle on an existing container."""
@@ -1214,9 +1190,7 @@ class Engine:
         rec = self.networks.get(ref)
         users = [r.id for r in self._records() if r.config.network == rec["Name"]]
         name = self.networks.rm(ref, users)
-        drop = getattr(self.backend, "drop_bridge", None)
-        if drop:
-            drop(rec)
+        self.backend.drop_bridge(rec)
         self._record(events.network_remove(name, rec["Options"]["com.docker.network.bridge.name"]))
         return name
 
@@ -1229,8 +1203,7 @@ class Engine:
         Under the store's lock: a container starting meanwhile pins its network namespace
         under the same lock before it plugs into the bridge, so it is seen, and keeps it.
         """
-        drop = getattr(self.backend, "drop_bridge", None)
-        if drop is None:
+        if not self.backend.host_bridges:
             return
         # Listed before the lock is taken: listing may make the default network's record, under it.
         bridges = [rec for rec in self.networks.ls() if rec["Driver"] == "bridge"]
@@ -1238,11 +1211,11 @@ class Engine:
             busy = {r.config.network for r in self._records() if is_running(r.status)}
             for rec in bridges:
                 if rec["Name"] not in busy:
-                    drop(rec)
+                    self.backend.drop_bridge(rec)
 
     def _left_bridge(self, rec: ContainerRecord) -> None:
         """A container left its network (it ended, or went): take the bridge down once it has been idle a while."""
-        if rec.config.network not in ("none", "host") and getattr(self.backend, "drop_bridge", None) is not None:
+        if rec.config.network not in ("none", "host") and self.backend.host_bridges:
             _bridges.arm(self)
 
     # -- services ---------------------------------------------------------------------------------
@@ -1254,20 +1227,11 @@ class Engine:
         A controller process keeps that many running (a replica that dies is replaced within
         a second) and hands each connection on the published port to the next replica.
         """
-        from labkit.linux import network as net
         from labkit.service import LABEL
 
-        rootless = getattr(self.backend, "rootless", False)
-        if self.backend_name not in ("linux", "rootless"):
-            raise HostUnsupported("services need the real backend: their load balancer relays real connections "
-                                  "to real replicas", "Run on Linux (as root, or as a user for rootless "
-                                  "containers); on the simulator, start a few containers with run -d and "
-                                  "compare them")
-        if rootless:
-            from labkit.linux import rootless as _rootless
-
-            if _rootless.network_helper() is None:
-                raise _rootless.no_user_network("a service")
+        problem = self.backend.service_problem()
+        if problem is not None:
+            raise problem
         _names.check_name(name)
         if replicas < 0:
             raise InvalidArgument(f"invalid replicas value {replicas}", "Use 0 or more")
@@ -1281,7 +1245,7 @@ class Engine:
             raise Conflict(f"service {name} already exists", "Remove it first with 'labkit service rm'")
         if any((r.config.labels or {}).get(LABEL) == name for r in self._records()):
             raise Conflict(f"containers of an old service {name} still exist", "Remove them with 'labkit rm -f'")
-        listeners = [net.listen(p.host_ip or "127.0.0.1", int(p.host_port or 0)) for p in specs]
+        listeners = [self.backend.listen(p.host_ip or "127.0.0.1", int(p.host_port or 0)) for p in specs]
         try:
             rec = {
                 "Name": name, "Image": image, "Replicas": replicas, "Created": now_rfc3339(),
@@ -1471,7 +1435,6 @@ class Engine:
         import platform
 
         recs = self._records()
-        layout = getattr(self.backend, "layout", None)
         mem = 0
         try:
             with open("/proc/meminfo") as f:
@@ -1486,7 +1449,7 @@ class Engine:
             "Images": len(self.image_store.list()),
             "Driver": "overlay2",
             "CgroupDriver": "cgroupfs",
-            "CgroupVersion": {"v1": "1", "hybrid": "1", "v2": "2"}.get(getattr(layout, "version", ""), ""),
+            "CgroupVersion": self.backend.cgroup_version(),
             "KernelVersion": platform.release(),
             "OperatingSystem": platform.platform(),
             "NCPU": os.cpu_count(),
@@ -1494,18 +1457,15 @@ class Engine:
             "ServerVersion": self.version()["Version"],
             "DockerRootDir": str(self.store.root),
             "Backend": self.backend_name,
-            # Docker's words: every real container runs under the builtin seccomp profile, in a cgroup
-            # namespace of its own, and rootless ones in a user namespace. The simulator filters nothing.
-            "SecurityOptions": [] if self.backend_name == "sim" else [
-                "name=seccomp,profile=builtin", *(["name=rootless"] if self.backend_name == "rootless" else []),
-                "name=cgroupns"],
+            "SecurityOptions": self.backend.security_options(),
         }
 
     # -- doctor ----------------------------------------------------------------------------------
     def doctor(self) -> list[dict[str, Any]]:
         from labkit.doctor import checks
 
-        return checks(self.networks.ls() if self.backend_name == "linux" else None)
+        # The saved subnets are checked against the host's routes where networks are bridges on this host.
+        return checks(self.networks.ls() if self.backend.host_bridges else None)
 
     # -- internals -------------------------------------------------------------------------------
     def _records(self) -> list[ContainerRecord]:
@@ -1630,9 +1590,7 @@ class Engine:
         its exit, then what went with it (the overlay mount, the network namespace, the cgroup)."""
         self._observe_layer(rec)
         self._record(events.exited(ended.exit_code, ended.oom_killed), rec.id)
-        teardown = getattr(self.backend, "trace_teardown", None)
-        if teardown is not None:
-            teardown(rec)
+        self.backend.trace_teardown(rec)
 
     def _save(self, rec: ContainerRecord) -> bool:
         """Write an updated record; False if another process removed the container meanwhile."""
@@ -1670,11 +1628,10 @@ class Engine:
 
     def _observe_layer(self, rec: ContainerRecord) -> None:
         """Turn what appeared in the writable layer into copy-up / whiteout steps of the trace."""
-        look = getattr(self.backend, "observe_layer", None)
-        if look is not None and self.store.container_dir(rec.id).exists():
-            look(rec, self._image_of(rec))
+        if self.store.container_dir(rec.id).exists():
+            self.backend.observe_layer(rec, self._image_of(rec))
 
-    def _image_of(self, rec: ContainerRecord):  # type: ignore[no-untyped-def]
+    def _image_of(self, rec: ContainerRecord) -> Image:
         return self.image_store.get(rec.config.image_id)
 
 
@@ -1710,71 +1667,7 @@ def _size(value: int | str | None) -> int:
     return parse_size(value)
 
 
-def _choose_backend(backend: Any, store: Store) -> tuple[Any, str]:
-    """Pick the backend: the real one when the host allows it; say why."""
-    if not isinstance(backend, str):
-        return backend, "given"
-    if backend == "sim":
-        from labkit.sim.backend import SimBackend
-
-        return SimBackend(store), "the simulator, as asked: every step is modelled in Python, nothing touches the kernel"
-    if backend in ("auto", "linux", "rootless"):
-        from labkit.linux import supervisor
-        from labkit.linux.backend import LinuxBackend
-        from labkit.linux.rootless import network_helper
-
-        # Without a C compiler (and no shim built before) no real container can start: ``auto`` picks
-        # the simulator and says why; a backend asked for by name refuses create and start in one sentence.
-        no_shim = supervisor.problem(str(store.root / "bin")) if backend == "auto" else None
-        problem = _linux_problem()
-        if problem is None and no_shim and backend == "auto":
-            from labkit.sim.backend import SimBackend
-
-            return SimBackend(store), f"the simulator, because real containers cannot start here: {no_shim}"
-        if problem is None and backend != "rootless":
-            return LinuxBackend(store), "root on Linux with overlayfs and cgroups: real containers"
-        if backend == "linux":
-            raise HostUnsupported(f"the linux backend cannot run here: {problem}",
-                                  "Run as root (sudo), or without root: labkit --backend rootless "
-                                  "(or the simulator: labkit --backend sim)")
-        unprivileged = _linux_problem(rootless=True) or no_shim
-        if unprivileged is None:
-            real = LinuxBackend(store, rootless=True)
-            limits = ("limits and pause in your delegated cgroup" if real.delegated is not None
-                      else "no cgroup is delegated to you, so no limits, and pause stops processes with SIGSTOP")
-            why = "as asked" if backend == "rootless" else f"not root (uid {os.geteuid()})"
-            return real, (f"rootless, {why}: real containers in a user namespace where you are root "
-                          f"({real.idmap.describe()}); {limits}; "
-                          + (f"the default network and -p through {helper}" if (helper := network_helper())
-                             else "networks none and host (install slirp4netns for more)"))
-        if backend == "rootless":
-            raise HostUnsupported(f"rootless containers cannot run here: {unprivileged}",
-                                  "Run 'labkit doctor' to see why, or use the simulator: labkit --backend sim")
-        from labkit.sim.backend import SimBackend
-
-        return SimBackend(store), (f"the simulator, because real containers cannot run here: {problem}; "
-                                   f"nor rootless: {unprivileged}")
-    raise InvalidArgument(f"unknown backend {backend!r}", "Use auto, linux, rootless or sim")
-
-
-def _linux_problem(rootless: bool = False) -> str | None:
-    """Why the real backend cannot run on this host (as root, or ``rootless`` in a user namespace), or ``None``."""
-    if not sys.platform.startswith("linux"):
-        return f"this is {sys.platform}, and containers are a Linux kernel feature"
-    if os.geteuid() != 0 and not rootless:
-        return "it needs root to create namespaces, mount overlayfs and write cgroups"
-    if rootless:  # its probe mounts overlayfs in a user namespace, which loads the module if need be
-        from labkit.linux.rootless import userns_problem
-
-        return userns_problem()
-    from labkit.linux import overlay
-
-    if not overlay.load():
-        return "the kernel has no overlayfs ('modprobe overlay' did not load it)"
-    return None
-
-
-def connect(backend: Any = None, root: str | Path | None = None) -> Engine:
+def connect(backend: Backend | str | None = None, root: str | Path | None = None) -> Engine:
     """Open labkit: ``backend="auto"`` picks the real Linux backend when the host allows it.
 
     Without ``backend``, ``$LABKIT_BACKEND`` decides (as it does for the CLI), else ``auto``.

@@ -12,9 +12,12 @@ upper dir pointing out of it, does not count.
 A simulated container (``inspect()["GraphDriver"]["Data"]["Simulated"]``) has
 no upper dir on the host disk: its writable layer lives in the simulator's
 model. The writable-layer probes then read that model through the backend
-(``engine.backend.overlay(record)``) and never the directory ``UpperDir``
-names, so a file a learner drops there by hand does not count either. On the
-real backend the model is never consulted.
+(:meth:`labkit.backend.Backend.layer_model`) and never the directory
+``UpperDir`` names, so a file a learner drops there by hand does not count
+either. On the real backend there is no model, and the directories are read.
+What the kernel holds of a process (its namespaces, its host PID, its cgroup's
+memory limit) is asked of the backend too, which reads ``/proc`` and the
+cgroup files, or the simulator's model of them.
 
 Two registries:
 
@@ -34,9 +37,15 @@ import re
 import stat
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from labkit.errors import LabkitError, NotFound
+from labkit.model.container import ContainerRecord
+from labkit.model.humanize import parse_size
+from labkit.model.overlay import File, Overlay
+
+if TYPE_CHECKING:
+    from labkit.engine import Engine
 
 #: Bytes of a file a probe reads at most (enough for a token or a config line).
 READ_LIMIT = 1 << 20
@@ -108,7 +117,7 @@ def describe(name: str, args: dict[str, Any], registry: dict[str, Probe] | None 
     return re.sub(r"\{(\w+)\}", lambda m: str(args.get(m.group(1), m.group(0))), template)
 
 
-def run_probe(engine: Any, name: str, args: dict[str, Any]) -> Outcome:
+def run_probe(engine: Engine, name: str, args: dict[str, Any]) -> Outcome:
     """Run one probe; an engine error about a missing object becomes :class:`Missing`."""
     try:
         return PROBES[name].func(engine, **args)
@@ -118,7 +127,7 @@ def run_probe(engine: Any, name: str, args: dict[str, Any]) -> Outcome:
         raise Missing(err.message) from err
 
 
-def observe(engine: Any, name: str, args: dict[str, Any]) -> Any:
+def observe(engine: Engine, name: str, args: dict[str, Any]) -> Any:
     """What the engine really did, read by the observer ``name``."""
     try:
         return OBSERVERS[name].func(engine, **args)
@@ -132,7 +141,7 @@ def observe(engine: Any, name: str, args: dict[str, Any]) -> Any:
 # Reading the engine's state safely
 
 
-def _inspect(engine: Any, container: str) -> dict[str, Any]:
+def _inspect(engine: Engine, container: str) -> dict[str, Any]:
     try:
         return engine.inspect(container)
     except NotFound:
@@ -176,7 +185,7 @@ def read_below(root: str, path: str) -> str | None:
         return f.read(READ_LIMIT).decode(errors="replace")
 
 
-def upper_dir(engine: Any, container: str) -> str:
+def upper_dir(engine: Engine, container: str) -> str:
     """The container's writable layer on the host, as the engine reports it (``GraphDriver.Data.UpperDir``)."""
     return _inspect(engine, container)["GraphDriver"]["Data"]["UpperDir"]
 
@@ -186,15 +195,12 @@ def simulated(info: dict[str, Any]) -> bool:
     return bool((info.get("GraphDriver") or {}).get("Data", {}).get("Simulated"))
 
 
-def _sim_backend(engine: Any, info: dict[str, Any]) -> Any | None:
-    """The simulator backend behind a simulated container, or ``None`` on any other backend."""
-    backend = getattr(engine, "backend", None)
-    if simulated(info) and getattr(backend, "name", "") == "sim" and hasattr(backend, "overlay"):
-        return backend
-    return None
+def _model(engine: Engine, info: dict[str, Any]) -> Overlay | None:
+    """The model of a simulated container's filesystem, or ``None`` where its layers are directories on the host."""
+    return engine.backend.layer_model(_record(engine, info)) if simulated(info) else None
 
 
-def _record(engine: Any, info: dict[str, Any]) -> Any:
+def _record(engine: Engine, info: dict[str, Any]) -> ContainerRecord:
     record = engine.store.load(info["Id"])
     if record is None:
         raise Missing(f"the container {info['Name'].lstrip('/')} is gone")
@@ -222,13 +228,12 @@ class WritableLayer:
     it is the model's upper layer (:meth:`labkit.sim.backend.SimBackend.overlay`).
     """
 
-    def __init__(self, engine: Any, container: str) -> None:
+    def __init__(self, engine: Engine, container: str) -> None:
         info = _inspect(engine, container)
         self.container = container
         self.data: dict[str, Any] = info["GraphDriver"]["Data"]
-        backend = _sim_backend(engine, info)
         #: The simulator's overlay model of the container's filesystem, or ``None`` on the real backend.
-        self.model = backend.overlay(_record(engine, info)) if backend is not None else None
+        self.model = _model(engine, info)
 
     def entry(self, path: str) -> Entry | None:
         """What the writable layer holds at ``path`` (``None``: nothing)."""
@@ -236,7 +241,7 @@ class WritableLayer:
             node = self.model.upper.get("/" + "/".join(_relative(path)))
             if node is None:
                 return None
-            text = node.data[:READ_LIMIT].decode(errors="replace") if node.kind == "file" else ""
+            text = node.data[:READ_LIMIT].decode(errors="replace") if isinstance(node, File) else ""
             return Entry(node.kind, text)
         st = lstat_below(self.data["UpperDir"], path)
         if st is None:
@@ -281,13 +286,13 @@ def _snippet(text: str, limit: int = 120) -> str:
 
 
 @probe("container_exists", "a container named {name} exists", "name")
-def container_exists(engine: Any, name: str) -> Outcome:
+def container_exists(engine: Engine, name: str) -> Outcome:
     info = _inspect(engine, name)
     return Outcome(True, f"{name} exists ({info['State']['Status']})", info["State"]["Status"])
 
 
 @probe("container_absent", "no container named {name} exists", "name")
-def container_absent(engine: Any, name: str) -> Outcome:
+def container_absent(engine: Engine, name: str) -> Outcome:
     try:
         info = engine.inspect(name)
     except NotFound:
@@ -296,19 +301,19 @@ def container_absent(engine: Any, name: str) -> Outcome:
 
 
 @probe("container_running", "container {name} is running", "name")
-def container_running(engine: Any, name: str) -> Outcome:
+def container_running(engine: Engine, name: str) -> Outcome:
     status = _inspect(engine, name)["State"]["Status"]
     return Outcome(status == "running", f"{name} is {status}", status)
 
 
 @probe("container_status", "container {name} is {status}", "name", "status")
-def container_status(engine: Any, name: str, status: str) -> Outcome:
+def container_status(engine: Engine, name: str, status: str) -> Outcome:
     now = _inspect(engine, name)["State"]["Status"]
     return Outcome(now == status, f"{name} is {now}" + ("" if now == status else f", not {status}"), now)
 
 
 @probe("env_equals", "{container} has {key}={value}", "container", "key", "value")
-def env_equals(engine: Any, container: str, key: str, value: str) -> Outcome:
+def env_equals(engine: Engine, container: str, key: str, value: str) -> Outcome:
     env = dict(e.split("=", 1) if "=" in e else (e, "") for e in _inspect(engine, container)["Config"]["Env"])
     if key not in env:
         return Outcome(False, f"{container} has no {key} in its environment")
@@ -317,7 +322,7 @@ def env_equals(engine: Any, container: str, key: str, value: str) -> Outcome:
 
 
 @probe("label_equals", "{container} has the label {key}={value}", "container", "key", "value")
-def label_equals(engine: Any, container: str, key: str, value: str) -> Outcome:
+def label_equals(engine: Engine, container: str, key: str, value: str) -> Outcome:
     labels = _inspect(engine, container)["Config"].get("Labels") or {}
     if key not in labels:
         return Outcome(False, f"{container} has no label {key}")
@@ -325,7 +330,7 @@ def label_equals(engine: Any, container: str, key: str, value: str) -> Outcome:
 
 
 @probe("exit_code_is", "{container} exited with code {code}", "container", "code")
-def exit_code_is(engine: Any, container: str, code: int) -> Outcome:
+def exit_code_is(engine: Engine, container: str, code: int) -> Outcome:
     state = _inspect(engine, container)["State"]
     if state["Status"] in ("running", "paused", "created"):
         return Outcome(False, f"{container} has not exited (it is {state['Status']})", state["Status"])
@@ -333,7 +338,7 @@ def exit_code_is(engine: Any, container: str, code: int) -> Outcome:
 
 
 @probe("oom_killed", "the kernel's OOM killer ended {container}", "container")
-def oom_killed(engine: Any, container: str, expected: bool = True) -> Outcome:
+def oom_killed(engine: Engine, container: str, expected: bool = True) -> Outcome:
     state = _inspect(engine, container)["State"]
     killed = bool(state["OOMKilled"])
     words = "was OOM-killed" if killed else "was not OOM-killed"
@@ -341,8 +346,7 @@ def oom_killed(engine: Any, container: str, expected: bool = True) -> Outcome:
 
 
 @probe("memory_limit", "{container} is limited to {bytes} bytes of memory", "container", "bytes")
-def memory_limit(engine: Any, container: str, bytes: int | str) -> Outcome:
-    from labkit.model.humanize import parse_size
+def memory_limit(engine: Engine, container: str, bytes: int | str) -> Outcome:
 
     want = bytes if isinstance(bytes, int) else parse_size(str(bytes))
     info = _inspect(engine, container)
@@ -353,32 +357,24 @@ def memory_limit(engine: Any, container: str, bytes: int | str) -> Outcome:
     return Outcome(ok, msg, str(kernel if kernel is not None else have))
 
 
-def _kernel_memory_limit(engine: Any, info: dict[str, Any]) -> int | None:
-    """The limit the kernel enforces (``memory.max`` / ``memory.limit_in_bytes``) while the container runs."""
-    layout = getattr(engine.backend, "layout", None)
-    if not info["State"]["Running"] or layout is None or _sim_backend(engine, info) is not None:
-        return None  # the simulator has no cgroup files: its record is all there is
-    try:
-        from labkit.linux import cgroups
-
-        group = cgroups.Cgroup.open(layout, info["Id"])
-        path = group.interface_file("memory", "memory.max" if layout.is_unified("memory") else "memory.limit_in_bytes")
-        with open(path or "") as f:
-            text = f.read().strip()
-        return None if text == "max" else int(text)
-    except (OSError, ValueError, LabkitError):
+def _kernel_memory_limit(engine: Engine, info: dict[str, Any]) -> int | None:
+    """The limit the kernel enforces (``memory.max`` / ``memory.limit_in_bytes``) while the container runs
+    (``None`` on the simulator, which has no cgroup files: its record is all there is)."""
+    if not info["State"]["Running"]:
         return None
+    record = engine.store.load(info["Id"])
+    return engine.backend.kernel_memory_limit(record) if record is not None else None
 
 
 @probe("pids_limit", "{container} may run at most {limit} processes", "container", "limit")
-def pids_limit(engine: Any, container: str, limit: int) -> Outcome:
+def pids_limit(engine: Engine, container: str, limit: int) -> Outcome:
     have = _inspect(engine, container)["HostConfig"]["PidsLimit"]
     return Outcome(have == int(limit), f"{container} has --pids-limit {have}", str(have))
 
 
 @probe("port_published", "{container} publishes {container_port} on host port {host_port}",
        "container", "container_port", "host_port")
-def port_published(engine: Any, container: str, container_port: int | str, host_port: int | str) -> Outcome:
+def port_published(engine: Engine, container: str, container_port: int | str, host_port: int | str) -> Outcome:
     bindings = _inspect(engine, container)["HostConfig"]["PortBindings"] or {}
     key = str(container_port) if "/" in str(container_port) else f"{container_port}/tcp"
     hosts = [b.get("HostPort", "") for b in bindings.get(key, [])]
@@ -386,7 +382,7 @@ def port_published(engine: Any, container: str, container_port: int | str, host_
 
 
 @probe("mounts_volume", "{container} mounts volume {volume} at {destination}", "container", "volume", "destination")
-def mounts_volume(engine: Any, container: str, volume: str, destination: str) -> Outcome:
+def mounts_volume(engine: Engine, container: str, volume: str, destination: str) -> Outcome:
     mounts = _inspect(engine, container)["Mounts"]
     for m in mounts:
         if m.get("Destination") == destination:
@@ -397,33 +393,27 @@ def mounts_volume(engine: Any, container: str, volume: str, destination: str) ->
 
 
 @probe("own_namespaces", "{container}'s PID 1 has its own namespaces", "container")
-def own_namespaces(engine: Any, container: str, kinds: tuple[str, ...] = ("pid", "mnt", "uts", "ipc")) -> Outcome:
+def own_namespaces(engine: Engine, container: str, kinds: tuple[str, ...] = ("pid", "mnt", "uts", "ipc")) -> Outcome:
     info = _inspect(engine, container)
     state = info["State"]
     if not state["Running"]:
         return Outcome(False, f"{container} is {state['Status']}: only a running process has namespaces")
-    backend = _sim_backend(engine, info)
-    if backend is not None:
-        # The simulator keeps no /proc: its process table says whether the host PID is PID 1 inside.
-        first = [p for p in backend.processes(_record(engine, info)) if p["host_pid"] == state["Pid"]]
-        if not first or first[0]["pid"] != 1:
+    try:
+        shared = engine.backend.shared_namespaces(_record(engine, info), tuple(kinds))
+    except OSError:
+        return Outcome(False, f"PID {state['Pid']} could not be read in /proc")
+    if simulated(info):  # the simulator keeps no /proc: its process table says whether the host PID is PID 1 inside
+        if shared:
             return Outcome(False, f"host PID {state['Pid']} is not PID 1 of a namespace of its own")
         return Outcome(True, f"PID {state['Pid']} is PID 1 inside its own {', '.join(kinds)} namespaces "
                              "(simulated)", str(state["Pid"]))
-    shared = []
-    for kind in kinds:
-        try:
-            if os.readlink(f"/proc/{state['Pid']}/ns/{kind}") == os.readlink(f"/proc/self/ns/{kind}"):
-                shared.append(kind)
-        except OSError:
-            return Outcome(False, f"PID {state['Pid']} could not be read in /proc")
     if shared:
         return Outcome(False, f"PID {state['Pid']} shares the host's {', '.join(shared)} namespace")
     return Outcome(True, f"PID {state['Pid']} has its own {', '.join(kinds)} namespaces", str(state["Pid"]))
 
 
 @probe("hostname_is", "{container}'s hostname is {hostname}", "container", "hostname")
-def hostname_is(engine: Any, container: str, hostname: str) -> Outcome:
+def hostname_is(engine: Engine, container: str, hostname: str) -> Outcome:
     have = _inspect(engine, container)["Config"]["Hostname"]
     return Outcome(have == hostname, f"{container}'s hostname is {have}", have)
 
@@ -433,7 +423,7 @@ def hostname_is(engine: Any, container: str, hostname: str) -> Outcome:
 
 
 @probe("file_in_upperdir", "{path} is in {container}'s writable layer", "container", "path")
-def file_in_upperdir(engine: Any, container: str, path: str, contains: str | None = None) -> Outcome:
+def file_in_upperdir(engine: Engine, container: str, path: str, contains: str | None = None) -> Outcome:
     entry = WritableLayer(engine, container).entry(path)
     if entry is None:
         return Outcome(False, f"{path} is not in {container}'s writable layer (write it inside the container)")
@@ -446,7 +436,7 @@ def file_in_upperdir(engine: Any, container: str, path: str, contains: str | Non
 
 
 @probe("copied_up", "{path} was copied up from an image layer into {container}'s writable layer", "container", "path")
-def copied_up(engine: Any, container: str, path: str, contains: str | None = None) -> Outcome:
+def copied_up(engine: Engine, container: str, path: str, contains: str | None = None) -> Outcome:
     # overlayfs.rst, "Non-directories": the first open for writing of a lower file copies it up into the
     # upper dir, where the change lands; the lower layer keeps the original. A copy-up is therefore a
     # regular file in the upper dir whose path an image layer also has (a new file has no lower twin).
@@ -469,7 +459,7 @@ def copied_up(engine: Any, container: str, path: str, contains: str | None = Non
 
 
 @probe("whiteout_exists", "deleting {path} left a whiteout in {container}'s writable layer", "container", "path")
-def whiteout_exists(engine: Any, container: str, path: str) -> Outcome:
+def whiteout_exists(engine: Engine, container: str, path: str) -> Outcome:
     entry = WritableLayer(engine, container).entry(path)
     if entry is not None and entry.kind == "whiteout":
         return Outcome(True, f"{path} is a whiteout (a 0/0 character device) in the upper dir")
@@ -477,7 +467,7 @@ def whiteout_exists(engine: Any, container: str, path: str) -> Outcome:
 
 
 @probe("file_absent", "{path} is gone from {container}'s view", "container", "path")
-def file_absent(engine: Any, container: str, path: str) -> Outcome:
+def file_absent(engine: Engine, container: str, path: str) -> Outcome:
     layer = WritableLayer(engine, container)
     entry = layer.entry(path)
     if entry is not None:
@@ -494,7 +484,7 @@ def file_absent(engine: Any, container: str, path: str) -> Outcome:
 
 
 @probe("image_layers_unchanged", "{image}'s layers are unchanged", "image")
-def image_layers_unchanged(engine: Any, image: str) -> Outcome:
+def image_layers_unchanged(engine: Engine, image: str) -> Outcome:
     from labkit.images.store import intact
 
     img = engine.image_store.get(image)
@@ -508,7 +498,7 @@ def image_layers_unchanged(engine: Any, image: str) -> Outcome:
 # Volumes
 
 
-def _volume(engine: Any, name: str) -> dict[str, Any]:
+def _volume(engine: Engine, name: str) -> dict[str, Any]:
     try:
         return engine.inspect_volume(name)
     except NotFound:
@@ -516,13 +506,13 @@ def _volume(engine: Any, name: str) -> dict[str, Any]:
 
 
 @probe("volume_exists", "a volume named {name} exists", "name")
-def volume_exists(engine: Any, name: str) -> Outcome:
+def volume_exists(engine: Engine, name: str) -> Outcome:
     meta = _volume(engine, name)
     return Outcome(True, f"volume {name} exists", meta["Mountpoint"])
 
 
 @probe("volume_has_file", "volume {volume} holds {path}", "volume", "path")
-def volume_has_file(engine: Any, volume: str, path: str, contains: str | None = None) -> Outcome:
+def volume_has_file(engine: Engine, volume: str, path: str, contains: str | None = None) -> Outcome:
     root = _volume(engine, volume)["Mountpoint"]
     text = read_below(root, path)
     if text is None:
@@ -536,7 +526,7 @@ def volume_has_file(engine: Any, volume: str, path: str, contains: str | None = 
 # Services
 
 
-def _service(engine: Any, name: str) -> dict[str, Any]:
+def _service(engine: Engine, name: str) -> dict[str, Any]:
     for rec in engine.service_ls():
         if rec.get("Name") == name:
             return rec
@@ -544,7 +534,7 @@ def _service(engine: Any, name: str) -> dict[str, Any]:
 
 
 @probe("service_replicas", "service {name} has {running} replicas running", "name", "running")
-def service_replicas(engine: Any, name: str, running: int) -> Outcome:
+def service_replicas(engine: Engine, name: str, running: int) -> Outcome:
     """``labkit service ls``'s count of running replicas (the engine counts containers, not the request)."""
     rec = _service(engine, name)
     have, asked = int(rec.get("Running", 0)), int(rec.get("Replicas", 0))
@@ -559,22 +549,22 @@ def service_replicas(engine: Any, name: str, running: int) -> Outcome:
 
 
 @observer("status", "the status of {container}", "container")
-def observe_status(engine: Any, container: str) -> str:
+def observe_status(engine: Engine, container: str) -> str:
     return _inspect(engine, container)["State"]["Status"]
 
 
 @observer("exit_code", "the exit code of {container}", "container")
-def observe_exit_code(engine: Any, container: str) -> int:
+def observe_exit_code(engine: Engine, container: str) -> int:
     return int(_inspect(engine, container)["State"]["ExitCode"])
 
 
 @observer("oom_killed", "whether {container} was OOM-killed", "container")
-def observe_oom_killed(engine: Any, container: str) -> bool:
+def observe_oom_killed(engine: Engine, container: str) -> bool:
     return bool(_inspect(engine, container)["State"]["OOMKilled"])
 
 
 @observer("env", "{key} in {container}'s environment", "container", "key")
-def observe_env(engine: Any, container: str, key: str) -> str:
+def observe_env(engine: Engine, container: str, key: str) -> str:
     for item in _inspect(engine, container)["Config"]["Env"]:
         k, _, v = item.partition("=")
         if k == key:
@@ -583,7 +573,7 @@ def observe_env(engine: Any, container: str, key: str) -> str:
 
 
 @observer("diff_kind", "what docker diff says of {path} in {container}", "container", "path")
-def observe_diff_kind(engine: Any, container: str, path: str) -> str:
+def observe_diff_kind(engine: Engine, container: str, path: str) -> str:
     """``A``, ``C`` or ``D`` as ``docker diff`` prints it, or ``""`` when the path is unchanged."""
     _inspect(engine, container)
     kinds = {0: "C", 1: "A", 2: "D"}
@@ -594,12 +584,12 @@ def observe_diff_kind(engine: Any, container: str, path: str) -> str:
 
 
 @observer("in_upperdir", "whether {path} is in {container}'s writable layer", "container", "path")
-def observe_in_upperdir(engine: Any, container: str, path: str) -> bool:
+def observe_in_upperdir(engine: Engine, container: str, path: str) -> bool:
     return WritableLayer(engine, container).entry(path) is not None
 
 
 @observer("exists", "whether a container named {name} exists", "name")
-def observe_exists(engine: Any, name: str) -> bool:
+def observe_exists(engine: Engine, name: str) -> bool:
     try:
         engine.inspect(name)
     except NotFound:
@@ -608,38 +598,35 @@ def observe_exists(engine: Any, name: str) -> bool:
 
 
 @observer("listed_by_ps", "whether ps lists {name}", "name")
-def observe_listed_by_ps(engine: Any, name: str, all: bool = False) -> bool:
+def observe_listed_by_ps(engine: Engine, name: str, all: bool = False) -> bool:
     return any(("/" + name) in item["Names"] for item in engine.ps(all=all))
 
 
 @observer("volume_file", "the text of {path} in volume {volume}", "volume", "path")
-def observe_volume_file(engine: Any, volume: str, path: str) -> str:
+def observe_volume_file(engine: Engine, volume: str, path: str) -> str:
     return (read_below(_volume(engine, volume)["Mountpoint"], path) or "").strip()
 
 
 @observer("layer_count", "how many layers {image} has", "image")
-def observe_layer_count(engine: Any, image: str) -> int:
+def observe_layer_count(engine: Engine, image: str) -> int:
     return len(engine.image_store.get(image).layers)
 
 
 @observer("host_sees_pid", "whether the host's /proc has {container}'s PID 1", "container")
-def observe_host_sees_pid(engine: Any, container: str) -> bool:
+def observe_host_sees_pid(engine: Engine, container: str) -> bool:
     """A container's PID 1 is an ordinary host process: ``/proc/<State.Pid>`` exists while it runs."""
     info = _inspect(engine, container)
     state = info["State"]
     if not state["Running"] or state["Pid"] <= 0:
         return False
-    backend = _sim_backend(engine, info)
-    if backend is not None:  # the simulated host's process table, never the real /proc
-        return any(p["host_pid"] == state["Pid"] for p in backend.processes(_record(engine, info)))
-    return os.path.isdir(f"/proc/{state['Pid']}")
+    return engine.backend.host_has_pid1(_record(engine, info))  # on the simulator, its model of the host's table
 
 
 @observer("replicas_running", "how many replicas of {service} run", "service")
-def observe_replicas_running(engine: Any, service: str) -> int:
+def observe_replicas_running(engine: Engine, service: str) -> int:
     return int(_service(engine, service).get("Running", 0))
 
 
 @observer("hostname", "the hostname of {container}", "container")
-def observe_hostname(engine: Any, container: str) -> str:
+def observe_hostname(engine: Engine, container: str) -> str:
     return _inspect(engine, container)["Config"]["Hostname"]

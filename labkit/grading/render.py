@@ -10,9 +10,12 @@ nothing more to show.
 from __future__ import annotations
 
 from html import escape
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from labkit.grading.results import CORRECT, NOT_ATTEMPTED, PARTIAL, CheckResult, Result
+from labkit.grading.verdicts import CORRECT, NOT_ATTEMPTED, PARTIAL
+
+if TYPE_CHECKING:  # the results delegate their pictures here: only their types are named
+    from labkit.grading.results import CheckResult, Result
 
 _COLOURS = {CORRECT: "#1a7f37", PARTIAL: "#9a6700", NOT_ATTEMPTED: "#57606a"}
 _WRONG = "#cf222e"

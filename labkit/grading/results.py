@@ -15,12 +15,10 @@ import dataclasses
 from dataclasses import dataclass, field
 from typing import Any
 
-#: The verdicts a result can carry.
-CORRECT = "correct"
-PARTIAL = "partial"
-INCORRECT = "incorrect"
-NOT_ATTEMPTED = "not attempted"
-VERDICTS = (CORRECT, PARTIAL, INCORRECT, NOT_ATTEMPTED)
+from labkit.grading.verdicts import CORRECT, INCORRECT, NOT_ATTEMPTED, PARTIAL, VERDICTS
+
+__all__ = ["CORRECT", "INCORRECT", "NOT_ATTEMPTED", "PARTIAL", "VERDICTS", "CheckResult", "Result", "verdict_for"]
+
 
 
 @dataclass(frozen=True)

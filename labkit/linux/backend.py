@@ -30,10 +30,9 @@ import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import IO, cast
+from typing import IO, Any, cast
 
 from labkit import helpers
-from labkit.backend import Exited, Launched
 from labkit.errors import (
     BuildFailed,
     Conflict,
@@ -44,11 +43,14 @@ from labkit.errors import (
     NotFound,
     StartFailed,
 )
+from labkit.images.base import ensure_busybox
+from labkit.images.store import Image, ImageStore
 from labkit.linux import capabilities, cgroups, devices, overlay, process, rootless, seccomp, supervisor
 from labkit.linux import console as terminal
 from labkit.model import events
 from labkit.model.container import ContainerRecord, now_rfc3339
-from labkit.model.overlay import LayerContents
+from labkit.model.overlay import LayerContents, Overlay
+from labkit.model.runtime import Exited, Launched
 from labkit.model.views import NetworkView, ProcessView
 from labkit.store import Store, read_json, write_json
 
@@ -81,11 +83,15 @@ class LinuxBackend:
     """
 
     name = "linux"
+    simulated = False
 
     def __init__(self, store: Store, cgroup_layout: cgroups.Layout | None = None, rootless: bool = False) -> None:
         self.store = store
         self._layout = cgroup_layout
         self.rootless = rootless
+        #: As root, a network is a bridge on the host; rootless, no veth can reach one (see above).
+        self.host_bridges = not rootless
+        self._t0 = time.monotonic()
         if rootless:
             self.name = "rootless"
             from labkit.linux.rootless import id_map  # the parameter hides the module's name here
@@ -107,6 +113,18 @@ class LinuxBackend:
             self._layout = cgroups.detect()
         return self._layout
 
+    def clock(self) -> float:
+        """Seconds on the host's monotonic clock since this backend was made."""
+        return time.monotonic() - self._t0
+
+    def cgroup_version(self) -> str:
+        return {"v1": "1", "hybrid": "1", "v2": "2"}.get(self.layout.version, "")
+
+    def security_options(self) -> list[str]:
+        """Every real container runs under the builtin seccomp profile, in a cgroup namespace of its own,
+        and rootless ones in a user namespace."""
+        return ["name=seccomp,profile=builtin", *(["name=rootless"] if self.rootless else []), "name=cgroupns"]
+
     @property
     def delegated(self) -> cgroups.Layout | None:
         """Rootless: the cgroup v2 subtree this user may manage, or None (no limits, pause by SIGSTOP)."""
@@ -118,14 +136,14 @@ class LinuxBackend:
     def _layers(self, record: ContainerRecord, image_lowers: list[str]) -> overlay.Layers:
         return overlay.layers_for(self.store.layer_dir(record.id), self.store.init_dir(record.id), image_lowers)
 
-    def storage(self, record: ContainerRecord, image) -> dict[str, str]:  # type: ignore[no-untyped-def]
+    def storage(self, record: ContainerRecord, image: Image) -> dict[str, str]:
         return self._layers(record, image.lowerdirs()).graph_driver_data()
 
     # -- verbs ---------------------------------------------------------------------------------
     def _placeholders(self, record: ContainerRecord) -> tuple[str, ...]:
         return (INIT_PATH,) if record.config.init else ()
 
-    def create(self, record: ContainerRecord, image) -> None:  # type: ignore[no-untyped-def]
+    def create(self, record: ContainerRecord, image: Image) -> None:
         supervisor.command(self.shim_dir)  # no shim, no compiler: refused before anything is made
         layers = self._layers(record, image.lowerdirs())
         overlay.prepare(layers, self.store.init_dir(record.id), self._placeholders(record))
@@ -270,7 +288,7 @@ class LinuxBackend:
             except OSError:
                 continue
 
-    def drop_bridge(self, network: dict) -> None:  # type: ignore[type-arg]
+    def drop_bridge(self, network: dict[str, Any]) -> None:
         """Delete a network's bridge interface if no live container is plugged into it."""
         if network.get("Driver") != "bridge" or self._endpoints(network["Name"]):
             return
@@ -279,7 +297,7 @@ class LinuxBackend:
         if net.bridge_exists(network["Options"]["com.docker.network.bridge.name"]):
             net.delete_bridge(network["Options"]["com.docker.network.bridge.name"])  # and its nftables table
 
-    def network_settings(self, record: ContainerRecord) -> dict:  # type: ignore[type-arg]
+    def network_settings(self, record: ContainerRecord) -> dict[str, Any]:
         """``NetworkSettings`` as inspect shows it: live addresses while running, empty ones after."""
         from labkit.linux import network as net
 
@@ -311,7 +329,7 @@ class LinuxBackend:
                     and process.alive(record.state.pid, record.state.pid_start_time) and rootless.helper_running(info))
         return os.path.ismount(info["Sandbox"])
 
-    def start(self, record: ContainerRecord, image, console: socket.socket | None = None) -> Launched:  # type: ignore[no-untyped-def]
+    def start(self, record: ContainerRecord, image: Image, console: socket.socket | None = None) -> Launched:
         cdir = self.store.container_dir(record.id)
         if not cdir.is_dir():  # removed by another process since the record was read: make nothing
             raise NoSuchContainer(record.id)
@@ -543,6 +561,17 @@ class LinuxBackend:
             os.kill(record.state.pid, signum)
             self.emit(events.signal(signum, record.state.pid), record.id)
 
+    def service_problem(self) -> LabkitError | None:
+        """Rootless, a service's replicas need a user-mode network stack to be reached."""
+        if self.rootless and rootless.network_helper() is None:
+            return rootless.no_user_network("a service")
+        return None
+
+    def listen(self, host_ip: str, host_port: int) -> socket.socket:
+        from labkit.linux import network as net  # pyroute2 is imported on network paths only
+
+        return net.listen(host_ip, host_port)
+
     def reduced_network(self, network: str) -> str | None:
         if self.rootless and network not in ("none", "host") and rootless.network_helper() is None:
             return (f"network {network}: neither slirp4netns nor pasta is installed, so this rootless container "
@@ -639,10 +668,10 @@ class LinuxBackend:
         except (OSError, InvalidArgument) as err:
             raise StartFailed(f"error during container init: error loading seccomp filter: {err}", 128) from None
 
-    def changes(self, record: ContainerRecord, image) -> list[tuple[str, str]]:  # type: ignore[no-untyped-def]
+    def changes(self, record: ContainerRecord, image: Image) -> list[tuple[str, str]]:
         return overlay.changes(self._layers(record, image.lowerdirs()))
 
-    def observe_layer(self, record: ContainerRecord, image) -> None:  # type: ignore[no-untyped-def]
+    def observe_layer(self, record: ContainerRecord, image: Image) -> None:
         """Record copy-ups, whiteouts and new files that appeared in the upper dir since the last look.
 
         The kernel does these silently; reading the upper dir (what is there now
@@ -785,7 +814,7 @@ class LinuxBackend:
                 texts.append(None)
         return texts[0], texts[1]
     # -- what the pictures ask ------------------------------------------------------------------
-    def layer_contents(self, record: ContainerRecord, image, path: str | None = None) -> LayerContents:  # type: ignore[no-untyped-def]
+    def layer_contents(self, record: ContainerRecord, image: Image, path: str | None = None) -> LayerContents:
         """The upper dir as it is on disk, against the image's layer directories (the init layer left out)."""
         lowers = image.lowerdirs()
         return overlay.contents(self._layers(record, lowers).upper, lowers, path)
@@ -808,7 +837,36 @@ class LinuxBackend:
         except (LabkitError, OSError):
             return None
 
+    def layer_model(self, record: ContainerRecord) -> Overlay | None:
+        """None: the layers are directories on the host (:meth:`storage` names them)."""
+        return None
+
+    def kernel_memory_limit(self, record: ContainerRecord) -> int | None:
+        """``memory.max`` (v2) or ``memory.limit_in_bytes`` (v1) of the container's group; None if unreadable."""
+        try:
+            group = cgroups.Cgroup.open(self.layout, record.id)
+            path = group.interface_file("memory", "memory.max" if self.layout.is_unified("memory")
+                                        else "memory.limit_in_bytes")
+            with open(path or "") as f:
+                text = f.read().strip()
+            return None if text == "max" else int(text)
+        except (OSError, ValueError, LabkitError):
+            return None
+
+    def host_has_pid1(self, record: ContainerRecord) -> bool:
+        """``/proc/PID`` exists: a container's PID 1 is an ordinary host process."""
+        return record.state.pid > 0 and os.path.isdir(f"/proc/{record.state.pid}")
+
+    def shared_namespaces(self, record: ContainerRecord, kinds: tuple[str, ...]) -> list[str]:
+        """The kinds whose ``/proc/PID/ns/KIND`` link names the same namespace as this process's (namespaces(7))."""
+        pid = record.state.pid
+        return [kind for kind in kinds if os.readlink(f"/proc/{pid}/ns/{kind}") == os.readlink(f"/proc/self/ns/{kind}")]
+
     # -- building images -----------------------------------------------------------------------
+    def ensure_base(self, image_store: ImageStore) -> Image:
+        """``busybox:latest`` from the host's static busybox (:func:`labkit.images.base.ensure_busybox`)."""
+        return ensure_busybox(image_store)
+
     def build_runner(self, lowers: list[str], upper: str, argv: list[str], env: list[str], workdir: str) -> tuple[int, str]:
         """Run one build step (``RUN``) in a real container whose writable layer is ``upper``."""
         scratch = Path(tempfile.mkdtemp(prefix="build-", dir=self.store.root / "tmp"))

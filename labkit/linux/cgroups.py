@@ -49,10 +49,10 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from labkit.backend import CgroupReading
 from labkit.errors import Conflict, HostUnsupported, InvalidArgument, LabkitError, NotFound
 from labkit.linux import devices as device_rules
 from labkit.model import limits
+from labkit.model.runtime import CgroupReading
 
 __all__ = ["Cgroup", "Cgroupfs", "Layout", "Limits", "Meter", "detect", "stale"]
 

@@ -52,10 +52,15 @@ class Step:
         return f"{self.seq:>3} {self.kind:<14} {self.what}  [{self.mechanism}]"
 
 
-Emit = Callable[..., None]
+#: One step as a backend reports it: (kind, what, mechanism, change), built by the functions below.
+Event = tuple[str, str, str, dict[str, Any]]
+
+#: Where a backend reports a step: ``emit(event, container_id)``. The engine's recorder returns the
+#: step's place in its trace (:attr:`Step.seq`); an emitter that keeps nothing returns ``None``.
+Emit = Callable[[Event, str], int | None]
 
 
-def noop(*_args: Any, **_kw: Any) -> None:
+def noop(_event: Event, _container: str = "") -> None:
     """An emitter that records nothing."""
 
 

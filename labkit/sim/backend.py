@@ -73,17 +73,16 @@ import os
 import pickle
 import secrets
 import shutil
+import socket
 import stat as _stat
 import sys
 import tempfile
-import types
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
-from labkit.backend import CgroupReading, Exited, Launched
-from labkit.errors import BuildFailed, HostUnsupported, NoSuchContainer, StartFailed
+from labkit.errors import BuildFailed, HostUnsupported, LabkitError, NoSuchContainer, StartFailed
 from labkit.model import events
 from labkit.model.container import ContainerRecord
 from labkit.model.overlay import (
@@ -100,6 +99,7 @@ from labkit.model.overlay import (
     Whiteout,
     WhiteoutNode,
 )
+from labkit.model.runtime import CgroupReading, Exited, Launched
 from labkit.model.views import NetworkView, ProcessView
 from labkit.sim import cgroups, namespaces, network
 from labkit.sim import process as proc_mod
@@ -176,6 +176,9 @@ class SimBackend:
     """
 
     name = "sim"
+    simulated = True
+    #: A network is a bridge of the model, never an interface on the host.
+    host_bridges = False
 
     def __init__(self, store: Store, realtime: bool | None = None, rootless: bool | None = None) -> None:
         self.store = store
@@ -186,7 +189,6 @@ class SimBackend:
             realtime = os.environ.get("LABKIT_SIM_CLOCK", "real") != "manual"
         self.realtime = realtime
         self.emit: events.Emit = events.noop  # the engine sets its recorder here
-        self.layout = types.SimpleNamespace(version="v2")
         self._world: World | None = None
         self._seen_file: tuple[int, int, int] | None = None
         self._depth = 0
@@ -312,16 +314,22 @@ class SimBackend:
             ct.logs_on_disk = len(ct.logs)
 
     def _step(self, world: World, event: tuple[str, str, str, dict[str, Any]], cid: str) -> None:
-        self.emit(event, cid)
+        seq = self.emit(event, cid)
         if self._keep:
-            trace = getattr(getattr(self.emit, "__self__", None), "trace", None)
-            seq = len(trace) - 1 if trace is not None else len(self._snapshots)
-            self._snapshots.append(self._take(world, seq))
+            self._snapshots.append(self._take(world, seq if seq is not None else len(self._snapshots)))
 
     def clock(self) -> float:
         """Simulated seconds since the world began (the engine stamps trace steps with it)."""
         world = self._world if self._world is not None else self._load()
         return world.now
+
+    def cgroup_version(self) -> str:
+        """The model is cgroup v2: one hierarchy, ``memory.max`` and ``pids.max``."""
+        return "2"
+
+    def security_options(self) -> list[str]:
+        """None: the simulator filters nothing (no seccomp, no user namespace)."""
+        return []
 
     # -- paths -------------------------------------------------------------------------------------
     def _paths(self, cid: str) -> dict[str, str]:
@@ -634,6 +642,20 @@ class SimBackend:
         for d in (self.store.layer_dir(record.id), self.store.init_dir(record.id)):
             shutil.rmtree(d, ignore_errors=True)
 
+    def drop_bridge(self, network: dict[str, Any]) -> None:
+        """Nothing: the model's bridges are no interfaces of the host."""
+
+    def service_problem(self) -> LabkitError | None:
+        return HostUnsupported("services need the real backend: their load balancer relays real connections "
+                               "to real replicas", "Run on Linux (as root, or as a user for rootless "
+                               "containers); on the simulator, start a few containers with run -d and "
+                               "compare them")
+
+    def listen(self, host_ip: str, host_port: int) -> socket.socket:
+        """Refused: the simulator opens no socket on the host (services are refused before, see :meth:`service_problem`)."""
+        raise HostUnsupported(f"the simulator cannot listen on {host_ip}:{host_port}: it opens no socket on the host",
+                              "Run on Linux (as root, or as a user for rootless containers)")
+
     def reduced_network(self, network: str) -> str | None:
         """As the rootless backend: without slirp4netns or pasta a user's container has only ``lo``."""
         from labkit.linux import rootless
@@ -696,10 +718,28 @@ class SimBackend:
             return NetworkView(network.host_interfaces(w), network.interfaces(w, ct, ct.host_net),
                                network.veth_name(record.id) if ct.net and ct.net["Bridge"] else "")
 
-    def overlay(self, record: ContainerRecord) -> Any:
+    def overlay(self, record: ContainerRecord) -> Overlay:
         """The container's filesystem as the model's :class:`~labkit.model.overlay.Overlay` (immutable)."""
         with self._locked() as w:
             return overlay_of(w, self._container(w, record))
+
+    def layer_model(self, record: ContainerRecord) -> Overlay:
+        """The model's overlay of the container (:meth:`overlay`): its layers are no directories on the host."""
+        return self.overlay(record)
+
+    def kernel_memory_limit(self, record: ContainerRecord) -> int | None:
+        """None: the model keeps no cgroup files; the record is all there is."""
+        return None
+
+    def host_has_pid1(self, record: ContainerRecord) -> bool:
+        """The simulated host's process table, never the real ``/proc``."""
+        return any(p["host_pid"] == record.state.pid for p in self.processes(record))
+
+    def shared_namespaces(self, record: ContainerRecord, kinds: tuple[str, ...]) -> list[str]:
+        """The model keeps no ``/proc/PID/ns`` links: a PID 1 that is PID 1 inside has its own namespaces
+        (:func:`labkit.sim.namespaces.enter_new` gave it every kind), otherwise it shares them all."""
+        first = [p for p in self.processes(record) if p["host_pid"] == record.state.pid]
+        return [] if first and first[0]["pid"] == 1 else list(kinds)
 
     def layer_contents(self, record: ContainerRecord, image: Any, path: str | None = None) -> LayerContents:
         """The model's upper layer against the image's layers (the init layer left out, as on the real backend)."""

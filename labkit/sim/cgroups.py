@@ -28,7 +28,7 @@ from __future__ import annotations
 import signal as _signal
 from typing import Any
 
-from labkit.backend import CgroupReading
+from labkit.model.runtime import CgroupReading
 from labkit.sim.kernel import SimContainer, World
 
 #: The simulated host's RAM (bytes): what ``/proc/meminfo`` says without a limit, where the global OOM killer strikes.

@@ -97,9 +97,9 @@ def test_rootless_state_follows_xdg_data_home(learner):
 def test_auto_as_root_picks_root(tmp_path):
     """As root `auto` picks the root backend and its state under /var/lib/labkit, a world apart from a user's."""
     import labkit
-    from labkit.engine import DEFAULT_ROOT, _linux_problem, default_root
+    from labkit.backends import DEFAULT_ROOT, default_root, linux_problem
 
-    assert _linux_problem() is None
+    assert linux_problem() is None
     saved = os.environ.pop("LABKIT_ROOT", None)
     try:
         assert default_root() == DEFAULT_ROOT

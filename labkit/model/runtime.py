@@ -1,0 +1,62 @@
+"""What a backend reports about a container's process: plain values, the same on every backend.
+
+A backend launches PID 1 and says so with :class:`Launched`; it notices PID 1
+has ended and says how with :class:`Exited`; it reads the container's cgroup
+counters (cgroups(7)) as :class:`CgroupReading`. The engine turns these into
+the record's ``State`` (:mod:`labkit.model.container`); the pictures draw them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Launched:
+    """A container's PID 1 is running.
+
+    Attributes:
+        pid: Its PID in the host's PID namespace (``State.Pid``).
+        pid_start_time: Its start time in clock ticks (``/proc/PID/stat`` field 22), so a reused PID is told apart.
+        shim_pid: The PID of the supervisor that waits for it (0 where there is none).
+        started_at: When it started (RFC 3339, ``State.StartedAt``).
+    """
+
+    pid: int
+    pid_start_time: int
+    shim_pid: int
+    started_at: str
+
+
+@dataclass(frozen=True)
+class Exited:
+    """A container's PID 1 has ended.
+
+    Attributes:
+        exit_code: Its exit status, or 128 + the signal that ended it (``State.ExitCode``).
+        finished_at: When it ended (RFC 3339, ``State.FinishedAt``).
+        oom_killed: The OOM killer ended a process of its cgroup (``State.OOMKilled``).
+        error: Why labkit, not PID 1, decided how it ended (its supervisor died), for ``State.Error``.
+    """
+
+    exit_code: int
+    finished_at: str
+    oom_killed: bool = False
+    error: str = ""
+
+
+@dataclass(frozen=True)
+class CgroupReading:
+    """One reading of a container's cgroup counters (cgroups(7)).
+
+    Attributes:
+        at: The meter's clock when read (seconds; only differences mean something).
+        memory: Bytes charged to the group (``memory.current`` / ``memory.usage_in_bytes``), ``None`` if unreadable.
+        pids: Tasks in the group (``pids.current``), ``None`` if unreadable.
+        oom_kills: Processes the OOM killer ended in the group (``oom_kill`` in ``memory.events``).
+    """
+
+    at: float
+    memory: int | None
+    pids: int | None
+    oom_kills: int | None
