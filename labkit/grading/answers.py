@@ -345,6 +345,121 @@ def _match_one(
 
 
 # ---------------------------------------------------------------------------------------------
+# Options in other words
+
+#: Words that carry no claim of their own in an option or a paraphrase of it.
+FILLER_WORDS = frozenset("""
+    a an the it its it s is are was were be been being of and or to in into on onto at by with for from as that
+    this these those which who whom what there their they them has have had do does did can could would will
+    shall should may might just very so then than also both each every any some one i me my we our
+    you your think guess believe say says answer option choice because since when while where how like
+    but yet though get gets got command commands
+""".split())
+
+#: Words a paraphrase may use for an option's word (every word of a row reads as its first).
+SYNONYMS = (
+    ("virtual machine", "vm", "virtualmachine", "hypervisor"),
+    ("ordinary", "regular", "normal", "plain", "usual"),
+    ("delete", "remove", "erase", "destroy", "wipe"),
+    ("lost", "gone", "vanish", "disappear"),
+    ("keep", "preserve", "retain", "stay", "remain", "survive", "persist"),
+    ("freeze", "frozen", "suspend"),
+    ("limit", "cap", "restrict", "constrain", "budget"),
+    ("isolate", "separate", "sandbox", "wall"),
+    ("cgroup", "cgroups", "control group", "control groups"),
+    ("namespace", "namespaces", "ns"),
+    ("exit", "exited", "stop", "stopped", "end", "ended", "finish", "terminate", "terminated"),
+    ("exist", "there"),
+    ("share", "common", "reuse"),
+    ("copy", "duplicate", "clone"),
+    ("memory", "ram"),
+    ("database", "db"),
+    ("store", "storage"),
+    ("program", "application", "app"),
+)
+
+_SUFFIXES = ("ations", "ation", "ings", "ing", "ies", "ied", "es", "ed", "s", "e", "ly")
+
+
+def _stem(word: str) -> str:
+    """A crude stem, enough to meet "isolated", "isolates" and "isolation" at "isol"."""
+    for suffix in _SUFFIXES:
+        if word.endswith(suffix) and len(word) - len(suffix) >= 3 and not word.endswith("ss"):
+            word = word[: -len(suffix)]
+            break
+    return word[:-2] if word.endswith("at") and len(word) >= 6 else word
+
+
+_CANON: dict[str, str] = {}
+for _row in SYNONYMS:
+    for _w in _row:
+        _CANON[" ".join(_stem(x) for x in _w.split())] = " ".join(_stem(x) for x in _row[0].split())
+
+
+def content_words(text: str) -> set[str]:
+    """The stems of what a text claims: filler words dropped, synonyms read as one word.
+
+    >>> sorted(content_words("A lightweight VM, with its own kernel"))
+    ['kernel', 'lightweight', 'machin', 'own', 'virtual']
+    """
+    stems = [_stem(w) for w in re.findall(r"[a-z0-9]+", normalize(text)) if w not in FILLER_WORDS]
+    out: list[str] = []
+    i = 0
+    while i < len(stems):
+        two = " ".join(stems[i:i + 2])
+        if i + 1 < len(stems) and two in _CANON:
+            out += _CANON[two].split()
+            i += 2
+            continue
+        out += _CANON.get(stems[i], stems[i]).split()
+        i += 1
+    return set(out)
+
+
+#: Of a paraphrase's content words, the share the option must hold; and of the option's, the share the
+#: paraphrase must name (the gist: "an isolated process" for a process "isolated by namespaces and limited
+#: by cgroups").
+PARAPHRASE_PRECISION = 0.6
+_OPTION_HEAD = re.compile(r"\s*[:\u2014]\s+|\s+-\s+")
+PARAPHRASE_RECALL = 0.4
+
+
+def paraphrase(answer: str, options: Sequence[str], prompt: str = "") -> int | None:
+    """The option an answer restates in other words, or ``None`` when it is not one option's unambiguously.
+
+    An answer restates an option when most of its content words (:func:`content_words`) are the option's,
+    it names a fair part of the option, at least one of them is the option's alone (no other option says
+    it), and none is another option's alone; an answer that negates where the option does not is none.
+    An option with a head ("The host's: you can look it up in the host's /proc") is named fairly by its head
+    alone, in other words ("in the host's namespace").
+    Words of the question's ``prompt`` that no option says alone ("container" in "What is the state of
+    the container afterwards?") are the question's topic and count for no option.
+
+    "a normal process on the host" restates "Yes: it is an ordinary host process"; "a VM isolated by
+    namespaces" restates neither "A lightweight virtual machine…" nor "A regular Linux process … isolated
+    by namespaces…", since it names something only each of them says.
+    """
+    words = [content_words(o) for o in options]
+    alone = [w - set().union(*(v for j, v in enumerate(words) if j != i)) for i, w in enumerate(words)]
+    said = content_words(answer) - (content_words(prompt) - set().union(*alone))
+    if not said:
+        return None
+    negated = bool(set(normalize(answer).split()) & NEGATING_WORDS)
+    found = []
+    for i, own in enumerate(words):
+        if not said & alone[i] or any(said & alone[j] for j in range(len(words)) if j != i):
+            continue
+        if negated and not set(normalize(options[i]).split()) & NEGATING_WORDS:
+            continue
+        common = said & own
+        head = content_words(_OPTION_HEAD.split(options[i])[0]) or own  # "The host's: you can look it up…"
+        if len(common) / len(said) >= PARAPHRASE_PRECISION \
+                and max(len(common) / len(own), len(said & head) / len(head)) >= PARAPHRASE_RECALL:
+            found.append(i)
+    return found[0] if len(found) == 1 else None
+
+
+# ---------------------------------------------------------------------------------------------
 # Commands
 
 #: Programs that mean "the container CLI": labkit speaks Docker's verbs.

@@ -410,7 +410,9 @@ class ChoiceQuestion(Question):
         Python. Where a bare letter is also the code an option starts with (``A`` in a question
         about ``docker diff``, whose options read "C — changed", "A — added"), it means the code;
         ``a)`` and ``(a)`` still mean the letter. Option ids (``opt1``) are the bank's own names
-        and never name an option: a learner does not see them.
+        and never name an option: a learner does not see them. Last, an answer that restates one
+        option's text in other words names it (:func:`labkit.grading.answers.paraphrase`: "a normal
+        process isolated with namespaces"), never when it says what another option alone says.
         """
         if isinstance(answer, Option):
             return answer
@@ -462,7 +464,8 @@ class ChoiceQuestion(Question):
             found = [o for o in self.options if form == answers.normalize(o.text) or form in _heads(o)]
             if len(found) == 1:
                 return found[0]
-        return None
+        said = answers.paraphrase(raw, [o.text for o in self.options], self.prompt)  # the option's text in other words
+        return self.options[said] if said is not None else None
 
     def coded(self) -> bool:
         """Whether an option starts with a one-letter code ("C — changed"): a bare letter then means the code."""
