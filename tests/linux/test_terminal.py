@@ -17,6 +17,7 @@ import os
 import re
 import subprocess
 import sys
+import termios
 from pathlib import Path
 
 import pexpect
@@ -30,6 +31,8 @@ pytestmark = pytest.mark.root
 BIN = str(Path(REPO) / "bin" / "labkit")
 PROMPT = "/ # "
 WAYS = ("resident engine", "in-process")
+#: The same, and bin/labkit's Python part talking to the resident engine (where no C compiler built the client).
+ALL_WAYS = (*WAYS, "python client")
 #: Every descriptor of the shell, where it points, and its controlling terminal (tty_nr, proc(5)): from a
 #: forked ls, so that the shell itself opens nothing.
 FDS = r'(ls -l /proc/$$/fd/ >/tmp/fds); sed -n "s/.* \([0-9]*\) -> \(.*\)/fd \1 \2/p" /tmp/fds'
@@ -53,6 +56,8 @@ def served(engine):
 def _labkit(way: str, served: dict[str, str]) -> tuple[list[str], dict[str, str]]:
     if way == "resident engine":
         return ["sh", BIN], served
+    if way == "python client":
+        return [sys.executable, "-S", "-E", BIN], served
     return [sys.executable, "-m", "labkit"], {**served, "LABKIT_NO_SERVER": "1"}
 
 
@@ -63,8 +68,11 @@ def _spawn(argv: list[str], env: dict[str, str], rows: int = 24, cols: int = 80)
 
 
 def _ended(child: pexpect.spawn) -> int:
-    """Wait (60 s at most) for the command to end; its exit code."""
+    """Wait (60 s at most) for the command to end; its exit code. The terminal's modes are back as they were
+    (echo, line editing, ^C as a signal): whoever set them raw put them back."""
     child.expect(pexpect.EOF, timeout=60)
+    lflag = termios.tcgetattr(child.child_fd)[3]
+    assert lflag & termios.ECHO and lflag & termios.ICANON and lflag & termios.ISIG, "the terminal was left raw"
     child.close()
     return child.exitstatus if child.exitstatus is not None else 128 + child.signalstatus
 
@@ -78,10 +86,11 @@ def _same_terminal_only(child: pexpect.spawn) -> None:
         fds == {"0": "/dev/pts/0", "1": "/dev/pts/0", "2": "/dev/pts/0"}, fds
 
 
-@pytest.mark.parametrize("way", WAYS)
+@pytest.mark.parametrize("way", ALL_WAYS)
 def test_run_it_gives_a_shell_its_own_terminal_and_exits_with_its_code(engine, served, way):
     """``run -it --rm busybox sh``: the prompt shows, ``hostname`` is the short id, ``tty`` a pseudo-terminal of
-    the container's devpts, ``stty size`` the caller's window; ``exit 3`` ends the command with 3, --rm removes it."""
+    the container's devpts, ``stty size`` the caller's window; Ctrl-C interrupts the container's ``sleep``, not
+    labkit; ``exit 3`` ends the command with 3, --rm removes it."""
     lab, env = _labkit(way, served)
     before = set(engine.store.container_ids())
     child = _spawn([*lab, "run", "-it", "--rm", "--network", "none", "busybox", "sh"], env, rows=33, cols=101)
@@ -91,12 +100,18 @@ def test_run_it_gives_a_shell_its_own_terminal_and_exits_with_its_code(engine, s
     short = child.match.group(1)
     assert [c for c in engine.store.container_ids() if c not in before][0].startswith(short)
     _same_terminal_only(child)
+    child.sendline("sh -c 'echo sleeping-$((1+1)); exec sleep 100'")
+    child.expect_exact("sleeping-2\r\n")  # said by the job once the shell made it the terminal's foreground group
+    child.sendcontrol("c")  # a byte for the container's terminal, whose line discipline sends SIGINT to sleep
+    child.expect_exact("^C\r\n")
+    child.sendline("echo status-$?")
+    child.expect("status-130\r\n")
     child.sendline("exit 3")
     assert _ended(child) == 3
     assert wait_for(lambda: set(engine.store.container_ids()) == before, timeout=10), "--rm removed it"
 
 
-@pytest.mark.parametrize("way", WAYS)
+@pytest.mark.parametrize("way", ALL_WAYS)
 def test_a_window_resized_reaches_the_containers_terminal(engine, served, way):
     """SIGWINCH at the caller (its window resized) reaches the container: its terminal takes the new size and
     the shell hears of it (SIGWINCH from the container's terminal: busybox's line editor redraws its prompt)."""
