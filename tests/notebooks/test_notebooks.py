@@ -177,7 +177,9 @@ def test_notebook_runs_on_real_containers(name, jupyter_path, real_root):
 # ---------------------------------------------------------------------------------------------
 # The simulator, as a user without privileges
 
-LEARNER = "labkit-nb-learner"
+#: The user the notebooks run as: its own name beside the suite's test user (``LABKIT_TEST_USER``), so that
+#: two test sessions on one host neither share nor remove one user.
+LEARNER = os.environ.get("LABKIT_TEST_USER", "labkit-learner")[:28] + "-nb"
 SYSTEM_PYTHON = "/usr/bin/python3"
 REPO = Path(__file__).resolve().parents[2]
 #: What the learner's interpreter needs beyond Debian's python3 (it cannot read this test's own venv).
