@@ -220,11 +220,11 @@ def test_supervisor_outlives_its_starter(engine):
     """A container started by a process that then exits keeps running, and its exit is still recorded."""
     env = {**os.environ, "LABKIT_ROOT": str(engine.store.root)}
     out = subprocess.run([sys.executable, "-m", "labkit", "run", "-d", "--name", "orphan", "busybox",
-                          "sh", "-c", "sleep 0.5; exit 7"], capture_output=True, text=True, env=env)
+                          "sh", "-c", "sleep 3; exit 7"], capture_output=True, text=True, env=env)
     cid = out.stdout.strip()
     assert len(cid) == 64, out.stderr
-    assert engine.inspect("orphan")["State"]["Running"]
-    assert engine.wait("orphan", timeout=10) == 7
+    assert engine.inspect("orphan")["State"]["Running"]  # 3 s: long enough for a starter slowed by a loaded host
+    assert engine.wait("orphan", timeout=30) == 7
     assert engine.inspect("orphan")["State"]["Status"] == "exited"
 
 
