@@ -909,9 +909,12 @@ def cmd_run(session: _Session, args: argparse.Namespace) -> int:
                                  detach_keys=args.detach_keys, start=True)
         except KeyboardInterrupt:
             # Without -i the terminal is not raw, so Ctrl-C reaches this process: proxy it as Docker's CLI does.
-            with contextlib.suppress(LabkitError, OSError):
-                engine.kill(cid, signal="INT")
-            session.error(f"{PROG}: sent SIGINT to {cid[:12]}; it may still be running (see '{PROG} ps')")
+            # With -i, Ctrl-C is a byte for the container's terminal; an interrupt here means the caller went
+            # (its terminal closed), and the container goes on, as it would after the detach keys.
+            if not args.interactive:
+                with contextlib.suppress(LabkitError, OSError):
+                    engine.kill(cid, signal="INT")
+                session.error(f"{PROG}: sent SIGINT to {cid[:12]}; it may still be running (see '{PROG} ps')")
             raise
         except BaseException:
             if args.rm:

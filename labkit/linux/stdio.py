@@ -14,6 +14,11 @@ runs. When it has exited, what it wrote is passed on and the pipes are
 closed: a process it left behind then gets ``EPIPE``/``SIGPIPE`` on writing
 and end of file on reading, and nothing of the caller's is left to it.
 
+A command that asks for a terminal (``run -t``, ``exec -t``) gets none of the
+caller's either: it gets a new one from the container's own devpts, whose
+other side only its supervisor holds, and the caller's bytes are relayed to it
+the same way (:mod:`labkit.linux.console`).
+
 The copying keeps what the caller saw before: output in the order it was
 written (stdout and stderr that go to the same file share one pipe, so
 ``2>&1`` interleaves as it did), and a reader that goes away (``| head -1``)

@@ -132,8 +132,9 @@ def test_a_window_resized_reaches_the_containers_terminal(engine, served, way):
 @pytest.mark.parametrize("way", WAYS)
 def test_detach_and_attach_again_leave_the_container_running(engine, served, way):
     """``run -dit`` then ``attach``: typed commands run in its shell; Ctrl-P Ctrl-Q detaches (``read escape
-    sequence``, exit 0) and leaves it running; another ``attach --detach-keys`` reaches the same shell, and its
-    ``exit 7`` ends the container with 7; ``logs`` shows what the terminal showed."""
+    sequence``, exit 0) and leaves it running; another ``attach --detach-keys`` reaches the same shell, a caller
+    whose terminal closes leaves it running too, and the last one's ``exit 7`` ends the container with 7; ``logs``
+    shows what the terminal showed."""
     lab, env = _labkit(way, served)
     name = f"tty-attach-{way[:2]}"
     p = subprocess.run([*lab, "run", "-dit", "--name", name, "--network", "none", "busybox", "sh"], env=env,
@@ -150,11 +151,18 @@ def test_detach_and_attach_again_leave_the_container_running(engine, served, way
     child = _spawn([*lab, "attach", "--detach-keys", "ctrl-x,x", name], env)
     child.sendline("echo again-$v")
     child.expect("again-kept\r\n")
+    child.sendline("v=again; echo set-$((1+1))")
+    child.expect_exact("set-2\r\n")
+    child.close(force=True)  # the caller's terminal goes away (its window closed: SIGHUP) while attached
+    assert engine.inspect(name)["State"]["Status"] == "running"
+    child = _spawn([*lab, "attach", "--detach-keys", "ctrl-x,x", name], env)
+    child.sendline("echo again-$v")
+    child.expect("again-again\r\n")
     child.sendline("exit 7")
     assert _ended(child) == 7
     assert engine.inspect(name)["State"]["ExitCode"] == 7
     logs = subprocess.run([*lab, "logs", name], env=env, capture_output=True, timeout=60)  # bytes: \r\n kept
-    assert b"one-42\r\n" in logs.stdout and b"again-kept\r\n" in logs.stdout, logs.stdout
+    assert b"one-42\r\n" in logs.stdout and b"again-again\r\n" in logs.stdout, logs.stdout
 
 
 @pytest.mark.parametrize("way", WAYS)
