@@ -34,9 +34,12 @@ import atexit
 import sys
 import time
 from collections.abc import Callable
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from labkit.errors import LabkitError, NotFound
+
+if TYPE_CHECKING:
+    from labkit.engine import Engine
 
 T = TypeVar("T")
 
@@ -66,7 +69,7 @@ class Lesson:
         volumes: Volume names likewise (removed last: a volume in use cannot go).
     """
 
-    def __init__(self, engine: Any, containers: tuple[str, ...] = (), services: tuple[str, ...] = (),
+    def __init__(self, engine: Engine, containers: tuple[str, ...] = (), services: tuple[str, ...] = (),
                  volumes: tuple[str, ...] = ()) -> None:
         global _current
         self.engine = engine
@@ -87,7 +90,7 @@ class Lesson:
             self.clear_volume(name)
 
     # -- what the notebook makes -----------------------------------------------------------------------
-    def clear(self, *names: str, engine: Any = None) -> None:
+    def clear(self, *names: str, engine: Engine | None = None) -> None:
         """Remove containers ``names`` an earlier run left behind, so the names are free; remove them again at
         the end. ``engine``: another engine than the lesson's (02's limits may run on the simulator)."""
         eng = engine or self.engine
@@ -162,7 +165,7 @@ class Lesson:
         except Exception:  # the interpreter is going away: nothing left to report to
             pass
 
-    def _rm_container(self, engine: Any, name: str) -> bool:
+    def _rm_container(self, engine: Engine, name: str) -> bool:
         try:
             engine.rm(name, force=True)
             return True

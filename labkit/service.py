@@ -39,7 +39,10 @@ import threading
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from labkit.engine import Engine
 
 LABEL = "labkit.service"
 SLOT_LABEL = "labkit.service.slot"
@@ -358,7 +361,7 @@ class Balancer:
 class Controller:
     """Keeps a service's replicas running and hands their addresses to its :class:`Balancer`."""
 
-    def __init__(self, root: str, name: str, listeners: list[socket.socket], engine: Any = None,
+    def __init__(self, root: str, name: str, listeners: list[socket.socket], engine: Engine | None = None,
                  backend: str = "linux") -> None:
         from labkit.engine import Engine
 

@@ -38,10 +38,13 @@ import time
 import weakref
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from labkit.errors import LabkitError
 from labkit.grading import probes
+
+if TYPE_CHECKING:
+    from labkit.engine import Engine
 
 #: The longest ``sleep`` an experiment may ask for, in seconds.
 MAX_SLEEP = 10.0
@@ -87,7 +90,7 @@ def check_line(line: str) -> str | None:
 FAILED = {2, 125, 126, 127}
 
 
-def run_lines(engine: Any, lines: Sequence[str]) -> list[Step]:
+def run_lines(engine: Engine, lines: Sequence[str]) -> list[Step]:
     """Run experiment lines against ``engine`` as a learner types them; return what each printed.
 
     Stops after a line whose ``labkit`` command failed (exit 2 or 125-127, or any other non-zero
@@ -110,7 +113,7 @@ def run_lines(engine: Any, lines: Sequence[str]) -> list[Step]:
     return steps
 
 
-def clean_up(engine: Any, marks: Sequence[str]) -> None:
+def clean_up(engine: Engine, marks: Sequence[str]) -> None:
     """Remove every service, container and volume whose name carries one of ``marks``."""
 
     def ours(name: str) -> bool:
@@ -144,7 +147,7 @@ def clean_up(engine: Any, marks: Sequence[str]) -> None:
                 pass
 
 
-def observe_fresh(engine: Any, observe: dict[str, Any], fresh: dict[str, str],
+def observe_fresh(engine: Engine, observe: dict[str, Any], fresh: dict[str, str],
                   fill: Any, key: tuple[str, ...]) -> tuple[Any, dict[str, Any]]:
     """Run ``observe['experiment']`` with the ``fresh`` parameters, read the observer, clean up.
 

@@ -36,11 +36,14 @@ import random
 import re
 import unicodedata
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from labkit.errors import InvalidArgument, LabkitError
 from labkit.grading import answers, probes
 from labkit.grading.results import CORRECT, INCORRECT, NOT_ATTEMPTED, CheckResult, Result, verdict_for
+
+if TYPE_CHECKING:
+    from labkit.engine import Engine
 
 #: The course key variants are drawn with when neither the bank nor ``$LABKIT_COURSE_KEY`` gives one.
 DEFAULT_COURSE_KEY = "labkit"
@@ -171,7 +174,7 @@ class Question:
         return type(self)(self._raw_spec, dataclasses.replace(self.context, learner=learner))
 
     # -- the learner's API -------------------------------------------------------------------
-    def check(self, answer: Any = None, *, engine: Any = None) -> Result:
+    def check(self, answer: Any = None, *, engine: Engine | None = None) -> Result:
         """Judge ``answer`` and return the :class:`Result` (verdict, points, feedback, explanation).
 
         Args:
@@ -206,7 +209,7 @@ class Question:
             result = _replace(result, observed=observed, feedback=" ".join(x for x in (result.feedback, seen) if x))
         return result
 
-    def observe(self, engine: Any) -> Any:
+    def observe(self, engine: Engine) -> Any:
         """What the engine does in this question's experiment (or, without one, what it shows now).
 
         With an ``experiment`` the lines are run afresh under new names and cleaned up after
@@ -227,7 +230,7 @@ class Question:
         key = (self.context.bank, spec["probe"], repr(raw.get("args")), *map(str, raw["experiment"]))
         needs = set(raw.get("needs") or ())
         self._observed_note = ""
-        if needs - set(getattr(engine, "enforced_limits", needs)):
+        if needs and needs - engine.enforced_limits:
             # A limit this engine would discard (rootless without a delegated cgroup): the experiment
             # would run unlimited — a memory hog would take the host's memory. The simulator models it.
             missing = ", ".join(sorted(needs - set(engine.enforced_limits)))
@@ -627,7 +630,7 @@ class LabQuestion(Question):
 
     type = "lab"
 
-    def check(self, answer: Any = None, *, engine: Any = None) -> Result:
+    def check(self, answer: Any = None, *, engine: Engine | None = None) -> Result:
         engine = engine if engine is not None else (answer if hasattr(answer, "inspect") else None)
         if engine is None:
             import labkit

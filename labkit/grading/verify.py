@@ -27,10 +27,13 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING
 
 from labkit.errors import LabkitError
 from labkit.grading.results import NOT_ATTEMPTED, Result
+
+if TYPE_CHECKING:
+    from labkit.engine import Engine
 
 VERIFIED = "verified"
 SELF_REPORTED = "self-reported"
@@ -64,7 +67,7 @@ def best_attempts(results: Iterable[Result]) -> list[Result]:
     return [best[k] for k in sorted(best)]
 
 
-def verify_one(claimed: Result, engine: Any) -> Verification:
+def verify_one(claimed: Result, engine: Engine) -> Verification:
     """Grade one handed-in attempt again (see the module docstring for the statuses)."""
     from labkit.grading.banks import load_bank
 
@@ -92,7 +95,7 @@ def verify_one(claimed: Result, engine: Any) -> Verification:
                 f"claimed {claimed.points:g}/{claimed.max_points:g}, graded here: {again.summary()}")
 
 
-def verify(results: Iterable[Result], engine: Any, labs_only: bool = False) -> list[Verification]:
+def verify(results: Iterable[Result], engine: Engine, labs_only: bool = False) -> list[Verification]:
     """Verify every learner's best attempt per question (``labs_only``: the labs alone)."""
     out = []
     for claimed in best_attempts(results):

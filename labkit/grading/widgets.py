@@ -31,13 +31,16 @@ import asyncio
 import os
 from collections.abc import Callable
 from html import escape
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import ipywidgets as w
 
 from labkit.grading.questions import ChoiceQuestion, LabQuestion, MultiQuestion, Question
 from labkit.grading.render import question_html, result_html
 from labkit.grading.results import Result
+
+if TYPE_CHECKING:
+    from labkit.engine import Engine
 
 #: Seconds between a click and its grading in a running kernel: the browser's held-back
 #: updates of the answer (see the module docstring) arrive well within it.
@@ -83,7 +86,7 @@ class QuizCell:
         self,
         question: Question,
         *,
-        engine: Any = None,
+        engine: Engine | None = None,
         on_result: Callable[[Result], Any] | None = None,
         attempts_log: Any = None,
         submissions: Any = None,

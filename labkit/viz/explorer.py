@@ -21,11 +21,14 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from html import escape
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from labkit.errors import InvalidArgument
 from labkit.viz import layers
 from labkit.viz import palette as P
+
+if TYPE_CHECKING:
+    from labkit.engine import Engine
 
 #: What each action runs inside the container (``{p}`` is the quoted path).
 ACTIONS = {
@@ -80,7 +83,7 @@ class Result:
 LAYER_KINDS = ("copy-up", "whiteout", "opaque", "add")
 
 
-def merged_files(engine: Any, ref: str, under: str = "/", limit: int = 500) -> list[str]:
+def merged_files(engine: Engine, ref: str, under: str = "/", limit: int = 500) -> list[str]:
     """Regular files of the container's merged view under ``under``, the first ``limit`` in path order.
 
     Asks :meth:`labkit.Engine.files`: ``find`` inside on the real backend, the overlay model on the simulator.
@@ -88,7 +91,7 @@ def merged_files(engine: Any, ref: str, under: str = "/", limit: int = 500) -> l
     return engine.files(ref, under)[:limit]
 
 
-def run_action(engine: Any, ref: str, action: str, path: str) -> Result:
+def run_action(engine: Engine, ref: str, action: str, path: str) -> Result:
     """Do ``action`` to ``path`` inside the container; time it; collect the layer steps it caused."""
     if action not in ACTIONS:
         raise InvalidArgument(f"unknown action {action!r}", f"Use one of: {', '.join(ACTIONS)}")
@@ -117,7 +120,7 @@ class CopyUpExplorer:
         results: Every action run so far, oldest first.
     """
 
-    def __init__(self, engine: Any, ref: str, under: str = "/", remake: Callable[[], Any] | None = None) -> None:
+    def __init__(self, engine: Engine, ref: str, under: str = "/", remake: Callable[[], Any] | None = None) -> None:
         import ipywidgets as W
 
         self.engine = engine

@@ -26,11 +26,14 @@ from __future__ import annotations
 import os
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from labkit.errors import InvalidArgument, NoSuchContainer
 from labkit.model.overlay import LayerContents, Served
 from labkit.viz import palette as P
+
+if TYPE_CHECKING:
+    from labkit.engine import Engine
 
 #: Upper-dir entry kinds the pictures tell apart.
 COPY_UP, ADDED, WHITEOUT, OPAQUE = "copy-up", "add", "whiteout", "opaque"
@@ -238,7 +241,7 @@ def classify(path: str, kind: str, size: int, opaque: bool, below: Mapping[str, 
 
 # -- 2a. the engine's state ----------------------------------------------------------------------
 
-def gather(engine: Any, refs: Sequence[str], path: str | None = None) -> LayerScene:
+def gather(engine: Engine, refs: Sequence[str], path: str | None = None) -> LayerScene:
     """The scene for containers (or one image) from the engine's state.
 
     Reads the image's layers from the image store (role from the image history,
@@ -560,7 +563,7 @@ def _mark_serving(ax: Any, sc: LayerScene, w: Writable, left: float, right: floa
             fontweight="bold", color=P.SERVES, family=P.FONT, zorder=6)
 
 
-def picture(engine: Any, *refs: str, path: str | None = None) -> Any:
+def picture(engine: Engine, *refs: str, path: str | None = None) -> Any:
     """Gather and draw in one call: ``picture(lab, "web1", "web2", path="/app/server.js")``."""
     return draw(gather(engine, list(refs), path))
 

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from labkit.model.lifecycle import (
     TRANSITIONS,
@@ -31,6 +31,9 @@ from labkit.model.lifecycle import (
     Verb,
 )
 from labkit.viz import palette as P
+
+if TYPE_CHECKING:
+    from labkit.engine import Engine
 
 S = Status
 
@@ -325,7 +328,7 @@ def _edge_of(centre: tuple[float, float], towards: tuple[float, float]) -> tuple
     return x + t * dx, y + t * dy
 
 
-def gather(engine: Any, ref: str) -> Status:
+def gather(engine: Engine, ref: str) -> Status:
     """The container's status now (``deleted`` when it no longer exists)."""
     from labkit.errors import NoSuchContainer
 
@@ -335,7 +338,7 @@ def gather(engine: Any, ref: str) -> Status:
         return Status.DELETED
 
 
-def picture(engine: Any, ref: str, all_statuses: bool = False) -> Any:
+def picture(engine: Engine, ref: str, all_statuses: bool = False) -> Any:
     """The diagram with ``ref``'s current status highlighted (NoSuchContainer if there is no ``ref``)."""
     return draw(Status(engine.inspect(ref)["State"]["Status"]), all_statuses=all_statuses, name=ref)
 
@@ -355,7 +358,7 @@ class LifecycleWidget:
         exec_command: What the ``exec`` button runs.
     """
 
-    def __init__(self, engine: Any, ref: str, stop_timeout: float = 2.0,
+    def __init__(self, engine: Engine, ref: str, stop_timeout: float = 2.0,
                  exec_command: Sequence[str] = ("true",)) -> None:
         import ipywidgets as W
 

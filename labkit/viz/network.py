@@ -23,11 +23,14 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from labkit.errors import InvalidArgument
 from labkit.model.views import Interface, NetworkView, parse_ip
 from labkit.viz import palette as P
+
+if TYPE_CHECKING:
+    from labkit.engine import Engine
 
 #: How many of the host's other interfaces (not lo, labkit's bridge or the container's veth) are listed.
 OTHERS_SHOWN = 3
@@ -107,7 +110,7 @@ def view(info: Mapping[str, Any], seen: NetworkView, subnet: str = "") -> NetVie
     )
 
 
-def gather(engine: Any, ref: str) -> NetView:
+def gather(engine: Engine, ref: str) -> NetView:
     """Read ``inspect``, the network's subnet and both sides' interfaces for a running container.
 
     Raises:
@@ -251,7 +254,7 @@ def draw(v: NetView) -> Any:
     return fig
 
 
-def picture(engine: Any, ref: str) -> Any:
+def picture(engine: Engine, ref: str) -> Any:
     """Gather and draw in one call."""
     return draw(gather(engine, ref))
 

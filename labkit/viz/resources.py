@@ -13,9 +13,12 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from labkit.viz import palette as P
+
+if TYPE_CHECKING:
+    from labkit.engine import Engine
 
 #: The y axis reaches this many times the limit: room above the limit line for its label and the OOM badge.
 HEADROOM = 1.32
@@ -73,7 +76,7 @@ def usage(name: str, samples: Iterable[Sample | Mapping[str, Any] | tuple[float,
                  oom_at, exit_code)
 
 
-def sample(engine: Any, ref: str, seconds: float = 5.0, interval: float = 0.05) -> Usage:
+def sample(engine: Engine, ref: str, seconds: float = 5.0, interval: float = 0.05) -> Usage:
     """Read a running container's counters every ``interval`` seconds until it exits or ``seconds`` pass.
 
     The counters and the clock come from :meth:`labkit.Engine.meter`: on the real
@@ -181,7 +184,7 @@ def _in_right_half(ts: list[float], oom_at: float | None) -> bool:
     return hi == lo or (oom_at - lo) / (hi - lo) >= 0.5
 
 
-def picture(engine: Any, ref: str, seconds: float = 5.0) -> Any:
+def picture(engine: Engine, ref: str, seconds: float = 5.0) -> Any:
     """Sample for up to ``seconds``, then draw."""
     return draw(sample(engine, ref, seconds))
 

@@ -19,7 +19,7 @@ into words (:func:`view`) is pure.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from labkit.errors import InvalidArgument
 from labkit.model.views import (
@@ -32,6 +32,9 @@ from labkit.model.views import (
     parse_nspid,
 )
 from labkit.viz import palette as P
+
+if TYPE_CHECKING:
+    from labkit.engine import Engine
 
 
 @dataclass(frozen=True)
@@ -90,7 +93,7 @@ def view(name: str, seen: ProcessView) -> WallsView:
     return WallsView(name, host_side, in_side)
 
 
-def gather(engine: Any, ref: str) -> WallsView:
+def gather(engine: Engine, ref: str) -> WallsView:
     """Both sides for a running container, as its backend reports them (:meth:`Engine.process_view`).
 
     Raises:
@@ -170,7 +173,7 @@ def draw(v: WallsView) -> Any:
 VERMILLION_TEXT = P.VERMILLION
 
 
-def picture(engine: Any, ref: str) -> Any:
+def picture(engine: Engine, ref: str) -> Any:
     """Gather and draw in one call."""
     return draw(gather(engine, ref))
 
