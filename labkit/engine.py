@@ -638,9 +638,7 @@ class Engine:
                                   "Use one or the other: --rm removes the container when it exits, "
                                   "--restart starts it again")
         security = _seccomp.parse_security_opts(security_opt or (), _read_text)
-        profile = _seccomp.seccomp_profile(security)
-        if profile is not None:  # a profile that cannot work is refused now, not when the container starts
-            _seccomp.resolve(profile, (), platform.machine())
+        _seccomp.check_security_opts(security, platform.machine())  # refused now, not when it starts
         ep = tuple(entrypoint if entrypoint is not None else (icfg.get("Entrypoint") or ()))
         cmd = tuple(command if command else (() if entrypoint is not None and not command else icfg.get("Cmd") or ()))
         if not ep and not cmd:
@@ -691,7 +689,7 @@ class Engine:
                 console_size=tuple(console_size or (0, 0)),  # type: ignore[arg-type]
             )
             record = ContainerRecord(config)
-            self.store.set_name(name, cid)  # claimed first: see Store.names
+            self.store.set_name(name, cid, taken)  # claimed first: see Store.names
             self.backend.create(record, img)
             self.store.create(record)
         container = Container(self, cid, name)
@@ -967,8 +965,7 @@ class Engine:
                 self._save(rec.with_state(status=Status.REMOVING))
             self.backend.remove(rec)
             with self.store.locked():
-                self.store.delete(rec.id)
-                self.store.drop_name(rec.name, rec.id)
+                self.store.delete(rec.id)  # its name is free from now on (Store.names)
         self._left_bridge(rec)
         if volumes:
             for m in rec.config.mounts:

@@ -251,6 +251,7 @@ class Store:
 
     def __init__(self, root: str | Path) -> None:
         self.root = Path(root)
+        self._paths: dict[tuple[str, str], Path] = {}
         self._held: set[str] = set()  # containers this process holds an intent on
         self._locking = threading.local()  # how deep this thread is in locked()
         self.root.mkdir(mode=root_mode(), parents=True, exist_ok=True)
@@ -272,14 +273,26 @@ class Store:
         return discard(path, self.root / "tmp")
 
     # -- paths ---------------------------------------------------------------
+    # A verb asks for the same few paths dozens of times, and each pathlib join parses its parts
+    # again: the paths of recent containers are kept (they never change for an id).
+    def _path(self, kind: str, cid: str) -> Path:
+        key = (kind, cid)
+        path = self._paths.get(key)
+        if path is None:
+            if len(self._paths) > 4096:
+                self._paths.clear()
+            sub, name = ("containers", cid) if kind == "c" else ("overlay", cid if kind == "l" else f"{cid}-init")
+            path = self._paths[key] = self.root / sub / name
+        return path
+
     def container_dir(self, cid: str) -> Path:
-        return self.root / "containers" / cid
+        return self._path("c", cid)
 
     def layer_dir(self, cid: str) -> Path:
-        return self.root / "overlay" / cid
+        return self._path("l", cid)
 
     def init_dir(self, cid: str) -> Path:
-        return self.root / "overlay" / f"{cid}-init"
+        return self._path("i", cid)
 
     def volume_dir(self, name: str) -> Path:
         return self.root / "volumes" / name
@@ -449,6 +462,10 @@ class Store:
 
         A name is claimed here before its container's record is written, so a process
         killed in between leaves a name pointing at no container: such a name is free.
+        ``rm`` leaves its name in the file for the same reason: the name of a container that
+        is gone is free, and the next :meth:`set_name` writes the file without it (one
+        rewrite per container instead of two: replacing a file makes ext4 start writing
+        its data out at once, its ``auto_da_alloc`` safeguard).
         Reading one small file keeps ``create`` and name lookups fast with many containers.
         """
         index = read_json(self.root / "names.json")
@@ -462,15 +479,9 @@ class Store:
         return {name: cid for name, cid in index.items() if self.container_dir(cid).exists()
                 or (self.root / "tmp" / f"c-{cid}").exists()}
 
-    def set_name(self, name: str, cid: str) -> None:
-        """Record ``name`` as ``cid``'s (call with :meth:`locked` held)."""
-        index = self.names()
+    def set_name(self, name: str, cid: str, names: dict[str, str] | None = None) -> None:
+        """Record ``name`` as ``cid``'s (call with :meth:`locked` held; ``names``: :meth:`names` read under it)."""
+        index = dict(self.names() if names is None else names)
         index[name] = cid
         write_json(self.root / "names.json", index)
 
-    def drop_name(self, name: str, cid: str) -> None:
-        """Forget ``name`` if it is still ``cid``'s (call with :meth:`locked` held)."""
-        index = self.names()
-        if index.get(name) == cid:
-            del index[name]
-            write_json(self.root / "names.json", index)

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import builtins
 import contextlib
+import copy
 import fcntl
 import hashlib
 import json
@@ -35,6 +36,7 @@ import tempfile
 import time
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 from labkit.errors import AmbiguousReference, BuildFailed, Conflict, InvalidArgument, NoSuchImage
 from labkit.images import oci, tree
@@ -263,6 +265,8 @@ class ImageStore:
         # no other user lists or enters any of it (labkit.store.PRIVATE_DIR).
         for sub in ("layers", "images", "tmp"):
             os.makedirs(os.path.join(self.root, sub), mode=0o700, exist_ok=True)
+        # image id -> (its config file's identity, the parsed config, its layers): see _load
+        self._parsed: dict[str, tuple[tuple[int, int, int], dict[str, Any], tuple[Layer, ...]]] = {}
 
     # -- paths and small atomic helpers -------------------------------------------------
 
@@ -472,26 +476,36 @@ class ImageStore:
         return self._load(image_id)
 
     def _load(self, image_id: str, tags: Mapping[str, str] | None = None) -> Image:
-        with open(self._image_file(image_id), "rb") as f:
-            doc = json.load(f)
+        # An image's config and layers never change under its id (content-addressed): what was parsed
+        # once is kept while the file is the same one (a start reads its image three times). Tags do
+        # change, and are read each time.
+        path = self._image_file(image_id)
+        st = os.stat(path)
+        seen = (st.st_ino, st.st_mtime_ns, st.st_size)
+        parsed = self._parsed.get(image_id)
+        if parsed is None or parsed[0] != seen:
+            with open(path, "rb") as f:
+                doc = json.load(f)
+            hist = tuple(doc.get("history", ()))
+            layer_hist = [h for h in hist if not h.get("empty_layer")]
+            diff_ids = doc["rootfs"]["diff_ids"]
+            if len(layer_hist) != len(diff_ids):
+                layer_hist = [{}] * len(diff_ids)
+            layers = tuple(
+                self.layer(d, h.get("created_by", ""), h.get("comment", ""))
+                for d, h in zip(diff_ids, layer_hist, strict=True)
+            )
+            parsed = self._parsed[image_id] = (seen, doc, layers)
+        _, doc, layers = parsed
         tags = self._tags() if tags is None else tags
-        hist = tuple(doc.get("history", ()))
-        layer_hist = [h for h in hist if not h.get("empty_layer")]
-        diff_ids = doc["rootfs"]["diff_ids"]
-        if len(layer_hist) != len(diff_ids):
-            layer_hist = [{}] * len(diff_ids)
-        layers = tuple(
-            self.layer(d, h.get("created_by", ""), h.get("comment", ""))
-            for d, h in zip(diff_ids, layer_hist, strict=True)
-        )
         return Image(
             id=image_id,
             repo_tags=tuple(sorted(t for t, i in tags.items() if i == image_id)),
             created=doc["created"],
             layers=layers,
-            config=doc["config"],
+            config=copy.deepcopy(doc["config"]),  # the caller's own, as a fresh parse gave it
             size=sum(layer.size for layer in layers),
-            history=hist,
+            history=tuple(doc.get("history", ())),
         )
 
     def _ids(self) -> list[str]:

@@ -45,7 +45,7 @@ from labkit.errors import (
 )
 from labkit.images.base import ensure_busybox
 from labkit.images.store import Image, ImageStore
-from labkit.linux import capabilities, cgroups, devices, overlay, process, rootless, seccomp, supervisor
+from labkit.linux import capabilities, cgroups, devices, overlay, process, rootless, seccomp, supervisor, syscalls
 from labkit.linux import console as terminal
 from labkit.model import events
 from labkit.model.container import ContainerRecord, now_rfc3339
@@ -149,11 +149,15 @@ class LinuxBackend:
         overlay.prepare(layers, self.store.init_dir(record.id), self._placeholders(record))
         self.emit(events.create_layer(layers.upper), record.id)
 
-    def _write_etc(self, cdir: Path, record: ContainerRecord) -> dict[str, str]:
-        """The per-container /etc files, bind-mounted over the init layer's placeholders."""
+    def _write_etc(self, cdir: Path, record: ContainerRecord, info: dict | None) -> dict[str, str]:  # type: ignore[type-arg]
+        """The per-container /etc files, bind-mounted over the init layer's placeholders.
+
+        Each is written once: rewriting a file ext4 has not written out yet makes it start
+        writing it out at once (``auto_da_alloc``).
+        """
         files = {
             "hostname": record.config.hostname + "\n",
-            "hosts": HOSTS,  # rewritten with the container's address by _write_hosts
+            "hosts": self._hosts(info),
             "resolv.conf": _host_resolv_conf(),
         }
         for name, text in files.items():
@@ -167,7 +171,7 @@ class LinuxBackend:
         base = self.store.root / "containers"
         for cid in os.listdir(base):
             info = read_json(base / cid / "network.json")
-            if info and os.path.ismount(info["Sandbox"]) and (network is None or info["Network"] == network):
+            if info and syscalls.is_mountpoint(info["Sandbox"]) and (network is None or info["Network"] == network):
                 out.append(info)
         return out
 
@@ -265,18 +269,17 @@ class LinuxBackend:
             self.emit(events.network_subnet_moved(name, old, hit, cfg["Subnet"]), cid)
         return rec
 
-    def _write_hosts(self, cdir: Path, info: dict | None) -> None:  # type: ignore[type-arg]
-        """/etc/hosts: localhost, the container's own address and, on a user network, every peer by name."""
+    def _hosts(self, info: dict | None) -> str:  # type: ignore[type-arg]
+        """/etc/hosts: localhost, the container's own address and, on a user network, every peer by name;
+        each peer's /etc/hosts learns the container's name."""
         text = HOSTS
         if info is None:
-            (cdir / "hosts").write_text(text)
-            return
+            return text
         text += f"{info['IPAddress']}\t{info['Hostname']}\n"
         peers = [] if info["Network"] == "bridge" else [
             e for e in self._endpoints(info["Network"]) if e["Sandbox"] != info["Sandbox"]]
         for peer in peers:
             text += f"{peer['IPAddress']}\t{peer['Name']}\n"
-        (cdir / "hosts").write_text(text)
         for peer in peers:  # they learn the newcomer's name; written in place: the bind mount pins the inode
             hosts = Path(peer["Sandbox"]).parent / "hosts"
             try:
@@ -287,6 +290,7 @@ class LinuxBackend:
                         f.write(line)
             except OSError:
                 continue
+        return text
 
     def drop_bridge(self, network: dict[str, Any]) -> None:
         """Delete a network's bridge interface if no live container is plugged into it."""
@@ -327,7 +331,7 @@ class LinuxBackend:
         if info.get("Driver") in rootless.USER_NETWORK_DRIVERS:
             return (process.read_exit(str(self.store.container_dir(record.id))) is None
                     and process.alive(record.state.pid, record.state.pid_start_time) and rootless.helper_running(info))
-        return os.path.ismount(info["Sandbox"])
+        return syscalls.is_mountpoint(info["Sandbox"])
 
     def start(self, record: ContainerRecord, image: Image, console: socket.socket | None = None) -> Launched:
         cdir = self.store.container_dir(record.id)
@@ -366,8 +370,7 @@ class LinuxBackend:
             argv = [INIT_PATH, "--", *argv]
         cdir = self.store.container_dir(record.id)
         (cdir / "exit.json").unlink(missing_ok=True)
-        etc = self._write_etc(cdir, record)
-        self._write_hosts(cdir, info)
+        etc = self._write_etc(cdir, record, info)
         slirp = info if info is not None and info.get("Driver") in rootless.USER_NETWORK_DRIVERS else None
         if slirp is not None:
             (cdir / "resolv.conf").write_text(rootless.slirp_resolv_conf(_host_resolv_conf()))
@@ -531,10 +534,10 @@ class LinuxBackend:
         cdir = self.store.container_dir(record.id)
         found = False
         merged = self._layers(record, []).merged
-        if not self.rootless and os.path.ismount(merged):
+        if not self.rootless and syscalls.is_mountpoint(merged):
             overlay.umount(self._layers(record, []))
             found = True
-        if os.path.ismount(cdir / "netns"):
+        if syscalls.is_mountpoint(cdir / "netns"):
             from labkit.linux import network as net
 
             net.drop_netns(str(cdir / "netns"))
@@ -754,7 +757,7 @@ class LinuxBackend:
             rootless.stop_helper(read_json(self.store.container_dir(record.id) / "network.json"))
         overlay.umount(overlay.layers_for(layer_root, self.store.init_dir(record.id), []))
         sandbox = self.store.container_dir(record.id) / "netns"
-        if os.path.ismount(sandbox):  # a supervisor too slow to unpin it: do it here, before the dir goes
+        if syscalls.is_mountpoint(sandbox):  # a supervisor too slow to unpin it: do it here, before the dir goes
             from labkit.linux import network as net
 
             net.drop_netns(str(sandbox))

@@ -24,7 +24,10 @@ The rules are set in two ways, and the kernel applies both wherever both exist:
   to allow, 0 to deny. :func:`program` assembles it from the same rules, in the
   shape runc's ``devicefilter.go`` gives it, and :func:`attach` loads it with
   bpf(2) ``BPF_PROG_LOAD`` and attaches it to the group with ``BPF_PROG_ATTACH``.
-  The attachment lives as long as the group: removing the group frees it.
+  The attachment lives as long as the group: removing the group frees it. A
+  process loads each set of rules once and attaches that one program to every
+  group it makes (the kernel counts the references, kernel/bpf/cgroup.c): the
+  verifier runs once per engine, not once per container.
 
 Rootless containers need neither: mknod(2) of a device requires CAP_MKNOD in the
 *initial* user namespace (mknod(2), user_namespaces(7)), which a user namespace
@@ -38,6 +41,7 @@ import errno
 import os
 import platform
 import struct
+import threading
 from dataclasses import dataclass
 
 __all__ = ["DOCKER_DEFAULT", "MECHANISMS", "Rule", "attach", "attached", "program", "v1_lines"]
@@ -221,27 +225,57 @@ def _load(code: bytes) -> int:
     raise AssertionError("unreachable")
 
 
-def attach(group_dir: str, rules: tuple[Rule, ...] = DOCKER_DEFAULT) -> None:
-    """Load :func:`program` and attach it to the cgroup v2 group ``group_dir`` (BPF_CGROUP_DEVICE).
+_loaded: dict[tuple[Rule, ...], int] = {}  # rules -> the fd of their program, loaded by this process
+_loading = threading.Lock()
 
-    The group holds the program from then on; the fds are closed here.
+
+def _program_fd(rules: tuple[Rule, ...]) -> int:
+    """The fd of :func:`program` for ``rules``, loaded (and verified) on first use and kept open.
+
+    The fd is close-on-exec (bpf(2) makes every fd it returns so): a forked worker shares it,
+    an exec'd helper never holds it.
+    """
+    with _loading:
+        fd = _loaded.get(rules)
+        if fd is None:
+            fd = _loaded[rules] = _load(program(rules))
+        return fd
+
+
+def attach(group_dir: str, rules: tuple[Rule, ...] = DOCKER_DEFAULT) -> None:
+    """Attach :func:`program` for ``rules`` to the cgroup v2 group ``group_dir`` (BPF_CGROUP_DEVICE).
+
+    The group holds a reference to the program from then on; the program is loaded once per
+    process (:func:`_program_fd`).
 
     Raises:
         OSError: The kernel refused: EPERM without CAP_SYS_ADMIN/CAP_BPF, EINVAL
             or ENOSYS on a kernel without cgroup BPF (CONFIG_CGROUP_BPF).
     """
-    prog = _load(program(rules))
+    group = os.open(group_dir, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
     try:
-        group = os.open(group_dir, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
         try:
-            attr = ctypes.create_string_buffer(_ATTR_SIZE)
-            # target_fd, attach_bpf_fd, attach_type, attach_flags (union bpf_attr, BPF_PROG_ATTACH)
-            struct.pack_into("<IIII", attr, 0, group, prog, _BPF_CGROUP_DEVICE, _BPF_F_ALLOW_MULTI)
-            _bpf(_BPF_PROG_ATTACH, attr)
-        finally:
-            os.close(group)
+            _attach(group, _program_fd(rules))
+        except OSError as error:
+            if error.errno != errno.EINVAL:
+                raise
+            # A group left by a crash and made again may hold this very program already, and the
+            # kernel refuses the same program twice on one group (EINVAL, kernel/bpf/cgroup.c,
+            # find_attach_entry): attach a copy of its own, as a process that never loaded it would.
+            prog = _load(program(rules))
+            try:
+                _attach(group, prog)
+            finally:
+                os.close(prog)
     finally:
-        os.close(prog)
+        os.close(group)
+
+
+def _attach(group: int, prog: int) -> None:
+    attr = ctypes.create_string_buffer(_ATTR_SIZE)
+    # target_fd, attach_bpf_fd, attach_type, attach_flags (union bpf_attr, BPF_PROG_ATTACH)
+    struct.pack_into("<IIII", attr, 0, group, prog, _BPF_CGROUP_DEVICE, _BPF_F_ALLOW_MULTI)
+    _bpf(_BPF_PROG_ATTACH, attr)
 
 
 def attached(group_dir: str) -> int:

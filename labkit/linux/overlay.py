@@ -91,12 +91,9 @@ class Layers:
 
 def layers_for(layer_root: Path, init_root: Path, image_lowers: list[str]) -> Layers:
     """The paths of a container's layers (nothing is created)."""
-    return Layers(
-        lowers=(str(init_root / "diff"), *image_lowers),
-        upper=str(layer_root / "diff"),
-        work=str(layer_root / "work"),
-        merged=str(layer_root / "merged"),
-    )
+    layer, init = os.fspath(layer_root), os.fspath(init_root)  # plain strings: a verb asks for these often
+    return Layers(lowers=(f"{init}/diff", *image_lowers), upper=f"{layer}/diff", work=f"{layer}/work",
+                  merged=f"{layer}/merged")
 
 
 def prepare(layers: Layers, init_root: Path, placeholders: tuple[str, ...] = ()) -> None:
@@ -134,7 +131,7 @@ def mount(layers: Layers) -> None:
     with EXDEV and chmod copies data too on every host, as the lessons (and
     :mod:`labkit.model.overlay`) say, and a writable layer can become an image layer as it is.
     """
-    if os.path.ismount(layers.merged):
+    if syscalls.is_mountpoint(layers.merged):
         return
     options = mount_options(layers)
     if len(options.encode()) < MOUNT_DATA_MAX:
@@ -179,7 +176,7 @@ def mount_options(layers: Layers, userxattr: bool = False) -> str:
 
 def umount(layers: Layers) -> None:
     """Unmount ``merged`` if mounted (MNT_DETACH: a lazy unmount never fails on a busy mount)."""
-    if os.path.ismount(layers.merged):
+    if syscalls.is_mountpoint(layers.merged):
         syscalls.umount2(layers.merged, syscalls.MNT_DETACH)
 
 
@@ -191,7 +188,7 @@ def remove(layer_root: Path, init_root: Path, discard: Callable[[Path], object] 
     """
     for root in (layer_root, init_root):
         merged = root / "merged"
-        if os.path.ismount(merged):
+        if syscalls.is_mountpoint(merged):
             syscalls.umount2(str(merged), syscalls.MNT_DETACH)
         if discard is not None:
             discard(root)

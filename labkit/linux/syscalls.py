@@ -105,3 +105,21 @@ def unshare(flags: int) -> None:
 def setns(fd: int, nstype: int = 0) -> None:
     """Join the namespace that the open ``/proc/PID/ns/*`` file ``fd`` names; see setns(2)."""
     _check(_libc.setns(fd, nstype), f"setns({fd}, {nstype:#x})")
+
+
+def is_mountpoint(path: str | os.PathLike[str]) -> bool:
+    """Whether something is mounted on ``path``: its device differs from its parent's (or it is its parent).
+
+    What :func:`os.path.ismount` answers, without the realpath(3) walk it does to find the parent
+    (an lstat(2) of every component): the paths labkit asks about are its own, with no symlink in
+    them, so the parent is the path's own directory part. Two lstat(2)s in all.
+    """
+    path = os.fspath(path).rstrip("/") or "/"
+    try:
+        st = os.lstat(path)
+        if (st.st_mode & 0o170000) == 0o120000:  # a symlink is never a mountpoint (S_ISLNK)
+            return False
+        parent = os.lstat(os.path.dirname(path) or "/")
+    except (OSError, ValueError):
+        return False
+    return st.st_dev != parent.st_dev or st.st_ino == parent.st_ino

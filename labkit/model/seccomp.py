@@ -33,6 +33,7 @@ It does no I/O: a profile file is read by whoever calls
 
 from __future__ import annotations
 
+import functools
 import json
 from collections.abc import Callable, Collection, Iterable, Mapping
 from dataclasses import dataclass
@@ -507,6 +508,23 @@ def parse_security_opts(values: Iterable[str], read: Callable[[str], str]) -> tu
                                   "The profile must be JSON in Docker's format") from None
         kept.append(f"seccomp={compact}")
     return tuple(kept)
+
+
+@functools.lru_cache(maxsize=64)
+def check_security_opts(security_opts: tuple[str, ...], machine: str) -> None:
+    """Refuse (parsed) options whose profile Docker would refuse on ``machine``; quiet otherwise.
+
+    A profile that cannot work is refused when the container is made, not when it starts. The
+    options are a container's whole seccomp choice and this module does no I/O, so a choice seen
+    once is known good: the next container with it (nearly always Docker's default profile) costs
+    a dictionary lookup instead of resolving some 400 rules again. Refusals are not remembered.
+
+    Raises:
+        InvalidArgument: As :func:`resolve`.
+    """
+    profile = seccomp_profile(security_opts)
+    if profile is not None:
+        resolve(profile, (), machine)
 
 
 def seccomp_profile(security_opts: Iterable[str]) -> dict[str, Any] | None:

@@ -294,6 +294,26 @@ def test_killed_mid_run_is_undone_by_the_next_ps(engine):
     assert not os.path.exists(merged)
 
 
+def test_an_exited_containers_overlay_is_gone_when_wait_returns_and_its_write_out_ends_soon_after(engine):
+    """When an attached run returns, the overlay is out of the mount table; the process that holds its last
+    reference while the kernel writes the upper layer out (labkit-unmount) ends within seconds; the layer mounts
+    again on the next start, with what the first run wrote."""
+    c = engine.run("busybox", ["sh", "-c", "echo kept > /f"])
+    merged = c.inspect()["GraphDriver"]["Data"]["MergedDir"]
+    with open("/proc/self/mountinfo") as f:
+        assert merged not in f.read()
+
+    def holders() -> list[str]:
+        out = subprocess.run(["ps", "-eo", "comm=,args="], capture_output=True, text=True).stdout
+        return [line for line in out.splitlines() if line.startswith("labkit-unmount") and c.id in line]
+
+    assert wait_for(lambda: not holders(), timeout=10), holders()
+    engine.start(c.id)
+    assert engine.wait(c.id, timeout=10) == 0
+    assert (Path(c.inspect()["GraphDriver"]["Data"]["UpperDir"]) / "f").read_text() == "kept\n"
+    c.remove()
+
+
 def test_run_rm_removes_after_exit(engine):
     """--rm removes the container once it exits; an attached run still reports its output and exit code."""
     c = engine.run("busybox", ["sh", "-c", "echo bye; exit 4"], auto_remove=True)

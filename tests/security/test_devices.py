@@ -14,6 +14,7 @@ container run without rules shows the attack works there, so these tests can fai
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import stat
@@ -194,3 +195,25 @@ def test_a_rootless_container_cannot_make_a_device_node(learner, devprobe):
     assert (got["backend"], got["code"]) == ("rootless", 0)
     assert answers(got["logs"]) == {"mknod:/tmp/kmsg:c:1:11": "EPERM", "mknod:/tmp/zram:b:253:0": "EPERM",
                                     "write:/dev/null:x": "ok"}
+
+
+def test_one_program_serves_every_group_and_a_group_holding_it_gets_its_own(backend):
+    """The device program is loaded once per process and attached to each new group; a group that holds that very
+    program already (a container's group made again after a crash, in the same engine) is given a copy of its own,
+    since the kernel refuses one program twice on a group: both attach, and the rules hold on each."""
+    assert backend.layout.unified is not None
+    parent = tempfile.mkdtemp(prefix="labkit-test-devices-", dir=backend.layout.unified)
+    made = [os.path.join(parent, name) for name in ("a", "b")]
+    try:
+        program = devices._program_fd(devices.DOCKER_DEFAULT)
+        for group in made:
+            os.mkdir(group)
+            devices.attach(group)
+        assert devices._program_fd(devices.DOCKER_DEFAULT) == program, "one program, loaded once"
+        assert [devices.attached(group) for group in made] == [1, 1]
+        devices.attach(made[0])  # the same group again: not refused
+        assert devices.attached(made[0]) == 2
+    finally:
+        for group in [*reversed(made), parent]:
+            with contextlib.suppress(FileNotFoundError):
+                os.rmdir(group)
