@@ -30,12 +30,14 @@ def _read(path: str) -> str | None:
         return None
 
 
-def checks(networks: list[dict[str, Any]] | None = None) -> list[dict[str, Any]]:
+def checks(networks: list[dict[str, Any]] | None = None, shim_dir: str | None = None) -> list[dict[str, Any]]:
     """Every check, in the order a learner should read them.
 
     Args:
         networks: The state root's network records (``network ls``), when a root
             backend runs: their saved subnets are checked against the host's too.
+        shim_dir: Where the real backend keeps its compiled supervisor (``ROOT/bin``);
+            by default the one of the state root the real backend would use here.
     """
     out = []
     root = os.geteuid() == 0
@@ -102,17 +104,7 @@ def checks(networks: list[dict[str, Any]] | None = None) -> list[dict[str, Any]]
         "The base image 'busybox' is built from it, offline." if bb
         else "The base image will be assembled from this host's own programs and libraries instead.",
     ))
-    from labkit.linux import supervisor
-
-    cc = supervisor.compiler_on_path()  # the ones the shim is built with, where it looks
-    out.append(_check(
-        "C compiler", bool(cc), cc or "not found",
-        "Containers are started and supervised by small C programs, built on first use: each running "
-        "container keeps a supervisor of about 1 MB, and a start takes about as long as crun's."
-        if cc else "Real containers cannot start here, because labkit builds the small C program that starts "
-        "them (labkit-shim) on first use: install a compiler (apt-get install gcc libc6-dev), or use the "
-        "simulator (labkit --backend sim).",
-    ))
+    out.append(_compiler_check(shim_dir))
     from labkit import server
 
     engine_pid = server.running()
@@ -134,6 +126,35 @@ def checks(networks: list[dict[str, Any]] | None = None) -> list[dict[str, Any]]
         else "The lesson's frontend-app image uses a busybox stand-in for node.",
     ))
     return out
+
+
+def _compiler_check(shim_dir: str | None) -> dict[str, Any]:
+    """Whether the supervisor can be had: a C compiler to build it, or one built before (and kept) to use."""
+    from labkit.linux import supervisor
+
+    cc = supervisor.compiler_on_path()  # the ones the shim is built with, where it looks
+    if cc:
+        return _check(
+            "C compiler", True, cc,
+            "Containers are started and supervised by small C programs, built on first use: each running "
+            "container keeps a supervisor of about 1 MB, and a start takes about as long as crun's.")
+    if shim_dir is None:
+        from labkit.backends import default_root
+
+        shim_dir = os.path.join(default_root("linux" if os.geteuid() == 0 else "rootless"), "bin")
+    built = supervisor.built_shim(shim_dir)
+    if built is not None:
+        return _check(
+            "C compiler", True, f"not found; labkit-shim built before: {built}",
+            "Real containers start here with the supervisor labkit compiled earlier (it matches this labkit's "
+            "source). Without a compiler it cannot be built again: after labkit changes, real containers cannot "
+            "start until a compiler is installed (apt-get install gcc libc6-dev)"
+            + ("." if supervisor.built_init(shim_dir) else ", and run --init needs one already."))
+    return _check(
+        "C compiler", False, "not found",
+        "Real containers cannot start here, because labkit builds the small C program that starts "
+        "them (labkit-shim) on first use: install a compiler (apt-get install gcc libc6-dev), or use the "
+        "simulator (labkit --backend sim).")
 
 
 def _seccomp_check() -> dict[str, Any]:

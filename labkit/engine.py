@@ -1461,8 +1461,10 @@ class Engine:
     def doctor(self) -> list[dict[str, Any]]:
         from labkit.doctor import checks
 
-        # The saved subnets are checked against the host's routes where networks are bridges on this host.
-        return checks(self.networks.ls() if self.backend.host_bridges else None)
+        # The saved subnets are checked against the host's routes where networks are bridges on this host;
+        # a real backend's compiled supervisor is looked for in its state root.
+        return checks(self.networks.ls() if self.backend.host_bridges else None,
+                      None if self.backend.simulated else str(self.store.root / "bin"))
 
     # -- internals -------------------------------------------------------------------------------
     def _records(self) -> list[ContainerRecord]:

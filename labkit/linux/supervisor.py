@@ -112,12 +112,25 @@ NO_COMPILER = ("labkit starts real containers with a small C program of its own 
 NO_COMPILER_HINT = "Install one (apt-get install gcc libc6-dev), or use the simulator: labkit --backend sim"
 
 
+def built_shim(shim_dir: str | None = None) -> str | None:
+    """The shim of this labkit's source, if it was compiled into ``shim_dir`` before; else None."""
+    directory = shim_dir or os.environ.get("LABKIT_SHIM_DIR") or DEFAULT_SHIM_DIR
+    binary = _binary("shim", directory, _SHIM_PARTS)[0]
+    return binary if os.access(binary, os.X_OK) else None
+
+
+def built_init(shim_dir: str | None = None) -> str | None:
+    """``labkit-init`` (``run --init``), if it was compiled into ``shim_dir`` before; else None."""
+    directory = shim_dir or os.environ.get("LABKIT_SHIM_DIR") or DEFAULT_SHIM_DIR
+    binary = _binary("init", directory)[0]
+    return binary if os.access(binary, os.X_OK) else None
+
+
 def problem(shim_dir: str | None = None) -> str | None:
     """Why no container can start here for want of the shim (no compiler, none built before), or None."""
     if compiler_on_path():
         return None
-    directory = shim_dir or os.environ.get("LABKIT_SHIM_DIR") or DEFAULT_SHIM_DIR
-    return None if os.access(_binary("shim", directory, _SHIM_PARTS)[0], os.X_OK) else NO_COMPILER
+    return None if built_shim(shim_dir) else NO_COMPILER
 
 
 def command(shim_dir: str | None = None) -> list[str]:

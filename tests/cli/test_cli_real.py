@@ -177,6 +177,31 @@ def test_without_a_compiler_run_create_and_start_refuse_plainly():
         assert lk("--backend", "linux", "rm", "-f", "made-with-cc", compilers=True)[0] == 0
 
 
+def test_without_a_compiler_a_shim_built_before_still_starts_containers_and_doctor_says_so():
+    """With no C compiler but the shim of this labkit built before, containers start (auto picks the real backend)
+    and doctor says that prebuilt shim is used, not that real containers cannot start."""
+    from tests.conftest import state_root
+
+    root = state_root()
+    env = {**os.environ, "LABKIT_ROOT": str(root), "LABKIT_NO_SERVER": "1"}
+
+    def lk(*args: str, compilers: bool = False) -> tuple[int, str, str]:
+        argv = [sys.executable, "-m", "labkit", *args]
+        p = subprocess.run(argv if compilers else _without_compilers(argv), capture_output=True, text=True,
+                           env=env, timeout=120)
+        assert "Traceback" not in p.stderr, p.stderr
+        return p.returncode, p.stdout, p.stderr
+
+    assert lk("--backend", "linux", "run", "--rm", "--network", "none", "busybox", "true", compilers=True)[0] == 0
+    shim = next((root / "bin").glob("labkit-shim-*"))
+    rc, out, _ = lk("doctor")
+    assert rc == 0 and out.startswith("backend: linux"), out
+    assert "Real containers cannot start here" not in out, out
+    assert f"not found; labkit-shim built before: {shim}" in out, out
+    rc, out, err = lk("run", "--rm", "--network", "none", "busybox", "echo", "started")
+    assert (rc, out) == (0, "started\n"), err
+
+
 def test_trace_prints_the_kernels_steps(lk):
     """`labkit trace run …` prints the command's output, then each step: namespaces, overlay, copy-up, whiteout, exit."""
     rc, out, err = lk("trace", "run", "--rm", "--memory", "32m", "busybox", "sh", "-c",
