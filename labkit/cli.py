@@ -1818,15 +1818,34 @@ def _sentence(text: str) -> str:
 
 
 def _os_error_text(error: OSError) -> str:
-    """What went wrong in an OSError, and what to try."""
+    """What went wrong in an OSError, and what to try (:func:`_permission_hint` for a refusal)."""
     import errno
 
     what = error.strerror or str(error)
     if error.filename:
         what = f"{what}: {error.filename}"
     if error.errno in (errno.EPERM, errno.EACCES):
-        return f"{what}; the linux backend needs root: run with sudo, or use --backend sim"
+        euid = os.geteuid()
+        if euid == 0:
+            return f"{what}; {_permission_hint(euid, None)}"
+        from labkit.backends import linux_problem
+
+        return f"{what}; {_permission_hint(euid, linux_problem(rootless=True))}"
     return what
+
+
+def _permission_hint(euid: int, rootless_problem: str | None) -> str:
+    """What to try after the kernel refused something, true for who runs labkit and for this host.
+
+    Root was refused by something sudo cannot lift; a user is told of sudo, and of rootless
+    containers where this host runs them (``rootless_problem`` is None), else of the simulator alone.
+    """
+    if euid == 0:
+        return "labkit runs as root already, so sudo will not help: 'labkit doctor' shows what this host allows"
+    if rootless_problem is None:
+        return ("the linux backend needs root: run with sudo; without root this host runs real containers "
+                "rootless (labkit --backend rootless), or use --backend sim")
+    return "the linux backend needs root: run with sudo, or use --backend sim"
 
 
 def _describe(error: BaseException, command: str | None) -> tuple[str, int]:

@@ -811,14 +811,31 @@ def test_host_unsupported_from_the_factory_is_one_line(engine) -> None:
     )
 
 
-def test_permission_error_says_use_sudo_or_sim(labkit, engine) -> None:
-    """A bare PermissionError becomes one line pointing at sudo or --backend sim."""
+@pytest.mark.parametrize(("euid", "rootless", "advice"), [
+    (1000, "unprivileged user namespaces are off", "the linux backend needs root: run with sudo, or use --backend sim"),
+    (1000, None, "the linux backend needs root: run with sudo; without root this host runs real containers rootless "
+                 "(labkit --backend rootless), or use --backend sim"),
+    (0, None, "labkit runs as root already, so sudo will not help: 'labkit doctor' shows what this host allows"),
+])
+def test_permission_error_advice_is_true_for_the_host(labkit, engine, monkeypatch, euid, rootless, advice) -> None:
+    """A bare PermissionError becomes one line whose advice holds here: sudo for a user (and rootless containers
+    where this host runs them, else the simulator); never sudo for root, whom the kernel refused already."""
+    import labkit.backends as backends
+
+    monkeypatch.setattr(cli.os, "geteuid", lambda: euid)
+    asked: list[bool] = []
+
+    def linux_problem(rootless: bool = False) -> str | None:
+        asked.append(rootless)
+        return problem
+
+    problem = rootless
+    monkeypatch.setattr(backends, "linux_problem", linux_problem)
     engine.fail["ps"] = PermissionError(13, "Permission denied", "/var/lib/labkit")
     r = labkit("ps")
     assert r.code == 1
-    assert r.err == (
-        "labkit: Permission denied: /var/lib/labkit; the linux backend needs root: run with sudo, or use --backend sim\n"
-    )
+    assert r.err == f"labkit: Permission denied: /var/lib/labkit; {advice}\n"
+    assert asked == ([] if euid == 0 else [True]), "a user's advice asks whether rootless containers run here"
 
 
 def test_keyboard_interrupt_is_130(labkit, engine) -> None:
