@@ -115,6 +115,9 @@ class Backend(Protocol):
     def unpause(self, record: ContainerRecord) -> None:
         """Thaw them."""
 
+    def paused(self, record: ContainerRecord) -> bool:
+        """Whether the container's processes are held now (frozen, or stopped where there is no freezer)."""
+
     def exec(self, record: ContainerRecord, argv: list[str], env: list[str], workdir: str,
              stdout: IO[bytes] | int | None, stderr: IO[bytes] | int | None,
              stdin: IO[bytes] | int | None = None, tty: bool = False,

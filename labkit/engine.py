@@ -929,16 +929,18 @@ class Engine:
         """``docker pause``: freeze every process through the cgroup freezer."""
         rec = self._get(ref)
         guard(rec.status, Verb.PAUSE, rec.id, ref)
-        self.backend.pause(rec)
-        self._save(rec.with_state(status=Status.PAUSED))
+        with self.store.intent(rec.id, "pause"):  # killed between the freeze and the save: see _recover
+            self.backend.pause(rec)
+            self._save(self._moved(rec, Verb.PAUSE))
 
     @_verb("unpause")
     def unpause(self, ref: str) -> None:
         """``docker unpause``: thaw them."""
         rec = self._get(ref)
         guard(rec.status, Verb.UNPAUSE, rec.id, ref)
-        self.backend.unpause(rec)
-        self._save(rec.with_state(status=Status.RUNNING))
+        with self.store.intent(rec.id, "unpause"):
+            self.backend.unpause(rec)
+            self._save(self._moved(rec, Verb.UNPAUSE))
 
     @_verb("rm")
     def rm(self, ref: str, force: bool = False, volumes: bool = False) -> None:
@@ -1560,6 +1562,14 @@ class Engine:
             gone = self._moved(rec, Verb.RM_FORCE)
             self._remove(rec)
             return gone
+        if verb in ("pause", "unpause") and rec.status in (Status.RUNNING, Status.PAUSED):
+            # Frozen or thawed, not yet recorded: the record takes what the kernel holds, so that ps never
+            # says Up of a frozen container (nor Paused of a thawed one).
+            frozen = self.backend.paused(rec)
+            if frozen != (rec.status is Status.PAUSED):
+                rec = self._moved(rec, Verb.PAUSE if frozen else Verb.UNPAUSE)
+                self._save(rec)
+            return rec
         if is_running(rec.status) and rec.status is not Status.RESTARTING:
             return rec  # the start had been recorded whole: nothing is half done
         if verb not in ("start", "restart"):

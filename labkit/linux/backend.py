@@ -641,6 +641,15 @@ class LinuxBackend:
             rootless.continue_processes(record.state.pid)
         self.emit(events.freeze(False, by_signal=group is None), record.id)
 
+    def paused(self, record: ContainerRecord) -> bool:
+        try:
+            group = self._group_or_none(record)
+            if group is not None:
+                return group.freeze_requested()  # FREEZING counts: the freeze was asked for and goes on
+        except (NotFound, FileNotFoundError, HostUnsupported):
+            return False
+        return bool(record.state.pid) and rootless.stopped(record.state.pid)
+
     def exec(self, record: ContainerRecord, argv: list[str], env: list[str], workdir: str,
              stdout: IO[bytes] | int | None, stderr: IO[bytes] | int | None,
              stdin: IO[bytes] | int | None = None, tty: bool = False,

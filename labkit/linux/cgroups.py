@@ -693,7 +693,7 @@ class Cgroup:
         container: a v1-frozen task cannot fork, and it acts on the pending
         signal as soon as it thaws.
         """
-        was_frozen = self._freeze_requested()
+        was_frozen = self.freeze_requested()
         kill_file = self._unified("cgroup.kill")
         if sig == signal.SIGKILL and kill_file is not None and self.fs.exists(kill_file):
             self._write(kill_file, "1")
@@ -730,7 +730,7 @@ class Cgroup:
             raise HostUnsupported(f"this host cannot pause containers: {detail}")
         return path
 
-    def _freeze_requested(self) -> bool:
+    def freeze_requested(self) -> bool:
         """Whether a freeze was asked for (even if not yet complete)."""
         try:
             path = self._freezer_file()

@@ -531,6 +531,10 @@ class SimBackend:
             self._step(w, events.freeze(False), record.id)
             advance(w, w.now)
 
+    def paused(self, record: ContainerRecord) -> bool:
+        with self._locked() as w:
+            return bool(self._container(w, record).frozen)
+
     def exec(self, record: ContainerRecord, argv: list[str], env: list[str], workdir: str,
              stdout: IO[bytes] | int | None, stderr: IO[bytes] | int | None,
              stdin: IO[bytes] | int | None = None, tty: bool = False,

@@ -294,6 +294,39 @@ def test_killed_mid_run_is_undone_by_the_next_ps(engine):
     assert not os.path.exists(merged)
 
 
+_CUT_PAUSE = """
+import os, sys, labkit
+lab = labkit.connect(backend="linux", root=sys.argv[1])
+lab._save = lambda rec: os._exit(9)  # killed once the kernel froze (or thawed) it, before its record said so
+getattr(lab, sys.argv[2])(sys.argv[3])
+"""
+
+
+def test_pause_or_unpause_killed_before_its_record_shows_what_the_kernel_holds(engine):
+    """pause killed between the freeze and saving the record: the next ps says Paused (not Up) of the frozen
+    container; unpause killed between the thaw and the save: Up again. unpause and rm -f then work."""
+    c = engine.run("busybox", ["sleep", "60"], detach=True, name="cut-pause")
+    group = engine.backend._group(engine.store.load(c.id))
+
+    def cut(verb: str) -> None:
+        proc = subprocess.run([sys.executable, "-c", _CUT_PAUSE, str(engine.store.root), verb, c.id],
+                              capture_output=True, text=True, timeout=60)
+        assert proc.returncode == 9, proc.stderr
+
+    cut("pause")
+    assert group.frozen()
+    row = [r for r in engine.ps(all=True) if r["Names"] == ["/cut-pause"]][0]
+    assert (row["State"], row["Status"].endswith("(Paused)")) == ("paused", True), row
+    cut("unpause")
+    assert not group.freeze_requested()
+    row = [r for r in engine.ps(all=True) if r["Names"] == ["/cut-pause"]][0]
+    assert (row["State"], row["Status"].startswith("Up"), "Paused" in row["Status"]) == ("running", True, False), row
+    engine.pause(c.id)
+    engine.unpause(c.id)
+    assert c.status == "running" and not group.freeze_requested()
+    engine.rm(c.id, force=True)
+
+
 def test_an_exited_containers_overlay_is_gone_when_wait_returns_and_its_write_out_ends_soon_after(engine):
     """When an attached run returns, the overlay is out of the mount table; the process that holds its last
     reference while the kernel writes the upper layer out (labkit-unmount) ends within seconds; the layer mounts
