@@ -133,7 +133,8 @@ class _Resizes:
 
     def drain(self) -> bool:
         """Read what announced a change; False when the ``labkit`` command has gone (end of file)."""
-        assert self.fd is not None
+        if self.fd is None:
+            return True
         try:
             return bool(os.read(self.fd, 256))
         except BlockingIOError:

@@ -550,8 +550,10 @@ def _exec_tty(shim: list[str], pid: int, argv: Sequence[str], env: Sequence[str]
         os.close(attach)
     detached = False
     try:
-        failure = _read_all(error_r)
-        os.close(error_r)
+        try:
+            failure = _read_all(error_r)
+        finally:
+            os.close(error_r)
         if not failure:
             detached = console.relay(ours, stdin, stdout, detach_keys)
     except BaseException:

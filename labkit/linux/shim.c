@@ -927,6 +927,8 @@ int main(int argc, char **argv)
                 continue;
             if (fds[k++].revents && !pump(&streams[i])) {
                 close(streams[i].fd);
+                if (streams[i].fd == console.master)
+                    console.master = -1; /* no more input for it either */
                 streams[i].fd = -1;
             }
         }
