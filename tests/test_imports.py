@@ -27,11 +27,6 @@ PACKAGE = Path(__file__).resolve().parent.parent / "labkit"
 #: A circle is allowed while it stays within one of these sets. Delete an entry as soon as its
 #: circle is gone (``test_allowed_circles_still_exist`` says when): the list must end empty.
 ALLOWED_CIRCLES: dict[str, frozenset[str]] = {
-    # The simulator's shell split into rooms (sh_syntax, shell, busybox, programs, procfs).
-    "sim: the kernel, the shell and /proc import each other": frozenset({
-        "labkit.sim.cgroups", "labkit.sim.kernel", "labkit.sim.network", "labkit.sim.overlay",
-        "labkit.sim.process", "labkit.sim.shell",
-    }),
     # labkit/daemon (server, client) and labkit/cli (templates, formatters, commands).
     "cli, server, engine, service and doctor import each other": frozenset({
         "labkit", "labkit.cli", "labkit.doctor", "labkit.engine", "labkit.grading.banks", "labkit.grading.cli",

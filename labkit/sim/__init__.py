@@ -2,15 +2,18 @@
 
 It runs where real containers cannot (no root, macOS, Windows, a locked-down
 notebook server) and makes stepping *back* through a run cheap. The modules
-mirror the linux backend's, one per kernel concept:
+mirror the linux backend's, one per kernel concept, each importing only the
+ones listed above it (``tests/sim/test_imports.py`` holds them to it):
 
-* :mod:`labkit.sim.kernel`: the world, its simulated clock and the scheduler;
-* :mod:`labkit.sim.namespaces`: PID and UTS namespaces;
+* :mod:`labkit.sim.kernel`: the world, its simulated clock and the scheduler (handed what runs a process);
+* :mod:`labkit.sim.cgroups`: memory and pids counters, the OOM killer's choice, the freezer;
+* :mod:`labkit.sim.network`: a container's addresses and interfaces;
+* :mod:`labkit.sim.procfs`: the synthesised ``/proc``;
 * :mod:`labkit.sim.overlay`: the container filesystem (the overlay model over the image layers, plus mounts);
-* :mod:`labkit.sim.cgroups`: memory and pids counters, OOM kills, the freezer;
-* :mod:`labkit.sim.network`: loopback-only networking and the lesson's web server;
-* :mod:`labkit.sim.process`: processes, fork/exec/exit, signals;
+* :mod:`labkit.sim.namespaces`: PID and UTS namespaces, and the process seen from both sides;
+* :mod:`labkit.sim.process`: the process table: fork, exit, signals, output;
 * :mod:`labkit.sim.shell`: the ``sh`` subset and busybox's programs;
+* :mod:`labkit.sim.programs`: what an exec runs (sh, an applet, the lesson's node server) and one step of it;
 * :mod:`labkit.sim.backend`: :class:`~labkit.sim.backend.SimBackend`, what the engine talks to.
 
 Use it with ``labkit.connect(backend="sim")``, ``labkit --backend sim ...`` or ``LABKIT_BACKEND=sim``.

@@ -101,10 +101,11 @@ from labkit.model.overlay import (
 )
 from labkit.model.runtime import CgroupReading, Exited, Launched
 from labkit.model.views import NetworkView, ProcessView
-from labkit.sim import cgroups, namespaces, network
+from labkit.sim import cgroups, namespaces, network, programs
 from labkit.sim import process as proc_mod
 from labkit.sim.kernel import SimContainer, World, advance
-from labkit.sim.overlay import DISK, ETC_FILES, Vfs, changes, overlay_of, read_layer
+from labkit.sim.overlay import DISK, ETC_FILES, Vfs, changes, overlay_of, read_layer, read_layer_fresh
+from labkit.sim.shell import APPLET_NAMES
 from labkit.store import Store
 
 FORMAT_VERSION = 2
@@ -293,7 +294,7 @@ class SimBackend:
         world.real_anchor = now
         if self.realtime and elapsed > 0:
             target = world.now + elapsed
-            advance(world, target)
+            advance(world, target, step=programs.step)
             world.now = max(world.now, target)
 
     def _write_logs(self, world: World) -> None:
@@ -414,18 +415,16 @@ class SimBackend:
                 raise StartFailed(f'chdir to cwd ("{workdir}") set in config.json failed: not a directory', 128) \
                     from None
             env = _env_dict(c.env)
-            prog = proc_mod.lookup(w, ct, list(c.argv), env, workdir)
-            from labkit.sim.shell import start_program
-
-            pid1 = start_program(w, ct, prog, list(c.argv), env=env, cwd=workdir,
-                                 fds={1: ("log", "stdout"), 2: ("log", "stderr")})
+            prog = programs.lookup(w, ct, list(c.argv), env, workdir)
+            pid1 = programs.start(w, ct, prog, list(c.argv), env=env, cwd=workdir,
+                                  fds={1: ("log", "stdout"), 2: ("log", "stderr")})
             ct.pid1 = pid1.hpid
             ct.starts += 1
             started = w.now
             self._step(w, events.clone(namespaces.clone_flags(c.network), pid1.hpid), record.id)
             self._step(w, events.pivot_root(p["merged"]), record.id)
             self._step(w, events.execve(list(c.argv), pid1.hpid), record.id)
-            advance(w, w.now)
+            advance(w, w.now, step=programs.step)
             return Launched(pid1.hpid, int(started * 100), 0, w.rfc3339(started))
 
     def _attach_user(self, w: World, ct: SimContainer, record: ContainerRecord) -> dict[str, Any] | None:
@@ -502,7 +501,7 @@ class SimBackend:
             if ct is None or ct.pid1 == 0:
                 return True
             until = w.now + (HORIZON if timeout is None or timeout < 0 else timeout)
-            return advance(w, until, lambda: ct.pid1 == 0)
+            return advance(w, until, lambda: ct.pid1 == 0, step=programs.step)
 
     def signal(self, record: ContainerRecord, signum: int) -> None:
         with self._locked() as w:
@@ -512,7 +511,7 @@ class SimBackend:
                 return
             self._step(w, events.signal(signum, target.hpid), record.id)
             proc_mod.kill(w, target, signum)
-            advance(w, w.now)
+            advance(w, w.now, step=programs.step)
 
     def pause(self, record: ContainerRecord) -> None:
         with self._locked() as w:
@@ -529,7 +528,7 @@ class SimBackend:
             ct = self._container(w, record)
             proc_mod.thaw(w, ct)
             self._step(w, events.freeze(False), record.id)
-            advance(w, w.now)
+            advance(w, w.now, step=programs.step)
 
     def paused(self, record: ContainerRecord) -> bool:
         with self._locked() as w:
@@ -540,7 +539,6 @@ class SimBackend:
              stdin: IO[bytes] | int | None = None, tty: bool = False,
              detach_keys: bytes = b"\x10\x11") -> int | None:
         from labkit.errors import InvalidArgument
-        from labkit.sim.shell import start_program
 
         if tty:
             raise HostUnsupported(*_NO_TERMINAL)
@@ -557,7 +555,7 @@ class SimBackend:
                                   "no such file or directory", 126)
             envd = _env_dict(env)
             try:
-                prog = proc_mod.lookup(w, ct, list(argv), envd, cwd)
+                prog = programs.lookup(w, ct, list(argv), envd, cwd)
             except StartFailed as e:
                 raise StartFailed(_EXEC_PREFIX + e.message, e.exit_code) from None
             eid = next(_EXEC_IDS)
@@ -566,10 +564,10 @@ class SimBackend:
                    2: ("exec", eid, "stderr") if stderr is not None else ("null",)}
             try:
                 try:
-                    p = start_program(w, ct, prog, list(argv), env=envd, cwd=cwd, fds=fds, stdin=_read_input(stdin))
+                    p = programs.start(w, ct, prog, list(argv), env=envd, cwd=cwd, fds=fds, stdin=_read_input(stdin))
                 except BlockingIOError:
                     raise StartFailed(_EXEC_PREFIX + "fork/exec: resource temporarily unavailable", 126) from None
-                advance(w, w.now + HORIZON, lambda: p.hpid not in w.procs)
+                advance(w, w.now + HORIZON, lambda: p.hpid not in w.procs, step=programs.step)
                 if p.hpid in w.procs:
                     proc_mod.exit_proc(w, p, 137)  # it would never end: the simulator gives up on it
                 return p.exit_code if p.exit_code is not None else 0
@@ -693,7 +691,7 @@ class SimBackend:
         with self._locked() as w:
             if cid not in w.containers:
                 raise ConnectionRefusedError(errno.ECONNREFUSED, "the container is not running")
-            return network.http_get(w, cid, port, path)
+            return programs.http_get(w, cid, port, path)
 
     def processes(self, record: ContainerRecord) -> list[dict[str, Any]]:
         """The container's processes: PID inside, host PID, parent, command, state."""
@@ -828,8 +826,6 @@ class SimBackend:
     def build_runner(self, lowers: list[str], upper: str, argv: list[str], env: list[str],
                      workdir: str) -> tuple[int, str]:
         """Run one ``RUN`` step in a simulated container and write its writable layer into ``upper``."""
-        from labkit.sim.shell import start_program
-
         w = World()
         ct = SimContainer("build-" + secrets.token_hex(6), list(lowers), hostname="buildkit", init=False)
         ct.upper = dict(read_layer_fresh(upper).entries)
@@ -837,11 +833,12 @@ class SimBackend:
         bid = w.new_buffer()
         envd = _env_dict(env)
         try:
-            prog = proc_mod.lookup(w, ct, list(argv), envd, workdir or "/")
+            prog = programs.lookup(w, ct, list(argv), envd, workdir or "/")
         except StartFailed as err:
             raise BuildFailed(str(err), "Check the RUN line's command") from err
-        p = start_program(w, ct, prog, list(argv), env=envd, cwd=workdir or "/", fds={1: ("buf", bid), 2: ("buf", bid)})
-        advance(w, w.now + HORIZON, lambda: p.hpid not in w.procs)
+        p = programs.start(w, ct, prog, list(argv), env=envd, cwd=workdir or "/",
+                           fds={1: ("buf", bid), 2: ("buf", bid)})
+        advance(w, w.now + HORIZON, lambda: p.hpid not in w.procs, step=programs.step)
         if p.hpid in w.procs:
             proc_mod.exit_proc(w, p, 137)
         write_upper(ct.upper, upper, int(w.epoch + w.now))
@@ -935,15 +932,6 @@ def _resolv_conf() -> str:
         return ""
 
 
-def read_layer_fresh(path: str) -> Any:
-    """Read a directory that may still change (a build's upper dir): never cached."""
-    from labkit.sim import overlay as ov
-
-    layer = read_layer(path)
-    ov._LAYERS.pop(path, None)
-    return layer
-
-
 def write_upper(entries: dict[str, Any], upper: str, mtime: int) -> None:
     """Write a model upper layer into the directory ``upper`` in overlayfs's on-disk format.
 
@@ -1015,7 +1003,6 @@ def synthetic_busybox(image_store: Any, tag: str = "busybox:latest") -> Any:
     """
     from labkit.images import base
     from labkit.images.store import rfc3339_nano
-    from labkit.sim.shell import APPLET_NAMES
 
     if image_store.exists(tag):
         return image_store.get(tag)

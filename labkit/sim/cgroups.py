@@ -21,11 +21,14 @@ Documentation/admin-guide/cgroup-v2.rst):
   the process that writes past the host's memory is the one killed.
 * ``pids.max``: fork(2) fails with EAGAIN once the group has that many tasks.
 * ``cgroup.freeze``: frozen tasks are not scheduled (see :mod:`labkit.sim.kernel`).
+
+This module counts and decides; it acts on no process (the OOM killer's
+SIGKILL is sent by :func:`labkit.sim.process.need_memory`), so it imports only
+the kernel's records.
 """
 
 from __future__ import annotations
 
-import signal as _signal
 from typing import Any
 
 from labkit.model.runtime import CgroupReading
@@ -70,45 +73,40 @@ def charge(world: World, ct: SimContainer) -> None:
     ct.memory_peak = max(ct.memory_peak, usage(world, ct))
 
 
-def need(world: World, proc: Any, extra: int) -> bool:
-    """``proc`` is about to hold ``extra`` more bytes: allowed, or the OOM killer strikes.
+def oom_victim(world: World, proc: Any, extra: int) -> Any | None:
+    """``proc`` is about to hold ``extra`` more bytes: ``None`` when they fit, else the process the OOM killer takes.
 
     First the group's own limit (``memory.max``: the memcg OOM killer picks
     within the group), then the host's memory (:data:`HOST_MEMORY`: the
-    global OOM killer picks among every process of the world).
-
-    Returns:
-        True when the allocation succeeds; False when ``proc`` itself was
-        OOM-killed (the caller must stop running it).
+    global OOM killer picks among every process of the world). The victim's
+    group counts an ``oom_kill`` now; killing it is
+    :func:`labkit.sim.process.need_memory`'s part (this module only counts).
     """
     ct = world.containers.get(proc.cid)
     if ct is None:
-        return True
+        return None
     want = usage(world, ct) + extra
     if ct.memory_max:
         ct.memory_peak = max(ct.memory_peak, min(want, ct.memory_max))
         if want > ct.memory_max:
-            return _oom_kill(world, proc, extra, world.procs_of(ct.id))
+            return _oom_pick(world, proc, extra, world.procs_of(ct.id))
     else:
         ct.memory_peak = max(ct.memory_peak, min(want, HOST_MEMORY))
     host = sum(p.mem for p in world.procs.values()) + sum(len(b) for b in world.buffers.values()) + extra
     if host > HOST_MEMORY:
-        return _oom_kill(world, proc, extra, list(world.procs.values()))
-    return True
+        return _oom_pick(world, proc, extra, list(world.procs.values()))
+    return None
 
 
-def _oom_kill(world: World, proc: Any, extra: int, among: list[Any]) -> bool:
-    """SIGKILL the largest of ``among`` (``proc`` counted with its request); whether ``proc`` may go on."""
-    from labkit.sim.process import exit_proc
-
+def _oom_pick(world: World, proc: Any, extra: int, among: list[Any]) -> Any:
+    """The largest of ``among`` (``proc`` counted with its request), its group's ``oom_kill`` counted."""
     # mm/oom_kill.c's oom_badness(): the task with the largest footprint; the one allocating counts its request.
     candidates = [(p.mem + (extra if p is proc else 0), p.hpid, p) for p in among]
     _, _, victim = max(candidates, key=lambda c: (c[0], c[1]))
     owner = world.containers.get(victim.cid)
     if owner is not None:
         owner.oom_kills += 1
-    exit_proc(world, victim, 128 + _signal.SIGKILL)
-    return victim is not proc and proc.hpid in world.procs
+    return victim
 
 
 def stats(world: World, ct: SimContainer) -> dict[str, Any]:

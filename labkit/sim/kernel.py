@@ -19,6 +19,11 @@ the clock move in ticks rather than spinning at one instant.
 the scheduler: the clock passes them by, a ``sleep`` that ends while frozen
 ends only at the thaw, and a SIGKILL sent to them takes effect at the thaw
 (as on a cgroup v1 freezer).
+
+**What runs.** The scheduler does not know the programs: whoever moves the
+clock hands it a :data:`Step` (:func:`labkit.sim.programs.step`), which runs
+one process for a slice, whatever program it is. So this module imports no
+other module of the simulator.
 """
 
 from __future__ import annotations
@@ -161,19 +166,22 @@ class World:
         return sorted((p for p in self.procs.values() if p.cid == cid), key=lambda p: p.pid)
 
 
+#: Runs process ``p`` for at most ``budget`` operations and returns how many it used (at least 1 when it did
+#: anything); a sleeper whose sleep has ended is stepped too, so that its program does what waking means to it.
+Step = Callable[[World, Any, int], int]
+
+
 def _runnable(world: World, p: Any) -> bool:
     ct = world.containers.get(p.cid)
     return p.state == "run" and not (ct is not None and ct.frozen)
 
 
-def run_instant(world: World, budgets: dict[int, int] | None = None) -> tuple[int, bool]:
+def run_instant(world: World, step: Step, budgets: dict[int, int] | None = None) -> tuple[int, bool]:
     """Run every runnable process at the current instant until each blocks or uses its budget.
 
     Returns:
         (operations executed, whether some process still wanted to run).
     """
-    from labkit.sim.process import step
-
     budgets = {} if budgets is None else budgets
     total = 0
     progressed = True
@@ -193,8 +201,9 @@ def run_instant(world: World, budgets: dict[int, int] | None = None) -> tuple[in
     return total, hungry
 
 
-def wake_sleepers(world: World) -> None:
-    """Wake every unfrozen process whose sleep has ended."""
+def wake_sleepers(world: World, step: Step) -> None:
+    """Wake every unfrozen process whose sleep has ended; one that sleeps to do something on waking
+    (``on_wake``: the ``sleep`` program exits) is stepped at once, before anything else runs."""
     for p in list(world.procs.values()):
         if p.state == "sleep" and p.wake <= world.now + 1e-9:
             ct = world.containers.get(p.cid)
@@ -203,9 +212,7 @@ def wake_sleepers(world: World) -> None:
             p.state = "run"
             p.wake = 0.0
             if p.on_wake is not None:
-                from labkit.sim.process import finish_sleep
-
-                finish_sleep(world, p)
+                step(world, p, 1)
 
 
 def next_wake(world: World) -> float | None:
@@ -217,7 +224,8 @@ def next_wake(world: World) -> float | None:
     return min(times) if times else None
 
 
-def advance(world: World, until: float, done: Callable[[], bool] | None = None, max_ops: int = MAX_OPS) -> bool:
+def advance(world: World, until: float, done: Callable[[], bool] | None = None, max_ops: int = MAX_OPS, *,
+            step: Step) -> bool:
     """Move the clock forward to ``until``, running processes on the way.
 
     Args:
@@ -225,14 +233,15 @@ def advance(world: World, until: float, done: Callable[[], bool] | None = None, 
         until: The simulated time to reach (the clock never passes it).
         done: Stop as soon as this says True (checked after every instant).
         max_ops: Give up after this many operations (the clock stays where it got to).
+        step: What runs a process for a slice (:func:`labkit.sim.programs.step`).
 
     Returns:
         Whether ``done`` became true.
     """
     ops = 0
     while True:
-        wake_sleepers(world)
-        used, hungry = run_instant(world)
+        wake_sleepers(world, step)
+        used, hungry = run_instant(world, step)
         ops += used
         if done is not None and done():
             return True
@@ -244,7 +253,7 @@ def advance(world: World, until: float, done: Callable[[], bool] | None = None, 
             target = min(target, world.now + TICK)
         if target > until + 1e-12 or (target <= world.now and not hungry and wake is None):
             world.now = max(world.now, until)
-            wake_sleepers(world)
-            run_instant(world)
+            wake_sleepers(world, step)
+            run_instant(world, step)
             return done() if done is not None else False
         world.now = max(world.now, target)

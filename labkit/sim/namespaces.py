@@ -16,6 +16,8 @@ import errno
 from labkit.model import events, views
 from labkit.model.views import ProcessSide, ProcessView
 from labkit.sim.kernel import SimContainer, World
+from labkit.sim.network import host_interfaces, interfaces
+from labkit.sim.overlay import Vfs
 
 
 def clone_flags(network: str) -> tuple[str, ...]:
@@ -49,9 +51,6 @@ def process_view(world: World, ct: SimContainer, host_name: str) -> ProcessView:
     Raises:
         ProcessLookupError: The container has no PID 1 now.
     """
-    from labkit.sim.network import host_interfaces, interfaces
-    from labkit.sim.overlay import Vfs
-
     pid1 = world.procs.get(ct.pid1)
     if pid1 is None:
         raise ProcessLookupError(errno.ESRCH, "the container's PID 1 is not running")

@@ -1,4 +1,4 @@
-"""Simulated networking: the container's network namespace, its link to the host's bridge, and the lesson's web server.
+"""Simulated networking: the container's network namespace and its link to the host's bridge.
 
 A container made with ``--network none`` has only ``lo``; on a bridge network
 (the default) it also has ``eth0``, its end of a veth pair whose host end is
@@ -11,116 +11,22 @@ namespace cannot plug into the host's bridge), but a user-mode network stack
 — slirp4netns or pasta — giving the container a ``tap0`` with 10.0.2.100/24,
 gateway 10.0.2.2 and DNS 10.0.2.3, and published ports listening on
 127.0.0.1 of the host. Published ports
-(``-p 3000:3000``) are recorded by the engine; the simulator answers a
-request sent to one with :func:`http_get`, which finds the process listening
-on that port inside the container, as a connection through the port mapping
-would.
+(``-p 3000:3000``) are recorded by the engine; a request sent to one is
+answered by the process listening on that port inside the container
+(:func:`labkit.sim.programs.http_get`), as a connection through the port
+mapping would be.
 
-``node server.js`` is the lesson image's server, simulated: it reads the
-``SERVICE`` and ``VERSION`` constants from ``server.js`` (as the busybox
-stand-in does), prints the same start-up line, answers ``GET /`` with the
-same JSON (``service``, ``version``, ``env``, ``hostname``, ``pid``),
-``GET /health`` with ``ok`` and anything else with 404, logs
-``GET / 200`` per request, and closes with exit code 0 on SIGTERM.
+This module holds addresses and interfaces only: it runs no process, so
+``/proc/net/dev`` (:mod:`labkit.sim.procfs`) can list its interfaces.
 """
 
 from __future__ import annotations
 
-import errno
 import ipaddress
-import json
-import os
-import re
 from typing import Any
 
 from labkit.model.views import Interface
 from labkit.sim.kernel import World
-from labkit.sim.process import Proc, exit_proc, write
-
-
-def _script_path(p: Proc) -> str | None:
-    args = [a for a in p.argv[1:] if not a.startswith("-")]
-    if not args:
-        return None
-    return os.path.normpath(args[0] if args[0].startswith("/") else os.path.join(p.cwd, args[0]))
-
-
-def _constants(source: str) -> tuple[str, str]:
-    service = re.search(r'^const SERVICE = "(.*)";', source, re.M)
-    version = re.search(r'^const VERSION = "(.*)";', source, re.M)
-    return (service.group(1) if service else "app", version.group(1) if version else "0.0.0")
-
-
-def run_node(world: World, p: Proc) -> int:
-    """The server's first step: load the script, listen, then wait for requests (state ``serve``)."""
-    from labkit.sim.overlay import vfs_for
-
-    if p.pending:
-        sigs, p.pending = p.pending, []
-        if any(s in (15, 2) for s in sigs) and p.listen:
-            write(world, p, 1, "SIGTERM received, closing\n")
-            exit_proc(world, p, 0)
-            return 1
-    if p.listen:
-        p.state = "serve"
-        return 1
-    script = _script_path(p)
-    if script is None:
-        write(world, p, 2, "node: the simulator runs scripts only: node server.js\n")
-        exit_proc(world, p, 9)
-        return 1
-    try:
-        source = vfs_for(world, p.cid).read(script).decode(errors="replace")
-    except OSError:
-        write(world, p, 2, f"Error: Cannot find module '{script}'\n")
-        exit_proc(world, p, 1)
-        return 1
-    service, version = _constants(source)
-    port = int(p.env.get("PORT") or 3000)
-    p.listen = port
-    p.vars = {"service": service, "version": version}
-    write(world, p, 1, f"{service} {version} listening on port {port} (NODE_ENV={p.env.get('NODE_ENV', 'undefined')})\n")
-    p.state = "serve"
-    return 1
-
-
-def listener(world: World, cid: str, port: int) -> Proc | None:
-    """The process of container ``cid`` listening on TCP ``port``, if any."""
-    for p in world.procs_of(cid):
-        if p.kind == "node" and p.listen == port:
-            return p
-    return None
-
-
-def http_get(world: World, cid: str, port: int, path: str = "/") -> tuple[int, str]:
-    """One HTTP GET to ``port`` inside container ``cid``: ``(status, body)``.
-
-    Raises:
-        ConnectionRefusedError: Nothing listens there (ECONNREFUSED, as connect(2) says).
-        TimeoutError: The container is paused: its server cannot answer.
-    """
-    server = listener(world, cid, port)
-    if server is None:
-        raise ConnectionRefusedError(errno.ECONNREFUSED, f"connect to port {port}: Connection refused")
-    ct = world.containers[cid]
-    if ct.frozen:
-        raise TimeoutError(errno.ETIMEDOUT, "the container is paused (frozen): nothing answers until unpause")
-    status: int
-    if path == "/":
-        status = 200
-        body = json.dumps({
-            "service": server.vars.get("service"),
-            "version": server.vars.get("version"),
-            "env": server.env.get("NODE_ENV") or None,
-            "hostname": ct.hostname,
-            "pid": server.pid,
-        }, separators=(",", ":")) + "\n"
-    elif path == "/health":
-        status, body = 200, "ok"
-    else:
-        status, body = 404, "not found\n"
-    write(world, server, 1, f"GET {path} {status}\n")
-    return status, body
 
 
 def addresses(record: Any) -> dict[str, Any]:

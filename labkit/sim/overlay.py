@@ -11,8 +11,9 @@ kept for the trace.
 On top of it sit the container's mounts, as mount(2) would stack them:
 volumes and bind mounts are real host directories (a volume's data is on
 disk, so it outlives the container), ``/etc/hostname``, ``/etc/hosts`` and
-``/etc/resolv.conf`` are bind-mounted files, ``/proc`` is synthesised from the
-simulated process table and ``/dev/null`` swallows what is written to it.
+``/etc/resolv.conf`` are bind-mounted files, ``/proc`` is :mod:`labkit.sim.procfs`
+(synthesised from the simulated process table) and ``/dev/null`` swallows what
+is written to it.
 
 The disk is modelled too: every container's writable layer and every log
 line share :data:`DISK` bytes, as the containers of one host share the
@@ -34,6 +35,7 @@ from typing import Any
 
 from labkit.images.oci import is_whiteout
 from labkit.model.overlay import WHITEOUT, Dir, File, Layer, Overlay, Symlink
+from labkit.sim import procfs
 from labkit.sim.kernel import SimContainer, World
 
 #: The per-container files bind-mounted over the init layer's placeholders.
@@ -183,6 +185,13 @@ def read_layer(path: str) -> Layer:
     return layer
 
 
+def read_layer_fresh(path: str) -> Layer:
+    """Read a directory that may still change (a build's upper dir): never cached."""
+    layer = read_layer(path)
+    _LAYERS.pop(path, None)
+    return layer
+
+
 def init_layer() -> Layer:
     """The container's ``-init`` layer: empty placeholders for the bind-mounted /etc files."""
     entries: dict[str, Any] = {"/": Dir(), "/etc": Dir()}
@@ -262,7 +271,8 @@ class Vfs:
         if self._special(path) == "dev":
             return Stat("dev", 0o666, 0, rdev=DEVICES[path], ino=DEVICES[path][1] + 1)
         if self._special(path) == "proc":
-            return self._proc_stat(path)
+            kind = procfs.kind(self.world, self.ct, path)
+            return Stat(kind, procfs.MODES[kind], 0)
         host = self._host(path)
         if host is not None:
             st = os.stat(host[0]) if follow else os.lstat(host[0])
@@ -305,7 +315,7 @@ class Vfs:
         if self._special(path) == "dev":
             return b""
         if self._special(path) == "proc":
-            return self._proc_read(path)
+            return procfs.read(self.world, self.ct, path)
         host = self._host(path)
         if host is not None:
             if os.path.isdir(host[0]):
@@ -317,7 +327,7 @@ class Vfs:
     def readdir(self, path: str) -> list[str]:
         path = _norm(path)
         if self._special(path) == "proc":
-            return self._proc_list(path)
+            return procfs.listdir(self.world, self.ct, path)
         host = self._host(path)
         if host is not None:
             return sorted(os.listdir(host[0]))
@@ -486,77 +496,6 @@ class Vfs:
             cur += "/" + part
             if not self.is_dir(cur):
                 self.mkdir(cur)
-
-    # -- /proc ------------------------------------------------------------------------------------------
-    def _procs(self) -> dict[int, Any]:
-        return {p.pid: p for p in self.world.procs_of(self.ct.id)}
-
-    def _proc_list(self, path: str) -> list[str]:
-        procs = self._procs()
-        if path == "/proc":
-            return [str(pid) for pid in sorted(procs)] + ["meminfo", "mounts", "net", "uptime"]
-        if path == "/proc/net":
-            return ["dev"]
-        pid = path.split("/")[2]
-        if pid.isdigit() and int(pid) in procs and path.count("/") == 2:
-            return ["cmdline", "comm", "status"]
-        raise OSError(errno.ENOTDIR if self._proc_stat(path).kind != "dir" else errno.ENOENT,
-                      os.strerror(errno.ENOENT), path)
-
-    def _proc_stat(self, path: str) -> Stat:
-        parts = path.split("/")[2:]
-        procs = self._procs()
-        if not parts or parts == ["net"]:
-            return Stat("dir", 0o555, 0)
-        if parts[0].isdigit() and int(parts[0]) in procs:
-            if len(parts) == 1:
-                return Stat("dir", 0o555, 0)
-            if len(parts) == 2 and parts[1] in ("cmdline", "comm", "status"):
-                return Stat("file", 0o444, 0)
-        if len(parts) == 1 and parts[0] in ("meminfo", "mounts", "uptime"):
-            return Stat("file", 0o444, 0)
-        if parts == ["net", "dev"]:
-            return Stat("file", 0o444, 0)
-        raise OSError(errno.ENOENT, os.strerror(errno.ENOENT), path)
-
-    def _proc_read(self, path: str) -> bytes:
-        from labkit.sim import cgroups
-
-        st = self._proc_stat(path)
-        if st.kind == "dir":
-            raise OSError(errno.EISDIR, os.strerror(errno.EISDIR), path)
-        parts = path.split("/")[2:]
-        if parts[0].isdigit():
-            p = self._procs()[int(parts[0])]
-            comm = os.path.basename(p.argv[0]) if p.argv else ""
-            if parts[1] == "cmdline":
-                return b"".join(a.encode() + b"\0" for a in p.argv)
-            if parts[1] == "comm":
-                return (comm[:15] + "\n").encode()
-            state = {"run": "R (running)", "sleep": "S (sleeping)", "wait": "S (sleeping)",
-                     "serve": "S (sleeping)"}.get(p.state, "R (running)")
-            if self.ct.frozen:
-                state = "D (disk sleep)"
-            return (f"Name:\t{comm[:15]}\nState:\t{state}\nPid:\t{p.pid}\nPPid:\t{p.ppid}\n"
-                    f"VmRSS:\t{p.mem // 1024} kB\n").encode()
-        if parts == ["net", "dev"]:
-            from labkit.sim.network import interfaces
-
-            rows = "".join(f"{i.name:>6}:       0       0    0    0    0     0          0         0        0"
-                           "       0    0    0    0     0       0          0\n"
-                           for i in interfaces(self.world, self.ct, self.ct.host_net))
-            return ("Inter-|   Receive                                                |  Transmit\n"
-                    " face |bytes    packets errs drop fifo frame compressed multicast|bytes    packets errs "
-                    "drop fifo colls carrier compressed\n" + rows).encode()
-        if parts == ["mounts"]:
-            lines = ["overlay / overlay rw,relatime 0 0", "proc /proc proc rw,nosuid,nodev,noexec,relatime 0 0"]
-            lines += [f"labkit-sim {dest} none {'ro' if ro else 'rw'},bind 0 0" for dest, _, ro in self.ct.mounts]
-            return ("\n".join(lines) + "\n").encode()
-        if parts == ["uptime"]:
-            return f"{self.world.now:.2f} 0.00\n".encode()
-        limit = self.ct.memory_max or cgroups.HOST_MEMORY
-        used = cgroups.usage(self.world, self.ct)
-        return f"MemTotal: {limit // 1024} kB\nMemFree: {(limit - used) // 1024} kB\n".encode()
 
 
 def vfs_for(world: World, cid: str) -> Vfs:

@@ -5,7 +5,9 @@ copied): which container it lives in, its PID there and on the host, its
 parent, what program it runs and where it is in it. Programs are of three
 kinds: ``sh`` (the shell's bytecode, :mod:`labkit.sim.shell`), ``applet`` (one
 of busybox's programs, run in one step, or sleeping) and ``node`` (the lesson
-image's web server, which waits for requests).
+image's web server, which waits for requests); :mod:`labkit.sim.programs`
+finds which one an argv names and runs it. This module knows only the
+process table: it runs no program.
 
 Signals follow signal(7) and the PID-namespace rule of pid_namespaces(7):
 the kernel delivers to a namespace's PID 1 only the signals it has a handler
@@ -22,9 +24,9 @@ import signal as _signal
 from dataclasses import dataclass, field
 from typing import Any
 
-from labkit.errors import StartFailed
 from labkit.sim import cgroups
 from labkit.sim.kernel import LogLine, SimContainer, World
+from labkit.sim.overlay import DISK, disk_used, vfs_for
 
 DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 
@@ -124,13 +126,29 @@ def write(world: World, proc: Proc, fd: int, data: bytes | str) -> OSError | Non
     if not data:
         return None
     target = proc.fds.get(fd, ("null",))
-    if target[0] == "buf" and not cgroups.need(world, proc, len(data)):
+    if target[0] == "buf" and not need_memory(world, proc, len(data)):
         return None  # the output held for a pipe or $(...) passed the host's memory: the OOM killer took ``proc``
     try:
         write_target(world, proc.cid, target, data)
     except OSError as e:
         return e
     return None
+
+
+def need_memory(world: World, proc: Proc, extra: int) -> bool:
+    """``proc`` is about to hold ``extra`` more bytes: allowed, or the OOM killer strikes.
+
+    The victim :func:`labkit.sim.cgroups.oom_victim` picks gets SIGKILL (exit 137).
+
+    Returns:
+        True when the allocation succeeds; False when ``proc`` itself was
+        OOM-killed (the caller must stop running it).
+    """
+    victim = cgroups.oom_victim(world, proc, extra)
+    if victim is None:
+        return True
+    exit_proc(world, victim, 128 + _signal.SIGKILL)
+    return victim is not proc and proc.hpid in world.procs
 
 
 def write_target(world: World, cid: str, target: tuple, data: bytes) -> None:
@@ -146,8 +164,6 @@ def write_target(world: World, cid: str, target: tuple, data: bytes) -> None:
         if streams is not None:
             _host_write(streams[0 if target[2] == "stdout" else 1], data)
     elif kind == "file":
-        from labkit.sim.overlay import vfs_for
-
         vfs_for(world, cid).write(target[1], data, append=True)
 
 
@@ -188,8 +204,6 @@ _PARTIAL_MAX = 16 * 1024
 
 def _log_line(world: World, ct: SimContainer, stream: str, text: str) -> None:
     """One json-file entry, if the modelled disk has room (else it is lost, as dockerd loses it on ENOSPC)."""
-    from labkit.sim.overlay import DISK, disk_used
-
     size = len(text)
     if disk_used(world) + size > DISK:
         world.dropped_log_lines += 1
@@ -331,104 +345,3 @@ def thaw(world: World, ct: SimContainer) -> None:
             sigs, p.pending = p.pending, []
             for sig in sigs:
                 kill(world, p, sig)
-
-
-def finish_sleep(world: World, p: Proc) -> None:
-    """A sleep ended: the ``sleep`` program exits 0; a shell goes on after its builtin sleep."""
-    what, p.on_wake = p.on_wake, None
-    if what == "exit":
-        exit_proc(world, p, 0)
-
-
-# -- one scheduling step --------------------------------------------------------------------------
-
-def step(world: World, p: Proc, budget: int) -> int:
-    """Let ``p`` run up to ``budget`` operations; return how many it used."""
-    if p.kind == "sh":
-        from labkit.sim.shell import run_shell
-
-        return run_shell(world, p, budget)
-    if p.kind == "node":
-        from labkit.sim.network import run_node
-
-        return run_node(world, p)
-    from labkit.sim.shell import run_applet
-
-    return run_applet(world, p)
-
-
-# -- finding the program ----------------------------------------------------------------------------
-
-@dataclass(frozen=True)
-class Program:
-    """What an argv resolves to: a kind, the applet's name, and the script for a shell script."""
-
-    kind: str
-    name: str
-    path: str
-    script: str | None = None
-
-
-def lookup(world: World, ct: SimContainer, argv: list[str], env: dict[str, str], cwd: str = "/") -> Program:
-    """Find ``argv[0]`` the way execvp(3) does: in ``$PATH`` unless it has a slash.
-
-    Raises:
-        StartFailed: 127 when nothing is found, 126 when it cannot be run — with the
-            same words the linux backend uses.
-    """
-    from labkit.sim.overlay import vfs_for
-
-    vfs = vfs_for(world, ct.id)
-    name = argv[0]
-    if "/" in name:
-        path = name if name.startswith("/") else os.path.normpath(os.path.join(cwd, name))
-        try:
-            node = vfs.stat(path, follow=True)
-        except OSError as e:
-            code = 127 if e.errno == errno.ENOENT else 126
-            raise StartFailed(f'exec: "{name}": stat {name}: {os.strerror(e.errno or 0).lower()}', code) from None
-        if node.kind == "dir":
-            raise StartFailed(f'exec: "{name}": is a directory', 126)
-        if not node.mode & 0o111:
-            raise StartFailed(f'exec: "{name}": permission denied', 126)
-        return classify(vfs, argv, path)
-    for directory in (env.get("PATH") or DEFAULT_PATH).split(":"):
-        candidate = os.path.join(directory or ".", name)
-        try:
-            node = vfs.stat(candidate, follow=True)
-        except OSError:
-            continue
-        if node.kind == "file" and node.mode & 0o111:
-            return classify(vfs, argv, candidate)
-    raise StartFailed(f'exec: "{name}": executable file not found in $PATH', 127)
-
-
-def classify(vfs: Any, argv: list[str], path: str) -> Program:
-    """Which simulated program a found executable is: busybox applets by the name they were called with."""
-    from labkit.sim.shell import APPLETS
-
-    real = vfs.realpath(path)
-    base = os.path.basename(real)
-    called = os.path.basename(argv[0])
-    if base == "busybox":
-        applet = argv[1] if called == "busybox" and len(argv) > 1 else called
-        if applet == "watch":
-            from labkit.sim.shell import watch_script
-
-            return Program("sh", "watch", real, script=watch_script(argv[2:] if called == "busybox" else argv[1:]))
-        return Program("sh" if applet in ("sh", "ash") else "applet", applet, real)
-    if base == "node" or called == "node":
-        return Program("node", "node", real)
-    try:
-        head = vfs.read(real)[:256]
-    except OSError:
-        head = b""
-    if head.startswith(b"#!"):
-        interp = head[2:].split(b"\n", 1)[0].strip().split()
-        if interp and os.path.basename(interp[0].decode()) in ("sh", "ash", "bash", "dash"):
-            return Program("sh", "sh", real, script=vfs.read(real).decode(errors="replace"))
-    if base in ("sh", "ash", "bash", "dash"):
-        return Program("sh", "sh", real)
-    if base in APPLETS:
-        return Program("applet", base, real)
-    return Program("applet", "__unknown__", real)

@@ -41,12 +41,13 @@ from typing import Any
 from labkit.errors import StartFailed
 from labkit.sim import cgroups
 from labkit.sim.kernel import World
+from labkit.sim.overlay import vfs_for
 from labkit.sim.process import (
     BASE_MEMORY,
     Proc,
     exit_proc,
     kill,
-    lookup,
+    need_memory,
     spawn,
     write,
 )
@@ -57,6 +58,27 @@ _OPS = ("&&", "||", ";;", ">>", ">&", "<&", ";", "&", "|", "(", ")", "<", ">")
 _NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 _ASSIGN = re.compile(r"^([A-Za-z_][A-Za-z0-9_]*)=")
 FORK_FAILED = "sh: can't fork: Resource temporarily unavailable\n"
+
+
+@dataclass(frozen=True)
+class Exec:
+    """What the shell asks of the programs around it: :data:`labkit.sim.programs.EXEC` is the one.
+
+    The shell runs its builtins and busybox's NOFORK applets itself; for
+    anything else it is handed these, as mvdan/sh's interpreter is handed its
+    exec handler, so it needs no module above it.
+
+    Attributes:
+        lookup: execvp(3)'s search: ``(world, ct, argv, env, cwd)`` to the program found
+            (:class:`~labkit.errors.StartFailed`, 127 or 126, when there is none).
+        start: fork(2) + execve(2) of a found program: ``(world, ct, program, argv, *, env, cwd, fds, stdin,
+            parent)`` to the new process (BlockingIOError: EAGAIN, the pids limit).
+        step: Runs a process for a slice (the scheduler's step): how a ``$(...)`` runs its children to their end.
+    """
+
+    lookup: Callable[..., Any]
+    start: Callable[..., Proc]
+    step: Callable[[World, Proc, int], int]
 
 
 class ShellSyntaxError(Exception):
@@ -605,7 +627,7 @@ def _split(text: str) -> list[str]:
     return text.split()
 
 
-def expand_word(world: World, p: Proc, segs: list, split: bool = True, glob: bool = True) -> list[str]:
+def expand_word(world: World, p: Proc, ex: Exec, segs: list, split: bool = True, glob: bool = True) -> list[str]:
     """Expand one word into fields: parameters, command substitution, arithmetic, splitting, globs."""
     fields: list[str] = []
     cur: list[str] = []
@@ -628,7 +650,7 @@ def expand_word(world: World, p: Proc, segs: list, split: bool = True, glob: boo
                     cur = [a]
                 have = True
             continue
-        text = _expand_seg(world, p, kind, val)
+        text = _expand_seg(world, p, ex, kind, val)
         if quoted or not split:
             cur.append(text)
             have = True
@@ -659,7 +681,7 @@ def expand_word(world: World, p: Proc, segs: list, split: bool = True, glob: boo
     return fields
 
 
-def _expand_seg(world: World, p: Proc, kind: str, val: Any) -> str:
+def _expand_seg(world: World, p: Proc, ex: Exec, kind: str, val: Any) -> str:
     if kind == "var":
         return _var(p, val) or ""
     if kind == "len":
@@ -668,7 +690,7 @@ def _expand_seg(world: World, p: Proc, kind: str, val: Any) -> str:
         name, op, word = val
         cur = _var(p, name)
         unset = cur is None or (op.startswith(":") and cur == "")
-        alt = "".join(expand_word(world, p, tokenize_word(word), split=False, glob=False)) if word else ""
+        alt = "".join(expand_word(world, p, ex, tokenize_word(word), split=False, glob=False)) if word else ""
         if op in (":-", "-"):
             return alt if unset else cur or ""
         if op in (":=", "="):
@@ -680,11 +702,11 @@ def _expand_seg(world: World, p: Proc, kind: str, val: Any) -> str:
             return "" if unset else alt
         return cur or ""
     if kind == "cmd":
-        out, status = run_sync(world, p, val)
+        out, status = run_sync(world, p, ex, val)
         p.status = status
         return out.rstrip("\n")
     if kind == "arith":
-        expr = "".join(expand_word(world, p, tokenize_word(val), split=False, glob=False))
+        expr = "".join(expand_word(world, p, ex, tokenize_word(val), split=False, glob=False))
         try:
             return str(arith(expr, p.vars))
         except ArithError as e:
@@ -716,8 +738,6 @@ def tokenize_word(src: str) -> list:
 
 
 def _glob(world: World, p: Proc, pattern: str) -> list[str]:
-    from labkit.sim.overlay import vfs_for
-
     vfs = vfs_for(world, p.cid)
     absolute = pattern.startswith("/")
     parts = [x for x in pattern.split("/") if x]
@@ -864,8 +884,6 @@ def new_shell(world: World, ct: Any, argv: list[str], script: str | None, *, par
         p.dash_c = True
         p.positional = args[2:] if len(args) > 2 else [argv[0]]
     elif args:
-        from labkit.sim.overlay import vfs_for
-
         path = args[0] if args[0].startswith("/") else os.path.join(cwd, args[0])
         try:
             src = vfs_for(world, ct.id).read(path).decode(errors="replace")
@@ -890,7 +908,7 @@ def _recount(p: Proc) -> None:
     p.mem = BASE_MEMORY["sh"] + sum(len(v) for v in p.vars.values())
 
 
-def run_shell(world: World, p: Proc, budget: int) -> int:
+def run_shell(world: World, p: Proc, ex: Exec, budget: int) -> int:
     """Execute up to ``budget`` operations of a shell process; return how many ran."""
     used = 0
     while used < budget and p.state == "run" and p.hpid in world.procs and p.kind == "sh":
@@ -914,16 +932,16 @@ def run_shell(world: World, p: Proc, budget: int) -> int:
                 p.status = frame[3]  # a trap handler leaves $? as it found it
             continue
         used += 1
-        _execute(world, p, frame, code[pc])
+        _execute(world, p, ex, frame, code[pc])
     return max(used, 1) if p.hpid not in world.procs or p.state != "run" else used
 
 
-def _execute(world: World, p: Proc, frame: list, op: tuple) -> None:
+def _execute(world: World, p: Proc, ex: Exec, frame: list, op: tuple) -> None:
     kind = op[0]
     slots = frame[2]
     if kind == "run":
         frame[1] += 1
-        _run_simple(world, p, op[1])
+        _run_simple(world, p, ex, op[1])
     elif kind == "jmp":
         frame[1] = op[1]
     elif kind == "jz":
@@ -950,7 +968,7 @@ def _execute(world: World, p: Proc, frame: list, op: tuple) -> None:
         if op[2] is None:
             words = list(p.positional[1:])
         else:
-            words = [f for w in op[2] for f in expand_word(world, p, w)]
+            words = [f for w in op[2] for f in expand_word(world, p, ex, w)]
         slots[op[1]] = [words, 0]
         slots[("status", op[1])] = 0
         frame[1] += 1
@@ -964,16 +982,16 @@ def _execute(world: World, p: Proc, frame: list, op: tuple) -> None:
             p.status = slots.get(("status", op[1]), 0) if idx else 0
             frame[1] = op[3]
     elif kind == "case":
-        subject = "".join(expand_word(world, p, op[1], split=False, glob=False))
+        subject = "".join(expand_word(world, p, ex, op[1], split=False, glob=False))
         frame[1] = op[3]
         for pats, target in op[2]:
-            if any(fnmatch.fnmatchcase(subject, "".join(expand_word(world, p, pt, split=False, glob=False)))
+            if any(fnmatch.fnmatchcase(subject, "".join(expand_word(world, p, ex, pt, split=False, glob=False)))
                    for pt in pats):
                 frame[1] = target
                 break
     elif kind == "redir_push":
         frame[1] += 1
-        saved = _apply_redirs(world, p, op[1])
+        saved = _apply_redirs(world, p, ex, op[1])
         if saved is None:
             p.status = 1
             frame[1] = _matching_pop(frame[0], frame[1])
@@ -985,10 +1003,10 @@ def _execute(world: World, p: Proc, frame: list, op: tuple) -> None:
             _restore(p, p.redirs.pop())
     elif kind == "bg":
         frame[1] += 1
-        _background(world, p, op[1])
+        _background(world, p, ex, op[1])
     elif kind == "sub":
         frame[1] += 1
-        saved = _apply_redirs(world, p, op[2])
+        saved = _apply_redirs(world, p, ex, op[2])
         if saved is None:
             p.status = 1
             return
@@ -999,7 +1017,7 @@ def _execute(world: World, p: Proc, frame: list, op: tuple) -> None:
         if child is not None:
             _wait_for(p, child)
     elif kind == "pipe":
-        _pipeline(world, p, frame, op)
+        _pipeline(world, p, ex, frame, op)
     elif kind == "fail":
         write(world, p, 2, op[1])
         exit_proc(world, p, op[2])
@@ -1022,7 +1040,7 @@ def _assign(world: World, p: Proc, name: str, value: str) -> bool:
     """Set a shell variable, charging its memory: False when the OOM killer took this process."""
     old = len(p.vars.get(name, ""))
     # The new value is built while the old one is still held: both count at this moment.
-    if len(value) > old and not cgroups.need(world, p, len(value)):
+    if len(value) > old and not need_memory(world, p, len(value)):
         return False
     if p.hpid not in world.procs:
         return False
@@ -1077,18 +1095,18 @@ def _subshell(world: World, p: Proc, code: list, fds: dict | None = None, stdin:
     return child
 
 
-def _external(world: World, p: Proc, fields: list[str], assigns: dict[str, str], fds: dict,
+def _external(world: World, p: Proc, ex: Exec, fields: list[str], assigns: dict[str, str], fds: dict,
               stdin: bytes) -> Proc | None | int:
     """fork + exec a program; returns the child, None (fork failed, shell gone) or a status (not found)."""
     ct = world.containers[p.cid]
     env = _env_of(p, assigns)
     try:
-        prog = lookup(world, ct, fields, env, p.cwd)
+        prog = ex.lookup(world, ct, fields, env, p.cwd)
     except StartFailed as e:
         write(world, p, 2, f"sh: {fields[0]}: {'not found' if e.exit_code == 127 else 'Permission denied'}\n")
         return e.exit_code
     try:
-        child = start_program(world, ct, prog, fields, env=env, cwd=p.cwd, fds=fds, stdin=stdin, parent=p)
+        child = ex.start(world, ct, prog, fields, env=env, cwd=p.cwd, fds=fds, stdin=stdin, parent=p)
     except BlockingIOError:
         _fork_failed(world, p)
         return None
@@ -1103,14 +1121,14 @@ def _last_command(p: Proc) -> bool:
     return pc >= len(code)
 
 
-def _exec_in_place(world: World, p: Proc, fields: list[str], assigns: dict[str, str]) -> bool:
+def _exec_in_place(world: World, p: Proc, ex: Exec, fields: list[str], assigns: dict[str, str]) -> bool:
     """ash's last command of ``sh -c``: execve(2) without fork(2), so the program takes the shell's PID
     (``sh -c 'sleep 300'`` is ``sleep 300`` as PID 1; ash's evalcommand does this when no trap is set).
     Applets only; other programs are forked as before."""
     ct = world.containers[p.cid]
     env = _env_of(p, assigns)
     try:
-        prog = lookup(world, ct, fields, env, p.cwd)
+        prog = ex.lookup(world, ct, fields, env, p.cwd)
     except StartFailed:
         return False  # the shell reports "not found" itself
     if prog.kind != "applet":
@@ -1121,30 +1139,17 @@ def _exec_in_place(world: World, p: Proc, fields: list[str], assigns: dict[str, 
     return True
 
 
-def start_program(world: World, ct: Any, prog: Any, argv: list[str], *, env: dict[str, str], cwd: str,
-                  fds: dict, stdin: bytes = b"", parent: Proc | None = None) -> Proc:
-    """execve(2) of a found program in a fresh process."""
-    if prog.kind == "sh":
-        shell = new_shell(world, ct, argv, prog.script, parent=parent, env=env, cwd=cwd, fds=fds, stdin=stdin)
-        shell.fork_retries = prog.name == "watch"
-        return shell
-    child = spawn(world, ct, argv, prog.kind, parent=parent, env=env, cwd=cwd, fds=fds, stdin=stdin)
-    if prog.kind == "applet":
-        child.vars = {"__applet": prog.name}
-    return child
-
-
-def _background(world: World, p: Proc, node: tuple) -> None:
+def _background(world: World, p: Proc, ex: Exec, node: tuple) -> None:
     fds = dict(p.fds)
     if node[0] == "simple" and node[2]:
-        fields = [f for w in node[2] for f in expand_word(world, p, w)]
+        fields = [f for w in node[2] for f in expand_word(world, p, ex, w)]
         if fields and fields[0] not in BUILTINS and fields[0] not in NOFORK:
-            assigns = {n: "".join(expand_word(world, p, w, split=False)) for n, w in node[1]}
-            saved = _apply_redirs(world, p, node[3])
+            assigns = {n: "".join(expand_word(world, p, ex, w, split=False)) for n, w in node[1]}
+            saved = _apply_redirs(world, p, ex, node[3])
             if saved is None:
                 return
             try:
-                child = _external(world, p, fields, assigns, dict(p.fds), b"")
+                child = _external(world, p, ex, fields, assigns, dict(p.fds), b"")
             finally:
                 _restore(p, saved)
             if isinstance(child, Proc):
@@ -1157,7 +1162,7 @@ def _background(world: World, p: Proc, node: tuple) -> None:
         p.status = 0
 
 
-def _pipeline(world: World, p: Proc, frame: list, op: tuple) -> None:
+def _pipeline(world: World, p: Proc, ex: Exec, frame: list, op: tuple) -> None:
     """Run the stages one after the other, each reading what the one before wrote (a simple pipe)."""
     slots = frame[2]
     key = ("pipe", frame[1])
@@ -1187,19 +1192,19 @@ def _pipeline(world: World, p: Proc, frame: list, op: tuple) -> None:
     node = stages[idx]
     child: Any
     if node[0] == "simple" and node[2]:
-        fields = [f for w in node[2] for f in expand_word(world, p, w)]
+        fields = [f for w in node[2] for f in expand_word(world, p, ex, w)]
         if fields and fields[0] not in BUILTINS and fields[0] not in NOFORK:
             saved_fds = p.fds
             p.fds = fds
-            saved = _apply_redirs(world, p, node[3])
+            saved = _apply_redirs(world, p, ex, node[3])
             if saved is None:
                 p.fds = saved_fds
                 p.status = 1
                 return
-            assigns = {n: "".join(expand_word(world, p, w, split=False)) for n, w in node[1]}
+            assigns = {n: "".join(expand_word(world, p, ex, w, split=False)) for n, w in node[1]}
             child_fds = dict(p.fds)
             p.fds = saved_fds
-            child = _external(world, p, fields, assigns, child_fds, state[2])
+            child = _external(world, p, ex, fields, assigns, child_fds, state[2])
             if isinstance(child, int):
                 p.status = child
                 return
@@ -1214,14 +1219,12 @@ def _pipeline(world: World, p: Proc, frame: list, op: tuple) -> None:
 
 # -- redirections ------------------------------------------------------------------------------------
 
-def _apply_redirs(world: World, p: Proc, redirs: list) -> dict | None:
+def _apply_redirs(world: World, p: Proc, ex: Exec, redirs: list) -> dict | None:
     """Open the redirections' files; returns the saved fds (to restore), or None after an error."""
-    from labkit.sim.overlay import vfs_for
-
     saved = {"fds": dict(p.fds), "stdin": p.stdin, "pos": p.stdin_pos}
     vfs = vfs_for(world, p.cid)
     for fd, op, word in redirs:
-        target = "".join(expand_word(world, p, word, glob=False))
+        target = "".join(expand_word(world, p, ex, word, glob=False))
         if op in (">&", "<&"):
             if target == "-":
                 p.fds[fd] = ("null",)
@@ -1266,10 +1269,10 @@ def _restore(p: Proc, saved: dict) -> None:
 
 # -- one simple command ------------------------------------------------------------------------------
 
-def _run_simple(world: World, p: Proc, node: tuple) -> None:
+def _run_simple(world: World, p: Proc, ex: Exec, node: tuple) -> None:
     _, assigns, words, redirs = node
-    fields = [f for w in words for f in expand_word(world, p, w)]
-    values = [(name, "".join(expand_word(world, p, w, split=False, glob=False))) for name, w in assigns]
+    fields = [f for w in words for f in expand_word(world, p, ex, w)]
+    values = [(name, "".join(expand_word(world, p, ex, w, split=False, glob=False))) for name, w in assigns]
     if p.hpid not in world.procs:
         return
     if not fields:
@@ -1278,7 +1281,7 @@ def _run_simple(world: World, p: Proc, node: tuple) -> None:
         for name, value in values:
             if not _assign(world, p, name, value):
                 return
-        saved = _apply_redirs(world, p, redirs)
+        saved = _apply_redirs(world, p, ex, redirs)
         if saved is None:
             p.status = 1
             return
@@ -1286,13 +1289,13 @@ def _run_simple(world: World, p: Proc, node: tuple) -> None:
         p.status = status
         return
     name = fields[0]
-    saved = _apply_redirs(world, p, redirs)
+    saved = _apply_redirs(world, p, ex, redirs)
     if saved is None:
         p.status = 1
         return
     try:
         if (name not in BUILTINS and name not in ASH_BUILTINS and _last_command(p)
-                and _exec_in_place(world, p, fields, dict(values))):
+                and _exec_in_place(world, p, ex, fields, dict(values))):
             saved = {}  # the program keeps the redirections, as a process exec'd with them does
             return
         if name in BUILTINS or name in NOFORK:
@@ -1316,7 +1319,7 @@ def _run_simple(world: World, p: Proc, node: tuple) -> None:
             elif result is not None and p.hpid in world.procs:
                 p.status = result
             return
-        child = _external(world, p, fields, dict(values), dict(p.fds), p.stdin[p.stdin_pos:])
+        child = _external(world, p, ex, fields, dict(values), dict(p.fds), p.stdin[p.stdin_pos:])
     finally:
         if p.hpid in world.procs and saved:
             _restore(p, saved)
@@ -1326,7 +1329,7 @@ def _run_simple(world: World, p: Proc, node: tuple) -> None:
         _wait_for(p, child)
 
 
-def run_sync(world: World, p: Proc, src: str) -> tuple[str, int]:
+def run_sync(world: World, p: Proc, ex: Exec, src: str) -> tuple[str, int]:
     """``$(...)``: run a subshell to its end right now and return what it wrote to stdout."""
     try:
         code = compile_script(src)
@@ -1340,8 +1343,6 @@ def run_sync(world: World, p: Proc, src: str) -> tuple[str, int]:
     if child is None:
         world.buffers.pop(bid, None)
         return "", 2
-    from labkit.sim.process import step
-
     ops = 0
     while child.hpid in world.procs and ops < 200_000:
         mine = _descendants(world, child.hpid)
@@ -1355,7 +1356,7 @@ def run_sync(world: World, p: Proc, src: str) -> tuple[str, int]:
                     progressed = True
                     continue
             if q.state == "run" and q.hpid in world.procs:
-                ops += step(world, q, 1000)
+                ops += ex.step(world, q, 1000)
                 progressed = True
         if not progressed:
             break
@@ -1402,8 +1403,6 @@ def _b_exit(world: World, p: Proc, args: list[str]) -> int | None:
 
 
 def _b_cd(world: World, p: Proc, args: list[str]) -> int:
-    from labkit.sim.overlay import vfs_for
-
     target = args[1] if len(args) > 1 else p.vars.get("HOME", "/")
     path = os.path.normpath(target if target.startswith("/") else os.path.join(p.cwd, target))
     if not vfs_for(world, p.cid).is_dir(path):
@@ -1523,8 +1522,6 @@ class Ctx:
     """What an applet sees: its process, its output streams, its filesystem."""
 
     def __init__(self, world: World, proc: Proc, name: str | None = None) -> None:
-        from labkit.sim.overlay import vfs_for
-
         self.world = world
         self.proc = proc
         self.name = name or (os.path.basename(proc.argv[0]) if proc.argv else "sh")  # busybox's applet_name
@@ -2779,6 +2776,11 @@ def watch_script(args: list[str]) -> str:
 def run_applet(world: World, p: Proc) -> int:
     """One step of an applet process: run it; it exits, or sleeps and exits when woken."""
     name = p.vars.get("__applet") or os.path.basename(p.argv[0])
+    if p.on_wake == "exit" and p.state == "run":
+        # Woken (labkit.sim.kernel.wake_sleepers): the ``sleep`` program's nanosleep(2) returned; it exits 0.
+        p.on_wake = None
+        exit_proc(world, p, 0)
+        return 1
     if p.on_wake or p.state != "run":
         return 0
     if name == "__unknown__" or name not in APPLETS:
