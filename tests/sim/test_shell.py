@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from labkit.sim.shell import ShellSyntaxError, arith, parse
+from labkit.sim.sh_arith import ArithError, arith
+from labkit.sim.sh_syntax import ShellSyntaxError, parse
 
 CASES = [
     ("echo hello world", 0, "hello world\n"),
@@ -123,8 +124,6 @@ def test_arithmetic():
 
 def test_power_binds_tighter_than_times_and_groups_from_the_right():
     """`**` is above `* / %`, right-associative, and below a unary minus, as in busybox's ash."""
-    from labkit.sim.shell import ArithError
-
     assert arith("2**3", {}) == 8 and arith("2**3**2", {}) == 512 and arith("-2**2", {}) == 4
     assert arith("2*3**2", {}) == 18 and arith("(2+1)**n", {"n": "2"}) == 9
     with pytest.raises(ArithError, match="exponent less than 0"):
