@@ -12,7 +12,10 @@ ones listed above it (``tests/sim/test_imports.py`` holds them to it):
 * :mod:`labkit.sim.overlay`: the container filesystem (the overlay model over the image layers, plus mounts);
 * :mod:`labkit.sim.namespaces`: PID and UTS namespaces, and the process seen from both sides;
 * :mod:`labkit.sim.process`: the process table: fork, exit, signals, output;
-* :mod:`labkit.sim.shell`: the ``sh`` subset and busybox's programs;
+* :mod:`labkit.sim.sh_syntax`: the shell's lexer, parser and compiler; :mod:`labkit.sim.sh_arith`: its ``$(( ))``;
+* :mod:`labkit.sim.busybox`: busybox's applets (files, text, system; what they share in ``libbb``);
+* :mod:`labkit.sim.sh_builtins`: the shell's builtins and variables;
+* :mod:`labkit.sim.shell`: the ``sh`` subset's expansion and running;
 * :mod:`labkit.sim.programs`: what an exec runs (sh, an applet, the lesson's node server) and one step of it;
 * :mod:`labkit.sim.backend`: :class:`~labkit.sim.backend.SimBackend`, what the engine talks to.
 

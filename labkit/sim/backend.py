@@ -103,9 +103,9 @@ from labkit.model.runtime import CgroupReading, Exited, Launched
 from labkit.model.views import NetworkView, ProcessView
 from labkit.sim import cgroups, namespaces, network, programs
 from labkit.sim import process as proc_mod
+from labkit.sim.busybox import APPLET_NAMES
 from labkit.sim.kernel import SimContainer, World, advance
 from labkit.sim.overlay import DISK, ETC_FILES, Vfs, changes, overlay_of, read_layer, read_layer_fresh
-from labkit.sim.shell import APPLET_NAMES
 from labkit.store import Store
 
 FORMAT_VERSION = 2

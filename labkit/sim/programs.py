@@ -35,10 +35,11 @@ from dataclasses import dataclass
 from typing import Any
 
 from labkit.errors import StartFailed
+from labkit.sim.busybox import APPLETS, run_applet, watch_script
 from labkit.sim.kernel import SimContainer, World
 from labkit.sim.overlay import vfs_for
 from labkit.sim.process import DEFAULT_PATH, Proc, exit_proc, spawn, write
-from labkit.sim.shell import APPLETS, Exec, new_shell, run_applet, run_shell, watch_script
+from labkit.sim.shell import Exec, new_shell, run_shell
 
 # -- finding the program ----------------------------------------------------------------------------
 

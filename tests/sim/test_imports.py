@@ -9,6 +9,7 @@ arrow. Imports under ``if TYPE_CHECKING:`` count too: mypy follows them.
 from __future__ import annotations
 
 import ast
+import re
 from pathlib import Path
 
 import labkit.sim
@@ -139,3 +140,28 @@ def test_no_simulator_module_is_imported_inside_a_function():
     hidden = [f"{m}:{line} imports {t}" for m, p in modules.items()
               for t, line, inside in _targets(m, p.read_text(), known, p.name == "__init__.py") if inside]
     assert hidden == [], "function-local imports between simulator modules: " + ", ".join(hidden)
+
+
+def _floors() -> list[str]:
+    """The simulator's modules in the order ``labkit.sim``'s docstring lists them, lowest first."""
+    return list(dict.fromkeys(re.findall(r":mod:`(labkit\.sim\.\w+)`", labkit.sim.__doc__ or "")))
+
+
+def _floor(module: str, floors: list[str]) -> int:
+    """Where ``module`` stands in ``floors`` (a package's modules stand with it)."""
+    while module not in floors and "." in module:
+        module = module.rsplit(".", 1)[0]
+    return floors.index(module)
+
+
+def test_every_module_imports_only_what_the_package_docstring_lists_above_it():
+    """labkit.sim's docstring lists its modules bottom up; no import runs back up that list (a package's own
+    modules may import one another)."""
+    floors = _floors()
+    assert "labkit.sim.kernel" in floors and "labkit.sim.backend" in floors
+    modules = _modules()
+    unlisted = [m for m in modules if m != PACKAGE and _floor(m, floors + [PACKAGE]) == len(floors)]
+    assert unlisted == [], f"modules of labkit.sim its docstring does not list: {unlisted}"
+    upward = [f"{m} imports {t}" for m, targets in import_graph().items() if m != PACKAGE for t in targets
+              if _floor(t, floors) > _floor(m, floors)]
+    assert upward == [], "imports running up labkit.sim's list of modules: " + ", ".join(upward)
