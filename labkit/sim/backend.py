@@ -15,7 +15,8 @@ One world, many processes
     ``<state root>/sim/lock``, and reloaded when another process changed it.
     The world is bounded (:data:`labkit.sim.cgroups.HOST_MEMORY` of process
     memory, :data:`labkit.sim.overlay.DISK` of files and logs), so the file
-    is too: one that is larger than :data:`MAX_WORLD` (on disk or unpacked),
+    is too (:mod:`labkit.sim.saved`): one that is larger than
+    :data:`~labkit.sim.saved.MAX_WORLD` (on disk or unpacked),
     unreadable, or written by another format is set aside for a fresh world,
     and one sentence on stderr says what was lost and why. So ``labkit --backend sim run -d ...`` and a
     later ``labkit --backend sim ps`` (or ``LABKIT_BACKEND=sim``) see one
@@ -67,22 +68,19 @@ from __future__ import annotations
 import contextlib
 import errno
 import fcntl
-import gzip
 import itertools
+import json
 import os
 import pickle
-import secrets
 import shutil
 import socket
-import stat as _stat
 import sys
-import tempfile
+import time
 from collections.abc import Iterator
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
-from labkit.errors import BuildFailed, HostUnsupported, LabkitError, NoSuchContainer, StartFailed
+from labkit.errors import HostUnsupported, InvalidArgument, LabkitError, NoSuchContainer, StartFailed
 from labkit.model import events
 from labkit.model.container import ContainerRecord
 from labkit.model.overlay import (
@@ -95,24 +93,18 @@ from labkit.model.overlay import (
     Opaque,
     Overlay,
     Remove,
-    Symlink,
     Whiteout,
     WhiteoutNode,
 )
 from labkit.model.runtime import CgroupReading, Exited, Launched
 from labkit.model.views import NetworkView, ProcessView
-from labkit.sim import cgroups, namespaces, network, programs
+from labkit.sim import cgroups, images, namespaces, network, programs, saved
 from labkit.sim import process as proc_mod
-from labkit.sim.busybox import APPLET_NAMES
-from labkit.sim.kernel import SimContainer, World, advance
-from labkit.sim.overlay import DISK, ETC_FILES, Vfs, changes, overlay_of, read_layer, read_layer_fresh
+from labkit.sim.kernel import HORIZON, SimContainer, World, advance
+from labkit.sim.overlay import ETC_FILES, Vfs, changes, overlay_of, read_layer
+from labkit.sim.saved import Snapshot
 from labkit.store import Store
 
-FORMAT_VERSION = 2
-#: The most a saved world may hold, packed or unpacked: the modelled memory and disk, and room for the rest.
-MAX_WORLD = cgroups.HOST_MEMORY + DISK + 64 * 1024 * 1024
-#: How far a wait without a timeout looks ahead (simulated seconds) before it gives up.
-HORIZON = 24 * 3600.0
 _EXEC_PREFIX = "OCI runtime exec failed: exec failed: unable to start container process: "
 HOSTS = "127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n"
 _EXEC_IDS = itertools.count(1)
@@ -126,43 +118,6 @@ _LIMIT_WHY = {
     "pids.max": "the most processes it may have",
     "cpu.max": "CPU time per period (v2)",
 }
-
-
-@dataclass(frozen=True)
-class Snapshot:
-    """The whole simulated world at one moment, and the engine's container records then.
-
-    Attributes:
-        world: The pickled :class:`~labkit.sim.kernel.World`.
-        records: Each container's record as ``to_json()`` wrote it, by id.
-        seq: The trace step it was taken after (-1 when taken by hand).
-    """
-
-    world: bytes
-    records: dict[str, Any] = field(default_factory=dict)
-    seq: int = -1
-
-    def load(self) -> World:
-        """A private copy of the world as it was (change it freely)."""
-        return pickle.loads(self.world)
-
-    def describe(self) -> dict[str, Any]:
-        """What the pictures draw: per container its status, processes and writable layer."""
-        w = self.load()
-        out: dict[str, Any] = {"time": w.now, "containers": {}}
-        for cid, ct in w.containers.items():
-            rec = self.records.get(cid)
-            out["containers"][cid] = {
-                "status": rec["state"]["status"] if rec else "unknown",
-                "processes": [
-                    {"pid": p.pid, "host_pid": p.hpid, "ppid": p.ppid, "argv": list(p.argv), "state": p.state}
-                    for p in w.procs_of(cid)
-                ],
-                "upper": {path: node.kind for path, node in sorted(ct.upper.items()) if path != "/"},
-                "frozen": ct.frozen,
-                "memory": cgroups.usage(w, ct),
-            }
-        return out
 
 
 class SimBackend:
@@ -223,25 +178,10 @@ class SimBackend:
 
     def _read_world(self, size: int) -> World:
         """The saved world, or a fresh one (and the sentence saying so) when the file cannot be it."""
-        why = None
-        if size > MAX_WORLD:
-            why = f"it is {size // 2**20} MiB, more than a bounded world can be ({MAX_WORLD // 2**20} MiB)"
-        elif _head(self.world_path) == b"\x80":  # a bare pickle: what the simulator wrote before it packed its world
-            why = "it was written by an older version of the simulator"
-        else:
-            try:
-                with open(self.world_path, "rb") as raw, gzip.GzipFile(fileobj=raw, mode="rb") as packed:
-                    data = pickle.load(_Bounded(packed, MAX_WORLD))  # type: ignore[arg-type]
-            except _TooBig:
-                why = f"it unpacks to more than a bounded world can be ({MAX_WORLD // 2**20} MiB)"
-            except (OSError, EOFError, MemoryError, pickle.UnpicklingError, AttributeError, ImportError,
-                    IndexError, KeyError, TypeError, ValueError) as err:
-                why = f"it cannot be read ({type(err).__name__}: {err})"
-            else:
-                if isinstance(data, dict) and data.get("version") == FORMAT_VERSION \
-                        and isinstance(data.get("world"), World):
-                    return data["world"]
-                why = "it was written by another version of the simulator"
+        try:
+            return saved.read(self.world_path, size)
+        except saved.Unusable as err:
+            why = str(err)
         self.reset_reason = why
         with contextlib.suppress(OSError):
             os.replace(self.world_path, self.dir / "world.pickle.bad")  # kept once, for a look; the next reset replaces it
@@ -252,16 +192,7 @@ class SimBackend:
 
     def _save(self, world: World) -> None:
         world.generation += 1
-        fd, tmp = tempfile.mkstemp(prefix=".world-", dir=self.dir)
-        try:
-            with os.fdopen(fd, "wb") as raw, gzip.GzipFile(fileobj=raw, mode="wb", compresslevel=1, mtime=0) as f:
-                # Written as it is pickled: no second copy of the world in memory.
-                pickle.dump({"version": FORMAT_VERSION, "world": world}, f, protocol=pickle.HIGHEST_PROTOCOL)
-            os.replace(tmp, self.world_path)  # rename(2): readers see the old world or the new one
-        except BaseException:
-            with contextlib.suppress(OSError):
-                os.unlink(tmp)
-            raise
+        saved.write(world, self.world_path)
         self._seen_file = self._file_id()
         self._write_logs(world)
 
@@ -287,8 +218,6 @@ class SimBackend:
             os.close(fd)
 
     def _catch_up(self, world: World) -> None:
-        import time
-
         now = time.time()
         elapsed = now - world.real_anchor
         world.real_anchor = now
@@ -299,8 +228,6 @@ class SimBackend:
 
     def _write_logs(self, world: World) -> None:
         """Keep each container's json-file log on disk too (``LogPath`` says where)."""
-        import json
-
         for cid, ct in world.containers.items():
             done = ct.logs_on_disk
             if done >= len(ct.logs):
@@ -414,7 +341,7 @@ class SimBackend:
             except OSError:
                 raise StartFailed(f'chdir to cwd ("{workdir}") set in config.json failed: not a directory', 128) \
                     from None
-            env = _env_dict(c.env)
+            env = programs.env_dict(c.env)
             prog = programs.lookup(w, ct, list(c.argv), env, workdir)
             pid1 = programs.start(w, ct, prog, list(c.argv), env=env, cwd=workdir,
                                   fds={1: ("log", "stdout"), 2: ("log", "stderr")})
@@ -538,8 +465,6 @@ class SimBackend:
              stdout: IO[bytes] | int | None, stderr: IO[bytes] | int | None,
              stdin: IO[bytes] | int | None = None, tty: bool = False,
              detach_keys: bytes = b"\x10\x11") -> int | None:
-        from labkit.errors import InvalidArgument
-
         if tty:
             raise HostUnsupported(*_NO_TERMINAL)
         if not argv:
@@ -553,7 +478,7 @@ class SimBackend:
             if not vfs.is_dir(cwd):
                 raise StartFailed(_EXEC_PREFIX + f'chdir to cwd ("{cwd}") set in config.json failed: '
                                   "no such file or directory", 126)
-            envd = _env_dict(env)
+            envd = programs.env_dict(env)
             try:
                 prog = programs.lookup(w, ct, list(argv), envd, cwd)
             except StartFailed as e:
@@ -789,8 +714,6 @@ class SimBackend:
         """Put the world and the container records back as ``snap`` has them (volumes and images stay)."""
         with self._locked():
             world = snap.load()
-            import time
-
             world.real_anchor = time.time()
             self._world = world
             for cid in self.store.container_ids():
@@ -820,69 +743,13 @@ class SimBackend:
 
     # -- images ---------------------------------------------------------------------------------------
     def ensure_base(self, image_store: Any) -> Any:
-        """``busybox:latest`` for the simulator (see :func:`synthetic_busybox`)."""
-        return synthetic_busybox(image_store)
+        """``busybox:latest`` for the simulator (see :func:`labkit.sim.images.synthetic_busybox`)."""
+        return images.synthetic_busybox(image_store)
 
     def build_runner(self, lowers: list[str], upper: str, argv: list[str], env: list[str],
                      workdir: str) -> tuple[int, str]:
         """Run one ``RUN`` step in a simulated container and write its writable layer into ``upper``."""
-        w = World()
-        ct = SimContainer("build-" + secrets.token_hex(6), list(lowers), hostname="buildkit", init=False)
-        ct.upper = dict(read_layer_fresh(upper).entries)
-        w.containers[ct.id] = ct
-        bid = w.new_buffer()
-        envd = _env_dict(env)
-        try:
-            prog = programs.lookup(w, ct, list(argv), envd, workdir or "/")
-        except StartFailed as err:
-            raise BuildFailed(str(err), "Check the RUN line's command") from err
-        p = programs.start(w, ct, prog, list(argv), env=envd, cwd=workdir or "/",
-                           fds={1: ("buf", bid), 2: ("buf", bid)})
-        advance(w, w.now + HORIZON, lambda: p.hpid not in w.procs, step=programs.step)
-        if p.hpid in w.procs:
-            proc_mod.exit_proc(w, p, 137)
-        write_upper(ct.upper, upper, int(w.epoch + w.now))
-        return (p.exit_code or 0), bytes(w.buffers.get(bid, b"")).decode(errors="replace")
-
-
-def _head(path: Path) -> bytes:
-    """The first byte of a file (b"" when it cannot be read)."""
-    try:
-        with open(path, "rb") as f:
-            return f.read(1)
-    except OSError:
-        return b""
-
-
-class _TooBig(Exception):
-    """A saved world unpacks to more than :data:`MAX_WORLD`."""
-
-
-class _Bounded:
-    """A file-like reader that refuses to hand out more than ``limit`` bytes (a gzip bomb stays a reset)."""
-
-    def __init__(self, f: IO[bytes], limit: int) -> None:
-        self.f, self.left = f, limit
-
-    def _take(self, data: bytes) -> bytes:
-        self.left -= len(data)
-        if self.left < 0:
-            raise _TooBig()
-        return data
-
-    def read(self, n: int = -1) -> bytes:
-        return self._take(self.f.read(self.left + 1 if n is None or n < 0 else min(n, self.left + 1)))
-
-    def readline(self) -> bytes:
-        return self._take(self.f.readline(self.left + 1))
-
-    def readinto(self, b: Any) -> int:
-        data = self.read(len(b))
-        b[: len(data)] = data
-        return len(data)
-
-    def peek(self, n: int = 1) -> bytes:
-        return self.f.peek(n)  # type: ignore[attr-defined]
+        return images.run_step(lowers, upper, argv, env, workdir)
 
 
 class SimMeter:
@@ -913,16 +780,6 @@ class SimMeter:
         self.backend.wait(self.record, seconds)
 
 
-def _env_dict(env: list[str] | tuple[str, ...]) -> dict[str, str]:
-    out = {}
-    for item in env:
-        k, sep, v = item.partition("=")
-        if k and sep:
-            out[k] = v
-    out.setdefault("PATH", proc_mod.DEFAULT_PATH)
-    return out
-
-
 def _resolv_conf() -> str:
     """The host's resolv.conf without loopback name servers, as the real backend writes it."""
     try:
@@ -930,104 +787,6 @@ def _resolv_conf() -> str:
             return "".join(ln for ln in f if not ln.strip().startswith("nameserver 127."))
     except OSError:
         return ""
-
-
-def write_upper(entries: dict[str, Any], upper: str, mtime: int) -> None:
-    """Write a model upper layer into the directory ``upper`` in overlayfs's on-disk format.
-
-    Whiteouts are character devices 0/0 (mknod(2) allows them without privilege
-    since Linux 5.8); where mknod is refused, an OCI ``.wh.NAME`` file stands
-    in. Opaque directories get ``trusted.overlay.opaque=y``, or
-    ``user.overlay.opaque=y`` without CAP_SYS_ADMIN.
-    """
-    for name in os.listdir(upper):
-        full = os.path.join(upper, name)
-        if os.path.isdir(full) and not os.path.islink(full):
-            shutil.rmtree(full)
-        else:
-            os.unlink(full)
-    links: dict[int, str] = {}
-    dirs = []
-    for path in sorted(entries, key=lambda p: (p.count("/"), p)):
-        node = entries[path]
-        if path == "/":
-            continue
-        full = os.path.join(upper, path.lstrip("/"))
-        if isinstance(node, Dir):
-            os.mkdir(full)
-            os.chmod(full, node.mode)
-            if node.opaque:
-                _set_opaque(full)
-            dirs.append((full, node))
-        elif isinstance(node, File):
-            if node.inode is not None and node.inode in links:
-                os.link(links[node.inode], full)
-                continue
-            with open(full, "wb") as f:
-                f.write(node.data)
-            os.chmod(full, node.mode)
-            os.utime(full, (node.mtime or mtime, node.mtime or mtime))
-            if node.inode is not None:
-                links[node.inode] = full
-        elif isinstance(node, Symlink):
-            os.symlink(node.target, full)
-        elif isinstance(node, WhiteoutNode):
-            try:
-                os.mknod(full, _stat.S_IFCHR | 0o600, os.makedev(0, 0))
-            except (PermissionError, AttributeError):
-                parent, base = os.path.split(full)
-                open(os.path.join(parent, ".wh." + base), "wb").close()
-    for full, node in reversed(dirs):
-        os.utime(full, (node.mtime or mtime, node.mtime or mtime))
-
-
-def _set_opaque(path: str) -> None:
-    for prefix in ("trusted", "user"):
-        try:
-            os.setxattr(path, f"{prefix}.overlay.opaque", b"y")
-            return
-        except OSError:
-            continue
-    open(os.path.join(path, ".wh..wh..opq"), "wb").close()
-
-
-def synthetic_busybox(image_store: Any, tag: str = "busybox:latest") -> Any:
-    """``busybox:latest`` made without root and without a busybox binary, through the ImageStore API.
-
-    The layer looks like the real base (the same /etc files and directories,
-    ``/bin/<applet>`` symlinks to ``/bin/busybox``), but ``/bin/busybox`` is a
-    short text file: the simulator runs busybox's programs itself. Every time
-    stamp is one fixed instant, so the layer (and the image id) is the same on
-    every machine. An image already tagged ``busybox:latest`` (a real one) is
-    reused as it is.
-    """
-    from labkit.images import base
-    from labkit.images.store import rfc3339_nano
-
-    if image_store.exists(tag):
-        return image_store.get(tag)
-    epoch = 1704067200
-    work = image_store.mkdtemp("sim-busybox-")
-    try:
-        root = os.path.join(work, "rootfs")
-        os.mkdir(root)
-        base._skeleton(root)
-        with open(os.path.join(root, "bin", "busybox"), "w") as f:
-            f.write("#!labkit-sim\n# A simulated busybox: labkit's simulator runs these programs itself.\n")
-        os.chmod(os.path.join(root, "bin", "busybox"), 0o755)
-        for applet in APPLET_NAMES:
-            os.symlink("busybox", os.path.join(root, "bin", applet))
-        base._fix_times(root, epoch)
-        layer = image_store.commit_layer(root, comment="base OS")
-        created = rfc3339_nano(epoch)
-        history = [
-            {"created": created, "created_by": f"/bin/sh -c #(nop) ADD file:{layer.digest[7:]} in / ",
-             "comment": "base OS"},
-            {"created": created, "created_by": '/bin/sh -c #(nop)  CMD ["sh"]', "empty_layer": True},
-        ]
-        return image_store.add_image([layer], {"Env": [base.PATH_ENV], "Cmd": ["sh"]}, tag, history, created=created)
-    finally:
-        shutil.rmtree(work, ignore_errors=True)
 
 
 def _read_input(stdin: IO[bytes] | int | None) -> bytes:

@@ -42,6 +42,8 @@ BUDGET = 100
 TICK = 0.01
 #: Operations one :func:`advance` call may execute in all before it gives up (a guard against loops forever).
 MAX_OPS = 2_000_000
+#: How far a wait without a timeout looks ahead (simulated seconds) before it gives up.
+HORIZON = 24 * 3600.0
 
 
 @dataclass

@@ -25,6 +25,7 @@ from __future__ import annotations
 import ipaddress
 from typing import Any
 
+from labkit.errors import Conflict
 from labkit.model.views import Interface
 from labkit.sim.kernel import World
 
@@ -46,8 +47,6 @@ def attach(world: Any, ct: Any, record: Any, network: dict[str, Any]) -> dict[st
     published ports as asked (a host port of 0 gets the next free one from 32768, as the kernel's
     ephemeral range would). Returns what inspect's NetworkSettings reports.
     """
-    import ipaddress
-
     cfg = network["IPAM"]["Config"][0]
     subnet = ipaddress.IPv4Network(cfg["Subnet"])
     used = {c.net["IPAddress"] for c in world.containers.values()
@@ -58,8 +57,6 @@ def attach(world: Any, ct: Any, record: Any, network: dict[str, Any]) -> dict[st
     for p in record.config.ports:
         port = int(p.host_port or 0)
         if port and port in taken:
-            from labkit.errors import Conflict
-
             raise Conflict(f"driver failed programming external connectivity on endpoint: Bind for "
                            f"{p.host_ip or '127.0.0.1'}:{port} failed: address already in use",
                            "Pick another host port, e.g. -p 3001:3000, or stop whatever uses it")

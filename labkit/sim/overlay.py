@@ -28,13 +28,14 @@ from __future__ import annotations
 
 import errno
 import os
+import shutil
 import stat as _stat
 import zlib
 from dataclasses import dataclass, replace
 from typing import Any
 
 from labkit.images.oci import is_whiteout
-from labkit.model.overlay import WHITEOUT, Dir, File, Layer, Overlay, Symlink
+from labkit.model.overlay import WHITEOUT, Dir, File, Layer, Overlay, Symlink, WhiteoutNode
 from labkit.sim import procfs
 from labkit.sim.kernel import SimContainer, World
 
@@ -190,6 +191,65 @@ def read_layer_fresh(path: str) -> Layer:
     layer = read_layer(path)
     _LAYERS.pop(path, None)
     return layer
+
+
+def write_upper(entries: dict[str, Any], upper: str, mtime: int) -> None:
+    """Write a model upper layer into the directory ``upper`` in overlayfs's on-disk format.
+
+    Whiteouts are character devices 0/0 (mknod(2) allows them without privilege
+    since Linux 5.8); where mknod is refused, an OCI ``.wh.NAME`` file stands
+    in. Opaque directories get ``trusted.overlay.opaque=y``, or
+    ``user.overlay.opaque=y`` without CAP_SYS_ADMIN.
+    """
+    for name in os.listdir(upper):
+        full = os.path.join(upper, name)
+        if os.path.isdir(full) and not os.path.islink(full):
+            shutil.rmtree(full)
+        else:
+            os.unlink(full)
+    links: dict[int, str] = {}
+    dirs = []
+    for path in sorted(entries, key=lambda p: (p.count("/"), p)):
+        node = entries[path]
+        if path == "/":
+            continue
+        full = os.path.join(upper, path.lstrip("/"))
+        if isinstance(node, Dir):
+            os.mkdir(full)
+            os.chmod(full, node.mode)
+            if node.opaque:
+                _set_opaque(full)
+            dirs.append((full, node))
+        elif isinstance(node, File):
+            if node.inode is not None and node.inode in links:
+                os.link(links[node.inode], full)
+                continue
+            with open(full, "wb") as f:
+                f.write(node.data)
+            os.chmod(full, node.mode)
+            os.utime(full, (node.mtime or mtime, node.mtime or mtime))
+            if node.inode is not None:
+                links[node.inode] = full
+        elif isinstance(node, Symlink):
+            os.symlink(node.target, full)
+        elif isinstance(node, WhiteoutNode):
+            try:
+                os.mknod(full, _stat.S_IFCHR | 0o600, os.makedev(0, 0))
+            except (PermissionError, AttributeError):
+                parent, base = os.path.split(full)
+                open(os.path.join(parent, ".wh." + base), "wb").close()
+    for full, node in reversed(dirs):
+        os.utime(full, (node.mtime or mtime, node.mtime or mtime))
+
+
+def _set_opaque(path: str) -> None:
+    for prefix in ("trusted", "user"):
+        try:
+            os.setxattr(path, f"{prefix}.overlay.opaque", b"y")
+            return
+        except OSError:
+            continue
+    open(os.path.join(path, ".wh..wh..opq"), "wb").close()
 
 
 def init_layer() -> Layer:

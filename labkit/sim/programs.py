@@ -112,6 +112,18 @@ def classify(vfs: Any, argv: list[str], path: str) -> Program:
     return Program("applet", "__unknown__", real)
 
 
+def env_dict(env: list[str] | tuple[str, ...]) -> dict[str, str]:
+    """An OCI ``Env`` list (``KEY=VALUE``) as the environment a program starts with; ``PATH`` defaults as
+    execvp(3)'s search here does (:data:`~labkit.sim.process.DEFAULT_PATH`)."""
+    out = {}
+    for item in env:
+        k, sep, v = item.partition("=")
+        if k and sep:
+            out[k] = v
+    out.setdefault("PATH", DEFAULT_PATH)
+    return out
+
+
 # -- starting and running it --------------------------------------------------------------------------
 
 def start(world: World, ct: SimContainer, prog: Program, argv: list[str], *, env: dict[str, str], cwd: str,
@@ -128,7 +140,7 @@ def start(world: World, ct: SimContainer, prog: Program, argv: list[str], *, env
 
 
 def step(world: World, p: Proc, budget: int) -> int:
-    """Let ``p`` run up to ``budget`` operations; return how many it used (the kernel's :data:`~labkit.sim.kernel.Step`)."""
+    """Let ``p`` run up to ``budget`` operations; return how many it used (a :data:`labkit.sim.kernel.Step`)."""
     if p.kind == "sh":
         return run_shell(world, p, EXEC, budget)
     if p.kind == "node":

@@ -9,7 +9,8 @@ import subprocess
 import sys
 
 from labkit.sim import cgroups, overlay
-from labkit.sim.backend import MAX_WORLD, SimBackend
+from labkit.sim.backend import SimBackend
+from labkit.sim.saved import MAX_WORLD
 
 
 def _cli(root) -> tuple[list[str], dict[str, str]]:

@@ -11,7 +11,8 @@ import pytest
 
 import labkit
 from labkit.errors import IllegalTransition
-from labkit.sim.backend import SimBackend, Snapshot
+from labkit.sim.backend import SimBackend
+from labkit.sim.saved import Snapshot
 
 
 def clock(engine) -> float:

@@ -1,16 +1,16 @@
 """busybox's programs, simulated: the applets a container's ``/bin/busybox`` answers to, and how one runs.
 
-The synthetic busybox image (:func:`labkit.sim.backend.synthetic_busybox`)
+The synthetic busybox image (:func:`labkit.sim.images.synthetic_busybox`)
 links every name in :data:`APPLET_NAMES` to ``/bin/busybox``;
 :mod:`labkit.sim.programs` knows an applet by the name it was called with,
 and :func:`run_applet` runs it as a process of its own. The shell runs the
 :data:`NOFORK` ones inside itself, as busybox's ash does. Messages are
 busybox's, word for word where the lessons show them.
 
-The applets live by subject, as busybox's own source tree keeps them by
-directory: :mod:`~labkit.sim.busybox.files`, :mod:`~labkit.sim.busybox.text`,
-:mod:`~labkit.sim.busybox.system`; what they share is
-:mod:`~labkit.sim.busybox.libbb`.
+The applets live by subject (busybox's own source keeps them in directories
+too: coreutils/, findutils/, procps/): :mod:`~labkit.sim.busybox.files`,
+:mod:`~labkit.sim.busybox.text`, :mod:`~labkit.sim.busybox.system`; what
+they share is :mod:`~labkit.sim.busybox.libbb` (as busybox's ``libbb/``).
 """
 
 from __future__ import annotations

@@ -414,7 +414,11 @@ def _md5sum(c: Ctx, args: list[str]) -> int:
 
 
 def _md5sum_check(c: Ctx, f: str, listing: bytes, quiet: bool) -> int:
-    """``md5sum -c``: each ``HASH  NAME`` line of ``listing`` (file ``f``) checked; 1 when one failed or none was there."""
+    """``md5sum -c``: each ``HASH  NAME`` line of ``listing`` (read from ``f``) checked.
+
+    Returns:
+        0, or 1 when a file's sum differs, a file cannot be read, or ``listing`` holds no such line.
+    """
     checked = failed = 0
     for ln in listing.decode(errors="replace").splitlines():
         want, sep, name = ln.partition("  ")
