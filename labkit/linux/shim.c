@@ -738,43 +738,6 @@ static pid_t launch(struct pid1_spec *spec, int report_fd, int *out_r, int *err_
     return child;
 }
 
-/* The mounts the supervisor took down are out of every mount table once umount2(MNT_DETACH)
- * returns, but the kernel shuts a filesystem down only when the last reference to its mount
- * goes (fs/namespace.c, mntput_no_expire), in the task that drops it, and shutting an overlay
- * down syncs its whole upper filesystem (fs/super.c, generic_shutdown_super -> sync_filesystem;
- * fs/overlayfs/super.c, ovl_sync_fs): everything anyone left dirty on the host's disk, several
- * milliseconds on an idle machine, far more on a busy one. Whoever waits for this process to
- * exit (the engine: the exit is recorded and the mounts gone) need not wait for that write-out.
- * So the last references (the O_PATH descriptors in `held`) go to a child that drops them only
- * once this process has exited (its pipe's write end closed): the sync is the child's, and the
- * data still reaches the disk as it did. */
-static void leave_last_references(int *held, int n_held)
-{
-    int gone[2];
-    if (n_held == 0)
-        return;
-    if (pipe2(gone, O_CLOEXEC) == 0) {
-        pid_t child = fork();
-        if (child == 0) {
-            char byte;
-            int keep[MAX_CLEANUP + 1];
-            memcpy(keep, held, (size_t)n_held * sizeof *keep);
-            keep[n_held] = gone[0];
-            close_others(keep, n_held + 1); /* the log, a lifeline, sockets: none of them is kept alive */
-            prctl(PR_SET_NAME, "labkit-unmount", 0, 0, 0);
-            while (read(gone[0], &byte, 1) < 0 && errno == EINTR)
-                ;
-            _exit(0); /* the references go with this process, after the supervisor's */
-        }
-        close(gone[0]);
-        if (child < 0)
-            close(gone[1]);
-        /* gone[1] stays open until this process exits or execs (close-on-exec). */
-    }
-    for (int i = 0; i < n_held; i++)
-        close(held[i]); /* the child's copies, if there is a child, keep the mounts until it exits */
-}
-
 int main(int argc, char **argv)
 {
     pid_t pid = 0;
@@ -963,22 +926,14 @@ int main(int argc, char **argv)
         }
     }
     write_exit(status, oom_file);
-    /* Without --then, each mount is held open (O_PATH) while it is detached, and that last
-     * reference goes to a child that outlives this process: see leave_last_references. */
-    int held[MAX_CLEANUP], n_held = 0;
-    for (int i = 0; i < n_umounts; i++) {
-        int fd = n_then ? -1 : open(umounts[i], O_PATH | O_DIRECTORY | O_CLOEXEC);
+    for (int i = 0; i < n_umounts; i++)
         if (umount2(umounts[i], MNT_DETACH) < 0 && errno != EINVAL && errno != ENOENT)
             warn("umount2", umounts[i]);
-        if (fd >= 0)
-            held[n_held++] = fd;
-    }
     for (int i = 0; i < n_rmdirs; i++)
         remove_dir(rmdirs[i]);
     for (int i = 0; i < n_unlinks; i++)
         if (unlink(unlinks[i]) < 0 && errno != ENOENT)
             warn("unlink", unlinks[i]);
-    leave_last_references(held, n_held);
     if (n_then > 0) {
         then[n_then] = NULL;
         if (log_fd >= 0)
