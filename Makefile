@@ -1,6 +1,8 @@
 # Two commands do all the set-up on a fresh Debian/Ubuntu machine, as root or as a user:
 #   make lab    installs what the lessons need (.[notebook]), builds the images, opens JupyterLab on notebooks/
 #   make test   installs that and the test tools (.[notebook,test]) and runs the whole test suite
+#   make test-vm  runs part of the suite in a Debian 12 guest with systemd and cgroup v2 only (tests/vm/run.py:
+#                 as root it installs mmdebstrap and QEMU, builds the guest once and caches it; VM_ARGS passes options)
 # As root, apt-get installs the Debian packages that are missing; as a user, they are named with the command
 # that installs them, and the rest goes on (rootless containers where this host allows them, else the simulator).
 PY      ?= python3
@@ -26,7 +28,9 @@ ifneq ($(ROOT),)
 export LABKIT_ROOT := $(ROOT)
 endif
 
-.PHONY: lab test deps venv images lint clean
+VM_ARGS ?=
+
+.PHONY: lab test test-vm deps venv images lint clean
 
 deps:
 	@command -v dpkg-query >/dev/null 2>&1 || exit 0; \
@@ -52,6 +56,9 @@ lab: images
 
 test: venv
 	$(VPY) -m pytest -q tests
+
+test-vm:
+	$(PY) tests/vm/run.py $(VM_ARGS)
 
 lint: venv
 	$(VENV)/bin/ruff check labkit tests

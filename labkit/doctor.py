@@ -200,13 +200,19 @@ def rootless_checks() -> list[dict[str, Any]]:
         if idmap.kind == "single" else "Files keep distinct owners inside: COPY --chown=1000 and a chown in a "
         "container give ids from your range (1000 inside is a subordinate id on the host).",
     ))
+    from labkit.linux import systemd
+
     layout = rootless.delegated_cgroup()
+    manager = layout is None and systemd.user_bus() is not None and shutil.which("busctl") is not None
     out.append(_check(
-        "rootless cgroups", layout is not None,
+        "rootless cgroups", layout is not None or manager,
         f"delegated cgroup v2 subtree {layout.unified} (controllers: {', '.join(sorted(layout.controllers)) or 'none'})"
-        if layout else "no cgroup v2 directory is delegated to you",
+        if layout else f"your systemd user manager delegates {systemd.SCOPE} to labkit's engine" if manager
+        else "no cgroup v2 directory is delegated to you",
         "Rootless containers get limits from the controllers listed, and pause freezes them with cgroup.freeze."
-        if layout else "Rootless containers run without limits (--memory, --cpus, --pids-limit are recorded in "
+        if layout else "labkit's engine asks your systemd for a scope of its own, delegated to you (as "
+        "'systemd-run --user --scope -p Delegate=yes' does): rootless containers get limits there, and pause "
+        "freezes them with cgroup.freeze." if manager else "Rootless containers run without limits (--memory, --cpus, --pids-limit are recorded in "
         "HostConfig but not enforced), and pause stops their processes with SIGSTOP instead of freezing them "
         "(a parent can notice a SIGSTOP; it cannot notice a freeze). systemd's user sessions delegate a subtree.",
     ))

@@ -129,7 +129,7 @@ class LinuxBackend:
     def delegated(self) -> cgroups.Layout | None:
         """Rootless: the cgroup v2 subtree this user may manage, or None (no limits, pause by SIGSTOP)."""
         if self._delegated is False:
-            self._delegated = rootless.delegated_cgroup()
+            self._delegated = rootless.delegated_cgroup(join=True)  # into labkit's systemd scope, if any
         return self._delegated  # type: ignore[return-value]
 
     # -- paths ---------------------------------------------------------------------------------

@@ -382,8 +382,13 @@ def network_helper() -> str | None:
     return next((h for h in NETWORK_HELPERS if helpers.which(h)), None)
 
 
-def delegated_cgroup(proc_cgroup: str = "/proc/self/cgroup", mounts_file: str = "/proc/self/mounts"):  # type: ignore[no-untyped-def]
+def delegated_cgroup(proc_cgroup: str = "/proc/self/cgroup", mounts_file: str = "/proc/self/mounts",  # type: ignore[no-untyped-def]
+                     join: bool = False):
     """The cgroup v2 subtree this user may manage, as a :class:`~labkit.linux.cgroups.Layout`, or None.
+
+    Where the user has a systemd user manager, that subtree is labkit's own scope, which
+    the manager delegates (:mod:`labkit.linux.systemd`): with ``join``, this process moves
+    into it first (the engine does, so the containers it starts can join their groups there).
 
     systemd *delegates* a subtree to each user session (``user@UID.service``):
     its directories and their ``cgroup.procs`` belong to the user, so the
@@ -394,8 +399,6 @@ def delegated_cgroup(proc_cgroup: str = "/proc/self/cgroup", mounts_file: str = 
     user can write is that subtree's root; labkit makes ``labkit/<id>`` there.
     Its controllers are those the root's ``cgroup.controllers`` lists.
     """
-    from labkit.linux import cgroups
-
     unified = None
     with open(mounts_file) as table:
         for line in table:
@@ -405,6 +408,11 @@ def delegated_cgroup(proc_cgroup: str = "/proc/self/cgroup", mounts_file: str = 
                 break
     if unified is None:
         return None
+    from labkit.linux import systemd
+
+    scope = systemd.join_scope(unified) if join else systemd.scope_path(unified)
+    if scope is not None:
+        return _delegated_layout(scope)
     try:
         with open(proc_cgroup) as f:
             own = next((ln.split(":", 2)[2] for ln in f.read().splitlines() if ln.startswith("0::")), None)
@@ -422,6 +430,13 @@ def delegated_cgroup(proc_cgroup: str = "/proc/self/cgroup", mounts_file: str = 
         path = os.path.dirname(path)
     if root is None:
         return None
+    return _delegated_layout(root)
+
+
+def _delegated_layout(root: str):  # type: ignore[no-untyped-def]
+    """The layout of a delegated subtree whose top is ``root``: the controllers its parent gave it."""
+    from labkit.linux import cgroups
+
     try:
         with open(os.path.join(root, "cgroup.controllers")) as f:
             available = f.read().split()

@@ -22,7 +22,11 @@ pytestmark = pytest.mark.root
 
 
 def _group(engine, container) -> cgroups.Cgroup:
-    return cgroups.Cgroup.open(engine.backend.layout, container.id)
+    """The container's group: in the host's hierarchies as root, in the delegated subtree rootless."""
+    backend = engine.backend
+    layout = backend.delegated if backend.rootless else backend.layout
+    assert layout is not None, "no cgroup this user may write"
+    return cgroups.Cgroup.open(layout, container.id)
 
 
 def _keyed(path: str | None) -> dict[str, int]:
@@ -50,6 +54,11 @@ def test_doctor_and_auto_agree_that_overlayfs_is_there():
 def test_a_memory_hog_under_20m_ends_oomkilled(engine):
     """A shell doubling a string under --memory 20m is killed by the kernel: exit 137, and OOMKilled (read from
     the group's memory.events, or memory.oom_control on v1)."""
+    check_a_memory_hog_under_20m_ends_oomkilled(engine)
+
+
+def check_a_memory_hog_under_20m_ends_oomkilled(engine):
+    """The check of test_a_memory_hog_under_20m_ends_oomkilled, on any engine: root, or rootless in a delegated scope."""
     c = engine.run("busybox", ["sh", "-c", "x=a; while true; do x=$x$x; done"], memory="20m", detach=True)
     assert wait_for(lambda: c.status == "exited", timeout=60)
     st = c.inspect()["State"]
@@ -60,6 +69,11 @@ def test_a_memory_hog_under_20m_ends_oomkilled(engine):
 def test_a_fork_storm_under_pids_limit_20_is_held(engine):
     """A shell forking 60 sleepers under --pids-limit 20 gets 'can't fork'; the group never holds more than 20
     and pids.events counts the refusals."""
+    check_a_fork_storm_under_pids_limit_20_is_held(engine)
+
+
+def check_a_fork_storm_under_pids_limit_20_is_held(engine):
+    """The check of test_a_fork_storm_under_pids_limit_20_is_held, on any engine: root, or rootless in a delegated scope."""
     c = engine.run("busybox", ["sleep", "120"], pids_limit=20, detach=True)
     group = _group(engine, c)
     code, out = c.exec(["sh", "-c", "i=0; while [ $i -lt 60 ]; do sleep 60 & i=$((i+1)); done; echo done"])
@@ -73,6 +87,11 @@ def test_a_fork_storm_under_pids_limit_20_is_held(engine):
 def test_a_busy_loop_under_cpus_0_2_is_throttled(engine):
     """A busy loop under --cpus 0.2 is throttled by the CFS bandwidth controller: cpu.stat's nr_throttled grows,
     and the loop gets well under half a CPU."""
+    check_a_busy_loop_under_cpus_0_2_is_throttled(engine)
+
+
+def check_a_busy_loop_under_cpus_0_2_is_throttled(engine):
+    """The check of test_a_busy_loop_under_cpus_0_2_is_throttled, on any engine: root, or rootless in a delegated scope."""
     c = engine.run("busybox", ["sh", "-c", "while :; do :; done"], cpus=0.2, detach=True)
     group = _group(engine, c)
     stat = group.interface_file("cpu", "cpu.stat")
@@ -89,6 +108,11 @@ def test_a_busy_loop_under_cpus_0_2_is_throttled(engine):
 def test_pause_freezes_and_unpause_thaws(engine):
     """pause freezes the container's group (the kernel's freezer says frozen, the loop's CPU time stands still);
     unpause thaws it and the loop runs again."""
+    check_pause_freezes_and_unpause_thaws(engine)
+
+
+def check_pause_freezes_and_unpause_thaws(engine):
+    """The check of test_pause_freezes_and_unpause_thaws, on any engine: root, or rootless in a delegated scope."""
     c = engine.run("busybox", ["sh", "-c", "while :; do :; done"], detach=True)
     group = _group(engine, c)
     c.pause()

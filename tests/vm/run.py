@@ -1,0 +1,258 @@
+#!/usr/bin/env python3
+"""Run part of labkit's test suite in a Debian 12 guest with systemd and a cgroup v2-only hierarchy.
+
+Most learners' Linux machines boot systemd with every controller in one cgroup v2 hierarchy; a host
+with hybrid cgroups and no systemd never runs labkit's v2 limits, its v2 freezer or rootless limits in
+a delegated scope. This script:
+
+1. builds (or reuses) the guest image with ``tests/vm/build.sh`` (mmdebstrap, cached by a hash);
+2. boots it with QEMU: KVM where ``/dev/kvm`` runs a stock kernel, TCG (emulation) otherwise, under
+   ``nice -n 10`` with two vCPUs, ``systemd.unified_cgroup_hierarchy=1`` on the kernel command line,
+   user networking with ssh forwarded to a free port on 127.0.0.1, the disk opened as a snapshot;
+3. copies the checkout (the files git knows) to ``/srv/labkit`` in the guest, readable by every user;
+4. runs pytest there as root, then as the user ``lk`` logged in over ssh (a real login, so
+   ``pam_systemd`` gives it a session and a user manager), each with a deadline;
+5. brings each run's junit XML and log back to ``--out`` and prints its summary;
+6. always powers the guest off (and kills QEMU if it does not stop in time).
+
+Exit status: 0 when every run passed, 1 when a test failed, 2 when the guest could not be built or
+booted, or a deadline passed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shlex
+import signal
+import socket
+import subprocess
+import sys
+import time
+import xml.etree.ElementTree as ET
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+REPO = HERE.parents[1]
+
+#: What runs as root in the guest unless --root names other tests: first the limits a learner's lesson
+#: sets (the first test there finds the overlay module not yet loaded, as on a fresh laptop), then the
+#: cgroup v2 primitives, the container's processes and the engine on the real kernel, the rootless suite
+#: (a user made by the tests, without a session) and the security tests. `--root tests` runs everything.
+ROOT_TESTS = ("tests/linux/test_limits.py", "tests/linux/test_cgroups.py", "tests/linux/test_process.py",
+              "tests/linux/test_engine.py", "tests/rootless", "tests/security")
+#: What runs as the logged-in user `lk`, whose ssh login has a systemd session: rootless limits and the
+#: freezer in the scope labkit's engine gets from the user's systemd. None of it may be skipped there.
+USER_TESTS = ("tests/rootless/test_session.py",)
+
+
+def log(msg: str) -> None:
+    print(f"labkit-vm: {msg}", file=sys.stderr, flush=True)
+
+
+def accelerator() -> tuple[str, str]:
+    """``("kvm", why)`` where /dev/kvm can run the guest's stock kernel, else ``("tcg", why)``.
+
+    A KVM whose module is ``kvm_pvm`` (PVM, a page-table based nested hypervisor) runs only
+    PVM-built guest kernels: a stock Debian kernel hangs there, so the guest is emulated instead.
+    """
+    if os.environ.get("LABKIT_VM_ACCEL") in ("kvm", "tcg"):
+        return os.environ["LABKIT_VM_ACCEL"], "LABKIT_VM_ACCEL"
+    if not os.access("/dev/kvm", os.R_OK | os.W_OK):
+        return "tcg", "no usable /dev/kvm"
+    if Path("/sys/module/kvm_pvm").exists():
+        return "tcg", "/dev/kvm is PVM (kvm_pvm), which runs only PVM guest kernels"
+    if not any(Path(f"/sys/module/{m}").exists() for m in ("kvm_intel", "kvm_amd")):
+        return "tcg", "/dev/kvm is neither kvm_intel nor kvm_amd"
+    return "kvm", "/dev/kvm is hardware KVM"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class Guest:
+    """One booted guest: QEMU's process, its forwarded ssh port and the key that logs in."""
+
+    def __init__(self, image: Path, out: Path, memory: str, accel: str) -> None:
+        self.image, self.out = image, out
+        self.port = free_port()
+        cpu = "host" if accel == "kvm" else "max"
+        accel_opt = "kvm" if accel == "kvm" else "tcg,thread=multi"
+        self.argv = [
+            "nice", "-n", "10", "qemu-system-x86_64",
+            "-machine", "q35", "-accel", accel_opt, "-cpu", cpu, "-smp", "2", "-m", memory,
+            "-kernel", str(image / "vmlinuz"), "-initrd", str(image / "initrd.img"),
+            "-append", "root=LABEL=labkit-root rw console=ttyS0 systemd.unified_cgroup_hierarchy=1 "
+                       "panic=10 net.ifnames=1",
+            "-drive", f"file={image / 'disk.img'},if=virtio,format=raw,snapshot=on",
+            "-netdev", f"user,id=n0,hostfwd=tcp:127.0.0.1:{self.port}-:22",
+            "-device", "virtio-net-pci,netdev=n0",
+            "-display", "none", "-vga", "none", "-monitor", "none",
+            "-serial", f"file:{out / 'console.log'}", "-no-reboot",
+        ]
+        self.proc: subprocess.Popen | None = None
+
+    def ssh_argv(self, user: str = "root") -> list[str]:
+        return ["ssh", "-i", str(self.image / "id_ed25519"), "-p", str(self.port),
+                "-o", "StrictHostKeyChecking=no", "-o", "UserKnownHostsFile=/dev/null", "-o", "LogLevel=ERROR",
+                "-o", "ConnectTimeout=10", "-o", "BatchMode=yes", "-o", "ServerAliveInterval=15",
+                "-o", "ServerAliveCountMax=8", f"{user}@127.0.0.1"]
+
+    def ssh(self, command: str, user: str = "root", timeout: float = 60, **kw) -> subprocess.CompletedProcess:
+        return subprocess.run([*self.ssh_argv(user), command], timeout=timeout, **kw)
+
+    def boot(self, deadline: float) -> None:
+        self.proc = subprocess.Popen(self.argv, stdin=subprocess.DEVNULL, start_new_session=True)
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"QEMU exited with {self.proc.returncode} during boot (see {self.out}/console.log)")
+            try:
+                if self.ssh("systemctl is-system-running --wait >/dev/null; true", timeout=60,
+                            capture_output=True).returncode == 0:
+                    return
+            except subprocess.TimeoutExpired:
+                pass
+            time.sleep(3)
+        raise TimeoutError(f"the guest did not answer ssh in time (see {self.out}/console.log)")
+
+    def shutdown(self, timeout: float = 60) -> None:
+        """Power the guest off; kill QEMU if it is still there after ``timeout`` seconds."""
+        if self.proc is None or self.proc.poll() is not None:
+            return
+        try:
+            self.ssh("systemctl poweroff", timeout=20, capture_output=True)
+        except (subprocess.TimeoutExpired, OSError):
+            pass
+        try:
+            self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            log("the guest did not power off in time: killing QEMU")
+            os.killpg(self.proc.pid, signal.SIGKILL)
+            self.proc.wait(10)
+
+
+def copy_checkout(guest: Guest) -> None:
+    """The files git knows (committed or not, ignored ones left out) to /srv/labkit, readable by everyone."""
+    files = subprocess.run(["git", "-C", str(REPO), "ls-files", "-z", "-co", "--exclude-standard"],
+                           capture_output=True, check=True).stdout
+    present = b"\0".join(f for f in files.split(b"\0") if f and (REPO / os.fsdecode(f)).exists())
+    tar = subprocess.Popen(["tar", "-C", str(REPO), "--null", "-T", "-", "-c"], stdin=subprocess.PIPE,
+                           stdout=subprocess.PIPE)
+    unpack = subprocess.Popen([*guest.ssh_argv(), "rm -rf /srv/labkit && mkdir -p /srv/labkit /srv/results && "
+                               "tar -x -C /srv/labkit && chmod -R a+rX /srv/labkit && chmod 1777 /srv/results"],
+                              stdin=tar.stdout)
+    assert tar.stdin is not None and tar.stdout is not None
+    tar.stdout.close()
+    tar.stdin.write(present)
+    tar.stdin.close()
+    if tar.wait(120) or unpack.wait(300):
+        raise RuntimeError("could not copy the checkout into the guest")
+    guest.ssh("/opt/labkit-venv/bin/pip install -q --no-deps --no-build-isolation -e /srv/labkit "
+              "&& chmod -R a+rX /srv/labkit", timeout=300, check=True)
+
+
+def run_tests(guest: Guest, user: str, tests: list[str], name: str, timeout: float, extra: str) -> dict:
+    """pytest in the guest as ``user``; its output streams here and its junit XML comes back."""
+    xml = f"/srv/results/{name}.xml"
+    cmd = (f"cd /srv/labkit && {extra} timeout -k 30 {int(timeout)} /opt/labkit-venv/bin/python -m pytest -q "
+           f"-p no:cacheprovider --junitxml={xml} {' '.join(map(shlex.quote, tests))}")
+    log(f"{name}: {user}@guest$ {cmd}")
+    started = time.monotonic()
+    with open(guest.out / f"{name}.log", "w") as out:
+        proc = subprocess.Popen([*guest.ssh_argv(user), cmd], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                                text=True)
+        assert proc.stdout is not None
+        for line in proc.stdout:
+            sys.stdout.write(line)
+            out.write(line)
+        code = proc.wait(timeout + 60)
+    took = time.monotonic() - started
+    got = guest.ssh(f"cat {xml}", timeout=60, capture_output=True)
+    counts = {"passed": 0, "failed": 0, "skipped": 0, "errors": 0}
+    if got.returncode == 0:
+        (guest.out / f"{name}.xml").write_bytes(got.stdout)
+        for suite in ET.fromstring(got.stdout).iter("testsuite"):
+            tests_n, fail, err, skip = (int(suite.get(k, 0)) for k in ("tests", "failures", "errors", "skipped"))
+            counts["failed"] += fail
+            counts["errors"] += err
+            counts["skipped"] += skip
+            counts["passed"] += tests_n - fail - err - skip
+    return {"name": name, "exit": code, "seconds": took, **counts}
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--image", type=Path, help="a built image's folder (default: build or reuse one)")
+    ap.add_argument("--root", nargs="*", default=list(ROOT_TESTS), help="tests run as root")
+    ap.add_argument("--user", nargs="*", default=list(USER_TESTS), help="tests run as the logged-in user lk")
+    ap.add_argument("--out", type=Path, default=REPO / "build" / "vm", help="where logs and junit XML go")
+    ap.add_argument("--memory", default="4G")
+    ap.add_argument("--deadline", type=float, default=float(os.environ.get("LABKIT_VM_DEADLINE", 3600)),
+                    help="seconds for everything after the image is built")
+    ap.add_argument("--boot-timeout", type=float, default=600)
+    args = ap.parse_args(argv)
+    args.out.mkdir(parents=True, exist_ok=True)
+    times: dict[str, float] = {}
+
+    t = time.monotonic()
+    if args.image is None:
+        built = subprocess.run(["bash", str(HERE / "build.sh")], stdout=subprocess.PIPE, text=True, timeout=3600)
+        if built.returncode:
+            log("the image could not be built")
+            return 2
+        args.image = Path(built.stdout.strip().splitlines()[-1])
+    times["image"] = time.monotonic() - t
+
+    accel, why = accelerator()
+    log(f"accelerator {accel}: {why}")
+    deadline = time.monotonic() + args.deadline
+    guest = Guest(args.image, args.out, args.memory, accel)
+    results = []
+    status = 0
+    try:
+        t = time.monotonic()
+        guest.boot(min(deadline, t + args.boot_timeout))
+        times["boot"] = time.monotonic() - t
+        uname = guest.ssh("uname -r; stat -fc %T /sys/fs/cgroup; cat /sys/fs/cgroup/cgroup.controllers",
+                          capture_output=True, text=True, timeout=60).stdout.split("\n")
+        log(f"guest up: kernel {uname[0]}, /sys/fs/cgroup is {uname[1]} ({uname[2]})")
+        t = time.monotonic()
+        copy_checkout(guest)
+        times["copy"] = time.monotonic() - t
+        for user, tests, name in (("root", args.root, "root"), ("lk", args.user, "user")):
+            if not tests:
+                continue
+            left = deadline - time.monotonic()
+            if left < 60:
+                raise TimeoutError(f"no time left for the {name} run")
+            extra = "LABKIT_TEST_USER=lk-learner" if user == "root" else ""
+            r = run_tests(guest, user, tests, name, left - 30, extra)
+            times[name] = r["seconds"]
+            results.append(r)
+            if r["exit"] != 0 or (user != "root" and r["skipped"]):  # the user's run exists for what it skips elsewhere
+                status = 1
+    except (RuntimeError, TimeoutError, subprocess.TimeoutExpired, subprocess.CalledProcessError) as err:
+        log(str(err))
+        status = 2
+    finally:
+        t = time.monotonic()
+        guest.shutdown()
+        times["shutdown"] = time.monotonic() - t
+
+    for r in results:
+        log(f"{r['name']} run: {r['passed']} passed, {r['failed']} failed, {r['errors']} errors, "
+            f"{r['skipped']} skipped in {r['seconds']:.0f} s (pytest exit {r['exit']})")
+    log("times: " + ", ".join(f"{k} {v:.0f} s" for k, v in times.items()) + f" (accelerator {accel})")
+    log(f"logs and junit XML in {args.out}")
+    if results:
+        passed = sum(r["passed"] for r in results)
+        failed = sum(r["failed"] + r["errors"] for r in results)
+        print(f"guest: {passed} passed, {failed} failed")
+    return status
+
+
+if __name__ == "__main__":
+    sys.exit(main())
