@@ -65,11 +65,24 @@ cat > "$work/customize.sh" <<EOF
 set -eu
 r="\$1"
 printf 'LABEL=labkit-root / ext4 defaults,errors=remount-ro 0 1\n' > "\$r/etc/fstab"
-mkdir -p "\$r/etc/systemd/network"
-printf '[Match]\nName=en*\n\n[Network]\nDHCP=yes\n' > "\$r/etc/systemd/network/20-wired.network"
-chroot "\$r" systemctl enable systemd-networkd ssh
-chroot "\$r" systemctl mask systemd-networkd-wait-online.service apt-daily.timer apt-daily-upgrade.timer \
-  man-db.timer e2scrub_all.timer fstrim.timer
+# QEMU's user network has fixed addresses (the guest 10.0.2.15, the gateway 10.0.2.2, DNS 10.0.2.3): one
+# oneshot unit sets them. systemd-networkd, emulated on a busy host, was seen taking minutes to start.
+cat > "\$r/etc/systemd/system/labkit-vm-net.service" <<'UNIT'
+[Unit]
+Description=QEMU user network: 10.0.2.15/24 via 10.0.2.2
+Before=network.target ssh.service
+Wants=network.target
+
+[Service]
+Type=oneshot
+RemainAfterExit=yes
+ExecStart=/bin/sh -c 'ip link set lo up; for d in /sys/class/net/*; do n=\$\${d##*/}; [ "\$\$n" = lo ] && continue; ip link set "\$\$n" up; ip addr add 10.0.2.15/24 dev "\$\$n"; ip route add default via 10.0.2.2 dev "\$\$n"; break; done'
+
+[Install]
+WantedBy=multi-user.target
+UNIT
+chroot "\$r" systemctl enable labkit-vm-net.service ssh
+chroot "\$r" systemctl mask apt-daily.timer apt-daily-upgrade.timer man-db.timer e2scrub_all.timer fstrim.timer
 # Root and the user lk log in with the key beside the image; lk's user manager starts at boot (linger).
 chroot "\$r" useradd -m -s /bin/bash -u 1000 lk
 for home in /root /home/lk; do
@@ -83,7 +96,8 @@ chroot "\$r" python3 -m venv /opt/labkit-venv
 # pip trusts what the host trusts while it builds (a host behind a TLS-inspecting proxy adds its CA there);
 # the bundle is not left in the image.
 cp "$cabundle" "\$r/tmp/host-ca.crt"
-chroot "\$r" /opt/labkit-venv/bin/pip install -q --no-cache-dir --cert /tmp/host-ca.crt $pydeps
+chroot "\$r" env -u PIP_FIND_LINKS PIP_CERT=/tmp/host-ca.crt REQUESTS_CA_BUNDLE=/tmp/host-ca.crt SSL_CERT_FILE=/tmp/host-ca.crt \\
+  /opt/labkit-venv/bin/pip install -q --no-cache-dir $pydeps
 rm -f "\$r/tmp/host-ca.crt"
 chroot "\$r" /opt/labkit-venv/bin/python -m compileall -q /opt/labkit-venv >/dev/null 2>&1 || true
 rm -rf "\$r/var/cache/apt/archives/"*.deb "\$r/var/lib/apt/lists/"*

@@ -85,12 +85,14 @@ class Guest:
             "nice", "-n", "10", "qemu-system-x86_64",
             "-machine", "q35", "-accel", accel_opt, "-cpu", cpu, "-smp", "2", "-m", memory,
             "-kernel", str(image / "vmlinuz"), "-initrd", str(image / "initrd.img"),
+            # Emulated on a busy host, a unit may take minutes to start: systemd's 90 s would fail
+            # systemd-networkd, and with it the forwarded ssh port.
             "-append", "root=LABEL=labkit-root rw console=ttyS0 systemd.unified_cgroup_hierarchy=1 "
-                       "panic=10 net.ifnames=1",
+                       "panic=10 systemd.default_timeout_start_sec=1800",
             "-drive", f"file={image / 'disk.img'},if=virtio,format=raw,snapshot=on",
             "-netdev", f"user,id=n0,hostfwd=tcp:127.0.0.1:{self.port}-:22",
             "-device", "virtio-net-pci,netdev=n0",
-            "-display", "none", "-vga", "none", "-monitor", "none",
+            "-nodefaults", "-display", "none", "-vga", "none", "-monitor", "none",
             "-serial", f"file:{out / 'console.log'}", "-no-reboot",
         ]
         self.proc: subprocess.Popen | None = None
@@ -183,7 +185,12 @@ def run_tests(guest: Guest, user: str, tests: list[str], name: str, timeout: flo
     return {"name": name, "exit": code, "seconds": took, **counts}
 
 
+def _interrupted(signum, frame):  # type: ignore[no-untyped-def]
+    raise KeyboardInterrupt(f"signal {signum}")
+
+
 def main(argv: list[str] | None = None) -> int:
+    signal.signal(signal.SIGTERM, _interrupted)  # a CI's time-out too powers the guest off (finally below)
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--image", type=Path, help="a built image's folder (default: build or reuse one)")
     ap.add_argument("--root", nargs="*", default=list(ROOT_TESTS), help="tests run as root")
@@ -192,7 +199,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--memory", default="4G")
     ap.add_argument("--deadline", type=float, default=float(os.environ.get("LABKIT_VM_DEADLINE", 3600)),
                     help="seconds for everything after the image is built")
-    ap.add_argument("--boot-timeout", type=float, default=600)
+    ap.add_argument("--boot-timeout", type=float, default=1500)
     args = ap.parse_args(argv)
     args.out.mkdir(parents=True, exist_ok=True)
     times: dict[str, float] = {}
@@ -234,8 +241,9 @@ def main(argv: list[str] | None = None) -> int:
             results.append(r)
             if r["exit"] != 0 or (user != "root" and r["skipped"]):  # the user's run exists for what it skips elsewhere
                 status = 1
-    except (RuntimeError, TimeoutError, subprocess.TimeoutExpired, subprocess.CalledProcessError) as err:
-        log(str(err))
+    except (RuntimeError, TimeoutError, subprocess.TimeoutExpired, subprocess.CalledProcessError,
+            KeyboardInterrupt) as err:
+        log(f"stopped: {err}")
         status = 2
     finally:
         t = time.monotonic()
