@@ -4,7 +4,7 @@
 # logins get a systemd user manager, and the test suite's Python packages in /opt/labkit-venv.
 #
 # The image is cached in $LABKIT_VM_CACHE (default ~/.cache/labkit-vm) under a hash of this script, the
-# package list and pyproject.toml: a second run with none of them changed reuses it and prints its folder.
+# package list and pyproject's dependencies: a second run with none of them changed reuses it.
 # As root, the host tools it needs (mmdebstrap, qemu-system-x86, e2fsprogs, openssh-client) are installed
 # with apt-get when missing. Prints the image's folder on its last line.
 set -euo pipefail
@@ -15,7 +15,16 @@ size="${LABKIT_VM_DISK:-8G}"
 suite=bookworm
 mirror="${LABKIT_VM_MIRROR:-http://deb.debian.org/debian}"
 
-key="$(cat "$here/build.sh" "$here/packages.txt" "$repo/pyproject.toml" | sha256sum | cut -c1-16)"
+# The suite's Python packages (pyproject's notebook and test extras, and the base dependencies), baked
+# into the image so the guest needs no network; setuptools lets the guest install the checkout editable.
+pydeps="$(python3 - "$repo/pyproject.toml" <<'EOF'
+import sys, tomllib
+p = tomllib.load(open(sys.argv[1], "rb"))["project"]
+extras = p["optional-dependencies"]
+print(" ".join(repr(d) for d in [*p["dependencies"], *extras["notebook"], *extras["test"], "setuptools>=77", "wheel"]))
+EOF
+)"
+key="$( (cat "$here/build.sh" "$here/packages.txt"; echo "$pydeps") | sha256sum | cut -c1-16)"
 out="$cache/$key"
 if [ -f "$out/ready" ]; then
   echo "labkit-vm: image cached in $out" >&2
@@ -47,15 +56,6 @@ trap 'rm -rf "$work"' EXIT
 start=$(date +%s)
 
 packages="$(sed -e 's/#.*//' "$here/packages.txt" | tr -s ' \n' ',' | sed -e 's/^,//' -e 's/,$//')"
-# The suite's Python packages (pyproject's notebook and test extras, and the base dependencies), baked
-# into the image so the guest needs no network; setuptools lets the guest install the checkout editable.
-pydeps="$(python3 - "$repo/pyproject.toml" <<'EOF'
-import sys, tomllib
-p = tomllib.load(open(sys.argv[1], "rb"))["project"]
-extras = p["optional-dependencies"]
-print(" ".join(repr(d) for d in [*p["dependencies"], *extras["notebook"], *extras["test"], "setuptools>=77", "wheel"]))
-EOF
-)"
 cabundle="${PIP_CERT:-${SSL_CERT_FILE:-/etc/ssl/certs/ca-certificates.crt}}"
 ssh-keygen -q -t ed25519 -N '' -C labkit-vm -f "$work/id_ed25519"
 
