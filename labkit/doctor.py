@@ -30,7 +30,8 @@ def _read(path: str) -> str | None:
         return None
 
 
-def checks(networks: list[dict[str, Any]] | None = None, shim_dir: str | None = None) -> list[dict[str, Any]]:
+def checks(networks: list[dict[str, Any]] | None = None, shim_dir: str | None = None,
+           rootless: bool | None = None) -> list[dict[str, Any]]:
     """Every check, in the order a learner should read them.
 
     Args:
@@ -38,9 +39,14 @@ def checks(networks: list[dict[str, Any]] | None = None, shim_dir: str | None = 
             backend runs: their saved subnets are checked against the host's too.
         shim_dir: Where the real backend keeps its compiled supervisor (``ROOT/bin``);
             by default the one of the state root the real backend would use here.
+        rootless: Whether the backend that runs is a user's (default: when not root). Then
+            the host's cgroups and bridges are root's: the lines on limits, pause and
+            networks are the ``rootless ...`` ones, and no other line speaks for them.
     """
     out = []
     root = os.geteuid() == 0
+    if rootless is None:
+        rootless = not root
     out.append(_check(
         "root", root, f"running as uid {os.geteuid()}",
         "labkit can create namespaces, mount overlayfs and write cgroups: real containers."
@@ -61,7 +67,7 @@ def checks(networks: list[dict[str, Any]] | None = None, shim_dir: str | None = 
     # The rootless probe mounts overlayfs in a user namespace, which has the kernel load its module;
     # as root, overlay.load() runs modprobe as labkit's start does: either way the line below and the
     # backend auto picks say the same thing.
-    rootless = rootless_checks() if platform.system() == "Linux" else []
+    user_lines = rootless_checks() if platform.system() == "Linux" else []
     loaded = False
     if platform.system() == "Linux":
         from labkit.linux import overlay
@@ -80,14 +86,17 @@ def checks(networks: list[dict[str, Any]] | None = None, shim_dir: str | None = 
         "A user without root can still be root inside a user namespace."
         if ok else "Unprivileged user namespaces are off: without root only the simulator can run.",
     ))
-    out.extend(rootless)
+    out.extend(user_lines)
     try:
         from labkit.linux.cgroups import detect
 
         layout = detect()
         lines = layout.describe()
         out.append(_check("cgroups", True, f"cgroup {layout.version}: " + ", ".join(sorted(layout.controllers)),
-                          " ".join(lines)))
+                          " ".join(lines) if not rootless else
+                          "These are the host's cgroups, which root's containers are limited and paused with; a "
+                          "user cannot write them, so rootless containers get limits and the freezer only from a "
+                          "cgroup v2 subtree delegated to the user ('rootless cgroups' says whether there is one)."))
     except Exception as err:  # a host without cgroupfs mounted
         out.append(_check("cgroups", False, str(err), "Without cgroups labkit cannot limit memory, pids or CPU."))
     if platform.system() == "Linux":
@@ -117,7 +126,7 @@ def checks(networks: list[dict[str, Any]] | None = None, shim_dir: str | None = 
         "as docker hands its commands to dockerd; the first command starts it, and it leaves after 15 idle "
         "minutes (`labkit server status|stop`; LABKIT_NO_SERVER=1 runs every command on its own).",
     ))
-    if platform.system() == "Linux":
+    if platform.system() == "Linux" and not rootless:  # rootless, no bridge is made on the host
         out.extend(network_checks(networks or [], root))
     node = shutil.which("node")
     out.append(_check(
@@ -179,6 +188,12 @@ def _seccomp_check() -> dict[str, Any]:
     )
 
 
+#: What ``network create`` and ``run --network NAME`` do rootless (:func:`labkit.networks.rootless_refusal`).
+_NO_USER_NETWORKS = ("'network create' is refused, as is run --network with any network but the default, none "
+                     "or host: a user-defined network needs root, because each rootless container has a network "
+                     "stack of its own and no bridge can join them.")
+
+
 def rootless_checks() -> list[dict[str, Any]]:
     """What running *without root* means for the current user, one aspect per check."""
     from labkit.linux import rootless
@@ -223,11 +238,12 @@ def rootless_checks() -> list[dict[str, Any]]:
         "Rootless containers get --network none or host, and the default network and -p go through "
         f"{helper}, as with rootless Podman: the container has a tap device with {rootless.SLIRP_ADDRESS}/24 "
         "behind a TCP/IP stack that runs as you, and published ports listen on 127.0.0.1 unless you name an "
-        "address. Networks made with 'network create' need root."
+        f"address. {_NO_USER_NETWORKS}"
         if helper else
         "Rootless containers get --network none or host; the default network becomes a private network namespace "
         "with only loopback, and -p is refused: a veth pair cannot reach a host bridge from a user namespace. "
-        "Install the slirp4netns package (or passt, for pasta) for a network like rootless Podman's.",
+        "Install the slirp4netns package (or passt, for pasta) for a network like rootless Podman's. "
+        + _NO_USER_NETWORKS,
     ))
     data = os.environ.get("XDG_DATA_HOME") or os.path.join(os.path.expanduser("~"), ".local", "share")
     out.append(_check(

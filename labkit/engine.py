@@ -75,7 +75,7 @@ from labkit.model.lifecycle import Move, Status, Unchanged, Verb, guard, is_runn
 from labkit.model.overlay import MAX_STACK, LayerContents
 from labkit.model.runtime import Exited
 from labkit.model.views import NetworkView, ProcessView
-from labkit.networks import Networks
+from labkit.networks import PREDEFINED, Networks, rootless_refusal
 from labkit.store import PRIVATE_DIR, Store, read_json, write_json
 
 if TYPE_CHECKING:
@@ -630,6 +630,8 @@ class Engine:
         network_name = network or "bridge"
         if network_name not in ("none", "host"):
             network_name = self.networks.get(network_name)["Name"]  # Docker: "network X not found"
+        if self.backend.rootless and network_name not in PREDEFINED:  # a record made as root, or by an older labkit
+            raise rootless_refusal(f"network {network_name}")
         policy, retries = restart_policy(restart or "no")
         if stop_signal:
             signal_number(stop_signal)
@@ -1164,7 +1166,14 @@ class Engine:
 
     @_verb("network-create")
     def network_create(self, name: str, subnet: str | None = None) -> dict[str, Any]:
-        """``docker network create``: a bridge network whose containers find each other by name."""
+        """``docker network create``: a bridge network whose containers find each other by name.
+
+        Raises:
+            HostUnsupported: Rootless: containers there cannot share a network
+                (:func:`~labkit.networks.rootless_refusal`); nothing is made.
+        """
+        if self.backend.rootless:
+            raise rootless_refusal(f"network create {name}")
         rec = self.networks.create(name, subnet)
         self._record(events.network_create(name, rec["Options"]["com.docker.network.bridge.name"],
                                            rec["IPAM"]["Config"][0]["Subnet"]))
@@ -1466,7 +1475,7 @@ class Engine:
         # The saved subnets are checked against the host's routes where networks are bridges on this host;
         # a real backend's compiled supervisor is looked for in its state root.
         return checks(self.networks.ls() if self.backend.host_bridges else None,
-                      None if self.backend.simulated else str(self.store.root / "bin"))
+                      None if self.backend.simulated else str(self.store.root / "bin"), rootless=self.backend.rootless)
 
     # -- internals -------------------------------------------------------------------------------
     def _records(self) -> list[ContainerRecord]:

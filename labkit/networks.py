@@ -24,7 +24,7 @@ import re
 import secrets
 from typing import Any
 
-from labkit.errors import Conflict, InvalidArgument, NotFound
+from labkit.errors import Conflict, HostUnsupported, InvalidArgument, NotFound
 from labkit.model.container import now_rfc3339
 from labkit.store import PRIVATE_DIR, Store, read_json, write_json
 
@@ -33,6 +33,22 @@ PREDEFINED = ("bridge", "host", "none")
 NAME_RE = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9_.-]*$")
 #: A record's mark that its subnet was given with ``--subnet`` (kept off ``network inspect``).
 GIVEN = "SubnetGiven"
+
+
+def rootless_refusal(what: str) -> HostUnsupported:
+    """The refusal of a user-defined network without root, for ``what`` (``network create mynet``, ``network mynet``).
+
+    A user network is a bridge on the host that each container's veth joins; a
+    user namespace cannot make a bridge or move a veth into the host's network
+    namespace (network_namespaces(7)), so a rootless container gets a network
+    stack of its own from slirp4netns or pasta, which no other container shares.
+    Refused before anything is made: ``network create`` makes no record, ``run``
+    no container.
+    """
+    return HostUnsupported(f"{what}: a user-defined network needs root, because each rootless container gets a "
+                           "network stack of its own (slirp4netns or pasta) and no bridge can join them",
+                           "Use the default network (publish ports with -p), --network none or host, "
+                           "or run as root (sudo)")
 
 
 class NoSuchNetwork(NotFound):

@@ -65,9 +65,10 @@ def test_a_learners_simulator_models_the_rootless_network(learner):
 
 def test_rootless_model_has_no_bridge_and_publishes_on_loopback(fresh_root):
     """The rootless model in-process: tap0 with 10.0.2.100, no bridge or veth on the host, DNS 10.0.2.3, user networks
-    refused; every container has the same address (each has a network stack of its own)."""
+    refused at ``network create`` with nothing made; every container has the same address (each has a network stack
+    of its own)."""
     from labkit.engine import Engine
-    from labkit.errors import HostUnsupported
+    from labkit.errors import HostUnsupported, NotFound
     from labkit.sim.backend import SimBackend
     from labkit.store import Store
 
@@ -85,9 +86,12 @@ def test_rootless_model_has_no_bridge_and_publishes_on_loopback(fresh_root):
         assert [(i.name, i.addresses) for i in view.inside] == [("lo", ("127.0.0.1/8",)),
                                                                      ("tap0", ("10.0.2.100/24",))]
         assert a.exec(["head", "-n", "1", "/etc/resolv.conf"]) == (0, "nameserver 10.0.2.3\n")
-        lab.network_create("mynet")
-        with pytest.raises(HostUnsupported):
+        with pytest.raises(HostUnsupported, match="network create mynet: a user-defined network needs root"):
+            lab.network_create("mynet")
+        assert [n["Name"] for n in lab.network_ls()] == ["bridge", "host", "none"]
+        with pytest.raises(NotFound):
             lab.run("busybox", ["true"], network="mynet")
+        assert sorted(lab.store.container_ids()) == sorted([a.id, b.id])  # the refused run left no container
     finally:
         for cid in lab.store.container_ids():
             lab.rm(cid, force=True)
