@@ -781,26 +781,29 @@ class Engine:
             return
         self._launch(rec.with_state(manually_stopped=False))
 
-    def _launch(self, rec: ContainerRecord, console: socket.socket | None = None) -> ContainerRecord:
+    def _launch(self, rec: ContainerRecord, verb: Verb = Verb.START,
+                console: socket.socket | None = None) -> ContainerRecord:
+        """Run PID 1 of ``rec`` as ``verb`` does (``start``, or ``restart`` from a stop or a restart policy)."""
         with self.store.intent(rec.id, "start"):  # a start killed half-way is undone by the next reader
-            return self._launch_held(rec, console)
+            return self._launch_held(rec, verb, console)
 
-    def _launch_held(self, rec: ContainerRecord, console: socket.socket | None = None) -> ContainerRecord:
+    def _launch_held(self, rec: ContainerRecord, verb: Verb, console: socket.socket | None) -> ContainerRecord:
         img = self._image_of(rec)
+        running = self._moved(rec, verb)  # the table's status once PID 1 runs, refused before anything is made
         try:
             launched = self.backend.start(rec, img, console) if console is not None else self.backend.start(rec, img)
         except StartFailed as err:
+            # PID 1 never ran: the table's exit leaves a container whose first start failed created, else exited.
             first = rec.state.started_at == ZERO_TIME
-            self._save(rec.with_state(
-                status=Status.CREATED if first else Status.EXITED,
+            self._save(self._moved(
+                rec, Verb.EXIT,
                 exit_code=err.exit_code,
                 error=err.message,
                 pid=0,
                 finished_at=rec.state.finished_at if first else now_rfc3339(),
             ))
             raise
-        rec = rec.with_state(
-            status=Status.RUNNING,
+        rec = running.with_state(
             pid=launched.pid,
             pid_start_time=launched.pid_start_time,
             shim_pid=launched.shim_pid,
@@ -842,7 +845,7 @@ class Engine:
             if rec.config.tty:
                 ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
                 try:
-                    rec = self._launch(rec, console=theirs)
+                    rec = self._launch(rec, Verb.START, console=theirs)
                 except BaseException:
                     ours.close()
                     raise
@@ -890,7 +893,7 @@ class Engine:
         rec = rec.with_state(manually_stopped=True)  # the restart policy must not bring it back
         self._save(rec)
         if rec.status is Status.RESTARTING:  # between two runs: nothing to signal
-            self._save(rec.with_state(status=Status.EXITED))
+            self._save(self._moved(rec, Verb.STOP))
             return
         if timeout is None:
             timeout = rec.config.stop_timeout if rec.config.stop_timeout is not None else 10
@@ -924,7 +927,7 @@ class Engine:
         guard(rec.status, Verb.RESTART, rec.id, ref)
         if is_running(rec.status):
             self.stop(rec.id, timeout=timeout)
-        self._launch(self._get(rec.id).with_state(manually_stopped=False))
+        self._launch(self._get(rec.id).with_state(manually_stopped=False), Verb.RESTART)
 
     @_verb("pause")
     def pause(self, ref: str) -> None:
@@ -1641,7 +1644,7 @@ class Engine:
             now = self.store.load(cid)
             if now is None or now.status is not Status.RESTARTING:
                 return False  # stopped or removed meanwhile
-            self._launch(now.with_state(restart_count=st.restart_count + 1))
+            self._launch(now.with_state(restart_count=st.restart_count + 1), Verb.RESTART)
             return True
 
     def _observe_layer(self, rec: ContainerRecord) -> None:
