@@ -503,7 +503,7 @@ class Bench:
         os.environ["LABKIT_ROOT"] = str(self.work.state)
         os.environ["LABKIT_SHIM_DIR"] = str(self.work.state / "bin")
         self.spawn = Spawner(self.work.top / "stderr")
-        # The labkit command hands each command to a resident engine (labkit/server.py) listening
+        # The labkit command hands each command to a resident engine (labkit/daemon/server.py) listening
         # in a directory of this run; LABKIT_NO_SERVER=1 runs it in a fresh interpreter instead.
         self.sockets = self.work.top / "sock"
         self.sockets.mkdir(mode=0o700)
@@ -546,9 +546,9 @@ class Bench:
 
     def cleanup(self) -> None:
         """Remove every container, mount and file this run made; safe to call twice."""
-        from labkit import server
+        from labkit.daemon import client
 
-        server.stop(str(self.sockets))
+        client.stop(str(self.sockets))
         if self.engine is not None:
             for cid in self.engine.store.container_ids():
                 try:

@@ -1411,16 +1411,16 @@ def cmd_show(session: _Session, args: argparse.Namespace) -> int:
 
 def cmd_server(session: _Session, args: argparse.Namespace) -> int:
     """``labkit server status|stop``: the resident engine the ``labkit`` command hands its work to."""
-    from labkit import server
+    from labkit.daemon import client
 
-    directory = server.socket_dir()
-    pid = server.running(directory)
+    directory = client.socket_dir()
+    pid = client.running(directory)
     if args.action == "stop":
-        server.stop(directory)
+        client.stop(directory)
         session.print(f"stopped the engine server (pid {pid})" if pid else "no engine server was running")
         return 0
     if pid:
-        session.print(f"running (pid {pid}), listening on {os.path.join(directory, server.SOCKET)}")
+        session.print(f"running (pid {pid}), listening on {os.path.join(directory, client.SOCKET)}")
     else:
         session.print("not running: the next labkit command starts it (LABKIT_NO_SERVER=1 keeps every "
                       "command in its own process)")
@@ -1903,7 +1903,7 @@ def main(
         stdout: Where output goes (default ``sys.stdout``).
         stderr: Where errors go (default ``sys.stderr``).
         parser: A parser from :func:`build_parser` to reuse (the resident
-            server builds it once, see :mod:`labkit.server`).
+            server builds it once, see :mod:`labkit.daemon.server`).
 
     Returns:
         The exit code: 0, the container's code, or Docker's error codes.

@@ -114,9 +114,9 @@ def checks(networks: list[dict[str, Any]] | None = None, shim_dir: str | None = 
         else "The base image will be assembled from this host's own programs and libraries instead.",
     ))
     out.append(_compiler_check(shim_dir))
-    from labkit import server
+    from labkit.daemon import client
 
-    engine_pid = server.running()
+    engine_pid = client.running()
     off = bool(os.environ.get("LABKIT_NO_SERVER"))
     out.append(_check(
         "labkit command", True,

@@ -375,7 +375,7 @@ class _BridgeJanitor:
     process that exits with a timer still armed does the check then (atexit), so
     a ``labkit`` command run in-process does not leave a bridge behind. (A worker
     of the resident engine exits without it: the server sweeps for its workers,
-    see :mod:`labkit.server`.)
+    see :mod:`labkit.daemon.server`.)
     """
 
     def __init__(self) -> None:

@@ -6,7 +6,7 @@ ends (``python -m labkit.restarter``), a service's controller (``python -m
 labkit.service``), slirp4netns or pasta; shorter ones too (``ip``, the C
 compiler, ``ldd``, newuidmap). As root they run as root, whoever's
 environment the ``labkit`` command carried — after ``su`` without ``-`` that
-is another user's, and through the resident engine (:mod:`labkit.server`) a
+is another user's, and through the resident engine (:mod:`labkit.daemon.server`) a
 command's environment is the one its caller sent. Variables the dynamic
 loader and interpreters obey would then put that user's code in a root
 process: ``LD_PRELOAD`` and ``LD_LIBRARY_PATH`` (ld.so(8)), ``PYTHONPATH``,

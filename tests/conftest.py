@@ -32,13 +32,44 @@ from tests.learner import learner  # noqa: F401  (a fixture for every test direc
 IS_ROOT = os.geteuid() == 0
 _ROOTS: list[Path] = []
 
-# The `labkit` command hands its work to a resident engine (labkit/server.py). The session's
+# The `labkit` command hands its work to a resident engine (labkit/daemon/server.py). The session's
 # servers listen in a directory of its own, named so the leak check finds one left running.
 SOCKETS = Path(tempfile.mkdtemp(prefix="labkit-test-sock-"))
 os.environ["LABKIT_SOCKET_DIR"] = str(SOCKETS)
 # Shims built without a state root of their own (process-level tests) go here, not to /var/lib/labkit.
 SHIMS = Path(tempfile.mkdtemp(prefix="labkit-test-shim-"))
 os.environ["LABKIT_SHIM_DIR"] = str(SHIMS)
+
+
+@pytest.fixture
+def sockets(tmp_path):
+    """A private socket directory for a resident engine of the test's own; its engine is stopped afterwards."""
+    from labkit.daemon import client
+
+    directory = tmp_path / "labkit-test-sockets"
+    directory.mkdir(mode=0o700)
+    yield directory
+    client.stop(str(directory))
+
+
+@pytest.fixture
+def served(engine):
+    """The environment of a ``labkit`` command (``sh bin/labkit``) on the test engine's state root, with the
+    session's resident engine running and its compiled client built."""
+    import sys
+
+    from labkit.daemon import client
+    from tests.util import wait_for
+
+    env = {**os.environ, "LABKIT_ROOT": str(engine.store.root),
+           "PATH": f"{Path(sys.executable).parent}:{os.environ.get('PATH', '')}"}
+    env.pop("LABKIT_NO_SERVER", None)
+    sockets = env["LABKIT_SOCKET_DIR"]
+    if client.running(sockets) is None:
+        launcher = Path(__file__).resolve().parent.parent / "bin" / "labkit"
+        subprocess.run(["sh", str(launcher), "version"], env=env, capture_output=True, timeout=120)
+    assert wait_for(lambda: client.running(sockets) and (Path(sockets) / client.CLIENT).exists(), timeout=60)
+    return env
 
 
 def pytest_addoption(parser):
@@ -214,9 +245,9 @@ def _take_down_bridges(roots: list[Path] | None = None) -> None:
 
 
 def pytest_sessionfinish(session, exitstatus):
-    from labkit import server
+    from labkit.daemon import client
 
-    server.stop(str(SOCKETS))
+    client.stop(str(SOCKETS))
     shutil.rmtree(SOCKETS, ignore_errors=True)
     shutil.rmtree(SHIMS, ignore_errors=True)
     if not IS_ROOT:

@@ -1,19 +1,21 @@
-"""labkit.server and bin/labkit: a command run by the resident engine is the same command, only sooner."""
+"""labkit.daemon and bin/labkit: a command run by the resident engine is the same command, only sooner."""
 
 from __future__ import annotations
 
 import importlib.machinery
 import importlib.util
 import os
+import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
 import pytest
 
-from labkit import server
+from labkit.daemon import client, server
 from tests.util import wait_for
 
 REPO = Path(__file__).resolve().parent.parent
@@ -28,20 +30,16 @@ def _client_module():
     return module
 
 
-@pytest.fixture
-def sockets(tmp_path):
-    """A private socket directory; its server is stopped afterwards."""
-    directory = tmp_path / "labkit-test-sockets"
-    directory.mkdir(mode=0o700)
-    yield directory
-    server.stop(str(directory))
-
-
 def _env(sockets: Path, root: Path | None = None, **extra: str) -> dict[str, str]:
-    """The environment of a command: this socket directory, and a state root of the session's (never /var/lib)."""
+    """The environment of a command: this socket directory, and a state root of the session's (never /var/lib).
+
+    ``_LABKIT_SOCKET_DIR`` is how bin/labkit's shell lines hand the socket directory to its Python part, which
+    these tests run directly (:data:`CLIENT`).
+    """
     from tests.conftest import state_root
 
-    return {**os.environ, "LABKIT_SOCKET_DIR": str(sockets), "LABKIT_ROOT": str(root or state_root()), **extra}
+    return {**os.environ, "LABKIT_SOCKET_DIR": str(sockets), "_LABKIT_SOCKET_DIR": str(sockets),
+            "LABKIT_ROOT": str(root or state_root()), **extra}
 
 
 def _run(args: list[str], env: dict[str, str], cwd: Path | None = None) -> tuple[int, str, str]:
@@ -51,10 +49,10 @@ def _run(args: list[str], env: dict[str, str], cwd: Path | None = None) -> tuple
 
 def _serving(sockets: Path, env: dict[str, str]) -> int:
     """Make sure a server listens on ``sockets``; return its pid."""
-    if server.running(str(sockets)) is None:
+    if client.running(str(sockets)) is None:
         _run(["version"], env)
-    assert wait_for(lambda: (sockets / server.SOCKET).exists() and server.running(str(sockets)), timeout=30)
-    return server.running(str(sockets))
+    assert wait_for(lambda: (sockets / client.SOCKET).exists() and client.running(str(sockets)), timeout=30)
+    return client.running(str(sockets))
 
 
 def _children(pid: int, spare: bool = False) -> list[int]:
@@ -72,16 +70,46 @@ def _children(pid: int, spare: bool = False) -> list[int]:
     return out
 
 
-@pytest.mark.parametrize("env, uid, expected", [
-    ({"LABKIT_SOCKET_DIR": "/x", "XDG_RUNTIME_DIR": "/run/user/0"}, 1000, "/x"),
-    ({}, 0, "/run/labkit"),
-    ({"XDG_RUNTIME_DIR": "/run/user/0"}, 0, "/run/user/0/labkit"),
-    ({"XDG_RUNTIME_DIR": "/run/user/1000"}, 1000, "/run/user/1000/labkit"),
-    ({}, 1000, "/tmp/labkit-1000"),
-])
-def test_the_command_and_the_server_agree_where_the_socket_is(env, uid, expected):
-    assert server.socket_dir(env, uid) == expected
-    assert _client_module().socket_dir(env, uid) == expected
+def _shell_socket_dir(env: dict[str, str], uid: int) -> str:
+    """The socket directory bin/labkit's shell lines hand its Python part, run as ``uid`` with ``env``.
+
+    A copy of bin/labkit sits beside a ``python3`` that prints ``$_LABKIT_SOCKET_DIR`` instead of running
+    anything; no client is found in a directory that does not exist, so the shell lines end by exec'ing it.
+    """
+    where = Path(tempfile.mkdtemp(prefix="labkit-test-rule-"))  # in /tmp: another user may enter it
+    try:
+        os.chmod(where, 0o755)
+        shutil.copy(REPO / "bin" / "labkit", where / "labkit")
+        (where / "python3").write_text('#!/bin/sh\nprintf %s "$_LABKIT_SOCKET_DIR"\n')
+        os.chmod(where / "python3", 0o755)
+        as_user = [] if uid == os.getuid() else ["setpriv", f"--reuid={uid}", f"--regid={uid}", "--clear-groups", "--"]
+        p = subprocess.run([*as_user, "sh", str(where / "labkit"), "version"], env={"PATH": "/usr/bin:/bin", **env},
+                           capture_output=True, text=True, timeout=30)
+    finally:
+        shutil.rmtree(where)
+    assert p.returncode == 0, p.stderr
+    return p.stdout
+
+
+@pytest.mark.parametrize("env", [
+    {"LABKIT_SOCKET_DIR": "/nonexistent/x", "XDG_RUNTIME_DIR": "/nonexistent/run/user/0"},
+    {},
+    {"XDG_RUNTIME_DIR": "/nonexistent/run/user/1"},
+    {"LABKIT_SOCKET_DIR": "", "XDG_RUNTIME_DIR": "/nonexistent/run/user/2"},
+], ids=["LABKIT_SOCKET_DIR", "neither", "XDG_RUNTIME_DIR", "empty-LABKIT_SOCKET_DIR"])
+@pytest.mark.parametrize("uid", [os.getuid(), 65534] if os.getuid() == 0 else [os.getuid()], ids=lambda u: f"uid{u}")
+def test_the_command_and_the_library_agree_where_the_socket_is(env, uid):
+    """bin/labkit's shell lines (the only rule the command and its C client follow) and
+    labkit.daemon.client.socket_dir name the same directory, for root and for another user."""
+    assert _shell_socket_dir(env, uid) == client.socket_dir(env, uid)
+
+
+def test_the_socket_rule_reads_as_documented():
+    """labkit.daemon.client.socket_dir: the override, then $XDG_RUNTIME_DIR, then /run/labkit or /tmp/labkit-UID."""
+    assert client.socket_dir({"LABKIT_SOCKET_DIR": "/x", "XDG_RUNTIME_DIR": "/run/user/0"}, 1000) == "/x"
+    assert client.socket_dir({}, 0) == "/run/labkit"
+    assert client.socket_dir({"XDG_RUNTIME_DIR": "/run/user/1000"}, 1000) == "/run/user/1000/labkit"
+    assert client.socket_dir({}, 1000) == "/tmp/labkit-1000"
 
 
 def test_a_directory_others_may_enter_is_never_used(tmp_path):
@@ -92,14 +120,25 @@ def test_a_directory_others_may_enter_is_never_used(tmp_path):
     code, out, _ = _run(["version"], _env(shared))
     assert code == 0 and "labkit" in out.lower()
     time.sleep(1)
-    assert not (shared / server.SOCKET).exists() and server.running(str(shared)) is None
+    assert not (shared / client.SOCKET).exists() and client.running(str(shared)) is None
 
 
 def test_no_server_means_no_server(sockets):
     code, out, _ = _run(["version"], _env(sockets, LABKIT_NO_SERVER="1"))
     assert code == 0 and out
     time.sleep(1)
-    assert server.running(str(sockets)) is None
+    assert client.running(str(sockets)) is None
+
+
+def test_the_python_part_run_alone_runs_in_process(sockets):
+    """Started without the socket directory bin/labkit's shell lines give it, the Python part knows no engine:
+    it runs the command itself and starts none."""
+    env = _env(sockets)
+    del env["_LABKIT_SOCKET_DIR"]
+    code, out, _ = _run(["version"], env)
+    assert code == 0 and out
+    time.sleep(1)
+    assert client.running(str(sockets)) is None and not (sockets / client.SOCKET).exists()
 
 
 def test_server_status_and_stop(sockets):
@@ -112,7 +151,7 @@ def test_server_status_and_stop(sockets):
     assert status.stdout.startswith(f"running (pid {pid})")
     stop = subprocess.run([*CLIENT, "server", "stop"], env=env, capture_output=True, text=True)
     assert stop.stdout.strip() == f"stopped the engine server (pid {pid})"
-    assert server.running(str(sockets)) is None and not (sockets / server.SOCKET).exists()
+    assert client.running(str(sockets)) is None and not (sockets / client.SOCKET).exists()
 
 
 def test_a_changed_labkit_file_retires_the_server(sockets):
@@ -125,7 +164,7 @@ def test_a_changed_labkit_file_retires_the_server(sockets):
     try:
         code, out, _ = _run(["version"], env)
         assert code == 0 and out
-        assert wait_for(lambda: server.running(str(sockets)) != old, timeout=30)
+        assert wait_for(lambda: client.running(str(sockets)) != old, timeout=30)
     finally:
         os.utime(target, (st.st_atime, st.st_mtime))
 
@@ -189,7 +228,7 @@ def test_a_spare_worker_waits_for_the_next_command_and_another_follows(sockets, 
         p.kill()
     assert (p.returncode, out) == (0, "go\n")
     last = _children(pid, spare=True)
-    server.stop(str(sockets))
+    client.stop(str(sockets))
     assert wait_for(lambda: not any(os.path.exists(f"/proc/{c}") and _state(c) != "Z" for c in last), timeout=10)
 
 
@@ -267,9 +306,9 @@ def test_the_compiled_client_answers_as_the_python_one(sockets, session_root, tm
     """The server builds client.c beside its socket; through it every answer is the same."""
     served = _env(sockets, session_root)
     _serving(sockets, served)
-    client = sockets / "client"
-    assert wait_for(client.exists, timeout=30), "the server built the C client"
-    fast = [str(client), sys.executable, str(REPO / "bin" / "labkit")]
+    compiled = sockets / client.CLIENT
+    assert wait_for(compiled.exists, timeout=30), "the server built the C client"
+    fast = [str(compiled), sys.executable, str(REPO / "bin" / "labkit")]
     for args in (
         ["run", "--rm", "--network", "none", "busybox", "sh", "-c", "echo out; echo err >&2; exit 3"],
         ["inspect", "no-such-container"],
@@ -279,10 +318,15 @@ def test_the_compiled_client_answers_as_the_python_one(sockets, session_root, tm
         p = subprocess.run([*fast, *args], env=served, capture_output=True, text=True, timeout=120)
         assert (p.returncode, p.stdout, p.stderr) == _run(args, served), args
     # Nothing listening: the C client hands over to the Python part, which runs the command itself.
-    server.stop(str(sockets))
+    client.stop(str(sockets))
     p = subprocess.run([*fast, "run", "--rm", "--network", "none", "busybox", "echo", "alone"],
                        env={**served, "LABKIT_NO_SERVER": "1"}, capture_output=True, text=True, timeout=120)
     assert (p.returncode, p.stdout) == (0, "alone\n")
+    # The Python part learns the socket directory from the client (the directory it runs from) and starts
+    # the engine there again.
+    p = subprocess.run([*fast, "version"], env=served, capture_output=True, text=True, timeout=120)
+    assert p.returncode == 0, p.stderr
+    assert wait_for(lambda: client.running(str(sockets)), timeout=30), "the engine started again in its directory"
 
 
 @pytest.mark.root
@@ -291,7 +335,7 @@ def test_the_labkit_script_finds_the_compiled_client(sockets, session_root):
     served = _env(sockets, session_root)
     served["PATH"] = f"{Path(sys.executable).parent}:{served.get('PATH', '')}"
     _serving(sockets, served)
-    assert wait_for((sockets / "client").exists, timeout=30)
+    assert wait_for((sockets / client.CLIENT).exists, timeout=30)
     p = subprocess.run(["sh", str(REPO / "bin" / "labkit"), "run", "--rm", "--network", "none", "busybox",
                         "echo", "via sh"], env=served, capture_output=True, text=True, timeout=120)
     assert (p.returncode, p.stdout, p.stderr) == (0, "via sh\n", "")
@@ -333,7 +377,7 @@ def test_a_command_that_ends_before_the_client_is_done_sending_runs_once(tmp_pat
     directory = tmp_path / "sockets"
     directory.mkdir(mode=0o700)
     listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    listener.bind(str(directory / server.SOCKET))
+    listener.bind(str(directory / client.SOCKET))
     listener.listen()
     hung_up = threading.Event()
 

@@ -1,14 +1,17 @@
 /*
- * labkit-client: the `labkit` command, when a resident engine runs (labkit/server.py).
+ * labkit-client: the `labkit` command, when a resident engine runs (labkit/daemon/server.py).
  *
- * bin/labkit execs it as `labkit-client PYTHON SCRIPT [ARG...]` when the server
- * has built it into its socket directory. It does what bin/labkit's Python part
- * does, without starting an interpreter: it sends the arguments, the
- * environment, the working directory, the umask and its stdin, stdout and
- * stderr (SCM_RIGHTS, unix(7)) to the server, and exits with the command's
- * code. Whenever the server did not run the command (none listening, a
+ * bin/labkit execs it as `DIR/client PYTHON SCRIPT [ARG...]` when the server
+ * has built it into its socket directory DIR: the directory it is run from is
+ * the socket directory (bin/labkit found it by its rule, the one of
+ * labkit.daemon.client.socket_dir; no third copy of that rule lives here). It
+ * does what bin/labkit's Python part does, without starting an interpreter:
+ * it sends the arguments, the environment, the working directory, the umask
+ * and its stdin, stdout and stderr (SCM_RIGHTS, unix(7)) to the server, and
+ * exits with the command's code. Whenever the server did not run the command (none listening, a
  * directory someone else could enter, "again"), it execs `PYTHON -S -E SCRIPT
- * ARG...`, which runs it another way. The wire format is labkit/server.py's.
+ * ARG...` with _LABKIT_SOCKET_DIR=DIR, which runs it another way. The wire format
+ * is labkit/daemon/server.py's.
  *
  * When the command relays a container's terminal (`run -it`, `attach`,
  * `exec -it`), the worker says "tty": the worker is not in this terminal's
@@ -33,9 +36,13 @@ extern char **environ;
 
 static char **fallback_argv;
 
+static const char *socket_dir;
+
 /* Nothing ran: let the Python part of bin/labkit run the command (it starts a server, or runs it in-process). */
 static void __attribute__((noreturn)) fallback(void)
 {
+    if (socket_dir)
+        setenv("_LABKIT_SOCKET_DIR", socket_dir, 1);
     execvp(fallback_argv[0], fallback_argv);
     fprintf(stderr, "labkit: cannot run %s: %s.\n", fallback_argv[0], strerror(errno));
     exit(127);
@@ -50,19 +57,18 @@ static void window_changed(int sig)
     (void)n;
 }
 
-/* The rule of labkit.server.socket_dir. */
-static const char *socket_dir(char *buf, size_t cap)
+/* The directory this program was run from, DIR of `DIR/client`: its socket directory. */
+static const char *own_dir(const char *self, char *buf, size_t cap)
 {
-    const char *dir = getenv("LABKIT_SOCKET_DIR"), *xdg = getenv("XDG_RUNTIME_DIR");
-    if (dir && *dir)
-        return dir;
-    if (xdg && *xdg) {
-        snprintf(buf, cap, "%s/labkit", xdg);
-        return buf;
-    }
-    if (getuid() == 0)
-        return "/run/labkit";
-    snprintf(buf, cap, "/tmp/labkit-%u", (unsigned)getuid());
+    const char *slash = strrchr(self, '/');
+    if (!slash)
+        return ".";
+    if (slash == self)
+        return "/";
+    if ((size_t)(slash - self) >= cap)
+        return NULL;
+    memcpy(buf, self, (size_t)(slash - self));
+    buf[slash - self] = 0;
     return buf;
 }
 
@@ -108,14 +114,16 @@ int main(int argc, char **argv)
     for (int i = 0; i < nargs; i++)
         fallback_argv[4 + i] = args[i];
 
+    char dirbuf[4096], path[4200], cwd[8192], text[64];
+    const char *dir = own_dir(argv[0], dirbuf, sizeof dirbuf);
+    socket_dir = dir;
+    unsetenv("_LABKIT_SOCKET_DIR"); /* bin/labkit's word to its Python part, never part of the command */
     const char *no_server = getenv("LABKIT_NO_SERVER");
     if ((no_server && *no_server) || (nargs > 0 && !strcmp(args[0], "server")))
         fallback();
-    char dirbuf[4096], path[4200], cwd[8192], text[64];
-    const char *dir = socket_dir(dirbuf, sizeof dirbuf);
     struct stat st;
     /* Only a directory of ours that nobody else may enter can hold a server we trust. */
-    if (lstat(dir, &st) < 0 || !S_ISDIR(st.st_mode) || st.st_uid != getuid() || (st.st_mode & 077))
+    if (!dir || lstat(dir, &st) < 0 || !S_ISDIR(st.st_mode) || st.st_uid != getuid() || (st.st_mode & 077))
         fallback();
     struct sockaddr_un addr = {.sun_family = AF_UNIX};
     if ((size_t)snprintf(path, sizeof path, "%s/engine.sock", dir) >= sizeof addr.sun_path)

@@ -21,7 +21,7 @@ signals the container's foreground process group (tty_ioctl(4)). The detach
 keys (Docker's ``ctrl-p,ctrl-q``) end the relay and leave the container
 running; its terminal stays with its supervisor.
 
-Through the resident engine (:mod:`labkit.server`) this process is a worker
+Through the resident engine (:mod:`labkit.daemon.server`) this process is a worker
 that holds the ``labkit`` command's descriptors but is not in its terminal's
 session, so SIGWINCH reaches the command, not the worker: the worker tells the
 command ``tty`` on their connection (:data:`caller`), and the command then
@@ -51,7 +51,7 @@ ATTACH_SOCKET = "attach.sock"
 _MESSAGE = 4096
 
 #: The ``labkit`` command's connection when this process is the resident engine's worker (set by
-#: :mod:`labkit.server`); None when the command runs in this process.
+#: :mod:`labkit.daemon.server`); None when the command runs in this process.
 caller: socket.socket | None = None
 
 

@@ -355,6 +355,8 @@ class World:
         self.root = root
         self.env = {**os.environ, "LABKIT_ROOT": str(root)}
         self.env.pop("LABKIT_NO_SERVER", None)
+        # What bin/labkit's shell lines hand the Python part run here: where the resident engine listens.
+        self.env["_LABKIT_SOCKET_DIR"] = self.env["LABKIT_SOCKET_DIR"]
         self.ctx = tmp / "ctx"
         self.absent = tmp / "absent"
         self.port = _free_port()

@@ -38,21 +38,6 @@ ALL_WAYS = (*WAYS, "python client")
 FDS = r'(ls -l /proc/$$/fd/ >/tmp/fds); sed -n "s/.* \([0-9]*\) -> \(.*\)/fd \1 \2/p" /tmp/fds'
 
 
-@pytest.fixture
-def served(engine):
-    """The environment of a ``labkit`` command on the test engine's state root, its resident engine running."""
-    from labkit import server
-
-    env = {**os.environ, "LABKIT_ROOT": str(engine.store.root),
-           "PATH": f"{Path(sys.executable).parent}:{os.environ.get('PATH', '')}"}
-    env.pop("LABKIT_NO_SERVER", None)
-    sockets = env["LABKIT_SOCKET_DIR"]
-    if server.running(sockets) is None:
-        subprocess.run(["sh", BIN, "version"], env=env, capture_output=True, timeout=120)
-    assert wait_for(lambda: server.running(sockets) and os.path.exists(os.path.join(sockets, "client")), timeout=60)
-    return env
-
-
 def _labkit(way: str, served: dict[str, str]) -> tuple[list[str], dict[str, str]]:
     if way == "resident engine":
         return ["sh", BIN], served

@@ -23,7 +23,8 @@ from pathlib import Path
 
 import pytest
 
-from labkit import helpers, server
+from labkit import helpers
+from labkit.daemon import client
 from tests.learner import run_as
 from tests.util import wait_for
 
@@ -81,17 +82,8 @@ def _loaded_into(marker: Path) -> list[tuple[str, str]]:
 
 def _helpers_among(loaded: list[tuple[str, str]]) -> list[tuple[str, str]]:
     """The processes labkit started for itself among ``loaded``: the shim, the restarter, a controller, a server."""
-    words = ("labkit-shim", "labkit.restarter", "labkit.service", "labkit.server", "slirp4netns", "pasta")
+    words = ("labkit-shim", "labkit.restarter", "labkit.service", client.SERVER_MODULE, "slirp4netns", "pasta")
     return [(exe, cmd) for exe, cmd in loaded if any(w in exe or w in cmd for w in words)]
-
-
-@pytest.fixture
-def sockets(tmp_path):
-    """A private socket directory for a resident engine of this test's own; stopped afterwards."""
-    directory = tmp_path / "labkit-test-sockets"
-    directory.mkdir(mode=0o700)
-    yield directory
-    server.stop(str(directory))
 
 
 def _labkit(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
@@ -135,7 +127,7 @@ def test_ld_preload_of_the_caller_reaches_no_helper(engine, preload, sockets, th
     env = _command_env(root, sockets if through_server else None)
     if through_server:  # a server of this test's own, started before the caller with LD_PRELOAD comes
         assert _labkit(env, "version").returncode == 0
-        assert wait_for(lambda: (sockets / server.SOCKET).exists(), timeout=30)
+        assert wait_for(lambda: (sockets / client.SOCKET).exists(), timeout=30)
     env = {**env, "LD_PRELOAD": str(lib), "PYTHONPATH": f"{REPO}:/nonexistent"}
     try:
         info = _restarted_once(env, "preloaded")
@@ -201,7 +193,7 @@ def test_a_shadow_labkit_on_pythonpath_is_not_imported_by_the_restarter(engine, 
     if through_server:
         env = _command_env(engine.store.root, sockets)
         assert _labkit(env, "version").returncode == 0  # the engine starts as the caller's labkit, without it
-        assert wait_for(lambda: (sockets / server.SOCKET).exists(), timeout=30)
+        assert wait_for(lambda: (sockets / client.SOCKET).exists(), timeout=30)
         info = _restarted_once({**env, "PYTHONPATH": str(directory)}, "shadowed")
         _labkit(env, "rm", "-f", "shadowed")
     else:

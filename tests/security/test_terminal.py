@@ -113,21 +113,6 @@ def _python_api(root: str, ref: str, argv: list[str]) -> list[str]:
     return [sys.executable, "-c", code, root, ref, *argv]
 
 
-@pytest.fixture
-def served(engine):
-    """The environment of a ``labkit`` command on the test engine's state root, its resident engine running."""
-    from labkit import server
-
-    env = {**os.environ, "LABKIT_ROOT": str(engine.store.root),
-           "PATH": f"{Path(sys.executable).parent}:{os.environ.get('PATH', '')}"}
-    env.pop("LABKIT_NO_SERVER", None)
-    sockets = env["LABKIT_SOCKET_DIR"]
-    if server.running(sockets) is None:
-        subprocess.run(["sh", BIN, "version"], env=env, capture_output=True, timeout=120)
-    assert wait_for(lambda: server.running(sockets) and os.path.exists(os.path.join(sockets, "client")), timeout=60)
-    return env
-
-
 WAYS = ("resident engine", "in-process", "python api")
 
 

@@ -22,8 +22,7 @@ starts a new one). The server exits after :data:`IDLE_SECONDS` without a
 command, or on SIGTERM (``labkit server stop``).
 
 The socket lives in a directory only its user can enter
-(``$XDG_RUNTIME_DIR/labkit``, else ``/run/labkit`` for root and
-``/tmp/labkit-UID`` for others; ``LABKIT_SOCKET_DIR`` overrides it), and the
+(:func:`labkit.daemon.client.socket_dir` says which), and the
 server also checks each caller's uid (SO_PEERCRED): a command never runs with
 someone else's rights. With a C compiler the server also builds
 ``linux/client.c`` there as ``client``: ``bin/labkit`` then execs that instead
@@ -59,25 +58,12 @@ import sys
 import time
 from typing import Any
 
+from labkit.daemon.client import CLIENT, LOCK, PIDFILE, SERVER_MODULE, SOCKET
 from labkit.engine import bridge_idle_seconds
 
 #: Seconds without a command after which the server exits.
 IDLE_SECONDS = 15 * 60
-SOCKET = "engine.sock"
-LOCK = "engine.lock"
-PIDFILE = "engine.pid"
 _MAX_REQUEST = 4 << 20
-
-
-def socket_dir(env: dict[str, str] | None = None, uid: int | None = None) -> str:
-    """Where this user's server listens (the same rule in ``bin/labkit`` and ``client.c``)."""
-    env = dict(os.environ) if env is None else env
-    uid = os.getuid() if uid is None else uid
-    if env.get("LABKIT_SOCKET_DIR"):
-        return env["LABKIT_SOCKET_DIR"]
-    if env.get("XDG_RUNTIME_DIR"):
-        return os.path.join(env["XDG_RUNTIME_DIR"], "labkit")
-    return "/run/labkit" if uid == 0 else f"/tmp/labkit-{uid}"
 
 
 def _private_dir(path: str) -> None:
@@ -90,7 +76,7 @@ def _private_dir(path: str) -> None:
 
 def _fingerprint() -> float:
     """The newest modification time among labkit's own files: a changed file means stale code here."""
-    here = os.path.dirname(os.path.abspath(__file__))
+    here = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))  # labkit/, above daemon/
     newest = 0.0
     stack = [here]
     while stack:
@@ -107,7 +93,7 @@ def _fingerprint() -> float:
 #: Modules a worker may need that the server does not import ahead: pictures and widgets pull in
 #: matplotlib and ipywidgets (``labkit show`` imports them itself); the rest are entry points.
 _NOT_AHEAD = ("labkit.viz", "labkit.grading.widgets", "labkit.grading.render", "labkit.__main__",
-              "labkit.server", "labkit.restarter", "labkit.service")
+              "labkit.daemon.server", "labkit.restarter", "labkit.service")
 
 
 def _warm() -> Any:
@@ -152,7 +138,7 @@ def _install_client(directory: str) -> None:
     if binary is None:
         return
     os.chmod(binary, 0o755)  # whatever the umask: bin/labkit runs no client that others may write
-    link = os.path.join(directory, "client")
+    link = os.path.join(directory, CLIENT)
     tmp = f"{link}.{os.getpid()}"
     os.symlink(os.path.basename(binary), tmp)
     os.replace(tmp, link)
@@ -168,6 +154,9 @@ class Server:
         self.directory = directory
         self.path = os.path.join(directory, SOCKET)
         self.stopping = False
+        # From the start: a `labkit server stop` that comes while the socket is bound but the client still
+        # compiles must end the server through close(), not leave its socket behind.
+        signal.signal(signal.SIGTERM, lambda *_: setattr(self, "stopping", True))
         self.workers: dict[int, tuple[int, socket.socket]] = {}  # pidfd -> (pid, connection)
         self.callers: dict[int, int] = {}  # a worker's connection fd -> its pidfd, until the caller hangs up
         self.sweeps: dict[tuple[str | None, ...], dict[str, str]] = {}  # environments whose bridges to check
@@ -255,7 +244,6 @@ class Server:
             os.waitpid(pid, 0)
 
     def serve(self) -> None:
-        signal.signal(signal.SIGTERM, lambda *_: setattr(self, "stopping", True))
         last = time.monotonic()
         while True:
             if self.stopping and not self.workers:
@@ -560,38 +548,10 @@ def start(directory: str) -> int:
     return 0
 
 
-def running(directory: str | None = None) -> int | None:
-    """The pid of the server of ``directory`` (default: this user's), or None."""
-    try:
-        with open(os.path.join(directory or socket_dir(), PIDFILE)) as f:
-            pid = int(f.read())
-        with open(f"/proc/{pid}/cmdline", "rb") as f:
-            return pid if b"labkit.server" in f.read() else None
-    except (OSError, ValueError):
-        return None
-
-
-def stop(directory: str | None = None, timeout: float = 10) -> bool:
-    """Stop the server of ``directory`` (default: this user's) and wait for it; True if one was running."""
-    pid = running(directory)
-    if pid is None:
-        return False
-    try:
-        fd = os.pidfd_open(pid)
-    except OSError:
-        return False
-    try:
-        os.kill(pid, signal.SIGTERM)
-        select.select([fd], [], [], timeout)
-    finally:
-        os.close(fd)
-    return True
-
-
 def main(argv: list[str]) -> int:
-    """``python -m labkit.server DIR``: detach from the caller and serve until idle."""
+    """``python -m labkit.daemon.server DIR``: detach from the caller and serve until idle."""
     if len(argv) != 1:
-        print("usage: python -m labkit.server SOCKET_DIR", file=sys.stderr)
+        print(f"usage: python -m {SERVER_MODULE} SOCKET_DIR", file=sys.stderr)
         return 2
     from labkit import helpers
 
@@ -600,7 +560,7 @@ def main(argv: list[str]) -> int:
         # The first command's environment started this process; the server outlives that command and
         # forks every later one, so it runs with the helpers' environment instead (what a worker needs
         # of its caller's, it gets with the request). An LD_PRELOAD the caller had is left behind here.
-        os.execve(sys.executable, helpers.python("labkit.server", *argv), clean)
+        os.execve(sys.executable, helpers.python(SERVER_MODULE, *argv), clean)
     if os.fork() > 0:
         return 0  # the caller goes on at once
     os.setsid()
