@@ -1238,8 +1238,6 @@ class Engine:
         A controller process keeps that many running (a replica that dies is replaced within
         a second) and hands each connection on the published port to the next replica.
         """
-        from labkit.service import LABEL
-
         problem = self.backend.service_problem()
         if problem is not None:
             raise problem
@@ -1254,7 +1252,7 @@ class Engine:
         sdir.mkdir(mode=PRIVATE_DIR, exist_ok=True)
         if (sdir / f"{name}.json").exists():
             raise Conflict(f"service {name} already exists", "Remove it first with 'labkit service rm'")
-        if any((r.config.labels or {}).get(LABEL) == name for r in self._records()):
+        if any((r.config.labels or {}).get(_names.SERVICE_LABEL) == name for r in self._records()):
             raise Conflict(f"containers of an old service {name} still exist", "Remove them with 'labkit rm -f'")
         listeners = [self.backend.listen(p.host_ip or "127.0.0.1", int(p.host_port or 0)) for p in specs]
         try:
@@ -1279,13 +1277,12 @@ class Engine:
 
     def service_ls(self) -> list[dict[str, Any]]:
         """Every service with how many replicas run now out of how many are asked for."""
-        from labkit.service import LABEL
 
         sdir = self.store.root / "services"
         out = []
         running: dict[str, int] = {}
         for r in self._records():
-            svc = (r.config.labels or {}).get(LABEL)
+            svc = (r.config.labels or {}).get(_names.SERVICE_LABEL)
             if svc and r.status is Status.RUNNING:
                 running[svc] = running.get(svc, 0) + 1
         for entry in sorted(sdir.glob("*.json")) if sdir.exists() else []:
@@ -1309,7 +1306,6 @@ class Engine:
 
     def service_rm(self, name: str) -> None:
         """Stop the controller (it removes its replicas), then forget the service."""
-        from labkit.service import LABEL
 
         path = self.store.root / "services" / f"{name}.json"
         rec = read_json(path)
@@ -1323,7 +1319,7 @@ class Engine:
             while _is_controller(pid) and time.monotonic() < deadline:
                 time.sleep(0.05)
         for r in self._records():
-            if (r.config.labels or {}).get(LABEL) == name:
+            if (r.config.labels or {}).get(_names.SERVICE_LABEL) == name:
                 self.rm(r.id, force=True)
         (self.store.root / "services" / f"{name}.log").unlink(missing_ok=True)
 

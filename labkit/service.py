@@ -44,8 +44,8 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from labkit.engine import Engine
 
-LABEL = "labkit.service"
-SLOT_LABEL = "labkit.service.slot"
+from labkit.model.names import SERVICE_LABEL, SERVICE_SLOT_LABEL
+
 TICK = 0.25
 CONNECT_TIMEOUT = 0.2
 #: How long request bytes may stay unacknowledged by a replica's kernel before its connection counts as
@@ -378,7 +378,7 @@ class Controller:
         return read_json(self.engine.store.root / "services" / f"{self.name}.json")
 
     def replicas(self) -> list[dict[str, Any]]:
-        return [c for c in self.engine.ps(all=True) if (c.get("Labels") or {}).get(LABEL) == self.name]
+        return [c for c in self.engine.ps(all=True) if (c.get("Labels") or {}).get(SERVICE_LABEL) == self.name]
 
     def reconcile(self) -> None:
         """Make the running replicas match the record: replace the dead, add or remove for scale.
@@ -392,7 +392,7 @@ class Controller:
         if spec is None:
             self.stopping.set()
             return
-        present = {int(c["Labels"][SLOT_LABEL]): c for c in self.replicas()}
+        present = {int(c["Labels"][SERVICE_SLOT_LABEL]): c for c in self.replicas()}
         self.balancer.set_targets(self.addresses(present.values(), spec["ContainerPort"]))
         changed = False
         for slot, c in list(present.items()):
@@ -410,7 +410,7 @@ class Controller:
                                 network=spec.get("Network") or None,
                                 ports=[f"127.0.0.1::{spec['ContainerPort']}"]
                                 if self.rootless and spec["ContainerPort"] else None,
-                                labels={LABEL: self.name, SLOT_LABEL: str(slot)})
+                                labels={SERVICE_LABEL: self.name, SERVICE_SLOT_LABEL: str(slot)})
                 self.note(f"started {replica_name(self.name, slot)} in {time.monotonic() - began:.2f} s")
                 changed = True
         if changed:

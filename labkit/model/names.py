@@ -17,6 +17,11 @@ from collections.abc import Callable, Iterable, Mapping
 
 from labkit.errors import AmbiguousReference, InvalidName
 
+#: The labels that mark a service's replicas (``labkit service``): the service's name, and the replica's
+#: slot (1…N). The engine reads them to find a service's containers; the service's controller writes them.
+SERVICE_LABEL = "labkit.service"
+SERVICE_SLOT_LABEL = "labkit.service.slot"
+
 NAME_RE = re.compile(r"^/?[a-zA-Z0-9][a-zA-Z0-9_.-]+$")
 ID_RE = re.compile(r"^[0-9a-f]{64}$")
 SHORT = 12
