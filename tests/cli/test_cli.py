@@ -21,6 +21,7 @@ from typing import Any
 import pytest
 
 from labkit import cli
+from labkit.cli import formatters, templates
 from labkit.errors import (
     BuildFailed,
     HostUnsupported,
@@ -109,7 +110,7 @@ class FakeEngine:
         if kwargs.get("name") is not None and not re.fullmatch(r"[a-zA-Z0-9][a-zA-Z0-9_.-]+", kwargs["name"]):
             raise InvalidName(kwargs["name"])
         if image == "nosuch":
-            raise NoSuchImage(cli._full_image_ref(image))
+            raise NoSuchImage(formatters.full_image_ref(image))
         if kwargs.get("cpus"):
             return Handle("c" * 64, ["CPU quota discarded: nothing here enforces it"])
         return Handle("c" * 64)
@@ -962,16 +963,16 @@ def test_no_command_ever_prints_a_traceback(engine, failure) -> None:
 
 def test_tabwrite_minwidth_padding_and_last_column() -> None:
     """Columns are max(10, widest+3) wide; the last cell is not padded."""
-    assert cli.tabwrite(["A\tB\tC", "longer-than-ten\tx\ty"]) == (
+    assert formatters.tabwrite(["A\tB\tC", "longer-than-ten\tx\ty"]) == (
         "A                 B         C\nlonger-than-ten   x         y\n"
     )
 
 
 def test_ellipsis_cuts_to_width_with_one_char() -> None:
     """Text over the width is cut to width-1 characters plus …; shorter text is kept."""
-    assert cli.ellipsis("a" * 20, 20) == "a" * 20
-    assert cli.ellipsis("a" * 21, 20) == "a" * 19 + "…"
-    assert cli.ellipsis("漢字漢字", 5) == "漢字…"
+    assert formatters.ellipsis("a" * 20, 20) == "a" * 20
+    assert formatters.ellipsis("a" * 21, 20) == "a" * 19 + "…"
+    assert formatters.ellipsis("漢字漢字", 5) == "漢字…"
 
 
 def test_display_ports_groups_ranges_and_mappings() -> None:
@@ -982,13 +983,13 @@ def test_display_ports_groups_ranges_and_mappings() -> None:
         {"PrivatePort": 53, "Type": "udp"},
         {"IP": "127.0.0.1", "PrivatePort": 80, "PublicPort": 3000, "Type": "tcp"},
     ]
-    assert cli.display_ports(ports) == "53/udp, 0.0.0.0:8000-8001->8000-8001/tcp, 127.0.0.1:3000->80/tcp"
-    assert cli.display_ports([]) == ""
+    assert formatters.display_ports(ports) == "53/udp, 0.0.0.0:8000-8001->8000-8001/tcp, 127.0.0.1:3000->80/tcp"
+    assert formatters.display_ports([]) == ""
 
 
 def test_go_string_prints_values_as_go_templates_do() -> None:
     """Go's %v: true/false, <nil>, [a b], map[k:v], floats with exponent from 1e+06."""
-    assert [cli.go_string(v) for v in (True, None, ["a", 1], {"b": 1, "a": [2]}, 1.5, 1e6, 123456.0, 0.0001)] == [
+    assert [templates.go_string(v) for v in (True, None, ["a", 1], {"b": 1, "a": [2]}, 1.5, 1e6, 123456.0, 0.0001)] == [
         "true",
         "<nil>",
         "[a 1]",
@@ -998,7 +999,7 @@ def test_go_string_prints_values_as_go_templates_do() -> None:
         "123456",
         "0.0001",
     ]
-    assert cli.go_string(0.00001) == "1e-05"
+    assert templates.go_string(0.00001) == "1e-05"
 
 
 def test_help_starts_fast() -> None:

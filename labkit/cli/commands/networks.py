@@ -1,0 +1,66 @@
+"""``labkit network create|ls|rm|prune|inspect``: bridges whose containers find each other by name."""
+
+from __future__ import annotations
+
+import argparse
+
+from labkit.cli.errors import Parser
+from labkit.cli.formatters import short_id, tabwrite
+from labkit.cli.session import Command, Session, each, usage_for
+from labkit.cli.templates import json_text
+
+
+def cmd_network_create(session: Session, args: argparse.Namespace) -> int:
+    """Create a network and print its id."""
+    session.print(session.engine.network_create(args.name, subnet=args.subnet)["Id"])
+    return 0
+
+
+def cmd_network_ls(session: Session, args: argparse.Namespace) -> int:
+    """List networks: NETWORK ID, NAME, DRIVER, SCOPE."""
+    nets = session.engine.network_ls()
+    if args.quiet:
+        session.out.write("".join(short_id(n["Id"]) + "\n" for n in nets))
+        return 0
+    lines = ["NETWORK ID\tNAME\tDRIVER\tSCOPE"] + [
+        f"{short_id(n['Id'])}\t{n['Name']}\t{n['Driver']}\t{n.get('Scope', 'local')}" for n in nets]
+    session.out.write(tabwrite(lines))
+    return 0
+
+
+def cmd_network_rm(session: Session, args: argparse.Namespace) -> int:
+    """Remove networks, echoing each name as typed."""
+    return each(session, args.networks, session.engine.network_rm)
+
+
+def cmd_network_prune(session: Session, args: argparse.Namespace) -> int:
+    """Delete idle bridges (they come back when a container needs them)."""
+    session.engine.prune_networks()
+    return 0
+
+
+def cmd_network_inspect(session: Session, args: argparse.Namespace) -> int:
+    """Print networks as a JSON array."""
+    session.out.write(json_text([session.engine.inspect_network(n) for n in args.networks], indent=4) + "\n")
+    return 0
+
+
+def register(command: Command) -> None:
+    """``network`` and its subcommands."""
+    network: argparse.ArgumentParser = command("network", lambda s, a: usage_for(s, network), "Manage networks")
+    networks = network.add_subparsers(dest="network_command", metavar="COMMAND", parser_class=Parser)
+    sub = networks.add_parser("create", help="Create a bridge network (its containers find each other by name)")
+    sub.set_defaults(handler=cmd_network_create)
+    sub.add_argument("--subnet", metavar="CIDR", help="e.g. 172.30.0.0/16 (default: the next free private /16)")
+    sub.add_argument("name", metavar="NAME")
+    sub = networks.add_parser("ls", help="List networks")
+    sub.set_defaults(handler=cmd_network_ls)
+    sub.add_argument("-q", "--quiet", action="store_true", help="only ids")
+    sub = networks.add_parser("rm", help="Remove one or more networks")
+    sub.set_defaults(handler=cmd_network_rm)
+    sub.add_argument("networks", nargs="+", metavar="NETWORK")
+    sub = networks.add_parser("prune", help="Take down the bridges no running container uses")
+    sub.set_defaults(handler=cmd_network_prune)
+    sub = networks.add_parser("inspect", help="Display detailed information on one or more networks")
+    sub.set_defaults(handler=cmd_network_inspect)
+    sub.add_argument("networks", nargs="+", metavar="NETWORK")

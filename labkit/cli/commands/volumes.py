@@ -1,0 +1,73 @@
+"""``labkit volume create|ls|rm|inspect``: storage that outlives its containers."""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Mapping
+
+from labkit.cli.errors import Parser
+from labkit.cli.formatters import tabwrite
+from labkit.cli.session import Command, Session, each, usage_for
+from labkit.cli.templates import Template, json_text
+from labkit.errors import NotFound
+
+
+def cmd_volume_create(session: Session, args: argparse.Namespace) -> int:
+    """Create a named (or anonymous) volume and print its name."""
+    volume = session.engine.volume_create(args.name)
+    session.print(volume.get("Name", args.name) if isinstance(volume, Mapping) else volume)
+    return 0
+
+
+def cmd_volume_ls(session: Session, args: argparse.Namespace) -> int:
+    """List volumes: DRIVER and VOLUME NAME."""
+    volumes = session.engine.volume_ls()
+    if args.quiet:
+        session.out.write("".join(v.get("Name", "") + "\n" for v in volumes))
+        return 0
+    lines = ["DRIVER\tVOLUME NAME"] + [f"{v.get('Driver', 'local')}\t{v.get('Name', '')}" for v in volumes]
+    session.out.write(tabwrite(lines))
+    return 0
+
+
+def cmd_volume_rm(session: Session, args: argparse.Namespace) -> int:
+    """Remove volumes; echo each name."""
+    return each(session, args.volumes, lambda n: session.engine.volume_rm(n, force=args.force))
+
+
+def cmd_volume_inspect(session: Session, args: argparse.Namespace) -> int:
+    """Print volumes as a JSON array."""
+    found, errors = [], []
+    for name in args.volumes:
+        try:
+            found.append(session.engine.inspect_volume(name))
+        except NotFound as error:
+            errors.append(f"Error response from daemon: {error.one_line()}")
+    if args.format:
+        template = Template(args.format)
+        session.out.write("".join(template.render(v) + "\n" for v in found))
+    else:
+        session.print(json_text(found, indent=4))
+    for line in errors:
+        session.error(line)
+    return 1 if errors else 0
+
+
+def register(command: Command) -> None:
+    """``volume`` and its subcommands."""
+    volume: argparse.ArgumentParser = command("volume", lambda s, a: usage_for(s, volume), "Manage volumes")
+    volumes = volume.add_subparsers(dest="volume_command", metavar="COMMAND", parser_class=Parser)
+    sub = volumes.add_parser("create", help="Create a volume")
+    sub.set_defaults(handler=cmd_volume_create)
+    sub.add_argument("name", nargs="?", metavar="NAME")
+    sub = volumes.add_parser("ls", help="List volumes")
+    sub.set_defaults(handler=cmd_volume_ls)
+    sub.add_argument("-q", "--quiet", action="store_true", help="only names")
+    sub = volumes.add_parser("rm", help="Remove one or more volumes")
+    sub.set_defaults(handler=cmd_volume_rm)
+    sub.add_argument("-f", "--force", action="store_true", help="remove even if in use")
+    sub.add_argument("volumes", nargs="+", metavar="VOLUME")
+    sub = volumes.add_parser("inspect", help="Display detailed information on one or more volumes")
+    sub.set_defaults(handler=cmd_volume_inspect)
+    sub.add_argument("-f", "--format", metavar="TEMPLATE", help="Go template")
+    sub.add_argument("volumes", nargs="+", metavar="VOLUME")

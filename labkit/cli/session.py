@@ -1,0 +1,102 @@
+"""What every command is handed: the parsed flags, where to print, and the engine, built on first use.
+
+Also the few steps several commands share: applying a verb to each name given
+(:func:`each`), streaming a container's output (:func:`stream_logs`), the exit
+code of a command attached to a container's terminal (:func:`detached`), and
+showing a command group's help (:func:`usage_for`).
+"""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Callable, Iterable, Sequence
+from typing import IO, Any
+
+import labkit
+from labkit.cli.errors import describe
+from labkit.errors import LabkitError
+
+#: Builds an engine from the global options; tests pass their own.
+EngineFactory = Callable[..., Any]
+#: ``command(name, handler, help, **kwargs)``: adds a command to the ``labkit`` parser and returns its parser
+#: (each module of :mod:`labkit.cli.commands` registers its commands through it).
+Command = Callable[..., argparse.ArgumentParser]
+
+
+class Session:
+    """What a command needs: where to print, and the engine (built on first use).
+
+    ``main`` is :func:`labkit.cli.main`, for the one command that runs another (``labkit trace``).
+    """
+
+    def __init__(self, args: argparse.Namespace, factory: EngineFactory, out: IO[str], err: IO[str],
+                 main: Callable[..., int]) -> None:
+        self.args = args
+        self.main = main
+        self.factory = factory
+        self.out = out
+        self.err = err
+        self._engine: Any = None
+
+    @property
+    def engine(self) -> Any:
+        if self._engine is None:
+            self._engine = self.factory(backend=self.args.backend, root=self.args.root)
+        return self._engine
+
+    def print(self, *values: Any, end: str = "\n") -> None:
+        print(*values, end=end, file=self.out)
+
+    def error(self, line: str) -> None:
+        print(line, file=self.err)
+
+
+def default_engine_factory(backend: str = "auto", root: str | None = None) -> Any:
+    """Connect to the real engine (``labkit.connect`` loads the engine on first use: ``--help`` never does)."""
+    return labkit.connect(backend=backend, root=root)
+
+
+def each(session: Session, refs: Sequence[str], action: Callable[[str], Any], echo: bool = True) -> int:
+    """Apply ``action`` to each reference; echo it as typed, report failures, go on."""
+    failed = []
+    for ref in refs:
+        try:
+            result = action(ref)
+        except (LabkitError, OSError) as error:
+            line, _ = describe(error, session.args.verb)
+            session.error(line)
+            failed.append(ref)
+            continue
+        session.print(ref if echo else result)
+    return 1 if failed else 0
+
+
+def stream_logs(session: Session, entries: Iterable[tuple[str, Any, str]], timestamps: bool = False) -> None:
+    """Write log entries to stdout or stderr as they arrive."""
+    for stream, text, stamp in entries:
+        if isinstance(text, bytes):
+            text = text.decode("utf-8", "replace")
+        target = session.err if stream == "stderr" else session.out
+        target.write(f"{stamp} {text}" if timestamps else text)
+        target.flush()
+
+
+def detached(session: Session, code: int | None) -> int:
+    """The exit code of an attached command: the container's, or 0 when the caller typed the detach keys
+    (Docker's client says so in these words)."""
+    if code is None:
+        session.error("read escape sequence")
+        return 0
+    return code
+
+
+def fileno(stream: IO[str]) -> int:
+    """The descriptor under a text stream (the caller's terminal, in-process or handed to the engine)."""
+    stream.flush()
+    return stream.fileno()
+
+
+def usage_for(session: Session, parser: argparse.ArgumentParser) -> int:
+    """A command group typed without its subcommand: show its help, as ``docker volume`` does (exit 0)."""
+    session.print(parser.format_help(), end="")
+    return 0
