@@ -96,6 +96,8 @@ class Writable:
         status: The container's status, when known.
         traced: Drawn from a trace (the stepper), which records the engine's writes only: an empty
             list then means "none recorded" once the container's processes have run.
+        before: The container existed before the trace began (the trace stops or removes it): what
+            its writable layer held then is not in the trace, so an empty list is never "empty".
     """
 
     name: str
@@ -106,6 +108,7 @@ class Writable:
     serves: Served | None = None
     status: str = ""
     traced: bool = False
+    before: bool = False
 
     def with_change(self, change: Change) -> Writable:
         """This layer after ``change`` (replacing any earlier entry for the same path)."""
@@ -355,7 +358,9 @@ def draw(sc: LayerScene, *, into: Any = None) -> Any:
     fig = P.figure(13.0, 8.0, into=into)
     ax = P.blank_axes(fig)
     ncont = len(sc.containers)
-    if ncont:
+    if ncont and not sc.layers:  # a trace that stacked no overlay (it only stops or removes) tells no layers
+        title = f"{_count(ncont, 'container')}: the trace does not say which image layers it stands on"
+    elif ncont:
         title = f"{sc.image}: {_count(ncont, 'container')} on {_count(len(sc.layers), 'shared read-only layer')}"
     else:
         title = f"{sc.image}: {_count(len(sc.layers), 'read-only layer')}"
@@ -452,8 +457,12 @@ def _draw_writable(ax: Any, sc: LayerScene, w: Writable, x0: float, width: float
     if not shown:
         # A real trace records the engine's own writes (copy-ups it made, whiteouts), not what the container's
         # processes write: once one has run, an empty list means "none recorded", not "none made".
-        quiet = "empty: nothing written yet" if not w.traced or w.status in ("", "created") else \
-            "no write recorded in this trace\n('labkit diff' lists what its processes wrote)"
+        if w.before:
+            quiet = "made before this trace: what it wrote then\nis not in it ('labkit diff' lists it)"
+        elif not w.traced or w.status in ("", "created"):
+            quiet = "empty: nothing written yet"
+        else:
+            quiet = "no write recorded in this trace\n('labkit diff' lists what its processes wrote)"
         ax.text(text_x, rows_top, quiet, ha="left", va="top", fontsize=P.TEXT,
                 style="italic", family=P.FONT, zorder=3)
     for row, c in enumerate(shown):

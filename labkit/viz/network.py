@@ -189,7 +189,8 @@ def draw(v: NetView) -> Any:
                                     linewidth=lw, gid=gid))
 
     shown, hidden = host_shown(v)
-    lines = [_line(i) for i in shown] + ([f"… and {hidden} more interfaces"] if hidden else [])
+    more = f"… and {hidden} more interface{'s' if hidden != 1 else ''}"
+    lines = [_line(i) for i in shown] + ([more] if hidden else [])
     if v.mode == "host":
         box(2, 6, 96, 80, "netns:host", edge=P.HOST, lw=3)
         text(4, 83, f"the host's network namespace, shared by {v.name}", ha="left", va="top", fontsize=P.LABEL,

@@ -96,6 +96,7 @@ class TracePictures:
                 start[w.id] = Box(status=w.status, upper=MappingProxyType({p: e for p, (e, _c) in entries.items()}))
         self._focus: list[str] = []
         focus, created = "", set()
+        known = set(start)
         for s in self.steps:
             cid = s.container
             if cid:
@@ -105,6 +106,8 @@ class TracePictures:
                 elif cid not in created and cid not in start:
                     start[cid] = Box(status="")
             self._focus.append(focus)
+        #: Containers the trace met before it created them, and not in ``base``: they existed before it began.
+        self._before = set(start) - known
         self.walk = Walk(self.steps, start=MappingProxyType(start))
 
     def state(self, index: int) -> State:
@@ -198,7 +201,8 @@ class TracePictures:
             # A step put this path, or a whiteout or opaque dir above it, in the writable layer:
             # from here on the upper layer answers for it, or hides it (overlayfs.rst).
             serves = found
-        return replace(w, changes=tuple(changes), size=size, files=files, serves=serves, status=box.status, traced=True)
+        return replace(w, changes=tuple(changes), size=size, files=files, serves=serves, status=box.status, traced=True,
+                       before=w.id in self._before)
 
     def __call__(self, index: int, into: Any = None) -> Any:
         """The figure after step ``index`` (drawn on ``into``, a figure made before, when given)."""
@@ -288,6 +292,7 @@ class Stepper:
         controls = W.HBox([self.back_button, self.step_button, self.play, self.reset_button, self.slider])
         # One step has nowhere to go: its picture is shown without controls that would do nothing.
         self.widget = W.VBox([controls, self.caption, self.image] if total > 1 else [self.caption, self.image])
+        self.widget.add_class("labkit-stepper")
         self._show()
 
     def _repr_mimebundle_(self, **kw: Any) -> Any:

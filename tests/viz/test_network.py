@@ -91,7 +91,7 @@ def test_the_hosts_interface_list_stays_clear_of_the_bridge():
     renderer = fig.canvas.get_renderer()
     bridge = by_gid(fig, "bridge")[0].get_window_extent(renderer)
     lines = [t for t in fig.axes[0].texts if (t.get_gid() or "").startswith("host-line:")]
-    assert "more interfaces" in lines[-1].get_text()
+    assert "more interface" in lines[-1].get_text()
     for t in lines:
         assert not t.get_window_extent(renderer).overlaps(bridge), t.get_text()
 

@@ -296,6 +296,19 @@ def test_a_running_container_with_no_traced_write_is_not_called_empty():
     assert any("no write recorded in this trace" in t for t in after)
 
 
+def test_a_container_made_before_the_trace_is_not_called_empty():
+    """A trace that begins by killing a container (07's fix: rm -f, then run) met a layer it did not see
+    written: the picture says it was made before the trace, never "empty: nothing written yet"."""
+    steps = [Step(0, "rm", CID, "signal", "kill", "kill(2)", {"signal": "SIGKILL"}),
+             Step(1, "rm", CID, "exit", "ended", "wait4(2)", {"status": "exited", "exit_code": 137}),
+             Step(2, "rm", CID, *events.remove_layer("/u"))]
+    pictures = stepper.TracePictures(steps)
+    for i in (0, 1):
+        said = texts(pictures(i))
+        assert not any("nothing written yet" in t for t in said), said
+        assert any("made before this trace" in t for t in said), said
+
+
 def test_the_lifecycle_picture_can_be_asked_for_over_a_layered_trace():
     """picture="lifecycle" draws the lifecycle diagram, with the status the Walk reached at each step."""
     steps = [Step(0, "run", CID, *events.create_layer("/u")),
