@@ -117,7 +117,10 @@ class QuizCell:
         if isinstance(q, LabQuestion):
             return None
         if isinstance(q, MultiQuestion):
-            return w.VBox([w.Checkbox(value=False, description=o.text, indent=False) for o in q.options])
+            # ipywidgets gives a Checkbox a fixed width (--jp-widgets-inline-width, 300px) and cuts a longer
+            # label off with an ellipsis; width "auto" lets each box be as wide as its option's text.
+            return w.VBox([w.Checkbox(value=False, description=o.text, indent=False, layout=w.Layout(width="auto"))
+                           for o in q.options])
         if isinstance(q, ChoiceQuestion):
             return w.RadioButtons(options=[o.text for o in q.options], value=None, layout=w.Layout(width="auto"))
         return w.Text(value="", placeholder="your answer", continuous_update=True,
