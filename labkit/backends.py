@@ -69,7 +69,7 @@ def choose(backend: Backend | str, store: Store) -> tuple[Backend, str]:
     # Kernel code is loaded once a real backend may run, not with labkit: the simulator never needs it.
     from labkit.linux import supervisor
     from labkit.linux.backend import LinuxBackend
-    from labkit.linux.rootless import network_helper
+    from labkit.linux.usernet import network_helper
 
     # Without a C compiler (and no shim built before) no real container can start: ``auto`` picks
     # the simulator and says why; a backend asked for by name refuses create and start in one sentence.
@@ -114,7 +114,7 @@ def linux_problem(rootless: bool = False) -> str | None:
         return "it needs root to create namespaces, mount overlayfs and write cgroups"
     # Kernel code is loaded once a real backend is asked about, not with labkit.
     if rootless:  # its probe mounts overlayfs in a user namespace, which loads the module if need be
-        from labkit.linux.rootless import userns_problem
+        from labkit.linux.namespaces import userns_problem
 
         return userns_problem()
     from labkit.linux import overlay

@@ -196,17 +196,17 @@ _NO_USER_NETWORKS = ("'network create' is refused, as is run --network with any 
 
 def rootless_checks() -> list[dict[str, Any]]:
     """What running *without root* means for the current user, one aspect per check."""
-    from labkit.linux import rootless
+    from labkit.linux import cgroups, namespaces, usernet
 
     out = []
-    problem = rootless.userns_problem()
+    problem = namespaces.userns_problem()
     out.append(_check(
         "rootless", problem is None, "a user namespace with overlayfs inside works" if problem is None else problem,
         "Without root, labkit can still make real containers: you become root inside a user namespace, and "
         "mount the image layers with overlayfs there (userxattr: its markers are user.overlay.* xattrs)."
         if problem is None else "Without root only the simulator can run here.",
     ))
-    idmap = rootless.id_map()
+    idmap = namespaces.id_map()
     out.append(_check(
         "rootless ids", True, idmap.describe(),
         "Inside, only root exists: files of images you build are root's, and COPY --chown or a chown to "
@@ -217,7 +217,7 @@ def rootless_checks() -> list[dict[str, Any]]:
     ))
     from labkit.linux import systemd
 
-    layout = rootless.delegated_cgroup()
+    layout = cgroups.delegated()
     manager = layout is None and systemd.user_bus() is not None and shutil.which("busctl") is not None
     out.append(_check(
         "rootless cgroups", layout is not None or manager,
@@ -231,12 +231,12 @@ def rootless_checks() -> list[dict[str, Any]]:
         "HostConfig but not enforced), and pause stops their processes with SIGSTOP instead of freezing them "
         "(a parent can notice a SIGSTOP; it cannot notice a freeze). systemd's user sessions delegate a subtree.",
     ))
-    helper = rootless.network_helper()
+    helper = usernet.network_helper()
     out.append(_check(
         "rootless network", True,
         f"{helper} installed ({shutil.which(helper)})" if helper else "neither slirp4netns nor pasta installed",
         "Rootless containers get --network none or host, and the default network and -p go through "
-        f"{helper}, as with rootless Podman: the container has a tap device with {rootless.SLIRP_ADDRESS}/24 "
+        f"{helper}, as with rootless Podman: the container has a tap device with {usernet.SLIRP_ADDRESS}/24 "
         "behind a TCP/IP stack that runs as you, and published ports listen on 127.0.0.1 unless you name an "
         f"address. {_NO_USER_NETWORKS}"
         if helper else

@@ -361,11 +361,11 @@ def _chown_rootless(root: str, lowers: list[str], made: dict[str, int], uid: int
     """``--chown`` in a rootless build: what the copy made gets the owner, from inside a user namespace.
 
     A user cannot chown(2) to another host id, so the copy left everything its own
-    (root in a container); :func:`labkit.linux.rootless.chown_inside` gives the owner
+    (root in a container); :func:`labkit.linux.namespaces.chown_inside` gives the owner
     with the user's subordinate ids. Parent directories that exist in a lower layer
     keep that layer's owner, as they do as root.
     """
-    from labkit.linux import rootless
+    from labkit.linux import namespaces
 
     paths = []
     for cur, dirs, names in os.walk(root):
@@ -377,7 +377,7 @@ def _chown_rootless(root: str, lowers: list[str], made: dict[str, int], uid: int
                     continue
             paths.append(path)
     try:
-        rootless.chown_inside(rootless.id_map(), paths, uid, gid)
+        namespaces.chown_inside(namespaces.id_map(), paths, uid, gid)
     except HostUnsupported as err:
         raise BuildFailed(f"COPY --chown={uid}:{gid} failed: {err.message}", err.hint) from None
 

@@ -139,11 +139,11 @@ def layer_digest(path: str) -> str:
     if not sys.platform.startswith("linux"):  # the simulator elsewhere: the user's own files are root's inside
         uid, gid = os.geteuid(), os.getegid()
         return oci.digest(path, "user", owners=lambda u, g: (0 if u == uid else 65534, 0 if g == gid else 65534))
-    from labkit.linux import rootless
+    from labkit.linux import namespaces
 
-    idmap = rootless.id_map()
+    idmap = namespaces.id_map()
     if idmap.kind == "range" and _owned_by_others(path, os.geteuid()):
-        inside = rootless.read_inside(idmap, lambda: oci.digest(path, "user"))
+        inside = namespaces.read_inside(idmap, lambda: oci.digest(path, "user"))
         if inside is None:
             raise BuildFailed(f"the layer {path} could not be read inside the user namespace",
                               "Check that /etc/subuid and /etc/subgid still grant this user its range")
@@ -180,9 +180,9 @@ def remove_tree(path: str) -> None:
     shutil.rmtree(path, ignore_errors=True)
     if not os.path.lexists(path) or os.geteuid() == 0 or not sys.platform.startswith("linux"):
         return
-    from labkit.linux import rootless
+    from labkit.linux import namespaces
 
-    rootless.remove_tree(rootless.id_map(), path)
+    namespaces.remove_tree(namespaces.id_map(), path)
 
 
 @dataclass(frozen=True)

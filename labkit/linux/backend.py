@@ -45,8 +45,21 @@ from labkit.errors import (
 )
 from labkit.images.base import ensure_busybox
 from labkit.images.store import Image, ImageStore
-from labkit.linux import capabilities, cgroups, devices, overlay, process, rootless, seccomp, supervisor, syscalls
+from labkit.linux import (
+    capabilities,
+    cgroups,
+    devices,
+    freezer,
+    namespaces,
+    overlay,
+    process,
+    seccomp,
+    supervisor,
+    syscalls,
+    usernet,
+)
 from labkit.linux import console as terminal
+from labkit.linux import network as net
 from labkit.model import events
 from labkit.model.container import ContainerRecord, now_rfc3339
 from labkit.model.overlay import LayerContents, Overlay
@@ -63,20 +76,21 @@ LIMIT_CONTROLLERS = ("memory", "pids", "cpu")
 class LinuxBackend:
     """Real namespaces, overlayfs and cgroups, as root — or rootless, in a user namespace.
 
-    Rootless (``rootless=True``, see :mod:`labkit.linux.rootless`), the same
-    verbs differ where the host's own objects would be touched:
+    Rootless (``rootless=True``), the same verbs differ where the host's own
+    objects would be touched, each concept in its own module:
 
-    * the supervisor first unshares a user namespace (the user is root inside);
-      PID 1 mounts the overlay itself, with ``userxattr``, in its own mount
-      namespace — on the host ``merged/`` stays an empty directory;
-    * cgroups only in a delegated cgroup v2 subtree; without one the container
-      runs without limits (``HostConfig`` still shows what was asked);
+    * the supervisor first unshares a user namespace (the user is root inside,
+      the id map of :mod:`labkit.linux.namespaces`); PID 1 mounts the overlay
+      itself, with ``userxattr``, in its own mount namespace — on the host
+      ``merged/`` stays an empty directory;
+    * cgroups only in a delegated cgroup v2 subtree (:func:`labkit.linux.cgroups.delegated`);
+      without one the container runs without limits (``HostConfig`` still shows what was asked);
     * pause: the delegated cgroup's freezer, else SIGSTOP/SIGCONT of every
-      process in the container's PID namespace;
+      process in the container's PID namespace (:mod:`labkit.linux.freezer`);
     * networks: ``none`` and ``host``; the default ``bridge`` and ``-p`` go through
-      slirp4netns or pasta (a tap device with 10.0.2.100/24, ports published on the
-      host by it), since no veth can reach a host bridge; without either
-      the default network is a namespace with only ``lo`` and ``-p`` is refused.
+      slirp4netns or pasta (:mod:`labkit.linux.usernet`: a tap device with 10.0.2.100/24,
+      ports published on the host by it), since no veth can reach a host bridge; without
+      either the default network is a namespace with only ``lo`` and ``-p`` is refused.
       User networks are refused;
     * ``--restart``: the supervisor runs as the user in the host's user
       namespace and execs the restarter with the ``rootless`` backend.
@@ -94,9 +108,7 @@ class LinuxBackend:
         self._t0 = time.monotonic()
         if rootless:
             self.name = "rootless"
-            from labkit.linux.rootless import id_map  # the parameter hides the module's name here
-
-            self.idmap = id_map()
+            self.idmap = namespaces.id_map()
             self._delegated: cgroups.Layout | None | bool = cgroup_layout if cgroup_layout else False
         self.emit: events.Emit = events.noop  # the engine sets its recorder here
         # Docker's device rules for a root container, set through both mechanisms the host has
@@ -129,7 +141,7 @@ class LinuxBackend:
     def delegated(self) -> cgroups.Layout | None:
         """Rootless: the cgroup v2 subtree this user may manage, or None (no limits, pause by SIGSTOP)."""
         if self._delegated is False:
-            self._delegated = rootless.delegated_cgroup(join=True)  # into labkit's systemd scope, if any
+            self._delegated = cgroups.delegated(join=True)  # into labkit's systemd scope, if any
         return self._delegated  # type: ignore[return-value]
 
     # -- paths ---------------------------------------------------------------------------------
@@ -190,14 +202,13 @@ class LinuxBackend:
                                       "network (through slirp4netns or pasta), none or host",
                                       "Use the default network, --network none or host, or run as root")
             # A restart: the last run's network helper may still hold the host ports (until its supervisor is gone).
-            rootless.stop_helper(read_json(cdir / "network.json"))
-            if not c.ports and rootless.network_helper() is None:
+            usernet.stop_helper(read_json(cdir / "network.json"))
+            if not c.ports and usernet.network_helper() is None:
                 return None, []  # no user-mode network stack: a network namespace of its own with lo only
             from labkit.networks import Networks
 
-            return rootless.plan_user_network(c.network, Networks(self.store).get(c.network)["Id"], c.name, c.hostname,
+            return usernet.plan_user_network(c.network, Networks(self.store).get(c.network)["Id"], c.name, c.hostname,
                                        c.ports), []
-        from labkit.linux import network as net
         from labkit.networks import Networks
 
         networks = Networks(self.store)
@@ -239,9 +250,7 @@ class LinuxBackend:
         except BaseException:
             for sock, _ in listeners:
                 sock.close()
-            from labkit.linux import network as net2
-
-            net2.drop_netns(str(cdir / "netns"))
+            net.drop_netns(str(cdir / "netns"))
             raise
         return info, listeners
 
@@ -254,8 +263,6 @@ class LinuxBackend:
         if another root, Docker or anything else took it meanwhile, and the bridge
         made with it before anyone else may look.
         """
-        from labkit.linux import network as net
-
         rec = networks.get(name)
         bridge = rec["Options"]["com.docker.network.bridge.name"]
         if net.bridge_up(bridge):
@@ -296,15 +303,11 @@ class LinuxBackend:
         """Delete a network's bridge interface if no live container is plugged into it."""
         if network.get("Driver") != "bridge" or self._endpoints(network["Name"]):
             return
-        from labkit.linux import network as net
-
         if net.bridge_exists(network["Options"]["com.docker.network.bridge.name"]):
             net.delete_bridge(network["Options"]["com.docker.network.bridge.name"])  # and its nftables table
 
     def network_settings(self, record: ContainerRecord) -> dict[str, Any]:
         """``NetworkSettings`` as inspect shows it: live addresses while running, empty ones after."""
-        from labkit.linux import network as net
-
         info = read_json(self.store.container_dir(record.id) / "network.json")
         running = self._net_live(record, info)
         if record.config.network in ("none", "host") or info is None or not running:
@@ -328,9 +331,9 @@ class LinuxBackend:
         helper (slirp4netns or pasta) running for the container's PID 1."""
         if info is None:
             return False
-        if info.get("Driver") in rootless.USER_NETWORK_DRIVERS:
+        if info.get("Driver") in usernet.USER_NETWORK_DRIVERS:
             return (process.read_exit(str(self.store.container_dir(record.id))) is None
-                    and process.alive(record.state.pid, record.state.pid_start_time) and rootless.helper_running(info))
+                    and process.alive(record.state.pid, record.state.pid_start_time) and usernet.helper_running(info))
         return syscalls.is_mountpoint(info["Sandbox"])
 
     def start(self, record: ContainerRecord, image: Image, console: socket.socket | None = None) -> Launched:
@@ -342,11 +345,9 @@ class LinuxBackend:
         try:
             return self._start(record, image, info, listeners, console)
         except BaseException:
-            if info is not None and info.get("Driver") in rootless.USER_NETWORK_DRIVERS:
-                rootless.stop_helper(info)  # attach_slirp stops its own on failure; this is for a later one
+            if info is not None and info.get("Driver") in usernet.USER_NETWORK_DRIVERS:
+                usernet.stop_helper(info)  # attach_slirp stops its own on failure; this is for a later one
             elif info is not None and not (cdir / "exit.json").exists():
-                from labkit.linux import network as net
-
                 net.drop_netns(info["Sandbox"])
             raise
         finally:
@@ -371,13 +372,13 @@ class LinuxBackend:
         cdir = self.store.container_dir(record.id)
         (cdir / "exit.json").unlink(missing_ok=True)
         etc = self._write_etc(cdir, record, info)
-        slirp = info if info is not None and info.get("Driver") in rootless.USER_NETWORK_DRIVERS else None
+        slirp = info if info is not None and info.get("Driver") in usernet.USER_NETWORK_DRIVERS else None
         if slirp is not None:
-            (cdir / "resolv.conf").write_text(rootless.slirp_resolv_conf(_host_resolv_conf()))
+            (cdir / "resolv.conf").write_text(usernet.slirp_resolv_conf(_host_resolv_conf()))
             info = None  # nothing pinned, nothing to relay: the helper attaches to PID 1's own namespace
 
             def on_netns(pid: int, lifeline: int) -> None:
-                slirp.update(rootless.attach_user_network(slirp, pid, lifeline, str(cdir / f"{slirp['Driver']}.log")))
+                slirp.update(usernet.attach_user_network(slirp, pid, lifeline, str(cdir / f"{slirp['Driver']}.log")))
                 write_json(cdir / "network.json", slirp)
         if not self.rootless:
             overlay.mount(layers)
@@ -538,12 +539,10 @@ class LinuxBackend:
             overlay.umount(self._layers(record, []))
             found = True
         if syscalls.is_mountpoint(cdir / "netns"):
-            from labkit.linux import network as net
-
             net.drop_netns(str(cdir / "netns"))
             found = True
         if self.rootless:
-            found = rootless.stop_helper(read_json(cdir / "network.json")) or found
+            found = usernet.stop_helper(read_json(cdir / "network.json")) or found
         try:
             self._group(record).destroy()
             found = True
@@ -566,17 +565,15 @@ class LinuxBackend:
 
     def service_problem(self) -> LabkitError | None:
         """Rootless, a service's replicas need a user-mode network stack to be reached."""
-        if self.rootless and rootless.network_helper() is None:
-            return rootless.no_user_network("a service")
+        if self.rootless and usernet.network_helper() is None:
+            return usernet.no_user_network("a service")
         return None
 
     def listen(self, host_ip: str, host_port: int) -> socket.socket:
-        from labkit.linux import network as net  # pyroute2 is imported on network paths only
-
         return net.listen(host_ip, host_port)
 
     def reduced_network(self, network: str) -> str | None:
-        if self.rootless and network not in ("none", "host") and rootless.network_helper() is None:
+        if self.rootless and network not in ("none", "host") and usernet.network_helper() is None:
             return (f"network {network}: neither slirp4netns nor pasta is installed, so this rootless container "
                     "has only lo (apt-get install slirp4netns gives it an address and -p)")
         return None
@@ -626,20 +623,12 @@ class LinuxBackend:
             return None
 
     def pause(self, record: ContainerRecord) -> None:
-        group = self._group_or_none(record)
-        if group is not None:
-            group.freeze()
-        else:
-            rootless.stop_processes(record.state.pid)  # no freezer this user may use: SIGSTOP
-        self.emit(events.freeze(True, by_signal=group is None), record.id)
+        by_signal = freezer.freeze(self._group_or_none(record), record.state.pid)
+        self.emit(events.freeze(True, by_signal=by_signal), record.id)
 
     def unpause(self, record: ContainerRecord) -> None:
-        group = self._group_or_none(record)
-        if group is not None:
-            group.thaw()
-        else:
-            rootless.continue_processes(record.state.pid)
-        self.emit(events.freeze(False, by_signal=group is None), record.id)
+        by_signal = freezer.thaw(self._group_or_none(record), record.state.pid)
+        self.emit(events.freeze(False, by_signal=by_signal), record.id)
 
     def paused(self, record: ContainerRecord) -> bool:
         try:
@@ -648,7 +637,7 @@ class LinuxBackend:
                 return group.freeze_requested()  # FREEZING counts: the freeze was asked for and goes on
         except (NotFound, FileNotFoundError, HostUnsupported):
             return False
-        return bool(record.state.pid) and rootless.stopped(record.state.pid)
+        return bool(record.state.pid) and freezer.stopped(record.state.pid)
 
     def exec(self, record: ContainerRecord, argv: list[str], env: list[str], workdir: str,
              stdout: IO[bytes] | int | None, stderr: IO[bytes] | int | None,
@@ -763,12 +752,10 @@ class LinuxBackend:
         if shim and process.alive(shim, 0):
             process.wait(shim, 5)  # the supervisor records the exit and unmounts
         if self.rootless:  # it ends with the supervisor (its lifeline); a restarter may still hold that
-            rootless.stop_helper(read_json(self.store.container_dir(record.id) / "network.json"))
+            usernet.stop_helper(read_json(self.store.container_dir(record.id) / "network.json"))
         overlay.umount(overlay.layers_for(layer_root, self.store.init_dir(record.id), []))
         sandbox = self.store.container_dir(record.id) / "netns"
         if syscalls.is_mountpoint(sandbox):  # a supervisor too slow to unpin it: do it here, before the dir goes
-            from labkit.linux import network as net
-
             net.drop_netns(str(sandbox))
         if group is not None:
             try:
@@ -778,20 +765,16 @@ class LinuxBackend:
         # Rootless, a layer may hold files of subordinate ids the user cannot delete: done below, at once.
         overlay.remove(layer_root, self.store.init_dir(record.id), None if self.rootless else self.store.discard)
         if self.rootless and layer_root.exists():  # files a container chowned to its subordinate ids
-            rootless.remove_tree(self.idmap, str(layer_root))
+            namespaces.remove_tree(self.idmap, str(layer_root))
 
     # -- what a container sees (the walls and network pictures) ---------------------------------
     def process_view(self, record: ContainerRecord) -> ProcessView:
         """PID 1 as the kernel shows it to the host and to itself (see :func:`labkit.linux.namespaces.process_view`)."""
-        from labkit.linux import namespaces
-
         return namespaces.process_view(record.state.pid, lambda script: self._sh(record, script),
                                        self._limit_texts(record))
 
     def network_view(self, record: ContainerRecord) -> NetworkView:
-        """The host's interfaces and the container's, as the kernel lists them (:func:`labkit.linux.network.network_view`)."""
-        from labkit.linux import network as net
-
+        """The host's interfaces and the container's, as the kernel lists them (:func:`labkit.linux.net.network_view`)."""
         info = read_json(self.store.container_dir(record.id) / "network.json")
         veth = info.get("Veth", "") if info is not None and self._net_live(record, info) else ""
         return net.network_view(record.state.pid, lambda script: self._sh(record, script), veth,

@@ -43,7 +43,6 @@ from __future__ import annotations
 
 import errno
 import os
-import re
 import signal
 import time
 from collections.abc import Callable
@@ -51,34 +50,12 @@ from dataclasses import dataclass
 
 from labkit.errors import Conflict, HostUnsupported, InvalidArgument, LabkitError, NotFound
 from labkit.linux import devices as device_rules
+from labkit.linux.hierarchies import JOINED_V1, LIMIT_FLAGS, V1_CONTROLLERS, Layout, delegated, detect
 from labkit.model import limits
 from labkit.model.runtime import CgroupReading
 
-__all__ = ["Cgroup", "Cgroupfs", "Layout", "Limits", "Meter", "detect", "stale"]
+__all__ = ["JOINED_V1", "V1_CONTROLLERS", "Cgroup", "Cgroupfs", "Layout", "Limits", "Meter", "delegated", "detect", "stale"]
 
-#: Controllers a cgroup v1 mount may carry (named hierarchies such as
-#: ``name=systemd`` carry none and are ignored).
-V1_CONTROLLERS = frozenset(
-    {
-        "blkio",
-        "cpu",
-        "cpuacct",
-        "cpuset",
-        "devices",
-        "freezer",
-        "hugetlb",
-        "memory",
-        "misc",
-        "net_cls",
-        "net_prio",
-        "perf_event",
-        "pids",
-        "rdma",
-    }
-)
-
-#: The v1 hierarchies a container joins (see the module docstring for why).
-JOINED_V1 = ("memory", "pids", "cpu", "cpuacct", "freezer", "devices")
 
 #: The controllers enabled for a container's group on the unified hierarchy.
 ENABLED_V2 = ("memory", "pids", "cpu")
@@ -87,8 +64,6 @@ ENABLED_V2 = ("memory", "pids", "cpu")
 #: per 100000 µs of wall time (Documentation/scheduler/sched-bwc.rst).
 CPU_PERIOD_US = limits.CPU_PERIOD_US
 
-#: The command-line flag each limit's controller serves, for error messages.
-_FLAG = {"memory": "--memory", "pids": "--pids-limit", "cpu": "--cpus"}
 
 #: How often freeze() polls for the frozen state (Docker polls every 10 ms).
 _POLL = 0.01
@@ -150,146 +125,6 @@ class Limits:
         return self.pids_limit
 
 
-@dataclass(frozen=True)
-class Layout:
-    """The cgroup hierarchies this host offers.
-
-    Attributes:
-        version: ``"v1"``, ``"v2"`` or ``"hybrid"`` (v1 hierarchies plus a cgroup2 mount).
-        controllers: Each controller the host offers, mapped to the mount point of
-            the hierarchy it lives in (all map to the unified mount on v2).
-        unified: The cgroup2 mount point, if there is one.
-        freezer: Which freezer pause uses: ``"v1"`` (``freezer.state``), ``"v2"``
-            (``cgroup.freeze``) or ``"none"``.
-    """
-
-    version: str
-    controllers: dict[str, str]
-    unified: str | None
-    freezer: str
-
-    @property
-    def hierarchies(self) -> tuple[str, ...]:
-        """Every mounted hierarchy that holds a controller, plus the unified one, without repeats."""
-        paths = dict.fromkeys(self.controllers.values())
-        if self.unified:
-            paths[self.unified] = None
-        return tuple(paths)
-
-    def joined(self) -> tuple[str, ...]:
-        """The hierarchies a container's group is made in (see the module docstring)."""
-        paths = dict.fromkeys(self.controllers[c] for c in JOINED_V1 if c in self.controllers)
-        if self.unified:
-            paths[self.unified] = None
-        return tuple(paths)
-
-    def is_unified(self, controller: str) -> bool:
-        """Whether ``controller`` lives in the unified (cgroup2) hierarchy."""
-        return self.unified is not None and self.controllers.get(controller) == self.unified
-
-    def describe(self) -> list[str]:
-        """Plain-words lines saying what this host's cgroups allow, for ``labkit doctor``."""
-        if self.version == "v2":
-            lines = [f"cgroups: v2, one unified hierarchy at {self.unified}."]
-        elif self.version == "hybrid":
-            lines = [
-                "cgroups: hybrid, one v1 hierarchy per controller plus a cgroup2 mount at "
-                f"{self.unified} that containers also join."
-            ]
-        else:
-            lines = ["cgroups: v1, one hierarchy per controller."]
-        for controller, flag in _FLAG.items():
-            where = self.controllers.get(controller)
-            if where is None:
-                lines.append(f"{flag} cannot be enforced: this host has no {controller} controller.")
-            else:
-                kind = "v2" if self.is_unified(controller) else "v1"
-                lines.append(f"{flag} is enforced by the {controller} controller (cgroup {kind}, {where}).")
-        v1_devices = "devices" in self.controllers and not self.is_unified("devices")
-        ways = [w for w, here in (("the v1 devices controller", v1_devices),
-                                  ("a BPF program on each container's cgroup v2 group", self.unified)) if here]
-        if ways:
-            lines.append(f"Docker's device rules are set in {' and '.join(ways)}.")
-        else:
-            lines.append("device rules cannot be set (no devices controller, no cgroup2 mount), so root containers "
-                         "are refused; rootless ones run.")
-        if self.freezer == "v1":
-            lines.append("pause uses the v1 freezer (freezer.state).")
-        elif self.freezer == "v2":
-            lines.append("pause uses the v2 freezer (cgroup.freeze).")
-        else:
-            lines.append("pause cannot work: this host has no cgroup freezer.")
-        return lines
-
-
-def _unescape(field: str) -> str:
-    """Undo the octal escapes (``\\040`` for a space) that /proc/self/mounts uses, see proc(5)."""
-    return re.sub(r"\\([0-7]{3})", lambda m: chr(int(m.group(1), 8)), field)
-
-
-def detect(mounts_file: str = "/proc/self/mounts", freezer: str | None = None) -> Layout:
-    """Find the cgroup hierarchies this host has mounted.
-
-    Args:
-        mounts_file: A mount table in the format of /proc/self/mounts (proc(5)).
-            Its mount points are used as they are, so a table naming a temporary
-            directory gives a layout rooted there.
-        freezer: ``"v1"`` or ``"v2"`` to force which freezer pause uses; by default
-            the v1 freezer controller when mounted, else the v2 ``cgroup.freeze``.
-
-    Returns:
-        The host's :class:`Layout`.
-
-    Raises:
-        HostUnsupported: No cgroup filesystem is mounted, or the forced freezer
-            does not exist here.
-        InvalidArgument: ``freezer`` is not ``"v1"`` or ``"v2"``.
-    """
-    controllers: dict[str, str] = {}
-    unified: str | None = None
-    with open(mounts_file) as table:
-        for line in table:
-            fields = line.split()
-            if len(fields) < 4:
-                continue
-            mount_point, fstype, options = _unescape(fields[1]), fields[2], fields[3].split(",")
-            if fstype == "cgroup":
-                for option in options:
-                    if option in V1_CONTROLLERS:
-                        controllers.setdefault(option, mount_point)
-            elif fstype == "cgroup2" and unified is None:
-                unified = mount_point
-    v1 = bool(controllers)
-    if unified is not None:
-        # cgroup.controllers of the root lists what the unified hierarchy offers;
-        # on a hybrid host it holds only what no v1 hierarchy has bound.
-        try:
-            with open(os.path.join(unified, "cgroup.controllers")) as f:
-                for name in f.read().split():
-                    controllers.setdefault(name, unified)
-        except OSError:
-            pass
-    if not v1 and unified is None:
-        raise HostUnsupported(
-            "this host has no cgroup filesystem mounted, so container limits and pause cannot work",
-            "Mount one (mount -t cgroup2 none /sys/fs/cgroup) or use the simulator backend.",
-        )
-    version = "hybrid" if v1 and unified else "v1" if v1 else "v2"
-    return Layout(version, controllers, unified, _choose_freezer(controllers, unified, freezer))
-
-
-def _choose_freezer(controllers: dict[str, str], unified: str | None, forced: str | None) -> str:
-    """Pick the freezer pause uses: the forced one if it exists, else v1 when mounted, else v2."""
-    has_v1 = "freezer" in controllers and controllers["freezer"] != unified
-    if forced is None:
-        return "v1" if has_v1 else "v2" if unified else "none"
-    if forced not in ("v1", "v2"):
-        raise InvalidArgument(f'unknown freezer "{forced}": it must be "v1" or "v2"')
-    if forced == "v1" and not has_v1:
-        raise HostUnsupported("this host has no v1 freezer controller mounted, so the v1 freezer cannot be used")
-    if forced == "v2" and unified is None:
-        raise HostUnsupported("this host has no cgroup2 mount, so the v2 freezer (cgroup.freeze) cannot be used")
-    return forced
 
 
 def _gone(err: OSError, path: str) -> OSError:
@@ -507,8 +342,8 @@ class Cgroup:
         for controller, needed in wanted.items():
             if needed and controller not in self.layout.controllers:
                 raise HostUnsupported(
-                    f"this host has no {controller} controller, so {_FLAG[controller]} cannot be enforced",
-                    f"Run without {_FLAG[controller]}, or use a host whose cgroups offer {controller} "
+                    f"this host has no {controller} controller, so {LIMIT_FLAGS[controller]} cannot be enforced",
+                    f"Run without {LIMIT_FLAGS[controller]}, or use a host whose cgroups offer {controller} "
                     "('labkit doctor' shows what this one offers).",
                 )
 

@@ -51,8 +51,6 @@ container really needs a bridge.
 
 from __future__ import annotations
 
-import asyncio
-import concurrent.futures
 import contextlib
 import errno
 import fcntl
@@ -63,6 +61,7 @@ import os
 import secrets
 import socket
 import struct
+import sys
 import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -210,14 +209,27 @@ def _outside_event_loop(fn: Callable[..., T]) -> Callable[..., T]:
 
     @functools.wraps(fn)
     def run(*args: Any, **kw: Any) -> T:
-        try:
-            asyncio.get_running_loop()
-        except RuntimeError:
+        if not _in_event_loop():
             return fn(*args, **kw)
+        import concurrent.futures  # with its threads and queues, only for a caller inside a loop
+
         with concurrent.futures.ThreadPoolExecutor(max_workers=1) as pool:
             return pool.submit(fn, *args, **kw).result()
 
     return run
+
+
+def _in_event_loop() -> bool:
+    """Whether this thread runs an asyncio loop. None runs where asyncio was never imported, so it is not
+    imported here: importing it would cost every engine start tens of milliseconds."""
+    asyncio = sys.modules.get("asyncio")
+    if asyncio is None:
+        return False
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return False
+    return True
 
 
 def _ipr():  # type: ignore[no-untyped-def]
@@ -468,7 +480,7 @@ def attach(endpoint: Endpoint) -> None:
 
 def _delete_link(ipr: Any, index: int) -> None:
     """Delete link ``index``; FileNotFoundError when it is already gone (ENODEV)."""
-    from pyroute2.netlink.exceptions import NetlinkError
+    from pyroute2.netlink.exceptions import NetlinkError  # heavy: pyroute2 loads only where links are made
 
     try:
         ipr.link("del", index=index)

@@ -59,7 +59,7 @@ def load(filesystems: str = "/proc/filesystems") -> bool:
     (``get_fs_type()`` calls ``request_module("fs-overlay")``, fs/filesystems.c), and
     Docker's overlay2 driver runs ``modprobe overlay`` before it looks: so does labkit,
     as root. A user cannot load a module; a mount in their user namespace asks the
-    kernel to, which the rootless probe (:func:`labkit.linux.rootless.userns_problem`) does.
+    kernel to, which the rootless probe (:func:`labkit.linux.namespaces.userns_problem`) does.
 
     Returns:
         Whether ``/proc/filesystems`` lists overlay afterwards.

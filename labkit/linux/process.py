@@ -51,7 +51,7 @@ from typing import IO, Any
 from labkit import helpers
 from labkit.errors import InvalidArgument, StartFailed
 from labkit.linux import capabilities, console, stdio, supervisor, syscalls
-from labkit.linux.rootless import IdMap
+from labkit.linux.namespaces import IdMap
 from labkit.model.container import MASKED_PATHS, READONLY_PATHS
 
 #: Name of the file the supervisor writes when the container has exited.
@@ -680,6 +680,14 @@ def _read_all(fd: int) -> bytes:
 def _above_stdio(fd: int) -> int:
     """A descriptor number above 2, so that pointing 0-2 at /dev/null cannot clobber it."""
     return fd if fd > 2 else fcntl.fcntl(fd, fcntl.F_DUPFD_CLOEXEC, 3)
+
+
+def start_time(pid: int, proc: str = "/proc") -> int:
+    """When ``pid`` started (field 22 of ``/proc/PID/stat``, what :func:`alive` compares), or 0 if it is gone."""
+    try:
+        return _stat_fields(pid, proc)[1]
+    except (OSError, IndexError, ValueError):
+        return 0
 
 
 def _stat_fields(pid: int, proc: str = "/proc") -> tuple[str, int]:

@@ -357,7 +357,7 @@ class SimBackend:
     def _attach_user(self, w: World, ct: SimContainer, record: ContainerRecord) -> dict[str, Any] | None:
         """A rootless container's network, as the rootless backend's ``_connect`` plans it (None: ``lo`` only)."""
         from labkit.errors import HostUnsupported
-        from labkit.linux import rootless
+        from labkit.linux import usernet
         from labkit.networks import Networks
 
         c = record.config
@@ -365,13 +365,13 @@ class SimBackend:
             raise HostUnsupported(f"network {c.network} needs root: rootless containers have the default "
                                   "network (through slirp4netns or pasta), none or host",
                                   "Use the default network, --network none or host, or run as root")
-        helper = rootless.network_helper()
+        helper = usernet.network_helper()
         if helper is None:
             if c.ports:
-                raise rootless.no_user_network("publishing ports")
+                raise usernet.no_user_network("publishing ports")
             return None  # no user-mode network stack: a network namespace of its own with lo only
         info = network.attach_user(w, ct, record, Networks(self.store).get(c.network), helper)
-        (self.store.container_dir(record.id) / "resolv.conf").write_text(rootless.slirp_resolv_conf(_resolv_conf()))
+        (self.store.container_dir(record.id) / "resolv.conf").write_text(usernet.slirp_resolv_conf(_resolv_conf()))
         return info
 
     def network_settings(self, record: ContainerRecord) -> dict[str, Any]:
@@ -585,9 +585,9 @@ class SimBackend:
 
     def reduced_network(self, network: str) -> str | None:
         """As the rootless backend: without slirp4netns or pasta a user's container has only ``lo``."""
-        from labkit.linux import rootless
+        from labkit.linux import usernet
 
-        if self.rootless and network not in ("none", "host") and rootless.network_helper() is None:
+        if self.rootless and network not in ("none", "host") and usernet.network_helper() is None:
             return (f"network {network}: neither slirp4netns nor pasta is installed, so this rootless container "
                     "has only lo (apt-get install slirp4netns gives it an address and -p)")
         return None

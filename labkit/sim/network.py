@@ -79,7 +79,7 @@ def _host_ports(world: Any) -> set[int]:
 
 
 def attach_user(world: Any, ct: Any, record: Any, network: dict[str, Any], helper: str) -> dict[str, Any]:
-    """A rootless container's address, as slirp4netns or pasta give it (labkit.linux.rootless.plan_user_network).
+    """A rootless container's address, as slirp4netns or pasta give it (labkit.linux.usernet.plan_user_network).
 
     Every container has the same 10.0.2.100 (each has a network stack of its
     own); published ports listen on 127.0.0.1 unless an address is given, a
@@ -87,7 +87,7 @@ def attach_user(world: Any, ct: Any, record: Any, network: dict[str, Any], helpe
     refused as the host's bind(2) would refuse it.
     """
     from labkit.errors import Conflict, InvalidArgument
-    from labkit.linux import rootless
+    from labkit.linux import usernet
 
     taken = _host_ports(world)
     ports: dict[str, list[dict[str, str]]] = {}
@@ -104,9 +104,9 @@ def attach_user(world: Any, ct: Any, record: Any, network: dict[str, Any], helpe
             port = next(n for n in range(32768, 61000) if n not in taken)
         taken.add(port)
         ports.setdefault(key, []).append({"HostIp": host_ip, "HostPort": str(port)})
-    ip = rootless.SLIRP_ADDRESS
-    ct.net = {"Network": network["Name"], "NetworkID": network["Id"], "Driver": helper, "Interface": rootless.SLIRP_TAP,
-              "IPAddress": ip, "IPPrefixLen": rootless.SLIRP_PREFIXLEN, "Gateway": rootless.SLIRP_GATEWAY,
+    ip = usernet.SLIRP_ADDRESS
+    ct.net = {"Network": network["Name"], "NetworkID": network["Id"], "Driver": helper, "Interface": usernet.SLIRP_TAP,
+              "IPAddress": ip, "IPPrefixLen": usernet.SLIRP_PREFIXLEN, "Gateway": usernet.SLIRP_GATEWAY,
               "MacAddress": "02:42:" + ":".join(f"{b:02x}" for b in ipaddress.IPv4Address(ip).packed),
               "Bridge": "", "Ports": ports}
     return ct.net

@@ -124,7 +124,7 @@ def test_opaque_dir_becomes_wh_opq_marker(tmp_path):
 def test_owners_are_written_as_containers_see_them(tmp_path):
     """Rootless, a header carries the owner a container sees: the user's ids are 0, a subordinate id its place
     in the range, any other the overflow id 65534 (as stat(2) shows them inside the user namespace)."""
-    from labkit.linux.rootless import IdMap
+    from labkit.linux.namespaces import IdMap
 
     ids = IdMap(1001, 1002, (300000, 65536), (400000, 65536))
     assert ids.inside(1001, 1002) == (0, 0)

@@ -201,9 +201,9 @@ def test_stop_start_pause_rm_without_a_freezer(learner):
     got = as_learner(learner, PRELUDE + """
     c = lab.run("busybox", ["sh", "-c", "sleep 60 & wait"], detach=True, name="life")
     pid = c.inspect()["State"]["Pid"]
-    from labkit.linux import rootless
+    from labkit.linux import freezer
     deadline = time.monotonic() + 10  # sh forks its sleep a moment after run -d returns
-    while len(pids := rootless.namespace_pids(pid)) < 2 and time.monotonic() < deadline:
+    while len(pids := freezer.namespace_pids(pid)) < 2 and time.monotonic() < deadline:
         time.sleep(0.02)
     lab.pause("life")
     paused = [state(p) for p in pids], lab.inspect("life")["State"]["Status"]
@@ -783,7 +783,7 @@ def test_a_rootless_build_marks_opaque_dirs_where_its_mounts_keep_them(learner):
     got = as_learner(learner, BUILD + """
     from labkit.images import oci
     from labkit.images.store import layer_digest
-    from labkit.linux import rootless
+    from labkit.linux import namespaces
     from labkit.grading import probes
     with open(os.path.join(ctx, "Labfile"), "w") as f:
         f.write("FROM busybox\\nRUN rm -rf /etc && mkdir /etc && echo x > /etc/new\\n")
@@ -792,7 +792,7 @@ def test_a_rootless_build_marks_opaque_dirs_where_its_mounts_keep_them(learner):
     unchanged = probes.PROBES["image_layers_unchanged"].func(lab, image="opq:1")
     print(json.dumps({"names": oci.tar_names(top.path, "user")[:2], "digest": top.digest,
                       "user": layer_digest(top.path),
-                      "trusted": oci.digest(top.path, "trusted", owners=rootless.id_map().inside),
+                      "trusted": oci.digest(top.path, "trusted", owners=namespaces.id_map().inside),
                       "unchanged": unchanged.passed}))
     """)
     assert got["names"] == ["etc", "etc/.wh..wh..opq"]
@@ -893,7 +893,7 @@ def test_copy_chown_with_a_subuid_range_gives_the_owner_inside(learner, subuid):
     c = lab.run("owned:1", ["sh", "-c", "ls -ln /srv/note; cat /srv/note"], name="owner")
     listing = c.logs()
     lab.rm("owner")
-    from labkit.linux import rootless
+    from labkit.linux import namespaces
     import io, tarfile
 
     def owners():
@@ -902,7 +902,7 @@ def test_copy_chown_with_a_subuid_range_gives_the_owner_inside(learner, subuid):
         buf.seek(0)
         return json.dumps({m.name: [m.uid, m.gid] for m in tarfile.open(fileobj=buf)})
 
-    in_tar = json.loads(rootless.read_inside(rootless.id_map(), owners))
+    in_tar = json.loads(namespaces.read_inside(namespaces.id_map(), owners))
     unchanged = probes.PROBES["image_layers_unchanged"].func(lab, image="owned:1")
     print(json.dumps({"host": [host.st_uid, host.st_gid], "inside": listing.split()[2:4], "text": listing,
                       "readable": readable, "in_tar": in_tar, "unchanged": unchanged.passed}))
