@@ -37,6 +37,7 @@ from labkit.model.views import NetworkView, ProcessView
 
 if TYPE_CHECKING:
     from labkit.errors import LabkitError
+    from labkit.images.ownership import Ownership
     from labkit.images.store import Image, ImageStore
 
 __all__ = ["Backend", "CgroupReading", "Exited", "Launched", "Meter"]
@@ -75,6 +76,9 @@ class Backend(Protocol):
     host_bridges: bool
     #: Where the backend reports each step it takes; the engine sets its recorder here.
     emit: Emit
+    #: Who owns image layers' files as this backend's containers see them; the image store reads,
+    #: removes and chowns layers through it (:mod:`labkit.images.ownership`).
+    ownership: Ownership
 
     # -- the lifecycle -----------------------------------------------------------------------------
     def create(self, record: ContainerRecord, image: Image) -> None:

@@ -477,7 +477,7 @@ class Engine:
         if self._images is None:
             from labkit.images.store import ImageStore
 
-            self._images = ImageStore(str(self.store.images_root))
+            self._images = ImageStore(str(self.store.images_root), self.backend.ownership)
         return self._images
 
     def _image(self, ref: str) -> Image:

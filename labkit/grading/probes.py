@@ -485,10 +485,8 @@ def file_absent(engine: Engine, container: str, path: str) -> Outcome:
 
 @probe("image_layers_unchanged", "{image}'s layers are unchanged", "image")
 def image_layers_unchanged(engine: Engine, image: str) -> Outcome:
-    from labkit.images.store import intact
-
     img = engine.image_store.get(image)
-    changed = [layer.digest[:19] for layer in img.layers if not intact(layer)]
+    changed = [layer.digest[:19] for layer in img.layers if not engine.image_store.intact(layer)]
     if changed:
         return Outcome(False, f"{len(changed)} layer(s) of {image} no longer match their digest", ", ".join(changed))
     return Outcome(True, f"all {len(img.layers)} layers of {image} still hash to their digests")

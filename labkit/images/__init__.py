@@ -1,6 +1,7 @@
 """Offline images: layers in overlayfs's own format, named by the digest of their OCI tar.
 
 - :mod:`labkit.images.store`: layers, image configs and tags on disk (atomic, shared between processes).
+- :mod:`labkit.images.ownership`: who owns a layer's files as containers see them (the backend decides).
 - :mod:`labkit.images.oci`: a layer directory as a deterministic OCI layer tar (whiteouts as ``.wh.``).
 - :mod:`labkit.images.base`: ``busybox:latest`` assembled from the host, no registry needed.
 - :mod:`labkit.images.labfile` and :mod:`labkit.images.build`: the Dockerfile subset and its builder.

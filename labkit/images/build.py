@@ -32,6 +32,7 @@ from collections.abc import Callable, Mapping
 from labkit.errors import BuildFailed, HostUnsupported, LabfileError, NoSuchImage
 from labkit.images import labfile, tree
 from labkit.images.base import ensure_busybox
+from labkit.images.ownership import Ownership
 from labkit.images.store import (
     Image,
     ImageStore,
@@ -350,23 +351,22 @@ def _copy(b: _Build, inst: labfile.Instruction) -> None:
             _replace(target)
             tree.copy_entry(real, target, os.stat(real), links, uid, gid)
     tree.restore_times(made)
-    if inst.flag("chown") and os.geteuid() != 0:
-        _chown_rootless(root, lowers, made, uid, gid)
+    if inst.flag("chown") and b.store.ownership.mapped:  # as root the copy gave the owner itself
+        _chown_mapped(b.store.ownership, root, lowers, made, uid, gid)
     layer = b.store.commit_layer(root, "", inst.role)
     kind = "file" if len(matches) == 1 and not os.path.isdir(matches[0]) else "dir"
     b.add_layer(dataclasses.replace(layer, created_by=f"/bin/sh -c #(nop) COPY {kind}:{layer.digest[7:]} in {dest} "))
 
 
-def _chown_rootless(root: str, lowers: list[str], made: dict[str, int], uid: int, gid: int) -> None:
-    """``--chown`` in a rootless build: what the copy made gets the owner, from inside a user namespace.
+def _chown_mapped(ownership: Ownership, root: str, lowers: list[str], made: dict[str, int], uid: int,
+                  gid: int) -> None:
+    """``--chown`` in a rootless build: what the copy made gets the owner, through the store's id map.
 
     A user cannot chown(2) to another host id, so the copy left everything its own
-    (root in a container); :func:`labkit.linux.namespaces.chown_inside` gives the owner
-    with the user's subordinate ids. Parent directories that exist in a lower layer
-    keep that layer's owner, as they do as root.
+    (root in a container); the ownership strategy gives the owner with the user's
+    subordinate ids (:meth:`labkit.images.ownership.Ownership.chown`). Parent directories
+    that exist in a lower layer keep that layer's owner, as they do as root.
     """
-    from labkit.linux import namespaces
-
     paths = []
     for cur, dirs, names in os.walk(root):
         for name in dirs + names:
@@ -377,7 +377,7 @@ def _chown_rootless(root: str, lowers: list[str], made: dict[str, int], uid: int
                     continue
             paths.append(path)
     try:
-        namespaces.chown_inside(namespaces.id_map(), paths, uid, gid)
+        ownership.chown(paths, uid, gid)
     except HostUnsupported as err:
         raise BuildFailed(f"COPY --chown={uid}:{gid} failed: {err.message}", err.hint) from None
 

@@ -23,6 +23,7 @@ serialised with ``flock(2)`` on ``<root>/lock``.
 from __future__ import annotations
 
 import builtins
+import calendar
 import contextlib
 import copy
 import fcntl
@@ -31,7 +32,6 @@ import json
 import os
 import re
 import shutil
-import sys
 import tempfile
 import time
 from collections.abc import Iterable, Iterator, Mapping, Sequence
@@ -40,6 +40,7 @@ from typing import Any
 
 from labkit.errors import AmbiguousReference, BuildFailed, Conflict, InvalidArgument, NoSuchImage
 from labkit.images import oci, tree
+from labkit.images.ownership import Ownership
 
 DEFAULT_ROOT = "/var/lib/labkit/images"
 
@@ -110,79 +111,6 @@ def rfc3339_nano(t: float | None = None) -> str:
 def canonical_json(obj: object) -> bytes:
     """The bytes an image id is computed from: sorted keys, no spaces."""
     return json.dumps(obj, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
-
-
-def overlay_xattr_prefix() -> str:
-    """Where this process's overlay mounts keep their markers: ``trusted`` as root, ``user`` rootless.
-
-    A rootless build mounts with ``userxattr`` (overlayfs.rst, "Non-root users"), so an
-    opaque directory a RUN step made is marked ``user.overlay.opaque``; the layer's tar
-    and digest must read the marker where it is.
-    """
-    return "trusted" if os.geteuid() == 0 else "user"
-
-
-def layer_digest(path: str) -> str:
-    """The digest of the committed layer at ``path``, with owners as every container sees them.
-
-    As root the host's ids are the containers' ids. Rootless the layer's files
-    belong on the host to the user (root inside) and to its subordinate ids,
-    so the tar records what the user namespace maps them to: the same digest a
-    root build of the same content gets, as Buildah's rootless commits do. A
-    file a build gave a subordinate owner may be unreadable to the user (a
-    ``COPY --chown`` of a 0600 file); with the range map such a layer is read
-    from inside a user namespace with that map, where the kernel maps the
-    owners itself and root may read every file.
-    """
-    if os.geteuid() == 0:
-        return oci.digest(path, "trusted")
-    if not sys.platform.startswith("linux"):  # the simulator elsewhere: the user's own files are root's inside
-        uid, gid = os.geteuid(), os.getegid()
-        return oci.digest(path, "user", owners=lambda u, g: (0 if u == uid else 65534, 0 if g == gid else 65534))
-    from labkit.linux import namespaces
-
-    idmap = namespaces.id_map()
-    if idmap.kind == "range" and _owned_by_others(path, os.geteuid()):
-        inside = namespaces.read_inside(idmap, lambda: oci.digest(path, "user"))
-        if inside is None:
-            raise BuildFailed(f"the layer {path} could not be read inside the user namespace",
-                              "Check that /etc/subuid and /etc/subgid still grant this user its range")
-        return inside
-    return oci.digest(path, "user", owners=idmap.inside)
-
-
-def intact(layer: Layer) -> bool:
-    """Whether a committed layer still hashes to its digest (nothing changed it since its commit).
-
-    A rootless layer committed by an earlier labkit was hashed with the host's ids
-    (the user's own, not 0); it counts as intact while it still hashes that way.
-    """
-    if layer_digest(layer.path) == layer.digest:
-        return True
-    if os.geteuid() == 0:
-        return False
-    try:
-        return oci.digest(layer.path, "user") == layer.digest
-    except OSError:  # a file of a subordinate owner the user cannot read: the new digest was the one to match
-        return False
-
-
-def _owned_by_others(path: str, uid: int) -> bool:
-    for top, dirs, files in os.walk(path):
-        for name in (*dirs, *files):
-            if os.lstat(os.path.join(top, name)).st_uid != uid:
-                return True
-    return False
-
-
-def remove_tree(path: str) -> None:
-    """Delete ``path``; rootless with a range map, also what a build step made as a subordinate id."""
-    shutil.rmtree(path, ignore_errors=True)
-    if not os.path.lexists(path) or os.geteuid() == 0 or not sys.platform.startswith("linux"):
-        return
-    from labkit.linux import namespaces
-
-    namespaces.remove_tree(namespaces.id_map(), path)
 
 
 @dataclass(frozen=True)
@@ -257,10 +185,14 @@ class ImageStore:
 
     Args:
         root: The store's directory; created if missing.
+        ownership: Who owns the layers' files as containers see them: the host's ids as root
+            (:class:`~labkit.images.ownership.HostIds`), a user namespace's map rootless; the
+            backend that runs the containers gives it (``Backend.ownership``).
     """
 
-    def __init__(self, root: str = DEFAULT_ROOT) -> None:
+    def __init__(self, root: str, ownership: Ownership) -> None:
         self.root = os.path.abspath(root)
+        self.ownership = ownership
         # Each layer's directory is made under tmp/ by mkdtemp (0700) and renamed into layers/: with these,
         # no other user lists or enters any of it (labkit.store.PRIVATE_DIR).
         for sub in ("layers", "images", "tmp"):
@@ -322,6 +254,37 @@ class ImageStore:
 
     # -- layers ---------------------------------------------------------------------------
 
+    @property
+    def xattr_prefix(self) -> str:
+        """Where the overlay mounts of this store's containers keep their markers: ``trusted``, or
+        ``user`` when a user namespace maps the ids.
+
+        A rootless build mounts with ``userxattr`` (overlayfs.rst, "Non-root users"), so an
+        opaque directory a RUN step made is marked ``user.overlay.opaque``; the layer's tar
+        and digest must read the marker where it is.
+        """
+        return "user" if self.ownership.mapped else "trusted"
+
+    def layer_digest(self, path: str) -> str:
+        """The digest of the committed layer at ``path``, with owners as every container sees them
+        (see :mod:`labkit.images.ownership`)."""
+        return self.ownership.digest(path)
+
+    def intact(self, layer: Layer) -> bool:
+        """Whether a committed layer still hashes to its digest (nothing changed it since its commit).
+
+        A rootless layer committed by an earlier labkit was hashed with the host's ids
+        (the user's own, not 0); it counts as intact while it still hashes that way.
+        """
+        if self.layer_digest(layer.path) == layer.digest:
+            return True
+        if not self.ownership.mapped:
+            return False
+        try:
+            return oci.digest(layer.path, "user") == layer.digest
+        except OSError:  # a file of a subordinate owner the user cannot read: the new digest was the one to match
+            return False
+
     def commit_layer(self, src_dir: str, created_by: str = "", comment: str = "") -> Layer:
         """Make the finished directory ``src_dir`` a read-only layer and return it.
 
@@ -345,7 +308,7 @@ class ImageStore:
                 os.rename(src_dir, diff)
             else:
                 tree.copy_tree(src_dir, diff)
-            trouble = tree.clean_overlay_xattrs(diff, overlay_xattr_prefix())
+            trouble = tree.clean_overlay_xattrs(diff, self.xattr_prefix)
             if trouble:
                 raise BuildFailed(
                     "a layer cannot keep overlayfs redirects or metacopy: " + ", ".join(trouble[:3]),
@@ -353,10 +316,10 @@ class ImageStore:
                 )
             # The root of a layer is never in its tar, yet in a merged overlay the
             # topmost layer's root supplies "/"'s owner and mode: make it the usual one.
-            if os.geteuid() == 0:
+            if not self.ownership.mapped:  # rootless the user's own ids are root's inside already
                 os.chown(diff, 0, 0)
             os.chmod(diff, 0o755)
-            digest = layer_digest(diff)
+            digest = self.layer_digest(diff)
             stats = oci.tree_stats(diff)
             final = self._layer_dir(digest)
             if not os.path.isdir(os.path.join(final, "diff")):
@@ -405,7 +368,7 @@ class ImageStore:
                     # Move aside first so no reader ever sees a half-deleted layer.
                     trash = self.mkdtemp("trash-")
                     os.rename(d, os.path.join(trash, "layer"))
-                    remove_tree(trash)
+                    self.ownership.remove_tree(trash)
                     removed.append(digest)
             return removed
 
@@ -676,8 +639,6 @@ class ImageStore:
 
 
 def _unix(stamp: str) -> int:
-    import calendar
-
     return calendar.timegm(time.strptime(stamp[:19], "%Y-%m-%dT%H:%M:%S"))
 
 

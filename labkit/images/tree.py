@@ -37,11 +37,15 @@ def _copy_xattrs(src: str, dst: str) -> None:
 
 
 def _chown(path: str, uid: int, gid: int) -> None:
-    """chown(2) where allowed: without CAP_CHOWN (a build as a normal user) files keep the builder's ids."""
+    """chown(2) where allowed: without CAP_CHOWN (a build as a normal user) files keep the builder's ids.
+
+    ``path`` was just made by this process, so it is the builder's: a refused chown to that
+    very uid (only the group can have been refused) is an error, not a missing capability.
+    """
     try:
         os.chown(path, uid, gid, follow_symlinks=False)
     except PermissionError:
-        if uid == os.geteuid() or os.geteuid() == 0:
+        if os.lstat(path).st_uid == uid:
             raise
 
 

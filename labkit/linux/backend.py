@@ -44,6 +44,7 @@ from labkit.errors import (
     StartFailed,
 )
 from labkit.images.base import ensure_busybox
+from labkit.images.ownership import HostIds, Ownership
 from labkit.images.store import Image, ImageStore
 from labkit.linux import (
     capabilities,
@@ -52,6 +53,7 @@ from labkit.linux import (
     freezer,
     namespaces,
     overlay,
+    ownership,
     process,
     seccomp,
     supervisor,
@@ -110,6 +112,8 @@ class LinuxBackend:
             self.name = "rootless"
             self.idmap = namespaces.id_map()
             self._delegated: cgroups.Layout | None | bool = cgroup_layout if cgroup_layout else False
+        #: Who owns image layers' files as this backend's containers see them (:mod:`labkit.images.ownership`).
+        self.ownership: Ownership = ownership.MappedIds(self.idmap) if rootless else HostIds()
         self.emit: events.Emit = events.noop  # the engine sets its recorder here
         # Docker's device rules for a root container, set through both mechanisms the host has
         # (labkit.linux.devices). Tests alone change these, to show each mechanism holds by itself

@@ -81,6 +81,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from labkit.errors import HostUnsupported, InvalidArgument, LabkitError, NoSuchContainer, StartFailed
+from labkit.images.ownership import HostIds, Ownership, OwnIds
 from labkit.model import events
 from labkit.model.container import ContainerRecord
 from labkit.model.overlay import (
@@ -139,6 +140,8 @@ class SimBackend:
     def __init__(self, store: Store, realtime: bool | None = None, rootless: bool | None = None) -> None:
         self.store = store
         self.rootless = os.geteuid() != 0 if rootless is None else rootless
+        #: Who owns image layers' files: as the real backend of the same user has it (:func:`_ownership`).
+        self.ownership: Ownership = _ownership()
         self.dir = Path(store.root) / "sim"
         self.dir.mkdir(parents=True, exist_ok=True)
         if realtime is None:
@@ -787,6 +790,18 @@ def _resolv_conf() -> str:
             return "".join(ln for ln in f if not ln.strip().startswith("nameserver 127."))
     except OSError:
         return ""
+
+
+def _ownership() -> Ownership:
+    """Who owns the layers this process builds: the host's ids as root; a user's own ids are root's inside,
+    and on Linux its id map (a subordinate range with newuidmap) applies, as for its rootless containers."""
+    if os.geteuid() == 0:
+        return HostIds()
+    if not sys.platform.startswith("linux"):
+        return OwnIds(os.geteuid(), os.getegid())
+    from labkit.linux import namespaces, ownership  # a user namespace's map exists on Linux alone
+
+    return ownership.MappedIds(namespaces.id_map())
 
 
 def _read_input(stdin: IO[bytes] | int | None) -> bytes:

@@ -7,6 +7,7 @@ import shutil
 
 import pytest
 
+from labkit.images.ownership import HostIds
 from labkit.images.store import ImageStore
 
 
@@ -32,5 +33,5 @@ def _remove_tmp_path(tmp_path):
 def store(tmp_path):
     """An empty image store in a temporary directory (removed with it)."""
     root = tmp_path / "labkit-images"
-    yield ImageStore(str(root))
+    yield ImageStore(str(root), HostIds())
     shutil.rmtree(root, ignore_errors=True)

@@ -10,6 +10,7 @@ import pytest
 
 from labkit.errors import HostUnsupported
 from labkit.images import base
+from labkit.images.ownership import HostIds
 from labkit.images.store import ImageStore
 
 
@@ -55,7 +56,7 @@ def test_busybox_is_idempotent_and_deterministic(store, tmp_path):
     """ensure_busybox twice returns the same image; a second store on this host gets the same id and digest."""
     first = base.ensure_busybox(store)
     assert base.ensure_busybox(store) == first
-    other = base.ensure_busybox(ImageStore(str(tmp_path / "labkit-other")))
+    other = base.ensure_busybox(ImageStore(str(tmp_path / "labkit-other"), HostIds()))
     assert other.id == first.id and other.layers[0].digest == first.layers[0].digest
 
 

@@ -13,7 +13,8 @@ import pytest
 
 from labkit.errors import AmbiguousReference, Conflict, InvalidArgument, NoSuchImage
 from labkit.images import oci
-from labkit.images.store import ImageStore, Layer, layer_digest, normalize_ref, parse_ref, rfc3339_nano
+from labkit.images.ownership import HostIds
+from labkit.images.store import ImageStore, Layer, normalize_ref, parse_ref, rfc3339_nano
 
 
 def make_tree(root, files):
@@ -163,7 +164,7 @@ def test_commit_layer_dedups_and_keeps_source_outside_tmp(store, tmp_path):
     assert one.digest == two.digest and one.path == two.path
     assert os.path.isdir(src)
     assert os.listdir(os.path.join(store.root, "layers")) == [one.digest[7:]]
-    assert one.digest == layer_digest(one.path)
+    assert one.digest == store.layer_digest(one.path)
     assert (one.size, one.files) == (1, 2)
     assert os.listdir(store.tmp_root) == []
 
@@ -198,7 +199,7 @@ def test_image_id_is_hash_of_config_json(store, tmp_path):
 def test_second_store_sees_what_first_made(store, tmp_path):
     """A fresh ImageStore on the same root (another process) sees images and tags at once."""
     img = add_image(store, tmp_path)
-    other = ImageStore(store.root)
+    other = ImageStore(store.root, store.ownership)
     assert other.get("app:1") == img
     assert [i.id for i in other.list()] == [img.id]
     assert img.lowerdirs() == [img.layers[0].path]
@@ -212,7 +213,7 @@ def test_writes_leave_no_temporary_files(store, tmp_path):
 
 
 def _tag_many(root, image_id, start):
-    s = ImageStore(root)
+    s = ImageStore(root, HostIds())
     for n in range(start, start + 20):
         s.tag(image_id, f"app:t{n}")
 

@@ -782,7 +782,6 @@ def test_a_rootless_build_marks_opaque_dirs_where_its_mounts_keep_them(learner):
     read the marker there, and the layers still hash to their digests."""
     got = as_learner(learner, BUILD + """
     from labkit.images import oci
-    from labkit.images.store import layer_digest
     from labkit.linux import namespaces
     from labkit.grading import probes
     with open(os.path.join(ctx, "Labfile"), "w") as f:
@@ -791,7 +790,7 @@ def test_a_rootless_build_marks_opaque_dirs_where_its_mounts_keep_them(learner):
     top = lab.image_store.get("opq:1").layers[-1]
     unchanged = probes.PROBES["image_layers_unchanged"].func(lab, image="opq:1")
     print(json.dumps({"names": oci.tar_names(top.path, "user")[:2], "digest": top.digest,
-                      "user": layer_digest(top.path),
+                      "user": lab.image_store.layer_digest(top.path),
                       "trusted": oci.digest(top.path, "trusted", owners=namespaces.id_map().inside),
                       "unchanged": unchanged.passed}))
     """)
@@ -822,7 +821,6 @@ def test_a_layer_an_earlier_labkit_hashed_with_host_ids_still_counts_as_intact(l
     got = as_learner(learner, BUILD + """
     import dataclasses
     from labkit.images import oci
-    from labkit.images.store import intact
     with open(os.path.join(ctx, "old-note"), "w") as f:
         f.write("a layer of this test's own, changed below\\n")
     with open(os.path.join(ctx, "Labfile"), "w") as f:
@@ -830,6 +828,7 @@ def test_a_layer_an_earlier_labkit_hashed_with_host_ids_still_counts_as_intact(l
     lab.build(ctx, "old:1", on_step=lambda _line: None)
     layer = lab.image_store.get("old:1").layers[-1]
     legacy = dataclasses.replace(layer, digest=oci.digest(layer.path, "user"))
+    intact = lab.image_store.intact
     before = [intact(layer), intact(legacy), legacy.digest != layer.digest]
     with open(os.path.join(layer.path, "old-note"), "a") as f:
         f.write("changed\\n")
