@@ -14,6 +14,11 @@ from __future__ import annotations
 
 import os
 import sys
+import traceback
+
+from labkit.engine import Engine
+from labkit.errors import LabkitError
+from labkit.linux import namespaces, syscalls
 
 BACKENDS = ("linux", "rootless")
 
@@ -22,9 +27,6 @@ def main(argv: list[str]) -> int:
     if len(argv) not in (2, 3) or (len(argv) == 3 and argv[2] not in BACKENDS):
         print("usage: python -m labkit.restarter STATE_ROOT CONTAINER_ID [linux|rootless]", file=sys.stderr)
         return 2
-    from labkit.engine import Engine
-    from labkit.errors import LabkitError
-
     backend = argv[2] if len(argv) == 3 else "linux"
     try:
         reset_pid_for_children()
@@ -33,8 +35,6 @@ def main(argv: list[str]) -> int:
         _note(argv, err.one_line())
         return 1
     except Exception:  # no terminal here: leave the reason beside the container's log
-        import traceback
-
         _note(argv, traceback.format_exc())
         return 1
     return 0
@@ -51,8 +51,6 @@ def reset_pid_for_children(proc: str = "/proc/self") -> bool:
     :mod:`labkit.linux.process`), the two links already agree, and setns(2)
     would be refused anyway: it needs CAP_SYS_ADMIN, which the user lacks.
     """
-    from labkit.linux import namespaces, syscalls
-
     try:
         if os.readlink(f"{proc}/ns/pid") == os.readlink(f"{proc}/ns/pid_for_children"):
             return False

@@ -67,6 +67,7 @@ from labkit.model.container import ContainerRecord, now_rfc3339
 from labkit.model.overlay import LayerContents, Overlay
 from labkit.model.runtime import Exited, Launched
 from labkit.model.views import NetworkView, ProcessView
+from labkit.networks import Networks
 from labkit.store import Store, read_json, write_json
 
 #: Where `run --init` mounts labkit's tiny init (Docker uses /sbin/docker-init).
@@ -209,12 +210,8 @@ class LinuxBackend:
             usernet.stop_helper(read_json(cdir / "network.json"))
             if not c.ports and usernet.network_helper() is None:
                 return None, []  # no user-mode network stack: a network namespace of its own with lo only
-            from labkit.networks import Networks
-
             return usernet.plan_user_network(c.network, Networks(self.store).get(c.network)["Id"], c.name, c.hostname,
                                        c.ports), []
-        from labkit.networks import Networks
-
         networks = Networks(self.store)
         networks.get(c.network)  # refused here if unknown; the default network's record is made (under the lock)
         listeners: list = []

@@ -21,7 +21,9 @@ backend).
 
 from __future__ import annotations
 
+import hashlib
 import os
+import subprocess
 import sys
 
 from labkit import helpers
@@ -62,8 +64,6 @@ def build_program(name: str, shim_dir: str | None = None, compiler: str | None =
         parts: More files of this package the program is built from (``.c``
             files are compiled with it, headers only hashed).
     """
-    import subprocess
-
     directory = shim_dir or os.environ.get("LABKIT_SHIM_DIR") or DEFAULT_SHIM_DIR
     binary, files = _binary(name, directory, parts)
     if os.access(binary, os.X_OK):
@@ -95,8 +95,6 @@ def compiler_on_path() -> str | None:
 
 def _binary(name: str, directory: str, parts: tuple[str, ...] = ()) -> tuple[str, list[str]]:
     """The cached binary of ``<name>.c`` (and ``parts``) in ``directory``, named after their hash; and the files."""
-    import hashlib
-
     here = os.path.dirname(os.path.abspath(__file__))
     files = [os.path.join(here, f"{name}.c"), *(os.path.join(here, part) for part in parts)]
     hasher = hashlib.sha256()
