@@ -8,7 +8,7 @@
 PY      ?= python3
 VENV    ?= .venv
 VPY     := $(VENV)/bin/python
-# The state root: empty, labkit picks the one of the backend that will run (labkit.engine.default_root:
+# The state root: empty, labkit picks the one of the backend that will run (labkit.backends.default_root:
 # /var/lib/labkit as root, ~/.local/share/labkit rootless, ~/.local/share/labkit/sim for the simulator).
 ROOT    ?=
 LAB_ARGS ?=

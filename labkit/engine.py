@@ -424,7 +424,8 @@ class Engine:
 
     Args:
         root: The state root (default ``$LABKIT_ROOT`` or ``/var/lib/labkit``).
-        backend: ``"auto"``, ``"linux"``, or a backend object.
+        backend: ``"auto"``, ``"linux"``, ``"rootless"``, ``"sim"`` (chosen by :func:`labkit.backends.choose`),
+            or a :class:`~labkit.backend.Backend` object.
     """
 
     def __init__(self, root: str | Path | None = None, backend: Backend | str = "auto") -> None:
