@@ -1002,13 +1002,14 @@ def test_go_string_prints_values_as_go_templates_do() -> None:
     assert templates.go_string(0.00001) == "1e-05"
 
 
-def test_help_starts_fast() -> None:
-    """``python -m labkit --help`` returns within a second (typically well under 0.1 s)."""
-    started = time.perf_counter()
+def test_help_imports_nothing_heavy() -> None:
+    """``python -m labkit --help`` answers without importing what only a container or a picture needs.
+
+    How fast is measured in ``bench/`` (its import-time report), never timed here: what must hold is that
+    the heavy modules stay off the command line's path.
+    """
     done = subprocess.run([sys.executable, "-m", "labkit", "--help"], capture_output=True, text=True, timeout=30)
-    elapsed = time.perf_counter() - started
     assert done.returncode == 0 and "usage: labkit" in done.stdout
-    assert elapsed < 1.0
     heavy = subprocess.run(
         [
             sys.executable,
