@@ -44,6 +44,7 @@ import threading
 import tty
 from collections.abc import Iterator
 
+from labkit.linux.stdio import _write_all
 from labkit.model.terminal import DEFAULT_KEYS
 
 #: The supervisor's listening socket, in the container's state directory.
@@ -153,17 +154,6 @@ class _Resizes:
 def _poke(fd: int) -> None:
     with contextlib.suppress(OSError):
         os.write(fd, b"w")
-
-
-def _write_all(fd: int, data: bytes) -> None:
-    view = memoryview(data)
-    while view:
-        try:
-            view = view[os.write(fd, view):]
-        except BlockingIOError:
-            select.select([], [fd], [])
-        except InterruptedError:
-            continue
 
 
 def relay(sock: socket.socket, stdin: int | None, stdout: int, keys: bytes = DEFAULT_KEYS) -> bool:

@@ -26,7 +26,7 @@ from typing import Any
 import pytest
 
 from tests.conftest import state_root
-from tests.notebooks.nbrun import NOTEBOOKS, install_kernel, kernel_env
+from tests.notebooks.nbrun import NOTEBOOKS, install_kernel, kernel_env, left_behind
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
@@ -155,16 +155,6 @@ def serve_lab(notebooks: list[str], backend: str, setup: bool = False) -> Iterat
 
             labkit.connect(backend="linux", root=root).prune_networks()
         shutil.rmtree(work, ignore_errors=True)
-
-
-def left_behind(root: Path) -> list[str]:
-    """Containers, volumes and services left in the state root."""
-    out = []
-    for kind in ("containers", "volumes", "services"):
-        d = root / kind
-        if d.exists():
-            out += [f"{kind}/{e}" for e in os.listdir(d) if not e.startswith(".") and not e.endswith(".log")]
-    return out
 
 
 def sync_playwright_or_fail():

@@ -244,3 +244,13 @@ def load_run(name: str, out: Path) -> Run:
 
 if __name__ == "__main__":
     sys.exit(main(sys.argv[1:]))
+
+
+def left_behind(root: Path) -> list[str]:
+    """Containers, volumes and services a notebook left in its state root."""
+    out = []
+    for kind in ("containers", "volumes", "services"):
+        d = root / kind
+        if d.exists():
+            out += [f"{kind}/{e}" for e in os.listdir(d) if not e.startswith(".") and not e.endswith(".log")]
+    return out

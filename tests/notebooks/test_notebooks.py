@@ -17,7 +17,17 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import state_root
-from tests.notebooks.nbrun import NOTEBOOKS, Run, execute, install_kernel, kernel_env, load_run, make_prefix, run_of
+from tests.notebooks.nbrun import (
+    NOTEBOOKS,
+    Run,
+    execute,
+    install_kernel,
+    kernel_env,
+    left_behind,
+    load_run,
+    make_prefix,
+    run_of,
+)
 from tests.util import live_pids_of
 
 WIDGET = "application/vnd.jupyter.widget-view+json"
@@ -43,16 +53,6 @@ def real_root():
         import labkit
 
         labkit.connect(backend="linux", root=root).prune_networks()  # idle bridges go a few seconds after their last container; no waiting here
-
-
-def left_behind(root: Path) -> list[str]:
-    """Containers, volumes and services a notebook left in its state root."""
-    out = []
-    for kind in ("containers", "volumes", "services"):
-        d = root / kind
-        if d.exists():
-            out += [f"{kind}/{e}" for e in os.listdir(d) if not e.startswith(".") and not e.endswith(".log")]
-    return out
 
 
 def shows(text: str, must: str | tuple[str, ...]) -> bool:
