@@ -366,8 +366,9 @@ SYNONYMS = (
     ("freeze", "frozen", "suspend"),
     ("limit", "cap", "restrict", "constrain", "budget"),
     ("isolate", "separate", "sandbox", "wall"),
-    ("cgroup", "cgroups", "control group", "control groups"),
-    ("namespace", "namespaces", "ns"),
+    ("cgroup", "cgroups", "control group", "control groups", "kernel cgroup", "kernel cgroups"),
+    # Namespaces are the kernel's: "the kernel's namespaces" claims no kernel of the container's own.
+    ("namespace", "namespaces", "ns", "kernel namespace", "kernel namespaces"),
     ("exit", "exited", "stop", "stopped", "end", "ended", "finish", "terminate", "terminated"),
     ("exist", "there"),
     ("share", "common", "reuse"),
@@ -424,6 +425,12 @@ _OPTION_HEAD = re.compile(r"\s*[:\u2014]\s+|\s+-\s+")
 PARAPHRASE_RECALL = 0.4
 
 
+def _examples(option: str) -> list[str]:
+    """The examples an option lists in a parenthesis ("(object storage, a database)"); an aside without a
+    comma ("pid (process ids)") lists none."""
+    return [e for inside in _PARENS.findall(option) if "," in inside for e in inside.split(",") if e.strip()]
+
+
 def paraphrase(answer: str, options: Sequence[str], prompt: str = "") -> int | None:
     """The option an answer restates in other words, or ``None`` when it is not one option's unambiguously.
 
@@ -432,8 +439,13 @@ def paraphrase(answer: str, options: Sequence[str], prompt: str = "") -> int | N
     it), and none is another option's alone; an answer that negates where the option does not is none.
     An option with a head ("The host's: you can look it up in the host's /proc") is named fairly by its head
     alone, in other words ("in the host's namespace").
-    Words of the question's ``prompt`` that no option says alone ("container" in "What is the state of
-    the container afterwards?") are the question's topic and count for no option.
+    The question's ``prompt`` is its topic. Its words that no option says alone ("container" in "What is
+    the state of the container afterwards?", when only the right option says it) count for no option; the
+    ones an option does say alone count for that option but never against another: "the container still
+    exists" speaks of the question's container, not of the option "Deleted: the container … gone".
+    An option that lists examples in a parenthesis ("an external store (object storage, a database) every
+    replica reaches") is named fairly by one of them with nothing the option does not say: "in a database
+    every replica reaches", not "sessions survive" for "what it held in memory (sessions, caches)".
 
     "a normal process on the host" restates "Yes: it is an ordinary host process"; "a VM isolated by
     namespaces" restates neither "A lightweight virtual machine…" nor "A regular Linux process … isolated
@@ -441,13 +453,15 @@ def paraphrase(answer: str, options: Sequence[str], prompt: str = "") -> int | N
     """
     words = [content_words(o) for o in options]
     alone = [w - set().union(*(v for j, v in enumerate(words) if j != i)) for i, w in enumerate(words)]
-    said = content_words(answer) - (content_words(prompt) - set().union(*alone))
+    topic = content_words(prompt)
+    said = content_words(answer) - (topic - set().union(*alone))
     if not said:
         return None
     negated = bool(set(normalize(answer).split()) & NEGATING_WORDS)
+    claims = said - topic  # what the answer says beyond the question's own words
     found = []
     for i, own in enumerate(words):
-        if not said & alone[i] or any(said & alone[j] for j in range(len(words)) if j != i):
+        if not said & alone[i] or any(claims & alone[j] for j in range(len(words)) if j != i):
             continue
         if negated and not set(normalize(options[i]).split()) & NEGATING_WORDS:
             continue
@@ -456,6 +470,8 @@ def paraphrase(answer: str, options: Sequence[str], prompt: str = "") -> int | N
         if len(common) / len(said) >= PARAPHRASE_PRECISION \
                 and max(len(common) / len(own), len(said & head) / len(head)) >= PARAPHRASE_RECALL:
             found.append(i)
+        elif common == said and any(said & content_words(e) for e in _examples(options[i])):
+            found.append(i)  # "in a database every replica reaches": one example, and nothing the option does not say
     return found[0] if len(found) == 1 else None
 
 
