@@ -405,3 +405,62 @@ def test_a_command_that_ends_before_the_client_is_done_sending_runs_once(tmp_pat
     finally:
         worker.join(10)
         listener.close()
+
+
+def test_a_worker_that_reported_its_exit_is_not_interrupted_when_its_caller_hangs_up():
+    """A caller hangs up once it has the exit code, and the server then interrupts its worker (as for Ctrl-C);
+    a command that has ended finishes what is left (deleting a removed container's files) and exits with
+    the command's code, not 1 from an interrupted clean-up."""
+    import socket
+
+    from labkit import cli, store
+
+    caller, conn = socket.socketpair()
+    fds = [os.open(os.devnull, os.O_RDWR) for _ in range(3)]
+    pid = os.fork()
+    if pid == 0:
+        code = 1
+        try:
+            caller.close()
+            store.drain = lambda: time.sleep(2)  # what is left after the answer, long enough to be interrupted
+            code = server._work(["1", "/", "022", "1", "version"], fds, cli.build_parser(), conn)
+        finally:
+            os._exit(code)
+    conn.close()
+    for fd in fds:
+        os.close(fd)
+    answer = b""
+    caller.settimeout(30)
+    while b"exit " not in answer or not answer.endswith(b"\n"):
+        chunk = caller.recv(256)
+        assert chunk, answer
+        answer += chunk
+    caller.close()
+    os.kill(pid, signal.SIGINT)  # what Server.hung_up does when the caller goes
+    deadline = time.monotonic() + 10
+    while not (done := os.waitpid(pid, os.WNOHANG))[0]:
+        assert time.monotonic() < deadline, "the worker did not end"
+        time.sleep(0.05)
+    assert answer.split()[-2:] == [b"exit", b"0"]
+    assert os.waitstatus_to_exitcode(done[1]) == 0
+
+
+def test_the_server_sees_a_source_change_and_nothing_else(tmp_path, monkeypatch):
+    """A changed, added or removed .py/.c/.h file or directory retires the server; bytecode written into
+    __pycache__ and other files (an editor's swap file) do not, with inotify(7) and without it."""
+    for inotify in (True, False):
+        top = tmp_path / f"pkg-{inotify}"
+        (top / "sub" / "__pycache__").mkdir(parents=True)
+        (top / "sub" / "mod.py").write_text("x = 1\n")
+        if not inotify:
+            monkeypatch.setattr(server._Changes, "_watch", classmethod(lambda cls, top: (_ for _ in ()).throw(OSError())))
+        changes = server._Changes(str(top))
+        assert (changes.fd >= 0) == inotify
+        (top / "sub" / "__pycache__" / "mod.cpython-311.pyc").write_bytes(b"\0")
+        (top / "sub" / ".mod.py.swp").write_bytes(b"\0")
+        assert not changes()
+        st = (top / "sub" / "mod.py").stat()
+        os.utime(top / "sub" / "mod.py", (st.st_atime, st.st_mtime + 5))
+        assert changes() and changes(), "once stale, always stale"
+        changes.close()
+        monkeypatch.undo()

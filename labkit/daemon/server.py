@@ -74,11 +74,14 @@ def _private_dir(path: str) -> None:
         raise PermissionError(f"{path} must be a directory only uid {os.getuid()} can enter")
 
 
-def _fingerprint() -> float:
+#: labkit's own package directory (above daemon/): the source whose change retires a server.
+PACKAGE = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def _fingerprint(top: str = PACKAGE) -> float:
     """The newest modification time among labkit's own files: a changed file means stale code here."""
-    here = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))  # labkit/, above daemon/
     newest = 0.0
-    stack = [here]
+    stack = [top]
     while stack:
         with os.scandir(stack.pop()) as entries:
             for entry in entries:
@@ -89,6 +92,82 @@ def _fingerprint() -> float:
                     newest = max(newest, entry.stat().st_mtime)
     return newest
 
+
+class _Changes:
+    """Whether labkit's own source changed since this server started, asked once per command.
+
+    inotify(7) watches each directory of the package (not ``__pycache__``): a
+    command costs one read(2) of the events that came, not a stat(2) of every
+    file (:func:`_fingerprint`, ~2 ms). An event about a ``.py``, ``.c`` or
+    ``.h`` file, about a directory, about a watched directory itself, or a
+    lost event (the queue overflowed) means stale code. Where inotify cannot be
+    had (no such call in the C library, no watches left), the newest
+    modification time is compared on every command instead.
+    """
+
+    # inotify(7): IN_MODIFY, IN_ATTRIB, IN_CLOSE_WRITE, IN_MOVED_FROM, IN_MOVED_TO, IN_CREATE, IN_DELETE,
+    # IN_DELETE_SELF, IN_MOVE_SELF; the last two, IN_Q_OVERFLOW and IN_IGNORED say the watch itself is gone.
+    _MASK = 0x2 | 0x4 | 0x8 | 0x40 | 0x80 | 0x100 | 0x200 | 0x400 | 0x800
+    _LOST = 0x400 | 0x800 | 0x4000 | 0x8000
+    _ISDIR = 0x40000000
+    _EVENT = struct.Struct("iIII")  # struct inotify_event: wd, mask, cookie, len; then len bytes of name
+
+    def __init__(self, top: str = PACKAGE) -> None:
+        self.top = top
+        self.changed = False
+        self.fd = -1
+        try:
+            self.fd = self._watch(top)
+        except (OSError, AttributeError):
+            self.fingerprint = _fingerprint(top)
+
+    @classmethod
+    def _watch(cls, top: str) -> int:
+        import ctypes
+
+        libc = ctypes.CDLL(None, use_errno=True)
+        fd = libc.inotify_init1(os.O_NONBLOCK | os.O_CLOEXEC)
+        if fd < 0:
+            raise OSError(ctypes.get_errno(), "inotify_init1")
+        try:
+            stack = [top]
+            while stack:
+                directory = stack.pop()
+                if libc.inotify_add_watch(fd, os.fsencode(directory), cls._MASK) < 0:
+                    raise OSError(ctypes.get_errno(), f"inotify_add_watch {directory}")
+                with os.scandir(directory) as entries:
+                    stack += [e.path for e in entries if e.is_dir(follow_symlinks=False) and e.name != "__pycache__"]
+        except BaseException:
+            os.close(fd)
+            raise
+        return fd
+
+    def __call__(self) -> bool:
+        """True once anything of labkit's source changed (and from then on)."""
+        if self.changed:
+            return True
+        if self.fd < 0:
+            self.changed = _fingerprint(self.top) != self.fingerprint
+            return self.changed
+        while not self.changed:
+            try:
+                data = os.read(self.fd, 65536)
+            except BlockingIOError:
+                break
+            at = 0
+            while at + self._EVENT.size <= len(data):
+                _, mask, _, size = self._EVENT.unpack_from(data, at)
+                name = data[at + self._EVENT.size:at + self._EVENT.size + size].rstrip(b"\0")
+                at += self._EVENT.size + size
+                if (mask & self._LOST or (mask & self._ISDIR and name != b"__pycache__")
+                        or name.endswith((b".py", b".c", b".h"))):
+                    self.changed = True
+        return self.changed
+
+    def close(self) -> None:
+        if self.fd >= 0:
+            os.close(self.fd)
+            self.fd = -1
 
 #: Modules a worker may need that the server does not import ahead: pictures and widgets pull in
 #: matplotlib and ipywidgets (``labkit show`` imports them itself); the rest are entry points.
@@ -118,9 +197,11 @@ def _warm() -> Any:
         import pyroute2  # noqa: F401  (0.3 s to import: paid here once, not per bridged run)
     except ImportError:
         pass
+    from labkit.linux import supervisor
+
+    supervisor.hash_sources()
     if os.getuid() == 0:
         from labkit.engine import default_root
-        from labkit.linux import supervisor
 
         # The shim of the default state root (LinuxBackend keeps it in ROOT/bin), compiled once and found:
         # every worker inherits the answer. Only a root that exists: callers that name another one with
@@ -160,7 +241,7 @@ class Server:
         self.workers: dict[int, tuple[int, socket.socket]] = {}  # pidfd -> (pid, connection)
         self.callers: dict[int, int] = {}  # a worker's connection fd -> its pidfd, until the caller hangs up
         self.sweeps: dict[tuple[str | None, ...], dict[str, str]] = {}  # environments whose bridges to check
-        self.fingerprint = _fingerprint()
+        self.changes = _Changes()  # before the imports: a change made while they run is seen
         self.parser = _warm()
         # Workers are forks: keep the collector off the objects imported so far, so that a worker
         # does not write to (and so copy) every page of them (gc.freeze, "copy-on-write friendly").
@@ -198,6 +279,7 @@ class Server:
             try:
                 ours.close()
                 self.sock.close()
+                self.changes.close()
                 for pidfd, (_, other) in self.workers.items():
                     os.close(pidfd)
                     other.close()
@@ -278,6 +360,7 @@ class Server:
         if not self.stale():
             os.unlink(self.path)
         self.sock.close()
+        self.changes.close()
         self.drop_spare()
         if self.sweeps:
             self.sweep()
@@ -316,7 +399,7 @@ class Server:
                 conn.close()
                 return
             fields, fds, data = request
-            if _fingerprint() != self.fingerprint:  # labkit changed under us: the caller runs it afresh
+            if self.changes():  # labkit changed under us: the caller runs it afresh
                 self.stopping = True
                 conn.sendall(b"again\n")
                 conn.close()
@@ -332,6 +415,7 @@ class Server:
                     # Hold nothing of the other commands: a caller waits for its connection's end of
                     # file, which never comes while another process keeps a copy of it open.
                     self.sock.close()
+                    self.changes.close()
                     for pidfd, (_, other) in self.workers.items():
                         os.close(pidfd)
                         other.close()
@@ -358,6 +442,9 @@ class Server:
 
     def hung_up(self, fd: int) -> None:
         """The caller went (Ctrl-C ended the ``labkit`` command): interrupt its worker as Ctrl-C would.
+
+        A caller also hangs up once it has its command's exit code; the worker ignores SIGINT from
+        then on (:func:`_work`), so this interrupts only a command still running.
 
         A caller that speaks instead (the window-size news of a command attached to a container's
         terminal, :mod:`labkit.linux.console`) talks to its worker, which watches it from then on.
@@ -512,7 +599,11 @@ def _work(fields: list[str], fds: list[int], parser: Any, conn: socket.socket) -
         except OSError:
             pass
     # The caller has its answer now; what is left (deleting a removed container's files,
-    # labkit.store.discard) goes on without its terminal or pipes.
+    # labkit.store.discard) goes on without its terminal or pipes, and without SIGINT: a caller
+    # hangs up once it has read the exit below, and the server then interrupts its worker
+    # (Server.hung_up) — the Ctrl-C of a command that has already ended, which would only cut
+    # that deletion short (and leave its trash to the next command's engine).
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     null = os.open(os.devnull, os.O_RDWR)
     for fd in (0, 1, 2):
         os.dup2(null, fd)

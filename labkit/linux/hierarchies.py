@@ -119,6 +119,8 @@ class Layout:
 
 def _unescape(field: str) -> str:
     """Undo the octal escapes (``\\040`` for a space) that /proc/self/mounts uses, see proc(5)."""
+    if "\\" not in field:
+        return field
     return re.sub(r"\\([0-7]{3})", lambda m: chr(int(m.group(1), 8)), field)
 
 
@@ -145,8 +147,8 @@ def detect(mounts_file: str = "/proc/self/mounts", freezer: str | None = None) -
     with open(mounts_file) as table:
         for line in table:
             fields = line.split()
-            if len(fields) < 4:
-                continue
+            if len(fields) < 4 or fields[2] not in ("cgroup", "cgroup2"):
+                continue  # a busy host has hundreds of other mounts (every container's overlay, proc, ...)
             mount_point, fstype, options = _unescape(fields[1]), fields[2], fields[3].split(",")
             if fstype == "cgroup":
                 for option in options:

@@ -97,17 +97,42 @@ def _binary(name: str, directory: str, parts: tuple[str, ...] = ()) -> tuple[str
     """The cached binary of ``<name>.c`` (and ``parts``) in ``directory``, named after their hash; and the files."""
     here = os.path.dirname(os.path.abspath(__file__))
     files = [os.path.join(here, f"{name}.c"), *(os.path.join(here, part) for part in parts)]
-    hasher = hashlib.sha256()
-    for path in files:
-        with open(path, "rb") as f:
-            hasher.update(f.read())
-    return os.path.join(directory, f"labkit-{name}-{hasher.hexdigest()[:16]}"), files
+    return os.path.join(directory, f"labkit-{name}-{source_digest(tuple(files))}"), files
+
+
+_digests: dict[tuple[tuple[str, int, int, int], ...], str] = {}
+
+
+def source_digest(files: tuple[str, ...]) -> str:
+    """The hash that names the binary of ``files``: read and hashed once per version of them.
+
+    A version is told by each file's inode, size and modification time (stat(2)), so an
+    edited source is hashed again and gets its new binary, while a command that asks
+    again (each ``run`` does, in a fresh worker of the resident engine that inherits
+    this cache) costs a stat per file instead of reading and hashing them all.
+    """
+    key = tuple((path, st.st_ino, st.st_size, st.st_mtime_ns) for path in files for st in (os.stat(path),))
+    digest = _digests.get(key)
+    if digest is None:
+        hasher = hashlib.sha256()
+        for path in files:
+            with open(path, "rb") as f:
+                hasher.update(f.read())
+        digest = _digests[key] = hasher.hexdigest()[:16]
+    return digest
 
 
 #: What a host that cannot build the shim is told (:func:`problem`, :func:`command`).
 NO_COMPILER = ("labkit starts real containers with a small C program of its own (labkit-shim) that it compiles "
                "on first use, and this host has no C compiler (cc, gcc or clang)")
 NO_COMPILER_HINT = "Install one (apt-get install gcc libc6-dev), or use the simulator: labkit --backend sim"
+
+
+def hash_sources() -> None:
+    """Hash the shim's and init's sources now (:func:`source_digest`): the resident engine does it once
+    ahead, and every worker it forks inherits the answers."""
+    for name, parts in (("shim", _SHIM_PARTS), ("init", ())):
+        _binary(name, "", parts)
 
 
 def built_shim(shim_dir: str | None = None) -> str | None:
