@@ -403,7 +403,7 @@ def test_a_stale_start_cannot_bring_a_removed_container_back(engine):
     stale = engine.store.load(c.id)
     engine.rm(c.id, force=True)
     with pytest.raises(NoSuchContainer):
-        engine._launch(stale)
+        engine.containers._launch(stale)
     assert not engine.store.container_dir(c.id).exists()
     assert not engine.store.layer_dir(c.id).exists()
 

@@ -214,7 +214,7 @@ def test_lesson_server_answers_requests(sim):
     from labkit.images.lessons import build_lesson_images
 
     sim.image_store  # noqa: B018
-    sim._image("busybox")
+    sim.images.get("busybox")
     build_lesson_images(sim.image_store, sim.backend.build_runner, prefer_host_node=False, on_step=lambda _l: None)
     c = sim.run("frontend-app:v2.1.0", detach=True, ports=["8080:3000"])
     rec = sim.store.load(c.id)

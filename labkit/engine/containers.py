@@ -1,0 +1,703 @@
+"""Containers: create, run, the lifecycle verbs, and what a container shows (``lab.containers``).
+
+Each verb is one short sequence — load, guard (the lifecycle table), the backend's side
+effect, transition, save — so a reader can follow what ``docker stop`` really does::
+
+    rec = self.engine._get(ref)                   # load (and notice a PID 1 that has exited)
+    guard(rec.status, Verb.STOP, rec.id, ref)     # Docker's error if the table refuses
+    self.engine.backend.signal(rec, SIGTERM)      # the kernel does the work
+    ...wait, then SIGKILL...
+    self.engine._save(...)                        # the new state, atomically on disk
+
+Names, ids and the lifecycle are the engine's; namespaces, mounts, cgroups and processes
+are the backend's (:mod:`labkit.backend`).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import platform
+import signal as _signal
+import socket
+import threading
+import time
+import warnings
+from collections.abc import Iterator
+from datetime import datetime, timezone
+from typing import IO, Any, cast
+
+from labkit.backend import Meter
+from labkit.engine.collection import Collection, verb
+from labkit.engine.handles import Container, PhasedRun
+from labkit.engine.options import (
+    HOST_NAME_MAX,
+    KIND,
+    LIMIT_NAMES,
+    anonymous,
+    checked_mounts,
+    merge_env,
+    parse_env,
+    parse_port,
+    read_text,
+    restart_policy,
+    signal_number,
+    size,
+)
+from labkit.errors import (
+    IllegalTransition,
+    InvalidArgument,
+    LabkitError,
+    LimitDiscarded,
+    NameInUse,
+    NetworkReduced,
+    NoSuchContainer,
+    StartFailed,
+)
+from labkit.model import events, limits
+from labkit.model import names as _names
+from labkit.model import seccomp as _seccomp
+from labkit.model import terminal as _terminal
+from labkit.model.container import (
+    ZERO_TIME,
+    ContainerConfig,
+    ContainerRecord,
+    PortSpec,
+    inspect_json,
+    now_rfc3339,
+    parse_time,
+    ps_item,
+    published_ports,
+    state_json,
+)
+from labkit.model.humanize import status_string
+from labkit.model.lifecycle import Status, Unchanged, Verb, guard, is_running
+from labkit.model.overlay import MAX_STACK, LayerContents
+from labkit.model.views import NetworkView, ProcessView
+from labkit.networks import PREDEFINED, rootless_refusal
+
+
+class ContainerCollection(Collection):
+    """The state root's containers (``lab.containers``); the engine's flat verbs (``lab.run``) call these."""
+
+    @verb("create")
+    def create(
+        self,
+        image: str,
+        command: list[str] | str | None = None,
+        *,
+        name: str | None = None,
+        entrypoint: list[str] | str | None = None,
+        env: Any = None,
+        workdir: str | None = None,
+        hostname: str | None = None,
+        ports: list[str] | None = None,
+        publish_all: bool = False,
+        volumes: list[str] | None = None,
+        memory: int | str | None = None,
+        memory_swap: int | str | None = None,
+        pids_limit: int | None = None,
+        cpus: float | None = None,
+        restart: str | None = None,
+        network: str | None = None,
+        auto_remove: bool = False,
+        labels: dict[str, str] | None = None,
+        stop_signal: str | None = None,
+        stop_timeout: int | None = None,
+        init: bool = False,
+        security_opt: list[str] | None = None,
+        tty: bool = False,
+        open_stdin: bool = False,
+        console_size: tuple[int, int] | None = None,
+    ) -> Container:
+        """Create a container (``docker create``): its config, name and writable layer; no process yet.
+
+        ``tty`` gives PID 1 a terminal of the container's own (``-t``), whose first ``console_size``
+        is ``(rows, columns)``; ``open_stdin`` (``-i``) lets an attached caller type into it
+        (:meth:`attach`).
+
+        ``security_opt`` takes Docker's ``--security-opt`` values: ``seccomp=unconfined`` runs without
+        a seccomp filter, ``seccomp=PROFILE.json`` (a path, or the JSON itself) under that profile
+        instead of Docker's default one (:func:`labkit.model.seccomp.default_profile`).
+        """
+        if isinstance(command, str):
+            command = ["/bin/sh", "-c", command]
+        if isinstance(entrypoint, str):
+            entrypoint = [entrypoint] if entrypoint else []
+        img = self.engine.images.get(image)
+        icfg = img.config
+        if len(img.layers) >= MAX_STACK:  # the container's init layer goes on top of them
+            raise InvalidArgument(
+                f"image {image} has {len(img.layers)} layers; overlayfs stacks at most {MAX_STACK} lower layers "
+                f"(OVL_MAX_STACK), one of them the container's own", "Rebuild it with fewer steps that make layers")
+        mem = size(memory)
+        swap = -1 if memory_swap in (-1, "-1") else size(memory_swap)
+        limits.check_memory(mem, swap)
+        if mem and not swap:
+            swap = min(2 * mem, limits.MAX_MEMORY)  # Docker's default: as much swap as memory
+        nano_cpus = limits.check_cpus(float(cpus), os.cpu_count() or 1) if cpus is not None else 0
+        if pids_limit:
+            limits.check_pids(pids_limit)
+        if workdir and not workdir.startswith("/"):
+            raise InvalidArgument(f"the working directory '{workdir}' is invalid, it needs to be an absolute path",
+                                  "Give a path that starts with /, e.g. -w /app")
+        if hostname and len(hostname) > HOST_NAME_MAX:
+            raise InvalidArgument(f"invalid hostname {hostname!r}: longer than {HOST_NAME_MAX} characters",
+                                  "The kernel's sethostname(2) takes at most 64; pick a shorter one")
+        for key in labels or {}:
+            if not key.strip():
+                raise InvalidArgument(f"invalid label '{key}={labels[key]}': empty name",  # type: ignore[index]
+                                      "Write labels as KEY=VALUE")
+        port_specs = tuple(parse_port(p) for p in (ports or []))
+        exposed = list(icfg.get("ExposedPorts") or {})
+        for p in port_specs:
+            key = f"{p.container_port}/{p.protocol}"
+            if key not in exposed:
+                exposed.append(key)
+        if publish_all:
+            have = {f"{p.container_port}/{p.protocol}" for p in port_specs}
+            port_specs += tuple(
+                PortSpec(int(k.split("/")[0]), k.split("/")[1]) for k in exposed if k not in have
+            )
+        mounts = checked_mounts(tuple(self.engine.volumes.mount_spec(v) for v in (volumes or [])))
+        if network == "":
+            raise InvalidArgument("no name set for network", "Give --network a name: bridge, host, none or yours")
+        network_name = network or "bridge"
+        if network_name not in ("none", "host"):
+            network_name = self.engine.networks.get(network_name)["Name"]  # Docker: "network X not found"
+        if self.engine.backend.rootless and network_name not in PREDEFINED:  # a record made as root, or by an older labkit
+            raise rootless_refusal(f"network {network_name}")
+        policy, retries = restart_policy(restart or "no")
+        if stop_signal:
+            signal_number(stop_signal)
+        if auto_remove and policy != "no":
+            raise InvalidArgument("conflicting options: cannot specify both --restart and --rm",
+                                  "Use one or the other: --rm removes the container when it exits, "
+                                  "--restart starts it again")
+        security = _seccomp.parse_security_opts(security_opt or (), read_text)
+        _seccomp.check_security_opts(security, platform.machine())  # refused now, not when it starts
+        ep = tuple(entrypoint if entrypoint is not None else (icfg.get("Entrypoint") or ()))
+        cmd = tuple(command if command else (() if entrypoint is not None and not command else icfg.get("Cmd") or ()))
+        if not ep and not cmd:
+            raise InvalidArgument("No command specified", "Give a command after the image name, e.g. sh -c 'echo hi'")
+        with self.engine.store.locked():
+            taken = self.engine.store.names()
+            cid = _names.new_id()
+            if name:
+                name = _names.check_name(name)
+                if name in taken:
+                    raise NameInUse(name, taken[name])
+            else:
+                name = _names.pick_name(taken, cid)
+            for m in mounts:
+                if m.type == "volume" and not self.engine.store.volume_dir(m.source).exists():
+                    self.engine.volumes.make(m.source)
+                elif m.type == "bind" and not os.path.exists(m.source):
+                    os.makedirs(m.source, exist_ok=True)  # Docker creates a missing bind source as a directory
+            config = ContainerConfig(
+                id=cid,
+                name=name,
+                created=now_rfc3339(),
+                image=image,
+                image_id=img.id,
+                entrypoint=ep,
+                cmd=cmd,
+                env=tuple(merge_env(list(icfg.get("Env") or []), parse_env(env))),
+                workdir=workdir or icfg.get("WorkingDir") or "/",
+                hostname=hostname or _names.short_id(cid),
+                labels={**(icfg.get("Labels") or {}), **(labels or {})},
+                exposed_ports=tuple(exposed),
+                ports=port_specs,
+                mounts=mounts,
+                memory=mem,
+                memory_swap=swap,
+                nano_cpus=nano_cpus,
+                pids_limit=pids_limit if pids_limit else None,
+                restart_policy=policy,
+                restart_max=retries,
+                auto_remove=auto_remove,
+                network=network_name,
+                stop_signal=stop_signal or icfg.get("StopSignal") or "SIGTERM",
+                stop_timeout=stop_timeout,
+                init=init,
+                security_opt=security,
+                tty=tty,
+                open_stdin=open_stdin,
+                console_size=tuple(console_size or (0, 0)),  # type: ignore[arg-type]
+            )
+            record = ContainerRecord(config)
+            self.engine.store.set_name(name, cid, taken)  # claimed first: see Store.names
+            self.engine.backend.create(record, img)
+            self.engine.store.create(record)
+        container = Container(self.engine, cid, name)
+        unenforced = self.engine.backend.unenforced_limits() if (mem or pids_limit or cpus) else {}
+        for kind, value in (("memory", mem), ("pids", pids_limit), ("cpu", cpus)):
+            if value and kind in unenforced:
+                text = f"{LIMIT_NAMES[kind]} discarded: {unenforced[kind]}"
+                container.warnings.append(text)
+                warnings.warn(text, LimitDiscarded, stacklevel=2)
+        reduced = self.engine.backend.reduced_network(network_name)
+        if reduced:
+            container.warnings.append(reduced)
+            warnings.warn(reduced, NetworkReduced, stacklevel=2)
+        return container
+
+
+    @verb("run")
+    def run(self, image: str, command: list[str] | str | None = None, *, detach: bool = False, **kw: Any) -> Container:
+        """``docker run``: create, then start; without ``detach`` wait for the exit.
+
+        Returns the container. After an attached run, ``container.exit_code`` and
+        ``container.logs()`` tell what happened (unless ``auto_remove`` removed it).
+        """
+        c = self.create(image, command, **kw)
+        try:
+            self.start(c.id)
+        except BaseException:
+            if kw.get("auto_remove"):  # Docker removes a --rm container whose start failed, whatever failed
+                with contextlib.suppress(LabkitError, OSError):
+                    self.rm(c.id, force=True)
+            raise
+        if not detach:
+            if kw.get("auto_remove"):
+                # Read the record without refreshing it: a refresh would remove it (--rm) before we kept
+                # what it said and how it ended.
+                rec = self.engine.store.load(c.id)
+                if rec is not None:
+                    self.engine.backend.wait(rec, None)
+                    c._final_logs = list(self.engine.backend.logs(rec))
+                    c._final_code = self.engine._reload(rec).state.exit_code
+                return c
+            c._final_code = self.wait(c.id)
+        return c
+
+    def run_phases(self, image: str, command: list[str] | str | None = None, **kw: Any) -> PhasedRun:
+        """``run``, one phase at a time, for walking a real run as it happens.
+
+        Each ``next()`` does one phase — create (the writable layer), start (network,
+        overlay, limits, namespaces, pivot_root, exec), exit (PID 1 ends; what it left
+        in its writable layer) — and returns that phase's steps; a notebook can show
+        them before going on::
+
+            phases = lab.run_phases("busybox", ["sh", "-c", "rm /etc/group"])
+            for name, steps in phases:
+                show(name, steps)
+            phases.container.diff()
+        """
+        return PhasedRun(self.engine, image, command, kw)
+
+    # -- lifecycle verbs -------------------------------------------------------------------------
+    @verb("start")
+    def start(self, ref: str) -> None:
+        """``docker start``: run PID 1 again on the same writable layer (files survive)."""
+        rec = self.engine._get(ref)
+        if isinstance(guard(rec.status, Verb.START, rec.id, ref), Unchanged):
+            return
+        self._launch(rec.with_state(manually_stopped=False))
+
+    def _launch(self, rec: ContainerRecord, verb: Verb = Verb.START,
+                console: socket.socket | None = None) -> ContainerRecord:
+        """Run PID 1 of ``rec`` as ``verb`` does (``start``, or ``restart`` from a stop or a restart policy)."""
+        with self.engine.store.intent(rec.id, "start"):  # a start killed half-way is undone by the next reader
+            return self._launch_held(rec, verb, console)
+
+    def _launch_held(self, rec: ContainerRecord, verb: Verb, console: socket.socket | None) -> ContainerRecord:
+        img = self.engine.images.of(rec)
+        running = self.engine._moved(rec, verb)  # the table's status once PID 1 runs, refused before anything is made
+        try:
+            launched = self.engine.backend.start(rec, img, console) if console is not None else self.engine.backend.start(rec, img)
+        except StartFailed as err:
+            # PID 1 never ran: the table's exit leaves a container whose first start failed created, else exited.
+            first = rec.state.started_at == ZERO_TIME
+            self.engine._save(self.engine._moved(
+                rec, Verb.EXIT,
+                exit_code=err.exit_code,
+                error=err.message,
+                pid=0,
+                finished_at=rec.state.finished_at if first else now_rfc3339(),
+            ))
+            raise
+        rec = running.with_state(
+            pid=launched.pid,
+            pid_start_time=launched.pid_start_time,
+            shim_pid=launched.shim_pid,
+            exit_code=0,
+            error="",
+            oom_killed=False,
+            started_at=launched.started_at,
+            starts=rec.state.starts + 1,
+        )
+        if not self.engine._save(rec):  # removed while it was starting (rm -f of a restarting container)
+            self.engine.backend.signal(rec, _signal.SIGKILL)
+            self.engine.backend.wait(rec, 10)
+            self.engine.backend.remove(rec)
+            raise NoSuchContainer(rec.id)
+        return rec
+
+    @verb("attach")
+    def attach(self, ref: str, *, stdin: int | None = None, stdout: int = 1, stderr: int = 2,
+               detach_keys: str | None = None, start: bool = False) -> int | None:
+        """``docker attach``: the caller's descriptors to the running container's PID 1.
+
+        With a terminal (``create(tty=True)``), what PID 1's terminal shows goes to ``stdout`` and
+        what is typed on ``stdin`` (None: nothing; ``-i`` containers only) goes to it, the caller's
+        terminal in raw mode meanwhile; typing the detach keys (``ctrl-p,ctrl-q``, or
+        ``detach_keys``) lets go and leaves the container running. Its terminal belongs to its
+        supervisor: the caller's descriptors never enter the container. Without a terminal, its
+        output from now on goes to ``stdout`` and ``stderr`` until it ends.
+
+        ``start``: start the container first (``run -it``, ``start -ai``), attached before PID 1
+        runs, so that nothing it writes is missed.
+
+        Returns:
+            The container's exit code once it has ended; None if the caller detached.
+        """
+        keys = _terminal.detach_keys(detach_keys)
+        rec = self.engine._get(ref)
+        if start and not isinstance(guard(rec.status, Verb.START, rec.id, ref), Unchanged):
+            rec = rec.with_state(manually_stopped=False)
+            if rec.config.tty:
+                ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+                try:
+                    rec = self._launch(rec, Verb.START, console=theirs)
+                except BaseException:
+                    ours.close()
+                    raise
+                finally:
+                    theirs.close()
+                detached = self.engine.backend.attach(rec, stdin if rec.config.open_stdin else None, stdout, keys, ours)
+                return None if detached else self._final_code(rec)
+            seen = sum(1 for _ in self.engine.backend.logs(rec))
+            rec = self._launch(rec)
+        else:
+            if rec.status is Status.PAUSED:
+                raise IllegalTransition("You cannot attach to a paused container, unpause it first",
+                                        rec.status.value, "attach", hint=f"Unpause it first: labkit unpause {ref}")
+            if not is_running(rec.status):
+                raise IllegalTransition("You cannot attach to a stopped container, start it first",
+                                        rec.status.value, "attach",
+                                        hint=f"Start it first, or see what it wrote: labkit logs {ref}")
+            if rec.config.tty:
+                detached = self.engine.backend.attach(rec, stdin if rec.config.open_stdin else None, stdout, keys)
+                return None if detached else self._final_code(rec)
+            seen = sum(1 for _ in self.engine.backend.logs(rec))
+        entries = self.logs(rec.id, follow=True)
+        for _ in range(seen):  # what it wrote before is not replayed
+            next(entries, None)
+        for stream, text, _ in entries:
+            os.write(stderr if stream == "stderr" else stdout, text.encode() if isinstance(text, str) else text)
+        return self.wait(rec.id)
+
+    def _final_code(self, rec: ContainerRecord) -> int:
+        """The exit code of a container whose PID 1 has ended, read before a ``--rm`` removes it."""
+        self.engine.backend.wait(rec, None)
+        return self.engine._reload(rec).state.exit_code
+
+    @verb("stop")
+    def stop(self, ref: str, timeout: float | None = None, signal: str | int | None = None) -> None:
+        """``docker stop``: the stop signal (SIGTERM), ``timeout`` seconds (10), then SIGKILL.
+
+        PID 1 ignores signals it has no handler for, so a plain ``sleep`` takes
+        the full timeout and ends with 137; one that handles SIGTERM ends with 143 (or its own code).
+        """
+        rec = self.engine._get(ref)
+        sig = signal_number(signal or rec.config.stop_signal)
+        if isinstance(guard(rec.status, Verb.STOP, rec.id, ref), Unchanged):
+            return
+        rec = rec.with_state(manually_stopped=True)  # the restart policy must not bring it back
+        self.engine._save(rec)
+        if rec.status is Status.RESTARTING:  # between two runs: nothing to signal
+            self.engine._save(self.engine._moved(rec, Verb.STOP))
+            return
+        if timeout is None:
+            timeout = rec.config.stop_timeout if rec.config.stop_timeout is not None else 10
+        self.engine.backend.signal(rec, sig)
+        if rec.status is Status.PAUSED:
+            self.engine.backend.unpause(rec)  # Docker resumes a paused container right after the signal
+        if not self.engine.backend.wait(rec, None if timeout < 0 else timeout):
+            self.engine.backend.signal(rec, _signal.SIGKILL)
+            self.engine.backend.wait(rec, None)
+        self.engine._reload(rec)
+
+    @verb("kill")
+    def kill(self, ref: str, signal: str | int = "KILL") -> None:
+        """``docker kill``: deliver a signal (SIGKILL by default, then wait for the exit)."""
+        rec = self.engine._get(ref)
+        sig = signal_number(signal)
+        guard(rec.status, Verb.KILL, rec.id, ref)
+        rec = rec.with_state(manually_stopped=True)
+        self.engine._save(rec)
+        self.engine.backend.signal(rec, sig)
+        if sig == _signal.SIGKILL:
+            if rec.status is Status.PAUSED:
+                self.engine.backend.unpause(rec)  # a frozen task dies only once thawed (v1 freezer)
+            self.engine.backend.wait(rec, 10)
+        self.engine._reload(rec)
+
+    @verb("restart")
+    def restart(self, ref: str, timeout: float | None = None) -> None:
+        """``docker restart``: stop (if running), then start."""
+        rec = self.engine._get(ref)
+        guard(rec.status, Verb.RESTART, rec.id, ref)
+        if is_running(rec.status):
+            self.stop(rec.id, timeout=timeout)
+        self._launch(self.engine._get(rec.id).with_state(manually_stopped=False), Verb.RESTART)
+
+    @verb("pause")
+    def pause(self, ref: str) -> None:
+        """``docker pause``: freeze every process through the cgroup freezer."""
+        rec = self.engine._get(ref)
+        guard(rec.status, Verb.PAUSE, rec.id, ref)
+        with self.engine.store.intent(rec.id, "pause"):  # killed between the freeze and the save: see _recover
+            self.engine.backend.pause(rec)
+            self.engine._save(self.engine._moved(rec, Verb.PAUSE))
+
+    @verb("unpause")
+    def unpause(self, ref: str) -> None:
+        """``docker unpause``: thaw them."""
+        rec = self.engine._get(ref)
+        guard(rec.status, Verb.UNPAUSE, rec.id, ref)
+        with self.engine.store.intent(rec.id, "unpause"):
+            self.engine.backend.unpause(rec)
+            self.engine._save(self.engine._moved(rec, Verb.UNPAUSE))
+
+    @verb("rm")
+    def rm(self, ref: str, force: bool = False, volumes: bool = False) -> None:
+        """``docker rm``: delete the container and its writable layer (``force`` kills it first)."""
+        rec = self.engine._get(ref)
+        guard(rec.status, Verb.RM_FORCE if force else Verb.RM, rec.id, ref)
+        self._remove(rec, volumes)
+
+    def _remove(self, rec: ContainerRecord, volumes: bool = False) -> None:
+        with self.engine.store.intent(rec.id, "rm"):  # a removal killed half-way is finished by the next reader
+            if is_running(rec.status) or rec.status is Status.REMOVING:
+                self.engine._save(rec.with_state(status=Status.REMOVING))
+                try:
+                    self.engine.backend.signal(rec, _signal.SIGKILL)
+                    if rec.status is Status.PAUSED:
+                        self.engine.backend.unpause(rec)
+                except ProcessLookupError:
+                    pass
+                self.engine.backend.wait(rec, 10)
+                ended = self.engine.backend.observe(rec)
+                if ended is not None and rec.status is not Status.REMOVING:
+                    self.engine._record_end(rec, ended)
+            else:
+                self.engine._save(rec.with_state(status=Status.REMOVING))
+            self.engine.backend.remove(rec)
+            with self.engine.store.locked():
+                self.engine.store.delete(rec.id)  # its name is free from now on (Store.names)
+        self.engine.networks.left_bridge(rec)
+        if volumes:
+            for m in rec.config.mounts:
+                if m.type == "volume" and anonymous(m.source):
+                    self.engine.volumes.delete(m.source)
+
+    @verb("wait")
+    def wait(self, ref: str, timeout: float | None = None) -> int:
+        """``docker wait``: block until PID 1 ends; return its exit code."""
+        rec = self.engine._get(ref)
+        if is_running(rec.status):
+            self.engine.backend.wait(rec, timeout)
+            rec = self.engine._reload(rec)
+        return rec.state.exit_code
+
+    # -- looking ---------------------------------------------------------------------------------
+    def ls(self, all: bool = False) -> list[dict[str, Any]]:
+        """``GET /containers/json`` (``docker ps``): running containers (``all``: every one), newest first."""
+        now = datetime.now(timezone.utc)
+        items = []
+        for rec in self.engine._records():
+            if not all and not is_running(rec.status):
+                continue
+            settings = self.engine.networks.settings(rec) or {}
+            items.append(ps_item(rec, rec.config.image_id, status_string(state_json(rec.state), now),
+                                 published_ports(settings.get("Ports") or {}) if is_running(rec.status) else None,
+                                 settings.get("Networks")))
+        items.sort(key=lambda i: i["Created"], reverse=True)
+        return items
+
+    def inspect(self, ref: str) -> dict[str, Any]:
+        """``docker inspect``: the container as Docker's JSON, with real host paths."""
+        rec = self.engine._get(ref)
+        img = self.engine.images.of(rec)
+        cdir = self.engine.store.container_dir(rec.id)
+        return inspect_json(
+            rec,
+            storage=self.engine.backend.storage(rec, img),
+            log_path=str(cdir / "json.log"),
+            etc_paths={
+                "ResolvConfPath": str(cdir / "resolv.conf"),
+                "HostnamePath": str(cdir / "hostname"),
+                "HostsPath": str(cdir / "hosts"),
+            },
+            mounts=[self.engine.volumes.mount_json(m) for m in rec.config.mounts],
+            network=self.engine.networks.settings(rec),
+        )
+
+    def diff(self, ref: str) -> list[dict[str, Any]]:
+        """``docker diff``: what the container changed, read from its writable layer."""
+        rec = self.engine._get(ref)
+        self.engine._observe_layer(rec)
+        return [{"Path": path, "Kind": KIND[kind]} for kind, path in self.engine.backend.changes(rec, self.engine.images.of(rec))]
+
+    def logs(self, ref: str, follow: bool = False, tail: int | None = None,
+             timestamps: bool = False) -> Iterator[tuple[str, str, str]]:
+        """``docker logs``: (stream, text, time) for each line; ``follow`` keeps reading until PID 1 ends."""
+        rec = self.engine._get(ref)
+        lines = list(self.engine.backend.logs(rec))
+        seen = len(lines)
+        if tail is not None and tail >= 0:
+            lines = lines[len(lines) - tail:] if tail else []
+        yield from lines
+        if not follow:
+            return
+        while True:
+            running = is_running(self.engine._get(rec.id).status)
+            fresh = list(self.engine.backend.logs(rec))
+            yield from fresh[seen:]
+            seen = len(fresh)
+            if not running:
+                return
+            self.engine.backend.wait(rec, 0.1)
+
+    @verb("exec")
+    def exec(self, ref: str, cmd: list[str] | str, *, env: Any = None, workdir: str | None = None,
+             detach: bool = False, stdout: IO[bytes] | int | None = None, stderr: IO[bytes] | int | None = None,
+             stdin: IO[bytes] | int | None = None, tty: bool = False,
+             detach_keys: str | None = None) -> int | None:
+        """``docker exec``: one more process inside the running container; return its exit code.
+
+        Its output goes to ``stdout`` and ``stderr`` and its input comes from ``stdin`` (``exec -i``; None:
+        none); on the real backend each through a pipe labkit relays, so the container never gets the
+        caller's descriptors (:mod:`labkit.linux.stdio`). With ``tty`` (``exec -t``) the process gets
+        a terminal of the container's instead, relayed as :meth:`attach` relays PID 1's; None is
+        returned if the caller typed the detach keys (the process goes on).
+        """
+        rec = self.engine._get(ref)
+        guard(rec.status, Verb.EXEC, rec.id, ref)
+        keys = _terminal.detach_keys(detach_keys)
+        argv = ["/bin/sh", "-c", cmd] if isinstance(cmd, str) else list(cmd)
+        merged = merge_env(list(rec.config.env), parse_env(env))
+        workdir = workdir or rec.config.workdir
+        if tty:
+            code = self.engine.backend.exec(rec, argv, merged, workdir, stdout, stderr, stdin, tty=True, detach_keys=keys)
+        else:
+            code = self.engine.backend.exec(rec, argv, merged, workdir, stdout, stderr, stdin)
+        if code is not None:
+            self.engine._record(events.exec_in(argv, rec.state.pid, code), rec.id)
+        self.engine._observe_layer(rec)
+        return code
+
+    def exec_output(self, ref: str, cmd: list[str] | str, **kw: Any) -> tuple[int, str]:
+        """Like :meth:`exec`, returning ``(exit_code, stdout+stderr as text)``."""
+        r, w = os.pipe()
+        chunks: list[bytes] = []
+
+        def drain() -> None:
+            while True:
+                data = os.read(r, 65536)
+                if not data:
+                    return
+                chunks.append(data)
+
+        t = threading.Thread(target=drain, daemon=True)
+        t.start()
+        try:
+            code = self.exec(ref, cmd, stdout=w, stderr=w, **kw)
+        finally:
+            os.close(w)
+            t.join()
+            os.close(r)
+        return cast(int, code), b"".join(chunks).decode(errors="replace")  # without a terminal: always a code
+
+    def process_view(self, ref: str) -> ProcessView:
+        """What a running container's PID 1 sees, and what the host sees of it (the walls picture draws this).
+
+        The backend answers from its kernel: the linux backend reads ``/proc`` and the
+        cgroup files and asks the container itself; the simulator reads its model.
+
+        Raises:
+            IllegalTransition: The container is not running, or paused (as for ``exec``).
+        """
+        return self.engine.backend.process_view(self._seen_running(ref))
+
+    def network_view(self, ref: str) -> NetworkView:
+        """The interfaces of the host's network namespace and of a running container's (the network picture).
+
+        Raises:
+            IllegalTransition: The container is not running, or paused (as for ``exec``).
+        """
+        return self.engine.backend.network_view(self._seen_running(ref))
+
+    def _seen_running(self, ref: str) -> ContainerRecord:
+        rec = self.engine._get(ref)
+        guard(rec.status, Verb.EXEC, rec.id, ref)  # the linux backend asks the container itself, as exec would
+        return rec
+
+    def get(self, ref: str) -> Container:
+        """A handle on an existing container."""
+        rec = self.engine._get(ref)
+        return Container(self.engine, rec.id, rec.name)
+
+    # -- what the pictures ask ---------------------------------------------------------------------
+    def layer_contents(self, ref: str, path: str | None = None) -> LayerContents:
+        """What the container's writable layer holds, what the image layers hold at the same paths, and
+        which layer serves ``path`` (the layer picture draws it; read from disk or from the simulator's model)."""
+        rec = self.engine._get(ref)
+        return self.engine.backend.layer_contents(rec, self.engine.images.of(rec), path)
+
+    def files(self, ref: str, under: str = "/") -> list[str]:
+        """Regular files the running container sees below ``under``, sorted (``/proc`` and ``/sys`` left out).
+
+        Raises:
+            InvalidArgument: They could not be listed.
+        """
+        rec = self.engine._get(ref)
+        guard(rec.status, Verb.EXEC, rec.id, ref)
+        try:
+            return self.engine.backend.files(rec, under)
+        except OSError as err:
+            raise InvalidArgument(f"could not list the files under {under} ({err.strerror or err})",
+                                  "Give an existing directory, such as /app or /etc") from err
+
+    def meter(self, ref: str) -> Meter | None:
+        """The running container's cgroup counters and the clock to read them against (``None`` when not running).
+
+        On the real backend the clock is the host's; on the simulator it is simulated
+        time, and :meth:`~labkit.backend.Meter.pause` lets the container run meanwhile.
+        """
+        rec = self.engine._get(ref)
+        return self.engine.backend.meter(rec) if is_running(rec.status) else None
+
+
+    def apply_restart_policy(self, cid: str) -> bool:
+        """Called when PID 1 has ended (by its supervisor): start it again if ``--restart`` says so.
+
+        As Docker: ``always`` and ``unless-stopped`` restart after any exit, ``on-failure[:N]``
+        after a non-zero one (at most N times); never after ``stop``/``kill``. The delay doubles
+        from 100 ms on each restart in a row and starts over once a run has lasted 10 seconds.
+        Returns whether it restarted the container.
+        """
+        with self.engine._doing("restart-policy"), self.engine.store.intent(cid, "restart"):
+            rec = self.engine.store.load(cid)
+            if rec is None:
+                return False
+            rec = self.engine._refresh(rec)
+            c, st = rec.config, rec.state
+            if rec.status is not Status.EXITED or st.manually_stopped or c.restart_policy == "no":
+                return False
+            if c.restart_policy == "on-failure" and (st.exit_code == 0 or
+                                                     (c.restart_max and st.restart_count >= c.restart_max)):
+                return False
+            ran = (parse_time(st.finished_at) - parse_time(st.started_at)).total_seconds()
+            delay = 0.1 if ran >= 10 else min(60.0, 0.1 * 2 ** min(st.restart_count, 10))
+            if not self.engine._save(rec.with_state(status=Status.RESTARTING)):
+                return False  # removed between the read and now
+            time.sleep(delay)
+            now = self.engine.store.load(cid)
+            if now is None or now.status is not Status.RESTARTING:
+                return False  # stopped or removed meanwhile
+            self._launch(now.with_state(restart_count=st.restart_count + 1), Verb.RESTART)
+            return True
+

@@ -1,0 +1,485 @@
+"""The Engine: labkit's only door, composed of one collection per resource, as docker-py composes its client.
+
+The CLI, the notebooks and the graders all call it. Each resource has its room and its
+collection, with one naming order (``lab.volumes.rm``, ``lab.networks.create``):
+
+========================  ==========================================================
+``lab.containers``        create, run, the lifecycle verbs, logs, exec, the views
+                          (:mod:`labkit.engine.containers`)
+``lab.images``            ``lab.images()``, build, inspect, setup (:mod:`~labkit.engine.images`)
+``lab.volumes``           create, ls, inspect, rm (:mod:`~labkit.engine.volumes`)
+``lab.networks``          create, ls, inspect, rm, prune (:mod:`~labkit.engine.networks`)
+``lab.services``          create, ls, scale, rm (:mod:`~labkit.engine.services`)
+``lab.system``            version, info, doctor (:mod:`~labkit.engine.system`)
+========================  ==========================================================
+
+The container verbs read best flat, as the notebooks and the CLI say them (``lab.run``,
+``lab.stop``, ``lab.ps``), and so do Docker's own compound verbs (``lab.volume_rm``,
+``lab.inspect_network``): each is a one-line alias of its collection's verb.
+
+What is here besides is what every resource shares: the trace (every step the kernel
+took, :mod:`labkit.model.events`) and the container records — loaded, brought in line
+with the kernel (:meth:`Engine._refresh`), moved along the lifecycle table
+(:meth:`Engine._moved`) and saved. Names, ids, images, volumes and the lifecycle are the
+engine's; namespaces, mounts, cgroups and processes are the backend's (:mod:`labkit.backend`).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from collections.abc import Iterator
+from pathlib import Path
+from typing import IO, TYPE_CHECKING, Any
+
+from labkit.backend import Backend, Meter
+from labkit.backends import choose, default_root
+from labkit.engine.containers import ContainerCollection
+from labkit.engine.handles import Container, PhasedRun
+from labkit.engine.images import ImageCollection
+from labkit.engine.networks import NetworkCollection
+from labkit.engine.options import LIMIT_NAMES
+from labkit.engine.services import ServiceCollection
+from labkit.engine.system import System
+from labkit.engine.volumes import VolumeCollection
+from labkit.errors import NoSuchContainer
+from labkit.model import events
+from labkit.model import names as _names
+from labkit.model.container import ContainerRecord, MountSpec
+from labkit.model.events import Event, Step
+from labkit.model.lifecycle import Move, Status, Verb, guard, is_running
+from labkit.model.overlay import LayerContents
+from labkit.model.runtime import Exited
+from labkit.model.views import NetworkView, ProcessView
+from labkit.store import Store
+
+if TYPE_CHECKING:
+    from labkit.images.store import ImageStore
+
+
+class Engine:
+    """Docker-shaped verbs over a backend.
+
+    Args:
+        root: The state root (default ``$LABKIT_ROOT`` or ``/var/lib/labkit``).
+        backend: ``"auto"``, ``"linux"``, ``"rootless"``, ``"sim"`` (chosen by :func:`labkit.backends.choose`),
+            or a :class:`~labkit.backend.Backend` object.
+    """
+
+    def __init__(self, root: str | Path | None = None, backend: Backend | str = "auto") -> None:
+        self.store = Store(root or default_root(backend))
+        self.backend: Backend
+        self.backend, self.backend_reason = choose(backend, self.store)
+        self.backend_name = self.backend.name
+        #: Every step the kernel took for this engine's verbs (see :mod:`labkit.model.events`).
+        self.trace: list[Step] = []
+        self._verb = ""
+        self.containers = ContainerCollection(self)
+        self.images = ImageCollection(self)
+        self.volumes = VolumeCollection(self)
+        self.networks = NetworkCollection(self)
+        self.services = ServiceCollection(self)
+        self.system = System(self)
+        self.backend.emit = self._record
+
+    # -- the trace -------------------------------------------------------------------------------
+    def _record(self, event: Event, container: str = "") -> int:
+        """Append one step to the trace, stamped with the backend's clock; return its place in the trace."""
+        kind, what, mechanism, change = event
+        seq = len(self.trace)
+        self.trace.append(Step(seq, self._verb, container, kind, what, mechanism, change, self.backend.clock()))
+        return seq
+
+    @contextlib.contextmanager
+    def tracing(self) -> Iterator[list[Step]]:
+        """Collect the steps taken inside a ``with`` block::
+
+            with lab.tracing() as steps:
+                lab.run("busybox", ["true"])
+            for s in steps: print(s)
+        """
+        start = len(self.trace)
+        steps: list[Step] = []
+        try:
+            yield steps
+        finally:
+            steps.extend(self.trace[start:])
+
+    @contextlib.contextmanager
+    def _doing(self, verb: str) -> Iterator[None]:
+        outer = self._verb
+        self._verb = outer or verb
+        try:
+            yield
+        finally:
+            self._verb = outer
+
+    # -- what this engine can do -------------------------------------------------------------------
+    @property
+    def image_store(self) -> ImageStore:
+        """The state root's images and layers (:mod:`labkit.images.store`)."""
+        return self.images.store
+
+    @property
+    def enforced_limits(self) -> frozenset[str]:
+        """Which limits hold for real here: some of ``memory``, ``pids`` and ``cpu``.
+
+        As root on Linux, those whose cgroup controller the host offers; rootless, those of
+        the cgroup subtree delegated to the user (none without one); on the simulator memory
+        and pids, which it models, but not CPU time. A container given a limit outside this
+        set runs without it, with a :class:`~labkit.errors.LimitDiscarded` warning (Docker's
+        "Limitation discarded"), and ``inspect`` still shows what was asked.
+        """
+        return frozenset(LIMIT_NAMES) - set(self.backend.unenforced_limits())
+
+    def simulator(self) -> Engine:
+        """The simulator, in a world of its own beside this engine's (``ROOT/sim``); this engine if it is one.
+
+        For what this backend cannot show here: rootless without a delegated cgroup nothing
+        enforces limits, and the simulator models the OOM kill and the fork that fails.
+        """
+        if self.backend.simulated:
+            return self
+        return Engine(root=self.store.root / "sim", backend="sim")
+
+    # -- containers (lab.containers), flat as the notebooks and the CLI say them ----------------------
+    def create(self, image: str, command: list[str] | str | None = None, **kw: Any) -> Container:
+        """``docker create`` (:meth:`ContainerCollection.create <labkit.engine.containers.ContainerCollection.create>`)."""
+        return self.containers.create(image, command, **kw)
+
+    def run(self, image: str, command: list[str] | str | None = None, *, detach: bool = False, **kw: Any) -> Container:
+        """``docker run``: create, then start; without ``detach`` wait for the exit (:meth:`ContainerCollection.run`)."""
+        return self.containers.run(image, command, detach=detach, **kw)
+
+    def run_phases(self, image: str, command: list[str] | str | None = None, **kw: Any) -> PhasedRun:
+        """``run``, one phase at a time (:meth:`ContainerCollection.run_phases`)."""
+        return self.containers.run_phases(image, command, **kw)
+
+    def start(self, ref: str) -> None:
+        """``docker start``."""
+        self.containers.start(ref)
+
+    def attach(self, ref: str, *, stdin: int | None = None, stdout: int = 1, stderr: int = 2,
+               detach_keys: str | None = None, start: bool = False) -> int | None:
+        """``docker attach`` (:meth:`ContainerCollection.attach`)."""
+        return self.containers.attach(ref, stdin=stdin, stdout=stdout, stderr=stderr, detach_keys=detach_keys,
+                                      start=start)
+
+    def stop(self, ref: str, timeout: float | None = None, signal: str | int | None = None) -> None:
+        """``docker stop``: the stop signal, ``timeout`` seconds, then SIGKILL."""
+        self.containers.stop(ref, timeout, signal)
+
+    def kill(self, ref: str, signal: str | int = "KILL") -> None:
+        """``docker kill``."""
+        self.containers.kill(ref, signal)
+
+    def restart(self, ref: str, timeout: float | None = None) -> None:
+        """``docker restart``."""
+        self.containers.restart(ref, timeout)
+
+    def pause(self, ref: str) -> None:
+        """``docker pause``."""
+        self.containers.pause(ref)
+
+    def unpause(self, ref: str) -> None:
+        """``docker unpause``."""
+        self.containers.unpause(ref)
+
+    def rm(self, ref: str, force: bool = False, volumes: bool = False) -> None:
+        """``docker rm``."""
+        self.containers.rm(ref, force, volumes)
+
+    def wait(self, ref: str, timeout: float | None = None) -> int:
+        """``docker wait``: the exit code of PID 1."""
+        return self.containers.wait(ref, timeout)
+
+    def ps(self, all: bool = False) -> list[dict[str, Any]]:
+        """``docker ps`` (``all``: ``ps -a``)."""
+        return self.containers.ls(all)
+
+    def inspect(self, ref: str) -> dict[str, Any]:
+        """``docker inspect``."""
+        return self.containers.inspect(ref)
+
+    def diff(self, ref: str) -> list[dict[str, Any]]:
+        """``docker diff``."""
+        return self.containers.diff(ref)
+
+    def logs(self, ref: str, follow: bool = False, tail: int | None = None,
+             timestamps: bool = False) -> Iterator[tuple[str, str, str]]:
+        """``docker logs``: (stream, text, time) for each line."""
+        return self.containers.logs(ref, follow, tail, timestamps)
+
+    def exec(self, ref: str, cmd: list[str] | str, *, env: Any = None, workdir: str | None = None,
+             detach: bool = False, stdout: IO[bytes] | int | None = None, stderr: IO[bytes] | int | None = None,
+             stdin: IO[bytes] | int | None = None, tty: bool = False,
+             detach_keys: str | None = None) -> int | None:
+        """``docker exec`` (:meth:`ContainerCollection.exec`)."""
+        return self.containers.exec(ref, cmd, env=env, workdir=workdir, detach=detach, stdout=stdout,
+                                    stderr=stderr, stdin=stdin, tty=tty, detach_keys=detach_keys)
+
+    def exec_output(self, ref: str, cmd: list[str] | str, **kw: Any) -> tuple[int, str]:
+        """``exec``, returning ``(exit_code, stdout+stderr as text)``."""
+        return self.containers.exec_output(ref, cmd, **kw)
+
+    def process_view(self, ref: str) -> ProcessView:
+        """What a running container's PID 1 sees, and what the host sees of it (the walls picture)."""
+        return self.containers.process_view(ref)
+
+    def network_view(self, ref: str) -> NetworkView:
+        """The host's interfaces and a running container's (the network picture)."""
+        return self.containers.network_view(ref)
+
+    def container(self, ref: str) -> Container:
+        """A handle on an existing container."""
+        return self.containers.get(ref)
+
+    def layer_contents(self, ref: str, path: str | None = None) -> LayerContents:
+        """What the container's writable layer and its image layers hold (the layer picture)."""
+        return self.containers.layer_contents(ref, path)
+
+    def files(self, ref: str, under: str = "/") -> list[str]:
+        """Regular files the running container sees below ``under``."""
+        return self.containers.files(ref, under)
+
+    def meter(self, ref: str) -> Meter | None:
+        """The running container's cgroup counters and the clock to read them against."""
+        return self.containers.meter(ref)
+
+    def apply_restart_policy(self, cid: str) -> bool:
+        """Called by PID 1's supervisor when it ended: start it again if ``--restart`` says so."""
+        return self.containers.apply_restart_policy(cid)
+
+    # -- images, networks, services, volumes, the system: Docker's compound verbs --------------------
+    def setup(self, on_step: Any = print) -> list[dict[str, Any]]:
+        """Build the base image and the lesson's images (offline; idempotent)."""
+        return self.images.setup(on_step)
+
+    def inspect_image(self, ref: str) -> dict[str, Any]:
+        """``docker image inspect``."""
+        return self.images.inspect(ref)
+
+    def build(self, path: str, tag: str, file: str | None = None, on_step: Any = print) -> str:
+        """``docker build``: an image from a Labfile (or Dockerfile) in ``path``; its id."""
+        return self.images.build(path, tag, file, on_step)
+
+    def network_create(self, name: str, subnet: str | None = None) -> dict[str, Any]:
+        """``docker network create``."""
+        return self.networks.create(name, subnet)
+
+    def network_ls(self) -> list[dict[str, Any]]:
+        """``docker network ls``."""
+        return self.networks.ls()
+
+    def inspect_network(self, ref: str) -> dict[str, Any]:
+        """``docker network inspect``."""
+        return self.networks.inspect(ref)
+
+    def network_rm(self, ref: str) -> str:
+        """``docker network rm``."""
+        return self.networks.rm(ref)
+
+    def prune_networks(self) -> None:
+        """Take down the bridge of every network no container is plugged into (:meth:`NetworkCollection.prune`)."""
+        self.networks.prune()
+
+    def service_create(self, name: str, image: str, replicas: int = 1, ports: list[str] | None = None,
+                       command: list[str] | str | None = None, env: Any = None,
+                       network: str | None = None) -> dict[str, Any]:
+        """``labkit service create``."""
+        return self.services.create(name, image, replicas, ports, command, env, network)
+
+    def service_ls(self) -> list[dict[str, Any]]:
+        """``labkit service ls``."""
+        return self.services.ls()
+
+    def service_scale(self, name: str, replicas: int) -> dict[str, Any]:
+        """``labkit service scale``."""
+        return self.services.scale(name, replicas)
+
+    def service_rm(self, name: str) -> None:
+        """``labkit service rm``."""
+        self.services.rm(name)
+
+    def volume_create(self, name: str | None = None) -> dict[str, Any]:
+        """``docker volume create``."""
+        return self.volumes.create(name)
+
+    def volume_ls(self) -> list[dict[str, Any]]:
+        """``docker volume ls``."""
+        return self.volumes.ls()
+
+    def inspect_volume(self, name: str) -> dict[str, Any]:
+        """``docker volume inspect``."""
+        return self.volumes.inspect(name)
+
+    def volume_rm(self, name: str, force: bool = False) -> None:
+        """``docker volume rm``."""
+        self.volumes.rm(name, force)
+
+    def host_path(self, m: MountSpec) -> str:
+        """Where a mount's data lives on the host."""
+        return self.volumes.host_path(m)
+
+    def version(self) -> dict[str, Any]:
+        """``GET /version``."""
+        return self.system.version()
+
+    def info(self) -> dict[str, Any]:
+        """``GET /info``."""
+        return self.system.info()
+
+    def doctor(self) -> list[dict[str, Any]]:
+        """``labkit doctor``."""
+        return self.system.doctor()
+
+    # -- internals -------------------------------------------------------------------------------
+    def _records(self) -> list[ContainerRecord]:
+        self._sweep_half_made()
+        out = []
+        for cid in self.store.container_ids():
+            rec = self.store.load(cid)
+            if rec is not None:
+                rec = self._refresh(rec)
+                if self.store.container_dir(rec.id).exists():
+                    out.append(rec)
+        return out
+
+    def _sweep_half_made(self) -> None:
+        """Take away what a ``create`` killed half-way left: a writable layer (``overlay/<id>``, ``<id>-init``)
+        or a record being written (``tmp/c-<id>``) with no container, and intents never put in place.
+
+        ``create`` makes these under the store's lock, so with the lock held any such thing is an orphan.
+        Looked for without the lock first: nearly always there is nothing, and ``ps`` waits for no one.
+        """
+        if self._half_made():
+            with self.store.locked():
+                for path in self._half_made():
+                    self.store.discard(path)
+
+    def _half_made(self) -> list[Path]:
+        root = self.store.root
+        have = set(os.listdir(root / "containers"))
+        found = [root / "overlay" / name for name in os.listdir(root / "overlay")
+                 if _names.ID_RE.match(name.removesuffix("-init")) and name.removesuffix("-init") not in have]
+        found += [root / "tmp" / name for name in os.listdir(root / "tmp") if name.startswith("c-")]
+        return found + self.store.stray_intents()
+
+    def _names(self) -> dict[str, str]:
+        return self.store.names()
+
+    def _get(self, ref: str) -> ContainerRecord:
+        rec = self.store.load(ref) if _names.ID_RE.match(ref) else None  # a full id: no scan needed
+        if rec is None:
+            cid = _names.resolve(ref, self._names(), self.store.container_ids())
+            rec = self.store.load(cid) if cid else None
+        if rec is None:
+            raise NoSuchContainer(ref)
+        rec = self._refresh(rec)
+        if rec.status is Status.DELETED:  # a removal a killed process had begun, finished just now
+            raise NoSuchContainer(ref)
+        return rec
+
+    def _reload(self, rec: ContainerRecord) -> ContainerRecord:
+        """:meth:`_refresh` for a record held across a wait: read it again from disk first."""
+        return self._refresh(self.store.load(rec.id) or rec)
+
+    def _refresh(self, rec: ContainerRecord) -> ContainerRecord:
+        """Bring ``rec`` (just read) in line with what the kernel holds, and record it.
+
+        Every command that names a container, and ``ps``, reads it through here, so what a
+        killed process left half done is seen to before anything else happens:
+
+        * a verb whose process died on the way (its intent is abandoned, see
+          :meth:`labkit.store.Store.intent`): a removal is finished; a start is undone —
+          what it started is killed, what it made (mounts, cgroup, network namespace,
+          veth) goes — and the status stays what the record says, with the reason in
+          ``State.Error``;
+        * a running container whose PID 1 has ended (or whose supervisor died, which the
+          backend answers by killing PID 1 and undoing the rest) moves to ``exited``.
+
+        Status changes go through the lifecycle table (:meth:`_moved`). Returns the record as it
+        is now; its status is ``deleted`` if a removal was finished here.
+        """
+        with self.store.abandoned(rec.id) as verb:
+            if verb is not None:
+                rec = self._recover(self.store.load(rec.id) or rec, verb)
+                if rec.status is Status.DELETED:
+                    return rec
+        if not is_running(rec.status) or rec.status is Status.RESTARTING:
+            return rec  # a restarting container belongs to its restart policy until it runs again
+        ended = self.backend.observe(rec)
+        if ended is None:
+            return rec
+        rec = self._moved(rec, Verb.EXIT, exit_code=ended.exit_code, finished_at=ended.finished_at,
+                          oom_killed=ended.oom_killed, pid=0, error=ended.error)
+        if not self._save(rec):
+            return rec  # removed meanwhile by another process, which saw to the rest
+        self.networks.left_bridge(rec)
+        self._record_end(rec, ended)
+        if rec.config.auto_remove:  # --rm: the container goes as soon as anyone sees it has exited
+            self.containers._remove(rec)
+        return rec
+
+    def _recover(self, rec: ContainerRecord, verb: str) -> ContainerRecord:
+        """Finish or undo ``verb``, which a process killed half-way left on ``rec`` (its intent held here)."""
+        if rec.status is Status.REMOVING:  # rm had begun: finish it
+            gone = self._moved(rec, Verb.RM_FORCE)
+            self.containers._remove(rec)
+            return gone
+        if verb in ("pause", "unpause") and rec.status in (Status.RUNNING, Status.PAUSED):
+            # Frozen or thawed, not yet recorded: the record takes what the kernel holds, so that ps never
+            # says Up of a frozen container (nor Paused of a thawed one).
+            frozen = self.backend.paused(rec)
+            if frozen != (rec.status is Status.PAUSED):
+                rec = self._moved(rec, Verb.PAUSE if frozen else Verb.UNPAUSE)
+                self._save(rec)
+            return rec
+        if is_running(rec.status) and rec.status is not Status.RESTARTING:
+            return rec  # the start had been recorded whole: nothing is half done
+        if verb not in ("start", "restart"):
+            return rec  # nothing of the kernel's was touched yet (rm died before it began)
+        # A start cut short: its PID 1 may run with nobody recording it. End it and undo what the start made.
+        found = self.backend.recover(rec)
+        why = (f"{verb} was interrupted: the process carrying it out was killed; "
+               "what it had started was stopped and undone") if found else rec.state.error
+        if rec.status is Status.RESTARTING:  # the restart policy died between two runs: the container has exited
+            rec = self._moved(rec, Verb.EXIT, pid=0, error=why)
+        elif found:
+            rec = rec.with_state(pid=0, error=why)
+        else:
+            return rec  # it had failed and undone its work itself, or had made nothing yet
+        self._save(rec)
+        self.networks.left_bridge(rec)
+        return rec
+
+    def _moved(self, rec: ContainerRecord, verb: Verb, **state: Any) -> ContainerRecord:
+        """``rec`` after ``verb``, its status the lifecycle table's ``to`` (unchanged where the table says so)."""
+        result = guard(rec.status, verb, rec.id, rec.name)
+        status = result.to if isinstance(result, Move) else rec.status
+        return rec.with_state(status=status, **state)
+
+    def _record_end(self, rec: ContainerRecord, ended: Exited) -> None:
+        """Trace how PID 1 ended: what it left in its writable layer (copy-ups, whiteouts, new files),
+        its exit, then what went with it (the overlay mount, the network namespace, the cgroup)."""
+        self._observe_layer(rec)
+        self._record(events.exited(ended.exit_code, ended.oom_killed), rec.id)
+        self.backend.trace_teardown(rec)
+
+    def _save(self, rec: ContainerRecord) -> bool:
+        """Write an updated record; False if another process removed the container meanwhile."""
+        return self.store.save(rec)
+
+    def _observe_layer(self, rec: ContainerRecord) -> None:
+        """Turn what appeared in the writable layer into copy-up / whiteout steps of the trace."""
+        if self.store.container_dir(rec.id).exists():
+            self.backend.observe_layer(rec, self.images.of(rec))
+
+
+def connect(backend: Backend | str | None = None, root: str | Path | None = None) -> Engine:
+    """Open labkit: ``backend="auto"`` picks the real Linux backend when the host allows it.
+
+    Without ``backend``, ``$LABKIT_BACKEND`` decides (as it does for the CLI), else ``auto``.
+    ``engine.backend_name`` says which was chosen and ``engine.backend_reason`` why.
+    """
+    return Engine(root=root, backend=backend or os.environ.get("LABKIT_BACKEND") or "auto")

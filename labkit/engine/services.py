@@ -1,0 +1,128 @@
+"""Services: ``replicas`` copies of a container behind one load-balanced port (``lab.services``).
+
+A service is a record (``services/<name>.json``) and a controller process
+(:mod:`labkit.service`) that keeps its replicas running; the replicas are ordinary
+containers labelled with the service's name (:data:`labkit.model.names.SERVICE_LABEL`).
+"""
+
+from __future__ import annotations
+
+import os
+import signal as _signal
+import time
+from typing import Any
+
+from labkit import helpers
+from labkit.engine.collection import Collection
+from labkit.engine.options import parse_env, parse_port
+from labkit.errors import Conflict, InvalidArgument, NotFound
+from labkit.model import names as _names
+from labkit.model.container import now_rfc3339
+from labkit.model.lifecycle import Status
+from labkit.store import PRIVATE_DIR, read_json, write_json
+
+
+class ServiceCollection(Collection):
+    """The state root's services (``lab.services``)."""
+
+    def create(self, name: str, image: str, replicas: int = 1, ports: list[str] | None = None,
+               command: list[str] | str | None = None, env: Any = None,
+               network: str | None = None) -> dict[str, Any]:
+        """``labkit service create``: ``replicas`` copies of a container behind one load-balanced port.
+
+        A controller process keeps that many running (a replica that dies is replaced within
+        a second) and hands each connection on the published port to the next replica.
+        """
+        problem = self.engine.backend.service_problem()
+        if problem is not None:
+            raise problem
+        _names.check_name(name)
+        if replicas < 0:
+            raise InvalidArgument(f"invalid replicas value {replicas}", "Use 0 or more")
+        specs = [parse_port(p) for p in (ports or [])]
+        if len(specs) > 1:
+            raise InvalidArgument("a service publishes one port", "Give one -p HOSTPORT:CONTAINERPORT")
+        self.engine.images.get(image)
+        sdir = self.engine.store.root / "services"
+        sdir.mkdir(mode=PRIVATE_DIR, exist_ok=True)
+        if (sdir / f"{name}.json").exists():
+            raise Conflict(f"service {name} already exists", "Remove it first with 'labkit service rm'")
+        if any((r.config.labels or {}).get(_names.SERVICE_LABEL) == name for r in self.engine._records()):
+            raise Conflict(f"containers of an old service {name} still exist", "Remove them with 'labkit rm -f'")
+        listeners = [self.engine.backend.listen(p.host_ip or "127.0.0.1", int(p.host_port or 0)) for p in specs]
+        try:
+            rec = {
+                "Name": name, "Image": image, "Replicas": replicas, "Created": now_rfc3339(),
+                "Command": ["/bin/sh", "-c", command] if isinstance(command, str) else command,
+                "Env": parse_env(env), "Network": network,
+                "ContainerPort": specs[0].container_port if specs else 0,
+                "Ports": [{"HostIp": s.getsockname()[0], "HostPort": s.getsockname()[1],
+                           "ContainerPort": p.container_port} for s, p in zip(listeners, specs, strict=True)],
+            }
+            write_json(sdir / f"{name}.json", rec)
+            pid = helpers.spawn_detached(helpers.python("labkit.service", str(self.engine.store.root), name,
+                                                        self.engine.backend_name, *[str(s.fileno()) for s in listeners]),
+                                         [s.fileno() for s in listeners])
+            rec["ControllerPid"] = pid
+            write_json(sdir / f"{name}.json", rec)
+        finally:
+            for s in listeners:
+                s.close()
+        return rec
+
+    def ls(self) -> list[dict[str, Any]]:
+        """Every service with how many replicas run now out of how many are asked for."""
+
+        sdir = self.engine.store.root / "services"
+        out = []
+        running: dict[str, int] = {}
+        for r in self.engine._records():
+            svc = (r.config.labels or {}).get(_names.SERVICE_LABEL)
+            if svc and r.status is Status.RUNNING:
+                running[svc] = running.get(svc, 0) + 1
+        for entry in sorted(sdir.glob("*.json")) if sdir.exists() else []:
+            rec = read_json(entry)
+            if rec:
+                rec["Running"] = running.get(rec["Name"], 0)
+                out.append(rec)
+        return out
+
+    def scale(self, name: str, replicas: int) -> dict[str, Any]:
+        """Ask for a new number of replicas; the controller starts or removes them."""
+        path = self.engine.store.root / "services" / f"{name}.json"
+        rec = read_json(path)
+        if rec is None:
+            raise NotFound(f"service {name} not found", "Run 'labkit service ls'")
+        if replicas < 0:
+            raise InvalidArgument(f"invalid replicas value {replicas}", "Use 0 or more")
+        rec["Replicas"] = replicas
+        write_json(path, rec)
+        return rec
+
+    def rm(self, name: str) -> None:
+        """Stop the controller (it removes its replicas), then forget the service."""
+
+        path = self.engine.store.root / "services" / f"{name}.json"
+        rec = read_json(path)
+        if rec is None:
+            raise NotFound(f"service {name} not found", "Run 'labkit service ls'")
+        pid = rec.get("ControllerPid", 0)
+        path.unlink()
+        if pid and _is_controller(pid):
+            os.kill(pid, _signal.SIGTERM)
+            deadline = time.monotonic() + 20
+            while _is_controller(pid) and time.monotonic() < deadline:
+                time.sleep(0.05)
+        for r in self.engine._records():
+            if (r.config.labels or {}).get(_names.SERVICE_LABEL) == name:
+                self.engine.containers.rm(r.id, force=True)
+        (self.engine.store.root / "services" / f"{name}.log").unlink(missing_ok=True)
+
+def _is_controller(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as f:
+            return b"labkit.service" in f.read()
+    except OSError:
+        return False
+
+

@@ -1,0 +1,68 @@
+"""The system: ``docker version``, ``docker info`` and ``labkit doctor`` (``lab.system``)."""
+
+from __future__ import annotations
+
+import os
+import platform
+from typing import Any
+
+from labkit import __version__
+from labkit.engine.collection import Collection
+from labkit.model.lifecycle import Status, is_running
+
+
+class System(Collection):
+    """What the engine says of itself and of its host (``lab.system``)."""
+
+    def version(self) -> dict[str, Any]:
+        """``GET /version``."""
+        return {
+            "Version": __version__,
+            "ApiVersion": "1.51",
+            "MinAPIVersion": "1.24",
+            "Os": platform.system().lower(),
+            "Arch": {"x86_64": "amd64", "aarch64": "arm64"}.get(platform.machine(), platform.machine()),
+            "KernelVersion": platform.release(),
+            "GoVersion": "python" + platform.python_version(),
+            "GitCommit": "",
+            "Components": [{"Name": "Engine", "Version": __version__, "Details": {"Backend": self.engine.backend_name}}],
+        }
+
+    def info(self) -> dict[str, Any]:
+        """``GET /info``: counts, the storage driver, cgroups, the host."""
+        recs = self.engine._records()
+        mem = 0
+        try:
+            with open("/proc/meminfo") as f:
+                mem = int(f.readline().split()[1]) * 1024
+        except OSError:
+            pass
+        return {
+            "Containers": len(recs),
+            "ContainersRunning": sum(r.status is Status.RUNNING for r in recs),
+            "ContainersPaused": sum(r.status is Status.PAUSED for r in recs),
+            "ContainersStopped": sum(not is_running(r.status) for r in recs),
+            "Images": len(self.engine.images.store.list()),
+            "Driver": "overlay2",
+            "CgroupDriver": "cgroupfs",
+            "CgroupVersion": self.engine.backend.cgroup_version(),
+            "KernelVersion": platform.release(),
+            "OperatingSystem": platform.platform(),
+            "NCPU": os.cpu_count(),
+            "MemTotal": mem,
+            "ServerVersion": self.version()["Version"],
+            "DockerRootDir": str(self.engine.store.root),
+            "Backend": self.engine.backend_name,
+            "SecurityOptions": self.engine.backend.security_options(),
+        }
+
+    def doctor(self) -> list[dict[str, Any]]:
+        """``labkit doctor``: what this host lets labkit do, each check in plain words."""
+        from labkit.doctor import checks
+
+        # The saved subnets are checked against the host's routes where networks are bridges on this host;
+        # a real backend's compiled supervisor is looked for in its state root.
+        backend = self.engine.backend
+        return checks(self.engine.networks.ls() if backend.host_bridges else None,
+                      None if backend.simulated else str(self.engine.store.root / "bin"), rootless=backend.rootless)
+
