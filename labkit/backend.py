@@ -136,6 +136,13 @@ class Backend(Protocol):
     def remove(self, record: ContainerRecord) -> None:
         """Delete the writable layer, logs and per-container files."""
 
+    def update(self, record: ContainerRecord) -> None:
+        """Write the running container's limits as ``record.config`` now has them (``docker update``)."""
+
+    def top(self, record: ContainerRecord, ps_args: list[str]) -> tuple[list[str], list[list[str]]]:
+        """``docker top``: ``ps``'s column titles and one row per process of the running container's cgroup,
+        as ``ps ps_args`` (``-ef`` by default) shows them on the host."""
+
     # -- what the engine reports -------------------------------------------------------------------
     def changes(self, record: ContainerRecord, image: Image) -> list[tuple[str, str]]:
         """``docker diff``: (kind, path) pairs read from the writable layer."""

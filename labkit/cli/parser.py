@@ -6,12 +6,23 @@ import argparse
 from collections.abc import Callable
 from typing import Any
 
-from labkit.cli.commands import containers, images, networks, run, services, system, volumes
+from labkit.cli.commands import (
+    containers,
+    groups,
+    images,
+    monitor,
+    networks,
+    registry,
+    run,
+    services,
+    system,
+    volumes,
+)
 from labkit.cli.errors import PROG, Parser
 from labkit.grading.cli import add_grade_command  # stdlib-only at import: --help stays fast
 
 #: The command modules, in the order ``labkit --help`` lists their commands.
-MODULES = (run, containers, images, volumes, networks, services, system)
+MODULES = (run, containers, monitor, images, registry, volumes, networks, services, system)
 
 
 def build_parser() -> Parser:
@@ -37,5 +48,6 @@ def build_parser() -> Parser:
 
     for module in MODULES:
         module.register(command)
+    groups.register(command, MODULES)  # container …, image …, system …: the same commands again, by group
     add_grade_command(command, Parser)
     return parser

@@ -28,7 +28,7 @@ from datetime import datetime, timezone
 from typing import IO, Any, cast
 
 from labkit.backend import Meter
-from labkit.engine.collection import Collection, verb
+from labkit.engine.collection import verb
 from labkit.engine.handles import Container, PhasedRun
 from labkit.engine.options import (
     HOST_NAME_MAX,
@@ -44,6 +44,7 @@ from labkit.engine.options import (
     signal_number,
     size,
 )
+from labkit.engine.upkeep import ContainerUpkeep
 from labkit.errors import (
     IllegalTransition,
     InvalidArgument,
@@ -77,7 +78,7 @@ from labkit.model.views import NetworkView, ProcessView
 from labkit.networks import PREDEFINED, rootless_refusal
 
 
-class ContainerCollection(Collection):
+class ContainerCollection(ContainerUpkeep):
     """The state root's containers (``lab.containers``); the engine's flat verbs (``lab.run``) call these."""
 
     @verb("create")

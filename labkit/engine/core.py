@@ -246,6 +246,26 @@ class Engine:
         """The running container's cgroup counters and the clock to read them against."""
         return self.containers.meter(ref)
 
+    def rename(self, ref: str, new_name: str) -> None:
+        """``docker rename``."""
+        return self.containers.rename(ref, new_name)
+
+    def update(self, ref: str, **kw: Any) -> None:
+        """``docker update``."""
+        return self.containers.update(ref, **kw)
+
+    def top(self, ref: str, ps_args: list[str] | None = None) -> dict[str, Any]:
+        """``docker top``."""
+        return self.containers.top(ref, ps_args)
+
+    def stats(self, ref: str) -> dict[str, Any]:
+        """``docker stats``: one reading."""
+        return self.containers.stats(ref)
+
+    def prune_containers(self) -> list[str]:
+        """``docker container prune``."""
+        return self.containers.prune()
+
     def apply_restart_policy(self, cid: str) -> bool:
         """Called by PID 1's supervisor when it ended: start it again if ``--restart`` says so."""
         return self.containers.apply_restart_policy(cid)
@@ -316,6 +336,14 @@ class Engine:
     def volume_rm(self, name: str, force: bool = False) -> None:
         """``docker volume rm``."""
         self.volumes.rm(name, force)
+
+    def volume_prune(self, all: bool = False) -> list[str]:
+        """``docker volume prune``."""
+        return self.volumes.prune(all)
+
+    def disk_usage(self) -> dict[str, Any]:
+        """``docker system df``."""
+        return self.system.df()
 
     def host_path(self, m: MountSpec) -> str:
         """Where a mount's data lives on the host."""

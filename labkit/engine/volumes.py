@@ -12,7 +12,7 @@ import secrets
 from typing import Any
 
 from labkit.engine.collection import Collection, verb
-from labkit.engine.options import VOLUME_RE
+from labkit.engine.options import VOLUME_RE, anonymous
 from labkit.errors import InvalidArgument, NoSuchVolume, VolumeInUse
 from labkit.model import events
 from labkit.model.container import MountSpec, now_rfc3339
@@ -85,6 +85,18 @@ class VolumeCollection(Collection):
         vdir = self.engine.store.volume_dir(name)
         if self.engine.store.discard(vdir):
             self.engine._record(events.volume_remove(name, str(vdir / "_data")))
+
+    def prune(self, all: bool = False) -> list[str]:
+        """``docker volume prune``: remove the anonymous volumes no container uses (``all``: every unused one);
+        their names."""
+        used = {m.source for r in self.engine._records() for m in r.config.mounts if m.type == "volume"}
+        removed = []
+        for meta in self.ls():
+            name = meta["Name"]
+            if name not in used and (all or anonymous(name)):
+                self.delete(name)
+                removed.append(name)
+        return removed
 
     def mount_spec(self, text: str) -> MountSpec:
         """One ``-v`` value: ``NAME:/path``, ``/host/path:/path`` or ``/path`` (an anonymous volume), ``:ro``."""

@@ -768,6 +768,37 @@ class LinuxBackend:
         if self.rootless and layer_root.exists():  # files a container chowned to its subordinate ids
             namespaces.remove_tree(self.idmap, str(layer_root))
 
+    def update(self, record: ContainerRecord) -> None:
+        """Write the running container's new limits into its cgroup (``docker update``), each write traced.
+
+        Rootless without a delegated cgroup there is nothing to write: the limits are discarded, as at start.
+        """
+        c = record.config
+        group = self._group_or_none(record)
+        if group is None:
+            return
+        have = group.layout.controllers
+        group.update(cgroups.Limits(
+            memory=(c.memory or None) if "memory" in have else None,
+            memory_swap=(c.memory_swap or None) if "memory" in have else None,
+            nano_cpus=(c.nano_cpus or None) if "cpu" in have else None,
+            pids_limit=(c.pids_limit or -1) if "pids" in have else None,
+        ))
+        for path, value in group.written:
+            self.emit(events.cgroup_write(path, value, _LIMIT_WHY.get(path.rsplit("/", 1)[-1], "a limit")), record.id)
+
+    def top(self, record: ContainerRecord, ps_args: list[str]) -> tuple[list[str], list[list[str]]]:
+        """``ps ps_args`` on the host, kept to the processes in the container's cgroup (``cgroup.procs``), as
+        dockerd's ``top`` does; rootless without a delegated cgroup, to those in PID 1's PID namespace."""
+        try:
+            group = self._group_or_none(record)
+            pids = set(group.pids()) if group is not None else set()
+        except (NotFound, OSError):
+            pids = set()
+        if not pids:
+            pids = namespaces.pid_namespace_members(record.state.pid)
+        return process.ps_table(ps_args, pids)
+
     # -- what a container sees (the walls and network pictures) ---------------------------------
     def process_view(self, record: ContainerRecord) -> ProcessView:
         """PID 1 as the kernel shows it to the host and to itself (see :func:`labkit.linux.namespaces.process_view`)."""
@@ -829,7 +860,7 @@ class LinuxBackend:
     def meter(self, record: ContainerRecord) -> cgroups.Meter | None:
         """The container's cgroup files, read against the host's clock; ``None`` when its group cannot be found."""
         try:
-            return cgroups.Meter(self._group(record))
+            return cgroups.Meter(self._group(record), pid=record.state.pid)
         except (LabkitError, OSError):
             return None
 

@@ -637,6 +637,75 @@ class Cgroup:
         usec = self._read_keyed(self._unified("cpu.stat")).get("usage_usec")
         return None if usec is None else usec * 1000
 
+    def memory_limit(self) -> int | None:
+        """The group's memory limit in bytes (``memory.max`` / ``memory.limit_in_bytes``); None when unlimited."""
+        name = "memory.max" if self.layout.is_unified("memory") else "memory.limit_in_bytes"
+        path = self.interface_file("memory", name)
+        if path is None:
+            return None
+        try:
+            text = self.fs.read(path).strip()
+        except OSError:
+            return None
+        # v1 says "unlimited" as the largest page-aligned number (PAGE_COUNTER_MAX pages).
+        return None if text == "max" or not text.isdigit() or int(text) >= 1 << 62 else int(text)
+
+    def inactive_file(self) -> int | None:
+        """Inactive page cache charged to the group (``memory.stat``: v2 ``inactive_file``, v1
+        ``total_inactive_file``), which ``docker stats`` subtracts from the usage."""
+        stat = self._read_keyed(self.interface_file("memory", "memory.stat"))
+        return stat.get("inactive_file" if self.layout.is_unified("memory") else "total_inactive_file")
+
+    def block_io(self) -> tuple[int, int] | None:
+        """Bytes read from and written to block devices by the group: v2 ``io.stat`` (``rbytes=``, ``wbytes=``
+        per device), v1 ``blkio.throttle.io_service_bytes`` (``MAJ:MIN Read N`` lines)."""
+        if self.layout.is_unified("io") or ("blkio" not in self.layout.controllers and self.layout.unified):
+            path = self._unified("io.stat")
+            try:
+                text = self.fs.read(path) if path else ""
+            except OSError:
+                return None
+            read = write = 0
+            for line in text.splitlines():
+                for field in line.split()[1:]:
+                    key, _, value = field.partition("=")
+                    if key == "rbytes" and value.isdigit():
+                        read += int(value)
+                    elif key == "wbytes" and value.isdigit():
+                        write += int(value)
+            return read, write
+        path = self.interface_file("blkio", "blkio.throttle.io_service_bytes")
+        try:
+            text = self.fs.read(path) if path else ""
+        except OSError:
+            return None
+        read = write = 0
+        for line in text.splitlines():
+            parts = line.split()
+            if len(parts) == 3 and parts[2].isdigit():
+                read += int(parts[2]) if parts[1] == "Read" else 0
+                write += int(parts[2]) if parts[1] == "Write" else 0
+        return read, write
+
+    def update(self, limits: Limits) -> None:
+        """Write new limits to a group whose processes run (``docker update``).
+
+        On v1 the memory limit may never exceed ``memory.memsw.limit_in_bytes``
+        (cgroup-v1/memory.rst, 2.5), so when both grow, memsw is written first: the
+        order that is refused (EINVAL) is tried the other way round.
+        """
+        try:
+            self._write_limits(limits)
+        except OSError as error:
+            total = limits.swap_total
+            memsw = self.interface_file("memory", "memory.memsw.limit_in_bytes")
+            if error.errno != errno.EINVAL or self.layout.is_unified("memory") or not memsw or total is None:
+                raise
+            self._write(memsw, str(total))
+            self._write_limits(limits)
+        if limits.pids_limit is not None and limits.pids_limit <= 0 and self.interface_file("pids", "pids.max"):
+            self._set("pids", "pids.max", "max")  # lifted: --pids-limit -1
+
     # -- removal --------------------------------------------------------------
 
     def destroy(self, timeout: float = 2.0) -> None:
@@ -682,10 +751,12 @@ class Meter:
     """
 
     def __init__(self, group: Cgroup, clock: Callable[[], float] = time.monotonic,
-                 sleep: Callable[[float], None] = time.sleep) -> None:
+                 sleep: Callable[[float], None] = time.sleep, pid: int = 0, proc: str = "/proc") -> None:
         self.group = group
         self._clock = clock
         self._sleep = sleep
+        self._pid = pid  # PID 1 on the host: its /proc/PID/net/dev is its network namespace's
+        self._proc = proc
 
     def clock(self) -> float:
         """Seconds on the host's monotonic clock."""
@@ -701,7 +772,15 @@ class Meter:
         memory, pids = _safe(self.group.memory_usage), _safe(self.group.pids_current)
         if memory is None and pids is None:
             return None
-        return CgroupReading(at, memory, pids, _safe(self.group.oom_kills))
+        host = host_memory(self._proc)
+        limit = _safe(self.group.memory_limit)
+        block = _safe_pair(self.group.block_io)
+        net = net_bytes(self._pid, self._proc) if self._pid else None
+        return CgroupReading(at, memory, pids, _safe(self.group.oom_kills), cpu_ns=_safe(self.group.cpu_usage_ns),
+                             memory_limit=min(limit, host) if limit and host else (limit or host),
+                             cache=_safe(self.group.inactive_file),
+                             net_rx=net[0] if net else None, net_tx=net[1] if net else None,
+                             block_read=block[0] if block else None, block_write=block[1] if block else None)
 
     def pause(self, seconds: float) -> None:
         """Sleep."""
@@ -713,6 +792,44 @@ def _safe(read: Callable[[], int | None]) -> int | None:
         return read()
     except (OSError, ValueError):
         return None
+
+
+def _safe_pair(read: Callable[[], tuple[int, int] | None]) -> tuple[int, int] | None:
+    try:
+        return read()
+    except (OSError, ValueError):
+        return None
+
+
+def host_memory(proc: str = "/proc") -> int | None:
+    """``MemTotal`` of ``/proc/meminfo`` in bytes: what an unlimited group may use at most."""
+    try:
+        with open(os.path.join(proc, "meminfo")) as f:
+            for line in f:
+                if line.startswith("MemTotal:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        return None
+    return None
+
+
+def net_bytes(pid: int, proc: str = "/proc") -> tuple[int, int] | None:
+    """Bytes received and sent on every interface but ``lo`` of ``pid``'s network namespace
+    (``/proc/PID/net/dev``, proc(5)); None when it cannot be read."""
+    try:
+        with open(os.path.join(proc, str(pid), "net", "dev")) as f:
+            lines = f.read().splitlines()[2:]
+    except OSError:
+        return None
+    rx = tx = 0
+    for line in lines:
+        name, _, counters = line.partition(":")
+        fields = counters.split()
+        if name.strip() == "lo" or len(fields) < 9:
+            continue
+        rx += int(fields[0])
+        tx += int(fields[8])
+    return rx, tx
 
 
 def stale(layout: Layout, parent: str = "labkit", fs: Cgroupfs | None = None) -> list[str]:

@@ -107,6 +107,24 @@ _INSIDE = (f"cat /proc/1/status; echo {_SEP}; hostname; echo {_SEP}; cat /proc/n
            "ls /sys/fs/cgroup 2>/dev/null | wc -l")
 
 
+def pid_namespace_members(pid: int, proc: str = "/proc") -> set[int]:
+    """Host PIDs of every process in ``pid``'s PID namespace (its ``/proc/PID/ns/pid`` link names the same
+    namespace, namespaces(7)); empty when ``pid`` is gone."""
+    try:
+        target = os.readlink(f"{proc}/{pid}/ns/pid")
+    except OSError:
+        return set()
+    members = set()
+    for name in os.listdir(proc):
+        if name.isdigit():
+            try:
+                if os.readlink(f"{proc}/{name}/ns/pid") == target:
+                    members.add(int(name))
+            except OSError:
+                continue
+    return members
+
+
 def process_view(pid: int, exec_text: Callable[[str], tuple[int, str]], limits: tuple[str | None, str | None],
                  proc: str = "/proc") -> ProcessView:
     """A container's PID 1 as the kernel shows it to the host and to the process itself.

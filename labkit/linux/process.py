@@ -42,6 +42,7 @@ import json
 import os
 import select
 import signal
+import subprocess
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -680,6 +681,32 @@ def _read_all(fd: int) -> bytes:
 def _above_stdio(fd: int) -> int:
     """A descriptor number above 2, so that pointing 0-2 at /dev/null cannot clobber it."""
     return fd if fd > 2 else fcntl.fcntl(fd, fcntl.F_DUPFD_CLOEXEC, 3)
+
+
+def ps_table(ps_args: Sequence[str], pids: set[int]) -> tuple[list[str], list[list[str]]]:
+    """``ps ps_args`` run on the host, its rows kept to ``pids``: (titles, rows), as dockerd's ``top`` parses it.
+
+    Raises:
+        InvalidArgument: ``ps`` refused the options, or printed no PID column to pick the rows by.
+    """
+    try:
+        done = helpers.run(["ps", *ps_args], capture_output=True, text=True, timeout=30, check=False)
+    except (OSError, subprocess.TimeoutExpired) as err:
+        raise InvalidArgument(f"ps: {err}", "Check that procps is installed (apt-get install procps)") from None
+    if done.returncode != 0:
+        raise InvalidArgument(f"Error running top: ps {' '.join(ps_args)}: {done.stderr.strip() or 'failed'}",
+                              "Give ps options such as -ef or aux")
+    lines = done.stdout.splitlines()
+    titles = lines[0].split() if lines else []
+    if "PID" not in titles:
+        raise InvalidArgument("Couldn't find PID field in ps output", "Give ps options whose output has a PID column")
+    at = titles.index("PID")
+    rows = []
+    for line in lines[1:]:
+        fields = line.split(None, len(titles) - 1)
+        if len(fields) > at and fields[at].isdigit() and int(fields[at]) in pids:
+            rows.append(fields)
+    return titles, rows
 
 
 def start_time(pid: int, proc: str = "/proc") -> int:

@@ -54,9 +54,25 @@ class CgroupReading:
         memory: Bytes charged to the group (``memory.current`` / ``memory.usage_in_bytes``), ``None`` if unreadable.
         pids: Tasks in the group (``pids.current``), ``None`` if unreadable.
         oom_kills: Processes the OOM killer ended in the group (``oom_kill`` in ``memory.events``).
+        cpu_ns: CPU time the group's processes used so far (``cpuacct.usage`` / ``cpu.stat usage_usec``).
+        memory_limit: The most memory the group may use: its limit, or the host's memory when it has none
+            (what ``docker stats`` divides by).
+        cache: Bytes of ``memory`` that are inactive page cache (``inactive_file`` in ``memory.stat``), which
+            ``docker stats`` leaves out of MEM USAGE.
+        net_rx: Bytes PID 1's network namespace received on its interfaces but ``lo``.
+        net_tx: Bytes it sent on them.
+        block_read: Bytes the group read from block devices (``io.stat`` / ``blkio.throttle.io_service_bytes``).
+        block_write: Bytes it wrote to them.
     """
 
     at: float
     memory: int | None
     pids: int | None
     oom_kills: int | None
+    cpu_ns: int | None = None
+    memory_limit: int | None = None
+    cache: int | None = None
+    net_rx: int | None = None
+    net_tx: int | None = None
+    block_read: int | None = None
+    block_write: int | None = None

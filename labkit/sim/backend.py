@@ -502,6 +502,31 @@ class SimBackend:
             finally:
                 del proc_mod.EXEC_STREAMS[eid]
 
+    def update(self, record: ContainerRecord) -> None:
+        """The model's ``memory.max`` and ``pids.max`` take the new limits at once (CPU time is not modelled)."""
+        c = record.config
+        with self._locked() as w:
+            ct = self._container(w, record)
+            ct.memory_max, ct.pids_max = c.memory, c.pids_limit
+            cg = self.dir / "cgroup" / "labkit" / record.id
+            for name, value in cgroups.limit_files(ct, c.memory_swap, c.nano_cpus):
+                self._step(w, events.cgroup_write(str(cg / name), value, _LIMIT_WHY.get(name, "a limit")), record.id)
+            advance(w, w.now, step=programs.step)
+
+    def top(self, record: ContainerRecord, ps_args: list[str]) -> tuple[list[str], list[list[str]]]:
+        """The simulated host's process table for the container, in ``ps -ef``'s columns (the only ones the
+        model has: no other ``ps`` options)."""
+        if ps_args not in (["-ef"], ["-e", "-f"], ["-f"], ["ef"]):
+            raise HostUnsupported(f"the simulator's top shows ps -ef's columns only, not ps {' '.join(ps_args)}",
+                                  "Leave the ps options out, or run on the real backend")
+        with self._locked() as w:
+            procs = w.procs_of(record.id)
+            hpid = {p.pid: p.hpid for p in procs}
+            stime = w.wall().strftime("%H:%M")
+            rows = [["root", str(p.hpid), str(hpid.get(p.ppid, 0)), "0", stime, "?", "00:00:00",
+                     " ".join(p.argv)] for p in sorted(procs, key=lambda p: p.hpid)]
+        return ["UID", "PID", "PPID", "C", "STIME", "TTY", "TIME", "CMD"], rows
+
     def changes(self, record: ContainerRecord, image: Any) -> list[tuple[str, str]]:
         with self._locked() as w:
             ct = self._container(w, record, image)

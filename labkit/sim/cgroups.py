@@ -126,4 +126,5 @@ def reading(world: World, ct: SimContainer | None) -> CgroupReading | None:
     """The counters now, at the simulated clock; ``None`` once PID 1 has ended (the real group is removed then)."""
     if ct is None or ct.pid1 == 0:
         return None
-    return CgroupReading(world.now, usage(world, ct), pids_current(world, ct), ct.oom_kills)
+    return CgroupReading(world.now, usage(world, ct), pids_current(world, ct), ct.oom_kills,
+                         memory_limit=ct.memory_max or HOST_MEMORY, net_rx=0, net_tx=0, block_read=0, block_write=0)

@@ -11,7 +11,7 @@ import time
 from collections.abc import Mapping, Sequence
 from typing import IO, Any
 
-from labkit.cli.commands.run import check_terminal, env_arg, env_from, int64_arg
+from labkit.cli.commands.run import check_terminal, cpus_arg, env_arg, env_from, int64_arg, size_arg, swap_arg
 from labkit.cli.errors import PROG, NotATerminal, UsageError, describe
 from labkit.cli.formatters import PS_HEADERS, PS_TABLE, full_image_ref, ps_fields, render_rows
 from labkit.cli.session import Command, Session, detached, each, fileno, stream_logs
@@ -254,6 +254,29 @@ def cmd_exec(session: Session, args: argparse.Namespace) -> int:
     return int(code or 0)
 
 
+def cmd_rename(session: Session, args: argparse.Namespace) -> int:
+    """Give a container a new name (nothing printed, as Docker's rename)."""
+    try:
+        session.engine.rename(args.container, args.new_name)
+    except NotFound:
+        raise
+    except LabkitError as error:
+        session.error(describe(error, "rename")[0])
+        session.error(f"Error: failed to rename container named {args.container}")
+        return 1
+    return 0
+
+
+def cmd_update(session: Session, args: argparse.Namespace) -> int:
+    """Change limits and the restart policy of containers; echo each name as typed."""
+    changes = {"memory": args.memory, "memory_swap": args.memory_swap, "cpus": args.cpus,
+               "pids_limit": args.pids_limit, "restart": args.restart}
+    if all(value is None for value in changes.values()):
+        session.error("you must provide one or more flags when using this command")
+        return 1
+    return each(session, args.containers, lambda ref: session.engine.update(ref, **changes))
+
+
 @contextlib.contextmanager
 def _byte_sink(stream: IO[str]) -> Any:
     """A file descriptor whose bytes end up in ``stream``, for the engine to relay a container's output to.
@@ -367,3 +390,16 @@ def register(command: Command) -> None:
     sub.add_argument("--detach-keys", metavar="KEYS", help="keys that detach from the command (ctrl-p,ctrl-q)")
     sub.add_argument("container", metavar="CONTAINER")
     sub.add_argument("command", nargs=argparse.REMAINDER, metavar="COMMAND [ARG...]")
+
+    sub = command("rename", cmd_rename, "Rename a container")
+    sub.add_argument("container", metavar="CONTAINER")
+    sub.add_argument("new_name", metavar="NEW_NAME")
+
+    sub = command("update", cmd_update, "Update configuration of one or more containers")
+    sub.add_argument("-m", "--memory", type=size_arg, metavar="BYTES", help="memory limit, e.g. 64m")
+    sub.add_argument("--memory-swap", type=swap_arg, metavar="BYTES",
+                     help="memory plus swap; -1: unlimited swap")
+    sub.add_argument("--cpus", type=cpus_arg, metavar="N", help="number of CPUs, e.g. 0.5")
+    sub.add_argument("--pids-limit", type=int64_arg, metavar="N", help="the most processes (-1: unlimited)")
+    sub.add_argument("--restart", metavar="POLICY", help="no, on-failure[:N], always or unless-stopped")
+    sub.add_argument("containers", nargs="+", metavar="CONTAINER")

@@ -23,18 +23,18 @@ from labkit.model import humanize
 from labkit.model.terminal import detach_keys
 
 
-def _size_arg(text: str) -> int:
+def size_arg(text: str) -> int:
     try:
         return humanize.parse_size(text)
     except InvalidArgument as error:
         raise argparse.ArgumentTypeError(error.one_line()) from error
 
 
-def _swap_arg(text: str) -> int:
-    return -1 if text.strip() == "-1" else _size_arg(text)
+def swap_arg(text: str) -> int:
+    return -1 if text.strip() == "-1" else size_arg(text)
 
 
-def _cpus_arg(text: str) -> float:
+def cpus_arg(text: str) -> float:
     """``--cpus``: a finite number (``nan``, ``inf`` and ``1e400`` are not numbers of CPUs)."""
     try:
         value = float(text)
@@ -298,10 +298,10 @@ def _add_create_options(parser: argparse.ArgumentParser, run: bool) -> None:
     parser.add_argument("-w", "--workdir", help="working directory inside the container")
     parser.add_argument("-h", "--hostname", help="the container's hostname")
     parser.add_argument("--entrypoint", help="override the image's ENTRYPOINT")
-    parser.add_argument("-m", "--memory", type=_size_arg, metavar="SIZE", help="memory limit, e.g. 64m")
-    parser.add_argument("--memory-swap", type=_swap_arg, metavar="SIZE", help="memory plus swap limit (-1: unlimited)")
+    parser.add_argument("-m", "--memory", type=size_arg, metavar="SIZE", help="memory limit, e.g. 64m")
+    parser.add_argument("--memory-swap", type=swap_arg, metavar="SIZE", help="memory plus swap limit (-1: unlimited)")
     parser.add_argument("--pids-limit", type=int64_arg, metavar="N", help="most processes at once")
-    parser.add_argument("--cpus", type=_cpus_arg, metavar="N", help="CPUs the container may use, e.g. 0.5")
+    parser.add_argument("--cpus", type=cpus_arg, metavar="N", help="CPUs the container may use, e.g. 0.5")
     parser.add_argument("--restart", metavar="POLICY", help="no, on-failure[:N], always, unless-stopped")
     parser.add_argument("--network", metavar="NET", help="bridge (default), host, none, or a network you created")
     parser.add_argument("--init", action="store_true", help="run a tiny init as PID 1 that forwards signals")

@@ -1,0 +1,138 @@
+"""``container``/``image``/``system`` groups, the offline refusals, ``port``, ``top``, ``stats``, ``rename``
+and ``update`` print Docker's shapes and exit with Docker's codes (on the simulator, through ``labkit.cli.main``)."""
+
+from __future__ import annotations
+
+import io
+import re
+
+import pytest
+
+from labkit import cli
+from labkit.engine import Engine
+from labkit.sim.backend import SimBackend
+from labkit.store import Store
+
+
+def cleanup(engine: Engine) -> None:
+    for cid in engine.store.container_ids():
+        try:
+            engine.rm(cid, force=True)
+        except Exception:
+            pass
+
+
+@pytest.fixture(scope="module")
+def sim(request):
+    """A simulator engine on a state root of tests/conftest.py's (swept and leak-checked at the session's end)."""
+    state_root = next(plugin.state_root for plugin in request.config.pluginmanager.get_plugins()
+                      if hasattr(plugin, "state_root") and hasattr(plugin, "leaks"))
+    root = state_root()
+    engine = Engine(root=root, backend=SimBackend(Store(root), realtime=True))
+    yield engine
+    cleanup(engine)
+
+
+@pytest.fixture
+def lk(sim):
+    """``labkit ARGS...`` in-process on the simulator: (exit code, stdout, stderr)."""
+
+    def run(*args: str) -> tuple[int, str, str]:
+        out, err = io.StringIO(), io.StringIO()
+        code = cli.main(list(args), engine_factory=lambda **_: sim, stdout=out, stderr=err)
+        return code, out.getvalue(), err.getvalue()
+
+    yield run
+    cleanup(sim)
+
+
+def test_container_ls_is_ps(lk):
+    """``container ls -a`` (the lesson's quiz answer), ``container list`` and ``container ps`` print what ``ps -a`` does."""
+    assert lk("run", "-d", "--name", "grp", "busybox", "sleep", "30")[0] == 0
+    assert lk("create", "--name", "grp2", "busybox", "true")[0] == 0
+    want = lk("ps", "-a", "--format", "{{.Names}} {{.State}}")
+    assert want[0] == 0 and "grp running" in want[1] and "grp2 created" in want[1]
+    for words in (("container", "ls", "-a"), ("container", "list", "-a"), ("container", "ps", "-a")):
+        assert lk(*words, "--format", "{{.Names}} {{.State}}") == want
+    code, out, _ = lk("container", "ls")
+    assert code == 0 and "grp2" not in out and out.splitlines()[0].split()[:2] == ["CONTAINER", "ID"]
+
+
+def test_group_commands_share_the_flat_ones_errors(lk):
+    """A group's command fails as the flat one does: ``container run`` with a bad image exits 125, ``container
+    rm`` of nothing exits 1 with Docker's line, ``image inspect`` looks only among images."""
+    code, _, err = lk("container", "run", "--rm", "no-such-image:1", "true")
+    assert code == 125 and "No such image" in err
+    assert lk("container", "rm", "nosuch")[:2] == (1, "")
+    assert lk("container", "inspect", "-f", "{{.Name}}", "nosuch")[0] == 1
+    code, out, err = lk("image", "inspect", "-f", "{{.Id}}", "busybox")
+    assert code == 0 and out.startswith("sha256:")
+    code, _, err = lk("image", "inspect", "nosuch")
+    assert code == 1 and "No such image" in err
+    code, out, _ = lk("image", "ls")
+    assert code == 0 and out.split()[:2] == ["REPOSITORY", "TAG"] and "busybox" in out
+    code, out, _ = lk("system", "info")
+    assert code == 0 and "Containers:" in out
+    code, out, _ = lk("container")
+    assert code == 0 and "ls" in out and "prune" in out
+
+
+def test_container_prune_and_system_df(lk):
+    """``container prune -f`` removes stopped containers and prints Docker's lines; ``system df`` has its table."""
+    lk("create", "--name", "gone", "busybox", "true")
+    lk("run", "-d", "--name", "stays", "busybox", "sleep", "30")
+    code, out, _ = lk("system", "df")
+    assert code == 0 and out.splitlines()[0].split() == ["TYPE", "TOTAL", "ACTIVE", "SIZE", "RECLAIMABLE"]
+    assert [line.split()[0] for line in out.splitlines()[1:]] == ["Images", "Containers", "Local", "Build"]
+    code, out, _ = lk("container", "prune", "-f")
+    assert code == 0 and out.startswith("Deleted Containers:\n") and out.endswith("\nTotal reclaimed space: 0B\n")
+    assert lk("ps", "-a", "--format", "{{.Names}}")[1] == "stays\n"
+
+
+@pytest.mark.parametrize("words", [("pull", "nginx"), ("pull", "-q", "alpine:3"), ("push", "me/web:1"),
+                                   ("login", "-u", "ana"), ("logout",), ("search", "redis"),
+                                   ("image", "pull", "nginx")])
+def test_registry_commands_refuse_in_one_sentence(lk, words):
+    """pull, push, login, logout and search say labkit works offline and how to get an image; exit 1."""
+    code, out, err = lk(*words)
+    assert code == 1 and out == ""
+    assert err.count("\n") == 1 and "labkit works offline" in err
+    assert all(verb in err for verb in ("build", "load", "import")) or "save" in err
+
+
+def test_port_top_stats_shapes(lk):
+    """``port`` lists bindings as ``3000/tcp -> IP:PORT``; ``top`` has ps -ef's titles in 20-wide columns; ``stats
+    --no-stream`` has Docker's eight columns."""
+    lk("run", "-d", "--name", "mon", "-p", "3000:3000", "busybox", "sleep", "30")
+    code, out, _ = lk("port", "mon")
+    assert code == 0 and re.fullmatch(r"3000/tcp -> [0-9.]+:3000\n", out), out
+    assert re.fullmatch(r"[0-9.]+:3000\n", lk("port", "mon", "3000/tcp")[1])
+    assert lk("port", "mon", "80") == (1, "", "Error: No public port '80' published for mon\n")
+    code, out, _ = lk("top", "mon")
+    header, row = out.splitlines()
+    assert header.startswith("UID" + " " * 17 + "PID" + " " * 17) and row.endswith("sleep 30")
+    code, out, _ = lk("stats", "--no-stream", "mon")
+    header, row = out.splitlines()
+    assert re.split(r"\s{2,}", header) == ["CONTAINER ID", "NAME", "CPU %", "MEM USAGE / LIMIT", "MEM %", "NET I/O",
+                                           "BLOCK I/O", "PIDS"]
+    assert re.fullmatch(r"[0-9a-f]{12}\s+mon\s+0\.00%\s+\S+ / 256MiB\s+\d+\.\d\d%\s+0B / 0B\s+0B / 0B\s+1", row), row
+    assert lk("stats", "--no-stream", "mon", "nosuch")[:2] == (1, "")
+    lk("kill", "mon")
+    code, _, err = lk("top", "mon")
+    assert code == 1 and "is not running" in err
+
+
+def test_rename_and_update(lk):
+    """``rename`` prints nothing and answers a clash with Docker's two lines; ``update`` echoes the name and
+    refuses to run without a flag."""
+    lk("run", "-d", "--name", "old", "busybox", "sleep", "30")
+    lk("create", "--name", "other", "busybox", "true")
+    assert lk("rename", "old", "new") == (0, "", "")
+    code, _, err = lk("rename", "new", "other")
+    assert code == 1 and err.splitlines()[1] == "Error: failed to rename container named new"
+    assert "Error when allocating new name: Conflict." in err.splitlines()[0]
+    assert lk("rename", "new")[0] == 1
+    assert lk("update", "--memory", "32m", "--pids-limit", "20", "new") == (0, "new\n", "")
+    assert lk("inspect", "-f", "{{.HostConfig.Memory}} {{.HostConfig.PidsLimit}}", "new")[1] == "33554432 20\n"
+    assert lk("update", "new") == (1, "", "you must provide one or more flags when using this command\n")
+    assert lk("update", "--memory", "1k", "new")[0] == 1
