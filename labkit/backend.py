@@ -139,6 +139,23 @@ class Backend(Protocol):
     def update(self, record: ContainerRecord) -> None:
         """Write the running container's limits as ``record.config`` now has them (``docker update``)."""
 
+    def stat_path(self, record: ContainerRecord, image: Image, path: str) -> dict[str, Any]:
+        """``docker cp``'s look at ``path`` inside the container (running or not): ``name``, ``size``, ``mode``,
+        ``mtime``, ``isDir``, ``linkTarget``.
+
+        Raises:
+            OSError: As lstat(2) inside the container fails (``ENOENT``: no such file there).
+        """
+
+    def copy_out(self, record: ContainerRecord, image: Image, path: str, out: int) -> dict[str, Any]:
+        """Write ``path`` as a tar stream (entries named from its base name) to descriptor ``out``; its
+        :meth:`stat_path`. Paths are resolved inside the container: its symlinks never reach the host."""
+
+    def copy_in(self, record: ContainerRecord, image: Image, path: str, tar: int, keep_owners: bool = False) -> None:
+        """Unpack the tar stream read from descriptor ``tar`` into the container's directory ``path``: through
+        PID 1's view while it runs, else into its writable layer, a file of an image layer copied up first.
+        Owners become the container's root unless ``keep_owners`` (``docker cp -a``)."""
+
     def top(self, record: ContainerRecord, ps_args: list[str]) -> tuple[list[str], list[list[str]]]:
         """``docker top``: ``ps``'s column titles and one row per process of the running container's cgroup,
         as ``ps ps_args`` (``-ef`` by default) shows them on the host."""

@@ -8,6 +8,7 @@ from typing import Any
 
 from labkit.cli.commands import (
     containers,
+    copy,
     groups,
     images,
     monitor,
@@ -22,7 +23,7 @@ from labkit.cli.errors import PROG, Parser
 from labkit.grading.cli import add_grade_command  # stdlib-only at import: --help stays fast
 
 #: The command modules, in the order ``labkit --help`` lists their commands.
-MODULES = (run, containers, monitor, images, registry, volumes, networks, services, system)
+MODULES = (run, containers, copy, monitor, images, registry, volumes, networks, services, system)
 
 
 def build_parser() -> Parser:

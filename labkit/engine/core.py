@@ -262,6 +262,18 @@ class Engine:
         """``docker stats``: one reading."""
         return self.containers.stats(ref)
 
+    def stat_path(self, ref: str, path: str) -> dict[str, Any]:
+        """What ``docker cp`` learns of a path in the container."""
+        return self.containers.stat_path(ref, path)
+
+    def copy_from(self, ref: str, path: str, out: int) -> dict[str, Any]:
+        """``docker cp CONTAINER:PATH -``."""
+        return self.containers.copy_from(ref, path, out)
+
+    def copy_to(self, ref: str, path: str, tar: int, keep_owners: bool = False) -> None:
+        """``docker cp - CONTAINER:DIR``."""
+        return self.containers.copy_to(ref, path, tar, keep_owners)
+
     def prune_containers(self) -> list[str]:
         """``docker container prune``."""
         return self.containers.prune()
@@ -337,7 +349,7 @@ class Engine:
         """``docker volume rm``."""
         self.volumes.rm(name, force)
 
-    def volume_prune(self, all: bool = False) -> list[str]:
+    def volume_prune(self, all: bool = False) -> dict[str, Any]:
         """``docker volume prune``."""
         return self.volumes.prune(all)
 

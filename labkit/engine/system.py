@@ -77,10 +77,10 @@ class System(Collection):
         used_images = {r.config.image_id for r in recs}
         image_size = {img.id: img.size for img in images}
         containers = [{"Id": r.id, "Name": r.name, "Image": r.config.image, "Running": is_running(r.status),
-                       "Size": _du(engine.store.layer_dir(r.id) / "diff")} for r in recs]
+                       "Size": disk_bytes(engine.store.layer_dir(r.id) / "diff")} for r in recs]
         volumes = engine.volumes.ls()
         used_volumes = {m.source for r in recs for m in r.config.mounts if m.type == "volume"}
-        vsize = {v["Name"]: _du(Path(v["Mountpoint"])) for v in volumes}
+        vsize = {v["Name"]: disk_bytes(Path(v["Mountpoint"])) for v in volumes}
         return {
             "Images": {"Total": len(images), "Active": sum(i in used_images for i in image_size),
                        "Size": sum(image_size.values()),
@@ -96,7 +96,7 @@ class System(Collection):
         }
 
 
-def _du(path: Path) -> int:
+def disk_bytes(path: Path) -> int:
     """Bytes of the regular files under ``path`` (0 where nothing is on disk, as for the simulator's layers)."""
     total = 0
     for root, _dirs, files in os.walk(path):

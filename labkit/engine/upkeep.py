@@ -11,6 +11,8 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import os
+import posixpath
+from collections.abc import Iterator
 from typing import Any
 
 from labkit.engine.collection import Collection, verb
@@ -124,6 +126,42 @@ class ContainerUpkeep(Collection):
                 "NetRx": reading.net_rx or 0, "NetTx": reading.net_tx or 0,
                 "BlockRead": reading.block_read or 0, "BlockWrite": reading.block_write or 0}
 
+    def stat_path(self, ref: str, path: str) -> dict[str, Any]:
+        """What ``docker cp`` learns of ``path`` in the container before it copies (:meth:`labkit.backend.Backend.stat_path`).
+
+        Raises:
+            NotFound: Nothing is at ``path`` in the container (Docker's words).
+        """
+        rec = self.engine._get(ref)
+        with _missing(path, ref):
+            return self.engine.backend.stat_path(rec, self.engine.images.of(rec), _inside(path))
+
+    @verb("cp")
+    def copy_from(self, ref: str, path: str, out: int) -> dict[str, Any]:
+        """``docker cp CONTAINER:PATH -``: ``path`` (a directory with all below it) as a tar stream written to
+        descriptor ``out``, its entries named from its base name; returns what :meth:`stat_path` does."""
+        rec = self.engine._get(ref)
+        with _missing(path, ref):
+            return self.engine.backend.copy_out(rec, self.engine.images.of(rec), _inside(path), out)
+
+    @verb("cp")
+    def copy_to(self, ref: str, path: str, tar: int, keep_owners: bool = False) -> None:
+        """``docker cp - CONTAINER:DIR``: unpack the tar stream read from descriptor ``tar`` into the directory
+        ``path``, the container running or not; what a file of an image layer needed (a copy-up) is traced.
+
+        Raises:
+            NotFound: ``path`` is not in the container.
+            InvalidArgument: ``path`` is not a directory.
+        """
+        rec = self.engine._get(ref)
+        try:
+            with _missing(path, ref):
+                self.engine.backend.copy_in(rec, self.engine.images.of(rec), _inside(path), tar, keep_owners)
+        except NotADirectoryError:
+            raise InvalidArgument("extraction point is not a directory",
+                                  f"Copy into a directory of the container, e.g. {ref}:/tmp") from None
+        self.engine._observe_layer(rec)
+
     def prune(self) -> list[str]:
         """``docker container prune``: remove every container that is not running; their ids."""
         removed = []
@@ -133,3 +171,18 @@ class ContainerUpkeep(Collection):
                     self.engine.rm(rec.id)
                     removed.append(rec.id)
         return removed
+
+
+def _inside(path: str) -> str:
+    """A path in the container: relative ones start at its ``/``, as ``docker cp`` reads them."""
+    return posixpath.normpath("/" + path.lstrip("/"))
+
+
+@contextlib.contextmanager
+def _missing(path: str, ref: str) -> Iterator[None]:
+    """ENOENT inside the container, in Docker's words."""
+    try:
+        yield
+    except FileNotFoundError:
+        raise NotFound(f"Could not find the file {_inside(path)} in container {ref}",
+                       f"List what is there: labkit exec {ref} ls -la {posixpath.dirname(_inside(path))}") from None

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import secrets
+from pathlib import Path
 from typing import Any
 
 from labkit.engine.collection import Collection, verb
@@ -86,17 +87,23 @@ class VolumeCollection(Collection):
         if self.engine.store.discard(vdir):
             self.engine._record(events.volume_remove(name, str(vdir / "_data")))
 
-    def prune(self, all: bool = False) -> list[str]:
-        """``docker volume prune``: remove the anonymous volumes no container uses (``all``: every unused one);
-        their names."""
+    def prune(self, all: bool = False) -> dict[str, Any]:
+        """``docker volume prune``: remove the anonymous volumes no container uses (``all``: every unused one).
+
+        Returns:
+            Docker's answer: ``VolumesDeleted`` (their names) and ``SpaceReclaimed`` (the bytes their files held).
+        """
+        from labkit.engine.system import disk_bytes
+
         used = {m.source for r in self.engine._records() for m in r.config.mounts if m.type == "volume"}
-        removed = []
+        removed, reclaimed = [], 0
         for meta in self.ls():
             name = meta["Name"]
             if name not in used and (all or anonymous(name)):
+                reclaimed += disk_bytes(Path(meta["Mountpoint"]))
                 self.delete(name)
                 removed.append(name)
-        return removed
+        return {"VolumesDeleted": removed, "SpaceReclaimed": reclaimed}
 
     def mount_spec(self, text: str) -> MountSpec:
         """One ``-v`` value: ``NAME:/path``, ``/host/path:/path`` or ``/path`` (an anonymous volume), ``:ro``."""

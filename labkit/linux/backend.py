@@ -49,6 +49,7 @@ from labkit.images.store import Image, ImageStore
 from labkit.linux import (
     capabilities,
     cgroups,
+    copying,
     devices,
     freezer,
     namespaces,
@@ -786,6 +787,32 @@ class LinuxBackend:
         ))
         for path, value in group.written:
             self.emit(events.cgroup_write(path, value, _LIMIT_WHY.get(path.rsplit("/", 1)[-1], "a limit")), record.id)
+
+    # -- docker cp: a tar stream in and out, resolved inside the container's root (labkit.linux.copying) --
+    def stat_path(self, record: ContainerRecord, image: Image, path: str) -> dict[str, Any]:
+        return cast(dict[str, Any], self._in_root(record, image, lambda: copying.path_stat(path)))
+
+    def copy_out(self, record: ContainerRecord, image: Image, path: str, out: int) -> dict[str, Any]:
+        return cast(dict[str, Any], self._in_root(record, image, lambda: copying.write_tar(path, out)))
+
+    def copy_in(self, record: ContainerRecord, image: Image, path: str, tar: int, keep_owners: bool = False) -> None:
+        if record.id not in self._seen:  # what was there before the copy is not this copy's (observe_layer)
+            self._seen[record.id] = set(overlay.changes(self._layers(record, image.lowerdirs())))
+        self._in_root(record, image, lambda: copying.extract_tar(path, tar, keep_owners))
+
+    def _in_root(self, record: ContainerRecord, image: Image, work: copying.Work) -> Any:
+        """``work`` in a child whose ``/`` is the container's: PID 1's while it runs, else its overlay
+        mounted for the child alone (see :mod:`labkit.linux.copying`)."""
+        if record.state.pid and process.alive(record.state.pid, record.state.pid_start_time):
+            return copying.in_container(record.state.pid, self.rootless, work)
+        cdir = self.store.container_dir(record.id)
+        binds = [(str(cdir / name), f"/etc/{name}") for name in overlay.ETC_FILES if (cdir / name).exists()]
+        binds += [(str(self.store.volume_dir(m.source) / "_data") if m.type == "volume" else m.source, m.destination)
+                  for m in record.config.mounts]
+        layers = self._layers(record, image.lowerdirs())
+        if not os.path.isdir(layers.work):
+            overlay.prepare(layers, self.store.init_dir(record.id), self._placeholders(record))
+        return copying.in_layers(layers, binds, self.idmap if self.rootless else None, work)
 
     def top(self, record: ContainerRecord, ps_args: list[str]) -> tuple[list[str], list[list[str]]]:
         """``ps ps_args`` on the host, kept to the processes in the container's cgroup (``cgroup.procs``), as

@@ -68,13 +68,16 @@ from __future__ import annotations
 import contextlib
 import errno
 import fcntl
+import io
 import itertools
 import json
 import os
 import pickle
 import shutil
 import socket
+import stat
 import sys
+import tarfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -502,6 +505,52 @@ class SimBackend:
             finally:
                 del proc_mod.EXEC_STREAMS[eid]
 
+    # -- docker cp: a tar stream in and out of the model's filesystem ------------------------------------
+    def stat_path(self, record: ContainerRecord, image: Any, path: str) -> dict[str, Any]:
+        with self._locked() as w:
+            return _stat_dict(Vfs(w, self._container(w, record, image)), path)
+
+    def copy_out(self, record: ContainerRecord, image: Any, path: str, out: int) -> dict[str, Any]:
+        """The model's files under ``path`` as a tar stream on ``out`` (written once the world is read)."""
+        buffer = io.BytesIO()
+        with self._locked() as w:
+            vfs = Vfs(w, self._container(w, record, image))
+            found = _stat_dict(vfs, path)
+            with tarfile.open(fileobj=buffer, mode="w", format=tarfile.PAX_FORMAT) as tar:
+                _tar_add(tar, vfs, path, found["name"] if found["name"] != "/" else ".")
+        with os.fdopen(os.dup(out), "wb") as sink:
+            sink.write(buffer.getvalue())
+        return found
+
+    def copy_in(self, record: ContainerRecord, image: Any, path: str, tar: int, keep_owners: bool = False) -> None:
+        """Unpack a tar stream into the model's directory ``path``: a file of an image layer is copied up
+        first, as the overlay model does for any write (and the trace shows it)."""
+        with os.fdopen(os.dup(tar), "rb") as source:
+            data = source.read()
+        with self._locked() as w:
+            vfs = Vfs(w, self._container(w, record, image))
+            if not vfs.is_dir(path):
+                if not vfs.exists(path):
+                    raise FileNotFoundError(errno.ENOENT, os.strerror(errno.ENOENT), path)
+                raise NotADirectoryError(errno.ENOTDIR, "extraction point is not a directory", path)
+            with tarfile.open(fileobj=io.BytesIO(data), mode="r") as archive:
+                for member in archive:
+                    member = tarfile.tar_filter(member, path)
+                    target = os.path.normpath(os.path.join(path, member.name))
+                    if member.isdir():
+                        vfs.makedirs(target)
+                    elif member.issym():
+                        if vfs.exists(target):
+                            vfs.unlink(target)
+                        vfs.symlink(member.linkname, target)
+                    elif member.isfile():
+                        handle = archive.extractfile(member)
+                        vfs.write(target, handle.read() if handle is not None else b"")
+                    else:
+                        continue  # devices and fifos: the model has none
+                    if not member.issym():
+                        vfs.chmod(target, member.mode & 0o7777)
+
     def update(self, record: ContainerRecord) -> None:
         """The model's ``memory.max`` and ``pids.max`` take the new limits at once (CPU time is not modelled)."""
         c = record.config
@@ -839,3 +888,31 @@ def _read_input(stdin: IO[bytes] | int | None) -> bytes:
     while chunk := os.read(stdin, 65536):
         chunks.append(chunk)
     return b"".join(chunks)
+
+
+def _stat_dict(vfs: Vfs, path: str) -> dict[str, Any]:
+    """:meth:`labkit.backend.Backend.stat_path` of the model's file (its lstat)."""
+    st = vfs.stat(path)
+    kinds = {"dir": stat.S_IFDIR, "symlink": stat.S_IFLNK, "dev": stat.S_IFCHR}
+    return {"name": os.path.basename(path.rstrip("/")) or "/", "size": st.size,
+            "mode": kinds.get(st.kind, stat.S_IFREG) | st.mode, "mtime": st.mtime, "isDir": st.kind == "dir",
+            "linkTarget": vfs.readlink(path) if st.kind == "symlink" else ""}
+
+
+def _tar_add(tar: tarfile.TarFile, vfs: Vfs, path: str, name: str) -> None:
+    """Add the model's ``path`` (and, for a directory, all below it) to ``tar`` as ``name``."""
+    st = vfs.stat(path)
+    info = tarfile.TarInfo(name)
+    info.mode, info.mtime, info.uid, info.gid = st.mode & 0o7777, st.mtime, st.uid, st.gid
+    if st.kind == "dir":
+        info.type = tarfile.DIRTYPE
+        tar.addfile(info)
+        for child in sorted(vfs.readdir(path)):
+            _tar_add(tar, vfs, path.rstrip("/") + "/" + child, f"{name}/{child}")
+    elif st.kind == "symlink":
+        info.type, info.linkname = tarfile.SYMTYPE, vfs.readlink(path)
+        tar.addfile(info)
+    elif st.kind == "file":
+        data = vfs.read(path)
+        info.size = len(data)
+        tar.addfile(info, io.BytesIO(data))

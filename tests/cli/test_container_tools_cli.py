@@ -136,3 +136,50 @@ def test_rename_and_update(lk):
     assert lk("inspect", "-f", "{{.HostConfig.Memory}} {{.HostConfig.PidsLimit}}", "new")[1] == "33554432 20\n"
     assert lk("update", "new") == (1, "", "you must provide one or more flags when using this command\n")
     assert lk("update", "--memory", "1k", "new")[0] == 1
+
+
+def test_volume_prune(lk, sim):
+    """``volume prune -f`` removes unused anonymous volumes and says how many bytes went; ``-a`` unused named ones
+    too; a volume a container uses stays."""
+    lk("volume", "create", "keep-named")
+    lk("run", "--name", "anon", "-v", "/data", "busybox", "sh", "-c", "echo hello > /data/x")
+    anon = next(m["Name"] for m in sim.inspect("anon")["Mounts"])
+    lk("create", "--name", "user", "-v", "used:/data", "busybox", "true")
+    lk("rm", "anon")
+    code, out, _ = lk("volume", "prune", "-f")
+    assert (code, out) == (0, f"Deleted Volumes:\n{anon}\n\nTotal reclaimed space: 6B\n")
+    code, out, _ = lk("volume", "prune", "-a", "-f")
+    assert (code, out) == (0, "Deleted Volumes:\nkeep-named\n\nTotal reclaimed space: 0B\n")
+    assert lk("volume", "ls", "-q")[1] == "used\n"
+
+
+def test_cp_follows_dockers_rules_for_where_things_land(lk, tmp_path):
+    """``cp`` into a directory keeps the name, onto a new name renames, ``DIR/.`` copies what it holds; out of
+    the container the same; Docker's refusals exit 1 with its lines."""
+    (tmp_path / "f.txt").write_text("hello\n")
+    (tmp_path / "d" / "sub").mkdir(parents=True)
+    (tmp_path / "d" / "sub" / "a").write_text("a\n")
+    lk("run", "-d", "--name", "cpy", "busybox", "sleep", "60")
+    f, d = str(tmp_path / "f.txt"), str(tmp_path / "d")
+    assert lk("cp", f, "cpy:/tmp") == (0, "", "")
+    assert lk("cp", f, "cpy:/tmp/renamed.txt") == (0, "", "")
+    assert lk("cp", d, "cpy:/opt") == (0, "", "")  # /opt did not exist: d becomes /opt
+    assert lk("cp", d + "/.", "cpy:/home") == (0, "", "")
+    assert lk("exec", "cpy", "find", "/tmp", "/opt", "/home")[1].split() == [
+        "/tmp", "/tmp/f.txt", "/tmp/renamed.txt", "/opt", "/opt/sub", "/opt/sub/a", "/home", "/home/sub",
+        "/home/sub/a"]
+    out = tmp_path / "out"
+    out.mkdir()
+    assert lk("cp", "cpy:/opt", str(out)) == (0, "", "")
+    assert lk("cp", "cpy:/tmp/f.txt", str(out / "g.txt")) == (0, "", "")
+    assert (out / "opt" / "sub" / "a").read_text() == "a\n" and (out / "g.txt").read_text() == "hello\n"
+    assert lk("cp", f, "cpy:/nope/x") == (
+        1, "", "Error response from daemon: Could not find the file /nope in container cpy. "
+               "List what is there: labkit exec cpy ls -la /\n")
+    assert lk("cp", f, "cpy:/nope/") == (1, "", "no such directory\n")
+    assert lk("cp", d, "cpy:/tmp/f.txt") == (1, "", "cannot copy directory\n")
+    assert lk("cp", str(tmp_path / "missing"), "cpy:/tmp") == (
+        1, "", f"lstat {tmp_path / 'missing'}: no such file or directory\n")
+    assert lk("cp", f, str(out)) == (1, "", "must specify at least one container source\n")
+    assert lk("cp", "cpy:/etc/passwd", "cpy:/tmp") == (1, "", "copying between containers is not supported\n")
+    assert lk("cp", f, "nosuch:/tmp")[:2] == (1, "")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from labkit.errors import IllegalTransition, InvalidArgument, NameInUse, NoSuchContainer
+from labkit.errors import IllegalTransition, InvalidArgument, NameInUse, NoSuchContainer, NotFound
 
 
 def test_rename_moves_the_name_and_keeps_the_container(lab):
@@ -74,3 +74,86 @@ def test_container_prune_and_disk_usage(lab):
     removed = lab.prune_containers()
     assert {done.id, made.id} <= set(removed) and up.id not in removed
     assert [item["Id"] for item in lab.ps(all=True)] == [up.id]
+
+
+def _tar(**files: bytes) -> bytes:
+    """A tar stream holding ``files`` (name → bytes)."""
+    import io
+    import tarfile
+
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w") as tar:
+        for name, data in files.items():
+            info = tarfile.TarInfo(name)
+            info.size, info.mode = len(data), 0o640
+            tar.addfile(info, io.BytesIO(data))
+    return buffer.getvalue()
+
+
+def _copy_to(lab, ref: str, path: str, data: bytes) -> None:
+    """``copy_to`` from a pipe a thread fills with ``data``."""
+    import os
+    import threading
+
+    r, w = os.pipe()
+    feeder = threading.Thread(target=lambda: (os.write(w, data), os.close(w)))
+    feeder.start()
+    try:
+        lab.copy_to(ref, path, r)
+    finally:
+        feeder.join()
+        os.close(r)
+
+
+def _copy_from(lab, ref: str, path: str) -> dict[str, bytes]:
+    """``copy_from`` into a temporary file; the tar's regular files (name → bytes)."""
+    import tarfile
+    import tempfile
+
+    with tempfile.TemporaryFile() as f:
+        lab.copy_from(ref, path, f.fileno())
+        f.seek(0)
+        with tarfile.open(fileobj=f) as tar:
+            return {m.name: tar.extractfile(m).read() for m in tar if m.isfile()}
+
+
+def test_cp_into_and_out_of_a_running_and_a_stopped_container(lab):
+    """A tar goes into a running container (PID 1 sees it at once) and into a stopped one through its writable
+    layer: a file of the image is copied up first, as the trace shows, and the next start sees it; copies out
+    read the same files; a missing path is Docker's "Could not find the file"."""
+    lab.run("busybox", ["sleep", "30"], name="cp-up", detach=True)
+    _copy_to(lab, "cp-up", "/tmp", _tar(**{"note.txt": b"hello\n"}))
+    assert lab.exec_output("cp-up", ["cat", "/tmp/note.txt"]) == (0, "hello\n")
+    assert lab.exec_output("cp-up", ["stat", "-c", "%a %u", "/tmp/note.txt"])[1] == "640 0\n"
+    assert _copy_from(lab, "cp-up", "/tmp/note.txt") == {"note.txt": b"hello\n"}
+    assert lab.stat_path("cp-up", "/tmp")["isDir"] and not lab.stat_path("cp-up", "tmp/note.txt")["isDir"]
+    lab.kill("cp-up")
+    with lab.tracing() as steps:
+        _copy_to(lab, "cp-up", "/etc", _tar(group=b"root:x:0:\n"))
+    copy_ups = [s for s in steps if s.kind == "copy-up"]
+    assert [s.change.get("path") for s in copy_ups] == ["/etc/group"], [str(s) for s in steps]
+    assert {"Kind": 0, "Path": "/etc/group"} in lab.diff("cp-up")
+    assert _copy_from(lab, "cp-up", "/etc/group") == {"group": b"root:x:0:\n"}
+    assert _copy_from(lab, "cp-up", "/tmp") == {"tmp/note.txt": b"hello\n"}
+    lab.start("cp-up")
+    assert lab.exec_output("cp-up", ["cat", "/etc/group"]) == (0, "root:x:0:\n")
+    with pytest.raises(NotFound, match="Could not find the file /nope in container cp-up"):
+        lab.stat_path("cp-up", "/nope")
+    with pytest.raises(InvalidArgument, match="extraction point is not a directory"):
+        _copy_to(lab, "cp-up", "/etc/group", _tar(x=b""))
+
+
+def test_cp_resolves_symlinks_inside_the_container(lab):
+    """A symlink the container made to ``/`` leads into the container's own root, running or stopped: nothing
+    is read from or written to the host's files through it."""
+    import os
+
+    lab.run("busybox", ["sh", "-c", "ln -s / /hostroot; echo inside > /marker; sleep 30"], name="cp-link",
+            detach=True)
+    lab.wait("cp-link", timeout=0.5)
+    assert _copy_from(lab, "cp-link", "/hostroot/marker") == {"marker": b"inside\n"}
+    _copy_to(lab, "cp-link", "/hostroot/tmp", _tar(**{"cp-link-escape": b"x"}))
+    assert not os.path.exists("/tmp/cp-link-escape")
+    assert lab.exec_output("cp-link", ["cat", "/tmp/cp-link-escape"]) == (0, "x")
+    lab.kill("cp-link")
+    assert _copy_from(lab, "cp-link", "/hostroot/marker") == {"marker": b"inside\n"}

@@ -7,6 +7,7 @@ flags to the command line (:func:`labkit.cli.parser.build_parser` calls each):
 * :mod:`.run` — ``run`` and ``create``, and the flags they share.
 * :mod:`.containers` — the lifecycle verbs, ``attach``, ``ps``, ``inspect``, ``diff``, ``logs``, ``exec``,
   ``rename``, ``update``.
+* :mod:`.copy` — ``cp``: files between this host and a container.
 * :mod:`.monitor` — ``port``, ``top``, ``stats``: watching a container.
 * :mod:`.images` — ``images``, ``build``, ``setup``.
 * :mod:`.registry` — ``pull``, ``push``, ``login``, ``logout``, ``search``, refused: labkit works offline.

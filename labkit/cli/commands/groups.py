@@ -95,7 +95,7 @@ def cmd_system_prune(session: Session, args: argparse.Namespace) -> int:
         session.print("Deleted Containers:\n" + "".join(cid + "\n" for cid in removed))
     session.engine.prune_networks()
     if args.volumes:
-        names = session.engine.volume_prune()
+        names = session.engine.volume_prune()["VolumesDeleted"]
         if names:
             session.print("Deleted Volumes:\n" + "".join(n + "\n" for n in names))
     session.print("Total reclaimed space: 0B")

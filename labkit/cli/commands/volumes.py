@@ -1,4 +1,4 @@
-"""``labkit volume create|ls|rm|inspect``: storage that outlives its containers."""
+"""``labkit volume create|ls|rm|prune|inspect``: storage that outlives its containers."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ from labkit.cli.formatters import tabwrite
 from labkit.cli.session import Command, Session, each, usage_for
 from labkit.cli.templates import Template, json_text
 from labkit.errors import NotFound
+from labkit.model import humanize
 
 
 def cmd_volume_create(session: Session, args: argparse.Namespace) -> int:
@@ -53,6 +54,26 @@ def cmd_volume_inspect(session: Session, args: argparse.Namespace) -> int:
     return 1 if errors else 0
 
 
+def cmd_volume_prune(session: Session, args: argparse.Namespace) -> int:
+    """Remove unused anonymous volumes (``-a``: every unused one) after Docker's prompt (``-f``: without it)."""
+    what = "all local volumes" if args.all else "anonymous local volumes"
+    if not args.force:
+        session.out.write(f"WARNING! This will remove {what} not used by at least one container.\n"
+                          "Are you sure you want to continue? [y/N] ")
+        session.out.flush()
+        try:
+            answer = input()
+        except EOFError:
+            answer = ""
+        if answer.strip().lower() not in ("y", "yes"):
+            return 0
+    pruned = session.engine.volume_prune(all=args.all)
+    if pruned["VolumesDeleted"]:
+        session.print("Deleted Volumes:\n" + "".join(name + "\n" for name in pruned["VolumesDeleted"]))
+    session.print(f"Total reclaimed space: {humanize.human_size(pruned['SpaceReclaimed'])}")
+    return 0
+
+
 def register(command: Command) -> None:
     """``volume`` and its subcommands."""
     volume: argparse.ArgumentParser = command("volume", lambda s, a: usage_for(s, volume), "Manage volumes")
@@ -67,6 +88,10 @@ def register(command: Command) -> None:
     sub.set_defaults(handler=cmd_volume_rm)
     sub.add_argument("-f", "--force", action="store_true", help="remove even if in use")
     sub.add_argument("volumes", nargs="+", metavar="VOLUME")
+    sub = volumes.add_parser("prune", help="Remove unused local volumes")
+    sub.set_defaults(handler=cmd_volume_prune)
+    sub.add_argument("-a", "--all", action="store_true", help="remove named volumes too, not only anonymous ones")
+    sub.add_argument("-f", "--force", action="store_true", help="do not prompt for confirmation")
     sub = volumes.add_parser("inspect", help="Display detailed information on one or more volumes")
     sub.set_defaults(handler=cmd_volume_inspect)
     sub.add_argument("-f", "--format", metavar="TEMPLATE", help="Go template")
