@@ -158,9 +158,10 @@ def copy_checkout(guest: Guest) -> None:
 def run_tests(guest: Guest, user: str, tests: list[str], name: str, timeout: float, extra: str) -> dict:
     """pytest in the guest as ``user``; its output streams here and its junit XML comes back."""
     xml = f"/srv/results/{name}.xml"
-    # The checkout is imported from where it lies (PYTHONPATH), as the suite imports it: an editable
+    # Unbuffered, so a run cut off by its deadline still leaves its progress in the log. The checkout
+    # is imported from where it lies (PYTHONPATH), as the suite imports it: an editable
     # install was seen taking five minutes emulated.
-    cmd = (f"cd /srv/labkit && PYTHONPATH=/srv/labkit {extra} timeout -k 30 {int(timeout)} /opt/labkit-venv/bin/python -m pytest -q "
+    cmd = (f"cd /srv/labkit && PYTHONPATH=/srv/labkit PYTHONUNBUFFERED=1 {extra} timeout -k 30 {int(timeout)} /opt/labkit-venv/bin/python -m pytest -q "
            f"-p no:cacheprovider --junitxml={xml} {' '.join(map(shlex.quote, tests))}")
     log(f"{name}: {user}@guest$ {cmd}")
     started = time.monotonic()
