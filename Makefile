@@ -19,9 +19,10 @@ APT_PKGS := busybox-static gcc libc6-dev libseccomp2 iproute2 nftables python3-v
 APT_MAYBE := passt
 # The learner's Python packages; the tests add pytest, playwright, mypy, ruff and the notebook runner.
 EXTRAS  := notebook
-# What the tests add: chromium for the browser tests, and yaml and jsonschema for the system Python that
-# runs labkit as another user.
-test lint: APT_PKGS += chromium python3-yaml python3-jsonschema
+# What the tests add: chromium for the browser tests, yaml and jsonschema for the system Python that
+# runs labkit as another user, and docker.io, whose dockerd the parity suite (tests/parity) starts on a
+# private socket and bridge of its own. The install starts no system dockerd (see deps: policy-rc.d).
+test lint: APT_PKGS += chromium python3-yaml python3-jsonschema docker.io
 test lint: EXTRAS := notebook,test
 
 ifneq ($(ROOT),)
@@ -40,7 +41,9 @@ deps:
 	if [ "$$(id -u)" = 0 ]; then apt-get update -q; fi; \
 	for p in $(APT_MAYBE); do apt-cache show $$p >/dev/null 2>&1 || missing=$$(echo $$missing | tr ' ' '\n' | grep -vx $$p); done; \
 	missing=$$(echo $$missing); [ -n "$$missing" ] || exit 0; \
-	if [ "$$(id -u)" = 0 ]; then DEBIAN_FRONTEND=noninteractive apt-get install -y -q $$missing; \
+	if [ "$$(id -u)" = 0 ]; then \
+	  guard=""; if [ ! -e /usr/sbin/policy-rc.d ]; then guard=/usr/sbin/policy-rc.d; printf '#!/bin/sh\nexit 101\n' > $$guard; chmod 755 $$guard; fi; \
+	  DEBIAN_FRONTEND=noninteractive apt-get install -y -q $$missing; rc=$$?; [ -z "$$guard" ] || rm -f $$guard; [ $$rc = 0 ] || exit $$rc; \
 	else echo "labkit: Debian packages missing ($$missing), which only root can install with 'sudo apt-get install $$missing'; until then labkit goes on without them, rootless where this host allows it, else on the simulator." >&2; fi
 
 venv: deps

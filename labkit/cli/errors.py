@@ -15,7 +15,21 @@ import os
 from typing import IO, Any
 
 from labkit.cli.templates import TemplateError
-from labkit.errors import BuildFailed, HostUnsupported, InvalidOption, LabkitError, StartFailed
+from labkit.errors import (
+    AmbiguousReference,
+    BuildFailed,
+    Conflict,
+    HostUnsupported,
+    InvalidName,
+    InvalidOption,
+    LabkitError,
+    NoSuchContainer,
+    NoSuchVolume,
+    StartFailed,
+)
+
+#: The errors ``docker run`` shows as ``Error response from daemon: …``: the daemon's refusals.
+_DAEMON_SAYS = (Conflict, StartFailed, InvalidName, AmbiguousReference, NoSuchContainer, NoSuchVolume)
 
 PROG = "labkit"
 
@@ -102,7 +116,10 @@ def describe(error: BaseException, command: str | None) -> tuple[str, int]:
         # (a flag), and the daemon's refusals as any other command does (exit 1).
         if command == "run" or (command == "create" and isinstance(error, InvalidOption)):
             code = error.exit_code if isinstance(error, StartFailed) else 125
-            return f"{PROG}: {_sentence(error.one_line())}\n\n{_help_pointer(command)}", code
+            # What the daemon refused (a name in use, a start that failed) Docker's run prints as the daemon's
+            # answer; what its client refused (a flag, an image it could not pull) as its own.
+            said = "Error response from daemon: " if isinstance(error, _DAEMON_SAYS) else ""
+            return f"{PROG}: {said}{_sentence(error.one_line())}\n\n{_help_pointer(command)}", code
         if isinstance(error, HostUnsupported):
             return f"{PROG}: {error.one_line()}", 1
         if isinstance(error, BuildFailed):

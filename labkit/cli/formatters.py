@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
-from labkit.cli.templates import Fields, Template, json_text
+from labkit.cli.templates import Fields, Template, go_quote
 from labkit.model import humanize
 
 
@@ -211,7 +211,7 @@ def ps_fields(item: Mapping[str, Any], trunc: bool, now: float) -> Fields:
         ID=short_id(item.get("Id", "")) if trunc else item.get("Id", ""),
         Names=name,
         Image=image,
-        Command=json_text(ellipsis(command, 20) if trunc else command),
+        Command=go_quote(ellipsis(command, 20) if trunc else command),
         CreatedAt=unix_time_text(created),
         RunningFor=humanize.human_duration(now - created) + " ago",
         Ports=display_ports(item.get("Ports")),

@@ -21,21 +21,40 @@ class TemplateError(InvalidArgument):
     """A ``--format`` / ``-f`` template could not be parsed or run."""
 
 
-def json_text(value: Any, indent: int | None = None) -> str:
-    """JSON as Go's encoder writes it: HTML characters and U+2028/2029 escaped."""
+def json_text(value: Any, indent: int | None = None, escape_html: bool = True) -> str:
+    """JSON as Go's encoder writes it: U+2028/2029 escaped, and HTML characters too unless
+    ``escape_html`` is false (the docker CLI's ``json`` template function calls
+    ``SetEscapeHTML(false)``: ``{{json .Config.Cmd}}`` shows ``>>`` and ``&&`` as they are)."""
     if indent is None:
         text = json.dumps(value, ensure_ascii=False, separators=(",", ":"))
     else:
         text = json.dumps(value, ensure_ascii=False, indent=indent)
-    for raw, escaped in (
-        ("<", "\\u003c"),
-        (">", "\\u003e"),
-        ("&", "\\u0026"),
-        ("\u2028", "\\u2028"),
-        ("\u2029", "\\u2029"),
-    ):
+    pairs = (("<", "\\u003c"), (">", "\\u003e"), ("&", "\\u0026")) if escape_html else ()
+    for raw, escaped in (*pairs, ("\u2028", "\\u2028"), ("\u2029", "\\u2029")):
         text = text.replace(raw, escaped)
     return text
+
+
+def go_quote(text: str) -> str:
+    """Go's ``strconv.Quote``: double quotes, with ``"`` and ``\\`` and control characters escaped,
+    everything printable as it is (``ps``'s COMMAND: ``"sh -c 'a >> b && c'"``)."""
+    out = []
+    for ch in text:
+        code = ord(ch)
+        if ch in ('"', "\\"):
+            out.append("\\" + ch)
+        elif ch in "\a\b\f\n\r\t\v":
+            out.append({"\a": "\\a", "\b": "\\b", "\f": "\\f", "\n": "\\n", "\r": "\\r", "\t": "\\t",
+                        "\v": "\\v"}[ch])
+        elif code < 0x20 or code == 0x7F:
+            out.append(f"\\x{code:02x}")
+        elif not ch.isprintable() and code < 0x10000:
+            out.append(f"\\u{code:04x}")
+        elif not ch.isprintable():
+            out.append(f"\\U{code:08x}")
+        else:
+            out.append(ch)
+    return '"' + "".join(out) + '"'
 
 
 def _go_float(value: float) -> str:
@@ -74,8 +93,24 @@ def go_string(value: Any) -> str:
     if isinstance(value, (list, tuple)):
         return "[" + " ".join(go_string(item) for item in value) + "]"
     if isinstance(value, Mapping):
-        return "map[" + " ".join(f"{k}:{go_string(value[k])}" for k in sorted(value)) + "]"
+        return "map[" + " ".join(f"{k}:{_member(k, value[k], value)}" for k in sorted(value)) + "]"
     return str(value)
+
+
+#: Maps whose values are Go's ``struct{}`` in Docker's types (``map[nat.Port]struct{}``): a value prints ``{}``.
+_SETS = ("ExposedPorts", "Volumes")
+
+
+def _member(key: Any, item: Any, owner: Mapping[str, Any]) -> str:
+    return "{}" if isinstance(owner, _Set) and item == {} else go_string(_as_set(key, item))
+
+
+class _Set(dict):  # type: ignore[type-arg]
+    """A JSON object that is a set in Docker's Go types (``ExposedPorts``, ``Volumes``)."""
+
+
+def _as_set(key: Any, value: Any) -> Any:
+    return _Set(value) if key in _SETS and isinstance(value, Mapping) and not isinstance(value, _Set) else value
 
 
 def _truthy(value: Any) -> bool:
@@ -97,7 +132,7 @@ _ACTION = re.compile(r"\{\{(-\s)?\s*(.*?)\s*(\s-)?\}\}", re.S)
 _WORD = re.compile(r'"(?:[^"\\]|\\.)*"|`[^`]*`|[^\s]+')
 
 _FUNCTIONS: dict[str, Callable[..., Any]] = {
-    "json": lambda v: json_text(v),
+    "json": lambda v: json_text(v, escape_html=False),
     "println": lambda *a: " ".join(go_string(v) for v in a) + "\n",
     "print": lambda *a: "".join(go_string(v) for v in a),
     "join": lambda items, sep: sep.join(go_string(v) for v in (items or [])),
@@ -290,7 +325,7 @@ class Template:
                     raise TemplateError(
                         f'template: executing "{self.source}" at <{path}>: map has no entry for key "{name}"'
                     )
-                value = value[name]
+                value = _as_set(name, value[name])
             elif value is None:
                 raise TemplateError(f'template: executing "{self.source}" at <{path}>: nil pointer evaluating {name}')
             else:

@@ -36,6 +36,7 @@ from labkit.engine.options import (
     LIMIT_NAMES,
     anonymous,
     checked_mounts,
+    create_env,
     merge_env,
     parse_env,
     parse_port,
@@ -203,7 +204,7 @@ class ContainerCollection(ContainerUpkeep):
                 image_id=img.id,
                 entrypoint=ep,
                 cmd=cmd,
-                env=tuple(merge_env(list(icfg.get("Env") or []), parse_env(env))),
+                env=tuple(create_env(list(icfg.get("Env") or []), parse_env(env))),
                 workdir=workdir or icfg.get("WorkingDir") or "/",
                 hostname=hostname or _names.short_id(cid),
                 labels={**(icfg.get("Labels") or {}), **(labels or {})},
@@ -218,6 +219,7 @@ class ContainerCollection(ContainerUpkeep):
                 restart_max=retries,
                 auto_remove=auto_remove,
                 network=network_name,
+                network_mode="default" if network is None else network_name,
                 stop_signal=stop_signal or icfg.get("StopSignal") or "SIGTERM",
                 stop_timeout=stop_timeout,
                 init=init,
@@ -508,14 +510,14 @@ class ContainerCollection(ContainerUpkeep):
         """``GET /containers/json`` (``docker ps``): running containers (``all``: every one), newest first."""
         now = datetime.now(timezone.utc)
         items = []
-        for rec in self.engine._records():
+        # Newest first by the creation time to the nanosecond: two made within one second keep their order.
+        for rec in sorted(self.engine._records(), key=lambda r: parse_time(r.config.created), reverse=True):
             if not all and not is_running(rec.status):
                 continue
             settings = self.engine.networks.settings(rec) or {}
             items.append(ps_item(rec, rec.config.image_id, status_string(state_json(rec.state), now),
                                  published_ports(settings.get("Ports") or {}) if is_running(rec.status) else None,
                                  settings.get("Networks")))
-        items.sort(key=lambda i: i["Created"], reverse=True)
         return items
 
     def inspect(self, ref: str) -> dict[str, Any]:

@@ -145,8 +145,18 @@ def parse_env(env: Any) -> list[str]:
     return out
 
 
+def create_env(image: list[str], user: list[str]) -> list[str]:
+    """A new container's ``Config.Env``: the user's ``-e`` variables first, then the image's that they do
+    not name (moby's ``merge`` of the user's config with the image's, daemon/commit.go)."""
+    mine: dict[str, str] = {}
+    for item in user:
+        mine[item.split("=", 1)[0]] = item
+    return [*mine.values(), *(item for item in image if item.split("=", 1)[0] not in mine)]
+
+
 def merge_env(base: list[str], extra: list[str]) -> list[str]:
-    """Image env first, the user's values replacing same-named keys (as Docker merges them)."""
+    """The container's env with ``exec -e`` values replacing same-named keys in place, new ones after
+    (moby's ``ReplaceOrAppendEnvValues``)."""
     merged: dict[str, str] = {}
     for item in [*base, *extra]:
         key = item.split("=", 1)[0]

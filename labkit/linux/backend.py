@@ -64,7 +64,7 @@ from labkit.linux import (
 from labkit.linux import console as terminal
 from labkit.linux import network as net
 from labkit.model import events
-from labkit.model.container import ContainerRecord, now_rfc3339
+from labkit.model.container import HOSTS, ContainerRecord, now_rfc3339, process_env
 from labkit.model.overlay import LayerContents, Overlay
 from labkit.model.runtime import Exited, Launched
 from labkit.model.views import NetworkView, ProcessView
@@ -73,7 +73,6 @@ from labkit.store import Store, read_json, write_json
 
 #: Where `run --init` mounts labkit's tiny init (Docker uses /sbin/docker-init).
 INIT_PATH = "/sbin/labkit-init"
-HOSTS = "127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n"
 #: The cgroup controllers behind ``--memory``, ``--pids-limit`` and ``--cpus``.
 LIMIT_CONTROLLERS = ("memory", "pids", "cpu")
 
@@ -313,14 +312,8 @@ class LinuxBackend:
         info = read_json(self.store.container_dir(record.id) / "network.json")
         running = self._net_live(record, info)
         if record.config.network in ("none", "host") or info is None or not running:
-            exposed = {k: None for k in record.config.exposed_ports} if record.config.network != "host" else {}
-            settings = net.network_settings(None, exposed if not running else {})
-            if record.config.network not in ("none", "host"):
-                settings["Networks"] = {record.config.network: {"IPAddress": "", "Gateway": "", "MacAddress": "",
-                                                                "IPPrefixLen": 0, "NetworkID": "", "EndpointID": ""}}
-            elif record.config.network == "none":
-                settings["Networks"] = {"none": {"IPAddress": "", "Gateway": "", "MacAddress": "", "IPPrefixLen": 0}}
-            return settings
+            # Not plugged in: no addresses, and Ports {} (Docker shows a stopped container's exposed ports nowhere).
+            return net.network_settings(None, {}, (info or {}).get("NetworkID", ""), record.config.network)
         endpoint = net.Endpoint(info["Network"], info["Bridge"], info["IPAddress"], info["IPPrefixLen"],
                                 info["Gateway"], info["MacAddress"], info["Veth"],
                                 info.get("SandboxKey") or info["Sandbox"])
@@ -404,7 +397,7 @@ class LinuxBackend:
             spec = process.LaunchSpec(
                 rootfs=layers.merged,
                 argv=argv,
-                env=_with_term(list(c.env), c.tty),
+                env=process_env(c.env, c.hostname, c.tty),
                 tty=c.tty,
                 winsize=c.console_size,
                 cwd=c.workdir,
@@ -646,7 +639,7 @@ class LinuxBackend:
              stdin: IO[bytes] | int | None = None, tty: bool = False,
              detach_keys: bytes = b"\x10\x11") -> int | None:
         group = self._group_or_none(record)
-        return process.exec_in(record.state.pid, argv, _with_term(env, tty), workdir,
+        return process.exec_in(record.state.pid, argv, process_env(env, record.config.hostname, tty), workdir,
                                cgroup_procs=group.procs_files if group else (), stdout=stdout, stderr=stderr,
                                stdin=stdin, supervisor_argv=supervisor.command(self.shim_dir),
                                seccomp=self._seccomp(record.config.security_opt), tty=tty,
@@ -956,14 +949,6 @@ class LinuxBackend:
             overlay.umount(layers)
             shutil.rmtree(work, ignore_errors=True)  # overlayfs leaves a root-owned work/work dir
             shutil.rmtree(scratch, ignore_errors=True)
-
-
-def _with_term(env: list[str], tty: bool) -> list[str]:
-    """With a terminal, ``TERM=xterm`` unless the environment names one: what Docker gives a ``-t`` process
-    (and does not show in ``Config.Env``)."""
-    if tty and not any(item.startswith("TERM=") for item in env):
-        return [*env, "TERM=xterm"]
-    return env
 
 
 def _host_resolv_conf() -> str:

@@ -72,6 +72,7 @@ from labkit import helpers
 from labkit.errors import Conflict, HostUnsupported, InvalidArgument
 from labkit.linux import syscalls
 from labkit.model import views
+from labkit.model.container import endpoint_json, network_settings_json
 
 #: The address pools Docker picks default subnets from, in order.
 POOLS = [f"172.{n}.0.0/16" for n in range(17, 32)] + [f"192.168.{n}.0/20" for n in range(0, 256, 16)]
@@ -516,37 +517,21 @@ def listen(host_ip: str, host_port: int, device: str = "") -> socket.socket:
     return sock
 
 
-def network_settings(endpoint: Endpoint | None, ports: dict[str, Any], network_id: str = "") -> dict[str, Any]:
-    """``inspect``'s NetworkSettings for a container on a bridge (API 1.51 keeps the top-level copies)."""
+def network_settings(endpoint: Endpoint | None, ports: dict[str, Any], network_id: str = "",
+                     network: str | None = None) -> dict[str, Any]:
+    """``inspect``'s NetworkSettings for a container on a bridge (API 1.51 keeps the top-level copies).
+
+    Without an endpoint (not running, or ``--network none|host``) the addresses are empty; ``network``
+    then names the network the container is on, shown unplugged with its ``network_id``.
+    """
     if endpoint is None:
-        return {"Bridge": "", "SandboxID": "", "SandboxKey": "", "Ports": ports, "Gateway": "", "IPAddress": "",
-                "IPPrefixLen": 0, "MacAddress": "", "Networks": {}}
-    ep = {
-        "IPAMConfig": None,
-        "Links": None,
-        "Aliases": None,
-        "MacAddress": endpoint.mac,
-        "NetworkID": network_id,
-        "EndpointID": hashlib.sha256(endpoint.sandbox.encode()).hexdigest(),
-        "Gateway": endpoint.gateway,
-        "IPAddress": endpoint.ip,
-        "IPPrefixLen": endpoint.prefixlen,
-        "IPv6Gateway": "",
-        "GlobalIPv6Address": "",
-        "GlobalIPv6PrefixLen": 0,
-        "DNSNames": None,
-    }
-    return {
-        "Bridge": endpoint.bridge,
-        "SandboxID": hashlib.sha256(endpoint.sandbox.encode()).hexdigest(),
-        "SandboxKey": endpoint.sandbox,
-        "Ports": ports,
-        "Gateway": endpoint.gateway,
-        "IPAddress": endpoint.ip,
-        "IPPrefixLen": endpoint.prefixlen,
-        "MacAddress": endpoint.mac,
-        "Networks": {endpoint.network: ep},
-    }
+        unplugged = {network: endpoint_json(network_id)} if network else {}
+        return network_settings_json(ports, unplugged)
+    endpoint_id = hashlib.sha256(endpoint.sandbox.encode()).hexdigest()
+    ep = endpoint_json(network_id, endpoint_id, endpoint.gateway, endpoint.ip, endpoint.prefixlen, endpoint.mac)
+    return network_settings_json(ports, {endpoint.network: ep}, endpoint.bridge,
+                                 hashlib.sha256(f"sandbox\0{endpoint.sandbox}".encode()).hexdigest(),
+                                 endpoint.sandbox, ep)
 
 
 def network_view(pid: int, exec_text: Callable[[str], tuple[int, str]], veth: str, shares_host: bool,

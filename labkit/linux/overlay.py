@@ -11,8 +11,8 @@ The image layers are shared by every container of the image and never written:
 the kernel copies a file up into ``diff`` on its first write and records a
 delete as a whiteout (a 0/0 character device) there. The init layer holds empty
 placeholders for ``/etc/hostname``, ``/etc/hosts`` and ``/etc/resolv.conf`` so
-that the per-container files bind-mounted over them never show in ``diff``
-(Docker does the same with its ``<id>-init`` layer).
+that the per-container files bind-mounted over them never show in ``diff``, and the
+``/etc/mtab`` link to ``/proc/mounts`` (Docker does the same with its ``<id>-init`` layer).
 
 :func:`changes` reads ``diff`` the way ``docker diff`` does; :func:`contents` reads it for the
 layer picture (each entry, what the image layers hold at its path, who serves a path).
@@ -20,6 +20,7 @@ layer picture (each entry, what the image layers hold at its path, who serves a 
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import stat
@@ -116,6 +117,9 @@ def prepare(layers: Layers, init_root: Path, placeholders: tuple[str, ...] = ())
             pass
     for name in ETC_FILES:
         os.close(os.open(init / "etc" / name, os.O_WRONLY | os.O_CREAT | os.O_CLOEXEC, 0o644))
+    # /etc/mtab names the mounts as the kernel lists them, as Docker's init layer makes it (proc(5)).
+    with contextlib.suppress(FileExistsError):
+        os.symlink("/proc/mounts", init / "etc" / "mtab")
     for path in placeholders:
         target = init / path.lstrip("/")
         target.parent.mkdir(parents=True, exist_ok=True)

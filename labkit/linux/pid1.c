@@ -443,9 +443,8 @@ static void lookup(const struct pid1_spec *s, char *out, size_t cap)
         if (stat(name, &st) < 0)
             fail(errno == ENOENT ? 127 : 126, "exec: \"%s\": stat %s: %s", name, name,
                  lower_strerror(errno, why, sizeof why));
-        if (S_ISDIR(st.st_mode))
-            fail(126, "exec: \"%s\": is a directory", name);
-        if (!(st.st_mode & 0111))
+        /* LookPath's findExecutable: a directory, like a file without an x bit, is fs.ErrPermission. */
+        if (S_ISDIR(st.st_mode) || !(st.st_mode & 0111))
             fail(126, "exec: \"%s\": permission denied", name);
         snprintf(out, cap, "%s", name);
         return;

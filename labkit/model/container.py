@@ -88,6 +88,7 @@ class ContainerConfig:
     restart_max: int = 0
     auto_remove: bool = False
     network: str = "none"
+    network_mode: str = ""  # HostConfig.NetworkMode: "default" when --network was not given (Docker's word)
     stop_signal: str = "SIGTERM"
     stop_timeout: int | None = None
     init: bool = False
@@ -175,6 +176,35 @@ def command_string(argv: tuple[str, ...]) -> str:
     return " ".join(shlex.quote(a) if (" " in a or not a) else a for a in argv)
 
 
+#: A container's /etc/hosts before its own address line: Docker's (libnetwork's etchosts defaults).
+HOSTS = ("127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\nfe00::0\tip6-localnet\n"
+         "ff00::0\tip6-mcastprefix\nff02::1\tip6-allnodes\nff02::2\tip6-allrouters\n")
+
+#: The PATH a process gets when neither the image nor ``-e`` names one (moby's oci.DefaultPathEnv).
+DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+
+
+def process_env(env: list[str] | tuple[str, ...], hostname: str, tty: bool = False,
+                home: str = "/root") -> list[str]:
+    """The environment a container's process starts with, beyond ``Config.Env``: Docker's
+    ``PATH``, ``HOSTNAME`` and with a terminal ``TERM=xterm`` first, the container's values
+    replacing them or following (moby's ``CreateDaemonEnvironment``), then ``HOME`` from the
+    user's passwd entry when nothing set it (runc's ``setupUser``). None of these show in inspect.
+    """
+    out = [f"PATH={DEFAULT_PATH}", f"HOSTNAME={hostname}", *(["TERM=xterm"] if tty else [])]
+    where = {item.split("=", 1)[0]: i for i, item in enumerate(out)}
+    for item in env:
+        key = item.split("=", 1)[0]
+        if key in where:
+            out[where[key]] = item
+        else:
+            where[key] = len(out)
+            out.append(item)
+    if "HOME" not in where:
+        out.append(f"HOME={home}")
+    return out
+
+
 def port_bindings(ports: tuple[PortSpec, ...]) -> dict[str, list[dict[str, str]]]:
     """``HostConfig.PortBindings``: what ``-p`` asked for, keyed ``"3000/tcp"``."""
     out: dict[str, list[dict[str, str]]] = {}
@@ -245,31 +275,75 @@ def inspect_json(
         "ProcessLabel": "",
         "AppArmorProfile": "",
         "ExecIDs": None,
+        # Every key of Docker's HostConfig, in its order, with the values a container labkit cannot change
+        # them for has in Docker (one IPC namespace per container, 64 MB /dev/shm, runc's place taken by
+        # labkit's own runtime, a cgroup namespace of its own as on cgroup v2).
         "HostConfig": {
             "Binds": binds,
+            "ContainerIDFile": "",
             "LogConfig": {"Type": "json-file", "Config": {}},
-            "NetworkMode": c.network,
+            "NetworkMode": c.network_mode or c.network,
             "PortBindings": bindings,
             "RestartPolicy": {"Name": c.restart_policy, "MaximumRetryCount": c.restart_max},
             "AutoRemove": c.auto_remove,
-            "Init": c.init or None,
+            "VolumeDriver": "",
+            "VolumesFrom": None,
+            "CapAdd": None,
+            "CapDrop": None,
+            "CgroupnsMode": "private",
+            "Dns": [],
+            "DnsOptions": [],
+            "DnsSearch": [],
+            "ExtraHosts": None,
+            "GroupAdd": None,
+            "IpcMode": "private",
+            "Cgroup": "",
+            "Links": None,
+            "OomScoreAdj": 0,
+            "PidMode": "",
+            "Privileged": False,
+            "PublishAllPorts": False,
+            "ReadonlyRootfs": False,
+            "SecurityOpt": list(c.security_opt) or None,
+            "UTSMode": "",
+            "UsernsMode": "",
+            "ShmSize": 67108864,
+            "Runtime": "runc",
             "ConsoleSize": list(c.console_size),
+            "Isolation": "",
+            "CpuShares": 0,
             "Memory": c.memory,
-            "MemorySwap": c.memory_swap,
             "NanoCpus": c.nano_cpus,
-            "CpuQuota": 0,
+            "CgroupParent": "",
+            "BlkioWeight": 0,
+            "BlkioWeightDevice": [],
+            "BlkioDeviceReadBps": [],
+            "BlkioDeviceWriteBps": [],
+            "BlkioDeviceReadIOps": [],
+            "BlkioDeviceWriteIOps": [],
             "CpuPeriod": 0,
-            "PidsLimit": c.pids_limit,
+            "CpuQuota": 0,
+            "CpuRealtimePeriod": 0,
+            "CpuRealtimeRuntime": 0,
+            "CpusetCpus": "",
+            "CpusetMems": "",
             # No --device or --device-cgroup-rule: Docker's default device rules (labkit.linux.devices).
             "Devices": [],
             "DeviceCgroupRules": None,
-            "CapAdd": None,
-            "CapDrop": None,
-            "Privileged": False,
-            "ReadonlyRootfs": False,
-            "SecurityOpt": list(c.security_opt) or None,
+            "DeviceRequests": None,
+            "MemoryReservation": 0,
+            "MemorySwap": c.memory_swap,
+            "MemorySwappiness": None,
+            "OomKillDisable": False,
+            "PidsLimit": c.pids_limit,
+            "Ulimits": [],
+            "CpuCount": 0,
+            "CpuPercent": 0,
+            "IOMaximumIOps": 0,
+            "IOMaximumBandwidth": 0,
             "MaskedPaths": list(MASKED_PATHS),
             "ReadonlyPaths": list(READONLY_PATHS),
+            **({"Init": True} if c.init else {}),  # Docker leaves Init out unless --init was given
         },
         "GraphDriver": {"Data": storage, "Name": driver},
         "Mounts": mounts,
@@ -292,26 +366,42 @@ def inspect_json(
             "Entrypoint": list(c.entrypoint) or None,
             "OnBuild": None,
             "Labels": dict(c.labels),
-            "StopSignal": c.stop_signal,
+            # Docker shows StopSignal only when the image or --stop-signal set one (SIGTERM is the default).
+            **({"StopSignal": c.stop_signal} if c.stop_signal != "SIGTERM" else {}),
             **({"StopTimeout": c.stop_timeout} if c.stop_timeout is not None else {}),
         },
         "NetworkSettings": network or empty_network_settings(),
     }
 
 
+def endpoint_json(network_id: str = "", endpoint_id: str = "", gateway: str = "", ip: str = "",
+                  prefixlen: int = 0, mac: str = "") -> dict[str, Any]:
+    """One entry of ``NetworkSettings.Networks``, keys in Docker's order (an unplugged one: ids and
+    addresses empty)."""
+    return {"IPAMConfig": None, "Links": None, "Aliases": None, "NetworkID": network_id, "EndpointID": endpoint_id,
+            "Gateway": gateway, "IPAddress": ip, "IPPrefixLen": prefixlen, "IPv6Gateway": "",
+            "GlobalIPv6Address": "", "GlobalIPv6PrefixLen": 0, "MacAddress": mac, "DriverOpts": None,
+            "DNSNames": None}
+
+
+def network_settings_json(ports: dict[str, Any] | None = None, networks: dict[str, Any] | None = None,
+                          bridge: str = "", sandbox_id: str = "", sandbox_key: str = "",
+                          primary: dict[str, Any] | None = None) -> dict[str, Any]:
+    """``inspect``'s ``NetworkSettings`` with every key Docker's has, in its order. The top-level
+    ``EndpointID``, addresses and MAC repeat the ``primary`` endpoint's (API 1.51 keeps these copies).
+    ``Ports`` is ``{}`` unless the container runs: Docker shows a stopped one's exposed ports nowhere."""
+    top = primary or endpoint_json()
+    return {"Bridge": bridge, "SandboxID": sandbox_id, "HairpinMode": False, "LinkLocalIPv6Address": "",
+            "LinkLocalIPv6PrefixLen": 0, "Ports": ports or {}, "SandboxKey": sandbox_key,
+            "SecondaryIPAddresses": None, "SecondaryIPv6Addresses": None, "EndpointID": top["EndpointID"],
+            "Gateway": top["Gateway"], "GlobalIPv6Address": "", "GlobalIPv6PrefixLen": 0,
+            "IPAddress": top["IPAddress"], "IPPrefixLen": top["IPPrefixLen"], "IPv6Gateway": "",
+            "MacAddress": top["MacAddress"], "Networks": networks or {}}
+
+
 def empty_network_settings() -> dict[str, Any]:
     """``NetworkSettings`` for a container without a bridge address (``--network none``)."""
-    return {
-        "Bridge": "",
-        "SandboxID": "",
-        "SandboxKey": "",
-        "Ports": {},
-        "Gateway": "",
-        "IPAddress": "",
-        "IPPrefixLen": 0,
-        "MacAddress": "",
-        "Networks": {},
-    }
+    return network_settings_json()
 
 
 def published_ports(ports: dict[str, Any]) -> list[dict[str, Any]]:
@@ -346,7 +436,7 @@ def ps_item(record: ContainerRecord, image_id: str, status_text: str,
         "Labels": dict(c.labels),
         "State": record.status.value,
         "Status": status_text,
-        "HostConfig": {"NetworkMode": c.network},
+        "HostConfig": {"NetworkMode": c.network_mode or c.network},
         "NetworkSettings": {"Networks": networks or {}},
         "Mounts": [{"Type": m.type, "Source": m.source, "Destination": m.destination} for m in c.mounts],
     }

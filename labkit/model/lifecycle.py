@@ -83,6 +83,9 @@ Outcome = Move | Unchanged | Refused
 S, V = Status, Verb
 
 _NOT_RUNNING = Refused("container {id} is not running", "Start it first with 'labkit start {ref}'")
+# Docker's router wraps kill's refusal with the reference (moby api/server/router/container, postContainersKill).
+_KILL_NOT_RUNNING = Refused("Cannot kill container: {ref}: container {id} is not running",
+                            "Start it first with 'labkit start {ref}'")
 _NOT_PAUSED = Refused("Container {id} is not paused", "Only a paused container can be unpaused", 500)
 _MARKED = Refused("container is marked for removal and cannot be started", "Remove it with 'labkit rm -f {ref}'")
 _BUSY_RM = Refused(
@@ -96,7 +99,7 @@ TRANSITIONS: Mapping[Status, Mapping[Verb, Outcome]] = {
         V.START: Move(S.RUNNING),
         V.STOP: Unchanged(),
         V.RESTART: Move(S.RUNNING),
-        V.KILL: _NOT_RUNNING,
+        V.KILL: _KILL_NOT_RUNNING,
         V.PAUSE: _NOT_RUNNING,
         V.UNPAUSE: _NOT_PAUSED,
         V.RM: Move(S.DELETED),
@@ -139,7 +142,7 @@ TRANSITIONS: Mapping[Status, Mapping[Verb, Outcome]] = {
         V.START: Unchanged(),
         V.STOP: Move(S.EXITED),
         V.RESTART: Move(S.RUNNING),
-        V.KILL: _NOT_RUNNING,
+        V.KILL: _KILL_NOT_RUNNING,
         V.PAUSE: Refused(
             "Container {id} is restarting, wait until the container is running", "Wait a moment and try again"
         ),
@@ -153,7 +156,7 @@ TRANSITIONS: Mapping[Status, Mapping[Verb, Outcome]] = {
         V.START: Move(S.RUNNING),
         V.STOP: Unchanged(),
         V.RESTART: Move(S.RUNNING),
-        V.KILL: _NOT_RUNNING,
+        V.KILL: _KILL_NOT_RUNNING,
         V.PAUSE: _NOT_RUNNING,
         V.UNPAUSE: _NOT_PAUSED,
         V.RM: Move(S.DELETED),
@@ -165,7 +168,7 @@ TRANSITIONS: Mapping[Status, Mapping[Verb, Outcome]] = {
         V.START: _MARKED,
         V.STOP: Unchanged(),
         V.RESTART: _MARKED,
-        V.KILL: _NOT_RUNNING,
+        V.KILL: _KILL_NOT_RUNNING,
         V.PAUSE: _NOT_RUNNING,
         V.UNPAUSE: _NOT_PAUSED,
         V.RM: Move(S.DELETED),
@@ -177,7 +180,7 @@ TRANSITIONS: Mapping[Status, Mapping[Verb, Outcome]] = {
         V.START: _MARKED,
         V.STOP: Unchanged(),
         V.RESTART: _MARKED,
-        V.KILL: _NOT_RUNNING,
+        V.KILL: _KILL_NOT_RUNNING,
         V.PAUSE: _NOT_RUNNING,
         V.UNPAUSE: _NOT_PAUSED,
         V.RM: Refused("removal of container {ref} is already in progress", "Wait for it, or run 'labkit rm -f {ref}'"),

@@ -86,7 +86,7 @@ from typing import IO, Any
 from labkit.errors import HostUnsupported, InvalidArgument, LabkitError, NoSuchContainer, StartFailed
 from labkit.images.ownership import HostIds, Ownership, OwnIds
 from labkit.model import events
-from labkit.model.container import ContainerRecord
+from labkit.model.container import HOSTS, ContainerRecord, process_env
 from labkit.model.overlay import (
     CopyUp,
     Create,
@@ -110,7 +110,6 @@ from labkit.sim.saved import Snapshot
 from labkit.store import Store
 
 _EXEC_PREFIX = "OCI runtime exec failed: exec failed: unable to start container process: "
-HOSTS = "127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n"
 _EXEC_IDS = itertools.count(1)
 #: The simulator models no terminals: ``-t`` is refused in these words.
 _NO_TERMINAL = ("the simulator gives containers no terminal (-t)",
@@ -347,7 +346,7 @@ class SimBackend:
             except OSError:
                 raise StartFailed(f'chdir to cwd ("{workdir}") set in config.json failed: not a directory', 128) \
                     from None
-            env = programs.env_dict(c.env)
+            env = programs.env_dict(process_env(c.env, c.hostname, c.tty))
             prog = programs.lookup(w, ct, list(c.argv), env, workdir)
             pid1 = programs.start(w, ct, prog, list(c.argv), env=env, cwd=workdir,
                                   fds={1: ("log", "stdout"), 2: ("log", "stderr")})
@@ -388,12 +387,7 @@ class SimBackend:
             ct = w.containers.get(record.id)
             info = getattr(ct, "net", None) if ct is not None else None
         if info is None:
-            settings = net.network_settings(None, {k: None for k in record.config.exposed_ports}
-                                            if record.config.network != "host" else {})
-            if record.config.network not in ("host",):
-                settings["Networks"] = {record.config.network: {"IPAddress": "", "Gateway": "", "MacAddress": "",
-                                                                "IPPrefixLen": 0}}
-            return settings
+            return net.network_settings(None, {}, "", record.config.network)
         bridged = bool(info["Bridge"])  # rootless: no veth and no pinned namespace, as the rootless backend says
         endpoint = net.Endpoint(info["Network"], info["Bridge"], info["IPAddress"], info["IPPrefixLen"],
                                 info["Gateway"], info["MacAddress"], network.veth_name(record.id) if bridged else "",
@@ -484,7 +478,7 @@ class SimBackend:
             if not vfs.is_dir(cwd):
                 raise StartFailed(_EXEC_PREFIX + f'chdir to cwd ("{cwd}") set in config.json failed: '
                                   "no such file or directory", 126)
-            envd = programs.env_dict(env)
+            envd = programs.env_dict(process_env(env, record.config.hostname))
             try:
                 prog = programs.lookup(w, ct, list(argv), envd, cwd)
             except StartFailed as e:

@@ -257,6 +257,7 @@ def init_layer() -> Layer:
     entries: dict[str, Any] = {"/": Dir(), "/etc": Dir()}
     for name in ETC_FILES:
         entries[f"/etc/{name}"] = File(b"")
+    entries["/etc/mtab"] = Symlink("/proc/mounts")  # as Docker's init layer (and the linux backend's) has it
     return Layer(entries)
 
 

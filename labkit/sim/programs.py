@@ -69,9 +69,7 @@ def lookup(world: World, ct: SimContainer, argv: list[str], env: dict[str, str],
         except OSError as e:
             code = 127 if e.errno == errno.ENOENT else 126
             raise StartFailed(f'exec: "{name}": stat {name}: {os.strerror(e.errno or 0).lower()}', code) from None
-        if node.kind == "dir":
-            raise StartFailed(f'exec: "{name}": is a directory', 126)
-        if not node.mode & 0o111:
+        if node.kind == "dir" or not node.mode & 0o111:  # Go's LookPath: a directory is ErrPermission too
             raise StartFailed(f'exec: "{name}": permission denied', 126)
         return classify(vfs, argv, path)
     for directory in (env.get("PATH") or DEFAULT_PATH).split(":"):

@@ -448,7 +448,7 @@ def test_run_start_failure_exits_with_126_or_127(labkit, engine, code) -> None:
     engine.fail["start"] = StartFailed('exec: "nope": executable file not found in $PATH', code)
     r = labkit("run", "--rm", "busybox", "nope")
     assert r.code == code
-    assert r.err.startswith('labkit: exec: "nope": executable file not found in $PATH.\n')
+    assert r.err.startswith('labkit: Error response from daemon: exec: "nope": executable file not found in $PATH.\n')
     assert engine.called("rm")
 
 
@@ -465,7 +465,7 @@ def test_run_name_conflict_is_125(labkit, engine) -> None:
     engine.fail["create"] = NameInUse("web", WEB_ID)
     r = labkit("run", "-d", "--name", "web", "busybox")
     assert r.code == 125
-    assert r.err.startswith('labkit: Conflict. The container name "/web" is already in use')
+    assert r.err.startswith('labkit: Error response from daemon: Conflict. The container name "/web" is already in use')
 
 
 def test_create_prints_the_id_and_does_not_start(labkit, engine) -> None:
@@ -669,7 +669,9 @@ def test_inspect_finds_images_and_volumes_and_honours_type(labkit, engine) -> No
 def test_inspect_format(labkit) -> None:
     """-f runs a Go template per object: fields, json, range/println."""
     assert labkit("inspect", "-f", "{{.State.Status}} {{.State.Pid}}", "web").out == "running 4242\n"
-    assert labkit("inspect", "-f", "{{json .Config.Env}}", "web").out == '["PATH=/bin","A=\\u003cb\\u003e\\u0026c"]\n'
+    # The docker CLI's json template function does not escape HTML characters (SetEscapeHTML(false)),
+    # as tests/parity shows beside a real dockerd.
+    assert labkit("inspect", "-f", "{{json .Config.Env}}", "web").out == '["PATH=/bin","A=<b>&c"]\n'
     assert labkit("inspect", "-f", "{{range .Config.Env}}{{println .}}{{end}}", "web").out == "PATH=/bin\nA=<b>&c\n\n"
     assert labkit("inspect", "-f", "{{.Config.Labels}} {{.Config.Memory}} {{.State.Running}}", "web").out == (
         "map[a:2 z:1] <nil> true\n"

@@ -63,7 +63,7 @@ def test_illegal_moves_give_dockers_errors(lab):
     assert _moves(lab) == [
         ("created", "pause", "container <id> is not running"),
         ("created", "unpause", "Container <id> is not paused"),
-        ("created", "kill", "container <id> is not running"),
+        ("created", "kill", "Cannot kill container: mover: container <id> is not running"),
         ("running", "unpause", "Container <id> is not paused"),
         ("running", "rm", 'cannot remove container "mover": container is running: stop the container before '
                           "removing or force remove"),

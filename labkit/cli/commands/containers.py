@@ -143,8 +143,9 @@ def cmd_ps(session: Session, args: argparse.Namespace) -> int:
     """List containers as ``docker ps`` does."""
     filters = _parse_filters(args.filter)
     last = 1 if args.latest else args.last
-    items = list(session.engine.ps(all=args.all or last is not None))
-    items.sort(key=lambda item: item.get("Created", 0), reverse=True)
+    # A status filter looks at every container, as -a does: `ps -f status=exited` lists the exited ones.
+    # The engine's list is newest first by the full-precision creation time (Created is whole seconds).
+    items = list(session.engine.ps(all=args.all or last is not None or "status" in filters))
     items = [item for item in items if _matches(item, filters)]
     if last is not None and last >= 0:
         items = items[:last]

@@ -1,0 +1,331 @@
+"""labkit beside a real dockerd: the lesson's scenarios run with ``docker`` and with ``labkit``, step by
+step, and every answer must match — exit codes, output shapes, error words, inspect's keys and values,
+diff lines, the tables and templates — except where a difference is named below.
+
+Two tables name what may differ, each entry with why:
+
+* ``DIFFERENCES``: where labkit differs from Docker on purpose. A step that shows one must say so
+  (``allow=``), and the difference must be the named one, recognised by a check of its own.
+* ``DAEMON_WORDING``: where the dockerd this suite starts (Debian's docker.io, 20.10) words a refusal
+  otherwise than the Docker 28 that labkit follows (moby v28.5, /work/shared/docs/SEMANTICS.md). The
+  suite rewrites 20.10's words into 28's before comparing, so labkit is held to the current words.
+
+The summary at the end of the run prints the parity table (tests/parity/conftest.py).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import time
+from typing import Any
+
+import pytest
+
+from tests.parity.compare import HEX12, HEX64, TIMESTAMP, Answer, Scenario, program_name
+
+pytestmark = pytest.mark.root
+
+#: Where labkit differs from Docker on purpose: name -> one-line justification.
+DIFFERENCES: dict[str, str] = {
+    "offline": "labkit never pulls: a missing image is refused in one sentence naming build/load instead of "
+               "Docker's registry error (the lesson runs without a network).",
+    "ports on 127.0.0.1": "a port published without an address binds 127.0.0.1, not 0.0.0.0 and ::, so a "
+                          "learner's container is not reachable from the network by default (README).",
+    "usage line": "a flag or argument that cannot be read gets one line naming it (Docker's first line, "
+                  "then labkit's pointer to --help) instead of Docker's usage synopsis; the exit code is Docker's.",
+    "state layout": "host paths in inspect (ResolvConfPath, LogPath, GraphDriver.Data, SandboxKey) lie under "
+                    "labkit's own state root in its own layout; both name real files of the container.",
+    "bridge subnet": "the two engines' bridges have different subnets (the suite's dockerd gets a private 10.N/16 "
+                     "so both can run side by side); addresses are compared by their place in the subnet.",
+    "lesson label": "labkit's lesson image carries org.labkit.lesson.inputs, a hash of its build inputs, so "
+                    "'labkit setup' rebuilds it only when they change.",
+    "image ids": "an image id is the digest of its config, which holds its creation time: the two engines' "
+                 "images have different ids (normalised like container ids).",
+    "runtime wrapping": "a start that fails is reported by labkit's own runtime in runc's core words "
+                        "(exec: \"x\": executable file not found in $PATH), without containerd's and runc's "
+                        "wrapping (failed to create shim task: OCI runtime create failed: …), which labkit does not run.",
+    "bridge name": "NetworkSettings.Bridge names the container's bridge (the network picture draws it); "
+                   "Docker leaves this deprecated field empty on its default network.",
+    "stopped sandbox": "a stopped container's SandboxID and SandboxKey are empty: labkit removes the network "
+                       "namespace when PID 1 ends, so there is no sandbox left to name.",
+    "cgroup namespace": "every labkit container has a cgroup namespace of its own (CgroupnsMode private, "
+                        "Docker's default on cgroup v2); Docker on a cgroup v1 host shares the host's (host).",
+}
+
+#: inspect keys one Docker has and the other not: key -> (which one has it, why).
+DAEMON_KEYS: dict[str, tuple[str, str]] = {
+    "KernelMemory": ("20.10", "removed from HostConfig in API 1.42 (Docker 23+)"),
+    "KernelMemoryTCP": ("20.10", "removed from HostConfig in API 1.42 (Docker 23+)"),
+    "DNSNames": ("28", "added to each endpoint in API 1.44 (Docker 25)"),
+}
+
+#: Masked paths newer Docker adds (moby oci/defaults.go), which 20.10 did not mask yet.
+NEWER_MASKED = ("/proc/interrupts", "/sys/devices/virtual/powercap")
+
+#: dockerd 20.10's words -> Docker 28's (which labkit follows): (pattern, replacement, where 28 says it).
+DAEMON_WORDING: list[tuple[str, str, str]] = [
+    (r"Container ([0-9a-f]{64}) is not running", r"container \1 is not running",
+     "moby v24+ daemon/errors.go errNotRunning: 'container %s is not running'"),
+    (r'You cannot remove a paused container ([0-9a-f]{64})\. Unpause and then stop the container before '
+     r"attempting removal or force remove", r'cannot remove container "{arg}": container is paused and must be '
+     r"unpaused first", "moby v25+ daemon/delete.go cleanupContainer"),
+    (r"You cannot remove a running container ([0-9a-f]{64})\. Stop the container before attempting removal or "
+     r"force remove", r'cannot remove container "{arg}": container is running: stop the container before '
+     r"removing or force remove", "moby v25+ daemon/delete.go cleanupContainer"),
+    (r"Invalid filter '", "invalid filter '", "moby v23+ daemon/list.go: errors start lower-case"),
+]
+
+_ARG: list[str] = [""]
+
+
+def daemon_wording(text: str) -> str:
+    """dockerd 20.10's error words rewritten to Docker 28's (``DAEMON_WORDING``)."""
+    for pattern, repl, _ in DAEMON_WORDING:
+        text = re.sub(pattern, repl.replace("{arg}", _ARG[0]), text)
+    return text
+
+
+def _last_arg(args: list[str]) -> None:
+    _ARG[0] = args[-1] if args else ""
+
+
+def assert_parity(sc: Scenario) -> None:
+    """Every step matched, or showed only a difference it names and ``DIFFERENCES`` justifies."""
+    for o in sc.outcomes:
+        for name in o.named:
+            assert name in DIFFERENCES, f"{name!r} is not in the table of named differences"
+    bad = sc.unexplained()
+    assert not bad, "labkit and docker differ:\n" + "\n".join(o.describe() for o in bad)
+
+
+def usage_line(d: Answer, lk: Answer) -> bool:
+    """Same exit code, nothing on stdout, and one line of labkit's naming the command and what it could not read
+    (the flag, or the missing argument)."""
+    flag = re.search(r'for "(-\w, )?(--[\w-]+)" flag|unknown flag: (--[\w-]+)', d.err)
+    named = (flag.group(2) or flag.group(3)) in lk.err if flag else "required" in lk.err
+    return (d.rc == lk.rc and d.out == lk.out == "" and lk.err.count("\n") == 1 and named
+            and re.match(r"labkit \w+: ", lk.err) is not None)
+
+
+def runtime_wrapping(d: Answer, lk: Answer) -> bool:
+    """Docker's line is runc's core words wrapped by containerd's and runc's; labkit's is the core alone."""
+    m = re.search(r"unable to start container process: (?:error during container init: )?(.*): unknown", d.err)
+    return (d.rc == lk.rc and m is not None
+            and lk.err.startswith(f"labkit: Error response from daemon: {m.group(1)}."))
+
+
+def run(sc: Scenario, args: list[str], **kw: Any):
+    _last_arg(args)
+    return sc.step(args, **kw)
+
+
+# --- the lesson's lifecycle ---------------------------------------------------------------------------
+
+def test_lifecycle(both):
+    """create/start/pause/unpause/stop/start/kill/rm and each refusal: same codes, same words, same states."""
+    sc = both()
+    state = ["inspect", "-f", "{{.State.Status}} {{.State.Running}} {{.State.Paused}} {{.State.ExitCode}}", "web"]
+    for args in (["create", "--name", "web", "busybox", "sleep", "300"], state,
+                 ["pause", "web"], ["unpause", "web"], ["start", "web"], state, ["start", "web"],
+                 ["pause", "web"], state, ["pause", "web"], ["start", "web"], ["rm", "web"], ["exec", "web", "true"],
+                 ["unpause", "web"], state, ["rm", "web"], ["stop", "-t", "1", "web"], state,
+                 ["unpause", "web"], ["kill", "web"], ["stop", "web"], ["start", "web"], ["kill", "web"], state,
+                 ["ps", "-a", "--format", "{{.Names}} {{.Status}}"], ["restart", "-t", "1", "web"], state,
+                 ["rm", "-f", "web"], ["rm", "web"], ["ps", "-a", "-q"]):
+        run(sc, args)
+    assert_parity(sc)
+
+
+# --- the filesystem: write, diff, copy-up --------------------------------------------------------------
+
+def test_filesystem(both):
+    """A write, an append to an image file (copy-up), a delete (whiteout) and a new directory show in
+    ``diff`` as Docker shows them, and survive stop/start."""
+    sc = both()
+    run(sc, ["run", "-d", "--name", "fs", "busybox", "sleep", "300"])
+    run(sc, ["diff", "fs"])
+    run(sc, ["exec", "fs", "sh", "-c", "echo hi > /tmp/new; echo x >> /etc/passwd; rm /etc/group; "
+             "mkdir -p /var/www/site/img && touch /var/www/site/img/a.png; rm /bin/vi"])
+    run(sc, ["diff", "fs"], out="lines")  # Docker's order is its walk's (Go map order), labkit's sorted
+    run(sc, ["exec", "fs", "sh", "-c", "tail -1 /etc/passwd; ls /etc; cat /etc/group"])
+    run(sc, ["stop", "-t", "0", "fs"])
+    run(sc, ["diff", "fs"], out="lines")
+    run(sc, ["start", "fs"])
+    run(sc, ["exec", "fs", "cat", "/tmp/new"])
+    run(sc, ["run", "--rm", "busybox", "cat", "/etc/group"])
+    run(sc, ["rm", "-f", "fs"])
+    assert_parity(sc)
+
+
+# --- inspect of frontend-app ---------------------------------------------------------------------------
+
+def _inspect_norm(text: str) -> Any:
+    """inspect's JSON with what is each engine's own replaced: ids, times, PIDs, paths, the subnet."""
+    text = HEX64.sub("<ID>", text)
+    text = HEX12.sub("<ID12>", text)
+    text = TIMESTAMP.sub(lambda m: "<ZERO>" if m.group(0).startswith("0001") else "<TIME>", text)
+    data = json.loads(text)
+
+    def walk(o: Any, key: str = "") -> Any:
+        if isinstance(o, dict):
+            return {k: walk(v, k) for k, v in o.items()}
+        if isinstance(o, list):
+            return [walk(v, key) for v in o]
+        if isinstance(o, str) and o.startswith("/tmp/"):
+            return "<PATH>"  # "state layout"
+        if key in ("IPAddress", "Gateway") and o:
+            return "<NET>." + o.split(".")[-1]  # "bridge subnet"
+        if key == "MacAddress" and o:
+            return "02:42:<NET>:" + o.split(":")[-1]
+        if key == "IPPrefixLen" and o:
+            return "<LEN>"
+        if key == "Pid" and o:
+            return "<PID>"
+        if key == "HostPort" and o:
+            return "<PORT>"
+        return o
+
+    return walk(data)
+
+
+def _ports_on_loopback(d: dict, lk: dict) -> bool:
+    """Docker binds 0.0.0.0 and ::, labkit 127.0.0.1 ("ports on 127.0.0.1")."""
+    for key, binds in (d.get("NetworkSettings", {}).get("Ports") or {}).items():
+        lk_binds = lk["NetworkSettings"]["Ports"].get(key)
+        if binds and [b["HostIp"] for b in binds] == ["0.0.0.0", "::"]:
+            if lk_binds != [{"HostIp": "127.0.0.1", "HostPort": binds[0]["HostPort"]}]:
+                return False
+            lk["NetworkSettings"]["Ports"][key] = binds
+    return True
+
+
+def _drop_version_keys(obj: Any) -> None:
+    """Remove the keys only one of the two Dockers has (``DAEMON_KEYS``)."""
+    if isinstance(obj, dict):
+        for key in list(obj):
+            if key in DAEMON_KEYS:
+                del obj[key]
+            else:
+                _drop_version_keys(obj[key])
+    elif isinstance(obj, list):
+        for item in obj:
+            _drop_version_keys(item)
+
+
+def compare_inspect(sc: Scenario, name: str) -> list[str]:
+    run(sc, ["inspect", name], out="ignore")
+    d = _inspect_norm(sc.raw["docker"].out)[0]
+    lk = _inspect_norm(sc.raw["labkit"].out)[0]
+    named = []
+    if not _ports_on_loopback(d, lk):
+        return ["NetworkSettings.Ports: not the named 127.0.0.1 difference"]
+    named.append("ports on 127.0.0.1")
+    _drop_version_keys(d)
+    _drop_version_keys(lk)
+    lk["HostConfig"]["MaskedPaths"] = [p for p in lk["HostConfig"]["MaskedPaths"] if p not in NEWER_MASKED]
+    if "org.labkit.lesson.inputs" in (lk["Config"].get("Labels") or {}):
+        del lk["Config"]["Labels"]["org.labkit.lesson.inputs"]
+        named.append("lesson label")
+    if lk["NetworkSettings"]["Bridge"] and not d["NetworkSettings"]["Bridge"]:
+        lk["NetworkSettings"]["Bridge"] = ""
+        named.append("bridge name")
+    if d["State"]["Status"] == "exited" and not lk["NetworkSettings"]["SandboxID"]:
+        for key in ("SandboxID", "SandboxKey"):
+            lk["NetworkSettings"][key] = d["NetworkSettings"][key]
+        named.append("stopped sandbox")
+    if (d["HostConfig"]["CgroupnsMode"], lk["HostConfig"]["CgroupnsMode"]) == ("host", "private"):
+        lk["HostConfig"]["CgroupnsMode"] = "host"
+        named.append("cgroup namespace")
+    from tests.parity.compare import json_diff
+
+    diffs = json_diff(d, lk)
+    sc.outcomes[-1].differences += diffs
+    sc.outcomes[-1].named += named + ["state layout", "bridge subnet"]
+    return diffs
+
+
+def test_inspect_frontend_app(both):
+    """inspect of the lesson's frontend-app, running and stopped: the same keys, the same values."""
+    sc = both()
+    run(sc, ["run", "-d", "--name", "frontend-app", "-p", "3000", "-e", "NODE_ENV=production",
+             "frontend-app:v2.1.0"])
+    time.sleep(1)
+    compare_inspect(sc, "frontend-app")
+    run(sc, ["stop", "frontend-app"])
+    compare_inspect(sc, "frontend-app")
+    run(sc, ["inspect", "-f", "{{.HostConfig.NetworkMode}} {{json .NetworkSettings.Ports}} {{.Config.Env}}",
+             "frontend-app"])
+    run(sc, ["rm", "frontend-app"])
+    assert_parity(sc)
+
+
+# --- errors -------------------------------------------------------------------------------------------
+
+def _offline(d: Answer, lk: Answer) -> bool:
+    return (d.rc == lk.rc == 125 and d.err.splitlines()[0] == lk.err.splitlines()[0]
+            and "works offline" in lk.err)
+
+
+def test_errors(both):
+    """No such container or image, a name in use, removing a running container: Docker's words and codes."""
+    sc = both()
+    for args in (["rm", "nosuch"], ["stop", "nosuch"], ["logs", "nosuch"], ["inspect", "nosuch"],
+                 ["exec", "nosuch", "true"], ["create", "--name", "taken", "busybox"],
+                 ["create", "--name", "taken", "busybox"], ["start", "taken", "nosuch"], ["rm", "taken"],
+                 ["run", "-d", "--name", "busy", "busybox", "sleep", "300"], ["rm", "busy"],
+                 ["run", "--name", "busy", "busybox", "true"], ["rm", "-f", "busy"],
+                 ["run", "busybox", "nosuchcommand"], ["run", "busybox", "/etc"],
+                 ["ps", "--filter", "status=bogus"]):
+        run(sc, args, allow={"runtime wrapping": runtime_wrapping})
+    run(sc, ["run", "nosuchimage"], allow={"offline": _offline})
+    for args in (["run", "--bogus", "busybox"], ["ps", "--bogus"], ["ps", "-n", "x"], ["stop", "-t", "x", "web"],
+                 ["run", "-m", "abc", "busybox"], ["rm"], ["run"]):
+        run(sc, args, allow={"usage line": usage_line})
+    assert_parity(sc)
+
+
+# --- formats: ps, images, logs, --format ---------------------------------------------------------------
+
+def test_formats(both):
+    """ps's and images' tables, ps filters and ordering, logs, and Go templates print as Docker prints them."""
+    sc = both()
+    run(sc, ["run", "--name", "first", "busybox", "sh", "-c", "echo one >> /tmp/x && echo two; echo err >&2"])
+    run(sc, ["run", "-d", "--name", "second", "busybox", "sleep", "300"])
+    run(sc, ["create", "--name", "third", "busybox", "echo", "a&&b", ">>", "c"])
+    for args in (["ps"], ["ps", "-a"], ["ps", "-a", "--no-trunc"], ["ps", "-q"], ["ps", "-aq"], ["ps", "-l"],
+                 ["ps", "-n", "2"], ["ps", "--filter", "status=exited"], ["ps", "--filter", "status=created"],
+                 ["ps", "-a", "--filter", "name=sec"], ["ps", "-a", "--format", "{{.Names}}\t{{.Command}}"],
+                 ["ps", "-a", "--format", "table {{.Names}}\t{{.Status}}"],
+                 ["ps", "-a", "--format", "{{json .Names}}"],
+                 ["logs", "first"], ["logs", "--tail", "1", "first"],
+                 ["inspect", "-f", "{{.Name}} {{.State.Status}} {{.Config.Cmd}} {{json .Config.Cmd}}", "first"],
+                 ["inspect", "-f", "{{range .Config.Env}}{{.}};{{end}}", "second"],
+                 ["images", "--format", "{{.Repository}}:{{.Tag}} {{.Size}}"],
+                 ["inspect", "-f", "{{.Config.Cmd}} {{.Config.Env}} {{.Config.WorkingDir}} {{.Config.ExposedPorts}}",
+                  "frontend-app:v2.1.0"]):
+        run(sc, args)
+    run(sc, ["images"], out="ignore")
+    d, lk = sc.raw["docker"].out.splitlines(), sc.raw["labkit"].out.splitlines()
+    assert d[0].split() == lk[0].split(), "images' header"
+    assert [re.split(r"\s{2,}", row)[:2] for row in d[1:]] == [re.split(r"\s{2,}", row)[:2] for row in lk[1:]]
+    run(sc, ["rm", "-f", "first", "second", "third"])
+    assert_parity(sc)
+
+
+# --- inside a container --------------------------------------------------------------------------------
+
+def test_inside_a_container(both):
+    """What a process sees inside: its environment, /etc/hosts, and its cgroup under /sys/fs/cgroup."""
+    sc = both()
+    run(sc, ["run", "--rm", "-e", "A=1", "busybox", "sh", "-c", "env | sort | grep -v HOSTNAME; echo $HOSTNAME | wc -c"])
+    run(sc, ["run", "--rm", "busybox", "sh", "-c", "grep -v \"$HOSTNAME\" /etc/hosts"])
+    run(sc, ["run", "--rm", "busybox", "sh", "-c", "grep -c \"\t$HOSTNAME$\" /etc/hosts"])
+    run(sc, ["run", "--rm", "busybox", "sh", "-c", "ls -l /etc/mtab | sed 's/.* -> //'"])
+    assert_parity(sc)
+
+
+def test_program_name_normalisation():
+    """The suite reads Docker's ``docker:`` as labkit's ``labkit:`` and nothing else."""
+    assert program_name("docker: Error\nRun 'docker run --help'") == "labkit: Error\nRun 'labkit run --help'"
+    assert program_name("dockerd is fine") == "dockerd is fine"
