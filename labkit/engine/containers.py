@@ -24,8 +24,9 @@ import threading
 import time
 import warnings
 from collections.abc import Iterator
+from dataclasses import replace
 from datetime import datetime, timezone
-from typing import IO, Any, cast
+from typing import IO, TYPE_CHECKING, Any, cast
 
 from labkit.backend import Meter
 from labkit.engine.collection import verb
@@ -64,6 +65,7 @@ from labkit.model.container import (
     ZERO_TIME,
     ContainerConfig,
     ContainerRecord,
+    CreateOptions,
     PortSpec,
     inspect_json,
     now_rfc3339,
@@ -78,41 +80,22 @@ from labkit.model.overlay import MAX_STACK, LayerContents
 from labkit.model.views import NetworkView, ProcessView
 from labkit.networks import PREDEFINED, rootless_refusal
 
+if TYPE_CHECKING:
+    from labkit.images.store import Image
+
 
 class ContainerCollection(ContainerUpkeep):
     """The state root's containers (``lab.containers``); the engine's flat verbs (``lab.run``) call these."""
 
     @verb("create")
-    def create(
-        self,
-        image: str,
-        command: list[str] | str | None = None,
-        *,
-        name: str | None = None,
-        entrypoint: list[str] | str | None = None,
-        env: Any = None,
-        workdir: str | None = None,
-        hostname: str | None = None,
-        ports: list[str] | None = None,
-        publish_all: bool = False,
-        volumes: list[str] | None = None,
-        memory: int | str | None = None,
-        memory_swap: int | str | None = None,
-        pids_limit: int | None = None,
-        cpus: float | None = None,
-        restart: str | None = None,
-        network: str | None = None,
-        auto_remove: bool = False,
-        labels: dict[str, str] | None = None,
-        stop_signal: str | None = None,
-        stop_timeout: int | None = None,
-        init: bool = False,
-        security_opt: list[str] | None = None,
-        tty: bool = False,
-        open_stdin: bool = False,
-        console_size: tuple[int, int] | None = None,
-    ) -> Container:
+    def create(self, options: CreateOptions) -> Container:
         """Create a container (``docker create``): its config, name and writable layer; no process yet.
+
+        Every option is checked, in Docker's words, before anything is made; then, under the
+        store's lock, the name is claimed, missing volumes and bind sources are made, and the
+        backend makes the writable layer. A limit this host cannot enforce, or a network it
+        reduces, is a warning (:class:`~labkit.errors.LimitDiscarded`,
+        :class:`~labkit.errors.NetworkReduced`) listed in ``container.warnings``.
 
         ``tty`` gives PID 1 a terminal of the container's own (``-t``), whose first ``console_size``
         is ``(rows, columns)``; ``open_stdin`` (``-i``) lets an attached caller type into it
@@ -122,147 +105,153 @@ class ContainerCollection(ContainerUpkeep):
         a seccomp filter, ``seccomp=PROFILE.json`` (a path, or the JSON itself) under that profile
         instead of Docker's default one (:func:`labkit.model.seccomp.default_profile`).
         """
-        if isinstance(command, str):
-            command = ["/bin/sh", "-c", command]
-        if isinstance(entrypoint, str):
-            entrypoint = [entrypoint] if entrypoint else []
-        img = self.engine.images.get(image)
-        icfg = img.config
-        if len(img.layers) >= MAX_STACK:  # the container's init layer goes on top of them
-            raise InvalidArgument(
-                f"image {image} has {len(img.layers)} layers; overlayfs stacks at most {MAX_STACK} lower layers "
-                f"(OVL_MAX_STACK), one of them the container's own", "Rebuild it with fewer steps that make layers")
-        mem = size(memory)
-        swap = -1 if memory_swap in (-1, "-1") else size(memory_swap)
-        limits.check_memory(mem, swap)
-        if mem and not swap:
-            swap = min(2 * mem, limits.MAX_MEMORY)  # Docker's default: as much swap as memory
-        nano_cpus = limits.check_cpus(float(cpus), os.cpu_count() or 1) if cpus is not None else 0
-        if pids_limit:
-            limits.check_pids(pids_limit)
-        if workdir and not workdir.startswith("/"):
-            raise InvalidArgument(f"the working directory '{workdir}' is invalid, it needs to be an absolute path",
-                                  "Give a path that starts with /, e.g. -w /app")
-        if hostname and len(hostname) > HOST_NAME_MAX:
-            raise InvalidArgument(f"invalid hostname {hostname!r}: longer than {HOST_NAME_MAX} characters",
-                                  "The kernel's sethostname(2) takes at most 64; pick a shorter one")
-        for key in labels or {}:
-            if not key.strip():
-                raise InvalidArgument(f"invalid label '{key}={labels[key]}': empty name",  # type: ignore[index]
-                                      "Write labels as KEY=VALUE")
-        port_specs = tuple(parse_port(p) for p in (ports or []))
-        exposed = list(icfg.get("ExposedPorts") or {})
-        for p in port_specs:
-            key = f"{p.container_port}/{p.protocol}"
-            if key not in exposed:
-                exposed.append(key)
-        if publish_all:
-            have = {f"{p.container_port}/{p.protocol}" for p in port_specs}
-            port_specs += tuple(
-                PortSpec(int(k.split("/")[0]), k.split("/")[1]) for k in exposed if k not in have
-            )
-        mounts = checked_mounts(tuple(self.engine.volumes.mount_spec(v) for v in (volumes or [])))
-        if network == "":
-            raise InvalidArgument("no name set for network", "Give --network a name: bridge, host, none or yours")
-        network_name = network or "bridge"
-        if network_name not in ("none", "host"):
-            network_name = self.engine.networks.get(network_name)["Name"]  # Docker: "network X not found"
-        if self.engine.backend.rootless and network_name not in PREDEFINED:  # a record made as root, or by an older labkit
-            raise rootless_refusal(f"network {network_name}")
-        policy, retries = restart_policy(restart or "no")
-        if stop_signal:
-            signal_number(stop_signal)
-        if auto_remove and policy != "no":
-            raise InvalidArgument("conflicting options: cannot specify both --restart and --rm",
-                                  "Use one or the other: --rm removes the container when it exits, "
-                                  "--restart starts it again")
-        security = _seccomp.parse_security_opts(security_opt or (), read_text)
-        _seccomp.check_security_opts(security, platform.machine())  # refused now, not when it starts
-        ep = tuple(entrypoint if entrypoint is not None else (icfg.get("Entrypoint") or ()))
-        cmd = tuple(command if command else (() if entrypoint is not None and not command else icfg.get("Cmd") or ()))
-        if not ep and not cmd:
-            raise InvalidArgument("No command specified", "Give a command after the image name, e.g. sh -c 'echo hi'")
+        img = self.engine.images.get(options.image)
+        config = self._config(options, img)
         with self.engine.store.locked():
             taken = self.engine.store.names()
             cid = _names.new_id()
-            if name:
-                name = _names.check_name(name)
+            if options.name:
+                name = _names.check_name(options.name)
                 if name in taken:
                     raise NameInUse(name, taken[name])
             else:
                 name = _names.pick_name(taken, cid)
-            for m in mounts:
+            for m in config.mounts:
                 if m.type == "volume" and not self.engine.store.volume_dir(m.source).exists():
                     self.engine.volumes.make(m.source)
                 elif m.type == "bind" and not os.path.exists(m.source):
                     os.makedirs(m.source, exist_ok=True)  # Docker creates a missing bind source as a directory
-            config = ContainerConfig(
-                id=cid,
-                name=name,
-                created=now_rfc3339(),
-                image=image,
-                image_id=img.id,
-                entrypoint=ep,
-                cmd=cmd,
-                env=tuple(create_env(list(icfg.get("Env") or []), parse_env(env))),
-                workdir=workdir or icfg.get("WorkingDir") or "/",
-                hostname=hostname or _names.short_id(cid),
-                labels={**(icfg.get("Labels") or {}), **(labels or {})},
-                exposed_ports=tuple(exposed),
-                ports=port_specs,
-                mounts=mounts,
-                memory=mem,
-                memory_swap=swap,
-                nano_cpus=nano_cpus,
-                pids_limit=pids_limit if pids_limit else None,
-                restart_policy=policy,
-                restart_max=retries,
-                auto_remove=auto_remove,
-                network=network_name,
-                network_mode="default" if network is None else network_name,
-                stop_signal=stop_signal or icfg.get("StopSignal") or "SIGTERM",
-                stop_timeout=stop_timeout,
-                init=init,
-                security_opt=security,
-                tty=tty,
-                open_stdin=open_stdin,
-                console_size=tuple(console_size or (0, 0)),  # type: ignore[arg-type]
-            )
-            record = ContainerRecord(config)
+            record = ContainerRecord(replace(config, id=cid, name=name, created=now_rfc3339(),
+                                             hostname=config.hostname or _names.short_id(cid)))
             self.engine.store.set_name(name, cid, taken)  # claimed first: see Store.names
             self.engine.backend.create(record, img)
             self.engine.store.create(record)
         container = Container(self.engine, cid, name)
-        unenforced = self.engine.backend.unenforced_limits() if (mem or pids_limit or cpus) else {}
-        for kind, value in (("memory", mem), ("pids", pids_limit), ("cpu", cpus)):
+        asked = {"memory": config.memory, "pids": options.pids_limit, "cpu": options.cpus}
+        unenforced = self.engine.backend.unenforced_limits() if any(asked.values()) else {}
+        for kind, value in asked.items():
             if value and kind in unenforced:
                 text = f"{LIMIT_NAMES[kind]} discarded: {unenforced[kind]}"
                 container.warnings.append(text)
                 warnings.warn(text, LimitDiscarded, stacklevel=2)
-        reduced = self.engine.backend.reduced_network(network_name)
+        reduced = self.engine.backend.reduced_network(config.network)
         if reduced:
             container.warnings.append(reduced)
             warnings.warn(reduced, NetworkReduced, stacklevel=2)
         return container
 
+    def _config(self, o: CreateOptions, img: Image) -> ContainerConfig:
+        """The configuration ``o`` asks for over the image's defaults, every option checked in Docker's words.
+
+        Who the container is (its id, name, creation time, and a hostname left to its id) is
+        filled in once its name is claimed.
+        """
+        command = ["/bin/sh", "-c", o.command] if isinstance(o.command, str) else o.command
+        entrypoint = ([o.entrypoint] if o.entrypoint else []) if isinstance(o.entrypoint, str) else o.entrypoint
+        icfg = img.config
+        if len(img.layers) >= MAX_STACK:  # the container's init layer goes on top of them
+            raise InvalidArgument(
+                f"image {o.image} has {len(img.layers)} layers; overlayfs stacks at most {MAX_STACK} lower layers "
+                f"(OVL_MAX_STACK), one of them the container's own", "Rebuild it with fewer steps that make layers")
+        mem = size(o.memory)
+        swap = -1 if o.memory_swap in (-1, "-1") else size(o.memory_swap)
+        limits.check_memory(mem, swap)
+        if mem and not swap:
+            swap = min(2 * mem, limits.MAX_MEMORY)  # Docker's default: as much swap as memory
+        nano_cpus = limits.check_cpus(float(o.cpus), os.cpu_count() or 1) if o.cpus is not None else 0
+        if o.pids_limit:
+            limits.check_pids(o.pids_limit)
+        if o.workdir and not o.workdir.startswith("/"):
+            raise InvalidArgument(f"the working directory '{o.workdir}' is invalid, it needs to be an absolute path",
+                                  "Give a path that starts with /, e.g. -w /app")
+        if o.hostname and len(o.hostname) > HOST_NAME_MAX:
+            raise InvalidArgument(f"invalid hostname {o.hostname!r}: longer than {HOST_NAME_MAX} characters",
+                                  "The kernel's sethostname(2) takes at most 64; pick a shorter one")
+        for key, value in (o.labels or {}).items():
+            if not key.strip():
+                raise InvalidArgument(f"invalid label '{key}={value}': empty name", "Write labels as KEY=VALUE")
+        port_specs = tuple(parse_port(p) for p in (o.ports or []))
+        exposed = list(icfg.get("ExposedPorts") or {})
+        for p in port_specs:
+            key = f"{p.container_port}/{p.protocol}"
+            if key not in exposed:
+                exposed.append(key)
+        if o.publish_all:
+            have = {f"{p.container_port}/{p.protocol}" for p in port_specs}
+            port_specs += tuple(
+                PortSpec(int(k.split("/")[0]), k.split("/")[1]) for k in exposed if k not in have
+            )
+        mounts = checked_mounts(tuple(self.engine.volumes.mount_spec(v) for v in (o.volumes or [])))
+        if o.network == "":
+            raise InvalidArgument("no name set for network", "Give --network a name: bridge, host, none or yours")
+        network_name = o.network or "bridge"
+        if network_name not in ("none", "host"):
+            network_name = self.engine.networks.get(network_name)["Name"]  # Docker: "network X not found"
+        if self.engine.backend.rootless and network_name not in PREDEFINED:  # made as root, or by an older labkit
+            raise rootless_refusal(f"network {network_name}")
+        policy, retries = restart_policy(o.restart or "no")
+        if o.stop_signal:
+            signal_number(o.stop_signal)
+        if o.auto_remove and policy != "no":
+            raise InvalidArgument("conflicting options: cannot specify both --restart and --rm",
+                                  "Use one or the other: --rm removes the container when it exits, "
+                                  "--restart starts it again")
+        security = _seccomp.parse_security_opts(o.security_opt or (), read_text)
+        _seccomp.check_security_opts(security, platform.machine())  # refused now, not when it starts
+        ep = tuple(entrypoint if entrypoint is not None else (icfg.get("Entrypoint") or ()))
+        cmd = tuple(command if command else (() if entrypoint is not None and not command else icfg.get("Cmd") or ()))
+        if not ep and not cmd:
+            raise InvalidArgument("No command specified", "Give a command after the image name, e.g. sh -c 'echo hi'")
+        return ContainerConfig(
+            id="",
+            name="",
+            created="",
+            image=o.image,
+            image_id=img.id,
+            entrypoint=ep,
+            cmd=cmd,
+            env=tuple(create_env(list(icfg.get("Env") or []), parse_env(o.env))),
+            workdir=o.workdir or icfg.get("WorkingDir") or "/",
+            hostname=o.hostname or "",
+            labels={**(icfg.get("Labels") or {}), **(o.labels or {})},
+            exposed_ports=tuple(exposed),
+            ports=port_specs,
+            mounts=mounts,
+            memory=mem,
+            memory_swap=swap,
+            nano_cpus=nano_cpus,
+            pids_limit=o.pids_limit if o.pids_limit else None,
+            restart_policy=policy,
+            restart_max=retries,
+            auto_remove=o.auto_remove,
+            network=network_name,
+            network_mode="default" if o.network is None else network_name,
+            stop_signal=o.stop_signal or icfg.get("StopSignal") or "SIGTERM",
+            stop_timeout=o.stop_timeout,
+            init=o.init,
+            security_opt=security,
+            tty=o.tty,
+            open_stdin=o.open_stdin,
+            console_size=(o.console_size[0], o.console_size[1]) if o.console_size else (0, 0),
+        )
 
     @verb("run")
-    def run(self, image: str, command: list[str] | str | None = None, *, detach: bool = False, **kw: Any) -> Container:
+    def run(self, options: CreateOptions, *, detach: bool = False) -> Container:
         """``docker run``: create, then start; without ``detach`` wait for the exit.
 
         Returns the container. After an attached run, ``container.exit_code`` and
         ``container.logs()`` tell what happened (unless ``auto_remove`` removed it).
         """
-        c = self.create(image, command, **kw)
+        c = self.create(options)
         try:
             self.start(c.id)
         except BaseException:
-            if kw.get("auto_remove"):  # Docker removes a --rm container whose start failed, whatever failed
+            if options.auto_remove:  # Docker removes a --rm container whose start failed, whatever failed
                 with contextlib.suppress(LabkitError, OSError):
                     self.rm(c.id, force=True)
             raise
         if not detach:
-            if kw.get("auto_remove"):
+            if options.auto_remove:
                 # Read the record without refreshing it: a refresh would remove it (--rm) before we kept
                 # what it said and how it ended.
                 rec = self.engine.store.load(c.id)
@@ -274,7 +263,7 @@ class ContainerCollection(ContainerUpkeep):
             c._final_code = self.wait(c.id)
         return c
 
-    def run_phases(self, image: str, command: list[str] | str | None = None, **kw: Any) -> PhasedRun:
+    def run_phases(self, options: CreateOptions) -> PhasedRun:
         """``run``, one phase at a time, for walking a real run as it happens.
 
         Each ``next()`` does one phase — create (the writable layer), start (network,
@@ -287,7 +276,7 @@ class ContainerCollection(ContainerUpkeep):
                 show(name, steps)
             phases.container.diff()
         """
-        return PhasedRun(self.engine, image, command, kw)
+        return PhasedRun(self.engine, options)
 
     # -- lifecycle verbs -------------------------------------------------------------------------
     @verb("start")
@@ -468,13 +457,15 @@ class ContainerCollection(ContainerUpkeep):
     def rm(self, ref: str, force: bool = False, volumes: bool = False) -> None:
         """``docker rm``: delete the container and its writable layer (``force`` kills it first)."""
         rec = self.engine._get(ref)
-        guard(rec.status, Verb.RM_FORCE if force else Verb.RM, rec.id, ref)
-        self._remove(rec, volumes)
+        verb = Verb.RM_FORCE if force else Verb.RM
+        guard(rec.status, verb, rec.id, ref)
+        self._remove(rec, verb, volumes)
 
-    def _remove(self, rec: ContainerRecord, volumes: bool = False) -> None:
+    def _remove(self, rec: ContainerRecord, verb: Verb, volumes: bool = False) -> None:
+        """Remove ``rec`` as ``verb`` (``rm`` or ``rm -f``) does, the table allowing it; marked ``removing`` first."""
         with self.engine.store.intent(rec.id, "rm"):  # a removal killed half-way is finished by the next reader
+            self.engine._save(self.engine._moved(rec, verb, under_way=True))
             if is_running(rec.status) or rec.status is Status.REMOVING:
-                self.engine._save(rec.with_state(status=Status.REMOVING))
                 try:
                     self.engine.backend.signal(rec, _signal.SIGKILL)
                     if rec.status is Status.PAUSED:
@@ -485,8 +476,6 @@ class ContainerCollection(ContainerUpkeep):
                 ended = self.engine.backend.observe(rec)
                 if ended is not None and rec.status is not Status.REMOVING:
                     self.engine._record_end(rec, ended)
-            else:
-                self.engine._save(rec.with_state(status=Status.REMOVING))
             self.engine.backend.remove(rec)
             with self.engine.store.locked():
                 self.engine.store.delete(rec.id)  # its name is free from now on (Store.names)
@@ -695,7 +684,7 @@ class ContainerCollection(ContainerUpkeep):
                 return False
             ran = (parse_time(st.finished_at) - parse_time(st.started_at)).total_seconds()
             delay = 0.1 if ran >= 10 else min(60.0, 0.1 * 2 ** min(st.restart_count, 10))
-            if not self.engine._save(rec.with_state(status=Status.RESTARTING)):
+            if not self.engine._save(self.engine._moved(rec, Verb.RESTART_POLICY)):
                 return False  # removed between the read and now
             time.sleep(delay)
             now = self.engine.store.load(cid)

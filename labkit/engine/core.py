@@ -45,7 +45,7 @@ from labkit.engine.volumes import VolumeCollection
 from labkit.errors import NoSuchContainer
 from labkit.model import events
 from labkit.model import names as _names
-from labkit.model.container import ContainerRecord, MountSpec
+from labkit.model.container import ContainerRecord, CreateOptions, MountSpec
 from labkit.model.events import Event, Step
 from labkit.model.lifecycle import Move, Status, Verb, guard, is_running
 from labkit.model.overlay import LayerContents
@@ -143,17 +143,34 @@ class Engine:
         return Engine(root=self.store.root / "sim", backend="sim")
 
     # -- containers (lab.containers), flat as the notebooks and the CLI say them ----------------------
-    def create(self, image: str, command: list[str] | str | None = None, **kw: Any) -> Container:
-        """``docker create`` (:meth:`ContainerCollection.create <labkit.engine.containers.ContainerCollection.create>`)."""
-        return self.containers.create(image, command, **kw)
+    def create(self, image: str, command: list[str] | str | None = None, **options: Any) -> Container:
+        """``docker create``, its options as keywords: ``lab.create("busybox", ["top"], name="web", memory="64m")``.
 
-    def run(self, image: str, command: list[str] | str | None = None, *, detach: bool = False, **kw: Any) -> Container:
-        """``docker run``: create, then start; without ``detach`` wait for the exit (:meth:`ContainerCollection.run`)."""
-        return self.containers.run(image, command, detach=detach, **kw)
+        The keywords are :class:`~labkit.model.container.CreateOptions`' fields
+        (:meth:`ContainerCollection.create <labkit.engine.containers.ContainerCollection.create>`).
+        """
+        return self.containers.create(CreateOptions(image, command, **options))
 
-    def run_phases(self, image: str, command: list[str] | str | None = None, **kw: Any) -> PhasedRun:
-        """``run``, one phase at a time (:meth:`ContainerCollection.run_phases`)."""
-        return self.containers.run_phases(image, command, **kw)
+    def run(self, image: str, command: list[str] | str | None = None, *, detach: bool = False,
+            **options: Any) -> Container:
+        """``docker run``: create, then start; without ``detach`` wait for the exit (:meth:`ContainerCollection.run`).
+
+        Returns the container. After an attached run, ``container.exit_code`` and
+        ``container.logs()`` tell what happened (unless ``auto_remove`` removed it).
+        """
+        return self.containers.run(CreateOptions(image, command, **options), detach=detach)
+
+    def run_phases(self, image: str, command: list[str] | str | None = None, **options: Any) -> PhasedRun:
+        """``run``, one phase at a time, for walking a real run as it happens (:meth:`ContainerCollection.run_phases`).
+
+        Each ``next()`` does one phase — create, start, exit — and returns that phase's steps::
+
+            phases = lab.run_phases("busybox", ["sh", "-c", "rm /etc/group"])
+            for name, steps in phases:
+                show(name, steps)
+            phases.container.diff()
+        """
+        return self.containers.run_phases(CreateOptions(image, command, **options))
 
     def start(self, ref: str) -> None:
         """``docker start``."""
@@ -458,14 +475,14 @@ class Engine:
         self.networks.left_bridge(rec)
         self._record_end(rec, ended)
         if rec.config.auto_remove:  # --rm: the container goes as soon as anyone sees it has exited
-            self.containers._remove(rec)
+            self.containers._remove(rec, Verb.RM_FORCE)  # as Docker's daemon removes it: forced
         return rec
 
     def _recover(self, rec: ContainerRecord, verb: str) -> ContainerRecord:
         """Finish or undo ``verb``, which a process killed half-way left on ``rec`` (its intent held here)."""
         if rec.status is Status.REMOVING:  # rm had begun: finish it
             gone = self._moved(rec, Verb.RM_FORCE)
-            self.containers._remove(rec)
+            self.containers._remove(rec, Verb.RM_FORCE)
             return gone
         if verb in ("pause", "unpause") and rec.status in (Status.RUNNING, Status.PAUSED):
             # Frozen or thawed, not yet recorded: the record takes what the kernel holds, so that ps never
@@ -493,11 +510,16 @@ class Engine:
         self.networks.left_bridge(rec)
         return rec
 
-    def _moved(self, rec: ContainerRecord, verb: Verb, **state: Any) -> ContainerRecord:
-        """``rec`` after ``verb``, its status the lifecycle table's ``to`` (unchanged where the table says so)."""
+    def _moved(self, rec: ContainerRecord, verb: Verb, *, under_way: bool = False, **state: Any) -> ContainerRecord:
+        """``rec`` after ``verb``, its status the lifecycle table's ``to`` (unchanged where the table says so).
+
+        The only place a container's status is written. ``under_way``: the status it shows
+        while the verb is carried out, the table's ``through`` (``removing``, for ``rm``).
+        """
         result = guard(rec.status, verb, rec.id, rec.name)
-        status = result.to if isinstance(result, Move) else rec.status
-        return rec.with_state(status=status, **state)
+        if not isinstance(result, Move):
+            return rec.with_state(**state)
+        return rec.with_state(status=(result.through or result.to) if under_way else result.to, **state)
 
     def _record_end(self, rec: ContainerRecord, ended: Exited) -> None:
         """Trace how PID 1 ended: what it left in its writable layer (copy-ups, whiteouts, new files),

@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any
 
 from labkit.errors import NoSuchContainer
 from labkit.model import names as _names
+from labkit.model.container import CreateOptions
 from labkit.model.events import Step
 
 if TYPE_CHECKING:
@@ -118,8 +119,8 @@ class Container:
 class PhasedRun:
     """An iterator over the phases of one run: ``(name, steps)`` for create, start and exit."""
 
-    def __init__(self, engine: Engine, image: str, command: Any, kw: dict[str, Any]) -> None:
-        self.engine, self.image, self.command, self.kw = engine, image, command, kw
+    def __init__(self, engine: Engine, options: CreateOptions) -> None:
+        self.engine, self.options = engine, options
         self.container: Container | None = None
         self.steps: list[Step] = []
         self._phases = iter(("create", "start", "exit"))
@@ -131,7 +132,7 @@ class PhasedRun:
         phase = next(self._phases)
         with self.engine.tracing() as steps:
             if phase == "create":
-                self.container = self.engine.create(self.image, self.command, **self.kw)
+                self.container = self.engine.containers.create(self.options)
             elif phase == "start":
                 self.engine.start(self.container.id)  # type: ignore[union-attr]
             else:

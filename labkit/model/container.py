@@ -15,7 +15,7 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
 from typing import Any
 
-from labkit.model.lifecycle import Status, is_running
+from labkit.model.lifecycle import INITIAL, Status, is_running
 
 ZERO_TIME = "0001-01-01T00:00:00Z"
 
@@ -63,6 +63,67 @@ class PortSpec:
 
 
 @dataclass(frozen=True)
+class CreateOptions:
+    """What ``docker create`` (and ``run``) is asked, as given: the engine checks it and fills in the image's defaults.
+
+    Each field is the ``docker run`` option named beside it; None or empty means "not given".
+
+    Attributes:
+        image: The image reference, as the user typed it.
+        command: The command (``CMD``); a string runs under ``/bin/sh -c``; None: the image's.
+        name: ``--name``; None: a name picked as Docker picks one.
+        entrypoint: ``--entrypoint``; a string is one program, ``""`` none; None: the image's.
+        env: ``-e``: a mapping, or ``K=V`` / ``K`` items (``K`` alone is taken from the caller's environment).
+        workdir: ``-w``, an absolute path; None: the image's.
+        hostname: ``-h``; None: the short id.
+        ports: ``-p`` values, ``[hostip:][hostport:]containerport[/proto]``.
+        publish_all: ``-P``: every exposed port on a port the host picks.
+        volumes: ``-v`` values, ``NAME:/path``, ``/host/path:/path`` or ``/path``, optionally ``:ro``.
+        memory: ``--memory``, bytes or text such as ``64m``.
+        memory_swap: ``--memory-swap``: memory plus swap, ``-1`` unlimited.
+        pids_limit: ``--pids-limit``.
+        cpus: ``--cpus``, a number of CPUs (``0.5``).
+        restart: ``--restart``: ``no``, ``always``, ``unless-stopped``, ``on-failure[:N]``.
+        network: ``--network``: ``bridge`` (None), ``host``, ``none`` or a user network.
+        auto_remove: ``--rm``: the container goes once it has exited.
+        labels: ``--label`` pairs, over the image's.
+        stop_signal: ``--stop-signal``; None: the image's, else SIGTERM.
+        stop_timeout: ``--stop-timeout`` in seconds; None: 10.
+        init: ``--init``: a tiny init as PID 1 that reaps and forwards signals.
+        security_opt: ``--security-opt`` values (``seccomp=unconfined``, ``seccomp=PROFILE.json``).
+        tty: ``-t``: PID 1 gets a terminal of the container's own.
+        open_stdin: ``-i``: an attached caller may type into it.
+        console_size: The terminal's first ``(rows, columns)``.
+    """
+
+    image: str
+    command: list[str] | tuple[str, ...] | str | None = None
+    name: str | None = None
+    entrypoint: list[str] | tuple[str, ...] | str | None = None
+    env: Any = None
+    workdir: str | None = None
+    hostname: str | None = None
+    ports: list[str] | tuple[str, ...] | None = None
+    publish_all: bool = False
+    volumes: list[str] | tuple[str, ...] | None = None
+    memory: int | str | None = None
+    memory_swap: int | str | None = None
+    pids_limit: int | None = None
+    cpus: float | None = None
+    restart: str | None = None
+    network: str | None = None
+    auto_remove: bool = False
+    labels: dict[str, str] | None = None
+    stop_signal: str | None = None
+    stop_timeout: int | None = None
+    init: bool = False
+    security_opt: list[str] | tuple[str, ...] | None = None
+    tty: bool = False
+    open_stdin: bool = False
+    console_size: tuple[int, int] | None = None
+
+
+@dataclass(frozen=True)
 class ContainerConfig:
     """What ``create`` fixed, and ``start`` reuses every time."""
 
@@ -107,7 +168,7 @@ class ContainerConfig:
 class ContainerState:
     """What the lifecycle moves; ``inspect``'s ``State``."""
 
-    status: Status = Status.CREATED
+    status: Status = INITIAL
     pid: int = 0
     pid_start_time: int = 0
     shim_pid: int = 0

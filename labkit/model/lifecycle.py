@@ -5,6 +5,12 @@ legal and what status follows; this module holds those decisions as data.
 The engine enforces them (:func:`guard`), the lifecycle picture draws them,
 and the quizzes ask about them: nothing else in labkit restates a rule.
 
+Two verbs are nobody's to type: the process's own exit, and its restart policy
+bringing an exited container back (:data:`BY_ITSELF`). A move may pass through a
+status on its way (``rm`` shows ``removing`` until the container is gone). The
+engine writes a container's status only from this table (:meth:`Move.to`,
+:attr:`Move.through`), never by hand.
+
 Statuses follow ``docker inspect``'s ``State.Status``. ``deleted`` is not a
 status Docker shows (a deleted container is simply gone); it is here so the
 table and the picture can say where ``rm`` leads.
@@ -48,6 +54,7 @@ class Verb(str, enum.Enum):
     RM_FORCE = "rm -f"
     EXEC = "exec"
     EXIT = "exit"  # the main process ends on its own (or is killed)
+    RESTART_POLICY = "restart-policy"  # its --restart policy brings an exited container back
 
     def __str__(self) -> str:
         return self.value
@@ -55,9 +62,18 @@ class Verb(str, enum.Enum):
 
 @dataclass(frozen=True)
 class Move:
-    """A legal verb: the container goes to ``to``."""
+    """A legal verb: the container goes to ``to``.
+
+    Attributes:
+        to: Where the verb leaves the container.
+        through: The status it shows while the verb is under way, if it shows one: ``rm``
+            leaves a container ``deleted`` and shows it ``removing`` meanwhile (Docker's
+            ``RemovalInProgress``), so a process killed half-way leaves a removal the next
+            reader finishes.
+    """
 
     to: Status
+    through: Status | None = None
 
 
 @dataclass(frozen=True)
@@ -88,6 +104,8 @@ _KILL_NOT_RUNNING = Refused("Cannot kill container: {ref}: container {id} is not
                             "Start it first with 'labkit start {ref}'")
 _NOT_PAUSED = Refused("Container {id} is not paused", "Only a paused container can be unpaused", 500)
 _MARKED = Refused("container is marked for removal and cannot be started", "Remove it with 'labkit rm -f {ref}'")
+#: ``rm`` (or ``rm -f``) that may go ahead: the container shows ``removing`` until it is gone.
+_GONE = Move(S.DELETED, through=S.REMOVING)
 _BUSY_RM = Refused(
     'cannot remove container "{ref}": container is {status}: stop the container before removing or force remove',
     "Run 'labkit stop {ref}' first, or 'labkit rm -f {ref}'",
@@ -102,10 +120,11 @@ TRANSITIONS: Mapping[Status, Mapping[Verb, Outcome]] = {
         V.KILL: _KILL_NOT_RUNNING,
         V.PAUSE: _NOT_RUNNING,
         V.UNPAUSE: _NOT_PAUSED,
-        V.RM: Move(S.DELETED),
-        V.RM_FORCE: Move(S.DELETED),
+        V.RM: _GONE,
+        V.RM_FORCE: _GONE,
         V.EXEC: _NOT_RUNNING,
         V.EXIT: Unchanged(),
+        V.RESTART_POLICY: Unchanged(),
     },
     S.RUNNING: {
         V.START: Unchanged(),
@@ -115,9 +134,10 @@ TRANSITIONS: Mapping[Status, Mapping[Verb, Outcome]] = {
         V.PAUSE: Move(S.PAUSED),
         V.UNPAUSE: _NOT_PAUSED,
         V.RM: _BUSY_RM,
-        V.RM_FORCE: Move(S.DELETED),
+        V.RM_FORCE: _GONE,
         V.EXEC: Unchanged(),
         V.EXIT: Move(S.EXITED),
+        V.RESTART_POLICY: Unchanged(),
     },
     S.PAUSED: {
         V.START: Refused(
@@ -132,11 +152,12 @@ TRANSITIONS: Mapping[Status, Mapping[Verb, Outcome]] = {
             'cannot remove container "{ref}": container is paused and must be unpaused first',
             "Run 'labkit unpause {ref}' first, or 'labkit rm -f {ref}'",
         ),
-        V.RM_FORCE: Move(S.DELETED),
+        V.RM_FORCE: _GONE,
         V.EXEC: Refused(
             "Container {ref} is paused, unpause the container before exec", "Run 'labkit unpause {ref}'"
         ),
         V.EXIT: Move(S.EXITED),
+        V.RESTART_POLICY: Unchanged(),
     },
     S.RESTARTING: {
         V.START: Unchanged(),
@@ -148,9 +169,10 @@ TRANSITIONS: Mapping[Status, Mapping[Verb, Outcome]] = {
         ),
         V.UNPAUSE: _NOT_PAUSED,
         V.RM: _BUSY_RM,
-        V.RM_FORCE: Move(S.DELETED),
+        V.RM_FORCE: _GONE,
         V.EXEC: _NOT_RUNNING,
         V.EXIT: Move(S.EXITED),
+        V.RESTART_POLICY: Unchanged(),
     },
     S.EXITED: {
         V.START: Move(S.RUNNING),
@@ -159,10 +181,11 @@ TRANSITIONS: Mapping[Status, Mapping[Verb, Outcome]] = {
         V.KILL: _KILL_NOT_RUNNING,
         V.PAUSE: _NOT_RUNNING,
         V.UNPAUSE: _NOT_PAUSED,
-        V.RM: Move(S.DELETED),
-        V.RM_FORCE: Move(S.DELETED),
+        V.RM: _GONE,
+        V.RM_FORCE: _GONE,
         V.EXEC: _NOT_RUNNING,
         V.EXIT: Unchanged(),
+        V.RESTART_POLICY: Move(S.RESTARTING),
     },
     S.DEAD: {
         V.START: _MARKED,
@@ -171,10 +194,11 @@ TRANSITIONS: Mapping[Status, Mapping[Verb, Outcome]] = {
         V.KILL: _KILL_NOT_RUNNING,
         V.PAUSE: _NOT_RUNNING,
         V.UNPAUSE: _NOT_PAUSED,
-        V.RM: Move(S.DELETED),
-        V.RM_FORCE: Move(S.DELETED),
+        V.RM: _GONE,
+        V.RM_FORCE: _GONE,
         V.EXEC: _NOT_RUNNING,
         V.EXIT: Unchanged(),
+        V.RESTART_POLICY: Unchanged(),
     },
     S.REMOVING: {
         V.START: _MARKED,
@@ -184,17 +208,24 @@ TRANSITIONS: Mapping[Status, Mapping[Verb, Outcome]] = {
         V.PAUSE: _NOT_RUNNING,
         V.UNPAUSE: _NOT_PAUSED,
         V.RM: Refused("removal of container {ref} is already in progress", "Wait for it, or run 'labkit rm -f {ref}'"),
-        V.RM_FORCE: Move(S.DELETED),
+        V.RM_FORCE: _GONE,
         V.EXEC: _NOT_RUNNING,
         V.EXIT: Unchanged(),
+        V.RESTART_POLICY: Unchanged(),
     },
 }
+
+#: Where ``create`` leaves a container.
+INITIAL = S.CREATED
 
 #: Statuses a container can be seen in (``deleted`` means gone).
 LIVE_STATUSES = tuple(s for s in Status if s is not S.DELETED)
 
-#: Verbs a user types (the process's own exit is not one).
-USER_VERBS = tuple(v for v in Verb if v is not V.EXIT)
+#: What happens to a container without anyone typing it: its process's exit, and its restart policy.
+BY_ITSELF = (V.EXIT, V.RESTART_POLICY)
+
+#: Verbs a user types (the process's own exit and the restart policy are not).
+USER_VERBS = tuple(v for v in Verb if v not in BY_ITSELF)
 
 
 def outcome(status: Status, verb: Verb) -> Outcome:

@@ -8,7 +8,7 @@ Two kinds of rule would tangle the picture if drawn as arrows, so they are found
 in the table and written once in a box instead: a verb that leads to the same
 status from *every* drawn status (``rm -f`` → deleted, ``restart`` → running).
 A verb that changes nothing (``Unchanged``) draws no arrow; the process's own
-exit (``exit``) is a dashed arrow, since nobody types it.
+exit (``exit``) and its restart policy are dashed arrows, since nobody types them.
 
 :class:`LifecycleWidget` adds a button per verb: legal ones call the engine,
 refused ones show Docker's error, worded by the same table.
@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from labkit.model.lifecycle import (
+    BY_ITSELF,
     TRANSITIONS,
     USER_VERBS,
     Move,
@@ -65,8 +66,8 @@ class Edge:
 
     @property
     def by_itself(self) -> bool:
-        """Only the process's own exit makes this move (nobody types it)."""
-        return all(v is Verb.EXIT for v in self.verbs)
+        """Nobody types this move: the process's own exit makes it, or its restart policy."""
+        return all(v in BY_ITSELF for v in self.verbs)
 
     @property
     def label(self) -> str:
@@ -169,7 +170,10 @@ def draw(status: Status | str | None = None, *, all_statuses: bool = False,
     patches, labels = [], []
     for e in arrows:
         (x1, y1), (x2, y2) = POSITIONS.get(e.source, (50, 50)), POSITIONS.get(e.target, (50, 50))
-        back = any(o.source == e.target and o.target == e.source for o in arrows)
+        # Two arrows between one pair of boxes both bend, apart; a dashed one (nobody types it) bends out of
+        # the way of a solid one, which stays straight.
+        back = any(o.source == e.target and o.target == e.source and (e.by_itself or not o.by_itself)
+                   for o in arrows)
         rad = 0.18 if back else 0.0
         hot = e.source == current
         colour = P.CURRENT if hot else P.GREY
@@ -191,7 +195,7 @@ def draw(status: Status | str | None = None, *, all_statuses: bool = False,
             lx, ly = lx + 1.0 * px, ly + 1.5 * py
             ha = "left" if px > 0.3 else "right" if px < -0.3 else "center"
             va = "bottom" if py > 0.3 else "top" if py < -0.3 else "center"
-        label = e.label if not e.by_itself else "exit (PID 1 ends)"
+        label = "exit (PID 1 ends)" if all(v is Verb.EXIT for v in e.verbs) else e.label
         text = ax.text(lx, ly, label, ha=ha, va=va, fontsize=P.TEXT, color=P.BLACK, family=P.FONT,
                        fontweight="bold" if hot else "normal", zorder=4,
                        gid=f"label:{e.source.value}->{e.target.value}",
@@ -200,8 +204,9 @@ def draw(status: Status | str | None = None, *, all_statuses: bool = False,
     _place_labels(fig, ax, labels, patches)
 
     if any(e.by_itself for e in arrows):
-        ax.text(2, 20, "dashed: the process ends by itself", ha="left", va="top", fontsize=P.SMALL,
-                color=P.GREY, family=P.FONT)
+        policy = any(Verb.RESTART_POLICY in e.verbs for e in arrows)
+        ax.text(2, 20, "dashed: nobody types it" if policy else "dashed: the process ends by itself",
+                ha="left", va="top", fontsize=P.SMALL, color=P.GREY, family=P.FONT)
     if current is not None and current in table:
         moves, same, refused = verbs_from(current, table)
         foot = f"from {current.value}:  legal: {', '.join(map(str, moves)) or '-'}"

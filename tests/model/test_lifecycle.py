@@ -6,8 +6,10 @@ import pytest
 
 from labkit.errors import IllegalTransition
 from labkit.model.lifecycle import (
+    BY_ITSELF,
     LIVE_STATUSES,
     TRANSITIONS,
+    USER_VERBS,
     Move,
     Refused,
     Status,
@@ -100,7 +102,8 @@ def test_each_pair_matches_docker(pair):
     status, verb = pair
     want = EXPECTED[pair]
     if isinstance(want, Status):
-        assert guard(status, verb, CID, "web") == Move(want)
+        result = guard(status, verb, CID, "web")
+        assert isinstance(result, Move) and result.to == want
     elif isinstance(want, str):
         with pytest.raises(IllegalTransition) as info:
             guard(status, verb, CID, "web")
@@ -113,8 +116,8 @@ def test_each_pair_matches_docker(pair):
 
 def test_every_user_pair_is_covered():
     """The expectations above cover every (live status, user verb) pair."""
-    users = [v for v in Verb if v is not V.EXIT]
-    assert {(s, v) for s in LIVE_STATUSES for v in users} == set(EXPECTED)
+    assert {(s, v) for s in LIVE_STATUSES for v in USER_VERBS} == set(EXPECTED)
+    assert set(USER_VERBS) | set(BY_ITSELF) == set(Verb) and not set(USER_VERBS) & set(BY_ITSELF)
 
 
 def test_unpause_refusal_is_a_500():
@@ -128,6 +131,25 @@ def test_process_exit_ends_running_states():
     """When PID 1 ends, running, paused and restarting containers become exited."""
     for status in (S.RUNNING, S.PAUSED, S.RESTARTING):
         assert TRANSITIONS[status][V.EXIT] == Move(S.EXITED)
+
+
+def test_the_restart_policy_brings_back_only_an_exited_container():
+    """The restart policy moves an exited container to restarting and changes nothing in any other status."""
+    for status in LIVE_STATUSES:
+        want = Move(S.RESTARTING) if status is S.EXITED else Unchanged()
+        assert TRANSITIONS[status][V.RESTART_POLICY] == want, status
+
+
+def test_a_removal_shows_removing_on_its_way():
+    """Every rm and rm -f that may go ahead leads to deleted through removing (Docker's RemovalInProgress)."""
+    for status in LIVE_STATUSES:
+        for verb in (V.RM, V.RM_FORCE):
+            outcome = TRANSITIONS[status][verb]
+            if isinstance(outcome, Move):
+                assert (outcome.to, outcome.through) == (S.DELETED, S.REMOVING), (status, verb)
+    others = [o for row in TRANSITIONS.values() for v, o in row.items()
+              if isinstance(o, Move) and o.through is not None and v not in (V.RM, V.RM_FORCE)]
+    assert others == []
 
 
 def test_running_flag_matches_docker():
