@@ -81,12 +81,14 @@ def stream_logs(session: Session, entries: Iterable[tuple[str, Any, str]], times
         target.flush()
 
 
-def detached(session: Session, code: int | None) -> int:
-    """The exit code of an attached command: the container's, or 0 when the caller typed the detach keys
-    (Docker's client says so in these words)."""
+def detached(session: Session, code: int | None, said: bool = True, escaped: int = 1) -> int:
+    """The exit code of an attached command: the container's, or when the caller typed the detach keys
+    what Docker's client does then: ``attach`` and ``exec -it`` say ``read escape sequence`` and exit 1,
+    ``start -ai`` ends silently with 0 (``said=False, escaped=0``), as tests/parity shows beside dockerd."""
     if code is None:
-        session.error("read escape sequence")
-        return 0
+        if said:
+            session.error("read escape sequence")
+        return escaped
     return code
 
 

@@ -290,7 +290,8 @@ def test_errors(both):
 def test_formats(both):
     """ps's and images' tables, ps filters and ordering, logs, and Go templates print as Docker prints them."""
     sc = both()
-    run(sc, ["run", "--name", "first", "busybox", "sh", "-c", "echo one >> /tmp/x && echo two; echo err >&2"])
+    # The pause keeps the two streams' lines in one order: each engine copies stdout and stderr apart.
+    run(sc, ["run", "--name", "first", "busybox", "sh", "-c", "echo one >> /tmp/x && echo two; sleep 0.3; echo err >&2"])
     run(sc, ["run", "-d", "--name", "second", "busybox", "sleep", "300"])
     run(sc, ["create", "--name", "third", "busybox", "echo", "a&&b", ">>", "c"])
     for args in (["ps"], ["ps", "-a"], ["ps", "-a", "--no-trunc"], ["ps", "-q"], ["ps", "-aq"], ["ps", "-l"],
@@ -329,3 +330,133 @@ def test_program_name_normalisation():
     """The suite reads Docker's ``docker:`` as labkit's ``labkit:`` and nothing else."""
     assert program_name("docker: Error\nRun 'docker run --help'") == "labkit: Error\nRun 'labkit run --help'"
     assert program_name("dockerd is fine") == "dockerd is fine"
+
+
+# --- cp ------------------------------------------------------------------------------------------------
+
+def test_cp(both, tmp_path):
+    """cp both ways, into a running and a stopped container, with the copy-up in diff; its refusals."""
+    sc = both()
+    src = tmp_path / "note.txt"
+    src.write_text("a note\n")
+    (tmp_path / "tree").mkdir()
+    (tmp_path / "tree" / "inner.txt").write_text("inner\n")
+    run(sc, ["run", "-d", "--name", "box", "busybox", "sleep", "300"])
+    run(sc, ["cp", str(src), "box:/tmp/note.txt"])
+    run(sc, ["cp", str(tmp_path / "tree"), "box:/srv"])
+    run(sc, ["exec", "box", "sh", "-c", "cat /tmp/note.txt /srv/inner.txt; ls -l /tmp/note.txt | cut -c1-10"])
+    sc.step(["cp", "box:/etc/passwd", str(tmp_path / "out-passwd")])
+    run(sc, ["stop", "-t", "0", "box"])
+    run(sc, ["cp", str(src), "box:/etc/passwd"])
+    run(sc, ["diff", "box"], out="lines")
+    run(sc, ["start", "box"])
+    run(sc, ["exec", "box", "cat", "/etc/passwd"])
+    run(sc, ["cp", "box:/nosuch", str(tmp_path / "x")])
+    run(sc, ["cp", str(tmp_path / "nosuch"), "box:/tmp/"])
+    run(sc, ["cp", "nosuchbox:/etc/passwd", str(tmp_path / "x")])
+    run(sc, ["rm", "-f", "box"])
+    assert (tmp_path / "out-passwd").read_text().startswith("root:")
+    assert_parity(sc)
+
+
+# --- the other everyday commands -----------------------------------------------------------------------
+
+def test_port_rename_top(both):
+    """port, rename and top's table, and the groups (container ls, image ls) Docker's CLI offers."""
+    sc = both()
+    run(sc, ["run", "-d", "--name", "web", "-p", "127.0.0.1::3000", "frontend-app:v2.1.0"])
+    run(sc, ["port", "web"], out="ignore")
+    d, lk = sc.raw["docker"].out, sc.raw["labkit"].out
+    assert re.sub(r":\d+", ":<PORT>", d) == re.sub(r":\d+", ":<PORT>", lk), (d, lk)
+    run(sc, ["rename", "web", "web2"])
+    run(sc, ["rename", "web", "web3"])
+    run(sc, ["container", "ls", "--format", "{{.Names}} {{.Image}}"])
+    run(sc, ["image", "ls", "--format", "{{.Repository}}:{{.Tag}}"])
+    run(sc, ["top", "web2"], out="ignore")
+    d_head, lk_head = sc.raw["docker"].out.splitlines()[0], sc.raw["labkit"].out.splitlines()[0]
+    assert d_head.split() == lk_head.split(), (d_head, lk_head)
+    run(sc, ["rm", "-f", "web2"])
+    run(sc, ["top", "web2"])
+    assert_parity(sc)
+
+
+# --- terminals: run -it, exec -it, detach ----------------------------------------------------------------
+
+ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]|\x1b[=>]")
+
+
+def _transcript(argv: list[str], env: dict[str, str], typed: list[tuple[str, str]]) -> tuple[int | None, str]:
+    """Drive ``argv`` in a new pseudo-terminal (80x24): wait for each prompt, type each line; return the
+    exit code and what the terminal showed, escape sequences dropped and ids normalised."""
+    import io
+
+    import pexpect
+
+    child = pexpect.spawn(argv[0], argv[1:], env=env, dimensions=(24, 80), timeout=60, encoding="utf-8",
+                          codec_errors="replace")
+    shown = io.StringIO()
+    child.logfile_read = shown
+    try:
+        for prompt, line in typed:
+            child.expect(prompt)
+            child.send(line)
+        child.expect(pexpect.EOF)
+    finally:
+        child.close()
+    code = child.exitstatus if child.exitstatus is not None else child.signalstatus
+    text = ANSI.sub("", shown.getvalue()).replace("\r\n", "\n")
+    return code, HEX12.sub("<ID12>", HEX64.sub("<ID>", "\n".join(_screen_line(line) for line in text.split("\n"))))
+
+
+def _screen_line(line: str) -> str:
+    """A line as the terminal shows it: a carriage return moves back to column 0 and what follows overwrites
+    (a shell redrawing its prompt after a resize leaves the same line on the screen)."""
+    cells: list[str] = []
+    col = 0
+    for ch in line:
+        if ch == "\r":
+            col = 0
+            continue
+        if col < len(cells):
+            cells[col] = ch
+        else:
+            cells.append(ch)
+        col += 1
+    return "".join(cells)
+
+
+def test_terminal(dockerd, lesson_images, engine, served):
+    """``run -it``, ``exec -it`` and detaching with Ctrl-P Ctrl-Q show the same screen and end with the same
+    codes under docker and labkit."""
+    from tests.parity.conftest import REPO
+
+    lk = ["sh", str(REPO / "bin" / "labkit")]
+    dk = [dockerd.cli]
+    sessions = {
+        "run -it": (["run", "-it", "--rm", "busybox", "sh"],
+                    [(r"/ # ", "hostname; echo $TERM; tty; stty size; exit 3\r")]),
+        "exec -it": (["exec", "-it", "tbox", "sh"],
+                     [(r"/ # ", "echo $HOSTNAME; tty; tr '\\0' ' ' < /proc/1/cmdline; echo; exit\r")]),
+        "attach, detach": (["attach", "dbox"], [(r"", "\r"), (r"/ # ", "\x10\x11")]),
+        "exec -it, detach": (["exec", "-it", "tbox", "sh", "-c", "echo ready; exec sleep 200"],
+                             [(r"ready", "\x10\x11")]),
+        "start -ai, detach": (["start", "-ai", "cbox"], [(r"/ # ", "\x10\x11")]),
+        "run -it, detach": (["run", "-it", "--name", "rbox", "busybox", "sh"], [(r"/ # ", "\x10\x11")]),
+    }
+    results: dict[str, dict[str, tuple[int | None, str]]] = {}
+    for who, prog, env in (("docker", dk, dockerd.env), ("labkit", lk, served)):
+        def call(*args: str, prog: list[str] = prog, env: dict[str, str] = env) -> None:
+            import subprocess
+
+            done = subprocess.run([*prog, *args], env=env, capture_output=True, timeout=60)
+            assert done.returncode == 0, done.stderr
+
+        call("run", "-d", "--name", "tbox", "busybox", "sleep", "300")
+        call("run", "-dit", "--name", "dbox", "busybox", "sh")
+        call("create", "-it", "--name", "cbox", "busybox", "sh")
+        results[who] = {name: _transcript([*prog, *args], env, typed) for name, (args, typed) in sessions.items()}
+        call("inspect", "-f", "{{.State.Running}}", "dbox")
+        call("rm", "-f", "tbox", "dbox", "cbox", "rbox")
+    differ = {name: (results["docker"][name], results["labkit"][name]) for name in sessions
+              if results["docker"][name] != results["labkit"][name]}
+    assert not differ, "\n".join(f"{n}:\n  docker {d!r}\n  labkit {lk!r}" for n, (d, lk) in differ.items())

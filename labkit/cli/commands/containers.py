@@ -31,7 +31,7 @@ def cmd_start(session: Session, args: argparse.Namespace) -> int:
             session.out.flush()
             code = engine.attach(ref, stdin=0 if args.interactive else None, stdout=fileno(session.out),
                                  detach_keys=args.detach_keys, start=True)
-            return detached(session, code)
+            return detached(session, code, said=False, escaped=0)
         seen = sum(1 for _ in engine.logs(ref))  # output of earlier runs is not replayed
         engine.start(ref)
         entries = engine.logs(ref, follow=True)
@@ -259,9 +259,7 @@ def cmd_rename(session: Session, args: argparse.Namespace) -> int:
     """Give a container a new name (nothing printed, as Docker's rename)."""
     try:
         session.engine.rename(args.container, args.new_name)
-    except NotFound:
-        raise
-    except LabkitError as error:
+    except LabkitError as error:  # a missing container too: docker's client adds its line after every refusal
         session.error(describe(error, "rename")[0])
         session.error(f"Error: failed to rename container named {args.container}")
         return 1

@@ -227,7 +227,7 @@ def cmd_run(session: Session, args: argparse.Namespace) -> int:
                 with contextlib.suppress(LabkitError, OSError):
                     engine.rm(cid, force=True)
             raise
-        return detached(session, code)
+        return detached(session, code, said=False, escaped=0)
     try:
         engine.start(cid)
     except BaseException:
