@@ -126,6 +126,7 @@ class ContainerCollection(ContainerUpkeep):
             self.engine.store.set_name(name, cid, taken)  # claimed first: see Store.names
             self.engine.backend.create(record, img)
             self.engine.store.create(record)
+        self.engine._note(record, "create")
         container = Container(self.engine, cid, name)
         asked = {"memory": config.memory, "pids": options.pids_limit, "cpu": options.cpus}
         unenforced = self.engine.backend.unenforced_limits() if any(asked.values()) else {}
@@ -324,6 +325,9 @@ class ContainerCollection(ContainerUpkeep):
             self.engine.backend.wait(rec, 10)
             self.engine.backend.remove(rec)
             raise NoSuchContainer(rec.id)
+        self.engine._note(rec, "start")
+        if verb is Verb.RESTART:
+            self.engine._note(rec, "restart")
         return rec
 
     @verb("attach")
@@ -403,13 +407,16 @@ class ContainerCollection(ContainerUpkeep):
             return
         if timeout is None:
             timeout = rec.config.stop_timeout if rec.config.stop_timeout is not None else 10
+        self.engine._note(rec, "kill", signal=str(sig))
         self.engine.backend.signal(rec, sig)
         if rec.status is Status.PAUSED:
             self.engine.backend.unpause(rec)  # Docker resumes a paused container right after the signal
         if not self.engine.backend.wait(rec, None if timeout < 0 else timeout):
+            self.engine._note(rec, "kill", signal=str(int(_signal.SIGKILL)))
             self.engine.backend.signal(rec, _signal.SIGKILL)
             self.engine.backend.wait(rec, None)
         self.engine._reload(rec)
+        self.engine._note(rec, "stop")
 
     @verb("kill")
     def kill(self, ref: str, signal: str | int = "KILL") -> None:
@@ -419,6 +426,7 @@ class ContainerCollection(ContainerUpkeep):
         guard(rec.status, Verb.KILL, rec.id, ref)
         rec = rec.with_state(manually_stopped=True)
         self.engine._save(rec)
+        self.engine._note(rec, "kill", signal=str(sig))
         self.engine.backend.signal(rec, sig)
         if sig == _signal.SIGKILL:
             if rec.status is Status.PAUSED:
@@ -443,6 +451,7 @@ class ContainerCollection(ContainerUpkeep):
         with self.engine.store.intent(rec.id, "pause"):  # killed between the freeze and the save: see _recover
             self.engine.backend.pause(rec)
             self.engine._save(self.engine._moved(rec, Verb.PAUSE))
+        self.engine._note(rec, "pause")
 
     @verb("unpause")
     def unpause(self, ref: str) -> None:
@@ -452,6 +461,7 @@ class ContainerCollection(ContainerUpkeep):
         with self.engine.store.intent(rec.id, "unpause"):
             self.engine.backend.unpause(rec)
             self.engine._save(self.engine._moved(rec, Verb.UNPAUSE))
+        self.engine._note(rec, "unpause")
 
     @verb("rm")
     def rm(self, ref: str, force: bool = False, volumes: bool = False) -> None:
@@ -479,6 +489,7 @@ class ContainerCollection(ContainerUpkeep):
             self.engine.backend.remove(rec)
             with self.engine.store.locked():
                 self.engine.store.delete(rec.id)  # its name is free from now on (Store.names)
+            self.engine._note(rec, "destroy")
         self.engine.networks.left_bridge(rec)
         if volumes:
             for m in rec.config.mounts:
@@ -572,12 +583,16 @@ class ContainerCollection(ContainerUpkeep):
         argv = ["/bin/sh", "-c", cmd] if isinstance(cmd, str) else list(cmd)
         merged = merge_env(list(rec.config.env), parse_env(env))
         workdir = workdir or rec.config.workdir
+        command = " ".join(argv)
+        self.engine._note(rec, f"exec_create: {command}")
+        self.engine._note(rec, f"exec_start: {command}")
         if tty:
             code = self.engine.backend.exec(rec, argv, merged, workdir, stdout, stderr, stdin, tty=True, detach_keys=keys)
         else:
             code = self.engine.backend.exec(rec, argv, merged, workdir, stdout, stderr, stdin)
         if code is not None:
             self.engine._record(events.exec_in(argv, rec.state.pid, code), rec.id)
+            self.engine._note(rec, "exec_die", exitCode=str(code))
         self.engine._observe_layer(rec)
         return code
 

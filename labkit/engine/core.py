@@ -43,9 +43,10 @@ from labkit.engine.services import ServiceCollection
 from labkit.engine.system import System
 from labkit.engine.volumes import VolumeCollection
 from labkit.errors import NoSuchContainer
+from labkit.journal import Journal
 from labkit.model import events
 from labkit.model import names as _names
-from labkit.model.container import ContainerRecord, CreateOptions, MountSpec
+from labkit.model.container import ContainerRecord, CreateOptions, MountSpec, parse_time
 from labkit.model.events import Event, Step
 from labkit.model.lifecycle import Move, Status, Verb, guard, is_running
 from labkit.model.overlay import LayerContents
@@ -80,6 +81,8 @@ class Engine:
         self.networks = NetworkCollection(self)
         self.services = ServiceCollection(self)
         self.system = System(self)
+        #: What happened to containers, volumes and networks, for ``docker events`` (:mod:`labkit.journal`).
+        self.journal = Journal(self.store.root / "events.log")
         self.backend.emit = self._record
 
     # -- the trace -------------------------------------------------------------------------------
@@ -328,6 +331,14 @@ class Engine:
         """``docker network rm``."""
         return self.networks.rm(ref)
 
+    def network_connect(self, network: str, ref: str) -> None:
+        """``docker network connect``."""
+        return self.networks.connect(network, ref)
+
+    def network_disconnect(self, network: str, ref: str, force: bool = False) -> None:
+        """``docker network disconnect``."""
+        return self.networks.disconnect(network, ref, force)
+
     def prune_networks(self) -> None:
         """Take down the bridge of every network no container is plugged into (:meth:`NetworkCollection.prune`)."""
         self.networks.prune()
@@ -369,6 +380,10 @@ class Engine:
     def volume_prune(self, all: bool = False) -> dict[str, Any]:
         """``docker volume prune``."""
         return self.volumes.prune(all)
+
+    def events(self, since: float | None = None, until: float | None = None) -> Iterator[dict[str, Any]]:
+        """``docker events``."""
+        return self.system.events(since, until)
 
     def disk_usage(self) -> dict[str, Any]:
         """``docker system df``."""
@@ -521,9 +536,24 @@ class Engine:
             return rec.with_state(**state)
         return rec.with_state(status=(result.through or result.to) if under_way else result.to, **state)
 
+    def _note(self, rec: ContainerRecord, action: str, when: str | None = None, **attributes: str) -> None:
+        """Record a container event for ``docker events``, with Docker's attributes (its labels, image and
+        name, then ``attributes``); ``when``: an RFC 3339 time it happened at, if not now."""
+        at = None if when is None else int(parse_time(when).timestamp()) * 10**9 + parse_time(when).microsecond * 1000
+        self.journal.add("container", action, rec.id, {**rec.config.labels, "image": rec.config.image,
+                                                       "name": rec.name, **attributes},
+                         when_ns=at, image=rec.config.image)
+
     def _record_end(self, rec: ContainerRecord, ended: Exited) -> None:
         """Trace how PID 1 ended: what it left in its writable layer (copy-ups, whiteouts, new files),
-        its exit, then what went with it (the overlay mount, the network namespace, the cgroup)."""
+        its exit, then what went with it (the overlay mount, the network namespace, the cgroup); and say so
+        in the events (``oom`` first if the OOM killer struck, then ``die``)."""
+        # Stamped when PID 1 ended; the simulator's clock is its own (it runs ahead of the host's), so there
+        # the event is stamped when the engine noticed the end, on the host's clock as every other event.
+        when = None if self.backend.simulated else ended.finished_at
+        if ended.oom_killed:
+            self._note(rec, "oom", when=when)
+        self._note(rec, "die", when=when, exitCode=str(ended.exit_code))
         self._observe_layer(rec)
         self._record(events.exited(ended.exit_code, ended.oom_killed), rec.id)
         self.backend.trace_teardown(rec)

@@ -10,15 +10,17 @@ nobody is plugged into goes a few seconds after its last container left
 from __future__ import annotations
 
 import atexit
+import dataclasses
 import os
 import threading
 from typing import TYPE_CHECKING, Any
 
 from labkit.engine.collection import Collection, verb
+from labkit.errors import Conflict, InvalidArgument, NoSuchContainer
 from labkit.model import events
 from labkit.model.container import ContainerRecord
 from labkit.model.lifecycle import is_running
-from labkit.networks import Networks, rootless_refusal
+from labkit.networks import PREDEFINED, Networks, rootless_refusal
 
 if TYPE_CHECKING:
     from labkit.engine.core import Engine
@@ -117,6 +119,7 @@ class NetworkCollection(Collection):
         rec = self.records.create(name, subnet)
         self.engine._record(events.network_create(name, rec["Options"]["com.docker.network.bridge.name"],
                                                   rec["IPAM"]["Config"][0]["Subnet"]))
+        self.engine.journal.add("network", "create", rec["Id"], {"name": name, "type": rec["Driver"]})
         return rec
 
     def ls(self) -> list[dict[str, Any]]:
@@ -142,6 +145,7 @@ class NetworkCollection(Collection):
         name = self.records.rm(ref, users)
         self.engine.backend.drop_bridge(rec)
         self.engine._record(events.network_remove(name, rec["Options"]["com.docker.network.bridge.name"]))
+        self.engine.journal.add("network", "destroy", rec["Id"], {"name": name, "type": rec["Driver"]})
         return name
 
     def prune(self) -> None:
@@ -162,6 +166,62 @@ class NetworkCollection(Collection):
             for rec in bridges:
                 if rec["Name"] not in busy:
                     self.engine.backend.drop_bridge(rec)
+
+    @verb("network-connect")
+    def connect(self, network: str, ref: str) -> None:
+        """``docker network connect``: the container joins ``network`` from its next start.
+
+        labkit gives a container one network, fixed while it runs (its network namespace holds one
+        endpoint), so a container joins a network when it is on none, and is not running; a
+        running one, or one on another network, is refused with what to do instead.
+        """
+        rec = self.engine._get(ref)
+        name = self.get(network)["Name"]  # Docker: "network X not found"
+        current = rec.config.network
+        if name == current:
+            raise Conflict(f"endpoint with name {rec.name} already exists in network {name}",
+                           "It is on that network already")
+        if "host" in (name, current):
+            raise InvalidArgument("container cannot be disconnected from host network or connected to host network",
+                                  "Create a new container with --network host instead")
+        if current != "none":
+            raise Conflict(f"labkit gives a container one network, and {rec.name} is on {current}",
+                           f"Disconnect it first: labkit network disconnect {current} {ref}")
+        if is_running(rec.status):
+            raise Conflict(f"labkit changes a container's network only while it is not running, and {rec.name} "
+                           "runs", f"Stop it, connect it, start it: labkit stop {ref}")
+        if self.engine.backend.rootless and name not in PREDEFINED:
+            raise rootless_refusal(f"network connect {name}")
+        self._put_on(rec, name)
+        self.engine.journal.add("network", "connect", self.get(name)["Id"], {"container": rec.id, "name": name,
+                                                                           "type": self.get(name)["Driver"]})
+
+    @verb("network-disconnect")
+    def disconnect(self, network: str, ref: str, force: bool = False) -> None:
+        """``docker network disconnect``: the container leaves ``network`` (it has ``none`` then), while it is
+        not running (see :meth:`connect`)."""
+        rec = self.engine._get(ref)
+        name = self.get(network)["Name"]
+        if rec.config.network != name:
+            raise Conflict(f"container {rec.id} is not connected to network {name}",
+                           f"It is on {rec.config.network}")
+        if name == "host":
+            raise InvalidArgument("container cannot be disconnected from host network or connected to host network",
+                                  "Create a new container without --network host instead")
+        if is_running(rec.status):
+            raise Conflict(f"labkit changes a container's network only while it is not running, and {rec.name} "
+                           "runs", f"Stop it first: labkit stop {ref}")
+        self._put_on(rec, "none")
+        self.engine.journal.add("network", "disconnect", self.get(name)["Id"], {"container": rec.id, "name": name,
+                                                                              "type": self.get(name)["Driver"]})
+
+    def _put_on(self, rec: ContainerRecord, network: str) -> None:
+        """Save ``rec`` on ``network``."""
+        with self.engine.store.locked():
+            rec = self.engine.store.load(rec.id) or rec
+            if not self.engine._save(dataclasses.replace(rec, config=dataclasses.replace(rec.config,
+                                                                                         network=network))):
+                raise NoSuchContainer(rec.id)
 
     def settings(self, rec: ContainerRecord) -> dict[str, Any]:
         """A container's ``NetworkSettings``, as the backend reports them."""

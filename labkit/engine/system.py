@@ -6,6 +6,7 @@ import contextlib
 import os
 import platform
 import stat
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -68,6 +69,20 @@ class System(Collection):
         backend = self.engine.backend
         return checks(self.engine.networks.ls() if backend.host_bridges else None,
                       None if backend.simulated else str(self.engine.store.root / "bin"), rootless=backend.rootless)
+
+    def events(self, since: float | None = None, until: float | None = None) -> Iterator[dict[str, Any]]:
+        """``docker events``: what happened, from the engine's journal (:mod:`labkit.journal`), in the Engine
+        API's shape.
+
+        Args:
+            since: Unix time to start from; None: only what happens from now on.
+            until: Unix time to stop at; None: go on until the caller stops reading (every look at the
+                journal is a fifth of a second apart, and a container that ended meanwhile is noticed first,
+                so its ``die`` is there).
+        """
+        return self.engine.journal.follow(None if since is None else int(since * 1e9),
+                                          None if until is None else int(until * 1e9),
+                                          between=self.engine._records)
 
     def df(self) -> dict[str, Any]:
         """``docker system df``: how many images, containers and volumes, how many in use, and their bytes."""

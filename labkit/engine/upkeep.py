@@ -57,6 +57,7 @@ class ContainerUpkeep(Collection):
             engine.store.set_name(name, rec.id, {n: c for n, c in taken.items() if c != rec.id})
             if not engine._save(renamed):
                 raise NoSuchContainer(ref)
+        engine._note(renamed, "rename", oldName="/" + rec.name)
 
     @verb("update")
     def update(self, ref: str, *, memory: int | str | None = None, memory_swap: int | str | None = None,
@@ -96,6 +97,7 @@ class ContainerUpkeep(Collection):
             engine.backend.update(rec)
         if not engine._save(rec):
             raise NoSuchContainer(ref)
+        engine._note(rec, "update")
 
     def top(self, ref: str, ps_args: list[str] | None = None) -> dict[str, Any]:
         """``docker top``: the processes of the container's cgroup as ``ps`` shows them (``Titles`` and
@@ -105,6 +107,7 @@ class ContainerUpkeep(Collection):
             raise IllegalTransition(f"container {rec.id} is not running", rec.status.value, "top",
                                     hint=f"Start it first: labkit start {ref}")
         titles, rows = self.engine.backend.top(rec, list(ps_args or ["-ef"]))
+        self.engine._note(rec, "top")
         return {"Titles": titles, "Processes": rows}
 
     def stats(self, ref: str) -> dict[str, Any]:
@@ -142,7 +145,9 @@ class ContainerUpkeep(Collection):
         descriptor ``out``, its entries named from its base name; returns what :meth:`stat_path` does."""
         rec = self.engine._get(ref)
         with _missing(path, ref):
-            return self.engine.backend.copy_out(rec, self.engine.images.of(rec), _inside(path), out)
+            found = self.engine.backend.copy_out(rec, self.engine.images.of(rec), _inside(path), out)
+        self.engine._note(rec, "archive-path")
+        return found
 
     @verb("cp")
     def copy_to(self, ref: str, path: str, tar: int, keep_owners: bool = False) -> None:
@@ -161,6 +166,7 @@ class ContainerUpkeep(Collection):
             raise InvalidArgument("extraction point is not a directory",
                                   f"Copy into a directory of the container, e.g. {ref}:/tmp") from None
         self.engine._observe_layer(rec)
+        self.engine._note(rec, "extract-to-dir")
 
     def prune(self) -> list[str]:
         """``docker container prune``: remove every container that is not running; their ids."""

@@ -55,6 +55,7 @@ class VolumeCollection(Collection):
         }
         write_json(vdir / "meta.json", meta)
         self.engine._record(events.volume_create(name, meta["Mountpoint"]))
+        self.engine.journal.add("volume", "create", name, {"driver": "local"})
         return meta
 
     def ls(self) -> list[dict[str, Any]]:
@@ -86,6 +87,7 @@ class VolumeCollection(Collection):
         vdir = self.engine.store.volume_dir(name)
         if self.engine.store.discard(vdir):
             self.engine._record(events.volume_remove(name, str(vdir / "_data")))
+            self.engine.journal.add("volume", "destroy", name, {"driver": "local"})
 
     def prune(self, all: bool = False) -> dict[str, Any]:
         """``docker volume prune``: remove the anonymous volumes no container uses (``all``: every unused one).

@@ -183,3 +183,18 @@ def test_cp_follows_dockers_rules_for_where_things_land(lk, tmp_path):
     assert lk("cp", f, str(out)) == (1, "", "must specify at least one container source\n")
     assert lk("cp", "cpy:/etc/passwd", "cpy:/tmp") == (1, "", "copying between containers is not supported\n")
     assert lk("cp", f, "nosuch:/tmp")[:2] == (1, "")
+
+
+def test_events_lines_filters_and_times(lk):
+    """``events --since 1m --until 0s`` prints Docker's lines; ``-f`` narrows them; a bad time is refused."""
+    lk("run", "--name", "evc", "busybox", "sh", "-c", "exit 3")
+    code, out, _ = lk("events", "--since", "1m", "--until", "0s", "-f", "container=evc")
+    lines = out.splitlines()
+    assert code == 0 and [line.split()[2] for line in lines] == ["create", "start", "die"], out
+    assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{9}(Z|[+-]\d\d:\d\d) container die [0-9a-f]{64} "
+                        r"\(exitCode=3, image=busybox, name=evc\)", lines[2]), lines[2]
+    code, out, _ = lk("events", "--since", "1m", "--until", "0s", "-f", "event=die", "-f", "container=evc",
+                      "--format", "{{.Type}} {{.Action}} {{.Actor.Attributes.exitCode}}")
+    assert (code, out) == (0, "container die 3\n")
+    code, _, err = lk("events", "--since", "yesterday-ish", "--until", "0s")
+    assert code == 1 and "failed to parse value as time or duration" in err

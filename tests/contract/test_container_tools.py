@@ -157,3 +157,57 @@ def test_cp_resolves_symlinks_inside_the_container(lab):
     assert lab.exec_output("cp-link", ["cat", "/tmp/cp-link-escape"]) == (0, "x")
     lab.kill("cp-link")
     assert _copy_from(lab, "cp-link", "/hostroot/marker") == {"marker": b"inside\n"}
+
+
+def test_events_record_the_lifecycle_in_dockers_words(lab):
+    """``events`` between two times gives the container's create, start, kill, die (its exit code), stop,
+    rename and destroy in order, in the Engine API's shape, and a volume's create and destroy."""
+    import time
+
+    since = time.time()
+    c = lab.run("busybox", ["sleep", "30"], name="ev-a", detach=True)
+    lab.stop("ev-a", timeout=0)
+    lab.rename("ev-a", "ev-b")
+    lab.rm("ev-b")
+    lab.volume_create("ev-vol")
+    lab.volume_rm("ev-vol")
+    seen = list(lab.events(since=since, until=time.time()))
+    mine = [e for e in seen if e["Actor"]["ID"] in (c.id, "ev-vol")]
+    assert [(e["Type"], e["Action"]) for e in mine] == [
+        ("container", "create"), ("container", "start"), ("container", "kill"), ("container", "kill"),
+        ("container", "die"), ("container", "stop"), ("container", "rename"), ("container", "destroy"),
+        ("volume", "create"), ("volume", "destroy")], mine
+    die = mine[4]
+    assert die["Actor"]["Attributes"] == {"exitCode": "137", "image": "busybox", "name": "ev-a"}
+    assert die["status"] == "die" and die["id"] == c.id and die["from"] == "busybox"
+    assert mine[6]["Actor"]["Attributes"]["oldName"] == "/ev-a"
+    assert all(a["timeNano"] <= b["timeNano"] for a, b in zip(mine, mine[1:], strict=False))
+    assert list(lab.events(since=time.time() + 60, until=time.time() + 0.3)) == []
+
+
+def test_network_connect_and_disconnect_move_a_stopped_container(lab):
+    """A container that is not running leaves its network (``none`` then) and joins another, which its next
+    start plugs it into; joining a second network, or changing a running one's, is refused in one sentence."""
+    from labkit.errors import Conflict
+
+    if lab.backend.rootless:
+        pytest.skip("rootless: no user networks")
+    lab.network_create("lk-cn-net")
+    try:
+        lab.create("busybox", ["sleep", "30"], name="cn")
+        with pytest.raises(Conflict, match="endpoint with name cn already exists in network bridge"):
+            lab.network_connect("bridge", "cn")
+        with pytest.raises(Conflict, match="labkit gives a container one network, and cn is on bridge"):
+            lab.network_connect("lk-cn-net", "cn")
+        lab.network_disconnect("bridge", "cn")
+        assert list(lab.inspect("cn")["NetworkSettings"]["Networks"]) == ["none"]
+        with pytest.raises(Conflict, match="is not connected to network bridge"):
+            lab.network_disconnect("bridge", "cn")
+        lab.network_connect("lk-cn-net", "cn")
+        lab.start("cn")
+        assert list(lab.inspect("cn")["NetworkSettings"]["Networks"]) == ["lk-cn-net"]
+        with pytest.raises(Conflict, match="only while it is not running"):
+            lab.network_disconnect("lk-cn-net", "cn")
+    finally:
+        lab.rm("cn", force=True)
+        lab.network_rm("lk-cn-net")

@@ -19,7 +19,6 @@ import argparse
 import contextlib
 import os
 import sys
-import tarfile
 import threading
 from collections.abc import Iterator
 from typing import IO, cast
@@ -110,6 +109,8 @@ def _to_container(session: Session, src: str, ref: str, dst: str, keep_owners: b
 def _tar_of(local: str, name: str, contents: bool, follow: bool) -> Iterator[tuple[int, list[int]]]:
     """A pipe the tar of ``local`` (named ``name``, or its entries alone with ``contents``) is written into
     by a thread; yields its reading end and, once done, how many bytes went through."""
+    import tarfile  # only when cp runs: --help and every other command start without it
+
     read_end, write_end = os.pipe()
     counted = [0]
     failure: list[BaseException] = []
@@ -176,6 +177,8 @@ def _from_container(session: Session, ref: str, src: str, dst: str, follow: bool
         into, rename = os.path.dirname(local), os.path.basename(local)
         if not os.path.isdir(into):
             raise _Refused(f"lstat {into}: no such file or directory")
+    import tarfile  # only when cp runs: --help and every other command start without it
+
     read_end, write_end = os.pipe()
     counted = [0]
     failure: list[BaseException] = []

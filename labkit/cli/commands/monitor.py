@@ -10,13 +10,15 @@ block bytes, processes), once with ``--no-stream`` or every second until Ctrl-C;
 from __future__ import annotations
 
 import argparse
+import re
 import time
 from collections.abc import Mapping
+from datetime import datetime
 from typing import Any
 
 from labkit.cli.formatters import render_rows, short_id, tabwrite
 from labkit.cli.session import Command, Session
-from labkit.cli.templates import Fields
+from labkit.cli.templates import Fields, Template
 from labkit.errors import InvalidArgument, LabkitError
 from labkit.model import humanize
 
@@ -124,6 +126,98 @@ def _reading(engine: Any, ref: str) -> dict[str, Any] | None:
         return None
 
 
+_DURATION = re.compile(r"(\d+(?:\.\d+)?)(ns|us|µs|ms|s|m|h)")
+_UNIT_SECONDS = {"ns": 1e-9, "us": 1e-6, "µs": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0, "h": 3600.0}
+
+
+def time_arg(text: str, now: float | None = None) -> float:
+    """``--since``/``--until`` as Docker reads them: a Go duration before now (``10m``, ``1h30m``), a Unix
+    time (``1700000000.5``), or an RFC 3339 date or time (``2024-05-01``, ``2024-05-01T12:00:00Z``)."""
+    now = time.time() if now is None else now
+    value = text.strip()
+    if value and _DURATION.sub("", value) == "":
+        return now - sum(float(n) * _UNIT_SECONDS[u] for n, u in _DURATION.findall(value))
+    try:
+        return float(value)
+    except ValueError:
+        pass
+    try:
+        moment = datetime.fromisoformat(value.replace("Z", "+00:00").replace("z", "+00:00"))
+    except ValueError:
+        raise InvalidArgument(f'failed to parse value as time or duration: "{text}"',
+                              "Give a duration such as 10m, a Unix time, or a date such as 2024-05-01T12:00:00Z") \
+            from None
+    return (moment if moment.tzinfo else moment.astimezone()).timestamp()
+
+
+def _event_time(nanoseconds: int) -> str:
+    """Go's RFC3339NanoFixed in this host's zone: ``2024-05-01T12:00:00.123456789Z`` (or ``+02:00``)."""
+    moment = datetime.fromtimestamp(nanoseconds // 10**9).astimezone()
+    offset = moment.strftime("%z")
+    zone = "Z" if offset in ("+0000", "") else f"{offset[:3]}:{offset[3:]}"
+    return moment.strftime("%Y-%m-%dT%H:%M:%S") + f".{nanoseconds % 10**9:09d}" + zone
+
+
+def event_line(event: Mapping[str, Any]) -> str:
+    """One event as ``docker events`` prints it: time, type, action, actor id, its attributes sorted."""
+    actor = event.get("Actor") or {}
+    attributes = ", ".join(f"{k}={v}" for k, v in sorted((actor.get("Attributes") or {}).items()))
+    return (f"{_event_time(int(event.get('timeNano', 0)))} {event.get('Type', '')} {event.get('Action', '')} "
+            f"{actor.get('ID', '')}" + (f" ({attributes})" if attributes else ""))
+
+
+_EVENT_FILTERS = ("container", "event", "image", "label", "network", "type", "volume")
+
+
+def _event_filters(filters: list[str]) -> dict[str, list[str]]:
+    parsed: dict[str, list[str]] = {}
+    for text in filters:
+        key, sep, value = text.partition("=")
+        if not sep:
+            raise InvalidArgument(f"bad format of filter (expected name=value): {text}", "Write it like -f type=container")
+        if key not in _EVENT_FILTERS:
+            raise InvalidArgument(f"invalid filter '{key}'", "Filter on " + ", ".join(_EVENT_FILTERS))
+        parsed.setdefault(key, []).append(value)
+    return parsed
+
+
+def _event_matches(event: Mapping[str, Any], filters: Mapping[str, list[str]]) -> bool:
+    """Docker's rule: values of one key are alternatives; different keys must all hold."""
+    actor = event.get("Actor") or {}
+    attributes = actor.get("Attributes") or {}
+    kind, action, actor_id = event.get("Type", ""), event.get("Action", ""), actor.get("ID", "")
+    for key, values in filters.items():
+        if key == "type":
+            ok = kind in values
+        elif key == "event":
+            ok = action in values or action.split(":")[0] in values
+        elif key in ("container", "volume", "network"):
+            ok = kind == key and any(actor_id.startswith(v) or attributes.get("name") == v for v in values)
+        elif key == "image":
+            ok = attributes.get("image") in values or event.get("from") in values
+        else:
+            ok = all(attributes.get(k) == v if sep else k in attributes
+                     for k, sep, v in (value.partition("=") for value in values))
+        if not ok:
+            return False
+    return True
+
+
+def cmd_events(session: Session, args: argparse.Namespace) -> int:
+    """Print what happened, from ``--since`` (default: now) until ``--until`` (default: until Ctrl-C)."""
+    now = time.time()
+    since = time_arg(args.since, now) if args.since else None
+    until = time_arg(args.until, now) if args.until else None
+    filters = _event_filters(args.filter)
+    template = Template(args.format) if args.format else None
+    for event in session.engine.events(since=since, until=until):
+        if not _event_matches(event, filters):
+            continue
+        session.print(template.render(event) if template is not None else event_line(event))
+        session.out.flush()
+    return 0
+
+
 def register(command: Command) -> None:
     """``port``, ``top``, ``stats`` and ``events``."""
     sub = command("port", cmd_port, "List port mappings or a specific mapping for the container")
@@ -140,4 +234,11 @@ def register(command: Command) -> None:
     sub.add_argument("--no-trunc", action="store_true", help="do not truncate output")
     sub.add_argument("--format", metavar="TEMPLATE", help="Go template, e.g. 'table {{.Name}}\\t{{.CPUPerc}}'")
     sub.add_argument("containers", nargs="*", metavar="CONTAINER")
+
+    sub = command("events", cmd_events, "Get real time events from the server")
+    sub.add_argument("--since", metavar="TIME", help="from this time: 10m, a Unix time or 2024-05-01T12:00:00Z")
+    sub.add_argument("--until", metavar="TIME", help="up to this time (default: until Ctrl-C)")
+    sub.add_argument("-f", "--filter", action="append", default=[], metavar="KEY=VALUE",
+                     help="type=, container=, event=, image=, label=, volume=, network=")
+    sub.add_argument("--format", metavar="TEMPLATE", help="Go template, e.g. '{{json .}}'")
 

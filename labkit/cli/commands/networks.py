@@ -1,4 +1,4 @@
-"""``labkit network create|ls|rm|prune|inspect``: bridges whose containers find each other by name."""
+"""``labkit network create|ls|rm|prune|inspect|connect|disconnect``: bridges whose containers find each other by name."""
 
 from __future__ import annotations
 
@@ -45,6 +45,18 @@ def cmd_network_inspect(session: Session, args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_network_connect(session: Session, args: argparse.Namespace) -> int:
+    """Put a container that is not running on a network (nothing printed, as Docker)."""
+    session.engine.network_connect(args.network, args.container)
+    return 0
+
+
+def cmd_network_disconnect(session: Session, args: argparse.Namespace) -> int:
+    """Take a container that is not running off its network (nothing printed, as Docker)."""
+    session.engine.network_disconnect(args.network, args.container, force=args.force)
+    return 0
+
+
 def register(command: Command) -> None:
     """``network`` and its subcommands."""
     network: argparse.ArgumentParser = command("network", lambda s, a: usage_for(s, network), "Manage networks")
@@ -61,6 +73,15 @@ def register(command: Command) -> None:
     sub.add_argument("networks", nargs="+", metavar="NETWORK")
     sub = networks.add_parser("prune", help="Take down the bridges no running container uses")
     sub.set_defaults(handler=cmd_network_prune)
+    sub = networks.add_parser("connect", help="Connect a container that is not running to a network")
+    sub.set_defaults(handler=cmd_network_connect)
+    sub.add_argument("network", metavar="NETWORK")
+    sub.add_argument("container", metavar="CONTAINER")
+    sub = networks.add_parser("disconnect", help="Disconnect a container that is not running from its network")
+    sub.set_defaults(handler=cmd_network_disconnect)
+    sub.add_argument("-f", "--force", action="store_true", help="force the container to disconnect")
+    sub.add_argument("network", metavar="NETWORK")
+    sub.add_argument("container", metavar="CONTAINER")
     sub = networks.add_parser("inspect", help="Display detailed information on one or more networks")
     sub.set_defaults(handler=cmd_network_inspect)
     sub.add_argument("networks", nargs="+", metavar="NETWORK")
