@@ -23,20 +23,6 @@ from pathlib import Path
 
 PACKAGE = Path(__file__).resolve().parent.parent / "labkit"
 
-#: Circles that a part of the redesign still under way removes, each by name with its modules.
-#: A circle is allowed while it stays within one of these sets. Delete an entry as soon as its
-#: circle is gone (``test_allowed_circles_still_exist`` says when): the list must end empty.
-ALLOWED_CIRCLES: dict[str, frozenset[str]] = {
-    # The grading commands are part of the command line (labkit.grading.cli, registered by labkit.cli.parser),
-    # and an experiment runs a learner's `labkit …` lines through labkit.cli.main: the command line and the
-    # graders import each other until the experiments are handed the line runner instead of importing it.
-    "cli and grading import each other": frozenset({
-        "labkit.cli", "labkit.cli.parser", "labkit.grading.banks", "labkit.grading.cli",
-        "labkit.grading.experiments", "labkit.grading.gradebook", "labkit.grading.questions",
-        "labkit.grading.verify",
-    }),
-}
-
 #: (importer prefix, imported prefix, why the arrow is forbidden)
 FORBIDDEN = (
     ("labkit.model", "labkit.linux", "the model is pure: no backend below it"),
@@ -166,19 +152,9 @@ def test_circles_are_found():
 
 
 def test_no_import_circle():
-    """No module of labkit reaches itself through its imports (outside the named circles being removed)."""
-    unexplained = []
-    for component in circles(graph(runtime_only=True)):
-        if not any(component <= allowed for allowed in ALLOWED_CIRCLES.values()):
-            unexplained.append(sorted(component))
-    assert not unexplained, f"import circles: {unexplained}"
-
-
-def test_allowed_circles_still_exist():
-    """Every entry of ALLOWED_CIRCLES names a circle that still exists: a removed circle leaves the list."""
-    found = circles(graph(runtime_only=True))
-    gone = [name for name, allowed in ALLOWED_CIRCLES.items() if not any(c <= allowed for c in found)]
-    assert not gone, f"these circles are gone: delete their entries from ALLOWED_CIRCLES: {gone}"
+    """No module of labkit reaches itself through its imports."""
+    found = [sorted(component) for component in circles(graph(runtime_only=True))]
+    assert not found, f"import circles: {found}"
 
 
 def test_no_forbidden_arrow():

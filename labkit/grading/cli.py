@@ -168,7 +168,7 @@ def cmd_check(session: Any, args: argparse.Namespace) -> int:
         if question.type == "multi" and len(args.answer) > 1:
             answer = list(args.answer)
         needs_engine = "observe" in question.spec or question.type == "lab"
-        result = question.check(answer, engine=session.engine if needs_engine else None)
+        result = question.check(answer, engine=session.engine if needs_engine else None, run_line=session.main)
     except LabkitError as error:
         return _fail(session, error)
     return _finish(session, args, result)
@@ -362,7 +362,8 @@ def cmd_verify(session: Any, args: argparse.Namespace) -> int:
     from labkit.grading.verify import SELF_REPORTED, verify
 
     try:
-        checked = verify(gather(result_files(args.directory)), session.engine, labs_only=args.labs_only)
+        checked = verify(gather(result_files(args.directory)), session.engine, labs_only=args.labs_only,
+                         run_line=session.main)
     except LabkitError as error:
         return _fail(session, error)
     session.print(f"{'LEARNER':<12} {'QUESTION':<22} {'CLAIMED':>8} {'HERE':>6}  STATUS")

@@ -17,8 +17,11 @@ and :func:`observe_fresh` runs those lines against the learner's engine with
 fresh names (every parameter drawn again, so nothing the learner made is
 touched or reused), reads the observer, and removes everything it made —
 containers, services and volumes whose names carry the fresh values — even
-when a line fails. Each line runs through :func:`labkit.cli.main` in this
-process, exactly as the learner would type it; ``sleep N`` waits (at most
+when a line fails. Each line runs in this process, exactly as the learner
+would type it, through the :data:`LineRunner` the caller hands in — the
+command line's own :func:`labkit.cli.main` (``labkit quiz check`` hands the
+one it runs in, a notebook's quiz imports it): the graders are part of the
+command line, so they never import it; ``sleep N`` waits (at most
 :data:`MAX_SLEEP` seconds). The value is remembered per engine, so checking a
 corrected answer does not run the experiment again.
 
@@ -36,7 +39,7 @@ import secrets
 import shlex
 import time
 import weakref
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -45,6 +48,10 @@ from labkit.grading import probes
 
 if TYPE_CHECKING:
     from labkit.engine import Engine
+
+#: How one ``labkit …`` line runs: :func:`labkit.cli.main`'s shape,
+#: ``run_line(words after "labkit", engine_factory=..., stdout=..., stderr=...) -> exit code``.
+LineRunner = Callable[..., int]
 
 #: The longest ``sleep`` an experiment may ask for, in seconds.
 MAX_SLEEP = 10.0
@@ -90,14 +97,13 @@ def check_line(line: str) -> str | None:
 FAILED = {2, 125, 126, 127}
 
 
-def run_lines(engine: Engine, lines: Sequence[str]) -> list[Step]:
-    """Run experiment lines against ``engine`` as a learner types them; return what each printed.
+def run_lines(engine: Engine, lines: Sequence[str], run_line: LineRunner) -> list[Step]:
+    """Run experiment lines against ``engine`` as a learner types them, each through ``run_line``; return what
+    each printed.
 
     Stops after a line whose ``labkit`` command failed (exit 2 or 125-127, or any other non-zero
     code from a verb other than ``run``, ``exec`` and ``wait``, which pass on the container's own).
     """
-    from labkit.cli import main
-
     steps = []
     for line in lines:
         words = shlex.split(line)
@@ -106,7 +112,7 @@ def run_lines(engine: Engine, lines: Sequence[str]) -> list[Step]:
             steps.append(Step(line, 0, ""))
             continue
         out = io.StringIO()
-        code = main(words[1:], engine_factory=lambda **_kw: engine, stdout=out, stderr=out)
+        code = run_line(words[1:], engine_factory=lambda **_kw: engine, stdout=out, stderr=out)
         steps.append(Step(line, code, out.getvalue()))
         if code in FAILED or (code != 0 and words[1] not in ("run", "exec", "wait")):
             break
@@ -148,7 +154,7 @@ def clean_up(engine: Engine, marks: Sequence[str]) -> None:
 
 
 def observe_fresh(engine: Engine, observe: dict[str, Any], fresh: dict[str, str],
-                  fill: Any, key: tuple[str, ...]) -> tuple[Any, dict[str, Any]]:
+                  fill: Any, key: tuple[str, ...], run_line: LineRunner) -> tuple[Any, dict[str, Any]]:
     """Run ``observe['experiment']`` with the ``fresh`` parameters, read the observer, clean up.
 
     Returns:
@@ -160,6 +166,7 @@ def observe_fresh(engine: Engine, observe: dict[str, Any], fresh: dict[str, str]
         fresh: A new value for every parameter the block uses.
         fill: ``fill(value, params)``, which puts parameters into strings.
         key: What identifies this experiment and observer (for remembering the value).
+        run_line: How a ``labkit …`` line runs (:data:`LineRunner`).
 
     Raises:
         probes.Missing: When the experiment left nothing to observe; the message names the
@@ -175,7 +182,7 @@ def observe_fresh(engine: Engine, observe: dict[str, Any], fresh: dict[str, str]
     args = fill(dict(observe.get("args") or {}), fresh)
     steps: list[Step] = []
     try:
-        steps = run_lines(engine, lines)
+        steps = run_lines(engine, lines, run_line)
         if len(steps) < len(lines):
             last = steps[-1]
             said = (last.output.strip().splitlines() or [f"exit code {last.code}"])[0]

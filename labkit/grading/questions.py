@@ -44,6 +44,7 @@ from labkit.grading.results import CORRECT, INCORRECT, NOT_ATTEMPTED, CheckResul
 
 if TYPE_CHECKING:
     from labkit.engine import Engine
+    from labkit.grading.experiments import LineRunner
 
 #: The course key variants are drawn with when neither the bank nor ``$LABKIT_COURSE_KEY`` gives one.
 DEFAULT_COURSE_KEY = "labkit"
@@ -174,12 +175,16 @@ class Question:
         return type(self)(self._raw_spec, dataclasses.replace(self.context, learner=learner))
 
     # -- the learner's API -------------------------------------------------------------------
-    def check(self, answer: Any = None, *, engine: Engine | None = None) -> Result:
+    def check(self, answer: Any = None, *, engine: Engine | None = None,
+              run_line: LineRunner | None = None) -> Result:
         """Judge ``answer`` and return the :class:`Result` (verdict, points, feedback, explanation).
 
         Args:
             answer: What the learner answered (text, an option, a list of options, a number).
             engine: The engine a "predict, then observe" question or a lab reads the truth from.
+            run_line: How a ``labkit …`` line of a question's experiment runs: :func:`labkit.cli.main`
+                (:data:`labkit.grading.experiments.LineRunner`). Without it, a question with an
+                experiment is not graded.
         """
         if answer is None or (isinstance(answer, str) and not answer.strip()):
             return self._result(NOT_ATTEMPTED, 0.0, "No answer yet.", response=answer)
@@ -192,7 +197,7 @@ class Question:
                     "This question is graded against what the engine really does in its experiment: "
                     "check your prediction with engine=<your engine>.", response=answer)
             try:
-                observed = self.observe(engine)
+                observed = self.observe(engine, run_line)
             except probes.Missing as err:
                 lead = "Not graded" if "experiment" in spec else "Nothing to observe yet"
                 return self._result(NOT_ATTEMPTED, 0.0, f"{lead}: {err.one_line()}", response=answer)
@@ -209,21 +214,24 @@ class Question:
             result = _replace(result, observed=observed, feedback=" ".join(x for x in (result.feedback, seen) if x))
         return result
 
-    def observe(self, engine: Engine) -> Any:
+    def observe(self, engine: Engine, run_line: LineRunner | None = None) -> Any:
         """What the engine does in this question's experiment (or, without one, what it shows now).
 
-        With an ``experiment`` the lines are run afresh under new names and cleaned up after
-        (:mod:`labkit.grading.experiments`), so the grade never depends on the state the
-        learner's own containers were left in.
+        With an ``experiment`` the lines are run afresh under new names, each through ``run_line``
+        (:func:`labkit.cli.main`), and cleaned up after (:mod:`labkit.grading.experiments`), so
+        the grade never depends on the state the learner's own containers were left in.
 
         Raises:
-            probes.Missing: When there is nothing to observe.
+            probes.Missing: When there is nothing to observe, or an experiment and no ``run_line``.
         """
         from labkit.grading import experiments
 
         spec = self.spec["observe"]
         if "experiment" not in spec:
             return probes.observe(engine, spec["probe"], spec.get("args") or {})
+        if run_line is None:
+            raise probes.Missing("this question runs an experiment of labkit lines, and nothing was given to run them",
+                                 "Check it with run_line=labkit.cli.main, or with 'labkit quiz check'")
         raw = self._raw_spec["observe"]
         kinds = {**(self.context.shared or {}), **(self._raw_spec.get("params") or {})}
         fresh = experiments.fresh_values(sorted(kinds), kinds)
@@ -236,7 +244,7 @@ class Question:
             missing = ", ".join(sorted(needs - set(engine.enforced_limits)))
             engine = engine.simulator()
             self._observed_note = f" (on the simulator: this engine does not enforce a {missing} limit here)"
-        value, self._observed_args = experiments.observe_fresh(engine, raw, fresh, fill, key)
+        value, self._observed_args = experiments.observe_fresh(engine, raw, fresh, fill, key, run_line)
         return value
 
     def hint(self) -> str:
@@ -630,7 +638,8 @@ class LabQuestion(Question):
 
     type = "lab"
 
-    def check(self, answer: Any = None, *, engine: Engine | None = None) -> Result:
+    def check(self, answer: Any = None, *, engine: Engine | None = None,
+              run_line: LineRunner | None = None) -> Result:  # a lab runs no experiment: run_line is not used
         engine = engine if engine is not None else (answer if hasattr(answer, "inspect") else None)
         if engine is None:
             import labkit

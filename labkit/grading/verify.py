@@ -34,6 +34,7 @@ from labkit.grading.results import NOT_ATTEMPTED, Result
 
 if TYPE_CHECKING:
     from labkit.engine import Engine
+    from labkit.grading.experiments import LineRunner
 
 VERIFIED = "verified"
 SELF_REPORTED = "self-reported"
@@ -67,8 +68,11 @@ def best_attempts(results: Iterable[Result]) -> list[Result]:
     return [best[k] for k in sorted(best)]
 
 
-def verify_one(claimed: Result, engine: Engine) -> Verification:
-    """Grade one handed-in attempt again (see the module docstring for the statuses)."""
+def verify_one(claimed: Result, engine: Engine, run_line: LineRunner | None = None) -> Verification:
+    """Grade one handed-in attempt again (see the module docstring for the statuses).
+
+    ``run_line`` runs the lines of a question's experiment (:data:`~labkit.grading.experiments.LineRunner`).
+    """
     from labkit.grading.banks import load_bank
 
     def done(status: str, points: float | None, why: str) -> Verification:
@@ -83,7 +87,8 @@ def verify_one(claimed: Result, engine: Engine) -> Verification:
         return done(NOT_VERIFIABLE, None, "the attempt recorded no answer")
     needs_engine = is_lab or "observe" in question.spec
     try:
-        again = question.check(None if is_lab else claimed.response, engine=engine if needs_engine else None)
+        again = question.check(None if is_lab else claimed.response, engine=engine if needs_engine else None,
+                               run_line=run_line)
     except LabkitError as err:
         return done(NOT_VERIFIABLE, None, err.message)
     if again.verdict == NOT_ATTEMPTED:
@@ -95,11 +100,12 @@ def verify_one(claimed: Result, engine: Engine) -> Verification:
                 f"claimed {claimed.points:g}/{claimed.max_points:g}, graded here: {again.summary()}")
 
 
-def verify(results: Iterable[Result], engine: Engine, labs_only: bool = False) -> list[Verification]:
+def verify(results: Iterable[Result], engine: Engine, labs_only: bool = False,
+           run_line: LineRunner | None = None) -> list[Verification]:
     """Verify every learner's best attempt per question (``labs_only``: the labs alone)."""
     out = []
     for claimed in best_attempts(results):
         if labs_only and not claimed.checks and claimed.matched_by != "probe":
             continue
-        out.append(verify_one(claimed, engine))
+        out.append(verify_one(claimed, engine, run_line))
     return out

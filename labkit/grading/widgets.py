@@ -35,6 +35,9 @@ from typing import TYPE_CHECKING, Any
 
 import ipywidgets as w
 
+# The command line's entry point: a question's experiment runs its `labkit …` lines through it
+# (labkit.grading.experiments), as the learner would type them.
+from labkit.cli import main as run_line
 from labkit.grading.questions import ChoiceQuestion, LabQuestion, MultiQuestion, Question
 from labkit.grading.render import question_html, result_html
 from labkit.grading.results import Result
@@ -164,7 +167,7 @@ class QuizCell:
 
         The attempt is saved (attempts log, submission) before it is shown.
         """
-        result = self.question.check(self.answer, engine=self.engine)
+        result = self.question.check(self.answer, engine=self.engine, run_line=run_line)
         self.results.append(result)
         if self.attempts_log:
             from labkit.grading.gradebook import append_attempt

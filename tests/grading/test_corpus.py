@@ -17,6 +17,7 @@ from typing import Any
 import pytest
 import yaml
 
+from labkit.cli import main as run_line
 from labkit.grading import load_bank
 from labkit.grading.banks import available_banks
 
@@ -55,12 +56,12 @@ def misgraded(bank: str, qid: str, engine: Any = None) -> tuple[list[str], int, 
     entry = data["questions"][qid]
     bad, accepted, refused = [], 0, 0
     for answer in entry["right"]:
-        r = q.check(str(answer), engine=engine)
+        r = q.check(str(answer), engine=engine, run_line=run_line)
         accepted += r.correct
         if not r.correct:
             bad.append(f"right answer refused: {answer!r} ({r.verdict}: {r.feedback[:80]})")
     for answer in entry["wrong"]:
-        r = q.check(str(answer), engine=engine)
+        r = q.check(str(answer), engine=engine, run_line=run_line)
         refused += not r.correct
         if r.correct:
             bad.append(f"wrong answer accepted: {answer!r}")
@@ -124,7 +125,7 @@ def test_predictions_in_the_corpus_are_graded_the_same_on_the_simulator(bank, qi
     before = {c["Id"] for c in sim_engine.ps(all=True)}
     if qid == "sl.predict.replaced":
         data = corpus(bank)
-        r = load_bank(bank, learner=data["learner"])[qid].check("10", engine=sim_engine)
+        r = load_bank(bank, learner=data["learner"])[qid].check("10", engine=sim_engine, run_line=run_line)
         assert r.verdict == "not attempted" and "services need the real backend" in r.feedback
         return
     bad, _, _ = misgraded(bank, qid, sim_engine)

@@ -8,6 +8,7 @@ import tempfile
 
 import pytest
 
+from labkit.cli import main as run_line
 from labkit.grading import load_bank
 from labkit.grading.probes import file_in_upperdir
 from labkit.grading.results import CORRECT, NOT_ATTEMPTED
@@ -33,20 +34,20 @@ def test_sre_lab_fails_with_the_wrong_env_and_passes_after_the_fix(engine):
     """frontend-app with NODE_ENV=development fails the lab; recreated with production and the token, it passes."""
     q = lab("inspect", "ins.lab")
     token = q.params["token"]
-    assert q.check(engine=engine).verdict == NOT_ATTEMPTED
+    assert q.check(engine=engine, run_line=run_line).verdict == NOT_ATTEMPTED
     engine.run("busybox", ["sleep", "300"], detach=True, name="frontend-app",
                env={"NODE_ENV": "development", "PORT": "3000"})
-    before = q.check(engine=engine)
+    before = q.check(engine=engine, run_line=run_line)
     assert before.verdict != CORRECT and before.verdict != NOT_ATTEMPTED
     env_check = before.checks[1]
     assert not env_check.passed and "NODE_ENV=development" in env_check.message and env_check.hint
     engine.rm("frontend-app", force=True)
     engine.run("busybox", ["sleep", "300"], detach=True, name="frontend-app",
                env={"NODE_ENV": "production", "PORT": "3000"}, labels={"lab.token": token})
-    after = q.check(engine=engine)
+    after = q.check(engine=engine, run_line=run_line)
     assert after.verdict == CORRECT and after.points == after.max_points
     assert "all checks passed, 1 of them hidden" in after.feedback
-    other = lab("inspect", "ins.lab").for_learner("bob").check(engine=engine)
+    other = lab("inspect", "ins.lab").for_learner("bob").check(engine=engine, run_line=run_line)
     assert not other.correct  # a neighbour's token is not in this state
 
 
@@ -64,7 +65,7 @@ def test_layers_lab_reads_the_upper_dir_and_cannot_be_faked_from_the_host(engine
     # A symlink inside the container pointing at the host's file: the probe never follows it.
     code, _ = engine.exec_output(name, ["sh", "-c", f"mkdir -p /data && ln -s {host_dir}/hello /data/hello"])
     assert code == 0 and os.path.islink(os.path.join(upper, "data/hello"))
-    r = q.check(engine=engine)
+    r = q.check(engine=engine, run_line=run_line)
     assert not r.checks[0].passed
 
     # A bind mount: the write lands on the host, outside the upper dir.
@@ -75,12 +76,12 @@ def test_layers_lab_reads_the_upper_dir_and_cannot_be_faked_from_the_host(engine
     # The real thing: written inside, and a delete that leaves a whiteout; no copy-up yet.
     code, _ = engine.exec_output(name, ["sh", "-c", f"rm /data/hello && echo {token} > /data/hello && rm /etc/group"])
     assert code == 0
-    r = q.check(engine=engine)
+    r = q.check(engine=engine, run_line=run_line)
     assert [c.passed for c in r.checks] == [True, False, True, True] and r.verdict != CORRECT
     # The copy-up: the image's /etc/passwd changed inside the container.
     code, _ = engine.exec_output(name, ["sh", "-c", f"echo {token} >> /etc/passwd"])
     assert code == 0
-    r = q.check(engine=engine)
+    r = q.check(engine=engine, run_line=run_line)
     assert [c.passed for c in r.checks] == [True, True, True, True] and r.verdict == CORRECT
     assert r.checks[3].hidden and r.checks[3].output == ""
 
@@ -93,12 +94,12 @@ def test_states_predictions_are_graded_by_what_the_engine_does_in_a_fresh_experi
     token = code_q.params["run"]
     engine.run("busybox", ["sleep", "300"], detach=True, name=f"walkp-{token}")  # left running, never stopped
     before = {c["Id"] for c in engine.ps(all=True)}
-    r = code_q.check("137", engine=engine)
+    r = code_q.check("137", engine=engine, run_line=run_line)
     assert r.correct and r.observed == 137 and "new names" in r.feedback
-    wrong = code_q.check("143", engine=engine)
+    wrong = code_q.check("143", engine=engine, run_line=run_line)
     assert not wrong.correct and "SIGTERM" in wrong.feedback
-    assert status_q.check("exited", engine=engine).correct
-    assert not status_q.check("paused", engine=engine).correct
+    assert status_q.check("exited", engine=engine, run_line=run_line).correct
+    assert not status_q.check("paused", engine=engine, run_line=run_line).correct
     assert {c["Id"] for c in engine.ps(all=True)} == before  # the experiments' containers are gone
     assert engine.inspect(f"walkp-{token}")["State"]["Running"]
 
@@ -111,8 +112,8 @@ def test_host_pid_prediction_holds_after_the_learners_container_exited(engine):
     engine.run("busybox", ["true"], name=name)
     right = next(o.text for o in q.options if o.value is True)
     wrong = next(o.text for o in q.options if o.value is False)
-    assert q.check(right, engine=engine).correct
-    assert not q.check(wrong, engine=engine).correct
+    assert q.check(right, engine=engine, run_line=run_line).correct
+    assert not q.check(wrong, engine=engine, run_line=run_line).correct
     assert [c["Names"] for c in engine.ps(all=True) if "seen-" in c["Names"][0]] == [[f"/{name}"]]
 
 
@@ -123,11 +124,11 @@ def test_states_lab_walk(engine):
     name = f"walk-{token}"
     engine.run("busybox", ["sleep", "300"], detach=True, name=name)
     engine.exec_output(name, ["sh", "-c", f"echo {token} > /walk"])
-    assert not q.check(engine=engine).correct  # running, not paused
+    assert not q.check(engine=engine, run_line=run_line).correct  # running, not paused
     engine.stop(name, timeout=1)
     engine.start(name)
     engine.pause(name)
-    assert q.check(engine=engine).correct
+    assert q.check(engine=engine, run_line=run_line).correct
 
 
 def test_ephemeral_lab_data_survives_rm_only_in_a_volume(engine):
@@ -139,10 +140,10 @@ def test_ephemeral_lab_data_survives_rm_only_in_a_volume(engine):
         engine.volume_create(vol)
         engine.run("busybox", ["sh", "-c", f"echo {token} > /data/token"], name=f"writer-{token}",
                    volumes=[f"{vol}:/data"])
-        r = q.check(engine=engine)
+        r = q.check(engine=engine, run_line=run_line)
         assert [c.passed for c in r.checks] == [True, True, False]
         engine.rm(f"writer-{token}")
-        assert q.check(engine=engine).correct
+        assert q.check(engine=engine, run_line=run_line).correct
     finally:
         try:
             engine.volume_rm(vol)
@@ -155,7 +156,7 @@ def test_cgroups_lab_reads_the_kernels_limit(engine):
     q = lab("cgroups", "cg.lab")
     token = q.params["token"]
     engine.run("busybox", ["sleep", "300"], detach=True, name=f"budget-{token}", memory="32m", pids_limit=50)
-    r = q.check(engine=engine)
+    r = q.check(engine=engine, run_line=run_line)
     assert r.correct, r.checks
     assert r.checks[1].output == str(32 * 1024 * 1024) and "cgroup says" in r.checks[1].message
 
@@ -166,8 +167,8 @@ def test_isolation_lab_and_host_pid_prediction(engine):
     q = bank["iso.lab"]
     token = q.params["token"]
     engine.run("busybox", ["sleep", "300"], detach=True, name=f"iso-{token}", hostname=f"desk-{token}")
-    assert q.check(engine=engine).correct
+    assert q.check(engine=engine, run_line=run_line).correct
     pred = bank["iso.predict.hostpid"]
     engine.run("busybox", ["sleep", "300"], detach=True, name=f"seen-{pred.params['token']}")
     yes = next(o.text for o in pred.options if o.value is True)
-    assert pred.check(yes, engine=engine).correct
+    assert pred.check(yes, engine=engine, run_line=run_line).correct

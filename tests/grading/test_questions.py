@@ -166,6 +166,30 @@ def test_predict_then_observe_needs_the_engine_and_uses_what_it_reports():
     assert not status.check("paused", engine=FakeState(0)).correct
 
 
+def test_an_experiment_runs_only_through_the_line_runner_it_is_handed():
+    """A prediction with an experiment is not graded without a line runner, and runs each line through the one
+    it is given: the graders never import the command line that registers them."""
+    class Empty:
+        """An engine with nothing on it, for the clean-up after the experiment."""
+
+        def ps(self, all=False):
+            return []
+
+    question = load_bank("states", learner="ada")["st.predict.code"]
+    r = question.check("137", engine=Empty())
+    assert r.verdict == NOT_ATTEMPTED and "run_line=labkit.cli.main" in r.feedback
+    seen = []
+
+    def run_line(words, engine_factory, stdout, stderr):
+        seen.append(words)
+        stdout.write("refused\n")
+        return 125  # the first line fails: nothing is left to observe, and the grade says which line
+
+    r = question.check("137", engine=Empty(), run_line=run_line)
+    assert r.verdict == NOT_ATTEMPTED and "refused" in r.feedback
+    assert seen and seen[0][0] in ("run", "create")
+
+
 def test_result_round_trips_through_json():
     """A result written as JSON reads back equal."""
     r = load_bank("lesson8", learner="ada")["p1"].check("cow")

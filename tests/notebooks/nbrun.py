@@ -41,6 +41,7 @@ REPORT = "LABKIT-QUIZ-REPORT "
 #: Answers every quiz widget of the notebook; runs inside the kernel.
 ANSWER_CELL = r'''
 import json as _json
+from labkit.cli import main as _run_line
 from labkit.grading.widgets import Quiz as _Quiz
 
 
@@ -61,7 +62,7 @@ def _same(a, b):
 def _predictions(cell):
     """What the engine did for an observe question: (a wrong answer, the right answer, the observation)."""
     q, spec = cell.question, cell.question.spec["observe"]
-    seen = q.observe(cell.engine)  # as the grader observes: the experiment run afresh, or the state now
+    seen = q.observe(cell.engine, _run_line)  # as the grader observes: the experiment run afresh, or the state now
     if hasattr(q, "options"):
         right = [o.text for o in q.options if _same(o.value, seen)]
         other = [o.text for o in q.options if not _same(o.value, seen)]

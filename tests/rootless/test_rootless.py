@@ -978,13 +978,14 @@ def test_predictions_are_graded_by_fresh_experiments_rootless(learner):
     """As a user, each prediction is graded by its experiment run afresh on the rootless engine and removed
     after; the memory hog, whose limit this engine would discard, runs on the simulator and says so."""
     got = as_learner(learner, PRELUDE + """
+    from labkit.cli import main
     from labkit.grading import load_bank
     answers = {("isolation", "iso.predict.hostpid"): "yes", ("layers", "lay.predict.change"): "C",
                ("layers", "lay.predict.delete"): "D", ("ephemeral", "eph.predict.kept"): "yes",
                ("states", "st.predict.status"): "exited", ("cgroups", "cg.predict.oom"): "a"}
     out = {}
     for (bank, qid), answer in answers.items():
-        r = load_bank(bank, learner="ada")[qid].check(answer, engine=lab)
+        r = load_bank(bank, learner="ada")[qid].check(answer, engine=lab, run_line=main)
         out[qid] = [r.verdict, r.feedback]
     out["left"] = [c["Names"] for c in lab.ps(all=True)] + [c["Names"] for c in lab.simulator().ps(all=True)]
     out["limits"] = sorted(lab.enforced_limits)
