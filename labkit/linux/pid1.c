@@ -13,7 +13,7 @@
  *   [rootless: mount the overlay, which only a mount namespace of our user namespace may hold]
  *   bind the rootfs onto itself (pivot_root(2) needs a mount point)
  *   new proc, a tmpfs /dev with device nodes and devpts/shm/mqueue, read-only sysfs
- *   [cgroup v2 host: the container's own group, read-only, at /sys/fs/cgroup]
+ *   the container's own cgroups, read-only, at /sys/fs/cgroup (cgroup2, or v1 groups on a tmpfs)
  *   bind mounts (volumes, /etc/hosts, ...), Docker's masked and read-only paths
  *   pivot_root(".", "."), then detach the old root
  *   working directory; capabilities down to the given set; no_new_privs; the seccomp filter; execve
@@ -671,23 +671,63 @@ pid_t fork_in_cgroup(const struct pid1_spec *spec, int *born_in)
 }
 
 /*
- * On a host whose /sys/fs/cgroup is cgroup2 (v2 only), the container sees its own group there,
- * read-only, as Docker mounts it: a cgroup2 mount made inside the container's cgroup namespace
- * has that namespace's root, the container's group, as its root (cgroup_namespaces(7)), so the
- * container reads its memory.max, pids.max, cpu.max and cgroup.events and nothing above them.
- * Called before pivot_root, while /sys/fs/cgroup is still the host's. A hybrid or v1 host's
- * tree is left out, as its v1 hierarchies have no such namespace-rooted view of one group.
+ * The container sees its own cgroups at /sys/fs/cgroup, read-only, as Docker mounts them.
+ *
+ * A host whose /sys/fs/cgroup is cgroup2 (v2 only): a cgroup2 mount made inside the container's
+ * cgroup namespace has that namespace's root, the container's group, as its root
+ * (cgroup_namespaces(7)), so the container reads its memory.max, pids.max, cpu.max and
+ * cgroup.events and nothing above them.
+ *
+ * A v1 or hybrid host: a tmpfs at /sys/fs/cgroup with, for each v1 hierarchy the container was
+ * put in, its own group bound read-only at /sys/fs/cgroup/<hierarchy> (memory/memory.limit_in_bytes,
+ * pids/pids.max, ...), as runc does for Docker there. Hierarchies without a group of the
+ * container's are left out (their view would be of another group), and so is the hybrid host's
+ * cgroup2 beside them ("unified"), which Docker leaves out too.
+ *
+ * Called before pivot_root, while /sys/fs/cgroup is still the host's.
  */
-static void mount_cgroup2(const char *root)
+static void mount_cgroups(const char *root, const struct pid1_spec *s)
 {
     struct statfs host;
     char p[PATH_MAX];
-    if (statfs("/sys/fs/cgroup", &host) < 0 || host.f_type != 0x63677270) /* CGROUP2_SUPER_MAGIC */
+    if (statfs("/sys/fs/cgroup", &host) < 0)
         return;
     secure_join(root, "/sys/fs/cgroup", p, sizeof p);
-    /* EPERM: a user namespace that does not own the cgroup namespace; the container goes on without it */
-    if (mount("cgroup2", p, "cgroup2", MS_NOSUID | MS_NODEV | MS_NOEXEC | MS_RDONLY, NULL) < 0 && errno != EPERM)
-        fail_errno(p);
+    if (host.f_type == 0x63677270) { /* CGROUP2_SUPER_MAGIC */
+        /* EPERM: a user namespace that does not own the cgroup namespace; the container goes on without it */
+        if (mount("cgroup2", p, "cgroup2", MS_NOSUID | MS_NODEV | MS_NOEXEC | MS_RDONLY, NULL) < 0 && errno != EPERM)
+            fail_errno(p);
+        return;
+    }
+    int mounted = 0;
+    for (int i = 0; i < s->n_cgroups; i++) {
+        const char *procs = s->cgroups[i], *prefix = "/sys/fs/cgroup/";
+        char dir[PATH_MAX], name[NAME_MAX + 1], target[PATH_MAX];
+        struct statfs group;
+        if (strncmp(procs, prefix, strlen(prefix)) != 0)
+            continue;
+        const char *start = procs + strlen(prefix), *slash = strchr(start, '/'), *last = strrchr(procs, '/');
+        if (!slash || slash - start > NAME_MAX || last <= slash)
+            continue;
+        snprintf(name, sizeof name, "%.*s", (int)(slash - start), start);
+        snprintf(dir, sizeof dir, "%.*s", (int)(last - procs), procs);
+        if (statfs(dir, &group) < 0 || group.f_type == 0x63677270) /* the hybrid host's cgroup2: not shown */
+            continue;
+        if (!mounted) {
+            /* EPERM: rootless, where the v1 groups are not the container's to show */
+            if (mount("tmpfs", p, "tmpfs", MS_NOSUID | MS_NODEV | MS_NOEXEC, "mode=755") < 0) {
+                if (errno == EPERM)
+                    return;
+                fail_errno(p);
+            }
+            mounted = 1;
+        }
+        snprintf(target, sizeof target, "%s/%s", p, name);
+        mount_point(target);
+        do_mount(dir, target, NULL, MS_BIND, NULL);
+        /* the kernel ignores MS_RDONLY on the first MS_BIND (mount(2)) */
+        do_mount(NULL, target, NULL, MS_BIND | MS_REMOUNT | MS_RDONLY | MS_NOSUID | MS_NODEV | MS_NOEXEC, NULL);
+    }
 }
 
 /*
@@ -786,7 +826,7 @@ void pid1_run(const struct pid1_spec *s)
         do_mount("/sys", p, NULL, MS_BIND | MS_REC, NULL);
         do_mount(NULL, p, NULL, MS_BIND | MS_REMOUNT | MS_RDONLY | locked_flags(p), NULL);
     }
-    mount_cgroup2(root);
+    mount_cgroups(root, s);
     for (int i = 0; i < s->n_binds; i++) /* the starter sorted them, parents first */
         bind_mount(root, &s->binds[i]);
     mask(root, s);

@@ -126,6 +126,24 @@ def check_pause_freezes_and_unpause_thaws(engine):
     c.remove(force=True)
 
 
+@pytest.mark.cgroup_v1
+def test_the_container_sees_its_own_v1_groups_read_only_at_sys_fs_cgroup(engine):
+    """On a v1 or hybrid host /sys/fs/cgroup is a tmpfs holding the container's own group of each hierarchy
+    it was put in, read-only (its limits, not its parent's), as runc mounts them for Docker."""
+    c = engine.run("busybox", ["sleep", "60"], memory="64m", pids_limit=30, detach=True)
+    code, out = c.exec(["sh", "-c", "cat /sys/fs/cgroup/memory/memory.limit_in_bytes /sys/fs/cgroup/pids/pids.max; "
+                                    "ls /sys/fs/cgroup/memory | grep -c '^labkit$'; "
+                                    "grep ' /sys/fs/cgroup' /proc/mounts; echo 1 > /sys/fs/cgroup/pids/pids.max"])
+    lines = out.splitlines()
+    assert lines[:3] == [str(64 * 2**20), "30", "0"], out
+    mounts = [line.split() for line in lines[3:] if line.startswith(("tmpfs", "cgroup"))]
+    assert mounts[0][1:3] == ["/sys/fs/cgroup", "tmpfs"], out
+    assert {"/sys/fs/cgroup/memory", "/sys/fs/cgroup/pids"} <= {m[1] for m in mounts[1:]}, out
+    assert all("ro" in m[3].split(",") for m in mounts[1:]), out
+    assert code != 0 and "Read-only file system" in out, out
+    c.remove(force=True)
+
+
 @pytest.mark.cgroup_v2
 def test_the_container_sees_its_own_group_read_only_at_sys_fs_cgroup(engine):
     """On a v2-only host the container's /sys/fs/cgroup is its own group (its limits, nothing above), read-only."""

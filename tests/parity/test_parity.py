@@ -51,6 +51,9 @@ DIFFERENCES: dict[str, str] = {
                        "namespace when PID 1 ends, so there is no sandbox left to name.",
     "cgroup namespace": "every labkit container has a cgroup namespace of its own (CgroupnsMode private, "
                         "Docker's default on cgroup v2); Docker on a cgroup v1 host shares the host's (host).",
+    "cgroup hierarchies": "on a cgroup v1 host labkit puts a container in the hierarchies whose limits and "
+                          "counters it uses (memory, pids, cpu, cpuacct, freezer, devices), so its /sys/fs/cgroup "
+                          "shows those; Docker also makes groups in blkio, cpuset and name=systemd.",
 }
 
 #: inspect keys one Docker has and the other not: key -> (which one has it, why).
@@ -316,6 +319,15 @@ def test_formats(both):
 
 # --- inside a container --------------------------------------------------------------------------------
 
+def _fewer_hierarchies(d: Answer, lk: Answer) -> bool:
+    """labkit's /sys/fs/cgroup lists the hierarchies it made the container's groups in, all of them Docker's."""
+    mine, docker = set(lk.out.split()), set(d.out.split())
+    return d.rc == lk.rc == 0 and bool(mine) and mine < docker and docker - mine <= {"blkio", "cpuset", "systemd",
+                                                                                     "net_cls", "net_prio",
+                                                                                     "hugetlb", "perf_event", "rdma",
+                                                                                     "misc"}
+
+
 def test_inside_a_container(both):
     """What a process sees inside: its environment, /etc/hosts, and its cgroup under /sys/fs/cgroup."""
     sc = both()
@@ -323,6 +335,12 @@ def test_inside_a_container(both):
     run(sc, ["run", "--rm", "busybox", "sh", "-c", "grep -v \"$HOSTNAME\" /etc/hosts"])
     run(sc, ["run", "--rm", "busybox", "sh", "-c", "grep -c \"\t$HOSTNAME$\" /etc/hosts"])
     run(sc, ["run", "--rm", "busybox", "sh", "-c", "ls -l /etc/mtab | sed 's/.* -> //'"])
+    run(sc, ["run", "--rm", "-m", "64m", "--pids-limit", "50", "busybox", "sh", "-c",
+             "cat /sys/fs/cgroup/memory/memory.limit_in_bytes /sys/fs/cgroup/pids/pids.max 2>/dev/null "
+             "|| cat /sys/fs/cgroup/memory.max /sys/fs/cgroup/pids.max"])
+    run(sc, ["run", "--rm", "busybox", "sh", "-c", "echo 1 > /sys/fs/cgroup/pids/pids.max || echo refused"])
+    run(sc, ["run", "--rm", "busybox", "sh", "-c", "touch /sys/fs/cgroup/x && echo writable"])
+    run(sc, ["run", "--rm", "busybox", "ls", "/sys/fs/cgroup"], allow={"cgroup hierarchies": _fewer_hierarchies})
     assert_parity(sc)
 
 
