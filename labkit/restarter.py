@@ -2,7 +2,8 @@
 
 There is no daemon to restart containers: the supervisor (``shim.c``) execs
 ``python -m labkit.restarter ROOT ID [BACKEND]`` once it has recorded the exit
-and cleaned up, and this applies the policy through the engine
+and cleaned up (or ``docker update --restart`` starts it with ``--after SUPERVISOR_PID``
+for a container whose supervisor was started without a policy), and this applies the policy through the engine
 (:meth:`labkit.engine.Engine.apply_restart_policy`). ``BACKEND`` is the
 backend that started the container, ``linux`` (root, the default) or
 ``rootless``; rootless, the supervisor runs as the user in the host's user
@@ -14,6 +15,7 @@ from __future__ import annotations
 
 import os
 import sys
+import time
 import traceback
 
 from labkit.engine import Engine
@@ -24,11 +26,17 @@ BACKENDS = ("linux", "rootless")
 
 
 def main(argv: list[str]) -> int:
+    after = 0
+    if len(argv) >= 2 and argv[-2] == "--after" and argv[-1].isdigit():
+        after, argv = int(argv[-1]), argv[:-2]
     if len(argv) not in (2, 3) or (len(argv) == 3 and argv[2] not in BACKENDS):
-        print("usage: python -m labkit.restarter STATE_ROOT CONTAINER_ID [linux|rootless]", file=sys.stderr)
+        print("usage: python -m labkit.restarter STATE_ROOT CONTAINER_ID [linux|rootless] [--after SUPERVISOR_PID]",
+              file=sys.stderr)
         return 2
     backend = argv[2] if len(argv) == 3 else "linux"
     try:
+        if after:
+            wait_for_supervisor(after, argv[1])
         reset_pid_for_children()
         Engine(root=argv[0], backend=backend).apply_restart_policy(argv[1])
     except LabkitError as err:
@@ -38,6 +46,24 @@ def main(argv: list[str]) -> int:
         _note(argv, traceback.format_exc())
         return 1
     return 0
+
+
+def wait_for_supervisor(pid: int, cid: str, proc: str = "/proc") -> None:
+    """``--after PID``: return once the supervisor ``pid`` of container ``cid`` has ended.
+
+    ``docker update --restart`` gave a policy to a container whose supervisor was started
+    without one, so it will exec no restarter; this process, started by the update, waits
+    for it instead, as long as the container runs (the supervisor's own lifetime is the
+    deadline), then applies the policy as the restarter would.
+    """
+    while True:
+        try:
+            with open(f"{proc}/{pid}/cmdline", "rb") as f:
+                if cid.encode() not in f.read():
+                    return  # gone, and the PID given to another process
+        except OSError:
+            return
+        time.sleep(0.2)
 
 
 def reset_pid_for_children(proc: str = "/proc/self") -> bool:

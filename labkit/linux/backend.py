@@ -768,6 +768,7 @@ class LinuxBackend:
         Rootless without a delegated cgroup there is nothing to write: the limits are discarded, as at start.
         """
         c = record.config
+        self._watch_restart(record)
         group = self._group_or_none(record)
         if group is None:
             return
@@ -780,6 +781,29 @@ class LinuxBackend:
         ))
         for path, value in group.written:
             self.emit(events.cgroup_write(path, value, _LIMIT_WHY.get(path.rsplit("/", 1)[-1], "a limit")), record.id)
+
+    def _watch_restart(self, record: ContainerRecord) -> None:
+        """A restart policy given to a running container whose supervisor was started without one (it will
+        exec no restarter when PID 1 ends): a restarter that waits for that supervisor takes its place, once."""
+        shim = record.state.shim_pid
+        if record.config.restart_policy == "no" or not shim or not self._supervised(record):
+            return
+        try:
+            with open(f"/proc/{shim}/cmdline", "rb") as f:
+                if b"labkit.restarter" in f.read():
+                    return  # its supervisor runs the restarter already
+        except OSError:
+            return
+        marker = self.store.container_dir(record.id) / "restart-watcher"
+        try:
+            with open(f"/proc/{int(marker.read_text())}/cmdline", "rb") as f:
+                if record.id.encode() in f.read():
+                    return  # a watcher of this run is there already
+        except (OSError, ValueError):
+            pass
+        pid = helpers.spawn_detached(helpers.python("labkit.restarter", str(self.store.root), record.id,
+                                                    *(("rootless",) if self.rootless else ()), "--after", str(shim)))
+        marker.write_text(str(pid))
 
     # -- docker cp: a tar stream in and out, resolved inside the container's root (labkit.linux.copying) --
     def stat_path(self, record: ContainerRecord, image: Image, path: str) -> dict[str, Any]:

@@ -29,6 +29,7 @@ import tarfile
 from collections.abc import Callable, Sequence
 from typing import Any
 
+from labkit import tars
 from labkit.linux import namespaces, overlay, syscalls
 from labkit.linux.namespaces import IdMap
 
@@ -57,20 +58,19 @@ def write_tar(path: str, out: int) -> dict[str, Any]:
 def extract_tar(directory: str, source: int, keep_owners: bool) -> None:
     """Unpack the tar stream ``source`` into ``directory``, which must exist and be a directory.
 
-    Entries stay inside ``directory`` (an absolute name or ``..`` is refused, as
-    ``tarfile``'s ``tar`` filter refuses them) and keep their modes; their owner is
-    the container's root unless ``keep_owners`` (``docker cp -a``).
+    Entries stay inside ``directory`` (:func:`labkit.tars.member_in`) and keep their modes;
+    their owner is the container's root unless ``keep_owners`` (``docker cp -a``).
     """
     if not os.path.isdir(directory):
         raise NotADirectoryError(20, "extraction point is not a directory", directory)
 
-    def keep(member: tarfile.TarInfo, dest: str) -> tarfile.TarInfo:
-        safe = tarfile.tar_filter(member, dest)
-        owner = {} if keep_owners else {"uid": 0, "gid": 0, "uname": "", "gname": ""}
-        return safe.replace(mode=member.mode, deep=False, **owner)  # type: ignore[arg-type]
-
     with os.fdopen(os.dup(source), "rb") as pipe, tarfile.open(fileobj=pipe, mode="r|") as tar:
-        tar.extractall(directory, numeric_owner=True, filter=keep)
+        for member in tar:
+            safe = tars.member_in(member, directory)
+            if not keep_owners:
+                safe.uid = safe.gid = 0
+                safe.uname = safe.gname = ""
+            tars.extract(tar, safe, directory)
 
 
 def in_container(pid: int, rootless: bool, work: Work) -> Any:
@@ -96,6 +96,10 @@ def in_layers(layers: overlay.Layers, binds: Sequence[tuple[str, str]], idmap: I
     the path inside exists."""
 
     def enter() -> None:
+        if idmap is not None and idmap.kind != "range":
+            # The single-id map a process may write for itself: the user is root inside, as in its containers.
+            syscalls.unshare(namespaces.CLONE_NEWUSER)
+            namespaces.write_single_map(idmap)
         syscalls.unshare(namespaces.CLONE_NEWNS)
         syscalls.mount(None, "/", None, syscalls.MS_REC | syscalls.MS_PRIVATE, None)  # nothing leaks to the host
         options = overlay.mount_options(layers, userxattr=idmap is not None)
@@ -109,9 +113,9 @@ def in_layers(layers: overlay.Layers, binds: Sequence[tuple[str, str]], idmap: I
                 syscalls.mount(source, target, None, syscalls.MS_BIND | syscalls.MS_REC, None)
         os.chroot(layers.merged)
 
-    if idmap is None:
+    if idmap is None or idmap.kind != "range":
         return _child(enter, work)
-    return _child(enter, work, lambda body: namespaces.as_root_inside(idmap, body))
+    return _child(enter, work, lambda body: namespaces.as_root_inside(idmap, body))  # a range: mapped from outside
 
 
 def _child(enter: Callable[[], None], work: Work,

@@ -83,6 +83,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import IO, Any
 
+from labkit import tars
 from labkit.errors import HostUnsupported, InvalidArgument, LabkitError, NoSuchContainer, StartFailed
 from labkit.images.ownership import HostIds, Ownership, OwnIds
 from labkit.model import events
@@ -529,8 +530,10 @@ class SimBackend:
                 raise NotADirectoryError(errno.ENOTDIR, "extraction point is not a directory", path)
             with tarfile.open(fileobj=io.BytesIO(data), mode="r") as archive:
                 for member in archive:
-                    member = tarfile.tar_filter(member, path)
-                    target = os.path.normpath(os.path.join(path, member.name))
+                    name = member.name.lstrip("/")
+                    if ".." in name.split("/"):
+                        raise tars.Breakout(f"{member.name!r} points outside the destination")
+                    target = os.path.normpath(os.path.join(path, name))
                     if member.isdir():
                         vfs.makedirs(target)
                     elif member.issym():

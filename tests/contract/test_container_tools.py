@@ -211,3 +211,24 @@ def test_network_connect_and_disconnect_move_a_stopped_container(lab):
     finally:
         lab.rm("cn", force=True)
         lab.network_rm("lk-cn-net")
+
+
+def test_update_restart_applies_to_the_run_under_way(lab):
+    """A restart policy given by ``update`` to a running container started without one restarts it when this run
+    fails, as ``docker update --restart`` does (the real backend's supervisor had no restarter to run)."""
+    import time
+
+    if lab.backend.simulated:
+        pytest.skip("the simulator applies no restart policy")
+    lab.run("busybox", ["sh", "-c", "sleep 1; exit 3"], name="upd-restart", detach=True)
+    lab.update("upd-restart", restart="on-failure:1")
+    deadline = time.monotonic() + 30
+    while lab.inspect("upd-restart")["RestartCount"] < 1 and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert lab.inspect("upd-restart")["RestartCount"] == 1
+    lab.wait("upd-restart", timeout=30)
+    deadline = time.monotonic() + 10  # the second failure is the last: on-failure:1 restarts once
+    while lab.inspect("upd-restart")["State"]["Status"] != "exited" and time.monotonic() < deadline:
+        time.sleep(0.2)
+    info = lab.inspect("upd-restart")
+    assert (info["State"]["Status"], info["State"]["ExitCode"], info["RestartCount"]) == ("exited", 3, 1)

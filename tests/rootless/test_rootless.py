@@ -996,3 +996,47 @@ def test_predictions_are_graded_by_fresh_experiments_rootless(learner):
     for qid, (verdict, feedback) in got.items():
         assert verdict == "correct", (qid, feedback)
     assert ("on the simulator" in got["cg.predict.oom"][1]) == ("memory" not in limits)
+
+
+def test_cp_top_and_stats_rootless(learner):
+    """Rootless, cp goes into a running container (through PID 1's user and mount namespaces) and into a stopped
+    one (its overlay mounted in a user namespace of its own, the copy-up traced), and out again; top lists PID 1."""
+    got = as_learner(learner, PRELUDE + """
+    import io, tarfile, tempfile, threading
+    def tar_of(name, data):
+        buffer = io.BytesIO()
+        with tarfile.open(fileobj=buffer, mode="w") as tar:
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            tar.addfile(info, io.BytesIO(data))
+        return buffer.getvalue()
+    def copy_to(path, data):
+        r, w = os.pipe()
+        feeder = threading.Thread(target=lambda: (os.write(w, data), os.close(w)))
+        feeder.start()
+        lab.copy_to("rl-cp", path, r)
+        feeder.join()
+        os.close(r)
+    def copy_from(path):
+        with tempfile.TemporaryFile() as f:
+            lab.copy_from("rl-cp", path, f.fileno())
+            f.seek(0)
+            with tarfile.open(fileobj=f) as tar:
+                return {m.name: tar.extractfile(m).read().decode() for m in tar if m.isfile()}
+    pid = lab.run("busybox", ["sleep", "60"], name="rl-cp", detach=True).pid
+    copy_to("/tmp", tar_of("in.txt", b"running\\n"))
+    running = lab.exec_output("rl-cp", ["cat", "/tmp/in.txt"])
+    top = lab.top("rl-cp")
+    stats = lab.stats("rl-cp")
+    lab.kill("rl-cp")
+    with lab.tracing() as steps:
+        copy_to("/etc", tar_of("group", b"root:x:0:\\n"))
+    out = copy_from("/etc/group")
+    lab.rm("rl-cp", force=True)
+    print(json.dumps({"running": running, "pids": [int(r[1]) for r in top["Processes"]], "pid": pid,
+                      "stats_pids": stats["Pids"], "copy_ups": [s.change.get("path") for s in steps
+                                                                if s.kind == "copy-up"], "out": out}))
+    """)
+    assert got["running"] == [0, "running\n"]
+    assert got["pid"] in got["pids"]
+    assert got["copy_ups"] == ["/etc/group"] and got["out"] == {"group": "root:x:0:\n"}

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import copy
 import os
 import sys
 import threading
@@ -179,6 +180,8 @@ def _from_container(session: Session, ref: str, src: str, dst: str, follow: bool
             raise _Refused(f"lstat {into}: no such file or directory")
     import tarfile  # only when cp runs: --help and every other command start without it
 
+    from labkit import tars
+
     read_end, write_end = os.pipe()
     counted = [0]
     failure: list[BaseException] = []
@@ -196,8 +199,9 @@ def _from_container(session: Session, ref: str, src: str, dst: str, follow: bool
                         name = name[len(top) + 1:]
                     elif rename is not None:
                         name = rename + name[len(top):]
-                    tar.extract(member.replace(name=name, deep=False), into, numeric_owner=True,
-                                filter=tarfile.tar_filter)
+                    renamed = copy.copy(member)
+                    renamed.name = name
+                    tars.extract(tar, tars.member_in(renamed, into), into)
         except BaseException as err:
             failure.append(err)
 
