@@ -118,6 +118,11 @@ def _truthy(value: Any) -> bool:
     return bool(value)
 
 
+#: How docker's client words a field a ps or images template lacks: its prefix, and the Go type of the dot.
+_CONTEXTS = {"container": ("failed to execute template", "*formatter.ContainerContext"),
+             "image": ("template parsing error", "*formatter.imageContext")}
+
+
 class Fields(dict):  # type: ignore[type-arg]
     """The dot of a ``ps``/``images`` template: named fields, not a JSON map."""
 
@@ -311,14 +316,24 @@ class Template:
             return float(word)
         raise TemplateError(f'template: function "{word}" not defined')
 
+    def _where(self, path: str) -> str:
+        """``line:column`` of ``path`` in the template, as Go's ErrorContext counts (column from 0)."""
+        at = max(self.source.find(path), 0)
+        return f"{self.source.count(chr(10), 0, at) + 1}:{at - (self.source.rfind(chr(10), 0, at) + 1)}"
+
     def _field(self, value: Any, path: str) -> Any:
         for name in [part for part in path.split(".") if part]:
             if isinstance(value, Fields):
                 if name not in value:
-                    raise TemplateError(
-                        f'template: executing "{self.source}" at <{path}>: '
-                        f"can't evaluate field {name} in type {value.kind}"
-                    )
+                    context = _CONTEXTS.get(value.kind)
+                    if context is None:
+                        raise TemplateError(
+                            f'template: executing "{self.source}" at <{path}>: '
+                            f"can't evaluate field {name} in type {value.kind}"
+                        )
+                    # docker's formatter, in Go's words: where the field stands (line:column) and its type
+                    raise TemplateError(f"{context[0]}: template: :{self._where(path)}: executing "
+                                        f'"" at <{path}>: can\'t evaluate field {name} in type {context[1]}')
                 value = value[name]
             elif isinstance(value, Mapping):
                 if name not in value:
