@@ -476,6 +476,15 @@ def test_terminal(dockerd, lesson_images, engine, served):
         results[who] = {name: _transcript([*prog, *args], env, typed) for name, (args, typed) in sessions.items()}
         call("inspect", "-f", "{{.State.Running}}", "dbox")
         call("rm", "-f", "tbox", "dbox", "cbox", "rbox")
+    from tests.parity.compare import Outcome, Step
+    from tests.parity.conftest import OUTCOMES
+
+    table = Scenario("terminal", dockerd.docker, dockerd.docker, ([], []), daemon_wording)  # for the summary only
+    for name, (args, _) in sessions.items():
+        (d_code, d_screen), (lk_code, lk_screen) = results["docker"][name], results["labkit"][name]
+        table.outcomes.append(Outcome(Step(args), Answer(d_code or 0, d_screen, ""), Answer(lk_code or 0, lk_screen, ""),
+                                      [] if (d_code, d_screen) == (lk_code, lk_screen) else ["screen or code"]))
+    OUTCOMES["terminal"] = table
     differ = {name: (results["docker"][name], results["labkit"][name]) for name in sessions
               if results["docker"][name] != results["labkit"][name]}
     assert not differ, "\n".join(f"{n}:\n  docker {d!r}\n  labkit {lk!r}" for n, (d, lk) in differ.items())
