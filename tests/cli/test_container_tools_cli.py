@@ -198,3 +198,20 @@ def test_events_lines_filters_and_times(lk):
     assert (code, out) == (0, "container die 3\n")
     code, _, err = lk("events", "--since", "yesterday-ish", "--until", "0s")
     assert code == 1 and "failed to parse value as time or duration" in err
+
+
+def test_stats_streams_a_table_after_each_clear_screen(lk, sim):
+    """Without ``--no-stream``, ``stats`` clears the screen and prints a fresh table again and again until it is
+    stopped (here by the test's deadline)."""
+    import os
+    import subprocess
+    import sys
+
+    lk("run", "-d", "--name", "streamed", "busybox", "sleep", "60")
+    env = {**os.environ, "LABKIT_ROOT": str(sim.store.root), "LABKIT_BACKEND": "sim", "LABKIT_NO_SERVER": "1"}
+    with pytest.raises(subprocess.TimeoutExpired) as stopped:
+        subprocess.run([sys.executable, "-m", "labkit", "stats", "streamed"], capture_output=True, env=env,
+                       timeout=10)
+    tables = (stopped.value.stdout or b"").decode().split("\x1b[2J\x1b[H")[1:]
+    assert len(tables) >= 2, tables
+    assert all(t.startswith("CONTAINER ID") and "streamed" in t for t in tables[:-1]), tables
