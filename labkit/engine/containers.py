@@ -124,6 +124,7 @@ class ContainerCollection(ContainerUpkeep):
             record = ContainerRecord(replace(config, id=cid, name=name, created=now_rfc3339(),
                                              hostname=config.hostname or _names.short_id(cid)))
             self.engine.store.set_name(name, cid, taken)  # claimed first: see Store.names
+            self.engine._trace_names[cid] = name
             self.engine.backend.create(record, img)
             self.engine.store.create(record)
         self.engine._note(record, "create")

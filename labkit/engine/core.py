@@ -74,6 +74,7 @@ class Engine:
         self.backend_name = self.backend.name
         #: Every step the kernel took for this engine's verbs (see :mod:`labkit.model.events`).
         self.trace: list[Step] = []
+        self._trace_names: dict[str, str] = {}  # container id → name, for the trace
         self._verb = ""
         self.containers = ContainerCollection(self)
         self.images = ImageCollection(self)
@@ -90,8 +91,17 @@ class Engine:
         """Append one step to the trace, stamped with the backend's clock; return its place in the trace."""
         kind, what, mechanism, change = event
         seq = len(self.trace)
-        self.trace.append(Step(seq, self._verb, container, kind, what, mechanism, change, self.backend.clock()))
+        self.trace.append(Step(seq, self._verb, container, kind, what, mechanism, change, self.backend.clock(),
+                               self._name_of(container)))
         return seq
+
+    def _name_of(self, cid: str) -> str:
+        """A container's name for its trace steps (create and rename tell it; else the store), "" if none."""
+        if not cid:
+            return ""
+        if cid not in self._trace_names:
+            self._trace_names.update({c: n for n, c in self.store.names().items()})
+        return self._trace_names.get(cid, "")
 
     @contextlib.contextmanager
     def tracing(self) -> Iterator[list[Step]]:

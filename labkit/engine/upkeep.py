@@ -55,6 +55,7 @@ class ContainerUpkeep(Collection):
             rec = engine.store.load(rec.id) or rec
             renamed = dataclasses.replace(rec, config=dataclasses.replace(rec.config, name=name))
             engine.store.set_name(name, rec.id, {n: c for n, c in taken.items() if c != rec.id})
+            engine._trace_names[rec.id] = name
             if not engine._save(renamed):
                 raise NoSuchContainer(ref)
         engine._note(renamed, "rename", oldName="/" + rec.name)

@@ -676,24 +676,42 @@ class LinuxBackend:
         layers = self._layers(record, image.lowerdirs())
         now = overlay.changes(layers)
         before = self._seen.get(record.id, set())
+        parents: list[str] = []  # directories copied up (ovl_copy_up() does parents first), not told yet
+
+        def first(path: str | None) -> list[str]:
+            """The parents copied up for ``path`` (all that are left, for None), in the order made."""
+            mine = [d for d in parents if path is None or path.startswith(d.rstrip("/") + "/")]
+            for d in mine:
+                parents.remove(d)
+            return mine
+
         for kind, path in now:
             if (kind, path) in before:
                 continue
             full = os.path.join(layers.upper, path.lstrip("/"))
-            if kind == overlay.DELETED:
-                self.emit(events.whiteout(path), record.id)
-            elif os.path.isdir(full) and not os.path.islink(full):
+            if os.path.isdir(full) and not os.path.islink(full) and kind != overlay.DELETED:
                 if overlay.is_opaque(full):
-                    self.emit(events.opaque(path), record.id)
+                    self._emit_all([*map(events.copy_up_dir, first(path)), events.opaque(path)], record.id)
+                elif kind == overlay.CHANGED:
+                    parents.append(path)
+            elif kind == overlay.DELETED:
+                self._emit_all([*map(events.copy_up_dir, first(path)), events.whiteout(path)], record.id)
             elif kind == overlay.CHANGED:
                 rel = path.lstrip("/")
                 src = overlay.lower_layer_of(list(layers.lowers[1:]), rel)
                 below = overlay.lower_stat(layers.lowers[1:], rel)
                 size = below.st_size if below is not None else os.lstat(full).st_size
-                self.emit(events.copy_up(path, size, src if src is not None else "?"), record.id)
+                self._emit_all(events.copy_up_steps(path, size, src if src is not None else "?", first(path)),
+                               record.id)
             else:
-                self.emit(events.added(path, os.lstat(full).st_size), record.id)
+                self._emit_all([*map(events.copy_up_dir, first(path)), events.added(path, os.lstat(full).st_size)],
+                               record.id)
+        self._emit_all([events.copy_up_dir(d) for d in first(None)], record.id)
         self._seen[record.id] = set(now)
+
+    def _emit_all(self, made: list[events.Event], cid: str) -> None:
+        for event in made:
+            self.emit(event, cid)
 
     def trace_teardown(self, record: ContainerRecord) -> None:
         """Trace what the supervisor undoes once PID 1 has ended (``--umount``, ``--rmdir``, see _start)."""

@@ -16,7 +16,7 @@ simulated run of the same verb tell the same story in the same words.
 from __future__ import annotations
 
 import signal as _signal
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -37,6 +37,7 @@ class Step:
         mechanism: The kernel interface that did it (``mount(2)``, ``cgroups(7) memory.max``, …).
         change: The state it changed, as plain data (``{"status": "running"}``, ``{"path": …}``).
         t: Seconds since the trace began (real time, or the simulator's clock).
+        name: The container's name, as a learner knows it ("" for image steps, or when not known).
     """
 
     seq: int
@@ -47,6 +48,11 @@ class Step:
     mechanism: str
     change: dict[str, Any] = field(default_factory=dict)
     t: float = 0.0
+    name: str = ""
+
+    def label(self) -> str:
+        """How a learner knows the container this step is about: its name, else its short id."""
+        return self.name or self.container[:12]
 
     def __str__(self) -> str:
         return f"{self.seq:>3} {self.kind:<14} {self.what}  [{self.mechanism}]"
@@ -137,9 +143,38 @@ def freeze(on: bool, by_signal: bool = False) -> tuple[str, str, str, dict[str, 
 
 
 def copy_up(path: str, size: int, layer: int | str) -> tuple[str, str, str, dict[str, Any]]:
-    return ("copy-up", f"Copy {path} ({size} bytes) up from image layer {layer} into the writable layer before "
-            "changing it; the image layer keeps the original.",
-            "overlayfs copy-up", {"path": path, "bytes": size, "from_layer": layer})
+    return ("copy-up", f"Copy {path} ({size} bytes) up from image layer {layer} before changing it: its data, "
+            "owner, mode, times and extended attributes go into a new file in the work dir, which rename(2) then "
+            "moves into the writable layer. The image layer keeps the original.",
+            "overlayfs copy-up (ovl_copy_up(): a temporary file in workdir, then rename(2) into upperdir)",
+            {"path": path, "bytes": size, "from_layer": layer})
+
+
+def lookup(path: str, layer: int | str) -> tuple[str, str, str, dict[str, Any]]:
+    return ("lookup", f"Look {path} up, top layer first: the writable layer has no {path}; image layer {layer} is "
+            "the highest layer that has it, so every read of it so far came from there.",
+            "overlayfs lookup (ovl_lookup(): the upper dir, then each lower dir, top down)",
+            {"path": path, "from_layer": layer})
+
+
+def copy_up_dir(path: str) -> tuple[str, str, str, dict[str, Any]]:
+    return ("copy-up-dir", f"Copy the directory {path} up first: create it in the writable layer with the owner, "
+            "mode and times it has below (the directory only, not what is in it); it stays merged with the one below.",
+            "overlayfs copy-up of a parent directory (ovl_copy_up(): parents before the file)", {"path": path})
+
+
+def write_upper(path: str) -> tuple[str, str, str, dict[str, Any]]:
+    return ("write-upper", f"Now the change itself: the write (or chmod, truncate…) acts on the copy of {path} in the "
+            "writable layer. From here on the container reads and writes that copy; the image layer is never touched.",
+            "the write-needing call (open(2) for writing, write(2), chmod(2)…) on the upper file",
+            {"path": path})
+
+
+def copy_up_steps(path: str, size: int, layer: int | str, parents: Sequence[str] = ()) -> list[Event]:
+    """A file's copy-up as overlayfs does it (Documentation/filesystems/overlayfs.rst, "Non-directories"): the
+    lookup that finds it in an image layer, the parent directories the writable layer lacks, the copy of data,
+    owner, mode, times and xattrs, and then the write-needing call itself on the copy."""
+    return [lookup(path, layer), *(copy_up_dir(p) for p in parents), copy_up(path, size, layer), write_upper(path)]
 
 
 def whiteout(path: str) -> tuple[str, str, str, dict[str, Any]]:

@@ -97,6 +97,7 @@ from labkit.model.overlay import (
     LayerContents,
     Opaque,
     Overlay,
+    ParentCopyUp,
     Remove,
     Whiteout,
     WhiteoutNode,
@@ -588,29 +589,43 @@ class SimBackend:
             effects, ct.effects = ct.effects, []
             ov = overlay_of(w, ct)
             n_image = len(ct.lowers)
+            parents: list[str] = []  # directories copied up (ovl_copy_up() does parents first), not told yet
+
+            def first(path: str | None) -> list[str]:
+                """The parents copied up for ``path`` (all that are left, for None), in the order made."""
+                mine = [d for d in parents if path is None or path.startswith(d.rstrip("/") + "/")]
+                for d in mine:
+                    parents.remove(d)
+                return mine
+
+            def tell(made: list[events.Event], key: tuple[str, str]) -> None:
+                if key not in ct.reported:
+                    ct.reported.add(key)
+                    for event in made:
+                        self._step(w, event, record.id)
+
             for eff in effects:
                 if isinstance(eff, Remove):
                     ct.reported = {(k, p) for k, p in ct.reported if p != eff.path}
                     continue
-                event = None
-                key = None
-                if isinstance(eff, CopyUp):
-                    node = ct.upper.get(eff.path)
-                    if node is not None and not isinstance(node, Dir):
+                if isinstance(eff, (ParentCopyUp, CopyUp)) and isinstance(ct.upper.get(eff.path), Dir):
+                    if ("copy-up-dir", eff.path) not in ct.reported and eff.path not in parents:
+                        parents.append(eff.path)
+                elif isinstance(eff, CopyUp):
+                    if ct.upper.get(eff.path) is not None:
                         # Layers are numbered as the pictures number them: 1 is the image's bottom layer.
                         layer = n_image - (eff.from_layer - 1) if eff.from_layer >= 1 else "init"
-                        key, event = ("copy-up", eff.path), events.copy_up(eff.path, eff.bytes, layer)
+                        tell(events.copy_up_steps(eff.path, eff.bytes, layer, first(eff.path)), ("copy-up", eff.path))
                 elif isinstance(eff, Whiteout):
-                    key, event = ("whiteout", eff.path), events.whiteout(eff.path)
+                    tell([*map(events.copy_up_dir, first(eff.path)), events.whiteout(eff.path)], ("whiteout", eff.path))
                 elif isinstance(eff, Opaque):
-                    key, event = ("opaque", eff.path), events.opaque(eff.path)
+                    tell([*map(events.copy_up_dir, first(eff.path)), events.opaque(eff.path)], ("opaque", eff.path))
                 elif isinstance(eff, Create) and eff.kind != "dir":
                     node = ct.upper.get(eff.path)
                     size = node.size if node is not None and not isinstance(node, WhiteoutNode) else 0
-                    key, event = ("add", eff.path), events.added(eff.path, size)
-                if event is not None and key not in ct.reported:
-                    ct.reported.add(key)  # type: ignore[arg-type]
-                    self._step(w, event, record.id)
+                    tell([*map(events.copy_up_dir, first(eff.path)), events.added(eff.path, size)], ("add", eff.path))
+            for d in first(None):
+                tell([events.copy_up_dir(d)], ("copy-up-dir", d))
             del ov
 
     def trace_teardown(self, record: ContainerRecord) -> None:

@@ -51,7 +51,8 @@ class Result:
         output: What the command printed.
         seconds: Wall time of the ``exec``, measured on the host.
         copied: Bytes copied up from image layers.
-        steps: The layer steps recorded (copy-up, whiteout, opaque, add); the exec itself is left out.
+        steps: The layer steps recorded (a copy-up's lookup, parent directories, copy and write; whiteout,
+            opaque, add); the exec itself is left out.
         simulated: Run on the simulator: ``seconds`` is then the time the model took on the host (loading
             and saving its world grows with the files copied up), not a kernel's, and is not shown as one.
     """
@@ -67,7 +68,7 @@ class Result:
 
     def summary(self) -> str:
         """One line for a learner."""
-        kinds = ", ".join(s.kind for s in self.steps)
+        kinds = ", ".join(s.kind for s in self.steps if s.kind in CHANGES)
         what = f"copy-up of {P.size_text(self.copied)}" if self.copied else "no copy-up"
         if kinds and not self.copied:
             what = kinds
@@ -79,8 +80,10 @@ class Result:
         return "time not modelled (simulator)" if self.simulated else f"{self.seconds * 1000:.1f} ms"
 
 
-#: The steps that change the layers, which is what the explorer shows.
-LAYER_KINDS = ("copy-up", "whiteout", "opaque", "add")
+#: The steps that change what the writable layer holds, which a summary names.
+CHANGES = ("copy-up", "whiteout", "opaque", "add")
+#: The steps the explorer keeps: those changes and the steps of a copy-up around them.
+LAYER_KINDS = ("lookup", "copy-up-dir", *CHANGES, "write-upper")
 
 
 def merged_files(engine: Engine, ref: str, under: str = "/", limit: int = 500) -> list[str]:

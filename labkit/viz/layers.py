@@ -145,14 +145,14 @@ class LayerScene:
         kind, change, cid = step.kind, dict(step.change or {}), step.container
         idx = next((i for i, w in enumerate(self.containers) if cid and w.id == cid), None)
         if kind == "create-layer" and idx is None:
-            return replace(self, containers=self.containers + (Writable(name=cid[:12], id=cid),))
+            return replace(self, containers=self.containers + (Writable(name=step.label(), id=cid),))
         if kind == "remove-layer" and idx is not None:
             return replace(self, containers=self.containers[:idx] + self.containers[idx + 1:])
         entry = _change_from_step(kind, change)
         if entry is None:
             return self
         if idx is None:
-            return replace(self, containers=self.containers + (Writable(name=cid[:12], id=cid).with_change(entry),))
+            return replace(self, containers=self.containers + (Writable(name=step.label(), id=cid).with_change(entry),))
         layers = list(self.containers)
         layers[idx] = layers[idx].with_change(entry)
         return replace(self, containers=tuple(layers))

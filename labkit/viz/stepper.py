@@ -30,8 +30,9 @@ from typing import Any
 from labkit.model.walk import Box, State, Walk
 from labkit.viz import palette as P
 
-#: Step kinds that change the layer picture.
-LAYER_KINDS = frozenset({"create-layer", "remove-layer", "copy-up", "whiteout", "opaque", "add"})
+#: Step kinds about the layers (the layer picture is drawn for a trace with one of them).
+LAYER_KINDS = frozenset({"create-layer", "remove-layer", "lookup", "copy-up-dir", "copy-up", "write-upper", "whiteout",
+                         "opaque", "add"})
 
 #: The pictures a stepper can draw: the layer stack, the lifecycle diagram, or whichever the trace is about.
 PICTURES = ("auto", "layers", "lifecycle")
@@ -149,7 +150,7 @@ class TracePictures:
         named = {w.id: w.name for w in self.base.containers if w.id}
         for s in self.steps[: index + 1]:
             if s.container:
-                named.setdefault(s.container, s.container[:12])
+                named.setdefault(s.container, s.label())
         removed = tuple(name for cid, name in named.items() if cid not in state)
         for w in self.base.containers:
             if not w.id:
@@ -159,7 +160,7 @@ class TracePictures:
         known = {w.id for w in self.base.containers if w.id}
         for cid, box in state.items():
             if cid not in known:
-                containers.append(self._writable(None, box, cid))
+                containers.append(self._writable(None, box, cid, named.get(cid, "")))
         image_layers = self.base.layers
         if not image_layers:
             # No base scene: the layers the trace stacked, as many as its sentence says (the newest mount up to
@@ -172,13 +173,13 @@ class TracePictures:
                                  for n in range(1, len(lowers) + 1))
         return replace(self.base, layers=image_layers, containers=tuple(containers), removed=removed)
 
-    def _writable(self, base: Any, box: Box, cid: str = "") -> Any:
-        """A writable layer: ``base``'s (or a new one) with the entries the walk holds for it."""
+    def _writable(self, base: Any, box: Box, cid: str = "", name: str = "") -> Any:
+        """A writable layer: ``base``'s (or a new one, called ``name``) with the entries the walk holds for it."""
         from dataclasses import replace
 
         from labkit.viz import layers
 
-        w = base if base is not None else layers.Writable(name=cid[:12], id=cid)
+        w = base if base is not None else layers.Writable(name=name or cid[:12], id=cid)
         known = self._known.get(w.id, {})
         changes, size, files = [], w.size, w.files
         for path in sorted(box.upper):
@@ -231,8 +232,10 @@ def picture_after(steps: Sequence[Any], base: Any = None, picture: str = "auto")
 
 
 def caption(step: Any, index: int, total: int) -> str:
-    """The HTML shown above the picture: position, kind, the sentence, the mechanism."""
-    verb = f" · {escape(step.verb)}" if step.verb else ""
+    """The HTML shown above the picture: position, verb and the container's name, kind, the sentence, the
+    mechanism."""
+    head = " ".join(p for p in (step.verb, step.label()) if p)  # "exec cow-a"
+    verb = f" · {escape(head)}" if head else ""
     return (f"<div style='font-size:16px'><b>step {index + 1} of {total}{verb} · {escape(step.kind)}</b><br>"
             f"{escape(step.what)}<br><i>kernel: {escape(step.mechanism)}</i></div>")
 

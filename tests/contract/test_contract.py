@@ -102,6 +102,32 @@ def test_copy_up_whiteout_and_diff(lab):
     assert code == 0
 
 
+#: What overlayfs does for each command, step by step, on both backends (Documentation/filesystems/overlayfs.rst):
+#: a write-needing access looks the file up, copies its parent directories up first, copies the file, then the
+#: write acts on the copy; a delete copies the parent up and leaves a whiteout in it; a new file in an upper
+#: directory is created there alone.
+OVERLAY_STEPS = [
+    ("echo x >> /etc/group", [("lookup", "/etc/group"), ("copy-up-dir", "/etc"), ("copy-up", "/etc/group"),
+                              ("write-upper", "/etc/group")]),
+    ("echo y >> /etc/group", []),  # copied once: the second write finds the upper copy
+    ("chmod 600 /etc/passwd", [("lookup", "/etc/passwd"), ("copy-up", "/etc/passwd"), ("write-upper", "/etc/passwd")]),
+    ("rm /bin/ls", [("copy-up-dir", "/bin"), ("whiteout", "/bin/ls")]),
+    ("mkdir /data && echo z > /data/new", [("add", "/data/new")]),
+]
+
+
+def test_each_write_is_traced_as_overlayfs_does_it(lab):
+    """A copy-up is its lookup, the parent directories, the copy and the write on the copy; a delete is the
+    parent's copy-up and a whiteout; a new file is an add — the same steps on every backend."""
+    c = lab.run("busybox", ["sleep", "300"], detach=True)
+    for command, expected in OVERLAY_STEPS:
+        with lab.tracing() as steps:
+            assert c.exec(["sh", "-c", command])[0] == 0, command
+        got = [(s.kind, s.change.get("path")) for s in steps if s.kind != "exec-in"]
+        assert got == expected, command
+        assert {s.name for s in steps} == {c.name}, command
+
+
 def test_containers_do_not_see_each_others_writes(lab):
     """Two containers of one image share its layers, never each other's writes."""
     a = lab.run("busybox", ["sleep", "300"], detach=True)

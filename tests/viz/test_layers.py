@@ -246,12 +246,14 @@ def test_sim_copy_up_is_drawn_in_the_writable_layer_that_now_serves_the_file(sim
 
 
 def test_sim_delete_is_a_tombstone_and_hides_the_path(sim_lab):
-    """On the simulator, deleting /etc/group (base OS) draws a grey tombstone and says the path is hidden."""
+    """On the simulator, deleting /etc/group (base OS) copies /etc up, draws a grey tombstone and says the path is
+    hidden."""
     from labkit.viz import explorer
 
     sim_lab.run("frontend-app:v2.1.0", ["sleep", "600"], detach=True, name="sim-layers-c")
     gone = explorer.run_action(sim_lab, "sim-layers-c", "delete", "/etc/group")
-    assert [s.kind for s in gone.steps] == ["whiteout"]
+    # overlayfs copies the parent directory up first, then puts the whiteout in it
+    assert [(s.kind, s.change["path"]) for s in gone.steps] == [("copy-up-dir", "/etc"), ("whiteout", "/etc/group")]
     sc = layers.gather(sim_lab, ["sim-layers-c"], path="/etc/group")
     assert [(c.kind, c.path) for c in sc.containers[0].changes] == [("whiteout", "/etc/group")]
     assert sc.containers[0].serves == "hidden"

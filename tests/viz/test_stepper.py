@@ -78,13 +78,15 @@ def test_empty_trace_is_refused():
 
 @pytest.mark.root
 def test_real_trace_steps(engine, lesson_image):
-    """A real run's trace steps through to the copy-up the container caused."""
+    """A real run's trace steps through to the copy-up the container caused: its lookup, /app copied up, the copy
+    and the write on it."""
     base = layers.gather(engine, [lesson_image])
     with engine.tracing() as steps:
         engine.run(lesson_image, ["sleep", "30"], detach=True, name="viz-step")
         engine.exec_output("viz-step", "echo x >> /app/server.js")
     s = stepper.Stepper(steps, base=base)
-    s.goto(len(steps) - 1)
+    assert [st.kind for st in steps][-4:] == ["lookup", "copy-up-dir", "copy-up", "write-upper"]
+    s.goto(len(steps) - 2)
     assert "copy-up" in s.caption.value
     final = layers.replay(base, steps)
     assert [c.path for c in final.containers[0].changes if c.kind == "copy-up"] == ["/app/server.js"]
@@ -339,7 +341,7 @@ def either(request):
 
 def test_every_step_of_a_real_or_simulated_trace_is_drawn_from_the_walk(either):
     """08's recap (run, a write, stop, rm) stepped through without a base: at every step the caption and slider
-    name it, the layer picture counts the containers and the read-only layers the walk holds, labels each writable
+    name it, the caption and the picture call the container by its name (never its id), the layer picture counts the containers and the read-only layers the walk holds, labels each writable
     layer with the status reached, says the container was removed after rm (never "no container yet"), and the
     lifecycle picture highlights the walk's status."""
     from matplotlib.colors import to_hex
@@ -357,6 +359,8 @@ def test_every_step_of_a_real_or_simulated_trace_is_drawn_from_the_walk(either):
         c.remove()
     mounted = [len((s.change or {}).get("lowers", ())) for s in steps if s.kind == "mount-overlay"]
     assert mounted and mounted[0] >= 1
+    assert {st.name for st in steps if st.container} == {"viz-recap"}
+    short_id = c.id[:12]
     s = stepper.Stepper(steps)
     pictures = stepper.TracePictures(steps)
     life = stepper.TracePictures(steps, picture="lifecycle")
@@ -366,7 +370,12 @@ def test_every_step_of_a_real_or_simulated_trace_is_drawn_from_the_walk(either):
         assert s.slider.value == k + 1 and f"step {k + 1} of {len(steps)}" in s.caption.value
         state = pictures.state(k)
         said = texts(pictures(k))
+        head = s.caption.value.split("</b>")[0]  # the sentence may name a path, such as the cgroup's, by the id
+        assert "viz-recap" in head and short_id not in head, head
+        assert not any(short_id in t for t in said), (k, step.kind, said)
         made = made or step.kind == "create-layer"
+        if made:
+            assert any("viz-recap" in t for t in said), (k, step.kind, said)
         if state:
             n = len(state)
             title = f"image: {n} container{'s' if n != 1 else ''} on {mounted[0]} shared read-only layer"
