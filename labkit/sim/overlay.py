@@ -44,6 +44,61 @@ ETC_FILES = ("hostname", "hosts", "resolv.conf")
 
 _LAYERS: dict[str, Layer] = {}
 
+#: Files at least this big are read from their layer directory only when their bytes are needed (see
+#: :class:`LayerBytes`); smaller ones are read with the layer.
+LAZY_SIZE = 256 * 1024
+
+
+class LayerBytes:
+    """The contents of a big file of an image layer, kept as where they are on disk, plus what was appended.
+
+    A copy-up copies the whole file (overlayfs does, and the trace says how many bytes), but the model
+    need not carry 99 MB of ``node`` through every save of its world: the upper copy refers to the image
+    layer's file, which never changes once the layer is committed, and keeps only the bytes written after
+    it. It reads as the file's bytes wherever bytes are needed (:func:`bytes`, slicing, ``decode``); its
+    length, an append and a save cost nothing.
+    """
+
+    __slots__ = ("path", "size", "tail", "_data")
+
+    def __init__(self, path: str, size: int, tail: bytes = b"") -> None:
+        self.path, self.size, self.tail = path, size, tail
+        self._data: bytes | None = None
+
+    def __bytes__(self) -> bytes:
+        if self._data is None:
+            with open(self.path, "rb") as f:
+                self._data = f.read(self.size).ljust(self.size, b"\0") + self.tail
+        return self._data
+
+    def __len__(self) -> int:
+        return self.size + len(self.tail)
+
+    def __add__(self, more: bytes) -> LayerBytes:
+        return LayerBytes(self.path, self.size, self.tail + bytes(more))
+
+    def __getitem__(self, key: Any) -> Any:
+        return bytes(self)[key]
+
+    def decode(self, *args: Any, **kw: Any) -> str:
+        return bytes(self).decode(*args, **kw)
+
+    def __eq__(self, other: object) -> bool:
+        if isinstance(other, LayerBytes) and (other.path, other.size, other.tail) == (self.path, self.size, self.tail):
+            return True
+        if isinstance(other, (LayerBytes, bytes)):
+            return len(other) == len(self) and bytes(other) == bytes(self)
+        return NotImplemented
+
+    def __hash__(self) -> int:
+        return hash((self.path, self.size, self.tail))
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (LayerBytes, (self.path, self.size, self.tail))  # saved as a reference, never as the bytes
+
+    def __repr__(self) -> str:
+        return f"LayerBytes({self.path!r}, {self.size}, +{len(self.tail)})"
+
 #: The simulated host's disk (bytes): writable layers, log lines and written volume files together.
 DISK = 128 * 1024 * 1024
 
@@ -139,7 +194,7 @@ def _opaque(path: str) -> bool:
     return False
 
 
-def read_layer(path: str) -> Layer:
+def read_layer(path: str, lazy: bool = True) -> Layer:
     """Read a layer directory into a model :class:`Layer` (once; layers never change after commit).
 
     A character device 0/0 is a whiteout, as is an OCI ``.wh.NAME`` file (what the
@@ -171,9 +226,13 @@ def read_layer(path: str) -> Layer:
             elif _stat.S_ISLNK(st.st_mode):
                 entries[rel] = Symlink(os.readlink(full), *owner, int(st.st_mtime))
             elif _stat.S_ISREG(st.st_mode):
-                with open(full, "rb") as f:
-                    data = f.read()
-                entries[rel] = File(data, mode, *owner, int(st.st_mtime),
+                data: bytes | LayerBytes
+                if lazy and st.st_size >= LAZY_SIZE:
+                    data = LayerBytes(full, st.st_size)
+                else:
+                    with open(full, "rb") as f:
+                        data = f.read()
+                entries[rel] = File(data, mode, *owner, int(st.st_mtime),  # type: ignore[arg-type]
                                     inode=st.st_ino if st.st_nlink > 1 else None)
             elif is_whiteout(st):
                 entries[rel] = WHITEOUT
@@ -187,8 +246,8 @@ def read_layer(path: str) -> Layer:
 
 
 def read_layer_fresh(path: str) -> Layer:
-    """Read a directory that may still change (a build's upper dir): never cached."""
-    layer = read_layer(path)
+    """Read a directory that may still change (a build's upper dir): never cached, every file's bytes read now."""
+    layer = read_layer(path, lazy=False)
     _LAYERS.pop(path, None)
     return layer
 
@@ -225,7 +284,7 @@ def write_upper(entries: dict[str, Any], upper: str, mtime: int) -> None:
                 os.link(links[node.inode], full)
                 continue
             with open(full, "wb") as f:
-                f.write(node.data)
+                f.write(bytes(node.data))
             os.chmod(full, node.mode)
             os.utime(full, (node.mtime or mtime, node.mtime or mtime))
             if node.inode is not None:
@@ -383,7 +442,7 @@ class Vfs:
                 raise OSError(errno.EISDIR, os.strerror(errno.EISDIR), path)
             with open(host[0], "rb") as f:
                 return f.read()
-        return self.overlay.read(path)
+        return bytes(self.overlay.read(path))  # a big image file's bytes are read from its layer only now
 
     def readdir(self, path: str) -> list[str]:
         path = _norm(path)

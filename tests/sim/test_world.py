@@ -266,3 +266,27 @@ def test_real_backend_is_not_needed_to_pick_the_sim(fresh_root):
     e = labkit.connect(backend="sim", root=fresh_root())
     assert e.backend_name == "sim" and "simulator" in e.backend_reason
     assert isinstance(e.backend, SimBackend)
+
+
+def test_a_big_image_file_copied_up_is_saved_as_a_reference(sim, tmp_path):
+    """Appending to a 3 MB image file copies all 3 MB up (the trace says so, and the file reads as the image's
+    bytes plus the line), yet the saved world keeps a reference to the image layer's file, not its bytes: it
+    stays small, and commands after the copy-up stay fast."""
+    import hashlib
+    import time
+
+    big = os.urandom(3 << 20)
+    (tmp_path / "big.bin").write_bytes(big)
+    (tmp_path / "Labfile").write_text("FROM busybox\nCOPY big.bin /big.bin\n")
+    sim.build(str(tmp_path), "big:1", on_step=lambda _l: None)
+    c = sim.run("big:1", ["sleep", "300"], detach=True)
+    with sim.tracing() as steps:
+        assert c.exec(["sh", "-c", "echo tail >> /big.bin"])[0] == 0
+    assert [s.change["bytes"] for s in steps if s.kind == "copy-up"] == [3 << 20]
+    assert os.path.getsize(sim.backend.world_path) < 64 * 1024
+    start = time.perf_counter()
+    sim.ps(all=True)
+    assert time.perf_counter() - start < 1.0
+    code, out = c.exec(["md5sum", "/big.bin"])
+    assert code == 0 and out.split()[0] == hashlib.md5(big + b"tail\n").hexdigest()
+    c.remove(force=True)
