@@ -12,6 +12,11 @@ on it
   cell's output then says what was removed and how to start again);
 * when the kernel stops (``atexit``), whatever happened before.
 
+Whatever the simulator produced says so: a cell that entered a simulated world
+(the whole notebook on the simulator, or ``02``'s limits on a host that cannot
+enforce them) ends with a line saying its output is simulated, and every
+picture drawn from the simulator is stamped (:func:`labkit.viz.palette.mark_simulated`).
+
 The same names are removed at the notebook's start too (:meth:`Lesson.clear`):
 a notebook run after another one that stopped half-way, or run twice, never
 trips on leftovers.
@@ -48,8 +53,18 @@ NETWORK_CHECK = ("Run `labkit doctor` in a terminal (it checks the host, the bri
                  "and check that nothing on this host drops or reroutes traffic to the containers' subnet "
                  "(a firewall rule, a VPN, a route)")
 
+#: The line under a cell whose output came from the simulator.
+SIMULATED_NOTE = ("▲ SIMULATED: this cell's output came from labkit's simulator, a model of the kernel, not from "
+                  "this host's kernel")
+
 #: The lesson the newest notebook cell made: a re-run first cell replaces it (its callbacks go with it).
 _current: Lesson | None = None
+
+
+def _worlds_entered() -> int:
+    """How often this process has entered a simulated world so far (0 while the simulator is not even loaded)."""
+    sim = sys.modules.get("labkit.sim.backend")
+    return int(sim.SimBackend.worlds_entered) if sim is not None else 0
 
 
 def _shell() -> Any:
@@ -80,7 +95,9 @@ class Lesson:
             _current.detach()
         _current = self
         self._shell = _shell()
+        self._entered = _worlds_entered()  # the simulated worlds entered before this cell ran
         if self._shell is not None:
+            self._shell.events.register("pre_run_cell", self._before_cell)
             self._shell.events.register("post_run_cell", self._after_cell)
         atexit.register(self._at_exit)
         for name in services:
@@ -142,14 +159,22 @@ class Lesson:
     def detach(self) -> None:
         """Stop cleaning up on a failed cell (a newer lesson in this kernel took over); the kernel's exit still does."""
         if self._shell is not None:
-            try:
-                self._shell.events.unregister("post_run_cell", self._after_cell)
-            except ValueError:
-                pass
+            for event, callback in (("pre_run_cell", self._before_cell), ("post_run_cell", self._after_cell)):
+                try:
+                    self._shell.events.unregister(event, callback)
+                except ValueError:
+                    pass
             self._shell = None
 
+    def _before_cell(self, _info: Any = None) -> None:
+        self._entered = _worlds_entered()
+
     def _after_cell(self, result: Any) -> None:
-        """A cell raised: remove everything now (Run All stops here, so the last cell will not run) and say so."""
+        """Say so under a cell whose output the simulator made; when a cell raised, remove everything now (Run All
+        stops here, so the last cell will not run) and say so."""
+        if _worlds_entered() > self._entered:
+            why = "" if self.engine.backend.simulated else " (this host cannot do it for you, as said above)"
+            print(f"\n{SIMULATED_NOTE}{why}.")
         error = getattr(result, "error_in_exec", None)
         if error is None:
             return

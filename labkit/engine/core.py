@@ -92,7 +92,7 @@ class Engine:
         kind, what, mechanism, change = event
         seq = len(self.trace)
         self.trace.append(Step(seq, self._verb, container, kind, what, mechanism, change, self.backend.clock(),
-                               self._name_of(container)))
+                               self._name_of(container), self.backend.simulated))
         return seq
 
     def _name_of(self, cid: str) -> str:

@@ -38,6 +38,7 @@ class Step:
         change: The state it changed, as plain data (``{"status": "running"}``, ``{"path": …}``).
         t: Seconds since the trace began (real time, or the simulator's clock).
         name: The container's name, as a learner knows it ("" for image steps, or when not known).
+        simulated: The simulator modelled this step; the host's kernel did not take it.
     """
 
     seq: int
@@ -49,6 +50,7 @@ class Step:
     change: dict[str, Any] = field(default_factory=dict)
     t: float = 0.0
     name: str = ""
+    simulated: bool = False
 
     def label(self) -> str:
         """How a learner knows the container this step is about: its name, else its short id."""

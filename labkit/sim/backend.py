@@ -138,6 +138,9 @@ class SimBackend:
 
     name = "sim"
     simulated = True
+    #: How many times any simulated world was entered in this process: a notebook's lesson compares it before
+    #: and after a cell to say the cell's output was simulated (:class:`labkit.lesson.Lesson`).
+    worlds_entered = 0
     #: A network is a bridge of the model, never an interface on the host.
     host_bridges = False
 
@@ -210,6 +213,7 @@ class SimBackend:
             assert self._world is not None
             yield self._world
             return
+        SimBackend.worlds_entered += 1
         fd = os.open(self.dir / "lock", os.O_RDWR | os.O_CREAT, 0o600)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX)

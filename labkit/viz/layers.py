@@ -128,6 +128,7 @@ class LayerScene:
         containers: One writable layer per container, left to right.
         path: The path whose serving layer is marked, if any.
         removed: Containers that were here and were removed (their writable layers deleted with them).
+        simulated: Read from the simulator's model (the picture is stamped so).
     """
 
     image: str
@@ -135,6 +136,7 @@ class LayerScene:
     containers: tuple[Writable, ...] = ()
     path: str | None = None
     removed: tuple[str, ...] = ()
+    simulated: bool = False
 
     def after(self, step: Any) -> LayerScene:
         """The scene after one trace step (:class:`labkit.model.events.Step`); other kinds change nothing.
@@ -288,7 +290,7 @@ def gather(engine: Engine, refs: Sequence[str], path: str | None = None) -> Laye
     name = image.repo_tags[0] if image.repo_tags else image.short_id
     layers = [{"role": layer.comment or _role_from(layer.created_by), "size": layer.size, "files": layer.files,
                "digest": layer.digest} for layer in image.layers]
-    return scene(name, layers, containers, path)
+    return replace(scene(name, layers, containers, path), simulated=engine.backend.simulated)
 
 
 def _role_from(created_by: str) -> str:
@@ -384,7 +386,7 @@ def draw(sc: LayerScene, *, into: Any = None) -> Any:
     if sc.path:
         ax.text(50, 91.5, f"{sc.path}: the green frame marks the layer that serves it",
                 ha="center", va="top", fontsize=P.TEXT, color=P.SERVES, fontweight="bold", family=P.FONT)
-    return fig
+    return P.mark_simulated(fig, sc.simulated)
 
 
 def _count(n: int, word: str) -> str:

@@ -344,8 +344,10 @@ def gather(engine: Engine, ref: str) -> Status:
 
 
 def picture(engine: Engine, ref: str, all_statuses: bool = False) -> Any:
-    """The diagram with ``ref``'s current status highlighted (NoSuchContainer if there is no ``ref``)."""
-    return draw(Status(engine.inspect(ref)["State"]["Status"]), all_statuses=all_statuses, name=ref)
+    """The diagram with ``ref``'s current status highlighted (NoSuchContainer if there is no ``ref``), stamped
+    when the simulator's."""
+    return P.mark_simulated(draw(Status(engine.inspect(ref)["State"]["Status"]), all_statuses=all_statuses,
+                                 name=ref), engine.backend.simulated)
 
 
 class LifecycleWidget:
@@ -399,7 +401,8 @@ class LifecycleWidget:
             button.button_style = "danger" if why else "success"
             button.tooltip = why or f"{verb.value}: legal from {self.status.value}"
         # One figure drawn again on every click: its canvas and the text sizes measured on it are kept.
-        self._figure = draw(self.status, name=self.ref, into=self._figure)
+        self._figure = P.mark_simulated(draw(self.status, name=self.ref, into=self._figure),
+                                        self.engine.backend.simulated)
         self.image.value = P.png(self._figure)
 
     def click(self, verb: Verb) -> None:

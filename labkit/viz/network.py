@@ -22,7 +22,7 @@ host's other interfaces are cut short.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
 from labkit.errors import InvalidArgument
@@ -66,6 +66,7 @@ class NetView:
         subnet: The network's subnet ("" when unknown).
         veth: The host end of the container's veth pair ("" when none).
         ports: Published ports.
+        simulated: The simulator's model of the host and the container (the picture is stamped so).
     """
 
     name: str
@@ -80,6 +81,7 @@ class NetView:
     subnet: str = ""
     veth: str = ""
     ports: tuple[Port, ...] = ()
+    simulated: bool = False
 
 
 def ports_of(settings: Mapping[str, Any]) -> tuple[Port, ...]:
@@ -128,7 +130,7 @@ def gather(engine: Engine, ref: str) -> NetView:
             subnet = engine.inspect_network(mode)["IPAM"]["Config"][0]["Subnet"]
         except (LookupError, TypeError):
             subnet = ""
-    return view(info, engine.network_view(ref), subnet)
+    return replace(view(info, engine.network_view(ref), subnet), simulated=engine.backend.simulated)
 
 
 def host_shown(v: NetView, others: int = OTHERS_SHOWN) -> tuple[list[Interface], int]:
@@ -200,7 +202,7 @@ def draw(v: NetView) -> Any:
             text(5, 74 - n * 5.5, line, ha="left", va="top")
         box(58, 24, 36, 22, "process:container", face=P.UPPER)
         text(76, 35, f"{v.name}'s processes\nuse these interfaces directly", ha="center", va="center")
-        return fig
+        return P.mark_simulated(fig, v.simulated)
 
     box(2, 6, 48, 80, "netns:host", edge=P.HOST, lw=3)
     text(4, 83, "the host's network namespace", ha="left", va="top", fontsize=P.LABEL, fontweight="bold",
@@ -252,7 +254,7 @@ def draw(v: NetView) -> Any:
         text(47, y + 1, port.label, ha="center", va="bottom", fontsize=P.SMALL,
              bbox={"boxstyle": "round,pad=0.2", "facecolor": P.WHITE, "edgecolor": "none"})
         text(71, y, f":{port.container_port}", ha="left", va="center", fontweight="bold")
-    return fig
+    return P.mark_simulated(fig, v.simulated)
 
 
 def picture(engine: Engine, ref: str) -> Any:

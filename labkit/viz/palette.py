@@ -97,6 +97,23 @@ def figure(width: float = 13.0, height: float = 7.5, into: Any = None) -> Any:
     return fig
 
 
+#: The stamp on every picture drawn from the simulator's model (:func:`mark_simulated`).
+SIMULATED = "SIMULATED"
+
+
+def mark_simulated(fig: Any, simulated: bool = True) -> Any:
+    """Stamp ``fig`` in its top left corner as drawn from the simulator's model, not from this host's kernel (a
+    figure drawn again keeps one stamp; ``simulated`` false takes it away). Returns the figure."""
+    for t in [t for t in fig.texts if t.get_gid() == "simulated"]:
+        t.remove()
+    if simulated:
+        fig.text(0.005, 0.995, SIMULATED, ha="left", va="top", fontsize=SMALL, fontweight="bold", family=FONT,
+                 color=WHITE,
+                 gid="simulated", zorder=10,
+                 bbox={"boxstyle": "round,pad=0.3", "facecolor": VERMILLION, "edgecolor": VERMILLION})
+    return fig
+
+
 def blank_axes(fig: Any, rect: tuple[float, float, float, float] = (0.0, 0.0, 1.0, 1.0),
                xlim: tuple[float, float] = (0.0, 100.0), ylim: tuple[float, float] = (0.0, 100.0)) -> Any:
     """Axes without ticks or frame, in a coordinate box of our choosing (0–100 by default).

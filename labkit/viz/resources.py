@@ -12,7 +12,7 @@ limit line and marks the moment the OOM killer struck.
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
 from labkit.viz import palette as P
@@ -50,6 +50,7 @@ class Usage:
         pids_limit: The pids limit, or ``None``.
         oom_at: When the OOM killer was first seen to act (seconds), or ``None``.
         exit_code: The exit code if the container ended while sampled.
+        simulated: Read from the simulator's counters against its clock (the picture is stamped so).
     """
 
     name: str
@@ -58,6 +59,7 @@ class Usage:
     pids_limit: int | None = None
     oom_at: float | None = None
     exit_code: int | None = None
+    simulated: bool = False
 
 
 def usage(name: str, samples: Iterable[Sample | Mapping[str, Any] | tuple[float, int | None, int | None]],
@@ -112,7 +114,8 @@ def sample(engine: Engine, ref: str, seconds: float = 5.0, interval: float = 0.0
     if state["OOMKilled"] and oom_at is None:
         oom_at = readings[-1].t if readings else 0.0
     exit_code = None if state["Running"] else state["ExitCode"]
-    return usage(name, readings, hc.get("Memory") or None, hc.get("PidsLimit"), oom_at, exit_code)
+    return replace(usage(name, readings, hc.get("Memory") or None, hc.get("PidsLimit"), oom_at, exit_code),
+                   simulated=engine.backend.simulated)
 
 
 def draw(u: Usage) -> Any:
@@ -173,7 +176,7 @@ def draw(u: Usage) -> Any:
     # Plain seconds from 0: a short run must not read as microseconds on an offset axis.
     axes[1].set_xlim(0, max([*ts, u.oom_at or 0.0, 1.0]))
     axes[1].ticklabel_format(axis="x", style="plain", useOffset=False)
-    return fig
+    return P.mark_simulated(fig, u.simulated)
 
 
 def _in_right_half(ts: list[float], oom_at: float | None) -> bool:

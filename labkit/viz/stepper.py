@@ -110,6 +110,8 @@ class TracePictures:
         #: Containers the trace met before it created them, and not in ``base``: they existed before it began.
         self._before = set(start) - known
         self.walk = Walk(self.steps, start=MappingProxyType(start))
+        #: The trace (or its base) is the simulator's: every picture is stamped so.
+        self.simulated = self.base.simulated or any(s.simulated for s in self.steps)
 
     def state(self, index: int) -> State:
         """The state after step ``index``: one step applied when moving on by one, else a bounded replay."""
@@ -210,8 +212,10 @@ class TracePictures:
         from labkit.viz import layers, lifecycle
 
         if self.layered:
-            return layers.draw(self.scene(index), into=into)
-        return lifecycle.draw(self.status(index), into=into)
+            fig = layers.draw(self.scene(index), into=into)
+        else:
+            fig = lifecycle.draw(self.status(index), into=into)
+        return P.mark_simulated(fig, self.simulated)
 
 
 def _entry(change: Any) -> Mapping[str, Any]:
@@ -236,8 +240,9 @@ def caption(step: Any, index: int, total: int) -> str:
     mechanism."""
     head = " ".join(p for p in (step.verb, step.label()) if p)  # "exec cow-a"
     verb = f" · {escape(head)}" if head else ""
+    kernel = "simulated, as the kernel would do it" if step.simulated else "kernel"
     return (f"<div style='font-size:16px'><b>step {index + 1} of {total}{verb} · {escape(step.kind)}</b><br>"
-            f"{escape(step.what)}<br><i>kernel: {escape(step.mechanism)}</i></div>")
+            f"{escape(step.what)}<br><i>{kernel}: {escape(step.mechanism)}</i></div>")
 
 
 class Stepper:

@@ -18,7 +18,7 @@ into words (:func:`view`) is pure.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
 from labkit.errors import InvalidArgument
@@ -67,6 +67,7 @@ class WallsView:
     name: str
     host: Side
     inside: Side
+    simulated: bool = False  # the simulator's model of both sides (the picture is stamped so)
 
 
 def _binary(n: int) -> str:
@@ -104,7 +105,7 @@ def gather(engine: Engine, ref: str) -> WallsView:
     if not info["State"]["Running"] or not info["State"]["Pid"]:
         raise InvalidArgument(f"{name} is not running, so there is no process whose walls could be shown",
                               f"Start it first: labkit start {name}")
-    return view(name, engine.process_view(ref))
+    return replace(view(name, engine.process_view(ref)), simulated=engine.backend.simulated)
 
 
 # -- the figure ----------------------------------------------------------------------------------------
@@ -166,7 +167,7 @@ def draw(v: WallsView) -> Any:
                 fontweight="bold" if h != c else "normal")
         if i:
             ax.plot([1.5, 98], [y + row_h / 2, y + row_h / 2], color=P.LIGHT_GREY, linewidth=1, zorder=0)
-    return fig
+    return P.mark_simulated(fig, v.simulated)
 
 
 #: Orange text on white is faint; the panel's title uses the darker vermillion of the same palette.

@@ -55,6 +55,17 @@ def real_root():
         labkit.connect(backend="linux", root=root).prune_networks()  # idle bridges go a few seconds after their last container; no waiting here
 
 
+#: The line a notebook's lesson prints under a cell whose output the simulator made (labkit/lesson.py).
+SIMULATED_NOTE = "▲ SIMULATED: this cell's output came from labkit's simulator"
+
+
+def unmarked(run: Run, outputs: list[str]) -> list[str]:
+    """Of ``outputs``, those shown by a cell whose output does not say it came from the simulator."""
+    cells = [run_of(run.name, type(run.nb)(cells=[c], metadata={}, nbformat=4, nbformat_minor=5)).text
+             for c in run.nb.cells if c.cell_type == "code"]
+    return [m for m in outputs if not any(m in t and SIMULATED_NOTE in t for t in cells)]
+
+
 def shows(text: str, must: str | tuple[str, ...]) -> bool:
     """``text`` holds ``must`` (a tuple: one of its strings)."""
     return any(m in text for m in must) if isinstance(must, tuple) else must in text
@@ -171,6 +182,7 @@ def test_notebook_runs_on_real_containers(name, jupyter_path, real_root):
     assert run.count("image/png") >= pictures, f"{name}: fewer than {pictures} pictures"
     assert run.count(WIDGET) >= 1 and "labkit-quiz" in run.widget_classes(), f"{name}: the quiz did not render"
     assert_graded(run, labs)
+    assert SIMULATED_NOTE not in run.text, f"{name}: a cell on real containers says it was simulated"
     assert not left_behind(real_root), f"{name} left {left_behind(real_root)}"
 
 
@@ -209,6 +221,16 @@ SIM = {
     "07-inspecting.ipynb": ["NODE_ENV=development", "'env': 'development'", "'env': 'production'",
                             "/proc/PID/environ"],
     "08-practice-and-quiz.ipynb": ["PID 1 inside", "points"],
+}
+#: Outputs that come from the simulator, whose cells must say so (the note under them).
+SIM_MARKED = {
+    "00-start-here.ipynb": ["hello from PID 1"],
+    "01-isolated-process.ipynb": ["is PID 1 inside, hostname cubicle7"],
+    "02-cgroups.ipynb": ["OOM kill marked: True", "OOMKilled: True   ExitCode: 137", "Write 33554432 to memory.max"],
+    "03-writable-layer.ipynb": ["append /app/server.js: copy-up of", "holds at /etc/group: whiteout"],
+    "04-ephemeral-storage.ipynb": ["a new container reads: order #1"],
+    "05-container-states.ipynb": ["pause went through: cgroup freezer"],
+    "07-inspecting.ipynb": ["'env': 'development'"],
 }
 #: Pictures each notebook must draw on the simulator (01: the network picture and the cubicle walls), and the
 #: widgets it must show besides its quiz.
@@ -308,6 +330,8 @@ def test_notebook_runs_on_the_simulator_as_a_user(name, learner_kernel):
         run = run_as_learner(name, learner, python, work)
         missing = [m for m in ["backend: sim", *SIM[name]] if m not in run.text]
         assert not missing, f"{name}: output lacks {missing}"
+        bare = unmarked(run, SIM_MARKED.get(name, []))
+        assert not bare, f"{name}: simulated outputs not marked as simulated: {bare}"
         assert "labkit-quiz" in run.widget_classes(), f"{name}: the quiz did not render"
         pictures = SIM_PICTURES.get(name, 0)
         assert run.count("image/png") >= pictures, f"{name}: fewer than {pictures} pictures"
@@ -364,6 +388,11 @@ def test_notebook_runs_rootless_as_a_user(name, learner_kernel):
         run = run_as_learner(name, learner, python, work, backend="auto")
         missing = [m for m in ["backend: rootless", *ROOTLESS[name]] if m not in run.text]
         assert not missing, f"{name}: output lacks {missing}"
+        if name == "02-cgroups.ipynb":  # its limits run on the simulator here: every such output says so
+            bare = unmarked(run, SIM_MARKED[name])
+            assert not bare, f"{name}: simulated outputs not marked as simulated: {bare}"
+        else:
+            assert SIMULATED_NOTE not in run.text, f"{name}: a cell on real containers says it was simulated"
         assert "labkit-quiz" in run.widget_classes(), f"{name}: the quiz did not render"
         assert_graded(run, labs=name in WITH_LAB)
     finally:
