@@ -460,7 +460,12 @@ def test_a_kernel_that_stops_removes_what_its_notebook_made(jupyter_path, real_r
 def unreachable(real_root):
     """The host drops every packet it sends into the state root's default bridge (an nftables rule on the output
     hook, matched on the bridge's name), as a firewall or a route elsewhere would: the containers run, but the
-    host cannot reach them. The table is deleted at the end."""
+    host cannot reach them. The table is deleted at the end.
+
+    Not a route to a dead bridge: labkit heeds every route of the host when it brings a bridge up, so a route
+    that claims the default subnet moves the network to a free one (a ``network-subnet`` step, 172.18.0.0/16 to
+    172.19.0.0/16) and the containers stay reachable; only what acts after the bridge is up, as this rule does,
+    leaves the host unable to reach them."""
     import labkit
 
     bridge = labkit.connect(backend="linux", root=real_root).networks.get("bridge")["Options"][
