@@ -197,9 +197,10 @@ def _warm() -> Any:
         import pyroute2  # noqa: F401  (0.3 s to import: paid here once, not per bridged run)
     except ImportError:
         pass
-    from labkit.linux import supervisor
+    from labkit.linux import capabilities, seccomp, supervisor
 
     supervisor.hash_sources()
+    seccomp.warm(capabilities.DOCKER_DEFAULT)  # libseccomp found (ldconfig -p) and Docker's profile resolved once
     if os.getuid() == 0:
         from labkit.engine import default_root
 
@@ -215,7 +216,9 @@ def _install_client(directory: str) -> None:
     """Build ``client.c`` into ``directory`` and point ``directory/client`` at it (atomically); skip without cc."""
     from labkit.linux import supervisor
 
-    binary = supervisor.build_program("client", directory)
+    # Linked statically where the C library allows it: every command execs this program, and a static one
+    # starts without the dynamic loader's work (mapping libc, relocating), about a third of a millisecond here.
+    binary = supervisor.build_program("client", directory, static=True) or supervisor.build_program("client", directory)
     if binary is None:
         return
     os.chmod(binary, 0o755)  # whatever the umask: bin/labkit runs no client that others may write
@@ -261,12 +264,20 @@ class Server:
     def fork_spare(self) -> None:
         """Fork the worker of the next command now, off its path, and let it warm up while it waits.
 
-        A fork of this process costs about a millisecond, and a fresh fork pays again for every
+        A fork of this process costs a few milliseconds, and a fresh fork pays again for every
         page of the shared interpreter it first writes to (copy-on-write: reference counts
-        change as objects are used). The spare takes both ahead: it parses a few command lines
-        (what argparse touches for any command), then waits for a request handed over on its
-        channel (:meth:`hand_over`). When the server goes, the spare reads end of file and exits.
+        change as objects are used). The spare takes both ahead: it becomes what a worker is
+        before its command (:func:`_ready`), parses a few command lines (what argparse touches
+        for any command) unless a request is there already, then waits for a request handed
+        over on its channel (:meth:`hand_over`). When the server goes, the spare reads end of
+        file and exits.
+
+        The server forks it once the command before has ended (its caller hung up, or its
+        worker was reaped), or after a second with none: not beside a running command, whose
+        worker, supervisor and PID 1 would share the CPUs with the fork and its warm-up.
         """
+        if self.spare is not None or self.stopping:
+            return
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
         try:
             pid = os.fork()
@@ -284,7 +295,10 @@ class Server:
                     os.close(pidfd)
                     other.close()
                 _name(SPARE_NAME)
+                _ready()
                 for argv in _WARM_ARGV:
+                    if select.select([theirs], [], [], 0)[0]:
+                        break  # a request (or the server's end) came: serve it now, warm or not
                     try:
                         self.parser.parse_args(argv)
                     except SystemExit:
@@ -336,6 +350,8 @@ class Server:
                 self.sweep()
             waiting: list[Any] = [self.sock, *self.workers, *self.callers]
             ready = select.select(waiting, [], [], 1.0)[0]
+            if not ready:
+                self.fork_spare()  # a second without news: one is there for the next command, whatever runs
             for fd in ready:
                 if fd is self.sock:
                     if not self.stopping:
@@ -419,6 +435,7 @@ class Server:
                     for pidfd, (_, other) in self.workers.items():
                         os.close(pidfd)
                         other.close()
+                    _ready()
                     code = _work(fields, fds, self.parser, conn)
                 finally:
                     os._exit(code)
@@ -430,8 +447,6 @@ class Server:
             self.callers[conn.fileno()] = pidfd
         except Exception:  # a bad request or a failed fork: that caller runs its command itself
             conn.close()
-            return
-        self.fork_spare()
 
     def remember(self, fields: list[str]) -> None:
         """Note a command's environment: the bridges of its state root are checked once things are idle."""
@@ -463,6 +478,7 @@ class Server:
             os.kill(pid, signal.SIGINT)
         except ProcessLookupError:
             pass
+        self.fork_spare()
 
     def reap(self, pidfd: int) -> None:
         pid, conn = self.workers.pop(pidfd)
@@ -475,6 +491,7 @@ class Server:
         except OSError:
             pass
         conn.close()
+        self.fork_spare()
 
 
 #: The process names (/proc/PID/comm) of a spare waiting for a command, and of a worker running one.
@@ -552,8 +569,25 @@ def _receive(conn: socket.socket) -> tuple[list[str], list[int], bytes] | None:
     return fields, fds, data
 
 
+def _ready() -> None:
+    """What a worker is before it knows its command (a spare does this ahead, off the command's path).
+
+    Its own session, so that the server's signals are not its; the signal dispositions of a
+    fresh interpreter; and its environment set once already, back to what it was: the first
+    setenv(3)s in a fork write to (and so copy) the C library's and the interpreter's pages,
+    which the caller's environment would otherwise pay for (about a millisecond).
+    """
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    os.setsid()
+    saved = dict(os.environ)
+    os.environ.clear()
+    os.environ.update(saved)
+
+
 def _work(fields: list[str], fds: list[int], parser: Any, conn: socket.socket) -> int:
-    """The worker: become the caller's command (descriptors, environment, directory), then run it."""
+    """The worker (after :func:`_ready`): become the caller's command (descriptors, environment,
+    directory), then run it."""
     import io
 
     from labkit import cli
@@ -565,9 +599,6 @@ def _work(fields: list[str], fds: list[int], parser: Any, conn: socket.socket) -
     console.caller = conn  # a command attached to a container's terminal hears of window sizes through it
     _, cwd, umask, count, *rest = fields
     argv, env = rest[: int(count)], rest[int(count):]
-    signal.signal(signal.SIGTERM, signal.SIG_DFL)  # as a fresh interpreter has them
-    signal.signal(signal.SIGINT, signal.default_int_handler)
-    os.setsid()  # its own session: the server's signals are not its
     for target, fd in enumerate(fds):
         os.dup2(fd, target)
         os.close(fd)

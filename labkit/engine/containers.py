@@ -556,14 +556,17 @@ class ContainerCollection(ContainerUpkeep):
         yield from lines
         if not follow:
             return
+        # Each turn reads the status before the log, so no line written before an end it sees is missed;
+        # the first turn's status is the one read above, a moment ago (``run`` follows right after start).
+        running = is_running(rec.status)
         while True:
-            running = is_running(self.engine._get(rec.id).status)
             fresh = list(self.engine.backend.logs(rec))
             yield from fresh[seen:]
             seen = len(fresh)
             if not running:
                 return
             self.engine.backend.wait(rec, 0.1)
+            running = is_running(self.engine._get(rec.id).status)
 
     @verb("exec")
     def exec(self, ref: str, cmd: list[str] | str, *, env: Any = None, workdir: str | None = None,

@@ -29,6 +29,7 @@ allows execve allows everything the shim still needs.
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import ctypes.util
 import hashlib
@@ -38,7 +39,7 @@ import tempfile
 from collections.abc import Collection, Sequence
 from pathlib import Path
 
-from labkit.errors import HostUnsupported
+from labkit.errors import HostUnsupported, InvalidArgument
 from labkit.model import seccomp as profiles
 
 _ACTION_BITS = {
@@ -169,6 +170,26 @@ def for_container(security_opts: Sequence[str], caps: Collection[str]) -> profil
 
 
 _made: dict[tuple[tuple[str, ...], frozenset[str], str], str | None] = {}
+_names: dict[tuple[tuple[str, ...], frozenset[str]], tuple[str, profiles.Filter] | None] = {}
+
+
+def _named(security_opts: Sequence[str], caps: Collection[str]) -> tuple[str, profiles.Filter] | None:
+    """The resolved filter and the hash that names its program file (``None``: unconfined), worked out once
+    per process for each ``--security-opt`` values and capabilities, as :func:`program` remembers its files."""
+    key = (tuple(security_opts), frozenset(caps))
+    if key not in _names:
+        resolved = for_container(security_opts, caps)
+        _names[key] = None if resolved is None else (
+            hashlib.sha256(f"{library_version()}\n{resolved.key()}".encode()).hexdigest(), resolved)
+    return _names[key]
+
+
+def warm(caps: Collection[str]) -> None:
+    """Load libseccomp and resolve Docker's default profile for ``caps`` now, in the resident engine
+    (:mod:`labkit.daemon.server`), so that no worker it forks does either again; a host without libseccomp
+    is told so by the command that needs it."""
+    with contextlib.suppress(HostUnsupported, OSError, InvalidArgument):
+        _named((), caps)
 
 
 def program(security_opts: Sequence[str], caps: Collection[str], cache_dir: str | os.PathLike[str]) -> str | None:
@@ -182,11 +203,11 @@ def program(security_opts: Sequence[str], caps: Collection[str], cache_dir: str 
     path = _made.get(memo)
     if memo in _made and (path is None or os.path.exists(path)):
         return path
-    resolved = for_container(security_opts, caps)
-    if resolved is None:
+    named = _named(security_opts, caps)
+    if named is None:
         _made[memo] = None
         return None
-    digest = hashlib.sha256(f"{library_version()}\n{resolved.key()}".encode()).hexdigest()
+    digest, resolved = named
     target = Path(cache_dir) / f"{digest}.bpf"
     if not target.exists():
         target.parent.mkdir(mode=0o755, parents=True, exist_ok=True)
