@@ -4,8 +4,9 @@
  * It is the parent of the container's PID 1 and outlives whoever started the
  * container. It copies the container's stdout and stderr into a json-file log
  * (Docker's format: one {"log","stream","time"} object per line), reaps PID 1,
- * writes exit.json atomically, then undoes the container's mounts and removes
- * its cgroup directories.
+ * writes exit.json atomically, then undoes the container's mounts (without
+ * waiting for them to be written out: unmount_all) and removes its cgroup
+ * directories.
  *
  * usage: labkit-shim --pid N --stdout FD --stderr FD --exit-file PATH --log PATH
  *                    [--oom PATH] [--umount PATH]... [--rmdir PATH]... [--unlink PATH]...
@@ -351,6 +352,76 @@ static void remove_dir(const char *path)
         nanosleep(&pause, NULL);
     }
     warn("rmdir", path);
+}
+
+/*
+ * Undo the container's mounts (umount2(2), MNT_DETACH: out of every mount table at once) without
+ * waiting for its writable layer to be written out.
+ *
+ * When the last mount of an overlay goes, its superblock is shut down, and overlayfs syncs its
+ * upper filesystem then (ovl_sync_fs in fs/overlayfs/super.c, from generic_shutdown_super through
+ * sync_filesystem): the whole host filesystem that holds the state root, everyone's dirty data on
+ * it, which on a busy host takes tens to hundreds of milliseconds. Whoever waits for this
+ * supervisor (`labkit run`, `wait`, `rm`) would wait for that too. So a child keeps each mounted
+ * directory open (O_PATH: a reference to its mount) while this process detaches them, and ends
+ * only after that: its exit drops the last reference, and it is the one that waits for the sync,
+ * in the background. It holds nothing else (every other descriptor closed) and is named
+ * labkit-umount, without this supervisor's arguments. Without a child (fork failed, nothing to
+ * hold) the mounts are undone here, waiting as before.
+ */
+static void unmount_all(const char **paths, int n, int argc, char **argv)
+{
+    int held[MAX_CLEANUP], n_held = 0, gate[2] = {-1, -1};
+    for (int i = 0; i < n; i++) {
+        int fd = open(paths[i], O_PATH | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+        if (fd >= 0)
+            held[n_held++] = fd;
+    }
+    if (n_held > 0) {
+        /* PID 1's namespace died with it, and this process's new children would go there (it unshared
+         * CLONE_NEWPID to fork PID 1): fork(2) fails with ENOMEM. Put pid_for_children back to our own
+         * namespace (setns(2), pid_namespaces(7)); rootless, nothing was unshared here and this is refused. */
+        int own = open("/proc/self/ns/pid", O_RDONLY | O_CLOEXEC);
+        if (own >= 0) {
+            setns(own, CLONE_NEWPID);
+            close(own);
+        }
+    }
+    if (n_held > 0 && pipe2(gate, O_CLOEXEC) == 0) {
+        pid_t holder = fork();
+        if (holder == 0) {
+            for (int fd = 0; fd < 1024; fd++) {
+                int keep = fd == gate[0];
+                for (int i = 0; i < n_held && !keep; i++)
+                    keep = fd == held[i];
+                if (!keep)
+                    close(fd);
+            }
+            syscall(SYS_close_range, 1024U, ~0U, 0U); /* ENOSYS before Linux 5.9: nothing that high, then */
+            if (argc > 0) { /* ps(1) and /proc/PID/cmdline show this name, not the container's paths */
+                char *end = argv[argc - 1] + strlen(argv[argc - 1]);
+                memset(argv[0], 0, (size_t)(end - argv[0]));
+                snprintf(argv[0], (size_t)(end - argv[0]) + 1, "labkit-umount");
+            }
+            prctl(PR_SET_NAME, "labkit-umount", 0, 0, 0);
+            char byte;
+            while (read(gate[0], &byte, 1) < 0 && errno == EINTR)
+                ; /* end of file: the mounts are detached, and this exit may be the last reference */
+            _exit(0);
+        }
+        close(gate[0]);
+        if (holder < 0) {
+            close(gate[1]);
+            gate[1] = -1;
+        }
+    }
+    for (int i = 0; i < n; i++)
+        if (umount2(paths[i], MNT_DETACH) < 0 && errno != EINVAL && errno != ENOENT)
+            warn("umount2", paths[i]);
+    for (int i = 0; i < n_held; i++)
+        close(held[i]);
+    if (gate[1] >= 0)
+        close(gate[1]);
 }
 
 /* "--proxy 5=172.17.0.2:3000,172.17.0.3:3000" */
@@ -926,9 +997,7 @@ int main(int argc, char **argv)
         }
     }
     write_exit(status, oom_file);
-    for (int i = 0; i < n_umounts; i++)
-        if (umount2(umounts[i], MNT_DETACH) < 0 && errno != EINVAL && errno != ENOENT)
-            warn("umount2", umounts[i]);
+    unmount_all(umounts, n_umounts, argc, argv);
     for (int i = 0; i < n_rmdirs; i++)
         remove_dir(rmdirs[i]);
     for (int i = 0; i < n_unlinks; i++)

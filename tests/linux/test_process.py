@@ -270,6 +270,41 @@ def test_exit_code_is_recorded(lab: Lab) -> None:
     assert RFC3339NANO.match(str(record["FinishedAt"]))
 
 
+def _holders() -> dict[int, str]:
+    """Processes named labkit-umount (the supervisor's child that drops the last reference to a container's
+    mounts), with their command lines."""
+    found = {}
+    for entry in os.listdir("/proc"):
+        try:
+            with open(f"/proc/{entry}/comm") as f:
+                if f.read().strip() != "labkit-umount":
+                    continue
+            with open(f"/proc/{entry}/cmdline", "rb") as f:
+                found[int(entry)] = f.read().replace(b"\0", b" ").decode(errors="replace").strip()
+        except (OSError, ValueError):
+            continue
+    return found
+
+
+def test_the_supervisor_ends_with_the_layer_unmounted_and_hands_its_write_out_to_a_child(lab: Lab) -> None:
+    """Once the supervisor has ended, the container's overlay is out of the mount table and what the container
+    wrote is in its upper directory; the sync of the upper filesystem that the overlay's last unmount brings
+    (ovl_sync_fs) is paid by a child named labkit-umount, which shows none of the container's paths and ends."""
+    spec = lab.spec(["sh", "-c", "echo written > /f"])
+    started = lab.start(spec)
+    assert process.wait(started, timeout=10)
+    assert not _mounted(spec.rootfs)
+    assert (Path(spec.rootfs).parent / "upper" / "f").read_text() == "written\n"
+    holders = _holders()
+    for args in holders.values():
+        assert spec.state_dir not in args and spec.rootfs not in args, args
+    assert not subprocess.run(["pgrep", "-f", spec.state_dir], capture_output=True, text=True).stdout
+    deadline = time.monotonic() + 60  # a deadline for the wait, not a measured time: a holder ends by itself
+    while set(holders) & set(_holders()):
+        assert time.monotonic() < deadline, f"labkit-umount still there: {set(holders) & set(_holders())}"
+        time.sleep(0.05)
+
+
 def test_sigkill_gives_137(lab: Lab) -> None:
     """A container killed by SIGKILL exits 128+9."""
     spec = lab.spec(["sleep", "1000"])
