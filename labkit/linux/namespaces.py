@@ -62,6 +62,7 @@ from dataclasses import dataclass
 
 from labkit import helpers
 from labkit.errors import HostUnsupported, InvalidArgument
+from labkit.images.ownership import OVERFLOW_ID
 from labkit.linux import syscalls
 from labkit.model import views
 from labkit.model.views import ProcessView
@@ -212,10 +213,6 @@ class IdMap:
                     f"{self.uid_range[0]}-{self.uid_range[0] + self.uid_range[1] - 1} (/etc/subuid, newuidmap)")
         return (f"single id: uid {self.uid} is root inside and every other id shows as nobody "
                 "(no /etc/subuid range, or no newuidmap)")
-
-
-#: What stat(2) shows inside a user namespace for an id its map lacks (/proc/sys/kernel/overflowuid).
-OVERFLOW_ID = 65534
 
 
 def _inside(host: int, own: int, extra: tuple[int, int] | None) -> int:
