@@ -30,8 +30,10 @@ from labkit.errors import (
     NoSuchContainer,
     NoSuchImage,
     NoSuchVolume,
+    NotATerminal,
     NotFound,
     StartFailed,
+    UsageError,
     VolumeInUse,
 )
 
@@ -63,8 +65,10 @@ __all__ = [
     "NoSuchContainer",
     "NoSuchImage",
     "NoSuchVolume",
+    "NotATerminal",
     "NotFound",
     "StartFailed",
+    "UsageError",
     "VolumeInUse",
     "connect",
 ]

@@ -14,6 +14,9 @@ works as a Python programmer expects::
     │   ├── AmbiguousReference       multiple IDs found with provided prefix: 3f
     │   ├── InvalidOption            conflicting options: cannot specify both ...
     │   └── LabfileError             Labfile line 3: unknown instruction ...
+    ├── UsageError (ValueError)      labkit ps: invalid argument "x" for -f/--filter ... (the command
+    │                                line could not be read: exit 125 for a flag, 1 for a count)
+    ├── NotATerminal (OSError)       the input device is not a TTY (exit 1)
     ├── Conflict (RuntimeError)
     │   ├── NameInUse                Conflict. The container name "/web" is ...
     │   ├── IllegalTransition        container <id> is not running
@@ -193,6 +196,34 @@ class BuildFailed(LabkitError, RuntimeError):
 
 class HostUnsupported(LabkitError, OSError):
     """This host cannot do what was asked (no root, no overlayfs, ...)."""
+
+
+class UsageError(LabkitError, ValueError):
+    """A ``labkit`` command line could not be read (argparse's complaint, as one line), as Docker's client refuses one.
+
+    Attributes:
+        prog: The command it belongs to (``labkit ps``), which the usage line names.
+        code: Docker's exit code for it: 125 for a flag it cannot read (an unknown flag, a
+            value of the wrong kind), 1 for missing or extra arguments ("requires at least
+            1 argument").
+    """
+
+    status = 400
+
+    def __init__(self, prog: str, message: str, code: int = 125) -> None:
+        super().__init__(message)
+        self.prog = prog
+        self.code = code
+
+
+class NotATerminal(LabkitError, OSError):
+    """``-it`` with stdin that is no terminal: Docker's client refuses it in these words, and exits 1."""
+
+    status = 400
+
+    def __init__(self) -> None:
+        super().__init__("the input device is not a TTY",
+                         "Run it from a terminal, or leave out -t (a pipe feeds a container with -i alone)")
 
 
 class LabkitWarning(UserWarning):

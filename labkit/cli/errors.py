@@ -25,35 +25,15 @@ from labkit.errors import (
     LabkitError,
     NoSuchContainer,
     NoSuchVolume,
+    NotATerminal,
     StartFailed,
+    UsageError,
 )
 
 #: The errors ``docker run`` shows as ``Error response from daemon: …``: the daemon's refusals.
 _DAEMON_SAYS = (Conflict, StartFailed, InvalidName, AmbiguousReference, NoSuchContainer, NoSuchVolume)
 
 PROG = "labkit"
-
-
-class UsageError(Exception):
-    """The command line could not be parsed (argparse's complaint, as one line).
-
-    Attributes:
-        code: Docker's exit code for it: 125 for a flag it cannot read (an unknown flag, a
-            value of the wrong kind), 1 for missing or extra arguments ("requires at least
-            1 argument").
-    """
-
-    def __init__(self, prog: str, message: str, code: int = 125) -> None:
-        super().__init__(message)
-        self.prog = prog
-        self.message = message
-        self.code = code
-
-
-class NotATerminal(Exception):
-    """``-it`` with stdin that is no terminal: Docker's client refuses it in these words, exit 1."""
-
-    message = "the input device is not a TTY"
 
 
 class Parser(argparse.ArgumentParser):
