@@ -221,6 +221,15 @@ class Backend(Protocol):
     def network_view(self, record: ContainerRecord) -> NetworkView:
         """The interfaces of the host's network namespace and of the running container's."""
 
+    def http_get(self, record: ContainerRecord, port: int, path: str = "/") -> tuple[int, str]:
+        """``(HTTP status, body)`` of a GET of ``path`` from the running container's TCP ``port``, as a client
+        on the host reaches it (the real backend through the port published for it, the simulator from its
+        model of the server).
+
+        Raises:
+            OSError: Nothing answered: ``ConnectionRefusedError``, ``TimeoutError``, a reset connection.
+        """
+
     def layer_contents(self, record: ContainerRecord, image: Image, path: str | None = None) -> LayerContents:
         """What the writable layer holds, what the image layers hold at the same paths, who serves ``path``."""
 

@@ -641,6 +641,17 @@ class ContainerCollection(ContainerUpkeep):
         """
         return self.engine.backend.network_view(self._seen_running(ref))
 
+    def http_get(self, ref: str, port: int, path: str = "/") -> tuple[int, str]:
+        """``(HTTP status, body)`` of a GET of ``path`` from the running container's TCP ``port``, as a client on
+        this host reaches it: the real backend through the port published for it (``-p``), the simulator from
+        its model of the server. The same call on either backend, so a lesson never asks which it has.
+
+        Raises:
+            IllegalTransition: The container is not running, or paused (as for ``exec``).
+            OSError: Nothing answered (refused, timed out, reset).
+        """
+        return self.engine.backend.http_get(self._seen_running(ref), port, path)
+
     def _seen_running(self, ref: str) -> ContainerRecord:
         rec = self.engine._get(ref)
         guard(rec.status, Verb.EXEC, rec.id, ref)  # the linux backend asks the container itself, as exec would

@@ -260,6 +260,17 @@ class Engine:
         """The host's interfaces and a running container's (the network picture)."""
         return self.containers.network_view(ref)
 
+    def http_get(self, ref: str, port: int, path: str = "/") -> tuple[int, str]:
+        """A GET from the running container's TCP ``port``: ``(status, body)`` (:meth:`ContainerCollection.http_get`)."""
+        return self.containers.http_get(ref, port, path)
+
+    @property
+    def simulated(self) -> bool:
+        """The kernel is a model (:attr:`Backend.simulated <labkit.backend.Backend.simulated>`): its containers
+        have no ``/proc`` entry, files or sockets on this host, and what a lesson would read from the host it
+        reads from the engine's views (:meth:`process_view`, :meth:`network_view`, :meth:`http_get`)."""
+        return self.backend.simulated
+
     def container(self, ref: str) -> Container:
         """A handle on an existing container."""
         return self.containers.get(ref)

@@ -874,6 +874,10 @@ class LinuxBackend:
         return net.network_view(record.state.pid, lambda script: self._sh(record, script), veth,
                                 record.config.network == "host")
 
+    def http_get(self, record: ContainerRecord, port: int, path: str = "/") -> tuple[int, str]:
+        """A GET from the container's ``port`` through the host's network (:func:`labkit.linux.network.http_get`)."""
+        return net.http_get(self.network_settings(record), port, path)
+
     def _sh(self, record: ContainerRecord, script: str) -> tuple[int, str]:
         """``/bin/sh -c script`` in the container (see :meth:`_exec_text`)."""
         return self._exec_text(record, ["/bin/sh", "-c", script])

@@ -56,6 +56,7 @@ import errno
 import fcntl
 import functools
 import hashlib
+import http.client
 import ipaddress
 import os
 import secrets
@@ -572,3 +573,37 @@ def _interfaces_here(proc: str) -> tuple[views.Interface, ...]:
             return found
     with open(f"{proc}/self/net/dev") as f:
         return tuple(views.Interface(n) for n in views.parse_net_dev(f.read()))
+
+
+#: How long a GET from a container may take, connecting and answering (seconds).
+HTTP_TIMEOUT = 2.0
+
+
+def http_get(settings: dict[str, Any], port: int, path: str = "/") -> tuple[int, str]:
+    """``(status, body)`` of a GET of ``path`` from a container's TCP ``port``, as a client on the host reaches it.
+
+    Through the host port published for it (``-p``; an unspecified host address is reached on
+    127.0.0.1), else at the container's own address on its bridge (``settings`` is its
+    ``NetworkSettings``). Each of connecting and reading waits at most :data:`HTTP_TIMEOUT` seconds.
+
+    Raises:
+        ConnectionRefusedError: The port is neither published nor reachable on a bridge, or nothing listens.
+        OSError: The connection timed out or was reset.
+    """
+    bound = [b for b in (settings.get("Ports") or {}).get(f"{port}/tcp") or [] if b.get("HostPort")]
+    if bound:
+        host_ip = bound[0].get("HostIp") or ""
+        host, target = ("127.0.0.1" if host_ip in ("", "0.0.0.0", "::") else host_ip), int(bound[0]["HostPort"])
+    else:
+        addresses = [n.get("IPAddress") for n in (settings.get("Networks") or {}).values() if n.get("IPAddress")]
+        if not addresses:
+            raise ConnectionRefusedError(errno.ECONNREFUSED, f"port {port}/tcp of the container is not published "
+                                         "and the container has no address the host reaches")
+        host, target = addresses[0], port
+    conn = http.client.HTTPConnection(host, target, timeout=HTTP_TIMEOUT)
+    try:
+        conn.request("GET", path)
+        answer = conn.getresponse()
+        return answer.status, answer.read().decode(errors="replace")
+    finally:
+        conn.close()
