@@ -66,7 +66,8 @@ def choose(backend: Backend | str, store: Store) -> tuple[Backend, str]:
         return _sim(store), "the simulator, as asked: every step is modelled in Python, nothing touches the kernel"
     if backend not in ("auto", "linux", "rootless"):
         raise InvalidArgument(f"unknown backend {backend!r}", "Use auto, linux, rootless or sim")
-    # Kernel code is loaded once a real backend may run, not with labkit: the simulator never needs it.
+    # Kernel code is loaded once a real backend may run, not with labkit: the simulator never needs it, and
+    # labkit.linux imports on Linux alone (syscalls.py binds unshare(2) from libc, which only Linux has).
     from labkit.linux import supervisor
     from labkit.linux.backend import LinuxBackend
     from labkit.linux.usernet import network_helper
@@ -114,9 +115,11 @@ def linux_problem(rootless: bool = False) -> str | None:
         return "it needs root to create namespaces, mount overlayfs and write cgroups"
     # Kernel code is loaded once a real backend is asked about, not with labkit.
     if rootless:  # its probe mounts overlayfs in a user namespace, which loads the module if need be
+        # labkit.linux loads only once a real backend may run (syscalls.py binds unshare(2), which only Linux has)
         from labkit.linux.namespaces import userns_problem
 
         return userns_problem()
+    # labkit.linux loads only once a real backend may run (syscalls.py binds unshare(2), which only Linux has)
     from labkit.linux import overlay
 
     if not overlay.load():

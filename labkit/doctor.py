@@ -70,6 +70,7 @@ def checks(networks: list[dict[str, Any]] | None = None, shim_dir: str | None = 
     user_lines = rootless_checks() if platform.system() == "Linux" else []
     loaded = False
     if platform.system() == "Linux":
+        # Each check loads the room it asks about: labkit.linux imports on Linux alone (syscalls.py binds unshare(2))
         from labkit.linux import overlay
 
         loaded = overlay.load()
@@ -88,6 +89,7 @@ def checks(networks: list[dict[str, Any]] | None = None, shim_dir: str | None = 
     ))
     out.extend(user_lines)
     try:
+        # Each check loads the room it asks about: labkit.linux imports on Linux alone (syscalls.py binds unshare(2))
         from labkit.linux.cgroups import detect
 
         layout = detect()
@@ -139,6 +141,7 @@ def checks(networks: list[dict[str, Any]] | None = None, shim_dir: str | None = 
 
 def _compiler_check(shim_dir: str | None) -> dict[str, Any]:
     """Whether the supervisor can be had: a C compiler to build it, or one built before (and kept) to use."""
+    # Each check loads the room it asks about: labkit.linux imports on Linux alone (syscalls.py binds unshare(2))
     from labkit.linux import supervisor
 
     cc = supervisor.compiler_on_path()  # the ones the shim is built with, where it looks
@@ -170,6 +173,7 @@ def _seccomp_check() -> dict[str, Any]:
     """Whether containers can run under Docker's seccomp profile: the kernel's filter mode and libseccomp."""
     filters = os.path.exists("/proc/sys/kernel/seccomp/actions_avail")  # CONFIG_SECCOMP_FILTER
     try:
+        # Each check loads the room it asks about: labkit.linux imports on Linux alone (syscalls.py binds unshare(2))
         from labkit.linux import seccomp
 
         version = seccomp.library_version()
@@ -196,6 +200,7 @@ _NO_USER_NETWORKS = ("'network create' is refused, as is run --network with any 
 
 def rootless_checks() -> list[dict[str, Any]]:
     """What running *without root* means for the current user, one aspect per check."""
+    # Each check loads the room it asks about: labkit.linux imports on Linux alone (syscalls.py binds unshare(2))
     from labkit.linux import cgroups, namespaces, usernet
 
     out = []
@@ -215,6 +220,7 @@ def rootless_checks() -> list[dict[str, Any]]:
         if idmap.kind == "single" else "Files keep distinct owners inside: COPY --chown=1000 and a chown in a "
         "container give ids from your range (1000 inside is a subordinate id on the host).",
     ))
+    # Each check loads the room it asks about: labkit.linux imports on Linux alone (syscalls.py binds unshare(2))
     from labkit.linux import systemd
 
     layout = cgroups.delegated()
@@ -274,6 +280,7 @@ def network_checks(networks: list[dict[str, Any]], root: bool) -> list[dict[str,
     """
     import ipaddress
 
+    # Each check loads the room it asks about: labkit.linux imports on Linux alone (syscalls.py binds unshare(2))
     from labkit.linux import network as net
 
     try:

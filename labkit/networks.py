@@ -132,6 +132,7 @@ class Networks:
         Raises:
             Conflict: The subnet was given with ``--subnet`` and is taken.
         """
+        # Pure helpers, no pyroute2; loaded when a subnet is picked, so that importing labkit.networks loads no kernel code
         from labkit.linux import network as net
 
         rec = read_json(self._path(name)) or self.get(name)

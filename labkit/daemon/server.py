@@ -197,6 +197,7 @@ def _warm() -> Any:
         import pyroute2  # noqa: F401  (0.3 s to import: paid here once, not per bridged run)
     except ImportError:
         pass
+    # Kernel code the resident engine loads once, ahead of the commands, off every command's start path
     from labkit.linux import capabilities, seccomp, supervisor
 
     supervisor.hash_sources()
@@ -214,6 +215,7 @@ def _warm() -> Any:
 
 def _install_client(directory: str) -> None:
     """Build ``client.c`` into ``directory`` and point ``directory/client`` at it (atomically); skip without cc."""
+    # Kernel code the resident engine loads for the one command that needs it, off every command's start path
     from labkit.linux import supervisor
 
     # Linked statically where the C library allows it: every command execs this program, and a static one
@@ -591,6 +593,8 @@ def _work(fields: list[str], fds: list[int], parser: Any, conn: socket.socket) -
     import io
 
     from labkit import cli
+
+    # Kernel code the resident engine loads for the one command that needs it, off every command's start path
     from labkit.linux import console
 
     gc.disable()  # a short-lived process: collecting would only touch (and copy) shared pages

@@ -368,6 +368,8 @@ class SimBackend:
     def _attach_user(self, w: World, ct: SimContainer, record: ContainerRecord) -> dict[str, Any] | None:
         """A rootless container's network, as the rootless backend's ``_connect`` plans it (None: ``lo`` only)."""
         from labkit.errors import HostUnsupported
+
+        # The real backend's rule, stated once; loaded where used, so that importing the simulator loads no kernel code
         from labkit.linux import usernet
         from labkit.networks import Networks
 
@@ -387,6 +389,7 @@ class SimBackend:
 
     def network_settings(self, record: ContainerRecord) -> dict[str, Any]:
         """``NetworkSettings``: the simulated address while running, empty ones after (as the linux backend)."""
+        # The real backend's rule, stated once; loaded where used, so that importing the simulator loads no kernel code
         from labkit.linux import network as net
 
         with self._locked() as w:
@@ -678,6 +681,7 @@ class SimBackend:
 
     def reduced_network(self, network: str) -> str | None:
         """As the rootless backend: without slirp4netns or pasta a user's container has only ``lo``."""
+        # The real backend's rule, stated once; loaded where used, so that importing the simulator loads no kernel code
         from labkit.linux import usernet
 
         if self.rootless and network not in ("none", "host") and usernet.network_helper() is None:

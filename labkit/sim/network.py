@@ -87,6 +87,8 @@ def attach_user(world: Any, ct: Any, record: Any, network: dict[str, Any], helpe
     refused as the host's bind(2) would refuse it.
     """
     from labkit.errors import Conflict, InvalidArgument
+
+    # The real backend's rule, stated once; loaded where used, so that importing the simulator loads no kernel code
     from labkit.linux import usernet
 
     taken = _host_ports(world)
