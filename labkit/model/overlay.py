@@ -62,15 +62,54 @@ out is where the model and the kernel differ, on purpose:
 from __future__ import annotations
 
 import errno
-import os
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
-from types import MappingProxyType
-from typing import Any, ClassVar, Literal
+from typing import Any
 
 from labkit.errors import InvalidArgument
+from labkit.model.effects import (
+    CopyUp,
+    Create,
+    Effect,
+    HardLinkBroken,
+    Link,
+    Opaque,
+    ParentCopyUp,
+    Redirect,
+    Remove,
+    Rename,
+    SetAttr,
+    Whiteout,
+    WriteData,
+)
+from labkit.model.layers import (
+    MAX_STACK,
+    MAXSYMLINKS,
+    WHITEOUT,
+    Dir,
+    File,
+    Layer,
+    LayerContents,
+    LayerRef,
+    LayerSummary,
+    Node,
+    Served,
+    Symlink,
+    UpperEntry,
+    WhiteoutNode,
+    _ancestors,
+    _fail,
+    _is_below,
+    _join,
+    _parent,
+    _summarize,
+    from_tree,
+)
+from labkit.model.merged import MergedEntry, MergedView
 
 __all__ = [
+    "MAXSYMLINKS",
+    "MAX_STACK",
     "CopyUp",
     "Create",
     "Dir",
@@ -100,757 +139,6 @@ __all__ = [
     "from_tree",
 ]
 
-#: Where a merged object comes from: ``"upper"`` or a lower layer's index (0 = top).
-LayerRef = Literal["upper"] | int
-
-#: Which layer serves a path, as the pictures number layers: ``"upper"``, an image layer's number
-#: (1 = the bottom one), ``"hidden"`` (a whiteout covers it) or ``"missing"`` (no layer has it).
-Served = str | int
-
-#: Path resolution gives up after this many symlinks, like the kernel (ELOOP).
-MAXSYMLINKS = 40
-
-#: The most lower layers one overlay stacks (OVL_MAX_STACK, fs/overlayfs/params.h). A container's
-#: own init layer is one of them, so an image may have at most ``MAX_STACK - 1`` layers.
-MAX_STACK = 500
-
-
-# --------------------------------------------------------------------------- nodes
-
-
-@dataclass(frozen=True)
-class File:
-    """A regular file in one layer.
-
-    Attributes:
-        data: The file's bytes.
-        mode: Permission bits (``0o644``), without the file-type bits.
-        uid: Owner.
-        gid: Group.
-        mtime: Modification time (the model's logical clock).
-        inode: Entries of one layer with the same non-``None`` inode are hard
-            links to one file; ``None`` means a file with a single name.
-        xattrs: Extended attributes as sorted ``(name, value)`` pairs.
-    """
-
-    data: bytes = b""
-    mode: int = 0o644
-    uid: int = 0
-    gid: int = 0
-    mtime: int = 0
-    inode: int | None = None
-    xattrs: tuple[tuple[str, bytes], ...] = ()
-
-    kind: ClassVar[str] = "file"
-
-    @property
-    def size(self) -> int:
-        """Size in bytes, as ``st_size`` reports it."""
-        return len(self.data)
-
-
-@dataclass(frozen=True)
-class Dir:
-    """A directory in one layer (its children are separate entries of the layer).
-
-    Attributes:
-        mode: Permission bits.
-        uid: Owner.
-        gid: Group.
-        mtime: Modification time as set by ``utimes`` (not updated by entries).
-        opaque: ``trusted.overlay.opaque="y"``: lower directories with this
-            name are not merged in.
-        redirect: ``trusted.overlay.redirect``: the lower path this directory
-            was renamed from (only with ``redirect_dir=on``).
-        xattrs: Extended attributes other than overlayfs's own.
-    """
-
-    mode: int = 0o755
-    uid: int = 0
-    gid: int = 0
-    mtime: int = 0
-    opaque: bool = False
-    redirect: str | None = None
-    xattrs: tuple[tuple[str, bytes], ...] = ()
-
-    kind: ClassVar[str] = "dir"
-
-    @property
-    def size(self) -> int:
-        """Directories count as zero bytes in layer sizes."""
-        return 0
-
-
-@dataclass(frozen=True)
-class Symlink:
-    """A symbolic link; its size is the length of its target, as ``lstat`` says."""
-
-    target: str
-    uid: int = 0
-    gid: int = 0
-    mtime: int = 0
-    inode: int | None = None
-
-    kind: ClassVar[str] = "symlink"
-    mode: ClassVar[int] = 0o777
-    xattrs: ClassVar[tuple[tuple[str, bytes], ...]] = ()
-
-    @property
-    def size(self) -> int:
-        """Length of the target in bytes."""
-        return len(os.fsencode(self.target))
-
-
-@dataclass(frozen=True)
-class WhiteoutNode:
-    """A whiteout: a character device 0/0 that hides the same name in lower layers.
-
-    A whiteout is invisible in the merged view (lookup says ENOENT). Whether it
-    sits in the upper layer (overlayfs made it) or in a lower layer (an image
-    layer's ``.wh.NAME`` applied on extraction), it hides what is below it.
-    """
-
-    kind: ClassVar[str] = "whiteout"
-    mode: ClassVar[int] = 0o000
-    uid: ClassVar[int] = 0
-    gid: ClassVar[int] = 0
-    mtime: ClassVar[int] = 0
-    xattrs: ClassVar[tuple[tuple[str, bytes], ...]] = ()
-
-    @property
-    def size(self) -> int:
-        """A whiteout holds no data."""
-        return 0
-
-
-#: The one whiteout value (all whiteouts are alike).
-WHITEOUT = WhiteoutNode()
-
-Node = File | Dir | Symlink | WhiteoutNode
-
-
-# --------------------------------------------------------------------------- paths
-
-
-def _norm(path: str) -> str:
-    """``a//b/`` -> ``/a/b``; the overlay's root is ``/``. No symlinks are followed."""
-    parts = [p for p in path.split("/") if p and p != "."]
-    return "/" + "/".join(parts)
-
-
-def _parent(path: str) -> str:
-    head = path.rsplit("/", 1)[0]
-    return head or "/"
-
-
-def _base(path: str) -> str:
-    return path.rsplit("/", 1)[1]
-
-
-def _join(parent: str, name: str) -> str:
-    return parent + name if parent == "/" else f"{parent}/{name}"
-
-
-def _is_below(path: str, ancestor: str) -> bool:
-    """True when ``path`` lies strictly inside directory ``ancestor``."""
-    return ancestor == "/" and path != "/" or path.startswith(ancestor + "/")
-
-
-def _ancestors(path: str) -> list[str]:
-    """``/a/b/c`` -> ``["/a", "/a/b"]`` (root excluded, path excluded)."""
-    parts = path.strip("/").split("/")[:-1]
-    return ["/" + "/".join(parts[: i + 1]) for i in range(len(parts))]
-
-
-def _fail(code: int, op: str, path: str, why: str) -> OSError:
-    """The OSError a syscall would raise, with one sentence that explains it."""
-    return OSError(code, f"{os.strerror(code)} ({errno.errorcode[code]}): {op} {path}: {why}", path)
-
-
-# --------------------------------------------------------------------------- layers
-
-
-@dataclass(frozen=True, eq=False)
-class Layer:
-    """One layer: an immutable mapping from absolute path to :data:`Node`.
-
-    ``"/"`` is always present and is a :class:`Dir`; every other entry's parent
-    is a :class:`Dir` of the same layer.
-    """
-
-    entries: Mapping[str, Node] = field(default_factory=lambda: MappingProxyType({"/": Dir()}))
-
-    def __post_init__(self) -> None:
-        entries = dict(self.entries)
-        entries.setdefault("/", Dir())
-        object.__setattr__(self, "entries", MappingProxyType(entries))
-        object.__setattr__(self, "_child_cache", None)
-
-    @classmethod
-    def from_tree(cls, tree: Mapping[str, Any]) -> Layer:
-        """Build a layer from a nested dict; see :func:`from_tree`."""
-        return from_tree(tree)
-
-    def get(self, path: str) -> Node | None:
-        """The entry at ``path`` in this layer alone, or ``None``."""
-        return self.entries.get(path)
-
-    def children(self, path: str) -> list[str]:
-        """Sorted names directly inside ``path`` in this layer (whiteouts included)."""
-        index: dict[str, list[str]] | None = self._child_cache  # type: ignore[attr-defined]
-        if index is None:
-            index = _child_index(self.entries)
-            object.__setattr__(self, "_child_cache", index)
-        return index.get(path, [])
-
-    def __iter__(self) -> Iterator[str]:
-        return iter(sorted(self.entries))
-
-    def __len__(self) -> int:
-        return len(self.entries)
-
-    def __eq__(self, other: object) -> bool:
-        return isinstance(other, Layer) and dict(self.entries) == dict(other.entries)
-
-    def __hash__(self) -> int:
-        return hash(frozenset(self.entries.items()))
-
-    def __repr__(self) -> str:
-        return f"Layer({len(self.entries)} entries)"
-
-
-def _child_index(entries: Mapping[str, Node]) -> dict[str, list[str]]:
-    index: dict[str, list[str]] = {}
-    for path in entries:
-        if path != "/":
-            index.setdefault(_parent(path), []).append(_base(path))
-    for names in index.values():
-        names.sort()
-    return index
-
-
-def from_tree(tree: Mapping[str, Any], mtime: int = 0) -> Layer:
-    """Build a :class:`Layer` from a small nested description, for tests and pictures.
-
-    Keys are names or slash-separated paths; values are ``bytes``/``str`` (a
-    file), a nested ``dict`` (a directory), a :data:`Node` (used as is) or
-    :data:`WHITEOUT`. Missing parent directories are created with mode 0755.
-
-    Example::
-
-        from_tree({"etc": {"passwd": "root:x:0:0\\n", "old.conf": WHITEOUT},
-                   "bin/sh": Symlink("busybox")})
-
-    Args:
-        tree: The description.
-        mtime: Modification time given to the files built from bytes/str.
-    """
-    entries: dict[str, Node] = {"/": Dir()}
-
-    def put(path: str, value: Any) -> None:
-        for anc in _ancestors(path):
-            if not isinstance(entries.setdefault(anc, Dir()), Dir):
-                raise InvalidArgument(f"{anc} is not a directory in this tree, so {path} cannot be inside it",
-                                      "Describe a directory as a dict")
-        if isinstance(value, Mapping):
-            entries.setdefault(path, Dir())
-            for name, child in value.items():
-                put(_norm(_join(path, str(name))), child)
-        elif isinstance(value, (bytes, str)):
-            entries[path] = File(value.encode() if isinstance(value, str) else value, mtime=mtime)
-        elif isinstance(value, (File, Dir, Symlink, WhiteoutNode)):
-            entries[path] = value
-        else:
-            raise InvalidArgument(f"{path}: a tree value must be bytes, str, dict or a Node, "
-                                  f"not {type(value).__name__}", "Use bytes for a file and a dict for a directory")
-
-    for key, value in tree.items():
-        path = _norm(str(key))
-        if path == "/":
-            if isinstance(value, Dir):
-                entries["/"] = value
-                continue
-            raise InvalidArgument("the root of a tree must be a Dir", "Give '/' a Dir(...) or leave it out")
-        put(path, value)
-    return Layer(entries)
-
-
-@dataclass(frozen=True)
-class LayerSummary:
-    """What a layer holds, for the layer picture.
-
-    Attributes:
-        layer: ``"upper"`` or the lower layer's index (0 = top).
-        files: Regular files (each name counts).
-        dirs: Directories, root excluded.
-        symlinks: Symbolic links.
-        whiteouts: Whiteouts (deletions of lower names).
-        opaque_dirs: Directories marked opaque.
-        bytes: File data in bytes (hard links counted once).
-    """
-
-    layer: LayerRef
-    files: int
-    dirs: int
-    symlinks: int
-    whiteouts: int
-    opaque_dirs: int
-    bytes: int
-
-
-@dataclass(frozen=True)
-class UpperEntry:
-    """One name in a container's writable layer, and what the image layers hold at the same path.
-
-    Attributes:
-        path: The path inside the container (``/app/server.js``).
-        kind: ``file``, ``dir``, ``symlink`` or ``whiteout``.
-        size: Bytes of a regular file (a symlink's target length; 0 for the rest).
-        opaque: A directory marked opaque (it hides the image layers' directory below it).
-        lower_layer: The image layer that holds something at ``path`` (1 = the bottom layer; 0 when
-            an image layer holds it but which one cannot be told), or ``None`` when none does (then
-            the entry is new).
-        lower_size: Bytes of the image layers' regular file at ``path`` (what a copy-up copied).
-    """
-
-    path: str
-    kind: str
-    size: int = 0
-    opaque: bool = False
-    lower_layer: int | None = None
-    lower_size: int = 0
-
-
-@dataclass(frozen=True)
-class LayerContents:
-    """A container's writable layer as a backend reads it: every entry, and who serves one path.
-
-    The real backend reads it from the upper dir on disk, the simulator from its
-    model (:meth:`Overlay.contents`); the layer picture draws either the same way.
-
-    Attributes:
-        entries: Every name in the writable layer, in path order (root excluded).
-        serves: Which layer serves the path asked about, or ``None`` when none was asked.
-    """
-
-    entries: tuple[UpperEntry, ...] = ()
-    serves: Served | None = None
-
-
-def _summarize(ref: LayerRef, layer: Layer) -> LayerSummary:
-    counts = {"file": 0, "dir": 0, "symlink": 0, "whiteout": 0}
-    opaque = 0
-    size = 0
-    seen: set[int] = set()
-    for path, node in layer.entries.items():
-        if path == "/":
-            continue
-        counts[node.kind] += 1
-        if isinstance(node, Dir) and node.opaque:
-            opaque += 1
-        if isinstance(node, File):
-            if node.inode is None or node.inode not in seen:
-                size += node.size
-            if node.inode is not None:
-                seen.add(node.inode)
-    return LayerSummary(ref, counts["file"], counts["dir"], counts["symlink"], counts["whiteout"], opaque, size)
-
-
-# --------------------------------------------------------------------------- effects
-
-
-@dataclass(frozen=True)
-class Effect:
-    """Something the kernel did while serving an operation (base class).
-
-    Subclasses name the kernel mechanism in :attr:`mechanism` and say what
-    happened in :meth:`explain`, in one sentence a learner understands.
-    """
-
-    mechanism: ClassVar[str] = ""
-
-    def explain(self) -> str:
-        """One sentence saying what happened and why."""
-        raise NotImplementedError
-
-
-@dataclass(frozen=True)
-class CopyUp(Effect):
-    """A lower object was copied into the upper layer (data, owner, mode, times, xattrs).
-
-    Attributes:
-        path: The merged path.
-        from_layer: The lower layer it came from.
-        bytes: How many bytes of data were copied.
-        reason: The access that needed it: ``"open-for-write"``, ``"truncate"``,
-            ``"chmod"``, ``"chown"``, ``"utimes"``, ``"setxattr"``,
-            ``"removexattr"``, ``"link"``, ``"rename"``.
-    """
-
-    path: str
-    from_layer: int
-    bytes: int
-    reason: str
-    mechanism: ClassVar[str] = "ovl_copy_up(): copy-up on first write-needing access"
-
-    def explain(self) -> str:
-        return (
-            f"copy-up: {self.reason} needs a writable {self.path}, so overlayfs copied it from "
-            f"lower layer {self.from_layer} into the upper layer ({self.bytes} bytes); "
-            f"from now on the upper copy is used and the lower one is never touched."
-        )
-
-
-@dataclass(frozen=True)
-class ParentCopyUp(Effect):
-    """A directory was created in the upper layer so that something could go inside it."""
-
-    path: str
-    from_layer: int
-    mechanism: ClassVar[str] = "ovl_copy_up(): parent directories are copied up first"
-
-    def explain(self) -> str:
-        return (
-            f"copy-up of a parent: {self.path} did not exist in the upper layer yet, so overlayfs created it "
-            f"there with the owner, mode and times of the directory in lower layer {self.from_layer} "
-            f"(only the directory, not its contents); it stays merged with the lower one."
-        )
-
-
-@dataclass(frozen=True)
-class Whiteout(Effect):
-    """A whiteout (character device 0/0) was put in the upper layer to hide a lower name."""
-
-    path: str
-    mechanism: ClassVar[str] = "whiteout: character device 0/0 in the upper layer"
-
-    def explain(self) -> str:
-        return (
-            f"whiteout: a lower layer still has {self.path} and lower layers are read-only, so overlayfs "
-            f"left a character device 0/0 named {self.path} in the upper layer that hides it."
-        )
-
-
-@dataclass(frozen=True)
-class Opaque(Effect):
-    """A directory was marked opaque, so lower directories of that name stop merging in."""
-
-    path: str
-    mechanism: ClassVar[str] = 'opaque directory: xattr trusted.overlay.opaque="y"'
-
-    def explain(self) -> str:
-        return (
-            f'opaque: {self.path} got trusted.overlay.opaque="y", so whatever lower layers have under '
-            f"{self.path} stays hidden and only the upper directory's contents show."
-        )
-
-
-@dataclass(frozen=True)
-class Redirect(Effect):
-    """A renamed lower directory remembers where its lower contents are."""
-
-    path: str
-    target: str
-    mechanism: ClassVar[str] = "redirect_dir: xattr trusted.overlay.redirect"
-
-    def explain(self) -> str:
-        return (
-            f"redirect: {self.path} got trusted.overlay.redirect={self.target}, so overlayfs keeps merging "
-            f"in the lower contents of {self.target} although the directory now has a new name."
-        )
-
-
-@dataclass(frozen=True)
-class Create(Effect):
-    """A new object was created in the upper layer.
-
-    Attributes:
-        path: The merged path.
-        kind: ``"file"``, ``"dir"`` or ``"symlink"``.
-        over_whiteout: The new object replaced a whiteout of a removed lower name.
-    """
-
-    path: str
-    kind: str
-    over_whiteout: bool = False
-    mechanism: ClassVar[str] = "new entries always go to the upper layer"
-
-    def explain(self) -> str:
-        where = " in place of the whiteout that hid the old lower one" if self.over_whiteout else ""
-        return f"create: the new {self.kind} {self.path} was made in the upper layer{where}."
-
-
-@dataclass(frozen=True)
-class Remove(Effect):
-    """An entry was removed from the upper layer (lower layers are never changed)."""
-
-    path: str
-    kind: str
-    mechanism: ClassVar[str] = "unlink/rmdir in the upper layer"
-
-    def explain(self) -> str:
-        return f"remove: the {self.kind} {self.path} was deleted from the upper layer."
-
-
-@dataclass(frozen=True)
-class Rename(Effect):
-    """An upper-layer entry (and everything below it) moved to a new name."""
-
-    old: str
-    new: str
-    mechanism: ClassVar[str] = "rename(2) inside the upper layer"
-
-    def explain(self) -> str:
-        return f"rename: {self.old} was renamed to {self.new} inside the upper layer."
-
-
-@dataclass(frozen=True)
-class Link(Effect):
-    """A hard link was made in the upper layer."""
-
-    source: str
-    path: str
-    mechanism: ClassVar[str] = "link(2) inside the upper layer, after copying up the source"
-
-    def explain(self) -> str:
-        return f"link: {self.path} is a new name for the upper-layer file {self.source}."
-
-
-@dataclass(frozen=True)
-class HardLinkBroken(Effect):
-    """Copy-up gave a file its own inode, so its lower hard-link siblings no longer share changes."""
-
-    path: str
-    siblings: tuple[str, ...]
-    mechanism: ClassVar[str] = "index=off: copy-up breaks hard links"
-
-    def explain(self) -> str:
-        names = ", ".join(self.siblings)
-        return (
-            f"hard link broken: {self.path} was a hard link with {names} in its lower layer; copy-up made a "
-            f"separate upper file, so changes to it no longer show under the other names (index=off)."
-        )
-
-
-@dataclass(frozen=True)
-class WriteData(Effect):
-    """File data changed in the upper layer."""
-
-    path: str
-    size: int
-    mechanism: ClassVar[str] = "write(2)/truncate(2) on the upper file"
-
-    def explain(self) -> str:
-        return f"write: {self.path} in the upper layer now holds {self.size} bytes."
-
-
-@dataclass(frozen=True)
-class SetAttr(Effect):
-    """Metadata (mode, owner, times, an xattr) changed on an upper-layer object."""
-
-    path: str
-    attr: str
-    value: str
-    mechanism: ClassVar[str] = "setattr/setxattr on the upper object"
-
-    def explain(self) -> str:
-        return f"{self.attr}: {self.path} in the upper layer now has {self.attr} {self.value}."
-
-
-# --------------------------------------------------------------------------- merged view
-
-
-@dataclass(frozen=True)
-class _Entry:
-    """One layer's contribution to a merged path: which layer, at which path there, what node."""
-
-    layer: LayerRef
-    path: str
-    node: Node
-
-
-class _View:
-    """Lookups over a (possibly changing) upper mapping and the fixed lowers."""
-
-    def __init__(self, upper: Mapping[str, Node], lowers: tuple[Layer, ...]) -> None:
-        self.upper = upper
-        self.lowers = lowers
-
-    def node_in(self, layer: LayerRef, path: str) -> Node | None:
-        return self.upper.get(path) if layer == "upper" else self.lowers[layer].get(path)
-
-    def stack(self, path: str) -> list[_Entry] | None:
-        """The layers that make up merged ``path``, top first; ``None`` when it does not exist.
-
-        Follows ovl_lookup(): per layer of the parent's merge stack, a missing
-        name goes on to the next layer, a whiteout stops (hiding what is
-        below), a non-directory is taken only if nothing was found above and
-        stops, a directory is taken and merging goes on unless it is opaque.
-        """
-        if path == "/":
-            root = [_Entry("upper", "/", self.upper["/"])]
-            return root + [_Entry(i, "/", layer.entries["/"]) for i, layer in enumerate(self.lowers)]
-        pstack = self.stack(_parent(path))
-        if pstack is None or not isinstance(pstack[0].node, Dir):
-            return None
-        name = _base(path)
-        found: list[_Entry] = []
-        for pentry in pstack:
-            where = _join(pentry.path, name)
-            node = self.node_in(pentry.layer, where)
-            if node is None:
-                continue
-            verdict = self._take(found, _Entry(pentry.layer, where, node))
-            if verdict == "stop":
-                break
-            if verdict == "redirect":
-                assert isinstance(node, Dir) and node.redirect is not None
-                self._follow_redirect(found, node.redirect)
-                break
-        return found or None
-
-    @staticmethod
-    def _take(found: list[_Entry], entry: _Entry) -> str:
-        node = entry.node
-        if isinstance(node, WhiteoutNode):
-            return "stop"
-        if not isinstance(node, Dir):
-            if not found:
-                found.append(entry)
-            return "stop"
-        found.append(entry)
-        if node.opaque:
-            return "stop"
-        if entry.layer == "upper" and node.redirect is not None:
-            return "redirect"
-        return "go on"
-
-    def _follow_redirect(self, found: list[_Entry], target: str) -> None:
-        """An upper directory with trusted.overlay.redirect merges the lower dirs at ``target``."""
-        for i, layer in enumerate(self.lowers):
-            blocked = False
-            for anc in _ancestors(target):
-                node = layer.get(anc)
-                if isinstance(node, (WhiteoutNode, File, Symlink)):
-                    blocked = True
-                    break
-                if node is None:
-                    break
-            else:
-                node = layer.get(target)
-                if node is not None and self._take(found, _Entry(i, target, node)) == "stop":
-                    return
-                continue
-            if blocked:
-                return
-
-    def top(self, path: str) -> _Entry | None:
-        st = self.stack(path)
-        return st[0] if st else None
-
-    def is_merged(self, path: str) -> bool:
-        """A directory with more than one layer, or an upper dir with a lower origin."""
-        st = self.stack(path)
-        return st is not None and len(st) > 1
-
-    def lower_positive(self, path: str) -> bool:
-        """Would a lower layer show ``path`` if the upper layer did not hide it? (ovl_lower_positive)"""
-        pstack = self.stack(_parent(path))
-        if pstack is None:
-            return False
-        name = _base(path)
-        for pentry in pstack:
-            if pentry.layer == "upper":
-                continue
-            node = self.node_in(pentry.layer, _join(pentry.path, name))
-            if node is not None:
-                return not isinstance(node, WhiteoutNode)
-        return False
-
-    def names(self, path: str, listing: bool = True) -> list[str]:
-        """readdir(): upper names first, then each lower layer's new names; whiteouts hide.
-
-        With ``listing``, a directory served by a single layer is read as it
-        is, like the kernel reads a directory that is not merged: a stray
-        whiteout inside it is then listed (though looking it up says ENOENT).
-        Without it (the emptiness check of rmdir and rename) whiteouts never count.
-        """
-        st = self.stack(path)
-        assert st is not None
-        if listing and len(st) == 1:
-            return list(self._children(st[0]))
-        out: list[str] = []
-        seen: set[str] = set()
-        for entry in st:
-            for name in self._children(entry):
-                if name in seen:
-                    continue
-                seen.add(name)
-                if not isinstance(self.node_in(entry.layer, _join(entry.path, name)), WhiteoutNode):
-                    out.append(name)
-        return out
-
-    def _children(self, entry: _Entry) -> list[str]:
-        if entry.layer == "upper":
-            prefix = "/" if entry.path == "/" else entry.path + "/"
-            return sorted(p[len(prefix):] for p in self.upper if p != "/" and _parent(p) == entry.path
-                          and p.startswith(prefix))
-        return self.lowers[entry.layer].children(entry.path)
-
-    def resolve(self, path: str, op: str, follow: bool = True) -> str:
-        """Walk ``path`` like namei(): follow symlinks in the middle (and at the end if ``follow``).
-
-        Returns the canonical path, which may not exist (only its parent must).
-        Raises ENOENT / ENOTDIR / ELOOP as the kernel would.
-        """
-        todo = [p for p in path.split("/") if p]
-        cur = "/"
-        hops = 0
-        while todo:
-            comp = todo.pop(0)
-            last = not todo
-            if comp == ".":
-                continue
-            if comp == "..":
-                cur = _parent(cur)
-                continue
-            cand = _join(cur, comp)
-            if last and not follow:
-                return cand
-            top = self.top(cand)
-            if top is None:
-                if last:
-                    return cand
-                raise _fail(errno.ENOENT, op, path, f"{cand} does not exist")
-            node = top.node
-            if isinstance(node, Symlink):
-                hops += 1
-                if hops > MAXSYMLINKS:
-                    raise _fail(errno.ELOOP, op, path, "too many levels of symbolic links")
-                if node.target.startswith("/"):
-                    cur = "/"
-                todo = [p for p in node.target.split("/") if p] + todo
-                if not todo:
-                    raise _fail(errno.ENOENT, op, path, f"the symlink {cand} has an empty target")
-                continue
-            if not last and not isinstance(node, Dir):
-                raise _fail(errno.ENOTDIR, op, path, f"{cand} is not a directory")
-            cur = cand
-        return cur
-
-    def resolve_parent(self, path: str, op: str) -> str:
-        """Resolve everything but the last component (which is not followed); the parent must be a dir."""
-        canon = self.resolve(path, op, follow=False)
-        if canon == "/":
-            return canon
-        parent = self.top(_parent(canon))
-        if parent is None:
-            raise _fail(errno.ENOENT, op, path, f"{_parent(canon)} does not exist")
-        if not isinstance(parent.node, Dir):
-            raise _fail(errno.ENOTDIR, op, path, f"{_parent(canon)} is not a directory")
-        return canon
-
-
 # --------------------------------------------------------------------------- transaction
 
 
@@ -860,7 +148,7 @@ class _Txn:
     def __init__(self, ov: Overlay) -> None:
         self.ov = ov
         self.up: dict[str, Node] = dict(ov.upper.entries)
-        self.view = _View(self.up, ov.lowers)
+        self.view = MergedView(self.up, ov.lowers)
         self.effects: list[Effect] = []
         self.clock = ov.clock + 1
         self.next_inode = ov.next_inode
@@ -983,8 +271,8 @@ class Overlay:
         up = from_tree(upper) if upper is not None else Layer()
         return cls(tuple(from_tree(t) for t in lowers), up, redirect_dir)
 
-    def _view(self) -> _View:
-        return _View(self.upper.entries, self.lowers)
+    def _view(self) -> MergedView:
+        return MergedView(self.upper.entries, self.lowers)
 
     # --- reading --------------------------------------------------------------
 
@@ -1371,21 +659,21 @@ class Overlay:
         return tx.done()
 
     @staticmethod
-    def _same_inode(a: _Entry, b: _Entry) -> bool:
+    def _same_inode(a: MergedEntry, b: MergedEntry) -> bool:
         ia, ib = getattr(a.node, "inode", None), getattr(b.node, "inode", None)
         return a.layer == b.layer and ia is not None and ia == ib
 
     # --- helpers ------------------------------------------------------------------------
 
     @staticmethod
-    def _existing(view: _View, path: str, op: str, follow: bool) -> str:
+    def _existing(view: MergedView, path: str, op: str, follow: bool) -> str:
         canon = view.resolve(path, op, follow) if follow else view.resolve_parent(path, op)
         if view.top(canon) is None:
             raise _fail(errno.ENOENT, op, path, "no layer has this name (or a whiteout hides it)")
         return canon
 
     @staticmethod
-    def _check_parent(view: _View, canon: str, op: str, path: str) -> None:
+    def _check_parent(view: MergedView, canon: str, op: str, path: str) -> None:
         parent = view.top(_parent(canon))
         if parent is None:
             raise _fail(errno.ENOENT, op, path, f"{_parent(canon)} does not exist")
