@@ -204,6 +204,11 @@ class Backend(Protocol):
                      workdir: str) -> tuple[int, str]:
         """Run one Labfile ``RUN`` step on ``lowers`` with ``upper`` as its writable layer; (exit code, output)."""
 
+    def write_upper(self, record: ContainerRecord, image: Image, dest: str) -> None:
+        """Copy the container's writable layer into the empty directory ``dest`` in overlayfs's own format
+        (a whiteout a character device 0/0, an opaque directory its xattr under the image store's prefix),
+        owners as the image store keeps them: what ``commit`` makes a layer of and ``export`` reads."""
+
     # -- networks and services ---------------------------------------------------------------------
     def drop_bridge(self, network: dict[str, Any]) -> None:
         """Take down a network's bridge if no live container is plugged into it (nothing without host bridges)."""

@@ -6,7 +6,8 @@ collection, with one naming order (``lab.volumes.rm``, ``lab.networks.create``):
 ========================  ==========================================================
 ``lab.containers``        create, run, the lifecycle verbs, logs, exec, the views
                           (:mod:`labkit.engine.containers`)
-``lab.images``            ``lab.images()``, build, inspect, setup (:mod:`~labkit.engine.images`)
+``lab.images``            ``lab.images()``, build, inspect, setup, commit, history,
+                          tag, rm, save, load, export, import_ (:mod:`~labkit.engine.images`)
 ``lab.volumes``           create, ls, inspect, rm (:mod:`~labkit.engine.volumes`)
 ``lab.networks``          create, ls, inspect, rm, prune (:mod:`~labkit.engine.networks`)
 ``lab.services``          create, ls, scale, rm (:mod:`~labkit.engine.services`)
@@ -335,6 +336,38 @@ class Engine:
     def build(self, path: str, tag: str, file: str | None = None, on_step: Any = print) -> str:
         """``docker build``: an image from a Labfile (or Dockerfile) in ``path``; its id."""
         return self.images.build(path, tag, file, on_step)
+
+    def commit(self, ref: str, repository: str | None = None, **kw: Any) -> str:
+        """``docker commit``: a new image of the container's changes; its id."""
+        return self.images.commit(ref, repository, **kw)
+
+    def image_history(self, ref: str) -> list[dict[str, Any]]:
+        """``docker history``."""
+        return self.images.history(ref)
+
+    def tag(self, source: str, target: str) -> None:
+        """``docker tag``."""
+        self.images.tag(source, target)
+
+    def rmi(self, ref: str, force: bool = False) -> list[dict[str, str]]:
+        """``docker rmi``: Docker's ``Untagged``/``Deleted`` items."""
+        return self.images.rm(ref, force)
+
+    def save(self, refs: list[str], out: IO[bytes]) -> None:
+        """``docker save``."""
+        self.images.save(refs, out)
+
+    def load(self, stream: IO[bytes]) -> list[str]:
+        """``docker load``: the lines it prints."""
+        return self.images.load(stream)
+
+    def export(self, ref: str, out: IO[bytes]) -> None:
+        """``docker export``."""
+        self.images.export(ref, out)
+
+    def import_image(self, stream: IO[bytes], repository: str | None = None, **kw: Any) -> str:
+        """``docker import``: its id."""
+        return self.images.import_(stream, repository, **kw)
 
     def network_create(self, name: str, subnet: str | None = None) -> dict[str, Any]:
         """``docker network create``."""

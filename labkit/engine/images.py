@@ -1,17 +1,21 @@
 """Images: the state root's images and layers, built offline (``lab.images``).
 
 ``lab.images()`` lists them as ``docker images`` does; ``lab.images.build``,
-``lab.images.inspect`` and ``lab.images.setup`` do the rest. The layers themselves are
+``lab.images.inspect``, ``lab.images.setup``, ``commit``, ``history``, ``tag``, ``rm``, ``save``,
+``load``, ``export`` and ``import_`` do the rest. The layers themselves are
 :mod:`labkit.images.store`'s; this room names them as Docker's API does.
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+import os
+from collections.abc import Sequence
+from typing import IO, TYPE_CHECKING, Any
 
-from labkit.engine.collection import Collection
+from labkit.engine.collection import Collection, verb
 from labkit.errors import NoSuchImage
 from labkit.model.container import ContainerRecord, parse_time
+from labkit.model.lifecycle import Status, is_running
 
 if TYPE_CHECKING:
     from labkit.engine.core import Engine
@@ -66,36 +70,51 @@ class ImageCollection(Collection):
         build_lesson_images(self.store, self.engine.backend.build_runner, on_step=on_step)
         return self.ls()
 
-    def ls(self) -> list[dict[str, Any]]:
-        """``GET /images/json``: one item per image."""
-        out = []
+    def ls(self, all: bool = False, filters: dict[str, list[str]] | None = None,
+           reference: str | None = None) -> list[dict[str, Any]]:
+        """``GET /images/json``: one item per image, newest first; ``all``, ``filters`` and ``reference``
+        choose as ``docker images -a --filter … REPO[:TAG]`` does (:mod:`labkit.images.filters`)."""
+        from labkit.images import filters as _filters
+
+        out, when = [], {}
         for img in self.store.list():
+            when[img.id] = parse_time(img.created).timestamp()
             out.append({
                 "Id": img.id,
-                "ParentId": "",
+                "ParentId": img.parent,
                 "RepoTags": list(img.repo_tags),
                 "RepoDigests": [],
-                "Created": int(parse_time(img.created).timestamp()),
+                "Created": int(when[img.id]),
                 "Size": img.size,
                 "SharedSize": -1,
                 "Labels": img.config.get("Labels") or {},
                 "Containers": -1,
             })
-        return out
+        return _filters.select(out, all, filters or {}, self.store.resolve, when.__getitem__, reference)
 
     __call__ = ls
 
     def inspect(self, ref: str) -> dict[str, Any]:
-        """``docker image inspect``: the image as Docker's JSON, its layers' directories on this host."""
+        """``docker image inspect``: Docker 28's keys in its order, the layers' directories on this host."""
         img = self.get(ref)
+        doc = img.doc
         return {
             "Id": img.id,
             "RepoTags": list(img.repo_tags),
+            "RepoDigests": [],
+            "Parent": img.parent,
+            "Comment": doc.get("comment", ""),
             "Created": img.created,
+            "DockerVersion": doc.get("docker_version", ""),
+            "Author": doc.get("author", ""),
             "Config": img.config,
+            "Architecture": doc.get("architecture", ""),
+            **({"Variant": doc["variant"]} if doc.get("variant") else {}),
+            "Os": doc.get("os", ""),
             "Size": img.size,
-            "RootFS": {"Type": "layers", "Layers": [layer.digest for layer in img.layers]},
             "GraphDriver": {"Name": "overlay2", "Data": {"LowerDir": ":".join(img.lowerdirs())}},
+            "RootFS": {"Type": "layers", "Layers": [layer.digest for layer in img.layers]},
+            "Metadata": {"LastTagTime": img.last_tag_time or "0001-01-01T00:00:00Z"},
         }
 
     def build(self, path: str, tag: str, file: str | None = None, on_step: Any = print) -> str:
@@ -104,3 +123,134 @@ class ImageCollection(Collection):
 
         image = build(self.store, path, tag, self.engine.backend.build_runner, file=file, on_step=on_step)
         return image.id
+
+    # -- images made from containers and archives ------------------------------------------------
+    @verb("commit")
+    def commit(self, ref: str, repository: str | None = None, *, author: str = "", message: str = "",
+               changes: Sequence[str] = (), pause: bool = True) -> str:
+        """``docker commit``: a new image, the container's image plus its writable layer; return its id.
+
+        The upper dir becomes one more read-only layer (whiteouts and opaque directories as they are);
+        an unchanged container adds an empty history step and no layer, as Docker does. The config is
+        the container's (its command, environment, working directory, ports, labels) with ``changes``
+        (Labfile lines) applied; the new image's parent is the container's image. A running container
+        is paused meanwhile (``pause``), so the layer is one moment's.
+        """
+        from labkit.images.build import apply_changes
+        from labkit.images.store import parse_ref
+
+        engine = self.engine
+        rec = engine._get(ref)
+        if repository is not None:
+            name, tag = parse_ref(repository)
+            repository = f"{name}:{tag}"
+        img = self.of(rec)
+        c = rec.config
+        config = apply_changes({
+            "User": img.config.get("User") or "", "Env": list(c.env), "Cmd": list(c.cmd) or None,
+            "Entrypoint": list(c.entrypoint) or None, "WorkingDir": c.workdir,
+            "ExposedPorts": {p: {} for p in c.exposed_ports} or None, "Labels": dict(c.labels) or None,
+        }, list(changes))
+        store = self.store
+        work = store.mkdtemp("commit-")
+        try:
+            upper = os.path.join(work, "upper")
+            os.mkdir(upper, 0o755)
+            hold = pause and rec.status is Status.RUNNING
+            if hold:
+                engine.backend.pause(rec)
+            try:
+                engine.backend.write_upper(rec, img, upper)
+            finally:
+                if hold:
+                    engine.backend.unpause(rec)
+            created_by = " ".join(c.cmd)
+            layers = list(img.layers)
+            made = ""
+            if os.listdir(upper):
+                before = set(os.listdir(os.path.join(store.root, "layers")))
+                layer = store.commit_layer(upper, created_by, message)
+                layers.append(layer)
+                made = "" if layer.digest.split(":", 1)[1] in before else layer.digest
+            step = {"created_by": created_by, "author": author, "comment": message,
+                    "empty_layer": len(layers) == len(img.layers)}
+            try:
+                new = store.add_image(layers, config, repository, [*img.history, step], parent=img.id,
+                                      author=author, comment=message)
+            except BaseException:
+                if made:
+                    store.prune_layers([made])
+                raise
+            return new.id
+        finally:
+            store.ownership.remove_tree(work)
+
+    def history(self, ref: str) -> list[dict[str, Any]]:
+        """``GET /images/{name}/history``: each step newest first (:meth:`ImageStore.history`)."""
+        self.get(ref)
+        return self.store.history(ref)
+
+    def tag(self, source: str, target: str) -> None:
+        """``docker tag SOURCE TARGET``: ``target`` names the image ``source`` names (a tag moves)."""
+        from labkit.images.store import parse_ref
+
+        parse_ref(target)
+        self.store.tag(self.get(source).id, target)
+
+    def rm(self, ref: str, force: bool = False) -> list[dict[str, str]]:
+        """``docker rmi``: untag, then delete the image and the layers no other image uses.
+
+        Docker's conflicts hold: a container using the image, images made from it; ``force``
+        lifts those of a stopped container and of tags in several repositories.
+        """
+        users: dict[str, str] = {}
+        running: dict[str, str] = {}
+        for rec in self.engine._records():
+            users.setdefault(rec.config.image_id, rec.id)
+            if is_running(rec.status):
+                running.setdefault(rec.config.image_id, rec.id)
+        return self.store.remove(ref, force=force, in_use=users, running=running)
+
+    def save(self, refs: list[str], out: IO[bytes]) -> None:
+        """``docker save``: the images as one archive that ``docker load`` and ``labkit load`` read
+        (:func:`labkit.images.archive.save`)."""
+        from labkit.images import archive
+
+        for ref in refs:
+            self.get(ref)  # busybox and the lesson's image are made on first use, as for run
+        archive.save(self.store, refs, out)
+
+    def load(self, stream: IO[bytes]) -> list[str]:
+        """``docker load``: every image of an archive ``docker save`` or ``labkit save`` wrote; return the
+        lines Docker prints (``Loaded image: busybox:latest``)."""
+        from labkit.images import archive
+
+        return list(archive.load(self.store, stream).lines)
+
+    def export(self, ref: str, out: IO[bytes]) -> None:
+        """``docker export``: the container's filesystem, its writable layer over its image's, as one tar."""
+        from labkit.images import archive
+
+        rec = self.engine._get(ref)
+        img = self.of(rec)
+        work = self.store.mkdtemp("export-")
+        try:
+            upper = os.path.join(work, "upper")
+            os.mkdir(upper, 0o755)
+            self.engine.backend.write_upper(rec, img, upper)
+            archive.write_merged([upper, *img.lowerdirs()], out, self.store.ownership.inside)
+        finally:
+            self.store.ownership.remove_tree(work)
+
+    def import_(self, stream: IO[bytes], repository: str | None = None, *, changes: Sequence[str] = (),
+                message: str = "", source: str = "-") -> str:
+        """``docker import``: a tar of a filesystem as an image of one layer; return its id."""
+        from labkit.images import archive
+        from labkit.images.build import apply_changes
+        from labkit.images.store import empty_config, parse_ref
+
+        if repository is not None:
+            name, tag = parse_ref(repository)
+            repository = f"{name}:{tag}"
+        config = apply_changes(empty_config(), list(changes))
+        return archive.import_tar(self.store, stream, config, repository, message, source).id

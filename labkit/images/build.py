@@ -27,7 +27,7 @@ import os
 import re
 import secrets
 import shutil
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 
 from labkit.errors import BuildFailed, HostUnsupported, LabfileError, NoSuchImage
 from labkit.images import labfile, tree
@@ -482,3 +482,28 @@ _STEPS: dict[str, Callable[[_Build, labfile.Instruction], str | None]] = {
     "WORKDIR": _workdir,  # type: ignore[dict-item]
     "EXPOSE": _expose,  # type: ignore[dict-item]
 }
+
+
+#: The Labfile instructions ``commit --change`` and ``import --change`` may give (Docker's list, less those
+#: labkit's Labfiles do not have).
+CHANGES = ("CMD", "ENTRYPOINT", "ENV", "EXPOSE", "LABEL", "WORKDIR")
+
+
+def apply_changes(config: Mapping, changes: Sequence[str]) -> dict:
+    """``commit -c`` / ``import -c``: the image config ``config`` with each Labfile line of ``changes`` applied.
+
+    Raises:
+        LabfileError: A line cannot be parsed, or is not one of :data:`CHANGES`
+            (``RUN is not a valid change command``, Docker's words).
+    """
+    b = _Build(None, "", None, lambda _line: None, "", rfc3339_nano())  # type: ignore[arg-type]
+    b.config = {**empty_config(), **copy.deepcopy(dict(config))}
+    for line in changes:
+        if not line.strip():
+            continue
+        inst = labfile.parse("FROM scratch\n" + line, "change")[1]
+        if inst.keyword not in CHANGES:
+            raise LabfileError(f"{inst.keyword} is not a valid change command",
+                               "Give one of " + ", ".join(CHANGES) + " (e.g. -c 'CMD [\"sh\"]')")
+        _STEPS[inst.keyword](b, inst)
+    return b.config

@@ -185,6 +185,31 @@ def digest(root: str, xattr_prefix: str = "trusted", owners: Owners = None) -> s
     return "sha256:" + sink.hash.hexdigest()
 
 
+class _HashingFile(io.RawIOBase):
+    """A write-only stream that writes to a file and hashes what passes through it."""
+
+    def __init__(self, out: BinaryIO) -> None:
+        self.out = out
+        self.hash = hashlib.sha256()
+
+    def writable(self) -> bool:
+        return True
+
+    def write(self, data) -> int:  # type: ignore[override]
+        self.hash.update(data)
+        self.out.write(data)
+        return len(data)
+
+
+def write_tar_file(root: str, dest: str, xattr_prefix: str = "trusted", owners: Owners = None) -> str:
+    """Write :func:`write_tar`'s output for ``root`` to the new file ``dest``; return its ``sha256:<hex>``
+    (what ``save`` puts in an archive: the bytes whose hash is the layer's digest)."""
+    with open(dest, "xb") as out:
+        sink = _HashingFile(out)
+        write_tar(root, sink, xattr_prefix, owners)  # type: ignore[arg-type]
+    return "sha256:" + sink.hash.hexdigest()
+
+
 def tree_stats(root: str) -> TreeStats:
     """Count the entries and regular-file bytes below ``root``."""
     size = files = 0

@@ -47,6 +47,15 @@ class Ownership(Protocol):
         """Delete ``path`` completely, also what a container made as an id the host user is not."""
         ...
 
+    def write_tar(self, path: str, dest: str) -> str:
+        """Write the OCI tar of the layer at ``path`` to the new file ``dest`` (``save``); return its digest,
+        which is :meth:`digest`'s."""
+        ...
+
+    def inside(self, uid: int, gid: int) -> tuple[int, int]:
+        """The owner a container sees for a file the host says ``uid:gid`` owns (``export``)."""
+        ...
+
     def chown(self, paths: list[str], uid: int, gid: int) -> None:
         """Give ``paths`` the owner ``uid:gid`` as containers see ids (``COPY --chown``).
 
@@ -63,6 +72,12 @@ class HostIds:
 
     def digest(self, path: str) -> str:
         return oci.digest(path, "trusted")
+
+    def write_tar(self, path: str, dest: str) -> str:
+        return oci.write_tar_file(path, dest, "trusted")
+
+    def inside(self, uid: int, gid: int) -> tuple[int, int]:
+        return uid, gid
 
     def remove_tree(self, path: str) -> None:
         shutil.rmtree(path, ignore_errors=True)
@@ -92,6 +107,9 @@ class OwnIds:
 
     def digest(self, path: str) -> str:
         return oci.digest(path, "user", owners=self.inside)
+
+    def write_tar(self, path: str, dest: str) -> str:
+        return oci.write_tar_file(path, dest, "user", owners=self.inside)
 
     def remove_tree(self, path: str) -> None:
         shutil.rmtree(path, ignore_errors=True)

@@ -147,6 +147,9 @@ class Image:
             ``WorkingDir``, ``ExposedPorts``, ``Labels``, ``User``.
         size: Bytes of regular files over all layers.
         history: The image's history entries, oldest first (Docker's JSON keys).
+        parent: The id of the local image this one was made from (``commit``), or ``""``.
+        doc: The whole image config document (``architecture``, ``os``, ``author``, ``comment``, …).
+        last_tag_time: When ``tag`` (or a tagged build, commit or import) last named it, RFC3339Nano, or ``""``.
     """
 
     id: str
@@ -156,6 +159,9 @@ class Image:
     config: dict
     size: int
     history: tuple[dict, ...] = field(default=(), compare=False)
+    parent: str = field(default="", compare=False)
+    doc: dict = field(default_factory=dict, compare=False, repr=False)
+    last_tag_time: str = field(default="", compare=False)
 
     @property
     def short_id(self) -> str:
@@ -216,6 +222,22 @@ class ImageStore:
 
     def _image_file(self, image_id: str) -> str:
         return os.path.join(self.root, "images", image_id.split(":", 1)[-1] + ".json")
+
+    def _meta_file(self, image_id: str) -> str:
+        # Docker keeps an image's parent and last tag time beside the config, not in it (imagedb/metadata):
+        # they are facts about this host's store, not part of what the image id names.
+        return os.path.join(self.root, "images", image_id.split(":", 1)[-1] + ".meta")
+
+    def _meta(self, image_id: str) -> dict[str, str]:
+        try:
+            with open(self._meta_file(image_id), "rb") as f:
+                return json.load(f)
+        except (FileNotFoundError, ValueError):
+            return {}
+
+    def _set_meta(self, image_id: str, **values: str) -> None:
+        meta = {**self._meta(image_id), **values}
+        self._write_atomic(self._meta_file(image_id), json.dumps(meta, sort_keys=True).encode())
 
     def _write_atomic(self, path: str, data: bytes) -> None:
         fd, tmp = tempfile.mkstemp(prefix=".labkit-", dir=os.path.dirname(path))
@@ -381,6 +403,9 @@ class ImageStore:
         tag: str | None = None,
         history: Sequence[Mapping] | None = None,
         created: str | None = None,
+        parent: str = "",
+        author: str = "",
+        comment: str = "",
     ) -> Image:
         """Write an image config for ``layers`` and, if given, point ``tag`` at it.
 
@@ -393,6 +418,10 @@ class ImageStore:
                 Non-empty entries must match ``layers`` one to one. Default:
                 one entry per layer from the layers' own fields.
             created: RFC3339Nano time; default now.
+            parent: The id of the local image this one was made from (``commit``); recorded beside the
+                config, as Docker's image store does, so it does not change the id.
+            author: The config's ``author`` (``commit -a``).
+            comment: The config's ``comment`` (``commit -m``, ``import -m``).
 
         Returns:
             The stored image. The same inputs give the same id.
@@ -406,6 +435,8 @@ class ImageStore:
         hist = []
         for entry in history:
             e = {"created": entry.get("created", created), "created_by": entry.get("created_by", "")}
+            if entry.get("author"):
+                e["author"] = entry["author"]
             if entry.get("comment"):
                 e["comment"] = entry["comment"]
             if entry.get("empty_layer"):
@@ -426,16 +457,45 @@ class ImageStore:
             "os": "linux",
             "rootfs": {"type": "layers", "diff_ids": [layer.digest for layer in layers]},
         }
+        if author:
+            doc["author"] = author
+        if comment:
+            doc["comment"] = comment
+        return self.add_config(doc, tag, parent)
+
+    def add_config(self, doc: Mapping[str, Any], tag: str | None = None, parent: str = "") -> Image:
+        """Store the image config document ``doc`` as it is (its id is its sha256) and, if given, tag it.
+
+        ``doc["rootfs"]["diff_ids"]`` must name committed layers, bottom first, and its history must
+        have one entry without ``empty_layer`` per layer (``load`` keeps a saved image's config whole).
+
+        Raises:
+            InvalidArgument: The history does not match the layers.
+            NoSuchImage: A layer is not in the store.
+        """
+        if tag is not None:
+            name, t = parse_ref(tag)
+            tag = f"{name}:{t}"
+        diff_ids = list(doc.get("rootfs", {}).get("diff_ids") or [])
+        hist = doc.get("history") or []
+        if hist and sum(1 for e in hist if not e.get("empty_layer")) != len(diff_ids):
+            raise InvalidArgument("image history does not match its layers: one non-empty entry per layer is needed")
+        for digest in diff_ids:
+            if not os.path.isdir(self._layer_dir(digest)):
+                raise NoSuchImage(f"layer {digest}")
         data = canonical_json(doc)
         image_id = "sha256:" + hashlib.sha256(data).hexdigest()
         path = self._image_file(image_id)
         if not os.path.exists(path):
             self._write_atomic(path, data)
+        if parent and self._meta(image_id).get("parent") != parent:
+            self._set_meta(image_id, parent=parent)
         if tag is not None:
             with self._locked():
                 tags = self._tags()
                 tags[tag] = image_id
                 self._save_tags(tags)
+            self._set_meta(image_id, last_tag_time=rfc3339_nano())
         return self._load(image_id)
 
     def _load(self, image_id: str, tags: Mapping[str, str] | None = None) -> Image:
@@ -461,14 +521,18 @@ class ImageStore:
             parsed = self._parsed[image_id] = (seen, doc, layers)
         _, doc, layers = parsed
         tags = self._tags() if tags is None else tags
+        meta = self._meta(image_id)
         return Image(
             id=image_id,
             repo_tags=tuple(sorted(t for t, i in tags.items() if i == image_id)),
-            created=doc["created"],
+            created=doc.get("created") or "1970-01-01T00:00:00Z",
             layers=layers,
-            config=copy.deepcopy(doc["config"]),  # the caller's own, as a fresh parse gave it
+            config=copy.deepcopy(doc.get("config") or empty_config()),  # the caller's own, as a fresh parse gave it
             size=sum(layer.size for layer in layers),
             history=tuple(doc.get("history", ())),
+            parent=meta.get("parent", ""),
+            doc=copy.deepcopy(doc),
+            last_tag_time=meta.get("last_tag_time", ""),
         )
 
     def _ids(self) -> list[str]:
@@ -519,6 +583,16 @@ class ImageStore:
         """The image ``ref`` names (see :meth:`resolve`)."""
         return self._load(self.resolve(ref))
 
+    def config_bytes(self, image_id: str) -> bytes:
+        """The image config exactly as stored: the bytes its id is the sha256 of."""
+        with open(self._image_file(self.resolve(image_id)), "rb") as f:
+            return f.read()
+
+    def image_ids_tagged(self, tag: str) -> builtins.list[str]:
+        """The image the tag ``name:tag`` names, as a list of zero or one id."""
+        found = self._tags().get(tag)
+        return [found] if found else []
+
     def exists(self, ref: str) -> bool:
         """Whether ``ref`` names an image."""
         try:
@@ -539,70 +613,98 @@ class ImageStore:
             tags = self._tags()
             tags[f"{name}:{t}"] = target
             self._save_tags(tags)
+        self._set_meta(target, last_tag_time=rfc3339_nano())
         return self._load(target)
 
+    def children(self, image_id: str) -> builtins.list[str]:
+        """The ids of the images whose parent is ``image_id`` (made from it by ``commit``)."""
+        return [i for i in self._ids() if self._meta(i).get("parent") == image_id]
+
     def remove(
-        self, ref: str, force: bool = False, in_use: Iterable[str] | Mapping[str, str] = ()
+        self,
+        ref: str,
+        force: bool = False,
+        in_use: Iterable[str] | Mapping[str, str] = (),
+        running: Mapping[str, str] | None = None,
     ) -> builtins.list[dict[str, str]]:
-        """Untag or delete an image, as ``docker rmi`` does.
+        """Untag or delete an image, as ``docker rmi`` does (moby's daemon/images/image_delete.go).
 
         Naming one of several tags only removes that tag. Removing the last
         tag, or naming the image by id, deletes the image and every layer no
-        other image uses.
+        other image uses; an id whose tags are all of one repository takes them along.
 
         Args:
             ref: A tag, id or id prefix.
-            force: Remove all tags of an image named by id even if it has
-                several; if a container uses the image, untag it but keep it.
+            force: Remove all tags of an image named by id even if they are of several
+                repositories; if a stopped container uses the image, untag it but keep it.
             in_use: Ids of images containers use, or a mapping from such an
                 image id to one container id (used in the message).
+            running: Image id → a running container that uses it: a conflict even ``force``
+                does not lift when the image is named by id.
 
         Returns:
             Docker's answer: ``[{"Untagged": "busybox:latest"}, {"Deleted": "sha256:…"}]``.
 
         Raises:
-            Conflict: The image is used by a container (and ``force`` is off),
-                or an id names an image with several tags.
+            Conflict: In Docker's words: a container uses the image, an image was made from it
+                (``image has dependent child images``), or an id names an image with tags of
+                several repositories. A container's image stays while the container does
+                (labkit stacks its layers from the image), so ``force`` only untags it.
         """
         image_id = self.resolve(ref)
         users = dict(in_use) if isinstance(in_use, Mapping) else {i: "" for i in in_use}
+        live = dict(running or {})
+        users.update({i: c for i, c in live.items() if i not in users or not users[i]})
         short = image_id[7:19]
         digests = [layer.digest for layer in self._load(image_id).layers]
+        children = self.children(image_id)
         result: builtins.list[dict[str, str]] = []
         with self._locked():
             tags = self._tags()
             mine = sorted(t for t, i in tags.items() if i == image_id)
             tag_ref = normalize_ref(ref) if not ref.startswith("sha256:") and normalize_ref(ref) in mine else ""
-            if tag_ref and len(mine) > 1:
+            if tag_ref:
+                if len(mine) > 1:
+                    del tags[tag_ref]
+                    self._save_tags(tags)
+                    return [{"Untagged": tag_ref}]
+                if image_id in users and not force:
+                    who = users[image_id]
+                    using = f"container {who[:12]} is using its referenced image {short}" if who else \
+                        f"a container is using its referenced image {short}"
+                    raise Conflict(f'conflict: unable to remove repository reference "{ref}" (must force) - {using}',
+                                   "Remove the container first ('labkit rm'), or use --force to untag the image only")
                 del tags[tag_ref]
                 self._save_tags(tags)
-                return [{"Untagged": tag_ref}]
-            if image_id in users and not force:
-                who = users[image_id]
-                hint = "Remove the container first ('labkit rm'), or use --force to untag the image only"
-                if tag_ref:
-                    using = (
-                        f"container {who[:12]} is using its referenced image {short}"
-                        if who
-                        else (f"a container is using its referenced image {short}")
-                    )
-                    raise Conflict(
-                        f'conflict: unable to remove repository reference "{ref}" (must force) - {using}', hint
-                    )
-                using = f"image is being used by container {who[:12]}" if who else "image is being used by a container"
-                raise Conflict(f"conflict: unable to delete {short} (must be forced) - {using}", hint)
-            if not tag_ref and len(mine) > 1 and not force:
-                raise Conflict(
-                    f"conflict: unable to delete {short} (must be forced) - image is referenced in multiple repositories",
-                    "Remove the tags one by one, or use --force",
-                )
-            for t in mine:
-                del tags[t]
-                result.append({"Untagged": t})
-            self._save_tags(tags)
-            if image_id in users:
-                return result  # a container still stacks these layers: keep the image, untagged
+                result.append({"Untagged": tag_ref})
+                if image_id in users or children:
+                    return result  # still used, or a parent: untagged, kept (Docker's quiet conflict)
+            else:
+                if children:
+                    raise Conflict(f"conflict: unable to delete {short} (cannot be forced) - image has dependent "
+                                   "child images", "Remove the images made from it first ('labkit images -a')")
+                if image_id in live:
+                    raise Conflict(f"conflict: unable to delete {short} (cannot be forced) - image is being used by "
+                                   f"running container {live[image_id][:12]}", "Stop and remove the container first")
+                if image_id in users and not force:
+                    who = users[image_id]
+                    using = f"image is being used by stopped container {who[:12]}" if who else \
+                        "image is being used by a stopped container"
+                    raise Conflict(f"conflict: unable to delete {short} (must be forced) - {using}",
+                                   "Remove the container first ('labkit rm'), or use --force to untag the image only")
+                if len({t.rpartition(":")[0] for t in mine}) > 1 and not force:
+                    raise Conflict(f"conflict: unable to delete {short} (must be forced) - image is referenced in "
+                                   "multiple repositories", "Remove the tags one by one, or use --force")
+                for t in mine:
+                    del tags[t]
+                    result.append({"Untagged": t})
+                self._save_tags(tags)
+                if image_id in users:
+                    return result  # a container still stacks these layers: keep the image, untagged
             os.unlink(self._image_file(image_id))
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(self._meta_file(image_id))
+            self._parsed.pop(image_id, None)
             result.append({"Deleted": image_id})
         for digest in self.prune_layers(digests):
             result.append({"Deleted": digest})
@@ -611,10 +713,11 @@ class ImageStore:
     def history(self, ref: str) -> builtins.list[dict]:
         """``docker history``: one entry per history step, newest first.
 
-        Each entry has Docker's API keys ``Id`` (the image id on the newest
-        entry, ``<missing>`` below, as for any image built elsewhere),
-        ``Created`` (unix seconds), ``CreatedBy``, ``Tags``, ``Size`` and
-        ``Comment``.
+        Each entry has Docker's API keys ``Id``, ``Created`` (unix seconds),
+        ``CreatedBy``, ``Tags``, ``Size`` and ``Comment``. As Docker does, the
+        newest step of the image and of each local image it was made from
+        (``commit``'s parent chain) carries that image's id and tags; the rest
+        are ``<missing>``, as for any step of an image built elsewhere.
         """
         img = self.get(ref)
         out = []
@@ -631,10 +734,18 @@ class ImageStore:
                     "Comment": entry.get("comment", ""),
                 }
             )
+        # Mark each image of the parent chain at its own newest step (oldest entries come first here).
+        chain: Image | None = img
+        seen: set[str] = set()
+        while chain is not None and chain.id not in seen and 0 < len(chain.history) <= len(out):
+            seen.add(chain.id)
+            out[len(chain.history) - 1]["Id"] = chain.id
+            out[len(chain.history) - 1]["Tags"] = list(chain.repo_tags) or None
+            try:
+                chain = self._load(chain.parent) if chain.parent else None
+            except FileNotFoundError:
+                chain = None
         out.reverse()
-        if out:
-            out[0]["Id"] = img.id
-            out[0]["Tags"] = list(img.repo_tags) or None
         return out
 
 

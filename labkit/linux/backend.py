@@ -43,6 +43,7 @@ from labkit.errors import (
     NotFound,
     StartFailed,
 )
+from labkit.images import tree
 from labkit.images.base import ensure_busybox
 from labkit.images.ownership import HostIds, Ownership
 from labkit.images.store import Image, ImageStore
@@ -959,6 +960,27 @@ class LinuxBackend:
     def ensure_base(self, image_store: ImageStore) -> Image:
         """``busybox:latest`` from the host's static busybox (:func:`labkit.images.base.ensure_busybox`)."""
         return ensure_busybox(image_store)
+
+    def write_upper(self, record: ContainerRecord, image: Image, dest: str) -> None:
+        """The upper dir as it is on disk, copied with its whiteouts, opaque xattrs, owners and times.
+
+        Reading an upper dir under a mounted overlay is allowed (overlayfs.rst, "Changes to underlying
+        filesystems" forbids only changing it). Rootless, files a container made as a subordinate id
+        may be unreadable to the user: the copy runs as root in a user namespace with the containers'
+        own id map, where those ids are mapped and chown(2) to them is allowed.
+        """
+        upper = self._layers(record, image.lowerdirs()).upper
+
+        def copy() -> bool:
+            tree.copy_tree(upper, dest)
+            return True
+
+        if self.rootless and self.idmap.kind == "range":
+            if not namespaces.as_root_inside(self.idmap, copy):
+                raise HostUnsupported(f"the writable layer {upper} could not be read inside the user namespace",
+                                      "Check that /etc/subuid and /etc/subgid still grant this user its range")
+        else:
+            copy()
 
     def build_runner(self, lowers: list[str], upper: str, argv: list[str], env: list[str], workdir: str) -> tuple[int, str]:
         """Run one build step (``RUN``) in a real container whose writable layer is ``upper``."""

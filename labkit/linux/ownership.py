@@ -50,6 +50,24 @@ class MappedIds:
             return inside
         return oci.digest(path, "user", owners=self.idmap.inside)
 
+    def write_tar(self, path: str, dest: str) -> str:
+        """The layer's tar written to ``dest`` with owners as the map shows them (read inside a user
+        namespace where the user cannot read every file, as :meth:`digest` does).
+
+        Raises:
+            BuildFailed: The layer could not be read inside the user namespace.
+        """
+        if self.idmap.kind == "range" and _owned_by_others(path, self.idmap.uid):
+            inside = namespaces.read_inside(self.idmap, lambda: oci.write_tar_file(path, dest, "user"))
+            if inside is None:
+                raise BuildFailed(f"the layer {path} could not be read inside the user namespace",
+                                  "Check that /etc/subuid and /etc/subgid still grant this user its range")
+            return inside
+        return oci.write_tar_file(path, dest, "user", owners=self.idmap.inside)
+
+    def inside(self, uid: int, gid: int) -> tuple[int, int]:
+        return self.idmap.inside(uid, gid)
+
     def remove_tree(self, path: str) -> None:
         namespaces.remove_tree(self.idmap, path)
 

@@ -107,7 +107,7 @@ from labkit.model.views import NetworkView, ProcessView
 from labkit.sim import cgroups, images, namespaces, network, programs, saved
 from labkit.sim import process as proc_mod
 from labkit.sim.kernel import HORIZON, SimContainer, World, advance
-from labkit.sim.overlay import ETC_FILES, Vfs, changes, overlay_of, read_layer
+from labkit.sim.overlay import ETC_FILES, Vfs, changes, overlay_of, read_layer, write_upper
 from labkit.sim.saved import Snapshot
 from labkit.store import Store
 
@@ -839,6 +839,13 @@ class SimBackend:
         return best
 
     # -- images ---------------------------------------------------------------------------------------
+    def write_upper(self, record: ContainerRecord, image: Any, dest: str) -> None:
+        """The model's writable layer written out in overlayfs's on-disk format
+        (:func:`labkit.sim.overlay.write_upper`), as a real upper dir would be."""
+        with self._locked() as w:
+            ct = self._container(w, record, image)
+            write_upper(ct.upper, dest, int(w.epoch + w.now))
+
     def ensure_base(self, image_store: Any) -> Any:
         """``busybox:latest`` for the simulator (see :func:`labkit.sim.images.synthetic_busybox`)."""
         return images.synthetic_busybox(image_store)

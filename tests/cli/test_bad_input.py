@@ -267,7 +267,6 @@ CASES = [
     ("labfile-tag-upper", ["build", "-t", "Upper", "{ctx}/ok"], 125, "must be lowercase"),
     ("labfile-tag-double-colon", ["build", "-t", "a::b", "{ctx}/ok"], 125, "invalid reference format"),
     ("labfile-tag-empty", ["build", "-t", "", "{ctx}/ok"], 125, "invalid reference format"),
-    ("labfile-no-tag", ["build", "{ctx}/ok"], 1, "the following arguments are required: -t/--tag"),
     ("labfile-too-deep", ["build", "-t", "t1", "{ctx}/toodeep"], 1, "overlayfs stacks at most 500 lower layers"),
     # signals
     ("kill-signal-zero", ["kill", "-s", "0", "web"], 1, "Invalid signal: 0"),

@@ -210,8 +210,8 @@ class FakeEngine:
         os.write(kwargs["stdout"], b"from exec\n")
         return 3
 
-    def images(self) -> list[dict]:
-        self._record("images")
+    def images(self, **kw: Any) -> list[dict]:
+        self._record("images", **kw)
         return [
             {
                 "Id": IMG_ID,
@@ -225,6 +225,9 @@ class FakeEngine:
     def build(self, path: str, tag: str, file: Any = None, on_step: Any = print) -> str:
         self._record("build", path, tag, file=file)
         on_step("Step 1/1 : FROM busybox")
+        on_step(f"Successfully built {IMG_ID[7:19]}")  # labkit.images.build.build's last lines
+        if tag:
+            on_step(f"Successfully tagged {tag}")
         return IMG_ID
 
     def volume_create(self, name: Any = None) -> dict:
@@ -729,12 +732,15 @@ def test_images_table(labkit) -> None:
 
 
 def test_build_passes_tag_file_and_prints_steps(labkit, engine) -> None:
-    """build hands DIR, -t and -f over, shows each step and the built id."""
+    """build hands DIR, -t and -f over, shows each step and the built id once; -q prints only the full id;
+    without -t the image is built untagged, as Docker's is."""
     r = labkit("build", "-t", "app:1", "-f", "Labfile.dev", "ctx")
     assert r.code == 0
     assert r.out == "Step 1/1 : FROM busybox\nSuccessfully built 3dc993222c34\nSuccessfully tagged app:1\n"
     assert engine.called("build") == [(("ctx", "app:1"), {"file": "Labfile.dev"})]
-    assert labkit("build", "ctx").code == 1
+    assert labkit("build", "-q", "-t", "app:1", "ctx").out == IMG_ID + "\n"
+    r = labkit("build", "ctx")
+    assert r.code == 0 and "Successfully tagged" not in r.out and engine.called("build")[-1][0] == ("ctx", None)
 
 
 def test_build_failure_is_printed_plainly(labkit, engine) -> None:

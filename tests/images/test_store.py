@@ -208,7 +208,8 @@ def test_second_store_sees_what_first_made(store, tmp_path):
 def test_writes_leave_no_temporary_files(store, tmp_path):
     """After writes, images/ and the root hold only final files (temporary names were renamed away)."""
     add_image(store, tmp_path)
-    assert all(n.endswith(".json") and not n.startswith(".") for n in os.listdir(os.path.join(store.root, "images")))
+    names = os.listdir(os.path.join(store.root, "images"))
+    assert all(n.endswith((".json", ".meta")) and not n.startswith(".") for n in names)
     assert sorted(os.listdir(store.root)) == ["images", "layers", "lock", "repositories.json", "tmp"]
 
 

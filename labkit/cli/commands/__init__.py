@@ -9,7 +9,8 @@ flags to the command line (:func:`labkit.cli.parser.build_parser` calls each):
   ``rename``, ``update``.
 * :mod:`.copy` — ``cp``: files between this host and a container.
 * :mod:`.monitor` — ``port``, ``top``, ``stats``: watching a container.
-* :mod:`.images` — ``images``, ``build``, ``setup``.
+* :mod:`.images` — ``images``, ``build``, ``commit``, ``history``, ``rmi``, ``tag``, ``save``, ``load``,
+  ``export``, ``import``.
 * :mod:`.registry` — ``pull``, ``push``, ``login``, ``logout``, ``search``, refused: labkit works offline.
 * :mod:`.volumes`, :mod:`.networks`, :mod:`.services` — their ``create``/``ls``/``rm``/``inspect`` groups.
 * :mod:`.system` — ``trace``, ``show``, ``doctor``, ``version``, ``server``, ``info``.
