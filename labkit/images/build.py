@@ -494,16 +494,21 @@ def apply_changes(config: Mapping, changes: Sequence[str]) -> dict:
 
     Raises:
         LabfileError: A line cannot be parsed, or is not one of :data:`CHANGES`
-            (``RUN is not a valid change command``, Docker's words).
+            (``run is not a valid change command``, Docker's words).
     """
     b = _Build(None, "", None, lambda _line: None, "", rfc3339_nano())  # type: ignore[arg-type]
     b.config = {**empty_config(), **copy.deepcopy(dict(config))}
     for line in changes:
         if not line.strip():
             continue
-        inst = labfile.parse("FROM scratch\n" + line, "change")[1]
+        try:
+            inst = labfile.parse("FROM scratch\n" + line, "change")[1]
+        except LabfileError as err:
+            # Docker parses each change as a one-line Dockerfile: its line 1, our line 2 after the FROM
+            raise LabfileError(err.message.replace("change line 2: ", "dockerfile parse error line 1: "),
+                               err.hint) from None
         if inst.keyword not in CHANGES:
-            raise LabfileError(f"{inst.keyword} is not a valid change command",
+            raise LabfileError(f"{inst.keyword.lower()} is not a valid change command",
                                "Give one of " + ", ".join(CHANGES) + " (e.g. -c 'CMD [\"sh\"]')")
         _STEPS[inst.keyword](b, inst)
     return b.config

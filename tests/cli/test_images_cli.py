@@ -152,7 +152,7 @@ def test_export_and_import(lk, tmp_path):
     rc, out, err = lk("import", "-", stdin=path.read_bytes())
     assert rc == 0 and lk("history", "--format", "{{.Comment}}", out.strip())[1] == "Imported from -\n"
     rc, _, err = lk("import", "-c", "RUN true", str(path))
-    assert rc == 1 and "RUN is not a valid change command" in err
+    assert rc == 1 and "Error response from daemon: run is not a valid change command" in err
     rc, _, err = lk("import", "https://example.com/x.tar")
     assert rc == 1 and "offline" in err
     lk("rm", "exp")

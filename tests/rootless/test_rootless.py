@@ -1040,3 +1040,29 @@ def test_cp_top_and_stats_rootless(learner):
     assert got["running"] == [0, "running\n"]
     assert got["pid"] in got["pids"]
     assert got["copy_ups"] == ["/etc/group"] and got["out"] == {"group": "root:x:0:\n"}
+
+
+def test_commit_save_load_and_export_without_root(learner):
+    """Without root, commit makes a layer of a container's changes (a whiteout among them), export writes
+    its merged files, and an image saved, removed and loaded again has its id and runs."""
+    got = as_learner(learner, PRELUDE + """
+    import io, tarfile
+    c = lab.run("busybox", ["sh", "-c", "echo mine > /mine; rm /etc/group"], name="rl-commit")
+    image_id = lab.commit(c.id, "rl:1", message="rootless")
+    out = io.BytesIO()
+    lab.export(c.id, out)
+    names = tarfile.open(fileobj=io.BytesIO(out.getvalue())).getnames()
+    lab.rm(c.id)
+    saved = io.BytesIO()
+    lab.save(["rl:1"], saved)
+    lab.rmi("rl:1")
+    lines = lab.load(io.BytesIO(saved.getvalue()))
+    run = lab.run("rl:1", ["sh", "-c", "cat /mine; ls /etc"], name="rl-run")
+    logs = run.logs()
+    lab.rm(run.id)
+    print(json.dumps({"id": image_id, "again": lab.inspect_image("rl:1")["Id"], "lines": lines, "logs": logs,
+                      "names": names}))
+    """)
+    assert got["lines"] == ["Loaded image: rl:1"] and got["again"] == got["id"]
+    assert got["logs"].startswith("mine\n") and "group" not in got["logs"].split() and "passwd" in got["logs"].split()
+    assert "mine" in got["names"] and "etc/passwd" in got["names"] and "etc/group" not in got["names"]
