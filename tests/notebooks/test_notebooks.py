@@ -60,10 +60,15 @@ SIMULATED_NOTE = "▲ SIMULATED: this cell's output came from labkit's simulator
 
 
 def unmarked(run: Run, outputs: list[str]) -> list[str]:
-    """Of ``outputs``, those shown by a cell whose output does not say it came from the simulator."""
+    """Of ``outputs``, those shown by a cell whose output does not say it came from the simulator (the lesson's
+    note under the cell, or "simulated" on the line itself, for a cell that only reads a simulated trace)."""
     cells = [run_of(run.name, type(run.nb)(cells=[c], metadata={}, nbformat=4, nbformat_minor=5)).text
              for c in run.nb.cells if c.cell_type == "code"]
-    return [m for m in outputs if not any(m in t and SIMULATED_NOTE in t for t in cells)]
+
+    def said(m: str, t: str) -> bool:
+        return SIMULATED_NOTE in t or any(m in line and "simulated" in line for line in t.splitlines())
+
+    return [m for m in outputs if not any(m in t and said(m, t) for t in cells)]
 
 
 def shows(text: str, must: str | tuple[str, ...]) -> bool:
