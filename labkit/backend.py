@@ -84,12 +84,17 @@ class Backend(Protocol):
     def create(self, record: ContainerRecord, image: Image) -> None:
         """Make the writable layer and the per-container files."""
 
-    def start(self, record: ContainerRecord, image: Image, console: socket.socket | None = None) -> Launched:
+    def start(self, record: ContainerRecord, image: Image, console: socket.socket | None = None,
+              stdin: int | None = None) -> Launched:
         """Mount, limit and launch PID 1. Raises StartFailed if the command cannot run.
 
         ``console``: for a container with a terminal (``config.tty``), one end of a ``SOCK_SEQPACKET``
         socket pair that the terminal's supervisor takes as its first caller before PID 1 runs
         (``run -it``); the other end goes to :meth:`attach`.
+
+        ``stdin``: for a container with ``config.open_stdin`` and no terminal (``run -i``), a descriptor
+        whose bytes are PID 1's input until its end; None keeps PID 1's stdin open with nothing written
+        (``run -di``). Without ``open_stdin`` PID 1's stdin is /dev/null.
         """
 
     def attach(self, record: ContainerRecord, stdin: int | None, stdout: int, detach_keys: bytes,
@@ -125,12 +130,15 @@ class Backend(Protocol):
     def exec(self, record: ContainerRecord, argv: list[str], env: list[str], workdir: str,
              stdout: IO[bytes] | int | None, stderr: IO[bytes] | int | None,
              stdin: IO[bytes] | int | None = None, tty: bool = False,
-             detach_keys: bytes = b"\x10\x11") -> int | None:
+             detach_keys: bytes = b"\x10\x11", user: str = "", detach: bool = False) -> int | None:
         """Run one more process inside the running container; return its exit code.
 
         ``stdin`` is read until its end as the process's input (None: no input). With ``tty`` the
         process gets a terminal of the container's, relayed as :meth:`attach` relays PID 1's; it
-        returns None if the caller detached (the process goes on).
+        returns None if the caller detached (the process goes on). ``user`` (``exec -u``) runs it as
+        that ``USER[:GROUP]`` of the container's ``/etc/passwd`` ("": the container's own ``-u``);
+        it keeps the container's capabilities and ``--ulimit``s. ``detach`` (``exec -d``) returns
+        None once it runs, its 0-2 /dev/null.
         """
 
     def remove(self, record: ContainerRecord) -> None:

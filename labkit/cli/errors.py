@@ -85,6 +85,16 @@ def _permission_hint(euid: int, rootless_problem: str | None) -> str:
     return "the linux backend needs root: run with sudo, or use --backend sim"
 
 
+def _run_status(message: str) -> int:
+    """``run``'s exit code when the container's command could not start, read from the message as Docker's
+    client reads it (docker/cli's ``toStatusError``): 127 not found, 126 not allowed, 125 anything else."""
+    if "executable file not found" in message or "no such file or directory" in message:
+        return 127
+    if "permission denied" in message or "is a directory" in message:
+        return 126
+    return 125
+
+
 def describe(error: BaseException, command: str | None) -> tuple[str, int]:
     """The stderr line and exit code for an error, the way Docker words and numbers them."""
     if isinstance(error, TemplateError):
@@ -95,7 +105,9 @@ def describe(error: BaseException, command: str | None) -> tuple[str, int]:
         # Docker's run reports every failure as its own (exit 125); create only what its client refused
         # (a flag), and the daemon's refusals as any other command does (exit 1).
         if command == "run" or (command == "create" and isinstance(error, InvalidOption)):
-            code = error.exit_code if isinstance(error, StartFailed) else 125
+            code = 125
+            if isinstance(error, StartFailed):  # the command's own 126/127; another failure read as Docker reads it
+                code = error.exit_code if error.exit_code in (126, 127) else _run_status(error.one_line())
             # What the daemon refused (a name in use, a start that failed) Docker's run prints as the daemon's
             # answer; what its client refused (a flag, an image it could not pull) as its own.
             said = "Error response from daemon: " if isinstance(error, _DAEMON_SAYS) else ""

@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
-from labkit.cli.templates import Fields, Template, go_quote
+from labkit.cli.templates import Fields, Template, go_quote, go_string
 from labkit.model import humanize
 
 
@@ -156,7 +156,10 @@ def _table_format(fmt: str) -> tuple[bool, str]:
 
 
 def render_rows(fmt: str, rows: list[Fields], headers: Mapping[str, str], kind: str) -> str:
-    """Render a ``--format`` over rows: a header and aligned columns if it starts with ``table``."""
+    """Render a ``--format`` over rows: a header and aligned columns if it starts with ``table``;
+    ``json``, one JSON object a line (Docker's ``{{json .}}``)."""
+    if fmt.strip() == "json":
+        fmt = "{{json .}}"
     table, body = _table_format(fmt)
     template = Template(body)
     lines = [template.render(row) for row in rows]
@@ -192,6 +195,15 @@ PS_HEADERS = {
 PS_TABLE = "table {{.ID}}\\t{{.Image}}\\t{{.Command}}\\t{{.RunningFor}}\\t{{.Status}}\\t{{.Ports}}\\t{{.Names}}"
 
 
+def _size_text(item: Mapping[str, Any]) -> str:
+    """``ps -s``'s SIZE: the writable layer's, then ``(virtual …)`` with the image's, as docker/cli's
+    ``Size()`` writes them (go-units' HumanSizeWithPrecision, 3 digits)."""
+    rw = humanize.human_size(item.get("SizeRw", 0), 3)
+    if "SizeRootFs" in item:
+        return f"{rw} (virtual {humanize.human_size(item['SizeRootFs'], 3)})"
+    return rw
+
+
 def ps_fields(item: Mapping[str, Any], trunc: bool, now: float) -> Fields:
     """The fields a ``ps`` row offers to its template, computed as ``docker ps`` does."""
     names = [n[1:] if n.startswith("/") else n for n in item.get("Names") or []]
@@ -217,10 +229,65 @@ def ps_fields(item: Mapping[str, Any], trunc: bool, now: float) -> Fields:
         Ports=display_ports(item.get("Ports")),
         State=item.get("State", ""),
         Status=item.get("Status", ""),
-        Size=humanize.human_size(item.get("SizeRw", 0), 3),
+        Size=_size_text(item),
         Labels=",".join(sorted(f"{k}={v}" for k, v in labels.items())),
         Mounts=",".join(ellipsis(m, 15) if trunc else m for m in mounts),
         Networks=",".join(networks),
+    )
+
+
+NETWORK_HEADERS = {
+    "ID": "NETWORK ID",
+    "Name": "NAME",
+    "Driver": "DRIVER",
+    "Scope": "SCOPE",
+    "IPv6": "IPV6",
+    "Internal": "INTERNAL",
+    "Labels": "LABELS",
+    "CreatedAt": "CREATED AT",
+}
+NETWORK_TABLE = "table {{.ID}}\\t{{.Name}}\\t{{.Driver}}\\t{{.Scope}}"
+
+
+def network_fields(item: Mapping[str, Any], trunc: bool) -> Fields:
+    """The fields a ``network ls`` row offers to its template, as ``docker network ls`` computes them."""
+    labels = item.get("Labels") or {}
+    return Fields(
+        ID=short_id(item.get("Id", "")) if trunc else item.get("Id", ""),
+        Name=item.get("Name", ""),
+        Driver=item.get("Driver", ""),
+        Scope=item.get("Scope", "local"),
+        IPv6=go_string(bool(item.get("EnableIPv6"))),
+        Internal=go_string(bool(item.get("Internal"))),
+        Labels=",".join(sorted(f"{k}={v}" for k, v in labels.items())),
+        CreatedAt=item.get("Created", ""),
+    )
+
+
+VOLUME_HEADERS = {
+    "Name": "VOLUME NAME",
+    "Driver": "DRIVER",
+    "Scope": "SCOPE",
+    "Mountpoint": "MOUNTPOINT",
+    "Labels": "LABELS",
+    "Links": "LINKS",
+    "Size": "SIZE",
+}
+VOLUME_TABLE = "table {{.Driver}}\\t{{.Name}}"
+
+
+def volume_fields(item: Mapping[str, Any]) -> Fields:
+    """The fields a ``volume ls`` row offers to its template; Links and Size are ``N/A`` as Docker's list
+    (without ``system df``) shows them."""
+    labels = item.get("Labels") or {}
+    return Fields(
+        Name=item.get("Name", ""),
+        Driver=item.get("Driver", "local"),
+        Scope=item.get("Scope", "local"),
+        Mountpoint=item.get("Mountpoint", ""),
+        Labels=",".join(sorted(f"{k}={v}" for k, v in labels.items())),
+        Links="N/A",
+        Size="N/A",
     )
 
 

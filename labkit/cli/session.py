@@ -10,10 +10,11 @@ from __future__ import annotations
 
 import argparse
 from collections.abc import Callable, Iterable, Sequence
-from typing import IO, Any
+from typing import IO, Any, Literal
 
 import labkit
 from labkit.cli.errors import describe
+from labkit.cli.templates import Template, TemplateError
 from labkit.errors import LabkitError
 
 #: Builds an engine from the global options; tests pass their own.
@@ -102,3 +103,15 @@ def usage_for(session: Session, parser: argparse.ArgumentParser) -> int:
     """A command group typed without its subcommand: show its help, as ``docker volume`` does (exit 0)."""
     session.print(parser.format_help(), end="")
     return 0
+
+
+def parsed_template(session: Session, text: str | None) -> Template | None | Literal[False]:
+    """A ``--format``/``-f`` template parsed (None without one); False after printing why it does not
+    parse, which Docker's inspect, version and info answer with exit 64 (sysexits' EX_USAGE)."""
+    if not text:
+        return None
+    try:
+        return Template(text)
+    except TemplateError as error:
+        session.error(error.one_line())
+        return False

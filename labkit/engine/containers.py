@@ -38,7 +38,9 @@ from labkit.engine.options import (
     anonymous,
     checked_mounts,
     create_env,
+    host_config,
     merge_env,
+    moment,
     parse_env,
     parse_port,
     read_text,
@@ -99,11 +101,21 @@ class ContainerCollection(ContainerUpkeep):
 
         ``tty`` gives PID 1 a terminal of the container's own (``-t``), whose first ``console_size``
         is ``(rows, columns)``; ``open_stdin`` (``-i``) lets an attached caller type into it
-        (:meth:`attach`).
+        (:meth:`attach`), or without a terminal keeps PID 1's stdin open (:meth:`start`'s ``stdin``).
+        ``attach`` names the streams an attached ``run``/``create`` takes (``stdin``, ``stdout``, ``stderr``:
+        inspect's ``AttachStdin``…; ``StdinOnce`` when stdin is one of them).
 
         ``security_opt`` takes Docker's ``--security-opt`` values: ``seccomp=unconfined`` runs without
         a seccomp filter, ``seccomp=PROFILE.json`` (a path, or the JSON itself) under that profile
         instead of Docker's default one (:func:`labkit.model.seccomp.default_profile`).
+
+        ``user`` (``-u``) runs the command as ``uid[:gid]`` or a name of the image's ``/etc/passwd``;
+        ``read_only`` mounts ``/`` read-only; ``tmpfs`` (``--tmpfs /run[:opts]``) and ``mounts``
+        (``--mount type=bind|volume|tmpfs,…``) add mounts; ``add_host`` and ``dns`` add ``/etc/hosts``
+        and ``/etc/resolv.conf`` lines; ``cap_add``, ``cap_drop`` and ``privileged`` change the
+        capabilities the container keeps (``privileged`` also lifts the seccomp filter, the masked paths
+        and the device rules); ``ulimits`` (``nofile=1024:2048``) set resource limits (setrlimit(2));
+        ``platform`` must be this machine's. See :func:`labkit.engine.options.host_config`.
         """
         img = self.engine.images.get(options.image)
         config = self._config(options, img)
@@ -148,6 +160,9 @@ class ContainerCollection(ContainerUpkeep):
         Who the container is (its id, name, creation time, and a hostname left to its id) is
         filled in once its name is claimed.
         """
+        extra = host_config(o.image, user=o.user, read_only=o.read_only, tmpfs=o.tmpfs, mounts=o.mounts,
+                            add_host=o.add_host, dns=o.dns, cap_add=o.cap_add, cap_drop=o.cap_drop,
+                            privileged=o.privileged, ulimits=o.ulimits, platform=o.platform)
         command = ["/bin/sh", "-c", o.command] if isinstance(o.command, str) else o.command
         entrypoint = ([o.entrypoint] if o.entrypoint else []) if isinstance(o.entrypoint, str) else o.entrypoint
         icfg = img.config
@@ -183,7 +198,7 @@ class ContainerCollection(ContainerUpkeep):
             port_specs += tuple(
                 PortSpec(int(k.split("/")[0]), k.split("/")[1]) for k in exposed if k not in have
             )
-        mounts = checked_mounts(tuple(self.engine.volumes.mount_spec(v) for v in (o.volumes or [])))
+        mounts = checked_mounts(tuple(self.engine.volumes.mount_spec(v) for v in (o.volumes or [])) + extra.pop("mounts"))
         if o.network == "":
             raise InvalidArgument("no name set for network", "Give --network a name: bridge, host, none or yours")
         network_name = o.network or "bridge"
@@ -235,6 +250,8 @@ class ContainerCollection(ContainerUpkeep):
             tty=o.tty,
             open_stdin=o.open_stdin,
             console_size=(o.console_size[0], o.console_size[1]) if o.console_size else (0, 0),
+            attach=tuple(a for a in ("stdin", "stdout", "stderr") if a in o.attach),
+            **extra,
         )
 
     @verb("run")
@@ -282,24 +299,34 @@ class ContainerCollection(ContainerUpkeep):
 
     # -- lifecycle verbs -------------------------------------------------------------------------
     @verb("start")
-    def start(self, ref: str) -> None:
-        """``docker start``: run PID 1 again on the same writable layer (files survive)."""
+    def start(self, ref: str, stdin: int | None = None) -> None:
+        """``docker start``: run PID 1 again on the same writable layer (files survive).
+
+        ``stdin``: for a container made with ``open_stdin`` (``-i``) and no terminal, a descriptor whose bytes
+        become PID 1's input until its end (``run -i``, ``start -ai``); without one, PID 1's stdin is a pipe
+        nobody writes and labkit keeps open, as Docker keeps an ``-i`` container's.
+        """
         rec = self.engine._get(ref)
         if isinstance(guard(rec.status, Verb.START, rec.id, ref), Unchanged):
             return
-        self._launch(rec.with_state(manually_stopped=False))
+        self._launch(rec.with_state(manually_stopped=False), stdin=stdin)
 
     def _launch(self, rec: ContainerRecord, verb: Verb = Verb.START,
-                console: socket.socket | None = None) -> ContainerRecord:
+                console: socket.socket | None = None, stdin: int | None = None) -> ContainerRecord:
         """Run PID 1 of ``rec`` as ``verb`` does (``start``, or ``restart`` from a stop or a restart policy)."""
         with self.engine.store.intent(rec.id, "start"):  # a start killed half-way is undone by the next reader
-            return self._launch_held(rec, verb, console)
+            return self._launch_held(rec, verb, console, stdin)
 
-    def _launch_held(self, rec: ContainerRecord, verb: Verb, console: socket.socket | None) -> ContainerRecord:
+    def _launch_held(self, rec: ContainerRecord, verb: Verb, console: socket.socket | None,
+                     stdin: int | None = None) -> ContainerRecord:
         img = self.engine.images.of(rec)
         running = self.engine._moved(rec, verb)  # the table's status once PID 1 runs, refused before anything is made
+        backend = self.engine.backend
         try:
-            launched = self.engine.backend.start(rec, img, console) if console is not None else self.engine.backend.start(rec, img)
+            if stdin is not None and rec.config.open_stdin and not rec.config.tty:
+                launched = backend.start(rec, img, stdin=stdin)
+            else:
+                launched = backend.start(rec, img, console) if console is not None else backend.start(rec, img)
         except StartFailed as err:
             # PID 1 never ran: the table's exit leaves a container whose first start failed created, else exited.
             first = rec.state.started_at == ZERO_TIME
@@ -507,8 +534,9 @@ class ContainerCollection(ContainerUpkeep):
         return rec.state.exit_code
 
     # -- looking ---------------------------------------------------------------------------------
-    def ls(self, all: bool = False) -> list[dict[str, Any]]:
-        """``GET /containers/json`` (``docker ps``): running containers (``all``: every one), newest first."""
+    def ls(self, all: bool = False, size: bool = False) -> list[dict[str, Any]]:
+        """``GET /containers/json`` (``docker ps``): running containers (``all``: every one), newest first;
+        with ``size`` each item's ``SizeRw`` and ``SizeRootFs`` (``ps -s``, :meth:`_sizes`)."""
         now = datetime.now(timezone.utc)
         items = []
         # Newest first by the creation time to the nanosecond: two made within one second keep their order.
@@ -519,11 +547,27 @@ class ContainerCollection(ContainerUpkeep):
             items.append(ps_item(rec, rec.config.image_id, status_string(state_json(rec.state), now),
                                  published_ports(settings.get("Ports") or {}) if is_running(rec.status) else None,
                                  settings.get("Networks")))
+            if size:
+                items[-1].update(self._sizes(rec))
         return items
 
-    def inspect(self, ref: str) -> dict[str, Any]:
-        """``docker inspect``: the container as Docker's JSON, with real host paths."""
+    def _sizes(self, rec: ContainerRecord) -> dict[str, int]:
+        """``SizeRw``: bytes of what the writable layer holds (files and symlinks, as Docker's
+        ``directory.Size`` counts its upper dir); ``SizeRootFs``: that plus the image's layers."""
+        img = self.engine.images.of(rec)
+        contents = self.engine.backend.layer_contents(rec, img)
+        rw = sum(e.size for e in contents.entries if e.kind in ("file", "symlink"))
+        return {"SizeRw": rw, "SizeRootFs": rw + img.size}
+
+    def inspect(self, ref: str, size: bool = False) -> dict[str, Any]:
+        """``docker inspect``: the container as Docker's JSON, with real host paths; ``size`` adds ``SizeRw``
+        and ``SizeRootFs`` after ``GraphDriver`` (``inspect --size``)."""
         rec = self.engine._get(ref)
+        if size:
+            shown = self.inspect(ref)
+            keys = list(shown)
+            at = keys.index("GraphDriver") + 1
+            return {**{k: shown[k] for k in keys[:at]}, **self._sizes(rec), **{k: shown[k] for k in keys[at:]}}
         img = self.engine.images.of(rec)
         cdir = self.engine.store.container_dir(rec.id)
         return inspect_json(
@@ -546,24 +590,45 @@ class ContainerCollection(ContainerUpkeep):
         return [{"Path": path, "Kind": KIND[kind]} for kind, path in self.engine.backend.changes(rec, self.engine.images.of(rec))]
 
     def logs(self, ref: str, follow: bool = False, tail: int | None = None,
-             timestamps: bool = False) -> Iterator[tuple[str, str, str]]:
-        """``docker logs``: (stream, text, time) for each line; ``follow`` keeps reading until PID 1 ends."""
+             timestamps: bool = False, since: float | str | None = None,
+             until: float | str | None = None) -> Iterator[tuple[str, str, str]]:
+        """``docker logs``: (stream, text, time) for each line; ``follow`` keeps reading until PID 1 ends.
+
+        ``since`` and ``until`` (unix seconds, or what ``docker logs --since`` takes: ``10m``, an RFC 3339
+        time) keep the lines written from ``since`` on and up to ``until``; following stops at ``until``.
+        """
         rec = self.engine._get(ref)
+        now = datetime.now(timezone.utc)
+        start, end = moment(since, now), moment(until, now)
+
+        def window(entries: list[tuple[str, str, str]]) -> tuple[list[tuple[str, str, str]], bool]:
+            kept, past = [], False
+            for entry in entries:
+                at = parse_time(entry[2]).timestamp()
+                if end is not None and at > end:
+                    past = True
+                    break
+                if start is None or at >= start:
+                    kept.append(entry)
+            return kept, past
+
         lines = list(self.engine.backend.logs(rec))
         seen = len(lines)
+        lines, past = window(lines)
         if tail is not None and tail >= 0:
             lines = lines[len(lines) - tail:] if tail else []
         yield from lines
-        if not follow:
+        if not follow or past:
             return
         # Each turn reads the status before the log, so no line written before an end it sees is missed;
         # the first turn's status is the one read above, a moment ago (``run`` follows right after start).
         running = is_running(rec.status)
         while True:
             fresh = list(self.engine.backend.logs(rec))
-            yield from fresh[seen:]
+            kept, past = window(fresh[seen:])
+            yield from kept
             seen = len(fresh)
-            if not running:
+            if not running or past or (end is not None and time.time() > end):
                 return
             self.engine.backend.wait(rec, 0.1)
             running = is_running(self.engine._get(rec.id).status)
@@ -572,14 +637,15 @@ class ContainerCollection(ContainerUpkeep):
     def exec(self, ref: str, cmd: list[str] | str, *, env: Any = None, workdir: str | None = None,
              detach: bool = False, stdout: IO[bytes] | int | None = None, stderr: IO[bytes] | int | None = None,
              stdin: IO[bytes] | int | None = None, tty: bool = False,
-             detach_keys: str | None = None) -> int | None:
+             detach_keys: str | None = None, user: str | None = None) -> int | None:
         """``docker exec``: one more process inside the running container; return its exit code.
 
         Its output goes to ``stdout`` and ``stderr`` and its input comes from ``stdin`` (``exec -i``; None:
         none); on the real backend each through a pipe labkit relays, so the container never gets the
         caller's descriptors (:mod:`labkit.linux.stdio`). With ``tty`` (``exec -t``) the process gets
         a terminal of the container's instead, relayed as :meth:`attach` relays PID 1's; None is
-        returned if the caller typed the detach keys (the process goes on).
+        returned if the caller typed the detach keys (the process goes on). ``user`` (``exec -u``) runs it
+        as that ``USER[:GROUP]``; ``detach`` (``exec -d``) returns None as soon as it runs.
         """
         rec = self.engine._get(ref)
         guard(rec.status, Verb.EXEC, rec.id, ref)
@@ -590,10 +656,16 @@ class ContainerCollection(ContainerUpkeep):
         command = " ".join(argv)
         self.engine._note(rec, f"exec_create: {command}")
         self.engine._note(rec, f"exec_start: {command}")
-        if tty:
-            code = self.engine.backend.exec(rec, argv, merged, workdir, stdout, stderr, stdin, tty=True, detach_keys=keys)
+        backend = self.engine.backend
+        if detach:
+            code = backend.exec(rec, argv, merged, workdir, None, None, None, detach=True, user=user or "")
+        elif tty:
+            code = backend.exec(rec, argv, merged, workdir, stdout, stderr, stdin, tty=True, detach_keys=keys,
+                                user=user or "")
+        elif user:
+            code = backend.exec(rec, argv, merged, workdir, stdout, stderr, stdin, user=user)
         else:
-            code = self.engine.backend.exec(rec, argv, merged, workdir, stdout, stderr, stdin)
+            code = backend.exec(rec, argv, merged, workdir, stdout, stderr, stdin)
         if code is not None:
             self.engine._record(events.exec_in(argv, rec.state.pid, code), rec.id)
             self.engine._note(rec, "exec_die", exitCode=str(code))

@@ -186,9 +186,9 @@ class Engine:
         """
         return self.containers.run_phases(CreateOptions(image, command, **options))
 
-    def start(self, ref: str) -> None:
-        """``docker start``."""
-        self.containers.start(ref)
+    def start(self, ref: str, stdin: int | None = None) -> None:
+        """``docker start`` (``stdin``: PID 1's input for an ``-i`` container without a terminal)."""
+        self.containers.start(ref, stdin)
 
     def attach(self, ref: str, *, stdin: int | None = None, stdout: int = 1, stderr: int = 2,
                detach_keys: str | None = None, start: bool = False) -> int | None:
@@ -224,30 +224,31 @@ class Engine:
         """``docker wait``: the exit code of PID 1."""
         return self.containers.wait(ref, timeout)
 
-    def ps(self, all: bool = False) -> list[dict[str, Any]]:
-        """``docker ps`` (``all``: ``ps -a``)."""
-        return self.containers.ls(all)
+    def ps(self, all: bool = False, size: bool = False) -> list[dict[str, Any]]:
+        """``docker ps`` (``all``: ``ps -a``; ``size``: ``ps -s``)."""
+        return self.containers.ls(all, size)
 
-    def inspect(self, ref: str) -> dict[str, Any]:
-        """``docker inspect``."""
-        return self.containers.inspect(ref)
+    def inspect(self, ref: str, size: bool = False) -> dict[str, Any]:
+        """``docker inspect`` (``size``: ``--size``)."""
+        return self.containers.inspect(ref, size)
 
     def diff(self, ref: str) -> list[dict[str, Any]]:
         """``docker diff``."""
         return self.containers.diff(ref)
 
     def logs(self, ref: str, follow: bool = False, tail: int | None = None,
-             timestamps: bool = False) -> Iterator[tuple[str, str, str]]:
-        """``docker logs``: (stream, text, time) for each line."""
-        return self.containers.logs(ref, follow, tail, timestamps)
+             timestamps: bool = False, since: float | str | None = None,
+             until: float | str | None = None) -> Iterator[tuple[str, str, str]]:
+        """``docker logs``: (stream, text, time) for each line (``since``/``until``: a window)."""
+        return self.containers.logs(ref, follow, tail, timestamps, since, until)
 
     def exec(self, ref: str, cmd: list[str] | str, *, env: Any = None, workdir: str | None = None,
              detach: bool = False, stdout: IO[bytes] | int | None = None, stderr: IO[bytes] | int | None = None,
              stdin: IO[bytes] | int | None = None, tty: bool = False,
-             detach_keys: str | None = None) -> int | None:
+             detach_keys: str | None = None, user: str | None = None) -> int | None:
         """``docker exec`` (:meth:`ContainerCollection.exec`)."""
         return self.containers.exec(ref, cmd, env=env, workdir=workdir, detach=detach, stdout=stdout,
-                                    stderr=stderr, stdin=stdin, tty=tty, detach_keys=detach_keys)
+                                    stderr=stderr, stdin=stdin, tty=tty, detach_keys=detach_keys, user=user)
 
     def exec_output(self, ref: str, cmd: list[str] | str, **kw: Any) -> tuple[int, str]:
         """``exec``, returning ``(exit_code, stdout+stderr as text)``."""

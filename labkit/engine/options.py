@@ -12,6 +12,7 @@ import os
 import posixpath
 import re
 import signal as _signal
+from collections.abc import Sequence
 from typing import Any
 
 from labkit.errors import InvalidArgument
@@ -187,3 +188,63 @@ def size(value: int | str | None) -> int:
         return value
     return parse_size(value)
 
+
+
+def host_config(image: str, *, user: str | None, read_only: bool, tmpfs: Sequence[str] | None,
+                mounts: Sequence[str] | None, add_host: Sequence[str] | None, dns: Sequence[str] | None,
+                cap_add: Sequence[str] | None, cap_drop: Sequence[str] | None, privileged: bool,
+                ulimits: Sequence[str] | None, platform: str | None) -> dict[str, Any]:
+    """The record's fields for ``run``'s security, filesystem and limit flags, each checked as Docker checks
+    it (:mod:`labkit.model.hostconfig`), and the ``--mount`` mounts (key ``mounts``); nothing is made."""
+    import platform as host  # the argument is --platform's text
+    import secrets
+
+    from labkit.model import hostconfig
+
+    if platform:
+        hostconfig.check_platform(platform, host.machine(), image)
+    hostconfig.capability_set(cap_add or (), cap_drop or (), privileged)  # an unknown name is refused now
+    tmpfs_map: dict[str, str] = {}
+    for text in tmpfs or ():
+        dest, options = hostconfig.parse_tmpfs(text)
+        tmpfs_map[dest] = options
+    specs = []
+    for text in mounts or ():
+        req = hostconfig.parse_mount(text)
+        if req.type == "volume" and not req.source:
+            source = secrets.token_hex(32)
+        elif req.type == "volume" and not VOLUME_RE.match(req.source):
+            raise InvalidArgument(f'invalid mount config for type "volume": invalid volume name: "{req.source}"',
+                                  "A volume's name is letters, digits, _ . -")
+        else:
+            source = os.path.realpath(req.source) if req.type == "bind" else req.source
+        if req.type == "bind" and not os.path.exists(source):  # --mount never makes its source, -v does
+            raise InvalidArgument(f'invalid mount config for type "bind": bind source path does not exist: {source}',
+                                  "Create the host path first, or use -v")
+        specs.append(MountSpec(req.type, source, req.target, req.readonly, req.tmpfs, explicit=True))
+    for dest in tmpfs_map:
+        if any(posixpath.normpath(m.destination) == posixpath.normpath(dest) for m in specs):
+            raise InvalidArgument(f"Duplicate mount point: {dest}", "Give each mount its own target path")
+    return {
+        "user": user or "",
+        "readonly_rootfs": bool(read_only),
+        "tmpfs": tmpfs_map,
+        "extra_hosts": tuple(hostconfig.parse_add_host(h) for h in add_host or ()),
+        "dns": tuple(hostconfig.parse_dns(d) for d in dns or ()),
+        "cap_add": tuple(cap_add or ()),
+        "cap_drop": tuple(cap_drop or ()),
+        "privileged": bool(privileged),
+        "ulimits": tuple((u.name, u.soft, u.hard) for u in map(hostconfig.parse_ulimit, ulimits or ())),
+        "mounts": tuple(specs),
+    }
+
+
+def moment(value: float | str | None, now: Any) -> float | None:
+    """``logs``' ``since``/``until`` as unix seconds (None, 0 and "" mean no bound, as in Docker)."""
+    if value in (None, "", 0, "0"):
+        return None
+    if isinstance(value, (int, float)):
+        return float(value)
+    from labkit.model.humanize import parse_timestamp
+
+    return parse_timestamp(value, now)

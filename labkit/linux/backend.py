@@ -19,6 +19,8 @@ Each engine verb maps to a few kernel operations, done here in order:
 
 from __future__ import annotations
 
+import contextlib
+import dataclasses
 import errno
 import ipaddress
 import json
@@ -27,6 +29,7 @@ import shutil
 import signal as _signal
 import socket
 import tempfile
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -58,13 +61,14 @@ from labkit.linux import (
     ownership,
     process,
     seccomp,
+    stdio,
     supervisor,
     syscalls,
     usernet,
 )
 from labkit.linux import console as terminal
 from labkit.linux import network as net
-from labkit.model import events
+from labkit.model import events, hostconfig
 from labkit.model.container import HOSTS, ContainerRecord, now_rfc3339, process_env
 from labkit.model.overlay import LayerContents, Overlay
 from labkit.model.runtime import Exited, Launched
@@ -173,10 +177,12 @@ class LinuxBackend:
         Each is written once: rewriting a file ext4 has not written out yet makes it start
         writing it out at once (``auto_da_alloc``).
         """
+        c = record.config
         files = {
-            "hostname": record.config.hostname + "\n",
-            "hosts": self._hosts(info),
-            "resolv.conf": _host_resolv_conf(),
+            "hostname": c.hostname + "\n",
+            "hosts": self._hosts(info, hostconfig.extra_hosts_lines(
+                c.extra_hosts, self._gateway(info) if any(h.endswith(":host-gateway") for h in c.extra_hosts) else "")),
+            "resolv.conf": hostconfig.resolv_conf(_host_resolv_conf(), c.dns),
         }
         for name, text in files.items():
             (cdir / name).write_text(text)
@@ -278,10 +284,17 @@ class LinuxBackend:
             self.emit(events.network_subnet_moved(name, old, hit, cfg["Subnet"]), cid)
         return rec
 
-    def _hosts(self, info: dict | None) -> str:  # type: ignore[type-arg]
-        """/etc/hosts: localhost, the container's own address and, on a user network, every peer by name;
-        each peer's /etc/hosts learns the container's name."""
-        text = HOSTS
+    def _gateway(self, info: dict | None) -> str:  # type: ignore[type-arg]
+        """``--add-host NAME:host-gateway``'s address: the gateway of the container's bridge, else the default
+        bridge's (the host's address on it, as Docker's host-gateway is)."""
+        if info is not None and info.get("Gateway"):
+            return str(info["Gateway"])
+        return str(Networks(self.store).get("bridge")["IPAM"]["Config"][0]["Gateway"])
+
+    def _hosts(self, info: dict | None, extra: str = "") -> str:  # type: ignore[type-arg]
+        """/etc/hosts: localhost, ``--add-host``'s lines, the container's own address and, on a user network,
+        every peer by name; each peer's /etc/hosts learns the container's name."""
+        text = HOSTS + extra
         if info is None:
             return text
         text += f"{info['IPAddress']}\t{info['Hostname']}\n"
@@ -332,14 +345,15 @@ class LinuxBackend:
                     and process.alive(record.state.pid, record.state.pid_start_time) and usernet.helper_running(info))
         return syscalls.is_mountpoint(info["Sandbox"])
 
-    def start(self, record: ContainerRecord, image: Image, console: socket.socket | None = None) -> Launched:
+    def start(self, record: ContainerRecord, image: Image, console: socket.socket | None = None,
+              stdin: int | None = None) -> Launched:
         cdir = self.store.container_dir(record.id)
         if not cdir.is_dir():  # removed by another process since the record was read: make nothing
             raise NoSuchContainer(record.id)
         supervisor.command(self.shim_dir)  # no shim, no compiler: refused before anything is made
         info, listeners = self._connect(record, cdir)
         try:
-            return self._start(record, image, info, listeners, console)
+            return self._start(record, image, info, listeners, console, stdin)
         except BaseException:
             if info is not None and info.get("Driver") in usernet.USER_NETWORK_DRIVERS:
                 usernet.stop_helper(info)  # attach_slirp stops its own on failure; this is for a later one
@@ -351,7 +365,7 @@ class LinuxBackend:
                 sock.close()  # the supervisor holds its own copies now
 
     def _start(self, record: ContainerRecord, image, info, listeners,  # type: ignore[no-untyped-def]
-               console: socket.socket | None = None) -> Launched:
+               console: socket.socket | None = None, stdin: int | None = None) -> Launched:
         c = record.config
         layers = self._layers(record, image.lowerdirs())
         if not os.path.isdir(layers.work):  # create made them; a record from an older layout may not have
@@ -387,18 +401,26 @@ class LinuxBackend:
                 nano_cpus=c.nano_cpus or None,
                 pids_limit=c.pids_limit,
             )
-            group = self._create_group(record.id, limits)
+            group = self._create_group(record.id, limits, c.privileged)
             for path, value in (group.written if group else ()):
                 self.emit(events.cgroup_write(path, value, _LIMIT_WHY.get(path.rsplit("/", 1)[-1], "a limit")),
                           record.id)
             mounts = [process.Mount(src, dst) for src, dst in etc.items()] + init_mount
             for m in c.mounts:
+                if m.type == "tmpfs":
+                    bits, data = hostconfig.tmpfs_options(("ro," if m.readonly else "") + m.options)
+                    mounts.append(process.Mount("tmpfs", m.destination, m.readonly, "tmpfs", bits, data))
+                    continue
                 src = str(self.store.volume_dir(m.source) / "_data") if m.type == "volume" else m.source
                 mounts.append(process.Mount(src, m.destination, m.readonly))
+            for dest, options in c.tmpfs.items():
+                bits, data = hostconfig.tmpfs_options(options)
+                mounts.append(process.Mount("tmpfs", dest, bool(bits & 1), "tmpfs", bits, data))
+            caps = self._caps(record)
             spec = process.LaunchSpec(
                 rootfs=layers.merged,
                 argv=argv,
-                env=process_env(c.env, c.hostname, c.tty),
+                env=process_env(c.env, c.hostname, c.tty, home=None if c.user else "/root"),
                 tty=c.tty,
                 winsize=c.console_size,
                 cwd=c.workdir,
@@ -419,15 +441,23 @@ class LinuxBackend:
                 block_signals=c.init,
                 userns=self.idmap if self.rootless else None,
                 overlay=overlay.mount_options(layers, userxattr=True) if self.rootless else None,
-                seccomp=self._seccomp(c.security_opt),
+                seccomp=self._seccomp(c.security_opt, caps, c.privileged),
+                caps=capabilities.mask(caps),
+                user=c.user,
+                rlimits=_rlimits(c.ulimits),
+                privileged=c.privileged,
+                readonly_rootfs=c.readonly_rootfs,
                 on_exit=tuple(helpers.python("labkit.restarter", str(self.store.root), record.id,
                                              *(("rootless",) if self.rootless else ())))
                 if c.restart_policy != "no" else (),
             )
             self._seen[record.id] = set(overlay.changes(layers))  # before PID 1 can change anything
-            started = process.start(spec, supervisor.command(self.shim_dir),
-                                    on_netns if slirp is not None else None,
-                                    attach=console.fileno() if console is not None else None)
+            with _stdin_pipe(c.open_stdin and not c.tty, stdin) as (stdin_r, stdin_hold, feed):
+                spec = dataclasses.replace(spec, stdin=stdin_r, stdin_hold=stdin_hold)
+                started = process.start(spec, supervisor.command(self.shim_dir),
+                                        on_netns if slirp is not None else None,
+                                        attach=console.fileno() if console is not None else None)
+                feed()
         except BaseException:
             self._seen.pop(record.id, None)
             # process.start() cleans up after a failed exec itself (through the supervisor);
@@ -583,10 +613,12 @@ class LinuxBackend:
         where = "the cgroup delegated to this user has" if self.rootless else "this host's cgroups have"
         return {c: f"{where} no {c} controller" for c in LIMIT_CONTROLLERS if c not in layout.controllers}
 
-    def _create_group(self, name: str, limits: cgroups.Limits) -> cgroups.Cgroup | None:
-        """The container's cgroup; rootless only in a delegated subtree, with the limits its controllers allow."""
+    def _create_group(self, name: str, limits: cgroups.Limits, privileged: bool = False) -> cgroups.Cgroup | None:
+        """The container's cgroup; rootless only in a delegated subtree, with the limits its controllers allow.
+        ``--privileged`` lets it make and open every device (Docker's ``a *:* rwm``)."""
         if not self.rootless:
-            return cgroups.Cgroup.create(self.layout, name, limits, devices=self.device_rules,
+            rules = devices.ALLOW_ALL if privileged and self.device_rules is not None else self.device_rules
+            return cgroups.Cgroup.create(self.layout, name, limits, devices=rules,
                                          device_mechanisms=self.device_mechanisms)
         layout = self.delegated
         if layout is None:
@@ -638,13 +670,18 @@ class LinuxBackend:
     def exec(self, record: ContainerRecord, argv: list[str], env: list[str], workdir: str,
              stdout: IO[bytes] | int | None, stderr: IO[bytes] | int | None,
              stdin: IO[bytes] | int | None = None, tty: bool = False,
-             detach_keys: bytes = b"\x10\x11") -> int | None:
+             detach_keys: bytes = b"\x10\x11", user: str = "", detach: bool = False) -> int | None:
         group = self._group_or_none(record)
-        return process.exec_in(record.state.pid, argv, process_env(env, record.config.hostname, tty), workdir,
+        c = record.config
+        caps = self._caps(record)
+        who = user or c.user
+        return process.exec_in(record.state.pid, argv, process_env(env, c.hostname, tty, home=None if who else "/root"),
+                               workdir,
                                cgroup_procs=group.procs_files if group else (), stdout=stdout, stderr=stderr,
                                stdin=stdin, supervisor_argv=supervisor.command(self.shim_dir),
-                               seccomp=self._seccomp(record.config.security_opt), tty=tty,
-                               detach_keys=detach_keys)
+                               seccomp=self._seccomp(c.security_opt, caps, c.privileged), tty=tty,
+                               detach_keys=detach_keys, caps=capabilities.mask(caps), user=who,
+                               rlimits=_rlimits(c.ulimits), detach=detach)
 
     def attach(self, record: ContainerRecord, stdin: int | None, stdout: int, detach_keys: bytes,
                connection: socket.socket | None = None) -> bool:
@@ -657,11 +694,26 @@ class LinuxBackend:
         with connection:
             return terminal.relay(connection, stdin, stdout, detach_keys)
 
-    def _seccomp(self, security_opt: tuple[str, ...]) -> str | None:
-        """The BPF program file of a container's seccomp profile (``None``: unconfined), compiled once per
-        profile into ``ROOT/seccomp`` (see :mod:`labkit.linux.seccomp`)."""
+    def _caps(self, record: ContainerRecord) -> frozenset[str]:
+        """The capabilities the container's processes keep: Docker's default set as ``--cap-add``,
+        ``--cap-drop`` and ``--privileged`` change it, up to the last one this kernel has."""
+        c = record.config
+        caps = hostconfig.capability_set(c.cap_add, c.cap_drop, c.privileged, _last_cap())
+        if c.privileged or any(name.strip().upper() == "ALL" for name in c.cap_add):
+            # "Every capability" is every one labkit holds itself: a host may withhold some (CAP_SYS_RESOURCE
+            # here), and capset(2) cannot give what the bounding set lacks.
+            caps &= frozenset(capabilities.names_of(_own_bounding_set()))
+        return caps
+
+    def _seccomp(self, security_opt: tuple[str, ...], caps: frozenset[str] = capabilities.DOCKER_DEFAULT,
+                 privileged: bool = False) -> str | None:
+        """The BPF program file of a container's seccomp profile (``None``: unconfined, as ``--privileged``
+        is), compiled once per profile and capability set into ``ROOT/seccomp`` (see
+        :mod:`labkit.linux.seccomp`): Docker's profile lets through what the capabilities kept allow."""
+        if privileged:
+            return None
         try:
-            return seccomp.program(security_opt, capabilities.DOCKER_DEFAULT, self.store.root / "seccomp")
+            return seccomp.program(security_opt, caps, self.store.root / "seccomp")
         except (OSError, InvalidArgument) as err:
             raise StartFailed(f"error during container init: error loading seccomp filter: {err}", 128) from None
 
@@ -1017,6 +1069,72 @@ class LinuxBackend:
             overlay.umount(layers)
             shutil.rmtree(work, ignore_errors=True)  # overlayfs leaves a root-owned work/work dir
             shutil.rmtree(scratch, ignore_errors=True)
+
+
+@contextlib.contextmanager
+def _stdin_pipe(open_stdin: bool, source: int | None) -> Iterator[tuple[int | None, int | None, Any]]:
+    """PID 1's stdin for ``-i`` without a terminal: a pipe whose read end PID 1 gets (``--stdin``).
+
+    With ``source`` (an attached ``run -i``), the write end is fed from ``source`` by a thread of this
+    process, started by the yielded ``feed()`` once PID 1 runs, and closed at ``source``'s end, so PID 1
+    reads end of file then (Docker's ``StdinOnce``). Without one (``run -di``, a later ``start``), the
+    supervisor holds the write end (``--stdin-hold``) and nothing writes it: PID 1's reads wait, as in
+    Docker. Yields (read end, held write end, feed); (None, None, a no-op) without ``open_stdin``.
+    """
+    if not open_stdin:
+        yield None, None, lambda: None
+        return
+    read_end, write_end = os.pipe()
+    fed = False
+
+    def feed() -> None:
+        nonlocal fed
+        if source is not None:  # a copy of the caller's descriptor: the caller may close its own at once
+            threading.Thread(target=_copy_then_close, args=(os.dup(source), write_end), daemon=True).start()
+            fed = True
+
+    try:
+        yield read_end, (write_end if source is None else None), feed
+    finally:
+        os.close(read_end)  # the supervisor and PID 1 have their own copies now
+        if not fed:
+            os.close(write_end)
+
+
+def _copy_then_close(source: int, sink: int) -> None:
+    """Copy ``source`` into ``sink`` until its end, then close both (PID 1 reads end of file); a PID 1
+    that closed its stdin first (EPIPE) ends the copy too."""
+    try:
+        while chunk := os.read(source, 65536):
+            stdio._write_all(sink, chunk)
+    except OSError:
+        pass
+    finally:
+        os.close(sink)
+        os.close(source)
+
+
+def _rlimits(ulimits: tuple[tuple[str, int, int], ...]) -> tuple[tuple[int, int, int], ...]:
+    """``--ulimit``s as the shim's ``--rlimit`` takes them: (RLIMIT_* number, soft, hard)."""
+    return tuple((hostconfig.RLIMITS[name], soft, hard) for name, soft, hard in ulimits)
+
+
+def _own_bounding_set() -> int:
+    """This process's bounding set (``CapBnd`` of ``/proc/self/status``, proc(5))."""
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith("CapBnd:"):
+                return int(line.split()[1], 16)
+    return capabilities.mask(capabilities.NAMES)
+
+
+def _last_cap() -> int:
+    """The highest capability number this kernel knows (``/proc/sys/kernel/cap_last_cap``)."""
+    try:
+        with open("/proc/sys/kernel/cap_last_cap") as f:
+            return int(f.read())
+    except (OSError, ValueError):
+        return len(capabilities.NAMES) - 1
 
 
 def _host_resolv_conf() -> str:

@@ -26,23 +26,10 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-#: Every capability by number, from <linux/capability.h>.
-NAMES: tuple[str, ...] = (
-    "CHOWN", "DAC_OVERRIDE", "DAC_READ_SEARCH", "FOWNER", "FSETID", "KILL", "SETGID", "SETUID",
-    "SETPCAP", "LINUX_IMMUTABLE", "NET_BIND_SERVICE", "NET_BROADCAST", "NET_ADMIN", "NET_RAW",
-    "IPC_LOCK", "IPC_OWNER", "SYS_MODULE", "SYS_RAWIO", "SYS_CHROOT", "SYS_PTRACE", "SYS_PACCT",
-    "SYS_ADMIN", "SYS_BOOT", "SYS_NICE", "SYS_RESOURCE", "SYS_TIME", "SYS_TTY_CONFIG", "MKNOD",
-    "LEASE", "AUDIT_WRITE", "AUDIT_CONTROL", "SETFCAP", "MAC_OVERRIDE", "MAC_ADMIN", "SYSLOG",
-    "WAKE_ALARM", "BLOCK_SUSPEND", "AUDIT_READ", "PERFMON", "BPF", "CHECKPOINT_RESTORE",
-)  # fmt: skip
+from labkit.model.hostconfig import CAPABILITIES as NAMES
+from labkit.model.hostconfig import DOCKER_DEFAULT
 
-#: The capabilities Docker grants a container by default (moby's oci/caps/defaults.go).
-DOCKER_DEFAULT: frozenset[str] = frozenset(
-    {
-        "CHOWN", "DAC_OVERRIDE", "FSETID", "FOWNER", "MKNOD", "NET_RAW", "SETGID", "SETUID",
-        "SETFCAP", "SETPCAP", "NET_BIND_SERVICE", "SYS_CHROOT", "KILL", "AUDIT_WRITE",
-    }
-)  # fmt: skip
+__all__ = ["DOCKER_DEFAULT", "NAMES", "mask", "names_of"]
 
 
 def mask(names: Iterable[str]) -> int:

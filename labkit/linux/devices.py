@@ -44,7 +44,7 @@ import struct
 import threading
 from dataclasses import dataclass
 
-__all__ = ["DOCKER_DEFAULT", "MECHANISMS", "Rule", "attach", "attached", "program", "v1_lines"]
+__all__ = ["ALLOW_ALL", "DOCKER_DEFAULT", "MECHANISMS", "Rule", "attach", "attached", "program", "v1_lines"]
 
 #: The two ways rules are set (see the module docstring).
 MECHANISMS = ("v1", "v2")
@@ -89,6 +89,10 @@ DOCKER_DEFAULT: tuple[Rule, ...] = (
     Rule("c", 136, None, "rwm"),  # /dev/pts/* (Unix98 pty slaves)
     Rule("c", 10, 200, "rwm"),  # /dev/net/tun: runc 1.2.0 dropped it, 1.2.4 put it back (runc#4555)
 )
+
+
+#: ``--privileged``: every device may be made, read and written (Docker's ``a *:* rwm``).
+ALLOW_ALL: tuple[Rule, ...] = (Rule("a", None, None, "rwm"),)
 
 
 def v1_lines(rules: tuple[Rule, ...] = DOCKER_DEFAULT) -> list[tuple[str, str]]:

@@ -24,7 +24,9 @@
  * once execve(2) has succeeded.
  */
 #define _GNU_SOURCE
+#include <dirent.h>
 #include <errno.h>
+#include <grp.h>
 #include <fcntl.h>
 #include <limits.h>
 #include <arpa/inet.h>
@@ -40,6 +42,7 @@
 #include <sys/ioctl.h>
 #include <sys/mount.h>
 #include <sys/prctl.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/statfs.h>
@@ -310,12 +313,54 @@ static const char *const dev_links[][2] = {
 };
 
 /*
+ * --privileged: every device node of the host's /dev (and its subdirectories but pts, shm, mqueue
+ * and fd, which the container has of its own) is made in the container's /dev too, with the
+ * host's mode and owner, as runc does for a privileged container (HostDevices). Rootless, each is
+ * an empty file with the host's node bound over it. A node that cannot be made is left out.
+ */
+static void host_devices_into(const char *from_dir, const char *to_dir, int host_devices, int depth)
+{
+    static const char *const own[] = {"pts", "shm", "mqueue", "fd", "console", "ptmx", "core"};
+    DIR *d = opendir(from_dir);
+    if (!d)
+        return;
+    for (struct dirent *e; (e = readdir(d));) {
+        int skip = e->d_name[0] == '.';
+        for (size_t i = 0; depth == 0 && i < sizeof own / sizeof own[0]; i++)
+            skip |= !strcmp(e->d_name, own[i]);
+        char from[PATH_MAX], to[PATH_MAX];
+        struct stat st, there;
+        if (skip || snprintf(from, sizeof from, "%s/%s", from_dir, e->d_name) >= (int)sizeof from
+            || snprintf(to, sizeof to, "%s/%s", to_dir, e->d_name) >= (int)sizeof to || lstat(from, &st) < 0)
+            continue;
+        if (S_ISDIR(st.st_mode)) {
+            if (depth < 4 && (mkdir(to, st.st_mode & 07777) == 0 || errno == EEXIST))
+                host_devices_into(from, to, host_devices, depth + 1);
+            continue;
+        }
+        if ((!S_ISCHR(st.st_mode) && !S_ISBLK(st.st_mode)) || lstat(to, &there) == 0)
+            continue;
+        if (host_devices) {
+            int fd = open(to, O_WRONLY | O_CREAT | O_CLOEXEC, 0600);
+            if (fd >= 0) {
+                close(fd);
+                if (mount(from, to, NULL, MS_BIND, NULL) < 0)
+                    unlink(to);
+            }
+        } else if (mknod(to, st.st_mode, st.st_rdev) == 0 && chown(to, st.st_uid, st.st_gid) < 0) {
+            unlink(to);
+        }
+    }
+    closedir(d);
+}
+
+/*
  * /dev: a small tmpfs with the usual nodes, a private devpts (newinstance), shm and mqueue.
  * Rootless (host_devices), mknod(2) of a device is refused in a user namespace, so each node is
  * an empty file with the host's node bound over it, as rootless runc does; and devpts gets no
  * gid= when group 5 is not mapped (tty_gid < 0), since it would refuse the mount (EINVAL).
  */
-static void mount_dev(const char *root, int host_devices, int tty_gid)
+static void mount_dev(const char *root, int host_devices, int tty_gid, int privileged)
 {
     char dev[PATH_MAX], p[PATH_MAX + 32], host[64], opts[96];
     secure_join(root, "/dev", dev, sizeof dev);
@@ -357,6 +402,11 @@ static void mount_dev(const char *root, int host_devices, int tty_gid)
     if (mkdir(p, 0755) < 0)
         fail_errno(p);
     do_mount("mqueue", p, "mqueue", MS_NOSUID | MS_NODEV | MS_NOEXEC, NULL);
+    if (privileged) {
+        mode_t was = umask(0);
+        host_devices_into("/dev", dev, host_devices, 0); /* the host's /dev: pivot_root has not happened yet */
+        umask(was);
+    }
 }
 
 /* The nosuid/nodev/noexec flags a mount has now, kept on a read-only remount (locked ones must stay). */
@@ -375,6 +425,12 @@ static void bind_mount(const char *root, const struct bind *b)
     char target[PATH_MAX];
     struct stat st;
     secure_join(root, b->destination, target, sizeof target);
+    if (b->fstype) { /* a new, empty tmpfs (tmpfs(5)): its options as Docker merged them */
+        if (make_dirs(target, 0755) < 0)
+            fail_errno(target);
+        do_mount("tmpfs", target, b->fstype, b->flags, b->data && *b->data ? b->data : NULL);
+        return;
+    }
     if (stat(b->source, &st) == 0 && S_ISDIR(st.st_mode)) {
         if (make_dirs(target, 0755) < 0)
             fail_errno(target);
@@ -514,14 +570,174 @@ static void install_seccomp(void)
 struct cap_header { unsigned version; int pid; };
 struct cap_data { unsigned effective, permitted, inheritable; };
 
-/* Keep only the capabilities in `keep`: bounding set, ambient set, then capset (capabilities(7)). */
-static void restrict_caps(unsigned long long keep, int last_cap)
+/* Who -u names, read from the container's own /etc/passwd and /etc/group. */
+struct who {
+    uid_t uid;
+    gid_t gid;
+    char name[256], home[PATH_MAX];
+    gid_t groups[64];
+    int n_groups;
+};
+
+/* One line of /etc/passwd or /etc/group cut at ':' into its fields; returns how many. */
+static int split_fields(char *line, char **fields, int max)
 {
+    int n = 0;
+    line[strcspn(line, "\n")] = '\0';
+    fields[n++] = line;
+    for (char *p = line; *p && n < max; p++)
+        if (*p == ':') {
+            *p = '\0';
+            fields[n++] = p + 1;
+        }
+    return n;
+}
+
+static int is_number(const char *s)
+{
+    if (!*s)
+        return 0;
+    for (; *s; s++)
+        if (*s < '0' || *s > '9')
+            return 0;
+    return 1;
+}
+
+/* Whether `name` is one of the comma-separated members of a group line's last field. */
+static int listed(const char *members, const char *name)
+{
+    size_t k = strlen(name);
+    for (const char *p = members; *p;) {
+        const char *comma = strchr(p, ',');
+        size_t len = comma ? (size_t)(comma - p) : strlen(p);
+        if (len == k && !strncmp(p, name, k))
+            return 1;
+        if (!comma)
+            break;
+        p = comma + 1;
+    }
+    return 0;
+}
+
+/*
+ * -u USER[:GROUP] as runc reads it (libcontainer/user, GetExecUser), in the container's files
+ * (called after pivot_root or chroot, so /etc/passwd is the image's): a name must be in
+ * /etc/passwd (a group name in /etc/group); a number need not be, and then its group is 0 and its
+ * home /. The supplementary groups are the primary one and those /etc/group lists the user's name in.
+ */
+static void resolve_user(const char *spec, struct who *w)
+{
+    char user[256], group[256] = "", line[4096], *f[8];
+    const char *colon = strchr(spec, ':');
+    snprintf(user, sizeof user, "%.*s", colon ? (int)(colon - spec) : (int)strlen(spec), spec);
+    if (colon)
+        snprintf(group, sizeof group, "%s", colon + 1);
+    memset(w, 0, sizeof *w);
+    snprintf(w->home, sizeof w->home, "/");
+    int numeric = is_number(user) || !*user, found = 0;
+    w->uid = *user ? (uid_t)strtoul(user, NULL, 10) : 0;
+    FILE *pw = fopen("/etc/passwd", "re");
+    while (pw && fgets(line, sizeof line, pw))
+        if (split_fields(line, f, 7) >= 7 && is_number(f[2])
+            && (numeric ? (uid_t)strtoul(f[2], NULL, 10) == w->uid : !strcmp(f[0], user))) {
+            w->uid = (uid_t)strtoul(f[2], NULL, 10);
+            w->gid = (gid_t)strtoul(f[3], NULL, 10);
+            snprintf(w->name, sizeof w->name, "%s", f[0]);
+            snprintf(w->home, sizeof w->home, "%s", *f[5] ? f[5] : "/");
+            found = 1;
+            break;
+        }
+    if (pw)
+        fclose(pw);
+    if (!found && !numeric)
+        fail(128, "unable to find user %s: no matching entries in passwd file", user);
+    int group_numeric = is_number(group), group_found = !*group;
+    if (group_numeric)
+        w->gid = (gid_t)strtoul(group, NULL, 10);
+    FILE *gr = fopen("/etc/group", "re");
+    while (gr && fgets(line, sizeof line, gr)) {
+        int n = split_fields(line, f, 4);
+        if (n < 3 || !is_number(f[2]))
+            continue;
+        gid_t gid = (gid_t)strtoul(f[2], NULL, 10);
+        if (*group && !group_found && (group_numeric ? gid == w->gid : !strcmp(f[0], group))) {
+            w->gid = gid;
+            group_found = 1;
+        }
+        if (found && n == 4 && listed(f[3], w->name) && w->n_groups < 64)
+            w->groups[w->n_groups++] = gid;
+    }
+    if (gr)
+        fclose(gr);
+    if (!group_found && !group_numeric)
+        fail(128, "unable to find group %s: no matching entries in group file", group);
+    /* The primary group is a supplementary one too, as Docker has given it since CVE-2023-25173. */
+    int has_primary = 0;
+    for (int i = 0; i < w->n_groups; i++)
+        has_primary |= w->groups[i] == w->gid;
+    if (!has_primary && w->n_groups < 64) {
+        memmove(w->groups + 1, w->groups, (size_t)w->n_groups * sizeof w->groups[0]);
+        w->groups[0] = w->gid;
+        w->n_groups++;
+    }
+}
+
+/* --ulimit: each limit set while this process may still lower them all (raising a hard limit above
+ * the one it has needs CAP_SYS_RESOURCE, setrlimit(2)); the command and its children inherit them. */
+static void set_rlimits(const struct pid1_spec *s)
+{
+    char why[128];
+    for (int i = 0; i < s->n_rlimits; i++) {
+        struct rlimit r = {s->rlimits[i].soft < 0 ? RLIM_INFINITY : (rlim_t)s->rlimits[i].soft,
+                           s->rlimits[i].hard < 0 ? RLIM_INFINITY : (rlim_t)s->rlimits[i].hard};
+        if (setrlimit(s->rlimits[i].resource, &r) < 0)
+            fail(128, "error during container init: error setting rlimit type %d: %s", s->rlimits[i].resource,
+                 lower_strerror(errno, why, sizeof why));
+    }
+}
+
+/*
+ * Become -u's user: supplementary groups, group, then user (setgroups(2), setgid(2), setuid(2)),
+ * keeping the permitted capabilities across setuid (PR_SET_KEEPCAPS) so that capset can still
+ * give the command its set; execve(2) then clears them for a uid other than 0 (capabilities(7):
+ * no file capabilities, no ambient ones), so a user's CapEff is 0 and its bounding set the
+ * container's, as in Docker. A user namespace whose setgroups is "deny" keeps its groups.
+ */
+static void switch_user(const struct who *w)
+{
+    char why[128];
+    if (prctl(PR_SET_KEEPCAPS, 1, 0, 0, 0) < 0)
+        fail_errno("PR_SET_KEEPCAPS");
+    if (setgroups((size_t)w->n_groups, w->groups) < 0) {
+        char said[16] = "";
+        int fd = open("/proc/self/setgroups", O_RDONLY | O_CLOEXEC);
+        if (fd < 0 || read(fd, said, sizeof said - 1) < 0 || strncmp(said, "deny", 4))
+            fail(128, "error during container init: setgroups: %s", lower_strerror(errno, why, sizeof why));
+        if (fd >= 0)
+            close(fd);
+    }
+    if (setgid(w->gid) < 0)
+        fail(128, "error during container init: setgid %u: %s (is the group mapped in this container's user "
+                  "namespace?)", (unsigned)w->gid, lower_strerror(errno, why, sizeof why));
+    if (setuid(w->uid) < 0)
+        fail(128, "error during container init: setuid %u: %s (is the user mapped in this container's user "
+                  "namespace?)", (unsigned)w->uid, lower_strerror(errno, why, sizeof why));
+    if (prctl(PR_SET_KEEPCAPS, 0, 0, 0, 0) < 0)
+        fail_errno("PR_SET_KEEPCAPS");
+}
+
+/* Keep only the capabilities in `keep`: bounding set, ambient set, [-u's user,] then capset (capabilities(7)). */
+static void restrict_caps(unsigned long long keep, int last_cap, const struct who *user)
+{
+    if (last_cap < 63)
+        keep &= (1ULL << (last_cap + 1)) - 1; /* --privileged's "every capability" is every one this kernel has */
     for (int n = 0; n <= last_cap; n++)
         if (!(keep >> n & 1) && prctl(PR_CAPBSET_DROP, n, 0, 0, 0) < 0)
             fail_errno("the bounding set");
     if (prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL, 0, 0, 0) < 0 && errno != EINVAL)
         fail_errno("the ambient set");
+    if (user)
+        switch_user(user);
     struct cap_header h = {0x20080522, 0}; /* _LINUX_CAPABILITY_VERSION_3 */
     struct cap_data d[2] = {{(unsigned)keep, (unsigned)keep, 0}, {(unsigned)(keep >> 32), (unsigned)(keep >> 32), 0}};
     if (syscall(SYS_capset, &h, d) < 0)
@@ -586,8 +802,22 @@ static void __attribute__((noreturn)) become(const struct pid1_spec *s, int last
 {
     char why[128];
     char program[PATH_MAX];
+    static struct who user;
+    static char home[PATH_MAX + 8];
+    static char *envp[PID1_MAX_LIST + 2];
+    if (s->user)
+        resolve_user(s->user, &user);
     lookup(s, program, sizeof program);
-    restrict_caps(s->caps, last_cap);
+    set_rlimits(s);
+    restrict_caps(s->caps, last_cap, s->user ? &user : NULL);
+    int n_env = 0;
+    for (int i = 0; i < s->n_env; i++)
+        envp[n_env++] = s->env[i];
+    if (s->user && !env_get(s, "HOME")) { /* the user's home, as Docker sets it for -u */
+        snprintf(home, sizeof home, "HOME=%s", user.home);
+        envp[n_env++] = home;
+    }
+    envp[n_env] = NULL;
     if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) < 0)
         fail_errno("no_new_privs");
     for (int sig = 1; sig < NSIG; sig++)
@@ -607,7 +837,7 @@ static void __attribute__((noreturn)) become(const struct pid1_spec *s, int last
         syscall(SYS_close_range, 3, error_fd - 1, 0);
     syscall(SYS_close_range, error_fd + 1, ~0U, 0);
     install_seccomp();
-    execve(program, s->argv, s->env);
+    execve(program, s->argv, envp);
     int err = errno;
     fail(err == ENOENT ? 127 : 126, "exec %s: %s", program, lower_strerror(err, why, sizeof why));
 }
@@ -817,14 +1047,15 @@ void pid1_run(const struct pid1_spec *s)
     secure_join(root, "/proc", p, sizeof p);
     mount_point(p);
     do_mount("proc", p, "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC, NULL);
-    mount_dev(root, s->host_devices, s->tty_gid);
+    mount_dev(root, s->host_devices, s->tty_gid, s->privileged);
     secure_join(root, "/sys", p, sizeof p);
     mount_point(p);
-    if (mount("sysfs", p, "sysfs", MS_NOSUID | MS_NODEV | MS_NOEXEC | MS_RDONLY, NULL) < 0) {
+    /* read-only unless --privileged, as Docker mounts it */
+    if (mount("sysfs", p, "sysfs", MS_NOSUID | MS_NODEV | MS_NOEXEC | (s->privileged ? 0 : MS_RDONLY), NULL) < 0) {
         if (errno != EPERM)
             fail_errno(p);
         do_mount("/sys", p, NULL, MS_BIND | MS_REC, NULL);
-        do_mount(NULL, p, NULL, MS_BIND | MS_REMOUNT | MS_RDONLY | locked_flags(p), NULL);
+        do_mount(NULL, p, NULL, MS_BIND | MS_REMOUNT | (s->privileged ? 0 : MS_RDONLY) | locked_flags(p), NULL);
     }
     mount_cgroups(root, s);
     for (int i = 0; i < s->n_binds; i++) /* the starter sorted them, parents first */
@@ -840,11 +1071,11 @@ void pid1_run(const struct pid1_spec *s)
     if (chdir(s->cwd) < 0)
         fail(128, "chdir to cwd (\"%s\") set in config.json failed: %s", s->cwd,
              lower_strerror(errno, why, sizeof why));
-    if (s->readonly_rootfs)
-        do_mount(NULL, "/", NULL, MS_BIND | MS_REMOUNT | MS_RDONLY, NULL);
+    if (s->readonly_rootfs) /* --read-only: / alone; /dev, /proc, volumes and tmpfs mounts keep their own mode */
+        do_mount(NULL, "/", NULL, MS_BIND | MS_REMOUNT | MS_RDONLY | locked_flags("/"), NULL);
     if (s->tty)
         open_console(s);
-    else if (dup2(s->out_fd, 1) < 0 || dup2(s->err_fd, 2) < 0)
+    else if (dup2(s->out_fd, 1) < 0 || dup2(s->err_fd, 2) < 0 || (s->stdin_fd >= 0 && dup2(s->stdin_fd, 0) < 0))
         fail_errno("stdout");
 
     become(s, last_cap);

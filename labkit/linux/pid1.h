@@ -9,6 +9,14 @@
 struct bind {
     const char *source, *destination;
     int readonly;
+    const char *fstype;                 /* "tmpfs" for a new tmpfs (--tmpfs, --mount type=tmpfs), else NULL: a bind */
+    unsigned long flags;                /* its mount(2) flags */
+    const char *data;                   /* its tmpfs(5) options */
+};
+
+struct rlimit_spec {
+    int resource;                       /* RLIMIT_* (setrlimit(2)) */
+    long long soft, hard;               /* -1: RLIM_INFINITY */
 };
 
 struct pid1_spec {
@@ -36,6 +44,10 @@ struct pid1_spec {
     int tty_gid;                        /* devpts's gid= (tty, 5), or -1 where that group is not mapped */
     int ready_fd, go_fd;                /* say "my network namespace exists", then wait for "go" (-1: no one asks) */
     unsigned long long caps;            /* the capabilities the command keeps */
+    const char *user;                   /* -u: "uid[:gid]" or names of the container's /etc/passwd, group (NULL: root) */
+    struct rlimit_spec rlimits[16];     /* --ulimit, set before the command starts */
+    int n_rlimits;
+    int privileged;                     /* --privileged: sysfs writable, the host's devices in /dev */
     const char *seccomp;                /* a file of BPF instructions installed last, before execve (NULL: none) */
     int error_fd, out_fd, err_fd;
     /* A terminal (-t): a new pseudo-terminal from the container's devpts is the command's 0-2 and
@@ -43,6 +55,7 @@ struct pid1_spec {
     int tty;
     unsigned short rows, cols;          /* its first window size (0: none given) */
     int console_fd;
+    int stdin_fd;                       /* -i without -t: the read end of PID 1's stdin pipe (-1: /dev/null) */
 };
 
 /* Build the container around the calling process (PID 1 of its new PID namespace), then execve. */

@@ -80,11 +80,16 @@ class Mount:
             the container's ``hosts``).
         destination: Where it appears inside the container.
         readonly: Whether the container may write through it.
+        fstype: ``"tmpfs"`` for a new, empty tmpfs at ``destination`` (``source`` unused), else "".
+        flags: The tmpfs's mount(2) flags; ``data``: its tmpfs(5) options.
     """
 
     source: str
     destination: str
     readonly: bool = False
+    fstype: str = ""
+    flags: int = 0
+    data: str = ""
 
 
 @dataclass(frozen=True)
@@ -129,6 +134,13 @@ class LaunchSpec:
             the container's devpts is its 0-2, the supervisor holds the master
             and relays it (:mod:`labkit.linux.console`).
         winsize: The terminal's first ``(rows, columns)``; ``(0, 0)``: none.
+        caps: The capabilities the command keeps (a mask, bit N = capability N); Docker's default set.
+        user: ``-u``'s ``USER[:GROUP]``, read in the container's ``/etc/passwd`` by PID 1 ("": root).
+        rlimits: ``--ulimit``s as ``(RLIMIT_* number, soft, hard)``, -1 for unlimited.
+        privileged: ``--privileged``: sysfs writable and the host's devices in ``/dev`` (the caller
+            leaves out the masked paths and the seccomp filter, and gives every capability).
+        stdin: ``-i`` without a terminal: the read end of a pipe that is PID 1's stdin (None: /dev/null).
+        stdin_hold: Its write end, for the supervisor to hold open while nobody writes it (``run -di``).
     """
 
     rootfs: str
@@ -157,6 +169,29 @@ class LaunchSpec:
     seccomp: str | None = None
     tty: bool = False
     winsize: tuple[int, int] = (0, 0)
+    caps: int = capabilities.mask(capabilities.DOCKER_DEFAULT)
+    user: str = ""
+    rlimits: tuple[tuple[int, int, int], ...] = ()
+    privileged: bool = False
+    stdin: int | None = None
+    stdin_hold: int | None = None
+
+
+def _mount_args(mounts: Sequence[Mount]) -> list[str]:
+    """The shim's ``--bind MODE SRC DST`` and ``--tmpfs FLAGS DST DATA``, parents first (mounted in this order)."""
+    out: list[str] = []
+    for m in sorted(mounts, key=lambda m: os.path.normpath(m.destination).count("/")):
+        if m.fstype:
+            out += ["--tmpfs", hex(m.flags), m.destination, m.data]
+        else:
+            out += ["--bind", "ro" if m.readonly else "rw", m.source, m.destination]
+    return out
+
+
+def _process_args(caps: int, user: str, rlimits: Sequence[tuple[int, int, int]]) -> list[str]:
+    """The shim's arguments for who the command runs as: ``--caps``, ``--user``, ``--rlimit``."""
+    return ["--caps", format(caps, "x"), *(["--user", user] if user else []),
+            *[arg for r in rlimits for arg in ("--rlimit", "{}:{}:{}".format(*r))]]
 
 
 @dataclass(frozen=True)
@@ -238,6 +273,9 @@ def start(spec: LaunchSpec, supervisor_argv: Sequence[str] | None = None,
     report_w, error_w = _above_stdio(report_w), _above_stdio(error_w)
     proxies = [(_above_stdio(fd), targets) for fd, targets in spec.proxies]
     attach_fd = _above_stdio(os.dup(attach)) if spec.tty and attach is not None else -1
+    # PID 1's stdin pipe (-i without -t): passed as numbers above 2, the caller's descriptors left as they are.
+    stdin_fds = [_above_stdio(os.dup(fd)) for fd in (spec.stdin, spec.stdin_hold) if fd is not None] \
+        if spec.stdin is not None else []
     # With on_netns: PID 1 says "netns made" on `ready` and waits for "go"; the shim holds `life` until it exits.
     ready, go, life = [os.pipe() for _ in range(3)] if on_netns else [(-1, -1)] * 3
     theirs = [_above_stdio(fd) for fd in (ready[1], go[0], life[1])] if on_netns else []
@@ -254,29 +292,32 @@ def start(spec: LaunchSpec, supervisor_argv: Sequence[str] | None = None,
     argv = [
         *shim, "--launch-report", str(report_w), "--launch-error", str(error_w),
         "--root", spec.rootfs, "--cwd", spec.cwd, "--hostname", spec.hostname,
-        "--caps", _DEFAULT_CAPS,
+        *_process_args(spec.caps, spec.user, spec.rlimits),
+        *(["--privileged", "1"] if spec.privileged else []),
         *(["--seccomp", spec.seccomp] if spec.seccomp else []),
         *(["--netns", spec.netns] if spec.netns else ["--new-net", "1"] if spec.network == "none" else []),
         *(["--eth0", f"{spec.address[0]}/{spec.address[1]}", "--gateway", spec.address[2]] if spec.address else []),
         *(["--readonly-rootfs", "1"] if spec.readonly_rootfs else []),
         *(["--block-signals", "1"] if spec.block_signals else []),
         *[arg for path in spec.cgroup_procs for arg in ("--cgroup", path)],
-        *[arg for m in sorted(spec.mounts, key=lambda m: os.path.normpath(m.destination).count("/"))
-          for arg in ("--bind", "ro" if m.readonly else "rw", m.source, m.destination)],
+        *_mount_args(spec.mounts),
         # Docker's masked paths (/dev/null over files, an empty read-only tmpfs over directories) and
-        # read-only paths: one list, the one inspect's HostConfig shows.
-        *[arg for path in MASKED_PATHS for arg in ("--mask", path)],
-        *[arg for path in READONLY_PATHS for arg in ("--readonly", path)],
+        # read-only paths: one list, the one inspect's HostConfig shows; none with --privileged.
+        *[arg for path in (() if spec.privileged else MASKED_PATHS) for arg in ("--mask", path)],
+        *[arg for path in (() if spec.privileged else READONLY_PATHS) for arg in ("--readonly", path)],
         *[arg for item in spec.env for arg in ("--env", item)],
         *[arg for word in spec.argv for arg in ("--arg", word)],
         *rootless_args,
         *(["--tty", "{}:{}".format(*spec.winsize),
            "--attach-socket", os.path.join(spec.state_dir, console.ATTACH_SOCKET)] if spec.tty else []),
         *(["--attach-fd", str(attach_fd)] if attach_fd >= 0 else []),
+        *(["--stdin", str(stdin_fds[0])] if stdin_fds else []),
+        *(["--stdin-hold", str(stdin_fds[1])] if len(stdin_fds) > 1 else []),
         *shim_args,
         *[arg for fd, targets in proxies for arg in ("--proxy", f"{fd}={targets}")],
     ]  # fmt: skip
-    passed = [report_w, error_w, *theirs, *(fd for fd, _ in proxies), *([attach_fd] if attach_fd >= 0 else [])]
+    passed = [report_w, error_w, *theirs, *(fd for fd, _ in proxies), *([attach_fd] if attach_fd >= 0 else []),
+              *stdin_fds]
     try:
         # dup2(fd, fd) in the child clears close-on-exec there only (posix_spawn_file_actions_adddup2).
         child = os.posix_spawn(argv[0], argv, helpers.environ(),
@@ -292,6 +333,8 @@ def start(spec: LaunchSpec, supervisor_argv: Sequence[str] | None = None,
                 os.close(fd)
         if attach_fd >= 0:
             os.close(attach_fd)  # the supervisor has its own copy
+        for fd in stdin_fds:
+            os.close(fd)
     for fd in (report_w, error_w, *theirs):
         os.close(fd)
     return _await_start(spec, child, report_r, error_r, on_netns, (ready[0], go[1], life[0]))
@@ -469,6 +512,10 @@ def exec_in(
     seccomp: str | None = None,
     tty: bool = False,
     detach_keys: bytes = b"\x10\x11",
+    caps: int = capabilities.mask(capabilities.DOCKER_DEFAULT),
+    user: str = "",
+    rlimits: Sequence[tuple[int, int, int]] = (),
+    detach: bool = False,
 ) -> int | None:
     """Run a command inside a running container and return its exit code (like ``docker exec``).
 
@@ -506,9 +553,16 @@ def exec_in(
             ``stdin`` to it (:func:`labkit.linux.console.relay`; stderr is the
             terminal too, as in Docker).
         detach_keys: With ``tty``: the keys that leave the command running and return.
+        caps: The container's capabilities (``LaunchSpec.caps``), which the command keeps.
+        user: ``exec -u``'s ``USER[:GROUP]`` ("": root), read in the container's ``/etc/passwd``.
+        rlimits: The container's ``--ulimit``s (``LaunchSpec.rlimits``).
+        detach: ``exec -d``: return as soon as the command runs (its 0-2 are /dev/null, its waiter
+            is in a session of its own and is reaped here when it ends, or by init once this process
+            is gone).
 
     Returns:
-        The exit code, or 128+N when signal N killed the command; None when the caller detached.
+        The exit code, or 128+N when signal N killed the command; None when the caller detached
+        (``detach``, or the detach keys typed).
 
     Raises:
         HostUnsupported: No shim, and no C compiler to build one.
@@ -518,22 +572,47 @@ def exec_in(
         raise InvalidArgument("No exec command specified", "Give the command to run inside the container.")
     stdin_fd, stdout_fd, stderr_fd = (_fileno(stream) for stream in (stdin, stdout, stderr))
     shim = list(supervisor_argv) if supervisor_argv else supervisor.command()
+    who = _process_args(caps, user, rlimits)
+    if detach:
+        _exec_detached(shim, pid, argv, env, cwd, cgroup_procs, seccomp, who)
+        return None
     if tty:
         return _exec_tty(shim, pid, argv, env, cwd, cgroup_procs, seccomp, stdin_fd,
-                         1 if stdout_fd is None else stdout_fd, detach_keys)
+                         1 if stdout_fd is None else stdout_fd, detach_keys, who)
     # The command's 0-2 are pipes this process relays: never the caller's terminal (stdio.py).
     relay = stdio.Relay(stdin_fd, stdout_fd, stderr_fd)
     try:
-        child, error_r = _spawn_exec(shim, pid, argv, env, cwd, cgroup_procs, relay.ends, seccomp)
+        child, error_r = _spawn_exec(shim, pid, argv, env, cwd, cgroup_procs, relay.ends, seccomp, who=who)
         relay.close_ends()
         return _exec_result(error_r, child, relay)
     finally:
         relay.close()
 
 
+def _exec_detached(shim: list[str], pid: int, argv: Sequence[str], env: Sequence[str], cwd: str,
+                   cgroup_procs: Sequence[str], seccomp: str | None, who: list[str]) -> None:
+    """``exec -d``: the command started with /dev/null for 0-2, its waiter in a session of its own; returns once
+    the command runs (its error pipe closes on execve), or raises why it could not start."""
+    null = _above_stdio(os.open(os.devnull, os.O_RDWR | os.O_CLOEXEC))
+    try:
+        child, error_r = _spawn_exec(shim, pid, argv, env, cwd, cgroup_procs, (null, null, null), seccomp,
+                                     who=who, setsid=True)
+    finally:
+        os.close(null)
+    try:
+        failure = _read_all(error_r)
+    finally:
+        os.close(error_r)
+    if failure:
+        os.waitpid(child, 0)
+        code, message = _decode_failure(failure)
+        raise StartFailed(_EXEC_PREFIX + message, code)
+    threading.Thread(target=os.waitpid, args=(child, 0), daemon=True).start()
+
+
 def _exec_tty(shim: list[str], pid: int, argv: Sequence[str], env: Sequence[str], cwd: str,
               cgroup_procs: Sequence[str], seccomp: str | None, stdin: int | None, stdout: int,
-              detach_keys: bytes) -> int | None:
+              detach_keys: bytes, who: list[str]) -> int | None:
     """``exec -t``: the shim relays the command's terminal over a socket pair; this process relays that to
     the caller's descriptors. The shim's own 0-2 are /dev/null: nothing of the caller's is passed."""
     ours, theirs = console.pair()
@@ -542,7 +621,7 @@ def _exec_tty(shim: list[str], pid: int, argv: Sequence[str], env: Sequence[str]
     theirs.close()
     try:
         child, error_r = _spawn_exec(shim, pid, argv, env, cwd, cgroup_procs, (null, null, null), seccomp,
-                                     tty=console.window_size(stdin, stdout), attach=attach)
+                                     tty=console.window_size(stdin, stdout), attach=attach, who=who)
     except BaseException:
         ours.close()
         raise
@@ -576,7 +655,8 @@ def _exec_tty(shim: list[str], pid: int, argv: Sequence[str], env: Sequence[str]
 def _spawn_exec(shim: list[str], pid: int, argv: Sequence[str], env: Sequence[str], cwd: str,
                 cgroup_procs: Sequence[str], ends: tuple[int, int, int],
                 seccomp: str | None = None, tty: tuple[int, int] | None = None,
-                attach: int = -1) -> tuple[int, int]:
+                attach: int = -1, who: Sequence[str] = ("--caps", _DEFAULT_CAPS),
+                setsid: bool = False) -> tuple[int, int]:
     """The shim for :func:`exec_in` (``--exec-pid``), spawned.
 
     ``ends`` become the shim's 0-2, which the command inherits (without ``tty``). With ``tty`` (the
@@ -591,7 +671,7 @@ def _spawn_exec(shim: list[str], pid: int, argv: Sequence[str], env: Sequence[st
     if tty is not None:
         actions.append((os.POSIX_SPAWN_DUP2, attach, attach))
     args = [
-        *shim, "--exec-pid", str(pid), "--launch-error", str(error_w), "--cwd", cwd, "--caps", _DEFAULT_CAPS,
+        *shim, "--exec-pid", str(pid), "--launch-error", str(error_w), "--cwd", cwd, *who,
         *(["--tty", "{}:{}".format(*tty), "--attach-fd", str(attach)] if tty is not None else []),
         *(["--seccomp", seccomp] if seccomp else []),
         *[arg for path in cgroup_procs for arg in ("--cgroup", path)],
@@ -601,7 +681,8 @@ def _spawn_exec(shim: list[str], pid: int, argv: Sequence[str], env: Sequence[st
     try:
         # With a terminal, the shim's session is its own: the caller's terminal hanging up (SIGHUP when the
         # labkit command that detached ends, tty(4)) is none of its business; ^C reaches it as a byte.
-        child = os.posix_spawn(args[0], args, helpers.environ(), file_actions=actions, setsid=tty is not None)
+        child = os.posix_spawn(args[0], args, helpers.environ(), file_actions=actions,
+                               setsid=tty is not None or setsid)
     except BaseException:
         os.close(error_r)
         raise
@@ -652,7 +733,7 @@ def _validate(spec: LaunchSpec) -> None:
                 f"directory {directory} does not exist", "Create the container's state directory first."
             )
     for mount in spec.mounts:
-        if not os.path.exists(mount.source):
+        if not mount.fstype and not os.path.exists(mount.source):
             raise InvalidArgument(
                 f'invalid mount config for type "bind": bind source path does not exist: {mount.source}',
                 "Create the host path first, or use a named volume.",

@@ -25,7 +25,8 @@
  * With `--launch-report FD --launch-error FD` and a container spec (pid1.h:
  * --root, --cwd, --hostname, --netns [--eth0 IP/LEN --gateway IP] | --new-net, --cgroup,
  * --bind MODE SRC DST,
- * --mask, --readonly, --env, --arg, --caps, --seccomp, --readonly-rootfs, --block-signals)
+ * --tmpfs FLAGS DST DATA, --mask, --readonly, --env, --arg, --caps, --seccomp, --readonly-rootfs, --block-signals,
+ * --user USER[:GROUP], --rlimit RESOURCE:SOFT:HARD, --privileged, --stdin FD [--stdin-hold FD])
  * the shim starts the container itself, the way crun does: it leaves its
  * starter (fork, the parent exits, setsid), unshares a PID namespace and forks
  * PID 1, which builds the container (pid1.c) and execs the command. The shim
@@ -46,7 +47,7 @@
  * missed), and whoever connects later to `--attach-socket PATH` (`attach`).
  *
  * With `--exec-pid PID --launch-error FD` and the command's spec (--arg, --env,
- * --cwd, --cgroup, --caps, --seccomp) it is `docker exec` instead (pid1.c, exec_run): it
+ * --cwd, --cgroup, --caps, --seccomp, --user, --rlimit) it is `docker exec` instead (pid1.c, exec_run): it
  * joins the running container, runs the command there with its own 0-2, and
  * exits with the command's code. No supervisor stays. With `--tty ROWS:COLS --attach-fd FD`
  * the command gets a terminal of the container's, and this process relays it to FD.
@@ -113,6 +114,7 @@ static const char *exit_file;
 static struct console console;          /* the container's terminal (-t), see console.c */
 static int console_sock = -1;           /* where PID 1 sends the terminal's master */
 static int attach_fd = -1;              /* --attach-fd: the first caller, connected before PID 1 runs */
+static int stdin_hold = -1;             /* --stdin-hold: the write end of PID 1's stdin, held open, never written */
 static char out[LINE_MAX_BYTES * 6 + 256]; /* worst case: every byte escaped as \u00XX */
 
 /* Report a problem next to exit.json (the shim has no terminal). */
@@ -742,7 +744,7 @@ static pid_t launch(struct pid1_spec *spec, int report_fd, int *out_r, int *err_
     close(null);
     if (chdir("/") < 0)
         launch_failed(report_fd, "chdir /");
-    int keep[5 + MAX_PROXIES], n_keep = 0;
+    int keep[7 + MAX_PROXIES], n_keep = 0;
     keep[n_keep++] = report_fd;
     keep[n_keep++] = spec->error_fd;
     if (spec->ready_fd >= 0) {
@@ -757,6 +759,12 @@ static pid_t launch(struct pid1_spec *spec, int report_fd, int *out_r, int *err_
         keep[n_keep++] = proxies[i].fd;
     if (attach_fd >= 0)
         keep[n_keep++] = attach_fd;
+    if (spec->stdin_fd >= 0)
+        keep[n_keep++] = spec->stdin_fd;
+    if (stdin_hold >= 0) {
+        keep[n_keep++] = stdin_hold;
+        fcntl(stdin_hold, F_SETFD, FD_CLOEXEC); /* ours alone: not PID 1's, nor the restart policy's after us */
+    }
     close_others(keep, n_keep);
     int out[2] = {-1, -1}, err[2] = {-1, -1}, pair[2];
     if (spec->tty) { /* PID 1's 0-2 are its terminal: no pipes; its master comes back over `pair` */
@@ -792,6 +800,8 @@ static pid_t launch(struct pid1_spec *spec, int report_fd, int *out_r, int *err_
     }
     close(out[1]);
     close(err[1]);
+    if (spec->stdin_fd >= 0)
+        close(spec->stdin_fd); /* PID 1's alone: it reads end of file once the writer closes */
     if (spec->tty)
         close(spec->console_fd); /* PID 1's end: end of file here if it fails before it sends the master */
     if (spec->ready_fd >= 0) { /* PID 1's, for the network handshake with the starter */
@@ -821,7 +831,7 @@ int main(int argc, char **argv)
     static struct stream streams[2] = {{-1, "stdout", 0, {0}}, {-1, "stderr", 0, {0}}};
 
     static struct pid1_spec spec = {.cwd = "/", .error_fd = -1, .tty_gid = 5, .ready_fd = -1, .go_fd = -1,
-                                    .console_fd = -1};
+                                    .console_fd = -1, .stdin_fd = -1};
     const char *attach_socket = NULL;
     console_init(&console);
     int report_fd = -1, exec_pid = 0;
@@ -871,9 +881,23 @@ int main(int argc, char **argv)
                                                      &userns.gid_start, &userns.gid_count) == 4) continue;
         else if (!strcmp(key, "--bind") && i + 3 < argc && spec.n_binds < 64) {
             /* --bind ro|rw SOURCE DESTINATION */
-            spec.binds[spec.n_binds++] = (struct bind){argv[i + 2], argv[i + 3], !strcmp(value, "ro")};
+            spec.binds[spec.n_binds++] = (struct bind){argv[i + 2], argv[i + 3], !strcmp(value, "ro"), NULL, 0, NULL};
             i += 2;
         }
+        else if (!strcmp(key, "--tmpfs") && i + 3 < argc && spec.n_binds < 64) {
+            /* --tmpfs FLAGS DESTINATION DATA: a new tmpfs, in mount order among the binds */
+            spec.binds[spec.n_binds++] = (struct bind){"tmpfs", argv[i + 2], 0, "tmpfs", strtoul(value, NULL, 0),
+                                                       argv[i + 3]};
+            i += 2;
+        }
+        else if (!strcmp(key, "--user")) spec.user = value;
+        else if (!strcmp(key, "--stdin")) spec.stdin_fd = atoi(value);
+        else if (!strcmp(key, "--stdin-hold")) stdin_hold = atoi(value);
+        else if (!strcmp(key, "--privileged")) spec.privileged = atoi(value);
+        else if (!strcmp(key, "--rlimit") && spec.n_rlimits < 16
+                 && sscanf(value, "%d:%lld:%lld", &spec.rlimits[spec.n_rlimits].resource,
+                           &spec.rlimits[spec.n_rlimits].soft, &spec.rlimits[spec.n_rlimits].hard) == 3)
+            spec.n_rlimits++;
         else {
             fprintf(stderr, "labkit-shim: unknown argument %s\n", key);
             return 2;

@@ -40,16 +40,21 @@ class MountSpec:
     """A volume or bind mount, as ``-v`` asked for it.
 
     Attributes:
-        type: ``"volume"`` (a named volume labkit manages) or ``"bind"`` (a host path).
-        source: The volume's name, or the host path.
+        type: ``"volume"`` (a named volume labkit manages), ``"bind"`` (a host path) or ``"tmpfs"``
+            (an empty one in memory, ``--mount type=tmpfs``).
+        source: The volume's name, or the host path ("" for a tmpfs).
         destination: Where it appears inside the container.
         readonly: Mounted read-only (``:ro``).
+        options: A tmpfs's tmpfs(5) data (``size=…,mode=…``).
+        explicit: Asked for with ``--mount`` (``HostConfig.Mounts``), not ``-v`` (``HostConfig.Binds``).
     """
 
     type: str
     source: str
     destination: str
     readonly: bool = False
+    options: str = ""
+    explicit: bool = False
 
 
 @dataclass(frozen=True)
@@ -92,8 +97,19 @@ class CreateOptions:
         init: ``--init``: a tiny init as PID 1 that reaps and forwards signals.
         security_opt: ``--security-opt`` values (``seccomp=unconfined``, ``seccomp=PROFILE.json``).
         tty: ``-t``: PID 1 gets a terminal of the container's own.
-        open_stdin: ``-i``: an attached caller may type into it.
+        open_stdin: ``-i``: an attached caller may type into it, or without ``-t`` PID 1's stdin stays open.
         console_size: The terminal's first ``(rows, columns)``.
+        attach: The streams an attached ``run``/``create`` takes (``stdin``, ``stdout``, ``stderr``).
+        user: ``-u``: ``uid[:gid]`` or a name of the image's ``/etc/passwd``.
+        read_only: ``--read-only``: ``/`` mounted read-only.
+        tmpfs: ``--tmpfs`` values, ``/path[:options]``.
+        mounts: ``--mount`` values, ``type=bind|volume|tmpfs,source=…,target=…[,readonly]``.
+        add_host: ``--add-host`` values, ``name:ip``.
+        dns: ``--dns`` servers.
+        cap_add / cap_drop: ``--cap-add`` / ``--cap-drop`` capability names (or ``ALL``).
+        privileged: ``--privileged``: every capability, no seccomp filter, no masked paths, the host's devices.
+        ulimits: ``--ulimit`` values, ``name=soft[:hard]``.
+        platform: ``--platform``: only this machine's is accepted.
     """
 
     image: str
@@ -121,6 +137,18 @@ class CreateOptions:
     tty: bool = False
     open_stdin: bool = False
     console_size: tuple[int, int] | None = None
+    attach: tuple[str, ...] = ()
+    user: str | None = None
+    read_only: bool = False
+    tmpfs: list[str] | tuple[str, ...] | None = None
+    mounts: list[str] | tuple[str, ...] | None = None
+    add_host: list[str] | tuple[str, ...] | None = None
+    dns: list[str] | tuple[str, ...] | None = None
+    cap_add: list[str] | tuple[str, ...] | None = None
+    cap_drop: list[str] | tuple[str, ...] | None = None
+    privileged: bool = False
+    ulimits: list[str] | tuple[str, ...] | None = None
+    platform: str | None = None
 
 
 @dataclass(frozen=True)
@@ -157,6 +185,16 @@ class ContainerConfig:
     tty: bool = False  # -t: PID 1's 0-2 are a terminal of the container's, which its supervisor relays
     open_stdin: bool = False  # -i: what an attached caller types reaches that terminal
     console_size: tuple[int, int] = (0, 0)  # the terminal's first (rows, columns); (0, 0): none given
+    attach: tuple[str, ...] = ()  # the streams an attached run/create takes: AttachStdin…, StdinOnce with stdin
+    user: str = ""  # -u: uid[:gid] or a name of the image's /etc/passwd ("" : the image's, else root)
+    readonly_rootfs: bool = False  # --read-only: / is mounted read-only (its mounts keep their own mode)
+    tmpfs: dict[str, str] = field(default_factory=dict)  # --tmpfs: destination -> tmpfs options
+    extra_hosts: tuple[str, ...] = ()  # --add-host, as name:ip
+    dns: tuple[str, ...] = ()  # --dns servers
+    cap_add: tuple[str, ...] = ()  # --cap-add, as typed
+    cap_drop: tuple[str, ...] = ()  # --cap-drop, as typed
+    privileged: bool = False  # every capability, no seccomp filter, no masked paths, the host's devices
+    ulimits: tuple[tuple[str, int, int], ...] = ()  # --ulimit: (name, soft, hard)
 
     @property
     def argv(self) -> tuple[str, ...]:
@@ -209,6 +247,7 @@ class ContainerRecord:
         """A plain dict for the state file (what ``dataclasses.asdict`` gives, without its deep copies)."""
         cfg = _fields(self.config)
         cfg["labels"] = dict(self.config.labels)
+        cfg["tmpfs"] = dict(self.config.tmpfs)
         cfg["ports"] = [_fields(p) for p in self.config.ports]
         cfg["mounts"] = [_fields(m) for m in self.config.mounts]
         return {"config": cfg, "state": _fields(self.state)}
@@ -219,8 +258,10 @@ class ContainerRecord:
         cfg = dict(data["config"])
         cfg["mounts"] = tuple(MountSpec(**m) for m in cfg.get("mounts", ()))
         cfg["ports"] = tuple(PortSpec(**p) for p in cfg.get("ports", ()))
-        for key in ("entrypoint", "cmd", "env", "exposed_ports", "security_opt"):
+        for key in ("entrypoint", "cmd", "env", "exposed_ports", "security_opt", "extra_hosts", "dns", "cap_add",
+                    "cap_drop", "attach"):
             cfg[key] = tuple(cfg.get(key, ()))
+        cfg["ulimits"] = tuple(tuple(u) for u in cfg.get("ulimits", ()))
         cfg["console_size"] = tuple(cfg.get("console_size", (0, 0)))
         state = dict(data["state"])
         state["status"] = Status(state["status"])
@@ -246,11 +287,12 @@ DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 
 
 def process_env(env: list[str] | tuple[str, ...], hostname: str, tty: bool = False,
-                home: str = "/root") -> list[str]:
+                home: str | None = "/root") -> list[str]:
     """The environment a container's process starts with, beyond ``Config.Env``: Docker's
     ``PATH``, ``HOSTNAME`` and with a terminal ``TERM=xterm`` first, the container's values
     replacing them or following (moby's ``CreateDaemonEnvironment``), then ``HOME`` from the
     user's passwd entry when nothing set it (runc's ``setupUser``). None of these show in inspect.
+    ``home`` None leaves ``HOME`` to whoever reads ``-u``'s passwd entry (``pid1.c``'s become).
     """
     out = [f"PATH={DEFAULT_PATH}", f"HOSTNAME={hostname}", *(["TERM=xterm"] if tty else [])]
     where = {item.split("=", 1)[0]: i for i, item in enumerate(out)}
@@ -261,7 +303,7 @@ def process_env(env: list[str] | tuple[str, ...], hostname: str, tty: bool = Fal
         else:
             where[key] = len(out)
             out.append(item)
-    if "HOME" not in where:
+    if "HOME" not in where and home is not None:
         out.append(f"HOME={home}")
     return out
 
@@ -316,7 +358,9 @@ def inspect_json(
     c, s = record.config, record.state
     argv = c.argv
     bindings = port_bindings(c.ports)
-    binds = [f"{m.source}:{m.destination}{':ro' if m.readonly else ''}" for m in c.mounts] or None
+    binds = [f"{m.source}:{m.destination}{':ro' if m.readonly else ''}" for m in c.mounts if not m.explicit] or None
+    explicit = [{"Type": m.type, **({"Source": m.source} if m.source else {}), "Target": m.destination,
+                 **({"ReadOnly": True} if m.readonly else {})} for m in c.mounts if m.explicit]
     return {
         "Id": c.id,
         "Created": c.created,
@@ -349,23 +393,24 @@ def inspect_json(
             "AutoRemove": c.auto_remove,
             "VolumeDriver": "",
             "VolumesFrom": None,
-            "CapAdd": None,
-            "CapDrop": None,
+            "CapAdd": list(c.cap_add) or None,
+            "CapDrop": list(c.cap_drop) or None,
             "CgroupnsMode": "private",
-            "Dns": [],
+            "Dns": list(c.dns),
             "DnsOptions": [],
             "DnsSearch": [],
-            "ExtraHosts": None,
+            "ExtraHosts": list(c.extra_hosts) or None,
             "GroupAdd": None,
             "IpcMode": "private",
             "Cgroup": "",
             "Links": None,
             "OomScoreAdj": 0,
             "PidMode": "",
-            "Privileged": False,
+            "Privileged": c.privileged,
             "PublishAllPorts": False,
-            "ReadonlyRootfs": False,
+            "ReadonlyRootfs": c.readonly_rootfs,
             "SecurityOpt": list(c.security_opt) or None,
+            **({"Tmpfs": dict(c.tmpfs)} if c.tmpfs else {}),
             "UTSMode": "",
             "UsernsMode": "",
             "ShmSize": 67108864,
@@ -397,13 +442,15 @@ def inspect_json(
             "MemorySwappiness": None,
             "OomKillDisable": False,
             "PidsLimit": c.pids_limit,
-            "Ulimits": [],
+            "Ulimits": [{"Name": n, "Hard": hard, "Soft": soft} for n, soft, hard in c.ulimits],
             "CpuCount": 0,
             "CpuPercent": 0,
             "IOMaximumIOps": 0,
             "IOMaximumBandwidth": 0,
-            "MaskedPaths": list(MASKED_PATHS),
-            "ReadonlyPaths": list(READONLY_PATHS),
+            **({"Mounts": explicit} if explicit else {}),
+            # --privileged takes them away, as Docker's inspect shows (null).
+            "MaskedPaths": None if c.privileged else list(MASKED_PATHS),
+            "ReadonlyPaths": None if c.privileged else list(READONLY_PATHS),
             **({"Init": True} if c.init else {}),  # Docker leaves Init out unless --init was given
         },
         "GraphDriver": {"Data": storage, "Name": driver},
@@ -411,14 +458,14 @@ def inspect_json(
         "Config": {
             "Hostname": c.hostname,
             "Domainname": "",
-            "User": "",
-            "AttachStdin": False,
-            "AttachStdout": False,
-            "AttachStderr": False,
+            "User": c.user,
+            "AttachStdin": "stdin" in c.attach,
+            "AttachStdout": "stdout" in c.attach,
+            "AttachStderr": "stderr" in c.attach,
             "ExposedPorts": {p: {} for p in c.exposed_ports} or None,
             "Tty": c.tty,
             "OpenStdin": c.open_stdin,
-            "StdinOnce": False,
+            "StdinOnce": "stdin" in c.attach,
             "Env": list(c.env),
             "Cmd": list(c.cmd) or None,
             "Image": c.image,

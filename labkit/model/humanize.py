@@ -257,3 +257,55 @@ def status_string(state: Mapping[str, Any], now: datetime) -> str:
     if _is_zero(state.get("FinishedAt")):
         return ""
     return f"Exited ({code}) {human_duration(_since(state.get('FinishedAt'), now))} ago"
+
+
+_GO_DURATION = re.compile(r"[-+]?(?:(?:\d+(?:\.\d*)?|\.\d+)(?:ns|us|µs|μs|ms|s|m|h))+")
+_GO_UNITS = {"ns": 1e-9, "us": 1e-6, "µs": 1e-6, "μs": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0, "h": 3600.0}
+
+
+def _go_duration(text: str) -> float | None:
+    """Seconds in a Go duration (``10m``, ``1h30m``, ``1.5s``; ``0`` alone is one), or None if it is not one."""
+    if text == "0":
+        return 0.0
+    if not _GO_DURATION.fullmatch(text):
+        return None
+    sign = -1.0 if text.startswith("-") else 1.0
+    parts = re.findall(r"(\d+(?:\.\d*)?|\.\d+)(ns|us|µs|μs|ms|s|m|h)", text)
+    return sign * sum(float(n) * _GO_UNITS[unit] for n, unit in parts)
+
+
+def parse_timestamp(value: str, now: datetime) -> float:
+    """``logs --since/--until``: a moment as unix seconds, read as Docker's client reads it
+    (moby's ``api/types/time.GetTimestamp``).
+
+    A Go duration (``10m``, ``1h30m``) counts back from ``now``; RFC 3339 times with or without a zone
+    (``2024-05-01T12:00:00Z``, ``2024-05-01T12:00``, ``2024-05-01``; without a zone, in ``now``'s);
+    unix seconds with an optional fraction (``1714564800``, ``1714564800.5``).
+
+    Raises:
+        InvalidArgument: None of those.
+    """
+    seconds = _go_duration(value)
+    if seconds is not None and value != "0":
+        return now.timestamp() - seconds
+    zone = now.tzinfo or timezone.utc
+    in_location = not (any(c in value for c in "zZ+") or value.count("-") == 3)
+    text = value
+    if text.endswith(("z", "Z")):
+        text = text[:-1] + "+00:00"
+    formats = ("%Y-%m-%dT%H:%M:%S.%f", "%Y-%m-%dT%H:%M:%S", "%Y-%m-%dT%H:%M", "%Y-%m-%dT%H", "%Y-%m-%d")
+    for fmt in formats:
+        for candidate in ((text,) if in_location else (text, re.sub(r"([+-]\d\d):?(\d\d)$", r"\1\2", text))):
+            try:
+                moment = datetime.strptime(re.sub(r"(\.\d{6})\d+", r"\1", candidate), fmt + ("" if in_location
+                                                                                          else "%z"))
+            except ValueError:
+                continue
+            return (moment.replace(tzinfo=zone) if in_location else moment).timestamp()
+    if "-" in value:
+        raise InvalidArgument(f'parsing time "{value}": it is not an RFC 3339 time',
+                              "Write a time like 2024-05-01T12:00:00Z, a duration like 10m, or unix seconds")
+    if re.fullmatch(r"\d+(\.\d{1,9})?", value):
+        return float(value)
+    raise InvalidArgument(f'failed to parse value as time or duration: "{value}"',
+                          "Write a time like 2024-05-01T12:00:00Z, a duration like 10m, or unix seconds")

@@ -86,7 +86,7 @@ from typing import IO, Any
 from labkit import tars
 from labkit.errors import HostUnsupported, InvalidArgument, LabkitError, NoSuchContainer, StartFailed
 from labkit.images.ownership import HostIds, Ownership, OwnIds
-from labkit.model import events
+from labkit.model import events, hostconfig
 from labkit.model.container import HOSTS, ContainerRecord, process_env
 from labkit.model.overlay import (
     CopyUp,
@@ -103,6 +103,7 @@ from labkit.model.overlay import (
     WhiteoutNode,
 )
 from labkit.model.runtime import CgroupReading, Exited, Launched
+from labkit.model.seccomp import seccomp_profile
 from labkit.model.views import NetworkView, ProcessView
 from labkit.sim import cgroups, images, namespaces, network, programs, saved
 from labkit.sim import process as proc_mod
@@ -301,13 +302,23 @@ class SimBackend:
         cdir = self.store.container_dir(record.id)
         if not cdir.is_dir():  # removed by another process since the record was read: make nothing
             raise NoSuchContainer(record.id)
-        files = {"hostname": record.config.hostname + "\n", "hosts": HOSTS, "resolv.conf": _resolv_conf()}
+        c = record.config
+        gateway = ""
+        if any(h.endswith(":host-gateway") for h in c.extra_hosts):
+            from labkit.networks import Networks
+
+            gateway = Networks(self.store).get("bridge")["IPAM"]["Config"][0]["Gateway"]
+        files = {"hostname": c.hostname + "\n", "hosts": HOSTS + hostconfig.extra_hosts_lines(c.extra_hosts, gateway),
+                 "resolv.conf": hostconfig.resolv_conf(_resolv_conf(), c.dns)}
         for name, text in files.items():
             (cdir / name).write_text(text)
         return {f"/etc/{name}": str(cdir / name) for name in ETC_FILES}
 
-    def start(self, record: ContainerRecord, image: Any, console: Any = None) -> Launched:
+    def start(self, record: ContainerRecord, image: Any, console: Any = None, stdin: int | None = None) -> Launched:
         c = record.config
+        # -i without -t: what the caller pipes in, read to its end first (the simulated PID 1 reads it all at once);
+        # without a caller, nothing (a read that would wait on the held-open pipe ends at once here).
+        given = _read_input(stdin) if stdin is not None and c.open_stdin and not c.tty else b""
         with self._locked() as w:
             ct = self._container(w, record, image)
             ct.lowers = list(image.lowerdirs())
@@ -337,7 +348,7 @@ class SimBackend:
                 self._step(w, events.cgroup_write(str(cg / name), value, _LIMIT_WHY.get(name, "a limit")), record.id)
             namespaces.enter_new(ct, c.hostname)
             vfs = Vfs(w, ct)
-            for m in c.mounts:
+            for m in (m for m in c.mounts if m.type != "tmpfs"):
                 # As pid1.c's bind_mount: the mount point is made in the container's filesystem first.
                 src = self._host_path(m)
                 if os.path.isdir(src):
@@ -345,17 +356,24 @@ class SimBackend:
                 elif not vfs.exists(m.destination):
                     vfs.makedirs(os.path.dirname(m.destination))
                     vfs.touch(m.destination)
-            ct.mounts += [(m.destination, self._host_path(m), m.readonly) for m in c.mounts]
+            ct.mounts += [(m.destination, self._host_path(m), m.readonly) for m in c.mounts if m.type != "tmpfs"]
+            ct.mounts += self._tmpfs(record, vfs)
             workdir = c.workdir or "/"
             try:
                 vfs.makedirs(workdir)
             except OSError:
                 raise StartFailed(f'chdir to cwd ("{workdir}") set in config.json failed: not a directory', 128) \
                     from None
-            env = programs.env_dict(process_env(c.env, c.hostname, c.tty))
+            ct.readonly_rootfs = c.readonly_rootfs  # after the mount points and workdir, as pid1.c remounts / last
+            user = self._user(vfs, c.user)
+            env = programs.env_dict(process_env(c.env, c.hostname, c.tty, home=None if user else "/root"))
+            if user is not None:
+                env.setdefault("HOME", user.home)
             prog = programs.lookup(w, ct, list(c.argv), env, workdir)
+            self._check_rlimits(c.ulimits)
             pid1 = programs.start(w, ct, prog, list(c.argv), env=env, cwd=workdir,
-                                  fds={1: ("log", "stdout"), 2: ("log", "stderr")})
+                                  fds={1: ("log", "stdout"), 2: ("log", "stderr")}, stdin=given)
+            self._become(pid1, record, user)
             ct.pid1 = pid1.hpid
             ct.starts += 1
             started = w.now
@@ -364,6 +382,70 @@ class SimBackend:
             self._step(w, events.execve(list(c.argv), pid1.hpid), record.id)
             advance(w, w.now, step=programs.step)
             return Launched(pid1.hpid, int(started * 100), 0, w.rfc3339(started))
+
+    def _tmpfs(self, record: ContainerRecord, vfs: Vfs) -> list[tuple[str, str, bool]]:
+        """``--tmpfs`` and ``--mount type=tmpfs``: each an empty directory of its own, made afresh at every start
+        (a tmpfs holds nothing from one mount to the next), mounted as a volume is."""
+        c = record.config
+        wanted = [(dest, "ro" in opts.split(",")) for dest, opts in c.tmpfs.items()]
+        wanted += [(m.destination, m.readonly) for m in c.mounts if m.type == "tmpfs"]
+        base = self.store.container_dir(record.id) / "tmpfs"
+        shutil.rmtree(base, ignore_errors=True)
+        out = []
+        for n, (dest, ro) in enumerate(wanted):
+            (base / str(n)).mkdir(parents=True)
+            (base / str(n)).chmod(0o1777)
+            vfs.makedirs(dest)
+            out.append((dest, str(base / str(n)), ro))
+        return out
+
+    def _user(self, vfs: Vfs, spec: str) -> hostconfig.User | None:
+        """``-u``/``exec -u`` read in the container's files (as pid1.c's resolve_user); None: root."""
+        if not spec:
+            return None
+
+        def text(path: str) -> str:
+            try:
+                return vfs.read(path).decode(errors="replace")
+            except OSError:
+                return ""
+
+        try:
+            return hostconfig.resolve_user(spec, text("/etc/passwd"), text("/etc/group"))
+        except hostconfig.UnknownUser as err:
+            raise StartFailed(str(err), 128) from None
+
+    @staticmethod
+    def _check_rlimits(ulimits: tuple[tuple[str, int, int], ...]) -> None:
+        """``--ulimit`` above this host's hard limit is refused, as setrlimit(2) refuses it to a process without
+        CAP_SYS_RESOURCE (the simulated host's limits are those the simulator itself runs under)."""
+        try:
+            import resource
+        except ImportError:
+            return
+        for name, _, hard in ulimits:
+            which = getattr(resource, f"RLIMIT_{name.upper()}", None)
+            if which is None:
+                continue
+            host_hard = resource.getrlimit(which)[1]
+            if host_hard != resource.RLIM_INFINITY and (hard < 0 or hard > host_hard):
+                raise StartFailed(f"error during container init: error setting rlimit type "
+                                  f"{hostconfig.RLIMITS[name]}: operation not permitted", 128)
+
+    @staticmethod
+    def _become(p: proc_mod.Proc, record: ContainerRecord, user: hostconfig.User | None) -> None:
+        """What PID 1 or an exec'd process is as pid1.c's become() leaves it: its ids, its capabilities (none
+        effective for a user other than root, after execve(2)), its seccomp mode, its RLIMIT_NPROC."""
+        c = record.config
+        caps = hostconfig.capability_mask(hostconfig.capability_set(c.cap_add, c.cap_drop, c.privileged))
+        if user is not None:
+            p.uid, p.gid, p.groups = user.uid, user.gid, user.groups
+        else:
+            p.uid, p.gid, p.groups = 0, 0, ()  # as the real backend leaves root: no supplementary group set
+        p.cap_bnd = caps
+        p.cap_eff = caps if p.uid == 0 else 0
+        p.seccomp = 0 if c.privileged or seccomp_profile(c.security_opt) is None else 2
+        p.nproc = next((soft for name, soft, _ in c.ulimits if name == "nproc"), -1)
 
     def _attach_user(self, w: World, ct: SimContainer, record: ContainerRecord) -> dict[str, Any] | None:
         """A rootless container's network, as the rootless backend's ``_connect`` plans it (None: ``lo`` only)."""
@@ -473,7 +555,7 @@ class SimBackend:
     def exec(self, record: ContainerRecord, argv: list[str], env: list[str], workdir: str,
              stdout: IO[bytes] | int | None, stderr: IO[bytes] | int | None,
              stdin: IO[bytes] | int | None = None, tty: bool = False,
-             detach_keys: bytes = b"\x10\x11") -> int | None:
+             detach_keys: bytes = b"\x10\x11", user: str = "", detach: bool = False) -> int | None:
         if tty:
             raise HostUnsupported(*_NO_TERMINAL)
         if not argv:
@@ -487,11 +569,21 @@ class SimBackend:
             if not vfs.is_dir(cwd):
                 raise StartFailed(_EXEC_PREFIX + f'chdir to cwd ("{cwd}") set in config.json failed: '
                                   "no such file or directory", 126)
-            envd = programs.env_dict(process_env(env, record.config.hostname))
             try:
+                who = self._user(vfs, user or record.config.user)
+                envd = programs.env_dict(process_env(env, record.config.hostname, home=None if who else "/root"))
                 prog = programs.lookup(w, ct, list(argv), envd, cwd)
             except StartFailed as e:
                 raise StartFailed(_EXEC_PREFIX + e.message, e.exit_code) from None
+            if who is not None:
+                envd.setdefault("HOME", who.home)
+            if detach:  # exec -d: it runs as the world's time passes; nothing waits for it
+                try:
+                    p = programs.start(w, ct, prog, list(argv), env=envd, cwd=cwd, fds={1: ("null",), 2: ("null",)})
+                except BlockingIOError:
+                    raise StartFailed(_EXEC_PREFIX + "fork/exec: resource temporarily unavailable", 126) from None
+                self._become(p, record, who)
+                return None
             eid = next(_EXEC_IDS)
             proc_mod.EXEC_STREAMS[eid] = (stdout, stderr)
             fds = {1: ("exec", eid, "stdout") if stdout is not None else ("null",),
@@ -501,6 +593,7 @@ class SimBackend:
                     p = programs.start(w, ct, prog, list(argv), env=envd, cwd=cwd, fds=fds, stdin=_read_input(stdin))
                 except BlockingIOError:
                     raise StartFailed(_EXEC_PREFIX + "fork/exec: resource temporarily unavailable", 126) from None
+                self._become(p, record, who)
                 advance(w, w.now + HORIZON, lambda: p.hpid not in w.procs, step=programs.step)
                 if p.hpid in w.procs:
                     proc_mod.exit_proc(w, p, 137)  # it would never end: the simulator gives up on it

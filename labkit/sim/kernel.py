@@ -81,6 +81,7 @@ class SimContainer:
         init: Whether the ``-init`` layer (the /etc placeholders) is under the image layers.
         logs_on_disk: How many log lines were written to ``json.log``.
         upper_bytes: Bytes the writable layer's files hold (its share of the modelled disk).
+        readonly_rootfs: ``run --read-only``: writes to the overlay fail with EROFS (mounts keep their own mode).
     """
 
     id: str
@@ -111,6 +112,7 @@ class SimContainer:
     host_net: bool = False  # run --network host: it shares the host's network namespace
     net_left: dict[str, Any] | None = None  # the address PID 1's end took away, until the trace has told it
     upper_bytes: int = 0
+    readonly_rootfs: bool = False  # run --read-only: writes to the overlay fail with EROFS
 
 
 @dataclass

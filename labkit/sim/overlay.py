@@ -336,9 +336,36 @@ class Vfs:
     Paths are absolute. Errors are :class:`OSError` with the errno the syscall gives.
     """
 
-    def __init__(self, world: World, ct: SimContainer) -> None:
+    def __init__(self, world: World, ct: SimContainer, who: Any = None) -> None:
         self.world = world
         self.ct = ct
+        #: The process whose permissions are checked (its ``uid``, ``gid``, ``groups``); None: root's, none.
+        self.who = who
+
+    def _may(self, path: str, bit: int) -> None:
+        """Permission to read (4) or write (2) ``path`` for a process that is not root, by the owner, group and
+        other bits as the kernel reads them (generic_permission, fs/namei.c); EACCES without it."""
+        who = self.who
+        if who is None or who.uid == 0:
+            return
+        try:
+            st = self.stat(path, follow=True)
+        except OSError:
+            return  # what does not exist is refused by the operation itself
+        if st.kind == "dev":
+            return
+        if st.uid == who.uid:
+            allowed = st.mode >> 6
+        elif st.gid == who.gid or st.gid in who.groups:
+            allowed = st.mode >> 3
+        else:
+            allowed = st.mode
+        if not allowed & bit:
+            raise OSError(errno.EACCES, os.strerror(errno.EACCES), path)
+
+    def _may_create(self, path: str) -> None:
+        """Permission to make a name in ``path``'s directory, or to write ``path`` if it exists."""
+        self._may(path if self.exists(path) else os.path.dirname(path) or "/", 2)
 
     # -- the overlay -------------------------------------------------------------------------------
     @property
@@ -346,6 +373,8 @@ class Vfs:
         return overlay_of(self.world, self.ct)
 
     def _change(self, op: str, *args: Any) -> None:
+        if getattr(self.ct, "readonly_rootfs", False):  # run --read-only: / is mounted read-only
+            raise OSError(errno.EROFS, os.strerror(errno.EROFS), str(args[1] if op in ("symlink", "link") else args[0]))
         ov = self.overlay
         # Files changed now get the simulated wall-clock second as their mtime.
         ov = replace(ov, clock=int(self.world.epoch + self.world.now) - 1)
@@ -377,6 +406,12 @@ class Vfs:
         dest, src, ro = m
         return src + path[len(dest):], ro, dest
 
+    def _self(self, path: str) -> str:
+        """``/proc/self`` is the asking process's own directory (proc(5)); without one, it is left as it is."""
+        if self.who is not None and (path == "/proc/self" or path.startswith("/proc/self/")):
+            return f"/proc/{self.who.pid}" + path[len("/proc/self"):]
+        return path
+
     @staticmethod
     def _special(path: str) -> str | None:
         if path == "/proc" or path.startswith("/proc/"):
@@ -387,7 +422,7 @@ class Vfs:
 
     # -- reading -------------------------------------------------------------------------------------
     def stat(self, path: str, follow: bool = False) -> Stat:
-        path = _norm(path)
+        path = self._self(_norm(path))
         if self._special(path) == "dev":
             return Stat("dev", 0o666, 0, rdev=DEVICES[path], ino=DEVICES[path][1] + 1)
         if self._special(path) == "proc":
@@ -431,11 +466,12 @@ class Vfs:
             return False
 
     def read(self, path: str) -> bytes:
-        path = _norm(path)
+        path = self._self(_norm(path))
         if self._special(path) == "dev":
             return b""
         if self._special(path) == "proc":
             return procfs.read(self.world, self.ct, path)
+        self._may(path, 4)
         host = self._host(path)
         if host is not None:
             if os.path.isdir(host[0]):
@@ -445,7 +481,7 @@ class Vfs:
         return bytes(self.overlay.read(path))  # a big image file's bytes are read from its layer only now
 
     def readdir(self, path: str) -> list[str]:
-        path = _norm(path)
+        path = self._self(_norm(path))
         if self._special(path) == "proc":
             return procfs.listdir(self.world, self.ct, path)
         host = self._host(path)
@@ -495,6 +531,7 @@ class Vfs:
             return
         if kind == "proc":
             raise OSError(errno.EACCES, os.strerror(errno.EACCES), path)
+        self._may_create(path)
         host = self._host(path)
         if host is not None:
             hp = self._host_write(host, path)
@@ -529,6 +566,8 @@ class Vfs:
     def append_open(self, path: str) -> None:
         """open(O_WRONLY|O_CREAT|O_APPEND): a ``>>`` redirect copies up at open."""
         path = _norm(path)
+        if not self._special(path):
+            self._may_create(path)
         if self._special(path) or self._host(path) is not None:
             if self._host(path) is not None:
                 with open(self._host_write(self._host(path), path), "ab"):  # type: ignore[arg-type]
@@ -539,6 +578,7 @@ class Vfs:
     def touch(self, path: str) -> None:
         """``touch``: utimes(2) on an existing file (a copy-up!), else create it empty."""
         path = _norm(path)
+        self._may_create(path)
         host = self._host(path)
         if host is not None:
             hp = self._host_write(host, path)
@@ -553,6 +593,7 @@ class Vfs:
 
     def mkdir(self, path: str) -> None:
         path = _norm(path)
+        self._may(os.path.dirname(path) or "/", 2)
         host = self._host(path)
         if host is not None:
             os.mkdir(self._host_write(host, path))
@@ -566,6 +607,7 @@ class Vfs:
     def unlink(self, path: str) -> None:
         path = _norm(path)
         self._busy(path)
+        self._may(os.path.dirname(path) or "/", 2)
         host = self._host(path)
         if host is not None:
             os.unlink(self._host_write(host, path))
@@ -618,9 +660,9 @@ class Vfs:
                 self.mkdir(cur)
 
 
-def vfs_for(world: World, cid: str) -> Vfs:
-    """The filesystem container ``cid``'s processes see."""
-    return Vfs(world, world.containers[cid])
+def vfs_for(world: World, cid: str, who: Any = None) -> Vfs:
+    """The filesystem container ``cid``'s processes see (``who``: the process whose permissions count)."""
+    return Vfs(world, world.containers[cid], who)
 
 
 def _differs(upper: Any, lower: Any) -> bool:

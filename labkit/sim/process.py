@@ -75,6 +75,11 @@ class Proc:
         dash_c: A shell running ``sh -c``: it execs its last simple command instead of forking (as ash does).
         fork_retries: busybox ``watch``: a fork(2) refused (EAGAIN, the pids limit) is not fatal, as it is to ash;
             system(3) returns -1 and watch tries again at its next interval.
+        uid / gid / groups: Who it runs as (``-u``); a child inherits them, as fork(2) does.
+        cap_eff / cap_bnd: Its effective and bounding capability sets (bit masks, ``/proc/PID/status``).
+        seccomp: Its seccomp mode (2: a filter, 0: none, ``--privileged``).
+        nproc: Its ``RLIMIT_NPROC`` soft limit (-1: none): a fork by a non-root user with that many processes
+            of its uid fails with EAGAIN (setrlimit(2)).
     """
 
     hpid: int
@@ -111,6 +116,13 @@ class Proc:
     started: float = 0.0
     dash_c: bool = False
     fork_retries: bool = False
+    uid: int = 0
+    gid: int = 0
+    groups: tuple[int, ...] = ()
+    cap_eff: int = 0
+    cap_bnd: int = 0
+    seccomp: int = 2
+    nproc: int = -1
 
 
 #: Live output streams of running ``exec`` calls, by id: ``(stdout, stderr)`` (not saved with the world).
@@ -231,6 +243,9 @@ def spawn(world: World, ct: SimContainer, argv: list[str], kind: str, *, parent:
     """
     if check_pids and not cgroups.can_fork(world, ct):
         raise BlockingIOError(errno.EAGAIN, "Resource temporarily unavailable")
+    if parent is not None and parent.uid != 0 and parent.nproc >= 0 and \
+            sum(1 for q in world.procs.values() if q.uid == parent.uid) >= parent.nproc:
+        raise BlockingIOError(errno.EAGAIN, "Resource temporarily unavailable")  # RLIMIT_NPROC (setrlimit(2))
     pid = ct.next_pid
     ct.next_pid += 1
     p = Proc(
@@ -240,6 +255,10 @@ def spawn(world: World, ct: SimContainer, argv: list[str], kind: str, *, parent:
         parent_hpid=parent.hpid if parent else 0, started=world.now,
     )
     p.shell_pid = pid
+    if parent is not None and parent.cid == ct.id:  # fork(2): who it is, its capabilities and limits go along
+        p.uid, p.gid, p.groups, p.cap_eff, p.cap_bnd = parent.uid, parent.gid, parent.groups, parent.cap_eff, \
+            parent.cap_bnd
+        p.seccomp, p.nproc = parent.seccomp, parent.nproc
     world.procs[p.hpid] = p
     if parent is not None:
         parent.children.append(p.hpid)

@@ -118,5 +118,9 @@ def _pid_file(ct: SimContainer, p: Any, name: str) -> bytes:
              "serve": "S (sleeping)"}.get(p.state, "R (running)")
     if ct.frozen:
         state = "D (disk sleep)"
-    return (f"Name:\t{comm[:15]}\nState:\t{state}\nPid:\t{p.pid}\nPPid:\t{p.ppid}\n"
-            f"VmRSS:\t{p.mem // 1024} kB\n").encode()
+    ids = f"Uid:\t{p.uid}\t{p.uid}\t{p.uid}\t{p.uid}\nGid:\t{p.gid}\t{p.gid}\t{p.gid}\t{p.gid}\n"
+    groups = "Groups:\t" + " ".join(str(g) for g in p.groups) + ("\n" if not p.groups else " \n")
+    caps = (f"CapInh:\t{0:016x}\nCapPrm:\t{p.cap_eff:016x}\nCapEff:\t{p.cap_eff:016x}\nCapBnd:\t{p.cap_bnd:016x}\n"
+            f"CapAmb:\t{0:016x}\nNoNewPrivs:\t1\nSeccomp:\t{p.seccomp}\n")
+    return (f"Name:\t{comm[:15]}\nState:\t{state}\nPid:\t{p.pid}\nPPid:\t{p.ppid}\n{ids}{groups}"
+            f"VmRSS:\t{p.mem // 1024} kB\n{caps}").encode()

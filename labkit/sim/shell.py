@@ -542,7 +542,7 @@ def _pipeline(world: World, p: Proc, ex: Exec, frame: list, op: tuple) -> None:
 def _apply_redirs(world: World, p: Proc, ex: Exec, redirs: list) -> dict | None:
     """Open the redirections' files; returns the saved fds (to restore), or None after an error."""
     saved = {"fds": dict(p.fds), "stdin": p.stdin, "pos": p.stdin_pos}
-    vfs = vfs_for(world, p.cid)
+    vfs = vfs_for(world, p.cid, p)
     for fd, op, word in redirs:
         target = "".join(expand_word(world, p, ex, word, glob=False))
         if op in (">&", "<&"):

@@ -115,8 +115,8 @@ class FakeEngine:
             return Handle("c" * 64, ["CPU quota discarded: nothing here enforces it"])
         return Handle("c" * 64)
 
-    def start(self, ref: str) -> None:
-        self._record("start", ref)
+    def start(self, ref: str, **kwargs: Any) -> None:
+        self._record("start", ref, **kwargs)
         if ref != "c" * 64:
             self._find(ref)
 
@@ -1040,12 +1040,18 @@ def test_it_without_a_terminal_to_read_is_refused_as_docker_does(labkit, engine,
     assert not engine.called("create") and not engine.called("exec")
 
 
-def test_stdin_without_a_terminal_for_pid1_is_refused_in_plain_words(labkit, engine) -> None:
-    """``run -i`` without -t: one usage line saying PID 1's stdin is /dev/null and what to do instead (125)."""
-    r = labkit("run", "-i", "busybox", "sh")
-    assert r.code == 125
-    assert "-i without -t is not supported" in r.err and len(r.err.splitlines()) == 1
-    assert not engine.called("create")
+def test_stdin_without_a_terminal_is_handed_to_pid1(labkit, engine) -> None:
+    """``run -i`` without -t: the engine is asked for open_stdin, the attached streams Docker records, and a start
+    with the caller's stdin (fd 0); ``run -di`` starts it without (its stdin stays open, unwritten)."""
+    labkit("run", "-i", "busybox", "cat")
+    (_, kw), = engine.called("create")
+    assert kw["open_stdin"] is True and kw["attach"] == ("stdout", "stderr", "stdin")
+    assert engine.called("start")[0][1] == {"stdin": 0}
+    engine.calls.clear()
+    labkit("run", "-di", "busybox", "sh")
+    (_, kw), = engine.called("create")
+    assert kw["open_stdin"] is True and "attach" not in kw
+    assert engine.called("start")[0][1] == {}
 
 
 def test_create_t_asks_for_a_terminal(labkit, engine) -> None:

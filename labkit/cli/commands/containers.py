@@ -33,7 +33,7 @@ def cmd_start(session: Session, args: argparse.Namespace) -> int:
                                  detach_keys=args.detach_keys, start=True)
             return detached(session, code, said=False, escaped=0)
         seen = sum(1 for _ in engine.logs(ref))  # output of earlier runs is not replayed
-        engine.start(ref)
+        engine.start(ref, **({"stdin": 0} if args.interactive else {}))
         entries = engine.logs(ref, follow=True)
         for _ in range(seen):
             next(entries, None)
@@ -145,7 +145,8 @@ def cmd_ps(session: Session, args: argparse.Namespace) -> int:
     last = 1 if args.latest else args.last
     # A status filter looks at every container, as -a does: `ps -f status=exited` lists the exited ones.
     # The engine's list is newest first by the full-precision creation time (Created is whole seconds).
-    items = list(session.engine.ps(all=args.all or last is not None or "status" in filters))
+    items = list(session.engine.ps(all=args.all or last is not None or "status" in filters,
+                                   **({"size": True} if args.size else {})))
     items = [item for item in items if _matches(item, filters)]
     if last is not None and last >= 0:
         items = items[:last]
@@ -154,15 +155,16 @@ def cmd_ps(session: Session, args: argparse.Namespace) -> int:
     if args.quiet:
         session.out.write("".join(row["ID"] + "\n" for row in rows))
         return 0
-    session.out.write(render_rows(args.format or PS_TABLE, rows, PS_HEADERS, "container"))
+    session.out.write(render_rows(args.format or (PS_TABLE + "\\t{{.Size}}" if args.size else PS_TABLE), rows,
+                                  PS_HEADERS, "container"))
     return 0
 
 
 def cmd_inspect(session: Session, args: argparse.Namespace) -> int:
     """Print objects as a JSON array (or through ``-f``), looking in containers, images, volumes."""
     engine = session.engine
-    lookups = {"container": engine.inspect, "image": engine.inspect_image, "volume": engine.inspect_volume,
-               "network": engine.inspect_network}
+    lookups = {"container": (lambda ref: engine.inspect(ref, size=True)) if args.size else engine.inspect,
+               "image": engine.inspect_image, "volume": engine.inspect_volume, "network": engine.inspect_network}
     kinds = [args.type] if args.type else list(lookups)
     try:
         template = Template(args.format) if args.format else None
@@ -211,8 +213,23 @@ def _tail_arg(text: str) -> int | None:
 
 
 def cmd_logs(session: Session, args: argparse.Namespace) -> int:
-    """Print what the container wrote, to stdout and stderr as it wrote it."""
-    entries = session.engine.logs(args.container, follow=args.follow, tail=args.tail, timestamps=args.timestamps)
+    """Print what the container wrote, to stdout and stderr as it wrote it (``--since``/``--until``: a window)."""
+    from datetime import datetime, timezone  # only when logs are asked for
+
+    from labkit.model.humanize import parse_timestamp
+
+    bounds: dict[str, float] = {}
+    now = datetime.now(timezone.utc).astimezone()
+    for name in ("since", "until"):
+        value = getattr(args, name)
+        if value:
+            try:
+                bounds[name] = parse_timestamp(value, now)
+            except InvalidArgument as error:  # refused by Docker's client before it asks the daemon
+                session.error(f'invalid value for "{name}": {error.message}')
+                return 1
+    entries = session.engine.logs(args.container, follow=args.follow, tail=args.tail, timestamps=args.timestamps,
+                                  **bounds)
     stream_logs(session, entries, timestamps=args.timestamps)
     return 0
 
@@ -238,7 +255,8 @@ def cmd_exec(session: Session, args: argparse.Namespace) -> int:
     if args.tty and not args.detach:
         code = session.engine.exec(args.container, list(args.command), env=env_from(args.env, os.environ) or None,
                                    workdir=args.workdir, stdin=0 if args.interactive else None,
-                                   stdout=fileno(session.out), tty=True, detach_keys=args.detach_keys)
+                                   stdout=fileno(session.out), tty=True, detach_keys=args.detach_keys,
+                                   **({"user": args.user} if args.user else {}))
         return detached(session, code)
     env = env_from(args.env, os.environ)
     with _byte_sink(session.out) as out, _byte_sink(session.err) as err:
@@ -251,6 +269,7 @@ def cmd_exec(session: Session, args: argparse.Namespace) -> int:
             stdout=out,
             stderr=err,
             stdin=0 if args.interactive else None,  # the caller's fd 0, in-process or handed to the engine
+            **({"user": args.user} if args.user else {}),
         )
     return int(code or 0)
 
@@ -363,10 +382,12 @@ def register(command: Command) -> None:
         help="name=, status=, id=, label=, ancestor=",
     )
     sub.add_argument("--format", metavar="TEMPLATE", help="Go template, e.g. '{{.Names}}' or 'table {{.ID}}'")
+    sub.add_argument("-s", "--size", action="store_true", help="show the writable layer's size (and the image's)")
 
     sub = command("inspect", cmd_inspect, "Return low-level information on containers, images or volumes")
     sub.add_argument("-f", "--format", metavar="TEMPLATE", help="Go template, e.g. '{{.State.Status}}'")
     sub.add_argument("--type", choices=("container", "image", "volume", "network"), help="only this kind of object")
+    sub.add_argument("-s", "--size", action="store_true", help="containers: add SizeRw and SizeRootFs")
     sub.add_argument("names", nargs="+", metavar="NAME")
 
     command("diff", cmd_diff, "Inspect changes to files on a container's filesystem").add_argument(
@@ -377,6 +398,8 @@ def register(command: Command) -> None:
     sub.add_argument("-f", "--follow", action="store_true", help="keep printing new output")
     sub.add_argument("-t", "--timestamps", action="store_true", help="show timestamps")
     sub.add_argument("-n", "--tail", type=_tail_arg, default=None, metavar="N", help="only the last N lines")
+    sub.add_argument("--since", metavar="TIME", help="from this time on: 2024-05-01T12:00:00Z, 10m, or unix seconds")
+    sub.add_argument("--until", metavar="TIME", help="up to this time: 2024-05-01T12:00:00Z, 10m, or unix seconds")
     sub.add_argument("container", metavar="CONTAINER")
 
     sub = command("exec", cmd_exec, "Execute a command in a running container")
@@ -384,6 +407,7 @@ def register(command: Command) -> None:
                      help="set an environment variable")
     sub.add_argument("-w", "--workdir", help="working directory inside the container")
     sub.add_argument("-d", "--detach", action="store_true", help="run the command in the background")
+    sub.add_argument("-u", "--user", metavar="USER[:GROUP]", help="run as this uid[:gid] or name of /etc/passwd")
     sub.add_argument("-i", "--interactive", action="store_true", help="pass stdin to the command (through a pipe)")
     sub.add_argument("-t", "--tty", action="store_true", help="give the command a terminal of the container's")
     sub.add_argument("--detach-keys", metavar="KEYS", help="keys that detach from the command (ctrl-p,ctrl-q)")

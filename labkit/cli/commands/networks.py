@@ -5,9 +5,10 @@ from __future__ import annotations
 import argparse
 
 from labkit.cli.errors import Parser
-from labkit.cli.formatters import short_id, tabwrite
-from labkit.cli.session import Command, Session, each, usage_for
+from labkit.cli.formatters import NETWORK_HEADERS, NETWORK_TABLE, network_fields, render_rows, short_id
+from labkit.cli.session import Command, Session, each, parsed_template, usage_for
 from labkit.cli.templates import json_text
+from labkit.errors import NotFound
 
 
 def cmd_network_create(session: Session, args: argparse.Namespace) -> int:
@@ -17,14 +18,13 @@ def cmd_network_create(session: Session, args: argparse.Namespace) -> int:
 
 
 def cmd_network_ls(session: Session, args: argparse.Namespace) -> int:
-    """List networks: NETWORK ID, NAME, DRIVER, SCOPE."""
+    """List networks: NETWORK ID, NAME, DRIVER, SCOPE, or what ``--format`` asks."""
     nets = session.engine.network_ls()
     if args.quiet:
-        session.out.write("".join(short_id(n["Id"]) + "\n" for n in nets))
+        session.out.write("".join((n["Id"] if args.no_trunc else short_id(n["Id"])) + "\n" for n in nets))
         return 0
-    lines = ["NETWORK ID\tNAME\tDRIVER\tSCOPE"] + [
-        f"{short_id(n['Id'])}\t{n['Name']}\t{n['Driver']}\t{n.get('Scope', 'local')}" for n in nets]
-    session.out.write(tabwrite(lines))
+    rows = [network_fields(n, not args.no_trunc) for n in nets]
+    session.out.write(render_rows(args.format or NETWORK_TABLE, rows, NETWORK_HEADERS, "network"))
     return 0
 
 
@@ -40,9 +40,23 @@ def cmd_network_prune(session: Session, args: argparse.Namespace) -> int:
 
 
 def cmd_network_inspect(session: Session, args: argparse.Namespace) -> int:
-    """Print networks as a JSON array."""
-    session.out.write(json_text([session.engine.inspect_network(n) for n in args.networks], indent=4) + "\n")
-    return 0
+    """Print networks as a JSON array, or each through ``-f``; a missing one is named on stderr (exit 1)."""
+    template = parsed_template(session, args.format)
+    if template is False:
+        return 64  # Docker's inspect exits 64 (sysexits' EX_USAGE) when its template does not parse
+    found, errors = [], []
+    for name in args.networks:
+        try:
+            found.append(session.engine.inspect_network(name))
+        except NotFound as error:
+            errors.append(f"Error response from daemon: {error.one_line()}")
+    if template is not None:
+        session.out.write("".join(template.render(n) + "\n" for n in found))
+    else:
+        session.out.write(json_text(found, indent=4) + "\n")
+    for line in errors:
+        session.error(line)
+    return 1 if errors else 0
 
 
 def cmd_network_connect(session: Session, args: argparse.Namespace) -> int:
@@ -68,6 +82,8 @@ def register(command: Command) -> None:
     sub = networks.add_parser("ls", help="List networks")
     sub.set_defaults(handler=cmd_network_ls)
     sub.add_argument("-q", "--quiet", action="store_true", help="only ids")
+    sub.add_argument("--no-trunc", action="store_true", help="do not truncate the ids")
+    sub.add_argument("--format", metavar="TEMPLATE", help="Go template, 'table TEMPLATE' or 'json'")
     sub = networks.add_parser("rm", help="Remove one or more networks")
     sub.set_defaults(handler=cmd_network_rm)
     sub.add_argument("networks", nargs="+", metavar="NETWORK")
@@ -84,4 +100,5 @@ def register(command: Command) -> None:
     sub.add_argument("container", metavar="CONTAINER")
     sub = networks.add_parser("inspect", help="Display detailed information on one or more networks")
     sub.set_defaults(handler=cmd_network_inspect)
+    sub.add_argument("-f", "--format", metavar="TEMPLATE", help="Go template, e.g. '{{.IPAM.Config}}'")
     sub.add_argument("networks", nargs="+", metavar="NETWORK")

@@ -15,7 +15,7 @@ import warnings
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from labkit.cli.errors import PROG, NotATerminal, UsageError
+from labkit.cli.errors import PROG, NotATerminal
 from labkit.cli.formatters import full_image_ref
 from labkit.cli.session import Command, Session, detached, fileno, stream_logs
 from labkit.errors import InvalidArgument, InvalidOption, LabkitError, LabkitWarning, NoSuchImage
@@ -130,6 +130,7 @@ def _create_kwargs(args: argparse.Namespace) -> dict[str, Any]:
                             "Use one or the other: --rm removes the container when it exits, --restart starts it again")
     if args.network == "":
         raise InvalidOption("no name set for network", "Give --network a name: bridge, host, none or one you created")
+    _client_checks(args)
     return dict(
         name=args.name,
         entrypoint=args.entrypoint,
@@ -153,7 +154,31 @@ def _create_kwargs(args: argparse.Namespace) -> dict[str, Any]:
         security_opt=args.security_opt or None,
         **({"tty": True, "console_size": _console_size()} if args.tty else {}),
         **({"open_stdin": True} if args.interactive else {}),
+        # Docker's client attaches an undetached run or create to stdout and stderr, and -i adds stdin.
+        **({"attach": ("stdout", "stderr", *(("stdin",) if args.interactive else ()))}
+           if not getattr(args, "detach", False) else {}),
+        **{key: value for key, value in (
+            ("user", args.user), ("read_only", args.read_only), ("tmpfs", args.tmpfs), ("mounts", args.mount),
+            ("add_host", args.add_host), ("dns", args.dns), ("cap_add", args.cap_add), ("cap_drop", args.cap_drop),
+            ("privileged", args.privileged), ("ulimits", args.ulimit), ("platform", args.platform)) if value},
     )
+
+
+def _client_checks(args: argparse.Namespace) -> None:
+    """What Docker's client refuses in ``--add-host``, ``--dns``, ``--ulimit`` and ``--mount`` before it asks the
+    daemon: ``invalid argument "X" for "--flag" flag: …``, exit 125 for create as for run."""
+    from labkit.model import hostconfig
+
+    for flag, values, check in (("--add-host", args.add_host, hostconfig.parse_add_host),
+                                 ("--dns", args.dns, hostconfig.parse_dns),
+                                 ("--ulimit", args.ulimit, hostconfig.parse_ulimit),
+                                 ("--mount", args.mount, hostconfig.parse_mount)):
+        for value in values:
+            try:
+                check(value)
+            except InvalidArgument as error:
+                raise InvalidOption(f'invalid argument "{value}" for "{flag}" flag: {error.message}',
+                                    error.hint) from error
 
 
 def _console_size() -> tuple[int, int] | None:
@@ -168,14 +193,7 @@ def _console_size() -> tuple[int, int] | None:
 
 
 def check_terminal(args: argparse.Namespace, verb: str, attached: bool) -> None:
-    """``-i`` without ``-t`` for a container's PID 1 is not supported (its stdin is /dev/null: use a
-    terminal, or ``exec -i``); and ``-it`` attached needs a terminal to read from, as Docker's does."""
-    if args.interactive and not args.tty and verb != "exec":
-        raise UsageError(
-            f"{PROG} {verb}",
-            f"-i without -t is not supported: PID 1's stdin is /dev/null here; give it a terminal with -it, "
-            f"or pipe into one more process: '{PROG} exec -i web cat'",
-        )
+    """``-it`` attached needs a terminal to read from, as Docker's does; the detach keys must parse."""
     if attached and args.tty and args.interactive and not os.isatty(0):
         raise NotATerminal()
     if getattr(args, "detach_keys", None):
@@ -229,7 +247,8 @@ def cmd_run(session: Session, args: argparse.Namespace) -> int:
             raise
         return detached(session, code, said=False, escaped=0)
     try:
-        engine.start(cid)
+        # Attached -i: what is piped in reaches PID 1; detached (-di), its stdin stays open with nothing written.
+        engine.start(cid, **({"stdin": 0} if args.interactive and not detach else {}))
     except BaseException:
         if args.rm:  # Docker removes a --rm container whose start failed, whatever failed (a taken port too)
             with contextlib.suppress(LabkitError, OSError):
@@ -311,6 +330,24 @@ def _add_create_options(parser: argparse.ArgumentParser, run: bool) -> None:
     parser.add_argument("--stop-timeout", type=int64_arg, metavar="SECONDS", help="seconds to wait before SIGKILL")
     parser.add_argument("-l", "--label", action="append", default=[], type=_label_arg, metavar="K=V",
                         help="set a label")
+    parser.add_argument("-u", "--user", metavar="USER[:GROUP]",
+                        help="run as this uid[:gid] or name of the image's /etc/passwd")
+    parser.add_argument("--read-only", action="store_true", help="mount the container's / read-only")
+    parser.add_argument("--mount", action="append", default=[], metavar="type=…,target=…",
+                        help="type=bind|volume|tmpfs,source=…,target=…[,readonly]")
+    parser.add_argument("--tmpfs", action="append", default=[], metavar="PATH[:OPTS]",
+                        help="mount an empty tmpfs at PATH, e.g. /run:size=64m")
+    parser.add_argument("--add-host", action="append", default=[], metavar="NAME:IP", help="add a line to /etc/hosts")
+    parser.add_argument("--dns", action="append", default=[], metavar="IP", help="a name server for /etc/resolv.conf")
+    parser.add_argument("--cap-add", action="append", default=[], metavar="CAP",
+                        help="grant a capability (NET_ADMIN, CAP_SYS_TIME, ALL)")
+    parser.add_argument("--cap-drop", action="append", default=[], metavar="CAP", help="take away a capability (or ALL)")
+    parser.add_argument("--privileged", action="store_true",
+                        help="every capability, no seccomp, no masked paths, the host's devices: "
+                             "dangerous on a shared machine")
+    parser.add_argument("--ulimit", action="append", default=[], metavar="NAME=SOFT[:HARD]",
+                        help="a resource limit, e.g. nofile=1024:2048")
+    parser.add_argument("--platform", metavar="OS/ARCH", help="only this machine's platform, e.g. linux/amd64")
     parser.add_argument("image", metavar="IMAGE")
     parser.add_argument("command", nargs=argparse.REMAINDER, metavar="COMMAND [ARG...]")
 

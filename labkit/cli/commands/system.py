@@ -12,7 +12,8 @@ from typing import Any
 import labkit
 from labkit.cli.commands.images import cmd_images
 from labkit.cli.errors import PROG, UsageError
-from labkit.cli.session import Command, Session
+from labkit.cli.session import Command, Session, parsed_template
+from labkit.cli.templates import json_text
 from labkit.daemon import client as daemon
 from labkit.errors import HostUnsupported
 from labkit.model import humanize
@@ -130,8 +131,34 @@ def _labkit_version() -> str:
         return str(getattr(labkit, "__version__", "dev"))
 
 
+def _client_version() -> dict[str, Any]:
+    """``docker version``'s ``Client`` half, with labkit's values."""
+    return {"Platform": {"Name": "labkit"}, "Version": _labkit_version(), "ApiVersion": "1.51",
+            "DefaultAPIVersion": "1.51", "GitCommit": "", "GoVersion": "python" + sys.version.split()[0],
+            "Os": sys.platform, "Arch": _arch(), "BuildTime": "", "Context": "default"}
+
+
+def _formatted(session: Session, template: Any, data: dict[str, Any]) -> int:
+    """Print ``data`` through a ``--format`` template (``json`` is ``{{json .}}``), as version and info do."""
+    session.print(json_text(data) if template == "json" else template.render(data))
+    return 0
+
+
 def cmd_version(session: Session, args: argparse.Namespace) -> int:
-    """Print the client's and the engine's versions, laid out like ``docker version``."""
+    """Print the client's and the engine's versions, laid out like ``docker version``, or through ``--format``
+    (its dot is ``{Client, Server}``)."""
+    if args.format:
+        template = "json" if args.format.strip() == "json" else parsed_template(session, args.format)
+        if template is False:
+            return 64
+        data: dict[str, Any] = {"Client": _client_version(), "Server": None}
+        try:
+            data["Server"] = session.engine.version()
+        except Exception:
+            # Docker prints the template with the client half, then why the server did not answer (exit 1).
+            _formatted(session, template, data)
+            raise
+        return _formatted(session, template, data)
     client = ["Client:"] + _label_lines(
         [
             ("Version", _labkit_version()),
@@ -183,7 +210,15 @@ _INFO_LABELS = (
 
 
 def cmd_info(session: Session, args: argparse.Namespace) -> int:
-    """Print what the engine knows about itself and the host, like ``docker info``."""
+    """Print what the engine knows about itself and the host, like ``docker info``, or through ``--format``
+    (its dot is the engine's ``/info`` with ``ClientInfo`` beside it)."""
+    if args.format:
+        template = "json" if args.format.strip() == "json" else parsed_template(session, args.format)
+        if template is False:
+            return 64
+        data = {**session.engine.info(), "ClientInfo": {"Version": _labkit_version(), "Context": "default",
+                                                         "Debug": False, "Plugins": [], "Warnings": None}}
+        return _formatted(session, template, data)
     info = session.engine.info()
     lines = ["Client:", f" Version:    {_labkit_version()}", "", "Server:"]
     lines.append(f" Containers: {info.get('Containers', 0)}")
@@ -224,7 +259,9 @@ def register(command: Command) -> None:
     sub.add_argument("--seconds", type=float, default=5.0, metavar="S", help="resources: how long to sample")
 
     command("doctor", cmd_doctor, "Explain what this host allows and which backend labkit will use")
-    command("version", cmd_version, "Show the labkit version information")
+    sub = command("version", cmd_version, "Show the labkit version information")
+    sub.add_argument("-f", "--format", metavar="TEMPLATE", help="Go template, e.g. '{{.Server.Version}}', or 'json'")
     sub = command("server", cmd_server, "Show or stop the resident engine that runs labkit commands")
     sub.add_argument("action", choices=("status", "stop"), help="status: is it running; stop: end it")
-    command("info", cmd_info, "Display system-wide information")
+    sub = command("info", cmd_info, "Display system-wide information")
+    sub.add_argument("-f", "--format", metavar="TEMPLATE", help="Go template, e.g. '{{.ServerVersion}}', or 'json'")

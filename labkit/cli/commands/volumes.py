@@ -6,9 +6,9 @@ import argparse
 from collections.abc import Mapping
 
 from labkit.cli.errors import Parser
-from labkit.cli.formatters import tabwrite
-from labkit.cli.session import Command, Session, each, usage_for
-from labkit.cli.templates import Template, json_text
+from labkit.cli.formatters import VOLUME_HEADERS, VOLUME_TABLE, render_rows, volume_fields
+from labkit.cli.session import Command, Session, each, parsed_template, usage_for
+from labkit.cli.templates import json_text
 from labkit.errors import NotFound
 from labkit.model import humanize
 
@@ -21,13 +21,13 @@ def cmd_volume_create(session: Session, args: argparse.Namespace) -> int:
 
 
 def cmd_volume_ls(session: Session, args: argparse.Namespace) -> int:
-    """List volumes: DRIVER and VOLUME NAME."""
+    """List volumes: DRIVER and VOLUME NAME, or what ``--format`` asks."""
     volumes = session.engine.volume_ls()
     if args.quiet:
         session.out.write("".join(v.get("Name", "") + "\n" for v in volumes))
         return 0
-    lines = ["DRIVER\tVOLUME NAME"] + [f"{v.get('Driver', 'local')}\t{v.get('Name', '')}" for v in volumes]
-    session.out.write(tabwrite(lines))
+    rows = [volume_fields(v) for v in volumes]
+    session.out.write(render_rows(args.format or VOLUME_TABLE, rows, VOLUME_HEADERS, "volume"))
     return 0
 
 
@@ -37,15 +37,17 @@ def cmd_volume_rm(session: Session, args: argparse.Namespace) -> int:
 
 
 def cmd_volume_inspect(session: Session, args: argparse.Namespace) -> int:
-    """Print volumes as a JSON array."""
+    """Print volumes as a JSON array, or each through ``-f``."""
+    template = parsed_template(session, args.format)
+    if template is False:
+        return 64
     found, errors = [], []
     for name in args.volumes:
         try:
             found.append(session.engine.inspect_volume(name))
         except NotFound as error:
             errors.append(f"Error response from daemon: {error.one_line()}")
-    if args.format:
-        template = Template(args.format)
+    if template is not None:
         session.out.write("".join(template.render(v) + "\n" for v in found))
     else:
         session.print(json_text(found, indent=4))
@@ -84,6 +86,7 @@ def register(command: Command) -> None:
     sub = volumes.add_parser("ls", help="List volumes")
     sub.set_defaults(handler=cmd_volume_ls)
     sub.add_argument("-q", "--quiet", action="store_true", help="only names")
+    sub.add_argument("--format", metavar="TEMPLATE", help="Go template, 'table TEMPLATE' or 'json'")
     sub = volumes.add_parser("rm", help="Remove one or more volumes")
     sub.set_defaults(handler=cmd_volume_rm)
     sub.add_argument("-f", "--force", action="store_true", help="remove even if in use")

@@ -31,7 +31,7 @@ class Ctx:
         self.world = world
         self.proc = proc
         self.name = name or (os.path.basename(proc.argv[0]) if proc.argv else "sh")  # busybox's applet_name
-        self.vfs = vfs_for(world, proc.cid)
+        self.vfs = vfs_for(world, proc.cid, proc)
         self.write_failed = False
 
     def out(self, text: str | bytes) -> None:

@@ -3,7 +3,7 @@ date, kill, pwd.
 
 What they report is the simulated world's: the container's hostname (its
 UTS namespace), its processes under their namespaced PIDs, the simulated
-clock. Inside, the user is root (uid 0), as a user namespace maps it.
+clock. Inside, the user is root (uid 0) unless ``-u`` named another.
 """
 
 from __future__ import annotations
@@ -45,20 +45,46 @@ def _hostname(c: Ctx, args: list[str]) -> int:
     return 0
 
 
+def _names(c: Ctx, path: str) -> dict[int, str]:
+    """Names by id from the container's ``/etc/passwd`` or ``/etc/group`` (as getpwuid(3) reads them)."""
+    try:
+        text = c.vfs.read(path).decode(errors="replace")
+    except OSError:
+        return {}
+    out: dict[int, str] = {}
+    for line in text.splitlines():
+        f = line.split(":")
+        if len(f) >= 3 and f[2].isdigit():
+            out.setdefault(int(f[2]), f[0])
+    return out
+
+
 def _id(c: Ctx, args: list[str]) -> int:
-    if "-u" in args:
-        c.out("0\n")
-    elif "-g" in args:
-        c.out("0\n")
-    elif "-un" in args or args[1:] == ["-u", "-n"]:
-        c.out("root\n")
+    """busybox id: the process's uid, gid and groups, each with its name where the container's files give one."""
+    p = c.proc
+    users, groups = _names(c, "/etc/passwd"), _names(c, "/etc/group")
+
+    def named(n: int, names: dict[int, str]) -> str:
+        return f"{n}({names[n]})" if n in names else str(n)
+
+    if "-u" in args or "-un" in args:
+        c.out((users.get(p.uid, str(p.uid)) if "-n" in args or "-un" in args else str(p.uid)) + "\n")
+    elif "-g" in args or "-gn" in args:
+        c.out((groups.get(p.gid, str(p.gid)) if "-n" in args or "-gn" in args else str(p.gid)) + "\n")
     else:
-        c.out("uid=0(root) gid=0(root)\n")
+        line = f"uid={named(p.uid, users)} gid={named(p.gid, groups)}"
+        if p.groups:
+            line += " groups=" + ",".join(named(g, groups) for g in p.groups)
+        c.out(line + "\n")
     return 0
 
 
 def _whoami(c: Ctx, args: list[str]) -> int:
-    c.out("root\n")
+    users = _names(c, "/etc/passwd")
+    if c.proc.uid not in users:
+        c.err(f"whoami: unknown uid {c.proc.uid}\n")
+        return 1
+    c.out(users[c.proc.uid] + "\n")
     return 0
 
 
@@ -70,6 +96,7 @@ def _ps(c: Ctx, args: list[str]) -> int:
     widths = {"pid": 5, "ppid": 5, "user": 8, "rss": 5, "stat": 4}
     names = {"comm": "COMMAND", "args": "COMMAND"}
     rows = [" ".join(names.get(col, col.upper()).ljust(widths.get(col, 0)) for col in cols)]
+    users = _names(c, "/etc/passwd")
     for q in procs:
         vals = []
         for col in cols:
@@ -78,7 +105,7 @@ def _ps(c: Ctx, args: list[str]) -> int:
             elif col == "ppid":
                 vals.append(f"{q.ppid:>5}")
             elif col == "user":
-                vals.append(f"{'root':<8}")
+                vals.append(f"{users.get(q.uid, str(q.uid)):<8}")
             elif col == "comm":
                 vals.append(os.path.basename(q.argv[0]) if q.argv else "")
             elif col == "rss":
