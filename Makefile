@@ -46,9 +46,13 @@ deps:
 	  DEBIAN_FRONTEND=noninteractive apt-get install -y -q $$missing; rc=$$?; [ -z "$$guard" ] || rm -f $$guard; [ $$rc = 0 ] || exit $$rc; \
 	else echo "labkit: Debian packages missing ($$missing), which only root can install with 'sudo apt-get install $$missing'; until then labkit goes on without them, rootless where this host allows it, else on the simulator." >&2; fi
 
+# --no-compile: pip would byte-compile every module of every package (80 MB of a learner's venv, most of it never
+# imported: numpy's and matplotlib's tests, unused backends); Python writes the bytecode of what is imported
+# the first time it is. ensurepip's setuptools (Python < 3.12) serves nothing here: a build gets its own.
 venv: deps
-	@test -x $(VPY) || { $(PY) -m venv $(VENV) && $(VPY) -m pip install -q --upgrade pip; }
-	@$(VPY) -m pip install -q -e '.[$(EXTRAS)]'
+	@test -x $(VPY) || { $(PY) -m venv $(VENV) && $(VPY) -m pip install -q --no-compile --upgrade pip \
+	  && $(VPY) -m pip uninstall -q -y setuptools; }
+	@$(VPY) -m pip install -q --no-compile -e '.[$(EXTRAS)]'
 	@$(VPY) -m compileall -q labkit   # every CLI call starts faster with the bytecode cached
 
 images: venv

@@ -27,7 +27,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.learner import learner  # noqa: F401  (a fixture for every test directory)
+from tests.learner import lab_learner, learner  # noqa: F401  (fixtures for every test directory)
 
 IS_ROOT = os.geteuid() == 0
 _ROOTS: list[Path] = []

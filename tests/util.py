@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+import os
+import signal
+import socket
+import subprocess
 import time
+import urllib.request
 from collections.abc import Callable
 
 
@@ -55,3 +60,36 @@ def tree_digest(path: str, owners: bool = False) -> str:
                 with open(p, "rb") as f:
                     h.update(f.read())
     return h.hexdigest()
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 nobody listens on now."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_until_up(url: str, proc: subprocess.Popen, timeout: float = 60.0) -> None:
+    """Wait until ``url`` answers (a server ``proc`` started, e.g. JupyterLab); fail if ``proc`` ends first or
+    ``timeout`` seconds pass."""
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        if proc.poll() is not None:
+            raise AssertionError(f"jupyter lab exited with code {proc.returncode}")
+        try:
+            urllib.request.urlopen(url, timeout=2).read()
+            return
+        except OSError:
+            time.sleep(0.3)
+    raise AssertionError(f"jupyter lab did not answer {url} within {timeout:.0f} s")
+
+
+def stop_group(proc: subprocess.Popen) -> None:
+    """End a process and everything it started (its own session): SIGTERM, then SIGKILL after 20 s."""
+    if proc.poll() is None:
+        os.killpg(proc.pid, signal.SIGTERM)
+        try:
+            proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()

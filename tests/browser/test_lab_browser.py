@@ -12,7 +12,6 @@ import re
 import secrets
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -27,6 +26,7 @@ import pytest
 
 from tests.conftest import state_root
 from tests.notebooks.nbrun import NOTEBOOKS, install_kernel, kernel_env, left_behind
+from tests.util import free_port, wait_until_up
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
@@ -59,25 +59,6 @@ pytestmark = pytest.mark.slow
 def screenshot_path(notebook: str) -> Path:
     """Where a test leaves its screenshot (always, so a failure leaves one to look at), named after the notebook."""
     return Path(tempfile.gettempdir()) / f"labkit-lab-{notebook.removesuffix('.ipynb')}.png"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def wait_until_up(url: str, proc: subprocess.Popen, timeout: float = 60.0) -> None:
-    end = time.monotonic() + timeout
-    while time.monotonic() < end:
-        if proc.poll() is not None:
-            raise AssertionError(f"jupyter lab exited with code {proc.returncode}")
-        try:
-            urllib.request.urlopen(url, timeout=2).read()
-            return
-        except OSError:
-            time.sleep(0.3)
-    raise AssertionError(f"jupyter lab did not answer {url} within {timeout:.0f} s")
 
 
 class Lab:

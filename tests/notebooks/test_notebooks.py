@@ -1,15 +1,14 @@
 """Every lesson notebook runs top to bottom three times: on real containers as root; as a user without
-privileges, where ``auto`` picks rootless real containers; and on the simulator as that user. Each run
-shows what the notebook promises, grades itself and leaves nothing behind."""
+privileges, where ``auto`` picks rootless real containers; and on the simulator as that user. The user's runs
+are those of a learner who ran ``make lab`` (the ``lab_learner`` fixture of ``tests/learner.py``): their own
+checkout, their own venv from Debian's python3, their kernel. Each run shows what the notebook promises,
+grades itself and leaves nothing behind."""
 
 from __future__ import annotations
 
-import hashlib
 import os
-import pwd
 import re
 import shutil
-import signal
 import subprocess
 import tempfile
 from pathlib import Path
@@ -17,6 +16,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import state_root
+from tests.learner import LAB_USER, LabLearner
 from tests.notebooks.nbrun import (
     NOTEBOOKS,
     Run,
@@ -28,7 +28,6 @@ from tests.notebooks.nbrun import (
     make_prefix,
     run_of,
 )
-from tests.util import live_pids_of
 
 WIDGET = "application/vnd.jupyter.widget-view+json"
 ALL = sorted(p.name for p in NOTEBOOKS.glob("*.ipynb"))
@@ -194,14 +193,6 @@ def test_notebook_runs_on_real_containers(name, jupyter_path, real_root):
 # ---------------------------------------------------------------------------------------------
 # The simulator, as a user without privileges
 
-#: The user the notebooks run as: its own name beside the suite's test user (``LABKIT_TEST_USER``), so that
-#: two test sessions on one host neither share nor remove one user.
-LEARNER = os.environ.get("LABKIT_TEST_USER", "labkit-learner")[:28] + "-nb"
-SYSTEM_PYTHON = "/usr/bin/python3"
-REPO = Path(__file__).resolve().parents[2]
-#: What the learner's interpreter needs beyond Debian's python3 (it cannot read this test's own venv).
-KERNEL_PACKAGES = ("nbclient", "nbformat", "ipykernel", "ipywidgets", "matplotlib", "pyyaml", "jsonschema")
-
 #: Strings each notebook must show on the simulator (every one also says "backend: sim").
 SIM = {
     "00-start-here.ipynb": ["hello from PID 1", "clone(2)"],
@@ -248,75 +239,23 @@ SIM_LAB_NEEDS_REAL = {"06-stateless-by-design.ipynb"}
 WITH_LAB = {n for n, (_m, _p, labs) in REAL.items() if labs}
 
 
-def _venv_dir() -> Path:
-    """Where the learner's kernel venv is kept: one per package list, reused by later sessions on this machine."""
-    key = hashlib.sha256(" ".join(KERNEL_PACKAGES).encode()).hexdigest()[:12]
-    return Path(tempfile.gettempdir()) / f"labkit-nb-venv-{key}"
-
-
-def _venv_works(venv: Path) -> bool:
-    probe = "import nbclient, nbformat, ipykernel, ipywidgets, matplotlib, yaml, jsonschema"
-    python = venv / "bin" / "python"
-    return python.exists() and subprocess.run([str(python), "-c", probe], capture_output=True).returncode == 0
-
-
-@pytest.fixture(scope="session")
-def learner_kernel():
-    """An unprivileged user and a venv it can run (Debian's python3 plus the kernel's packages from the registry).
-
-    The user is made with useradd and removed at the end, with every process it left checked; the venv is
-    built with ``/usr/bin/python3 -m venv --system-site-packages`` under the temp dir, readable by everyone
-    (the test's own interpreter lives where the user cannot read), and kept for the next session.
-    """
-    if os.geteuid() != 0:
-        pytest.skip("making a user to run the notebooks as needs root")
-    if not os.path.exists(SYSTEM_PYTHON):
-        pytest.fail(f"{SYSTEM_PYTHON} is needed to run the notebooks as another user (apt-get install python3)")
-    venv = _venv_dir()
-    if not _venv_works(venv):
-        shutil.rmtree(venv, ignore_errors=True)
-        subprocess.run([SYSTEM_PYTHON, "-m", "venv", "--system-site-packages", str(venv)], check=True,
-                       capture_output=True)
-        pip = subprocess.run([str(venv / "bin" / "pip"), "install", "-q", *KERNEL_PACKAGES], capture_output=True,
-                             text=True)
-        if pip.returncode != 0 or not _venv_works(venv):
-            shutil.rmtree(venv, ignore_errors=True)
-            pytest.fail(f"could not install {', '.join(KERNEL_PACKAGES)} for {SYSTEM_PYTHON}: {pip.stderr[-500:]}")
-        os.chmod(venv, 0o755)
-    subprocess.run(["userdel", "-r", LEARNER], capture_output=True)  # a crashed run's leftover
-    subprocess.run(["useradd", "-m", "-s", "/bin/sh", LEARNER], check=True, capture_output=True)
-    info = pwd.getpwnam(LEARNER)
-    try:
-        yield info, venv / "bin" / "python"
-    finally:
-        left = live_pids_of(info.pw_uid)
-        for pid in left:
-            try:
-                os.kill(pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
-        subprocess.run(["userdel", "-r", LEARNER], capture_output=True)
-        shutil.rmtree(info.pw_dir, ignore_errors=True)
-        assert not left, f"processes of {LEARNER} outlived the notebooks: {left}"
-
-
-def run_as_learner(name: str, learner, python: Path, work: Path, backend: str = "sim") -> Run:
-    """Execute the notebook in a process (and so a kernel) of the unprivileged user, on ``backend``
-    (``sim``, or ``auto``: what a learner without root gets, rootless real containers here)."""
+def run_as_learner(name: str, lab: LabLearner, work: Path, backend: str = "sim") -> Run:
+    """Execute the notebook as the user who ran ``make lab``, with the venv it made (so its kernel runs as that
+    user, with that venv), from the user's checkout, on ``backend`` (``sim``, or ``auto``: what a learner
+    without root gets, rootless real containers here)."""
     out, root = work / "out", work / "state"
     for d in (work, out, root):
         d.mkdir(exist_ok=True)
-        os.chown(d, learner.pw_uid, learner.pw_gid)
-    env = {"PATH": "/usr/local/bin:/usr/bin:/bin", "HOME": learner.pw_dir, "LANG": "C.UTF-8", "PYTHONPATH": str(REPO),
-           "LABKIT_BACKEND": backend, "LABKIT_ROOT": str(root), "LABKIT_ATTEMPTS": str(work / "attempts.jsonl"),
-           "LABKIT_LEARNER": "nb-test", "MPLBACKEND": "module://matplotlib_inline.backend_inline",
-           "PYTHONDONTWRITEBYTECODE": "1", "TMPDIR": str(work)}
-    argv = ["setpriv", "--reuid", str(learner.pw_uid), "--regid", str(learner.pw_gid), "--init-groups",
-            str(python), "-m", "tests.notebooks.nbrun", name, str(out)]
-    p = subprocess.run(argv, env=env, cwd=str(REPO), capture_output=True, text=True, timeout=600)
+        os.chown(d, lab.user.pw_uid, lab.user.pw_gid)
+    env = {**lab.env, "PYTHONPATH": str(lab.checkout), "LABKIT_BACKEND": backend, "LABKIT_ROOT": str(root),
+           "LABKIT_ATTEMPTS": str(work / "attempts.jsonl"), "LABKIT_LEARNER": "nb-test",
+           "MPLBACKEND": "module://matplotlib_inline.backend_inline", "PYTHONDONTWRITEBYTECODE": "1",
+           "TMPDIR": str(work)}
+    p = subprocess.run(lab.argv(str(lab.python), "-m", "tests.notebooks.nbrun", name, str(out)), env=env,
+                       cwd=str(lab.checkout), capture_output=True, text=True, timeout=600)
     error = out / f"{name}.error"
     if error.exists():
-        pytest.fail(f"{name} on backend {backend} as {LEARNER}: {error.read_text()[-3000:]}")
+        pytest.fail(f"{name} on backend {backend} as {LAB_USER}: {error.read_text()[-3000:]}")
     assert p.returncode == 0, f"{name}: nbrun exited {p.returncode}: {p.stderr[-2000:]}"
     left = [e for e in os.listdir(root / "containers")] if (root / "containers").exists() else []
     assert not [e for e in left if not e.startswith(".")], f"{name} left containers {left}"
@@ -325,14 +264,13 @@ def run_as_learner(name: str, learner, python: Path, work: Path, backend: str = 
 
 @pytest.mark.slow
 @pytest.mark.parametrize("name", ALL)
-def test_notebook_runs_on_the_simulator_as_a_user(name, learner_kernel):
+def test_notebook_runs_on_the_simulator_as_a_user(name, lab_learner):
     """Run as an unprivileged user on the simulator, the notebook has no cell error, shows its key outputs and
     pictures, and grades itself: reference answers full marks, known wrong answers zero with their feedback, its lab full marks (or, for
     a lab that needs the real backend, "not attempted")."""
-    learner, python = learner_kernel
     work = Path(tempfile.mkdtemp(prefix="labkit-test-nb-sim-"))
     try:
-        run = run_as_learner(name, learner, python, work)
+        run = run_as_learner(name, lab_learner, work)
         missing = [m for m in ["backend: sim", *SIM[name]] if m not in run.text]
         assert not missing, f"{name}: output lacks {missing}"
         bare = unmarked(run, SIM_MARKED.get(name, []))
@@ -346,7 +284,7 @@ def test_notebook_runs_on_the_simulator_as_a_user(name, learner_kernel):
         assert_graded(run, labs=labs)
         if name in SIM_LAB_NEEDS_REAL:
             assert all(v[0] == "not attempted" for v in run.report["labs"].values()), run.report["labs"]
-        assert os.stat(work / "attempts.jsonl").st_uid == learner.pw_uid  # the kernel really ran as the learner
+        assert os.stat(work / "attempts.jsonl").st_uid == lab_learner.user.pw_uid  # the kernel ran as the learner
     finally:
         shutil.rmtree(work, ignore_errors=True)
 
@@ -383,14 +321,13 @@ ROOTLESS = {
 @pytest.mark.root
 @pytest.mark.slow
 @pytest.mark.parametrize("name", sorted(ROOTLESS))
-def test_notebook_runs_rootless_as_a_user(name, learner_kernel):
+def test_notebook_runs_rootless_as_a_user(name, lab_learner):
     """Run as an unprivileged user with ``auto`` (rootless real containers here), the notebook has no cell error,
     shows its key outputs, grades itself with full marks for reference answers and its lab, and leaves nothing."""
-    learner, python = learner_kernel
     work = Path(tempfile.mkdtemp(prefix="labkit-test-nb-rootless-"))
     os.chmod(work, 0o755)
     try:
-        run = run_as_learner(name, learner, python, work, backend="auto")
+        run = run_as_learner(name, lab_learner, work, backend="auto")
         missing = [m for m in ["backend: rootless", *ROOTLESS[name]] if m not in run.text]
         assert not missing, f"{name}: output lacks {missing}"
         if name == "02-cgroups.ipynb":  # its limits run on the simulator here: every such output says so

@@ -21,12 +21,10 @@ from pathlib import Path
 
 import pytest
 
-from tests.learner import SUBID_FILES, USER, restore, run_as
+from tests.learner import USER, run_as, subordinate_range
 from tests.util import live_pids_of, wait_for
 
 pytestmark = pytest.mark.root
-
-SUB_START = 300000
 
 
 def _unified() -> str | None:
@@ -707,15 +705,9 @@ def test_pause_freezes_in_a_delegated_cgroup(learner, delegated):
 
 @pytest.fixture
 def subuid(learner):
-    """An /etc/subuid and /etc/subgid range for the learner, for this test only."""
-    saved = {p: Path(p).read_text() if os.path.exists(p) else None for p in SUBID_FILES}
-    for path in SUBID_FILES:
-        with open(path, "a") as f:
-            f.write(f"{USER}:{SUB_START}:65536\n")
-    try:
-        yield SUB_START
-    finally:
-        restore(saved)
+    """An /etc/subuid and /etc/subgid range for the learner, for this test only; its first id."""
+    with subordinate_range(USER) as start:
+        yield start
 
 
 def test_subuid_range_maps_65536_ids(learner, subuid):
@@ -906,7 +898,7 @@ def test_copy_chown_with_a_subuid_range_gives_the_owner_inside(learner, subuid):
     print(json.dumps({"host": [host.st_uid, host.st_gid], "inside": listing.split()[2:4], "text": listing,
                       "readable": readable, "in_tar": in_tar, "unchanged": unchanged.passed}))
     """)
-    assert got["host"] == [SUB_START + 999, SUB_START + 999]
+    assert got["host"] == [subuid + 999, subuid + 999]
     assert got["inside"] == ["1000", "1000"] and got["text"].endswith("hi\n")
     assert not got["readable"], "the 0600 file of a subordinate owner is closed to the user on the host"
     assert got["in_tar"]["srv/note"] == [1000, 1000], "the tar records the owner containers see"
