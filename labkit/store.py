@@ -186,6 +186,10 @@ PRIVATE_DIR = 0o700
 #: A file no other user may read: records (they hold the environment), logs, image configs.
 PRIVATE_FILE = 0o600
 SUBDIRS = ("containers", "overlay", "volumes", "images", "tmp", "networks", "services")
+#: Everything labkit makes at the top of a state root: the subdirectories, the compiled supervisor (``bin``),
+#: the compiled seccomp filters, the simulator's world (``sim``, inside a user's real root), the lock, the
+#: names and the events journal (:mod:`labkit.journal`). A reset removes these and nothing else.
+TOP_LEVEL = (*SUBDIRS, "bin", "seccomp", "sim", "lock", "names.json", "events.log")
 
 
 def root_mode(euid: int | None = None) -> int:

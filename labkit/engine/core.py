@@ -11,7 +11,7 @@ collection, with one naming order (``lab.volumes.rm``, ``lab.networks.create``):
 ``lab.volumes``           create, ls, inspect, rm (:mod:`~labkit.engine.volumes`)
 ``lab.networks``          create, ls, inspect, rm, prune (:mod:`~labkit.engine.networks`)
 ``lab.services``          create, ls, scale, rm (:mod:`~labkit.engine.services`)
-``lab.system``            version, info, doctor (:mod:`~labkit.engine.system`)
+``lab.system``            version, info, doctor, reset (:mod:`~labkit.engine.system`)
 ========================  ==========================================================
 
 The container verbs read best flat, as the notebooks and the CLI say them (``lab.run``,
@@ -459,6 +459,10 @@ class Engine:
     def doctor(self) -> list[dict[str, Any]]:
         """``labkit doctor``."""
         return self.system.doctor()
+
+    def reset(self) -> dict[str, int]:
+        """``labkit system reset``: everything of this user's, and the state root (:meth:`System.reset`)."""
+        return self.system.reset()
 
     # -- internals -------------------------------------------------------------------------------
     def _records(self) -> list[ContainerRecord]:

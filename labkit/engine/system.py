@@ -1,4 +1,4 @@
-"""The system: ``docker version``, ``docker info`` and ``labkit doctor`` (``lab.system``)."""
+"""The system: ``docker version``, ``docker info``, ``labkit doctor`` and ``labkit system reset`` (``lab.system``)."""
 
 from __future__ import annotations
 
@@ -13,6 +13,9 @@ from typing import Any
 from labkit import __version__
 from labkit.engine.collection import Collection
 from labkit.model.lifecycle import Status, is_running
+from labkit.networks import PREDEFINED
+from labkit.store import TOP_LEVEL
+from labkit.store import drain as drain_discarded
 
 
 class System(Collection):
@@ -109,6 +112,48 @@ class System(Collection):
                         "Reclaimable": sum(s for n, s in vsize.items() if n not in used_volumes)},
             "BuildCache": {"Total": 0, "Active": 0, "Size": 0, "Reclaimable": 0},
         }
+
+    def reset(self) -> dict[str, int]:
+        """``labkit system reset``: remove everything labkit keeps for this user here — every service, container
+        (running ones killed), volume, network and image — then the state root itself.
+
+        What a rootless container wrote as one of the user's subordinate ids belongs on the host to an id the
+        user is not, and ``rm -rf`` fails on it; the backend's ownership removes such trees inside a user
+        namespace with the containers' id map (as ``podman system reset`` does), so no ``sudo`` is needed.
+        Only what labkit makes at the top of the root goes (:data:`labkit.store.TOP_LEVEL`); the root itself
+        goes when nothing else is in it.
+
+        Returns:
+            How many services, containers, volumes, networks and images went.
+        """
+        engine = self.engine
+        gone = {"services": 0, "containers": 0, "volumes": 0, "networks": 0,
+                "images": len(engine.image_store.list())}
+        for svc in engine.services.ls():
+            engine.services.rm(svc["Name"])
+            gone["services"] += 1
+        for rec in engine._records():
+            engine.rm(rec.id, force=True)
+            gone["containers"] += 1
+        for vol in engine.volumes.ls():
+            engine.volumes.rm(vol["Name"], force=True)
+            gone["volumes"] += 1
+        for net in engine.networks.ls():
+            if net["Name"] not in PREDEFINED:
+                engine.networks.rm(net["Name"])
+                gone["networks"] += 1
+        engine.networks.prune()
+        drain_discarded()  # the trees rm and volume rm handed the background deleter, before the root goes
+        root = engine.store.root
+        for name in TOP_LEVEL:
+            path = root / name
+            if path.is_dir() and not path.is_symlink():
+                engine.backend.ownership.remove_tree(str(path))
+            else:
+                path.unlink(missing_ok=True)
+        with contextlib.suppress(OSError):
+            root.rmdir()  # refused if something not labkit's is there: it stays, with the root
+        return gone
 
 
 def disk_bytes(path: Path) -> int:

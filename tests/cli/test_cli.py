@@ -1100,3 +1100,27 @@ def test_usage_mistakes_of_trace_and_scale_are_one_line(labkit, engine, args, me
     r = labkit(*args)
     assert r.code == 1
     assert r.err.count("\n") == 1 and message in r.err and "Traceback" not in r.err
+
+
+def test_system_reset_asks_first_then_removes_all_that_labkit_made(tmp_path, monkeypatch) -> None:
+    """``system reset`` removes nothing without a yes; with -f every container (a running one too), volume and image
+    goes with the state root's labkit directories, and a file labkit did not make stays (and keeps the root)."""
+    root = tmp_path / "state"
+
+    def run(*argv: str, answer: str = "") -> Result:
+        monkeypatch.setattr(sys, "stdin", io.StringIO(answer))
+        out, err = io.StringIO(), io.StringIO()
+        code = cli.main(["--backend", "sim", "--root", str(root), *argv], stdout=out, stderr=err)
+        return Result(code, out.getvalue(), err.getvalue(), None)
+
+    assert run("run", "-d", "--name", "up", "busybox", "sleep", "100").code == 0
+    assert run("run", "--name", "done", "-v", "data:/data", "busybox", "sh", "-c", "echo x > /data/f").code == 0
+    asked = run("system", "reset", answer="n\n")
+    assert asked.code == 0 and asked.out.endswith("Are you sure you want to continue? [y/N] "), asked.out
+    assert {"up", "done"} <= set(run("ps", "-a", "--format", "{{.Names}}").out.split())
+    (root / "notes.txt").write_text("mine")
+    done = run("system", "reset", "-f")
+    assert done.code == 0, done.err
+    assert done.out == (f"Removed 0 services, 2 containers, 1 volume, 0 networks, 1 image and labkit's state in {root}, "
+                        "which stays for what labkit did not make there: notes.txt\n")
+    assert os.listdir(root) == ["notes.txt"]

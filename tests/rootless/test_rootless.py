@@ -1058,3 +1058,39 @@ def test_commit_save_load_and_export_without_root(learner):
     assert got["lines"] == ["Loaded image: rl:1"] and got["again"] == got["id"]
     assert got["logs"].startswith("mine\n") and "group" not in got["logs"].split() and "passwd" in got["logs"].split()
     assert "mine" in got["names"] and "etc/passwd" in got["names"] and "etc/group" not in got["names"]
+
+
+def test_system_reset_removes_what_subordinate_ids_own_without_the_users_rm(learner, subuid):
+    """A container writes a tree as its uid 1000 (START+999 on the host) in its writable layer and in a volume,
+    which the user cannot even list on the host; ``labkit system reset -f``, run as the user, kills the running
+    container and removes every container, volume and image and the state root, subordinate-owned files
+    included: nothing of the user's labkit state is left, and no ``rm -rf`` of the user's was needed."""
+    got = as_learner(learner, PRELUDE + """
+    import subprocess
+    root = os.path.join(os.environ["HOME"], "reset-root")
+    lab = labkit.connect(root=root)
+    tree = "mkdir -p DIR/d/e && echo x > DIR/d/e/f && chown -R 1000:1000 DIR/d && chmod 0700 DIR/d"
+    c = lab.run("busybox", ["sh", "-c", tree.replace("DIR", "/srv") + " && " + tree.replace("DIR", "/data")],
+                name="writer", volumes=["owned-data:/data"], network="none")
+    up = lab.run("busybox", ["sleep", "600"], name="sleeper", detach=True, network="none")
+    pid = up.pid
+    upper = c.inspect()["GraphDriver"]["Data"]["UpperDir"]
+    owner = os.lstat(os.path.join(upper, "srv", "d")).st_uid
+    try:
+        os.listdir(os.path.join(upper, "srv", "d"))
+        closed = False
+    except PermissionError:
+        closed = True
+    reset = subprocess.run([sys.executable, "-m", "labkit", "system", "reset", "-f"], capture_output=True, text=True,
+                           env={**os.environ, "LABKIT_ROOT": root, "LABKIT_NO_SERVER": "1"}, timeout=120)
+    print(json.dumps({"uid": os.getuid(), "owner": owner, "closed": closed, "exit": reset.returncode,
+                      "out": reset.stdout, "err": reset.stderr, "root_left": os.path.lexists(root),
+                      "pid_alive": os.path.exists(f"/proc/{pid}")}))
+    """)
+    assert got["owner"] == subuid + 999, got
+    assert got["closed"], "the user could list a directory a subordinate id owns with mode 0700"
+    assert got["exit"] == 0, got["err"]
+    assert "2 containers, 1 volume, 0 networks, 1 image and the state root" in got["out"], got["out"]
+    assert not got["root_left"], "the state root, with the subordinate-owned trees, is still there"
+    assert not got["pid_alive"], "the running container's PID 1 outlived the reset"
+

@@ -5,12 +5,13 @@ Each command of a group is the flat command a learner also knows (``container ls
 output and exit codes: the group is built by running each command module's
 ``register`` once more with a ``command`` helper that files the commands the group
 has under their names in it, and drops the rest. The few commands only a group has
-are here: ``container prune``, ``system df`` and ``system prune``.
+are here: ``container prune``, ``system df``, ``system prune`` and ``system reset``.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 from collections.abc import Callable, Iterable
 from types import ModuleType
 from typing import Any
@@ -102,6 +103,26 @@ def cmd_system_prune(session: Session, args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_system_reset(session: Session, args: argparse.Namespace) -> int:
+    """``labkit system reset``: after a yes (or ``--force``), remove everything labkit keeps for this user — every
+    container, service, volume, network and image — and the state root (:meth:`labkit.engine.system.System.reset`)."""
+    root = session.engine.store.root
+    if not args.force and not _confirm(session, f"This will remove everything labkit keeps for you in {root}:\n"
+                                                "  - every container (running ones are killed) and every service\n"
+                                                "  - every volume and network\n"
+                                                "  - every image ('labkit setup' builds the lesson's again)"):
+        return 0
+    gone = session.engine.reset()
+    counts = ", ".join(f"{n} {kind if n != 1 else kind.removesuffix('s')}" for kind, n in gone.items())
+    if root.exists():
+        others = ", ".join(sorted(os.listdir(root)))
+        session.print(f"Removed {counts} and labkit's state in {root}, which stays for what labkit did not make "
+                      f"there: {others}")
+    else:
+        session.print(f"Removed {counts} and the state root {root}")
+    return 0
+
+
 def _confirm(session: Session, what: str) -> bool:
     """Docker's prompt before a prune; anything but y or yes (or no input) keeps everything."""
     session.out.write(f"WARNING! {what}\nAre you sure you want to continue? [y/N] ")
@@ -152,3 +173,7 @@ def register(command: Command, modules: Iterable[ModuleType]) -> None:
     sub.set_defaults(handler=cmd_system_prune, verb="system prune")
     sub.add_argument("-f", "--force", action="store_true", help="do not prompt for confirmation")
     sub.add_argument("--volumes", action="store_true", help="remove volumes no container uses too")
+    sub = system.add_parser("reset", help="Remove every container, service, volume, network and image of yours, "
+                                          "and the state root")
+    sub.set_defaults(handler=cmd_system_reset, verb="system reset")
+    sub.add_argument("-f", "--force", action="store_true", help="do not prompt for confirmation")
