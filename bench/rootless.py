@@ -1,36 +1,50 @@
 """Start-to-exit of a container rootless beside the same container as root, in one run.
 
 Run as root with any Python 3.11 (``sudo .venv/bin/python bench/rootless.py``).
-The script makes an unprivileged user (``labkit-bencher``, removed at the end),
-then starts two workers with the same interpreter (``/usr/bin/python3``, which
-any user can run) and the repository on PYTHONPATH: one as root with the
-``linux`` backend, one as that user with the ``rootless`` backend. Each
-worker keeps one warm engine (image built, supervisor compiled, a few
-unrecorded runs) and, when asked, times in its own process::
+The script makes an unprivileged user (``--user``; by default ``$LABKIT_TEST_USER``
+with ``-bench`` added, else ``labkit-bencher``; removed at the end), then starts
+two workers with the same interpreter (``/usr/bin/python3``, which any user can
+run) and the repository on PYTHONPATH: one as root with the ``linux`` backend,
+one as that user with the ``rootless`` backend. Each worker keeps one warm
+engine (image built, supervisor compiled, a few unrecorded runs) and, when
+asked, times in its own process::
 
     engine.run("busybox", ["true"], network="none", auto_remove=True)
 
 — ``labkit run --rm --network none busybox true`` in-process: create, start,
-wait until the exit is recorded and the supervisor has cleaned up, remove.
+wait until the exit is recorded and the supervisor has cleaned up, remove —
+and (``--via cli``, or ``both``, the default) the same command through the
+``labkit`` command as a learner types it: the command's shell lines, the
+compiled client (``labkit/linux/client.c``) and the user's resident engine,
+whose socket is where it is for any user with no ``XDG_RUNTIME_DIR``
+(``/tmp/labkit-UID``; root's in the run's directory, not to meet another
+root engine of the host). The ``labkit`` command is the repository's
+``bin/labkit`` in a venv of the same interpreter (``--system-site-packages``,
+the checkout on its path) that both users can read.
 With ``--case exec`` each worker starts one ``sleep`` container instead and
 times ``exec CONTAINER true`` in it (removed when the worker ends).
 Timing inside each worker keeps the pipe between the script and the workers
 out of the figures.
 
 The two run in interleaved rounds (root then rootless, then the other way
-round), so load from elsewhere hits both alike, and the ratio rootless/root is
-taken per round before its median is taken.
+round; in-process, then through the CLI), so load from elsewhere hits both
+alike, and the ratio rootless/root is taken per round before its median is
+taken.
 
 What differs between the two, besides the user namespace: as root the
 container gets cgroups (made and removed every run); rootless without a
 delegated cgroup it gets none, and the overlay is mounted by PID 1 inside its
 own mount namespace instead of by the engine. The rootless user's id map is
 the single-id map unless ``--map range`` grants it an ``/etc/subuid`` range
-(then ``newuidmap``/``newgidmap`` run at every start).
+(then ``newuidmap``/``newgidmap`` run at every start). The range is granted and
+the user made and removed with shadow's own tools (useradd, usermod, userdel),
+which lock /etc/subuid and /etc/subgid: another user's lines, made meanwhile,
+are left as they are.
 
 Nothing is left behind: root's state is a private directory
 (``--tmp``/labkit-bench-rootless-…), the user's is in its home, and both go at
-the end, on an error and on Ctrl-C, with every process of the user.
+the end, on an error and on Ctrl-C, with every process of the user (its engine
+too) and its socket directory.
 """
 
 from __future__ import annotations
@@ -51,46 +65,69 @@ import time
 from pathlib import Path
 
 PREFIX = "labkit-bench-rootless"
-USER = "labkit-bencher"
+#: The user the bench makes and removes: beside the test suite's own (``LABKIT_TEST_USER``), never it.
+USER = f"{os.environ['LABKIT_TEST_USER'][:26]}-bench" if os.environ.get("LABKIT_TEST_USER") else "labkit-bencher"
 REPO = Path(__file__).resolve().parent.parent
-SUBID_FILES = ("/etc/subuid", "/etc/subgid")
-SUB_START = 400000
+#: The user's subordinate range with ``--map range``: above useradd's automatic ones (100000 up).
+SUB_START = 900_000_000
 #: Seconds a worker may take to answer (its warm-up builds the busybox image).
 ANSWER_TIMEOUT = 300.0
 
-#: The worker: one warm engine that times one ``run --rm`` per "run" line on stdin.
+#: The worker: one warm engine that times one ``run --rm`` per "python" line on stdin, and the same through the
+#: ``labkit`` command (argv[5]; its resident engine on the same state root) per "cli" line.
 WORKER = r"""
-import json, sys, time
+import json, os, subprocess, sys, time
 import labkit
 
 lab = labkit.connect(backend=sys.argv[1], root=sys.argv[2])
-case = sys.argv[4]
+case, command = sys.argv[4], sys.argv[5]
 box = lab.run("busybox", ["sleep", "3600"], network="none", detach=True) if case == "exec" else None
+cli = [command, "exec", box.id, "true"] if box else [command, "run", "--rm", "--network", "none", "busybox", "true"]
 
 
-def once():
+def once(via):
     t0 = time.perf_counter()
-    if box is None:
+    if via == "cli":
+        done = subprocess.run(cli, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        if done.returncode != 0:
+            raise RuntimeError(f"{' '.join(cli)} exited {done.returncode}: {done.stderr.decode()[-500:]}")
+    elif box is None:
         lab.run("busybox", ["true"], network="none", auto_remove=True)
     else:
         box.exec(["true"])
     return time.perf_counter() - t0
 
 
+def socket_dir():
+    from labkit.daemon import client
+    return client.socket_dir()
+
+
 try:
     for _ in range(int(sys.argv[3])):
-        once()
-    print(json.dumps({"backend": lab.backend_name, "why": lab.backend_reason}), flush=True)
+        once("python")
+        if command:
+            once("cli")
+    sockets = socket_dir() if command else ""
+    deadline = time.monotonic() + 120  # the first command started the engine, which compiles the client meanwhile
+    while command and not os.path.exists(os.path.join(sockets, "client")) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    if command:
+        once("cli")  # one more warm run, now through the compiled client
+    print(json.dumps({"backend": lab.backend_name, "why": lab.backend_reason, "sockets": sockets,
+                      "client": bool(command) and os.path.exists(os.path.join(sockets, "client"))}), flush=True)
     for line in sys.stdin:
-        if line.strip() != "run":
+        if line.strip() not in ("python", "cli"):
             break
         try:
-            print(json.dumps({"s": once()}), flush=True)
+            print(json.dumps({"s": once(line.strip())}), flush=True)
         except Exception as e:
             print(json.dumps({"error": f"{type(e).__name__}: {e}"}), flush=True)
 finally:
     if box is not None:
         box.remove(force=True)
+    if command:
+        subprocess.run([command, "server", "stop"], capture_output=True, timeout=60)
 """
 
 #: What each --case times, in-process.
@@ -122,9 +159,9 @@ class Worker:
             raise Failed(f"the {self.label} worker stopped answering: {err.strip()[-800:] or 'no output'}")
         return json.loads(line)
 
-    def run(self) -> float:
+    def run(self, via: str = "python") -> float:
         assert self.proc.stdin is not None
-        self.proc.stdin.write("run\n")
+        self.proc.stdin.write(f"{via}\n")
         answer = self._answer()
         if "error" in answer:
             raise Failed(f"{self.label}: {answer['error']}")
@@ -155,38 +192,31 @@ def _user_pids(uid: int) -> list[int]:
     return out
 
 
-def _drop_subids(name: str) -> None:
-    """Remove ``name``'s lines from /etc/subuid and /etc/subgid, leaving every other line as it is."""
-    for path in SUBID_FILES:
-        if os.path.exists(path):
-            text = Path(path).read_text()
-            kept = "".join(ln for ln in text.splitlines(keepends=True) if not ln.startswith(f"{name}:"))
-            if kept != text:
-                Path(path).write_text(kept)
-
-
 def make_user(id_range: bool) -> pwd.struct_passwd:
-    """The unprivileged user, fresh; with a subordinate range only when asked (useradd may grant one)."""
+    """The unprivileged user, fresh: without a subordinate range (login.defs(5): a count of 0 grants none), or
+    with one granted by usermod when asked."""
     remove_user()
-    done = subprocess.run(["useradd", "-m", "-s", "/bin/sh", USER], capture_output=True, text=True)
+    done = subprocess.run(["useradd", "-m", "-s", "/bin/sh", "-K", "SUB_UID_COUNT=0", "-K", "SUB_GID_COUNT=0", USER],
+                          capture_output=True, text=True)
     if done.returncode != 0:
         raise Failed(f"useradd {USER}: {done.stderr.strip()}")
-    _drop_subids(USER)
     if id_range:
         if not (shutil.which("newuidmap") and shutil.which("newgidmap")):
             raise Failed("--map range needs newuidmap and newgidmap: apt-get install uidmap")
-        for path in SUBID_FILES:
-            with open(path, "a") as f:
-                f.write(f"{USER}:{SUB_START}:65536\n")
+        span = f"{SUB_START}-{SUB_START + 65535}"
+        done = subprocess.run(["usermod", "--add-subuids", span, "--add-subgids", span, USER], capture_output=True,
+                              text=True)
+        if done.returncode != 0:
+            raise Failed(f"usermod --add-subuids {span} {USER}: {done.stderr.strip()}")
     return pwd.getpwnam(USER)
 
 
 def remove_user() -> None:
-    """End every process of the user, delete it and its home, and its subordinate ranges."""
+    """End every process of the user, delete it (userdel takes its subordinate ranges too), its home and its
+    engine's socket directory."""
     try:
         info = pwd.getpwnam(USER)
     except KeyError:
-        _drop_subids(USER)
         return
     for _ in range(3):
         pids = _user_pids(info.pw_uid)
@@ -200,7 +230,31 @@ def remove_user() -> None:
         time.sleep(0.1)
     subprocess.run(["userdel", "-r", USER], capture_output=True)
     shutil.rmtree(info.pw_dir, ignore_errors=True)
-    _drop_subids(USER)
+    sockets = f"/tmp/labkit-{info.pw_uid}"
+    if os.path.isdir(sockets) and os.stat(sockets).st_uid == info.pw_uid:
+        shutil.rmtree(sockets, ignore_errors=True)
+
+
+def make_command(python: str, work: Path) -> str:
+    """A ``labkit`` command both users can run: ``bin/labkit`` in a venv of ``python`` whose site-packages has
+    the checkout on its path (a .pth file) and sees the system's packages (PyYAML, jsonschema)."""
+    venv = work / "venv"
+    done = subprocess.run([python, "-m", "venv", "--system-site-packages", "--without-pip", str(venv)],
+                          capture_output=True, text=True)
+    if done.returncode != 0:
+        raise Failed(f"{python} -m venv: {done.stderr.strip()[-300:]}")
+    site = subprocess.run([str(venv / "bin" / "python"), "-c", "import sysconfig; print(sysconfig.get_path('purelib'))"],
+                          capture_output=True, text=True, check=True).stdout.strip()
+    Path(site, "labkit-checkout.pth").write_text(f"{REPO}\n")
+    command = venv / "bin" / "labkit"
+    shutil.copy(REPO / "bin" / "labkit", command)  # a copy: the command finds its python3 beside itself
+    command.chmod(0o755)
+    probe = subprocess.run([str(venv / "bin" / "python"), "-c", "import labkit, yaml, jsonschema"],
+                           capture_output=True, text=True)
+    if probe.returncode != 0:
+        raise Failed(f"the CLI's venv cannot import labkit: {probe.stderr.strip()[-300:]} "
+                     "(apt-get install python3-yaml python3-jsonschema)")
+    return str(command)
 
 
 # -------------------------------------------------------------------------------- reporting
@@ -221,10 +275,14 @@ def machine() -> dict[str, str]:
 
 
 def report(times: dict[str, list[float]], hello: dict[str, dict], rounds: int, warmup: int,
-           case: str = "run") -> dict:
-    print(f"\n== {CASES[case]}, in-process: {rounds} rounds + {warmup} warm-up runs per worker, interleaved")
+           case: str = "run", via: str = "python") -> dict:
+    how = "in-process" if via == "python" else "through the labkit command"
+    print(f"\n== {CASES[case]}, {how}: {rounds} rounds + {warmup} warm-up runs per worker, interleaved")
     for label, h in hello.items():
         print(f"  {label}: {h['why']}")
+        if via == "cli":
+            print(f"  {label}'s engine listens in {h['sockets']}; "
+                  f"{'the compiled client' if h['client'] else 'no compiled client: the Python one'} sends")
     print(f"\n  {'case':<30} {'median':>8} {'min':>8} {'max':>8}  (ms)")
     rows = []
     for label, series in times.items():
@@ -243,7 +301,7 @@ def report(times: dict[str, list[float]], hello: dict[str, dict], rounds: int, w
 # ------------------------------------------------------------------------------------- main
 
 
-def bench(args: argparse.Namespace, work: Path) -> dict:
+def bench(args: argparse.Namespace, work: Path, cleanup: list[Path]) -> dict:
     user = make_user(args.map == "range")
     results: dict = {"machine": machine(), "rounds": args.rounds, "map": args.map, "case": args.case}
     for k, v in results["machine"].items():
@@ -252,20 +310,39 @@ def bench(args: argparse.Namespace, work: Path) -> dict:
     state = work / "state"
     state.mkdir()
     user_state = os.path.join(user.pw_dir, ".local", "share", "labkit")
+    vias = ["python", "cli"] if args.via == "both" else [args.via]
+    command = ""
+    if "cli" in vias:
+        # Both users run the venv: in a directory of its own under the system's temp dir (every user may pass
+        # through /tmp; --tmp may be a private one), root's, which the user may read and not change.
+        shared = Path(tempfile.mkdtemp(prefix=f"{PREFIX}-cli-"))
+        shared.chmod(0o755)
+        cleanup.append(shared)
+        command = make_command(args.python, shared)
+    # Root's engine socket beside the venv: a short path (a unix socket's is at most 107 bytes, unix(7)).
+    root_sockets = (Path(command).parents[2] if command else work) / "sockets"
     workers: list[Worker] = []
     try:
         workers.append(Worker("root", [args.python, "-c", WORKER, "linux", str(state), str(args.warmup),
-                               args.case],
-                              {**env, "HOME": "/root"}, str(work)))
+                                       args.case, command],
+                              {**env, "HOME": "/root", "LABKIT_ROOT": str(state),
+                               "LABKIT_SOCKET_DIR": str(root_sockets)}, str(work)))
         workers.append(Worker("rootless", ["setpriv", "--reuid", str(user.pw_uid), "--regid", str(user.pw_gid),
                                            "--init-groups", args.python, "-c", WORKER, "rootless", user_state,
-                                           str(args.warmup), args.case],
+                                           str(args.warmup), args.case, command],
                               {**env, "HOME": user.pw_dir}, user.pw_dir))
-        times: dict[str, list[float]] = {w.label: [] for w in workers}
+        times = {via: {w.label: [] for w in workers} for via in vias}
         for r in range(args.rounds):
-            for w in workers if r % 2 == 0 else workers[::-1]:
-                times[w.label].append(w.run())
-        results.update(report(times, {w.label: w.hello for w in workers}, args.rounds, args.warmup, args.case))
+            for via in vias:
+                for w in workers if r % 2 == 0 else workers[::-1]:
+                    times[via][w.label].append(w.run(via))
+        hello = {w.label: w.hello for w in workers}
+        if "python" in vias:
+            results.update(report(times["python"], hello, args.rounds, args.warmup, args.case))
+        if "cli" in vias:
+            results["cli"] = report(times["cli"], hello, args.rounds, args.warmup, args.case, via="cli")
+            results["cli"]["client"] = {w.label: w.hello["client"] for w in workers}
+            results["cli"]["sockets"] = {w.label: w.hello["sockets"] for w in workers}
         results["reasons"] = {w.label: w.hello["why"] for w in workers}
     finally:
         for w in workers:
@@ -274,6 +351,7 @@ def bench(args: argparse.Namespace, work: Path) -> dict:
 
 
 def main(argv: list[str] | None = None) -> int:
+    global USER  # --user names another
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--rounds", type=int, default=31, help="timed rounds (default 31)")
     parser.add_argument("--warmup", type=int, default=3, help="unrecorded runs per worker first (default 3)")
@@ -282,6 +360,9 @@ def main(argv: list[str] | None = None) -> int:
                         help="the rootless user's id map (default single; range grants an /etc/subuid range)")
     parser.add_argument("--case", choices=sorted(CASES), default="run",
                         help="what is timed: run (start-to-exit, the default) or exec (in a running container)")
+    parser.add_argument("--via", choices=("python", "cli", "both"), default="both",
+                        help="in-process (python), through the labkit command (cli), or both (the default)")
+    parser.add_argument("--user", help=f"the user to make and remove (default {USER})")
     parser.add_argument("--python", default="/usr/bin/python3",
                         help="the interpreter of both workers; any user must be able to run it")
     parser.add_argument("--json", help="also write every figure to this file")
@@ -289,6 +370,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.quick:
         args.rounds, args.warmup = 3, 1
+    if args.user:
+        USER = args.user
     if os.geteuid() != 0:
         print("rootless.py: needs root (it creates and removes a user); run it with sudo.", file=sys.stderr)
         return 2
@@ -306,8 +389,9 @@ def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGTERM, terminate)
     signal.signal(signal.SIGINT, terminate)
     work = Path(tempfile.mkdtemp(prefix=f"{PREFIX}-", dir=args.tmp))
+    cleanup = [work]
     try:
-        results = bench(args, work)
+        results = bench(args, work, cleanup)
         if args.json:
             Path(args.json).write_text(json.dumps(results, indent=1))
     except KeyboardInterrupt:
@@ -320,7 +404,8 @@ def main(argv: list[str] | None = None) -> int:
         signal.signal(signal.SIGINT, signal.SIG_IGN)
         signal.signal(signal.SIGTERM, signal.SIG_IGN)
         remove_user()
-        shutil.rmtree(work, ignore_errors=True)
+        for path in cleanup:
+            shutil.rmtree(path, ignore_errors=True)
     return 0
 
 

@@ -107,6 +107,12 @@ def _sim(store: Store) -> Backend:
     return SimBackend(store)
 
 
+#: The rootless probe's answer, per effective uid: asked once per process (the resident engine asks before it
+#: forks its workers, so a command inherits it rather than forking a probe of its own, twice: for the state
+#: root and for the backend). ``labkit doctor`` probes afresh.
+_ROOTLESS_PROBED: dict[int, str | None] = {}
+
+
 def linux_problem(rootless: bool = False) -> str | None:
     """Why the real backend cannot run on this host (as root, or ``rootless`` in a user namespace), or ``None``."""
     if not sys.platform.startswith("linux"):
@@ -118,7 +124,10 @@ def linux_problem(rootless: bool = False) -> str | None:
         # labkit.linux loads only once a real backend may run (syscalls.py binds unshare(2), which only Linux has)
         from labkit.linux.namespaces import userns_problem
 
-        return userns_problem()
+        euid = os.geteuid()
+        if euid not in _ROOTLESS_PROBED:
+            _ROOTLESS_PROBED[euid] = userns_problem()
+        return _ROOTLESS_PROBED[euid]
     # labkit.linux loads only once a real backend may run (syscalls.py binds unshare(2), which only Linux has)
     from labkit.linux import overlay
 

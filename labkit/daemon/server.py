@@ -198,18 +198,19 @@ def _warm() -> Any:
     except ImportError:
         pass
     # Kernel code the resident engine loads once, ahead of the commands, off every command's start path
+    from labkit.backends import default_root, linux_problem
     from labkit.linux import capabilities, seccomp, supervisor
 
     supervisor.hash_sources()
     seccomp.warm(capabilities.DOCKER_DEFAULT)  # libseccomp found (ldconfig -p) and Docker's profile resolved once
-    if os.getuid() == 0:
-        from labkit.engine import default_root
-
-        # The shim of the default state root (LinuxBackend keeps it in ROOT/bin), compiled once and found:
-        # every worker inherits the answer. Only a root that exists: callers that name another one with
-        # --root build their own on first use, and the server makes no /var/lib/labkit of its own.
-        if os.path.isdir(default_root()) and supervisor.problem(os.path.join(default_root(), "bin")) is None:
-            supervisor.command(os.path.join(default_root(), "bin"))
+    # Whether real containers can run here, asked once (for a user, a probe in a forked child: a user namespace
+    # and an overlay mount), and the shim of the default state root (LinuxBackend keeps it in ROOT/bin), compiled
+    # once and found: every worker inherits both answers. Only a root that exists: callers that name another one
+    # with --root build their own on first use, and the server makes no state root of its own.
+    if linux_problem(rootless=os.getuid() != 0) is None:
+        root = default_root()
+        if os.path.isdir(root) and supervisor.problem(os.path.join(root, "bin")) is None:
+            supervisor.command(os.path.join(root, "bin"))
     return labkit.cli.build_parser()
 
 
