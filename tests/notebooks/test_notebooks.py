@@ -242,15 +242,15 @@ WITH_LAB = {n for n, (_m, _p, labs) in REAL.items() if labs}
 def run_as_learner(name: str, lab: LabLearner, work: Path, backend: str = "sim") -> Run:
     """Execute the notebook as the user who ran ``make lab``, with the venv it made (so its kernel runs as that
     user, with that venv), from the user's checkout, on ``backend`` (``sim``, or ``auto``: what a learner
-    without root gets, rootless real containers here)."""
+    without root gets, rootless real containers here). Python writes bytecode into the user's venv as it does for
+    a learner (pip compiled none): the first kernel pays for it, the later ones do not."""
     out, root = work / "out", work / "state"
     for d in (work, out, root):
         d.mkdir(exist_ok=True)
         os.chown(d, lab.user.pw_uid, lab.user.pw_gid)
     env = {**lab.env, "PYTHONPATH": str(lab.checkout), "LABKIT_BACKEND": backend, "LABKIT_ROOT": str(root),
            "LABKIT_ATTEMPTS": str(work / "attempts.jsonl"), "LABKIT_LEARNER": "nb-test",
-           "MPLBACKEND": "module://matplotlib_inline.backend_inline", "PYTHONDONTWRITEBYTECODE": "1",
-           "TMPDIR": str(work)}
+           "MPLBACKEND": "module://matplotlib_inline.backend_inline", "TMPDIR": str(work)}
     p = subprocess.run(lab.argv(str(lab.python), "-m", "tests.notebooks.nbrun", name, str(out)), env=env,
                        cwd=str(lab.checkout), capture_output=True, text=True, timeout=600)
     error = out / f"{name}.error"
