@@ -40,7 +40,9 @@ class Step:
     """One command of a scenario.
 
     Attributes:
-        args: The words after ``docker`` / ``labkit``.
+        args: The words after ``docker`` / ``labkit``; ``{who}`` in a word becomes the program's name and
+            ``{other}`` the other's (``save -o d/{who}.tar`` then ``load -i d/{other}.tar``: each loads the
+            other's archive).
         input: Bytes for the command's stdin.
         out: How stdout is compared: ``"exact"`` (after normalising), ``"json"`` (parsed,
             :func:`json_diff`), ``"lines"`` (as a set of lines) or ``"ignore"``.
@@ -172,7 +174,9 @@ class Scenario:
         self.raw: dict[str, Answer] = {}
 
     def answer(self, who: str, step: Step) -> Answer:
-        done = self._run[who](*step.args, input=step.input, timeout=step.timeout)
+        other = "labkit" if who == "docker" else "docker"
+        args = [a.replace("{who}", who).replace("{other}", other) for a in step.args]
+        done = self._run[who](*args, input=step.input, timeout=step.timeout)
         out = done.stdout.decode(errors="replace")
         err = done.stderr.decode(errors="replace")
         self.raw[who] = Answer(done.returncode, out, err)

@@ -51,6 +51,12 @@ DIFFERENCES: dict[str, str] = {
                        "namespace when PID 1 ends, so there is no sandbox left to name.",
     "cgroup namespace": "every labkit container has a cgroup namespace of its own (CgroupnsMode private, "
                         "Docker's default on cgroup v2); Docker on a cgroup v1 host shares the host's (host).",
+    "archive refusal": "load of what is not an image archive says so in labkit's sentence (the input is not a tar "
+                       "archive) instead of Go's tar reader's (Error processing tar file(exit status 1): unexpected EOF).",
+    "save missing image": "save of an image that is not there is refused as every other command refuses it (No such "
+                          "image: REF), not in the tar exporter's 'reference does not exist'.",
+    "layer digests": "rmi's Deleted lines name a removed layer by its content digest (its diff id, the name of its "
+                     "tar in labkit's store), Docker by its chain id; the two are the same for a base layer.",
     "cgroup hierarchies": "on a cgroup v1 host labkit puts a container in the hierarchies whose limits and "
                           "counters it uses (memory, pids, cpu, cpuacct, freezer, devices), so its /sys/fs/cgroup "
                           "shows those; Docker also makes groups in blkio, cpuset and name=systemd.",
@@ -61,6 +67,14 @@ DAEMON_KEYS: dict[str, tuple[str, str]] = {
     "KernelMemory": ("20.10", "removed from HostConfig in API 1.42 (Docker 23+)"),
     "KernelMemoryTCP": ("20.10", "removed from HostConfig in API 1.42 (Docker 23+)"),
     "DNSNames": ("28", "added to each endpoint in API 1.44 (Docker 25)"),
+}
+
+#: image inspect keys only 20.10 has: key -> why Docker 28 has it not.
+IMAGE_KEYS_GONE: dict[str, str] = {
+    "Container": "removed from image inspect in API 1.45 (Docker 26)",
+    "ContainerConfig": "removed from image inspect in API 1.45 (Docker 26)",
+    "VirtualSize": "removed from image inspect in API 1.44 (Docker 25)",
+    "DockerVersion": "empty and left out by Docker 26+ for images it did not build",
 }
 
 #: Masked paths newer Docker adds (moby oci/defaults.go), which 20.10 did not mask yet.
@@ -488,3 +502,127 @@ def test_terminal(dockerd, lesson_images, engine, served):
     differ = {name: (results["docker"][name], results["labkit"][name]) for name in sessions
               if results["docker"][name] != results["labkit"][name]}
     assert not differ, "\n".join(f"{n}:\n  docker {d!r}\n  labkit {lk!r}" for n, (d, lk) in differ.items())
+
+
+# --- images: commit/history, save/load, export/import, tag/rmi ----------------------------------------
+
+def _cells(text: str, rows: int) -> list[list[str]]:
+    """A table's first ``rows`` lines as cells (columns are two or more spaces apart)."""
+    return [re.split(r"\s{2,}", line.strip()) for line in text.splitlines()[:rows]]
+
+
+def _layer_digests(d: Answer, lk: Answer) -> bool:
+    """The same lines but a layer's: Untagged, the image's Deleted, then one Deleted per layer on each side."""
+    d_lines, lk_lines = d.out.splitlines(), lk.out.splitlines()
+    return (d.rc == lk.rc == 0 and d_lines[:2] == lk_lines[:2] and len(d_lines) == len(lk_lines)
+            and all(line.startswith("Deleted: <ID") for line in lk_lines[2:]))
+
+
+def test_commit_history(both):
+    """A container writes a file and deletes one; commit with -m and -c makes an image whose history's top row
+    is that layer, whose inspect says the change, and in which a new container sees the file and the whiteout."""
+    sc = both()
+    run(sc, ["run", "--name", "writer", "busybox", "sh", "-c", "echo made > /new.txt; rm /etc/group"])
+    run(sc, ["diff", "writer"], out="lines")
+    run(sc, ["commit", "-m", "a change", "-c", 'CMD ["cat", "/new.txt"]', "writer", "snap:1"])
+    run(sc, ["history", "snap:1"], out="ignore")
+    d, lk = sc.raw["docker"].out, sc.raw["labkit"].out
+    assert _cells(d, 1) == _cells(lk, 1) and len(_cells(d, 2)) == len(_cells(lk, 2)) == 2, (d, lk)
+    assert _cells(d, 2)[1][1:] == _cells(lk, 2)[1][1:], (d, lk)  # the new layer's row, after its id
+    run(sc, ["history", "--no-trunc", "--format", "{{.CreatedBy}}|{{.Size}}|{{.Comment}}", "snap:1"], out="ignore")
+    assert sc.raw["docker"].out.splitlines()[0] == sc.raw["labkit"].out.splitlines()[0]
+    run(sc, ["history", "-q", "snap:1"], out="ignore")
+    for who in ("docker", "labkit"):
+        assert re.fullmatch(r"[0-9a-f]{12}", sc.raw[who].out.splitlines()[0]), sc.raw[who].out
+    run(sc, ["inspect", "-f", "{{.Comment}} {{.Config.Cmd}} {{.Config.Env}} {{.Os}}/{{.Architecture}} "
+             "{{len .RootFS.Layers}}", "snap:1"], out="ignore")
+    d_words, lk_words = sc.raw["docker"].out.split(), sc.raw["labkit"].out.split()
+    assert d_words[:-1] == lk_words[:-1], (d_words, lk_words)
+    run(sc, ["image", "inspect", "snap:1"], out="ignore")
+    d_keys = set(json.loads(sc.raw["docker"].out)[0]) - set(IMAGE_KEYS_GONE)
+    lk_keys = set(json.loads(sc.raw["labkit"].out)[0])
+    assert d_keys <= lk_keys, f"image inspect lacks {sorted(d_keys - lk_keys)}"
+    run(sc, ["run", "--rm", "snap:1"])
+    run(sc, ["run", "--rm", "snap:1", "sh", "-c", "cat /etc/group || echo gone; ls /etc | grep -c group"])
+    run(sc, ["run", "--name", "w2", "snap:1", "true"])
+    run(sc, ["diff", "w2"])
+    run(sc, ["rm", "writer", "w2"])
+    run(sc, ["rmi", "snap:1"], out="lines", allow={"layer digests": _layer_digests})
+    assert_parity(sc)
+
+
+def _archive_refusal(d: Answer, lk: Answer) -> bool:
+    return d.rc == lk.rc == 1 and d.out == lk.out == "" and "not a tar archive" in lk.err
+
+
+def _save_missing(d: Answer, lk: Answer) -> bool:
+    return (d.rc == lk.rc == 1 and "reference does not exist" in d.err
+            and lk.err.startswith("Error response from daemon: No such image: nosuch:1."))
+
+
+def test_save_load(both, tmp_path):
+    """labkit's save loads into Docker and runs there; Docker's save loads into labkit and runs there; both
+    list the loaded image alike."""
+    sc = both()
+    run(sc, ["run", "--name", "saver", "busybox", "sh", "-c", "echo saved > /s.txt; rm /etc/group"])
+    run(sc, ["commit", "-c", 'CMD ["cat", "/s.txt"]', "saver", "moved:1"])
+    run(sc, ["rm", "saver"])
+    run(sc, ["save", "-o", str(tmp_path / "{who}.tar"), "moved:1"])
+    run(sc, ["rmi", "moved:1"], out="lines")
+    run(sc, ["load", "-i", str(tmp_path / "{other}.tar")])  # each engine loads the other's archive
+    run(sc, ["images", "--format", "{{.Repository}}:{{.Tag}}", "moved"])
+    run(sc, ["run", "--rm", "moved:1"])
+    run(sc, ["run", "--rm", "moved:1", "sh", "-c", "cat /etc/group || echo gone"])
+    run(sc, ["history", "--format", "{{.CreatedBy}}", "moved:1"], out="ignore")
+    assert sc.raw["docker"].out.splitlines()[0] == sc.raw["labkit"].out.splitlines()[0]
+    run(sc, ["load"], input=b"not a tar", allow={"archive refusal": _archive_refusal})
+    run(sc, ["save", "nosuch:1"], allow={"save missing image": _save_missing})
+    run(sc, ["rmi", "moved:1"], out="ignore")
+    # What else goes with the image depends on which layers each engine shares with its own busybox.
+    assert sc.raw["docker"].out.splitlines()[0] == sc.raw["labkit"].out.splitlines()[0] == "Untagged: moved:1"
+    assert sc.raw["labkit"].out.splitlines()[1].startswith("Deleted: sha256:")
+    assert_parity(sc)
+
+
+def test_export_import(both, tmp_path):
+    """export writes a container's files as one tar; import makes an image of it with -c and -m."""
+    sc = both()
+    run(sc, ["run", "--name", "exporter", "busybox", "sh", "-c", "echo exported > /e.txt; rm /etc/group"])
+    run(sc, ["export", "-o", str(tmp_path / "{who}.tar"), "exporter"])
+    run(sc, ["import", "-c", 'CMD ["cat", "/e.txt"]', "-m", "from a tar", str(tmp_path / "{who}.tar"), "flat:1"])
+    run(sc, ["run", "--rm", "flat:1"])
+    run(sc, ["run", "--rm", "flat:1", "sh", "-c", "cat /etc/group || echo gone"])
+    run(sc, ["history", "--format", "{{.CreatedBy}}|{{.Comment}}", "flat:1"])
+    run(sc, ["inspect", "-f", "{{.Comment}} {{.Config.Cmd}} {{len .RootFS.Layers}}", "flat:1"])
+    run(sc, ["import", str(tmp_path / "{other}.tar"), "flat:2"])  # each engine imports the other's export
+    run(sc, ["run", "--rm", "flat:2", "cat", "/e.txt"])
+    run(sc, ["export", "nosuch"])
+    run(sc, ["import", str(tmp_path / "nosuch.tar")])
+    run(sc, ["rm", "exporter"])
+    run(sc, ["rmi", "flat:1", "flat:2"], out="lines")
+    assert_parity(sc)
+
+
+def test_tag_rmi(both):
+    """tag and rmi, and rmi's refusals: an image a container uses, a name that is not there."""
+    sc = both()
+    run(sc, ["tag", "busybox", "mine:1"])
+    run(sc, ["tag", "mine:1", "mine:2"])
+    run(sc, ["images", "--format", "{{.Repository}}:{{.Tag}}", "mine"])
+    run(sc, ["rmi", "mine:2"])
+    run(sc, ["run", "--name", "dep", "busybox", "sh", "-c", "echo x > /x"])
+    run(sc, ["commit", "dep", "used:1"])
+    run(sc, ["create", "--name", "user", "used:1"])
+    run(sc, ["rmi", "used:1"])
+    run(sc, ["tag", "used:1", "used:2"])
+    run(sc, ["rmi", "used:2"])
+    run(sc, ["run", "-d", "--name", "runner", "used:1", "sleep", "300"])
+    run(sc, ["rmi", "-f", "used:1"])
+    run(sc, ["rm", "-f", "user", "runner", "dep"])
+    run(sc, ["rmi", "used:1"], out="lines")
+    run(sc, ["rmi", "mine:1"])
+    run(sc, ["rmi", "nosuch"])
+    run(sc, ["tag", "nosuch", "x:1"])
+    run(sc, ["tag", "busybox", "Bad:Name"])
+    run(sc, ["images", "--format", "{{.Repository}}:{{.Tag}}"], out="lines")
+    assert_parity(sc)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import os
+import re
 import tempfile
 import time
 from collections.abc import Iterator
@@ -154,7 +155,16 @@ def cmd_rmi(session: Session, args: argparse.Namespace) -> int:
 
 
 def cmd_tag(session: Session, args: argparse.Namespace) -> int:
-    """Give an image another name; prints nothing."""
+    """Give an image another name; prints nothing. A name the grammar refuses is refused by the client, in
+    Docker's client's words (docker/cli client/image_tag.go), before the engine is asked."""
+    from labkit.images.store import parse_ref  # the image store loads only when tag runs, not for --help
+
+    try:
+        parse_ref(args.target)
+    except InvalidArgument as error:
+        # Docker's client names a one-part repository as its normalised ``library/NAME``.
+        why = re.sub(r"repository name \(([^/)]+)\)", r"repository name (library/\1)", error.message)
+        raise _Refused(f'Error parsing reference: "{args.target}" is not a valid repository/tag: {why}') from None
     session.engine.tag(args.source, args.target)
     return 0
 
@@ -207,7 +217,11 @@ def _input(path: str | None) -> Iterator[IO[bytes]]:
         with os.fdopen(os.dup(0), "rb") as stream:
             yield stream
         return
-    with open(path, "rb") as stream:
+    try:
+        stream = open(path, "rb")
+    except OSError as error:  # Docker's client's words: Go's os.PathError, open PATH: the errno's text
+        raise _Refused(f"open {path}: {(error.strerror or str(error)).lower()}") from None
+    with stream:
         yield stream
 
 
@@ -336,7 +350,7 @@ def register(command: Command) -> None:
 
     _history_flags(command("history", cmd_history, "Show the history of an image"))
     _rmi_flags(command("rmi", cmd_rmi, "Remove one or more images"))
-    _tag_flags(command("tag", cmd_tag, "Create a tag TARGET_IMAGE that refers to SOURCE_IMAGE"))
+    _tag_flags(command("tag", _refusing(cmd_tag), "Create a tag TARGET_IMAGE that refers to SOURCE_IMAGE"))
     _save_flags(command("save", _refusing(cmd_save), "Save one or more images to a tar archive"))
     _load_flags(command("load", _refusing(cmd_load), "Load images from a tar archive"))
     sub = command("export", _refusing(cmd_export), "Export a container's filesystem as a tar archive")
