@@ -924,8 +924,12 @@ static void mount_cgroups(const char *root, const struct pid1_spec *s)
         return;
     secure_join(root, "/sys/fs/cgroup", p, sizeof p);
     if (host.f_type == 0x63677270) { /* CGROUP2_SUPER_MAGIC */
-        /* EPERM: a user namespace that does not own the cgroup namespace; the container goes on without it */
-        if (mount("cgroup2", p, "cgroup2", MS_NOSUID | MS_NODEV | MS_NOEXEC | MS_RDONLY, NULL) < 0 && errno != EPERM)
+        /* EPERM: a user namespace that does not own the cgroup namespace. EBUSY: /sys is the host's own,
+         * bound recursively (rootless in the host's network namespace cannot mount a sysfs, above), so the
+         * host's cgroup2 is already at this mount point, and the kernel refuses the same superblock on the
+         * same mount point (do_add_mount, fs/namespace.c); the container sees what that bind shows. */
+        if (mount("cgroup2", p, "cgroup2", MS_NOSUID | MS_NODEV | MS_NOEXEC | MS_RDONLY, NULL) < 0 && errno != EPERM &&
+            errno != EBUSY)
             fail_errno(p);
         return;
     }
