@@ -195,7 +195,8 @@ def delegated(proc_cgroup: str = "/proc/self/cgroup", mounts_file: str = "/proc/
 
     Where the user has a systemd user manager, that subtree is labkit's own scope, which
     the manager delegates (:mod:`labkit.linux.systemd`): with ``join``, this process moves
-    into it first (the engine does, so the containers it starts can join their groups there).
+    into it first (the engine does, so the containers it starts can join their groups there), and
+    elsewhere the processes in the subtree's top go down into its leaf (:func:`_leave_for_leaf`).
 
     systemd *delegates* a subtree to each user session (``user@UID.service``):
     its directories and their ``cgroup.procs`` belong to the user, so the
@@ -235,7 +236,39 @@ def delegated(proc_cgroup: str = "/proc/self/cgroup", mounts_file: str = "/proc/
         path = os.path.dirname(path)
     if root is None:
         return None
+    if join:
+        _leave_for_leaf(root)
     return _delegated_layout(root)
+
+
+def _leave_for_leaf(root: str) -> None:
+    """Move the processes in ``root`` itself into its leaf ``engine``, where root has controllers to give.
+
+    cgroup v2 lets a group give controllers to its children only while it holds no process itself
+    (cgroup-v2.rst, "No Internal Process Constraint": writing ``cgroup.subtree_control`` fails with
+    EBUSY), and labkit's groups below ``root`` need them. So, as in labkit's systemd scope, the
+    processes go one level down, into ``root/engine``; a user may move its own processes anywhere in
+    a subtree delegated to it (cgroup-v2.rst, "Delegation Containment"). A process that ended on the
+    way, or that is not this user's, stays where it is, and the limits say why when they are set.
+    """
+    try:
+        with open(os.path.join(root, "cgroup.controllers")) as f:
+            if not f.read().split():
+                return  # nothing to give to children: processes may stay (a hybrid host's unified tree)
+        with open(os.path.join(root, "cgroup.procs")) as f:
+            pids = f.read().split()
+        if not pids:
+            return
+        leaf = os.path.join(root, systemd.LEAF)
+        os.makedirs(leaf, exist_ok=True)
+    except OSError:
+        return
+    for pid in pids:
+        try:
+            with open(os.path.join(leaf, "cgroup.procs"), "w") as f:
+                f.write(pid)
+        except OSError:  # ESRCH: it ended; EACCES/EPERM: not ours to move
+            pass
 
 
 def _delegated_layout(root: str) -> Layout:
