@@ -193,3 +193,14 @@ def test_build_prints_success_once_and_q_only_the_id(lk, tmp_path):
     rc, out, err = lk("build", "-q", "-t", "once:2", str(tmp_path))
     assert rc == 0 and re.fullmatch(r"sha256:[0-9a-f]{64}\n", out), err
     assert lk("inspect", "-f", "{{.Id}}", "once:2")[1] == out
+
+
+def test_setup_builds_the_lesson_images_and_lists_them(lk):
+    """``labkit setup`` (what ``make lab`` runs first) builds busybox and the lesson's images, then prints
+    the image table, as ``labkit images`` would, with exit 0."""
+    rc, out, err = lk("setup")
+    assert rc == 0, err
+    listed = lk("images")[1]
+    table = out[out.index("REPOSITORY"):]
+    assert table.split("\n", 1)[0].split() == listed.split("\n", 1)[0].split()
+    assert "busybox" in table and "frontend-app" in table
