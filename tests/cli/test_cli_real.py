@@ -73,14 +73,17 @@ def test_build_and_images(lk, tmp_path):
     (tmp_path / "Labfile").write_text("FROM busybox\nCOPY hello.txt /srv/\nRUN rm /etc/group && echo built > /built\n"
                                       "ENV GREETING=hi\nCMD [\"cat\", \"/srv/hello.txt\"]\n")
     rc, out, err = lk("build", "-t", "hello:1.0", str(tmp_path))
-    assert rc == 0, err
-    assert "Step 3/5 : RUN rm /etc/group && echo built > /built" in out
-    rc, out, _ = lk("images")
-    assert re.search(r"^hello\s+1\.0\s+[0-9a-f]{12}\s", out, re.M)
-    rc, out, _ = lk("run", "--rm", "hello:1.0")
-    assert (rc, out) == (0, "hello\n")
-    rc, out, _ = lk("run", "--rm", "hello:1.0", "sh", "-c", "cat /built; ls /etc/group")
-    assert rc == 1 and out == "built\n", "the RUN step's whiteout hides /etc/group in the new image"
+    try:
+        assert rc == 0, err
+        assert "Step 3/5 : RUN rm /etc/group && echo built > /built" in out
+        rc, out, _ = lk("images")
+        assert re.search(r"^hello\s+1\.0\s+[0-9a-f]{12}\s", out, re.M)
+        rc, out, _ = lk("run", "--rm", "hello:1.0")
+        assert (rc, out) == (0, "hello\n")
+        rc, out, _ = lk("run", "--rm", "hello:1.0", "sh", "-c", "cat /built; ls /etc/group")
+        assert rc == 1 and out == "built\n", "the RUN step's whiteout hides /etc/group in the new image"
+    finally:
+        lk("rmi", "hello:1.0")  # the session's engine keeps only the images every test may count on
 
 
 @pytest.mark.parametrize("args, rc, words", [

@@ -50,10 +50,19 @@ def dockerd():
         assert not left, f"the parity suite's dockerd left these behind: {left}"
 
 
+#: The tags both engines hold when a scenario starts.
+GIVEN = {"busybox:latest", "frontend-app:v2.1.0"}
+
+
 @pytest.fixture(scope="session")
 def lesson_images(shared_engine):
-    """The session's labkit engine with busybox and the lesson's image."""
+    """The session's labkit engine with busybox and the lesson's image, and no other tag, as its dockerd:
+    a tag an earlier test of the session left would show in the image listings the scenarios compare."""
     shared_engine.setup(on_step=lambda line: None)
+    for image in shared_engine.images.ls():
+        for tag in image.get("RepoTags") or []:
+            if tag not in GIVEN:
+                shared_engine.rmi(tag)
     return shared_engine
 
 
