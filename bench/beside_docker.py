@@ -40,7 +40,7 @@ REPO = os.path.dirname(HERE)
 sys.path.insert(0, REPO)
 sys.path.insert(0, HERE)
 
-from terminal import on_pty  # noqa: E402
+from terminal import on_pty, stop_labkit  # noqa: E402
 
 import labkit  # noqa: E402
 from tests.parity.dockerd import PREFIX, Dockerd, docker_cli, sweep_stale  # noqa: E402
@@ -189,14 +189,7 @@ def main() -> int:
             left = daemon.stop()
             if left:
                 print(f"the bench's dockerd left these behind: {left}", file=sys.stderr)
-        subprocess.run(["sh", BIN, "server", "stop"], env=env, capture_output=True, timeout=60)
-        for cid in lab.store.container_ids():
-            try:
-                lab.rm(cid, force=True)
-            except Exception:
-                pass
-        lab.prune_networks()
-        shutil.rmtree(work, ignore_errors=True)
+        stop_labkit(lab, env, work)
 
 
 if __name__ == "__main__":

@@ -78,6 +78,19 @@ def on_pty(argv: list[str], env: dict[str, str], timeout: float = 60) -> tuple[f
     return elapsed, os.waitstatus_to_exitcode(status), bytes(seen)
 
 
+def stop_labkit(lab, env: dict[str, str], work: str) -> None:
+    """Stop the bench's resident engine, remove every container and idle network of its state root, then the
+    root itself: what a bench run on a private root leaves is nothing."""
+    subprocess.run(["sh", BIN, "server", "stop"], env=env, capture_output=True, timeout=60)
+    for cid in lab.store.container_ids():
+        try:
+            lab.rm(cid, force=True)
+        except Exception:
+            pass
+    lab.prune_networks()
+    shutil.rmtree(work, ignore_errors=True)
+
+
 def docker_answers() -> bool:
     if shutil.which("docker") is None:
         return False
@@ -155,14 +168,7 @@ def main() -> int:
     finally:
         if docker:
             subprocess.run(["docker", "rm", "-f", name], capture_output=True, timeout=60)
-        subprocess.run(["sh", BIN, "server", "stop"], env=env, capture_output=True, timeout=60)
-        for cid in lab.store.container_ids():
-            try:
-                lab.rm(cid, force=True)
-            except Exception:
-                pass
-        lab.prune_networks()
-        shutil.rmtree(work, ignore_errors=True)
+        stop_labkit(lab, env, work)
 
 
 if __name__ == "__main__":
