@@ -70,6 +70,22 @@ def subordinate_range(user: str) -> Iterator[int]:
                        capture_output=True)
 
 
+def remove_user(user: pwd.struct_passwd) -> tuple[list[int], list[str]]:
+    """Kill what ``user`` left running, then remove the user, its subordinate ranges and its home; the
+    processes that were still alive and the mounts under the home, for the caller to fail on."""
+    left = live_pids_of(user.pw_uid)
+    for pid in left:
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+    with open("/proc/self/mounts") as f:
+        mounts = [line.split()[1] for line in f if user.pw_dir in line]
+    subprocess.run(["userdel", "-r", user.pw_name], capture_output=True)
+    shutil.rmtree(user.pw_dir, ignore_errors=True)
+    return left, mounts
+
+
 @pytest.fixture(scope="session")
 def learner():
     """An unprivileged user with a home of its own; everything it leaves is checked, then it is removed."""
@@ -81,16 +97,7 @@ def learner():
     try:
         yield info
     finally:
-        leftovers = live_pids_of(info.pw_uid)
-        for pid in leftovers:
-            try:
-                os.kill(pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
-        with open("/proc/self/mounts") as f:
-            mounts = [line.split()[1] for line in f if info.pw_dir in line]
-        subprocess.run(["userdel", "-r", USER], capture_output=True)  # its subordinate ranges too, if any
-        shutil.rmtree(info.pw_dir, ignore_errors=True)
+        leftovers, mounts = remove_user(info)
         assert not leftovers, f"processes of {USER} outlived the tests: {leftovers}"
         assert not mounts, f"mounts on the host under {info.pw_dir}: {mounts}"
 
@@ -202,16 +209,7 @@ def lab_learner():
         if engine.exists():
             subprocess.run(lab.argv(str(engine), "server", "stop"), cwd=checkout, env=env, capture_output=True,
                            timeout=60)
-        left = live_pids_of(user.pw_uid)
-        for pid in left:
-            try:
-                os.kill(pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
-        with open("/proc/self/mounts") as f:
-            mounts = [line.split()[1] for line in f if user.pw_dir in line]
-        subprocess.run(["userdel", "-r", LAB_USER], capture_output=True)
-        shutil.rmtree(home, ignore_errors=True)
+        left, mounts = remove_user(user)
         if os.path.isdir(cache):
             os.chown(cache, 0, 0)  # no later user given the same uid finds a cache of its own
         assert not left, f"processes of {LAB_USER} outlived the tests: {left}"
