@@ -14,8 +14,8 @@ from typing import IO, Any, Literal
 
 import labkit
 from labkit.cli.errors import describe
-from labkit.cli.templates import Template, TemplateError
-from labkit.errors import LabkitError
+from labkit.cli.templates import Template, TemplateError, json_text
+from labkit.errors import LabkitError, NotFound
 
 #: Builds an engine from the global options; tests pass their own.
 EngineFactory = Callable[..., Any]
@@ -115,3 +115,24 @@ def parsed_template(session: Session, text: str | None) -> Template | None | Lit
     except TemplateError as error:
         session.error(error.one_line())
         return False
+
+
+def print_inspected(session: Session, refs: Sequence[str], inspect: Callable[[str], Any], text: str | None) -> int:
+    """``network inspect``/``volume inspect``: the objects as a JSON array, or each through ``-f``; a missing
+    one is named on stderr after them (exit 1), and a template that does not parse exits 64."""
+    template = parsed_template(session, text)
+    if template is False:
+        return 64  # Docker's inspect exits 64 (sysexits' EX_USAGE) when its template does not parse
+    found, errors = [], []
+    for ref in refs:
+        try:
+            found.append(inspect(ref))
+        except NotFound as error:
+            errors.append(f"Error response from daemon: {error.one_line()}")
+    if template is not None:
+        session.out.write("".join(template.render(item) + "\n" for item in found))
+    else:
+        session.print(json_text(found, indent=4))
+    for line in errors:
+        session.error(line)
+    return 1 if errors else 0

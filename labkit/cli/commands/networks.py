@@ -6,9 +6,7 @@ import argparse
 
 from labkit.cli.errors import Parser
 from labkit.cli.formatters import NETWORK_HEADERS, NETWORK_TABLE, network_fields, render_rows, short_id
-from labkit.cli.session import Command, Session, each, parsed_template, usage_for
-from labkit.cli.templates import json_text
-from labkit.errors import NotFound
+from labkit.cli.session import Command, Session, each, print_inspected, usage_for
 
 
 def cmd_network_create(session: Session, args: argparse.Namespace) -> int:
@@ -41,22 +39,7 @@ def cmd_network_prune(session: Session, args: argparse.Namespace) -> int:
 
 def cmd_network_inspect(session: Session, args: argparse.Namespace) -> int:
     """Print networks as a JSON array, or each through ``-f``; a missing one is named on stderr (exit 1)."""
-    template = parsed_template(session, args.format)
-    if template is False:
-        return 64  # Docker's inspect exits 64 (sysexits' EX_USAGE) when its template does not parse
-    found, errors = [], []
-    for name in args.networks:
-        try:
-            found.append(session.engine.inspect_network(name))
-        except NotFound as error:
-            errors.append(f"Error response from daemon: {error.one_line()}")
-    if template is not None:
-        session.out.write("".join(template.render(n) + "\n" for n in found))
-    else:
-        session.out.write(json_text(found, indent=4) + "\n")
-    for line in errors:
-        session.error(line)
-    return 1 if errors else 0
+    return print_inspected(session, args.networks, session.engine.inspect_network, args.format)
 
 
 def cmd_network_connect(session: Session, args: argparse.Namespace) -> int:

@@ -7,9 +7,7 @@ from collections.abc import Mapping
 
 from labkit.cli.errors import Parser
 from labkit.cli.formatters import VOLUME_HEADERS, VOLUME_TABLE, render_rows, volume_fields
-from labkit.cli.session import Command, Session, each, parsed_template, usage_for
-from labkit.cli.templates import json_text
-from labkit.errors import NotFound
+from labkit.cli.session import Command, Session, each, print_inspected, usage_for
 from labkit.model import humanize
 
 
@@ -38,22 +36,7 @@ def cmd_volume_rm(session: Session, args: argparse.Namespace) -> int:
 
 def cmd_volume_inspect(session: Session, args: argparse.Namespace) -> int:
     """Print volumes as a JSON array, or each through ``-f``."""
-    template = parsed_template(session, args.format)
-    if template is False:
-        return 64
-    found, errors = [], []
-    for name in args.volumes:
-        try:
-            found.append(session.engine.inspect_volume(name))
-        except NotFound as error:
-            errors.append(f"Error response from daemon: {error.one_line()}")
-    if template is not None:
-        session.out.write("".join(template.render(v) + "\n" for v in found))
-    else:
-        session.print(json_text(found, indent=4))
-    for line in errors:
-        session.error(line)
-    return 1 if errors else 0
+    return print_inspected(session, args.volumes, session.engine.inspect_volume, args.format)
 
 
 def cmd_volume_prune(session: Session, args: argparse.Namespace) -> int:
