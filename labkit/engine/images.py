@@ -228,7 +228,9 @@ class ImageCollection(Collection):
         return list(archive.load(self.store, stream).lines)
 
     def export(self, ref: str, out: IO[bytes]) -> None:
-        """``docker export``: the container's filesystem, its writable layer over its image's, as one tar."""
+        """``docker export``: the container's filesystem as one tar: its writable layer over Docker's init layer
+        (the empty ``/etc/hosts``, ``/etc/hostname``, ``/etc/resolv.conf`` and ``/.dockerenv`` placeholders,
+        :func:`labkit.images.archive.write_init_layer`) over its image's."""
         from labkit.images import archive
 
         rec = self.engine._get(ref)
@@ -238,7 +240,10 @@ class ImageCollection(Collection):
             upper = os.path.join(work, "upper")
             os.mkdir(upper, 0o755)
             self.engine.backend.write_upper(rec, img, upper)
-            archive.write_merged([upper, *img.lowerdirs()], out, self.store.ownership.inside)
+            init = os.path.join(work, "init")
+            os.mkdir(init, 0o755)
+            archive.write_init_layer(init, img.lowerdirs())
+            archive.write_merged([upper, init, *img.lowerdirs()], out, self.store.ownership.inside)
         finally:
             self.store.ownership.remove_tree(work)
 

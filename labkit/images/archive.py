@@ -676,6 +676,56 @@ def _opaque(path: str) -> bool:
     return oci.is_opaque(path, "trusted") or oci.is_opaque(path, "user")
 
 
+#: What Docker's ``<id>-init`` layer holds (moby daemon/initlayer/setup_unix.go): path -> "dir", "file" or a
+#: symlink's target. A file or link replaces what the image has there; a directory is made where there is none.
+DOCKER_INIT = {"/dev/pts": "dir", "/dev/shm": "dir", "/proc": "dir", "/sys": "dir", "/.dockerenv": "file",
+               "/etc/resolv.conf": "file", "/etc/hosts": "file", "/etc/hostname": "file", "/dev/console": "file",
+               "/etc/mtab": "/proc/mounts"}
+
+
+def write_init_layer(dest: str, lowers: Sequence[str]) -> None:
+    """Write into the empty directory ``dest`` the layer Docker puts between a container's writable layer and its
+    image (:data:`DOCKER_INIT`), as ``docker export`` shows it: the per-container files' empty placeholders (mode
+    0755, as Docker makes them), ``/.dockerenv``, ``/dev/console``, and the directories the image lacks.
+
+    Docker unlinks each path over the image first and makes what is then missing: a file of the image there is
+    replaced by an empty one, an image directory stays. A directory of the image that receives an entry is
+    copied up (its mode and owner kept, its time now), as overlayfs does. ``lowers`` are the image's layers,
+    top first.
+    """
+    def in_image(rel: str) -> os.stat_result | None:
+        for layer in lowers:
+            try:
+                st = os.lstat(os.path.join(layer, rel))
+            except (FileNotFoundError, NotADirectoryError):
+                continue
+            return None if oci.is_whiteout(st) else st
+        return None
+
+    for path, kind in DOCKER_INIT.items():
+        rel = path.lstrip("/")
+        found = in_image(rel)
+        if found is not None and stat.S_ISDIR(found.st_mode):
+            continue  # unlink(2) of a directory fails: the image's stays
+        parts = rel.split("/")[:-1]
+        for i in range(len(parts)):
+            sub = "/".join(parts[: i + 1])
+            here = os.path.join(dest, sub)
+            if not os.path.isdir(here):
+                below = in_image(sub)
+                os.mkdir(here, stat.S_IMODE(below.st_mode) if below is not None else 0o755)
+                os.chmod(here, stat.S_IMODE(below.st_mode) if below is not None else 0o755)  # past the umask
+        full = os.path.join(dest, rel)
+        if kind == "dir":
+            os.mkdir(full, 0o755)
+            os.chmod(full, 0o755)
+        elif kind == "file":
+            os.close(os.open(full, os.O_WRONLY | os.O_CREAT | os.O_CLOEXEC, 0o755))
+            os.chmod(full, 0o755)
+        else:
+            os.symlink(kind, full)
+
+
 def write_merged(layers: Sequence[str], out: IO[bytes], owners: oci.Owners = None) -> None:
     """``docker export``: the merged view of ``layers`` (top first: the container's upper dir, then the
     image's layers) as one plain tar of files, with no whiteouts, streamed to ``out``."""

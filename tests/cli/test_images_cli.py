@@ -158,6 +158,29 @@ def test_export_and_import(lk, tmp_path):
     lk("rm", "exp")
 
 
+def test_export_holds_dockers_init_layer(lk, tmp_path):
+    """export shows what Docker's init layer puts over the image: /.dockerenv, /dev/console, /dev/pts and
+    /dev/shm, and empty 0755 placeholders for /etc/hosts, /etc/hostname and /etc/resolv.conf (the image's
+    own /etc/hosts replaced), /etc/mtab a link to /proc/mounts; the image's /proc stays as the image has it.
+    What the container wrote to /etc/hostname went to its bind-mounted file, not its layer: the placeholder
+    stays empty, as in Docker's export."""
+    lk("run", "--name", "initl", "busybox", "sh", "-c", "echo mine > /etc/hostname")
+    path = tmp_path / "fs.tar"
+    assert lk("export", "-o", str(path), "initl")[0] == 0
+    lk("rm", "initl")
+    with tarfile.open(path) as tar:
+        m = {t.name: t for t in tar.getmembers()}
+        hostname = tar.extractfile(m["etc/hostname"]).read()
+    for name in (".dockerenv", "dev/console", "etc/hosts", "etc/resolv.conf"):
+        assert m[name].isreg() and m[name].size == 0 and m[name].mode == 0o755, name
+    for name in ("dev/pts", "dev/shm"):
+        assert m[name].isdir() and m[name].mode == 0o755, name
+    assert m["etc/mtab"].issym() and m["etc/mtab"].linkname == "/proc/mounts"
+    assert m["proc"].isdir() and m["proc"].mode == 0o555, "the image's /proc, not a placeholder"
+    assert m["etc"].mode == 0o755 and m["etc/passwd"].size > 0
+    assert hostname == b"" and m["etc/hostname"].mode == 0o755
+
+
 def test_images_filters_all_and_reference(lk):
     """images REPO[:TAG], --filter reference/dangling/before/since/label and -a choose the rows Docker would."""
     lk("tag", "busybox", "flt:1")

@@ -584,11 +584,26 @@ def test_save_load(both, tmp_path):
     assert_parity(sc)
 
 
+def _tar_listing(path: Any) -> dict[str, tuple[Any, ...]]:
+    """Each entry of a tar: its type, permissions, owner ids, size and link target (times are each engine's own;
+    Go's tar writer also puts the file type's bits in the mode field, which tar(1) ignores)."""
+    import stat
+    import tarfile
+
+    with tarfile.open(path) as tar:
+        return {t.name.rstrip("/"): (t.type, stat.S_IMODE(t.mode), t.uid, t.gid, t.size, t.linkname)
+                for t in tar.getmembers()}
+
+
 def test_export_import(both, tmp_path):
-    """export writes a container's files as one tar; import makes an image of it with -c and -m."""
+    """export writes a container's files as one tar, entry for entry as Docker's (its init layer's /.dockerenv,
+    /dev/console and empty /etc placeholders included); import makes an image of it with -c and -m."""
     sc = both()
     run(sc, ["run", "--name", "exporter", "busybox", "sh", "-c", "echo exported > /e.txt; rm /etc/group"])
     run(sc, ["export", "-o", str(tmp_path / "{who}.tar"), "exporter"])
+    listing = {who: _tar_listing(tmp_path / f"{who}.tar") for who in ("docker", "labkit")}
+    assert listing["docker"] == listing["labkit"], (sorted(set(listing["docker"].items()) ^
+                                                           set(listing["labkit"].items())))
     run(sc, ["import", "-c", 'CMD ["cat", "/e.txt"]', "-m", "from a tar", str(tmp_path / "{who}.tar"), "flat:1"])
     run(sc, ["run", "--rm", "flat:1"])
     run(sc, ["run", "--rm", "flat:1", "sh", "-c", "cat /etc/group || echo gone"])
