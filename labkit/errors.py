@@ -13,6 +13,7 @@ works as a Python programmer expects::
     │   ├── InvalidName              Invalid container name (x), only ...
     │   ├── AmbiguousReference       multiple IDs found with provided prefix: 3f
     │   ├── InvalidOption            conflicting options: cannot specify both ...
+    │   ├── InvalidCapability        invalid CapAdd: unknown capability: "CAP_FOO"
     │   └── LabfileError             Labfile line 3: unknown instruction ...
     ├── UsageError (ValueError)      labkit ps: invalid argument "x" for -f/--filter ... (the command
     │                                line could not be read: exit 125 for a flag, 1 for a count)
@@ -126,6 +127,11 @@ class AmbiguousReference(InvalidArgument):
             f"multiple IDs found with provided prefix: {ref}", "Type more characters of the id, or use the name"
         )
         self.ref = ref
+
+
+class InvalidCapability(InvalidArgument):
+    """``--cap-add``/``--cap-drop`` names no capability this kernel has; Docker's daemon refuses it
+    (``Error response from daemon: invalid CapAdd: …``), not its client."""
 
 
 class InvalidOption(InvalidArgument):

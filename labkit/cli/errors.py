@@ -20,6 +20,7 @@ from labkit.errors import (
     BuildFailed,
     Conflict,
     HostUnsupported,
+    InvalidCapability,
     InvalidName,
     InvalidOption,
     LabkitError,
@@ -31,7 +32,8 @@ from labkit.errors import (
 )
 
 #: The errors ``docker run`` shows as ``Error response from daemon: …``: the daemon's refusals.
-_DAEMON_SAYS = (Conflict, StartFailed, InvalidName, AmbiguousReference, NoSuchContainer, NoSuchVolume)
+_DAEMON_SAYS = (Conflict, StartFailed, InvalidName, AmbiguousReference, NoSuchContainer, NoSuchVolume,
+                InvalidCapability)
 
 PROG = "labkit"
 

@@ -100,8 +100,9 @@ def fileno(stream: IO[str]) -> int:
 
 
 def usage_for(session: Session, parser: argparse.ArgumentParser) -> int:
-    """A command group typed without its subcommand: show its help, as ``docker volume`` does (exit 0)."""
-    session.print(parser.format_help(), end="")
+    """A command group typed without its subcommand: show its help on stderr with exit 0, as ``docker volume``
+    does (docker/cli's ShowHelp writes to the command's error stream)."""
+    session.err.write(parser.format_help())
     return 0
 
 

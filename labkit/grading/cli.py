@@ -12,7 +12,8 @@
 ``validate``). Each command parses, calls :mod:`labkit.grading` and prints —
 nothing more. Exit codes a script can trust: 0 accepted, 1 not accepted,
 125 when the command itself failed (no such bank or question, a file that is
-not a bank), 2 for a usage error.
+not a bank); ``grade`` or ``quiz`` alone shows its help and exits 0, as every
+command group does (``docker network``).
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ from labkit.errors import LabkitError
 
 def add_grade_command(command: Callable[..., argparse.ArgumentParser], parser_class: type) -> None:
     """Register ``grade`` and its subcommands with the ``labkit`` parser's ``command()`` helper."""
-    grade = command("grade", _usage, "Check answers and labs, and collect grades")
+    grade: argparse.ArgumentParser = command("grade", lambda s, a: _usage(grade)(s, a), "Check answers and labs, and collect grades")
     subs: Any = grade.add_subparsers(dest="grade_command", metavar="COMMAND", parser_class=parser_class)
 
     sub = subs.add_parser("check", help="Check an answer to a question of a bank")
@@ -51,7 +52,7 @@ def add_grade_command(command: Callable[..., argparse.ArgumentParser], parser_cl
     sub.set_defaults(handler=cmd_validate)
     sub.add_argument("banks", nargs="*", metavar="BANK", help="banks to check (default: every bank)")
 
-    quiz = command("quiz", _quiz_usage, "List, show and check the questions of a bank")
+    quiz: argparse.ArgumentParser = command("quiz", lambda s, a: _usage(quiz)(s, a), "List, show and check the questions of a bank")
     qsubs: Any = quiz.add_subparsers(dest="quiz_command", metavar="COMMAND", parser_class=parser_class)
     sub = qsubs.add_parser("ls", help="List the banks, or one bank's questions with their kinds")
     sub.set_defaults(handler=cmd_ls)
@@ -100,14 +101,15 @@ def _learner_options(sub: argparse.ArgumentParser) -> None:
     sub.add_argument("--submit", metavar="DIR", help="also append the result to DIR/<learner>.json")
 
 
-def _quiz_usage(session: Any, args: argparse.Namespace) -> int:
-    session.error("labkit quiz: a subcommand is required (ls, show, check). See 'labkit quiz --help'.")
-    return 2
+def _usage(parser: argparse.ArgumentParser) -> Callable[[Any, argparse.Namespace], int]:
+    """``grade`` or ``quiz`` typed without its subcommand: its help, as every command group shows it (exit 0)."""
 
+    def show(session: Any, args: argparse.Namespace) -> int:
+        from labkit.cli.session import usage_for  # the CLI's session loads only when a group's help is shown
 
-def _usage(session: Any, args: argparse.Namespace) -> int:
-    session.error("labkit grade: a subcommand is required (check, lab, collect, validate). See 'labkit grade --help'.")
-    return 2
+        return usage_for(session, parser)
+
+    return show
 
 
 #: The exit code when the command itself failed (Docker's: no such bank or question, not a bank).

@@ -703,6 +703,12 @@ class LinuxBackend:
             # "Every capability" is every one labkit holds itself: a host may withhold some (CAP_SYS_RESOURCE
             # here), and capset(2) cannot give what the bounding set lacks.
             caps &= frozenset(capabilities.names_of(_own_bounding_set()))
+        withheld = sorted(caps - frozenset(capabilities.names_of(_own_bounding_set())), key=capabilities.NAMES.index)
+        if withheld:
+            # capset(2) cannot raise a capability above the caller's bounding set (capabilities(7)): runc's words.
+            raise StartFailed("unable to apply caps: operation not permitted", 125,
+                              f"This host withholds CAP_{withheld[0]} from labkit itself (CapBnd in /proc/self/status), "
+                              f"so no container of it can be given CAP_{withheld[0]}; run without --cap-add {withheld[0]}")
         return caps
 
     def _seccomp(self, security_opt: tuple[str, ...], caps: frozenset[str] = capabilities.DOCKER_DEFAULT,

@@ -805,11 +805,13 @@ static void __attribute__((noreturn)) become(const struct pid1_spec *s, int last
     static struct who user;
     static char home[PATH_MAX + 8];
     static char *envp[PID1_MAX_LIST + 2];
-    if (s->user)
-        resolve_user(s->user, &user);
+    /* Without -u the command is root with root's supplementary groups, as Docker gives them: moby's
+     * getUser reads the image's /etc/passwd and /etc/group for the empty user too (its primary group,
+     * and each group that lists "root"). */
+    resolve_user(s->user ? s->user : "", &user);
     lookup(s, program, sizeof program);
     set_rlimits(s);
-    restrict_caps(s->caps, last_cap, s->user ? &user : NULL);
+    restrict_caps(s->caps, last_cap, &user);
     int n_env = 0;
     for (int i = 0; i < s->n_env; i++)
         envp[n_env++] = s->env[i];

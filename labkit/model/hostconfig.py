@@ -17,7 +17,7 @@ import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
-from labkit.errors import InvalidArgument
+from labkit.errors import InvalidArgument, InvalidCapability
 
 #: Every capability by number, from <linux/capability.h> (capabilities(7)).
 CAPABILITIES: tuple[str, ...] = (
@@ -40,8 +40,10 @@ DOCKER_DEFAULT: frozenset[str] = frozenset(
 _HINT_CAP = "Name a capability of capabilities(7), e.g. NET_ADMIN or CAP_NET_ADMIN, or ALL"
 
 
-def _normalized(names: Iterable[str], what: str) -> list[str]:
-    """Capability names upper-cased without ``CAP_`` (``ALL`` kept); an unknown one refused."""
+def _normalized(names: Iterable[str], what: str, last_cap: int = len(CAPABILITIES) - 1) -> list[str]:
+    """Capability names upper-cased without ``CAP_`` (``ALL`` kept); one refused in moby's words
+    (oci/caps ``NormalizeLegacyCapabilities``) when it is no capability, or one above ``last_cap``
+    (a capability newer than the kernel)."""
     out = []
     for name in names:
         text = name.strip().upper()
@@ -50,7 +52,13 @@ def _normalized(names: Iterable[str], what: str) -> list[str]:
             continue
         bare = text[4:] if text.startswith("CAP_") else text
         if bare not in CAPABILITIES:
-            raise InvalidArgument(f'invalid {what}: unknown capability: "CAP_{bare}"', _HINT_CAP)
+            raise InvalidCapability(f'invalid {what}: unknown capability: "CAP_{bare}"', _HINT_CAP)
+        if CAPABILITIES.index(bare) > last_cap:
+            raise InvalidCapability(
+                f"invalid {what}: capability not supported by your kernel or not available in the current "
+                f'environment: "CAP_{bare}"',
+                f"this kernel's last capability is number {last_cap} (/proc/sys/kernel/cap_last_cap), "
+                f"CAP_{bare} is number {CAPABILITIES.index(bare)}")
         out.append(bare)
     return out
 
@@ -65,10 +73,10 @@ def capability_set(add: Sequence[str] = (), drop: Sequence[str] = (), privileged
     dropped, plus the added.
 
     Raises:
-        InvalidArgument: A name that is no capability.
+        InvalidCapability: A name that is no capability, or one this kernel does not have.
     """
     every = frozenset(CAPABILITIES[: last_cap + 1])
-    adds, drops = _normalized(add, "CapAdd"), _normalized(drop, "CapDrop")
+    adds, drops = _normalized(add, "CapAdd", last_cap), _normalized(drop, "CapDrop", last_cap)
     if privileged:
         return every
     if "ALL" in adds:

@@ -373,7 +373,7 @@ class SimBackend:
             self._check_rlimits(c.ulimits)
             pid1 = programs.start(w, ct, prog, list(c.argv), env=env, cwd=workdir,
                                   fds={1: ("log", "stdout"), 2: ("log", "stderr")}, stdin=given)
-            self._become(pid1, record, user)
+            self._become(pid1, record, user or self._user(vfs, "0"))
             ct.pid1 = pid1.hpid
             ct.starts += 1
             started = w.now
@@ -434,14 +434,15 @@ class SimBackend:
 
     @staticmethod
     def _become(p: proc_mod.Proc, record: ContainerRecord, user: hostconfig.User | None) -> None:
-        """What PID 1 or an exec'd process is as pid1.c's become() leaves it: its ids, its capabilities (none
+        """What PID 1 or an exec'd process is as pid1.c's become() leaves it: its ids and supplementary groups
+        (root's without ``-u``: its primary group and those that list it, as Docker gives them), its capabilities (none
         effective for a user other than root, after execve(2)), its seccomp mode, its RLIMIT_NPROC."""
         c = record.config
         caps = hostconfig.capability_mask(hostconfig.capability_set(c.cap_add, c.cap_drop, c.privileged))
-        if user is not None:
-            p.uid, p.gid, p.groups = user.uid, user.gid, user.groups
+        if user is not None:  # setgroups(2) keeps the list sorted (kernel/groups.c groups_sort)
+            p.uid, p.gid, p.groups = user.uid, user.gid, tuple(sorted(user.groups))
         else:
-            p.uid, p.gid, p.groups = 0, 0, ()  # as the real backend leaves root: no supplementary group set
+            p.uid, p.gid, p.groups = 0, 0, (0,)
         p.cap_bnd = caps
         p.cap_eff = caps if p.uid == 0 else 0
         p.seccomp = 0 if c.privileged or seccomp_profile(c.security_opt) is None else 2
@@ -582,7 +583,7 @@ class SimBackend:
                     p = programs.start(w, ct, prog, list(argv), env=envd, cwd=cwd, fds={1: ("null",), 2: ("null",)})
                 except BlockingIOError:
                     raise StartFailed(_EXEC_PREFIX + "fork/exec: resource temporarily unavailable", 126) from None
-                self._become(p, record, who)
+                self._become(p, record, who or self._user(vfs, "0"))
                 return None
             eid = next(_EXEC_IDS)
             proc_mod.EXEC_STREAMS[eid] = (stdout, stderr)
@@ -593,7 +594,7 @@ class SimBackend:
                     p = programs.start(w, ct, prog, list(argv), env=envd, cwd=cwd, fds=fds, stdin=_read_input(stdin))
                 except BlockingIOError:
                     raise StartFailed(_EXEC_PREFIX + "fork/exec: resource temporarily unavailable", 126) from None
-                self._become(p, record, who)
+                self._become(p, record, who or self._user(vfs, "0"))
                 advance(w, w.now + HORIZON, lambda: p.hpid not in w.procs, step=programs.step)
                 if p.hpid in w.procs:
                     proc_mod.exit_proc(w, p, 137)  # it would never end: the simulator gives up on it

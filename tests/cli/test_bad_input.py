@@ -242,7 +242,10 @@ CASES = [
     # the security, filesystem and limit flags
     ("run-platform-other", R + ["--platform", "linux/arm64"] + BB, 125, "does not match the specified platform"),
     ("create-platform-nonsense", C + ["--platform", "a/b/c/d"] + BB, 1, "unknown operating system or architecture"),
-    ("run-cap-unknown", R + ["--cap-add", "FLY"] + BB, 125, 'unknown capability: "CAP_FLY"'),
+    ("run-cap-unknown", R + ["--cap-add", "FLY"] + BB, 125,
+     'labkit: Error response from daemon: invalid CapAdd: unknown capability: "CAP_FLY"'),
+    ("create-cap-unknown", C + ["--cap-drop", "FLY"] + BB, 1,
+     'Error response from daemon: invalid CapDrop: unknown capability: "CAP_FLY"'),
     ("create-ulimit-backwards", C + ["--ulimit", "nofile=3:2"] + BB, 125, "ulimit soft limit must be less than"),
     ("run-ulimit-unknown", R + ["--ulimit", "files=1"] + BB, 125, "invalid ulimit type: files"),
     ("run-add-host-no-ip", R + ["--add-host", "db"] + BB, 125, 'bad format for add-host: "db"'),

@@ -66,6 +66,18 @@ def test_a_user_runs_as_itself_and_cannot_read_roots_private_file(lab):
     assert lab.inspect(c.id)["Config"]["User"] == "nobody"
 
 
+def test_root_has_dockers_supplementary_groups_read_from_the_images_group_file(lab):
+    """Without -u the command is root with its primary group and each group /etc/group lists root in, as Docker
+    gives them (moby's getUser): busybox's file lists root nowhere, so ``groups=0(root)``; a group that lists
+    root joins, in PID 1 and in exec alike."""
+    assert _out(lab, "id") == (0, "uid=0(root) gid=0(root) groups=0(root)\n")
+    lab.run("busybox", ["sleep", "300"], name="grp", detach=True)
+    assert lab.exec_output("grp", ["sh", "-c", "echo 'wheel:x:10:root,nobody' >> /etc/group"]) == (0, "")
+    assert lab.exec_output("grp", ["id"]) == (0, "uid=0(root) gid=0(root) groups=0(root),10(wheel)\n")
+    assert lab.exec_output("grp", ["grep", "Groups", "/proc/self/status"]) == (0, "Groups:\t0 10 \n")
+    assert lab.exec_output("grp", ["id"], user="nobody") == (0, "uid=65534(nobody) gid=65534(nobody) groups=10(wheel),65534(nobody)\n")
+
+
 def test_an_unknown_user_fails_the_start_in_dockers_words(lab):
     with pytest.raises(StartFailed, match="unable to find user nosuch: no matching entries in passwd file"):
         lab.run("busybox", ["true"], user="nosuch", name="nouser")

@@ -51,7 +51,17 @@ def test_quiz_check_is_grade_check(tmp_path, monkeypatch):
     assert code == 125 and err.count("\n") == 1 and "has no question nope" in err
     [logged] = read_results(tmp_path / "log.jsonl")
     assert logged.qid == "p3" and logged.points == 0 and logged.ts.endswith("Z")
-    assert run("quiz")[0] == 2
+
+
+def test_grade_and_quiz_alone_show_their_help_as_a_command_group_does():
+    """``quiz`` or ``grade`` without a subcommand prints its help on stderr, each subcommand named, and exits 0,
+    as ``labkit network`` (and ``docker network``) does."""
+    for group, subs in (("quiz", ("ls", "show", "check")), ("grade", ("check", "lab", "collect", "validate"))):
+        code, out, err = run(group)
+        assert (code, out) == (0, ""), (group, code, out)
+        assert err.startswith(f"usage: labkit {group} ") and all(f"    {s} " in err for s in subs), err
+    code, out, err = run("network")
+    assert (code, out) == (0, "") and err.startswith("usage: labkit network ")
 
 
 def test_grades_shows_progress_from_the_attempts_log(tmp_path, monkeypatch):

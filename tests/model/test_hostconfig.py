@@ -41,6 +41,18 @@ def test_an_unknown_capability_is_refused_in_dockers_words():
         hc.capability_set(["fly"])
 
 
+def test_a_capability_newer_than_the_kernel_is_refused_in_docker_28s_words():
+    """--cap-add of a capability above cap_last_cap: moby's "not supported by your kernel" sentence, daemon-side."""
+    from labkit.errors import InvalidCapability
+
+    with pytest.raises(InvalidCapability, match='invalid CapAdd: capability not supported by your kernel or not '
+                                                'available in the current environment: "CAP_BPF"'):
+        hc.capability_set(["BPF"], last_cap=37)
+    with pytest.raises(InvalidCapability, match='invalid CapDrop: capability not supported'):
+        hc.capability_set([], ["CAP_CHECKPOINT_RESTORE"], last_cap=39)
+    assert "PERFMON" in hc.capability_set(["PERFMON"], last_cap=38)
+
+
 @pytest.mark.parametrize("text, want", [
     ("nofile=1024:2048", hc.Ulimit("nofile", 1024, 2048)),
     ("nproc=64", hc.Ulimit("nproc", 64, 64)),

@@ -41,7 +41,7 @@ CASES = [
     ("rmdir /etc", 1, "rmdir: '/etc': Directory not empty\n"),
     ("touch /x/y", 1, "touch: /x/y: No such file or directory\n"),
     ("echo hi > /x/y", 1, "sh: can't create /x/y: nonexistent directory\n"),
-    ("id; hostname | wc -c", 0, "uid=0(root) gid=0(root)\n13\n"),
+    ("id; hostname | wc -c", 0, "uid=0(root) gid=0(root) groups=0(root)\n13\n"),
     ("(exit 3); echo $?", 0, "3\n"),
     ("{ echo a; echo b; } > /tmp/g2; cat /tmp/g2", 0, "a\nb\n"),
     ("sleep 0.5 & wait; echo done", 0, "done\n"),
