@@ -451,7 +451,7 @@ class LinuxBackend:
                                              *(("rootless",) if self.rootless else ())))
                 if c.restart_policy != "no" else (),
             )
-            self._seen[record.id] = set(overlay.changes(layers))  # before PID 1 can change anything
+            self._seen[record.id] = set(overlay.traced_changes(layers))  # before PID 1 can change anything
             with _stdin_pipe(c.open_stdin and not c.tty, stdin) as (stdin_r, stdin_hold, feed):
                 spec = dataclasses.replace(spec, stdin=stdin_r, stdin_hold=stdin_hold)
                 started = process.start(spec, supervisor.command(self.shim_dir),
@@ -469,7 +469,14 @@ class LinuxBackend:
             raise
         flags = events.NAMESPACE_FLAGS if spec.network != "host" else tuple(
             f for f in events.NAMESPACE_FLAGS if f != "NEWNET")
+        if self.rootless:
+            ids = self.idmap
+            self.emit(events.user_namespace(ids.uid, ids.gid, ids.uid_range, ids.gid_range), record.id)
+            flags = ("NEWUSER", *flags)
         self.emit(events.clone(flags, started.pid), record.id)
+        if slirp is not None:
+            self.emit(events.network_helper(slirp["Driver"], slirp["IPAddress"],
+                                            int(slirp.get("SlirpPid") or 0)), record.id)
         self.emit(events.pivot_root(layers.merged), record.id)
         self.emit(events.execve(list(c.argv), started.pid), record.id)
         return Launched(started.pid, started.pid_start_time, started.shim_pid, now_rfc3339())
@@ -730,10 +737,15 @@ class LinuxBackend:
         """Record copy-ups, whiteouts and new files that appeared in the upper dir since the last look.
 
         The kernel does these silently; reading the upper dir (what is there now
-        that was not before) is how a learner gets to see them.
+        that was not before) is how a learner gets to see them. What is read is what
+        the operations left, not each operation on the way: a tree made and moved
+        with ``mv`` is told where it ended up, a tree made and removed not at all, and
+        a file removed and made again (``rm f && echo x > f``) as a whiteout and an
+        add, not a copy-up (:func:`labkit.linux.overlay.copied_up` tells the two
+        apart by the origin overlayfs records on a copy-up).
         """
         layers = self._layers(record, image.lowerdirs())
-        now = overlay.changes(layers)
+        now = overlay.traced_changes(layers)
         before = self._seen.get(record.id, set())
         parents: list[str] = []  # directories copied up (ovl_copy_up() does parents first), not told yet
 
@@ -755,6 +767,10 @@ class LinuxBackend:
                     parents.append(path)
             elif kind == overlay.DELETED:
                 self._emit_all([*map(events.copy_up_dir, first(path)), events.whiteout(path)], record.id)
+            elif kind == overlay.RECREATED:
+                # removed, then made again: the whiteout the removal left was replaced by the new file
+                self._emit_all([*map(events.copy_up_dir, first(path)), events.whiteout(path),
+                                events.added(path, os.lstat(full).st_size)], record.id)
             elif kind == overlay.CHANGED:
                 rel = path.lstrip("/")
                 src = overlay.lower_layer_of(list(layers.lowers[1:]), rel)
@@ -891,7 +907,7 @@ class LinuxBackend:
 
     def copy_in(self, record: ContainerRecord, image: Image, path: str, tar: int, keep_owners: bool = False) -> None:
         if record.id not in self._seen:  # what was there before the copy is not this copy's (observe_layer)
-            self._seen[record.id] = set(overlay.changes(self._layers(record, image.lowerdirs())))
+            self._seen[record.id] = set(overlay.traced_changes(self._layers(record, image.lowerdirs())))
         self._in_root(record, image, lambda: copying.extract_tar(path, tar, keep_owners))
 
     def _in_root(self, record: ContainerRecord, image: Image, work: copying.Work) -> Any:

@@ -204,6 +204,9 @@ def remove(layer_root: Path, init_root: Path, discard: Callable[[Path], object] 
 
 ADDED, CHANGED, DELETED = "A", "C", "D"
 KIND = {CHANGED: 0, ADDED: 1, DELETED: 2}
+#: What the trace calls a changed non-directory that was removed and made again (a whiteout, then an add), not
+#: copied up: ``docker diff`` shows it ``C`` all the same.
+RECREATED = "R"
 
 
 def is_whiteout(st: os.stat_result) -> bool:
@@ -220,6 +223,72 @@ def is_opaque(path: str) -> bool:
         except OSError:
             continue
     return False
+
+
+#: Where overlayfs records a copied-up entry's lower inode (fs/overlayfs/copy_up.c, ``ovl_set_origin``): the
+#: ``trusted.`` name, or ``user.`` with ``userxattr`` (rootless).
+ORIGIN = ("trusted.overlay.origin", "user.overlay.origin")
+
+
+def _has_origin(path: str) -> bool:
+    for attr in ORIGIN:
+        try:
+            os.getxattr(path, attr, follow_symlinks=False)
+            return True
+        except OSError:
+            continue
+    return False
+
+
+def copied_up(upper: str, rel: str, below: os.stat_result) -> bool:
+    """Whether the non-directory at ``rel`` of the upper dir ``upper``, which shadows ``below`` (what the image
+    layers hold there), was copied up from it — or made anew in the upper layer (``rm f && echo x > f``: a
+    whiteout, then a new file in its place; or a file of the upper layer renamed over it).
+
+    On copy-up the kernel stores the lower inode's file handle in the upper entry's ``overlay.origin`` xattr
+    (fs/overlayfs/copy_up.c, ``ovl_copy_up_metadata`` → ``ovl_set_origin_fh``; an empty one where the lower
+    filesystem cannot encode handles, "so we can use the overlay.origin xattr to distinguish between a copy up
+    and a pure upper inode"); a file created in the upper layer, over a whiteout or not, gets none
+    (fs/overlayfs/dir.c, ``ovl_create_upper``, ``ovl_create_over_whiteout``). Two copy-ups store none either: a
+    lower file with other hard links, whose link the copy-up breaks (``ovl_do_copy_up``: no origin unless
+    ``nlink == 1`` or indexed), and, with ``userxattr`` (rootless), a symlink, which takes no ``user.`` xattr;
+    for those a copy-up is taken as what happened, unless the type changed. Where the upper filesystem takes no
+    xattrs at all the nearest directory above that was copied up has none either: then too.
+    """
+    full = os.path.join(upper, rel)
+    if _has_origin(full):
+        return True
+    mode = os.lstat(full).st_mode
+    if stat.S_IFMT(mode) != stat.S_IFMT(below.st_mode):
+        return False  # a copy-up keeps the type: a file where a directory was is a new one
+    if stat.S_ISLNK(mode) or below.st_nlink > 1:
+        return True
+    parts = rel.split("/")[:-1]
+    while parts:  # the nearest ancestor that was copied up says whether this upper dir takes xattrs at all
+        anc = os.path.join(upper, *parts)
+        if not is_opaque(anc):
+            return not _has_origin(anc)
+        parts.pop()
+    return False
+
+
+def traced_changes(layers: Layers) -> list[tuple[str, str]]:
+    """:func:`changes` as the trace tells them apart: a changed non-directory that was not copied up but made
+    anew in the upper layer (:func:`copied_up`) is :data:`RECREATED` instead of ``C``."""
+    out = changes(layers)
+    for i, (kind, path) in enumerate(out):
+        if kind != CHANGED:
+            continue
+        rel = path.lstrip("/")
+        try:
+            if stat.S_ISDIR(os.lstat(os.path.join(layers.upper, rel)).st_mode):
+                continue
+            below = lower_stat(layers.lowers[1:], rel)
+            if below is not None and not copied_up(layers.upper, rel, below):
+                out[i] = (RECREATED, path)
+        except OSError:
+            continue  # gone since changes() read it: a running container changed it
+    return out
 
 
 def lower_entry(lowers: Sequence[str], rel: str) -> tuple[int, os.stat_result] | None:

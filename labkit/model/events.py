@@ -100,6 +100,34 @@ def clone(flags: tuple[str, ...] = NAMESPACE_FLAGS, pid: int = 0) -> tuple[str, 
             {"flags": list(flags), "pid": pid})
 
 
+def user_namespace(uid: int, gid: int, uid_range: tuple[int, int] | None = None,
+                   gid_range: tuple[int, int] | None = None) -> tuple[str, str, str, dict[str, Any]]:
+    """Rootless: the user namespace the container's first process is made in, before every other namespace."""
+    if uid_range and gid_range:
+        ids = (f"and your {uid_range[1]} subordinate ids from {uid_range[0]} on are 1 to {uid_range[1]} inside "
+               "(newuidmap and newgidmap write that map, as /etc/subuid and /etc/subgid allow)")
+        how = "clone(2) with CLONE_NEWUSER; uid_map and gid_map written by newuidmap(1)/newgidmap(1)"
+    else:
+        ids = "and every other id shows as nobody (only your own id is mapped: no /etc/subuid range)"
+        how = "clone(2) with CLONE_NEWUSER; the process writes its own one-line uid_map and gid_map"
+    return ("userns",
+            f"Make a user namespace first, where you are root: uid {uid} on the host is uid 0 inside, {ids}. "
+            "The other namespaces and the mounts below are made by that root, which has no power outside.",
+            f"{how} (user_namespaces(7))",
+            {"uid": uid, "gid": gid, "uid_range": list(uid_range) if uid_range else None,
+             "gid_range": list(gid_range) if gid_range else None})
+
+
+def network_helper(driver: str, ip: str, pid: int = 0) -> tuple[str, str, str, dict[str, Any]]:
+    """Rootless: the user-mode network stack that gives the container its address (no bridge, no veth)."""
+    return ("network",
+            f"Give the container a network without root: {driver}, a process of yours on the host, puts a tap0 "
+            f"device with address {ip} in the container's network namespace and carries its packets through "
+            "ordinary sockets of yours (no bridge, no veth: only root may make those).",
+            f"{driver}(1): setns(2) into the container's network namespace, a TAP device (tun(4))",
+            {"driver": driver, "ip": ip, "pid": pid})
+
+
 def pivot_root(merged: str) -> tuple[str, str, str, dict[str, Any]]:
     return ("pivot-root", "Make the overlay the process's / and detach the host's filesystem from its view.",
             "pivot_root(2) + umount2(MNT_DETACH)", {"root": merged})

@@ -68,6 +68,7 @@ from __future__ import annotations
 import contextlib
 import errno
 import fcntl
+import functools
 import io
 import itertools
 import json
@@ -95,12 +96,10 @@ from labkit.model.overlay import (
     File,
     Layer,
     LayerContents,
-    Opaque,
+    Link,
     Overlay,
-    ParentCopyUp,
     Remove,
-    Whiteout,
-    WhiteoutNode,
+    Rename,
 )
 from labkit.model.runtime import CgroupReading, Exited, Launched
 from labkit.model.seccomp import seccomp_profile
@@ -377,7 +376,13 @@ class SimBackend:
             ct.pid1 = pid1.hpid
             ct.starts += 1
             started = w.now
-            self._step(w, events.clone(namespaces.clone_flags(c.network), pid1.hpid), record.id)
+            flags = namespaces.clone_flags(c.network)
+            if self.rootless:  # as the rootless backend traces it: the user namespace, then the network helper
+                self._step(w, _user_namespace(), record.id)
+                flags = ("NEWUSER", *flags)
+            self._step(w, events.clone(flags, pid1.hpid), record.id)
+            if self.rootless and ct.net is not None and ct.net.get("Driver"):
+                self._step(w, events.network_helper(ct.net["Driver"], ct.net["IPAddress"]), record.id)
             self._step(w, events.pivot_root(p["merged"]), record.id)
             self._step(w, events.execve(list(c.argv), pid1.hpid), record.id)
             advance(w, w.now, step=programs.step)
@@ -682,13 +687,27 @@ class SimBackend:
             return changes(overlay_of(w, ct), tuple(read_layer(p) for p in ct.lowers))
 
     def observe_layer(self, record: ContainerRecord, image: Any) -> None:
-        """Turn the overlay model's effects since the last look into copy-up / whiteout / opaque / add steps."""
+        """Turn what the writable layer holds now, that it did not at the last look, into copy-up / whiteout /
+        opaque / add steps — read as the real backend reads its upper dir (``LinuxBackend.observe_layer``), so
+        that both trace what the operations left, not each operation on the way: a tree made and renamed where
+        it ended up, a tree made and removed not at all, a file with the size it has, a file removed and made
+        again as a whiteout and an add; the parent directories a change copied up first come before it.
+
+        The operations' effects say only what the upper layer cannot: which file that shadows an image file was
+        made in the writable layer rather than copied up (the kernel tells it by the ``overlay.origin`` xattr a
+        copy-up sets), kept in ``ct.made_anew`` from one look to the next.
+        """
         with self._locked() as w:
             ct = w.containers.get(record.id)
             if ct is None:
                 return
             effects, ct.effects = ct.effects, []
-            ov = overlay_of(w, ct)
+            ct.made_anew = _made_anew(ct.made_anew, effects)
+            image_layers = tuple(read_layer(p) for p in ct.lowers)
+            now = [("R" if kind == "C" and path in ct.made_anew else kind, path)
+                   for kind, path in changes(overlay_of(w, ct), image_layers)]
+            before, ct.reported = ct.reported, set(now)
+            below = Overlay(image_layers)
             n_image = len(ct.lowers)
             parents: list[str] = []  # directories copied up (ovl_copy_up() does parents first), not told yet
 
@@ -699,35 +718,35 @@ class SimBackend:
                     parents.remove(d)
                 return mine
 
-            def tell(made: list[events.Event], key: tuple[str, str]) -> None:
-                if key not in ct.reported:
-                    ct.reported.add(key)
-                    for event in made:
-                        self._step(w, event, record.id)
+            def tell(made: list[events.Event]) -> None:
+                for event in made:
+                    self._step(w, event, record.id)
 
-            for eff in effects:
-                if isinstance(eff, Remove):
-                    ct.reported = {(k, p) for k, p in ct.reported if p != eff.path}
+            for kind, path in now:
+                if (kind, path) in before:
                     continue
-                if isinstance(eff, (ParentCopyUp, CopyUp)) and isinstance(ct.upper.get(eff.path), Dir):
-                    if ("copy-up-dir", eff.path) not in ct.reported and eff.path not in parents:
-                        parents.append(eff.path)
-                elif isinstance(eff, CopyUp):
-                    if ct.upper.get(eff.path) is not None:
-                        # Layers are numbered as the pictures number them: 1 is the image's bottom layer.
-                        layer = n_image - (eff.from_layer - 1) if eff.from_layer >= 1 else "init"
-                        tell(events.copy_up_steps(eff.path, eff.bytes, layer, first(eff.path)), ("copy-up", eff.path))
-                elif isinstance(eff, Whiteout):
-                    tell([*map(events.copy_up_dir, first(eff.path)), events.whiteout(eff.path)], ("whiteout", eff.path))
-                elif isinstance(eff, Opaque):
-                    tell([*map(events.copy_up_dir, first(eff.path)), events.opaque(eff.path)], ("opaque", eff.path))
-                elif isinstance(eff, Create) and eff.kind != "dir":
-                    node = ct.upper.get(eff.path)
-                    size = node.size if node is not None and not isinstance(node, WhiteoutNode) else 0
-                    tell([*map(events.copy_up_dir, first(eff.path)), events.added(eff.path, size)], ("add", eff.path))
-            for d in first(None):
-                tell([events.copy_up_dir(d)], ("copy-up-dir", d))
-            del ov
+                node = ct.upper.get(path)
+                size = node.size if node is not None else 0
+                if isinstance(node, Dir) and kind != "D":
+                    if node.opaque:
+                        tell([*map(events.copy_up_dir, first(path)), events.opaque(path)])
+                    elif kind == "C":
+                        parents.append(path)
+                elif kind == "D":
+                    tell([*map(events.copy_up_dir, first(path)), events.whiteout(path)])
+                elif kind == "R":  # removed, then made again: the whiteout the removal left was replaced
+                    tell([*map(events.copy_up_dir, first(path)), events.whiteout(path), events.added(path, size)])
+                elif kind == "C":
+                    try:
+                        lower, ref = below.lookup(path)
+                    except OSError:
+                        layer: int | str = "?"
+                    else:  # layers are numbered as the pictures number them: 1 is the image's bottom layer
+                        size, layer = lower.size, n_image - ref if isinstance(ref, int) else "?"
+                    tell(events.copy_up_steps(path, size, layer, first(path)))
+                else:
+                    tell([*map(events.copy_up_dir, first(path)), events.added(path, size)])
+            tell([events.copy_up_dir(d) for d in first(None)])
 
     def trace_teardown(self, record: ContainerRecord) -> None:
         """Trace what went with PID 1, as the linux backend's supervisor undoes it: mount, network, cgroup."""
@@ -736,7 +755,8 @@ class SimBackend:
             if ct is None:
                 return
             net, ct.net_left = ct.net_left, None
-            self._step(w, events.umount(self._paths(record.id)["merged"]), record.id)
+            if not self.rootless:  # rootless, the overlay lived in PID 1's mount namespace and went with it
+                self._step(w, events.umount(self._paths(record.id)["merged"]), record.id)
             if net and net["Bridge"]:
                 self._step(w, events.network_detach(network.veth_name(record.id), net["Bridge"], net["IPAddress"]),
                            record.id)
@@ -1037,3 +1057,52 @@ def _tar_add(tar: tarfile.TarFile, vfs: Vfs, path: str, name: str) -> None:
         data = vfs.read(path)
         info.size = len(data)
         tar.addfile(info, io.BytesIO(data))
+
+
+def _made_anew(made: frozenset[str], effects: list[Any]) -> frozenset[str]:
+    """The non-directories of the upper layer that were made there, not copied up, after ``effects``.
+
+    On the kernel these are the upper files without an ``overlay.origin`` xattr: a copy-up sets it
+    (fs/overlayfs/copy_up.c, ``ovl_set_origin``), a file created in the upper layer, over a whiteout or
+    not, has none (fs/overlayfs/dir.c, ``ovl_create_upper``, ``ovl_create_over_whiteout``), and rename(2)
+    and link(2) keep an inode's own. One that shadows an image file was removed and made again (or
+    moved there): the trace tells it as a whiteout and an add, not a copy-up.
+    """
+    out = set(made)
+    linked = ""
+    for e in effects:
+        if isinstance(e, Create):
+            if e.path != linked:  # a link over a whiteout is the linked inode, origin and all
+                (out.add if e.kind != "dir" else out.discard)(e.path)
+        elif isinstance(e, CopyUp):
+            out.discard(e.path)
+        elif isinstance(e, Remove):
+            out = {p for p in out if not _at_or_below(p, e.path)}
+        elif isinstance(e, Rename):
+            moved = {p for p in out if _at_or_below(p, e.old)}
+            out = {p for p in out - moved if not _at_or_below(p, e.new)} | {e.new + p[len(e.old):] for p in moved}
+        elif isinstance(e, Link):
+            (out.add if e.source in out else out.discard)(e.path)
+        linked = e.path if isinstance(e, Link) else ""
+    return frozenset(out)
+
+
+def _at_or_below(path: str, top: str) -> bool:
+    return path == top or path.startswith(top.rstrip("/") + "/")
+
+
+def _user_namespace() -> events.Event:
+    """The user namespace a rootless container of this user is made in, with the map the real backend gives it
+    (:func:`labkit.linux.namespaces.id_map`: a subordinate range where one is granted), or off Linux the
+    single-id map."""
+    return events.user_namespace(*_id_map())
+
+
+@functools.cache
+def _id_map() -> tuple[int, int, tuple[int, int] | None, tuple[int, int] | None]:
+    if not sys.platform.startswith("linux"):
+        return os.geteuid(), os.getegid(), None, None
+    from labkit.linux import namespaces  # a user namespace's map exists on Linux alone
+
+    m = namespaces.id_map()
+    return m.uid, m.gid, m.uid_range, m.gid_range

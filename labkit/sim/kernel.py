@@ -75,7 +75,8 @@ class SimContainer:
         starts: How many times PID 1 was started.
         logs: Log lines, oldest first; ``partial``: an unfinished line per stream.
         effects: Overlay effects not yet turned into trace steps (``observe_layer``).
-        reported: ``(kind, path)`` already reported as a trace step.
+        reported: The writable layer's ``(kind, path)`` changes as the last trace step told them.
+        made_anew: Files of the writable layer made there, not copied up (``observe_layer``).
         memory_peak: The highest usage seen (``memory.peak``).
         env: The container's environment.
         init: Whether the ``-init`` layer (the /etc placeholders) is under the image layers.
@@ -113,6 +114,7 @@ class SimContainer:
     net_left: dict[str, Any] | None = None  # the address PID 1's end took away, until the trace has told it
     upper_bytes: int = 0
     readonly_rootfs: bool = False  # run --read-only: writes to the overlay fail with EROFS
+    made_anew: frozenset[str] = frozenset()  # immutable, so a world saved before it existed reads it too
 
 
 @dataclass
