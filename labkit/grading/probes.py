@@ -230,6 +230,7 @@ class WritableLayer:
 
     def __init__(self, engine: Engine, container: str) -> None:
         info = _inspect(engine, container)
+        self.engine, self.id = engine, info["Id"]
         self.container = container
         self.data: dict[str, Any] = info["GraphDriver"]["Data"]
         #: The simulator's overlay model of the container's filesystem, or ``None`` on the real backend.
@@ -253,6 +254,27 @@ class WritableLayer:
             return Entry("whiteout")
         kind = "dir" if stat.S_ISDIR(st.st_mode) else "symlink" if stat.S_ISLNK(st.st_mode) else "other"
         return Entry(kind)
+
+    def made_anew(self, path: str) -> bool:
+        """Whether the non-directory at ``path`` was made in the writable layer over an image file (removed and
+        made again, or moved there) rather than copied up from it.
+
+        overlayfs records the lower file a copy-up came from in the upper file's ``overlay.origin`` xattr
+        (fs/overlayfs/copy_up.c); a file made in the upper dir has none. On the real backend that mark is read
+        in the upper dir (:func:`labkit.linux.overlay.copied_up`), on the simulator the backend says it of its
+        model (:attr:`labkit.model.overlay.UpperEntry.made_anew`).
+        """
+        rel = "/".join(_relative(path))
+        if self.model is not None:
+            return any(e.path == "/" + rel and e.made_anew for e in self.engine.layer_contents(self.id).entries)
+        below = next((st for st in (lstat_below(lower, path) for lower in self.data.get("LowerDir", "").split(":")
+                                    if lower) if st is not None), None)
+        if below is None or lstat_below(self.data["UpperDir"], path) is None:
+            return False
+        # A real container's layers are directories on Linux alone, where labkit.linux loads.
+        from labkit.linux import overlay
+
+        return not overlay.copied_up(self.data["UpperDir"], rel, below)
 
     def in_image(self, path: str) -> str | None:
         """What the image layers hold at ``path``, whatever the writable layer holds there: ``"present"``,
@@ -439,7 +461,8 @@ def file_in_upperdir(engine: Engine, container: str, path: str, contains: str | 
 def copied_up(engine: Engine, container: str, path: str, contains: str | None = None) -> Outcome:
     # overlayfs.rst, "Non-directories": the first open for writing of a lower file copies it up into the
     # upper dir, where the change lands; the lower layer keeps the original. A copy-up is therefore a
-    # regular file in the upper dir whose path an image layer also has (a new file has no lower twin).
+    # regular file in the upper dir whose path an image layer also has (a new file has no lower twin), and
+    # that carries the origin overlayfs records on a copy-up: a file removed and made again has none.
     layer = WritableLayer(engine, container)
     entry = layer.entry(path)
     if entry is None:
@@ -452,6 +475,10 @@ def copied_up(engine: Engine, container: str, path: str, contains: str | None = 
     if layer.in_image(path) != "present":
         return Outcome(False, f"{path} is in the writable layer but no image layer has it: "
                               "it is a new file, not a copy-up of an image file", _snippet(entry.text))
+    if layer.made_anew(path):
+        return Outcome(False, f"{path} was removed and made again: the writable layer holds a new file in place of "
+                              "the whiteout, not a copy of the image's file (change the image's file where it is, "
+                              "e.g. append to it)", _snippet(entry.text))
     if not _contains_ok(entry.text, contains):
         return Outcome(False, f"{path} was copied up but does not contain {contains!r}", _snippet(entry.text))
     return Outcome(True, f"{path} was copied up: {container}'s writable layer holds the changed copy, "

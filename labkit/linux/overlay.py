@@ -391,13 +391,15 @@ def contents(upper: str, lowers: Sequence[str], path: str | None = None) -> Laye
     """
     entries = []
     for e in read_upper(upper):
-        layer, size = None, 0
+        layer, size, anew = None, 0, False
         if e["type"] != "whiteout":
-            found = lower_entry(lowers, e["path"].lstrip("/"))
+            rel = e["path"].lstrip("/")
+            found = lower_entry(lowers, rel)
             if found is not None:
                 layer, st = found
                 size = st.st_size if stat.S_ISREG(st.st_mode) else 0
-        entries.append(UpperEntry(e["path"], e["type"], int(e["size"]), bool(e.get("opaque")), layer, size))
+                anew = e["type"] != "dir" and not copied_up(upper, rel, st)
+        entries.append(UpperEntry(e["path"], e["type"], int(e["size"]), bool(e.get("opaque")), layer, size, anew))
     return LayerContents(tuple(entries), serving_layer(upper, lowers, path) if path else None)
 
 

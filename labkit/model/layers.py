@@ -330,6 +330,9 @@ class UpperEntry:
             an image layer holds it but which one cannot be told), or ``None`` when none does (then
             the entry is new).
         lower_size: Bytes of the image layers' regular file at ``path`` (what a copy-up copied).
+        made_anew: A non-directory made in the writable layer where an image layer has the name (removed and
+            made again, or moved there): it hides the image's file but is no copy of it. overlayfs stores the
+            ``overlay.origin`` xattr on a copy-up alone (fs/overlayfs/copy_up.c).
     """
 
     path: str
@@ -338,6 +341,7 @@ class UpperEntry:
     opaque: bool = False
     lower_layer: int | None = None
     lower_size: int = 0
+    made_anew: bool = False
 
 
 @dataclass(frozen=True)

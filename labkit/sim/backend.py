@@ -66,6 +66,7 @@ Requests
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import errno
 import fcntl
 import functools
@@ -880,11 +881,18 @@ class SimBackend:
         return [] if first and first[0]["pid"] == 1 else list(kinds)
 
     def layer_contents(self, record: ContainerRecord, image: Any, path: str | None = None) -> LayerContents:
-        """The model's upper layer against the image's layers (the init layer left out, as on the real backend)."""
+        """The model's upper layer against the image's layers (the init layer left out, as on the real backend),
+        each file made in the writable layer over an image file marked so, as the real backend reads it from the
+        absent ``overlay.origin`` xattr."""
         with self._locked() as w:
             ct = self._container(w, record, image)
             ov = Overlay(tuple(read_layer(p) for p in ct.lowers), Layer(ct.upper))
-        return ov.contents(path)
+            anew = _made_anew(ct.made_anew, ct.effects)
+        contents = ov.contents(path)
+        entries = tuple(dataclasses.replace(e, made_anew=True)
+                        if e.path in anew and e.lower_layer is not None and e.kind != "dir" else e
+                        for e in contents.entries)
+        return dataclasses.replace(contents, entries=entries)
 
     def files(self, record: ContainerRecord, under: str) -> list[str]:
         """Regular files of the merged view below ``under``, as ``find UNDER -xdev -type f`` lists them."""

@@ -194,8 +194,9 @@ def scene(image: str, layers: Sequence[Mapping[str, Any]], containers: Sequence[
         image: The image's name.
         layers: Bottom first: ``{"role", "size", "files"[, "digest"]}``.
         containers: Each ``{"name"[, "id", "status"], "upper": [...], "below": {...}[, "serves"]}``:
-            ``upper`` lists the upper dir's entries as ``{"path", "type", "size"[, "opaque"]}``
-            with ``type`` one of ``file``, ``dir``, ``symlink``, ``whiteout``; ``below`` maps a
+            ``upper`` lists the upper dir's entries as ``{"path", "type", "size"[, "opaque", "made_anew"]}``
+            with ``type`` one of ``file``, ``dir``, ``symlink``, ``whiteout`` (``made_anew``: a file made
+            in the writable layer over an image file, a new file and no copy-up); ``below`` maps a
             path to ``{"layer", "size"}`` when the image layers show something there;
             ``serves`` says which layer serves ``path``.
         path: The path to mark, if any.
@@ -219,7 +220,8 @@ def _writable(c: Mapping[str, Any]) -> Writable:
         p = e["path"]
         if kind == "file":
             size += int(e.get("size") or 0)
-        change = classify(p, kind, int(e.get("size") or 0), bool(e.get("opaque")), below.get(p))
+        change = classify(p, kind, int(e.get("size") or 0), bool(e.get("opaque")),
+                          None if e.get("made_anew") else below.get(p))
         if change is not None:
             changes.append(change)
     return Writable(name=str(c.get("name", "")), id=str(c.get("id", "")), changes=tuple(changes), size=size,
@@ -300,7 +302,8 @@ def _role_from(created_by: str) -> str:
 
 def container_data(name: str, contents: LayerContents, cid: str = "", status: str = "") -> dict[str, Any]:
     """The plain data :func:`scene` takes for one container, from what its backend read of its writable layer."""
-    upper = [{"path": e.path, "type": e.kind, "size": e.size, "opaque": e.opaque} for e in contents.entries]
+    upper = [{"path": e.path, "type": e.kind, "size": e.size, "opaque": e.opaque, "made_anew": e.made_anew}
+             for e in contents.entries]
     below = {e.path: {"layer": e.lower_layer, "size": e.lower_size} for e in contents.entries
              if e.lower_layer is not None}
     out: dict[str, Any] = {"name": name, "id": cid, "status": status, "upper": upper, "below": below}

@@ -56,3 +56,16 @@ def test_copied_up_reads_the_upper_dir_against_the_lower_dirs(layers):
     assert not probes.copied_up(engine, "box", "/etc/shadow").passed
     with pytest.raises(probes.Missing):
         probes.copied_up(engine, "other", "/etc/passwd")
+
+
+def test_copied_up_refuses_a_file_removed_and_made_again(layers):
+    """An image file removed and made again is a whiteout and a new file, not a copy-up: the kernel leaves the
+    origin overlayfs records on a copy-up (here /etc's, copied up as the parent) off the new file, and the probe
+    fails it, whatever it holds; with the origin on the file too it passes."""
+    upper, engine = layers
+    write(upper / "etc" / "passwd", "tok123\n")
+    os.setxattr(upper / "etc", "user.overlay.origin", b"")  # /etc was copied up: this upper dir keeps origins
+    made = probes.copied_up(engine, "box", "/etc/passwd", contains="tok123")
+    assert not made.passed and "removed and made again" in made.message
+    os.setxattr(upper / "etc" / "passwd", "user.overlay.origin", b"")
+    assert probes.copied_up(engine, "box", "/etc/passwd", contains="tok123").passed

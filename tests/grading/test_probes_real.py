@@ -10,7 +10,7 @@ import pytest
 
 from labkit.cli import main as run_line
 from labkit.grading import load_bank
-from labkit.grading.probes import file_in_upperdir
+from labkit.grading.probes import copied_up, file_in_upperdir
 from labkit.grading.results import CORRECT, NOT_ATTEMPTED
 
 pytestmark = pytest.mark.root
@@ -84,6 +84,18 @@ def test_layers_lab_reads_the_upper_dir_and_cannot_be_faked_from_the_host(engine
     r = q.check(engine=engine, run_line=run_line)
     assert [c.passed for c in r.checks] == [True, True, True, True] and r.verdict == CORRECT
     assert r.checks[3].hidden and r.checks[3].output == ""
+
+
+def test_copied_up_refuses_an_image_file_removed_and_made_again(engine):
+    """On the kernel, an image file removed and made again with the token is a whiteout and a new file, not a
+    copy-up (the new file has no overlay.origin xattr): copied_up fails it, and passes one appended to."""
+    engine.run("busybox", ["sleep", "300"], detach=True, name="remaker")
+    code, _ = engine.exec_output("remaker", ["sh", "-c", "rm /etc/passwd && echo tok123 > /etc/passwd && "
+                                                         "echo tok123 >> /etc/group"])
+    assert code == 0
+    made = copied_up(engine, "remaker", "/etc/passwd", contains="tok123")
+    assert not made.passed and "removed and made again" in made.message
+    assert copied_up(engine, "remaker", "/etc/group", contains="tok123").passed
 
 
 def test_states_predictions_are_graded_by_what_the_engine_does_in_a_fresh_experiment(engine):

@@ -58,6 +58,18 @@ def test_copied_up_needs_a_changed_copy_of_an_image_file(sim):
     sim.rm("copier", force=True)
 
 
+def test_copied_up_refuses_a_file_removed_and_made_again(sim):
+    """An image file removed and made again holds the token in the writable layer but is a whiteout and a new
+    file, not a copy-up: copied_up fails it, and passes a file that was copied up before it was rewritten."""
+    c = sim.run("busybox", ["sleep", "300"], name="remaker", detach=True)
+    c.exec(["sh", "-c", "rm /etc/passwd && echo tok123 > /etc/passwd"])
+    made = probes.copied_up(sim, "remaker", "/etc/passwd", contains="tok123")
+    assert not made.passed and "removed and made again" in made.message
+    c.exec(["sh", "-c", "echo x >> /etc/group && echo tok123 > /etc/group"])
+    assert probes.copied_up(sim, "remaker", "/etc/group", contains="tok123").passed
+    sim.rm("remaker", force=True)
+
+
 def test_layers_lab_needs_the_copy_up_on_the_simulator(sim):
     """The layers lab is not attempted before the task, misses its copy-up check for a new file and a delete
     alone, and earns full marks once the image's /etc/passwd is changed too."""

@@ -264,6 +264,35 @@ def test_sim_delete_is_a_tombstone_and_hides_the_path(sim_lab):
     assert not gids(fig, "serves:")
 
 
+def test_sim_file_removed_and_made_again_is_drawn_new_as_its_trace_tells_it(sim_lab):
+    """On the simulator, /etc/group removed and made again is a new file of the writable layer in the picture, not
+    a copy-up arrow, and the trace of the exec, replayed, ends with the same: a whiteout, then the add."""
+    sim_lab.run("frontend-app:v2.1.0", ["sleep", "600"], detach=True, name="sim-layers-remade")
+    base = layers.gather(sim_lab, ["sim-layers-remade"])
+    with sim_lab.tracing() as steps:
+        sim_lab.exec_output("sim-layers-remade", ["sh", "-c", "rm /etc/group && echo g > /etc/group"])
+    assert [(s.kind, s.change["path"]) for s in steps if s.kind in ("copy-up", "whiteout", "add")] == [
+        ("whiteout", "/etc/group"), ("add", "/etc/group")]
+    sc = layers.gather(sim_lab, ["sim-layers-remade"], path="/etc/group")
+    assert [(c.kind, c.path, c.bytes) for c in sc.containers[0].changes] == [("add", "/etc/group", 2)]
+    assert [(c.kind, c.path, c.bytes) for c in layers.replay(base, steps).containers[0].changes] == [
+        ("add", "/etc/group", 2)]
+    fig = layers.draw(sc)
+    assert not gids(fig, "copy-up:") and not gids(fig, "tombstone:")
+
+
+@pytest.mark.root
+def test_real_file_removed_and_made_again_is_drawn_new(engine, lesson_image):
+    """On the kernel, /app/package.json removed and made again has no overlay.origin: the picture draws a new
+    file of the writable layer, not a copy-up arrow."""
+    engine.run(lesson_image, ["sleep", "30"], detach=True, name="viz-layers-remade")
+    code, out = engine.exec_output("viz-layers-remade", "rm /app/package.json && echo '{}' > /app/package.json")
+    assert code == 0, out
+    sc = layers.gather(engine, ["viz-layers-remade"], path="/app/package.json")
+    assert [(c.kind, c.path, c.bytes) for c in sc.containers[0].changes] == [("add", "/app/package.json", 3)]
+    assert not gids(layers.draw(sc), "copy-up:")
+
+
 def test_sim_container_show_layers_draws_its_own_layers_and_the_serving_one(sim_lab):
     """Container.show_layers(path=...) is layers.picture for that container: its writable layer, the image's
     three layers, and which layer serves the path."""
