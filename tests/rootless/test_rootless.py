@@ -1114,3 +1114,26 @@ def test_the_rootless_trace_names_the_user_namespace_and_the_network_helper(lear
     assert [k for k, _, _ in real] == ["userns", "clone", "network", "pivot-root", "exec"], real
     assert real[0][1] == got["uid"] and "CLONE_NEWUSER" in real[1][2] and real[2][1] in ("slirp4netns", "pasta")
     assert got["sim"] == real
+
+
+def test_the_rootless_trace_tells_a_file_made_again_from_a_copy_up_as_the_simulator_does(learner):
+    """Rootless, overlayfs keeps a copy-up's origin in ``user.overlay.origin`` (``userxattr``): a file removed and
+    made again is traced as a whiteout and an add, an append as a copy-up, and the simulator, as the same user,
+    traces both alike."""
+    got = as_learner(learner, PRELUDE + """
+    traces = {}
+    for backend in ("rootless", "sim"):
+        lab = labkit.connect(backend=backend, root=os.path.join(os.environ["HOME"], f"layer-{backend}"))
+        c = lab.run("busybox", ["sleep", "600"], detach=True, network="none")
+        traces[backend] = []
+        for command in ("rm /etc/group && echo g > /etc/group", "echo more >> /etc/passwd"):
+            with lab.tracing() as steps:
+                c.exec(["sh", "-c", command])
+            traces[backend].append([[s.kind, s.change["path"]] for s in steps
+                                    if s.kind in ("copy-up", "whiteout", "add", "write-upper")])
+        lab.reset()
+    print(json.dumps(traces))
+    """)
+    assert got["rootless"] == [[["whiteout", "/etc/group"], ["add", "/etc/group"]],
+                               [["copy-up", "/etc/passwd"], ["write-upper", "/etc/passwd"]]], got["rootless"]
+    assert got["sim"] == got["rootless"]
