@@ -36,7 +36,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.util import free_port, live_pids_of, stop_group, wait_until_up
+from tests.util import TIME_SCALE, free_port, live_pids_of, scaled, stop_group, wait_until_up
 
 USER = os.environ.get("LABKIT_TEST_USER", "labkit-learner")
 PYTHON = "/usr/bin/python3"
@@ -103,14 +103,17 @@ def learner():
 
 
 def run_as(learner, code: str, cgroup: str | None = None, timeout: float = 120, path: str | None = None) -> dict:
-    """Run ``code`` as the learner (labkit importable; ``path`` its PATH) and return the JSON object its last line prints."""
+    """Run ``code`` as the learner (labkit importable; ``path`` its PATH) and return the JSON object its last line prints.
+
+    ``timeout`` is for this project's machine; a slower host stretches it (:func:`tests.util.scaled`), and the
+    snippet's own deadlines may use ``scaled`` too: the scale is in its environment."""
     env = {"PATH": path or "/usr/local/bin:/usr/bin:/bin", "HOME": learner.pw_dir, "PYTHONPATH": REPO,
-           "LANG": "C.UTF-8"}
+           "LANG": "C.UTF-8", "LABKIT_TEST_TIME_SCALE": str(TIME_SCALE)}
     argv = ["setpriv", "--reuid", str(learner.pw_uid), "--regid", str(learner.pw_gid), "--init-groups",
             PYTHON, "-c", code]
     if cgroup:  # start inside the delegated cgroup, as a systemd user session does
         argv = ["sh", "-c", 'echo $$ > "$0/cgroup.procs" && exec "$@"', cgroup, *argv]
-    p = subprocess.run(argv, capture_output=True, text=True, env=env, cwd=learner.pw_dir, timeout=timeout)
+    p = subprocess.run(argv, capture_output=True, text=True, env=env, cwd=learner.pw_dir, timeout=scaled(timeout))
     assert p.returncode == 0, p.stderr
     return json.loads(p.stdout.strip().splitlines()[-1])
 
@@ -194,7 +197,7 @@ def lab_learner():
                                     stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
         try:
             try:
-                wait_until_up(f"http://127.0.0.1:{port}/api/status?token={token}", proc, timeout=MAKE_LAB_DEADLINE)
+                wait_until_up(f"http://127.0.0.1:{port}/api/status?token={token}", proc, timeout=scaled(MAKE_LAB_DEADLINE))
             except AssertionError as e:
                 pytest.fail(f"make lab as {LAB_USER}: {e}: {log_path.read_text()[-3000:]}")
             with urllib.request.urlopen(f"http://127.0.0.1:{port}/api/contents?token={token}", timeout=30) as r:

@@ -10,6 +10,17 @@ import time
 import urllib.request
 from collections.abc import Callable
 
+#: How many times longer than on this project's machine a test's deadline for a slow step may be: an emulated
+#: guest (``tests/vm/run.py`` under TCG) runs each process several times slower, and sets
+#: ``LABKIT_TEST_TIME_SCALE``. Only deadlines that bound whole programs scale (a learner's snippet, a notebook);
+#: what a test asserts does not change with it.
+TIME_SCALE = max(1.0, float(os.environ.get("LABKIT_TEST_TIME_SCALE") or 1))
+
+
+def scaled(seconds: float) -> float:
+    """``seconds`` times :data:`TIME_SCALE`: a deadline for a whole program on a slower host."""
+    return seconds * TIME_SCALE
+
 
 def wait_for(pred: Callable[[], object], timeout: float = 10.0, every: float = 0.02) -> bool:
     """Poll ``pred`` until it is true or ``timeout`` seconds pass; errors count as not yet."""

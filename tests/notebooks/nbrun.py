@@ -34,6 +34,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from tests.util import scaled
+
 REPO = Path(__file__).resolve().parents[2]
 NOTEBOOKS = REPO / "notebooks"
 REPORT = "LABKIT-QUIZ-REPORT "
@@ -147,7 +149,8 @@ def install_kernel(prefix: Path) -> Path:
 
 
 def execute(name: str, env: dict[str, str], timeout: int = 300, answer: bool = True) -> Run:
-    """Run ``notebooks/<name>`` top to bottom in a fresh kernel with ``env``; a cell error raises.
+    """Run ``notebooks/<name>`` top to bottom in a fresh kernel with ``env``; a cell error raises. ``timeout``
+    (a cell's, in seconds) stretches on a slower host (:func:`tests.util.scaled`).
 
     ``answer``: before the clean-up, answer every quiz widget, press each lab's **Run checks** once (nothing
     done yet), run the lab's solution cells again (Run All passed them by: they run only after a try), and
@@ -163,8 +166,8 @@ def execute(name: str, env: dict[str, str], timeout: int = 300, answer: bool = T
         nb.cells[len(nb.cells) - 1:len(nb.cells) - 1] = [nbformat.v4.new_code_cell(ANSWER_CELL), *gated,
                                                           nbformat.v4.new_code_cell(REPORT_CELL)]
     # A busy host may deliver a cell's output after its reply: wait for it, and fail loudly rather than lose it.
-    client = NotebookClient(nb, timeout=timeout, kernel_name="python3", store_widget_state=True,
-                            iopub_timeout=60, raise_on_iopub_timeout=True,
+    client = NotebookClient(nb, timeout=int(scaled(timeout)), kernel_name="python3", store_widget_state=True,
+                            iopub_timeout=int(scaled(60)), raise_on_iopub_timeout=True,
                             resources={"metadata": {"path": str(NOTEBOOKS)}})
     client.execute(env=env)
     return run_of(name, nb)

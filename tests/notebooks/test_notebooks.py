@@ -28,6 +28,7 @@ from tests.notebooks.nbrun import (
     make_prefix,
     run_of,
 )
+from tests.util import TIME_SCALE, scaled
 
 WIDGET = "application/vnd.jupyter.widget-view+json"
 ALL = sorted(p.name for p in NOTEBOOKS.glob("*.ipynb"))
@@ -250,9 +251,10 @@ def run_as_learner(name: str, lab: LabLearner, work: Path, backend: str = "sim")
         os.chown(d, lab.user.pw_uid, lab.user.pw_gid)
     env = {**lab.env, "PYTHONPATH": str(lab.checkout), "LABKIT_BACKEND": backend, "LABKIT_ROOT": str(root),
            "LABKIT_ATTEMPTS": str(work / "attempts.jsonl"), "LABKIT_LEARNER": "nb-test",
-           "MPLBACKEND": "module://matplotlib_inline.backend_inline", "TMPDIR": str(work)}
+           "MPLBACKEND": "module://matplotlib_inline.backend_inline", "TMPDIR": str(work),
+           "LABKIT_TEST_TIME_SCALE": str(TIME_SCALE)}
     p = subprocess.run(lab.argv(str(lab.python), "-m", "tests.notebooks.nbrun", name, str(out)), env=env,
-                       cwd=str(lab.checkout), capture_output=True, text=True, timeout=600)
+                       cwd=str(lab.checkout), capture_output=True, text=True, timeout=scaled(600))
     error = out / f"{name}.error"
     if error.exists():
         pytest.fail(f"{name} on backend {backend} as {LAB_USER}: {error.read_text()[-3000:]}")

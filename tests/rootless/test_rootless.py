@@ -256,35 +256,38 @@ def test_a_service_balances_and_heals_rootless(learner):
     replica there, and a killed one is replaced while no request fails."""
     got = as_learner(learner, PRELUDE + """
     import urllib.request
+    from tests.util import scaled
     svc = lab.service_create("web", "frontend-app:v2.1.0", replicas=2, ports=["3000"])
-    port = svc["Ports"][0]["HostPort"]
-    def ask():
-        with urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=5) as answer:
-            return json.loads(answer.read())["hostname"]
-    seen, deadline = set(), time.monotonic() + 60
-    while len(seen) < 2 and time.monotonic() < deadline:
-        try:
-            seen.add(ask())
-        except OSError:
+    try:
+        port = svc["Ports"][0]["HostPort"]
+        def ask():
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=5) as answer:
+                return json.loads(answer.read())["hostname"]
+        seen, deadline = set(), time.monotonic() + scaled(60)
+        while len(seen) < 2 and time.monotonic() < deadline:
+            try:
+                seen.add(ask())
+            except OSError:
+                time.sleep(0.2)
+        old = lab.inspect("web.1")["Id"]
+        lab.kill("web.1")
+        answered, failed, end = 0, [], time.monotonic() + 3
+        while time.monotonic() < end:
+            try:
+                ask()
+                answered += 1
+            except OSError as err:
+                failed.append(repr(err))
+        replaced, deadline = False, time.monotonic() + scaled(30)
+        while not replaced and time.monotonic() < deadline:
+            try:
+                now = lab.inspect("web.1")
+                replaced = now["Id"] != old and now["State"]["Status"] == "running"
+            except labkit.NoSuchContainer:
+                pass
             time.sleep(0.2)
-    old = lab.inspect("web.1")["Id"]
-    lab.kill("web.1")
-    answered, failed, end = 0, [], time.monotonic() + 3
-    while time.monotonic() < end:
-        try:
-            ask()
-            answered += 1
-        except OSError as err:
-            failed.append(repr(err))
-    replaced, deadline = False, time.monotonic() + 30
-    while not replaced and time.monotonic() < deadline:
-        try:
-            now = lab.inspect("web.1")
-            replaced = now["Id"] != old and now["State"]["Status"] == "running"
-        except labkit.NoSuchContainer:
-            pass
-        time.sleep(0.2)
-    lab.service_rm("web")
+    finally:  # a failed step must not leave the service's controller and replicas to the next tests
+        lab.service_rm("web")
     print(json.dumps({"seen": len(seen), "answered": answered, "failed": failed, "replaced": replaced,
                       "left": [c["Names"][0] for c in lab.ps(all=True)]}))
     """, timeout=180)

@@ -16,19 +16,25 @@ a delegated scope. This script:
 6. always powers the guest off (and kills QEMU if it does not stop in time).
 
 Exit status: 0 when every run passed, 1 when a test failed, 2 when the guest could not be built or
-booted, or a deadline passed.
+booted, or a deadline passed. With ``--ci`` (``.ci/run``'s stage after ``make test``) the selection is
+CI's and the bounds are CI's, and where the image cannot be built on this machine at all (QEMU or
+mmdebstrap missing and not installable, no Debian mirror or package index answering, no root) it
+prints one line saying so and exits 3, which CI takes as a skipped stage.
 """
 
 from __future__ import annotations
 
 import argparse
+import math
 import os
 import shlex
+import shutil
 import signal
 import socket
 import subprocess
 import sys
 import time
+import urllib.request
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
@@ -41,9 +47,26 @@ REPO = HERE.parents[1]
 #: (a user made by the tests, without a session) and the security tests. `--root tests` runs everything.
 ROOT_TESTS = ("tests/linux/test_limits.py", "tests/linux/test_cgroups.py", "tests/linux/test_process.py",
               "tests/linux/test_engine.py", "tests/rootless", "tests/security")
+#: What the guest's speed is measured with, against this host's: a Python start that imports labkit's command
+#: line, the work most tests' programs begin with (its bytecode written by a first run, as a learner's pip does).
+SPEED_PROBE = "import labkit.cli"
+
 #: What runs as the logged-in user `lk`, whose ssh login has a systemd session: rootless limits and the
 #: freezer in the scope labkit's engine gets from the user's systemd. None of it may be skipped there.
 USER_TESTS = ("tests/rootless/test_session.py",)
+
+#: What CI runs in the guest (``--ci``): what this project's hybrid host cannot run. As root the limits a
+#: lesson sets on cgroup v2 (memory.max and OOMKilled, pids.max, cpu.max throttling, cgroup.freeze) and
+#: rootless in a delegated v2 subtree without systemd; as the logged-in user, the same limits and pause
+#: in the scope the user's systemd delegates to labkit.
+CI_ROOT_TESTS = ("tests/linux/test_limits.py",
+                 "tests/rootless/test_rootless.py::test_pause_freezes_in_a_delegated_cgroup",
+                 "tests/rootless/test_rootless.py::test_the_engine_leaves_the_delegated_cgroup_as_it_found_it")
+CI_USER_TESTS = USER_TESTS
+#: CI's bounds, in seconds: the image build (uncached on a fresh machine), then everything after it.
+CI_BUILD_DEADLINE, CI_DEADLINE = 1800, 1500
+#: Exit status of ``--ci`` where the guest cannot be built or run on this machine (it says why in one line).
+CANNOT = 3
 
 
 def log(msg: str) -> None:
@@ -65,6 +88,70 @@ def accelerator() -> tuple[str, str]:
     if not any(Path(f"/sys/module/{m}").exists() for m in ("kvm_intel", "kvm_amd")):
         return "tcg", "/dev/kvm is neither kvm_intel nor kvm_amd"
     return "kvm", "/dev/kvm is hardware KVM"
+
+
+def why_not_here(mirror: str) -> str | None:
+    """Why the guest cannot be built or run on this machine, in a few words, or None if nothing is missing.
+
+    Asked after the build failed: the tools it needs are absent (and could not be installed), or the
+    Debian mirror or the Python package index it downloads from does not answer.
+    """
+    tools = {"qemu-system-x86_64": "QEMU", "mmdebstrap": "mmdebstrap", "mke2fs": "e2fsprogs", "ssh": "ssh"}
+    missing = [name for tool, name in tools.items() if shutil.which(tool) is None]
+    if missing:
+        return f"{', '.join(missing)} missing" + ("" if os.geteuid() == 0 else " (and building the image needs root)")
+    if os.geteuid() != 0:
+        return "building the image needs root"
+    for what, url in (("the Debian mirror", f"{mirror}/dists/bookworm/Release"),
+                      ("the Python package index",
+                       os.environ.get("PIP_INDEX_URL", "https://pypi.org/simple").rstrip("/") + "/pip/")):
+        try:
+            with urllib.request.urlopen(url, timeout=30) as answer:
+                answer.read(1)
+        except (OSError, ValueError) as err:
+            return f"{what} does not answer ({url}: {err})"
+    return None
+
+
+def build_image(deadline: float) -> Path | None:
+    """The image's folder, built by build.sh (or its cached copy); None if it could not be built in time."""
+    proc = subprocess.Popen(["bash", str(HERE / "build.sh")], stdout=subprocess.PIPE, text=True,
+                            start_new_session=True)
+    try:
+        out, _ = proc.communicate(timeout=deadline)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)  # mmdebstrap and pip below build.sh too
+        proc.wait(30)
+        log(f"the image was not built within {deadline:.0f} s")
+        return None
+    if proc.returncode or not out.strip():
+        return None
+    return Path(out.strip().splitlines()[-1])
+
+
+def import_seconds(argv: list[str], timeout: float) -> float:
+    """Seconds the second of two runs of ``argv`` (a Python importing :data:`SPEED_PROBE`) took: the first writes
+    the bytecode the second reads."""
+    subprocess.run(argv, capture_output=True, timeout=timeout, check=True, cwd=REPO)
+    t = time.monotonic()
+    subprocess.run(argv, capture_output=True, timeout=timeout, check=True, cwd=REPO)
+    return time.monotonic() - t
+
+
+def time_scale(guest: Guest) -> str:
+    """How many times slower than this host the guest runs a Python program, rounded up (at least 1): what the
+    tests' deadlines for whole programs are stretched by there (``LABKIT_TEST_TIME_SCALE``, tests/util.py).
+
+    Measured, not assumed, because it depends on the accelerator and on what else the host runs: emulated (TCG)
+    on this project's 2-CPU machine while other work ran, a rootless test whose program takes 13 s on the host
+    took about 270 s in the guest.
+    """
+    if os.environ.get("LABKIT_TEST_TIME_SCALE"):
+        return os.environ["LABKIT_TEST_TIME_SCALE"]
+    here = import_seconds([sys.executable, "-c", SPEED_PROBE], 120)
+    there = import_seconds([*guest.ssh_argv(), f"cd /srv/labkit && /usr/bin/python3 -c {shlex.quote(SPEED_PROBE)}"],
+                           900)
+    return str(max(1, math.ceil(there / max(here, 0.01))))
 
 
 def free_port() -> int:
@@ -202,17 +289,27 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--deadline", type=float, default=float(os.environ.get("LABKIT_VM_DEADLINE", 3600)),
                     help="seconds for everything after the image is built")
     ap.add_argument("--boot-timeout", type=float, default=1500)
+    ap.add_argument("--ci", action="store_true",
+                    help=f"CI's stage: its selection and bounds, and exit {CANNOT} with one line saying why where the "
+                         "guest cannot be built here (no QEMU, no Debian mirror), instead of failing")
     args = ap.parse_args(argv)
+    if args.ci:
+        args.root = args.root if args.root != list(ROOT_TESTS) else list(CI_ROOT_TESTS)
+        args.user = args.user if args.user != list(USER_TESTS) else list(CI_USER_TESTS)
+        args.deadline = min(args.deadline, CI_DEADLINE)
     args.out.mkdir(parents=True, exist_ok=True)
     times: dict[str, float] = {}
 
     t = time.monotonic()
     if args.image is None:
-        built = subprocess.run(["bash", str(HERE / "build.sh")], stdout=subprocess.PIPE, text=True, timeout=3600)
-        if built.returncode:
-            log("the image could not be built")
+        args.image = build_image(CI_BUILD_DEADLINE if args.ci else 3600)
+        if args.image is None:
+            why = why_not_here(os.environ.get("LABKIT_VM_MIRROR", "http://deb.debian.org/debian"))
+            if args.ci and why is not None:
+                print(f"labkit-vm: stage skipped: the Debian 12 guest cannot be built on this machine: {why}", flush=True)
+                return CANNOT
+            log("the image could not be built" + (f": {why}" if why else ""))
             return 2
-        args.image = Path(built.stdout.strip().splitlines()[-1])
     times["image"] = time.monotonic() - t
 
     accel, why = accelerator()
@@ -231,13 +328,18 @@ def main(argv: list[str] | None = None) -> int:
         t = time.monotonic()
         copy_checkout(guest)
         times["copy"] = time.monotonic() - t
+        scale = time_scale(guest)
+        log(f"the guest runs Python about {scale} times slower than this host: the tests' deadlines for whole "
+            f"programs stretch by that (LABKIT_TEST_TIME_SCALE)")
         for user, tests, name in (("root", args.root, "root"), ("lk", args.user, "user")):
             if not tests:
                 continue
             left = deadline - time.monotonic()
             if left < 60:
                 raise TimeoutError(f"no time left for the {name} run")
-            extra = "LABKIT_TEST_USER=lk-learner" if user == "root" else ""
+            extra = f"LABKIT_TEST_TIME_SCALE={shlex.quote(scale)}"
+            if user == "root":
+                extra += " LABKIT_TEST_USER=lk-learner"
             r = run_tests(guest, user, tests, name, left - 30, extra)
             times[name] = r["seconds"]
             results.append(r)
