@@ -32,7 +32,7 @@ from typing import IO, TYPE_CHECKING, Any, Protocol
 from labkit.model.container import ContainerRecord
 from labkit.model.events import Emit
 from labkit.model.overlay import LayerContents, Overlay
-from labkit.model.runtime import CgroupReading, Exited, Launched
+from labkit.model.runtime import CgroupReading, Exited, Launched, Restarted
 from labkit.model.views import NetworkView, ProcessView
 
 if TYPE_CHECKING:
@@ -40,7 +40,7 @@ if TYPE_CHECKING:
     from labkit.images.ownership import Ownership
     from labkit.images.store import Image, ImageStore
 
-__all__ = ["Backend", "CgroupReading", "Exited", "Launched", "Meter"]
+__all__ = ["Backend", "CgroupReading", "Exited", "Launched", "Meter", "Restarted"]
 
 
 class Meter(Protocol):
@@ -74,6 +74,10 @@ class Backend(Protocol):
     rootless: bool
     #: Networks are bridge interfaces on this host, which the engine takes down once idle (:meth:`drop_bridge`).
     host_bridges: bool
+    #: The backend applies ``--restart`` itself, on its own clock (the simulator): :meth:`observe` tells the
+    #: engine what the policy did (a :class:`Restarted`), a ``restarting`` record included. Otherwise a
+    #: restarter process applies it through the engine (:meth:`labkit.engine.Engine.apply_restart_policy`).
+    restarts_itself: bool
     #: Where the backend reports each step it takes; the engine sets its recorder here.
     emit: Emit
     #: Who owns image layers' files as this backend's containers see them; the image store reads,
@@ -105,8 +109,13 @@ class Backend(Protocol):
         of the pair given to :meth:`start`; None connects to the running container's terminal.
         Raises HostUnsupported where containers have no terminals."""
 
-    def observe(self, record: ContainerRecord) -> Exited | None:
-        """``None`` while PID 1 of the current start lives; how it ended otherwise."""
+    def observe(self, record: ContainerRecord) -> Exited | Restarted | None:
+        """``None`` while PID 1 of the current start lives; how it ended otherwise (or, on a backend that
+        :attr:`restarts_itself`, what the restart policy did since the run the record holds)."""
+
+    def cancel_restart(self, record: ContainerRecord) -> None:
+        """``stop`` of a ``restarting`` container: the restart policy starts no further run. (A restarter
+        process sees the record's status and gives up by itself: nothing to do where there is one.)"""
 
     def recover(self, record: ContainerRecord) -> bool:
         """Undo a start that a killed process left half done: end what it started, remove what it made.

@@ -240,7 +240,7 @@ class LimitDiscarded(LabkitWarning):
     """A container was given a limit this backend cannot enforce, and runs without it.
 
     Rootless without a delegated cgroup nothing enforces memory, pids or CPU
-    limits; the simulator does not model CPU time. ``inspect``'s
+    limits; the simulator counts CPU time but does not ration it. ``inspect``'s
     ``HostConfig`` still shows what was asked; ``Engine.enforced_limits``
     says beforehand which limits hold.
     """

@@ -59,7 +59,7 @@ from labkit.errors import (
     NoSuchContainer,
     StartFailed,
 )
-from labkit.model import events, limits
+from labkit.model import events, limits, restarts
 from labkit.model import names as _names
 from labkit.model import seccomp as _seccomp
 from labkit.model import terminal as _terminal
@@ -79,6 +79,7 @@ from labkit.model.container import (
 from labkit.model.humanize import status_string
 from labkit.model.lifecycle import Status, Unchanged, Verb, guard, is_running
 from labkit.model.overlay import MAX_STACK, LayerContents
+from labkit.model.runtime import Restarted
 from labkit.model.views import NetworkView, ProcessView
 from labkit.networks import PREDEFINED, rootless_refusal
 
@@ -430,7 +431,8 @@ class ContainerCollection(ContainerUpkeep):
             return
         rec = rec.with_state(manually_stopped=True)  # the restart policy must not bring it back
         self.engine._save(rec)
-        if rec.status is Status.RESTARTING:  # between two runs: nothing to signal
+        if rec.status is Status.RESTARTING:  # between two runs: nothing to signal, no run to start
+            self.engine.backend.cancel_restart(rec)
             self.engine._save(self.engine._moved(rec, Verb.STOP))
             return
         if timeout is None:
@@ -504,14 +506,16 @@ class ContainerCollection(ContainerUpkeep):
         with self.engine.store.intent(rec.id, "rm"):  # a removal killed half-way is finished by the next reader
             self.engine._save(self.engine._moved(rec, verb, under_way=True))
             if is_running(rec.status) or rec.status is Status.REMOVING:
-                try:
-                    self.engine.backend.signal(rec, _signal.SIGKILL)
+                try:  # marked stopped by hand, so that no restart policy brings it back meanwhile
+                    self.engine.backend.signal(rec.with_state(manually_stopped=True), _signal.SIGKILL)
                     if rec.status is Status.PAUSED:
                         self.engine.backend.unpause(rec)
                 except ProcessLookupError:
                     pass
                 self.engine.backend.wait(rec, 10)
                 ended = self.engine.backend.observe(rec)
+                if isinstance(ended, Restarted):
+                    ended = ended.ended
                 if ended is not None and rec.status is not Status.REMOVING:
                     self.engine._record_end(rec, ended)
             self.engine.backend.remove(rec)
@@ -779,13 +783,14 @@ class ContainerCollection(ContainerUpkeep):
                 return False
             rec = self.engine._refresh(rec)
             c, st = rec.config, rec.state
-            if rec.status is not Status.EXITED or st.manually_stopped or c.restart_policy == "no":
-                return False
-            if c.restart_policy == "on-failure" and (st.exit_code == 0 or
-                                                     (c.restart_max and st.restart_count >= c.restart_max)):
+            if rec.status is not Status.EXITED or not restarts.should_restart(
+                    c.restart_policy, c.restart_max, st.exit_code, st.restart_count, st.manually_stopped):
                 return False
             ran = (parse_time(st.finished_at) - parse_time(st.started_at)).total_seconds()
-            delay = 0.1 if ran >= 10 else min(60.0, 0.1 * 2 ** min(st.restart_count, 10))
+            # The record keeps no delay: the last one was the first doubled once per restart in a row.
+            previous = 0.0 if not st.restart_count else \
+                min(restarts.MAX_DELAY, restarts.FIRST_DELAY * restarts.BACKOFF ** min(st.restart_count - 1, 10))
+            delay = restarts.next_delay(previous, ran)
             if not self.engine._save(self.engine._moved(rec, Verb.RESTART_POLICY)):
                 return False  # removed between the read and now
             time.sleep(delay)

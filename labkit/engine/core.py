@@ -51,7 +51,7 @@ from labkit.model.container import ContainerRecord, CreateOptions, MountSpec, pa
 from labkit.model.events import Event, Step
 from labkit.model.lifecycle import Move, Status, Verb, guard, is_running
 from labkit.model.overlay import LayerContents
-from labkit.model.runtime import Exited
+from labkit.model.runtime import Exited, Restarted
 from labkit.model.views import NetworkView, ProcessView
 from labkit.store import Store
 
@@ -537,11 +537,13 @@ class Engine:
                 rec = self._recover(self.store.load(rec.id) or rec, verb)
                 if rec.status is Status.DELETED:
                     return rec
-        if not is_running(rec.status) or rec.status is Status.RESTARTING:
-            return rec  # a restarting container belongs to its restart policy until it runs again
+        if not is_running(rec.status) or (rec.status is Status.RESTARTING and not self.backend.restarts_itself):
+            return rec  # a restarting container belongs to its restarter until it runs again
         ended = self.backend.observe(rec)
         if ended is None:
             return rec
+        if isinstance(ended, Restarted):
+            return self._restarted(rec, ended)
         rec = self._moved(rec, Verb.EXIT, exit_code=ended.exit_code, finished_at=ended.finished_at,
                           oom_killed=ended.oom_killed, pid=0, error=ended.error)
         if not self._save(rec):
@@ -550,6 +552,34 @@ class Engine:
         self._record_end(rec, ended)
         if rec.config.auto_remove:  # --rm: the container goes as soon as anyone sees it has exited
             self.containers._remove(rec, Verb.RM_FORCE)  # as Docker's daemon removes it: forced
+        return rec
+
+    def _restarted(self, rec: ContainerRecord, told: Restarted) -> ContainerRecord:
+        """Record what a backend that :attr:`~labkit.backend.Backend.restarts_itself` did since ``rec``'s run:
+        that run's end (if the record still holds it), then the policy's state now — a run under way
+        (``running``), its delay (``restarting``) or its end (``exited``) — each through the lifecycle table."""
+        last = told.ended
+        end: dict[str, Any] = {"exit_code": last.exit_code, "finished_at": last.finished_at,
+                               "oom_killed": last.oom_killed, "pid": 0, "error": last.error,
+                               "restart_count": told.restart_count, "started_at": told.started_at}
+        if rec.status is not Status.RESTARTING:
+            rec = self._moved(rec, Verb.EXIT, **end)
+            if not self._save(rec):
+                return rec
+            self.networks.left_bridge(rec)
+            self._record_end(rec, last)
+        if told.running is None:
+            rec = self._moved(rec, Verb.RESTART_POLICY if told.waiting else Verb.EXIT, **end)
+            self._save(rec)
+            return rec
+        run = told.running
+        rec = self._moved(self._moved(rec, Verb.RESTART_POLICY), Verb.RESTART, pid=run.pid,
+                          pid_start_time=run.pid_start_time, shim_pid=run.shim_pid, exit_code=0, error="",
+                          oom_killed=False, started_at=run.started_at, starts=rec.state.starts + 1,
+                          restart_count=told.restart_count)
+        if self._save(rec):
+            self._note(rec, "start")
+            self._note(rec, "restart")
         return rec
 
     def _recover(self, rec: ContainerRecord, verb: str) -> ContainerRecord:

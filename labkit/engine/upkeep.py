@@ -104,7 +104,10 @@ class ContainerUpkeep(Collection):
         """``docker top``: the processes of the container's cgroup as ``ps`` shows them (``Titles`` and
         ``Processes``, Docker's shape). Refused unless the container runs (paused counts as running)."""
         rec = self.engine._get(ref)
-        if not is_running(rec.status) or rec.status is Status.RESTARTING:
+        if rec.status is Status.RESTARTING:  # between two runs of its restart policy: no process to list
+            raise IllegalTransition(f"Container {rec.id} is restarting, wait until the container is running",
+                                    rec.status.value, "top", hint="Wait a moment and try again")
+        if not is_running(rec.status):
             raise IllegalTransition(f"container {rec.id} is not running", rec.status.value, "top",
                                     hint=f"Start it first: labkit start {ref}")
         titles, rows = self.engine.backend.top(rec, list(ps_args or ["-ef"]))

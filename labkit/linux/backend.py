@@ -106,6 +106,8 @@ class LinuxBackend:
 
     name = "linux"
     simulated = False
+    #: ``--restart`` is applied by the restarter the supervisor execs (:mod:`labkit.restarter`).
+    restarts_itself = False
 
     def __init__(self, store: Store, cgroup_layout: cgroups.Layout | None = None, rootless: bool = False) -> None:
         self.store = store
@@ -515,6 +517,9 @@ class LinuxBackend:
     def _exited(info: dict) -> Exited:  # type: ignore[type-arg]
         return Exited(info["ExitCode"], info["FinishedAt"], bool(info.get("OOMKilled")))
 
+    def cancel_restart(self, record: ContainerRecord) -> None:
+        """Nothing: the restarter finds the record no longer ``restarting`` after its delay and gives up."""
+
     def recover(self, record: ContainerRecord) -> bool:
         """Undo a start whose starter was killed: kill what it started (the supervisor, PID 1, their
         descendants), then remove what it made (mounts, cgroup, network namespace, helper).
@@ -625,8 +630,11 @@ class LinuxBackend:
         ``--privileged`` lets it make and open every device (Docker's ``a *:* rwm``)."""
         if not self.rootless:
             rules = devices.ALLOW_ALL if privileged and self.device_rules is not None else self.device_rules
+            # The disk of the state root holds the writable layers and volumes: its I/O is what stats counts.
+            disk = cgroups.disk_of(str(self.store.root))
             return cgroups.Cgroup.create(self.layout, name, limits, devices=rules,
-                                         device_mechanisms=self.device_mechanisms)
+                                         device_mechanisms=self.device_mechanisms,
+                                         count_io_on=(disk,) if disk else ())
         layout = self.delegated
         if layout is None:
             return None  # no cgroup this user may write: no limits ('labkit doctor' says so)

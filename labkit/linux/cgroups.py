@@ -28,10 +28,12 @@ Which v1 hierarchies a container joins, and why:
 - ``devices``: Docker's device rules (:mod:`labkit.linux.devices`), written
   before any process joins. On the unified hierarchy the same rules are a BPF
   program attached to the group; the kernel applies both where both exist.
+- ``blkio``: the bytes the group read from and wrote to block devices
+  (``blkio.throttle.io_service_bytes``, ``docker stats``' BLOCK I/O); labkit sets
+  no I/O rules, but without a group of its own a container's I/O is counted in
+  its parent's. On v2 the same counters are ``io.stat``.
 - Not ``cpuset`` (labkit sets no CPU pinning, and a new cpuset group would need
-  ``cpuset.cpus``/``cpuset.mems`` copied in before a process may join), nor
-  ``blkio`` (labkit sets no I/O rules; joining it would only add directories to
-  make and remove).
+  ``cpuset.cpus``/``cpuset.mems`` copied in before a process may join).
 
 Every path is derived from the mount table passed to :func:`detect`, so tests
 can point it at a temporary directory laid out like cgroupfs, and the file
@@ -258,6 +260,7 @@ class Cgroup:
         cls, layout: Layout, name: str, limits: Limits, parent: str = "labkit", fs: Cgroupfs | None = None,
         devices: tuple[device_rules.Rule, ...] | None = None,
         device_mechanisms: tuple[str, ...] = device_rules.MECHANISMS,
+        count_io_on: tuple[str, ...] = (),
     ) -> Cgroup:
         """Make the group in every hierarchy it joins, write its limits and set its device rules.
 
@@ -278,6 +281,8 @@ class Cgroup:
             device_mechanisms: Which of ``"v1"`` (the devices hierarchy) and ``"v2"``
                 (a BPF program on the unified group) set them; both by default, where
                 the host has them. Tests turn one off to prove the other holds alone.
+            count_io_on: Disks (``MAJ:MIN``, :func:`disk_of`) whose I/O the v1 blkio group is to count
+                (:meth:`_count_block_io`).
 
         Raises:
             HostUnsupported: A limit needs a controller this host lacks, the kernel
@@ -301,6 +306,7 @@ class Cgroup:
             if devices is not None:
                 group._set_devices(devices, device_mechanisms)
             group._write_limits(limits)
+            group._count_block_io(count_io_on)
         except BaseException as error:
             for path in reversed(made):
                 try:
@@ -432,6 +438,25 @@ class Cgroup:
                     raise OSError(error.errno, f"the device program was refused: {error.strerror}",
                                   self._dir[self.layout.unified]) from None
         self.device_mechanisms = mechanisms
+
+    def _count_block_io(self, disks: tuple[str, ...]) -> None:
+        """On v1, give the blkio group a rule for each of ``disks`` that holds nothing back (the largest rate),
+        so that the kernel counts the group's I/O in ``blkio.throttle.io_service_bytes``.
+
+        blk-throttle (block/blk-throttle.c) sees a bio only when its group has a rule on the bio's
+        disk, and counts only the bios it sees: without a rule the file stays ``Total 0`` however much the
+        group reads and writes. (cgroup v2's ``io.stat`` counts every bio; nothing is written there.)
+        A disk the kernel refuses a rule for is left uncounted, as it would be without this.
+        """
+        path = self.interface_file("blkio", "blkio.throttle.read_bps_device")
+        if path is None or self.layout.is_unified("blkio"):
+            return
+        for disk in disks:
+            for name in ("blkio.throttle.read_bps_device", "blkio.throttle.write_bps_device"):
+                try:
+                    self.fs.write(os.path.join(os.path.dirname(path), name), f"{disk} {UNTHROTTLED}")
+                except OSError:
+                    break
 
     def _write_limits(self, limits: Limits) -> None:
         memory, total = limits.memory_max, limits.swap_total
@@ -830,6 +855,30 @@ def net_bytes(pid: int, proc: str = "/proc") -> tuple[int, int] | None:
         rx += int(fields[0])
         tx += int(fields[8])
     return rx, tx
+
+
+#: The largest rate a blk-throttle rule takes (bytes per second): a rule that holds nothing back.
+UNTHROTTLED = 2**63 - 1
+
+
+def disk_of(path: str, sys_dev_block: str = "/sys/dev/block") -> str | None:
+    """``MAJ:MIN`` of the whole disk the filesystem holding ``path`` is on (a partition's disk), or None when it
+    is on none (tmpfs, overlayfs, btrfs: a device number of their own, with no entry in ``/sys/dev/block``).
+    blk-throttle takes rules for whole disks only."""
+    try:
+        dev = os.stat(path).st_dev
+    except OSError:
+        return None
+    entry = os.path.join(sys_dev_block, f"{os.major(dev)}:{os.minor(dev)}")
+    if not os.path.isdir(entry):
+        return None
+    if os.path.exists(os.path.join(entry, "partition")):
+        try:
+            with open(os.path.join(entry, "..", "dev")) as f:
+                return f.read().strip()
+        except OSError:
+            return None
+    return f"{os.major(dev)}:{os.minor(dev)}"
 
 
 def stale(layout: Layout, parent: str = "labkit", fs: Cgroupfs | None = None) -> list[str]:

@@ -39,7 +39,7 @@ V1_CONTROLLERS = frozenset(
 )
 
 #: The v1 hierarchies a container joins (:mod:`labkit.linux.cgroups` says why).
-JOINED_V1 = ("memory", "pids", "cpu", "cpuacct", "freezer", "devices")
+JOINED_V1 = ("memory", "pids", "cpu", "cpuacct", "freezer", "devices", "blkio")
 
 #: The command-line flag each limit's controller serves, for error messages.
 LIMIT_FLAGS = {"memory": "--memory", "pids": "--pids-limit", "cpu": "--cpus"}

@@ -1,7 +1,8 @@
 """What a backend reports about a container's process: plain values, the same on every backend.
 
 A backend launches PID 1 and says so with :class:`Launched`; it notices PID 1
-has ended and says how with :class:`Exited`; it reads the container's cgroup
+has ended and says how with :class:`Exited` (or, where it applies ``--restart``
+itself, what its policy did since with :class:`Restarted`); it reads the container's cgroup
 counters (cgroups(7)) as :class:`CgroupReading`. The engine turns these into
 the record's ``State`` (:mod:`labkit.model.container`); the pictures draw them.
 """
@@ -43,6 +44,29 @@ class Exited:
     finished_at: str
     oom_killed: bool = False
     error: str = ""
+
+
+@dataclass(frozen=True)
+class Restarted:
+    """The run the record holds has ended, and the backend's own restart policy took over since.
+
+    Only a backend that applies ``--restart`` itself answers this (the simulator, which waits the
+    delay on its own clock); on the real backend a restarter process tells the engine instead.
+
+    Attributes:
+        ended: How the latest run ended.
+        started_at: When the latest run started (RFC 3339, ``State.StartedAt``).
+        restart_count: The runs the policy has started so far (``RestartCount``).
+        running: The run under way, if the policy started one that still runs.
+        waiting: No run is under way and the policy will start one when its delay is over
+            (``restarting``); False with no run: the policy gave up (``exited``).
+    """
+
+    ended: Exited
+    started_at: str
+    restart_count: int
+    running: Launched | None = None
+    waiting: bool = False
 
 
 @dataclass(frozen=True)

@@ -17,6 +17,7 @@ ones listed above it (``tests/sim/test_imports.py`` holds them to it):
 * :mod:`labkit.sim.sh_builtins`: the shell's builtins and variables;
 * :mod:`labkit.sim.shell`: the ``sh`` subset's expansion and running;
 * :mod:`labkit.sim.programs`: what an exec runs (sh, an applet, the lesson's node server) and one step of it;
+* :mod:`labkit.sim.restarts`: what the restart policy (run by a restarter process of the world) did, for the engine;
 * :mod:`labkit.sim.saved`: the world saved, on disk and as snapshots to walk back to;
 * :mod:`labkit.sim.images`: ``busybox:latest`` made for the simulator, and a Labfile's ``RUN`` step run in it;
 * :mod:`labkit.sim.backend`: :class:`~labkit.sim.backend.SimBackend`, what the engine talks to.

@@ -102,12 +102,12 @@ from labkit.model.overlay import (
     Remove,
     Rename,
 )
-from labkit.model.runtime import CgroupReading, Exited, Launched
+from labkit.model.runtime import CgroupReading, Exited, Launched, Restarted
 from labkit.model.seccomp import seccomp_profile
 from labkit.model.views import NetworkView, ProcessView
-from labkit.sim import cgroups, images, namespaces, network, programs, saved
+from labkit.sim import cgroups, images, namespaces, network, procfs, programs, restarts, saved
 from labkit.sim import process as proc_mod
-from labkit.sim.kernel import HORIZON, SimContainer, World, advance
+from labkit.sim.kernel import HORIZON, Launch, SimContainer, World, advance
 from labkit.sim.overlay import ETC_FILES, Vfs, changes, overlay_of, read_layer, write_upper
 from labkit.sim.saved import Snapshot
 from labkit.store import Store
@@ -144,6 +144,8 @@ class SimBackend:
     worlds_entered = 0
     #: A network is a bridge of the model, never an interface on the host.
     host_bridges = False
+    #: ``--restart`` is applied in the world, on its clock (:mod:`labkit.sim.restarts`).
+    restarts_itself = True
 
     def __init__(self, store: Store, realtime: bool | None = None, rootless: bool | None = None) -> None:
         self.store = store
@@ -323,6 +325,7 @@ class SimBackend:
             ct = self._container(w, record, image)
             ct.lowers = list(image.lowerdirs())
             ct.ended, ct.oom_kills, ct.frozen, ct.memory_peak = None, 0, False, 0
+            proc_mod.cancel_restart(w, ct)  # a start of its own: the policy starts over (Docker resets its manager)
             p = self._paths(record.id)
             etc = self._write_etc(record)
             ct.mounts = [(dest, src, False) for dest, src in etc.items()]
@@ -377,6 +380,7 @@ class SimBackend:
             ct.pid1 = pid1.hpid
             ct.starts += 1
             started = w.now
+            self._remember_launch(ct, record, pid1, env, workdir)
             flags = namespaces.clone_flags(c.network)
             if self.rootless:  # as the rootless backend traces it: the user namespace, then the network helper
                 self._step(w, _user_namespace(), record.id)
@@ -388,6 +392,18 @@ class SimBackend:
             self._step(w, events.execve(list(c.argv), pid1.hpid), record.id)
             advance(w, w.now, step=programs.step)
             return Launched(pid1.hpid, int(started * 100), 0, w.rfc3339(started))
+
+    @staticmethod
+    def _remember_launch(ct: SimContainer, record: ContainerRecord, pid1: proc_mod.Proc, env: dict[str, str],
+                         workdir: str) -> None:
+        """Keep what PID 1 was started with, and the restart policy, for the world to start it again."""
+        c = record.config
+        ct.launch = Launch(tuple(c.argv), tuple(env.items()), workdir,
+                           (pid1.uid, pid1.gid, pid1.groups, pid1.cap_eff, pid1.cap_bnd, pid1.seccomp, pid1.nproc),
+                           dict(ct.net) if ct.net is not None else None)
+        ct.restart_policy, ct.restart_max = c.restart_policy, c.restart_max
+        ct.restart_count, ct.restart_delay = record.state.restart_count, 0.0
+        ct.stopped_by_hand, ct.run_started = False, pid1.started
 
     def _tmpfs(self, record: ContainerRecord, vfs: Vfs) -> list[tuple[str, str, bool]]:
         """``--tmpfs`` and ``--mount type=tmpfs``: each an empty directory of its own, made afresh at every start
@@ -497,27 +513,33 @@ class SimBackend:
     def _host_path(self, m: Any) -> str:
         return str(self.store.volume_dir(m.source) / "_data") if m.type == "volume" else m.source
 
-    def observe(self, record: ContainerRecord) -> Exited | None:
+    def observe(self, record: ContainerRecord) -> Exited | Restarted | None:
+        """How the record's run ended, or what the world's restart policy did since (:mod:`labkit.sim.restarts`)."""
         with self._locked() as w:
             ct = w.containers.get(record.id)
             if ct is None:
                 return Exited(255, w.rfc3339())
-            if ct.pid1 == 0 and ct.ended is not None:
-                code, finished, oom = ct.ended
-                return Exited(code, finished, oom)
-            if ct.pid1 == 0:
-                return Exited(255, w.rfc3339())
-            return None
+            return restarts.observed(w, ct, record)
+
+    def cancel_restart(self, record: ContainerRecord) -> None:
+        """The restarter waiting out the policy's delay ends without starting PID 1."""
+        with self._locked() as w:
+            ct = w.containers.get(record.id)
+            if ct is not None:
+                proc_mod.cancel_restart(w, ct)
 
     def recover(self, record: ContainerRecord) -> bool:
         """A start whose engine was killed after the world recorded it: its processes end (SIGKILL)."""
         with self._locked() as w:
             ct = w.containers.get(record.id)
             procs = w.procs_of(record.id) if ct is not None else []
+            if ct is not None:
+                ct.stopped_by_hand = True  # what an interrupted start began is undone, not restarted
             for p in procs:
                 proc_mod.exit_proc(w, p, 137)
             if ct is not None:
                 ct.pid1 = 0
+                proc_mod.cancel_restart(w, ct)
             return bool(procs)
 
     def wait(self, record: ContainerRecord, timeout: float | None) -> bool:
@@ -532,8 +554,10 @@ class SimBackend:
         with self._locked() as w:
             ct = w.containers.get(record.id)
             target = w.procs.get(ct.pid1) if ct is not None else None
-            if target is None:
+            if ct is None or target is None:
                 return
+            if record.state.manually_stopped:  # stop or kill: the restart policy leaves this run's end alone
+                ct.stopped_by_hand = True
             self._step(w, events.signal(signum, target.hpid), record.id)
             proc_mod.kill(w, target, signum)
             advance(w, w.now, step=programs.step)
@@ -657,11 +681,13 @@ class SimBackend:
                         vfs.chmod(target, member.mode & 0o7777)
 
     def update(self, record: ContainerRecord) -> None:
-        """The model's ``memory.max`` and ``pids.max`` take the new limits at once (CPU time is not modelled)."""
+        """The model's ``memory.max`` and ``pids.max`` take the new limits at once, and ``--restart`` its new
+        policy (the CPU quota is recorded, not enforced)."""
         c = record.config
         with self._locked() as w:
             ct = self._container(w, record)
             ct.memory_max, ct.pids_max = c.memory, c.pids_limit
+            ct.restart_policy, ct.restart_max = c.restart_policy, c.restart_max
             cg = self.dir / "cgroup" / "labkit" / record.id
             for name, value in cgroups.limit_files(ct, c.memory_swap, c.nano_cpus):
                 self._step(w, events.cgroup_write(str(cg / name), value, _LIMIT_WHY.get(name, "a limit")), record.id)
@@ -674,12 +700,8 @@ class SimBackend:
             raise HostUnsupported(f"the simulator's top shows ps -ef's columns only, not ps {' '.join(ps_args)}",
                                   "Leave the ps options out, or run on the real backend")
         with self._locked() as w:
-            procs = w.procs_of(record.id)
-            hpid = {p.pid: p.hpid for p in procs}
-            stime = w.wall().strftime("%H:%M")
-            rows = [["root", str(p.hpid), str(hpid.get(p.ppid, 0)), "0", stime, "?", "00:00:00",
-                     " ".join(p.argv)] for p in sorted(procs, key=lambda p: p.hpid)]
-        return ["UID", "PID", "PPID", "C", "STIME", "TTY", "TIME", "CMD"], rows
+            rows = procfs.ps_ef(w, self._container(w, record))
+        return list(procfs.PS_EF_TITLES), rows
 
     def changes(self, record: ContainerRecord, image: Any) -> list[tuple[str, str]]:
         with self._locked() as w:
@@ -773,6 +795,7 @@ class SimBackend:
         with self._locked() as w:
             ct = w.containers.pop(record.id, None)
             if ct is not None:
+                proc_mod.cancel_restart(w, ct)
                 w.log_bytes -= sum(len(line.text) for line in ct.logs)
                 for p in w.procs_of(record.id):
                     proc_mod.exit_proc(w, p, 137)
@@ -805,8 +828,8 @@ class SimBackend:
         return None
 
     def unenforced_limits(self) -> dict[str, str]:
-        # Memory and pids are modelled (usage, the OOM kill, fork failing); CPU time is not.
-        return {"cpu": "the simulator does not model CPU time, so --cpus slows nothing here"}
+        # Memory and pids are modelled (usage, the OOM kill, fork failing); CPU time is counted, not rationed.
+        return {"cpu": "the simulator counts CPU time but does not ration it, so --cpus slows nothing here"}
 
     # -- what the pictures and lessons ask ----------------------------------------------------------
     def http_get(self, record: ContainerRecord | str, port: int, path: str = "/") -> tuple[int, str]:

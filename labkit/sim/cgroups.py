@@ -21,6 +21,9 @@ Documentation/admin-guide/cgroup-v2.rst):
   the process that writes past the host's memory is the one killed.
 * ``pids.max``: fork(2) fails with EAGAIN once the group has that many tasks.
 * ``cgroup.freeze``: frozen tasks are not scheduled (see :mod:`labkit.sim.kernel`).
+* ``cpu.stat usage_usec``: the CPU time the scheduler gave the group's processes
+  (:data:`labkit.sim.kernel.OP_NS` per operation, a busy loop one CPU's worth);
+  ``cpu.max`` is written but not enforced (the simulator says so).
 
 This module counts and decides; it acts on no process (the OOM killer's
 SIGKILL is sent by :func:`labkit.sim.process.need_memory`), so it imports only
@@ -118,6 +121,7 @@ def stats(world: World, ct: SimContainer) -> dict[str, Any]:
         "memory.events": {"oom_kill": ct.oom_kills},
         "pids.current": pids_current(world, ct),
         "pids.max": ct.pids_max or "max",
+        "cpu.stat": {"usage_usec": ct.cpu_ns // 1000},
         "cgroup.freeze": int(ct.frozen),
     }
 
@@ -126,5 +130,5 @@ def reading(world: World, ct: SimContainer | None) -> CgroupReading | None:
     """The counters now, at the simulated clock; ``None`` once PID 1 has ended (the real group is removed then)."""
     if ct is None or ct.pid1 == 0:
         return None
-    return CgroupReading(world.now, usage(world, ct), pids_current(world, ct), ct.oom_kills,
+    return CgroupReading(world.now, usage(world, ct), pids_current(world, ct), ct.oom_kills, cpu_ns=ct.cpu_ns,
                          memory_limit=ct.memory_max or HOST_MEMORY, net_rx=0, net_tx=0, block_read=0, block_write=0)

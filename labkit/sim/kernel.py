@@ -44,6 +44,9 @@ TICK = 0.01
 MAX_OPS = 2_000_000
 #: How far a wait without a timeout looks ahead (simulated seconds) before it gives up.
 HORIZON = 24 * 3600.0
+#: CPU time one operation costs (nanoseconds): a busy loop's ``BUDGET`` operations fill its ``TICK``, one CPU's
+#: worth, so a process that never sleeps reads as 100 % in ``stats`` and ``top``.
+OP_NS = int(TICK * 1e9) // BUDGET
 
 
 @dataclass
@@ -83,6 +86,14 @@ class SimContainer:
         logs_on_disk: How many log lines were written to ``json.log``.
         upper_bytes: Bytes the writable layer's files hold (its share of the modelled disk).
         readonly_rootfs: ``run --read-only``: writes to the overlay fail with EROFS (mounts keep their own mode).
+        cpu_ns: CPU time the group's processes used, those that ended included (``cpu.stat usage_usec``).
+        launch: How PID 1 was last started, for the restart policy to start it again.
+        restart_policy / restart_max: ``--restart`` (``no``, ``always``, ``unless-stopped``, ``on-failure``) and N.
+        restart_count: Runs the policy started since the last ``start`` (``RestartCount``).
+        restart_delay: The policy's last delay (seconds; 0: none yet), which the next one doubles.
+        restarter: Host PID of the restarter waiting out the delay (0: none).
+        stopped_by_hand: ``stop`` or ``kill`` ended this run: the policy leaves it alone.
+        run_started: When the current run began (simulated seconds).
     """
 
     id: str
@@ -115,6 +126,34 @@ class SimContainer:
     upper_bytes: int = 0
     readonly_rootfs: bool = False  # run --read-only: writes to the overlay fail with EROFS
     made_anew: frozenset[str] = frozenset()  # immutable, so a world saved before it existed reads it too
+    # Plain defaults (class attributes too), so a world saved before these existed loads with them.
+    cpu_ns: int = 0
+    launch: Launch | None = None
+    restart_policy: str = "no"
+    restart_max: int = 0
+    restart_count: int = 0
+    restart_delay: float = 0.0
+    restarter: int = 0
+    stopped_by_hand: bool = False
+    run_started: float = 0.0
+
+
+@dataclass(frozen=True)
+class Launch:
+    """What PID 1 was started with, so that the restart policy starts the same again.
+
+    Attributes:
+        argv / env / cwd: Its command, environment and working directory.
+        ids: ``(uid, gid, groups, effective capabilities, bounding set, seccomp mode, RLIMIT_NPROC)``,
+            as the start left PID 1 (``-u``, ``--cap-add``/``--cap-drop``, ``--ulimit nproc``).
+        net: The address it had (None: no network of its own), given back at the next run when still free.
+    """
+
+    argv: tuple[str, ...]
+    env: tuple[tuple[str, str], ...]
+    cwd: str
+    ids: tuple[Any, ...]
+    net: dict[str, Any] | None = None
 
 
 @dataclass
@@ -202,9 +241,30 @@ def run_instant(world: World, step: Step, budgets: dict[int, int] | None = None)
             used = step(world, p, left)
             budgets[p.hpid] = left - used
             total += used
+            charge_cpu(world, p, used)
             progressed = progressed or used > 0
     hungry = any(_runnable(world, p) and budgets.get(p.hpid, BUDGET) <= 0 for p in world.procs.values())
     return total, hungry
+
+
+def charge_cpu(world: World, p: Any, ops: int) -> None:
+    """Account ``ops`` operations of CPU time to ``p`` and to its container's group (:data:`OP_NS` each).
+
+    A process runs on one CPU at a time, so it is charged no more than the time that passes: its slices
+    are laid end to end from the current instant (``p.cpu_until``), and what would reach past the
+    current tick is not charged (the scheduler may run it again at the same instant, as when the clock
+    was asked to move by nothing).
+    """
+    begin = max(p.cpu_until, world.now)
+    end = min(begin + ops * OP_NS / 1e9, world.now + TICK)
+    if end <= begin:
+        return
+    p.cpu_until = end
+    ns = round((end - begin) * 1e9)
+    p.cpu_ns += ns
+    ct = world.containers.get(p.cid)
+    if ct is not None:
+        ct.cpu_ns += ns
 
 
 def wake_sleepers(world: World, step: Step) -> None:
@@ -218,7 +278,7 @@ def wake_sleepers(world: World, step: Step) -> None:
             p.state = "run"
             p.wake = 0.0
             if p.on_wake is not None:
-                step(world, p, 1)
+                charge_cpu(world, p, step(world, p, 1))
 
 
 def next_wake(world: World) -> float | None:
@@ -257,7 +317,10 @@ def advance(world: World, until: float, done: Callable[[], bool] | None = None, 
         target = wake if wake is not None else until
         if hungry:
             target = min(target, world.now + TICK)
-        if target > until + 1e-12 or (target <= world.now and not hungry and wake is None):
+        # The target is past ``until``, or nothing will ever run again, or ``until`` is reached with a process
+        # still hungry: its next slice belongs to the next tick, which starts after ``until``.
+        if target > until + 1e-12 or (target <= world.now and ((not hungry and wake is None)
+                                                               or world.now >= until - 1e-12)):
             world.now = max(world.now, until)
             wake_sleepers(world, step)
             run_instant(world, step)

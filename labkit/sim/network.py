@@ -72,6 +72,23 @@ def attach(world: Any, ct: Any, record: Any, network: dict[str, Any]) -> dict[st
     return ct.net
 
 
+def reattach(world: Any, ct: Any, net: dict[str, Any] | None) -> dict[str, Any] | None:
+    """The address a container had, for the run its restart policy starts: given back if no other running
+    container holds it now (else the next free one of its subnet, Docker's order), its published ports
+    with it. ``None``: it had no network of its own."""
+    if net is None:
+        return None
+    if not net["Bridge"]:
+        return dict(net)  # rootless: each container has the same address in a network stack of its own
+    used = {c.net["IPAddress"] for c in world.containers.values()
+            if c is not ct and getattr(c, "net", None) and c.net["Network"] == net["Network"]}
+    ip = net["IPAddress"]
+    if ip in used:
+        subnet = ipaddress.IPv4Network(f"{net['Gateway']}/{net['IPPrefixLen']}", strict=False)
+        ip = next(str(h) for h in subnet.hosts() if str(h) != net["Gateway"] and str(h) not in used)
+    return {**net, "IPAddress": ip, "MacAddress": "02:42:" + ":".join(f"{b:02x}" for b in ipaddress.IPv4Address(ip).packed)}
+
+
 def _host_ports(world: Any) -> set[int]:
     """Host ports the world's running containers have published."""
     return {int(b["HostPort"]) for c in world.containers.values() if getattr(c, "net", None)

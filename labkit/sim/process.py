@@ -24,6 +24,7 @@ import signal as _signal
 from dataclasses import dataclass, field
 from typing import Any
 
+from labkit.model import restarts
 from labkit.sim import cgroups
 from labkit.sim.kernel import LogLine, SimContainer, World
 from labkit.sim.overlay import DISK, disk_used, vfs_for
@@ -80,6 +81,8 @@ class Proc:
         seccomp: Its seccomp mode (2: a filter, 0: none, ``--privileged``).
         nproc: Its ``RLIMIT_NPROC`` soft limit (-1: none): a fork by a non-root user with that many processes
             of its uid fails with EAGAIN (setrlimit(2)).
+        cpu_ns: CPU time it used (:data:`labkit.sim.kernel.OP_NS` per operation; ``top``'s TIME);
+            ``cpu_until``: the simulated instant its slices so far reach (:func:`labkit.sim.kernel.charge_cpu`).
     """
 
     hpid: int
@@ -123,6 +126,8 @@ class Proc:
     cap_bnd: int = 0
     seccomp: int = 2
     nproc: int = -1
+    cpu_ns: int = 0
+    cpu_until: float = 0.0
 
 
 #: Live output streams of running ``exec`` calls, by id: ``(stdout, stderr)`` (not saved with the world).
@@ -317,6 +322,33 @@ def _end_container(world: World, ct: SimContainer, code: int) -> None:
     ct.ended = (code, world.rfc3339(), ct.oom_kills > 0)
     # Its network namespace went with PID 1, and its address with it; what it had is kept for the trace.
     ct.net_left, ct.net = ct.net, None
+    _schedule_restart(world, ct, code)
+
+
+#: The restarter's program name: the real backend's supervisor execs ``python -m labkit.restarter``.
+RESTARTER = "labkit-restarter"
+
+
+def _schedule_restart(world: World, ct: SimContainer, code: int) -> None:
+    """``--restart``: if the policy restarts this run's end (:func:`labkit.model.restarts.should_restart`), a
+    restarter process of the host sleeps the policy's delay, then starts PID 1 again
+    (:func:`labkit.sim.programs.relaunch`) — as the real backend's supervisor execs its restarter."""
+    if ct.launch is None or not restarts.should_restart(ct.restart_policy, ct.restart_max, code, ct.restart_count,
+                                                        ct.stopped_by_hand):
+        return
+    ct.restart_delay = restarts.next_delay(ct.restart_delay, world.now - ct.run_started)
+    hpid = world.new_hpid()
+    world.procs[hpid] = Proc(hpid=hpid, pid=hpid, ppid=0, cid="", argv=[RESTARTER, ct.id], kind="restarter",
+                             state="sleep", wake=world.now + ct.restart_delay, on_wake="restart", started=world.now)
+    ct.restarter = hpid
+
+
+def cancel_restart(world: World, ct: SimContainer) -> None:
+    """The restarter waiting to start ``ct`` again ends without doing so (``stop``, ``rm``, a new ``start``)."""
+    waiting = world.procs.get(ct.restarter) if ct.restarter else None
+    ct.restarter = 0
+    if waiting is not None:
+        exit_proc(world, waiting, 128 + _signal.SIGTERM)
 
 
 def kill(world: World, p: Proc, sig: int) -> None:

@@ -124,3 +124,49 @@ def _pid_file(ct: SimContainer, p: Any, name: str) -> bytes:
             f"CapAmb:\t{0:016x}\nNoNewPrivs:\t1\nSeccomp:\t{p.seccomp}\n")
     return (f"Name:\t{comm[:15]}\nState:\t{state}\nPid:\t{p.pid}\nPPid:\t{p.ppid}\n{ids}{groups}"
             f"VmRSS:\t{p.mem // 1024} kB\n{caps}").encode()
+
+
+# -- ps -ef on the simulated host (docker top) --------------------------------------------------------
+
+#: ``ps -ef``'s titles, as ``docker top`` shows them.
+PS_EF_TITLES = ["UID", "PID", "PPID", "C", "STIME", "TTY", "TIME", "CMD"]
+
+
+def _user_name(uid: int) -> str:
+    """The host's name for ``uid``, as ps prints it (the number when the host has none)."""
+    try:
+        import pwd  # not on every system the simulator runs on
+    except ImportError:
+        return "root" if uid == 0 else str(uid)
+    try:
+        return pwd.getpwuid(uid).pw_name
+    except KeyError:
+        return str(uid)
+
+
+def _cpu_time(ns: int) -> str:
+    """ps's TIME: CPU time as ``[DD-]HH:MM:SS``."""
+    seconds = ns // 1_000_000_000
+    days, rest = divmod(seconds, 86400)
+    text = f"{rest // 3600:02d}:{rest % 3600 // 60:02d}:{rest % 60:02d}"
+    return f"{days}-{text}" if days else text
+
+
+def ps_ef(world: World, ct: SimContainer) -> list[list[str]]:
+    """The container's processes as ``ps -ef`` on the simulated host lists them (``docker top``), host PID order.
+
+    PID and PPID are host PIDs (PID 1's parent is outside the world: 0); C is the share of a CPU the
+    process used since it started, TIME the CPU time it used (the scheduler's, :data:`labkit.sim.kernel.OP_NS`
+    per operation); STIME is when it started on the simulated clock.
+    """
+    rows = []
+    today = world.wall().date()
+    for p in sorted(_procs(world, ct).values(), key=lambda q: q.hpid):
+        lived = world.now - p.started
+        share = int(100 * p.cpu_ns / (lived * 1e9)) if lived > 0 else 0
+        started = world.wall(p.started)
+        stime = started.strftime("%H:%M") if started.date() == today else started.strftime("%b%d")
+        parent = p.parent_hpid if p.parent_hpid in world.procs else 0
+        rows.append([_user_name(p.uid), str(p.hpid), str(parent), str(share), stime, "?", _cpu_time(p.cpu_ns),
+                     " ".join(p.argv)])
+    return rows

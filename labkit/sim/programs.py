@@ -35,6 +35,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from labkit.errors import StartFailed
+from labkit.sim import network
 from labkit.sim.busybox import APPLETS, run_applet, watch_script
 from labkit.sim.kernel import SimContainer, World
 from labkit.sim.overlay import vfs_for
@@ -143,7 +144,43 @@ def step(world: World, p: Proc, budget: int) -> int:
         return run_shell(world, p, EXEC, budget)
     if p.kind == "node":
         return run_node(world, p)
+    if p.kind == "restarter":
+        return relaunch(world, p)
     return run_applet(world, p)
+
+
+def relaunch(world: World, restarter: Proc) -> int:
+    """The restart policy's delay is over (:func:`labkit.sim.process.cancel_restart` did not end the
+    restarter first): PID 1 starts again as its last start had it — the same command, environment,
+    user and capabilities, a fresh PID namespace, its address back — and ``RestartCount`` counts it.
+
+    A run that cannot start (its program was deleted meanwhile) ends the policy, with the start's
+    exit code, as Docker's daemon leaves a container whose restart failed stopped.
+    """
+    exit_proc(world, restarter, 0)
+    ct = world.containers.get(restarter.argv[-1])
+    if ct is None or ct.restarter != restarter.hpid or ct.launch is None:
+        return 1
+    launch = ct.launch
+    ct.restarter = 0
+    ct.restart_count += 1
+    ct.oom_kills, ct.frozen, ct.memory_peak = 0, False, 0
+    ct.next_pid = 1  # a new PID namespace: PID 1 again (namespaces.enter_new)
+    ct.net = network.reattach(world, ct, launch.net)
+    env = dict(launch.env)
+    try:
+        prog = lookup(world, ct, list(launch.argv), env, launch.cwd)
+        pid1 = start(world, ct, prog, list(launch.argv), env=env, cwd=launch.cwd,
+                     fds={1: ("log", "stdout"), 2: ("log", "stderr")})
+    except (StartFailed, BlockingIOError) as err:
+        ct.net_left, ct.net = ct.net, None
+        ct.ended = (err.exit_code if isinstance(err, StartFailed) else 126, world.rfc3339(), False)
+        return 1
+    pid1.uid, pid1.gid, pid1.groups, pid1.cap_eff, pid1.cap_bnd, pid1.seccomp, pid1.nproc = launch.ids
+    ct.pid1 = pid1.hpid
+    ct.starts += 1
+    ct.run_started = world.now
+    return 1
 
 
 #: What the shell is handed to run what it does not run itself.

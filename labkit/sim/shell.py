@@ -33,7 +33,7 @@ from labkit.errors import StartFailed
 from labkit.sim import cgroups
 from labkit.sim.busybox import APPLETS, ASH_BUILTINS, NOFORK
 from labkit.sim.busybox.libbb import Ctx, Sleep
-from labkit.sim.kernel import World
+from labkit.sim.kernel import World, charge_cpu
 from labkit.sim.overlay import vfs_for
 from labkit.sim.process import BASE_MEMORY, Proc, exit_proc, spawn, write
 from labkit.sim.sh_arith import ArithError, arith
@@ -676,7 +676,9 @@ def run_sync(world: World, p: Proc, ex: Exec, src: str) -> tuple[str, int]:
                     progressed = True
                     continue
             if q.state == "run" and q.hpid in world.procs:
-                ops += ex.step(world, q, 1000)
+                used = ex.step(world, q, 1000)
+                charge_cpu(world, q, used)  # a $(...) runs here, not through the scheduler: its CPU time is counted here
+                ops += used
                 progressed = True
         if not progressed:
             break

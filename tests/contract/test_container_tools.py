@@ -218,8 +218,6 @@ def test_update_restart_applies_to_the_run_under_way(lab):
     fails, as ``docker update --restart`` does (the real backend's supervisor had no restarter to run)."""
     import time
 
-    if lab.backend.simulated:
-        pytest.skip("the simulator applies no restart policy")
     lab.run("busybox", ["sh", "-c", "sleep 1; exit 3"], name="upd-restart", detach=True)
     lab.update("upd-restart", restart="on-failure:1")
     deadline = time.monotonic() + 30
@@ -232,3 +230,51 @@ def test_update_restart_applies_to_the_run_under_way(lab):
         time.sleep(0.2)
     info = lab.inspect("upd-restart")
     assert (info["State"]["Status"], info["State"]["ExitCode"], info["RestartCount"]) == ("exited", 3, 1)
+
+
+def _poll(lab, name, until, seconds=30.0):
+    """inspect ``name`` until ``until(info)`` holds (at most ``seconds``); the last reading."""
+    import time
+
+    deadline = time.monotonic() + seconds
+    while True:
+        info = lab.inspect(name)
+        if until(info) or time.monotonic() > deadline:
+            return info
+        time.sleep(0.05)
+
+
+def test_restart_on_failure_gives_up_after_its_count(lab):
+    """``--restart on-failure:3`` starts a failing PID 1 three more times, each after a delay that doubles
+    from 100 ms (0.7 s in all, on the backend's clock), then leaves it exited with its code."""
+    from labkit.model.container import parse_time
+
+    lab.run("busybox", ["sh", "-c", "echo ran; exit 1"], name="onfail", detach=True, restart="on-failure:3")
+    info = _poll(lab, "onfail", lambda i: i["State"]["Status"] == "exited" and i["RestartCount"] == 3)
+    assert (info["State"]["Status"], info["State"]["ExitCode"], info["RestartCount"]) == ("exited", 1, 3), info
+    assert [text for _, text, _ in lab.logs("onfail")] == ["ran\n"] * 4
+    waited = (parse_time(info["State"]["StartedAt"]) - parse_time(info["Created"])).total_seconds()
+    assert waited >= 0.1 + 0.2 + 0.4, waited
+
+
+def test_restart_always_runs_again_until_stopped(lab):
+    """``--restart always`` brings back a PID 1 that ended well or not, counting the restarts, and shows
+    ``restarting`` between two runs; ``stop`` ends it for good, and ``unless-stopped`` restarts a clean exit too."""
+    import time
+
+    lab.run("busybox", ["sh", "-c", "sleep 0.2; exit 2"], name="again", detach=True, restart="always")
+    info = _poll(lab, "again", lambda i: i["RestartCount"] >= 2)
+    assert info["RestartCount"] >= 2 and info["State"]["Status"] in ("running", "restarting"), info
+    seen = info["State"]
+    assert seen["Running"] and seen["Restarting"] == (seen["Status"] == "restarting")
+    lab.stop("again", timeout=1)
+    info = lab.inspect("again")
+    count = info["RestartCount"]
+    assert info["State"]["Status"] == "exited" and not info["State"]["Restarting"], info
+    time.sleep(1.0)
+    info = lab.inspect("again")
+    assert (info["State"]["Status"], info["RestartCount"]) == ("exited", count), info
+    lab.run("busybox", ["true"], name="clean", detach=True, restart="unless-stopped")
+    info = _poll(lab, "clean", lambda i: i["RestartCount"] >= 1)
+    assert info["RestartCount"] >= 1 and info["State"]["ExitCode"] == 0, info
+    lab.rm("clean", force=True)

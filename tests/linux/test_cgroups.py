@@ -350,6 +350,8 @@ V1_FILES = {
     "cpuacct": {"cpuacct.usage": "0\n"},
     "freezer": {"freezer.state": "THAWED\n"},
     "devices": {"devices.allow": "", "devices.deny": "", "devices.list": "a *:* rwm\n"},
+    "blkio": {"blkio.throttle.read_bps_device": "", "blkio.throttle.write_bps_device": "",
+              "blkio.throttle.io_service_bytes": "Total 0\n"},
 }
 V2_FILES = {
     "memory": {
@@ -455,6 +457,7 @@ def fake_v1(tmp_path: Path, unified: str | None = None, **kw):
         "devices": ("devices",),
         "freezer": ("freezer",),
         "pids": ("pids",),
+        "blkio": ("blkio",),
     }
     lines, v1 = [], {}
     for dirname, controllers in hierarchies.items():
@@ -613,13 +616,14 @@ def test_v2_without_limits_still_enables_accounting(tmp_path):
 
 
 def test_v1_create_writes_limit_files(tmp_path):
-    """On v1, create() joins memory, pids, cpu,cpuacct, freezer and devices (not cpuset) and writes their files."""
+    """On v1, create() joins memory, pids, cpu,cpuacct, freezer, devices and blkio (not cpuset) and writes their
+    files."""
     mounts, root, fs = fake_v1(tmp_path)
     layout = detect(mounts)
     group = Cgroup.create(layout, "c1", Limits(memory=32 * MiB, nano_cpus=200_000_000, pids_limit=8), fs=fs)
     assert set(group.dirs) == {f"{root}/{h}/labkit/c1"
-                               for h in ("memory", "pids", "cpu,cpuacct", "freezer", "devices")}
-    assert len(group.procs_files) == 5
+                               for h in ("memory", "pids", "cpu,cpuacct", "freezer", "devices", "blkio")}
+    assert len(group.procs_files) == 6
     assert group.oom_file == f"{root}/memory/labkit/c1/memory.oom_control"
     mem = f"{root}/memory/labkit/c1"
     assert fs.contents(f"{mem}/memory.limit_in_bytes") == str(32 * MiB)
@@ -874,3 +878,41 @@ def test_a_group_removed_under_an_open_file_reads_as_gone(tmp_path, monkeypatch)
     monkeypatch.setattr(os, "open", removed)
     with pytest.raises(FileNotFoundError):
         Cgroupfs().write(str(tmp_path / "cgroup.procs"), "1")
+
+
+def test_v1_blkio_group_gets_a_rule_that_holds_nothing_back_so_its_io_is_counted(tmp_path):
+    """On v1, create() gives the blkio group a read and a write rule at the largest rate for each disk it is
+    to count (blk-throttle counts only groups with a rule), and block_io() sums the group's Read and Write
+    lines; without a disk it writes no rule."""
+    mounts, root, fs = fake_v1(tmp_path)
+    layout = detect(mounts)
+    group = Cgroup.create(layout, "c1", Limits(), fs=fs, count_io_on=("254:0",))
+    leaf = f"{root}/blkio/labkit/c1"
+    assert fs.contents(f"{leaf}/blkio.throttle.read_bps_device") == f"254:0 {2**63 - 1}"
+    assert fs.contents(f"{leaf}/blkio.throttle.write_bps_device") == f"254:0 {2**63 - 1}"
+    fs.write(f"{leaf}/blkio.throttle.io_service_bytes",
+             "254:0 Read 4096\n254:0 Write 8192\n254:0 Sync 12288\n254:0 Total 12288\nTotal 12288\n")
+    assert group.block_io() == (4096, 8192)
+    group.destroy()
+    fs.writes.clear()
+    Cgroup.create(layout, "c2", Limits(), fs=fs).destroy()
+    assert not [p for p, _ in fs.writes if "throttle" in p]
+
+
+def test_disk_of_names_the_whole_disk_of_a_partition(tmp_path):
+    """disk_of() reads /sys/dev/block: a filesystem on a partition counts on its disk; one on no block
+    device (no entry) on none."""
+    from labkit.linux.cgroups import disk_of
+
+    dev = os.stat(tmp_path).st_dev
+    sys_block = tmp_path / "sys"
+    disk = sys_block / "disk"
+    part = disk / "part1"
+    part.mkdir(parents=True)
+    (disk / "dev").write_text("8:0\n")
+    (part / "partition").write_text("1\n")
+    (sys_block / f"{os.major(dev)}:{os.minor(dev)}").symlink_to(part)
+    assert disk_of(str(tmp_path), str(sys_block)) == "8:0"
+    (part / "partition").unlink()
+    assert disk_of(str(tmp_path), str(sys_block)) == f"{os.major(dev)}:{os.minor(dev)}"
+    assert disk_of(str(tmp_path), str(tmp_path / "nowhere")) is None

@@ -105,6 +105,20 @@ def check_a_busy_loop_under_cpus_0_2_is_throttled(engine):
     c.remove(force=True)
 
 
+def test_stats_counts_the_bytes_a_container_writes_to_disk(engine):
+    """Writes that reach the disk (``dd oflag=direct`` into a volume, ``conv=fsync`` in the writable layer) show
+    in ``stats``' block I/O: the group's own ``blkio.throttle.io_service_bytes`` (v1) or ``io.stat`` (v2)."""
+    c = engine.run("busybox", ["sleep", "60"], detach=True, volumes=["lk-blkio:/data"])
+    before = engine.stats(c.id)["BlockWrite"]
+    code, out = c.exec(["sh", "-c", "dd if=/dev/zero of=/data/f bs=64k count=64 oflag=direct 2>&1 && "
+                                    "dd if=/dev/zero of=/upper bs=64k count=32 conv=fsync 2>&1"])
+    assert code == 0, out
+    written = engine.stats(c.id)["BlockWrite"] - before
+    assert written >= (64 + 32) * 64 * 1024, (written, out)
+    c.remove(force=True)
+    engine.volume_rm("lk-blkio")
+
+
 def test_pause_freezes_and_unpause_thaws(engine):
     """pause freezes the container's group (the kernel's freezer says frozen, the loop's CPU time stands still);
     unpause thaws it and the loop runs again."""

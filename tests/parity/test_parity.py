@@ -58,8 +58,8 @@ DIFFERENCES: dict[str, str] = {
     "layer digests": "rmi's Deleted lines name a removed layer by its content digest (its diff id, the name of its "
                      "tar in labkit's store), Docker by its chain id; the two are the same for a base layer.",
     "cgroup hierarchies": "on a cgroup v1 host labkit puts a container in the hierarchies whose limits and "
-                          "counters it uses (memory, pids, cpu, cpuacct, freezer, devices), so its /sys/fs/cgroup "
-                          "shows those; Docker also makes groups in blkio, cpuset and name=systemd.",
+                          "counters it uses (memory, pids, cpu, cpuacct, freezer, devices, blkio), so its "
+                          "/sys/fs/cgroup shows those; Docker also makes groups in cpuset and name=systemd.",
 }
 
 #: inspect keys one Docker has and the other not: key -> (which one has it, why).
