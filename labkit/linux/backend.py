@@ -392,9 +392,10 @@ class LinuxBackend:
             def on_netns(pid: int, lifeline: int) -> None:
                 slirp.update(usernet.attach_user_network(slirp, pid, lifeline, str(cdir / f"{slirp['Driver']}.log")))
                 write_json(cdir / "network.json", slirp)
-        if not self.rootless:
+        mounted = events.mount_overlay(list(layers.lowers), layers.upper, layers.work, layers.merged)
+        if not self.rootless:  # rootless, PID 1 mounts it, once in a mount namespace of its user namespace (pid1.c)
             overlay.mount(layers)
-        self.emit(events.mount_overlay(list(layers.lowers), layers.upper, layers.work, layers.merged), record.id)
+            self.emit(mounted, record.id)
         group = None
         try:
             limits = cgroups.Limits(
@@ -479,6 +480,8 @@ class LinuxBackend:
         if slirp is not None:
             self.emit(events.network_helper(slirp["Driver"], slirp["IPAddress"],
                                             int(slirp.get("SlirpPid") or 0)), record.id)
+        if self.rootless:
+            self.emit(mounted, record.id)
         self.emit(events.pivot_root(layers.merged), record.id)
         self.emit(events.execve(list(c.argv), started.pid), record.id)
         return Launched(started.pid, started.pid_start_time, started.shim_pid, now_rfc3339())

@@ -342,8 +342,9 @@ class SimBackend:
                 if info is not None:
                     with open(self.store.container_dir(record.id) / "hosts", "a") as f:
                         f.write(f"{info['IPAddress']}\t{c.hostname}\n")
-            self._step(w, events.mount_overlay([p["init"], *ct.lowers], p["upper"], p["work"], p["merged"]),
-                       record.id)
+            mounted = events.mount_overlay([p["init"], *ct.lowers], p["upper"], p["work"], p["merged"])
+            if not self.rootless:  # rootless, PID 1 mounts it inside its user namespace, as the real backend traces
+                self._step(w, mounted, record.id)
             ct.memory_max, ct.pids_max = c.memory, c.pids_limit
             ct.tiny_init = c.init
             cg = self.dir / "cgroup" / "labkit" / record.id
@@ -388,6 +389,8 @@ class SimBackend:
             self._step(w, events.clone(flags, pid1.hpid), record.id)
             if self.rootless and ct.net is not None and ct.net.get("Driver"):
                 self._step(w, events.network_helper(ct.net["Driver"], ct.net["IPAddress"]), record.id)
+            if self.rootless:
+                self._step(w, mounted, record.id)
             self._step(w, events.pivot_root(p["merged"]), record.id)
             self._step(w, events.execve(list(c.argv), pid1.hpid), record.id)
             advance(w, w.now, step=programs.step)

@@ -1099,9 +1099,10 @@ def test_system_reset_removes_what_subordinate_ids_own_without_the_users_rm(lear
 
 
 def test_the_rootless_trace_names_the_user_namespace_and_the_network_helper(learner):
-    """Rootless, a run's trace makes the user namespace before the clone (CLONE_NEWUSER among its flags), and the
-    network helper (slirp4netns or pasta) gives the container its address after it; the simulator, as the same
-    user, traces the start step for step alike."""
+    """Rootless, a run's trace makes the user namespace before the clone (CLONE_NEWUSER among its flags), the
+    network helper (slirp4netns or pasta) gives the container its address after it, and the overlay is mounted
+    after that, in PID 1's mount namespace; the simulator, as the same user, traces the start step for step
+    alike."""
     got = as_learner(learner, PRELUDE + """
     traces = {}
     for backend in ("rootless", "sim"):
@@ -1109,12 +1110,12 @@ def test_the_rootless_trace_names_the_user_namespace_and_the_network_helper(lear
         with lab.tracing() as steps:
             lab.run("busybox", ["true"], auto_remove=True)
         traces[backend] = [[s.kind, s.change.get("uid", s.change.get("driver", "")), s.mechanism] for s in steps
-                           if s.kind in ("userns", "clone", "network", "pivot-root", "exec")]
+                           if s.kind in ("userns", "clone", "network", "mount-overlay", "pivot-root", "exec")]
         lab.reset()
     print(json.dumps({"uid": os.getuid(), **traces}))
     """)
     real = got["rootless"]
-    assert [k for k, _, _ in real] == ["userns", "clone", "network", "pivot-root", "exec"], real
+    assert [k for k, _, _ in real] == ["userns", "clone", "network", "mount-overlay", "pivot-root", "exec"], real
     assert real[0][1] == got["uid"] and "CLONE_NEWUSER" in real[1][2] and real[2][1] in ("slirp4netns", "pasta")
     assert got["sim"] == real
 

@@ -189,6 +189,27 @@ def test_trace_tells_the_same_story_as_the_kernel(sim):
     assert {"exit", "copy-up", "whiteout", "add"} <= set(kinds)
 
 
+def test_a_rootless_trace_makes_the_user_namespace_first_and_mounts_the_overlay_inside_it(fresh_root):
+    """Rootless, the start is traced as the rootless backend takes it: the user namespace, the clone with
+    CLONE_NEWUSER, the network helper's address, then the overlay mounted in PID 1's mount namespace, pivot_root
+    and the command; the teardown has no umount (the mount went with PID 1's namespace)."""
+    from labkit.engine import Engine
+    from labkit.store import Store
+
+    root = fresh_root()
+    lab = Engine(root=root, backend=SimBackend(Store(root), realtime=False, rootless=True))
+    try:
+        with lab.tracing() as steps:
+            lab.run("busybox", ["true"])
+        kinds = [s.kind for s in steps]
+        start = kinds.index("userns")
+        assert kinds[start:start + 6] == ["userns", "clone", "network", "mount-overlay", "pivot-root", "exec"], kinds
+        assert "mount-overlay" not in kinds[:start] and "umount" not in kinds
+        assert "CLONE_NEWUSER" in steps[start + 1].mechanism and steps[start + 2].change["ip"] == "10.0.2.100"
+    finally:
+        lab.reset()
+
+
 def test_base_image_is_synthetic_and_listed(sim):
     """busybox:latest is built without root or a busybox binary, and `images` lists it."""
     sim.run("busybox", ["true"])
