@@ -4,12 +4,14 @@ Layout under the state root (``/var/lib/labkit`` as root; ``$LABKIT_ROOT`` or
 ``Engine(root=...)`` to move it)::
 
     containers/<id>/config.json     the ContainerRecord (written whole, atomically)
+    containers/<id>/config.json.previous   the record before the last change (see install)
     containers/<id>/json.log        stdout/stderr in Docker's json-file format
     containers/<id>/exit.json       written by the supervisor when PID 1 ends
     containers/<id>/hostname|hosts|resolv.conf
     containers/<id>/intent          the verb a process is carrying out on the container, flock(2)ed by it
     overlay/<id>/{diff,work,merged} the writable layer (diff is UpperDir)
     overlay/<id>-init/diff          placeholders for the per-container /etc files
+    tmp/spare-init-<n>              a removed container's init layer, kept for the next one
     volumes/<name>/_data            a named volume's data, and volumes/<name>/meta.json
     images/                         the image store (labkit.images)
     lock                            flock(2) taken while names and ids change
@@ -21,8 +23,9 @@ neither read a container's ``-e SECRET=…`` nor reach its writable layer — wh
 a container may have left a set-user-ID-root program — through the host's paths
 (:func:`make_private`, which also tightens a root an earlier labkit left open).
 
-Every file is written as ``tmp`` then ``rename(2)``, which POSIX makes atomic:
-a reader sees the old file or the new one, never half of one. A killed
+Every file is written as ``tmp`` then put in place by ``rename(2)`` (or, over an
+old file, by swapping the two names, :func:`install`), which the kernel makes
+atomic: a reader sees the old file or the new one, never half of one. A killed
 process leaves at worst a ``*.tmp`` file that nothing reads.
 
 Trees that go (a removed container's directory and layers) are renamed into
@@ -61,7 +64,7 @@ from labkit.errors import InvalidArgument
 from labkit.model.container import ContainerRecord
 
 
-def write_json(path: str | Path, data: Any) -> None:
+def write_json(path: str | Path, data: Any, previous: str | Path | None = None) -> None:
     """Write ``data`` as JSON to ``path`` atomically (tmp file + rename), readable by its owner alone (0600).
 
     The temporary file is made anew (``O_EXCL``) with mode 0600, so the data is
@@ -70,6 +73,9 @@ def write_json(path: str | Path, data: Any) -> None:
     of the same PID, whatever its mode, is removed first, not reused — a
     reader that opened it before would read through that descriptor what is
     written into it now.
+
+    It takes the place of the file before it as :func:`install` says; with ``previous``, what
+    ``path`` held is kept there (the last good copy, for :func:`read_json_or`).
     """
     path = Path(path)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
@@ -84,7 +90,61 @@ def write_json(path: str | Path, data: Any) -> None:
         fd = os.open(tmp, flags, PRIVATE_FILE)
     with open(fd, "wb") as f:
         f.write(text)
-    os.replace(tmp, path)
+    install(tmp, path, previous)
+
+
+def install(tmp: Path, path: Path, previous: str | Path | None = None) -> None:
+    """Put the new file ``tmp`` at ``path`` atomically: a reader opens the old file or the new one, whole.
+
+    Not by rename(2) over the old file: ext4 answers a rename over a file by writing the new
+    one's data out at once (its ``auto_da_alloc`` safeguard for power loss, ext4(5)), which on a
+    busy disk takes milliseconds to tens of them, every time a record changes. The two files
+    swap names instead (renameat2(2), ``RENAME_EXCHANGE``), which is as atomic for a reader and
+    leaves the writing out to the kernel's usual writeback; then the old file, now at the
+    temporary name, is deleted — or with ``previous`` kept there, in place of the one before
+    it, swapped the same way. Where the swap cannot be had (no such call in the C library,
+    a filesystem without it) or ``path`` does not exist yet, a plain rename(2) does it.
+    """
+    if not _exchange(tmp, path):
+        os.replace(tmp, path)
+        return
+    if previous is not None and not _exchange(tmp, Path(previous)):
+        os.replace(tmp, previous)  # the first one kept: nothing there to write out first
+        return
+    os.unlink(tmp)
+
+
+_RENAME_EXCHANGE = 2  # linux/fs.h
+_renameat2: Any = None  # the C library's renameat2(2), bound on first use; False where there is none
+
+
+def _exchange(a: Path, b: Path) -> bool:
+    """Swap ``a`` and ``b`` (renameat2(2), RENAME_EXCHANGE); False if ``b`` does not exist or the swap cannot
+    be had here. Raises FileNotFoundError if ``a`` is gone (its directory was renamed away)."""
+    global _renameat2
+    if _renameat2 is None:
+        try:
+            import ctypes  # noqa: PLC0415  (only once a file is replaced: the simulator on macOS never needs it)
+
+            _renameat2 = ctypes.CDLL(None, use_errno=True).renameat2
+            _renameat2.argtypes = (ctypes.c_int, ctypes.c_char_p, ctypes.c_int, ctypes.c_char_p, ctypes.c_uint)
+            _renameat2.restype = ctypes.c_int
+            _renameat2.get_errno = ctypes.get_errno
+        except (OSError, AttributeError):
+            _renameat2 = False
+    if _renameat2 is False:
+        return False
+    at_cwd = -100  # AT_FDCWD
+    if _renameat2(at_cwd, os.fsencode(a), at_cwd, os.fsencode(b), _RENAME_EXCHANGE) == 0:
+        return True
+    err = _renameat2.get_errno()
+    if err == errno.ENOENT:
+        if not os.path.lexists(a):
+            raise FileNotFoundError(err, os.strerror(err), str(a))
+        return False
+    if err in (errno.EINVAL, errno.ENOSYS, errno.EOPNOTSUPP, errno.EXDEV):
+        return False
+    raise OSError(err, os.strerror(err), str(b))
 
 
 def read_json(path: str | Path) -> Any | None:
@@ -94,6 +154,15 @@ def read_json(path: str | Path) -> Any | None:
             return json.load(f)
     except FileNotFoundError:
         return None
+
+
+def read_json_or(path: str | Path, previous: str | Path) -> Any | None:
+    """:func:`read_json` of ``path``, or of the copy :func:`write_json` kept at ``previous`` if ``path`` holds no
+    JSON: what a power cut can leave of a file replaced without its data written out yet (see :func:`install`)."""
+    try:
+        return read_json(path)
+    except ValueError:
+        return read_json(previous)
 
 
 def delete_tree(path: str | Path) -> None:
@@ -181,6 +250,8 @@ def discard(path: Path, tmp: Path) -> bool:
     return True
 
 
+#: The record before its last change, beside ``config.json`` (:meth:`Store.save`).
+PREVIOUS_RECORD = "config.json.previous"
 #: A directory no other user may list or enter: each container's, layer's, volume's and image's.
 PRIVATE_DIR = 0o700
 #: A file no other user may read: records (they hold the environment), logs, image configs.
@@ -431,7 +502,8 @@ class Store:
         return sorted(d for d in os.listdir(base) if not d.startswith(".") and (base / d / "config.json").exists())
 
     def load(self, cid: str) -> ContainerRecord | None:
-        data = read_json(self.container_dir(cid) / "config.json")
+        cdir = self.container_dir(cid)
+        data = read_json_or(cdir / "config.json", cdir / PREVIOUS_RECORD)
         return ContainerRecord.from_json(data) if data else None
 
     def create(self, record: ContainerRecord) -> None:
@@ -450,8 +522,9 @@ class Store:
         the directory away first (:meth:`delete`), so the write below fails with
         ENOENT once it is gone, at whatever moment that happened.
         """
+        cdir = self.container_dir(record.id)
         try:
-            write_json(self.container_dir(record.id) / "config.json", record.to_json())
+            write_json(cdir / "config.json", record.to_json(), cdir / PREVIOUS_RECORD)
         except FileNotFoundError:
             return False
         return True
@@ -472,7 +545,10 @@ class Store:
         its data out at once, its ``auto_da_alloc`` safeguard).
         Reading one small file keeps ``create`` and name lookups fast with many containers.
         """
-        index = read_json(self.root / "names.json")
+        try:
+            index = read_json(self.root / "names.json")
+        except ValueError:  # what a power cut can leave (see install): the records say the same
+            index = None
         if index is None:
             index = {}
             for cid in self.container_ids():

@@ -200,7 +200,7 @@ def leaks(root: Path | None = None, ids: frozenset[str] | set[str] = frozenset()
         if cdir.exists():
             found += [f"state {cdir / c}" for c in os.listdir(cdir) if not c.startswith(".")]
         if root is not None:
-            for sub, keep in (("overlay", ()), ("tmp", ("trash-", "build-"))):
+            for sub, keep in (("overlay", ()), ("tmp", ("trash-", "build-", "spare-init-"))):
                 if (r / sub).exists():
                     found += [f"state {r / sub / c}" for c in os.listdir(r / sub) if not c.startswith(keep or "\0")]
     return found

@@ -502,9 +502,14 @@ class ContainerCollection(ContainerUpkeep):
         self._remove(rec, verb, volumes)
 
     def _remove(self, rec: ContainerRecord, verb: Verb, volumes: bool = False) -> None:
-        """Remove ``rec`` as ``verb`` (``rm`` or ``rm -f``) does, the table allowing it; marked ``removing`` first."""
+        """Remove ``rec`` as ``verb`` (``rm`` or ``rm -f``) does, the table allowing it; marked ``removing`` first
+        if it runs."""
         with self.engine.store.intent(rec.id, "rm"):  # a removal killed half-way is finished by the next reader
-            self.engine._save(self.engine._moved(rec, verb, under_way=True))
+            if is_running(rec.status):
+                # Shown as removing while its processes are killed. A container that has ended goes in a
+                # moment, and its held ``rm`` intent already says a removal is under way (Engine._recover
+                # finishes one a killed process left): its record is not rewritten only to be deleted.
+                self.engine._save(self.engine._moved(rec, verb, under_way=True))
             if is_running(rec.status) or rec.status is Status.REMOVING:
                 try:  # marked stopped by hand, so that no restart policy brings it back meanwhile
                     self.engine.backend.signal(rec.with_state(manually_stopped=True), _signal.SIGKILL)

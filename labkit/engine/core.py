@@ -546,12 +546,21 @@ class Engine:
             return self._restarted(rec, ended)
         rec = self._moved(rec, Verb.EXIT, exit_code=ended.exit_code, finished_at=ended.finished_at,
                           oom_killed=ended.oom_killed, pid=0, error=ended.error)
+        if rec.config.auto_remove:
+            # --rm: the container goes as soon as anyone sees it has exited, as Docker's daemon removes it
+            # (forced), with no record of the exit written first: a process killed before the removal's
+            # intent is in place leaves a record that still says running beside the exit the supervisor
+            # wrote, which the next reader sees to the same way; one killed after leaves the intent.
+            if not self.store.container_dir(rec.id).is_dir():
+                return rec  # removed meanwhile by another process, which saw to the rest
+            self.networks.left_bridge(rec)
+            self._record_end(rec, ended)
+            self.containers._remove(rec, Verb.RM_FORCE)
+            return rec
         if not self._save(rec):
             return rec  # removed meanwhile by another process, which saw to the rest
         self.networks.left_bridge(rec)
         self._record_end(rec, ended)
-        if rec.config.auto_remove:  # --rm: the container goes as soon as anyone sees it has exited
-            self.containers._remove(rec, Verb.RM_FORCE)  # as Docker's daemon removes it: forced
         return rec
 
     def _restarted(self, rec: ContainerRecord, told: Restarted) -> ContainerRecord:
@@ -584,7 +593,9 @@ class Engine:
 
     def _recover(self, rec: ContainerRecord, verb: str) -> ContainerRecord:
         """Finish or undo ``verb``, which a process killed half-way left on ``rec`` (its intent held here)."""
-        if rec.status is Status.REMOVING:  # rm had begun: finish it
+        if rec.status is Status.REMOVING or (verb == "rm" and not is_running(rec.status)):
+            # rm had begun: finish it. A container that was not running is not marked removing first
+            # (ContainerCollection._remove): its intent alone says so.
             gone = self._moved(rec, Verb.RM_FORCE)
             self.containers._remove(rec, Verb.RM_FORCE)
             return gone

@@ -170,7 +170,7 @@ class LinuxBackend:
     def create(self, record: ContainerRecord, image: Image) -> None:
         supervisor.command(self.shim_dir)  # no shim, no compiler: refused before anything is made
         layers = self._layers(record, image.lowerdirs())
-        overlay.prepare(layers, self.store.init_dir(record.id), self._placeholders(record))
+        overlay.prepare(layers, self.store.init_dir(record.id), self._placeholders(record), self.store.root / "tmp")
         self.emit(events.create_layer(layers.upper), record.id)
 
     def _write_etc(self, cdir: Path, record: ContainerRecord, info: dict | None) -> dict[str, str]:  # type: ignore[type-arg]
@@ -862,7 +862,8 @@ class LinuxBackend:
             except (Conflict, FileNotFoundError):
                 pass  # busy, or already gone: the supervisor removes it when the last process is reaped
         # Rootless, a layer may hold files of subordinate ids the user cannot delete: done below, at once.
-        overlay.remove(layer_root, self.store.init_dir(record.id), None if self.rootless else self.store.discard)
+        overlay.remove(layer_root, self.store.init_dir(record.id), None if self.rootless else self.store.discard,
+                       self.store.root / "tmp")
         if self.rootless and layer_root.exists():  # files a container chowned to its subordinate ids
             namespaces.remove_tree(self.idmap, str(layer_root))
 

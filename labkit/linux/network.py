@@ -56,7 +56,6 @@ import errno
 import fcntl
 import functools
 import hashlib
-import http.client
 import ipaddress
 import os
 import secrets
@@ -600,6 +599,10 @@ def http_get(settings: dict[str, Any], port: int, path: str = "/") -> tuple[int,
             raise ConnectionRefusedError(errno.ECONNREFUSED, f"port {port}/tcp of the container is not published "
                                          "and the container has no address the host reaches")
         host, target = addresses[0], port
+    # Imported here, not at the top: http.client pulls in email and ssl (a third of the import of
+    # labkit.linux.backend in a fresh interpreter), and only this lesson helper needs it.
+    import http.client
+
     conn = http.client.HTTPConnection(host, target, timeout=HTTP_TIMEOUT)
     try:
         conn.request("GET", path)

@@ -395,8 +395,10 @@ class World:
         for sub in ("containers", "overlay", "volumes", "networks", "images/images", "images/layers",
                     "images/tmp", "tmp"):
             where = self.root / sub
-            # tmp/trash-*: what an earlier rm moved aside, deleted in the background meanwhile.
-            shot[sub] = sorted(n for n in os.listdir(where) if not n.startswith("trash-")) if where.is_dir() else []
+            # tmp/trash-*: what an earlier rm moved aside, deleted in the background meanwhile; tmp/spare-init-*:
+            # an init layer an earlier rm kept for the next container (labkit.linux.overlay.keep_init).
+            shot[sub] = sorted(n for n in os.listdir(where) if not n.startswith(("trash-", "spare-init-"))) \
+                if where.is_dir() else []
         # A name whose container is gone is free (Store.names): only names of containers that exist count.
         names = json.loads((self.root / "names.json").read_text())
         shot["names"] = {name: cid for name, cid in names.items() if (self.root / "containers" / cid).exists()}
