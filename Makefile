@@ -46,13 +46,71 @@ deps:
 	  DEBIAN_FRONTEND=noninteractive apt-get install -y -q $$missing; rc=$$?; [ -z "$$guard" ] || rm -f $$guard; [ $$rc = 0 ] || exit $$rc; \
 	else echo "labkit: Debian packages missing ($$missing), which only root can install with 'sudo apt-get install $$missing'; until then labkit goes on without them, rootless where this host allows it, else on the simulator." >&2; fi
 
-# --no-compile: pip would byte-compile every module of every package (80 MB of a learner's venv, most of it never
-# imported: numpy's and matplotlib's tests, unused backends); Python writes the bytecode of what is imported
-# the first time it is. ensurepip's setuptools (Python < 3.12) serves nothing here: a build gets its own.
+# The learner's venv holds what the lessons run, and make installs into it only when it lacks the extras asked
+# for or pyproject.toml or bin/labkit changed since (a stamp per set of extras); a second make lab goes straight on.
+# - The venv is made without ensurepip's pip and setuptools (byte-compiled, 6 s of CPU): the pip wheel Python's
+#   venv module ships (Debian's /usr/share/python-wheels, or ensurepip's own) runs once to install the current pip
+#   (a Python with neither gets ensurepip's).
+# - --no-compile: pip would byte-compile every module of every package (80 MB, most of it never imported);
+#   Python writes the bytecode of what is imported the first time it is.
+# - SLIM (make lab; make test keeps it all): pip leaves the venv once it has installed (13 MB; it comes back with
+#   `.venv/bin/python -m ensurepip`), and so do the test suites the packages ship (13 MB), and a file shipped
+#   twice is kept once (jupyterlab's app and ipywidgets' classic extension: 26 MB) -- see SLIM_VENV.
+comma   := ,
+SLIM    := 1
+test lint: SLIM :=
+define FIND_PIP_WHEEL
+import ensurepip, glob, os
+bundled = os.path.join(os.path.dirname(ensurepip.__file__), "_bundled")
+print((glob.glob(bundled + "/pip-*.whl") + glob.glob("/usr/share/python-wheels/pip-*.whl") + [""])[0])
+endef
+define SLIM_VENV
+"""Leave out of the venv (argv[1]) the test suites the packages ship, and keep each file shipped twice once.
+
+A test suite is a directory named tests or test holding test_*.py or *_test.py modules; no package imports one
+at run time, except jupyterlab, whose browser check (python -m jupyterlab.browser_check) imports its tests, so
+they stay. Identical files (jupyterlab ships its built app in jupyterlab/static and share/jupyter/lab/static,
+ipywidgets' classic extension is in widgetsnbextension/static and share/jupyter/nbextensions) become hard
+links of one another: what reads them gets the same bytes, and pip, replacing a file, unlinks it first.
+"""
+import hashlib, os, shutil, stat, sys
+from collections import defaultdict
+
+same_size = defaultdict(list)
+for top, dirs, files in os.walk(sys.argv[1]):
+    suite = os.path.basename(top) in ("tests", "test") and not top.endswith(os.path.join("jupyterlab", "tests"))
+    if suite and any(f.endswith(".py") and (f.startswith("test_") or f.endswith("_test.py")) for f in files):
+        shutil.rmtree(top)
+        dirs.clear()
+        continue
+    for name in files:
+        path = os.path.join(top, name)
+        st = os.lstat(path)
+        if stat.S_ISREG(st.st_mode) and st.st_size:
+            same_size[st.st_size].append(path)
+for paths in same_size.values():
+    first = {}
+    for path in paths if len(paths) > 1 else ():
+        with open(path, "rb") as f:
+            digest = hashlib.sha256(f.read()).digest()
+        if digest in first:
+            os.link(first[digest], path + ".slim")
+            os.replace(path + ".slim", path)
+        else:
+            first[digest] = path
+endef
+export FIND_PIP_WHEEL SLIM_VENV
+
 venv: deps
-	@test -x $(VPY) || { $(PY) -m venv $(VENV) && $(VPY) -m pip install -q --no-compile --upgrade pip \
-	  && $(VPY) -m pip uninstall -q -y setuptools; }
-	@$(VPY) -m pip install -q --no-compile -e '.[$(EXTRAS)]'
+	@stamp=$(VENV)/.labkit-$(subst $(comma),-,$(EXTRAS)); \
+	[ $$stamp -nt pyproject.toml ] && [ $$stamp -nt bin/labkit ] || { \
+	  { test -x $(VPY) || $(PY) -m venv --without-pip $(VENV); } \
+	  && { $(VPY) -m pip --version >/dev/null 2>&1 || { wheel=$$($(PY) -c "$$FIND_PIP_WHEEL" 2>/dev/null); \
+	       if [ -n "$$wheel" ]; then $(VPY) "$$wheel/pip" install -q --no-compile pip; \
+	       else $(VPY) -m ensurepip >/dev/null && { $(VPY) -m pip uninstall -q -y setuptools 2>/dev/null || :; }; fi; }; } \
+	  && $(VPY) -m pip install -q --no-compile -e '.[$(EXTRAS)]' \
+	  && { [ -z "$(SLIM)" ] || { $(VPY) -m pip uninstall -q -y pip && $(VPY) -c "$$SLIM_VENV" $(VENV); }; } \
+	  && touch $$stamp; }
 	@$(VPY) -m compileall -q labkit   # every CLI call starts faster with the bytecode cached
 
 images: venv

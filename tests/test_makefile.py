@@ -21,6 +21,21 @@ from tests.util import free_port, stop_group, wait_until_up
 REPO = Path(__file__).resolve().parents[1]
 
 
+def disk_usage(top: Path) -> int:
+    """The bytes the files and directories under ``top`` take on disk, each inode counted once as ``du`` counts,
+    leaving out ``__pycache__``: the bytecode Python writes there as modules are first imported (serving
+    JupyterLab and building the images already wrote some) is the venv in use, not what the install made."""
+    seen, total = set(), 0
+    for path in [top, *top.rglob("*")]:
+        if "__pycache__" in path.parts:
+            continue
+        st = path.lstat()
+        if (st.st_dev, st.st_ino) not in seen:
+            seen.add((st.st_dev, st.st_ino))
+            total += st.st_blocks * 512
+    return total
+
+
 @pytest.mark.root
 @pytest.mark.slow
 def test_make_lab_builds_the_images_and_opens_the_notebooks():
@@ -59,7 +74,7 @@ def test_make_lab_builds_the_images_and_opens_the_notebooks():
 def test_make_lab_as_a_user_installs_their_own_venv_and_serves_the_notebooks_rootless(lab_learner):
     """A user without root runs ``make lab`` in a checkout of their own, with their own Python (the python3
     on their PATH, Debian's, not the tests' interpreter): it makes the learner's venv (the notebook extras, no test
-    tools, no setuptools warnings), builds the images rootless in ~/.local/share/labkit and serves every lesson
+    tools, no setuptools warnings; neither pip nor the packages' test suites stay, and it takes under 300 MB), builds the images rootless in ~/.local/share/labkit and serves every lesson
     notebook. (tests/notebooks runs every notebook with that venv, as that user.)
 
     Nothing is given but the user's PATH, HOME and the server's port and token: the state root and the
@@ -72,11 +87,17 @@ def test_make_lab_as_a_user_installs_their_own_venv_and_serves_the_notebooks_roo
     config = (venv / "pyvenv.cfg").read_text()
     python3 = shutil.which("python3", path=lab.env["PATH"])  # the user's, on the user's PATH: Debian's here
     assert python3 and f"home = {Path(python3).parent}\n" in config, f"not made by the user's {python3}: {config}"
-    installed = subprocess.run(lab.argv(str(lab.python), "-m", "pip", "list", "--format=json"),
-                               env=lab.env, capture_output=True, text=True, check=True).stdout
-    names = {p["name"].lower() for p in json.loads(installed)}
+    listing = "import importlib.metadata as m, json; print(json.dumps([d.metadata['Name'] for d in m.distributions()]))"
+    installed = subprocess.run(lab.argv(str(lab.python), "-c", listing), env=lab.env, capture_output=True,
+                               text=True, check=True).stdout
+    names = {name.lower() for name in json.loads(installed)}
     assert {"labkit", "jupyterlab", "ipywidgets", "matplotlib"} <= names, names
     assert not names & {"pytest", "playwright", "mypy", "ruff", "hypothesis"}, "the learner got the test tools"
+    assert not names & {"pip", "setuptools"}, "the installers stayed in the learner's venv"
+    numpy = next(venv.glob("lib/python3*/site-packages/numpy"))  # the packages stay, their test suites do not
+    assert (numpy / "_core").is_dir() and not (numpy / "_core" / "tests").exists(), "numpy's test suite stayed"
+    size = disk_usage(venv)
+    assert size < 300 * 2**20, f"the learner's venv takes {size / 2**20:.0f} MB"
     assert "BuildBackendWarning" not in made and "deprecated" not in made, made[-3000:]  # setuptools is quiet
 
     images = subprocess.run(lab.argv(str(venv / "bin" / "labkit"), "images"), cwd=lab.checkout, env=lab.env,
