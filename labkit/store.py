@@ -56,7 +56,7 @@ import shutil
 import stat
 import sys
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -204,22 +204,24 @@ class _Reaper:
     """One daemon thread that deletes discarded trees, in the order they came."""
 
     def __init__(self) -> None:
-        self.queue: queue.Queue[Path] = queue.Queue()
+        self.queue: queue.Queue[tuple[Path, Callable[[Path], object]]] = queue.Queue()
         self.thread: threading.Thread | None = None
         self.lock = threading.Lock()
 
-    def put(self, path: Path) -> None:
+    def put(self, path: Path, delete: Callable[[Path], object] = delete_tree) -> None:
         with self.lock:
             if self.thread is None or not self.thread.is_alive():
                 self.thread = threading.Thread(target=self.run, name="labkit-reaper", daemon=True)
                 self.thread.start()
-        self.queue.put(path)
+        self.queue.put((path, delete))
 
     def run(self) -> None:
         while True:
-            path = self.queue.get()
+            path, delete = self.queue.get()
             try:
-                delete_tree(path)
+                delete(path)
+            except Exception:  # noqa: S110 - what could not go stays in tmp/trash-*: the next Store takes it up
+                pass
             finally:
                 self.queue.task_done()
 
@@ -236,8 +238,9 @@ TRASH = "trash-"
 INTENT = "intent"
 
 
-def discard(path: Path, tmp: Path) -> bool:
-    """Take the tree ``path`` away now (a rename into ``tmp``) and delete it in the background.
+def discard(path: Path, tmp: Path, delete: Callable[[Path], object] = delete_tree) -> bool:
+    """Take the tree ``path`` away now (a rename into ``tmp``) and delete it in the background with ``delete``
+    (:func:`delete_tree`, or one that also deletes what only a user namespace may, for a rootless layer).
 
     Returns False if there was nothing at ``path``.
     """
@@ -246,7 +249,7 @@ def discard(path: Path, tmp: Path) -> bool:
         os.replace(path, trash)
     except FileNotFoundError:
         return False
-    _reaper.put(trash)
+    _reaper.put(trash, delete)
     return True
 
 
@@ -343,9 +346,9 @@ class Store:
             if name.startswith(TRASH):
                 _reaper.put(self.root / "tmp" / name)
 
-    def discard(self, path: Path) -> bool:
+    def discard(self, path: Path, delete: Callable[[Path], object] = delete_tree) -> bool:
         """:func:`discard` a tree under this root."""
-        return discard(path, self.root / "tmp")
+        return discard(path, self.root / "tmp", delete)
 
     # -- paths ---------------------------------------------------------------
     # A verb asks for the same few paths dozens of times, and each pathlib join parses its parts

@@ -861,11 +861,15 @@ class LinuxBackend:
                 group.destroy()
             except (Conflict, FileNotFoundError):
                 pass  # busy, or already gone: the supervisor removes it when the last process is reaped
-        # Rootless, a layer may hold files of subordinate ids the user cannot delete: done below, at once.
-        overlay.remove(layer_root, self.store.init_dir(record.id), None if self.rootless else self.store.discard,
-                       self.store.root / "tmp")
-        if self.rootless and layer_root.exists():  # files a container chowned to its subordinate ids
-            namespaces.remove_tree(self.idmap, str(layer_root))
+        # Taken away by rename and deleted in the background; rootless, a layer may hold files a container gave
+        # its subordinate ids, which the user deletes inside a user namespace with the map (remove_tree).
+        overlay.remove(layer_root, self.store.init_dir(record.id), self._discard, self.store.root / "tmp")
+
+    def _discard(self, path: Path) -> bool:
+        """:meth:`labkit.store.Store.discard` a container's tree, rootless through :func:`namespaces.remove_tree`."""
+        if not self.rootless:
+            return self.store.discard(path)
+        return self.store.discard(path, lambda trash: namespaces.remove_tree(self.idmap, str(trash)))
 
     def update(self, record: ContainerRecord) -> None:
         """Write the running container's new limits into its cgroup (``docker update``), each write traced.
