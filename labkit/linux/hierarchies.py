@@ -10,6 +10,7 @@ limits, and pause stops its processes by signal (:mod:`labkit.linux.freezer`).
 
 from __future__ import annotations
 
+import atexit
 import os
 import re
 from dataclasses import dataclass
@@ -250,6 +251,7 @@ def _leave_for_leaf(root: str) -> None:
     processes go one level down, into ``root/engine``; a user may move its own processes anywhere in
     a subtree delegated to it (cgroup-v2.rst, "Delegation Containment"). A process that ended on the
     way, or that is not this user's, stays where it is, and the limits say why when they are set.
+    When this process ends, :func:`_back_from_leaf` undoes it if nothing else needs the leaf.
     """
     try:
         with open(os.path.join(root, "cgroup.controllers")) as f:
@@ -269,6 +271,42 @@ def _leave_for_leaf(root: str) -> None:
                 f.write(pid)
         except OSError:  # ESRCH: it ended; EACCES/EPERM: not ours to move
             pass
+    if str(os.getpid()) in pids:
+        atexit.register(_back_from_leaf, root, os.getpid())
+
+
+def _back_from_leaf(root: str, pid: int) -> None:
+    """At the engine's exit, leave ``root`` as :func:`_leave_for_leaf` found it, where nothing needs the leaf.
+
+    That is when this process is the leaf's last one and the leaf is ``root``'s only child (labkit's
+    own groups are gone: the last one removed takes ``root/labkit`` with it). Then root gives its
+    controllers back (it held processes before, so its ``cgroup.subtree_control`` was empty: the
+    no-internal-process rule allows nothing else), this process goes back up into root, which the
+    kernel allows once root gives no controller to children, and the empty leaf is removed (rmdir(2)
+    refuses a group with a process or a child: EBUSY). Otherwise the leaf stays: other processes live
+    there (the user's shell, another engine), and cgroup v2 allows them nowhere higher while labkit's
+    groups below ``root`` keep its controllers; the next engine to end alone removes it.
+    """
+    if os.getpid() != pid:
+        return  # a child forked from the engine inherits its atexit handlers; it moves nothing
+    leaf = os.path.join(root, systemd.LEAF)
+    try:
+        with open(os.path.join(leaf, "cgroup.procs")) as f:
+            if f.read().split() != [str(pid)]:
+                return
+        if [e.name for e in os.scandir(root) if e.is_dir(follow_symlinks=False)] != [systemd.LEAF]:
+            return
+        control = os.path.join(root, "cgroup.subtree_control")
+        with open(control) as f:
+            given = f.read().split()
+        if given:
+            with open(control, "w") as f:
+                f.write(" ".join(f"-{c}" for c in given))
+        with open(os.path.join(root, "cgroup.procs"), "w") as f:
+            f.write(str(pid))
+        os.rmdir(leaf)
+    except OSError:
+        pass  # a group made meanwhile by another engine (EBUSY), or root taken away: the leaf stays
 
 
 def _delegated_layout(root: str) -> Layout:

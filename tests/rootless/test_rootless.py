@@ -706,6 +706,34 @@ def test_pause_freezes_in_a_delegated_cgroup(learner, delegated):
     assert got["gone"]
 
 
+def test_the_engine_leaves_the_delegated_cgroup_as_it_found_it(learner, delegated):
+    """An engine that moved into the leaf ``engine`` of a delegated subtree without systemd (so that labkit's groups
+    could get controllers) puts itself back and removes the leaf when it ends, its containers gone: no group and no
+    controller given to children is left. Where the subtree has no controller to give (this host's unified mount
+    holds none), nothing is made in the first place, and the same must hold."""
+    got = as_learner(learner, PRELUDE + """
+    top = lab.backend.delegated.unified
+    with open(top + "/cgroup.controllers") as f:
+        controllers = f.read().split()
+    c = lab.run("busybox", ["sleep", "60"], detach=True, name="leaf")
+    with open("/proc/self/cgroup") as f:
+        engine = [ln for ln in f.read().splitlines() if ln.startswith("0::")]
+    while_running = sorted(e.name for e in os.scandir(top) if e.is_dir())
+    lab.rm("leaf", force=True)
+    print(json.dumps({"controllers": controllers, "engine": engine, "while_running": while_running}))
+    """, cgroup=delegated)
+    name = os.path.basename(delegated)
+    if got["controllers"]:  # the no-internal-process rule applies: the engine went down into the leaf
+        assert got["engine"] == [f"0::/{name}/engine"]
+        assert got["while_running"] == ["engine", "labkit"]
+    else:
+        assert got["engine"] == [f"0::/{name}"]
+    assert wait_for(lambda: not [e.name for e in os.scandir(delegated) if e.is_dir()], timeout=5), \
+        sorted(e.name for e in os.scandir(delegated) if e.is_dir())
+    with open(os.path.join(delegated, "cgroup.subtree_control")) as f:
+        assert f.read().split() == []
+
+
 @pytest.fixture
 def subuid(learner):
     """An /etc/subuid and /etc/subgid range for the learner, for this test only; its first id."""
