@@ -20,7 +20,12 @@ ones listed above it (``tests/sim/test_imports.py`` holds them to it):
 * :mod:`labkit.sim.restarts`: what the restart policy (run by a restarter process of the world) did, for the engine;
 * :mod:`labkit.sim.saved`: the world saved, on disk and as snapshots to walk back to;
 * :mod:`labkit.sim.images`: ``busybox:latest`` made for the simulator, and a Labfile's ``RUN`` step run in it;
-* :mod:`labkit.sim.backend`: :class:`~labkit.sim.backend.SimBackend`, what the engine talks to.
+* :mod:`labkit.sim.base`: what the backend's rooms stand on: the world on disk, its clock and snapshots, exec;
+* :mod:`labkit.sim.networking`: a container's network as the backend connects it, and a GET to one of its ports;
+* :mod:`labkit.sim.rootfs`: the container's filesystem as the backend shows it: ``cp``, ``diff``, ``commit``, builds;
+* :mod:`labkit.sim.views`: what the pictures and ``top`` read of a container;
+* :mod:`labkit.sim.backend`: :class:`~labkit.sim.backend.SimBackend`, the lifecycle's verbs on those rooms, what the
+  engine talks to.
 
 Use it with ``labkit.connect(backend="sim")``, ``labkit --backend sim ...`` or ``LABKIT_BACKEND=sim``.
 """

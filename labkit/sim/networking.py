@@ -1,0 +1,143 @@
+"""The simulator's networks: a container's address, its /etc files, and what a GET to one of its ports answers.
+
+Root's network or a user's
+    The simulated network is the one the real backend would give this user:
+    as root a bridge, veth pairs and addresses from the network's subnet
+    (172.17.0.x); as a user (``rootless``, the default when not root) what
+    the rootless backend gives — no bridge, a ``tap0`` with 10.0.2.100
+    through slirp4netns or pasta (whichever is installed, else only ``lo``
+    with a warning), ports published on 127.0.0.1, user networks refused.
+
+Requests
+    :meth:`SimBackend.http_get` sends a GET to a port of a container (the
+    lesson's ``node server.js`` answers with the JSON the real server.js
+    sends).
+"""
+
+from __future__ import annotations
+
+import errno
+import socket
+from typing import Any
+
+from labkit.errors import HostUnsupported, LabkitError, NoSuchContainer
+from labkit.model import hostconfig
+from labkit.model.container import HOSTS, ContainerRecord
+from labkit.sim import network, programs
+from labkit.sim.base import SimBase
+from labkit.sim.kernel import SimContainer, World
+from labkit.sim.overlay import ETC_FILES
+
+
+class Networking(SimBase):
+    """Connecting a container to the model's network, and what inspect and the services ask of it."""
+
+    def _write_etc(self, record: ContainerRecord) -> dict[str, str]:
+        cdir = self.store.container_dir(record.id)
+        if not cdir.is_dir():  # removed by another process since the record was read: make nothing
+            raise NoSuchContainer(record.id)
+        c = record.config
+        gateway = ""
+        if any(h.endswith(":host-gateway") for h in c.extra_hosts):
+            from labkit.networks import Networks
+
+            gateway = Networks(self.store).get("bridge")["IPAM"]["Config"][0]["Gateway"]
+        files = {"hostname": c.hostname + "\n", "hosts": HOSTS + hostconfig.extra_hosts_lines(c.extra_hosts, gateway),
+                 "resolv.conf": hostconfig.resolv_conf(_resolv_conf(), c.dns)}
+        for name, text in files.items():
+            (cdir / name).write_text(text)
+        return {f"/etc/{name}": str(cdir / name) for name in ETC_FILES}
+
+    def _attach_user(self, w: World, ct: SimContainer, record: ContainerRecord) -> dict[str, Any] | None:
+        """A rootless container's network, as the rootless backend's ``_connect`` plans it (None: ``lo`` only)."""
+        from labkit.errors import HostUnsupported
+
+        # The real backend's rule, stated once; loaded where used, so that importing the simulator loads no kernel code
+        from labkit.linux import usernet
+        from labkit.networks import Networks
+
+        c = record.config
+        if c.network != "bridge":
+            raise HostUnsupported(f"network {c.network} needs root: rootless containers have the default "
+                                  "network (through slirp4netns or pasta), none or host",
+                                  "Use the default network, --network none or host, or run as root")
+        helper = usernet.network_helper()
+        if helper is None:
+            if c.ports:
+                raise usernet.no_user_network("publishing ports")
+            return None  # no user-mode network stack: a network namespace of its own with lo only
+        info = network.attach_user(w, ct, record, Networks(self.store).get(c.network), helper)
+        (self.store.container_dir(record.id) / "resolv.conf").write_text(usernet.slirp_resolv_conf(_resolv_conf()))
+        return info
+
+    def network_settings(self, record: ContainerRecord) -> dict[str, Any]:
+        """``NetworkSettings``: the simulated address while running, empty ones after (as the linux backend)."""
+        # The real backend's rule, stated once; loaded where used, so that importing the simulator loads no kernel code
+        from labkit.linux import network as net
+
+        with self._locked() as w:
+            ct = w.containers.get(record.id)
+            info = getattr(ct, "net", None) if ct is not None else None
+        if info is None:
+            return net.network_settings(None, {}, "", record.config.network)
+        bridged = bool(info["Bridge"])  # rootless: no veth and no pinned namespace, as the rootless backend says
+        endpoint = net.Endpoint(info["Network"], info["Bridge"], info["IPAddress"], info["IPPrefixLen"],
+                                info["Gateway"], info["MacAddress"], network.veth_name(record.id) if bridged else "",
+                                str(self.store.container_dir(record.id) / "netns") if bridged else "")
+        ports: dict[str, Any] = {k: None for k in record.config.exposed_ports}
+        ports.update(info["Ports"])
+        return net.network_settings(endpoint, ports, info["NetworkID"])
+
+    def drop_bridge(self, network: dict[str, Any]) -> None:
+        """Nothing: the model's bridges are no interfaces of the host."""
+
+    def service_problem(self) -> LabkitError | None:
+        return HostUnsupported("services need the real backend: their load balancer relays real connections "
+                               "to real replicas", "Run on Linux (as root, or as a user for rootless "
+                               "containers); on the simulator, start a few containers with run -d and "
+                               "compare them")
+
+    def listen(self, host_ip: str, host_port: int) -> socket.socket:
+        """Refused: the simulator opens no socket on the host (services are refused before, see :meth:`service_problem`)."""
+        raise HostUnsupported(f"the simulator cannot listen on {host_ip}:{host_port}: it opens no socket on the host",
+                              "Run on Linux (as root, or as a user for rootless containers)")
+
+    def reduced_network(self, network: str) -> str | None:
+        """As the rootless backend: without slirp4netns or pasta a user's container has only ``lo``."""
+        # The real backend's rule, stated once; loaded where used, so that importing the simulator loads no kernel code
+        from labkit.linux import usernet
+
+        if self.rootless and network not in ("none", "host") and usernet.network_helper() is None:
+            return (f"network {network}: neither slirp4netns nor pasta is installed, so this rootless container "
+                    "has only lo (apt-get install slirp4netns gives it an address and -p)")
+        return None
+
+    def http_get(self, record: ContainerRecord | str, port: int, path: str = "/") -> tuple[int, str]:
+        """GET ``path`` from ``port``: a container port, or a host port published with ``-p``.
+
+        Returns:
+            ``(HTTP status, body)``, what the real server.js answers.
+
+        Raises:
+            ConnectionRefusedError: Nothing listens on that port in the container.
+            TimeoutError: The container is paused.
+        """
+        cid = record if isinstance(record, str) else record.id
+        if not isinstance(record, str):
+            for spec in record.config.ports:
+                if spec.host_port and int(spec.host_port) == port:
+                    port = spec.container_port
+                    break
+        with self._locked() as w:
+            if cid not in w.containers:
+                raise ConnectionRefusedError(errno.ECONNREFUSED, "the container is not running")
+            return programs.http_get(w, cid, port, path)
+
+
+def _resolv_conf() -> str:
+    """The host's resolv.conf without loopback name servers, as the real backend writes it."""
+    try:
+        with open("/etc/resolv.conf") as f:
+            return "".join(ln for ln in f if not ln.strip().startswith("nameserver 127."))
+    except OSError:
+        return ""
