@@ -13,7 +13,8 @@ works as a Python programmer expects::
     │   ├── InvalidName              Invalid container name (x), only ...
     │   ├── AmbiguousReference       multiple IDs found with provided prefix: 3f
     │   ├── InvalidOption            conflicting options: cannot specify both ...
-    │   ├── InvalidCapability        invalid CapAdd: unknown capability: "CAP_FOO"
+    │   ├── InvalidConfig            invalid mount config for type "bind": bind source path does not exist: /x
+    │   │   └── InvalidCapability    invalid CapAdd: unknown capability: "CAP_FOO"
     │   └── LabfileError             Labfile line 3: unknown instruction ...
     ├── UsageError (ValueError)      labkit ps: invalid argument "x" for -f/--filter ... (the command
     │                                line could not be read: exit 125 for a flag, 1 for a count)
@@ -129,7 +130,12 @@ class AmbiguousReference(InvalidArgument):
         self.ref = ref
 
 
-class InvalidCapability(InvalidArgument):
+class InvalidConfig(InvalidArgument):
+    """A container's configuration that Docker's daemon refuses when it is created (an unknown capability,
+    a bind mount whose source is not there): ``docker run`` prints it as the daemon's answer."""
+
+
+class InvalidCapability(InvalidConfig):
     """``--cap-add``/``--cap-drop`` names no capability this kernel has; Docker's daemon refuses it
     (``Error response from daemon: invalid CapAdd: …``), not its client."""
 

@@ -20,7 +20,7 @@ from labkit.errors import (
     BuildFailed,
     Conflict,
     HostUnsupported,
-    InvalidCapability,
+    InvalidConfig,
     InvalidName,
     InvalidOption,
     LabkitError,
@@ -32,10 +32,14 @@ from labkit.errors import (
 )
 
 #: The errors ``docker run`` shows as ``Error response from daemon: …``: the daemon's refusals.
-_DAEMON_SAYS = (Conflict, StartFailed, InvalidName, AmbiguousReference, NoSuchContainer, NoSuchVolume,
-                InvalidCapability)
+_DAEMON_SAYS = (Conflict, StartFailed, InvalidName, InvalidConfig, AmbiguousReference, NoSuchContainer, NoSuchVolume)
 
 PROG = "labkit"
+
+
+class FlagValue(InvalidOption):
+    """A flag's value that Docker's client refuses as it reads the flags (``invalid argument "X" for "--dns"
+    flag: …``): Docker prints it as it is, then the command's usage synopsis and where its help is."""
 
 
 class Parser(argparse.ArgumentParser):
@@ -103,6 +107,9 @@ def describe(error: BaseException, command: str | None) -> tuple[str, int]:
         return error.one_line(), 1
     if isinstance(error, NotATerminal):
         return error.message, 1
+    if isinstance(error, FlagValue):
+        synopsis = f"Usage:  {PROG} {command} [OPTIONS] IMAGE [COMMAND] [ARG...]"
+        return f"{_sentence(error.one_line())}\n\n{synopsis}\n\n{_help_pointer(command)}", 125
     if isinstance(error, LabkitError):
         # Docker's run reports every failure as its own (exit 125); create only what its client refused
         # (a flag), and the daemon's refusals as any other command does (exit 1).

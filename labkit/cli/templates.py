@@ -109,7 +109,17 @@ class _Set(dict):  # type: ignore[type-arg]
     """A JSON object that is a set in Docker's Go types (``ExposedPorts``, ``Volumes``)."""
 
 
+class _MountPoint(dict):  # type: ignore[type-arg]
+    """An entry of inspect's ``Mounts``: Docker's Go type (``MountPoint``) has every field, so a template reads
+    one its JSON leaves out when empty (``Name`` and ``Driver`` of a bind or tmpfs mount) as the zero value."""
+
+    ZERO = {"Type": "", "Name": "", "Source": "", "Destination": "", "Driver": "", "Mode": "", "RW": False,
+            "Propagation": ""}
+
+
 def _as_set(key: Any, value: Any) -> Any:
+    if key == "Mounts" and isinstance(value, list):  # inspect's MountPoints; HostConfig.Mounts' have a Target
+        return [_MountPoint(v) if isinstance(v, Mapping) and "Destination" in v else v for v in value]
     return _Set(value) if key in _SETS and isinstance(value, Mapping) and not isinstance(value, _Set) else value
 
 
@@ -335,6 +345,8 @@ class Template:
                     raise TemplateError(f"{context[0]}: template: :{self._where(path)}: executing "
                                         f'"" at <{path}>: can\'t evaluate field {name} in type {context[1]}')
                 value = value[name]
+            elif isinstance(value, _MountPoint) and name not in value and name in _MountPoint.ZERO:
+                value = _MountPoint.ZERO[name]
             elif isinstance(value, Mapping):
                 if name not in value:
                     raise TemplateError(

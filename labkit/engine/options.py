@@ -15,7 +15,7 @@ import signal as _signal
 from collections.abc import Sequence
 from typing import Any
 
-from labkit.errors import InvalidArgument
+from labkit.errors import InvalidArgument, InvalidConfig
 from labkit.model import limits
 from labkit.model.container import MountSpec, PortSpec
 from labkit.model.humanize import parse_size
@@ -211,16 +211,17 @@ def host_config(image: str, *, user: str | None, read_only: bool, tmpfs: Sequenc
     specs = []
     for text in mounts or ():
         req = hostconfig.parse_mount(text)
+        hostconfig.check_mount(req)
         if req.type == "volume" and not req.source:
             source = secrets.token_hex(32)
         elif req.type == "volume" and not VOLUME_RE.match(req.source):
-            raise InvalidArgument(f'invalid mount config for type "volume": invalid volume name: "{req.source}"',
-                                  "A volume's name is letters, digits, _ . -")
+            raise InvalidConfig(f'invalid mount config for type "volume": invalid volume name: "{req.source}"',
+                                "A volume's name is letters, digits, _ . -")
         else:
             source = os.path.realpath(req.source) if req.type == "bind" else req.source
         if req.type == "bind" and not os.path.exists(source):  # --mount never makes its source, -v does
-            raise InvalidArgument(f'invalid mount config for type "bind": bind source path does not exist: {source}',
-                                  "Create the host path first, or use -v")
+            raise InvalidConfig(f'invalid mount config for type "bind": bind source path does not exist: {source}',
+                                "Create the host path first, or use -v")
         specs.append(MountSpec(req.type, source, req.target, req.readonly, req.tmpfs, explicit=True))
     for dest in tmpfs_map:
         if any(posixpath.normpath(m.destination) == posixpath.normpath(dest) for m in specs):
@@ -231,8 +232,8 @@ def host_config(image: str, *, user: str | None, read_only: bool, tmpfs: Sequenc
         "tmpfs": tmpfs_map,
         "extra_hosts": tuple(hostconfig.parse_add_host(h) for h in add_host or ()),
         "dns": tuple(hostconfig.parse_dns(d) for d in dns or ()),
-        "cap_add": tuple(cap_add or ()),
-        "cap_drop": tuple(cap_drop or ()),
+        "cap_add": hostconfig.stored_capabilities(cap_add or (), "CapAdd"),
+        "cap_drop": hostconfig.stored_capabilities(cap_drop or (), "CapDrop"),
         "privileged": bool(privileged),
         "ulimits": tuple((u.name, u.soft, u.hard) for u in map(hostconfig.parse_ulimit, ulimits or ())),
         "mounts": tuple(specs),

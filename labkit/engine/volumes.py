@@ -138,6 +138,9 @@ class VolumeCollection(Collection):
             return {"Type": "volume", "Name": m.source, "Source": self.host_path(m),
                     "Destination": m.destination, "Driver": "local", "Mode": "ro" if m.readonly else "z",
                     "RW": not m.readonly, "Propagation": ""}
+        if m.type == "tmpfs":  # made in memory at each start: no source on the host
+            return {"Type": "tmpfs", "Source": "", "Destination": m.destination, "Mode": "", "RW": not m.readonly,
+                    "Propagation": ""}
         return {"Type": "bind", "Source": m.source, "Destination": m.destination, "Mode": "ro" if m.readonly else "",
                 "RW": not m.readonly, "Propagation": "rprivate"}
 

@@ -59,6 +59,14 @@ from labkit.model.container import MASKED_PATHS, READONLY_PATHS
 EXIT_FILE = "exit.json"
 
 _EXEC_PREFIX = "OCI runtime exec failed: exec failed: unable to start container process: "
+
+
+def exec_failed(code: int, message: str) -> StartFailed:
+    """An exec that could not start, worded as Docker words it: the runtime's failures behind runc's words, a
+    user or group the container does not have as the daemon's own (it looks the user up before runc runs)."""
+    if message.startswith(("unable to find user ", "unable to find group ")):
+        return StartFailed(message, code)
+    return StartFailed(_EXEC_PREFIX + message, code)
 _NETWORKS = ("none", "host")
 
 #: Docker's default capabilities as the shim's ``--caps`` takes them (a hexadecimal mask).
@@ -606,7 +614,7 @@ def _exec_detached(shim: list[str], pid: int, argv: Sequence[str], env: Sequence
     if failure:
         os.waitpid(child, 0)
         code, message = _decode_failure(failure)
-        raise StartFailed(_EXEC_PREFIX + message, code)
+        raise exec_failed(code, message)
     threading.Thread(target=os.waitpid, args=(child, 0), daemon=True).start()
 
 
@@ -648,7 +656,7 @@ def _exec_tty(shim: list[str], pid: int, argv: Sequence[str], env: Sequence[str]
     _, status = os.waitpid(child, 0)
     if failure:
         code, message = _decode_failure(failure)
-        raise StartFailed(_EXEC_PREFIX + message, code)
+        raise exec_failed(code, message)
     return _exit_code(status)
 
 
@@ -711,7 +719,7 @@ def _exec_result(error_r: int, child: int, relay: stdio.Relay) -> int:
     _, status = os.waitpid(child, 0)
     if failure:
         code, message = _decode_failure(failure)
-        raise StartFailed(_EXEC_PREFIX + message, code)
+        raise exec_failed(code, message)
     return _exit_code(status)
 
 

@@ -344,6 +344,15 @@ def state_json(state: ContainerState) -> dict[str, Any]:
     }
 
 
+
+def _tmpfs_options(m: MountSpec) -> dict[str, Any]:
+    """``HostConfig.Mounts``' ``TmpfsOptions`` of a ``--mount type=tmpfs`` with a size or mode (Docker's
+    ``SizeBytes`` and the mode bits as a number), none otherwise."""
+    opts = dict(part.partition("=")[::2] for part in m.options.split(",") if "=" in part) if m.type == "tmpfs" else {}
+    found = {**({"SizeBytes": int(opts["size"])} if opts.get("size", "").isdigit() else {}),
+             **({"Mode": int(opts["mode"], 8)} if "mode" in opts else {})}
+    return {"TmpfsOptions": found} if found else {}
+
 def inspect_json(
     record: ContainerRecord,
     *,
@@ -370,7 +379,7 @@ def inspect_json(
     bindings = port_bindings(c.ports)
     binds = [f"{m.source}:{m.destination}{':ro' if m.readonly else ''}" for m in c.mounts if not m.explicit] or None
     explicit = [{"Type": m.type, **({"Source": m.source} if m.source else {}), "Target": m.destination,
-                 **({"ReadOnly": True} if m.readonly else {})} for m in c.mounts if m.explicit]
+                 **({"ReadOnly": True} if m.readonly else {}), **_tmpfs_options(m)} for m in c.mounts if m.explicit]
     return {
         "Id": c.id,
         "Created": c.created,

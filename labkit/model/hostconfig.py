@@ -17,7 +17,7 @@ import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
-from labkit.errors import InvalidArgument, InvalidCapability
+from labkit.errors import InvalidArgument, InvalidCapability, InvalidConfig
 
 #: Every capability by number, from <linux/capability.h> (capabilities(7)).
 CAPABILITIES: tuple[str, ...] = (
@@ -61,6 +61,16 @@ def _normalized(names: Iterable[str], what: str, last_cap: int = len(CAPABILITIE
                 f"CAP_{bare} is number {CAPABILITIES.index(bare)}")
         out.append(bare)
     return out
+
+
+def stored_capabilities(names: Sequence[str], what: str) -> tuple[str, ...]:
+    """``--cap-add``/``--cap-drop`` as ``HostConfig`` keeps them: ``CAP_``-prefixed and upper-cased, ``ALL`` as is
+    (moby's ``NormalizeLegacyCapabilities``); ``what`` is ``CapAdd`` or ``CapDrop``.
+
+    Raises:
+        InvalidCapability: A name that is no capability.
+    """
+    return tuple(name if name == "ALL" else f"CAP_{name}" for name in _normalized(names, what))
 
 
 def capability_set(add: Sequence[str] = (), drop: Sequence[str] = (), privileged: bool = False,
@@ -126,11 +136,12 @@ def parse_ulimit(text: str) -> Ulimit:
     if len(parts) > 2:
         raise InvalidArgument(f"too many limit value arguments - {values}, can only have up to two, `soft[:hard]`",
                               hint)
-    try:
-        numbers = [int(p) for p in parts]
-    except ValueError:
-        raise InvalidArgument(f'invalid ulimit argument: strconv.ParseInt: parsing "{values}": invalid syntax',
-                              hint) from None
+    numbers = []
+    for part in parts:
+        try:
+            numbers.append(int(part))
+        except ValueError:  # go-units' ParseUlimit returns strconv's error as it is
+            raise InvalidArgument(f'strconv.ParseInt: parsing "{part}": invalid syntax', hint) from None
     soft, hard = numbers[0], numbers[-1]
     if hard != -1 and soft > hard:
         raise InvalidArgument(f"ulimit soft limit must be less than or equal to hard limit: {soft} > {hard}", hint)
@@ -213,15 +224,15 @@ def _bool(key: str, value: str) -> bool:
 
 def parse_mount(text: str) -> MountRequest:
     """``type=bind,source=/srv,target=/data,readonly`` (also ``src``, ``dst``/``destination``, ``ro``,
-    ``tmpfs-size``, ``tmpfs-mode``).
+    ``tmpfs-size``, ``tmpfs-mode``), as Docker's client reads it: the type is ``volume`` unless given.
+    What the daemon checks (:func:`check_mount`) is not checked here.
 
     Raises:
-        InvalidArgument: A field that is not ``key=value`` (but ``readonly``), an unknown key, no type or target,
-            a type other than bind, volume or tmpfs, or a source for a tmpfs.
+        InvalidArgument: A field that is not ``key=value`` (but ``readonly``), an unknown key, or no target.
     """
     from labkit.model.humanize import parse_size as size_of
 
-    kind = source = target = ""
+    kind, source, target = "volume", "", ""
     readonly = False
     data: list[str] = []
     for field in text.split(","):
@@ -234,7 +245,7 @@ def parse_mount(text: str) -> MountRequest:
             raise InvalidArgument(f"invalid field '{field}' must be a key=value pair",
                                   "Write it like type=bind,source=/srv,target=/data")
         if key == "type":
-            kind = value
+            kind = value.lower()
         elif key in ("source", "src"):
             source = value
         elif key in ("target", "dst", "destination"):
@@ -252,23 +263,29 @@ def parse_mount(text: str) -> MountRequest:
         else:
             raise InvalidArgument(f"unexpected key '{key}' in '{field}'",
                                   "Keys are type, source, target, readonly, tmpfs-size and tmpfs-mode")
-    if not kind:
-        raise InvalidArgument("type is required", "Add type=bind, type=volume or type=tmpfs")
     if not target:
         raise InvalidArgument("target is required", "Add target=/path/inside")
-    if kind not in ("bind", "volume", "tmpfs"):
-        raise InvalidArgument(f'invalid mount config: mount type unknown: "{kind}"',
-                              "labkit mounts type=bind, type=volume and type=tmpfs")
-    if kind == "tmpfs" and source:
-        raise InvalidArgument('invalid mount config for type "tmpfs": field Source must not be specified',
-                              "A tmpfs is made empty in memory: leave out source=")
-    if kind == "bind" and not source:
-        raise InvalidArgument('invalid mount config for type "bind": field Source must not be empty',
-                              "Add source=/host/path")
-    if not target.startswith("/"):
-        raise InvalidArgument(f"invalid mount config for type \"{kind}\": invalid mount path: '{target}' mount path "
-                              "must be absolute", "Write the container path from /")
     return MountRequest(kind, source, target, readonly, ",".join(data))
+
+
+def check_mount(req: MountRequest) -> None:
+    """What Docker's daemon checks of a ``--mount`` (moby's ``validateMountConfig``), in its order and words.
+
+    Raises:
+        InvalidConfig: A relative target, a bind without a source, a tmpfs with one, or a type other than
+            bind, volume or tmpfs.
+    """
+    where = f'invalid mount config for type "{req.type}"'
+    if not req.target.startswith("/"):
+        raise InvalidConfig(f"{where}: invalid mount path: '{req.target}' mount path must be absolute",
+                            "Write the container path from /")
+    if req.type == "bind" and not req.source:
+        raise InvalidConfig(f"{where}: field Source must not be empty", "Add source=/host/path")
+    if req.type == "tmpfs" and req.source:
+        raise InvalidConfig(f"{where}: field Source must not be specified",
+                            "A tmpfs is made empty in memory: leave out source=")
+    if req.type not in ("bind", "volume", "tmpfs"):
+        raise InvalidConfig(f"{where}: mount type unknown", "labkit mounts type=bind, type=volume and type=tmpfs")
 
 
 # -- /etc/hosts and /etc/resolv.conf ---------------------------------------------------------------
@@ -318,8 +335,8 @@ def parse_dns(text: str) -> str:
     try:
         return _address(text)
     except ValueError:
-        raise InvalidArgument(f"{text} is not an ip address", "Give the name server's address, e.g. --dns 1.1.1.1") \
-            from None
+        raise InvalidArgument(f"IP address is not correctly formatted: {text}",
+                              "Give the name server's address, e.g. --dns 1.1.1.1") from None
 
 
 def resolv_conf(host_text: str, dns: Sequence[str]) -> str:

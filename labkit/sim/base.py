@@ -313,8 +313,8 @@ class SimBase:
             if not vfs.is_dir(cwd):
                 raise StartFailed(_EXEC_PREFIX + f'chdir to cwd ("{cwd}") set in config.json failed: '
                                   "no such file or directory", 126)
+            who = self._user(vfs, user or record.config.user)  # the daemon's lookup: no runtime words around it
             try:
-                who = self._user(vfs, user or record.config.user)
                 envd = programs.env_dict(process_env(env, record.config.hostname, home=None if who else "/root"))
                 prog = programs.lookup(w, ct, list(argv), envd, cwd)
             except StartFailed as e:

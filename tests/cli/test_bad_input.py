@@ -12,7 +12,8 @@ Each must:
   longer than ``sethostname(2)`` takes), labkit refuses it up front with ``run``'s code;
 * say so in one line (Docker's own extra lines are allowed where labkit prints them too:
   ``Unable to find image … locally`` before, ``Run 'labkit run --help' …`` after a ``run``/``create``
-  error, ``Error: failed to start containers: …`` after a ``start`` error);
+  error (and the usage synopsis before it, after a flag's value the client refuses),
+  ``Error: failed to start containers: …`` after a ``start`` error);
 * leave the state root as it was: no container, overlay, volume, network, image, name or mount
   more, none less, every existing container in the status it had, and no bind source made.
 """
@@ -249,8 +250,11 @@ CASES = [
     ("create-ulimit-backwards", C + ["--ulimit", "nofile=3:2"] + BB, 125, "ulimit soft limit must be less than"),
     ("run-ulimit-unknown", R + ["--ulimit", "files=1"] + BB, 125, "invalid ulimit type: files"),
     ("run-add-host-no-ip", R + ["--add-host", "db"] + BB, 125, 'bad format for add-host: "db"'),
-    ("run-dns-not-an-address", R + ["--dns", "one"] + BB, 125, "one is not an ip address"),
-    ("run-mount-no-type", R + ["--mount", "target=/x"] + BB, 125, "type is required"),
+    ("run-dns-not-an-address", R + ["--dns", "one"] + BB, 125,
+     'invalid argument "one" for "--dns" flag: IP address is not correctly formatted: one'),
+    ("run-mount-no-target", R + ["--mount", "type=bind,source=/tmp"] + BB, 125, "target is required"),
+    ("run-mount-unknown-type", R + ["--mount", "type=nfs,target=/x"] + BB, 125,
+     'labkit: Error response from daemon: invalid mount config for type "nfs": mount type unknown'),
     ("run-mount-unknown-key", R + ["--mount", "type=bind,source=/tmp,target=/x,colour=red"] + BB, 125,
      "unexpected key 'colour'"),
     ("run-mount-missing-source", R + ["--mount", "type=bind,source=/nonexistent-source,target=/x"] + BB, 125,
@@ -356,7 +360,8 @@ CASES = [
 
 #: Docker's own lines around the one that says what went wrong, where labkit prints them too.
 _NOTICE = re.compile(r"^Unable to find image '.*' locally$")
-_POINTER = re.compile(r"^Run 'labkit (run|create) --help' for more information$")
+_POINTER = re.compile(r"^Run 'labkit (run|create) --help' for more information$|"
+                      r"^Usage:  labkit (run|create) \[OPTIONS\] IMAGE \[COMMAND\] \[ARG\.\.\.\]$")
 _START_SUMMARY = re.compile(r"^Error: failed to start containers: ")
 
 

@@ -110,6 +110,8 @@ def test_mount_flag_binds_volumes_and_tmpfs(lab, tmp_path):
     assert not (src / "g").exists()
     info = lab.inspect(lab.ps(all=True)[0]["Id"])
     assert {"Type": "bind", "Source": str(src), "Target": "/b", "ReadOnly": True} in info["HostConfig"]["Mounts"]
+    assert {"Type": "tmpfs", "Source": "", "Destination": "/t", "Mode": "", "RW": True, "Propagation": ""} \
+        in info["Mounts"]
     with pytest.raises(Exception, match="bind source path does not exist"):
         lab.create("busybox", ["true"], mounts=[f"type=bind,source={tmp_path}/missing,target=/b"])
 

@@ -66,7 +66,8 @@ def test_ulimits_read(text, want):
     ("nofile", "invalid ulimit argument: nofile"),
     ("files=1", "invalid ulimit type: files"),
     ("nofile=3:2", "ulimit soft limit must be less than or equal to hard limit: 3 > 2"),
-    ("nofile=a", "invalid ulimit argument"),
+    ("nofile=a", "strconv.ParseInt: parsing \"a\": invalid syntax"),
+    ("nofile=1:b", "strconv.ParseInt: parsing \"b\": invalid syntax"),
     ("nofile=1:2:3", "too many limit value arguments"),
 ])
 def test_bad_ulimits_are_refused(text, words):
@@ -82,19 +83,36 @@ def test_mount_fields_and_their_aliases():
     assert got == hc.MountRequest("tmpfs", "", "/t", False, "size=1048576,mode=1770")
 
 
+def test_a_mount_without_a_type_is_a_volume():
+    """Docker's client makes a --mount without type= a volume mount."""
+    assert hc.parse_mount("source=v,target=/b,readonly") == hc.MountRequest("volume", "v", "/b", True)
+    assert hc.parse_mount("type=BIND,source=/a,target=/b").type == "bind"
+
+
 @pytest.mark.parametrize("text, words", [
     ("type=bind,source=/a,target", "invalid field 'target' must be a key=value pair"),
     ("type=bind,source=/a,target=/b,colour=red", "unexpected key 'colour' in 'colour=red'"),
-    ("source=/a,target=/b", "type is required"),
     ("type=bind,source=/a", "target is required"),
-    ("type=nfs,target=/b", 'mount type unknown: "nfs"'),
-    ("type=tmpfs,source=/a,target=/b", "field Source must not be specified"),
-    ("type=bind,target=/b", "field Source must not be empty"),
-    ("type=bind,source=/a,target=b", "mount path must be absolute"),
 ])
-def test_bad_mounts_are_refused(text, words):
+def test_bad_mounts_are_refused_by_the_client(text, words):
+    """What Docker's client refuses as it reads --mount."""
     with pytest.raises(InvalidArgument, match=words):
         hc.parse_mount(text)
+
+
+@pytest.mark.parametrize("text, words", [
+    ("type=nfs,target=/b", 'invalid mount config for type "nfs": mount type unknown'),
+    ("type=tmpfs,source=/a,target=/b", 'invalid mount config for type "tmpfs": field Source must not be specified'),
+    ("type=bind,target=/b", 'invalid mount config for type "bind": field Source must not be empty'),
+    ("type=bind,source=/a,target=b", "invalid mount path: 'b' mount path must be absolute"),
+])
+def test_bad_mounts_are_refused_by_the_daemon(text, words):
+    """What Docker's client passes on and its daemon refuses (moby's validateMountConfig), in its words."""
+    from labkit.errors import InvalidConfig
+
+    req = hc.parse_mount(text)
+    with pytest.raises(InvalidConfig, match=words):
+        hc.check_mount(req)
 
 
 def test_tmpfs_options_keep_dockers_defaults_unless_overridden():
@@ -122,7 +140,7 @@ def test_add_host_and_dns():
     assert hc.extra_hosts_lines(["db:10.0.0.5", "gw:host-gateway"], "172.17.0.1") == \
         "10.0.0.5\tdb\n172.17.0.1\tgw\n"
     assert hc.parse_dns("1.1.1.1") == "1.1.1.1"
-    with pytest.raises(InvalidArgument, match="one is not an ip address"):
+    with pytest.raises(InvalidArgument, match="IP address is not correctly formatted: one"):
         hc.parse_dns("one")
     host = "search lab\nnameserver 10.0.0.1\noptions ndots:1\n"
     assert hc.resolv_conf(host, ["9.9.9.9"]) == "search lab\noptions ndots:1\nnameserver 9.9.9.9\n"

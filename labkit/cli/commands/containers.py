@@ -16,7 +16,7 @@ from labkit.cli.errors import PROG, NotATerminal, UsageError, describe
 from labkit.cli.formatters import PS_HEADERS, PS_TABLE, full_image_ref, ps_fields, render_rows
 from labkit.cli.session import Command, Session, detached, each, fileno, stream_logs
 from labkit.cli.templates import Template, TemplateError, json_text
-from labkit.errors import InvalidArgument, LabkitError, NotFound
+from labkit.errors import InvalidArgument, LabkitError, NotFound, StartFailed
 from labkit.model.terminal import detach_keys
 
 
@@ -252,25 +252,36 @@ def cmd_exec(session: Session, args: argparse.Namespace) -> int:
     if not args.command:
         raise UsageError(f"{PROG} exec", "requires at least 2 arguments: CONTAINER COMMAND [ARG...]", code=1)
     check_terminal(args, "exec", attached=not args.detach)
-    if args.tty and not args.detach:
-        code = session.engine.exec(args.container, list(args.command), env=env_from(args.env, os.environ) or None,
-                                   workdir=args.workdir, stdin=0 if args.interactive else None,
-                                   stdout=fileno(session.out), tty=True, detach_keys=args.detach_keys,
-                                   **({"user": args.user} if args.user else {}))
-        return detached(session, code)
-    env = env_from(args.env, os.environ)
-    with _byte_sink(session.out) as out, _byte_sink(session.err) as err:
-        code = session.engine.exec(
-            args.container,
-            list(args.command),
-            env=env or None,
-            workdir=args.workdir,
-            detach=args.detach,
-            stdout=out,
-            stderr=err,
-            stdin=0 if args.interactive else None,  # the caller's fd 0, in-process or handed to the engine
-            **({"user": args.user} if args.user else {}),
-        )
+    try:
+        if args.tty and not args.detach:
+            code = session.engine.exec(args.container, list(args.command),
+                                       env=env_from(args.env, os.environ) or None, workdir=args.workdir,
+                                       stdin=0 if args.interactive else None, stdout=fileno(session.out), tty=True,
+                                       detach_keys=args.detach_keys, **({"user": args.user} if args.user else {}))
+            return detached(session, code)
+        env = env_from(args.env, os.environ)
+        with _byte_sink(session.out) as out, _byte_sink(session.err) as err:
+            code = session.engine.exec(
+                args.container,
+                list(args.command),
+                env=env or None,
+                workdir=args.workdir,
+                detach=args.detach,
+                stdout=out,
+                stderr=err,
+                stdin=0 if args.interactive else None,  # the caller's fd 0, in-process or handed to the engine
+                **({"user": args.user} if args.user else {}),
+            )
+    except StartFailed as error:
+        if args.detach:
+            raise
+        # Docker's daemon has already answered the attached exec when its process fails to start: it writes
+        # the error into the output stream (moby's postContainerExecStart) and records exit code 126.
+        said = error.message
+        if said.startswith("OCI runtime"):  # containerd ends a runtime's refusal with its gRPC code
+            said += ": unknown"
+        session.out.write(f"{said}\r\n")
+        return 126
     return int(code or 0)
 
 

@@ -15,7 +15,7 @@ import warnings
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from labkit.cli.errors import PROG, NotATerminal
+from labkit.cli.errors import PROG, FlagValue, NotATerminal
 from labkit.cli.formatters import full_image_ref
 from labkit.cli.session import Command, Session, detached, fileno, stream_logs
 from labkit.errors import InvalidArgument, InvalidOption, LabkitError, LabkitWarning, NoSuchImage
@@ -177,8 +177,8 @@ def _client_checks(args: argparse.Namespace) -> None:
             try:
                 check(value)
             except InvalidArgument as error:
-                raise InvalidOption(f'invalid argument "{value}" for "{flag}" flag: {error.message}',
-                                    error.hint) from error
+                raise FlagValue(f'invalid argument "{value}" for "{flag}" flag: {error.message}',
+                                error.hint) from error
 
 
 def _console_size() -> tuple[int, int] | None:
