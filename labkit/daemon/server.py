@@ -203,6 +203,15 @@ def _warm() -> Any:
 
     supervisor.hash_sources()
     seccomp.warm(capabilities.DOCKER_DEFAULT)  # libseccomp found (ldconfig -p) and Docker's profile resolved once
+    if os.getuid() == 0:
+        # Docker's device rules as a cgroup BPF program, loaded (and verified) here once rather than in every
+        # worker: its descriptor is inherited across fork(2) and closed on exec (labkit.linux.devices).
+        from labkit.linux import devices
+
+        try:
+            devices.warm()
+        except OSError:
+            pass  # no cgroup BPF here: the command that needs it says so
     # Whether real containers can run here, asked once (for a user, a probe in a forked child: a user namespace
     # and an overlay mount), and the shim of the default state root (LinuxBackend keeps it in ROOT/bin), compiled
     # once and found: every worker inherits both answers. Only a root that exists: callers that name another one
@@ -247,6 +256,7 @@ class Server:
         self.workers: dict[int, tuple[int, socket.socket]] = {}  # pidfd -> (pid, connection)
         self.callers: dict[int, int] = {}  # a worker's connection fd -> its pidfd, until the caller hangs up
         self.sweeps: dict[tuple[str | None, ...], dict[str, str]] = {}  # environments whose bridges to check
+        self.last_env: dict[str, str] | None = None  # the last command's environment: see _build_ahead
         self.changes = _Changes()  # before the imports: a change made while they run is seen
         self.parser = _warm()
         # Workers are forks: keep the collector off the objects imported so far, so that a worker
@@ -306,6 +316,8 @@ class Server:
                         self.parser.parse_args(argv)
                     except SystemExit:
                         pass
+                if self.last_env is not None and not select.select([theirs], [], [], 0)[0]:
+                    _build_ahead(self.last_env)
                 request = _take_over(theirs)
                 theirs.close()
                 if request is not None:
@@ -457,6 +469,7 @@ class Server:
         env = dict(item.partition("=")[::2] for item in rest[int(count):] if "=" in item)
         key = tuple(env.get(k) for k in ("LABKIT_ROOT", "LABKIT_BACKEND", "HOME", "XDG_DATA_HOME"))
         self.sweeps[key] = env
+        self.last_env = env
 
     def hung_up(self, fd: int) -> None:
         """The caller went (Ctrl-C ended the ``labkit`` command): interrupt its worker as Ctrl-C would.
@@ -512,6 +525,60 @@ def _name(name: str) -> None:
 
 #: Command lines a spare worker parses while it waits, so that argparse's pages are its own already.
 _WARM_ARGV = (["ps"], ["rm", "x"], ["stop", "x"], ["run", "--rm", "busybox", "true"], ["exec", "x", "true"])
+
+
+#: What decides which engine a command builds (its state root and backend, the shim it finds): a command whose
+#: environment has the same values takes the engine a spare built ahead for them (:func:`_build_ahead`).
+_ENGINE_ENV = ("LABKIT_ROOT", "LABKIT_BACKEND", "LABKIT_SHIM_DIR", "HOME", "XDG_DATA_HOME", "PATH")
+#: The engine built ahead by this spare, and the values of :data:`_ENGINE_ENV` it was built under.
+_ahead: tuple[tuple[str | None, ...], Any] | None = None
+
+
+def _build_ahead(env: dict[str, str]) -> None:
+    """In a spare, before its command comes: build the engine the last command built, for the next one.
+
+    Commands come from one user and mostly from one shell, so the next one most likely names the
+    same state root: the spare opens it (the store, the backend chosen, the cgroup layout read,
+    each image's config parsed) while nobody waits, and :func:`_engine_factory` hands it over if
+    the command's environment decides the same engine. Only a state root that exists is opened:
+    a spare never makes one (a root removed since is not brought back), and anything that goes
+    wrong leaves the command to build its own.
+    """
+    global _ahead
+    saved = dict(os.environ)
+    try:
+        os.environ.clear()
+        os.environ.update(env)
+        import labkit
+        from labkit.backends import default_root
+
+        backend = env.get("LABKIT_BACKEND") or "auto"
+        root = default_root(backend)
+        if not os.path.isabs(root) or not os.path.isdir(os.path.join(root, "containers")):
+            return  # a relative root is the command's directory's (this process is in /); a missing one stays so
+        engine = labkit.connect(backend=backend)
+        engine.backend.cgroup_version()  # the real backend reads its cgroup layout once, from /proc/self/mountinfo
+        engine.images.store.parse_all()
+        _ahead = (tuple(env.get(k) for k in _ENGINE_ENV), engine)
+    except Exception:
+        _ahead = None
+    finally:
+        os.environ.clear()
+        os.environ.update(saved)
+
+
+def _engine_factory(backend: str = "auto", root: str | None = None) -> Any:
+    """The command's engine: the one built ahead if the command's options and environment decide the same one
+    (:func:`_build_ahead`), else a new one, as :func:`labkit.cli.session.default_engine_factory` builds it."""
+    global _ahead
+    ahead, _ahead = _ahead, None
+    if (ahead is not None and root == os.environ.get("LABKIT_ROOT") and backend == (os.environ.get("LABKIT_BACKEND")
+                                                                                  or "auto")
+            and ahead[0] == tuple(os.environ.get(k) for k in _ENGINE_ENV)):
+        return ahead[1]
+    import labkit
+
+    return labkit.connect(backend=backend, root=root)
 
 
 def _take_over(channel: socket.socket) -> tuple[list[str], list[int], socket.socket] | None:
@@ -624,7 +691,7 @@ def _work(fields: list[str], fds: list[int], parser: Any, conn: socket.socket) -
     sys.stdin, sys.stdout, sys.stderr = stream(0, "r"), stream(1, "w"), stream(2, "w")
     sys.argv = [cli.PROG, *argv]
     try:
-        code = cli.main(argv, parser=parser)
+        code = cli.main(argv, parser=parser, engine_factory=_engine_factory)
     except SystemExit as done:
         code = done.code if isinstance(done.code, int) else 1
     except KeyboardInterrupt:

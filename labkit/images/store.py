@@ -25,7 +25,6 @@ from __future__ import annotations
 import builtins
 import calendar
 import contextlib
-import copy
 import fcntl
 import hashlib
 import json
@@ -171,6 +170,16 @@ class Image:
     def lowerdirs(self) -> list[str]:
         """The layer directories top first, as overlayfs's ``lowerdir=`` wants them (leftmost is top)."""
         return [layer.path for layer in reversed(self.layers)]
+
+
+def _copied(value: Any) -> Any:
+    """A copy of a parsed JSON document (dicts, lists and immutable scalars), as a fresh parse would give it:
+    what copy.deepcopy does for one, a few times faster (no memo, no dispatch on every value's type)."""
+    if isinstance(value, dict):
+        return {key: _copied(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_copied(item) for item in value]
+    return value
 
 
 def empty_config() -> dict:
@@ -527,13 +536,20 @@ class ImageStore:
             repo_tags=tuple(sorted(t for t, i in tags.items() if i == image_id)),
             created=doc.get("created") or "1970-01-01T00:00:00Z",
             layers=layers,
-            config=copy.deepcopy(doc.get("config") or empty_config()),  # the caller's own, as a fresh parse gave it
+            config=_copied(doc.get("config") or empty_config()),  # the caller's own, as a fresh parse gave it
             size=sum(layer.size for layer in layers),
             history=tuple(doc.get("history", ())),
             parent=meta.get("parent", ""),
-            doc=copy.deepcopy(doc),
+            doc=_copied(doc),
             last_tag_time=meta.get("last_tag_time", ""),
         )
+
+    def parse_all(self) -> None:
+        """Parse every image's config now (kept, as :meth:`get` keeps what it parsed), ahead of the command
+        that will ask for one (:mod:`labkit.daemon.server` does this while it waits for the next)."""
+        for image_id in self._ids():
+            with contextlib.suppress(OSError, ValueError, KeyError, NoSuchImage):
+                self._load(image_id)
 
     def _ids(self) -> list[str]:
         return sorted(

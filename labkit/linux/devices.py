@@ -246,6 +246,15 @@ def _program_fd(rules: tuple[Rule, ...]) -> int:
         return fd
 
 
+def warm(rules: tuple[Rule, ...] = DOCKER_DEFAULT) -> None:
+    """Load :func:`program` for ``rules`` now (the resident engine does, so that its workers inherit it).
+
+    Raises:
+        OSError: The kernel refused it (see :func:`attach`).
+    """
+    _program_fd(rules)
+
+
 def attach(group_dir: str, rules: tuple[Rule, ...] = DOCKER_DEFAULT) -> None:
     """Attach :func:`program` for ``rules`` to the cgroup v2 group ``group_dir`` (BPF_CGROUP_DEVICE).
 

@@ -371,6 +371,8 @@ static void remove_dir(const char *path)
  * labkit-umount, without this supervisor's arguments. Without a child (fork failed, nothing to
  * hold) the mounts are undone here, waiting as before.
  */
+static void close_others(int *keep, int n);
+
 static void unmount_all(const char **paths, int n, int argc, char **argv)
 {
     int held[MAX_CLEANUP], n_held = 0, gate[2] = {-1, -1};
@@ -392,14 +394,21 @@ static void unmount_all(const char **paths, int n, int argc, char **argv)
     if (n_held > 0 && pipe2(gate, O_CLOEXEC) == 0) {
         pid_t holder = fork();
         if (holder == 0) {
-            for (int fd = 0; fd < 1024; fd++) {
-                int keep = fd == gate[0];
-                for (int i = 0; i < n_held && !keep; i++)
-                    keep = fd == held[i];
-                if (!keep)
+            int keep[MAX_CLEANUP + 1], n_keep = 0;
+            keep[n_keep++] = gate[0];
+            for (int i = 0; i < n_held; i++)
+                keep[n_keep++] = held[i];
+            /* close_range(2) (Linux 5.9) over the gaps; before it, one close(2) per descriptor up to 1024 */
+            int ranges = syscall(SYS_close_range, ~0U, ~0U, 0U) == 0;
+            for (int fd = 0; fd < (ranges ? 3 : 1024); fd++) {
+                int kept = 0;
+                for (int i = 0; i < n_keep && !kept; i++)
+                    kept = fd == keep[i];
+                if (!kept)
                     close(fd);
             }
-            syscall(SYS_close_range, 1024U, ~0U, 0U); /* ENOSYS before Linux 5.9: nothing that high, then */
+            if (ranges)
+                close_others(keep, n_keep); /* from 3 up */
             if (argc > 0) { /* ps(1) and /proc/PID/cmdline show this name, not the container's paths */
                 char *end = argv[argc - 1] + strlen(argv[argc - 1]);
                 memset(argv[0], 0, (size_t)(end - argv[0]));
