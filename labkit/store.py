@@ -64,7 +64,8 @@ from labkit.errors import InvalidArgument
 from labkit.model.container import ContainerRecord
 
 
-def write_json(path: str | Path, data: Any, previous: str | Path | None = None) -> None:
+def write_json(path: str | Path, data: Any, previous: str | Path | None = None,
+               dispose: Callable[[Path], object] | None = None) -> None:
     """Write ``data`` as JSON to ``path`` atomically (tmp file + rename), readable by its owner alone (0600).
 
     The temporary file is made anew (``O_EXCL``) with mode 0600, so the data is
@@ -75,7 +76,8 @@ def write_json(path: str | Path, data: Any, previous: str | Path | None = None) 
     written into it now.
 
     It takes the place of the file before it as :func:`install` says; with ``previous``, what
-    ``path`` held is kept there (the last good copy, for :func:`read_json_or`).
+    ``path`` held is kept there (the last good copy, for :func:`read_json_or`); ``dispose`` takes
+    the file that goes (default: unlink(2) it now).
     """
     path = Path(path)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
@@ -90,10 +92,11 @@ def write_json(path: str | Path, data: Any, previous: str | Path | None = None) 
         fd = os.open(tmp, flags, PRIVATE_FILE)
     with open(fd, "wb") as f:
         f.write(text)
-    install(tmp, path, previous)
+    install(tmp, path, previous, dispose)
 
 
-def install(tmp: Path, path: Path, previous: str | Path | None = None) -> None:
+def install(tmp: Path, path: Path, previous: str | Path | None = None,
+            dispose: Callable[[Path], object] | None = None) -> None:
     """Put the new file ``tmp`` at ``path`` atomically: a reader opens the old file or the new one, whole.
 
     Not by rename(2) over the old file: ext4 answers a rename over a file by writing the new
@@ -101,9 +104,10 @@ def install(tmp: Path, path: Path, previous: str | Path | None = None) -> None:
     busy disk takes milliseconds to tens of them, every time a record changes. The two files
     swap names instead (renameat2(2), ``RENAME_EXCHANGE``), which is as atomic for a reader and
     leaves the writing out to the kernel's usual writeback; then the old file, now at the
-    temporary name, is deleted — or with ``previous`` kept there, in place of the one before
-    it, swapped the same way. Where the swap cannot be had (no such call in the C library,
-    a filesystem without it) or ``path`` does not exist yet, a plain rename(2) does it.
+    temporary name, goes (``dispose``, else unlink(2) now) — or with ``previous`` is kept there,
+    in place of the one before it, swapped the same way, and that one goes. Where the swap
+    cannot be had (no such call in the C library, a filesystem without it) or ``path`` does
+    not exist yet, a plain rename(2) does it.
     """
     if not _exchange(tmp, path):
         os.replace(tmp, path)
@@ -111,7 +115,10 @@ def install(tmp: Path, path: Path, previous: str | Path | None = None) -> None:
     if previous is not None and not _exchange(tmp, Path(previous)):
         os.replace(tmp, previous)  # the first one kept: nothing there to write out first
         return
-    os.unlink(tmp)
+    if dispose is None:
+        os.unlink(tmp)
+    else:
+        dispose(tmp)
 
 
 _RENAME_EXCHANGE = 2  # linux/fs.h
@@ -197,16 +204,47 @@ def delete_tree(path: str | Path) -> None:
         else:
             shutil.rmtree(top, onerror=unlock)
 
+    try:
+        if not stat.S_ISDIR(os.lstat(path).st_mode):  # a single file discarded (a replaced record, see install)
+            os.unlink(path)
+            return
+    except FileNotFoundError:
+        return
     rmtree(path)
 
 
 class _Reaper:
-    """One daemon thread that deletes discarded trees, in the order they came."""
+    """One daemon thread that deletes discarded trees, in the order they came, while no verb runs.
+
+    The thread shares the interpreter's lock with the verbs: deleting while a verb runs would
+    make the verb wait for it, and on a busy machine the thread may be descheduled while it
+    holds that lock. So it waits until this process is between verbs (:meth:`busy` marks a
+    verb), or at most :data:`PATIENCE` seconds: a loop of verbs never pauses, and its trash
+    must not pile up.
+    """
+
+    #: The longest a discarded tree waits for the verbs to pause (seconds).
+    PATIENCE = 1.0
 
     def __init__(self) -> None:
         self.queue: queue.Queue[tuple[Path, Callable[[Path], object]]] = queue.Queue()
         self.thread: threading.Thread | None = None
         self.lock = threading.Lock()
+        self.verbs = 0  # verbs running in this process now
+        self.idle = threading.Condition()
+
+    @contextlib.contextmanager
+    def busy(self) -> Iterator[None]:
+        """Mark a verb as running for as long as the block runs (see the class docstring)."""
+        with self.idle:
+            self.verbs += 1
+        try:
+            yield
+        finally:
+            with self.idle:
+                self.verbs -= 1
+                if not self.verbs:
+                    self.idle.notify_all()
 
     def put(self, path: Path, delete: Callable[[Path], object] = delete_tree) -> None:
         with self.lock:
@@ -219,6 +257,8 @@ class _Reaper:
         while True:
             path, delete = self.queue.get()
             try:
+                with self.idle:
+                    self.idle.wait_for(lambda: not self.verbs, timeout=self.PATIENCE)
                 delete(path)
             except Exception:  # noqa: S110 - what could not go stays in tmp/trash-*: the next Store takes it up
                 pass
@@ -234,6 +274,7 @@ class _Reaper:
 _reaper = _Reaper()
 atexit.register(_reaper.drain)
 drain = _reaper.drain
+busy = _reaper.busy
 TRASH = "trash-"
 INTENT = "intent"
 
@@ -527,7 +568,9 @@ class Store:
         """
         cdir = self.container_dir(record.id)
         try:
-            write_json(cdir / "config.json", record.to_json(), cdir / PREVIOUS_RECORD)
+            # The record before the previous one is deleted in the background: freeing blocks ext4 has
+            # written out costs a discard request to the disk with its `discard` option and no journal.
+            write_json(cdir / "config.json", record.to_json(), cdir / PREVIOUS_RECORD, self.discard)
         except FileNotFoundError:
             return False
         return True
@@ -566,5 +609,5 @@ class Store:
         """Record ``name`` as ``cid``'s (call with :meth:`locked` held; ``names``: :meth:`names` read under it)."""
         index = dict(self.names() if names is None else names)
         index[name] = cid
-        write_json(self.root / "names.json", index)
+        write_json(self.root / "names.json", index, dispose=self.discard)
 

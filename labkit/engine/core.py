@@ -54,6 +54,7 @@ from labkit.model.overlay import LayerContents
 from labkit.model.runtime import Exited, Restarted
 from labkit.model.views import NetworkView, ProcessView
 from labkit.store import Store
+from labkit.store import busy as store_busy
 
 if TYPE_CHECKING:
     from labkit.images.store import ImageStore
@@ -124,7 +125,11 @@ class Engine:
         outer = self._verb
         self._verb = outer or verb
         try:
-            yield
+            if outer:
+                yield
+            else:
+                with store_busy():  # discarded trees are deleted between verbs (labkit.store._Reaper)
+                    yield
         finally:
             self._verb = outer
 
