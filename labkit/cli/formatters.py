@@ -294,9 +294,12 @@ def volume_fields(item: Mapping[str, Any]) -> Fields:
 IMAGE_HEADERS = {
     "Repository": "REPOSITORY",
     "Tag": "TAG",
+    "Digest": "DIGEST",
     "ID": "IMAGE ID",
     "CreatedSince": "CREATED",
     "CreatedAt": "CREATED AT",
     "Size": "SIZE",
 }
 IMAGE_TABLE = "table {{.Repository}}\\t{{.Tag}}\\t{{.ID}}\\t{{.CreatedSince}}\\t{{.Size}}"
+#: ``images --digests``: the same with the registry digest, which no image of labkit's has (``<none>``).
+IMAGE_DIGESTS_TABLE = "table {{.Repository}}\\t{{.Tag}}\\t{{.Digest}}\\t{{.ID}}\\t{{.CreatedSince}}\\t{{.Size}}"

@@ -50,6 +50,7 @@ from labkit.engine.options import (
 )
 from labkit.engine.upkeep import ContainerUpkeep
 from labkit.errors import (
+    AmbiguousReference,
     IllegalTransition,
     InvalidArgument,
     LabkitError,
@@ -57,6 +58,7 @@ from labkit.errors import (
     NameInUse,
     NetworkReduced,
     NoSuchContainer,
+    NoSuchImage,
     StartFailed,
 )
 from labkit.model import events, limits, restarts
@@ -528,6 +530,7 @@ class ContainerCollection(ContainerUpkeep):
                 self.engine.store.delete(rec.id)  # its name is free from now on (Store.names)
             self.engine._note(rec, "destroy")
         self.engine.networks.left_bridge(rec)
+        self.engine.images.release_held()
         if volumes:
             for m in rec.config.mounts:
                 if m.type == "volume" and anonymous(m.source):
@@ -556,9 +559,20 @@ class ContainerCollection(ContainerUpkeep):
             items.append(ps_item(rec, rec.config.image_id, status_string(state_json(rec.state), now),
                                  published_ports(settings.get("Ports") or {}) if is_running(rec.status) else None,
                                  settings.get("Networks")))
+            if not self._image_still_named(rec):
+                items[-1]["Image"] = rec.config.image_id
             if size:
                 items[-1].update(self._sizes(rec))
         return items
+
+    def _image_still_named(self, rec: ContainerRecord) -> bool:
+        """Whether the image name the container was made with still names its image: once the tag moved to
+        another image or went with ``rmi -f``, ``ps`` shows the image id instead (moby's daemon/list.go)."""
+        c = rec.config
+        try:
+            return c.image == c.image_id or self.engine.images.store.resolve(c.image) == c.image_id
+        except (NoSuchImage, AmbiguousReference, InvalidArgument):
+            return False
 
     def _sizes(self, rec: ContainerRecord) -> dict[str, int]:
         """``SizeRw``: bytes of what the writable layer holds (files and symlinks, as Docker's

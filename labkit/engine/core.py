@@ -355,9 +355,13 @@ class Engine:
         """``docker tag``."""
         self.images.tag(source, target)
 
-    def rmi(self, ref: str, force: bool = False) -> list[dict[str, str]]:
-        """``docker rmi``: Docker's ``Untagged``/``Deleted`` items."""
-        return self.images.rm(ref, force)
+    def rmi(self, ref: str, force: bool = False, prune: bool = True) -> list[dict[str, str]]:
+        """``docker rmi``: Docker's ``Untagged``/``Deleted`` items (``prune=False``: ``--no-prune``)."""
+        return self.images.rm(ref, force, prune)
+
+    def image_prune(self, all: bool = False) -> dict[str, Any]:
+        """``docker image prune [-a]``: ``ImagesDeleted`` and ``SpaceReclaimed`` (:meth:`ImageCollection.prune`)."""
+        return self.images.prune(all)
 
     def save(self, refs: list[str], out: IO[bytes]) -> None:
         """``docker save``."""

@@ -55,8 +55,15 @@ class ImageCollection(Collection):
             raise
 
     def of(self, rec: ContainerRecord) -> Image:
-        """The image a container was created from (by id: a tag may have moved since)."""
-        return self.store.get(rec.config.image_id)
+        """The image a container was created from (by id: a tag may have moved since, or ``rmi -f`` removed it
+        while the container stayed, which keeps its layers: :meth:`ImageStore.by_id`)."""
+        return self.store.by_id(rec.config.image_id)
+
+    def release_held(self) -> None:
+        """After a container went: forget the images ``rmi -f`` removed while a container still used them,
+        once none does, and the layers only they stacked."""
+        if self.store.holds():
+            self.store.release_held(rec.config.image_id for rec in self.engine._records())
 
     def setup(self, on_step: Any = print) -> list[dict[str, Any]]:
         """Build the base image and the lesson's images (offline; idempotent).
@@ -197,11 +204,13 @@ class ImageCollection(Collection):
         parse_ref(target)
         self.store.tag(self.get(source).id, target)
 
-    def rm(self, ref: str, force: bool = False) -> list[dict[str, str]]:
-        """``docker rmi``: untag, then delete the image and the layers no other image uses.
+    def rm(self, ref: str, force: bool = False, prune: bool = True) -> list[dict[str, str]]:
+        """``docker rmi``: untag, then delete the image, the layers no other image uses and (``prune``) the
+        untagged parents nothing else uses (:meth:`ImageStore.remove`).
 
         Docker's conflicts hold: a container using the image, images made from it; ``force``
-        lifts those of a stopped container and of tags in several repositories.
+        lifts those of a stopped container (the image goes, its layers stay for the container)
+        and of tags in several repositories.
         """
         users: dict[str, str] = {}
         running: dict[str, str] = {}
@@ -209,7 +218,44 @@ class ImageCollection(Collection):
             users.setdefault(rec.config.image_id, rec.id)
             if is_running(rec.status):
                 running.setdefault(rec.config.image_id, rec.id)
-        return self.store.remove(ref, force=force, in_use=users, running=running)
+        return self.store.remove(ref, force=force, in_use=users, running=running, prune=prune)
+
+    def prune(self, all: bool = False) -> dict[str, Any]:
+        """``docker image prune``: delete the dangling images (untagged, no image made from them); ``all``:
+        every image no container uses, tag by tag, as moby's ImagesPrune asks ``rmi`` (without force,
+        pruning parents) for each. An image a container uses is passed over, as is an untagged parent.
+
+        Returns:
+            ``{"ImagesDeleted": [rmi's items…], "SpaceReclaimed": bytes}``, the bytes those layers held
+            whose chain went (:meth:`ImageStore.remove`).
+        """
+        from labkit.errors import Conflict
+        from labkit.images.store import chain_ids
+
+        store = self.store
+        users: dict[str, str] = {}
+        running: dict[str, str] = {}
+        for rec in self.engine._records():
+            users.setdefault(rec.config.image_id, rec.id)
+            if is_running(rec.status):
+                running.setdefault(rec.config.image_id, rec.id)
+        images = store.list()
+        held = {chain: layer.size for img in images
+                for chain, layer in zip(chain_ids([x.digest for x in img.layers]), img.layers, strict=True)}
+        deleted: list[dict[str, str]] = []
+        for img in images:
+            parent_of_some = bool(store.children(img.id))
+            if img.id in users or (parent_of_some and not img.repo_tags):
+                continue
+            if not all and (img.repo_tags or parent_of_some):
+                continue
+            for ref in img.repo_tags or (img.id,):
+                try:
+                    deleted += store.remove(ref, in_use=users, running=running)
+                except (Conflict, NoSuchImage):  # in use after all, or gone with an image pruned before it
+                    continue
+        reclaimed = sum(held.get(item.get("Deleted", ""), 0) for item in deleted)
+        return {"ImagesDeleted": deleted, "SpaceReclaimed": reclaimed}
 
     def save(self, refs: list[str], out: IO[bytes]) -> None:
         """``docker save``: the images as one archive that ``docker load`` and ``labkit load`` read

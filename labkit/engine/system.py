@@ -88,28 +88,70 @@ class System(Collection):
                                           between=self.engine._records)
 
     def df(self) -> dict[str, Any]:
-        """``docker system df``: how many images, containers and volumes, how many in use, and their bytes."""
+        """``GET /system/df`` (``docker system df``): images, containers and volumes, how many, how many in use,
+        their bytes and what a prune would give back, with each item as ``-v`` lists it.
+
+        An image's ``SharedSize`` is the bytes of its layers another image stacks too; ``LayersSize`` counts
+        every layer once. A container's ``SizeRw`` is its writable layer's bytes; a volume's ``Links`` how
+        many containers mount it.
+        """
+        from datetime import datetime, timezone
+
+        from labkit.images.store import chain_ids
+        from labkit.model.container import command_string, parse_time, state_json
+        from labkit.model.humanize import status_string
+
         engine = self.engine
         recs = engine._records()
         images = engine.image_store.list()
-        used_images = {r.config.image_id for r in recs}
-        image_size = {img.id: img.size for img in images}
-        containers = [{"Id": r.id, "Name": r.name, "Image": r.config.image, "Running": is_running(r.status),
+        stacks: dict[str, int] = {}
+        sizes: dict[str, int] = {}
+        for img in images:
+            for chain, layer in zip(chain_ids([x.digest for x in img.layers]), img.layers, strict=True):
+                stacks[chain] = stacks.get(chain, 0) + 1
+                sizes[chain] = layer.size
+        users: dict[str, int] = {}
+        for r in recs:
+            users[r.config.image_id] = users.get(r.config.image_id, 0) + 1
+        image_items: list[dict[str, Any]] = []
+        for img in images:
+            chains = chain_ids([x.digest for x in img.layers])
+            image_items.append({
+                "Id": img.id, "RepoTags": list(img.repo_tags), "Created": int(parse_time(img.created).timestamp()),
+                "Size": img.size, "SharedSize": sum(sizes[c] for c in set(chains) if stacks[c] > 1),
+                "Containers": users.get(img.id, 0),
+            })
+        now = datetime.now(timezone.utc)
+        containers = [{"Id": r.id, "Name": r.name, "Names": ["/" + r.name], "Image": r.config.image,
+                       "Command": command_string(r.config.argv),
+                       "Created": int(parse_time(r.config.created).timestamp()),
+                       "State": r.status.value, "Status": status_string(state_json(r.state), now),
+                       "Mounts": [{"Type": m.type, "Name": m.source} for m in r.config.mounts if m.type == "volume"],
+                       "Running": is_running(r.status),
                        "Size": disk_bytes(engine.store.layer_dir(r.id) / "diff")} for r in recs]
         volumes = engine.volumes.ls()
-        used_volumes = {m.source for r in recs for m in r.config.mounts if m.type == "volume"}
+        links: dict[str, int] = {}
+        for r in recs:
+            for m in r.config.mounts:
+                if m.type == "volume":
+                    links[m.source] = links.get(m.source, 0) + 1
         vsize = {v["Name"]: disk_bytes(Path(v["Mountpoint"])) for v in volumes}
+        layers_size = sum(sizes.values())
         return {
-            "Images": {"Total": len(images), "Active": sum(i in used_images for i in image_size),
-                       "Size": sum(image_size.values()),
-                       "Reclaimable": sum(s for i, s in image_size.items() if i not in used_images)},
+            "LayersSize": layers_size,
+            "Images": {"Total": len(images), "Active": sum(1 for i in image_items if i["Containers"]),
+                       "Size": layers_size,
+                       "Reclaimable": layers_size - sum(i["Size"] - i["SharedSize"] for i in image_items
+                                                        if i["Containers"]),
+                       "Items": image_items},
             "Containers": {"Total": len(recs), "Active": sum(c["Running"] for c in containers),
                            "Size": sum(c["Size"] for c in containers),
                            "Reclaimable": sum(c["Size"] for c in containers if not c["Running"]),
                            "Items": containers},
-            "Volumes": {"Total": len(volumes), "Active": len(used_volumes & set(vsize)),
+            "Volumes": {"Total": len(volumes), "Active": sum(1 for n in vsize if links.get(n)),
                         "Size": sum(vsize.values()),
-                        "Reclaimable": sum(s for n, s in vsize.items() if n not in used_volumes)},
+                        "Reclaimable": sum(s for n, s in vsize.items() if not links.get(n)),
+                        "Items": [{"Name": n, "Links": links.get(n, 0), "Size": s} for n, s in vsize.items()]},
             "BuildCache": {"Total": 0, "Active": 0, "Size": 0, "Reclaimable": 0},
         }
 

@@ -35,6 +35,7 @@ from __future__ import annotations
 
 import bz2
 import contextlib
+import errno
 import gzip
 import hashlib
 import io
@@ -43,6 +44,7 @@ import lzma
 import os
 import shutil
 import stat
+import sys
 import tarfile
 import tempfile
 import time
@@ -54,6 +56,10 @@ from labkit.errors import InvalidArgument, LabkitError
 from labkit.images import oci
 from labkit.images.oci import OPAQUE_MARKER, WHITEOUT_PREFIX
 from labkit.images.store import Image, ImageStore, Layer, parse_ref, rfc3339_nano
+
+#: The OCI media type of a zstd-compressed layer (image-spec media-types.md).
+ZSTD_LAYER = "application/vnd.oci.image.layer.v1.tar+zstd"
+PY = ".".join(map(str, sys.version_info[:2]))
 
 #: What ``docker load`` reads when the archive is not what it expects, said once for every refusal.
 LOAD_HINT = "labkit loads what 'docker save' or 'labkit save' writes"
@@ -128,8 +134,11 @@ def extract_layer(tar: tarfile.TarFile, root: str, store: ImageStore) -> None:
     OCI whiteouts become overlayfs's: ``.wh.<name>`` a character device 0/0 at
     ``<name>`` (mknod(2) allows it without privilege since Linux 5.8), and
     ``.wh..wh..opq`` the opaque xattr on its directory, under the store's
-    prefix (``trusted`` as root, ``user`` rootless). Owners, modes and mtimes
-    are kept; xattrs of the tar are not (labkit's layer tars carry none).
+    prefix (``trusted`` as root, ``user`` rootless). Owners, modes, mtimes and
+    the tar's extended attributes (``SCHILY.xattr.*`` PAX records, as Docker
+    writes ``security.capability``) are kept; an xattr the filesystem or this
+    user may not set is left out, as Docker's own extraction leaves it
+    (ENOTSUP, EPERM), and overlayfs's own are never taken from a tar.
 
     Raises:
         BadArchive: A member would land outside ``root`` or through a link, a
@@ -138,9 +147,11 @@ def extract_layer(tar: tarfile.TarFile, root: str, store: ImageStore) -> None:
     owners = _Owners({}, [])
     links: dict[str, str] = {}
     devices = not store.ownership.mapped
+    xattrs: list[tuple[str, str, bytes]] = []
     try:
         for member in tar:
             _extract_one(tar, member, root, store, owners, links, devices)
+            xattrs += _xattrs_of(member, root)
     except (tarfile.TarError, EOFError, zlib_error(), lzma.LZMAError, OSError) as err:
         if isinstance(err, PermissionError):
             raise
@@ -152,9 +163,32 @@ def extract_layer(tar: tarfile.TarFile, root: str, store: ImageStore) -> None:
         else:
             for path in paths:
                 os.lchown(path, uid, gid)
+    # After the owners: chown(2) clears a file's security.capability (capabilities(7), "File capabilities").
+    for path, name, value in xattrs:
+        try:
+            os.setxattr(path, name, value, follow_symlinks=False)
+        except OSError as err:
+            if err.errno not in (errno.ENOTSUP, errno.EPERM, errno.ENOENT):
+                raise
     for path, mode, mtime in reversed(owners.dirs):
         os.chmod(path, mode)
         os.utime(path, (mtime, mtime), follow_symlinks=False)
+
+
+def _xattrs_of(member: tarfile.TarInfo, root: str) -> list[tuple[str, str, bytes]]:
+    """The extended attributes a tar member carries as ``SCHILY.xattr.NAME`` PAX records (their values' bytes,
+    which tarfile read as UTF-8 with surrogateescape), for the path it was extracted to; none of overlayfs's."""
+    found = []
+    for key, value in (member.pax_headers or {}).items():
+        if not key.startswith(oci.XATTR_PAX) or os.path.basename(member.name.rstrip("/")).startswith(WHITEOUT_PREFIX):
+            continue
+        name = key[len(oci.XATTR_PAX):]
+        if not oci.kept_xattr(name):
+            continue
+        rel, path = _member_path(root, member.name)
+        if rel:
+            found.append((path, name, value.encode("utf-8", "surrogateescape")))
+    return found
 
 
 def zlib_error() -> type[Exception]:
@@ -229,10 +263,11 @@ def _extract_one(tar: tarfile.TarFile, member: tarfile.TarInfo, root: str, store
 
 
 def _decompressed(stream: IO[bytes]) -> IO[bytes]:
-    """``stream`` itself, or a reader that decompresses it (gzip, bzip2, xz, by their magic bytes).
+    """``stream`` itself, or a reader that decompresses it (gzip, bzip2, xz, by their magic bytes; zstd
+    where the standard library has it, Python 3.14's ``compression.zstd``).
 
     Raises:
-        BadArchive: zstd, which this Python cannot read.
+        BadArchive: zstd, which this Python cannot read: one sentence naming the media type and what to do.
     """
     head = stream.read(6)
     whole = _Prefixed(head, stream)
@@ -243,8 +278,14 @@ def _decompressed(stream: IO[bytes]) -> IO[bytes]:
     if head.startswith(b"\xfd7zXZ\x00"):
         return lzma.LZMAFile(whole)  # type: ignore[arg-type]
     if head.startswith(b"\x28\xb5\x2f\xfd"):
-        raise BadArchive("a layer is zstd-compressed, which labkit cannot read",
-                         "Save it again with a Docker that writes uncompressed or gzip layers")
+        try:
+            from compression import zstd  # type: ignore[import-not-found]  # Python 3.14's standard library
+        except ImportError:
+            raise BadArchive(f"a layer is {ZSTD_LAYER} (zstd-compressed), which this Python {PY} cannot "
+                             "decompress: save the image again with gzip or uncompressed layers",
+                             "e.g. 'docker save' writes uncompressed layers; 'skopeo copy "
+                             "--dest-compress-format gzip' converts an OCI archive") from None
+        return zstd.ZstdFile(whole)  # type: ignore[no-any-return]
     return whole  # type: ignore[return-value]
 
 

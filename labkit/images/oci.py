@@ -11,9 +11,9 @@ entries: ``.wh.<name>`` deletes ``<name>``, ``<dir>/.wh..wh..opq`` hides every
 lower child of ``<dir>``. :func:`write_tar` translates the directory into that
 form the way Docker's overlay2 driver does on ``docker save``, and
 :func:`digest` hashes the tar. The tar is deterministic (entries sorted,
-parents first; owner, mode and mtime kept; no atime, no user names), so the
-same content always gets the same ``sha256:`` digest and identical layers are
-stored once.
+parents first; owner, mode, mtime and a file's capabilities and ``user.*``
+xattrs kept; no atime, no user names), so the same content always gets the
+same ``sha256:`` digest and identical layers are stored once.
 """
 
 from __future__ import annotations
@@ -29,6 +29,26 @@ from typing import BinaryIO
 
 WHITEOUT_PREFIX = ".wh."
 OPAQUE_MARKER = ".wh..wh..opq"
+#: How a tar names an extended attribute: a PAX record ``SCHILY.xattr.<name>`` (star's, which Go's tar and Docker use).
+XATTR_PAX = "SCHILY.xattr."
+
+
+def kept_xattr(name: str) -> bool:
+    """Whether a layer keeps the extended attribute ``name`` in its tar: a file's capabilities
+    (``security.capability``, capabilities(7)) and a user's own (``user.*``), never overlayfs's bookkeeping
+    (``*.overlay.*``, whose whiteout and opaque facts the tar says in its own words)."""
+    return name == "security.capability" or (name.startswith("user.") and not name.startswith("user.overlay."))
+
+
+def _xattr_records(path: str) -> dict[str, str]:
+    """``path``'s kept extended attributes as PAX records, sorted (tarfile writes the bytes back exactly:
+    a value that is not UTF-8 goes out with ``hdrcharset=BINARY``)."""
+    try:
+        names = sorted(n for n in os.listxattr(path, follow_symlinks=False) if kept_xattr(n))
+    except OSError:  # a filesystem without xattrs holds none
+        return {}
+    return {XATTR_PAX + n: os.getxattr(path, n, follow_symlinks=False).decode("utf-8", "surrogateescape")
+            for n in names}
 
 
 @dataclass(frozen=True)
@@ -113,7 +133,9 @@ def _entries(root: str, xattr_prefix: str, owners: Owners = None) -> Iterator[tu
             info.mode = 0o600
             yield info, None
         elif stat.S_ISDIR(st.st_mode):
-            yield _header(rel, st, tarfile.DIRTYPE, owners), None
+            info = _header(rel, st, tarfile.DIRTYPE, owners)
+            info.pax_headers = _xattr_records(full)
+            yield info, None
             if is_opaque(full, xattr_prefix):
                 marker = _header(f"{rel}/{OPAQUE_MARKER}", st, tarfile.REGTYPE, owners)
                 marker.mode = stat.S_IMODE(st.st_mode) & 0o777
@@ -132,6 +154,7 @@ def _entries(root: str, xattr_prefix: str, owners: Owners = None) -> Iterator[tu
             seen_inodes[key] = rel
             info = _header(rel, st, tarfile.REGTYPE, owners)
             info.size = st.st_size
+            info.pax_headers = _xattr_records(full)
             yield info, full
         else:
             kinds = {stat.S_IFCHR: tarfile.CHRTYPE, stat.S_IFBLK: tarfile.BLKTYPE, stat.S_IFIFO: tarfile.FIFOTYPE}
@@ -211,12 +234,14 @@ def write_tar_file(root: str, dest: str, xattr_prefix: str = "trusted", owners: 
 
 
 def tree_stats(root: str) -> TreeStats:
-    """Count the entries and regular-file bytes below ``root``."""
+    """Count the entries below ``root`` and their bytes as Docker's layer store counts a layer's (moby's
+    ``directory.Size``): every entry but a directory (a symlink's bytes are its target's length), a file with
+    several hard links once."""
     size = files = 0
     seen: set[tuple[int, int]] = set()
     for _rel, _full, st in _walk(root):
         files += 1
-        if stat.S_ISREG(st.st_mode) and (st.st_dev, st.st_ino) not in seen:
+        if not stat.S_ISDIR(st.st_mode) and (st.st_dev, st.st_ino) not in seen:
             seen.add((st.st_dev, st.st_ino))
             size += st.st_size
     return TreeStats(size=size, files=files)

@@ -5,6 +5,8 @@ Layout under ``root`` (``/var/lib/labkit/images`` by default; always a parameter
     layers/<hex>/diff/        the layer, in overlayfs format: a lowerdir
     layers/<hex>/layer.json   {"digest", "size", "files"}
     images/<hex>.json         the image config, Docker's JSON; <hex> is its sha256
+    held/<hex>.json           a removed image's config that a stopped container still stacks
+                              (``rmi -f``): no listing or name finds it; it goes with the container
     repositories.json         {"busybox:latest": "sha256:…", …}
     tmp/                      work in progress; never read as state
 
@@ -112,6 +114,17 @@ def canonical_json(obj: object) -> bytes:
     return json.dumps(obj, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
 
 
+def chain_ids(diff_ids: Sequence[str]) -> list[str]:
+    """Each layer's chain id, bottom first: the bottom layer's is its diff id, each next one the sha256 of
+    ``"<chain id below> <diff id>"`` (the OCI image spec's ChainID), the name Docker's layer store gives a
+    layer on top of exactly those below it."""
+    chains: list[str] = []
+    for diff_id in diff_ids:
+        chains.append(diff_id if not chains else
+                      "sha256:" + hashlib.sha256(f"{chains[-1]} {diff_id}".encode()).hexdigest())
+    return chains
+
+
 @dataclass(frozen=True)
 class Layer:
     """One read-only layer of an image.
@@ -119,7 +132,7 @@ class Layer:
     Attributes:
         digest: ``sha256:<hex>`` of the layer's OCI tar (its ``diff_id``).
         path: The directory to give overlayfs as a ``lowerdir``; never written after commit.
-        size: Bytes of regular files.
+        size: Bytes of what is not a directory (a symlink's are its target's length), as Docker counts a layer.
         files: Entries below the layer's root (files, directories, links, whiteouts).
         created_by: The instruction that made it, as ``docker history`` shows it.
         comment: The layer's role in the lesson's picture ("base OS", "runtime", "app code").
@@ -144,7 +157,7 @@ class Image:
         layers: Bottom layer first.
         config: Docker's image ``Config``: ``Env``, ``Cmd``, ``Entrypoint``,
             ``WorkingDir``, ``ExposedPorts``, ``Labels``, ``User``.
-        size: Bytes of regular files over all layers.
+        size: Bytes of all its layers (what is not a directory in each, as Docker counts them).
         history: The image's history entries, oldest first (Docker's JSON keys).
         parent: The id of the local image this one was made from (``commit``), or ``""``.
         doc: The whole image config document (``architecture``, ``os``, ``author``, ``comment``, …).
@@ -231,6 +244,16 @@ class ImageStore:
 
     def _image_file(self, image_id: str) -> str:
         return os.path.join(self.root, "images", image_id.split(":", 1)[-1] + ".json")
+
+    def _held_file(self, image_id: str) -> str:
+        return os.path.join(self.root, "held", image_id.split(":", 1)[-1] + ".json")
+
+    def _config_file(self, image_id: str) -> str:
+        """Where an image's config is: ``images/``, or ``held/`` once removed while a container uses it."""
+        path = self._image_file(image_id)
+        if not os.path.exists(path) and os.path.exists(self._held_file(image_id)):
+            return self._held_file(image_id)
+        return path
 
     def _meta_file(self, image_id: str) -> str:
         # Docker keeps an image's parent and last tag time beside the config, not in it (imagedb/metadata):
@@ -387,6 +410,7 @@ class ImageStore:
         """Remove layers no image uses (only those in ``digests`` when given); return their digests."""
         with self._locked():
             used = {d for img in self._load_all() for d in (layer.digest for layer in img.layers)}
+            used |= {d for i in self._held_ids() for d in (layer.digest for layer in self._load(i).layers)}
             if digests is None:
                 names = os.listdir(os.path.join(self.root, "layers"))
                 candidates = {f"sha256:{n}" for n in names}
@@ -511,7 +535,7 @@ class ImageStore:
         # An image's config and layers never change under its id (content-addressed): what was parsed
         # once is kept while the file is the same one (a start reads its image three times). Tags do
         # change, and are read each time.
-        path = self._image_file(image_id)
+        path = self._config_file(image_id)
         st = os.stat(path)
         seen = (st.st_ino, st.st_mtime_ns, st.st_size)
         parsed = self._parsed.get(image_id)
@@ -558,9 +582,50 @@ class ImageStore:
             if n.endswith(".json") and not n.startswith(".")
         )
 
+    def _held_ids(self) -> list[str]:
+        try:
+            names = os.listdir(os.path.join(self.root, "held"))  # made by the first rmi -f that holds one
+        except FileNotFoundError:
+            return []
+        return sorted("sha256:" + n[:-5] for n in names if n.endswith(".json") and not n.startswith("."))
+
     def _load_all(self) -> list[Image]:
         tags = self._tags()
         return [self._load(i, tags) for i in self._ids()]
+
+    def by_id(self, image_id: str) -> Image:
+        """The image a container was made from, by its full id: also one ``rmi -f`` removed while a stopped
+        container still stacks its layers (Docker keeps those layers under the container's own).
+
+        Raises:
+            NoSuchImage: No such image, listed or held.
+        """
+        try:
+            return self._load(image_id)
+        except FileNotFoundError:
+            raise NoSuchImage(image_id) from None
+
+    def holds(self) -> bool:
+        """Whether any removed image is held for a container (:meth:`by_id`)."""
+        return bool(self._held_ids())
+
+    def release_held(self, in_use: Iterable[str]) -> None:
+        """Forget each held image no container in ``in_use`` (image ids) stacks any more, and the layers
+        only it used, as Docker releases them when the container goes (silently: ``rm`` prints its name only)."""
+        keep = set(in_use)
+        gone = [i for i in self._held_ids() if i not in keep]
+        if not gone:
+            return
+        digests: set[str] = set()
+        with self._locked():
+            for image_id in gone:
+                with contextlib.suppress(FileNotFoundError):
+                    digests.update(self._load(image_id).doc["rootfs"]["diff_ids"])
+                    os.unlink(self._held_file(image_id))
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(self._meta_file(image_id))
+                self._parsed.pop(image_id, None)
+        self.prune_layers(digests)
 
     def resolve(self, ref: str) -> str:
         """The image id ``ref`` names: ``name[:tag]``, ``sha256:<hex>``, or a unique id prefix.
@@ -601,7 +666,7 @@ class ImageStore:
 
     def config_bytes(self, image_id: str) -> bytes:
         """The image config exactly as stored: the bytes its id is the sha256 of."""
-        with open(self._image_file(self.resolve(image_id)), "rb") as f:
+        with open(self._config_file(self.resolve(image_id)), "rb") as f:
             return f.read()
 
     def image_ids_tagged(self, tag: str) -> builtins.list[str]:
@@ -642,21 +707,27 @@ class ImageStore:
         force: bool = False,
         in_use: Iterable[str] | Mapping[str, str] = (),
         running: Mapping[str, str] | None = None,
+        prune: bool = True,
     ) -> builtins.list[dict[str, str]]:
-        """Untag or delete an image, as ``docker rmi`` does (moby's daemon/images/image_delete.go).
+        """Untag or delete an image, as ``docker rmi`` does (moby's daemon/images/image_delete.go, the
+        graph-driver store).
 
-        Naming one of several tags only removes that tag. Removing the last
-        tag, or naming the image by id, deletes the image and every layer no
-        other image uses; an id whose tags are all of one repository takes them along.
+        Naming one of several tags only removes that tag. Removing the last tag, or naming the image by
+        id, deletes the image; an id whose tags are all of one repository takes them along. A deleted
+        image's layers that no other image stacks go with it, each named by its chain id as Docker's
+        layer store names it, top first; then (``prune``) its parent, if ``commit`` made it from an
+        untagged image nothing else uses, and so on down.
 
         Args:
             ref: A tag, id or id prefix.
             force: Remove all tags of an image named by id even if they are of several
-                repositories; if a stopped container uses the image, untag it but keep it.
+                repositories; delete an image a stopped container uses (its layers stay, held for the
+                container: :meth:`by_id`, :meth:`release_held`); untag one a running container uses.
             in_use: Ids of images containers use, or a mapping from such an
                 image id to one container id (used in the message).
             running: Image id → a running container that uses it: a conflict even ``force``
                 does not lift when the image is named by id.
+            prune: Delete untagged parents left unused (``rmi --no-prune`` keeps them).
 
         Returns:
             Docker's answer: ``[{"Untagged": "busybox:latest"}, {"Deleted": "sha256:…"}]``.
@@ -664,16 +735,15 @@ class ImageStore:
         Raises:
             Conflict: In Docker's words: a container uses the image, an image was made from it
                 (``image has dependent child images``), or an id names an image with tags of
-                several repositories. A container's image stays while the container does
-                (labkit stacks its layers from the image), so ``force`` only untags it.
+                several repositories.
         """
         image_id = self.resolve(ref)
         users = dict(in_use) if isinstance(in_use, Mapping) else {i: "" for i in in_use}
         live = dict(running or {})
         users.update({i: c for i, c in live.items() if i not in users or not users[i]})
         short = image_id[7:19]
-        digests = [layer.digest for layer in self._load(image_id).layers]
         children = self.children(image_id)
+        img = self._load(image_id)
         result: builtins.list[dict[str, str]] = []
         with self._locked():
             tags = self._tags()
@@ -693,8 +763,8 @@ class ImageStore:
                 del tags[tag_ref]
                 self._save_tags(tags)
                 result.append({"Untagged": tag_ref})
-                if image_id in users or children:
-                    return result  # still used, or a parent: untagged, kept (Docker's quiet conflict)
+                if image_id in live or children:
+                    return result  # a running container's, or a parent: untagged, kept (Docker's quiet conflict)
             else:
                 if children:
                     raise Conflict(f"conflict: unable to delete {short} (cannot be forced) - image has dependent "
@@ -707,7 +777,8 @@ class ImageStore:
                     using = f"image is being used by stopped container {who[:12]}" if who else \
                         "image is being used by a stopped container"
                     raise Conflict(f"conflict: unable to delete {short} (must be forced) - {using}",
-                                   "Remove the container first ('labkit rm'), or use --force to untag the image only")
+                                   "Remove the container first ('labkit rm'), or use --force to delete the image "
+                                   "while the container keeps its layers")
                 if len({t.rpartition(":")[0] for t in mine}) > 1 and not force:
                     raise Conflict(f"conflict: unable to delete {short} (must be forced) - image is referenced in "
                                    "multiple repositories", "Remove the tags one by one, or use --force")
@@ -715,16 +786,46 @@ class ImageStore:
                     del tags[t]
                     result.append({"Untagged": t})
                 self._save_tags(tags)
-                if image_id in users:
-                    return result  # a container still stacks these layers: keep the image, untagged
+            result += self._delete_locked(image_id, held=image_id in users)
+        if prune:
+            result += self._prune_parents(img.parent, users)
+        self.prune_layers(img.doc["rootfs"]["diff_ids"])  # a commit's parents stack a prefix of these
+        return result
+
+    def _delete_locked(self, image_id: str, held: bool = False) -> builtins.list[dict[str, str]]:
+        """Delete one image's config (under the lock; ``held``: keep it aside for a stopped container) and return
+        Docker's lines: the image, then each layer chain no image stacks any more, top first. The layers
+        themselves go by their content digest when nothing stacks them (:meth:`prune_layers`)."""
+        img = self._load(image_id)
+        if held:
+            os.makedirs(os.path.dirname(self._held_file(image_id)), mode=0o700, exist_ok=True)
+            os.rename(self._image_file(image_id), self._held_file(image_id))
+        else:
             os.unlink(self._image_file(image_id))
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(self._meta_file(image_id))
             self._parsed.pop(image_id, None)
-            result.append({"Deleted": image_id})
-        for digest in self.prune_layers(digests):
-            result.append({"Deleted": digest})
-        return result
+        lines = [{"Deleted": image_id}]
+        if held:
+            return lines
+        still = {c for i in self._ids() + self._held_ids() for c in chain_ids(self._load(i).doc["rootfs"]["diff_ids"])}
+        lines += [{"Deleted": c} for c in reversed(chain_ids(img.doc["rootfs"]["diff_ids"])) if c not in still]
+        return lines
+
+    def _prune_parents(self, parent: str, users: Mapping[str, str]) -> builtins.list[dict[str, str]]:
+        """After an image went: its ``parent`` too, if untagged, childless and unused, and so on down (Docker's
+        rmi without ``--no-prune``); the first parent that must stay ends it, silently."""
+        lines: builtins.list[dict[str, str]] = []
+        seen: set[str] = set()
+        while parent and parent not in seen and parent in self._ids():
+            seen.add(parent)
+            with self._locked():
+                if parent in self._tags().values() or parent in users or self.children(parent):
+                    break
+                up = self._meta(parent).get("parent", "")
+                lines += self._delete_locked(parent)
+            parent = up
+        return lines
 
     def history(self, ref: str) -> builtins.list[dict]:
         """``docker history``: one entry per history step, newest first.

@@ -93,11 +93,16 @@ def test_tag_and_rmi_in_dockers_words(lk):
                                       "(must be forced) - image is being used by stopped container ")
     rc, out, err = lk("rmi", "solo:1")
     assert rc == 1 and 'unable to remove repository reference "solo:1" (must force) - container ' in err
-    assert lk("rmi", "-f", "solo:1")[:2] == (0, "Untagged: solo:1\n")
-    assert lk("ps", "-a", "--format", "{{.Names}} {{.Image}}")[1].startswith("user ")
+    # -f of an image a stopped container uses deletes the image; its layers stay for the container, which still
+    # starts, and ps names it by id; they go with the container.
+    assert lk("rmi", "-f", "solo:1")[:2] == (0, f"Untagged: solo:1\nDeleted: {solo}\n")
+    assert lk("ps", "-a", "--format", "{{.Names}} {{.Image}}")[1] == f"user {solo[7:19]}\n"
+    assert lk("images", "-aq", "--no-trunc")[1].count(solo) == 0
+    assert lk("start", "user")[0] == 0
+    lk("stop", "-t", "0", "user")
     lk("rm", "user")
     rc, out, err = lk("rmi", solo)
-    assert rc == 0 and out.startswith(f"Deleted: {solo}\n"), err
+    assert (rc, out) == (1, ""), "gone with its container"
     busybox_id = lk("inspect", "-f", "{{.Id}}", "busybox")[1].strip()
     lk("run", "--name", "child", "busybox", "true")
     child = lk("commit", "child")[1].strip()
@@ -227,3 +232,33 @@ def test_setup_builds_the_lesson_images_and_lists_them(lk):
     table = out[out.index("REPOSITORY"):]
     assert table.split("\n", 1)[0].split() == listed.split("\n", 1)[0].split()
     assert "busybox" in table and "frontend-app" in table
+
+
+def test_image_prune_system_df_and_digests(lk):
+    """image prune removes a dangling image alone (Docker's lower-case lines, the bytes reclaimed), -a every image no
+    container uses; system df counts them in Docker's table, --format and json; images --digests shows <none>."""
+    lk("image", "prune", "-a", "-f")  # what the module's other tests left
+    lk("run", "--name", "pw", "busybox", "sh", "-c", "echo x > /x")
+    snap = lk("commit", "pw", "snap:1")[1].strip()
+    dangling = lk("commit", "pw")[1].strip()
+    lk("rm", "pw")
+    rc, out, err = lk("image", "prune", stdin=b"n\n")
+    assert (rc, out) == (0, "WARNING! This will remove all dangling images.\nAre you sure you want to continue? [y/N] ")
+    assert lk("image", "prune", "-f")[1] == f"Deleted Images:\ndeleted: {dangling}\n\nTotal reclaimed space: 0B\n"
+    assert lk("image", "prune", "-f")[1] == "Total reclaimed space: 0B\n"
+    lk("create", "--name", "keeper", "busybox")
+    rows = lk("system", "df", "--format", "{{.Type}} {{.TotalCount}} {{.Active}}")[1].splitlines()
+    assert rows[:2] == ["Images 2 1", "Containers 1 0"], rows
+    table = lk("system", "df")[1].splitlines()
+    assert table[0].split() == ["TYPE", "TOTAL", "ACTIVE", "SIZE", "RECLAIMABLE"] and table[1].endswith("%)")
+    assert [list(json.loads(line)) for line in lk("system", "df", "--format", "json")[1].splitlines()][0] == \
+        ["Active", "Reclaimable", "Size", "TotalCount", "Type"]
+    verbose = lk("system", "df", "-v")[1]
+    assert "Images space usage:" in verbose and "\nkeeper\n" not in verbose and verbose.count("space usage:") == 3
+    rc, out, _ = lk("image", "prune", "-a", "-f")
+    assert out.startswith(f"Deleted Images:\nuntagged: snap:1\ndeleted: {snap}\ndeleted: sha256:")
+    assert out.endswith("\nTotal reclaimed space: 2B\n") and "busybox" not in out
+    assert lk("images", "--digests", "--format", "{{.Repository}} {{.Digest}}")[1] == "busybox <none>\n"
+    assert lk("images", "--digests")[1].splitlines()[0].split() == \
+        ["REPOSITORY", "TAG", "DIGEST", "IMAGE", "ID", "CREATED", "SIZE"]
+    lk("rm", "keeper")

@@ -318,3 +318,75 @@ def test_rmi_conflicts_in_dockers_words(store, tmp_path):
         store.remove(img.id)
     assert [next(iter(x)) for x in store.remove(img.id, force=True)][:3] == ["Untagged", "Untagged", "Deleted"]
     del child
+
+
+#: A file capability (VFS_CAP_REVISION_2, capabilities(7)): CAP_NET_BIND_SERVICE permitted and effective.
+FILE_CAP = bytes.fromhex("01000002" "00040000" "00000000" "00000000" "00000000")
+
+
+def test_load_keeps_a_layers_xattrs_and_save_writes_them_again(store, tmp_path):
+    """A layer tar whose members carry SCHILY.xattr records (security.capability as Docker's save writes it, a
+    user.* one, a binary value) loads with those xattrs on its files, set after the owner (chown(2) clears
+    file capabilities); overlayfs's own are not taken from a tar; saving writes them back byte for byte."""
+    tool = member("bin/tool", mode=0o755)
+    tool.uid = tool.gid = 7
+    tool.pax_headers = {"SCHILY.xattr.security.capability": FILE_CAP.decode("utf-8", "surrogateescape"),
+                        "SCHILY.xattr.user.note": "kept",
+                        "SCHILY.xattr.trusted.overlay.opaque": "y"}
+    folder = member("data/", tarfile.DIRTYPE, mode=0o755)
+    folder.pax_headers = {"SCHILY.xattr.user.dir": "d"}
+    layer = tar_bytes([(member("bin/", tarfile.DIRTYPE, mode=0o755), None), (tool, b"#!/bin/sh\n"), (folder, None)])
+    data = docker_2010_archive([layer], tags=("caps:1",))
+    assert archive.load(store, io.BytesIO(data)).lines == ("Loaded image: caps:1",)
+    root = store.get("caps:1").layers[0].path
+    path = os.path.join(root, "bin", "tool")
+    assert os.stat(path).st_uid == 7
+    assert os.getxattr(path, "security.capability") == FILE_CAP
+    assert os.getxattr(path, "user.note") == b"kept"
+    assert os.getxattr(os.path.join(root, "data"), "user.dir") == b"d"
+    assert "trusted.overlay.opaque" not in os.listxattr(path)
+    out = io.BytesIO()
+    archive.save(store, ["caps:1"], out)
+    out.seek(0)
+    with tarfile.open(fileobj=out) as saved:
+        blobs = [saved.extractfile(m).read() for m in saved.getmembers() if m.name.startswith("blobs/") and m.isfile()]
+    [layer_again] = [b for b in blobs if b[257:262] == b"ustar"]  # the one blob that is a tar
+    with tarfile.open(fileobj=io.BytesIO(layer_again)) as inner:
+        tool_again = inner.getmember("bin/tool")
+    assert tool_again.pax_headers["SCHILY.xattr.security.capability"].encode("utf-8", "surrogateescape") == FILE_CAP
+    assert tool_again.pax_headers["SCHILY.xattr.user.note"] == "kept"
+
+
+def test_a_zstd_layer_is_refused_in_one_sentence_naming_its_media_type(store, tmp_path):
+    """An OCI layout whose layer is zstd-compressed: this Python's standard library has no zstd (before 3.14),
+    so load refuses in one sentence naming application/vnd.oci.image.layer.v1.tar+zstd and what to do, and the
+    store is as it was."""
+    import shutil
+    import subprocess
+    import sys
+
+    if sys.version_info >= (3, 14):
+        pytest.skip("Python 3.14's compression.zstd reads zstd layers")
+    if not shutil.which("zstd"):
+        pytest.fail("the zstd test needs the zstd program to compress a layer (apt-get install zstd)")
+    layer = tar_bytes([(member("f"), b"zstd\n")])
+    blob = subprocess.run(["zstd", "-q", "-c"], input=layer, capture_output=True, check=True).stdout
+    diff_id = "sha256:" + hashlib.sha256(layer).hexdigest()
+    config = json.dumps({"architecture": "amd64", "os": "linux", "config": {},
+                         "rootfs": {"type": "layers", "diff_ids": [diff_id]}}).encode()
+    manifest = json.dumps({"schemaVersion": 2, "config": {"digest": "sha256:" + hashlib.sha256(config).hexdigest()},
+                           "layers": [{"mediaType": "application/vnd.oci.image.layer.v1.tar+zstd",
+                                       "digest": "sha256:" + hashlib.sha256(blob).hexdigest()}]}).encode()
+    index = json.dumps({"schemaVersion": 2, "manifests": [{
+        "mediaType": "application/vnd.oci.image.manifest.v1+json",
+        "digest": "sha256:" + hashlib.sha256(manifest).hexdigest()}]}).encode()
+    entries = [(member("oci-layout"), b'{"imageLayoutVersion":"1.0.0"}'), (member("index.json"), index)]
+    for data in (config, manifest, blob):
+        entries.append((member("blobs/sha256/" + hashlib.sha256(data).hexdigest()), data))
+    before = state(store)
+    with pytest.raises(BadArchive, match=r"a layer is application/vnd\.oci\.image\.layer\.v1\.tar\+zstd "
+                                         r"\(zstd-compressed\), which this Python 3\.\d+ cannot decompress: save "
+                                         r"the image again with gzip") as caught:
+        archive.load(store, io.BytesIO(tar_bytes(entries)))
+    assert "\n" not in caught.value.one_line()
+    assert state(store) == before

@@ -267,14 +267,54 @@ def test_remove_untags_then_deletes_and_prunes_layers(store, tmp_path):
 
 
 def test_remove_refuses_while_a_container_uses_it(store, tmp_path):
-    """rmi of an image a container uses is a Conflict; --force untags it but keeps its layers."""
+    """rmi of an image a container uses is a Conflict; --force of one a stopped container uses deletes the image
+    (Docker's Untagged and Deleted lines, no layer's) while its layers stay for the container, held by id until
+    no container uses it; one a running container uses is only untagged."""
     img = add_image(store, tmp_path)
     with pytest.raises(Conflict, match=r"must force\) - container 0123456789ab is using its referenced image"):
         store.remove("app:1", in_use={img.id: "0123456789abcdef"})
     with pytest.raises(Conflict, match=r"unable to delete .* \(must be forced\)"):
         store.remove(img.id, in_use=[img.id])
-    assert store.remove("app:1", force=True, in_use=[img.id]) == [{"Untagged": "app:1"}]
-    assert store.get(img.id).repo_tags == () and os.path.isdir(img.layers[0].path)
+    assert store.remove("app:1", force=True, in_use=[img.id]) == [{"Untagged": "app:1"}, {"Deleted": img.id}]
+    assert not store.exists(img.id) and [i.id for i in store.list()] == []
+    assert store.by_id(img.id).layers == img.layers and os.path.isdir(img.layers[0].path)
+    store.prune_layers()
+    store.release_held([img.id])  # the container is still there
+    assert os.path.isdir(img.layers[0].path) and store.holds()
+    store.release_held([])  # it went
+    assert not store.holds() and not os.path.exists(img.layers[0].path)
+    with pytest.raises(NoSuchImage):
+        store.by_id(img.id)
+    again = add_image(store, tmp_path)
+    assert store.remove("app:1", force=True, in_use=[again.id], running={again.id: "c" * 64}) == [
+        {"Untagged": "app:1"}]
+    assert store.get(again.id).repo_tags == ()
+
+
+def test_rmi_names_released_layers_by_chain_id_and_prunes_untagged_parents(store, tmp_path):
+    """The Deleted lines are Docker's: the image, then each layer no image stacks any more by its chain id (the
+    bottom one's is its diff id), top first; then an untagged parent nothing else uses, and its layer; --no-prune
+    keeps the parent."""
+    from labkit.images.store import chain_ids
+
+    base = store.commit_layer(make_tree(tmp_path / "b", {"bin/sh": "x"}))
+    keep = store.add_image([base], {}, "base:1")
+    for prune in (True, False):
+        one = store.commit_layer(make_tree(tmp_path / f"o{prune}", {"a": "1"}))
+        two = store.commit_layer(make_tree(tmp_path / f"t{prune}", {"b": "2"}))
+        parent = store.add_image([base, one], {"Cmd": [str(prune)]}, "p:1", parent=keep.id)
+        child = store.add_image([base, one, two], {"Cmd": [str(prune)]}, "c:1", parent=parent.id)
+        assert store.remove("p:1") == [{"Untagged": "p:1"}]  # a parent: untagged, kept
+        chains = chain_ids([base.digest, one.digest, two.digest])
+        assert chains[0] == base.digest and chains[1] != one.digest
+        lines = [{"Untagged": "c:1"}, {"Deleted": child.id}, {"Deleted": chains[2]}]
+        if prune:
+            lines += [{"Deleted": parent.id}, {"Deleted": chains[1]}]
+        assert store.remove("c:1", prune=prune) == lines
+        assert os.path.isdir(base.path) and os.path.isdir(one.path) != prune and not os.path.exists(two.path)
+        if not prune:
+            assert store.remove(parent.id) == [{"Deleted": parent.id}, {"Deleted": chains[1]}]
+    assert store.get("base:1").id == keep.id
 
 
 def test_shared_layers_survive_removal(store, tmp_path):

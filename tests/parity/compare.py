@@ -49,6 +49,8 @@ class Step:
         allow: Names of ``DIFFERENCES`` this step may show, with how each is recognised (a callable
             given both answers that returns True when the difference is the named one).
         timeout: Seconds each program gets for the step.
+        fresh: Ids first printed by this step read ``<NEW>`` (rmi's layer chain ids: each engine has printed
+            a different number of other ids before, so their numbers would differ).
     """
 
     args: list[str]
@@ -56,6 +58,7 @@ class Step:
     out: str = "exact"
     allow: dict[str, Callable[[Answer, Answer], bool]] = field(default_factory=dict)
     timeout: float = 60
+    fresh: bool = False
 
 
 @dataclass
@@ -172,10 +175,14 @@ class Scenario:
         self.wording = wording
         self.outcomes: list[Outcome] = []
         self.raw: dict[str, Answer] = {}
+        #: Each program's own values for ``{name}`` in a step's words (an image id, which differs between them).
+        self.vars: dict[str, dict[str, str]] = {"docker": {}, "labkit": {}}
 
     def answer(self, who: str, step: Step) -> Answer:
         other = "labkit" if who == "docker" else "docker"
         args = [a.replace("{who}", who).replace("{other}", other) for a in step.args]
+        for name, value in self.vars[who].items():
+            args = [a.replace("{" + name + "}", value) for a in args]
         done = self._run[who](*args, input=step.input, timeout=step.timeout)
         out = done.stdout.decode(errors="replace")
         err = done.stderr.decode(errors="replace")
@@ -183,7 +190,12 @@ class Scenario:
         n = self.norm[who]
         if who == "docker":
             err = program_name(self.wording(err))
-        return Answer(done.returncode, n(out), n(err))
+        known = len(n.ids)
+        out, err = n(out), n(err)
+        if step.fresh:
+            for name in list(n.ids.values())[known:]:
+                out, err = out.replace(name, "<NEW>"), err.replace(name, "<NEW>")
+        return Answer(done.returncode, out, err)
 
     def step(self, args: list[str], **kw: Any) -> Outcome:
         """Run one step with both programs; record and return how they compare."""

@@ -5,20 +5,22 @@ Each command of a group is the flat command a learner also knows (``container ls
 output and exit codes: the group is built by running each command module's
 ``register`` once more with a ``command`` helper that files the commands the group
 has under their names in it, and drops the rest. The few commands only a group has
-are here: ``container prune``, ``system df``, ``system prune`` and ``system reset``.
+are here: ``container prune``, ``image prune``, ``system df``, ``system prune`` and ``system reset``.
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+import time
 from collections.abc import Callable, Iterable
 from types import ModuleType
 from typing import Any
 
 from labkit.cli.errors import Parser
-from labkit.cli.formatters import short_id, tabwrite
+from labkit.cli.formatters import ps_fields, render_rows, short_id, split_repo_tag, tabwrite
 from labkit.cli.session import Command, Session, usage_for
+from labkit.cli.templates import Fields
 from labkit.model import humanize
 
 #: For each group: its help, and each flat command it has, with its names in the group (the first shown).
@@ -134,26 +136,70 @@ def _confirm(session: Session, what: str) -> bool:
     return answer.strip().lower() in ("y", "yes")
 
 
+#: ``system df``'s columns, as Docker's formatter names them.
+DF_HEADERS = {"Type": "TYPE", "TotalCount": "TOTAL", "Active": "ACTIVE", "Size": "SIZE", "Reclaimable": "RECLAIMABLE"}
+DF_TABLE = "table {{.Type}}\\t{{.TotalCount}}\\t{{.Active}}\\t{{.Size}}\\t{{.Reclaimable}}"
+
+
+def _reclaimable(reclaim: int, total: int) -> str:
+    """Docker's RECLAIMABLE cell: the bytes, and their whole percent of the total when there is one."""
+    return humanize.human_size(reclaim) + (f" ({reclaim * 100 // total}%)" if total > 0 else "")
+
+
 def cmd_system_df(session: Session, args: argparse.Namespace) -> int:
-    """``docker system df``: images, containers and local volumes, how many, how many in use, their size."""
-    engine = session.engine
-    usage = engine.disk_usage()
-    rows = ["TYPE\tTOTAL\tACTIVE\tSIZE\tRECLAIMABLE"]
+    """``docker system df``: images, containers, local volumes and build cache, how many, how many in use, their
+    size and what a prune would reclaim (``--format``); ``-v`` lists each image, container and volume."""
+    usage = session.engine.disk_usage()
+    rows = []
     for label, key in (("Images", "Images"), ("Containers", "Containers"), ("Local Volumes", "Volumes"),
                        ("Build Cache", "BuildCache")):
         item = usage[key]
-        size, reclaim = item["Size"], item["Reclaimable"]
-        share = f" ({round(100 * reclaim / size)}%)" if size and key != "BuildCache" else ""
-        rows.append(f"{label}\t{item['Total']}\t{item['Active']}\t{humanize.human_size(size, 3)}\t"
-                    f"{humanize.human_size(reclaim, 3)}{share}")
-    session.out.write(tabwrite(rows))
-    if args.verbose:
-        session.print()
-        session.print("Containers space usage:\n")
-        lines = ["CONTAINER ID\tIMAGE\tSIZE\tNAMES"] + [
-            f"{short_id(c['Id'])}\t{c['Image']}\t{humanize.human_size(c['Size'], 3)}\t{c['Name']}"
-            for c in usage["Containers"]["Items"]]
-        session.out.write(tabwrite(lines))
+        # In Docker's JSON order (its formatter marshals a map): keys sorted.
+        row = Fields(Active=str(item["Active"]),
+                     Reclaimable=_reclaimable(item["Reclaimable"], item["Size"] if key != "BuildCache" else 0),
+                     Size=humanize.human_size(item["Size"]), TotalCount=str(item["Total"]), Type=label)
+        row.kind = "df"
+        rows.append(row)
+    if not args.verbose:
+        session.out.write(render_rows(args.format or DF_TABLE, rows, DF_HEADERS, "df"))
+        return 0
+    now = time.time()
+    lines = ["REPOSITORY\tTAG\tIMAGE ID\tCREATED\tSIZE\tSHARED SIZE\tUNIQUE SIZE\tCONTAINERS"]
+    for image in usage["Images"]["Items"]:
+        for ref in image["RepoTags"] or ["<none>:<none>"]:
+            repo, tag = ("<none>", "<none>") if ref == "<none>:<none>" else split_repo_tag(ref)
+            lines.append(f"{repo}\t{tag}\t{short_id(image['Id'])}\t{humanize.human_duration(now - image['Created'])} "
+                         f"ago\t{humanize.human_size(image['Size'], 3)}\t{humanize.human_size(image['SharedSize'])}\t"
+                         f"{humanize.human_size(image['Size'] - image['SharedSize'])}\t{image['Containers']}")
+    session.print("Images space usage:\n")
+    session.out.write(tabwrite(lines))
+    lines = ["CONTAINER ID\tIMAGE\tCOMMAND\tLOCAL VOLUMES\tSIZE\tCREATED\tSTATUS\tNAMES"]
+    for c in usage["Containers"]["Items"]:
+        f = ps_fields(c, True, now)
+        lines.append(f"{f['ID']}\t{f['Image']}\t{f['Command']}\t{len(c['Mounts'])}\t"
+                     f"{humanize.human_size(c['Size'])}\t{f['RunningFor']}\t{f['Status']}\t{f['Names']}")
+    session.print("\nContainers space usage:\n")
+    session.out.write(tabwrite(lines))
+    lines = ["VOLUME NAME\tLINKS\tSIZE"] + [f"{v['Name']}\t{v['Links']}\t{humanize.human_size(v['Size'])}"
+                                          for v in usage["Volumes"]["Items"]]
+    session.print("\nLocal Volumes space usage:\n")
+    session.out.write(tabwrite(lines))
+    session.print("\nBuild cache usage: 0B\n")
+    session.out.write(tabwrite(["CACHE ID\tCACHE TYPE\tSIZE\tCREATED\tLAST USED\tUSAGE\tSHARED"]))
+    return 0
+
+
+def cmd_image_prune(session: Session, args: argparse.Namespace) -> int:
+    """``docker image prune [-a] [-f]``: after a yes, remove the dangling images (``-a``: every image no
+    container uses); print what went, lower-case as Docker's client does, and the bytes reclaimed."""
+    what = "all images without at least one container associated to them" if args.all else "all dangling images"
+    if not args.force and not _confirm(session, f"This will remove {what}."):
+        return 0
+    report = session.engine.image_prune(all=args.all)
+    if report["ImagesDeleted"]:
+        session.print("Deleted Images:\n" + "".join(f"{kind.lower()}: {what}\n" for item in report["ImagesDeleted"]
+                                                    for kind, what in item.items()))
+    session.print(f"Total reclaimed space: {humanize.human_size(report['SpaceReclaimed'])}")
     return 0
 
 
@@ -164,10 +210,15 @@ def register(command: Command, modules: Iterable[ModuleType]) -> None:
     sub = containers.add_parser("prune", help="Remove all stopped containers")
     sub.set_defaults(handler=cmd_container_prune, verb="container prune")
     sub.add_argument("-f", "--force", action="store_true", help="do not prompt for confirmation")
-    _group(command, "image", modules)
+    images = _group(command, "image", modules)
+    sub = images.add_parser("prune", help="Remove unused images")
+    sub.set_defaults(handler=cmd_image_prune, verb="image prune")
+    sub.add_argument("-a", "--all", action="store_true", help="remove all unused images, not just dangling ones")
+    sub.add_argument("-f", "--force", action="store_true", help="do not prompt for confirmation")
     system = _group(command, "system", modules)
     sub = system.add_parser("df", help="Show labkit disk usage")
     sub.set_defaults(handler=cmd_system_df, verb="system df")
+    sub.add_argument("--format", metavar="TEMPLATE", help="Go template, e.g. '{{.Type}} {{.Size}}', or json")
     sub.add_argument("-v", "--verbose", action="store_true", help="show detailed information on space usage")
     sub = system.add_parser("prune", help="Remove stopped containers and take down unused networks")
     sub.set_defaults(handler=cmd_system_prune, verb="system prune")

@@ -17,6 +17,7 @@ from collections.abc import Iterator
 from typing import IO, Any
 
 from labkit.cli.formatters import (
+    IMAGE_DIGESTS_TABLE,
     IMAGE_HEADERS,
     IMAGE_TABLE,
     ellipsis,
@@ -74,6 +75,7 @@ def cmd_images(session: Session, args: argparse.Namespace) -> int:
                 Fields(
                     Repository=repo,
                     Tag=tag,
+                    Digest="<none>",  # a registry's digest: labkit pulls from none (RepoDigests is empty)
                     ID=ident if args.no_trunc else short_id(ident),
                     CreatedSince=humanize.human_duration(now - created) + " ago" if created else "N/A",
                     CreatedAt=unix_time_text(created),
@@ -84,7 +86,8 @@ def cmd_images(session: Session, args: argparse.Namespace) -> int:
     if args.quiet:
         session.out.write("".join(row["ID"] + "\n" for row in rows))
         return 0
-    session.out.write(render_rows(args.format or IMAGE_TABLE, rows, IMAGE_HEADERS, "image"))
+    table = IMAGE_DIGESTS_TABLE if args.digests else IMAGE_TABLE
+    session.out.write(render_rows(args.format or table, rows, IMAGE_HEADERS, "image"))
     return 0
 
 
@@ -148,7 +151,7 @@ def cmd_rmi(session: Session, args: argparse.Namespace) -> int:
     """Remove images: ``Untagged:`` and ``Deleted:`` lines, one error line per image that stays."""
 
     def remove(ref: str) -> str:
-        done = session.engine.rmi(ref, force=args.force)
+        done = session.engine.rmi(ref, force=args.force, prune=not args.no_prune)
         return "\n".join(f"{kind}: {what}" for item in done for kind, what in item.items())
 
     return each(session, args.images, remove, echo=False)
@@ -283,6 +286,7 @@ def _images_flags(sub: argparse.ArgumentParser) -> None:
     sub.add_argument("-a", "--all", action="store_true", help="show all images (intermediate ones too)")
     sub.add_argument("-q", "--quiet", action="store_true", help="only image ids")
     sub.add_argument("--no-trunc", action="store_true", help="full image ids")
+    sub.add_argument("--digests", action="store_true", help="show digests (<none>: labkit's images come from no registry)")
     sub.add_argument("-f", "--filter", action="append", metavar="FILTER",
                      help="dangling=true, reference=PATTERN, before=IMAGE, since=IMAGE, label=KEY[=VALUE]")
     sub.add_argument("--format", metavar="TEMPLATE", help="Go template, e.g. '{{.Repository}}:{{.Tag}}'")
@@ -307,7 +311,7 @@ def _history_flags(sub: argparse.ArgumentParser) -> None:
 
 def _rmi_flags(sub: argparse.ArgumentParser) -> None:
     sub.add_argument("-f", "--force", action="store_true", help="force removal")
-    sub.add_argument("--no-prune", action="store_true", help="accepted; labkit keeps no untagged parents")
+    sub.add_argument("--no-prune", action="store_true", help="do not delete untagged parents")
     sub.add_argument("images", nargs="+", metavar="IMAGE")
 
 

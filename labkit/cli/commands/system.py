@@ -40,7 +40,7 @@ def cmd_setup(session: Session, args: argparse.Namespace) -> int:
         session.out.flush()
 
     session.engine.setup(on_step=step)
-    return cmd_images(session, argparse.Namespace(quiet=False, all=False, no_trunc=False, format=None, filter=None,
+    return cmd_images(session, argparse.Namespace(quiet=False, all=False, no_trunc=False, digests=False, format=None, filter=None,
                                                   reference=None))
 
 
