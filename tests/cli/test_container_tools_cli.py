@@ -60,7 +60,8 @@ def test_container_ls_is_ps(lk):
 
 def test_group_commands_share_the_flat_ones_errors(lk):
     """A group's command fails as the flat one does: ``container run`` with a bad image exits 125, ``container
-    rm`` of nothing exits 1 with Docker's line, ``image inspect`` looks only among images."""
+    rm`` of nothing exits 1 with Docker's line, ``image inspect`` looks only among images;
+    ``container`` alone shows its help on stderr and exits 0, as ``docker container`` does."""
     code, _, err = lk("container", "run", "--rm", "no-such-image:1", "true")
     assert code == 125 and "No such image" in err
     assert lk("container", "rm", "nosuch")[:2] == (1, "")
@@ -73,8 +74,8 @@ def test_group_commands_share_the_flat_ones_errors(lk):
     assert code == 0 and out.split()[:2] == ["REPOSITORY", "TAG"] and "busybox" in out
     code, out, _ = lk("system", "info")
     assert code == 0 and "Containers:" in out
-    code, out, _ = lk("container")
-    assert code == 0 and "ls" in out and "prune" in out
+    code, out, err = lk("container")
+    assert code == 0 and out == "" and "ls" in err and "prune" in err, "a group alone shows its help on stderr"
 
 
 def test_container_prune_and_system_df(lk):
