@@ -69,6 +69,9 @@ CI_USER_TESTS = USER_TESTS
 CI_BUILD_DEADLINE, CI_DEADLINE = 1200, 1800
 #: The part of the time left after the boot that the root run may take when a user's run follows it.
 ROOT_SHARE = 0.6
+#: The least of CI's time (``--budget``) worth starting the stage with: a cached boot and the root run on a
+#: quiet machine, with the uncached build's time spent before it where the image is new.
+MIN_CI_BUDGET = 900
 #: Exit status of ``--ci`` where the guest cannot be built or run on this machine, or not within CI's bounds,
 #: and no test failed (it says why in one line).
 CANNOT = 3
@@ -304,6 +307,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--deadline", type=float, default=float(os.environ.get("LABKIT_VM_DEADLINE", 3600)),
                     help="seconds for everything after the image is built")
     ap.add_argument("--boot-timeout", type=float, default=1500)
+    ap.add_argument("--budget", type=float, default=None,
+                    help="with --ci: seconds the whole stage may take, build included (what CI has left); "
+                         "each of its bounds shrinks to fit")
     ap.add_argument("--ci", action="store_true",
                     help=f"CI's stage: its selection and bounds, and exit {CANNOT} with one line saying why where the "
                          "guest cannot be built here (no QEMU, no Debian mirror), instead of failing")
@@ -312,13 +318,21 @@ def main(argv: list[str] | None = None) -> int:
         args.root = args.root if args.root != list(ROOT_TESTS) else list(CI_ROOT_TESTS)
         args.user = args.user if args.user != list(USER_TESTS) else list(CI_USER_TESTS)
         args.deadline = min(args.deadline, CI_DEADLINE)
+    stage_end = None if args.budget is None else time.monotonic() + args.budget
+    if args.ci and stage_end is not None and args.budget < MIN_CI_BUDGET:
+        print(f"labkit-vm: stage skipped: {max(args.budget, 0):.0f} s of CI's time are left, and the guest needs at least "
+              f"{MIN_CI_BUDGET} s", flush=True)
+        return CANNOT
     args.out.mkdir(parents=True, exist_ok=True)
     times: dict[str, float] = {}
 
     t = time.monotonic()
     if args.image is None:
         try:
-            args.image = build_image(CI_BUILD_DEADLINE if args.ci else 3600)
+            build_bound = CI_BUILD_DEADLINE if args.ci else 3600
+            if stage_end is not None:  # leave the boot and the tests at least MIN_CI_BUDGET / 2 after the build
+                build_bound = min(build_bound, stage_end - time.monotonic() - MIN_CI_BUDGET / 2)
+            args.image = build_image(build_bound)
         except TimeoutError as err:
             log(str(err))
             if args.ci:
@@ -337,6 +351,8 @@ def main(argv: list[str] | None = None) -> int:
     accel, why = accelerator()
     log(f"accelerator {accel}: {why}")
     deadline = time.monotonic() + args.deadline
+    if stage_end is not None:
+        deadline = min(deadline, stage_end)
     guest = Guest(args.image, args.out, args.memory, accel)
     results = []
     status = 0
