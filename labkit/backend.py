@@ -29,7 +29,7 @@ import socket
 from collections.abc import Iterator
 from typing import IO, TYPE_CHECKING, Any, Protocol
 
-from labkit.model.container import ContainerRecord
+from labkit.model.container import ContainerRecord, EndpointSpec
 from labkit.model.events import Emit
 from labkit.model.overlay import LayerContents, Overlay
 from labkit.model.runtime import CgroupReading, Exited, Launched, Restarted
@@ -229,6 +229,15 @@ class Backend(Protocol):
     # -- networks and services ---------------------------------------------------------------------
     def drop_bridge(self, network: dict[str, Any]) -> None:
         """Take down a network's bridge if no live container is plugged into it (nothing without host bridges)."""
+
+    def connect_network(self, record: ContainerRecord, network: dict[str, Any], spec: EndpointSpec) -> None:
+        """Plug a running container into one more network (``network``'s record) now: its next ``ethN`` with an
+        address there (``spec.ip``, else the next free one), and its name and ``spec.aliases`` in its peers'
+        ``/etc/hosts`` and theirs in its own."""
+
+    def disconnect_network(self, record: ContainerRecord, network: str) -> None:
+        """Unplug a running container from ``network`` now: its interface there goes, with its address, and the
+        lines that named it in its peers' ``/etc/hosts`` and them in its own."""
 
     def service_problem(self) -> LabkitError | None:
         """Why a service (a load balancer relaying real connections to replicas) cannot run here, or None."""

@@ -186,6 +186,11 @@ class Networks:
         self._path(rec["Name"]).unlink(missing_ok=True)
         return rec["Name"]
 
+    def given(self, name: str) -> bool:
+        """Whether network ``name``'s subnet was given with ``--subnet`` (so ``network connect --ip`` may pick
+        an address in it, as Docker allows only then)."""
+        return bool((read_json(self._path(name)) or {}).get(GIVEN)) if NAME_RE.match(name) else False
+
     def bridges(self) -> list[str]:
         """Every bridge interface name this state root's networks use."""
         return [r["Options"]["com.docker.network.bridge.name"] for r in self._records() if r["Driver"] == "bridge"]

@@ -29,7 +29,7 @@ from __future__ import annotations
 
 import contextlib
 import os
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
 
@@ -395,9 +395,9 @@ class Engine:
         """``docker network rm``."""
         return self.networks.rm(ref)
 
-    def network_connect(self, network: str, ref: str) -> None:
+    def network_connect(self, network: str, ref: str, aliases: Sequence[str] = (), ip: str = "") -> None:
         """``docker network connect``."""
-        return self.networks.connect(network, ref)
+        return self.networks.connect(network, ref, aliases, ip)
 
     def network_disconnect(self, network: str, ref: str, force: bool = False) -> None:
         """``docker network disconnect``."""

@@ -13,12 +13,13 @@ import atexit
 import dataclasses
 import os
 import threading
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
 from labkit.engine.collection import Collection, verb
-from labkit.errors import Conflict, InvalidArgument, NoSuchContainer
+from labkit.errors import Conflict, HostUnsupported, InvalidArgument, NoSuchContainer
 from labkit.model import events
-from labkit.model.container import ContainerRecord
+from labkit.model.container import ContainerConfig, ContainerRecord, EndpointSpec
 from labkit.model.lifecycle import is_running
 from labkit.networks import PREDEFINED, Networks, rootless_refusal
 
@@ -79,6 +80,22 @@ class _BridgeJanitor:
             _release_quietly(engine)
 
 
+def _joined(c: ContainerConfig, spec: EndpointSpec) -> ContainerConfig:
+    """``c`` on ``spec.network`` too: as its first network if it had none (a stopped container joins again
+    with the same network's new aliases and address, as Docker's does)."""
+    endpoints = tuple(e for e in c.endpoints if e.network != spec.network) + (spec,)
+    network = spec.network if c.network in ("none", "host") or c.network == spec.network else c.network
+    return dataclasses.replace(c, network=network, endpoints=endpoints)
+
+
+def _left(c: ContainerConfig, name: str) -> ContainerConfig:
+    """``c`` off network ``name``: the next network it joined becomes its first, ``none`` if it has none left
+    (``HostConfig.NetworkMode`` stays as created, as Docker's does)."""
+    rest = [n for n in c.networks if n != name]
+    return dataclasses.replace(c, network=rest[0] if rest else "none",
+                               endpoints=tuple(e for e in c.endpoints if e.network != name))
+
+
 def _release_quietly(engine: Engine) -> None:
     try:
         engine.networks.prune()
@@ -133,7 +150,7 @@ class NetworkCollection(Collection):
             r.id: {"Name": r.name, **{k: v for k, v in
                                       (self.settings(r) or {}).get("Networks", {}).get(rec["Name"], {}).items()
                                       if k in ("IPAddress", "MacAddress")}}
-            for r in self.engine._records() if r.config.network == rec["Name"] and is_running(r.status)
+            for r in self.engine._records() if rec["Name"] in r.config.networks and is_running(r.status)
         }
         return rec
 
@@ -141,7 +158,7 @@ class NetworkCollection(Collection):
     def rm(self, ref: str) -> str:
         """``docker network rm``: refused while any container (even a stopped one) is on it."""
         rec = self.records.get(ref)
-        users = [r.id for r in self.engine._records() if r.config.network == rec["Name"]]
+        users = [r.id for r in self.engine._records() if rec["Name"] in r.config.networks]
         name = self.records.rm(ref, users)
         self.engine.backend.drop_bridge(rec)
         self.engine._record(events.network_remove(name, rec["Options"]["com.docker.network.bridge.name"]))
@@ -162,65 +179,103 @@ class NetworkCollection(Collection):
         # Listed before the lock is taken: listing may make the default network's record, under it.
         bridges = [rec for rec in self.records.ls() if rec["Driver"] == "bridge"]
         with self.engine.store.locked():
-            busy = {r.config.network for r in self.engine._records() if is_running(r.status)}
+            busy = {n for r in self.engine._records() if is_running(r.status) for n in r.config.networks}
             for rec in bridges:
                 if rec["Name"] not in busy:
                     self.engine.backend.drop_bridge(rec)
 
     @verb("network-connect")
-    def connect(self, network: str, ref: str) -> None:
-        """``docker network connect``: the container joins ``network`` from its next start.
+    def connect(self, network: str, ref: str, aliases: Sequence[str] = (), ip: str = "") -> None:
+        """``docker network connect [--alias NAME]... [--ip ADDR] NETWORK CONTAINER``.
 
-        labkit gives a container one network, fixed while it runs (its network namespace holds one
-        endpoint), so a container joins a network when it is on none, and is not running; a
-        running one, or one on another network, is refused with what to do instead.
+        A running container gets one more interface at once (a veth pair whose end inside its network
+        namespace is the next ``ethN``, with the next free address of ``network``, or ``ip``); its peers on
+        a user network find it by its name and ``aliases`` from then on, and it finds them. A container that
+        is not running is put on the network for its next start. A container may be on several networks;
+        ``host`` and ``none`` stand alone, as in Docker.
+
+        Raises:
+            NoSuchContainer: No container ``ref``.
+            NoSuchNetwork: No network ``network``.
+            InvalidArgument: ``host`` or ``none`` is involved; ``--alias`` or ``--ip`` on the default network;
+                ``--ip`` on a network whose subnet labkit picked, or outside its subnet.
+            Conflict: The running container is on ``network`` already, or ``ip`` is taken.
+            HostUnsupported: Rootless: a user network, or a running container (see :func:`rootless_refusal`).
         """
         rec = self.engine._get(ref)
-        name = self.get(network)["Name"]  # Docker: "network X not found"
-        current = rec.config.network
-        if name == current:
+        net = self.get(network)  # Docker: "network X not found"
+        name, current = net["Name"], rec.config.network
+        if name == "host" or current == "host":
+            raise InvalidArgument("container sharing network namespace with another container or host cannot be "
+                                  "connected to any other network" if current == "host" else
+                                  "container cannot be disconnected from host network or connected to host network",
+                                  "Create a new container with --network host instead" if name == "host" else
+                                  "Create a new container without --network host instead")
+        if name == "none" or rec.config.network_mode == "none":
+            raise InvalidArgument("container cannot be connected to multiple networks with one of the networks in "
+                                  "private (none) mode", "Create a new container on a network instead of --network none")
+        if name == "bridge" and aliases:
+            raise InvalidArgument("network-scoped alias is supported only for containers in user defined networks",
+                                  "Create a network (labkit network create NAME) and connect to it with --alias")
+        if ip and name == "bridge":
+            raise InvalidArgument("user specified IP address is supported on user defined networks only",
+                                  "Create a network with --subnet and connect to it with --ip")
+        if ip and not self.records.given(name):
+            raise InvalidArgument("user specified IP address is supported only when connecting to networks with "
+                                  "user configured subnets", "Create the network with --subnet to choose addresses")
+        running = is_running(rec.status)
+        if running and name in rec.config.networks:
             raise Conflict(f"endpoint with name {rec.name} already exists in network {name}",
                            "It is on that network already")
-        if "host" in (name, current):
-            raise InvalidArgument("container cannot be disconnected from host network or connected to host network",
-                                  "Create a new container with --network host instead")
-        if current != "none":
-            raise Conflict(f"labkit gives a container one network, and {rec.name} is on {current}",
-                           f"Disconnect it first: labkit network disconnect {current} {ref}")
-        if is_running(rec.status):
-            raise Conflict(f"labkit changes a container's network only while it is not running, and {rec.name} "
-                           "runs", f"Stop it, connect it, start it: labkit stop {ref}")
-        if self.engine.backend.rootless and name not in PREDEFINED:
-            raise rootless_refusal(f"network connect {name}")
-        self._put_on(rec, name)
-        self.engine.journal.add("network", "connect", self.get(name)["Id"], {"container": rec.id, "name": name,
-                                                                           "type": self.get(name)["Driver"]})
+        if self.engine.backend.rootless and (name not in PREDEFINED or running):
+            raise rootless_refusal(f"network connect {name}") if name not in PREDEFINED else HostUnsupported(
+                f"network connect {name}: a running rootless container cannot join a network, because its network "
+                "stack (slirp4netns or pasta) is made once, when it starts", f"Stop it, connect it, start it: "
+                f"labkit stop {ref}")
+        spec = EndpointSpec(name, tuple(dict.fromkeys(aliases)), ip)
+        if running:
+            self.engine.backend.connect_network(rec, net, spec)
+        try:
+            self._set_networks(rec, lambda c: _joined(c, spec))
+        except BaseException:
+            if running:
+                self.engine.backend.disconnect_network(rec, name)
+            raise
+        self.engine.journal.add("network", "connect", net["Id"], {"container": rec.id, "name": name,
+                                                                  "type": net["Driver"]})
 
     @verb("network-disconnect")
     def disconnect(self, network: str, ref: str, force: bool = False) -> None:
-        """``docker network disconnect``: the container leaves ``network`` (it has ``none`` then), while it is
-        not running (see :meth:`connect`)."""
+        """``docker network disconnect``: the container leaves ``network``; while it runs, its interface on that
+        network goes at once (with its address, and its name from its peers' /etc/hosts)."""
         rec = self.engine._get(ref)
-        name = self.get(network)["Name"]
-        if rec.config.network != name:
-            raise Conflict(f"container {rec.id} is not connected to network {name}",
-                           f"It is on {rec.config.network}")
-        if name == "host":
+        net = self.get(network)
+        name = net["Name"]
+        if name == "host" or rec.config.network == "host":
             raise InvalidArgument("container cannot be disconnected from host network or connected to host network",
                                   "Create a new container without --network host instead")
+        if name == "none" and rec.config.network_mode == "none":
+            return  # Docker leaves a --network none container as it is, and says nothing
+        if name not in rec.config.networks:
+            on = ", ".join(rec.config.networks) or "no network"
+            raise Conflict(f"container {rec.id} is not connected to network {name}", f"It is on {on}")
         if is_running(rec.status):
-            raise Conflict(f"labkit changes a container's network only while it is not running, and {rec.name} "
-                           "runs", f"Stop it first: labkit stop {ref}")
-        self._put_on(rec, "none")
-        self.engine.journal.add("network", "disconnect", self.get(name)["Id"], {"container": rec.id, "name": name,
-                                                                              "type": self.get(name)["Driver"]})
+            if self.engine.backend.rootless:
+                raise HostUnsupported(f"network disconnect {name}: a running rootless container keeps the network "
+                                      "stack (slirp4netns or pasta) it started with",
+                                      f"Stop it first: labkit stop {ref}")
+            self.engine.backend.disconnect_network(rec, name)
+        self._set_networks(rec, lambda c: _left(c, name))
+        self.engine.journal.add("network", "disconnect", net["Id"], {"container": rec.id, "name": name,
+                                                                     "type": net["Driver"]})
+        if is_running(rec.status):
+            self.left_bridge(rec)
 
-    def _put_on(self, rec: ContainerRecord, network: str) -> None:
-        """Save ``rec`` on ``network``."""
+    def _set_networks(self, rec: ContainerRecord, change: Callable[[ContainerConfig], ContainerConfig]) -> None:
+        """Save ``rec`` with its networks changed by ``change`` (read again under the store's lock)."""
         with self.engine.store.locked():
             rec = self.engine.store.load(rec.id) or rec
-            if not self.engine._save(dataclasses.replace(rec, config=dataclasses.replace(rec.config,
-                                                                                         network=network))):
+            if not self.engine._save(dataclasses.replace(rec, config=change(rec.config))):
                 raise NoSuchContainer(rec.id)
 
     def settings(self, rec: ContainerRecord) -> dict[str, Any]:
@@ -229,5 +284,5 @@ class NetworkCollection(Collection):
 
     def left_bridge(self, rec: ContainerRecord) -> None:
         """A container left its network (it ended, or went): take the bridge down once it has been idle a while."""
-        if rec.config.network not in ("none", "host") and self.engine.backend.host_bridges:
+        if rec.config.networks and self.engine.backend.host_bridges:
             _bridges.arm(self.engine)

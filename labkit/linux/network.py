@@ -72,7 +72,7 @@ from labkit import helpers
 from labkit.errors import Conflict, HostUnsupported, InvalidArgument
 from labkit.linux import syscalls
 from labkit.model import views
-from labkit.model.container import endpoint_json, network_settings_json
+from labkit.model.container import ContainerConfig, endpoint_json, network_settings_json, unplugged_networks
 
 #: The address pools Docker picks default subnets from, in order.
 POOLS = [f"172.{n}.0.0/16" for n in range(17, 32)] + [f"192.168.{n}.0/20" for n in range(0, 256, 16)]
@@ -121,9 +121,10 @@ def bridge_name(root: str, network: str) -> str:
     return f"lkbr{digest}"
 
 
-def veth_name(cid: str) -> str:
-    """The host end of a container's veth pair: ``lk`` + 11 characters of its id."""
-    return f"lk{cid[:11]}"
+def veth_name(cid: str, index: int = 0) -> str:
+    """The host end of a container's veth pair: ``lk`` + 11 characters of its id; for the ``index``-th network
+    it joined after its first (``network connect``), ``lk`` + 10 characters + ``x`` + the index (IFNAMSIZ: 15)."""
+    return f"lk{cid[:11]}" if index == 0 else f"lk{cid[:10]}x{index}"
 
 
 def host_subnets() -> list[ipaddress.IPv4Network]:
@@ -191,8 +192,19 @@ def parse_subnet(text: str) -> ipaddress.IPv4Network:
         raise InvalidArgument(f"invalid subnet {text}", "Write it as an IPv4 network, e.g. 172.30.0.0/16") from None
 
 
-def allocate(subnet: ipaddress.IPv4Network, gateway: str, used: set[str]) -> str:
-    """The lowest free address of ``subnet`` after the gateway."""
+def allocate(subnet: ipaddress.IPv4Network, gateway: str, used: set[str], wanted: str = "") -> str:
+    """The lowest free address of ``subnet`` after the gateway, or ``wanted`` (``--ip``) if it is free there."""
+    if wanted:
+        try:
+            asked = ipaddress.IPv4Address(wanted)
+        except ValueError:
+            raise InvalidArgument(f"invalid IPv4 address: {wanted}", "Write it as four numbers, e.g. 172.30.0.9") from None
+        if asked not in subnet or asked in (subnet.network_address, subnet.broadcast_address):
+            raise InvalidArgument(f"no configured subnet contains IP address {wanted}",
+                                  f"Pick an address in {subnet}")
+        if wanted == gateway or wanted in used:
+            raise Conflict("Address already in use", f"{wanted} is taken on {subnet}: pick another, or leave --ip out")
+        return wanted
     for host in subnet.hosts():
         text = str(host)
         if text != gateway and text not in used:
@@ -479,6 +491,84 @@ def attach(endpoint: Endpoint) -> None:
         ipr.link("set", index=host_end, master=bridge, state="up")
 
 
+@_outside_event_loop
+def plug(endpoint: Endpoint, ifname: str) -> None:
+    """Hot-plug a running container into one more network (``network connect``): a veth pair, its host end on
+    ``endpoint.bridge`` and up, ``ifname`` inside the pinned namespace with the endpoint's MAC, address and
+    broadcast, up (its subnet's route comes with the address, rtnetlink(7)).
+
+    What PID 1 does for ``eth0`` at start (``pid1.c``'s configure_eth0) is done here from outside: a thread joins
+    the namespace (setns(2) moves only the calling thread) and talks netlink there.
+    """
+    with _ipr() as ipr:
+        stale = ipr.link_lookup(ifname=endpoint.veth)
+        if stale:
+            with contextlib.suppress(FileNotFoundError):
+                _delete_link(ipr, stale[0])
+        ipr.link("add", ifname=endpoint.veth, kind="veth",
+                 peer={"ifname": ifname, "net_ns_fd": endpoint.sandbox, "address": endpoint.mac})
+        host_end = ipr.link_lookup(ifname=endpoint.veth)[0]
+        bridge = ipr.link_lookup(ifname=endpoint.bridge)[0]
+        ipr.link("set", index=host_end, master=bridge, state="up")
+    try:
+        _on_thread(_inside, endpoint.sandbox, _address, endpoint, ifname)
+    except BaseException:
+        unplug(endpoint.veth)
+        raise
+
+
+def _inside(sandbox: str, fn: Callable[..., T], *args: Any) -> T:
+    """On a thread of its own: join the network namespace pinned at ``sandbox`` (setns(2)), then run ``fn`` with
+    a netlink socket opened there."""
+    fd = os.open(sandbox, os.O_RDONLY | os.O_CLOEXEC)
+    try:
+        syscalls.setns(fd, CLONE_NEWNET)
+    finally:
+        os.close(fd)
+    with _ipr() as ipr:
+        return fn(ipr, *args)
+
+
+def _address(ipr: Any, endpoint: Endpoint, ifname: str) -> None:
+    index = ipr.link_lookup(ifname=ifname)[0]
+    subnet = ipaddress.IPv4Network(f"{endpoint.ip}/{endpoint.prefixlen}", strict=False)
+    ipr.addr("add", index=index, address=endpoint.ip, prefixlen=endpoint.prefixlen,
+             broadcast=str(subnet.broadcast_address))
+    ipr.link("set", index=index, state="up")
+
+
+def _default_route(ipr: Any, gateway: str) -> None:
+    ipr.route("replace", dst="0.0.0.0/0", gateway=gateway)
+
+
+@_outside_event_loop
+def route_through(sandbox: str, gateway: str) -> None:
+    """Make ``gateway`` the default route of the namespace pinned at ``sandbox`` (``ip route replace default``)."""
+    _on_thread(_inside, sandbox, _default_route, gateway)
+
+
+def gateway_endpoint(endpoints: list[dict[str, Any]]) -> dict[str, Any] | None:
+    """The endpoint a container's default route goes through: of its networks, the one whose name sorts first
+    (libnetwork orders a sandbox's endpoints so, and routes through the first), None without any."""
+    return min(endpoints, key=lambda e: e["Network"], default=None)
+
+
+@_outside_event_loop
+def unplug(veth: str) -> bool:
+    """Take a container off one network while it runs (``network disconnect``): delete the host end of its veth
+    pair, which deletes the pair (veth(4)), the container's interface and its address and routes with it.
+    True if there was one to delete."""
+    with _ipr() as ipr:
+        found = ipr.link_lookup(ifname=veth)
+        if not found:
+            return False
+        try:
+            _delete_link(ipr, found[0])
+        except FileNotFoundError:
+            return False
+    return True
+
+
 def _delete_link(ipr: Any, index: int) -> None:
     """Delete link ``index``; FileNotFoundError when it is already gone (ENODEV)."""
     from pyroute2.netlink.exceptions import NetlinkError  # heavy: pyroute2 loads only where links are made
@@ -515,6 +605,44 @@ def listen(host_ip: str, host_port: int, device: str = "") -> socket.socket:
             else "Pick another host port, e.g. -p 3001:3000, or stop whatever uses it",
         ) from err
     return sock
+
+
+def endpoints_of(info: dict[str, Any]) -> list[dict[str, Any]]:
+    """The endpoints a container's network.json records as plugged in: ``--network``'s (unless ``network
+    disconnect`` took it away) and each ``network connect``'s (``Extra``), in the order they were made."""
+    first = [info] if info.get("Veth") and not info.get("Unplugged") else []
+    return first + list(info.get("Extra", ()))
+
+
+def unplugged_settings(config: ContainerConfig, info: dict[str, Any] | None) -> dict[str, Any]:
+    """``NetworkSettings`` of a container on bridge networks that holds no address now: an empty entry for each
+    network it is on, with the network's id as its last run knew it."""
+    ids = {e["Network"]: e["NetworkID"] for e in ([info, *info.get("Extra", ())] if info else []) if "Network" in e}
+    return network_settings_json({}, unplugged_networks(config, ids))
+
+
+def endpoint_id(sandbox: str, network: str, first: bool) -> str:
+    """``EndpointID``: a digest of the namespace and, for a network joined later, the network's name."""
+    return hashlib.sha256((sandbox if first else f"{sandbox}\0{network}").encode()).hexdigest()
+
+
+def live_network_settings(endpoints: list[dict[str, Any]], ports: dict[str, Any], config: ContainerConfig,
+                          sandbox: str, bridge: str) -> dict[str, Any]:
+    """``inspect``'s NetworkSettings for a running container plugged into ``endpoints`` (network.json's records:
+    ``--network``'s and each ``network connect``'s), one ``Networks`` entry each, by network name.
+
+    The top-level ``IPAddress``, ``Gateway``, ``MacAddress`` and ``EndpointID`` repeat the default ``bridge``
+    network's entry when the container is on it, as Docker's (API 1.51) do; else those of the network it was
+    created on (where Docker leaves them empty: labkit's lessons read them there).
+    """
+    networks: dict[str, Any] = {}
+    for e in sorted(endpoints, key=lambda e: e["Network"]):  # by name, as Docker's JSON orders a map
+        networks[e["Network"]] = endpoint_json(e["NetworkID"], endpoint_id(sandbox, e["Network"], not e.get("Connected")),
+                                               e["Gateway"], e["IPAddress"], e["IPPrefixLen"], e["MacAddress"],
+                                               config.endpoint(e["Network"]))
+    first = next((networks[e["Network"]] for e in endpoints if not e.get("Connected")), None)
+    return network_settings_json(ports, networks, bridge, hashlib.sha256(f"sandbox\0{sandbox}".encode()).hexdigest(),
+                                 sandbox, networks.get("bridge") or first)
 
 
 def network_settings(endpoint: Endpoint | None, ports: dict[str, Any], network_id: str = "",

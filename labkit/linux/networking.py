@@ -17,12 +17,12 @@ import socket
 from pathlib import Path
 from typing import Any
 
-from labkit.errors import HostUnsupported, InvalidArgument, LabkitError
+from labkit.errors import Conflict, HostUnsupported, InvalidArgument, LabkitError
 from labkit.linux import network as net
 from labkit.linux import process, syscalls, usernet
 from labkit.linux.base import LinuxBase
 from labkit.model import events, hostconfig
-from labkit.model.container import HOSTS, ContainerRecord
+from labkit.model.container import HOSTS, ContainerRecord, EndpointSpec
 from labkit.networks import Networks
 from labkit.store import read_json, write_json
 
@@ -48,13 +48,13 @@ class Networking(LinuxBase):
         return {str(cdir / name): f"/etc/{name}" for name in files}
 
     def _endpoints(self, network: str | None = None) -> list[dict]:  # type: ignore[type-arg]
-        """Live endpoints (containers whose network namespace is pinned) of this state root."""
+        """Live endpoints (of containers whose network namespace is pinned) of this state root, on ``network``."""
         out = []
         base = self.store.root / "containers"
         for cid in os.listdir(base):
             info = read_json(base / cid / "network.json")
-            if info and syscalls.is_mountpoint(info["Sandbox"]) and (network is None or info["Network"] == network):
-                out.append(info)
+            if info and info.get("Sandbox") and syscalls.is_mountpoint(info["Sandbox"]):
+                out += [e for e in net.endpoints_of(info) if network is None or e["Network"] == network]
         return out
 
     def _connect(self, record: ContainerRecord, cdir: Path) -> tuple[dict | None, list]:  # type: ignore[type-arg]
@@ -113,6 +113,8 @@ class Networking(LinuxBase):
                 write_json(cdir / "network.json", info)
             net.attach(endpoint)
             self.emit(events.network_attach(endpoint.veth, endpoint.bridge, ip, endpoint.mac), record.id)
+            for name in c.networks[1:]:  # the networks it joined later (network connect), eth1, eth2… in order
+                info = self._plug(record, networks.get(name), c.endpoint(name) or EndpointSpec(name))
         except BaseException:
             for sock, _ in listeners:
                 sock.close()
@@ -150,27 +152,117 @@ class Networking(LinuxBase):
         return str(Networks(self.store).get("bridge")["IPAM"]["Config"][0]["Gateway"])
 
     def _hosts(self, info: dict | None, extra: str = "") -> str:  # type: ignore[type-arg]
-        """/etc/hosts: localhost, ``--add-host``'s lines, the container's own address and, on a user network,
-        every peer by name; each peer's /etc/hosts learns the container's name."""
+        """/etc/hosts: localhost, ``--add-host``'s lines, the container's own address on each of its networks
+        and, on a user network, every peer there by name (and alias); each peer's /etc/hosts learns the
+        container's name."""
         text = HOSTS + extra
         if info is None:
             return text
-        text += f"{info['IPAddress']}\t{info['Hostname']}\n"
-        peers = [] if info["Network"] == "bridge" else [
-            e for e in self._endpoints(info["Network"]) if e["Sandbox"] != info["Sandbox"]]
-        for peer in peers:
-            text += f"{peer['IPAddress']}\t{peer['Name']}\n"
-        for peer in peers:  # they learn the newcomer's name; written in place: the bind mount pins the inode
-            hosts = Path(peer["Sandbox"]).parent / "hosts"
-            try:
-                with open(hosts, "r+") as f:
-                    current = f.read()
-                    line = f"{info['IPAddress']}\t{info['Name']}\n"
-                    if line not in current:
-                        f.write(line)
-            except OSError:
-                continue
+        if info.get("Driver") in usernet.USER_NETWORK_DRIVERS:  # rootless: its own address, no peers
+            return hostconfig.hosts_with(text, [hostconfig.hosts_line(info["IPAddress"], [info["Hostname"]])])
+        for endpoint in net.endpoints_of(info):
+            text = hostconfig.hosts_with(text, self._meet_peers(endpoint))
         return text
+
+    def _meet_peers(self, endpoint: dict) -> list[str]:  # type: ignore[type-arg]
+        """The /etc/hosts lines a container's ``endpoint`` brings: its own address, and, on a user network,
+        its peers there by name and alias. Each peer's /etc/hosts learns the container's name and aliases (in
+        place: the bind mount pins the file's inode)."""
+        lines = [hostconfig.hosts_line(endpoint["IPAddress"], [endpoint["Hostname"]])]
+        if endpoint["Network"] == "bridge":
+            return lines  # the default network resolves no names, as Docker's does not
+        peers = [e for e in self._endpoints(endpoint["Network"]) if e["Sandbox"] != endpoint["Sandbox"]]
+        lines += [hostconfig.hosts_line(p["IPAddress"], [p["Name"], *p.get("Aliases", ())]) for p in peers]
+        mine = hostconfig.hosts_line(endpoint["IPAddress"], [endpoint["Name"], *endpoint.get("Aliases", ())])
+        for peer in peers:
+            _rewrite_hosts(Path(peer["Sandbox"]).parent / "hosts", lambda t: hostconfig.hosts_with(t, [mine]))
+        return lines
+
+    def _plug(self, record: ContainerRecord, network: dict[str, Any], spec: EndpointSpec) -> dict[str, Any]:
+        """Plug the container whose namespace is pinned into ``network`` as its next interface; save it in its
+        network.json's ``Extra`` and return that record. The address is taken and saved under the store's
+        lock, so two containers joining at once never get the same one."""
+        cdir = self.store.container_dir(record.id)
+        with self.store.locked():
+            info = read_json(cdir / "network.json")
+            if not info or not syscalls.is_mountpoint(info.get("Sandbox", "")):
+                raise Conflict(f"container {record.id} is not running", "Start it first")
+            rec = self._bring_up(Networks(self.store), network["Name"], record.id)
+            cfg = rec["IPAM"]["Config"][0]
+            subnet = ipaddress.IPv4Network(cfg["Subnet"])
+            used = {e["IPAddress"] for e in self._endpoints(rec["Name"])}
+            ip = net.allocate(subnet, cfg["Gateway"], used, spec.ip)
+            extra = info.setdefault("Extra", [])
+            # libnetwork counts a sandbox's interfaces up and never reuses a number: eth1, eth2, … in order made.
+            index = info["NextIndex"] = info.get("NextIndex", 1)
+            info["NextIndex"] = index + 1
+            ifname = f"eth{index}"
+            endpoint = net.Endpoint(rec["Name"], rec["Options"]["com.docker.network.bridge.name"], ip,
+                                    subnet.prefixlen, cfg["Gateway"], net.mac_for(ip), net.veth_name(record.id, index),
+                                    info["Sandbox"])
+            added = {"Network": rec["Name"], "NetworkID": rec["Id"], "Bridge": endpoint.bridge, "IPAddress": ip,
+                     "IPPrefixLen": subnet.prefixlen, "Gateway": cfg["Gateway"], "MacAddress": endpoint.mac,
+                     "Veth": endpoint.veth, "Sandbox": info["Sandbox"], "Name": record.config.name,
+                     "Hostname": record.config.hostname, "Aliases": list(spec.aliases), "Interface": ifname,
+                     "Index": index, "Connected": True}
+            extra.append(added)
+            write_json(cdir / "network.json", info)
+        try:
+            net.plug(endpoint, ifname)
+        except BaseException:
+            with self.store.locked():
+                info = read_json(cdir / "network.json") or info
+                info["Extra"] = [e for e in info.get("Extra", []) if e["Index"] != index]
+                write_json(cdir / "network.json", info)
+            raise
+        self.emit(events.network_plug(endpoint.veth, endpoint.bridge, ifname, ip, endpoint.mac, rec["Name"]),
+                  record.id)
+        return info
+
+    def connect_network(self, record: ContainerRecord, network: dict[str, Any], spec: EndpointSpec) -> None:
+        """``network connect`` of a running container: its next ``ethN`` on ``network`` now (:func:`net.plug`),
+        its own address line and its peers' names in its /etc/hosts, its name in theirs."""
+        info = self._plug(record, network, spec)
+        added = info["Extra"][-1]
+        self._route(info)
+        _rewrite_hosts(self.store.container_dir(record.id) / "hosts",
+                       lambda t: hostconfig.hosts_with(t, self._meet_peers(added)))
+
+    def _route(self, info: dict[str, Any]) -> None:
+        """Route the container's namespace through the gateway Docker would pick of its endpoints now
+        (:func:`net.gateway_endpoint`)."""
+        chosen = net.gateway_endpoint(net.endpoints_of(info))
+        if chosen is not None:
+            net.route_through(info["Sandbox"], chosen["Gateway"])
+
+    def disconnect_network(self, record: ContainerRecord, network: str) -> None:
+        """``network disconnect`` of a running container: the veth pair of its endpoint on ``network`` goes
+        (:func:`net.unplug`), and so do the /etc/hosts lines of that address, its own and its peers'."""
+        cdir = self.store.container_dir(record.id)
+        with self.store.locked():
+            info = read_json(cdir / "network.json")
+            if info is None or info.get("Driver") in usernet.USER_NETWORK_DRIVERS:
+                raise HostUnsupported(f"network disconnect {network}: this container's network stack cannot be "
+                                      "changed while it runs", "Stop it first")
+            gone = next((e for e in net.endpoints_of(info) if e["Network"] == network), None)
+            if gone is None:
+                raise Conflict(f"container {record.id} is not connected to network {network}", "")
+            if gone is info:
+                info["Unplugged"] = True
+            else:
+                info["Extra"] = [e for e in info["Extra"] if e is not gone]
+            write_json(cdir / "network.json", info)
+        net.unplug(gone["Veth"])
+        self._route(info)
+        self.emit(events.network_unplug(gone["Veth"], gone["Bridge"], gone.get("Interface", "eth0"), gone["IPAddress"],
+                                        network), record.id)
+        peers = [] if network == "bridge" else self._endpoints(network)
+        # It forgets its peers there, and they forget it.
+        _rewrite_hosts(cdir / "hosts",
+                       lambda t: hostconfig.hosts_without(t, [gone["IPAddress"], *(p["IPAddress"] for p in peers)]))
+        for peer in peers:
+            _rewrite_hosts(Path(peer["Sandbox"]).parent / "hosts",
+                           lambda t: hostconfig.hosts_without(t, [gone["IPAddress"]]))
 
     def drop_bridge(self, network: dict[str, Any]) -> None:
         """Delete a network's bridge interface if no live container is plugged into it."""
@@ -183,14 +275,19 @@ class Networking(LinuxBase):
         """``NetworkSettings`` as inspect shows it: live addresses while running, empty ones after."""
         info = read_json(self.store.container_dir(record.id) / "network.json")
         running = self._net_live(record, info)
-        if record.config.network in ("none", "host") or info is None or not running:
+        c = record.config
+        if c.network == "host" or c.network_mode == "none" or info is None or not running:
             # Not plugged in: no addresses, and Ports {} (Docker shows a stopped container's exposed ports nowhere).
-            return net.network_settings(None, {}, (info or {}).get("NetworkID", ""), record.config.network)
+            if c.network == "host" or c.network_mode == "none":
+                return net.network_settings(None, {}, "", c.network)
+            return net.unplugged_settings(c, info)
+        ports: dict = {k: None for k in c.exposed_ports}
+        ports.update(info["Ports"])
+        if info.get("Driver") not in usernet.USER_NETWORK_DRIVERS:  # on bridges: each network joined, in order
+            return net.live_network_settings(net.endpoints_of(info), ports, c, info["Sandbox"], info["Bridge"])
         endpoint = net.Endpoint(info["Network"], info["Bridge"], info["IPAddress"], info["IPPrefixLen"],
                                 info["Gateway"], info["MacAddress"], info["Veth"],
                                 info.get("SandboxKey") or info["Sandbox"])
-        ports: dict = {k: None for k in record.config.exposed_ports}
-        ports.update(info["Ports"])
         return net.network_settings(endpoint, ports, info["NetworkID"])
 
     def _net_live(self, record: ContainerRecord, info: dict | None) -> bool:  # type: ignore[type-arg]
@@ -223,6 +320,21 @@ class Networking(LinuxBase):
         return net.http_get(self.network_settings(record), port, path)
 
 
+def _rewrite_hosts(path: Path, change: Any) -> None:
+    """Rewrite a container's /etc/hosts in place with ``change`` (text -> text): the bind mount over the
+    container's /etc/hosts pins the file's inode, so it is truncated and written, not replaced."""
+    try:
+        with open(path, "r+") as f:
+            text = f.read()
+            new = change(text)
+            if new != text:
+                f.seek(0)
+                f.write(new)
+                f.truncate()
+    except OSError:
+        pass  # its container is gone
+
+
 def host_resolv_conf() -> str:
     """The host's resolv.conf without loopback name servers (unreachable from a new network namespace)."""
     try:
@@ -231,3 +343,13 @@ def host_resolv_conf() -> str:
     except OSError:
         lines = []
     return "".join(lines)
+    def stdin_sink(self, record: ContainerRecord) -> int | None:
+        """PID 1's stdin pipe opened for writing through ``/proc/PID/fd/0``: opening a pipe's proc link opens
+        the pipe itself, in the mode asked (proc(5), fs/pipe.c fifo_open), whichever end the link names."""
+        if not record.config.open_stdin or record.config.tty:
+            return None
+        try:
+            return os.open(f"/proc/{record.state.pid}/fd/0", os.O_WRONLY | os.O_CLOEXEC)
+        except OSError:
+            return None  # it has just ended, or its stdin is no pipe
+

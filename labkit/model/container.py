@@ -78,6 +78,21 @@ class PortSpec:
 
 
 @dataclass(frozen=True)
+class EndpointSpec:
+    """What ``network connect`` asked of one network a container is on: its ``--alias`` names and ``--ip``.
+
+    Attributes:
+        network: The network's name.
+        aliases: ``--alias``: further names the container's peers on that network find it by.
+        ip: ``--ip``: the address it asked for there ("" : the next free one).
+    """
+
+    network: str
+    aliases: tuple[str, ...] = ()
+    ip: str = ""
+
+
+@dataclass(frozen=True)
 class CreateOptions:
     """What ``docker create`` (and ``run``) is asked, as given: the engine checks it and fills in the image's defaults.
 
@@ -205,6 +220,17 @@ class ContainerConfig:
     cap_drop: tuple[str, ...] = ()  # --cap-drop, as typed
     privileged: bool = False  # every capability, no seccomp filter, no masked paths, the host's devices
     ulimits: tuple[tuple[str, int, int], ...] = ()  # --ulimit: (name, soft, hard)
+    endpoints: tuple[EndpointSpec, ...] = ()  # network connect: the networks joined after --network's, in order
+
+    @property
+    def networks(self) -> tuple[str, ...]:
+        """Every network the container is on, ``network`` first (none for ``none`` and ``host``)."""
+        first = () if self.network in ("none", "host") else (self.network,)
+        return first + tuple(e.network for e in self.endpoints if e.network not in first)
+
+    def endpoint(self, network: str) -> EndpointSpec | None:
+        """What ``network connect`` asked of ``network``; None for the network the container was created on."""
+        return next((e for e in self.endpoints if e.network == network), None)
 
     @property
     def argv(self) -> tuple[str, ...]:
@@ -260,6 +286,7 @@ class ContainerRecord:
         cfg["tmpfs"] = dict(self.config.tmpfs)
         cfg["ports"] = [_fields(p) for p in self.config.ports]
         cfg["mounts"] = [_fields(m) for m in self.config.mounts]
+        cfg["endpoints"] = [_fields(e) for e in self.config.endpoints]
         return {"config": cfg, "state": _fields(self.state)}
 
     @classmethod
@@ -268,6 +295,8 @@ class ContainerRecord:
         cfg = dict(data["config"])
         cfg["mounts"] = tuple(MountSpec(**m) for m in cfg.get("mounts", ()))
         cfg["ports"] = tuple(PortSpec(**p) for p in cfg.get("ports", ()))
+        cfg["endpoints"] = tuple(EndpointSpec(e["network"], tuple(e.get("aliases", ())), e.get("ip", ""))
+                                 for e in cfg.get("endpoints", ()))
         for key in ("entrypoint", "cmd", "env", "exposed_ports", "security_opt", "extra_hosts", "dns", "cap_add",
                     "cap_drop", "attach"):
             cfg[key] = tuple(cfg.get(key, ()))
@@ -502,13 +531,24 @@ def inspect_json(
 
 
 def endpoint_json(network_id: str = "", endpoint_id: str = "", gateway: str = "", ip: str = "",
-                  prefixlen: int = 0, mac: str = "") -> dict[str, Any]:
+                  prefixlen: int = 0, mac: str = "", spec: EndpointSpec | None = None) -> dict[str, Any]:
     """One entry of ``NetworkSettings.Networks``, keys in Docker's order (an unplugged one: ids and
-    addresses empty)."""
-    return {"IPAMConfig": None, "Links": None, "Aliases": None, "NetworkID": network_id, "EndpointID": endpoint_id,
+    addresses empty). ``spec`` is what ``network connect`` asked (the docker CLI sends an ``IPAMConfig``,
+    holding ``--ip``, its ``--alias`` list, even empty, and empty ``DriverOpts``, which the daemon keeps);
+    None for ``--network``'s own."""
+    ipam = None if spec is None else ({"IPv4Address": spec.ip} if spec.ip else {})
+    return {"IPAMConfig": ipam, "Links": None, "Aliases": None if spec is None else list(spec.aliases),
+            "NetworkID": network_id, "EndpointID": endpoint_id,
             "Gateway": gateway, "IPAddress": ip, "IPPrefixLen": prefixlen, "IPv6Gateway": "",
-            "GlobalIPv6Address": "", "GlobalIPv6PrefixLen": 0, "MacAddress": mac, "DriverOpts": None,
-            "DNSNames": None}
+            "GlobalIPv6Address": "", "GlobalIPv6PrefixLen": 0, "MacAddress": mac,
+            "DriverOpts": None if spec is None else {}, "DNSNames": None}
+
+
+def unplugged_networks(config: ContainerConfig, network_ids: dict[str, str]) -> dict[str, Any]:
+    """``NetworkSettings.Networks`` of a container that holds no address: one empty entry per network it is on
+    (``network_ids``: name -> id, as known), by name, as Docker's JSON orders a map."""
+    return {name: endpoint_json(network_ids.get(name, ""), spec=config.endpoint(name))
+            for name in sorted(config.networks)}
 
 
 def network_settings_json(ports: dict[str, Any] | None = None, networks: dict[str, Any] | None = None,

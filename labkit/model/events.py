@@ -229,6 +229,20 @@ def network_attach(veth: str, bridge: str, ip: str, mac: str) -> tuple[str, str,
                                                                       "mac": mac})
 
 
+def network_plug(veth: str, bridge: str, ifname: str, ip: str, mac: str, network: str) -> tuple[str, str, str, dict[str, Any]]:
+    return ("network-connect", f"Plug the running container into network {network} too: a veth pair, {veth} on bridge "
+            f"{bridge}, {ifname} inside its network namespace with address {ip} and MAC {mac}; its peers there learn "
+            "its name.", "rtnetlink: veth(4) pair into the pinned namespace, setns(2) to address it",
+            {"veth": veth, "bridge": bridge, "interface": ifname, "ip": ip, "mac": mac, "network": network})
+
+
+def network_unplug(veth: str, bridge: str, ifname: str, ip: str, network: str) -> tuple[str, str, str, dict[str, Any]]:
+    return ("network-disconnect", f"Unplug the running container from network {network}: deleting {veth} deletes "
+            f"its veth pair, so {ifname} and its address {ip} leave the container's namespace.",
+            "rtnetlink: RTM_DELLINK of one end of a veth(4) pair", {"veth": veth, "bridge": bridge,
+                                                                    "interface": ifname, "ip": ip, "network": network})
+
+
 def exec_in(argv: list[str], pid: int, code: int) -> tuple[str, str, str, dict[str, Any]]:
     return ("exec-in", f"Run one more process in the running container: it joins the namespaces and the cgroup "
             f"of PID 1 (host PID {pid}), then executes {' '.join(argv)}; it exited with code {code}.",

@@ -428,3 +428,20 @@ def resolve_user(spec: str, passwd: str, group: str) -> User:
     if gid not in groups:
         groups.insert(0, gid)
     return User(uid, gid, tuple(groups), home, name)
+
+
+def hosts_line(ip: str, names: Iterable[str]) -> str:
+    """One line of ``/etc/hosts``: an address and the names it answers to."""
+    return f"{ip}\t{' '.join(dict.fromkeys(names))}\n"
+
+
+def hosts_with(text: str, lines: Iterable[str]) -> str:
+    """``/etc/hosts`` with ``lines`` added at its end, those it has already left out."""
+    have = set(text.splitlines(keepends=True))
+    return text + "".join(line for line in lines if line not in have)
+
+
+def hosts_without(text: str, ips: Iterable[str]) -> str:
+    """``/etc/hosts`` without the lines of the addresses ``ips`` (a network a container left)."""
+    gone = set(ips)
+    return "".join(line for line in text.splitlines(keepends=True) if line.split("\t", 1)[0] not in gone)

@@ -25,14 +25,14 @@ from collections.abc import Iterator
 from typing import Any
 
 from labkit.errors import HostUnsupported, StartFailed
-from labkit.model import events
-from labkit.model.container import ContainerRecord, process_env
+from labkit.model import events, hostconfig
+from labkit.model.container import ContainerRecord, EndpointSpec, process_env
 from labkit.model.runtime import Exited, Launched, Restarted
 from labkit.sim import cgroups, namespaces, network, programs, restarts
 from labkit.sim import process as proc_mod
 from labkit.sim.base import NO_TERMINAL, read_input
 from labkit.sim.kernel import Launch, SimContainer, advance
-from labkit.sim.networking import Networking
+from labkit.sim.networking import Networking, _rewrite_hosts
 from labkit.sim.overlay import Vfs
 from labkit.sim.rootfs import Rootfs
 from labkit.sim.views import Views
@@ -87,9 +87,15 @@ class SimBackend(Views, Rootfs, Networking):
                     info = network.attach(w, ct, record, Networks(self.store).get(c.network))
                     self._step(w, events.network_attach(network.veth_name(record.id), info["Bridge"],
                                                         info["IPAddress"], info["MacAddress"]), record.id)
-                if info is not None:
+                    for name in c.networks[1:]:  # the networks it joined later (network connect), in order
+                        self._plug(w, ct, record, Networks(self.store).get(name), c.endpoint(name) or EndpointSpec(name))
+                if info is not None and not info["Bridge"]:  # rootless: its own address, no peers
                     with open(self.store.container_dir(record.id) / "hosts", "a") as f:
                         f.write(f"{info['IPAddress']}\t{c.hostname}\n")
+                for endpoint in network.endpoints(ct):
+                    lines = self._meet_peers(w, endpoint)
+                    _rewrite_hosts(self.store.container_dir(record.id) / "hosts",
+                                   lambda t, lines=lines: hostconfig.hosts_with(t, lines))
             mounted = events.mount_overlay([p["init"], *ct.lowers], p["upper"], p["work"], p["merged"])
             if not self.rootless:  # rootless, PID 1 mounts it inside its user namespace, as the real backend traces
                 self._step(w, mounted, record.id)

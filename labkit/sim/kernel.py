@@ -123,6 +123,8 @@ class SimContainer:
     net: dict[str, Any] | None = None  # the address it holds while running (see labkit.sim.network.attach)
     host_net: bool = False  # run --network host: it shares the host's network namespace
     net_left: dict[str, Any] | None = None  # the address PID 1's end took away, until the trace has told it
+    nets: tuple[dict[str, Any], ...] = ()  # the endpoints network connect added while it runs (after ``net``)
+    next_if: int = 1  # the number of the next ethN network connect makes in this run
     upper_bytes: int = 0
     readonly_rootfs: bool = False  # run --read-only: writes to the overlay fail with EROFS
     made_anew: frozenset[str] = frozenset()  # immutable, so a world saved before it existed reads it too

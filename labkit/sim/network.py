@@ -49,8 +49,7 @@ def attach(world: Any, ct: Any, record: Any, network: dict[str, Any]) -> dict[st
     """
     cfg = network["IPAM"]["Config"][0]
     subnet = ipaddress.IPv4Network(cfg["Subnet"])
-    used = {c.net["IPAddress"] for c in world.containers.values()
-            if getattr(c, "net", None) and c.net["Network"] == network["Name"]}
+    used = {e["IPAddress"] for e in endpoints_on(world, network["Name"])}
     ip = next(str(h) for h in subnet.hosts() if str(h) != cfg["Gateway"] and str(h) not in used)
     taken = _host_ports(world)
     ports: dict[str, list[dict[str, str]]] = {}
@@ -68,7 +67,8 @@ def attach(world: Any, ct: Any, record: Any, network: dict[str, Any]) -> dict[st
     mac = "02:42:" + ":".join(f"{b:02x}" for b in ipaddress.IPv4Address(ip).packed)
     ct.net = {"Network": network["Name"], "NetworkID": network["Id"], "IPAddress": ip,
               "IPPrefixLen": subnet.prefixlen, "Gateway": cfg["Gateway"], "MacAddress": mac,
-              "Bridge": network["Options"].get("com.docker.network.bridge.name", ""), "Ports": ports}
+              "Bridge": network["Options"].get("com.docker.network.bridge.name", ""), "Ports": ports,
+              "Cid": record.id, "Name": record.config.name, "Hostname": record.config.hostname}
     return ct.net
 
 
@@ -80,13 +80,58 @@ def reattach(world: Any, ct: Any, net: dict[str, Any] | None) -> dict[str, Any] 
         return None
     if not net["Bridge"]:
         return dict(net)  # rootless: each container has the same address in a network stack of its own
-    used = {c.net["IPAddress"] for c in world.containers.values()
-            if c is not ct and getattr(c, "net", None) and c.net["Network"] == net["Network"]}
+    used = {e["IPAddress"] for c in world.containers.values() if c is not ct for e in endpoints(c)
+            if e["Network"] == net["Network"]}
     ip = net["IPAddress"]
     if ip in used:
         subnet = ipaddress.IPv4Network(f"{net['Gateway']}/{net['IPPrefixLen']}", strict=False)
         ip = next(str(h) for h in subnet.hosts() if str(h) != net["Gateway"] and str(h) not in used)
     return {**net, "IPAddress": ip, "MacAddress": "02:42:" + ":".join(f"{b:02x}" for b in ipaddress.IPv4Address(ip).packed)}
+
+
+def endpoints(ct: Any) -> list[dict[str, Any]]:
+    """The endpoints ``ct`` holds now: ``--network``'s (unless ``network disconnect`` took it away) and each
+    ``network connect``'s, in the order they were made (as the linux backend's ``endpoints_of``)."""
+    net = getattr(ct, "net", None)
+    first = [net] if net and net.get("Bridge") and not net.get("Unplugged") else []
+    return first + list(getattr(ct, "nets", ()))
+
+
+def endpoints_on(world: Any, network: str) -> list[dict[str, Any]]:
+    """Every endpoint the world's containers hold on ``network``."""
+    return [e for c in world.containers.values() for e in endpoints(c) if e["Network"] == network]
+
+
+def plug(world: Any, ct: Any, record: Any, network: dict[str, Any], spec: Any) -> dict[str, Any]:
+    """Plug a running container into one more network (``network connect``), as the linux backend's ``_plug``:
+    its next ``ethN``, ``spec.ip`` or the next free address, a MAC derived from it; kept in ``ct.nets``.
+    (The model keeps no routes: the default route's gateway is the linux backend's alone.)"""
+    # The real backend's rules (addresses, names), stated once; loaded where used: no kernel code is imported
+    from labkit.linux import network as net
+
+    cfg = network["IPAM"]["Config"][0]
+    subnet = ipaddress.IPv4Network(cfg["Subnet"])
+    ip = net.allocate(subnet, cfg["Gateway"], {e["IPAddress"] for e in endpoints_on(world, network["Name"])}, spec.ip)
+    index = getattr(ct, "next_if", 1)  # eth1, eth2, … in the order made, never reused (as the linux backend)
+    ct.next_if = index + 1
+    added = {"Network": network["Name"], "NetworkID": network["Id"], "IPAddress": ip,
+             "IPPrefixLen": subnet.prefixlen, "Gateway": cfg["Gateway"], "MacAddress": net.mac_for(ip),
+             "Bridge": network["Options"].get("com.docker.network.bridge.name", ""), "Ports": {},
+             "Veth": f"{veth_name(record.id)}x{index}", "Cid": record.id, "Name": record.config.name,
+             "Hostname": record.config.hostname, "Aliases": list(spec.aliases), "Index": index, "Connected": True,
+             "Interface": f"eth{index}"}
+    ct.nets = (*getattr(ct, "nets", ()), added)
+    return added
+
+
+def unplug(ct: Any, network: str) -> dict[str, Any] | None:
+    """Take a running container off ``network`` (``network disconnect``); the endpoint it held there, or None."""
+    gone = next((e for e in endpoints(ct) if e["Network"] == network), None)
+    if gone is not None and gone is ct.net:
+        ct.net = {**ct.net, "Unplugged": True}
+    elif gone is not None:
+        ct.nets = tuple(e for e in ct.nets if e is not gone)
+    return gone
 
 
 def _host_ports(world: Any) -> set[int]:
@@ -152,14 +197,12 @@ def host_interfaces(world: World) -> tuple[Interface, ...]:
     bridges: dict[str, Interface] = {}
     veths = []
     for cid, ct in sorted(world.containers.items()):
-        net = ct.net
-        if not net or not net["Bridge"]:
-            continue  # a rootless container's tap0 lives in its own namespace: nothing on the host's side
-        if net["Bridge"] not in bridges:
-            gateway_mac = "02:42:" + ":".join(f"{b:02x}" for b in ipaddress.IPv4Address(net["Gateway"]).packed)
-            bridges[net["Bridge"]] = Interface(net["Bridge"], (f"{net['Gateway']}/{net['IPPrefixLen']}",),
-                                               gateway_mac)
-        veths.append(Interface(veth_name(cid), (), "", net["Bridge"]))
+        for net in endpoints(ct):  # a rootless container's tap0 lives in its own namespace: nothing on the host's side
+            if net["Bridge"] not in bridges:
+                gateway_mac = "02:42:" + ":".join(f"{b:02x}" for b in ipaddress.IPv4Address(net["Gateway"]).packed)
+                bridges[net["Bridge"]] = Interface(net["Bridge"], (f"{net['Gateway']}/{net['IPPrefixLen']}",),
+                                                   gateway_mac)
+            veths.append(Interface(net.get("Veth") or veth_name(cid), (), "", net["Bridge"]))
     return (HOST_LO, *bridges.values(), *veths)
 
 
@@ -169,7 +212,8 @@ def interfaces(world: World, ct: Any, host_mode: bool = False) -> tuple[Interfac
     if host_mode:
         return host_interfaces(world)
     net = getattr(ct, "net", None)
-    if not net:
-        return (HOST_LO,)
-    name = net.get("Interface") or "eth0"
-    return (HOST_LO, Interface(name, (f"{net['IPAddress']}/{net['IPPrefixLen']}",), net["MacAddress"]))
+    if net and not net["Bridge"]:  # rootless: its user-mode stack's tap0
+        return (HOST_LO, Interface(net.get("Interface") or "eth0", (f"{net['IPAddress']}/{net['IPPrefixLen']}",),
+                                   net["MacAddress"]))
+    return (HOST_LO, *(Interface(e.get("Interface") or "eth0", (f"{e['IPAddress']}/{e['IPPrefixLen']}",),
+                                 e["MacAddress"]) for e in endpoints(ct)))

@@ -18,11 +18,12 @@ from __future__ import annotations
 
 import errno
 import socket
+from pathlib import Path
 from typing import Any
 
-from labkit.errors import HostUnsupported, LabkitError, NoSuchContainer
-from labkit.model import hostconfig
-from labkit.model.container import HOSTS, ContainerRecord
+from labkit.errors import Conflict, HostUnsupported, LabkitError, NoSuchContainer
+from labkit.model import events, hostconfig
+from labkit.model.container import HOSTS, ContainerRecord, EndpointSpec
 from labkit.sim import network, programs
 from labkit.sim.base import SimBase
 from labkit.sim.kernel import SimContainer, World
@@ -70,22 +71,78 @@ class Networking(SimBase):
         (self.store.container_dir(record.id) / "resolv.conf").write_text(usernet.slirp_resolv_conf(_resolv_conf()))
         return info
 
+    def _meet_peers(self, w: World, endpoint: dict[str, Any]) -> list[str]:
+        """The /etc/hosts lines a container's ``endpoint`` brings (its own address; on a user network its peers
+        there by name and alias), and its name and aliases written into each peer's, as the linux backend's."""
+        lines = [hostconfig.hosts_line(endpoint["IPAddress"], [endpoint["Hostname"]])]
+        if endpoint["Network"] == "bridge":
+            return lines
+        peers = [e for e in network.endpoints_on(w, endpoint["Network"])
+                 if e.get("Cid") and e.get("Cid") != endpoint.get("Cid")]
+        lines += [hostconfig.hosts_line(p["IPAddress"], [p.get("Name", ""), *p.get("Aliases", ())]) for p in peers]
+        mine = hostconfig.hosts_line(endpoint["IPAddress"], [endpoint["Name"], *endpoint.get("Aliases", ())])
+        for peer in peers:
+            _rewrite_hosts(self.store.container_dir(peer["Cid"]) / "hosts", lambda t: hostconfig.hosts_with(t, [mine]))
+        return lines
+
+    def _plug(self, w: World, ct: SimContainer, record: ContainerRecord, net_rec: dict[str, Any],
+              spec: EndpointSpec) -> dict[str, Any]:
+        added = network.plug(w, ct, record, net_rec, spec)
+        self._step(w, events.network_plug(added["Veth"], added["Bridge"], added["Interface"], added["IPAddress"],
+                                          added["MacAddress"], added["Network"]), record.id)
+        return added
+
+    def connect_network(self, record: ContainerRecord, network: dict[str, Any], spec: EndpointSpec) -> None:
+        """``network connect`` of a running container: its next ``ethN`` in the model, and the /etc/hosts lines
+        the linux backend writes (:meth:`labkit.linux.backend.LinuxBackend.connect_network`)."""
+        with self._locked() as w:
+            ct = w.containers.get(record.id)
+            if ct is None or not ct.pid1:
+                raise Conflict(f"container {record.id} is not running", "Start it first")
+            added = self._plug(w, ct, record, network, spec)
+            lines = self._meet_peers(w, added)
+        _rewrite_hosts(self.store.container_dir(record.id) / "hosts", lambda t: hostconfig.hosts_with(t, lines))
+
+    def disconnect_network(self, record: ContainerRecord, network: str) -> None:
+        """``network disconnect`` of a running container: its endpoint on ``network`` goes from the model, and the
+        /etc/hosts lines of that address from its own file and its peers'. (``network`` shadows the module here.)"""
+        with self._locked() as w:
+            ct = w.containers.get(record.id)
+            gone = _network.unplug(ct, network) if ct is not None else None
+            if gone is None:
+                raise Conflict(f"container {record.id} is not connected to network {network}", "")
+            self._step(w, events.network_unplug(gone.get("Veth") or _network.veth_name(record.id), gone["Bridge"],
+                                                gone.get("Interface", "eth0"), gone["IPAddress"], network), record.id)
+            peers = [] if network == "bridge" else [p for p in _network.endpoints_on(w, network) if p.get("Cid")]
+        # It forgets its peers there, and they forget it.
+        _rewrite_hosts(self.store.container_dir(record.id) / "hosts",
+                       lambda t: hostconfig.hosts_without(t, [gone["IPAddress"], *(p["IPAddress"] for p in peers)]))
+        for peer in peers:
+            _rewrite_hosts(self.store.container_dir(peer["Cid"]) / "hosts",
+                           lambda t: hostconfig.hosts_without(t, [gone["IPAddress"]]))
+
     def network_settings(self, record: ContainerRecord) -> dict[str, Any]:
         """``NetworkSettings``: the simulated address while running, empty ones after (as the linux backend)."""
         # The real backend's rule, stated once; loaded where used, so that importing the simulator loads no kernel code
         from labkit.linux import network as net
 
+        c = record.config
         with self._locked() as w:
             ct = w.containers.get(record.id)
             info = getattr(ct, "net", None) if ct is not None else None
+            live = network.endpoints(ct) if ct is not None else []
         if info is None:
-            return net.network_settings(None, {}, "", record.config.network)
-        bridged = bool(info["Bridge"])  # rootless: no veth and no pinned namespace, as the rootless backend says
-        endpoint = net.Endpoint(info["Network"], info["Bridge"], info["IPAddress"], info["IPPrefixLen"],
-                                info["Gateway"], info["MacAddress"], network.veth_name(record.id) if bridged else "",
-                                str(self.store.container_dir(record.id) / "netns") if bridged else "")
-        ports: dict[str, Any] = {k: None for k in record.config.exposed_ports}
+            if c.network == "host" or c.network_mode == "none":
+                return net.network_settings(None, {}, "", c.network)
+            return net.unplugged_settings(c, None)
+        ports: dict[str, Any] = {k: None for k in c.exposed_ports}
         ports.update(info["Ports"])
+        if info["Bridge"]:  # on bridges: each network joined, in order
+            return net.live_network_settings(live, ports, c, str(self.store.container_dir(record.id) / "netns"),
+                                             info["Bridge"])
+        # Rootless: no veth and no pinned namespace, as the rootless backend says.
+        endpoint = net.Endpoint(info["Network"], "", info["IPAddress"], info["IPPrefixLen"], info["Gateway"],
+                                info["MacAddress"], "", "")
         return net.network_settings(endpoint, ports, info["NetworkID"])
 
     def drop_bridge(self, network: dict[str, Any]) -> None:
@@ -132,6 +189,21 @@ class Networking(SimBase):
             if cid not in w.containers:
                 raise ConnectionRefusedError(errno.ECONNREFUSED, "the container is not running")
             return programs.http_get(w, cid, port, path)
+
+
+def _rewrite_hosts(path: Path, change: Any) -> None:
+    """Rewrite a container's /etc/hosts file with ``change`` (text -> text), as the linux backend does in place."""
+    try:
+        text = path.read_text()
+        new = change(text)
+        if new != text:
+            path.write_text(new)
+    except OSError:
+        pass  # its container is gone
+
+
+#: :mod:`labkit.sim.network` under a name no parameter shadows (``disconnect_network``'s ``network`` is a name).
+_network = network
 
 
 def _resolv_conf() -> str:

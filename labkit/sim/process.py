@@ -321,7 +321,7 @@ def _end_container(world: World, ct: SimContainer, code: int) -> None:
     ct.frozen = False
     ct.ended = (code, world.rfc3339(), ct.oom_kills > 0)
     # Its network namespace went with PID 1, and its address with it; what it had is kept for the trace.
-    ct.net_left, ct.net = ct.net, None
+    ct.net_left, ct.net, ct.nets, ct.next_if = ct.net, None, (), 1
     _schedule_restart(world, ct, code)
 
 

@@ -186,31 +186,97 @@ def test_events_record_the_lifecycle_in_dockers_words(lab):
 
 
 def test_network_connect_and_disconnect_move_a_stopped_container(lab):
-    """A container that is not running leaves its network (``none`` then) and joins another, which its next
-    start plugs it into; joining a second network, or changing a running one's, is refused in one sentence."""
+    """A container that is not running leaves its network (on none then, Networks empty, NetworkMode as created)
+    and joins others, which its next start plugs it into, each with an address, in the order joined."""
     from labkit.errors import Conflict
 
     if lab.backend.rootless:
         pytest.skip("rootless: no user networks")
     lab.network_create("lk-cn-net")
+    lab.network_create("lk-cn-two")
     try:
         lab.create("busybox", ["sleep", "30"], name="cn")
-        with pytest.raises(Conflict, match="endpoint with name cn already exists in network bridge"):
-            lab.network_connect("bridge", "cn")
-        with pytest.raises(Conflict, match="labkit gives a container one network, and cn is on bridge"):
-            lab.network_connect("lk-cn-net", "cn")
         lab.network_disconnect("bridge", "cn")
-        assert list(lab.inspect("cn")["NetworkSettings"]["Networks"]) == ["none"]
+        info = lab.inspect("cn")
+        assert info["NetworkSettings"]["Networks"] == {} and info["HostConfig"]["NetworkMode"] == "default"
         with pytest.raises(Conflict, match="is not connected to network bridge"):
             lab.network_disconnect("bridge", "cn")
         lab.network_connect("lk-cn-net", "cn")
+        lab.network_connect("lk-cn-two", "cn", aliases=["two"])
+        lab.network_connect("lk-cn-two", "cn", aliases=["deux"])  # a stopped container's second connect replaces
+        nets = lab.inspect("cn")["NetworkSettings"]["Networks"]
+        assert list(nets) == ["lk-cn-net", "lk-cn-two"] and nets["lk-cn-two"]["Aliases"] == ["deux"]
+        assert nets["lk-cn-two"]["IPAMConfig"] == {} and nets["lk-cn-two"]["IPAddress"] == ""
         lab.start("cn")
-        assert list(lab.inspect("cn")["NetworkSettings"]["Networks"]) == ["lk-cn-net"]
-        with pytest.raises(Conflict, match="only while it is not running"):
-            lab.network_disconnect("lk-cn-net", "cn")
+        nets = lab.inspect("cn")["NetworkSettings"]["Networks"]
+        assert list(nets) == ["lk-cn-net", "lk-cn-two"] and all(n["IPAddress"] for n in nets.values())
+        assert nets["lk-cn-two"]["Aliases"] == ["deux"] and nets["lk-cn-net"]["Aliases"] == []
+        with pytest.raises(Conflict, match="has active endpoints"):
+            lab.network_rm("lk-cn-two")
     finally:
         lab.rm("cn", force=True)
         lab.network_rm("lk-cn-net")
+        lab.network_rm("lk-cn-two")
+
+
+def test_network_connect_plugs_a_running_container_in_and_disconnect_unplugs_it(lab):
+    """A running container joins a second network at once: an entry of its own in NetworkSettings.Networks
+    (address in that subnet, gateway, MAC from the address, an EndpointID, the aliases asked), its peers there
+    find it by name and alias in /etc/hosts and it finds them; disconnect takes all that away at once. The
+    refusals are Docker's."""
+    from labkit.errors import Conflict, InvalidArgument
+    from labkit.networks import NoSuchNetwork
+
+    if lab.backend.rootless:
+        pytest.skip("rootless: no user networks")
+    net_id = lab.network_create("lk-live-net", subnet="10.231.0.0/16")["Id"]
+    try:
+        peer = lab.run("busybox", ["sleep", "300"], name="peer", network="lk-live-net", detach=True)
+        c = lab.run("busybox", ["sleep", "300"], name="joiner", detach=True)
+        lab.network_connect("lk-live-net", "joiner", aliases=["web"], ip="10.231.0.77")
+        nets = c.inspect()["NetworkSettings"]["Networks"]
+        assert list(nets) == ["bridge", "lk-live-net"]
+        live = nets["lk-live-net"]
+        assert (live["IPAddress"], live["Gateway"], live["IPPrefixLen"], live["NetworkID"]) == \
+            ("10.231.0.77", "10.231.0.1", 16, net_id)
+        assert live["MacAddress"] == "02:42:0a:e7:00:4d" and live["Aliases"] == ["web"]
+        assert live["IPAMConfig"] == {"IPv4Address": "10.231.0.77"} and len(live["EndpointID"]) == 64
+        assert live["EndpointID"] != nets["bridge"]["EndpointID"]
+        assert c.inspect()["NetworkSettings"]["IPAddress"] == nets["bridge"]["IPAddress"], "the top copies: bridge's"
+        assert lab.inspect_network("lk-live-net")["Containers"][c.id]["IPAddress"] == "10.231.0.77"
+        code, hosts = c.exec(["cat", "/etc/hosts"])
+        peer_ip = peer.inspect()["NetworkSettings"]["Networks"]["lk-live-net"]["IPAddress"]
+        assert f"10.231.0.77\t{c.id[:12]}\n" in hosts and f"{peer_ip}\tpeer\n" in hosts
+        assert "10.231.0.77\tjoiner web\n" in peer.exec(["cat", "/etc/hosts"])[1]
+        with pytest.raises(Conflict, match="endpoint with name joiner already exists in network lk-live-net"):
+            lab.network_connect("lk-live-net", "joiner")
+        other = lab.run("busybox", ["sleep", "300"], detach=True)
+        with pytest.raises(Conflict, match="Address already in use"):
+            lab.network_connect("lk-live-net", other.id, ip=peer_ip)
+        assert list(other.inspect()["NetworkSettings"]["Networks"]) == ["bridge"], "a refused connect changes nothing"
+        with pytest.raises(InvalidArgument, match="private \\(none\\) mode"):
+            lab.network_connect("none", "joiner")
+        with pytest.raises(InvalidArgument, match="connected to host network"):
+            lab.network_connect("host", "joiner")
+        with pytest.raises(InvalidArgument, match="only for containers in user defined networks"):
+            lab.network_connect("bridge", "peer", aliases=["x"])
+        with pytest.raises(NoSuchNetwork, match="network nosuch not found"):
+            lab.network_connect("nosuch", "joiner")
+        lab.network_disconnect("lk-live-net", "joiner")
+        assert list(c.inspect()["NetworkSettings"]["Networks"]) == ["bridge"]
+        assert "10.231.0.77" not in c.exec(["cat", "/etc/hosts"])[1] and "\tpeer" not in c.exec(["cat", "/etc/hosts"])[1]
+        assert "joiner" not in peer.exec(["cat", "/etc/hosts"])[1]
+        assert c.id not in lab.inspect_network("lk-live-net")["Containers"]
+        with pytest.raises(Conflict, match=f"container {c.id} is not connected to network lk-live-net"):
+            lab.network_disconnect("lk-live-net", "joiner")
+        lab.network_connect("lk-live-net", "joiner")
+        again = c.inspect()["NetworkSettings"]["Networks"]["lk-live-net"]
+        assert again["IPAddress"] == "10.231.0.3" and again["Aliases"] == [], "the next free address"
+        assert c.inspect()["NetworkSettings"]["Networks"]["bridge"]["Aliases"] is None, "run's network: none sent"
+    finally:
+        for rec in lab.ps(all=True):
+            lab.rm(rec["Id"], force=True)
+        lab.network_rm("lk-live-net")
 
 
 def test_update_restart_applies_to_the_run_under_way(lab):

@@ -126,6 +126,59 @@ def test_user_network_resolves_names(engine):
     assert not os.path.exists(f"/sys/class/net/{bridge}"), "network rm takes its bridge down"
 
 
+def _links(cid: str) -> set[str]:
+    """The host's links of container ``cid`` (the host is shared: other runs' links come and go meanwhile)."""
+    return {n for n in os.listdir("/sys/class/net") if n.startswith(f"lk{cid[:10]}")}
+
+
+def test_network_connect_hot_plugs_a_running_container(engine):
+    """network connect gives a running container one more interface at once (the next ethN, its address on the
+    network, the MAC from it), reached by name and alias from its peers there over the new bridge; the default
+    route goes through the gateway of the network whose name sorts first, as libnetwork's does; disconnect
+    deletes the veth pair at once (the host end is gone), and stop and rm leave no veth of the container."""
+    engine.network_create("lk-hot-a")
+    engine.network_create("lk-hot-b")
+    try:
+        db = engine.run("busybox", ["sh", "-c", SERVE], detach=True, name="hot-db", network="lk-hot-a")
+        app = engine.run("busybox", ["sleep", "300"], detach=True, name="hot-app", network="lk-hot-b")
+        before = _links(app.id)
+        engine.network_connect("lk-hot-a", "hot-app", aliases=["front"])
+        live = app.inspect()["NetworkSettings"]["Networks"]["lk-hot-a"]
+        veths = _links(app.id) - before
+        assert veths == {net.veth_name(app.id, 1)}, veths
+        code, out = app.exec(["ip", "-o", "-4", "addr", "show", "eth1"])
+        assert code == 0 and f"inet {live['IPAddress']}/{live['IPPrefixLen']}" in out
+        assert app.exec(["cat", "/sys/class/net/eth1/address"])[1].strip() == live["MacAddress"]
+        code, out = app.exec(["wget", "-qO-", "http://hot-db:8080/"])
+        assert code == 0 and out.strip() == f"hello from {db.id[:12]}", "it reaches a peer by name"
+        assert db.exec(["ping", "-c", "1", "-W", "5", "front"])[0] == 0, "the peer reaches it by its alias"
+        gateway = live["Gateway"]
+        assert app.exec(["ip", "route", "show", "default"])[1].split()[2] == gateway, "lk-hot-a sorts first"
+        engine.network_disconnect("lk-hot-a", "hot-app")
+        assert wait_for(lambda: _links(app.id) == before), "the veth pair went with disconnect"
+        assert app.exec(["ls", "/sys/class/net"])[1].split() == ["eth0", "lo"]
+        other = app.inspect()["NetworkSettings"]["Networks"]["lk-hot-b"]["Gateway"]
+        assert app.exec(["ip", "route", "show", "default"])[1].split()[2] == other, "the route moved back"
+        assert app.exec(["wget", "-T", "2", "-qO-", "http://hot-db:8080/"])[0] != 0, "the name is gone"
+        engine.network_connect("lk-hot-a", "hot-app")
+        assert app.exec(["ls", "/sys/class/net"])[1].split() == ["eth0", "eth2", "lo"], "numbers are not reused"
+        app.stop(timeout=0)
+        # The kernel frees a namespace (and its veth pairs) from a workqueue, a moment after its last pin goes.
+        assert wait_for(lambda: not _links(app.id)), "stop leaves no veth behind"
+        app.start()
+        code, out = app.exec(["ls", "/sys/class/net"])
+        assert out.split() == ["eth0", "eth1", "lo"], "a start plugs every network it is on, in order"
+        assert app.exec(["wget", "-qO-", "http://hot-db:8080/"])[0] == 0
+        db.remove(force=True)
+        app.remove(force=True)
+        assert wait_for(lambda: not _links(app.id)), "rm leaves no veth behind"
+    finally:
+        for rec in engine.ps(all=True):
+            engine.rm(rec["Id"], force=True)
+        engine.network_rm("lk-hot-a")
+        engine.network_rm("lk-hot-b")
+
+
 def test_bridge_network_is_listed(engine):
     """network ls lists bridge, host and none first; bridge cannot be removed."""
     names = [n["Name"] for n in engine.network_ls()]

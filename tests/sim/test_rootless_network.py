@@ -97,3 +97,34 @@ def test_rootless_model_has_no_bridge_and_publishes_on_loopback(fresh_root):
             lab.rm(cid, force=True)
         if any(n["Name"] == "mynet" for n in lab.network_ls()):
             lab.network_rm("mynet")
+
+
+def test_rootless_network_connect_refuses_in_one_sentence(fresh_root):
+    """Rootless, a running container cannot join or leave a network (its user-mode network stack is made once,
+    at its start), and no container can join a user network: each refusal is one sentence that says why and
+    what to do; a stopped container leaves the default network and joins it again for its next start."""
+    from labkit.engine import Engine
+    from labkit.errors import HostUnsupported
+    from labkit.sim.backend import SimBackend
+    from labkit.store import Store
+
+    root = fresh_root()
+    lab = Engine(root=root, backend=SimBackend(Store(root), realtime=False, rootless=True))
+    a = lab.run("busybox", ["sleep", "600"], detach=True)
+    try:
+        with pytest.raises(HostUnsupported, match="keeps the network stack"):
+            lab.network_disconnect("bridge", a.id)
+        a.stop(timeout=0)
+        lab.network_disconnect("bridge", a.id)
+        assert a.inspect()["NetworkSettings"]["Networks"] == {}
+        a.start()
+        with pytest.raises(HostUnsupported, match="a running rootless container cannot join a network") as e:
+            lab.network_connect("bridge", a.id)
+        assert "labkit stop" in e.value.hint
+        a.stop(timeout=0)
+        lab.network_connect("bridge", a.id)
+        a.start()
+        assert a.inspect()["NetworkSettings"]["Networks"]["bridge"]["IPAddress"] == "10.0.2.100"
+    finally:
+        for cid in lab.store.container_ids():
+            lab.rm(cid, force=True)

@@ -43,13 +43,13 @@ def cmd_network_inspect(session: Session, args: argparse.Namespace) -> int:
 
 
 def cmd_network_connect(session: Session, args: argparse.Namespace) -> int:
-    """Put a container that is not running on a network (nothing printed, as Docker)."""
-    session.engine.network_connect(args.network, args.container)
+    """Put a container on one more network, at once if it runs (nothing printed, as Docker)."""
+    session.engine.network_connect(args.network, args.container, aliases=args.alias, ip=args.ip or "")
     return 0
 
 
 def cmd_network_disconnect(session: Session, args: argparse.Namespace) -> int:
-    """Take a container that is not running off its network (nothing printed, as Docker)."""
+    """Take a container off a network, at once if it runs (nothing printed, as Docker)."""
     session.engine.network_disconnect(args.network, args.container, force=args.force)
     return 0
 
@@ -72,11 +72,14 @@ def register(command: Command) -> None:
     sub.add_argument("networks", nargs="+", metavar="NETWORK")
     sub = networks.add_parser("prune", help="Take down the bridges no running container uses")
     sub.set_defaults(handler=cmd_network_prune)
-    sub = networks.add_parser("connect", help="Connect a container that is not running to a network")
+    sub = networks.add_parser("connect", help="Connect a container to a network (a running one at once)")
     sub.set_defaults(handler=cmd_network_connect)
+    sub.add_argument("--alias", action="append", default=[], metavar="NAME",
+                     help="another name the container's peers on the network find it by")
+    sub.add_argument("--ip", metavar="ADDR", help="its IPv4 address there (on a network made with --subnet)")
     sub.add_argument("network", metavar="NETWORK")
     sub.add_argument("container", metavar="CONTAINER")
-    sub = networks.add_parser("disconnect", help="Disconnect a container that is not running from its network")
+    sub = networks.add_parser("disconnect", help="Disconnect a container from a network (a running one at once)")
     sub.set_defaults(handler=cmd_network_disconnect)
     sub.add_argument("-f", "--force", action="store_true", help="force the container to disconnect")
     sub.add_argument("network", metavar="NETWORK")
