@@ -109,6 +109,11 @@ class Backend(Protocol):
         of the pair given to :meth:`start`; None connects to the running container's terminal.
         Raises HostUnsupported where containers have no terminals."""
 
+    def stdin_sink(self, record: ContainerRecord) -> int | None:
+        """A descriptor open for writing on the running container's PID 1 stdin, for ``docker attach`` of a
+        ``-i`` container without a terminal; None where nothing can reach it. The caller closes it: PID 1's
+        stdin stays open (the supervisor holds its own write end, Docker's ``StdinOnce`` false)."""
+
     def observe(self, record: ContainerRecord) -> Exited | Restarted | None:
         """``None`` while PID 1 of the current start lives; how it ended otherwise (or, on a backend that
         :attr:`restarts_itself`, what the restart policy did since the run the record holds)."""

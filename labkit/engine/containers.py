@@ -89,6 +89,24 @@ if TYPE_CHECKING:
     from labkit.images.store import Image
 
 
+def _feed(source: int, sink: int, ended: threading.Event) -> None:
+    """Copy ``source`` into ``sink`` until ``source`` ends (then set ``ended``) or ``sink``'s reader is gone;
+    then close ``sink``."""
+    try:
+        while True:
+            data = os.read(source, 65536)
+            if not data:
+                ended.set()
+                break
+            view = memoryview(data)
+            while view:
+                view = view[os.write(sink, view):]
+    except OSError:
+        pass  # EPIPE: the container ended
+    finally:
+        os.close(sink)
+
+
 class ContainerCollection(ContainerUpkeep):
     """The state root's containers (``lab.containers``); the engine's flat verbs (``lab.run``) call these."""
 
@@ -371,7 +389,11 @@ class ContainerCollection(ContainerUpkeep):
         terminal in raw mode meanwhile; typing the detach keys (``ctrl-p,ctrl-q``, or
         ``detach_keys``) lets go and leaves the container running. Its terminal belongs to its
         supervisor: the caller's descriptors never enter the container. Without a terminal, its
-        output from now on goes to ``stdout`` and ``stderr`` until it ends.
+        output from now on goes to ``stdout`` and ``stderr`` until it ends; for a ``-i`` container
+        (``run -di``), what ``stdin`` holds is written to PID 1's stdin as it comes; at its end PID 1's
+        stdin stays open (Docker's ``StdinOnce`` is false there) and, as Docker's daemon closes the
+        attach's output then (moby container/stream/attach.go), nothing more is relayed, but the
+        attach lasts until the container ends and returns its exit code.
 
         ``start``: start the container first (``run -it``, ``start -ai``), attached before PID 1
         runs, so that nothing it writes is missed.
@@ -408,11 +430,16 @@ class ContainerCollection(ContainerUpkeep):
                 detached = self.engine.backend.attach(rec, stdin if rec.config.open_stdin else None, stdout, keys)
                 return None if detached else self._final_code(rec)
             seen = sum(1 for _ in self.engine.backend.logs(rec))
+        sink = self.engine.backend.stdin_sink(rec) if stdin is not None else None
+        ended = threading.Event()  # the caller's input ended: Docker's daemon then closes the attach's output too
+        if sink is not None:
+            threading.Thread(target=_feed, args=(stdin, sink, ended), name="labkit-attach-stdin", daemon=True).start()
         entries = self.logs(rec.id, follow=True)
         for _ in range(seen):  # what it wrote before is not replayed
             next(entries, None)
         for stream, text, _ in entries:
-            os.write(stderr if stream == "stderr" else stdout, text.encode() if isinstance(text, str) else text)
+            if not ended.is_set():
+                os.write(stderr if stream == "stderr" else stdout, text.encode() if isinstance(text, str) else text)
         return self.wait(rec.id)
 
     def _final_code(self, rec: ContainerRecord) -> int:

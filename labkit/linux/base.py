@@ -14,6 +14,7 @@ make :class:`labkit.linux.backend.LinuxBackend`.
 
 from __future__ import annotations
 
+import os
 import socket
 import tempfile
 import time
@@ -183,6 +184,16 @@ class LinuxBase:
     def _sh(self, record: ContainerRecord, script: str) -> tuple[int, str]:
         """``/bin/sh -c script`` in the container (see :meth:`_exec_text`)."""
         return self._exec_text(record, ["/bin/sh", "-c", script])
+
+    def stdin_sink(self, record: ContainerRecord) -> int | None:
+        """PID 1's stdin pipe opened for writing through ``/proc/PID/fd/0``: opening a pipe's proc link opens
+        the pipe itself, in the mode asked (proc(5), fs/pipe.c fifo_open), whichever end the link names."""
+        if not record.config.open_stdin or record.config.tty:
+            return None
+        try:
+            return os.open(f"/proc/{record.state.pid}/fd/0", os.O_WRONLY | os.O_CLOEXEC)
+        except OSError:
+            return None  # it has just ended, or its stdin is no pipe
 
     def _caps(self, record: ContainerRecord) -> frozenset[str]:
         """The capabilities the container's processes keep: Docker's default set as ``--cap-add``,

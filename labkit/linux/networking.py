@@ -343,13 +343,4 @@ def host_resolv_conf() -> str:
     except OSError:
         lines = []
     return "".join(lines)
-    def stdin_sink(self, record: ContainerRecord) -> int | None:
-        """PID 1's stdin pipe opened for writing through ``/proc/PID/fd/0``: opening a pipe's proc link opens
-        the pipe itself, in the mode asked (proc(5), fs/pipe.c fifo_open), whichever end the link names."""
-        if not record.config.open_stdin or record.config.tty:
-            return None
-        try:
-            return os.open(f"/proc/{record.state.pid}/fd/0", os.O_WRONLY | os.O_CLOEXEC)
-        except OSError:
-            return None  # it has just ended, or its stdin is no pipe
 

@@ -345,6 +345,11 @@ class SimBase:
             finally:
                 del proc_mod.EXEC_STREAMS[eid]
 
+    def stdin_sink(self, record: ContainerRecord) -> int | None:
+        """None: a simulated PID 1 reads its stdin whole when it starts (``run -i``), and a held-open one
+        (``run -di``) is not modelled, so nothing written later would reach it."""
+        return None
+
     def attach(self, record: ContainerRecord, stdin: int | None, stdout: int, detach_keys: bytes,
                connection: Any = None) -> bool:
         raise HostUnsupported(*NO_TERMINAL)

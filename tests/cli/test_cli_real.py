@@ -218,3 +218,67 @@ def test_trace_prints_the_kernels_steps(lk):
         assert kind in kinds, kind
     assert kinds.index("copy-up") < kinds.index("exit") < kinds.index("remove-layer")
     assert "Copy /etc/passwd" in out and "Hide /etc/group" in out and "CLONE_NEWPID" in out
+
+
+
+@pytest.mark.parametrize("through", ["in-process", "resident engine"])
+def test_attach_to_a_di_container_types_into_its_shell(engine, served, through):
+    """attach to a container started with -i and no terminal (run -di busybox sh): what is typed reaches the
+    shell and its answers come back; at the end of the input the shell's stdin stays open, nothing more is
+    relayed and attach waits for the container (Docker's StdinOnce false), ending with its exit code; Ctrl-C lets go of the container, sending
+    it SIGINT first (--sig-proxy, Docker's default), or not (--sig-proxy=false: it keeps running)."""
+    import signal
+    import time
+    from pathlib import Path
+
+    env = dict(served)
+    argv = ["sh", str(Path(__file__).resolve().parents[2] / "bin" / "labkit")]
+    if through == "in-process":
+        env["LABKIT_NO_SERVER"] = "1"
+
+    def lk(*args: str, **kw) -> subprocess.CompletedProcess:
+        kw.setdefault("timeout", 60)
+        return subprocess.run([*argv, *args], capture_output=True, text=True, env=env, **kw)
+
+    name = f"held-{through[:2]}"
+    assert lk("run", "-di", "--name", name, "busybox", "sh").returncode == 0
+    try:
+        attach = subprocess.Popen([*argv, "attach", name], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                  stderr=subprocess.PIPE, text=True, env=env)
+        try:
+            attach.stdin.write("echo hello from $HOSTNAME\n")
+            attach.stdin.flush()
+            assert attach.stdout.readline() == f"hello from {engine.inspect(name)['Id'][:12]}\n"
+            attach.stdin.write("echo gone unseen; exit 4\n")  # at the input's end Docker relays no more
+            out, err = attach.communicate(timeout=30)
+        finally:
+            attach.kill()
+        assert (attach.returncode, out, err) == (4, "", "")
+        lk("rm", name)
+        assert lk("run", "-di", "--name", name, "busybox", "sh").returncode == 0
+        with pytest.raises(subprocess.TimeoutExpired):
+            lk("attach", name, input="echo one\n", timeout=4)  # input ended; the shell did not
+        assert engine.inspect(name)["State"]["Running"], "the end of the input leaves the shell's stdin open"
+        for proxy, ends in ((["--sig-proxy=false"], False), ([], True)):
+            lk("rm", "-f", name)
+            assert lk("run", "-di", "--name", name, "busybox", "sh").returncode == 0
+            attach = subprocess.Popen([*argv, "attach", *proxy, name], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                      stderr=subprocess.PIPE, text=True, env=env)
+            try:
+                # A shell runs a trap between commands, not while it waits for its input: keep it busy.
+                attach.stdin.write("trap 'echo interrupted; exit 7' INT; echo armed; while :; do sleep 0.1; done\n")
+                attach.stdin.flush()
+                assert attach.stdout.readline() == "armed\n"
+                attach.send_signal(signal.SIGINT)
+                attach.communicate(timeout=30)
+            finally:
+                attach.kill()
+            assert attach.returncode in (130, -signal.SIGINT), "Ctrl-C lets go of the container"
+            deadline = time.monotonic() + 10
+            while ends and engine.inspect(name)["State"]["Running"] and time.monotonic() < deadline:
+                time.sleep(0.1)
+            state = engine.inspect(name)["State"]
+            assert state["Running"] is not ends, "SIGINT reached the container only through the proxy"
+        assert state["ExitCode"] == 7 and lk("logs", name).stdout.endswith("interrupted\n")
+    finally:
+        lk("rm", "-f", name)

@@ -831,3 +831,22 @@ def test_network_connect(both):
     for args in (["network", "connect", "lkp-a"], ["network", "disconnect"]):
         run(sc, args, allow={"usage line": usage_line})
     assert_parity(sc)
+
+
+# --- attach without a terminal ---------------------------------------------------------------------------
+
+def test_attach_without_terminal(both):
+    """attach to a container run with -i and no terminal: what is piped in reaches its shell, its answers come
+    back, and attach ends with its exit code; a stopped one is refused in Docker's client's words."""
+    sc = both()
+    # The shell reads all the input at once; its first command waits a second, by when either client relays
+    # its output (Docker's loses what comes before, its output stream being attached after its input).
+    for args, given in ((["run", "-di", "--name", "held", "busybox", "sh"], None),
+                        (["attach", "held"], b"sleep 1; echo hello from $HOSTNAME; echo to stderr >&2\nexit 4\n"),
+                        (["ps", "-a", "--format", "{{.Names}} {{.Status}}"], None),
+                        (["attach", "held"], None),
+                        (["inspect", "-f", "{{.Config.OpenStdin}} {{.Config.StdinOnce}} {{.State.ExitCode}}", "held"],
+                         None),
+                        (["rm", "held"], None)):
+        run(sc, args, input=given)
+    assert_parity(sc)

@@ -239,12 +239,40 @@ def cmd_attach(session: Session, args: argparse.Namespace) -> int:
     session.out.flush()
     detach_keys(args.detach_keys or None)
     stdin = None if args.no_stdin else 0
-    if stdin is not None and (session.engine.inspect(args.container).get("Config") or {}).get("Tty") \
-            and not os.isatty(0):
+    info = session.engine.inspect(args.container)
+    state = info.get("State") or {}
+    # Docker's client refuses these itself, in its own words (no "Error response from daemon").
+    if not state.get("Running"):
+        session.error(f"You cannot attach to a stopped container, start it first. See what it wrote: "
+                      f"{PROG} logs {args.container}")
+        return 1
+    if state.get("Paused"):
+        session.error(f"You cannot attach to a paused container, unpause it first. {PROG} unpause {args.container}")
+        return 1
+    tty = bool((info.get("Config") or {}).get("Tty"))
+    if stdin is not None and tty and not os.isatty(0):
         raise NotATerminal()
-    code = session.engine.attach(args.container, stdin=stdin, stdout=fileno(session.out),
-                                 stderr=fileno(session.err), detach_keys=args.detach_keys)
+    try:
+        code = session.engine.attach(args.container, stdin=stdin, stdout=fileno(session.out),
+                                     stderr=fileno(session.err), detach_keys=args.detach_keys)
+    except KeyboardInterrupt:
+        # Without a terminal Ctrl-C reaches this process: proxy it as Docker's CLI does (--sig-proxy), then let
+        # go, as run does (through the resident engine the caller has gone by now).
+        if not tty and args.sig_proxy:
+            with contextlib.suppress(LabkitError, OSError):
+                session.engine.kill(args.container, signal="INT")
+            session.error(f"{PROG}: sent SIGINT to {args.container}; it may still be running (see '{PROG} ps')")
+        raise
     return detached(session, code)
+
+
+def _go_bool(text: str) -> bool:
+    """A boolean flag's value as Go's strconv.ParseBool reads it (``--sig-proxy=false``)."""
+    value = {"1": True, "t": True, "true": True, "TRUE": True, "True": True,
+             "0": False, "f": False, "false": False, "FALSE": False, "False": False}.get(text)
+    if value is None:
+        raise argparse.ArgumentTypeError(f'invalid boolean value "{text}"')
+    return value
 
 
 def cmd_exec(session: Session, args: argparse.Namespace) -> int:
@@ -351,6 +379,8 @@ def register(command: Command) -> None:
     sub = command("attach", cmd_attach, "Attach local standard input, output, and error streams to a running container")
     sub.add_argument("--detach-keys", metavar="KEYS", help="keys that detach from the container (ctrl-p,ctrl-q)")
     sub.add_argument("--no-stdin", action="store_true", help="do not attach stdin")
+    sub.add_argument("--sig-proxy", nargs="?", const="true", default="true", type=_go_bool, metavar="BOOL",
+                     help="send Ctrl-C to the container as SIGINT without a terminal (default true)")
     sub.add_argument("container", metavar="CONTAINER")
 
     sub = command("stop", cmd_stop, "Stop one or more running containers")
