@@ -32,7 +32,7 @@ from pathlib import Path
 from typing import Any
 
 from labkit.errors import InvalidArgument, NotFound
-from labkit.grading import answers, probes
+from labkit.grading import commands, probes
 from labkit.grading.questions import Context, Question, draw_params, make_question
 
 SCHEMA_PATH = Path(__file__).with_name("schema.json")
@@ -209,8 +209,8 @@ def _meaning(data: dict[str, Any]) -> Iterator[str]:
         if q["type"] == "command":
             for text in [*(q.get("accept") or []), *(r["answer"] for r in q.get("reject") or [])]:
                 try:
-                    answers.parse_command(str(text))
-                except answers.CommandSyntaxError as err:
+                    commands.parse_command(str(text))
+                except commands.CommandSyntaxError as err:
                     yield f"question {qid}: the command {text!r}: {err}"
         if q["type"] in ("choice", "multi"):
             opts = q["options"]

@@ -39,7 +39,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from labkit.errors import InvalidArgument, LabkitError
-from labkit.grading import answers, probes
+from labkit.grading import answers, commands, probes
 from labkit.grading.results import CORRECT, INCORRECT, NOT_ATTEMPTED, CheckResult, Result, verdict_for
 
 if TYPE_CHECKING:
@@ -343,7 +343,7 @@ class CommandQuestion(ShortQuestion):
     type = "command"
 
     def _judge(self, answer: Any, observed: Any) -> Result:
-        m = answers.match_command(str(answer), self._accept(observed), answers.rejects(self.spec.get("reject")))
+        m = commands.match_command(str(answer), self._accept(observed), answers.rejects(self.spec.get("reject")))
         return self._verdict(m, answer)
 
     def _solution_text(self) -> str:
@@ -357,7 +357,7 @@ class CommandQuestion(ShortQuestion):
 def _drop_rest(command: str) -> str:
     """An accepted command without its trailing ``...`` (what a learner would type)."""
     text = command.rstrip()
-    return text[: -len(answers.ANY_REST)].rstrip() if text.endswith(answers.ANY_REST) else text
+    return text[: -len(commands.ANY_REST)].rstrip() if text.endswith(commands.ANY_REST) else text
 
 
 @dataclass(frozen=True)

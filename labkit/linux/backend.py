@@ -48,6 +48,7 @@ from labkit.linux import (
     namespaces,
     overlay,
     process,
+    procfs,
     stdio,
     supervisor,
     syscalls,
@@ -281,7 +282,7 @@ class LinuxBackend(Views, Rootfs):
     def _supervised(self, record: ContainerRecord) -> bool:
         """Whether the supervisor of the current start still runs (or the restart policy it became)."""
         pid = record.state.shim_pid
-        if not pid or not process.alive(pid, 0):
+        if not pid or not procfs.alive(pid, 0):
             return False
         try:
             with open(f"/proc/{pid}/cmdline", "rb") as f:
@@ -293,13 +294,13 @@ class LinuxBackend(Views, Rootfs):
         """Kill every process of the container (and with ``shims``, every supervisor of it and what they
         forked); returns once they are gone. True if the recorded PID 1 (with ``shims``: anything) was alive."""
         st = record.state
-        pid1 = bool(st.pid) and process.alive(st.pid, st.pid_start_time)
+        pid1 = bool(st.pid) and procfs.alive(st.pid, st.pid_start_time)
         doomed: list[int] = []
         if shims:
-            doomed += process.supervisors_of(str(self.store.container_dir(record.id) / process.EXIT_FILE))
+            doomed += procfs.supervisors_of(str(self.store.container_dir(record.id) / process.EXIT_FILE))
         if pid1:
             doomed.append(st.pid)  # PID 1: the kernel then kills the rest of its PID namespace
-        process.kill_trees(doomed)
+        procfs.kill_trees(doomed)
         try:
             group = self._group(record)
         except (NotFound, OSError):
@@ -340,13 +341,13 @@ class LinuxBackend(Views, Rootfs):
     def wait(self, record: ContainerRecord, timeout: float | None) -> bool:
         # The supervisor writes exit.json, then unmounts and removes the cgroups: wait for all of it,
         # so that what the caller looks at next (mounts, addresses) is already undone.
-        if record.state.shim_pid and process.alive(record.state.shim_pid, 0):
+        if record.state.shim_pid and procfs.alive(record.state.shim_pid, 0):
             return process.wait(record.state.shim_pid, timeout)
-        return process.read_exit(str(self.store.container_dir(record.id))) is not None or not process.alive(
+        return process.read_exit(str(self.store.container_dir(record.id))) is not None or not procfs.alive(
             record.state.pid, record.state.pid_start_time)
 
     def signal(self, record: ContainerRecord, signum: int) -> None:
-        if process.alive(record.state.pid, record.state.pid_start_time):
+        if procfs.alive(record.state.pid, record.state.pid_start_time):
             os.kill(record.state.pid, signum)
             self.emit(events.signal(signum, record.state.pid), record.id)
 
@@ -401,7 +402,7 @@ class LinuxBackend(Views, Rootfs):
             group = self._group(record)
         except NotFound:
             group = None
-        if group is None and self.rootless and process.alive(record.state.pid, record.state.pid_start_time):
+        if group is None and self.rootless and procfs.alive(record.state.pid, record.state.pid_start_time):
             os.kill(record.state.pid, _signal.SIGKILL)  # PID 1 gone, the kernel kills its whole PID namespace
         if group is not None:
             # A start cut short (the record never learned its PID) can leave processes behind:
@@ -416,7 +417,7 @@ class LinuxBackend(Views, Rootfs):
             except FileNotFoundError:
                 group = None
         shim = record.state.shim_pid
-        if shim and process.alive(shim, 0):
+        if shim and procfs.alive(shim, 0):
             process.wait(shim, 5)  # the supervisor records the exit and unmounts
         if self.rootless:  # it ends with the supervisor (its lifeline); a restarter may still hold that
             usernet.stop_helper(read_json(self.store.container_dir(record.id) / "network.json"))

@@ -47,16 +47,14 @@ import errno
 import os
 import signal
 import time
-from collections.abc import Callable
 from dataclasses import dataclass
 
 from labkit.errors import Conflict, HostUnsupported, InvalidArgument, LabkitError, NotFound
 from labkit.linux import devices as device_rules
 from labkit.linux.hierarchies import JOINED_V1, LIMIT_FLAGS, V1_CONTROLLERS, Layout, delegated, detect
 from labkit.model import limits
-from labkit.model.runtime import CgroupReading
 
-__all__ = ["JOINED_V1", "V1_CONTROLLERS", "Cgroup", "Cgroupfs", "Layout", "Limits", "Meter", "delegated", "detect", "stale"]
+__all__ = ["JOINED_V1", "V1_CONTROLLERS", "Cgroup", "Cgroupfs", "Layout", "Limits", "delegated", "detect", "stale"]
 
 
 #: The controllers enabled for a container's group on the unified hierarchy.
@@ -766,95 +764,14 @@ class Cgroup:
             )
 
 
-class Meter:
-    """A group's counters read against the host's monotonic clock (a :class:`labkit.backend.Meter`).
-
-    Args:
-        group: The container's group.
-        clock: Seconds now (``time.monotonic``).
-        sleep: Waits that many seconds (``time.sleep``).
-    """
-
-    def __init__(self, group: Cgroup, clock: Callable[[], float] = time.monotonic,
-                 sleep: Callable[[float], None] = time.sleep, pid: int = 0, proc: str = "/proc") -> None:
-        self.group = group
-        self._clock = clock
-        self._sleep = sleep
-        self._pid = pid  # PID 1 on the host: its /proc/PID/net/dev is its network namespace's
-        self._proc = proc
-
-    def clock(self) -> float:
-        """Seconds on the host's monotonic clock."""
-        return self._clock()
-
-    def read(self) -> CgroupReading | None:
-        """``memory.current`` (or ``memory.usage_in_bytes``), ``pids.current`` and ``oom_kill`` now.
-
-        The supervisor removes the group as soon as PID 1 ends: a group whose
-        files can no longer be read gives ``None``.
-        """
-        at = self._clock()
-        memory, pids = _safe(self.group.memory_usage), _safe(self.group.pids_current)
-        if memory is None and pids is None:
-            return None
-        host = host_memory(self._proc)
-        limit = _safe(self.group.memory_limit)
-        block = _safe_pair(self.group.block_io)
-        net = net_bytes(self._pid, self._proc) if self._pid else None
-        return CgroupReading(at, memory, pids, _safe(self.group.oom_kills), cpu_ns=_safe(self.group.cpu_usage_ns),
-                             memory_limit=min(limit, host) if limit and host else (limit or host),
-                             cache=_safe(self.group.inactive_file),
-                             net_rx=net[0] if net else None, net_tx=net[1] if net else None,
-                             block_read=block[0] if block else None, block_write=block[1] if block else None)
-
-    def pause(self, seconds: float) -> None:
-        """Sleep."""
-        self._sleep(seconds)
 
 
-def _safe(read: Callable[[], int | None]) -> int | None:
-    try:
-        return read()
-    except (OSError, ValueError):
-        return None
 
 
-def _safe_pair(read: Callable[[], tuple[int, int] | None]) -> tuple[int, int] | None:
-    try:
-        return read()
-    except (OSError, ValueError):
-        return None
 
 
-def host_memory(proc: str = "/proc") -> int | None:
-    """``MemTotal`` of ``/proc/meminfo`` in bytes: what an unlimited group may use at most."""
-    try:
-        with open(os.path.join(proc, "meminfo")) as f:
-            for line in f:
-                if line.startswith("MemTotal:"):
-                    return int(line.split()[1]) * 1024
-    except (OSError, ValueError, IndexError):
-        return None
-    return None
 
 
-def net_bytes(pid: int, proc: str = "/proc") -> tuple[int, int] | None:
-    """Bytes received and sent on every interface but ``lo`` of ``pid``'s network namespace
-    (``/proc/PID/net/dev``, proc(5)); None when it cannot be read."""
-    try:
-        with open(os.path.join(proc, str(pid), "net", "dev")) as f:
-            lines = f.read().splitlines()[2:]
-    except OSError:
-        return None
-    rx = tx = 0
-    for line in lines:
-        name, _, counters = line.partition(":")
-        fields = counters.split()
-        if name.strip() == "lo" or len(fields) < 9:
-            continue
-        rx += int(fields[0])
-        tx += int(fields[8])
-    return rx, tx
 
 
 #: The largest rate a blk-throttle rule takes (bytes per second): a rule that holds nothing back.

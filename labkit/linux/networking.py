@@ -19,7 +19,7 @@ from typing import Any
 
 from labkit.errors import Conflict, HostUnsupported, InvalidArgument, LabkitError
 from labkit.linux import network as net
-from labkit.linux import process, syscalls, usernet
+from labkit.linux import process, procfs, syscalls, usernet
 from labkit.linux.base import LinuxBase
 from labkit.model import events, hostconfig
 from labkit.model.container import HOSTS, ContainerRecord, EndpointSpec
@@ -297,7 +297,7 @@ class Networking(LinuxBase):
             return False
         if info.get("Driver") in usernet.USER_NETWORK_DRIVERS:
             return (process.read_exit(str(self.store.container_dir(record.id))) is None
-                    and process.alive(record.state.pid, record.state.pid_start_time) and usernet.helper_running(info))
+                    and procfs.alive(record.state.pid, record.state.pid_start_time) and usernet.helper_running(info))
         return syscalls.is_mountpoint(info["Sandbox"])
 
     def service_problem(self) -> LabkitError | None:

@@ -22,7 +22,7 @@ from labkit.errors import BuildFailed, HostUnsupported
 from labkit.images import tree
 from labkit.images.base import ensure_busybox
 from labkit.images.store import Image, ImageStore
-from labkit.linux import copying, namespaces, overlay, process, supervisor
+from labkit.linux import copying, namespaces, overlay, process, procfs, supervisor
 from labkit.linux.base import LinuxBase
 from labkit.model import events
 from labkit.model.container import ContainerRecord
@@ -108,7 +108,7 @@ class Rootfs(LinuxBase):
     def _in_root(self, record: ContainerRecord, image: Image, work: copying.Work) -> Any:
         """``work`` in a child whose ``/`` is the container's: PID 1's while it runs, else its overlay
         mounted for the child alone (see :mod:`labkit.linux.copying`)."""
-        if record.state.pid and process.alive(record.state.pid, record.state.pid_start_time):
+        if record.state.pid and procfs.alive(record.state.pid, record.state.pid_start_time):
             return copying.in_container(record.state.pid, self.rootless, work)
         cdir = self.store.container_dir(record.id)
         binds = [(str(cdir / name), f"/etc/{name}") for name in overlay.ETC_FILES if (cdir / name).exists()]

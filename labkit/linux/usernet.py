@@ -30,7 +30,7 @@ import time
 from labkit import helpers
 from labkit.errors import Conflict, HostUnsupported, InvalidArgument, StartFailed
 from labkit.linux import network as net
-from labkit.linux import process
+from labkit.linux import procfs
 
 #: The user-mode network helpers that can give a rootless container a network, in the order labkit prefers.
 NETWORK_HELPERS = ("slirp4netns", "pasta")
@@ -167,7 +167,7 @@ def attach_slirp(info: dict, pid: int, lifeline: int, log_path: str, timeout: fl
         ready_w = -1
         if _read_ready(ready_r, timeout) != b"1":
             raise StartFailed(f"slirp4netns could not give the container a network: {_tail(log_path)}", 128)
-        started = process.start_time(slirp_pid)
+        started = procfs.start_time(slirp_pid)
         for key, binds in info["Ports"].items():
             guest = int(key.split("/")[0])
             for b in binds:
@@ -229,10 +229,10 @@ def attach_pasta(info: dict, pid: int, lifeline: int, log_path: str, timeout: fl
     try:
         deadline = time.monotonic() + timeout
         while not _routes_through(pid, SLIRP_GATEWAY):
-            if time.monotonic() > deadline or not process.alive(wrapper, 0):
+            if time.monotonic() > deadline or not procfs.alive(wrapper, 0):
                 raise StartFailed(f"pasta could not give the container a network: {_tail(log_path)}", 128)
             time.sleep(0.005)
-        return {"SlirpPid": wrapper, "SlirpStartTime": process.start_time(wrapper), "SandboxKey": f"/proc/{pid}/ns/net"}
+        return {"SlirpPid": wrapper, "SlirpStartTime": procfs.start_time(wrapper), "SandboxKey": f"/proc/{pid}/ns/net"}
     except BaseException:
         stop_helper({"Driver": PASTA, "SlirpPid": wrapper, "SlirpStartTime": 0})
         raise
@@ -316,7 +316,7 @@ def helper_running(info: dict | None, proc: str = "/proc") -> bool:  # type: ign
                 return False
     except OSError:
         return False
-    return process.alive(pid, int(info.get("SlirpStartTime") or 0), proc)
+    return procfs.alive(pid, int(info.get("SlirpStartTime") or 0), proc)
 
 
 def stop_helper(info: dict | None, timeout: float = 2.0) -> bool:  # type: ignore[type-arg]

@@ -4,15 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from labkit.grading.answers import (
-    Reject,
-    edit_distance,
-    is_negation,
-    match_command,
-    match_text,
-    normalize,
-    parse_command,
-)
+from labkit.grading.answers import Reject, edit_distance, is_negation, match_text, normalize
+from labkit.grading.commands import match_command, parse_command
 
 COW = ["copy-on-write", "cow", "copy on write strategy"]
 COW_REJECT = [Reject("union mount", "That stacks layers."), Reject("copy on read", "Reads never copy.")]

@@ -275,9 +275,9 @@ def test_killed_mid_run_is_undone_by_the_next_ps(engine):
     proc = subprocess.run([sys.executable, "-c", _CUT_START, str(engine.store.root)], capture_output=True, text=True)
     assert proc.returncode == 9, proc.stderr
     cid = engine.store.names()["cut"]
-    from labkit.linux import process
+    from labkit.linux import procfs
 
-    shims = process.supervisors_of(str(engine.store.container_dir(cid) / "exit.json"))
+    shims = procfs.supervisors_of(str(engine.store.container_dir(cid) / "exit.json"))
     assert shims, "the killed run had started a supervisor"
     row = [r for r in engine.ps(all=True) if r["Names"] == ["/cut"]][0]
     assert row["State"] == "created"
@@ -285,7 +285,7 @@ def test_killed_mid_run_is_undone_by_the_next_ps(engine):
     assert "interrupted" in state["Error"] and state["Pid"] == 0
     merged = engine.inspect("cut")["GraphDriver"]["Data"]["MergedDir"]
     assert not os.path.ismount(merged)
-    assert not any(process.alive(pid, 0) for pid in shims)
+    assert not any(procfs.alive(pid, 0) for pid in shims)
     assert not os.path.exists(f"/sys/fs/cgroup/labkit/{cid}")
     engine.start("cut")
     assert engine.inspect("cut")["State"]["Status"] == "running"

@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 
 from labkit.errors import HostUnsupported, StartFailed
-from labkit.linux import capabilities, namespaces, process, supervisor, syscalls
+from labkit.linux import capabilities, namespaces, process, procfs, supervisor, syscalls
 from labkit.linux.process import LaunchSpec, Mount, Started
 
 pytestmark = [
@@ -156,7 +156,7 @@ class Lab:
 
     def close(self) -> None:
         for started in self.started:
-            if process.alive(started.pid, started.pid_start_time):
+            if procfs.alive(started.pid, started.pid_start_time):
                 os.kill(started.pid, signal.SIGKILL)
             process.wait(started, timeout=10)
         for merged in self.merged:
@@ -309,12 +309,12 @@ def test_sigkill_gives_137(lab: Lab) -> None:
     """A container killed by SIGKILL exits 128+9."""
     spec = lab.spec(["sleep", "1000"])
     started = lab.start(spec)
-    assert process.alive(started.pid, started.pid_start_time)
+    assert procfs.alive(started.pid, started.pid_start_time)
     os.kill(started.pid, signal.SIGKILL)
     assert process.wait(started, timeout=10)
     record = process.read_exit(spec.state_dir)
     assert record is not None and record["ExitCode"] == 137 and record["Signal"] == 9
-    assert not process.alive(started.pid, started.pid_start_time)
+    assert not procfs.alive(started.pid, started.pid_start_time)
 
 
 def test_pid_1_ignores_sigterm_without_a_handler(lab: Lab) -> None:
@@ -323,7 +323,7 @@ def test_pid_1_ignores_sigterm_without_a_handler(lab: Lab) -> None:
     started = lab.start(spec)
     os.kill(started.pid, signal.SIGTERM)
     assert not process.wait(started, timeout=0.3)
-    assert process.alive(started.pid, started.pid_start_time)
+    assert procfs.alive(started.pid, started.pid_start_time)
     os.kill(started.pid, signal.SIGKILL)
     assert process.wait(started, timeout=10)
 
@@ -501,7 +501,7 @@ def test_supervisor_survives_its_caller(lab: Lab) -> None:
     )  # fmt: skip
     started = Started(**json.loads(result.stdout))
     lab.started.append(started)
-    assert process.alive(started.pid, started.pid_start_time)
+    assert procfs.alive(started.pid, started.pid_start_time)
     with open(f"/proc/{started.shim_pid}/stat") as f:
         parent = int(f.read().rpartition(")")[2].split()[1])
     assert parent != os.getpid()
@@ -527,8 +527,8 @@ def test_alive_tells_a_reused_pid_apart(lab: Lab) -> None:
     """alive() is false for the right PID with the wrong start time."""
     spec = lab.spec(["sleep", "1000"])
     started = lab.start(spec)
-    assert process.alive(started.pid, started.pid_start_time)
-    assert not process.alive(started.pid, started.pid_start_time + 1)
+    assert procfs.alive(started.pid, started.pid_start_time)
+    assert not procfs.alive(started.pid, started.pid_start_time + 1)
     os.kill(started.pid, signal.SIGKILL)
     assert process.wait(started, timeout=10)
 

@@ -119,11 +119,11 @@ class ScriptedEngine:
 def test_real_meter_readings_become_samples_and_a_new_oom_kill_is_marked():
     """The real backend's meter reads the group against its clock: each reading is a sample at its time, the
     reading whose oom_kill count rose marks the OOM, and a group that is gone ends the sampling."""
-    from labkit.linux import cgroups
+    from labkit.linux import views
 
     now = [100.0]
     group = FakeGroup(memory=[1 << 20, 8 << 20, 30 << 20], pids=[1, 2, 2], kills=[0, 0, 1])
-    meter = cgroups.Meter(group, clock=lambda: now[0], sleep=lambda s: now.__setitem__(0, now[0] + s))
+    meter = views.Meter(group, clock=lambda: now[0], sleep=lambda s: now.__setitem__(0, now[0] + s))
     u = resources.sample(ScriptedEngine(meter, running=10), "hog", seconds=5, interval=0.5)
     assert [(s.t, s.memory, s.pids) for s in u.samples] == [(0.0, 1 << 20, 1), (0.5, 8 << 20, 2), (1.0, 30 << 20, 2)]
     assert u.oom_at == 1.0 and u.memory_limit == 32 << 20 and u.pids_limit == 10
