@@ -8,14 +8,22 @@ works as a Python programmer expects::
     ├── NotFound (LookupError)
     │   ├── NoSuchContainer          No such container: web
     │   ├── NoSuchImage              No such image: nginx:latest
-    │   └── NoSuchVolume             get data: no such volume
+    │   ├── NoSuchVolume             get data: no such volume
+    │   ├── NoSuchNetwork            network mynet not found
+    │   ├── NoSuchBank               no question bank named … (labkit.grading.banks)
+    │   └── Missing                  what a probe looks at is not there (labkit.grading.probes)
     ├── InvalidArgument (ValueError)
     │   ├── InvalidName              Invalid container name (x), only ...
     │   ├── AmbiguousReference       multiple IDs found with provided prefix: 3f
     │   ├── InvalidOption            conflicting options: cannot specify both ...
+    │   │   └── FlagValue            invalid argument "x" for "--dns" flag: ... (labkit.cli.errors)
     │   ├── InvalidConfig            invalid mount config for type "bind": bind source path does not exist: /x
     │   │   └── InvalidCapability    invalid CapAdd: unknown capability: "CAP_FOO"
-    │   └── LabfileError             Labfile line 3: unknown instruction ...
+    │   ├── LabfileError             Labfile line 3: unknown instruction ...
+    │   ├── Breakout                 '../x' points outside the destination (a tar stream, docker cp)
+    │   ├── BadArchive               a tar that is not what load or import reads (labkit.images.archive)
+    │   ├── TemplateError            template: ... (--format; labkit.cli.templates)
+    │   └── BankError                a question bank that breaks its schema (labkit.grading.banks)
     ├── UsageError (ValueError)      labkit ps: invalid argument "x" for -f/--filter ... (the command
     │                                line could not be read: exit 125 for a flag, 1 for a count)
     ├── NotATerminal (OSError)       the input device is not a TTY (exit 1)
@@ -25,7 +33,15 @@ works as a Python programmer expects::
     │   └── VolumeInUse              remove data: volume is in use - [<id>]
     ├── StartFailed (RuntimeError)   exec: "nope": executable file not found
     ├── BuildFailed (RuntimeError)   The command '/bin/sh -c false' returned ...
-    └── HostUnsupported (OSError)    the linux backend needs root ...
+    ├── HostUnsupported (OSError)    the linux backend needs root ...
+    └── ExperimentFailed             a line of a grading experiment failed (labkit.grading.experiments)
+
+The classes a module name follows are defined there, beside the one thing
+that raises them; ``tests/test_errors.py`` holds every subclass of
+:class:`LabkitError` in labkit to this drawing. The CLI's exit code for
+each is in :func:`labkit.cli.errors.describe`: 125 when ``run`` fails
+(``docker run --network mynet`` of a missing network), 1 when any other
+command is refused (``docker network rm mynet``), as Docker's client exits.
 
     LabkitWarning (UserWarning)
     ├── LimitDiscarded               memory limit discarded: no cgroup is ...
@@ -103,6 +119,14 @@ class NoSuchVolume(NotFound):
         self.name = name
 
 
+class NoSuchNetwork(NotFound):
+    """No network has this name, id or id prefix."""
+
+    def __init__(self, ref: str) -> None:
+        super().__init__(f"network {ref} not found", "Run 'labkit network ls' to list networks")
+        self.ref = ref
+
+
 class InvalidArgument(LabkitError, ValueError):
     """An argument is malformed: a bad name, a bad port, a bad size."""
 
@@ -150,6 +174,10 @@ class InvalidOption(InvalidArgument):
 
 class LabfileError(InvalidArgument):
     """A Labfile (or Dockerfile) could not be parsed."""
+
+
+class Breakout(InvalidArgument):
+    """An entry of a tar stream would land outside its destination (:mod:`labkit.tars`)."""
 
 
 class Conflict(LabkitError, RuntimeError):

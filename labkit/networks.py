@@ -24,7 +24,7 @@ import re
 import secrets
 from typing import Any
 
-from labkit.errors import Conflict, HostUnsupported, InvalidArgument, NotFound
+from labkit.errors import Conflict, HostUnsupported, InvalidArgument, NoSuchNetwork
 from labkit.model.container import now_rfc3339
 from labkit.store import PRIVATE_DIR, Store, read_json, write_json
 
@@ -49,13 +49,6 @@ def rootless_refusal(what: str) -> HostUnsupported:
                            "network stack of its own (slirp4netns or pasta) and no bridge can join them",
                            "Use the default network (publish ports with -p), --network none or host, "
                            "or run as root (sudo)")
-
-
-class NoSuchNetwork(NotFound):
-    """No network has this name or id."""
-
-    def __init__(self, ref: str) -> None:
-        super().__init__(f"network {ref} not found", "Run 'labkit network ls' to list networks")
 
 
 class Networks:

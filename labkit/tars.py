@@ -15,9 +15,7 @@ import copy
 import os
 import tarfile
 
-
-class Breakout(ValueError):
-    """An entry of the stream would land outside the destination."""
+from labkit.errors import Breakout
 
 
 def member_in(member: tarfile.TarInfo, dest: str) -> tarfile.TarInfo:

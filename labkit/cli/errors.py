@@ -25,6 +25,7 @@ from labkit.errors import (
     InvalidOption,
     LabkitError,
     NoSuchContainer,
+    NoSuchNetwork,
     NoSuchVolume,
     NotATerminal,
     StartFailed,
@@ -32,7 +33,8 @@ from labkit.errors import (
 )
 
 #: The errors ``docker run`` shows as ``Error response from daemon: …``: the daemon's refusals.
-_DAEMON_SAYS = (Conflict, StartFailed, InvalidName, InvalidConfig, AmbiguousReference, NoSuchContainer, NoSuchVolume)
+_DAEMON_SAYS = (Conflict, StartFailed, InvalidName, InvalidConfig, AmbiguousReference, NoSuchContainer, NoSuchVolume,
+                NoSuchNetwork)
 
 PROG = "labkit"
 

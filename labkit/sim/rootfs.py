@@ -19,7 +19,7 @@ import stat
 import tarfile
 from typing import Any
 
-from labkit import tars
+from labkit.errors import Breakout
 from labkit.model import events
 from labkit.model.container import ContainerRecord
 from labkit.model.overlay import CopyUp, Create, Dir, File, Layer, LayerContents, Link, Overlay, Remove, Rename
@@ -136,7 +136,7 @@ class Rootfs(SimBase):
                 for member in archive:
                     name = member.name.lstrip("/")
                     if ".." in name.split("/"):
-                        raise tars.Breakout(f"{member.name!r} points outside the destination")
+                        raise Breakout(f"{member.name!r} points outside the destination")
                     target = os.path.normpath(os.path.join(path, name))
                     if member.isdir():
                         vfs.makedirs(target)

@@ -187,7 +187,7 @@ class FakeEngine:
 
     def inspect_network(self, ref: str) -> dict:
         self._record("inspect_network", ref)
-        from labkit.networks import NoSuchNetwork
+        from labkit.errors import NoSuchNetwork
 
         raise NoSuchNetwork(ref)
 
