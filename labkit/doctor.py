@@ -9,12 +9,15 @@ its version (libseccomp), or tries a user namespace in a child that leaves nothi
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import platform
 import shutil
 from typing import Any
 
 from labkit import helpers
+from labkit.backends import default_root
+from labkit.daemon import client
 from labkit.errors import LabkitError
 
 
@@ -116,7 +119,6 @@ def checks(networks: list[dict[str, Any]] | None = None, shim_dir: str | None = 
         else "The base image will be assembled from this host's own programs and libraries instead.",
     ))
     out.append(_compiler_check(shim_dir))
-    from labkit.daemon import client
 
     engine_pid = client.running()
     off = bool(os.environ.get("LABKIT_NO_SERVER"))
@@ -151,8 +153,6 @@ def _compiler_check(shim_dir: str | None) -> dict[str, Any]:
             "Containers are started and supervised by small C programs, built on first use: each running "
             "container keeps a supervisor of about 1 MB, and a start takes about as long as crun's.")
     if shim_dir is None:
-        from labkit.backends import default_root
-
         shim_dir = os.path.join(default_root("linux" if os.geteuid() == 0 else "rootless"), "bin")
     built = supervisor.built_shim(shim_dir)
     if built is not None:
@@ -278,8 +278,6 @@ def network_checks(networks: list[dict[str, Any]], root: bool) -> list[dict[str,
     to the other; or a network of this state root whose saved subnet another
     interface now holds (its bridge moves to a free pool when it next comes up).
     """
-    import ipaddress
-
     # Each check loads the room it asks about: labkit.linux imports on Linux alone (syscalls.py binds unshare(2))
     from labkit.linux import network as net
 

@@ -41,7 +41,7 @@ import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from labkit.errors import LabkitError, NotFound
+from labkit.errors import InvalidArgument, LabkitError, NotFound
 
 if TYPE_CHECKING:
     from labkit.engine import Engine
@@ -218,8 +218,6 @@ class Lesson:
         Raises:
             InvalidArgument: ``quiz`` asks no question of one of ``ids``.
         """
-        from labkit.errors import InvalidArgument
-
         cells = {c.question.id: c for c in getattr(quiz, "cells", ())}
         unknown = [i for i in ids if i not in cells]
         if unknown:

@@ -18,6 +18,7 @@ the start is refused, saying what holds it.
 
 from __future__ import annotations
 
+import hashlib
 import ipaddress
 import os
 import re
@@ -195,6 +196,4 @@ def _public(rec: dict[str, Any]) -> dict[str, Any]:
 
 
 def _stable_id(name: str) -> str:
-    import hashlib
-
     return hashlib.sha256(f"labkit-network-{name}".encode()).hexdigest()

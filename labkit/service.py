@@ -44,7 +44,9 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from labkit.engine import Engine
 
+from labkit.engine import Engine
 from labkit.model.names import SERVICE_LABEL, SERVICE_SLOT_LABEL
+from labkit.store import read_json
 
 TICK = 0.25
 CONNECT_TIMEOUT = 0.2
@@ -363,8 +365,6 @@ class Controller:
 
     def __init__(self, root: str, name: str, listeners: list[socket.socket], engine: Engine | None = None,
                  backend: str = "linux") -> None:
-        from labkit.engine import Engine
-
         self.engine = engine if engine is not None else Engine(root=root, backend=backend)
         self.rootless = backend == "rootless"
         self.name = name
@@ -373,8 +373,6 @@ class Controller:
         self.stopping = threading.Event()
 
     def record(self) -> dict[str, Any] | None:
-        from labkit.store import read_json
-
         return read_json(self.engine.store.root / "services" / f"{self.name}.json")
 
     def replicas(self) -> list[dict[str, Any]]:

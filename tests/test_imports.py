@@ -166,3 +166,42 @@ def test_no_forbidden_arrow():
                 if _under(module, source) and _under(target, forbidden):
                     bad.append(f"{module} -> {target}: {why}")
     assert not bad, "\n".join(bad)
+
+
+def _unexplained_local_imports(source: str) -> list[int]:
+    """The lines of imports made inside a function with no comment on them or on the block of imports they end
+    (a comment above the block, or on one of its lines, says which heavy import it keeps off which path)."""
+    lines = source.splitlines()
+    found = set()
+    for fn in ast.walk(ast.parse(source)):
+        if not isinstance(fn, ast.FunctionDef | ast.AsyncFunctionDef):
+            continue
+        for node in ast.walk(fn):
+            if not isinstance(node, ast.Import | ast.ImportFrom):
+                continue
+            i = node.lineno - 1
+            block = lines[i:node.end_lineno]
+            while i > 0 and (lines[i - 1].strip().startswith(("import ", "from ", "#")) or not lines[i - 1].strip()):
+                i -= 1
+                block.append(lines[i])
+                if lines[i].strip().startswith("#"):
+                    break
+            if not any("#" in line for line in block):
+                found.add(node.lineno)
+    return sorted(found)
+
+
+def test_the_local_import_check_reads_comments_on_the_line_or_above_the_block():
+    """An import inside a function counts as explained by a comment on its line or above its block, not otherwise."""
+    source = ("def f():\n    import json\n\n"
+              "def g():\n    # matplotlib loads when a picture is drawn\n    import matplotlib\n    import numpy\n\n"
+              "def h():\n    import yaml  # loads when a bank is read\n")
+    assert _unexplained_local_imports(source) == [2]
+
+
+def test_every_function_local_import_says_why():
+    """An import inside a function keeps a heavy import off a hot path and says so in a comment; any other
+    import is made at the top of its module."""
+    found = [f"{m}:{line}" for m, path in sorted(MODULES.items()) for line in _unexplained_local_imports(
+        path.read_text())]
+    assert found == [], "function-local imports without a reason: " + ", ".join(found)

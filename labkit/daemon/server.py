@@ -47,8 +47,10 @@ A caller that got no ``started`` may run the command itself: nothing ran.
 
 from __future__ import annotations
 
+import ctypes
 import fcntl
 import gc
+import io
 import os
 import select
 import signal
@@ -58,8 +60,11 @@ import sys
 import time
 from typing import Any
 
+import labkit
+from labkit import helpers, store
+from labkit.backends import default_root
 from labkit.daemon.client import CLIENT, LOCK, PIDFILE, SERVER_MODULE, SOCKET
-from labkit.engine import bridge_idle_seconds
+from labkit.engine import Engine, bridge_idle_seconds
 
 #: Seconds without a command after which the server exits.
 IDLE_SECONDS = 15 * 60
@@ -123,8 +128,6 @@ class _Changes:
 
     @classmethod
     def _watch(cls, top: str) -> int:
-        import ctypes
-
         libc = ctypes.CDLL(None, use_errno=True)
         fd = libc.inotify_init1(os.O_NONBLOCK | os.O_CLOEXEC)
         if fd < 0:
@@ -181,6 +184,8 @@ def _warm() -> Any:
     Everything imported here is shared by every worker (fork); a module a
     worker imported itself would cost it that import on every command.
     """
+    # the warm-up itself: what the resident engine imports here, every worker it forks shares, off every command's
+    # start
     import importlib
     import pkgutil
 
@@ -408,7 +413,6 @@ class Server:
         if pid == 0:
             try:
                 self.sock.close()
-                from labkit.engine import Engine
 
                 for env in envs:
                     os.environ.clear()
@@ -549,8 +553,6 @@ def _build_ahead(env: dict[str, str]) -> None:
     try:
         os.environ.clear()
         os.environ.update(env)
-        import labkit
-        from labkit.backends import default_root
 
         backend = env.get("LABKIT_BACKEND") or "auto"
         root = default_root(backend)
@@ -576,7 +578,6 @@ def _engine_factory(backend: str = "auto", root: str | None = None) -> Any:
                                                                                   or "auto")
             and ahead[0] == tuple(os.environ.get(k) for k in _ENGINE_ENV)):
         return ahead[1]
-    import labkit
 
     return labkit.connect(backend=backend, root=root)
 
@@ -658,8 +659,8 @@ def _ready() -> None:
 def _work(fields: list[str], fds: list[int], parser: Any, conn: socket.socket) -> int:
     """The worker (after :func:`_ready`): become the caller's command (descriptors, environment,
     directory), then run it."""
-    import io
-
+    # The command line is loaded by _warm(), once main() has re-executed this process with a clean
+    # environment: at the top of this module it would load twice on a cold start
     from labkit import cli
 
     # Kernel code the resident engine loads for the one command that needs it, off every command's start path
@@ -715,7 +716,6 @@ def _work(fields: list[str], fds: list[int], parser: Any, conn: socket.socket) -
     except OSError:
         pass
     conn.close()
-    from labkit import store
 
     store.drain()
     return code
@@ -747,7 +747,6 @@ def main(argv: list[str]) -> int:
     if len(argv) != 1:
         print(f"usage: python -m {SERVER_MODULE} SOCKET_DIR", file=sys.stderr)
         return 2
-    from labkit import helpers
 
     clean = helpers.environ()
     if dict(os.environ) != clean:

@@ -12,6 +12,7 @@ from labkit.errors import NoSuchContainer
 from labkit.model import names as _names
 from labkit.model.container import CreateOptions
 from labkit.model.events import Step
+from labkit.viz import walls
 
 if TYPE_CHECKING:
     from labkit.engine.core import Engine
@@ -108,8 +109,6 @@ class Container:
 
     def show_walls(self) -> Any:
         """The picture of its walls, host view against container view (:func:`labkit.viz.walls.picture`)."""
-        from labkit.viz import walls
-
         return walls.picture(self.engine, self.id)
 
     def __repr__(self) -> str:

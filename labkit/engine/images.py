@@ -13,7 +13,8 @@ from collections.abc import Sequence
 from typing import IO, TYPE_CHECKING, Any
 
 from labkit.engine.collection import Collection, verb
-from labkit.errors import NoSuchImage
+from labkit.errors import Conflict, NoSuchImage
+from labkit.images import filters as _filters
 from labkit.model.container import ContainerRecord, parse_time
 from labkit.model.lifecycle import Status, is_running
 
@@ -33,6 +34,7 @@ class ImageCollection(Collection):
     def store(self) -> ImageStore:
         """The state root's images and layers (:mod:`labkit.images.store`)."""
         if self._store is None:
+            # the image store loads tarfile: it loads when an image verb runs, not with every engine (ps, logs, exec)
             from labkit.images.store import ImageStore
 
             self._store = ImageStore(str(self.engine.store.images_root), self.engine.backend.ownership)
@@ -43,10 +45,12 @@ class ImageCollection(Collection):
         try:
             return self.store.get(ref)
         except NoSuchImage:
+            # the image store loads tarfile: it loads when an image verb runs, not with every engine (ps, logs, exec)
             from labkit.images.store import parse_ref
 
             if parse_ref(ref) == ("busybox", "latest"):
                 return self.engine.backend.ensure_base(self.store)
+            # the image store loads tarfile: it loads when an image verb runs, not with every engine (ps, logs, exec)
             from labkit.images.lessons import FRONTEND_TAG
 
             if parse_ref(ref) == parse_ref(FRONTEND_TAG):
@@ -71,6 +75,7 @@ class ImageCollection(Collection):
         ``busybox:latest`` comes from the host's static busybox; ``frontend-app:v2.1.0``
         from the Labfile shipped with labkit, in three layers: base OS, runtime, app code.
         """
+        # the image store loads tarfile: it loads when an image verb runs, not with every engine (ps, logs, exec)
         from labkit.images.lessons import build_lesson_images
 
         self.engine.backend.ensure_base(self.store)
@@ -81,8 +86,6 @@ class ImageCollection(Collection):
            reference: str | None = None) -> list[dict[str, Any]]:
         """``GET /images/json``: one item per image, newest first; ``all``, ``filters`` and ``reference``
         choose as ``docker images -a --filter … REPO[:TAG]`` does (:mod:`labkit.images.filters`)."""
-        from labkit.images import filters as _filters
-
         out, when = [], {}
         for img in self.store.list():
             when[img.id] = parse_time(img.created).timestamp()
@@ -126,6 +129,7 @@ class ImageCollection(Collection):
 
     def build(self, path: str, tag: str, file: str | None = None, on_step: Any = print) -> str:
         """Build an image from a Labfile (or Dockerfile) in ``path``; return its id."""
+        # the image store loads tarfile: it loads when an image verb runs, not with every engine (ps, logs, exec)
         from labkit.images.build import build
 
         image = build(self.store, path, tag, self.engine.backend.build_runner, file=file, on_step=on_step)
@@ -143,6 +147,7 @@ class ImageCollection(Collection):
         (Labfile lines) applied; the new image's parent is the container's image. A running container
         is paused meanwhile (``pause``), so the layer is one moment's.
         """
+        # the image store loads tarfile: it loads when an image verb runs, not with every engine (ps, logs, exec)
         from labkit.images.build import apply_changes
         from labkit.images.store import parse_ref
 
@@ -199,6 +204,7 @@ class ImageCollection(Collection):
 
     def tag(self, source: str, target: str) -> None:
         """``docker tag SOURCE TARGET``: ``target`` names the image ``source`` names (a tag moves)."""
+        # the image store loads tarfile: it loads when an image verb runs, not with every engine (ps, logs, exec)
         from labkit.images.store import parse_ref
 
         parse_ref(target)
@@ -229,7 +235,7 @@ class ImageCollection(Collection):
             ``{"ImagesDeleted": [rmi's items…], "SpaceReclaimed": bytes}``, the bytes those layers held
             whose chain went (:meth:`ImageStore.remove`).
         """
-        from labkit.errors import Conflict
+        # the image store loads tarfile: it loads when an image verb runs, not with every engine (ps, logs, exec)
         from labkit.images.store import chain_ids
 
         store = self.store
@@ -260,6 +266,7 @@ class ImageCollection(Collection):
     def save(self, refs: list[str], out: IO[bytes]) -> None:
         """``docker save``: the images as one archive that ``docker load`` and ``labkit load`` read
         (:func:`labkit.images.archive.save`)."""
+        # the image store loads tarfile: it loads when an image verb runs, not with every engine (ps, logs, exec)
         from labkit.images import archive
 
         for ref in refs:
@@ -269,6 +276,7 @@ class ImageCollection(Collection):
     def load(self, stream: IO[bytes]) -> list[str]:
         """``docker load``: every image of an archive ``docker save`` or ``labkit save`` wrote; return the
         lines Docker prints (``Loaded image: busybox:latest``)."""
+        # the image store loads tarfile: it loads when an image verb runs, not with every engine (ps, logs, exec)
         from labkit.images import archive
 
         return list(archive.load(self.store, stream).lines)
@@ -277,6 +285,7 @@ class ImageCollection(Collection):
         """``docker export``: the container's filesystem as one tar: its writable layer over Docker's init layer
         (the empty ``/etc/hosts``, ``/etc/hostname``, ``/etc/resolv.conf`` and ``/.dockerenv`` placeholders,
         :func:`labkit.images.archive.write_init_layer`) over its image's."""
+        # the image store loads tarfile: it loads when an image verb runs, not with every engine (ps, logs, exec)
         from labkit.images import archive
 
         rec = self.engine._get(ref)
@@ -296,6 +305,8 @@ class ImageCollection(Collection):
     def import_(self, stream: IO[bytes], repository: str | None = None, *, changes: Sequence[str] = (),
                 message: str = "", source: str = "-") -> str:
         """``docker import``: a tar of a filesystem as an image of one layer; return its id."""
+        # the image store loads tarfile: it loads when an image verb runs, not with every engine (ps, logs, exec)
+        # the image store loads tarfile: it loads when an image verb runs, not with every engine (ps, logs, exec)
         from labkit.images import archive
         from labkit.images.build import apply_changes
         from labkit.images.store import empty_config, parse_ref

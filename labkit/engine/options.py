@@ -18,7 +18,7 @@ from typing import Any
 from labkit.errors import InvalidArgument, InvalidConfig
 from labkit.model import limits
 from labkit.model.container import MountSpec, PortSpec
-from labkit.model.humanize import parse_size
+from labkit.model.humanize import parse_size, parse_timestamp
 
 MIN_MEMORY = limits.MIN_MEMORY
 #: The longest hostname sethostname(2) takes (HOST_NAME_MAX, limits.h).
@@ -246,6 +246,5 @@ def moment(value: float | str | None, now: Any) -> float | None:
         return None
     if isinstance(value, (int, float)):
         return float(value)
-    from labkit.model.humanize import parse_timestamp
 
     return parse_timestamp(value, now)

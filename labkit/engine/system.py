@@ -7,11 +7,16 @@ import os
 import platform
 import stat
 from collections.abc import Iterator
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
 from labkit import __version__
+from labkit.doctor import checks
 from labkit.engine.collection import Collection
+from labkit.images.store import chain_ids
+from labkit.model.container import command_string, parse_time, state_json
+from labkit.model.humanize import status_string
 from labkit.model.lifecycle import Status, is_running
 from labkit.networks import PREDEFINED
 from labkit.store import TOP_LEVEL
@@ -65,8 +70,6 @@ class System(Collection):
 
     def doctor(self) -> list[dict[str, Any]]:
         """``labkit doctor``: what this host lets labkit do, each check in plain words."""
-        from labkit.doctor import checks
-
         # The saved subnets are checked against the host's routes where networks are bridges on this host;
         # a real backend's compiled supervisor is looked for in its state root.
         backend = self.engine.backend
@@ -95,12 +98,6 @@ class System(Collection):
         every layer once. A container's ``SizeRw`` is its writable layer's bytes; a volume's ``Links`` how
         many containers mount it.
         """
-        from datetime import datetime, timezone
-
-        from labkit.images.store import chain_ids
-        from labkit.model.container import command_string, parse_time, state_json
-        from labkit.model.humanize import status_string
-
         engine = self.engine
         recs = engine._records()
         images = engine.image_store.list()

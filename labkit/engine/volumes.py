@@ -14,6 +14,7 @@ from typing import Any
 
 from labkit.engine.collection import Collection, verb
 from labkit.engine.options import VOLUME_RE, anonymous
+from labkit.engine.system import disk_bytes
 from labkit.errors import InvalidArgument, NoSuchVolume, VolumeInUse
 from labkit.model import events
 from labkit.model.container import MountSpec, now_rfc3339
@@ -95,8 +96,6 @@ class VolumeCollection(Collection):
         Returns:
             Docker's answer: ``VolumesDeleted`` (their names) and ``SpaceReclaimed`` (the bytes their files held).
         """
-        from labkit.engine.system import disk_bytes
-
         used = {m.source for r in self.engine._records() for m in r.config.mounts if m.type == "volume"}
         removed, reclaimed = [], 0
         for meta in self.ls():

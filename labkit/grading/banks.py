@@ -33,6 +33,7 @@ from typing import Any
 
 from labkit.errors import InvalidArgument, NotFound
 from labkit.grading import commands, probes
+from labkit.grading.experiments import check_line
 from labkit.grading.questions import Context, Question, draw_params, make_question
 
 SCHEMA_PATH = Path(__file__).with_name("schema.json")
@@ -96,6 +97,7 @@ def read_yaml(path: str | os.PathLike[str]) -> Any:
     Raises:
         BankError: If the file cannot be read, is not UTF-8 text, or is not valid YAML.
     """
+    # PyYAML loads when a bank is read, not with every import of labkit.grading
     import yaml
 
     try:
@@ -155,6 +157,7 @@ def validate(data: Any, where: str = "bank") -> list[str]:
         data: The parsed YAML.
         where: How to name the bank in messages (its path).
     """
+    # jsonschema (tens of ms) loads when a bank is validated, not when one is read
     import jsonschema
 
     if not isinstance(data, dict) or "questions" not in data:
@@ -226,7 +229,6 @@ def _meaning(data: dict[str, Any]) -> Iterator[str]:
                 yield f"question {qid} picks {q['pick']} of only {len(opts)} options"
         if "observe" in q:
             yield from _probe_problems(qid, q["observe"], probes.OBSERVERS, "observer")
-            from labkit.grading.experiments import check_line
 
             for line in q["observe"].get("experiment") or []:
                 why = check_line(str(line))

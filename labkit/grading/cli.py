@@ -19,6 +19,8 @@ command group does (``docker network``).
 from __future__ import annotations
 
 import argparse
+import os
+import sys
 from collections.abc import Callable
 from typing import Any
 
@@ -123,9 +125,6 @@ def _fail(session: Any, error: LabkitError) -> int:
 
 def _print_quietly(session: Any, text: str) -> bool:
     """Print; when the reader has gone (``| head -1``) say nothing more. Whether it was all printed."""
-    import os
-    import sys
-
     try:
         session.print(text)
         session.out.flush()
@@ -140,6 +139,7 @@ def _print_quietly(session: Any, text: str) -> bool:
 
 def _finish(session: Any, args: argparse.Namespace, result: Any) -> int:
     """Save the attempt first (a reader that goes away early must not lose it), then print it."""
+    # grading's modules load when a grading command runs: labkit's parser imports this module on every start
     from labkit.grading.gradebook import append_attempt, attempts_log_path, save_submission
     from labkit.grading.render import result_text
 
@@ -162,6 +162,7 @@ def _finish(session: Any, args: argparse.Namespace, result: Any) -> int:
 
 def cmd_check(session: Any, args: argparse.Namespace) -> int:
     """Print the verdict, the feedback and the explanation; exit 0 only when the answer is accepted."""
+    # grading's modules load when a grading command runs: labkit's parser imports this module on every start
     from labkit.grading.banks import load_bank
 
     try:
@@ -178,6 +179,7 @@ def cmd_check(session: Any, args: argparse.Namespace) -> int:
 
 def cmd_ls(session: Any, args: argparse.Namespace) -> int:
     """Without a bank: every bank, its question count and title. With one: its questions and kinds."""
+    # grading's modules load when a grading command runs: labkit's parser imports this module on every start
     from labkit.grading.banks import available_banks, load_bank
 
     lines: list[str] = []
@@ -203,6 +205,8 @@ def cmd_ls(session: Any, args: argparse.Namespace) -> int:
 
 def cmd_show(session: Any, args: argparse.Namespace) -> int:
     """Print questions as a learner reads them: prompt, lettered options, how to answer; never the answer."""
+    # grading's modules load when a grading command runs: labkit's parser imports this module on every start
+    # grading's modules load when a grading command runs: labkit's parser imports this module on every start
     from labkit.grading.banks import load_bank
     from labkit.grading.questions import ChoiceQuestion, NumericQuestion
     from labkit.grading.render import question_text
@@ -242,6 +246,7 @@ def _clip(text: str, width: int) -> str:
 
 def cmd_lab(session: Any, args: argparse.Namespace) -> int:
     """Run a lab's probes against the engine; exit 0 only at full marks."""
+    # grading's modules load when a grading command runs: labkit's parser imports this module on every start
     from labkit.grading.banks import load_bank
 
     try:
@@ -258,6 +263,7 @@ def cmd_lab(session: Any, args: argparse.Namespace) -> int:
 
 def cmd_collect(session: Any, args: argparse.Namespace) -> int:
     """Write the CSV and say what went into it."""
+    # grading's modules load when a grading command runs: labkit's parser imports this module on every start
     from labkit.grading.gradebook import collect
 
     try:
@@ -271,6 +277,7 @@ def cmd_collect(session: Any, args: argparse.Namespace) -> int:
 
 def cmd_validate(session: Any, args: argparse.Namespace) -> int:
     """Print every problem of every bank; exit 1 if there is one."""
+    # grading's modules load when a grading command runs: labkit's parser imports this module on every start
     from labkit.grading.banks import available_banks, find_bank, read_yaml, validate
 
     problems: list[str] = []
@@ -294,6 +301,7 @@ def cmd_validate(session: Any, args: argparse.Namespace) -> int:
 
 def cmd_progress(session: Any, args: argparse.Namespace) -> int:
     """Per bank: questions answered and right, points, and what is left to do."""
+    # grading's modules load when a grading command runs: labkit's parser imports this module on every start
     from labkit.grading.gradebook import attempts_log_path, gather, progress
     from labkit.grading.questions import current_learner
 
@@ -322,6 +330,7 @@ def cmd_progress(session: Any, args: argparse.Namespace) -> int:
 
 
 def _write_both(session: Any, results: list[Any], output: str) -> int:
+    # grading's modules load when a grading command runs: labkit's parser imports this module on every start
     from labkit.grading.gradebook import book_of, sibling, write_attempts_csv
 
     book = book_of(results)
@@ -334,6 +343,7 @@ def _write_both(session: Any, results: list[Any], output: str) -> int:
 
 def cmd_export(session: Any, args: argparse.Namespace) -> int:
     """The per-learner sheet and the per-attempt rows of the attempts log (or the sources given)."""
+    # grading's modules load when a grading command runs: labkit's parser imports this module on every start
     from labkit.grading.gradebook import attempts_log_path, gather
 
     sources = args.sources or [str(attempts_log_path(args.log))]
@@ -346,6 +356,7 @@ def cmd_export(session: Any, args: argparse.Namespace) -> int:
 
 def cmd_grades_collect(session: Any, args: argparse.Namespace) -> int:
     """Merge every log and submission under DIR into the two CSVs."""
+    # grading's modules load when a grading command runs: labkit's parser imports this module on every start
     from labkit.grading.gradebook import gather, result_files
 
     try:
@@ -360,6 +371,7 @@ def cmd_verify(session: Any, args: argparse.Namespace) -> int:
 
     Exits 0 when nothing is self-reported (an unverifiable score is not an accusation), else 1.
     """
+    # grading's modules load when a grading command runs: labkit's parser imports this module on every start
     from labkit.grading.gradebook import gather, result_files, write_attempts_csv
     from labkit.grading.verify import SELF_REPORTED, verify
 

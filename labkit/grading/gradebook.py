@@ -31,6 +31,7 @@ from pathlib import Path
 from typing import Any
 
 from labkit.errors import InvalidArgument
+from labkit.grading.banks import BankError, NoSuchBank, load_bank
 from labkit.grading.results import Result
 
 #: The CSV's first and last columns; the question columns go between them.
@@ -278,8 +279,6 @@ def progress(results: Iterable[Result], learner: str | None = None) -> list[Bank
     The banks are looked up by name, so a question never attempted still counts
     as to do; a bank not found here is summarised from its attempts alone.
     """
-    from labkit.grading.banks import BankError, NoSuchBank, load_bank
-
     best: dict[str, dict[str, Result]] = {}
     for r in results:
         if learner is not None and r.learner != learner:

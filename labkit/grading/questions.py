@@ -26,6 +26,7 @@ choice option matches through its ``value``.
 
 from __future__ import annotations
 
+import ast
 import dataclasses
 import getpass
 import hashlib
@@ -38,8 +39,10 @@ import unicodedata
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+import labkit
 from labkit.errors import InvalidArgument, LabkitError
-from labkit.grading import answers, commands, probes
+from labkit.grading import answers, commands, experiments, probes
+from labkit.grading.render import question_html
 from labkit.grading.results import CORRECT, INCORRECT, NOT_ATTEMPTED, CheckResult, Result, verdict_for
 
 if TYPE_CHECKING:
@@ -224,8 +227,6 @@ class Question:
         Raises:
             probes.Missing: When there is nothing to observe, or an experiment and no ``run_line``.
         """
-        from labkit.grading import experiments
-
         spec = self.spec["observe"]
         if "experiment" not in spec:
             return probes.observe(engine, spec["probe"], spec.get("args") or {})
@@ -282,8 +283,6 @@ class Question:
         )
 
     def _repr_html_(self) -> str:
-        from labkit.grading.render import question_html
-
         return question_html(self)
 
     def __repr__(self) -> str:
@@ -642,8 +641,6 @@ class LabQuestion(Question):
               run_line: LineRunner | None = None) -> Result:  # a lab runs no experiment: run_line is not used
         engine = engine if engine is not None else (answer if hasattr(answer, "inspect") else None)
         if engine is None:
-            import labkit
-
             engine = labkit.connect()
         results: list[CheckResult] = []
         hidden_n = 0
@@ -725,8 +722,6 @@ _NUMBER_WORDS = {w: str(i) for i, w in enumerate(
 
 def _arithmetic(text: str) -> float | None:
     """A number, or a small product, sum or power of numbers (``64 * 1024 * 1024``, ``2 ** 26``)."""
-    import ast
-
     if not text or len(text) > 60 or not re.fullmatch(r"[\d\s.+\-*()eE]+", text):
         return None
     try:

@@ -15,6 +15,7 @@ import dataclasses
 from dataclasses import dataclass, field
 from typing import Any
 
+from labkit.grading.render import result_html, result_text
 from labkit.grading.verdicts import CORRECT, INCORRECT, NOT_ATTEMPTED, PARTIAL, VERDICTS
 
 __all__ = ["CORRECT", "INCORRECT", "NOT_ATTEMPTED", "PARTIAL", "VERDICTS", "CheckResult", "Result", "verdict_for"]
@@ -134,13 +135,9 @@ class Result:
         return cls(**kw)
 
     def _repr_html_(self) -> str:
-        from labkit.grading.render import result_html
-
         return result_html(self)
 
     def __str__(self) -> str:
-        from labkit.grading.render import result_text
-
         return result_text(self)
 
 

@@ -30,6 +30,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from labkit.errors import LabkitError
+from labkit.grading.banks import load_bank
 from labkit.grading.results import NOT_ATTEMPTED, Result
 
 if TYPE_CHECKING:
@@ -73,8 +74,6 @@ def verify_one(claimed: Result, engine: Engine, run_line: LineRunner | None = No
 
     ``run_line`` runs the lines of a question's experiment (:data:`~labkit.grading.experiments.LineRunner`).
     """
-    from labkit.grading.banks import load_bank
-
     def done(status: str, points: float | None, why: str) -> Verification:
         return Verification(dataclasses.replace(claimed, verified=status), status, points, why)
 

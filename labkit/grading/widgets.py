@@ -38,6 +38,7 @@ import ipywidgets as w
 # The command line's entry point: a question's experiment runs its `labkit …` lines through it
 # (labkit.grading.experiments), as the learner would type them.
 from labkit.cli import main as run_line
+from labkit.grading.gradebook import append_attempt, save_submission
 from labkit.grading.questions import ChoiceQuestion, LabQuestion, MultiQuestion, Question
 from labkit.grading.render import question_html, result_html
 from labkit.grading.results import Result
@@ -170,12 +171,8 @@ class QuizCell:
         result = self.question.check(self.answer, engine=self.engine, run_line=run_line)
         self.results.append(result)
         if self.attempts_log:
-            from labkit.grading.gradebook import append_attempt
-
             append_attempt(result, None if self.attempts_log is True else self.attempts_log)
         if self.submissions:
-            from labkit.grading.gradebook import save_submission
-
             save_submission([result], self.submissions)
         self.feedback.value = result_html(result)
         if self.on_result is not None:

@@ -48,6 +48,7 @@ import sys
 import tarfile
 import tempfile
 import time
+import zlib
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import IO, Any
@@ -193,8 +194,6 @@ def _xattrs_of(member: tarfile.TarInfo, root: str) -> list[tuple[str, str, bytes
 
 def zlib_error() -> type[Exception]:
     """gzip's error for damaged data (zlib.error), named once for the except clauses."""
-    import zlib
-
     return zlib.error
 
 

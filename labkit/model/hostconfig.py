@@ -18,6 +18,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 from labkit.errors import InvalidArgument, InvalidCapability, InvalidConfig
+from labkit.model.humanize import parse_size as size_of
 
 #: Every capability by number, from <linux/capability.h> (capabilities(7)).
 CAPABILITIES: tuple[str, ...] = (
@@ -230,8 +231,6 @@ def parse_mount(text: str) -> MountRequest:
     Raises:
         InvalidArgument: A field that is not ``key=value`` (but ``readonly``), an unknown key, or no target.
     """
-    from labkit.model.humanize import parse_size as size_of
-
     kind, source, target = "volume", "", ""
     readonly = False
     data: list[str] = []

@@ -28,6 +28,7 @@ from labkit.errors import HostUnsupported, StartFailed
 from labkit.model import events, hostconfig
 from labkit.model.container import ContainerRecord, EndpointSpec, process_env
 from labkit.model.runtime import Exited, Launched, Restarted
+from labkit.networks import Networks
 from labkit.sim import cgroups, namespaces, network, programs, restarts
 from labkit.sim import process as proc_mod
 from labkit.sim.base import NO_TERMINAL, read_input
@@ -79,8 +80,6 @@ class SimBackend(Views, Rootfs, Networking):
             ct.mounts = [(dest, src, False) for dest, src in etc.items()]
             ct.net, ct.host_net = None, c.network == "host"
             if c.network not in ("none", "host"):
-                from labkit.networks import Networks
-
                 if self.rootless:
                     info = self._attach_user(w, ct, record)
                 else:

@@ -375,6 +375,7 @@ class SimBase:
         """``--ulimit`` above this host's hard limit is refused, as setrlimit(2) refuses it to a process without
         CAP_SYS_RESOURCE (the simulated host's limits are those the simulator itself runs under)."""
         try:
+            # resource exists on Unix alone: elsewhere there is no host limit to hold --ulimit to
             import resource
         except ImportError:
             return

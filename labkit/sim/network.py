@@ -25,7 +25,7 @@ from __future__ import annotations
 import ipaddress
 from typing import Any
 
-from labkit.errors import Conflict
+from labkit.errors import Conflict, InvalidArgument
 from labkit.model.views import Interface
 from labkit.sim.kernel import World
 
@@ -148,8 +148,6 @@ def attach_user(world: Any, ct: Any, record: Any, network: dict[str, Any], helpe
     host port of 0 gets a free one, and a port another container holds is
     refused as the host's bind(2) would refuse it.
     """
-    from labkit.errors import Conflict, InvalidArgument
-
     # The real backend's rule, stated once; loaded where used, so that importing the simulator loads no kernel code
     from labkit.linux import usernet
 

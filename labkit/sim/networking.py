@@ -24,6 +24,7 @@ from typing import Any
 from labkit.errors import Conflict, HostUnsupported, LabkitError, NoSuchContainer
 from labkit.model import events, hostconfig
 from labkit.model.container import HOSTS, ContainerRecord, EndpointSpec
+from labkit.networks import Networks
 from labkit.sim import network, programs
 from labkit.sim.base import SimBase
 from labkit.sim.kernel import SimContainer, World
@@ -40,8 +41,6 @@ class Networking(SimBase):
         c = record.config
         gateway = ""
         if any(h.endswith(":host-gateway") for h in c.extra_hosts):
-            from labkit.networks import Networks
-
             gateway = Networks(self.store).get("bridge")["IPAM"]["Config"][0]["Gateway"]
         files = {"hostname": c.hostname + "\n", "hosts": HOSTS + hostconfig.extra_hosts_lines(c.extra_hosts, gateway),
                  "resolv.conf": hostconfig.resolv_conf(_resolv_conf(), c.dns)}
@@ -51,8 +50,6 @@ class Networking(SimBase):
 
     def _attach_user(self, w: World, ct: SimContainer, record: ContainerRecord) -> dict[str, Any] | None:
         """A rootless container's network, as the rootless backend's ``_connect`` plans it (None: ``lo`` only)."""
-        from labkit.errors import HostUnsupported
-
         # The real backend's rule, stated once; loaded where used, so that importing the simulator loads no kernel code
         from labkit.linux import usernet
         from labkit.networks import Networks

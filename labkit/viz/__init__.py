@@ -22,6 +22,7 @@ matplotlib is imported when a picture is drawn, ipywidgets when a widget is made
 
 from __future__ import annotations
 
+import importlib
 from typing import Any
 
 _WIDGETS = {
@@ -35,7 +36,5 @@ __all__ = ["CopyUpExplorer", "LifecycleWidget", "Stepper"]
 
 def __getattr__(name: str) -> Any:
     if name in _WIDGETS:
-        import importlib
-
         return getattr(importlib.import_module(_WIDGETS[name]), name)
     raise AttributeError(f"module 'labkit.viz' has no attribute {name!r}")

@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from html import escape
 from typing import TYPE_CHECKING, Any
 
-from labkit.errors import InvalidArgument
+from labkit.errors import InvalidArgument, LabkitError, NoSuchContainer
 from labkit.viz import layers
 from labkit.viz import palette as P
 
@@ -124,6 +124,7 @@ class CopyUpExplorer:
     """
 
     def __init__(self, engine: Engine, ref: str, under: str = "/", remake: Callable[[], Any] | None = None) -> None:
+        # ipywidgets loads when a widget is made: a picture alone does not need it
         import ipywidgets as W
 
         self.engine = engine
@@ -151,8 +152,6 @@ class CopyUpExplorer:
     def click(self) -> Result | None:
         """What **Run it** does: :meth:`run`, and when the container is gone, make it again (with ``remake``)
         or say plainly that it is gone and how to bring it back: never a silent click."""
-        from labkit.errors import LabkitError, NoSuchContainer
-
         try:
             return self.run()
         except NoSuchContainer:

@@ -405,6 +405,7 @@ def _lower_band(sc: LayerScene, number: int) -> tuple[float, float]:
 
 
 def _draw_lowers(ax: Any, sc: LayerScene) -> None:
+    # matplotlib loads when a picture is drawn, not when labkit.viz is imported
     from matplotlib.patches import Rectangle
 
     for layer in sc.layers:
@@ -442,6 +443,7 @@ def shown_entries(w: Writable) -> tuple[tuple[Change, ...], int]:
 
 
 def _draw_writable(ax: Any, sc: LayerScene, w: Writable, x0: float, width: float) -> None:
+    # matplotlib loads when a picture is drawn, not when labkit.viz is imported
     from matplotlib.patches import Rectangle
 
     pad = 0.8
@@ -508,6 +510,7 @@ def _new_mark(ax: Any, x: float, y: float) -> None:
 
 def _up_mark(ax: Any, x: float, y: float) -> None:
     """An upward arrow: a file copied up from an image layer."""
+    # matplotlib loads when a picture is drawn, not when labkit.viz is imported
     from matplotlib.patches import Polygon
 
     ax.plot([x, x], [y - 1.1, y + 0.2], color=P.BLACK, linewidth=2.5, solid_capstyle="butt", zorder=3)
@@ -521,6 +524,7 @@ def _copy_up_arrows(ax: Any, sc: LayerScene, ups: list[Change], left: float, rig
     Arrows stand side by side across the column; their labels take three heights in
     the source layer's bar in turn, so neighbours' labels stand on different lines.
     """
+    # matplotlib loads when a picture is drawn, not when labkit.viz is imported
     from matplotlib.patches import FancyArrowPatch
 
     step = (right - left - 4) / max(len(ups), 1)
@@ -542,6 +546,7 @@ def _copy_up_arrows(ax: Any, sc: LayerScene, ups: list[Change], left: float, rig
 
 def _tombstone(ax: Any, x: float, y: float, w: float, h: float, gid: str) -> None:
     """A small grave: a rectangle with a round top and a cross (a whiteout hides a name, it does not erase it)."""
+    # matplotlib loads when a picture is drawn, not when labkit.viz is imported
     import numpy as np
     from matplotlib.patches import Polygon
 
@@ -557,6 +562,7 @@ def _tombstone(ax: Any, x: float, y: float, w: float, h: float, gid: str) -> Non
 
 
 def _mark_serving(ax: Any, sc: LayerScene, w: Writable, left: float, right: float) -> None:
+    # matplotlib loads when a picture is drawn, not when labkit.viz is imported
     from matplotlib.patches import Rectangle
 
     serves = w.serves

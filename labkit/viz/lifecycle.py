@@ -18,8 +18,10 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from html import escape
 from typing import TYPE_CHECKING, Any
 
+from labkit.errors import LabkitError, NoSuchContainer
 from labkit.model.lifecycle import (
     BY_ITSELF,
     TRANSITIONS,
@@ -133,6 +135,7 @@ def draw(status: Status | str | None = None, *, all_statuses: bool = False,
 
     Drawn on ``into``, a figure made before, when given (see :func:`labkit.viz.palette.figure`).
     """
+    # matplotlib loads when a picture is drawn, not when labkit.viz is imported
     from matplotlib.patches import FancyArrowPatch, FancyBboxPatch
 
     current = Status(status) if status is not None else None
@@ -236,6 +239,7 @@ def _place_labels(fig: Any, ax: Any, labels: list[tuple[Any, Any, Any]], arrows:
     the reverse order, and the better result kept. Extents are measured with the
     figure's own renderer, as it will draw (without hinting, as :func:`palette.png` draws).
     """
+    # matplotlib loads when a picture is drawn, not when labkit.viz is imported
     import matplotlib
 
     with matplotlib.rc_context(P.RC):  # type: ignore[arg-type]
@@ -243,6 +247,7 @@ def _place_labels(fig: Any, ax: Any, labels: list[tuple[Any, Any, Any]], arrows:
 
 
 def _place(fig: Any, ax: Any, labels: list[tuple[Any, Any, Any]], arrows: list[Any]) -> None:
+    # matplotlib loads when a picture is drawn, not when labkit.viz is imported
     from matplotlib.path import Path
     from matplotlib.transforms import Bbox
 
@@ -335,8 +340,6 @@ def _edge_of(centre: tuple[float, float], towards: tuple[float, float]) -> tuple
 
 def gather(engine: Engine, ref: str) -> Status:
     """The container's status now (``deleted`` when it no longer exists)."""
-    from labkit.errors import NoSuchContainer
-
     try:
         return Status(engine.inspect(ref)["State"]["Status"])
     except NoSuchContainer:
@@ -367,6 +370,7 @@ class LifecycleWidget:
 
     def __init__(self, engine: Engine, ref: str, stop_timeout: float = 2.0,
                  exec_command: Sequence[str] = ("true",)) -> None:
+        # ipywidgets loads when a widget is made: a picture alone does not need it
         import ipywidgets as W
 
         self.engine = engine
@@ -389,8 +393,6 @@ class LifecycleWidget:
 
     def refresh(self) -> None:
         """Read the status, restyle the buttons, redraw."""
-        from labkit.errors import NoSuchContainer
-
         try:
             info = self.engine.inspect(self.ref)
             self.status, self.cid = Status(info["State"]["Status"]), info["Id"]
@@ -407,10 +409,6 @@ class LifecycleWidget:
 
     def click(self, verb: Verb) -> None:
         """Do ``verb`` to the container through the engine; show what happened."""
-        from html import escape
-
-        from labkit.errors import LabkitError, NoSuchContainer
-
         before = self.status
         try:
             self._do(verb)

@@ -174,6 +174,7 @@ def draw(v: NetView) -> Any:
     ``veth:container`` (``eth0``) when it has a veth pair; ``port:HOSTPORT`` per published port
     (an arrow); ``process:container`` in host mode.
     """
+    # matplotlib loads when a picture is drawn, not when labkit.viz is imported
     from matplotlib.patches import FancyArrowPatch, FancyBboxPatch
 
     fig = P.figure(14.0, 8.0)

@@ -21,6 +21,8 @@ from __future__ import annotations
 import io
 from typing import Any
 
+from labkit.model.humanize import human_size
+
 # -- Okabe–Ito -------------------------------------------------------------------------------
 BLACK = "#000000"
 ORANGE = "#E69F00"
@@ -89,6 +91,7 @@ def figure(width: float = 13.0, height: float = 7.5, into: Any = None) -> Any:
         if tuple(into.get_size_inches()) != (width, height):
             into.set_size_inches(width, height)
         return into
+    # matplotlib loads when a picture is drawn, not when labkit.viz is imported
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
@@ -153,6 +156,8 @@ def png(fig: Any, dpi: int = DPI) -> bytes:
     without an alpha channel the file is 7–11 % smaller and encodes 13–25 % faster than
     Matplotlib's RGBA at level 3 (time a stepper click feels; the level matters less than the channel).
     """
+    # Pillow loads when a picture is saved as PNG, not with every picture
+    # matplotlib loads when a picture is drawn, not when labkit.viz is imported
     import matplotlib
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from PIL import Image
@@ -179,6 +184,7 @@ def png(fig: Any, dpi: int = DPI) -> bytes:
 
 def save(fig: Any, path: str) -> None:
     """Save as PNG or SVG (by the file's extension), at a resolution fit for a projector."""
+    # matplotlib loads when a picture is drawn, not when labkit.viz is imported
     import matplotlib
 
     with matplotlib.rc_context(RC):  # type: ignore[arg-type]
@@ -187,6 +193,7 @@ def save(fig: Any, path: str) -> None:
 
 def texts(fig: Any) -> list[str]:
     """Every string drawn on the figure (titles, labels, annotations): what a reader can read."""
+    # matplotlib loads when a picture is drawn, not when labkit.viz is imported
     from matplotlib.text import Text
 
     return [t.get_text() for t in fig.findobj(Text) if t.get_text()]
@@ -194,6 +201,4 @@ def texts(fig: Any) -> list[str]:
 
 def size_text(n: int) -> str:
     """Bytes as a short human size (``1.5 kB``, ``104 MB``), in Docker's decimal units."""
-    from labkit.model.humanize import human_size
-
     return human_size(n)

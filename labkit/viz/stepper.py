@@ -23,11 +23,14 @@ from __future__ import annotations
 
 from collections import OrderedDict
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import replace
 from html import escape
 from types import MappingProxyType
 from typing import Any
 
+from labkit.errors import InvalidArgument
 from labkit.model.walk import Box, State, Walk
+from labkit.viz import layers, lifecycle
 from labkit.viz import palette as P
 
 #: Step kinds about the layers (the layer picture is drawn for a trace with one of them).
@@ -78,9 +81,6 @@ class TracePictures:
     """
 
     def __init__(self, steps: Sequence[Any], base: Any = None, picture: str = "auto") -> None:
-        from labkit.errors import InvalidArgument
-        from labkit.viz import layers
-
         if picture not in PICTURES:
             raise InvalidArgument(f"no picture named {picture!r}", f"Choose one of {', '.join(PICTURES)}")
         self.steps = list(steps)
@@ -143,10 +143,6 @@ class TracePictures:
         name, are drawn as given; those whose layer a step removed are gone); containers
         the trace adds follow, in the order the trace met them.
         """
-        from dataclasses import replace
-
-        from labkit.viz import layers
-
         state = self.state(index)
         containers = []
         named = {w.id: w.name for w in self.base.containers if w.id}
@@ -177,10 +173,6 @@ class TracePictures:
 
     def _writable(self, base: Any, box: Box, cid: str = "", name: str = "") -> Any:
         """A writable layer: ``base``'s (or a new one, called ``name``) with the entries the walk holds for it."""
-        from dataclasses import replace
-
-        from labkit.viz import layers
-
         w = base if base is not None else layers.Writable(name=name or cid[:12], id=cid)
         known = self._known.get(w.id, {})
         changes, size, files = [], w.size, w.files
@@ -209,8 +201,6 @@ class TracePictures:
 
     def __call__(self, index: int, into: Any = None) -> Any:
         """The figure after step ``index`` (drawn on ``into``, a figure made before, when given)."""
-        from labkit.viz import layers, lifecycle
-
         if self.layered:
             fig = layers.draw(self.scene(index), into=into)
         else:
@@ -268,9 +258,8 @@ class Stepper:
 
     def __init__(self, steps: Sequence[Any], render: Callable[[int], Any] | None = None, base: Any = None,
                  interval_ms: int = 900, picture: str = "auto") -> None:
+        # ipywidgets loads when a widget is made: a picture alone does not need it
         import ipywidgets as W
-
-        from labkit.errors import InvalidArgument
 
         self.steps = list(steps)
         if not self.steps:
@@ -330,8 +319,6 @@ class Stepper:
         Raises:
             InvalidArgument: The trace has no step ``index``.
         """
-        from labkit.errors import InvalidArgument
-
         total = len(self.steps)
         if not -total <= index < total:
             raise InvalidArgument(f"the trace has {total} steps: there is no step {index}",

@@ -22,6 +22,7 @@ from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
 from labkit.errors import InvalidArgument
+from labkit.model.humanize import bytes_size
 from labkit.model.views import (
     ProcessView,
     count_mounts,
@@ -71,8 +72,6 @@ class WallsView:
 
 
 def _binary(n: int) -> str:
-    from labkit.model.humanize import bytes_size
-
     return bytes_size(n)
 
 
@@ -139,6 +138,7 @@ def draw(v: WallsView) -> Any:
     Row labels name the namespace or cgroup controller that makes the difference.
     Artists: ``side:host`` and ``side:container`` (the two panels), ``wall``.
     """
+    # matplotlib loads when a picture is drawn, not when labkit.viz is imported
     from matplotlib.patches import FancyBboxPatch, Rectangle
 
     fig = P.figure(14.0, 7.5)

@@ -167,6 +167,8 @@ def _create_kwargs(args: argparse.Namespace) -> dict[str, Any]:
 def _client_checks(args: argparse.Namespace) -> None:
     """What Docker's client refuses in ``--add-host``, ``--dns``, ``--ulimit`` and ``--mount`` before it asks the
     daemon: ``invalid argument "X" for "--flag" flag: …``, exit 125 for create as for run."""
+    # labkit.model.hostconfig loads dataclasses and inspect: it loads when run or create checks its flags, not
+    # when every other command starts
     from labkit.model import hostconfig
 
     for flag, values, check in (("--add-host", args.add_host, hostconfig.parse_add_host),
