@@ -20,10 +20,16 @@ from __future__ import annotations
 
 import os
 import sys
+from typing import TYPE_CHECKING
 
+from labkit import helpers
 from labkit.backend import Backend
 from labkit.errors import HostUnsupported, InvalidArgument
 from labkit.store import Store
+
+if TYPE_CHECKING:
+    from labkit.images.ownership import Ownership
+    from labkit.sim.base import IdMapping
 
 DEFAULT_ROOT = "/var/lib/labkit"
 
@@ -70,7 +76,6 @@ def choose(backend: Backend | str, store: Store) -> tuple[Backend, str]:
     # labkit.linux imports on Linux alone (syscalls.py binds unshare(2) from libc, which only Linux has).
     from labkit.linux import supervisor
     from labkit.linux.backend import LinuxBackend
-    from labkit.linux.usernet import network_helper
 
     # Without a C compiler (and no shim built before) no real container can start: ``auto`` picks
     # the simulator and says why; a backend asked for by name refuses create and start in one sentence.
@@ -92,7 +97,7 @@ def choose(backend: Backend | str, store: Store) -> tuple[Backend, str]:
         why = "as asked" if backend == "rootless" else f"not root (uid {os.geteuid()})"
         return real, (f"rootless, {why}: real containers in a user namespace where you are root "
                       f"({real.idmap.describe()}); {limits}; "
-                      + (f"the default network and -p through {helper}" if (helper := network_helper())
+                      + (f"the default network and -p through {helper}" if (helper := helpers.network_helper())
                          else "networks none and host (install slirp4netns for more)"))
     if backend == "rootless":
         raise HostUnsupported(f"rootless containers cannot run here: {unprivileged}",
@@ -104,7 +109,22 @@ def choose(backend: Backend | str, store: Store) -> tuple[Backend, str]:
 def _sim(store: Store) -> Backend:
     from labkit.sim.backend import SimBackend  # the simulator's kernel is loaded when it is chosen
 
-    return SimBackend(store)
+    ownership, id_map = _sim_user()
+    return SimBackend(store, ownership=ownership, id_map=id_map)
+
+
+def _sim_user() -> tuple[Ownership | None, IdMapping | None]:
+    """For a user on Linux, the id map the simulator models, as the user's rootless containers get it (a
+    subordinate range with newuidmap where one is granted): who owns its image layers, and the map its
+    user namespace step shows. None, None elsewhere: the simulator's defaults (the host's ids as root, a
+    user's own id alone)."""
+    if os.geteuid() == 0 or not sys.platform.startswith("linux"):
+        return None, None
+    # labkit.linux imports on Linux alone (syscalls.py binds unshare(2)); loaded once the simulator is chosen
+    from labkit.linux import namespaces, ownership
+
+    m = namespaces.id_map()
+    return ownership.MappedIds(m), (m.uid, m.gid, m.uid_range, m.gid_range)
 
 
 #: The rootless probe's answer, per effective uid: asked once per process (the resident engine asks before it

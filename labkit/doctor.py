@@ -19,6 +19,8 @@ from labkit import helpers
 from labkit.backends import default_root
 from labkit.daemon import client
 from labkit.errors import LabkitError
+from labkit.model import endpoints
+from labkit.networks import clash
 
 
 def _check(name: str, ok: bool, detail: str, meaning: str) -> dict[str, Any]:
@@ -201,7 +203,7 @@ _NO_USER_NETWORKS = ("'network create' is refused, as is run --network with any 
 def rootless_checks() -> list[dict[str, Any]]:
     """What running *without root* means for the current user, one aspect per check."""
     # Each check loads the room it asks about: labkit.linux imports on Linux alone (syscalls.py binds unshare(2))
-    from labkit.linux import cgroups, namespaces, usernet
+    from labkit.linux import cgroups, namespaces
 
     out = []
     problem = namespaces.userns_problem()
@@ -237,12 +239,12 @@ def rootless_checks() -> list[dict[str, Any]]:
         "HostConfig but not enforced), and pause stops their processes with SIGSTOP instead of freezing them "
         "(a parent can notice a SIGSTOP; it cannot notice a freeze). systemd's user sessions delegate a subtree.",
     ))
-    helper = usernet.network_helper()
+    helper = helpers.network_helper()
     out.append(_check(
         "rootless network", True,
         f"{helper} installed ({shutil.which(helper)})" if helper else "neither slirp4netns nor pasta installed",
         "Rootless containers get --network none or host, and the default network and -p go through "
-        f"{helper}, as with rootless Podman: the container has a tap device with {usernet.SLIRP_ADDRESS}/24 "
+        f"{helper}, as with rootless Podman: the container has a tap device with {endpoints.SLIRP_ADDRESS}/24 "
         "behind a TCP/IP stack that runs as you, and published ports listen on 127.0.0.1 unless you name an "
         f"address. {_NO_USER_NETWORKS}"
         if helper else
@@ -298,7 +300,7 @@ def network_checks(networks: list[dict[str, Any]], root: bool) -> list[dict[str,
             continue
         bridge = rec["Options"]["com.docker.network.bridge.name"]
         subnet = ipaddress.IPv4Network(rec["IPAM"]["Config"][0]["Subnet"])
-        holder = net.clash(subnet, [(n, name) for n, name in in_use if name != bridge])
+        holder = clash(subnet, [(n, name) for n, name in in_use if name != bridge])
         if holder and not net.bridge_up(bridge):
             clashes.append(f"network {rec['Name']}'s saved subnet {subnet} is in use by {holder}: its bridge "
                            "takes a free pool when it next comes up")

@@ -119,3 +119,14 @@ def spawn_detached(argv: Sequence[str], fds: Sequence[int] = (), log_path: str |
         text = f.read()
     os.waitpid(first, 0)
     return int(text) if text.isdigit() else 0
+
+
+#: The user-mode network helpers that can give a rootless container a network, in the order labkit prefers.
+NETWORK_HELPERS = ("slirp4netns", "pasta")
+
+
+def network_helper() -> str | None:
+    """The user-mode network helper rootless containers use here (and the simulator models): ``slirp4netns``,
+    else ``pasta``, or None."""
+    return next((h for h in NETWORK_HELPERS if which(h)), None)
+

@@ -13,7 +13,9 @@ Docker's ``docker0`` or a VPN may have taken it while the bridge was down. A
 subnet labkit picked then moves to the next free pool, and the record says so
 (``network inspect``; a container gets its address from the new subnet when it
 starts); a subnet given with ``--subnet`` is not moved behind the user's back:
-the start is refused, saying what holds it.
+the start is refused, saying what holds it. Picking a subnet and naming a
+bridge are the same for both backends (the simulator models the same
+addresses), so they are here, beside the records, not in either backend.
 """
 
 from __future__ import annotations
@@ -23,6 +25,8 @@ import ipaddress
 import os
 import re
 import secrets
+import socket
+import struct
 from typing import Any
 
 from labkit.errors import Conflict, HostUnsupported, InvalidArgument, NoSuchNetwork
@@ -85,11 +89,9 @@ class Networks:
                 "Options": {}, "Labels": {}, "Internal": False}
 
     def _make(self, name: str, subnet: str | None) -> dict[str, Any]:
-        from labkit.linux import network as net  # pure helpers: no pyroute2 import here
-
-        taken = net.host_subnets() + [ipaddress.IPv4Network(c["Subnet"])
+        taken = host_subnets() + [ipaddress.IPv4Network(c["Subnet"])
                                       for r in self._records() for c in r["IPAM"]["Config"]]
-        chosen = net.parse_subnet(subnet) if subnet else net.pick_subnet(taken)
+        chosen = parse_subnet(subnet) if subnet else pick_subnet(taken)
         if subnet and any(chosen.overlaps(t) for t in taken):
             raise Conflict(f"Pool overlaps with other one on this address space: {chosen}",
                            "Pick a subnet no other network or host interface uses")
@@ -103,7 +105,7 @@ class Networks:
             "EnableIPv6": False,
             "IPAM": {"Driver": "default", "Options": None, "Config": [{"Subnet": str(chosen), "Gateway": gateway}]},
             "Internal": False,
-            "Options": {"com.docker.network.bridge.name": net.bridge_name(str(self.store.root), name)},
+            "Options": {"com.docker.network.bridge.name": bridge_name(str(self.store.root), name)},
             "Labels": {},
         }
         if subnet:
@@ -126,22 +128,19 @@ class Networks:
         Raises:
             Conflict: The subnet was given with ``--subnet`` and is taken.
         """
-        # Pure helpers, no pyroute2; loaded when a subnet is picked, so that importing labkit.networks loads no kernel code
-        from labkit.linux import network as net
-
         rec = read_json(self._path(name)) or self.get(name)
         own = [(ipaddress.IPv4Network(c["Subnet"]), f"network {r['Name']} of this state root")
                for r in self._records() if r["Name"] != rec["Name"] for c in r["IPAM"]["Config"]]
         taken = in_use + own
         subnet = ipaddress.IPv4Network(rec["IPAM"]["Config"][0]["Subnet"])
-        hit = net.clash(subnet, taken)
+        hit = clash(subnet, taken)
         if hit is None:
             return _public(rec), ""
         if rec.get(GIVEN):
             raise Conflict(f"network {rec['Name']}'s subnet {subnet} is in use on this host by {hit}",
                            "Stop what uses it, or make the network again with another --subnet (or without "
                            "one: labkit then picks a free subnet)")
-        chosen = net.pick_subnet([t for t, _ in taken])
+        chosen = pick_subnet([t for t, _ in taken])
         rec["IPAM"]["Config"] = [{"Subnet": str(chosen), "Gateway": str(next(chosen.hosts()))}]
         write_json(self._path(rec["Name"]), rec)
         return _public(rec), hit
@@ -197,3 +196,65 @@ def _public(rec: dict[str, Any]) -> dict[str, Any]:
 
 def _stable_id(name: str) -> str:
     return hashlib.sha256(f"labkit-network-{name}".encode()).hexdigest()
+
+
+# -- a network's subnet and bridge name, as both backends pick them ----------------------------------
+
+#: The address pools Docker picks default subnets from, in order.
+POOLS = [f"172.{n}.0.0/16" for n in range(17, 32)] + [f"192.168.{n}.0/20" for n in range(0, 256, 16)]
+
+
+def bridge_name(root: str, network: str) -> str:
+    """A bridge name unique to this state root and network, within IFNAMSIZ (15 characters)."""
+    digest = hashlib.sha256(f"{root}\0{network}".encode()).hexdigest()[:8]
+    return f"lkbr{digest}"
+
+
+def host_subnets() -> list[ipaddress.IPv4Network]:
+    """The IPv4 subnets the host's main table routes (from /proc/net/route), routes shorter than /8 excluded.
+
+    Cheap (no netlink) and enough for a network's first record; a bridge coming up
+    checks more (:func:`subnets_in_use`).
+    """
+    nets = []
+    try:
+        with open("/proc/net/route") as f:
+            next(f)
+            for line in f:
+                fields = line.split()
+                dest, mask = int(fields[1], 16), int(fields[7], 16)
+                bits = bin(mask).count("1")
+                if bits < 8:  # a default route, or a VPN's stand-in for one (see subnets_in_use)
+                    continue
+                addr = socket.inet_ntoa(struct.pack("<I", dest))
+                nets.append(ipaddress.IPv4Network(f"{addr}/{bits}", strict=False))
+    except OSError:
+        pass
+    return nets
+
+
+def clash(subnet: ipaddress.IPv4Network, in_use: list[tuple[ipaddress.IPv4Network, str]]) -> str | None:
+    """The interface already using part of ``subnet`` (``docker0``, another root's bridge, …), or None."""
+    for net, name in in_use:
+        if subnet.overlaps(net):
+            return f"{name} ({net})"
+    return None
+
+
+def pick_subnet(taken: list[ipaddress.IPv4Network]) -> ipaddress.IPv4Network:
+    """The first pool subnet that overlaps nothing in ``taken`` (Docker's 172.17.0.0/16 when free)."""
+    for text in POOLS:
+        net = ipaddress.IPv4Network(text)
+        if not any(net.overlaps(t) for t in taken):
+            return net
+    raise Conflict("could not find an available, non-overlapping IPv4 address pool among the defaults to "
+                   "assign to the network", "Remove unused networks with 'labkit network rm'")
+
+
+def parse_subnet(text: str) -> ipaddress.IPv4Network:
+    """A ``--subnet`` value, refused plainly when it is not an IPv4 network."""
+    try:
+        return ipaddress.IPv4Network(text, strict=False)
+    except ValueError:
+        raise InvalidArgument(f"invalid subnet {text}", "Write it as an IPv4 network, e.g. 172.30.0.0/16") from None
+

@@ -59,7 +59,7 @@ from labkit.linux.base import INIT_PATH, rlimits
 from labkit.linux.networking import host_resolv_conf
 from labkit.linux.rootfs import Rootfs
 from labkit.linux.views import Views
-from labkit.model import events, hostconfig
+from labkit.model import endpoints, events, hostconfig
 from labkit.model.container import ContainerRecord, now_rfc3339, process_env
 from labkit.model.runtime import Exited, Launched
 from labkit.store import read_json, write_json
@@ -104,7 +104,7 @@ class LinuxBackend(Views, Rootfs):
         try:
             return self._start(record, image, info, listeners, console, stdin)
         except BaseException:
-            if info is not None and info.get("Driver") in usernet.USER_NETWORK_DRIVERS:
+            if info is not None and info.get("Driver") in endpoints.USER_NETWORK_DRIVERS:
                 usernet.stop_helper(info)  # attach_slirp stops its own on failure; this is for a later one
             elif info is not None and not (cdir / "exit.json").exists():
                 net.drop_netns(info["Sandbox"])
@@ -131,9 +131,9 @@ class LinuxBackend(Views, Rootfs):
         cdir = self.store.container_dir(record.id)
         (cdir / "exit.json").unlink(missing_ok=True)
         etc = self._write_etc(cdir, record, info)
-        slirp = info if info is not None and info.get("Driver") in usernet.USER_NETWORK_DRIVERS else None
+        slirp = info if info is not None and info.get("Driver") in endpoints.USER_NETWORK_DRIVERS else None
         if slirp is not None:
-            (cdir / "resolv.conf").write_text(usernet.slirp_resolv_conf(host_resolv_conf()))
+            (cdir / "resolv.conf").write_text(endpoints.slirp_resolv_conf(host_resolv_conf()))
             info = None  # nothing pinned, nothing to relay: the helper attaches to PID 1's own namespace
 
             def on_netns(pid: int, lifeline: int) -> None:

@@ -55,27 +55,21 @@ import contextlib
 import errno
 import fcntl
 import functools
-import hashlib
 import ipaddress
 import os
 import secrets
 import socket
-import struct
 import sys
 import threading
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
 from labkit import helpers
-from labkit.errors import Conflict, HostUnsupported, InvalidArgument
+from labkit.errors import Conflict, HostUnsupported
 from labkit.linux import syscalls
 from labkit.model import views
-from labkit.model.container import ContainerConfig, endpoint_json, network_settings_json, unplugged_networks
-
-#: The address pools Docker picks default subnets from, in order.
-POOLS = [f"172.{n}.0.0/16" for n in range(17, 32)] + [f"192.168.{n}.0/20" for n in range(0, 256, 16)]
+from labkit.model.endpoints import Endpoint
 
 T = TypeVar("T")
 CLONE_NEWNET = 0x40000000
@@ -85,77 +79,11 @@ MS_BIND = 4096
 #: roots bringing bridges up at once would otherwise both see a pool free and both take it.
 HOST_LOCK = "/run/labkit/networks.lock"
 
-@dataclass(frozen=True)
-class Endpoint:
-    """One container's place on a network.
-
-    Attributes:
-        network: The network's name (``bridge`` or a user network).
-        bridge: The host's bridge interface.
-        ip: The container's address.
-        prefixlen: The subnet's prefix length.
-        gateway: The bridge's address: the container's default route.
-        mac: ``02:42`` followed by the address's four bytes.
-        veth: The host end of the veth pair.
-        sandbox: The file that pins the container's network namespace.
-    """
-
-    network: str
-    bridge: str
-    ip: str
-    prefixlen: int
-    gateway: str
-    mac: str
-    veth: str
-    sandbox: str
-
-
-def mac_for(ip: str) -> str:
-    """Docker's MAC for an address: ``02:42:ac:11:00:02`` for 172.17.0.2."""
-    return "02:42:" + ":".join(f"{b:02x}" for b in ipaddress.IPv4Address(ip).packed)
-
-
-def bridge_name(root: str, network: str) -> str:
-    """A bridge name unique to this state root and network, within IFNAMSIZ (15 characters)."""
-    digest = hashlib.sha256(f"{root}\0{network}".encode()).hexdigest()[:8]
-    return f"lkbr{digest}"
-
 
 def veth_name(cid: str, index: int = 0) -> str:
     """The host end of a container's veth pair: ``lk`` + 11 characters of its id; for the ``index``-th network
     it joined after its first (``network connect``), ``lk`` + 10 characters + ``x`` + the index (IFNAMSIZ: 15)."""
     return f"lk{cid[:11]}" if index == 0 else f"lk{cid[:10]}x{index}"
-
-
-def host_subnets() -> list[ipaddress.IPv4Network]:
-    """The IPv4 subnets the host's main table routes (from /proc/net/route), routes shorter than /8 excluded.
-
-    Cheap (no netlink) and enough for a network's first record; a bridge coming up
-    checks more (:func:`subnets_in_use`).
-    """
-    nets = []
-    try:
-        with open("/proc/net/route") as f:
-            next(f)
-            for line in f:
-                fields = line.split()
-                dest, mask = int(fields[1], 16), int(fields[7], 16)
-                bits = bin(mask).count("1")
-                if bits < 8:  # a default route, or a VPN's stand-in for one (see subnets_in_use)
-                    continue
-                addr = socket.inet_ntoa(struct.pack("<I", dest))
-                nets.append(ipaddress.IPv4Network(f"{addr}/{bits}", strict=False))
-    except OSError:
-        pass
-    return nets
-
-
-def clash(subnet: ipaddress.IPv4Network, in_use: list[tuple[ipaddress.IPv4Network, str]]) -> str | None:
-    """The interface already using part of ``subnet`` (``docker0``, another root's bridge, …), or None."""
-    for net, name in in_use:
-        if subnet.overlaps(net):
-            return f"{name} ({net})"
-    return None
 
 
 @contextlib.contextmanager
@@ -172,45 +100,6 @@ def host_lock(path: str = HOST_LOCK) -> Iterator[None]:
         yield
     finally:
         os.close(fd)  # closing the descriptor releases the lock
-
-
-def pick_subnet(taken: list[ipaddress.IPv4Network]) -> ipaddress.IPv4Network:
-    """The first pool subnet that overlaps nothing in ``taken`` (Docker's 172.17.0.0/16 when free)."""
-    for text in POOLS:
-        net = ipaddress.IPv4Network(text)
-        if not any(net.overlaps(t) for t in taken):
-            return net
-    raise Conflict("could not find an available, non-overlapping IPv4 address pool among the defaults to "
-                   "assign to the network", "Remove unused networks with 'labkit network rm'")
-
-
-def parse_subnet(text: str) -> ipaddress.IPv4Network:
-    """A ``--subnet`` value, refused plainly when it is not an IPv4 network."""
-    try:
-        return ipaddress.IPv4Network(text, strict=False)
-    except ValueError:
-        raise InvalidArgument(f"invalid subnet {text}", "Write it as an IPv4 network, e.g. 172.30.0.0/16") from None
-
-
-def allocate(subnet: ipaddress.IPv4Network, gateway: str, used: set[str], wanted: str = "") -> str:
-    """The lowest free address of ``subnet`` after the gateway, or ``wanted`` (``--ip``) if it is free there."""
-    if wanted:
-        try:
-            asked = ipaddress.IPv4Address(wanted)
-        except ValueError:
-            raise InvalidArgument(f"invalid IPv4 address: {wanted}", "Write it as four numbers, e.g. 172.30.0.9") from None
-        if asked not in subnet or asked in (subnet.network_address, subnet.broadcast_address):
-            raise InvalidArgument(f"no configured subnet contains IP address {wanted}",
-                                  f"Pick an address in {subnet}")
-        if wanted == gateway or wanted in used:
-            raise Conflict("Address already in use", f"{wanted} is taken on {subnet}: pick another, or leave --ip out")
-        return wanted
-    for host in subnet.hosts():
-        text = str(host)
-        if text != gateway and text not in used:
-            return text
-    raise Conflict(f"no available IPv4 addresses on this network's address pools: {subnet}",
-                   "Stop containers on this network, or make a bigger one")
 
 
 def _outside_event_loop(fn: Callable[..., T]) -> Callable[..., T]:
@@ -605,61 +494,6 @@ def listen(host_ip: str, host_port: int, device: str = "") -> socket.socket:
             else "Pick another host port, e.g. -p 3001:3000, or stop whatever uses it",
         ) from err
     return sock
-
-
-def endpoints_of(info: dict[str, Any]) -> list[dict[str, Any]]:
-    """The endpoints a container's network.json records as plugged in: ``--network``'s (unless ``network
-    disconnect`` took it away) and each ``network connect``'s (``Extra``), in the order they were made."""
-    first = [info] if info.get("Veth") and not info.get("Unplugged") else []
-    return first + list(info.get("Extra", ()))
-
-
-def unplugged_settings(config: ContainerConfig, info: dict[str, Any] | None) -> dict[str, Any]:
-    """``NetworkSettings`` of a container on bridge networks that holds no address now: an empty entry for each
-    network it is on, with the network's id as its last run knew it."""
-    ids = {e["Network"]: e["NetworkID"] for e in ([info, *info.get("Extra", ())] if info else []) if "Network" in e}
-    return network_settings_json({}, unplugged_networks(config, ids))
-
-
-def endpoint_id(sandbox: str, network: str, first: bool) -> str:
-    """``EndpointID``: a digest of the namespace and, for a network joined later, the network's name."""
-    return hashlib.sha256((sandbox if first else f"{sandbox}\0{network}").encode()).hexdigest()
-
-
-def live_network_settings(endpoints: list[dict[str, Any]], ports: dict[str, Any], config: ContainerConfig,
-                          sandbox: str, bridge: str) -> dict[str, Any]:
-    """``inspect``'s NetworkSettings for a running container plugged into ``endpoints`` (network.json's records:
-    ``--network``'s and each ``network connect``'s), one ``Networks`` entry each, by network name.
-
-    The top-level ``IPAddress``, ``Gateway``, ``MacAddress`` and ``EndpointID`` repeat the default ``bridge``
-    network's entry when the container is on it, as Docker's (API 1.51) do; else those of the network it was
-    created on (where Docker leaves them empty: labkit's lessons read them there).
-    """
-    networks: dict[str, Any] = {}
-    for e in sorted(endpoints, key=lambda e: e["Network"]):  # by name, as Docker's JSON orders a map
-        networks[e["Network"]] = endpoint_json(e["NetworkID"], endpoint_id(sandbox, e["Network"], not e.get("Connected")),
-                                               e["Gateway"], e["IPAddress"], e["IPPrefixLen"], e["MacAddress"],
-                                               config.endpoint(e["Network"]))
-    first = next((networks[e["Network"]] for e in endpoints if not e.get("Connected")), None)
-    return network_settings_json(ports, networks, bridge, hashlib.sha256(f"sandbox\0{sandbox}".encode()).hexdigest(),
-                                 sandbox, networks.get("bridge") or first)
-
-
-def network_settings(endpoint: Endpoint | None, ports: dict[str, Any], network_id: str = "",
-                     network: str | None = None) -> dict[str, Any]:
-    """``inspect``'s NetworkSettings for a container on a bridge (API 1.51 keeps the top-level copies).
-
-    Without an endpoint (not running, or ``--network none|host``) the addresses are empty; ``network``
-    then names the network the container is on, shown unplugged with its ``network_id``.
-    """
-    if endpoint is None:
-        unplugged = {network: endpoint_json(network_id)} if network else {}
-        return network_settings_json(ports, unplugged)
-    endpoint_id = hashlib.sha256(endpoint.sandbox.encode()).hexdigest()
-    ep = endpoint_json(network_id, endpoint_id, endpoint.gateway, endpoint.ip, endpoint.prefixlen, endpoint.mac)
-    return network_settings_json(ports, {endpoint.network: ep}, endpoint.bridge,
-                                 hashlib.sha256(f"sandbox\0{endpoint.sandbox}".encode()).hexdigest(),
-                                 endpoint.sandbox, ep)
 
 
 def network_view(pid: int, exec_text: Callable[[str], tuple[int, str]], veth: str, shares_host: bool,

@@ -21,7 +21,7 @@ from labkit.errors import Conflict, HostUnsupported, InvalidArgument, LabkitErro
 from labkit.linux import network as net
 from labkit.linux import process, procfs, syscalls, usernet
 from labkit.linux.base import LinuxBase
-from labkit.model import events, hostconfig
+from labkit.model import endpoints, events, hostconfig
 from labkit.model.container import HOSTS, ContainerRecord, EndpointSpec
 from labkit.networks import Networks
 from labkit.store import read_json, write_json
@@ -54,7 +54,7 @@ class Networking(LinuxBase):
         for cid in os.listdir(base):
             info = read_json(base / cid / "network.json")
             if info and info.get("Sandbox") and syscalls.is_mountpoint(info["Sandbox"]):
-                out += [e for e in net.endpoints_of(info) if network is None or e["Network"] == network]
+                out += [e for e in endpoints.endpoints_of(info) if network is None or e["Network"] == network]
         return out
 
     def _connect(self, record: ContainerRecord, cdir: Path) -> tuple[dict | None, list]:  # type: ignore[type-arg]
@@ -101,10 +101,10 @@ class Networking(LinuxBase):
                         port = int(published[f"{p.container_port}/{p.protocol}"][0]["HostPort"])
                         listeners.append((net.listen(gateway, port, device=bridge), p.container_port))
                 used = {e["IPAddress"] for e in self._endpoints(c.network)}
-                ip = net.allocate(ipaddress.IPv4Network(cfg["Subnet"]), gateway, used)
+                ip = endpoints.allocate(ipaddress.IPv4Network(cfg["Subnet"]), gateway, used)
                 sandbox = str(cdir / "netns")
                 net.make_netns(sandbox)
-                endpoint = net.Endpoint(c.network, bridge, ip, prefixlen, gateway, net.mac_for(ip),
+                endpoint = endpoints.Endpoint(c.network, bridge, ip, prefixlen, gateway, endpoints.mac_for(ip),
                                         net.veth_name(record.id), sandbox)
                 info = {"Network": c.network, "NetworkID": rec["Id"], "Bridge": endpoint.bridge, "IPAddress": ip,
                         "IPPrefixLen": prefixlen, "Gateway": gateway, "MacAddress": endpoint.mac,
@@ -158,9 +158,9 @@ class Networking(LinuxBase):
         text = HOSTS + extra
         if info is None:
             return text
-        if info.get("Driver") in usernet.USER_NETWORK_DRIVERS:  # rootless: its own address, no peers
+        if info.get("Driver") in endpoints.USER_NETWORK_DRIVERS:  # rootless: its own address, no peers
             return hostconfig.hosts_with(text, [hostconfig.hosts_line(info["IPAddress"], [info["Hostname"]])])
-        for endpoint in net.endpoints_of(info):
+        for endpoint in endpoints.endpoints_of(info):
             text = hostconfig.hosts_with(text, self._meet_peers(endpoint))
         return text
 
@@ -191,14 +191,14 @@ class Networking(LinuxBase):
             cfg = rec["IPAM"]["Config"][0]
             subnet = ipaddress.IPv4Network(cfg["Subnet"])
             used = {e["IPAddress"] for e in self._endpoints(rec["Name"])}
-            ip = net.allocate(subnet, cfg["Gateway"], used, spec.ip)
+            ip = endpoints.allocate(subnet, cfg["Gateway"], used, spec.ip)
             extra = info.setdefault("Extra", [])
             # libnetwork counts a sandbox's interfaces up and never reuses a number: eth1, eth2, … in order made.
             index = info["NextIndex"] = info.get("NextIndex", 1)
             info["NextIndex"] = index + 1
             ifname = f"eth{index}"
-            endpoint = net.Endpoint(rec["Name"], rec["Options"]["com.docker.network.bridge.name"], ip,
-                                    subnet.prefixlen, cfg["Gateway"], net.mac_for(ip), net.veth_name(record.id, index),
+            endpoint = endpoints.Endpoint(rec["Name"], rec["Options"]["com.docker.network.bridge.name"], ip,
+                                    subnet.prefixlen, cfg["Gateway"], endpoints.mac_for(ip), net.veth_name(record.id, index),
                                     info["Sandbox"])
             added = {"Network": rec["Name"], "NetworkID": rec["Id"], "Bridge": endpoint.bridge, "IPAddress": ip,
                      "IPPrefixLen": subnet.prefixlen, "Gateway": cfg["Gateway"], "MacAddress": endpoint.mac,
@@ -231,7 +231,7 @@ class Networking(LinuxBase):
     def _route(self, info: dict[str, Any]) -> None:
         """Route the container's namespace through the gateway Docker would pick of its endpoints now
         (:func:`net.gateway_endpoint`)."""
-        chosen = net.gateway_endpoint(net.endpoints_of(info))
+        chosen = net.gateway_endpoint(endpoints.endpoints_of(info))
         if chosen is not None:
             net.route_through(info["Sandbox"], chosen["Gateway"])
 
@@ -241,10 +241,10 @@ class Networking(LinuxBase):
         cdir = self.store.container_dir(record.id)
         with self.store.locked():
             info = read_json(cdir / "network.json")
-            if info is None or info.get("Driver") in usernet.USER_NETWORK_DRIVERS:
+            if info is None or info.get("Driver") in endpoints.USER_NETWORK_DRIVERS:
                 raise HostUnsupported(f"network disconnect {network}: this container's network stack cannot be "
                                       "changed while it runs", "Stop it first")
-            gone = next((e for e in net.endpoints_of(info) if e["Network"] == network), None)
+            gone = next((e for e in endpoints.endpoints_of(info) if e["Network"] == network), None)
             if gone is None:
                 raise Conflict(f"container {record.id} is not connected to network {network}", "")
             if gone is info:
@@ -279,23 +279,23 @@ class Networking(LinuxBase):
         if c.network == "host" or c.network_mode == "none" or info is None or not running:
             # Not plugged in: no addresses, and Ports {} (Docker shows a stopped container's exposed ports nowhere).
             if c.network == "host" or c.network_mode == "none":
-                return net.network_settings(None, {}, "", c.network)
-            return net.unplugged_settings(c, info)
+                return endpoints.network_settings(None, {}, "", c.network)
+            return endpoints.unplugged_settings(c, info)
         ports: dict = {k: None for k in c.exposed_ports}
         ports.update(info["Ports"])
-        if info.get("Driver") not in usernet.USER_NETWORK_DRIVERS:  # on bridges: each network joined, in order
-            return net.live_network_settings(net.endpoints_of(info), ports, c, info["Sandbox"], info["Bridge"])
-        endpoint = net.Endpoint(info["Network"], info["Bridge"], info["IPAddress"], info["IPPrefixLen"],
+        if info.get("Driver") not in endpoints.USER_NETWORK_DRIVERS:  # on bridges: each network joined, in order
+            return endpoints.live_network_settings(endpoints.endpoints_of(info), ports, c, info["Sandbox"], info["Bridge"])
+        endpoint = endpoints.Endpoint(info["Network"], info["Bridge"], info["IPAddress"], info["IPPrefixLen"],
                                 info["Gateway"], info["MacAddress"], info["Veth"],
                                 info.get("SandboxKey") or info["Sandbox"])
-        return net.network_settings(endpoint, ports, info["NetworkID"])
+        return endpoints.network_settings(endpoint, ports, info["NetworkID"])
 
     def _net_live(self, record: ContainerRecord, info: dict | None) -> bool:  # type: ignore[type-arg]
         """Whether the network ``network.json`` records is in place: its namespace pinned, or (rootless) its
         helper (slirp4netns or pasta) running for the container's PID 1."""
         if info is None:
             return False
-        if info.get("Driver") in usernet.USER_NETWORK_DRIVERS:
+        if info.get("Driver") in endpoints.USER_NETWORK_DRIVERS:
             return (process.read_exit(str(self.store.container_dir(record.id))) is None
                     and procfs.alive(record.state.pid, record.state.pid_start_time) and usernet.helper_running(info))
         return syscalls.is_mountpoint(info["Sandbox"])

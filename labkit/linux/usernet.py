@@ -28,46 +28,28 @@ import tempfile
 import time
 
 from labkit import helpers
-from labkit.errors import Conflict, HostUnsupported, InvalidArgument, StartFailed
+from labkit.errors import Conflict, InvalidArgument, StartFailed
+from labkit.helpers import network_helper
 from labkit.linux import network as net
 from labkit.linux import procfs
+from labkit.model.endpoints import (
+    PASTA,
+    SLIRP_ADDRESS,
+    SLIRP_DNS,
+    SLIRP_GATEWAY,
+    SLIRP_PREFIXLEN,
+    SLIRP_TAP,
+    mac_for,
+    no_user_network,
+)
 
-#: The user-mode network helpers that can give a rootless container a network, in the order labkit prefers.
-NETWORK_HELPERS = ("slirp4netns", "pasta")
-
-#: What ``slirp4netns --configure`` gives the container, as rootless Podman has it: its address on a
-#: /24, the gateway (the host, as seen from inside) and the DNS forwarder (the host's resolvers).
-SLIRP_ADDRESS, SLIRP_PREFIXLEN, SLIRP_GATEWAY, SLIRP_DNS = "10.0.2.100", 24, "10.0.2.2", "10.0.2.3"
-#: The tap device slirp4netns makes inside the container's network namespace.
-SLIRP_TAP = "tap0"
 #: The largest MTU slirp4netns allows but one (Podman's choice): fewer, bigger packets to copy.
 SLIRP_MTU = 65520
-#: ``Driver`` of a rootless container's ``network.json``.
-SLIRP = "slirp4netns"
-
-
-#: ``Driver`` of a rootless container's ``network.json`` when pasta carries it.
-PASTA = "pasta"
-#: The drivers of a rootless container's network: a helper runs for each such container.
-USER_NETWORK_DRIVERS = (SLIRP, PASTA)
 
 
 def slirp4netns() -> str | None:
     """The path of ``slirp4netns``, or None."""
     return helpers.which("slirp4netns")
-
-
-def network_helper() -> str | None:
-    """The user-mode network helper rootless containers use here: ``slirp4netns``, else ``pasta``, or None."""
-    return next((h for h in NETWORK_HELPERS if helpers.which(h)), None)
-
-
-def no_user_network(what: str) -> HostUnsupported:
-    """The error for ``what`` (publishing ports, a network) when no user-mode network helper is installed."""
-    return HostUnsupported(f"{what} needs root, or a user-mode network stack rootless: a veth pair cannot reach "
-                           "a host bridge from a user namespace, and neither slirp4netns nor pasta is installed",
-                           "Install the slirp4netns package (apt-get install slirp4netns; or passt, for pasta), "
-                           "or use --network none or host")
 
 
 def plan_user_network(network: str, network_id: str, name: str, hostname: str, ports) -> dict:  # type: ignore[no-untyped-def,type-arg]
@@ -108,15 +90,9 @@ def plan_user_network(network: str, network_id: str, name: str, hostname: str, p
         published.setdefault(key, []).append({"HostIp": host_ip, "HostPort": str(port)})
     return {"Network": network, "NetworkID": network_id, "Driver": helper, "Bridge": "", "Veth": "",
             "Interface": SLIRP_TAP, "IPAddress": SLIRP_ADDRESS, "IPPrefixLen": SLIRP_PREFIXLEN,
-            "Gateway": SLIRP_GATEWAY, "DNS": SLIRP_DNS, "MacAddress": net.mac_for(SLIRP_ADDRESS), "Sandbox": "",
+            "Gateway": SLIRP_GATEWAY, "DNS": SLIRP_DNS, "MacAddress": mac_for(SLIRP_ADDRESS), "Sandbox": "",
             "SandboxKey": "", "Ports": published, "Name": name, "Hostname": hostname,
             "SlirpPid": 0, "SlirpStartTime": 0}
-
-
-def slirp_resolv_conf(host: str) -> str:
-    """The container's resolv.conf: slirp4netns's DNS forwarder, then the host's search and options lines."""
-    kept = [ln for ln in host.splitlines() if ln.strip() and not ln.strip().startswith("nameserver")]
-    return "".join(f"{ln}\n" for ln in [f"nameserver {SLIRP_DNS}", *kept])
 
 
 def slirp_argv(pid: int, exit_fd: int, ready_fd: int, api_socket: str | None = None) -> list[str]:
@@ -138,7 +114,7 @@ def slirp_argv(pid: int, exit_fd: int, ready_fd: int, api_socket: str | None = N
     ordinary sockets of the user.
     """
     argv = [slirp4netns() or "slirp4netns", "--configure", f"--mtu={SLIRP_MTU}", "--disable-host-loopback",
-            f"--macaddress={net.mac_for(SLIRP_ADDRESS)}", f"--exit-fd={exit_fd}", f"--ready-fd={ready_fd}"]
+            f"--macaddress={mac_for(SLIRP_ADDRESS)}", f"--exit-fd={exit_fd}", f"--ready-fd={ready_fd}"]
     if api_socket:
         argv.append(f"--api-socket={api_socket}")
     return [*argv, str(pid), SLIRP_TAP]
@@ -212,7 +188,7 @@ def pasta_argv(pid: int, ports: dict) -> list[str]:  # type: ignore[type-arg]
     forwards = [f"{b['HostIp']}/{b['HostPort']}:{key.split('/')[0]}" for key, binds in ports.items() for b in binds]
     return ["sh", "-c", PASTA_WRAPPER, "pasta", "-f", "-q", "--config-net", "-a", SLIRP_ADDRESS,
             "-n", str(SLIRP_PREFIXLEN), "-g", SLIRP_GATEWAY, "--dns-forward", SLIRP_DNS, "-I", SLIRP_TAP,
-            "--ns-mac-addr", net.mac_for(SLIRP_ADDRESS), "--no-map-gw", "-t", ",".join(forwards) or "none",
+            "--ns-mac-addr", mac_for(SLIRP_ADDRESS), "--no-map-gw", "-t", ",".join(forwards) or "none",
             "-u", "none", "-T", "none", "-U", "none", str(pid)]
 
 

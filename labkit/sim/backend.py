@@ -17,10 +17,8 @@ read); the verbs of the lifecycle are here.
 
 from __future__ import annotations
 
-import functools
 import os
 import shutil
-import sys
 from collections.abc import Iterator
 from typing import Any
 
@@ -137,7 +135,7 @@ class SimBackend(Views, Rootfs, Networking):
             self._remember_launch(ct, record, pid1, env, workdir)
             flags = namespaces.clone_flags(c.network)
             if self.rootless:  # as the rootless backend traces it: the user namespace, then the network helper
-                self._step(w, _user_namespace(), record.id)
+                self._step(w, events.user_namespace(*self.id_map), record.id)
                 flags = ("NEWUSER", *flags)
             self._step(w, events.clone(flags, pid1.hpid), record.id)
             if self.rootless and ct.net is not None and ct.net.get("Driver"):
@@ -282,19 +280,3 @@ class SimBackend(Views, Rootfs, Networking):
             self._step(w, events.remove_layer(self._paths(record.id)["upper"]), record.id)
         for d in (self.store.layer_dir(record.id), self.store.init_dir(record.id)):
             shutil.rmtree(d, ignore_errors=True)
-
-
-def _user_namespace() -> events.Event:
-    """The user namespace a rootless container of this user is made in, with the map the real backend gives it
-    (:func:`labkit.linux.namespaces.id_map`: a subordinate range where one is granted), or off Linux the
-    single-id map."""
-    return events.user_namespace(*_id_map())
-
-@functools.cache
-def _id_map() -> tuple[int, int, tuple[int, int] | None, tuple[int, int] | None]:
-    if not sys.platform.startswith("linux"):
-        return os.geteuid(), os.getegid(), None, None
-    from labkit.linux import namespaces  # a user namespace's map exists on Linux alone
-
-    m = namespaces.id_map()
-    return m.uid, m.gid, m.uid_range, m.gid_range

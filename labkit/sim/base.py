@@ -73,6 +73,9 @@ from labkit.store import Store
 
 _EXEC_PREFIX = "OCI runtime exec failed: exec failed: unable to start container process: "
 _EXEC_IDS = itertools.count(1)
+#: An id map as the trace tells it: (uid, gid, subordinate uid range, subordinate gid range), ranges as
+#: (first, count) or None for the single-id map.
+IdMapping = tuple[int, int, tuple[int, int] | None, tuple[int, int] | None]
 #: The simulator models no terminals: ``-t`` is refused in these words.
 NO_TERMINAL = ("the simulator gives containers no terminal (-t)",
                "Run it on the real backend (labkit --backend linux), or without -t: labkit exec C sh -c '...'")
@@ -87,6 +90,13 @@ class SimBase:
             (default: on, unless ``LABKIT_SIM_CLOCK=manual``).
         rootless: Model a user's network (slirp4netns or pasta) rather than root's (a bridge);
             default: as this process is (not root: rootless).
+        ownership: Who owns image layers' files, as the real backend of the same user has it: on Linux a
+            user's id map (:func:`labkit.backends.choose` gives it); default: the host's ids as root, the
+            user's own ids otherwise.
+        id_map: The id map a rootless container's user namespace shows in the trace, as the real backend
+            of the same user makes it: (uid, gid, subordinate uid range, subordinate gid range), from
+            :func:`labkit.linux.namespaces.id_map` through :func:`labkit.backends.choose`; default: this
+            user's own ids alone.
     """
 
     name = "sim"
@@ -99,11 +109,14 @@ class SimBase:
     #: ``--restart`` is applied in the world, on its clock (:mod:`labkit.sim.restarts`).
     restarts_itself = True
 
-    def __init__(self, store: Store, realtime: bool | None = None, rootless: bool | None = None) -> None:
+    def __init__(self, store: Store, realtime: bool | None = None, rootless: bool | None = None,
+                 ownership: Ownership | None = None, id_map: IdMapping | None = None) -> None:
         self.store = store
         self.rootless = os.geteuid() != 0 if rootless is None else rootless
-        #: Who owns image layers' files: as the real backend of the same user has it (:func:`_ownership`).
-        self.ownership: Ownership = _ownership()
+        #: Who owns image layers' files: as the real backend of the same user has it.
+        self.ownership: Ownership = ownership if ownership is not None else _ownership()
+        #: The map a rootless container's user namespace is made with (see ``id_map`` above).
+        self.id_map: IdMapping = id_map if id_map is not None else (os.geteuid(), os.getegid(), None, None)
         self.dir = Path(store.root) / "sim"
         self.dir.mkdir(parents=True, exist_ok=True)
         if realtime is None:
@@ -406,15 +419,12 @@ class SimBase:
 
 
 def _ownership() -> Ownership:
-    """Who owns the layers this process builds: the host's ids as root; a user's own ids are root's inside,
-    and on Linux its id map (a subordinate range with newuidmap) applies, as for its rootless containers."""
+    """Who owns the layers this process builds, when the chooser gives no id map: the host's ids as root,
+    a user's own ids (root's inside) otherwise."""
     if os.geteuid() == 0:
         return HostIds()
-    if not sys.platform.startswith("linux"):
-        return OwnIds(os.geteuid(), os.getegid())
-    from labkit.linux import namespaces, ownership  # a user namespace's map exists on Linux alone
+    return OwnIds(os.geteuid(), os.getegid())
 
-    return ownership.MappedIds(namespaces.id_map())
 
 def read_input(stdin: IO[bytes] | int | None) -> bytes:
     """Everything ``stdin`` holds, for a simulated process that runs to its end at once (no input: b"")."""

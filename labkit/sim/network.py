@@ -26,6 +26,7 @@ import ipaddress
 from typing import Any
 
 from labkit.errors import Conflict, InvalidArgument
+from labkit.model.endpoints import SLIRP_ADDRESS, SLIRP_GATEWAY, SLIRP_PREFIXLEN, SLIRP_TAP, allocate, mac_for
 from labkit.model.views import Interface
 from labkit.sim.kernel import World
 
@@ -106,16 +107,13 @@ def plug(world: Any, ct: Any, record: Any, network: dict[str, Any], spec: Any) -
     """Plug a running container into one more network (``network connect``), as the linux backend's ``_plug``:
     its next ``ethN``, ``spec.ip`` or the next free address, a MAC derived from it; kept in ``ct.nets``.
     (The model keeps no routes: the default route's gateway is the linux backend's alone.)"""
-    # The real backend's rules (addresses, names), stated once; loaded where used: no kernel code is imported
-    from labkit.linux import network as net
-
     cfg = network["IPAM"]["Config"][0]
     subnet = ipaddress.IPv4Network(cfg["Subnet"])
-    ip = net.allocate(subnet, cfg["Gateway"], {e["IPAddress"] for e in endpoints_on(world, network["Name"])}, spec.ip)
+    ip = allocate(subnet, cfg["Gateway"], {e["IPAddress"] for e in endpoints_on(world, network["Name"])}, spec.ip)
     index = getattr(ct, "next_if", 1)  # eth1, eth2, … in the order made, never reused (as the linux backend)
     ct.next_if = index + 1
     added = {"Network": network["Name"], "NetworkID": network["Id"], "IPAddress": ip,
-             "IPPrefixLen": subnet.prefixlen, "Gateway": cfg["Gateway"], "MacAddress": net.mac_for(ip),
+             "IPPrefixLen": subnet.prefixlen, "Gateway": cfg["Gateway"], "MacAddress": mac_for(ip),
              "Bridge": network["Options"].get("com.docker.network.bridge.name", ""), "Ports": {},
              "Veth": f"{veth_name(record.id)}x{index}", "Cid": record.id, "Name": record.config.name,
              "Hostname": record.config.hostname, "Aliases": list(spec.aliases), "Index": index, "Connected": True,
@@ -141,15 +139,13 @@ def _host_ports(world: Any) -> set[int]:
 
 
 def attach_user(world: Any, ct: Any, record: Any, network: dict[str, Any], helper: str) -> dict[str, Any]:
-    """A rootless container's address, as slirp4netns or pasta give it (labkit.linux.usernet.plan_user_network).
+    """A rootless container's address, as slirp4netns or pasta give it (as the real backend plans it).
 
     Every container has the same 10.0.2.100 (each has a network stack of its
     own); published ports listen on 127.0.0.1 unless an address is given, a
     host port of 0 gets a free one, and a port another container holds is
     refused as the host's bind(2) would refuse it.
     """
-    # The real backend's rule, stated once; loaded where used, so that importing the simulator loads no kernel code
-    from labkit.linux import usernet
 
     taken = _host_ports(world)
     ports: dict[str, list[dict[str, str]]] = {}
@@ -166,9 +162,9 @@ def attach_user(world: Any, ct: Any, record: Any, network: dict[str, Any], helpe
             port = next(n for n in range(32768, 61000) if n not in taken)
         taken.add(port)
         ports.setdefault(key, []).append({"HostIp": host_ip, "HostPort": str(port)})
-    ip = usernet.SLIRP_ADDRESS
-    ct.net = {"Network": network["Name"], "NetworkID": network["Id"], "Driver": helper, "Interface": usernet.SLIRP_TAP,
-              "IPAddress": ip, "IPPrefixLen": usernet.SLIRP_PREFIXLEN, "Gateway": usernet.SLIRP_GATEWAY,
+    ip = SLIRP_ADDRESS
+    ct.net = {"Network": network["Name"], "NetworkID": network["Id"], "Driver": helper, "Interface": SLIRP_TAP,
+              "IPAddress": ip, "IPPrefixLen": SLIRP_PREFIXLEN, "Gateway": SLIRP_GATEWAY,
               "MacAddress": "02:42:" + ":".join(f"{b:02x}" for b in ipaddress.IPv4Address(ip).packed),
               "Bridge": "", "Ports": ports}
     return ct.net

@@ -21,8 +21,9 @@ import socket
 from pathlib import Path
 from typing import Any
 
+from labkit import helpers
 from labkit.errors import Conflict, HostUnsupported, LabkitError, NoSuchContainer
-from labkit.model import events, hostconfig
+from labkit.model import endpoints, events, hostconfig
 from labkit.model.container import HOSTS, ContainerRecord, EndpointSpec
 from labkit.networks import Networks
 from labkit.sim import network, programs
@@ -50,22 +51,18 @@ class Networking(SimBase):
 
     def _attach_user(self, w: World, ct: SimContainer, record: ContainerRecord) -> dict[str, Any] | None:
         """A rootless container's network, as the rootless backend's ``_connect`` plans it (None: ``lo`` only)."""
-        # The real backend's rule, stated once; loaded where used, so that importing the simulator loads no kernel code
-        from labkit.linux import usernet
-        from labkit.networks import Networks
-
         c = record.config
         if c.network != "bridge":
             raise HostUnsupported(f"network {c.network} needs root: rootless containers have the default "
                                   "network (through slirp4netns or pasta), none or host",
                                   "Use the default network, --network none or host, or run as root")
-        helper = usernet.network_helper()
+        helper = helpers.network_helper()
         if helper is None:
             if c.ports:
-                raise usernet.no_user_network("publishing ports")
+                raise endpoints.no_user_network("publishing ports")
             return None  # no user-mode network stack: a network namespace of its own with lo only
         info = network.attach_user(w, ct, record, Networks(self.store).get(c.network), helper)
-        (self.store.container_dir(record.id) / "resolv.conf").write_text(usernet.slirp_resolv_conf(_resolv_conf()))
+        (self.store.container_dir(record.id) / "resolv.conf").write_text(endpoints.slirp_resolv_conf(_resolv_conf()))
         return info
 
     def _meet_peers(self, w: World, endpoint: dict[str, Any]) -> list[str]:
@@ -120,9 +117,6 @@ class Networking(SimBase):
 
     def network_settings(self, record: ContainerRecord) -> dict[str, Any]:
         """``NetworkSettings``: the simulated address while running, empty ones after (as the linux backend)."""
-        # The real backend's rule, stated once; loaded where used, so that importing the simulator loads no kernel code
-        from labkit.linux import network as net
-
         c = record.config
         with self._locked() as w:
             ct = w.containers.get(record.id)
@@ -130,17 +124,17 @@ class Networking(SimBase):
             live = network.endpoints(ct) if ct is not None else []
         if info is None:
             if c.network == "host" or c.network_mode == "none":
-                return net.network_settings(None, {}, "", c.network)
-            return net.unplugged_settings(c, None)
+                return endpoints.network_settings(None, {}, "", c.network)
+            return endpoints.unplugged_settings(c, None)
         ports: dict[str, Any] = {k: None for k in c.exposed_ports}
         ports.update(info["Ports"])
         if info["Bridge"]:  # on bridges: each network joined, in order
-            return net.live_network_settings(live, ports, c, str(self.store.container_dir(record.id) / "netns"),
+            return endpoints.live_network_settings(live, ports, c, str(self.store.container_dir(record.id) / "netns"),
                                              info["Bridge"])
         # Rootless: no veth and no pinned namespace, as the rootless backend says.
-        endpoint = net.Endpoint(info["Network"], "", info["IPAddress"], info["IPPrefixLen"], info["Gateway"],
+        endpoint = endpoints.Endpoint(info["Network"], "", info["IPAddress"], info["IPPrefixLen"], info["Gateway"],
                                 info["MacAddress"], "", "")
-        return net.network_settings(endpoint, ports, info["NetworkID"])
+        return endpoints.network_settings(endpoint, ports, info["NetworkID"])
 
     def drop_bridge(self, network: dict[str, Any]) -> None:
         """Nothing: the model's bridges are no interfaces of the host."""
@@ -158,10 +152,7 @@ class Networking(SimBase):
 
     def reduced_network(self, network: str) -> str | None:
         """As the rootless backend: without slirp4netns or pasta a user's container has only ``lo``."""
-        # The real backend's rule, stated once; loaded where used, so that importing the simulator loads no kernel code
-        from labkit.linux import usernet
-
-        if self.rootless and network not in ("none", "host") and usernet.network_helper() is None:
+        if self.rootless and network not in ("none", "host") and helpers.network_helper() is None:
             return (f"network {network}: neither slirp4netns nor pasta is installed, so this rootless container "
                     "has only lo (apt-get install slirp4netns gives it an address and -p)")
         return None

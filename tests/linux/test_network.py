@@ -18,6 +18,7 @@ import pytest
 from labkit import helpers
 from labkit.errors import Conflict
 from labkit.linux import network as net
+from labkit.networks import pick_subnet
 from labkit.store import write_json
 from tests.conftest import state_root
 from tests.util import wait_for
@@ -492,7 +493,7 @@ def test_two_roots_bringing_bridges_up_at_once_take_two_subnets():
               "while not os.path.exists(sys.argv[2]): time.sleep(0.001)\n"
               "print(lab.run('busybox', ['sleep', '30'], detach=True).inspect()['NetworkSettings']['IPAddress'])\n")
     labs = [_engine_at(r) for r in roots]
-    free = net.pick_subnet([n for n, _ in net.subnets_in_use()])
+    free = pick_subnet([n for n, _ in net.subnets_in_use()])
     for lab in labs:
         lab.networks.get("bridge")
         _save_subnet(lab, "bridge", str(free))

@@ -11,9 +11,14 @@ imported inside a function, which is how a circle hides from Python.
 from __future__ import annotations
 
 import ast
+import json
 import re
+import subprocess
+import sys
+import textwrap
 
 import labkit.sim
+from tests.sim.conftest import state_root
 from tests.test_imports import MODULES, circles, graph
 
 PACKAGE = "labkit.sim"
@@ -88,3 +93,37 @@ def test_no_simulator_module_is_imported_inside_a_function():
     hidden = [f"{m}:{line}" for m, path in sorted(MODULES.items()) if _in_sim(m) or m == PACKAGE
               for line in _function_local_sim_imports(path.read_text())]
     assert hidden == [], "function-local imports of simulator modules: " + ", ".join(hidden)
+
+
+#: A simulated run with a published port, as root's network and as a user's, in a process where
+#: ``import labkit.linux`` fails as it does on a host without Linux.
+_WITHOUT_LINUX = textwrap.dedent("""
+    import json, sys
+    sys.modules["labkit.linux"] = None
+    from labkit.engine import Engine
+    from labkit.sim.backend import SimBackend
+    from labkit.store import Store
+
+    seen = {}
+    for rootless in (False, True):
+        lab = Engine(root=sys.argv[1], backend=SimBackend(Store(sys.argv[1]), realtime=False, rootless=rootless))
+        c = lab.run("busybox", ["sleep", "600"], detach=True, ports=["8080:80"])
+        try:
+            ns = c.inspect()["NetworkSettings"]
+            seen["user" if rootless else "root"] = [ns["IPAddress"], ns["Ports"]["80/tcp"][0]["HostPort"]]
+        finally:
+            c.remove(force=True)
+    print(json.dumps({"seen": seen, "linux": sorted(m for m in sys.modules if m.startswith("labkit.linux."))}))
+""")
+
+
+def test_the_simulator_runs_where_labkit_linux_cannot_be_imported():
+    """With ``labkit.linux`` unimportable, as on macOS, a simulated container is made, published, inspected (its
+    NetworkSettings as root and as a user) and removed, and no module of labkit.linux was loaded."""
+    done = subprocess.run([sys.executable, "-c", _WITHOUT_LINUX, str(state_root())], capture_output=True, text=True,
+                          timeout=120)
+    assert done.returncode == 0, done.stderr
+    got = json.loads(done.stdout)
+    assert got["linux"] == []
+    assert got["seen"]["user"] == ["10.0.2.100", "8080"]
+    assert got["seen"]["root"][0].startswith(("172.", "192.168.")) and got["seen"]["root"][1] == "8080"
