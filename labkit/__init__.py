@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING
 from labkit._lazy import lazy
 from labkit.errors import (
     AmbiguousReference,
+    Breakout,
     BuildFailed,
     Conflict,
     HostUnsupported,
@@ -31,6 +32,7 @@ from labkit.errors import (
     NetworkReduced,
     NoSuchContainer,
     NoSuchImage,
+    NoSuchNetwork,
     NoSuchVolume,
     NotATerminal,
     NotFound,
@@ -49,6 +51,7 @@ __version__ = "0.1.0"
 
 __all__ = [
     "AmbiguousReference",
+    "Breakout",
     "BuildFailed",
     "Conflict",
     "Container",
@@ -68,6 +71,7 @@ __all__ = [
     "NetworkReduced",
     "NoSuchContainer",
     "NoSuchImage",
+    "NoSuchNetwork",
     "NoSuchVolume",
     "NotATerminal",
     "NotFound",
