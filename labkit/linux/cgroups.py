@@ -57,8 +57,10 @@ from labkit.model import limits
 __all__ = ["JOINED_V1", "V1_CONTROLLERS", "Cgroup", "Cgroupfs", "Layout", "Limits", "delegated", "detect", "stale"]
 
 
-#: The controllers enabled for a container's group on the unified hierarchy.
-ENABLED_V2 = ("memory", "pids", "cpu")
+#: The controllers enabled for a container's group on the unified hierarchy (where the hierarchy, or the
+#: delegated subtree, offers them): ``io`` too, without which the group has no ``io.stat`` for ``stats``'
+#: block I/O (cgroup-v2.rst, "IO Interface Files").
+ENABLED_V2 = ("memory", "pids", "cpu", "io")
 
 #: The CFS bandwidth period Docker uses: ``--cpus 1.5`` is 150000 µs of CPU time
 #: per 100000 µs of wall time (Documentation/scheduler/sched-bwc.rst).

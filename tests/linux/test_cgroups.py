@@ -535,7 +535,8 @@ def test_forcing_a_missing_v1_freezer_raises(tmp_path):
 
 
 def test_v2_create_enables_controllers_and_writes_limits(tmp_path):
-    """On v2, create() enables memory, pids and cpu from the root down and writes memory.max, swap, pids.max, cpu.max."""
+    """On v2, create() enables memory, pids, cpu and io (for stats' block I/O) from the root down and writes
+    memory.max, swap, pids.max, cpu.max."""
     mounts, root, fs = fake_v2(tmp_path)
     layout = detect(mounts)
     group = Cgroup.create(layout, "c1", Limits(memory=64 * MiB, nano_cpus=1_500_000_000, pids_limit=100), fs=fs)
@@ -543,15 +544,15 @@ def test_v2_create_enables_controllers_and_writes_limits(tmp_path):
     assert group.dirs == (leaf,)
     assert group.procs_files == (f"{leaf}/cgroup.procs",)
     assert group.oom_file == f"{leaf}/memory.events"
-    assert fs.contents(f"{root}/cgroup.subtree_control") == "memory pids cpu"
-    assert fs.contents(f"{root}/labkit/cgroup.subtree_control") == "memory pids cpu"
+    assert fs.contents(f"{root}/cgroup.subtree_control") == "memory pids cpu io"
+    assert fs.contents(f"{root}/labkit/cgroup.subtree_control") == "memory pids cpu io"
     assert fs.contents(f"{leaf}/memory.max") == str(64 * MiB)
     assert fs.contents(f"{leaf}/memory.swap.max") == str(64 * MiB)  # Docker's 2x memory, minus memory
     assert fs.contents(f"{leaf}/pids.max") == "100"
     assert fs.contents(f"{leaf}/cpu.max") == "150000 100000"
     assert [(os.path.relpath(path, root), value) for path, value in group.written] == [
-        ("cgroup.subtree_control", "+memory +pids +cpu"),
-        ("labkit/cgroup.subtree_control", "+memory +pids +cpu"),
+        ("cgroup.subtree_control", "+memory +pids +cpu +io"),
+        ("labkit/cgroup.subtree_control", "+memory +pids +cpu +io"),
         ("labkit/c1/memory.max", str(64 * MiB)),
         ("labkit/c1/memory.swap.max", str(64 * MiB)),
         ("labkit/c1/pids.max", "100"),
