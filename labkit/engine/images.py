@@ -218,13 +218,18 @@ class ImageCollection(Collection):
         lifts those of a stopped container (the image goes, its layers stay for the container)
         and of tags in several repositories.
         """
+        users, running = self._users()
+        return self.store.remove(ref, force=force, in_use=users, running=running, prune=prune)
+
+    def _users(self) -> tuple[dict[str, str], dict[str, str]]:
+        """Which container uses each image id (the first one recorded), and which running container does."""
         users: dict[str, str] = {}
         running: dict[str, str] = {}
         for rec in self.engine._records():
             users.setdefault(rec.config.image_id, rec.id)
             if is_running(rec.status):
                 running.setdefault(rec.config.image_id, rec.id)
-        return self.store.remove(ref, force=force, in_use=users, running=running, prune=prune)
+        return users, running
 
     def prune(self, all: bool = False) -> dict[str, Any]:
         """``docker image prune``: delete the dangling images (untagged, no image made from them); ``all``:
@@ -239,12 +244,7 @@ class ImageCollection(Collection):
         from labkit.images.store import chain_ids
 
         store = self.store
-        users: dict[str, str] = {}
-        running: dict[str, str] = {}
-        for rec in self.engine._records():
-            users.setdefault(rec.config.image_id, rec.id)
-            if is_running(rec.status):
-                running.setdefault(rec.config.image_id, rec.id)
+        users, running = self._users()
         images = store.list()
         held = {chain: layer.size for img in images
                 for chain, layer in zip(chain_ids([x.digest for x in img.layers]), img.layers, strict=True)}

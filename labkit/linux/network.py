@@ -366,18 +366,24 @@ def attach(endpoint: Endpoint) -> None:
     socket has to be opened inside the namespace for them.
     """
     with _ipr() as ipr:
-        stale = ipr.link_lookup(ifname=endpoint.veth)
-        if stale:
-            # The last run's host end: its namespace was unpinned, and the kernel deletes a veth pair when
-            # it frees the namespace holding its peer, a moment later (net/core/dev.c, default_device_exit):
-            # it may be gone by the time it is asked to go.
-            with contextlib.suppress(FileNotFoundError):
-                _delete_link(ipr, stale[0])
-        ipr.link("add", ifname=endpoint.veth, kind="veth",
-                 peer={"ifname": "eth0", "net_ns_fd": endpoint.sandbox, "address": endpoint.mac})
-        host_end = ipr.link_lookup(ifname=endpoint.veth)[0]
-        bridge = ipr.link_lookup(ifname=endpoint.bridge)[0]
-        ipr.link("set", index=host_end, master=bridge, state="up")
+        _add_veth(ipr, endpoint, "eth0")
+
+
+def _add_veth(ipr: Any, endpoint: Endpoint, ifname: str) -> None:
+    """A veth pair for ``endpoint``: ``ifname`` inside its pinned namespace with its MAC, the host end on its
+    bridge and up; a host end of the same name left by the last run goes first."""
+    stale = ipr.link_lookup(ifname=endpoint.veth)
+    if stale:
+        # The last run's host end: its namespace was unpinned, and the kernel deletes a veth pair when
+        # it frees the namespace holding its peer, a moment later (net/core/dev.c, default_device_exit):
+        # it may be gone by the time it is asked to go.
+        with contextlib.suppress(FileNotFoundError):
+            _delete_link(ipr, stale[0])
+    ipr.link("add", ifname=endpoint.veth, kind="veth",
+             peer={"ifname": ifname, "net_ns_fd": endpoint.sandbox, "address": endpoint.mac})
+    host_end = ipr.link_lookup(ifname=endpoint.veth)[0]
+    bridge = ipr.link_lookup(ifname=endpoint.bridge)[0]
+    ipr.link("set", index=host_end, master=bridge, state="up")
 
 
 @_outside_event_loop
@@ -390,15 +396,7 @@ def plug(endpoint: Endpoint, ifname: str) -> None:
     the namespace (setns(2) moves only the calling thread) and talks netlink there.
     """
     with _ipr() as ipr:
-        stale = ipr.link_lookup(ifname=endpoint.veth)
-        if stale:
-            with contextlib.suppress(FileNotFoundError):
-                _delete_link(ipr, stale[0])
-        ipr.link("add", ifname=endpoint.veth, kind="veth",
-                 peer={"ifname": ifname, "net_ns_fd": endpoint.sandbox, "address": endpoint.mac})
-        host_end = ipr.link_lookup(ifname=endpoint.veth)[0]
-        bridge = ipr.link_lookup(ifname=endpoint.bridge)[0]
-        ipr.link("set", index=host_end, master=bridge, state="up")
+        _add_veth(ipr, endpoint, ifname)
     try:
         _on_thread(_inside, endpoint.sandbox, _address, endpoint, ifname)
     except BaseException:
