@@ -28,6 +28,7 @@ import shutil
 import signal
 import subprocess
 import tempfile
+import time
 import urllib.request
 import zlib
 from collections.abc import Iterator
@@ -81,9 +82,31 @@ def remove_user(user: pwd.struct_passwd) -> tuple[list[int], list[str]]:
             pass
     with open("/proc/self/mounts") as f:
         mounts = [line.split()[1] for line in f if user.pw_dir in line]
-    subprocess.run(["userdel", "-r", user.pw_name], capture_output=True)
+    delete_user(user.pw_name)
     shutil.rmtree(user.pw_dir, ignore_errors=True)
     return left, mounts
+
+
+def remove_leftover_user(name: str) -> None:
+    """Remove ``name`` and whatever it still runs if a crashed test run left it behind."""
+    try:
+        remove_user(pwd.getpwnam(name))
+    except KeyError:
+        pass
+
+
+def delete_user(name: str, timeout: float = 10.0) -> None:
+    """userdel ``name``, retried until the processes just killed are gone: userdel(8) refuses a user that
+    still owns a process, and a killed process holds its /proc entry until its parent reaps it. Fails the
+    test with userdel's own words if the user is still there at the deadline (exit 6: no such user is done)."""
+    deadline = time.monotonic() + scaled(timeout)
+    while True:
+        done = subprocess.run(["userdel", "-r", name], capture_output=True, text=True)
+        if done.returncode in (0, 6, 12):  # 12: the home could not be removed; the caller removes it
+            return
+        if time.monotonic() > deadline:
+            pytest.fail(f"could not remove the test user {name}: {done.stderr.strip()}")
+        time.sleep(0.1)
 
 
 @pytest.fixture(scope="session")
@@ -91,7 +114,7 @@ def learner():
     """An unprivileged user with a home of its own; everything it leaves is checked, then it is removed."""
     if not os.path.exists(PYTHON):
         pytest.fail(f"{PYTHON} is needed to run labkit as another user (apt-get install python3)")
-    subprocess.run(["userdel", "-r", USER], capture_output=True)  # a crashed run's leftover
+    remove_leftover_user(USER)
     subprocess.run(["useradd", "-m", "-s", "/bin/sh", *NO_SUBORDINATE_RANGE, USER], check=True, capture_output=True)
     info = pwd.getpwnam(USER)
     try:
@@ -174,7 +197,7 @@ def lab_learner():
     """
     if os.geteuid() != 0:
         pytest.skip("making a user to run make lab as needs root")
-    subprocess.run(["userdel", "-r", LAB_USER], capture_output=True)  # a crashed run's leftover
+    remove_leftover_user(LAB_USER)
     subprocess.run(["useradd", "-m", "-s", "/bin/sh", LAB_USER], check=True, capture_output=True)
     user = pwd.getpwnam(LAB_USER)
     home = Path(user.pw_dir)
