@@ -1,4 +1,4 @@
-"""Control groups: a container's limits, its accounting and its freezer.
+"""Control groups: a container's limits, its accounting and its processes.
 
 A control group is a directory in a cgroup filesystem; the processes listed in
 its ``cgroup.procs`` share the limits written into its other files (see
@@ -37,8 +37,11 @@ Which v1 hierarchies a container joins, and why:
 
 Every path is derived from the mount table passed to :func:`detect`, so tests
 can point it at a temporary directory laid out like cgroupfs, and the file
-operations go through :class:`Cgroupfs`, which tests may replace with one that
-creates interface files the way the kernel does on ``mkdir``.
+operations go through :class:`~labkit.linux.cgroupfs.Cgroupfs`, which tests may
+replace with one that creates interface files the way the kernel does on
+``mkdir``. A group's paths are :class:`~labkit.linux.cgroupfs.GroupFiles`'; its
+freezer (``docker pause``) is :class:`~labkit.linux.freezer.CgroupFreezer`, which
+:class:`Cgroup` builds on.
 """
 
 from __future__ import annotations
@@ -49,8 +52,10 @@ import signal
 import time
 from dataclasses import dataclass
 
-from labkit.errors import Conflict, HostUnsupported, InvalidArgument, LabkitError, NotFound
+from labkit.errors import Conflict, HostUnsupported, LabkitError, NotFound
 from labkit.linux import devices as device_rules
+from labkit.linux.cgroupfs import POLL, Cgroupfs, check_name
+from labkit.linux.freezer import CgroupFreezer
 from labkit.linux.hierarchies import JOINED_V1, LIMIT_FLAGS, V1_CONTROLLERS, Layout, delegated, detect
 from labkit.model import limits
 
@@ -65,10 +70,6 @@ ENABLED_V2 = ("memory", "pids", "cpu", "io")
 #: The CFS bandwidth period Docker uses: ``--cpus 1.5`` is 150000 µs of CPU time
 #: per 100000 µs of wall time (Documentation/scheduler/sched-bwc.rst).
 CPU_PERIOD_US = limits.CPU_PERIOD_US
-
-
-#: How often freeze() polls for the frozen state (Docker polls every 10 ms).
-_POLL = 0.01
 
 
 @dataclass(frozen=True)
@@ -127,89 +128,7 @@ class Limits:
         return self.pids_limit
 
 
-
-
-def _gone(err: OSError, path: str) -> OSError:
-    """A file of a removed group answers ENODEV once its node is deactivated (kernfs): that means what
-    ENOENT means, the group is gone, and callers that expect a group to vanish catch FileNotFoundError."""
-    if err.errno == errno.ENODEV:
-        return FileNotFoundError(errno.ENOENT, f"{os.strerror(errno.ENODEV)} (the group was removed)", path)
-    return err
-
-
-class Cgroupfs:
-    """The file operations this module does on a cgroup filesystem.
-
-    cgroupfs files already exist (``mkdir`` makes them), so :meth:`write` never
-    creates one: writing a file that is missing fails with ENOENT, as on the
-    kernel. A test may pass a subclass whose :meth:`mkdir` lays out those files
-    in a temporary directory the way the kernel would.
-    """
-
-    def mkdir(self, path: str) -> None:
-        """Make one group directory."""
-        os.mkdir(path, 0o755)
-
-    def rmdir(self, path: str) -> None:
-        """Remove one group directory (fails with EBUSY while it has processes or children)."""
-        os.rmdir(path)
-
-    def read(self, path: str) -> str:
-        """The whole content of an interface file.
-
-        Raises:
-            FileNotFoundError: The group is gone, also when it went between open(2) and read(2).
-        """
-        try:
-            with open(path) as f:
-                return f.read()
-        except OSError as err:
-            raise _gone(err, path) from None
-
-    def write(self, path: str, text: str) -> None:
-        """Write ``text`` in one write(2), as cgroupfs expects.
-
-        Raises:
-            FileNotFoundError: The group is gone, also when it went between open(2) and write(2).
-        """
-        try:
-            fd = os.open(path, os.O_WRONLY | os.O_TRUNC)  # as a shell `>` does; cgroupfs ignores the truncation
-            try:
-                os.write(fd, text.encode())
-            finally:
-                os.close(fd)
-        except OSError as err:
-            raise _gone(err, path) from None
-
-    def exists(self, path: str) -> bool:
-        """Whether an interface file or group directory exists."""
-        return os.path.exists(path)
-
-    def listdir(self, path: str) -> list[str]:
-        """The child groups of a group directory."""
-        return [e.name for e in os.scandir(path) if e.is_dir(follow_symlinks=False)]
-
-
-def _check_name(what: str, value: str, allow_slash: bool) -> None:
-    parts = value.split("/") if allow_slash else [value]
-    if not value or any(p in ("", ".", "..") or (not allow_slash and "/" in p) for p in parts):
-        raise InvalidArgument(
-            f'invalid cgroup {what} "{value}": it must be a relative directory name without "." or ".." parts',
-            "Use a name such as a container id.",
-        )
-
-
-def _keyed(text: str) -> dict[str, int]:
-    """Parse ``key value`` lines (memory.events, memory.oom_control, cgroup.events, cpu.stat)."""
-    out = {}
-    for line in text.splitlines():
-        key, _, value = line.partition(" ")
-        if value.strip().lstrip("-").isdigit():
-            out[key] = int(value)
-    return out
-
-
-class Cgroup:
+class Cgroup(CgroupFreezer):
     """One container's control group, across every hierarchy it joins.
 
     Paths are deterministic (``<hierarchy>/<parent>/<name>``), so another
@@ -231,24 +150,10 @@ class Cgroup:
     """
 
     def __init__(self, layout: Layout, name: str, parent: str = "labkit", fs: Cgroupfs | None = None) -> None:
-        _check_name("name", name, allow_slash=False)
-        _check_name("parent", parent, allow_slash=True)
-        self.layout = layout
-        self.name = name
-        self.parent = parent
-        self.fs = fs or Cgroupfs()
-        self._dir = {h: os.path.join(h, parent, name) for h in layout.joined()}
-        self.dirs: tuple[str, ...] = tuple(self._dir.values())
-        self.procs_files: tuple[str, ...] = tuple(os.path.join(d, "cgroup.procs") for d in self.dirs)
+        super().__init__(layout, name, parent, fs)
         memory = self.interface_file("memory", "memory.events" if layout.is_unified("memory") else "memory.oom_control")
         self.oom_file: str | None = memory
-        self.written: list[tuple[str, str]] = []
         self.device_mechanisms: tuple[str, ...] = ()
-
-    def _write(self, path: str, text: str) -> None:
-        """Write an interface file and remember it in :attr:`written`."""
-        self.written.append((path, text))
-        self.fs.write(path, text)
 
     def __repr__(self) -> str:
         return f"Cgroup({self.parent}/{self.name}, {self.layout.version})"
@@ -483,45 +388,6 @@ class Cgroup:
                 self._set("cpu", "cpu.cfs_period_us", str(CPU_PERIOD_US))
                 self._set("cpu", "cpu.cfs_quota_us", str(quota))
 
-    # -- paths ----------------------------------------------------------------
-
-    def interface_file(self, controller: str, filename: str) -> str | None:
-        """The file ``filename`` in this group's directory of ``controller``'s hierarchy.
-
-        None when the host has no such controller, e.g. ``interface_file("pids", "pids.max")``.
-        """
-        hierarchy = self.layout.controllers.get(controller)
-        if hierarchy is None or hierarchy not in self._dir:
-            return None
-        return os.path.join(self._dir[hierarchy], filename)
-
-    def _unified(self, filename: str) -> str | None:
-        if self.layout.unified is None:
-            return None
-        return os.path.join(self._dir[self.layout.unified], filename)
-
-    def _set(self, controller: str, filename: str, value: str) -> None:
-        path = self.interface_file(controller, filename)
-        if path is None:
-            raise HostUnsupported(f"this host has no {controller} controller, so {filename} cannot be written")
-        self._write(path, value)
-
-    def _read_int(self, path: str | None) -> int | None:
-        if path is None:
-            return None
-        try:
-            return int(self.fs.read(path).split()[0])
-        except (OSError, ValueError, IndexError):
-            return None
-
-    def _read_keyed(self, path: str | None) -> dict[str, int]:
-        if path is None:
-            return {}
-        try:
-            return _keyed(self.fs.read(path))
-        except OSError:
-            return {}
-
     # -- processes ------------------------------------------------------------
 
     def add(self, pid: int) -> None:
@@ -571,70 +437,6 @@ class Cgroup:
                 signalled.update(fresh)
         if was_frozen:
             self.thaw()
-
-    # -- the freezer ----------------------------------------------------------
-
-    def _freezer_file(self) -> str:
-        if self.layout.freezer == "v1":
-            path = self.interface_file("freezer", "freezer.state")
-        elif self.layout.freezer == "v2":
-            path = self._unified("cgroup.freeze")
-        else:
-            path = None
-        if path is None or not self.fs.exists(path):
-            detail = (
-                "its cgroup v2 has no cgroup.freeze (it needs Linux 5.2 or later)"
-                if self.layout.freezer == "v2"
-                else "it has no cgroup freezer"
-            )
-            raise HostUnsupported(f"this host cannot pause containers: {detail}")
-        return path
-
-    def freeze_requested(self) -> bool:
-        """Whether a freeze was asked for (even if not yet complete)."""
-        try:
-            path = self._freezer_file()
-        except HostUnsupported:
-            return False
-        state = self.fs.read(path).strip()
-        return state != "THAWED" if self.layout.freezer == "v1" else state == "1"
-
-    def frozen(self) -> bool:
-        """Whether every process in the group is frozen now."""
-        path = self._freezer_file()
-        if self.layout.freezer == "v1":
-            return self.fs.read(path).strip() == "FROZEN"
-        return self._read_keyed(self._unified("cgroup.events")).get("frozen") == 1
-
-    def freeze(self, timeout: float = 5.0) -> None:
-        """Stop every process in the group, and wait until they are all stopped.
-
-        v1 writes ``FROZEN`` to ``freezer.state`` and polls until it reads back
-        ``FROZEN`` rather than ``FREEZING`` (cgroup-v1/freezer-subsystem.rst);
-        v2 writes ``1`` to ``cgroup.freeze`` and polls ``cgroup.events`` for
-        ``frozen 1`` (cgroup-v2.rst, "Core Interface Files").
-
-        Raises:
-            HostUnsupported: The host has no freezer.
-            LabkitError: The group did not freeze within ``timeout`` seconds; it
-                is thawed again before this is raised.
-        """
-        path = self._freezer_file()
-        self._write(path, "FROZEN" if self.layout.freezer == "v1" else "1")
-        deadline = time.monotonic() + timeout
-        while not self.frozen():
-            if time.monotonic() > deadline:
-                self.thaw()
-                raise LabkitError(
-                    f"cgroup {self.parent}/{self.name} did not freeze within {timeout:g} seconds",
-                    "A process may be stuck in the kernel (uninterruptible I/O); try again.",
-                )
-            time.sleep(_POLL)
-
-    def thaw(self) -> None:
-        """Let every process in the group run again."""
-        path = self._freezer_file()
-        self._write(path, "THAWED" if self.layout.freezer == "v1" else "0")
 
     # -- accounting -----------------------------------------------------------
 
@@ -758,22 +560,12 @@ class Cgroup:
                     if error.errno != errno.EBUSY or time.monotonic() > deadline:
                         busy.append(path)
                         break
-                    time.sleep(_POLL)
+                    time.sleep(POLL)
         if busy:
             raise Conflict(
                 f"could not remove cgroup {', '.join(busy)}: it still has processes",
                 "Stop them first (kill_all), then remove the group again.",
             )
-
-
-
-
-
-
-
-
-
-
 
 
 #: The largest rate a blk-throttle rule takes (bytes per second): a rule that holds nothing back.
@@ -802,7 +594,7 @@ def disk_of(path: str, sys_dev_block: str = "/sys/dev/block") -> str | None:
 
 def stale(layout: Layout, parent: str = "labkit", fs: Cgroupfs | None = None) -> list[str]:
     """Every group directory under ``<hierarchy>/<parent>`` on this host, for leak checks and ``labkit doctor``."""
-    _check_name("parent", parent, allow_slash=True)
+    check_name("parent", parent, allow_slash=True)
     fs = fs or Cgroupfs()
     found: list[str] = []
     for hierarchy in layout.hierarchies:

@@ -8,7 +8,8 @@ its user may write:
   v2 writes ``1`` to ``cgroup.freeze`` (cgroup-v2.rst, "Core Interface Files").
   The kernel stops the group's tasks where no one can see it: a parent's
   waitpid(2) learns nothing, and a task forked meanwhile is frozen too.
-  :meth:`labkit.linux.cgroups.Cgroup.freeze` writes those files.
+  :class:`CgroupFreezer` writes those files; every container's
+  :class:`~labkit.linux.cgroups.Cgroup` is one.
 - **SIGSTOP** (rootless without a cgroup the user may write): every process of
   the container's PID namespace is stopped by signal (:func:`stop_processes`)
   and woken by SIGCONT. This one shows: a parent waiting with WUNTRACED sees
@@ -21,10 +22,78 @@ import os
 import signal
 import time
 
-from labkit.linux import cgroups
+from labkit.errors import HostUnsupported, LabkitError
+from labkit.linux.cgroupfs import POLL, GroupFiles
 
 
-def freeze(group: cgroups.Cgroup | None, pid: int) -> bool:
+class CgroupFreezer(GroupFiles):
+    """A group's freezer: v1 ``freezer.state`` or v2 ``cgroup.freeze``, whichever the host's layout names
+    (:attr:`labkit.linux.hierarchies.Layout.freezer`)."""
+
+    def _freezer_file(self) -> str:
+        if self.layout.freezer == "v1":
+            path = self.interface_file("freezer", "freezer.state")
+        elif self.layout.freezer == "v2":
+            path = self._unified("cgroup.freeze")
+        else:
+            path = None
+        if path is None or not self.fs.exists(path):
+            detail = (
+                "its cgroup v2 has no cgroup.freeze (it needs Linux 5.2 or later)"
+                if self.layout.freezer == "v2"
+                else "it has no cgroup freezer"
+            )
+            raise HostUnsupported(f"this host cannot pause containers: {detail}")
+        return path
+
+    def freeze_requested(self) -> bool:
+        """Whether a freeze was asked for (even if not yet complete)."""
+        try:
+            path = self._freezer_file()
+        except HostUnsupported:
+            return False
+        state = self.fs.read(path).strip()
+        return state != "THAWED" if self.layout.freezer == "v1" else state == "1"
+
+    def frozen(self) -> bool:
+        """Whether every process in the group is frozen now."""
+        path = self._freezer_file()
+        if self.layout.freezer == "v1":
+            return self.fs.read(path).strip() == "FROZEN"
+        return self._read_keyed(self._unified("cgroup.events")).get("frozen") == 1
+
+    def freeze(self, timeout: float = 5.0) -> None:
+        """Stop every process in the group, and wait until they are all stopped.
+
+        v1 writes ``FROZEN`` to ``freezer.state`` and polls until it reads back
+        ``FROZEN`` rather than ``FREEZING`` (cgroup-v1/freezer-subsystem.rst);
+        v2 writes ``1`` to ``cgroup.freeze`` and polls ``cgroup.events`` for
+        ``frozen 1`` (cgroup-v2.rst, "Core Interface Files").
+
+        Raises:
+            HostUnsupported: The host has no freezer.
+            LabkitError: The group did not freeze within ``timeout`` seconds; it
+                is thawed again before this is raised.
+        """
+        path = self._freezer_file()
+        self._write(path, "FROZEN" if self.layout.freezer == "v1" else "1")
+        deadline = time.monotonic() + timeout
+        while not self.frozen():
+            if time.monotonic() > deadline:
+                self.thaw()
+                raise LabkitError(
+                    f"cgroup {self.parent}/{self.name} did not freeze within {timeout:g} seconds",
+                    "A process may be stuck in the kernel (uninterruptible I/O); try again.",
+                )
+            time.sleep(POLL)
+
+    def thaw(self) -> None:
+        """Let every process in the group run again."""
+        path = self._freezer_file()
+        self._write(path, "THAWED" if self.layout.freezer == "v1" else "0")
+
+
+def freeze(group: CgroupFreezer | None, pid: int) -> bool:
     """Stop the container whose PID 1 is ``pid``: its ``group``'s freezer, or SIGSTOP without a group.
 
     Returns:
@@ -37,7 +106,7 @@ def freeze(group: cgroups.Cgroup | None, pid: int) -> bool:
     return True
 
 
-def thaw(group: cgroups.Cgroup | None, pid: int) -> bool:
+def thaw(group: CgroupFreezer | None, pid: int) -> bool:
     """Let the container go on, the way :func:`freeze` stopped it; whether it was by signal."""
     if group is not None:
         group.thaw()
