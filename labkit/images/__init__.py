@@ -1,6 +1,7 @@
 """Offline images: layers in overlayfs's own format, named by the digest of their OCI tar.
 
-- :mod:`labkit.images.store`: layers, image configs and tags on disk (atomic, shared between processes).
+- :mod:`labkit.images.store`: image configs and tags on disk (atomic, shared between processes), over
+  :mod:`labkit.images.layers`, the content-addressed layers; :mod:`labkit.images.refs`: ``NAME[:TAG]``.
 - :mod:`labkit.images.ownership`: who owns a layer's files as containers see them (the backend decides).
 - :mod:`labkit.images.oci`: a layer directory as a deterministic OCI layer tar (whiteouts as ``.wh.``).
 - :mod:`labkit.images.base`: ``busybox:latest`` assembled from the host, no registry needed.
@@ -15,7 +16,7 @@ from labkit._lazy import lazy
 # Loaded on first use: `labkit run` needs the store, not the builder or the tar writer.
 _WHERE = {
     "ensure_busybox": "base", "Runner": "build", "build": "build", "Instruction": "labfile", "parse": "labfile",
-    "Image": "store", "ImageStore": "store", "Layer": "store", "parse_ref": "store",
+    "Image": "store", "ImageStore": "store", "Layer": "layers", "parse_ref": "refs",
 }
 
 

@@ -1,25 +1,21 @@
-"""The image store: content-addressed layers, image configs and tags on disk.
+"""The image store: image configs and tags on disk, over the layer store.
 
 Layout under ``root`` (``/var/lib/labkit/images`` by default; always a parameter)::
 
-    layers/<hex>/diff/        the layer, in overlayfs format: a lowerdir
-    layers/<hex>/layer.json   {"digest", "size", "files"}
+    layers/, tmp/             the layers (:mod:`labkit.images.layers`, the :class:`LayerStore` this builds on)
     images/<hex>.json         the image config, Docker's JSON; <hex> is its sha256
     held/<hex>.json           a removed image's config that a stopped container still stacks
                               (``rmi -f``): no listing or name finds it; it goes with the container
     repositories.json         {"busybox:latest": "sha256:…", …}
-    tmp/                      work in progress; never read as state
 
-``<hex>`` of a layer is the sha256 of its deterministic OCI tar (see
-:mod:`labkit.images.oci`), so identical layers are stored once; ``<hex>`` of
-an image is the sha256 of its config JSON, as in Docker, so the image id says
-exactly what the image is.
+``<hex>`` of an image is the sha256 of its config JSON, as in Docker, so the
+image id says exactly what the image is; a layer's is the sha256 of its OCI tar.
+A name (``busybox``, ``nginx:1.25``) is read by :mod:`labkit.images.refs`.
 
-Every write is atomic: files are written to a temporary name and renamed,
-and a layer directory is assembled under ``tmp/`` and renamed into
-``layers/`` only once complete, so another process reading the store sees
-either nothing or the finished thing. Read-modify-write of the tags file is
-serialised with ``flock(2)`` on ``<root>/lock``.
+Every write is atomic: files are written to a temporary name and renamed, so
+another process reading the store sees either nothing or the finished thing.
+Read-modify-write of the tags file is serialised with ``flock(2)`` on
+``<root>/lock``.
 """
 
 from __future__ import annotations
@@ -32,73 +28,21 @@ import hashlib
 import json
 import os
 import re
-import shutil
 import tempfile
 import time
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from labkit.errors import AmbiguousReference, BuildFailed, Conflict, InvalidArgument, NoSuchImage
-from labkit.images import oci, tree
+from labkit.errors import AmbiguousReference, Conflict, InvalidArgument, NoSuchImage
+from labkit.images.layers import Layer, LayerStore, chain_ids
 from labkit.images.ownership import Ownership
+from labkit.images.refs import normalize_ref, parse_ref
 
 DEFAULT_ROOT = "/var/lib/labkit/images"
 
-# docker/distribution's reference grammar (reference/regexp.go), without digests.
-_COMPONENT = r"[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*"
-_DOMAIN = r"(?:[a-zA-Z0-9](?:[a-zA-Z0-9-]*[a-zA-Z0-9])?(?:\.[a-zA-Z0-9](?:[a-zA-Z0-9-]*[a-zA-Z0-9])?)*(?::[0-9]+)?)"
-_NAME_RE = re.compile(rf"^(?:{_DOMAIN}/)?{_COMPONENT}(?:/{_COMPONENT})*$")
-_TAG_RE = re.compile(r"^[\w][\w.-]{0,127}$")
+#: An image id or a prefix of one, without ``sha256:``.
 _HEX_RE = re.compile(r"^[0-9a-f]{1,64}$")
-
-
-def parse_ref(ref: str) -> tuple[str, str]:
-    """Split an image reference into ``(repository, tag)`` the way Docker normalises it.
-
-    ``busybox`` → ``("busybox", "latest")``; ``docker.io/library/nginx:1.25``
-    → ``("nginx", "1.25")``; ``localhost:5000/app`` keeps its registry.
-
-    Raises:
-        InvalidArgument: ``invalid reference format`` (Docker's words) for
-            anything the reference grammar rejects, such as upper case,
-            an empty tag or a digest (labkit images have no registry digests).
-    """
-    if not isinstance(ref, str) or not ref or "@" in ref:
-        raise InvalidArgument("invalid reference format", _ref_hint(ref))
-    name, tag = ref, "latest"
-    slash = ref.rfind("/")
-    colon = ref.rfind(":")
-    if colon > slash:
-        name, tag = ref[:colon], ref[colon + 1 :]
-        if not _TAG_RE.match(tag):
-            raise InvalidArgument("invalid reference format", _ref_hint(ref))
-    if len(name) > 255 or not _NAME_RE.match(name):
-        if name.lower() != name and _NAME_RE.match(name.lower()):
-            raise InvalidArgument(
-                f"invalid reference format: repository name ({name}) must be lowercase", _ref_hint(ref)
-            )
-        raise InvalidArgument("invalid reference format", _ref_hint(ref))
-    for prefix in ("docker.io/library/", "index.docker.io/library/", "docker.io/", "index.docker.io/"):
-        if name.startswith(prefix) and "/" not in name[len(prefix) :]:
-            name = name[len(prefix) :]
-            break
-    return name, tag
-
-
-def _ref_hint(ref: object) -> str:
-    return f"{ref!r} is not NAME[:TAG]; names are lower case, like 'busybox' or 'frontend-app:v2.1.0'"
-
-
-def normalize_ref(ref: str) -> str:
-    """``name:tag`` for a reference (``nginx`` → ``nginx:latest``), or ``ref`` unchanged if it is an id."""
-    if ref.startswith("sha256:"):
-        return ref
-    try:
-        name, tag = parse_ref(ref)
-    except InvalidArgument:
-        return ref
-    return f"{name}:{tag}"
 
 
 def rfc3339_nano(t: float | None = None) -> str:
@@ -113,37 +57,6 @@ def canonical_json(obj: object) -> bytes:
     """The bytes an image id is computed from: sorted keys, no spaces."""
     return json.dumps(obj, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
 
-
-def chain_ids(diff_ids: Sequence[str]) -> list[str]:
-    """Each layer's chain id, bottom first: the bottom layer's is its diff id, each next one the sha256 of
-    ``"<chain id below> <diff id>"`` (the OCI image spec's ChainID), the name Docker's layer store gives a
-    layer on top of exactly those below it."""
-    chains: list[str] = []
-    for diff_id in diff_ids:
-        chains.append(diff_id if not chains else
-                      "sha256:" + hashlib.sha256(f"{chains[-1]} {diff_id}".encode()).hexdigest())
-    return chains
-
-
-@dataclass(frozen=True)
-class Layer:
-    """One read-only layer of an image.
-
-    Attributes:
-        digest: ``sha256:<hex>`` of the layer's OCI tar (its ``diff_id``).
-        path: The directory to give overlayfs as a ``lowerdir``; never written after commit.
-        size: Bytes of what is not a directory (a symlink's are its target's length), as Docker counts a layer.
-        files: Entries below the layer's root (files, directories, links, whiteouts).
-        created_by: The instruction that made it, as ``docker history`` shows it.
-        comment: The layer's role in the lesson's picture ("base OS", "runtime", "app code").
-    """
-
-    digest: str
-    path: str
-    size: int
-    files: int
-    created_by: str = ""
-    comment: str = ""
 
 
 @dataclass(frozen=True)
@@ -208,7 +121,7 @@ def empty_config() -> dict:
     }
 
 
-class ImageStore:
+class ImageStore(LayerStore):
     """Images and layers under one directory, safe to share between processes.
 
     Args:
@@ -219,28 +132,12 @@ class ImageStore:
     """
 
     def __init__(self, root: str, ownership: Ownership) -> None:
-        self.root = os.path.abspath(root)
-        self.ownership = ownership
-        # Each layer's directory is made under tmp/ by mkdtemp (0700) and renamed into layers/: with these,
-        # no other user lists or enters any of it (labkit.store.PRIVATE_DIR).
-        for sub in ("layers", "images", "tmp"):
-            os.makedirs(os.path.join(self.root, sub), mode=0o700, exist_ok=True)
+        super().__init__(root, ownership)
+        os.makedirs(os.path.join(self.root, "images"), mode=0o700, exist_ok=True)
         # image id -> (its config file's identity, the parsed config, its layers): see _load
         self._parsed: dict[str, tuple[tuple[int, int, int], dict[str, Any], tuple[Layer, ...]]] = {}
 
     # -- paths and small atomic helpers -------------------------------------------------
-
-    @property
-    def tmp_root(self) -> str:
-        """Where work in progress lives (same filesystem as the layers, so a rename publishes it)."""
-        return os.path.join(self.root, "tmp")
-
-    def mkdtemp(self, prefix: str = "labkit-") -> str:
-        """A fresh private directory under ``tmp/``; the caller removes it."""
-        return tempfile.mkdtemp(prefix=prefix, dir=self.tmp_root)
-
-    def _layer_dir(self, digest: str) -> str:
-        return os.path.join(self.root, "layers", digest.split(":", 1)[-1])
 
     def _image_file(self, image_id: str) -> str:
         return os.path.join(self.root, "images", image_id.split(":", 1)[-1] + ".json")
@@ -308,124 +205,13 @@ class ImageStore:
 
     # -- layers ---------------------------------------------------------------------------
 
-    @property
-    def xattr_prefix(self) -> str:
-        """Where the overlay mounts of this store's containers keep their markers: ``trusted``, or
-        ``user`` when a user namespace maps the ids.
-
-        A rootless build mounts with ``userxattr`` (overlayfs.rst, "Non-root users"), so an
-        opaque directory a RUN step made is marked ``user.overlay.opaque``; the layer's tar
-        and digest must read the marker where it is.
-        """
-        return "user" if self.ownership.mapped else "trusted"
-
-    def layer_digest(self, path: str) -> str:
-        """The digest of the committed layer at ``path``, with owners as every container sees them
-        (see :mod:`labkit.images.ownership`)."""
-        return self.ownership.digest(path)
-
-    def intact(self, layer: Layer) -> bool:
-        """Whether a committed layer still hashes to its digest (nothing changed it since its commit).
-
-        A rootless layer committed by an earlier labkit was hashed with the host's ids
-        (the user's own, not 0); it counts as intact while it still hashes that way.
-        """
-        if self.layer_digest(layer.path) == layer.digest:
-            return True
-        if not self.ownership.mapped:
-            return False
-        try:
-            return oci.digest(layer.path, "user") == layer.digest
-        except OSError:  # a file of a subordinate owner the user cannot read: the new digest was the one to match
-            return False
-
-    def commit_layer(self, src_dir: str, created_by: str = "", comment: str = "") -> Layer:
-        """Make the finished directory ``src_dir`` a read-only layer and return it.
-
-        The layer is named by its OCI tar digest. If a layer with that digest
-        exists it is reused (and ``src_dir`` discarded when it was under this
-        store's ``tmp/``). A directory under ``tmp/`` is moved in by
-        ``rename(2)``; anything else is copied, keeping whiteouts, the opaque
-        xattr, owners, modes, times and hard links.
-
-        Raises:
-            BuildFailed: If the directory carries overlayfs ``redirect`` or
-                ``metacopy`` xattrs, which would mean nothing once the
-                directory is a lower layer of another mount.
-        """
-        src_dir = os.path.abspath(src_dir)
-        owned = os.path.commonpath([src_dir, self.tmp_root]) == self.tmp_root
-        work = self.mkdtemp("layer-")
-        try:
-            diff = os.path.join(work, "diff")
-            if owned:
-                os.rename(src_dir, diff)
-            else:
-                tree.copy_tree(src_dir, diff)
-            trouble = tree.clean_overlay_xattrs(diff, self.xattr_prefix)
-            if trouble:
-                raise BuildFailed(
-                    "a layer cannot keep overlayfs redirects or metacopy: " + ", ".join(trouble[:3]),
-                    "mount the build container's overlay with redirect_dir=off,metacopy=off",
-                )
-            # The root of a layer is never in its tar, yet in a merged overlay the
-            # topmost layer's root supplies "/"'s owner and mode: make it the usual one.
-            if not self.ownership.mapped:  # rootless the user's own ids are root's inside already
-                os.chown(diff, 0, 0)
-            os.chmod(diff, 0o755)
-            digest = self.layer_digest(diff)
-            stats = oci.tree_stats(diff)
-            final = self._layer_dir(digest)
-            if not os.path.isdir(os.path.join(final, "diff")):
-                meta = {"digest": digest, "size": stats.size, "files": stats.files}
-                with open(os.path.join(work, "layer.json"), "w") as f:
-                    json.dump(meta, f)
-                try:
-                    os.rename(work, final)  # publishes diff/ and layer.json together
-                    work = ""
-                except OSError:
-                    if not os.path.isdir(os.path.join(final, "diff")):
-                        raise
-                    # Another process committed the same content first: theirs is as good as ours.
-            return Layer(digest, os.path.join(final, "diff"), stats.size, stats.files, created_by, comment)
-        finally:
-            if work:
-                shutil.rmtree(work, ignore_errors=True)
-
-    def layer(self, digest: str, created_by: str = "", comment: str = "") -> Layer:
-        """The committed layer with this digest.
-
-        Raises:
-            NoSuchImage: If no such layer is stored (the store was damaged).
-        """
-        d = self._layer_dir(digest)
-        try:
-            with open(os.path.join(d, "layer.json")) as f:
-                meta = json.load(f)
-        except FileNotFoundError:
-            raise NoSuchImage(f"layer {digest}") from None
-        return Layer(digest, os.path.join(d, "diff"), meta["size"], meta["files"], created_by, comment)
-
     def prune_layers(self, digests: Iterable[str] | None = None) -> list[str]:
         """Remove layers no image uses (only those in ``digests`` when given); return their digests."""
         with self._locked():
             used = {d for img in self._load_all() for d in (layer.digest for layer in img.layers)}
             used |= {d for i in self._held_ids() for d in (layer.digest for layer in self._load(i).layers)}
-            if digests is None:
-                names = os.listdir(os.path.join(self.root, "layers"))
-                candidates = {f"sha256:{n}" for n in names}
-            else:
-                candidates = set(digests)
-            removed = []
-            for digest in sorted(candidates - used):
-                d = self._layer_dir(digest)
-                if os.path.isdir(d):
-                    # Move aside first so no reader ever sees a half-deleted layer.
-                    trash = self.mkdtemp("trash-")
-                    os.rename(d, os.path.join(trash, "layer"))
-                    self.ownership.remove_tree(trash)
-                    removed.append(digest)
-            return removed
+            candidates = self._stored() if digests is None else set(digests)
+            return [digest for digest in sorted(candidates - used) if self._discard(digest)]
 
     # -- images ---------------------------------------------------------------------------
 
