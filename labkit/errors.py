@@ -21,7 +21,7 @@ works as a Python programmer expects::
     │   │   └── InvalidCapability    invalid CapAdd: unknown capability: "CAP_FOO"
     │   ├── LabfileError             Labfile line 3: unknown instruction ...
     │   ├── Breakout                 '../x' points outside the destination (a tar stream, docker cp)
-    │   ├── BadArchive               a tar that is not what load or import reads (labkit.images.archive)
+    │   ├── BadArchive               a tar that is not what load or import reads (labkit.images.extract)
     │   ├── TemplateError            template: ... (--format; labkit.cli.templates)
     │   └── BankError                a question bank that breaks its schema (labkit.grading.banks)
     ├── UsageError (ValueError)      labkit ps: invalid argument "x" for -f/--filter ... (the command

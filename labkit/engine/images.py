@@ -284,9 +284,9 @@ class ImageCollection(Collection):
     def export(self, ref: str, out: IO[bytes]) -> None:
         """``docker export``: the container's filesystem as one tar: its writable layer over Docker's init layer
         (the empty ``/etc/hosts``, ``/etc/hostname``, ``/etc/resolv.conf`` and ``/.dockerenv`` placeholders,
-        :func:`labkit.images.archive.write_init_layer`) over its image's."""
+        :func:`labkit.images.export.write_init_layer`) over its image's."""
         # the image store loads tarfile: it loads when an image verb runs, not with every engine (ps, logs, exec)
-        from labkit.images import archive
+        from labkit.images import export
 
         rec = self.engine._get(ref)
         img = self.of(rec)
@@ -297,8 +297,8 @@ class ImageCollection(Collection):
             self.engine.backend.write_upper(rec, img, upper)
             init = os.path.join(work, "init")
             os.mkdir(init, 0o755)
-            archive.write_init_layer(init, img.lowerdirs())
-            archive.write_merged([upper, init, *img.lowerdirs()], out, self.store.ownership.inside)
+            export.write_init_layer(init, img.lowerdirs())
+            export.write_merged([upper, init, *img.lowerdirs()], out, self.store.ownership.inside)
         finally:
             self.store.ownership.remove_tree(work)
 

@@ -5,7 +5,8 @@
 - :mod:`labkit.images.ownership`: who owns a layer's files as containers see them (the backend decides).
 - :mod:`labkit.images.oci`: a layer directory as a deterministic OCI layer tar (whiteouts as ``.wh.``).
 - :mod:`labkit.images.base`: ``busybox:latest`` assembled from the host, no registry needed.
-- :mod:`labkit.images.archive`: Docker's ``save``/``load`` archives, ``export``/``import`` tars, layer tars read safely.
+- :mod:`labkit.images.archive`: Docker's ``save``/``load`` archives and ``import``; :mod:`labkit.images.extract`:
+  a layer tar from elsewhere, unpacked safely; :mod:`labkit.images.export`: a container's filesystem as one tar.
 - :mod:`labkit.images.filters`: which images ``images -a``/``--filter``/``REPO[:TAG]`` lists.
 - :mod:`labkit.images.labfile` and :mod:`labkit.images.build`: the Dockerfile subset and its builder.
 - :mod:`labkit.images.lessons`: the lessons' images (``frontend-app:v2.1.0``).
