@@ -1,7 +1,8 @@
 """The Engine, labkit's only door, in one room per resource (:mod:`labkit.engine.core` draws them).
 
 ``from labkit.engine import Engine`` and the names below are the package's surface;
-the rooms are :mod:`~labkit.engine.containers`, :mod:`~labkit.engine.images`,
+the rooms are :mod:`~labkit.engine.containers` (with :mod:`~labkit.engine.lifecycle` and
+:mod:`~labkit.engine.upkeep`), :mod:`~labkit.engine.images`,
 :mod:`~labkit.engine.volumes`, :mod:`~labkit.engine.networks`,
 :mod:`~labkit.engine.services` and :mod:`~labkit.engine.system`, with Docker's option
 values read in :mod:`~labkit.engine.options`.

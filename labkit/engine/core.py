@@ -4,8 +4,10 @@ The CLI, the notebooks and the graders all call it. Each resource has its room a
 collection, with one naming order (``lab.volumes.rm``, ``lab.networks.create``):
 
 ========================  ==========================================================
-``lab.containers``        create, run, the lifecycle verbs, logs, exec, the views
-                          (:mod:`labkit.engine.containers`)
+``lab.containers``        create, run, attach, logs, exec, the views
+                          (:mod:`labkit.engine.containers`); the lifecycle verbs
+                          (:mod:`~labkit.engine.lifecycle`); rename, update, top, stats,
+                          cp, prune (:mod:`~labkit.engine.upkeep`)
 ``lab.images``            ``lab.images()``, build, inspect, setup, commit, history,
                           tag, rm, save, load, export, import_ (:mod:`~labkit.engine.images`)
 ``lab.volumes``           create, ls, inspect, rm (:mod:`~labkit.engine.volumes`)
@@ -604,7 +606,7 @@ class Engine:
         """Finish or undo ``verb``, which a process killed half-way left on ``rec`` (its intent held here)."""
         if rec.status is Status.REMOVING or (verb == "rm" and not is_running(rec.status)):
             # rm had begun: finish it. A container that was not running is not marked removing first
-            # (ContainerCollection._remove): its intent alone says so.
+            # (ContainerLifecycle._remove): its intent alone says so.
             gone = self._moved(rec, Verb.RM_FORCE)
             self.containers._remove(rec, Verb.RM_FORCE)
             return gone

@@ -65,8 +65,10 @@ def test_each_resource_has_one_naming_order(sim):
 
 
 def test_the_container_verbs_are_the_collections(sim):
-    """Every public verb of lab.containers is reachable flat on the engine too (lab.run, lab.stop, lab.ps)."""
-    flat = {"ls": "ps", "get": "container"}
-    verbs = [n for n in vars(ContainerCollection) if not n.startswith("_")]
+    """Every public verb of lab.containers, in whichever room of the engine it is written (containers,
+    lifecycle, upkeep), is reachable flat on the engine too (lab.run, lab.stop, lab.ps)."""
+    flat = {"ls": "ps", "get": "container", "prune": "prune_containers"}
+    verbs = [n for room in ContainerCollection.__mro__ if room.__module__.startswith("labkit.engine.")
+             for n in vars(room) if not n.startswith("_")]
     missing = [n for n in verbs if not callable(getattr(sim, flat.get(n, n), None))]
     assert verbs and not missing, missing
