@@ -104,3 +104,19 @@ def stop_group(proc: subprocess.Popen) -> None:
         except subprocess.TimeoutExpired:
             os.killpg(proc.pid, signal.SIGKILL)
             proc.wait()
+
+
+#: Whether this kernel takes overlayfs's lower layers one by one through fsconfig(2) ("lowerdir+", Linux 6.8).
+KERNEL_TAKES_LOWERDIR_PLUS = tuple(int(part) for part in os.uname().release.split(".")[:2]) >= (6, 8)
+
+
+def root_overlay_lowers(mountinfo: str) -> tuple[str, list[str]]:
+    """How the overlay mounted at ``/`` in ``mountinfo`` (a container's ``/proc/self/mountinfo``) got its lower
+    layers, and what it shows of them, top first: ``("lowerdir+", paths)`` one by one (Linux >= 6.8), or
+    ``("lowerdir", names)`` in one string (paths, or the numbers of descriptors they were opened as)."""
+    line = next(ln for ln in mountinfo.splitlines() if ln.split()[3:5] == ["/", "/"] and " - overlay " in ln)
+    options = line.split(" - ", 1)[1].split()[2].split(",")
+    plus = [o.partition("=")[2] for o in options if o.startswith("lowerdir+=")]
+    if plus:
+        return "lowerdir+", plus
+    return "lowerdir", next(o.partition("=")[2] for o in options if o.startswith("lowerdir=")).split(":")

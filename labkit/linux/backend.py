@@ -141,7 +141,7 @@ class LinuxBackend(Views, Rootfs):
                 write_json(cdir / "network.json", slirp)
         mounted = events.mount_overlay(list(layers.lowers), layers.upper, layers.work, layers.merged)
         if not self.rootless:  # rootless, PID 1 mounts it, once in a mount namespace of its user namespace (pid1.c)
-            overlay.mount(layers)
+            self.lowerdir_plus = overlay.mount(layers, self.lowerdir_plus)
             self.emit(mounted, record.id)
         group = None
         try:
@@ -191,6 +191,7 @@ class LinuxBackend(Views, Rootfs):
                 block_signals=c.init,
                 userns=self.idmap if self.rootless else None,
                 overlay=overlay.mount_options(layers, userxattr=True) if self.rootless else None,
+                lowerdir_plus=self.lowerdir_plus is not False,
                 seccomp=self._seccomp(c.security_opt, caps, c.privileged),
                 caps=capabilities.mask(caps),
                 user=c.user,

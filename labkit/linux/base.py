@@ -61,6 +61,12 @@ class LinuxBase:
         # and that the probe they stop works without them.
         self.device_rules: tuple[devices.Rule, ...] | None = devices.DOCKER_DEFAULT
         self.device_mechanisms: tuple[str, ...] = devices.MECHANISMS
+        #: Whether this kernel takes overlayfs's lower layers one by one ("lowerdir+", Linux >= 6.8) for an image
+        #: too deep for a page of mount options; None until the first such image is mounted and finds out
+        #: (:func:`labkit.linux.overlay.mount_at`). False mounts every deep stack by descriptors instead, as on an
+        #: older kernel: tests set it so to run that path on any kernel. Rootless, PID 1 is told False, else it
+        #: tries "lowerdir+" first itself (pid1.c, mount_overlay).
+        self.lowerdir_plus: bool | None = None
         self.shim_dir = str(store.root / "bin")  # the compiled supervisor and init, cached per state root
         self._seen: dict[str, set[tuple[str, str]]] = {}
 

@@ -90,10 +90,12 @@ def in_container(pid: int, rootless: bool, work: Work) -> Any:
             os.close(fd)
 
 
-def in_layers(layers: overlay.Layers, binds: Sequence[tuple[str, str]], idmap: IdMap | None, work: Work) -> Any:
+def in_layers(layers: overlay.Layers, binds: Sequence[tuple[str, str]], idmap: IdMap | None, work: Work,
+              lowerdir_plus: bool | None = None) -> Any:
     """Run ``work`` in a child chrooted into the container's overlay, mounted in a mount namespace of its own
     (rootless: ``idmap``'s user namespace), with ``binds`` (host path, path inside) mounted over it where
-    the path inside exists."""
+    the path inside exists. ``lowerdir_plus`` is what the backend knows of how this kernel stacks an image
+    deeper than a page of mount options (:func:`labkit.linux.overlay.mount_at`)."""
 
     def enter() -> None:
         if idmap is not None and idmap.kind != "range":
@@ -102,11 +104,7 @@ def in_layers(layers: overlay.Layers, binds: Sequence[tuple[str, str]], idmap: I
             namespaces.write_single_map(idmap)
         syscalls.unshare(namespaces.CLONE_NEWNS)
         syscalls.mount(None, "/", None, syscalls.MS_REC | syscalls.MS_PRIVATE, None)  # nothing leaks to the host
-        options = overlay.mount_options(layers, userxattr=idmap is not None)
-        if len(options.encode()) < overlay.MOUNT_DATA_MAX:
-            syscalls.mount("overlay", layers.merged, "overlay", 0, options)
-        else:
-            syscalls.mount_by_parts("overlay", layers.merged, [("source", "overlay"), *overlay.option_parts(options)])
+        overlay.mount_at(layers.merged, overlay.mount_options(layers, userxattr=idmap is not None), lowerdir_plus)
         for source, inside in binds:
             target = os.path.join(layers.merged, inside.lstrip("/"))
             if os.path.lexists(target) and not os.path.islink(target):

@@ -21,10 +21,12 @@ layer picture (each entry, what the image layers hold at its path, who serves a 
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import shutil
 import stat
 import subprocess
+import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -149,7 +151,7 @@ def prepare(layers: Layers, init_root: Path, placeholders: tuple[str, ...] = (),
         target.touch()
 
 
-def mount(layers: Layers) -> None:
+def mount(layers: Layers, lowerdir_plus: bool | None = None) -> bool | None:
     """Mount the overlay at ``merged`` (mount(2) with fstype ``overlay``).
 
     ``index=off`` as Docker does: hard links are broken by copy-up rather than
@@ -157,25 +159,61 @@ def mount(layers: Layers) -> None:
     pin the kernel's build-time defaults, so renaming an image directory fails
     with EXDEV and chmod copies data too on every host, as the lessons (and
     :mod:`labkit.model.overlay`) say, and a writable layer can become an image layer as it is.
+
+    Args:
+        layers: The container's layers.
+        lowerdir_plus: Whether this kernel takes lower layers one by one (see :func:`mount_at`);
+            None: not known yet.
+
+    Returns:
+        What is known of that afterwards, for the caller to keep (:attr:`labkit.linux.base.LinuxBase.lowerdir_plus`).
     """
     if syscalls.is_mountpoint(layers.merged):
-        return
-    options = mount_options(layers)
+        return lowerdir_plus
+    return mount_at(layers.merged, mount_options(layers), lowerdir_plus)
+
+
+def mount_at(target: str, options: str, lowerdir_plus: bool | None = None) -> bool | None:
+    """Mount an overlay with ``options`` (:func:`mount_options`) at ``target``, however deep its stack.
+
+    mount(2) reads at most a page of options (copy_mount_options(), fs/namespace.c): about 40
+    layers of labkit's 100-character paths. Options that fit are mounted so, as always. A deeper
+    stack is mounted in one of two ways that both reach as deep as overlayfs stacks
+    (:data:`labkit.model.overlay.MAX_STACK`):
+
+    * since Linux 6.8 overlayfs takes lower layers one by one through the new mount API
+      ("lowerdir+", Documentation/filesystems/overlayfs.rst; :func:`option_parts`);
+    * an older kernel refuses that key (EINVAL: an unknown parameter, or, before 6.5 where
+      overlayfs still parses one legacy options string, the string passing a page), and gets
+      each lower layer named by a descriptor of it instead (:func:`mount_by_descriptors`).
+
+    pid1.c does the same for rootless containers.
+
+    Args:
+        target: Where to mount it.
+        options: The overlay's options, its lower layers as absolute paths.
+        lowerdir_plus: Whether this kernel takes "lowerdir+": True, False, or None if not known
+            yet (then it is tried, and an EINVAL makes it False).
+
+    Returns:
+        What is known of "lowerdir+" afterwards (unchanged where the options fit a page).
+    """
     if len(options.encode()) < MOUNT_DATA_MAX:
-        syscalls.mount("overlay", layers.merged, "overlay", 0, options)
-    else:
-        syscalls.mount_by_parts("overlay", layers.merged, [("source", "overlay"), *option_parts(options)])
+        syscalls.mount("overlay", target, "overlay", 0, options)
+        return lowerdir_plus
+    if lowerdir_plus is not False:
+        try:
+            syscalls.mount_by_parts("overlay", target, [("source", "overlay"), *option_parts(options)])
+            return True
+        except OSError as err:
+            if lowerdir_plus or err.errno != errno.EINVAL:
+                raise
+    mount_by_descriptors(target, options)
+    return False
 
 
 def option_parts(options: str) -> list[tuple[str, str | None]]:
-    """``mount_options`` as fsconfig(2) keys and values, each lower layer on its own as ``lowerdir+``.
-
-    mount(2) reads at most a page of options (copy_mount_options(), fs/namespace.c): about 40
-    layers of labkit's 100-character paths. Since Linux 6.8 overlayfs takes lower layers one by
-    one through the new mount API instead ("lowerdir+", Documentation/filesystems/overlayfs.rst),
-    so an image may be as deep as overlayfs stacks (:data:`labkit.model.overlay.MAX_STACK`). pid1.c does the same
-    for rootless containers.
-    """
+    """``mount_options`` as fsconfig(2) keys and values, each lower layer on its own as ``lowerdir+``."""
     parts: list[tuple[str, str | None]] = []
     for option in options.split(","):
         key, eq, value = option.partition("=")
@@ -184,6 +222,71 @@ def option_parts(options: str) -> list[tuple[str, str | None]]:
         else:
             parts.append((key, value if eq else None))
     return parts
+
+
+#: Where a descriptor's number names the file it is open on (proc(5), /proc/[pid]/fd/): the working
+#: directory in which :func:`mount_by_descriptors` gives overlayfs the lower layers.
+FD_DIR = "/proc/self/fd"
+#: How long the mount of :func:`mount_by_descriptors` may take, in seconds (a mount does not wait on anyone).
+MOUNT_DEADLINE = 60.0
+
+
+def short_options(options: str, fds: Sequence[int]) -> str:
+    """``options`` with its lower layers replaced by the numbers of descriptors open on them, in order:
+    ``lowerdir=/a/diff:/b/diff,upperdir=…`` becomes ``lowerdir=7:8,upperdir=…``."""
+    out = []
+    for option in options.split(","):
+        key, _, _ = option.partition("=")
+        out.append(f"lowerdir={':'.join(map(str, fds))}" if key == "lowerdir" else option)
+    return ",".join(out)
+
+
+def mount_by_descriptors(target: str, options: str) -> None:
+    """mount(2) an overlay whose lower layers are named by descriptors, for a kernel that takes no "lowerdir+".
+
+    overlayfs resolves a relative ``lowerdir`` from the mounting process's working directory
+    (kern_path(), as Docker's overlay2 driver uses after a chdir into its short ``l/`` links).
+    Here each lower layer is opened (O_PATH: no read, no permission beyond the search its path
+    needs) and named by its descriptor's number, read in ``/proc/self/fd``, where that number is a
+    link to the directory (proc(5)). A number and a colon a layer: all 500 lower layers overlayfs
+    stacks fit in the page mount(2) reads. The mount is done by a thread with a working directory
+    of its own (unshare(2) ``CLONE_FS``), so the process's other threads never see theirs move;
+    the descriptors are closed once the kernel holds the layers.
+
+    Raises:
+        OSError: As mount(2) or open(2) raise it; E2BIG if even the short form passes a page
+            (upper and work directories of paths longer than a thousand characters).
+    """
+    lowers = next(o.partition("=")[2] for o in options.split(",") if o.startswith("lowerdir=")).split(":")
+    fds: list[int] = []
+    try:
+        for lower in lowers:
+            fds.append(os.open(lower, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC))
+        short = short_options(options, fds)
+        if len(short.encode()) >= MOUNT_DATA_MAX:
+            raise OSError(errno.E2BIG, f"the overlay's options take {len(short.encode())} bytes even with its "
+                          f"{len(lowers)} lower layers named by descriptors; mount(2) reads {MOUNT_DATA_MAX - 1}", target)
+        failed: list[OSError] = []
+
+        def in_fd_dir() -> None:
+            try:
+                syscalls.unshare(syscalls.CLONE_FS)  # this thread's working directory is its own from here on
+                os.chdir(FD_DIR)
+                syscalls.mount("overlay", target, "overlay", 0, short)
+            except OSError as err:
+                failed.append(err)
+
+        thread = threading.Thread(target=in_fd_dir, name="labkit-overlay-mount", daemon=True)
+        thread.start()
+        thread.join(MOUNT_DEADLINE)
+        if thread.is_alive():
+            raise OSError(errno.ETIMEDOUT, f"mount(overlay, {target}) did not return within {MOUNT_DEADLINE:.0f} s",
+                          target)
+        if failed:
+            raise failed[0]
+    finally:
+        for fd in fds:
+            os.close(fd)
 
 
 def mount_options(layers: Layers, userxattr: bool = False) -> str:

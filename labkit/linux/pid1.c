@@ -105,41 +105,126 @@ static void do_mount(const char *src, const char *target, const char *type, unsi
 }
 
 /*
- * Mount the overlay at `target`. mount(2) reads at most a page of options
- * (copy_mount_options(), fs/namespace.c), about 40 layers of labkit's paths;
- * longer ones go through the new mount API, where fsconfig(2) takes each lower
- * layer on its own as "lowerdir+" (Linux 6.8, Documentation/filesystems/
- * overlayfs.rst), as labkit/linux/overlay.py does for root's containers.
+ * Stack the lower layers one by one through the new mount API: fsconfig(2)
+ * takes each as "lowerdir+" (Linux 6.8, Documentation/filesystems/overlayfs.rst).
+ * Returns 0, or -1 with errno set and `refused` naming what the kernel refused.
+ * An older kernel refuses with EINVAL: overlayfs knows no such key (6.5-6.7),
+ * or, before 6.5, its legacy options string passes a page (legacy_parse_param(),
+ * fs/fs_context.c) or the key is unknown when the string is parsed.
  */
-static void mount_overlay(const char *target, const char *opts)
+static int mount_lowers_one_by_one(const char *target, const char *opts, char *refused, size_t cap)
 {
-    if (strlen(opts) < (size_t)sysconf(_SC_PAGESIZE)) {
-        do_mount("overlay", target, "overlay", 0, opts);
-        return;
-    }
     enum { SET_FLAG = 0, SET_STRING = 1, CMD_CREATE = 6 }; /* FSCONFIG_*, <linux/mount.h> */
-    int fs = (int)syscall(SYS_fsopen, "overlay", 1 /* FSOPEN_CLOEXEC */);
+    int fs = (int)syscall(SYS_fsopen, "overlay", 1 /* FSOPEN_CLOEXEC */), mnt = -1, err = 0;
     char *copy = strdup(opts), *save = NULL, *lsave = NULL;
+    snprintf(refused, cap, "fsopen(overlay)");
     if (fs < 0 || !copy || syscall(SYS_fsconfig, fs, SET_STRING, "source", "overlay", 0) < 0)
-        fail_errno("fsopen(overlay)");
+        goto out;
     for (char *opt = strtok_r(copy, ",", &save); opt; opt = strtok_r(NULL, ",", &save)) {
         char *value = strchr(opt, '=');
         if (value)
             *value++ = '\0';
         if (value && !strcmp(opt, "lowerdir")) {
             for (char *dir = strtok_r(value, ":", &lsave); dir; dir = strtok_r(NULL, ":", &lsave))
-                if (syscall(SYS_fsconfig, fs, SET_STRING, "lowerdir+", dir, 0) < 0)
-                    fail_errno(dir);
-        } else if (syscall(SYS_fsconfig, fs, value ? SET_STRING : SET_FLAG, opt, value, 0) < 0)
-            fail_errno(opt);
+                if (syscall(SYS_fsconfig, fs, SET_STRING, "lowerdir+", dir, 0) < 0) {
+                    snprintf(refused, cap, "%s", dir);
+                    goto out;
+                }
+        } else if (syscall(SYS_fsconfig, fs, value ? SET_STRING : SET_FLAG, opt, value, 0) < 0) {
+            snprintf(refused, cap, "%s", opt);
+            goto out;
+        }
     }
-    free(copy);
-    int mnt = syscall(SYS_fsconfig, fs, CMD_CREATE, NULL, NULL, 0) < 0 ? -1
-              : (int)syscall(SYS_fsmount, fs, 1 /* FSMOUNT_CLOEXEC */, 0);
+    snprintf(refused, cap, "%s", target);
+    if (syscall(SYS_fsconfig, fs, CMD_CREATE, NULL, NULL, 0) < 0)
+        goto out;
+    mnt = (int)syscall(SYS_fsmount, fs, 1 /* FSMOUNT_CLOEXEC */, 0);
     if (mnt < 0 || syscall(SYS_move_mount, mnt, "", AT_FDCWD, target, 4 /* MOVE_MOUNT_F_EMPTY_PATH */) < 0)
-        fail_errno(target);
+        goto out;
     close(mnt);
     close(fs);
+    free(copy);
+    return 0;
+out:
+    err = errno;
+    if (mnt >= 0)
+        close(mnt);
+    if (fs >= 0)
+        close(fs);
+    free(copy);
+    errno = err;
+    return -1;
+}
+
+/*
+ * Mount the overlay with each lower layer named by a descriptor of it, for a
+ * kernel that takes no "lowerdir+": overlayfs resolves a relative lowerdir from
+ * the working directory (kern_path(); Docker's overlay2 driver chdirs into its
+ * short "l/" links for the same reason), and in /proc/self/fd a descriptor's
+ * number is a link to what it is open on (proc(5)). O_PATH opens need no more
+ * than the search the path needs. A number and a colon a layer, so the 500 lower
+ * layers overlayfs stacks (OVL_MAX_STACK) fit the page mount(2) reads; as
+ * labkit/linux/overlay.py's mount_by_descriptors does.
+ */
+static void mount_by_descriptors(const char *target, const char *opts)
+{
+    size_t n = 1, len = strlen(opts);
+    for (const char *c = opts; *c; c++)
+        n += *c == ':';
+    int *fds = calloc(n, sizeof *fds), nfds = 0;
+    char *copy = strdup(opts), *out = malloc(len + 12 * n + 1), *save = NULL, *lsave = NULL;
+    if (!fds || !copy || !out)
+        fail_errno("overlay");
+    size_t used = 0;
+    for (char *opt = strtok_r(copy, ",", &save); opt; opt = strtok_r(NULL, ",", &save)) {
+        if (strncmp(opt, "lowerdir=", 9)) {
+            used += (size_t)sprintf(out + used, "%s%s", used ? "," : "", opt);
+            continue;
+        }
+        used += (size_t)sprintf(out + used, "%slowerdir=", used ? "," : "");
+        for (char *dir = strtok_r(opt + 9, ":", &lsave); dir && nfds < (int)n; dir = strtok_r(NULL, ":", &lsave)) {
+            if ((fds[nfds] = open(dir, O_PATH | O_DIRECTORY | O_CLOEXEC)) < 0)
+                fail_errno(dir);
+            used += (size_t)sprintf(out + used, "%s%d", nfds ? ":" : "", fds[nfds]);
+            nfds++;
+        }
+    }
+    if (used >= (size_t)sysconf(_SC_PAGESIZE))
+        fail(128, "error during container init: the overlay's options take %zu bytes even with its %d lower layers "
+                  "named by descriptors, and mount(2) reads %ld", used, nfds, sysconf(_SC_PAGESIZE) - 1);
+    int here = open(".", O_PATH | O_DIRECTORY | O_CLOEXEC);
+    if (here < 0 || chdir("/proc/self/fd") < 0)
+        fail_errno("/proc/self/fd");
+    do_mount("overlay", target, "overlay", 0, out);
+    if (fchdir(here) < 0)
+        fail_errno(".");
+    close(here);
+    for (int i = 0; i < nfds; i++)
+        close(fds[i]);
+    free(fds);
+    free(copy);
+    free(out);
+}
+
+/*
+ * Mount the overlay at `target`. mount(2) reads at most a page of options
+ * (copy_mount_options(), fs/namespace.c), about 40 layers of labkit's paths;
+ * a deeper stack goes one layer at a time ("lowerdir+") unless the engine knows
+ * this kernel refuses that (`lowerdir_plus` 0), and by descriptors where it is
+ * refused, as labkit/linux/overlay.py's mount_at does for root's containers.
+ */
+static void mount_overlay(const char *target, const char *opts, int lowerdir_plus)
+{
+    if (strlen(opts) < (size_t)sysconf(_SC_PAGESIZE)) {
+        do_mount("overlay", target, "overlay", 0, opts);
+        return;
+    }
+    char refused[PATH_MAX];
+    if (lowerdir_plus && mount_lowers_one_by_one(target, opts, refused, sizeof refused) == 0)
+        return;
+    if (lowerdir_plus && errno != EINVAL)
+        fail_errno(refused);
+    mount_by_descriptors(target, opts);
 }
 
 /*
@@ -1048,7 +1133,7 @@ void pid1_run(const struct pid1_spec *s)
     if (!realpath(s->root, root))
         fail_errno(s->root);
     if (s->overlay) /* rootless: overlayfs mounts only in a mount namespace of our user namespace */
-        mount_overlay(root, s->overlay);
+        mount_overlay(root, s->overlay, s->lowerdir_plus);
     do_mount(root, root, NULL, MS_BIND | MS_REC, NULL);
     secure_join(root, "/proc", p, sizeof p);
     mount_point(p);

@@ -40,6 +40,7 @@ struct pid1_spec {
     int readonly_rootfs, block_signals;
     /* Rootless (a user namespace the shim made): */
     const char *overlay;                /* overlay options PID 1 mounts at root itself, or NULL */
+    int lowerdir_plus;                  /* a deep overlay: try fsconfig's "lowerdir+" first (0: descriptors at once) */
     int host_devices;                   /* bind the host's device nodes: mknod(2) is refused in a user namespace */
     int tty_gid;                        /* devpts's gid= (tty, 5), or -1 where that group is not mapped */
     int ready_fd, go_fd;                /* say "my network namespace exists", then wait for "go" (-1: no one asks) */

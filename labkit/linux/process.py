@@ -132,6 +132,10 @@ class LaunchSpec:
             overlayfs only in a mount namespace its user namespace owns, so
             the mount is never visible on the host and vanishes with PID 1's
             namespace).
+        lowerdir_plus: With ``overlay`` too deep for a page of mount options: PID 1 tries
+            overlayfs's "lowerdir+" first (Linux >= 6.8) and names the lower layers by
+            descriptors where the kernel refuses it; False: by descriptors at once
+            (:func:`labkit.linux.overlay.mount_at` says how).
         seccomp: A file holding the BPF program (:mod:`labkit.linux.seccomp`)
             that PID 1 installs as its last step before execve(2); ``None``
             runs the command without a seccomp filter.
@@ -171,6 +175,7 @@ class LaunchSpec:
     readonly_rootfs: bool = False
     userns: IdMap | None = None
     overlay: str | None = None
+    lowerdir_plus: bool = True
     seccomp: str | None = None
     tty: bool = False
     winsize: tuple[int, int] = (0, 0)
@@ -292,6 +297,7 @@ def start(spec: LaunchSpec, supervisor_argv: Sequence[str] | None = None,
         *(["--subids", "{}:{}:{}:{}".format(*userns.uid_range, *userns.gid_range)]
           if userns and userns.kind == "range" and userns.uid_range and userns.gid_range else []),
         *(["--overlay", spec.overlay] if spec.overlay is not None else []),
+        *(["--lowerdir-plus", "0"] if spec.overlay is not None and not spec.lowerdir_plus else []),
         *(["--net-sync", f"{theirs[0]},{theirs[1]}", "--lifeline", str(theirs[2])] if theirs else []),
     ]  # fmt: skip
     argv = [

@@ -117,7 +117,7 @@ class Rootfs(LinuxBase):
         layers = self._layers(record, image.lowerdirs())
         if not os.path.isdir(layers.work):
             overlay.prepare(layers, self.store.init_dir(record.id), self._placeholders(record))
-        return copying.in_layers(layers, binds, self.idmap if self.rootless else None, work)
+        return copying.in_layers(layers, binds, self.idmap if self.rootless else None, work, self.lowerdir_plus)
 
     # -- what the pictures ask ------------------------------------------------------------------
     def layer_contents(self, record: ContainerRecord, image: Image, path: str | None = None) -> LayerContents:
@@ -175,13 +175,14 @@ class Rootfs(LinuxBase):
         layers = overlay.Layers(tuple(lowers), upper, str(work), str(merged))
         try:
             if not self.rootless:
-                overlay.mount(layers)
+                self.lowerdir_plus = overlay.mount(layers, self.lowerdir_plus)
             spec = process.LaunchSpec(
                 rootfs=str(merged), argv=argv, env=env, cwd=workdir or "/", hostname="buildkit",
                 state_dir=str(state), log_path=str(state / "json.log"), network="host",
                 cleanup_umounts=() if self.rootless else (str(merged),),
                 userns=self.idmap if self.rootless else None,
                 overlay=overlay.mount_options(layers, userxattr=True) if self.rootless else None,
+                lowerdir_plus=self.lowerdir_plus is not False,
                 seccomp=self._seccomp(()),  # RUN steps run under Docker's default profile, as BuildKit's do
             )
             try:

@@ -34,7 +34,8 @@
  *
  * Rootless, `--userns UID:GID [--subids USTART:UCOUNT:GSTART:GCOUNT]` puts PID 1
  * in a new user namespace first (fork_in_userns); `--overlay OPTS` has PID 1
- * mount the overlay itself, `--host-devices 1` and `--tty-gid N` shape its
+ * mount the overlay itself (`--lowerdir-plus 0`: a deep one by descriptors at
+ * once, see pid1.c's mount_overlay), `--host-devices 1` and `--tty-gid N` shape its
  * /dev, and `--net-sync READY,GO --lifeline FD` let the starter attach a
  * user-mode network to PID 1's network namespace before anything is mounted.
  * The starter is a plain posix_spawn(3) of this binary: no copy of the
@@ -840,7 +841,7 @@ int main(int argc, char **argv)
     static struct stream streams[2] = {{-1, "stdout", 0, {0}}, {-1, "stderr", 0, {0}}};
 
     static struct pid1_spec spec = {.cwd = "/", .error_fd = -1, .tty_gid = 5, .ready_fd = -1, .go_fd = -1,
-                                    .console_fd = -1, .stdin_fd = -1};
+                                    .console_fd = -1, .stdin_fd = -1, .lowerdir_plus = 1};
     const char *attach_socket = NULL;
     console_init(&console);
     int report_fd = -1, exec_pid = 0;
@@ -878,6 +879,7 @@ int main(int argc, char **argv)
         else if (!strcmp(key, "--env") && spec.n_env < PID1_MAX_LIST) spec.env[spec.n_env++] = (char *)value;
         else if (!strcmp(key, "--arg") && spec.n_argv < PID1_MAX_LIST) spec.argv[spec.n_argv++] = (char *)value;
         else if (!strcmp(key, "--overlay")) spec.overlay = value;
+        else if (!strcmp(key, "--lowerdir-plus")) spec.lowerdir_plus = atoi(value);
         else if (!strcmp(key, "--host-devices")) spec.host_devices = atoi(value);
         else if (!strcmp(key, "--tty-gid")) spec.tty_gid = atoi(value);
         else if (!strcmp(key, "--net-sync") && sscanf(value, "%d,%d", &spec.ready_fd, &spec.go_fd) == 2) continue;

@@ -23,6 +23,9 @@ MS_PRIVATE = 0x40000
 # umount2(2) flags.
 MNT_DETACH = 0x2
 
+# unshare(2): give the calling thread a root, working directory and umask of its own (<linux/sched.h>).
+CLONE_FS = 0x200
+
 _libc = ctypes.CDLL(None, use_errno=True)
 _libc.mount.argtypes = [ctypes.c_char_p, ctypes.c_char_p, ctypes.c_char_p, ctypes.c_ulong, ctypes.c_char_p]
 _libc.umount2.argtypes = [ctypes.c_char_p, ctypes.c_int]

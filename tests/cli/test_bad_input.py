@@ -291,6 +291,7 @@ CASES = [
     ("labfile-tag-double-colon", ["build", "-t", "a::b", "{ctx}/ok"], 125, "invalid reference format"),
     ("labfile-tag-empty", ["build", "-t", "", "{ctx}/ok"], 125, "invalid reference format"),
     ("labfile-too-deep", ["build", "-t", "t1", "{ctx}/toodeep"], 1, "overlayfs stacks at most 500 lower layers"),
+    ("image-too-deep-run", R + ["deep:500", "true"], 125, "overlayfs stacks at most 500 lower layers"),
     # signals
     ("kill-signal-zero", ["kill", "-s", "0", "web"], 1, "Invalid signal: 0"),
     ("kill-signal-99", ["kill", "-s", "99", "web"], 1, "does not support signal 99"),
@@ -394,6 +395,20 @@ class World:
         assert done.returncode == 0, (args, done.stderr)
         return done.stdout
 
+    def add_too_deep_image(self) -> None:
+        """``deep:500``: an image one layer deeper than overlayfs stacks under a container, as another engine's
+        ``save`` could hold one (a Labfile that deep is refused before it builds): busybox's layer, then one small
+        layer over and over."""
+        import labkit
+        from labkit.model.overlay import MAX_STACK
+
+        store = labkit.connect(backend="linux", root=self.root).image_store
+        base = store.get("busybox")
+        (self.ctx / "deep-layer").mkdir()
+        (self.ctx / "deep-layer" / "note").write_text("deep\n")
+        layer = store.commit_layer(str(self.ctx / "deep-layer"))
+        store.add_image([*base.layers, *[layer] * (MAX_STACK - len(base.layers))], base.config, "deep:500")
+
     def snapshot(self) -> dict[str, object]:
         """Everything a half-made command would leave: records, layers, names, mounts, statuses."""
         shot: dict[str, object] = {}
@@ -431,6 +446,7 @@ def world(tmp_path_factory):
     w.ok("pause", "pz")
     w.ok("run", "-d", "--name", "pub", "-p", f"127.0.0.1:{w.port}:80", "busybox", "sleep", "600")
     w.ok("network", "create", "net1")
+    w.add_too_deep_image()
     # Two containers whose ids share a first character: a one-character prefix that names neither.
     firsts: dict[str, str] = {}
     spare = []
@@ -449,6 +465,7 @@ def world(tmp_path_factory):
     w.ok("rm", "-f", "web", "made", "done", "pz", "pub", *sorted(keep))
     w.ok("volume", "rm", "vol1")
     w.ok("network", "rm", "net1")
+    w.ok("rmi", "deep:500")
 
 
 def test_the_table_is_as_broad_as_promised():

@@ -22,7 +22,7 @@ from pathlib import Path
 import pytest
 
 from tests.learner import USER, run_as, subordinate_range
-from tests.util import live_pids_of, wait_for
+from tests.util import KERNEL_TAKES_LOWERDIR_PLUS, live_pids_of, root_overlay_lowers, wait_for
 
 pytestmark = pytest.mark.root
 
@@ -868,22 +868,35 @@ def test_a_layer_an_earlier_labkit_hashed_with_host_ids_still_counts_as_intact(l
     assert got["after"] == [False, False]
 
 
-def test_an_image_deeper_than_a_page_of_mount_options_builds_and_runs_rootless(learner):
-    """120 layers do not fit the page mount(2) reads; PID 1 stacks them one by one ("lowerdir+") for a RUN step
-    and for a container, and each layer's file shows through."""
-    got = as_learner(learner, BUILD + """
-    steps = "".join(f"COPY note /n{i}\\n" for i in range(118))
+@pytest.mark.parametrize("lowerdir_plus", [None, False], ids=["as-the-kernel-takes-it", "by-descriptors"])
+def test_an_image_deeper_than_a_page_of_mount_options_builds_and_runs_rootless(learner, lowerdir_plus):
+    """120 layers do not fit the page mount(2) reads; PID 1 stacks them for a RUN step and for a container, one
+    by one ("lowerdir+") where the kernel takes that (Linux >= 6.8), else, or when the backend says the kernel
+    does not (its ``lowerdir_plus`` False), named by descriptors; a bottom, a middle and a top layer's files show
+    through, and a file deleted in the middle layer (a whiteout) does not."""
+    got = as_learner(learner, BUILD + f"""
+    lab.backend.lowerdir_plus = {lowerdir_plus}
+    with open(os.path.join(ctx, "gone"), "w") as f:
+        f.write("gone\\n")
+    steps = "".join(f"COPY note /n{{i}}\\n" for i in range(58)) + "RUN rm /gone && echo mid > /mid\\n"
+    steps += "".join(f"COPY note /n{{i}}\\n" for i in range(58, 116))
     with open(os.path.join(ctx, "Labfile"), "w") as f:
-        f.write("FROM busybox\\n" + steps + "RUN cat /n0 /n117 > /both\\n")
+        f.write("FROM busybox\\nCOPY gone /gone\\n" + steps + "RUN cat /n0 /mid /n115 > /top\\n")
     lab.build(ctx, "deep:1", on_step=lambda _line: None)
     layers = len(lab.image_store.get("deep:1").layers)
-    c = lab.run("deep:1", ["sh", "-c", "cat /both; grep -o lowerdir+= /proc/self/mountinfo | wc -l"])
+    c = lab.run("deep:1", ["sh", "-c", "cat /top; test -e /gone || echo gone; cat /proc/self/mountinfo"])
     out, code = c.logs(), c.exit_code
     c.remove()
-    print(json.dumps({"layers": layers, "out": out, "code": code}))
+    lab.image_store.remove("deep:1")
+    print(json.dumps({{"layers": layers, "out": out, "code": code}}))
     """)
     assert got["layers"] == 120
-    assert (got["code"], got["out"]) == (0, "hi\nhi\n121\n"), "120 image layers and the init layer, one by one"
+    assert (got["code"], got["out"].splitlines()[:4]) == (0, ["hi", "mid", "hi", "gone"]), got["out"][:400]
+    how, lowers = root_overlay_lowers(got["out"])
+    assert len(lowers) == 121, "120 image layers and the init layer"
+    if how == "lowerdir":
+        assert all(name.isdigit() for name in lowers), lowers[:3]
+    assert how == ("lowerdir+" if lowerdir_plus is None and KERNEL_TAKES_LOWERDIR_PLUS else "lowerdir")
 
 
 def test_copy_chown_with_only_ones_own_id_is_refused_plainly(learner):
