@@ -8,6 +8,7 @@ import os
 import re
 import shutil
 import signal
+import struct
 import subprocess
 import sys
 import time
@@ -541,6 +542,22 @@ def test_shim_is_built_once_per_source(tmp_path: Path) -> None:
     assert supervisor.build_shim(directory) == first
     assert os.listdir(directory) == [os.path.basename(first)]
     assert supervisor.build_shim(str(tmp_path / "labkit-empty"), compiler="labkit-no-such-cc") is None
+
+
+def test_the_shim_is_linked_statically_where_the_c_library_allows(tmp_path: Path) -> None:
+    """Where a static program can be linked (labkit-init is one), the shim is one too: no dynamic loader
+    runs when a start execs it (its ELF program headers name no PT_INTERP)."""
+    directory = str(tmp_path / "labkit-static")
+    if supervisor.build_init(directory) is None:
+        pytest.skip("this host cannot link a static C program (no libc.a)")
+    shim = supervisor.build_shim(directory)
+    assert shim is not None
+    with open(shim, "rb") as f:
+        elf = f.read()
+    phoff, = struct.unpack_from("<Q", elf, 0x20)
+    phentsize, phnum = struct.unpack_from("<HH", elf, 0x36)
+    kinds = [struct.unpack_from("<I", elf, phoff + i * phentsize)[0] for i in range(phnum)]
+    assert 1 in kinds and 3 not in kinds  # PT_LOAD, and no PT_INTERP
 
 
 def test_without_a_compiler_no_start_path_remains(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -49,8 +49,9 @@ def test_cap_drop_takes_a_default_power_away(engine):
 def test_a_user_has_no_powers_and_no_way_into_roots_files(engine):
     """-u 1000: a 0600 root file cannot be read, / cannot be written, no capability is effective, and a setuid
     root program would not lift it back (no_new_privs)."""
-    engine.run("busybox", ["sh", "-c", "echo x > /secret; chmod 600 /secret; exec sleep 300"], name="relax-user",
-               detach=True)
+    # /secret appears already 0600 (renamed into place): an exec never finds it readable for a moment
+    engine.run("busybox", ["sh", "-c", "echo x > /s.tmp; chmod 600 /s.tmp; mv /s.tmp /secret; exec sleep 300"],
+               name="relax-user", detach=True)
     script = "cat /secret; touch /rootfile; grep -E 'CapEff|NoNewPrivs' /proc/self/status; id -u"
     for _ in range(100):
         code, text = engine.exec_output("relax-user", ["sh", "-c", script], user="1000")

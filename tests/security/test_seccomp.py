@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import struct
 import subprocess
 import sys
 import tempfile
@@ -289,3 +290,14 @@ def test_rootless_containers_get_the_same_filter(learner, probe):
     assert answers(got["probe"]) == {"unshare-user": "EPERM", "clone-newuser": "EPERM", "keyctl": "EPERM",
                                      "add_key": "EPERM", "mount-cgroup": "EPERM", "clone3": "ENOSYS", "fork": "ok"}
     assert got["unconfined"] == "Seccomp:\t0\nunshare-user ok\n"
+
+
+def test_dockers_profile_is_compiled_to_a_binary_tree():
+    """Docker's ~370 calls are laid out as libseccomp's binary tree of call numbers, as runc asks for over 32
+    calls, and not as one line of comparisons, which the kernel walks to its end for every call number when
+    it installs the filter (seccomp_cache_prepare)."""
+    from labkit.linux import capabilities, seccomp
+
+    program = seccomp.compile_bpf(seccomp.for_container((), capabilities.DOCKER_DEFAULT))
+    codes = [struct.unpack_from("<H", program, i)[0] for i in range(0, len(program), 8)]
+    assert codes.count(0x25) > 100  # BPF_JMP | BPF_JGT | BPF_K: the tree's inner nodes
