@@ -112,13 +112,10 @@ def test_docker_cp_reads_a_stopped_deep_container_by_descriptors(deep_images, by
     """``docker cp`` out of a container that is not running mounts its deep overlay by descriptors for itself."""
     c = by_descriptors.create("deep:100", ["true"])
     try:
-        r, w = os.pipe()
-        with os.fdopen(r, "rb") as pipe:
-            try:
-                by_descriptors.copy_from(c.id, "/top", w)
-            finally:
-                os.close(w)
-            data = pipe.read()
+        with tempfile.TemporaryFile() as tar:
+            by_descriptors.copy_from(c.id, "/top", tar.fileno())
+            tar.seek(0)
+            data = tar.read()
         assert b"bottom\nmid\n" in data
     finally:
         c.remove()

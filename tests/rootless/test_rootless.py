@@ -873,7 +873,8 @@ def test_an_image_deeper_than_a_page_of_mount_options_builds_and_runs_rootless(l
     """120 layers do not fit the page mount(2) reads; PID 1 stacks them for a RUN step and for a container, one
     by one ("lowerdir+") where the kernel takes that (Linux >= 6.8), else, or when the backend says the kernel
     does not (its ``lowerdir_plus`` False), named by descriptors; a bottom, a middle and a top layer's files show
-    through, and a file deleted in the middle layer (a whiteout) does not."""
+    through, a file deleted in the middle layer (a whiteout) does not, and ``docker cp`` out of the stopped
+    container mounts the same stack for itself."""
     got = as_learner(learner, BUILD + f"""
     lab.backend.lowerdir_plus = {lowerdir_plus}
     with open(os.path.join(ctx, "gone"), "w") as f:
@@ -886,12 +887,18 @@ def test_an_image_deeper_than_a_page_of_mount_options_builds_and_runs_rootless(l
     layers = len(lab.image_store.get("deep:1").layers)
     c = lab.run("deep:1", ["sh", "-c", "cat /top; test -e /gone || echo gone; cat /proc/self/mountinfo"])
     out, code = c.logs(), c.exit_code
+    import tempfile
+    with tempfile.TemporaryFile() as tar:  # docker cp out of the stopped container mounts its overlay for itself
+        lab.copy_from(c.id, "/top", tar.fileno())
+        tar.seek(0)
+        copied = "hi\\nmid\\nhi\\n" in tar.read().decode(errors="replace")
     c.remove()
     lab.image_store.remove("deep:1")
-    print(json.dumps({{"layers": layers, "out": out, "code": code}}))
+    print(json.dumps({{"layers": layers, "out": out, "code": code, "copied": copied}}))
     """)
     assert got["layers"] == 120
     assert (got["code"], got["out"].splitlines()[:4]) == (0, ["hi", "mid", "hi", "gone"]), got["out"][:400]
+    assert got["copied"], "docker cp read /top out of the stopped container"
     how, lowers = root_overlay_lowers(got["out"])
     assert len(lowers) == 121, "120 image layers and the init layer"
     if how == "lowerdir":
