@@ -44,10 +44,11 @@ REPO = HERE.parents[1]
 
 #: What runs as root in the guest unless --root names other tests: first the limits a learner's lesson
 #: sets (the first test there finds the overlay module not yet loaded, as on a fresh laptop), then the
-#: cgroup v2 primitives, the container's processes and the engine on the real kernel, the rootless suite
-#: (a user made by the tests, without a session) and the security tests. `--root tests` runs everything.
+#: cgroup v2 primitives, the container's processes and the engine on the real kernel, images deeper than a
+#: page of mount options on a kernel that takes no "lowerdir+" (6.1), the rootless suite (a user made by the
+#: tests, without a session) and the security tests. `--root tests` runs everything.
 ROOT_TESTS = ("tests/linux/test_limits.py", "tests/linux/test_cgroups.py", "tests/linux/test_process.py",
-              "tests/linux/test_engine.py", "tests/rootless", "tests/security")
+              "tests/linux/test_engine.py", "tests/linux/test_deep_fallback.py", "tests/rootless", "tests/security")
 #: What the guest's speed is measured with, against this host's: a Python start that imports labkit's command
 #: line, the work most tests' programs begin with (its bytecode written by a first run, as a learner's pip does).
 SPEED_PROBE = "import labkit.cli"
