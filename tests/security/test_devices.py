@@ -4,8 +4,8 @@ A root container holds CAP_MKNOD (Docker's default capabilities do), so without
 device rules ``mknod /tmp/kmsg c 1 11`` gives it the host's kernel log and
 ``mknod /tmp/sda b 8 0`` the host's disk. labkit denies every device but
 Docker's list (``labkit/linux/devices.py``), through the v1 ``devices`` hierarchy
-and a BPF program on the container's cgroup v2 group; this host is hybrid, so
-the kernel applies both and each is tested alone. The probes are /dev/kmsg
+and a BPF program on the container's cgroup v2 group: on a hybrid host the
+kernel applies both and each is tested alone; a v2-only host has the program alone. The probes are /dev/kmsg
 (c 1:11: a write lands in the host's kernel log) and /dev/zram0 (b 253:0, a
 block device this host's root can open; on a usual host b 8:0 would be its disk). A static probe (``devprobe.c``) makes
 and uses the nodes and prints what the kernel answered. The same probe in a
@@ -26,6 +26,7 @@ from pathlib import Path
 import pytest
 
 from labkit.linux import cgroups, devices
+from tests.conftest import host_cgroup_layout
 from tests.learner import run_as
 
 pytestmark = pytest.mark.root
@@ -129,22 +130,24 @@ def test_a_root_container_may_make_device_nodes_but_not_open_them(engine, devpro
     blocked(answers(out), marker)
 
 
-@pytest.mark.parametrize("mechanism", ["v1", "v2"])
+@pytest.mark.parametrize("mechanism", [pytest.param("v1", marks=pytest.mark.cgroup_v1), "v2"])
 def test_each_mechanism_alone_keeps_the_devices_out(engine, backend, devprobe, mechanism):
-    """With only the v1 devices rules, or only the v2 BPF program, the attack fails the same way; the other
-    mechanism is seen to be absent (devices.list allows all; no program on the group)."""
+    """With only the v1 devices rules (a host with v1 hierarchies), or only the v2 BPF program, the attack fails
+    the same way; the other mechanism is seen to be absent (devices.list allows all; no program on the group).
+    A v2-only host has the BPF program alone: its group is seen to hold it."""
     backend.device_mechanisms = (mechanism,)
     marker = f"labkit-devices-{mechanism}-{uuid.uuid4().hex[:12]}"
     c = engine.run("busybox", ["sleep", "60"], detach=True, volumes=[f"{devprobe}:/probe:ro"])
     group = cgroups.Cgroup(backend.layout, c.id)
     v1 = group.interface_file("devices", "devices.list")
-    assert v1 is not None and backend.layout.unified is not None, "this host has both mechanisms"
-    listed = Path(v1).read_text().splitlines()
+    assert backend.layout.unified is not None, "every host the suite runs on has a unified hierarchy"
+    assert (v1 is not None) == (host_cgroup_layout() != "v2"), "a v1 devices hierarchy exactly where v1 is"
+    listed = Path(v1).read_text().splitlines() if v1 is not None else None
     programs = devices.attached(os.path.join(backend.layout.unified, "labkit", c.id))
     if mechanism == "v1":
         assert (listed, programs) == ([rule.line() for rule in devices.DOCKER_DEFAULT], 0)
     else:
-        assert (listed, programs) == (["a *:* rwm"], 1)
+        assert (listed, programs) == (["a *:* rwm"] if v1 is not None else None, 1)
     code, out = engine.exec_output(c.id, ["/probe/devprobe", *attack(marker)])
     assert code == 0
     blocked(answers(out), marker)
@@ -160,13 +163,24 @@ def test_the_devices_a_container_needs_still_work(engine, devprobe):
 
 
 def test_the_containers_device_groups_go_with_it(engine, backend):
-    """The devices group and the group holding the BPF program exist while the container runs and go with it."""
+    """The devices group (where v1 hierarchies are) and the group holding the BPF program exist while the container
+    runs and go with it."""
     c = engine.run("busybox", ["sleep", "60"], detach=True)
     dirs = [d for d in cgroups.Cgroup(backend.layout, c.id).dirs if "/devices/" in d or d.startswith(
         str(backend.layout.unified) + "/")]
-    assert len(dirs) == 2 and all(os.path.isdir(d) for d in dirs)
+    assert len(dirs) == (1 if host_cgroup_layout() == "v2" else 2) and all(os.path.isdir(d) for d in dirs)
     engine.rm(c.id, force=True)
     assert [d for d in dirs if os.path.exists(d)] == []
+
+
+def test_a_privileged_container_gets_a_program_allowing_every_device(engine, backend, devprobe):
+    """--privileged: the container's v2 group holds a program too, one that allows every device (the kernel takes
+    it: a program with a path no request reaches is refused), and the probe opens the host's kernel log."""
+    c = engine.run("busybox", ["sleep", "60"], detach=True, privileged=True, volumes=[f"{devprobe}:/probe:ro"])
+    assert backend.layout.unified is not None
+    assert devices.attached(os.path.join(backend.layout.unified, "labkit", c.id)) == 1
+    code, out = engine.exec_output(c.id, ["/probe/devprobe", "mknod:/tmp/kmsg:c:1:11", "open:/tmp/kmsg"])
+    assert (code, answers(out)) == (0, {"mknod:/tmp/kmsg:c:1:11": "ok", "open:/tmp/kmsg": "ok"}), out
 
 
 def test_inspect_shows_dockers_default_device_fields(engine):
