@@ -37,6 +37,7 @@ cleaned up.
 
 from __future__ import annotations
 
+import errno
 import fcntl
 import json
 import os
@@ -435,6 +436,13 @@ def wait(target: Started | int, timeout: float | None = None) -> bool:
         fd = os.pidfd_open(shim_pid)
     except ProcessLookupError:
         return True
+    except OSError as error:
+        # EINVAL: the PID is still in use, but by no process: the supervisor leads a session, and once it is reaped
+        # its PID lives on as the session id of what stayed in it (pidfd_create() in kernel/pid.c wants a task of
+        # PIDTYPE_TGID). A host whose init reaps at once (systemd) gets here; the supervisor is gone.
+        if error.errno == errno.EINVAL:
+            return True
+        raise
     try:
         if not _is_supervisor(shim_pid):
             return True  # the PID was reused: our supervisor is long gone
