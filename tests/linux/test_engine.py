@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from labkit.errors import IllegalTransition, NameInUse, NoSuchContainer, NoSuchImage, StartFailed
-from tests.util import tree_digest, wait_for
+from tests.util import scaled, tree_digest, wait_for
 
 pytestmark = pytest.mark.root
 
@@ -383,11 +383,12 @@ def test_init_makes_stop_quick_and_reaps(engine):
 def test_restart_policies(engine):
     """on-failure restarts a failing container up to N times; always restarts after exit 0; stop ends it for good."""
     flaky = engine.run("busybox", ["sh", "-c", "echo run; exit 3"], detach=True, restart="on-failure:2")
+    # Each restart is the restarter's program starting a container: a slower host stretches the wait (scaled).
     assert wait_for(lambda: engine.inspect(flaky.id)["RestartCount"] == 2
-                    and engine.inspect(flaky.id)["State"]["Status"] == "exited", timeout=20)
+                    and engine.inspect(flaky.id)["State"]["Status"] == "exited", timeout=scaled(20))
     assert flaky.logs().count("run") == 3 and flaky.exit_code == 3
     steady = engine.run("busybox", ["sh", "-c", "sleep 0.2"], detach=True, restart="always")
-    assert wait_for(lambda: engine.inspect(steady.id)["RestartCount"] >= 2, timeout=20)
+    assert wait_for(lambda: engine.inspect(steady.id)["RestartCount"] >= 2, timeout=scaled(20))
     steady.stop(timeout=1)
     count = engine.inspect(steady.id)["RestartCount"]
     time.sleep(0.6)

@@ -22,7 +22,7 @@ from pathlib import Path
 import pytest
 
 from tests.learner import USER, run_as, subordinate_range
-from tests.util import KERNEL_TAKES_LOWERDIR_PLUS, live_pids_of, root_overlay_lowers, wait_for
+from tests.util import KERNEL_TAKES_LOWERDIR_PLUS, live_pids_of, root_overlay_lowers, scaled, wait_for
 
 pytestmark = pytest.mark.root
 
@@ -51,7 +51,7 @@ def _dedent(code: str) -> str:
 PRELUDE = """
 import hashlib, json, os, sys, time
 import labkit
-from tests.util import tree_digest
+from tests.util import scaled, tree_digest
 lab = labkit.connect()
 
 
@@ -200,7 +200,7 @@ def test_stop_start_pause_rm_without_a_freezer(learner):
     c = lab.run("busybox", ["sh", "-c", "sleep 60 & wait"], detach=True, name="life")
     pid = c.inspect()["State"]["Pid"]
     from labkit.linux import freezer
-    deadline = time.monotonic() + 10  # sh forks its sleep a moment after run -d returns
+    deadline = time.monotonic() + scaled(10)  # sh forks its sleep a moment after run -d returns
     while len(pids := freezer.namespace_pids(pid)) < 2 and time.monotonic() < deadline:
         time.sleep(0.02)
     lab.pause("life")
@@ -358,7 +358,7 @@ def test_default_network_is_slirp4netns(learner):
     out = c.logs()
     with open(f"{lab.store.container_dir(c.id)}/network.json") as f:
         slirp = json.load(f)["SlirpPid"]
-    deadline = time.monotonic() + 5
+    deadline = time.monotonic() + scaled(5)
     while os.path.exists(f"/proc/{slirp}") and state(slirp) not in "ZX" and time.monotonic() < deadline:
         time.sleep(0.01)
     gone = not os.path.exists(f"/proc/{slirp}") or state(slirp) in "ZX"
@@ -384,7 +384,7 @@ c = lab.run("busybox", ["sh", "-c", "mkdir /www && echo hello-rootless > /www/in
 ns = c.inspect()["NetworkSettings"]
 port = ns["Ports"]["80/tcp"][0]["HostPort"]
 page = ""
-deadline = time.monotonic() + 10
+deadline = time.monotonic() + scaled(10)
 while time.monotonic() < deadline:
     done = subprocess.run(["wget", "-q", "-T", "2", "-O", "-", f"http://127.0.0.1:{port}/"],
                           capture_output=True, text=True)
@@ -621,7 +621,7 @@ def test_restart_policy_rootless(learner):
     got = as_learner(learner, PRELUDE + f"""
     c = lab.run("busybox", ["sh", "-c", "echo run; sleep 0.2; exit 3"], detach=True, name="again",
                 restart="on-failure:2", ports=["{port}:80"])
-    deadline = time.monotonic() + 30
+    deadline = time.monotonic() + scaled(30)
     while time.monotonic() < deadline:
         info = lab.inspect("again")
         if info["RestartCount"] == 2 and info["State"]["Status"] == "exited":
@@ -671,7 +671,7 @@ def delegated(learner):
     finally:
         for d in sorted((os.path.join(r, n) for r, ds, _ in os.walk(path) for n in ds), key=len, reverse=True):
             os.rmdir(d)
-        deadline = time.monotonic() + 5
+        deadline = time.monotonic() + scaled(5)
         while True:
             try:
                 os.rmdir(path)
