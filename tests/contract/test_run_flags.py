@@ -174,7 +174,7 @@ def test_sizes_count_the_writable_layer(lab):
     item = next(i for i in lab.ps(size=True) if i["Names"] == ["/ss"])
     info = lab.inspect("ss", size=True)
     assert item["SizeRw"] == info["SizeRw"] >= 10
-    assert info["SizeRootFs"] == info["SizeRw"] + lab.image_store.get("busybox").size
+    assert info["SizeRootFs"] == info["SizeRw"] + lab.images.get("busybox").size
     keys = list(info)
     assert keys[keys.index("GraphDriver") + 1:keys.index("GraphDriver") + 3] == ["SizeRw", "SizeRootFs"]
 

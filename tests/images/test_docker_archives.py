@@ -84,7 +84,7 @@ def test_an_image_labkit_saved_loads_and_runs_in_docker(engine, docker):
 def test_an_image_docker_saved_loads_and_runs_in_labkit(engine, docker):
     """Docker imports labkit's busybox, commits a container that added, deleted and replaced files (a
     whiteout, an opaque directory, a hard link), and saves it; labkit loads the archive and runs it."""
-    busybox = engine.image_store.get("busybox")
+    busybox = engine.images.get("busybox")
     tar = subprocess.run(["tar", "-C", busybox.layers[0].path, "-c", "."], capture_output=True, check=True).stdout
     assert docker("import", "-", "dk-busybox", stdin=tar)[0] == 0
     rc, _, err = docker("run", "--name", "dk-maker", "dk-busybox", "sh", "-c",

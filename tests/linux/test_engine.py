@@ -52,7 +52,7 @@ def test_echo_dollar_dollar_is_one(engine):
 
 def test_copy_up_leaves_image_layers_untouched(engine):
     """A write to an image file lands in the upper dir by copy-up; the image layer's bytes are unchanged."""
-    img = engine.image_store.get("busybox")
+    img = engine.images.get("busybox")
     before = [tree_digest(p) for p in img.lowerdirs()]
     c = engine.run("busybox", ["sh", "-c", "echo changed >> /etc/passwd; rm /etc/group; mkdir /data; echo x > /data/new"])
     assert c.exit_code == 0

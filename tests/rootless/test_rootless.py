@@ -170,7 +170,7 @@ def test_container_is_isolated_and_pid_one(learner):
 def test_copy_up_whiteouts_and_untouched_layers(learner):
     """Writes land in the user's upper dir by copy-up, deletions leave 0/0 whiteouts and user.overlay.opaque; the image layers' hashes do not change."""
     got = as_learner(learner, PRELUDE + """
-    img = lab.image_store.get("busybox")
+    img = lab.images.get("busybox")
     before = [tree_digest(p, owners=True) for p in img.lowerdirs()]
     c = lab.run("busybox", ["sh", "-c", "echo changed >> /etc/passwd; rm /etc/group; rm -rf /usr; mkdir /usr; "
                             "mkdir /data; echo x > /data/new"], name="cow")

@@ -215,7 +215,7 @@ def test_base_image_is_synthetic_and_listed(sim):
     sim.run("busybox", ["true"])
     tags = [t for img in sim.images() for t in img["RepoTags"]]
     assert "busybox:latest" in tags
-    img = sim.image_store.get("busybox")
+    img = sim.images.get("busybox")
     assert os.path.islink(os.path.join(img.layers[0].path, "bin", "sh"))
 
 
