@@ -50,7 +50,7 @@ class ImageCollection(Collection):
 
             if parse_ref(ref) == ("busybox", "latest"):
                 return self.engine.backend.ensure_base(self.store)
-            # the image store loads tarfile: it loads when an image verb runs, not with every engine (ps, logs, exec)
+            # the lessons' image recipe loads only for the one reference it builds
             from labkit.images.lessons import FRONTEND_TAG
 
             if parse_ref(ref) == parse_ref(FRONTEND_TAG):
