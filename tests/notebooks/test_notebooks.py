@@ -125,6 +125,16 @@ def test_every_concept_has_its_notebook():
         assert not waits, f"{name} has a loop without a deadline: {waits}"
 
 
+def node_copy_up() -> str:
+    """What appending to the image's ``/usr/local/bin/node`` copies up: the host's Node.js binary where the host
+    has one (the lesson image copies it in), else the image's stand-in script (labkit/images/lessons)."""
+    from labkit.images.lessons import FRONTEND, host_node
+    from labkit.viz import palette
+
+    node = host_node() or os.path.join(FRONTEND, "fallback", "node")
+    return f"append /usr/local/bin/node: copy-up of {palette.size_text(os.path.getsize(node))}"
+
+
 #: The trace of ``memory="32m"``: a cgroup v1 host's memory controller takes the limit in memory.limit_in_bytes,
 #: a v2 (unified) one in memory.max.
 MEMORY_LIMIT_WRITE = ("Write 33554432 to memory.limit_in_bytes", "Write 33554432 to memory.max")
@@ -140,7 +150,7 @@ REAL = {
                                   2, True),
     "02-cgroups.ipynb": (["OOMKilled: True   ExitCode: 137", "can't fork", "--cpus 0.2", MEMORY_LIMIT_WRITE], 3,
                          True),
-    "03-writable-layer.ipynb": (["append /app/server.js: copy-up of", "copy-up of 98.93MB", "whiteout",
+    "03-writable-layer.ipynb": (["append /app/server.js: copy-up of", node_copy_up(), "whiteout",
                                  "is a character device: True with device number (0, 0)",
                                  "still hash to their digests", "docker diff of B: []"], 4, True),
     "04-ephemeral-storage.ipynb": (["exists: True | holds: order #1", "after rm, exists: False",
@@ -341,6 +351,48 @@ def test_notebook_runs_rootless_as_a_user(name, lab_learner):
         assert_graded(run, labs=name in WITH_LAB)
     finally:
         shutil.rmtree(work, ignore_errors=True)
+
+
+#: What each notebook must show run rootless by a user logged in to a systemd host with cgroup v2 (a session of
+#: the user's systemd): the limits and the freezer are enforced in the scope the user's systemd delegates to labkit,
+#: so the cgroups notebook runs its experiments on real containers and pause freezes.
+SESSION = {**ROOTLESS,
+           "02-cgroups.ipynb": ["OOMKilled: True   ExitCode: 137", "can't fork", "--cpus 0.2",
+                                "Write 33554432 to memory.max"],
+           "05-container-states.ipynb": [m.replace("SIGSTOP to each process", "cgroup freezer")
+                                         for m in ROOTLESS["05-container-states.ipynb"]]}
+
+
+def in_a_user_session() -> bool:
+    """This process is an ordinary user's with a systemd user session on a cgroup v2-only host."""
+    from labkit.linux import systemd
+    from tests.conftest import host_cgroup_layout
+
+    return os.geteuid() != 0 and systemd.user_bus() is not None and host_cgroup_layout() == "v2"
+
+
+@pytest.fixture(scope="module")
+def user_root(tmp_path_factory):
+    """One state root of the user's for the session's notebooks (the lesson images are built once, on first use)."""
+    return tmp_path_factory.mktemp("labkit-session-nb")
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not in_a_user_session(), reason="needs a user with a systemd user session on a cgroup v2-only "
+                                                      "host (tests/vm/run.py's guest runs it as its user)")
+@pytest.mark.parametrize("name", sorted(SESSION))
+def test_notebook_runs_rootless_in_a_user_session(name, jupyter_path, user_root):
+    """Run by a logged-in user of a systemd host with ``auto`` (rootless, in the scope the user's systemd
+    delegates), the notebook has no cell error, shows its key outputs on real containers (limits enforced,
+    pause through the freezer), grades itself with full marks and leaves nothing."""
+    root = user_root
+    run = execute(name, kernel_env(root, jupyter_path, LABKIT_BACKEND="auto"))
+    missing = [m for m in ["backend: rootless", *SESSION[name]] if not shows(run.text, m)]
+    assert not missing, f"{name}: output lacks {missing}"
+    assert SIMULATED_NOTE not in run.text, f"{name}: a cell on real containers says it was simulated"
+    assert "labkit-quiz" in run.widget_classes(), f"{name}: the quiz did not render"
+    assert_graded(run, labs=name in WITH_LAB)
+    assert not left_behind(root), f"{name} left {left_behind(root)}"
 
 
 # ---------------------------------------------------------------------------------------------
