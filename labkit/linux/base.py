@@ -14,6 +14,7 @@ make :class:`labkit.linux.backend.LinuxBackend`.
 
 from __future__ import annotations
 
+import functools
 import os
 import socket
 import tempfile
@@ -235,16 +236,21 @@ def rlimits(ulimits: tuple[tuple[str, int, int], ...]) -> tuple[tuple[int, int, 
     """``--ulimit``s as the shim's ``--rlimit`` takes them: (RLIMIT_* number, soft, hard)."""
     return tuple((hostconfig.RLIMITS[name], soft, hard) for name, soft, hard in ulimits)
 
+
+@functools.cache
 def _own_bounding_set() -> int:
-    """This process's bounding set (``CapBnd`` of ``/proc/self/status``, proc(5))."""
+    """This process's bounding set (``CapBnd`` of ``/proc/self/status``, proc(5)), read once: labkit never
+    drops from it (prctl(2) PR_CAPBSET_DROP), and a forked worker inherits it unchanged."""
     with open("/proc/self/status") as f:
         for line in f:
             if line.startswith("CapBnd:"):
                 return int(line.split()[1], 16)
     return capabilities.mask(capabilities.NAMES)
 
+
+@functools.cache
 def _last_cap() -> int:
-    """The highest capability number this kernel knows (``/proc/sys/kernel/cap_last_cap``)."""
+    """The highest capability number this kernel knows (``/proc/sys/kernel/cap_last_cap``), read once."""
     try:
         with open("/proc/sys/kernel/cap_last_cap") as f:
             return int(f.read())

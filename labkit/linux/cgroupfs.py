@@ -74,6 +74,23 @@ class Cgroupfs:
         except OSError as err:
             raise _gone(err, path) from None
 
+    def write_each(self, path: str, texts: list[str]) -> None:
+        """Write each of ``texts`` in a write(2) of its own, all on one open file (a rule per write, as
+        ``devices.allow`` reads them).
+
+        Raises:
+            FileNotFoundError: The group is gone, also when it went between open(2) and a write(2).
+        """
+        try:
+            fd = os.open(path, os.O_WRONLY | os.O_TRUNC)
+            try:
+                for text in texts:
+                    os.write(fd, text.encode())
+            finally:
+                os.close(fd)
+        except OSError as err:
+            raise _gone(err, path) from None
+
     def exists(self, path: str) -> bool:
         """Whether an interface file or group directory exists."""
         return os.path.exists(path)

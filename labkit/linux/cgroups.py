@@ -47,6 +47,7 @@ freezer (``docker pause``) is :class:`~labkit.linux.freezer.CgroupFreezer`, whic
 from __future__ import annotations
 
 import errno
+import itertools
 import os
 import signal
 import time
@@ -330,10 +331,13 @@ class Cgroup(CgroupFreezer):
         """
         mechanisms = self._device_mechanisms(wanted)
         if "v1" in mechanisms:
-            for filename, line in device_rules.v1_lines(rules):
+            # One rule per write(2), as devices.allow reads them, on one open file per run of rules to the same
+            # file (``a`` to devices.deny, then the list to devices.allow): twelve opens of a cgroup file cost
+            # more than the rules themselves.
+            for filename, lines in itertools.groupby(device_rules.v1_lines(rules), key=lambda rule: rule[0]):
                 path = self.interface_file("devices", filename)
                 assert path is not None
-                self.fs.write(path, line)  # one rule per write(2), as devices.allow reads them
+                self.fs.write_each(path, [line for _, line in lines])
         if "v2" in mechanisms:
             assert self.layout.unified is not None
             try:

@@ -428,6 +428,10 @@ class FakeCgroupfs(Cgroupfs):
         if name == "cgroup.freeze":
             Path(path).with_name("cgroup.events").write_text(f"populated 0\nfrozen {text.strip()}\n")
 
+    def write_each(self, path: str, texts: list[str]) -> None:
+        for text in texts:  # as the kernel takes them: one write(2) each
+            self.write(path, text)
+
     def contents(self, path: str) -> str:
         return Path(path).read_text().strip()
 
