@@ -129,6 +129,10 @@ class Backend(Protocol):
     def wait(self, record: ContainerRecord, timeout: float | None) -> bool:
         """Block until PID 1 has ended (True) or ``timeout`` seconds pass (False)."""
 
+    def wait_recorded(self, record: ContainerRecord, timeout: float | None) -> bool:
+        """Block until :meth:`observe` can tell how PID 1 ended (True) or ``timeout`` seconds pass (False); what
+        the end undoes (mounts, groups) may still be under way, which :meth:`wait` waits for too."""
+
     def signal(self, record: ContainerRecord, signum: int) -> None:
         """Deliver ``signum`` to PID 1 (kill(2) from the host's PID namespace)."""
 

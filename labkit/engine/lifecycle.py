@@ -215,8 +215,14 @@ class ContainerLifecycle(Collection):
         """``docker wait``: block until PID 1 ends; return its exit code."""
         rec = self.engine._get(ref)
         if is_running(rec.status):
-            self.engine.backend.wait(rec, timeout)
-            rec = self.engine._reload(rec)
+            backend, began = self.engine.backend, time.monotonic()
+            # The exit is recorded as soon as the backend can tell it, while PID 1's supervisor still undoes the
+            # run (mounts, groups); then that is waited for too, so that what the caller looks at next is undone.
+            backend.wait_recorded(rec, timeout)
+            ended = self.engine._reload(rec)
+            if not is_running(ended.status) and rec.config.restart_policy == "no":
+                backend.wait(rec, None if timeout is None else max(0.0, timeout - (time.monotonic() - began)))
+            rec = ended
         return rec.state.exit_code
 
     def apply_restart_policy(self, cid: str) -> bool:

@@ -30,6 +30,7 @@ import contextlib
 import dataclasses
 import json
 import os
+import select
 import signal as _signal
 import socket
 import threading
@@ -207,7 +208,9 @@ class LinuxBackend(Views, Rootfs):
                 spec = dataclasses.replace(spec, stdin=stdin_r, stdin_hold=stdin_hold)
                 started = process.start(spec, supervisor.command(self.shim_dir),
                                         on_netns if slirp is not None else None,
-                                        attach=console.fileno() if console is not None else None)
+                                        attach=console.fileno() if console is not None else None,
+                                        watch_exit=not spec.on_exit)  # a restart policy's supervisor goes on
+                self._watch_exit(record.id, started.exit_fd)
                 feed()
         except BaseException:
             self._seen.pop(record.id, None)
@@ -251,7 +254,11 @@ class LinuxBackend(Views, Rootfs):
         supervised = self._supervised(record)
         info = process.read_exit(cdir)
         if supervised:
-            return None if info is None else self._exited(info)  # with a record: it is cleaning up
+            if info is None:
+                return None
+            self._watch_exit(record.id, -1)  # the end is seen: its pipe has nothing more to tell
+            return self._exited(info)  # with a record: it is cleaning up
+        self._watch_exit(record.id, -1)
         killed = False
         if info is None:
             killed = self._end(record)
@@ -343,9 +350,35 @@ class LinuxBackend(Views, Rootfs):
         # The supervisor writes exit.json, then unmounts and removes the cgroups: wait for all of it,
         # so that what the caller looks at next (mounts, addresses) is already undone.
         if record.state.shim_pid and procfs.alive(record.state.shim_pid, 0):
-            return process.wait(record.state.shim_pid, timeout)
-        return process.read_exit(str(self.store.container_dir(record.id))) is not None or not procfs.alive(
-            record.state.pid, record.state.pid_start_time)
+            done = process.wait(record.state.shim_pid, timeout)
+        else:
+            done = process.read_exit(str(self.store.container_dir(record.id))) is not None or not procfs.alive(
+                record.state.pid, record.state.pid_start_time)
+        if done:
+            self._watch_exit(record.id, -1)
+        return done
+
+    def wait_recorded(self, record: ContainerRecord, timeout: float | None) -> bool:
+        """Block until the supervisor has recorded PID 1's exit (True), while it may still be undoing the run;
+        False after ``timeout`` seconds. A container this backend did not start here is waited for as
+        :meth:`wait` does."""
+        fd = self._exit_fds.get(record.id)
+        if fd is None:
+            return self.wait(record, timeout)
+        poller = select.poll()
+        poller.register(fd, select.POLLIN)  # end of file: exit.json is written (or the supervisor died)
+        if not poller.poll(None if timeout is None else max(0, int(timeout * 1000))):
+            return False
+        self._watch_exit(record.id, -1)
+        return True
+
+    def _watch_exit(self, cid: str, fd: int) -> None:
+        """Hold ``fd`` as ``cid``'s exit pipe (-1: none), closing the one held before."""
+        old = self._exit_fds.pop(cid, None)
+        if old is not None:
+            os.close(old)
+        if fd >= 0:
+            self._exit_fds[cid] = fd
 
     def signal(self, record: ContainerRecord, signum: int) -> None:
         if procfs.alive(record.state.pid, record.state.pid_start_time):
@@ -398,6 +431,7 @@ class LinuxBackend(Views, Rootfs):
     def remove(self, record: ContainerRecord) -> None:
         layer_root = self.store.layer_dir(record.id)
         self._seen.pop(record.id, None)
+        self._watch_exit(record.id, -1)
         self.emit(events.remove_layer(str(layer_root / "diff")), record.id)
         try:
             group = self._group(record)

@@ -70,6 +70,9 @@ class LinuxBase:
         self.lowerdir_plus: bool | None = None
         self.shim_dir = str(store.root / "bin")  # the compiled supervisor and init, cached per state root
         self._seen: dict[str, set[tuple[str, str]]] = {}
+        #: Per container started here: the pipe its supervisor closes once the exit is recorded (process.start's
+        #: watch_exit), read by wait_recorded; closed when the end is seen or the container goes.
+        self._exit_fds: dict[str, int] = {}
 
     @property
     def layout(self) -> cgroups.Layout:

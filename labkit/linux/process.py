@@ -44,7 +44,7 @@ import os
 import select
 import threading
 from collections.abc import Callable, Sequence
-from dataclasses import KW_ONLY, dataclass
+from dataclasses import KW_ONLY, dataclass, replace
 from typing import IO, Any
 
 from labkit import helpers
@@ -214,18 +214,23 @@ class Started:
         shim_pid: Host PID of its supervisor.
         pid_start_time: Field 22 of ``/proc/PID/stat`` (clock ticks since
             boot) when it started; a reused PID has a different one.
+        exit_fd: With :func:`start`'s ``watch_exit``: the read end of a pipe whose
+            write end only the supervisor holds, until it has recorded the exit
+            (``exit.json``); it reads end of file then, or when the supervisor dies.
+            The caller closes it. -1 without.
     """
 
     pid: int
     shim_pid: int
     pid_start_time: int
+    exit_fd: int = -1
 
 
 # ---------------------------------------------------------------- public API
 
 
 def start(spec: LaunchSpec, supervisor_argv: Sequence[str] | None = None,
-          on_netns: NetnsHook | None = None, attach: int | None = None) -> Started:
+          on_netns: NetnsHook | None = None, attach: int | None = None, watch_exit: bool = False) -> Started:
     """Start the container described by ``spec`` and return once its command runs.
 
     One posix_spawn(3) of the C shim, which leaves this process, forks PID 1
@@ -254,6 +259,8 @@ def start(spec: LaunchSpec, supervisor_argv: Sequence[str] | None = None,
             terminal's first caller before PID 1 runs, so that nothing PID 1
             writes is missed (``run -it``). Later callers connect to
             ``STATE_DIR/attach.sock`` (:func:`labkit.linux.console.connect`).
+        watch_exit: Return :attr:`Started.exit_fd` (``--exit-fd``), so that the caller
+            learns of the recorded exit while the supervisor still undoes the run.
 
     Returns:
         The host PIDs of PID 1 and its supervisor.
@@ -282,6 +289,8 @@ def start(spec: LaunchSpec, supervisor_argv: Sequence[str] | None = None,
     report_r, report_w = os.pipe()
     error_r, error_w = os.pipe()
     report_w, error_w = _above_stdio(report_w), _above_stdio(error_w)
+    exit_r, exit_w = os.pipe() if watch_exit else (-1, -1)
+    exit_w = _above_stdio(exit_w) if watch_exit else -1
     proxies = [(_above_stdio(fd), targets) for fd, targets in spec.proxies]
     attach_fd = _above_stdio(os.dup(attach)) if spec.tty and attach is not None else -1
     # PID 1's stdin pipe (-i without -t): passed as numbers above 2, the caller's descriptors left as they are.
@@ -326,16 +335,18 @@ def start(spec: LaunchSpec, supervisor_argv: Sequence[str] | None = None,
         *(["--stdin", str(stdin_fds[0])] if stdin_fds else []),
         *(["--stdin-hold", str(stdin_fds[1])] if len(stdin_fds) > 1 else []),
         *shim_args,
+        *(["--exit-fd", str(exit_w)] if watch_exit else []),
         *[arg for fd, targets in proxies for arg in ("--proxy", f"{fd}={targets}")],
     ]  # fmt: skip
+    mine = [exit_w] if watch_exit else []
     passed = [report_w, error_w, *theirs, *(fd for fd, _ in proxies), *([attach_fd] if attach_fd >= 0 else []),
-              *stdin_fds]
+              *stdin_fds, *mine]
     try:
         # dup2(fd, fd) in the child clears close-on-exec there only (posix_spawn_file_actions_adddup2).
         child = os.posix_spawn(argv[0], argv, helpers.environ(),
                                file_actions=[(os.POSIX_SPAWN_DUP2, fd, fd) for fd in passed])
     except OSError as err:
-        for fd in (report_r, report_w, error_r, error_w, *theirs, *ours):
+        for fd in (report_r, report_w, error_r, error_w, *theirs, *ours, *mine, *([exit_r] if watch_exit else [])):
             os.close(fd)
         _cleanup_here(spec)
         raise StartFailed(f"error during container init: {err.strerror}: {argv[0]}", 128) from None
@@ -347,9 +358,15 @@ def start(spec: LaunchSpec, supervisor_argv: Sequence[str] | None = None,
             os.close(attach_fd)  # the supervisor has its own copy
         for fd in stdin_fds:
             os.close(fd)
-    for fd in (report_w, error_w, *theirs):
+    for fd in (report_w, error_w, *theirs, *mine):
         os.close(fd)
-    return _await_start(spec, child, report_r, error_r, on_netns, (ready[0], go[1], life[0]))
+    try:
+        started = _await_start(spec, child, report_r, error_r, on_netns, (ready[0], go[1], life[0]))
+    except BaseException:
+        if watch_exit:
+            os.close(exit_r)
+        raise
+    return replace(started, exit_fd=exit_r) if watch_exit else started
 
 
 def _await_start(spec: LaunchSpec, starter: int, report_r: int, error_r: int, on_netns: NetnsHook | None,

@@ -31,6 +31,9 @@
  * starter (fork, the parent exits, setsid), unshares a PID namespace and forks
  * PID 1, which builds the container (pid1.c) and execs the command. The shim
  * writes "ok PID1 SHIM STARTTIME" to the report pipe and supervises as above.
+ * With `--exit-fd FD` it holds FD, the write end of a pipe of the starter's, until
+ * the exit is recorded: the starter reads end of file then, and can record the exit
+ * while the mounts and groups are undone (it then waits for this process to exit).
  *
  * Rootless, `--userns UID:GID [--subids USTART:UCOUNT:GSTART:GCOUNT]` puts PID 1
  * in a new user namespace first (fork_in_userns); `--overlay OPTS` has PID 1
@@ -569,6 +572,7 @@ static struct {
     unsigned long gid_start, gid_count; /* inside, by newuidmap(1)/newgidmap(1); count 0: the single-id map */
 } userns;
 static int lifeline = -1;               /* held until the shim exits: a user-mode network stack ends with it */
+static int exit_fd = -1;                /* --exit-fd: closed once the exit is recorded (exit.json), before the cleanup */
 
 /* Read `fd` until end of file or `cap - 1` bytes, NUL-terminated; returns the length. */
 static size_t read_text(int fd, char *buf, size_t cap)
@@ -754,7 +758,7 @@ static pid_t launch(struct pid1_spec *spec, int report_fd, int *out_r, int *err_
     close(null);
     if (chdir("/") < 0)
         launch_failed(report_fd, "chdir /");
-    int keep[7 + MAX_PROXIES], n_keep = 0;
+    int keep[8 + MAX_PROXIES], n_keep = 0;
     keep[n_keep++] = report_fd;
     keep[n_keep++] = spec->error_fd;
     if (spec->ready_fd >= 0) {
@@ -764,6 +768,10 @@ static pid_t launch(struct pid1_spec *spec, int report_fd, int *out_r, int *err_
     if (lifeline >= 0) {
         keep[n_keep++] = lifeline;
         fcntl(lifeline, F_SETFD, FD_CLOEXEC); /* ours alone: not PID 1's, nor the restart policy's after us */
+    }
+    if (exit_fd >= 0) {
+        keep[n_keep++] = exit_fd;
+        fcntl(exit_fd, F_SETFD, FD_CLOEXEC); /* ours alone: PID 1's copy goes with its execve(2) */
     }
     for (int i = 0; i < n_proxies; i++)
         keep[n_keep++] = proxies[i].fd;
@@ -884,6 +892,7 @@ int main(int argc, char **argv)
         else if (!strcmp(key, "--tty-gid")) spec.tty_gid = atoi(value);
         else if (!strcmp(key, "--net-sync") && sscanf(value, "%d,%d", &spec.ready_fd, &spec.go_fd) == 2) continue;
         else if (!strcmp(key, "--lifeline")) lifeline = atoi(value);
+        else if (!strcmp(key, "--exit-fd")) exit_fd = atoi(value);
         else if (!strcmp(key, "--tty") && sscanf(value, "%hu:%hu", &spec.rows, &spec.cols) == 2) spec.tty = 1;
         else if (!strcmp(key, "--attach-fd")) attach_fd = atoi(value);
         else if (!strcmp(key, "--attach-socket")) attach_socket = value;
@@ -1032,6 +1041,10 @@ int main(int argc, char **argv)
         }
     }
     write_exit(status, oom_file);
+    if (exit_fd >= 0) { /* the starter may record the exit now, while the cleanup below goes on */
+        close(exit_fd);
+        exit_fd = -1;
+    }
     unmount_all(umounts, n_umounts, argc, argv);
     for (int i = 0; i < n_rmdirs; i++)
         remove_dir(rmdirs[i]);

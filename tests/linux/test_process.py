@@ -6,6 +6,7 @@ import dataclasses
 import json
 import os
 import re
+import select
 import shutil
 import signal
 import struct
@@ -269,6 +270,23 @@ def test_exit_code_is_recorded(lab: Lab) -> None:
     assert record["ExitCode"] == 3
     assert record["Signal"] is None and record["OOMKilled"] is False
     assert RFC3339NANO.match(str(record["FinishedAt"]))
+
+
+def test_the_exit_pipe_ends_once_the_exit_is_recorded(lab: Lab) -> None:
+    """With watch_exit, the starter's end of the exit pipe reads end of file only once exit.json is written (the
+    supervisor may still be undoing the run then), and the supervisor itself ends after it."""
+    spec = lab.spec(["sh", "-c", "sleep 0.2; exit 5"])
+    started = process.start(spec, lab.supervisor_argv, watch_exit=True)
+    lab.started.append(started)
+    try:
+        assert started.exit_fd >= 0
+        ready, _, _ = select.select([started.exit_fd], [], [], 10)
+        assert ready and os.read(started.exit_fd, 1) == b""
+        record = process.read_exit(spec.state_dir)
+        assert record is not None and record["ExitCode"] == 5
+    finally:
+        os.close(started.exit_fd)
+    assert process.wait(started, timeout=10)
 
 
 def _holders() -> dict[int, str]:
