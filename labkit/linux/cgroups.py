@@ -266,9 +266,10 @@ class Cgroup(CgroupFreezer):
         for attempt in range(tries):
             self._make_parents(hierarchy)
             try:
-                if not self.fs.exists(path):
-                    self.fs.mkdir(path)
+                self.fs.mkdir(path)  # mkdir(2) alone, no stat(2) first: EEXIST says what a look would
                 return
+            except FileExistsError:
+                return  # left by a crash: reused, its limits written again
             except FileNotFoundError:
                 if attempt == tries - 1:
                     raise
@@ -306,11 +307,10 @@ class Cgroup(CgroupFreezer):
             if part is None:
                 break
             level = os.path.join(level, part)
-            if not self.fs.exists(level):
-                try:
-                    self.fs.mkdir(level)
-                except FileExistsError:
-                    pass  # another process made it first
+            try:
+                self.fs.mkdir(level)
+            except FileExistsError:
+                pass  # there already, for another container (or made by another process just now)
 
     def _device_mechanisms(self, wanted: tuple[str, ...]) -> tuple[str, ...]:
         """Which of ``wanted`` this group can use: ``v1`` with a v1 devices hierarchy, ``v2`` with a unified one."""
