@@ -2,7 +2,8 @@
 #   make lab    installs what the lessons need (.[notebook]), builds the images, opens JupyterLab on notebooks/
 #   make test   installs that and the test tools (.[notebook,test]) and runs the whole test suite
 #   make test-vm  runs part of the suite in a Debian 12 guest with systemd and cgroup v2 only (tests/vm/run.py:
-#                 as root it installs mmdebstrap and QEMU, builds the guest once and caches it; VM_ARGS passes options)
+#                 as root it installs mmdebstrap and QEMU, builds the guest once and caches it; VM_ARGS passes options:
+#                 none runs the parts of its plan that fit in an hour, VM_ARGS=--full everything, for hours)
 # As root, apt-get installs the Debian packages that are missing; as a user, they are named with the command
 # that installs them, and the rest goes on (rootless containers where this host allows them, else the simulator).
 PY      ?= python3

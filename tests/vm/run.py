@@ -11,13 +11,16 @@ a delegated scope. This script:
    user networking with ssh forwarded to a free port on 127.0.0.1, the disk opened as a snapshot;
 3. copies the checkout (the files git knows) to ``/srv/labkit`` in the guest, readable by every user;
 4. runs pytest there as root, then as the user ``lk`` logged in over ssh (a real login, so
-   ``pam_systemd`` gives it a session and a user manager), each with a deadline;
+   ``pam_systemd`` gives it a session and a user manager), each with a deadline: the tests named
+   (``--root``, ``--user``), everything the guest is to show (``--full``), or else the parts of
+   :data:`PLAN` that fit in the time left once the guest is up, in the plan's order, the others
+   named as left out (:func:`fit`);
 5. brings each run's junit XML and log back to ``--out`` and prints its summary;
 6. always powers the guest off (and kills QEMU if it does not stop in time).
 
 Exit status: 0 when every run passed, 1 when a test failed, 2 when the guest could not be built or
 booted, or a deadline passed with no test failed. With ``--ci`` (``.ci/run``'s stage after ``make test``)
-the selection is CI's and the bounds are CI's, and where the image cannot be built on this machine at all
+the bounds are CI's (``--budget``: what is left of CI's time), and where the image cannot be built on this machine at all
 (QEMU or mmdebstrap missing and not installable, no Debian mirror or package index answering, no root),
 or the guest does not boot or finish within the bounds while no test failed, it prints one line saying
 so and exits 3, which CI takes as a skipped stage. A test failing in the guest always exits 1.
@@ -42,33 +45,70 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parents[1]
 
-#: What runs as root in the guest unless --root names other tests: first the limits a learner's lesson
-#: sets (the first test there finds the overlay module not yet loaded, as on a fresh laptop), then the
-#: cgroup v2 primitives, the container's processes and the engine on the real kernel, images deeper than a
-#: page of mount options on a kernel that takes no "lowerdir+" (6.1), the rootless suite (a user made by the
-#: tests, without a session) and the security tests. `--root tests` runs everything.
-ROOT_TESTS = ("tests/linux/test_limits.py", "tests/linux/test_cgroups.py", "tests/linux/test_process.py",
-              "tests/linux/test_engine.py", "tests/linux/test_deep_fallback.py", "tests/rootless", "tests/security")
 #: What the guest's speed is measured with, against this host's: a Python start that imports labkit's command
 #: line, the work most tests' programs begin with (its bytecode written by a first run, as a learner's pip does).
 SPEED_PROBE = "import labkit.cli"
 
-#: What runs as the logged-in user `lk`, whose ssh login has a systemd session: rootless limits and the
-#: freezer in the scope labkit's engine gets from the user's systemd. None of it may be skipped there.
-USER_TESTS = ("tests/rootless/test_session.py",)
+#: What the guest runs unless --root or --user name other tests (``make test-vm``, and CI's stage with ``--ci``):
+#: what this project's hybrid host cannot run, in the order it is worth its time, each part as (who runs it,
+#: pytest's argument, the seconds it took in the guest emulated (TCG) while the guest ran Python
+#: :data:`PLAN_SCALE` times slower than this host, its pytest start included). Where the time left cannot hold
+#: them all, :func:`fit` keeps the parts that fit in this order and names those it leaves out.
+#:
+#: - as root: the limits a lesson sets on cgroup v2 (memory.max and OOMKilled, pids.max, cpu.max throttling,
+#:   cgroup.freeze; the first test finds the overlay module not yet loaded, as on a fresh laptop);
+#: - as the user ``lk``, logged in over ssh so that ``pam_systemd`` gives it a session and a user manager: the same
+#:   limits and pause in the scope the user's systemd delegates to labkit, then the cgroups and container-states
+#:   notebooks there (rootless, limits enforced, pause by the freezer). A skip in the user's run fails it;
+#: - as root: the devices and seccomp tests (the device program cgroup v2 attaches, seccomp on kernel 6.1), the
+#:   container-states notebook on real containers (pause by cgroup.freeze), the security tests of the state and
+#:   ports kept private, the cgroups notebook on real containers, the v2 cgroup primitives, the container's processes, the engine, rootless in a delegated v2 subtree without
+#:   systemd, and images deeper than a page of mount options on a kernel that takes no "lowerdir+" (6.1).
+PLAN: tuple[tuple[str, str, float], ...] = (
+    ("root", "tests/linux/test_limits.py", 140),
+    ("user", "tests/rootless/test_session.py", 60),
+    ("user", "tests/notebooks/test_notebooks.py::test_notebook_runs_rootless_in_a_user_session[02-cgroups.ipynb]",
+     570),
+    ("root", "tests/security/test_devices.py", 110),
+    ("root", "tests/security/test_seccomp.py", 120),
+    ("user", "tests/notebooks/test_notebooks.py::"
+             "test_notebook_runs_rootless_in_a_user_session[05-container-states.ipynb]", 210),
+    ("root", "tests/notebooks/test_notebooks.py::test_notebook_runs_on_real_containers[05-container-states.ipynb]",
+     200),
+    ("root", "tests/security/test_private_state.py", 150),
+    ("root", "tests/security/test_relaxations.py", 25),
+    ("root", "tests/security/test_ports.py", 100),
+    ("root", "tests/notebooks/test_notebooks.py::test_notebook_runs_on_real_containers[02-cgroups.ipynb]", 450),
+    ("root", "tests/linux/test_cgroups.py", 20),
+    ("root", "tests/linux/test_process.py", 240),
+    ("root", "tests/linux/test_engine.py", 225),
+    ("root", "tests/rootless/test_rootless.py::test_pause_freezes_in_a_delegated_cgroup", 60),
+    ("root", "tests/rootless/test_rootless.py::test_the_engine_leaves_the_delegated_cgroup_as_it_found_it", 30),
+    ("root", "tests/linux/test_deep_fallback.py", 250),
+)
+#: How many times slower than this host the guest ran Python when :data:`PLAN`'s seconds were measured.
+PLAN_SCALE = 25
+#: What ``--full`` runs: the whole of what #17's platform is to show, for a run outside CI (hours emulated). As
+#: root the real-kernel suite, the security tests, the rootless suite (a user made by the tests, without a
+#: session) and every notebook (on real containers as root; rootless and on the simulator as a user who ran
+#: ``make lab``, whose venv pip fills from the package index); as the logged-in user, the session's limits and
+#: every notebook rootless in the user's delegated scope.
+FULL_ROOT = ("tests/linux", "tests/security", "tests/rootless", "tests/notebooks")
+FULL_USER = ("tests/rootless/test_session.py",
+             "tests/notebooks/test_notebooks.py::test_notebook_runs_rootless_in_a_user_session")
+#: What a part of :data:`PLAN` is reckoned to take beyond its measured time: it fits only if this many times its
+#: seconds (stretched to the guest's measured slowness) fit in what is left.
+SLACK = 1.3
+#: The seconds a pytest run takes in the guest beyond its tests (the interpreter's start, collection, the
+#: session's leak check), at :data:`PLAN_SCALE`, and what fetching its junit XML takes after it.
+RUN_OVERHEAD = 90
 
-#: What CI runs in the guest (``--ci``): what this project's hybrid host cannot run. As root the limits a
-#: lesson sets on cgroup v2 (memory.max and OOMKilled, pids.max, cpu.max throttling, cgroup.freeze) and
-#: rootless in a delegated v2 subtree without systemd; as the logged-in user, the same limits and pause
-#: in the scope the user's systemd delegates to labkit.
-CI_ROOT_TESTS = ("tests/linux/test_limits.py",
-                 "tests/rootless/test_rootless.py::test_pause_freezes_in_a_delegated_cgroup",
-                 "tests/rootless/test_rootless.py::test_the_engine_leaves_the_delegated_cgroup_as_it_found_it")
-CI_USER_TESTS = USER_TESTS
-#: CI's bounds, in seconds: the image build (uncached on a fresh machine), then everything after it. Beside
-#: `make test`'s ~30 min they keep the whole CI run under its 90 min even when both are reached.
-CI_BUILD_DEADLINE, CI_DEADLINE = 1200, 1800
-#: The part of the time left after the boot that the root run may take when a user's run follows it.
+#: CI's bounds, in seconds: the image build (uncached on a fresh machine), then everything after it (what
+#: ``--budget`` leaves is usually less). Beside `make test`'s ~36-40 min they keep the whole CI run under its
+#: 90 min even when both are reached.
+CI_BUILD_DEADLINE, CI_DEADLINE = 1200, 3000
+#: The part of the time left after the boot that the root run may take when a user's run follows it and the
+#: tests were named (--root, --user, --full) rather than fitted from :data:`PLAN`.
 ROOT_SHARE = 0.6
 #: The least of CI's time (``--budget``) worth starting the stage with: a cached boot and the root run on a
 #: quiet machine, with the uncached build's time spent before it where the image is new.
@@ -78,10 +118,41 @@ MIN_CI_BUDGET = 900
 CANNOT = 3
 #: The exit statuses of timeout(1) (and of its -k kill) around a run cut by its deadline.
 CUT = (124, 137)
+#: Seconds a run cut by its deadline has to end its pytest session (SIGINT) before it is killed (timeout -k).
+GRACE = 120
+#: Seconds kept back of the time left when a run's deadline is set: the grace above and fetching its results.
+RESERVE = GRACE + 30
 
 
 def log(msg: str) -> None:
     print(f"labkit-vm: {msg}", file=sys.stderr, flush=True)
+
+
+def fit(seconds: float, scale: float, plan: tuple[tuple[str, str, float], ...] = PLAN
+        ) -> tuple[list[tuple[str, str, float]], list[tuple[str, str, float]]]:
+    """The parts of ``plan`` that fit in ``seconds`` in a guest ``scale`` times slower than this host, and those
+    left out, each with its reckoned seconds.
+
+    Parts are taken in the plan's order: each is reckoned at its measured seconds, stretched where the guest runs
+    Python slower than :data:`PLAN_SCALE` (never shrunk: a quick start of Python was seen beside tests as slow as
+    ever), times :data:`SLACK`, and kept where it fits in what the parts kept before it (and each run's
+    :data:`RUN_OVERHEAD`) left; one that does not fit is left out and the next is tried. The same time and
+    slowness always keep the same parts.
+    """
+    stretch = max(scale, PLAN_SCALE) / PLAN_SCALE
+    kept: list[tuple[str, str, float]] = []
+    left_out: list[tuple[str, str, float]] = []
+    used = 0.0
+    for who, test, measured in plan:
+        cost = measured * stretch * SLACK
+        if not any(k[0] == who for k in kept):
+            cost += RUN_OVERHEAD * stretch  # the first part a user runs starts its pytest
+        if used + cost <= seconds:
+            kept.append((who, test, cost))
+            used += cost
+        else:
+            left_out.append((who, test, cost))
+    return kept, left_out
 
 
 def accelerator() -> tuple[str, str]:
@@ -264,10 +335,12 @@ def copy_checkout(guest: Guest) -> None:
 def run_tests(guest: Guest, user: str, tests: list[str], name: str, timeout: float, extra: str) -> dict:
     """pytest in the guest as ``user``; its output streams here and its junit XML comes back."""
     xml = f"/srv/results/{name}.xml"
-    # Unbuffered, so a run cut off by its deadline still leaves its progress in the log. The checkout
+    # Cut by its deadline, pytest gets SIGINT first (timeout -s INT): it stops the test it is in, tears it down and
+    # ends its session as after Ctrl-C, writing the junit XML of what ran and the leak check; what is still there
+    # GRACE seconds later is killed. Unbuffered, so a cut run leaves its progress in the log too. The checkout
     # is imported from where it lies (PYTHONPATH), as the suite imports it: an editable
     # install was seen taking five minutes emulated.
-    cmd = (f"cd /srv/labkit && PYTHONPATH=/srv/labkit PYTHONUNBUFFERED=1 {extra} timeout -k 30 {int(timeout)} /opt/labkit-venv/bin/python -m pytest -q "
+    cmd = (f"cd /srv/labkit && PYTHONPATH=/srv/labkit PYTHONUNBUFFERED=1 {extra} timeout -s INT -k {GRACE} {int(timeout)} /opt/labkit-venv/bin/python -m pytest -q "
            f"-p no:cacheprovider --junitxml={xml} {' '.join(map(shlex.quote, tests))}")
     log(f"{name}: {user}@guest$ {cmd}")
     started = time.monotonic()
@@ -278,7 +351,7 @@ def run_tests(guest: Guest, user: str, tests: list[str], name: str, timeout: flo
         for line in proc.stdout:
             sys.stdout.write(line)
             out.write(line)
-        code = proc.wait(timeout + 60)
+        code = proc.wait(timeout + GRACE + 60)
     took = time.monotonic() - started
     got = guest.ssh(f"cat {xml}", capture_output=True)
     counts = {"passed": 0, "failed": 0, "skipped": 0, "errors": 0}
@@ -301,12 +374,16 @@ def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGTERM, _interrupted)  # a CI's time-out too powers the guest off (finally below)
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--image", type=Path, help="a built image's folder (default: build or reuse one)")
-    ap.add_argument("--root", nargs="*", default=list(ROOT_TESTS), help="tests run as root")
-    ap.add_argument("--user", nargs="*", default=list(USER_TESTS), help="tests run as the logged-in user lk")
+    ap.add_argument("--root", nargs="*", default=None,
+                    help="tests run as root (naming tests here or in --user runs those instead of the plan)")
+    ap.add_argument("--user", nargs="*", default=None, help="tests run as the logged-in user lk")
+    ap.add_argument("--full", action="store_true",
+                    help="run everything the guest is to show (FULL_ROOT, FULL_USER: hours emulated) instead of the "
+                         "plan fitted to the time left")
     ap.add_argument("--out", type=Path, default=REPO / "build" / "vm", help="where logs and junit XML go")
     ap.add_argument("--memory", default="4G")
-    ap.add_argument("--deadline", type=float, default=float(os.environ.get("LABKIT_VM_DEADLINE", 3600)),
-                    help="seconds for everything after the image is built")
+    ap.add_argument("--deadline", type=float, default=float(os.environ.get("LABKIT_VM_DEADLINE", 0)) or None,
+                    help="seconds for everything after the image is built (default 3600, with --full 21600)")
     ap.add_argument("--boot-timeout", type=float, default=1500)
     ap.add_argument("--budget", type=float, default=None,
                     help="with --ci: seconds the whole stage may take, build included (what CI has left); "
@@ -315,9 +392,15 @@ def main(argv: list[str] | None = None) -> int:
                     help=f"CI's stage: its selection and bounds, and exit {CANNOT} with one line saying why where the "
                          "guest cannot be built here (no QEMU, no Debian mirror), instead of failing")
     args = ap.parse_args(argv)
+    # The plan, fitted to the time left once the guest is up, unless tests are named or --full asks for them all.
+    planned = args.root is None and args.user is None and not args.full
+    if args.full:
+        args.root = list(FULL_ROOT) if args.root is None else args.root
+        args.user = list(FULL_USER) if args.user is None else args.user
+    args.root, args.user = args.root or [], args.user or []
+    if args.deadline is None:
+        args.deadline = 21600 if args.full else 3600
     if args.ci:
-        args.root = args.root if args.root != list(ROOT_TESTS) else list(CI_ROOT_TESTS)
-        args.user = args.user if args.user != list(USER_TESTS) else list(CI_USER_TESTS)
         args.deadline = min(args.deadline, CI_DEADLINE)
     stage_end = None if args.budget is None else time.monotonic() + args.budget
     if args.ci and stage_end is not None and args.budget < MIN_CI_BUDGET:
@@ -371,14 +454,29 @@ def main(argv: list[str] | None = None) -> int:
         scale = time_scale(guest)
         log(f"the guest runs Python about {scale} times slower than this host: the tests' deadlines for whole "
             f"programs stretch by that (LABKIT_TEST_TIME_SCALE)")
+        share = ROOT_SHARE
+        if planned:
+            left = deadline - time.monotonic() - RESERVE
+            kept, left_out = fit(left, float(scale))
+            for who, test, cost in kept:
+                print(f"labkit-vm: runs as {who}: {test} (reckoned {cost:.0f} s)", flush=True)
+            for who, test, cost in left_out:
+                print(f"labkit-vm: left out for time ({left:.0f} s left, the guest {scale} times slower than this "
+                      f"host): as {who}, {test} (reckoned {cost:.0f} s)", flush=True)
+            if not kept:
+                raise TimeoutError(f"no part of the plan fits in the {left:.0f} s left")
+            args.root = [t for who, t, _ in kept if who == "root"]
+            args.user = [t for who, t, _ in kept if who == "user"]
+            reckoned = {who: sum(c for w, _, c in kept if w == who) for who in ("root", "user")}
+            share = reckoned["root"] / (reckoned["root"] + reckoned["user"])
         for user, tests, name in (("root", args.root, "root"), ("lk", args.user, "user")):
             if not tests:
                 continue
-            left = deadline - time.monotonic() - 30
+            left = deadline - time.monotonic() - RESERVE
             if left < 60:
                 raise TimeoutError(f"no time left for the {name} run")
             if user == "root" and args.user:
-                left *= ROOT_SHARE  # the user's run keeps its share of the time, however long root's would take
+                left *= share  # the user's run keeps its share of the time, however long root's would take
             extra = f"LABKIT_TEST_TIME_SCALE={shlex.quote(scale)}"
             if user == "root":
                 extra += " LABKIT_TEST_USER=lk-learner"
