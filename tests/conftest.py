@@ -28,6 +28,7 @@ from pathlib import Path
 import pytest
 
 from tests.learner import lab_learner, learner  # noqa: F401  (fixtures for every test directory)
+from tests.util import scaled
 
 IS_ROOT = os.geteuid() == 0
 _ROOTS: list[Path] = []
@@ -68,7 +69,7 @@ def served(engine):
     if client.running(sockets) is None:
         launcher = Path(__file__).resolve().parent.parent / "bin" / "labkit"
         subprocess.run(["sh", str(launcher), "version"], env=env, capture_output=True, timeout=120)
-    assert wait_for(lambda: client.running(sockets) and (Path(sockets) / client.CLIENT).exists(), timeout=60)
+    assert wait_for(lambda: client.running(sockets) and (Path(sockets) / client.CLIENT).exists(), timeout=scaled(60))
     return env
 
 

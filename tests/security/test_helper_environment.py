@@ -26,7 +26,7 @@ import pytest
 from labkit import helpers
 from labkit.daemon import client
 from tests.learner import run_as
-from tests.util import wait_for
+from tests.util import scaled, wait_for
 
 pytestmark = pytest.mark.root
 
@@ -113,7 +113,7 @@ def _restarted_once(env: dict[str, str], name: str) -> dict:
         info = json.loads(_labkit(env, "inspect", name).stdout)[0]
         return info if info["RestartCount"] == 1 and info["State"]["Status"] == "exited" else None
 
-    assert wait_for(done, timeout=30), "the restarter ran the container once more"
+    assert wait_for(done, timeout=scaled(30)), "the restarter ran the container once more"
     return done()  # type: ignore[return-value]
 
 
@@ -127,13 +127,13 @@ def test_ld_preload_of_the_caller_reaches_no_helper(engine, preload, sockets, th
     env = _command_env(root, sockets if through_server else None)
     if through_server:  # a server of this test's own, started before the caller with LD_PRELOAD comes
         assert _labkit(env, "version").returncode == 0
-        assert wait_for(lambda: (sockets / client.SOCKET).exists(), timeout=30)
+        assert wait_for(lambda: (sockets / client.SOCKET).exists(), timeout=scaled(30))
     env = {**env, "LD_PRELOAD": str(lib), "PYTHONPATH": f"{REPO}:/nonexistent"}
     try:
         info = _restarted_once(env, "preloaded")
         assert _labkit(env, "service", "create", "--name", "preloadsvc", "--replicas", "1",
                        "busybox", "sleep", "600").returncode == 0
-        assert wait_for(lambda: "1/1" in _labkit(env, "service", "ls").stdout, timeout=30)
+        assert wait_for(lambda: "1/1" in _labkit(env, "service", "ls").stdout, timeout=scaled(30))
         run = _labkit(env, "run", "--rm", "--network", "none", "busybox", "env")
     finally:
         _labkit(env, "service", "rm", "preloadsvc")
@@ -193,7 +193,7 @@ def test_a_shadow_labkit_on_pythonpath_is_not_imported_by_the_restarter(engine, 
     if through_server:
         env = _command_env(engine.store.root, sockets)
         assert _labkit(env, "version").returncode == 0  # the engine starts as the caller's labkit, without it
-        assert wait_for(lambda: (sockets / client.SOCKET).exists(), timeout=30)
+        assert wait_for(lambda: (sockets / client.SOCKET).exists(), timeout=scaled(30))
         info = _restarted_once({**env, "PYTHONPATH": str(directory)}, "shadowed")
         _labkit(env, "rm", "-f", "shadowed")
     else:
@@ -202,7 +202,7 @@ def test_a_shadow_labkit_on_pythonpath_is_not_imported_by_the_restarter(engine, 
         c = engine.run("busybox", ["sh", "-c", "sleep 0.3; exit 3"], name="shadowed", detach=True,
                        restart="on-failure:1")
         assert wait_for(lambda: (i := c.inspect())["RestartCount"] == 1 and i["State"]["Status"] == "exited",
-                        timeout=30)
+                        timeout=scaled(30))
         info = c.inspect()
         engine.rm(c.id, force=True)
     assert info["RestartCount"] == 1 and info["State"]["ExitCode"] == 3
