@@ -122,14 +122,8 @@ def empty_config() -> dict:
 
 
 class ImageStore(LayerStore):
-    """Images and layers under one directory, safe to share between processes.
-
-    Args:
-        root: The store's directory; created if missing.
-        ownership: Who owns the layers' files as containers see them: the host's ids as root
-            (:class:`~labkit.images.ownership.HostIds`), a user namespace's map rootless; the
-            backend that runs the containers gives it (``Backend.ownership``).
-    """
+    """Images and layers under one directory, safe to share between processes: image configs and tags
+    over the layers of :class:`~labkit.images.layers.LayerStore`, whose arguments it takes."""
 
     def __init__(self, root: str, ownership: Ownership) -> None:
         super().__init__(root, ownership)
