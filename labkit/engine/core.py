@@ -31,7 +31,7 @@ from __future__ import annotations
 
 import contextlib
 import os
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
 
@@ -422,6 +422,11 @@ class Engine:
     def service_scale(self, name: str, replicas: int) -> dict[str, Any]:
         """``labkit service scale``."""
         return self.services.scale(name, replicas)
+
+    def service_converge(self, name: str, timeout: float,
+                         progress: Callable[[int, int], None] | None = None) -> tuple[int, int]:
+        """Wait until the service runs as many replicas as it asks for (:meth:`ServiceCollection.converge`)."""
+        return self.services.converge(name, timeout, progress)
 
     def service_rm(self, name: str) -> None:
         """``labkit service rm``."""

@@ -10,12 +10,13 @@ from __future__ import annotations
 import os
 import signal as _signal
 import time
+from collections.abc import Callable
 from typing import Any
 
 from labkit import helpers
 from labkit.engine.collection import Collection
 from labkit.engine.options import parse_env, parse_port
-from labkit.errors import Conflict, InvalidArgument, NotFound
+from labkit.errors import Conflict, InvalidArgument, LabkitError, NotFound
 from labkit.model import names as _names
 from labkit.model.container import now_rfc3339
 from labkit.model.lifecycle import Status
@@ -98,6 +99,43 @@ class ServiceCollection(Collection):
         rec["Replicas"] = replicas
         write_json(path, rec)
         return rec
+
+    def converge(self, name: str, timeout: float,
+                 progress: Callable[[int, int], None] | None = None) -> tuple[int, int]:
+        """Wait, at most ``timeout`` seconds, until as many replicas run as the service asks for.
+
+        What ``docker service create`` and ``docker service scale`` do unless ``--detach``: they
+        return once the service has converged. ``progress(running, asked)`` is told each time the
+        count changes, the first count included. Returns the last ``(running, asked)``; the caller
+        tells whether the deadline passed by comparing them. A service removed meanwhile is
+        :class:`NotFound`; a controller that stopped (its replicas then stop too) is a
+        :class:`LabkitError` naming the last line of its log.
+        """
+        deadline = time.monotonic() + timeout
+        shown: tuple[int, int] | None = None
+        while True:
+            rec = next((r for r in self.ls() if r["Name"] == name), None)
+            if rec is None:
+                raise NotFound(f"service {name} not found", "Run 'labkit service ls'")
+            now = (int(rec["Running"]), int(rec["Replicas"]))
+            if progress is not None and now != shown:
+                progress(*now)
+            shown = now
+            if now[0] == now[1] or time.monotonic() >= deadline:
+                return now
+            pid = rec.get("ControllerPid", 0)
+            if pid and not _is_controller(pid):
+                raise LabkitError(f"the controller of service {name} stopped: {self.last_note(name) or 'no log'}",
+                                  f"Remove it with 'labkit service rm {name}' and create it again")
+            time.sleep(0.1)
+
+    def last_note(self, name: str) -> str:
+        """The last line the service's controller wrote to its log (why a replica failed), or ``""``."""
+        try:
+            lines = (self.engine.store.root / "services" / f"{name}.log").read_text().splitlines()
+        except OSError:
+            return ""
+        return lines[-1].partition(" ")[2] if lines else ""  # past the time each line begins with
 
     def rm(self, name: str) -> None:
         """Stop the controller (it removes its replicas), then forget the service."""

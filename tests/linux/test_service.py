@@ -77,3 +77,52 @@ def test_service_cli(engine):
         assert "127.0.0.1:18182->3000/tcp" in out
     finally:
         assert lk("service", "rm", "api").stdout == "api\n"
+
+
+def test_create_and_scale_wait_until_the_service_converges(engine):
+    """As Docker's without --detach: ``service create`` returns once every replica runs, printing its progress and
+    ``verify: Service converged``; ``scale`` waits the same way down and up; ``-d`` returns at once, ``-q`` prints
+    the name alone; a service whose replicas cannot start is given up on at the deadline with exit 1 and one line
+    saying how far it got and why (the controller's note), and the service stays for the learner to remove."""
+    env = {**os.environ, "LABKIT_ROOT": str(engine.store.root), "LABKIT_SERVICE_WAIT": "60"}
+
+    def lk(*args, **extra):
+        return subprocess.run([sys.executable, "-m", "labkit", *args], capture_output=True, text=True,
+                              env={**env, **extra}, timeout=180)
+
+    def running(name):
+        return {s["Name"]: (s["Running"], s["Replicas"]) for s in engine.service_ls()}[name]
+
+    try:
+        made = lk("service", "create", "--name", "conv", "--replicas", "4", "busybox", "sleep", "600")
+        assert made.returncode == 0, made.stderr
+        assert running("conv") == (4, 4)  # already, with no wait of the test's own
+        lines = made.stdout.splitlines()
+        assert lines[0] == "conv" and lines[-1] == "verify: Service converged"
+        assert lines[-2] == "overall progress: 4 out of 4 tasks"
+        assert all(line.startswith("overall progress: ") for line in lines[1:-1])
+
+        down = lk("service", "scale", "conv=2")
+        assert down.returncode == 0 and running("conv") == (2, 2)
+        assert down.stdout.splitlines()[0] == "conv scaled to 2"
+        assert down.stdout.splitlines()[-1] == "verify: Service converged"
+        assert lk("service", "scale", "-q", "conv=3").stdout == "conv scaled to 3\n"
+        assert running("conv") == (3, 3)
+
+        quick = lk("service", "create", "-d", "--name", "quick", "--replicas", "2", "busybox", "sleep", "600")
+        assert (quick.returncode, quick.stdout) == (0, "quick\n")
+        assert lk("service", "create", "-q", "--name", "quiet", "busybox", "sleep", "600").stdout == "quiet\n"
+        assert running("quiet") == (1, 1)
+
+        bad = lk("service", "create", "--name", "broken", "--replicas", "2", "busybox", "nosuchcommand",
+                 LABKIT_SERVICE_WAIT="3")
+        assert bad.returncode == 1
+        assert bad.stderr.count("\n") == 1, bad.stderr
+        assert "service broken: 0 of 2 replicas running after 3 s" in bad.stderr
+        assert "nosuchcommand" in bad.stderr  # why, from the controller's log
+        assert "broken" in {s["Name"] for s in engine.service_ls()}
+    finally:
+        for name in ("conv", "quick", "quiet", "broken"):
+            lk("service", "rm", name)
+    assert not [c["Names"][0] for c in engine.ps(all=True)
+                if c["Names"][0].startswith(("/conv.", "/quick.", "/quiet.", "/broken."))]
