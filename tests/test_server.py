@@ -141,6 +141,21 @@ def test_the_python_part_run_alone_runs_in_process(sockets):
     assert client.running(str(sockets)) is None and not (sockets / client.SOCKET).exists()
 
 
+def test_a_folder_named_labkit_in_the_working_directory_is_not_imported(sockets, tmp_path):
+    """Run from a directory that holds a folder named labkit (a clone in ~/labkit, run from ~), the command and
+    the server it starts import the labkit installed, never that folder (``python -m`` would put it first)."""
+    shadow = tmp_path / "labkit"
+    shadow.mkdir()
+    (shadow / "__init__.py").write_text('raise SystemExit("the folder in the working directory was imported")\n')
+    (shadow / "__main__.py").write_text('raise SystemExit("the folder in the working directory was run")\n')
+    for extra in ({"LABKIT_NO_SERVER": "1"}, {}):
+        code, out, err = _run(["version"], _env(sockets, **extra), cwd=tmp_path)
+        assert (code, err) == (0, "") and "Version" in out, (extra, err)
+    pid = _serving(sockets, _env(sockets))  # the server the second command started, from the same directory
+    code, out, err = _run(["version"], _env(sockets), cwd=tmp_path)
+    assert (code, err) == (0, "") and "Version" in out and client.running(str(sockets)) == pid
+
+
 def test_server_status_and_stop(sockets):
     env = _env(sockets)
     status = subprocess.run([sys.executable, "-m", "labkit", "server", "status"], env=env, capture_output=True,
