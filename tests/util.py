@@ -120,3 +120,28 @@ def root_overlay_lowers(mountinfo: str) -> tuple[str, list[str]]:
     if plus:
         return "lowerdir+", plus
     return "lowerdir", next(o.partition("=")[2] for o in options if o.startswith("lowerdir=")).split(":")
+
+
+def reaped_session_leader() -> tuple[int, int]:
+    """A PID that lives on only as a session's id: its leader was reaped, a process of its session still runs.
+
+    What a container's supervisor or network helper becomes where init reaps at once (systemd): pidfd_open(2)
+    of that PID fails with EINVAL on kernel 6.1 (ESRCH on later ones). Returns ``(leader, member)``; the caller kills ``member``.
+    """
+    read, write = os.pipe()
+    leader = os.fork()
+    if leader == 0:  # the leader: a session of its own, a member left in it, then gone
+        os.setsid()
+        member = os.fork()
+        if member == 0:
+            os.close(read)
+            os.close(write)
+            time.sleep(60)
+            os._exit(0)
+        os.write(write, str(member).encode())
+        os._exit(0)
+    os.close(write)
+    member = int(os.read(read, 32))
+    os.close(read)
+    os.waitpid(leader, 0)
+    return leader, member

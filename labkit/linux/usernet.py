@@ -18,6 +18,7 @@ lifeline), and ``network.json`` records it (``Driver``, ``SlirpPid``,
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import select
@@ -309,6 +310,12 @@ def stop_helper(info: dict | None, timeout: float = 2.0) -> bool:  # type: ignor
         fd = os.pidfd_open(int(info["SlirpPid"]))  # type: ignore[index]
     except ProcessLookupError:
         return False
+    except OSError as error:
+        # EINVAL: it ended and was reaped between the two looks, and its PID lives on only as the id of the
+        # session it led (pidfd_create() in kernel/pid.c wants a task of PIDTYPE_TGID): as gone as ESRCH.
+        if error.errno == errno.EINVAL:
+            return False
+        raise
     try:
         if not helper_running(info):
             return False  # it ended, and the PID went to another process, between the two looks

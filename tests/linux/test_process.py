@@ -594,3 +594,16 @@ def test_without_a_compiler_no_start_path_remains(tmp_path: Path, monkeypatch: p
         supervisor.command(empty)
     assert str(info.value) == supervisor.NO_COMPILER and "apt-get install gcc" in info.value.hint
     assert not os.path.exists(empty), "nothing is made"
+
+
+def test_waiting_for_a_supervisor_reaped_at_once_finds_it_gone():
+    """Where init reaps at once (systemd), a supervisor that led a session and ended leaves its PID alive as the id
+    of the session what it started stays in; pidfd_open(2) then says EINVAL (kernel 6.1; later ones ESRCH), and
+    wait() must take it as ended."""
+    from tests.util import reaped_session_leader
+
+    leader, member = reaped_session_leader()
+    try:
+        assert process.wait(leader, timeout=1) is True
+    finally:
+        os.kill(member, signal.SIGKILL)
