@@ -457,6 +457,10 @@ class Cgroup(CgroupFreezer):
         """Processes and threads in the group now (``pids.current``); None without a pids controller."""
         return self._read_int(self.interface_file("pids", "pids.current"))
 
+    def forks_refused(self) -> int:
+        """How many forks the pids limit refused in this group (``pids.events`` ``max N``; 0 without the file)."""
+        return self._read_keyed(self.interface_file("pids", "pids.events")).get("max", 0)
+
     def cpu_usage_ns(self) -> int | None:
         """CPU time the group's processes used, in nanoseconds.
 

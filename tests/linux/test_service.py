@@ -11,7 +11,7 @@ import urllib.request
 
 import pytest
 
-from tests.util import wait_for
+from tests.util import scaled, wait_for
 
 pytestmark = pytest.mark.root
 
@@ -25,7 +25,7 @@ def test_replicas_balance_and_heal(engine):
     sees no more than a brief gap (the issue's bar), and nearly every request answered."""
     engine.service_create("web", "frontend-app:v2.1.0", replicas=3, ports=["18181:3000"])
     try:
-        assert wait_for(lambda: len({get(18181)["hostname"] for _ in range(6)}) == 3)
+        assert wait_for(lambda: len({get(18181)["hostname"] for _ in range(6)}) == 3, timeout=scaled(10))
         before = {c["Names"][0]: c["Id"] for c in engine.ps() if c["Names"][0].startswith("/web.")}
         assert set(before) == {"/web.1", "/web.2", "/web.3"}
         engine.kill("web.2")
@@ -52,9 +52,10 @@ def test_replicas_balance_and_heal(engine):
         assert gap < 3.0, f"no more than a brief gap: replicas are replaced within seconds; {story}"
         assert get(18181)["hostname"], f"the endpoint still answers afterwards; {story}"
         assert wait_for(lambda: engine.inspect("web.2")["State"]["Status"] == "running"
-                        and engine.inspect("web.2")["Id"] != before["/web.2"])
+                        and engine.inspect("web.2")["Id"] != before["/web.2"], timeout=scaled(10))
         engine.service_scale("web", 1)
-        assert wait_for(lambda: len([c for c in engine.ps() if c["Names"][0].startswith("/web.")]) == 1)
+        assert wait_for(lambda: len([c for c in engine.ps() if c["Names"][0].startswith("/web.")]) == 1,
+                        timeout=scaled(10))
         assert engine.service_ls()[0]["Replicas"] == 1
     finally:
         engine.service_rm("web")
@@ -72,7 +73,7 @@ def test_service_cli(engine):
     assert lk("service", "create", "--name", "api", "--replicas", "2", "-p", "18182:3000",
               "frontend-app:v2.1.0").returncode == 0
     try:
-        assert wait_for(lambda: "2/2" in lk("service", "ls").stdout)
+        assert wait_for(lambda: "2/2" in lk("service", "ls").stdout, timeout=scaled(10))
         out = lk("service", "ls").stdout
         assert "127.0.0.1:18182->3000/tcp" in out
     finally:
@@ -96,30 +97,31 @@ def test_create_and_scale_wait_until_the_service_converges(engine):
     try:
         made = lk("service", "create", "--name", "conv", "--replicas", "4", "busybox", "sleep", "600")
         assert made.returncode == 0, made.stderr
-        assert running("conv") == (4, 4)  # already, with no wait of the test's own
+        assert running("conv") == (4, 4), made.stdout  # already, with no wait of the test's own
         lines = made.stdout.splitlines()
-        assert lines[0] == "conv" and lines[-1] == "verify: Service converged"
-        assert lines[-2] == "overall progress: 4 out of 4 tasks"
-        assert all(line.startswith("overall progress: ") for line in lines[1:-1])
+        assert lines[0] == "conv" and lines[-1] == "verify: Service converged", lines
+        assert lines[-2] == "overall progress: 4 out of 4 tasks", lines
+        assert all(line.startswith("overall progress: ") for line in lines[1:-1]), lines
 
         down = lk("service", "scale", "conv=2")
-        assert down.returncode == 0 and running("conv") == (2, 2)
+        assert down.returncode == 0 and running("conv") == (2, 2), down
         assert down.stdout.splitlines()[0] == "conv scaled to 2"
         assert down.stdout.splitlines()[-1] == "verify: Service converged"
         assert lk("service", "scale", "-q", "conv=3").stdout == "conv scaled to 3\n"
         assert running("conv") == (3, 3)
 
         quick = lk("service", "create", "-d", "--name", "quick", "--replicas", "2", "busybox", "sleep", "600")
-        assert (quick.returncode, quick.stdout) == (0, "quick\n")
+        assert (quick.returncode, quick.stdout) == (0, "quick\n"), quick
         assert lk("service", "create", "-q", "--name", "quiet", "busybox", "sleep", "600").stdout == "quiet\n"
-        assert running("quiet") == (1, 1)
+        assert running("quiet") == (1, 1), running("quiet")
 
+        patience = f"{scaled(8):g}"  # long enough for the controller to have tried, and noted why it failed
         bad = lk("service", "create", "--name", "broken", "--replicas", "2", "busybox", "nosuchcommand",
-                 LABKIT_SERVICE_WAIT="3")
-        assert bad.returncode == 1
+                 LABKIT_SERVICE_WAIT=patience)
+        assert bad.returncode == 1, bad
         assert bad.stderr.count("\n") == 1, bad.stderr
-        assert "service broken: 0 of 2 replicas running after 3 s" in bad.stderr
-        assert "nosuchcommand" in bad.stderr  # why, from the controller's log
+        assert f"service broken: 0 of 2 replicas running after {patience} s" in bad.stderr, bad.stderr
+        assert "nosuchcommand" in bad.stderr, bad.stderr  # why, from the controller's log
         assert "broken" in {s["Name"] for s in engine.service_ls()}
     finally:
         for name in ("conv", "quick", "quiet", "broken"):
