@@ -185,7 +185,7 @@ def observe_fresh(engine: Engine, observe: dict[str, Any], fresh: dict[str, str]
         steps = run_lines(engine, lines, run_line)
         if len(steps) < len(lines):
             last = steps[-1]
-            said = (last.output.strip().splitlines() or [f"exit code {last.code}"])[0]
+            said = (last.output.strip().splitlines() or [f"exit code {last.code}"])[-1]  # the error comes last
             raise probes.Missing(f"the experiment could not run here: '{last.line}' said: {said}",
                                  "Run 'labkit doctor' and 'labkit setup', then check again")
         value = probes.observe(engine, observe["probe"], args)

@@ -189,6 +189,15 @@ def test_an_experiment_runs_only_through_the_line_runner_it_is_handed():
     assert r.verdict == NOT_ATTEMPTED and "refused" in r.feedback
     assert seen and seen[0][0] in ("run", "create")
 
+    def slow_service(words, engine_factory, stdout, stderr):
+        stdout.write(f"{words[3]}\noverall progress: 7 out of 10 tasks\n")
+        stderr.write(f"service {words[3]}: 7 of 10 replicas running after 120 s\n")
+        return 1  # a service that did not converge: the grade quotes why, not the name printed first
+
+    replaced = load_bank("stateless", learner="ada")["sl.predict.replaced"]
+    r = replaced.check("10", engine=Empty(), run_line=slow_service)
+    assert r.verdict == NOT_ATTEMPTED and "7 of 10 replicas running after 120 s" in r.feedback, r.feedback
+
 
 def test_result_round_trips_through_json():
     """A result written as JSON reads back equal."""
