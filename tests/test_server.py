@@ -208,6 +208,21 @@ def test_commands_through_the_server_match_in_process(sockets, session_root, tmp
 
 
 @pytest.mark.root
+@pytest.mark.root
+def test_a_service_created_through_the_server_waits_until_it_converges(sockets, session_root):
+    """``service create`` run by the server's worker waits for its replicas as it does in-process: the controller,
+    a moment after the worker forked it and before its exec, is not taken for one that stopped."""
+    env = _env(sockets, session_root)
+    _serving(sockets, env)
+    try:
+        for n in range(3):
+            code, out, err = _run(["service", "create", "--name", f"viaserver{n}", "--replicas", "2", "busybox",
+                                   "sleep", "600"], env)
+            assert (code, err) == (0, "") and out.splitlines()[-1] == "verify: Service converged", (out, err)
+    finally:
+        _run(["service", "rm", "viaserver0", "viaserver1", "viaserver2"], env)
+
+
 def test_the_server_runs_the_command_in_a_worker(sockets, session_root):
     """The second command is a child of the server (a fork per command), not a new interpreter."""
     env = _env(sockets, session_root)

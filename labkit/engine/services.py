@@ -124,7 +124,7 @@ class ServiceCollection(Collection):
             if now[0] == now[1] or time.monotonic() >= deadline:
                 return now
             pid = rec.get("ControllerPid", 0)
-            if pid and not _is_controller(pid):
+            if pid and _ended(pid):
                 raise LabkitError(f"the controller of service {name} stopped: {self.last_note(name) or 'no log'}",
                                   f"Remove it with 'labkit service rm {name}' and create it again")
             time.sleep(0.1)
@@ -155,6 +155,16 @@ class ServiceCollection(Collection):
             if (r.config.labels or {}).get(_names.SERVICE_LABEL) == name:
                 self.engine.containers.rm(r.id, force=True)
         (self.engine.store.root / "services" / f"{name}.log").unlink(missing_ok=True)
+
+def _ended(pid: int) -> bool:
+    """Whether process ``pid`` has ended (gone, or a zombie). Not :func:`_is_controller`: just after ``create``
+    the controller may still be the forked copy of its caller, before its exec."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rpartition(")")[2].split()[0] in ("Z", "X")
+    except OSError:
+        return True
+
 
 def _is_controller(pid: int) -> bool:
     try:
