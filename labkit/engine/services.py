@@ -156,6 +156,7 @@ class ServiceCollection(Collection):
                 self.engine.containers.rm(r.id, force=True)
         (self.engine.store.root / "services" / f"{name}.log").unlink(missing_ok=True)
 
+
 def _ended(pid: int) -> bool:
     """Whether process ``pid`` has ended (gone, or a zombie). Not :func:`_is_controller`: just after ``create``
     the controller may still be the forked copy of its caller, before its exec."""

@@ -23,7 +23,10 @@ def converge(session: Session, args: argparse.Namespace, name: str) -> int:
     """
     if args.detach:
         return 0
-    timeout = float(os.environ.get("LABKIT_SERVICE_WAIT") or CONVERGE_SECONDS)
+    try:
+        timeout = float(os.environ.get("LABKIT_SERVICE_WAIT") or CONVERGE_SECONDS)
+    except ValueError:
+        timeout = CONVERGE_SECONDS
 
     def progress(running: int, asked: int) -> None:
         if not args.quiet:
