@@ -27,6 +27,8 @@ def converge(session: Session, args: argparse.Namespace, name: str) -> int:
         timeout = float(os.environ.get("LABKIT_SERVICE_WAIT") or CONVERGE_SECONDS)
     except ValueError:
         timeout = CONVERGE_SECONDS
+    if not 0 <= timeout < 86400:  # nan and inf too: every wait has a deadline
+        timeout = CONVERGE_SECONDS
 
     def progress(running: int, asked: int) -> None:
         if not args.quiet:
