@@ -314,15 +314,23 @@ class Guest:
             self.proc.wait(10)
 
 
+#: Makes the checkout the labkit that the guest's Python imports, as ``pip install -e .`` does on a learner's
+#: machine: a program labkit starts with an environment of its own (the resident engine, which keeps no
+#: PYTHONPATH of its caller's) imports it from there, in any working directory.
+CHECKOUT_PTH = "/opt/labkit-venv/lib/python3*/site-packages"
+
+
 def copy_checkout(guest: Guest) -> None:
-    """The files git knows (committed or not, ignored ones left out) to /srv/labkit, readable by everyone."""
+    """The files git knows (committed or not, ignored ones left out) to /srv/labkit, readable by everyone, and
+    installed in the guest's venv (:data:`CHECKOUT_PTH`)."""
     files = subprocess.run(["git", "-C", str(REPO), "ls-files", "-z", "-co", "--exclude-standard"],
                            capture_output=True, check=True).stdout
     present = b"\0".join(f for f in files.split(b"\0") if f and (REPO / os.fsdecode(f)).exists())
     tar = subprocess.Popen(["tar", "-C", str(REPO), "--null", "-T", "-", "-c"], stdin=subprocess.PIPE,
                            stdout=subprocess.PIPE)
     unpack = subprocess.Popen([*guest.ssh_argv(), "rm -rf /srv/labkit && mkdir -p /srv/labkit /srv/results && "
-                               "tar -x -C /srv/labkit && chmod -R a+rX /srv/labkit && chmod 1777 /srv/results"],
+                               "tar -x -C /srv/labkit && chmod -R a+rX /srv/labkit && chmod 1777 /srv/results && "
+                               f"for d in {CHECKOUT_PTH}; do echo /srv/labkit > $d/labkit-checkout.pth; done"],
                               stdin=tar.stdout)
     assert tar.stdin is not None and tar.stdout is not None
     tar.stdout.close()
