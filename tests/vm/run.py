@@ -340,6 +340,21 @@ def copy_checkout(guest: Guest) -> None:
         raise RuntimeError("could not copy the checkout into the guest")
 
 
+#: The certificates this host trusts (Debian's bundle), which the package index it reaches may need.
+HOST_CA_BUNDLE = Path("/etc/ssl/certs/ca-certificates.crt")
+
+
+def trust_as_the_host(guest: Guest) -> None:
+    """Give the guest the certificates this host trusts, for pip as well as Python: the guest reaches the
+    package index through QEMU's user network as the host does (a learner's ``make lab`` in a test installs
+    from it), and a host behind a proxy of its own trusts that proxy's certificate."""
+    if not HOST_CA_BUNDLE.is_file():
+        return
+    with HOST_CA_BUNDLE.open("rb") as bundle:
+        guest.ssh(f"cat > {HOST_CA_BUNDLE} && printf '[global]\\ncert = {HOST_CA_BUNDLE}\\n' > /etc/pip.conf",
+                  stdin=bundle, check=True)
+
+
 def run_tests(guest: Guest, user: str, tests: list[str], name: str, timeout: float, extra: str) -> dict:
     """pytest in the guest as ``user``; its output streams here and its junit XML comes back."""
     xml = f"/srv/results/{name}.xml"
@@ -458,6 +473,7 @@ def main(argv: list[str] | None = None) -> int:
         log(f"guest up: kernel {uname[0]}, /sys/fs/cgroup is {uname[1]} ({uname[2]})")
         t = time.monotonic()
         copy_checkout(guest)
+        trust_as_the_host(guest)
         times["copy"] = time.monotonic() - t
         scale = time_scale(guest)
         log(f"the guest runs Python about {scale} times slower than this host: the tests' deadlines for whole "
