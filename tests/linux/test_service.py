@@ -85,11 +85,11 @@ def test_create_and_scale_wait_until_the_service_converges(engine):
     ``verify: Service converged``; ``scale`` waits the same way down and up; ``-d`` returns at once, ``-q`` prints
     the name alone; a service whose replicas cannot start is given up on at the deadline with exit 1 and one line
     saying how far it got and why (the controller's note), and the service stays for the learner to remove."""
-    env = {**os.environ, "LABKIT_ROOT": str(engine.store.root), "LABKIT_SERVICE_WAIT": "60"}
+    env = {**os.environ, "LABKIT_ROOT": str(engine.store.root), "LABKIT_SERVICE_WAIT": f"{scaled(60):g}"}
 
     def lk(*args, **extra):
         return subprocess.run([sys.executable, "-m", "labkit", *args], capture_output=True, text=True,
-                              env={**env, **extra}, timeout=180)
+                              env={**env, **extra}, timeout=scaled(180))
 
     def running(name):
         return {s["Name"]: (s["Running"], s["Replicas"]) for s in engine.service_ls()}[name]
