@@ -423,7 +423,7 @@ class Engine:
         """``labkit service scale``."""
         return self.services.scale(name, replicas)
 
-    def service_converge(self, name: str, timeout: float,
+    def service_converge(self, name: str, timeout: float | None = None,
                          progress: Callable[[int, int], None] | None = None) -> tuple[int, int]:
         """Wait until the service runs as many replicas as it asks for (:meth:`ServiceCollection.converge`)."""
         return self.services.converge(name, timeout, progress)

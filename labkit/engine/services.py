@@ -22,6 +22,21 @@ from labkit.model.container import now_rfc3339
 from labkit.model.lifecycle import Status
 from labkit.store import PRIVATE_DIR, read_json, write_json
 
+#: How long a wait for a service to converge lasts unless ``LABKIT_SERVICE_WAIT`` (seconds) says otherwise:
+#: ``service create``/``scale`` and the lessons' cells wait this long, then say how far the service got.
+CONVERGE_SECONDS = 120.0
+
+
+def converge_seconds() -> float:
+    """The deadline of a wait for convergence: ``LABKIT_SERVICE_WAIT`` where it is a number of seconds
+    below a day (a slow host can give more), else :data:`CONVERGE_SECONDS`. Every wait has a deadline,
+    so ``nan``, ``inf`` and garbage fall back to the default."""
+    try:
+        timeout = float(os.environ.get("LABKIT_SERVICE_WAIT") or CONVERGE_SECONDS)
+    except ValueError:
+        return CONVERGE_SECONDS
+    return timeout if 0 <= timeout < 86400 else CONVERGE_SECONDS
+
 
 class ServiceCollection(Collection):
     """The state root's services (``lab.services``)."""
@@ -100,9 +115,10 @@ class ServiceCollection(Collection):
         write_json(path, rec)
         return rec
 
-    def converge(self, name: str, timeout: float,
+    def converge(self, name: str, timeout: float | None = None,
                  progress: Callable[[int, int], None] | None = None) -> tuple[int, int]:
-        """Wait, at most ``timeout`` seconds, until as many replicas run as the service asks for.
+        """Wait, at most ``timeout`` seconds (:func:`converge_seconds` if None), until as many
+        replicas run as the service asks for.
 
         What ``docker service create`` and ``docker service scale`` do unless ``--detach``: they
         return once the service has converged. ``progress(running, asked)`` is told each time the
@@ -111,7 +127,7 @@ class ServiceCollection(Collection):
         :class:`NotFound`; a controller that stopped (its replicas then stop too) is a
         :class:`LabkitError` naming the last line of its log.
         """
-        deadline = time.monotonic() + timeout
+        deadline = time.monotonic() + (converge_seconds() if timeout is None else timeout)
         shown: tuple[int, int] | None = None
         while True:
             rec = next((r for r in self.ls() if r["Name"] == name), None)
@@ -130,12 +146,19 @@ class ServiceCollection(Collection):
             time.sleep(0.1)
 
     def last_note(self, name: str) -> str:
-        """The last line the service's controller wrote to its log (why a replica failed), or ``""``."""
+        """Why the service's replicas are not all running, from its controller's log, or ``""``.
+
+        The last failure the controller noted (``reconcile: …``, a replica that could not start),
+        else its last line: the replica it removed after a failure is noted after the failure, and a
+        learner wants the failure.
+        """
         try:
             lines = (self.engine.store.root / "services" / f"{name}.log").read_text().splitlines()
         except OSError:
             return ""
-        return lines[-1].partition(" ")[2] if lines else ""  # past the time each line begins with
+        notes = [line.partition(" ")[2] for line in lines]  # past the time each line begins with
+        failures = [n.removeprefix("reconcile: ") for n in notes if n.startswith("reconcile: ")]
+        return (failures or notes or [""])[-1]
 
     def rm(self, name: str) -> None:
         """Stop the controller (it removes its replicas), then forget the service."""

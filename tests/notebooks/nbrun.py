@@ -34,6 +34,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from labkit.engine.services import converge_seconds
 from tests.util import scaled
 
 REPO = Path(__file__).resolve().parents[2]
@@ -169,7 +170,8 @@ def execute(name: str, env: dict[str, str], timeout: int = 300, answer: bool = T
     client = NotebookClient(nb, timeout=int(scaled(timeout)), kernel_name="python3", store_widget_state=True,
                             iopub_timeout=int(scaled(60)), raise_on_iopub_timeout=True,
                             resources={"metadata": {"path": str(NOTEBOOKS)}})
-    client.execute(env=env)
+    # A service's cells wait for it as `service create` does; that wait stretches on a slower host too
+    client.execute(env={"LABKIT_SERVICE_WAIT": f"{scaled(converge_seconds()):g}", **env})
     return run_of(name, nb)
 
 

@@ -3,14 +3,11 @@
 from __future__ import annotations
 
 import argparse
-import os
 
 from labkit.cli.errors import PROG, Parser, UsageError
 from labkit.cli.formatters import tabwrite
 from labkit.cli.session import Command, Session, each, usage_for
-
-#: How long ``service create`` and ``service scale`` wait for the service to converge (``LABKIT_SERVICE_WAIT``).
-CONVERGE_SECONDS = 120.0
+from labkit.engine.services import converge_seconds
 
 
 def converge(session: Session, args: argparse.Namespace, name: str) -> int:
@@ -18,17 +15,12 @@ def converge(session: Session, args: argparse.Namespace, name: str) -> int:
 
     Docker prints ``overall progress: N out of M tasks`` as tasks start and ``verify: Service
     converged`` at the end (``--quiet`` keeps both back). Docker waits for ever; a learner's cell must
-    not, so after :data:`CONVERGE_SECONDS` the command says how far the service got and exits 1 — the
-    controller goes on trying, as Docker's does after Ctrl-C.
+    not, so after :func:`~labkit.engine.services.converge_seconds` the command says how far the service
+    got and exits 1 — the controller goes on trying, as Docker's does after Ctrl-C.
     """
     if args.detach:
         return 0
-    try:
-        timeout = float(os.environ.get("LABKIT_SERVICE_WAIT") or CONVERGE_SECONDS)
-    except ValueError:
-        timeout = CONVERGE_SECONDS
-    if not 0 <= timeout < 86400:  # nan and inf too: every wait has a deadline
-        timeout = CONVERGE_SECONDS
+    timeout = converge_seconds()
 
     def progress(running: int, asked: int) -> None:
         if not args.quiet:
