@@ -41,6 +41,8 @@ def converge_seconds() -> float:
 class ServiceCollection(Collection):
     """The state root's services (``lab.services``)."""
 
+    converge_seconds = staticmethod(converge_seconds)
+
     def create(self, name: str, image: str, replicas: int = 1, ports: list[str] | None = None,
                command: list[str] | str | None = None, env: Any = None,
                network: str | None = None) -> dict[str, Any]:

@@ -105,7 +105,7 @@ def run_action(engine: Engine, ref: str, action: str, path: str) -> Result:
         seconds = time.perf_counter() - start
     copied = sum(int((s.change or {}).get("bytes") or 0) for s in steps if s.kind == "copy-up")
     return Result(action, path, code, out, seconds, copied, tuple(s for s in steps if s.kind in LAYER_KINDS),
-                  simulated=engine.backend_name == "sim")
+                  simulated=engine.simulated)
 
 
 class CopyUpExplorer:

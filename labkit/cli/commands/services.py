@@ -7,7 +7,6 @@ import argparse
 from labkit.cli.errors import PROG, Parser, UsageError
 from labkit.cli.formatters import tabwrite
 from labkit.cli.session import Command, Session, each, usage_for
-from labkit.engine.services import converge_seconds
 
 
 def converge(session: Session, args: argparse.Namespace, name: str) -> int:
@@ -20,7 +19,7 @@ def converge(session: Session, args: argparse.Namespace, name: str) -> int:
     """
     if args.detach:
         return 0
-    timeout = converge_seconds()
+    timeout = session.engine.services.converge_seconds()
 
     def progress(running: int, asked: int) -> None:
         if not args.quiet:
