@@ -46,18 +46,13 @@ def _merged(layers: Sequence[str], rel: str) -> Iterator[tuple[str, str, os.stat
                 break  # a file or a whiteout hides the rest, or ends the directory's merge
             top = top or (full, st)
             stack.append(layer)
-            if _opaque(full):
+            if oci.is_opaque(full):
                 break
         if top is None or oci.is_whiteout(top[1]):
             continue
         yield child, top[0], top[1]
         if stack:
             yield from _merged(stack, child)
-
-
-def _opaque(path: str) -> bool:
-    """Whether the directory is opaque, marked as a root mount or a rootless (``userxattr``) one marks it."""
-    return oci.is_opaque(path, "trusted") or oci.is_opaque(path, "user")
 
 
 #: What Docker's ``<id>-init`` layer holds (moby daemon/initlayer/setup_unix.go): path -> "dir", "file" or a

@@ -69,18 +69,22 @@ def is_whiteout(st: os.stat_result) -> bool:
     return stat.S_ISCHR(st.st_mode) and st.st_rdev == 0
 
 
-def is_opaque(path: str, xattr_prefix: str = "trusted") -> bool:
+def is_opaque(path: str, xattr_prefix: str | None = None) -> bool:
     """Whether the directory ``path`` carries ``<prefix>.overlay.opaque="y"``.
 
     Args:
         path: A directory inside a layer.
         xattr_prefix: ``trusted`` for a root mount, ``user`` for a rootless
-            mount with ``userxattr`` (overlayfs.rst, "Non-root users").
+            mount with ``userxattr`` (overlayfs.rst, "Non-root users"); None for
+            either (a layer read without knowing which kind of mount wrote it).
     """
-    try:
-        return os.getxattr(path, f"{xattr_prefix}.overlay.opaque", follow_symlinks=False) == b"y"
-    except OSError:
-        return False
+    for prefix in (xattr_prefix,) if xattr_prefix else ("trusted", "user"):
+        try:
+            if os.getxattr(path, f"{prefix}.overlay.opaque", follow_symlinks=False) == b"y":
+                return True
+        except OSError:
+            continue
+    return False
 
 
 def _walk(root: str) -> Iterator[tuple[str, str, os.stat_result]]:

@@ -33,6 +33,7 @@ from pathlib import Path
 from typing import Any
 
 from labkit import helpers
+from labkit.images.oci import is_opaque, is_whiteout
 from labkit.linux import syscalls
 from labkit.model.overlay import LayerContents, Served, UpperEntry
 from labkit.store import delete_tree
@@ -363,22 +364,6 @@ KIND = {CHANGED: 0, ADDED: 1, DELETED: 2}
 #: What the trace calls a changed non-directory that was removed and made again (a whiteout, then an add), not
 #: copied up: ``docker diff`` shows it ``C`` all the same.
 RECREATED = "R"
-
-
-def is_whiteout(st: os.stat_result) -> bool:
-    """A whiteout is a character device with device number 0/0 (overlayfs.rst, "whiteouts")."""
-    return stat.S_ISCHR(st.st_mode) and st.st_rdev == 0
-
-
-def is_opaque(path: str) -> bool:
-    """An opaque directory carries ``trusted.overlay.opaque=y`` (or ``user.overlay.opaque`` rootless)."""
-    for attr in ("trusted.overlay.opaque", "user.overlay.opaque"):
-        try:
-            if os.getxattr(path, attr, follow_symlinks=False) == b"y":
-                return True
-        except OSError:
-            continue
-    return False
 
 
 #: Where overlayfs records a copied-up entry's lower inode (fs/overlayfs/copy_up.c, ``ovl_set_origin``): the

@@ -21,6 +21,7 @@ from typing import Any, cast
 from labkit.errors import BuildFailed, HostUnsupported
 from labkit.images import tree
 from labkit.images.base import ensure_busybox
+from labkit.images.oci import is_opaque
 from labkit.images.store import Image, ImageStore
 from labkit.linux import copying, namespaces, overlay, process, procfs, supervisor
 from labkit.linux.base import LinuxBase
@@ -66,7 +67,7 @@ class Rootfs(LinuxBase):
                 continue
             full = os.path.join(layers.upper, path.lstrip("/"))
             if os.path.isdir(full) and not os.path.islink(full) and kind != overlay.DELETED:
-                if overlay.is_opaque(full):
+                if is_opaque(full):
                     self._emit_all([*map(events.copy_up_dir, first(path)), events.opaque(path)], record.id)
                 elif kind == overlay.CHANGED:
                     parents.append(path)

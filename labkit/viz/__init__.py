@@ -22,19 +22,8 @@ matplotlib is imported when a picture is drawn, ipywidgets when a widget is made
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
-
-_WIDGETS = {
-    "Stepper": "labkit.viz.stepper",
-    "CopyUpExplorer": "labkit.viz.explorer",
-    "LifecycleWidget": "labkit.viz.lifecycle",
-}
+from labkit._lazy import lazy
 
 __all__ = ["CopyUpExplorer", "LifecycleWidget", "Stepper"]
 
-
-def __getattr__(name: str) -> Any:
-    if name in _WIDGETS:
-        return getattr(importlib.import_module(_WIDGETS[name]), name)
-    raise AttributeError(f"module 'labkit.viz' has no attribute {name!r}")
+__getattr__ = lazy(__name__, {"Stepper": "stepper", "CopyUpExplorer": "explorer", "LifecycleWidget": "lifecycle"})
