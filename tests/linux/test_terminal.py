@@ -24,7 +24,7 @@ import pexpect
 import pytest
 
 from tests.learner import PYTHON, REPO
-from tests.util import wait_for
+from tests.util import scaled, wait_for
 
 pytestmark = pytest.mark.root
 
@@ -48,7 +48,7 @@ def _labkit(way: str, served: dict[str, str]) -> tuple[list[str], dict[str, str]
 
 def _spawn(argv: list[str], env: dict[str, str], rows: int = 24, cols: int = 80) -> pexpect.spawn:
     """``argv`` on a new pseudo-terminal of ``rows`` x ``cols``, as a terminal emulator runs a command."""
-    return pexpect.spawn(argv[0], argv[1:], env=env, dimensions=(rows, cols), timeout=60, encoding="utf-8",
+    return pexpect.spawn(argv[0], argv[1:], env=env, dimensions=(rows, cols), timeout=scaled(60), encoding="utf-8",
                          codec_errors="replace")
 
 
@@ -223,9 +223,10 @@ def test_rootless_run_exec_attach_and_resize(learner):
             assert _ended(child) == 7, way
             p = subprocess.run([*lab, "rm", name], env=env_way, capture_output=True, text=True, timeout=60)
             assert p.returncode == 0, p.stderr
-    finally:
-        lab = ways["in-process"]
-        subprocess.run([*lab, "rm", "-f", "tty-rootless"], env={**env, "LABKIT_NO_SERVER": "1"},
+    finally:  # every container of the learner's goes: a run -it cut short by a timeout leaves its own too
+        lab, env_in = ways["in-process"], {**env, "LABKIT_NO_SERVER": "1"}
+        left = subprocess.run([*lab, "ps", "-aq"], env=env_in, capture_output=True, text=True, timeout=120)
+        subprocess.run([*lab, "rm", "-f", "tty-rootless", *left.stdout.split()], env=env_in,
                        capture_output=True, timeout=120)
         subprocess.run([*ways["resident engine"], "server", "stop"], env=env, capture_output=True, timeout=60)
 

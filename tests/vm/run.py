@@ -37,6 +37,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 import urllib.request
 import xml.etree.ElementTree as ET
@@ -367,14 +368,19 @@ def run_tests(guest: Guest, user: str, tests: list[str], name: str, timeout: flo
            f"-p no:cacheprovider --junitxml={xml} {' '.join(map(shlex.quote, tests))}")
     log(f"{name}: {user}@guest$ {cmd}")
     started = time.monotonic()
+    stopped: KeyboardInterrupt | None = None
     with open(guest.out / f"{name}.log", "w") as out:
         proc = subprocess.Popen([*guest.ssh_argv(user), cmd], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                                 text=True)
         assert proc.stdout is not None
-        for line in proc.stdout:
-            sys.stdout.write(line)
-            out.write(line)
-        code = proc.wait(timeout + GRACE + 60)
+        try:
+            for line in proc.stdout:
+                sys.stdout.write(line)
+                out.write(line)
+            code = proc.wait(timeout + GRACE + 60)
+        except KeyboardInterrupt as err:  # this script was stopped (SIGTERM, Ctrl-C): end pytest as its deadline
+            stopped, code = err, 130      # would, so its junit XML of what ran comes back before the power-off
+            _interrupt_pytest(guest, proc, out)
     took = time.monotonic() - started
     got = guest.ssh(f"cat {xml}", capture_output=True)
     counts = {"passed": 0, "failed": 0, "skipped": 0, "errors": 0}
@@ -386,7 +392,30 @@ def run_tests(guest: Guest, user: str, tests: list[str], name: str, timeout: flo
             counts["errors"] += err
             counts["skipped"] += skip
             counts["passed"] += tests_n - fail - err - skip
+    if stopped is not None:
+        log(f"{name} run stopped: {counts['passed']} passed, {counts['failed']} failed, {counts['errors']} errors "
+            f"before it (junit XML in {guest.out})")
+        raise stopped
     return {"name": name, "exit": code, "seconds": took, **counts}
+
+
+def _interrupt_pytest(guest: Guest, proc: subprocess.Popen, out) -> None:  # type: ignore[type-arg,no-untyped-def]
+    """SIGINT to the guest's pytest (as ``timeout -s INT`` sends at its deadline): it ends the test it is in
+    and writes its junit XML; what it prints meanwhile is still logged. At most :data:`GRACE` seconds."""
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)  # one stop is enough: a second would lose the results
+    try:
+        guest.ssh("pkill -INT -f '^/opt/labkit-venv/bin/python -m pytest'", timeout=60)
+        assert proc.stdout is not None
+        cut = threading.Timer(GRACE, proc.kill)  # a pytest that does not end in time is left to the power-off
+        cut.start()
+        for line in proc.stdout:
+            sys.stdout.write(line)
+            out.write(line)
+        cut.cancel()
+    except (OSError, subprocess.SubprocessError) as err:
+        log(f"could not end pytest in the guest: {err}")
+    finally:
+        signal.signal(signal.SIGTERM, _interrupted)
 
 
 def _interrupted(signum, frame):  # type: ignore[no-untyped-def]
