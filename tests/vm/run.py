@@ -64,7 +64,9 @@ SPEED_PROBE = "import labkit.cli"
 #: - as root: the devices and seccomp tests (the device program cgroup v2 attaches, seccomp on kernel 6.1), the
 #:   container-states notebook on real containers (pause by cgroup.freeze), the security tests of the state and
 #:   ports kept private, the cgroups notebook on real containers, the v2 cgroup primitives, the container's processes, the engine, rootless in a delegated v2 subtree without
-#:   systemd, and images deeper than a page of mount options on a kernel that takes no "lowerdir+" (6.1).
+#:   systemd, and images deeper than a page of mount options on a kernel that takes no "lowerdir+" (6.1);
+#:   then, where time is left: the services notebook on real containers (ten replicas converging on a slow
+#:   host), the services on the real kernel, and kill -9 at random points (200 trials).
 PLAN: tuple[tuple[str, str, float], ...] = (
     ("root", "tests/linux/test_limits.py", 140),
     ("user", "tests/rootless/test_session.py", 60),
@@ -86,6 +88,10 @@ PLAN: tuple[tuple[str, str, float], ...] = (
     ("root", "tests/rootless/test_rootless.py::test_pause_freezes_in_a_delegated_cgroup", 60),
     ("root", "tests/rootless/test_rootless.py::test_the_engine_leaves_the_delegated_cgroup_as_it_found_it", 30),
     ("root", "tests/linux/test_deep_fallback.py", 250),
+    ("root", "tests/notebooks/test_notebooks.py::test_notebook_runs_on_real_containers[06-stateless-by-design.ipynb]",
+     290),
+    ("root", "tests/linux/test_service.py", 390),
+    ("root", "tests/linux/test_crash.py", 2100),
 )
 #: How many times slower than this host the guest ran Python when :data:`PLAN`'s seconds were measured.
 PLAN_SCALE = 25
