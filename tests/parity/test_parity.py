@@ -435,7 +435,10 @@ def _transcript(argv: list[str], env: dict[str, str], typed: list[tuple[str, str
     child.logfile_read = shown
     try:
         for prompt, line in typed:
-            child.expect(prompt)
+            if prompt:
+                child.expect(prompt)
+            else:  # nothing shows before the keys: wait until the client has made the terminal raw, or the
+                _raw(child)  # line discipline itself would echo a key typed before then (an extra line)
             child.send(line)
         child.expect(pexpect.EOF)
     finally:
@@ -443,6 +446,17 @@ def _transcript(argv: list[str], env: dict[str, str], typed: list[tuple[str, str
     code = child.exitstatus if child.exitstatus is not None else child.signalstatus
     text = ANSI.sub("", shown.getvalue()).replace("\r\n", "\n")
     return code, HEX12.sub("<ID12>", HEX64.sub("<ID>", "\n".join(_screen_line(line) for line in text.split("\n"))))
+
+
+def _raw(child, timeout: float = 10) -> None:  # type: ignore[no-untyped-def]
+    """Wait until the program on ``child``'s terminal has turned its echo and line editing off (as ``attach``
+    does before it forwards keys), at most ``timeout`` seconds."""
+    import termios
+    import time
+
+    deadline = time.monotonic() + timeout
+    while termios.tcgetattr(child.child_fd)[3] & (termios.ECHO | termios.ICANON) and time.monotonic() < deadline:
+        time.sleep(0.01)
 
 
 def _screen_line(line: str) -> str:
