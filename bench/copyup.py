@@ -76,7 +76,7 @@ def main() -> int:
     finally:
         for c in lab.ps(all=True):
             lab.rm(c["Id"], force=True)
-        lab.prune_networks()
+        lab.network_prune()
         shutil.rmtree(root, ignore_errors=True)
 
 

@@ -556,7 +556,7 @@ class Bench:
                 except Exception as err:  # a broken record must not stop the rest of the cleanup
                     print(f"cleanup: labkit rm {cid[:12]}: {err}", file=sys.stderr)
             try:
-                self.engine.prune_networks()
+                self.engine.network_prune()
                 bridges = self.engine.networks.bridges()
             except Exception as err:
                 print(f"cleanup: labkit networks: {err}", file=sys.stderr)

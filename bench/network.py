@@ -123,7 +123,7 @@ def main() -> int:
             lab.rm(web.id, force=True)
         for c in lab.ps(all=True):
             lab.rm(c["Id"], force=True)
-        lab.prune_networks()
+        lab.network_prune()
         shutil.rmtree(root, ignore_errors=True)
 
 

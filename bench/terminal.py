@@ -87,7 +87,7 @@ def stop_labkit(lab, env: dict[str, str], work: str) -> None:
             lab.rm(cid, force=True)
         except Exception:
             pass
-    lab.prune_networks()
+    lab.network_prune()
     shutil.rmtree(work, ignore_errors=True)
 
 

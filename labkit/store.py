@@ -427,7 +427,7 @@ class Store:
 
         Re-entrant within a thread: a flock(2) lock belongs to an open file, so a second open
         of the lock file by a thread already holding it would wait for itself forever (a
-        sweep run under the lock, such as ``prune_networks``' reading of the records).
+        sweep run under the lock, such as ``network_prune``' reading of the records).
         """
         depth = getattr(self._locking, "depth", 0)
         if depth:

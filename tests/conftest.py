@@ -144,7 +144,7 @@ def shared_engine(session_root):
 
     lab = labkit.connect(backend="linux", root=session_root)
     yield lab
-    lab.prune_networks()  # an idle bridge goes a few seconds after its last container; the session does not wait
+    lab.network_prune()  # an idle bridge goes a few seconds after its last container; the session does not wait
 
 
 @pytest.fixture
@@ -225,7 +225,7 @@ def _lasting(listing: Callable[[], set[str]], settle: float = 1.0) -> set[str]:
 def _take_down_bridges(roots: list[Path] | None = None) -> None:
     """An idle bridge goes a few seconds after its last container left; the session does not wait for that.
 
-    Only idle bridges go (``prune_networks``): a veth, a mount or a process still there is a leak,
+    Only idle bridges go (``network_prune``): a veth, a mount or a process still there is a leak,
     and the check below reports it. A root another user owns (a test's unprivileged user's, the
     simulator's run as ``nobody``) is passed by: only root's own roots make bridges, and labkit
     refuses to open another user's root.
@@ -240,7 +240,7 @@ def _take_down_bridges(roots: list[Path] | None = None) -> None:
             continue
         if (root / "networks").is_dir():
             try:
-                Engine(root=root, backend="linux").prune_networks()
+                Engine(root=root, backend="linux").network_prune()
             except Exception as err:  # reported below as the bridge that stayed
                 print(f"could not prune the networks of {root}: {err}")
 

@@ -418,7 +418,7 @@ class Server:
                     os.environ.clear()
                     os.environ.update(env)
                     try:
-                        Engine(backend=os.environ.get("LABKIT_BACKEND") or "auto").prune_networks()
+                        Engine(backend=os.environ.get("LABKIT_BACKEND") or "auto").network_prune()
                     except Exception:
                         pass  # that root's bridges stay for `labkit network prune`
             finally:

@@ -18,7 +18,7 @@ collection, with one naming order (``lab.volumes.rm``, ``lab.networks.create``):
 
 The container verbs read best flat, as the notebooks and the CLI say them (``lab.run``,
 ``lab.stop``, ``lab.ps``), and so do Docker's own compound verbs (``lab.volume_rm``,
-``lab.inspect_network``): each is a one-line alias of its collection's verb.
+``lab.network_inspect``): each is a one-line alias of its collection's verb.
 
 What is here besides is what every resource shares: the trace (every step the kernel
 took, :mod:`labkit.model.events`) and the container records — loaded, brought in line
@@ -324,7 +324,7 @@ class Engine:
         """``docker cp - CONTAINER:DIR``."""
         return self.containers.copy_to(ref, path, tar, keep_owners)
 
-    def prune_containers(self) -> list[str]:
+    def container_prune(self) -> list[str]:
         """``docker container prune``."""
         return self.containers.prune()
 
@@ -337,7 +337,7 @@ class Engine:
         """Build the base image and the lesson's images (offline; idempotent)."""
         return self.images.setup(on_step)
 
-    def inspect_image(self, ref: str) -> dict[str, Any]:
+    def image_inspect(self, ref: str) -> dict[str, Any]:
         """``docker image inspect``."""
         return self.images.inspect(ref)
 
@@ -389,7 +389,7 @@ class Engine:
         """``docker network ls``."""
         return self.networks.ls()
 
-    def inspect_network(self, ref: str) -> dict[str, Any]:
+    def network_inspect(self, ref: str) -> dict[str, Any]:
         """``docker network inspect``."""
         return self.networks.inspect(ref)
 
@@ -405,7 +405,7 @@ class Engine:
         """``docker network disconnect``."""
         return self.networks.disconnect(network, ref, force)
 
-    def prune_networks(self) -> None:
+    def network_prune(self) -> None:
         """Take down the bridge of every network no container is plugged into (:meth:`NetworkCollection.prune`)."""
         self.networks.prune()
 
@@ -440,7 +440,7 @@ class Engine:
         """``docker volume ls``."""
         return self.volumes.ls()
 
-    def inspect_volume(self, name: str) -> dict[str, Any]:
+    def volume_inspect(self, name: str) -> dict[str, Any]:
         """``docker volume inspect``."""
         return self.volumes.inspect(name)
 

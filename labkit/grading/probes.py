@@ -525,7 +525,7 @@ def image_layers_unchanged(engine: Engine, image: str) -> Outcome:
 
 def _volume(engine: Engine, name: str) -> dict[str, Any]:
     try:
-        return engine.inspect_volume(name)
+        return engine.volume_inspect(name)
     except NotFound:
         raise Missing(f"there is no volume named {name} yet") from None
 

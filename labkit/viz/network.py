@@ -127,7 +127,7 @@ def gather(engine: Engine, ref: str) -> NetView:
     subnet = ""
     if mode not in ("none", "host"):
         try:
-            subnet = engine.inspect_network(mode)["IPAM"]["Config"][0]["Subnet"]
+            subnet = engine.network_inspect(mode)["IPAM"]["Config"][0]["Subnet"]
         except (LookupError, TypeError):
             subnet = ""
     return replace(view(info, engine.network_view(ref), subnet), simulated=engine.backend.simulated)

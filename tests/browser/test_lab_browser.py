@@ -134,7 +134,7 @@ def serve_lab(notebooks: list[str], backend: str, setup: bool = False) -> Iterat
         if backend == "linux" and (root / "networks").exists():
             import labkit
 
-            labkit.connect(backend="linux", root=root).prune_networks()
+            labkit.connect(backend="linux", root=root).network_prune()
         shutil.rmtree(work, ignore_errors=True)
 
 

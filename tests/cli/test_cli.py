@@ -173,20 +173,20 @@ class FakeEngine:
             "Config": {"Env": ["PATH=/bin", "A=<b>&c"], "Labels": {"z": "1", "a": "2"}, "Memory": None},
         }
 
-    def inspect_image(self, ref: str) -> dict:
-        self._record("inspect_image", ref)
+    def image_inspect(self, ref: str) -> dict:
+        self._record("image_inspect", ref)
         if ref in ("busybox", "busybox:latest"):
             return {"Id": IMG_ID, "RepoTags": ["busybox:latest"]}
         raise NoSuchImage(ref)
 
-    def inspect_volume(self, name: str) -> dict:
-        self._record("inspect_volume", name)
+    def volume_inspect(self, name: str) -> dict:
+        self._record("volume_inspect", name)
         if name == "data":
             return {"Name": "data", "Driver": "local", "Mountpoint": "/var/lib/labkit/volumes/data/_data"}
         raise NoSuchVolume(name)
 
-    def inspect_network(self, ref: str) -> dict:
-        self._record("inspect_network", ref)
+    def network_inspect(self, ref: str) -> dict:
+        self._record("network_inspect", ref)
         from labkit.errors import NoSuchNetwork
 
         raise NoSuchNetwork(ref)
@@ -658,7 +658,7 @@ def test_inspect_unknown_prints_empty_array_and_no_such_object(labkit, engine) -
     """An unknown name tries container, image, volume, then prints [] and Error: No such object, rc 1."""
     r = labkit("inspect", "ghost")
     assert (r.code, r.out, r.err) == (1, "[]\n", "Error: No such object: ghost\n")
-    assert [n for n, _, _ in engine.calls] == ["inspect", "inspect_image", "inspect_volume", "inspect_network"]
+    assert [n for n, _, _ in engine.calls] == ["inspect", "image_inspect", "volume_inspect", "network_inspect"]
 
 
 def test_inspect_finds_images_and_volumes_and_honours_type(labkit, engine) -> None:
@@ -929,7 +929,7 @@ def test_no_command_ever_prints_a_traceback(engine, failure) -> None:
             "images",
             "build",
             "volume_rm",
-            "inspect_volume",
+            "volume_inspect",
             "diff",
             "wait",
             "kill",

@@ -71,7 +71,7 @@ def test_container_prune_and_disk_usage(lab):
     usage = lab.disk_usage()
     assert usage["Containers"]["Total"] >= 3 and usage["Containers"]["Active"] >= 1
     assert usage["Images"]["Total"] >= 1 and usage["Images"]["Active"] >= 1
-    removed = lab.prune_containers()
+    removed = lab.container_prune()
     assert {done.id, made.id} <= set(removed) and up.id not in removed
     assert [item["Id"] for item in lab.ps(all=True)] == [up.id]
 
@@ -243,7 +243,7 @@ def test_network_connect_plugs_a_running_container_in_and_disconnect_unplugs_it(
         assert live["IPAMConfig"] == {"IPv4Address": "10.231.0.77"} and len(live["EndpointID"]) == 64
         assert live["EndpointID"] != nets["bridge"]["EndpointID"]
         assert c.inspect()["NetworkSettings"]["IPAddress"] == nets["bridge"]["IPAddress"], "the top copies: bridge's"
-        assert lab.inspect_network("lk-live-net")["Containers"][c.id]["IPAddress"] == "10.231.0.77"
+        assert lab.network_inspect("lk-live-net")["Containers"][c.id]["IPAddress"] == "10.231.0.77"
         code, hosts = c.exec(["cat", "/etc/hosts"])
         peer_ip = peer.inspect()["NetworkSettings"]["Networks"]["lk-live-net"]["IPAddress"]
         assert f"10.231.0.77\t{c.id[:12]}\n" in hosts and f"{peer_ip}\tpeer\n" in hosts
@@ -266,7 +266,7 @@ def test_network_connect_plugs_a_running_container_in_and_disconnect_unplugs_it(
         assert list(c.inspect()["NetworkSettings"]["Networks"]) == ["bridge"]
         assert "10.231.0.77" not in c.exec(["cat", "/etc/hosts"])[1] and "\tpeer" not in c.exec(["cat", "/etc/hosts"])[1]
         assert "joiner" not in peer.exec(["cat", "/etc/hosts"])[1]
-        assert c.id not in lab.inspect_network("lk-live-net")["Containers"]
+        assert c.id not in lab.network_inspect("lk-live-net")["Containers"]
         with pytest.raises(Conflict, match=f"container {c.id} is not connected to network lk-live-net"):
             lab.network_disconnect("lk-live-net", "joiner")
         lab.network_connect("lk-live-net", "joiner")

@@ -167,7 +167,7 @@ def main() -> None:
     a, n, r, m = total
     print(f"{'all':<10} {a:>5}/{n:<4} {a / n:6.1%} {r:>5}/{m:<4} {r / m:6.1%}")
     if engine is not None:
-        engine.prune_networks()
+        engine.network_prune()
 
 
 if __name__ == "__main__":

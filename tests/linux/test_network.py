@@ -116,14 +116,14 @@ def test_user_network_resolves_names(engine):
         assert code == 0 and out.strip() == f"hello from {db.id[:12]}"
         code, out = db.exec(["cat", "/etc/hosts"])
         assert "\tapp" in out, "the earlier container learned the newcomer's name"
-        subnet = engine.inspect_network("labnet")["IPAM"]["Config"][0]["Subnet"]
-        assert subnet != engine.inspect_network("bridge")["IPAM"]["Config"][0]["Subnet"]
+        subnet = engine.network_inspect("labnet")["IPAM"]["Config"][0]["Subnet"]
+        assert subnet != engine.network_inspect("bridge")["IPAM"]["Config"][0]["Subnet"]
         with pytest.raises(Conflict, match="has active endpoints"):
             engine.network_rm("labnet")
         db.remove(force=True)
         app.remove(force=True)
     finally:
-        bridge = engine.inspect_network("labnet")["Options"]["com.docker.network.bridge.name"]
+        bridge = engine.network_inspect("labnet")["Options"]["com.docker.network.bridge.name"]
         engine.network_rm("labnet")
     assert not os.path.exists(f"/sys/class/net/{bridge}"), "network rm takes its bridge down"
 
@@ -187,7 +187,7 @@ def test_bridge_network_is_listed(engine):
     assert names[:3] == ["bridge", "host", "none"]
     with pytest.raises(Conflict, match="pre-defined network"):
         engine.network_rm("bridge")
-    assert json.dumps(engine.inspect_network("bridge"))
+    assert json.dumps(engine.network_inspect("bridge"))
 
 
 def test_second_container_cannot_take_a_used_port(engine):
@@ -294,7 +294,7 @@ def test_a_process_that_ends_takes_its_idle_bridges_with_it(engine):
 
 def test_prune_on_a_root_that_never_made_a_bridge_returns(tmp_path):
     """Listing networks makes the default network's record under the store's lock: prune must not hold it then."""
-    script = ("import labkit; labkit.connect(backend='linux', root=%r).prune_networks(); print('pruned')"
+    script = ("import labkit; labkit.connect(backend='linux', root=%r).network_prune(); print('pruned')"
               .replace("%r", repr(str(tmp_path / "labkit-test-fresh"))))
     done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60)
     assert (done.returncode, done.stdout) == (0, "pruned\n"), done.stderr
@@ -336,7 +336,7 @@ def _save_subnet(engine, network: str, subnet: str) -> None:
 
 
 def _subnet(engine, network: str = "bridge") -> ipaddress.IPv4Network:
-    return ipaddress.IPv4Network(engine.inspect_network(network)["IPAM"]["Config"][0]["Subnet"])
+    return ipaddress.IPv4Network(engine.network_inspect(network)["IPAM"]["Config"][0]["Subnet"])
 
 
 def test_two_state_roots_beside_a_docker0_get_three_subnets():
@@ -377,7 +377,7 @@ def test_two_state_roots_beside_a_docker0_get_three_subnets():
         for lab in roots:
             for c in lab.ps(all=True):
                 lab.rm(c["Id"], force=True)
-            lab.prune_networks()
+            lab.network_prune()
 
 
 def test_a_stopped_container_gets_an_address_in_the_new_subnet():
@@ -390,7 +390,7 @@ def test_a_stopped_container_gets_an_address_in_the_new_subnet():
         first = ipaddress.IPv4Network(f"{ns['IPAddress']}/{ns['IPPrefixLen']}", strict=False)
         assert first == _subnet(lab)
         c.stop(timeout=0)
-        lab.prune_networks()
+        lab.network_prune()
         assert not net.bridge_exists(_bridge(lab))
         with _dummy_bridge("lkclash0", f"{next(first.hosts())}/{first.prefixlen}"):
             c.start()
@@ -402,7 +402,7 @@ def test_a_stopped_container_gets_an_address_in_the_new_subnet():
     finally:
         for rec in lab.ps(all=True):
             lab.rm(rec["Id"], force=True)
-        lab.prune_networks()
+        lab.network_prune()
 
 
 def test_a_given_subnet_that_is_taken_is_refused(engine):
@@ -416,7 +416,7 @@ def test_a_given_subnet_that_is_taken_is_refused(engine):
                 c.start()
             assert "--subnet" in err.value.hint
             assert not os.path.ismount(os.path.join(os.path.dirname(c.inspect()["LogPath"]), "netns"))
-            assert "SubnetGiven" not in engine.inspect_network("given")
+            assert "SubnetGiven" not in engine.network_inspect("given")
             engine.rm(c.id)
     finally:
         engine.network_rm("given")
@@ -479,7 +479,7 @@ def test_a_vpns_routes_are_heeded_in_any_table():
         subprocess.run(["ip", "link", "del", "lkvpn0"], capture_output=True)  # its routes go with it
         for rec in lab.ps(all=True):
             lab.rm(rec["Id"], force=True)
-        lab.prune_networks()
+        lab.network_prune()
 
 
 def test_two_roots_bringing_bridges_up_at_once_take_two_subnets():
@@ -515,7 +515,7 @@ def test_two_roots_bringing_bridges_up_at_once_take_two_subnets():
         for lab in labs:
             for rec in lab.ps(all=True):
                 lab.rm(rec["Id"], force=True)
-            lab.prune_networks()
+            lab.network_prune()
 
 
 def test_a_stale_veth_the_kernel_already_took_is_not_an_error():

@@ -52,7 +52,7 @@ def real_root():
     if os.geteuid() == 0 and (root / "networks").exists():
         import labkit
 
-        labkit.connect(backend="linux", root=root).prune_networks()  # idle bridges go a few seconds after their last container; no waiting here
+        labkit.connect(backend="linux", root=root).network_prune()  # idle bridges go a few seconds after their last container; no waiting here
 
 
 #: The line a notebook's lesson prints under a cell whose output the simulator made (labkit/lesson.py).

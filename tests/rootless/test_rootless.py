@@ -1108,7 +1108,7 @@ def test_commit_save_load_and_export_without_root(learner):
     run = lab.run("rl:1", ["sh", "-c", "cat /mine; ls /etc"], name="rl-run")
     logs = run.logs()
     lab.rm(run.id)
-    print(json.dumps({"id": image_id, "again": lab.inspect_image("rl:1")["Id"], "lines": lines, "logs": logs,
+    print(json.dumps({"id": image_id, "again": lab.image_inspect("rl:1")["Id"], "lines": lines, "logs": logs,
                       "names": names}))
     """)
     assert got["lines"] == ["Loaded image: rl:1"] and got["again"] == got["id"]

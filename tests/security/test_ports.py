@@ -165,7 +165,7 @@ def test_a_neighbour_reaches_neither_the_gateway_port_nor_a_container_address(en
     web = engine.run("busybox", ["sh", "-c", SERVE], detach=True, ports=["8080"])
     ns = web.inspect()["NetworkSettings"]
     gateway, ip, port = ns["Gateway"], ns["IPAddress"], int(ns["Ports"]["8080/tcp"][0]["HostPort"])
-    rec = engine.inspect_network("bridge")
+    rec = engine.network_inspect("bridge")
     subnet, bridge = rec["IPAM"]["Config"][0]["Subnet"], rec["Options"]["com.docker.network.bridge.name"]
     hello = f"hello from {web.id[:12]}"
     assert _page(f"http://127.0.0.1:{port}/").strip() == hello, "the host's 127.0.0.1 port answers"
@@ -200,7 +200,7 @@ def test_networks_do_not_reach_each_other_through_the_host(engine):
         client = engine.run("busybox", ["sleep", "60"], detach=True, network="left")
         made += [web, client]
         guards = [(rec["Options"]["com.docker.network.bridge.name"], rec["IPAM"]["Config"][0])
-                  for rec in (engine.inspect_network(n) for n in ("left", "right"))]
+                  for rec in (engine.network_inspect(n) for n in ("left", "right"))]
         with forwarding(*(bridge for bridge, _ in guards)):
             # busybox 1.35's wget -T crashes (SIGSEGV, on the host too): timeout(1) bounds the wait instead
             probe = ["timeout", "3", "wget", "-q", "-O-", f"http://{web.inspect()['NetworkSettings']['IPAddress']}:8080/"]
@@ -240,9 +240,9 @@ def test_the_table_goes_with_its_bridge(engine):
     engine.network_create("guarded")
     try:
         c = engine.run("busybox", ["sleep", "30"], detach=True, network="guarded")
-        bridge = engine.inspect_network("guarded")["Options"]["com.docker.network.bridge.name"]
+        bridge = engine.network_inspect("guarded")["Options"]["com.docker.network.bridge.name"]
         assert _guarded(bridge)
-        subnet = engine.inspect_network("guarded")["IPAM"]["Config"][0]["Subnet"]
+        subnet = engine.network_inspect("guarded")["IPAM"]["Config"][0]["Subnet"]
         rules = subprocess.run(["nft", "list", "table", "ip", net.guard_table(bridge)], capture_output=True,
                                text=True).stdout
         assert f"ip daddr {subnet}" in rules and "hook prerouting priority raw" in rules and "drop" in rules

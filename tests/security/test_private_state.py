@@ -79,7 +79,7 @@ def open_root():
     yield lab
     for c in lab.ps(all=True):
         lab.rm(c["Id"], force=True)
-    lab.prune_networks()
+    lab.network_prune()
 
 
 @pytest.fixture(scope="module")

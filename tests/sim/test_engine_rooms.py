@@ -51,23 +51,23 @@ def test_each_resource_has_one_naming_order(sim):
     """lab.volumes.create / lab.networks.create and their flat aliases see the same things."""
     sim.volumes.create("data")
     assert [v["Name"] for v in sim.volume_ls()] == [v["Name"] for v in sim.volumes.ls()] == ["data"]
-    assert sim.inspect_volume("data") == sim.volumes.inspect("data")
+    assert sim.volume_inspect("data") == sim.volumes.inspect("data")
     sim.volume_rm("data")
     assert sim.volumes.ls() == []
     sim.networks.create("backend")
-    assert sim.inspect_network("backend")["Name"] == sim.networks.inspect("backend")["Name"] == "backend"
+    assert sim.network_inspect("backend")["Name"] == sim.networks.inspect("backend")["Name"] == "backend"
     assert sim.networks.rm("backend") == "backend"
     assert [n["Name"] for n in sim.network_ls()] == ["bridge", "host", "none"]
     busybox = sim.images.get("busybox")  # built on first use
     assert sim.images() == sim.images.ls() and [i["Id"] for i in sim.images()] == [busybox.id]
-    assert sim.inspect_image("busybox") == sim.images.inspect("busybox")
+    assert sim.image_inspect("busybox") == sim.images.inspect("busybox")
     assert sim.version() == sim.system.version()
 
 
 def test_the_container_verbs_are_the_collections(sim):
     """Every public verb of lab.containers, in whichever room of the engine it is written (containers,
     lifecycle, upkeep), is reachable flat on the engine too (lab.run, lab.stop, lab.ps)."""
-    flat = {"ls": "ps", "get": "container", "prune": "prune_containers"}
+    flat = {"ls": "ps", "get": "container", "prune": "container_prune"}
     verbs = [n for room in ContainerCollection.__mro__ if room.__module__.startswith("labkit.engine.")
              for n in vars(room) if not n.startswith("_")]
     missing = [n for n in verbs if not callable(getattr(sim, flat.get(n, n), None))]

@@ -164,7 +164,7 @@ def cmd_inspect(session: Session, args: argparse.Namespace) -> int:
     """Print objects as a JSON array (or through ``-f``), looking in containers, images, volumes."""
     engine = session.engine
     lookups = {"container": (lambda ref: engine.inspect(ref, size=True)) if args.size else engine.inspect,
-               "image": engine.inspect_image, "volume": engine.inspect_volume, "network": engine.inspect_network}
+               "image": engine.image_inspect, "volume": engine.volume_inspect, "network": engine.network_inspect}
     kinds = [args.type] if args.type else list(lookups)
     try:
         template = Template(args.format) if args.format else None

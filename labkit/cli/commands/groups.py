@@ -77,7 +77,7 @@ def cmd_container_prune(session: Session, args: argparse.Namespace) -> int:
     """Remove every stopped container, as ``docker container prune -f`` does."""
     if not args.force and not _confirm(session, "This will remove all stopped containers."):
         return 0
-    removed = session.engine.prune_containers()
+    removed = session.engine.container_prune()
     session.print("Deleted Containers:" if removed else "", end="\n" if removed else "")
     for cid in removed:
         session.print(cid)
@@ -93,10 +93,10 @@ def cmd_system_prune(session: Session, args: argparse.Namespace) -> int:
     if not args.force and not _confirm(session, "This will remove:\n  - all stopped containers\n"
                                                 "  - all networks not used by at least one container"):
         return 0
-    removed = session.engine.prune_containers()
+    removed = session.engine.container_prune()
     if removed:
         session.print("Deleted Containers:\n" + "".join(cid + "\n" for cid in removed))
-    session.engine.prune_networks()
+    session.engine.network_prune()
     if args.volumes:
         names = session.engine.volume_prune()["VolumesDeleted"]
         if names:

@@ -246,7 +246,7 @@ def cmd_save(session: Session, args: argparse.Namespace) -> int:
     """Write images to a tar archive (``-o FILE`` or stdout) that ``load`` reads, here or in Docker."""
     engine = session.engine
     for ref in args.images:
-        engine.inspect_image(ref)  # refused before anything is written, as Docker's client does
+        engine.image_inspect(ref)  # refused before anything is written, as Docker's client does
     with _output(session, args.output) as out:
         engine.save(args.images, out)
     return 0

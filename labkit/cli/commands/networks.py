@@ -33,13 +33,13 @@ def cmd_network_rm(session: Session, args: argparse.Namespace) -> int:
 
 def cmd_network_prune(session: Session, args: argparse.Namespace) -> int:
     """Delete idle bridges (they come back when a container needs them)."""
-    session.engine.prune_networks()
+    session.engine.network_prune()
     return 0
 
 
 def cmd_network_inspect(session: Session, args: argparse.Namespace) -> int:
     """Print networks as a JSON array, or each through ``-f``; a missing one is named on stderr (exit 1)."""
-    return print_inspected(session, args.networks, session.engine.inspect_network, args.format)
+    return print_inspected(session, args.networks, session.engine.network_inspect, args.format)
 
 
 def cmd_network_connect(session: Session, args: argparse.Namespace) -> int:

@@ -36,7 +36,7 @@ def cmd_volume_rm(session: Session, args: argparse.Namespace) -> int:
 
 def cmd_volume_inspect(session: Session, args: argparse.Namespace) -> int:
     """Print volumes as a JSON array, or each through ``-f``."""
-    return print_inspected(session, args.volumes, session.engine.inspect_volume, args.format)
+    return print_inspected(session, args.volumes, session.engine.volume_inspect, args.format)
 
 
 def cmd_volume_prune(session: Session, args: argparse.Namespace) -> int:
