@@ -127,7 +127,7 @@ class ServiceCollection(Collection):
         count changes, the first count included. Returns the last ``(running, asked)``; the caller
         tells whether the deadline passed by comparing them. A service removed meanwhile is
         :class:`NotFound`; a controller that stopped (its replicas then stop too) is a
-        :class:`LabkitError` naming the last line of its log.
+        :class:`LabkitError` quoting its last note (:meth:`last_note`).
         """
         deadline = time.monotonic() + (converge_seconds() if timeout is None else timeout)
         shown: tuple[int, int] | None = None
