@@ -225,13 +225,23 @@ def build_image(deadline: float) -> Path | None:
     return Path(out.strip().splitlines()[-1])
 
 
+#: What times :data:`SPEED_PROBE` where it runs (on the host, and inside the guest, so that ssh's own login, seconds
+#: emulated, is not counted): one run writes the bytecode, then the median of three.
+PROBE_TIMER = ("import subprocess, sys, time\n"
+               "def once():\n"
+               "    t = time.monotonic()\n"
+               f"    subprocess.run([sys.executable, '-c', {SPEED_PROBE!r}], check=True)\n"
+               "    return time.monotonic() - t\n"
+               "once()\n"
+               "print(sorted(once() for _ in range(3))[1])\n")
+
+
 def import_seconds(argv: list[str], timeout: float) -> float:
-    """Seconds the second of two runs of ``argv`` (a Python importing :data:`SPEED_PROBE`) took: the first writes
-    the bytecode the second reads."""
-    subprocess.run(argv, capture_output=True, timeout=timeout, check=True, cwd=REPO)
-    t = time.monotonic()
-    subprocess.run(argv, capture_output=True, timeout=timeout, check=True, cwd=REPO)
-    return time.monotonic() - t
+    """Seconds a Python importing :data:`SPEED_PROBE` takes where ``argv`` (a command that runs a Python program
+    given as its last argument's ``-c``) runs it: the median of three runs after one that writes the bytecode,
+    timed by that Python itself (:data:`PROBE_TIMER`)."""
+    done = subprocess.run(argv, capture_output=True, text=True, timeout=timeout, check=True, cwd=REPO)
+    return float(done.stdout.split()[-1])
 
 
 def time_scale(guest: Guest) -> str:
@@ -245,8 +255,8 @@ def time_scale(guest: Guest) -> str:
     if os.environ.get("LABKIT_TEST_TIME_SCALE"):
         return os.environ["LABKIT_TEST_TIME_SCALE"]
     venv = REPO / ".venv" / "bin" / "python"  # make test's, with everything labkit imports
-    here = import_seconds([str(venv) if venv.exists() else sys.executable, "-c", SPEED_PROBE], 120)
-    there = import_seconds([*guest.ssh_argv(), f"cd /srv/labkit && /usr/bin/python3 -c {shlex.quote(SPEED_PROBE)}"],
+    here = import_seconds([str(venv) if venv.exists() else sys.executable, "-c", PROBE_TIMER], 120)
+    there = import_seconds([*guest.ssh_argv(), f"cd /srv/labkit && /usr/bin/python3 -c {shlex.quote(PROBE_TIMER)}"],
                            900)
     return str(max(1, math.ceil(there / max(here, 0.01))))
 
