@@ -34,6 +34,15 @@ ON_CGROUPS = os.path.exists("/sys/fs/cgroup") and bool(os.listdir("/sys/fs/cgrou
 # -- helpers for the real kernel ------------------------------------------------
 
 
+def _read_more(stream, said: list[str]) -> str:
+    """All that a non-blocking pipe has said so far (``said`` keeps what earlier reads took)."""
+    try:
+        said.append(stream.read() or "")
+    except (BlockingIOError, TypeError):  # nothing there yet
+        pass
+    return "".join(said)
+
+
 def _wait_until(predicate, timeout=5.0, step=0.02):
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -219,12 +228,19 @@ def test_pids_limit_stops_a_shell_fork_loop(groups):
     group = groups.make(Limits(pids_limit=5))
     loop = "i=0; while [ $i -lt 20 ]; do sleep 60 & i=$((i+1)); done; wait"
     proc = groups.spawn(group, [*shell, "-c", loop, "labkit-test-forkloop"])
-    # until the kernel has refused a fork (pids.events "max" counts them): the group reaching 5 is not enough on
-    # a slow host, where killing it then can beat the shell's sixth fork
+    # until the kernel has refused a fork (pids.events "max" counts them) and the shell has said so: the group
+    # reaching 5 is not enough on a slow host, where killing it then can beat the shell's sixth fork, nor is the
+    # kernel's count, raised before the shell writes its message
+    assert proc.stderr is not None
+    os.set_blocking(proc.stderr.fileno(), False)
+    said: list[str] = []
     assert _wait_until(lambda: proc.poll() is not None or group.forks_refused() > 0, timeout=scaled(5))
+    _wait_until(lambda: "fork" in _read_more(proc.stderr, said).lower() or proc.poll() is not None,
+                timeout=scaled(5))
     assert group.pids_current() <= 5
     group.kill_all()
-    _, err = proc.communicate(timeout=scaled(10))
+    proc.wait(timeout=scaled(10))
+    err = _read_more(proc.stderr, said)
     assert "fork" in err.lower()
     if busybox:
         assert "Resource temporarily unavailable" in err  # EAGAIN from fork(2)
