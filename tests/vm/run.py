@@ -528,7 +528,7 @@ def main(argv: list[str] | None = None) -> int:
         trust_as_the_host(guest)
         times["copy"] = time.monotonic() - t
         scale = time_scale(guest)
-        log(f"the guest runs Python about {scale} times slower than this host: the tests' deadlines for whole "
+        log(f"the guest starts programs about {scale} times slower than this host: the tests' deadlines for whole "
             f"programs stretch by that (LABKIT_TEST_TIME_SCALE)")
         share = ROOT_SHARE
         if planned:
