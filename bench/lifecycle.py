@@ -39,6 +39,7 @@ podman's default rlimits are lowered to the hard limits in
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import platform
@@ -52,7 +53,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -726,7 +727,8 @@ class Bench:
             ]
         return cases
 
-    def companions(self, start: bool) -> None:
+    @contextlib.contextmanager
+    def companions(self) -> Iterator[None]:
         """One sleeping container of labkit's and of podman's, running while the ``detach`` section samples memory.
 
         A machine in use runs several containers: the pages of the program each one's helper runs (labkit's
@@ -735,14 +737,15 @@ class Bench:
         private alone, 0.1 MB beside another). runc and crun keep no helper.
         """
         name = f"{PREFIX}-companion"
-        if start:
-            self.engine.run("busybox", SLEEPER, detach=True, name=name, network="none")
-            if self.peers:
-                self.spawn(self.podman("run", "-d", "--network", "none", "--name", name, self.podman.image, *SLEEPER))
-            return
-        self.engine.rm(name, force=True)
+        self.engine.run("busybox", SLEEPER, detach=True, name=name, network="none")
         if self.peers:
-            self.spawn(self.podman("rm", "-f", "-t", "0", name))
+            self.spawn(self.podman("run", "-d", "--network", "none", "--name", name, self.podman.image, *SLEEPER))
+        try:
+            yield
+        finally:
+            self.engine.rm(name, force=True)
+            if self.peers:
+                self.spawn(self.podman("rm", "-f", "-t", "0", name))
 
     # -- exec ------------------------------------------------------------------------------------
     def exec_section(self) -> list[Case]:
@@ -873,12 +876,9 @@ class Bench:
             print(f"{k:>10}: {v}")
         self.setup()
         start = self.section("start", "start-to-exit of `true`", self.start_cases(), ["total"])
-        self.companions(start=True)
-        try:
+        with self.companions():
             detach = self.section("detach", "run -d until running, stop (SIGTERM handled), rm", self.detach_cases(),
                                   ["run -d", "stop", "rm"])
-        finally:
-            self.companions(start=False)
         self.memory_report(detach)
         try:
             self.section("exec", "exec of `true` in a running container", self.exec_section(), ["total"])
